@@ -1,0 +1,252 @@
+//! Inventory snapshots, their canonical form and hash, and deltas between them (SPEC 4 and 5).
+//!
+//! A snapshot is a map from item key to a flat map of string attributes. Its identity is a
+//! BLAKE3 hash defined in two steps so that a site can check a delta without re-serialising
+//! a whole snapshot:
+//!
+//! 1. The **item digest** is BLAKE3 of the item's canonical JSON: the compact JSON array
+//!    `["<key>",{"<attr>":"<value>",…}]` with attributes sorted by name (serde_json escaping).
+//! 2. The **snapshot hash** is BLAKE3 of the concatenation of the 32-byte item digests in
+//!    ascending key order. The empty snapshot hashes to BLAKE3 of nothing.
+//!
+//! Both are independent of the order in which items and attributes were collected, because
+//! both maps are ordered.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// The attributes of one item, sorted by name.
+pub type Attrs = BTreeMap<String, String>;
+/// The items of a snapshot, sorted by key.
+pub type Items = BTreeMap<String, Attrs>;
+
+/// The two inventory classes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Class {
+    Hw,
+    Sw,
+}
+
+impl Class {
+    pub const ALL: [Class; 2] = [Class::Hw, Class::Sw];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::Hw => "hw",
+            Class::Sw => "sw",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Class> {
+        match raw {
+            "hw" => Some(Class::Hw),
+            "sw" => Some(Class::Sw),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Class {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A 32-byte BLAKE3 digest, shown and serialised as lower-case hex.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Digest(pub [u8; 32]);
+
+impl Digest {
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    pub fn from_hex(s: &str) -> Option<Digest> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s, &mut out).ok()?;
+        Some(Digest(out))
+    }
+
+    pub fn from_slice(b: &[u8]) -> Option<Digest> {
+        Some(Digest(b.try_into().ok()?))
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Digest({})", self.to_hex())
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl Serialize for Digest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_hex())
+    }
+}
+
+impl<'de> Deserialize<'de> for Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        Digest::from_hex(&raw)
+            .ok_or_else(|| serde::de::Error::custom("expected 64 lower-case hex digits"))
+    }
+}
+
+/// The canonical JSON of one item: `["<key>",{"<attr>":"<value>",…}]`.
+pub fn item_canonical_json(key: &str, attrs: &Attrs) -> String {
+    // Serialising a tuple of a str and a BTreeMap cannot fail.
+    serde_json::to_string(&(key, attrs)).expect("serialising strings cannot fail")
+}
+
+/// The digest of one item (step 1 of the snapshot hash).
+pub fn item_digest(key: &str, attrs: &Attrs) -> Digest {
+    Digest(*blake3::hash(item_canonical_json(key, attrs).as_bytes()).as_bytes())
+}
+
+/// The snapshot hash from item digests already in ascending key order (step 2).
+pub fn hash_of_digests<'a>(digests: impl IntoIterator<Item = &'a Digest>) -> Digest {
+    let mut h = blake3::Hasher::new();
+    for d in digests {
+        h.update(&d.0);
+    }
+    Digest(*h.finalize().as_bytes())
+}
+
+/// A full snapshot of one class.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub items: Items,
+}
+
+impl Snapshot {
+    pub fn new(items: Items) -> Snapshot {
+        Snapshot { items }
+    }
+
+    /// The snapshot hash (see the module documentation).
+    pub fn hash(&self) -> Digest {
+        let digests: Vec<Digest> = self.items.iter().map(|(k, a)| item_digest(k, a)).collect();
+        hash_of_digests(&digests)
+    }
+
+    /// The delta that turns `self` into `to`.
+    pub fn diff(&self, to: &Snapshot) -> Delta {
+        let mut upsert = Items::new();
+        let mut remove = Vec::new();
+        for (k, a) in &to.items {
+            if self.items.get(k) != Some(a) {
+                upsert.insert(k.clone(), a.clone());
+            }
+        }
+        for k in self.items.keys() {
+            if !to.items.contains_key(k) {
+                remove.push(k.clone());
+            }
+        }
+        Delta { upsert, remove }
+    }
+
+    /// Applies a delta in place: removed keys go, upserted items replace whole items.
+    pub fn apply(&mut self, delta: &Delta) {
+        for k in &delta.remove {
+            self.items.remove(k);
+        }
+        for (k, a) in &delta.upsert {
+            self.items.insert(k.clone(), a.clone());
+        }
+    }
+}
+
+/// The difference between two snapshots: items added or changed (whole) and keys removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delta {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub upsert: Items,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remove: Vec<String>,
+}
+
+impl Delta {
+    pub fn is_empty(&self) -> bool {
+        self.upsert.is_empty() && self.remove.is_empty()
+    }
+}
+
+/// What `invagent inventory hw|sw --json` prints: a collected snapshot with its hash and the
+/// warnings of the collectors (files that were missing or unreadable).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inventory {
+    pub class: Class,
+    pub hash: Digest,
+    pub items: Items,
+    pub warnings: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn attrs(pairs: &[(&str, &str)]) -> Attrs {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn canonical_item_json_is_compact_and_sorted() {
+        let a = attrs(&[("version", "1.0"), ("name", "bash")]);
+        assert_eq!(
+            item_canonical_json("dpkg/bash/amd64", &a),
+            r#"["dpkg/bash/amd64",{"name":"bash","version":"1.0"}]"#
+        );
+    }
+
+    #[test]
+    fn empty_snapshot_hash_is_blake3_of_nothing() {
+        assert_eq!(Snapshot::default().hash().0, *blake3::hash(b"").as_bytes());
+    }
+
+    #[test]
+    fn digest_hex_round_trip() {
+        let d = Snapshot::default().hash();
+        assert_eq!(Digest::from_hex(&d.to_hex()), Some(d));
+        assert_eq!(Digest::from_hex("zz"), None);
+    }
+
+    fn arb_items() -> impl Strategy<Value = Items> {
+        prop::collection::btree_map(
+            "[a-z]{1,3}(/[a-z0-9]{1,3})?",
+            prop::collection::btree_map("[a-z_]{1,6}", "[ -~]{0,8}", 0..4),
+            0..12,
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn applying_diff_gives_target(a in arb_items(), b in arb_items()) {
+            let (a, b) = (Snapshot::new(a), Snapshot::new(b));
+            let d = a.diff(&b);
+            let mut c = a.clone();
+            c.apply(&d);
+            prop_assert_eq!(&c, &b);
+            prop_assert_eq!(c.hash(), b.hash());
+            prop_assert_eq!(a.diff(&a).is_empty(), true);
+        }
+
+        #[test]
+        fn hash_is_independent_of_insertion_order(a in arb_items()) {
+            let mut pairs: Vec<(String, Attrs)> = a.clone().into_iter().collect();
+            pairs.reverse();
+            let rebuilt: Items = pairs.into_iter().collect();
+            prop_assert_eq!(Snapshot::new(rebuilt).hash(), Snapshot::new(a).hash());
+        }
+    }
+}

@@ -1,0 +1,373 @@
+//! JSON bodies and paths of the two HTTP APIs a site serves.
+//!
+//! * The **CAP API** (`/cap/v1/…`) is what agents talk to: enrol, check in for instructions,
+//!   send reports, acknowledge events. Agents authenticate with `Authorization: Bearer
+//!   <client token>` where the token is `<client id>.<key hex>` (see [`ClientToken`]).
+//! * The **admin API** (`/api/v1/…`) is what `invsync`, `setevnt`, the console and other tools
+//!   use, with `Authorization: Bearer <admin token>`.
+//!
+//! Every error response of either API is an [`ErrorBody`] with a 4xx/5xx status.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::inventory::{Class, Delta, Digest, Items};
+use crate::name::{ClientName, SiteCode};
+use crate::time::Timestamp;
+
+pub const CAP_ENROLL: &str = "/cap/v1/enroll";
+pub const CAP_CHECKIN: &str = "/cap/v1/checkin";
+pub const CAP_REPORT: &str = "/cap/v1/report";
+pub const CAP_ACK: &str = "/cap/v1/ack";
+pub const API_SITE: &str = "/api/v1/site";
+pub const API_CLIENTS: &str = "/api/v1/clients";
+
+/// `/api/v1/clients/{name}`.
+pub fn api_client(name: &ClientName) -> String {
+    format!("{API_CLIENTS}/{name}")
+}
+/// `/api/v1/clients/{name}/requests`: POST a [`ResyncRequestBody`].
+pub fn api_client_requests(name: &ClientName) -> String {
+    format!("{API_CLIENTS}/{name}/requests")
+}
+/// `/api/v1/clients/{name}/events`: POST an [`EventRequestBody`].
+pub fn api_client_events(name: &ClientName) -> String {
+    format!("{API_CLIENTS}/{name}/events")
+}
+
+/// The body of every error response: one sentence a person can act on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Credentials
+
+/// A client's credential as the agent presents it: `<client id>.<64 hex digits of key>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientToken {
+    pub client_id: Uuid,
+    pub key: [u8; 32],
+}
+
+impl ClientToken {
+    pub fn encode(&self) -> String {
+        format!("{}.{}", self.client_id, hex::encode(self.key))
+    }
+
+    pub fn parse(raw: &str) -> Option<ClientToken> {
+        let (id, key) = raw.split_once('.')?;
+        let client_id = Uuid::parse_str(id).ok()?;
+        let mut k = [0u8; 32];
+        hex::decode_to_slice(key, &mut k).ok()?;
+        Some(ClientToken { client_id, key: k })
+    }
+
+    /// What the site stores instead of the key.
+    pub fn key_hash(&self) -> Digest {
+        Digest(*blake3::hash(&self.key).as_bytes())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// CAP API
+
+/// `POST /cap/v1/enroll`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollRequest {
+    pub secret: String,
+    pub name: ClientName,
+    /// The content of `/etc/machine-id` under the agent's root; identifies the machine across
+    /// re-installs of the agent.
+    pub machine_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollResponse {
+    pub client_id: Uuid,
+    /// The client token ([`ClientToken::encode`]); shown once, stored hashed by the site.
+    pub token: String,
+    pub name: ClientName,
+    pub site: SiteCode,
+    /// True when this machine was already enrolled under this name and keeps its id.
+    pub reenrolled: bool,
+}
+
+/// The site's view of one class of a client: the version and hash it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClassState {
+    pub version: i64,
+    pub hash: Digest,
+}
+
+/// `POST /cap/v1/checkin`: the agent says it is alive and asks what to do.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckinRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_version: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckinResponse {
+    /// Instructions not yet completed, oldest first. An instruction is delivered again until it
+    /// completes, so a lost response loses nothing; the agent de-duplicates by id.
+    #[serde(default)]
+    pub instructions: Vec<Instruction>,
+    /// What the site holds per class; absent for a class it has no snapshot of. An agent whose
+    /// own record differs (restored database, wiped agent) sends a full report.
+    #[serde(default)]
+    pub classes: BTreeMap<Class, ClassState>,
+}
+
+/// Something the site asks a client to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Instruction {
+    pub id: i64,
+    #[serde(flatten)]
+    pub kind: InstructionKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum InstructionKind {
+    /// Run this class's inventory and send a full report answering the instruction's id
+    /// (the `.cfg` of the original tool).
+    Resync { class: Class },
+    /// A Set Client Event wake-up.
+    Event { event: Event },
+}
+
+/// The events of `setevnt CLIENT EVENT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Event {
+    /// Run a cycle now.
+    Cycle,
+    /// Run the hardware inventory now.
+    Hinv,
+    /// Run the software inventory now.
+    Sinv,
+}
+
+impl Event {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Event::Cycle => "cycle",
+            Event::Hinv => "hinv",
+            Event::Sinv => "sinv",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Event> {
+        match raw {
+            "cycle" => Some(Event::Cycle),
+            "hinv" => Some(Event::Hinv),
+            "sinv" => Some(Event::Sinv),
+            _ => None,
+        }
+    }
+}
+
+/// `POST /cap/v1/report`: one class's inventory, full or as a delta.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    /// Unique per report: the same report sent twice is stored once.
+    pub report_id: Uuid,
+    pub class: Class,
+    /// The hash the snapshot has after this report is applied.
+    pub hash: Digest,
+    #[serde(flatten)]
+    pub body: ReportBody,
+    /// Ids of resync instructions this (full) report answers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub answers: Vec<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum ReportBody {
+    /// The whole snapshot.
+    Full { items: Items },
+    /// Changes against the version the site last acknowledged.
+    Delta { base_version: i64, delta: Delta },
+}
+
+impl ReportBody {
+    pub fn is_full(&self) -> bool {
+        matches!(self, ReportBody::Full { .. })
+    }
+}
+
+/// The site's answer to a report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum ReportAck {
+    /// Stored; the snapshot now has this version and hash.
+    Accepted { version: i64, hash: Digest },
+    /// This report id was stored before; nothing changed.
+    Duplicate { version: i64, hash: Digest },
+    /// Stored nothing: send a full report.
+    ResyncRequired { reason: String },
+}
+
+/// `POST /cap/v1/ack`: events the agent has acted on.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AckRequest {
+    pub done: Vec<i64>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Admin API
+
+/// `GET /api/v1/site`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SiteInfo {
+    pub code: SiteCode,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+}
+
+/// One line of `invsite clients` / `GET /api/v1/clients`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientSummary {
+    pub name: ClientName,
+    pub id: Uuid,
+    pub site: SiteCode,
+    pub last_seen: Option<Timestamp>,
+    pub hw_version: Option<i64>,
+    pub hw_updated_at: Option<Timestamp>,
+    pub sw_version: Option<i64>,
+    pub sw_updated_at: Option<Timestamp>,
+    pub pending_requests: i64,
+}
+
+/// One class of `invsite show --json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotView {
+    pub version: i64,
+    pub hash: Digest,
+    /// When the last full report was stored.
+    pub full_at: Timestamp,
+    /// When the last report (full or delta) was stored.
+    pub updated_at: Timestamp,
+    pub items: Items,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestState {
+    Pending,
+    PickedUp,
+    Complete,
+}
+
+impl RequestState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestState::Pending => "pending",
+            RequestState::PickedUp => "picked_up",
+            RequestState::Complete => "complete",
+        }
+    }
+}
+
+/// A resync request as `invsite show` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestView {
+    pub id: i64,
+    pub class: Class,
+    pub state: RequestState,
+    pub requested_at: Timestamp,
+    pub picked_up_at: Option<Timestamp>,
+    pub completed_at: Option<Timestamp>,
+}
+
+/// A Set Client Event wake-up as `invsite show` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventView {
+    pub id: i64,
+    pub event: Event,
+    pub state: RequestState,
+    pub requested_at: Timestamp,
+    pub picked_up_at: Option<Timestamp>,
+    pub completed_at: Option<Timestamp>,
+}
+
+/// `invsite show CLIENT --json` / `GET /api/v1/clients/{name}` (SPEC section 7).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientView {
+    pub name: ClientName,
+    pub id: Uuid,
+    pub site: SiteCode,
+    pub machine_id: String,
+    pub enrolled_at: Timestamp,
+    pub last_seen: Option<Timestamp>,
+    pub hw: Option<SnapshotView>,
+    pub sw: Option<SnapshotView>,
+    pub requests: Vec<RequestView>,
+    pub events: Vec<EventView>,
+}
+
+/// `POST /api/v1/clients/{name}/requests`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResyncRequestBody {
+    pub class: Class,
+}
+
+/// `POST /api/v1/clients/{name}/events`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventRequestBody {
+    pub event: Event,
+}
+
+/// The answer to a resync or event request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Queued {
+    pub id: i64,
+    pub client: ClientName,
+    /// False when an identical request was already pending: that request stands for both.
+    pub created: bool,
+    pub state: RequestState,
+    pub requested_at: Timestamp,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instruction_json_shape() {
+        let i = Instruction { id: 7, kind: InstructionKind::Resync { class: Class::Sw } };
+        assert_eq!(serde_json::to_string(&i).unwrap(), r#"{"id":7,"type":"resync","class":"sw"}"#);
+        let e = Instruction { id: 8, kind: InstructionKind::Event { event: Event::Hinv } };
+        assert_eq!(serde_json::to_string(&e).unwrap(), r#"{"id":8,"type":"event","event":"hinv"}"#);
+    }
+
+    #[test]
+    fn token_round_trip() {
+        let t = ClientToken { client_id: Uuid::new_v4(), key: [7u8; 32] };
+        assert_eq!(ClientToken::parse(&t.encode()), Some(t));
+        assert_eq!(ClientToken::parse("nope"), None);
+        assert_eq!(ClientToken::parse("x.y"), None);
+    }
+
+    #[test]
+    fn report_json_shape() {
+        let r = Report {
+            report_id: Uuid::nil(),
+            class: Class::Hw,
+            hash: crate::Snapshot::default().hash(),
+            body: ReportBody::Full { items: Items::new() },
+            answers: vec![3],
+        };
+        let j = serde_json::to_value(&r).unwrap();
+        assert_eq!(j["kind"], "full");
+        assert_eq!(j["answers"][0], 3);
+        let back: Report = serde_json::from_value(j).unwrap();
+        assert_eq!(back, r);
+    }
+}
