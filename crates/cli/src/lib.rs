@@ -1,1 +1,28 @@
-//! placeholder
+//! What the four thin binaries share: logging to stderr and turning the result of a
+//! `try_main` into the exit codes of SPEC section 7.
+
+use std::process::ExitCode;
+
+use invsync_proto::exit::{Code, Exit};
+
+/// Sends tracing events to stderr; `RUST_LOG` overrides the level (`info` by default).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+/// Prints an error as `<tool>: <message>` and returns its exit code: the code of an [`Exit`]
+/// anywhere in the chain, else 1.
+pub fn finish(tool: &str, result: anyhow::Result<()>) -> ExitCode {
+    let Err(err) = result else { return ExitCode::SUCCESS };
+    let exit = err.chain().find_map(|e| e.downcast_ref::<Exit>());
+    let code = exit.map(|e| e.code).unwrap_or(Code::Failure);
+    if code == Code::Usage && exit.is_some_and(|e| e.message.starts_with("error:")) {
+        // clap's messages already start with "error:" and end with a usage hint.
+        eprintln!("{}", exit.map(|e| e.message.as_str()).unwrap_or_default());
+    } else {
+        eprintln!("{tool}: {err:#}");
+    }
+    ExitCode::from(code as u8)
+}

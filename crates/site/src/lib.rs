@@ -1,1 +1,13 @@
-//! placeholder
+//! The site server, `invsite`: its data directory, the HTTP service (the CAP API that agents
+//! talk to, the admin API that `invsync`, `setevnt` and the console use, `/healthz`), and the
+//! `invsite` subcommands. Storage lives in `invsync-store`; this crate is the only one that
+//! knows about HTTP on the server side.
+
+pub mod api;
+pub mod cli;
+pub mod datadir;
+pub mod secret;
+pub mod server;
+
+pub use datadir::{Config, SiteDir};
+pub use server::{AppState, Server};

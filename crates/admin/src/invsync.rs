@@ -1,0 +1,149 @@
+//! `invsync hw|sw CLIENT`: queue a hardware or software inventory resynchronization request
+//! for a client of this site (the original tool's `.cfg` at the CAP). With `--wait` it follows
+//! the request until the client's full report is stored.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use clap::Parser;
+use invsync_proto::exit::{Code, Exit};
+use invsync_proto::wire::{Queued, RequestState};
+use invsync_proto::{Class, ClientName};
+
+use crate::site::Site;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "invsync",
+    version,
+    about = "Inventory Synchronizer: ask a client to send a full hardware or software inventory",
+    after_help = "The client applies the request at its next cycle; `setevnt CLIENT cycle` makes that happen now.\n\
+                  Run it on the site server that owns the client."
+)]
+pub struct Args {
+    /// Inventory class: hw (hardware) or sw (software)
+    #[arg(value_name = "hw|sw", value_parser = parse_class)]
+    pub class: Class,
+    /// The client's NetBIOS-style name (1-15 characters of A-Z 0-9 - _)
+    #[arg(value_name = "CLIENT")]
+    pub client: ClientName,
+    /// Site data directory [default: $INVSITE_DIR, else /var/lib/invsite]
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Wait until the client's full report is stored
+    #[arg(long)]
+    pub wait: bool,
+    /// How long --wait waits (e.g. 60s, 5m)
+    #[arg(long, value_name = "DURATION", default_value = "60s", requires = "wait", value_parser = parse_timeout)]
+    pub timeout: Duration,
+    /// Print the queued request as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn parse_class(raw: &str) -> Result<Class, String> {
+    Class::parse(raw).ok_or_else(|| format!("{raw:?} is not an inventory class; use hw or sw"))
+}
+
+pub fn parse_timeout(raw: &str) -> Result<Duration, String> {
+    humantime::parse_duration(raw).map_err(|e| format!("{e} (e.g. 60s, 5m)"))
+}
+
+fn class_words(class: Class) -> &'static str {
+    match class {
+        Class::Hw => "hardware",
+        Class::Sw => "software",
+    }
+}
+
+/// Parses the command line the way every invsync tool does: `--help`/`--version` print and
+/// succeed, anything else wrong exits 2 with clap's message.
+pub fn parse<P: Parser>() -> Result<Option<P>> {
+    match P::try_parse() {
+        Ok(p) => Ok(Some(p)),
+        Err(e) if !e.use_stderr() => {
+            print!("{e}");
+            Ok(None)
+        }
+        Err(e) => Err(Exit::usage(e.render().to_string().trim_end().to_string()).into()),
+    }
+}
+
+pub fn try_main() -> Result<()> {
+    match parse::<Args>()? {
+        Some(args) => apply(&args),
+        None => Ok(()),
+    }
+}
+
+pub fn describe(queued: &Queued, class: Class) -> String {
+    let what = format!("{} inventory resynchronization request for {}", class_words(class), queued.client);
+    if queued.created {
+        format!(
+            "Queued a {what} (request {}).\nThe client applies it at its next cycle; to make that happen now: setevnt {} cycle",
+            queued.id, queued.client
+        )
+    } else {
+        format!(
+            "A {what} is already pending (request {}, queued {}); this request is the same one.",
+            queued.id, queued.requested_at
+        )
+    }
+}
+
+pub fn apply(args: &Args) -> Result<()> {
+    let mut site = Site::open("invsync", args.data_dir.as_deref())?;
+    let queued = site.request_resync(&args.client, args.class)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&queued)?);
+    } else {
+        println!("{}", describe(&queued, args.class));
+    }
+    if args.wait {
+        wait(&mut site, &args.client, queued.id, args.timeout)?;
+    }
+    Ok(())
+}
+
+/// Follows a request, printing each change of state, until it completes or time runs out.
+fn wait(site: &mut Site, client: &ClientName, id: i64, timeout: Duration) -> Result<()> {
+    let start = Instant::now();
+    let mut last: Option<RequestState> = None;
+    loop {
+        let Some(view) = site.request_state(client, id)? else {
+            return Err(anyhow::anyhow!("request {id} disappeared from the site"));
+        };
+        if last != Some(view.state) {
+            let line = match view.state {
+                RequestState::Pending => format!("request {id}: queued at {}, waiting for {client} to pick it up", view.requested_at),
+                RequestState::PickedUp => format!(
+                    "request {id}: picked up by {client} at {}",
+                    view.picked_up_at.map(|t| t.rfc3339()).unwrap_or_default()
+                ),
+                RequestState::Complete => format!(
+                    "request {id}: complete at {}: the full report is stored at site {}",
+                    view.completed_at.map(|t| t.rfc3339()).unwrap_or_default(),
+                    site.code()
+                ),
+            };
+            println!("{line}");
+            last = Some(view.state);
+        }
+        if view.state == RequestState::Complete {
+            return Ok(());
+        }
+        if start.elapsed() >= timeout {
+            return Err(Exit::new(
+                Code::TimedOut,
+                format!(
+                    "timed out after {} waiting for request {id}; it stays queued. \
+                     Make the client cycle now with `setevnt {client} cycle`, or wait longer with --timeout",
+                    humantime::format_duration(timeout)
+                ),
+            )
+            .into());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -1,0 +1,191 @@
+//! Reaching the site from an admin tool: the admin API over HTTP when `invsite serve` runs,
+//! else the site's database directly. Both paths run the same store operations, so a request
+//! queued either way is the same durable row.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use invsync_proto::exit::{Code, Exit};
+use invsync_proto::wire::{self, ErrorBody, EventRequestBody, Queued, RequestView, ResyncRequestBody};
+use invsync_proto::{Class, ClientName, SiteCode, Timestamp};
+use invsync_site::server::open_store;
+use invsync_site::{Config, SiteDir};
+use invsync_store::{Store, StoreError};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// A site the tool talks to.
+pub struct Site {
+    pub dir: SiteDir,
+    pub config: Config,
+    base_url: String,
+    token: String,
+    http: ureq::Agent,
+    /// Set once the server turned out not to be running.
+    direct: Option<(tokio::runtime::Runtime, Store)>,
+}
+
+impl Site {
+    /// Opens the site in `data_dir` (or `$INVSITE_DIR`, or the default), exiting 3 when this
+    /// machine is not a site server.
+    pub fn open(tool: &str, data_dir: Option<&Path>) -> Result<Site> {
+        let dir = SiteDir::resolve(data_dir);
+        let config = dir.config().map_err(|e| match e.downcast::<Exit>() {
+            Ok(exit) if exit.code == Code::NotSiteServer => Exit::new(
+                Code::NotSiteServer,
+                format!(
+                    "{tool} runs only on a site server: no site data directory at {} \
+                     (give --data-dir or set INVSITE_DIR)",
+                    dir.root.display()
+                ),
+            )
+            .into(),
+            Ok(exit) => exit.into(),
+            Err(e) => e,
+        })?;
+        let token = dir.admin_token()?;
+        let http: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(5)))
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        let base_url = dir.base_url(&config);
+        Ok(Site { dir, config, base_url, token, http, direct: None })
+    }
+
+    pub fn code(&self) -> &SiteCode {
+        &self.config.site_code
+    }
+
+    /// True once the tool fell back to the database because the server was not running.
+    pub fn is_direct(&self) -> bool {
+        self.direct.is_some()
+    }
+
+    pub fn request_resync(&mut self, name: &ClientName, class: Class) -> Result<Queued> {
+        let path = wire::api_client_requests(name);
+        match self.post(&path, &ResyncRequestBody { class })? {
+            Some(q) => Ok(q),
+            None => self.with_store(|store| async move {
+                store.request_resync(name, class, Timestamp::now()).await
+            }, name),
+        }
+    }
+
+    pub fn request_event(&mut self, name: &ClientName, event: wire::Event) -> Result<Queued> {
+        let path = wire::api_client_events(name);
+        match self.post(&path, &EventRequestBody { event })? {
+            Some(q) => Ok(q),
+            None => self.with_store(|store| async move {
+                store.request_event(name, event, Timestamp::now()).await
+            }, name),
+        }
+    }
+
+    pub fn request_state(&mut self, name: &ClientName, id: i64) -> Result<Option<RequestView>> {
+        if self.direct.is_none() {
+            let url = format!("{}/api/v1/requests/{id}", self.base_url);
+            match self.http.get(&url).header("Authorization", &format!("Bearer {}", self.token)).call() {
+                Ok(resp) if resp.status() == 404 => return Ok(None),
+                Ok(resp) => return decode(resp).map(Some),
+                Err(e) if is_unreachable(&e) => self.go_direct()?,
+                Err(e) => return Err(e).context("talking to the site"),
+            }
+        }
+        self.with_store(|store| async move { store.request_state(id).await }, name)
+    }
+
+    /// POSTs to the admin API. `Ok(None)` means the server is not running and the caller
+    /// should use the database.
+    fn post<B: Serialize, T: DeserializeOwned>(&mut self, path: &str, body: &B) -> Result<Option<T>> {
+        if self.direct.is_some() {
+            return Ok(None);
+        }
+        let url = format!("{}{path}", self.base_url);
+        match self.http.post(&url).header("Authorization", &format!("Bearer {}", self.token)).send_json(body) {
+            Ok(resp) => decode(resp).map(Some),
+            Err(e) if is_unreachable(&e) => {
+                self.go_direct()?;
+                Ok(None)
+            }
+            Err(e) => Err(e).with_context(|| format!("talking to the site at {}", self.base_url)),
+        }
+    }
+
+    fn go_direct(&mut self) -> Result<()> {
+        tracing_note(&self.base_url);
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let store = rt.block_on(open_store(&self.dir, &self.config))?;
+        self.direct = Some((rt, store));
+        Ok(())
+    }
+
+    fn with_store<'a, T, F, Fut>(&'a mut self, f: F, name: &ClientName) -> Result<T>
+    where
+        F: FnOnce(Store) -> Fut,
+        Fut: std::future::Future<Output = Result<T, StoreError>> + 'a,
+    {
+        if self.direct.is_none() {
+            self.go_direct()?;
+        }
+        let (rt, store) = self.direct.as_ref().expect("set by go_direct");
+        rt.block_on(f(store.clone())).map_err(|e| match e {
+            StoreError::UnknownClient { .. } => unknown_client(name, &self.config.site_code),
+            other => anyhow::Error::new(other).context("the site database refused the request"),
+        })
+    }
+}
+
+fn tracing_note(url: &str) {
+    eprintln!(
+        "note: the site server at {url} is not running; queuing in its database instead \
+         (it is delivered once `invsite serve` runs)"
+    );
+}
+
+fn is_unreachable(e: &ureq::Error) -> bool {
+    matches!(e, ureq::Error::ConnectionFailed | ureq::Error::Io(_) | ureq::Error::HostNotFound)
+}
+
+pub fn unknown_client(name: &ClientName, site: &SiteCode) -> anyhow::Error {
+    Exit::new(
+        Code::UnknownClient,
+        format!("unknown client {name} at site {site}; `invsite clients` lists this site's clients"),
+    )
+    .into()
+}
+
+/// Turns an admin API response into a value or the exit code SPEC section 7 gives its error.
+fn decode<T: DeserializeOwned>(mut resp: ureq::http::Response<ureq::Body>) -> Result<T> {
+    let status = resp.status().as_u16();
+    if (200..300).contains(&status) {
+        return resp.body_mut().read_json::<T>().context("the site sent an answer this tool cannot read");
+    }
+    let message = resp
+        .body_mut()
+        .read_json::<ErrorBody>()
+        .map(|b| b.error)
+        .unwrap_or_else(|_| format!("HTTP {status}"));
+    let code = match status {
+        404 => Code::UnknownClient,
+        400 | 413 => Code::Usage,
+        401 => {
+            return Err(Exit::new(
+                Code::Failure,
+                format!("the site refused the admin token ({message}); is the data directory the running site's?"),
+            )
+            .into());
+        }
+        _ => Code::Failure,
+    };
+    let message = if code == Code::UnknownClient {
+        format!("{message}; `invsite clients` lists this site's clients")
+    } else if code == Code::Failure {
+        format!("the site could not do it: {message} (HTTP {status}); see the site's log")
+    } else {
+        message
+    };
+    Err(Exit::new(code, message).into())
+}

@@ -1,0 +1,6 @@
+//! `invagent`: see the library it calls for what it does.
+
+fn main() -> std::process::ExitCode {
+    invsync_cli::init_logging();
+    invsync_cli::finish("invagent", invsync_agent::cli::try_main())
+}

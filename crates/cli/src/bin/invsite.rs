@@ -1,0 +1,6 @@
+//! `invsite`: see the library it calls for what it does.
+
+fn main() -> std::process::ExitCode {
+    invsync_cli::init_logging();
+    invsync_cli::finish("invsite", invsync_site::cli::try_main())
+}

@@ -1,0 +1,203 @@
+//! Helpers for the end-to-end tests: real `invsite` servers on 127.0.0.1:0 started as child
+//! processes, real `invagent` cycles against fixture roots, and the admin tools, all run as
+//! the built binaries a user would run.
+
+
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as StdCommand, Output, Stdio};
+use std::time::Duration;
+
+use assert_cmd::cargo::CommandCargoExt;
+use serde_json::Value;
+
+/// The path of one of the workspace's binaries.
+pub fn bin(name: &str) -> StdCommand {
+    StdCommand::cargo_bin(name).unwrap_or_else(|e| panic!("binary {name} not built: {e}"))
+}
+
+/// Runs a binary to completion and returns its output.
+pub fn run(name: &str, args: &[&str]) -> Output {
+    bin(name).args(args).env_remove("INVSITE_DIR").env_remove("INVAGENT_DIR").output().unwrap()
+}
+
+pub fn code(o: &Output) -> i32 {
+    o.status.code().expect("exited normally")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Runs and asserts the exit code, showing both streams when it differs.
+pub fn run_ok(name: &str, args: &[&str]) -> String {
+    run_expect(name, args, 0)
+}
+
+pub fn run_expect(name: &str, args: &[&str], expected: i32) -> String {
+    let o = run(name, args);
+    assert_eq!(
+        code(&o),
+        expected,
+        "{name} {args:?} exited {}\nstdout:\n{}\nstderr:\n{}",
+        code(&o),
+        stdout(&o),
+        stderr(&o)
+    );
+    stdout(&o) + &stderr(&o)
+}
+
+/// A copy of a fixture root under `tests/fixtures`, so a test may change it.
+pub fn fixture_copy(name: &str, into: &Path) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(name);
+    let dst = into.join(format!("root-{name}"));
+    copy_dir(&src, &dst);
+    dst
+}
+
+fn copy_dir(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for entry in std::fs::read_dir(src).unwrap_or_else(|e| panic!("{}: {e}", src.display())) {
+        let entry = entry.unwrap();
+        let to = dst.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &to);
+        } else {
+            std::fs::copy(entry.path(), &to).unwrap();
+        }
+    }
+}
+
+/// A site data directory with, optionally, a running `invsite serve`.
+pub struct Site {
+    pub dir: PathBuf,
+    pub child: Option<Child>,
+    pub url: String,
+}
+
+impl Site {
+    /// `invsite init` in `<tmp>/site-<code>` listening on any free loopback port.
+    pub fn init(tmp: &Path, code: &str) -> Site {
+        let dir = tmp.join(format!("site-{code}"));
+        run_ok("invsite", &["init", "--data-dir", s(&dir), "--site-code", code, "--listen", "127.0.0.1:0"]);
+        Site { dir, child: None, url: String::new() }
+    }
+
+    pub fn data_dir(&self) -> &str {
+        s(&self.dir)
+    }
+
+    /// Starts `invsite serve` and waits for the line that names its address.
+    pub fn start(&mut self) {
+        self.start_with(&[]);
+    }
+
+    /// Starts the server again on the address it had, so enrolled agents find it.
+    pub fn restart(&mut self) {
+        let addr = self.url.trim_start_matches("http://").to_string();
+        self.start_with(&["--listen", &addr]);
+    }
+
+    fn start_with(&mut self, extra: &[&str]) {
+        let mut child = bin("invsite")
+            .args(["serve", "--data-dir", self.data_dir()])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let url = line.trim().rsplit(' ').next().unwrap_or_default().to_string();
+        assert!(url.starts_with("http://127.0.0.1:"), "unexpected first line from invsite serve: {line:?}");
+        self.url = url;
+        self.child = Some(child);
+    }
+
+    /// Stops the server with SIGTERM (graceful) and checks it exits 0.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let status = child.wait().unwrap();
+            assert!(status.success(), "invsite serve exited {status} after SIGTERM");
+        }
+    }
+
+    /// Kills the server with SIGKILL: no chance to finish anything.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    pub fn secret(&self) -> String {
+        run_ok("invsite", &["enroll-secret", "--data-dir", self.data_dir()]).trim().to_string()
+    }
+
+    pub fn admin_token(&self) -> String {
+        run_ok("invsite", &["admin-token", "--data-dir", self.data_dir()]).trim().to_string()
+    }
+
+    /// `invsite show NAME --json`.
+    pub fn show(&self, name: &str) -> Value {
+        let out = run_ok("invsite", &["show", name, "--data-dir", self.data_dir(), "--json"]);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("show printed no JSON ({e}): {out}"))
+    }
+
+    /// `invsite clients --json`.
+    pub fn clients(&self) -> Value {
+        let out = run_ok("invsite", &["clients", "--data-dir", self.data_dir(), "--json"]);
+        serde_json::from_str(&out).unwrap()
+    }
+}
+
+impl Drop for Site {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// An agent data directory with its fixture root.
+pub struct Agent {
+    pub dir: PathBuf,
+    pub root: PathBuf,
+}
+
+impl Agent {
+    pub fn enroll(tmp: &Path, site: &Site, fixture: &str, name: &str) -> Agent {
+        let dir = tmp.join(format!("agent-{name}"));
+        let root = fixture_copy(fixture, &tmp.join(format!("roots-{name}")));
+        let secret = site.secret();
+        run_ok(
+            "invagent",
+            &["enroll", "--data-dir", s(&dir), "--site", &site.url, "--secret", &secret, "--name", name, "--root", s(&root)],
+        );
+        Agent { dir, root }
+    }
+
+    pub fn cycle(&self) -> String {
+        run_ok("invagent", &["cycle", "--data-dir", s(&self.dir), "--root", s(&self.root)])
+    }
+}
+
+pub fn s(p: &Path) -> &str {
+    p.to_str().expect("test paths are UTF-8")
+}
+
+/// An HTTP client for calling the APIs directly; errors come back as responses.
+pub fn http() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into()
+}

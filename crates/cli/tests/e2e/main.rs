@@ -1,0 +1,9 @@
+//! End-to-end tests: the built binaries run as an administrator would run them, against real
+//! `invsite serve` processes on 127.0.0.1:0 and agents on fixture roots. One test binary with
+//! a module per area keeps link time down.
+
+mod common;
+mod exit_codes;
+mod names;
+mod restart;
+mod seed_flow;

@@ -1,0 +1,28 @@
+//! `POST /api/v1/clients/{name}/events`: queue a Set Client Event wake-up (what `setevnt` does).
+
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use invsync_proto::wire::{EventRequestBody, Queued};
+use invsync_proto::Timestamp;
+
+use super::client_name;
+use crate::api::auth::Admin;
+use crate::api::error::ApiError;
+use crate::server::AppState;
+
+pub async fn apply(
+    State(state): State<AppState>,
+    _: Admin,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Json<EventRequestBody>, JsonRejection>,
+) -> Result<(StatusCode, Json<Queued>), ApiError> {
+    let Path(raw) = path?;
+    let name = client_name(&raw)?;
+    let Json(req) = body?;
+    let queued = state.store.request_event(&name, req.event, Timestamp::now()).await?;
+    tracing::info!(client = %name, event = req.event.as_str(), id = queued.id, created = queued.created, "Queued a client event.");
+    let status = if queued.created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(queued)))
+}

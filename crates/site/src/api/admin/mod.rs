@@ -1,0 +1,22 @@
+//! The admin API (`/api/v1/…`): what `invsync`, `setevnt`, the console and other tools call with
+//! the admin token. Every handler takes the [`Admin`](super::auth::Admin) extractor.
+
+pub mod client;
+pub mod clients;
+pub mod events;
+pub mod request_state;
+pub mod requests;
+pub mod site;
+
+use invsync_proto::ClientName;
+
+use super::error::ApiError;
+
+/// Parses a client name from a URL path segment with the one shared rule set.
+pub fn client_name(raw: &str) -> Result<ClientName, ApiError> {
+    Ok(ClientName::parse(raw)?)
+}
+
+pub fn unknown_client(name: &ClientName, site: &str) -> ApiError {
+    ApiError::NotFound(format!("unknown client {name} at site {site}"))
+}

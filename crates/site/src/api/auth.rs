@@ -1,0 +1,56 @@
+//! Who is calling: extractors that authenticate a request once per route group, so handlers
+//! never check credentials themselves. [`Admin`] needs the admin token; [`Client`] needs a
+//! client token and yields the client it belongs to.
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use invsync_proto::wire::ClientToken;
+use invsync_proto::ClientName;
+use uuid::Uuid;
+
+use super::error::ApiError;
+use crate::secret::ct_eq;
+use crate::server::AppState;
+
+fn bearer(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
+    value.strip_prefix("Bearer ").map(str::trim)
+}
+
+/// A caller that presented the admin token.
+pub struct Admin;
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Admin, ApiError> {
+        match bearer(parts) {
+            Some(t) if ct_eq(t.as_bytes(), state.admin_token.as_bytes()) => Ok(Admin),
+            Some(_) => Err(ApiError::Unauthorized("wrong admin token".to_string())),
+            None => Err(ApiError::Unauthorized(
+                "this endpoint needs the admin token (Authorization: Bearer …)".to_string(),
+            )),
+        }
+    }
+}
+
+/// An enrolled client that presented its own token.
+pub struct Client {
+    pub id: Uuid,
+    pub name: ClientName,
+}
+
+impl FromRequestParts<AppState> for Client {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Client, ApiError> {
+        let refused = || ApiError::Unauthorized("unknown or wrong client token; re-enroll the agent".to_string());
+        let token = bearer(parts).and_then(ClientToken::parse).ok_or_else(refused)?;
+        let auth = state.store.client_auth(token.client_id).await?.ok_or_else(refused)?;
+        if !ct_eq(&token.key_hash().0, &auth.key_hash.0) {
+            return Err(refused());
+        }
+        Ok(Client { id: auth.client_id, name: auth.name })
+    }
+}

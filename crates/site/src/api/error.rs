@@ -1,0 +1,96 @@
+//! The one place where errors become HTTP status codes. Handlers return [`ApiError`]; its
+//! response is always an `ErrorBody` with one sentence for a person, and internal errors are
+//! logged here and never shown to the caller.
+
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use invsync_proto::wire::ErrorBody;
+use invsync_proto::NameError;
+use invsync_store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the request is malformed or a field is invalid.
+    #[error("{0}")]
+    BadInput(String),
+    /// 401: no credential, or a wrong one.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 404: no such client, request or route.
+    #[error("{0}")]
+    NotFound(String),
+    /// 409: the request conflicts with what the site holds (a taken name).
+    #[error("{0}")]
+    Conflict(String),
+    /// 413: the body is larger than the site accepts.
+    #[error("{0}")]
+    TooLarge(String),
+    /// 500: something the caller cannot fix; the detail goes to the log only.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        match e {
+            StoreError::NameTaken { .. } => ApiError::Conflict(e.to_string()),
+            StoreError::UnknownClient { .. } => ApiError::NotFound(e.to_string()),
+            StoreError::BadReport(_) => ApiError::BadInput(e.to_string()),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<NameError> for ApiError {
+    fn from(e: NameError) -> ApiError {
+        ApiError::BadInput(e.to_string())
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> ApiError {
+        match r {
+            JsonRejection::BytesRejection(b) if b.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                ApiError::TooLarge(format!(
+                    "request body is larger than the site accepts ({} bytes)",
+                    super::MAX_BODY_BYTES
+                ))
+            }
+            other => ApiError::BadInput(format!("invalid request body: {}", other.body_text())),
+        }
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> ApiError {
+        ApiError::BadInput(r.body_text())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            ApiError::BadInput(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Internal(detail) => {
+                // An operator must act: the database or the machine is failing.
+                tracing::error!(error = %detail, "A request failed inside the site.");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        if status.is_client_error() {
+            tracing::debug!(status = status.as_u16(), error = %self, "Refused a request.");
+        }
+        (status, Json(ErrorBody { error: self.to_string() })).into_response()
+    }
+}
+
+/// Unknown routes answer with the same error body as everything else.
+pub async fn not_found() -> ApiError {
+    ApiError::NotFound("no such endpoint".to_string())
+}

@@ -1,0 +1,37 @@
+//! The HTTP API of a site: routes, the one place errors become status codes, and the
+//! extractors that authenticate callers. One file per handler under `cap/` (agents) and
+//! `admin/` (administrators).
+
+pub mod admin;
+pub mod auth;
+pub mod cap;
+pub mod error;
+pub mod health;
+
+use axum::routing::{get, post};
+use axum::Router;
+use invsync_proto::wire;
+
+use crate::server::AppState;
+
+/// Largest request body the site reads. A full sw report of 1,500 packages is ~300 KB of JSON;
+/// this leaves room for large hosts while bounding what one request can make the site hold.
+pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(health::apply))
+        .route(wire::CAP_ENROLL, post(cap::enroll::apply))
+        .route(wire::CAP_CHECKIN, post(cap::checkin::apply))
+        .route(wire::CAP_REPORT, post(cap::report::apply))
+        .route(wire::CAP_ACK, post(cap::ack::apply))
+        .route(wire::API_SITE, get(admin::site::apply))
+        .route(wire::API_CLIENTS, get(admin::clients::apply))
+        .route("/api/v1/clients/{name}", get(admin::client::apply))
+        .route("/api/v1/clients/{name}/requests", post(admin::requests::apply))
+        .route("/api/v1/clients/{name}/events", post(admin::events::apply))
+        .route("/api/v1/requests/{id}", get(admin::request_state::apply))
+        .fallback(error::not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}

@@ -1,0 +1,56 @@
+//! `invsite clients`: this site's clients, one per line, or as JSON.
+
+use anyhow::Result;
+use invsync_proto::wire::ClientSummary;
+use invsync_proto::Timestamp;
+
+use super::DataDirArg;
+use crate::server::open_store;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub data_dir: DataDirArg,
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn or_dash(t: Option<Timestamp>) -> String {
+    t.map(|t| t.rfc3339()).unwrap_or_else(|| "-".to_string())
+}
+
+fn version(v: Option<i64>) -> String {
+    v.map(|v| format!("v{v}")).unwrap_or_else(|| "-".to_string())
+}
+
+pub fn render(clients: &[ClientSummary]) -> String {
+    let mut out = format!("{:<15}  {:<4}  {:<24}  {:>6}  {:>6}  {}\n", "NAME", "SITE", "LAST SEEN", "HW", "SW", "PENDING");
+    for c in clients {
+        out.push_str(&format!(
+            "{:<15}  {:<4}  {:<24}  {:>6}  {:>6}  {}\n",
+            c.name.as_str(),
+            c.site.as_str(),
+            or_dash(c.last_seen),
+            version(c.hw_version),
+            version(c.sw_version),
+            c.pending_requests
+        ));
+    }
+    out
+}
+
+pub async fn apply(args: Args) -> Result<()> {
+    let dir = args.data_dir.dir();
+    let config = dir.config()?;
+    let store = open_store(&dir, &config).await?;
+    let clients = store.clients().await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&clients)?);
+    } else if clients.is_empty() {
+        println!("No clients yet. Enroll one with: invagent enroll --site URL --secret $(invsite enroll-secret)");
+    } else {
+        print!("{}", render(&clients));
+    }
+    Ok(())
+}

@@ -1,0 +1,82 @@
+//! The `invsite` command line: one file per subcommand, each with its clap arguments and an
+//! `apply` that does the work. `try_main` is what the thin `invsite` binary calls.
+
+mod clients;
+mod init;
+mod quickstart;
+mod secrets;
+mod serve;
+mod show;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use invsync_proto::exit::Exit;
+
+use crate::datadir::SiteDir;
+
+#[derive(Debug, Parser)]
+#[command(name = "invsite", version, about = "invsync site server: CAP for agents, inventory database, admin API")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The data directory flag every subcommand shares.
+#[derive(Debug, clap::Args)]
+pub struct DataDirArg {
+    /// Site data directory [default: $INVSITE_DIR, else /var/lib/invsite]
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl DataDirArg {
+    pub fn dir(&self) -> SiteDir {
+        SiteDir::resolve(self.data_dir.as_deref())
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a new site in a data directory.
+    Init(init::Args),
+    /// Serve the CAP and admin API until SIGTERM or SIGINT.
+    Serve(serve::Args),
+    /// Print the secret agents enroll with.
+    EnrollSecret(secrets::Args),
+    /// Print the admin token (HTTP: Authorization: Bearer …).
+    AdminToken(secrets::Args),
+    /// List this site's clients.
+    Clients(clients::Args),
+    /// Show one client: inventory versions, items and requests.
+    Show(show::Args),
+    /// Create a site in ./invsync-quickstart, enroll this machine's agent, and serve.
+    Quickstart(quickstart::Args),
+}
+
+/// Parses the command line and runs the subcommand. Usage errors come back as an [`Exit`]
+/// with code 2; `--help` and `--version` print and succeed.
+pub fn try_main() -> Result<()> {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            print!("{e}");
+            return Ok(());
+        }
+        Err(e) => return Err(Exit::usage(e.render().to_string().trim_end().to_string()).into()),
+    };
+    match cli.command {
+        Command::Init(a) => runtime()?.block_on(init::apply(a)),
+        Command::Serve(a) => runtime()?.block_on(serve::apply(a)),
+        Command::EnrollSecret(a) => secrets::apply_enroll_secret(a),
+        Command::AdminToken(a) => secrets::apply_admin_token(a),
+        Command::Clients(a) => runtime()?.block_on(clients::apply(a)),
+        Command::Show(a) => runtime()?.block_on(show::apply(a)),
+        Command::Quickstart(a) => runtime()?.block_on(quickstart::apply(a)),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}

@@ -1,0 +1,129 @@
+//! `invsite quickstart`: the whole seed flow on one machine in one command. It creates a site
+//! on SQLite under `./invsync-quickstart/site` (or reuses it), serves it, enrolls this
+//! machine's own agent (`./invsync-quickstart/agent`), runs its first cycle, prints the
+//! commands to try next, and keeps serving with the agent cycling until Ctrl-C.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use invsync_agent::{CycleOptions, EnrollOptions, RunOptions};
+use invsync_proto::SiteCode;
+
+use super::init::{create_site, InitOptions};
+use crate::datadir::{SiteDir, DEFAULT_LISTEN};
+use crate::server::{shutdown_signal, Server};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Folder for the site and the agent
+    #[arg(long, value_name = "DIR", default_value = "invsync-quickstart")]
+    pub dir: PathBuf,
+    /// Address to serve on
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN)]
+    pub listen: String,
+    /// How often the local agent cycles
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime_duration)]
+    pub interval: Duration,
+    /// Root the local agent collects under
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+}
+
+fn humantime_duration(raw: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(raw).map_err(|e| format!("{e} (e.g. 30s, 5m, 1h)"))?;
+    if d.is_zero() {
+        return Err("must be longer than zero".to_string());
+    }
+    Ok(d)
+}
+
+/// How to show a sibling binary: relative to the current directory when it is below it,
+/// so the printed commands can be pasted as they are.
+fn sibling_command(name: &str) -> String {
+    let Ok(exe) = std::env::current_exe() else { return name.to_string() };
+    let Some(bin_dir) = exe.parent() else { return name.to_string() };
+    let path = bin_dir.join(name);
+    let shown = std::env::current_dir()
+        .ok()
+        .and_then(|cwd| path.strip_prefix(&cwd).ok().map(|p| Path::new(".").join(p)))
+        .unwrap_or(path);
+    shown.display().to_string()
+}
+
+pub async fn apply(args: Args) -> Result<()> {
+    let base = std::env::current_dir()?.join(&args.dir);
+    let site_dir = SiteDir { root: base.join("site") };
+    let agent_dir = base.join("agent");
+    let shown_site = args.dir.join("site");
+
+    if site_dir.config_path().exists() {
+        println!("Using the site in {}.", shown_site.display());
+    } else {
+        let opts = InitOptions {
+            site_code: SiteCode::parse("S01").expect("a valid literal"),
+            name: "Quickstart site".to_string(),
+            listen: args.listen.clone(),
+            db: "sqlite".to_string(),
+        };
+        create_site(&site_dir, &opts).await?;
+        println!("Created site S01 on SQLite in {}.", shown_site.display());
+    }
+
+    let server = Server::bind(&site_dir, Some(&args.listen)).await?;
+    let url = format!("http://{}", server.local_addr());
+    let (stop_server, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server.serve(async {
+        let _ = stopped.await;
+    }));
+    println!("Serving on {url}.");
+
+    // Enrolling again on every start is harmless (the same machine keeps its client id) and
+    // keeps the agent pointed at the address served now.
+    let secret = site_dir.enroll_secret()?;
+    let enroll = EnrollOptions {
+        data_dir: agent_dir.clone(),
+        site_url: url.clone(),
+        secret,
+        name: None,
+        root: args.root.clone(),
+    };
+    let enrolled = tokio::task::spawn_blocking(move || invsync_agent::enroll(&enroll))
+        .await?
+        .context("the local agent could not enroll")?;
+    println!("Enrolled this machine's agent as {} (client id {}).", enrolled.name, enrolled.client_id);
+
+    let cycle = CycleOptions { data_dir: agent_dir.clone(), root: args.root.clone() };
+    let first = cycle.clone();
+    let summary = tokio::task::spawn_blocking(move || invsync_agent::cycle(&first))
+        .await?
+        .context("the local agent's first cycle failed")?;
+    println!("First cycle done:\n{summary}");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let run_opts = RunOptions { cycle, interval: args.interval };
+    let agent_stop = stop.clone();
+    let agent = std::thread::spawn(move || invsync_agent::run(&run_opts, &agent_stop));
+
+    let name = enrolled.name;
+    let d = shown_site.display();
+    println!();
+    println!("The agent cycles every {}. Try, in another terminal:", humantime::format_duration(args.interval));
+    println!("  {} sw {name} --data-dir {d}          # queue a software resync", sibling_command("invsync"));
+    println!("  {} {name} cycle --data-dir {d}       # make the agent cycle at its next contact", sibling_command("setevnt"));
+    println!("  {} show {name} --data-dir {d}        # see versions, items and requests", sibling_command("invsite"));
+    println!("  {} clients --data-dir {d}", sibling_command("invsite"));
+    println!("Press Ctrl-C to stop.");
+
+    shutdown_signal().await;
+    stop.store(true, Ordering::SeqCst);
+    let _ = stop_server.send(());
+    serving.await??;
+    tokio::task::spawn_blocking(move || agent.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the local agent's thread panicked"))?
+        .context("the local agent stopped with an error")?;
+    Ok(())
+}

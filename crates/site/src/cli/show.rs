@@ -1,0 +1,103 @@
+//! `invsite show CLIENT`: one client's identity, inventory versions, hardware items, software
+//! count and requests; `--json` prints the full record of SPEC section 7.
+
+use anyhow::Result;
+use invsync_proto::exit::{Code, Exit};
+use invsync_proto::wire::{ClientView, SnapshotView};
+use invsync_proto::ClientName;
+
+use super::DataDirArg;
+use crate::server::open_store;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Client name
+    #[arg(value_name = "CLIENT")]
+    pub client: ClientName,
+    #[command(flatten)]
+    pub data_dir: DataDirArg,
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn class_lines(out: &mut String, label: &str, snap: Option<&SnapshotView>, list_items: bool) {
+    match snap {
+        None => out.push_str(&format!("{label}: no inventory yet\n")),
+        Some(s) => {
+            out.push_str(&format!(
+                "{label}: version {}, {} items, hash {}\n    last full report {}, last update {}\n",
+                s.version,
+                s.items.len(),
+                &s.hash.to_hex()[..16],
+                s.full_at,
+                s.updated_at
+            ));
+            if list_items {
+                for (key, attrs) in &s.items {
+                    let attrs: Vec<String> = attrs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    out.push_str(&format!("    {key}: {}\n", attrs.join(" ")));
+                }
+            }
+        }
+    }
+}
+
+pub fn render(v: &ClientView) -> String {
+    let mut out = format!("{} (id {}, site {})\n", v.name, v.id, v.site);
+    out.push_str(&format!("machine id {}, enrolled {}\n", v.machine_id, v.enrolled_at));
+    match v.last_seen {
+        Some(t) => out.push_str(&format!("last seen {t}\n")),
+        None => out.push_str("never checked in\n"),
+    }
+    class_lines(&mut out, "hardware", v.hw.as_ref(), true);
+    class_lines(&mut out, "software", v.sw.as_ref(), false);
+    if v.requests.is_empty() {
+        out.push_str("no resync requests\n");
+    }
+    for r in &v.requests {
+        out.push_str(&format!(
+            "request {}: {} resync {}, requested {}{}{}\n",
+            r.id,
+            r.class,
+            r.state.as_str(),
+            r.requested_at,
+            r.picked_up_at.map(|t| format!(", picked up {t}")).unwrap_or_default(),
+            r.completed_at.map(|t| format!(", completed {t}")).unwrap_or_default(),
+        ));
+    }
+    for e in &v.events {
+        out.push_str(&format!(
+            "event {}: {} {}, requested {}\n",
+            e.id,
+            e.event.as_str(),
+            e.state.as_str(),
+            e.requested_at
+        ));
+    }
+    out
+}
+
+pub async fn apply(args: Args) -> Result<()> {
+    let dir = args.data_dir.dir();
+    let config = dir.config()?;
+    let store = open_store(&dir, &config).await?;
+    let Some(view) = store.client_view(&args.client).await? else {
+        return Err(Exit::new(
+            Code::UnknownClient,
+            format!(
+                "unknown client {} at site {}; `invsite clients --data-dir {}` lists the clients",
+                args.client,
+                config.site_code,
+                dir.root.display()
+            ),
+        )
+        .into());
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&view)?);
+    } else {
+        print!("{}", render(&view));
+    }
+    Ok(())
+}

@@ -1,0 +1,194 @@
+//! The site's data directory: `config.json` (what `invsite init` chose), the admin token and
+//! enrollment secret (mode 0600), the SQLite database, and `serve.addr`, the address a running
+//! `invsite serve` actually bound (so `--listen 127.0.0.1:0` works for tools and tests).
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use invsync_proto::exit::{Code, Exit};
+use invsync_proto::SiteCode;
+use serde::{Deserialize, Serialize};
+
+pub const DEFAULT_DIR: &str = "/var/lib/invsite";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8350";
+
+/// What `invsite init` recorded; read by every later command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Config {
+    pub site_code: SiteCode,
+    pub name: String,
+    pub listen: String,
+    /// `sqlite` (the embedded database in this directory) or a `postgres://` URL.
+    pub db: String,
+}
+
+/// Paths inside one site data directory.
+#[derive(Debug, Clone)]
+pub struct SiteDir {
+    pub root: PathBuf,
+}
+
+impl SiteDir {
+    /// The directory from `--data-dir`, else `$INVSITE_DIR`, else `/var/lib/invsite`.
+    pub fn resolve(flag: Option<&Path>) -> SiteDir {
+        let root = match flag {
+            Some(p) => p.to_path_buf(),
+            None => std::env::var_os("INVSITE_DIR")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DIR)),
+        };
+        SiteDir { root }
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.root.join("config.json")
+    }
+    pub fn admin_token_path(&self) -> PathBuf {
+        self.root.join("admin.token")
+    }
+    pub fn enroll_secret_path(&self) -> PathBuf {
+        self.root.join("enroll.secret")
+    }
+    pub fn sqlite_path(&self) -> PathBuf {
+        self.root.join("site.db")
+    }
+    pub fn serve_addr_path(&self) -> PathBuf {
+        self.root.join("serve.addr")
+    }
+
+    /// Creates the directory (mode 0700) for `init`; refuses one that already holds a site.
+    pub fn create(&self) -> Result<()> {
+        if self.config_path().exists() {
+            return Err(Exit::usage(format!(
+                "{} already holds a site; choose another --data-dir or remove it first",
+                self.root.display()
+            ))
+            .into());
+        }
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.root)
+            .with_context(|| format!("cannot create the data directory {}", self.root.display()))?;
+        fs::set_permissions(&self.root, fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot set mode 0700 on {}", self.root.display()))?;
+        Ok(())
+    }
+
+    /// Reads `config.json`, or says this is not a site server (exit 3).
+    pub fn config(&self) -> Result<Config> {
+        let path = self.config_path();
+        let raw = fs::read_to_string(&path).map_err(|e| {
+            Exit::new(
+                Code::NotSiteServer,
+                format!(
+                    "this is not a site server: no site data directory at {} ({}); \
+                     give --data-dir or set INVSITE_DIR, or create a site with `invsite init`",
+                    self.root.display(),
+                    short_io(&e)
+                ),
+            )
+        })?;
+        serde_json::from_str(&raw)
+            .with_context(|| format!("{} is not a valid site configuration", path.display()))
+    }
+
+    pub fn write_config(&self, config: &Config) -> Result<()> {
+        let json = serde_json::to_string_pretty(config)?;
+        write_private(&self.config_path(), json.as_bytes())
+    }
+
+    /// The admin token, or exit 3 when it cannot be read (only a site server's administrator
+    /// can read it, which is why `invsync` and `setevnt` run only on a site server).
+    pub fn admin_token(&self) -> Result<String> {
+        read_secret(&self.admin_token_path()).map_err(|e| {
+            Exit::new(
+                Code::NotSiteServer,
+                format!(
+                    "cannot read the admin token {} ({}); run this on the site server as its administrator",
+                    self.admin_token_path().display(),
+                    short_io(&e)
+                ),
+            )
+            .into()
+        })
+    }
+
+    pub fn enroll_secret(&self) -> Result<String> {
+        read_secret(&self.enroll_secret_path()).with_context(|| {
+            format!("cannot read the enrollment secret {}", self.enroll_secret_path().display())
+        })
+    }
+
+    /// The URL of the running server: `serve.addr` when a server wrote it, else the configured
+    /// listen address.
+    pub fn base_url(&self, config: &Config) -> String {
+        let addr = fs::read_to_string(self.serve_addr_path())
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| config.listen.clone());
+        format!("http://{addr}")
+    }
+}
+
+fn short_io(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "not found".to_string(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+        _ => e.to_string(),
+    }
+}
+
+fn read_secret(path: &Path) -> std::io::Result<String> {
+    let s = fs::read_to_string(path)?;
+    let s = s.trim().to_string();
+    if s.is_empty() {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "file is empty"));
+    }
+    Ok(s)
+}
+
+/// Writes a file readable only by its owner (mode 0600), atomically: a reader never sees a
+/// half-written token.
+pub fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    f.write_all(contents)?;
+    f.sync_all()?;
+    fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_directory_is_not_a_site_server() {
+        let dir = SiteDir { root: PathBuf::from("/nonexistent-invsite-dir") };
+        let err = dir.config().unwrap_err();
+        let exit = err.downcast_ref::<Exit>().unwrap();
+        assert_eq!(exit.code, Code::NotSiteServer);
+        assert!(exit.message.contains("/nonexistent-invsite-dir"), "{}", exit.message);
+    }
+
+    #[test]
+    fn private_files_are_0600() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("x.token");
+        write_private(&p, b"secret\n").unwrap();
+        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(read_secret(&p).unwrap(), "secret");
+    }
+}

@@ -1,0 +1,111 @@
+//! Running the HTTP service: open the site's store, bind the listener, serve until a shutdown
+//! signal, then finish in-flight requests. Used by `invsite serve`, the quickstart and tests.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use invsync_proto::exit::Exit;
+use invsync_proto::SiteCode;
+use invsync_store::Store;
+use tokio::net::TcpListener;
+
+use crate::datadir::{Config, SiteDir};
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub site_code: SiteCode,
+    pub admin_token: Arc<str>,
+    pub enroll_secret: Arc<str>,
+}
+
+/// Opens the store a site's configuration names.
+pub async fn open_store(dir: &SiteDir, config: &Config) -> Result<Store> {
+    if config.db != "sqlite" {
+        bail!(
+            "this build stores inventory in SQLite only; {} names another database",
+            dir.config_path().display()
+        );
+    }
+    Store::open_sqlite(&dir.sqlite_path())
+        .await
+        .with_context(|| format!("cannot open the site database {}", dir.sqlite_path().display()))
+}
+
+impl AppState {
+    pub async fn load(dir: &SiteDir) -> Result<AppState> {
+        let config = dir.config()?;
+        let store = open_store(dir, &config).await?;
+        Ok(AppState {
+            store,
+            site_code: config.site_code,
+            admin_token: dir.admin_token()?.into(),
+            enroll_secret: dir.enroll_secret()?.into(),
+        })
+    }
+}
+
+/// A bound, not yet serving, site server.
+pub struct Server {
+    listener: TcpListener,
+    state: AppState,
+    dir: SiteDir,
+}
+
+impl Server {
+    /// Loads the site in `dir` and binds `listen` (or the configured address).
+    pub async fn bind(dir: &SiteDir, listen: Option<&str>) -> Result<Server> {
+        let config = dir.config()?;
+        let state = AppState::load(dir).await?;
+        let addr = listen.unwrap_or(&config.listen);
+        let listener = TcpListener::bind(addr).await.map_err(|e| {
+            let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
+                "; another process listens there: stop it or give --listen 127.0.0.1:0 for any free port"
+            } else {
+                ""
+            };
+            Exit::usage(format!("cannot listen on {addr}: {e}{hint}"))
+        })?;
+        Ok(Server { listener, state, dir: dir.clone() })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then lets in-flight requests finish. While it
+    /// serves, `serve.addr` in the data directory names the bound address, so tools find a
+    /// server started on port 0.
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+        let addr = self.local_addr();
+        let addr_file = self.dir.serve_addr_path();
+        std::fs::write(&addr_file, format!("{addr}\n"))
+            .with_context(|| format!("cannot write {}", addr_file.display()))?;
+        tracing::info!(%addr, site = %self.state.site_code, "Serving.");
+        let app = crate::api::router(self.state);
+        let result = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await;
+        // Removing the file tells tools the server is gone; a stale one after a crash only
+        // costs them a refused connection, after which they fall back to the database.
+        let _ = std::fs::remove_file(&addr_file);
+        tracing::info!(%addr, "Stopped serving.");
+        result.context("the HTTP server failed")
+    }
+}
+
+/// Completes on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("installing a SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received; shutting down."),
+        _ = int.recv() => tracing::info!("SIGINT received; shutting down."),
+    }
+}
