@@ -1,10 +1,22 @@
 //! Collectors: read a machine's hardware and software inventory from files under a root
-//! directory (`--root`, default `/`), so tests run on fixture trees. (Interface stub: the
-//! collect helper replaces the bodies.)
+//! directory (`--root`, default `/`), so that tests run on fixture trees (SPEC 4).
+//!
+//! [`collect`] never fails: whatever cannot be read becomes a warning in
+//! [`Collected::warnings`] and the rest of the inventory is still reported. The parsers are
+//! public, pure functions over `&str` (or bytes) so that they can be tested and fuzzed without
+//! a file system; the [`hw`] and [`sw`] modules hold one module per source. Only rpm's
+//! database is read by running a program (`rpm`), because it is a binary database with three
+//! formats; every other source is a file.
+
+pub mod hw;
+mod read;
+pub mod sw;
 
 use std::path::Path;
 
 use invsync_proto::{Class, Items};
+
+use crate::read::{Reader, value};
 
 /// What a collector could read, plus a warning for each thing it could not.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -15,20 +27,24 @@ pub struct Collected {
 
 /// Collects one class under `root`.
 pub fn collect(class: Class, root: &Path) -> Collected {
-    let _ = (class, root);
-    Collected::default()
+    let mut reader = Reader::new(root, class.as_str());
+    let mut items = Items::new();
+    match class {
+        Class::Hw => hw::collect(&mut reader, &mut items),
+        Class::Sw => sw::collect(&mut reader, &mut items),
+    }
+    Collected { items, warnings: reader.into_warnings() }
 }
 
 /// The machine id (`etc/machine-id` under `root`, trimmed), if readable.
 pub fn machine_id(root: &Path) -> Option<String> {
-    std::fs::read_to_string(root.join("etc/machine-id")).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+    Reader::new(root, "id").read_quiet("etc/machine-id").as_deref().and_then(value).map(str::to_string)
 }
 
 /// The host name (`proc/sys/kernel/hostname`, else `etc/hostname`, under `root`), if readable.
 pub fn hostname(root: &Path) -> Option<String> {
+    let r = Reader::new(root, "id");
     ["proc/sys/kernel/hostname", "etc/hostname"]
         .iter()
-        .find_map(|p| std::fs::read_to_string(root.join(p)).ok())
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
+        .find_map(|p| r.read_quiet(p).as_deref().and_then(value).map(str::to_string))
 }
