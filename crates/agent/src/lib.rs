@@ -1,1 +1,25 @@
-//! placeholder
+//! The invsync client agent (`invagent`): the local state that stands in for the original
+//! client's "inventory keys", the one HTTP client that talks to the site's CAP, the pure
+//! planning of what to report, and the cycle and daemon loop built from them (SPEC sections 2,
+//! 5 and 7). The binary is a thin `main` in another crate that calls [`cli::try_main`]; the
+//! library functions [`enroll()`], [`cycle()`] and [`run()`] are public so the site's
+//! quickstart can drive an agent in a thread without a second process.
+
+pub mod cap;
+pub mod cli;
+pub mod cycle;
+pub mod enroll;
+pub mod error;
+pub mod plan;
+pub mod run;
+pub mod state;
+
+pub use cycle::{ClassOutcome, CycleOptions, CycleSummary, SentReport, cycle};
+pub use enroll::{EnrollOptions, enroll};
+pub use error::{AgentError, StateError};
+pub use plan::{PlanReason, PlannedReport, plan};
+pub use run::{RunOptions, run};
+pub use state::State;
+
+/// The agent's version, sent with every check-in so a site can tell old agents apart.
+pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");

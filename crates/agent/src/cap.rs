@@ -1,0 +1,172 @@
+//! All HTTP the agent does: a small synchronous client for the site's CAP API.
+//!
+//! The agent has no async runtime (SPEC section 10 gives it 10 MB of RSS), so this is ureq,
+//! blocking, with a connect timeout of 10 s and an overall one of 60 s so a hung site cannot
+//! stall the daemon forever. HTTP statuses are not turned into transport errors because a 4xx
+//! carries an `ErrorBody` whose sentence is the most useful thing to show the user. Every call
+//! except enroll presents the client token as `Authorization: Bearer …`.
+
+use std::time::Duration;
+
+use invsync_proto::wire::{
+    self, AckRequest, CheckinRequest, CheckinResponse, EnrollRequest, EnrollResponse, ErrorBody,
+    Report, ReportAck,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::AgentError;
+
+/// How long to wait for a TCP connection to the site.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one request may take from start to the end of the response body.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A client for one site's CAP API.
+#[derive(Debug, Clone)]
+pub struct CapClient {
+    agent: ureq::Agent,
+    base: String,
+    token: Option<String>,
+}
+
+impl CapClient {
+    /// A client for the site at `site_url` (a trailing `/` is ignored). `token` is the client
+    /// token; it is `None` only for enrolling.
+    pub fn new(site_url: &str, token: Option<&str>) -> Result<CapClient, AgentError> {
+        let base = normalise_site_url(site_url)?;
+        let config = ureq::Agent::config_builder()
+            .timeout_connect(Some(CONNECT_TIMEOUT))
+            .timeout_global(Some(REQUEST_TIMEOUT))
+            .http_status_as_error(false)
+            .user_agent(format!("invagent/{}", crate::AGENT_VERSION))
+            .build();
+        Ok(CapClient {
+            agent: ureq::Agent::new_with_config(config),
+            base,
+            token: token.map(str::to_string),
+        })
+    }
+
+    /// The site URL this client talks to, without a trailing `/`.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    /// `POST /cap/v1/enroll`.
+    pub fn enroll(&self, req: &EnrollRequest) -> Result<EnrollResponse, AgentError> {
+        self.post(wire::CAP_ENROLL, req, false)
+    }
+
+    /// `POST /cap/v1/checkin`.
+    pub fn checkin(&self, req: &CheckinRequest) -> Result<CheckinResponse, AgentError> {
+        self.post(wire::CAP_CHECKIN, req, true)
+    }
+
+    /// `POST /cap/v1/report`.
+    pub fn report(&self, report: &Report) -> Result<ReportAck, AgentError> {
+        self.post(wire::CAP_REPORT, report, true)
+    }
+
+    /// `POST /cap/v1/ack`. The body of the answer is not needed: a 2xx means the events are
+    /// done.
+    pub fn ack(&self, req: &AckRequest) -> Result<(), AgentError> {
+        let _: serde::de::IgnoredAny = self.post(wire::CAP_ACK, req, true)?;
+        Ok(())
+    }
+
+    fn post<B: Serialize, R: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        authenticated: bool,
+    ) -> Result<R, AgentError> {
+        let url = format!("{}{}", self.base, path);
+        let mut request = self.agent.post(&url);
+        if let (true, Some(token)) = (authenticated, &self.token) {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        let unreachable =
+            |e: ureq::Error| AgentError::Unreachable { url: self.base.clone(), reason: e.to_string() };
+        // Compact JSON, not ureq's `send_json`, which pretty-prints: indentation would be a
+        // third of a thousand-package report and most of a no-change check-in.
+        let bytes = serde_json::to_vec(body).map_err(|e| AgentError::Io {
+            context: format!("could not encode the request to {path}"),
+            reason: e.to_string(),
+        })?;
+        let response = request
+            .header("Content-Type", "application/json")
+            .send(&bytes[..])
+            .map_err(unreachable)?;
+        let status = response.status().as_u16();
+        let mut body = response.into_body();
+        if (200..300).contains(&status) {
+            // An empty 2xx body (e.g. 204 to an ack) reads as JSON `null`, which `IgnoredAny`
+            // accepts and every real answer type refuses.
+            let text = body.read_to_string().map_err(unreachable)?;
+            let text = if text.trim().is_empty() { "null" } else { text.as_str() };
+            return serde_json::from_str(text).map_err(|e| AgentError::BadResponse {
+                url: url.clone(),
+                reason: format!("{path}: {e}"),
+            });
+        }
+        let text = body.read_to_string().unwrap_or_default();
+        let message = error_message(&text, status);
+        tracing::debug!(%url, status, message = %message, "The site refused a request.");
+        match status {
+            401 if authenticated => Err(AgentError::Unauthorized { url: self.base.clone(), message }),
+            400..=499 => Err(AgentError::Refused { status, message }),
+            _ => Err(AgentError::SiteFailed { url: self.base.clone(), status, message }),
+        }
+    }
+}
+
+/// The sentence of an error response: the `ErrorBody`'s `error` when there is one, else the
+/// start of whatever the body was (a proxy's HTML page, say), else the bare status.
+fn error_message(body: &str, status: u16) -> String {
+    if let Ok(e) = serde_json::from_str::<ErrorBody>(body) {
+        return e.error;
+    }
+    let trimmed = body.trim();
+    if trimmed.is_empty() {
+        return format!("HTTP {status} without a message");
+    }
+    // The body is untrusted: keep it short and render control characters visibly.
+    let cut: String = trimmed.chars().take(200).collect();
+    cut.escape_debug().to_string()
+}
+
+/// Checks that `raw` looks like a site URL and drops trailing slashes, so paths can be
+/// appended to it.
+pub fn normalise_site_url(raw: &str) -> Result<String, AgentError> {
+    let trimmed = raw.trim().trim_end_matches('/');
+    let rest = trimmed
+        .strip_prefix("http://")
+        .or_else(|| trimmed.strip_prefix("https://"))
+        .unwrap_or("");
+    if rest.is_empty() || rest.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(AgentError::BadSiteUrl { url: raw.to_string() });
+    }
+    Ok(trimmed.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn site_urls_lose_trailing_slashes_and_need_a_scheme() {
+        assert_eq!(normalise_site_url("http://h:8350/").unwrap(), "http://h:8350");
+        assert_eq!(normalise_site_url("https://h//").unwrap(), "https://h");
+        for bad in ["", "h:8350", "http://", "ftp://h", "http://a b"] {
+            assert!(normalise_site_url(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn error_messages_prefer_the_error_body() {
+        assert_eq!(error_message(r#"{"error":"wrong secret"}"#, 401), "wrong secret");
+        assert_eq!(error_message("", 502), "HTTP 502 without a message");
+        assert_eq!(error_message("bad\u{1b}gateway", 502), "bad\\u{1b}gateway");
+    }
+}

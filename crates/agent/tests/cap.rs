@@ -1,0 +1,492 @@
+//! The agent against a fake CAP: a thread serving canned answers over real HTTP/1.1 on
+//! 127.0.0.1, so enrollment, the cycle, the outbox and the error mapping are tested through
+//! the same ureq client the agent uses in production, without a site.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use invsync_agent::cycle::ReportKind;
+use invsync_agent::plan::PlanReason;
+use invsync_agent::{
+    AgentError, ClassOutcome, CycleOptions, EnrollOptions, RunOptions, State, cycle, enroll, run,
+};
+use invsync_proto::wire::{
+    AckRequest, CheckinResponse, ClassState, ClientToken, EnrollRequest, EnrollResponse,
+    ErrorBody, Event, Instruction, InstructionKind, Report, ReportAck,
+};
+use invsync_proto::{Class, ClientName, SiteCode};
+use uuid::Uuid;
+
+/// One request as the fake site saw it.
+#[derive(Debug, Clone)]
+struct Seen {
+    path: String,
+    authorization: Option<String>,
+    body: String,
+}
+
+/// What the fake site holds and how it misbehaves.
+#[derive(Default)]
+struct FakeSite {
+    seen: Vec<Seen>,
+    client_id: Option<Uuid>,
+    token: Option<String>,
+    classes: BTreeMap<Class, ClassState>,
+    /// Delivered on every check-in until completed, like the real site.
+    instructions: Vec<Instruction>,
+    stored: HashSet<Uuid>,
+    /// Close the connection without answering `/report`, as a network failure would.
+    drop_reports: bool,
+    /// Answer this many reports with "resync required".
+    resync_required: usize,
+    /// Answer enrollments with this status and error.
+    refuse_enroll: Option<(u16, String)>,
+    /// Answer check-ins with 401.
+    unknown_token: bool,
+}
+
+impl FakeSite {
+    fn answer(&mut self, path: &str, body: &str) -> Option<(u16, String)> {
+        let json = |v: &dyn erased::Json| v.to_json();
+        match path {
+            "/cap/v1/enroll" => {
+                if let Some((status, error)) = &self.refuse_enroll {
+                    return Some((*status, json(&ErrorBody { error: error.clone() })));
+                }
+                let req: EnrollRequest = serde_json::from_str(body).unwrap();
+                let client_id = *self.client_id.get_or_insert_with(Uuid::new_v4);
+                let token = ClientToken { client_id, key: [9u8; 32] }.encode();
+                let reenrolled = self.token.is_some();
+                self.token = Some(token.clone());
+                Some((200, json(&EnrollResponse {
+                    client_id,
+                    token,
+                    name: req.name,
+                    site: SiteCode::parse("S01").unwrap(),
+                    reenrolled,
+                })))
+            }
+            "/cap/v1/checkin" if self.unknown_token => {
+                Some((401, json(&ErrorBody { error: "unknown client token".into() })))
+            }
+            "/cap/v1/checkin" => Some((200, json(&CheckinResponse {
+                instructions: self.instructions.clone(),
+                classes: self.classes.clone(),
+            }))),
+            "/cap/v1/report" => {
+                if self.drop_reports {
+                    return None;
+                }
+                let report: Report = serde_json::from_str(body).unwrap();
+                if self.stored.contains(&report.report_id) {
+                    let s = self.classes[&report.class];
+                    return Some((200, json(&ReportAck::Duplicate { version: s.version, hash: s.hash })));
+                }
+                if self.resync_required > 0 {
+                    self.resync_required -= 1;
+                    return Some((200, json(&ReportAck::ResyncRequired { reason: "gap".into() })));
+                }
+                assert!(report.body.is_full(), "this agent sends full reports only");
+                let version = self.classes.get(&report.class).map_or(0, |s| s.version) + 1;
+                self.classes.insert(report.class, ClassState { version, hash: report.hash });
+                self.stored.insert(report.report_id);
+                self.instructions.retain(|i| !report.answers.contains(&i.id));
+                Some((200, json(&ReportAck::Accepted { version, hash: report.hash })))
+            }
+            "/cap/v1/ack" => {
+                let req: AckRequest = serde_json::from_str(body).unwrap();
+                self.instructions.retain(|i| !req.done.contains(&i.id));
+                Some((204, String::new()))
+            }
+            other => Some((404, json(&ErrorBody { error: format!("no route {other}") }))),
+        }
+    }
+
+    fn paths(&self) -> Vec<&str> {
+        self.seen.iter().map(|s| s.path.as_str()).collect()
+    }
+
+    fn reports(&self) -> Vec<Report> {
+        self.seen
+            .iter()
+            .filter(|s| s.path == "/cap/v1/report")
+            .map(|s| serde_json::from_str(&s.body).unwrap())
+            .collect()
+    }
+}
+
+/// Serialising helper so `answer` can build bodies of different types in one closure.
+mod erased {
+    pub trait Json {
+        fn to_json(&self) -> String;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn to_json(&self) -> String {
+            serde_json::to_string(self).unwrap()
+        }
+    }
+}
+
+/// Starts the fake site on 127.0.0.1:0; it serves until the test process ends.
+fn start() -> (String, Arc<Mutex<FakeSite>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let site = Arc::new(Mutex::new(FakeSite::default()));
+    let shared = site.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            serve_one(stream, &shared);
+        }
+    });
+    (url, site)
+}
+
+/// Reads one HTTP/1.1 request, answers it (or drops the connection) and closes.
+fn serve_one(stream: TcpStream, site: &Mutex<FakeSite>) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line).unwrap();
+    let path = request_line.split_whitespace().nth(1).unwrap_or("").to_string();
+    let (mut length, mut authorization) = (0usize, None);
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        let (name, value) = line.split_once(':').unwrap();
+        match name.to_ascii_lowercase().as_str() {
+            "content-length" => length = value.trim().parse().unwrap(),
+            "authorization" => authorization = Some(value.trim().to_string()),
+            _ => {}
+        }
+    }
+    let mut body = vec![0u8; length];
+    reader.read_exact(&mut body).unwrap();
+    let body = String::from_utf8(body).unwrap();
+    let answer = {
+        let mut site = site.lock().unwrap();
+        site.seen.push(Seen { path: path.clone(), authorization, body: body.clone() });
+        site.answer(&path, &body)
+    };
+    let Some((status, json)) = answer else { return };
+    let mut stream = stream;
+    let head = format!(
+        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        json.len()
+    );
+    let _ = stream.write_all(head.as_bytes());
+    let _ = stream.write_all(json.as_bytes());
+}
+
+/// A fixture root with a host name and a machine id, and a data directory not yet created.
+struct Agent {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    data_dir: PathBuf,
+}
+
+impl Agent {
+    fn new() -> Agent {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::write(root.join("etc/hostname"), "web01.example.com\n").unwrap();
+        std::fs::write(root.join("etc/machine-id"), "0123456789abcdef0123456789abcdef\n").unwrap();
+        let data_dir = tmp.path().join("var/agent");
+        Agent { _tmp: tmp, root, data_dir }
+    }
+
+    fn enroll_opts(&self, url: &str) -> EnrollOptions {
+        EnrollOptions {
+            data_dir: self.data_dir.clone(),
+            site_url: url.to_string(),
+            secret: "s3cret".to_string(),
+            name: None,
+            root: self.root.clone(),
+        }
+    }
+
+    fn cycle_opts(&self) -> CycleOptions {
+        CycleOptions { data_dir: self.data_dir.clone(), root: self.root.clone() }
+    }
+
+    fn enrolled(url: &str) -> Agent {
+        let agent = Agent::new();
+        enroll(&agent.enroll_opts(url)).unwrap();
+        agent
+    }
+
+    fn state(&self) -> State {
+        State::load(&self.data_dir).unwrap()
+    }
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn enroll_writes_private_state_with_the_credential() {
+    let (url, site) = start();
+    let agent = Agent::new();
+    let resp = enroll(&agent.enroll_opts(&url)).unwrap();
+    assert_eq!(resp.name.as_str(), "WEB01", "derived from the host name");
+    assert!(!resp.reenrolled);
+
+    let state = agent.state();
+    assert_eq!(state.site_url, url.trim_end_matches('/'));
+    assert_eq!(state.client_id, resp.client_id);
+    assert_eq!(state.token, resp.token);
+    assert_eq!(state.site.as_str(), "S01");
+    assert!(state.acked.is_empty() && state.outbox.is_empty());
+    assert_eq!(mode(&agent.data_dir), 0o700);
+    assert_eq!(mode(&State::path(&agent.data_dir)), 0o600);
+
+    let site = site.lock().unwrap();
+    assert_eq!(site.paths(), vec!["/cap/v1/enroll"], "no double slash from the trailing '/'");
+    assert_eq!(site.seen[0].authorization, None, "enroll presents the secret, not a token");
+    let req: EnrollRequest = serde_json::from_str(&site.seen[0].body).unwrap();
+    assert_eq!(req.secret, "s3cret");
+    assert_eq!(req.machine_id, "0123456789abcdef0123456789abcdef");
+}
+
+#[test]
+fn re_enrolling_replaces_credentials_and_forgets_acknowledged_snapshots() {
+    let (url, _site) = start();
+    let agent = Agent::enrolled(&url);
+    cycle(&agent.cycle_opts()).unwrap();
+    assert_eq!(agent.state().acked.len(), 2);
+    let mut opts = agent.enroll_opts(&url);
+    opts.name = Some(ClientName::parse("other").unwrap());
+    let resp = enroll(&opts).unwrap();
+    assert!(resp.reenrolled);
+    let state = agent.state();
+    assert_eq!(state.name.as_str(), "OTHER");
+    assert!(state.acked.is_empty(), "the site may hold none of our snapshots");
+}
+
+#[test]
+fn a_refused_enrollment_maps_to_refused_and_writes_nothing() {
+    let (url, site) = start();
+    site.lock().unwrap().refuse_enroll = Some((409, "client name WEB01 is taken by client 42".into()));
+    let agent = Agent::new();
+    let err = enroll(&agent.enroll_opts(&url)).unwrap_err();
+    match &err {
+        AgentError::Refused { status, message } => {
+            assert_eq!(*status, 409);
+            assert_eq!(message, "client name WEB01 is taken by client 42");
+        }
+        other => panic!("expected Refused, got {other:?}"),
+    }
+    assert!(err.to_string().contains("taken by client 42"), "{err}");
+    assert!(!agent.data_dir.exists(), "a refused enrollment wrote nothing");
+}
+
+#[test]
+fn an_unreachable_site_says_what_to_do() {
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let agent = Agent::new();
+    let err = enroll(&agent.enroll_opts(&format!("http://127.0.0.1:{port}"))).unwrap_err();
+    assert!(matches!(err, AgentError::Unreachable { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains("could not reach the site at http://127.0.0.1") && msg.contains("invsite serve"), "{msg}");
+}
+
+#[test]
+fn a_cycle_answers_a_resync_with_a_full_report_and_acknowledges_events() {
+    let (url, site) = start();
+    let agent = Agent::enrolled(&url);
+    let token = agent.state().token;
+    site.lock().unwrap().instructions = vec![
+        Instruction { id: 5, kind: InstructionKind::Resync { class: Class::Sw } },
+        Instruction { id: 6, kind: InstructionKind::Event { event: Event::Hinv } },
+    ];
+
+    let summary = cycle(&agent.cycle_opts()).unwrap();
+    assert_eq!(summary.instructions.len(), 2);
+    assert_eq!(summary.acked_events, vec![6]);
+    let sent: Vec<_> = summary
+        .classes
+        .iter()
+        .map(|c| match c {
+            ClassOutcome::Sent(r) => (r.class, r.kind, r.version, r.answers.clone(), r.reason),
+            other => panic!("expected a report for every class on a fresh site: {other:?}"),
+        })
+        .collect();
+    assert_eq!(sent, vec![
+        (Class::Hw, ReportKind::Full, 1, vec![], Some(PlanReason::SiteHasNone)),
+        (Class::Sw, ReportKind::Full, 1, vec![5], Some(PlanReason::Requested)),
+    ]);
+    let lines = summary.lines();
+    assert!(lines.contains(&"sw: sent full report, site now at version 1 (answers request 5)".to_string()), "{lines:?}");
+
+    {
+        let site = site.lock().unwrap();
+        assert_eq!(site.paths(), vec![
+            "/cap/v1/enroll", "/cap/v1/checkin", "/cap/v1/report", "/cap/v1/report", "/cap/v1/ack"
+        ]);
+        for s in &site.seen[1..] {
+            assert_eq!(s.authorization.as_deref(), Some(format!("Bearer {token}").as_str()), "{}", s.path);
+        }
+        let reports = site.reports();
+        assert_eq!(reports[1].class, Class::Sw);
+        assert_eq!(reports[1].answers, vec![5]);
+        assert!(reports[1].body.is_full());
+        assert_eq!(site.seen[4].body, r#"{"done":[6]}"#);
+        assert!(site.instructions.is_empty());
+    }
+    let state = agent.state();
+    assert_eq!(state.acked[&Class::Sw].version, 1);
+    assert_eq!(state.acked[&Class::Sw].hash, site.lock().unwrap().classes[&Class::Sw].hash);
+    assert!(state.resyncs.is_empty() && state.events.is_empty() && state.outbox.is_empty());
+
+    // Nothing changed since: the next cycle is a check-in and nothing else.
+    let before = site.lock().unwrap().seen.len();
+    let summary = cycle(&agent.cycle_opts()).unwrap();
+    assert_eq!(summary.classes, vec![
+        ClassOutcome::Unchanged { class: Class::Hw, version: Some(1) },
+        ClassOutcome::Unchanged { class: Class::Sw, version: Some(1) },
+    ]);
+    assert_eq!(summary.lines(), vec!["hw: unchanged (version 1)", "sw: unchanged (version 1)"]);
+    let site = site.lock().unwrap();
+    assert_eq!(site.paths()[before..], ["/cap/v1/checkin"]);
+    assert!(site.seen.last().unwrap().body.len() < 100, "a no-change cycle sends little");
+}
+
+#[test]
+fn an_unacknowledged_report_stays_in_the_outbox_and_is_resent_with_its_id() {
+    let (url, site) = start();
+    let agent = Agent::enrolled(&url);
+    site.lock().unwrap().drop_reports = true;
+
+    let err = cycle(&agent.cycle_opts()).unwrap_err();
+    assert!(matches!(err, AgentError::Unreachable { .. }), "{err:?}");
+    let queued = agent.state().outbox;
+    assert_eq!(queued.len(), 1, "the first class's report waits in the outbox");
+    let queued_id = queued[0].report_id;
+    assert_eq!(site.lock().unwrap().reports()[0].report_id, queued_id);
+
+    site.lock().unwrap().drop_reports = false;
+    let summary = cycle(&agent.cycle_opts()).unwrap();
+    assert_eq!(summary.resent.len(), 1);
+    assert_eq!(summary.resent[0].class, queued[0].class);
+    {
+        let site = site.lock().unwrap();
+        let reports = site.reports();
+        // enroll, checkin, dropped report; then the re-send comes before the check-in.
+        assert_eq!(site.paths()[3..5], ["/cap/v1/report", "/cap/v1/checkin"]);
+        assert_eq!(reports[1].report_id, queued_id, "re-sent with the same report id");
+        assert_eq!(site.classes[&queued[0].class].version, 1, "stored once");
+    }
+    let state = agent.state();
+    assert!(state.outbox.is_empty());
+    assert_eq!(state.acked.len(), 2);
+
+    // A report the site already stored (its ack was lost) comes back as a duplicate.
+    let mut state = agent.state();
+    let mut again = queued[0].clone();
+    state.acked.clear();
+    again.answers.clear();
+    state.outbox.push(again);
+    state.save(&agent.data_dir).unwrap();
+    let summary = cycle(&agent.cycle_opts()).unwrap();
+    assert!(summary.resent[0].duplicate);
+    assert_eq!(site.lock().unwrap().classes[&queued[0].class].version, 1);
+}
+
+#[test]
+fn resync_required_is_answered_with_a_full_report_in_the_same_cycle() {
+    let (url, site) = start();
+    let agent = Agent::enrolled(&url);
+    cycle(&agent.cycle_opts()).unwrap();
+    // The site lost its database: it holds nothing, and refuses the next report once.
+    {
+        let mut site = site.lock().unwrap();
+        site.classes.clear();
+        site.resync_required = 1;
+    }
+    let before = site.lock().unwrap().reports().len();
+    let summary = cycle(&agent.cycle_opts()).unwrap();
+    let site = site.lock().unwrap();
+    let reports = &site.reports()[before..];
+    assert_eq!(reports.len(), 3, "hw refused, hw again, sw");
+    assert_eq!(reports[0].class, Class::Hw);
+    assert_eq!(reports[1].class, Class::Hw);
+    assert_ne!(reports[0].report_id, reports[1].report_id, "a new report, not a re-send");
+    assert!(reports[1].body.is_full());
+    match &summary.classes[0] {
+        ClassOutcome::Sent(r) => assert_eq!((r.version, r.reason), (1, Some(PlanReason::SiteAsked))),
+        other => panic!("{other:?}"),
+    }
+    assert!(agent.state().outbox.is_empty());
+}
+
+#[test]
+fn a_site_whose_version_differs_gets_full_reports() {
+    let (url, site) = start();
+    let agent = Agent::enrolled(&url);
+    cycle(&agent.cycle_opts()).unwrap();
+    // A restored backup: the site is a version behind the agent's record.
+    site.lock().unwrap().classes.get_mut(&Class::Sw).unwrap().version = 0;
+    let summary = cycle(&agent.cycle_opts()).unwrap();
+    match &summary.classes[1] {
+        ClassOutcome::Sent(r) => {
+            assert!(matches!(r.reason, Some(PlanReason::SiteDiffers { .. })), "{r:?}");
+            assert_eq!(r.version, 1);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(summary.classes[0], ClassOutcome::Unchanged { class: Class::Hw, version: Some(1) });
+}
+
+#[test]
+fn an_unknown_token_tells_the_user_to_enroll_again() {
+    let (url, site) = start();
+    let agent = Agent::enrolled(&url);
+    site.lock().unwrap().unknown_token = true;
+    let err = cycle(&agent.cycle_opts()).unwrap_err();
+    assert!(matches!(err, AgentError::Unauthorized { .. }), "{err:?}");
+    assert!(err.to_string().contains("invagent enroll"), "{err}");
+}
+
+#[test]
+fn cycle_without_enrollment_says_how_to_enroll() {
+    let agent = Agent::new();
+    let err = cycle(&agent.cycle_opts()).unwrap_err();
+    assert!(matches!(err, AgentError::NotEnrolled { .. }), "{err:?}");
+    assert!(err.to_string().contains("invagent enroll --data-dir"), "{err}");
+}
+
+#[test]
+fn run_cycles_until_stopped_and_survives_failed_cycles() {
+    let (url, site) = start();
+    let agent = Agent::enrolled(&url);
+    // Every cycle fails at its first report, and the loop keeps going.
+    site.lock().unwrap().drop_reports = true;
+    let stop = Arc::new(AtomicBool::new(false));
+    let opts = RunOptions { cycle: agent.cycle_opts(), interval: Duration::from_millis(50) };
+    let flag = stop.clone();
+    let handle = std::thread::spawn(move || run(&opts, &flag));
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while site.lock().unwrap().reports().len() < 3 {
+        assert!(Instant::now() < deadline, "run did not keep cycling");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let stopped = Instant::now();
+    handle.join().unwrap().unwrap();
+    assert!(stopped.elapsed() < Duration::from_secs(5), "run stopped promptly");
+    // Every attempt re-sent the same queued report.
+    let reports = site.lock().unwrap().reports();
+    assert!(reports.iter().all(|r| r.report_id == reports[0].report_id));
+}
