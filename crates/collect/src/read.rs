@@ -77,17 +77,6 @@ impl<'a> Reader<'a> {
         std::fs::read(self.path(rel)).ok().map(decode)
     }
 
-    /// Reads a binary file that may be absent; other failures become warnings.
-    pub(crate) fn read_bytes_optional(&mut self, rel: &str) -> Option<Vec<u8>> {
-        match std::fs::read(self.path(rel)) {
-            Ok(bytes) => Some(bytes),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => {
-                self.warn_io(rel, &e);
-                None
-            }
-        }
-    }
 
     /// Whether `rel` exists (following symbolic links, as sysfs is made of them).
     pub(crate) fn exists(&self, rel: &str) -> bool {

@@ -219,6 +219,27 @@ mod tests {
     }
 
     #[test]
+    fn control_files_and_loopback_are_not_interfaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let net = dir.path().join(DIR);
+        std::fs::create_dir_all(net.join("lo")).unwrap();
+        std::fs::create_dir_all(net.join("bond0")).unwrap();
+        std::fs::write(net.join("bonding_masters"), "bond0\n").unwrap();
+        std::fs::write(net.join("bond0/address"), "\n").unwrap();
+        std::fs::write(net.join("bond0/mtu"), "9000\n").unwrap();
+        std::fs::write(net.join("bond0/speed"), "-1\n").unwrap();
+        let mut r = Reader::new(dir.path(), "hw");
+        let mut items = Items::new();
+        collect(&mut r, &mut items);
+        assert_eq!(items.len(), 1);
+        let bond = &items["nic/bond0"];
+        assert_eq!(bond.get("mtu").map(String::as_str), Some("9000"));
+        assert_eq!(bond.get("virtual").map(String::as_str), Some("true"));
+        assert!(!bond.contains_key("mac") && !bond.contains_key("speed_mbps") && !bond.contains_key("addresses"));
+        assert!(r.into_warnings().is_empty());
+    }
+
+    #[test]
     fn live_list_has_loopback() {
         let list = live_addresses().unwrap();
         assert!(list.iter().any(|(n, ip, p)| n == "lo" && *ip == IpAddr::V4(Ipv4Addr::LOCALHOST) && *p == 8), "{list:?}");
