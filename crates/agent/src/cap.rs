@@ -86,8 +86,10 @@ impl CapClient {
         if let (true, Some(token)) = (authenticated, &self.token) {
             request = request.header("Authorization", format!("Bearer {token}"));
         }
-        let unreachable =
-            |e: ureq::Error| AgentError::Unreachable { url: self.base.clone(), reason: e.to_string() };
+        let unreachable = |e: ureq::Error| AgentError::Unreachable {
+            url: self.base.clone(),
+            reason: e.to_string(),
+        };
         // Compact JSON, not ureq's `send_json`, which pretty-prints: indentation would be a
         // third of a thousand-package report and most of a no-change check-in.
         let bytes = serde_json::to_vec(body).map_err(|e| AgentError::Io {
@@ -104,7 +106,11 @@ impl CapClient {
             // An empty 2xx body (e.g. 204 to an ack) reads as JSON `null`, which `IgnoredAny`
             // accepts and every real answer type refuses.
             let text = body.read_to_string().map_err(unreachable)?;
-            let text = if text.trim().is_empty() { "null" } else { text.as_str() };
+            let text = if text.trim().is_empty() {
+                "null"
+            } else {
+                text.as_str()
+            };
             return serde_json::from_str(text).map_err(|e| AgentError::BadResponse {
                 url: url.clone(),
                 reason: format!("{path}: {e}"),
@@ -114,9 +120,16 @@ impl CapClient {
         let message = error_message(&text, status);
         tracing::debug!(%url, status, message = %message, "The site refused a request.");
         match status {
-            401 if authenticated => Err(AgentError::Unauthorized { url: self.base.clone(), message }),
+            401 if authenticated => Err(AgentError::Unauthorized {
+                url: self.base.clone(),
+                message,
+            }),
             400..=499 => Err(AgentError::Refused { status, message }),
-            _ => Err(AgentError::SiteFailed { url: self.base.clone(), status, message }),
+            _ => Err(AgentError::SiteFailed {
+                url: self.base.clone(),
+                status,
+                message,
+            }),
         }
     }
 }
@@ -145,7 +158,9 @@ pub fn normalise_site_url(raw: &str) -> Result<String, AgentError> {
         .or_else(|| trimmed.strip_prefix("https://"))
         .unwrap_or("");
     if rest.is_empty() || rest.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(AgentError::BadSiteUrl { url: raw.to_string() });
+        return Err(AgentError::BadSiteUrl {
+            url: raw.to_string(),
+        });
     }
     Ok(trimmed.to_string())
 }
@@ -156,7 +171,10 @@ mod tests {
 
     #[test]
     fn site_urls_lose_trailing_slashes_and_need_a_scheme() {
-        assert_eq!(normalise_site_url("http://h:8350/").unwrap(), "http://h:8350");
+        assert_eq!(
+            normalise_site_url("http://h:8350/").unwrap(),
+            "http://h:8350"
+        );
         assert_eq!(normalise_site_url("https://h//").unwrap(), "https://h");
         for bad in ["", "h:8350", "http://", "ftp://h", "http://a b"] {
             assert!(normalise_site_url(bad).is_err(), "{bad:?}");
@@ -165,7 +183,10 @@ mod tests {
 
     #[test]
     fn error_messages_prefer_the_error_body() {
-        assert_eq!(error_message(r#"{"error":"wrong secret"}"#, 401), "wrong secret");
+        assert_eq!(
+            error_message(r#"{"error":"wrong secret"}"#, 401),
+            "wrong secret"
+        );
         assert_eq!(error_message("", 502), "HTTP 502 without a message");
         assert_eq!(error_message("bad\u{1b}gateway", 502), "bad\\u{1b}gateway");
     }

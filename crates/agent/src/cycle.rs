@@ -38,7 +38,11 @@ pub enum ReportKind {
 
 impl ReportKind {
     pub fn of(body: &ReportBody) -> ReportKind {
-        if body.is_full() { ReportKind::Full } else { ReportKind::Delta }
+        if body.is_full() {
+            ReportKind::Full
+        } else {
+            ReportKind::Delta
+        }
     }
 
     pub fn as_str(self) -> &'static str {
@@ -69,7 +73,10 @@ pub struct SentReport {
 pub enum ClassOutcome {
     Sent(SentReport),
     /// Nothing to send: the site holds what was collected, at this version.
-    Unchanged { class: Class, version: Option<i64> },
+    Unchanged {
+        class: Class,
+        version: Option<i64>,
+    },
 }
 
 /// What a cycle did, for the CLI to print and the daemon to log.
@@ -92,7 +99,9 @@ impl CycleSummary {
         let mut out = Vec::new();
         for i in &self.instructions {
             out.push(match i.kind {
-                InstructionKind::Resync { class } => format!("received request {}: resync {class}", i.id),
+                InstructionKind::Resync { class } => {
+                    format!("received request {}: resync {class}", i.id)
+                }
                 InstructionKind::Event { event } => {
                     format!("received event {}: {}", i.id, event.as_str())
                 }
@@ -104,15 +113,28 @@ impl CycleSummary {
         for c in &self.classes {
             out.push(match c {
                 ClassOutcome::Sent(r) => sent_line(r, "sent"),
-                ClassOutcome::Unchanged { class, version: Some(v) } => {
+                ClassOutcome::Unchanged {
+                    class,
+                    version: Some(v),
+                } => {
                     format!("{class}: unchanged (version {v})")
                 }
-                ClassOutcome::Unchanged { class, version: None } => format!("{class}: unchanged"),
+                ClassOutcome::Unchanged {
+                    class,
+                    version: None,
+                } => format!("{class}: unchanged"),
             });
         }
         if !self.acked_events.is_empty() {
-            let s = if self.acked_events.len() == 1 { "" } else { "s" };
-            out.push(format!("acknowledged event{s} {}", join_ids(&self.acked_events)));
+            let s = if self.acked_events.len() == 1 {
+                ""
+            } else {
+                "s"
+            };
+            out.push(format!(
+                "acknowledged event{s} {}",
+                join_ids(&self.acked_events)
+            ));
         }
         out
     }
@@ -144,7 +166,10 @@ fn sent_line(r: &SentReport, verb: &str) -> String {
 }
 
 fn join_ids(ids: &[i64]) -> String {
-    ids.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
+    ids.iter()
+        .map(i64::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Runs one cycle. An error leaves the state consistent: whatever was not acknowledged is
@@ -152,7 +177,9 @@ fn join_ids(ids: &[i64]) -> String {
 pub fn cycle(opts: &CycleOptions) -> Result<CycleSummary, AgentError> {
     let dir = opts.data_dir.as_path();
     if !State::path(dir).exists() {
-        return Err(AgentError::NotEnrolled { data_dir: dir.to_path_buf() });
+        return Err(AgentError::NotEnrolled {
+            data_dir: dir.to_path_buf(),
+        });
     }
     let _lock = StateLock::acquire(dir)?;
     let mut state = State::load(dir)?;
@@ -170,7 +197,9 @@ pub fn cycle(opts: &CycleOptions) -> Result<CycleSummary, AgentError> {
     }
 
     // 2. Check in, and keep every new instruction before acting on it.
-    let checkin = cap.checkin(&CheckinRequest { agent_version: Some(crate::AGENT_VERSION.into()) })?;
+    let checkin = cap.checkin(&CheckinRequest {
+        agent_version: Some(crate::AGENT_VERSION.into()),
+    })?;
     summary.instructions = record_instructions(&mut state, &checkin.instructions, Timestamp::now());
     if !summary.instructions.is_empty() {
         state.save(dir)?;
@@ -183,7 +212,14 @@ pub fn cycle(opts: &CycleOptions) -> Result<CycleSummary, AgentError> {
         for warning in &collected.warnings {
             tracing::debug!(class = %class, warning = %warning, "Collector could not read something.");
         }
-        let outcome = report_class(&cap, &mut state, dir, &checkin.classes, class, &collected.items)?;
+        let outcome = report_class(
+            &cap,
+            &mut state,
+            dir,
+            &checkin.classes,
+            class,
+            &collected.items,
+        )?;
         summary.classes.push(outcome);
     }
 
@@ -201,7 +237,11 @@ pub fn cycle(opts: &CycleOptions) -> Result<CycleSummary, AgentError> {
 
 /// Adds instructions not seen before to the state (the site repeats an instruction until it
 /// completes) and returns them.
-fn record_instructions(state: &mut State, received: &[Instruction], now: Timestamp) -> Vec<Instruction> {
+fn record_instructions(
+    state: &mut State,
+    received: &[Instruction],
+    now: Timestamp,
+) -> Vec<Instruction> {
     let mut new = Vec::new();
     for i in received {
         if state.knows_instruction(i.id) || new.iter().any(|n: &Instruction| n.id == i.id) {
@@ -210,11 +250,19 @@ fn record_instructions(state: &mut State, received: &[Instruction], now: Timesta
         match i.kind {
             InstructionKind::Resync { class } => {
                 tracing::info!(id = i.id, class = %class, "Received a resync request.");
-                state.resyncs.push(PendingResync { id: i.id, class, received_at: now });
+                state.resyncs.push(PendingResync {
+                    id: i.id,
+                    class,
+                    received_at: now,
+                });
             }
             InstructionKind::Event { event } => {
                 tracing::info!(id = i.id, event = event.as_str(), "Received an event.");
-                state.events.push(PendingEvent { id: i.id, event, received_at: now });
+                state.events.push(PendingEvent {
+                    id: i.id,
+                    event,
+                    received_at: now,
+                });
             }
         }
         new.push(i.clone());
@@ -250,7 +298,10 @@ fn report_class(
         Delivery::Stored(sent) => Ok(ClassOutcome::Sent(sent)),
         Delivery::ResyncRequired(again) => {
             tracing::debug!(class = %class, first = %reason_again, "The site refused two reports in a row.");
-            Err(AgentError::ResyncLoop { class, reason: again })
+            Err(AgentError::ResyncLoop {
+                class,
+                reason: again,
+            })
         }
     }
 }
@@ -306,7 +357,14 @@ fn deliver(
     };
     match plan::items_after(report, state.acked.get(&class)) {
         Some(items) if hash == report.hash => {
-            state.acked.insert(class, AckedSnapshot { version, hash, items });
+            state.acked.insert(
+                class,
+                AckedSnapshot {
+                    version,
+                    hash,
+                    items,
+                },
+            );
         }
         _ => {
             // The site holds something other than what we sent (or we cannot tell what): keep
@@ -344,9 +402,18 @@ mod tests {
             SiteCode::parse("S01").unwrap(),
         );
         let got = vec![
-            Instruction { id: 5, kind: InstructionKind::Resync { class: Class::Sw } },
-            Instruction { id: 6, kind: InstructionKind::Event { event: Event::Hinv } },
-            Instruction { id: 5, kind: InstructionKind::Resync { class: Class::Sw } },
+            Instruction {
+                id: 5,
+                kind: InstructionKind::Resync { class: Class::Sw },
+            },
+            Instruction {
+                id: 6,
+                kind: InstructionKind::Event { event: Event::Hinv },
+            },
+            Instruction {
+                id: 5,
+                kind: InstructionKind::Resync { class: Class::Sw },
+            },
         ];
         assert_eq!(record_instructions(&mut s, &got, Timestamp(1)).len(), 2);
         assert_eq!(record_instructions(&mut s, &got, Timestamp(2)), vec![]);
@@ -364,7 +431,10 @@ mod tests {
             }],
             resent: vec![],
             classes: vec![
-                ClassOutcome::Unchanged { class: Class::Hw, version: Some(1) },
+                ClassOutcome::Unchanged {
+                    class: Class::Hw,
+                    version: Some(1),
+                },
                 ClassOutcome::Sent(SentReport {
                     class: Class::Sw,
                     kind: ReportKind::Full,
@@ -376,11 +446,14 @@ mod tests {
             ],
             acked_events: vec![7],
         };
-        assert_eq!(summary.lines(), vec![
-            "received request 5: resync sw",
-            "hw: unchanged (version 1)",
-            "sw: sent full report, site now at version 2 (answers request 5)",
-            "acknowledged event 7",
-        ]);
+        assert_eq!(
+            summary.lines(),
+            vec![
+                "received request 5: resync sw",
+                "hw: unchanged (version 1)",
+                "sw: sent full report, site now at version 2 (answers request 5)",
+                "acknowledged event 7",
+            ]
+        );
     }
 }

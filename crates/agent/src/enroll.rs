@@ -9,8 +9,8 @@
 
 use std::path::{Path, PathBuf};
 
-use invsync_proto::wire::{ClientToken, EnrollRequest, EnrollResponse};
 use invsync_proto::ClientName;
+use invsync_proto::wire::{ClientToken, EnrollRequest, EnrollResponse};
 
 use crate::cap::CapClient;
 use crate::error::AgentError;
@@ -39,8 +39,11 @@ pub fn enroll(opts: &EnrollOptions) -> Result<EnrollResponse, AgentError> {
         None => name_from_hostname(&opts.root)?,
     };
     let machine = machine_id(&opts.root, &opts.data_dir);
-    let request =
-        EnrollRequest { secret: opts.secret.clone(), name, machine_id: machine.id.clone() };
+    let request = EnrollRequest {
+        secret: opts.secret.clone(),
+        name,
+        machine_id: machine.id.clone(),
+    };
     let response = cap.enroll(&request)?;
     match ClientToken::parse(&response.token) {
         Some(t) if t.client_id == response.client_id => {}
@@ -55,8 +58,12 @@ pub fn enroll(opts: &EnrollOptions) -> Result<EnrollResponse, AgentError> {
     state::ensure_data_dir(&opts.data_dir)?;
     let _lock = StateLock::acquire(&opts.data_dir)?;
     if machine.generated {
-        state::write_atomic(&opts.data_dir, MACHINE_ID_FILE, format!("{}\n", machine.id).as_bytes())
-            .map_err(|e| AgentError::io("could not save the generated machine id", &e))?;
+        state::write_atomic(
+            &opts.data_dir,
+            MACHINE_ID_FILE,
+            format!("{}\n", machine.id).as_bytes(),
+        )
+        .map_err(|e| AgentError::io("could not save the generated machine id", &e))?;
     }
     match State::load(&opts.data_dir) {
         Ok(old) => tracing::info!(
@@ -95,7 +102,9 @@ pub fn name_from_hostname(root: &Path) -> Result<ClientName, AgentError> {
             root.join("etc/hostname").display()
         ),
     })?;
-    ClientName::from_hostname(&host).map_err(|e| AgentError::NoName { reason: e.to_string() })
+    ClientName::from_hostname(&host).map_err(|e| AgentError::NoName {
+        reason: e.to_string(),
+    })
 }
 
 /// A machine id, and whether it was generated just now (and so must be saved once the site
@@ -112,14 +121,20 @@ pub struct MachineId {
 /// must stay the same for the life of the data directory.
 pub fn machine_id(root: &Path, data_dir: &Path) -> MachineId {
     if let Some(id) = invsync_collect::machine_id(root) {
-        return MachineId { id, generated: false };
+        return MachineId {
+            id,
+            generated: false,
+        };
     }
     let kept = std::fs::read_to_string(data_dir.join(MACHINE_ID_FILE))
         .ok()
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty());
     if let Some(id) = kept {
-        return MachineId { id, generated: false };
+        return MachineId {
+            id,
+            generated: false,
+        };
     }
     let id = uuid::Uuid::new_v4().simple().to_string();
     tracing::warn!(
@@ -127,7 +142,10 @@ pub fn machine_id(root: &Path, data_dir: &Path) -> MachineId {
         machine_id = %id,
         "No etc/machine-id under the root; using a generated machine id kept in the data directory."
     );
-    MachineId { id, generated: true }
+    MachineId {
+        id,
+        generated: true,
+    }
 }
 
 #[cfg(test)]
@@ -143,11 +161,18 @@ mod tests {
         assert_eq!(generated.id.len(), 32);
         assert!(generated.id.bytes().all(|b| b.is_ascii_hexdigit()));
 
-        std::fs::write(data.path().join(MACHINE_ID_FILE), format!("{}\n", generated.id)).unwrap();
-        assert_eq!(machine_id(root.path(), data.path()), MachineId {
-            id: generated.id.clone(),
-            generated: false
-        });
+        std::fs::write(
+            data.path().join(MACHINE_ID_FILE),
+            format!("{}\n", generated.id),
+        )
+        .unwrap();
+        assert_eq!(
+            machine_id(root.path(), data.path()),
+            MachineId {
+                id: generated.id.clone(),
+                generated: false
+            }
+        );
 
         std::fs::create_dir_all(root.path().join("etc")).unwrap();
         std::fs::write(root.path().join("etc/machine-id"), "abc123\n").unwrap();

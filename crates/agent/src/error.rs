@@ -40,7 +40,11 @@ pub enum AgentError {
         "the site at {url} failed (HTTP {status}): {message}; the agent retries on its next \
          cycle, and if this persists the site's log says why"
     )]
-    SiteFailed { url: String, status: u16, message: String },
+    SiteFailed {
+        url: String,
+        status: u16,
+        message: String,
+    },
 
     /// The site answered 2xx with a body this agent does not understand (a different
     /// protocol version, or not an invsync site at all).
@@ -76,9 +80,24 @@ pub enum AgentError {
 }
 
 impl AgentError {
+    /// Whether retrying is pointless until someone acts (re-enrolls, fixes the state file or
+    /// the disk). The daemon logs these at ERROR and everything else at WARN.
+    pub fn needs_operator(&self) -> bool {
+        matches!(
+            self,
+            AgentError::NotEnrolled { .. }
+                | AgentError::Unauthorized { .. }
+                | AgentError::State(_)
+                | AgentError::Refused { .. }
+        )
+    }
+
     /// An [`AgentError::Io`] from what was being done and the error that stopped it.
     pub fn io(context: impl Into<String>, err: &std::io::Error) -> AgentError {
-        AgentError::Io { context: context.into(), reason: err.to_string() }
+        AgentError::Io {
+            context: context.into(),
+            reason: err.to_string(),
+        }
     }
 }
 
@@ -91,7 +110,11 @@ pub enum StateError {
          `invagent enroll --data-dir {} --site URL --secret S` to replace it",
         path.display(), data_dir.display()
     )]
-    Corrupt { path: PathBuf, data_dir: PathBuf, reason: String },
+    Corrupt {
+        path: PathBuf,
+        data_dir: PathBuf,
+        reason: String,
+    },
 
     /// The file was written by an agent with a state format this one does not know.
     #[error(
@@ -99,7 +122,12 @@ pub enum StateError {
          know; enroll again with `invagent enroll --data-dir {} --site URL --secret S`",
         path.display(), data_dir.display()
     )]
-    UnknownFormat { path: PathBuf, data_dir: PathBuf, found: u64, expected: u32 },
+    UnknownFormat {
+        path: PathBuf,
+        data_dir: PathBuf,
+        found: u64,
+        expected: u32,
+    },
 
     /// Writing, syncing or renaming the state failed (disk full, read-only file system).
     #[error("could not save the agent state {}: {reason}; check the disk and the directory's permissions", path.display())]

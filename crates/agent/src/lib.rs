@@ -14,7 +14,7 @@ pub mod plan;
 pub mod run;
 pub mod state;
 
-pub use cycle::{ClassOutcome, CycleOptions, CycleSummary, SentReport, cycle};
+pub use cycle::{ClassOutcome, CycleOptions, CycleSummary, ReportKind, SentReport, cycle};
 pub use enroll::{EnrollOptions, enroll};
 pub use error::{AgentError, StateError};
 pub use plan::{PlanReason, PlannedReport, plan};

@@ -42,7 +42,11 @@ impl fmt::Display for PlanReason {
             PlanReason::SiteHasNone => f.write_str("the site holds no snapshot"),
             PlanReason::NothingAcknowledged => f.write_str("nothing acknowledged yet"),
             PlanReason::SiteDiffers { site } => {
-                write!(f, "the site holds version {} with another hash", site.version)
+                write!(
+                    f,
+                    "the site holds version {} with another hash",
+                    site.version
+                )
             }
             PlanReason::Changed => f.write_str("the inventory changed"),
             PlanReason::SiteAsked => f.write_str("the site asked for a full report"),
@@ -111,13 +115,24 @@ pub fn plan(
 
 /// A full report of `items`, answering every pending resync of the class: whatever made it
 /// necessary, a full report is what a resync request waits for.
-pub fn full_report(state: &State, class: Class, items: &Items, reason: PlanReason) -> PlannedReport {
+pub fn full_report(
+    state: &State,
+    class: Class,
+    items: &Items,
+    reason: PlanReason,
+) -> PlannedReport {
     let answers = state.pending_resyncs(class);
-    let reason = if answers.is_empty() { reason } else { PlanReason::Requested };
+    let reason = if answers.is_empty() {
+        reason
+    } else {
+        PlanReason::Requested
+    };
     PlannedReport {
         class,
         hash: snapshot_hash(items),
-        body: ReportBody::Full { items: items.clone() },
+        body: ReportBody::Full {
+            items: items.clone(),
+        },
         answers,
         reason,
     }
@@ -130,7 +145,9 @@ pub fn full_report(state: &State, class: Class, items: &Items, reason: PlanReaso
 /// items are already kept in the state, and [`items_after`] already applies deltas.
 pub fn changed_body(acked: &AckedSnapshot, items: &Items) -> ReportBody {
     let _ = acked;
-    ReportBody::Full { items: items.clone() }
+    ReportBody::Full {
+        items: items.clone(),
+    }
 }
 
 /// The items the site holds once it has accepted `report`: the report's own items for a full
@@ -140,7 +157,10 @@ pub fn changed_body(acked: &AckedSnapshot, items: &Items) -> ReportBody {
 pub fn items_after(report: &Report, acked: Option<&AckedSnapshot>) -> Option<Items> {
     match &report.body {
         ReportBody::Full { items } => Some(items.clone()),
-        ReportBody::Delta { base_version, delta } => {
+        ReportBody::Delta {
+            base_version,
+            delta,
+        } => {
             let base = acked.filter(|a| a.version == *base_version)?;
             let mut snapshot = Snapshot::new(base.items.clone());
             snapshot.apply(delta);
@@ -165,7 +185,12 @@ mod tests {
     fn items(pairs: &[(&str, &str)]) -> Items {
         pairs
             .iter()
-            .map(|(k, v)| (k.to_string(), [("version".to_string(), v.to_string())].into()))
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    [("version".to_string(), v.to_string())].into(),
+                )
+            })
             .collect()
     }
 
@@ -183,7 +208,14 @@ mod tests {
     fn agreed(acked: &Items) -> (State, BTreeMap<Class, ClassState>) {
         let mut s = state();
         let hash = snapshot_hash(acked);
-        s.acked.insert(Class::Sw, AckedSnapshot { version: 4, hash, items: acked.clone() });
+        s.acked.insert(
+            Class::Sw,
+            AckedSnapshot {
+                version: 4,
+                hash,
+                items: acked.clone(),
+            },
+        );
         let site = [(Class::Sw, ClassState { version: 4, hash })].into();
         (s, site)
     }
@@ -206,7 +238,11 @@ mod tests {
         let i = items(&[("dpkg/bash/amd64", "5.2")]);
         let (mut s, site) = agreed(&i);
         for (id, class) in [(5, Class::Sw), (6, Class::Hw), (9, Class::Sw)] {
-            s.resyncs.push(PendingResync { id, class, received_at: Timestamp(0) });
+            s.resyncs.push(PendingResync {
+                id,
+                class,
+                received_at: Timestamp(0),
+            });
         }
         let p = plan(&s, &site, Class::Sw, &i).expect("a report");
         assert_eq!(p.reason, PlanReason::Requested);
@@ -232,17 +268,24 @@ mod tests {
         let i = items(&[("dpkg/bash/amd64", "5.2")]);
         let (s, mut site) = agreed(&i);
         // A restored site database: older version, same hash.
-        let older = ClassState { version: 3, hash: snapshot_hash(&i) };
+        let older = ClassState {
+            version: 3,
+            hash: snapshot_hash(&i),
+        };
         site.insert(Class::Sw, older);
         let p = plan(&s, &site, Class::Sw, &i).expect("a report");
         assert_eq!(p.reason, PlanReason::SiteDiffers { site: older });
         assert!(p.body.is_full());
         // Same version, another hash.
-        let other = ClassState { version: 4, hash: snapshot_hash(&Items::new()) };
+        let other = ClassState {
+            version: 4,
+            hash: snapshot_hash(&Items::new()),
+        };
         site.insert(Class::Sw, other);
-        assert_eq!(plan(&s, &site, Class::Sw, &i).unwrap().reason, PlanReason::SiteDiffers {
-            site: other
-        });
+        assert_eq!(
+            plan(&s, &site, Class::Sw, &i).unwrap().reason,
+            PlanReason::SiteDiffers { site: other }
+        );
         // A wiped agent: the site has a snapshot, the agent none.
         let (_, site) = agreed(&i);
         let p = plan(&state(), &site, Class::Sw, &i).unwrap();
@@ -265,12 +308,19 @@ mod tests {
     fn items_after_applies_deltas_to_the_acknowledged_base_only() {
         let old = items(&[("a", "1"), ("b", "1")]);
         let new = items(&[("a", "2"), ("c", "1")]);
-        let acked = AckedSnapshot { version: 4, hash: snapshot_hash(&old), items: old.clone() };
+        let acked = AckedSnapshot {
+            version: 4,
+            hash: snapshot_hash(&old),
+            items: old.clone(),
+        };
         let delta: Delta = Snapshot::new(old).diff(&Snapshot::new(new.clone()));
         let mut report = PlannedReport {
             class: Class::Sw,
             hash: snapshot_hash(&new),
-            body: ReportBody::Delta { base_version: 4, delta },
+            body: ReportBody::Delta {
+                base_version: 4,
+                delta,
+            },
             answers: vec![],
             reason: PlanReason::Changed,
         }

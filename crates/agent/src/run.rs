@@ -46,6 +46,11 @@ pub fn run(opts: &RunOptions, stop: &AtomicBool) -> Result<(), AgentError> {
                     tracing::info!(result = %line, "Cycle result.");
                 }
             }
+            // Retrying cannot fix credentials the site no longer accepts or a state file that
+            // cannot be read: those need an operator, so they are errors, not warnings.
+            Err(e) if e.needs_operator() => {
+                tracing::error!(error = %e, "The cycle failed and will keep failing until an operator acts.");
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "The cycle failed; the next one retries.");
             }
@@ -99,7 +104,10 @@ mod tests {
         assert_eq!(jittered(hour, 0.5), hour);
         for _ in 0..100 {
             let d = jittered(hour, random_unit());
-            assert!(d >= Duration::from_secs(3240) && d <= Duration::from_secs(3960), "{d:?}");
+            assert!(
+                d >= Duration::from_secs(3240) && d <= Duration::from_secs(3960),
+                "{d:?}"
+            );
         }
     }
 
@@ -115,7 +123,10 @@ mod tests {
     fn run_refuses_an_agent_that_is_not_enrolled() {
         let tmp = tempfile::tempdir().unwrap();
         let opts = RunOptions {
-            cycle: CycleOptions { data_dir: tmp.path().to_path_buf(), root: "/".into() },
+            cycle: CycleOptions {
+                data_dir: tmp.path().to_path_buf(),
+                root: "/".into(),
+            },
             interval: Duration::from_secs(1),
         };
         let err = run(&opts, &AtomicBool::new(false)).unwrap_err();

@@ -125,7 +125,9 @@ impl State {
         let raw = match fs::read(&path) {
             Ok(raw) => raw,
             Err(e) if e.kind() == ErrorKind::NotFound => {
-                return Err(AgentError::NotEnrolled { data_dir: data_dir.to_path_buf() });
+                return Err(AgentError::NotEnrolled {
+                    data_dir: data_dir.to_path_buf(),
+                });
             }
             Err(e) => {
                 return Err(corrupt(data_dir, &path, format!("cannot read it: {e}")).into());
@@ -162,13 +164,19 @@ impl State {
             path: path.clone(),
             reason: e.to_string(),
         })?;
-        write_atomic(data_dir, STATE_FILE, &bytes)
-            .map_err(|e| StateError::Write { path, reason: e.to_string() })
+        write_atomic(data_dir, STATE_FILE, &bytes).map_err(|e| StateError::Write {
+            path,
+            reason: e.to_string(),
+        })
     }
 
     /// Ids of the pending resync instructions for `class`, oldest first.
     pub fn pending_resyncs(&self, class: Class) -> Vec<i64> {
-        self.resyncs.iter().filter(|r| r.class == class).map(|r| r.id).collect()
+        self.resyncs
+            .iter()
+            .filter(|r| r.class == class)
+            .map(|r| r.id)
+            .collect()
     }
 
     /// Whether an instruction with this id is already recorded.
@@ -178,7 +186,11 @@ impl State {
 }
 
 fn corrupt(data_dir: &Path, path: &Path, reason: String) -> StateError {
-    StateError::Corrupt { path: path.to_path_buf(), data_dir: data_dir.to_path_buf(), reason }
+    StateError::Corrupt {
+        path: path.to_path_buf(),
+        data_dir: data_dir.to_path_buf(),
+        reason,
+    }
 }
 
 /// Creates the data directory with mode 0700 if it does not exist. An existing directory is
@@ -188,9 +200,8 @@ pub fn ensure_data_dir(data_dir: &Path) -> Result<(), AgentError> {
         return Ok(());
     }
     if let Some(parent) = data_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-        fs::create_dir_all(parent).map_err(|e| {
-            AgentError::io(format!("could not create {}", parent.display()), &e)
-        })?;
+        fs::create_dir_all(parent)
+            .map_err(|e| AgentError::io(format!("could not create {}", parent.display()), &e))?;
     }
     match DirBuilder::new().mode(0o700).create(data_dir) {
         Ok(()) => Ok(()),
@@ -208,8 +219,12 @@ pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()>
     let tmp = dir.join(format!("{name}.tmp"));
     let dest = dir.join(name);
     {
-        let mut f =
-            OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
         // A leftover temporary file keeps its old mode, which `mode` does not change.
         f.set_permissions(fs::Permissions::from_mode(0o600))?;
         f.write_all(bytes)?;
@@ -247,7 +262,10 @@ impl StateLock {
             }
             let err = std::io::Error::last_os_error();
             if err.kind() != ErrorKind::Interrupted {
-                return Err(AgentError::io(format!("could not lock {}", path.display()), &err));
+                return Err(AgentError::io(
+                    format!("could not lock {}", path.display()),
+                    &err,
+                ));
             }
         }
     }
@@ -267,11 +285,29 @@ mod tests {
             SiteCode::parse("S01").unwrap(),
         );
         let mut items = Items::new();
-        items.insert("os".into(), [("name".to_string(), "Debian".to_string())].into());
+        items.insert(
+            "os".into(),
+            [("name".to_string(), "Debian".to_string())].into(),
+        );
         let hash = invsync_proto::Snapshot::new(items.clone()).hash();
-        s.acked.insert(Class::Hw, AckedSnapshot { version: 3, hash, items: items.clone() });
-        s.resyncs.push(PendingResync { id: 5, class: Class::Sw, received_at: Timestamp(1) });
-        s.events.push(PendingEvent { id: 6, event: Event::Hinv, received_at: Timestamp(2) });
+        s.acked.insert(
+            Class::Hw,
+            AckedSnapshot {
+                version: 3,
+                hash,
+                items: items.clone(),
+            },
+        );
+        s.resyncs.push(PendingResync {
+            id: 5,
+            class: Class::Sw,
+            received_at: Timestamp(1),
+        });
+        s.events.push(PendingEvent {
+            id: 6,
+            event: Event::Hinv,
+            received_at: Timestamp(2),
+        });
         s.outbox.push(Report {
             report_id: Uuid::new_v4(),
             class: Class::Hw,
@@ -293,7 +329,10 @@ mod tests {
         let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&dir), 0o700);
         assert_eq!(mode(&State::path(&dir)), 0o600);
-        assert!(!dir.join("state.json.tmp").exists(), "the temporary file was renamed away");
+        assert!(
+            !dir.join("state.json.tmp").exists(),
+            "the temporary file was renamed away"
+        );
         // Saving again replaces the file rather than appending or failing.
         let mut s2 = s.clone();
         s2.outbox.clear();
@@ -306,7 +345,10 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let err = State::load(tmp.path()).unwrap_err();
         assert!(matches!(err, AgentError::NotEnrolled { .. }), "{err:?}");
-        assert!(err.to_string().contains("invagent enroll --data-dir"), "{err}");
+        assert!(
+            err.to_string().contains("invagent enroll --data-dir"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -315,13 +357,22 @@ mod tests {
         for bad in [&b"{not json"[..], b"{\"format\":1}", b"[]", b"{}"] {
             fs::write(State::path(tmp.path()), bad).unwrap();
             let err = State::load(tmp.path()).unwrap_err();
-            assert!(matches!(err, AgentError::State(StateError::Corrupt { .. })), "{err:?}");
+            assert!(
+                matches!(err, AgentError::State(StateError::Corrupt { .. })),
+                "{err:?}"
+            );
             let msg = err.to_string();
-            assert!(msg.contains("enroll again") && msg.contains("invagent enroll"), "{msg}");
+            assert!(
+                msg.contains("enroll again") && msg.contains("invagent enroll"),
+                "{msg}"
+            );
         }
         fs::write(State::path(tmp.path()), b"{\"format\":99}").unwrap();
         let err = State::load(tmp.path()).unwrap_err();
-        assert!(matches!(err, AgentError::State(StateError::UnknownFormat { found: 99, .. })));
+        assert!(matches!(
+            err,
+            AgentError::State(StateError::UnknownFormat { found: 99, .. })
+        ));
         assert!(err.to_string().contains("enroll again"), "{err}");
     }
 

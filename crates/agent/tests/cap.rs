@@ -17,8 +17,8 @@ use invsync_agent::{
     AgentError, ClassOutcome, CycleOptions, EnrollOptions, RunOptions, State, cycle, enroll, run,
 };
 use invsync_proto::wire::{
-    AckRequest, CheckinResponse, ClassState, ClientToken, EnrollRequest, EnrollResponse,
-    ErrorBody, Event, Instruction, InstructionKind, Report, ReportAck,
+    AckRequest, CheckinResponse, ClassState, ClientToken, EnrollRequest, EnrollResponse, ErrorBody,
+    Event, Instruction, InstructionKind, Report, ReportAck,
 };
 use invsync_proto::{Class, ClientName, SiteCode};
 use uuid::Uuid;
@@ -57,28 +57,46 @@ impl FakeSite {
         match path {
             "/cap/v1/enroll" => {
                 if let Some((status, error)) = &self.refuse_enroll {
-                    return Some((*status, json(&ErrorBody { error: error.clone() })));
+                    return Some((
+                        *status,
+                        json(&ErrorBody {
+                            error: error.clone(),
+                        }),
+                    ));
                 }
                 let req: EnrollRequest = serde_json::from_str(body).unwrap();
                 let client_id = *self.client_id.get_or_insert_with(Uuid::new_v4);
-                let token = ClientToken { client_id, key: [9u8; 32] }.encode();
+                let token = ClientToken {
+                    client_id,
+                    key: [9u8; 32],
+                }
+                .encode();
                 let reenrolled = self.token.is_some();
                 self.token = Some(token.clone());
-                Some((200, json(&EnrollResponse {
-                    client_id,
-                    token,
-                    name: req.name,
-                    site: SiteCode::parse("S01").unwrap(),
-                    reenrolled,
-                })))
+                Some((
+                    200,
+                    json(&EnrollResponse {
+                        client_id,
+                        token,
+                        name: req.name,
+                        site: SiteCode::parse("S01").unwrap(),
+                        reenrolled,
+                    }),
+                ))
             }
-            "/cap/v1/checkin" if self.unknown_token => {
-                Some((401, json(&ErrorBody { error: "unknown client token".into() })))
-            }
-            "/cap/v1/checkin" => Some((200, json(&CheckinResponse {
-                instructions: self.instructions.clone(),
-                classes: self.classes.clone(),
-            }))),
+            "/cap/v1/checkin" if self.unknown_token => Some((
+                401,
+                json(&ErrorBody {
+                    error: "unknown client token".into(),
+                }),
+            )),
+            "/cap/v1/checkin" => Some((
+                200,
+                json(&CheckinResponse {
+                    instructions: self.instructions.clone(),
+                    classes: self.classes.clone(),
+                }),
+            )),
             "/cap/v1/report" => {
                 if self.drop_reports {
                     return None;
@@ -86,25 +104,54 @@ impl FakeSite {
                 let report: Report = serde_json::from_str(body).unwrap();
                 if self.stored.contains(&report.report_id) {
                     let s = self.classes[&report.class];
-                    return Some((200, json(&ReportAck::Duplicate { version: s.version, hash: s.hash })));
+                    return Some((
+                        200,
+                        json(&ReportAck::Duplicate {
+                            version: s.version,
+                            hash: s.hash,
+                        }),
+                    ));
                 }
                 if self.resync_required > 0 {
                     self.resync_required -= 1;
-                    return Some((200, json(&ReportAck::ResyncRequired { reason: "gap".into() })));
+                    return Some((
+                        200,
+                        json(&ReportAck::ResyncRequired {
+                            reason: "gap".into(),
+                        }),
+                    ));
                 }
                 assert!(report.body.is_full(), "this agent sends full reports only");
                 let version = self.classes.get(&report.class).map_or(0, |s| s.version) + 1;
-                self.classes.insert(report.class, ClassState { version, hash: report.hash });
+                self.classes.insert(
+                    report.class,
+                    ClassState {
+                        version,
+                        hash: report.hash,
+                    },
+                );
                 self.stored.insert(report.report_id);
-                self.instructions.retain(|i| !report.answers.contains(&i.id));
-                Some((200, json(&ReportAck::Accepted { version, hash: report.hash })))
+                self.instructions
+                    .retain(|i| !report.answers.contains(&i.id));
+                Some((
+                    200,
+                    json(&ReportAck::Accepted {
+                        version,
+                        hash: report.hash,
+                    }),
+                ))
             }
             "/cap/v1/ack" => {
                 let req: AckRequest = serde_json::from_str(body).unwrap();
                 self.instructions.retain(|i| !req.done.contains(&i.id));
                 Some((204, String::new()))
             }
-            other => Some((404, json(&ErrorBody { error: format!("no route {other}") }))),
+            other => Some((
+                404,
+                json(&ErrorBody {
+                    error: format!("no route {other}"),
+                }),
+            )),
         }
     }
 
@@ -153,7 +200,11 @@ fn serve_one(stream: TcpStream, site: &Mutex<FakeSite>) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut request_line = String::new();
     reader.read_line(&mut request_line).unwrap();
-    let path = request_line.split_whitespace().nth(1).unwrap_or("").to_string();
+    let path = request_line
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("")
+        .to_string();
     let (mut length, mut authorization) = (0usize, None);
     loop {
         let mut line = String::new();
@@ -174,7 +225,11 @@ fn serve_one(stream: TcpStream, site: &Mutex<FakeSite>) {
     let body = String::from_utf8(body).unwrap();
     let answer = {
         let mut site = site.lock().unwrap();
-        site.seen.push(Seen { path: path.clone(), authorization, body: body.clone() });
+        site.seen.push(Seen {
+            path: path.clone(),
+            authorization,
+            body: body.clone(),
+        });
         site.answer(&path, &body)
     };
     let Some((status, json)) = answer else { return };
@@ -200,9 +255,17 @@ impl Agent {
         let root = tmp.path().join("root");
         std::fs::create_dir_all(root.join("etc")).unwrap();
         std::fs::write(root.join("etc/hostname"), "web01.example.com\n").unwrap();
-        std::fs::write(root.join("etc/machine-id"), "0123456789abcdef0123456789abcdef\n").unwrap();
+        std::fs::write(
+            root.join("etc/machine-id"),
+            "0123456789abcdef0123456789abcdef\n",
+        )
+        .unwrap();
         let data_dir = tmp.path().join("var/agent");
-        Agent { _tmp: tmp, root, data_dir }
+        Agent {
+            _tmp: tmp,
+            root,
+            data_dir,
+        }
     }
 
     fn enroll_opts(&self, url: &str) -> EnrollOptions {
@@ -216,7 +279,10 @@ impl Agent {
     }
 
     fn cycle_opts(&self) -> CycleOptions {
-        CycleOptions { data_dir: self.data_dir.clone(), root: self.root.clone() }
+        CycleOptions {
+            data_dir: self.data_dir.clone(),
+            root: self.root.clone(),
+        }
     }
 
     fn enrolled(url: &str) -> Agent {
@@ -252,8 +318,15 @@ fn enroll_writes_private_state_with_the_credential() {
     assert_eq!(mode(&State::path(&agent.data_dir)), 0o600);
 
     let site = site.lock().unwrap();
-    assert_eq!(site.paths(), vec!["/cap/v1/enroll"], "no double slash from the trailing '/'");
-    assert_eq!(site.seen[0].authorization, None, "enroll presents the secret, not a token");
+    assert_eq!(
+        site.paths(),
+        vec!["/cap/v1/enroll"],
+        "no double slash from the trailing '/'"
+    );
+    assert_eq!(
+        site.seen[0].authorization, None,
+        "enroll presents the secret, not a token"
+    );
     let req: EnrollRequest = serde_json::from_str(&site.seen[0].body).unwrap();
     assert_eq!(req.secret, "s3cret");
     assert_eq!(req.machine_id, "0123456789abcdef0123456789abcdef");
@@ -271,13 +344,17 @@ fn re_enrolling_replaces_credentials_and_forgets_acknowledged_snapshots() {
     assert!(resp.reenrolled);
     let state = agent.state();
     assert_eq!(state.name.as_str(), "OTHER");
-    assert!(state.acked.is_empty(), "the site may hold none of our snapshots");
+    assert!(
+        state.acked.is_empty(),
+        "the site may hold none of our snapshots"
+    );
 }
 
 #[test]
 fn a_refused_enrollment_maps_to_refused_and_writes_nothing() {
     let (url, site) = start();
-    site.lock().unwrap().refuse_enroll = Some((409, "client name WEB01 is taken by client 42".into()));
+    site.lock().unwrap().refuse_enroll =
+        Some((409, "client name WEB01 is taken by client 42".into()));
     let agent = Agent::new();
     let err = enroll(&agent.enroll_opts(&url)).unwrap_err();
     match &err {
@@ -288,17 +365,28 @@ fn a_refused_enrollment_maps_to_refused_and_writes_nothing() {
         other => panic!("expected Refused, got {other:?}"),
     }
     assert!(err.to_string().contains("taken by client 42"), "{err}");
-    assert!(!agent.data_dir.exists(), "a refused enrollment wrote nothing");
+    assert!(
+        !agent.data_dir.exists(),
+        "a refused enrollment wrote nothing"
+    );
 }
 
 #[test]
 fn an_unreachable_site_says_what_to_do() {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let agent = Agent::new();
     let err = enroll(&agent.enroll_opts(&format!("http://127.0.0.1:{port}"))).unwrap_err();
     assert!(matches!(err, AgentError::Unreachable { .. }), "{err:?}");
     let msg = err.to_string();
-    assert!(msg.contains("could not reach the site at http://127.0.0.1") && msg.contains("invsite serve"), "{msg}");
+    assert!(
+        msg.contains("could not reach the site at http://127.0.0.1")
+            && msg.contains("invsite serve"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -307,8 +395,14 @@ fn a_cycle_answers_a_resync_with_a_full_report_and_acknowledges_events() {
     let agent = Agent::enrolled(&url);
     let token = agent.state().token;
     site.lock().unwrap().instructions = vec![
-        Instruction { id: 5, kind: InstructionKind::Resync { class: Class::Sw } },
-        Instruction { id: 6, kind: InstructionKind::Event { event: Event::Hinv } },
+        Instruction {
+            id: 5,
+            kind: InstructionKind::Resync { class: Class::Sw },
+        },
+        Instruction {
+            id: 6,
+            kind: InstructionKind::Event { event: Event::Hinv },
+        },
     ];
 
     let summary = cycle(&agent.cycle_opts()).unwrap();
@@ -322,20 +416,52 @@ fn a_cycle_answers_a_resync_with_a_full_report_and_acknowledges_events() {
             other => panic!("expected a report for every class on a fresh site: {other:?}"),
         })
         .collect();
-    assert_eq!(sent, vec![
-        (Class::Hw, ReportKind::Full, 1, vec![], Some(PlanReason::SiteHasNone)),
-        (Class::Sw, ReportKind::Full, 1, vec![5], Some(PlanReason::Requested)),
-    ]);
+    assert_eq!(
+        sent,
+        vec![
+            (
+                Class::Hw,
+                ReportKind::Full,
+                1,
+                vec![],
+                Some(PlanReason::SiteHasNone)
+            ),
+            (
+                Class::Sw,
+                ReportKind::Full,
+                1,
+                vec![5],
+                Some(PlanReason::Requested)
+            ),
+        ]
+    );
     let lines = summary.lines();
-    assert!(lines.contains(&"sw: sent full report, site now at version 1 (answers request 5)".to_string()), "{lines:?}");
+    assert!(
+        lines.contains(
+            &"sw: sent full report, site now at version 1 (answers request 5)".to_string()
+        ),
+        "{lines:?}"
+    );
 
     {
         let site = site.lock().unwrap();
-        assert_eq!(site.paths(), vec![
-            "/cap/v1/enroll", "/cap/v1/checkin", "/cap/v1/report", "/cap/v1/report", "/cap/v1/ack"
-        ]);
+        assert_eq!(
+            site.paths(),
+            vec![
+                "/cap/v1/enroll",
+                "/cap/v1/checkin",
+                "/cap/v1/report",
+                "/cap/v1/report",
+                "/cap/v1/ack"
+            ]
+        );
         for s in &site.seen[1..] {
-            assert_eq!(s.authorization.as_deref(), Some(format!("Bearer {token}").as_str()), "{}", s.path);
+            assert_eq!(
+                s.authorization.as_deref(),
+                Some(format!("Bearer {token}").as_str()),
+                "{}",
+                s.path
+            );
         }
         let reports = site.reports();
         assert_eq!(reports[1].class, Class::Sw);
@@ -346,20 +472,38 @@ fn a_cycle_answers_a_resync_with_a_full_report_and_acknowledges_events() {
     }
     let state = agent.state();
     assert_eq!(state.acked[&Class::Sw].version, 1);
-    assert_eq!(state.acked[&Class::Sw].hash, site.lock().unwrap().classes[&Class::Sw].hash);
+    assert_eq!(
+        state.acked[&Class::Sw].hash,
+        site.lock().unwrap().classes[&Class::Sw].hash
+    );
     assert!(state.resyncs.is_empty() && state.events.is_empty() && state.outbox.is_empty());
 
     // Nothing changed since: the next cycle is a check-in and nothing else.
     let before = site.lock().unwrap().seen.len();
     let summary = cycle(&agent.cycle_opts()).unwrap();
-    assert_eq!(summary.classes, vec![
-        ClassOutcome::Unchanged { class: Class::Hw, version: Some(1) },
-        ClassOutcome::Unchanged { class: Class::Sw, version: Some(1) },
-    ]);
-    assert_eq!(summary.lines(), vec!["hw: unchanged (version 1)", "sw: unchanged (version 1)"]);
+    assert_eq!(
+        summary.classes,
+        vec![
+            ClassOutcome::Unchanged {
+                class: Class::Hw,
+                version: Some(1)
+            },
+            ClassOutcome::Unchanged {
+                class: Class::Sw,
+                version: Some(1)
+            },
+        ]
+    );
+    assert_eq!(
+        summary.lines(),
+        vec!["hw: unchanged (version 1)", "sw: unchanged (version 1)"]
+    );
     let site = site.lock().unwrap();
     assert_eq!(site.paths()[before..], ["/cap/v1/checkin"]);
-    assert!(site.seen.last().unwrap().body.len() < 100, "a no-change cycle sends little");
+    assert!(
+        site.seen.last().unwrap().body.len() < 100,
+        "a no-change cycle sends little"
+    );
 }
 
 #[test]
@@ -371,7 +515,11 @@ fn an_unacknowledged_report_stays_in_the_outbox_and_is_resent_with_its_id() {
     let err = cycle(&agent.cycle_opts()).unwrap_err();
     assert!(matches!(err, AgentError::Unreachable { .. }), "{err:?}");
     let queued = agent.state().outbox;
-    assert_eq!(queued.len(), 1, "the first class's report waits in the outbox");
+    assert_eq!(
+        queued.len(),
+        1,
+        "the first class's report waits in the outbox"
+    );
     let queued_id = queued[0].report_id;
     assert_eq!(site.lock().unwrap().reports()[0].report_id, queued_id);
 
@@ -384,7 +532,10 @@ fn an_unacknowledged_report_stays_in_the_outbox_and_is_resent_with_its_id() {
         let reports = site.reports();
         // enroll, checkin, dropped report; then the re-send comes before the check-in.
         assert_eq!(site.paths()[3..5], ["/cap/v1/report", "/cap/v1/checkin"]);
-        assert_eq!(reports[1].report_id, queued_id, "re-sent with the same report id");
+        assert_eq!(
+            reports[1].report_id, queued_id,
+            "re-sent with the same report id"
+        );
         assert_eq!(site.classes[&queued[0].class].version, 1, "stored once");
     }
     let state = agent.state();
@@ -421,10 +572,15 @@ fn resync_required_is_answered_with_a_full_report_in_the_same_cycle() {
     assert_eq!(reports.len(), 3, "hw refused, hw again, sw");
     assert_eq!(reports[0].class, Class::Hw);
     assert_eq!(reports[1].class, Class::Hw);
-    assert_ne!(reports[0].report_id, reports[1].report_id, "a new report, not a re-send");
+    assert_ne!(
+        reports[0].report_id, reports[1].report_id,
+        "a new report, not a re-send"
+    );
     assert!(reports[1].body.is_full());
     match &summary.classes[0] {
-        ClassOutcome::Sent(r) => assert_eq!((r.version, r.reason), (1, Some(PlanReason::SiteAsked))),
+        ClassOutcome::Sent(r) => {
+            assert_eq!((r.version, r.reason), (1, Some(PlanReason::SiteAsked)))
+        }
         other => panic!("{other:?}"),
     }
     assert!(agent.state().outbox.is_empty());
@@ -436,16 +592,30 @@ fn a_site_whose_version_differs_gets_full_reports() {
     let agent = Agent::enrolled(&url);
     cycle(&agent.cycle_opts()).unwrap();
     // A restored backup: the site is a version behind the agent's record.
-    site.lock().unwrap().classes.get_mut(&Class::Sw).unwrap().version = 0;
+    site.lock()
+        .unwrap()
+        .classes
+        .get_mut(&Class::Sw)
+        .unwrap()
+        .version = 0;
     let summary = cycle(&agent.cycle_opts()).unwrap();
     match &summary.classes[1] {
         ClassOutcome::Sent(r) => {
-            assert!(matches!(r.reason, Some(PlanReason::SiteDiffers { .. })), "{r:?}");
+            assert!(
+                matches!(r.reason, Some(PlanReason::SiteDiffers { .. })),
+                "{r:?}"
+            );
             assert_eq!(r.version, 1);
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(summary.classes[0], ClassOutcome::Unchanged { class: Class::Hw, version: Some(1) });
+    assert_eq!(
+        summary.classes[0],
+        ClassOutcome::Unchanged {
+            class: Class::Hw,
+            version: Some(1)
+        }
+    );
 }
 
 #[test]
@@ -463,7 +633,10 @@ fn cycle_without_enrollment_says_how_to_enroll() {
     let agent = Agent::new();
     let err = cycle(&agent.cycle_opts()).unwrap_err();
     assert!(matches!(err, AgentError::NotEnrolled { .. }), "{err:?}");
-    assert!(err.to_string().contains("invagent enroll --data-dir"), "{err}");
+    assert!(
+        err.to_string().contains("invagent enroll --data-dir"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -473,7 +646,10 @@ fn run_cycles_until_stopped_and_survives_failed_cycles() {
     // Every cycle fails at its first report, and the loop keeps going.
     site.lock().unwrap().drop_reports = true;
     let stop = Arc::new(AtomicBool::new(false));
-    let opts = RunOptions { cycle: agent.cycle_opts(), interval: Duration::from_millis(50) };
+    let opts = RunOptions {
+        cycle: agent.cycle_opts(),
+        interval: Duration::from_millis(50),
+    };
     let flag = stop.clone();
     let handle = std::thread::spawn(move || run(&opts, &flag));
 
@@ -485,7 +661,10 @@ fn run_cycles_until_stopped_and_survives_failed_cycles() {
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let stopped = Instant::now();
     handle.join().unwrap().unwrap();
-    assert!(stopped.elapsed() < Duration::from_secs(5), "run stopped promptly");
+    assert!(
+        stopped.elapsed() < Duration::from_secs(5),
+        "run stopped promptly"
+    );
     // Every attempt re-sent the same queued report.
     let reports = site.lock().unwrap().reports();
     assert!(reports.iter().all(|r| r.report_id == reports[0].report_id));

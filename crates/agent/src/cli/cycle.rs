@@ -15,7 +15,10 @@ pub struct CycleArgs {
 
 impl CycleArgs {
     pub fn options(&self) -> CycleOptions {
-        CycleOptions { data_dir: self.data_dir.data_dir.clone(), root: self.root.root.clone() }
+        CycleOptions {
+            data_dir: self.data_dir.data_dir.clone(),
+            root: self.root.root.clone(),
+        }
     }
 }
 

@@ -1,7 +1,5 @@
 //! `invagent enroll`: enroll this machine at a site.
 
-use std::path::PathBuf;
-
 use clap::Args;
 use invsync_proto::ClientName;
 
@@ -17,7 +15,12 @@ pub struct EnrollArgs {
     pub site: String,
     /// The site's enrollment secret (`invsite enroll-secret`). Taking it from the environment
     /// keeps it out of the process list.
-    #[arg(long, value_name = "S", env = "INVAGENT_SECRET", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "S",
+        env = "INVAGENT_SECRET",
+        hide_env_values = true
+    )]
     pub secret: String,
     /// The client name (1-15 of A-Z 0-9 - _); by default the host name's first label.
     #[arg(long, value_name = "NAME")]
@@ -33,10 +36,14 @@ pub fn apply(args: &EnrollArgs) -> anyhow::Result<()> {
         site_url: args.site.clone(),
         secret: args.secret.clone(),
         name: args.name.clone(),
-        root: PathBuf::from(&args.root.root),
+        root: args.root.root.clone(),
     };
     let response = enroll(&opts).map_err(exit_for)?;
-    let verb = if response.reenrolled { "re-enrolled" } else { "enrolled" };
+    let verb = if response.reenrolled {
+        "re-enrolled"
+    } else {
+        "enrolled"
+    };
     print_lines([format!(
         "{verb} as {} (client id {}) at site {}",
         response.name, response.client_id, response.site

@@ -62,8 +62,13 @@ fn listing(items: &Items) -> Vec<String> {
 
 fn shown(s: &str) -> String {
     let plain = !s.is_empty()
-        && s.chars().all(|c| !c.is_whitespace() && !c.is_control() && c != '"' && c != '=');
-    if plain { s.to_string() } else { format!("{s:?}") }
+        && s.chars()
+            .all(|c| !c.is_whitespace() && !c.is_control() && c != '"' && c != '=');
+    if plain {
+        s.to_string()
+    } else {
+        format!("{s:?}")
+    }
 }
 
 #[cfg(test)]
@@ -75,13 +80,20 @@ mod tests {
         let mut items = Items::new();
         items.insert(
             "cpu".into(),
-            [("model".to_string(), "Xeon E5 v4".to_string()), ("cores".into(), "8".into())].into(),
+            [
+                ("model".to_string(), "Xeon E5 v4".to_string()),
+                ("cores".into(), "8".into()),
+            ]
+            .into(),
         );
         items.insert("os".into(), [("name".to_string(), String::new())].into());
-        assert_eq!(listing(&items), vec![
-            r#"cpu cores=8 model="Xeon E5 v4""#.to_string(),
-            r#"os name="""#.to_string(),
-        ]);
+        assert_eq!(
+            listing(&items),
+            vec![
+                r#"cpu cores=8 model="Xeon E5 v4""#.to_string(),
+                r#"os name="""#.to_string(),
+            ]
+        );
     }
 
     #[test]

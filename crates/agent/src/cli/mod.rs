@@ -40,7 +40,12 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct DataDirArg {
     /// The agent's data directory (state and credential); created with mode 0700.
-    #[arg(long, value_name = "DIR", env = "INVAGENT_DIR", default_value = "/var/lib/invagent")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "INVAGENT_DIR",
+        default_value = "/var/lib/invagent"
+    )]
     pub data_dir: PathBuf,
 }
 
@@ -155,7 +160,12 @@ mod tests {
 
     #[test]
     fn help_and_version_are_not_errors() {
-        for args in [&["--help"][..], &["--version"], &["cycle", "--help"], &["inventory", "--help"]] {
+        for args in [
+            &["--help"][..],
+            &["--version"],
+            &["cycle", "--help"],
+            &["inventory", "--help"],
+        ] {
             let e = parse(args).unwrap_err();
             assert!(matches!(
                 e.kind(),
@@ -169,12 +179,24 @@ mod tests {
         assert!(usage_message(&["inventory", "xx"]).contains("<CLASS>"));
         assert!(usage_message(&["run", "--interval", "0s"]).contains("--interval"));
         assert!(usage_message(&["run", "--interval", "soon"]).contains("--interval"));
-        let m = usage_message(&["enroll", "--site", "http://s", "--secret", "x", "--name", "a/b"]);
+        let m = usage_message(&[
+            "enroll", "--site", "http://s", "--secret", "x", "--name", "a/b",
+        ]);
         assert!(m.contains("--name") && m.contains("path separator"), "{m}");
         assert!(usage_message(&["bogus"]).contains("bogus"));
-        let m = usage_message(&["enroll", "--site", "http://s", "--secret", "x", "--name", "a\u{1b}[2J"]);
+        let m = usage_message(&[
+            "enroll",
+            "--site",
+            "http://s",
+            "--secret",
+            "x",
+            "--name",
+            "a\u{1b}[2J",
+        ]);
         assert!(!m.contains('\u{1b}') && m.contains("client name"), "{m:?}");
-        let m = usage_message(&["enroll", "--site", "http://s", "--secret", "x", "--name", ""]);
+        let m = usage_message(&[
+            "enroll", "--site", "http://s", "--secret", "x", "--name", "",
+        ]);
         assert!(m.contains("client name is empty"), "{m}");
     }
 
@@ -207,11 +229,25 @@ mod tests {
     #[test]
     fn refusals_exit_2_and_the_rest_exit_1() {
         let code = |e: AgentError| exit_for(e).downcast::<Exit>().unwrap().code;
-        assert_eq!(code(AgentError::Refused { status: 409, message: "taken".into() }), Code::Usage);
         assert_eq!(
-            code(AgentError::Unreachable { url: "http://s".into(), reason: "refused".into() }),
+            code(AgentError::Refused {
+                status: 409,
+                message: "taken".into()
+            }),
+            Code::Usage
+        );
+        assert_eq!(
+            code(AgentError::Unreachable {
+                url: "http://s".into(),
+                reason: "refused".into()
+            }),
             Code::Failure
         );
-        assert_eq!(code(AgentError::NotEnrolled { data_dir: "/a".into() }), Code::Failure);
+        assert_eq!(
+            code(AgentError::NotEnrolled {
+                data_dir: "/a".into()
+            }),
+            Code::Failure
+        );
     }
 }

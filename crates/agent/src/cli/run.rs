@@ -71,7 +71,11 @@ mod tests {
     fn intervals_are_humantime_and_not_zero() {
         assert_eq!(parse_interval("1h").unwrap(), Duration::from_secs(3600));
         assert_eq!(parse_interval("30s").unwrap(), Duration::from_secs(30));
-        assert!(parse_interval("0s").unwrap_err().contains("longer than zero"));
+        assert!(
+            parse_interval("0s")
+                .unwrap_err()
+                .contains("longer than zero")
+        );
         assert!(parse_interval("often").is_err());
     }
 }
