@@ -1,0 +1,145 @@
+//! An in-memory map between interned items and their ids, shared by every thread of a store.
+//!
+//! Checking a delta means hashing the digests of every item of the resulting snapshot (1,500
+//! for a typical software inventory), and storing a full report means finding the id of every
+//! item. Asking the database for each would cost milliseconds per report and miss the budgets
+//! of SPEC section 10, so the store remembers items it has seen.
+//!
+//! The cache only ever holds facts that cannot change: an item row is never updated or
+//! deleted, so a (digest, id) pair that was committed stays true. Entries therefore come only
+//! from committed data: from the read connections, or from the writer after its COMMIT
+//! succeeded. Rows a rolled-back savepoint inserted never reach it (their ids may be reused).
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::{Arc, RwLock};
+
+use invsync_proto::Digest;
+
+/// The most items kept; past it the cache starts afresh. At roughly 200 bytes an entry this
+/// bounds it near 50 MB, while a site's distinct packages usually number in the tens of
+/// thousands.
+const DEFAULT_CAPACITY: usize = 250_000;
+
+/// What the cache knows of one item.
+#[derive(Debug, Clone)]
+pub(crate) struct CachedItem {
+    pub key: Arc<str>,
+    pub digest: Digest,
+}
+
+/// A hasher for keys that are already random (digests) or small integers (ids): the default
+/// SipHash would cost more than the rest of a lookup.
+#[derive(Default)]
+pub(crate) struct FastHasher(u64);
+
+impl Hasher for FastHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // The keys hashed through here are digests, which are uniformly random, so their first
+        // eight bytes make a good hash.
+        let mut b = [0u8; 8];
+        let n = bytes.len().min(8);
+        b[..n].copy_from_slice(&bytes[..n]);
+        self.write_u64(u64::from_le_bytes(b));
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        self.0 = (self.0 ^ i).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+
+    fn write_i64(&mut self, i: i64) {
+        self.write_u64(i as u64);
+    }
+
+    fn write_usize(&mut self, _len: usize) {
+        // Slices hash their length first; every digest has the same length.
+    }
+}
+
+pub(crate) type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
+
+#[derive(Default)]
+struct Maps {
+    by_digest: FastMap<Digest, i64>,
+    by_id: FastMap<i64, CachedItem>,
+}
+
+/// See the module documentation.
+pub(crate) struct ItemCache {
+    maps: RwLock<Maps>,
+    capacity: usize,
+}
+
+impl Default for ItemCache {
+    fn default() -> ItemCache {
+        ItemCache::with_capacity(DEFAULT_CAPACITY)
+    }
+}
+
+impl ItemCache {
+    pub fn with_capacity(capacity: usize) -> ItemCache {
+        ItemCache { maps: RwLock::new(Maps::default()), capacity }
+    }
+
+    /// The ids of items by digest, `None` where the cache does not know one.
+    pub fn ids<'a>(&self, digests: impl IntoIterator<Item = &'a Digest>) -> Vec<Option<i64>> {
+        let maps = self.maps.read().unwrap_or_else(|p| p.into_inner());
+        digests.into_iter().map(|d| maps.by_digest.get(d).copied()).collect()
+    }
+
+    /// Items by id, `None` where the cache does not know one.
+    pub fn items(&self, ids: &[i64]) -> Vec<Option<CachedItem>> {
+        let maps = self.maps.read().unwrap_or_else(|p| p.into_inner());
+        ids.iter().map(|id| maps.by_id.get(id).cloned()).collect()
+    }
+
+    /// Remembers committed items.
+    pub fn insert(&self, items: impl IntoIterator<Item = (i64, CachedItem)>) {
+        let mut maps = self.maps.write().unwrap_or_else(|p| p.into_inner());
+        for (id, item) in items {
+            if maps.by_id.len() >= self.capacity {
+                tracing::debug!(capacity = self.capacity, "Item cache is full; starting it afresh.");
+                maps.by_id.clear();
+                maps.by_digest.clear();
+            }
+            maps.by_digest.insert(item.digest, id);
+            maps.by_id.insert(id, item);
+        }
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.maps.read().unwrap_or_else(|p| p.into_inner()).by_id.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(n: u8) -> CachedItem {
+        CachedItem { key: Arc::from(format!("k{n}")), digest: Digest([n; 32]) }
+    }
+
+    #[test]
+    fn finds_what_it_was_given() {
+        let c = ItemCache::default();
+        c.insert([(1, item(1)), (2, item(2))]);
+        assert_eq!(c.ids([&Digest([2; 32]), &Digest([3; 32])]), vec![Some(2), None]);
+        let got = c.items(&[1, 5]);
+        assert_eq!(&*got[0].as_ref().unwrap().key, "k1");
+        assert!(got[1].is_none());
+    }
+
+    #[test]
+    fn starts_afresh_when_full() {
+        let c = ItemCache::with_capacity(2);
+        c.insert([(1, item(1)), (2, item(2)), (3, item(3))]);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c.ids([&Digest([3; 32])]), vec![Some(3)]);
+    }
+}

@@ -1,0 +1,53 @@
+//! The errors of the store. Each variant is a distinct answer the site gives: a refusal an
+//! agent or administrator can act on (name taken, unknown client, bad report), a problem with
+//! the database file at create/open, or an internal failure the site reports as a 500 without
+//! showing its text to the caller.
+
+use std::path::PathBuf;
+
+use invsync_proto::ClientName;
+use uuid::Uuid;
+
+/// Why a store operation did not do what was asked.
+///
+/// It is `Clone` because one failed group commit answers every caller of that group with the
+/// same error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// Another machine holds this name in this site.
+    #[error(
+        "client name {name} is taken by another machine (client id {holder_id}, machine id {holder_machine_id})"
+    )]
+    NameTaken { name: ClientName, holder_id: Uuid, holder_machine_id: String },
+    /// No client of this site has this name (or this id).
+    #[error("unknown client {name}")]
+    UnknownClient { name: String },
+    /// The report contradicts itself (for example, a full report whose hash does not match its
+    /// items); nothing was stored.
+    #[error("bad report: {0}")]
+    BadReport(String),
+    /// `create` found a file where the new database should go.
+    #[error("{} already exists; refusing to create a database over it", .0.display())]
+    AlreadyExists(PathBuf),
+    /// `open` found no database file.
+    #[error("no database at {}", .0.display())]
+    NotFound(PathBuf),
+    /// The writer thread has stopped, so no write can be made durable.
+    #[error("the store is closed")]
+    Closed,
+    /// Anything the database itself reported. The site maps it to a 500 and logs it.
+    #[error("database error: {0}")]
+    Database(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> StoreError {
+        StoreError::Database(e.to_string())
+    }
+}
+
+impl From<rusqlite::types::FromSqlError> for StoreError {
+    fn from(e: rusqlite::types::FromSqlError) -> StoreError {
+        StoreError::Database(format!("unexpected value in the database: {e}"))
+    }
+}

@@ -1,0 +1,301 @@
+//! The SQLite backend: one writer thread with group commit (see `writer`), a small pool of
+//! read-only connections used from `spawn_blocking`, and the schema in WAL mode so that other
+//! processes (`invsite show`, `invsync` queueing directly) can use the same file at the same
+//! time. All SQL of this backend lives in `schema` and `queries`.
+
+mod queries;
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use invsync_proto::wire::{
+    CheckinResponse, ClientSummary, ClientView, Event, Queued, Report, ReportAck, RequestView,
+};
+use invsync_proto::{Class, ClientName, Timestamp};
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use crate::cache::ItemCache;
+use crate::error::StoreError;
+use crate::last_seen::LastSeen;
+use crate::plan::{Outcome, Plan, ReportInput, Resolver};
+use crate::{ClientAuth, Enrolled, Enrollment, SiteMeta};
+use queries::SqlItems;
+use writer::{Batch, FnJob, JobSender};
+
+/// Idle read connections kept open. Reads run on tokio's blocking threads, so more may be open
+/// at a busy moment; the surplus is closed when handed back.
+const MAX_IDLE_READERS: usize = 8;
+
+/// What the writer thread and the reading threads share.
+pub(crate) struct Shared {
+    path: PathBuf,
+    site: SiteMeta,
+    idle_readers: Mutex<Vec<Connection>>,
+    pub cache: ItemCache,
+    pub last_seen: LastSeen,
+}
+
+impl Shared {
+    /// Runs `f` on a read connection from the pool.
+    fn with_reader<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let pooled = self.idle_readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => schema::open_reader(&self.path)?,
+        };
+        let result = f(&conn);
+        // A connection left inside a transaction would pin an old snapshot of the database.
+        if conn.is_autocommit() {
+            let mut idle = self.idle_readers.lock().unwrap_or_else(|p| p.into_inner());
+            if idle.len() < MAX_IDLE_READERS {
+                idle.push(conn);
+            }
+        }
+        result
+    }
+}
+
+/// An open SQLite store.
+pub(crate) struct SqliteStore {
+    shared: Arc<Shared>,
+    sender: Option<JobSender>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// What the reading half of `store_report` decided.
+enum Prepared {
+    /// The answer is already known from committed data.
+    Answer(ReportAck),
+    /// A plan for the writer.
+    Write { client: i64, input: ReportInput, plan: Plan },
+}
+
+fn unknown_id(client_id: Uuid) -> StoreError {
+    StoreError::UnknownClient { name: client_id.to_string() }
+}
+
+impl SqliteStore {
+    pub async fn create(path: &Path, meta: &SiteMeta) -> Result<SqliteStore, StoreError> {
+        let (path, meta) = (path.to_path_buf(), meta.clone());
+        blocking(move || {
+            let conn = schema::create(&path, &meta)?;
+            tracing::info!(path = %path.display(), site = %meta.code, "Created the site database.");
+            SqliteStore::start(path, conn)
+        })
+        .await
+    }
+
+    pub async fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let path = path.to_path_buf();
+        blocking(move || {
+            let conn = schema::open(&path)?;
+            SqliteStore::start(path, conn)
+        })
+        .await
+    }
+
+    fn start(path: PathBuf, conn: Connection) -> Result<SqliteStore, StoreError> {
+        let site = queries::site_meta(&conn)?;
+        let shared = Arc::new(Shared {
+            path,
+            site,
+            idle_readers: Mutex::new(Vec::new()),
+            cache: ItemCache::default(),
+            last_seen: LastSeen::default(),
+        });
+        let (sender, thread) = writer::spawn(conn, shared.clone())?;
+        Ok(SqliteStore { shared, sender: Some(sender), thread: Some(thread) })
+    }
+
+    /// Runs `f` on a read connection on a blocking thread.
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &Shared) -> Result<T, StoreError> + Send + 'static,
+    {
+        let shared = self.shared.clone();
+        blocking(move || shared.with_reader(|conn| f(conn, &shared))).await
+    }
+
+    /// Runs `f` in the writer's next group and returns once that group is committed.
+    async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &mut Batch<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let sender = self.sender.as_ref().ok_or(StoreError::Closed)?;
+        sender.send(Box::new(FnJob::new(f, tx))).map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    pub fn site(&self) -> SiteMeta {
+        self.shared.site.clone()
+    }
+
+    pub async fn enroll(&self, e: &Enrollment) -> Result<Enrolled, StoreError> {
+        let e = e.clone();
+        let enrolled = self.write(move |conn, batch| queries::enroll(conn, &batch.shared.site.code, &e)).await?;
+        tracing::debug!(client_id = %enrolled.client_id, reenrolled = enrolled.reenrolled, "Enrolled a client.");
+        Ok(enrolled)
+    }
+
+    pub async fn client_auth(&self, client_id: Uuid) -> Result<Option<ClientAuth>, StoreError> {
+        self.read(move |conn, _| queries::client_auth(conn, client_id)).await
+    }
+
+    pub async fn checkin(&self, client_id: Uuid, now: Timestamp) -> Result<CheckinResponse, StoreError> {
+        let (client, response, to_pick) = self
+            .read(move |conn, _| {
+                let client = queries::client_row(conn, client_id)?.ok_or_else(|| unknown_id(client_id))?;
+                let open = queries::open_requests(conn, client)?;
+                let to_pick: Vec<i64> =
+                    open.iter().filter(|r| !r.picked_up).map(|r| r.instruction.id).collect();
+                let response = CheckinResponse {
+                    instructions: open.into_iter().map(|r| r.instruction).collect(),
+                    classes: queries::class_states(conn, client)?,
+                };
+                Ok((client, response, to_pick))
+            })
+            .await?;
+        // Only a check-in that picks something up writes (and waits for) a row: the common
+        // no-change check-in costs one read.
+        if !to_pick.is_empty() {
+            self.write(move |conn, _| queries::mark_picked_up(conn, client, &to_pick, now)).await?;
+        }
+        self.shared.last_seen.record(client, now);
+        Ok(response)
+    }
+
+    pub async fn store_report(&self, client_id: Uuid, report: &Report, now: Timestamp) -> Result<ReportAck, StoreError> {
+        let report = report.clone();
+        let prepared = self
+            .read(move |conn, shared| {
+                // Hashing and item lookups happen here, on a reading thread, so that the writer
+                // only checks the plan still holds and writes it.
+                let input = ReportInput::prepare(&report)?;
+                let client = queries::client_row(conn, client_id)?.ok_or_else(|| unknown_id(client_id))?;
+                let row = queries::snapshot_row(conn, client, input.class)?;
+                if let Some(row) = &row
+                    && row.has_report(input.report_id)
+                {
+                    return Ok(Prepared::Answer(ReportAck::Duplicate { version: row.version, hash: row.hash }));
+                }
+                let current = row.as_ref().map(|r| r.current()).transpose()?;
+                let resolver = Resolver { cache: &shared.cache, db: &SqlItems(conn), fill_cache: true };
+                let plan = crate::plan::plan(&input, current.as_ref(), &resolver)?;
+                if let Outcome::Resync(reason) = &plan.outcome {
+                    // Refusing stores nothing, so the committed state is as good a basis as any.
+                    return Ok(Prepared::Answer(ReportAck::ResyncRequired { reason: reason.clone() }));
+                }
+                Ok(Prepared::Write { client, input, plan })
+            })
+            .await?;
+        let ack = match prepared {
+            Prepared::Answer(ack) => ack,
+            Prepared::Write { client, input, plan } => {
+                let ack = self
+                    .write(move |conn, batch| queries::apply_report(conn, batch, client, &input, plan, now))
+                    .await?;
+                self.shared.last_seen.record(client, now);
+                ack
+            }
+        };
+        match &ack {
+            ReportAck::ResyncRequired { reason } => {
+                tracing::debug!(%client_id, reason = %reason, "Refused a report; the client must send a full one.")
+            }
+            ReportAck::Duplicate { version, .. } => {
+                tracing::debug!(%client_id, version, "Ignored a report that was stored before.")
+            }
+            ReportAck::Accepted { version, .. } => tracing::debug!(%client_id, version, "Stored a report."),
+        }
+        Ok(ack)
+    }
+
+    pub async fn complete_events(&self, client_id: Uuid, ids: &[i64], now: Timestamp) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let ids = ids.to_vec();
+        self.write(move |conn, _| {
+            let client = queries::client_row(conn, client_id)?.ok_or_else(|| unknown_id(client_id))?;
+            queries::complete_events(conn, client, &ids, now)
+        })
+        .await
+    }
+
+    pub async fn request_resync(&self, name: &ClientName, class: Class, now: Timestamp) -> Result<Queued, StoreError> {
+        self.queue(name, "resync", class.as_str(), now).await
+    }
+
+    pub async fn request_event(&self, name: &ClientName, event: Event, now: Timestamp) -> Result<Queued, StoreError> {
+        self.queue(name, "event", event.as_str(), now).await
+    }
+
+    async fn queue(&self, name: &ClientName, kind: &'static str, arg: &'static str, now: Timestamp) -> Result<Queued, StoreError> {
+        let name = name.clone();
+        let queued = self
+            .write(move |conn, batch| queries::queue_request(conn, &batch.shared.site.code, &name, kind, arg, now))
+            .await?;
+        tracing::debug!(client = %queued.client, kind, arg, id = queued.id, created = queued.created, "Queued a request.");
+        Ok(queued)
+    }
+
+    pub async fn clients(&self) -> Result<Vec<ClientSummary>, StoreError> {
+        self.read(|conn, shared| {
+            Ok(queries::clients(conn)?
+                .into_iter()
+                .map(|(row, mut c)| {
+                    c.last_seen = shared.last_seen.overlay(row, c.last_seen);
+                    c
+                })
+                .collect())
+        })
+        .await
+    }
+
+    pub async fn client_view(&self, name: &ClientName) -> Result<Option<ClientView>, StoreError> {
+        let name = name.clone();
+        self.read(move |conn, shared| {
+            Ok(queries::client_view(conn, &shared.site.code, &name)?.map(|(row, mut v)| {
+                v.last_seen = shared.last_seen.overlay(row, v.last_seen);
+                v
+            }))
+        })
+        .await
+    }
+
+    pub async fn request_state(&self, id: i64) -> Result<Option<RequestView>, StoreError> {
+        self.read(move |conn, _| queries::request_state(conn, id)).await
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        // Closing the channel lets the writer finish the jobs already sent, write pending
+        // last-seen times and stop; waiting for it means the file is quiet once the store is gone.
+        drop(self.sender.take());
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!("The store's writer thread panicked; recent writes may not have been answered.");
+        }
+    }
+}
+
+/// Runs blocking database work off the async threads.
+async fn blocking<T, F>(f: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, StoreError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Database(format!("a database task failed: {e}")))?
+}

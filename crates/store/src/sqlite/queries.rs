@@ -1,0 +1,592 @@
+//! Every data statement of the SQLite backend. Functions taking a plain `&Connection` run on
+//! a read connection or inside the writer's transaction; those that write are only ever called
+//! by writer jobs.
+
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use invsync_proto::wire::{
+    ClassState, ClientSummary, ClientView, EventView, Instruction, InstructionKind, Queued, ReportAck,
+    RequestState, RequestView, SnapshotView,
+};
+use invsync_proto::wire::Event;
+use invsync_proto::{Class, ClientName, Digest, Items, SiteCode, Timestamp};
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use uuid::Uuid;
+
+use super::writer::Batch;
+use crate::cache::{CachedItem, FastMap};
+use crate::codec::{
+    PreparedItem, class_code, class_from_code, decode_ids, digest_prefix, encode_ids, item_digest_of_text,
+    parse_attrs,
+};
+use crate::error::StoreError;
+use crate::plan::{self, Current, ItemSource, Outcome, Plan, ReportInput, Resolver, Slot};
+use crate::{ClientAuth, Enrolled, Enrollment, SiteMeta};
+
+/// How many report ids per client and class are remembered for de-duplication. An agent
+/// resends only its latest unacknowledged report, so a handful is plenty; 16 bytes each.
+const RECENT_REPORTS: usize = 4;
+
+/// How many requests and events `client_view` lists.
+const VIEW_LIMIT: i64 = 50;
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Database(format!("the database holds an invalid {what}"))
+}
+
+fn id_array(ids: impl IntoIterator<Item = i64>) -> Rc<Vec<Value>> {
+    Rc::new(ids.into_iter().map(Value::Integer).collect())
+}
+
+fn digest_col(row: &Row<'_>, i: usize) -> Result<Digest, StoreError> {
+    Digest::from_slice(row.get_ref(i)?.as_blob()?).ok_or_else(|| corrupt("hash"))
+}
+
+fn uuid_col(row: &Row<'_>, i: usize) -> Result<Uuid, StoreError> {
+    Uuid::from_slice(row.get_ref(i)?.as_blob()?).map_err(|_| corrupt("client id"))
+}
+
+fn name_col(row: &Row<'_>, i: usize) -> Result<ClientName, StoreError> {
+    ClientName::parse(row.get_ref(i)?.as_str()?).map_err(|_| corrupt("client name"))
+}
+
+fn site_col(row: &Row<'_>, i: usize) -> Result<SiteCode, StoreError> {
+    SiteCode::parse(row.get_ref(i)?.as_str()?).map_err(|_| corrupt("site code"))
+}
+
+fn ts(v: Option<i64>) -> Option<Timestamp> {
+    v.map(Timestamp)
+}
+
+fn state_of(picked_up_at: Option<i64>, completed_at: Option<i64>) -> RequestState {
+    match (picked_up_at, completed_at) {
+        (_, Some(_)) => RequestState::Complete,
+        (Some(_), None) => RequestState::PickedUp,
+        (None, None) => RequestState::Pending,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Site and clients
+
+pub(super) fn site_meta(conn: &Connection) -> Result<SiteMeta, StoreError> {
+    let mut st = conn.prepare("SELECT key, value FROM meta")?;
+    let rows: HashMap<String, String> =
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+    let code = rows.get("site_code").and_then(|c| SiteCode::parse(c).ok()).ok_or_else(|| corrupt("site code"))?;
+    let created_at = rows
+        .get("created_at")
+        .and_then(|c| c.parse::<i64>().ok())
+        .ok_or_else(|| corrupt("creation time"))?;
+    Ok(SiteMeta { code, name: rows.get("site_name").cloned().unwrap_or_default(), created_at: Timestamp(created_at) })
+}
+
+/// The internal row id of a client by its client id.
+pub(super) fn client_row(conn: &Connection, client_id: Uuid) -> Result<Option<i64>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT id FROM clients WHERE uuid = ?1")?
+        .query_row([client_id.as_bytes().as_slice()], |r| r.get(0))
+        .optional()?)
+}
+
+/// The internal row id of a client of this site by name.
+fn client_row_by_name(conn: &Connection, site: &SiteCode, name: &ClientName) -> Result<Option<i64>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT id FROM clients WHERE site_code = ?1 AND name = ?2")?
+        .query_row([site.as_str(), name.as_str()], |r| r.get(0))
+        .optional()?)
+}
+
+pub(super) fn enroll(conn: &Connection, site: &SiteCode, e: &Enrollment) -> Result<Enrolled, StoreError> {
+    let holder = conn
+        .prepare_cached("SELECT id, uuid, machine_id FROM clients WHERE site_code = ?1 AND name = ?2")?
+        .query_row([site.as_str(), e.name.as_str()], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, String>(2)?))
+        })
+        .optional()?;
+    match holder {
+        None => {
+            let client_id = Uuid::new_v4();
+            conn.prepare_cached(
+                "INSERT INTO clients (uuid, name, site_code, machine_id, key_hash, enrolled_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                client_id.as_bytes().as_slice(),
+                e.name.as_str(),
+                site.as_str(),
+                e.machine_id,
+                e.key_hash.0.as_slice(),
+                e.now.0
+            ])?;
+            Ok(Enrolled { client_id, reenrolled: false })
+        }
+        Some((row, uuid, machine_id)) => {
+            let holder_id = Uuid::from_slice(&uuid).map_err(|_| corrupt("client id"))?;
+            if machine_id != e.machine_id {
+                return Err(StoreError::NameTaken { name: e.name.clone(), holder_id, holder_machine_id: machine_id });
+            }
+            // The same machine enrolling again (a reinstalled agent) keeps its id and history;
+            // only its key changes, which also revokes the old key.
+            conn.prepare_cached("UPDATE clients SET key_hash = ?1 WHERE id = ?2")?
+                .execute(params![e.key_hash.0.as_slice(), row])?;
+            Ok(Enrolled { client_id: holder_id, reenrolled: true })
+        }
+    }
+}
+
+pub(super) fn client_auth(conn: &Connection, client_id: Uuid) -> Result<Option<ClientAuth>, StoreError> {
+    let mut st = conn.prepare_cached("SELECT name, key_hash FROM clients WHERE uuid = ?1")?;
+    let mut rows = st.query([client_id.as_bytes().as_slice()])?;
+    let Some(row) = rows.next()? else { return Ok(None) };
+    Ok(Some(ClientAuth { client_id, name: name_col(row, 0)?, key_hash: digest_col(row, 1)? }))
+}
+
+pub(super) fn write_last_seen(conn: &Connection, seen: &[(i64, i64)]) -> Result<(), StoreError> {
+    let mut st = conn.prepare_cached(
+        "UPDATE clients SET last_seen = max(coalesce(last_seen, ?2), ?2) WHERE id = ?1",
+    )?;
+    for (client, at) in seen {
+        st.execute([client, at])?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Check-in and requests
+
+/// A request not yet complete, as a check-in delivers it.
+pub(super) struct OpenRequest {
+    pub instruction: Instruction,
+    pub picked_up: bool,
+}
+
+fn instruction_kind(kind: &str, arg: &str) -> Option<InstructionKind> {
+    match kind {
+        "resync" => Class::parse(arg).map(|class| InstructionKind::Resync { class }),
+        "event" => Event::parse(arg).map(|event| InstructionKind::Event { event }),
+        _ => None,
+    }
+}
+
+pub(super) fn open_requests(conn: &Connection, client: i64) -> Result<Vec<OpenRequest>, StoreError> {
+    let mut st = conn.prepare_cached(
+        "SELECT id, kind, arg, picked_up_at FROM requests
+         WHERE client_id = ?1 AND completed_at IS NULL ORDER BY id",
+    )?;
+    let mut rows = st.query([client])?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        let id: i64 = row.get(0)?;
+        let kind = instruction_kind(row.get_ref(1)?.as_str()?, row.get_ref(2)?.as_str()?)
+            .ok_or_else(|| corrupt("request kind"))?;
+        let picked_up = row.get::<_, Option<i64>>(3)?.is_some();
+        out.push(OpenRequest { instruction: Instruction { id, kind }, picked_up });
+    }
+    Ok(out)
+}
+
+pub(super) fn class_states(conn: &Connection, client: i64) -> Result<BTreeMap<Class, ClassState>, StoreError> {
+    let mut st = conn.prepare_cached("SELECT class, version, hash FROM snapshots WHERE client_id = ?1")?;
+    let mut rows = st.query([client])?;
+    let mut out = BTreeMap::new();
+    while let Some(row) = rows.next()? {
+        out.insert(class_from_code(row.get(0)?)?, ClassState { version: row.get(1)?, hash: digest_col(row, 2)? });
+    }
+    Ok(out)
+}
+
+pub(super) fn mark_picked_up(conn: &Connection, client: i64, ids: &[i64], now: Timestamp) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "UPDATE requests SET picked_up_at = ?1
+         WHERE id IN rarray(?2) AND client_id = ?3 AND picked_up_at IS NULL AND completed_at IS NULL",
+    )?
+    .execute(params![now.0, id_array(ids.iter().copied()), client])?;
+    Ok(())
+}
+
+/// Queues a resync request or an event unless an identical one is still pending.
+pub(super) fn queue_request(
+    conn: &Connection,
+    site: &SiteCode,
+    name: &ClientName,
+    kind: &str,
+    arg: &str,
+    now: Timestamp,
+) -> Result<Queued, StoreError> {
+    let client = client_row_by_name(conn, site, name)?
+        .ok_or_else(|| StoreError::UnknownClient { name: name.to_string() })?;
+    // The partial unique index makes "create unless pending" one atomic statement, even
+    // against another process queueing the same request at the same moment.
+    let created: Option<i64> = conn
+        .prepare_cached(
+            "INSERT INTO requests (client_id, kind, arg, requested_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (client_id, kind, arg) WHERE picked_up_at IS NULL AND completed_at IS NULL
+             DO NOTHING RETURNING id",
+        )?
+        .query_row(params![client, kind, arg, now.0], |r| r.get(0))
+        .optional()?;
+    let (id, requested_at, created) = match created {
+        Some(id) => (id, now, true),
+        None => {
+            let (id, at) = conn
+                .prepare_cached(
+                    "SELECT id, requested_at FROM requests
+                     WHERE client_id = ?1 AND kind = ?2 AND arg = ?3
+                       AND picked_up_at IS NULL AND completed_at IS NULL",
+                )?
+                .query_row(params![client, kind, arg], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?;
+            (id, Timestamp(at), false)
+        }
+    };
+    Ok(Queued { id, client: name.clone(), created, state: RequestState::Pending, requested_at })
+}
+
+pub(super) fn complete_events(conn: &Connection, client: i64, ids: &[i64], now: Timestamp) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "UPDATE requests SET completed_at = ?1, picked_up_at = coalesce(picked_up_at, ?1)
+         WHERE id IN rarray(?2) AND client_id = ?3 AND kind = 'event' AND completed_at IS NULL",
+    )?
+    .execute(params![now.0, id_array(ids.iter().copied()), client])?;
+    Ok(())
+}
+
+pub(super) fn request_state(conn: &Connection, id: i64) -> Result<Option<RequestView>, StoreError> {
+    let mut st = conn.prepare_cached(
+        "SELECT id, arg, requested_at, picked_up_at, completed_at FROM requests
+         WHERE id = ?1 AND kind = 'resync'",
+    )?;
+    let mut rows = st.query([id])?;
+    let Some(row) = rows.next()? else { return Ok(None) };
+    Ok(Some(request_view(row)?))
+}
+
+/// A resync request from (id, arg, requested_at, picked_up_at, completed_at).
+fn request_view(row: &Row<'_>) -> Result<RequestView, StoreError> {
+    let class = Class::parse(row.get_ref(1)?.as_str()?).ok_or_else(|| corrupt("request class"))?;
+    let (picked, done): (Option<i64>, Option<i64>) = (row.get(3)?, row.get(4)?);
+    Ok(RequestView {
+        id: row.get(0)?,
+        class,
+        state: state_of(picked, done),
+        requested_at: Timestamp(row.get(2)?),
+        picked_up_at: ts(picked),
+        completed_at: ts(done),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Snapshots and items
+
+/// A `snapshots` row as reports need it.
+pub(super) struct SnapshotRow {
+    pub version: i64,
+    pub hash: Digest,
+    recent: Vec<u8>,
+    items: Vec<u8>,
+}
+
+impl SnapshotRow {
+    pub fn has_report(&self, report_id: Uuid) -> bool {
+        self.recent.chunks_exact(16).any(|c| c == report_id.as_bytes())
+    }
+
+    pub fn current(&self) -> Result<Current, StoreError> {
+        Ok(Current { version: self.version, hash: self.hash, ids: decode_ids(&self.items)? })
+    }
+
+    /// The recent report ids with `report_id` first.
+    fn recent_with(&self, report_id: Uuid) -> Vec<u8> {
+        let mut out = report_id.as_bytes().to_vec();
+        for c in self.recent.chunks_exact(16).take(RECENT_REPORTS - 1) {
+            out.extend_from_slice(c);
+        }
+        out
+    }
+}
+
+pub(super) fn snapshot_row(conn: &Connection, client: i64, class: Class) -> Result<Option<SnapshotRow>, StoreError> {
+    let mut st = conn.prepare_cached(
+        "SELECT version, hash, recent_reports, items FROM snapshots WHERE client_id = ?1 AND class = ?2",
+    )?;
+    let mut rows = st.query([client, class_code(class)])?;
+    let Some(row) = rows.next()? else { return Ok(None) };
+    Ok(Some(SnapshotRow {
+        version: row.get(0)?,
+        hash: digest_col(row, 1)?,
+        recent: row.get(2)?,
+        items: row.get(3)?,
+    }))
+}
+
+/// Item lookups on one connection, in one statement per batch of items.
+pub(super) struct SqlItems<'c>(pub &'c Connection);
+
+impl ItemSource for SqlItems<'_> {
+    fn find(&self, items: &[&PreparedItem]) -> Result<Vec<Option<i64>>, StoreError> {
+        let mut wanted: FastMap<i64, Vec<usize>> = FastMap::default();
+        for (i, item) in items.iter().enumerate() {
+            wanted.entry(digest_prefix(&item.digest)).or_default().push(i);
+        }
+        let mut out = vec![None; items.len()];
+        let mut st = self.0.prepare_cached("SELECT id, h, key, attrs FROM items WHERE h IN rarray(?1)")?;
+        let mut rows = st.query([id_array(wanted.keys().copied())])?;
+        while let Some(row) = rows.next()? {
+            let h: i64 = row.get(1)?;
+            let (key, attrs) = (row.get_ref(2)?.as_str()?, row.get_ref(3)?.as_str()?);
+            // Comparing the text, not just the 64-bit prefix, means a prefix collision can
+            // never make two different items one.
+            for &i in wanted.get(&h).into_iter().flatten() {
+                if items[i].key == key && items[i].attrs_json == attrs {
+                    out[i] = Some(row.get(0)?);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn load(&self, ids: &[i64]) -> Result<Vec<CachedItem>, StoreError> {
+        let mut found: FastMap<i64, CachedItem> = FastMap::default();
+        let mut st = self.0.prepare_cached("SELECT id, key, attrs FROM items WHERE id IN rarray(?1)")?;
+        let mut rows = st.query([id_array(ids.iter().copied())])?;
+        while let Some(row) = rows.next()? {
+            let (key, attrs) = (row.get_ref(1)?.as_str()?, row.get_ref(2)?.as_str()?);
+            let item = CachedItem { key: Arc::from(key), digest: item_digest_of_text(key, attrs) };
+            found.insert(row.get(0)?, item);
+        }
+        ids.iter().map(|id| found.get(id).cloned().ok_or_else(|| corrupt("item reference"))).collect()
+    }
+}
+
+/// The id of a stored item equal to `item`, inserting it if there is none.
+fn intern_item(conn: &Connection, batch: &mut Batch<'_>, item: &PreparedItem) -> Result<i64, StoreError> {
+    if let Some(id) = SqlItems(conn).find(&[item])?.pop().flatten() {
+        return Ok(id);
+    }
+    conn.prepare_cached("INSERT INTO items (h, key, attrs) VALUES (?1, ?2, ?3)")?.execute(params![
+        digest_prefix(&item.digest),
+        item.key,
+        item.attrs_json
+    ])?;
+    let id = conn.last_insert_rowid();
+    batch.inserted.push((id, CachedItem { key: Arc::from(item.key.as_str()), digest: item.digest }));
+    Ok(id)
+}
+
+/// Applies a planned report inside the writer's transaction: the authoritative duplicate and
+/// base checks, then the item, snapshot, history and request writes.
+pub(super) fn apply_report(
+    conn: &Connection,
+    batch: &mut Batch<'_>,
+    client: i64,
+    input: &ReportInput,
+    planned: Plan,
+    now: Timestamp,
+) -> Result<ReportAck, StoreError> {
+    let row = snapshot_row(conn, client, input.class)?;
+    if let Some(row) = &row
+        && row.has_report(input.report_id)
+    {
+        return Ok(ReportAck::Duplicate { version: row.version, hash: row.hash });
+    }
+    let state = row.as_ref().map(|r| (r.version, r.hash));
+    let planned = if state == planned.base {
+        planned
+    } else {
+        // Another report for this client and class was stored after the plan was made.
+        let current = row.as_ref().map(SnapshotRow::current).transpose()?;
+        let resolver = Resolver { cache: &batch.shared.cache, db: &SqlItems(conn), fill_cache: false };
+        plan::plan(input, current.as_ref(), &resolver)?
+    };
+    let change = match planned.outcome {
+        Outcome::Resync(reason) => return Ok(ReportAck::ResyncRequired { reason }),
+        Outcome::Write(change) => change,
+    };
+    let mut new_ids = Vec::with_capacity(change.new_items.len());
+    for item in &change.new_items {
+        new_ids.push(intern_item(conn, batch, item)?);
+    }
+    let id_of = |s: Slot| match s {
+        Slot::Known(id) => id,
+        Slot::New(i) => new_ids[i],
+    };
+    let blob = change.items.map(|slots| encode_ids(&slots.into_iter().map(id_of).collect::<Vec<_>>()));
+    let class = class_code(input.class);
+    let full = input.is_full();
+    let version = match &row {
+        None => {
+            let blob = blob.ok_or_else(|| StoreError::Database("a first snapshot without items".to_string()))?;
+            conn.prepare_cached(
+                "INSERT INTO snapshots (client_id, class, version, hash, full_at, updated_at, recent_reports, items)
+                 VALUES (?1, ?2, 1, ?3, ?4, ?4, ?5, ?6)",
+            )?
+            .execute(params![client, class, input.hash.0.as_slice(), now.0, input.report_id.as_bytes().as_slice(), blob])?;
+            1
+        }
+        Some(row) => {
+            let version = row.version + 1;
+            conn.prepare_cached(
+                "UPDATE snapshots SET version = ?1, hash = ?2,
+                        full_at = CASE WHEN ?3 THEN ?4 ELSE full_at END, updated_at = ?4,
+                        recent_reports = ?5, items = coalesce(?6, items)
+                 WHERE client_id = ?7 AND class = ?8",
+            )?
+            .execute(params![
+                version,
+                input.hash.0.as_slice(),
+                full,
+                now.0,
+                row.recent_with(input.report_id),
+                blob,
+                client,
+                class
+            ])?;
+            version
+        }
+    };
+    if !change.history.is_empty() {
+        let mut st = conn.prepare_cached(
+            "INSERT INTO history (client_id, class, at, key, old_item, new_item, full)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?;
+        for h in &change.history {
+            st.execute(params![client, class, now.0, h.key, h.old, h.new.map(id_of), full])?;
+        }
+    }
+    if full && !input.answers.is_empty() {
+        // Only this client's resync requests for this class: a report cannot complete another
+        // client's request by naming its id.
+        conn.prepare_cached(
+            "UPDATE requests SET completed_at = ?1, picked_up_at = coalesce(picked_up_at, ?1)
+             WHERE id IN rarray(?2) AND client_id = ?3 AND kind = 'resync' AND arg = ?4
+               AND completed_at IS NULL",
+        )?
+        .execute(params![now.0, id_array(input.answers.iter().copied()), client, input.class.as_str()])?;
+    }
+    Ok(ReportAck::Accepted { version, hash: input.hash })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Views
+
+/// The client list, sorted by name, with each client's internal row id (for the last-seen
+/// overlay).
+pub(super) fn clients(conn: &Connection) -> Result<Vec<(i64, ClientSummary)>, StoreError> {
+    let mut st = conn.prepare_cached(
+        "SELECT c.id, c.name, c.uuid, c.site_code, c.last_seen,
+                hw.version, hw.updated_at, sw.version, sw.updated_at,
+                (SELECT count(*) FROM requests r WHERE r.client_id = c.id AND r.completed_at IS NULL)
+         FROM clients c
+         LEFT JOIN snapshots hw ON hw.client_id = c.id AND hw.class = 0
+         LEFT JOIN snapshots sw ON sw.client_id = c.id AND sw.class = 1
+         ORDER BY c.name, c.site_code",
+    )?;
+    let mut rows = st.query([])?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push((
+            row.get(0)?,
+            ClientSummary {
+                name: name_col(row, 1)?,
+                id: uuid_col(row, 2)?,
+                site: site_col(row, 3)?,
+                last_seen: ts(row.get(4)?),
+                hw_version: row.get(5)?,
+                hw_updated_at: ts(row.get(6)?),
+                sw_version: row.get(7)?,
+                sw_updated_at: ts(row.get(8)?),
+                pending_requests: row.get(9)?,
+            },
+        ));
+    }
+    Ok(out)
+}
+
+/// One client of this site with its snapshots decoded, plus its internal row id.
+pub(super) fn client_view(
+    conn: &Connection,
+    site: &SiteCode,
+    name: &ClientName,
+) -> Result<Option<(i64, ClientView)>, StoreError> {
+    let mut st = conn.prepare_cached(
+        "SELECT id, uuid, name, site_code, machine_id, enrolled_at, last_seen
+         FROM clients WHERE site_code = ?1 AND name = ?2",
+    )?;
+    let mut rows = st.query([site.as_str(), name.as_str()])?;
+    let Some(row) = rows.next()? else { return Ok(None) };
+    let client: i64 = row.get(0)?;
+    let mut view = ClientView {
+        name: name_col(row, 2)?,
+        id: uuid_col(row, 1)?,
+        site: site_col(row, 3)?,
+        machine_id: row.get(4)?,
+        enrolled_at: Timestamp(row.get(5)?),
+        last_seen: ts(row.get(6)?),
+        hw: None,
+        sw: None,
+        requests: Vec::new(),
+        events: Vec::new(),
+    };
+    drop(rows);
+
+    let mut st = conn.prepare_cached(
+        "SELECT class, version, hash, full_at, updated_at, items FROM snapshots WHERE client_id = ?1",
+    )?;
+    let mut rows = st.query([client])?;
+    while let Some(row) = rows.next()? {
+        let ids = decode_ids(row.get_ref(5)?.as_blob()?)?;
+        let snapshot = SnapshotView {
+            version: row.get(1)?,
+            hash: digest_col(row, 2)?,
+            full_at: Timestamp(row.get(3)?),
+            updated_at: Timestamp(row.get(4)?),
+            items: load_items(conn, &ids)?,
+        };
+        match class_from_code(row.get(0)?)? {
+            Class::Hw => view.hw = Some(snapshot),
+            Class::Sw => view.sw = Some(snapshot),
+        }
+    }
+    drop(rows);
+
+    let mut st = conn.prepare_cached(
+        "SELECT id, arg, requested_at, picked_up_at, completed_at FROM requests
+         WHERE client_id = ?1 AND kind = ?2 ORDER BY id DESC LIMIT ?3",
+    )?;
+    let mut rows = st.query(params![client, "resync", VIEW_LIMIT])?;
+    while let Some(row) = rows.next()? {
+        view.requests.push(request_view(row)?);
+    }
+    drop(rows);
+    let mut rows = st.query(params![client, "event", VIEW_LIMIT])?;
+    while let Some(row) = rows.next()? {
+        let event = Event::parse(row.get_ref(1)?.as_str()?).ok_or_else(|| corrupt("event"))?;
+        let (picked, done): (Option<i64>, Option<i64>) = (row.get(3)?, row.get(4)?);
+        view.events.push(EventView {
+            id: row.get(0)?,
+            event,
+            state: state_of(picked, done),
+            requested_at: Timestamp(row.get(2)?),
+            picked_up_at: ts(picked),
+            completed_at: ts(done),
+        });
+    }
+    Ok(Some((client, view)))
+}
+
+/// The items with these ids, keyed by item key.
+fn load_items(conn: &Connection, ids: &[i64]) -> Result<Items, StoreError> {
+    let mut st = conn.prepare_cached("SELECT key, attrs FROM items WHERE id IN rarray(?1)")?;
+    let mut rows = st.query([id_array(ids.iter().copied())])?;
+    let mut items = Items::new();
+    while let Some(row) = rows.next()? {
+        items.insert(row.get(0)?, parse_attrs(row.get_ref(1)?.as_str()?)?);
+    }
+    if items.len() != ids.len() {
+        return Err(corrupt("snapshot item list"));
+    }
+    Ok(items)
+}

@@ -1,0 +1,239 @@
+//! The SQLite schema, its migrations and how connections are opened and configured.
+//!
+//! The schema is designed for the storage budget of SPEC section 10 (32 KB per client with
+//! 1,500 packages, hardware and history): an item is stored once per site in `items` and a
+//! snapshot is a compact list of item ids (see `codec`), so a client costs its own items, its
+//! id lists and a few small rows.
+
+use std::fs::OpenOptions;
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+use crate::SiteMeta;
+use crate::error::StoreError;
+
+/// The schema version this program writes; `migrate` brings older files up to it.
+pub(super) const SCHEMA_VERSION: i64 = 1;
+
+/// How long a connection waits for another connection's lock (another process's writer, or a
+/// checkpoint) before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
+
+/// `MIGRATIONS[v]` turns schema version `v` into `v + 1`. Version 0 is an empty file.
+const MIGRATIONS: &[&str] = &[SCHEMA_V1];
+
+const SCHEMA_V1: &str = r#"
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE clients (
+    id          INTEGER PRIMARY KEY,
+    uuid        BLOB NOT NULL UNIQUE,
+    name        TEXT NOT NULL,
+    site_code   TEXT NOT NULL,
+    machine_id  TEXT NOT NULL,
+    key_hash    BLOB NOT NULL,
+    enrolled_at INTEGER NOT NULL,
+    last_seen   INTEGER,
+    UNIQUE (site_code, name)
+);
+
+-- Interned items: one row per distinct (key, attributes) in the site. `h` is the first 8 bytes
+-- of the item digest (little-endian, signed); see codec::digest_prefix for why not all 32.
+CREATE TABLE items (
+    id    INTEGER PRIMARY KEY,
+    h     INTEGER NOT NULL,
+    key   TEXT NOT NULL,
+    attrs TEXT NOT NULL
+);
+CREATE INDEX items_h ON items (h);
+
+-- The current snapshot per client and class. `items` is the id list of codec::encode_ids and
+-- comes last so that reading the small columns never touches its overflow pages.
+-- `recent_reports` holds the ids (16 bytes each) of the last few accepted reports, newest first:
+-- that is the de-duplication of report ids.
+CREATE TABLE snapshots (
+    client_id      INTEGER NOT NULL REFERENCES clients (id),
+    class          INTEGER NOT NULL,
+    version        INTEGER NOT NULL,
+    hash           BLOB NOT NULL,
+    full_at        INTEGER NOT NULL,
+    updated_at     INTEGER NOT NULL,
+    recent_reports BLOB NOT NULL,
+    items          BLOB NOT NULL,
+    PRIMARY KEY (client_id, class)
+);
+
+-- One row per item key that an accepted report changed.
+CREATE TABLE history (
+    id        INTEGER PRIMARY KEY,
+    client_id INTEGER NOT NULL REFERENCES clients (id),
+    class     INTEGER NOT NULL,
+    at        INTEGER NOT NULL,
+    key       TEXT NOT NULL,
+    old_item  INTEGER REFERENCES items (id),
+    new_item  INTEGER REFERENCES items (id),
+    full      INTEGER NOT NULL
+);
+CREATE INDEX history_client ON history (client_id, class, id);
+
+-- Resync requests (arg 'hw' or 'sw') and client events (arg 'cycle', 'hinv' or 'sinv').
+CREATE TABLE requests (
+    id           INTEGER PRIMARY KEY,
+    client_id    INTEGER NOT NULL REFERENCES clients (id),
+    kind         TEXT NOT NULL CHECK (kind IN ('resync', 'event')),
+    arg          TEXT NOT NULL,
+    requested_at INTEGER NOT NULL,
+    picked_up_at INTEGER,
+    completed_at INTEGER
+);
+-- Two requests for the same client, kind and arg while one is pending are one request.
+CREATE UNIQUE INDEX requests_pending ON requests (client_id, kind, arg)
+    WHERE picked_up_at IS NULL AND completed_at IS NULL;
+-- What a check-in delivers: the client's requests not yet complete.
+CREATE INDEX requests_open ON requests (client_id, id) WHERE completed_at IS NULL;
+-- What `invsite show` lists: a client's requests of one kind, newest first.
+CREATE INDEX requests_client ON requests (client_id, kind, id);
+"#;
+
+/// Creates a new database file at `path` with the current schema and the site's metadata,
+/// refusing if anything exists there. A failed creation removes what it made, so it can be
+/// retried.
+pub(super) fn create(path: &Path, meta: &SiteMeta) -> Result<Connection, StoreError> {
+    // Claim the path atomically first, so that two `init`s cannot both believe they created it.
+    match OpenOptions::new().write(true).create_new(true).open(path) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(StoreError::AlreadyExists(path.to_path_buf()));
+        }
+        Err(e) => {
+            return Err(StoreError::Database(format!("cannot create {}: {e}", path.display())));
+        }
+    }
+    let made = (|| {
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+        configure_writer(&conn)?;
+        migrate(&conn, Some(meta))?;
+        Ok(conn)
+    })();
+    if made.is_err() {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = path.as_os_str().to_owned();
+            p.push(suffix);
+            let _ = std::fs::remove_file(p);
+        }
+    }
+    made
+}
+
+/// Opens an existing database for writing and brings its schema up to date.
+pub(super) fn open(path: &Path) -> Result<Connection, StoreError> {
+    if !path.exists() {
+        return Err(StoreError::NotFound(path.to_path_buf()));
+    }
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .map_err(|e| StoreError::Database(format!("cannot open {}: {e}", path.display())))?;
+    configure_writer(&conn)?;
+    migrate(&conn, None)?;
+    Ok(conn)
+}
+
+/// Opens a read-only connection; WAL mode lets it read while the writer writes.
+pub(super) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    rusqlite::vtab::array::load_module(&conn)?;
+    Ok(conn)
+}
+
+fn configure_writer(conn: &Connection) -> Result<(), StoreError> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // WAL lets the read connections (and other processes such as `invsite show`) read while the
+    // writer writes, and makes a commit one sequential append.
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Database(format!(
+            "could not switch the database to WAL mode (it stays in {mode} mode)"
+        )));
+    }
+    // FULL, not NORMAL: in WAL mode NORMAL does not sync the WAL at each commit, so a write
+    // acknowledged to an agent could vanish on power loss, and the agent would never resend it.
+    // FULL syncs every commit; group commit spreads that one fsync over a whole batch of writes.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    rusqlite::vtab::array::load_module(conn)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
+/// The schema version of the file, `None` when it has no `meta` table (empty, or not ours).
+fn schema_version(conn: &Connection) -> Result<Option<i64>, StoreError> {
+    let has_meta: i64 = conn.query_row(
+        "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'meta'",
+        [],
+        |r| r.get(0),
+    )?;
+    if has_meta == 0 {
+        return Ok(None);
+    }
+    let raw: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0))
+        .optional()?;
+    match raw.map(|v| v.parse::<i64>()) {
+        Some(Ok(v)) => Ok(Some(v)),
+        _ => Err(StoreError::Database("the meta table has no valid schema_version".to_string())),
+    }
+}
+
+/// Brings the schema to [`SCHEMA_VERSION`] in one transaction. With `new_site`, the file must
+/// be empty and is initialised for that site; without, it must already be an invsync database.
+fn migrate(conn: &Connection, new_site: Option<&SiteMeta>) -> Result<(), StoreError> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let result = (|| {
+        let from = match (schema_version(conn)?, new_site) {
+            (None, Some(_)) => 0,
+            (Some(_), Some(_)) => {
+                return Err(StoreError::Database("the new database file is not empty".to_string()));
+            }
+            (None, None) => {
+                return Err(StoreError::Database(
+                    "the file is not an invsync database (it has no meta table)".to_string(),
+                ));
+            }
+            (Some(v), None) if v > SCHEMA_VERSION => {
+                return Err(StoreError::Database(format!(
+                    "the database has schema version {v}, newer than the {SCHEMA_VERSION} this program knows; run a newer invsync"
+                )));
+            }
+            (Some(v), None) => v,
+        };
+        for (v, step) in MIGRATIONS.iter().enumerate().skip(from as usize) {
+            conn.execute_batch(step)?;
+            tracing::info!(from = v, to = v + 1, "Migrated the database schema.");
+        }
+        if let Some(meta) = new_site {
+            let mut st = conn.prepare("INSERT INTO meta (key, value) VALUES (?1, ?2)")?;
+            st.execute(params!["site_code", meta.code.as_str()])?;
+            st.execute(params!["site_name", meta.name])?;
+            st.execute(params!["created_at", meta.created_at.0.to_string()])?;
+            st.execute(params!["schema_version", SCHEMA_VERSION.to_string()])?;
+        } else if from < SCHEMA_VERSION {
+            conn.execute(
+                "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
+                [SCHEMA_VERSION.to_string()],
+            )?;
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => conn.execute_batch("COMMIT")?,
+        Err(_) => {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+    }
+    result
+}
