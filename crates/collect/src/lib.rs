@@ -33,12 +33,19 @@ pub fn collect(class: Class, root: &Path) -> Collected {
         Class::Hw => hw::collect(&mut reader, &mut items),
         Class::Sw => sw::collect(&mut reader, &mut items),
     }
-    Collected { items, warnings: reader.into_warnings() }
+    Collected {
+        items,
+        warnings: reader.into_warnings(),
+    }
 }
 
 /// The machine id (`etc/machine-id` under `root`, trimmed), if readable.
 pub fn machine_id(root: &Path) -> Option<String> {
-    Reader::new(root, "id").read_quiet("etc/machine-id").as_deref().and_then(value).map(str::to_string)
+    Reader::new(root, "id")
+        .read_quiet("etc/machine-id")
+        .as_deref()
+        .and_then(value)
+        .map(str::to_string)
 }
 
 /// The host name (`proc/sys/kernel/hostname`, else `etc/hostname`, under `root`), if readable.
@@ -46,5 +53,10 @@ pub fn hostname(root: &Path) -> Option<String> {
     let r = Reader::new(root, "id");
     ["proc/sys/kernel/hostname", "etc/hostname"]
         .iter()
-        .find_map(|p| r.read_quiet(p).as_deref().and_then(value).map(str::to_string))
+        .find_map(|p| {
+            r.read_quiet(p)
+                .as_deref()
+                .and_then(value)
+                .map(str::to_string)
+        })
 }

@@ -26,7 +26,12 @@ impl<'a> Reader<'a> {
         // A root given as `/` or as any path that resolves to it is the live system. The
         // canonicalisation costs one system call and is done once per inventory.
         let live = root == Path::new("/") || root.canonicalize().is_ok_and(|p| p == Path::new("/"));
-        Reader { root, class, live, warnings: Vec::new() }
+        Reader {
+            root,
+            class,
+            live,
+            warnings: Vec::new(),
+        }
     }
 
     /// True when the root is the running system's `/`.
@@ -77,7 +82,6 @@ impl<'a> Reader<'a> {
         std::fs::read(self.path(rel)).ok().map(decode)
     }
 
-
     /// Whether `rel` exists (following symbolic links, as sysfs is made of them).
     pub(crate) fn exists(&self, rel: &str) -> bool {
         self.path(rel).exists()
@@ -100,8 +104,10 @@ impl<'a> Reader<'a> {
                 return None;
             }
         };
-        let mut names: Vec<String> =
-            entries.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        let mut names: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
         names.sort_unstable();
         Some(names)
     }
@@ -179,7 +185,10 @@ mod tests {
         // file would still be readable here).
         assert_eq!(r.read_optional("adir"), None);
         assert_eq!(r.list_dir("nothing"), None);
-        assert_eq!(r.list_dir("").unwrap(), vec!["adir".to_string(), "ok".to_string()]);
+        assert_eq!(
+            r.list_dir("").unwrap(),
+            vec!["adir".to_string(), "ok".to_string()]
+        );
         let w = r.into_warnings();
         assert_eq!(w.len(), 2, "{w:?}");
         assert_eq!(w[0], "hw: cannot read missing: No such file or directory");

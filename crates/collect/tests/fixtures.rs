@@ -6,10 +6,12 @@
 use std::path::PathBuf;
 
 use invsync_collect::{Collected, collect, hostname, machine_id};
-use invsync_proto::{ClientName, Class, Snapshot};
+use invsync_proto::{Class, ClientName, Snapshot};
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(name)
 }
 
 fn json(c: &Collected) -> serde_json::Value {
@@ -52,19 +54,64 @@ fn minimal_sw() {
 fn debian_rules() {
     let hw = collect(Class::Hw, &fixture("debian"));
     let keys: Vec<&str> = hw.items.keys().map(String::as_str).collect();
-    for k in ["system", "bios", "cpu", "memory", "os", "disk/sda", "disk/sdb", "disk/nvme0n1", "nic/eth0", "nic/docker0"] {
+    for k in [
+        "system",
+        "bios",
+        "cpu",
+        "memory",
+        "os",
+        "disk/sda",
+        "disk/sdb",
+        "disk/nvme0n1",
+        "nic/eth0",
+        "nic/docker0",
+    ] {
         assert!(keys.contains(&k), "{k} missing from {keys:?}");
     }
-    for k in ["disk/loop0", "disk/dm-0", "disk/sr0", "nic/lo", "fs//proc", "fs//run", "fs//home"] {
+    for k in [
+        "disk/loop0",
+        "disk/dm-0",
+        "disk/sr0",
+        "nic/lo",
+        "fs//proc",
+        "fs//run",
+        "fs//home",
+    ] {
         assert!(!keys.contains(&k), "{k} must not be reported");
     }
-    let fs: Vec<&str> = keys.iter().copied().filter(|k| k.starts_with("fs/")).collect();
-    assert_eq!(fs, ["fs//", "fs//boot/efi", "fs//mnt/backup disk", "fs//srv/data"]);
+    let fs: Vec<&str> = keys
+        .iter()
+        .copied()
+        .filter(|k| k.starts_with("fs/"))
+        .collect();
+    assert_eq!(
+        fs,
+        [
+            "fs//",
+            "fs//boot/efi",
+            "fs//mnt/backup disk",
+            "fs//srv/data"
+        ]
+    );
     let cpu = &hw.items["cpu"];
-    assert_eq!((&*cpu["sockets"], &*cpu["cores"], &*cpu["threads"], &*cpu["mhz"]), ("2", "4", "8", "2200"));
-    assert_eq!(hw.items["memory"]["total_bytes"], (65598516u64 * 1024).to_string());
+    assert_eq!(
+        (
+            &*cpu["sockets"],
+            &*cpu["cores"],
+            &*cpu["threads"],
+            &*cpu["mhz"]
+        ),
+        ("2", "4", "8", "2200")
+    );
+    assert_eq!(
+        hw.items["memory"]["total_bytes"],
+        (65598516u64 * 1024).to_string()
+    );
     assert_eq!(hw.items["disk/sdb"]["rotational"], "true");
-    assert_eq!(hw.items["disk/sda"]["size_bytes"], (937703088u64 * 512).to_string());
+    assert_eq!(
+        hw.items["disk/sda"]["size_bytes"],
+        (937703088u64 * 512).to_string()
+    );
     assert!(!hw.items["nic/eth1"].contains_key("speed_mbps"));
     assert_eq!(hw.items["nic/eth0"]["speed_mbps"], "1000");
     assert_eq!(hw.items["os"]["version"], "12");
@@ -74,14 +121,31 @@ fn debian_rules() {
     let sw = collect(Class::Sw, &fixture("debian"));
     assert!(sw.warnings.is_empty(), "{:?}", sw.warnings);
     let pkg = |k: &str| sw.items.get(k);
-    assert_eq!(pkg("dpkg/openssh-server/amd64").unwrap()["version"], "1:9.2p1-2+deb12u3", "held counts");
-    assert!(pkg("dpkg/nginx/amd64").is_none(), "config-files only is not installed");
-    assert!(pkg("dpkg/postgresql-15/amd64").is_none(), "half-installed is not installed");
-    assert!(pkg("dpkg/vim-tiny/amd64").is_none(), "unpacked is not installed");
+    assert_eq!(
+        pkg("dpkg/openssh-server/amd64").unwrap()["version"],
+        "1:9.2p1-2+deb12u3",
+        "held counts"
+    );
+    assert!(
+        pkg("dpkg/nginx/amd64").is_none(),
+        "config-files only is not installed"
+    );
+    assert!(
+        pkg("dpkg/postgresql-15/amd64").is_none(),
+        "half-installed is not installed"
+    );
+    assert!(
+        pkg("dpkg/vim-tiny/amd64").is_none(),
+        "unpacked is not installed"
+    );
     assert!(pkg("dpkg/telnet/all").is_none());
     assert!(pkg("dpkg/libc6/i386").is_some() && pkg("dpkg/libc6/amd64").is_some());
     assert_eq!(pkg("dpkg/tzdata/all").unwrap()["arch"], "all");
-    assert!(!pkg("dpkg/debian-archive-keyring/all").unwrap().contains_key("size_bytes"));
+    assert!(
+        !pkg("dpkg/debian-archive-keyring/all")
+            .unwrap()
+            .contains_key("size_bytes")
+    );
     assert_eq!(sw.items.len(), 23);
 }
 
@@ -118,14 +182,22 @@ fn a_missing_root_is_warnings_only() {
 /// Other crates enroll agents with these fixtures: their identities must make valid names.
 #[test]
 fn identities() {
-    for (name, host, client) in
-        [("debian", "debian-fixture", "DEBIAN-FIXTURE"), ("alpine", "alpine-fixture", "ALPINE-FIXTURE"), ("minimal", "minimal-fixture", "MINIMAL-FIXTURE")]
-    {
+    for (name, host, client) in [
+        ("debian", "debian-fixture", "DEBIAN-FIXTURE"),
+        ("alpine", "alpine-fixture", "ALPINE-FIXTURE"),
+        ("minimal", "minimal-fixture", "MINIMAL-FIXTURE"),
+    ] {
         let root = fixture(name);
         assert_eq!(hostname(&root).as_deref(), Some(host));
         assert_eq!(ClientName::from_hostname(host).unwrap().as_str(), client);
         let id = machine_id(&root).unwrap();
-        assert!(id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()), "{id}");
+        assert!(
+            id.len() == 32
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
+            "{id}"
+        );
     }
     assert_eq!(machine_id(&fixture("no-such-root")), None);
     assert_eq!(hostname(&fixture("no-such-root")), None);

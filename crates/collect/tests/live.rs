@@ -21,14 +21,19 @@ fn dpkg_query(admindir: &Path) -> BTreeSet<(String, String, String)> {
         .args(["-W", "-f", "${Package}\\t${Version}\\t${Architecture}\\t${db:Status-Abbrev}\\n"])
         .output()
         .expect("/var/lib/dpkg/status exists, so dpkg-query must be installed to check the dpkg collector");
-    assert!(out.status.success(), "dpkg-query failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "dpkg-query failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     // The second letter of the abbreviated status is the package's state; `i` is installed
     // (`ii` wanted and installed, `hi` held and installed).
     text.lines()
         .filter_map(|l| {
             let f: Vec<&str> = l.split('\t').collect();
-            (f.len() == 4 && f[3].as_bytes().get(1) == Some(&b'i')).then(|| (f[0].into(), f[1].into(), f[2].into()))
+            (f.len() == 4 && f[3].as_bytes().get(1) == Some(&b'i'))
+                .then(|| (f[0].into(), f[1].into(), f[2].into()))
         })
         .collect()
 }
@@ -38,7 +43,13 @@ fn dpkg_items(root: &Path) -> BTreeSet<(String, String, String)> {
         .items
         .iter()
         .filter(|(k, _)| k.starts_with("dpkg/"))
-        .map(|(_, a)| (a["name"].clone(), a.get("version").cloned().unwrap_or_default(), a["arch"].clone()))
+        .map(|(_, a)| {
+            (
+                a["name"].clone(),
+                a.get("version").cloned().unwrap_or_default(),
+                a["arch"].clone(),
+            )
+        })
         .collect()
 }
 
@@ -46,11 +57,17 @@ fn dpkg_items(root: &Path) -> BTreeSet<(String, String, String)> {
 fn sw_equals_dpkg_query() {
     let ours = dpkg_items(root());
     if !Path::new("/var/lib/dpkg/status").exists() {
-        assert!(ours.is_empty(), "dpkg items without a dpkg database: {ours:?}");
+        assert!(
+            ours.is_empty(),
+            "dpkg items without a dpkg database: {ours:?}"
+        );
         return;
     }
     let theirs = dpkg_query(Path::new("/var/lib/dpkg"));
-    assert!(!theirs.is_empty(), "dpkg-query reports no installed package");
+    assert!(
+        !theirs.is_empty(),
+        "dpkg-query reports no installed package"
+    );
     assert_eq!(ours, theirs);
     assert!(collect(Class::Sw, root()).warnings.is_empty());
 
@@ -89,7 +106,10 @@ fn hw_is_stable() {
 fn hw_matches_proc_and_sys() {
     let hw = collect(Class::Hw, root());
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap();
-    let processors = cpuinfo.lines().filter(|l| l.split(':').next().is_some_and(|k| k.trim() == "processor")).count();
+    let processors = cpuinfo
+        .lines()
+        .filter(|l| l.split(':').next().is_some_and(|k| k.trim() == "processor"))
+        .count();
     assert!(processors > 0);
     assert_eq!(hw.items["cpu"]["threads"], processors.to_string());
     assert!(hw.items["cpu"].contains_key("mhz"), "{:?}", hw.items["cpu"]);
@@ -109,7 +129,12 @@ fn hw_matches_proc_and_sys() {
         .filter(|e| e.file_name() != "lo" && e.path().is_dir())
         .map(|e| format!("nic/{}", e.file_name().to_string_lossy()))
         .collect();
-    let ours: BTreeSet<String> = hw.items.keys().filter(|k| k.starts_with("nic/")).cloned().collect();
+    let ours: BTreeSet<String> = hw
+        .items
+        .keys()
+        .filter(|k| k.starts_with("nic/"))
+        .cloned()
+        .collect();
     assert_eq!(ours, nics);
 
     let osrelease = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();

@@ -17,7 +17,9 @@ use crate::read::{Reader, value};
 const FREQ_DIR: &str = "sys/devices/system/cpu/cpu0/cpufreq";
 
 pub(crate) fn collect(r: &mut Reader<'_>, items: &mut Items) {
-    let Some(text) = r.read("proc/cpuinfo") else { return };
+    let Some(text) = r.read("proc/cpuinfo") else {
+        return;
+    };
     let info = parse_cpuinfo(&text);
     let mut attrs = Attrs::new();
     if let Some(model) = &info.model {
@@ -33,7 +35,10 @@ pub(crate) fn collect(r: &mut Reader<'_>, items: &mut Items) {
     let mhz = r
         .read_quiet(&format!("{FREQ_DIR}/base_frequency"))
         .and_then(|t| khz_to_mhz(&t))
-        .or_else(|| r.read_quiet(&format!("{FREQ_DIR}/cpuinfo_max_freq")).and_then(|t| khz_to_mhz(&t)))
+        .or_else(|| {
+            r.read_quiet(&format!("{FREQ_DIR}/cpuinfo_max_freq"))
+                .and_then(|t| khz_to_mhz(&t))
+        })
         .or_else(|| info.model.as_deref().and_then(mhz_from_model))
         .or(info.mhz);
     if let Some(mhz) = mhz {
@@ -77,7 +82,9 @@ pub fn parse_cpuinfo(text: &str) -> CpuInfo {
     let mut cpu_mhz = None;
 
     for line in text.lines() {
-        let Some((key, val)) = line.split_once(':') else { continue };
+        let Some((key, val)) = line.split_once(':') else {
+            continue;
+        };
         let key = key.trim();
         let val = val.trim();
         match key {
@@ -110,7 +117,9 @@ pub fn parse_cpuinfo(text: &str) -> CpuInfo {
             "CPU implementer" if implementer.is_none() => implementer = value(val),
             "CPU part" if part.is_none() => part = value(val),
             "cpu" if power_cpu.is_none() => power_cpu = value(val),
-            "model" | "Model" if board_model.is_none() && val.parse::<u64>().is_err() => board_model = value(val),
+            "model" | "Model" if board_model.is_none() && val.parse::<u64>().is_err() => {
+                board_model = value(val)
+            }
             "cpu MHz" if cpu_mhz.is_none() => cpu_mhz = parse_mhz(val),
             _ => {}
         }
@@ -129,10 +138,18 @@ pub fn parse_cpuinfo(text: &str) -> CpuInfo {
     let (sockets_n, cores) = if sockets.is_empty() {
         (u64::from(threads > 0), threads)
     } else {
-        let cores = sockets.iter().try_fold(0u64, |sum, (_, c)| c.and_then(|c| sum.checked_add(c)));
+        let cores = sockets
+            .iter()
+            .try_fold(0u64, |sum, (_, c)| c.and_then(|c| sum.checked_add(c)));
         (sockets.len() as u64, cores.unwrap_or(threads))
     };
-    CpuInfo { model, sockets: sockets_n, cores, threads, mhz: cpu_mhz }
+    CpuInfo {
+        model,
+        sockets: sockets_n,
+        cores,
+        threads,
+        mhz: cpu_mhz,
+    }
 }
 
 /// A name for an ARM core from its implementer and part numbers (`0x41`, `0xd0c`), which is
@@ -234,7 +251,10 @@ mod tests {
     #[test]
     fn x86_two_sockets() {
         let info = parse_cpuinfo(&x86(2, 4, 2));
-        assert_eq!(info.model.as_deref(), Some("Intel(R) Xeon(R) Silver 4214 CPU @ 2.20GHz"));
+        assert_eq!(
+            info.model.as_deref(),
+            Some("Intel(R) Xeon(R) Silver 4214 CPU @ 2.20GHz")
+        );
         assert_eq!((info.sockets, info.cores, info.threads), (2, 8, 16));
         assert_eq!(info.mhz, Some(1000));
     }
@@ -249,7 +269,8 @@ mod tests {
 
     #[test]
     fn missing_cpu_cores_in_a_socket_falls_back_to_processors() {
-        let text = "processor : 0\nphysical id : 0\ncpu cores : 2\nprocessor : 1\nphysical id : 1\n";
+        let text =
+            "processor : 0\nphysical id : 0\ncpu cores : 2\nprocessor : 1\nphysical id : 1\n";
         let info = parse_cpuinfo(text);
         assert_eq!((info.sockets, info.cores, info.threads), (2, 2, 2));
     }
@@ -261,19 +282,34 @@ mod tests {
                     processor\t: 1\nCPU implementer\t: 0x41\nCPU part\t: 0xd0c\n";
         let info = parse_cpuinfo(text);
         assert_eq!(info.model.as_deref(), Some("ARM Neoverse-N1"));
-        assert_eq!((info.sockets, info.cores, info.threads, info.mhz), (1, 2, 2, None));
+        assert_eq!(
+            (info.sockets, info.cores, info.threads, info.mhz),
+            (1, 2, 2, None)
+        );
         let unknown = parse_cpuinfo("processor : 0\nCPU implementer : 0x51\nCPU part : 0x801\n");
-        assert_eq!(unknown.model.as_deref(), Some("ARM implementer 0x51 part 0x801"));
+        assert_eq!(
+            unknown.model.as_deref(),
+            Some("ARM implementer 0x51 part 0x801")
+        );
     }
 
     #[test]
     fn other_architectures() {
         let pi = "processor : 0\nmodel name : ARMv7 Processor rev 4 (v7l)\n\nHardware : BCM2835\nModel : Raspberry Pi 3\n";
-        assert_eq!(parse_cpuinfo(pi).model.as_deref(), Some("ARMv7 Processor rev 4 (v7l)"));
+        assert_eq!(
+            parse_cpuinfo(pi).model.as_deref(),
+            Some("ARMv7 Processor rev 4 (v7l)")
+        );
         let hw_only = "processor : 0\nHardware : Allwinner sun50i\n";
-        assert_eq!(parse_cpuinfo(hw_only).model.as_deref(), Some("Allwinner sun50i"));
+        assert_eq!(
+            parse_cpuinfo(hw_only).model.as_deref(),
+            Some("Allwinner sun50i")
+        );
         let power = "processor : 0\ncpu : POWER9 (raw), altivec supported\nclock : 2300.000000MHz\nmodel : 8335-GTH\n";
-        assert_eq!(parse_cpuinfo(power).model.as_deref(), Some("POWER9 (raw), altivec supported"));
+        assert_eq!(
+            parse_cpuinfo(power).model.as_deref(),
+            Some("POWER9 (raw), altivec supported")
+        );
         // x86 `model` is a number and never a name.
         assert_eq!(parse_cpuinfo("processor : 0\nmodel : 85\n").model, None);
     }
@@ -281,7 +317,10 @@ mod tests {
     #[test]
     fn bad_input() {
         assert_eq!(parse_cpuinfo(""), CpuInfo::default());
-        assert_eq!(parse_cpuinfo("\u{fffd}\u{fffd}garbage\n:::\n"), CpuInfo::default());
+        assert_eq!(
+            parse_cpuinfo("\u{fffd}\u{fffd}garbage\n:::\n"),
+            CpuInfo::default()
+        );
         // Truncated in the middle of a line.
         let info = parse_cpuinfo("processor : 0\nmodel name : Intel(R) Core(TM) i7 CPU @ 2.");
         assert_eq!(info.threads, 1);
@@ -290,7 +329,10 @@ mod tests {
         let huge = "processor : 0\nphysical id : 0\ncpu cores : 18446744073709551615\nprocessor : 1\n\
                     physical id : 1\ncpu cores : 18446744073709551615\ncpu MHz : 1e308\n";
         let info = parse_cpuinfo(huge);
-        assert_eq!((info.sockets, info.cores, info.threads, info.mhz), (2, 2, 2, None));
+        assert_eq!(
+            (info.sockets, info.cores, info.threads, info.mhz),
+            (2, 2, 2, None)
+        );
         let overflow = "processor : 0\ncpu cores : 99999999999999999999999\nphysical id : 0\n";
         assert_eq!(parse_cpuinfo(overflow).cores, 1);
     }
@@ -302,8 +344,14 @@ mod tests {
         assert_eq!(khz_to_mhz("0"), None);
         assert_eq!(khz_to_mhz("-1"), None);
         assert_eq!(khz_to_mhz("99999999999999999999999"), None);
-        assert_eq!(mhz_from_model("Intel(R) Core(TM) i7-8650U CPU @ 1.90GHz"), Some(1900));
-        assert_eq!(mhz_from_model("Intel(R) Xeon(R) CPU E5-2680 v4 @ 2.40GHz"), Some(2400));
+        assert_eq!(
+            mhz_from_model("Intel(R) Core(TM) i7-8650U CPU @ 1.90GHz"),
+            Some(1900)
+        );
+        assert_eq!(
+            mhz_from_model("Intel(R) Xeon(R) CPU E5-2680 v4 @ 2.40GHz"),
+            Some(2400)
+        );
         assert_eq!(mhz_from_model("Pentium @ 933MHz"), Some(933));
         assert_eq!(mhz_from_model("AMD EPYC 7B13"), None);
         assert_eq!(mhz_from_model("x @ GHz"), None);

@@ -15,7 +15,9 @@ const DIR: &str = "sys/block";
 
 pub(crate) fn collect(r: &mut Reader<'_>, items: &mut Items) {
     let Some(names) = r.list_dir(DIR) else {
-        r.warn(&format!("cannot read {DIR}: No such file or directory; disks are not reported"));
+        r.warn(&format!(
+            "cannot read {DIR}: No such file or directory; disks are not reported"
+        ));
         return;
     };
     for name in names.iter().filter(|n| !is_virtual_name(n)) {
@@ -27,13 +29,20 @@ pub(crate) fn collect(r: &mut Reader<'_>, items: &mut Items) {
         if let Some(size) = r.read(&format!("{dir}/size")).and_then(|t| parse_size(&t)) {
             attrs.insert("size_bytes".into(), size.to_string());
         }
-        if let Some(rot) = r.read_optional(&format!("{dir}/queue/rotational")).and_then(|t| parse_rotational(&t)) {
+        if let Some(rot) = r
+            .read_optional(&format!("{dir}/queue/rotational"))
+            .and_then(|t| parse_rotational(&t))
+        {
             attrs.insert("rotational".into(), rot.into());
         }
         // Model, vendor and serial are published by some drivers only (virtio has no model,
         // SCSI no serial in a plain file), so their absence is not worth a warning.
         for (attr, file) in [("model", "device/model"), ("vendor", "device/vendor")] {
-            if let Some(v) = r.read_quiet(&format!("{dir}/{file}")).as_deref().and_then(value) {
+            if let Some(v) = r
+                .read_quiet(&format!("{dir}/{file}"))
+                .as_deref()
+                .and_then(value)
+            {
                 attrs.insert(attr.into(), v.to_string());
             }
         }
@@ -50,7 +59,9 @@ pub(crate) fn collect(r: &mut Reader<'_>, items: &mut Items) {
 
 /// Whether a block device name is a kind of virtual device that is never a disk.
 pub fn is_virtual_name(name: &str) -> bool {
-    ["loop", "ram", "zram", "dm-", "md", "sr", "nbd"].iter().any(|p| name.starts_with(p))
+    ["loop", "ram", "zram", "dm-", "md", "sr", "nbd"]
+        .iter()
+        .any(|p| name.starts_with(p))
 }
 
 /// `size` in 512-byte sectors as bytes.
@@ -107,7 +118,10 @@ mod tests {
         let mut items = Items::new();
         collect(&mut r, &mut items);
         assert_eq!(items.len(), 1);
-        assert_eq!(items["disk/vdb"], Attrs::from([("size_bytes".to_string(), "1073741824".to_string())]));
+        assert_eq!(
+            items["disk/vdb"],
+            Attrs::from([("size_bytes".to_string(), "1073741824".to_string())])
+        );
         assert!(r.into_warnings().is_empty());
     }
 }

@@ -7,7 +7,7 @@
 //! without SMBIOS, containers and most ARM boards have no DMI directory at all: that is one
 //! warning and no items, not one warning per file.
 
-use invsync_proto::{Attrs, Items};
+use invsync_proto::Items;
 
 use crate::read::{Reader, value};
 
@@ -26,13 +26,20 @@ const FIELDS: [(&str, &str, &str); 7] = [
 
 pub(crate) fn collect(r: &mut Reader<'_>, items: &mut Items) {
     if !r.is_dir(DIR) {
-        r.warn(&format!("no DMI information ({DIR} does not exist): system and bios are not reported"));
+        r.warn(&format!(
+            "no DMI information ({DIR} does not exist): system and bios are not reported"
+        ));
         return;
     }
     for (item, attr, file) in FIELDS {
-        let Some(text) = r.read(&format!("{DIR}/{file}")) else { continue };
+        let Some(text) = r.read(&format!("{DIR}/{file}")) else {
+            continue;
+        };
         if let Some(v) = value(&text) {
-            items.entry(item.to_string()).or_insert_with(Attrs::new).insert(attr.to_string(), v.to_string());
+            items
+                .entry(item.to_string())
+                .or_default()
+                .insert(attr.to_string(), v.to_string());
         }
     }
 }
@@ -68,6 +75,9 @@ mod tests {
         let w = r.into_warnings();
         // product_serial, product_uuid, bios_version and bios_date are missing.
         assert_eq!(w.len(), 4, "{w:?}");
-        assert_eq!(w[0], "hw: cannot read sys/class/dmi/id/product_serial: No such file or directory");
+        assert_eq!(
+            w[0],
+            "hw: cannot read sys/class/dmi/id/product_serial: No such file or directory"
+        );
     }
 }

@@ -31,24 +31,63 @@ use crate::read::Reader;
 /// Types that are never real filesystems (rule 1).
 const NOT_REAL: &[&str] = &[
     // Kernel pseudo filesystems.
-    "proc", "sysfs", "tmpfs", "devtmpfs", "devpts", "cgroup", "cgroup2", "cpuset", "securityfs",
-    "debugfs", "tracefs", "pstore", "bpf", "mqueue", "hugetlbfs", "configfs", "fusectl",
-    "binfmt_misc", "autofs", "rpc_pipefs", "nfsd", "nsfs", "efivarfs", "selinuxfs", "ramfs",
-    "rootfs", "sockfs", "pipefs", "devfs", "usbfs", "resctrl",
+    "proc",
+    "sysfs",
+    "tmpfs",
+    "devtmpfs",
+    "devpts",
+    "cgroup",
+    "cgroup2",
+    "cpuset",
+    "securityfs",
+    "debugfs",
+    "tracefs",
+    "pstore",
+    "bpf",
+    "mqueue",
+    "hugetlbfs",
+    "configfs",
+    "fusectl",
+    "binfmt_misc",
+    "autofs",
+    "rpc_pipefs",
+    "nfsd",
+    "nsfs",
+    "efivarfs",
+    "selinuxfs",
+    "ramfs",
+    "rootfs",
+    "sockfs",
+    "pipefs",
+    "devfs",
+    "usbfs",
+    "resctrl",
     // Read-only images.
     "squashfs",
     // FUSE in user space (fuse.* is matched separately).
     "fuse",
     // Network and host-shared filesystems.
-    "nfs", "nfs4", "cifs", "smb3", "smbfs", "ceph", "glusterfs", "lustre", "afs", "9p",
-    "virtiofs", "davfs",
+    "nfs",
+    "nfs4",
+    "cifs",
+    "smb3",
+    "smbfs",
+    "ceph",
+    "glusterfs",
+    "lustre",
+    "afs",
+    "9p",
+    "virtiofs",
+    "davfs",
 ];
 
 /// `nodev` types in `proc/filesystems` that still keep data on local disks (rule 3).
 const NODEV_REAL: &[&str] = &["zfs"];
 
 pub(crate) fn collect(r: &mut Reader<'_>, items: &mut Items) {
-    let Some(mounts) = r.read("proc/mounts") else { return };
+    let Some(mounts) = r.read("proc/mounts") else {
+        return;
+    };
     let filesystems = r.read_optional("proc/filesystems");
     let types = filesystems.as_deref().map(parse_filesystems);
     // Later mounts on the same mount point win: they are the ones visible there.
@@ -59,14 +98,20 @@ pub(crate) fn collect(r: &mut Reader<'_>, items: &mut Items) {
         }
     }
     for (mountpoint, m) in real {
-        let mut attrs = Attrs::from([("type".to_string(), m.fstype), ("device".to_string(), m.device)]);
+        let mut attrs = Attrs::from([
+            ("type".to_string(), m.fstype),
+            ("device".to_string(), m.device),
+        ]);
         if r.live() {
             match statvfs(&mountpoint) {
                 Ok((size, free)) => {
                     attrs.insert("size_bytes".into(), size.to_string());
                     attrs.insert("free_bytes".into(), quantise_free(free, size).to_string());
                 }
-                Err(e) => r.warn(&format!("cannot statvfs {mountpoint}: {}", crate::read::io_message(&e))),
+                Err(e) => r.warn(&format!(
+                    "cannot statvfs {mountpoint}: {}",
+                    crate::read::io_message(&e)
+                )),
             }
         }
         items.insert(format!("fs/{mountpoint}"), attrs);
@@ -90,7 +135,11 @@ pub fn parse_mounts(text: &str) -> Vec<Mount> {
             let device = unescape(f.next()?);
             let mountpoint = unescape(f.next()?);
             let fstype = unescape(f.next()?);
-            Some(Mount { device, mountpoint, fstype })
+            Some(Mount {
+                device,
+                mountpoint,
+                fstype,
+            })
         })
         .collect()
 }
@@ -109,7 +158,9 @@ pub fn unescape(field: &str) -> String {
             && i + 3 < b.len()
             && b[i + 1..i + 4].iter().all(|d| (b'0'..=b'7').contains(d))
         {
-            let v = u32::from(b[i + 1] - b'0') * 64 + u32::from(b[i + 2] - b'0') * 8 + u32::from(b[i + 3] - b'0');
+            let v = u32::from(b[i + 1] - b'0') * 64
+                + u32::from(b[i + 2] - b'0') * 8
+                + u32::from(b[i + 3] - b'0');
             // `\777` is more than a byte; such a field was not written by the kernel.
             if let Ok(byte) = u8::try_from(v) {
                 out.push(byte);
@@ -131,7 +182,10 @@ pub struct FsTypes {
 
 impl FsTypes {
     fn nodev(&self, fstype: &str) -> Option<bool> {
-        self.types.iter().find(|(t, _)| t == fstype).map(|(_, nodev)| *nodev)
+        self.types
+            .iter()
+            .find(|(t, _)| t == fstype)
+            .map(|(_, nodev)| *nodev)
     }
 }
 
@@ -142,7 +196,8 @@ pub fn parse_filesystems(text: &str) -> FsTypes {
         .filter_map(|line| {
             let (flag, name) = line.split_once('\t').unwrap_or(("", line));
             let name = name.trim();
-            (!name.is_empty() && !name.contains(char::is_whitespace)).then(|| (name.to_string(), flag.trim() == "nodev"))
+            (!name.is_empty() && !name.contains(char::is_whitespace))
+                .then(|| (name.to_string(), flag.trim() == "nodev"))
         })
         .collect();
     FsTypes { types }
@@ -176,7 +231,8 @@ pub fn quantise_free(free: u64, size: u64) -> u64 {
 
 /// Size and space available to unprivileged users of the filesystem mounted at `path`.
 fn statvfs(path: &str) -> std::io::Result<(u64, u64)> {
-    let c = std::ffi::CString::new(path).map_err(|_| std::io::Error::other("path contains a NUL byte"))?;
+    let c = std::ffi::CString::new(path)
+        .map_err(|_| std::io::Error::other("path contains a NUL byte"))?;
     // SAFETY: `statvfs` writes into the zeroed struct we own and reads the NUL-terminated
     // path, which lives until the call returns.
     let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
@@ -193,7 +249,11 @@ mod tests {
     use super::*;
 
     fn mount(device: &str, mountpoint: &str, fstype: &str) -> Mount {
-        Mount { device: device.into(), mountpoint: mountpoint.into(), fstype: fstype.into() }
+        Mount {
+            device: device.into(),
+            mountpoint: mountpoint.into(),
+            fstype: fstype.into(),
+        }
     }
 
     const FILESYSTEMS: &str = "nodev\tsysfs\nnodev\ttmpfs\n\text4\nnodev\toverlay\nnodev\tzfs\n\tbtrfs\n\tfuseblk\nnodev\tfuse\n\tsquashfs\nnodev\tnfs4\n";
@@ -227,7 +287,10 @@ mod tests {
         assert_eq!(t.nodev("tmpfs"), Some(true));
         assert_eq!(t.nodev("xfs"), None);
         assert_eq!(parse_filesystems(""), FsTypes::default());
-        assert_eq!(parse_filesystems("garbage with spaces\n\u{fffd}\n").types, vec![("\u{fffd}".to_string(), false)]);
+        assert_eq!(
+            parse_filesystems("garbage with spaces\n\u{fffd}\n").types,
+            vec![("\u{fffd}".to_string(), false)]
+        );
     }
 
     #[test]
@@ -238,12 +301,21 @@ mod tests {
         assert!(is_real(&mount("rpool/ROOT", "/", "zfs"), t));
         assert!(is_real(&mount("/dev/sdc1", "/mnt/win", "fuseblk"), t));
         assert!(is_real(&mount("overlay", "/", "overlay"), t));
-        assert!(!is_real(&mount("overlay", "/var/lib/docker/overlay2/x/merged", "overlay"), t));
+        assert!(!is_real(
+            &mount("overlay", "/var/lib/docker/overlay2/x/merged", "overlay"),
+            t
+        ));
         assert!(!is_real(&mount("tmpfs", "/run", "tmpfs"), t));
-        assert!(!is_real(&mount("/dev/loop3", "/snap/core/1", "squashfs"), t));
+        assert!(!is_real(
+            &mount("/dev/loop3", "/snap/core/1", "squashfs"),
+            t
+        ));
         assert!(!is_real(&mount("server:/export", "/home", "nfs4"), t));
         assert!(!is_real(&mount("sshfs#me@h:", "/mnt/h", "fuse.sshfs"), t));
-        assert!(!is_real(&mount("portal", "/run/user/1000/doc", "fuse.portal"), t));
+        assert!(!is_real(
+            &mount("portal", "/run/user/1000/doc", "fuse.portal"),
+            t
+        ));
         // Types proc/filesystems does not list are judged by their device.
         assert!(is_real(&mount("/dev/sdd1", "/data", "xfs"), t));
         assert!(is_real(&mount("/dev/sdd1", "/data", "xfs"), None));
@@ -257,11 +329,17 @@ mod tests {
         let size = 100_000_000_000u64;
         assert_eq!(quantise_free(41_400_000_000, size), 41_000_000_000);
         assert_eq!(quantise_free(41_600_000_000, size), 42_000_000_000);
-        assert_eq!(quantise_free(41_499_999_999, size), quantise_free(40_500_000_001, size));
+        assert_eq!(
+            quantise_free(41_499_999_999, size),
+            quantise_free(40_500_000_001, size)
+        );
         assert_eq!(quantise_free(0, size), 0);
         assert_eq!(quantise_free(size, size), size);
         assert_eq!(quantise_free(u64::MAX, u64::MAX), u64::MAX);
-        assert_eq!(quantise_free(u64::MAX / 3, u64::MAX), (u128::from(u64::MAX) * 33 / 100) as u64);
+        assert_eq!(
+            quantise_free(u64::MAX / 3, u64::MAX),
+            (u128::from(u64::MAX) * 33 / 100) as u64
+        );
         assert_eq!(quantise_free(5, 0), 0);
         assert_eq!(quantise_free(10, 5), 5);
     }

@@ -17,7 +17,10 @@ pub(crate) fn collect(r: &mut Reader<'_>, items: &mut Items) {
     if let Some(text) = r.read("proc/meminfo") {
         match parse_mem_total(&text) {
             Some(bytes) => {
-                items.insert("memory".into(), Attrs::from([("total_bytes".to_string(), bytes.to_string())]));
+                items.insert(
+                    "memory".into(),
+                    Attrs::from([("total_bytes".to_string(), bytes.to_string())]),
+                );
             }
             None => r.warn("proc/meminfo has no valid MemTotal: memory is not reported"),
         }
@@ -28,7 +31,9 @@ pub(crate) fn collect(r: &mut Reader<'_>, items: &mut Items) {
 fn collect_dimms(r: &mut Reader<'_>, items: &mut Items) {
     // No entries directory is normal (no SMBIOS, or a fake root without it): no warning, the
     // DMI collector already says when there is no firmware information at all.
-    let Some(names) = r.list_dir(ENTRIES) else { return };
+    let Some(names) = r.list_dir(ENTRIES) else {
+        return;
+    };
     let mut dimms = Vec::new();
     for name in names.iter().filter(|n| n.starts_with("17-")) {
         let rel = format!("{ENTRIES}/{name}/raw");
@@ -49,8 +54,14 @@ fn collect_dimms(r: &mut Reader<'_>, items: &mut Items) {
     }
     // Some boards name the slots only within a bank ("DIMM 0" in "BANK 0" and in "BANK 1"):
     // then every key carries the bank too, so that no module hides another.
-    let unique = dimms.iter().enumerate().all(|(i, d)| dimms[..i].iter().all(|o| o.locator != d.locator));
-    for d in dimms.into_iter().filter(|d| d.size_bytes.is_some_and(|s| s > 0)) {
+    let unique = dimms
+        .iter()
+        .enumerate()
+        .all(|(i, d)| dimms[..i].iter().all(|o| o.locator != d.locator));
+    for d in dimms
+        .into_iter()
+        .filter(|d| d.size_bytes.is_some_and(|s| s > 0))
+    {
         let key = if unique || d.bank.is_empty() {
             format!("dimm/{}", d.locator)
         } else {
@@ -109,10 +120,20 @@ pub fn parse_type17(raw: &[u8]) -> Option<Dimm> {
         return None;
     }
     let formatted = &raw[..len];
-    let strings: Vec<&[u8]> = raw[len..].split(|b| *b == 0).take_while(|s| !s.is_empty()).collect();
+    let strings: Vec<&[u8]> = raw[len..]
+        .split(|b| *b == 0)
+        .take_while(|s| !s.is_empty())
+        .collect();
     let byte = |off: usize| formatted.get(off).copied();
     let word = |off: usize| Some(u16::from_le_bytes([byte(off)?, byte(off + 1)?]));
-    let dword = |off: usize| Some(u32::from_le_bytes([byte(off)?, byte(off + 1)?, byte(off + 2)?, byte(off + 3)?]));
+    let dword = |off: usize| {
+        Some(u32::from_le_bytes([
+            byte(off)?,
+            byte(off + 1)?,
+            byte(off + 2)?,
+            byte(off + 3)?,
+        ]))
+    };
     let string = |off: usize| -> Option<String> {
         let i = usize::from(byte(off)?);
         let s = strings.get(i.checked_sub(1)?)?;
@@ -191,7 +212,10 @@ pub(crate) mod tests {
 
     #[test]
     fn mem_total() {
-        assert_eq!(parse_mem_total("MemTotal:       16318436 kB\nMemFree: 1 kB\n"), Some(16318436 * 1024));
+        assert_eq!(
+            parse_mem_total("MemTotal:       16318436 kB\nMemFree: 1 kB\n"),
+            Some(16318436 * 1024)
+        );
         assert_eq!(parse_mem_total("MemFree: 1 kB\nMemTotal: 2 kB"), Some(2048));
         assert_eq!(parse_mem_total(""), None);
         assert_eq!(parse_mem_total("MemTotal:\n"), None);
@@ -202,7 +226,18 @@ pub(crate) mod tests {
 
     #[test]
     fn dimm() {
-        let raw = type17(16384, 0, 3200, &["DIMM_A1", "BANK 0", "Samsung", "12345678", "M393A2K43DB3-CWE  "]);
+        let raw = type17(
+            16384,
+            0,
+            3200,
+            &[
+                "DIMM_A1",
+                "BANK 0",
+                "Samsung",
+                "12345678",
+                "M393A2K43DB3-CWE  ",
+            ],
+        );
         let d = parse_type17(&raw).unwrap();
         assert_eq!(d.locator, "DIMM_A1");
         assert_eq!(d.bank, "BANK 0");
@@ -239,7 +274,10 @@ pub(crate) mod tests {
         short[1] = 0x15;
         short.extend_from_slice(b"X\0\0");
         let d = parse_type17(&short).unwrap();
-        assert_eq!((d.size_bytes, d.speed_mts, d.manufacturer), (Some(1 << 30), None, None));
+        assert_eq!(
+            (d.size_bytes, d.speed_mts, d.manufacturer),
+            (Some(1 << 30), None, None)
+        );
         // String indices past the string set and garbage bytes.
         let mut garbage = type17(1024, 0, 0, &[]);
         garbage.truncate(0x28);
@@ -255,7 +293,11 @@ pub(crate) mod tests {
         for (i, bank) in ["BANK 0", "BANK 1"].iter().enumerate() {
             let d = dir.path().join(format!("{ENTRIES}/17-{i}"));
             std::fs::create_dir_all(&d).unwrap();
-            std::fs::write(d.join("raw"), type17(8192, 0, 2400, &["DIMM 0", bank, "Micron", "1", "P"])).unwrap();
+            std::fs::write(
+                d.join("raw"),
+                type17(8192, 0, 2400, &["DIMM 0", bank, "Micron", "1", "P"]),
+            )
+            .unwrap();
         }
         let mut r = Reader::new(dir.path(), "hw");
         let mut items = Items::new();

@@ -20,15 +20,23 @@ const DIR: &str = "sys/class/net";
 
 pub(crate) fn collect(r: &mut Reader<'_>, items: &mut Items) {
     let Some(names) = r.list_dir(DIR) else {
-        r.warn(&format!("cannot read {DIR}: No such file or directory; network interfaces are not reported"));
+        r.warn(&format!(
+            "cannot read {DIR}: No such file or directory; network interfaces are not reported"
+        ));
         return;
     };
     let addresses = if r.live() {
-        let temporary = r.read_quiet("proc/net/if_inet6").map(|t| parse_temporary_ipv6(&t)).unwrap_or_default();
+        let temporary = r
+            .read_quiet("proc/net/if_inet6")
+            .map(|t| parse_temporary_ipv6(&t))
+            .unwrap_or_default();
         match live_addresses() {
             Ok(list) => Some(group_addresses(&list, &temporary)),
             Err(e) => {
-                r.warn(&format!("cannot list interface addresses: {}", crate::read::io_message(&e)));
+                r.warn(&format!(
+                    "cannot list interface addresses: {}",
+                    crate::read::io_message(&e)
+                ));
                 None
             }
         }
@@ -42,13 +50,23 @@ pub(crate) fn collect(r: &mut Reader<'_>, items: &mut Items) {
             continue;
         }
         let mut attrs = Attrs::new();
-        if let Some(mac) = r.read_optional(&format!("{dir}/address")).as_deref().and_then(value) {
+        if let Some(mac) = r
+            .read_optional(&format!("{dir}/address"))
+            .as_deref()
+            .and_then(value)
+        {
             attrs.insert("mac".into(), mac.to_string());
         }
-        if let Some(speed) = r.read_quiet(&format!("{dir}/speed")).and_then(|t| parse_speed(&t)) {
+        if let Some(speed) = r
+            .read_quiet(&format!("{dir}/speed"))
+            .and_then(|t| parse_speed(&t))
+        {
             attrs.insert("speed_mbps".into(), speed.to_string());
         }
-        if let Some(mtu) = r.read_optional(&format!("{dir}/mtu")).and_then(|t| t.trim().parse::<u32>().ok()) {
+        if let Some(mtu) = r
+            .read_optional(&format!("{dir}/mtu"))
+            .and_then(|t| t.trim().parse::<u32>().ok())
+        {
             attrs.insert("mtu".into(), mtu.to_string());
         }
         let physical = r.exists(&format!("{dir}/device"));
@@ -59,7 +77,11 @@ pub(crate) fn collect(r: &mut Reader<'_>, items: &mut Items) {
         {
             attrs.insert("driver".into(), driver.to_string_lossy().into_owned());
         }
-        if let Some(list) = addresses.as_ref().and_then(|a| a.get(name.as_str())).filter(|l| !l.is_empty()) {
+        if let Some(list) = addresses
+            .as_ref()
+            .and_then(|a| a.get(name.as_str()))
+            .filter(|l| !l.is_empty())
+        {
             attrs.insert("addresses".into(), list.join(","));
         }
         items.insert(format!("nic/{name}"), attrs);
@@ -87,7 +109,9 @@ pub fn parse_temporary_ipv6(text: &str) -> Vec<(String, Ipv6Addr)> {
     text.lines()
         .filter_map(|line| {
             let f: Vec<&str> = line.split_ascii_whitespace().collect();
-            let [addr, _, _, _, flags, name] = f[..] else { return None };
+            let [addr, _, _, _, flags, name] = f[..] else {
+                return None;
+            };
             let flags = u32::from_str_radix(flags, 16).ok()?;
             if flags & IFA_F_TEMPORARY == 0 || addr.len() != 32 {
                 return None;
@@ -100,7 +124,10 @@ pub fn parse_temporary_ipv6(text: &str) -> Vec<(String, Ipv6Addr)> {
 
 /// Groups (interface, address, prefix) by interface as sorted, de-duplicated CIDR strings,
 /// leaving out temporary IPv6 addresses. Alias labels (`eth0:1`) count for their interface.
-pub fn group_addresses(list: &[(String, IpAddr, u32)], temporary: &[(String, Ipv6Addr)]) -> BTreeMap<String, Vec<String>> {
+pub fn group_addresses(
+    list: &[(String, IpAddr, u32)],
+    temporary: &[(String, Ipv6Addr)],
+) -> BTreeMap<String, Vec<String>> {
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (label, ip, prefix) in list {
         let name = label.split_once(':').map_or(label.as_str(), |(n, _)| n);
@@ -109,7 +136,9 @@ pub fn group_addresses(list: &[(String, IpAddr, u32)], temporary: &[(String, Ipv
         {
             continue;
         }
-        out.entry(name.to_string()).or_default().push(format!("{ip}/{prefix}"));
+        out.entry(name.to_string())
+            .or_default()
+            .push(format!("{ip}/{prefix}"));
     }
     for v in out.values_mut() {
         v.sort_unstable();
@@ -137,7 +166,9 @@ fn live_addresses() -> std::io::Result<Vec<(String, IpAddr, u32)>> {
             if ifa.ifa_addr.is_null() || ifa.ifa_name.is_null() {
                 continue;
             }
-            let name = std::ffi::CStr::from_ptr(ifa.ifa_name).to_string_lossy().into_owned();
+            let name = std::ffi::CStr::from_ptr(ifa.ifa_name)
+                .to_string_lossy()
+                .into_owned();
             let family = i32::from((*ifa.ifa_addr).sa_family);
             let (ip, mask) = match family {
                 libc::AF_INET => {
@@ -198,7 +229,13 @@ mod tests {
                     garbage\n\
                     zz010db80000000012345678abcdef01 02 40 00 01 eth0\n";
         let t = parse_temporary_ipv6(text);
-        assert_eq!(t, vec![("eth0".to_string(), "2001:db8::1234:5678:abcd:ef01".parse().unwrap())]);
+        assert_eq!(
+            t,
+            vec![(
+                "eth0".to_string(),
+                "2001:db8::1234:5678:abcd:ef01".parse().unwrap()
+            )]
+        );
         assert!(parse_temporary_ipv6("").is_empty());
     }
 
@@ -206,15 +243,25 @@ mod tests {
     fn grouping() {
         let list = vec![
             ("eth0".to_string(), "192.168.1.20".parse().unwrap(), 24),
-            ("eth0".to_string(), "2001:db8::1234:5678:abcd:ef01".parse().unwrap(), 64),
+            (
+                "eth0".to_string(),
+                "2001:db8::1234:5678:abcd:ef01".parse().unwrap(),
+                64,
+            ),
             ("eth0".to_string(), "fe80::beef".parse().unwrap(), 64),
             ("eth0:1".to_string(), "10.0.0.1".parse().unwrap(), 8),
             ("eth0".to_string(), "192.168.1.20".parse().unwrap(), 24),
             ("lo".to_string(), "127.0.0.1".parse().unwrap(), 8),
         ];
-        let temporary = vec![("eth0".to_string(), "2001:db8::1234:5678:abcd:ef01".parse().unwrap())];
+        let temporary = vec![(
+            "eth0".to_string(),
+            "2001:db8::1234:5678:abcd:ef01".parse().unwrap(),
+        )];
         let g = group_addresses(&list, &temporary);
-        assert_eq!(g["eth0"], vec!["10.0.0.1/8", "192.168.1.20/24", "fe80::beef/64"]);
+        assert_eq!(
+            g["eth0"],
+            vec!["10.0.0.1/8", "192.168.1.20/24", "fe80::beef/64"]
+        );
         assert_eq!(g["lo"], vec!["127.0.0.1/8"]);
     }
 
@@ -235,13 +282,21 @@ mod tests {
         let bond = &items["nic/bond0"];
         assert_eq!(bond.get("mtu").map(String::as_str), Some("9000"));
         assert_eq!(bond.get("virtual").map(String::as_str), Some("true"));
-        assert!(!bond.contains_key("mac") && !bond.contains_key("speed_mbps") && !bond.contains_key("addresses"));
+        assert!(
+            !bond.contains_key("mac")
+                && !bond.contains_key("speed_mbps")
+                && !bond.contains_key("addresses")
+        );
         assert!(r.into_warnings().is_empty());
     }
 
     #[test]
     fn live_list_has_loopback() {
         let list = live_addresses().unwrap();
-        assert!(list.iter().any(|(n, ip, p)| n == "lo" && *ip == IpAddr::V4(Ipv4Addr::LOCALHOST) && *p == 8), "{list:?}");
+        assert!(
+            list.iter()
+                .any(|(n, ip, p)| n == "lo" && *ip == IpAddr::V4(Ipv4Addr::LOCALHOST) && *p == 8),
+            "{list:?}"
+        );
     }
 }

@@ -12,11 +12,20 @@ use crate::read::{Reader, value};
 
 pub(crate) fn collect(r: &mut Reader<'_>, items: &mut Items) {
     let mut attrs = Attrs::new();
-    let release = r.read_optional("etc/os-release").or_else(|| r.read_optional("usr/lib/os-release"));
+    let release = r
+        .read_optional("etc/os-release")
+        .or_else(|| r.read_optional("usr/lib/os-release"));
     match &release {
         Some(text) => {
             let fields = parse_os_release(text);
-            let get = |k: &str| fields.iter().rev().find(|(key, _)| *key == k).map(|(_, v)| v.as_str()).and_then(value);
+            let get = |k: &str| {
+                fields
+                    .iter()
+                    .rev()
+                    .find(|(key, _)| *key == k)
+                    .map(|(_, v)| v.as_str())
+                    .and_then(value)
+            };
             for (attr, keys) in [
                 ("name", &["NAME"][..]),
                 ("version", &["VERSION_ID", "VERSION"][..]),
@@ -31,14 +40,26 @@ pub(crate) fn collect(r: &mut Reader<'_>, items: &mut Items) {
         }
         None => r.warn("no os-release (looked for etc/os-release and usr/lib/os-release)"),
     }
-    let kernel = match r.read_optional("proc/sys/kernel/osrelease").as_deref().and_then(value) {
+    let kernel = match r
+        .read_optional("proc/sys/kernel/osrelease")
+        .as_deref()
+        .and_then(value)
+    {
         Some(k) => Some(k.to_string()),
-        None => r.read("proc/version").as_deref().and_then(kernel_from_version).map(str::to_string),
+        None => r
+            .read("proc/version")
+            .as_deref()
+            .and_then(kernel_from_version)
+            .map(str::to_string),
     };
     if let Some(k) = kernel {
         attrs.insert("kernel".into(), k);
     }
-    let arch = match r.read_optional("proc/sys/kernel/arch").as_deref().and_then(value) {
+    let arch = match r
+        .read_optional("proc/sys/kernel/arch")
+        .as_deref()
+        .and_then(value)
+    {
         Some(a) => Some(a.to_string()),
         None if r.live() => Some(uname_arch(std::env::consts::ARCH).to_string()),
         None => None,
@@ -133,10 +154,22 @@ mod tests {
             ]
         );
         assert!(parse_os_release("").is_empty());
-        assert_eq!(parse_os_release("A=\"unterminated\n"), vec![("A", "\"unterminated".to_string())]);
-        assert_eq!(parse_os_release("A=\"\\\"\n"), vec![("A", "\\".to_string())]);
-        assert_eq!(parse_os_release("A=\"x\\\"\n"), vec![("A", "x\\".to_string())]);
-        assert_eq!(parse_os_release("\u{fffd}=1\nB=\u{fffd}\n"), vec![("B", "\u{fffd}".to_string())]);
+        assert_eq!(
+            parse_os_release("A=\"unterminated\n"),
+            vec![("A", "\"unterminated".to_string())]
+        );
+        assert_eq!(
+            parse_os_release("A=\"\\\"\n"),
+            vec![("A", "\\".to_string())]
+        );
+        assert_eq!(
+            parse_os_release("A=\"x\\\"\n"),
+            vec![("A", "x\\".to_string())]
+        );
+        assert_eq!(
+            parse_os_release("\u{fffd}=1\nB=\u{fffd}\n"),
+            vec![("B", "\u{fffd}".to_string())]
+        );
     }
 
     #[test]

@@ -17,9 +17,18 @@ pub(crate) fn collect(r: &mut Reader<'_>, items: &mut Items) -> bool {
     if !r.exists(INSTALLED) {
         return false;
     }
-    let Some(text) = r.read(INSTALLED) else { return true };
+    let Some(text) = r.read(INSTALLED) else {
+        return true;
+    };
     for rec in parse_installed(&text) {
-        add_package(items, "apk", rec.name, rec.version, rec.arch, rec.size.and_then(|s| s.parse().ok()));
+        add_package(
+            items,
+            "apk",
+            rec.name,
+            rec.version,
+            rec.arch,
+            rec.size.and_then(|s| s.parse().ok()),
+        );
     }
     true
 }
@@ -78,8 +87,18 @@ mod tests {
         assert_eq!(
             recs,
             [
-                ApkRecord { name: "musl", version: "1.2.4-r2", arch: "x86_64", size: Some("622592") },
-                ApkRecord { name: "alpine-baselayout-data", version: "3.4.3-r1", arch: "x86_64", size: None },
+                ApkRecord {
+                    name: "musl",
+                    version: "1.2.4-r2",
+                    arch: "x86_64",
+                    size: Some("622592")
+                },
+                ApkRecord {
+                    name: "alpine-baselayout-data",
+                    version: "3.4.3-r1",
+                    arch: "x86_64",
+                    size: None
+                },
             ]
         );
     }
@@ -91,7 +110,15 @@ mod tests {
         assert!(parse_installed("garbage\n\u{fffd}:x\n:\nV:1\n").is_empty());
         // Truncated at the end of the file, in the middle of a field name.
         let recs = parse_installed("P:busybox\nV:1.36.1-r5\nA");
-        assert_eq!(recs, [ApkRecord { name: "busybox", version: "1.36.1-r5", arch: "", size: None }]);
+        assert_eq!(
+            recs,
+            [ApkRecord {
+                name: "busybox",
+                version: "1.36.1-r5",
+                arch: "",
+                size: None
+            }]
+        );
         // A multi-byte character in the second position is not a field.
         assert!(parse_installed("P\u{fffd}x\n").is_empty());
     }

@@ -23,7 +23,9 @@ pub(crate) fn collect(r: &mut Reader<'_>, items: &mut Items) -> bool {
     if !r.exists(STATUS) {
         return false;
     }
-    let Some(status) = r.read(STATUS) else { return true };
+    let Some(status) = r.read(STATUS) else {
+        return true;
+    };
     // The journal's files are named by a decimal sequence number; anything else there (dpkg's
     // `tmp.i` while it writes one) is not yet part of the database.
     let mut journal: Vec<String> = Vec::new();
@@ -39,8 +41,11 @@ pub(crate) fn collect(r: &mut Reader<'_>, items: &mut Items) -> bool {
     let mut records = parse_status(&status);
     if !journal.is_empty() {
         // A journal entry replaces the whole record of its package (name and architecture).
-        let mut index: std::collections::HashMap<(&str, &str), usize> =
-            records.iter().enumerate().map(|(i, rec)| ((rec.name, rec.arch), i)).collect();
+        let mut index: std::collections::HashMap<(&str, &str), usize> = records
+            .iter()
+            .enumerate()
+            .map(|(i, rec)| ((rec.name, rec.arch), i))
+            .collect();
         for text in &journal {
             for rec in parse_status(text) {
                 match index.get(&(rec.name, rec.arch)) {
@@ -54,7 +59,10 @@ pub(crate) fn collect(r: &mut Reader<'_>, items: &mut Items) -> bool {
         }
     }
     for rec in records.iter().filter(|rec| rec.installed) {
-        let size = rec.installed_size.and_then(|s| s.parse::<u64>().ok()).and_then(|k| k.checked_mul(1024));
+        let size = rec
+            .installed_size
+            .and_then(|s| s.parse::<u64>().ok())
+            .and_then(|k| k.checked_mul(1024));
         add_package(items, "dpkg", rec.name, rec.version, rec.arch, size);
     }
     true
@@ -96,7 +104,9 @@ pub fn parse_status(text: &str) -> Vec<DpkgRecord<'_>> {
             continue;
         }
         in_paragraph = true;
-        let Some((field, val)) = line.split_once(':') else { continue };
+        let Some((field, val)) = line.split_once(':') else {
+            continue;
+        };
         let val = val.trim();
         // Field names are case-insensitive in deb822; dpkg writes them capitalised, so the
         // exact comparison that almost always succeeds goes first.
@@ -176,7 +186,8 @@ Installed-Size: 7749
     #[test]
     fn paragraphs_and_states() {
         let recs = parse_status(STATUS_TEXT);
-        let names: Vec<(&str, &str, bool)> = recs.iter().map(|r| (r.name, r.arch, r.installed)).collect();
+        let names: Vec<(&str, &str, bool)> =
+            recs.iter().map(|r| (r.name, r.arch, r.installed)).collect();
         assert_eq!(
             names,
             [
@@ -199,7 +210,15 @@ Installed-Size: 7749
         let text = "package: a\r\nstatus: install ok installed\r\nversion: 1\r\narchitecture: all\r\n \t\r\nPackage: b\nStatus: install ok installed\n";
         let recs = parse_status(text);
         assert_eq!(recs.len(), 2);
-        assert_eq!((recs[0].name, recs[0].version, recs[0].arch, recs[0].installed), ("a", "1", "all", true));
+        assert_eq!(
+            (
+                recs[0].name,
+                recs[0].version,
+                recs[0].arch,
+                recs[0].installed
+            ),
+            ("a", "1", "all", true)
+        );
         assert_eq!((recs[1].name, recs[1].version, recs[1].arch), ("b", "", ""));
     }
 
@@ -219,7 +238,9 @@ Installed-Size: 7749
         let recs = parse_status("Package: z\nStatus:   install   ok   installed  extra\n");
         assert!(recs[0].installed);
         // A huge size does not overflow: it is dropped when the item is made.
-        let recs = parse_status("Package: h\nStatus: install ok installed\nInstalled-Size: 99999999999999999999\n");
+        let recs = parse_status(
+            "Package: h\nStatus: install ok installed\nInstalled-Size: 99999999999999999999\n",
+        );
         assert_eq!(recs[0].installed_size, Some("99999999999999999999"));
     }
 
@@ -231,15 +252,37 @@ Installed-Size: 7749
         std::fs::write(dir.path().join(STATUS), STATUS_TEXT).unwrap();
         // bash removed and a new package installed by an interrupted run; tmp.i is ignored.
         std::fs::write(d.join("0000"), "Package: bash\nStatus: deinstall ok config-files\nArchitecture: amd64\nVersion: 5.2.15-2+b2\n").unwrap();
-        std::fs::write(d.join("0001"), "Package: new\nStatus: install ok installed\nArchitecture: amd64\nVersion: 2\n").unwrap();
-        std::fs::write(d.join("tmp.i"), "Package: ghost\nStatus: install ok installed\n").unwrap();
+        std::fs::write(
+            d.join("0001"),
+            "Package: new\nStatus: install ok installed\nArchitecture: amd64\nVersion: 2\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("tmp.i"),
+            "Package: ghost\nStatus: install ok installed\n",
+        )
+        .unwrap();
         let mut r = Reader::new(dir.path(), "sw");
         let mut items = Items::new();
         assert!(collect(&mut r, &mut items));
         let keys: Vec<&str> = items.keys().map(String::as_str).collect();
-        assert_eq!(keys, ["dpkg/libc6/amd64", "dpkg/libc6/i386", "dpkg/new/amd64", "dpkg/perl-base/amd64"]);
-        assert_eq!(items["dpkg/perl-base/amd64"]["size_bytes"], (7749 * 1024).to_string());
-        assert_eq!(items["dpkg/perl-base/amd64"]["version"], "1:5.36.0-7+deb12u1");
+        assert_eq!(
+            keys,
+            [
+                "dpkg/libc6/amd64",
+                "dpkg/libc6/i386",
+                "dpkg/new/amd64",
+                "dpkg/perl-base/amd64"
+            ]
+        );
+        assert_eq!(
+            items["dpkg/perl-base/amd64"]["size_bytes"],
+            (7749 * 1024).to_string()
+        );
+        assert_eq!(
+            items["dpkg/perl-base/amd64"]["version"],
+            "1:5.36.0-7+deb12u1"
+        );
         assert!(r.into_warnings().is_empty());
     }
 }

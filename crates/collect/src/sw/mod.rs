@@ -40,11 +40,20 @@ pub(crate) fn collect(r: &mut Reader<'_>, items: &mut Items) {
 /// architecture installed at once (rpm's install-only packages: kernels, `gpg-pubkey`) gives
 /// one item whose `version` lists them sorted and comma-separated and whose `size_bytes` is
 /// their sum, because the item key has no room for the version.
-pub(crate) fn add_package(items: &mut Items, source: &str, name: &str, version: &str, arch: &str, size: Option<u64>) {
+pub(crate) fn add_package(
+    items: &mut Items,
+    source: &str,
+    name: &str,
+    version: &str,
+    arch: &str,
+    size: Option<u64>,
+) {
     let arch = if arch.is_empty() { UNKNOWN_ARCH } else { arch };
     let key = format!("{source}/{name}/{arch}");
     if let Some(existing) = items.get_mut(&key) {
-        let mut versions: Vec<&str> = existing.get("version").map_or(Vec::new(), |v| v.split(',').collect());
+        let mut versions: Vec<&str> = existing
+            .get("version")
+            .map_or(Vec::new(), |v| v.split(',').collect());
         if !version.is_empty() {
             versions.push(version);
         }
@@ -52,7 +61,11 @@ pub(crate) fn add_package(items: &mut Items, source: &str, name: &str, version: 
         versions.dedup();
         let joined = versions.join(",");
         existing.insert("version".into(), joined);
-        let total = existing.get("size_bytes").and_then(|s| s.parse::<u64>().ok()).zip(size).map(|(a, b)| a.saturating_add(b));
+        let total = existing
+            .get("size_bytes")
+            .and_then(|s| s.parse::<u64>().ok())
+            .zip(size)
+            .map(|(a, b)| a.saturating_add(b));
         match total {
             Some(t) => existing.insert("size_bytes".into(), t.to_string()),
             None => existing.remove("size_bytes"),
@@ -79,8 +92,22 @@ mod tests {
     #[test]
     fn duplicate_name_and_arch_merge() {
         let mut items = Items::new();
-        add_package(&mut items, "rpm", "kernel", "5.14.0-2.el9", "x86_64", Some(10));
-        add_package(&mut items, "rpm", "kernel", "5.14.0-1.el9", "x86_64", Some(5));
+        add_package(
+            &mut items,
+            "rpm",
+            "kernel",
+            "5.14.0-2.el9",
+            "x86_64",
+            Some(10),
+        );
+        add_package(
+            &mut items,
+            "rpm",
+            "kernel",
+            "5.14.0-1.el9",
+            "x86_64",
+            Some(5),
+        );
         add_package(&mut items, "rpm", "kernel", "5.14.0-1.el9", "x86_64", None);
         let k = &items["rpm/kernel/x86_64"];
         assert_eq!(k["version"], "5.14.0-1.el9,5.14.0-2.el9");

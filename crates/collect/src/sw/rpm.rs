@@ -27,11 +27,16 @@ const QUERY_FORMAT: &str = "%{NAME}\\t%{EPOCHNUM}:%{VERSION}-%{RELEASE}\\t%{ARCH
 pub(crate) fn collect(r: &mut Reader<'_>, items: &mut Items) -> bool {
     // A directory that exists but is empty is what installing the `rpm` tool on a Debian
     // host leaves behind; it is not a database.
-    let Some(db) = DB_DIRS.iter().find(|d| r.list_dir(d).is_some_and(|names| !names.is_empty())) else {
+    let Some(db) = DB_DIRS
+        .iter()
+        .find(|d| r.list_dir(d).is_some_and(|names| !names.is_empty()))
+    else {
         return false;
     };
     let Some(rpm) = find_in_path("rpm") else {
-        r.warn(&format!("rpm packages were not read: an rpm database is at {db} but no rpm program is on PATH"));
+        r.warn(&format!(
+            "rpm packages were not read: an rpm database is at {db} but no rpm program is on PATH"
+        ));
         return true;
     };
     let output = Command::new(&rpm)
@@ -51,11 +56,23 @@ pub(crate) fn collect(r: &mut Reader<'_>, items: &mut Items) -> bool {
         }
         Ok(out) => {
             let stderr = String::from_utf8_lossy(&out.stderr);
-            let why = stderr.lines().find(|l| !l.trim().is_empty()).unwrap_or("no message");
-            r.warn(&format!("rpm packages were not read: {} failed ({}): {}", rpm.display(), out.status, why.trim()));
+            let why = stderr
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("no message");
+            r.warn(&format!(
+                "rpm packages were not read: {} failed ({}): {}",
+                rpm.display(),
+                out.status,
+                why.trim()
+            ));
         }
         Err(e) => {
-            r.warn(&format!("rpm packages were not read: cannot run {}: {}", rpm.display(), crate::read::io_message(&e)));
+            r.warn(&format!(
+                "rpm packages were not read: cannot run {}: {}",
+                rpm.display(),
+                crate::read::io_message(&e)
+            ));
         }
     }
     true
@@ -64,12 +81,15 @@ pub(crate) fn collect(r: &mut Reader<'_>, items: &mut Items) -> bool {
 /// The first executable file called `name` in the directories of `PATH`.
 fn find_in_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|dir| dir.join(name)).find(|p| is_executable(p))
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| is_executable(p))
 }
 
 fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    p.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// One line of the query output.
@@ -96,7 +116,12 @@ pub fn parse_query(text: &str) -> Vec<RpmRecord<'_>> {
                 return None;
             }
             let version = version.strip_prefix("0:").unwrap_or(version).to_string();
-            Some(RpmRecord { name, version, arch, size })
+            Some(RpmRecord {
+                name,
+                version,
+                arch,
+                size,
+            })
         })
         .collect()
 }
@@ -111,7 +136,15 @@ mod tests {
                     gpg-pubkey\t0:a15b79cc-63d04c2c\t(none)\t0\n\nshort\tline\n\t0:1-1\tx\t1\nodd\t0:1-1\tnoarch\tbig\n";
         let recs = parse_query(text);
         assert_eq!(recs.len(), 4);
-        assert_eq!(recs[0], RpmRecord { name: "bash", version: "5.2.26-3.fc40".into(), arch: "x86_64", size: Some(8311442) });
+        assert_eq!(
+            recs[0],
+            RpmRecord {
+                name: "bash",
+                version: "5.2.26-3.fc40".into(),
+                arch: "x86_64",
+                size: Some(8311442)
+            }
+        );
         assert_eq!(recs[1].version, "1:3.2.2-3.fc40");
         assert_eq!(recs[2].arch, "(none)");
         assert_eq!(recs[3].size, None);
@@ -131,7 +164,10 @@ mod tests {
         assert!(collect(&mut r, &mut items));
         let w = r.into_warnings();
         assert_eq!(w.len(), 1);
-        assert!(w[0].starts_with("sw: rpm packages were not read: "), "{w:?}");
+        assert!(
+            w[0].starts_with("sw: rpm packages were not read: "),
+            "{w:?}"
+        );
         assert!(items.is_empty());
     }
 
