@@ -26,6 +26,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use invsync_proto::wire::{CheckinResponse, ClientSummary, ClientView, Event, Queued, Report, ReportAck, RequestView};
+use invsync_proto::inventory::Attrs;
 use invsync_proto::{Class, ClientName, Digest, SiteCode, Timestamp};
 use uuid::Uuid;
 
@@ -63,6 +64,19 @@ pub struct ClientAuth {
     pub client_id: Uuid,
     pub name: ClientName,
     pub key_hash: Digest,
+}
+
+/// One accepted change of one item of a client (SPEC section 5: time, client, class, item,
+/// old, new). `old` is `None` for an added item, `new` for a removed one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryEntry {
+    pub at: Timestamp,
+    pub class: Class,
+    pub key: String,
+    pub old: Option<Attrs>,
+    pub new: Option<Attrs>,
+    /// Whether a full report (rather than a delta) made the change.
+    pub full: bool,
 }
 
 /// The inventory database of one site. Cloning is cheap and every clone is the same store;
@@ -159,6 +173,11 @@ impl Store {
     /// newest first.
     pub async fn client_view(&self, name: &ClientName) -> Result<Option<ClientView>, StoreError> {
         self.sqlite().client_view(name).await
+    }
+
+    /// A client's item changes, newest first, at most `limit`; `None` for an unknown client.
+    pub async fn history(&self, name: &ClientName, limit: usize) -> Result<Option<Vec<HistoryEntry>>, StoreError> {
+        self.sqlite().history(name, limit).await
     }
 
     /// A resync request by id; `None` for an unknown id or an event's id.

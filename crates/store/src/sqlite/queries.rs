@@ -24,7 +24,7 @@ use crate::codec::{
 };
 use crate::error::StoreError;
 use crate::plan::{self, Current, ItemSource, Outcome, Plan, ReportInput, Resolver, Slot};
-use crate::{ClientAuth, Enrolled, Enrollment, SiteMeta};
+use crate::{ClientAuth, Enrolled, Enrollment, HistoryEntry, SiteMeta};
 
 /// How many report ids per client and class are remembered for de-duplication. An agent
 /// resends only its latest unacknowledged report, so a handful is plenty; 16 bytes each.
@@ -589,4 +589,38 @@ fn load_items(conn: &Connection, ids: &[i64]) -> Result<Items, StoreError> {
         return Err(corrupt("snapshot item list"));
     }
     Ok(items)
+}
+
+/// A client's history, newest first.
+pub(super) fn history(
+    conn: &Connection,
+    site: &SiteCode,
+    name: &ClientName,
+    limit: i64,
+) -> Result<Option<Vec<HistoryEntry>>, StoreError> {
+    let Some(client) = client_row_by_name(conn, site, name)? else { return Ok(None) };
+    let mut st = conn.prepare_cached(
+        "SELECT h.at, h.class, h.key, o.attrs, n.attrs, h.full
+         FROM history h
+         LEFT JOIN items o ON o.id = h.old_item
+         LEFT JOIN items n ON n.id = h.new_item
+         WHERE h.client_id = ?1
+         ORDER BY h.id DESC LIMIT ?2",
+    )?;
+    let mut rows = st.query(params![client, limit])?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        let attrs = |i: usize| -> Result<_, StoreError> {
+            row.get_ref(i)?.as_str_or_null()?.map(parse_attrs).transpose()
+        };
+        out.push(HistoryEntry {
+            at: Timestamp(row.get(0)?),
+            class: class_from_code(row.get(1)?)?,
+            key: row.get(2)?,
+            old: attrs(3)?,
+            new: attrs(4)?,
+            full: row.get(5)?,
+        });
+    }
+    Ok(Some(out))
 }

@@ -79,7 +79,7 @@ CREATE TABLE history (
     new_item  INTEGER REFERENCES items (id),
     full      INTEGER NOT NULL
 );
-CREATE INDEX history_client ON history (client_id, class, id);
+CREATE INDEX history_client ON history (client_id, id);
 
 -- Resync requests (arg 'hw' or 'sw') and client events (arg 'cycle', 'hinv' or 'sinv').
 CREATE TABLE requests (
