@@ -11,7 +11,7 @@ use invsync_proto::exit::{Code, Exit};
 use invsync_proto::wire::{Queued, RequestState};
 use invsync_proto::{Class, ClientName};
 
-use crate::site::Site;
+use invsync_site::access::{AccessOptions, SiteAccess};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -93,7 +93,7 @@ pub fn describe(queued: &Queued, class: Class) -> String {
 }
 
 pub fn apply(args: &Args) -> Result<()> {
-    let mut site = Site::open("invsync", args.data_dir.as_deref())?;
+    let mut site = SiteAccess::open(AccessOptions { tool: "invsync", note_fallback: true }, args.data_dir.as_deref())?;
     let queued = site.request_resync(&args.client, args.class)?;
     if args.json {
         println!("{}", serde_json::to_string(&queued)?);
@@ -107,7 +107,7 @@ pub fn apply(args: &Args) -> Result<()> {
 }
 
 /// Follows a request, printing each change of state, until it completes or time runs out.
-fn wait(site: &mut Site, client: &ClientName, id: i64, timeout: Duration) -> Result<()> {
+fn wait(site: &mut SiteAccess, client: &ClientName, id: i64, timeout: Duration) -> Result<()> {
     let start = Instant::now();
     let mut last: Option<RequestState> = None;
     loop {

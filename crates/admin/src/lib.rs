@@ -6,4 +6,3 @@
 
 pub mod invsync;
 pub mod setevnt;
-pub mod site;

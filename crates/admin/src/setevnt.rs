@@ -10,7 +10,7 @@ use invsync_proto::wire::Event;
 use invsync_proto::ClientName;
 
 use crate::invsync::parse;
-use crate::site::Site;
+use invsync_site::access::{AccessOptions, SiteAccess};
 
 #[derive(Debug, Parser)]
 #[command(name = "setevnt", version, about = "Set Client Event: wake a client of this site now")]
@@ -41,7 +41,7 @@ pub fn try_main() -> Result<()> {
 }
 
 pub fn apply(args: &Args) -> Result<()> {
-    let mut site = Site::open("setevnt", args.data_dir.as_deref())?;
+    let mut site = SiteAccess::open(AccessOptions { tool: "setevnt", note_fallback: true }, args.data_dir.as_deref())?;
     let queued = site.request_event(&args.client, args.event)?;
     if args.json {
         println!("{}", serde_json::to_string(&queued)?);

@@ -3,6 +3,7 @@
 //! `invsite` subcommands. Storage lives in `invsync-store`; this crate is the only one that
 //! knows about HTTP on the server side.
 
+pub mod access;
 pub mod api;
 pub mod cli;
 pub mod datadir;

@@ -107,6 +107,8 @@ impl Site {
         let mut child = bin("invsite")
             .args(["serve", "--data-dir", self.data_dir()])
             .args(extra)
+            // Warnings and errors of the server still show up next to a failing test.
+            .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

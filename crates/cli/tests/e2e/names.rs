@@ -13,15 +13,24 @@ fn the_cli_tools_refuse_bad_names_with_exit_2_and_store_nothing() {
     let secret = site.secret();
     let root = fixture_copy("minimal", tmp.path());
     for bad in BAD_NAMES {
-        let out = run_expect("invsync", &["hw", bad, "--data-dir", site.data_dir()], 2);
+        // A name that starts with '-' is an option to clap; after `--` (or as `--name=…`) the
+        // same name reaches the name rule.
+        let hyphen = bad.starts_with('-');
+        let dd = site.data_dir();
+        let args: Vec<&str> = if hyphen { vec!["hw", "--data-dir", dd, "--", bad] } else { vec!["hw", bad, "--data-dir", dd] };
+        let out = run_expect("invsync", &args, 2);
         assert!(out.contains("client name"), "invsync {bad:?}: {out}");
-        let out = run_expect("setevnt", &[bad, "cycle", "--data-dir", site.data_dir()], 2);
+        let args: Vec<&str> = if hyphen { vec!["--data-dir", dd, "--", bad, "cycle"] } else { vec![bad, "cycle", "--data-dir", dd] };
+        let out = run_expect("setevnt", &args, 2);
         assert!(out.contains("client name"), "setevnt {bad:?}: {out}");
-        run_expect("invsite", &["show", bad, "--data-dir", site.data_dir()], 2);
+        let args: Vec<&str> = if hyphen { vec!["show", "--data-dir", dd, "--", bad] } else { vec!["show", bad, "--data-dir", dd] };
+        let out = run_expect("invsite", &args, 2);
+        assert!(out.contains("client name"), "invsite show {bad:?}: {out}");
         let agent_dir = tmp.path().join("agent");
+        let name_arg = format!("--name={bad}");
         let out = run_expect(
             "invagent",
-            &["enroll", "--data-dir", s(&agent_dir), "--site", &site.url, "--secret", &secret, "--name", bad, "--root", s(&root)],
+            &["enroll", "--data-dir", s(&agent_dir), "--site", &site.url, "--secret", &secret, &name_arg, "--root", s(&root)],
             2,
         );
         assert!(out.contains("client name"), "invagent enroll --name {bad:?}: {out}");

@@ -5,7 +5,7 @@ use invsync_proto::wire::ClientSummary;
 use invsync_proto::Timestamp;
 
 use super::DataDirArg;
-use crate::server::open_store;
+use crate::access::{AccessOptions, SiteAccess};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -40,11 +40,10 @@ pub fn render(clients: &[ClientSummary]) -> String {
     out
 }
 
-pub async fn apply(args: Args) -> Result<()> {
-    let dir = args.data_dir.dir();
-    let config = dir.config()?;
-    let store = open_store(&dir, &config).await?;
-    let clients = store.clients().await?;
+pub fn apply(args: Args) -> Result<()> {
+    let options = AccessOptions { tool: "invsite clients", note_fallback: false };
+    let mut site = SiteAccess::open(options, args.data_dir.data_dir.as_deref())?;
+    let clients = site.clients()?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&clients)?);
     } else if clients.is_empty() {

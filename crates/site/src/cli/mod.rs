@@ -71,8 +71,8 @@ pub fn try_main() -> Result<()> {
         Command::Serve(a) => runtime()?.block_on(serve::apply(a)),
         Command::EnrollSecret(a) => secrets::apply_enroll_secret(a),
         Command::AdminToken(a) => secrets::apply_admin_token(a),
-        Command::Clients(a) => runtime()?.block_on(clients::apply(a)),
-        Command::Show(a) => runtime()?.block_on(show::apply(a)),
+        Command::Clients(a) => clients::apply(a),
+        Command::Show(a) => show::apply(a),
         Command::Quickstart(a) => runtime()?.block_on(quickstart::apply(a)),
     }
 }

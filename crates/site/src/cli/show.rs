@@ -2,12 +2,11 @@
 //! count and requests; `--json` prints the full record of SPEC section 7.
 
 use anyhow::Result;
-use invsync_proto::exit::{Code, Exit};
 use invsync_proto::wire::{ClientView, SnapshotView};
 use invsync_proto::ClientName;
 
 use super::DataDirArg;
-use crate::server::open_store;
+use crate::access::{AccessOptions, SiteAccess};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -78,22 +77,10 @@ pub fn render(v: &ClientView) -> String {
     out
 }
 
-pub async fn apply(args: Args) -> Result<()> {
-    let dir = args.data_dir.dir();
-    let config = dir.config()?;
-    let store = open_store(&dir, &config).await?;
-    let Some(view) = store.client_view(&args.client).await? else {
-        return Err(Exit::new(
-            Code::UnknownClient,
-            format!(
-                "unknown client {} at site {}; `invsite clients --data-dir {}` lists the clients",
-                args.client,
-                config.site_code,
-                dir.root.display()
-            ),
-        )
-        .into());
-    };
+pub fn apply(args: Args) -> Result<()> {
+    let options = AccessOptions { tool: "invsite show", note_fallback: false };
+    let mut site = SiteAccess::open(options, args.data_dir.data_dir.as_deref())?;
+    let view = site.client_view(&args.client)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&view)?);
     } else {

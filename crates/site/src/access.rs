@@ -1,35 +1,51 @@
-//! Reaching the site from an admin tool: the admin API over HTTP when `invsite serve` runs,
-//! else the site's database directly. Both paths run the same store operations, so a request
-//! queued either way is the same durable row.
+//! Reaching a site from a command-line tool on the site server (`invsync`, `setevnt`,
+//! `invsite show`, `invsite clients`): the admin API over HTTP when `invsite serve` runs, else
+//! the site's database directly. Both paths run the same store operations, so a request queued
+//! either way is the same durable row, and reads through a running server see what it holds in
+//! memory (last-seen times are written in batches).
 
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use invsync_proto::exit::{Code, Exit};
-use invsync_proto::wire::{self, ErrorBody, EventRequestBody, Queued, RequestView, ResyncRequestBody};
+use invsync_proto::wire::{
+    self, ClientSummary, ClientView, ErrorBody, EventRequestBody, Queued, RequestView, ResyncRequestBody,
+};
 use invsync_proto::{Class, ClientName, SiteCode, Timestamp};
-use invsync_site::server::open_store;
-use invsync_site::{Config, SiteDir};
+use crate::datadir::{Config, SiteDir};
+use crate::server::open_store;
 use invsync_store::{Store, StoreError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 /// A site the tool talks to.
-pub struct Site {
+pub struct SiteAccess {
     pub dir: SiteDir,
     pub config: Config,
     base_url: String,
     token: String,
     http: ureq::Agent,
+    options: AccessOptions,
     /// Set once the server turned out not to be running.
     direct: Option<(tokio::runtime::Runtime, Store)>,
 }
 
-impl Site {
+/// How a tool reaches its site.
+#[derive(Debug, Clone)]
+pub struct AccessOptions {
+    /// The tool's name, for the "runs only on a site server" message.
+    pub tool: &'static str,
+    /// Say on stderr when the server is not running and the database is used instead; tools
+    /// that queue something say it, because the delivery waits for the server.
+    pub note_fallback: bool,
+}
+
+impl SiteAccess {
     /// Opens the site in `data_dir` (or `$INVSITE_DIR`, or the default), exiting 3 when this
     /// machine is not a site server.
-    pub fn open(tool: &str, data_dir: Option<&Path>) -> Result<Site> {
+    pub fn open(options: AccessOptions, data_dir: Option<&Path>) -> Result<SiteAccess> {
+        let tool = options.tool;
         let dir = SiteDir::resolve(data_dir);
         let config = dir.config().map_err(|e| match e.downcast::<Exit>() {
             Ok(exit) if exit.code == Code::NotSiteServer => Exit::new(
@@ -52,7 +68,7 @@ impl Site {
             .build()
             .into();
         let base_url = dir.base_url(&config);
-        Ok(Site { dir, config, base_url, token, http, direct: None })
+        Ok(SiteAccess { dir, config, base_url, token, http, options, direct: None })
     }
 
     pub fn code(&self) -> &SiteCode {
@@ -85,16 +101,50 @@ impl Site {
     }
 
     pub fn request_state(&mut self, name: &ClientName, id: i64) -> Result<Option<RequestView>> {
-        if self.direct.is_none() {
-            let url = format!("{}/api/v1/requests/{id}", self.base_url);
-            match self.http.get(&url).header("Authorization", &format!("Bearer {}", self.token)).call() {
-                Ok(resp) if resp.status() == 404 => return Ok(None),
-                Ok(resp) => return decode(resp).map(Some),
-                Err(e) if is_unreachable(&e) => self.go_direct()?,
-                Err(e) => return Err(e).context("talking to the site"),
+        match self.get(&format!("/api/v1/requests/{id}"))? {
+            Some(found) => Ok(found),
+            None => self.with_store(|store| async move { store.request_state(id).await }, name),
+        }
+    }
+
+    pub fn clients(&mut self) -> Result<Vec<ClientSummary>> {
+        match self.get(wire::API_CLIENTS)? {
+            Some(Some(list)) => Ok(list),
+            Some(None) => Err(anyhow::anyhow!("the site has no client list endpoint; is it an invsync site?")),
+            None => {
+                let (rt, store) = self.direct()?;
+                Ok(rt.block_on(store.clients())?)
             }
         }
-        self.with_store(|store| async move { store.request_state(id).await }, name)
+    }
+
+    /// One client, or exit 4 when the site has no such client.
+    pub fn client_view(&mut self, name: &ClientName) -> Result<ClientView> {
+        match self.get(&wire::api_client(name))? {
+            Some(Some(view)) => Ok(view),
+            Some(None) => Err(unknown_client(name, &self.config.site_code)),
+            None => self
+                .with_store(|store| async move { store.client_view(name).await }, name)?
+                .ok_or_else(|| unknown_client(name, &self.config.site_code)),
+        }
+    }
+
+    /// GETs from the admin API. `Ok(None)` means the server is not running; `Ok(Some(None))`
+    /// means it answered 404.
+    fn get<T: DeserializeOwned>(&mut self, path: &str) -> Result<Option<Option<T>>> {
+        if self.direct.is_some() {
+            return Ok(None);
+        }
+        let url = format!("{}{path}", self.base_url);
+        match self.http.get(&url).header("Authorization", &format!("Bearer {}", self.token)).call() {
+            Ok(resp) if resp.status() == 404 => Ok(Some(None)),
+            Ok(resp) => decode(resp).map(|v| Some(Some(v))),
+            Err(e) if is_unreachable(&e) => {
+                self.go_direct()?;
+                Ok(None)
+            }
+            Err(e) => Err(e).with_context(|| format!("talking to the site at {}", self.base_url)),
+        }
     }
 
     /// POSTs to the admin API. `Ok(None)` means the server is not running and the caller
@@ -115,11 +165,24 @@ impl Site {
     }
 
     fn go_direct(&mut self) -> Result<()> {
-        tracing_note(&self.base_url);
+        if self.options.note_fallback {
+            eprintln!(
+                "note: the site server at {} is not running; queuing in its database instead \
+                 (it is delivered once `invsite serve` runs)",
+                self.base_url
+            );
+        }
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let store = rt.block_on(open_store(&self.dir, &self.config))?;
         self.direct = Some((rt, store));
         Ok(())
+    }
+
+    fn direct(&mut self) -> Result<&(tokio::runtime::Runtime, Store)> {
+        if self.direct.is_none() {
+            self.go_direct()?;
+        }
+        Ok(self.direct.as_ref().expect("set by go_direct"))
     }
 
     fn with_store<'a, T, F, Fut>(&'a mut self, f: F, name: &ClientName) -> Result<T>
@@ -127,22 +190,13 @@ impl Site {
         F: FnOnce(Store) -> Fut,
         Fut: std::future::Future<Output = Result<T, StoreError>> + 'a,
     {
-        if self.direct.is_none() {
-            self.go_direct()?;
-        }
-        let (rt, store) = self.direct.as_ref().expect("set by go_direct");
+        let code = self.config.site_code.clone();
+        let (rt, store) = self.direct()?;
         rt.block_on(f(store.clone())).map_err(|e| match e {
-            StoreError::UnknownClient { .. } => unknown_client(name, &self.config.site_code),
+            StoreError::UnknownClient { .. } => unknown_client(name, &code),
             other => anyhow::Error::new(other).context("the site database refused the request"),
         })
     }
-}
-
-fn tracing_note(url: &str) {
-    eprintln!(
-        "note: the site server at {url} is not running; queuing in its database instead \
-         (it is delivered once `invsite serve` runs)"
-    );
 }
 
 fn is_unreachable(e: &ureq::Error) -> bool {
