@@ -284,6 +284,10 @@ impl SqliteStore {
 
 impl Drop for SqliteStore {
     fn drop(&mut self) {
+        // The idle readers close first so that the writer's connection is the last one to close:
+        // only a read-write connection can checkpoint the WAL into the database file and remove
+        // it, which leaves a single file behind.
+        self.shared.idle_readers.lock().unwrap_or_else(|p| p.into_inner()).clear();
         // Closing the channel lets the writer finish the jobs already sent, write pending
         // last-seen times and stop; waiting for it means the file is quiet once the store is gone.
         drop(self.sender.take());

@@ -19,9 +19,9 @@ use uuid::Uuid;
 use super::writer::Batch;
 use crate::cache::{CachedItem, FastMap};
 use crate::codec::{
-    PreparedItem, class_code, class_from_code, decode_ids, digest_prefix, encode_ids, item_digest_of_text,
-    parse_attrs,
+    PreparedItem, class_code, class_from_code, decode_attrs, decode_ids, digest_prefix, encode_ids,
 };
+use invsync_proto::inventory::item_digest;
 use crate::error::StoreError;
 use crate::plan::{self, Current, ItemSource, Outcome, Plan, ReportInput, Resolver, Slot};
 use crate::{ClientAuth, Enrolled, Enrollment, HistoryEntry, SiteMeta};
@@ -336,11 +336,11 @@ impl ItemSource for SqlItems<'_> {
         let mut rows = st.query([id_array(wanted.keys().copied())])?;
         while let Some(row) = rows.next()? {
             let h: i64 = row.get(1)?;
-            let (key, attrs) = (row.get_ref(2)?.as_str()?, row.get_ref(3)?.as_str()?);
-            // Comparing the text, not just the 64-bit prefix, means a prefix collision can
+            let (key, attrs) = (row.get_ref(2)?.as_str()?, row.get_ref(3)?.as_blob()?);
+            // Comparing the content, not just the 64-bit prefix, means a prefix collision can
             // never make two different items one.
             for &i in wanted.get(&h).into_iter().flatten() {
-                if items[i].key == key && items[i].attrs_json == attrs {
+                if items[i].key == key && items[i].attrs == attrs {
                     out[i] = Some(row.get(0)?);
                 }
             }
@@ -353,8 +353,9 @@ impl ItemSource for SqlItems<'_> {
         let mut st = self.0.prepare_cached("SELECT id, key, attrs FROM items WHERE id IN rarray(?1)")?;
         let mut rows = st.query([id_array(ids.iter().copied())])?;
         while let Some(row) = rows.next()? {
-            let (key, attrs) = (row.get_ref(1)?.as_str()?, row.get_ref(2)?.as_str()?);
-            let item = CachedItem { key: Arc::from(key), digest: item_digest_of_text(key, attrs) };
+            let key = row.get_ref(1)?.as_str()?;
+            let attrs = decode_attrs(row.get_ref(2)?.as_blob()?)?;
+            let item = CachedItem { key: Arc::from(key), digest: item_digest(key, &attrs) };
             found.insert(row.get(0)?, item);
         }
         ids.iter().map(|id| found.get(id).cloned().ok_or_else(|| corrupt("item reference"))).collect()
@@ -369,7 +370,7 @@ fn intern_item(conn: &Connection, batch: &mut Batch<'_>, item: &PreparedItem) ->
     conn.prepare_cached("INSERT INTO items (h, key, attrs) VALUES (?1, ?2, ?3)")?.execute(params![
         digest_prefix(&item.digest),
         item.key,
-        item.attrs_json
+        item.attrs
     ])?;
     let id = conn.last_insert_rowid();
     batch.inserted.push((id, CachedItem { key: Arc::from(item.key.as_str()), digest: item.digest }));
@@ -449,11 +450,11 @@ pub(super) fn apply_report(
     };
     if !change.history.is_empty() {
         let mut st = conn.prepare_cached(
-            "INSERT INTO history (client_id, class, at, key, old_item, new_item, full)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO history (client_id, class, at, old_item, new_item, full)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
         for h in &change.history {
-            st.execute(params![client, class, now.0, h.key, h.old, h.new.map(id_of), full])?;
+            st.execute(params![client, class, now.0, h.old, h.new.map(id_of), full])?;
         }
     }
     if full && !input.answers.is_empty() {
@@ -583,7 +584,7 @@ fn load_items(conn: &Connection, ids: &[i64]) -> Result<Items, StoreError> {
     let mut rows = st.query([id_array(ids.iter().copied())])?;
     let mut items = Items::new();
     while let Some(row) = rows.next()? {
-        items.insert(row.get(0)?, parse_attrs(row.get_ref(1)?.as_str()?)?);
+        items.insert(row.get(0)?, decode_attrs(row.get_ref(1)?.as_blob()?)?);
     }
     if items.len() != ids.len() {
         return Err(corrupt("snapshot item list"));
@@ -600,7 +601,7 @@ pub(super) fn history(
 ) -> Result<Option<Vec<HistoryEntry>>, StoreError> {
     let Some(client) = client_row_by_name(conn, site, name)? else { return Ok(None) };
     let mut st = conn.prepare_cached(
-        "SELECT h.at, h.class, h.key, o.attrs, n.attrs, h.full
+        "SELECT h.at, h.class, coalesce(n.key, o.key), o.attrs, n.attrs, h.full
          FROM history h
          LEFT JOIN items o ON o.id = h.old_item
          LEFT JOIN items n ON n.id = h.new_item
@@ -611,7 +612,7 @@ pub(super) fn history(
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {
         let attrs = |i: usize| -> Result<_, StoreError> {
-            row.get_ref(i)?.as_str_or_null()?.map(parse_attrs).transpose()
+            row.get_ref(i)?.as_blob_or_null()?.map(decode_attrs).transpose()
         };
         out.push(HistoryEntry {
             at: Timestamp(row.get(0)?),

@@ -43,12 +43,13 @@ CREATE TABLE clients (
 );
 
 -- Interned items: one row per distinct (key, attributes) in the site. `h` is the first 8 bytes
--- of the item digest (little-endian, signed); see codec::digest_prefix for why not all 32.
+-- of the item digest (little-endian, signed; see codec::digest_prefix for why not all 32) and
+-- `attrs` the compact form of codec::encode_attrs.
 CREATE TABLE items (
     id    INTEGER PRIMARY KEY,
     h     INTEGER NOT NULL,
     key   TEXT NOT NULL,
-    attrs TEXT NOT NULL
+    attrs BLOB NOT NULL
 );
 CREATE INDEX items_h ON items (h);
 
@@ -68,16 +69,18 @@ CREATE TABLE snapshots (
     PRIMARY KEY (client_id, class)
 );
 
--- One row per item key that an accepted report changed.
+-- One row per item key that an accepted report changed: old_item is NULL for an added item,
+-- new_item for a removed one. The key is the key of either item (an item id determines its key),
+-- so it is not stored again.
 CREATE TABLE history (
     id        INTEGER PRIMARY KEY,
     client_id INTEGER NOT NULL REFERENCES clients (id),
     class     INTEGER NOT NULL,
     at        INTEGER NOT NULL,
-    key       TEXT NOT NULL,
     old_item  INTEGER REFERENCES items (id),
     new_item  INTEGER REFERENCES items (id),
-    full      INTEGER NOT NULL
+    full      INTEGER NOT NULL,
+    CHECK (old_item IS NOT NULL OR new_item IS NOT NULL)
 );
 CREATE INDEX history_client ON history (client_id, id);
 
