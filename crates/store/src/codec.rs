@@ -27,10 +27,41 @@ use crate::error::StoreError;
 /// more the collectors emit. Databases hold these codes, so this list may only ever grow at its
 /// end; a name not in it is stored spelled out.
 const ATTR_NAMES: &[&str] = &[
-    "addresses", "arch", "cores", "date", "free_bytes", "kernel", "mac", "mhz", "model", "name",
-    "product", "rotational", "serial", "size_bytes", "sockets", "source", "speed_mbps", "threads",
-    "total_bytes", "type", "uuid", "vendor", "version", "locator", "speed_mts", "manufacturer",
-    "part_number", "driver", "mtu", "state", "device", "options", "release", "id", "codename",
+    "addresses",
+    "arch",
+    "cores",
+    "date",
+    "free_bytes",
+    "kernel",
+    "mac",
+    "mhz",
+    "model",
+    "name",
+    "product",
+    "rotational",
+    "serial",
+    "size_bytes",
+    "sockets",
+    "source",
+    "speed_mbps",
+    "threads",
+    "total_bytes",
+    "type",
+    "uuid",
+    "vendor",
+    "version",
+    "locator",
+    "speed_mts",
+    "manufacturer",
+    "part_number",
+    "driver",
+    "mtu",
+    "state",
+    "device",
+    "options",
+    "release",
+    "id",
+    "codename",
 ];
 
 /// One item of a report, ready to be hashed, compared and stored.
@@ -44,13 +75,30 @@ pub(crate) struct PreparedItem {
 
 impl PreparedItem {
     pub fn new(key: &str, attrs: &Attrs) -> PreparedItem {
-        PreparedItem { key: key.to_string(), attrs: encode_attrs(attrs), digest: item_digest(key, attrs) }
+        PreparedItem {
+            key: key.to_string(),
+            attrs: encode_attrs(attrs),
+            digest: item_digest(key, attrs),
+        }
     }
 }
 
 /// Prepares every item of a snapshot, in ascending key order.
 pub(crate) fn prepare_items(items: &Items) -> Vec<PreparedItem> {
     items.iter().map(|(k, a)| PreparedItem::new(k, a)).collect()
+}
+
+/// The snapshot hash of `invsync_proto::inventory::hash_of_digests`, computed over one
+/// contiguous buffer: fed 32 bytes at a time BLAKE3 works through the input one chunk after
+/// another, while a whole buffer lets it hash many chunks in parallel with SIMD, several times
+/// faster for the 48 KB of a 1,500-item snapshot. Every delta pays this hash.
+pub(crate) fn snapshot_hash<'a>(digests: impl IntoIterator<Item = &'a Digest>) -> Digest {
+    let digests = digests.into_iter();
+    let mut buf = Vec::with_capacity(digests.size_hint().0 * 32);
+    for d in digests {
+        buf.extend_from_slice(&d.0);
+    }
+    Digest(*blake3::hash(&buf).as_bytes())
 }
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
@@ -117,7 +165,10 @@ pub(crate) fn decode_attrs(bytes: &[u8]) -> Result<Attrs, StoreError> {
         pos += 1;
         let name = match code {
             0 => get_str(bytes, &mut pos).ok_or_else(corrupt)?,
-            c => ATTR_NAMES.get(usize::from(c) - 1).copied().ok_or_else(corrupt)?,
+            c => ATTR_NAMES
+                .get(usize::from(c) - 1)
+                .copied()
+                .ok_or_else(corrupt)?,
         };
         let value = get_str(bytes, &mut pos).ok_or_else(corrupt)?;
         attrs.insert(name.to_string(), value.to_string());
@@ -146,7 +197,9 @@ pub(crate) fn class_from_code(code: i64) -> Result<Class, StoreError> {
     match code {
         0 => Ok(Class::Hw),
         1 => Ok(Class::Sw),
-        other => Err(StoreError::Database(format!("unknown class code {other} in the database"))),
+        other => Err(StoreError::Database(format!(
+            "unknown class code {other} in the database"
+        ))),
     }
 }
 
@@ -168,8 +221,9 @@ pub(crate) fn decode_ids(bytes: &[u8]) -> Result<Vec<i64>, StoreError> {
     let mut prev = 0i64;
     let mut pos = 0;
     while pos < bytes.len() {
-        let z = get_varint(bytes, &mut pos)
-            .ok_or_else(|| StoreError::Database("a stored snapshot item list is corrupt".to_string()))?;
+        let z = get_varint(bytes, &mut pos).ok_or_else(|| {
+            StoreError::Database("a stored snapshot item list is corrupt".to_string())
+        })?;
         let diff = ((z >> 1) as i64) ^ -((z & 1) as i64);
         prev = prev.wrapping_add(diff);
         out.push(prev);
@@ -180,6 +234,20 @@ pub(crate) fn decode_ids(bytes: &[u8]) -> Result<Vec<i64>, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn snapshot_hash_matches_the_protocol() {
+        let digests: Vec<Digest> = (0..3_000u32)
+            .map(|i| item_digest(&i.to_string(), &Attrs::new()))
+            .collect();
+        for n in [0, 1, 31, 32, 33, 1_500, 3_000] {
+            assert_eq!(
+                snapshot_hash(&digests[..n]),
+                invsync_proto::inventory::hash_of_digests(&digests[..n]),
+                "{n}"
+            );
+        }
+    }
 
     #[test]
     fn attrs_round_trip_with_known_and_unknown_names() {
@@ -195,13 +263,24 @@ mod tests {
 
     #[test]
     fn package_attrs_take_about_half_their_json() {
-        let attrs: Attrs = [("arch", "amd64"), ("name", "libssl3"), ("size_bytes", "6291456"), ("source", "dpkg"), ("version", "3.0.11-1~deb12u2")]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let attrs: Attrs = [
+            ("arch", "amd64"),
+            ("name", "libssl3"),
+            ("size_bytes", "6291456"),
+            ("source", "dpkg"),
+            ("version", "3.0.11-1~deb12u2"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
         let json = serde_json::to_string(&attrs).unwrap();
         let stored = encode_attrs(&attrs);
-        assert!(stored.len() * 2 <= json.len() + 10, "{} stored bytes for {} of JSON", stored.len(), json.len());
+        assert!(
+            stored.len() * 2 <= json.len() + 10,
+            "{} stored bytes for {} of JSON",
+            stored.len(),
+            json.len()
+        );
     }
 
     #[test]

@@ -18,7 +18,11 @@ pub enum StoreError {
     #[error(
         "client name {name} is taken by another machine (client id {holder_id}, machine id {holder_machine_id})"
     )]
-    NameTaken { name: ClientName, holder_id: Uuid, holder_machine_id: String },
+    NameTaken {
+        name: ClientName,
+        holder_id: Uuid,
+        holder_machine_id: String,
+    },
     /// No client of this site has this name (or this id).
     #[error("unknown client {name}")]
     UnknownClient { name: String },

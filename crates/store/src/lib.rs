@@ -25,8 +25,10 @@ mod sqlite;
 use std::path::Path;
 use std::sync::Arc;
 
-use invsync_proto::wire::{CheckinResponse, ClientSummary, ClientView, Event, Queued, Report, ReportAck, RequestView};
 use invsync_proto::inventory::Attrs;
+use invsync_proto::wire::{
+    CheckinResponse, ClientSummary, ClientView, Event, Queued, Report, ReportAck, RequestView,
+};
 use invsync_proto::{Class, ClientName, Digest, SiteCode, Timestamp};
 use uuid::Uuid;
 
@@ -94,14 +96,18 @@ impl Store {
     /// Creates a new SQLite database at `path` for the site `meta`; refuses if the file exists.
     pub async fn create_sqlite(path: &Path, meta: &SiteMeta) -> Result<Store, StoreError> {
         let s = sqlite::SqliteStore::create(path, meta).await?;
-        Ok(Store { backend: Arc::new(Backend::Sqlite(s)) })
+        Ok(Store {
+            backend: Arc::new(Backend::Sqlite(s)),
+        })
     }
 
     /// Opens an existing SQLite database, migrating its schema if it is older; refuses if there
     /// is no file at `path`.
     pub async fn open_sqlite(path: &Path) -> Result<Store, StoreError> {
         let s = sqlite::SqliteStore::open(path).await?;
-        Ok(Store { backend: Arc::new(Backend::Sqlite(s)) })
+        Ok(Store {
+            backend: Arc::new(Backend::Sqlite(s)),
+        })
     }
 
     fn sqlite(&self) -> &sqlite::SqliteStore {
@@ -130,7 +136,11 @@ impl Store {
     /// A client's check-in: every request of the client not yet complete, oldest first (marked
     /// picked up now where they were not), and the version and hash the site holds per class.
     /// The client's last-seen time becomes `now` (written within about a second).
-    pub async fn checkin(&self, client_id: Uuid, now: Timestamp) -> Result<CheckinResponse, StoreError> {
+    pub async fn checkin(
+        &self,
+        client_id: Uuid,
+        now: Timestamp,
+    ) -> Result<CheckinResponse, StoreError> {
         self.sqlite().checkin(client_id, now).await
     }
 
@@ -143,23 +153,43 @@ impl Store {
     ///   reported hash, else `ResyncRequired` saying which check failed.
     ///
     /// Nothing is stored unless the answer is `Accepted`.
-    pub async fn store_report(&self, client_id: Uuid, report: &Report, now: Timestamp) -> Result<ReportAck, StoreError> {
+    pub async fn store_report(
+        &self,
+        client_id: Uuid,
+        report: &Report,
+        now: Timestamp,
+    ) -> Result<ReportAck, StoreError> {
         self.sqlite().store_report(client_id, report, now).await
     }
 
     /// Marks this client's event requests with these ids complete; other ids are ignored.
-    pub async fn complete_events(&self, client_id: Uuid, ids: &[i64], now: Timestamp) -> Result<(), StoreError> {
+    pub async fn complete_events(
+        &self,
+        client_id: Uuid,
+        ids: &[i64],
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
         self.sqlite().complete_events(client_id, ids, now).await
     }
 
     /// Queues a resync request for a client of this site, or returns the identical request
     /// still pending (`created = false`).
-    pub async fn request_resync(&self, name: &ClientName, class: Class, now: Timestamp) -> Result<Queued, StoreError> {
+    pub async fn request_resync(
+        &self,
+        name: &ClientName,
+        class: Class,
+        now: Timestamp,
+    ) -> Result<Queued, StoreError> {
         self.sqlite().request_resync(name, class, now).await
     }
 
     /// Queues a client event, or returns the identical event still pending (`created = false`).
-    pub async fn request_event(&self, name: &ClientName, event: Event, now: Timestamp) -> Result<Queued, StoreError> {
+    pub async fn request_event(
+        &self,
+        name: &ClientName,
+        event: Event,
+        now: Timestamp,
+    ) -> Result<Queued, StoreError> {
         self.sqlite().request_event(name, event, now).await
     }
 
@@ -176,7 +206,11 @@ impl Store {
     }
 
     /// A client's item changes, newest first, at most `limit`; `None` for an unknown client.
-    pub async fn history(&self, name: &ClientName, limit: usize) -> Result<Option<Vec<HistoryEntry>>, StoreError> {
+    pub async fn history(
+        &self,
+        name: &ClientName,
+        limit: usize,
+    ) -> Result<Option<Vec<HistoryEntry>>, StoreError> {
         self.sqlite().history(name, limit).await
     }
 

@@ -10,13 +10,12 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use invsync_proto::inventory::hash_of_digests;
 use invsync_proto::wire::{Report, ReportBody};
 use invsync_proto::{Class, Digest};
 use uuid::Uuid;
 
 use crate::cache::{CachedItem, ItemCache};
-use crate::codec::{PreparedItem, prepare_items};
+use crate::codec::{PreparedItem, prepare_items, snapshot_hash};
 use crate::error::StoreError;
 
 /// The snapshot a client and class has in the database.
@@ -43,7 +42,11 @@ pub(crate) enum InputBody {
     /// Items in ascending key order.
     Full { items: Vec<PreparedItem> },
     /// Upserted items in ascending key order.
-    Delta { base_version: i64, upsert: Vec<PreparedItem>, remove: Vec<String> },
+    Delta {
+        base_version: i64,
+        upsert: Vec<PreparedItem>,
+        remove: Vec<String>,
+    },
 }
 
 impl ReportInput {
@@ -52,7 +55,7 @@ impl ReportInput {
         let body = match &report.body {
             ReportBody::Full { items } => {
                 let items = prepare_items(items);
-                let actual = hash_of_digests(items.iter().map(|i| &i.digest));
+                let actual = snapshot_hash(items.iter().map(|i| &i.digest));
                 if actual != report.hash {
                     return Err(StoreError::BadReport(format!(
                         "the full {} report says hash {} but its {} items hash to {}",
@@ -64,7 +67,10 @@ impl ReportInput {
                 }
                 InputBody::Full { items }
             }
-            ReportBody::Delta { base_version, delta } => InputBody::Delta {
+            ReportBody::Delta {
+                base_version,
+                delta,
+            } => InputBody::Delta {
                 base_version: *base_version,
                 upsert: prepare_items(&delta.upsert),
                 remove: delta.remove.clone(),
@@ -155,7 +161,10 @@ impl Resolver<'_> {
         for (&i, id) in missing.iter().zip(found) {
             if let Some(id) = id {
                 out[i] = Some(id);
-                let item = CachedItem { key: Arc::from(items[i].key.as_str()), digest: items[i].digest };
+                let item = CachedItem {
+                    key: Arc::from(items[i].key.as_str()),
+                    digest: items[i].digest,
+                };
                 learned.push((id, item));
             }
         }
@@ -167,14 +176,22 @@ impl Resolver<'_> {
 
     fn load(&self, ids: &[i64]) -> Result<Vec<CachedItem>, StoreError> {
         let cached = self.cache.items(ids);
-        let missing: Vec<i64> =
-            ids.iter().zip(&cached).filter(|(_, c)| c.is_none()).map(|(id, _)| *id).collect();
+        let missing: Vec<i64> = ids
+            .iter()
+            .zip(&cached)
+            .filter(|(_, c)| c.is_none())
+            .map(|(id, _)| *id)
+            .collect();
         if missing.is_empty() {
-            return Ok(cached.into_iter().map(|c| c.expect("checked above")).collect());
+            return Ok(cached
+                .into_iter()
+                .map(|c| c.expect("checked above"))
+                .collect());
         }
         let loaded = self.db.load(&missing)?;
         if self.fill_cache {
-            self.cache.insert(missing.iter().copied().zip(loaded.iter().cloned()));
+            self.cache
+                .insert(missing.iter().copied().zip(loaded.iter().cloned()));
         }
         let mut loaded = loaded.into_iter();
         Ok(cached
@@ -185,13 +202,19 @@ impl Resolver<'_> {
 }
 
 /// Plans a report against the snapshot `current`.
-pub(crate) fn plan(input: &ReportInput, current: Option<&Current>, r: &Resolver<'_>) -> Result<Plan, StoreError> {
+pub(crate) fn plan(
+    input: &ReportInput,
+    current: Option<&Current>,
+    r: &Resolver<'_>,
+) -> Result<Plan, StoreError> {
     let base = current.map(|c| (c.version, c.hash));
     let outcome = match &input.body {
         InputBody::Full { items } => Outcome::Write(plan_full(input.hash, items, current, r)?),
-        InputBody::Delta { base_version, upsert, remove } => {
-            plan_delta(input, *base_version, upsert, remove, current, r)?
-        }
+        InputBody::Delta {
+            base_version,
+            upsert,
+            remove,
+        } => plan_delta(input, *base_version, upsert, remove, current, r)?,
     };
     Ok(Plan { base, outcome })
 }
@@ -226,7 +249,11 @@ fn plan_full(
         None => Vec::new(),
         Some(c) => full_history(c, items, &slots, r)?,
     };
-    Ok(Change { items: Some(slots), new_items, history })
+    Ok(Change {
+        items: Some(slots),
+        new_items,
+        history,
+    })
 }
 
 /// The history rows between a stored snapshot and a full report: an item id determines its key,
@@ -238,9 +265,22 @@ fn full_history(
     r: &Resolver<'_>,
 ) -> Result<Vec<HistoryRow>, StoreError> {
     let old: HashSet<i64> = current.ids.iter().copied().collect();
-    let kept: HashSet<i64> =
-        slots.iter().filter_map(|s| if let Slot::Known(id) = s { Some(*id) } else { None }).collect();
-    let gone: Vec<i64> = current.ids.iter().copied().filter(|id| !kept.contains(id)).collect();
+    let kept: HashSet<i64> = slots
+        .iter()
+        .filter_map(|s| {
+            if let Slot::Known(id) = s {
+                Some(*id)
+            } else {
+                None
+            }
+        })
+        .collect();
+    let gone: Vec<i64> = current
+        .ids
+        .iter()
+        .copied()
+        .filter(|id| !kept.contains(id))
+        .collect();
     let gone_items = r.load(&gone)?;
     let mut by_key: BTreeMap<String, (Option<i64>, Option<Slot>)> = BTreeMap::new();
     for (id, item) in gone.iter().zip(gone_items) {
@@ -252,7 +292,10 @@ fn full_history(
         }
         by_key.entry(item.key.clone()).or_default().1 = Some(*slot);
     }
-    Ok(by_key.into_iter().map(|(key, (old, new))| HistoryRow { key, old, new }).collect())
+    Ok(by_key
+        .into_iter()
+        .map(|(key, (old, new))| HistoryRow { key, old, new })
+        .collect())
 }
 
 fn plan_delta(
@@ -275,11 +318,30 @@ fn plan_delta(
             current.version
         )));
     }
-    let old = r.load(&current.ids)?;
     let refs: Vec<&PreparedItem> = upsert.iter().collect();
     let found = r.find(&refs)?;
-    let removed: HashSet<&str> = remove.iter().map(String::as_str).collect();
+    let merge = |old: &[&CachedItem]| merge_delta(input, current, old, upsert, &found, remove);
+    match r.cache.with_items(&current.ids, merge) {
+        Some(outcome) => Ok(outcome),
+        None => {
+            let loaded = r.load(&current.ids)?;
+            let old: Vec<&CachedItem> = loaded.iter().collect();
+            Ok(merge(&old))
+        }
+    }
+}
 
+/// Applies a delta to the stored items `old` (in key order, as `current.ids`): the merged item
+/// list, the history rows and the hash check.
+fn merge_delta(
+    input: &ReportInput,
+    current: &Current,
+    old: &[&CachedItem],
+    upsert: &[PreparedItem],
+    found: &[Option<i64>],
+    remove: &[String],
+) -> Outcome {
+    let removed: HashSet<&str> = remove.iter().map(String::as_str).collect();
     let mut new_items = Vec::new();
     let mut slots = Vec::with_capacity(old.len() + upsert.len());
     let mut digests = Vec::with_capacity(old.len() + upsert.len());
@@ -294,9 +356,13 @@ fn plan_delta(
             _ => std::cmp::Ordering::Greater,
         };
         if order == std::cmp::Ordering::Less {
-            let (id, item) = (current.ids[i], &old[i]);
-            if removed.contains(&*item.key) {
-                history.push(HistoryRow { key: item.key.to_string(), old: Some(id), new: None });
+            let (id, item) = (current.ids[i], old[i]);
+            if !removed.is_empty() && removed.contains(&*item.key) {
+                history.push(HistoryRow {
+                    key: item.key.to_string(),
+                    old: Some(id),
+                    new: None,
+                });
             } else {
                 slots.push(Slot::Known(id));
                 digests.push(item.digest);
@@ -319,20 +385,28 @@ fn plan_delta(
             None
         };
         if old_id.is_none() || slot != Slot::Known(old_id.expect("checked")) {
-            history.push(HistoryRow { key: item.key.clone(), old: old_id, new: Some(slot) });
+            history.push(HistoryRow {
+                key: item.key.clone(),
+                old: old_id,
+                new: Some(slot),
+            });
         }
         slots.push(slot);
         digests.push(item.digest);
         j += 1;
     }
-    let actual = hash_of_digests(&digests);
+    let actual = snapshot_hash(&digests);
     if actual != input.hash {
-        return Ok(Outcome::Resync(format!(
+        return Outcome::Resync(format!(
             "applying the delta to version {} gives hash {actual}, not the reported {}",
             current.version, input.hash
-        )));
+        ));
     }
-    Ok(Outcome::Write(Change { items: Some(slots), new_items, history }))
+    Outcome::Write(Change {
+        items: Some(slots),
+        new_items,
+        history,
+    })
 }
 
 #[cfg(test)]
@@ -364,7 +438,10 @@ mod tests {
     impl ItemSource for Table {
         fn find(&self, items: &[&PreparedItem]) -> Result<Vec<Option<i64>>, StoreError> {
             let rows = self.rows.borrow();
-            Ok(items.iter().map(|it| rows.iter().position(|r| r == *it).map(|i| i as i64 + 1)).collect())
+            Ok(items
+                .iter()
+                .map(|it| rows.iter().position(|r| r == *it).map(|i| i as i64 + 1))
+                .collect())
         }
         fn load(&self, ids: &[i64]) -> Result<Vec<CachedItem>, StoreError> {
             let rows = self.rows.borrow();
@@ -372,7 +449,10 @@ mod tests {
                 .iter()
                 .map(|id| {
                     let r = &rows[*id as usize - 1];
-                    CachedItem { key: Arc::from(r.key.as_str()), digest: r.digest }
+                    CachedItem {
+                        key: Arc::from(r.key.as_str()),
+                        digest: r.digest,
+                    }
                 })
                 .collect())
         }
@@ -381,30 +461,53 @@ mod tests {
     fn items(pairs: &[(&str, &str)]) -> Items {
         pairs
             .iter()
-            .map(|(k, v)| (k.to_string(), Attrs::from([("v".to_string(), v.to_string())])))
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    Attrs::from([("v".to_string(), v.to_string())]),
+                )
+            })
             .collect()
     }
 
     /// Stores a snapshot in the table and returns it as the current state.
     fn store(t: &Table, version: i64, it: &Items) -> Current {
         let ids = prepare_items(it).iter().map(|p| t.intern(p)).collect();
-        Current { version, hash: Snapshot::new(it.clone()).hash(), ids }
+        Current {
+            version,
+            hash: Snapshot::new(it.clone()).hash(),
+            ids,
+        }
     }
 
     fn report(hash: Digest, body: ReportBody) -> ReportInput {
-        ReportInput::prepare(&Report { report_id: Uuid::new_v4(), class: Class::Sw, hash, body, answers: vec![] })
-            .unwrap()
+        ReportInput::prepare(&Report {
+            report_id: Uuid::new_v4(),
+            class: Class::Sw,
+            hash,
+            body,
+            answers: vec![],
+        })
+        .unwrap()
     }
 
     fn names(t: &Table, ids: &[i64]) -> Vec<String> {
-        t.load(ids).unwrap().iter().map(|c| c.key.to_string()).collect()
+        t.load(ids)
+            .unwrap()
+            .iter()
+            .map(|c| c.key.to_string())
+            .collect()
     }
 
     #[test]
     fn delta_merge_matches_snapshot_apply_for_every_case() {
         let t = Table::default();
         let cache = ItemCache::default();
-        let r = Resolver { cache: &cache, db: &t, fill_cache: true };
+        let r = Resolver {
+            cache: &cache,
+            db: &t,
+            fill_cache: true,
+        };
         let before = items(&[("a", "1"), ("b", "1"), ("c", "1"), ("e", "1")]);
         let cur = store(&t, 3, &before);
         // Change b, remove c, add d and f, remove a missing key, remove and re-add e.
@@ -414,9 +517,17 @@ mod tests {
         };
         let mut after = Snapshot::new(before.clone());
         after.apply(&delta);
-        let input = report(after.hash(), ReportBody::Delta { base_version: 3, delta });
+        let input = report(
+            after.hash(),
+            ReportBody::Delta {
+                base_version: 3,
+                delta,
+            },
+        );
         let p = plan(&input, Some(&cur), &r).unwrap();
-        let Outcome::Write(change) = p.outcome else { panic!("delta refused: {:?}", p.outcome) };
+        let Outcome::Write(change) = p.outcome else {
+            panic!("delta refused: {:?}", p.outcome)
+        };
         let keys: Vec<String> = change.history.iter().map(|h| h.key.clone()).collect();
         assert_eq!(keys, ["b", "c", "d", "f"]);
         assert_eq!(change.new_items.len(), 3, "b=2, d and f are new items");
@@ -427,15 +538,37 @@ mod tests {
     fn delta_refusals_say_why() {
         let t = Table::default();
         let cache = ItemCache::default();
-        let r = Resolver { cache: &cache, db: &t, fill_cache: false };
+        let r = Resolver {
+            cache: &cache,
+            db: &t,
+            fill_cache: false,
+        };
         let cur = store(&t, 2, &items(&[("a", "1")]));
-        let delta = Delta { upsert: items(&[("b", "1")]), remove: vec![] };
-        let wrong_base = report(Snapshot::default().hash(), ReportBody::Delta { base_version: 1, delta: delta.clone() });
+        let delta = Delta {
+            upsert: items(&[("b", "1")]),
+            remove: vec![],
+        };
+        let wrong_base = report(
+            Snapshot::default().hash(),
+            ReportBody::Delta {
+                base_version: 1,
+                delta: delta.clone(),
+            },
+        );
         match plan(&wrong_base, Some(&cur), &r).unwrap().outcome {
-            Outcome::Resync(why) => assert!(why.contains("version 1") && why.contains("version 2"), "{why}"),
+            Outcome::Resync(why) => assert!(
+                why.contains("version 1") && why.contains("version 2"),
+                "{why}"
+            ),
             other => panic!("{other:?}"),
         }
-        let wrong_hash = report(Snapshot::default().hash(), ReportBody::Delta { base_version: 2, delta });
+        let wrong_hash = report(
+            Snapshot::default().hash(),
+            ReportBody::Delta {
+                base_version: 2,
+                delta,
+            },
+        );
         match plan(&wrong_hash, Some(&cur), &r).unwrap().outcome {
             Outcome::Resync(why) => assert!(why.contains("hash"), "{why}"),
             other => panic!("{other:?}"),
@@ -446,13 +579,25 @@ mod tests {
     fn full_history_pairs_changes_by_key() {
         let t = Table::default();
         let cache = ItemCache::default();
-        let r = Resolver { cache: &cache, db: &t, fill_cache: true };
+        let r = Resolver {
+            cache: &cache,
+            db: &t,
+            fill_cache: true,
+        };
         let cur = store(&t, 1, &items(&[("a", "1"), ("b", "1"), ("c", "1")]));
         let next = items(&[("a", "1"), ("b", "2"), ("d", "1")]);
-        let input = report(Snapshot::new(next.clone()).hash(), ReportBody::Full { items: next });
-        let Outcome::Write(change) = plan(&input, Some(&cur), &r).unwrap().outcome else { panic!() };
-        let rows: HashMap<String, (bool, bool)> =
-            change.history.iter().map(|h| (h.key.clone(), (h.old.is_some(), h.new.is_some()))).collect();
+        let input = report(
+            Snapshot::new(next.clone()).hash(),
+            ReportBody::Full { items: next },
+        );
+        let Outcome::Write(change) = plan(&input, Some(&cur), &r).unwrap().outcome else {
+            panic!()
+        };
+        let rows: HashMap<String, (bool, bool)> = change
+            .history
+            .iter()
+            .map(|h| (h.key.clone(), (h.old.is_some(), h.new.is_some())))
+            .collect();
         assert_eq!(rows.len(), 3);
         assert_eq!(rows["b"], (true, true));
         assert_eq!(rows["c"], (true, false));
@@ -464,11 +609,20 @@ mod tests {
     fn unchanged_full_report_needs_no_lookups() {
         let t = Table::default();
         let cache = ItemCache::default();
-        let r = Resolver { cache: &cache, db: &t, fill_cache: true };
+        let r = Resolver {
+            cache: &cache,
+            db: &t,
+            fill_cache: true,
+        };
         let it = items(&[("a", "1")]);
         let cur = store(&t, 1, &it);
-        let input = report(Snapshot::new(it.clone()).hash(), ReportBody::Full { items: it });
-        let Outcome::Write(change) = plan(&input, Some(&cur), &r).unwrap().outcome else { panic!() };
+        let input = report(
+            Snapshot::new(it.clone()).hash(),
+            ReportBody::Full { items: it },
+        );
+        let Outcome::Write(change) = plan(&input, Some(&cur), &r).unwrap().outcome else {
+            panic!()
+        };
         assert!(change.items.is_none() && change.history.is_empty());
     }
 
@@ -482,6 +636,9 @@ mod tests {
             body: ReportBody::Full { items: it },
             answers: vec![],
         };
-        assert!(matches!(ReportInput::prepare(&r), Err(StoreError::BadReport(_))));
+        assert!(matches!(
+            ReportInput::prepare(&r),
+            Err(StoreError::BadReport(_))
+        ));
     }
 }

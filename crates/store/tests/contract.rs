@@ -24,19 +24,34 @@ async fn enrollment_issues_ids_keeps_them_for_the_same_machine_and_refuses_anoth
         assert!(!a.reenrolled, "{}", f.backend);
 
         // The same machine again: same id, new key.
-        let again = Enrollment { key_hash: key_hash(2), now: Timestamp(20), ..first.clone() };
+        let again = Enrollment {
+            key_hash: key_hash(2),
+            now: Timestamp(20),
+            ..first.clone()
+        };
         let b = s.enroll(&again).await.unwrap();
         assert_eq!(b.client_id, a.client_id, "{}", f.backend);
         assert!(b.reenrolled);
-        let auth = s.client_auth(a.client_id).await.unwrap().expect("known client");
+        let auth = s
+            .client_auth(a.client_id)
+            .await
+            .unwrap()
+            .expect("known client");
         assert_eq!(auth.key_hash, key_hash(2), "re-enrolling replaces the key");
         assert_eq!(auth.name.as_str(), "WEB01");
 
         // Another machine under the same name is refused, naming the holder.
-        let other = Enrollment { machine_id: "m-2".into(), ..first.clone() };
+        let other = Enrollment {
+            machine_id: "m-2".into(),
+            ..first.clone()
+        };
         let err = s.enroll(&other).await.unwrap_err();
         match &err {
-            StoreError::NameTaken { name, holder_id, holder_machine_id } => {
+            StoreError::NameTaken {
+                name,
+                holder_id,
+                holder_machine_id,
+            } => {
                 assert_eq!(name.as_str(), "WEB01");
                 assert_eq!(*holder_id, a.client_id);
                 assert_eq!(holder_machine_id, "m-1");
@@ -44,11 +59,25 @@ async fn enrollment_issues_ids_keeps_them_for_the_same_machine_and_refuses_anoth
             other => panic!("{}: expected NameTaken, got {other:?}", f.backend),
         }
         let msg = err.to_string();
-        assert!(msg.contains("WEB01") && msg.contains(&a.client_id.to_string()) && msg.contains("m-1"), "{msg}");
-        assert_eq!(s.client_auth(a.client_id).await.unwrap().unwrap().key_hash, key_hash(2), "refusal changed nothing");
+        assert!(
+            msg.contains("WEB01") && msg.contains(&a.client_id.to_string()) && msg.contains("m-1"),
+            "{msg}"
+        );
+        assert_eq!(
+            s.client_auth(a.client_id).await.unwrap().unwrap().key_hash,
+            key_hash(2),
+            "refusal changed nothing"
+        );
 
         // Another name is another client.
-        let c = s.enroll(&Enrollment { name: name("web02"), machine_id: "m-2".into(), ..first }).await.unwrap();
+        let c = s
+            .enroll(&Enrollment {
+                name: name("web02"),
+                machine_id: "m-2".into(),
+                ..first
+            })
+            .await
+            .unwrap();
         assert_ne!(c.client_id, a.client_id);
         assert!(s.client_auth(uuid::Uuid::new_v4()).await.unwrap().is_none());
         assert_eq!(s.site().await.unwrap(), site());
@@ -61,19 +90,32 @@ async fn checkin_delivers_requests_until_complete_and_marks_them_picked_up() {
         let s = &f.store;
         let id = enroll(s, "cli1").await;
         let empty = s.checkin(id, Timestamp(100)).await.unwrap();
-        assert!(empty.instructions.is_empty() && empty.classes.is_empty(), "{}", f.backend);
+        assert!(
+            empty.instructions.is_empty() && empty.classes.is_empty(),
+            "{}",
+            f.backend
+        );
 
-        let r = s.request_resync(&name("cli1"), Class::Sw, Timestamp(200)).await.unwrap();
+        let r = s
+            .request_resync(&name("cli1"), Class::Sw, Timestamp(200))
+            .await
+            .unwrap();
         assert!(r.created);
         assert_eq!(r.state, RequestState::Pending);
-        let e = s.request_event(&name("cli1"), Event::Hinv, Timestamp(210)).await.unwrap();
+        let e = s
+            .request_event(&name("cli1"), Event::Hinv, Timestamp(210))
+            .await
+            .unwrap();
         assert!(e.created);
 
         let got = s.checkin(id, Timestamp(300)).await.unwrap();
         let kinds: Vec<_> = got.instructions.iter().map(|i| (i.id, i.kind)).collect();
         assert_eq!(
             kinds,
-            vec![(r.id, InstructionKind::Resync { class: Class::Sw }), (e.id, InstructionKind::Event { event: Event::Hinv })],
+            vec![
+                (r.id, InstructionKind::Resync { class: Class::Sw }),
+                (e.id, InstructionKind::Event { event: Event::Hinv })
+            ],
             "{}: oldest first",
             f.backend
         );
@@ -86,20 +128,38 @@ async fn checkin_delivers_requests_until_complete_and_marks_them_picked_up() {
         // pick-up time stays the first one.
         let again = s.checkin(id, Timestamp(400)).await.unwrap();
         assert_eq!(again.instructions.len(), 2);
-        assert_eq!(s.request_state(r.id).await.unwrap().unwrap().picked_up_at, Some(Timestamp(300)));
+        assert_eq!(
+            s.request_state(r.id).await.unwrap().unwrap().picked_up_at,
+            Some(Timestamp(300))
+        );
 
         // Completing the event leaves only the resync.
-        s.complete_events(id, &[e.id], Timestamp(500)).await.unwrap();
+        s.complete_events(id, &[e.id], Timestamp(500))
+            .await
+            .unwrap();
         let left = s.checkin(id, Timestamp(600)).await.unwrap();
-        assert_eq!(left.instructions.iter().map(|i| i.id).collect::<Vec<_>>(), vec![r.id]);
+        assert_eq!(
+            left.instructions.iter().map(|i| i.id).collect::<Vec<_>>(),
+            vec![r.id]
+        );
 
         let view = s.client_view(&name("cli1")).await.unwrap().unwrap();
-        assert_eq!(view.last_seen, Some(Timestamp(600)), "a check-in sets last_seen at once");
+        assert_eq!(
+            view.last_seen,
+            Some(Timestamp(600)),
+            "a check-in sets last_seen at once"
+        );
         assert_eq!(view.events[0].state, RequestState::Complete);
         assert_eq!(view.events[0].completed_at, Some(Timestamp(500)));
 
-        let unknown = s.checkin(uuid::Uuid::new_v4(), Timestamp(700)).await.unwrap_err();
-        assert!(matches!(unknown, StoreError::UnknownClient { .. }), "{unknown:?}");
+        let unknown = s
+            .checkin(uuid::Uuid::new_v4(), Timestamp(700))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(unknown, StoreError::UnknownClient { .. }),
+            "{unknown:?}"
+        );
     }
 }
 
@@ -109,32 +169,71 @@ async fn identical_pending_requests_are_one_request_until_picked_up() {
         let s = &f.store;
         let id = enroll(s, "cli1").await;
         enroll(s, "cli2").await;
-        let a = s.request_resync(&name("cli1"), Class::Hw, Timestamp(100)).await.unwrap();
-        let b = s.request_resync(&name("CLI1"), Class::Hw, Timestamp(150)).await.unwrap();
+        let a = s
+            .request_resync(&name("cli1"), Class::Hw, Timestamp(100))
+            .await
+            .unwrap();
+        let b = s
+            .request_resync(&name("CLI1"), Class::Hw, Timestamp(150))
+            .await
+            .unwrap();
         assert_eq!(b.id, a.id, "{}", f.backend);
         assert!(a.created && !b.created);
-        assert_eq!(b.requested_at, Timestamp(100), "the standing request keeps its time");
+        assert_eq!(
+            b.requested_at,
+            Timestamp(100),
+            "the standing request keeps its time"
+        );
 
         // Another class, another client or an event is another request.
-        let sw = s.request_resync(&name("cli1"), Class::Sw, Timestamp(160)).await.unwrap();
-        let other = s.request_resync(&name("cli2"), Class::Hw, Timestamp(160)).await.unwrap();
-        let ev = s.request_event(&name("cli1"), Event::Cycle, Timestamp(160)).await.unwrap();
-        let ev2 = s.request_event(&name("cli1"), Event::Cycle, Timestamp(170)).await.unwrap();
+        let sw = s
+            .request_resync(&name("cli1"), Class::Sw, Timestamp(160))
+            .await
+            .unwrap();
+        let other = s
+            .request_resync(&name("cli2"), Class::Hw, Timestamp(160))
+            .await
+            .unwrap();
+        let ev = s
+            .request_event(&name("cli1"), Event::Cycle, Timestamp(160))
+            .await
+            .unwrap();
+        let ev2 = s
+            .request_event(&name("cli1"), Event::Cycle, Timestamp(170))
+            .await
+            .unwrap();
         assert!(sw.created && other.created && ev.created && !ev2.created);
         assert_eq!(ev2.id, ev.id);
         let ids = [a.id, sw.id, other.id, ev.id];
-        assert_eq!(ids.iter().collect::<std::collections::BTreeSet<_>>().len(), 4);
+        assert_eq!(
+            ids.iter().collect::<std::collections::BTreeSet<_>>().len(),
+            4
+        );
 
         // Once picked up, a new request is a new one.
         s.checkin(id, Timestamp(200)).await.unwrap();
-        let c = s.request_resync(&name("cli1"), Class::Hw, Timestamp(300)).await.unwrap();
+        let c = s
+            .request_resync(&name("cli1"), Class::Hw, Timestamp(300))
+            .await
+            .unwrap();
         assert!(c.created);
         assert_ne!(c.id, a.id);
 
-        let err = s.request_resync(&name("nosuch"), Class::Hw, Timestamp(300)).await.unwrap_err();
-        assert_eq!(err, StoreError::UnknownClient { name: "NOSUCH".into() });
+        let err = s
+            .request_resync(&name("nosuch"), Class::Hw, Timestamp(300))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            StoreError::UnknownClient {
+                name: "NOSUCH".into()
+            }
+        );
         assert_eq!(err.to_string(), "unknown client NOSUCH");
-        let err = s.request_event(&name("nosuch"), Event::Cycle, Timestamp(300)).await.unwrap_err();
+        let err = s
+            .request_event(&name("nosuch"), Event::Cycle, Timestamp(300))
+            .await
+            .unwrap_err();
         assert!(matches!(err, StoreError::UnknownClient { .. }));
     }
 }
@@ -148,7 +247,9 @@ async fn concurrent_identical_requests_are_one_request() {
         for i in 0..50 {
             let s = f.store.clone();
             tasks.push(tokio::spawn(async move {
-                s.request_resync(&name("cli1"), Class::Sw, Timestamp(100 + i)).await.unwrap()
+                s.request_resync(&name("cli1"), Class::Sw, Timestamp(100 + i))
+                    .await
+                    .unwrap()
             }));
         }
         let mut ids = std::collections::BTreeSet::new();
@@ -172,10 +273,28 @@ async fn full_reports_version_the_snapshot_and_record_only_differences() {
             let (k, a) = package(&format!("pkg{i}"), "1.0", 100);
             v1.insert(k, a);
         }
-        let ack = s.store_report(id, &full(Class::Sw, &v1), Timestamp(1_000)).await.unwrap();
+        let ack = s
+            .store_report(id, &full(Class::Sw, &v1), Timestamp(1_000))
+            .await
+            .unwrap();
         let h1 = Snapshot::new(v1.clone()).hash();
-        assert_eq!(ack, ReportAck::Accepted { version: 1, hash: h1 }, "{}", f.backend);
-        assert!(s.history(&name("cli1"), 100).await.unwrap().unwrap().is_empty(), "the first snapshot is not a change");
+        assert_eq!(
+            ack,
+            ReportAck::Accepted {
+                version: 1,
+                hash: h1
+            },
+            "{}",
+            f.backend
+        );
+        assert!(
+            s.history(&name("cli1"), 100)
+                .await
+                .unwrap()
+                .unwrap()
+                .is_empty(),
+            "the first snapshot is not a change"
+        );
 
         // Change one, remove one, add one.
         let mut v2 = v1.clone();
@@ -184,16 +303,27 @@ async fn full_reports_version_the_snapshot_and_record_only_differences() {
         v2.remove("dpkg/pkg7/amd64");
         let (k, a) = package("newpkg", "1.0", 5);
         v2.insert(k, a);
-        let ack = s.store_report(id, &full(Class::Sw, &v2), Timestamp(2_000)).await.unwrap();
+        let ack = s
+            .store_report(id, &full(Class::Sw, &v2), Timestamp(2_000))
+            .await
+            .unwrap();
         let h2 = Snapshot::new(v2.clone()).hash();
-        assert_eq!(ack, ReportAck::Accepted { version: 2, hash: h2 });
+        assert_eq!(
+            ack,
+            ReportAck::Accepted {
+                version: 2,
+                hash: h2
+            }
+        );
 
         let history = s.history(&name("cli1"), 100).await.unwrap().unwrap();
         fn version(a: &Option<invsync_proto::inventory::Attrs>) -> Option<&str> {
             a.as_ref().map(|a| a["version"].as_str())
         }
-        let rows: BTreeMap<&str, (Option<&str>, Option<&str>)> =
-            history.iter().map(|h| (h.key.as_str(), (version(&h.old), version(&h.new)))).collect();
+        let rows: BTreeMap<&str, (Option<&str>, Option<&str>)> = history
+            .iter()
+            .map(|h| (h.key.as_str(), (version(&h.old), version(&h.new))))
+            .collect();
         assert_eq!(
             rows,
             BTreeMap::from([
@@ -204,19 +334,44 @@ async fn full_reports_version_the_snapshot_and_record_only_differences() {
             "{}",
             f.backend
         );
-        assert!(history.iter().all(|h| h.full && h.class == Class::Sw && h.at == Timestamp(2_000)));
+        assert!(
+            history
+                .iter()
+                .all(|h| h.full && h.class == Class::Sw && h.at == Timestamp(2_000))
+        );
 
         let view = s.client_view(&name("cli1")).await.unwrap().unwrap();
         let sw = view.sw.expect("sw snapshot");
-        assert_eq!((sw.version, sw.hash, sw.full_at, sw.updated_at), (2, h2, Timestamp(2_000), Timestamp(2_000)));
+        assert_eq!(
+            (sw.version, sw.hash, sw.full_at, sw.updated_at),
+            (2, h2, Timestamp(2_000), Timestamp(2_000))
+        );
         assert_eq!(sw.items, v2);
         assert!(view.hw.is_none());
 
         // The same content again is a new version without history.
-        let ack = s.store_report(id, &full(Class::Sw, &v2), Timestamp(3_000)).await.unwrap();
-        assert_eq!(ack, ReportAck::Accepted { version: 3, hash: h2 });
-        assert_eq!(s.history(&name("cli1"), 100).await.unwrap().unwrap().len(), 3);
-        let sw = s.client_view(&name("cli1")).await.unwrap().unwrap().sw.unwrap();
+        let ack = s
+            .store_report(id, &full(Class::Sw, &v2), Timestamp(3_000))
+            .await
+            .unwrap();
+        assert_eq!(
+            ack,
+            ReportAck::Accepted {
+                version: 3,
+                hash: h2
+            }
+        );
+        assert_eq!(
+            s.history(&name("cli1"), 100).await.unwrap().unwrap().len(),
+            3
+        );
+        let sw = s
+            .client_view(&name("cli1"))
+            .await
+            .unwrap()
+            .unwrap()
+            .sw
+            .unwrap();
         assert_eq!((sw.full_at, sw.items), (Timestamp(3_000), v2));
     }
 }
@@ -227,19 +382,40 @@ async fn a_full_report_with_a_wrong_hash_stores_nothing() {
         let s = &f.store;
         let id = enroll(s, "cli1").await;
         let items = hw_items("A1");
-        s.store_report(id, &full(Class::Hw, &items), Timestamp(1_000)).await.unwrap();
+        s.store_report(id, &full(Class::Hw, &items), Timestamp(1_000))
+            .await
+            .unwrap();
         let mut bad = full(Class::Hw, &hw_items("B2"));
         bad.hash = Snapshot::new(items.clone()).hash();
-        let err = s.store_report(id, &bad, Timestamp(2_000)).await.unwrap_err();
-        assert!(matches!(err, StoreError::BadReport(_)), "{}: {err:?}", f.backend);
-        let hw = s.client_view(&name("cli1")).await.unwrap().unwrap().hw.unwrap();
+        let err = s
+            .store_report(id, &bad, Timestamp(2_000))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::BadReport(_)),
+            "{}: {err:?}",
+            f.backend
+        );
+        let hw = s
+            .client_view(&name("cli1"))
+            .await
+            .unwrap()
+            .unwrap()
+            .hw
+            .unwrap();
         assert_eq!((hw.version, hw.items), (1, items), "nothing was stored");
 
         // The report id of a refused report is not remembered: fixed, it is accepted.
         let fixed = full(Class::Hw, &hw_items("B2"));
-        let fixed = invsync_proto::wire::Report { report_id: bad.report_id, ..fixed };
+        let fixed = invsync_proto::wire::Report {
+            report_id: bad.report_id,
+            ..fixed
+        };
         let ack = s.store_report(id, &fixed, Timestamp(3_000)).await.unwrap();
-        assert!(matches!(ack, ReportAck::Accepted { version: 2, .. }), "{ack:?}");
+        assert!(
+            matches!(ack, ReportAck::Accepted { version: 2, .. }),
+            "{ack:?}"
+        );
     }
 }
 
@@ -249,25 +425,59 @@ async fn deltas_apply_only_to_the_right_base_and_hash() {
         let s = &f.store;
         let id = enroll(s, "cli1").await;
         let v1 = hw_items("A1");
-        s.store_report(id, &full(Class::Hw, &v1), Timestamp(1_000)).await.unwrap();
+        s.store_report(id, &full(Class::Hw, &v1), Timestamp(1_000))
+            .await
+            .unwrap();
 
         let mut v2 = v1.clone();
-        v2.insert("disk/sda".into(), attrs(&[("model", "SSD"), ("size_bytes", "1000")]));
-        v2.get_mut("memory").unwrap().insert("total_bytes".into(), "34359738368".into());
-        let ack = s.store_report(id, &delta(Class::Hw, 1, &v1, &v2), Timestamp(2_000)).await.unwrap();
+        v2.insert(
+            "disk/sda".into(),
+            attrs(&[("model", "SSD"), ("size_bytes", "1000")]),
+        );
+        v2.get_mut("memory")
+            .unwrap()
+            .insert("total_bytes".into(), "34359738368".into());
+        let ack = s
+            .store_report(id, &delta(Class::Hw, 1, &v1, &v2), Timestamp(2_000))
+            .await
+            .unwrap();
         let h2 = Snapshot::new(v2.clone()).hash();
-        assert_eq!(ack, ReportAck::Accepted { version: 2, hash: h2 }, "{}", f.backend);
-        let hw = s.client_view(&name("cli1")).await.unwrap().unwrap().hw.unwrap();
-        assert_eq!((hw.version, hw.full_at, hw.updated_at), (2, Timestamp(1_000), Timestamp(2_000)));
+        assert_eq!(
+            ack,
+            ReportAck::Accepted {
+                version: 2,
+                hash: h2
+            },
+            "{}",
+            f.backend
+        );
+        let hw = s
+            .client_view(&name("cli1"))
+            .await
+            .unwrap()
+            .unwrap()
+            .hw
+            .unwrap();
+        assert_eq!(
+            (hw.version, hw.full_at, hw.updated_at),
+            (2, Timestamp(1_000), Timestamp(2_000))
+        );
         assert_eq!(hw.items, v2);
         let history = s.history(&name("cli1"), 10).await.unwrap().unwrap();
-        assert_eq!(history.iter().map(|h| h.key.as_str()).collect::<Vec<_>>(), ["memory", "disk/sda"]);
+        assert_eq!(
+            history.iter().map(|h| h.key.as_str()).collect::<Vec<_>>(),
+            ["memory", "disk/sda"]
+        );
         assert!(history.iter().all(|h| !h.full));
 
         // A delta against an old version: refused, saying so, nothing stored.
         let mut v3 = v2.clone();
         v3.remove("disk/sda");
-        match s.store_report(id, &delta(Class::Hw, 1, &v2, &v3), Timestamp(3_000)).await.unwrap() {
+        match s
+            .store_report(id, &delta(Class::Hw, 1, &v2, &v3), Timestamp(3_000))
+            .await
+            .unwrap()
+        {
             ReportAck::ResyncRequired { reason } => assert!(reason.contains("version"), "{reason}"),
             other => panic!("{}: {other:?}", f.backend),
         }
@@ -279,21 +489,49 @@ async fn deltas_apply_only_to_the_right_base_and_hash() {
             other => panic!("{other:?}"),
         }
         // A delta for a class the site holds nothing of.
-        match s.store_report(id, &delta(Class::Sw, 0, &Items::new(), &v1), Timestamp(3_000)).await.unwrap() {
-            ReportAck::ResyncRequired { reason } => assert!(reason.contains("no sw snapshot"), "{reason}"),
+        match s
+            .store_report(
+                id,
+                &delta(Class::Sw, 0, &Items::new(), &v1),
+                Timestamp(3_000),
+            )
+            .await
+            .unwrap()
+        {
+            ReportAck::ResyncRequired { reason } => {
+                assert!(reason.contains("no sw snapshot"), "{reason}")
+            }
             other => panic!("{other:?}"),
         }
-        let hw = s.client_view(&name("cli1")).await.unwrap().unwrap().hw.unwrap();
-        assert_eq!((hw.version, hw.updated_at, hw.items), (2, Timestamp(2_000), v2.clone()));
-        assert_eq!(s.history(&name("cli1"), 10).await.unwrap().unwrap().len(), 2);
+        let hw = s
+            .client_view(&name("cli1"))
+            .await
+            .unwrap()
+            .unwrap()
+            .hw
+            .unwrap();
+        assert_eq!(
+            (hw.version, hw.updated_at, hw.items),
+            (2, Timestamp(2_000), v2.clone())
+        );
+        assert_eq!(
+            s.history(&name("cli1"), 10).await.unwrap().unwrap().len(),
+            2
+        );
         let states = s.checkin(id, Timestamp(4_000)).await.unwrap().classes;
         assert_eq!(states[&Class::Hw].version, 2);
         assert_eq!(states[&Class::Hw].hash, h2);
         assert!(!states.contains_key(&Class::Sw));
 
         // The right delta still applies afterwards.
-        let ack = s.store_report(id, &delta(Class::Hw, 2, &v2, &v3), Timestamp(5_000)).await.unwrap();
-        assert!(matches!(ack, ReportAck::Accepted { version: 3, .. }), "{ack:?}");
+        let ack = s
+            .store_report(id, &delta(Class::Hw, 2, &v2, &v3), Timestamp(5_000))
+            .await
+            .unwrap();
+        assert!(
+            matches!(ack, ReportAck::Accepted { version: 3, .. }),
+            "{ack:?}"
+        );
     }
 }
 
@@ -308,7 +546,10 @@ async fn the_same_report_twice_is_stored_once() {
         let h1 = Snapshot::new(v1.clone()).hash();
         assert_eq!(
             s.store_report(id, &r1, Timestamp(1_500)).await.unwrap(),
-            ReportAck::Duplicate { version: 1, hash: h1 },
+            ReportAck::Duplicate {
+                version: 1,
+                hash: h1
+            },
             "{}",
             f.backend
         );
@@ -316,14 +557,41 @@ async fn the_same_report_twice_is_stored_once() {
         v2.remove("cpu");
         let d = delta(Class::Hw, 1, &v1, &v2);
         let h2 = Snapshot::new(v2.clone()).hash();
-        assert_eq!(s.store_report(id, &d, Timestamp(2_000)).await.unwrap(), ReportAck::Accepted { version: 2, hash: h2 });
-        assert_eq!(s.store_report(id, &d, Timestamp(2_500)).await.unwrap(), ReportAck::Duplicate { version: 2, hash: h2 });
+        assert_eq!(
+            s.store_report(id, &d, Timestamp(2_000)).await.unwrap(),
+            ReportAck::Accepted {
+                version: 2,
+                hash: h2
+            }
+        );
+        assert_eq!(
+            s.store_report(id, &d, Timestamp(2_500)).await.unwrap(),
+            ReportAck::Duplicate {
+                version: 2,
+                hash: h2
+            }
+        );
         // The first report again, after another was accepted, is still a duplicate with the
         // current state.
-        assert_eq!(s.store_report(id, &r1, Timestamp(3_000)).await.unwrap(), ReportAck::Duplicate { version: 2, hash: h2 });
-        let hw = s.client_view(&name("cli1")).await.unwrap().unwrap().hw.unwrap();
+        assert_eq!(
+            s.store_report(id, &r1, Timestamp(3_000)).await.unwrap(),
+            ReportAck::Duplicate {
+                version: 2,
+                hash: h2
+            }
+        );
+        let hw = s
+            .client_view(&name("cli1"))
+            .await
+            .unwrap()
+            .unwrap()
+            .hw
+            .unwrap();
         assert_eq!((hw.version, hw.updated_at), (2, Timestamp(2_000)));
-        assert_eq!(s.history(&name("cli1"), 10).await.unwrap().unwrap().len(), 1);
+        assert_eq!(
+            s.history(&name("cli1"), 10).await.unwrap().unwrap().len(),
+            1
+        );
     }
 }
 
@@ -336,7 +604,9 @@ async fn concurrent_copies_of_one_report_are_accepted_once() {
         let mut tasks = Vec::new();
         for _ in 0..20 {
             let (s, r) = (f.store.clone(), r.clone());
-            tasks.push(tokio::spawn(async move { s.store_report(id, &r, Timestamp(1_000)).await.unwrap() }));
+            tasks.push(tokio::spawn(async move {
+                s.store_report(id, &r, Timestamp(1_000)).await.unwrap()
+            }));
         }
         let mut accepted = 0;
         for t in tasks {
@@ -359,10 +629,22 @@ async fn a_full_report_completes_only_its_own_clients_requests_for_its_class() {
         let s = &f.store;
         let a = enroll(s, "cli1").await;
         enroll(s, "cli2").await;
-        let mine = s.request_resync(&name("cli1"), Class::Sw, Timestamp(100)).await.unwrap();
-        let mine_hw = s.request_resync(&name("cli1"), Class::Hw, Timestamp(100)).await.unwrap();
-        let theirs = s.request_resync(&name("cli2"), Class::Sw, Timestamp(100)).await.unwrap();
-        let event = s.request_event(&name("cli1"), Event::Sinv, Timestamp(100)).await.unwrap();
+        let mine = s
+            .request_resync(&name("cli1"), Class::Sw, Timestamp(100))
+            .await
+            .unwrap();
+        let mine_hw = s
+            .request_resync(&name("cli1"), Class::Hw, Timestamp(100))
+            .await
+            .unwrap();
+        let theirs = s
+            .request_resync(&name("cli2"), Class::Sw, Timestamp(100))
+            .await
+            .unwrap();
+        let event = s
+            .request_event(&name("cli1"), Event::Sinv, Timestamp(100))
+            .await
+            .unwrap();
         s.checkin(a, Timestamp(200)).await.unwrap();
 
         let mut r = full(Class::Sw, &hw_items("A"));
@@ -371,29 +653,59 @@ async fn a_full_report_completes_only_its_own_clients_requests_for_its_class() {
 
         let done = s.request_state(mine.id).await.unwrap().unwrap();
         assert_eq!(done.state, RequestState::Complete, "{}", f.backend);
-        assert_eq!((done.requested_at, done.picked_up_at, done.completed_at), (Timestamp(100), Some(Timestamp(200)), Some(Timestamp(300))));
-        assert_eq!(s.request_state(mine_hw.id).await.unwrap().unwrap().state, RequestState::PickedUp, "other class");
-        assert_eq!(s.request_state(theirs.id).await.unwrap().unwrap().state, RequestState::Pending, "other client");
-        assert!(s.request_state(event.id).await.unwrap().is_none(), "request_state is for resync requests");
+        assert_eq!(
+            (done.requested_at, done.picked_up_at, done.completed_at),
+            (Timestamp(100), Some(Timestamp(200)), Some(Timestamp(300)))
+        );
+        assert_eq!(
+            s.request_state(mine_hw.id).await.unwrap().unwrap().state,
+            RequestState::PickedUp,
+            "other class"
+        );
+        assert_eq!(
+            s.request_state(theirs.id).await.unwrap().unwrap().state,
+            RequestState::Pending,
+            "other client"
+        );
+        assert!(
+            s.request_state(event.id).await.unwrap().is_none(),
+            "request_state is for resync requests"
+        );
         let view = s.client_view(&name("cli1")).await.unwrap().unwrap();
-        assert_eq!(view.events[0].state, RequestState::PickedUp, "a report does not complete events");
+        assert_eq!(
+            view.events[0].state,
+            RequestState::PickedUp,
+            "a report does not complete events"
+        );
 
         // A request answered without having been picked up (the agent saw it some other way)
         // gets a pick-up time too.
-        let fresh = s.request_resync(&name("cli1"), Class::Sw, Timestamp(400)).await.unwrap();
+        let fresh = s
+            .request_resync(&name("cli1"), Class::Sw, Timestamp(400))
+            .await
+            .unwrap();
         let mut r = full(Class::Sw, &hw_items("B"));
         r.answers = vec![fresh.id];
         s.store_report(a, &r, Timestamp(500)).await.unwrap();
         let st = s.request_state(fresh.id).await.unwrap().unwrap();
-        assert_eq!((st.picked_up_at, st.completed_at), (Some(Timestamp(500)), Some(Timestamp(500))));
+        assert_eq!(
+            (st.picked_up_at, st.completed_at),
+            (Some(Timestamp(500)), Some(Timestamp(500)))
+        );
 
         // A delta does not complete requests.
-        let later = s.request_resync(&name("cli1"), Class::Sw, Timestamp(600)).await.unwrap();
+        let later = s
+            .request_resync(&name("cli1"), Class::Sw, Timestamp(600))
+            .await
+            .unwrap();
         let mut d = delta(Class::Sw, 2, &hw_items("B"), &hw_items("C"));
         d.answers = vec![later.id];
         assert!(matches!(d.body, ReportBody::Delta { .. }));
         s.store_report(a, &d, Timestamp(700)).await.unwrap();
-        assert_eq!(s.request_state(later.id).await.unwrap().unwrap().state, RequestState::Pending);
+        assert_eq!(
+            s.request_state(later.id).await.unwrap().unwrap().state,
+            RequestState::Pending
+        );
     }
 }
 
@@ -403,17 +715,56 @@ async fn events_complete_only_for_their_own_client() {
         let s = &f.store;
         let a = enroll(s, "cli1").await;
         let b = enroll(s, "cli2").await;
-        let ea = s.request_event(&name("cli1"), Event::Cycle, Timestamp(100)).await.unwrap();
-        let eb = s.request_event(&name("cli2"), Event::Cycle, Timestamp(100)).await.unwrap();
-        let ra = s.request_resync(&name("cli1"), Class::Hw, Timestamp(100)).await.unwrap();
+        let ea = s
+            .request_event(&name("cli1"), Event::Cycle, Timestamp(100))
+            .await
+            .unwrap();
+        let eb = s
+            .request_event(&name("cli2"), Event::Cycle, Timestamp(100))
+            .await
+            .unwrap();
+        let ra = s
+            .request_resync(&name("cli1"), Class::Hw, Timestamp(100))
+            .await
+            .unwrap();
         // Client a acknowledges b's event and its own resync request: neither is completed.
-        s.complete_events(a, &[eb.id, ra.id], Timestamp(200)).await.unwrap();
-        assert_eq!(s.checkin(b, Timestamp(300)).await.unwrap().instructions.len(), 1, "{}", f.backend);
-        assert_eq!(s.checkin(a, Timestamp(300)).await.unwrap().instructions.len(), 2);
-        s.complete_events(a, &[ea.id], Timestamp(400)).await.unwrap();
-        let left: Vec<i64> = s.checkin(a, Timestamp(500)).await.unwrap().instructions.iter().map(|i| i.id).collect();
+        s.complete_events(a, &[eb.id, ra.id], Timestamp(200))
+            .await
+            .unwrap();
+        assert_eq!(
+            s.checkin(b, Timestamp(300))
+                .await
+                .unwrap()
+                .instructions
+                .len(),
+            1,
+            "{}",
+            f.backend
+        );
+        assert_eq!(
+            s.checkin(a, Timestamp(300))
+                .await
+                .unwrap()
+                .instructions
+                .len(),
+            2
+        );
+        s.complete_events(a, &[ea.id], Timestamp(400))
+            .await
+            .unwrap();
+        let left: Vec<i64> = s
+            .checkin(a, Timestamp(500))
+            .await
+            .unwrap()
+            .instructions
+            .iter()
+            .map(|i| i.id)
+            .collect();
         assert_eq!(left, vec![ra.id]);
-        let err = s.complete_events(uuid::Uuid::new_v4(), &[ea.id], Timestamp(600)).await.unwrap_err();
+        let err = s
+            .complete_events(uuid::Uuid::new_v4(), &[ea.id], Timestamp(600))
+            .await
+            .unwrap_err();
         assert!(matches!(err, StoreError::UnknownClient { .. }));
     }
 }
@@ -423,15 +774,30 @@ async fn data_survives_closing_and_reopening() {
     for f in stores().await {
         let id = enroll(&f.store, "cli1").await;
         let items = hw_items("A1");
-        f.store.store_report(id, &full(Class::Hw, &items), Timestamp(1_000)).await.unwrap();
-        let q = f.store.request_resync(&name("cli1"), Class::Sw, Timestamp(1_100)).await.unwrap();
+        f.store
+            .store_report(id, &full(Class::Hw, &items), Timestamp(1_000))
+            .await
+            .unwrap();
+        let q = f
+            .store
+            .request_resync(&name("cli1"), Class::Sw, Timestamp(1_100))
+            .await
+            .unwrap();
         f.store.checkin(id, Timestamp(1_200)).await.unwrap();
         let backend = f.backend.clone();
         let f = f.reopen().await;
         let s = &f.store;
-        let view = s.client_view(&name("cli1")).await.unwrap().expect("client survives");
+        let view = s
+            .client_view(&name("cli1"))
+            .await
+            .unwrap()
+            .expect("client survives");
         assert_eq!(view.id, id, "{backend}");
-        assert_eq!(view.last_seen, Some(Timestamp(1_200)), "pending last-seen times are written on close");
+        assert_eq!(
+            view.last_seen,
+            Some(Timestamp(1_200)),
+            "pending last-seen times are written on close"
+        );
         let hw = view.hw.unwrap();
         assert_eq!((hw.version, hw.items), (1, items.clone()));
         assert_eq!(view.requests[0].id, q.id);
@@ -439,8 +805,14 @@ async fn data_survives_closing_and_reopening() {
         // And it keeps working: a delta against the stored version applies.
         let mut v2 = items.clone();
         v2.remove("cpu");
-        let ack = s.store_report(id, &delta(Class::Hw, 1, &items, &v2), Timestamp(2_000)).await.unwrap();
-        assert!(matches!(ack, ReportAck::Accepted { version: 2, .. }), "{ack:?}");
+        let ack = s
+            .store_report(id, &delta(Class::Hw, 1, &items, &v2), Timestamp(2_000))
+            .await
+            .unwrap();
+        assert!(
+            matches!(ack, ReportAck::Accepted { version: 2, .. }),
+            "{ack:?}"
+        );
         assert_eq!(s.site().await.unwrap(), site());
     }
 }
@@ -468,13 +840,20 @@ async fn many_concurrent_reports_all_succeed() {
                     items.insert(k, a);
                 }
                 let r = full(Class::Sw, &items);
-                (s.store_report(id, &r, Timestamp(1_000)).await.unwrap(), items)
+                (
+                    s.store_report(id, &r, Timestamp(1_000)).await.unwrap(),
+                    items,
+                )
             }));
         }
         let mut expected = Vec::new();
         for t in tasks {
             let (ack, items) = t.await.unwrap();
-            assert!(matches!(ack, ReportAck::Accepted { version: 1, .. }), "{}: {ack:?}", f.backend);
+            assert!(
+                matches!(ack, ReportAck::Accepted { version: 1, .. }),
+                "{}: {ack:?}",
+                f.backend
+            );
             expected.push(items);
         }
         let clients = f.store.clients().await.unwrap();
@@ -491,25 +870,65 @@ async fn clients_and_client_view_show_what_is_stored() {
         let s = &f.store;
         let b = enroll(s, "zeta").await;
         let a = enroll(s, "alpha").await;
-        s.store_report(a, &full(Class::Hw, &hw_items("A")), Timestamp(1_000)).await.unwrap();
+        s.store_report(a, &full(Class::Hw, &hw_items("A")), Timestamp(1_000))
+            .await
+            .unwrap();
         let mut sw = Items::new();
         let (k, v) = package("bash", "5.2", 1_000);
         sw.insert(k, v);
-        s.store_report(a, &full(Class::Sw, &sw), Timestamp(1_100)).await.unwrap();
-        s.request_resync(&name("zeta"), Class::Hw, Timestamp(1_200)).await.unwrap();
-        s.request_event(&name("zeta"), Event::Cycle, Timestamp(1_200)).await.unwrap();
+        s.store_report(a, &full(Class::Sw, &sw), Timestamp(1_100))
+            .await
+            .unwrap();
+        s.request_resync(&name("zeta"), Class::Hw, Timestamp(1_200))
+            .await
+            .unwrap();
+        s.request_event(&name("zeta"), Event::Cycle, Timestamp(1_200))
+            .await
+            .unwrap();
         s.checkin(b, Timestamp(1_300)).await.unwrap();
 
         let list = s.clients().await.unwrap();
-        assert_eq!(list.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["ALPHA", "ZETA"], "{}", f.backend);
+        assert_eq!(
+            list.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+            ["ALPHA", "ZETA"],
+            "{}",
+            f.backend
+        );
         let (ca, cb) = (&list[0], &list[1]);
-        assert_eq!((ca.id, ca.site.as_str(), ca.last_seen), (a, "S01", Some(Timestamp(1_100))));
-        assert_eq!((ca.hw_version, ca.hw_updated_at, ca.sw_version, ca.sw_updated_at), (Some(1), Some(Timestamp(1_000)), Some(1), Some(Timestamp(1_100))));
+        assert_eq!(
+            (ca.id, ca.site.as_str(), ca.last_seen),
+            (a, "S01", Some(Timestamp(1_100)))
+        );
+        assert_eq!(
+            (
+                ca.hw_version,
+                ca.hw_updated_at,
+                ca.sw_version,
+                ca.sw_updated_at
+            ),
+            (
+                Some(1),
+                Some(Timestamp(1_000)),
+                Some(1),
+                Some(Timestamp(1_100))
+            )
+        );
         assert_eq!((ca.pending_requests, cb.pending_requests), (0, 2));
-        assert_eq!((cb.id, cb.hw_version, cb.sw_version, cb.last_seen), (b, None, None, Some(Timestamp(1_300))));
+        assert_eq!(
+            (cb.id, cb.hw_version, cb.sw_version, cb.last_seen),
+            (b, None, None, Some(Timestamp(1_300)))
+        );
 
         let v = s.client_view(&name("alpha")).await.unwrap().unwrap();
-        assert_eq!((v.name.as_str(), v.id, v.site.as_str(), v.machine_id.as_str()), ("ALPHA", a, "S01", "alpha-machine"));
+        assert_eq!(
+            (
+                v.name.as_str(),
+                v.id,
+                v.site.as_str(),
+                v.machine_id.as_str()
+            ),
+            ("ALPHA", a, "S01", "alpha-machine")
+        );
         assert_eq!(v.enrolled_at, Timestamp(2_000));
         assert_eq!(v.hw.unwrap().items, hw_items("A"));
         assert_eq!(v.sw.unwrap().items, sw);
@@ -517,10 +936,22 @@ async fn clients_and_client_view_show_what_is_stored() {
 
         // Newest first.
         s.checkin(b, Timestamp(1_400)).await.unwrap();
-        s.request_resync(&name("zeta"), Class::Hw, Timestamp(1_500)).await.unwrap();
+        s.request_resync(&name("zeta"), Class::Hw, Timestamp(1_500))
+            .await
+            .unwrap();
         let z = s.client_view(&name("zeta")).await.unwrap().unwrap();
-        let reqs: Vec<_> = z.requests.iter().map(|r| (r.class, r.state, r.requested_at)).collect();
-        assert_eq!(reqs, [(Class::Hw, RequestState::Pending, Timestamp(1_500)), (Class::Hw, RequestState::PickedUp, Timestamp(1_200))]);
+        let reqs: Vec<_> = z
+            .requests
+            .iter()
+            .map(|r| (r.class, r.state, r.requested_at))
+            .collect();
+        assert_eq!(
+            reqs,
+            [
+                (Class::Hw, RequestState::Pending, Timestamp(1_500)),
+                (Class::Hw, RequestState::PickedUp, Timestamp(1_200))
+            ]
+        );
         assert_eq!(z.events.len(), 1);
         assert_eq!(z.events[0].event, Event::Cycle);
         assert!(s.client_view(&name("nobody")).await.unwrap().is_none());
@@ -531,8 +962,20 @@ async fn clients_and_client_view_show_what_is_stored() {
 #[tokio::test]
 async fn reports_from_unknown_clients_are_refused() {
     for f in stores().await {
-        let err = f.store.store_report(uuid::Uuid::new_v4(), &full(Class::Hw, &hw_items("A")), Timestamp(1)).await.unwrap_err();
-        assert!(matches!(err, StoreError::UnknownClient { .. }), "{}: {err:?}", f.backend);
+        let err = f
+            .store
+            .store_report(
+                uuid::Uuid::new_v4(),
+                &full(Class::Hw, &hw_items("A")),
+                Timestamp(1),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::UnknownClient { .. }),
+            "{}: {err:?}",
+            f.backend
+        );
     }
 }
 
@@ -543,20 +986,48 @@ async fn two_handles_on_one_database_cooperate() {
     for f in stores().await {
         let id = enroll(&f.store, "cli1").await;
         let other = f.second_handle().await;
-        let a = other.request_resync(&name("cli1"), Class::Hw, Timestamp(100)).await.unwrap();
-        let b = f.store.request_resync(&name("cli1"), Class::Hw, Timestamp(110)).await.unwrap();
-        assert_eq!((a.id, a.created, b.created), (b.id, true, false), "{}", f.backend);
+        let a = other
+            .request_resync(&name("cli1"), Class::Hw, Timestamp(100))
+            .await
+            .unwrap();
+        let b = f
+            .store
+            .request_resync(&name("cli1"), Class::Hw, Timestamp(110))
+            .await
+            .unwrap();
+        assert_eq!(
+            (a.id, a.created, b.created),
+            (b.id, true, false),
+            "{}",
+            f.backend
+        );
         let got = f.store.checkin(id, Timestamp(200)).await.unwrap();
         assert_eq!(got.instructions.len(), 1);
 
         // Reports through both handles at once: versions advance without loss.
         let v1 = hw_items("A");
-        f.store.store_report(id, &full(Class::Hw, &v1), Timestamp(300)).await.unwrap();
+        f.store
+            .store_report(id, &full(Class::Hw, &v1), Timestamp(300))
+            .await
+            .unwrap();
         let mut v2 = v1.clone();
         v2.remove("cpu");
-        let ack = other.store_report(id, &delta(Class::Hw, 1, &v1, &v2), Timestamp(400)).await.unwrap();
-        assert!(matches!(ack, ReportAck::Accepted { version: 2, .. }), "{ack:?}");
-        let hw = f.store.client_view(&name("cli1")).await.unwrap().unwrap().hw.unwrap();
+        let ack = other
+            .store_report(id, &delta(Class::Hw, 1, &v1, &v2), Timestamp(400))
+            .await
+            .unwrap();
+        assert!(
+            matches!(ack, ReportAck::Accepted { version: 2, .. }),
+            "{ack:?}"
+        );
+        let hw = f
+            .store
+            .client_view(&name("cli1"))
+            .await
+            .unwrap()
+            .unwrap()
+            .hw
+            .unwrap();
         assert_eq!((hw.version, hw.items), (2, v2));
     }
 }

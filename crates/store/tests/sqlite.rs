@@ -13,13 +13,19 @@ use invsync_store::{Store, StoreError};
 async fn create_refuses_an_existing_file_and_open_a_missing_one() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("site.db");
-    let missing = Store::open_sqlite(&path).await.err().expect("open of a missing file fails");
+    let missing = Store::open_sqlite(&path)
+        .await
+        .err()
+        .expect("open of a missing file fails");
     assert_eq!(missing, StoreError::NotFound(path.clone()));
     assert!(!path.exists(), "open must not create the file");
 
     let store = Store::create_sqlite(&path, &site()).await.unwrap();
     enroll(&store, "cli1").await;
-    let again = Store::create_sqlite(&path, &site()).await.err().expect("create over a file fails");
+    let again = Store::create_sqlite(&path, &site())
+        .await
+        .err()
+        .expect("create over a file fails");
     assert_eq!(again, StoreError::AlreadyExists(path.clone()));
     assert!(again.to_string().contains("already exists"), "{again}");
     // The refused create did not touch the database.
@@ -35,52 +41,149 @@ async fn open_refuses_a_file_that_is_not_an_invsync_database() {
     let dir = tempfile::tempdir().unwrap();
     let empty = dir.path().join("empty.db");
     std::fs::write(&empty, b"").unwrap();
-    let err = Store::open_sqlite(&empty).await.err().expect("an empty file is refused");
-    assert!(matches!(&err, StoreError::Database(m) if m.contains("not an invsync database")), "{err:?}");
+    let err = Store::open_sqlite(&empty)
+        .await
+        .err()
+        .expect("an empty file is refused");
+    assert!(
+        matches!(&err, StoreError::Database(m) if m.contains("not an invsync database")),
+        "{err:?}"
+    );
 
     let junk = dir.path().join("junk.db");
     std::fs::write(&junk, vec![b'x'; 8192]).unwrap();
-    let err = Store::open_sqlite(&junk).await.err().expect("a non-database file is refused");
+    let err = Store::open_sqlite(&junk)
+        .await
+        .err()
+        .expect("a non-database file is refused");
     assert!(matches!(err, StoreError::Database(_)), "{err:?}");
-    assert_eq!(std::fs::read(&junk).unwrap(), vec![b'x'; 8192], "a refused file is left alone");
+    assert_eq!(
+        std::fs::read(&junk).unwrap(),
+        vec![b'x'; 8192],
+        "a refused file is left alone"
+    );
 }
 
 /// A hardware inventory like a small server's, with the values that differ between machines.
 fn server_hw(client: usize, round: usize) -> Items {
     let mut items = Items::new();
     let c = client;
-    items.insert("system".into(), attrs(&[("vendor", "Dell Inc."), ("product", "PowerEdge R640"), ("serial", &format!("SRV{c:05}X")), ("uuid", &format!("4c4c4544-0042-3510-8052-{c:012}"))]));
-    items.insert("bios".into(), attrs(&[("vendor", "Dell Inc."), ("version", "2.17.1"), ("date", "03/15/2023")]));
-    items.insert("cpu".into(), attrs(&[("model", "Intel(R) Xeon(R) Gold 6230 CPU @ 2.10GHz"), ("sockets", "2"), ("cores", "40"), ("threads", "80"), ("mhz", "2100")]));
+    items.insert(
+        "system".into(),
+        attrs(&[
+            ("vendor", "Dell Inc."),
+            ("product", "PowerEdge R640"),
+            ("serial", &format!("SRV{c:05}X")),
+            ("uuid", &format!("4c4c4544-0042-3510-8052-{c:012}")),
+        ]),
+    );
+    items.insert(
+        "bios".into(),
+        attrs(&[
+            ("vendor", "Dell Inc."),
+            ("version", "2.17.1"),
+            ("date", "03/15/2023"),
+        ]),
+    );
+    items.insert(
+        "cpu".into(),
+        attrs(&[
+            ("model", "Intel(R) Xeon(R) Gold 6230 CPU @ 2.10GHz"),
+            ("sockets", "2"),
+            ("cores", "40"),
+            ("threads", "80"),
+            ("mhz", "2100"),
+        ]),
+    );
     items.insert("memory".into(), attrs(&[("total_bytes", "202779942912")]));
     for d in 0..4 {
-        items.insert(format!("dimm/DIMM_A{d}"), attrs(&[("size_bytes", "51539607552"), ("type", "DDR4"), ("speed_mts", "2933")]));
+        items.insert(
+            format!("dimm/DIMM_A{d}"),
+            attrs(&[
+                ("size_bytes", "51539607552"),
+                ("type", "DDR4"),
+                ("speed_mts", "2933"),
+            ]),
+        );
     }
-    for (d, model) in [("sda", "PERC H730P"), ("nvme0n1", "Samsung SSD 980 PRO 1TB")] {
-        items.insert(format!("disk/{d}"), attrs(&[("model", model), ("size_bytes", "1000204886016"), ("rotational", "0")]));
+    for (d, model) in [
+        ("sda", "PERC H730P"),
+        ("nvme0n1", "Samsung SSD 980 PRO 1TB"),
+    ] {
+        items.insert(
+            format!("disk/{d}"),
+            attrs(&[
+                ("model", model),
+                ("size_bytes", "1000204886016"),
+                ("rotational", "0"),
+            ]),
+        );
     }
     for (i, mp) in ["/", "/boot", "/var", "/home", "/srv"].iter().enumerate() {
         let free = (c * 7 + i * 13 + round) % 100;
-        items.insert(format!("fs{mp}"), attrs(&[("type", "ext4"), ("size_bytes", "107374182400"), ("free_bytes", &format!("{}", free * 1_073_741_824))]));
+        items.insert(
+            format!("fs{mp}"),
+            attrs(&[
+                ("type", "ext4"),
+                ("size_bytes", "107374182400"),
+                ("free_bytes", &format!("{}", free * 1_073_741_824)),
+            ]),
+        );
     }
     for n in 0..3 {
-        items.insert(format!("nic/eno{n}"), attrs(&[("mac", &format!("b0:26:28:{:02x}:{:02x}:{n:02x}", c / 256, c % 256)), ("speed_mbps", "10000"), ("addresses", &format!("10.{n}.{}.{},fe80::b226:28ff:fe{:02x}:{:02x}{n:02x}", c / 256, c % 256, c / 256, c % 256))]));
+        items.insert(
+            format!("nic/eno{n}"),
+            attrs(&[
+                (
+                    "mac",
+                    &format!("b0:26:28:{:02x}:{:02x}:{n:02x}", c / 256, c % 256),
+                ),
+                ("speed_mbps", "10000"),
+                (
+                    "addresses",
+                    &format!(
+                        "10.{n}.{}.{},fe80::b226:28ff:fe{:02x}:{:02x}{n:02x}",
+                        c / 256,
+                        c % 256,
+                        c / 256,
+                        c % 256
+                    ),
+                ),
+            ]),
+        );
     }
-    items.insert("os".into(), attrs(&[("name", "Debian GNU/Linux"), ("version", "12"), ("kernel", "6.1.0-18-amd64"), ("arch", "x86_64")]));
+    items.insert(
+        "os".into(),
+        attrs(&[
+            ("name", "Debian GNU/Linux"),
+            ("version", "12"),
+            ("kernel", "6.1.0-18-amd64"),
+            ("arch", "x86_64"),
+        ]),
+    );
     items
 }
 
 /// A plausible Debian package name for number `n`, 13 to 16 characters long: a little longer
 /// than the 12.3 characters of an average Debian 12 package name.
 fn package_name(n: usize) -> String {
-    const STEMS: [&str; 8] = ["libssl", "python3-", "libgtk", "fonts-", "libx11-", "perl-", "libc", "gir1.2-"];
+    const STEMS: [&str; 8] = [
+        "libssl", "python3-", "libgtk", "fonts-", "libx11-", "perl-", "libc", "gir1.2-",
+    ];
     const SUFFIXES: [&str; 4] = ["-dev", "-bin", "", "-data"];
     format!("{}{n}{}", STEMS[n % 8], SUFFIXES[n % 4])
 }
 
 /// Debian-like versions of 12 to 15 characters (`3.0.11-1+deb12u2`; Debian 12 averages 11.4).
 fn package_version(n: usize, bump: usize) -> String {
-    format!("{}.{}.{}-{}+deb12u{}", n % 7 + 1, n % 23, (n * 31) % 97, n % 5 + 1, bump)
+    format!(
+        "{}.{}.{}-{}+deb12u{}",
+        n % 7 + 1,
+        n % 23,
+        (n * 31) % 97,
+        n % 5 + 1,
+        bump
+    )
 }
 
 /// A client's 1,500 packages: 90 % from the site-wide common set, 10 % its own.
@@ -88,12 +191,20 @@ fn client_packages(client: usize, upgraded: usize) -> Items {
     let mut items = Items::new();
     for n in 0..1_350 {
         let bump = usize::from(n < upgraded);
-        let (k, a) = package(&package_name(n), &package_version(n, bump + 1), (n as u64 * 7_919) % 9_000_000 + 1_000);
+        let (k, a) = package(
+            &package_name(n),
+            &package_version(n, bump + 1),
+            (n as u64 * 7_919) % 9_000_000 + 1_000,
+        );
         items.insert(k, a);
     }
     for n in 0..150 {
         let id = 100_000 + client * 1_000 + n;
-        let (k, a) = package(&package_name(id), &package_version(id, 1), (id as u64 * 7_919) % 9_000_000 + 1_000);
+        let (k, a) = package(
+            &package_name(id),
+            &package_version(id, 1),
+            (id as u64 * 7_919) % 9_000_000 + 1_000,
+        );
         items.insert(k, a);
     }
     items
@@ -115,28 +226,65 @@ async fn a_client_with_1500_packages_hardware_and_history_costs_at_most_32_kb() 
     // versions everywhere, as from one mirror), two hardware changes, resyncs and events.
     for (c, id) in ids.iter().enumerate() {
         let hw = server_hw(c, 0);
-        store.store_report(*id, &full(Class::Hw, &hw), Timestamp(10_000)).await.unwrap();
-        store.store_report(*id, &full(Class::Sw, &client_packages(c, 0)), Timestamp(10_000)).await.unwrap();
+        store
+            .store_report(*id, &full(Class::Hw, &hw), Timestamp(10_000))
+            .await
+            .unwrap();
+        store
+            .store_report(
+                *id,
+                &full(Class::Sw, &client_packages(c, 0)),
+                Timestamp(10_000),
+            )
+            .await
+            .unwrap();
     }
     for (c, id) in ids.iter().enumerate() {
         let n = format!("host{c:04}");
-        let mut version = 1;
-        for round in 1..=2 {
+        for (version, round) in (1..).zip(1..=2) {
             let ack = store
-                .store_report(*id, &delta(Class::Hw, version, &server_hw(c, round - 1), &server_hw(c, round)), Timestamp(20_000))
+                .store_report(
+                    *id,
+                    &delta(
+                        Class::Hw,
+                        version,
+                        &server_hw(c, round - 1),
+                        &server_hw(c, round),
+                    ),
+                    Timestamp(20_000),
+                )
                 .await
                 .unwrap();
             assert!(matches!(ack, ReportAck::Accepted { .. }), "{ack:?}");
-            version += 1;
         }
-        let q = store.request_resync(&name(&n), Class::Sw, Timestamp(30_000)).await.unwrap();
-        store.request_event(&name(&n), Event::Sinv, Timestamp(30_000)).await.unwrap();
+        let q = store
+            .request_resync(&name(&n), Class::Sw, Timestamp(30_000))
+            .await
+            .unwrap();
+        store
+            .request_event(&name(&n), Event::Sinv, Timestamp(30_000))
+            .await
+            .unwrap();
         store.checkin(*id, Timestamp(31_000)).await.unwrap();
         let mut r = full(Class::Sw, &client_packages(c, 40));
         r.answers = vec![q.id];
-        let ack = store.store_report(*id, &r, Timestamp(32_000)).await.unwrap();
-        assert!(matches!(ack, ReportAck::Accepted { version: 2, .. }), "{ack:?}");
-        assert_eq!(store.history(&name(&n), 1_000).await.unwrap().unwrap().len(), 40 + 2 * 5);
+        let ack = store
+            .store_report(*id, &r, Timestamp(32_000))
+            .await
+            .unwrap();
+        assert!(
+            matches!(ack, ReportAck::Accepted { version: 2, .. }),
+            "{ack:?}"
+        );
+        assert_eq!(
+            store
+                .history(&name(&n), 1_000)
+                .await
+                .unwrap()
+                .unwrap()
+                .len(),
+            40 + 2 * 5
+        );
     }
     drop(store);
     let mut bytes = 0;
@@ -147,5 +295,8 @@ async fn a_client_with_1500_packages_hardware_and_history_costs_at_most_32_kb() 
     }
     let per_client = bytes / CLIENTS as u64;
     println!("database: {bytes} bytes for {CLIENTS} clients = {per_client} bytes per client");
-    assert!(per_client <= 32 * 1024, "{per_client} bytes per client exceeds the 32 KB budget");
+    assert!(
+        per_client <= 32 * 1024,
+        "{per_client} bytes per client exceeds the 32 KB budget"
+    );
 }

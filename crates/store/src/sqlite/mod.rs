@@ -16,7 +16,7 @@ use invsync_proto::wire::{
 };
 use invsync_proto::{Class, ClientName, Timestamp};
 use rusqlite::Connection;
-use tokio::sync::oneshot;
+use tokio::sync::{Semaphore, oneshot};
 use uuid::Uuid;
 
 use crate::cache::ItemCache;
@@ -27,9 +27,14 @@ use crate::{ClientAuth, Enrolled, Enrollment, HistoryEntry, SiteMeta};
 use queries::SqlItems;
 use writer::{Batch, FnJob, JobSender};
 
-/// Idle read connections kept open. Reads run on tokio's blocking threads, so more may be open
-/// at a busy moment; the surplus is closed when handed back.
-const MAX_IDLE_READERS: usize = 8;
+/// How many reads may run at once, each on its own connection: enough to keep both cores busy
+/// while some reads wait for the disk, and a bound on open connections and blocking threads.
+/// Without the bound, a burst of reads would open connections only to close them again, and a
+/// new connection has to read the schema and prepare its statements afresh.
+fn max_readers() -> usize {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    (cores * 2).clamp(4, 16)
+}
 
 /// What the writer thread and the reading threads share.
 pub(crate) struct Shared {
@@ -42,8 +47,15 @@ pub(crate) struct Shared {
 
 impl Shared {
     /// Runs `f` on a read connection from the pool.
-    fn with_reader<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        let pooled = self.idle_readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+    fn with_reader<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let pooled = self
+            .idle_readers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop();
         let conn = match pooled {
             Some(c) => c,
             None => schema::open_reader(&self.path)?,
@@ -51,10 +63,10 @@ impl Shared {
         let result = f(&conn);
         // A connection left inside a transaction would pin an old snapshot of the database.
         if conn.is_autocommit() {
-            let mut idle = self.idle_readers.lock().unwrap_or_else(|p| p.into_inner());
-            if idle.len() < MAX_IDLE_READERS {
-                idle.push(conn);
-            }
+            self.idle_readers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(conn);
         }
         result
     }
@@ -63,6 +75,8 @@ impl Shared {
 /// An open SQLite store.
 pub(crate) struct SqliteStore {
     shared: Arc<Shared>,
+    /// One permit per read connection ([`max_readers`]).
+    readers: Arc<Semaphore>,
     sender: Option<JobSender>,
     thread: Option<JoinHandle<()>>,
 }
@@ -72,11 +86,17 @@ enum Prepared {
     /// The answer is already known from committed data.
     Answer(ReportAck),
     /// A plan for the writer.
-    Write { client: i64, input: ReportInput, plan: Plan },
+    Write {
+        client: i64,
+        input: Box<ReportInput>,
+        plan: Box<Plan>,
+    },
 }
 
 fn unknown_id(client_id: Uuid) -> StoreError {
-    StoreError::UnknownClient { name: client_id.to_string() }
+    StoreError::UnknownClient {
+        name: client_id.to_string(),
+    }
 }
 
 impl SqliteStore {
@@ -109,7 +129,12 @@ impl SqliteStore {
             last_seen: LastSeen::default(),
         });
         let (sender, thread) = writer::spawn(conn, shared.clone())?;
-        Ok(SqliteStore { shared, sender: Some(sender), thread: Some(thread) })
+        Ok(SqliteStore {
+            shared,
+            readers: Arc::new(Semaphore::new(max_readers())),
+            sender: Some(sender),
+            thread: Some(thread),
+        })
     }
 
     /// Runs `f` on a read connection on a blocking thread.
@@ -118,8 +143,19 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection, &Shared) -> Result<T, StoreError> + Send + 'static,
     {
+        let permit = self
+            .readers
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Closed)?;
         let shared = self.shared.clone();
-        blocking(move || shared.with_reader(|conn| f(conn, &shared))).await
+        blocking(move || {
+            let result = shared.with_reader(|conn| f(conn, &shared));
+            drop(permit);
+            result
+        })
+        .await
     }
 
     /// Runs `f` in the writer's next group and returns once that group is committed.
@@ -130,7 +166,9 @@ impl SqliteStore {
     {
         let (tx, rx) = oneshot::channel();
         let sender = self.sender.as_ref().ok_or(StoreError::Closed)?;
-        sender.send(Box::new(FnJob::new(f, tx))).map_err(|_| StoreError::Closed)?;
+        sender
+            .send(Box::new(FnJob::new(f, tx)))
+            .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -140,22 +178,33 @@ impl SqliteStore {
 
     pub async fn enroll(&self, e: &Enrollment) -> Result<Enrolled, StoreError> {
         let e = e.clone();
-        let enrolled = self.write(move |conn, batch| queries::enroll(conn, &batch.shared.site.code, &e)).await?;
+        let enrolled = self
+            .write(move |conn, batch| queries::enroll(conn, &batch.shared.site.code, &e))
+            .await?;
         tracing::debug!(client_id = %enrolled.client_id, reenrolled = enrolled.reenrolled, "Enrolled a client.");
         Ok(enrolled)
     }
 
     pub async fn client_auth(&self, client_id: Uuid) -> Result<Option<ClientAuth>, StoreError> {
-        self.read(move |conn, _| queries::client_auth(conn, client_id)).await
+        self.read(move |conn, _| queries::client_auth(conn, client_id))
+            .await
     }
 
-    pub async fn checkin(&self, client_id: Uuid, now: Timestamp) -> Result<CheckinResponse, StoreError> {
+    pub async fn checkin(
+        &self,
+        client_id: Uuid,
+        now: Timestamp,
+    ) -> Result<CheckinResponse, StoreError> {
         let (client, response, to_pick) = self
             .read(move |conn, _| {
-                let client = queries::client_row(conn, client_id)?.ok_or_else(|| unknown_id(client_id))?;
+                let client =
+                    queries::client_row(conn, client_id)?.ok_or_else(|| unknown_id(client_id))?;
                 let open = queries::open_requests(conn, client)?;
-                let to_pick: Vec<i64> =
-                    open.iter().filter(|r| !r.picked_up).map(|r| r.instruction.id).collect();
+                let to_pick: Vec<i64> = open
+                    .iter()
+                    .filter(|r| !r.picked_up)
+                    .map(|r| r.instruction.id)
+                    .collect();
                 let response = CheckinResponse {
                     instructions: open.into_iter().map(|r| r.instruction).collect(),
                     classes: queries::class_states(conn, client)?,
@@ -166,41 +215,69 @@ impl SqliteStore {
         // Only a check-in that picks something up writes (and waits for) a row: the common
         // no-change check-in costs one read.
         if !to_pick.is_empty() {
-            self.write(move |conn, _| queries::mark_picked_up(conn, client, &to_pick, now)).await?;
+            self.write(move |conn, _| queries::mark_picked_up(conn, client, &to_pick, now))
+                .await?;
         }
         self.shared.last_seen.record(client, now);
         Ok(response)
     }
 
-    pub async fn store_report(&self, client_id: Uuid, report: &Report, now: Timestamp) -> Result<ReportAck, StoreError> {
-        let report = report.clone();
+    pub async fn store_report(
+        &self,
+        client_id: Uuid,
+        report: &Report,
+        now: Timestamp,
+    ) -> Result<ReportAck, StoreError> {
+        // Preparing (canonical form and digest of every item) costs about as much as the copy
+        // of the report that moving it to a blocking thread would need, so it is done here and
+        // the prepared form moves instead.
+        let input = ReportInput::prepare(report)?;
         let prepared = self
             .read(move |conn, shared| {
-                // Hashing and item lookups happen here, on a reading thread, so that the writer
+                // Item lookups and the merge happen here, on a reading thread, so that the writer
                 // only checks the plan still holds and writes it.
-                let input = ReportInput::prepare(&report)?;
-                let client = queries::client_row(conn, client_id)?.ok_or_else(|| unknown_id(client_id))?;
+                let client =
+                    queries::client_row(conn, client_id)?.ok_or_else(|| unknown_id(client_id))?;
                 let row = queries::snapshot_row(conn, client, input.class)?;
                 if let Some(row) = &row
                     && row.has_report(input.report_id)
                 {
-                    return Ok(Prepared::Answer(ReportAck::Duplicate { version: row.version, hash: row.hash }));
+                    return Ok(Prepared::Answer(ReportAck::Duplicate {
+                        version: row.version,
+                        hash: row.hash,
+                    }));
                 }
                 let current = row.as_ref().map(|r| r.current()).transpose()?;
-                let resolver = Resolver { cache: &shared.cache, db: &SqlItems(conn), fill_cache: true };
+                let resolver = Resolver {
+                    cache: &shared.cache,
+                    db: &SqlItems(conn),
+                    fill_cache: true,
+                };
                 let plan = crate::plan::plan(&input, current.as_ref(), &resolver)?;
                 if let Outcome::Resync(reason) = &plan.outcome {
                     // Refusing stores nothing, so the committed state is as good a basis as any.
-                    return Ok(Prepared::Answer(ReportAck::ResyncRequired { reason: reason.clone() }));
+                    return Ok(Prepared::Answer(ReportAck::ResyncRequired {
+                        reason: reason.clone(),
+                    }));
                 }
-                Ok(Prepared::Write { client, input, plan })
+                Ok(Prepared::Write {
+                    client,
+                    input: Box::new(input),
+                    plan: Box::new(plan),
+                })
             })
             .await?;
         let ack = match prepared {
             Prepared::Answer(ack) => ack,
-            Prepared::Write { client, input, plan } => {
+            Prepared::Write {
+                client,
+                input,
+                plan,
+            } => {
                 let ack = self
-                    .write(move |conn, batch| queries::apply_report(conn, batch, client, &input, plan, now))
+                    .write(move |conn, batch| {
+                        queries::apply_report(conn, batch, client, &input, *plan, now)
+                    })
                     .await?;
                 self.shared.last_seen.record(client, now);
                 ack
@@ -213,35 +290,61 @@ impl SqliteStore {
             ReportAck::Duplicate { version, .. } => {
                 tracing::debug!(%client_id, version, "Ignored a report that was stored before.")
             }
-            ReportAck::Accepted { version, .. } => tracing::debug!(%client_id, version, "Stored a report."),
+            ReportAck::Accepted { version, .. } => {
+                tracing::debug!(%client_id, version, "Stored a report.")
+            }
         }
         Ok(ack)
     }
 
-    pub async fn complete_events(&self, client_id: Uuid, ids: &[i64], now: Timestamp) -> Result<(), StoreError> {
+    pub async fn complete_events(
+        &self,
+        client_id: Uuid,
+        ids: &[i64],
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
         if ids.is_empty() {
             return Ok(());
         }
         let ids = ids.to_vec();
         self.write(move |conn, _| {
-            let client = queries::client_row(conn, client_id)?.ok_or_else(|| unknown_id(client_id))?;
+            let client =
+                queries::client_row(conn, client_id)?.ok_or_else(|| unknown_id(client_id))?;
             queries::complete_events(conn, client, &ids, now)
         })
         .await
     }
 
-    pub async fn request_resync(&self, name: &ClientName, class: Class, now: Timestamp) -> Result<Queued, StoreError> {
+    pub async fn request_resync(
+        &self,
+        name: &ClientName,
+        class: Class,
+        now: Timestamp,
+    ) -> Result<Queued, StoreError> {
         self.queue(name, "resync", class.as_str(), now).await
     }
 
-    pub async fn request_event(&self, name: &ClientName, event: Event, now: Timestamp) -> Result<Queued, StoreError> {
+    pub async fn request_event(
+        &self,
+        name: &ClientName,
+        event: Event,
+        now: Timestamp,
+    ) -> Result<Queued, StoreError> {
         self.queue(name, "event", event.as_str(), now).await
     }
 
-    async fn queue(&self, name: &ClientName, kind: &'static str, arg: &'static str, now: Timestamp) -> Result<Queued, StoreError> {
+    async fn queue(
+        &self,
+        name: &ClientName,
+        kind: &'static str,
+        arg: &'static str,
+        now: Timestamp,
+    ) -> Result<Queued, StoreError> {
         let name = name.clone();
         let queued = self
-            .write(move |conn, batch| queries::queue_request(conn, &batch.shared.site.code, &name, kind, arg, now))
+            .write(move |conn, batch| {
+                queries::queue_request(conn, &batch.shared.site.code, &name, kind, arg, now)
+            })
             .await?;
         tracing::debug!(client = %queued.client, kind, arg, id = queued.id, created = queued.created, "Queued a request.");
         Ok(queued)
@@ -263,22 +366,30 @@ impl SqliteStore {
     pub async fn client_view(&self, name: &ClientName) -> Result<Option<ClientView>, StoreError> {
         let name = name.clone();
         self.read(move |conn, shared| {
-            Ok(queries::client_view(conn, &shared.site.code, &name)?.map(|(row, mut v)| {
-                v.last_seen = shared.last_seen.overlay(row, v.last_seen);
-                v
-            }))
+            Ok(
+                queries::client_view(conn, &shared.site.code, &name)?.map(|(row, mut v)| {
+                    v.last_seen = shared.last_seen.overlay(row, v.last_seen);
+                    v
+                }),
+            )
         })
         .await
     }
 
-    pub async fn history(&self, name: &ClientName, limit: usize) -> Result<Option<Vec<HistoryEntry>>, StoreError> {
+    pub async fn history(
+        &self,
+        name: &ClientName,
+        limit: usize,
+    ) -> Result<Option<Vec<HistoryEntry>>, StoreError> {
         let name = name.clone();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.read(move |conn, shared| queries::history(conn, &shared.site.code, &name, limit)).await
+        self.read(move |conn, shared| queries::history(conn, &shared.site.code, &name, limit))
+            .await
     }
 
     pub async fn request_state(&self, id: i64) -> Result<Option<RequestView>, StoreError> {
-        self.read(move |conn, _| queries::request_state(conn, id)).await
+        self.read(move |conn, _| queries::request_state(conn, id))
+            .await
     }
 }
 
@@ -287,14 +398,20 @@ impl Drop for SqliteStore {
         // The idle readers close first so that the writer's connection is the last one to close:
         // only a read-write connection can checkpoint the WAL into the database file and remove
         // it, which leaves a single file behind.
-        self.shared.idle_readers.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.shared
+            .idle_readers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         // Closing the channel lets the writer finish the jobs already sent, write pending
         // last-seen times and stop; waiting for it means the file is quiet once the store is gone.
         drop(self.sender.take());
         if let Some(thread) = self.thread.take()
             && thread.join().is_err()
         {
-            tracing::error!("The store's writer thread panicked; recent writes may not have been answered.");
+            tracing::error!(
+                "The store's writer thread panicked; recent writes may not have been answered."
+            );
         }
     }
 }

@@ -6,11 +6,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::sync::Arc;
 
-use invsync_proto::wire::{
-    ClassState, ClientSummary, ClientView, EventView, Instruction, InstructionKind, Queued, ReportAck,
-    RequestState, RequestView, SnapshotView,
-};
 use invsync_proto::wire::Event;
+use invsync_proto::wire::{
+    ClassState, ClientSummary, ClientView, EventView, Instruction, InstructionKind, Queued,
+    ReportAck, RequestState, RequestView, SnapshotView,
+};
 use invsync_proto::{Class, ClientName, Digest, Items, SiteCode, Timestamp};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -21,10 +21,10 @@ use crate::cache::{CachedItem, FastMap};
 use crate::codec::{
     PreparedItem, class_code, class_from_code, decode_attrs, decode_ids, digest_prefix, encode_ids,
 };
-use invsync_proto::inventory::item_digest;
 use crate::error::StoreError;
 use crate::plan::{self, Current, ItemSource, Outcome, Plan, ReportInput, Resolver, Slot};
 use crate::{ClientAuth, Enrolled, Enrollment, HistoryEntry, SiteMeta};
+use invsync_proto::inventory::item_digest;
 
 /// How many report ids per client and class are remembered for de-duplication. An agent
 /// resends only its latest unacknowledged report, so a handful is plenty; 16 bytes each.
@@ -74,14 +74,22 @@ fn state_of(picked_up_at: Option<i64>, completed_at: Option<i64>) -> RequestStat
 
 pub(super) fn site_meta(conn: &Connection) -> Result<SiteMeta, StoreError> {
     let mut st = conn.prepare("SELECT key, value FROM meta")?;
-    let rows: HashMap<String, String> =
-        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
-    let code = rows.get("site_code").and_then(|c| SiteCode::parse(c).ok()).ok_or_else(|| corrupt("site code"))?;
+    let rows: HashMap<String, String> = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let code = rows
+        .get("site_code")
+        .and_then(|c| SiteCode::parse(c).ok())
+        .ok_or_else(|| corrupt("site code"))?;
     let created_at = rows
         .get("created_at")
         .and_then(|c| c.parse::<i64>().ok())
         .ok_or_else(|| corrupt("creation time"))?;
-    Ok(SiteMeta { code, name: rows.get("site_name").cloned().unwrap_or_default(), created_at: Timestamp(created_at) })
+    Ok(SiteMeta {
+        code,
+        name: rows.get("site_name").cloned().unwrap_or_default(),
+        created_at: Timestamp(created_at),
+    })
 }
 
 /// The internal row id of a client by its client id.
@@ -93,18 +101,32 @@ pub(super) fn client_row(conn: &Connection, client_id: Uuid) -> Result<Option<i6
 }
 
 /// The internal row id of a client of this site by name.
-fn client_row_by_name(conn: &Connection, site: &SiteCode, name: &ClientName) -> Result<Option<i64>, StoreError> {
+fn client_row_by_name(
+    conn: &Connection,
+    site: &SiteCode,
+    name: &ClientName,
+) -> Result<Option<i64>, StoreError> {
     Ok(conn
         .prepare_cached("SELECT id FROM clients WHERE site_code = ?1 AND name = ?2")?
         .query_row([site.as_str(), name.as_str()], |r| r.get(0))
         .optional()?)
 }
 
-pub(super) fn enroll(conn: &Connection, site: &SiteCode, e: &Enrollment) -> Result<Enrolled, StoreError> {
+pub(super) fn enroll(
+    conn: &Connection,
+    site: &SiteCode,
+    e: &Enrollment,
+) -> Result<Enrolled, StoreError> {
     let holder = conn
-        .prepare_cached("SELECT id, uuid, machine_id FROM clients WHERE site_code = ?1 AND name = ?2")?
+        .prepare_cached(
+            "SELECT id, uuid, machine_id FROM clients WHERE site_code = ?1 AND name = ?2",
+        )?
         .query_row([site.as_str(), e.name.as_str()], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, String>(2)?))
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, Vec<u8>>(1)?,
+                r.get::<_, String>(2)?,
+            ))
         })
         .optional()?;
     match holder {
@@ -122,27 +144,46 @@ pub(super) fn enroll(conn: &Connection, site: &SiteCode, e: &Enrollment) -> Resu
                 e.key_hash.0.as_slice(),
                 e.now.0
             ])?;
-            Ok(Enrolled { client_id, reenrolled: false })
+            Ok(Enrolled {
+                client_id,
+                reenrolled: false,
+            })
         }
         Some((row, uuid, machine_id)) => {
             let holder_id = Uuid::from_slice(&uuid).map_err(|_| corrupt("client id"))?;
             if machine_id != e.machine_id {
-                return Err(StoreError::NameTaken { name: e.name.clone(), holder_id, holder_machine_id: machine_id });
+                return Err(StoreError::NameTaken {
+                    name: e.name.clone(),
+                    holder_id,
+                    holder_machine_id: machine_id,
+                });
             }
             // The same machine enrolling again (a reinstalled agent) keeps its id and history;
             // only its key changes, which also revokes the old key.
             conn.prepare_cached("UPDATE clients SET key_hash = ?1 WHERE id = ?2")?
                 .execute(params![e.key_hash.0.as_slice(), row])?;
-            Ok(Enrolled { client_id: holder_id, reenrolled: true })
+            Ok(Enrolled {
+                client_id: holder_id,
+                reenrolled: true,
+            })
         }
     }
 }
 
-pub(super) fn client_auth(conn: &Connection, client_id: Uuid) -> Result<Option<ClientAuth>, StoreError> {
+pub(super) fn client_auth(
+    conn: &Connection,
+    client_id: Uuid,
+) -> Result<Option<ClientAuth>, StoreError> {
     let mut st = conn.prepare_cached("SELECT name, key_hash FROM clients WHERE uuid = ?1")?;
     let mut rows = st.query([client_id.as_bytes().as_slice()])?;
-    let Some(row) = rows.next()? else { return Ok(None) };
-    Ok(Some(ClientAuth { client_id, name: name_col(row, 0)?, key_hash: digest_col(row, 1)? }))
+    let Some(row) = rows.next()? else {
+        return Ok(None);
+    };
+    Ok(Some(ClientAuth {
+        client_id,
+        name: name_col(row, 0)?,
+        key_hash: digest_col(row, 1)?,
+    }))
 }
 
 pub(super) fn write_last_seen(conn: &Connection, seen: &[(i64, i64)]) -> Result<(), StoreError> {
@@ -172,7 +213,10 @@ fn instruction_kind(kind: &str, arg: &str) -> Option<InstructionKind> {
     }
 }
 
-pub(super) fn open_requests(conn: &Connection, client: i64) -> Result<Vec<OpenRequest>, StoreError> {
+pub(super) fn open_requests(
+    conn: &Connection,
+    client: i64,
+) -> Result<Vec<OpenRequest>, StoreError> {
     let mut st = conn.prepare_cached(
         "SELECT id, kind, arg, picked_up_at FROM requests
          WHERE client_id = ?1 AND completed_at IS NULL ORDER BY id",
@@ -184,22 +228,40 @@ pub(super) fn open_requests(conn: &Connection, client: i64) -> Result<Vec<OpenRe
         let kind = instruction_kind(row.get_ref(1)?.as_str()?, row.get_ref(2)?.as_str()?)
             .ok_or_else(|| corrupt("request kind"))?;
         let picked_up = row.get::<_, Option<i64>>(3)?.is_some();
-        out.push(OpenRequest { instruction: Instruction { id, kind }, picked_up });
+        out.push(OpenRequest {
+            instruction: Instruction { id, kind },
+            picked_up,
+        });
     }
     Ok(out)
 }
 
-pub(super) fn class_states(conn: &Connection, client: i64) -> Result<BTreeMap<Class, ClassState>, StoreError> {
-    let mut st = conn.prepare_cached("SELECT class, version, hash FROM snapshots WHERE client_id = ?1")?;
+pub(super) fn class_states(
+    conn: &Connection,
+    client: i64,
+) -> Result<BTreeMap<Class, ClassState>, StoreError> {
+    let mut st =
+        conn.prepare_cached("SELECT class, version, hash FROM snapshots WHERE client_id = ?1")?;
     let mut rows = st.query([client])?;
     let mut out = BTreeMap::new();
     while let Some(row) = rows.next()? {
-        out.insert(class_from_code(row.get(0)?)?, ClassState { version: row.get(1)?, hash: digest_col(row, 2)? });
+        out.insert(
+            class_from_code(row.get(0)?)?,
+            ClassState {
+                version: row.get(1)?,
+                hash: digest_col(row, 2)?,
+            },
+        );
     }
     Ok(out)
 }
 
-pub(super) fn mark_picked_up(conn: &Connection, client: i64, ids: &[i64], now: Timestamp) -> Result<(), StoreError> {
+pub(super) fn mark_picked_up(
+    conn: &Connection,
+    client: i64,
+    ids: &[i64],
+    now: Timestamp,
+) -> Result<(), StoreError> {
     conn.prepare_cached(
         "UPDATE requests SET picked_up_at = ?1
          WHERE id IN rarray(?2) AND client_id = ?3 AND picked_up_at IS NULL AND completed_at IS NULL",
@@ -217,8 +279,10 @@ pub(super) fn queue_request(
     arg: &str,
     now: Timestamp,
 ) -> Result<Queued, StoreError> {
-    let client = client_row_by_name(conn, site, name)?
-        .ok_or_else(|| StoreError::UnknownClient { name: name.to_string() })?;
+    let client =
+        client_row_by_name(conn, site, name)?.ok_or_else(|| StoreError::UnknownClient {
+            name: name.to_string(),
+        })?;
     // The partial unique index makes "create unless pending" one atomic statement, even
     // against another process queueing the same request at the same moment.
     let created: Option<i64> = conn
@@ -238,14 +302,27 @@ pub(super) fn queue_request(
                      WHERE client_id = ?1 AND kind = ?2 AND arg = ?3
                        AND picked_up_at IS NULL AND completed_at IS NULL",
                 )?
-                .query_row(params![client, kind, arg], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?;
+                .query_row(params![client, kind, arg], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+                })?;
             (id, Timestamp(at), false)
         }
     };
-    Ok(Queued { id, client: name.clone(), created, state: RequestState::Pending, requested_at })
+    Ok(Queued {
+        id,
+        client: name.clone(),
+        created,
+        state: RequestState::Pending,
+        requested_at,
+    })
 }
 
-pub(super) fn complete_events(conn: &Connection, client: i64, ids: &[i64], now: Timestamp) -> Result<(), StoreError> {
+pub(super) fn complete_events(
+    conn: &Connection,
+    client: i64,
+    ids: &[i64],
+    now: Timestamp,
+) -> Result<(), StoreError> {
     conn.prepare_cached(
         "UPDATE requests SET completed_at = ?1, picked_up_at = coalesce(picked_up_at, ?1)
          WHERE id IN rarray(?2) AND client_id = ?3 AND kind = 'event' AND completed_at IS NULL",
@@ -260,7 +337,9 @@ pub(super) fn request_state(conn: &Connection, id: i64) -> Result<Option<Request
          WHERE id = ?1 AND kind = 'resync'",
     )?;
     let mut rows = st.query([id])?;
-    let Some(row) = rows.next()? else { return Ok(None) };
+    let Some(row) = rows.next()? else {
+        return Ok(None);
+    };
     Ok(Some(request_view(row)?))
 }
 
@@ -291,11 +370,17 @@ pub(super) struct SnapshotRow {
 
 impl SnapshotRow {
     pub fn has_report(&self, report_id: Uuid) -> bool {
-        self.recent.chunks_exact(16).any(|c| c == report_id.as_bytes())
+        self.recent
+            .chunks_exact(16)
+            .any(|c| c == report_id.as_bytes())
     }
 
     pub fn current(&self) -> Result<Current, StoreError> {
-        Ok(Current { version: self.version, hash: self.hash, ids: decode_ids(&self.items)? })
+        Ok(Current {
+            version: self.version,
+            hash: self.hash,
+            ids: decode_ids(&self.items)?,
+        })
     }
 
     /// The recent report ids with `report_id` first.
@@ -308,12 +393,18 @@ impl SnapshotRow {
     }
 }
 
-pub(super) fn snapshot_row(conn: &Connection, client: i64, class: Class) -> Result<Option<SnapshotRow>, StoreError> {
+pub(super) fn snapshot_row(
+    conn: &Connection,
+    client: i64,
+    class: Class,
+) -> Result<Option<SnapshotRow>, StoreError> {
     let mut st = conn.prepare_cached(
         "SELECT version, hash, recent_reports, items FROM snapshots WHERE client_id = ?1 AND class = ?2",
     )?;
     let mut rows = st.query([client, class_code(class)])?;
-    let Some(row) = rows.next()? else { return Ok(None) };
+    let Some(row) = rows.next()? else {
+        return Ok(None);
+    };
     Ok(Some(SnapshotRow {
         version: row.get(0)?,
         hash: digest_col(row, 1)?,
@@ -329,10 +420,15 @@ impl ItemSource for SqlItems<'_> {
     fn find(&self, items: &[&PreparedItem]) -> Result<Vec<Option<i64>>, StoreError> {
         let mut wanted: FastMap<i64, Vec<usize>> = FastMap::default();
         for (i, item) in items.iter().enumerate() {
-            wanted.entry(digest_prefix(&item.digest)).or_default().push(i);
+            wanted
+                .entry(digest_prefix(&item.digest))
+                .or_default()
+                .push(i);
         }
         let mut out = vec![None; items.len()];
-        let mut st = self.0.prepare_cached("SELECT id, h, key, attrs FROM items WHERE h IN rarray(?1)")?;
+        let mut st = self
+            .0
+            .prepare_cached("SELECT id, h, key, attrs FROM items WHERE h IN rarray(?1)")?;
         let mut rows = st.query([id_array(wanted.keys().copied())])?;
         while let Some(row) = rows.next()? {
             let h: i64 = row.get(1)?;
@@ -350,30 +446,58 @@ impl ItemSource for SqlItems<'_> {
 
     fn load(&self, ids: &[i64]) -> Result<Vec<CachedItem>, StoreError> {
         let mut found: FastMap<i64, CachedItem> = FastMap::default();
-        let mut st = self.0.prepare_cached("SELECT id, key, attrs FROM items WHERE id IN rarray(?1)")?;
+        let mut st = self
+            .0
+            .prepare_cached("SELECT id, key, attrs FROM items WHERE id IN rarray(?1)")?;
         let mut rows = st.query([id_array(ids.iter().copied())])?;
         while let Some(row) = rows.next()? {
             let key = row.get_ref(1)?.as_str()?;
             let attrs = decode_attrs(row.get_ref(2)?.as_blob()?)?;
-            let item = CachedItem { key: Arc::from(key), digest: item_digest(key, &attrs) };
+            let item = CachedItem {
+                key: Arc::from(key),
+                digest: item_digest(key, &attrs),
+            };
             found.insert(row.get(0)?, item);
         }
-        ids.iter().map(|id| found.get(id).cloned().ok_or_else(|| corrupt("item reference"))).collect()
+        ids.iter()
+            .map(|id| {
+                found
+                    .get(id)
+                    .cloned()
+                    .ok_or_else(|| corrupt("item reference"))
+            })
+            .collect()
     }
 }
 
 /// The id of a stored item equal to `item`, inserting it if there is none.
-fn intern_item(conn: &Connection, batch: &mut Batch<'_>, item: &PreparedItem) -> Result<i64, StoreError> {
-    if let Some(id) = SqlItems(conn).find(&[item])?.pop().flatten() {
-        return Ok(id);
+fn intern_item(
+    conn: &Connection,
+    batch: &mut Batch<'_>,
+    item: &PreparedItem,
+) -> Result<i64, StoreError> {
+    let h = digest_prefix(&item.digest);
+    {
+        let mut st = conn.prepare_cached("SELECT id, key, attrs FROM items WHERE h = ?1")?;
+        let mut rows = st.query([h])?;
+        while let Some(row) = rows.next()? {
+            if row.get_ref(1)?.as_str()? == item.key
+                && row.get_ref(2)?.as_blob()? == item.attrs.as_slice()
+            {
+                return Ok(row.get(0)?);
+            }
+        }
     }
-    conn.prepare_cached("INSERT INTO items (h, key, attrs) VALUES (?1, ?2, ?3)")?.execute(params![
-        digest_prefix(&item.digest),
-        item.key,
-        item.attrs
-    ])?;
+    conn.prepare_cached("INSERT INTO items (h, key, attrs) VALUES (?1, ?2, ?3)")?
+        .execute(params![h, item.key, item.attrs])?;
     let id = conn.last_insert_rowid();
-    batch.inserted.push((id, CachedItem { key: Arc::from(item.key.as_str()), digest: item.digest }));
+    batch.inserted.push((
+        id,
+        CachedItem {
+            key: Arc::from(item.key.as_str()),
+            digest: item.digest,
+        },
+    ));
     Ok(id)
 }
 
@@ -391,7 +515,10 @@ pub(super) fn apply_report(
     if let Some(row) = &row
         && row.has_report(input.report_id)
     {
-        return Ok(ReportAck::Duplicate { version: row.version, hash: row.hash });
+        return Ok(ReportAck::Duplicate {
+            version: row.version,
+            hash: row.hash,
+        });
     }
     let state = row.as_ref().map(|r| (r.version, r.hash));
     let planned = if state == planned.base {
@@ -399,7 +526,11 @@ pub(super) fn apply_report(
     } else {
         // Another report for this client and class was stored after the plan was made.
         let current = row.as_ref().map(SnapshotRow::current).transpose()?;
-        let resolver = Resolver { cache: &batch.shared.cache, db: &SqlItems(conn), fill_cache: false };
+        let resolver = Resolver {
+            cache: &batch.shared.cache,
+            db: &SqlItems(conn),
+            fill_cache: false,
+        };
         plan::plan(input, current.as_ref(), &resolver)?
     };
     let change = match planned.outcome {
@@ -414,12 +545,16 @@ pub(super) fn apply_report(
         Slot::Known(id) => id,
         Slot::New(i) => new_ids[i],
     };
-    let blob = change.items.map(|slots| encode_ids(&slots.into_iter().map(id_of).collect::<Vec<_>>()));
+    let blob = change
+        .items
+        .map(|slots| encode_ids(&slots.into_iter().map(id_of).collect::<Vec<_>>()));
     let class = class_code(input.class);
     let full = input.is_full();
     let version = match &row {
         None => {
-            let blob = blob.ok_or_else(|| StoreError::Database("a first snapshot without items".to_string()))?;
+            let blob = blob.ok_or_else(|| {
+                StoreError::Database("a first snapshot without items".to_string())
+            })?;
             conn.prepare_cached(
                 "INSERT INTO snapshots (client_id, class, version, hash, full_at, updated_at, recent_reports, items)
                  VALUES (?1, ?2, 1, ?3, ?4, ?4, ?5, ?6)",
@@ -465,9 +600,17 @@ pub(super) fn apply_report(
              WHERE id IN rarray(?2) AND client_id = ?3 AND kind = 'resync' AND arg = ?4
                AND completed_at IS NULL",
         )?
-        .execute(params![now.0, id_array(input.answers.iter().copied()), client, input.class.as_str()])?;
+        .execute(params![
+            now.0,
+            id_array(input.answers.iter().copied()),
+            client,
+            input.class.as_str()
+        ])?;
     }
-    Ok(ReportAck::Accepted { version, hash: input.hash })
+    Ok(ReportAck::Accepted {
+        version,
+        hash: input.hash,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -517,7 +660,9 @@ pub(super) fn client_view(
          FROM clients WHERE site_code = ?1 AND name = ?2",
     )?;
     let mut rows = st.query([site.as_str(), name.as_str()])?;
-    let Some(row) = rows.next()? else { return Ok(None) };
+    let Some(row) = rows.next()? else {
+        return Ok(None);
+    };
     let client: i64 = row.get(0)?;
     let mut view = ClientView {
         name: name_col(row, 2)?,
@@ -599,7 +744,9 @@ pub(super) fn history(
     name: &ClientName,
     limit: i64,
 ) -> Result<Option<Vec<HistoryEntry>>, StoreError> {
-    let Some(client) = client_row_by_name(conn, site, name)? else { return Ok(None) };
+    let Some(client) = client_row_by_name(conn, site, name)? else {
+        return Ok(None);
+    };
     let mut st = conn.prepare_cached(
         "SELECT h.at, h.class, coalesce(n.key, o.key), o.attrs, n.attrs, h.full
          FROM history h
@@ -612,7 +759,10 @@ pub(super) fn history(
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {
         let attrs = |i: usize| -> Result<_, StoreError> {
-            row.get_ref(i)?.as_blob_or_null()?.map(decode_attrs).transpose()
+            row.get_ref(i)?
+                .as_blob_or_null()?
+                .map(decode_attrs)
+                .transpose()
         };
         out.push(HistoryEntry {
             at: Timestamp(row.get(0)?),

@@ -114,11 +114,17 @@ pub(super) fn create(path: &Path, meta: &SiteMeta) -> Result<Connection, StoreEr
             return Err(StoreError::AlreadyExists(path.to_path_buf()));
         }
         Err(e) => {
-            return Err(StoreError::Database(format!("cannot create {}: {e}", path.display())));
+            return Err(StoreError::Database(format!(
+                "cannot create {}: {e}",
+                path.display()
+            )));
         }
     }
     let made = (|| {
-        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
         configure_writer(&conn)?;
         migrate(&conn, Some(meta))?;
         Ok(conn)
@@ -138,8 +144,11 @@ pub(super) fn open(path: &Path) -> Result<Connection, StoreError> {
     if !path.exists() {
         return Err(StoreError::NotFound(path.to_path_buf()));
     }
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-        .map_err(|e| StoreError::Database(format!("cannot open {}: {e}", path.display())))?;
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| StoreError::Database(format!("cannot open {}: {e}", path.display())))?;
     configure_writer(&conn)?;
     migrate(&conn, None)?;
     Ok(conn)
@@ -147,7 +156,10 @@ pub(super) fn open(path: &Path) -> Result<Connection, StoreError> {
 
 /// Opens a read-only connection; WAL mode lets it read while the writer writes.
 pub(super) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     rusqlite::vtab::array::load_module(&conn)?;
     Ok(conn)
@@ -184,11 +196,17 @@ fn schema_version(conn: &Connection) -> Result<Option<i64>, StoreError> {
         return Ok(None);
     }
     let raw: Option<String> = conn
-        .query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0))
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
         .optional()?;
     match raw.map(|v| v.parse::<i64>()) {
         Some(Ok(v)) => Ok(Some(v)),
-        _ => Err(StoreError::Database("the meta table has no valid schema_version".to_string())),
+        _ => Err(StoreError::Database(
+            "the meta table has no valid schema_version".to_string(),
+        )),
     }
 }
 
@@ -200,7 +218,9 @@ fn migrate(conn: &Connection, new_site: Option<&SiteMeta>) -> Result<(), StoreEr
         let from = match (schema_version(conn)?, new_site) {
             (None, Some(_)) => 0,
             (Some(_), Some(_)) => {
-                return Err(StoreError::Database("the new database file is not empty".to_string()));
+                return Err(StoreError::Database(
+                    "the new database file is not empty".to_string(),
+                ));
             }
             (None, None) => {
                 return Err(StoreError::Database(

@@ -52,7 +52,11 @@ pub(super) struct FnJob<T, F> {
 
 impl<T, F> FnJob<T, F> {
     pub fn new(f: F, reply: oneshot::Sender<Result<T, StoreError>>) -> FnJob<T, F> {
-        FnJob { f: Some(f), result: None, reply }
+        FnJob {
+            f: Some(f),
+            result: None,
+            reply,
+        }
     }
 }
 
@@ -66,7 +70,9 @@ where
         // A panicking job must not take the writer thread (and so every later write) with it.
         let result = catch_unwind(AssertUnwindSafe(|| f(conn, batch))).unwrap_or_else(|_| {
             tracing::error!("A write operation panicked; it was rolled back. This is a bug.");
-            Err(StoreError::Database("internal error in a write operation".to_string()))
+            Err(StoreError::Database(
+                "internal error in a write operation".to_string(),
+            ))
         });
         let ok = result.is_ok();
         self.result = Some(result);
@@ -89,7 +95,10 @@ where
 pub(super) type JobSender = Sender<Box<dyn Job>>;
 
 /// Starts the writer thread on `conn`.
-pub(super) fn spawn(conn: Connection, shared: Arc<Shared>) -> Result<(JobSender, JoinHandle<()>), StoreError> {
+pub(super) fn spawn(
+    conn: Connection,
+    shared: Arc<Shared>,
+) -> Result<(JobSender, JoinHandle<()>), StoreError> {
     let (tx, rx) = mpsc::channel::<Box<dyn Job>>();
     let handle = std::thread::Builder::new()
         .name("invsync-store-writer".to_string())
@@ -139,7 +148,12 @@ fn exec(conn: &Connection, sql: &str) -> Result<(), StoreError> {
 }
 
 /// Runs `jobs` (and writes `seen`) in one transaction and answers every job.
-fn commit_group(conn: &Connection, shared: &Shared, mut jobs: Vec<Box<dyn Job>>, seen: &[(i64, i64)]) {
+fn commit_group(
+    conn: &Connection,
+    shared: &Shared,
+    mut jobs: Vec<Box<dyn Job>>,
+    seen: &[(i64, i64)],
+) {
     let started = Instant::now();
     let n = jobs.len();
     // IMMEDIATE takes the write lock now: a deferred transaction that reads first could find
@@ -152,7 +166,10 @@ fn commit_group(conn: &Connection, shared: &Shared, mut jobs: Vec<Box<dyn Job>>,
         }
         return;
     }
-    let mut batch = Batch { shared, inserted: Vec::new() };
+    let mut batch = Batch {
+        shared,
+        inserted: Vec::new(),
+    };
     let mut lost: Option<StoreError> = None;
     for job in &mut jobs {
         let mark = batch.inserted.len();
@@ -162,7 +179,9 @@ fn commit_group(conn: &Connection, shared: &Shared, mut jobs: Vec<Box<dyn Job>>,
             if conn.is_autocommit() {
                 // Some errors (I/O, disk full) make SQLite roll back the whole transaction, and
                 // with it the jobs before this one.
-                return Err(StoreError::Database("the write transaction was rolled back".to_string()));
+                return Err(StoreError::Database(
+                    "the write transaction was rolled back".to_string(),
+                ));
             }
             if !ok {
                 exec(conn, "ROLLBACK TO job")?;
@@ -179,7 +198,9 @@ fn commit_group(conn: &Connection, shared: &Shared, mut jobs: Vec<Box<dyn Job>>,
     if lost.is_none() && !seen.is_empty() {
         match write_seen(conn, seen) {
             Ok(()) => wrote_seen = true,
-            Err(e) => tracing::warn!(error = %e, "Could not write last-seen times; they stay pending."),
+            Err(e) => {
+                tracing::warn!(error = %e, "Could not write last-seen times; they stay pending.")
+            }
         }
     }
     let committed = match lost {
@@ -202,7 +223,9 @@ fn commit_group(conn: &Connection, shared: &Shared, mut jobs: Vec<Box<dyn Job>>,
                 "Committed a group of writes."
             );
         }
-        Err(e) => tracing::warn!(batch = n, error = %e, "A group of writes failed and was rolled back."),
+        Err(e) => {
+            tracing::warn!(batch = n, error = %e, "A group of writes failed and was rolled back.")
+        }
     }
     for job in jobs {
         job.finish(&committed);

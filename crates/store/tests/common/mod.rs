@@ -28,32 +28,57 @@ enum Location {
 impl Fixture {
     /// Closes the store (every handle to it) and opens the same database again.
     pub async fn reopen(self) -> Fixture {
-        let Fixture { backend, store, location, _dir } = self;
+        let Fixture {
+            backend,
+            store,
+            location,
+            _dir,
+        } = self;
         drop(store);
         let store = match &location {
-            Location::Sqlite(path) => Store::open_sqlite(path).await.expect("reopen the SQLite store"),
+            Location::Sqlite(path) => Store::open_sqlite(path)
+                .await
+                .expect("reopen the SQLite store"),
         };
-        Fixture { backend, store, location, _dir }
+        Fixture {
+            backend,
+            store,
+            location,
+            _dir,
+        }
     }
 
     /// A second, independent store on the same database, as another process would have.
     pub async fn second_handle(&self) -> Store {
         match &self.location {
-            Location::Sqlite(path) => Store::open_sqlite(path).await.expect("open a second handle"),
+            Location::Sqlite(path) => Store::open_sqlite(path)
+                .await
+                .expect("open a second handle"),
         }
     }
 }
 
 pub fn site() -> SiteMeta {
-    SiteMeta { code: SiteCode::parse("S01").unwrap(), name: "Test site".to_string(), created_at: Timestamp(1_000) }
+    SiteMeta {
+        code: SiteCode::parse("S01").unwrap(),
+        name: "Test site".to_string(),
+        created_at: Timestamp(1_000),
+    }
 }
 
 /// One fresh store per backend.
 pub async fn stores() -> Vec<Fixture> {
     let dir = tempfile::tempdir().expect("temporary directory");
     let path = dir.path().join("site.db");
-    let store = Store::create_sqlite(&path, &site()).await.expect("create the SQLite store");
-    vec![Fixture { backend: "sqlite".to_string(), store, location: Location::Sqlite(path), _dir: dir }]
+    let store = Store::create_sqlite(&path, &site())
+        .await
+        .expect("create the SQLite store");
+    vec![Fixture {
+        backend: "sqlite".to_string(),
+        store,
+        location: Location::Sqlite(path),
+        _dir: dir,
+    }]
 }
 
 pub fn name(raw: &str) -> ClientName {
@@ -76,14 +101,32 @@ pub async fn enroll(store: &Store, raw: &str) -> Uuid {
 }
 
 pub fn attrs(pairs: &[(&str, &str)]) -> Attrs {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 /// A small hardware inventory.
 pub fn hw_items(serial: &str) -> Items {
     let mut items = Items::new();
-    items.insert("system".into(), attrs(&[("vendor", "ACME"), ("product", "Box 9000"), ("serial", serial)]));
-    items.insert("cpu".into(), attrs(&[("model", "Xeon"), ("cores", "8"), ("threads", "16"), ("mhz", "2400")]));
+    items.insert(
+        "system".into(),
+        attrs(&[
+            ("vendor", "ACME"),
+            ("product", "Box 9000"),
+            ("serial", serial),
+        ]),
+    );
+    items.insert(
+        "cpu".into(),
+        attrs(&[
+            ("model", "Xeon"),
+            ("cores", "8"),
+            ("threads", "16"),
+            ("mhz", "2400"),
+        ]),
+    );
     items.insert("memory".into(), attrs(&[("total_bytes", "17179869184")]));
     items
 }
@@ -107,7 +150,9 @@ pub fn full(class: Class, items: &Items) -> Report {
         report_id: Uuid::new_v4(),
         class,
         hash: Snapshot::new(items.clone()).hash(),
-        body: ReportBody::Full { items: items.clone() },
+        body: ReportBody::Full {
+            items: items.clone(),
+        },
         answers: vec![],
     }
 }
@@ -117,5 +162,14 @@ pub fn delta(class: Class, base_version: i64, from: &Items, to: &Items) -> Repor
     let from = Snapshot::new(from.clone());
     let to = Snapshot::new(to.clone());
     let d: Delta = from.diff(&to);
-    Report { report_id: Uuid::new_v4(), class, hash: to.hash(), body: ReportBody::Delta { base_version, delta: d }, answers: vec![] }
+    Report {
+        report_id: Uuid::new_v4(),
+        class,
+        hash: to.hash(),
+        body: ReportBody::Delta {
+            base_version,
+            delta: d,
+        },
+        answers: vec![],
+    }
 }
