@@ -426,3 +426,55 @@ where
         .await
         .map_err(|e| StoreError::Database(format!("a database task failed: {e}")))?
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::PreparedItem;
+    use crate::plan::ItemSource;
+    use invsync_proto::SiteCode;
+    use invsync_proto::inventory::Attrs;
+
+    fn item(key: &str) -> PreparedItem {
+        PreparedItem::new(key, &Attrs::from([("name".to_string(), key.to_string())]))
+    }
+
+    /// A rolled-back savepoint may free item ids for reuse, so items it inserted must never be
+    /// published to the cache, while the other jobs of the same group commit normally.
+    #[tokio::test]
+    async fn items_of_a_failed_write_never_reach_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = SiteMeta {
+            code: SiteCode::parse("S01").unwrap(),
+            name: String::new(),
+            created_at: Timestamp(0),
+        };
+        let store = SqliteStore::create(&dir.path().join("t.db"), &meta)
+            .await
+            .unwrap();
+        let (lost, kept) = (item("lost"), item("kept"));
+        let (l, k) = (lost.clone(), kept.clone());
+        let (failed, ok) = tokio::join!(
+            store.write(move |conn, batch| {
+                queries::intern_item(conn, batch, &l)?;
+                Err::<i64, _>(StoreError::BadReport("fails after inserting".to_string()))
+            }),
+            store.write(move |conn, batch| queries::intern_item(conn, batch, &k)),
+        );
+        assert!(matches!(failed, Err(StoreError::BadReport(_))));
+        let kept_id = ok.unwrap();
+        assert_eq!(
+            store.shared.cache.ids([&lost.digest, &kept.digest]),
+            vec![None, Some(kept_id)]
+        );
+        let in_db = store
+            .read(move |conn, _| SqlItems(conn).find(&[&lost, &kept]))
+            .await
+            .unwrap();
+        assert_eq!(
+            in_db,
+            vec![None, Some(kept_id)],
+            "the failed job's insert was undone"
+        );
+    }
+}

@@ -471,7 +471,7 @@ impl ItemSource for SqlItems<'_> {
 }
 
 /// The id of a stored item equal to `item`, inserting it if there is none.
-fn intern_item(
+pub(super) fn intern_item(
     conn: &Connection,
     batch: &mut Batch<'_>,
     item: &PreparedItem,

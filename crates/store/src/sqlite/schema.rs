@@ -180,6 +180,9 @@ fn configure_writer(conn: &Connection) -> Result<(), StoreError> {
     // FULL syncs every commit; group commit spreads that one fsync over a whole batch of writes.
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // A burst of writes while readers hold old snapshots can grow the WAL far beyond its usual
+    // size; this truncates it back after the next checkpoint instead of keeping the space.
+    conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
     rusqlite::vtab::array::load_module(conn)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(())
@@ -236,7 +239,9 @@ fn migrate(conn: &Connection, new_site: Option<&SiteMeta>) -> Result<(), StoreEr
         };
         for (v, step) in MIGRATIONS.iter().enumerate().skip(from as usize) {
             conn.execute_batch(step)?;
-            tracing::info!(from = v, to = v + 1, "Migrated the database schema.");
+            if new_site.is_none() {
+                tracing::info!(from = v, to = v + 1, "Migrated the database schema.");
+            }
         }
         if let Some(meta) = new_site {
             let mut st = conn.prepare("INSERT INTO meta (key, value) VALUES (?1, ?2)")?;
