@@ -200,7 +200,10 @@ async fn main() {
             let (key, a) = package(2_000 + round, 3 + c);
             client.digests.insert(key.clone(), item_digest(&key, &a));
             // The same hash as `hash_of_digests`, over one buffer so the harness stays cheap.
-            let buf: Vec<u8> = client.digests.values().flat_map(|d| d.0).collect();
+            let mut buf = Vec::with_capacity(client.digests.len() * 32);
+            for d in client.digests.values() {
+                buf.extend_from_slice(&d.0);
+            }
             let hash = Digest(*blake3::hash(&buf).as_bytes());
             let mut delta = Delta::default();
             delta.upsert.insert(key, a);

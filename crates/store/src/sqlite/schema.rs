@@ -162,6 +162,8 @@ pub(super) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     )?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     rusqlite::vtab::array::load_module(&conn)?;
+    // Every read statement of the backend stays prepared (the default keeps only 16).
+    conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
 
