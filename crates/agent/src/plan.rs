@@ -138,16 +138,16 @@ pub fn full_report(
     }
 }
 
-/// The body of a report for an inventory that changed against a base the site agrees on.
-///
-/// Today this is a full report. A delta (`ReportBody::Delta { base_version: acked.version,
-/// delta: Snapshot::diff(acked → items) }`) belongs here and nowhere else: the acknowledged
-/// items are already kept in the state, and [`items_after`] already applies deltas.
+/// The body of a report for an inventory that changed against a base the site agrees on: a
+/// delta (items added or changed, whole, and keys removed) against the acknowledged snapshot,
+/// unless the delta would touch more than half of the items, where a full report is about as
+/// large and lets the site skip the merge.
 pub fn changed_body(acked: &AckedSnapshot, items: &Items) -> ReportBody {
-    let _ = acked;
-    ReportBody::Full {
-        items: items.clone(),
+    let delta = invsync_proto::inventory::diff(&acked.items, items);
+    if (delta.upsert.len() + delta.remove.len()) * 2 > items.len().max(1) {
+        return ReportBody::Full { items: items.clone() };
     }
+    ReportBody::Delta { base_version: acked.version, delta }
 }
 
 /// The items the site holds once it has accepted `report`: the report's own items for a full
@@ -302,6 +302,35 @@ mod tests {
         assert_eq!(p.hash, snapshot_hash(&new));
         assert_eq!(p.body, ReportBody::Full { items: new });
         assert!(p.answers.is_empty());
+    }
+
+    #[test]
+    fn a_small_change_is_sent_as_a_delta_against_the_acknowledged_version() {
+        let old = items(&[("a", "1"), ("b", "1"), ("c", "1"), ("d", "1"), ("e", "1")]);
+        let new = items(&[("a", "1"), ("b", "2"), ("d", "1"), ("e", "1"), ("f", "1")]);
+        let (s, site) = agreed(&old);
+        let p = plan(&s, &site, Class::Sw, &new).expect("a report");
+        assert_eq!(p.reason, PlanReason::Changed);
+        assert_eq!(p.hash, snapshot_hash(&new));
+        let ReportBody::Delta { base_version, delta } = &p.body else {
+            panic!("expected a delta, got {:?}", p.body)
+        };
+        assert_eq!(*base_version, 4);
+        assert_eq!(delta.upsert, items(&[("b", "2"), ("f", "1")]));
+        assert_eq!(delta.remove, vec!["c".to_string()]);
+        // What the site ends up holding is exactly the new inventory.
+        let mut applied = Snapshot::new(old.clone());
+        applied.apply(delta);
+        assert_eq!(applied.items, new);
+    }
+
+    #[test]
+    fn a_change_of_most_items_is_sent_in_full() {
+        let old = items(&[("a", "1"), ("b", "1"), ("c", "1")]);
+        let new = items(&[("a", "2"), ("b", "2"), ("c", "1")]);
+        let (s, site) = agreed(&old);
+        let p = plan(&s, &site, Class::Sw, &new).expect("a report");
+        assert_eq!(p.body, ReportBody::Full { items: new });
     }
 
     #[test]

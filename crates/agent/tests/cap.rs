@@ -205,7 +205,7 @@ fn serve_one(stream: TcpStream, site: &Mutex<FakeSite>) {
         .nth(1)
         .unwrap_or("")
         .to_string();
-    let (mut length, mut authorization) = (0usize, None);
+    let (mut length, mut authorization, mut zstd) = (0usize, None, false);
     loop {
         let mut line = String::new();
         reader.read_line(&mut line).unwrap();
@@ -217,11 +217,14 @@ fn serve_one(stream: TcpStream, site: &Mutex<FakeSite>) {
         match name.to_ascii_lowercase().as_str() {
             "content-length" => length = value.trim().parse().unwrap(),
             "authorization" => authorization = Some(value.trim().to_string()),
+            "content-encoding" => zstd = value.trim() == "zstd",
             _ => {}
         }
     }
     let mut body = vec![0u8; length];
     reader.read_exact(&mut body).unwrap();
+    // Reports arrive zstd-compressed, as the real site reads them.
+    let body = if zstd { zstd::decode_all(&body[..]).unwrap() } else { body };
     let body = String::from_utf8(body).unwrap();
     let answer = {
         let mut site = site.lock().unwrap();

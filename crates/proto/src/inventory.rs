@@ -121,6 +121,23 @@ pub fn hash_of_digests<'a>(digests: impl IntoIterator<Item = &'a Digest>) -> Dig
     Digest(*h.finalize().as_bytes())
 }
 
+/// The delta that turns the items `from` into the items `to`.
+pub fn diff(from: &Items, to: &Items) -> Delta {
+    let mut upsert = Items::new();
+    let mut remove = Vec::new();
+    for (k, a) in to {
+        if from.get(k) != Some(a) {
+            upsert.insert(k.clone(), a.clone());
+        }
+    }
+    for k in from.keys() {
+        if !to.contains_key(k) {
+            remove.push(k.clone());
+        }
+    }
+    Delta { upsert, remove }
+}
+
 /// A full snapshot of one class.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
@@ -140,19 +157,7 @@ impl Snapshot {
 
     /// The delta that turns `self` into `to`.
     pub fn diff(&self, to: &Snapshot) -> Delta {
-        let mut upsert = Items::new();
-        let mut remove = Vec::new();
-        for (k, a) in &to.items {
-            if self.items.get(k) != Some(a) {
-                upsert.insert(k.clone(), a.clone());
-            }
-        }
-        for k in self.items.keys() {
-            if !to.items.contains_key(k) {
-                remove.push(k.clone());
-            }
-        }
-        Delta { upsert, remove }
+        diff(&self.items, &to.items)
     }
 
     /// Applies a delta in place: removed keys go, upserted items replace whole items.

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::inventory::{Class, Delta, Digest, Items};
+use crate::inventory::{Attrs, Class, Delta, Digest, Items};
 use crate::name::{ClientName, SiteCode};
 use crate::time::Timestamp;
 
@@ -310,6 +310,38 @@ pub struct ClientView {
     pub sw: Option<SnapshotView>,
     pub requests: Vec<RequestView>,
     pub events: Vec<EventView>,
+}
+
+/// One accepted change of one item of a client (SPEC section 5: time, client, class, item,
+/// old, new), as `invsite history` and `GET /api/v1/clients/{name}/history` list it. `old` is
+/// `None` for an added item, `new` for a removed one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub at: Timestamp,
+    pub class: Class,
+    pub key: String,
+    pub old: Option<Attrs>,
+    pub new: Option<Attrs>,
+    /// Whether a full report (rather than a delta) made the change.
+    pub full: bool,
+}
+
+/// Which history entries to list (query string of `GET /api/v1/clients/{name}/history`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct HistoryQuery {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<Class>,
+    /// Only changes at or after this time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Timestamp>,
+    /// At most this many entries, newest first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+}
+
+/// `GET /api/v1/clients/{name}/history`.
+pub fn api_client_history(name: &ClientName) -> String {
+    format!("{API_CLIENTS}/{name}/history")
 }
 
 /// `POST /api/v1/clients/{name}/requests`.

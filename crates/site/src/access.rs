@@ -10,7 +10,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use invsync_proto::exit::{Code, Exit};
 use invsync_proto::wire::{
-    self, ClientSummary, ClientView, ErrorBody, EventRequestBody, Queued, RequestView, ResyncRequestBody,
+    self, ClientSummary, ClientView, ErrorBody, EventRequestBody, HistoryEntry, HistoryQuery, Queued,
+    RequestView, ResyncRequestBody,
 };
 use invsync_proto::{Class, ClientName, SiteCode, Timestamp};
 use crate::datadir::{Config, SiteDir};
@@ -125,6 +126,31 @@ impl SiteAccess {
             Some(None) => Err(unknown_client(name, &self.config.site_code)),
             None => self
                 .with_store(|store| async move { store.client_view(name).await }, name)?
+                .ok_or_else(|| unknown_client(name, &self.config.site_code)),
+        }
+    }
+
+    /// A client's history, or exit 4 when the site has no such client.
+    pub fn history(&mut self, name: &ClientName, query: &HistoryQuery) -> Result<Vec<HistoryEntry>> {
+        let mut path = wire::api_client_history(name);
+        let mut params = Vec::new();
+        if let Some(c) = query.class {
+            params.push(format!("class={c}"));
+        }
+        if let Some(t) = query.since {
+            params.push(format!("since={}", t.rfc3339()));
+        }
+        if let Some(l) = query.limit {
+            params.push(format!("limit={l}"));
+        }
+        if !params.is_empty() {
+            path = format!("{path}?{}", params.join("&"));
+        }
+        match self.get(&path)? {
+            Some(Some(entries)) => Ok(entries),
+            Some(None) => Err(unknown_client(name, &self.config.site_code)),
+            None => self
+                .with_store(|store| async move { store.history_query(name, query).await }, name)?
                 .ok_or_else(|| unknown_client(name, &self.config.site_code)),
         }
     }

@@ -25,7 +25,6 @@ mod sqlite;
 use std::path::Path;
 use std::sync::Arc;
 
-use invsync_proto::inventory::Attrs;
 use invsync_proto::wire::{
     CheckinResponse, ClientSummary, ClientView, Event, Queued, Report, ReportAck, RequestView,
 };
@@ -68,18 +67,10 @@ pub struct ClientAuth {
     pub key_hash: Digest,
 }
 
-/// One accepted change of one item of a client (SPEC section 5: time, client, class, item,
-/// old, new). `old` is `None` for an added item, `new` for a removed one.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HistoryEntry {
-    pub at: Timestamp,
-    pub class: Class,
-    pub key: String,
-    pub old: Option<Attrs>,
-    pub new: Option<Attrs>,
-    /// Whether a full report (rather than a delta) made the change.
-    pub full: bool,
-}
+pub use invsync_proto::wire::{HistoryEntry, HistoryQuery};
+
+/// How many history entries a query without a limit returns.
+pub const DEFAULT_HISTORY_LIMIT: usize = 1_000;
 
 /// The inventory database of one site. Cloning is cheap and every clone is the same store;
 /// the database is closed when the last clone is dropped (after the writes already sent).
@@ -211,7 +202,18 @@ impl Store {
         name: &ClientName,
         limit: usize,
     ) -> Result<Option<Vec<HistoryEntry>>, StoreError> {
-        self.sqlite().history(name, limit).await
+        let query = HistoryQuery { limit: Some(limit), ..HistoryQuery::default() };
+        self.sqlite().history(name, &query).await
+    }
+
+    /// A client's history filtered by class and time, newest first; `None` for an unknown
+    /// client. Without a limit, at most [`DEFAULT_HISTORY_LIMIT`] entries.
+    pub async fn history_query(
+        &self,
+        name: &ClientName,
+        query: &HistoryQuery,
+    ) -> Result<Option<Vec<HistoryEntry>>, StoreError> {
+        self.sqlite().history(name, query).await
     }
 
     /// A resync request by id; `None` for an unknown id or an event's id.

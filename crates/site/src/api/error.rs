@@ -27,6 +27,9 @@ pub enum ApiError {
     /// 413: the body is larger than the site accepts.
     #[error("{0}")]
     TooLarge(String),
+    /// 415: a body encoding the site does not read.
+    #[error("{0}")]
+    Unsupported(String),
     /// 500: something the caller cannot fix; the detail goes to the log only.
     #[error("internal error")]
     Internal(String),
@@ -77,6 +80,7 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Internal(detail) => {
                 // An operator must act: the database or the machine is failing.
                 tracing::error!(error = %detail, "A request failed inside the site.");

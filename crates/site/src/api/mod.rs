@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod body;
 pub mod cap;
 pub mod error;
 pub mod health;
@@ -30,6 +31,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/clients/{name}", get(admin::client::apply))
         .route("/api/v1/clients/{name}/requests", post(admin::requests::apply))
         .route("/api/v1/clients/{name}/events", post(admin::events::apply))
+        .route("/api/v1/clients/{name}/history", get(admin::history::apply))
         .route("/api/v1/requests/{id}", get(admin::request_state::apply))
         .fallback(error::not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))

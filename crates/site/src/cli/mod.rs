@@ -2,6 +2,7 @@
 //! `apply` that does the work. `try_main` is what the thin `invsite` binary calls.
 
 mod clients;
+mod history;
 mod init;
 mod quickstart;
 mod secrets;
@@ -51,6 +52,8 @@ enum Command {
     Clients(clients::Args),
     /// Show one client: inventory versions, items and requests.
     Show(show::Args),
+    /// List the accepted changes of a client's inventory, newest first.
+    History(history::Args),
     /// Create a site in ./invsync-quickstart, enroll this machine's agent, and serve.
     Quickstart(quickstart::Args),
 }
@@ -73,6 +76,7 @@ pub fn try_main() -> Result<()> {
         Command::AdminToken(a) => secrets::apply_admin_token(a),
         Command::Clients(a) => clients::apply(a),
         Command::Show(a) => show::apply(a),
+        Command::History(a) => history::apply(a),
         Command::Quickstart(a) => runtime()?.block_on(quickstart::apply(a)),
     }
 }

@@ -23,7 +23,7 @@ use crate::cache::ItemCache;
 use crate::error::StoreError;
 use crate::last_seen::LastSeen;
 use crate::plan::{Outcome, Plan, ReportInput, Resolver};
-use crate::{ClientAuth, Enrolled, Enrollment, HistoryEntry, SiteMeta};
+use crate::{ClientAuth, Enrolled, Enrollment, HistoryEntry, HistoryQuery, SiteMeta};
 use queries::SqlItems;
 use writer::{Batch, FnJob, JobSender};
 
@@ -379,11 +379,11 @@ impl SqliteStore {
     pub async fn history(
         &self,
         name: &ClientName,
-        limit: usize,
+        query: &HistoryQuery,
     ) -> Result<Option<Vec<HistoryEntry>>, StoreError> {
         let name = name.clone();
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.read(move |conn, shared| queries::history(conn, &shared.site.code, &name, limit))
+        let query = query.clone();
+        self.read(move |conn, shared| queries::history(conn, &shared.site.code, &name, &query))
             .await
     }
 

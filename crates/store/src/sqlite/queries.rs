@@ -23,7 +23,7 @@ use crate::codec::{
 };
 use crate::error::StoreError;
 use crate::plan::{self, Current, ItemSource, Outcome, Plan, ReportInput, Resolver, Slot};
-use crate::{ClientAuth, Enrolled, Enrollment, HistoryEntry, SiteMeta};
+use crate::{ClientAuth, Enrolled, Enrollment, HistoryEntry, HistoryQuery, SiteMeta};
 use invsync_proto::inventory::item_digest;
 
 /// How many report ids per client and class are remembered for de-duplication. An agent
@@ -742,20 +742,25 @@ pub(super) fn history(
     conn: &Connection,
     site: &SiteCode,
     name: &ClientName,
-    limit: i64,
+    query: &HistoryQuery,
 ) -> Result<Option<Vec<HistoryEntry>>, StoreError> {
     let Some(client) = client_row_by_name(conn, site, name)? else {
         return Ok(None);
     };
+    let limit = i64::try_from(query.limit.unwrap_or(crate::DEFAULT_HISTORY_LIMIT)).unwrap_or(i64::MAX);
+    let class = query.class.map(class_code);
+    let since = query.since.map(|t| t.0);
     let mut st = conn.prepare_cached(
         "SELECT h.at, h.class, coalesce(n.key, o.key), o.attrs, n.attrs, h.full
          FROM history h
          LEFT JOIN items o ON o.id = h.old_item
          LEFT JOIN items n ON n.id = h.new_item
          WHERE h.client_id = ?1
+           AND (?3 IS NULL OR h.class = ?3)
+           AND (?4 IS NULL OR h.at >= ?4)
          ORDER BY h.id DESC LIMIT ?2",
     )?;
-    let mut rows = st.query(params![client, limit])?;
+    let mut rows = st.query(params![client, limit, class, since])?;
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {
         let attrs = |i: usize| -> Result<_, StoreError> {

@@ -2,13 +2,13 @@
 //! Bounds on the report's shape are checked before the store sees it, so a refused report
 //! stores nothing.
 
-use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
 use axum::Json;
 use invsync_proto::wire::{Report, ReportAck, ReportBody};
 use invsync_proto::{Items, Timestamp};
 
 use crate::api::auth::Client;
+use crate::api::body::Body;
 use crate::api::error::ApiError;
 use crate::server::AppState;
 
@@ -58,9 +58,8 @@ fn check_key(key: &str) -> Result<(), ApiError> {
 pub async fn apply(
     State(state): State<AppState>,
     client: Client,
-    body: Result<Json<Report>, JsonRejection>,
+    Body(report): Body<Report>,
 ) -> Result<Json<ReportAck>, ApiError> {
-    let Json(report) = body?;
     match &report.body {
         ReportBody::Full { items } => check_items(items)?,
         ReportBody::Delta { delta, .. } => {

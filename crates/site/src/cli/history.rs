@@ -1,0 +1,111 @@
+//! `invsite history CLIENT [--class hw|sw] [--since TIME] [--json]`: the accepted changes of a
+//! client's inventory, newest first: time, class, item, old and new attributes, and whether a
+//! full report or a delta made the change.
+
+use anyhow::Result;
+use invsync_proto::wire::{HistoryEntry, HistoryQuery};
+use invsync_proto::{Attrs, Class, ClientName, Timestamp};
+
+use super::DataDirArg;
+use crate::access::{AccessOptions, SiteAccess};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Client name
+    #[arg(value_name = "CLIENT")]
+    pub client: ClientName,
+    #[command(flatten)]
+    pub data_dir: DataDirArg,
+    /// Only this class
+    #[arg(long, value_name = "hw|sw", value_parser = parse_class)]
+    pub class: Option<Class>,
+    /// Only changes since this time: RFC 3339 (2026-11-25T13:00:00Z) or an age (90m, 2d)
+    #[arg(long, value_name = "TIME", value_parser = parse_since)]
+    pub since: Option<Timestamp>,
+    /// At most this many changes
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub limit: usize,
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_class(raw: &str) -> Result<Class, String> {
+    Class::parse(raw).ok_or_else(|| format!("{raw:?} is not an inventory class; use hw or sw"))
+}
+
+/// An RFC 3339 time, or an age counted back from now.
+pub fn parse_since(raw: &str) -> Result<Timestamp, String> {
+    if let Ok(t) = Timestamp::parse_rfc3339(raw) {
+        return Ok(t);
+    }
+    match humantime::parse_duration(raw) {
+        Ok(age) => Ok(Timestamp(Timestamp::now().0 - i64::try_from(age.as_millis()).unwrap_or(i64::MAX))),
+        Err(_) => Err(format!(
+            "{raw:?} is neither an RFC 3339 time (2026-11-25T13:00:00Z) nor an age (90m, 2d)"
+        )),
+    }
+}
+
+fn attrs_text(a: &Attrs) -> String {
+    a.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+}
+
+/// One line per change: `+` added, `-` removed, `~` changed (only the attributes that differ).
+pub fn render(entries: &[HistoryEntry]) -> String {
+    let mut out = String::new();
+    for e in entries {
+        let how = if e.full { "full" } else { "delta" };
+        let what = match (&e.old, &e.new) {
+            (None, Some(new)) => format!("+ {}  {}", e.key, attrs_text(new)),
+            (Some(_), None) => format!("- {}", e.key),
+            (Some(old), Some(new)) => {
+                let mut parts = Vec::new();
+                for (k, v) in new {
+                    match old.get(k) {
+                        Some(o) if o == v => {}
+                        Some(o) => parts.push(format!("{k}: {o} -> {v}")),
+                        None => parts.push(format!("{k}: (none) -> {v}")),
+                    }
+                }
+                for k in old.keys().filter(|k| !new.contains_key(*k)) {
+                    parts.push(format!("{k}: {} -> (none)", old[k]));
+                }
+                format!("~ {}  {}", e.key, parts.join(", "))
+            }
+            (None, None) => format!("? {}", e.key),
+        };
+        out.push_str(&format!("{}  {}  {:<5}  {what}\n", e.at, e.class, how));
+    }
+    out
+}
+
+pub fn apply(args: Args) -> Result<()> {
+    let options = AccessOptions { tool: "invsite history", note_fallback: false };
+    let mut site = SiteAccess::open(options, args.data_dir.data_dir.as_deref())?;
+    let query = HistoryQuery { class: args.class, since: args.since, limit: Some(args.limit) };
+    let entries = site.history(&args.client, &query)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&entries)?);
+    } else if entries.is_empty() {
+        println!("No changes recorded for {} (the first report of each class is not a change).", args.client);
+    } else {
+        print!("{}", render(&entries));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_takes_times_and_ages() {
+        let t = parse_since("2026-11-25T13:00:00.000Z").unwrap();
+        assert_eq!(t.rfc3339(), "2026-11-25T13:00:00.000Z");
+        let before = Timestamp::now().0;
+        let ago = parse_since("1h").unwrap().0;
+        assert!((before - ago - 3_600_000).abs() < 5_000);
+        assert!(parse_since("yesterday-ish").is_err());
+    }
+}
