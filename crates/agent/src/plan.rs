@@ -306,8 +306,8 @@ mod tests {
 
     #[test]
     fn a_small_change_is_sent_as_a_delta_against_the_acknowledged_version() {
-        let old = items(&[("a", "1"), ("b", "1"), ("c", "1"), ("d", "1"), ("e", "1")]);
-        let new = items(&[("a", "1"), ("b", "2"), ("d", "1"), ("e", "1"), ("f", "1")]);
+        let old = items(&[("a", "1"), ("b", "1"), ("c", "1"), ("d", "1"), ("e", "1"), ("g", "1"), ("h", "1")]);
+        let new = items(&[("a", "1"), ("b", "2"), ("d", "1"), ("e", "1"), ("f", "1"), ("g", "1"), ("h", "1")]);
         let (s, site) = agreed(&old);
         let p = plan(&s, &site, Class::Sw, &new).expect("a report");
         assert_eq!(p.reason, PlanReason::Changed);
