@@ -60,7 +60,8 @@ pub fn fixture_copy(name: &str, into: &Path) -> PathBuf {
     dst
 }
 
-fn copy_dir(src: &Path, dst: &Path) {
+/// Copies a directory tree (files and directories only).
+pub fn copy_dir(src: &Path, dst: &Path) {
     std::fs::create_dir_all(dst).unwrap();
     for entry in std::fs::read_dir(src).unwrap_or_else(|e| panic!("{}: {e}", src.display())) {
         let entry = entry.unwrap();
@@ -152,6 +153,14 @@ impl Site {
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("show printed no JSON ({e}): {out}"))
     }
 
+    /// `invsite history NAME --json` with extra arguments.
+    pub fn history(&self, name: &str, extra: &[&str]) -> Vec<Value> {
+        let mut args = vec!["history", name, "--data-dir", self.data_dir(), "--json"];
+        args.extend_from_slice(extra);
+        let out = run_ok("invsite", &args);
+        serde_json::from_str::<Value>(&out).unwrap().as_array().unwrap().clone()
+    }
+
     /// `invsite clients --json`.
     pub fn clients(&self) -> Value {
         let out = run_ok("invsite", &["clients", "--data-dir", self.data_dir(), "--json"]);
@@ -184,6 +193,72 @@ impl Agent {
             &["enroll", "--data-dir", s(&dir), "--site", &site.url, "--secret", &secret, "--name", name, "--root", s(&root)],
         );
         Agent { dir, root }
+    }
+
+    /// The agent's dpkg database under its fixture root.
+    pub fn dpkg_status(&self) -> PathBuf {
+        self.root.join("var/lib/dpkg/status")
+    }
+
+    /// Installs a package in the fixture root's dpkg database.
+    pub fn add_package(&self, name: &str, version: &str) {
+        let path = self.dpkg_status();
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        if !text.ends_with("\n\n") {
+            text.push('\n');
+        }
+        text.push_str(&format!(
+            "Package: {name}\nStatus: install ok installed\nInstalled-Size: 12\nArchitecture: amd64\nVersion: {version}\nDescription: test package\n\n"
+        ));
+        std::fs::write(&path, text).unwrap();
+    }
+
+    /// Changes a package's version in the fixture root's dpkg database.
+    pub fn set_version(&self, name: &str, version: &str) {
+        self.edit_paragraph(name, |p| {
+            let lines: Vec<String> = p
+                .lines()
+                .map(|l| if l.starts_with("Version: ") { format!("Version: {version}") } else { l.to_string() })
+                .collect();
+            Some(lines.join("\n"))
+        });
+    }
+
+    /// Removes a package from the fixture root's dpkg database.
+    pub fn remove_package(&self, name: &str) {
+        self.edit_paragraph(name, |_| None);
+    }
+
+    fn edit_paragraph(&self, name: &str, f: impl Fn(&str) -> Option<String>) {
+        let path = self.dpkg_status();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let header = format!("Package: {name}\n");
+        let mut found = false;
+        let out: Vec<String> = text
+            .split("\n\n")
+            .filter_map(|p| {
+                if p.starts_with(&header) {
+                    found = true;
+                    f(p)
+                } else {
+                    Some(p.to_string())
+                }
+            })
+            .collect();
+        assert!(found, "no package {name} in {}", path.display());
+        std::fs::write(&path, out.join("\n\n")).unwrap();
+    }
+
+    /// The client token the agent authenticates with, from its state file.
+    pub fn token(&self) -> String {
+        let state: Value = serde_json::from_str(&std::fs::read_to_string(self.dir.join("state.json")).unwrap()).unwrap();
+        state["token"].as_str().unwrap().to_string()
+    }
+
+    /// `invagent inventory CLASS --json` of this agent's root.
+    pub fn inventory(&self, class: &str) -> Value {
+        let out = run_ok("invagent", &["inventory", class, "--root", s(&self.root), "--json"]);
+        serde_json::from_str(&out).unwrap()
     }
 
     pub fn cycle(&self) -> String {
