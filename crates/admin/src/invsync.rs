@@ -111,7 +111,7 @@ fn wait(site: &mut SiteAccess, client: &ClientName, id: i64, timeout: Duration) 
     let start = Instant::now();
     let mut last: Option<RequestState> = None;
     loop {
-        let Some(view) = site.request_state(client, id)? else {
+        let Some(view) = site.request_state(id)? else {
             return Err(anyhow::anyhow!("request {id} disappeared from the site"));
         };
         if last != Some(view.state) {

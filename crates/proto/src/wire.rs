@@ -568,3 +568,12 @@ pub struct Owner {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
 }
+
+pub const API_SITES: &str = "/api/v1/sites";
+
+/// `GET /api/v1/sites` / `invsite sites --json`: this site and every site below it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SitesView {
+    pub site: SiteStatus,
+    pub below: Vec<SiteStatus>,
+}

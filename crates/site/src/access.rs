@@ -11,10 +11,11 @@ use anyhow::{Context, Result};
 use invsync_proto::exit::{Code, Exit};
 use invsync_proto::wire::{
     self, ClientSummary, ClientView, ErrorBody, EventRequestBody, HistoryEntry, HistoryQuery, Queued,
-    RequestView, ResyncRequestBody,
+    RequestView, ResyncRequestBody, SitesView,
 };
 use invsync_proto::{Class, ClientName, SiteCode, Timestamp};
 use crate::datadir::{Config, SiteDir};
+use crate::ownership::{self, OwnershipError};
 use crate::server::open_store;
 use invsync_store::{Store, StoreError};
 use serde::de::DeserializeOwned;
@@ -83,28 +84,36 @@ impl SiteAccess {
 
     pub fn request_resync(&mut self, name: &ClientName, class: Class) -> Result<Queued> {
         let path = wire::api_client_requests(name);
-        match self.post(&path, &ResyncRequestBody { class })? {
-            Some(q) => Ok(q),
-            None => self.with_store(|store| async move {
-                store.request_resync(name, class, Timestamp::now()).await
-            }, name),
+        if let Some(q) = self.post(&path, &ResyncRequestBody { class })? {
+            return Ok(q);
         }
+        let command = format!("invsync {class} {name}");
+        self.run_direct(|store, own| async move {
+            match store.request_resync(name, class, Timestamp::now()).await {
+                Err(StoreError::UnknownClient { .. }) => Err(ownership::not_own(&store, &own, name, &command).await),
+                other => Ok(other?),
+            }
+        })
     }
 
     pub fn request_event(&mut self, name: &ClientName, event: wire::Event) -> Result<Queued> {
         let path = wire::api_client_events(name);
-        match self.post(&path, &EventRequestBody { event })? {
-            Some(q) => Ok(q),
-            None => self.with_store(|store| async move {
-                store.request_event(name, event, Timestamp::now()).await
-            }, name),
+        if let Some(q) = self.post(&path, &EventRequestBody { event })? {
+            return Ok(q);
         }
+        let command = format!("setevnt {name} {}", event.as_str());
+        self.run_direct(|store, own| async move {
+            match store.request_event(name, event, Timestamp::now()).await {
+                Err(StoreError::UnknownClient { .. }) => Err(ownership::not_own(&store, &own, name, &command).await),
+                other => Ok(other?),
+            }
+        })
     }
 
-    pub fn request_state(&mut self, name: &ClientName, id: i64) -> Result<Option<RequestView>> {
+    pub fn request_state(&mut self, id: i64) -> Result<Option<RequestView>> {
         match self.get(&format!("/api/v1/requests/{id}"))? {
             Some(found) => Ok(found),
-            None => self.with_store(|store| async move { store.request_state(id).await }, name),
+            None => self.run_direct(|store, _| async move { Ok(store.request_state(id).await?) }),
         }
     }
 
@@ -112,21 +121,41 @@ impl SiteAccess {
         match self.get(wire::API_CLIENTS)? {
             Some(Some(list)) => Ok(list),
             Some(None) => Err(anyhow::anyhow!("the site has no client list endpoint; is it an invsync site?")),
+            None => self.run_direct(|store, _| async move { Ok(store.clients().await?) }),
+        }
+    }
+
+    /// This site and the sites below it.
+    pub fn sites(&mut self) -> Result<SitesView> {
+        match self.get(wire::API_SITES)? {
+            Some(Some(view)) => Ok(view),
+            Some(None) => Err(anyhow::anyhow!("the site has no sites endpoint; is it an invsync site?")),
             None => {
-                let (rt, store) = self.direct()?;
-                Ok(rt.block_on(store.clients())?)
+                let url = self.config.url.clone();
+                let accepts = self.config.accept_parent_requests;
+                self.run_direct(|store, _| async move {
+                    let site = crate::parent::status_of(&store, None, url, accepts).await?;
+                    let below = store.sites().await?;
+                    Ok(SitesView { site, below })
+                })
             }
         }
     }
 
-    /// One client, or exit 4 when the site has no such client.
-    pub fn client_view(&mut self, name: &ClientName) -> Result<ClientView> {
-        match self.get(&wire::api_client(name))? {
+    /// One client this site holds (own, or of a site below; `site` narrows it), or exit 4
+    /// when there is none and 2 when the name is ambiguous.
+    pub fn client_view(&mut self, name: &ClientName, site: Option<&SiteCode>) -> Result<ClientView> {
+        let mut path = wire::api_client(name);
+        if let Some(code) = site {
+            path = format!("{path}?site={code}");
+        }
+        match self.get(&path)? {
             Some(Some(view)) => Ok(view),
-            Some(None) => Err(unknown_client(name, &self.config.site_code)),
-            None => self
-                .with_store(|store| async move { store.client_view(name).await }, name)?
-                .ok_or_else(|| unknown_client(name, &self.config.site_code)),
+            Some(None) => Err(ownership_exit(OwnershipError::Unknown {
+                name: name.clone(),
+                site: site.unwrap_or(&self.config.site_code).clone(),
+            })),
+            None => self.run_direct(|store, own| async move { ownership::view(&store, &own, name, site).await }),
         }
     }
 
@@ -148,10 +177,13 @@ impl SiteAccess {
         }
         match self.get(&path)? {
             Some(Some(entries)) => Ok(entries),
-            Some(None) => Err(unknown_client(name, &self.config.site_code)),
-            None => self
-                .with_store(|store| async move { store.history_query(name, query).await }, name)?
-                .ok_or_else(|| unknown_client(name, &self.config.site_code)),
+            Some(None) => Err(ownership_exit(OwnershipError::Unknown { name: name.clone(), site: self.config.site_code.clone() })),
+            None => self.run_direct(|store, own| async move {
+                store
+                    .history_query(name, query)
+                    .await?
+                    .ok_or(OwnershipError::Unknown { name: name.clone(), site: own })
+            }),
         }
     }
 
@@ -211,30 +243,35 @@ impl SiteAccess {
         Ok(self.direct.as_ref().expect("set by go_direct"))
     }
 
-    fn with_store<'a, T, F, Fut>(&'a mut self, f: F, name: &ClientName) -> Result<T>
+    /// Runs a store operation when the server is not running. Ownership errors become the
+    /// exit codes of SPEC section 7.
+    fn run_direct<'a, T, F, Fut>(&'a mut self, f: F) -> Result<T>
     where
-        F: FnOnce(Store) -> Fut,
-        Fut: std::future::Future<Output = Result<T, StoreError>> + 'a,
+        F: FnOnce(Store, SiteCode) -> Fut,
+        Fut: std::future::Future<Output = Result<T, OwnershipError>> + 'a,
     {
-        let code = self.config.site_code.clone();
+        let own = self.config.site_code.clone();
         let (rt, store) = self.direct()?;
-        rt.block_on(f(store.clone())).map_err(|e| match e {
-            StoreError::UnknownClient { .. } => unknown_client(name, &code),
-            other => anyhow::Error::new(other).context("the site database refused the request"),
-        })
+        rt.block_on(f(store.clone(), own)).map_err(ownership_exit)
     }
+}
+
+/// The exit code of SPEC section 7 for an ownership answer: 4 unknown, 5 another site's
+/// client, 2 an ambiguous name (say `--site`).
+fn ownership_exit(e: OwnershipError) -> anyhow::Error {
+    let code = match &e {
+        OwnershipError::Unknown { .. } => Code::UnknownClient,
+        OwnershipError::Elsewhere { .. } => Code::OtherSite,
+        OwnershipError::Ambiguous { .. } => Code::Usage,
+        OwnershipError::Store(_) => {
+            return anyhow::Error::new(e).context("the site database refused the request");
+        }
+    };
+    Exit::new(code, e.to_string()).into()
 }
 
 fn is_unreachable(e: &ureq::Error) -> bool {
     matches!(e, ureq::Error::ConnectionFailed | ureq::Error::Io(_) | ureq::Error::HostNotFound)
-}
-
-pub fn unknown_client(name: &ClientName, site: &SiteCode) -> anyhow::Error {
-    Exit::new(
-        Code::UnknownClient,
-        format!("unknown client {name} at site {site}; `invsite clients` lists this site's clients"),
-    )
-    .into()
 }
 
 /// Turns an admin API response into a value or the exit code SPEC section 7 gives its error.
@@ -250,7 +287,8 @@ fn decode<T: DeserializeOwned>(mut resp: ureq::http::Response<ureq::Body>) -> Re
         .unwrap_or_else(|_| format!("HTTP {status}"));
     let code = match status {
         404 => Code::UnknownClient,
-        400 | 413 => Code::Usage,
+        421 => Code::OtherSite,
+        400 | 409 | 413 => Code::Usage,
         401 => {
             return Err(Exit::new(
                 Code::Failure,
@@ -260,9 +298,7 @@ fn decode<T: DeserializeOwned>(mut resp: ureq::http::Response<ureq::Body>) -> Re
         }
         _ => Code::Failure,
     };
-    let message = if code == Code::UnknownClient {
-        format!("{message}; `invsite clients` lists this site's clients")
-    } else if code == Code::Failure {
+    let message = if code == Code::Failure {
         format!("the site could not do it: {message} (HTTP {status}); see the site's log")
     } else {
         message

@@ -23,6 +23,23 @@ pub struct Config {
     pub listen: String,
     /// `sqlite` (the embedded database in this directory) or a `postgres://` URL.
     pub db: String,
+    /// The URL this site announces to its parent (so `invsync` at the parent can name it);
+    /// when absent, `http://<the address it serves on>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The parent this site forwards every accepted change to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<ParentConfig>,
+    /// Whether resync requests routed down by the parent (`invsync --via-child`) are queued.
+    #[serde(default)]
+    pub accept_parent_requests: bool,
+}
+
+/// Where a child site forwards to, and the token it presents there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParentConfig {
+    pub url: String,
+    pub token: String,
 }
 
 /// Paths inside one site data directory.

@@ -7,6 +7,8 @@ pub mod access;
 pub mod api;
 pub mod cli;
 pub mod datadir;
+pub mod ownership;
+pub mod parent;
 pub mod secret;
 pub mod server;
 

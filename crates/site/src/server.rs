@@ -3,13 +3,14 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context, Result};
 use invsync_proto::exit::Exit;
 use invsync_proto::SiteCode;
 use invsync_store::Store;
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 
 use crate::datadir::{Config, SiteDir};
 
@@ -20,6 +21,18 @@ pub struct AppState {
     pub site_code: SiteCode,
     pub admin_token: Arc<str>,
     pub enroll_secret: Arc<str>,
+    pub accept_parent_requests: bool,
+    /// Notified whenever the site accepts a change, so the forwarder sends it at once.
+    pub forward_wake: Arc<Notify>,
+    /// Learned at runtime: the parent's code (after the first contact) and this site's URL
+    /// (configured, or the address it serves on).
+    runtime: Arc<Mutex<Runtime>>,
+}
+
+#[derive(Default)]
+struct Runtime {
+    parent_code: Option<SiteCode>,
+    public_url: Option<String>,
 }
 
 /// Opens the store a site's configuration names.
@@ -44,7 +57,27 @@ impl AppState {
             site_code: config.site_code,
             admin_token: dir.admin_token()?.into(),
             enroll_secret: dir.enroll_secret()?.into(),
+            accept_parent_requests: config.accept_parent_requests,
+            forward_wake: Arc::new(Notify::new()),
+            runtime: Arc::new(Mutex::new(Runtime { parent_code: None, public_url: config.url.clone() })),
         })
+    }
+
+    fn runtime(&self) -> std::sync::MutexGuard<'_, Runtime> {
+        // The fields are plain values; a panic elsewhere cannot leave them half-written.
+        self.runtime.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn parent_code(&self) -> Option<SiteCode> {
+        self.runtime().parent_code.clone()
+    }
+
+    pub fn set_parent_code(&self, code: SiteCode) {
+        self.runtime().parent_code = Some(code);
+    }
+
+    pub fn public_url(&self) -> Option<String> {
+        self.runtime().public_url.clone()
     }
 }
 
@@ -53,6 +86,7 @@ pub struct Server {
     listener: TcpListener,
     state: AppState,
     dir: SiteDir,
+    config: Config,
 }
 
 impl Server {
@@ -69,7 +103,7 @@ impl Server {
             };
             Exit::usage(format!("cannot listen on {addr}: {e}{hint}"))
         })?;
-        Ok(Server { listener, state, dir: dir.clone() })
+        Ok(Server { listener, state, dir: dir.clone(), config })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -89,8 +123,30 @@ impl Server {
         std::fs::write(&addr_file, format!("{addr}\n"))
             .with_context(|| format!("cannot write {}", addr_file.display()))?;
         tracing::info!(%addr, site = %self.state.site_code, "Serving.");
+        {
+            let mut rt = self.state.runtime();
+            if rt.public_url.is_none() {
+                rt.public_url = Some(format!("http://{addr}"));
+            }
+        }
+        let stop_forwarder = Arc::new(Notify::new());
+        let forwarder = self.config.parent.as_ref().map(|parent| {
+            let client = crate::parent::ParentClient::new(parent);
+            tracing::info!(parent = client.url(), "Forwarding accepted changes to the parent site.");
+            tokio::spawn(crate::parent::forwarder(
+                self.state.clone(),
+                client,
+                self.state.forward_wake.clone(),
+                stop_forwarder.clone(),
+            ))
+        });
         let app = crate::api::router(self.state);
         let result = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await;
+        if let Some(task) = forwarder {
+            // notify_one stores a permit, so the forwarder stops even if it is mid-batch now.
+            stop_forwarder.notify_one();
+            let _ = task.await;
+        }
         // Removing the file tells tools the server is gone; a stale one after a crash only
         // costs them a refused connection, after which they fall back to the database.
         let _ = std::fs::remove_file(&addr_file);

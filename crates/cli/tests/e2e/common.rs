@@ -89,6 +89,23 @@ impl Site {
         Site { dir, child: None, url: String::new() }
     }
 
+    /// `invsite init` of a child site of `parent` (which must be running), with a token the
+    /// parent issued for `code`.
+    pub fn init_child(tmp: &Path, code: &str, parent: &Site) -> Site {
+        let token = parent.child_token(code);
+        let dir = tmp.join(format!("site-{code}"));
+        run_ok(
+            "invsite",
+            &["init", "--data-dir", s(&dir), "--site-code", code, "--listen", "127.0.0.1:0", "--parent", &parent.url, "--parent-token", &token],
+        );
+        Site { dir, child: None, url: String::new() }
+    }
+
+    /// `invsite child-token CODE` at this site.
+    pub fn child_token(&self, code: &str) -> String {
+        run_ok("invsite", &["child-token", code, "--data-dir", self.data_dir()]).lines().next().unwrap_or_default().trim().to_string()
+    }
+
     pub fn data_dir(&self) -> &str {
         s(&self.dir)
     }
@@ -277,4 +294,27 @@ pub fn http() -> ureq::Agent {
         .timeout_global(Some(Duration::from_secs(10)))
         .build()
         .into()
+}
+
+/// Polls `f` every 50 ms until it returns true or `secs` seconds pass; panics with `what`.
+pub fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out after {secs} s waiting until {what}");
+}
+
+/// `invsite show NAME --json` at a site, or None while the site does not hold the client.
+pub fn try_show(site: &Site, name: &str, extra: &[&str]) -> Option<Value> {
+    let mut args = vec!["show", name, "--data-dir", site.data_dir(), "--json"];
+    args.extend_from_slice(extra);
+    let o = run("invsite", &args);
+    if code(&o) != 0 {
+        return None;
+    }
+    serde_json::from_slice(&o.stdout).ok()
 }

@@ -5,6 +5,7 @@
 mod common;
 mod deltas;
 mod exit_codes;
+mod hierarchy;
 mod names;
 mod restart;
 mod seed_flow;

@@ -1,12 +1,13 @@
 //! Who is calling: extractors that authenticate a request once per route group, so handlers
 //! never check credentials themselves. [`Admin`] needs the admin token; [`Client`] needs a
-//! client token and yields the client it belongs to.
+//! client token and yields the client it belongs to; [`Child`] needs a child site's token and
+//! yields the child's code.
 
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use invsync_proto::wire::ClientToken;
-use invsync_proto::ClientName;
+use invsync_proto::wire::{ChildToken, ClientToken};
+use invsync_proto::{ClientName, SiteCode};
 use uuid::Uuid;
 
 use super::error::ApiError;
@@ -52,5 +53,28 @@ impl FromRequestParts<AppState> for Client {
             return Err(refused());
         }
         Ok(Client { id: auth.client_id, name: auth.name })
+    }
+}
+
+/// A child site that presented the token this site issued for its code.
+pub struct Child {
+    pub code: SiteCode,
+}
+
+impl FromRequestParts<AppState> for Child {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Child, ApiError> {
+        let refused = || {
+            ApiError::Unauthorized(
+                "unknown or wrong child-site token; issue one with `invsite child-token CODE` at this site".to_string(),
+            )
+        };
+        let token = bearer(parts).and_then(ChildToken::parse).ok_or_else(refused)?;
+        let stored = state.store.child_key_hash(&token.code).await?.ok_or_else(refused)?;
+        if !ct_eq(&token.key_hash().0, &stored.0) {
+            return Err(refused());
+        }
+        Ok(Child { code: token.code })
     }
 }

@@ -24,6 +24,10 @@ pub enum ApiError {
     /// 409: the request conflicts with what the site holds (a taken name).
     #[error("{0}")]
     Conflict(String),
+    /// 421: the client belongs to another site; the message names it and the command to run
+    /// there (`invsync` exits 5).
+    #[error("{0}")]
+    OtherSite(String),
     /// 413: the body is larger than the site accepts.
     #[error("{0}")]
     TooLarge(String),
@@ -41,7 +45,21 @@ impl From<StoreError> for ApiError {
             StoreError::NameTaken { .. } => ApiError::Conflict(e.to_string()),
             StoreError::UnknownClient { .. } => ApiError::NotFound(e.to_string()),
             StoreError::BadReport(_) => ApiError::BadInput(e.to_string()),
+            StoreError::CodeInUse(_) => ApiError::Conflict(e.to_string()),
+            StoreError::Refused(_) => ApiError::BadInput(e.to_string()),
             other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::ownership::OwnershipError> for ApiError {
+    fn from(e: crate::ownership::OwnershipError) -> ApiError {
+        use crate::ownership::OwnershipError as O;
+        match e {
+            O::Unknown { .. } => ApiError::NotFound(e.to_string()),
+            O::Elsewhere { .. } => ApiError::OtherSite(e.to_string()),
+            O::Ambiguous { .. } => ApiError::Conflict(e.to_string()),
+            O::Store(s) => s.into(),
         }
     }
 }
@@ -79,6 +97,7 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::OtherSite(_) => StatusCode::MISDIRECTED_REQUEST,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Internal(detail) => {

@@ -8,6 +8,7 @@ pub mod body;
 pub mod cap;
 pub mod error;
 pub mod health;
+pub mod site;
 
 use axum::routing::{get, post};
 use axum::Router;
@@ -26,7 +27,10 @@ pub fn router(state: AppState) -> Router {
         .route(wire::CAP_CHECKIN, post(cap::checkin::apply))
         .route(wire::CAP_REPORT, post(cap::report::apply))
         .route(wire::CAP_ACK, post(cap::ack::apply))
+        .route(wire::SITE_HELLO, post(site::hello::apply))
+        .route(wire::SITE_FORWARD, post(site::forward::apply))
         .route(wire::API_SITE, get(admin::site::apply))
+        .route(wire::API_SITES, get(admin::sites::apply))
         .route(wire::API_CLIENTS, get(admin::clients::apply))
         .route("/api/v1/clients/{name}", get(admin::client::apply))
         .route("/api/v1/clients/{name}/requests", post(admin::requests::apply))

@@ -8,8 +8,11 @@ use invsync_proto::exit::Exit;
 use invsync_proto::{SiteCode, Timestamp};
 use invsync_store::{SiteMeta, Store};
 
+use invsync_proto::wire::{ChildToken, SiteStatus};
+
 use super::DataDirArg;
-use crate::datadir::{write_private, Config, SiteDir, DEFAULT_LISTEN};
+use crate::datadir::{write_private, Config, ParentConfig, SiteDir, DEFAULT_LISTEN};
+use crate::parent::{ParentClient, ParentError};
 use crate::secret::random_hex;
 
 #[derive(Debug, clap::Args)]
@@ -28,6 +31,18 @@ pub struct Args {
     /// Database: `sqlite` (embedded, in the data directory)
     #[arg(long, value_name = "DB", default_value = "sqlite")]
     pub db: String,
+    /// Make this a child site forwarding to the parent site at URL
+    #[arg(long, value_name = "URL", requires = "parent_token")]
+    pub parent: Option<String>,
+    /// The token `invsite child-token CODE` printed at the parent
+    #[arg(long, value_name = "TOKEN", requires = "parent")]
+    pub parent_token: Option<String>,
+    /// The URL this site announces to its parent [default: http://<its listen address>]
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// Queue resync requests the parent routes down (`invsync --via-child` there)
+    #[arg(long)]
+    pub accept_parent_requests: bool,
 }
 
 /// What `init` needs, also used by the quickstart.
@@ -36,6 +51,33 @@ pub struct InitOptions {
     pub name: String,
     pub listen: String,
     pub db: String,
+    pub url: Option<String>,
+    pub parent: Option<ParentConfig>,
+    pub accept_parent_requests: bool,
+}
+
+fn check_url(flag: &str, url: &str) -> Result<()> {
+    if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() > 2048 || url.chars().any(char::is_control) {
+        return Err(Exit::usage(format!("{flag} {url:?} is not an http:// or https:// URL")).into());
+    }
+    Ok(())
+}
+
+/// Checks a parent token's form and that it was issued for this site's code, before anything
+/// is created.
+fn check_parent(code: &SiteCode, parent: &ParentConfig) -> Result<()> {
+    check_url("--parent", &parent.url)?;
+    let Some(token) = ChildToken::parse(&parent.token) else {
+        return Err(Exit::usage("--parent-token is not a child-site token (CODE.<64 hex digits>, from `invsite child-token CODE` at the parent)").into());
+    };
+    if &token.code != code {
+        return Err(Exit::usage(format!(
+            "--parent-token was issued for site {}, but this site is {code}; ask the parent for `invsite child-token {code}`",
+            token.code
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 pub fn check_name(name: &str) -> Result<()> {
@@ -54,6 +96,12 @@ pub async fn create_site(dir: &SiteDir, opts: &InitOptions) -> Result<Config> {
         ))
         .into());
     }
+    if let Some(url) = &opts.url {
+        check_url("--url", url)?;
+    }
+    if let Some(parent) = &opts.parent {
+        check_parent(&opts.site_code, parent)?;
+    }
     if opts.db != "sqlite" {
         return Err(Exit::usage(format!(
             "--db {:?}: this build supports `sqlite` only (PostgreSQL comes with a later release)",
@@ -67,9 +115,16 @@ pub async fn create_site(dir: &SiteDir, opts: &InitOptions) -> Result<Config> {
         name: opts.name.clone(),
         listen: opts.listen.clone(),
         db: opts.db.clone(),
+        url: opts.url.clone(),
+        parent: opts.parent.clone(),
+        accept_parent_requests: opts.accept_parent_requests,
     };
     let meta = SiteMeta { code: opts.site_code.clone(), name: opts.name.clone(), created_at: Timestamp::now() };
-    Store::create_sqlite(&dir.sqlite_path(), &meta).await?;
+    let store = Store::create_sqlite(&dir.sqlite_path(), &meta).await?;
+    if opts.parent.is_some() {
+        store.set_forwarding(true).await?;
+    }
+    drop(store);
     write_private(&dir.admin_token_path(), format!("{}\n", random_hex()).as_bytes())?;
     write_private(&dir.enroll_secret_path(), format!("{}\n", random_hex()).as_bytes())?;
     // The configuration goes last: its presence is what makes the directory a site, so a
@@ -81,13 +136,66 @@ pub async fn create_site(dir: &SiteDir, opts: &InitOptions) -> Result<Config> {
 pub async fn apply(args: Args) -> Result<()> {
     let dir = args.data_dir.dir();
     let name = args.name.unwrap_or_else(|| format!("Site {}", args.site_code));
-    let opts = InitOptions { site_code: args.site_code, name, listen: args.listen, db: args.db };
+    let parent = match (args.parent, args.parent_token) {
+        (Some(url), Some(token)) => Some(ParentConfig { url: url.trim_end_matches('/').to_string(), token }),
+        _ => None,
+    };
+    let opts = InitOptions {
+        site_code: args.site_code,
+        name,
+        listen: args.listen,
+        db: args.db,
+        url: args.url,
+        parent,
+        accept_parent_requests: args.accept_parent_requests,
+    };
+    if let Some(parent) = &opts.parent {
+        check_parent(&opts.site_code, parent)?;
+        hello_parent(&opts, parent).await?;
+    }
     let config = create_site(&dir, &opts).await?;
     let d = dir.root.display();
     println!("Created site {} ({}) in {d}.", config.site_code, config.name);
+    if let Some(parent) = &config.parent {
+        println!("Every change this site accepts is forwarded to its parent at {}.", parent.url);
+    }
     println!("Next:");
     println!("  invsite serve --data-dir {d}                 # listens on {}", config.listen);
     println!("  invsite enroll-secret --data-dir {d}         # the secret agents enroll with");
     println!("  invagent enroll --site http://{} --secret <secret>", config.listen);
     Ok(())
+}
+
+/// Asks the parent whether it accepts this site before creating anything: a wrong token, a
+/// token for another code or a code already in use is refused now (exit 2), not discovered
+/// later in the log. A parent that is down only earns a note: the outbox waits for it.
+async fn hello_parent(opts: &InitOptions, parent: &ParentConfig) -> Result<()> {
+    let status = SiteStatus {
+        code: opts.site_code.clone(),
+        name: opts.name.clone(),
+        parent: None,
+        url: opts.url.clone().or_else(|| Some(format!("http://{}", opts.listen))),
+        clients: 0,
+        outbox_depth: 0,
+        outbox_oldest: None,
+        last_forwarded: None,
+        accepts_parent_requests: opts.accept_parent_requests,
+        reported_at: Timestamp::now(),
+    };
+    let client = ParentClient::new(parent);
+    match tokio::task::spawn_blocking(move || client.hello(&status)).await? {
+        Ok(welcome) => {
+            println!("The parent site {} at {} accepted this site.", welcome.parent, parent.url);
+            Ok(())
+        }
+        Err(ParentError::Refused(message)) => Err(Exit::usage(format!(
+            "the parent site at {} refused this site: {message}",
+            parent.url
+        ))
+        .into()),
+        Err(e @ ParentError::Unreachable { .. }) => {
+            eprintln!("note: {e}; this site forwards to it once it is reachable");
+            Ok(())
+        }
+    }
 }

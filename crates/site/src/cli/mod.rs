@@ -1,6 +1,7 @@
 //! The `invsite` command line: one file per subcommand, each with its clap arguments and an
 //! `apply` that does the work. `try_main` is what the thin `invsite` binary calls.
 
+mod child_token;
 mod clients;
 mod history;
 mod init;
@@ -8,6 +9,7 @@ mod quickstart;
 mod secrets;
 mod serve;
 mod show;
+mod sites;
 
 use std::path::PathBuf;
 
@@ -48,6 +50,10 @@ enum Command {
     EnrollSecret(secrets::Args),
     /// Print the admin token (HTTP: Authorization: Bearer …).
     AdminToken(secrets::Args),
+    /// Print the token a child site presents to this site.
+    ChildToken(child_token::Args),
+    /// Show this site and the tree of sites below it.
+    Sites(sites::Args),
     /// List this site's clients.
     Clients(clients::Args),
     /// Show one client: inventory versions, items and requests.
@@ -74,6 +80,8 @@ pub fn try_main() -> Result<()> {
         Command::Serve(a) => runtime()?.block_on(serve::apply(a)),
         Command::EnrollSecret(a) => secrets::apply_enroll_secret(a),
         Command::AdminToken(a) => secrets::apply_admin_token(a),
+        Command::ChildToken(a) => runtime()?.block_on(child_token::apply(a)),
+        Command::Sites(a) => sites::apply(a),
         Command::Clients(a) => clients::apply(a),
         Command::Show(a) => show::apply(a),
         Command::History(a) => history::apply(a),

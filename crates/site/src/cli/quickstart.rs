@@ -67,6 +67,9 @@ pub async fn apply(args: Args) -> Result<()> {
             name: "Quickstart site".to_string(),
             listen: args.listen.clone(),
             db: "sqlite".to_string(),
+            url: None,
+            parent: None,
+            accept_parent_requests: false,
         };
         create_site(&site_dir, &opts).await?;
         println!("Created site S01 on SQLite in {}.", shown_site.display());

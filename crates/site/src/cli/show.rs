@@ -15,6 +15,9 @@ pub struct Args {
     pub client: ClientName,
     #[command(flatten)]
     pub data_dir: DataDirArg,
+    /// The owning site's code, when sites below this one hold several clients of that name
+    #[arg(long, value_name = "CODE")]
+    pub site: Option<invsync_proto::SiteCode>,
     /// Print JSON
     #[arg(long)]
     pub json: bool,
@@ -80,7 +83,7 @@ pub fn render(v: &ClientView) -> String {
 pub fn apply(args: Args) -> Result<()> {
     let options = AccessOptions { tool: "invsite show", note_fallback: false };
     let mut site = SiteAccess::open(options, args.data_dir.data_dir.as_deref())?;
-    let view = site.client_view(&args.client)?;
+    let view = site.client_view(&args.client, args.site.as_ref())?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&view)?);
     } else {

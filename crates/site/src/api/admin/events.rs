@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use invsync_proto::wire::{EventRequestBody, Queued};
 use invsync_proto::Timestamp;
+use invsync_store::StoreError;
 
 use super::client_name;
 use crate::api::auth::Admin;
@@ -21,7 +22,13 @@ pub async fn apply(
     let Path(raw) = path?;
     let name = client_name(&raw)?;
     let Json(req) = body?;
-    let queued = state.store.request_event(&name, req.event, Timestamp::now()).await?;
+    let queued = match state.store.request_event(&name, req.event, Timestamp::now()).await {
+        Err(StoreError::UnknownClient { .. }) => {
+            let command = format!("setevnt {name} {}", req.event.as_str());
+            return Err(crate::ownership::not_own(&state.store, &state.site_code, &name, &command).await.into());
+        }
+        other => other?,
+    };
     tracing::info!(client = %name, event = req.event.as_str(), id = queued.id, created = queued.created, "Queued a client event.");
     let status = if queued.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(queued)))

@@ -27,6 +27,6 @@ pub async fn apply(
     query.limit = Some(query.limit.unwrap_or(invsync_store::DEFAULT_HISTORY_LIMIT).min(MAX_LIMIT));
     match state.store.history_query(&name, &query).await? {
         Some(entries) => Ok(Json(entries)),
-        None => Err(unknown_client(&name, state.site_code.as_str())),
+        None => Err(unknown_client(&name, &state.site_code)),
     }
 }

@@ -8,8 +8,9 @@ pub mod history;
 pub mod request_state;
 pub mod requests;
 pub mod site;
+pub mod sites;
 
-use invsync_proto::ClientName;
+use invsync_proto::{ClientName, SiteCode};
 
 use super::error::ApiError;
 
@@ -18,6 +19,6 @@ pub fn client_name(raw: &str) -> Result<ClientName, ApiError> {
     Ok(ClientName::parse(raw)?)
 }
 
-pub fn unknown_client(name: &ClientName, site: &str) -> ApiError {
-    ApiError::NotFound(format!("unknown client {name} at site {site}"))
+pub fn unknown_client(name: &ClientName, site: &SiteCode) -> ApiError {
+    crate::ownership::OwnershipError::Unknown { name: name.clone(), site: site.clone() }.into()
 }

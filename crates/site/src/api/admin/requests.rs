@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use invsync_proto::wire::{Queued, ResyncRequestBody};
 use invsync_proto::Timestamp;
+use invsync_store::StoreError;
 
 use super::client_name;
 use crate::api::auth::Admin;
@@ -23,7 +24,13 @@ pub async fn apply(
     let Path(raw) = path?;
     let name = client_name(&raw)?;
     let Json(req) = body?;
-    let queued = state.store.request_resync(&name, req.class, Timestamp::now()).await?;
+    let queued = match state.store.request_resync(&name, req.class, Timestamp::now()).await {
+        Err(StoreError::UnknownClient { .. }) => {
+            let command = format!("invsync {} {name}", req.class);
+            return Err(crate::ownership::not_own(&state.store, &state.site_code, &name, &command).await.into());
+        }
+        other => other?,
+    };
     tracing::info!(client = %name, class = %req.class, id = queued.id, created = queued.created, "Queued a resync request.");
     let status = if queued.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(queued)))

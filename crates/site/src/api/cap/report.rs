@@ -71,6 +71,9 @@ pub async fn apply(
         }
     }
     let ack = state.store.store_report(client.id, &report, Timestamp::now()).await?;
+    if matches!(ack, ReportAck::Accepted { .. }) {
+        state.forward_wake.notify_one();
+    }
     match &ack {
         ReportAck::Accepted { version, .. } => tracing::info!(
             client = %client.name, class = %report.class, version, full = report.body.is_full(),

@@ -1,0 +1,55 @@
+//! `POST /site/v1/forward`: a batch of changes a child site accepted (for its own clients and
+//! for those of the sites below it), in its outbox order. Each is applied with the version and
+//! hash checks of SPEC section 5; a gap answers *resync required* for that client and class.
+
+use axum::extract::State;
+use axum::Json;
+use invsync_proto::wire::{ForwardBatch, ForwardOutcome, ForwardResult};
+use invsync_proto::Timestamp;
+
+use super::check_sender;
+use crate::api::auth::Child;
+use crate::api::body::Body;
+use crate::api::error::ApiError;
+use crate::server::AppState;
+
+/// More than a forwarder ever sends at once; bounds the work one request can ask for.
+pub const MAX_ENTRIES: usize = 10_000;
+
+pub async fn apply(
+    State(state): State<AppState>,
+    child: Child,
+    Body(batch): Body<ForwardBatch>,
+) -> Result<Json<ForwardResult>, ApiError> {
+    check_sender(&child, &batch.from)?;
+    if batch.entries.len() > MAX_ENTRIES {
+        return Err(ApiError::BadInput(format!("a batch holds at most {MAX_ENTRIES} entries")));
+    }
+    let now = Timestamp::now();
+    state.store.record_site_status(&child.code, std::slice::from_ref(&batch.from), now).await?;
+    // One site below that claims a code already used elsewhere in the tree must not stop its
+    // whole branch from forwarding: its status is skipped here, and its clients' changes are
+    // refused one by one by the store (their owner is not reached through this child).
+    for status in &batch.below {
+        match state.store.record_site_status(&child.code, std::slice::from_ref(status), now).await {
+            Err(invsync_store::StoreError::CodeInUse(reason)) => {
+                tracing::warn!(child = %child.code, code = %status.code, reason = %reason, "Ignored a site below a child: its code is in use elsewhere.");
+            }
+            other => other?,
+        }
+    }
+    let mut outcomes = Vec::with_capacity(batch.entries.len());
+    let mut applied = 0usize;
+    for entry in &batch.entries {
+        let outcome = state.store.apply_forwarded(&child.code, entry, now).await?;
+        if matches!(outcome, ForwardOutcome::Applied { .. }) {
+            applied += 1;
+        }
+        outcomes.push(outcome);
+    }
+    if applied > 0 {
+        tracing::debug!(child = %child.code, applied, "Applied forwarded changes.");
+        state.forward_wake.notify_one();
+    }
+    Ok(Json(ForwardResult { outcomes, requests: Vec::new() }))
+}

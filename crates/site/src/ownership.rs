@@ -1,0 +1,87 @@
+//! Which site owns a client, for the tools that act on a client by name. A client belongs to
+//! the site it enrolled at; a parent holds the clients of every site below it too, keyed by id,
+//! so one name may exist at several sites. Requests (`invsync`, `setevnt`) act only on this
+//! site's own clients and explain where another site's client lives (exit 5); `show` and
+//! `history` read any client this site holds and ask for `--site` when a name is ambiguous.
+
+use invsync_proto::wire::{ClientView, Owner};
+use invsync_proto::{ClientName, SiteCode};
+use invsync_store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum OwnershipError {
+    #[error("unknown client {name} at site {site}; `invsite clients` lists the clients this site holds")]
+    Unknown { name: ClientName, site: SiteCode },
+    #[error("{message}")]
+    Elsewhere { owners: Vec<Owner>, message: String },
+    #[error("{message}")]
+    Ambiguous { owners: Vec<Owner>, message: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn place(o: &Owner) -> String {
+    match &o.url {
+        Some(url) => format!("site {} ({url})", o.site),
+        None => format!("site {}", o.site),
+    }
+}
+
+/// Explains that `name` is not one of this site's own clients: exit 5 naming the owning
+/// site(s) and the command to run there, or exit 4 when no site below holds it either.
+/// `command` is the tool's command line as it should be run at the owner, e.g.
+/// `invsync hw SMSNTCLI8`.
+pub async fn not_own(store: &Store, own: &SiteCode, name: &ClientName, command: &str) -> OwnershipError {
+    let owners = match store.find_clients(name).await {
+        Ok(list) => list.into_iter().filter(|o| &o.site != own).collect::<Vec<_>>(),
+        Err(e) => return e.into(),
+    };
+    if owners.is_empty() {
+        return OwnershipError::Unknown { name: name.clone(), site: own.clone() };
+    }
+    let places: Vec<String> = owners.iter().map(place).collect();
+    let message = format!(
+        "{name} belongs to {}, not to this site {own}; run it on the owning site's server: `{command}`",
+        places.join(" and ")
+    );
+    OwnershipError::Elsewhere { owners, message }
+}
+
+/// One client this site holds (its own or one below it) by name, narrowed by `site` when given.
+pub async fn view(
+    store: &Store,
+    own: &SiteCode,
+    name: &ClientName,
+    site: Option<&SiteCode>,
+) -> Result<ClientView, OwnershipError> {
+    if site.is_none() || site == Some(own) {
+        // An own client of that name is what an administrator of this site means unless
+        // they name another site.
+        if let Some(v) = store.client_view(name).await? {
+            return Ok(v);
+        }
+    }
+    let matches: Vec<Owner> = store
+        .find_clients(name)
+        .await?
+        .into_iter()
+        .filter(|o| site.is_none_or(|s| &o.site == s))
+        .collect();
+    match matches.as_slice() {
+        [] => Err(OwnershipError::Unknown { name: name.clone(), site: site.unwrap_or(own).clone() }),
+        [one] => store
+            .client_view_by_id(one.id)
+            .await?
+            .ok_or_else(|| OwnershipError::Unknown { name: name.clone(), site: one.site.clone() }),
+        many => {
+            let list: Vec<String> = many.iter().map(|o| format!("{} (id {})", place(o), o.id)).collect();
+            Err(OwnershipError::Ambiguous {
+                owners: many.to_vec(),
+                message: format!(
+                    "{name} is held by {}; choose one with --site CODE",
+                    list.join(", ")
+                ),
+            })
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! A child site's connection to its parent: the site-to-site API client (`/site/v1/hello`,
+//! `/site/v1/forward`) and the forwarder task that drains the outbox to the parent in order,
+//! retrying with backoff while the parent is unreachable. The outbox is durable, so a parent
+//! that is down for hours loses nothing: the entries wait until acknowledged.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use invsync_proto::wire::{self, ChildHello, ChildWelcome, ErrorBody, ForwardBatch, ForwardOutcome, ForwardResult, SiteStatus};
+use invsync_proto::Timestamp;
+use invsync_store::Store;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::sync::Notify;
+
+use crate::datadir::ParentConfig;
+
+/// Why talking to the parent failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ParentError {
+    /// The parent answered and refused (wrong token, code in use…): retrying will not help.
+    #[error("the parent site refused: {0}")]
+    Refused(String),
+    /// The parent could not be reached or failed; the outbox waits.
+    #[error("the parent site at {url} is unreachable: {reason}")]
+    Unreachable { url: String, reason: String },
+}
+
+/// The HTTP client for the parent's site-to-site API.
+#[derive(Clone)]
+pub struct ParentClient {
+    url: String,
+    token: String,
+    http: ureq::Agent,
+}
+
+impl ParentClient {
+    pub fn new(config: &ParentConfig) -> ParentClient {
+        let http: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(5)))
+            .timeout_global(Some(Duration::from_secs(60)))
+            .build()
+            .into();
+        ParentClient { url: config.url.trim_end_matches('/').to_string(), token: config.token.clone(), http }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn hello(&self, status: &SiteStatus) -> Result<ChildWelcome, ParentError> {
+        self.post(wire::SITE_HELLO, &ChildHello { status: status.clone() })
+    }
+
+    pub fn forward(&self, batch: &ForwardBatch) -> Result<ForwardResult, ParentError> {
+        self.post(wire::SITE_FORWARD, batch)
+    }
+
+    fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ParentError> {
+        let unreachable = |reason: String| ParentError::Unreachable { url: self.url.clone(), reason };
+        let json = serde_json::to_vec(body).map_err(|e| unreachable(e.to_string()))?;
+        // Forward batches carry full snapshots after a gap; they compress about tenfold.
+        let packed = zstd::bulk::compress(&json, 3).map_err(|e| unreachable(e.to_string()))?;
+        let resp = self
+            .http
+            .post(&format!("{}{path}", self.url))
+            .header("Authorization", &format!("Bearer {}", self.token))
+            .header("Content-Type", "application/json")
+            .header("Content-Encoding", "zstd")
+            .send(&packed[..])
+            .map_err(|e| unreachable(e.to_string()))?;
+        let status = resp.status().as_u16();
+        let mut body = resp.into_body();
+        if (200..300).contains(&status) {
+            return body.read_json::<T>().map_err(|e| unreachable(format!("unreadable answer: {e}")));
+        }
+        let message = body.read_json::<ErrorBody>().map(|b| b.error).unwrap_or_else(|_| format!("HTTP {status}"));
+        if (400..500).contains(&status) {
+            Err(ParentError::Refused(message))
+        } else {
+            Err(unreachable(format!("HTTP {status}: {message}")))
+        }
+    }
+}
+
+/// This site's status as it reports it upward and shows it in `invsite sites`.
+pub async fn own_status(state: &crate::server::AppState) -> Result<SiteStatus, invsync_store::StoreError> {
+    status_of(&state.store, state.parent_code(), state.public_url(), state.accept_parent_requests).await
+}
+
+/// A site's status from its store and what the caller knows of its parent and URL.
+pub async fn status_of(
+    store: &Store,
+    parent: Option<invsync_proto::SiteCode>,
+    url: Option<String>,
+    accepts_parent_requests: bool,
+) -> Result<SiteStatus, invsync_store::StoreError> {
+    let meta = store.site().await?;
+    let stats = store.outbox_stats().await?;
+    let clients = store.clients().await?;
+    let own = clients.iter().filter(|c| c.site == meta.code).count() as i64;
+    Ok(SiteStatus {
+        code: meta.code,
+        name: meta.name,
+        parent,
+        url,
+        clients: own,
+        outbox_depth: stats.depth,
+        outbox_oldest: stats.oldest,
+        last_forwarded: stats.last_forwarded,
+        accepts_parent_requests,
+        reported_at: Timestamp::now(),
+    })
+}
+
+/// How many outbox entries go in one batch: large enough to amortise a round trip, small
+/// enough that one batch of full snapshots stays a few megabytes.
+const BATCH: usize = 200;
+/// How often an idle child reports its status (an empty batch).
+const HEARTBEAT: Duration = Duration::from_secs(10);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Drains the outbox to the parent until `stop` is notified. Woken by `wake` whenever a change
+/// is accepted, so forwarding lag is one round trip when the parent is up.
+pub async fn forwarder(state: crate::server::AppState, client: ParentClient, wake: Arc<Notify>, stop: Arc<Notify>) {
+    let mut backoff = Duration::from_millis(250);
+    let mut said_unreachable = false;
+    loop {
+        match forward_once(&state, &client).await {
+            Ok(more) => {
+                if said_unreachable {
+                    tracing::info!(parent = client.url(), "The parent site is reachable again; forwarding.");
+                    said_unreachable = false;
+                }
+                backoff = Duration::from_millis(250);
+                if more {
+                    continue;
+                }
+                tokio::select! {
+                    _ = wake.notified() => {}
+                    _ = tokio::time::sleep(HEARTBEAT) => {}
+                    _ = stop.notified() => return,
+                }
+            }
+            Err(e) => {
+                if !said_unreachable {
+                    // WARN, not ERROR: the outbox keeps everything and forwarding resumes by
+                    // itself; an operator only needs to act if it lasts.
+                    tracing::warn!(parent = client.url(), error = %e, "Cannot forward to the parent site; retrying with backoff.");
+                    said_unreachable = true;
+                }
+                let jitter = Duration::from_millis(u64::from(crate::secret::random_bytes()[0]) * 2);
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff + jitter) => {}
+                    _ = stop.notified() => return,
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+/// Sends one batch (possibly empty: a heartbeat) and applies the outcomes. Returns whether
+/// more entries are waiting.
+async fn forward_once(state: &crate::server::AppState, client: &ParentClient) -> Result<bool, ParentError> {
+    let store_err = |e: invsync_store::StoreError| ParentError::Unreachable { url: "the local store".into(), reason: e.to_string() };
+    if state.parent_code().is_none() {
+        // The first contact checks the credential and tells this site its parent's code.
+        let status = own_status(state).await.map_err(store_err)?;
+        let parent = client.clone();
+        let welcome = tokio::task::spawn_blocking(move || parent.hello(&status))
+            .await
+            .map_err(|e| ParentError::Unreachable { url: client.url().to_string(), reason: e.to_string() })??;
+        tracing::info!(parent = %welcome.parent, url = client.url(), "Connected to the parent site.");
+        state.set_parent_code(welcome.parent);
+    }
+    let entries = state.store.outbox_batch(BATCH).await.map_err(store_err)?;
+    let full = entries.len() == BATCH;
+    let batch = ForwardBatch {
+        from: own_status(state).await.map_err(store_err)?,
+        below: state.store.sites().await.map_err(store_err)?,
+        entries,
+    };
+    let parent = client.clone();
+    let result = tokio::task::spawn_blocking(move || parent.forward(&batch))
+        .await
+        .map_err(|e| ParentError::Unreachable { url: client.url().to_string(), reason: e.to_string() })??;
+    let mut done = Vec::new();
+    let mut resynced = std::collections::HashSet::new();
+    for outcome in &result.outcomes {
+        match outcome {
+            ForwardOutcome::Applied { seq } | ForwardOutcome::Duplicate { seq } => done.push(*seq),
+            ForwardOutcome::ResyncRequired { seq, client, class, reason } => {
+                // Later deltas of the same client and class in this batch fail the same way;
+                // one full snapshot replaces them all.
+                if resynced.insert((*client, *class)) {
+                    tracing::info!(seq, client = %client, class = %class, reason = %reason, "The parent found a gap; sending the full snapshot.");
+                    state.store.outbox_resync(*client, *class).await.map_err(store_err)?;
+                }
+            }
+            ForwardOutcome::Refused { seq, reason } => {
+                // Resending a refused change cannot succeed; keeping it would block the
+                // outbox for good. An operator must look at why the parent refused it.
+                tracing::error!(seq, reason = %reason, "The parent refused a forwarded change; dropped it from the outbox.");
+                done.push(*seq);
+            }
+        }
+    }
+    state.store.outbox_done(&done, Timestamp::now()).await.map_err(store_err)?;
+    Ok(full)
+}
