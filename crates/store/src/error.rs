@@ -1,7 +1,7 @@
 //! The errors of the store. Each variant is a distinct answer the site gives: a refusal an
-//! agent or administrator can act on (name taken, unknown client, bad report), a problem with
-//! the database file at create/open, or an internal failure the site reports as a 500 without
-//! showing its text to the caller.
+//! agent, administrator or other site can act on (name taken, unknown client, bad report, a
+//! site code already in use in the tree), a problem with the database file at create/open, or
+//! an internal failure the site reports as a 500 without showing its text to the caller.
 
 use std::path::PathBuf;
 
@@ -30,6 +30,15 @@ pub enum StoreError {
     /// items); nothing was stored.
     #[error("bad report: {0}")]
     BadReport(String),
+    /// A site code cannot be given to a child or recorded for a site below this one because the
+    /// tree already uses it: it is this site's own code, or a site reached through another
+    /// child. The text names the code and where it is in use.
+    #[error("site code already in use: {0}")]
+    CodeInUse(String),
+    /// A request from another site that this site will not carry out, for the reason given
+    /// (for refusals that are not about a site code).
+    #[error("refused: {0}")]
+    Refused(String),
     /// `create` found a file where the new database should go.
     #[error("{} already exists; refusing to create a database over it", .0.display())]
     AlreadyExists(PathBuf),

@@ -14,6 +14,10 @@
 //!   a client with 1,500 packages within the storage budget.
 //! * Report handling is planned on reading threads and only checked and written by the writer
 //!   (`plan`), with an in-memory item cache (`cache`) so deltas need no per-item queries.
+//! * The hierarchy of SPEC section 6: a child writes every change it accepts into a durable
+//!   outbox in the change's own transaction; a parent applies the changes its children forward
+//!   through the same planning and writing path as reports, keeping the owner's version
+//!   numbers, and holds the clients of every site below it beside its own, keyed by client id.
 
 mod cache;
 mod codec;
@@ -26,7 +30,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use invsync_proto::wire::{
-    CheckinResponse, ClientSummary, ClientView, Event, Queued, Report, ReportAck, RequestView,
+    CheckinResponse, ClientSummary, ClientView, Event, ForwardOutcome, Forwarded, Owner, Queued,
+    Report, ReportAck, RequestView, SiteStatus,
 };
 use invsync_proto::{Class, ClientName, Digest, SiteCode, Timestamp};
 use uuid::Uuid;
@@ -68,6 +73,17 @@ pub struct ClientAuth {
 }
 
 pub use invsync_proto::wire::{HistoryEntry, HistoryQuery};
+
+/// The state of a child's outbox, as it reports it to its parent (`SiteStatus`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboxStats {
+    /// Changes accepted and not yet acknowledged by the parent.
+    pub depth: i64,
+    /// When the oldest of them was accepted.
+    pub oldest: Option<Timestamp>,
+    /// When the parent last acknowledged forwarded changes.
+    pub last_forwarded: Option<Timestamp>,
+}
 
 /// How many history entries a query without a limit returns.
 pub const DEFAULT_HISTORY_LIMIT: usize = 1_000;
@@ -119,7 +135,8 @@ impl Store {
         self.sqlite().enroll(e).await
     }
 
-    /// The name and key hash of a client, if the id is known.
+    /// The name and key hash of a client of this site, if the id is known. A client forwarded by
+    /// a child belongs to another site and never authenticates here: `None`.
     pub async fn client_auth(&self, client_id: Uuid) -> Result<Option<ClientAuth>, StoreError> {
         self.sqlite().client_auth(client_id).await
     }
@@ -143,7 +160,11 @@ impl Store {
     /// * a delta → applied only against the current version and only if the result has the
     ///   reported hash, else `ResyncRequired` saying which check failed.
     ///
-    /// Nothing is stored unless the answer is `Accepted`.
+    /// Nothing is stored unless the answer is `Accepted`. When forwarding is on, an accepted
+    /// report is also appended to the outbox in the same transaction, as accepted (full or
+    /// delta, with the resulting version, hash and times and the requests it completed).
+    ///
+    /// Only this site's own clients report here: another site's client is `UnknownClient`.
     pub async fn store_report(
         &self,
         client_id: Uuid,
@@ -184,8 +205,9 @@ impl Store {
         self.sqlite().request_event(name, event, now).await
     }
 
-    /// Every client, sorted by name. `pending_requests` counts requests and events not yet
-    /// complete.
+    /// Every client this site holds, its own and those of the sites below it (`site` is the
+    /// owner), sorted by name and then site. `pending_requests` counts requests and events not
+    /// yet complete.
     pub async fn clients(&self) -> Result<Vec<ClientSummary>, StoreError> {
         self.sqlite().clients().await
     }
@@ -202,7 +224,10 @@ impl Store {
         name: &ClientName,
         limit: usize,
     ) -> Result<Option<Vec<HistoryEntry>>, StoreError> {
-        let query = HistoryQuery { limit: Some(limit), ..HistoryQuery::default() };
+        let query = HistoryQuery {
+            limit: Some(limit),
+            ..HistoryQuery::default()
+        };
         self.sqlite().history(name, &query).await
     }
 
@@ -219,5 +244,129 @@ impl Store {
     /// A resync request by id; `None` for an unknown id or an event's id.
     pub async fn request_state(&self, id: i64) -> Result<Option<RequestView>, StoreError> {
         self.sqlite().request_state(id).await
+    }
+
+    /// Every client of that name at this site and below it, sorted by owner code, with the
+    /// owner's URL where the owner announced one (`None` for this site's own client).
+    pub async fn find_clients(&self, name: &ClientName) -> Result<Vec<Owner>, StoreError> {
+        self.sqlite().find_clients(name).await
+    }
+
+    /// Any client this site holds (its own or one of a site below it) by client id, as
+    /// [`Store::client_view`] shows it.
+    pub async fn client_view_by_id(&self, id: Uuid) -> Result<Option<ClientView>, StoreError> {
+        self.sqlite().client_view_by_id(id).await
+    }
+
+    /// The history of any client this site holds by client id, as [`Store::history_query`].
+    pub async fn history_by_id(
+        &self,
+        id: Uuid,
+        query: &HistoryQuery,
+    ) -> Result<Option<Vec<HistoryEntry>>, StoreError> {
+        self.sqlite().history_by_id(id, query).await
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Hierarchy (SPEC section 6): a child's outbox
+
+    /// Turns forwarding to a parent on or off (persisted). While on, every change this site
+    /// accepts is also appended to the outbox. Turning it off leaves the outbox as it is.
+    pub async fn set_forwarding(&self, on: bool) -> Result<(), StoreError> {
+        self.sqlite().set_forwarding(on).await
+    }
+
+    /// Whether accepted changes go into the outbox.
+    pub async fn forwarding(&self) -> Result<bool, StoreError> {
+        self.sqlite().forwarding().await
+    }
+
+    /// The oldest `limit` outbox entries, oldest first; `seq` is the entry's sequence number,
+    /// which grows and is never reused.
+    pub async fn outbox_batch(&self, limit: usize) -> Result<Vec<Forwarded>, StoreError> {
+        self.sqlite().outbox_batch(limit).await
+    }
+
+    /// Removes the entries the parent acknowledged (unknown numbers are ignored) and, for a
+    /// non-empty list, records `now` as the last forwarding time.
+    pub async fn outbox_done(&self, seqs: &[i64], now: Timestamp) -> Result<(), StoreError> {
+        self.sqlite().outbox_done(seqs, now).await
+    }
+
+    /// Atomically drops every outbox entry of this client and class and appends one full entry
+    /// built from the current snapshot (carrying the completed requests of the dropped
+    /// entries). Nothing happens when this site holds no such snapshot.
+    pub async fn outbox_resync(&self, client: Uuid, class: Class) -> Result<(), StoreError> {
+        self.sqlite().outbox_resync(client, class).await
+    }
+
+    /// The outbox's depth, its oldest entry's time and the last forwarding time.
+    pub async fn outbox_stats(&self) -> Result<OutboxStats, StoreError> {
+        self.sqlite().outbox_stats().await
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Hierarchy: a parent's children and the sites below it
+
+    /// Records the key hash of a child's token, replacing any earlier one for that code.
+    /// Refuses ([`StoreError::CodeInUse`]) this site's own code and a code already recorded as
+    /// a site reached through another child.
+    pub async fn set_child_token(
+        &self,
+        code: &SiteCode,
+        key_hash: Digest,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.sqlite().set_child_token(code, key_hash, now).await
+    }
+
+    /// The key hash of a child's token, if one was issued for that code.
+    pub async fn child_key_hash(&self, code: &SiteCode) -> Result<Option<Digest>, StoreError> {
+        self.sqlite().child_key_hash(code).await
+    }
+
+    /// Records the statuses a direct child `via` reported (its own and those of the sites below
+    /// it), each as reached through `via`. All or nothing: a status with this site's own code,
+    /// with a code reached through another child, or with the code of another direct child is
+    /// refused with [`StoreError::CodeInUse`] and nothing of the call is stored.
+    pub async fn record_site_status(
+        &self,
+        via: &SiteCode,
+        statuses: &[SiteStatus],
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.sqlite().record_site_status(via, statuses, now).await
+    }
+
+    /// Every site known below this one, as it last reported itself, sorted by code.
+    pub async fn sites(&self) -> Result<Vec<SiteStatus>, StoreError> {
+        self.sqlite().sites().await
+    }
+
+    /// The direct child through which `code` is reached (the code itself for a child); `None`
+    /// for a code not known below this site.
+    pub async fn site_via(&self, code: &SiteCode) -> Result<Option<SiteCode>, StoreError> {
+        self.sqlite().site_via(code).await
+    }
+
+    /// Applies one change forwarded by the direct child `via`, in one transaction:
+    /// * the owner (`entry.client.site`) must be `via` or a site recorded below it, never this
+    ///   site, and a known client id must keep its owner; else `Refused`;
+    /// * a full body whose items do not hash to `entry.hash` is `Refused`;
+    /// * the version and hash already held → `Duplicate`;
+    /// * a delta not against the version held, or not giving `entry.hash` → `ResyncRequired`;
+    /// * otherwise the client is created or updated (a stale client of another id with the
+    ///   same owner and name is removed), the snapshot stored with the owner's version and
+    ///   times, history recorded, the completed requests recorded once each, and, when
+    ///   forwarding is on, the change appended to this site's outbox: `Applied`.
+    ///
+    /// Only `Applied` stores anything.
+    pub async fn apply_forwarded(
+        &self,
+        via: &SiteCode,
+        entry: &Forwarded,
+        now: Timestamp,
+    ) -> Result<ForwardOutcome, StoreError> {
+        self.sqlite().apply_forwarded(via, entry, now).await
     }
 }

@@ -52,17 +52,32 @@ pub(crate) enum InputBody {
 impl ReportInput {
     /// Prepares a report, refusing a full report whose items do not hash to its hash.
     pub fn prepare(report: &Report) -> Result<ReportInput, StoreError> {
-        let body = match &report.body {
+        ReportInput::from_body(
+            report.report_id,
+            report.class,
+            report.hash,
+            report.answers.clone(),
+            &report.body,
+        )
+    }
+
+    /// Prepares a report given in parts: a change forwarded by a child site carries the same
+    /// body as a report but no report id or answers of its own.
+    pub fn from_body(
+        report_id: Uuid,
+        class: Class,
+        hash: Digest,
+        answers: Vec<i64>,
+        body: &ReportBody,
+    ) -> Result<ReportInput, StoreError> {
+        let body = match body {
             ReportBody::Full { items } => {
                 let items = prepare_items(items);
                 let actual = snapshot_hash(items.iter().map(|i| &i.digest));
-                if actual != report.hash {
+                if actual != hash {
                     return Err(StoreError::BadReport(format!(
-                        "the full {} report says hash {} but its {} items hash to {}",
-                        report.class,
-                        report.hash,
+                        "the full {class} report says hash {hash} but its {} items hash to {actual}",
                         items.len(),
-                        actual
                     )));
                 }
                 InputBody::Full { items }
@@ -77,10 +92,10 @@ impl ReportInput {
             },
         };
         Ok(ReportInput {
-            report_id: report.report_id,
-            class: report.class,
-            hash: report.hash,
-            answers: report.answers.clone(),
+            report_id,
+            class,
+            hash,
+            answers,
             body,
         })
     }
@@ -114,6 +129,9 @@ pub(crate) struct Change {
     pub items: Option<Vec<Slot>>,
     pub new_items: Vec<PreparedItem>,
     pub history: Vec<HistoryRow>,
+    /// For a delta, the slot of each upserted item in key order: what an outbox entry of the
+    /// delta records, so the delta can be forwarded as it was accepted.
+    pub upserts: Vec<Slot>,
 }
 
 #[derive(Debug)]
@@ -253,6 +271,7 @@ fn plan_full(
         items: Some(slots),
         new_items,
         history,
+        upserts: Vec::new(),
     })
 }
 
@@ -346,6 +365,7 @@ fn merge_delta(
     let mut slots = Vec::with_capacity(old.len() + upsert.len());
     let mut digests = Vec::with_capacity(old.len() + upsert.len());
     let mut history = Vec::new();
+    let mut upserts = Vec::with_capacity(upsert.len());
     let (mut i, mut j) = (0, 0);
     // Merge the stored items and the upserts, both in key order. Removals apply before upserts
     // (as in `Snapshot::apply`), so an upserted key is kept even when it is also removed.
@@ -392,6 +412,7 @@ fn merge_delta(
             });
         }
         slots.push(slot);
+        upserts.push(slot);
         digests.push(item.digest);
         j += 1;
     }
@@ -406,6 +427,7 @@ fn merge_delta(
         items: Some(slots),
         new_items,
         history,
+        upserts,
     })
 }
 

@@ -1,8 +1,10 @@
 //! The SQLite backend: one writer thread with group commit (see `writer`), a small pool of
 //! read-only connections used from `spawn_blocking`, and the schema in WAL mode so that other
 //! processes (`invsite show`, `invsync` queueing directly) can use the same file at the same
-//! time. All SQL of this backend lives in `schema` and `queries`.
+//! time. All SQL of this backend lives in `schema`, `queries` and (for the hierarchy of sites)
+//! `hierarchy`.
 
+mod hierarchy;
 mod queries;
 mod schema;
 mod writer;
@@ -12,9 +14,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use invsync_proto::wire::{
-    CheckinResponse, ClientSummary, ClientView, Event, Queued, Report, ReportAck, RequestView,
+    CheckinResponse, ClientSummary, ClientView, Event, ForwardOutcome, Forwarded, Owner, Queued,
+    Report, ReportAck, RequestView, SiteStatus,
 };
-use invsync_proto::{Class, ClientName, Timestamp};
+use invsync_proto::{Class, ClientName, Digest, SiteCode, Timestamp};
 use rusqlite::Connection;
 use tokio::sync::{Semaphore, oneshot};
 use uuid::Uuid;
@@ -23,7 +26,8 @@ use crate::cache::ItemCache;
 use crate::error::StoreError;
 use crate::last_seen::LastSeen;
 use crate::plan::{Outcome, Plan, ReportInput, Resolver};
-use crate::{ClientAuth, Enrolled, Enrollment, HistoryEntry, HistoryQuery, SiteMeta};
+use crate::{ClientAuth, Enrolled, Enrollment, HistoryEntry, HistoryQuery, OutboxStats, SiteMeta};
+use hierarchy::{ForwardMeta, Verdict};
 use queries::SqlItems;
 use writer::{Batch, FnJob, JobSender};
 
@@ -88,6 +92,17 @@ enum Prepared {
     /// A plan for the writer.
     Write {
         client: i64,
+        input: Box<ReportInput>,
+        plan: Box<Plan>,
+    },
+}
+
+/// What the reading half of `apply_forwarded` decided.
+enum PreparedForward {
+    Answer(ForwardOutcome),
+    Write {
+        via: SiteCode,
+        meta: Box<ForwardMeta>,
         input: Box<ReportInput>,
         plan: Box<Plan>,
     },
@@ -186,7 +201,7 @@ impl SqliteStore {
     }
 
     pub async fn client_auth(&self, client_id: Uuid) -> Result<Option<ClientAuth>, StoreError> {
-        self.read(move |conn, _| queries::client_auth(conn, client_id))
+        self.read(move |conn, shared| queries::client_auth(conn, &shared.site.code, client_id))
             .await
     }
 
@@ -196,9 +211,9 @@ impl SqliteStore {
         now: Timestamp,
     ) -> Result<CheckinResponse, StoreError> {
         let (client, response, to_pick) = self
-            .read(move |conn, _| {
-                let client =
-                    queries::client_row(conn, client_id)?.ok_or_else(|| unknown_id(client_id))?;
+            .read(move |conn, shared| {
+                let client = queries::own_client_row(conn, &shared.site.code, client_id)?
+                    .ok_or_else(|| unknown_id(client_id))?;
                 let open = queries::open_requests(conn, client)?;
                 let to_pick: Vec<i64> = open
                     .iter()
@@ -236,8 +251,8 @@ impl SqliteStore {
             .read(move |conn, shared| {
                 // Item lookups and the merge happen here, on a reading thread, so that the writer
                 // only checks the plan still holds and writes it.
-                let client =
-                    queries::client_row(conn, client_id)?.ok_or_else(|| unknown_id(client_id))?;
+                let client = queries::own_client_row(conn, &shared.site.code, client_id)?
+                    .ok_or_else(|| unknown_id(client_id))?;
                 let row = queries::snapshot_row(conn, client, input.class)?;
                 if let Some(row) = &row
                     && row.has_report(input.report_id)
@@ -307,9 +322,9 @@ impl SqliteStore {
             return Ok(());
         }
         let ids = ids.to_vec();
-        self.write(move |conn, _| {
-            let client =
-                queries::client_row(conn, client_id)?.ok_or_else(|| unknown_id(client_id))?;
+        self.write(move |conn, batch| {
+            let client = queries::own_client_row(conn, &batch.shared.site.code, client_id)?
+                .ok_or_else(|| unknown_id(client_id))?;
             queries::complete_events(conn, client, &ids, now)
         })
         .await
@@ -391,6 +406,210 @@ impl SqliteStore {
         self.read(move |conn, _| queries::request_state(conn, id))
             .await
     }
+
+    pub async fn client_view_by_id(&self, id: Uuid) -> Result<Option<ClientView>, StoreError> {
+        self.read(move |conn, shared| {
+            Ok(queries::client_view_by_id(conn, id)?.map(|(row, mut v)| {
+                v.last_seen = shared.last_seen.overlay(row, v.last_seen);
+                v
+            }))
+        })
+        .await
+    }
+
+    pub async fn history_by_id(
+        &self,
+        id: Uuid,
+        query: &HistoryQuery,
+    ) -> Result<Option<Vec<HistoryEntry>>, StoreError> {
+        let query = query.clone();
+        self.read(move |conn, _| queries::history_by_id(conn, id, &query))
+            .await
+    }
+
+    pub async fn find_clients(&self, name: &ClientName) -> Result<Vec<Owner>, StoreError> {
+        let name = name.clone();
+        self.read(move |conn, _| hierarchy::find_clients(conn, &name))
+            .await
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Hierarchy (SPEC section 6)
+
+    pub async fn set_forwarding(&self, on: bool) -> Result<(), StoreError> {
+        self.write(move |conn, _| hierarchy::set_forwarding(conn, on))
+            .await?;
+        tracing::info!(
+            on,
+            "Set whether accepted changes are forwarded to a parent site."
+        );
+        Ok(())
+    }
+
+    pub async fn forwarding(&self) -> Result<bool, StoreError> {
+        self.read(|conn, _| hierarchy::forwarding(conn)).await
+    }
+
+    pub async fn outbox_batch(&self, limit: usize) -> Result<Vec<Forwarded>, StoreError> {
+        self.read(move |conn, _| hierarchy::outbox_batch(conn, limit))
+            .await
+    }
+
+    pub async fn outbox_done(&self, seqs: &[i64], now: Timestamp) -> Result<(), StoreError> {
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        let seqs = seqs.to_vec();
+        self.write(move |conn, _| hierarchy::outbox_done(conn, &seqs, now))
+            .await
+    }
+
+    pub async fn outbox_resync(&self, client: Uuid, class: Class) -> Result<(), StoreError> {
+        let queued = self
+            .write(move |conn, _| hierarchy::outbox_resync(conn, client, class))
+            .await?;
+        tracing::debug!(%client, %class, queued, "Replaced a client's outbox entries of one class with its full snapshot.");
+        Ok(())
+    }
+
+    pub async fn outbox_stats(&self) -> Result<OutboxStats, StoreError> {
+        self.read(|conn, _| hierarchy::outbox_stats(conn)).await
+    }
+
+    pub async fn set_child_token(
+        &self,
+        code: &SiteCode,
+        key_hash: Digest,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let code = code.clone();
+        self.write(move |conn, batch| {
+            hierarchy::set_child_token(conn, &batch.shared.site.code, &code, key_hash, now)
+        })
+        .await
+    }
+
+    pub async fn child_key_hash(&self, code: &SiteCode) -> Result<Option<Digest>, StoreError> {
+        let code = code.clone();
+        self.read(move |conn, _| hierarchy::child_key_hash(conn, &code))
+            .await
+    }
+
+    pub async fn record_site_status(
+        &self,
+        via: &SiteCode,
+        statuses: &[SiteStatus],
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let (via, statuses) = (via.clone(), statuses.to_vec());
+        self.write(move |conn, batch| {
+            hierarchy::record_site_status(conn, &batch.shared.site.code, &via, &statuses, now)
+        })
+        .await
+    }
+
+    pub async fn sites(&self) -> Result<Vec<SiteStatus>, StoreError> {
+        self.read(|conn, _| hierarchy::sites(conn)).await
+    }
+
+    pub async fn site_via(&self, code: &SiteCode) -> Result<Option<SiteCode>, StoreError> {
+        let code = code.clone();
+        self.read(move |conn, _| hierarchy::site_via(conn, &code))
+            .await
+    }
+
+    pub async fn apply_forwarded(
+        &self,
+        via: &SiteCode,
+        entry: &Forwarded,
+        now: Timestamp,
+    ) -> Result<ForwardOutcome, StoreError> {
+        let meta = ForwardMeta::of(entry);
+        // A forwarded change has no report id: it is identified by its owner's version and
+        // hash, which is also how a repeated one is recognised.
+        let input = match ReportInput::from_body(
+            Uuid::nil(),
+            entry.class,
+            entry.hash,
+            Vec::new(),
+            &entry.body,
+        ) {
+            Ok(input) => input,
+            Err(StoreError::BadReport(reason)) => {
+                return Ok(log_forward(via, entry, meta.refused(reason)));
+            }
+            Err(e) => return Err(e),
+        };
+        let child = via.clone();
+        let prepared = self
+            .read(move |conn, shared| {
+                let via = child;
+                // As for reports: the plan is made here so the writer only re-checks it.
+                let row =
+                    match hierarchy::check_forwarded(conn, &shared.site.code, &via, &meta, &input)?
+                    {
+                        Verdict::Answer(outcome) => return Ok(PreparedForward::Answer(outcome)),
+                        Verdict::Proceed(row) => row,
+                    };
+                let current = row.as_ref().map(|r| r.current()).transpose()?;
+                let resolver = Resolver {
+                    cache: &shared.cache,
+                    db: &SqlItems(conn),
+                    fill_cache: true,
+                };
+                let plan = crate::plan::plan(&input, current.as_ref(), &resolver)?;
+                if let Outcome::Resync(reason) = &plan.outcome {
+                    return Ok(PreparedForward::Answer(
+                        meta.resync(input.class, reason.clone()),
+                    ));
+                }
+                Ok(PreparedForward::Write {
+                    via,
+                    meta: Box::new(meta),
+                    input: Box::new(input),
+                    plan: Box::new(plan),
+                })
+            })
+            .await?;
+        match prepared {
+            PreparedForward::Answer(outcome) => Ok(log_forward(via, entry, outcome)),
+            PreparedForward::Write {
+                via: child,
+                meta,
+                input,
+                plan,
+            } => {
+                let outcome = self
+                    .write(move |conn, batch| {
+                        hierarchy::apply_forwarded(conn, batch, &child, &meta, &input, *plan, now)
+                    })
+                    .await?;
+                Ok(log_forward(via, entry, outcome))
+            }
+        }
+    }
+}
+
+/// Logs what became of a forwarded change and returns the outcome.
+fn log_forward(via: &SiteCode, entry: &Forwarded, outcome: ForwardOutcome) -> ForwardOutcome {
+    let (client, owner, version) = (entry.client.id, &entry.client.site, entry.version);
+    match &outcome {
+        ForwardOutcome::Applied { seq } => {
+            tracing::debug!(%via, %owner, %client, seq, version, "Applied a forwarded change.")
+        }
+        ForwardOutcome::Duplicate { seq } => {
+            tracing::debug!(%via, %owner, %client, seq, version, "Ignored a forwarded change that was applied before.")
+        }
+        ForwardOutcome::ResyncRequired {
+            seq, class, reason, ..
+        } => {
+            tracing::info!(%via, %owner, %client, seq, %class, reason = %reason, "Asked a child for a full snapshot: a forwarded change does not follow what this site holds.")
+        }
+        ForwardOutcome::Refused { seq, reason } => {
+            tracing::warn!(%via, %owner, %client, seq, reason = %reason, "Refused a change forwarded by a child; it is not stored.")
+        }
+    }
+    outcome
 }
 
 impl Drop for SqliteStore {

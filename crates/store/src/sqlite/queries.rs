@@ -22,7 +22,7 @@ use crate::codec::{
     PreparedItem, class_code, class_from_code, decode_attrs, decode_ids, digest_prefix, encode_ids,
 };
 use crate::error::StoreError;
-use crate::plan::{self, Current, ItemSource, Outcome, Plan, ReportInput, Resolver, Slot};
+use crate::plan::{self, Change, Current, ItemSource, Outcome, Plan, ReportInput, Resolver, Slot};
 use crate::{ClientAuth, Enrolled, Enrollment, HistoryEntry, HistoryQuery, SiteMeta};
 use invsync_proto::inventory::item_digest;
 
@@ -33,35 +33,35 @@ const RECENT_REPORTS: usize = 4;
 /// How many requests and events `client_view` lists.
 const VIEW_LIMIT: i64 = 50;
 
-fn corrupt(what: &str) -> StoreError {
+pub(super) fn corrupt(what: &str) -> StoreError {
     StoreError::Database(format!("the database holds an invalid {what}"))
 }
 
-fn id_array(ids: impl IntoIterator<Item = i64>) -> Rc<Vec<Value>> {
+pub(super) fn id_array(ids: impl IntoIterator<Item = i64>) -> Rc<Vec<Value>> {
     Rc::new(ids.into_iter().map(Value::Integer).collect())
 }
 
-fn digest_col(row: &Row<'_>, i: usize) -> Result<Digest, StoreError> {
+pub(super) fn digest_col(row: &Row<'_>, i: usize) -> Result<Digest, StoreError> {
     Digest::from_slice(row.get_ref(i)?.as_blob()?).ok_or_else(|| corrupt("hash"))
 }
 
-fn uuid_col(row: &Row<'_>, i: usize) -> Result<Uuid, StoreError> {
+pub(super) fn uuid_col(row: &Row<'_>, i: usize) -> Result<Uuid, StoreError> {
     Uuid::from_slice(row.get_ref(i)?.as_blob()?).map_err(|_| corrupt("client id"))
 }
 
-fn name_col(row: &Row<'_>, i: usize) -> Result<ClientName, StoreError> {
+pub(super) fn name_col(row: &Row<'_>, i: usize) -> Result<ClientName, StoreError> {
     ClientName::parse(row.get_ref(i)?.as_str()?).map_err(|_| corrupt("client name"))
 }
 
-fn site_col(row: &Row<'_>, i: usize) -> Result<SiteCode, StoreError> {
+pub(super) fn site_col(row: &Row<'_>, i: usize) -> Result<SiteCode, StoreError> {
     SiteCode::parse(row.get_ref(i)?.as_str()?).map_err(|_| corrupt("site code"))
 }
 
-fn ts(v: Option<i64>) -> Option<Timestamp> {
+pub(super) fn ts(v: Option<i64>) -> Option<Timestamp> {
     v.map(Timestamp)
 }
 
-fn state_of(picked_up_at: Option<i64>, completed_at: Option<i64>) -> RequestState {
+pub(super) fn state_of(picked_up_at: Option<i64>, completed_at: Option<i64>) -> RequestState {
     match (picked_up_at, completed_at) {
         (_, Some(_)) => RequestState::Complete,
         (Some(_), None) => RequestState::PickedUp,
@@ -92,11 +92,28 @@ pub(super) fn site_meta(conn: &Connection) -> Result<SiteMeta, StoreError> {
     })
 }
 
-/// The internal row id of a client by its client id.
+/// The internal row id of a client by its client id, whichever site owns it.
 pub(super) fn client_row(conn: &Connection, client_id: Uuid) -> Result<Option<i64>, StoreError> {
     Ok(conn
         .prepare_cached("SELECT id FROM clients WHERE uuid = ?1")?
         .query_row([client_id.as_bytes().as_slice()], |r| r.get(0))
+        .optional()?)
+}
+
+/// The internal row id of a client of this site by its client id. What agents do (check in,
+/// report) goes through this: a client a child forwarded belongs to another site, and a report
+/// here would give its snapshot versions the owner never had.
+pub(super) fn own_client_row(
+    conn: &Connection,
+    site: &SiteCode,
+    client_id: Uuid,
+) -> Result<Option<i64>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT id FROM clients WHERE uuid = ?1 AND site_code = ?2")?
+        .query_row(
+            params![client_id.as_bytes().as_slice(), site.as_str()],
+            |r| r.get(0),
+        )
         .optional()?)
 }
 
@@ -170,12 +187,16 @@ pub(super) fn enroll(
     }
 }
 
+/// Only this site's own clients can authenticate: a client forwarded by a child is stored with a
+/// key hash of zeros, and is not looked up here at all, so no key can ever match it.
 pub(super) fn client_auth(
     conn: &Connection,
+    site: &SiteCode,
     client_id: Uuid,
 ) -> Result<Option<ClientAuth>, StoreError> {
-    let mut st = conn.prepare_cached("SELECT name, key_hash FROM clients WHERE uuid = ?1")?;
-    let mut rows = st.query([client_id.as_bytes().as_slice()])?;
+    let mut st = conn
+        .prepare_cached("SELECT name, key_hash FROM clients WHERE uuid = ?1 AND site_code = ?2")?;
+    let mut rows = st.query(params![client_id.as_bytes().as_slice(), site.as_str()])?;
     let Some(row) = rows.next()? else {
         return Ok(None);
     };
@@ -344,7 +365,7 @@ pub(super) fn request_state(conn: &Connection, id: i64) -> Result<Option<Request
 }
 
 /// A resync request from (id, arg, requested_at, picked_up_at, completed_at).
-fn request_view(row: &Row<'_>) -> Result<RequestView, StoreError> {
+pub(super) fn request_view(row: &Row<'_>) -> Result<RequestView, StoreError> {
     let class = Class::parse(row.get_ref(1)?.as_str()?).ok_or_else(|| corrupt("request class"))?;
     let (picked, done): (Option<i64>, Option<i64>) = (row.get(3)?, row.get(4)?);
     Ok(RequestView {
@@ -365,7 +386,8 @@ pub(super) struct SnapshotRow {
     pub version: i64,
     pub hash: Digest,
     recent: Vec<u8>,
-    items: Vec<u8>,
+    /// The item id list (`codec::encode_ids`).
+    pub items: Vec<u8>,
 }
 
 impl SnapshotRow {
@@ -501,8 +523,137 @@ pub(super) fn intern_item(
     Ok(id)
 }
 
-/// Applies a planned report inside the writer's transaction: the authoritative duplicate and
-/// base checks, then the item, snapshot, history and request writes.
+/// When and as which version a change is stored.
+pub(super) struct Stamp {
+    /// The version the snapshot gets; `None` for one more than the stored one (1 for the first),
+    /// as for a report of this site's own client. A forwarded change keeps its owner's number.
+    pub version: Option<i64>,
+    /// When the change was accepted: the snapshot's `updated_at` and the history rows' time.
+    pub at: Timestamp,
+    /// The snapshot's `full_at` when the change is a full snapshot.
+    pub full_at: Timestamp,
+    /// The report id to remember for de-duplication (reports of this site's own clients).
+    pub report_id: Option<Uuid>,
+}
+
+/// What a stored change became.
+pub(super) struct Written {
+    pub version: i64,
+    pub full_at: Timestamp,
+    /// The item ids an outbox entry of this change records (see the `outbox` table).
+    pub body_ids: Vec<u8>,
+}
+
+/// Writes an accepted change: interns its new items, writes the snapshot and the history rows.
+/// The one path by which both reports of this site's clients and changes forwarded by children
+/// reach the database.
+pub(super) fn write_change(
+    conn: &Connection,
+    batch: &mut Batch<'_>,
+    client: i64,
+    input: &ReportInput,
+    row: Option<&SnapshotRow>,
+    change: Change,
+    stamp: &Stamp,
+) -> Result<Written, StoreError> {
+    let mut new_ids = Vec::with_capacity(change.new_items.len());
+    for item in &change.new_items {
+        new_ids.push(intern_item(conn, batch, item)?);
+    }
+    let id_of = |s: Slot| match s {
+        Slot::Known(id) => id,
+        Slot::New(i) => new_ids[i],
+    };
+    let blob = change
+        .items
+        .map(|slots| encode_ids(&slots.into_iter().map(id_of).collect::<Vec<_>>()));
+    let full = input.is_full();
+    let body_ids = if full {
+        // A full report that repeats the stored snapshot leaves `items` as it is.
+        match (&blob, row) {
+            (Some(b), _) => b.clone(),
+            (None, Some(r)) => r.items.clone(),
+            (None, None) => Vec::new(),
+        }
+    } else {
+        encode_ids(&change.upserts.iter().map(|s| id_of(*s)).collect::<Vec<_>>())
+    };
+    let class = class_code(input.class);
+    let recent = stamp.report_id.map(|id| match row {
+        Some(r) => r.recent_with(id),
+        None => id.as_bytes().to_vec(),
+    });
+    let (version, full_at): (i64, i64) = match row {
+        None => {
+            let blob = blob.ok_or_else(|| {
+                StoreError::Database("a first snapshot without items".to_string())
+            })?;
+            conn.prepare_cached(
+                "INSERT INTO snapshots (client_id, class, version, hash, full_at, updated_at, recent_reports, items)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING version, full_at",
+            )?
+            .query_row(
+                params![
+                    client,
+                    class,
+                    stamp.version.unwrap_or(1),
+                    input.hash.0.as_slice(),
+                    stamp.full_at.0,
+                    stamp.at.0,
+                    recent.unwrap_or_default(),
+                    blob
+                ],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?
+        }
+        Some(row) => conn
+            .prepare_cached(
+                "UPDATE snapshots SET version = ?1, hash = ?2,
+                        full_at = CASE WHEN ?3 THEN ?4 ELSE full_at END, updated_at = ?5,
+                        recent_reports = coalesce(?6, recent_reports), items = coalesce(?7, items)
+                 WHERE client_id = ?8 AND class = ?9 RETURNING version, full_at",
+            )?
+            .query_row(
+                params![
+                    stamp.version.unwrap_or(row.version + 1),
+                    input.hash.0.as_slice(),
+                    full,
+                    stamp.full_at.0,
+                    stamp.at.0,
+                    recent,
+                    blob,
+                    client,
+                    class
+                ],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?,
+    };
+    if !change.history.is_empty() {
+        let mut st = conn.prepare_cached(
+            "INSERT INTO history (client_id, class, at, old_item, new_item, full)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        for h in &change.history {
+            st.execute(params![
+                client,
+                class,
+                stamp.at.0,
+                h.old,
+                h.new.map(id_of),
+                full
+            ])?;
+        }
+    }
+    Ok(Written {
+        version,
+        full_at: Timestamp(full_at),
+        body_ids,
+    })
+}
+
+/// Applies a planned report of this site's own client inside the writer's transaction: the
+/// authoritative duplicate and base checks, then the item, snapshot, history and request writes,
+/// and the outbox entry when this site forwards to a parent.
 pub(super) fn apply_report(
     conn: &Connection,
     batch: &mut Batch<'_>,
@@ -520,97 +671,78 @@ pub(super) fn apply_report(
             hash: row.hash,
         });
     }
-    let state = row.as_ref().map(|r| (r.version, r.hash));
-    let planned = if state == planned.base {
-        planned
-    } else {
-        // Another report for this client and class was stored after the plan was made.
-        let current = row.as_ref().map(SnapshotRow::current).transpose()?;
-        let resolver = Resolver {
-            cache: &batch.shared.cache,
-            db: &SqlItems(conn),
-            fill_cache: false,
-        };
-        plan::plan(input, current.as_ref(), &resolver)?
-    };
-    let change = match planned.outcome {
+    let change = match replan_if_moved(conn, batch, input, row.as_ref(), planned)? {
         Outcome::Resync(reason) => return Ok(ReportAck::ResyncRequired { reason }),
         Outcome::Write(change) => change,
     };
-    let mut new_ids = Vec::with_capacity(change.new_items.len());
-    for item in &change.new_items {
-        new_ids.push(intern_item(conn, batch, item)?);
-    }
-    let id_of = |s: Slot| match s {
-        Slot::Known(id) => id,
-        Slot::New(i) => new_ids[i],
+    let stamp = Stamp {
+        version: None,
+        at: now,
+        full_at: now,
+        report_id: Some(input.report_id),
     };
-    let blob = change
-        .items
-        .map(|slots| encode_ids(&slots.into_iter().map(id_of).collect::<Vec<_>>()));
-    let class = class_code(input.class);
-    let full = input.is_full();
-    let version = match &row {
-        None => {
-            let blob = blob.ok_or_else(|| {
-                StoreError::Database("a first snapshot without items".to_string())
-            })?;
-            conn.prepare_cached(
-                "INSERT INTO snapshots (client_id, class, version, hash, full_at, updated_at, recent_reports, items)
-                 VALUES (?1, ?2, 1, ?3, ?4, ?4, ?5, ?6)",
-            )?
-            .execute(params![client, class, input.hash.0.as_slice(), now.0, input.report_id.as_bytes().as_slice(), blob])?;
-            1
-        }
-        Some(row) => {
-            let version = row.version + 1;
-            conn.prepare_cached(
-                "UPDATE snapshots SET version = ?1, hash = ?2,
-                        full_at = CASE WHEN ?3 THEN ?4 ELSE full_at END, updated_at = ?4,
-                        recent_reports = ?5, items = coalesce(?6, items)
-                 WHERE client_id = ?7 AND class = ?8",
-            )?
-            .execute(params![
-                version,
-                input.hash.0.as_slice(),
-                full,
-                now.0,
-                row.recent_with(input.report_id),
-                blob,
-                client,
-                class
-            ])?;
-            version
-        }
-    };
-    if !change.history.is_empty() {
-        let mut st = conn.prepare_cached(
-            "INSERT INTO history (client_id, class, at, old_item, new_item, full)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?;
-        for h in &change.history {
-            st.execute(params![client, class, now.0, h.old, h.new.map(id_of), full])?;
-        }
-    }
-    if full && !input.answers.is_empty() {
+    let written = write_change(conn, batch, client, input, row.as_ref(), change, &stamp)?;
+    let mut completed = Vec::new();
+    if input.is_full() && !input.answers.is_empty() {
         // Only this client's resync requests for this class: a report cannot complete another
         // client's request by naming its id.
-        conn.prepare_cached(
+        let mut st = conn.prepare_cached(
             "UPDATE requests SET completed_at = ?1, picked_up_at = coalesce(picked_up_at, ?1)
              WHERE id IN rarray(?2) AND client_id = ?3 AND kind = 'resync' AND arg = ?4
-               AND completed_at IS NULL",
-        )?
-        .execute(params![
+               AND completed_at IS NULL
+             RETURNING id, arg, requested_at, picked_up_at, completed_at",
+        )?;
+        let mut rows = st.query(params![
             now.0,
             id_array(input.answers.iter().copied()),
             client,
             input.class.as_str()
         ])?;
+        while let Some(r) = rows.next()? {
+            completed.push(request_view(r)?);
+        }
+    }
+    if super::hierarchy::forwarding(conn)? {
+        super::hierarchy::enqueue(
+            conn,
+            &super::hierarchy::Entry {
+                client,
+                input,
+                version: written.version,
+                full_at: written.full_at,
+                updated_at: now,
+                body_ids: &written.body_ids,
+                completed: &completed,
+            },
+            now,
+        )?;
     }
     Ok(ReportAck::Accepted {
-        version,
+        version: written.version,
         hash: input.hash,
     })
+}
+
+/// The plan to write: `planned` when the snapshot is still the one it was made against, else a
+/// new plan against the snapshot as it is now (another change for this client and class was
+/// stored after the plan was made).
+pub(super) fn replan_if_moved(
+    conn: &Connection,
+    batch: &Batch<'_>,
+    input: &ReportInput,
+    row: Option<&SnapshotRow>,
+    planned: Plan,
+) -> Result<Outcome, StoreError> {
+    if row.map(|r| (r.version, r.hash)) == planned.base {
+        return Ok(planned.outcome);
+    }
+    let current = row.map(SnapshotRow::current).transpose()?;
+    let resolver = Resolver {
+        cache: &batch.shared.cache,
+        db: &SqlItems(conn),
+        fill_cache: false,
+    };
+    Ok(plan::plan(input, current.as_ref(), &resolver)?.outcome)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -649,21 +781,39 @@ pub(super) fn clients(conn: &Connection) -> Result<Vec<(i64, ClientSummary)>, St
     Ok(out)
 }
 
-/// One client of this site with its snapshots decoded, plus its internal row id.
+/// One client of this site by name with its snapshots decoded, plus its internal row id.
 pub(super) fn client_view(
     conn: &Connection,
     site: &SiteCode,
     name: &ClientName,
 ) -> Result<Option<(i64, ClientView)>, StoreError> {
+    match client_row_by_name(conn, site, name)? {
+        Some(client) => client_view_of(conn, client),
+        None => Ok(None),
+    }
+}
+
+/// Any client this site holds (its own or one of a site below) by client id.
+pub(super) fn client_view_by_id(
+    conn: &Connection,
+    client_id: Uuid,
+) -> Result<Option<(i64, ClientView)>, StoreError> {
+    match client_row(conn, client_id)? {
+        Some(client) => client_view_of(conn, client),
+        None => Ok(None),
+    }
+}
+
+/// The view of the client with internal row id `client`.
+fn client_view_of(conn: &Connection, client: i64) -> Result<Option<(i64, ClientView)>, StoreError> {
     let mut st = conn.prepare_cached(
         "SELECT id, uuid, name, site_code, machine_id, enrolled_at, last_seen
-         FROM clients WHERE site_code = ?1 AND name = ?2",
+         FROM clients WHERE id = ?1",
     )?;
-    let mut rows = st.query([site.as_str(), name.as_str()])?;
+    let mut rows = st.query([client])?;
     let Some(row) = rows.next()? else {
         return Ok(None);
     };
-    let client: i64 = row.get(0)?;
     let mut view = ClientView {
         name: name_col(row, 2)?,
         id: uuid_col(row, 1)?,
@@ -724,7 +874,7 @@ pub(super) fn client_view(
 }
 
 /// The items with these ids, keyed by item key.
-fn load_items(conn: &Connection, ids: &[i64]) -> Result<Items, StoreError> {
+pub(super) fn load_items(conn: &Connection, ids: &[i64]) -> Result<Items, StoreError> {
     let mut st = conn.prepare_cached("SELECT key, attrs FROM items WHERE id IN rarray(?1)")?;
     let mut rows = st.query([id_array(ids.iter().copied())])?;
     let mut items = Items::new();
@@ -737,17 +887,38 @@ fn load_items(conn: &Connection, ids: &[i64]) -> Result<Items, StoreError> {
     Ok(items)
 }
 
-/// A client's history, newest first.
+/// The history of a client of this site by name, newest first.
 pub(super) fn history(
     conn: &Connection,
     site: &SiteCode,
     name: &ClientName,
     query: &HistoryQuery,
 ) -> Result<Option<Vec<HistoryEntry>>, StoreError> {
-    let Some(client) = client_row_by_name(conn, site, name)? else {
-        return Ok(None);
-    };
-    let limit = i64::try_from(query.limit.unwrap_or(crate::DEFAULT_HISTORY_LIMIT)).unwrap_or(i64::MAX);
+    match client_row_by_name(conn, site, name)? {
+        Some(client) => history_of(conn, client, query).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The history of any client this site holds by client id, newest first.
+pub(super) fn history_by_id(
+    conn: &Connection,
+    client_id: Uuid,
+    query: &HistoryQuery,
+) -> Result<Option<Vec<HistoryEntry>>, StoreError> {
+    match client_row(conn, client_id)? {
+        Some(client) => history_of(conn, client, query).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn history_of(
+    conn: &Connection,
+    client: i64,
+    query: &HistoryQuery,
+) -> Result<Vec<HistoryEntry>, StoreError> {
+    let limit =
+        i64::try_from(query.limit.unwrap_or(crate::DEFAULT_HISTORY_LIMIT)).unwrap_or(i64::MAX);
     let class = query.class.map(class_code);
     let since = query.since.map(|t| t.0);
     let mut st = conn.prepare_cached(
@@ -778,5 +949,5 @@ pub(super) fn history(
             full: row.get(5)?,
         });
     }
-    Ok(Some(out))
+    Ok(out)
 }

@@ -15,14 +15,14 @@ use crate::SiteMeta;
 use crate::error::StoreError;
 
 /// The schema version this program writes; `migrate` brings older files up to it.
-pub(super) const SCHEMA_VERSION: i64 = 1;
+pub(super) const SCHEMA_VERSION: i64 = 2;
 
 /// How long a connection waits for another connection's lock (another process's writer, or a
 /// checkpoint) before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
 
 /// `MIGRATIONS[v]` turns schema version `v` into `v + 1`. Version 0 is an empty file.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2];
 
 const SCHEMA_V1: &str = r#"
 CREATE TABLE meta (
@@ -101,6 +101,66 @@ CREATE UNIQUE INDEX requests_pending ON requests (client_id, kind, arg)
 CREATE INDEX requests_open ON requests (client_id, id) WHERE completed_at IS NULL;
 -- What `invsite show` lists: a client's requests of one kind, newest first.
 CREATE INDEX requests_client ON requests (client_id, kind, id);
+"#;
+
+/// Version 2: the hierarchy of SPEC section 6. Clients of sites below this one live in
+/// `clients` beside this site's own (`site_code` is the owner; `UNIQUE (site_code, name)` is
+/// already the per-site uniqueness a parent needs), so only the outbox, the children and the
+/// provenance of resync requests completed elsewhere are new.
+const SCHEMA_V2: &str = r#"
+-- Resync requests completed at another site (the client's owner) and recorded here so that
+-- `invsite show` lists them: '<owner code>:<request id at the owner>'. Unique, so a change
+-- forwarded twice records them once; NULL for this site's own requests.
+ALTER TABLE requests ADD COLUMN origin TEXT;
+CREATE UNIQUE INDEX requests_origin ON requests (origin) WHERE origin IS NOT NULL;
+
+-- Changes this site accepted (own clients' reports and changes forwarded by children) that its
+-- parent has not acknowledged yet, in acceptance order. Written in the transaction of the
+-- change itself, so a change is either stored and queued or neither. AUTOINCREMENT: a sequence
+-- number is never reused, so a late acknowledgement of a removed entry cannot remove a newer one.
+-- `items` is a codec::encode_ids list: every item of a full snapshot, or the upserted items of a
+-- delta (items are never deleted, so the ids stay valid however long the entry waits);
+-- `base_version` is NULL for a full snapshot; `removed` (a delta's removed keys) and
+-- `completed` (the resync requests the change completed, as RequestView) are JSON arrays.
+CREATE TABLE outbox (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    client_id    INTEGER NOT NULL REFERENCES clients (id),
+    class        INTEGER NOT NULL,
+    version      INTEGER NOT NULL,
+    hash         BLOB NOT NULL,
+    full_at      INTEGER NOT NULL,
+    updated_at   INTEGER NOT NULL,
+    accepted_at  INTEGER NOT NULL,
+    base_version INTEGER,
+    items        BLOB NOT NULL,
+    removed      TEXT,
+    completed    TEXT
+);
+CREATE INDEX outbox_client ON outbox (client_id, class);
+
+-- The children this site issued a token to (the key itself is never stored).
+CREATE TABLE child_tokens (
+    code       TEXT PRIMARY KEY,
+    key_hash   BLOB NOT NULL,
+    created_at INTEGER NOT NULL
+) WITHOUT ROWID;
+
+-- Every site below this one as it last reported itself, and `via`: the direct child it is
+-- reached through (the child itself for a child). A code belongs to one branch of the tree.
+CREATE TABLE sites (
+    code                    TEXT PRIMARY KEY,
+    name                    TEXT NOT NULL,
+    parent                  TEXT,
+    url                     TEXT,
+    clients                 INTEGER NOT NULL,
+    outbox_depth            INTEGER NOT NULL,
+    outbox_oldest           INTEGER,
+    last_forwarded          INTEGER,
+    accepts_parent_requests INTEGER NOT NULL,
+    reported_at             INTEGER NOT NULL,
+    via                     TEXT NOT NULL,
+    recorded_at             INTEGER NOT NULL
+) WITHOUT ROWID;
 "#;
 
 /// Creates a new database file at `path` with the current schema and the site's metadata,
