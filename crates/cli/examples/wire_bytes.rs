@@ -15,12 +15,12 @@
 //!
 //! ```text
 //! cargo build --release -p invsync-cli --bins --examples
-//! cargo run --release -p invsync-cli --example wire_bytes [-- --json] [-- --verbose]
+//! cargo run --release -p invsync-cli --example wire_bytes [-- [--json] [--verbose]]
 //! ```
 //!
 //! `--json` prints the same figures as JSON; `--verbose` adds, per step, every request and
-//! response the proxy saw with the request heads header by header (the client key in the
-//! `Authorization` header is masked with `x` of the same length, so byte counts stay exact).
+//! response the proxy saw with the request heads header by header (the enrollment secret and
+//! the client key are masked with `x` of the same length, so byte counts stay exact).
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
