@@ -59,18 +59,32 @@ impl Fixture {
 }
 
 pub fn site() -> SiteMeta {
+    site_at("S01")
+}
+
+/// The metadata of a test site with this code.
+pub fn site_at(code: &str) -> SiteMeta {
     SiteMeta {
-        code: SiteCode::parse("S01").unwrap(),
-        name: "Test site".to_string(),
+        code: SiteCode::parse(code).unwrap(),
+        name: if code == "S01" {
+            "Test site".to_string()
+        } else {
+            format!("Site {code}")
+        },
         created_at: Timestamp(1_000),
     }
 }
 
 /// One fresh store per backend.
 pub async fn stores() -> Vec<Fixture> {
+    stores_at("S01").await
+}
+
+/// One fresh store per backend for the site with this code (hierarchy tests need several sites).
+pub async fn stores_at(code: &str) -> Vec<Fixture> {
     let dir = tempfile::tempdir().expect("temporary directory");
     let path = dir.path().join("site.db");
-    let store = Store::create_sqlite(&path, &site())
+    let store = Store::create_sqlite(&path, &site_at(code))
         .await
         .expect("create the SQLite store");
     vec![Fixture {

@@ -1,0 +1,1287 @@
+//! The contract of the hierarchy (SPEC section 6), run against every backend: a child's outbox
+//! (what goes in, in which order, what comes out and when it leaves), a parent's children and
+//! the sites below it, and applying forwarded changes with the owner's version numbers, gaps,
+//! duplicates, forged owners, one name at several sites and stale clients, up to a chain of
+//! three sites.
+
+mod common;
+
+use common::*;
+use invsync_proto::wire::{
+    ClientRecord, ForwardOutcome, Forwarded, Owner, ReportAck, ReportBody, RequestState,
+    RequestView, SiteStatus,
+};
+use invsync_proto::{Class, Digest, Items, SiteCode, Snapshot, Timestamp};
+use invsync_store::{HistoryQuery, Store, StoreError};
+use uuid::Uuid;
+
+fn code(raw: &str) -> SiteCode {
+    SiteCode::parse(raw).unwrap()
+}
+
+fn hash_of(items: &Items) -> Digest {
+    Snapshot::new(items.clone()).hash()
+}
+
+/// A software inventory of `n` packages, the first `bumped` of them upgraded.
+fn sw(n: usize, bumped: usize) -> Items {
+    (0..n)
+        .map(|i| {
+            let version = if i < bumped { "2.0-1" } else { "1.0-1" };
+            package(&format!("pkg{i}"), version, 1_000 + i as u64)
+        })
+        .collect()
+}
+
+fn record(id: Uuid, raw_name: &str, owner: &str) -> ClientRecord {
+    ClientRecord {
+        id,
+        name: name(raw_name),
+        site: code(owner),
+        machine_id: format!("{raw_name}-machine"),
+        enrolled_at: Timestamp(500),
+    }
+}
+
+fn fwd_full(
+    seq: i64,
+    client: &ClientRecord,
+    class: Class,
+    version: i64,
+    items: &Items,
+    at: i64,
+) -> Forwarded {
+    Forwarded {
+        seq,
+        client: client.clone(),
+        class,
+        version,
+        hash: hash_of(items),
+        full_at: Timestamp(at),
+        updated_at: Timestamp(at),
+        body: ReportBody::Full {
+            items: items.clone(),
+        },
+        completed: vec![],
+    }
+}
+
+/// A delta from `from` (version `version - 1`) to `to` (version `version`).
+#[allow(clippy::too_many_arguments)]
+fn fwd_delta(
+    seq: i64,
+    client: &ClientRecord,
+    class: Class,
+    version: i64,
+    from: &Items,
+    to: &Items,
+    full_at: i64,
+    at: i64,
+) -> Forwarded {
+    Forwarded {
+        seq,
+        client: client.clone(),
+        class,
+        version,
+        hash: hash_of(to),
+        full_at: Timestamp(full_at),
+        updated_at: Timestamp(at),
+        body: ReportBody::Delta {
+            base_version: version - 1,
+            delta: Snapshot::new(from.clone()).diff(&Snapshot::new(to.clone())),
+        },
+        completed: vec![],
+    }
+}
+
+/// The entry claiming another resulting hash.
+fn with_hash(mut e: Forwarded, hash: Digest) -> Forwarded {
+    e.hash = hash;
+    e
+}
+
+fn status(raw: &str, parent: Option<&str>, url: Option<&str>) -> SiteStatus {
+    SiteStatus {
+        code: code(raw),
+        name: format!("Site {raw}"),
+        parent: parent.map(code),
+        url: url.map(str::to_string),
+        clients: 1,
+        outbox_depth: 0,
+        outbox_oldest: None,
+        last_forwarded: None,
+        accepts_parent_requests: false,
+        reported_at: Timestamp(900),
+    }
+}
+
+/// A parent P01 with children C01 (which has G01 below it) and C02.
+async fn parent() -> Vec<Fixture> {
+    let mut out = Vec::new();
+    for f in stores_at("P01").await {
+        let s = &f.store;
+        s.set_child_token(&code("C01"), key_hash(1), Timestamp(100))
+            .await
+            .unwrap();
+        s.set_child_token(&code("C02"), key_hash(2), Timestamp(100))
+            .await
+            .unwrap();
+        s.record_site_status(
+            &code("C01"),
+            &[
+                status("C01", Some("P01"), Some("http://c01.example:8080")),
+                status("G01", Some("C01"), None),
+            ],
+            Timestamp(1_000),
+        )
+        .await
+        .unwrap();
+        s.record_site_status(
+            &code("C02"),
+            &[status("C02", Some("P01"), None)],
+            Timestamp(1_000),
+        )
+        .await
+        .unwrap();
+        out.push(f);
+    }
+    out
+}
+
+async fn accepted(s: &Store, id: Uuid, report: &invsync_proto::wire::Report, at: i64) -> i64 {
+    match s.store_report(id, report, Timestamp(at)).await.unwrap() {
+        ReportAck::Accepted { version, .. } => version,
+        other => panic!("expected the report to be accepted, got {other:?}"),
+    }
+}
+
+async fn apply(s: &Store, via: &str, e: &Forwarded) -> ForwardOutcome {
+    s.apply_forwarded(&code(via), e, Timestamp(10_000))
+        .await
+        .unwrap()
+}
+
+fn seqs(batch: &[Forwarded]) -> Vec<i64> {
+    batch.iter().map(|e| e.seq).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The outbox
+
+#[tokio::test]
+async fn without_forwarding_reports_queue_nothing() {
+    for f in stores().await {
+        let s = &f.store;
+        assert!(
+            !s.forwarding().await.unwrap(),
+            "{}: off by default",
+            f.backend
+        );
+        let id = enroll(s, "web01").await;
+        accepted(s, id, &full(Class::Hw, &hw_items("SN1")), 3_000).await;
+        assert!(s.outbox_batch(100).await.unwrap().is_empty());
+        let stats = s.outbox_stats().await.unwrap();
+        assert_eq!(
+            (stats.depth, stats.oldest, stats.last_forwarded),
+            (0, None, None)
+        );
+    }
+}
+
+#[tokio::test]
+async fn with_forwarding_each_accepted_report_is_queued_in_order_as_accepted() {
+    for f in stores().await {
+        let s = &f.store;
+        s.set_forwarding(true).await.unwrap();
+        assert!(s.forwarding().await.unwrap());
+        let id = enroll(s, "web01").await;
+        let (hw1, hw2) = (hw_items("SN1"), hw_items("SN2"));
+        let r1 = full(Class::Hw, &hw1);
+        let r2 = full(Class::Sw, &sw(5, 0));
+        let r3 = delta(Class::Hw, 1, &hw1, &hw2);
+        assert_eq!(accepted(s, id, &r1, 3_000).await, 1);
+        assert_eq!(accepted(s, id, &r2, 3_100).await, 1);
+        assert_eq!(accepted(s, id, &r3, 3_200).await, 2);
+
+        // Neither a duplicate, a refused delta nor a bad report is a change.
+        let dup = s.store_report(id, &r3, Timestamp(3_300)).await.unwrap();
+        assert!(matches!(dup, ReportAck::Duplicate { .. }), "{dup:?}");
+        let stale = delta(Class::Hw, 1, &hw1, &hw_items("SN3"));
+        let refused = s.store_report(id, &stale, Timestamp(3_300)).await.unwrap();
+        assert!(
+            matches!(refused, ReportAck::ResyncRequired { .. }),
+            "{refused:?}"
+        );
+        let mut bad = full(Class::Hw, &hw_items("SN4"));
+        bad.hash = hash_of(&hw1);
+        assert!(s.store_report(id, &bad, Timestamp(3_300)).await.is_err());
+
+        // A full report answering a resync request carries the completed request.
+        let req = s
+            .request_resync(&name("web01"), Class::Sw, Timestamp(3_400))
+            .await
+            .unwrap();
+        s.checkin(id, Timestamp(3_450)).await.unwrap();
+        let mut r4 = full(Class::Sw, &sw(5, 2));
+        r4.answers = vec![req.id];
+        assert_eq!(accepted(s, id, &r4, 3_500).await, 2);
+
+        let batch = s.outbox_batch(100).await.unwrap();
+        assert_eq!(batch.len(), 4, "{}: {batch:#?}", f.backend);
+        let expected_client = ClientRecord {
+            id,
+            name: name("web01"),
+            site: code("S01"),
+            machine_id: "web01-machine".to_string(),
+            enrolled_at: Timestamp(2_000),
+        };
+        let expected: Vec<(Class, i64, Digest, i64, i64, &ReportBody)> = vec![
+            (Class::Hw, 1, r1.hash, 3_000, 3_000, &r1.body),
+            (Class::Sw, 1, r2.hash, 3_100, 3_100, &r2.body),
+            (Class::Hw, 2, r3.hash, 3_000, 3_200, &r3.body),
+            (Class::Sw, 2, r4.hash, 3_500, 3_500, &r4.body),
+        ];
+        for (e, (class, version, hash, full_at, updated_at, body)) in batch.iter().zip(&expected) {
+            assert_eq!(e.client, expected_client);
+            assert_eq!(
+                (e.class, e.version, e.hash, e.full_at.0, e.updated_at.0),
+                (*class, *version, *hash, *full_at, *updated_at),
+                "entry {}",
+                e.seq
+            );
+            assert_eq!(&e.body, *body, "entry {} has the body as accepted", e.seq);
+        }
+        assert!(batch[..3].iter().all(|e| e.completed.is_empty()));
+        assert_eq!(
+            batch[3].completed,
+            vec![RequestView {
+                id: req.id,
+                class: Class::Sw,
+                state: RequestState::Complete,
+                requested_at: Timestamp(3_400),
+                picked_up_at: Some(Timestamp(3_450)),
+                completed_at: Some(Timestamp(3_500)),
+            }]
+        );
+        assert!(
+            batch.windows(2).all(|w| w[0].seq < w[1].seq),
+            "oldest first: {:?}",
+            seqs(&batch)
+        );
+        assert_eq!(
+            seqs(&s.outbox_batch(2).await.unwrap()),
+            seqs(&batch[..2]),
+            "a limit takes the oldest"
+        );
+        let stats = s.outbox_stats().await.unwrap();
+        assert_eq!((stats.depth, stats.oldest), (4, Some(Timestamp(3_000))));
+    }
+}
+
+#[tokio::test]
+async fn acknowledged_entries_leave_the_outbox_and_set_the_forwarding_time() {
+    for f in stores().await {
+        let s = &f.store;
+        s.set_forwarding(true).await.unwrap();
+        let id = enroll(s, "web01").await;
+        accepted(s, id, &full(Class::Hw, &hw_items("SN1")), 3_000).await;
+        accepted(s, id, &full(Class::Sw, &sw(3, 0)), 3_100).await;
+        accepted(s, id, &full(Class::Sw, &sw(3, 1)), 3_200).await;
+        let batch = s.outbox_batch(100).await.unwrap();
+
+        s.outbox_done(&[batch[0].seq, batch[1].seq], Timestamp(9_000))
+            .await
+            .unwrap();
+        assert_eq!(
+            seqs(&s.outbox_batch(100).await.unwrap()),
+            vec![batch[2].seq],
+            "{}",
+            f.backend
+        );
+        let stats = s.outbox_stats().await.unwrap();
+        assert_eq!(
+            (stats.depth, stats.oldest, stats.last_forwarded),
+            (1, Some(Timestamp(3_200)), Some(Timestamp(9_000)))
+        );
+
+        // Acknowledging again or nothing changes nothing.
+        s.outbox_done(&[batch[0].seq], Timestamp(9_100))
+            .await
+            .unwrap();
+        s.outbox_done(&[], Timestamp(9_200)).await.unwrap();
+        assert_eq!(s.outbox_stats().await.unwrap().depth, 1);
+        s.outbox_done(&[batch[2].seq], Timestamp(9_300))
+            .await
+            .unwrap();
+        let stats = s.outbox_stats().await.unwrap();
+        assert_eq!(
+            (stats.depth, stats.oldest, stats.last_forwarded),
+            (0, None, Some(Timestamp(9_300)))
+        );
+
+        // Sequence numbers are never reused, even once the outbox was empty.
+        accepted(s, id, &full(Class::Sw, &sw(3, 2)), 3_300).await;
+        let next = s.outbox_batch(100).await.unwrap();
+        assert!(next[0].seq > batch[2].seq, "{next:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_resync_replaces_a_client_and_class_with_one_full_entry_at_the_end() {
+    for f in stores().await {
+        let s = &f.store;
+        s.set_forwarding(true).await.unwrap();
+        let id = enroll(s, "web01").await;
+        let other = enroll(s, "web02").await;
+        let (hw1, hw2) = (hw_items("SN1"), hw_items("SN2"));
+        let req = s
+            .request_resync(&name("web01"), Class::Hw, Timestamp(2_500))
+            .await
+            .unwrap();
+        s.checkin(id, Timestamp(2_600)).await.unwrap();
+        let mut r1 = full(Class::Hw, &hw1);
+        r1.answers = vec![req.id];
+        accepted(s, id, &r1, 3_000).await;
+        accepted(s, id, &full(Class::Sw, &sw(3, 0)), 3_100).await;
+        accepted(s, id, &delta(Class::Hw, 1, &hw1, &hw2), 3_200).await;
+        accepted(s, id, &delta(Class::Sw, 1, &sw(3, 0), &sw(3, 1)), 3_300).await;
+        let before = s.outbox_batch(100).await.unwrap();
+
+        s.outbox_resync(id, Class::Hw).await.unwrap();
+        let after = s.outbox_batch(100).await.unwrap();
+        assert_eq!(
+            after[..2]
+                .iter()
+                .map(|e| (e.seq, e.class))
+                .collect::<Vec<_>>(),
+            vec![(before[1].seq, Class::Sw), (before[3].seq, Class::Sw)],
+            "{}: the other class keeps its entries and order",
+            f.backend
+        );
+        assert_eq!(after.len(), 3);
+        let e = &after[2];
+        assert!(e.seq > before[3].seq, "the full entry goes to the end");
+        assert_eq!(
+            (e.class, e.version, e.hash, e.full_at, e.updated_at),
+            (
+                Class::Hw,
+                2,
+                hash_of(&hw2),
+                Timestamp(3_000),
+                Timestamp(3_200)
+            )
+        );
+        assert_eq!(e.body, ReportBody::Full { items: hw2.clone() });
+        assert_eq!(
+            e.completed.iter().map(|r| r.id).collect::<Vec<_>>(),
+            vec![req.id],
+            "the requests the dropped entries completed still travel"
+        );
+        assert_eq!(
+            s.outbox_stats().await.unwrap().oldest,
+            Some(Timestamp(3_000)),
+            "the replacement has waited as long as what it replaces"
+        );
+
+        // Nothing to resend: no snapshot of the class, or an unknown client.
+        s.outbox_resync(other, Class::Hw).await.unwrap();
+        s.outbox_resync(Uuid::new_v4(), Class::Sw).await.unwrap();
+        assert_eq!(seqs(&s.outbox_batch(100).await.unwrap()), seqs(&after));
+    }
+}
+
+#[tokio::test]
+async fn the_outbox_and_the_switch_survive_reopening() {
+    for f in stores().await {
+        let s = &f.store;
+        s.set_forwarding(true).await.unwrap();
+        let id = enroll(s, "web01").await;
+        let hw1 = hw_items("SN1");
+        accepted(s, id, &full(Class::Hw, &hw1), 3_000).await;
+        accepted(s, id, &delta(Class::Hw, 1, &hw1, &hw_items("SN2")), 3_100).await;
+        accepted(s, id, &full(Class::Sw, &sw(4, 0)), 3_200).await;
+        let first = s.outbox_batch(1).await.unwrap();
+        s.outbox_done(&seqs(&first), Timestamp(5_000))
+            .await
+            .unwrap();
+        let before = s.outbox_batch(100).await.unwrap();
+        assert_eq!(before.len(), 2);
+
+        let f = f.reopen().await;
+        let s = &f.store;
+        assert!(s.forwarding().await.unwrap(), "{}", f.backend);
+        assert_eq!(s.outbox_batch(100).await.unwrap(), before);
+        assert_eq!(
+            s.outbox_stats().await.unwrap().last_forwarded,
+            Some(Timestamp(5_000))
+        );
+        s.set_forwarding(false).await.unwrap();
+        let f = f.reopen().await;
+        assert!(!f.store.forwarding().await.unwrap());
+        assert_eq!(
+            f.store.outbox_batch(100).await.unwrap(),
+            before,
+            "turning forwarding off keeps what is queued"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Children and the sites below
+
+#[tokio::test]
+async fn child_tokens_refuse_codes_in_use() {
+    for f in stores_at("P01").await {
+        let s = &f.store;
+        let err = s
+            .set_child_token(&code("P01"), key_hash(1), Timestamp(10))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, StoreError::CodeInUse(m) if m.contains("P01")),
+            "{}: {err:?}",
+            f.backend
+        );
+        assert!(err.to_string().contains("own code"), "{err}");
+        assert_eq!(s.child_key_hash(&code("P01")).await.unwrap(), None);
+
+        s.set_child_token(&code("C01"), key_hash(1), Timestamp(10))
+            .await
+            .unwrap();
+        assert_eq!(
+            s.child_key_hash(&code("C01")).await.unwrap(),
+            Some(key_hash(1))
+        );
+        s.set_child_token(&code("C01"), key_hash(2), Timestamp(20))
+            .await
+            .unwrap();
+        assert_eq!(
+            s.child_key_hash(&code("C01")).await.unwrap(),
+            Some(key_hash(2)),
+            "a new token replaces the old key"
+        );
+        assert_eq!(s.child_key_hash(&code("C09")).await.unwrap(), None);
+
+        s.record_site_status(
+            &code("C01"),
+            &[
+                status("C01", Some("P01"), None),
+                status("G01", Some("C01"), None),
+            ],
+            Timestamp(30),
+        )
+        .await
+        .unwrap();
+        let err = s
+            .set_child_token(&code("G01"), key_hash(3), Timestamp(40))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, StoreError::CodeInUse(m) if m.contains("G01") && m.contains("C01")),
+            "{err:?}"
+        );
+        assert_eq!(s.child_key_hash(&code("G01")).await.unwrap(), None);
+    }
+}
+
+#[tokio::test]
+async fn site_statuses_are_recorded_per_branch_and_refused_all_or_nothing() {
+    for f in parent().await {
+        let s = &f.store;
+        let sites = s.sites().await.unwrap();
+        assert_eq!(
+            sites,
+            vec![
+                status("C01", Some("P01"), Some("http://c01.example:8080")),
+                status("C02", Some("P01"), None),
+                status("G01", Some("C01"), None),
+            ],
+            "{}",
+            f.backend
+        );
+        for (c, via) in [
+            ("C01", Some("C01")),
+            ("G01", Some("C01")),
+            ("C02", Some("C02")),
+        ] {
+            assert_eq!(s.site_via(&code(c)).await.unwrap(), via.map(code), "{c}");
+        }
+        assert_eq!(s.site_via(&code("X99")).await.unwrap(), None);
+        s.set_child_token(&code("C03"), key_hash(3), Timestamp(10))
+            .await
+            .unwrap();
+        assert_eq!(
+            s.site_via(&code("C03")).await.unwrap(),
+            Some(code("C03")),
+            "a child that has not reported yet is reached through itself"
+        );
+
+        // G01 belongs to C01's branch; C02 claiming it is refused, and C02's own status in the
+        // same call is not stored either.
+        let mut c02 = status("C02", Some("P01"), None);
+        c02.clients = 42;
+        let err = s
+            .record_site_status(
+                &code("C02"),
+                &[c02.clone(), status("G01", Some("C02"), None)],
+                Timestamp(2_000),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, StoreError::CodeInUse(m) if m.contains("G01") && m.contains("C01")),
+            "{err:?}"
+        );
+        assert_eq!(
+            s.sites().await.unwrap(),
+            sites,
+            "nothing of a refused call is stored"
+        );
+
+        for bad in [
+            vec![c02.clone(), status("P01", Some("C02"), None)],
+            vec![status("C01", Some("P01"), None)],
+            vec![c02.clone(), status("C03", Some("C02"), None)],
+        ] {
+            let err = s
+                .record_site_status(&code("C02"), &bad, Timestamp(2_000))
+                .await
+                .unwrap_err();
+            assert!(matches!(err, StoreError::CodeInUse(_)), "{bad:?}: {err:?}");
+        }
+        assert_eq!(s.sites().await.unwrap(), sites);
+
+        // A new report of the same branch updates it.
+        s.record_site_status(&code("C02"), &[c02.clone()], Timestamp(2_000))
+            .await
+            .unwrap();
+        assert_eq!(s.sites().await.unwrap()[1], c02);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Applying forwarded changes
+
+#[tokio::test]
+async fn forwarded_changes_apply_in_order_with_the_owners_versions() {
+    for f in parent().await {
+        let s = &f.store;
+        let rec = record(Uuid::new_v4(), "web01", "C01");
+        let (hw1, hw2, hw3) = (hw_items("SN1"), hw_items("SN2"), hw_items("SN3"));
+        let entries = [
+            fwd_full(11, &rec, Class::Hw, 7, &hw1, 4_000),
+            fwd_delta(12, &rec, Class::Hw, 8, &hw1, &hw2, 4_000, 4_100),
+            fwd_delta(13, &rec, Class::Hw, 9, &hw2, &hw3, 4_000, 4_200),
+            fwd_full(14, &rec, Class::Sw, 3, &sw(4, 0), 4_300),
+        ];
+        for e in &entries {
+            assert_eq!(
+                apply(s, "C01", e).await,
+                ForwardOutcome::Applied { seq: e.seq },
+                "{}",
+                f.backend
+            );
+        }
+        let view = s.client_view_by_id(rec.id).await.unwrap().expect("held");
+        assert_eq!(
+            (&view.name, &view.site, &view.machine_id, view.enrolled_at),
+            (&rec.name, &code("C01"), &rec.machine_id, rec.enrolled_at)
+        );
+        let hw = view.hw.expect("hw snapshot");
+        assert_eq!(
+            (hw.version, hw.hash, hw.full_at, hw.updated_at),
+            (9, hash_of(&hw3), Timestamp(4_000), Timestamp(4_200))
+        );
+        assert_eq!(hw.items, hw3);
+        assert_eq!(view.sw.expect("sw snapshot").version, 3);
+
+        let history = s
+            .history_by_id(rec.id, &HistoryQuery::default())
+            .await
+            .unwrap()
+            .expect("known client");
+        assert_eq!(
+            history
+                .iter()
+                .map(|h| (h.at.0, h.key.as_str(), h.full))
+                .collect::<Vec<_>>(),
+            vec![(4_200, "system", false), (4_100, "system", false)],
+            "the deltas' changes, at the owner's times; none for first snapshots"
+        );
+
+        let listed = s.clients().await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(
+            (
+                listed[0].id,
+                &listed[0].site,
+                listed[0].hw_version,
+                listed[0].sw_version
+            ),
+            (rec.id, &code("C01"), Some(9), Some(3))
+        );
+
+        // Another site's client is not this site's: no name look-up, no credentials, no reports.
+        assert!(s.client_view(&name("web01")).await.unwrap().is_none());
+        assert!(s.history(&name("web01"), 10).await.unwrap().is_none());
+        assert!(s.client_auth(rec.id).await.unwrap().is_none());
+        let err = s
+            .store_report(rec.id, &full(Class::Hw, &hw1), Timestamp(5_000))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::UnknownClient { .. }), "{err:?}");
+        let err = s.checkin(rec.id, Timestamp(5_000)).await.unwrap_err();
+        assert!(matches!(err, StoreError::UnknownClient { .. }), "{err:?}");
+        assert!(matches!(
+            s.request_resync(&name("web01"), Class::Hw, Timestamp(5_000))
+                .await,
+            Err(StoreError::UnknownClient { .. })
+        ));
+        assert!(
+            s.outbox_batch(10).await.unwrap().is_empty(),
+            "a parent that does not forward queues nothing"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_gap_asks_for_a_full_snapshot_and_stores_nothing() {
+    for f in parent().await {
+        let s = &f.store;
+        let rec = record(Uuid::new_v4(), "web01", "C01");
+        let (hw1, hw2, hw3) = (hw_items("SN1"), hw_items("SN2"), hw_items("SN3"));
+        apply(s, "C01", &fwd_full(1, &rec, Class::Hw, 1, &hw1, 4_000)).await;
+
+        let gap = fwd_delta(3, &rec, Class::Hw, 3, &hw2, &hw3, 4_000, 4_200);
+        let wrong_hash = with_hash(
+            fwd_delta(4, &rec, Class::Hw, 2, &hw1, &hw2, 4_000, 4_100),
+            hash_of(&hw3),
+        );
+        let new_client = record(Uuid::new_v4(), "web02", "C01");
+        let no_snapshot = fwd_delta(5, &new_client, Class::Hw, 2, &hw1, &hw2, 4_000, 4_100);
+        for e in [&gap, &wrong_hash, &no_snapshot] {
+            match apply(s, "C01", e).await {
+                ForwardOutcome::ResyncRequired {
+                    seq,
+                    client,
+                    class,
+                    reason,
+                } => {
+                    assert_eq!((seq, client, class), (e.seq, e.client.id, Class::Hw));
+                    assert!(!reason.is_empty());
+                }
+                other => panic!(
+                    "{}: expected a resync for {}, got {other:?}",
+                    f.backend, e.seq
+                ),
+            }
+        }
+        let hw = s
+            .client_view_by_id(rec.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .hw
+            .unwrap();
+        assert_eq!((hw.version, hw.hash), (1, hash_of(&hw1)));
+        assert!(
+            s.client_view_by_id(new_client.id).await.unwrap().is_none(),
+            "a refused delta creates no client"
+        );
+        assert!(
+            s.history_by_id(rec.id, &HistoryQuery::default())
+                .await
+                .unwrap()
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_same_change_forwarded_twice_is_a_duplicate() {
+    for f in parent().await {
+        let s = &f.store;
+        let rec = record(Uuid::new_v4(), "web01", "G01");
+        let (hw1, hw2) = (hw_items("SN1"), hw_items("SN2"));
+        let e1 = fwd_full(1, &rec, Class::Hw, 1, &hw1, 4_000);
+        let e2 = fwd_delta(2, &rec, Class::Hw, 2, &hw1, &hw2, 4_000, 4_100);
+        assert_eq!(
+            apply(s, "C01", &e1).await,
+            ForwardOutcome::Applied { seq: 1 }
+        );
+        assert_eq!(
+            apply(s, "C01", &e2).await,
+            ForwardOutcome::Applied { seq: 2 }
+        );
+        let again = Forwarded {
+            seq: 7,
+            ..e2.clone()
+        };
+        assert_eq!(
+            apply(s, "C01", &again).await,
+            ForwardOutcome::Duplicate { seq: 7 },
+            "{}",
+            f.backend
+        );
+        let history = s
+            .history_by_id(rec.id, &HistoryQuery::default())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(history.len(), 1, "a duplicate records no history");
+
+        // A full snapshot the parent already holds is a duplicate too; an older full one (the
+        // child's database was restored) is taken with the owner's number.
+        let full_again = fwd_full(8, &rec, Class::Hw, 2, &hw2, 4_100);
+        assert_eq!(
+            apply(s, "C01", &full_again).await,
+            ForwardOutcome::Duplicate { seq: 8 }
+        );
+        let restored = fwd_full(9, &rec, Class::Hw, 1, &hw1, 4_500);
+        assert_eq!(
+            apply(s, "C01", &restored).await,
+            ForwardOutcome::Applied { seq: 9 }
+        );
+        let hw = s
+            .client_view_by_id(rec.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .hw
+            .unwrap();
+        assert_eq!(
+            (hw.version, hw.hash, hw.full_at),
+            (1, hash_of(&hw1), Timestamp(4_500))
+        );
+    }
+}
+
+#[tokio::test]
+async fn changes_of_clients_outside_the_childs_branch_are_refused() {
+    for f in parent().await {
+        let s = &f.store;
+        let hw1 = hw_items("SN1");
+        let legit = record(Uuid::new_v4(), "web01", "C01");
+        apply(s, "C01", &fwd_full(1, &legit, Class::Hw, 1, &hw1, 4_000)).await;
+
+        let mut wrong_hash = fwd_full(
+            6,
+            &record(Uuid::new_v4(), "web06", "C01"),
+            Class::Hw,
+            1,
+            &hw1,
+            4_000,
+        );
+        wrong_hash.hash = hash_of(&hw_items("other"));
+        let cases = [
+            (
+                "C01",
+                fwd_full(
+                    2,
+                    &record(Uuid::new_v4(), "web02", "G09"),
+                    Class::Hw,
+                    1,
+                    &hw1,
+                    4_000,
+                ),
+                "G09",
+            ),
+            (
+                "C01",
+                fwd_full(
+                    3,
+                    &record(Uuid::new_v4(), "web03", "P01"),
+                    Class::Hw,
+                    1,
+                    &hw1,
+                    4_000,
+                ),
+                "P01",
+            ),
+            (
+                "C02",
+                fwd_full(
+                    4,
+                    &record(Uuid::new_v4(), "web04", "G01"),
+                    Class::Hw,
+                    1,
+                    &hw1,
+                    4_000,
+                ),
+                "G01",
+            ),
+            (
+                "C01",
+                fwd_full(
+                    5,
+                    &record(Uuid::new_v4(), "web05", "C02"),
+                    Class::Hw,
+                    1,
+                    &hw1,
+                    4_000,
+                ),
+                "C02",
+            ),
+            ("C01", wrong_hash, "hash"),
+            // A known client id forwarded under another owner.
+            (
+                "C01",
+                fwd_full(
+                    7,
+                    &record(legit.id, "web01", "G01"),
+                    Class::Hw,
+                    2,
+                    &hw_items("SN2"),
+                    4_100,
+                ),
+                "C01",
+            ),
+        ];
+        for (via, e, named) in &cases {
+            match apply(s, via, e).await {
+                ForwardOutcome::Refused { seq, reason } => {
+                    assert_eq!(seq, e.seq);
+                    assert!(reason.contains(named), "{}: {reason}", f.backend);
+                }
+                other => panic!(
+                    "{}: expected entry {} refused, got {other:?}",
+                    f.backend, e.seq
+                ),
+            }
+        }
+        let listed = s.clients().await.unwrap();
+        assert_eq!(
+            listed.iter().map(|c| c.id).collect::<Vec<_>>(),
+            vec![legit.id],
+            "refused changes store nothing"
+        );
+        let hw = s
+            .client_view_by_id(legit.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .hw
+            .unwrap();
+        assert_eq!(hw.version, 1);
+    }
+}
+
+#[tokio::test]
+async fn one_name_at_two_sites_is_two_clients() {
+    for f in parent().await {
+        let s = &f.store;
+        let own = enroll(s, "web01").await;
+        let a = record(Uuid::new_v4(), "web01", "C01");
+        let b = record(Uuid::new_v4(), "web01", "C02");
+        let hw1 = hw_items("SN1");
+        assert_eq!(
+            apply(s, "C01", &fwd_full(1, &a, Class::Hw, 1, &hw1, 4_000)).await,
+            ForwardOutcome::Applied { seq: 1 }
+        );
+        assert_eq!(
+            apply(s, "C02", &fwd_full(1, &b, Class::Hw, 4, &hw1, 4_000)).await,
+            ForwardOutcome::Applied { seq: 1 }
+        );
+
+        let owners = s.find_clients(&name("web01")).await.unwrap();
+        assert_eq!(
+            owners,
+            vec![
+                Owner {
+                    client: name("web01"),
+                    id: a.id,
+                    site: code("C01"),
+                    url: Some("http://c01.example:8080".into())
+                },
+                Owner {
+                    client: name("web01"),
+                    id: b.id,
+                    site: code("C02"),
+                    url: None
+                },
+                Owner {
+                    client: name("web01"),
+                    id: own,
+                    site: code("P01"),
+                    url: None
+                },
+            ],
+            "{}",
+            f.backend
+        );
+        assert!(s.find_clients(&name("web09")).await.unwrap().is_empty());
+        let listed = s.clients().await.unwrap();
+        assert_eq!(
+            listed
+                .iter()
+                .map(|c| (c.site.as_str(), c.id))
+                .collect::<Vec<_>>(),
+            vec![("C01", a.id), ("C02", b.id), ("P01", own)],
+            "sorted by name, then site"
+        );
+        assert_eq!(
+            s.client_view(&name("web01")).await.unwrap().unwrap().id,
+            own
+        );
+        assert_eq!(
+            s.client_view_by_id(b.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .hw
+                .unwrap()
+                .version,
+            4
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_stale_client_is_replaced_and_a_renamed_one_follows() {
+    for f in parent().await {
+        let s = &f.store;
+        let (hw1, hw2) = (hw_items("SN1"), hw_items("SN2"));
+        let old = record(Uuid::new_v4(), "web01", "C01");
+        apply(s, "C01", &fwd_full(1, &old, Class::Hw, 1, &hw1, 4_000)).await;
+        apply(
+            s,
+            "C01",
+            &fwd_delta(2, &old, Class::Hw, 2, &hw1, &hw2, 4_000, 4_100),
+        )
+        .await;
+
+        // The owner re-created its client: same owner and name, new id.
+        let new = record(Uuid::new_v4(), "web01", "C01");
+        assert_eq!(
+            apply(s, "C01", &fwd_full(3, &new, Class::Hw, 1, &hw2, 5_000)).await,
+            ForwardOutcome::Applied { seq: 3 },
+            "{}",
+            f.backend
+        );
+        assert!(s.client_view_by_id(old.id).await.unwrap().is_none());
+        assert!(
+            s.history_by_id(old.id, &HistoryQuery::default())
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let owners = s.find_clients(&name("web01")).await.unwrap();
+        assert_eq!(
+            owners.iter().map(|o| o.id).collect::<Vec<_>>(),
+            vec![new.id]
+        );
+
+        // The same name at another site is not stale.
+        let elsewhere = record(Uuid::new_v4(), "web01", "G01");
+        apply(
+            s,
+            "C01",
+            &fwd_full(4, &elsewhere, Class::Hw, 1, &hw1, 5_000),
+        )
+        .await;
+        assert_eq!(s.find_clients(&name("web01")).await.unwrap().len(), 2);
+
+        // A known id under a new name is renamed.
+        let renamed = ClientRecord {
+            name: name("web02"),
+            ..new.clone()
+        };
+        assert_eq!(
+            apply(
+                s,
+                "C01",
+                &fwd_delta(5, &renamed, Class::Hw, 2, &hw2, &hw1, 5_000, 5_100)
+            )
+            .await,
+            ForwardOutcome::Applied { seq: 5 }
+        );
+        let view = s.client_view_by_id(new.id).await.unwrap().unwrap();
+        assert_eq!(view.name, name("web02"));
+        assert_eq!(s.find_clients(&name("web01")).await.unwrap().len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn requests_completed_at_the_owner_are_listed_once() {
+    for f in parent().await {
+        let s = &f.store;
+        let rec = record(Uuid::new_v4(), "web01", "C01");
+        let (hw1, hw2) = (hw_items("SN1"), hw_items("SN2"));
+        let done = RequestView {
+            id: 5,
+            class: Class::Hw,
+            state: RequestState::Complete,
+            requested_at: Timestamp(3_000),
+            picked_up_at: Some(Timestamp(3_100)),
+            completed_at: Some(Timestamp(3_200)),
+        };
+        let e1 = Forwarded {
+            completed: vec![done.clone()],
+            ..fwd_full(1, &rec, Class::Hw, 1, &hw1, 3_200)
+        };
+        assert_eq!(
+            apply(s, "C01", &e1).await,
+            ForwardOutcome::Applied { seq: 1 }
+        );
+        // Forwarded again: as a duplicate, and inside a later full snapshot (a resync at the
+        // child moves completed requests to the new entry).
+        assert_eq!(
+            apply(
+                s,
+                "C01",
+                &Forwarded {
+                    seq: 2,
+                    ..e1.clone()
+                }
+            )
+            .await,
+            ForwardOutcome::Duplicate { seq: 2 }
+        );
+        let e3 = Forwarded {
+            completed: vec![done.clone()],
+            ..fwd_full(3, &rec, Class::Hw, 2, &hw2, 3_300)
+        };
+        assert_eq!(
+            apply(s, "C01", &e3).await,
+            ForwardOutcome::Applied { seq: 3 }
+        );
+
+        let view = s.client_view_by_id(rec.id).await.unwrap().unwrap();
+        assert_eq!(view.requests.len(), 1, "{}: {:?}", f.backend, view.requests);
+        let r = &view.requests[0];
+        assert_eq!(
+            (
+                r.class,
+                r.state,
+                r.requested_at,
+                r.picked_up_at,
+                r.completed_at
+            ),
+            (
+                Class::Hw,
+                RequestState::Complete,
+                Timestamp(3_000),
+                Some(Timestamp(3_100)),
+                Some(Timestamp(3_200))
+            )
+        );
+        assert_eq!(s.clients().await.unwrap()[0].pending_requests, 0);
+
+        // The same request id at another owner is another request.
+        let other = record(Uuid::new_v4(), "web01", "C02");
+        let e4 = Forwarded {
+            completed: vec![done.clone()],
+            ..fwd_full(1, &other, Class::Hw, 1, &hw1, 3_200)
+        };
+        apply(s, "C02", &e4).await;
+        assert_eq!(
+            s.client_view_by_id(other.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .requests
+                .len(),
+            1
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_forwarding_parent_queues_what_it_applies_and_nothing_else() {
+    for f in parent().await {
+        let s = &f.store;
+        s.set_forwarding(true).await.unwrap();
+        let rec = record(Uuid::new_v4(), "web01", "G01");
+        let (hw1, hw2) = (hw_items("SN1"), hw_items("SN2"));
+        let done = RequestView {
+            id: 9,
+            class: Class::Hw,
+            state: RequestState::Complete,
+            requested_at: Timestamp(3_000),
+            picked_up_at: None,
+            completed_at: Some(Timestamp(3_200)),
+        };
+        let e1 = Forwarded {
+            completed: vec![done],
+            ..fwd_full(21, &rec, Class::Hw, 5, &hw1, 3_200)
+        };
+        let e2 = fwd_delta(22, &rec, Class::Hw, 6, &hw1, &hw2, 3_200, 3_300);
+        apply(s, "C01", &e1).await;
+        apply(s, "C01", &e2).await;
+        apply(
+            s,
+            "C01",
+            &Forwarded {
+                seq: 23,
+                ..e2.clone()
+            },
+        )
+        .await; // duplicate
+        apply(
+            s,
+            "C01",
+            &fwd_delta(24, &rec, Class::Hw, 9, &hw1, &hw2, 3_200, 3_300),
+        )
+        .await; // gap
+        apply(s, "C02", &fwd_full(25, &rec, Class::Hw, 7, &hw1, 3_400)).await; // refused
+
+        let queued = s.outbox_batch(10).await.unwrap();
+        assert_eq!(queued.len(), 2, "{}: {queued:#?}", f.backend);
+        for (q, e) in queued.iter().zip([&e1, &e2]) {
+            assert_eq!(
+                Forwarded {
+                    seq: q.seq,
+                    ..e.clone()
+                },
+                *q,
+                "the same client record, version, hash, times, body and completed requests"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_grandchilds_client_reaches_the_top_with_its_owner_version_and_hash() {
+    for ((g, c), p) in stores_at("G01")
+        .await
+        .into_iter()
+        .zip(stores_at("C01").await)
+        .zip(stores_at("P01").await)
+    {
+        let (g, c, p) = (&g.store, &c.store, &p.store);
+        g.set_forwarding(true).await.unwrap();
+        c.set_forwarding(true).await.unwrap();
+
+        // The grandchild's own client: reports, and a resync requested there.
+        let id = enroll(g, "web01").await;
+        let (hw1, hw2) = (hw_items("SN1"), hw_items("SN2"));
+        accepted(g, id, &full(Class::Hw, &hw1), 3_000).await;
+        accepted(g, id, &delta(Class::Hw, 1, &hw1, &hw2), 3_100).await;
+        let req = g
+            .request_resync(&name("web01"), Class::Sw, Timestamp(3_150))
+            .await
+            .unwrap();
+        g.checkin(id, Timestamp(3_160)).await.unwrap();
+        let mut sw_full = full(Class::Sw, &sw(6, 0));
+        sw_full.answers = vec![req.id];
+        accepted(g, id, &sw_full, 3_200).await;
+        accepted(g, id, &delta(Class::Sw, 1, &sw(6, 0), &sw(6, 3)), 3_300).await;
+
+        // The child applies what the grandchild forwards …
+        c.set_child_token(&code("G01"), key_hash(7), Timestamp(100))
+            .await
+            .unwrap();
+        c.record_site_status(
+            &code("G01"),
+            &[status("G01", Some("C01"), None)],
+            Timestamp(3_400),
+        )
+        .await
+        .unwrap();
+        let from_g = g.outbox_batch(100).await.unwrap();
+        assert_eq!(from_g.len(), 4);
+        for e in &from_g {
+            assert_eq!(
+                apply(c, "G01", e).await,
+                ForwardOutcome::Applied { seq: e.seq }
+            );
+        }
+        g.outbox_done(&seqs(&from_g), Timestamp(3_500))
+            .await
+            .unwrap();
+        assert_eq!(g.outbox_stats().await.unwrap().depth, 0);
+
+        // … and forwards it on to the parent, which learned that G01 is below C01.
+        p.set_child_token(&code("C01"), key_hash(8), Timestamp(100))
+            .await
+            .unwrap();
+        let below = c.sites().await.unwrap();
+        let mut statuses = vec![status("C01", Some("P01"), None)];
+        statuses.extend(below);
+        p.record_site_status(&code("C01"), &statuses, Timestamp(3_600))
+            .await
+            .unwrap();
+        let from_c = c.outbox_batch(100).await.unwrap();
+        assert_eq!(
+            from_c
+                .iter()
+                .map(|e| (&e.client, e.class, e.version, e.hash, &e.body))
+                .collect::<Vec<_>>(),
+            from_g
+                .iter()
+                .map(|e| (&e.client, e.class, e.version, e.hash, &e.body))
+                .collect::<Vec<_>>(),
+            "the child forwards the changes as the owner made them"
+        );
+        for e in &from_c {
+            assert_eq!(
+                apply(p, "C01", e).await,
+                ForwardOutcome::Applied { seq: e.seq }
+            );
+        }
+        c.outbox_done(&seqs(&from_c), Timestamp(3_700))
+            .await
+            .unwrap();
+
+        let at_owner = g.client_view(&name("web01")).await.unwrap().unwrap();
+        let at_top = p
+            .client_view_by_id(id)
+            .await
+            .unwrap()
+            .expect("the parent holds it");
+        assert_eq!(at_top.site, code("G01"));
+        assert_eq!(
+            (&at_top.name, &at_top.machine_id, at_top.enrolled_at),
+            (&at_owner.name, &at_owner.machine_id, at_owner.enrolled_at)
+        );
+        assert_eq!(
+            at_top.hw, at_owner.hw,
+            "same version, hash, times and items"
+        );
+        assert_eq!(at_top.sw, at_owner.sw);
+        assert_eq!(at_top.hw.as_ref().unwrap().version, 2);
+        let r = &at_top.requests;
+        assert_eq!(
+            r.len(),
+            1,
+            "the resync requested at the owner is visible at the top"
+        );
+        let owner_req = &at_owner.requests[0];
+        assert_eq!(
+            (
+                r[0].class,
+                r[0].state,
+                r[0].requested_at,
+                r[0].picked_up_at,
+                r[0].completed_at
+            ),
+            (
+                owner_req.class,
+                owner_req.state,
+                owner_req.requested_at,
+                owner_req.picked_up_at,
+                owner_req.completed_at
+            )
+        );
+        assert_eq!(
+            p.find_clients(&name("web01"))
+                .await
+                .unwrap()
+                .iter()
+                .map(|o| o.site.clone())
+                .collect::<Vec<_>>(),
+            vec![code("G01")]
+        );
+        assert_eq!(p.site_via(&code("G01")).await.unwrap(), Some(code("C01")));
+        assert_eq!(
+            p.history_by_id(id, &HistoryQuery::default())
+                .await
+                .unwrap()
+                .unwrap()
+                .len(),
+            g.history(&name("web01"), 100).await.unwrap().unwrap().len(),
+            "the same history"
+        );
+    }
+}
