@@ -731,17 +731,50 @@ async fn the_same_change_forwarded_twice_is_a_duplicate() {
             .unwrap();
         assert_eq!(history.len(), 1, "a duplicate records no history");
 
-        // A full snapshot the parent already holds is a duplicate too; an older full one (the
-        // child's database was restored) is taken with the owner's number.
+        // A full snapshot the parent already holds is a duplicate too, and so is a change it
+        // applied recently: a child re-sending a batch whose answer it lost sets nothing back.
         let full_again = fwd_full(8, &rec, Class::Hw, 2, &hw2, 4_100);
         assert_eq!(
             apply(s, "C01", &full_again).await,
             ForwardOutcome::Duplicate { seq: 8 }
         );
-        let restored = fwd_full(9, &rec, Class::Hw, 1, &hw1, 4_500);
+        let hw3 = hw_items("SN3");
+        apply(
+            s,
+            "C01",
+            &fwd_delta(9, &rec, Class::Hw, 3, &hw2, &hw3, 4_000, 4_200),
+        )
+        .await;
+        for replayed in [&e1, &e2] {
+            assert_eq!(
+                apply(s, "C01", replayed).await,
+                ForwardOutcome::Duplicate { seq: replayed.seq }
+            );
+        }
+        let hw = s
+            .client_view_by_id(rec.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .hw
+            .unwrap();
+        assert_eq!((hw.version, hw.hash), (3, hash_of(&hw3)));
+        assert_eq!(
+            s.history_by_id(rec.id, &HistoryQuery::default())
+                .await
+                .unwrap()
+                .unwrap()
+                .len(),
+            2
+        );
+
+        // An older version with another hash is new (the owner's database was restored and its
+        // agent sent a full report): taken with the owner's number.
+        let hw9 = hw_items("SN9");
+        let restored = fwd_full(10, &rec, Class::Hw, 2, &hw9, 4_500);
         assert_eq!(
             apply(s, "C01", &restored).await,
-            ForwardOutcome::Applied { seq: 9 }
+            ForwardOutcome::Applied { seq: 10 }
         );
         let hw = s
             .client_view_by_id(rec.id)
@@ -752,7 +785,7 @@ async fn the_same_change_forwarded_twice_is_a_duplicate() {
             .unwrap();
         assert_eq!(
             (hw.version, hw.hash, hw.full_at),
-            (1, hash_of(&hw1), Timestamp(4_500))
+            (2, hash_of(&hw9), Timestamp(4_500))
         );
     }
 }
@@ -1282,6 +1315,97 @@ async fn a_grandchilds_client_reaches_the_top_with_its_owner_version_and_hash() 
                 .len(),
             g.history(&name("web01"), 100).await.unwrap().unwrap().len(),
             "the same history"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_batch_applies_exactly_as_one_entry_at_a_time() {
+    let a = record(Uuid::new_v4(), "web01", "C01");
+    let b = record(Uuid::new_v4(), "db01", "G01");
+    let renewed = record(Uuid::new_v4(), "web01", "C01");
+    let (hw1, hw2, hw3) = (hw_items("SN1"), hw_items("SN2"), hw_items("SN3"));
+    let entries = vec![
+        fwd_full(1, &a, Class::Hw, 1, &hw1, 4_000),
+        fwd_delta(2, &a, Class::Hw, 2, &hw1, &hw2, 4_000, 4_100),
+        fwd_delta(3, &a, Class::Hw, 3, &hw2, &hw3, 4_000, 4_200),
+        fwd_full(4, &b, Class::Sw, 5, &sw(4, 0), 4_300),
+        Forwarded {
+            seq: 5,
+            ..fwd_delta(2, &a, Class::Hw, 2, &hw1, &hw2, 4_000, 4_100)
+        },
+        fwd_delta(6, &a, Class::Hw, 9, &hw1, &hw2, 4_000, 4_400),
+        with_hash(fwd_full(7, &b, Class::Hw, 1, &hw1, 4_500), hash_of(&hw2)),
+        fwd_full(
+            8,
+            &record(Uuid::new_v4(), "x01", "G09"),
+            Class::Hw,
+            1,
+            &hw1,
+            4_500,
+        ),
+        fwd_delta(9, &b, Class::Sw, 6, &sw(4, 0), &sw(4, 2), 4_300, 4_600),
+        // The owner re-created web01: the old client goes, and its later delta finds nothing.
+        fwd_full(10, &renewed, Class::Hw, 1, &hw3, 4_700),
+        fwd_delta(11, &a, Class::Hw, 4, &hw3, &hw1, 4_000, 4_800),
+    ];
+    for (one, all) in parent().await.into_iter().zip(parent().await) {
+        let mut singly = Vec::new();
+        for e in &entries {
+            singly.push(apply(&one.store, "C01", e).await);
+        }
+        let batched = all
+            .store
+            .apply_forwarded_batch(&code("C01"), &entries, Timestamp(10_000))
+            .await
+            .unwrap();
+        assert_eq!(batched, singly, "{}", one.backend);
+        let kinds: Vec<&str> = batched
+            .iter()
+            .map(|o| match o {
+                ForwardOutcome::Applied { .. } => "applied",
+                ForwardOutcome::Duplicate { .. } => "duplicate",
+                ForwardOutcome::ResyncRequired { .. } => "resync",
+                ForwardOutcome::Refused { .. } => "refused",
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "applied",
+                "applied",
+                "applied",
+                "applied",
+                "duplicate",
+                "resync",
+                "refused",
+                "refused",
+                "applied",
+                "applied",
+                "resync"
+            ]
+        );
+        let (x, y) = (
+            one.store.clients().await.unwrap(),
+            all.store.clients().await.unwrap(),
+        );
+        assert_eq!(x, y);
+        assert_eq!(
+            x.iter().map(|c| c.id).collect::<Vec<_>>(),
+            vec![b.id, renewed.id]
+        );
+        for id in [b.id, renewed.id] {
+            assert_eq!(
+                one.store.client_view_by_id(id).await.unwrap(),
+                all.store.client_view_by_id(id).await.unwrap()
+            );
+        }
+        assert!(
+            all.store
+                .apply_forwarded_batch(&code("C01"), &[], Timestamp(1))
+                .await
+                .unwrap()
+                .is_empty()
         );
     }
 }

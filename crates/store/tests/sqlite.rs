@@ -300,3 +300,125 @@ async fn a_client_with_1500_packages_hardware_and_history_costs_at_most_32_kb() 
         "{per_client} bytes per client exceeds the 32 KB budget"
     );
 }
+
+/// The schema of version-1 databases exactly as that version created it, kept here (not taken
+/// from the code) so that the migration is tested against the files that exist in the field.
+const SCHEMA_V1: &str = r#"
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE clients (
+    id INTEGER PRIMARY KEY, uuid BLOB NOT NULL UNIQUE, name TEXT NOT NULL,
+    site_code TEXT NOT NULL, machine_id TEXT NOT NULL, key_hash BLOB NOT NULL,
+    enrolled_at INTEGER NOT NULL, last_seen INTEGER, UNIQUE (site_code, name)
+);
+CREATE TABLE items (id INTEGER PRIMARY KEY, h INTEGER NOT NULL, key TEXT NOT NULL, attrs BLOB NOT NULL);
+CREATE INDEX items_h ON items (h);
+CREATE TABLE snapshots (
+    client_id INTEGER NOT NULL REFERENCES clients (id), class INTEGER NOT NULL,
+    version INTEGER NOT NULL, hash BLOB NOT NULL, full_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL, recent_reports BLOB NOT NULL, items BLOB NOT NULL,
+    PRIMARY KEY (client_id, class)
+);
+CREATE TABLE history (
+    id INTEGER PRIMARY KEY, client_id INTEGER NOT NULL REFERENCES clients (id),
+    class INTEGER NOT NULL, at INTEGER NOT NULL, old_item INTEGER REFERENCES items (id),
+    new_item INTEGER REFERENCES items (id), full INTEGER NOT NULL,
+    CHECK (old_item IS NOT NULL OR new_item IS NOT NULL)
+);
+CREATE INDEX history_client ON history (client_id, id);
+CREATE TABLE requests (
+    id INTEGER PRIMARY KEY, client_id INTEGER NOT NULL REFERENCES clients (id),
+    kind TEXT NOT NULL CHECK (kind IN ('resync', 'event')), arg TEXT NOT NULL,
+    requested_at INTEGER NOT NULL, picked_up_at INTEGER, completed_at INTEGER
+);
+CREATE UNIQUE INDEX requests_pending ON requests (client_id, kind, arg)
+    WHERE picked_up_at IS NULL AND completed_at IS NULL;
+CREATE INDEX requests_open ON requests (client_id, id) WHERE completed_at IS NULL;
+CREATE INDEX requests_client ON requests (client_id, kind, id);
+INSERT INTO meta (key, value) VALUES
+    ('site_code', 'S01'), ('site_name', 'Test site'), ('created_at', '1000'),
+    ('schema_version', '1');
+"#;
+
+#[tokio::test]
+async fn a_version_1_database_is_migrated_to_version_2_and_keeps_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("site.db");
+    let client_id = uuid::Uuid::new_v4();
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(SCHEMA_V1).unwrap();
+        conn.execute(
+            "INSERT INTO clients (uuid, name, site_code, machine_id, key_hash, enrolled_at)
+             VALUES (?1, 'WEB01', 'S01', 'web01-machine', ?2, 2000)",
+            rusqlite::params![client_id.as_bytes().as_slice(), key_hash(1).0.as_slice()],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO requests (client_id, kind, arg, requested_at) VALUES (1, 'resync', 'hw', 2500)",
+            [],
+        )
+        .unwrap();
+    }
+
+    let store = Store::open_sqlite(&path)
+        .await
+        .expect("a version-1 file opens");
+    assert_eq!(store.site().await.unwrap(), site());
+    let auth = store.client_auth(client_id).await.unwrap().expect("kept");
+    assert_eq!(auth.key_hash, key_hash(1));
+    let view = store.client_view(&name("web01")).await.unwrap().unwrap();
+    assert_eq!(view.requests.len(), 1);
+
+    // What version 2 adds works on the migrated file.
+    assert!(!store.forwarding().await.unwrap());
+    store.set_forwarding(true).await.unwrap();
+    let checkin = store.checkin(client_id, Timestamp(2_600)).await.unwrap();
+    let mut report = full(Class::Hw, &hw_items("SN1"));
+    report.answers = vec![checkin.instructions[0].id];
+    let ack = store
+        .store_report(client_id, &report, Timestamp(3_000))
+        .await
+        .unwrap();
+    assert!(
+        matches!(ack, ReportAck::Accepted { version: 1, .. }),
+        "{ack:?}"
+    );
+    let queued = store.outbox_batch(10).await.unwrap();
+    assert_eq!(queued.len(), 1);
+    assert_eq!(
+        queued[0].completed.len(),
+        1,
+        "the old request completes and travels"
+    );
+    drop(store);
+
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: String = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(version, "2");
+    for (kind, name) in [
+        ("table", "outbox"),
+        ("table", "sites"),
+        ("table", "child_tokens"),
+        ("index", "requests_origin"),
+    ] {
+        let n: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_schema WHERE type = ?1 AND name = ?2",
+                [kind, name],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(n, 1, "{kind} {name}");
+    }
+    drop(conn);
+
+    // A migrated file opens again as it is.
+    let store = Store::open_sqlite(&path).await.unwrap();
+    assert_eq!(store.outbox_stats().await.unwrap().depth, 1);
+}

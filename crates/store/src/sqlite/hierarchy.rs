@@ -588,8 +588,8 @@ pub(super) fn check_forwarded(
         None => None,
     };
     if let Some(r) = &row
-        && r.version == meta.version
-        && r.hash == input.hash
+        && ((r.version == meta.version && r.hash == input.hash)
+            || r.has_forwarded(meta.version, &input.hash))
     {
         return Ok(Verdict::Answer(ForwardOutcome::Duplicate { seq: meta.seq }));
     }
@@ -700,16 +700,17 @@ fn record_completed(
     Ok(())
 }
 
-/// Applies a planned forwarded change inside the writer's transaction: the checks again (the
-/// plan was made on committed data that may have moved), then the client, snapshot, history,
-/// completed requests and, when this site forwards too, the outbox entry.
+/// Applies a forwarded change inside the writer's transaction: the checks again (a plan made
+/// beforehand saw committed data that may have moved; without one, the writer plans), then the
+/// client, snapshot, history, completed requests and, when this site forwards too, the outbox
+/// entry.
 pub(super) fn apply_forwarded(
     conn: &Connection,
     batch: &mut Batch<'_>,
     via: &SiteCode,
     meta: &ForwardMeta,
     input: &ReportInput,
-    planned: Plan,
+    planned: Option<Plan>,
     now: Timestamp,
 ) -> Result<ForwardOutcome, StoreError> {
     let own = batch.shared.site.code.clone();
@@ -726,7 +727,10 @@ pub(super) fn apply_forwarded(
         version: Some(meta.version),
         at: meta.updated_at,
         full_at: meta.full_at,
-        report_id: None,
+        remember: (
+            queries::forwarded_mark(meta.version, &input.hash),
+            queries::RECENT_FORWARDED,
+        ),
     };
     let written = queries::write_change(conn, batch, client, input, row.as_ref(), change, &stamp)?;
     record_completed(

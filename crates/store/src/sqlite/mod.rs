@@ -97,15 +97,66 @@ enum Prepared {
     },
 }
 
-/// What the reading half of `apply_forwarded` decided.
+/// A forwarded change on its way to the writer.
+struct ForwardJob {
+    via: SiteCode,
+    meta: ForwardMeta,
+    input: ReportInput,
+    planned: Option<Plan>,
+}
+
+impl ForwardJob {
+    /// Prepares the body, or answers `Refused` for a full body whose items do not hash to its
+    /// hash. A forwarded change has no report id: it is identified by its owner's version and
+    /// hash, which is also how a repeated one is recognised.
+    fn unplanned(
+        via: &SiteCode,
+        entry: &Forwarded,
+    ) -> Result<Result<Box<ForwardJob>, ForwardOutcome>, StoreError> {
+        let meta = ForwardMeta::of(entry);
+        let input = match ReportInput::from_body(
+            Uuid::nil(),
+            entry.class,
+            entry.hash,
+            Vec::new(),
+            &entry.body,
+        ) {
+            Ok(input) => input,
+            Err(StoreError::BadReport(reason)) => return Ok(Err(meta.refused(reason))),
+            Err(e) => return Err(e),
+        };
+        Ok(Ok(Box::new(ForwardJob {
+            via: via.clone(),
+            meta,
+            input,
+            planned: None,
+        })))
+    }
+
+    fn run(
+        self: Box<Self>,
+        conn: &Connection,
+        batch: &mut Batch<'_>,
+        now: Timestamp,
+    ) -> Result<ForwardOutcome, StoreError> {
+        let job = *self;
+        hierarchy::apply_forwarded(
+            conn,
+            batch,
+            &job.via,
+            &job.meta,
+            &job.input,
+            job.planned,
+            now,
+        )
+    }
+}
+
+/// What the reading half of `apply_forwarded` decided: an answer from committed data (with the
+/// job, which a batch still sends to the writer), or a job for the writer.
 enum PreparedForward {
-    Answer(ForwardOutcome),
-    Write {
-        via: SiteCode,
-        meta: Box<ForwardMeta>,
-        input: Box<ReportInput>,
-        plan: Box<Plan>,
-    },
+    Answer(ForwardOutcome, Box<ForwardJob>),
+    Write(Box<ForwardJob>),
 }
 
 fn unknown_id(client_id: Uuid) -> StoreError {
@@ -179,12 +230,23 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection, &mut Batch<'_>) -> Result<T, StoreError> + Send + 'static,
     {
+        self.submit(f)?.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Hands `f` to the writer at once and returns where its answer will arrive. Jobs run in
+    /// the order they were submitted, so a caller may submit several before waiting, and they
+    /// then share group commits instead of paying one each.
+    fn submit<T, F>(&self, f: F) -> Result<oneshot::Receiver<Result<T, StoreError>>, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &mut Batch<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
         let (tx, rx) = oneshot::channel();
         let sender = self.sender.as_ref().ok_or(StoreError::Closed)?;
         sender
             .send(Box::new(FnJob::new(f, tx)))
             .map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        Ok(rx)
     }
 
     pub fn site(&self) -> SiteMeta {
@@ -524,69 +586,103 @@ impl SqliteStore {
         entry: &Forwarded,
         now: Timestamp,
     ) -> Result<ForwardOutcome, StoreError> {
-        let meta = ForwardMeta::of(entry);
-        // A forwarded change has no report id: it is identified by its owner's version and
-        // hash, which is also how a repeated one is recognised.
-        let input = match ReportInput::from_body(
-            Uuid::nil(),
-            entry.class,
-            entry.hash,
-            Vec::new(),
-            &entry.body,
-        ) {
-            Ok(input) => input,
-            Err(StoreError::BadReport(reason)) => {
-                return Ok(log_forward(via, entry, meta.refused(reason)));
-            }
-            Err(e) => return Err(e),
-        };
-        let child = via.clone();
-        let prepared = self
-            .read(move |conn, shared| {
-                let via = child;
-                // As for reports: the plan is made here so the writer only re-checks it.
-                let row =
-                    match hierarchy::check_forwarded(conn, &shared.site.code, &via, &meta, &input)?
-                    {
-                        Verdict::Answer(outcome) => return Ok(PreparedForward::Answer(outcome)),
-                        Verdict::Proceed(row) => row,
-                    };
-                let current = row.as_ref().map(|r| r.current()).transpose()?;
-                let resolver = Resolver {
-                    cache: &shared.cache,
-                    db: &SqlItems(conn),
-                    fill_cache: true,
-                };
-                let plan = crate::plan::plan(&input, current.as_ref(), &resolver)?;
-                if let Outcome::Resync(reason) = &plan.outcome {
-                    return Ok(PreparedForward::Answer(
-                        meta.resync(input.class, reason.clone()),
-                    ));
+        let outcome = match ForwardJob::unplanned(via, entry)? {
+            Err(refused) => refused,
+            Ok(job) => match self.prepare_forwarded(job, true).await? {
+                PreparedForward::Answer(outcome, _) => outcome,
+                PreparedForward::Write(job) => {
+                    self.write(move |conn, batch| job.run(conn, batch, now))
+                        .await?
                 }
-                Ok(PreparedForward::Write {
-                    via,
-                    meta: Box::new(meta),
-                    input: Box::new(input),
-                    plan: Box::new(plan),
-                })
-            })
-            .await?;
-        match prepared {
-            PreparedForward::Answer(outcome) => Ok(log_forward(via, entry, outcome)),
-            PreparedForward::Write {
-                via: child,
-                meta,
-                input,
-                plan,
-            } => {
-                let outcome = self
-                    .write(move |conn, batch| {
-                        hierarchy::apply_forwarded(conn, batch, &child, &meta, &input, *plan, now)
-                    })
-                    .await?;
-                Ok(log_forward(via, entry, outcome))
-            }
+            },
+        };
+        Ok(log_forward(via, entry, outcome))
+    }
+
+    pub async fn apply_forwarded_batch(
+        &self,
+        via: &SiteCode,
+        entries: &[Forwarded],
+        now: Timestamp,
+    ) -> Result<Vec<ForwardOutcome>, StoreError> {
+        enum Pending {
+            Ready(ForwardOutcome),
+            Waiting(oneshot::Receiver<Result<ForwardOutcome, StoreError>>),
         }
+        let mut seen = std::collections::HashSet::new();
+        let mut pending = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let job = match ForwardJob::unplanned(via, entry)? {
+                // A malformed body is refused whatever comes before it.
+                Err(refused) => {
+                    pending.push(Pending::Ready(refused));
+                    continue;
+                }
+                Ok(job) => job,
+            };
+            // A plan made before an earlier entry of the same client and class is written
+            // would be made against the wrong snapshot; the writer plans those itself.
+            let first = seen.insert((entry.client.id, entry.class));
+            // Every entry goes to the writer, in order, even when the reading half already has
+            // an answer: an earlier entry of the batch may change it (a stale client removed,
+            // a snapshot moved), and the writer checks everything again anyway.
+            let job = match self.prepare_forwarded(job, first).await? {
+                PreparedForward::Answer(_, job) => job,
+                PreparedForward::Write(job) => job,
+            };
+            pending.push(Pending::Waiting(
+                self.submit(move |conn, batch| job.run(conn, batch, now))?,
+            ));
+        }
+        let mut outcomes = Vec::with_capacity(entries.len());
+        for (entry, p) in entries.iter().zip(pending) {
+            let outcome = match p {
+                Pending::Ready(outcome) => outcome,
+                Pending::Waiting(rx) => rx.await.map_err(|_| StoreError::Closed)??,
+            };
+            outcomes.push(log_forward(via, entry, outcome));
+        }
+        Ok(outcomes)
+    }
+
+    /// The reading half of applying a forwarded change: the checks and, with `plan`, the plan
+    /// against committed data, so that the writer only re-checks them.
+    async fn prepare_forwarded(
+        &self,
+        job: Box<ForwardJob>,
+        plan: bool,
+    ) -> Result<PreparedForward, StoreError> {
+        self.read(move |conn, shared| {
+            let row = match hierarchy::check_forwarded(
+                conn,
+                &shared.site.code,
+                &job.via,
+                &job.meta,
+                &job.input,
+            )? {
+                Verdict::Answer(outcome) => return Ok(PreparedForward::Answer(outcome, job)),
+                Verdict::Proceed(row) => row,
+            };
+            if !plan {
+                return Ok(PreparedForward::Write(job));
+            }
+            let current = row.as_ref().map(|r| r.current()).transpose()?;
+            let resolver = Resolver {
+                cache: &shared.cache,
+                db: &SqlItems(conn),
+                fill_cache: true,
+            };
+            let planned = crate::plan::plan(&job.input, current.as_ref(), &resolver)?;
+            if let Outcome::Resync(reason) = &planned.outcome {
+                let outcome = job.meta.resync(job.input.class, reason.clone());
+                return Ok(PreparedForward::Answer(outcome, job));
+            }
+            Ok(PreparedForward::Write(Box::new(ForwardJob {
+                planned: Some(planned),
+                ..*job
+            })))
+        })
+        .await
     }
 }
 

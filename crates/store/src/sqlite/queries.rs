@@ -30,6 +30,20 @@ use invsync_proto::inventory::item_digest;
 /// resends only its latest unacknowledged report, so a handful is plenty; 16 bytes each.
 const RECENT_REPORTS: usize = 4;
 
+/// How many forwarded changes per client and class are remembered for de-duplication (see
+/// [`SnapshotRow::has_forwarded`]): a child re-sends a whole batch when the answer to it was
+/// lost, which may hold several changes of one client and class.
+pub(super) const RECENT_FORWARDED: usize = 8;
+
+/// What `recent_reports` remembers of a forwarded change: its version and the first 8 bytes of
+/// its hash, 16 bytes like a report id.
+pub(super) fn forwarded_mark(version: i64, hash: &Digest) -> [u8; 16] {
+    let mut mark = [0u8; 16];
+    mark[..8].copy_from_slice(&version.to_le_bytes());
+    mark[8..].copy_from_slice(&hash.0[..8]);
+    mark
+}
+
 /// How many requests and events `client_view` lists.
 const VIEW_LIMIT: i64 = 50;
 
@@ -405,10 +419,19 @@ impl SnapshotRow {
         })
     }
 
-    /// The recent report ids with `report_id` first.
-    fn recent_with(&self, report_id: Uuid) -> Vec<u8> {
-        let mut out = report_id.as_bytes().to_vec();
-        for c in self.recent.chunks_exact(16).take(RECENT_REPORTS - 1) {
+    /// Whether a forwarded change with this version and hash was applied recently. Only the
+    /// current version and hash are an exact duplicate, but a child re-sending a batch whose
+    /// answer it lost would otherwise set the snapshot back to an older full entry and replay
+    /// every change after it, recording their history twice.
+    pub fn has_forwarded(&self, version: i64, hash: &Digest) -> bool {
+        let mark = forwarded_mark(version, hash);
+        self.recent.chunks_exact(16).any(|c| c == mark)
+    }
+
+    /// The recent marks with `mark` first, at most `keep`.
+    fn recent_with(&self, mark: &[u8; 16], keep: usize) -> Vec<u8> {
+        let mut out = mark.to_vec();
+        for c in self.recent.chunks_exact(16).take(keep - 1) {
             out.extend_from_slice(c);
         }
         out
@@ -532,8 +555,10 @@ pub(super) struct Stamp {
     pub at: Timestamp,
     /// The snapshot's `full_at` when the change is a full snapshot.
     pub full_at: Timestamp,
-    /// The report id to remember for de-duplication (reports of this site's own clients).
-    pub report_id: Option<Uuid>,
+    /// What `recent_reports` remembers of the change for de-duplication, and how many marks it
+    /// keeps: report ids for this site's own clients, [`forwarded_mark`]s for forwarded ones (a
+    /// client only ever gets one kind, as only own clients report here).
+    pub remember: ([u8; 16], usize),
 }
 
 /// What a stored change became.
@@ -579,10 +604,11 @@ pub(super) fn write_change(
         encode_ids(&change.upserts.iter().map(|s| id_of(*s)).collect::<Vec<_>>())
     };
     let class = class_code(input.class);
-    let recent = stamp.report_id.map(|id| match row {
-        Some(r) => r.recent_with(id),
-        None => id.as_bytes().to_vec(),
-    });
+    let (mark, keep) = &stamp.remember;
+    let recent = match row {
+        Some(r) => r.recent_with(mark, *keep),
+        None => mark.to_vec(),
+    };
     let (version, full_at): (i64, i64) = match row {
         None => {
             let blob = blob.ok_or_else(|| {
@@ -600,7 +626,7 @@ pub(super) fn write_change(
                     input.hash.0.as_slice(),
                     stamp.full_at.0,
                     stamp.at.0,
-                    recent.unwrap_or_default(),
+                    recent,
                     blob
                 ],
                 |r| Ok((r.get(0)?, r.get(1)?)),
@@ -610,7 +636,7 @@ pub(super) fn write_change(
             .prepare_cached(
                 "UPDATE snapshots SET version = ?1, hash = ?2,
                         full_at = CASE WHEN ?3 THEN ?4 ELSE full_at END, updated_at = ?5,
-                        recent_reports = coalesce(?6, recent_reports), items = coalesce(?7, items)
+                        recent_reports = ?6, items = coalesce(?7, items)
                  WHERE client_id = ?8 AND class = ?9 RETURNING version, full_at",
             )?
             .query_row(
@@ -671,7 +697,7 @@ pub(super) fn apply_report(
             hash: row.hash,
         });
     }
-    let change = match replan_if_moved(conn, batch, input, row.as_ref(), planned)? {
+    let change = match replan_if_moved(conn, batch, input, row.as_ref(), Some(planned))? {
         Outcome::Resync(reason) => return Ok(ReportAck::ResyncRequired { reason }),
         Outcome::Write(change) => change,
     };
@@ -679,7 +705,7 @@ pub(super) fn apply_report(
         version: None,
         at: now,
         full_at: now,
-        report_id: Some(input.report_id),
+        remember: (*input.report_id.as_bytes(), RECENT_REPORTS),
     };
     let written = write_change(conn, batch, client, input, row.as_ref(), change, &stamp)?;
     let mut completed = Vec::new();
@@ -725,15 +751,17 @@ pub(super) fn apply_report(
 
 /// The plan to write: `planned` when the snapshot is still the one it was made against, else a
 /// new plan against the snapshot as it is now (another change for this client and class was
-/// stored after the plan was made).
+/// stored after the plan was made, or no plan was made beforehand).
 pub(super) fn replan_if_moved(
     conn: &Connection,
     batch: &Batch<'_>,
     input: &ReportInput,
     row: Option<&SnapshotRow>,
-    planned: Plan,
+    planned: Option<Plan>,
 ) -> Result<Outcome, StoreError> {
-    if row.map(|r| (r.version, r.hash)) == planned.base {
+    if let Some(planned) = planned
+        && row.map(|r| (r.version, r.hash)) == planned.base
+    {
         return Ok(planned.outcome);
     }
     let current = row.map(SnapshotRow::current).transpose()?;

@@ -108,6 +108,10 @@ CREATE INDEX requests_client ON requests (client_id, kind, id);
 /// already the per-site uniqueness a parent needs), so only the outbox, the children and the
 /// provenance of resync requests completed elsewhere are new.
 const SCHEMA_V2: &str = r#"
+-- (No change of table, but of use: `snapshots.recent_reports` of a client of a site below holds
+-- 16-byte marks of the last forwarded changes applied, version and hash prefix, instead of report
+-- ids; such a client never reports here. See queries::forwarded_mark.)
+
 -- Resync requests completed at another site (the client's owner) and recorded here so that
 -- `invsite show` lists them: '<owner code>:<request id at the owner>'. Unique, so a change
 -- forwarded twice records them once; NULL for this site's own requests.
