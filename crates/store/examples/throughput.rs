@@ -1,7 +1,8 @@
 //! Measures the store's throughput against the site budgets of SPEC section 10 on a temporary
 //! SQLite database: full software reports (new and unchanged), deltas, and no-change check-ins,
 //! each from many concurrent tasks. Run it optimised:
-//! `cargo run --release -p invsync-store --example throughput`.
+//! `cargo run --release -p invsync-store --example throughput`. With `--forwarding`, the site
+//! forwards to a parent, so every accepted report also writes an outbox entry (SPEC section 6).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -94,6 +95,9 @@ async fn main() {
         created_at: Timestamp(0),
     };
     let store = Store::create_sqlite(&path, &meta).await.unwrap();
+    let forwarding = std::env::args().any(|a| a == "--forwarding");
+    store.set_forwarding(forwarding).await.unwrap();
+    println!("forwarding to a parent: {forwarding}");
     let mut ids = Vec::new();
     for c in 0..CLIENTS {
         let e = Enrollment {

@@ -1,6 +1,6 @@
 //! Tests of what is particular to the SQLite backend: the database file itself (create and
-//! open refusals, schema checks) and its size per client against the storage budget of SPEC
-//! section 10.
+//! open refusals, schema checks, the migration of version-1 files) and its size per client
+//! against the storage budget of SPEC section 10.
 
 mod common;
 
