@@ -197,9 +197,9 @@ pub fn cycle(opts: &CycleOptions) -> Result<CycleSummary, AgentError> {
     }
 
     // 2. Check in, and keep every new instruction before acting on it.
-    let checkin = cap.checkin(&CheckinRequest {
-        agent_version: Some(crate::AGENT_VERSION.into()),
-    })?;
+    // The body stays empty: the agent's version already travels in its User-Agent header,
+    // and a no-change cycle has a budget of 300 bytes (SPEC section 10).
+    let checkin = cap.checkin(&CheckinRequest::default())?;
     summary.instructions = record_instructions(&mut state, &checkin.instructions, Timestamp::now());
     if !summary.instructions.is_empty() {
         state.save(dir)?;

@@ -160,7 +160,7 @@ impl SiteAccess {
     }
 
     /// A client's history, or exit 4 when the site has no such client.
-    pub fn history(&mut self, name: &ClientName, query: &HistoryQuery) -> Result<Vec<HistoryEntry>> {
+    pub fn history(&mut self, name: &ClientName, site: Option<&SiteCode>, query: &HistoryQuery) -> Result<Vec<HistoryEntry>> {
         let mut path = wire::api_client_history(name);
         let mut params = Vec::new();
         if let Some(c) = query.class {
@@ -172,18 +172,16 @@ impl SiteAccess {
         if let Some(l) = query.limit {
             params.push(format!("limit={l}"));
         }
+        if let Some(code) = site {
+            params.push(format!("site={code}"));
+        }
         if !params.is_empty() {
             path = format!("{path}?{}", params.join("&"));
         }
         match self.get(&path)? {
             Some(Some(entries)) => Ok(entries),
             Some(None) => Err(ownership_exit(OwnershipError::Unknown { name: name.clone(), site: self.config.site_code.clone() })),
-            None => self.run_direct(|store, own| async move {
-                store
-                    .history_query(name, query)
-                    .await?
-                    .ok_or(OwnershipError::Unknown { name: name.clone(), site: own })
-            }),
+            None => self.run_direct(|store, own| async move { ownership::history(&store, &own, name, site, query).await }),
         }
     }
 

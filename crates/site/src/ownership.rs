@@ -4,9 +4,10 @@
 //! site's own clients and explain where another site's client lives (exit 5); `show` and
 //! `history` read any client this site holds and ask for `--site` when a name is ambiguous.
 
-use invsync_proto::wire::{ClientView, Owner};
+use invsync_proto::wire::{ClientView, HistoryEntry, HistoryQuery, Owner};
 use invsync_proto::{ClientName, SiteCode};
 use invsync_store::{Store, StoreError};
+use uuid::Uuid;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OwnershipError {
@@ -47,41 +48,64 @@ pub async fn not_own(store: &Store, own: &SiteCode, name: &ClientName, command: 
     OwnershipError::Elsewhere { owners, message }
 }
 
-/// One client this site holds (its own or one below it) by name, narrowed by `site` when given.
-pub async fn view(
+/// The id of one client this site holds (its own, or one of a site below) by name, narrowed
+/// by `site` when given. An own client of that name is what an administrator of this site
+/// means unless they name another site.
+pub async fn resolve(
     store: &Store,
     own: &SiteCode,
     name: &ClientName,
     site: Option<&SiteCode>,
-) -> Result<ClientView, OwnershipError> {
-    if site.is_none() || site == Some(own) {
-        // An own client of that name is what an administrator of this site means unless
-        // they name another site.
-        if let Some(v) = store.client_view(name).await? {
-            return Ok(v);
-        }
-    }
+) -> Result<Uuid, OwnershipError> {
     let matches: Vec<Owner> = store
         .find_clients(name)
         .await?
         .into_iter()
         .filter(|o| site.is_none_or(|s| &o.site == s))
         .collect();
+    if site.is_none() {
+        if let Some(mine) = matches.iter().find(|o| &o.site == own) {
+            return Ok(mine.id);
+        }
+    }
     match matches.as_slice() {
         [] => Err(OwnershipError::Unknown { name: name.clone(), site: site.unwrap_or(own).clone() }),
-        [one] => store
-            .client_view_by_id(one.id)
-            .await?
-            .ok_or_else(|| OwnershipError::Unknown { name: name.clone(), site: one.site.clone() }),
+        [one] => Ok(one.id),
         many => {
             let list: Vec<String> = many.iter().map(|o| format!("{} (id {})", place(o), o.id)).collect();
             Err(OwnershipError::Ambiguous {
                 owners: many.to_vec(),
-                message: format!(
-                    "{name} is held by {}; choose one with --site CODE",
-                    list.join(", ")
-                ),
+                message: format!("{name} is held by {}; choose one with --site CODE", list.join(", ")),
             })
         }
     }
+}
+
+/// One client's record, resolved as [`resolve`] does.
+pub async fn view(
+    store: &Store,
+    own: &SiteCode,
+    name: &ClientName,
+    site: Option<&SiteCode>,
+) -> Result<ClientView, OwnershipError> {
+    let id = resolve(store, own, name, site).await?;
+    store
+        .client_view_by_id(id)
+        .await?
+        .ok_or_else(|| OwnershipError::Unknown { name: name.clone(), site: site.unwrap_or(own).clone() })
+}
+
+/// One client's history, resolved as [`resolve`] does.
+pub async fn history(
+    store: &Store,
+    own: &SiteCode,
+    name: &ClientName,
+    site: Option<&SiteCode>,
+    query: &HistoryQuery,
+) -> Result<Vec<HistoryEntry>, OwnershipError> {
+    let id = resolve(store, own, name, site).await?;
+    store
+        .history_by_id(id, query)
+        .await?
+        .ok_or_else(|| OwnershipError::Unknown { name: name.clone(), site: site.unwrap_or(own).clone() })
 }

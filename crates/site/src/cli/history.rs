@@ -16,6 +16,9 @@ pub struct Args {
     pub client: ClientName,
     #[command(flatten)]
     pub data_dir: DataDirArg,
+    /// The owning site's code, when sites below this one hold several clients of that name
+    #[arg(long, value_name = "CODE")]
+    pub site: Option<invsync_proto::SiteCode>,
     /// Only this class
     #[arg(long, value_name = "hw|sw", value_parser = parse_class)]
     pub class: Option<Class>,
@@ -84,7 +87,7 @@ pub fn apply(args: Args) -> Result<()> {
     let options = AccessOptions { tool: "invsite history", note_fallback: false };
     let mut site = SiteAccess::open(options, args.data_dir.data_dir.as_deref())?;
     let query = HistoryQuery { class: args.class, since: args.since, limit: Some(args.limit) };
-    let entries = site.history(&args.client, &query)?;
+    let entries = site.history(&args.client, args.site.as_ref(), &query)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&entries)?);
     } else if entries.is_empty() {

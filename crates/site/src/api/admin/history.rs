@@ -1,4 +1,4 @@
-//! `GET /api/v1/clients/{name}/history?class=hw|sw&since=<RFC 3339>&limit=N`: a client's
+//! `GET /api/v1/clients/{name}/history?class=hw|sw&since=<RFC 3339>&limit=N&site=CODE`: a client's
 //! accepted changes, newest first (what `invsite history` prints).
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
@@ -6,7 +6,7 @@ use axum::extract::{Path, Query, State};
 use axum::Json;
 use invsync_proto::wire::{HistoryEntry, HistoryQuery};
 
-use super::{client_name, unknown_client};
+use super::client_name;
 use crate::api::auth::Admin;
 use crate::api::error::ApiError;
 use crate::server::AppState;
@@ -19,14 +19,25 @@ pub async fn apply(
     State(state): State<AppState>,
     _: Admin,
     path: Result<Path<String>, PathRejection>,
-    query: Result<Query<HistoryQuery>, QueryRejection>,
+    query: Result<Query<Params>, QueryRejection>,
 ) -> Result<Json<Vec<HistoryEntry>>, ApiError> {
     let Path(raw) = path?;
     let name = client_name(&raw)?;
-    let Query(mut query) = query.map_err(|r| ApiError::BadInput(r.body_text()))?;
-    query.limit = Some(query.limit.unwrap_or(invsync_store::DEFAULT_HISTORY_LIMIT).min(MAX_LIMIT));
-    match state.store.history_query(&name, &query).await? {
-        Some(entries) => Ok(Json(entries)),
-        None => Err(unknown_client(&name, &state.site_code)),
-    }
+    let Query(q) = query.map_err(|r| ApiError::BadInput(r.body_text()))?;
+    let query = HistoryQuery {
+        class: q.class,
+        since: q.since,
+        limit: Some(q.limit.unwrap_or(invsync_store::DEFAULT_HISTORY_LIMIT).min(MAX_LIMIT)),
+    };
+    let entries = crate::ownership::history(&state.store, &state.site_code, &name, q.site.as_ref(), &query).await?;
+    Ok(Json(entries))
+}
+
+/// The query string: the [`HistoryQuery`] fields and `site` for a name held by several sites.
+#[derive(Debug, serde::Deserialize)]
+pub struct Params {
+    pub class: Option<invsync_proto::Class>,
+    pub since: Option<invsync_proto::Timestamp>,
+    pub limit: Option<usize>,
+    pub site: Option<invsync_proto::SiteCode>,
 }

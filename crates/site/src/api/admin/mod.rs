@@ -10,15 +10,11 @@ pub mod requests;
 pub mod site;
 pub mod sites;
 
-use invsync_proto::{ClientName, SiteCode};
+use invsync_proto::ClientName;
 
 use super::error::ApiError;
 
 /// Parses a client name from a URL path segment with the one shared rule set.
 pub fn client_name(raw: &str) -> Result<ClientName, ApiError> {
     Ok(ClientName::parse(raw)?)
-}
-
-pub fn unknown_client(name: &ClientName, site: &SiteCode) -> ApiError {
-    crate::ownership::OwnershipError::Unknown { name: name.clone(), site: site.clone() }.into()
 }

@@ -38,15 +38,10 @@ pub async fn apply(
             other => other?,
         }
     }
-    let mut outcomes = Vec::with_capacity(batch.entries.len());
-    let mut applied = 0usize;
-    for entry in &batch.entries {
-        let outcome = state.store.apply_forwarded(&child.code, entry, now).await?;
-        if matches!(outcome, ForwardOutcome::Applied { .. }) {
-            applied += 1;
-        }
-        outcomes.push(outcome);
-    }
+    // One call for the whole batch shares group commits; a failure part-way is safe because
+    // the child resends and applied entries then count as duplicates.
+    let outcomes = state.store.apply_forwarded_batch(&child.code, &batch.entries, now).await?;
+    let applied = outcomes.iter().filter(|o| matches!(o, ForwardOutcome::Applied { .. })).count();
     if applied > 0 {
         tracing::debug!(child = %child.code, applied, "Applied forwarded changes.");
         state.forward_wake.notify_one();
