@@ -63,10 +63,8 @@ pub async fn resolve(
         .into_iter()
         .filter(|o| site.is_none_or(|s| &o.site == s))
         .collect();
-    if site.is_none() {
-        if let Some(mine) = matches.iter().find(|o| &o.site == own) {
-            return Ok(mine.id);
-        }
+    if let (None, Some(mine)) = (site, matches.iter().find(|o| &o.site == own)) {
+        return Ok(mine.id);
     }
     match matches.as_slice() {
         [] => Err(OwnershipError::Unknown { name: name.clone(), site: site.unwrap_or(own).clone() }),

@@ -117,8 +117,10 @@ pub async fn status_of(
 /// How many outbox entries go in one batch: large enough to amortise a round trip, small
 /// enough that one batch of full snapshots stays a few megabytes.
 const BATCH: usize = 200;
-/// How often an idle child reports its status (an empty batch).
-const HEARTBEAT: Duration = Duration::from_secs(10);
+/// How often an idle child reports its status (an empty batch) and collects requests routed
+/// down to it: short enough that `invsync --via-child` reaches a grandchild in seconds, long
+/// enough that a hundred idle children cost the parent fifty small requests a second.
+const HEARTBEAT: Duration = Duration::from_secs(2);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Drains the outbox to the parent until `stop` is notified. Woken by `wake` whenever a change
