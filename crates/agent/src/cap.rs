@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use invsync_proto::wire::{
-    self, AckRequest, CheckinRequest, CheckinResponse, EnrollRequest, EnrollResponse, ErrorBody,
+    self, AckRequest, WaitResponse, CheckinRequest, CheckinResponse, EnrollRequest, EnrollResponse, ErrorBody,
     Report, ReportAck,
 };
 use serde::Serialize;
@@ -21,6 +21,9 @@ use crate::error::AgentError;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one request may take from start to the end of the response body.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a push-channel long-poll may take: the site's hold time (50 s) plus a margin.
+pub const PUSH_TIMEOUT: Duration = Duration::from_secs(75);
 
 /// A client for one site's CAP API.
 #[derive(Debug, Clone)]
@@ -34,10 +37,19 @@ impl CapClient {
     /// A client for the site at `site_url` (a trailing `/` is ignored). `token` is the client
     /// token; it is `None` only for enrolling.
     pub fn new(site_url: &str, token: Option<&str>) -> Result<CapClient, AgentError> {
+        CapClient::with_timeout(site_url, token, REQUEST_TIMEOUT)
+    }
+
+    /// A client for the push channel, whose long-polls the site holds for up to 50 s.
+    pub fn for_push(site_url: &str, token: &str) -> Result<CapClient, AgentError> {
+        CapClient::with_timeout(site_url, Some(token), PUSH_TIMEOUT)
+    }
+
+    fn with_timeout(site_url: &str, token: Option<&str>, timeout: Duration) -> Result<CapClient, AgentError> {
         let base = normalise_site_url(site_url)?;
         let config = ureq::Agent::config_builder()
             .timeout_connect(Some(CONNECT_TIMEOUT))
-            .timeout_global(Some(REQUEST_TIMEOUT))
+            .timeout_global(Some(timeout))
             .http_status_as_error(false)
             .user_agent(format!("invagent/{}", crate::AGENT_VERSION))
             .build();
@@ -66,6 +78,13 @@ impl CapClient {
     /// `POST /cap/v1/report`.
     pub fn report(&self, report: &Report) -> Result<ReportAck, AgentError> {
         self.post(wire::CAP_REPORT, report, Body::Zstd, true)
+    }
+
+    /// `POST /cap/v1/wait`: blocks until the site wakes this client (true), or the hold time
+    /// passes or the site shuts down (false).
+    pub fn wait(&self) -> Result<bool, AgentError> {
+        let answer: WaitResponse = self.post(wire::CAP_WAIT, &serde_json::json!({}), Body::Json, true)?;
+        Ok(answer.wake)
     }
 
     /// `POST /cap/v1/ack`. The body of the answer is not needed: a 2xx means the events are

@@ -11,8 +11,10 @@ pub mod cycle;
 pub mod enroll;
 pub mod error;
 pub mod plan;
+pub mod push;
 pub mod run;
 pub mod state;
+pub mod trigger;
 
 pub use cycle::{ClassOutcome, CycleOptions, CycleSummary, ReportKind, SentReport, cycle};
 pub use enroll::{EnrollOptions, enroll};
@@ -21,5 +23,6 @@ pub use plan::{PlanReason, PlannedReport, plan};
 pub use run::{RunOptions, run};
 pub use state::State;
 
-/// The agent's version, sent with every check-in so a site can tell old agents apart.
+/// The agent's version, sent in the User-Agent header of every request so a site can tell old
+/// agents apart.
 pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -8,11 +8,14 @@
 //! site's quickstart from its own thread.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use crate::cycle::{CycleOptions, cycle};
 use crate::error::AgentError;
 use crate::state::State;
+use crate::trigger::{self, Trigger};
+use crate::push;
 
 /// The longest the loop sleeps before looking at the stop flag again.
 pub const STOP_POLL: Duration = Duration::from_millis(250);
@@ -27,7 +30,13 @@ pub struct RunOptions {
     pub interval: Duration,
 }
 
-/// Runs cycles until `stop` is set, then returns after the cycle in progress (if any) ends.
+/// After a trigger, how long the loop gathers further triggers before it cycles: two wake-ups
+/// in a burst (two `invsync` runs one after the other) cause one cycle, not two.
+pub const COALESCE: Duration = Duration::from_millis(100);
+
+/// Runs cycles until `stop` is set, then returns after the cycle in progress (if any) ends:
+/// one at start, one every interval, and one soon after each trigger (a push-channel wake-up,
+/// a reconnection, or `invagent cycle` on this machine).
 ///
 /// Fails at once only when the agent cannot work at all: it is not enrolled or its state is
 /// unreadable, which no amount of retrying fixes.
@@ -38,9 +47,45 @@ pub fn run(opts: &RunOptions, stop: &AtomicBool) -> Result<(), AgentError> {
         interval = %humantime::format_duration(opts.interval),
         "Agent started."
     );
+    let (tx, rx) = mpsc::channel::<Trigger>();
+    // The helper threads get a flag of their own: `stop` is borrowed, and the push thread may
+    // sit in a long-poll for a while after the loop has returned.
+    let threads_stop = Arc::new(AtomicBool::new(false));
+    {
+        let (dir, tx, flag) = (opts.cycle.data_dir.clone(), tx.clone(), threads_stop.clone());
+        std::thread::Builder::new()
+            .name("push".into())
+            .spawn(move || push::push_loop(dir, tx, flag))
+            .map_err(|e| AgentError::Io { context: "could not start the push-channel thread".into(), reason: e.to_string() })?;
+    }
+    let local = {
+        let (dir, tx, flag) = (opts.cycle.data_dir.clone(), tx, threads_stop.clone());
+        std::thread::Builder::new().name("trigger".into()).spawn(move || {
+            if let Err(e) = trigger::serve(&dir, tx, flag) {
+                tracing::warn!(error = %e, "Could not open the local trigger socket; `invagent cycle` will run its own cycle.");
+            }
+        })
+    };
+
+    let mut next = Instant::now();
+    let mut reason = "start";
     while !stop.load(Ordering::SeqCst) {
+        let mut locals = Vec::new();
+        let Some(why) = wait_for_turn(&rx, next, stop, &mut locals) else { break };
+        reason = if why == "interval" && reason == "start" { "start" } else { why };
+        if why != "interval" {
+            // Gather the rest of a burst of triggers into this one cycle.
+            std::thread::sleep(COALESCE);
+            while let Ok(t) = rx.try_recv() {
+                if let Trigger::Local(stream) = t {
+                    locals.push(stream);
+                }
+            }
+        }
         let started = Instant::now();
-        match cycle(&opts.cycle) {
+        tracing::info!(reason, "Cycling.");
+        let result = cycle(&opts.cycle);
+        match &result {
             Ok(summary) => {
                 for line in summary.lines() {
                     tracing::info!(result = %line, "Cycle result.");
@@ -55,12 +100,51 @@ pub fn run(opts: &RunOptions, stop: &AtomicBool) -> Result<(), AgentError> {
                 tracing::warn!(error = %e, "The cycle failed; the next one retries.");
             }
         }
+        let answer = result.map(|s| s.lines()).map_err(|e| e.to_string());
+        for stream in locals {
+            trigger::reply(stream, &answer);
+        }
         let wait = jittered(opts.interval, random_unit());
         tracing::debug!(seconds = wait.as_secs_f64(), "Waiting for the next cycle.");
-        sleep_until(started + wait, stop);
+        next = started + wait;
+        reason = "interval";
+    }
+    threads_stop.store(true, Ordering::SeqCst);
+    if let Ok(handle) = local {
+        let _ = handle.join();
     }
     tracing::info!("Agent stopped.");
     Ok(())
+}
+
+/// Waits until `next` or a trigger, checking `stop` every [`STOP_POLL`]. Returns why the
+/// loop should cycle, or `None` when it should stop.
+fn wait_for_turn(
+    rx: &mpsc::Receiver<Trigger>,
+    next: Instant,
+    stop: &AtomicBool,
+    locals: &mut Vec<std::os::unix::net::UnixStream>,
+) -> Option<&'static str> {
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            return None;
+        }
+        let now = Instant::now();
+        if now >= next {
+            return Some("interval");
+        }
+        match rx.recv_timeout((next - now).min(STOP_POLL)) {
+            Ok(Trigger::Push) => return Some("push"),
+            Ok(Trigger::Reconnected) => return Some("reconnected"),
+            Ok(Trigger::Local(stream)) => {
+                locals.push(stream);
+                return Some("local");
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            // Both helper threads are gone: only the interval is left.
+            Err(mpsc::RecvTimeoutError::Disconnected) => std::thread::sleep((next - now).min(STOP_POLL)),
+        }
+    }
 }
 
 /// `interval` scaled by a factor between 0.9 and 1.1, from `unit` in `[0, 1]`.
@@ -70,25 +154,11 @@ pub fn jittered(interval: Duration, unit: f64) -> Duration {
 
 /// A random number in `[0, 1]`. The jitter does not need to be unpredictable, only different
 /// per agent, so if the system's random source fails the loop runs without jitter.
-fn random_unit() -> f64 {
+pub(crate) fn random_unit() -> f64 {
     let mut buf = [0u8; 8];
     match getrandom::fill(&mut buf) {
         Ok(()) => u64::from_le_bytes(buf) as f64 / u64::MAX as f64,
         Err(_) => 0.5,
-    }
-}
-
-/// Sleeps until `deadline` or until `stop` is set, whichever comes first.
-fn sleep_until(deadline: Instant, stop: &AtomicBool) {
-    loop {
-        if stop.load(Ordering::SeqCst) {
-            return;
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            return;
-        }
-        std::thread::sleep((deadline - now).min(STOP_POLL));
     }
 }
 
@@ -112,11 +182,17 @@ mod tests {
     }
 
     #[test]
-    fn sleeping_stops_promptly_when_asked() {
+    fn waiting_stops_promptly_and_reports_triggers() {
+        let (tx, rx) = mpsc::channel();
+        let mut locals = Vec::new();
         let stop = AtomicBool::new(true);
         let t = Instant::now();
-        sleep_until(t + Duration::from_secs(60), &stop);
+        assert_eq!(wait_for_turn(&rx, t + Duration::from_secs(60), &stop, &mut locals), None);
         assert!(t.elapsed() < Duration::from_secs(1));
+        let stop = AtomicBool::new(false);
+        tx.send(Trigger::Push).unwrap();
+        assert_eq!(wait_for_turn(&rx, t + Duration::from_secs(60), &stop, &mut locals), Some("push"));
+        assert_eq!(wait_for_turn(&rx, Instant::now(), &stop, &mut locals), Some("interval"));
     }
 
     #[test]

@@ -6,3 +6,4 @@ pub mod ack;
 pub mod checkin;
 pub mod enroll;
 pub mod report;
+pub mod wait;
