@@ -7,6 +7,7 @@ pub mod access;
 pub mod api;
 pub mod cli;
 pub mod datadir;
+pub mod hub;
 pub mod ownership;
 pub mod parent;
 pub mod secret;

@@ -24,6 +24,9 @@ pub struct AppState {
     pub accept_parent_requests: bool,
     /// Notified whenever the site accepts a change, so the forwarder sends it at once.
     pub forward_wake: Arc<Notify>,
+    /// The push channel: wakes connected agents when an instruction is queued for them.
+    pub hub: Arc<crate::hub::Hub>,
+
     /// Learned at runtime: the parent's code (after the first contact) and this site's URL
     /// (configured, or the address it serves on).
     runtime: Arc<Mutex<Runtime>>,
@@ -59,6 +62,7 @@ impl AppState {
             enroll_secret: dir.enroll_secret()?.into(),
             accept_parent_requests: config.accept_parent_requests,
             forward_wake: Arc::new(Notify::new()),
+            hub: Arc::new(crate::hub::Hub::default()),
             runtime: Arc::new(Mutex::new(Runtime { parent_code: None, public_url: config.url.clone() })),
         })
     }
@@ -140,7 +144,14 @@ impl Server {
                 stop_forwarder.clone(),
             ))
         });
+        let hub = self.state.hub.clone();
         let app = crate::api::router(self.state);
+        // Parked long-polls would hold a graceful shutdown for their whole hold time; the hub
+        // answers them all as soon as shutdown begins.
+        let shutdown = async move {
+            shutdown.await;
+            hub.close();
+        };
         let result = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await;
         if let Some(task) = forwarder {
             // notify_one stores a permit, so the forwarder stops even if it is mid-batch now.

@@ -27,6 +27,7 @@ pub fn router(state: AppState) -> Router {
         .route(wire::CAP_CHECKIN, post(cap::checkin::apply))
         .route(wire::CAP_REPORT, post(cap::report::apply))
         .route(wire::CAP_ACK, post(cap::ack::apply))
+        .route(wire::CAP_WAIT, post(cap::wait::apply))
         .route(wire::SITE_HELLO, post(site::hello::apply))
         .route(wire::SITE_FORWARD, post(site::forward::apply))
         .route(wire::API_SITE, get(admin::site::apply))
