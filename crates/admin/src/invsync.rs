@@ -1,6 +1,7 @@
 //! `invsync hw|sw CLIENT`: queue a hardware or software inventory resynchronization request
 //! for a client of this site (the original tool's `.cfg` at the CAP). With `--wait` it follows
-//! the request until the client's full report is stored.
+//! the request until the client's full report is stored. With `--via-child` a request for a
+//! client of a site below is routed down to its owning site instead of refused (exit 5).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -40,6 +41,14 @@ pub struct Args {
     /// Print the queued request as JSON
     #[arg(long)]
     pub json: bool,
+    /// For a client of a site below this one: route the request down to the owning site, which
+    /// queues it if it was set up to accept requests from its parent (`invsite init
+    /// --accept-parent-requests`); its state then shows at both sites
+    #[arg(long)]
+    pub via_child: bool,
+    /// With --via-child: the owning site, when sites below hold several clients of that name
+    #[arg(long, value_name = "CODE", requires = "via_child")]
+    pub site: Option<invsync_proto::SiteCode>,
 }
 
 pub fn parse_class(raw: &str) -> Result<Class, String> {
@@ -79,6 +88,21 @@ pub fn try_main() -> Result<()> {
 
 pub fn describe(queued: &Queued, class: Class) -> String {
     let what = format!("{} inventory resynchronization request for {}", class_words(class), queued.client);
+    if let Some(owner) = &queued.routed_to {
+        return if queued.created {
+            format!(
+                "Routed a {what} to its owning site {owner} (request {} here).\n\
+                 {owner} queues it for the client when its branch next forwards here (within seconds); \
+                 the request completes here once the client's full report comes up: invsite show {}",
+                queued.id, queued.client
+            )
+        } else {
+            format!(
+                "A {what} routed to site {owner} is already pending (request {}, queued {}); this request is the same one.",
+                queued.id, queued.requested_at
+            )
+        };
+    }
     if queued.created {
         format!(
             "Queued a {what} (request {}).\nThe client applies it at its next cycle; to make that happen now: setevnt {} cycle",
@@ -94,7 +118,11 @@ pub fn describe(queued: &Queued, class: Class) -> String {
 
 pub fn apply(args: &Args) -> Result<()> {
     let mut site = SiteAccess::open(AccessOptions { tool: "invsync", note_fallback: true }, args.data_dir.as_deref())?;
-    let queued = site.request_resync(&args.client, args.class)?;
+    let queued = if args.via_child {
+        site.request_resync_via_child(&args.client, args.class, args.site.as_ref())?
+    } else {
+        site.request_resync(&args.client, args.class)?
+    };
     if args.json {
         println!("{}", serde_json::to_string(&queued)?);
     } else {

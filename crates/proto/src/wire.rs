@@ -284,6 +284,18 @@ pub struct RequestView {
     pub requested_at: Timestamp,
     pub picked_up_at: Option<Timestamp>,
     pub completed_at: Option<Timestamp>,
+    /// Where the request was made when not here, as `<site code>:<request id there>`: the
+    /// site where `invsync --via-child` ran for a request routed down to this site (or
+    /// through it), or the owning site for a request completed there and recorded here. A
+    /// site above the owner uses it to complete its own routed request when the full report
+    /// that answers it is forwarded up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+    /// The owning site a request made for a client of a site below was routed down to
+    /// (`invsync --via-child`); such a request stays pending here until the full report that
+    /// completes it at the owner is forwarded up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<SiteCode>,
 }
 
 /// A Set Client Event wake-up as `invsite show` lists it.
@@ -349,6 +361,15 @@ pub fn api_client_history(name: &ClientName) -> String {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResyncRequestBody {
     pub class: Class,
+    /// For a client owned by a site below this one: route the request down to the owning
+    /// site (`invsync --via-child`) instead of refusing it, if that site accepts requests from
+    /// its parent. For this site's own client it changes nothing.
+    #[serde(default)]
+    pub via_child: bool,
+    /// With `via_child`: the owning site's code, when sites below hold several clients of
+    /// that name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<SiteCode>,
 }
 
 /// `POST /api/v1/clients/{name}/events`.
@@ -366,6 +387,10 @@ pub struct Queued {
     pub created: bool,
     pub state: RequestState,
     pub requested_at: Timestamp,
+    /// The owning site a resync request was routed down to (`invsync --via-child`); absent
+    /// for a request queued for this site's own client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routed_to: Option<SiteCode>,
 }
 
 #[cfg(test)]
@@ -386,6 +411,27 @@ mod tests {
         assert_eq!(ClientToken::parse(&t.encode()), Some(t));
         assert_eq!(ClientToken::parse("nope"), None);
         assert_eq!(ClientToken::parse("x.y"), None);
+    }
+
+    #[test]
+    fn resync_request_body_defaults_to_a_plain_request() {
+        let b: ResyncRequestBody = serde_json::from_str(r#"{"class":"hw"}"#).unwrap();
+        assert_eq!(b, ResyncRequestBody { class: Class::Hw, via_child: false, site: None });
+    }
+
+    #[test]
+    fn origins_round_trip() {
+        let d = DownRequest {
+            origin_id: 42,
+            origin_site: SiteCode::parse("P01").unwrap(),
+            client: Uuid::nil(),
+            class: Class::Sw,
+        };
+        assert_eq!(d.origin(), "P01:42");
+        assert_eq!(split_origin(&d.origin()), Some((d.origin_site.clone(), 42)));
+        assert_eq!(split_origin("P01"), None);
+        assert_eq!(split_origin("P01:x"), None);
+        assert_eq!(split_origin("toolong:1"), None);
     }
 
     #[test]
@@ -549,7 +595,9 @@ pub struct ForwardResult {
     pub requests: Vec<DownRequest>,
 }
 
-/// A resync request routed down the tree to the owning site.
+/// A resync request routed down the tree to the owning site. A parent delivers it again (about
+/// every 30 s) until the full report that completes it comes back up, so a child must treat a
+/// request it already holds (same origin) as a no-op.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DownRequest {
     /// The id at the site where `invsync --via-child` ran.
@@ -557,6 +605,20 @@ pub struct DownRequest {
     pub origin_site: SiteCode,
     pub client: Uuid,
     pub class: Class,
+}
+
+impl DownRequest {
+    /// The request's identity across the tree, `<origin site>:<origin id>`, as
+    /// [`RequestView::origin`] carries it.
+    pub fn origin(&self) -> String {
+        format!("{}:{}", self.origin_site, self.origin_id)
+    }
+}
+
+/// The site and id of an origin `<site code>:<request id>` ([`DownRequest::origin`]).
+pub fn split_origin(raw: &str) -> Option<(SiteCode, i64)> {
+    let (code, id) = raw.split_once(':')?;
+    Some((SiteCode::parse(code).ok()?, id.parse().ok()?))
 }
 
 /// Where a client lives when it is not this site's own (`invsync` exit 5, `invsite show`).

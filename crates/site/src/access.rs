@@ -84,7 +84,7 @@ impl SiteAccess {
 
     pub fn request_resync(&mut self, name: &ClientName, class: Class) -> Result<Queued> {
         let path = wire::api_client_requests(name);
-        if let Some(q) = self.post(&path, &ResyncRequestBody { class })? {
+        if let Some(q) = self.post(&path, &ResyncRequestBody { class, via_child: false, site: None })? {
             return Ok(q);
         }
         let command = format!("invsync {class} {name}");
@@ -93,6 +93,19 @@ impl SiteAccess {
                 Err(StoreError::UnknownClient { .. }) => Err(ownership::not_own(&store, &own, name, &command).await),
                 other => Ok(other?),
             }
+        })
+    }
+
+    /// `invsync --via-child`: a resync request queued for this site's own client, or routed
+    /// down to the owning site below (`site` picks it among several).
+    pub fn request_resync_via_child(&mut self, name: &ClientName, class: Class, site: Option<&SiteCode>) -> Result<Queued> {
+        let path = wire::api_client_requests(name);
+        let body = ResyncRequestBody { class, via_child: true, site: site.cloned() };
+        if let Some(q) = self.post(&path, &body)? {
+            return Ok(q);
+        }
+        self.run_direct(|store, own| async move {
+            ownership::route_resync(&store, &own, name, class, site, Timestamp::now()).await
         })
     }
 
@@ -259,7 +272,7 @@ impl SiteAccess {
 fn ownership_exit(e: OwnershipError) -> anyhow::Error {
     let code = match &e {
         OwnershipError::Unknown { .. } => Code::UnknownClient,
-        OwnershipError::Elsewhere { .. } => Code::OtherSite,
+        OwnershipError::Elsewhere { .. } | OwnershipError::NotAccepting { .. } => Code::OtherSite,
         OwnershipError::Ambiguous { .. } => Code::Usage,
         OwnershipError::Store(_) => {
             return anyhow::Error::new(e).context("the site database refused the request");

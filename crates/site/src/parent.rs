@@ -1,14 +1,16 @@
 //! A child site's connection to its parent: the site-to-site API client (`/site/v1/hello`,
 //! `/site/v1/forward`) and the forwarder task that drains the outbox to the parent in order,
 //! retrying with backoff while the parent is unreachable. The outbox is durable, so a parent
-//! that is down for hours loses nothing: the entries wait until acknowledged.
+//! that is down for hours loses nothing: the entries wait until acknowledged. The parent's
+//! answers carry resync requests routed down to this site or through it
+//! (`invsync --via-child`), which the forwarder takes in.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use invsync_proto::wire::{self, ChildHello, ChildWelcome, ErrorBody, ForwardBatch, ForwardOutcome, ForwardResult, SiteStatus};
+use invsync_proto::wire::{self, ChildHello, ChildWelcome, DownRequest, ErrorBody, ForwardBatch, ForwardOutcome, ForwardResult, SiteStatus};
 use invsync_proto::Timestamp;
-use invsync_store::Store;
+use invsync_store::{DownAccepted, Store};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::Notify;
@@ -128,8 +130,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 pub async fn forwarder(state: crate::server::AppState, client: ParentClient, wake: Arc<Notify>, stop: Arc<Notify>) {
     let mut backoff = Duration::from_millis(250);
     let mut said_unreachable = false;
+    let mut ignored = Ignored::default();
     loop {
-        match forward_once(&state, &client).await {
+        match forward_once(&state, &client, &mut ignored).await {
             Ok(more) => {
                 if said_unreachable {
                     tracing::info!(parent = client.url(), "The parent site is reachable again; forwarding.");
@@ -165,7 +168,7 @@ pub async fn forwarder(state: crate::server::AppState, client: ParentClient, wak
 
 /// Sends one batch (possibly empty: a heartbeat) and applies the outcomes. Returns whether
 /// more entries are waiting.
-async fn forward_once(state: &crate::server::AppState, client: &ParentClient) -> Result<bool, ParentError> {
+async fn forward_once(state: &crate::server::AppState, client: &ParentClient, ignored: &mut Ignored) -> Result<bool, ParentError> {
     let store_err = |e: invsync_store::StoreError| ParentError::Unreachable { url: "the local store".into(), reason: e.to_string() };
     if state.parent_code().is_none() {
         // The first contact checks the credential and tells this site its parent's code.
@@ -210,5 +213,65 @@ async fn forward_once(state: &crate::server::AppState, client: &ParentClient) ->
         }
     }
     state.store.outbox_done(&done, Timestamp::now()).await.map_err(store_err)?;
+    for request in &result.requests {
+        take_down_request(state, request, ignored).await.map_err(store_err)?;
+    }
     Ok(full)
+}
+
+/// Origins of routed requests this site ignored and already logged at WARN. The parent hands
+/// such a request over again every 30 s until it completes, which it never will here: once per
+/// origin in the log tells an operator, every 30 s would bury everything else.
+#[derive(Default)]
+struct Ignored {
+    warned: std::collections::HashSet<String>,
+}
+
+impl Ignored {
+    /// Whether `origin` is new (and now remembered). Bounded: after many, it forgets them all,
+    /// which costs one more WARN each.
+    fn first(&mut self, origin: &str) -> bool {
+        if self.warned.len() >= 10_000 {
+            self.warned.clear();
+        }
+        self.warned.insert(origin.to_string())
+    }
+}
+
+/// Takes in a resync request the parent routed down (`invsync --via-child` at a site above):
+/// queued for this site's agent when the client is this site's and the site accepts requests
+/// from its parent, routed on when the client belongs to a site below. The parent delivers a
+/// request again until it completes, so a repeat is a no-op, logged at DEBUG only.
+async fn take_down_request(
+    state: &crate::server::AppState,
+    req: &DownRequest,
+    ignored: &mut Ignored,
+) -> Result<(), invsync_store::StoreError> {
+    let origin = req.origin();
+    let (client, class) = (req.client, req.class);
+    let why = match state.store.accept_down_request(req, state.accept_parent_requests, Timestamp::now()).await? {
+        DownAccepted::Queued { id, created: true } => {
+            tracing::info!(%origin, %client, %class, id, "Queued a resync request routed down from a parent site.");
+            return Ok(());
+        }
+        DownAccepted::Relayed { id, route, created: true } => {
+            tracing::info!(%origin, %client, %class, id, owner = %route, "Routing a resync request from a parent site on to the owning site below.");
+            return Ok(());
+        }
+        DownAccepted::Queued { id, .. } | DownAccepted::Relayed { id, .. } => {
+            tracing::debug!(%origin, id, "A routed resync request arrived again; it is already queued.");
+            return Ok(());
+        }
+        DownAccepted::NotAccepted => "this site does not accept requests from its parent \
+            (enable it with `invsite config --accept-parent-requests true` and restart the server)"
+            .to_string(),
+        DownAccepted::UnknownClient => "no client with that id is held here".to_string(),
+        DownAccepted::Refused(reason) => reason,
+    };
+    if ignored.first(&origin) {
+        tracing::warn!(%origin, %client, %class, reason = %why, "Ignored a resync request routed down from a parent site; it stays pending where it was made.");
+    } else {
+        tracing::debug!(%origin, reason = %why, "Ignored a routed resync request again.");
+    }
+    Ok(())
 }

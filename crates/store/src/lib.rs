@@ -30,8 +30,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use invsync_proto::wire::{
-    CheckinResponse, ClientSummary, ClientView, Event, ForwardOutcome, Forwarded, Owner, Queued,
-    Report, ReportAck, RequestView, SiteStatus,
+    CheckinResponse, ClientSummary, ClientView, DownRequest, Event, ForwardOutcome, Forwarded,
+    Owner, Queued, Report, ReportAck, RequestView, SiteStatus,
 };
 use invsync_proto::{Class, ClientName, Digest, SiteCode, Timestamp};
 use uuid::Uuid;
@@ -83,6 +83,32 @@ pub struct OutboxStats {
     pub oldest: Option<Timestamp>,
     /// When the parent last acknowledged forwarded changes.
     pub last_forwarded: Option<Timestamp>,
+}
+
+/// How long (milliseconds) a routed request waits after it was handed to a child before it is
+/// handed over again, until the report that completes it comes back up: the answer that carried
+/// it may have been lost, and a child takes a request it already holds as a no-op.
+pub const REDELIVER_AFTER_MS: i64 = 30_000;
+
+/// What became of a resync request the parent routed down ([`Store::accept_down_request`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DownAccepted {
+    /// Queued for this site's own client as request `id`; `created` is false when the same
+    /// request (same origin) arrived before.
+    Queued { id: i64, created: bool },
+    /// The client is owned by `route`, a site below this one: queued as routed request `id`
+    /// here, to go one level further down with the next forward batch from that branch.
+    Relayed {
+        id: i64,
+        route: SiteCode,
+        created: bool,
+    },
+    /// This site's own client, but the site does not accept requests from its parent.
+    NotAccepted,
+    /// No client with that id at this site or below it.
+    UnknownClient,
+    /// A request this site cannot take, for the reason given; nothing was stored.
+    Refused(String),
 }
 
 /// How many history entries a query without a limit returns.
@@ -357,8 +383,13 @@ impl Store {
     /// * a delta not against the version held, or not giving `entry.hash` → `ResyncRequired`;
     /// * otherwise the client is created or updated (a stale client of another id with the
     ///   same owner and name is removed), the snapshot stored with the owner's version and
-    ///   times, history recorded, the completed requests recorded once each, and, when
-    ///   forwarding is on, the change appended to this site's outbox: `Applied`.
+    ///   times, history recorded, the completed requests recorded, and, when forwarding is on,
+    ///   the change appended to this site's outbox: `Applied`.
+    ///
+    /// A completed request whose origin is this site (a routed request made here) completes
+    /// that request with the owner's times; one whose origin a routed request here holds (routed
+    /// on through this site) completes that one; any other is recorded as a complete request of
+    /// the client once per origin (`<owner>:<id>` when it has none).
     ///
     /// Only `Applied` stores anything.
     pub async fn apply_forwarded(
@@ -368,6 +399,54 @@ impl Store {
         now: Timestamp,
     ) -> Result<ForwardOutcome, StoreError> {
         self.sqlite().apply_forwarded(via, entry, now).await
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Hierarchy: resync requests routed down the tree (`invsync --via-child`)
+
+    /// Queues a resync request for a client of a site below this one (by client id), to be
+    /// routed down to its owner: a request with `routed_to` the owner, pending until the full
+    /// report that completes it at the owner is forwarded up, which completes it here (see
+    /// [`Store::apply_forwarded`]). An identical routed request still pending stands for both
+    /// (`created = false`). Whether the owner accepts requests from its parent is the caller's
+    /// to check. This site's own client is refused ([`StoreError::Refused`]); an unknown id is
+    /// `UnknownClient`.
+    pub async fn queue_routed_request(
+        &self,
+        client_id: Uuid,
+        class: Class,
+        now: Timestamp,
+    ) -> Result<Queued, StoreError> {
+        self.sqlite().queue_routed_request(client_id, class, now).await
+    }
+
+    /// The routed requests to hand to the direct child `via` in the answer to its forward
+    /// batch: every routed request not yet complete whose owner is `via` or a site recorded
+    /// below it, and that was not delivered in the last [`REDELIVER_AFTER_MS`]. Each is marked
+    /// delivered at `now`. A request made here travels with this site's code and its id here;
+    /// one routed on through here keeps the origin it came with.
+    pub async fn deliver_routed_requests(
+        &self,
+        via: &SiteCode,
+        now: Timestamp,
+    ) -> Result<Vec<DownRequest>, StoreError> {
+        self.sqlite().deliver_routed_requests(via, now).await
+    }
+
+    /// Takes in a request the parent routed down, once per origin (a re-delivery answers with
+    /// `created = false` and changes nothing):
+    /// * this site's own client, with `accept_own` → a resync request queued for its agent,
+    ///   carrying the origin, so that the full report answering it tells the sites above;
+    /// * this site's own client without `accept_own` → `NotAccepted`, nothing stored;
+    /// * a client of a site below → a routed request here with the same origin (`Relayed`);
+    /// * an unknown client → `UnknownClient`, nothing stored.
+    pub async fn accept_down_request(
+        &self,
+        req: &DownRequest,
+        accept_own: bool,
+        now: Timestamp,
+    ) -> Result<DownAccepted, StoreError> {
+        self.sqlite().accept_down_request(req, accept_own, now).await
     }
 
     /// Applies a batch of changes forwarded by `via`, in order, with the rules and outcomes of

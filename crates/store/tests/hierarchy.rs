@@ -2,17 +2,18 @@
 //! (what goes in, in which order, what comes out and when it leaves), a parent's children and
 //! the sites below it, and applying forwarded changes with the owner's version numbers, gaps,
 //! duplicates, forged owners, one name at several sites and stale clients, up to a chain of
-//! three sites.
+//! three sites; and resync requests routed down to the owning site (`invsync --via-child`),
+//! delivered in the answers to forward batches and completed at every site on the way back up.
 
 mod common;
 
 use common::*;
 use invsync_proto::wire::{
-    ClientRecord, ForwardOutcome, Forwarded, Owner, ReportAck, ReportBody, RequestState,
-    RequestView, SiteStatus,
+    ClientRecord, DownRequest, ForwardOutcome, Forwarded, Owner, ReportAck, ReportBody,
+    RequestState, RequestView, SiteStatus,
 };
 use invsync_proto::{Class, Digest, Items, SiteCode, Snapshot, Timestamp};
-use invsync_store::{HistoryQuery, Store, StoreError};
+use invsync_store::{DownAccepted, HistoryQuery, Store, StoreError};
 use uuid::Uuid;
 
 fn code(raw: &str) -> SiteCode {
@@ -261,6 +262,8 @@ async fn with_forwarding_each_accepted_report_is_queued_in_order_as_accepted() {
                 requested_at: Timestamp(3_400),
                 picked_up_at: Some(Timestamp(3_450)),
                 completed_at: Some(Timestamp(3_500)),
+                origin: None,
+                route: None,
             }]
         );
         assert!(
@@ -1048,6 +1051,8 @@ async fn requests_completed_at_the_owner_are_listed_once() {
             requested_at: Timestamp(3_000),
             picked_up_at: Some(Timestamp(3_100)),
             completed_at: Some(Timestamp(3_200)),
+            origin: None,
+            route: None,
         };
         let e1 = Forwarded {
             completed: vec![done.clone()],
@@ -1134,6 +1139,8 @@ async fn a_forwarding_parent_queues_what_it_applies_and_nothing_else() {
             requested_at: Timestamp(3_000),
             picked_up_at: None,
             completed_at: Some(Timestamp(3_200)),
+            origin: None,
+            route: None,
         };
         let e1 = Forwarded {
             completed: vec![done],
@@ -1403,6 +1410,543 @@ async fn a_batch_applies_exactly_as_one_entry_at_a_time() {
         assert!(
             all.store
                 .apply_forwarded_batch(&code("C01"), &[], Timestamp(1))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Resync requests routed down the tree (`invsync --via-child`)
+
+fn down(origin: &str, origin_id: i64, client: Uuid, class: Class) -> DownRequest {
+    DownRequest {
+        origin_id,
+        origin_site: code(origin),
+        client,
+        class,
+    }
+}
+
+/// Hands everything in `from`'s outbox to `to` as the direct child `via` and acknowledges it.
+async fn forward_all(from: &Store, to: &Store, via: &str, at: i64) {
+    let batch = from.outbox_batch(1_000).await.unwrap();
+    for e in &batch {
+        let outcome = to
+            .apply_forwarded(&code(via), e, Timestamp(at))
+            .await
+            .unwrap();
+        assert!(
+            matches!(
+                outcome,
+                ForwardOutcome::Applied { .. } | ForwardOutcome::Duplicate { .. }
+            ),
+            "{outcome:?}"
+        );
+    }
+    from.outbox_done(&seqs(&batch), Timestamp(at)).await.unwrap();
+}
+
+/// Holds forwarded hw snapshots of web01 (owned by G01, reached through C01), db01 (owned by C01)
+/// and app01 (owned by C02) at the parent of [`parent`].
+async fn parent_with_clients(s: &Store) -> (Uuid, Uuid, Uuid) {
+    let (web, db, app) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    let hw = hw_items("SN1");
+    for (id, n, owner, via) in [
+        (web, "web01", "G01", "C01"),
+        (db, "db01", "C01", "C01"),
+        (app, "app01", "C02", "C02"),
+    ] {
+        let e = fwd_full(1, &record(id, n, owner), Class::Hw, 1, &hw, 3_000);
+        assert_eq!(apply(s, via, &e).await, ForwardOutcome::Applied { seq: 1 });
+    }
+    (web, db, app)
+}
+
+#[tokio::test]
+async fn a_routed_request_is_one_while_pending_and_only_for_clients_below() {
+    for f in parent().await {
+        let s = &f.store;
+        let (web, _, _) = parent_with_clients(s).await;
+        let q = s
+            .queue_routed_request(web, Class::Hw, Timestamp(5_000))
+            .await
+            .unwrap();
+        assert_eq!(
+            (&q.client, q.created, q.state, q.requested_at, &q.routed_to),
+            (
+                &name("web01"),
+                true,
+                RequestState::Pending,
+                Timestamp(5_000),
+                &Some(code("G01"))
+            ),
+            "{}",
+            f.backend
+        );
+        let again = s
+            .queue_routed_request(web, Class::Hw, Timestamp(5_100))
+            .await
+            .unwrap();
+        assert_eq!(
+            (again.id, again.created, again.requested_at),
+            (q.id, false, Timestamp(5_000))
+        );
+        let sw = s
+            .queue_routed_request(web, Class::Sw, Timestamp(5_200))
+            .await
+            .unwrap();
+        assert!(sw.created && sw.id != q.id);
+
+        let state = s.request_state(q.id).await.unwrap().expect("known id");
+        assert_eq!(
+            (state.state, state.route.clone(), state.origin.clone()),
+            (RequestState::Pending, Some(code("G01")), None)
+        );
+        let view = s.client_view_by_id(web).await.unwrap().unwrap();
+        assert_eq!(view.requests.len(), 2);
+        assert!(view.requests.iter().all(|r| r.route == Some(code("G01"))));
+        assert_eq!(s.clients().await.unwrap()[2].pending_requests, 2);
+
+        // This site's own client is queued the usual way; an unknown id is unknown.
+        let own = enroll(s, "own01").await;
+        assert!(matches!(
+            s.queue_routed_request(own, Class::Hw, Timestamp(5_300))
+                .await,
+            Err(StoreError::Refused(_))
+        ));
+        assert!(matches!(
+            s.queue_routed_request(Uuid::new_v4(), Class::Hw, Timestamp(5_300))
+                .await,
+            Err(StoreError::UnknownClient { .. })
+        ));
+        // Routed requests never reach an agent here: the client does not check in here.
+        let err = s.checkin(web, Timestamp(5_400)).await.unwrap_err();
+        assert!(matches!(err, StoreError::UnknownClient { .. }), "{err:?}");
+    }
+}
+
+#[tokio::test]
+async fn routed_requests_go_to_the_owners_branch_and_again_until_complete() {
+    for f in parent().await {
+        let s = &f.store;
+        let (web, db, app) = parent_with_clients(s).await;
+        let t = 10_000;
+        let q_web = s
+            .queue_routed_request(web, Class::Hw, Timestamp(t))
+            .await
+            .unwrap();
+        let q_db = s
+            .queue_routed_request(db, Class::Sw, Timestamp(t))
+            .await
+            .unwrap();
+        let q_app = s
+            .queue_routed_request(app, Class::Hw, Timestamp(t))
+            .await
+            .unwrap();
+
+        let to_c01 = s
+            .deliver_routed_requests(&code("C01"), Timestamp(t + 100))
+            .await
+            .unwrap();
+        assert_eq!(
+            to_c01,
+            vec![
+                down("P01", q_web.id, web, Class::Hw),
+                down("P01", q_db.id, db, Class::Sw)
+            ],
+            "{}: the child's own client and the one of the site below it",
+            f.backend
+        );
+        let to_c02 = s
+            .deliver_routed_requests(&code("C02"), Timestamp(t + 100))
+            .await
+            .unwrap();
+        assert_eq!(to_c02, vec![down("P01", q_app.id, app, Class::Hw)]);
+        assert!(
+            s.deliver_routed_requests(&code("G01"), Timestamp(t + 100))
+                .await
+                .unwrap()
+                .is_empty(),
+            "G01 is no direct child of this site"
+        );
+
+        // Delivered once per period, then again while not complete.
+        let soon = Timestamp(t + 100 + invsync_store::REDELIVER_AFTER_MS - 1);
+        assert!(
+            s.deliver_routed_requests(&code("C01"), soon)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let later = t + 100 + invsync_store::REDELIVER_AFTER_MS;
+        assert_eq!(
+            s.deliver_routed_requests(&code("C01"), Timestamp(later))
+                .await
+                .unwrap(),
+            to_c01
+        );
+
+        // The owner's full report answering the web01 request completes it here: only the other
+        // one is delivered again.
+        let done = RequestView {
+            id: 77,
+            class: Class::Hw,
+            state: RequestState::Complete,
+            requested_at: Timestamp(t + 200),
+            picked_up_at: Some(Timestamp(t + 300)),
+            completed_at: Some(Timestamp(t + 400)),
+            origin: Some(format!("P01:{}", q_web.id)),
+            route: None,
+        };
+        let e = Forwarded {
+            completed: vec![done],
+            ..fwd_full(
+                2,
+                &record(web, "web01", "G01"),
+                Class::Hw,
+                2,
+                &hw_items("SN2"),
+                t + 400,
+            )
+        };
+        assert_eq!(apply(s, "C01", &e).await, ForwardOutcome::Applied { seq: 2 });
+        let state = s.request_state(q_web.id).await.unwrap().unwrap();
+        assert_eq!(
+            (state.state, state.picked_up_at, state.completed_at),
+            (
+                RequestState::Complete,
+                Some(Timestamp(t + 300)),
+                Some(Timestamp(t + 400))
+            )
+        );
+        assert_eq!(
+            s.client_view_by_id(web).await.unwrap().unwrap().requests.len(),
+            1,
+            "completed in place, not recorded a second time"
+        );
+        let much_later = Timestamp(later + 2 * invsync_store::REDELIVER_AFTER_MS);
+        assert_eq!(
+            s.deliver_routed_requests(&code("C01"), much_later)
+                .await
+                .unwrap(),
+            vec![down("P01", q_db.id, db, Class::Sw)]
+        );
+    }
+}
+
+#[tokio::test]
+async fn only_the_owners_branch_completes_a_routed_request_of_its_client() {
+    for f in parent().await {
+        let s = &f.store;
+        let (web, db, _) = parent_with_clients(s).await;
+        let q = s
+            .queue_routed_request(web, Class::Hw, Timestamp(5_000))
+            .await
+            .unwrap();
+        // db01's change names web01's request: it is db01's, not web01's, so it changes nothing
+        // of that request (and records nothing under this site's origin either).
+        let forged = RequestView {
+            id: 1,
+            class: Class::Hw,
+            state: RequestState::Complete,
+            requested_at: Timestamp(5_100),
+            picked_up_at: None,
+            completed_at: Some(Timestamp(5_200)),
+            origin: Some(format!("P01:{}", q.id)),
+            route: None,
+        };
+        let e = Forwarded {
+            completed: vec![forged.clone()],
+            ..fwd_full(
+                2,
+                &record(db, "db01", "C01"),
+                Class::Hw,
+                2,
+                &hw_items("SN2"),
+                5_200,
+            )
+        };
+        assert_eq!(apply(s, "C01", &e).await, ForwardOutcome::Applied { seq: 2 });
+        assert_eq!(
+            s.request_state(q.id).await.unwrap().unwrap().state,
+            RequestState::Pending,
+            "{}",
+            f.backend
+        );
+        assert!(
+            s.client_view_by_id(db)
+                .await
+                .unwrap()
+                .unwrap()
+                .requests
+                .is_empty()
+        );
+        // A sw report cannot complete an hw request either.
+        let e = Forwarded {
+            completed: vec![RequestView {
+                class: Class::Sw,
+                ..forged
+            }],
+            ..fwd_full(
+                3,
+                &record(web, "web01", "G01"),
+                Class::Sw,
+                1,
+                &sw(3, 0),
+                5_300,
+            )
+        };
+        assert_eq!(apply(s, "C01", &e).await, ForwardOutcome::Applied { seq: 3 });
+        assert_eq!(
+            s.request_state(q.id).await.unwrap().unwrap().state,
+            RequestState::Pending
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_owner_queues_a_down_request_once_and_only_when_it_accepts_them() {
+    for f in stores_at("G01").await {
+        let s = &f.store;
+        s.set_forwarding(true).await.unwrap();
+        let id = enroll(s, "web01").await;
+        let req = down("P01", 5, id, Class::Hw);
+        assert_eq!(
+            s.accept_down_request(&req, false, Timestamp(3_000))
+                .await
+                .unwrap(),
+            DownAccepted::NotAccepted,
+            "{}",
+            f.backend
+        );
+        assert!(
+            s.client_view(&name("web01"))
+                .await
+                .unwrap()
+                .unwrap()
+                .requests
+                .is_empty()
+        );
+
+        let DownAccepted::Queued { id: rid, created } = s
+            .accept_down_request(&req, true, Timestamp(3_000))
+            .await
+            .unwrap()
+        else {
+            panic!("expected the request to be queued");
+        };
+        assert!(created);
+        assert_eq!(
+            s.accept_down_request(&req, true, Timestamp(3_100))
+                .await
+                .unwrap(),
+            DownAccepted::Queued {
+                id: rid,
+                created: false
+            },
+            "delivered again: the same request"
+        );
+        // A request made here while it is pending is a request of its own: each origin learns
+        // when its request completes.
+        let local = s
+            .request_resync(&name("web01"), Class::Hw, Timestamp(3_200))
+            .await
+            .unwrap();
+        assert!(local.created && local.id != rid);
+
+        let checkin = s.checkin(id, Timestamp(3_300)).await.unwrap();
+        let ids: Vec<i64> = checkin.instructions.iter().map(|i| i.id).collect();
+        assert_eq!(ids, vec![rid, local.id]);
+        let mut report = full(Class::Hw, &hw_items("SN1"));
+        report.answers = ids;
+        accepted(s, id, &report, 3_400).await;
+
+        let view = s.client_view(&name("web01")).await.unwrap().unwrap();
+        assert!(
+            view.requests
+                .iter()
+                .all(|r| r.state == RequestState::Complete)
+        );
+        let entry = &s.outbox_batch(10).await.unwrap()[0];
+        let origins: Vec<Option<String>> =
+            entry.completed.iter().map(|r| r.origin.clone()).collect();
+        assert_eq!(
+            origins,
+            vec![Some("P01:5".to_string()), None],
+            "the origin travels up with the completed request"
+        );
+        assert_eq!(
+            s.accept_down_request(&req, true, Timestamp(3_500))
+                .await
+                .unwrap(),
+            DownAccepted::Queued {
+                id: rid,
+                created: false
+            },
+            "a late re-delivery does not queue it again"
+        );
+        assert!(
+            s.checkin(id, Timestamp(3_600))
+                .await
+                .unwrap()
+                .instructions
+                .is_empty()
+        );
+
+        // Unknown clients and requests claiming to come from this very site store nothing.
+        assert_eq!(
+            s.accept_down_request(
+                &down("P01", 6, Uuid::new_v4(), Class::Sw),
+                true,
+                Timestamp(3_700)
+            )
+            .await
+            .unwrap(),
+            DownAccepted::UnknownClient
+        );
+        assert!(matches!(
+            s.accept_down_request(&down("G01", 7, id, Class::Sw), true, Timestamp(3_700))
+                .await
+                .unwrap(),
+            DownAccepted::Refused(_)
+        ));
+        assert_eq!(
+            s.client_view(&name("web01"))
+                .await
+                .unwrap()
+                .unwrap()
+                .requests
+                .len(),
+            2
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_routed_request_travels_down_two_levels_and_completes_at_every_site_on_the_way_up() {
+    for ((g, c), p) in stores_at("G01")
+        .await
+        .into_iter()
+        .zip(stores_at("C01").await)
+        .zip(stores_at("P01").await)
+    {
+        let (g, c, p) = (&g.store, &c.store, &p.store);
+        g.set_forwarding(true).await.unwrap();
+        c.set_forwarding(true).await.unwrap();
+        c.set_child_token(&code("G01"), key_hash(7), Timestamp(100))
+            .await
+            .unwrap();
+        c.record_site_status(
+            &code("G01"),
+            &[status("G01", Some("C01"), None)],
+            Timestamp(1_000),
+        )
+        .await
+        .unwrap();
+        p.set_child_token(&code("C01"), key_hash(8), Timestamp(100))
+            .await
+            .unwrap();
+        let mut statuses = vec![status("C01", Some("P01"), None)];
+        statuses.extend(c.sites().await.unwrap());
+        p.record_site_status(&code("C01"), &statuses, Timestamp(1_000))
+            .await
+            .unwrap();
+
+        let id = enroll(g, "web01").await;
+        accepted(g, id, &full(Class::Hw, &hw_items("SN1")), 2_000).await;
+        forward_all(g, c, "G01", 2_100).await;
+        forward_all(c, p, "C01", 2_200).await;
+
+        // Asked at the top, routed through the child, queued at the owner.
+        let q = p
+            .queue_routed_request(id, Class::Hw, Timestamp(3_000))
+            .await
+            .unwrap();
+        let to_c = p
+            .deliver_routed_requests(&code("C01"), Timestamp(3_100))
+            .await
+            .unwrap();
+        assert_eq!(to_c, vec![down("P01", q.id, id, Class::Hw)]);
+        let DownAccepted::Relayed {
+            id: relay,
+            route,
+            created: true,
+        } = c
+            .accept_down_request(&to_c[0], false, Timestamp(3_150))
+            .await
+            .unwrap()
+        else {
+            panic!("expected the child to route it on");
+        };
+        assert_eq!(route, code("G01"));
+        assert_eq!(
+            c.accept_down_request(&to_c[0], false, Timestamp(3_160))
+                .await
+                .unwrap(),
+            DownAccepted::Relayed {
+                id: relay,
+                route: code("G01"),
+                created: false
+            }
+        );
+        let to_g = c
+            .deliver_routed_requests(&code("G01"), Timestamp(3_200))
+            .await
+            .unwrap();
+        assert_eq!(to_g, to_c, "the origin stays the site that asked");
+        let DownAccepted::Queued { id: at_owner, .. } = g
+            .accept_down_request(&to_g[0], true, Timestamp(3_250))
+            .await
+            .unwrap()
+        else {
+            panic!("expected the owner to queue it");
+        };
+
+        // The agent answers; the report travels up.
+        g.checkin(id, Timestamp(3_300)).await.unwrap();
+        let mut report = full(Class::Hw, &hw_items("SN2"));
+        report.answers = vec![at_owner];
+        accepted(g, id, &report, 3_400).await;
+        forward_all(g, c, "G01", 3_500).await;
+        forward_all(c, p, "C01", 3_600).await;
+
+        let owner_view = g.client_view(&name("web01")).await.unwrap().unwrap();
+        let owner_req = &owner_view.requests[0];
+        assert_eq!(
+            (owner_req.state, owner_req.origin.as_deref()),
+            (RequestState::Complete, Some(format!("P01:{}", q.id).as_str()))
+        );
+        for (site, list) in [
+            ("C01", c.client_view_by_id(id).await.unwrap().unwrap().requests),
+            ("P01", p.client_view_by_id(id).await.unwrap().unwrap().requests),
+        ] {
+            assert_eq!(list.len(), 1, "{site}: one request, completed in place: {list:?}");
+            assert_eq!(
+                (list[0].state, list[0].picked_up_at, list[0].completed_at),
+                (
+                    RequestState::Complete,
+                    owner_req.picked_up_at,
+                    owner_req.completed_at
+                ),
+                "{site}: the owner's times"
+            );
+            assert_eq!(list[0].route, Some(code("G01")));
+        }
+        assert_eq!(
+            p.request_state(q.id).await.unwrap().unwrap().state,
+            RequestState::Complete
+        );
+        let much_later = Timestamp(10_000 + invsync_store::REDELIVER_AFTER_MS);
+        assert!(
+            p.deliver_routed_requests(&code("C01"), much_later)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            c.deliver_routed_requests(&code("G01"), much_later)
                 .await
                 .unwrap()
                 .is_empty()

@@ -340,7 +340,7 @@ INSERT INTO meta (key, value) VALUES
 "#;
 
 #[tokio::test]
-async fn a_version_1_database_is_migrated_to_version_2_and_keeps_its_data() {
+async fn a_version_1_database_is_migrated_to_the_current_version_and_keeps_its_data() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("site.db");
     let client_id = uuid::Uuid::new_v4();
@@ -400,12 +400,14 @@ async fn a_version_1_database_is_migrated_to_version_2_and_keeps_its_data() {
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(version, "2");
+    assert_eq!(version, "3");
     for (kind, name) in [
         ("table", "outbox"),
         ("table", "sites"),
         ("table", "child_tokens"),
         ("index", "requests_origin"),
+        ("index", "requests_routed"),
+        ("index", "requests_pending"),
     ] {
         let n: i64 = conn
             .query_row(
@@ -418,7 +420,17 @@ async fn a_version_1_database_is_migrated_to_version_2_and_keeps_its_data() {
     }
     drop(conn);
 
-    // A migrated file opens again as it is.
+    // A migrated file opens again as it is, and pending requests still merge under the
+    // index version 3 re-created.
     let store = Store::open_sqlite(&path).await.unwrap();
     assert_eq!(store.outbox_stats().await.unwrap().depth, 1);
+    let a = store
+        .request_resync(&name("web01"), Class::Sw, Timestamp(4_000))
+        .await
+        .unwrap();
+    let b = store
+        .request_resync(&name("web01"), Class::Sw, Timestamp(4_100))
+        .await
+        .unwrap();
+    assert!(a.created && !b.created && a.id == b.id, "{a:?} {b:?}");
 }

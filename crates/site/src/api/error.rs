@@ -59,6 +59,7 @@ impl From<crate::ownership::OwnershipError> for ApiError {
             O::Unknown { .. } => ApiError::NotFound(e.to_string()),
             O::Elsewhere { .. } => ApiError::OtherSite(e.to_string()),
             O::Ambiguous { .. } => ApiError::Conflict(e.to_string()),
+            O::NotAccepting { .. } => ApiError::OtherSite(e.to_string()),
             O::Store(s) => s.into(),
         }
     }

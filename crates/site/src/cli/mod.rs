@@ -3,6 +3,7 @@
 
 mod child_token;
 mod clients;
+mod config;
 mod history;
 mod init;
 mod quickstart;
@@ -52,6 +53,8 @@ enum Command {
     AdminToken(secrets::Args),
     /// Print the token a child site presents to this site.
     ChildToken(child_token::Args),
+    /// Show or change settings of this site (whether it accepts requests from its parent).
+    Config(config::Args),
     /// Show this site and the tree of sites below it.
     Sites(sites::Args),
     /// List this site's clients.
@@ -81,6 +84,7 @@ pub fn try_main() -> Result<()> {
         Command::EnrollSecret(a) => secrets::apply_enroll_secret(a),
         Command::AdminToken(a) => secrets::apply_admin_token(a),
         Command::ChildToken(a) => runtime()?.block_on(child_token::apply(a)),
+        Command::Config(a) => config::apply(a),
         Command::Sites(a) => sites::apply(a),
         Command::Clients(a) => clients::apply(a),
         Command::Show(a) => show::apply(a),

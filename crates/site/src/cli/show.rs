@@ -58,8 +58,16 @@ pub fn render(v: &ClientView) -> String {
         out.push_str("no resync requests\n");
     }
     for r in &v.requests {
+        // Where a request travelled: routed down to the owner from here, or made at another
+        // site (the one that routed it down, or the owner that completed it).
+        let path = match (&r.route, &r.origin) {
+            (Some(owner), None) => format!(" (routed to site {owner})"),
+            (Some(owner), Some(origin)) => format!(" (from {origin}, routed on to site {owner})"),
+            (None, Some(origin)) => format!(" (from {origin})"),
+            (None, None) => String::new(),
+        };
         out.push_str(&format!(
-            "request {}: {} resync {}, requested {}{}{}\n",
+            "request {}: {} resync {}{path}, requested {}{}{}\n",
             r.id,
             r.class,
             r.state.as_str(),

@@ -29,7 +29,7 @@ fn age(t: Option<Timestamp>, now: Timestamp) -> String {
 
 fn line(out: &mut String, s: &SiteStatus, depth: usize, now: Timestamp) {
     out.push_str(&format!(
-        "{:indent$}{}  {:<24} clients {:>6}  outbox {:>6}  last forwarded {}{}\n",
+        "{:indent$}{}  {:<24} clients {:>6}  outbox {:>6}  last forwarded {}{}{}\n",
         "",
         s.code,
         s.name,
@@ -37,6 +37,7 @@ fn line(out: &mut String, s: &SiteStatus, depth: usize, now: Timestamp) {
         s.outbox_depth,
         age(s.last_forwarded, now),
         s.url.as_deref().map(|u| format!("  {u}")).unwrap_or_default(),
+        if s.accepts_parent_requests { "  accepts parent requests" } else { "" },
         indent = depth * 2
     ));
 }

@@ -9,7 +9,8 @@
 //! child may only forward changes of clients owned by itself or by a site below it.
 
 use invsync_proto::wire::{
-    ClientRecord, ForwardOutcome, Forwarded, ReportBody, RequestView, SiteStatus,
+    ClientRecord, DownRequest, ForwardOutcome, Forwarded, Queued, ReportBody, RequestState,
+    RequestView, SiteStatus, split_origin,
 };
 use invsync_proto::{Class, ClientName, Delta, Digest, SiteCode, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -20,7 +21,7 @@ use super::queries::{
     snapshot_row, ts, uuid_col,
 };
 use super::writer::Batch;
-use crate::OutboxStats;
+use crate::{DownAccepted, OutboxStats};
 use crate::codec::{class_code, class_from_code, decode_ids};
 use crate::error::StoreError;
 use crate::plan::{InputBody, Outcome, Plan, ReportInput};
@@ -668,33 +669,69 @@ fn ensure_client(conn: &Connection, record: &ClientRecord) -> Result<i64, StoreE
     }
 }
 
-/// Records resync requests completed at the owner as complete requests of the client here,
-/// once per (owner, request id).
+/// Records the resync requests a forwarded change completed at the owner. A request is known
+/// across the tree by its origin (`RequestView::origin`; `<owner>:<id at the owner>` for one made
+/// at the owner itself):
+/// * a request made here and routed down (origin `<this site>:<id>`) completes in place, with
+///   the owner's times;
+/// * a request routed on through here (a row holding that origin) completes likewise;
+/// * any other is recorded as a complete request of the client, once per origin, so a change
+///   forwarded twice records it once.
 fn record_completed(
     conn: &Connection,
+    own: &SiteCode,
     client: i64,
     owner: &SiteCode,
     completed: &[RequestView],
     at: Timestamp,
 ) -> Result<(), StoreError> {
-    if completed.is_empty() {
-        return Ok(());
-    }
-    let mut st = conn.prepare_cached(
-        "INSERT INTO requests (client_id, kind, arg, requested_at, picked_up_at, completed_at, origin)
-         VALUES (?1, 'resync', ?2, ?3, ?4, ?5, ?6)
-         ON CONFLICT (origin) WHERE origin IS NOT NULL DO NOTHING",
-    )?;
     for r in completed {
-        st.execute(params![
+        let origin = r
+            .origin
+            .clone()
+            .unwrap_or_else(|| format!("{owner}:{}", r.id));
+        // A request is forwarded because it completed; without a time it completed with the
+        // change that carries it.
+        let done = r.completed_at.unwrap_or(at).0;
+        let picked = r.picked_up_at.map(|t| t.0);
+        if let Some((site, id)) = split_origin(&origin)
+            && &site == own
+        {
+            // Only a routed request of this client and class: a child cannot complete another
+            // request of this site by naming its id.
+            let n = conn
+                .prepare_cached(
+                    "UPDATE requests SET picked_up_at = coalesce(?1, ?2), completed_at = ?2
+                     WHERE id = ?3 AND client_id = ?4 AND kind = 'resync' AND arg = ?5
+                       AND route IS NOT NULL AND completed_at IS NULL",
+                )?
+                .execute(params![picked, done, id, client, r.class.as_str()])?;
+            if n == 1 {
+                tracing::debug!(id, %owner, "A request routed down from this site completed at its owner.");
+            }
+            continue;
+        }
+        let relayed = conn
+            .prepare_cached(
+                "UPDATE requests SET picked_up_at = coalesce(?1, ?2), completed_at = ?2
+                 WHERE origin = ?3 AND client_id = ?4 AND kind = 'resync' AND completed_at IS NULL",
+            )?
+            .execute(params![picked, done, origin, client])?;
+        if relayed > 0 {
+            continue;
+        }
+        conn.prepare_cached(
+            "INSERT INTO requests (client_id, kind, arg, requested_at, picked_up_at, completed_at, origin)
+             VALUES (?1, 'resync', ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (origin) WHERE origin IS NOT NULL DO NOTHING",
+        )?
+        .execute(params![
             client,
             r.class.as_str(),
             r.requested_at.0,
-            r.picked_up_at.map(|t| t.0),
-            // A request is forwarded because it completed; without a time it completed with
-            // the change that carries it.
-            r.completed_at.unwrap_or(at).0,
-            format!("{owner}:{}", r.id),
+            picked,
+            done,
+            origin,
         ])?;
     }
     Ok(())
@@ -735,6 +772,7 @@ pub(super) fn apply_forwarded(
     let written = queries::write_change(conn, batch, client, input, row.as_ref(), change, &stamp)?;
     record_completed(
         conn,
+        &own,
         client,
         &meta.client.site,
         &meta.completed,
@@ -756,4 +794,195 @@ pub(super) fn apply_forwarded(
         )?;
     }
     Ok(ForwardOutcome::Applied { seq: meta.seq })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests routed down the tree (`invsync --via-child`)
+
+/// The row id, name and owner of any client this site holds, by client id.
+fn client_owner(
+    conn: &Connection,
+    client_id: Uuid,
+) -> Result<Option<(i64, ClientName, SiteCode)>, StoreError> {
+    let mut st = conn.prepare_cached("SELECT id, name, site_code FROM clients WHERE uuid = ?1")?;
+    let mut rows = st.query([client_id.as_bytes().as_slice()])?;
+    match rows.next()? {
+        Some(row) => Ok(Some((row.get(0)?, name_col(row, 1)?, site_col(row, 2)?))),
+        None => Ok(None),
+    }
+}
+
+/// Queues a resync request for a client of a site below, to be routed down to its owner, unless
+/// an identical routed request is still pending here. It stays pending until the full report
+/// that completes it at the owner is forwarded up: this site cannot see the owner's agent pick it
+/// up.
+pub(super) fn queue_routed(
+    conn: &Connection,
+    own: &SiteCode,
+    client_id: Uuid,
+    class: Class,
+    now: Timestamp,
+) -> Result<Queued, StoreError> {
+    let Some((client, name, owner)) = client_owner(conn, client_id)? else {
+        return Err(StoreError::UnknownClient {
+            name: client_id.to_string(),
+        });
+    };
+    if &owner == own {
+        return Err(StoreError::Refused(format!(
+            "{name} is this site's own client; its requests are queued here, not routed"
+        )));
+    }
+    let created: Option<i64> = conn
+        .prepare_cached(
+            "INSERT INTO requests (client_id, kind, arg, requested_at, route)
+             VALUES (?1, 'resync', ?2, ?3, ?4)
+             ON CONFLICT (client_id, kind, arg)
+                 WHERE picked_up_at IS NULL AND completed_at IS NULL AND origin IS NULL
+             DO NOTHING RETURNING id",
+        )?
+        .query_row(
+            params![client, class.as_str(), now.0, owner.as_str()],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let (id, requested_at, created) = match created {
+        Some(id) => (id, now, true),
+        None => {
+            let (id, at) = conn
+                .prepare_cached(
+                    "SELECT id, requested_at FROM requests
+                     WHERE client_id = ?1 AND kind = 'resync' AND arg = ?2
+                       AND picked_up_at IS NULL AND completed_at IS NULL AND origin IS NULL",
+                )?
+                .query_row(params![client, class.as_str()], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+                })?;
+            (id, Timestamp(at), false)
+        }
+    };
+    Ok(Queued {
+        id,
+        client: name,
+        created,
+        state: RequestState::Pending,
+        requested_at,
+        routed_to: Some(owner),
+    })
+}
+
+/// A routed request as it travels down, with its row id here.
+pub(super) struct Routed {
+    pub id: i64,
+    pub down: DownRequest,
+}
+
+/// The routed requests not yet complete whose owner is reached through the child `via` and that
+/// were not delivered since `due` (never, or at or before that time).
+pub(super) fn routed_due(
+    conn: &Connection,
+    own: &SiteCode,
+    via: &SiteCode,
+    due: Timestamp,
+) -> Result<Vec<Routed>, StoreError> {
+    let mut st = conn.prepare_cached(
+        "SELECT r.id, r.origin, c.uuid, r.arg FROM requests r JOIN clients c ON c.id = r.client_id
+         WHERE r.route IS NOT NULL AND r.completed_at IS NULL
+           AND r.route IN (SELECT code FROM sites WHERE via = ?1)
+           AND (r.delivered_at IS NULL OR r.delivered_at <= ?2)
+         ORDER BY r.id",
+    )?;
+    let mut rows = st.query(params![via.as_str(), due.0])?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        let id: i64 = row.get(0)?;
+        // A request made here goes down under this site's id; one routed on through here keeps
+        // the origin it came with, so the owner's answer finds the site that asked.
+        let (origin_site, origin_id) = match row.get_ref(1)?.as_str_or_null()? {
+            None => (own.clone(), id),
+            Some(raw) => split_origin(raw).ok_or_else(|| corrupt("request origin"))?,
+        };
+        let class =
+            Class::parse(row.get_ref(3)?.as_str()?).ok_or_else(|| corrupt("request class"))?;
+        out.push(Routed {
+            id,
+            down: DownRequest {
+                origin_id,
+                origin_site,
+                client: uuid_col(row, 2)?,
+                class,
+            },
+        });
+    }
+    Ok(out)
+}
+
+/// Records that these routed requests were delivered now.
+pub(super) fn mark_delivered(
+    conn: &Connection,
+    ids: &[i64],
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    conn.prepare_cached("UPDATE requests SET delivered_at = ?1 WHERE id IN rarray(?2)")?
+        .execute(params![now.0, id_array(ids.iter().copied())])?;
+    Ok(())
+}
+
+/// Takes in a request the parent routed down: queued for this site's own client when
+/// `accept_own`, routed on towards the owner for a client of a site below, once per origin.
+pub(super) fn accept_down(
+    conn: &Connection,
+    own: &SiteCode,
+    req: &DownRequest,
+    accept_own: bool,
+    now: Timestamp,
+) -> Result<DownAccepted, StoreError> {
+    if &req.origin_site == own {
+        // Requests only travel down; one claiming to come from here went round in a circle.
+        return Ok(DownAccepted::Refused(format!(
+            "the request claims to come from this site {own}"
+        )));
+    }
+    let Some((client, _, owner)) = client_owner(conn, req.client)? else {
+        return Ok(DownAccepted::UnknownClient);
+    };
+    let route = if &owner == own {
+        if !accept_own {
+            return Ok(DownAccepted::NotAccepted);
+        }
+        None
+    } else {
+        Some(owner)
+    };
+    let origin = req.origin();
+    let created: Option<i64> = conn
+        .prepare_cached(
+            "INSERT INTO requests (client_id, kind, arg, requested_at, origin, route)
+             VALUES (?1, 'resync', ?2, ?3, ?4, ?5)
+             ON CONFLICT (origin) WHERE origin IS NOT NULL DO NOTHING RETURNING id",
+        )?
+        .query_row(
+            params![
+                client,
+                req.class.as_str(),
+                now.0,
+                origin,
+                route.as_ref().map(SiteCode::as_str)
+            ],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let (id, created) = match created {
+        Some(id) => (id, true),
+        None => {
+            let id = conn
+                .prepare_cached("SELECT id FROM requests WHERE origin = ?1")?
+                .query_row([&origin], |r| r.get(0))?;
+            (id, false)
+        }
+    };
+    Ok(match route {
+        None => DownAccepted::Queued { id, created },
+        Some(route) => DownAccepted::Relayed { id, route, created },
+    })
 }

@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use invsync_proto::wire::{
-    CheckinResponse, ClientSummary, ClientView, Event, ForwardOutcome, Forwarded, Owner, Queued,
-    Report, ReportAck, RequestView, SiteStatus,
+    CheckinResponse, ClientSummary, ClientView, DownRequest, Event, ForwardOutcome, Forwarded,
+    Owner, Queued, Report, ReportAck, RequestView, SiteStatus,
 };
 use invsync_proto::{Class, ClientName, Digest, SiteCode, Timestamp};
 use rusqlite::Connection;
@@ -26,7 +26,10 @@ use crate::cache::ItemCache;
 use crate::error::StoreError;
 use crate::last_seen::LastSeen;
 use crate::plan::{Outcome, Plan, ReportInput, Resolver};
-use crate::{ClientAuth, Enrolled, Enrollment, HistoryEntry, HistoryQuery, OutboxStats, SiteMeta};
+use crate::{
+    ClientAuth, DownAccepted, Enrolled, Enrollment, HistoryEntry, HistoryQuery, OutboxStats,
+    REDELIVER_AFTER_MS, SiteMeta,
+};
 use hierarchy::{ForwardMeta, Verdict};
 use queries::SqlItems;
 use writer::{Batch, FnJob, JobSender};
@@ -643,6 +646,63 @@ impl SqliteStore {
             outcomes.push(log_forward(via, entry, outcome));
         }
         Ok(outcomes)
+    }
+
+    pub async fn queue_routed_request(
+        &self,
+        client_id: Uuid,
+        class: Class,
+        now: Timestamp,
+    ) -> Result<Queued, StoreError> {
+        let queued = self
+            .write(move |conn, batch| {
+                hierarchy::queue_routed(conn, &batch.shared.site.code, client_id, class, now)
+            })
+            .await?;
+        tracing::debug!(client = %queued.client, %class, id = queued.id, created = queued.created, route = ?queued.routed_to, "Queued a request to route down to the owning site.");
+        Ok(queued)
+    }
+
+    pub async fn deliver_routed_requests(
+        &self,
+        via: &SiteCode,
+        now: Timestamp,
+    ) -> Result<Vec<DownRequest>, StoreError> {
+        let due = Timestamp(now.0 - REDELIVER_AFTER_MS);
+        // Every forward batch of every child asks, heartbeats included; a read on the pool
+        // answers the usual "nothing to deliver" without a trip through the writer.
+        let via_r = via.clone();
+        let any = self
+            .read(move |conn, shared| {
+                Ok(!hierarchy::routed_due(conn, &shared.site.code, &via_r, due)?.is_empty())
+            })
+            .await?;
+        if !any {
+            return Ok(Vec::new());
+        }
+        let via = via.clone();
+        self.write(move |conn, batch| {
+            // Selected again by the writer: another batch of the same child may have taken
+            // them meanwhile, and a request is delivered once per period.
+            let due_now = hierarchy::routed_due(conn, &batch.shared.site.code, &via, due)?;
+            let ids: Vec<i64> = due_now.iter().map(|r| r.id).collect();
+            hierarchy::mark_delivered(conn, &ids, now)?;
+            Ok(due_now.into_iter().map(|r| r.down).collect())
+        })
+        .await
+    }
+
+    pub async fn accept_down_request(
+        &self,
+        req: &DownRequest,
+        accept_own: bool,
+        now: Timestamp,
+    ) -> Result<DownAccepted, StoreError> {
+        let r = req.clone();
+        self.write(move |conn, batch| {
+            hierarchy::accept_down(conn, &batch.shared.site.code, &r, accept_own, now)
+        })
+        .await
     }
 
     /// The reading half of applying a forwarded change: the checks and, with `plan`, the plan

@@ -323,7 +323,8 @@ pub(super) fn queue_request(
     let created: Option<i64> = conn
         .prepare_cached(
             "INSERT INTO requests (client_id, kind, arg, requested_at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (client_id, kind, arg) WHERE picked_up_at IS NULL AND completed_at IS NULL
+             ON CONFLICT (client_id, kind, arg)
+                 WHERE picked_up_at IS NULL AND completed_at IS NULL AND origin IS NULL
              DO NOTHING RETURNING id",
         )?
         .query_row(params![client, kind, arg, now.0], |r| r.get(0))
@@ -335,7 +336,7 @@ pub(super) fn queue_request(
                 .prepare_cached(
                     "SELECT id, requested_at FROM requests
                      WHERE client_id = ?1 AND kind = ?2 AND arg = ?3
-                       AND picked_up_at IS NULL AND completed_at IS NULL",
+                       AND picked_up_at IS NULL AND completed_at IS NULL AND origin IS NULL",
                 )?
                 .query_row(params![client, kind, arg], |r| {
                     Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
@@ -349,6 +350,7 @@ pub(super) fn queue_request(
         created,
         state: RequestState::Pending,
         requested_at,
+        routed_to: None,
     })
 }
 
@@ -368,7 +370,7 @@ pub(super) fn complete_events(
 
 pub(super) fn request_state(conn: &Connection, id: i64) -> Result<Option<RequestView>, StoreError> {
     let mut st = conn.prepare_cached(
-        "SELECT id, arg, requested_at, picked_up_at, completed_at FROM requests
+        "SELECT id, arg, requested_at, picked_up_at, completed_at, origin, route FROM requests
          WHERE id = ?1 AND kind = 'resync'",
     )?;
     let mut rows = st.query([id])?;
@@ -378,10 +380,14 @@ pub(super) fn request_state(conn: &Connection, id: i64) -> Result<Option<Request
     Ok(Some(request_view(row)?))
 }
 
-/// A resync request from (id, arg, requested_at, picked_up_at, completed_at).
+/// A resync request from (id, arg, requested_at, picked_up_at, completed_at, origin, route).
 pub(super) fn request_view(row: &Row<'_>) -> Result<RequestView, StoreError> {
     let class = Class::parse(row.get_ref(1)?.as_str()?).ok_or_else(|| corrupt("request class"))?;
     let (picked, done): (Option<i64>, Option<i64>) = (row.get(3)?, row.get(4)?);
+    let route = match row.get_ref(6)?.as_str_or_null()? {
+        None => None,
+        Some(code) => Some(SiteCode::parse(code).map_err(|_| corrupt("site code"))?),
+    };
     Ok(RequestView {
         id: row.get(0)?,
         class,
@@ -389,6 +395,8 @@ pub(super) fn request_view(row: &Row<'_>) -> Result<RequestView, StoreError> {
         requested_at: Timestamp(row.get(2)?),
         picked_up_at: ts(picked),
         completed_at: ts(done),
+        origin: row.get(5)?,
+        route,
     })
 }
 
@@ -716,7 +724,7 @@ pub(super) fn apply_report(
             "UPDATE requests SET completed_at = ?1, picked_up_at = coalesce(picked_up_at, ?1)
              WHERE id IN rarray(?2) AND client_id = ?3 AND kind = 'resync' AND arg = ?4
                AND completed_at IS NULL
-             RETURNING id, arg, requested_at, picked_up_at, completed_at",
+             RETURNING id, arg, requested_at, picked_up_at, completed_at, origin, route",
         )?;
         let mut rows = st.query(params![
             now.0,
@@ -877,7 +885,7 @@ fn client_view_of(conn: &Connection, client: i64) -> Result<Option<(i64, ClientV
     drop(rows);
 
     let mut st = conn.prepare_cached(
-        "SELECT id, arg, requested_at, picked_up_at, completed_at FROM requests
+        "SELECT id, arg, requested_at, picked_up_at, completed_at, origin, route FROM requests
          WHERE client_id = ?1 AND kind = ?2 ORDER BY id DESC LIMIT ?3",
     )?;
     let mut rows = st.query(params![client, "resync", VIEW_LIMIT])?;

@@ -15,14 +15,14 @@ use crate::SiteMeta;
 use crate::error::StoreError;
 
 /// The schema version this program writes; `migrate` brings older files up to it.
-pub(super) const SCHEMA_VERSION: i64 = 2;
+pub(super) const SCHEMA_VERSION: i64 = 3;
 
 /// How long a connection waits for another connection's lock (another process's writer, or a
 /// checkpoint) before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
 
 /// `MIGRATIONS[v]` turns schema version `v` into `v + 1`. Version 0 is an empty file.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3];
 
 const SCHEMA_V1: &str = r#"
 CREATE TABLE meta (
@@ -165,6 +165,30 @@ CREATE TABLE sites (
     via                     TEXT NOT NULL,
     recorded_at             INTEGER NOT NULL
 ) WITHOUT ROWID;
+"#;
+
+/// Version 3: resync requests routed down the tree (`invsync --via-child`). A request for a
+/// client of a site below is a row of `requests` like any other, with the owning site it goes to
+/// and when it was last handed to the child on the way; a request that came down from above
+/// keeps its origin in `origin`.
+const SCHEMA_V3: &str = r#"
+-- `route`: the owning site a request for a client of a site below was routed to (NULL for a
+-- request of this site's own client and for one recorded as completed elsewhere). The request
+-- travels down in the answers to the forward batches of the child the owner is reached through;
+-- `delivered_at` is when it last did, so that it is handed over again after a while until the
+-- full report that completes it comes back up (an answer lost on the way must not lose it).
+ALTER TABLE requests ADD COLUMN route TEXT;
+ALTER TABLE requests ADD COLUMN delivered_at INTEGER;
+-- What a forward batch from a child delivers: the routed requests not yet complete.
+CREATE INDEX requests_routed ON requests (route) WHERE route IS NOT NULL AND completed_at IS NULL;
+
+-- `origin` now also names requests that came down from above ('<origin site>:<id there>'),
+-- kept at the owner (queued for the agent) and at each site between (routed on). Such a request
+-- is its own row even while an identical local one is pending: merged, one of the two origins
+-- would never learn that its request completed. The agent answers both with one full report.
+DROP INDEX requests_pending;
+CREATE UNIQUE INDEX requests_pending ON requests (client_id, kind, arg)
+    WHERE picked_up_at IS NULL AND completed_at IS NULL AND origin IS NULL;
 "#;
 
 /// Creates a new database file at `path` with the current schema and the site's metadata,

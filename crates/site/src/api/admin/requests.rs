@@ -1,6 +1,7 @@
 //! `POST /api/v1/clients/{name}/requests`: queue a resync request (what `invsync` does). A
 //! second request for the same client and class while one is pending is the same request;
-//! the answer says so with `created: false`.
+//! the answer says so with `created: false`. With `via_child` (`invsync --via-child`), a
+//! request for a client of a site below is routed down to its owner instead of refused.
 
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
@@ -24,14 +25,25 @@ pub async fn apply(
     let Path(raw) = path?;
     let name = client_name(&raw)?;
     let Json(req) = body?;
-    let queued = match state.store.request_resync(&name, req.class, Timestamp::now()).await {
-        Err(StoreError::UnknownClient { .. }) => {
-            let command = format!("invsync {} {name}", req.class);
-            return Err(crate::ownership::not_own(&state.store, &state.site_code, &name, &command).await.into());
+    if req.site.is_some() && !req.via_child {
+        return Err(ApiError::BadInput("`site` names the owning site a request is routed to; it needs `via_child`".to_string()));
+    }
+    let now = Timestamp::now();
+    let queued = if req.via_child {
+        crate::ownership::route_resync(&state.store, &state.site_code, &name, req.class, req.site.as_ref(), now).await?
+    } else {
+        match state.store.request_resync(&name, req.class, now).await {
+            Err(StoreError::UnknownClient { .. }) => {
+                let command = format!("invsync {} {name}", req.class);
+                return Err(crate::ownership::not_own(&state.store, &state.site_code, &name, &command).await.into());
+            }
+            other => other?,
         }
-        other => other?,
     };
-    tracing::info!(client = %name, class = %req.class, id = queued.id, created = queued.created, "Queued a resync request.");
+    match &queued.routed_to {
+        Some(owner) => tracing::info!(client = %name, class = %req.class, id = queued.id, created = queued.created, %owner, "Queued a resync request to route down to the owning site."),
+        None => tracing::info!(client = %name, class = %req.class, id = queued.id, created = queued.created, "Queued a resync request."),
+    }
     let status = if queued.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(queued)))
 }

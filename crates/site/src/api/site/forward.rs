@@ -1,6 +1,8 @@
 //! `POST /site/v1/forward`: a batch of changes a child site accepted (for its own clients and
 //! for those of the sites below it), in its outbox order. Each is applied with the version and
 //! hash checks of SPEC section 5; a gap answers *resync required* for that client and class.
+//! The answer also carries the resync requests routed down to sites in that child's branch
+//! (`invsync --via-child`), again every 30 s until the report that completes one comes up.
 
 use axum::extract::State;
 use axum::Json;
@@ -46,5 +48,11 @@ pub async fn apply(
         tracing::debug!(child = %child.code, applied, "Applied forwarded changes.");
         state.forward_wake.notify_one();
     }
-    Ok(Json(ForwardResult { outcomes, requests: Vec::new() }))
+    // Requests routed down (`invsync --via-child`) ride on the answer, so they reach a child
+    // behind NAT or a firewall as readily as its changes reach this site.
+    let requests = state.store.deliver_routed_requests(&child.code, now).await?;
+    if !requests.is_empty() {
+        tracing::info!(child = %child.code, count = requests.len(), "Handed routed resync requests to a child on their way to the owning sites.");
+    }
+    Ok(Json(ForwardResult { outcomes, requests }))
 }
