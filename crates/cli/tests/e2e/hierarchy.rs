@@ -208,3 +208,134 @@ fn names_are_unique_per_site_only_and_codes_per_tree() {
     c2.stop();
     parent.stop();
 }
+
+/// `invsite init` of a child site of `parent` that queues resync requests its parent routes
+/// down (`--accept-parent-requests`).
+fn init_accepting_child(tmp: &std::path::Path, code: &str, parent: &Site) -> Site {
+    let token = parent.child_token(code);
+    let dir = tmp.join(format!("site-{code}"));
+    run_ok(
+        "invsite",
+        &[
+            "init", "--data-dir", s(&dir), "--site-code", code, "--listen", "127.0.0.1:0", "--parent", &parent.url, "--parent-token", &token,
+            "--accept-parent-requests",
+        ],
+    );
+    Site { dir, child: None, url: String::new() }
+}
+
+/// The resync requests `invsite show` lists for a client at a site (empty while it holds none).
+fn requests_at(site: &Site, name: &str) -> Vec<Value> {
+    try_show(site, name, &[]).and_then(|v| v["requests"].as_array().cloned()).unwrap_or_default()
+}
+
+fn find_request(list: &[Value], f: impl Fn(&Value) -> bool) -> Option<Value> {
+    list.iter().find(|r| f(r)).cloned()
+}
+
+#[test]
+fn invsync_via_child_routes_a_request_down_to_the_owner_and_both_sites_see_it_complete() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut parent = Site::init(tmp.path(), "P01");
+    parent.start();
+    // C01 does not accept requests from its parent (the default); G01 below it does.
+    let mut child = Site::init_child(tmp.path(), "C01", &parent);
+    child.start();
+    let mut grand = init_accepting_child(tmp.path(), "G01", &child);
+    grand.start();
+    let web = Agent::enroll(tmp.path(), &grand, "debian", "web01");
+    web.cycle();
+    let db = Agent::enroll(tmp.path(), &child, "minimal", "db01");
+    db.cycle();
+    wait_until(15, "the parent holds both clients", || {
+        version_at(&parent, "WEB01", "hw", &[]) == Some(1) && version_at(&parent, "DB01", "hw", &[]) == Some(1)
+    });
+    let sites: Value = serde_json::from_str(&run_ok("invsite", &["sites", "--data-dir", parent.data_dir(), "--json"])).unwrap();
+    let accepts: Vec<(&str, bool)> = sites["below"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["code"].as_str().unwrap(), s["accepts_parent_requests"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(accepts, vec![("C01", false), ("G01", true)]);
+
+    // Without --via-child nothing changes: exit 5. With it, the request is routed to G01.
+    run_expect("invsync", &["hw", "WEB01", "--data-dir", parent.data_dir()], 5);
+    let out = run_ok("invsync", &["hw", "WEB01", "--via-child", "--data-dir", parent.data_dir()]);
+    assert!(out.contains("Routed") && out.contains("owning site G01"), "{out}");
+    let at_top = find_request(&requests_at(&parent, "WEB01"), |r| r["route"] == "G01").expect("the routed request at the parent");
+    assert_eq!(at_top["state"], "pending");
+    let id = at_top["id"].as_i64().unwrap();
+    let origin = format!("P01:{id}");
+    let again: Value = serde_json::from_str(&run_ok("invsync", &["hw", "WEB01", "--via-child", "--json", "--data-dir", parent.data_dir()])).unwrap();
+    assert_eq!((again["id"].as_i64(), &again["created"], &again["routed_to"]), (Some(id), &Value::from(false), &Value::from("G01")));
+
+    // The forwarders carry it down two levels (heartbeats every 2 s): the owner queues it.
+    wait_until(15, "the request reaches the owning site G01", || {
+        find_request(&requests_at(&grand, "WEB01"), |r| r["origin"] == origin.as_str()).is_some()
+    });
+    let at_owner = find_request(&requests_at(&grand, "WEB01"), |r| r["origin"] == origin.as_str()).unwrap();
+    assert_eq!((&at_owner["class"], &at_owner["state"]), (&Value::from("hw"), &Value::from("pending")));
+    let on_the_way = find_request(&requests_at(&child, "WEB01"), |r| r["origin"] == origin.as_str()).expect("routed on at C01");
+    assert_eq!(on_the_way["route"], "G01");
+
+    // The agent answers it; the full report completes it at G01, then at C01 and P01.
+    let cycle = web.cycle();
+    assert!(cycle.contains(&format!("answers request {}", at_owner["id"])), "{cycle}");
+    let done_at_owner = find_request(&requests_at(&grand, "WEB01"), |r| r["origin"] == origin.as_str()).unwrap();
+    assert_eq!(done_at_owner["state"], "complete");
+    wait_until(15, "the request completes at the parent", || {
+        find_request(&requests_at(&parent, "WEB01"), |r| r["id"] == id).is_some_and(|r| r["state"] == "complete")
+    });
+    let done_at_top = find_request(&requests_at(&parent, "WEB01"), |r| r["id"] == id).unwrap();
+    assert_eq!(done_at_top["completed_at"], done_at_owner["completed_at"], "the owner's times");
+    assert_eq!(done_at_top["picked_up_at"], done_at_owner["picked_up_at"]);
+    assert_eq!(
+        requests_at(&parent, "WEB01").iter().filter(|r| r["class"] == "hw").count(),
+        1,
+        "completed in place at the parent, not recorded twice"
+    );
+    wait_until(15, "the request completes at the middle site", || {
+        find_request(&requests_at(&child, "WEB01"), |r| r["origin"] == origin.as_str()).is_some_and(|r| r["state"] == "complete")
+    });
+    let text = run_ok("invsite", &["show", "WEB01", "--data-dir", parent.data_dir()]);
+    assert!(text.contains(&format!("request {id}: hw resync complete (routed to site G01)")), "{text}");
+
+    // --wait follows a routed request at the site where invsync ran until it completes there.
+    let waiting = bin("invsync")
+        .args(["sw", "WEB01", "--via-child", "--site", "G01", "--wait", "--timeout", "30s", "--data-dir", parent.data_dir()])
+        .env_remove("INVSITE_DIR")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until(15, "the sw request reaches G01", || {
+        find_request(&requests_at(&grand, "WEB01"), |r| {
+            r["class"] == "sw" && r["state"] == "pending" && r["origin"].as_str().is_some_and(|o| o.starts_with("P01:"))
+        })
+        .is_some()
+    });
+    web.cycle();
+    let out = waiting.wait_with_output().unwrap();
+    let (o, e) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "stdout:\n{o}\nstderr:\n{e}");
+    assert!(o.contains("Routed") && o.contains("complete at") && o.contains("stored at site P01"), "{o}");
+
+    // An owner that did not accept requests from its parent: exit 5 and how to enable it.
+    let out = run_expect("invsync", &["hw", "DB01", "--via-child", "--data-dir", parent.data_dir()], 5);
+    assert!(out.contains("C01") && out.contains("--accept-parent-requests") && out.contains("invsync hw DB01"), "{out}");
+    assert!(requests_at(&parent, "DB01").is_empty(), "nothing was queued");
+    // --site needs --via-child; a site that holds no such client is an unknown client.
+    run_expect("invsync", &["hw", "WEB01", "--site", "G01", "--data-dir", parent.data_dir()], 2);
+    run_expect("invsync", &["hw", "WEB01", "--via-child", "--site", "C01", "--data-dir", parent.data_dir()], 4);
+
+    // At the owning site --via-child is a plain request.
+    let out = run_ok("invsync", &["hw", "WEB01", "--via-child", "--data-dir", grand.data_dir()]);
+    assert!(out.contains("Queued a hardware") && !out.contains("Routed"), "{out}");
+    let own = find_request(&requests_at(&grand, "WEB01"), |r| r["state"] == "pending").expect("queued at G01");
+    assert!(own.get("origin").is_none() && own.get("route").is_none(), "{own}");
+
+    grand.stop();
+    child.stop();
+    parent.stop();
+}
