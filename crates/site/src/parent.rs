@@ -250,8 +250,10 @@ async fn take_down_request(
     let origin = req.origin();
     let (client, class) = (req.client, req.class);
     let why = match state.store.accept_down_request(req, state.accept_parent_requests, Timestamp::now()).await? {
-        DownAccepted::Queued { id, created: true } => {
+        DownAccepted::Queued { id, client: name, created: true } => {
             tracing::info!(%origin, %client, %class, id, "Queued a resync request routed down from a parent site.");
+            // An agent on the push channel picks it up at once, as it would a local request.
+            state.hub.wake(&name);
             return Ok(());
         }
         DownAccepted::Relayed { id, route, created: true } => {

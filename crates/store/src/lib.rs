@@ -93,9 +93,13 @@ pub const REDELIVER_AFTER_MS: i64 = 30_000;
 /// What became of a resync request the parent routed down ([`Store::accept_down_request`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DownAccepted {
-    /// Queued for this site's own client as request `id`; `created` is false when the same
-    /// request (same origin) arrived before.
-    Queued { id: i64, created: bool },
+    /// Queued for this site's own client `client` as request `id`; `created` is false when the
+    /// same request (same origin) arrived before.
+    Queued {
+        id: i64,
+        client: ClientName,
+        created: bool,
+    },
     /// The client is owned by `route`, a site below this one: queued as routed request `id`
     /// here, to go one level further down with the next forward batch from that branch.
     Relayed {

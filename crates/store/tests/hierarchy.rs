@@ -1730,7 +1730,11 @@ async fn an_owner_queues_a_down_request_once_and_only_when_it_accepts_them() {
                 .is_empty()
         );
 
-        let DownAccepted::Queued { id: rid, created } = s
+        let DownAccepted::Queued {
+            id: rid,
+            client,
+            created,
+        } = s
             .accept_down_request(&req, true, Timestamp(3_000))
             .await
             .unwrap()
@@ -1738,12 +1742,14 @@ async fn an_owner_queues_a_down_request_once_and_only_when_it_accepts_them() {
             panic!("expected the request to be queued");
         };
         assert!(created);
+        assert_eq!(client, name("web01"));
         assert_eq!(
             s.accept_down_request(&req, true, Timestamp(3_100))
                 .await
                 .unwrap(),
             DownAccepted::Queued {
                 id: rid,
+                client: name("web01"),
                 created: false
             },
             "delivered again: the same request"
@@ -1783,6 +1789,7 @@ async fn an_owner_queues_a_down_request_once_and_only_when_it_accepts_them() {
                 .unwrap(),
             DownAccepted::Queued {
                 id: rid,
+                client: name("web01"),
                 created: false
             },
             "a late re-delivery does not queue it again"

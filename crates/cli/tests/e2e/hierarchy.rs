@@ -335,6 +335,25 @@ fn invsync_via_child_routes_a_request_down_to_the_owner_and_both_sites_see_it_co
     let own = find_request(&requests_at(&grand, "WEB01"), |r| r["state"] == "pending").expect("queued at G01");
     assert!(own.get("origin").is_none() && own.get("route").is_none(), "{own}");
 
+    // Turned on for an existing site, C01 takes requests for its own clients once restarted.
+    child.stop();
+    let out = run_ok("invsite", &["config", "--accept-parent-requests", "true", "--data-dir", child.data_dir()]);
+    assert!(out.contains("now on"), "{out}");
+    child.restart();
+    wait_until(15, "the parent learns that C01 accepts requests", || {
+        let v: Value = serde_json::from_str(&run_ok("invsite", &["sites", "--data-dir", parent.data_dir(), "--json"])).unwrap();
+        v["below"].as_array().unwrap().iter().any(|s| s["code"] == "C01" && s["accepts_parent_requests"] == true)
+    });
+    let out = run_ok("invsync", &["hw", "DB01", "--via-child", "--data-dir", parent.data_dir()]);
+    assert!(out.contains("owning site C01"), "{out}");
+    wait_until(15, "the request reaches C01", || {
+        find_request(&requests_at(&child, "DB01"), |r| r["state"] == "pending" && r["origin"].is_string()).is_some()
+    });
+    db.cycle();
+    wait_until(15, "the request completes at the parent", || {
+        find_request(&requests_at(&parent, "DB01"), |r| r["route"] == "C01").is_some_and(|r| r["state"] == "complete")
+    });
+
     grand.stop();
     child.stop();
     parent.stop();

@@ -943,7 +943,7 @@ pub(super) fn accept_down(
             "the request claims to come from this site {own}"
         )));
     }
-    let Some((client, _, owner)) = client_owner(conn, req.client)? else {
+    let Some((client, name, owner)) = client_owner(conn, req.client)? else {
         return Ok(DownAccepted::UnknownClient);
     };
     let route = if &owner == own {
@@ -982,7 +982,11 @@ pub(super) fn accept_down(
         }
     };
     Ok(match route {
-        None => DownAccepted::Queued { id, created },
+        None => DownAccepted::Queued {
+            id,
+            client: name,
+            created,
+        },
         Some(route) => DownAccepted::Relayed { id, route, created },
     })
 }
