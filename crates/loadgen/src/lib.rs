@@ -1,0 +1,101 @@
+//! `invsync-loadgen`: simulated agents against a running site, on one tokio runtime.
+//!
+//! Each mode is a subcommand in its own file under `mode/`. What modes share: the site they
+//! talk to (`site.rs`: only `http://127.0.0.1:PORT`, and the secrets from its data
+//! directory), a minimal HTTP/1.1 client (`http.rs`), the simulated agent's CAP calls
+//! (`sim.rs`), synthetic inventories (`inventory.rs`), process limits and memory readings
+//! (`os.rs`), and latency statistics (`stats.rs`).
+//!
+//! Every mode is bounded in count and in time (`--time-limit`) and exits by itself. Progress
+//! goes to stderr, results to stdout (`--json` for machines).
+
+pub mod http;
+pub mod inventory;
+pub mod mode;
+pub mod os;
+pub mod rng;
+pub mod sim;
+pub mod site;
+pub mod stats;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use invsync_proto::exit::{Code, Exit};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "invsync-loadgen",
+    version,
+    about = "Load generator for an invsync site: simulated agents on 127.0.0.1"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Enroll N agents, park N idle push-channel long-polls, measure the site's memory per
+    /// idle connection and the resync round trip (request → wake → check-in → full report).
+    Connect(mode::connect::Args),
+}
+
+/// Parses the command line and runs the mode. Usage errors come back as an [`Exit`] with
+/// code 2; `--help` and `--version` print and succeed.
+pub fn try_main() -> Result<()> {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            print!("{e}");
+            return Ok(());
+        }
+        Err(e) => return Err(Exit::usage(e.render().to_string().trim_end().to_string()).into()),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    let result = match cli.command {
+        Command::Connect(a) => {
+            let limit = a.common.time_limit;
+            runtime.block_on(bounded(limit, mode::connect::apply(a)))
+        }
+    };
+    // Parked long-poll tasks may still be open; do not wait for them.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result
+}
+
+/// Runs a mode for at most `limit`.
+async fn bounded(limit: Duration, run: impl std::future::Future<Output = Result<()>>) -> Result<()> {
+    match tokio::time::timeout(limit, run).await {
+        Ok(r) => r,
+        Err(_) => Err(Exit::new(
+            Code::TimedOut,
+            format!("gave up after --time-limit {}", humanise(limit)),
+        )
+        .into()),
+    }
+}
+
+/// A duration as a person reads it (`1m 30s`).
+pub fn humanise(d: Duration) -> String {
+    humantime::format_duration(Duration::from_millis(d.as_millis() as u64)).to_string()
+}
+
+/// Prints an error as `invsync-loadgen: <message>` and returns its exit code: the code of an
+/// [`Exit`] anywhere in the chain, else 1.
+pub fn finish(result: Result<()>) -> ExitCode {
+    let Err(err) = result else { return ExitCode::SUCCESS };
+    let exit = err.chain().find_map(|e| e.downcast_ref::<Exit>());
+    let code = exit.map(|e| e.code).unwrap_or(Code::Failure);
+    if code == Code::Usage && exit.is_some_and(|e| e.message.starts_with("error:")) {
+        eprintln!("{}", exit.map(|e| e.message.as_str()).unwrap_or_default());
+    } else {
+        eprintln!("invsync-loadgen: {err:#}");
+    }
+    ExitCode::from(code as u8)
+}
