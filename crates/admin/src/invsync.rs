@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use clap::Parser;
 use invsync_proto::exit::{Code, Exit};
-use invsync_proto::wire::{Queued, RequestState};
-use invsync_proto::{Class, ClientName};
+use invsync_proto::wire::{Queued, RequestState, RequestView};
+use invsync_proto::{Class, ClientName, SiteCode, Timestamp};
 
 use invsync_site::access::{AccessOptions, SiteAccess};
 
@@ -142,22 +142,21 @@ fn wait(site: &mut SiteAccess, client: &ClientName, id: i64, timeout: Duration) 
         let Some(view) = site.request_state(id)? else {
             return Err(anyhow::anyhow!("request {id} disappeared from the site"));
         };
-        if last != Some(view.state) {
-            let line = match view.state {
-                RequestState::Pending => format!("request {id}: queued at {}, waiting for {client} to pick it up", view.requested_at),
-                RequestState::PickedUp => format!(
-                    "request {id}: picked up by {client} at {}",
-                    view.picked_up_at.map(|t| t.rfc3339()).unwrap_or_default()
-                ),
-                RequestState::Complete => format!(
-                    "request {id}: complete at {}: the full report is stored at site {}",
-                    view.completed_at.map(|t| t.rfc3339()).unwrap_or_default(),
-                    site.code()
-                ),
-            };
-            println!("{line}");
-            last = Some(view.state);
+        // Print every state the request passed through since the last look, so a request that
+        // went from queued to complete between two polls still shows its pick-up.
+        let passed: &[RequestState] = match (last, view.state) {
+            (None, RequestState::Complete) => &[RequestState::Pending, RequestState::PickedUp, RequestState::Complete],
+            (None, RequestState::PickedUp) => &[RequestState::Pending, RequestState::PickedUp],
+            (Some(RequestState::Pending), RequestState::Complete) => &[RequestState::PickedUp, RequestState::Complete],
+            (Some(a), b) if a == b => &[],
+            (_, RequestState::Pending) => &[RequestState::Pending],
+            (_, RequestState::PickedUp) => &[RequestState::PickedUp],
+            (_, RequestState::Complete) => &[RequestState::Complete],
+        };
+        for state in passed {
+            println!("{}", progress_line(*state, &view, client, site.code()));
         }
+        last = Some(view.state);
         if view.state == RequestState::Complete {
             return Ok(());
         }
@@ -172,6 +171,20 @@ fn wait(site: &mut SiteAccess, client: &ClientName, id: i64, timeout: Duration) 
             )
             .into());
         }
-        std::thread::sleep(Duration::from_millis(200));
+        // Cheap enough at 50 ms (one small GET), and a pushed request completes in ~100 ms.
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn progress_line(state: RequestState, view: &RequestView, client: &ClientName, site: &SiteCode) -> String {
+    let id = view.id;
+    let at = |t: Option<Timestamp>| t.map(|t| t.rfc3339()).unwrap_or_else(|| "-".to_string());
+    match state {
+        RequestState::Pending => format!("request {id}: queued at {}, waiting for {client} to pick it up", view.requested_at),
+        RequestState::PickedUp => format!("request {id}: picked up by {client} at {}", at(view.picked_up_at)),
+        RequestState::Complete => format!(
+            "request {id}: complete at {}: the full report is stored at site {site}",
+            at(view.completed_at)
+        ),
     }
 }

@@ -21,6 +21,7 @@ pub const CAP_ENROLL: &str = "/cap/v1/enroll";
 pub const CAP_CHECKIN: &str = "/cap/v1/checkin";
 pub const CAP_REPORT: &str = "/cap/v1/report";
 pub const CAP_ACK: &str = "/cap/v1/ack";
+pub const CAP_WAIT: &str = "/cap/v1/wait";
 pub const API_SITE: &str = "/api/v1/site";
 pub const API_CLIENTS: &str = "/api/v1/clients";
 
@@ -211,6 +212,14 @@ pub enum ReportAck {
     Duplicate { version: i64, hash: Digest },
     /// Stored nothing: send a full report.
     ResyncRequired { reason: String },
+}
+
+/// The answer to `POST /cap/v1/wait`, the push channel's long-poll: `wake` is true when an
+/// instruction is waiting (cycle now), false when the hold time ran out or the site is
+/// shutting down (ask again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaitResponse {
+    pub wake: bool,
 }
 
 /// `POST /cap/v1/ack`: events the agent has acted on.

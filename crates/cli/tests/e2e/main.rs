@@ -7,5 +7,6 @@ mod deltas;
 mod exit_codes;
 mod hierarchy;
 mod names;
+mod push;
 mod restart;
 mod seed_flow;

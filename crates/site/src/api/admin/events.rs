@@ -30,6 +30,9 @@ pub async fn apply(
         other => other?,
     };
     tracing::info!(client = %name, event = req.event.as_str(), id = queued.id, created = queued.created, "Queued a client event.");
+    // Wake the agent if it is connected; a request merged into a pending one wakes it too,
+    // which costs nothing and helps after a lost wake-up.
+    state.hub.wake(&queued.client);
     let status = if queued.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(queued)))
 }

@@ -44,6 +44,9 @@ pub async fn apply(
         Some(owner) => tracing::info!(client = %name, class = %req.class, id = queued.id, created = queued.created, %owner, "Queued a resync request to route down to the owning site."),
         None => tracing::info!(client = %name, class = %req.class, id = queued.id, created = queued.created, "Queued a resync request."),
     }
+    // Wake the agent if it is connected; a request merged into a pending one wakes it too,
+    // which costs nothing and helps after a lost wake-up.
+    state.hub.wake(&queued.client);
     let status = if queued.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(queued)))
 }
