@@ -45,8 +45,12 @@ pub async fn apply(
         None => tracing::info!(client = %name, class = %req.class, id = queued.id, created = queued.created, "Queued a resync request."),
     }
     // Wake the agent if it is connected; a request merged into a pending one wakes it too,
-    // which costs nothing and helps after a lost wake-up.
-    state.hub.wake(&queued.client);
+    // which costs nothing and helps after a lost wake-up. A routed request's agent is at the
+    // owning site (woken there when the request arrives); here the name may even be another
+    // client's, one of this site's own.
+    if queued.routed_to.is_none() {
+        state.hub.wake(&queued.client);
+    }
     let status = if queued.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(queued)))
 }
