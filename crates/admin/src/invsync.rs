@@ -27,8 +27,14 @@ pub struct Args {
     #[arg(value_name = "hw|sw", value_parser = parse_class)]
     pub class: Class,
     /// The client's NetBIOS-style name (1-15 characters of A-Z 0-9 - _)
-    #[arg(value_name = "CLIENT")]
-    pub client: ClientName,
+    #[arg(value_name = "CLIENT", required_unless_present = "all")]
+    pub client: Option<ClientName>,
+    /// Every client this site owns, paced by --rate, instead of one CLIENT
+    #[arg(long, conflicts_with_all = ["client", "wait", "via_child", "json"])]
+    pub all: bool,
+    /// With --all: how fast to queue (a token bucket), e.g. 300/min or 5/s [default: 300/min]
+    #[arg(long, value_name = "RATE", requires = "all", value_parser = crate::all::Rate::parse)]
+    pub rate: Option<crate::all::Rate>,
     /// Site data directory [default: $INVSITE_DIR, else /var/lib/invsite]
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
@@ -117,11 +123,24 @@ pub fn describe(queued: &Queued, class: Class) -> String {
 }
 
 pub fn apply(args: &Args) -> Result<()> {
+    // clap treats a boolean flag as always present, so `requires` on a flag cannot be relied
+    // on; these pairs are checked here, before anything is looked up.
+    if args.rate.is_some() && !args.all {
+        return Err(Exit::usage("--rate goes with --all").into());
+    }
+    if args.site.is_some() && !args.via_child {
+        return Err(Exit::usage("--site goes with --via-child").into());
+    }
     let mut site = SiteAccess::open(AccessOptions { tool: "invsync", note_fallback: true }, args.data_dir.as_deref())?;
+    let Some(client) = &args.client else {
+        // clap requires CLIENT unless --all is given.
+        let rate = args.rate.unwrap_or_else(|| crate::all::Rate::parse(crate::all::Rate::DEFAULT).expect("a valid default"));
+        return crate::all::apply(&mut site, args.class, rate);
+    };
     let queued = if args.via_child {
-        site.request_resync_via_child(&args.client, args.class, args.site.as_ref())?
+        site.request_resync_via_child(client, args.class, args.site.as_ref())?
     } else {
-        site.request_resync(&args.client, args.class)?
+        site.request_resync(client, args.class)?
     };
     if args.json {
         println!("{}", serde_json::to_string(&queued)?);
@@ -129,7 +148,7 @@ pub fn apply(args: &Args) -> Result<()> {
         println!("{}", describe(&queued, args.class));
     }
     if args.wait {
-        wait(&mut site, &args.client, queued.id, args.timeout)?;
+        wait(&mut site, client, queued.id, args.timeout)?;
     }
     Ok(())
 }

@@ -4,5 +4,6 @@
 //! server, and talk to the running site through its admin API; when the site is not running
 //! they queue the request in its database, where the site finds it when it starts.
 
+pub mod all;
 pub mod invsync;
 pub mod setevnt;

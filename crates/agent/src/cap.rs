@@ -80,6 +80,25 @@ impl CapClient {
         self.post(wire::CAP_REPORT, report, Body::Zstd, true)
     }
 
+    /// `GET /healthz`: whether the site answers at all (the push channel's probe after a lost
+    /// connection, since a long-poll would only tell after its hold time).
+    pub fn healthy(&self) -> Result<(), AgentError> {
+        let url = format!("{}/healthz", self.base);
+        let resp = self.agent.get(&url).call().map_err(|e| AgentError::Unreachable {
+            url: self.base.clone(),
+            reason: e.to_string(),
+        })?;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(AgentError::SiteFailed {
+                url: self.base.clone(),
+                status: resp.status().as_u16(),
+                message: "the site is not healthy".to_string(),
+            })
+        }
+    }
+
     /// `POST /cap/v1/wait`: blocks until the site wakes this client (true), or the hold time
     /// passes or the site shuts down (false).
     pub fn wait(&self) -> Result<bool, AgentError> {

@@ -32,17 +32,21 @@ pub fn push_loop(data_dir: std::path::PathBuf, triggers: Sender<Trigger>, stop: 
                 let c = CapClient::for_push(&state.site_url, &state.token)?;
                 client = Some((state.site_url.clone(), state.token.clone(), c));
             }
-            client.as_ref().expect("set above").2.wait()
+            let c = &client.as_ref().expect("set above").2;
+            if disconnected {
+                // A long-poll tells that the site is back only when it ends (up to 50 s);
+                // a quick probe tells now, so the catch-up cycle is not delayed.
+                c.healthy()?;
+                tracing::info!("Push channel connected again; cycling for anything queued meanwhile.");
+                disconnected = false;
+                if triggers.send(Trigger::Reconnected).is_err() {
+                    return Err(crate::error::AgentError::Io { context: "the daemon loop is gone".into(), reason: String::new() });
+                }
+            }
+            c.wait()
         });
         match result {
             Ok(wake) => {
-                if disconnected {
-                    tracing::info!("Push channel connected again; cycling for anything queued meanwhile.");
-                    disconnected = false;
-                    if triggers.send(Trigger::Reconnected).is_err() {
-                        return;
-                    }
-                }
                 backoff = FIRST_BACKOFF;
                 if wake && triggers.send(Trigger::Push).is_err() {
                     return;

@@ -121,3 +121,29 @@ fn invsync_wait_follows_the_request_to_completion() {
     assert!(text.contains("complete"), "{text}");
     site.stop();
 }
+
+#[test]
+fn invsync_all_queues_every_own_client_at_a_paced_rate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut site = Site::init(tmp.path(), "S04");
+    site.start();
+    for name in ["all1", "all2", "all3"] {
+        Agent::enroll(tmp.path(), &site, "minimal", name);
+    }
+    let out = run_ok("invsync", &["sw", "--all", "--rate", "600/min", "--data-dir", site.data_dir()]);
+    assert!(out.contains("for 3 clients of site S04"), "{out}");
+    assert!(out.contains("3/3 queued") && out.contains("Queued 3 sw resync requests (0 were already pending)"), "{out}");
+    for name in ["ALL1", "ALL2", "ALL3"] {
+        assert_eq!(site.show(name)["requests"][0]["state"], "pending");
+    }
+    let out = run_ok("invsync", &["sw", "--all", "--data-dir", site.data_dir()]);
+    assert!(out.contains("Queued 0 sw resync requests (3 were already pending)"), "{out}");
+    run_expect("invsync", &["sw", "ALL1", "--all", "--data-dir", site.data_dir()], 2);
+    let out = run_expect("invsync", &["sw", "ALL1", "--rate", "5/s", "--data-dir", site.data_dir()], 2);
+    assert!(out.contains("--rate goes with --all"), "{out}");
+    let out = run_expect("invsync", &["sw", "ALL1", "--site", "C01", "--data-dir", site.data_dir()], 2);
+    assert!(out.contains("--site goes with --via-child"), "{out}");
+    let out = run_expect("invsync", &["sw", "--all", "--rate", "fast", "--data-dir", site.data_dir()], 2);
+    assert!(out.contains("not a rate"), "{out}");
+    site.stop();
+}
