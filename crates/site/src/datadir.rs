@@ -135,6 +135,36 @@ impl SiteDir {
         })
     }
 
+    /// Refuses a data directory or secret file that others can read: the admin token and the
+    /// enrollment secret are the keys to the site, and the configuration holds the parent
+    /// token.
+    pub fn check_permissions(&self) -> Result<()> {
+        let mut loose = Vec::new();
+        for (path, wanted) in [
+            (self.root.clone(), 0o700),
+            (self.admin_token_path(), 0o600),
+            (self.enroll_secret_path(), 0o600),
+            (self.config_path(), 0o600),
+        ] {
+            let Ok(meta) = fs::metadata(&path) else { continue };
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                loose.push(format!("chmod {wanted:o} {}   # is {mode:o}", path.display()));
+            }
+        }
+        if loose.is_empty() {
+            return Ok(());
+        }
+        Err(Exit::new(
+            Code::Failure,
+            format!(
+                "refusing to start: other users can read the site's secrets. Fix it with:\n  {}",
+                loose.join("\n  ")
+            ),
+        )
+        .into())
+    }
+
     pub fn enroll_secret(&self) -> Result<String> {
         read_secret(&self.enroll_secret_path()).with_context(|| {
             format!("cannot read the enrollment secret {}", self.enroll_secret_path().display())

@@ -20,7 +20,9 @@ pub struct AppState {
     pub store: Store,
     pub site_code: SiteCode,
     pub admin_token: Arc<str>,
-    pub enroll_secret: Arc<str>,
+    /// The data directory; the enrollment secret is read from it at each enrollment, so
+    /// `invsite enroll-secret --rotate` takes effect without a restart.
+    pub dir: SiteDir,
     pub accept_parent_requests: bool,
     /// Notified whenever the site accepts a change, so the forwarder sends it at once.
     pub forward_wake: Arc<Notify>,
@@ -54,12 +56,14 @@ pub async fn open_store(dir: &SiteDir, config: &Config) -> Result<Store> {
 impl AppState {
     pub async fn load(dir: &SiteDir) -> Result<AppState> {
         let config = dir.config()?;
+        dir.check_permissions()?;
+        dir.enroll_secret()?;
         let store = open_store(dir, &config).await?;
         Ok(AppState {
             store,
             site_code: config.site_code,
             admin_token: dir.admin_token()?.into(),
-            enroll_secret: dir.enroll_secret()?.into(),
+            dir: dir.clone(),
             accept_parent_requests: config.accept_parent_requests,
             forward_wake: Arc::new(Notify::new()),
             hub: Arc::new(crate::hub::Hub::default()),
@@ -85,6 +89,33 @@ impl AppState {
     }
 }
 
+/// How `invsite serve` (or the quickstart) binds.
+#[derive(Debug, Clone, Default)]
+pub struct BindOptions {
+    /// Listen here instead of the configured address.
+    pub listen: Option<String>,
+    /// Serve plain HTTP on an address other than loopback.
+    pub insecure_http: bool,
+}
+
+/// Tokens and inventories travel in clear over plain HTTP, which is acceptable only on the
+/// machine itself; anything else needs `--insecure-http`, said on purpose.
+pub fn check_plain_http(addr: &str, insecure_http: bool) -> Result<()> {
+    let loopback = match addr.parse::<SocketAddr>() {
+        Ok(a) => a.ip().is_loopback(),
+        Err(_) => addr.starts_with("localhost:"),
+    };
+    if loopback || insecure_http {
+        return Ok(());
+    }
+    Err(Exit::usage(format!(
+        "refusing to serve plain HTTP on {addr}, which is not a loopback address: tokens and \
+         inventories would cross the network in clear. Listen on 127.0.0.1, or give \
+         --insecure-http if a TLS proxy in front of the site or a trusted network makes that safe"
+    ))
+    .into())
+}
+
 /// A bound, not yet serving, site server.
 pub struct Server {
     listener: TcpListener,
@@ -95,10 +126,11 @@ pub struct Server {
 
 impl Server {
     /// Loads the site in `dir` and binds `listen` (or the configured address).
-    pub async fn bind(dir: &SiteDir, listen: Option<&str>) -> Result<Server> {
+    pub async fn bind(dir: &SiteDir, opts: &BindOptions) -> Result<Server> {
         let config = dir.config()?;
         let state = AppState::load(dir).await?;
-        let addr = listen.unwrap_or(&config.listen);
+        let addr = opts.listen.as_deref().unwrap_or(&config.listen);
+        check_plain_http(addr, opts.insecure_http)?;
         let listener = TcpListener::bind(addr).await.map_err(|e| {
             let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
                 "; another process listens there: stop it or give --listen 127.0.0.1:0 for any free port"

@@ -9,4 +9,5 @@ mod hierarchy;
 mod names;
 mod push;
 mod restart;
+mod security;
 mod seed_flow;

@@ -48,7 +48,7 @@ enum Command {
     /// Serve the CAP and admin API until SIGTERM or SIGINT.
     Serve(serve::Args),
     /// Print the secret agents enroll with.
-    EnrollSecret(secrets::Args),
+    EnrollSecret(secrets::EnrollSecretArgs),
     /// Print the admin token (HTTP: Authorization: Bearer …).
     AdminToken(secrets::Args),
     /// Print the token a child site presents to this site.

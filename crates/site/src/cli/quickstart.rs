@@ -14,7 +14,7 @@ use invsync_proto::SiteCode;
 
 use super::init::{create_site, InitOptions};
 use crate::datadir::{SiteDir, DEFAULT_LISTEN};
-use crate::server::{shutdown_signal, Server};
+use crate::server::{shutdown_signal, BindOptions, Server};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -75,7 +75,8 @@ pub async fn apply(args: Args) -> Result<()> {
         println!("Created site S01 on SQLite in {}.", shown_site.display());
     }
 
-    let server = Server::bind(&site_dir, Some(&args.listen)).await?;
+    let opts = BindOptions { listen: Some(args.listen.clone()), insecure_http: false };
+    let server = Server::bind(&site_dir, &opts).await?;
     let url = format!("http://{}", server.local_addr());
     let (stop_server, stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(server.serve(async {

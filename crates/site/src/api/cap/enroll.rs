@@ -32,7 +32,11 @@ pub async fn apply(
     body: Result<Json<EnrollRequest>, JsonRejection>,
 ) -> Result<Json<EnrollResponse>, ApiError> {
     let Json(req) = body?;
-    if !ct_eq(req.secret.as_bytes(), state.enroll_secret.as_bytes()) {
+    let secret = state
+        .dir
+        .enroll_secret()
+        .map_err(|e| ApiError::Internal(format!("cannot read the enrollment secret: {e:#}")))?;
+    if !ct_eq(req.secret.as_bytes(), secret.as_bytes()) {
         return Err(ApiError::Unauthorized(
             "wrong enrollment secret; ask the site administrator for `invsite enroll-secret`".to_string(),
         ));
