@@ -180,6 +180,8 @@ fn a_restored_site_database_heals_in_one_cycle() {
     // Restore yesterday's backup: the site is back at version 1 and knows nothing of the change.
     std::fs::remove_dir_all(&site.dir).unwrap();
     copy_dir(&backup, &site.dir);
+    // A plain copy leaves the directory open to others; the site refuses to start like that.
+    std::fs::set_permissions(&site.dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
     site.restart();
     assert_eq!(site.show("RESTORED")["sw"]["version"], 1);
 

@@ -49,6 +49,12 @@ impl FromRequestParts<AppState> for Client {
         let refused = || ApiError::Unauthorized("unknown or wrong client token; re-enroll the agent".to_string());
         let token = bearer(parts).and_then(ClientToken::parse).ok_or_else(refused)?;
         let auth = state.store.client_auth(token.client_id).await?.ok_or_else(refused)?;
+        if auth.key_hash.0 == [0u8; 32] {
+            return Err(ApiError::Unauthorized(format!(
+                "the key of {} was revoked at this site; enroll again",
+                auth.name
+            )));
+        }
         if !ct_eq(&token.key_hash().0, &auth.key_hash.0) {
             return Err(refused());
         }

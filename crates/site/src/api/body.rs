@@ -1,6 +1,6 @@
 //! The request-body extractor of the CAP API: JSON, optionally zstd-compressed
-//! (`Content-Encoding: zstd`). The compressed size is bounded by the router's body limit and
-//! the decompressed size by [`MAX_DECODED_BYTES`], checked while decompressing, so a small
+//! (`Content-Encoding: zstd`). The size as sent is bounded by the router's body limit and the
+//! decompressed size by the site's `max_decoded_bytes`, checked while decompressing, so a small
 //! "zstd bomb" cannot make the site allocate more than the limit.
 
 use std::io::Read;
@@ -11,18 +11,16 @@ use axum::http::header::CONTENT_ENCODING;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
-
-/// The largest body the site decodes. A full sw report of a host with 6,000 packages is about
-/// 1.2 MB of JSON; the limit leaves ample room and bounds memory per request.
-pub const MAX_DECODED_BYTES: usize = 64 * 1024 * 1024;
+use crate::server::AppState;
 
 /// A JSON body of type `T`, decompressed when the agent compressed it.
 pub struct Body<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+impl<T: DeserializeOwned> FromRequest<AppState> for Body<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Body<T>, ApiError> {
+    async fn from_request(req: Request, state: &AppState) -> Result<Body<T>, ApiError> {
+        let limits = state.limits;
         let encoding = req
             .headers()
             .get(CONTENT_ENCODING)
@@ -30,8 +28,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
         let raw = Bytes::from_request(req, state).await.map_err(|r| {
             if r.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::TooLarge(format!(
-                    "request body is larger than the site accepts ({} bytes)",
-                    super::MAX_BODY_BYTES
+                    "request body is over the limit max_body_bytes ({} bytes)",
+                    limits.max_body_bytes
                 ))
             } else {
                 ApiError::BadInput(format!("cannot read the request body: {}", r.body_text()))
@@ -39,7 +37,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
         })?;
         let value = match encoding.as_deref() {
             None | Some("identity") => parse(&raw)?,
-            Some("zstd") => parse(&decode_zstd(&raw, MAX_DECODED_BYTES)?)?,
+            Some("zstd") => parse(&decode_zstd(&raw, limits.max_decoded_bytes)?)?,
             Some(other) => {
                 return Err(ApiError::Unsupported(format!(
                     "Content-Encoding {other:?} is not supported; send zstd or no encoding"
@@ -67,7 +65,7 @@ pub fn decode_zstd(raw: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
         .map_err(|e| ApiError::BadInput(format!("invalid zstd body: {e}")))?;
     if out.len() > limit {
         return Err(ApiError::TooLarge(format!(
-            "request body is larger than the site accepts after decompression ({limit} bytes)"
+            "request body is over the limit max_decoded_bytes ({limit} bytes) after decompression"
         )));
     }
     Ok(out)

@@ -75,10 +75,7 @@ impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> ApiError {
         match r {
             JsonRejection::BytesRejection(b) if b.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                ApiError::TooLarge(format!(
-                    "request body is larger than the site accepts ({} bytes)",
-                    super::MAX_BODY_BYTES
-                ))
+                ApiError::TooLarge("request body is over the limit max_body_bytes".to_string())
             }
             other => ApiError::BadInput(format!("invalid request body: {}", other.body_text())),
         }

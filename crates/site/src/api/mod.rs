@@ -16,9 +16,6 @@ use invsync_proto::wire;
 
 use crate::server::AppState;
 
-/// Largest request body the site reads. A full sw report of 1,500 packages is ~300 KB of JSON;
-/// this leaves room for large hosts while bounding what one request can make the site hold.
-pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -39,6 +36,6 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/clients/{name}/history", get(admin::history::apply))
         .route("/api/v1/requests/{id}", get(admin::request_state::apply))
         .fallback(error::not_found)
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::extract::DefaultBodyLimit::max(state.limits.max_body_bytes))
         .with_state(state)
 }

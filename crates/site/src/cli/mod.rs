@@ -7,6 +7,7 @@ mod config;
 mod history;
 mod init;
 mod quickstart;
+mod revoke;
 mod secrets;
 mod serve;
 mod show;
@@ -51,6 +52,8 @@ enum Command {
     EnrollSecret(secrets::EnrollSecretArgs),
     /// Print the admin token (HTTP: Authorization: Bearer …).
     AdminToken(secrets::Args),
+    /// Make a client's key useless at once.
+    Revoke(revoke::Args),
     /// Print the token a child site presents to this site.
     ChildToken(child_token::Args),
     /// Show or change settings of this site (whether it accepts requests from its parent).
@@ -83,6 +86,7 @@ pub fn try_main() -> Result<()> {
         Command::Serve(a) => runtime()?.block_on(serve::apply(a)),
         Command::EnrollSecret(a) => secrets::apply_enroll_secret(a),
         Command::AdminToken(a) => secrets::apply_admin_token(a),
+        Command::Revoke(a) => runtime()?.block_on(revoke::apply(a)),
         Command::ChildToken(a) => runtime()?.block_on(child_token::apply(a)),
         Command::Config(a) => config::apply(a),
         Command::Sites(a) => sites::apply(a),

@@ -1,6 +1,6 @@
 //! `POST /cap/v1/report`: one class's inventory, full or delta, from the client that owns it.
-//! Bounds on the report's shape are checked before the store sees it, so a refused report
-//! stores nothing.
+//! Bounds on the report's shape (the site's configured [`Limits`]) are checked before the
+//! store sees it, so a refused report stores nothing.
 
 use axum::extract::State;
 use axum::Json;
@@ -10,35 +10,39 @@ use invsync_proto::{Items, Timestamp};
 use crate::api::auth::Client;
 use crate::api::body::Body;
 use crate::api::error::ApiError;
+use crate::datadir::Limits;
 use crate::server::AppState;
 
-/// Bounds on one report. A Debian host with everything installed has ~6,000 packages; the
-/// limits are far above any real host and far below what would hurt the site.
-pub const MAX_ITEMS: usize = 100_000;
-pub const MAX_KEY_LEN: usize = 512;
-pub const MAX_ATTRS: usize = 64;
-pub const MAX_VALUE_LEN: usize = 4096;
-
-fn check_items(items: &Items) -> Result<(), ApiError> {
-    if items.len() > MAX_ITEMS {
+fn check_items(items: &Items, limits: &Limits) -> Result<(), ApiError> {
+    if items.len() > limits.max_items {
         return Err(ApiError::BadInput(format!(
-            "report has {} items; at most {MAX_ITEMS} are accepted",
-            items.len()
+            "report has {} items; the limit max_items is {}",
+            items.len(),
+            limits.max_items
         )));
     }
     for (key, attrs) in items {
-        check_key(key)?;
-        if attrs.len() > MAX_ATTRS {
+        check_key(key, limits)?;
+        if attrs.len() > limits.max_attrs {
             return Err(ApiError::BadInput(format!(
-                "item {key:?} has {} attributes; at most {MAX_ATTRS} are accepted",
-                attrs.len()
+                "item {key:?} has {} attributes; the limit max_attrs is {}",
+                attrs.len(),
+                limits.max_attrs
             )));
         }
         for (name, value) in attrs {
-            if name.is_empty() || name.len() > MAX_KEY_LEN || value.len() > MAX_VALUE_LEN {
+            if name.is_empty() || name.len() > limits.max_key_len {
                 return Err(ApiError::BadInput(format!(
-                    "item {key:?} has an attribute name or value outside the limits \
-                     (name 1-{MAX_KEY_LEN} bytes, value at most {MAX_VALUE_LEN} bytes)"
+                    "item {key:?} has an attribute name of {} bytes; the limit max_key_len is {} (and names may not be empty)",
+                    name.len(),
+                    limits.max_key_len
+                )));
+            }
+            if value.len() > limits.max_value_len {
+                return Err(ApiError::BadInput(format!(
+                    "item {key:?} attribute {name:?} has a value of {} bytes; the limit max_value_len is {}",
+                    value.len(),
+                    limits.max_value_len
                 )));
             }
         }
@@ -46,10 +50,12 @@ fn check_items(items: &Items) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn check_key(key: &str) -> Result<(), ApiError> {
-    if key.is_empty() || key.len() > MAX_KEY_LEN || key.chars().any(char::is_control) {
+fn check_key(key: &str, limits: &Limits) -> Result<(), ApiError> {
+    if key.is_empty() || key.len() > limits.max_key_len || key.chars().any(char::is_control) {
         return Err(ApiError::BadInput(format!(
-            "item key must be 1-{MAX_KEY_LEN} bytes without control characters"
+            "an item key of {} bytes: the limit max_key_len is {}, and keys may not be empty or hold control characters",
+            key.len(),
+            limits.max_key_len
         )));
     }
     Ok(())
@@ -60,14 +66,19 @@ pub async fn apply(
     client: Client,
     Body(report): Body<Report>,
 ) -> Result<Json<ReportAck>, ApiError> {
+    let limits = &state.limits;
     match &report.body {
-        ReportBody::Full { items } => check_items(items)?,
+        ReportBody::Full { items } => check_items(items, limits)?,
         ReportBody::Delta { delta, .. } => {
-            check_items(&delta.upsert)?;
-            if delta.remove.len() > MAX_ITEMS {
-                return Err(ApiError::BadInput("delta removes too many items".to_string()));
+            check_items(&delta.upsert, limits)?;
+            if delta.upsert.len() + delta.remove.len() > limits.max_items {
+                return Err(ApiError::BadInput(format!(
+                    "delta touches {} items; the limit max_items is {}",
+                    delta.upsert.len() + delta.remove.len(),
+                    limits.max_items
+                )));
             }
-            delta.remove.iter().try_for_each(|k| check_key(k))?;
+            delta.remove.iter().try_for_each(|k| check_key(k, limits))?;
         }
     }
     let ack = state.store.store_report(client.id, &report, Timestamp::now()).await?;
@@ -95,13 +106,21 @@ mod tests {
 
     #[test]
     fn limits() {
+        let limits = Limits::default();
         let mut items = Items::new();
         items.insert("ok".into(), Default::default());
-        assert!(check_items(&items).is_ok());
+        assert!(check_items(&items, &limits).is_ok());
         items.insert("bad\u{0}".into(), Default::default());
-        assert!(check_items(&items).is_err());
+        assert!(check_items(&items, &limits).is_err());
         let mut items = Items::new();
-        items.insert("k".into(), [("v".to_string(), "x".repeat(MAX_VALUE_LEN + 1))].into());
-        assert!(check_items(&items).is_err());
+        items.insert("k".into(), [("v".to_string(), "x".repeat(limits.max_value_len + 1))].into());
+        let e = check_items(&items, &limits).unwrap_err().to_string();
+        assert!(e.contains("max_value_len"), "{e}");
+        let small = Limits { max_items: 1, ..limits };
+        let mut items = Items::new();
+        items.insert("a".into(), Default::default());
+        items.insert("b".into(), Default::default());
+        let e = check_items(&items, &small).unwrap_err().to_string();
+        assert!(e.contains("max_items is 1"), "{e}");
     }
 }
