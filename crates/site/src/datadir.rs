@@ -33,6 +33,42 @@ pub struct Config {
     /// Whether resync requests routed down by the parent (`invsync --via-child`) are queued.
     #[serde(default)]
     pub accept_parent_requests: bool,
+    /// Bounds on what one request may make the site read and store.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// Bounds on requests, each refused with a 4xx naming the limit, before anything is stored.
+/// The defaults are far above any real host (a Debian host with everything installed has about
+/// 6,000 packages, ~1.2 MB of report JSON) and far below what would hurt the site.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Limits {
+    /// Request body as sent (compressed or not).
+    pub max_body_bytes: usize,
+    /// Request body after decompression.
+    pub max_decoded_bytes: usize,
+    /// Items in one report (or upserted plus removed in one delta).
+    pub max_items: usize,
+    /// Attributes of one item.
+    pub max_attrs: usize,
+    /// Length of an item key or attribute name, in bytes.
+    pub max_key_len: usize,
+    /// Length of an attribute value, in bytes.
+    pub max_value_len: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_body_bytes: 16 * 1024 * 1024,
+            max_decoded_bytes: 64 * 1024 * 1024,
+            max_items: 100_000,
+            max_attrs: 64,
+            max_key_len: 512,
+            max_value_len: 4096,
+        }
+    }
 }
 
 /// Where a child site forwards to, and the token it presents there.

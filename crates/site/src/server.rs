@@ -24,6 +24,7 @@ pub struct AppState {
     /// `invsite enroll-secret --rotate` takes effect without a restart.
     pub dir: SiteDir,
     pub accept_parent_requests: bool,
+    pub limits: crate::datadir::Limits,
     /// Notified whenever the site accepts a change, so the forwarder sends it at once.
     pub forward_wake: Arc<Notify>,
     /// The push channel: wakes connected agents when an instruction is queued for them.
@@ -65,6 +66,7 @@ impl AppState {
             admin_token: dir.admin_token()?.into(),
             dir: dir.clone(),
             accept_parent_requests: config.accept_parent_requests,
+            limits: config.limits,
             forward_wake: Arc::new(Notify::new()),
             hub: Arc::new(crate::hub::Hub::default()),
             runtime: Arc::new(Mutex::new(Runtime { parent_code: None, public_url: config.url.clone() })),

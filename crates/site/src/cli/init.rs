@@ -118,6 +118,7 @@ pub async fn create_site(dir: &SiteDir, opts: &InitOptions) -> Result<Config> {
         url: opts.url.clone(),
         parent: opts.parent.clone(),
         accept_parent_requests: opts.accept_parent_requests,
+        limits: Default::default(),
     };
     let meta = SiteMeta { code: opts.site_code.clone(), name: opts.name.clone(), created_at: Timestamp::now() };
     let store = Store::create_sqlite(&dir.sqlite_path(), &meta).await?;
