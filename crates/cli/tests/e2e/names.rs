@@ -109,3 +109,39 @@ fn a_second_machine_cannot_take_a_name_and_the_same_machine_keeps_its_id() {
     assert_eq!(site.clients().as_array().unwrap().len(), 1);
     site.stop();
 }
+
+#[test]
+fn the_site_to_site_api_refuses_bad_names_and_codes_and_stores_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut parent = Site::init(tmp.path(), "P01");
+    parent.start();
+    let token = parent.child_token("C01");
+    let http = http();
+    let status = |code: &str| {
+        serde_json::json!({ "code": code, "name": "child", "clients": 0, "outbox_depth": 0,
+                            "reported_at": "2026-11-25T00:00:00.000Z" })
+    };
+    for bad_code in ["../", "C0", "C001", "c0\u{7}"] {
+        let resp = http
+            .post(&format!("{}/site/v1/hello", parent.url))
+            .header("Authorization", &format!("Bearer {token}"))
+            .send_json(serde_json::json!({ "status": status(bad_code) }))
+            .unwrap();
+        assert_eq!(resp.status(), 400, "hello accepted site code {bad_code:?}");
+    }
+    for bad in BAD_NAMES {
+        let entry = serde_json::json!({
+            "seq": 1, "class": "hw", "version": 1, "hash": "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262",
+            "full_at": "2026-11-25T00:00:00.000Z", "updated_at": "2026-11-25T00:00:00.000Z", "kind": "full", "items": {},
+            "client": { "id": "6f1e1a3c-0000-4000-8000-000000000001", "name": bad, "site": "C01",
+                        "machine_id": "0123456789abcdef0123456789abcdef", "enrolled_at": "2026-11-25T00:00:00.000Z" } });
+        let resp = http
+            .post(&format!("{}/site/v1/forward", parent.url))
+            .header("Authorization", &format!("Bearer {token}"))
+            .send_json(serde_json::json!({ "from": status("C01"), "entries": [entry] }))
+            .unwrap();
+        assert_eq!(resp.status(), 400, "forward accepted client name {bad:?}");
+    }
+    assert!(parent.clients().as_array().unwrap().is_empty(), "nothing was stored");
+    parent.stop();
+}
