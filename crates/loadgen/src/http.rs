@@ -9,7 +9,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{Context, Result, anyhow, bail};
 use serde::de::DeserializeOwned;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -30,11 +30,23 @@ pub struct Request<'a> {
 
 impl<'a> Request<'a> {
     pub fn get(path: &'a str, bearer: Option<&'a str>) -> Request<'a> {
-        Request { method: "GET", path, bearer, body: None, zstd: false }
+        Request {
+            method: "GET",
+            path,
+            bearer,
+            body: None,
+            zstd: false,
+        }
     }
 
     pub fn post(path: &'a str, bearer: Option<&'a str>, body: &'a [u8]) -> Request<'a> {
-        Request { method: "POST", path, bearer, body: Some(body), zstd: false }
+        Request {
+            method: "POST",
+            path,
+            bearer,
+            body: Some(body),
+            zstd: false,
+        }
     }
 }
 
@@ -55,8 +67,12 @@ impl Response {
                 .unwrap_or_else(|_| text.chars().take(200).collect());
             bail!("{what}: HTTP {}: {message}", self.status);
         }
-        serde_json::from_slice(&self.body)
-            .with_context(|| format!("{what}: unexpected answer {:?}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body).with_context(|| {
+            format!(
+                "{what}: unexpected answer {:?}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
     }
 }
 
@@ -76,7 +92,12 @@ impl Conn {
             .await
             .with_context(|| format!("cannot connect to {addr}"))?;
         stream.set_nodelay(true)?;
-        Ok(Conn { stream, host: addr.to_string(), buf: Vec::new(), closed: false })
+        Ok(Conn {
+            stream,
+            host: addr.to_string(),
+            buf: Vec::new(),
+            closed: false,
+        })
     }
 
     /// Connects within `timeout`.
@@ -145,7 +166,11 @@ impl Conn {
             Ok(r) => r,
             Err(_) => {
                 self.closed = true;
-                bail!("{} {} got no answer within {timeout:?}", req.method, req.path)
+                bail!(
+                    "{} {} got no answer within {timeout:?}",
+                    req.method,
+                    req.path
+                )
             }
         }
     }
@@ -154,7 +179,10 @@ impl Conn {
     /// parked long-poll holds no read buffer.
     async fn fill(&mut self) -> Result<()> {
         loop {
-            self.stream.readable().await.context("cannot read the response")?;
+            self.stream
+                .readable()
+                .await
+                .context("cannot read the response")?;
             let mut chunk = [0u8; 4096];
             match self.stream.try_read(&mut chunk) {
                 Ok(0) => bail!("the site closed the connection"),
@@ -178,7 +206,8 @@ impl Conn {
             }
             self.fill().await?;
         };
-        let head = std::str::from_utf8(&self.buf[..head_end]).context("response head is not UTF-8")?;
+        let head =
+            std::str::from_utf8(&self.buf[..head_end]).context("response head is not UTF-8")?;
         let mut lines = head.split("\r\n");
         let status_line = lines.next().unwrap_or_default();
         let status: u16 = status_line
@@ -190,13 +219,16 @@ impl Conn {
         let mut length: Option<usize> = None;
         let mut chunked = false;
         for line in lines {
-            let Some((name, value)) = line.split_once(':') else { continue };
+            let Some((name, value)) = line.split_once(':') else {
+                continue;
+            };
             let value = value.trim();
             if name.eq_ignore_ascii_case("content-length") {
                 length = Some(value.parse().context("bad Content-Length")?);
             } else if name.eq_ignore_ascii_case("transfer-encoding") {
                 chunked = value.to_ascii_lowercase().contains("chunked");
-            } else if name.eq_ignore_ascii_case("connection") && value.eq_ignore_ascii_case("close") {
+            } else if name.eq_ignore_ascii_case("connection") && value.eq_ignore_ascii_case("close")
+            {
                 self.closed = true;
             }
         }
@@ -293,7 +325,10 @@ mod tests {
         .await;
         let mut c = Conn::connect(addr).await.unwrap();
         let t = Duration::from_secs(5);
-        let r = c.call(&Request::post("/cap/v1/wait", Some("tok"), b"{}"), t).await.unwrap();
+        let r = c
+            .call(&Request::post("/cap/v1/wait", Some("tok"), b"{}"), t)
+            .await
+            .unwrap();
         let w: invsync_proto::wire::WaitResponse = r.json("wait").unwrap();
         assert!(w.wake);
         let r = c.call(&Request::get("/x", None), t).await.unwrap();

@@ -40,14 +40,20 @@ pub fn hw_items(agent: usize) -> Items {
     let mut items = Items::new();
     items.insert(
         "os".to_string(),
-        [("name", "Debian GNU/Linux"), ("version", "12")].into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
+        [("name", "Debian GNU/Linux"), ("version", "12")]
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect(),
     );
     items.insert(
         "cpu/0".to_string(),
-        [("model", "Synthetic CPU".to_string()), ("serial", format!("LG{agent:08}"))]
-            .into_iter()
-            .map(|(k, v)| (k.into(), v))
-            .collect(),
+        [
+            ("model", "Synthetic CPU".to_string()),
+            ("serial", format!("LG{agent:08}")),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.into(), v))
+        .collect(),
     );
     items
 }

@@ -70,7 +70,10 @@ pub fn try_main() -> Result<()> {
 }
 
 /// Runs a mode for at most `limit`.
-async fn bounded(limit: Duration, run: impl std::future::Future<Output = Result<()>>) -> Result<()> {
+async fn bounded(
+    limit: Duration,
+    run: impl std::future::Future<Output = Result<()>>,
+) -> Result<()> {
     match tokio::time::timeout(limit, run).await {
         Ok(r) => r,
         Err(_) => Err(Exit::new(
@@ -89,7 +92,9 @@ pub fn humanise(d: Duration) -> String {
 /// Prints an error as `invsync-loadgen: <message>` and returns its exit code: the code of an
 /// [`Exit`] anywhere in the chain, else 1.
 pub fn finish(result: Result<()>) -> ExitCode {
-    let Err(err) = result else { return ExitCode::SUCCESS };
+    let Err(err) = result else {
+        return ExitCode::SUCCESS;
+    };
     let exit = err.chain().find_map(|e| e.downcast_ref::<Exit>());
     let code = exit.map(|e| e.code).unwrap_or(Code::Failure);
     if code == Code::Usage && exit.is_some_and(|e| e.message.starts_with("error:")) {

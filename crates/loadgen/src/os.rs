@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{Context, Result, anyhow};
 
 /// The file-descriptor limit after raising the soft limit to the hard one.
 #[derive(Debug, Clone, Copy)]
@@ -15,19 +15,28 @@ pub struct FdLimit {
 
 /// Raises `RLIMIT_NOFILE`'s soft limit to its hard limit and returns both.
 pub fn raise_fd_limit() -> Result<FdLimit> {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit writes into the struct we pass and reads nothing else.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
         return Err(std::io::Error::last_os_error()).context("getrlimit(RLIMIT_NOFILE)");
     }
     if lim.rlim_cur < lim.rlim_max {
-        let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
         // SAFETY: setrlimit only reads the struct we pass.
         if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
             lim.rlim_cur = lim.rlim_max;
         }
     }
-    Ok(FdLimit { soft: lim.rlim_cur, hard: lim.rlim_max })
+    Ok(FdLimit {
+        soft: lim.rlim_cur,
+        hard: lim.rlim_max,
+    })
 }
 
 fn proc_file(pid: u32, name: &str) -> PathBuf {
@@ -37,9 +46,15 @@ fn proc_file(pid: u32, name: &str) -> PathBuf {
 /// The process's resident set size (`VmRSS` of `/proc/PID/status`) in bytes.
 pub fn vm_rss(pid: u32) -> Result<u64> {
     let path = proc_file(pid, "status");
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read {} (is process {pid} still running?)", path.display()))?;
-    parse_status_kb(&text, "VmRSS").map(|kb| kb * 1024).ok_or_else(|| anyhow!("no VmRSS in {}", path.display()))
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "cannot read {} (is process {pid} still running?)",
+            path.display()
+        )
+    })?;
+    parse_status_kb(&text, "VmRSS")
+        .map(|kb| kb * 1024)
+        .ok_or_else(|| anyhow!("no VmRSS in {}", path.display()))
 }
 
 /// A `kB` field of `/proc/PID/status`.
@@ -64,7 +79,11 @@ pub fn comm(pid: u32) -> Result<String> {
 pub fn open_files_limit(pid: u32) -> Option<u64> {
     let text = std::fs::read_to_string(proc_file(pid, "limits")).ok()?;
     let line = text.lines().find(|l| l.starts_with("Max open files"))?;
-    line["Max open files".len()..].split_whitespace().next()?.parse().ok()
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 #[cfg(test)]

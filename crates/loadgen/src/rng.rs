@@ -8,13 +8,18 @@ pub struct Rng(u64);
 impl Rng {
     pub fn new(seed: u64) -> Rng {
         // Zero is xorshift's one fixed point.
-        Rng(if seed == 0 { 0x9E37_79B9_7F4A_7C15 } else { seed })
+        Rng(if seed == 0 {
+            0x9E37_79B9_7F4A_7C15
+        } else {
+            seed
+        })
     }
 
     /// A seed from the OS (through a random UUID).
     pub fn random_seed() -> u64 {
         let b = uuid::Uuid::new_v4().into_bytes();
-        u64::from_le_bytes(b[..8].try_into().expect("8 bytes")) ^ u64::from_le_bytes(b[8..].try_into().expect("8 bytes"))
+        u64::from_le_bytes(b[..8].try_into().expect("8 bytes"))
+            ^ u64::from_le_bytes(b[8..].try_into().expect("8 bytes"))
     }
 
     pub fn next_u64(&mut self) -> u64 {

@@ -7,10 +7,10 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use invsync_proto::wire::{
-    self, AckRequest, CheckinRequest, CheckinResponse, EnrollRequest, EnrollResponse, InstructionKind, Report,
-    ReportAck,
+    self, AckRequest, CheckinRequest, CheckinResponse, EnrollRequest, EnrollResponse,
+    InstructionKind, Report, ReportAck,
 };
 use invsync_proto::{Class, ClientName};
 
@@ -39,36 +39,73 @@ pub fn random_machine_id() -> String {
 }
 
 /// `POST /cap/v1/enroll`.
-pub async fn enroll(conn: &mut Conn, secret: &str, index: usize, name: ClientName, timeout: Duration) -> Result<SimAgent> {
-    let req = EnrollRequest { secret: secret.to_string(), name: name.clone(), machine_id: random_machine_id() };
+pub async fn enroll(
+    conn: &mut Conn,
+    secret: &str,
+    index: usize,
+    name: ClientName,
+    timeout: Duration,
+) -> Result<SimAgent> {
+    let req = EnrollRequest {
+        secret: secret.to_string(),
+        name: name.clone(),
+        machine_id: random_machine_id(),
+    };
     let body = serde_json::to_vec(&req)?;
-    let resp = conn.call(&Request::post(wire::CAP_ENROLL, None, &body), timeout).await?;
+    let resp = conn
+        .call(&Request::post(wire::CAP_ENROLL, None, &body), timeout)
+        .await?;
     let enrolled: EnrollResponse = resp.json(&format!("enrolling {name}"))?;
     if enrolled.reenrolled {
-        bail!("{name} was enrolled at this site before; start a fresh site or give another --prefix");
+        bail!(
+            "{name} was enrolled at this site before; start a fresh site or give another --prefix"
+        );
     }
-    Ok(SimAgent { index, name, token: enrolled.token })
+    Ok(SimAgent {
+        index,
+        name,
+        token: enrolled.token,
+    })
 }
 
 impl SimAgent {
     /// `POST /cap/v1/checkin`.
     pub async fn checkin(&self, conn: &mut Conn, timeout: Duration) -> Result<CheckinResponse> {
-        let req = CheckinRequest { agent_version: Some(env!("CARGO_PKG_VERSION").to_string()) };
+        let req = CheckinRequest {
+            agent_version: Some(env!("CARGO_PKG_VERSION").to_string()),
+        };
         let body = serde_json::to_vec(&req)?;
-        let resp = conn.call(&Request::post(wire::CAP_CHECKIN, Some(&self.token), &body), timeout).await?;
+        let resp = conn
+            .call(
+                &Request::post(wire::CAP_CHECKIN, Some(&self.token), &body),
+                timeout,
+            )
+            .await?;
         resp.json(&format!("check-in of {}", self.name))
     }
 
     /// `POST /cap/v1/report`, zstd-compressed; an error unless the site accepted it.
-    pub async fn report(&self, conn: &mut Conn, report: &Report, timeout: Duration) -> Result<ReportAck> {
+    pub async fn report(
+        &self,
+        conn: &mut Conn,
+        report: &Report,
+        timeout: Duration,
+    ) -> Result<ReportAck> {
         let json = serde_json::to_vec(report)?;
         let packed = zstd::bulk::compress(&json, 3).context("compressing a report")?;
-        let req = Request { zstd: true, ..Request::post(wire::CAP_REPORT, Some(&self.token), &packed) };
+        let req = Request {
+            zstd: true,
+            ..Request::post(wire::CAP_REPORT, Some(&self.token), &packed)
+        };
         let resp = conn.call(&req, timeout).await?;
         let ack: ReportAck = resp.json(&format!("{} report of {}", report.class, self.name))?;
         match &ack {
             ReportAck::Accepted { .. } => Ok(ack),
-            other => bail!("the site did not accept the {} report of {}: {other:?}", report.class, self.name),
+            other => bail!(
+                "the site did not accept the {} report of {}: {other:?}",
+                report.class,
+                self.name
+            ),
         }
     }
 
@@ -81,16 +118,26 @@ impl SimAgent {
         answers: Vec<i64>,
         timeout: Duration,
     ) -> Result<ReportAck> {
-        let report = inventory::full_report(class, inventory::items(class, self.index, sw_count), answers);
+        let report = inventory::full_report(
+            class,
+            inventory::items(class, self.index, sw_count),
+            answers,
+        );
         self.report(conn, &report, timeout).await
     }
 
     /// `POST /cap/v1/ack`.
     pub async fn ack(&self, conn: &mut Conn, done: Vec<i64>, timeout: Duration) -> Result<()> {
         let body = serde_json::to_vec(&AckRequest { done })?;
-        let resp = conn.call(&Request::post(wire::CAP_ACK, Some(&self.token), &body), timeout).await?;
+        let resp = conn
+            .call(
+                &Request::post(wire::CAP_ACK, Some(&self.token), &body),
+                timeout,
+            )
+            .await?;
         if !(200..300).contains(&resp.status) {
-            let _: serde::de::IgnoredAny = resp.json(&format!("acknowledgement of {}", self.name))?;
+            let _: serde::de::IgnoredAny =
+                resp.json(&format!("acknowledgement of {}", self.name))?;
         }
         Ok(())
     }
@@ -98,7 +145,12 @@ impl SimAgent {
     /// What the real agent does when its push channel says `wake: true`: one cycle on a new
     /// connection. Returns the resync instructions its reports answered and when the site
     /// acknowledged the last of them.
-    pub async fn woken_cycle(&self, addr: SocketAddr, sw_count: usize, timeout: Duration) -> Result<Cycle> {
+    pub async fn woken_cycle(
+        &self,
+        addr: SocketAddr,
+        sw_count: usize,
+        timeout: Duration,
+    ) -> Result<Cycle> {
         let mut conn = Conn::connect_timeout(addr, timeout).await?;
         let checkin = self.checkin(&mut conn, timeout).await?;
         let mut answered = Vec::new();
@@ -114,7 +166,8 @@ impl SimAgent {
             if ids.is_empty() {
                 continue;
             }
-            self.send_full(&mut conn, class, sw_count, ids.clone(), timeout).await?;
+            self.send_full(&mut conn, class, sw_count, ids.clone(), timeout)
+                .await?;
             acknowledged_at = Some(Instant::now());
             answered.extend(ids);
         }
@@ -126,7 +179,10 @@ impl SimAgent {
         if !events.is_empty() {
             self.ack(&mut conn, events, timeout).await?;
         }
-        Ok(Cycle { answered, acknowledged_at })
+        Ok(Cycle {
+            answered,
+            acknowledged_at,
+        })
     }
 
     /// The body of a push-channel long-poll (`POST /cap/v1/wait`), as the agent sends it.

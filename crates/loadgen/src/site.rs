@@ -40,13 +40,17 @@ pub fn parse_local_url(url: &str) -> Result<SocketAddr, Exit> {
              given as http://127.0.0.1:PORT"
         ))
     };
-    let rest = url.strip_prefix("http://").ok_or_else(|| refuse("not an http:// URL"))?;
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| refuse("not an http:// URL"))?;
     let rest = rest.strip_suffix('/').unwrap_or(rest);
     let (host, port) = rest.rsplit_once(':').ok_or_else(|| refuse("no port"))?;
     if host != "127.0.0.1" {
         return Err(refuse(&format!("host {host:?} is not 127.0.0.1")));
     }
-    let port: u16 = port.parse().map_err(|_| refuse("the port is not a number"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| refuse("the port is not a number"))?;
     if port == 0 {
         return Err(refuse("port 0"));
     }
@@ -58,7 +62,10 @@ fn read_secret(path: &PathBuf) -> Result<String> {
         .map_err(|e| {
             Exit::new(
                 Code::NotSiteServer,
-                format!("cannot read {} ({e}); give the site's data directory as --site-dir", path.display()),
+                format!(
+                    "cannot read {} ({e}); give the site's data directory as --site-dir",
+                    path.display()
+                ),
             )
         })
         .context("reading the site's credentials")?;
@@ -75,8 +82,14 @@ mod tests {
 
     #[test]
     fn only_loopback_urls() {
-        assert_eq!(parse_local_url("http://127.0.0.1:8350").unwrap().port(), 8350);
-        assert_eq!(parse_local_url("http://127.0.0.1:8350/").unwrap().port(), 8350);
+        assert_eq!(
+            parse_local_url("http://127.0.0.1:8350").unwrap().port(),
+            8350
+        );
+        assert_eq!(
+            parse_local_url("http://127.0.0.1:8350/").unwrap().port(),
+            8350
+        );
         for bad in [
             "https://127.0.0.1:8350",
             "http://localhost:8350",

@@ -51,7 +51,10 @@ mod tests {
     fn nearest_rank() {
         let s: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
         let sum = summarise(&s).unwrap();
-        assert_eq!((sum.p50_ms, sum.p90_ms, sum.p99_ms, sum.max_ms), (50.0, 90.0, 99.0, 100.0));
+        assert_eq!(
+            (sum.p50_ms, sum.p90_ms, sum.p99_ms, sum.max_ms),
+            (50.0, 90.0, 99.0, 100.0)
+        );
         let one = summarise(&[Duration::from_millis(7)]).unwrap();
         assert_eq!((one.p50_ms, one.p99_ms), (7.0, 7.0));
         assert!(summarise(&[]).is_none());

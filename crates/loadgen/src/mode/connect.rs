@@ -20,12 +20,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{Context, Result, anyhow, bail};
+use invsync_proto::Class;
 use invsync_proto::exit::Exit;
 use invsync_proto::wire::{self, Queued, RequestState, RequestView, SiteInfo, WaitResponse};
-use invsync_proto::Class;
 use serde::Serialize;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
 use super::CommonArgs;
@@ -173,7 +173,10 @@ pub async fn apply(args: Args) -> Result<()> {
 
     let mut admin = Conn::connect_timeout(site.addr, common.timeout).await?;
     let info: SiteInfo = admin
-        .call(&Request::get(wire::API_SITE, Some(&site.admin_token)), common.timeout)
+        .call(
+            &Request::get(wire::API_SITE, Some(&site.admin_token)),
+            common.timeout,
+        )
         .await?
         .json("asking the site who it is with the admin token")?;
     progress(format!(
@@ -187,7 +190,10 @@ pub async fn apply(args: Args) -> Result<()> {
     // 1. Enrollment and first full reports.
     let started = Instant::now();
     let agents = enroll_all(&site, common, n).await?;
-    let enrollment = Enrollment { agents: agents.len(), seconds: started.elapsed().as_secs_f64() };
+    let enrollment = Enrollment {
+        agents: agents.len(),
+        seconds: started.elapsed().as_secs_f64(),
+    };
     progress(format!(
         "enrolled {n} agents and stored their first reports in {:.1} s ({:.0}/s)",
         enrollment.seconds,
@@ -197,7 +203,10 @@ pub async fn apply(args: Args) -> Result<()> {
     // 2. The site's memory before the long-polls.
     let rss_before = match args.site_pid {
         Some(pid) => {
-            progress(format!("letting the site settle for {}", humanise(args.settle)));
+            progress(format!(
+                "letting the site settle for {}",
+                humanise(args.settle)
+            ));
             tokio::time::sleep(args.settle).await;
             Some(os::vm_rss(pid)?)
         }
@@ -227,7 +236,10 @@ pub async fn apply(args: Args) -> Result<()> {
     }
     let mut last = Instant::now();
     loop {
-        let (p, f) = (shared.parked.load(Ordering::SeqCst), shared.failed.load(Ordering::SeqCst));
+        let (p, f) = (
+            shared.parked.load(Ordering::SeqCst),
+            shared.failed.load(Ordering::SeqCst),
+        );
         if p + f >= n {
             break;
         }
@@ -247,7 +259,10 @@ pub async fn apply(args: Args) -> Result<()> {
     // 4. The site's memory with every long-poll parked.
     let memory = match (args.site_pid, rss_before) {
         (Some(pid), Some(before)) => {
-            progress(format!("letting the site settle for {}", humanise(args.settle)));
+            progress(format!(
+                "letting the site settle for {}",
+                humanise(args.settle)
+            ));
             tokio::time::sleep(args.settle).await;
             let after = os::vm_rss(pid)?;
             let parked = shared.parked.load(Ordering::SeqCst).max(1);
@@ -278,7 +293,10 @@ pub async fn apply(args: Args) -> Result<()> {
             }
         }
         if last.elapsed() >= Duration::from_secs(1) {
-            progress(format!("resync round trips: {}/{requests} ({error_count} errors)", i + 1));
+            progress(format!(
+                "resync round trips: {}/{requests} ({error_count} errors)",
+                i + 1
+            ));
             last = Instant::now();
         }
         if !args.interval.is_zero() {
@@ -304,7 +322,11 @@ pub async fn apply(args: Args) -> Result<()> {
             repolls: shared.repolls.load(Ordering::SeqCst),
             wakes: shared.wakes.load(Ordering::SeqCst),
             open_seconds,
-            errors: shared.errors.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            errors: shared
+                .errors
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
         },
         memory,
         resync: Resync {
@@ -349,7 +371,9 @@ fn check_fd_limits(n: usize, site_pid: Option<u32>) -> Result<()> {
     if let Some(pid) = site_pid {
         let name = os::comm(pid)?;
         if name != "invsite" {
-            progress(format!("warning: process {pid} is {name:?}, not invsite; its memory is measured anyway"));
+            progress(format!(
+                "warning: process {pid} is {name:?}, not invsite; its memory is measured anyway"
+            ));
         }
         if let Some(site_limit) = os::open_files_limit(pid)
             && site_limit < need
@@ -369,7 +393,8 @@ async fn enroll_all(site: &Site, common: &CommonArgs, n: usize) -> Result<Vec<Si
     let finished = Arc::new(AtomicUsize::new(0));
     let mut workers = JoinSet::new();
     for _ in 0..(common.concurrency as usize).min(n) {
-        let (next, finished, site, common) = (next.clone(), finished.clone(), site.clone(), common.clone());
+        let (next, finished, site, common) =
+            (next.clone(), finished.clone(), site.clone(), common.clone());
         workers.spawn(async move {
             let mut mine = Vec::new();
             let mut conn: Option<Conn> = None;
@@ -384,7 +409,8 @@ async fn enroll_all(site: &Site, common: &CommonArgs, n: usize) -> Result<Vec<Si
                 let c = conn.as_mut().expect("connected above");
                 let index = i + 1;
                 let name = sim::agent_name(&common.prefix, index)?;
-                let agent = sim::enroll(c, &site.enroll_secret, index, name, common.timeout).await?;
+                let agent =
+                    sim::enroll(c, &site.enroll_secret, index, name, common.timeout).await?;
                 agent
                     .send_full(c, Class::Sw, common.items, Vec::new(), common.timeout)
                     .await
@@ -448,7 +474,10 @@ async fn hold(agent: Arc<SimAgent>, shared: Arc<Shared>) {
                             .woken_cycle(shared.addr, shared.sw_items, shared.timeout)
                             .await
                             .map_err(|e| format!("{e:#}"));
-                        let _ = shared.done.send(Done { agent: agent.index, cycle });
+                        let _ = shared.done.send(Done {
+                            agent: agent.index,
+                            cycle,
+                        });
                     });
                 } else {
                     shared.repolls.fetch_add(1, Ordering::SeqCst);
@@ -504,7 +533,10 @@ async fn round_trip(
     let t0 = Instant::now();
     let deadline = t0 + args.round_trip_timeout;
     let queued: Queued = admin
-        .call(&Request::post(&path, Some(&site.admin_token), body), timeout)
+        .call(
+            &Request::post(&path, Some(&site.admin_token), body),
+            timeout,
+        )
         .await?
         .json(&format!("resync request for {}", agent.name))?;
     let t1 = loop {
@@ -521,7 +553,9 @@ async fn round_trip(
         if d.agent != agent.index {
             continue;
         }
-        let cycle = d.cycle.map_err(|e| anyhow!("cycle of {}: {e}", agent.name))?;
+        let cycle = d
+            .cycle
+            .map_err(|e| anyhow!("cycle of {}: {e}", agent.name))?;
         match cycle.acknowledged_at {
             Some(t1) if cycle.answered.contains(&queued.id) => break t1,
             // A cycle woken by an earlier wake-up that did not see this request yet.
@@ -530,11 +564,21 @@ async fn round_trip(
     };
     let rt = t1.saturating_duration_since(t0);
     let view: RequestView = admin
-        .call(&Request::get(&format!("/api/v1/requests/{}", queued.id), Some(&site.admin_token)), timeout)
+        .call(
+            &Request::get(
+                &format!("/api/v1/requests/{}", queued.id),
+                Some(&site.admin_token),
+            ),
+            timeout,
+        )
         .await?
         .json(&format!("state of request {}", queued.id))?;
     if view.state != RequestState::Complete {
-        bail!("request {} is {} after its report was accepted", queued.id, view.state.as_str());
+        bail!(
+            "request {} is {} after its report was accepted",
+            queued.id,
+            view.state.as_str()
+        );
     }
     Ok(rt)
 }
@@ -544,7 +588,10 @@ fn progress(message: String) {
 }
 
 fn print_human(r: &Results, args: &Args) {
-    println!("site {} at {}, {} simulated agents, {} sw items each", r.site_code, r.site, r.agents, r.sw_items_per_agent);
+    println!(
+        "site {} at {}, {} simulated agents, {} sw items each",
+        r.site_code, r.site, r.agents, r.sw_items_per_agent
+    );
     println!(
         "enrollment + first full report: {} agents in {:.1} s ({:.0}/s, {} at a time)",
         r.enrollment.agents,
@@ -578,7 +625,11 @@ fn print_human(r: &Results, args: &Args) {
             "resync round trip ({} of {} requests, sequential{}): p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms (min {:.1}, mean {:.1}); {} errors",
             s.completed,
             s.requests,
-            if args.interval.is_zero() { String::new() } else { format!(", {} apart", humanise(args.interval)) },
+            if args.interval.is_zero() {
+                String::new()
+            } else {
+                format!(", {} apart", humanise(args.interval))
+            },
             l.p50_ms,
             l.p90_ms,
             l.p99_ms,
@@ -587,7 +638,10 @@ fn print_human(r: &Results, args: &Args) {
             l.mean_ms,
             s.errors
         ),
-        None => println!("resync round trip: no samples ({} requests, {} errors)", s.requests, s.errors),
+        None => println!(
+            "resync round trip: no samples ({} requests, {} errors)",
+            s.requests, s.errors
+        ),
     }
     for e in &s.error_messages {
         println!("  error: {e}");
