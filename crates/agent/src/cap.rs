@@ -4,8 +4,10 @@
 //! blocking, with a connect timeout of 10 s and an overall one of 60 s so a hung site cannot
 //! stall the daemon forever. HTTP statuses are not turned into transport errors because a 4xx
 //! carries an `ErrorBody` whose sentence is the most useful thing to show the user. Every call
-//! except enroll presents the client token as `Authorization: Bearer …`.
+//! except enroll presents the client token as `Authorization: Bearer …`. An `https://` site
+//! is reached with rustls, trusting the `--ca-cert` the agent enrolled with (see `tls.rs`).
 
+use std::path::Path;
 use std::time::Duration;
 
 use invsync_proto::wire::{
@@ -35,19 +37,32 @@ pub struct CapClient {
 
 impl CapClient {
     /// A client for the site at `site_url` (a trailing `/` is ignored). `token` is the client
-    /// token; it is `None` only for enrolling.
-    pub fn new(site_url: &str, token: Option<&str>) -> Result<CapClient, AgentError> {
-        CapClient::with_timeout(site_url, token, REQUEST_TIMEOUT)
+    /// token; it is `None` only for enrolling. `ca` is the PEM file of the CA certificates an
+    /// `https://` site's certificate must chain to; without it, the built-in Mozilla roots.
+    pub fn new(site_url: &str, token: Option<&str>, ca: Option<&Path>) -> Result<CapClient, AgentError> {
+        CapClient::with_timeout(site_url, token, ca, REQUEST_TIMEOUT)
     }
 
     /// A client for the push channel, whose long-polls the site holds for up to 50 s.
-    pub fn for_push(site_url: &str, token: &str) -> Result<CapClient, AgentError> {
-        CapClient::with_timeout(site_url, Some(token), PUSH_TIMEOUT)
+    pub fn for_push(site_url: &str, token: &str, ca: Option<&Path>) -> Result<CapClient, AgentError> {
+        CapClient::with_timeout(site_url, Some(token), ca, PUSH_TIMEOUT)
     }
 
-    fn with_timeout(site_url: &str, token: Option<&str>, timeout: Duration) -> Result<CapClient, AgentError> {
+    fn with_timeout(
+        site_url: &str,
+        token: Option<&str>,
+        ca: Option<&Path>,
+        timeout: Duration,
+    ) -> Result<CapClient, AgentError> {
         let base = normalise_site_url(site_url)?;
+        // The CA file is read only for an https:// site: a plain one never uses it.
+        let tls = if base.starts_with("https://") {
+            crate::tls::client_config(ca).map_err(|reason| AgentError::BadCaCert { reason })?
+        } else {
+            ureq::tls::TlsConfig::default()
+        };
         let config = ureq::Agent::config_builder()
+            .tls_config(tls)
             .timeout_connect(Some(CONNECT_TIMEOUT))
             .timeout_global(Some(timeout))
             .http_status_as_error(false)
@@ -84,10 +99,7 @@ impl CapClient {
     /// connection, since a long-poll would only tell after its hold time).
     pub fn healthy(&self) -> Result<(), AgentError> {
         let url = format!("{}/healthz", self.base);
-        let resp = self.agent.get(&url).call().map_err(|e| AgentError::Unreachable {
-            url: self.base.clone(),
-            reason: e.to_string(),
-        })?;
+        let resp = self.agent.get(&url).call().map_err(|e| self.transport_error(e))?;
         if resp.status().is_success() {
             Ok(())
         } else {
@@ -125,10 +137,7 @@ impl CapClient {
         if let (true, Some(token)) = (authenticated, &self.token) {
             request = request.header("Authorization", format!("Bearer {token}"));
         }
-        let unreachable = |e: ureq::Error| AgentError::Unreachable {
-            url: self.base.clone(),
-            reason: e.to_string(),
-        };
+        let unreachable = |e: ureq::Error| self.transport_error(e);
         // Compact JSON, not ureq's `send_json`, which pretty-prints: indentation would be a
         // third of a thousand-package report and most of a no-change check-in.
         let bytes = serde_json::to_vec(body).map_err(|e| AgentError::Io {
@@ -180,6 +189,33 @@ impl CapClient {
                 message,
             }),
         }
+    }
+}
+
+impl CapClient {
+    /// The error for a request that got no HTTP answer: a failed TLS handshake (with what to
+    /// do about it) or an unreachable site.
+    fn transport_error(&self, e: ureq::Error) -> AgentError {
+        let url = self.base.clone();
+        if let Some(reason) = crate::tls::failure(&e) {
+            let hint = if reason.starts_with("TLS: certificate not trusted") {
+                "; give --ca-cert FILE, the CA certificate that signed the site's (`tls/ca.pem` in \
+                 the data directory of a site made with `invsite init --tls self-signed`), to \
+                 `invagent enroll`"
+            } else if reason.contains("does not name") {
+                "; use a site URL whose host name or address the certificate holds"
+            } else {
+                ""
+            };
+            return AgentError::Tls { url, reason: format!("{reason}{hint}") };
+        }
+        if crate::tls::looks_like_tls_port(&self.base, &e) {
+            return AgentError::Unreachable {
+                url,
+                reason: format!("{e} (if the site serves TLS, its URL starts with https://)"),
+            };
+        }
+        AgentError::Unreachable { url, reason: e.to_string() }
     }
 }
 

@@ -183,7 +183,7 @@ pub fn cycle(opts: &CycleOptions) -> Result<CycleSummary, AgentError> {
     }
     let _lock = StateLock::acquire(dir)?;
     let mut state = State::load(dir)?;
-    let cap = CapClient::new(&state.site_url, Some(&state.token))?;
+    let cap = CapClient::new(&state.site_url, Some(&state.token), state.ca_cert.as_deref())?;
     let mut summary = CycleSummary::default();
 
     // 1. Reports an earlier cycle could not deliver go first, so the site's view is current

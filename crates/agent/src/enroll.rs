@@ -33,7 +33,18 @@ pub struct EnrollOptions {
 /// Enrolls at the site and writes the state file. Returns the site's answer (name, client id,
 /// site code, whether this machine was already enrolled).
 pub fn enroll(opts: &EnrollOptions) -> Result<EnrollResponse, AgentError> {
-    let cap = CapClient::new(&opts.site_url, None)?;
+    enroll_with_ca(opts, None)
+}
+
+/// [`enroll`] at an `https://` site whose certificate chains to the CA certificates in the
+/// PEM file `ca_cert` (`None`: the built-in Mozilla roots). The state remembers the file for
+/// later cycles and the push channel.
+pub fn enroll_with_ca(opts: &EnrollOptions, ca_cert: Option<&Path>) -> Result<EnrollResponse, AgentError> {
+    let ca_cert = match ca_cert {
+        Some(path) => Some(ca_cert_path(path, &opts.site_url)?),
+        None => None,
+    };
+    let cap = CapClient::new(&opts.site_url, None, ca_cert.as_deref())?;
     let name = match &opts.name {
         Some(name) => name.clone(),
         None => name_from_hostname(&opts.root)?,
@@ -74,13 +85,14 @@ pub fn enroll(opts: &EnrollOptions) -> Result<EnrollResponse, AgentError> {
         Err(AgentError::NotEnrolled { .. }) => {}
         Err(e) => tracing::info!(error = %e, "Replacing an unreadable state file."),
     }
-    let state = State::new(
+    let mut state = State::new(
         cap.base_url(),
         response.client_id,
         &response.token,
         response.name.clone(),
         response.site.clone(),
     );
+    state.ca_cert = ca_cert;
     state.save(&opts.data_dir)?;
     tracing::info!(
         name = %response.name,
@@ -90,6 +102,21 @@ pub fn enroll(opts: &EnrollOptions) -> Result<EnrollResponse, AgentError> {
         "Enrolled at the site."
     );
     Ok(response)
+}
+
+/// `--ca-cert` as the absolute path the state keeps (later cycles may run from another
+/// directory); only for an `https://` site, and only a file that holds a certificate.
+fn ca_cert_path(path: &Path, site_url: &str) -> Result<PathBuf, AgentError> {
+    if !site_url.trim().starts_with("https://") {
+        return Err(AgentError::BadCaCert {
+            reason: format!("--ca-cert is for an https:// site, and {site_url} is not one"),
+        });
+    }
+    let absolute = std::fs::canonicalize(path).map_err(|e| AgentError::BadCaCert {
+        reason: format!("cannot read the CA certificate {}: {e}", path.display()),
+    })?;
+    crate::tls::read_ca(&absolute).map_err(|reason| AgentError::BadCaCert { reason })?;
+    Ok(absolute)
 }
 
 /// The client name the agent uses without `--name`: the host name's first label, upper-cased

@@ -35,6 +35,16 @@ pub enum AgentError {
     #[error("could not reach the site at {url}: {reason}; is `invsite serve` running there?")]
     Unreachable { url: String, reason: String },
 
+    /// The TLS handshake with an `https://` site failed: its certificate is not signed by the
+    /// CA the agent trusts, names another host, or the port does not speak TLS. Retrying does
+    /// not help until someone fixes the URL or the CA.
+    #[error("could not reach the site at {url}: {reason}")]
+    Tls { url: String, reason: String },
+
+    /// The CA certificate file (`--ca-cert`) cannot be read or holds no certificate.
+    #[error("{reason}; give the site's CA certificate as a PEM file with `invagent enroll --ca-cert FILE`")]
+    BadCaCert { reason: String },
+
     /// The site answered 5xx.
     #[error(
         "the site at {url} failed (HTTP {status}): {message}; the agent retries on its next \
@@ -87,6 +97,8 @@ impl AgentError {
             self,
             AgentError::NotEnrolled { .. }
                 | AgentError::Unauthorized { .. }
+                | AgentError::Tls { .. }
+                | AgentError::BadCaCert { .. }
                 | AgentError::State(_)
                 | AgentError::Refused { .. }
         )

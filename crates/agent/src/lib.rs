@@ -14,10 +14,11 @@ pub mod plan;
 pub mod push;
 pub mod run;
 pub mod state;
+pub mod tls;
 pub mod trigger;
 
 pub use cycle::{ClassOutcome, CycleOptions, CycleSummary, ReportKind, SentReport, cycle};
-pub use enroll::{EnrollOptions, enroll};
+pub use enroll::{EnrollOptions, enroll, enroll_with_ca};
 pub use error::{AgentError, StateError};
 pub use plan::{PlanReason, PlannedReport, plan};
 pub use run::{RunOptions, run};

@@ -23,13 +23,14 @@ pub fn push_loop(data_dir: std::path::PathBuf, triggers: Sender<Trigger>, stop: 
     let mut backoff = FIRST_BACKOFF;
     let mut disconnected = false;
     // Rebuilt only when the state names another site or token (after a re-enrollment), so
-    // the connection is kept alive between long-polls.
+    // the connection is kept alive between long-polls. (A lost connection drops it too, so a
+    // replaced CA file is read again then.)
     let mut client: Option<(String, String, CapClient)> = None;
     while !stop.load(Ordering::SeqCst) {
         let result = State::load(&data_dir).and_then(|state| {
             let fresh = client.as_ref().is_none_or(|(url, token, _)| url != &state.site_url || token != &state.token);
             if fresh {
-                let c = CapClient::for_push(&state.site_url, &state.token)?;
+                let c = CapClient::for_push(&state.site_url, &state.token, state.ca_cert.as_deref())?;
                 client = Some((state.site_url.clone(), state.token.clone(), c));
             }
             let c = &client.as_ref().expect("set above").2;

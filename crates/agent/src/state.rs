@@ -38,6 +38,11 @@ pub struct State {
     pub format: u32,
     /// The site URL without a trailing `/`.
     pub site_url: String,
+    /// The CA certificate file (PEM, an absolute path) an `https://` site's certificate must
+    /// chain to, from `invagent enroll --ca-cert`; absent: the built-in Mozilla roots. Kept as
+    /// a path, so replacing the file (a renewed CA) takes effect at the next cycle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_cert: Option<PathBuf>,
     pub client_id: Uuid,
     /// The client token as sent in `Authorization: Bearer …` (`ClientToken::encode`).
     pub token: String,
@@ -101,6 +106,7 @@ impl State {
         State {
             format: STATE_FORMAT,
             site_url: site_url.to_string(),
+            ca_cert: None,
             client_id,
             token: token.to_string(),
             name,

@@ -2,7 +2,8 @@
 //! `invsite show`, `invsite clients`): the admin API over HTTP when `invsite serve` runs, else
 //! the site's database directly. Both paths run the same store operations, so a request queued
 //! either way is the same durable row, and reads through a running server see what it holds in
-//! memory (last-seen times are written in batches).
+//! memory (last-seen times are written in batches). A server that serves TLS is reached over
+//! `https://` trusting the site's own CA certificate (`tls.ca` in its configuration).
 
 use std::path::Path;
 use std::time::Duration;
@@ -63,13 +64,21 @@ impl SiteAccess {
             Err(e) => e,
         })?;
         let token = dir.admin_token()?;
+        let base_url = dir.base_url(&config);
+        let tls = if base_url.starts_with("https://") {
+            let ca = dir.tls_ca(&config);
+            invsync_agent::tls::client_config(ca.as_deref())
+                .map_err(|e| anyhow::anyhow!("cannot reach the site server over TLS: {e}"))?
+        } else {
+            ureq::tls::TlsConfig::default()
+        };
         let http: ureq::Agent = ureq::Agent::config_builder()
+            .tls_config(tls)
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(5)))
             .timeout_global(Some(Duration::from_secs(30)))
             .build()
             .into();
-        let base_url = dir.base_url(&config);
         Ok(SiteAccess { dir, config, base_url, token, http, options, direct: None })
     }
 
@@ -208,6 +217,7 @@ impl SiteAccess {
         match self.http.get(&url).header("Authorization", &format!("Bearer {}", self.token)).call() {
             Ok(resp) if resp.status() == 404 => Ok(Some(None)),
             Ok(resp) => decode(resp).map(|v| Some(Some(v))),
+            Err(e) if invsync_agent::tls::failure(&e).is_some() => Err(self.tls_error(&e)),
             Err(e) if is_unreachable(&e) => {
                 self.go_direct()?;
                 Ok(None)
@@ -225,12 +235,28 @@ impl SiteAccess {
         let url = format!("{}{path}", self.base_url);
         match self.http.post(&url).header("Authorization", &format!("Bearer {}", self.token)).send_json(body) {
             Ok(resp) => decode(resp).map(Some),
+            Err(e) if invsync_agent::tls::failure(&e).is_some() => Err(self.tls_error(&e)),
             Err(e) if is_unreachable(&e) => {
                 self.go_direct()?;
                 Ok(None)
             }
             Err(e) => Err(e).with_context(|| format!("talking to the site at {}", self.base_url)),
         }
+    }
+
+    /// A running server whose certificate the tool does not trust: an error, not a reason to
+    /// use the database behind its back.
+    fn tls_error(&self, e: &ureq::Error) -> anyhow::Error {
+        let reason = invsync_agent::tls::failure(e).unwrap_or_else(|| e.to_string());
+        let trusted = match self.dir.tls_ca(&self.config) {
+            Some(ca) => format!("the CA certificate {}", ca.display()),
+            None => "the built-in Mozilla roots (the configuration names no tls.ca)".to_string(),
+        };
+        anyhow::anyhow!(
+            "cannot talk to the site server at {}: {reason}; the tools trust {trusted}, and the \
+             certificate must name the address they connect to",
+            self.base_url
+        )
     }
 
     fn go_direct(&mut self) -> Result<()> {

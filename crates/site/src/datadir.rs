@@ -1,6 +1,8 @@
 //! The site's data directory: `config.json` (what `invsite init` chose), the admin token and
 //! enrollment secret (mode 0600), the SQLite database, and `serve.addr`, the address a running
-//! `invsite serve` actually bound (so `--listen 127.0.0.1:0` works for tools and tests).
+//! `invsite serve` actually bound (so `--listen 127.0.0.1:0` works for tools and tests), and
+//! `tls/` with the certificate `invsite init --tls self-signed` made (`ca.pem`, `cert.pem`,
+//! `key.pem` mode 0600).
 
 use std::fs;
 use std::io::Write;
@@ -33,6 +35,10 @@ pub struct Config {
     /// Whether resync requests routed down by the parent (`invsync --via-child`) are queued.
     #[serde(default)]
     pub accept_parent_requests: bool,
+    /// The certificate and key `invsite serve` serves TLS with (unless given on its command
+    /// line); absent: plain HTTP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsFiles>,
     /// Bounds on what one request may make the site read and store.
     #[serde(default)]
     pub limits: Limits,
@@ -76,6 +82,25 @@ impl Default for Limits {
 pub struct ParentConfig {
     pub url: String,
     pub token: String,
+    /// The CA certificate (PEM, absolute path) an `https://` parent's certificate must chain
+    /// to (`invsite init --parent-ca-cert`); absent: the built-in Mozilla roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_cert: Option<PathBuf>,
+}
+
+/// A site's TLS files. Relative paths are relative to the data directory (what
+/// `init --tls self-signed` writes, so the directory can move); `init --tls-cert` stores
+/// absolute ones.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TlsFiles {
+    /// The certificate chain (PEM), the site's certificate first.
+    pub cert: PathBuf,
+    /// Its private key (PEM).
+    pub key: PathBuf,
+    /// The CA certificate (PEM) clients must trust: `tls/ca.pem` of a self-signed setup, or
+    /// `init --tls-ca`. The tools on the site server use it; absent: the Mozilla roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<PathBuf>,
 }
 
 /// Paths inside one site data directory.
@@ -111,6 +136,19 @@ impl SiteDir {
     }
     pub fn serve_addr_path(&self) -> PathBuf {
         self.root.join("serve.addr")
+    }
+    /// `tls/`, where `init --tls self-signed` keeps the site's CA, certificate and key.
+    pub fn tls_dir(&self) -> PathBuf {
+        self.root.join("tls")
+    }
+    /// A path from the configuration: relative ones are below the data directory.
+    pub fn path_of(&self, path: &Path) -> PathBuf {
+        self.root.join(path)
+    }
+    /// The CA certificate the tools trust when the site serves TLS, if the configuration names
+    /// one.
+    pub fn tls_ca(&self, config: &Config) -> Option<PathBuf> {
+        config.tls.as_ref().and_then(|t| t.ca.as_deref()).map(|p| self.path_of(p))
     }
 
     /// Creates the directory (mode 0700) for `init`; refuses one that already holds a site.
@@ -181,6 +219,8 @@ impl SiteDir {
             (self.admin_token_path(), 0o600),
             (self.enroll_secret_path(), 0o600),
             (self.config_path(), 0o600),
+            (self.tls_dir(), 0o700),
+            (self.tls_dir().join("key.pem"), 0o600),
         ] {
             let Ok(meta) = fs::metadata(&path) else { continue };
             let mode = meta.permissions().mode() & 0o777;
@@ -207,15 +247,38 @@ impl SiteDir {
         })
     }
 
-    /// The URL of the running server: `serve.addr` when a server wrote it, else the configured
-    /// listen address.
+    /// The URL of the running server: `serve.addr` when a server wrote it (a URL when it
+    /// serves TLS, else the bare address), else the configured listen address, with
+    /// `https://` when the configuration has TLS.
     pub fn base_url(&self, config: &Config) -> String {
-        let addr = fs::read_to_string(self.serve_addr_path())
+        let written = fs::read_to_string(self.serve_addr_path())
             .ok()
             .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| config.listen.clone());
-        format!("http://{addr}")
+            .filter(|s| !s.is_empty());
+        match written {
+            Some(url) if url.contains("://") => url,
+            Some(addr) => format!("http://{addr}"),
+            None => {
+                let scheme = if config.tls.is_some() { "https" } else { "http" };
+                format!("{scheme}://{}", local_address(&config.listen))
+            }
+        }
+    }
+}
+
+/// The address a tool on the site server connects to for a listen address: the loopback
+/// address instead of "any" (0.0.0.0 or ::), which a certificate cannot name.
+pub fn local_address(listen: &str) -> String {
+    match listen.parse::<std::net::SocketAddr>() {
+        Ok(a) if a.ip().is_unspecified() => {
+            let ip: std::net::IpAddr = if a.is_ipv4() {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            };
+            std::net::SocketAddr::new(ip, a.port()).to_string()
+        }
+        _ => listen.to_string(),
     }
 }
 

@@ -12,6 +12,7 @@ pub mod ownership;
 pub mod parent;
 pub mod secret;
 pub mod server;
+pub mod tls;
 
 pub use datadir::{Config, SiteDir};
 pub use server::{AppState, Server};

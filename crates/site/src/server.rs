@@ -1,8 +1,12 @@
 //! Running the HTTP service: open the site's store, bind the listener, serve until a shutdown
 //! signal, then finish in-flight requests. Used by `invsite serve`, the quickstart and tests.
+//! With a certificate and key (`--tls-cert/--tls-key`, or the configuration's) it serves
+//! HTTPS (rustls, see `tls.rs`) on any address; without, plain HTTP on loopback only unless
+//! `--insecure-http`.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context, Result};
@@ -98,6 +102,9 @@ pub struct BindOptions {
     pub listen: Option<String>,
     /// Serve plain HTTP on an address other than loopback.
     pub insecure_http: bool,
+    /// Serve TLS with this certificate chain and key (PEM files) instead of the configured
+    /// ones.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// Tokens and inventories travel in clear over plain HTTP, which is acceptable only on the
@@ -121,9 +128,12 @@ pub fn check_plain_http(addr: &str, insecure_http: bool) -> Result<()> {
 /// A bound, not yet serving, site server.
 pub struct Server {
     listener: TcpListener,
+    /// Present when it serves HTTPS.
+    tls: Option<Arc<rustls::ServerConfig>>,
+    /// The client for the parent site, when this is a child site.
+    parent: Option<crate::parent::ParentClient>,
     state: AppState,
     dir: SiteDir,
-    config: Config,
 }
 
 impl Server {
@@ -132,7 +142,19 @@ impl Server {
         let config = dir.config()?;
         let state = AppState::load(dir).await?;
         let addr = opts.listen.as_deref().unwrap_or(&config.listen);
-        check_plain_http(addr, opts.insecure_http)?;
+        let tls_files = match (&opts.tls, &config.tls) {
+            (Some((cert, key)), _) => Some((cert.clone(), key.clone())),
+            (None, Some(files)) => Some((dir.path_of(&files.cert), dir.path_of(&files.key))),
+            (None, None) => None,
+        };
+        let tls = match tls_files {
+            Some((cert, key)) => Some(crate::tls::server_config(&cert, &key)?),
+            // Tokens and inventories would travel in clear.
+            None => {
+                check_plain_http(addr, opts.insecure_http)?;
+                None
+            }
+        };
         let listener = TcpListener::bind(addr).await.map_err(|e| {
             let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
                 "; another process listens there: stop it or give --listen 127.0.0.1:0 for any free port"
@@ -141,11 +163,23 @@ impl Server {
             };
             Exit::usage(format!("cannot listen on {addr}: {e}{hint}"))
         })?;
-        Ok(Server { listener, state, dir: dir.clone(), config })
+        // Made now, so a parent CA file that cannot be read stops the start, not the forwarder.
+        let parent = config.parent.as_ref().map(crate::parent::ParentClient::new).transpose()?;
+        Ok(Server { listener, tls, parent, state, dir: dir.clone() })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// `https` when it serves TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+
+    /// The URL it serves on, e.g. `https://127.0.0.1:8350`.
+    pub fn url(&self) -> String {
+        format!("{}://{}", self.scheme(), self.local_addr())
     }
 
     pub fn state(&self) -> &AppState {
@@ -153,23 +187,29 @@ impl Server {
     }
 
     /// Serves until `shutdown` completes, then lets in-flight requests finish. While it
-    /// serves, `serve.addr` in the data directory names the bound address, so tools find a
-    /// server started on port 0.
+    /// serves, `serve.addr` in the data directory names the bound address (as an `https://`
+    /// URL on the loopback address when it serves TLS, a name the certificate can hold), so
+    /// tools find a server started on port 0.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
         let addr = self.local_addr();
+        let scheme = self.scheme();
         let addr_file = self.dir.serve_addr_path();
-        std::fs::write(&addr_file, format!("{addr}\n"))
+        let written = if self.tls.is_some() {
+            format!("https://{}", crate::datadir::local_address(&addr.to_string()))
+        } else {
+            addr.to_string()
+        };
+        std::fs::write(&addr_file, format!("{written}\n"))
             .with_context(|| format!("cannot write {}", addr_file.display()))?;
-        tracing::info!(%addr, site = %self.state.site_code, "Serving.");
+        tracing::info!(%addr, scheme, site = %self.state.site_code, "Serving.");
         {
             let mut rt = self.state.runtime();
             if rt.public_url.is_none() {
-                rt.public_url = Some(format!("http://{addr}"));
+                rt.public_url = Some(format!("{scheme}://{addr}"));
             }
         }
         let stop_forwarder = Arc::new(Notify::new());
-        let forwarder = self.config.parent.as_ref().map(|parent| {
-            let client = crate::parent::ParentClient::new(parent);
+        let forwarder = self.parent.map(|client| {
             tracing::info!(parent = client.url(), "Forwarding accepted changes to the parent site.");
             tokio::spawn(crate::parent::forwarder(
                 self.state.clone(),
@@ -186,7 +226,13 @@ impl Server {
             shutdown.await;
             hub.close();
         };
-        let result = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await;
+        let result = match self.tls {
+            Some(config) => match crate::tls::TlsListener::new(self.listener, config) {
+                Ok(listener) => axum::serve(listener, app).with_graceful_shutdown(shutdown).await,
+                Err(e) => Err(e),
+            },
+            None => axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await,
+        };
         if let Some(task) = forwarder {
             // notify_one stores a permit, so the forwarder stops even if it is mid-batch now.
             stop_forwarder.notify_one();

@@ -4,7 +4,7 @@ use clap::Args;
 use invsync_proto::ClientName;
 
 use super::{DataDirArg, RootArg, exit_for, print_lines};
-use crate::enroll::{EnrollOptions, enroll};
+use crate::enroll::{EnrollOptions, enroll_with_ca};
 
 #[derive(Debug, Clone, Args)]
 pub struct EnrollArgs {
@@ -22,6 +22,11 @@ pub struct EnrollArgs {
         hide_env_values = true
     )]
     pub secret: String,
+    /// The CA certificate (PEM) the site's certificate must chain to, for an https:// site:
+    /// its `tls/ca.pem` when it was made with `invsite init --tls self-signed`. Without it,
+    /// the built-in Mozilla roots. Remembered for later cycles.
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: Option<std::path::PathBuf>,
     /// The client name (1-15 of A-Z 0-9 - _); by default the host name's first label.
     #[arg(long, value_name = "NAME")]
     pub name: Option<ClientName>,
@@ -38,7 +43,7 @@ pub fn apply(args: &EnrollArgs) -> anyhow::Result<()> {
         name: args.name.clone(),
         root: args.root.root.clone(),
     };
-    let response = enroll(&opts).map_err(exit_for)?;
+    let response = enroll_with_ca(&opts, args.ca_cert.as_deref()).map_err(exit_for)?;
     let verb = if response.reenrolled {
         "re-enrolled"
     } else {

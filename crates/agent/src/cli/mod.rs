@@ -103,12 +103,14 @@ fn without_control_bytes(s: &str) -> String {
 /// wrong → 2; everything else → 1, with a message that says what to do.
 pub fn exit_for(err: AgentError) -> anyhow::Error {
     let code = match &err {
-        AgentError::Refused { .. } | AgentError::BadSiteUrl { .. } | AgentError::NoName { .. } => {
-            Code::Usage
-        }
+        AgentError::Refused { .. }
+        | AgentError::BadSiteUrl { .. }
+        | AgentError::NoName { .. }
+        | AgentError::BadCaCert { .. } => Code::Usage,
         AgentError::NotEnrolled { .. }
         | AgentError::Unauthorized { .. }
         | AgentError::Unreachable { .. }
+        | AgentError::Tls { .. }
         | AgentError::SiteFailed { .. }
         | AgentError::BadResponse { .. }
         | AgentError::ResyncLoop { .. }

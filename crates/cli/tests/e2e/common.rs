@@ -117,11 +117,12 @@ impl Site {
 
     /// Starts the server again on the address it had, so enrolled agents find it.
     pub fn restart(&mut self) {
-        let addr = self.url.trim_start_matches("http://").to_string();
+        let addr = self.url.split_once("://").map_or(self.url.as_str(), |(_, a)| a).to_string();
         self.start_with(&["--listen", &addr]);
     }
 
-    fn start_with(&mut self, extra: &[&str]) {
+    /// Starts `invsite serve` with extra arguments.
+    pub fn start_with(&mut self, extra: &[&str]) {
         let mut child = bin("invsite")
             .args(["serve", "--data-dir", self.data_dir()])
             .args(extra)
@@ -134,7 +135,10 @@ impl Site {
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         let url = line.trim().rsplit(' ').next().unwrap_or_default().to_string();
-        assert!(url.starts_with("http://127.0.0.1:"), "unexpected first line from invsite serve: {line:?}");
+        assert!(
+            url.starts_with("http://127.0.0.1:") || url.starts_with("https://127.0.0.1:"),
+            "unexpected first line from invsite serve: {line:?}"
+        );
         self.url = url;
         self.child = Some(child);
     }

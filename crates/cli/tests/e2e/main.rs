@@ -11,3 +11,4 @@ mod push;
 mod restart;
 mod security;
 mod seed_flow;
+mod tls;

@@ -1,7 +1,8 @@
 //! `invsite init`: create a site's data directory, database, admin token and enrollment
-//! secret.
+//! secret, and with `--tls self-signed` a CA and a certificate for serving TLS.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use invsync_proto::exit::Exit;
@@ -11,7 +12,7 @@ use invsync_store::{SiteMeta, Store};
 use invsync_proto::wire::{ChildToken, SiteStatus};
 
 use super::DataDirArg;
-use crate::datadir::{write_private, Config, ParentConfig, SiteDir, DEFAULT_LISTEN};
+use crate::datadir::{write_private, Config, ParentConfig, SiteDir, TlsFiles, DEFAULT_LISTEN};
 use crate::parent::{ParentClient, ParentError};
 use crate::secret::random_hex;
 
@@ -37,12 +38,46 @@ pub struct Args {
     /// The token `invsite child-token CODE` printed at the parent
     #[arg(long, value_name = "TOKEN", requires = "parent")]
     pub parent_token: Option<String>,
+    /// The CA certificate (PEM) an https:// parent's certificate chains to [default: the
+    /// built-in Mozilla roots]
+    #[arg(long, value_name = "FILE", requires = "parent")]
+    pub parent_ca_cert: Option<PathBuf>,
+    /// Serve TLS with a certificate made now: `self-signed` creates a CA and a certificate it
+    /// signs in <data dir>/tls; agents enroll with `--ca-cert <data dir>/tls/ca.pem`
+    #[arg(long, value_name = "MODE", value_enum, conflicts_with = "tls_cert")]
+    pub tls: Option<TlsMode>,
+    /// Serve TLS with this certificate chain (PEM)
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// The CA certificate (PEM) --tls-cert chains to, which the tools on this server trust
+    /// [default: the built-in Mozilla roots]
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_ca: Option<PathBuf>,
     /// The URL this site announces to its parent [default: http://<its listen address>]
     #[arg(long, value_name = "URL")]
     pub url: Option<String>,
     /// Queue resync requests the parent routes down (`invsync --via-child` there)
     #[arg(long)]
     pub accept_parent_requests: bool,
+}
+
+/// How `init` sets up TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TlsMode {
+    /// A CA and a certificate it signs, made now
+    SelfSigned,
+}
+
+/// The TLS a new site serves with.
+#[derive(Debug, Clone)]
+pub enum TlsInit {
+    /// A CA and a certificate made by `init` (`--tls self-signed`).
+    SelfSigned,
+    /// Files the administrator has (`--tls-cert`, `--tls-key`, `--tls-ca`), absolute paths.
+    Files(TlsFiles),
 }
 
 /// What `init` needs, also used by the quickstart.
@@ -54,6 +89,8 @@ pub struct InitOptions {
     pub url: Option<String>,
     pub parent: Option<ParentConfig>,
     pub accept_parent_requests: bool,
+    /// Plain HTTP when `None`.
+    pub tls: Option<TlsInit>,
 }
 
 fn check_url(flag: &str, url: &str) -> Result<()> {
@@ -102,6 +139,12 @@ pub async fn create_site(dir: &SiteDir, opts: &InitOptions) -> Result<Config> {
     if let Some(parent) = &opts.parent {
         check_parent(&opts.site_code, parent)?;
     }
+    if let Some(TlsInit::Files(files)) = &opts.tls {
+        crate::tls::server_config(&files.cert, &files.key)?;
+        if let Some(ca) = &files.ca {
+            invsync_agent::tls::read_ca(ca).map_err(|e| Exit::usage(format!("--tls-ca: {e}")))?;
+        }
+    }
     if opts.db != "sqlite" {
         return Err(Exit::usage(format!(
             "--db {:?}: this build supports `sqlite` only (PostgreSQL comes with a later release)",
@@ -119,6 +162,15 @@ pub async fn create_site(dir: &SiteDir, opts: &InitOptions) -> Result<Config> {
         parent: opts.parent.clone(),
         accept_parent_requests: opts.accept_parent_requests,
         limits: Default::default(),
+        tls: match &opts.tls {
+            None => None,
+            Some(TlsInit::Files(files)) => Some(files.clone()),
+            Some(TlsInit::SelfSigned) => Some(crate::tls::create_self_signed(
+                dir,
+                &opts.site_code,
+                &crate::tls::self_signed_names(&opts.listen, opts.url.as_deref()),
+            )?),
+        },
     };
     let meta = SiteMeta { code: opts.site_code.clone(), name: opts.name.clone(), created_at: Timestamp::now() };
     let store = Store::create_sqlite(&dir.sqlite_path(), &meta).await?;
@@ -138,7 +190,22 @@ pub async fn apply(args: Args) -> Result<()> {
     let dir = args.data_dir.dir();
     let name = args.name.unwrap_or_else(|| format!("Site {}", args.site_code));
     let parent = match (args.parent, args.parent_token) {
-        (Some(url), Some(token)) => Some(ParentConfig { url: url.trim_end_matches('/').to_string(), token }),
+        (Some(url), Some(token)) => {
+            let ca_cert = args.parent_ca_cert.as_deref().map(|p| absolute("--parent-ca-cert", p)).transpose()?;
+            if let Some(ca) = &ca_cert {
+                invsync_agent::tls::read_ca(ca).map_err(|e| Exit::usage(format!("--parent-ca-cert: {e}")))?;
+            }
+            Some(ParentConfig { url: url.trim_end_matches('/').to_string(), token, ca_cert })
+        }
+        _ => None,
+    };
+    let tls = match (args.tls, args.tls_cert, args.tls_key) {
+        (Some(TlsMode::SelfSigned), _, _) => Some(TlsInit::SelfSigned),
+        (None, Some(cert), Some(key)) => Some(TlsInit::Files(TlsFiles {
+            cert: absolute("--tls-cert", &cert)?,
+            key: absolute("--tls-key", &key)?,
+            ca: args.tls_ca.as_deref().map(|p| absolute("--tls-ca", p)).transpose()?,
+        })),
         _ => None,
     };
     let opts = InitOptions {
@@ -149,6 +216,7 @@ pub async fn apply(args: Args) -> Result<()> {
         url: args.url,
         parent,
         accept_parent_requests: args.accept_parent_requests,
+        tls,
     };
     if let Some(parent) = &opts.parent {
         check_parent(&opts.site_code, parent)?;
@@ -160,11 +228,29 @@ pub async fn apply(args: Args) -> Result<()> {
     if let Some(parent) = &config.parent {
         println!("Every change this site accepts is forwarded to its parent at {}.", parent.url);
     }
+    let scheme = if config.tls.is_some() { "https" } else { "http" };
+    let ca_flag = match dir.tls_ca(&config) {
+        Some(ca) => {
+            if let Some(TlsInit::SelfSigned) = opts.tls {
+                let names = crate::tls::self_signed_names(&config.listen, config.url.as_deref());
+                println!("Made a CA and a TLS certificate for {} in {}.", names.join(", "), dir.tls_dir().display());
+                println!("Agents need the CA certificate {} (give it to `invagent enroll --ca-cert`).", ca.display());
+            }
+            format!(" --ca-cert {}", ca.display())
+        }
+        None => String::new(),
+    };
     println!("Next:");
-    println!("  invsite serve --data-dir {d}                 # listens on {}", config.listen);
+    println!("  invsite serve --data-dir {d}                 # listens on {scheme}://{}", config.listen);
     println!("  invsite enroll-secret --data-dir {d}         # the secret agents enroll with");
-    println!("  invagent enroll --site http://{} --secret <secret>", config.listen);
+    println!("  invagent enroll --site {scheme}://{} --secret <secret>{ca_flag}", config.listen);
     Ok(())
+}
+
+/// A path given at `init` as the absolute one the configuration keeps (`serve` may run from
+/// another directory); it must exist.
+fn absolute(flag: &str, path: &Path) -> Result<PathBuf> {
+    std::fs::canonicalize(path).map_err(|e| Exit::usage(format!("{flag} {}: {e}", path.display())).into())
 }
 
 /// Asks the parent whether it accepts this site before creating anything: a wrong token, a
@@ -175,7 +261,10 @@ async fn hello_parent(opts: &InitOptions, parent: &ParentConfig) -> Result<()> {
         code: opts.site_code.clone(),
         name: opts.name.clone(),
         parent: None,
-        url: opts.url.clone().or_else(|| Some(format!("http://{}", opts.listen))),
+        url: opts.url.clone().or_else(|| {
+            let scheme = if opts.tls.is_some() { "https" } else { "http" };
+            Some(format!("{scheme}://{}", opts.listen))
+        }),
         clients: 0,
         outbox_depth: 0,
         outbox_oldest: None,
@@ -183,7 +272,7 @@ async fn hello_parent(opts: &InitOptions, parent: &ParentConfig) -> Result<()> {
         accepts_parent_requests: opts.accept_parent_requests,
         reported_at: Timestamp::now(),
     };
-    let client = ParentClient::new(parent);
+    let client = ParentClient::new(parent)?;
     match tokio::task::spawn_blocking(move || client.hello(&status)).await? {
         Ok(welcome) => {
             println!("The parent site {} at {} accepted this site.", welcome.parent, parent.url);
@@ -191,6 +280,13 @@ async fn hello_parent(opts: &InitOptions, parent: &ParentConfig) -> Result<()> {
         }
         Err(ParentError::Refused(message)) => Err(Exit::usage(format!(
             "the parent site at {} refused this site: {message}",
+            parent.url
+        ))
+        .into()),
+        // A certificate the parent's CA did not sign will not become trusted by waiting.
+        Err(ParentError::Unreachable { reason, .. }) if reason.contains("certificate") => Err(Exit::usage(format!(
+            "cannot reach the parent site at {} over TLS: {reason}; give the CA certificate that signed \
+             the parent's with --parent-ca-cert FILE",
             parent.url
         ))
         .into()),

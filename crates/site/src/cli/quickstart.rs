@@ -70,14 +70,18 @@ pub async fn apply(args: Args) -> Result<()> {
             url: None,
             parent: None,
             accept_parent_requests: false,
+            tls: None,
         };
         create_site(&site_dir, &opts).await?;
         println!("Created site S01 on SQLite in {}.", shown_site.display());
     }
 
-    let opts = BindOptions { listen: Some(args.listen.clone()), insecure_http: false };
+    let opts = BindOptions { listen: Some(args.listen.clone()), insecure_http: false, tls: None };
     let server = Server::bind(&site_dir, &opts).await?;
-    let url = format!("http://{}", server.local_addr());
+    let url = server.url();
+    // A reused site may serve TLS (made with `invsite init --tls self-signed`): the agent
+    // trusts its CA.
+    let ca_cert = site_dir.tls_ca(&site_dir.config()?);
     let (stop_server, stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(server.serve(async {
         let _ = stopped.await;
@@ -94,7 +98,7 @@ pub async fn apply(args: Args) -> Result<()> {
         name: None,
         root: args.root.clone(),
     };
-    let enrolled = tokio::task::spawn_blocking(move || invsync_agent::enroll(&enroll))
+    let enrolled = tokio::task::spawn_blocking(move || invsync_agent::enroll_with_ca(&enroll, ca_cert.as_deref()))
         .await?
         .context("the local agent could not enroll")?;
     println!("Enrolled this machine's agent as {} (client id {}).", enrolled.name, enrolled.client_id);

@@ -1,5 +1,7 @@
 //! `invsite serve`: run the site until SIGTERM or SIGINT, then shut down gracefully.
 
+use std::path::PathBuf;
+
 use anyhow::Result;
 
 use super::DataDirArg;
@@ -15,13 +17,20 @@ pub struct Args {
     /// Allow plain HTTP on an address other than loopback
     #[arg(long)]
     pub insecure_http: bool,
+    /// Serve TLS with this certificate chain (PEM) instead of the configured one
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 pub async fn apply(args: Args) -> Result<()> {
     let dir = args.data_dir.dir();
-    let opts = BindOptions { listen: args.listen, insecure_http: args.insecure_http };
+    let tls = args.tls_cert.zip(args.tls_key);
+    let opts = BindOptions { listen: args.listen, insecure_http: args.insecure_http, tls };
     let server = Server::bind(&dir, &opts).await?;
     // Printed on stdout so scripts (and tests) that start on port 0 learn the address.
-    println!("invsite {} serving on http://{}", server.state().site_code, server.local_addr());
+    println!("invsite {} serving on {}", server.state().site_code, server.url());
     server.serve(shutdown_signal()).await
 }
