@@ -1,7 +1,9 @@
 //! `invsync hw|sw CLIENT`: queue a hardware or software inventory resynchronization request
 //! for a client of this site (the original tool's `.cfg` at the CAP). With `--wait` it follows
-//! the request until the client's full report is stored. With `--via-child` a request for a
-//! client of a site below is routed down to its owning site instead of refused (exit 5).
+//! the request until the client's full report is stored and, at a site with a parent, until the
+//! parent has acknowledged it (the first hop up; the sites further up show the request with
+//! `invsite show` there). With `--via-child` a request for a client of a site below is routed
+//! down to its owning site instead of refused (exit 5).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -38,7 +40,8 @@ pub struct Args {
     /// Site data directory [default: $INVSITE_DIR, else /var/lib/invsite]
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Wait until the client's full report is stored
+    /// Wait until the client's full report is stored here and, at a site with a parent, until
+    /// the parent has acknowledged it; prints each step (queued, picked up, complete, forwarded)
     #[arg(long)]
     pub wait: bool,
     /// How long --wait waits (e.g. 60s, 5m)
@@ -153,9 +156,13 @@ pub fn apply(args: &Args) -> Result<()> {
     Ok(())
 }
 
-/// Follows a request, printing each change of state, until it completes or time runs out.
+/// Follows a request, printing each change of state, until it completes or time runs out. At a
+/// site with a parent it goes on until the parent acknowledged the change that completed the
+/// request, because until then nobody above this site can see it; the first hop is all this
+/// site knows of (each site above records its own).
 fn wait(site: &mut SiteAccess, client: &ClientName, id: i64, timeout: Duration) -> Result<()> {
     let start = Instant::now();
+    let parent_url = site.config.parent.as_ref().map(|p| p.url.clone());
     let mut last: Option<RequestState> = None;
     loop {
         let Some(view) = site.request_state(id)? else {
@@ -176,22 +183,43 @@ fn wait(site: &mut SiteAccess, client: &ClientName, id: i64, timeout: Duration) 
             println!("{}", progress_line(*state, &view, client, site.code()));
         }
         last = Some(view.state);
-        if view.state == RequestState::Complete {
+        let complete = view.state == RequestState::Complete;
+        if complete && parent_url.is_none() {
+            return Ok(());
+        }
+        if complete && view.forwarded_at.is_some() {
+            println!("{}", forwarded_line(&view));
             return Ok(());
         }
         if start.elapsed() >= timeout {
-            return Err(Exit::new(
-                Code::TimedOut,
-                format!(
-                    "timed out after {} waiting for request {id}; it stays queued. \
-                     Make the client cycle now with `setevnt {client} cycle`, or wait longer with --timeout",
-                    humantime::format_duration(timeout)
+            let waited = humantime::format_duration(timeout);
+            let message = match &parent_url {
+                Some(url) if complete => format!(
+                    "timed out after {waited} waiting for request {id} to reach the parent site: the full report \
+                     is stored here at site {} but not yet acknowledged by the parent ({url}). The outbox keeps it \
+                     and forwards it as soon as the parent answers; `invsite sites` shows the outbox",
+                    site.code()
                 ),
-            )
-            .into());
+                _ => format!(
+                    "timed out after {waited} waiting for request {id}; it stays queued. \
+                     Make the client cycle now with `setevnt {client} cycle`, or wait longer with --timeout"
+                ),
+            };
+            return Err(Exit::new(Code::TimedOut, message).into());
         }
         // Cheap enough at 50 ms (one small GET), and a pushed request completes in ~100 ms.
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The last line of `--wait` at a site with a parent.
+fn forwarded_line(view: &RequestView) -> String {
+    let at = view.forwarded_at.map(|t| t.rfc3339()).unwrap_or_else(|| "-".to_string());
+    match &view.forwarded_to {
+        Some(parent) => format!("request {}: forwarded to site {parent} at {at}", view.id),
+        // The store keeps the parent's code when the forwarder knew it (from its first contact
+        // on); without it, all that is known is that the change went up.
+        None => format!("request {}: forwarded to the parent site at {at}", view.id),
     }
 }
 

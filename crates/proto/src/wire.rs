@@ -305,6 +305,16 @@ pub struct RequestView {
     /// completes it at the owner is forwarded up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub route: Option<SiteCode>,
+    /// When the parent of this site acknowledged the change that completed the request (the
+    /// full report answering it, or the forwarded change carrying it up): from then on the
+    /// request is visible one level up. Absent while the change waits in the outbox, and at a
+    /// site without a parent. Each site records its own hop; the sites further up show theirs
+    /// in `invsite show` there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forwarded_at: Option<Timestamp>,
+    /// The parent that acknowledged it, when this site knew its code (after its first contact).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forwarded_to: Option<SiteCode>,
 }
 
 /// A Set Client Event wake-up as `invsite show` lists it.
@@ -441,6 +451,22 @@ mod tests {
         assert_eq!(split_origin("P01"), None);
         assert_eq!(split_origin("P01:x"), None);
         assert_eq!(split_origin("toolong:1"), None);
+    }
+
+    #[test]
+    fn forwarding_fields_of_a_request_view_are_optional_on_the_wire() {
+        // Older sites send completed requests without them; a request not yet forwarded adds
+        // nothing to what `invsite show --json` printed before.
+        let old = r#"{"id":5,"class":"hw","state":"complete","requested_at":"2025-01-01T00:00:00.000Z",
+                      "picked_up_at":null,"completed_at":"2025-01-01T00:00:01.000Z"}"#;
+        let mut v: RequestView = serde_json::from_str(old).unwrap();
+        assert_eq!((v.forwarded_at, v.forwarded_to.clone()), (None, None));
+        assert!(!serde_json::to_string(&v).unwrap().contains("forwarded"));
+        v.forwarded_at = Some(Timestamp(1_735_689_602_000));
+        v.forwarded_to = Some(SiteCode::parse("P01").unwrap());
+        let j = serde_json::to_value(&v).unwrap();
+        assert_eq!((&j["forwarded_at"], &j["forwarded_to"]), (&"2025-01-01T00:00:02.000Z".into(), &"P01".into()));
+        assert_eq!(serde_json::from_value::<RequestView>(j).unwrap(), v);
     }
 
     #[test]

@@ -200,6 +200,7 @@ async fn forward_once(state: &crate::server::AppState, client: &ParentClient, ig
         .await
         .map_err(|e| ParentError::Unreachable { url: client.url().to_string(), reason: e.to_string() })??;
     let mut done = Vec::new();
+    let mut refused = Vec::new();
     let mut resynced = std::collections::HashSet::new();
     for outcome in &result.outcomes {
         match outcome {
@@ -216,11 +217,14 @@ async fn forward_once(state: &crate::server::AppState, client: &ParentClient, ig
                 // Resending a refused change cannot succeed; keeping it would block the
                 // outbox for good. An operator must look at why the parent refused it.
                 tracing::error!(seq, reason = %reason, "The parent refused a forwarded change; dropped it from the outbox.");
-                done.push(*seq);
+                refused.push(*seq);
             }
         }
     }
-    state.store.outbox_done(&done, Timestamp::now()).await.map_err(store_err)?;
+    // The parent now holds the stored changes, so the requests they completed are marked
+    // forwarded to it (`invsync --wait` waits for that); a refused change was not stored there.
+    let parent_code = state.parent_code();
+    state.store.outbox_done(&done, &refused, parent_code.as_ref(), Timestamp::now()).await.map_err(store_err)?;
     for request in &result.requests {
         take_down_request(state, request, ignored).await.map_err(store_err)?;
     }

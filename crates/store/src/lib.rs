@@ -317,10 +317,21 @@ impl Store {
         self.sqlite().outbox_batch(limit).await
     }
 
-    /// Removes the entries the parent acknowledged (unknown numbers are ignored) and, for a
-    /// non-empty list, records `now` as the last forwarding time.
-    pub async fn outbox_done(&self, seqs: &[i64], now: Timestamp) -> Result<(), StoreError> {
-        self.sqlite().outbox_done(seqs, now).await
+    /// Removes the entries the parent acknowledged (unknown numbers are ignored) and, when
+    /// there are any, records `now` as the last forwarding time. `stored` are the entries the
+    /// parent stored (applied, or held already): the resync requests they completed get
+    /// `forwarded_at` = `now` and `forwarded_to` = `parent` (the parent's code, when this site
+    /// knows it), once. `refused` entries leave without that mark: the parent stored nothing.
+    pub async fn outbox_done(
+        &self,
+        stored: &[i64],
+        refused: &[i64],
+        parent: Option<&SiteCode>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.sqlite()
+            .outbox_done(stored, refused, parent, now)
+            .await
     }
 
     /// Atomically drops every outbox entry of this client and class and appends one full entry

@@ -264,6 +264,8 @@ async fn with_forwarding_each_accepted_report_is_queued_in_order_as_accepted() {
                 completed_at: Some(Timestamp(3_500)),
                 origin: None,
                 route: None,
+                forwarded_at: None,
+                forwarded_to: None,
             }]
         );
         assert!(
@@ -292,7 +294,7 @@ async fn acknowledged_entries_leave_the_outbox_and_set_the_forwarding_time() {
         accepted(s, id, &full(Class::Sw, &sw(3, 1)), 3_200).await;
         let batch = s.outbox_batch(100).await.unwrap();
 
-        s.outbox_done(&[batch[0].seq, batch[1].seq], Timestamp(9_000))
+        s.outbox_done(&[batch[0].seq, batch[1].seq], &[], None, Timestamp(9_000))
             .await
             .unwrap();
         assert_eq!(
@@ -308,12 +310,14 @@ async fn acknowledged_entries_leave_the_outbox_and_set_the_forwarding_time() {
         );
 
         // Acknowledging again or nothing changes nothing.
-        s.outbox_done(&[batch[0].seq], Timestamp(9_100))
+        s.outbox_done(&[batch[0].seq], &[], None, Timestamp(9_100))
             .await
             .unwrap();
-        s.outbox_done(&[], Timestamp(9_200)).await.unwrap();
+        s.outbox_done(&[], &[], None, Timestamp(9_200))
+            .await
+            .unwrap();
         assert_eq!(s.outbox_stats().await.unwrap().depth, 1);
-        s.outbox_done(&[batch[2].seq], Timestamp(9_300))
+        s.outbox_done(&[batch[2].seq], &[], None, Timestamp(9_300))
             .await
             .unwrap();
         let stats = s.outbox_stats().await.unwrap();
@@ -393,6 +397,214 @@ async fn a_resync_replaces_a_client_and_class_with_one_full_entry_at_the_end() {
     }
 }
 
+/// A report answering a resync request of `client`'s `class`, stored at `at`: the request's id.
+async fn answered(
+    s: &Store,
+    client: Uuid,
+    raw_name: &str,
+    class: Class,
+    items: &Items,
+    at: i64,
+) -> i64 {
+    let req = s
+        .request_resync(&name(raw_name), class, Timestamp(at - 100))
+        .await
+        .unwrap();
+    s.checkin(client, Timestamp(at - 50)).await.unwrap();
+    let mut report = full(class, items);
+    report.answers = vec![req.id];
+    accepted(s, client, &report, at).await;
+    req.id
+}
+
+async fn forwarded_state(
+    s: &Store,
+    id: i64,
+) -> (RequestState, Option<Timestamp>, Option<SiteCode>) {
+    let r = s.request_state(id).await.unwrap().unwrap();
+    (r.state, r.forwarded_at, r.forwarded_to)
+}
+
+#[tokio::test]
+async fn an_acknowledged_change_marks_the_requests_it_completed_as_forwarded_once() {
+    for f in stores().await {
+        let s = &f.store;
+        s.set_forwarding(true).await.unwrap();
+        let id = enroll(s, "web01").await;
+        let p01 = code("P01");
+        let sw_req = answered(s, id, "web01", Class::Sw, &sw(3, 0), 3_000).await;
+        let hw_req = answered(s, id, "web01", Class::Hw, &hw_items("SN1"), 3_100).await;
+        assert_eq!(
+            forwarded_state(s, sw_req).await,
+            (RequestState::Complete, None, None),
+            "{}: complete here, waiting in the outbox",
+            f.backend
+        );
+        let batch = s.outbox_batch(100).await.unwrap();
+        assert_eq!(batch[0].completed[0].forwarded_at, None);
+
+        // The parent stores the sw change and refuses the hw one: only the first went up.
+        s.outbox_done(
+            &[batch[0].seq],
+            &[batch[1].seq],
+            Some(&p01),
+            Timestamp(9_000),
+        )
+        .await
+        .unwrap();
+        assert_eq!(s.outbox_stats().await.unwrap().depth, 0);
+        assert_eq!(
+            forwarded_state(s, sw_req).await,
+            (
+                RequestState::Complete,
+                Some(Timestamp(9_000)),
+                Some(p01.clone())
+            )
+        );
+        assert_eq!(
+            forwarded_state(s, hw_req).await.1,
+            None,
+            "refused: not forwarded"
+        );
+        let view = s.client_view(&name("web01")).await.unwrap().unwrap();
+        let listed = view.requests.iter().find(|r| r.id == sw_req).unwrap();
+        assert_eq!(
+            (listed.forwarded_at, listed.forwarded_to.clone()),
+            (Some(Timestamp(9_000)), Some(p01.clone()))
+        );
+        // Acknowledged again (a resent batch): the first time stands.
+        s.outbox_done(&[batch[0].seq], &[], Some(&p01), Timestamp(9_500))
+            .await
+            .unwrap();
+        assert_eq!(forwarded_state(s, sw_req).await.1, Some(Timestamp(9_000)));
+
+        // A gap at the parent: the entry that completed the request is replaced by a full one,
+        // which still marks it once acknowledged.
+        let resynced = answered(s, id, "web01", Class::Hw, &hw_items("SN2"), 4_000).await;
+        accepted(
+            s,
+            id,
+            &delta(Class::Hw, 2, &hw_items("SN2"), &hw_items("SN3")),
+            4_100,
+        )
+        .await;
+        s.outbox_resync(id, Class::Hw).await.unwrap();
+        let batch = s.outbox_batch(100).await.unwrap();
+        assert_eq!(batch.len(), 1);
+        assert_eq!(forwarded_state(s, resynced).await.1, None);
+        s.outbox_done(&seqs(&batch), &[], Some(&p01), Timestamp(9_800))
+            .await
+            .unwrap();
+        assert_eq!(
+            forwarded_state(s, resynced).await,
+            (
+                RequestState::Complete,
+                Some(Timestamp(9_800)),
+                Some(p01.clone())
+            )
+        );
+
+        // Without the parent's code (not learnt yet) the time is still recorded.
+        let unnamed = answered(s, id, "web01", Class::Sw, &sw(3, 1), 5_000).await;
+        let batch = s.outbox_batch(100).await.unwrap();
+        s.outbox_done(&seqs(&batch), &[], None, Timestamp(9_900))
+            .await
+            .unwrap();
+        assert_eq!(
+            forwarded_state(s, unnamed).await,
+            (RequestState::Complete, Some(Timestamp(9_900)), None)
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_parent_marks_the_requests_of_clients_below_by_origin_not_by_id() {
+    for f in parent().await {
+        let s = &f.store;
+        s.set_forwarding(true).await.unwrap();
+        let t01 = code("T01");
+        // An own request and, at C01, a request of a client of C01 with the same number.
+        let own = enroll(s, "own01").await;
+        let mine = answered(s, own, "own01", Class::Hw, &hw_items("SN9"), 3_100).await;
+        let rec = record(Uuid::new_v4(), "web01", "C01");
+        let at_owner = RequestView {
+            id: mine,
+            class: Class::Hw,
+            state: RequestState::Complete,
+            requested_at: Timestamp(3_000),
+            picked_up_at: Some(Timestamp(3_050)),
+            completed_at: Some(Timestamp(3_200)),
+            origin: None,
+            route: None,
+            forwarded_at: None,
+            forwarded_to: None,
+        };
+        let e = Forwarded {
+            completed: vec![at_owner],
+            ..fwd_full(1, &rec, Class::Hw, 1, &hw_items("SN1"), 3_200)
+        };
+        assert_eq!(
+            apply(s, "C01", &e).await,
+            ForwardOutcome::Applied { seq: 1 }
+        );
+        // And a request made here, routed down to C01 and completed there.
+        let routed = s
+            .queue_routed_request(rec.id, Class::Sw, Timestamp(3_300))
+            .await
+            .unwrap();
+        let e = Forwarded {
+            completed: vec![RequestView {
+                id: 77,
+                class: Class::Sw,
+                origin: Some(format!("P01:{}", routed.id)),
+                ..e.completed[0].clone()
+            }],
+            ..fwd_full(2, &rec, Class::Sw, 1, &sw(3, 0), 3_400)
+        };
+        assert_eq!(
+            apply(s, "C01", &e).await,
+            ForwardOutcome::Applied { seq: 2 }
+        );
+        let batch = s.outbox_batch(100).await.unwrap();
+        assert_eq!(batch.len(), 3, "{}: {batch:#?}", f.backend);
+
+        // This site's parent T01 stores the two changes of C01's client, not yet the own one.
+        s.outbox_done(
+            &[batch[1].seq, batch[2].seq],
+            &[],
+            Some(&t01),
+            Timestamp(9_000),
+        )
+        .await
+        .unwrap();
+        let below = s.client_view_by_id(rec.id).await.unwrap().unwrap().requests;
+        let copy = below.iter().find(|r| r.class == Class::Hw).unwrap();
+        assert_eq!(copy.origin, Some(format!("C01:{mine}")));
+        assert_eq!(
+            (copy.forwarded_at, copy.forwarded_to.clone()),
+            (Some(Timestamp(9_000)), Some(t01.clone()))
+        );
+        assert_eq!(
+            forwarded_state(s, routed.id).await,
+            (
+                RequestState::Complete,
+                Some(Timestamp(9_000)),
+                Some(t01.clone())
+            ),
+            "the routed request completed in place is found by its origin naming this site"
+        );
+        assert_eq!(
+            forwarded_state(s, mine).await,
+            (RequestState::Complete, None, None),
+            "the own request of the same number is another request"
+        );
+        s.outbox_done(&[batch[0].seq], &[], Some(&t01), Timestamp(9_100))
+            .await
+            .unwrap();
+        assert_eq!(forwarded_state(s, mine).await.1, Some(Timestamp(9_100)));
+    }
+}
+
 #[tokio::test]
 async fn the_outbox_and_the_switch_survive_reopening() {
     for f in stores().await {
@@ -404,7 +616,7 @@ async fn the_outbox_and_the_switch_survive_reopening() {
         accepted(s, id, &delta(Class::Hw, 1, &hw1, &hw_items("SN2")), 3_100).await;
         accepted(s, id, &full(Class::Sw, &sw(4, 0)), 3_200).await;
         let first = s.outbox_batch(1).await.unwrap();
-        s.outbox_done(&seqs(&first), Timestamp(5_000))
+        s.outbox_done(&seqs(&first), &[], None, Timestamp(5_000))
             .await
             .unwrap();
         let before = s.outbox_batch(100).await.unwrap();
@@ -1053,6 +1265,8 @@ async fn requests_completed_at_the_owner_are_listed_once() {
             completed_at: Some(Timestamp(3_200)),
             origin: None,
             route: None,
+            forwarded_at: None,
+            forwarded_to: None,
         };
         let e1 = Forwarded {
             completed: vec![done.clone()],
@@ -1141,6 +1355,8 @@ async fn a_forwarding_parent_queues_what_it_applies_and_nothing_else() {
             completed_at: Some(Timestamp(3_200)),
             origin: None,
             route: None,
+            forwarded_at: None,
+            forwarded_to: None,
         };
         let e1 = Forwarded {
             completed: vec![done],
@@ -1227,7 +1443,7 @@ async fn a_grandchilds_client_reaches_the_top_with_its_owner_version_and_hash() 
                 ForwardOutcome::Applied { seq: e.seq }
             );
         }
-        g.outbox_done(&seqs(&from_g), Timestamp(3_500))
+        g.outbox_done(&seqs(&from_g), &[], None, Timestamp(3_500))
             .await
             .unwrap();
         assert_eq!(g.outbox_stats().await.unwrap().depth, 0);
@@ -1260,7 +1476,7 @@ async fn a_grandchilds_client_reaches_the_top_with_its_owner_version_and_hash() 
                 ForwardOutcome::Applied { seq: e.seq }
             );
         }
-        c.outbox_done(&seqs(&from_c), Timestamp(3_700))
+        c.outbox_done(&seqs(&from_c), &[], None, Timestamp(3_700))
             .await
             .unwrap();
 
@@ -1429,7 +1645,8 @@ fn down(origin: &str, origin_id: i64, client: Uuid, class: Class) -> DownRequest
     }
 }
 
-/// Hands everything in `from`'s outbox to `to` as the direct child `via` and acknowledges it.
+/// Hands everything in `from`'s outbox to `to` as the direct child `via` and acknowledges it as
+/// stored by `to`.
 async fn forward_all(from: &Store, to: &Store, via: &str, at: i64) {
     let batch = from.outbox_batch(1_000).await.unwrap();
     for e in &batch {
@@ -1445,7 +1662,10 @@ async fn forward_all(from: &Store, to: &Store, via: &str, at: i64) {
             "{outcome:?}"
         );
     }
-    from.outbox_done(&seqs(&batch), Timestamp(at)).await.unwrap();
+    let parent = to.site().await.unwrap().code;
+    from.outbox_done(&seqs(&batch), &[], Some(&parent), Timestamp(at))
+        .await
+        .unwrap();
 }
 
 /// Holds forwarded hw snapshots of web01 (owned by G01, reached through C01), db01 (owned by C01)
@@ -1599,6 +1819,8 @@ async fn routed_requests_go_to_the_owners_branch_and_again_until_complete() {
             completed_at: Some(Timestamp(t + 400)),
             origin: Some(format!("P01:{}", q_web.id)),
             route: None,
+            forwarded_at: None,
+            forwarded_to: None,
         };
         let e = Forwarded {
             completed: vec![done],
@@ -1656,6 +1878,8 @@ async fn only_the_owners_branch_completes_a_routed_request_of_its_client() {
             completed_at: Some(Timestamp(5_200)),
             origin: Some(format!("P01:{}", q.id)),
             route: None,
+            forwarded_at: None,
+            forwarded_to: None,
         };
         let e = Forwarded {
             completed: vec![forged.clone()],
@@ -1944,6 +2168,21 @@ async fn a_routed_request_travels_down_two_levels_and_completes_at_every_site_on
         assert_eq!(
             p.request_state(q.id).await.unwrap().unwrap().state,
             RequestState::Complete
+        );
+        // Each site records its own hop up: the owner when C01 stored the report, C01 (its
+        // routed-on copy, found by origin) when P01 stored it; P01 has no parent.
+        let forwarded = |r: &RequestView| (r.forwarded_at, r.forwarded_to.clone());
+        assert_eq!(
+            forwarded(owner_req),
+            (Some(Timestamp(3_500)), Some(code("C01")))
+        );
+        assert_eq!(
+            forwarded(&c.request_state(relay).await.unwrap().unwrap()),
+            (Some(Timestamp(3_600)), Some(code("P01")))
+        );
+        assert_eq!(
+            forwarded(&p.request_state(q.id).await.unwrap().unwrap()),
+            (None, None)
         );
         let much_later = Timestamp(10_000 + invsync_store::REDELIVER_AFTER_MS);
         assert!(

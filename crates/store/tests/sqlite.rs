@@ -400,7 +400,7 @@ async fn a_version_1_database_is_migrated_to_the_current_version_and_keeps_its_d
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(version, "3");
+    assert_eq!(version, "4");
     for (kind, name) in [
         ("table", "outbox"),
         ("table", "sites"),
@@ -418,6 +418,16 @@ async fn a_version_1_database_is_migrated_to_the_current_version_and_keeps_its_d
             .unwrap();
         assert_eq!(n, 1, "{kind} {name}");
     }
+    for column in ["forwarded_at", "forwarded_to"] {
+        let n: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM pragma_table_info('requests') WHERE name = ?1",
+                [column],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(n, 1, "requests.{column}");
+    }
     drop(conn);
 
     // A migrated file opens again as it is, and pending requests still merge under the
@@ -433,4 +443,20 @@ async fn a_version_1_database_is_migrated_to_the_current_version_and_keeps_its_d
         .await
         .unwrap();
     assert!(a.created && !b.created && a.id == b.id, "{a:?} {b:?}");
+
+    // What version 4 adds: the request completed by the queued change is marked forwarded once
+    // the parent acknowledges it.
+    let queued = store.outbox_batch(10).await.unwrap();
+    let done = queued[0].completed[0].id;
+    assert_eq!(store.request_state(done).await.unwrap().unwrap().forwarded_at, None);
+    let parent = invsync_proto::SiteCode::parse("P01").unwrap();
+    store
+        .outbox_done(&[queued[0].seq], &[], Some(&parent), Timestamp(5_000))
+        .await
+        .unwrap();
+    let r = store.request_state(done).await.unwrap().unwrap();
+    assert_eq!(
+        (r.forwarded_at, r.forwarded_to),
+        (Some(Timestamp(5_000)), Some(parent))
+    );
 }

@@ -358,3 +358,75 @@ fn invsync_via_child_routes_a_request_down_to_the_owner_and_both_sites_see_it_co
     child.stop();
     parent.stop();
 }
+
+/// Starts `invsync` with these arguments in the background, its output captured.
+fn spawn_invsync(args: &[&str]) -> std::process::Child {
+    bin("invsync")
+        .args(args)
+        .env_remove("INVSITE_DIR")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for a background `invsync` and returns its exit code, stdout and stderr.
+fn finish(child: std::process::Child) -> (Option<i32>, String, String) {
+    let out = child.wait_with_output().unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn invsync_wait_at_a_child_site_follows_the_request_until_its_parent_holds_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut parent = Site::init(tmp.path(), "P01");
+    parent.start();
+    let mut child = Site::init_child(tmp.path(), "C01", &parent);
+    child.start();
+    let agent = Agent::enroll(tmp.path(), &child, "debian", "web01");
+    agent.cycle();
+    wait_until(15, "the parent holds WEB01", || version_at(&parent, "WEB01", "sw", &[]) == Some(1));
+
+    // Queued, picked up and complete at C01, then acknowledged by P01: exit 0.
+    let waiting = spawn_invsync(&["sw", "WEB01", "--wait", "--timeout", "30s", "--data-dir", child.data_dir()]);
+    wait_until(15, "the sw request is queued at C01", || {
+        find_request(&requests_at(&child, "WEB01"), |r| r["class"] == "sw" && r["state"] == "pending").is_some()
+    });
+    agent.cycle();
+    let (code, o, e) = finish(waiting);
+    assert_eq!(code, Some(0), "stdout:\n{o}\nstderr:\n{e}");
+    assert!(o.contains("picked up by WEB01") && o.contains("complete at") && o.contains("stored at site C01"), "{o}");
+    let last = o.lines().last().unwrap_or_default();
+    assert!(last.contains("forwarded to site P01 at "), "forwarding is the last step: {o}");
+
+    // The request records it; `invsite show` says it; the parent holds the completed request.
+    let req = find_request(&requests_at(&child, "WEB01"), |r| r["class"] == "sw").unwrap();
+    assert_eq!(req["forwarded_to"], "P01", "{req}");
+    let at = req["forwarded_at"].as_str().expect("a forwarding time").to_string();
+    assert!(last.ends_with(&at), "{last} / {at}");
+    let text = run_ok("invsite", &["show", "WEB01", "--data-dir", child.data_dir()]);
+    assert!(text.contains("complete, requested") && text.contains(&format!(", forwarded to P01 {at}")), "{text}");
+    let above = find_request(&requests_at(&parent, "WEB01"), |r| r["class"] == "sw").expect("the request at P01");
+    assert_eq!(above["state"], "complete");
+    assert!(above.get("forwarded_at").is_none(), "P01 has no parent: {above}");
+
+    // With the parent down the report is stored at C01 but not acknowledged: exit 6, saying so.
+    parent.stop();
+    let waiting = spawn_invsync(&["hw", "WEB01", "--wait", "--timeout", "8s", "--data-dir", child.data_dir()]);
+    wait_until(15, "the hw request is queued at C01", || {
+        find_request(&requests_at(&child, "WEB01"), |r| r["class"] == "hw" && r["state"] == "pending").is_some()
+    });
+    agent.cycle();
+    let (code, o, e) = finish(waiting);
+    assert_eq!(code, Some(6), "stdout:\n{o}\nstderr:\n{e}");
+    assert!(o.contains("complete at") && !o.contains("forwarded to"), "{o}");
+    assert!(e.contains("stored here at site C01") && e.contains("not yet acknowledged by the parent"), "{e}");
+
+    // The outbox kept it: once the parent is back, the request is marked forwarded.
+    parent.restart();
+    wait_until(45, "the hw request is forwarded once P01 is back", || {
+        find_request(&requests_at(&child, "WEB01"), |r| r["class"] == "hw").is_some_and(|r| r["forwarded_to"] == "P01")
+    });
+    child.stop();
+    parent.stop();
+}

@@ -2,7 +2,7 @@
 //! count and requests; `--json` prints the full record of SPEC section 7.
 
 use anyhow::Result;
-use invsync_proto::wire::{ClientView, SnapshotView};
+use invsync_proto::wire::{ClientView, RequestView, SnapshotView};
 use invsync_proto::ClientName;
 
 use super::DataDirArg;
@@ -45,6 +45,16 @@ fn class_lines(out: &mut String, label: &str, snap: Option<&SnapshotView>, list_
     }
 }
 
+/// `, forwarded to P01 <time>` once this site's parent acknowledged the change that completed
+/// the request: the hop up from here (the sites above show theirs with `invsite show` there).
+fn forwarded(r: &RequestView) -> String {
+    match (r.forwarded_at, &r.forwarded_to) {
+        (Some(at), Some(parent)) => format!(", forwarded to {parent} {at}"),
+        (Some(at), None) => format!(", forwarded to the parent {at}"),
+        (None, _) => String::new(),
+    }
+}
+
 pub fn render(v: &ClientView) -> String {
     let mut out = format!("{} (id {}, site {})\n", v.name, v.id, v.site);
     out.push_str(&format!("machine id {}, enrolled {}\n", v.machine_id, v.enrolled_at));
@@ -67,13 +77,14 @@ pub fn render(v: &ClientView) -> String {
             (None, None) => String::new(),
         };
         out.push_str(&format!(
-            "request {}: {} resync {}{path}, requested {}{}{}\n",
+            "request {}: {} resync {}{path}, requested {}{}{}{}\n",
             r.id,
             r.class,
             r.state.as_str(),
             r.requested_at,
             r.picked_up_at.map(|t| format!(", picked up {t}")).unwrap_or_default(),
             r.completed_at.map(|t| format!(", completed {t}")).unwrap_or_default(),
+            forwarded(r),
         ));
     }
     for e in &v.events {

@@ -189,22 +189,98 @@ pub(super) fn outbox_batch(conn: &Connection, limit: usize) -> Result<Vec<Forwar
 }
 
 /// Removes acknowledged entries; an unknown sequence number is ignored (acknowledged twice).
+/// The parent stored the changes of `stored` (applied, or already held), so the resync requests
+/// they completed are now visible one level up: they are marked forwarded at `now` to `parent`
+/// (its code when known). `refused` entries leave the outbox unmarked, since the parent stored
+/// nothing of them.
 pub(super) fn outbox_done(
     conn: &Connection,
-    seqs: &[i64],
+    own: &SiteCode,
+    stored: &[i64],
+    refused: &[i64],
+    parent: Option<&SiteCode>,
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    if seqs.is_empty() {
+    if stored.is_empty() && refused.is_empty() {
         return Ok(());
     }
-    conn.prepare_cached("DELETE FROM outbox WHERE seq IN rarray(?1)")?
-        .execute([id_array(seqs.iter().copied())])?;
+    // Read while deleting: an entry's completed requests exist nowhere else once it is gone.
+    // Most entries complete none (NULL), so this decodes next to nothing.
+    let mut carried: Vec<(i64, Vec<RequestView>)> = Vec::new();
+    {
+        let mut st = conn.prepare_cached(
+            "DELETE FROM outbox WHERE seq IN rarray(?1) RETURNING client_id, completed",
+        )?;
+        let mut rows = st.query([id_array(stored.iter().copied())])?;
+        while let Some(row) = rows.next()? {
+            if let Some(raw) = row.get_ref(1)?.as_str_or_null()? {
+                carried.push((row.get(0)?, decode_completed(Some(raw))?));
+            }
+        }
+    }
+    if !refused.is_empty() {
+        conn.prepare_cached("DELETE FROM outbox WHERE seq IN rarray(?1)")?
+            .execute([id_array(refused.iter().copied())])?;
+    }
+    for (client, completed) in &carried {
+        mark_forwarded(conn, own, *client, completed, parent, now)?;
+    }
     set_meta_value(conn, LAST_FORWARDED, &now.0.to_string())
+}
+
+/// Marks the resync requests one acknowledged change completed as forwarded. The views name the
+/// requests as the owning site knows them, so they are found here as `record_completed` found
+/// them when it recorded them: by row id only for a request made here (no origin at the owner,
+/// or an origin naming this site), otherwise by origin. Never by the bare id of another site,
+/// which may well be the id of an unrelated request here. The first acknowledgement counts: an
+/// entry acknowledged again (a batch resent after a lost answer) moves nothing.
+fn mark_forwarded(
+    conn: &Connection,
+    own: &SiteCode,
+    client: i64,
+    completed: &[RequestView],
+    parent: Option<&SiteCode>,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let Some(owner) = conn
+        .prepare_cached("SELECT site_code FROM clients WHERE id = ?1")?
+        .query_row([client], |r| r.get::<_, String>(0))
+        .optional()?
+    else {
+        return Ok(());
+    };
+    let parent = parent.map(SiteCode::as_str);
+    for r in completed {
+        let origin = r
+            .origin
+            .clone()
+            .unwrap_or_else(|| format!("{owner}:{}", r.id));
+        // Only complete resync requests of this client and class: a view naming another request
+        // (forged or stale) marks nothing.
+        match split_origin(&origin) {
+            Some((site, id)) if &site == own => conn
+                .prepare_cached(
+                    "UPDATE requests SET forwarded_at = ?1, forwarded_to = ?2
+                     WHERE id = ?3 AND client_id = ?4 AND kind = 'resync' AND arg = ?5
+                       AND completed_at IS NOT NULL AND forwarded_at IS NULL",
+                )?
+                .execute(params![now.0, parent, id, client, r.class.as_str()])?,
+            _ => conn
+                .prepare_cached(
+                    "UPDATE requests SET forwarded_at = ?1, forwarded_to = ?2
+                     WHERE origin = ?3 AND client_id = ?4 AND kind = 'resync' AND arg = ?5
+                       AND completed_at IS NOT NULL AND forwarded_at IS NULL",
+                )?
+                .execute(params![now.0, parent, origin, client, r.class.as_str()])?,
+        };
+    }
+    Ok(())
 }
 
 /// Replaces every outbox entry of a client and class with one full entry of its current
 /// snapshot, at the end of the outbox. The resync requests the dropped entries completed move
-/// to the new entry, so the parent still learns of them.
+/// to the new entry, so the parent still learns of them, and they are marked forwarded when
+/// that entry is acknowledged.
 pub(super) fn outbox_resync(
     conn: &Connection,
     client_id: Uuid,

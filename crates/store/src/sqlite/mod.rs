@@ -520,13 +520,28 @@ impl SqliteStore {
             .await
     }
 
-    pub async fn outbox_done(&self, seqs: &[i64], now: Timestamp) -> Result<(), StoreError> {
-        if seqs.is_empty() {
+    pub async fn outbox_done(
+        &self,
+        stored: &[i64],
+        refused: &[i64],
+        parent: Option<&SiteCode>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        if stored.is_empty() && refused.is_empty() {
             return Ok(());
         }
-        let seqs = seqs.to_vec();
-        self.write(move |conn, _| hierarchy::outbox_done(conn, &seqs, now))
-            .await
+        let (stored, refused, parent) = (stored.to_vec(), refused.to_vec(), parent.cloned());
+        self.write(move |conn, batch| {
+            hierarchy::outbox_done(
+                conn,
+                &batch.shared.site.code,
+                &stored,
+                &refused,
+                parent.as_ref(),
+                now,
+            )
+        })
+        .await
     }
 
     pub async fn outbox_resync(&self, client: Uuid, class: Class) -> Result<(), StoreError> {

@@ -370,7 +370,8 @@ pub(super) fn complete_events(
 
 pub(super) fn request_state(conn: &Connection, id: i64) -> Result<Option<RequestView>, StoreError> {
     let mut st = conn.prepare_cached(
-        "SELECT id, arg, requested_at, picked_up_at, completed_at, origin, route FROM requests
+        "SELECT id, arg, requested_at, picked_up_at, completed_at, origin, route,
+                forwarded_at, forwarded_to FROM requests
          WHERE id = ?1 AND kind = 'resync'",
     )?;
     let mut rows = st.query([id])?;
@@ -380,14 +381,20 @@ pub(super) fn request_state(conn: &Connection, id: i64) -> Result<Option<Request
     Ok(Some(request_view(row)?))
 }
 
-/// A resync request from (id, arg, requested_at, picked_up_at, completed_at, origin, route).
+/// A resync request from (id, arg, requested_at, picked_up_at, completed_at, origin, route,
+/// forwarded_at, forwarded_to).
 pub(super) fn request_view(row: &Row<'_>) -> Result<RequestView, StoreError> {
     let class = Class::parse(row.get_ref(1)?.as_str()?).ok_or_else(|| corrupt("request class"))?;
     let (picked, done): (Option<i64>, Option<i64>) = (row.get(3)?, row.get(4)?);
-    let route = match row.get_ref(6)?.as_str_or_null()? {
-        None => None,
-        Some(code) => Some(SiteCode::parse(code).map_err(|_| corrupt("site code"))?),
+    let site_or_null = |i: usize| -> Result<Option<SiteCode>, StoreError> {
+        match row.get_ref(i)?.as_str_or_null()? {
+            None => Ok(None),
+            Some(code) => Ok(Some(
+                SiteCode::parse(code).map_err(|_| corrupt("site code"))?,
+            )),
+        }
     };
+    let (route, forwarded_to) = (site_or_null(6)?, site_or_null(8)?);
     Ok(RequestView {
         id: row.get(0)?,
         class,
@@ -397,6 +404,8 @@ pub(super) fn request_view(row: &Row<'_>) -> Result<RequestView, StoreError> {
         completed_at: ts(done),
         origin: row.get(5)?,
         route,
+        forwarded_at: ts(row.get(7)?),
+        forwarded_to,
     })
 }
 
@@ -724,7 +733,8 @@ pub(super) fn apply_report(
             "UPDATE requests SET completed_at = ?1, picked_up_at = coalesce(picked_up_at, ?1)
              WHERE id IN rarray(?2) AND client_id = ?3 AND kind = 'resync' AND arg = ?4
                AND completed_at IS NULL
-             RETURNING id, arg, requested_at, picked_up_at, completed_at, origin, route",
+             RETURNING id, arg, requested_at, picked_up_at, completed_at, origin, route,
+                       forwarded_at, forwarded_to",
         )?;
         let mut rows = st.query(params![
             now.0,
@@ -885,7 +895,8 @@ fn client_view_of(conn: &Connection, client: i64) -> Result<Option<(i64, ClientV
     drop(rows);
 
     let mut st = conn.prepare_cached(
-        "SELECT id, arg, requested_at, picked_up_at, completed_at, origin, route FROM requests
+        "SELECT id, arg, requested_at, picked_up_at, completed_at, origin, route,
+                forwarded_at, forwarded_to FROM requests
          WHERE client_id = ?1 AND kind = ?2 ORDER BY id DESC LIMIT ?3",
     )?;
     let mut rows = st.query(params![client, "resync", VIEW_LIMIT])?;

@@ -15,14 +15,14 @@ use crate::SiteMeta;
 use crate::error::StoreError;
 
 /// The schema version this program writes; `migrate` brings older files up to it.
-pub(super) const SCHEMA_VERSION: i64 = 3;
+pub(super) const SCHEMA_VERSION: i64 = 4;
 
 /// How long a connection waits for another connection's lock (another process's writer, or a
 /// checkpoint) before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
 
 /// `MIGRATIONS[v]` turns schema version `v` into `v + 1`. Version 0 is an empty file.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4];
 
 const SCHEMA_V1: &str = r#"
 CREATE TABLE meta (
@@ -189,6 +189,18 @@ CREATE INDEX requests_routed ON requests (route) WHERE route IS NOT NULL AND com
 DROP INDEX requests_pending;
 CREATE UNIQUE INDEX requests_pending ON requests (client_id, kind, arg)
     WHERE picked_up_at IS NULL AND completed_at IS NULL AND origin IS NULL;
+"#;
+
+/// Version 4: when a completed resync request went one level up (`invsync --wait` follows a
+/// request until then at a site that has a parent).
+const SCHEMA_V4: &str = r#"
+-- `forwarded_at`: when the parent acknowledged the outbox entry that carried the change completing
+-- the request (NULL until then, and at a site without a parent); `forwarded_to`: that parent's
+-- code, when this site knew it. Set once, by the first acknowledgement: a later one (an entry
+-- sent again after a lost answer) does not move it. Both NULL for existing rows: what was
+-- forwarded before this version is not known per request. Adding nullable columns rewrites no row.
+ALTER TABLE requests ADD COLUMN forwarded_at INTEGER;
+ALTER TABLE requests ADD COLUMN forwarded_to TEXT;
 "#;
 
 /// Creates a new database file at `path` with the current schema and the site's metadata,
