@@ -214,6 +214,12 @@ impl Store {
         self.sqlite().complete_events(client_id, ids, now).await
     }
 
+    /// Makes an own client's key useless at once (its hash becomes one no key has). The
+    /// client's inventory stays; enrolling again (with the enrollment secret) issues a new key.
+    pub async fn revoke(&self, name: &ClientName) -> Result<(), StoreError> {
+        self.sqlite().revoke(name).await
+    }
+
     /// Queues a resync request for a client of this site, or returns the identical request
     /// still pending (`created = false`).
     pub async fn request_resync(

@@ -338,7 +338,7 @@ fn invsync_via_child_routes_a_request_down_to_the_owner_and_both_sites_see_it_co
     // Turned on for an existing site, C01 takes requests for its own clients once restarted.
     child.stop();
     let out = run_ok("invsite", &["config", "--accept-parent-requests", "true", "--data-dir", child.data_dir()]);
-    assert!(out.contains("now on"), "{out}");
+    assert!(out.contains("accept-parent-requests on"), "{out}");
     child.restart();
     wait_until(15, "the parent learns that C01 accepts requests", || {
         let v: Value = serde_json::from_str(&run_ok("invsite", &["sites", "--data-dir", parent.data_dir(), "--json"])).unwrap();

@@ -395,6 +395,18 @@ impl SqliteStore {
         .await
     }
 
+    pub async fn revoke(&self, name: &ClientName) -> Result<(), StoreError> {
+        let name = name.clone();
+        self.write(move |conn, batch| {
+            if queries::revoke(conn, &batch.shared.site.code, &name)? {
+                Ok(())
+            } else {
+                Err(StoreError::UnknownClient { name: name.to_string() })
+            }
+        })
+        .await
+    }
+
     pub async fn request_resync(
         &self,
         name: &ClientName,

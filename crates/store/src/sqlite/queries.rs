@@ -221,6 +221,15 @@ pub(super) fn client_auth(
     }))
 }
 
+/// Replaces an own client's key hash with 32 zero bytes, which no key hashes to, so its key
+/// is refused from the next request on. Returns whether the client exists.
+pub(super) fn revoke(conn: &Connection, site: &SiteCode, name: &ClientName) -> Result<bool, StoreError> {
+    let n = conn
+        .prepare_cached("UPDATE clients SET key_hash = zeroblob(32) WHERE site_code = ?1 AND name = ?2")?
+        .execute(params![site.as_str(), name.as_str()])?;
+    Ok(n > 0)
+}
+
 pub(super) fn write_last_seen(conn: &Connection, seen: &[(i64, i64)]) -> Result<(), StoreError> {
     let mut st = conn.prepare_cached(
         "UPDATE clients SET last_seen = max(coalesce(last_seen, ?2), ?2) WHERE id = ?1",
