@@ -1031,3 +1031,21 @@ async fn two_handles_on_one_database_cooperate() {
         assert_eq!((hw.version, hw.items), (2, v2));
     }
 }
+
+#[tokio::test]
+async fn revoking_replaces_the_key_hash_with_one_no_key_has_and_keeps_the_inventory() {
+    for f in stores().await {
+        let s = &f.store;
+        let e = Enrollment { name: name("web01"), machine_id: "m-1".into(), key_hash: key_hash(1), now: Timestamp(10) };
+        let id = s.enroll(&e).await.unwrap().client_id;
+        s.revoke(&name("web01")).await.unwrap();
+        let auth = s.client_auth(id).await.unwrap().expect("the client stays");
+        assert_eq!(auth.key_hash.0, [0u8; 32], "{}", f.backend);
+        assert!(s.client_view(&name("web01")).await.unwrap().is_some());
+        assert!(matches!(s.revoke(&name("nobody")).await, Err(StoreError::UnknownClient { .. })));
+        // Enrolling again (with the secret, checked by the site) issues a working key.
+        let again = Enrollment { key_hash: key_hash(3), now: Timestamp(20), ..e };
+        assert_eq!(s.enroll(&again).await.unwrap().client_id, id);
+        assert_eq!(s.client_auth(id).await.unwrap().unwrap().key_hash, key_hash(3));
+    }
+}
