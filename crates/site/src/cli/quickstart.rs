@@ -118,9 +118,13 @@ pub async fn apply(args: Args) -> Result<()> {
     let name = enrolled.name;
     let d = shown_site.display();
     println!();
-    println!("The agent cycles every {}. Try, in another terminal:", humantime::format_duration(args.interval));
-    println!("  {} sw {name} --data-dir {d}          # queue a software resync", sibling_command("invsync"));
-    println!("  {} {name} cycle --data-dir {d}       # make the agent cycle at its next contact", sibling_command("setevnt"));
+    println!(
+        "The agent cycles every {} and, through its push channel, at once when something is queued for it.",
+        humantime::format_duration(args.interval)
+    );
+    println!("Try, in another terminal:");
+    println!("  {} sw {name} --data-dir {d} --wait   # a software resync, followed to completion", sibling_command("invsync"));
+    println!("  {} {name} cycle --data-dir {d}       # make the agent cycle now", sibling_command("setevnt"));
     println!("  {} show {name} --data-dir {d}        # see versions, items and requests", sibling_command("invsite"));
     println!("  {} clients --data-dir {d}", sibling_command("invsite"));
     println!("Press Ctrl-C to stop.");
