@@ -96,7 +96,7 @@ for t in "${targets[@]}"; do
         result="no crash"
     else
         failed=1
-        kind=$(grep -o -m1 -E 'ERROR: libFuzzer: [a-z-]+|ERROR: AddressSanitizer: [a-z-]+' "$log" || true)
+        kind=$(grep -o -m1 -E 'ERROR: (libFuzzer|AddressSanitizer): [a-z -]*[a-z]' "$log" || true)
         result="CRASH (exit $rc${kind:+, $kind})${artifact:+: $artifact}"
     fi
     printf '%-15s %14s %10s  %s\n' "$t" "${runs:-?}" "${rate:-?}" "$result"

@@ -196,7 +196,7 @@ fn arm_model(implementer: Option<&str>, part: Option<&str>) -> Option<String> {
 /// A cpufreq value in kHz as whole MHz.
 pub fn khz_to_mhz(text: &str) -> Option<u64> {
     let khz: u64 = text.trim().parse().ok()?;
-    let mhz = (khz + 500) / 1000;
+    let mhz = khz.checked_add(500)? / 1000;
     (mhz > 0).then_some(mhz)
 }
 
@@ -344,6 +344,9 @@ mod tests {
         assert_eq!(khz_to_mhz("0"), None);
         assert_eq!(khz_to_mhz("-1"), None);
         assert_eq!(khz_to_mhz("99999999999999999999999"), None);
+        // Found by fuzz/fuzz_targets/cpuinfo.rs: rounding overflowed near u64::MAX.
+        assert_eq!(khz_to_mhz("18446744073709551155"), None);
+        assert_eq!(khz_to_mhz(&u64::MAX.to_string()), None);
         assert_eq!(
             mhz_from_model("Intel(R) Core(TM) i7-8650U CPU @ 1.90GHz"),
             Some(1900)
