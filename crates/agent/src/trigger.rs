@@ -44,10 +44,11 @@ pub fn serve(data_dir: &Path, triggers: Sender<Trigger>, stop: Arc<AtomicBool>) 
                 let _ = stream.set_nonblocking(false);
                 let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
                 let mut line = String::new();
-                if BufReader::new(&stream).read_line(&mut line).is_ok() && line.trim() == "cycle" {
-                    if triggers.send(Trigger::Local(stream)).is_err() {
-                        break;
-                    }
+                if BufReader::new(&stream).read_line(&mut line).is_ok()
+                    && line.trim() == "cycle"
+                    && triggers.send(Trigger::Local(stream)).is_err()
+                {
+                    break;
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(50)),

@@ -408,11 +408,8 @@ fn acked_sw_hash(agent_dir: &Path) -> Result<String> {
         .acked
         .get(&Class::Sw)
         .ok_or_else(|| anyhow!("the agent recorded no acknowledged sw snapshot"))?;
-    // The hash as the admin API shows it (its JSON form).
-    Ok(serde_json::to_value(&acked.hash)?
-        .as_str()
-        .ok_or_else(|| anyhow!("a digest is not a JSON string"))?
-        .to_string())
+    // The hash as the admin API shows it: lower-case hex.
+    Ok(acked.hash.to_hex())
 }
 
 /// The top site's admin API.
@@ -497,23 +494,21 @@ impl TopSite {
             };
             let arrived = Instant::now();
             polls += 1;
-            if let Some((v, h)) = &got {
-                if *v >= version {
-                    // The list has no hashes: the view is fetched once more, outside the timing.
-                    let h = match h {
-                        Some(h) => h.clone(),
-                        None => self
-                            .view(name)?
-                            .and_then(|(_, h)| h)
-                            .ok_or_else(|| anyhow!("the top site shows no sw hash for {name}"))?,
-                    };
-                    if *v != version || h != hash {
-                        bail!(
-                            "the top site shows sw version {v} hash {h}, expected version {version} hash {hash}"
-                        );
-                    }
-                    return Ok((arrived, polls, arrived - start));
+            if let Some((v, h)) = &got
+                && *v >= version
+            {
+                // The list has no hashes: the view is fetched once more, outside the timing.
+                let h = match h {
+                    Some(h) => h.clone(),
+                    None => self
+                        .view(name)?
+                        .and_then(|(_, h)| h)
+                        .ok_or_else(|| anyhow!("the top site shows no sw hash for {name}"))?,
+                };
+                if *v != version || h != hash {
+                    bail!("the top site shows sw version {v} hash {h}, expected version {version} hash {hash}");
                 }
+                return Ok((arrived, polls, arrived - start));
             }
             if arrived >= deadline {
                 bail!(
