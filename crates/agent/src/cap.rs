@@ -55,21 +55,17 @@ impl CapClient {
         timeout: Duration,
     ) -> Result<CapClient, AgentError> {
         let base = normalise_site_url(site_url)?;
-        // The CA file is read only for an https:// site: a plain one never uses it.
-        let tls = if base.starts_with("https://") {
-            crate::tls::client_config(ca).map_err(|reason| AgentError::BadCaCert { reason })?
-        } else {
-            ureq::tls::TlsConfig::default()
-        };
-        let config = ureq::Agent::config_builder()
-            .tls_config(tls)
-            .timeout_connect(Some(CONNECT_TIMEOUT))
-            .timeout_global(Some(timeout))
-            .http_status_as_error(false)
-            .user_agent(format!("invagent/{}", crate::AGENT_VERSION))
-            .build();
+        let user_agent = format!("invagent/{}", crate::AGENT_VERSION);
+        let agent = crate::tls::http_agent(&crate::tls::ClientOptions {
+            url: &base,
+            ca,
+            connect_timeout: CONNECT_TIMEOUT,
+            timeout,
+            user_agent: Some(&user_agent),
+        })
+        .map_err(|reason| AgentError::BadCaCert { reason })?;
         Ok(CapClient {
-            agent: ureq::Agent::new_with_config(config),
+            agent,
             base,
             token: token.map(str::to_string),
         })

@@ -24,6 +24,34 @@ pub fn client_config(ca: Option<&Path>) -> Result<TlsConfig, String> {
     Ok(TlsConfig::builder().provider(TlsProvider::Rustls).root_certs(roots).build())
 }
 
+/// How one of the project's HTTP clients is set up.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientOptions<'a> {
+    /// The server's base URL; TLS is configured only for `https://`.
+    pub url: &'a str,
+    /// The CA certificates to trust (see [`client_config`]).
+    pub ca: Option<&'a Path>,
+    pub connect_timeout: std::time::Duration,
+    /// From the start of a request to the end of its answer.
+    pub timeout: std::time::Duration,
+    pub user_agent: Option<&'a str>,
+}
+
+/// An HTTP client for `opts.url`: TLS trusting `opts.ca` for an `https://` URL (the CA file is
+/// never read for a plain one), error statuses returned as answers so their bodies can be read.
+pub fn http_agent(opts: &ClientOptions<'_>) -> Result<ureq::Agent, String> {
+    let tls = if opts.url.starts_with("https://") { client_config(opts.ca)? } else { TlsConfig::default() };
+    let mut builder = ureq::Agent::config_builder()
+        .tls_config(tls)
+        .http_status_as_error(false)
+        .timeout_connect(Some(opts.connect_timeout))
+        .timeout_global(Some(opts.timeout));
+    if let Some(ua) = opts.user_agent {
+        builder = builder.user_agent(ua);
+    }
+    Ok(builder.build().into())
+}
+
 /// The certificates of a PEM file (other PEM sections, such as a key, are skipped).
 pub fn read_ca(path: &Path) -> Result<Vec<Certificate<'static>>, String> {
     let pem = std::fs::read(path).map_err(|e| format!("cannot read the CA certificate {}: {e}", path.display()))?;

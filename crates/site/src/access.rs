@@ -65,20 +65,15 @@ impl SiteAccess {
         })?;
         let token = dir.admin_token()?;
         let base_url = dir.base_url(&config);
-        let tls = if base_url.starts_with("https://") {
-            let ca = dir.tls_ca(&config);
-            invsync_agent::tls::client_config(ca.as_deref())
-                .map_err(|e| anyhow::anyhow!("cannot reach the site server over TLS: {e}"))?
-        } else {
-            ureq::tls::TlsConfig::default()
-        };
-        let http: ureq::Agent = ureq::Agent::config_builder()
-            .tls_config(tls)
-            .http_status_as_error(false)
-            .timeout_connect(Some(Duration::from_secs(5)))
-            .timeout_global(Some(Duration::from_secs(30)))
-            .build()
-            .into();
+        let ca = dir.tls_ca(&config);
+        let http = invsync_agent::tls::http_agent(&invsync_agent::tls::ClientOptions {
+            url: &base_url,
+            ca: ca.as_deref(),
+            connect_timeout: Duration::from_secs(5),
+            timeout: Duration::from_secs(30),
+            user_agent: None,
+        })
+        .map_err(|e| anyhow::anyhow!("cannot reach the site server over TLS: {e}"))?;
         Ok(SiteAccess { dir, config, base_url, token, http, options, direct: None })
     }
 

@@ -40,18 +40,14 @@ impl ParentClient {
     /// A client for the parent `config` names; an `https://` parent's certificate must chain
     /// to `config.ca_cert` (`init --parent-ca-cert`), else to the built-in Mozilla roots.
     pub fn new(config: &ParentConfig) -> anyhow::Result<ParentClient> {
-        let tls = if config.url.starts_with("https://") {
-            invsync_agent::tls::client_config(config.ca_cert.as_deref()).map_err(|e| anyhow::anyhow!("--parent-ca-cert: {e}"))?
-        } else {
-            ureq::tls::TlsConfig::default()
-        };
-        let http: ureq::Agent = ureq::Agent::config_builder()
-            .tls_config(tls)
-            .http_status_as_error(false)
-            .timeout_connect(Some(Duration::from_secs(5)))
-            .timeout_global(Some(Duration::from_secs(60)))
-            .build()
-            .into();
+        let http = invsync_agent::tls::http_agent(&invsync_agent::tls::ClientOptions {
+            url: &config.url,
+            ca: config.ca_cert.as_deref(),
+            connect_timeout: Duration::from_secs(5),
+            timeout: Duration::from_secs(60),
+            user_agent: None,
+        })
+        .map_err(|e| anyhow::anyhow!("--parent-ca-cert: {e}"))?;
         Ok(ParentClient { url: config.url.trim_end_matches('/').to_string(), token: config.token.clone(), http })
     }
 

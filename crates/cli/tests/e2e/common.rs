@@ -322,3 +322,46 @@ pub fn try_show(site: &Site, name: &str, extra: &[&str]) -> Option<Value> {
     }
     serde_json::from_slice(&o.stdout).ok()
 }
+
+/// `invagent run` as a daemon, its log in a file the test can read.
+pub struct Daemon {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    pub fn start(agent: &Agent) -> Daemon {
+        let log = agent.dir.with_extension("log");
+        let child = bin("invagent")
+            .args(["run", "--interval", "1h", "--data-dir", s(&agent.dir), "--root", s(&agent.root)])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let d = Daemon { child, log };
+        wait_until(10, "the daemon's first cycle", || d.log_text().contains("Cycle result."));
+        d
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn cycles(&self) -> usize {
+        self.log_text().matches("Cycling.").count()
+    }
+
+    pub fn stop(mut self) {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "invagent run exited {status} after SIGTERM:\n{}", self.log_text());
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -2,53 +2,9 @@
 //! `invsync` and `setevnt` within a second, reconnects after the site restarts, turns a burst
 //! of wake-ups into one cycle, and lets `invagent cycle` run through the daemon.
 
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::*;
-
-/// `invagent run` as a daemon, its log in a file the test can read.
-struct Daemon {
-    child: Child,
-    log: std::path::PathBuf,
-}
-
-impl Daemon {
-    fn start(agent: &Agent) -> Daemon {
-        let log = agent.dir.with_extension("log");
-        let child = bin("invagent")
-            .args(["run", "--interval", "1h", "--data-dir", s(&agent.dir), "--root", s(&agent.root)])
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let d = Daemon { child, log };
-        wait_until(10, "the daemon's first cycle", || d.cycles() >= 1);
-        d
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn cycles(&self) -> usize {
-        self.log_text().matches("Cycling.").count()
-    }
-
-    fn stop(mut self) {
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let status = self.child.wait().unwrap();
-        assert!(status.success(), "invagent run exited {status} after SIGTERM:\n{}", self.log_text());
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn timed_wait(site: &Site, class: &str, name: &str, timeout: &str) -> (Duration, String) {
     let t = Instant::now();

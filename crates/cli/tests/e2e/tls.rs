@@ -7,7 +7,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
@@ -36,45 +36,6 @@ fn enroll(tmp: &Path, url: &str, secret: &str, name: &str, extra: &[&str]) -> (A
     args.extend_from_slice(extra);
     let out = run("invagent", &args);
     (Agent { dir, root }, out)
-}
-
-/// `invagent run` as a daemon, its log in a file.
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn start(agent: &Agent) -> Daemon {
-        let log = agent.dir.with_extension("log");
-        let child = bin("invagent")
-            .args(["run", "--interval", "1h", "--data-dir", s(&agent.dir), "--root", s(&agent.root)])
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let d = Daemon { child, log };
-        wait_until(10, "the daemon's first cycle", || d.log_text().contains("Cycle result."));
-        d
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn stop(mut self) {
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let status = self.child.wait().unwrap();
-        assert!(status.success(), "invagent run exited {status} after SIGTERM:\n{}", self.log_text());
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]
