@@ -23,18 +23,21 @@
 //! the client key are masked with `x` of the same length, so byte counts stay exact).
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+
+#[path = "support/site.rs"]
+mod site;
 
 use anyhow::{Context, Result, anyhow, bail};
 use invsync_agent::plan::{self, PlanReason, PlannedReport};
 use invsync_agent::{ClassOutcome, CycleOptions, CycleSummary, EnrollOptions, ReportKind, State};
 use invsync_proto::{Class, Timestamp};
 use serde_json::{Value, json};
+use site::{Server, run_tool, s, sibling_binary};
 
 /// SPEC section 10: bytes an agent may send (agent → site) in a cycle where nothing changed.
 const NO_CHANGE_BUDGET: u64 = 300;
@@ -136,7 +139,7 @@ fn measure() -> Result<Measurement> {
             "127.0.0.1:0",
         ],
     )?;
-    let server = Server::start(&invsite, &site_dir, &tmp.path().join("invsite.log"))?;
+    let server = Server::start(&invsite, "S01", &site_dir, &tmp.path().join("invsite.log"))?;
     let secret = run_tool(&invsite, &["enroll-secret", "--data-dir", s(&site_dir)])?
         .trim()
         .to_string();
@@ -292,124 +295,6 @@ fn check_cycle(
 // ---------------------------------------------------------------------------------------------
 // The site and the agent's root
 
-/// `invsite` (or another binary) in `target/release`, next to `target/release/examples/`.
-fn sibling_binary(name: &str) -> Result<PathBuf> {
-    let exe = std::env::current_exe().context("could not find this example's executable")?;
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .ok_or_else(|| anyhow!("{} has no grandparent directory", exe.display()))?;
-    let bin = dir.join(name);
-    if !bin.is_file() {
-        bail!(
-            "{} is missing: build the binaries first with `cargo build --release --workspace`",
-            bin.display()
-        );
-    }
-    Ok(bin)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("temporary paths are UTF-8")
-}
-
-/// Runs a tool to completion and returns its stdout; a failure carries its stderr.
-fn run_tool(bin: &Path, args: &[&str]) -> Result<String> {
-    let out = Command::new(bin)
-        .args(args)
-        .output()
-        .with_context(|| format!("could not run {}", bin.display()))?;
-    if !out.status.success() {
-        bail!(
-            "`{} {}` failed ({}): {}",
-            bin.display(),
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// A running `invsite serve`; SIGTERM'd (graceful shutdown) when stopped or dropped.
-struct Server {
-    child: Option<Child>,
-    addr: SocketAddr,
-    log: PathBuf,
-}
-
-impl Server {
-    fn start(invsite: &Path, data_dir: &Path, log: &Path) -> Result<Server> {
-        let log_file = fs::File::create(log).context("could not create the server's log file")?;
-        let mut child = Command::new(invsite)
-            .args(["serve", "--data-dir", s(data_dir)])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(log_file)
-            .spawn()
-            .with_context(|| format!("could not start {} serve", invsite.display()))?;
-        let mut out = BufReader::new(child.stdout.take().expect("stdout is piped"));
-        let mut line = String::new();
-        out.read_line(&mut line)
-            .context("could not read invsite serve's first line")?;
-        // Keep draining stdout so the server never writes into a closed pipe.
-        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-        let mut server = Server {
-            child: Some(child),
-            addr: "0.0.0.0:0".parse()?,
-            log: log.to_path_buf(),
-        };
-        // `invsite S01 serving on http://127.0.0.1:PORT`
-        let addr = line
-            .trim()
-            .rsplit(' ')
-            .next()
-            .and_then(|u| u.strip_prefix("http://"))
-            .and_then(|a| a.parse::<SocketAddr>().ok());
-        match addr {
-            Some(addr) => server.addr = addr,
-            None => bail!(
-                "invsite serve did not announce its address (first line {line:?}); its log:\n{}",
-                server.stop_and_log()
-            ),
-        }
-        Ok(server)
-    }
-
-    fn stop(mut self) -> Result<()> {
-        // A match, not a let chain: the workspace's rust-version is 1.85.
-        match self.terminate() {
-            Some(status) if !status.success() => bail!(
-                "invsite serve exited with {status} after SIGTERM; its log:\n{}",
-                self.read_log()
-            ),
-            _ => Ok(()),
-        }
-    }
-
-    fn stop_and_log(mut self) -> String {
-        self.terminate();
-        self.read_log()
-    }
-
-    fn read_log(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn terminate(&mut self) -> Option<std::process::ExitStatus> {
-        let mut child = self.child.take()?;
-        // SIGTERM, not SIGKILL: the server shuts down gracefully and its exit status means
-        // something.
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-        child.wait().ok()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.terminate();
-    }
-}
 
 /// Builds the agent's root: this machine's dpkg database, our own identity files. Returns the
 /// number of package stanzas in the copied status file.
