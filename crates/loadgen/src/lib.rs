@@ -9,6 +9,7 @@
 //! Every mode is bounded in count and in time (`--time-limit`) and exits by itself. Progress
 //! goes to stderr, results to stdout (`--json` for machines).
 
+pub mod agents;
 pub mod http;
 pub mod inventory;
 pub mod mode;
@@ -41,6 +42,14 @@ enum Command {
     /// Enroll N agents, park N idle push-channel long-polls, measure the site's memory per
     /// idle connection and the resync round trip (request → wake → check-in → full report).
     Connect(mode::connect::Args),
+    /// Enroll N agents (resumably) and write them to the agents file the other modes read.
+    Enroll(mode::enroll::Args),
+    /// Full sw reports (1,500 packages by default) of each agent of the agents file.
+    Full(mode::full::Args),
+    /// sw deltas (a few packages changed) against the version the site acknowledged last.
+    Delta(mode::delta::Args),
+    /// No-change check-ins: the site holds exactly what each agent has.
+    Checkin(mode::checkin::Args),
 }
 
 /// Parses the command line and runs the mode. Usage errors come back as an [`Exit`] with
@@ -62,6 +71,22 @@ pub fn try_main() -> Result<()> {
         Command::Connect(a) => {
             let limit = a.common.time_limit;
             runtime.block_on(bounded(limit, mode::connect::apply(a)))
+        }
+        Command::Enroll(a) => {
+            let limit = a.site.time_limit;
+            runtime.block_on(bounded(limit, mode::enroll::apply(a)))
+        }
+        Command::Full(a) => {
+            let limit = a.site.time_limit;
+            runtime.block_on(bounded(limit, mode::full::apply(a)))
+        }
+        Command::Delta(a) => {
+            let limit = a.site.time_limit;
+            runtime.block_on(bounded(limit, mode::delta::apply(a)))
+        }
+        Command::Checkin(a) => {
+            let limit = a.site.time_limit;
+            runtime.block_on(bounded(limit, mode::checkin::apply(a)))
         }
     };
     // Parked long-poll tasks may still be open; do not wait for them.

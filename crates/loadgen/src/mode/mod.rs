@@ -1,6 +1,13 @@
-//! The modes, one file each, and the arguments they share.
+//! The modes, one file each, and the arguments they share. `connect` has its own arguments
+//! ([`CommonArgs`]); `enroll`, `full`, `delta` and `checkin` share an agents file and the
+//! driver in `drive.rs`.
 
+pub mod checkin;
 pub mod connect;
+pub mod delta;
+pub mod drive;
+pub mod enroll;
+pub mod full;
 
 use std::path::PathBuf;
 use std::time::Duration;
