@@ -756,4 +756,93 @@ mod tests {
         assert_eq!(sw_items(1, 20), a, "deterministic");
         assert!(a.contains_key("dpkg/libshared0/amd64"));
     }
+
+    fn fleet(packages: usize) -> Fleet {
+        Fleet::new(FleetSpec {
+            seed: 42,
+            packages,
+            changes: 3,
+        })
+    }
+
+    #[test]
+    fn fleet_sizes_and_variety() {
+        let f = fleet(1500);
+        let a = f.sw(1, 0).items();
+        let b = f.sw(2, 0).items();
+        assert_eq!(a.len(), 1500, "packages as advertised");
+        assert_eq!(b.len(), 1500);
+        let shared = a.keys().filter(|k| b.contains_key(*k)).count();
+        assert!((1000..1400).contains(&shared), "shared {shared}");
+        let same_version = a.iter().filter(|(k, v)| b.get(*k) == Some(v)).count();
+        assert!(same_version < shared, "versions differ between agents");
+        assert_eq!(a.keys().filter(|k| k.starts_with("dpkg/local-")).count(), 15);
+        // Realistic sizes: a 1,500-package report is a couple of hundred KB of JSON.
+        let (json, _) = f.sw(1, 0).full_report_json(Uuid::nil());
+        assert!((120_000..400_000).contains(&json.len()), "{}", json.len());
+        let hw = f.hw_items(1);
+        assert!((30..=50).contains(&hw.len()), "{} hw items", hw.len());
+        for key in ["system", "bios", "cpu", "memory", "os", "fs//", "nic/eno1"] {
+            assert!(hw.contains_key(key), "{key}");
+        }
+        assert_ne!(f.hw_items(2), hw);
+        for small in [0, 1, 20, 50] {
+            assert_eq!(fleet(small).sw(3, 0).len(), small);
+        }
+    }
+
+    #[test]
+    fn fleet_is_deterministic() {
+        let (f, g) = (fleet(200), fleet(200));
+        assert_eq!(f.sw(7, 5).items(), g.sw(7, 5).items());
+        assert_eq!(f.hw_items(7), g.hw_items(7));
+        let other = Fleet::new(FleetSpec {
+            seed: 43,
+            ..f.spec()
+        });
+        assert_ne!(other.sw(7, 0).items(), f.sw(7, 0).items());
+    }
+
+    #[test]
+    fn hashes_and_bodies_match_what_the_site_computes() {
+        let f = fleet(300);
+        for round in [0, 1, 2, 40] {
+            let s = f.sw(5, round);
+            let items = s.items();
+            assert_eq!(s.hash(), Snapshot::new(items.clone()).hash());
+            // The hand-assembled full report is what serialising the Report gives.
+            let id = Uuid::new_v4();
+            let (json, hash) = s.full_report_json(id);
+            let report = Report {
+                report_id: id,
+                class: Class::Sw,
+                hash,
+                body: ReportBody::Full { items },
+                answers: Vec::new(),
+            };
+            assert_eq!(String::from_utf8(json).unwrap(), serde_json::to_string(&report).unwrap());
+        }
+    }
+
+    #[test]
+    fn deltas_lead_from_one_round_to_the_next() {
+        let f = fleet(300);
+        let mut snap = Snapshot::new(f.sw(9, 0).items());
+        let mut removed_or_added = 0;
+        for round in 0..60 {
+            let r = f.delta(9, round, 10 + round as i64);
+            let ReportBody::Delta { base_version, delta } = &r.body else {
+                panic!("not a delta")
+            };
+            assert_eq!(*base_version, 10 + round as i64);
+            assert_eq!(delta.upsert.len() + delta.remove.len(), 3);
+            removed_or_added += delta.remove.len()
+                + delta.upsert.keys().filter(|k| !snap.items.contains_key(*k)).count();
+            snap.apply(delta);
+            assert_eq!(snap.hash(), r.hash, "round {}", round + 1);
+            assert_eq!(snap.items, f.sw(9, round + 1).items());
+        }
+        assert!(removed_or_added > 0, "some deltas install or remove packages");
+        assert!((290..=310).contains(&snap.items.len()));
+    }
 }
