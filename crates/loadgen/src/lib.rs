@@ -8,6 +8,40 @@
 //!
 //! Every mode is bounded in count and in time (`--time-limit`) and exits by itself. Progress
 //! goes to stderr, results to stdout (`--json` for machines).
+//!
+//! # Throughput modes: `enroll`, `full`, `delta`, `checkin`
+//!
+//! They share an *agents file* (`agents.rs`): `enroll` writes it once (resumably), the others
+//! read it and write back what the site acknowledged, so a 250,000-client site is enrolled
+//! once and each mode builds on the last. Inventories are synthetic (`inventory.rs`,
+//! [`inventory::Fleet`]): ~40 hw items, `--packages` sw packages (1,500 by default) per agent,
+//! varied per agent and fixed by the seed in the file's header. Request bodies are built
+//! before the timed phase (`mode/drive.rs`), zstd-compressed as the agent sends them.
+//!
+//! ```text
+//! S="--site http://$(cat DIR/serve.addr) --site-dir DIR --agents-file agents.txt"
+//! invsync-loadgen enroll  $S --agents 250000 [--packages 1500] [--changes 3] [--seed N] [--prefix LG]
+//! invsync-loadgen full    $S [--agents N] [--rounds R | --duration D] [--concurrency C]
+//! invsync-loadgen delta   $S [--agents N] [--rounds R | --duration D] [--concurrency C]
+//! invsync-loadgen checkin $S [--agents N] [--rounds R | --duration D] [--concurrency C]
+//! ```
+//!
+//! Also: `--timeout` (per request, 30 s), `--time-limit` (whole run, 2 h), `--prebuild N`
+//! (bodies built ahead), `--builders N` (body-building threads), `--json`. `full` first sends
+//! a hw full report to agents that have none (reported apart, as `setup`). `delta` and
+//! `checkin` refuse (exit 2) until every agent has a known snapshot (`full` first).
+//!
+//! Results (`--json`, one object; stable names): `mode`, `site`, `site_code`, `agents_file`,
+//! `agents`, `packages`, `concurrency`, `rounds` (per agent; `null`: until `duration`),
+//! `duration_limit_seconds`, `seed`; `requests` (answered or failed), `ok`, `skipped` (not
+//! sent after an agent's earlier request failed), `errors` {`total`, `refused`
+//! (`resync_required`), `duplicate`, `http` (4xx/5xx), `transport` (no answer, timeout),
+//! `mismatch` (another version or hash than the agent's)}, `seconds` (timed phase),
+//! `per_second` (ok / seconds), `latency` {`count`, `min_ms`, `p50_ms`, `p90_ms`, `p99_ms`,
+//! `max_ms`, `mean_ms`} of successful requests or `null`, `body_bytes_mean`, `prepare`
+//! {`seconds`, `bodies` (built before timing), `built_during_run`}, `reenrolled` (`enroll`),
+//! `error_messages` (up to 5), `setup` (`full`'s hw reports, the same fields, or `null`).
+//! Any failed request makes the exit code 1 after the results are printed.
 
 pub mod agents;
 pub mod http;
