@@ -2,6 +2,7 @@
 //! agent, administrator or other site can act on (name taken, unknown client, bad report, a
 //! site code already in use in the tree), a problem with the database file at create/open, or
 //! an internal failure the site reports as a 500 without showing its text to the caller.
+//! Errors that name a PostgreSQL URL show it without its password.
 
 use std::path::PathBuf;
 
@@ -45,6 +46,19 @@ pub enum StoreError {
     /// `open` found no database file.
     #[error("no database at {}", .0.display())]
     NotFound(PathBuf),
+    /// `create_postgres` found invsync tables in the database (a site, or what is left of one).
+    /// The URL is shown without its password.
+    #[error(
+        "the PostgreSQL database {url} already holds invsync tables ({tables}); refusing to create a site in it (use an empty database, or open this one)"
+    )]
+    PgNotEmpty { url: String, tables: String },
+    /// `open_postgres` found no invsync schema in the database.
+    #[error("the PostgreSQL database {url} is not an invsync database: {reason}")]
+    PgNotInvsync { url: String, reason: String },
+    /// The PostgreSQL URL is malformed, or the server cannot be reached or refused the login.
+    /// The URL is shown without its password.
+    #[error("cannot connect to PostgreSQL at {url}: {reason}")]
+    PgConnect { url: String, reason: String },
     /// The writer thread has stopped, so no write can be made durable.
     #[error("the store is closed")]
     Closed,
@@ -62,5 +76,15 @@ impl From<rusqlite::Error> for StoreError {
 impl From<rusqlite::types::FromSqlError> for StoreError {
     fn from(e: rusqlite::types::FromSqlError) -> StoreError {
         StoreError::Database(format!("unexpected value in the database: {e}"))
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> StoreError {
+        match e {
+            // The pool is closed only when the store is dropped.
+            sqlx::Error::PoolClosed => StoreError::Closed,
+            other => StoreError::Database(other.to_string()),
+        }
     }
 }

@@ -1,10 +1,10 @@
 //! The site server's inventory database.
 //!
 //! [`Store`] is the one interface the site (and the command-line tools that read the database
-//! directly) use; it hides which database is behind it. Today that is SQLite, embedded in the
-//! site's data directory; a PostgreSQL backend is meant to slot in beside it as another
-//! `Backend` variant with its SQL in its own module, and the contract tests in `tests/` run
-//! against every backend. The store knows nothing of HTTP.
+//! directly) use; it hides which database is behind it: SQLite, embedded in the site's data
+//! directory (`sqlite`), or a PostgreSQL server (`postgres`), each a `Backend` variant with its
+//! SQL in its own module. The contract tests in `tests/` run against every backend. The store
+//! knows nothing of HTTP.
 //!
 //! Design in brief (details in the modules):
 //! * Writes go to one writer thread that commits them in groups, each write durable before it
@@ -24,6 +24,7 @@ mod codec;
 mod error;
 mod last_seen;
 mod plan;
+mod postgres;
 mod sqlite;
 
 use std::path::Path;
@@ -127,6 +128,17 @@ pub struct Store {
 
 enum Backend {
     Sqlite(sqlite::SqliteStore),
+    Postgres(postgres::PgStore),
+}
+
+/// Runs the same call on whichever backend the store has: `dispatch!(self, b => b.call().await)`.
+macro_rules! dispatch {
+    ($store:ident, $b:ident => $call:expr) => {
+        match &*$store.backend {
+            Backend::Sqlite($b) => $call,
+            Backend::Postgres($b) => $call,
+        }
+    };
 }
 
 impl Store {
@@ -147,28 +159,50 @@ impl Store {
         })
     }
 
-    fn sqlite(&self) -> &sqlite::SqliteStore {
+    /// Creates the schema of a new site in an existing PostgreSQL database (or in the schema
+    /// its URL selects through `options=-c search_path=…`). Refuses
+    /// ([`StoreError::PgNotEmpty`]) a database that already holds invsync tables, and says
+    /// why a URL does not connect ([`StoreError::PgConnect`], without the password).
+    pub async fn create_postgres(url: &str, meta: &SiteMeta) -> Result<Store, StoreError> {
+        let s = postgres::PgStore::create(url, meta).await?;
+        Ok(Store {
+            backend: Arc::new(Backend::Postgres(s)),
+        })
+    }
+
+    /// Opens a site's PostgreSQL database, migrating its schema if it is older; refuses
+    /// ([`StoreError::PgNotInvsync`]) a database without an invsync schema.
+    pub async fn open_postgres(url: &str) -> Result<Store, StoreError> {
+        let s = postgres::PgStore::open(url).await?;
+        Ok(Store {
+            backend: Arc::new(Backend::Postgres(s)),
+        })
+    }
+
+    /// Which database is behind this store: `"sqlite"` or `"postgresql"`.
+    pub fn backend_name(&self) -> &'static str {
         match &*self.backend {
-            Backend::Sqlite(s) => s,
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgresql",
         }
     }
 
     /// The site this database belongs to.
     pub async fn site(&self) -> Result<SiteMeta, StoreError> {
-        Ok(self.sqlite().site())
+        Ok(dispatch!(self, b => b.site()))
     }
 
     /// Enrolls a client: a free name gets a new client id; the same machine (same machine id)
     /// enrolling again under its name keeps its id and gets the new key; another machine asking
     /// for a taken name is refused with [`StoreError::NameTaken`].
     pub async fn enroll(&self, e: &Enrollment) -> Result<Enrolled, StoreError> {
-        self.sqlite().enroll(e).await
+        dispatch!(self, b => b.enroll(e).await)
     }
 
     /// The name and key hash of a client of this site, if the id is known. A client forwarded by
     /// a child belongs to another site and never authenticates here: `None`.
     pub async fn client_auth(&self, client_id: Uuid) -> Result<Option<ClientAuth>, StoreError> {
-        self.sqlite().client_auth(client_id).await
+        dispatch!(self, b => b.client_auth(client_id).await)
     }
 
     /// A client's check-in: every request of the client not yet complete, oldest first (marked
@@ -179,7 +213,7 @@ impl Store {
         client_id: Uuid,
         now: Timestamp,
     ) -> Result<CheckinResponse, StoreError> {
-        self.sqlite().checkin(client_id, now).await
+        dispatch!(self, b => b.checkin(client_id, now).await)
     }
 
     /// Stores a report (SPEC section 5), all in one transaction:
@@ -201,7 +235,7 @@ impl Store {
         report: &Report,
         now: Timestamp,
     ) -> Result<ReportAck, StoreError> {
-        self.sqlite().store_report(client_id, report, now).await
+        dispatch!(self, b => b.store_report(client_id, report, now).await)
     }
 
     /// Marks this client's event requests with these ids complete; other ids are ignored.
@@ -211,13 +245,13 @@ impl Store {
         ids: &[i64],
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        self.sqlite().complete_events(client_id, ids, now).await
+        dispatch!(self, b => b.complete_events(client_id, ids, now).await)
     }
 
     /// Makes an own client's key useless at once (its hash becomes one no key has). The
     /// client's inventory stays; enrolling again (with the enrollment secret) issues a new key.
     pub async fn revoke(&self, name: &ClientName) -> Result<(), StoreError> {
-        self.sqlite().revoke(name).await
+        dispatch!(self, b => b.revoke(name).await)
     }
 
     /// Queues a resync request for a client of this site, or returns the identical request
@@ -228,7 +262,7 @@ impl Store {
         class: Class,
         now: Timestamp,
     ) -> Result<Queued, StoreError> {
-        self.sqlite().request_resync(name, class, now).await
+        dispatch!(self, b => b.request_resync(name, class, now).await)
     }
 
     /// Queues a client event, or returns the identical event still pending (`created = false`).
@@ -238,20 +272,20 @@ impl Store {
         event: Event,
         now: Timestamp,
     ) -> Result<Queued, StoreError> {
-        self.sqlite().request_event(name, event, now).await
+        dispatch!(self, b => b.request_event(name, event, now).await)
     }
 
     /// Every client this site holds, its own and those of the sites below it (`site` is the
     /// owner), sorted by name and then site. `pending_requests` counts requests and events not
     /// yet complete.
     pub async fn clients(&self) -> Result<Vec<ClientSummary>, StoreError> {
-        self.sqlite().clients().await
+        dispatch!(self, b => b.clients().await)
     }
 
     /// One client of this site with its snapshots and its latest 50 requests and 50 events,
     /// newest first.
     pub async fn client_view(&self, name: &ClientName) -> Result<Option<ClientView>, StoreError> {
-        self.sqlite().client_view(name).await
+        dispatch!(self, b => b.client_view(name).await)
     }
 
     /// A client's item changes, newest first, at most `limit`; `None` for an unknown client.
@@ -264,7 +298,7 @@ impl Store {
             limit: Some(limit),
             ..HistoryQuery::default()
         };
-        self.sqlite().history(name, &query).await
+        dispatch!(self, b => b.history(name, &query).await)
     }
 
     /// A client's history filtered by class and time, newest first; `None` for an unknown
@@ -274,24 +308,24 @@ impl Store {
         name: &ClientName,
         query: &HistoryQuery,
     ) -> Result<Option<Vec<HistoryEntry>>, StoreError> {
-        self.sqlite().history(name, query).await
+        dispatch!(self, b => b.history(name, query).await)
     }
 
     /// A resync request by id; `None` for an unknown id or an event's id.
     pub async fn request_state(&self, id: i64) -> Result<Option<RequestView>, StoreError> {
-        self.sqlite().request_state(id).await
+        dispatch!(self, b => b.request_state(id).await)
     }
 
     /// Every client of that name at this site and below it, sorted by owner code, with the
     /// owner's URL where the owner announced one (`None` for this site's own client).
     pub async fn find_clients(&self, name: &ClientName) -> Result<Vec<Owner>, StoreError> {
-        self.sqlite().find_clients(name).await
+        dispatch!(self, b => b.find_clients(name).await)
     }
 
     /// Any client this site holds (its own or one of a site below it) by client id, as
     /// [`Store::client_view`] shows it.
     pub async fn client_view_by_id(&self, id: Uuid) -> Result<Option<ClientView>, StoreError> {
-        self.sqlite().client_view_by_id(id).await
+        dispatch!(self, b => b.client_view_by_id(id).await)
     }
 
     /// The history of any client this site holds by client id, as [`Store::history_query`].
@@ -300,7 +334,7 @@ impl Store {
         id: Uuid,
         query: &HistoryQuery,
     ) -> Result<Option<Vec<HistoryEntry>>, StoreError> {
-        self.sqlite().history_by_id(id, query).await
+        dispatch!(self, b => b.history_by_id(id, query).await)
     }
 
     // -----------------------------------------------------------------------------------------
@@ -309,18 +343,18 @@ impl Store {
     /// Turns forwarding to a parent on or off (persisted). While on, every change this site
     /// accepts is also appended to the outbox. Turning it off leaves the outbox as it is.
     pub async fn set_forwarding(&self, on: bool) -> Result<(), StoreError> {
-        self.sqlite().set_forwarding(on).await
+        dispatch!(self, b => b.set_forwarding(on).await)
     }
 
     /// Whether accepted changes go into the outbox.
     pub async fn forwarding(&self) -> Result<bool, StoreError> {
-        self.sqlite().forwarding().await
+        dispatch!(self, b => b.forwarding().await)
     }
 
     /// The oldest `limit` outbox entries, oldest first; `seq` is the entry's sequence number,
     /// which grows and is never reused.
     pub async fn outbox_batch(&self, limit: usize) -> Result<Vec<Forwarded>, StoreError> {
-        self.sqlite().outbox_batch(limit).await
+        dispatch!(self, b => b.outbox_batch(limit).await)
     }
 
     /// Removes the entries the parent acknowledged (unknown numbers are ignored) and, when
@@ -335,21 +369,21 @@ impl Store {
         parent: Option<&SiteCode>,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        self.sqlite()
+        dispatch!(self, b => b
             .outbox_done(stored, refused, parent, now)
-            .await
+            .await)
     }
 
     /// Atomically drops every outbox entry of this client and class and appends one full entry
     /// built from the current snapshot (carrying the completed requests of the dropped
     /// entries). Nothing happens when this site holds no such snapshot.
     pub async fn outbox_resync(&self, client: Uuid, class: Class) -> Result<(), StoreError> {
-        self.sqlite().outbox_resync(client, class).await
+        dispatch!(self, b => b.outbox_resync(client, class).await)
     }
 
     /// The outbox's depth, its oldest entry's time and the last forwarding time.
     pub async fn outbox_stats(&self) -> Result<OutboxStats, StoreError> {
-        self.sqlite().outbox_stats().await
+        dispatch!(self, b => b.outbox_stats().await)
     }
 
     // -----------------------------------------------------------------------------------------
@@ -364,12 +398,12 @@ impl Store {
         key_hash: Digest,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        self.sqlite().set_child_token(code, key_hash, now).await
+        dispatch!(self, b => b.set_child_token(code, key_hash, now).await)
     }
 
     /// The key hash of a child's token, if one was issued for that code.
     pub async fn child_key_hash(&self, code: &SiteCode) -> Result<Option<Digest>, StoreError> {
-        self.sqlite().child_key_hash(code).await
+        dispatch!(self, b => b.child_key_hash(code).await)
     }
 
     /// Records the statuses a direct child `via` reported (its own and those of the sites below
@@ -382,18 +416,18 @@ impl Store {
         statuses: &[SiteStatus],
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        self.sqlite().record_site_status(via, statuses, now).await
+        dispatch!(self, b => b.record_site_status(via, statuses, now).await)
     }
 
     /// Every site known below this one, as it last reported itself, sorted by code.
     pub async fn sites(&self) -> Result<Vec<SiteStatus>, StoreError> {
-        self.sqlite().sites().await
+        dispatch!(self, b => b.sites().await)
     }
 
     /// The direct child through which `code` is reached (the code itself for a child); `None`
     /// for a code not known below this site.
     pub async fn site_via(&self, code: &SiteCode) -> Result<Option<SiteCode>, StoreError> {
-        self.sqlite().site_via(code).await
+        dispatch!(self, b => b.site_via(code).await)
     }
 
     /// Applies one change forwarded by the direct child `via`, in one transaction:
@@ -419,7 +453,7 @@ impl Store {
         entry: &Forwarded,
         now: Timestamp,
     ) -> Result<ForwardOutcome, StoreError> {
-        self.sqlite().apply_forwarded(via, entry, now).await
+        dispatch!(self, b => b.apply_forwarded(via, entry, now).await)
     }
 
     // -----------------------------------------------------------------------------------------
@@ -438,7 +472,7 @@ impl Store {
         class: Class,
         now: Timestamp,
     ) -> Result<Queued, StoreError> {
-        self.sqlite().queue_routed_request(client_id, class, now).await
+        dispatch!(self, b => b.queue_routed_request(client_id, class, now).await)
     }
 
     /// The routed requests to hand to the direct child `via` in the answer to its forward
@@ -451,7 +485,7 @@ impl Store {
         via: &SiteCode,
         now: Timestamp,
     ) -> Result<Vec<DownRequest>, StoreError> {
-        self.sqlite().deliver_routed_requests(via, now).await
+        dispatch!(self, b => b.deliver_routed_requests(via, now).await)
     }
 
     /// Takes in a request the parent routed down, once per origin (a re-delivery answers with
@@ -467,7 +501,7 @@ impl Store {
         accept_own: bool,
         now: Timestamp,
     ) -> Result<DownAccepted, StoreError> {
-        self.sqlite().accept_down_request(req, accept_own, now).await
+        dispatch!(self, b => b.accept_down_request(req, accept_own, now).await)
     }
 
     /// Applies a batch of changes forwarded by `via`, in order, with the rules and outcomes of
@@ -482,6 +516,6 @@ impl Store {
         entries: &[Forwarded],
         now: Timestamp,
     ) -> Result<Vec<ForwardOutcome>, StoreError> {
-        self.sqlite().apply_forwarded_batch(via, entries, now).await
+        dispatch!(self, b => b.apply_forwarded_batch(via, entries, now).await)
     }
 }

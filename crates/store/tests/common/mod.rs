@@ -1,6 +1,10 @@
-//! Fixtures for the store's integration tests: one store per backend (today SQLite on a
-//! temporary directory), so the contract tests run unchanged against every backend, and
-//! builders for reports and synthetic inventories.
+//! Fixtures for the store's integration tests: one store per backend, so the contract tests
+//! run unchanged against every backend, and builders for reports and synthetic inventories.
+//!
+//! SQLite runs on a temporary directory. PostgreSQL runs when `INVSYNC_TEST_POSTGRES` holds the
+//! URL of a database the tests may use: each fixture gets a schema of its own in it (the URL's
+//! `options=-c search_path=…` selects it), so tests running in parallel never see each other's
+//! data. The schemas are left behind; the CI script drops the whole database after the run.
 
 #![allow(dead_code)] // Each test file uses a different part of this module.
 
@@ -23,6 +27,32 @@ pub struct Fixture {
 
 enum Location {
     Sqlite(PathBuf),
+    Postgres(String),
+}
+
+/// The environment variable naming the PostgreSQL database the tests may use.
+pub const POSTGRES_ENV: &str = "INVSYNC_TEST_POSTGRES";
+
+/// The URL of the PostgreSQL database the tests may use, if one was given.
+pub fn postgres_url() -> Option<String> {
+    std::env::var(POSTGRES_ENV).ok().filter(|u| !u.trim().is_empty())
+}
+
+/// Creates a fresh, empty schema in the test database and returns a URL whose connections use
+/// it (and only it) as their search path.
+pub async fn fresh_pg_schema(base: &str) -> String {
+    use sqlx::Connection;
+    let schema = format!("t_{}", Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(base)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {POSTGRES_ENV}: {e}"));
+    sqlx::raw_sql(&format!("CREATE SCHEMA {schema}"))
+        .execute(&mut conn)
+        .await
+        .expect("create a test schema");
+    let _ = conn.close().await;
+    let sep = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{sep}options=-c%20search_path%3D{schema}")
 }
 
 impl Fixture {
@@ -39,6 +69,9 @@ impl Fixture {
             Location::Sqlite(path) => Store::open_sqlite(path)
                 .await
                 .expect("reopen the SQLite store"),
+            Location::Postgres(url) => Store::open_postgres(url)
+                .await
+                .expect("reopen the PostgreSQL store"),
         };
         Fixture {
             backend,
@@ -54,6 +87,9 @@ impl Fixture {
             Location::Sqlite(path) => Store::open_sqlite(path)
                 .await
                 .expect("open a second handle"),
+            Location::Postgres(url) => Store::open_postgres(url)
+                .await
+                .expect("open a second PostgreSQL handle"),
         }
     }
 }
@@ -87,12 +123,25 @@ pub async fn stores_at(code: &str) -> Vec<Fixture> {
     let store = Store::create_sqlite(&path, &site_at(code))
         .await
         .expect("create the SQLite store");
-    vec![Fixture {
+    let mut out = vec![Fixture {
         backend: "sqlite".to_string(),
         store,
         location: Location::Sqlite(path),
         _dir: dir,
-    }]
+    }];
+    if let Some(base) = postgres_url() {
+        let url = fresh_pg_schema(&base).await;
+        let store = Store::create_postgres(&url, &site_at(code))
+            .await
+            .expect("create the PostgreSQL store");
+        out.push(Fixture {
+            backend: "postgresql".to_string(),
+            store,
+            location: Location::Postgres(url),
+            _dir: tempfile::tempdir().expect("temporary directory"),
+        });
+    }
+    out
 }
 
 pub fn name(raw: &str) -> ClientName {

@@ -1,0 +1,506 @@
+//! The PostgreSQL backend: a site's database on a PostgreSQL server (`invsite init --db
+//! postgres://…`), with the same semantics as the SQLite backend: the same versions, hashes,
+//! history, de-duplication and errors. All SQL of this backend lives in `schema`, `queries`
+//! and `hierarchy`.
+//!
+//! Concurrency. The SQLite backend funnels writes through one writer thread; here each write
+//! is its own transaction on a pooled connection, and transactions run in parallel. What must
+//! not interleave is serialised by transaction-scoped advisory locks: every change of one
+//! client (a report, a forwarded change, an outbox rebuild) takes that client's lock first, so
+//! it reads the snapshot, plans against it and writes without another change of the client
+//! moving the snapshot in between; there is never a plan to redo. Changes to the tree of sites
+//! take a tree lock, which applying a forwarded change holds shared. Inserts that two
+//! transactions may both attempt (an enrollment, a pending request, an item) use `ON CONFLICT`
+//! against unique indexes, so they are atomic without a lock.
+//!
+//! Planning. `plan::plan` asks an `ItemSource` synchronously. Rather than block a thread on
+//! async queries from inside it, planning is split: `queries::plan_report` first makes every
+//! lookup the plan can ask, batched (one statement for the report's items not in the shared
+//! item cache, one for the stored items it needs by id), then runs `plan::plan` against those
+//! answers alone, as pure computation. Its CPU cost (a merge of sorted lists and one hash of
+//! the digests) is well under a millisecond for 1,500 items, so it runs inline on the async
+//! task. Items are interned in two statements per report whatever their number, and a report
+//! is one transaction.
+//!
+//! The item cache is the shared `ItemCache` as in SQLite; identity columns never reuse an id,
+//! and what a transaction interned enters the cache only after its commit.
+//!
+//! Last-seen times are written by the check-in itself (one `UPDATE … RETURNING` that also finds
+//! the client), not batched in memory as SQLite does: several site processes may share one
+//! PostgreSQL database, and a time held in one process's memory would be invisible to the
+//! others and lost when it stops.
+
+mod hierarchy;
+mod queries;
+mod schema;
+
+use invsync_proto::wire::{
+    CheckinResponse, ClientSummary, ClientView, DownRequest, Event, ForwardOutcome, Forwarded,
+    Owner, Queued, Report, ReportAck, RequestView, SiteStatus,
+};
+use invsync_proto::{Class, ClientName, Digest, SiteCode, Timestamp};
+use sqlx::pool::PoolConnection;
+use sqlx::{PgPool, Postgres};
+use uuid::Uuid;
+
+use crate::cache::ItemCache;
+use crate::error::StoreError;
+use crate::plan::ReportInput;
+use crate::{
+    ClientAuth, DownAccepted, Enrolled, Enrollment, HistoryEntry, HistoryQuery, OutboxStats,
+    REDELIVER_AFTER_MS, SiteMeta,
+};
+use hierarchy::ForwardMeta;
+
+pub(crate) use schema::redact_url;
+
+/// An open PostgreSQL store.
+pub(crate) struct PgStore {
+    pool: PgPool,
+    site: SiteMeta,
+    cache: ItemCache,
+}
+
+fn unknown_id(client_id: Uuid) -> StoreError {
+    StoreError::UnknownClient {
+        name: client_id.to_string(),
+    }
+}
+
+impl PgStore {
+    pub async fn create(url: &str, meta: &SiteMeta) -> Result<PgStore, StoreError> {
+        let pool = schema::create(url, meta).await?;
+        tracing::info!(url = %redact_url(url), site = %meta.code, "Created the site database in PostgreSQL.");
+        PgStore::start(pool).await
+    }
+
+    pub async fn open(url: &str) -> Result<PgStore, StoreError> {
+        let pool = schema::open(url).await?;
+        PgStore::start(pool).await
+    }
+
+    async fn start(pool: PgPool) -> Result<PgStore, StoreError> {
+        let site = {
+            let mut conn = pool.acquire().await?;
+            queries::site_meta(&mut conn).await?
+        };
+        Ok(PgStore {
+            pool,
+            site,
+            cache: ItemCache::default(),
+        })
+    }
+
+    async fn conn(&self) -> Result<PoolConnection<Postgres>, StoreError> {
+        Ok(self.pool.acquire().await?)
+    }
+
+    pub fn site(&self) -> SiteMeta {
+        self.site.clone()
+    }
+
+    pub async fn enroll(&self, e: &Enrollment) -> Result<Enrolled, StoreError> {
+        let enrolled = queries::enroll(&mut *self.conn().await?, &self.site.code, e).await?;
+        tracing::debug!(client_id = %enrolled.client_id, reenrolled = enrolled.reenrolled, "Enrolled a client.");
+        Ok(enrolled)
+    }
+
+    pub async fn client_auth(&self, client_id: Uuid) -> Result<Option<ClientAuth>, StoreError> {
+        queries::client_auth(&mut *self.conn().await?, &self.site.code, client_id).await
+    }
+
+    pub async fn checkin(
+        &self,
+        client_id: Uuid,
+        now: Timestamp,
+    ) -> Result<CheckinResponse, StoreError> {
+        let mut conn = self.conn().await?;
+        let client = queries::touch_own_client(&mut conn, &self.site.code, client_id, now)
+            .await?
+            .ok_or_else(|| unknown_id(client_id))?;
+        let open = queries::open_requests(&mut conn, client).await?;
+        let to_pick: Vec<i64> = open
+            .iter()
+            .filter(|r| !r.picked_up)
+            .map(|r| r.instruction.id)
+            .collect();
+        let classes = queries::class_states(&mut conn, client).await?;
+        if !to_pick.is_empty() {
+            queries::mark_picked_up(&mut conn, client, &to_pick, now).await?;
+        }
+        Ok(CheckinResponse {
+            instructions: open.into_iter().map(|r| r.instruction).collect(),
+            classes,
+        })
+    }
+
+    pub async fn store_report(
+        &self,
+        client_id: Uuid,
+        report: &Report,
+        now: Timestamp,
+    ) -> Result<ReportAck, StoreError> {
+        let input = ReportInput::prepare(report)?;
+        let mut inserted = Vec::new();
+        let mut tx = self.pool.begin().await?;
+        let (client, ack) = queries::apply_report(
+            &mut tx,
+            &self.cache,
+            &self.site.code,
+            client_id,
+            &input,
+            now,
+            &mut inserted,
+        )
+        .await?;
+        if matches!(ack, ReportAck::Accepted { .. }) {
+            // A report is also a sign of life, as with SQLite; written in the report's
+            // transaction, so it costs no commit of its own.
+            queries::touch_client(&mut tx, client, now).await?;
+            tx.commit().await?;
+            self.cache.insert(inserted);
+        } else {
+            // Nothing is stored unless the answer is `Accepted`.
+            tx.rollback().await?;
+        }
+        match &ack {
+            ReportAck::ResyncRequired { reason } => {
+                tracing::debug!(%client_id, reason = %reason, "Refused a report; the client must send a full one.")
+            }
+            ReportAck::Duplicate { version, .. } => {
+                tracing::debug!(%client_id, version, "Ignored a report that was stored before.")
+            }
+            ReportAck::Accepted { version, .. } => {
+                tracing::debug!(%client_id, version, "Stored a report.")
+            }
+        }
+        Ok(ack)
+    }
+
+    pub async fn complete_events(
+        &self,
+        client_id: Uuid,
+        ids: &[i64],
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn().await?;
+        let client = queries::own_client_row(&mut conn, &self.site.code, client_id)
+            .await?
+            .ok_or_else(|| unknown_id(client_id))?;
+        queries::complete_events(&mut conn, client, ids, now).await
+    }
+
+    pub async fn revoke(&self, name: &ClientName) -> Result<(), StoreError> {
+        if queries::revoke(&mut *self.conn().await?, &self.site.code, name).await? {
+            Ok(())
+        } else {
+            Err(StoreError::UnknownClient {
+                name: name.to_string(),
+            })
+        }
+    }
+
+    pub async fn request_resync(
+        &self,
+        name: &ClientName,
+        class: Class,
+        now: Timestamp,
+    ) -> Result<Queued, StoreError> {
+        self.queue(name, "resync", class.as_str(), now).await
+    }
+
+    pub async fn request_event(
+        &self,
+        name: &ClientName,
+        event: Event,
+        now: Timestamp,
+    ) -> Result<Queued, StoreError> {
+        self.queue(name, "event", event.as_str(), now).await
+    }
+
+    async fn queue(
+        &self,
+        name: &ClientName,
+        kind: &'static str,
+        arg: &'static str,
+        now: Timestamp,
+    ) -> Result<Queued, StoreError> {
+        let queued = queries::queue_request(
+            &mut *self.conn().await?,
+            &self.site.code,
+            name,
+            kind,
+            arg,
+            now,
+        )
+        .await?;
+        tracing::debug!(client = %queued.client, kind, arg, id = queued.id, created = queued.created, "Queued a request.");
+        Ok(queued)
+    }
+
+    pub async fn clients(&self) -> Result<Vec<ClientSummary>, StoreError> {
+        queries::clients(&mut *self.conn().await?).await
+    }
+
+    pub async fn client_view(&self, name: &ClientName) -> Result<Option<ClientView>, StoreError> {
+        // One transaction (REPEATABLE READ) so the snapshots and requests shown belong together.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        let view = queries::client_view(&mut tx, &self.site.code, name).await?;
+        tx.commit().await?;
+        Ok(view)
+    }
+
+    pub async fn history(
+        &self,
+        name: &ClientName,
+        query: &HistoryQuery,
+    ) -> Result<Option<Vec<HistoryEntry>>, StoreError> {
+        queries::history(&mut *self.conn().await?, &self.site.code, name, query).await
+    }
+
+    pub async fn request_state(&self, id: i64) -> Result<Option<RequestView>, StoreError> {
+        queries::request_state(&mut *self.conn().await?, id).await
+    }
+
+    pub async fn client_view_by_id(&self, id: Uuid) -> Result<Option<ClientView>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        let view = queries::client_view_by_id(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(view)
+    }
+
+    pub async fn history_by_id(
+        &self,
+        id: Uuid,
+        query: &HistoryQuery,
+    ) -> Result<Option<Vec<HistoryEntry>>, StoreError> {
+        queries::history_by_id(&mut *self.conn().await?, id, query).await
+    }
+
+    pub async fn find_clients(&self, name: &ClientName) -> Result<Vec<Owner>, StoreError> {
+        hierarchy::find_clients(&mut *self.conn().await?, name).await
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Hierarchy (SPEC section 6)
+
+    pub async fn set_forwarding(&self, on: bool) -> Result<(), StoreError> {
+        hierarchy::set_forwarding(&mut *self.conn().await?, on).await?;
+        tracing::info!(
+            on,
+            "Set whether accepted changes are forwarded to a parent site."
+        );
+        Ok(())
+    }
+
+    pub async fn forwarding(&self) -> Result<bool, StoreError> {
+        hierarchy::forwarding(&mut *self.conn().await?).await
+    }
+
+    pub async fn outbox_batch(&self, limit: usize) -> Result<Vec<Forwarded>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        let batch = hierarchy::outbox_batch(&mut tx, limit).await?;
+        tx.commit().await?;
+        Ok(batch)
+    }
+
+    pub async fn outbox_done(
+        &self,
+        stored: &[i64],
+        refused: &[i64],
+        parent: Option<&SiteCode>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        if stored.is_empty() && refused.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        hierarchy::outbox_done(&mut tx, &self.site.code, stored, refused, parent, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn outbox_resync(&self, client: Uuid, class: Class) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let queued = hierarchy::outbox_resync(&mut tx, client, class).await?;
+        tx.commit().await?;
+        tracing::debug!(%client, %class, queued, "Replaced a client's outbox entries of one class with its full snapshot.");
+        Ok(())
+    }
+
+    pub async fn outbox_stats(&self) -> Result<OutboxStats, StoreError> {
+        hierarchy::outbox_stats(&mut *self.conn().await?).await
+    }
+
+    pub async fn set_child_token(
+        &self,
+        code: &SiteCode,
+        key_hash: Digest,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        hierarchy::set_child_token(&mut tx, &self.site.code, code, key_hash, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn child_key_hash(&self, code: &SiteCode) -> Result<Option<Digest>, StoreError> {
+        hierarchy::child_key_hash(&mut *self.conn().await?, code).await
+    }
+
+    pub async fn record_site_status(
+        &self,
+        via: &SiteCode,
+        statuses: &[SiteStatus],
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        hierarchy::record_site_status(&mut tx, &self.site.code, via, statuses, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn sites(&self) -> Result<Vec<SiteStatus>, StoreError> {
+        hierarchy::sites(&mut *self.conn().await?).await
+    }
+
+    pub async fn site_via(&self, code: &SiteCode) -> Result<Option<SiteCode>, StoreError> {
+        hierarchy::site_via(&mut *self.conn().await?, code).await
+    }
+
+    pub async fn apply_forwarded(
+        &self,
+        via: &SiteCode,
+        entry: &Forwarded,
+        now: Timestamp,
+    ) -> Result<ForwardOutcome, StoreError> {
+        Ok(self
+            .apply_forwarded_batch(via, std::slice::from_ref(entry), now)
+            .await?
+            .pop()
+            .unwrap_or(ForwardOutcome::Refused {
+                seq: entry.seq,
+                reason: "internal error: no outcome".to_string(),
+            }))
+    }
+
+    /// One transaction for the whole batch, so that it costs one commit; an entry that is not
+    /// applied writes nothing, and an `Err` rolls back the batch (sending it again is safe).
+    pub async fn apply_forwarded_batch(
+        &self,
+        via: &SiteCode,
+        entries: &[Forwarded],
+        now: Timestamp,
+    ) -> Result<Vec<ForwardOutcome>, StoreError> {
+        let mut outcomes = Vec::with_capacity(entries.len());
+        let mut inserted = Vec::new();
+        let mut tx = self.pool.begin().await?;
+        for entry in entries {
+            let meta = ForwardMeta::of(entry);
+            let input = match ReportInput::from_body(
+                Uuid::nil(),
+                entry.class,
+                entry.hash,
+                Vec::new(),
+                &entry.body,
+            ) {
+                Ok(input) => input,
+                // A malformed body is refused whatever comes before it.
+                Err(StoreError::BadReport(reason)) => {
+                    outcomes.push(log_forward(via, entry, meta.refused(reason)));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let outcome = hierarchy::apply_forwarded(
+                &mut tx,
+                &self.cache,
+                &self.site.code,
+                via,
+                &meta,
+                &input,
+                now,
+                &mut inserted,
+            )
+            .await?;
+            outcomes.push(log_forward(via, entry, outcome));
+        }
+        tx.commit().await?;
+        self.cache.insert(inserted);
+        Ok(outcomes)
+    }
+
+    pub async fn queue_routed_request(
+        &self,
+        client_id: Uuid,
+        class: Class,
+        now: Timestamp,
+    ) -> Result<Queued, StoreError> {
+        let queued = hierarchy::queue_routed(
+            &mut *self.conn().await?,
+            &self.site.code,
+            client_id,
+            class,
+            now,
+        )
+        .await?;
+        tracing::debug!(client = %queued.client, %class, id = queued.id, created = queued.created, route = ?queued.routed_to, "Queued a request to route down to the owning site.");
+        Ok(queued)
+    }
+
+    pub async fn deliver_routed_requests(
+        &self,
+        via: &SiteCode,
+        now: Timestamp,
+    ) -> Result<Vec<DownRequest>, StoreError> {
+        let due = Timestamp(now.0 - REDELIVER_AFTER_MS);
+        let mut tx = self.pool.begin().await?;
+        let out = hierarchy::deliver_routed(&mut tx, &self.site.code, via, due, now).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    pub async fn accept_down_request(
+        &self,
+        req: &DownRequest,
+        accept_own: bool,
+        now: Timestamp,
+    ) -> Result<DownAccepted, StoreError> {
+        hierarchy::accept_down(&mut *self.conn().await?, &self.site.code, req, accept_own, now)
+            .await
+    }
+}
+
+/// Logs what became of a forwarded change and returns the outcome.
+fn log_forward(via: &SiteCode, entry: &Forwarded, outcome: ForwardOutcome) -> ForwardOutcome {
+    let (client, owner, version) = (entry.client.id, &entry.client.site, entry.version);
+    match &outcome {
+        ForwardOutcome::Applied { seq } => {
+            tracing::debug!(%via, %owner, %client, seq, version, "Applied a forwarded change.")
+        }
+        ForwardOutcome::Duplicate { seq } => {
+            tracing::debug!(%via, %owner, %client, seq, version, "Ignored a forwarded change that was applied before.")
+        }
+        ForwardOutcome::ResyncRequired {
+            seq, class, reason, ..
+        } => {
+            tracing::info!(%via, %owner, %client, seq, %class, reason = %reason, "Asked a child for a full snapshot: a forwarded change does not follow what this site holds.")
+        }
+        ForwardOutcome::Refused { seq, reason } => {
+            tracing::warn!(%via, %owner, %client, seq, reason = %reason, "Refused a change forwarded by a child; it is not stored.")
+        }
+    }
+    outcome
+}

@@ -1,0 +1,385 @@
+//! The PostgreSQL schema, its migrations, and creating or opening a site's database.
+//!
+//! The tables mirror the SQLite schema at its version 4 (see `sqlite::schema` for what each
+//! column means), in PostgreSQL's own types: `bigint` ids (identity columns, whose values are
+//! never reused, which the outbox's sequence numbers and the item cache rely on), `uuid` client
+//! ids, `bytea` hashes and codec blobs, `smallint` class codes, `boolean` flags and `bigint`
+//! milliseconds since the epoch for every time (the unit `Timestamp` and the codec use, so no
+//! conversion can lose precision). The schema lives in the connection's current schema
+//! (`search_path`), so one database can hold several sites in separate schemas.
+//!
+//! One difference from SQLite: items are looked up by their full 32-byte digest, which is
+//! unique. Concurrent transactions intern items with `INSERT … ON CONFLICT (digest) DO
+//! NOTHING`, which needs a unique key; the SQLite backend, with its single writer, gets by with
+//! an 8-byte prefix and a content comparison.
+//!
+//! Migrations: `MIGRATIONS[v]` turns PostgreSQL schema version `v` into `v + 1`; a new version
+//! appends a step. The version is the `schema_version` row of `meta`. PostgreSQL numbers its
+//! versions on its own: version 1 here is SQLite's version 4.
+
+use std::str::FromStr;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgConnection, PgPool};
+
+use crate::SiteMeta;
+use crate::error::StoreError;
+
+/// The schema version this program writes.
+pub(super) const SCHEMA_VERSION: i64 = 1;
+
+/// The tables of the schema: finding any of them means the database holds (part of) a site.
+pub(super) const TABLES: &[&str] = &[
+    "meta",
+    "clients",
+    "items",
+    "snapshots",
+    "history",
+    "requests",
+    "outbox",
+    "child_tokens",
+    "sites",
+];
+
+const MIGRATIONS: &[&str] = &[SCHEMA_V1];
+
+/// Every advisory lock of this backend uses this first key (the two-key form), so that they
+/// cannot meet the locks of another program using the same database.
+pub(super) const LOCK_CLASS: i32 = 0x1A5C;
+/// Second keys under [`LOCK_CLASS`].
+pub(super) const LOCK_SCHEMA: i32 = 1;
+pub(super) const LOCK_TOPOLOGY: i32 = 2;
+pub(super) const LOCK_DELIVERY: i32 = 3;
+
+const SCHEMA_V1: &str = r#"
+CREATE TABLE meta (
+    key   text PRIMARY KEY,
+    value text NOT NULL
+);
+
+CREATE TABLE clients (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    uuid        uuid NOT NULL UNIQUE,
+    name        text NOT NULL,
+    site_code   text NOT NULL,
+    machine_id  text NOT NULL,
+    key_hash    bytea NOT NULL,
+    enrolled_at bigint NOT NULL,
+    last_seen   bigint,
+    UNIQUE (site_code, name)
+);
+-- find_clients looks clients up by name alone, across owners.
+CREATE INDEX clients_name ON clients (name);
+
+-- Interned items: one row per distinct (key, attributes) in the site; `digest` is the item's
+-- BLAKE3 digest and `attrs` the compact form of codec::encode_attrs.
+CREATE TABLE items (
+    id     bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    digest bytea NOT NULL UNIQUE,
+    key    text NOT NULL,
+    attrs  bytea NOT NULL
+);
+
+CREATE TABLE snapshots (
+    client_id      bigint NOT NULL REFERENCES clients (id),
+    class          smallint NOT NULL,
+    version        bigint NOT NULL,
+    hash           bytea NOT NULL,
+    full_at        bigint NOT NULL,
+    updated_at     bigint NOT NULL,
+    recent_reports bytea NOT NULL,
+    items          bytea NOT NULL,
+    PRIMARY KEY (client_id, class)
+);
+
+-- `full_report` (SQLite: `full`, a reserved word here): whether a full report made the change.
+CREATE TABLE history (
+    id        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    client_id bigint NOT NULL REFERENCES clients (id),
+    class     smallint NOT NULL,
+    at        bigint NOT NULL,
+    old_item  bigint REFERENCES items (id),
+    new_item  bigint REFERENCES items (id),
+    full_report boolean NOT NULL,
+    CHECK (old_item IS NOT NULL OR new_item IS NOT NULL)
+);
+CREATE INDEX history_client ON history (client_id, id);
+
+CREATE TABLE requests (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    client_id    bigint NOT NULL REFERENCES clients (id),
+    kind         text NOT NULL CHECK (kind IN ('resync', 'event')),
+    arg          text NOT NULL,
+    requested_at bigint NOT NULL,
+    picked_up_at bigint,
+    completed_at bigint,
+    origin       text,
+    route        text,
+    delivered_at bigint,
+    forwarded_at bigint,
+    forwarded_to text
+);
+CREATE UNIQUE INDEX requests_pending ON requests (client_id, kind, arg)
+    WHERE picked_up_at IS NULL AND completed_at IS NULL AND origin IS NULL;
+CREATE UNIQUE INDEX requests_origin ON requests (origin) WHERE origin IS NOT NULL;
+CREATE INDEX requests_open ON requests (client_id, id) WHERE completed_at IS NULL;
+CREATE INDEX requests_client ON requests (client_id, kind, id);
+CREATE INDEX requests_routed ON requests (route) WHERE route IS NOT NULL AND completed_at IS NULL;
+
+-- `seq` is an identity: a sequence number is never reused.
+CREATE TABLE outbox (
+    seq          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    client_id    bigint NOT NULL REFERENCES clients (id),
+    class        smallint NOT NULL,
+    version      bigint NOT NULL,
+    hash         bytea NOT NULL,
+    full_at      bigint NOT NULL,
+    updated_at   bigint NOT NULL,
+    accepted_at  bigint NOT NULL,
+    base_version bigint,
+    items        bytea NOT NULL,
+    removed      text,
+    completed    text
+);
+CREATE INDEX outbox_client ON outbox (client_id, class);
+
+CREATE TABLE child_tokens (
+    code       text PRIMARY KEY,
+    key_hash   bytea NOT NULL,
+    created_at bigint NOT NULL
+);
+
+CREATE TABLE sites (
+    code                    text PRIMARY KEY,
+    name                    text NOT NULL,
+    parent                  text,
+    url                     text,
+    clients                 bigint NOT NULL,
+    outbox_depth            bigint NOT NULL,
+    outbox_oldest           bigint,
+    last_forwarded          bigint,
+    accepts_parent_requests boolean NOT NULL,
+    reported_at             bigint NOT NULL,
+    via                     text NOT NULL,
+    recorded_at             bigint NOT NULL
+);
+-- routed_due selects the codes reached through one child.
+CREATE INDEX sites_via ON sites (via);
+"#;
+
+/// The URL with its password (if any) replaced by `***`, for messages and logs.
+pub(crate) fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        // Not a URL form that can hold a password in its authority; a `password=` parameter
+        // is still hidden below.
+        return redact_param(url);
+    };
+    let rest_start = scheme_end + 3;
+    let authority_end = url[rest_start..]
+        .find(['/', '?'])
+        .map_or(url.len(), |i| rest_start + i);
+    let authority = &url[rest_start..authority_end];
+    let redacted = match authority.rfind('@') {
+        Some(at) => {
+            let userinfo = &authority[..at];
+            match userinfo.find(':') {
+                Some(colon) => format!("{}:***{}", &userinfo[..colon], &authority[at..]),
+                None => authority.to_string(),
+            }
+        }
+        None => authority.to_string(),
+    };
+    redact_param(&format!(
+        "{}{}{}",
+        &url[..rest_start],
+        redacted,
+        &url[authority_end..]
+    ))
+}
+
+/// Hides the value of a `password=` query parameter.
+fn redact_param(url: &str) -> String {
+    let Some(q) = url.find('?') else {
+        return url.to_string();
+    };
+    let params: Vec<String> = url[q + 1..]
+        .split('&')
+        .map(|p| match p.split_once('=') {
+            Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+            _ => p.to_string(),
+        })
+        .collect();
+    format!("{}?{}", &url[..q], params.join("&"))
+}
+
+/// How many connections the pool keeps at most: enough for both cores and requests waiting on
+/// the server, and a bound on server processes (each costs the server several megabytes).
+fn max_connections() -> u32 {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    (cores * 2).clamp(4, 16) as u32
+}
+
+fn connect_error(url: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::PgConnect {
+        url: redact_url(url),
+        reason: e.to_string(),
+    }
+}
+
+fn options(url: &str) -> Result<PgConnectOptions, StoreError> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(connect_error(
+            url,
+            "not a PostgreSQL URL (expected postgres://user@host:port/database)",
+        ));
+    }
+    PgConnectOptions::from_str(url).map_err(|e| connect_error(url, e))
+}
+
+/// Connects a single connection first, so that a wrong URL or a server that is down fails at
+/// once with the server's reason instead of a pool time-out.
+async fn connect(url: &str) -> Result<(PgConnectOptions, PgConnection), StoreError> {
+    let opts = options(url)?;
+    let conn = PgConnection::connect_with(&opts)
+        .await
+        .map_err(|e| connect_error(url, e))?;
+    Ok((opts, conn))
+}
+
+pub(super) fn pool(opts: PgConnectOptions) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(max_connections())
+        .min_connections(0)
+        .connect_lazy_with(opts)
+}
+
+/// The invsync tables present in the connection's current schema.
+async fn present_tables(conn: &mut PgConnection) -> Result<Vec<String>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables
+         WHERE table_schema = current_schema() AND table_name = ANY($1)
+         ORDER BY table_name",
+    )
+    .bind(TABLES)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// The schema version recorded in `meta`, `None` when there is no `meta` table.
+async fn schema_version(conn: &mut PgConnection) -> Result<Option<Result<i64, String>>, StoreError> {
+    if !present_tables(&mut *conn).await?.iter().any(|t| t == "meta") {
+        return Ok(None);
+    }
+    let raw: Option<String> =
+        sqlx::query_scalar("SELECT value FROM meta WHERE key = 'schema_version'")
+            .fetch_optional(conn)
+            .await?;
+    Ok(Some(match raw.map(|v| v.parse::<i64>()) {
+        Some(Ok(v)) => Ok(v),
+        _ => Err("its meta table has no valid schema_version".to_string()),
+    }))
+}
+
+/// Creates the schema for `meta` in the (empty) database at `url`.
+pub(super) async fn create(url: &str, meta: &SiteMeta) -> Result<PgPool, StoreError> {
+    let (opts, mut conn) = connect(url).await?;
+    let mut tx = conn.begin().await?;
+    // Two `init`s at once: the second waits here and then finds the first one's tables.
+    sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
+        .bind(LOCK_CLASS)
+        .bind(LOCK_SCHEMA)
+        .execute(&mut *tx)
+        .await?;
+    let present = present_tables(&mut tx).await?;
+    if !present.is_empty() {
+        return Err(StoreError::PgNotEmpty {
+            url: redact_url(url),
+            tables: present.join(", "),
+        });
+    }
+    for step in MIGRATIONS {
+        sqlx::raw_sql(step).execute(&mut *tx).await?;
+    }
+    for (key, value) in [
+        ("site_code", meta.code.as_str().to_string()),
+        ("site_name", meta.name.clone()),
+        ("created_at", meta.created_at.0.to_string()),
+        ("schema_version", SCHEMA_VERSION.to_string()),
+    ] {
+        sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2)")
+            .bind(key)
+            .bind(value)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    let _ = conn.close().await;
+    Ok(pool(opts))
+}
+
+/// Opens the invsync database at `url`, migrating its schema if it is older.
+pub(super) async fn open(url: &str) -> Result<PgPool, StoreError> {
+    let (opts, mut conn) = connect(url).await?;
+    let mut tx = conn.begin().await?;
+    // Two sites opening an old database at once: one migrates, the other then sees the result.
+    sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
+        .bind(LOCK_CLASS)
+        .bind(LOCK_SCHEMA)
+        .execute(&mut *tx)
+        .await?;
+    let not_ours = |reason: String| StoreError::PgNotInvsync {
+        url: redact_url(url),
+        reason,
+    };
+    let from = match schema_version(&mut tx).await? {
+        None => {
+            return Err(not_ours(
+                "it has no invsync meta table in its current schema (create the site first)"
+                    .to_string(),
+            ));
+        }
+        Some(Err(reason)) => return Err(not_ours(reason)),
+        Some(Ok(v)) if v > SCHEMA_VERSION => {
+            return Err(StoreError::Database(format!(
+                "the database has schema version {v}, newer than the {SCHEMA_VERSION} this program knows; run a newer invsync"
+            )));
+        }
+        Some(Ok(v)) if v < 1 => return Err(not_ours(format!("invalid schema version {v}"))),
+        Some(Ok(v)) => v,
+    };
+    for (v, step) in MIGRATIONS.iter().enumerate().skip(from as usize) {
+        sqlx::raw_sql(step).execute(&mut *tx).await?;
+        tracing::info!(from = v, to = v + 1, "Migrated the PostgreSQL schema.");
+    }
+    if from < SCHEMA_VERSION {
+        sqlx::query("UPDATE meta SET value = $1 WHERE key = 'schema_version'")
+            .bind(SCHEMA_VERSION.to_string())
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    let _ = conn.close().await;
+    Ok(pool(opts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_never_show() {
+        assert_eq!(
+            redact_url("postgres://inv:s3cret@db:5432/inv"),
+            "postgres://inv:***@db:5432/inv"
+        );
+        assert_eq!(
+            redact_url("postgres://inv@db/inv?password=s3cret&sslmode=require"),
+            "postgres://inv@db/inv?password=***&sslmode=require"
+        );
+        assert_eq!(redact_url("postgres://db/inv"), "postgres://db/inv");
+        assert_eq!(
+            redact_url("postgresql://u:p@ss@h/d"),
+            "postgresql://u:***@h/d"
+        );
+    }
+}
