@@ -248,8 +248,26 @@ const SYLLABLES: &[&str] = &[
     "jpe", "g", "ti", "ff", "gn", "u", "dbus", "el", "f", "ic", "u4", "c", "zl", "ib", "kr", "b5",
 ];
 const PREFIXES: &[&str] = &[
-    "", "", "", "", "lib", "lib", "lib", "lib", "lib", "python3-", "node-", "golang-", "fonts-",
-    "gir1.2-", "r-cran-", "libghc-", "ruby-", "perl-", "texlive-", "gstreamer1.0-",
+    "",
+    "",
+    "",
+    "",
+    "lib",
+    "lib",
+    "lib",
+    "lib",
+    "lib",
+    "python3-",
+    "node-",
+    "golang-",
+    "fonts-",
+    "gir1.2-",
+    "r-cran-",
+    "libghc-",
+    "ruby-",
+    "perl-",
+    "texlive-",
+    "gstreamer1.0-",
 ];
 const SUFFIXES: &[&str] = &[
     "", "", "", "", "", "", "-dev", "-common", "-data", "-bin", "-doc", "t64", "-utils", "-tools",
@@ -265,7 +283,7 @@ fn package_name(seed: u64, n: u64) -> String {
         let i = mix_all(&[h, s]) % SYLLABLES.len() as u64;
         name.push_str(SYLLABLES[i as usize]);
     }
-    if (h >> 16) % 4 == 0 {
+    if (h >> 16).is_multiple_of(4) {
         name.push_str(&format!("{}", (h >> 20) % 12));
     }
     name.push_str(SUFFIXES[((h >> 24) % SUFFIXES.len() as u64) as usize]);
@@ -274,7 +292,7 @@ fn package_name(seed: u64, n: u64) -> String {
 
 fn version_shape(seed: u64, n: u64) -> VersionShape {
     let h = mix_all(&[seed, 2, n]);
-    let epoch = if h % 10 == 0 { "1:" } else { "" };
+    let epoch = if h.is_multiple_of(10) { "1:" } else { "" };
     let (major, minor, patch) = ((h >> 8) % 12, (h >> 16) % 40, (h >> 24) % 20);
     let revision = 1 + (h >> 32) % 9;
     let upstream = match (h >> 40) % 4 {
@@ -427,7 +445,7 @@ impl Fleet {
                     package: PackageRef::Catalog(p),
                     base_variant,
                     removable: role == Role::Extra
-                        || (role == Role::Optional && (h >> 8) % REMOVABLE_ONE_IN == 0),
+                        || (role == Role::Optional && (h >> 8).is_multiple_of(REMOVABLE_ONE_IN)),
                     present_at_0: role != Role::Extra,
                 }
             })
@@ -460,7 +478,13 @@ impl Fleet {
         let h = mix_all(&[self.spec.seed, 7, agent as u64, n as u64]);
         let word = SYLLABLES[(h % SYLLABLES.len() as u64) as usize];
         let name = format!("local-{word}{}-{agent}-{n}", (h >> 8) % 100);
-        let version = format!("{}.{}.{}-local{}", (h >> 16) % 5, (h >> 24) % 30, variant, agent);
+        let version = format!(
+            "{}.{}.{}-local{}",
+            (h >> 16) % 5,
+            (h >> 24) % 30,
+            variant,
+            agent
+        );
         package_item(&name, "amd64", 65_536 + (h >> 32) % 1_000_000, version)
     }
 
@@ -564,22 +588,49 @@ impl Fleet {
                 ("vendor", vendor.into()),
                 ("product", format!("Model {}", (h >> 8) % 900 + 100)),
                 ("serial", format!("LG{:010X}", mix(h) & 0xFF_FFFF_FFFF)),
-                ("uuid", Uuid::from_u64_pair(mix(h ^ 1), mix(h ^ 2)).to_string()),
+                (
+                    "uuid",
+                    Uuid::from_u64_pair(mix(h ^ 1), mix(h ^ 2)).to_string(),
+                ),
             ],
         );
         put(
             "bios".into(),
             vec![
                 ("vendor", vendor.into()),
-                ("version", format!("{}.{}.{}", (h >> 12) % 3 + 1, (h >> 16) % 20, (h >> 20) % 10)),
-                ("date", format!("{:02}/{:02}/20{}", (h >> 24) % 12 + 1, (h >> 28) % 28 + 1, 18 + (h >> 32) % 7)),
+                (
+                    "version",
+                    format!(
+                        "{}.{}.{}",
+                        (h >> 12) % 3 + 1,
+                        (h >> 16) % 20,
+                        (h >> 20) % 10
+                    ),
+                ),
+                (
+                    "date",
+                    format!(
+                        "{:02}/{:02}/20{}",
+                        (h >> 24) % 12 + 1,
+                        (h >> 28) % 28 + 1,
+                        18 + (h >> 32) % 7
+                    ),
+                ),
             ],
         );
         let cores = [4u64, 8, 16, 32][((h >> 36) % 4) as usize];
         put(
             "cpu".into(),
             vec![
-                ("model", format!("Intel(R) Xeon(R) CPU E5-26{}0 v{} @ 2.{}0GHz", (h >> 40) % 9 + 1, (h >> 44) % 4 + 1, (h >> 48) % 9)),
+                (
+                    "model",
+                    format!(
+                        "Intel(R) Xeon(R) CPU E5-26{}0 v{} @ 2.{}0GHz",
+                        (h >> 40) % 9 + 1,
+                        (h >> 44) % 4 + 1,
+                        (h >> 48) % 9
+                    ),
+                ),
                 ("sockets", "1".into()),
                 ("cores", cores.to_string()),
                 ("threads", (2 * cores).to_string()),
@@ -588,7 +639,10 @@ impl Fleet {
         );
         let dimms = [4u64, 8][((h >> 52) % 2) as usize];
         let dimm_gib = [8u64, 16, 32][((h >> 54) % 3) as usize];
-        put("memory".into(), vec![("total_bytes", (dimms * dimm_gib << 30).to_string())]);
+        put(
+            "memory".into(),
+            vec![("total_bytes", ((dimms * dimm_gib) << 30).to_string())],
+        );
         for d in 0..dimms {
             put(
                 format!("dimm/DIMM_{}{}", (b'A' + (d / 2) as u8) as char, d % 2 + 1),
@@ -607,7 +661,11 @@ impl Fleet {
             let (name, model, rotational) = if d < 2 {
                 (format!("nvme{d}n1"), "Samsung SSD 980 PRO 1TB", "false")
             } else {
-                (format!("sd{}", (b'a' + d as u8 - 2) as char), "ST4000NM0035-1V4107", "true")
+                (
+                    format!("sd{}", (b'a' + d as u8 - 2) as char),
+                    "ST4000NM0035-1V4107",
+                    "true",
+                )
             };
             put(
                 format!("disk/{name}"),
@@ -619,8 +677,18 @@ impl Fleet {
             );
         }
         let mounts = [
-            "/", "/boot", "/boot/efi", "/home", "/var", "/tmp", "/srv", "/opt", "/var/log",
-            "/var/lib/docker", "/data", "/backup",
+            "/",
+            "/boot",
+            "/boot/efi",
+            "/home",
+            "/var",
+            "/tmp",
+            "/srv",
+            "/opt",
+            "/var/log",
+            "/var/lib/docker",
+            "/data",
+            "/backup",
         ];
         let fs_n = 8 + (h >> 58) % 5;
         for (i, m) in mounts.iter().take(fs_n as usize).enumerate() {
@@ -629,13 +697,18 @@ impl Fleet {
             put(
                 format!("fs/{m}"),
                 vec![
-                    ("type", if *m == "/boot/efi" { "vfat" } else { "ext4" }.into()),
+                    (
+                        "type",
+                        if *m == "/boot/efi" { "vfat" } else { "ext4" }.into(),
+                    ),
                     ("size_bytes", size.to_string()),
                     ("free_bytes", (size / 100 * free_pct).to_string()),
                 ],
             );
         }
-        let nics = ["eno1", "eno2", "enp3s0f0", "enp3s0f1", "bond0", "docker0", "br0", "virbr0", "wg0"];
+        let nics = [
+            "eno1", "eno2", "enp3s0f0", "enp3s0f1", "bond0", "docker0", "br0", "virbr0", "wg0",
+        ];
         let nic_n = 6 + (h >> 60) % 4;
         for (i, n) in nics.iter().take(nic_n as usize).enumerate() {
             let mac = mix_all(&[h, 11, i as u64]);
@@ -643,11 +716,28 @@ impl Fleet {
             put(
                 format!("nic/{n}"),
                 vec![
-                    ("mac", format!("52:54:00:{:02x}:{:02x}:{:02x}", mac as u8, (mac >> 8) as u8, (mac >> 16) as u8)),
+                    (
+                        "mac",
+                        format!(
+                            "52:54:00:{:02x}:{:02x}:{:02x}",
+                            mac as u8,
+                            (mac >> 8) as u8,
+                            (mac >> 16) as u8
+                        ),
+                    ),
                     ("speed_mbps", if physical { "10000" } else { "-1" }.into()),
                     ("mtu", "1500".into()),
                     ("virtual", (!physical).to_string()),
-                    ("addresses", format!("10.{}.{}.{}/16,fe80::{:x}/64", i, (agent >> 8) % 256, agent % 256, mac & 0xffff)),
+                    (
+                        "addresses",
+                        format!(
+                            "10.{}.{}.{}/16,fe80::{:x}/64",
+                            i,
+                            (agent >> 8) % 256,
+                            agent % 256,
+                            mac & 0xffff
+                        ),
+                    ),
                 ],
             );
         }
@@ -776,7 +866,10 @@ mod tests {
         assert!((1000..1400).contains(&shared), "shared {shared}");
         let same_version = a.iter().filter(|(k, v)| b.get(*k) == Some(v)).count();
         assert!(same_version < shared, "versions differ between agents");
-        assert_eq!(a.keys().filter(|k| k.starts_with("dpkg/local-")).count(), 15);
+        assert_eq!(
+            a.keys().filter(|k| k.starts_with("dpkg/local-")).count(),
+            15
+        );
         // Realistic sizes: a 1,500-package report is a couple of hundred KB of JSON.
         let (json, _) = f.sw(1, 0).full_report_json(Uuid::nil());
         assert!((120_000..400_000).contains(&json.len()), "{}", json.len());
@@ -820,7 +913,10 @@ mod tests {
                 body: ReportBody::Full { items },
                 answers: Vec::new(),
             };
-            assert_eq!(String::from_utf8(json).unwrap(), serde_json::to_string(&report).unwrap());
+            assert_eq!(
+                String::from_utf8(json).unwrap(),
+                serde_json::to_string(&report).unwrap()
+            );
         }
     }
 
@@ -831,18 +927,29 @@ mod tests {
         let mut removed_or_added = 0;
         for round in 0..60 {
             let r = f.delta(9, round, 10 + round as i64);
-            let ReportBody::Delta { base_version, delta } = &r.body else {
+            let ReportBody::Delta {
+                base_version,
+                delta,
+            } = &r.body
+            else {
                 panic!("not a delta")
             };
             assert_eq!(*base_version, 10 + round as i64);
             assert_eq!(delta.upsert.len() + delta.remove.len(), 3);
             removed_or_added += delta.remove.len()
-                + delta.upsert.keys().filter(|k| !snap.items.contains_key(*k)).count();
+                + delta
+                    .upsert
+                    .keys()
+                    .filter(|k| !snap.items.contains_key(*k))
+                    .count();
             snap.apply(delta);
             assert_eq!(snap.hash(), r.hash, "round {}", round + 1);
             assert_eq!(snap.items, f.sw(9, round + 1).items());
         }
-        assert!(removed_or_added > 0, "some deltas install or remove packages");
+        assert!(
+            removed_or_added > 0,
+            "some deltas install or remove packages"
+        );
         assert!((290..=310).contains(&snap.items.len()));
     }
 }

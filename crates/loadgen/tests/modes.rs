@@ -27,7 +27,10 @@ fn invsite() -> &'static Path {
                 .args(["build", "-p", "invsync-cli", "--bin", "invsite"])
                 .status()
                 .expect("running cargo build for invsite");
-            assert!(status.success(), "cargo build -p invsync-cli --bin invsite failed");
+            assert!(
+                status.success(),
+                "cargo build -p invsync-cli --bin invsite failed"
+            );
         }
         bin
     })
@@ -57,9 +60,21 @@ impl Site {
         let dir = tmp.join("site");
         let o = run(
             invsite(),
-            &["init", "--data-dir", s(&dir), "--site-code", "LGT", "--listen", "127.0.0.1:0"],
+            &[
+                "init",
+                "--data-dir",
+                s(&dir),
+                "--site-code",
+                "LGT",
+                "--listen",
+                "127.0.0.1:0",
+            ],
         );
-        assert!(o.status.success(), "invsite init: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "invsite init: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         let mut child = Command::new(invsite())
             .args(["serve", "--data-dir", s(&dir)])
             .env("RUST_LOG", "warn")
@@ -71,19 +86,37 @@ impl Site {
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
             .unwrap();
-        let url = line.trim().rsplit(' ').next().unwrap_or_default().to_string();
-        assert!(url.starts_with("http://127.0.0.1:"), "first line of invsite serve: {line:?}");
+        let url = line
+            .trim()
+            .rsplit(' ')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            url.starts_with("http://127.0.0.1:"),
+            "first line of invsite serve: {line:?}"
+        );
         Site { dir, url, child }
     }
 
     fn clients(&self) -> Vec<Value> {
-        let o = run(invsite(), &["clients", "--data-dir", s(&self.dir), "--json"]);
+        let o = run(
+            invsite(),
+            &["clients", "--data-dir", s(&self.dir), "--json"],
+        );
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        serde_json::from_slice::<Value>(&o.stdout).unwrap().as_array().unwrap().clone()
+        serde_json::from_slice::<Value>(&o.stdout)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone()
     }
 
     fn show(&self, name: &str) -> Value {
-        let o = run(invsite(), &["show", name, "--data-dir", s(&self.dir), "--json"]);
+        let o = run(
+            invsite(),
+            &["show", name, "--data-dir", s(&self.dir), "--json"],
+        );
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         serde_json::from_slice(&o.stdout).unwrap()
     }
@@ -126,8 +159,12 @@ fn json_ok(site: &Site, tmp: &Path, mode: &str, extra: &[&str]) -> Value {
     let mut args = vec!["--json"];
     args.extend_from_slice(extra);
     let (code, out, err) = loadgen(site, tmp, mode, &args);
-    assert_eq!(code, 0, "{mode} exited {code}\nstdout:\n{out}\nstderr:\n{err}");
-    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{mode}: no JSON ({e}): {out}"));
+    assert_eq!(
+        code, 0,
+        "{mode} exited {code}\nstdout:\n{out}\nstderr:\n{err}"
+    );
+    let v: Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{mode}: no JSON ({e}): {out}"));
     assert_eq!(v["mode"], mode);
     assert_eq!(v["errors"]["total"], 0, "{v:#}");
     assert_eq!(v["skipped"], 0, "{v:#}");
@@ -160,13 +197,32 @@ fn every_mode_against_a_real_site() {
     let site = Site::start(tmp.path());
 
     // enroll: 20 agents, resumable (a second run to 25 enrolls only 5).
-    let v = json_ok(&site, tmp.path(), "enroll", &["--agents", "20", "--packages", "50", "--seed", "7"]);
-    assert_eq!((v["requests"].as_u64(), v["ok"].as_u64(), v["agents"].as_u64()), (Some(20), Some(20), Some(20)));
+    let v = json_ok(
+        &site,
+        tmp.path(),
+        "enroll",
+        &["--agents", "20", "--packages", "50", "--seed", "7"],
+    );
+    assert_eq!(
+        (
+            v["requests"].as_u64(),
+            v["ok"].as_u64(),
+            v["agents"].as_u64()
+        ),
+        (Some(20), Some(20), Some(20))
+    );
     let v = json_ok(&site, tmp.path(), "enroll", &["--agents", "25"]);
-    assert_eq!((v["requests"].as_u64(), v["agents"].as_u64()), (Some(5), Some(25)));
+    assert_eq!(
+        (v["requests"].as_u64(), v["agents"].as_u64()),
+        (Some(5), Some(25))
+    );
     let clients = versions(&site);
     assert_eq!(clients.len(), 25);
-    assert!(clients.iter().all(|(_, hw, sw)| hw.is_null() && sw.is_null()));
+    assert!(
+        clients
+            .iter()
+            .all(|(_, hw, sw)| hw.is_null() && sw.is_null())
+    );
 
     // delta and checkin before full are refused.
     for mode in ["delta", "checkin"] {
@@ -177,19 +233,32 @@ fn every_mode_against_a_real_site() {
 
     // full: hw once (setup), then 2 sw full reports each.
     let v = json_ok(&site, tmp.path(), "full", &["--rounds", "2"]);
-    assert_eq!((v["requests"].as_u64(), v["ok"].as_u64()), (Some(50), Some(50)));
+    assert_eq!(
+        (v["requests"].as_u64(), v["ok"].as_u64()),
+        (Some(50), Some(50))
+    );
     assert_eq!(v["setup"]["ok"].as_u64(), Some(25));
     assert!(versions(&site).iter().all(|(_, hw, sw)| hw == 1 && sw == 2));
 
     // delta: 3 rounds of the first 20 agents.
-    let v = json_ok(&site, tmp.path(), "delta", &["--rounds", "3", "--agents", "20"]);
-    assert_eq!((v["requests"].as_u64(), v["ok"].as_u64()), (Some(60), Some(60)));
+    let v = json_ok(
+        &site,
+        tmp.path(),
+        "delta",
+        &["--rounds", "3", "--agents", "20"],
+    );
+    assert_eq!(
+        (v["requests"].as_u64(), v["ok"].as_u64()),
+        (Some(60), Some(60))
+    );
     for (i, (name, _, sw)) in versions(&site).iter().enumerate() {
         assert_eq!(sw, if i < 20 { 5 } else { 2 }, "{name}");
     }
 
     // The site holds exactly the generator's snapshot of round 3.
-    let file = AgentsFile::read(&tmp.path().join("agents")).unwrap().unwrap();
+    let file = AgentsFile::read(&tmp.path().join("agents"))
+        .unwrap()
+        .unwrap();
     assert_eq!((file.agents[0].sw_version, file.agents[0].sw_round), (5, 3));
     let fleet = Fleet::new(file.header.spec);
     let shown = site.show("LG00001");
@@ -201,7 +270,10 @@ fn every_mode_against_a_real_site() {
 
     // checkin: nothing changed, nothing stored.
     let v = json_ok(&site, tmp.path(), "checkin", &["--rounds", "4"]);
-    assert_eq!((v["requests"].as_u64(), v["ok"].as_u64()), (Some(100), Some(100)));
+    assert_eq!(
+        (v["requests"].as_u64(), v["ok"].as_u64()),
+        (Some(100), Some(100))
+    );
     let after = versions(&site);
     assert!(after.iter().all(|(_, hw, _)| hw == 1));
     assert_eq!(after.iter().filter(|(_, _, sw)| sw == 5).count(), 20);
@@ -218,7 +290,12 @@ fn every_mode_against_a_real_site() {
 fn a_delta_on_a_stale_base_counts_as_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let site = Site::start(tmp.path());
-    json_ok(&site, tmp.path(), "enroll", &["--agents", "3", "--packages", "20"]);
+    json_ok(
+        &site,
+        tmp.path(),
+        "enroll",
+        &["--agents", "3", "--packages", "20"],
+    );
     json_ok(&site, tmp.path(), "full", &[]);
     // Forget that the site moved on: the next delta names an old base version.
     let path = tmp.path().join("agents");
@@ -240,14 +317,28 @@ fn refusals() {
     let site = Site::start(tmp.path());
     let file = tmp.path().join("agents");
     let base = |mode: &'static str, url: &str, extra: &[&str]| -> (i32, String) {
-        let mut args = vec![mode, "--site", url, "--site-dir", s(&site.dir), "--agents-file", s(&file)];
+        let mut args = vec![
+            mode,
+            "--site",
+            url,
+            "--site-dir",
+            s(&site.dir),
+            "--agents-file",
+            s(&file),
+        ];
         args.extend_from_slice(extra);
         let o = Command::new(LOADGEN).args(&args).output().unwrap();
-        (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stderr).into_owned())
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
     };
     let (code, err) = base("enroll", "http://10.0.0.1:8350", &["--agents", "1"]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("only talks to a site on this machine"), "{err}");
+    assert!(
+        err.contains("only talks to a site on this machine"),
+        "{err}"
+    );
     let (code, err) = base("full", &site.url, &[]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("enroll agents first"), "{err}");

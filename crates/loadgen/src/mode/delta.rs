@@ -38,7 +38,10 @@ pub async fn apply(args: Args) -> Result<()> {
     let (a, l) = (&args.site, &args.load);
     let (site, code, mut file) = drive::load(a, l).await?;
     let n = l.agents.map_or(file.agents.len(), |n| n as usize);
-    let unknown = file.agents[..n].iter().filter(|r| r.sw_version == 0).count();
+    let unknown = file.agents[..n]
+        .iter()
+        .filter(|r| r.sw_version == 0)
+        .count();
     if unknown > 0 {
         return Err(Exit::usage(format!(
             "{unknown} of the {n} agents in {} have no known sw snapshot at the site (no `full` \

@@ -569,7 +569,10 @@ fn judge(
     let unexpected = |what: &str, e: serde_json::Error| {
         (
             Kind::Mismatch,
-            format!("{what}: unexpected answer ({e}): {}", String::from_utf8_lossy(body)),
+            format!(
+                "{what}: unexpected answer ({e}): {}",
+                String::from_utf8_lossy(body)
+            ),
         )
     };
     match &job.expect {
@@ -596,7 +599,10 @@ fn judge(
             let ack: ReportAck =
                 serde_json::from_slice(body).map_err(|e| unexpected("report", e))?;
             match ack {
-                ReportAck::Accepted { version: v, hash: h } => {
+                ReportAck::Accepted {
+                    version: v,
+                    hash: h,
+                } => {
                     if h != *hash || version.is_some_and(|e| e != v) {
                         return Err((
                             Kind::Mismatch,
@@ -756,7 +762,13 @@ impl Results {
     fn print_human(&self) {
         println!(
             "{}: {} agents ({} sw packages each, seed {}) at site {} ({}), {} in flight",
-            self.mode, self.agents, self.packages, self.seed, self.site_code, self.site, self.concurrency
+            self.mode,
+            self.agents,
+            self.packages,
+            self.seed,
+            self.site_code,
+            self.site,
+            self.concurrency
         );
         if let Some(s) = &self.setup {
             print_measured("setup (hw full reports)", s);

@@ -78,7 +78,10 @@ pub async fn apply(args: Args) -> Result<()> {
     };
     let n = args.agents as usize;
     sim::agent_name(&header.prefix, n)?;
-    let mut records: Vec<Record> = existing.as_ref().map(|f| f.agents.clone()).unwrap_or_default();
+    let mut records: Vec<Record> = existing
+        .as_ref()
+        .map(|f| f.agents.clone())
+        .unwrap_or_default();
     let have: std::collections::HashSet<usize> = records.iter().map(|r| r.index).collect();
     let missing: Vec<usize> = (1..=n).filter(|i| !have.contains(i)).collect();
     drive::progress(format!(

@@ -19,8 +19,8 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use invsync_proto::Class;
-use invsync_proto::wire::{self, Report, ReportBody};
 use invsync_proto::Snapshot;
+use invsync_proto::wire::{self, Report, ReportBody};
 use uuid::Uuid;
 
 use super::drive::{self, Cell, Expect, Job, LoadArgs, Phase, Results, SiteArgs};
@@ -46,9 +46,7 @@ pub async fn apply(args: Args) -> Result<()> {
     let builders = drive::builders(l);
 
     // 1. hw full reports where the site has none.
-    let without_hw: Vec<usize> = (0..n)
-        .filter(|&i| file.agents[i].hw_version == 0)
-        .collect();
+    let without_hw: Vec<usize> = (0..n).filter(|&i| file.agents[i].hw_version == 0).collect();
     let setup = if without_hw.is_empty() {
         None
     } else {
