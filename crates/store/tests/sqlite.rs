@@ -5,8 +5,8 @@
 mod common;
 
 use common::*;
-use invsync_proto::wire::{Event, ReportAck};
-use invsync_proto::{Class, Items, Timestamp};
+use invsync_proto::wire::ReportAck;
+use invsync_proto::{Class, Timestamp};
 use invsync_store::{Store, StoreError};
 
 #[tokio::test]
@@ -64,152 +64,6 @@ async fn open_refuses_a_file_that_is_not_an_invsync_database() {
     );
 }
 
-/// A hardware inventory like a small server's, with the values that differ between machines.
-fn server_hw(client: usize, round: usize) -> Items {
-    let mut items = Items::new();
-    let c = client;
-    items.insert(
-        "system".into(),
-        attrs(&[
-            ("vendor", "Dell Inc."),
-            ("product", "PowerEdge R640"),
-            ("serial", &format!("SRV{c:05}X")),
-            ("uuid", &format!("4c4c4544-0042-3510-8052-{c:012}")),
-        ]),
-    );
-    items.insert(
-        "bios".into(),
-        attrs(&[
-            ("vendor", "Dell Inc."),
-            ("version", "2.17.1"),
-            ("date", "03/15/2023"),
-        ]),
-    );
-    items.insert(
-        "cpu".into(),
-        attrs(&[
-            ("model", "Intel(R) Xeon(R) Gold 6230 CPU @ 2.10GHz"),
-            ("sockets", "2"),
-            ("cores", "40"),
-            ("threads", "80"),
-            ("mhz", "2100"),
-        ]),
-    );
-    items.insert("memory".into(), attrs(&[("total_bytes", "202779942912")]));
-    for d in 0..4 {
-        items.insert(
-            format!("dimm/DIMM_A{d}"),
-            attrs(&[
-                ("size_bytes", "51539607552"),
-                ("type", "DDR4"),
-                ("speed_mts", "2933"),
-            ]),
-        );
-    }
-    for (d, model) in [
-        ("sda", "PERC H730P"),
-        ("nvme0n1", "Samsung SSD 980 PRO 1TB"),
-    ] {
-        items.insert(
-            format!("disk/{d}"),
-            attrs(&[
-                ("model", model),
-                ("size_bytes", "1000204886016"),
-                ("rotational", "0"),
-            ]),
-        );
-    }
-    for (i, mp) in ["/", "/boot", "/var", "/home", "/srv"].iter().enumerate() {
-        let free = (c * 7 + i * 13 + round) % 100;
-        items.insert(
-            format!("fs{mp}"),
-            attrs(&[
-                ("type", "ext4"),
-                ("size_bytes", "107374182400"),
-                ("free_bytes", &format!("{}", free * 1_073_741_824)),
-            ]),
-        );
-    }
-    for n in 0..3 {
-        items.insert(
-            format!("nic/eno{n}"),
-            attrs(&[
-                (
-                    "mac",
-                    &format!("b0:26:28:{:02x}:{:02x}:{n:02x}", c / 256, c % 256),
-                ),
-                ("speed_mbps", "10000"),
-                (
-                    "addresses",
-                    &format!(
-                        "10.{n}.{}.{},fe80::b226:28ff:fe{:02x}:{:02x}{n:02x}",
-                        c / 256,
-                        c % 256,
-                        c / 256,
-                        c % 256
-                    ),
-                ),
-            ]),
-        );
-    }
-    items.insert(
-        "os".into(),
-        attrs(&[
-            ("name", "Debian GNU/Linux"),
-            ("version", "12"),
-            ("kernel", "6.1.0-18-amd64"),
-            ("arch", "x86_64"),
-        ]),
-    );
-    items
-}
-
-/// A plausible Debian package name for number `n`, 13 to 16 characters long: a little longer
-/// than the 12.3 characters of an average Debian 12 package name.
-fn package_name(n: usize) -> String {
-    const STEMS: [&str; 8] = [
-        "libssl", "python3-", "libgtk", "fonts-", "libx11-", "perl-", "libc", "gir1.2-",
-    ];
-    const SUFFIXES: [&str; 4] = ["-dev", "-bin", "", "-data"];
-    format!("{}{n}{}", STEMS[n % 8], SUFFIXES[n % 4])
-}
-
-/// Debian-like versions of 12 to 15 characters (`3.0.11-1+deb12u2`; Debian 12 averages 11.4).
-fn package_version(n: usize, bump: usize) -> String {
-    format!(
-        "{}.{}.{}-{}+deb12u{}",
-        n % 7 + 1,
-        n % 23,
-        (n * 31) % 97,
-        n % 5 + 1,
-        bump
-    )
-}
-
-/// A client's 1,500 packages: 90 % from the site-wide common set, 10 % its own.
-fn client_packages(client: usize, upgraded: usize) -> Items {
-    let mut items = Items::new();
-    for n in 0..1_350 {
-        let bump = usize::from(n < upgraded);
-        let (k, a) = package(
-            &package_name(n),
-            &package_version(n, bump + 1),
-            (n as u64 * 7_919) % 9_000_000 + 1_000,
-        );
-        items.insert(k, a);
-    }
-    for n in 0..150 {
-        let id = 100_000 + client * 1_000 + n;
-        let (k, a) = package(
-            &package_name(id),
-            &package_version(id, 1),
-            (id as u64 * 7_919) % 9_000_000 + 1_000,
-        );
-        items.insert(k, a);
-    }
-    items
-}
-
 /// The storage budget (SPEC section 10): at most 32 KB per client with 1,500 packages (90 %
 /// shared between clients), hardware and history, in normal operation without VACUUM.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -218,74 +72,7 @@ async fn a_client_with_1500_packages_hardware_and_history_costs_at_most_32_kb() 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("site.db");
     let store = Store::create_sqlite(&path, &site()).await.unwrap();
-    let mut ids = Vec::new();
-    for c in 0..CLIENTS {
-        ids.push(enroll(&store, &format!("host{c:04}")).await);
-    }
-    // The first inventories, then a month of life: a round of package upgrades (the same new
-    // versions everywhere, as from one mirror), two hardware changes, resyncs and events.
-    for (c, id) in ids.iter().enumerate() {
-        let hw = server_hw(c, 0);
-        store
-            .store_report(*id, &full(Class::Hw, &hw), Timestamp(10_000))
-            .await
-            .unwrap();
-        store
-            .store_report(
-                *id,
-                &full(Class::Sw, &client_packages(c, 0)),
-                Timestamp(10_000),
-            )
-            .await
-            .unwrap();
-    }
-    for (c, id) in ids.iter().enumerate() {
-        let n = format!("host{c:04}");
-        for (version, round) in (1..).zip(1..=2) {
-            let ack = store
-                .store_report(
-                    *id,
-                    &delta(
-                        Class::Hw,
-                        version,
-                        &server_hw(c, round - 1),
-                        &server_hw(c, round),
-                    ),
-                    Timestamp(20_000),
-                )
-                .await
-                .unwrap();
-            assert!(matches!(ack, ReportAck::Accepted { .. }), "{ack:?}");
-        }
-        let q = store
-            .request_resync(&name(&n), Class::Sw, Timestamp(30_000))
-            .await
-            .unwrap();
-        store
-            .request_event(&name(&n), Event::Sinv, Timestamp(30_000))
-            .await
-            .unwrap();
-        store.checkin(*id, Timestamp(31_000)).await.unwrap();
-        let mut r = full(Class::Sw, &client_packages(c, 40));
-        r.answers = vec![q.id];
-        let ack = store
-            .store_report(*id, &r, Timestamp(32_000))
-            .await
-            .unwrap();
-        assert!(
-            matches!(ack, ReportAck::Accepted { version: 2, .. }),
-            "{ack:?}"
-        );
-        assert_eq!(
-            store
-                .history(&name(&n), 1_000)
-                .await
-                .unwrap()
-                .unwrap()
-                .len(),
-            40 + 2 * 5
-        );
-    }
+    budget_workload(&store, CLIENTS).await;
     drop(store);
     let mut bytes = 0;
     for suffix in ["", "-wal"] {

@@ -270,6 +270,20 @@ async fn schema_version(conn: &mut PgConnection) -> Result<Option<Result<i64, St
     if !present_tables(&mut *conn).await?.iter().any(|t| t == "meta") {
         return Ok(None);
     }
+    // Another application's `meta` table is not ours: reading it as ours would fail with a
+    // database error instead of saying what is wrong.
+    let ours: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM information_schema.columns
+         WHERE table_schema = current_schema() AND table_name = 'meta'
+           AND column_name IN ('key', 'value') AND data_type = 'text'",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    if ours != 2 {
+        return Ok(Some(Err(
+            "its meta table is not invsync's (it has no text columns key and value)".to_string(),
+        )));
+    }
     let raw: Option<String> =
         sqlx::query_scalar("SELECT value FROM meta WHERE key = 'schema_version'")
             .fetch_optional(conn)
