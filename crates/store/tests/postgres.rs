@@ -52,7 +52,10 @@ async fn create_refuses_a_database_that_holds_a_site_or_invsync_tables() {
         matches!(&err, StoreError::PgNotEmpty { tables, .. } if tables.contains("clients") && tables.contains("meta")),
         "{err:?}"
     );
-    assert!(err.to_string().contains("already holds invsync tables"), "{err}");
+    assert!(
+        err.to_string().contains("already holds invsync tables"),
+        "{err}"
+    );
     // The refused create changed nothing.
     assert_eq!(store.clients().await.unwrap().len(), 1);
     assert_eq!(store.site().await.unwrap(), site());
@@ -87,7 +90,11 @@ async fn open_refuses_a_database_that_is_not_an_invsync_database() {
 
     // Another application's tables, even one called `meta`, are not a site, and stay as they are.
     let other = fresh_pg_schema(&base).await;
-    exec(&other, "CREATE TABLE meta (k text, v text); CREATE TABLE orders (id int)").await;
+    exec(
+        &other,
+        "CREATE TABLE meta (k text, v text); CREATE TABLE orders (id int)",
+    )
+    .await;
     let err = Store::open_postgres(&other)
         .await
         .err()
@@ -109,7 +116,10 @@ async fn a_bad_url_is_a_clear_error_that_never_shows_the_password() {
     for (url, says) in [
         ("mysql://inv:hunter2@127.0.0.1/inv", "not a PostgreSQL URL"),
         ("postgres://inv:hunter2@127.0.0.1:1/inv", "cannot connect"),
-        ("postgres://inv:hunter2@127.0.0.1:notaport/inv", "cannot connect"),
+        (
+            "postgres://inv:hunter2@127.0.0.1:notaport/inv",
+            "cannot connect",
+        ),
     ] {
         for result in [
             Store::create_postgres(url, &site()).await.err(),
@@ -117,7 +127,10 @@ async fn a_bad_url_is_a_clear_error_that_never_shows_the_password() {
         ] {
             let err = result.expect("a bad URL fails");
             let text = err.to_string();
-            assert!(matches!(&err, StoreError::PgConnect { .. }), "{url}: {err:?}");
+            assert!(
+                matches!(&err, StoreError::PgConnect { .. }),
+                "{url}: {err:?}"
+            );
             assert!(text.contains(says), "{url}: {text}");
             assert!(!text.contains("hunter2"), "the password leaked: {text}");
             assert!(text.contains("inv:***@127.0.0.1"), "{text}");
@@ -132,7 +145,10 @@ async fn a_wrong_password_is_refused_with_the_servers_reason() {
     let rest = &base[base.find("://").expect("a URL") + 3..];
     let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
     let url = format!("postgres://no_such_role_invsync:pw-secret@{host}");
-    let err = Store::open_postgres(&url).await.err().expect("login refused");
+    let err = Store::open_postgres(&url)
+        .await
+        .err()
+        .expect("login refused");
     let text = err.to_string();
     assert!(matches!(&err, StoreError::PgConnect { .. }), "{err:?}");
     assert!(!text.contains("pw-secret"), "{text}");

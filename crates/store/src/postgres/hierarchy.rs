@@ -8,15 +8,15 @@
 //! * a forwarded change takes its client's lock (`queries::lock_client`), like a report.
 
 use invsync_proto::wire::{
-    ClientRecord, DownRequest, ForwardOutcome, Forwarded, Owner, Queued, ReportBody,
-    RequestState, RequestView, SiteStatus, split_origin,
+    ClientRecord, DownRequest, ForwardOutcome, Forwarded, Owner, Queued, ReportBody, RequestState,
+    RequestView, SiteStatus, split_origin,
 };
 use invsync_proto::{Class, ClientName, Delta, Digest, SiteCode, Timestamp};
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 use super::queries::{
-    self, Inserted, PgUuid, SnapshotRow, Stamp, cls, class_col, corrupt, digest_col, load_items,
+    self, Inserted, PgUuid, SnapshotRow, Stamp, class_col, cls, corrupt, digest_col, load_items,
     name_col, site_col, site_opt_col, snapshot_row, ts_col, uuid_col,
 };
 use super::schema::{LOCK_CLASS, LOCK_DELIVERY, LOCK_TOPOLOGY};
@@ -218,12 +218,11 @@ pub(super) async fn outbox_done(
     if stored.is_empty() && refused.is_empty() {
         return Ok(());
     }
-    let carried: Vec<(i64, Option<String>)> = sqlx::query_as(
-        "DELETE FROM outbox WHERE seq = ANY($1) RETURNING client_id, completed",
-    )
-    .bind(stored)
-    .fetch_all(&mut *conn)
-    .await?;
+    let carried: Vec<(i64, Option<String>)> =
+        sqlx::query_as("DELETE FROM outbox WHERE seq = ANY($1) RETURNING client_id, completed")
+            .bind(stored)
+            .fetch_all(&mut *conn)
+            .await?;
     if !refused.is_empty() {
         sqlx::query("DELETE FROM outbox WHERE seq = ANY($1)")
             .bind(refused)
@@ -306,7 +305,9 @@ pub(super) async fn outbox_resync(
         return Ok(false);
     };
     let code = cls(class);
-    let snapshot: Option<(i64, Vec<u8>, i64, i64, Vec<u8>)> = sqlx::query_as(
+    /// version, hash, full_at, updated_at, items
+    type SnapshotCols = (i64, Vec<u8>, i64, i64, Vec<u8>);
+    let snapshot: Option<SnapshotCols> = sqlx::query_as(
         "SELECT version, hash, full_at, updated_at, items FROM snapshots
          WHERE client_id = $1 AND class = $2",
     )

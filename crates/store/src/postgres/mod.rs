@@ -478,8 +478,14 @@ impl PgStore {
         accept_own: bool,
         now: Timestamp,
     ) -> Result<DownAccepted, StoreError> {
-        hierarchy::accept_down(&mut *self.conn().await?, &self.site.code, req, accept_own, now)
-            .await
+        hierarchy::accept_down(
+            &mut *self.conn().await?,
+            &self.site.code,
+            req,
+            accept_own,
+            now,
+        )
+        .await
     }
 }
 

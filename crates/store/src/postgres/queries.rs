@@ -20,7 +20,9 @@ use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 use crate::cache::{CachedItem, FastMap, ItemCache};
-use crate::codec::{PreparedItem, class_code, class_from_code, decode_attrs, decode_ids, encode_ids};
+use crate::codec::{
+    PreparedItem, class_code, class_from_code, decode_attrs, decode_ids, encode_ids,
+};
 use crate::error::StoreError;
 use crate::plan::{
     self, Change, Current, InputBody, ItemSource, Outcome, ReportInput, Resolver, Slot,
@@ -145,7 +147,11 @@ pub(super) async fn site_meta(conn: &mut PgConnection) -> Result<SiteMeta, Store
     let rows: Vec<(String, String)> = sqlx::query_as("SELECT key, value FROM meta")
         .fetch_all(conn)
         .await?;
-    let get = |k: &str| rows.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+    let get = |k: &str| {
+        rows.iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    };
     let code = get("site_code")
         .and_then(|c| SiteCode::parse(c).ok())
         .ok_or_else(|| corrupt("site code"))?;
@@ -328,11 +334,13 @@ pub(super) async fn touch_client(
     client: i64,
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    sqlx::query("UPDATE clients SET last_seen = greatest(coalesce(last_seen, $2), $2) WHERE id = $1")
-        .bind(client)
-        .bind(now.0)
-        .execute(conn)
-        .await?;
+    sqlx::query(
+        "UPDATE clients SET last_seen = greatest(coalesce(last_seen, $2), $2) WHERE id = $1",
+    )
+    .bind(client)
+    .bind(now.0)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -512,7 +520,8 @@ pub(super) async fn complete_events(
 }
 
 /// The columns `request_view` reads, in its order.
-pub(super) const REQUEST_COLS: &str = "id, arg, requested_at, picked_up_at, completed_at, origin, route, forwarded_at, forwarded_to";
+pub(super) const REQUEST_COLS: &str =
+    "id, arg, requested_at, picked_up_at, completed_at, origin, route, forwarded_at, forwarded_to";
 
 pub(super) async fn request_state(
     conn: &mut PgConnection,
@@ -746,7 +755,12 @@ pub(super) async fn plan_report(
             if let Some(c) = current {
                 // plan_full loads the stored items the report no longer has.
                 let kept: HashSet<i64> = pre.by_digest.values().copied().collect();
-                let gone: Vec<i64> = c.ids.iter().copied().filter(|id| !kept.contains(id)).collect();
+                let gone: Vec<i64> = c
+                    .ids
+                    .iter()
+                    .copied()
+                    .filter(|id| !kept.contains(id))
+                    .collect();
                 pre.fetch_items(&mut *conn, cache, &gone).await?;
             }
         }

@@ -266,8 +266,14 @@ async fn present_tables(conn: &mut PgConnection) -> Result<Vec<String>, StoreErr
 }
 
 /// The schema version recorded in `meta`, `None` when there is no `meta` table.
-async fn schema_version(conn: &mut PgConnection) -> Result<Option<Result<i64, String>>, StoreError> {
-    if !present_tables(&mut *conn).await?.iter().any(|t| t == "meta") {
+async fn schema_version(
+    conn: &mut PgConnection,
+) -> Result<Option<Result<i64, String>>, StoreError> {
+    if !present_tables(&mut *conn)
+        .await?
+        .iter()
+        .any(|t| t == "meta")
+    {
         return Ok(None);
     }
     // Another application's `meta` table is not ours: reading it as ours would fail with a

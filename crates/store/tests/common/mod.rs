@@ -35,7 +35,9 @@ pub const POSTGRES_ENV: &str = "INVSYNC_TEST_POSTGRES";
 
 /// The URL of the PostgreSQL database the tests may use, if one was given.
 pub fn postgres_url() -> Option<String> {
-    std::env::var(POSTGRES_ENV).ok().filter(|u| !u.trim().is_empty())
+    std::env::var(POSTGRES_ENV)
+        .ok()
+        .filter(|u| !u.trim().is_empty())
 }
 
 /// Creates a fresh, empty schema in the test database and returns a URL whose connections use
@@ -389,7 +391,7 @@ fn client_packages(client: usize, upgraded: usize) -> Items {
 pub async fn budget_workload(store: &Store, clients: usize) {
     let mut ids = Vec::new();
     for c in 0..clients {
-        ids.push(enroll(&store, &format!("host{c:04}")).await);
+        ids.push(enroll(store, &format!("host{c:04}")).await);
     }
     // The first inventories, then a month of life: a round of package upgrades (the same new
     // versions everywhere, as from one mirror), two hardware changes, resyncs and events.
