@@ -23,7 +23,8 @@ pub struct Config {
     pub site_code: SiteCode,
     pub name: String,
     pub listen: String,
-    /// `sqlite` (the embedded database in this directory) or a `postgres://` URL.
+    /// `sqlite` (the embedded database in this directory) or a `postgres://` URL; see
+    /// [`Database`]. The URL may hold a password, which is one reason this file is mode 0600.
     pub db: String,
     /// The URL this site announces to its parent (so `invsync` at the parent can name it);
     /// when absent, `http://<the address it serves on>`.
@@ -101,6 +102,58 @@ pub struct TlsFiles {
     /// `init --tls-ca`. The tools on the site server use it; absent: the Mozilla roots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca: Option<PathBuf>,
+}
+
+/// The database a site keeps its inventory in, as `Config::db` names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// `site.db` in the data directory.
+    Sqlite,
+    /// A PostgreSQL database, by its `postgres://` or `postgresql://` URL.
+    Postgres(String),
+}
+
+impl Database {
+    /// Parses `--db` / `Config::db`, refusing anything but `sqlite` and a PostgreSQL URL.
+    pub fn parse(db: &str) -> Result<Database, String> {
+        if db == "sqlite" {
+            return Ok(Database::Sqlite);
+        }
+        if (db.starts_with("postgres://") || db.starts_with("postgresql://"))
+            && db.len() <= 2048
+            && !db.chars().any(char::is_control)
+        {
+            return Ok(Database::Postgres(db.to_string()));
+        }
+        Err(format!(
+            "{:?} is neither `sqlite` nor a PostgreSQL URL like postgres://user@host:5432/dbname",
+            redact_url(db)
+        ))
+    }
+
+    /// What to call the database in messages: the file, or the URL without its password.
+    pub fn describe(&self, dir: &SiteDir) -> String {
+        match self {
+            Database::Sqlite => format!("SQLite database {}", dir.sqlite_path().display()),
+            Database::Postgres(url) => format!("PostgreSQL database {}", redact_url(url)),
+        }
+    }
+}
+
+/// A URL with its password (if any) replaced by `***`, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    // The userinfo ends at the last '@' before the path starts.
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_string();
+    };
+    match rest[..at].split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***@{}", &rest[at + 1..]),
+        None => url.to_string(),
+    }
 }
 
 /// Paths inside one site data directory.
@@ -319,6 +372,31 @@ pub fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn database_is_sqlite_or_a_postgres_url() {
+        assert_eq!(Database::parse("sqlite"), Ok(Database::Sqlite));
+        let url = "postgres://inv@db.example:5432/inventory";
+        assert_eq!(Database::parse(url), Ok(Database::Postgres(url.to_string())));
+        assert!(Database::parse("postgresql://localhost/inv").is_ok());
+        for bad in ["", "SQLite", "mysql://root@localhost/x", "postgres://a\nb", "/var/lib/site.db"] {
+            let err = Database::parse(bad).unwrap_err();
+            assert!(err.contains("neither `sqlite` nor a PostgreSQL URL"), "{bad}: {err}");
+        }
+        // A refused URL is echoed without its password.
+        let err = Database::parse("postgres://inv:hunter2@db/x\n").unwrap_err();
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn redact_url_hides_only_the_password() {
+        assert_eq!(redact_url("postgres://inv:s3cr3t@db:5432/x"), "postgres://inv:***@db:5432/x");
+        assert_eq!(redact_url("postgres://inv@db/x"), "postgres://inv@db/x");
+        assert_eq!(redact_url("postgres://db/x?user=a"), "postgres://db/x?user=a");
+        // An '@' in the password: the userinfo ends at the last '@' of the authority.
+        assert_eq!(redact_url("postgres://u:p@ss@db/x"), "postgres://u:***@db/x");
+        assert_eq!(redact_url("sqlite"), "sqlite");
+    }
 
     #[test]
     fn missing_directory_is_not_a_site_server() {

@@ -9,14 +9,14 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use invsync_proto::exit::Exit;
 use invsync_proto::SiteCode;
 use invsync_store::Store;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
-use crate::datadir::{Config, SiteDir};
+use crate::datadir::{Config, Database, SiteDir};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -47,15 +47,13 @@ struct Runtime {
 
 /// Opens the store a site's configuration names.
 pub async fn open_store(dir: &SiteDir, config: &Config) -> Result<Store> {
-    if config.db != "sqlite" {
-        bail!(
-            "this build stores inventory in SQLite only; {} names another database",
-            dir.config_path().display()
-        );
-    }
-    Store::open_sqlite(&dir.sqlite_path())
-        .await
-        .with_context(|| format!("cannot open the site database {}", dir.sqlite_path().display()))
+    let db = Database::parse(&config.db)
+        .map_err(|e| anyhow!("{}: db {e}", dir.config_path().display()))?;
+    let opened = match &db {
+        Database::Sqlite => Store::open_sqlite(&dir.sqlite_path()).await,
+        Database::Postgres(url) => Store::open_postgres(url).await,
+    };
+    opened.with_context(|| format!("cannot open the site's {}", db.describe(dir)))
 }
 
 impl AppState {

@@ -74,31 +74,103 @@ pub fn copy_dir(src: &Path, dst: &Path) {
     }
 }
 
+/// The database a test site keeps its inventory in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    /// A fresh PostgreSQL database per site, made next to the one `INVSYNC_TEST_POSTGRES` names.
+    Postgres,
+}
+
+impl Db {
+    /// The backends the key end-to-end tests run on: SQLite always, PostgreSQL when
+    /// `INVSYNC_TEST_POSTGRES` names a database (`.ci/run` sets it). Without it, says so on
+    /// stderr, so a local run shows what it did not cover.
+    pub fn all() -> Vec<Db> {
+        if std::env::var_os("INVSYNC_TEST_POSTGRES").is_some() {
+            vec![Db::Sqlite, Db::Postgres]
+        } else {
+            eprintln!("INVSYNC_TEST_POSTGRES is not set: this test ran on SQLite only");
+            vec![Db::Sqlite]
+        }
+    }
+}
+
+/// A PostgreSQL database made for one test site and dropped with it.
+pub struct PgDb {
+    admin_url: String,
+    pub name: String,
+    pub url: String,
+}
+
+impl PgDb {
+    /// Creates `<run database>_e2e_<pid>_<n>` with `psql`, on the server `INVSYNC_TEST_POSTGRES`
+    /// names (the CI run drops every database with its prefix at the end, in case a test
+    /// process was killed before its `Drop`).
+    pub fn create() -> PgDb {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let admin_url = std::env::var("INVSYNC_TEST_POSTGRES").expect("INVSYNC_TEST_POSTGRES");
+        let admin_url = admin_url.split('?').next().unwrap().to_string();
+        let (server, base) = admin_url.rsplit_once('/').expect("a URL ending in /DBNAME");
+        let name = format!("{base}_e2e_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+        psql(&admin_url, &format!("CREATE DATABASE {name}"));
+        let url = format!("{server}/{name}");
+        PgDb { admin_url, name, url }
+    }
+}
+
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        let _ = StdCommand::new("psql")
+            .args([self.admin_url.as_str(), "-Atqc", &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)])
+            .output();
+    }
+}
+
+/// Runs one SQL statement with `psql` and asserts it worked.
+pub fn psql(url: &str, sql: &str) -> String {
+    let o = StdCommand::new("psql").args([url, "-Atqc", sql]).output().expect("psql is installed");
+    assert!(o.status.success(), "psql {sql:?}: {}", stderr(&o));
+    stdout(&o)
+}
+
 /// A site data directory with, optionally, a running `invsite serve`.
 pub struct Site {
     pub dir: PathBuf,
     pub child: Option<Child>,
     pub url: String,
+    /// Declared after `child`, so the server is gone before its database is dropped.
+    pub pg: Option<PgDb>,
 }
 
 impl Site {
     /// `invsite init` in `<tmp>/site-<code>` listening on any free loopback port.
     pub fn init(tmp: &Path, code: &str) -> Site {
+        Site::init_on(tmp, code, Db::Sqlite, &[])
+    }
+
+    /// `invsite init` on the given database, with extra arguments.
+    pub fn init_on(tmp: &Path, code: &str, db: Db, extra: &[&str]) -> Site {
         let dir = tmp.join(format!("site-{code}"));
-        run_ok("invsite", &["init", "--data-dir", s(&dir), "--site-code", code, "--listen", "127.0.0.1:0"]);
-        Site { dir, child: None, url: String::new() }
+        let pg = (db == Db::Postgres).then(PgDb::create);
+        let db_arg = pg.as_ref().map_or("sqlite", |p| p.url.as_str());
+        let mut args = vec!["init", "--data-dir", s(&dir), "--site-code", code, "--listen", "127.0.0.1:0", "--db", db_arg];
+        args.extend_from_slice(extra);
+        run_ok("invsite", &args);
+        Site { dir, child: None, url: String::new(), pg }
     }
 
     /// `invsite init` of a child site of `parent` (which must be running), with a token the
     /// parent issued for `code`.
     pub fn init_child(tmp: &Path, code: &str, parent: &Site) -> Site {
+        Site::init_child_on(tmp, code, parent, Db::Sqlite)
+    }
+
+    /// `invsite init` of a child site of `parent` on the given database.
+    pub fn init_child_on(tmp: &Path, code: &str, parent: &Site, db: Db) -> Site {
         let token = parent.child_token(code);
-        let dir = tmp.join(format!("site-{code}"));
-        run_ok(
-            "invsite",
-            &["init", "--data-dir", s(&dir), "--site-code", code, "--listen", "127.0.0.1:0", "--parent", &parent.url, "--parent-token", &token],
-        );
-        Site { dir, child: None, url: String::new() }
+        Site::init_on(tmp, code, db, &["--parent", &parent.url, "--parent-token", &token])
     }
 
     /// `invsite child-token CODE` at this site.

@@ -16,8 +16,14 @@ fn keys(history: &[Value]) -> Vec<(String, bool, bool)> {
 
 #[test]
 fn added_changed_and_removed_packages_arrive_as_one_delta_each_with_history() {
+    for db in Db::all() {
+        deltas_with_history(db);
+    }
+}
+
+fn deltas_with_history(db: Db) {
     let tmp = tempfile::tempdir().unwrap();
-    let mut site = Site::init(tmp.path(), "S01");
+    let mut site = Site::init_on(tmp.path(), "S01", db, &[]);
     site.start();
     let agent = Agent::enroll(tmp.path(), &site, "debian", "deltas");
     agent.cycle();
@@ -88,8 +94,14 @@ fn post_report(site: &Site, token: &str, report: &Value) -> (u16, Value) {
 
 #[test]
 fn a_duplicated_report_is_stored_once_and_a_wrong_base_stores_nothing() {
+    for db in Db::all() {
+        duplicates_and_wrong_bases(db);
+    }
+}
+
+fn duplicates_and_wrong_bases(db: Db) {
     let tmp = tempfile::tempdir().unwrap();
-    let mut site = Site::init(tmp.path(), "S01");
+    let mut site = Site::init_on(tmp.path(), "S01", db, &[]);
     site.start();
     let agent = Agent::enroll(tmp.path(), &site, "debian", "dupes");
     agent.cycle();

@@ -25,12 +25,18 @@ fn history_keys(site: &Site, name: &str, extra: &[&str]) -> Vec<(String, Value, 
 
 #[test]
 fn three_levels_forward_in_order_and_refuse_requests_for_other_sites_clients() {
+    for db in Db::all() {
+        three_levels(db);
+    }
+}
+
+fn three_levels(db: Db) {
     let tmp = tempfile::tempdir().unwrap();
-    let mut parent = Site::init(tmp.path(), "P01");
+    let mut parent = Site::init_on(tmp.path(), "P01", db, &[]);
     parent.start();
-    let mut child = Site::init_child(tmp.path(), "C01", &parent);
+    let mut child = Site::init_child_on(tmp.path(), "C01", &parent, db);
     child.start();
-    let mut grand = Site::init_child(tmp.path(), "G01", &child);
+    let mut grand = Site::init_child_on(tmp.path(), "G01", &child, db);
     grand.start();
 
     let agent = Agent::enroll(tmp.path(), &grand, "debian", "web01");
@@ -213,15 +219,7 @@ fn names_are_unique_per_site_only_and_codes_per_tree() {
 /// down (`--accept-parent-requests`).
 fn init_accepting_child(tmp: &std::path::Path, code: &str, parent: &Site) -> Site {
     let token = parent.child_token(code);
-    let dir = tmp.join(format!("site-{code}"));
-    run_ok(
-        "invsite",
-        &[
-            "init", "--data-dir", s(&dir), "--site-code", code, "--listen", "127.0.0.1:0", "--parent", &parent.url, "--parent-token", &token,
-            "--accept-parent-requests",
-        ],
-    );
-    Site { dir, child: None, url: String::new() }
+    Site::init_on(tmp, code, Db::Sqlite, &["--parent", &parent.url, "--parent-token", &token, "--accept-parent-requests"])
 }
 
 /// The resync requests `invsite show` lists for a client at a site (empty while it holds none).

@@ -3,6 +3,7 @@
 //! a module per area keeps link time down.
 
 mod common;
+mod database;
 mod deltas;
 mod exit_codes;
 mod hierarchy;

@@ -5,8 +5,14 @@ use crate::common::*;
 
 #[test]
 fn invsync_hw_and_sw_complete_after_the_next_cycle() {
+    for db in Db::all() {
+        hw_and_sw_resyncs_complete(db);
+    }
+}
+
+fn hw_and_sw_resyncs_complete(db: Db) {
     let tmp = tempfile::tempdir().unwrap();
-    let mut site = Site::init(tmp.path(), "S01");
+    let mut site = Site::init_on(tmp.path(), "S01", db, &[]);
     site.start();
     let agent = Agent::enroll(tmp.path(), &site, "debian", "smsntcli8");
 

@@ -21,7 +21,7 @@ fn init_tls(tmp: &Path, code: &str) -> Site {
     );
     let ca = dir.join("tls/ca.pem");
     assert!(out.contains(&format!("--ca-cert {}", ca.display())), "init names the CA agents need:\n{out}");
-    Site { dir, child: None, url: String::new() }
+    Site { dir, child: None, url: String::new(), pg: None }
 }
 
 fn ca_of(site: &Site) -> PathBuf {
@@ -188,7 +188,7 @@ fn a_child_site_forwards_to_a_tls_parent_with_parent_ca_cert() {
         &["init", "--data-dir", s(&dir), "--site-code", "C01", "--listen", "127.0.0.1:0", "--parent", &parent.url, "--parent-token", &token, "--parent-ca-cert", s(&ca_of(&parent))],
     );
     assert!(out.contains("accepted this site"), "{out}");
-    let mut child = Site { dir, child: None, url: String::new() };
+    let mut child = Site { dir, child: None, url: String::new(), pg: None };
     child.start();
     let agent = Agent::enroll(tmp.path(), &child, "minimal", "below");
     agent.cycle();

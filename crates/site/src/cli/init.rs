@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use invsync_proto::exit::Exit;
 use invsync_proto::{SiteCode, Timestamp};
 use invsync_store::{SiteMeta, Store};
@@ -12,7 +12,7 @@ use invsync_store::{SiteMeta, Store};
 use invsync_proto::wire::{ChildToken, SiteStatus};
 
 use super::DataDirArg;
-use crate::datadir::{write_private, Config, ParentConfig, SiteDir, TlsFiles, DEFAULT_LISTEN};
+use crate::datadir::{write_private, Config, Database, ParentConfig, SiteDir, TlsFiles, DEFAULT_LISTEN};
 use crate::parent::{ParentClient, ParentError};
 use crate::secret::random_hex;
 
@@ -29,7 +29,8 @@ pub struct Args {
     /// Address `invsite serve` listens on
     #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN)]
     pub listen: String,
-    /// Database: `sqlite` (embedded, in the data directory)
+    /// Database: `sqlite` (embedded, in the data directory) or the URL of an empty PostgreSQL
+    /// database, `postgres://USER[:PASSWORD]@HOST[:PORT]/DBNAME`
     #[arg(long, value_name = "DB", default_value = "sqlite")]
     pub db: String,
     /// Make this a child site forwarding to the parent site at URL
@@ -145,13 +146,7 @@ pub async fn create_site(dir: &SiteDir, opts: &InitOptions) -> Result<Config> {
             invsync_agent::tls::read_ca(ca).map_err(|e| Exit::usage(format!("--tls-ca: {e}")))?;
         }
     }
-    if opts.db != "sqlite" {
-        return Err(Exit::usage(format!(
-            "--db {:?}: this build supports `sqlite` only (PostgreSQL comes with a later release)",
-            opts.db
-        ))
-        .into());
-    }
+    let db = Database::parse(&opts.db).map_err(|e| Exit::usage(format!("--db {e}")))?;
     dir.create()?;
     let config = Config {
         site_code: opts.site_code.clone(),
@@ -173,7 +168,11 @@ pub async fn create_site(dir: &SiteDir, opts: &InitOptions) -> Result<Config> {
         },
     };
     let meta = SiteMeta { code: opts.site_code.clone(), name: opts.name.clone(), created_at: Timestamp::now() };
-    let store = Store::create_sqlite(&dir.sqlite_path(), &meta).await?;
+    let store = match &db {
+        Database::Sqlite => Store::create_sqlite(&dir.sqlite_path(), &meta).await,
+        Database::Postgres(url) => Store::create_postgres(url, &meta).await,
+    }
+    .with_context(|| format!("cannot create the site's {}", db.describe(dir)))?;
     if opts.parent.is_some() {
         store.set_forwarding(true).await?;
     }
