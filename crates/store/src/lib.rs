@@ -7,9 +7,11 @@
 //! knows nothing of HTTP.
 //!
 //! Design in brief (details in the modules):
-//! * Writes go to one writer thread that commits them in groups, each write durable before it
-//!   is acknowledged (`sqlite::writer`).
-//! * Reads run on a pool of read-only connections on blocking threads.
+//! * SQLite: writes go to one writer thread that commits them in groups, each write durable
+//!   before it is acknowledged (`sqlite::writer`); reads run on a pool of read-only
+//!   connections on blocking threads.
+//! * PostgreSQL: each write is a transaction on a connection pool, in parallel with others;
+//!   an advisory lock per client serialises one client's changes (`postgres`).
 //! * Items are interned once per site and snapshots are compact id lists (`codec`), which keeps
 //!   a client with 1,500 packages within the storage budget.
 //! * Report handling is planned on reading threads and only checked and written by the writer
