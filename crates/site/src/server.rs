@@ -33,6 +33,8 @@ pub struct AppState {
     pub forward_wake: Arc<Notify>,
     /// The push channel: wakes connected agents when an instruction is queued for them.
     pub hub: Arc<crate::hub::Hub>,
+    /// What `/metrics` shows: counted by handlers, one set per running site.
+    pub metrics: Arc<crate::metrics::Metrics>,
 
     /// Learned at runtime: the parent's code (after the first contact) and this site's URL
     /// (configured, or the address it serves on).
@@ -71,6 +73,7 @@ impl AppState {
             limits: config.limits,
             forward_wake: Arc::new(Notify::new()),
             hub: Arc::new(crate::hub::Hub::default()),
+            metrics: Arc::new(crate::metrics::Metrics::new()),
             runtime: Arc::new(Mutex::new(Runtime { parent_code: None, public_url: config.url.clone() })),
         })
     }

@@ -7,6 +7,7 @@ mod database;
 mod deltas;
 mod exit_codes;
 mod hierarchy;
+mod metrics;
 mod names;
 mod push;
 mod restart;

@@ -1,6 +1,7 @@
 //! The one place where errors become HTTP status codes. Handlers return [`ApiError`]; its
 //! response is always an `ErrorBody` with one sentence for a person, and internal errors are
-//! logged here and never shown to the caller.
+//! logged here and never shown to the caller. Each error also names its [`Refusal`], the
+//! reason `/metrics` counts it under.
 
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::http::StatusCode;
@@ -9,6 +10,8 @@ use axum::Json;
 use invsync_proto::wire::ErrorBody;
 use invsync_proto::NameError;
 use invsync_store::StoreError;
+
+use crate::metrics::Refusal;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -88,8 +91,26 @@ impl From<PathRejection> for ApiError {
     }
 }
 
+impl ApiError {
+    /// The `reason` label of `invsite_requests_refused_total`: one per variant, so the metric
+    /// is derived here, where the status is, and cannot drift from it.
+    pub fn refusal(&self) -> Refusal {
+        match self {
+            ApiError::BadInput(_) => Refusal::BadInput,
+            ApiError::Unauthorized(_) => Refusal::Unauthorized,
+            ApiError::NotFound(_) => Refusal::NotFound,
+            ApiError::Conflict(_) => Refusal::Conflict,
+            ApiError::OtherSite(_) => Refusal::OtherSite,
+            ApiError::TooLarge(_) => Refusal::TooLarge,
+            ApiError::Unsupported(_) => Refusal::Unsupported,
+            ApiError::Internal(_) => Refusal::Internal,
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let refusal = self.refusal();
         let status = match &self {
             ApiError::BadInput(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
@@ -107,7 +128,9 @@ impl IntoResponse for ApiError {
         if status.is_client_error() {
             tracing::debug!(status = status.as_u16(), error = %self, "Refused a request.");
         }
-        (status, Json(ErrorBody { error: self.to_string() })).into_response()
+        // The reason travels with the response to the layer that counts it
+        // (`metrics::count_refusals`); this conversion has no state to count in.
+        (status, axum::Extension(refusal), Json(ErrorBody { error: self.to_string() })).into_response()
     }
 }
 

@@ -20,6 +20,7 @@ use crate::server::AppState;
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(health::apply))
+        .route("/metrics", get(crate::metrics::apply))
         .route(wire::CAP_ENROLL, post(cap::enroll::apply))
         .route(wire::CAP_CHECKIN, post(cap::checkin::apply))
         .route(wire::CAP_REPORT, post(cap::report::apply))
@@ -36,6 +37,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/clients/{name}/history", get(admin::history::apply))
         .route("/api/v1/requests/{id}", get(admin::request_state::apply))
         .fallback(error::not_found)
+        // Outside the routes and the fallback, so every error response passes it, whatever
+        // made it.
+        .layer(axum::middleware::from_fn_with_state(state.metrics.clone(), crate::metrics::count_refusals))
         .layer(axum::extract::DefaultBodyLimit::max(state.limits.max_body_bytes))
         .with_state(state)
 }

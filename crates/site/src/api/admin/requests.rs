@@ -50,6 +50,11 @@ pub async fn apply(
     // client's, one of this site's own.
     if queued.routed_to.is_none() {
         state.hub.wake(&queued.client);
+        // A merged request is not a new one; a routed one completes, and is counted, at the
+        // owning site.
+        if queued.created {
+            state.metrics.resync_requested(req.class);
+        }
     }
     let status = if queued.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(queued)))

@@ -18,6 +18,7 @@ pub async fn apply(
 ) -> Result<Json<CheckinResponse>, ApiError> {
     let Json(_req) = body?;
     let resp = state.store.checkin(client.id, Timestamp::now()).await?;
+    state.metrics.checkin();
     if !resp.instructions.is_empty() {
         tracing::info!(client = %client.name, count = resp.instructions.len(), "Delivered instructions.");
     }

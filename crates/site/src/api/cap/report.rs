@@ -81,9 +81,14 @@ pub async fn apply(
             delta.remove.iter().try_for_each(|k| check_key(k, limits))?;
         }
     }
-    let ack = state.store.store_report(client.id, &report, Timestamp::now()).await?;
+    let now = Timestamp::now();
+    let ack = state.store.store_report(client.id, &report, now).await?;
     if matches!(ack, ReportAck::Accepted { .. }) {
         state.forward_wake.notify_one();
+    }
+    state.metrics.report(report.class, report.body.is_full(), &ack);
+    if matches!(ack, ReportAck::Accepted { .. }) && report.body.is_full() && !report.answers.is_empty() {
+        crate::metrics::count_completed(&state, report.class, &report.answers, now).await;
     }
     match &ack {
         ReportAck::Accepted { version, .. } => tracing::info!(

@@ -1,0 +1,477 @@
+//! `GET /metrics`: the site's counters and gauges in the Prometheus text format (version
+//! 0.0.4), for an operator's Prometheus to scrape. One [`Metrics`] per running site, held in
+//! `AppState`; handlers count what they do, and the gauges are read at scrape time.
+//!
+//! What each metric means and why it exists:
+//!
+//! * `invsite_reports_accepted_total{class="hw|sw",kind="full|delta"}`: reports stored (a new
+//!   version). Deltas are the normal traffic; a rising share of full reports means agents are
+//!   resyncing (requested, or healing after a refused delta) and costs the site far more.
+//! * `invsite_reports_not_applied_total{class,reason="duplicate|resync_required"}`: reports
+//!   stored nothing. `duplicate` is a report sent again after a lost answer (harmless);
+//!   `resync_required` is a delta against the wrong version or hash, answered with "send a
+//!   full report": a steady rate points at agents and site disagreeing (restored database).
+//! * `invsite_checkins_total`: agent check-ins (one per cycle). An idle fleet checks in and
+//!   sends nothing, so check-ins minus accepted reports is the number of no-change cycles, the
+//!   bulk of a site's load.
+//! * `invsite_resyncs_requested_total{class}`: resync requests queued through the admin API
+//!   (`invsync`, the console) for this site's own clients. Not counted: a request merged into
+//!   an identical pending one (it is the same request), a request routed down to a site below
+//!   (`--via-child`; it completes there), a request that arrives from a parent, and one that
+//!   `invsync` queued in the database directly while the server was down (the server never
+//!   sees it being made). So requested and completed need not match exactly.
+//! * `invsite_resyncs_completed_total{class}` and `invsite_resync_latency_seconds{class}`:
+//!   requests a full report answered here, and the time from request to completion (SPEC
+//!   section 10: p50 ≤ 0.2 s with a connected agent; an agent without the push channel answers
+//!   at its next cycle, so the buckets reach a day).
+//! * `invsite_connected_agents`: agents holding the push channel's long-poll open right now;
+//!   the others only learn of a request at their next cycle. An agent that vanished may be
+//!   counted until its long-poll's hold time (50 s) ends, when the server did not see the
+//!   connection close.
+//! * `invsite_outbox_depth`, `invsite_outbox_oldest_age_seconds`: changes accepted and not yet
+//!   acknowledged by the parent site, and how long the oldest has waited (0 when empty, and
+//!   always at a site without a parent). A growing age means the parent is unreachable or
+//!   refusing: nothing is lost, but nothing above this site is current.
+//! * `invsite_requests_refused_total{reason}`: requests answered with an error, by the reason
+//!   [`Refusal`] that `api/error.rs` gives each status (`unauthorized` counts wrong tokens, say).
+//!
+//! Labels are small fixed sets (class, kind, reason); never a client name or id, so the page
+//! tells nothing about which machines a site holds and its size does not grow with them.
+//!
+//! `/metrics` needs no token, like `/healthz`: it holds only counts, and the alternative, the
+//! admin token in Prometheus's configuration, would let the monitoring system queue requests
+//! (see SECURITY.md).
+
+use std::fmt::Write as _;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use invsync_proto::wire::ReportAck;
+use invsync_proto::{Class, Timestamp};
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::api::error::ApiError;
+use crate::server::AppState;
+
+/// Upper bounds (seconds) of the resync latency buckets: a connected agent answers within a
+/// second (the first five), one without the push channel at its next cycle (up to a day).
+const LATENCY_BUCKETS: [f64; 15] =
+    [0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0];
+
+/// How many of a report's `answers` are looked up for the latency: an agent answers the one or
+/// two requests pending for a class, and a client naming thousands of ids must not turn one
+/// report into thousands of reads.
+const MAX_ANSWERS_TIMED: usize = 16;
+
+/// Why a request was refused: the `reason` label of `invsite_requests_refused_total`. Each
+/// [`ApiError`] maps to one (`ApiError::refusal`); `Other` is an error response that did not
+/// come from an `ApiError` (axum's own 405 for a wrong method).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Refusal {
+    BadInput,
+    Unauthorized,
+    NotFound,
+    Conflict,
+    OtherSite,
+    TooLarge,
+    Unsupported,
+    Internal,
+    Other,
+}
+
+impl Refusal {
+    pub const ALL: [Refusal; 9] = [
+        Refusal::BadInput,
+        Refusal::Unauthorized,
+        Refusal::NotFound,
+        Refusal::Conflict,
+        Refusal::OtherSite,
+        Refusal::TooLarge,
+        Refusal::Unsupported,
+        Refusal::Internal,
+        Refusal::Other,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::BadInput => "bad_input",
+            Refusal::Unauthorized => "unauthorized",
+            Refusal::NotFound => "not_found",
+            Refusal::Conflict => "conflict",
+            Refusal::OtherSite => "other_site",
+            Refusal::TooLarge => "too_large",
+            Refusal::Unsupported => "unsupported",
+            Refusal::Internal => "internal",
+            Refusal::Other => "other",
+        }
+    }
+}
+
+impl EncodeLabelValue for Refusal {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        encoder.write_str(self.as_str())
+    }
+}
+
+/// The `class` label: `hw` or `sw`, as everywhere else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClassLabel(pub Class);
+
+impl EncodeLabelValue for ClassLabel {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        encoder.write_str(self.0.as_str())
+    }
+}
+
+/// The `kind` label of an accepted report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReportKind {
+    Full,
+    Delta,
+}
+
+impl EncodeLabelValue for ReportKind {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        encoder.write_str(match self {
+            ReportKind::Full => "full",
+            ReportKind::Delta => "delta",
+        })
+    }
+}
+
+/// Why a report stored nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NotApplied {
+    Duplicate,
+    ResyncRequired,
+}
+
+impl EncodeLabelValue for NotApplied {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        encoder.write_str(match self {
+            NotApplied::Duplicate => "duplicate",
+            NotApplied::ResyncRequired => "resync_required",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ClassLabels {
+    class: ClassLabel,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ReportLabels {
+    class: ClassLabel,
+    kind: ReportKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct NotAppliedLabels {
+    class: ClassLabel,
+    reason: NotApplied,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RefusalLabels {
+    reason: Refusal,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
+}
+
+/// The registry and a handle on every metric. Handles are atomics, so counting costs a
+/// handler a few nanoseconds and takes no lock the scrape holds.
+pub struct Metrics {
+    registry: Registry,
+    reports_accepted: Family<ReportLabels, Counter>,
+    reports_not_applied: Family<NotAppliedLabels, Counter>,
+    checkins: Counter,
+    resyncs_requested: Family<ClassLabels, Counter>,
+    resyncs_completed: Family<ClassLabels, Counter>,
+    resync_latency: Family<ClassLabels, Histogram, fn() -> Histogram>,
+    connected_agents: Gauge,
+    outbox_depth: Gauge,
+    outbox_oldest_age: Gauge<f64, AtomicU64>,
+    refused: Family<RefusalLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let m = Metrics {
+            registry: Registry::with_prefix("invsite"),
+            reports_accepted: Family::default(),
+            reports_not_applied: Family::default(),
+            checkins: Counter::default(),
+            resyncs_requested: Family::default(),
+            resyncs_completed: Family::default(),
+            resync_latency: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
+            connected_agents: Gauge::default(),
+            outbox_depth: Gauge::default(),
+            outbox_oldest_age: Gauge::default(),
+            refused: Family::default(),
+        };
+        m.register()
+    }
+
+    fn register(mut self) -> Metrics {
+        let r = &mut self.registry;
+        // Counters get their `_total` suffix and units their `_seconds` from the encoder.
+        r.register("reports_accepted", "Reports stored, by class and kind", self.reports_accepted.clone());
+        r.register(
+            "reports_not_applied",
+            "Reports that stored nothing: sent again (duplicate) or a delta the site could not apply (resync_required)",
+            self.reports_not_applied.clone(),
+        );
+        r.register("checkins", "Agent check-ins, one per cycle", self.checkins.clone());
+        r.register(
+            "resyncs_requested",
+            "Resync requests queued through the admin API for own clients",
+            self.resyncs_requested.clone(),
+        );
+        r.register("resyncs_completed", "Resync requests completed by a full report", self.resyncs_completed.clone());
+        r.register_with_unit(
+            "resync_latency",
+            "Time from a resync request to the full report that completed it",
+            Unit::Seconds,
+            self.resync_latency.clone(),
+        );
+        r.register("connected_agents", "Agents holding the push channel open", self.connected_agents.clone());
+        r.register("outbox_depth", "Accepted changes not yet acknowledged by the parent site", self.outbox_depth.clone());
+        r.register_with_unit(
+            "outbox_oldest_age",
+            "Age of the oldest change waiting for the parent site (0 when none waits)",
+            Unit::Seconds,
+            self.outbox_oldest_age.clone(),
+        );
+        r.register("requests_refused", "Requests answered with an error, by reason", self.refused.clone());
+        // Every label value of the bounded sets shows from the start, at 0, so a rate() over
+        // a series that has never moved is 0 rather than absent. (`get_or_create` creates the
+        // series and returns a read guard on the family, dropped at once.)
+        for class in [Class::Hw, Class::Sw] {
+            let class = ClassLabel(class);
+            for kind in [ReportKind::Full, ReportKind::Delta] {
+                drop(self.reports_accepted.get_or_create(&ReportLabels { class, kind }));
+            }
+            for reason in [NotApplied::Duplicate, NotApplied::ResyncRequired] {
+                drop(self.reports_not_applied.get_or_create(&NotAppliedLabels { class, reason }));
+            }
+            drop(self.resyncs_requested.get_or_create(&ClassLabels { class }));
+            drop(self.resyncs_completed.get_or_create(&ClassLabels { class }));
+            drop(self.resync_latency.get_or_create(&ClassLabels { class }));
+        }
+        for reason in Refusal::ALL {
+            drop(self.refused.get_or_create(&RefusalLabels { reason }));
+        }
+        self
+    }
+
+    /// What became of a report the store saw.
+    pub fn report(&self, class: Class, full: bool, ack: &ReportAck) {
+        let class = ClassLabel(class);
+        match ack {
+            ReportAck::Accepted { .. } => {
+                let kind = if full { ReportKind::Full } else { ReportKind::Delta };
+                self.reports_accepted.get_or_create(&ReportLabels { class, kind }).inc();
+            }
+            ReportAck::Duplicate { .. } => {
+                self.reports_not_applied.get_or_create(&NotAppliedLabels { class, reason: NotApplied::Duplicate }).inc();
+            }
+            ReportAck::ResyncRequired { .. } => {
+                self.reports_not_applied
+                    .get_or_create(&NotAppliedLabels { class, reason: NotApplied::ResyncRequired })
+                    .inc();
+            }
+        }
+    }
+
+    pub fn checkin(&self) {
+        self.checkins.inc();
+    }
+
+    pub fn resync_requested(&self, class: Class) {
+        self.resyncs_requested.get_or_create(&ClassLabels { class: ClassLabel(class) }).inc();
+    }
+
+    /// A request made at `requested_at` was completed at `completed_at`.
+    pub fn resync_completed(&self, class: Class, requested_at: Timestamp, completed_at: Timestamp) {
+        let labels = ClassLabels { class: ClassLabel(class) };
+        self.resyncs_completed.get_or_create(&labels).inc();
+        // Clocks are the site's own for both times; max(0) only guards a clock stepped back.
+        let seconds = (completed_at.millis() - requested_at.millis()).max(0) as f64 / 1000.0;
+        self.resync_latency.get_or_create(&labels).observe(seconds);
+    }
+
+    pub fn refused(&self, reason: Refusal) {
+        self.refused.get_or_create(&RefusalLabels { reason }).inc();
+    }
+
+    /// The page, with the gauges set from the values read at scrape time.
+    pub fn render(&self, connected: usize, outbox_depth: i64, outbox_oldest_age_seconds: f64) -> String {
+        self.connected_agents.set(connected as i64);
+        self.outbox_depth.set(outbox_depth);
+        self.outbox_oldest_age.set(outbox_oldest_age_seconds);
+        let mut page = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::prometheus_text::encode(&mut page, &self.registry);
+        page
+    }
+}
+
+/// Counts every error response by its reason. A middleware rather than a call inside
+/// `ApiError::into_response`, because that conversion has no state to count in: the error
+/// response carries its [`Refusal`] as a response extension, and this layer, which has the
+/// metrics, reads it. Error responses without one (axum's own, such as 405) count as `other`.
+pub async fn count_refusals(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    if status.is_client_error() || status.is_server_error() {
+        metrics.refused(response.extensions().get::<Refusal>().copied().unwrap_or(Refusal::Other));
+    }
+    response
+}
+
+/// `GET /metrics`. Public, like `/healthz` (see the module documentation).
+pub async fn apply(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let now = Timestamp::now();
+    let outbox = state.store.outbox_stats().await?;
+    let age = outbox.oldest.map_or(0.0, |t| (now.millis() - t.millis()).max(0) as f64 / 1000.0);
+    let page = state.metrics.render(state.hub.connected(), outbox.depth, age);
+    Ok(([(CONTENT_TYPE, prometheus_client::encoding::prometheus_text::CONTENT_TYPE)], page).into_response())
+}
+
+/// Counts the resync requests a just-accepted full report completed, with their latency. The
+/// store completes only this client's requests of the report's class that are still open, at
+/// `now`, and does not say which; each answered id is read back and counted when it is of that
+/// class and completed at exactly `now`. A failed read costs the metric, never the report.
+pub async fn count_completed(state: &AppState, class: Class, answers: &[i64], now: Timestamp) {
+    for &id in answers.iter().take(MAX_ANSWERS_TIMED) {
+        match state.store.request_state(id).await {
+            Ok(Some(r)) if r.class == class && r.completed_at == Some(now) => {
+                state.metrics.resync_completed(class, r.requested_at, now);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(request = id, error = %e, "Could not read a completed request back; the resync metrics miss it."),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::StatusCode;
+    use invsync_proto::Digest;
+
+    fn error(reason: Refusal) -> ApiError {
+        let m = "m".to_string();
+        match reason {
+            Refusal::BadInput => ApiError::BadInput(m),
+            Refusal::Unauthorized => ApiError::Unauthorized(m),
+            Refusal::NotFound => ApiError::NotFound(m),
+            Refusal::Conflict => ApiError::Conflict(m),
+            Refusal::OtherSite => ApiError::OtherSite(m),
+            Refusal::TooLarge => ApiError::TooLarge(m),
+            Refusal::Unsupported => ApiError::Unsupported(m),
+            Refusal::Internal => ApiError::Internal(m),
+            Refusal::Other => unreachable!("no ApiError maps to other"),
+        }
+    }
+
+    #[test]
+    fn every_error_response_carries_its_reason() {
+        let expected = [
+            (Refusal::BadInput, StatusCode::BAD_REQUEST, "bad_input"),
+            (Refusal::Unauthorized, StatusCode::UNAUTHORIZED, "unauthorized"),
+            (Refusal::NotFound, StatusCode::NOT_FOUND, "not_found"),
+            (Refusal::Conflict, StatusCode::CONFLICT, "conflict"),
+            (Refusal::OtherSite, StatusCode::MISDIRECTED_REQUEST, "other_site"),
+            (Refusal::TooLarge, StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            (Refusal::Unsupported, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported"),
+            (Refusal::Internal, StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        ];
+        for (reason, status, label) in expected {
+            let e = error(reason);
+            assert_eq!(e.refusal(), reason);
+            let response = e.into_response();
+            assert_eq!(response.status(), status);
+            assert_eq!(response.extensions().get::<Refusal>(), Some(&reason));
+            assert_eq!(reason.as_str(), label);
+        }
+        // Every reason but `other` came from an ApiError above; `ALL` lists each once.
+        assert_eq!(Refusal::ALL.len(), expected.len() + 1);
+    }
+
+    #[test]
+    fn the_page_names_every_metric_with_its_type_and_starts_at_zero() {
+        let m = Metrics::new();
+        let page = m.render(0, 0, 0.0);
+        for (name, kind) in [
+            ("invsite_reports_accepted_total", "counter"),
+            ("invsite_reports_not_applied_total", "counter"),
+            ("invsite_checkins_total", "counter"),
+            ("invsite_resyncs_requested_total", "counter"),
+            ("invsite_resyncs_completed_total", "counter"),
+            ("invsite_resync_latency_seconds", "histogram"),
+            ("invsite_connected_agents", "gauge"),
+            ("invsite_outbox_depth", "gauge"),
+            ("invsite_outbox_oldest_age_seconds", "gauge"),
+            ("invsite_requests_refused_total", "counter"),
+        ] {
+            assert!(page.contains(&format!("# TYPE {name} {kind}\n")), "no {name} {kind} in:\n{page}");
+        }
+        assert!(page.contains("invsite_reports_accepted_total{class=\"sw\",kind=\"delta\"} 0\n"), "{page}");
+        assert!(page.contains("invsite_requests_refused_total{reason=\"other\"} 0\n"), "{page}");
+        assert!(page.contains("invsite_resync_latency_seconds_count{class=\"hw\"} 0\n"), "{page}");
+    }
+
+    #[test]
+    fn counts_and_latency_show_on_the_page() {
+        let m = Metrics::new();
+        let hash = Digest([0; 32]);
+        m.report(Class::Sw, true, &ReportAck::Accepted { version: 1, hash });
+        m.report(Class::Sw, false, &ReportAck::Accepted { version: 2, hash });
+        m.report(Class::Sw, false, &ReportAck::Accepted { version: 3, hash });
+        m.report(Class::Hw, false, &ReportAck::ResyncRequired { reason: "x".into() });
+        m.report(Class::Hw, true, &ReportAck::Duplicate { version: 1, hash });
+        m.checkin();
+        m.resync_requested(Class::Sw);
+        m.resync_completed(Class::Sw, Timestamp(1_000), Timestamp(1_150));
+        m.refused(Refusal::Unauthorized);
+        let page = m.render(3, 2, 1.5);
+        for line in [
+            "invsite_reports_accepted_total{class=\"sw\",kind=\"full\"} 1",
+            "invsite_reports_accepted_total{class=\"sw\",kind=\"delta\"} 2",
+            "invsite_reports_not_applied_total{class=\"hw\",reason=\"resync_required\"} 1",
+            "invsite_reports_not_applied_total{class=\"hw\",reason=\"duplicate\"} 1",
+            "invsite_checkins_total 1",
+            "invsite_resyncs_requested_total{class=\"sw\"} 1",
+            "invsite_resyncs_completed_total{class=\"sw\"} 1",
+            "invsite_resync_latency_seconds_count{class=\"sw\"} 1",
+            // 0.15 s: not in the 0.1 bucket, in the 0.2 one.
+            "invsite_resync_latency_seconds_bucket{class=\"sw\",le=\"0.1\"} 0",
+            "invsite_resync_latency_seconds_bucket{class=\"sw\",le=\"0.2\"} 1",
+            "invsite_connected_agents 3",
+            "invsite_outbox_depth 2",
+            "invsite_outbox_oldest_age_seconds 1.5",
+            "invsite_requests_refused_total{reason=\"unauthorized\"} 1",
+        ] {
+            assert!(page.lines().any(|l| l == line), "no line {line:?} in:\n{page}");
+        }
+    }
+}
