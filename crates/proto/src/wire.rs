@@ -173,7 +173,11 @@ impl Event {
 }
 
 /// `POST /cap/v1/report`: one class's inventory, full or as a delta.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// One flat JSON object: `report_id`, `class`, `hash`, `kind` (`full` or `delta`), then
+/// `items` for a full report or `base_version` and `delta` for a delta, and `answers`.
+/// Deserialization is written by hand (see [`report_de`]); serialization is derived.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Report {
     /// Unique per report: the same report sent twice is stored once.
     pub report_id: Uuid,
@@ -199,6 +203,112 @@ pub enum ReportBody {
 impl ReportBody {
     pub fn is_full(&self) -> bool {
         matches!(self, ReportBody::Full { .. })
+    }
+}
+
+mod report_de {
+    //! A report's hand-written deserializer. The derived one (`#[serde(flatten)]` over an
+    //! internally tagged enum) buffers the whole body into serde's generic `Content` tree and
+    //! then deserializes that again: profiling the site under full reports of 1,500 packages
+    //! put an eighth of its CPU time there. This reads the fields in one pass, in any order,
+    //! and accepts exactly what the derived one accepted (unknown fields are ignored).
+
+    use std::fmt;
+
+    use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+    use serde::Deserialize;
+    use uuid::Uuid;
+
+    use super::{Report, ReportBody};
+    use crate::inventory::{Class, Delta, Digest, Items};
+
+    #[derive(Deserialize)]
+    #[serde(field_identifier, rename_all = "snake_case")]
+    enum Field {
+        ReportId,
+        Class,
+        Hash,
+        Kind,
+        Items,
+        BaseVersion,
+        Delta,
+        Answers,
+        #[serde(other)]
+        Other,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    enum Kind {
+        Full,
+        Delta,
+    }
+
+    fn set<T, E: de::Error>(slot: &mut Option<T>, value: T, name: &'static str) -> Result<(), E> {
+        if slot.is_some() {
+            return Err(E::duplicate_field(name));
+        }
+        *slot = Some(value);
+        Ok(())
+    }
+
+    struct ReportVisitor;
+
+    impl<'de> Visitor<'de> for ReportVisitor {
+        type Value = Report;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a report object")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Report, A::Error> {
+            let mut report_id: Option<Uuid> = None;
+            let mut class: Option<Class> = None;
+            let mut hash: Option<Digest> = None;
+            let mut kind: Option<Kind> = None;
+            let mut items: Option<Items> = None;
+            let mut base_version: Option<i64> = None;
+            let mut delta: Option<Delta> = None;
+            let mut answers: Option<Vec<i64>> = None;
+            while let Some(field) = map.next_key::<Field>()? {
+                match field {
+                    Field::ReportId => set(&mut report_id, map.next_value()?, "report_id")?,
+                    Field::Class => set(&mut class, map.next_value()?, "class")?,
+                    Field::Hash => set(&mut hash, map.next_value()?, "hash")?,
+                    Field::Kind => set(&mut kind, map.next_value()?, "kind")?,
+                    Field::Items => set(&mut items, map.next_value()?, "items")?,
+                    Field::BaseVersion => set(&mut base_version, map.next_value()?, "base_version")?,
+                    Field::Delta => set(&mut delta, map.next_value()?, "delta")?,
+                    Field::Answers => set(&mut answers, map.next_value()?, "answers")?,
+                    Field::Other => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            let body = match kind.ok_or_else(|| de::Error::missing_field("kind"))? {
+                Kind::Full => ReportBody::Full {
+                    items: items.ok_or_else(|| de::Error::missing_field("items"))?,
+                },
+                Kind::Delta => ReportBody::Delta {
+                    base_version: base_version
+                        .ok_or_else(|| de::Error::missing_field("base_version"))?,
+                    delta: delta.ok_or_else(|| de::Error::missing_field("delta"))?,
+                },
+            };
+            Ok(Report {
+                report_id: report_id.ok_or_else(|| de::Error::missing_field("report_id"))?,
+                class: class.ok_or_else(|| de::Error::missing_field("class"))?,
+                hash: hash.ok_or_else(|| de::Error::missing_field("hash"))?,
+                body,
+                answers: answers.unwrap_or_default(),
+            })
+        }
+    }
+
+    impl<'de> Deserialize<'de> for Report {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Report, D::Error> {
+            d.deserialize_map(ReportVisitor)
+        }
     }
 }
 
@@ -483,6 +593,48 @@ mod tests {
         assert_eq!(j["answers"][0], 3);
         let back: Report = serde_json::from_value(j).unwrap();
         assert_eq!(back, r);
+    }
+
+    #[test]
+    fn report_fields_are_read_in_any_order_and_refusals_name_the_field() {
+        let hash = crate::Snapshot::default().hash().to_string();
+        let id = "00000000-0000-0000-0000-000000000001";
+        // `kind` last, items first, an unknown field ignored (as the derived form did).
+        let raw = format!(
+            r#"{{"items":{{"dpkg/a":{{"version":"1"}}}},"extra":[1,{{"x":2}}],"class":"sw","hash":"{hash}","report_id":"{id}","kind":"full"}}"#
+        );
+        let r: Report = serde_json::from_str(&raw).unwrap();
+        assert_eq!(r.class, Class::Sw);
+        assert!(r.answers.is_empty());
+        let ReportBody::Full { items } = &r.body else { panic!("{r:?}") };
+        assert_eq!(items["dpkg/a"]["version"], "1");
+        // A delta round-trips.
+        let d = Report {
+            report_id: Uuid::nil(),
+            class: Class::Sw,
+            hash: crate::Snapshot::default().hash(),
+            body: ReportBody::Delta {
+                base_version: 7,
+                delta: Delta { upsert: Items::new(), remove: vec!["dpkg/b".to_string()] },
+            },
+            answers: vec![],
+        };
+        let back: Report = serde_json::from_str(&serde_json::to_string(&d).unwrap()).unwrap();
+        assert_eq!(back, d);
+        // What is refused, and the message says why.
+        let refused = |raw: String, says: &str| {
+            let err = serde_json::from_str::<Report>(&raw).unwrap_err().to_string();
+            assert!(err.contains(says), "{raw}: {err}");
+        };
+        let head = format!(r#""report_id":"{id}","class":"sw","hash":"{hash}""#);
+        refused(format!(r#"{{{head},"items":{{}}}}"#), "missing field `kind`");
+        refused(format!(r#"{{{head},"kind":"full"}}"#), "missing field `items`");
+        refused(format!(r#"{{{head},"kind":"delta","delta":{{}}}}"#), "missing field `base_version`");
+        refused(format!(r#"{{{head},"kind":"partial","items":{{}}}}"#), "unknown variant `partial`");
+        refused(format!(r#"{{{head},"kind":"full","kind":"full","items":{{}}}}"#), "duplicate field `kind`");
+        refused(format!(r#"{{"class":"sw","hash":"{hash}","kind":"full","items":{{}}}}"#), "missing field `report_id`");
+        refused(format!(r#"{{{head},"kind":"full","items":[]}}"#), "invalid type");
+        refused("[]".to_string(), "invalid type");
     }
 }
 
