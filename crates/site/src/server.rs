@@ -220,6 +220,7 @@ impl Server {
             ))
         });
         let hub = self.state.hub.clone();
+        let store = self.state.store.clone();
         let app = crate::api::router(self.state);
         // Parked long-polls would hold a graceful shutdown for their whole hold time; the hub
         // answers them all as soon as shutdown begins.
@@ -241,6 +242,9 @@ impl Server {
             // notify_one stores a permit, so the forwarder stops even if it is mid-batch now.
             stop_forwarder.notify_one();
             let _ = task.await;
+        }
+        if let Err(e) = store.flush().await {
+            tracing::warn!(error = %e, "Could not write the last last-seen times before stopping.");
         }
         // Removing the file tells tools the server is gone; a stale one after a crash only
         // costs them a refused connection, after which they fall back to the database.

@@ -189,6 +189,12 @@ impl Store {
         }
     }
 
+    /// Writes what the store holds in memory (last-seen times, which it otherwise writes about
+    /// once a second), so that other processes see it; a stopping site calls it last.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        dispatch!(self, b => b.flush().await)
+    }
+
     /// The site this database belongs to.
     pub async fn site(&self) -> Result<SiteMeta, StoreError> {
         Ok(dispatch!(self, b => b.site()))

@@ -164,6 +164,33 @@ async fn checkin_delivers_requests_until_complete_and_marks_them_picked_up() {
 }
 
 #[tokio::test]
+async fn last_seen_times_reach_other_handles_after_a_flush_and_survive_a_reopen() {
+    for f in stores().await {
+        let id = enroll(&f.store, "cli1").await;
+        f.store.checkin(id, Timestamp(5_000)).await.unwrap();
+        f.store.checkin(id, Timestamp(4_000)).await.unwrap();
+        f.store.flush().await.unwrap();
+        // Another process reads the database, not this one's memory.
+        let other = f.second_handle().await;
+        let seen = |v: Option<invsync_proto::wire::ClientView>| v.unwrap().last_seen;
+        assert_eq!(
+            seen(other.client_view(&name("cli1")).await.unwrap()),
+            Some(Timestamp(5_000)),
+            "{}: the later time wins and is written by flush",
+            f.backend
+        );
+        drop(other);
+        let f = f.reopen().await;
+        assert_eq!(
+            seen(f.store.client_view(&name("cli1")).await.unwrap()),
+            Some(Timestamp(5_000)),
+            "{}",
+            f.backend
+        );
+    }
+}
+
+#[tokio::test]
 async fn identical_pending_requests_are_one_request_until_picked_up() {
     for f in stores().await {
         let s = &f.store;

@@ -19,6 +19,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
+use crate::last_seen::LastSeen;
 use crate::cache::{CachedItem, FastMap, ItemCache};
 use crate::codec::{
     PreparedItem, class_code, class_from_code, decode_attrs, decode_ids, encode_ids,
@@ -308,37 +309,20 @@ pub(super) async fn revoke(
     Ok(n > 0)
 }
 
-/// Finds an own client by id and records that it was seen at `now` (later times win), in one
-/// statement. PostgreSQL updates the row in place (a heap-only tuple: `last_seen` is in no
-/// index), so this costs one round trip and no index write.
-pub(super) async fn touch_own_client(
+/// Writes last-seen times (client row id, milliseconds) in one statement, later times winning.
+pub(super) async fn write_last_seen(
     conn: &mut PgConnection,
-    site: &SiteCode,
-    client_id: Uuid,
-    now: Timestamp,
-) -> Result<Option<i64>, StoreError> {
-    Ok(sqlx::query_scalar(
-        "UPDATE clients SET last_seen = greatest(coalesce(last_seen, $3), $3)
-         WHERE uuid = $1 AND site_code = $2 RETURNING id",
-    )
-    .bind(PgUuid(client_id))
-    .bind(site.as_str())
-    .bind(now.0)
-    .fetch_optional(conn)
-    .await?)
-}
-
-/// Records that a client (by row id) was seen at `now`, later times winning.
-pub(super) async fn touch_client(
-    conn: &mut PgConnection,
-    client: i64,
-    now: Timestamp,
+    times: &[(i64, i64)],
 ) -> Result<(), StoreError> {
+    let ids: Vec<i64> = times.iter().map(|(c, _)| *c).collect();
+    let at: Vec<i64> = times.iter().map(|(_, t)| *t).collect();
     sqlx::query(
-        "UPDATE clients SET last_seen = greatest(coalesce(last_seen, $2), $2) WHERE id = $1",
+        "UPDATE clients SET last_seen = greatest(coalesce(clients.last_seen, t.at), t.at)
+         FROM UNNEST($1::bigint[], $2::bigint[]) AS t (id, at)
+         WHERE clients.id = t.id",
     )
-    .bind(client)
-    .bind(now.0)
+    .bind(&ids)
+    .bind(&at)
     .execute(conn)
     .await?;
     Ok(())
@@ -1052,7 +1036,10 @@ pub(super) async fn apply_report(
 // ---------------------------------------------------------------------------------------------
 // Views
 
-pub(super) async fn clients(conn: &mut PgConnection) -> Result<Vec<ClientSummary>, StoreError> {
+pub(super) async fn clients(
+    conn: &mut PgConnection,
+    last_seen: &LastSeen,
+) -> Result<Vec<ClientSummary>, StoreError> {
     let rows = sqlx::query(
         "SELECT c.id, c.name, c.uuid, c.site_code, c.last_seen,
                 hw.version, hw.updated_at, sw.version, sw.updated_at,
@@ -1070,7 +1057,7 @@ pub(super) async fn clients(conn: &mut PgConnection) -> Result<Vec<ClientSummary
                 name: name_col(row, 1)?,
                 id: uuid_col(row, 2)?,
                 site: site_col(row, 3)?,
-                last_seen: ts_col(row, 4)?,
+                last_seen: last_seen.overlay(row.try_get(0)?, ts_col(row, 4)?),
                 hw_version: row.try_get(5)?,
                 hw_updated_at: ts_col(row, 6)?,
                 sw_version: row.try_get(7)?,
@@ -1085,9 +1072,10 @@ pub(super) async fn client_view(
     conn: &mut PgConnection,
     site: &SiteCode,
     name: &ClientName,
+    last_seen: &LastSeen,
 ) -> Result<Option<ClientView>, StoreError> {
     match client_row_by_name(&mut *conn, site, name).await? {
-        Some(client) => client_view_of(conn, client).await,
+        Some(client) => client_view_of(conn, client, last_seen).await,
         None => Ok(None),
     }
 }
@@ -1095,9 +1083,10 @@ pub(super) async fn client_view(
 pub(super) async fn client_view_by_id(
     conn: &mut PgConnection,
     client_id: Uuid,
+    last_seen: &LastSeen,
 ) -> Result<Option<ClientView>, StoreError> {
     match client_row(&mut *conn, client_id).await? {
-        Some(client) => client_view_of(conn, client).await,
+        Some(client) => client_view_of(conn, client, last_seen).await,
         None => Ok(None),
     }
 }
@@ -1105,6 +1094,7 @@ pub(super) async fn client_view_by_id(
 async fn client_view_of(
     conn: &mut PgConnection,
     client: i64,
+    last_seen: &LastSeen,
 ) -> Result<Option<ClientView>, StoreError> {
     let row = sqlx::query(
         "SELECT id, uuid, name, site_code, machine_id, enrolled_at, last_seen
@@ -1120,7 +1110,7 @@ async fn client_view_of(
         site: site_col(&row, 3)?,
         machine_id: row.try_get(4)?,
         enrolled_at: Timestamp(row.try_get(5)?),
-        last_seen: ts_col(&row, 6)?,
+        last_seen: last_seen.overlay(client, ts_col(&row, 6)?),
         hw: None,
         sw: None,
         requests: Vec::new(),

@@ -212,11 +212,14 @@ fn redact_param(url: &str) -> String {
     format!("{}?{}", &url[..q], params.join("&"))
 }
 
-/// How many connections the pool keeps at most: enough for both cores and requests waiting on
-/// the server, and a bound on server processes (each costs the server several megabytes).
+/// How many connections the pool keeps at most. A transaction spends most of its time waiting
+/// for round trips and for its commit to reach the disk, so far more connections than cores are
+/// busy at once, and PostgreSQL flushes the commits of all of them together: with 4 connections
+/// deltas ran at a few hundred per second, bound by one WAL flush per handful of commits. The
+/// bound keeps server processes (each several megabytes) in check.
 fn max_connections() -> u32 {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    (cores * 2).clamp(4, 16) as u32
+    (cores * 16).clamp(16, 64) as u32
 }
 
 fn connect_error(url: &str, e: impl std::fmt::Display) -> StoreError {

@@ -289,6 +289,19 @@ impl SqliteStore {
         Ok(enrolled)
     }
 
+    /// Writes the pending last-seen times now instead of at the writer's next second.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        let written = self
+            .write(|conn, batch| {
+                let seen = batch.shared.last_seen.pending();
+                writer::write_seen(conn, &seen)?;
+                Ok(seen)
+            })
+            .await?;
+        self.shared.last_seen.forget(&written);
+        Ok(())
+    }
+
     pub async fn client_auth(&self, client_id: Uuid) -> Result<Option<ClientAuth>, StoreError> {
         self.read_inline(|conn, shared| queries::client_auth(conn, &shared.site.code, client_id))
     }

@@ -232,7 +232,7 @@ fn commit_group(
     }
 }
 
-fn write_seen(conn: &Connection, seen: &[(i64, i64)]) -> Result<(), StoreError> {
+pub(super) fn write_seen(conn: &Connection, seen: &[(i64, i64)]) -> Result<(), StoreError> {
     exec(conn, "SAVEPOINT seen")?;
     match queries::write_last_seen(conn, seen) {
         Ok(()) => exec(conn, "RELEASE seen"),
