@@ -13,15 +13,16 @@
 #
 # Usage: bench/site-throughput.sh [--db sqlite|postgres] [--agents N] [--packages P]
 #          [--delta-rounds R] [--checkin-seconds S] [--concurrency C] [--work DIR] [--keep]
-#          [--skip-enroll]
+#          [--skip-enroll] [--skip-full] [--no-resync-full]
 # --work DIR keeps the site and agents file there (default: a fresh directory, removed at the
 # end unless --keep); with --skip-enroll and --skip-full an existing DIR is measured again (the
-# 250,000-client run enrolls once, then measures deltas and check-ins at that size).
+# 250,000-client run enrolls once, then measures deltas and check-ins at that size);
+# --no-resync-full leaves out the second round of full reports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DB=sqlite AGENTS=10000 PACKAGES=1500 DELTA_ROUNDS=3 CHECKIN_SECONDS=20 CONCURRENCY=64
-WORK="" KEEP=0 SKIP_ENROLL=0 SKIP_FULL=0
+WORK="" KEEP=0 SKIP_ENROLL=0 SKIP_FULL=0 RESYNC_FULL=1
 PG_ADMIN_URL="${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -35,7 +36,8 @@ while [ $# -gt 0 ]; do
     --keep) KEEP=1; shift ;;
     --skip-enroll) SKIP_ENROLL=1; shift ;;
     --skip-full) SKIP_FULL=1; shift ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    --no-resync-full) RESYNC_FULL=0; shift ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "site-throughput.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -95,7 +97,9 @@ if [ "$SKIP_ENROLL" = 0 ]; then
 fi
 if [ "$SKIP_FULL" = 0 ]; then
   phase "full (first)" full --rounds 1
-  phase "full (resync, unchanged)" full --rounds 1
+  if [ "$RESYNC_FULL" = 1 ]; then
+    phase "full (resync, unchanged)" full --rounds 1
+  fi
 fi
 phase delta delta --rounds "$DELTA_ROUNDS"
 phase checkin checkin --duration "${CHECKIN_SECONDS}s"
