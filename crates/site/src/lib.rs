@@ -1,11 +1,12 @@
 //! The site server, `invsite`: its data directory, the HTTP service (the CAP API that agents
 //! talk to, the admin API that `invsync`, `setevnt` and the console use, `/healthz`,
-//! `/metrics`), and the `invsite` subcommands. Storage lives in `invsync-store`; this crate is
+//! `/metrics`, the web console under `/console/`), and the `invsite` subcommands. Storage lives in `invsync-store`; this crate is
 //! the only one that knows about HTTP on the server side.
 
 pub mod access;
 pub mod api;
 pub mod cli;
+pub mod console;
 pub mod datadir;
 pub mod hub;
 pub mod metrics;

@@ -35,6 +35,8 @@ pub struct AppState {
     pub hub: Arc<crate::hub::Hub>,
     /// What `/metrics` shows: counted by handlers, one set per running site.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The web console's login sessions, in memory: a restart logs everybody out.
+    pub console: Arc<crate::console::session::Sessions>,
 
     /// Learned at runtime: the parent's code (after the first contact) and this site's URL
     /// (configured, or the address it serves on).
@@ -74,6 +76,8 @@ impl AppState {
             forward_wake: Arc::new(Notify::new()),
             hub: Arc::new(crate::hub::Hub::default()),
             metrics: Arc::new(crate::metrics::Metrics::new()),
+            // Cookies get `Secure` once `Server::bind` knows the site serves TLS.
+            console: Arc::new(crate::console::session::Sessions::new(false)),
             runtime: Arc::new(Mutex::new(Runtime { parent_code: None, public_url: config.url.clone() })),
         })
     }
@@ -141,7 +145,7 @@ impl Server {
     /// Loads the site in `dir` and binds `listen` (or the configured address).
     pub async fn bind(dir: &SiteDir, opts: &BindOptions) -> Result<Server> {
         let config = dir.config()?;
-        let state = AppState::load(dir).await?;
+        let mut state = AppState::load(dir).await?;
         let addr = opts.listen.as_deref().unwrap_or(&config.listen);
         let tls_files = match (&opts.tls, &config.tls) {
             (Some((cert, key)), _) => Some((cert.clone(), key.clone())),
@@ -156,6 +160,8 @@ impl Server {
                 None
             }
         };
+        // The console's cookies are `Secure` exactly when browsers reach the site over TLS.
+        state.console = Arc::new(crate::console::session::Sessions::new(tls.is_some()));
         let listener = TcpListener::bind(addr).await.map_err(|e| {
             let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
                 "; another process listens there: stop it or give --listen 127.0.0.1:0 for any free port"

@@ -36,6 +36,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/clients/{name}/events", post(admin::events::apply))
         .route("/api/v1/clients/{name}/history", get(admin::history::apply))
         .route("/api/v1/requests/{id}", get(admin::request_state::apply))
+        .merge(crate::console::router())
         .fallback(error::not_found)
         // Outside the routes and the fallback, so every error response passes it, whatever
         // made it.

@@ -4,8 +4,8 @@ use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use invsync_proto::wire::{EventRequestBody, Queued};
-use invsync_proto::Timestamp;
+use invsync_proto::wire::{Event, EventRequestBody, Queued};
+use invsync_proto::{ClientName, Timestamp};
 use invsync_store::StoreError;
 
 use super::client_name;
@@ -22,17 +22,24 @@ pub async fn apply(
     let Path(raw) = path?;
     let name = client_name(&raw)?;
     let Json(req) = body?;
-    let queued = match state.store.request_event(&name, req.event, Timestamp::now()).await {
+    let queued = queue(&state, &name, req.event).await?;
+    let status = if queued.created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(queued)))
+}
+
+/// Queues a client event as this endpoint does (the ownership module's explanation for another
+/// site's client; wakes the agent). The console's "Cycle now" button calls this too.
+pub async fn queue(state: &AppState, name: &ClientName, event: Event) -> Result<Queued, ApiError> {
+    let queued = match state.store.request_event(name, event, Timestamp::now()).await {
         Err(StoreError::UnknownClient { .. }) => {
-            let command = format!("setevnt {name} {}", req.event.as_str());
-            return Err(crate::ownership::not_own(&state.store, &state.site_code, &name, &command).await.into());
+            let command = format!("setevnt {name} {}", event.as_str());
+            return Err(crate::ownership::not_own(&state.store, &state.site_code, name, &command).await.into());
         }
         other => other?,
     };
-    tracing::info!(client = %name, event = req.event.as_str(), id = queued.id, created = queued.created, "Queued a client event.");
+    tracing::info!(client = %name, event = event.as_str(), id = queued.id, created = queued.created, "Queued a client event.");
     // Wake the agent if it is connected; a request merged into a pending one wakes it too,
     // which costs nothing and helps after a lost wake-up.
     state.hub.wake(&queued.client);
-    let status = if queued.created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(queued)))
+    Ok(queued)
 }

@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use invsync_proto::wire::{Queued, ResyncRequestBody};
-use invsync_proto::Timestamp;
+use invsync_proto::{Class, ClientName, SiteCode, Timestamp};
 use invsync_store::StoreError;
 
 use super::client_name;
@@ -28,21 +28,36 @@ pub async fn apply(
     if req.site.is_some() && !req.via_child {
         return Err(ApiError::BadInput("`site` names the owning site a request is routed to; it needs `via_child`".to_string()));
     }
+    let queued = queue(&state, &name, req.class, req.via_child, req.site.as_ref()).await?;
+    let status = if queued.created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(queued)))
+}
+
+/// Queues a resync request as this endpoint does: routed down with `via_child`, else for an own
+/// client only, with the ownership module's explanation for another site's client; wakes the
+/// agent and counts it. The console's buttons call this too, so both refuse and log alike.
+pub async fn queue(
+    state: &AppState,
+    name: &ClientName,
+    class: Class,
+    via_child: bool,
+    site: Option<&SiteCode>,
+) -> Result<Queued, ApiError> {
     let now = Timestamp::now();
-    let queued = if req.via_child {
-        crate::ownership::route_resync(&state.store, &state.site_code, &name, req.class, req.site.as_ref(), now).await?
+    let queued = if via_child {
+        crate::ownership::route_resync(&state.store, &state.site_code, name, class, site, now).await?
     } else {
-        match state.store.request_resync(&name, req.class, now).await {
+        match state.store.request_resync(name, class, now).await {
             Err(StoreError::UnknownClient { .. }) => {
-                let command = format!("invsync {} {name}", req.class);
-                return Err(crate::ownership::not_own(&state.store, &state.site_code, &name, &command).await.into());
+                let command = format!("invsync {} {name}", class);
+                return Err(crate::ownership::not_own(&state.store, &state.site_code, name, &command).await.into());
             }
             other => other?,
         }
     };
     match &queued.routed_to {
-        Some(owner) => tracing::info!(client = %name, class = %req.class, id = queued.id, created = queued.created, %owner, "Queued a resync request to route down to the owning site."),
-        None => tracing::info!(client = %name, class = %req.class, id = queued.id, created = queued.created, "Queued a resync request."),
+        Some(owner) => tracing::info!(client = %name, class = %class, id = queued.id, created = queued.created, %owner, "Queued a resync request to route down to the owning site."),
+        None => tracing::info!(client = %name, class = %class, id = queued.id, created = queued.created, "Queued a resync request."),
     }
     // Wake the agent if it is connected; a request merged into a pending one wakes it too,
     // which costs nothing and helps after a lost wake-up. A routed request's agent is at the
@@ -53,9 +68,8 @@ pub async fn apply(
         // A merged request is not a new one; a routed one completes, and is counted, at the
         // owning site.
         if queued.created {
-            state.metrics.resync_requested(req.class);
+            state.metrics.resync_requested(class);
         }
     }
-    let status = if queued.created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(queued)))
+    Ok(queued)
 }

@@ -1,0 +1,86 @@
+//! `GET|POST /console/login` and `POST /console/logout`. The login form takes the admin token
+//! (`invsite admin-token`), compared in constant time like the API's `Admin` extractor. Before a
+//! session exists, the form is protected against login CSRF by a double-submit cookie: a random
+//! value both in an `HttpOnly; SameSite=Strict` cookie and in the form, which another origin can
+//! neither read nor set.
+
+use askama::Template;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::header::{LOCATION, SET_COOKIE};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use serde::Deserialize;
+
+use super::csrf::{valid, Posted};
+use super::session::{cookie_value, LOGIN_COOKIE, SESSION_COOKIE};
+use super::ConsoleError;
+use crate::secret::ct_eq;
+use crate::server::AppState;
+
+#[derive(Template)]
+#[template(path = "console/login.html")]
+struct LoginPage<'a> {
+    site: &'a str,
+    csrf: &'a str,
+    error: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+/// How long the login form stays usable, in seconds.
+const LOGIN_FORM_SECS: u64 = 3600;
+
+fn login_page(state: &AppState, status: StatusCode, error: Option<&str>) -> Result<Response, ConsoleError> {
+    let csrf = crate::secret::random_hex();
+    let page = LoginPage { site: state.site_code.as_str(), csrf: &csrf, error }.render()?;
+    let cookie = state.console.cookie(LOGIN_COOKIE, &csrf, Some(LOGIN_FORM_SECS));
+    Ok((status, [(SET_COOKIE, cookie)], Html(page)).into_response())
+}
+
+pub async fn form(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ConsoleError> {
+    // Already logged in: nothing to do here.
+    if cookie_value(&headers, SESSION_COOKIE).and_then(|id| state.console.touch(id)).is_some() {
+        return Ok((StatusCode::SEE_OTHER, [(LOCATION, "/console/")]).into_response());
+    }
+    login_page(&state, StatusCode::OK, None)
+}
+
+pub async fn apply(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ConsoleError> {
+    let form: LoginForm = serde_urlencoded::from_bytes(&body)
+        .map_err(|e| ConsoleError::BadInput(format!("invalid login form: {e}")))?;
+    let expected = cookie_value(&headers, LOGIN_COOKIE).unwrap_or_default();
+    if expected.is_empty() || !valid(Some(&form.csrf), expected) {
+        return Err(ConsoleError::Forbidden(
+            "this login form was refused: it did not come from this site's login page (CSRF check). \
+             Open the login page again"
+                .to_string(),
+        ));
+    }
+    if !ct_eq(form.token.trim().as_bytes(), state.admin_token.as_bytes()) {
+        tracing::info!("Refused a console login with a wrong admin token.");
+        return login_page(&state, StatusCode::FORBIDDEN, Some("wrong admin token; `invsite admin-token` prints it"));
+    }
+    let id = state.console.create();
+    tracing::info!("Console login.");
+    let mut resp = (StatusCode::SEE_OTHER, [(LOCATION, "/console/")]).into_response();
+    let h = resp.headers_mut();
+    h.append(SET_COOKIE, state.console.cookie(SESSION_COOKIE, &id, None).parse().expect("a cookie is a header value"));
+    h.append(SET_COOKIE, state.console.cookie(LOGIN_COOKIE, "", Some(0)).parse().expect("a cookie is a header value"));
+    Ok(resp)
+}
+
+#[derive(Deserialize)]
+pub struct Empty {}
+
+pub async fn logout(State(state): State<AppState>, posted: Posted<Empty>) -> Response {
+    state.console.remove(&posted.session.id);
+    let cookie = state.console.cookie(SESSION_COOKIE, "", Some(0));
+    (StatusCode::SEE_OTHER, [(LOCATION, super::LOGIN_PATH.to_string()), (SET_COOKIE, cookie)]).into_response()
+}
