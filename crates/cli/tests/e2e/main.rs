@@ -3,6 +3,8 @@
 //! a module per area keeps link time down.
 
 mod common;
+mod console;
+mod console_browser;
 mod database;
 mod deltas;
 mod exit_codes;
