@@ -364,6 +364,87 @@ pub struct ClientSummary {
     pub pending_requests: i64,
 }
 
+/// The most clients one page holds ([`ClientQuery::limit`]).
+pub const MAX_PAGE_LIMIT: u32 = 1_000;
+/// The page size when none is given.
+pub const DEFAULT_PAGE_LIMIT: u32 = 100;
+
+/// What to sort a client list by. A client never seen, or without a snapshot of the class,
+/// counts as the oldest: first in ascending order, last in descending order. Ties are broken
+/// by name and then site code, in the same direction, so pages never overlap.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientSort {
+    #[default]
+    Name,
+    LastSeen,
+    HwUpdated,
+    SwUpdated,
+}
+
+/// One page of the clients a site holds (`GET /api/v1/clients`, the console's client list).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientQuery {
+    /// Only clients whose name contains this, ignoring case.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search: Option<String>,
+    /// Only clients owned by this site.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<SiteCode>,
+    #[serde(default)]
+    pub sort: ClientSort,
+    #[serde(default)]
+    pub descending: bool,
+    /// At most this many clients, 1 to [`MAX_PAGE_LIMIT`].
+    pub limit: u32,
+    /// Skip this many clients of the sorted list first.
+    #[serde(default)]
+    pub offset: u64,
+}
+
+impl Default for ClientQuery {
+    fn default() -> ClientQuery {
+        ClientQuery {
+            search: None,
+            site: None,
+            sort: ClientSort::Name,
+            descending: false,
+            limit: DEFAULT_PAGE_LIMIT,
+            offset: 0,
+        }
+    }
+}
+
+impl ClientQuery {
+    /// Why the query cannot be answered, in one sentence; `None` when it can.
+    pub fn problem(&self) -> Option<String> {
+        if self.limit == 0 || self.limit > MAX_PAGE_LIMIT {
+            return Some(format!("limit must be 1 to {MAX_PAGE_LIMIT}, not {}", self.limit));
+        }
+        // Databases count offsets in signed 64 bits.
+        if self.offset > i64::MAX as u64 {
+            return Some(format!("offset must be at most {}", i64::MAX));
+        }
+        None
+    }
+
+    /// The search as the stored names spell it (upper case), `None` for no or an empty search.
+    /// Names are ASCII and stored upper-cased, so an upper-cased substring search is the
+    /// case-insensitive one, on every database.
+    pub fn search_upper(&self) -> Option<String> {
+        self.search.as_deref().filter(|s| !s.is_empty()).map(str::to_uppercase)
+    }
+}
+
+/// `GET /api/v1/clients`: one page of clients, and how many match the query in all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientPage {
+    /// Clients matching the search and site filter, over all pages.
+    pub total: u64,
+    pub offset: u64,
+    pub clients: Vec<ClientSummary>,
+}
+
 /// One class of `invsite show --json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotView {

@@ -1076,3 +1076,68 @@ async fn revoking_replaces_the_key_hash_with_one_no_key_has_and_keeps_the_invent
         assert_eq!(s.client_auth(id).await.unwrap().unwrap().key_hash, key_hash(3));
     }
 }
+
+#[tokio::test]
+async fn client_pages_filter_sort_count_and_refuse_bad_limits() {
+    use invsync_proto::wire::{ClientPage, ClientQuery, ClientSort};
+    fn names(p: &ClientPage) -> Vec<&str> {
+        p.clients.iter().map(|c| c.name.as_str()).collect()
+    }
+    for f in stores().await {
+        let s = &f.store;
+        let b = f.backend.as_str();
+        // Names chosen so byte order differs from a natural-language collation ('-' < '0').
+        let web1 = enroll(s, "web-1").await;
+        let web01 = enroll(s, "web01").await;
+        let db = enroll(s, "db1").await;
+        let _never = enroll(s, "mail").await;
+        s.checkin(web1, Timestamp(5_000)).await.unwrap();
+        s.checkin(web01, Timestamp(3_000)).await.unwrap();
+        s.checkin(db, Timestamp(4_000)).await.unwrap();
+        // Sorting by last seen reads the stored times: written within a second, or now.
+        s.flush().await.unwrap();
+        s.store_report(db, &full(Class::Hw, &hw_items("D")), Timestamp(6_000)).await.unwrap();
+        s.store_report(web01, &full(Class::Hw, &hw_items("W")), Timestamp(7_000)).await.unwrap();
+        s.request_resync(&name("mail"), Class::Sw, Timestamp(8_000)).await.unwrap();
+
+        let page = |q: ClientQuery| async move { s.clients_page(&q).await.unwrap() };
+        let all = page(ClientQuery::default()).await;
+        assert_eq!(names(&all), ["DB1", "MAIL", "WEB-1", "WEB01"], "{b}");
+        assert_eq!((all.total, all.offset), (4, 0), "{b}");
+        // The page holds what the unpaged list holds.
+        assert_eq!(all.clients, s.clients().await.unwrap(), "{b}");
+        assert_eq!(all.clients[1].pending_requests, 1, "{b}");
+
+        let q = |sort, descending| ClientQuery { sort, descending, ..ClientQuery::default() };
+        assert_eq!(names(&page(q(ClientSort::Name, true)).await), ["WEB01", "WEB-1", "MAIL", "DB1"], "{b}");
+        // Never seen / never reported counts as oldest: first ascending, last descending.
+        assert_eq!(names(&page(q(ClientSort::LastSeen, false)).await), ["MAIL", "WEB01", "DB1", "WEB-1"], "{b}");
+        assert_eq!(names(&page(q(ClientSort::LastSeen, true)).await), ["WEB-1", "DB1", "WEB01", "MAIL"], "{b}");
+        assert_eq!(names(&page(q(ClientSort::HwUpdated, false)).await), ["MAIL", "WEB-1", "DB1", "WEB01"], "{b}");
+        assert_eq!(names(&page(q(ClientSort::HwUpdated, true)).await), ["WEB01", "DB1", "WEB-1", "MAIL"], "{b}");
+        assert_eq!(names(&page(q(ClientSort::SwUpdated, false)).await), ["DB1", "MAIL", "WEB-1", "WEB01"], "{b}");
+
+        // A case-insensitive substring, with the total of all matches and a window of them.
+        let web = page(ClientQuery { search: Some("eB".into()), limit: 1, offset: 1, ..ClientQuery::default() }).await;
+        assert_eq!((web.total, web.offset, names(&web)), (2, 1, vec!["WEB01"]), "{b}");
+        let past = page(ClientQuery { search: Some("web".into()), offset: 9, ..ClientQuery::default() }).await;
+        assert_eq!((past.total, past.clients.len()), (2, 0), "{b}");
+        let none = page(ClientQuery { search: Some("%".into()), ..ClientQuery::default() }).await;
+        assert_eq!(none.total, 0, "no wildcard: {b}");
+        let empty = page(ClientQuery { search: Some(String::new()), ..ClientQuery::default() }).await;
+        assert_eq!(empty.total, 4, "an empty search is none: {b}");
+        // The site filter.
+        let own = page(ClientQuery { site: Some("s01".parse().unwrap()), ..ClientQuery::default() }).await;
+        assert_eq!(own.total, 4, "{b}");
+        let other = page(ClientQuery { site: Some("X99".parse().unwrap()), ..ClientQuery::default() }).await;
+        assert_eq!((other.total, other.clients.len()), (0, 0), "{b}");
+
+        for limit in [0, 1_001] {
+            let err = s.clients_page(&ClientQuery { limit, ..ClientQuery::default() }).await.unwrap_err();
+            assert!(matches!(&err, StoreError::Refused(m) if m.contains("limit must be 1 to 1000")), "{b}: {err:?}");
+        }
+        assert_eq!(page(ClientQuery { limit: 1_000, ..ClientQuery::default() }).await.total, 4);
+        let err = s.clients_page(&ClientQuery { offset: u64::MAX, ..ClientQuery::default() }).await.unwrap_err();
+        assert!(matches!(err, StoreError::Refused(_)), "{b}");
+    }
+}

@@ -37,7 +37,7 @@ mod queries;
 mod schema;
 
 use invsync_proto::wire::{
-    CheckinResponse, ClientSummary, ClientView, DownRequest, Event, ForwardOutcome, Forwarded,
+    CheckinResponse, ClientPage, ClientQuery, ClientSummary, ClientView, DownRequest, Event, ForwardOutcome, Forwarded,
     Owner, Queued, Report, ReportAck, RequestView, SiteStatus,
 };
 use invsync_proto::{Class, ClientName, Digest, SiteCode, Timestamp};
@@ -316,6 +316,17 @@ impl PgStore {
 
     pub async fn clients(&self) -> Result<Vec<ClientSummary>, StoreError> {
         queries::clients(&mut *self.conn().await?, &self.last_seen).await
+    }
+
+    pub async fn clients_page(&self, q: &ClientQuery) -> Result<ClientPage, StoreError> {
+        // One transaction (REPEATABLE READ) so the count and the page belong together.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        let page = queries::clients_page(&mut tx, q, &self.last_seen).await?;
+        tx.commit().await?;
+        Ok(page)
     }
 
     pub async fn client_view(&self, name: &ClientName) -> Result<Option<ClientView>, StoreError> {

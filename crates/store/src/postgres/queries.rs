@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use invsync_proto::inventory::item_digest;
 use invsync_proto::wire::{
-    ClassState, ClientSummary, ClientView, Event, EventView, Instruction, InstructionKind, Queued,
+    ClassState, ClientPage, ClientQuery, ClientSummary, ClientView, Event, EventView, Instruction, InstructionKind, Queued,
     ReportAck, RequestState, RequestView, SnapshotView,
 };
 use invsync_proto::{Class, ClientName, Digest, Items, SiteCode, Timestamp};
@@ -1066,6 +1066,71 @@ pub(super) async fn clients(
             })
         })
         .collect()
+}
+
+/// One page of clients ([`crate::Store::clients_page`]): the page's ids from one
+/// index-ordered statement, then the rows of those ids (at most a thousand) in one statement, so
+/// the per-client subqueries run for the page only, never for the skipped offset.
+pub(super) async fn clients_page(
+    conn: &mut PgConnection,
+    q: &ClientQuery,
+    last_seen: &LastSeen,
+) -> Result<ClientPage, StoreError> {
+    let search = q.search_upper();
+    let site = q.site.as_ref().map(|s| s.as_str().to_string());
+    let filter = "($1::text IS NULL OR strpos(c.name, $1) > 0) AND ($2::text IS NULL OR c.site_code = $2)";
+    let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM clients c WHERE {filter}"))
+        .bind(&search)
+        .bind(&site)
+        .fetch_one(&mut *conn)
+        .await?;
+    let join = match crate::page::sort_class(q.sort) {
+        Some(class) => format!("LEFT JOIN snapshots s ON s.client_id = c.id AND s.class = {class}"),
+        None => String::new(),
+    };
+    let order = crate::page::order_by(q.sort, q.descending, r#" COLLATE "C""#);
+    let ids: Vec<i64> = sqlx::query_scalar(&format!(
+        "SELECT c.id FROM clients c {join} WHERE {filter} ORDER BY {order} LIMIT $3 OFFSET $4"
+    ))
+    .bind(&search)
+    .bind(&site)
+    .bind(i64::from(q.limit))
+    .bind(q.offset as i64)
+    .fetch_all(&mut *conn)
+    .await?;
+    let rows = sqlx::query(
+        "SELECT c.id, c.name, c.uuid, c.site_code, c.last_seen,
+                hw.version, hw.updated_at, sw.version, sw.updated_at,
+                (SELECT count(*) FROM requests r WHERE r.client_id = c.id AND r.completed_at IS NULL)
+         FROM clients c
+         LEFT JOIN snapshots hw ON hw.client_id = c.id AND hw.class = 0
+         LEFT JOIN snapshots sw ON sw.client_id = c.id AND sw.class = 1
+         WHERE c.id = ANY($1)",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut by_id = std::collections::HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let id: i64 = row.try_get(0)?;
+        by_id.insert(
+            id,
+            ClientSummary {
+                name: name_col(row, 1)?,
+                id: uuid_col(row, 2)?,
+                site: site_col(row, 3)?,
+                last_seen: last_seen.overlay(id, ts_col(row, 4)?),
+                hw_version: row.try_get(5)?,
+                hw_updated_at: ts_col(row, 6)?,
+                sw_version: row.try_get(7)?,
+                sw_updated_at: ts_col(row, 8)?,
+                pending_requests: row.try_get(9)?,
+            },
+        );
+    }
+    // In the page's order; a row is never deleted inside the caller's transaction.
+    let clients = ids.iter().filter_map(|id| by_id.remove(id)).collect();
+    Ok(ClientPage { total: total as u64, offset: q.offset, clients })
 }
 
 pub(super) async fn client_view(

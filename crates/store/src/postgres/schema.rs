@@ -15,7 +15,7 @@
 //!
 //! Migrations: `MIGRATIONS[v]` turns PostgreSQL schema version `v` into `v + 1`; a new version
 //! appends a step. The version is the `schema_version` row of `meta`. PostgreSQL numbers its
-//! versions on its own: version 1 here is SQLite's version 4.
+//! versions on its own: version 1 here is SQLite's version 4, version 2 SQLite's version 5.
 
 use std::str::FromStr;
 
@@ -26,7 +26,7 @@ use crate::SiteMeta;
 use crate::error::StoreError;
 
 /// The schema version this program writes.
-pub(super) const SCHEMA_VERSION: i64 = 1;
+pub(super) const SCHEMA_VERSION: i64 = 2;
 
 /// The tables of the schema: finding any of them means the database holds (part of) a site.
 pub(super) const TABLES: &[&str] = &[
@@ -41,7 +41,18 @@ pub(super) const TABLES: &[&str] = &[
     "sites",
 ];
 
-const MIGRATIONS: &[&str] = &[SCHEMA_V1];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2];
+
+/// Version 2: indexes for the paged client list (`Store::clients_page`), as SQLite's version 5:
+/// each sort reads its page in index order, forwards or backwards. Names are ordered with
+/// `COLLATE "C"` (byte order, as SQLite), which the database's own collation need not be;
+/// missing times sort first ascending (`NULLS FIRST`), so a backward scan gives the descending
+/// order with them last, as SQLite does.
+const SCHEMA_V2: &str = r#"
+CREATE INDEX clients_by_name ON clients (name COLLATE "C", site_code COLLATE "C");
+CREATE INDEX clients_by_last_seen ON clients (last_seen NULLS FIRST, name COLLATE "C", site_code COLLATE "C");
+CREATE INDEX snapshots_by_updated ON snapshots (class, updated_at NULLS FIRST);
+"#;
 
 /// Every advisory lock of this backend uses this first key (the two-key form), so that they
 /// cannot meet the locks of another program using the same database.

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use invsync_proto::wire::{
-    CheckinResponse, ClientSummary, ClientView, DownRequest, Event, ForwardOutcome, Forwarded,
+    CheckinResponse, ClientPage, ClientQuery, ClientSummary, ClientView, DownRequest, Event, ForwardOutcome, Forwarded,
     Owner, Queued, Report, ReportAck, RequestView, SiteStatus,
 };
 use invsync_proto::{Class, ClientName, Digest, SiteCode, Timestamp};
@@ -492,6 +492,22 @@ impl SqliteStore {
                     c
                 })
                 .collect())
+        })
+        .await
+    }
+
+    pub async fn clients_page(&self, q: &ClientQuery) -> Result<ClientPage, StoreError> {
+        let q = q.clone();
+        self.read(move |conn, shared| {
+            let (total, rows) = queries::clients_page(conn, &q)?;
+            let clients = rows
+                .into_iter()
+                .map(|(row, mut c)| {
+                    c.last_seen = shared.last_seen.overlay(row, c.last_seen);
+                    c
+                })
+                .collect();
+            Ok(ClientPage { total, offset: q.offset, clients })
         })
         .await
     }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use invsync_proto::wire::Event;
 use invsync_proto::wire::{
-    ClassState, ClientSummary, ClientView, EventView, Instruction, InstructionKind, Queued,
+    ClassState, ClientQuery, ClientSummary, ClientView, EventView, Instruction, InstructionKind, Queued,
     ReportAck, RequestState, RequestView, SnapshotView,
 };
 use invsync_proto::{Class, ClientName, Digest, Items, SiteCode, Timestamp};
@@ -842,6 +842,67 @@ pub(super) fn clients(conn: &Connection) -> Result<Vec<(i64, ClientSummary)>, St
         ));
     }
     Ok(out)
+}
+
+/// One page of clients ([`crate::Store::clients_page`]), each with its internal row id (for
+/// the last-seen overlay), and the number of clients matching the filters. The page's ids come
+/// from one index-ordered statement; the rows of the page (at most a thousand) are then read by
+/// id, so the per-client subqueries run for the page only, never for the skipped offset.
+pub(super) fn clients_page(
+    conn: &Connection,
+    q: &ClientQuery,
+) -> Result<(u64, Vec<(i64, ClientSummary)>), StoreError> {
+    // One read transaction: the count and the page see the same committed state.
+    let tx = conn.unchecked_transaction()?;
+    let search = q.search_upper();
+    let site = q.site.as_ref().map(SiteCode::as_str);
+    let filter = "(?1 IS NULL OR instr(c.name, ?1) > 0) AND (?2 IS NULL OR c.site_code = ?2)";
+    let total: i64 = tx
+        .prepare_cached(&format!("SELECT count(*) FROM clients c WHERE {filter}"))?
+        .query_row(params![search, site], |r| r.get(0))?;
+    let join = match crate::page::sort_class(q.sort) {
+        Some(class) => format!("LEFT JOIN snapshots s ON s.client_id = c.id AND s.class = {class}"),
+        None => String::new(),
+    };
+    let order = crate::page::order_by(q.sort, q.descending, "");
+    let ids: Vec<i64> = tx
+        .prepare_cached(&format!(
+            "SELECT c.id FROM clients c {join} WHERE {filter} ORDER BY {order} LIMIT ?3 OFFSET ?4"
+        ))?
+        .query_map(params![search, site, q.limit, q.offset as i64], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut st = tx.prepare_cached(
+        "SELECT c.id, c.name, c.uuid, c.site_code, c.last_seen,
+                hw.version, hw.updated_at, sw.version, sw.updated_at,
+                (SELECT count(*) FROM requests r WHERE r.client_id = c.id AND r.completed_at IS NULL)
+         FROM clients c
+         LEFT JOIN snapshots hw ON hw.client_id = c.id AND hw.class = 0
+         LEFT JOIN snapshots sw ON sw.client_id = c.id AND sw.class = 1
+         WHERE c.id = ?1",
+    )?;
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        let mut rows = st.query([id])?;
+        // A client row is never deleted inside this read transaction, so every id is found.
+        let Some(row) = rows.next()? else { continue };
+        out.push((
+            row.get(0)?,
+            ClientSummary {
+                name: name_col(row, 1)?,
+                id: uuid_col(row, 2)?,
+                site: site_col(row, 3)?,
+                last_seen: ts(row.get(4)?),
+                hw_version: row.get(5)?,
+                hw_updated_at: ts(row.get(6)?),
+                sw_version: row.get(7)?,
+                sw_updated_at: ts(row.get(8)?),
+                pending_requests: row.get(9)?,
+            },
+        ));
+    }
+    drop(st);
+    tx.commit()?;
+    Ok((total as u64, out))
 }
 
 /// One client of this site by name with its snapshots decoded, plus its internal row id.
