@@ -461,12 +461,12 @@ impl TopSite {
 
     /// `GET /api/v1/clients`: the sw version in the line of the client `name` owned by `site`.
     fn list(&self, name: &str, site: &str) -> Result<Option<(i64, Option<String>)>> {
-        let Some(list) = self.get("/api/v1/clients")? else {
+        let Some(page) = self.get(&format!("/api/v1/clients?search={name}&limit=1000"))? else {
             bail!("GET /api/v1/clients answered 404");
         };
-        let line = list
+        let line = page["clients"]
             .as_array()
-            .ok_or_else(|| anyhow!("GET /api/v1/clients did not answer a list"))?
+            .ok_or_else(|| anyhow!("GET /api/v1/clients did not answer a page of clients"))?
             .iter()
             .find(|c| c["name"] == name && c["site"] == site);
         Ok(line

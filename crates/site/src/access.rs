@@ -134,11 +134,24 @@ impl SiteAccess {
         }
     }
 
+    /// Every client, sorted by name: the API's pages of the largest size in turn (a client
+    /// enrolled meanwhile may shift one page's window; the next call sees it).
     pub fn clients(&mut self) -> Result<Vec<ClientSummary>> {
-        match self.get(wire::API_CLIENTS)? {
-            Some(Some(list)) => Ok(list),
-            Some(None) => Err(anyhow::anyhow!("the site has no client list endpoint; is it an invsync site?")),
-            None => self.run_direct(|store, _| async move { Ok(store.clients().await?) }),
+        let mut all = Vec::new();
+        loop {
+            let path = format!("{}?limit={}&offset={}", wire::API_CLIENTS, wire::MAX_PAGE_LIMIT, all.len());
+            match self.get::<wire::ClientPage>(&path)? {
+                Some(Some(page)) => {
+                    let done = page.clients.is_empty() || (all.len() + page.clients.len()) as u64 >= page.total;
+                    all.extend(page.clients);
+                    if done {
+                        return Ok(all);
+                    }
+                }
+                Some(None) => return Err(anyhow::anyhow!("the site has no client list endpoint; is it an invsync site?")),
+                // Not running (from the first page on): the database holds them all.
+                None => return self.run_direct(|store, _| async move { Ok(store.clients().await?) }),
+            }
         }
     }
 

@@ -2,6 +2,7 @@
 //! `invsite serve` processes on 127.0.0.1:0 and agents on fixture roots. One test binary with
 //! a module per area keeps link time down.
 
+mod api;
 mod common;
 mod console;
 mod console_browser;

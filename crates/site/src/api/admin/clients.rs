@@ -1,13 +1,57 @@
-//! `GET /api/v1/clients`: every client of this site, sorted by name.
+//! `GET /api/v1/clients?search=&site=&sort=&desc=&limit=&offset=`: one page of the clients this
+//! site holds (its own and those of the sites below it) and how many match in all. Sorted by
+//! name unless `sort` says `last_seen`, `hw_updated` or `sw_updated`; `limit` is 1 to 1000
+//! (100 when absent). The command-line tools page through it.
 
-use axum::extract::State;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::Json;
-use invsync_proto::wire::ClientSummary;
+use invsync_proto::wire::{ClientPage, ClientQuery, ClientSort, DEFAULT_PAGE_LIMIT};
 
 use crate::api::auth::Admin;
 use crate::api::error::ApiError;
 use crate::server::AppState;
 
-pub async fn apply(State(state): State<AppState>, _: Admin) -> Result<Json<Vec<ClientSummary>>, ApiError> {
-    Ok(Json(state.store.clients().await?))
+pub async fn apply(
+    State(state): State<AppState>,
+    _: Admin,
+    query: Result<Query<Params>, QueryRejection>,
+) -> Result<Json<ClientPage>, ApiError> {
+    let Query(p) = query.map_err(|r| ApiError::BadInput(r.body_text()))?;
+    let q = p.into_query();
+    // Refused here with the store's own sentence, so the caller learns it as a 400.
+    if let Some(problem) = q.problem() {
+        return Err(ApiError::BadInput(problem));
+    }
+    Ok(Json(state.store.clients_page(&q).await?))
+}
+
+/// The query string; every parameter is optional.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct Params {
+    /// Only clients whose name contains this, ignoring case.
+    pub search: Option<String>,
+    /// Only clients owned by this site (a three-character site code).
+    pub site: Option<invsync_proto::SiteCode>,
+    /// `name` (default), `last_seen`, `hw_updated` or `sw_updated`.
+    pub sort: Option<ClientSort>,
+    /// Sort descending.
+    pub desc: Option<bool>,
+    /// Clients per page, 1 to 1000 (default 100).
+    pub limit: Option<u32>,
+    /// Clients of the sorted list to skip first.
+    pub offset: Option<u64>,
+}
+
+impl Params {
+    pub fn into_query(self) -> ClientQuery {
+        ClientQuery {
+            search: self.search,
+            site: self.site,
+            sort: self.sort.unwrap_or_default(),
+            descending: self.desc.unwrap_or(false),
+            limit: self.limit.unwrap_or(DEFAULT_PAGE_LIMIT),
+            offset: self.offset.unwrap_or(0),
+        }
+    }
 }
