@@ -119,11 +119,10 @@ impl Browser {
                 .http
                 .post(format!("{}{}", self.base, self.s("/element")))
                 .send_json(json!({"using": "css selector", "value": css}));
-            if let Ok(mut r) = resp {
-                if r.status().as_u16() == 200 {
-                    let v: Value = r.body_mut().read_json().unwrap();
-                    return v["value"][ELEMENT].as_str().unwrap_or_else(|| panic!("no element reference in {v}")).to_string();
-                }
+            // 404 "no such element" while the page is still loading: try again.
+            if let Ok(mut r) = resp.map_err(drop).and_then(|r| if r.status().as_u16() == 200 { Ok(r) } else { Err(()) }) {
+                let v: Value = r.body_mut().read_json().unwrap();
+                return v["value"][ELEMENT].as_str().unwrap_or_else(|| panic!("no element reference in {v}")).to_string();
             }
             assert!(Instant::now() < deadline, "no element {css} on the page: {}", self.source());
             std::thread::sleep(Duration::from_millis(100));

@@ -70,10 +70,10 @@ impl Sessions {
         let now = Instant::now();
         let mut map = self.map();
         map.retain(|_, e| now.duration_since(e.last_used) < IDLE);
-        if map.len() >= MAX_SESSIONS {
-            if let Some(oldest) = map.iter().min_by_key(|(_, e)| e.last_used).map(|(k, _)| k.clone()) {
-                map.remove(&oldest);
-            }
+        let full = map.len() >= MAX_SESSIONS;
+        let oldest = full.then(|| map.iter().min_by_key(|(_, e)| e.last_used).map(|(k, _)| k.clone())).flatten();
+        if let Some(k) = oldest {
+            map.remove(&k);
         }
         map.insert(id.clone(), Entry { csrf: crate::secret::random_hex(), last_used: now, flash: None });
         id
