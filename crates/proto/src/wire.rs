@@ -445,6 +445,49 @@ pub struct ClientPage {
     pub clients: Vec<ClientSummary>,
 }
 
+/// `GET /api/v1/requests`: which resync requests to list, across clients, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestQuery {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<RequestState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<Class>,
+    /// At most this many, 1 to [`MAX_PAGE_LIMIT`].
+    pub limit: u32,
+    #[serde(default)]
+    pub offset: u64,
+}
+
+impl Default for RequestQuery {
+    fn default() -> RequestQuery {
+        RequestQuery { state: None, class: None, limit: DEFAULT_PAGE_LIMIT, offset: 0 }
+    }
+}
+
+impl RequestQuery {
+    /// Why the query cannot be answered, in one sentence; `None` when it can.
+    pub fn problem(&self) -> Option<String> {
+        ClientQuery { limit: self.limit, offset: self.offset, ..ClientQuery::default() }.problem()
+    }
+}
+
+/// A resync request with the client it is for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientRequest {
+    pub client: ClientName,
+    /// The client's owning site.
+    pub site: SiteCode,
+    pub request: RequestView,
+}
+
+/// `GET /api/v1/requests`: one page of resync requests and how many match in all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestPage {
+    pub total: u64,
+    pub offset: u64,
+    pub requests: Vec<ClientRequest>,
+}
+
 /// One class of `invsite show --json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotView {

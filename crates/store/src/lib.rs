@@ -34,7 +34,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use invsync_proto::wire::{
-    CheckinResponse, ClientPage, ClientQuery, ClientSummary, ClientView, DownRequest, Event, ForwardOutcome, Forwarded,
+    CheckinResponse, ClientPage, ClientQuery, RequestPage, RequestQuery, ClientSummary, ClientView, DownRequest, Event, ForwardOutcome, Forwarded,
     Owner, Queued, Report, ReportAck, RequestView, SiteStatus,
 };
 use invsync_proto::{Class, ClientName, Digest, SiteCode, Timestamp};
@@ -304,6 +304,16 @@ impl Store {
             return Err(StoreError::Refused(problem));
         }
         dispatch!(self, b => b.clients_page(q).await)
+    }
+
+    /// One page of the resync requests of every client this site holds, newest first, with
+    /// each one's client, filtered by state and class, and how many match in all. A query with
+    /// a limit outside 1..=1000 is refused ([`StoreError::Refused`]).
+    pub async fn requests_page(&self, q: &RequestQuery) -> Result<RequestPage, StoreError> {
+        if let Some(problem) = q.problem() {
+            return Err(StoreError::Refused(problem));
+        }
+        dispatch!(self, b => b.requests_page(q).await)
     }
 
     /// One client of this site with its snapshots and its latest 50 requests and 50 events,

@@ -8,6 +8,8 @@
 //! the same direction as the key for the same reason: an index read backwards reverses them all.
 
 use invsync_proto::wire::ClientSort;
+#[cfg(doc)]
+use invsync_proto::wire::RequestState;
 
 /// The snapshot class (`snapshots.class`) a sort orders by, if any; joined as `s`.
 pub(crate) fn sort_class(sort: ClientSort) -> Option<i64> {
@@ -17,6 +19,11 @@ pub(crate) fn sort_class(sort: ClientSort) -> Option<i64> {
         ClientSort::Name | ClientSort::LastSeen => None,
     }
 }
+
+/// A request's state as SQL computes it from its times, the way `state_of` does, so a list
+/// can filter on it: `'pending'`, `'picked_up'` or `'complete'` ([`RequestState::as_str`]).
+pub(crate) const REQUEST_STATE_SQL: &str = "CASE WHEN r.completed_at IS NOT NULL THEN 'complete' \
+     WHEN r.picked_up_at IS NOT NULL THEN 'picked_up' ELSE 'pending' END";
 
 /// The `ORDER BY` list over `c` (clients) and `s` (the joined snapshot). `collate` is appended
 /// to the text columns (PostgreSQL's `COLLATE "C"`, so names sort byte-wise as in SQLite).

@@ -1141,3 +1141,51 @@ async fn client_pages_filter_sort_count_and_refuse_bad_limits() {
         assert!(matches!(err, StoreError::Refused(_)), "{b}");
     }
 }
+
+#[tokio::test]
+async fn request_pages_list_resync_requests_of_every_client_newest_first() {
+    use invsync_proto::wire::RequestQuery;
+    for f in stores().await {
+        let s = &f.store;
+        let b = f.backend.as_str();
+        let a = enroll(s, "alpha").await;
+        enroll(s, "beta").await;
+        let first = s.request_resync(&name("alpha"), Class::Hw, Timestamp(1_000)).await.unwrap();
+        s.request_resync(&name("beta"), Class::Sw, Timestamp(1_100)).await.unwrap();
+        // An event is not a resync request and is never listed.
+        s.request_event(&name("beta"), Event::Cycle, Timestamp(1_150)).await.unwrap();
+        // alpha picks its request up, then answers it; then a new one is pending.
+        s.checkin(a, Timestamp(1_200)).await.unwrap();
+        let mut report = full(Class::Hw, &hw_items("A"));
+        report.answers = vec![first.id];
+        s.store_report(a, &report, Timestamp(1_300)).await.unwrap();
+        s.request_resync(&name("alpha"), Class::Sw, Timestamp(1_400)).await.unwrap();
+        s.checkin(a, Timestamp(1_500)).await.unwrap();
+
+        let page = |q: RequestQuery| async move { s.requests_page(&q).await.unwrap() };
+        let list = |p: &invsync_proto::wire::RequestPage| {
+            p.requests.iter().map(|r| (r.client.as_str().to_string(), r.request.class, r.request.state)).collect::<Vec<_>>()
+        };
+        let all = page(RequestQuery::default()).await;
+        assert_eq!(all.total, 3, "{b}");
+        assert_eq!(
+            list(&all),
+            [
+                ("ALPHA".to_string(), Class::Sw, RequestState::PickedUp),
+                ("BETA".to_string(), Class::Sw, RequestState::Pending),
+                ("ALPHA".to_string(), Class::Hw, RequestState::Complete),
+            ],
+            "{b}"
+        );
+        assert_eq!(all.requests[2].site.as_str(), "S01");
+        assert_eq!(all.requests[2].request.completed_at, Some(Timestamp(1_300)), "{b}");
+        for (state, expected) in [(RequestState::Pending, "BETA"), (RequestState::PickedUp, "ALPHA"), (RequestState::Complete, "ALPHA")] {
+            let p = page(RequestQuery { state: Some(state), ..RequestQuery::default() }).await;
+            assert_eq!((p.total, p.requests[0].client.as_str()), (1, expected), "{b} {state:?}");
+        }
+        let sw = page(RequestQuery { class: Some(Class::Sw), limit: 1, offset: 1, ..RequestQuery::default() }).await;
+        assert_eq!((sw.total, sw.offset, list(&sw)), (2, 1, vec![("BETA".to_string(), Class::Sw, RequestState::Pending)]), "{b}");
+        let err = s.requests_page(&RequestQuery { limit: 0, ..RequestQuery::default() }).await.unwrap_err();
+        assert!(matches!(err, StoreError::Refused(_)), "{b}");
+    }
+}

@@ -65,3 +65,37 @@ fn the_client_list_is_paged_searched_sorted_and_refuses_bad_queries() {
         assert_eq!(listed.as_array().unwrap().len(), 3, "{listed}");
     }
 }
+
+#[test]
+fn the_request_list_shows_resync_requests_of_every_client_and_refuses_bad_queries() {
+    for db in Db::all() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut site = Site::init_on(tmp.path(), "S01", db, &[]);
+        site.start();
+        let web = Agent::enroll(tmp.path(), &site, "debian", "web1");
+        Agent::enroll(tmp.path(), &site, "debian", "db1");
+        run_ok("invsync", &["hw", "web1", "--data-dir", site.data_dir()]);
+        web.cycle();
+        run_ok("invsync", &["sw", "db1", "--data-dir", site.data_dir()]);
+
+        let (status, all) = get(&site, "/api/v1/requests");
+        assert_eq!(status, 200, "{all}");
+        assert_eq!(all["total"], 2, "{all}");
+        let first = &all["requests"][0];
+        assert_eq!((first["client"].as_str(), first["site"].as_str()), (Some("DB1"), Some("S01")), "{all}");
+        assert_eq!((first["request"]["class"].as_str(), first["request"]["state"].as_str()), (Some("sw"), Some("pending")));
+        let (_, done) = get(&site, "/api/v1/requests?state=complete&class=hw&limit=5");
+        assert_eq!((done["total"].as_u64(), done["requests"][0]["client"].as_str()), (Some(1), Some("WEB1")), "{done}");
+
+        for (query, says) in [
+            ("state=lost", "unknown variant `lost`"),
+            ("class=fw", "class"),
+            ("limit=0", "limit must be 1 to 1000"),
+            ("limit=5000", "limit must be 1 to 1000"),
+        ] {
+            let (status, body) = get(&site, &format!("/api/v1/requests?{query}"));
+            assert_eq!(status, 400, "{query}: {body}");
+            assert!(body["error"].as_str().unwrap_or_default().contains(says), "{query}: {body}");
+        }
+    }
+}

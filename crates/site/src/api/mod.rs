@@ -35,6 +35,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/clients/{name}/requests", post(admin::requests::apply))
         .route("/api/v1/clients/{name}/events", post(admin::events::apply))
         .route("/api/v1/clients/{name}/history", get(admin::history::apply))
+        .route("/api/v1/requests", get(admin::request_list::apply))
         .route("/api/v1/requests/{id}", get(admin::request_state::apply))
         .merge(crate::console::router())
         .fallback(error::not_found)

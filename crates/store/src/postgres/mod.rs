@@ -37,7 +37,7 @@ mod queries;
 mod schema;
 
 use invsync_proto::wire::{
-    CheckinResponse, ClientPage, ClientQuery, ClientSummary, ClientView, DownRequest, Event, ForwardOutcome, Forwarded,
+    CheckinResponse, ClientPage, ClientQuery, RequestPage, RequestQuery, ClientSummary, ClientView, DownRequest, Event, ForwardOutcome, Forwarded,
     Owner, Queued, Report, ReportAck, RequestView, SiteStatus,
 };
 use invsync_proto::{Class, ClientName, Digest, SiteCode, Timestamp};
@@ -316,6 +316,16 @@ impl PgStore {
 
     pub async fn clients(&self) -> Result<Vec<ClientSummary>, StoreError> {
         queries::clients(&mut *self.conn().await?, &self.last_seen).await
+    }
+
+    pub async fn requests_page(&self, q: &RequestQuery) -> Result<RequestPage, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        let page = queries::requests_page(&mut tx, q).await?;
+        tx.commit().await?;
+        Ok(page)
     }
 
     pub async fn clients_page(&self, q: &ClientQuery) -> Result<ClientPage, StoreError> {

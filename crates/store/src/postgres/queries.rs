@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use invsync_proto::inventory::item_digest;
 use invsync_proto::wire::{
-    ClassState, ClientPage, ClientQuery, ClientSummary, ClientView, Event, EventView, Instruction, InstructionKind, Queued,
+    ClassState, ClientPage, ClientQuery, ClientRequest, RequestPage, RequestQuery, ClientSummary, ClientView, Event, EventView, Instruction, InstructionKind, Queued,
     ReportAck, RequestState, RequestView, SnapshotView,
 };
 use invsync_proto::{Class, ClientName, Digest, Items, SiteCode, Timestamp};
@@ -1066,6 +1066,41 @@ pub(super) async fn clients(
             })
         })
         .collect()
+}
+
+/// One page of resync requests ([`crate::Store::requests_page`]), newest first, and how many
+/// match.
+pub(super) async fn requests_page(conn: &mut PgConnection, q: &RequestQuery) -> Result<RequestPage, StoreError> {
+    let state = q.state.map(|s| s.as_str().to_string());
+    let class = q.class.map(|c| c.to_string());
+    let filter = format!(
+        "r.kind = 'resync' AND ($1::text IS NULL OR ({}) = $1) AND ($2::text IS NULL OR r.arg = $2)",
+        crate::page::REQUEST_STATE_SQL
+    );
+    let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM requests r WHERE {filter}"))
+        .bind(&state)
+        .bind(&class)
+        .fetch_one(&mut *conn)
+        .await?;
+    let rows = sqlx::query(&format!(
+        "SELECT r.id, r.arg, r.requested_at, r.picked_up_at, r.completed_at, r.origin, r.route,
+                r.forwarded_at, r.forwarded_to, c.name, c.site_code
+         FROM requests r JOIN clients c ON c.id = r.client_id
+         WHERE {filter} ORDER BY r.id DESC LIMIT $3 OFFSET $4"
+    ))
+    .bind(&state)
+    .bind(&class)
+    .bind(i64::from(q.limit))
+    .bind(q.offset as i64)
+    .fetch_all(&mut *conn)
+    .await?;
+    let requests = rows
+        .iter()
+        .map(|row| {
+            Ok(ClientRequest { client: name_col(row, 9)?, site: site_col(row, 10)?, request: request_view(row)? })
+        })
+        .collect::<Result<_, StoreError>>()?;
+    Ok(RequestPage { total: total as u64, offset: q.offset, requests })
 }
 
 /// One page of clients ([`crate::Store::clients_page`]): the page's ids from one

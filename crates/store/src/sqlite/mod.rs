@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use invsync_proto::wire::{
-    CheckinResponse, ClientPage, ClientQuery, ClientSummary, ClientView, DownRequest, Event, ForwardOutcome, Forwarded,
+    CheckinResponse, ClientPage, ClientQuery, RequestPage, RequestQuery, ClientSummary, ClientView, DownRequest, Event, ForwardOutcome, Forwarded,
     Owner, Queued, Report, ReportAck, RequestView, SiteStatus,
 };
 use invsync_proto::{Class, ClientName, Digest, SiteCode, Timestamp};
@@ -494,6 +494,11 @@ impl SqliteStore {
                 .collect())
         })
         .await
+    }
+
+    pub async fn requests_page(&self, q: &RequestQuery) -> Result<RequestPage, StoreError> {
+        let q = q.clone();
+        self.read(move |conn, _| queries::requests_page(conn, &q)).await
     }
 
     pub async fn clients_page(&self, q: &ClientQuery) -> Result<ClientPage, StoreError> {

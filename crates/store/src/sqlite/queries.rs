@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use invsync_proto::wire::Event;
 use invsync_proto::wire::{
-    ClassState, ClientQuery, ClientSummary, ClientView, EventView, Instruction, InstructionKind, Queued,
+    ClassState, ClientQuery, ClientRequest, RequestPage, RequestQuery, ClientSummary, ClientView, EventView, Instruction, InstructionKind, Queued,
     ReportAck, RequestState, RequestView, SnapshotView,
 };
 use invsync_proto::{Class, ClientName, Digest, Items, SiteCode, Timestamp};
@@ -903,6 +903,40 @@ pub(super) fn clients_page(
     drop(st);
     tx.commit()?;
     Ok((total as u64, out))
+}
+
+/// One page of resync requests ([`crate::Store::requests_page`]), newest first (by id, the
+/// primary key, read backwards), and how many match.
+pub(super) fn requests_page(conn: &Connection, q: &RequestQuery) -> Result<RequestPage, StoreError> {
+    let tx = conn.unchecked_transaction()?;
+    let state = q.state.map(RequestState::as_str);
+    let class = q.class.map(|c| c.to_string());
+    let filter = format!(
+        "r.kind = 'resync' AND (?1 IS NULL OR ({}) = ?1) AND (?2 IS NULL OR r.arg = ?2)",
+        crate::page::REQUEST_STATE_SQL
+    );
+    let total: i64 = tx
+        .prepare_cached(&format!("SELECT count(*) FROM requests r WHERE {filter}"))?
+        .query_row(params![state, class], |r| r.get(0))?;
+    let mut requests = Vec::new();
+    {
+        let mut st = tx.prepare_cached(&format!(
+            "SELECT r.id, r.arg, r.requested_at, r.picked_up_at, r.completed_at, r.origin, r.route,
+                    r.forwarded_at, r.forwarded_to, c.name, c.site_code
+             FROM requests r JOIN clients c ON c.id = r.client_id
+             WHERE {filter} ORDER BY r.id DESC LIMIT ?3 OFFSET ?4"
+        ))?;
+        let mut rows = st.query(params![state, class, q.limit, q.offset as i64])?;
+        while let Some(row) = rows.next()? {
+            requests.push(ClientRequest {
+                client: name_col(row, 9)?,
+                site: site_col(row, 10)?,
+                request: request_view(row)?,
+            });
+        }
+    }
+    tx.commit()?;
+    Ok(RequestPage { total: total as u64, offset: q.offset, requests })
 }
 
 /// One client of this site by name with its snapshots decoded, plus its internal row id.

@@ -1,0 +1,44 @@
+//! `GET /api/v1/requests?state=pending|picked_up|complete&class=hw|sw&limit=&offset=`: the resync
+//! requests of every client this site holds, newest first, each with its client, and how many
+//! match in all; `limit` is 1 to 1000 (100 when absent).
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::Json;
+use invsync_proto::wire::{RequestPage, RequestQuery, RequestState, DEFAULT_PAGE_LIMIT};
+use invsync_proto::Class;
+
+use crate::api::auth::Admin;
+use crate::api::error::ApiError;
+use crate::server::AppState;
+
+pub async fn apply(
+    State(state): State<AppState>,
+    _: Admin,
+    query: Result<Query<Params>, QueryRejection>,
+) -> Result<Json<RequestPage>, ApiError> {
+    let Query(p) = query.map_err(|r| ApiError::BadInput(r.body_text()))?;
+    let q = RequestQuery {
+        state: p.state,
+        class: p.class,
+        limit: p.limit.unwrap_or(DEFAULT_PAGE_LIMIT),
+        offset: p.offset.unwrap_or(0),
+    };
+    if let Some(problem) = q.problem() {
+        return Err(ApiError::BadInput(problem));
+    }
+    Ok(Json(state.store.requests_page(&q).await?))
+}
+
+/// The query string; every parameter is optional.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct Params {
+    /// Only requests in this state.
+    pub state: Option<RequestState>,
+    /// Only requests for this class.
+    pub class: Option<Class>,
+    /// Requests per page, 1 to 1000 (default 100).
+    pub limit: Option<u32>,
+    /// Requests of the list to skip first.
+    pub offset: Option<u64>,
+}
