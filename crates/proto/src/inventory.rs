@@ -23,6 +23,7 @@ pub type Attrs = BTreeMap<String, String>;
 pub type Items = BTreeMap<String, Attrs>;
 
 /// The two inventory classes.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Class {

@@ -6,6 +6,8 @@
 pub mod exit;
 pub mod inventory;
 pub mod name;
+#[cfg(feature = "openapi")]
+mod openapi;
 pub mod time;
 pub mod wire;
 

@@ -39,6 +39,7 @@ pub fn api_client_events(name: &ClientName) -> String {
 }
 
 /// The body of every error response: one sentence a person can act on.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub error: String,
@@ -142,6 +143,7 @@ pub enum InstructionKind {
 }
 
 /// The events of `setevnt CLIENT EVENT`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Event {
@@ -342,6 +344,7 @@ pub struct AckRequest {
 // Admin API
 
 /// `GET /api/v1/site`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SiteInfo {
     pub code: SiteCode,
@@ -351,6 +354,7 @@ pub struct SiteInfo {
 }
 
 /// One line of `invsite clients` / `GET /api/v1/clients`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientSummary {
     pub name: ClientName,
@@ -372,6 +376,7 @@ pub const DEFAULT_PAGE_LIMIT: u32 = 100;
 /// What to sort a client list by. A client never seen, or without a snapshot of the class,
 /// counts as the oldest: first in ascending order, last in descending order. Ties are broken
 /// by name and then site code, in the same direction, so pages never overlap.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ClientSort {
@@ -437,6 +442,7 @@ impl ClientQuery {
 }
 
 /// `GET /api/v1/clients`: one page of clients, and how many match the query in all.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientPage {
     /// Clients matching the search and site filter, over all pages.
@@ -472,6 +478,7 @@ impl RequestQuery {
 }
 
 /// A resync request with the client it is for.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientRequest {
     pub client: ClientName,
@@ -481,6 +488,7 @@ pub struct ClientRequest {
 }
 
 /// `GET /api/v1/requests`: one page of resync requests and how many match in all.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequestPage {
     pub total: u64,
@@ -489,6 +497,7 @@ pub struct RequestPage {
 }
 
 /// One class of `invsite show --json`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotView {
     pub version: i64,
@@ -497,9 +506,11 @@ pub struct SnapshotView {
     pub full_at: Timestamp,
     /// When the last report (full or delta) was stored.
     pub updated_at: Timestamp,
+    #[cfg_attr(feature = "openapi", schema(value_type = BTreeMap<String, BTreeMap<String, String>>))]
     pub items: Items,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RequestState {
@@ -519,6 +530,7 @@ impl RequestState {
 }
 
 /// A resync request as `invsite show` lists it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequestView {
     pub id: i64,
@@ -552,6 +564,7 @@ pub struct RequestView {
 }
 
 /// A Set Client Event wake-up as `invsite show` lists it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventView {
     pub id: i64,
@@ -563,6 +576,7 @@ pub struct EventView {
 }
 
 /// `invsite show CLIENT --json` / `GET /api/v1/clients/{name}` (SPEC section 7).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientView {
     pub name: ClientName,
@@ -581,12 +595,15 @@ pub struct ClientView {
 /// One accepted change of one item of a client (SPEC section 5: time, client, class, item,
 /// old, new), as `invsite history` and `GET /api/v1/clients/{name}/history` list it. `old` is
 /// `None` for an added item, `new` for a removed one.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryEntry {
     pub at: Timestamp,
     pub class: Class,
     pub key: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<BTreeMap<String, String>>))]
     pub old: Option<Attrs>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<BTreeMap<String, String>>))]
     pub new: Option<Attrs>,
     /// Whether a full report (rather than a delta) made the change.
     pub full: bool,
@@ -611,6 +628,7 @@ pub fn api_client_history(name: &ClientName) -> String {
 }
 
 /// `POST /api/v1/clients/{name}/requests`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResyncRequestBody {
     pub class: Class,
@@ -626,12 +644,14 @@ pub struct ResyncRequestBody {
 }
 
 /// `POST /api/v1/clients/{name}/events`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventRequestBody {
     pub event: Event,
 }
 
 /// The answer to a resync or event request.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Queued {
     pub id: i64,
@@ -798,6 +818,7 @@ impl ChildToken {
 
 /// What a site says about itself (and what it knows of the sites below it) when it talks to
 /// its parent; the parent shows it in `invsite sites`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SiteStatus {
     pub code: SiteCode,
@@ -945,6 +966,7 @@ pub struct Owner {
 pub const API_SITES: &str = "/api/v1/sites";
 
 /// `GET /api/v1/sites` / `invsite sites --json`: this site and every site below it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SitesView {
     pub site: SiteStatus,

@@ -99,3 +99,18 @@ fn the_request_list_shows_resync_requests_of_every_client_and_refuses_bad_querie
         }
     }
 }
+
+#[test]
+fn the_openapi_document_is_served_without_a_token() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut site = Site::init(tmp.path(), "S01");
+    site.start();
+    let mut resp = http().get(&format!("{}/api/v1/openapi.json", site.url)).call().unwrap();
+    assert_eq!(resp.status(), 200);
+    let doc: Value = resp.body_mut().read_json().unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{doc}");
+    assert!(doc["paths"]["/api/v1/clients"]["get"]["parameters"].is_array(), "{doc}");
+    // Everything else under /api/v1 still needs the token.
+    let resp = http().get(&format!("{}/api/v1/clients", site.url)).call().unwrap();
+    assert_eq!(resp.status(), 401);
+}

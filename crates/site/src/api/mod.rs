@@ -8,6 +8,7 @@ pub mod body;
 pub mod cap;
 pub mod error;
 pub mod health;
+pub mod openapi;
 pub mod site;
 
 use axum::routing::{get, post};
@@ -28,15 +29,8 @@ pub fn router(state: AppState) -> Router {
         .route(wire::CAP_WAIT, post(cap::wait::apply))
         .route(wire::SITE_HELLO, post(site::hello::apply))
         .route(wire::SITE_FORWARD, post(site::forward::apply))
-        .route(wire::API_SITE, get(admin::site::apply))
-        .route(wire::API_SITES, get(admin::sites::apply))
-        .route(wire::API_CLIENTS, get(admin::clients::apply))
-        .route("/api/v1/clients/{name}", get(admin::client::apply))
-        .route("/api/v1/clients/{name}/requests", post(admin::requests::apply))
-        .route("/api/v1/clients/{name}/events", post(admin::events::apply))
-        .route("/api/v1/clients/{name}/history", get(admin::history::apply))
-        .route("/api/v1/requests", get(admin::request_list::apply))
-        .route("/api/v1/requests/{id}", get(admin::request_state::apply))
+        // The admin API: one list of routes, shared with its OpenAPI document.
+        .merge(openapi::router())
         .merge(crate::console::router())
         .fallback(error::not_found)
         // Outside the routes and the fallback, so every error response passes it, whatever

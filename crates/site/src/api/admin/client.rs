@@ -10,7 +10,24 @@ use super::client_name;
 use crate::api::auth::Admin;
 use crate::api::error::ApiError;
 use crate::server::AppState;
+use invsync_proto::wire::ErrorBody;
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/clients/{name}",
+    tag = "clients",
+    summary = "One client with its snapshots and requests (`invsite show`)",
+    params(("name" = String, Path, description = "The client name (case-insensitive)"), SiteQuery),
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "The client", body = ClientView),
+        (status = 400, description = "A malformed or invalid parameter; the message names it", body = ErrorBody),
+        (status = 401, description = "No admin token, or a wrong one", body = ErrorBody),
+        (status = 404, description = "No such client or request at this site", body = ErrorBody),
+        (status = 409, description = "Several sites below hold a client of this name: give `site`", body = ErrorBody),
+        (status = 500, description = "Internal error (detail in the site's log)", body = ErrorBody)
+    )
+)]
 pub async fn apply(
     State(state): State<AppState>,
     _: Admin,
@@ -25,7 +42,8 @@ pub async fn apply(
 }
 
 /// `?site=CODE`: which site's client, when several sites below this one hold the name.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SiteQuery {
     pub site: Option<invsync_proto::SiteCode>,
 }

@@ -11,7 +11,22 @@ use invsync_proto::wire::{ClientPage, ClientQuery, ClientSort, DEFAULT_PAGE_LIMI
 use crate::api::auth::Admin;
 use crate::api::error::ApiError;
 use crate::server::AppState;
+use invsync_proto::wire::ErrorBody;
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/clients",
+    tag = "clients",
+    summary = "One page of the clients this site holds",
+    params(Params),
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "A page of clients and how many match", body = ClientPage),
+        (status = 400, description = "A malformed or invalid parameter; the message names it", body = ErrorBody),
+        (status = 401, description = "No admin token, or a wrong one", body = ErrorBody),
+        (status = 500, description = "Internal error (detail in the site's log)", body = ErrorBody)
+    )
+)]
 pub async fn apply(
     State(state): State<AppState>,
     _: Admin,
@@ -27,7 +42,8 @@ pub async fn apply(
 }
 
 /// The query string; every parameter is optional.
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Params {
     /// Only clients whose name contains this, ignoring case.
     pub search: Option<String>,

@@ -10,11 +10,28 @@ use super::client_name;
 use crate::api::auth::Admin;
 use crate::api::error::ApiError;
 use crate::server::AppState;
+use invsync_proto::wire::ErrorBody;
 
 /// The most entries one request returns, so one call cannot make the site build an unbounded
 /// answer.
 pub const MAX_LIMIT: usize = 100_000;
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/clients/{name}/history",
+    tag = "clients",
+    summary = "A client's accepted item changes, newest first (`invsite history`)",
+    params(("name" = String, Path, description = "The client name (case-insensitive)"), Params),
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "The changes", body = Vec<HistoryEntry>),
+        (status = 400, description = "A malformed or invalid parameter; the message names it", body = ErrorBody),
+        (status = 401, description = "No admin token, or a wrong one", body = ErrorBody),
+        (status = 404, description = "No such client or request at this site", body = ErrorBody),
+        (status = 409, description = "Several sites below hold a client of this name: give `site`", body = ErrorBody),
+        (status = 500, description = "Internal error (detail in the site's log)", body = ErrorBody)
+    )
+)]
 pub async fn apply(
     State(state): State<AppState>,
     _: Admin,
@@ -34,7 +51,8 @@ pub async fn apply(
 }
 
 /// The query string: the [`HistoryQuery`] fields and `site` for a name held by several sites.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Params {
     pub class: Option<invsync_proto::Class>,
     pub since: Option<invsync_proto::Timestamp>,

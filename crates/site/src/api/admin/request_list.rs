@@ -11,7 +11,22 @@ use invsync_proto::Class;
 use crate::api::auth::Admin;
 use crate::api::error::ApiError;
 use crate::server::AppState;
+use invsync_proto::wire::ErrorBody;
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/requests",
+    tag = "requests",
+    summary = "Resync requests of every client, newest first",
+    params(Params),
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "A page of requests and how many match", body = RequestPage),
+        (status = 400, description = "A malformed or invalid parameter; the message names it", body = ErrorBody),
+        (status = 401, description = "No admin token, or a wrong one", body = ErrorBody),
+        (status = 500, description = "Internal error (detail in the site's log)", body = ErrorBody)
+    )
+)]
 pub async fn apply(
     State(state): State<AppState>,
     _: Admin,
@@ -31,7 +46,8 @@ pub async fn apply(
 }
 
 /// The query string; every parameter is optional.
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Params {
     /// Only requests in this state.
     pub state: Option<RequestState>,

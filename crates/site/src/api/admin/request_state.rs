@@ -8,7 +8,23 @@ use invsync_proto::wire::RequestView;
 use crate::api::auth::Admin;
 use crate::api::error::ApiError;
 use crate::server::AppState;
+use invsync_proto::wire::ErrorBody;
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/requests/{id}",
+    tag = "requests",
+    summary = "Where one resync request stands (`invsync --wait`)",
+    params(("id" = i64, Path, description = "The request id at this site")),
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "The request", body = RequestView),
+        (status = 400, description = "A malformed or invalid parameter; the message names it", body = ErrorBody),
+        (status = 401, description = "No admin token, or a wrong one", body = ErrorBody),
+        (status = 404, description = "No such client or request at this site", body = ErrorBody),
+        (status = 500, description = "Internal error (detail in the site's log)", body = ErrorBody)
+    )
+)]
 pub async fn apply(
     State(state): State<AppState>,
     _: Admin,

@@ -15,7 +15,28 @@ use super::client_name;
 use crate::api::auth::Admin;
 use crate::api::error::ApiError;
 use crate::server::AppState;
+use invsync_proto::wire::ErrorBody;
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/clients/{name}/requests",
+    tag = "requests",
+    summary = "Queue a resync request (`invsync`)",
+    params(("name" = String, Path, description = "The client name (case-insensitive)")),
+    request_body = ResyncRequestBody,
+    security(("admin_token" = [])),
+    responses(
+        (status = 201, description = "Queued", body = Queued),
+        (status = 200, description = "An identical request was pending and stands for this one", body = Queued),
+        (status = 400, description = "A malformed or invalid parameter; the message names it", body = ErrorBody),
+        (status = 401, description = "No admin token, or a wrong one", body = ErrorBody),
+        (status = 404, description = "No such client or request at this site", body = ErrorBody),
+        (status = 409, description = "Several sites below hold a client of this name: give `site`", body = ErrorBody),
+        (status = 421, description = "The client belongs to another site; the message names it and the command to run there", body = ErrorBody),
+        (status = 413, description = "The body is over the site's limit", body = ErrorBody),
+        (status = 500, description = "Internal error (detail in the site's log)", body = ErrorBody)
+    )
+)]
 pub async fn apply(
     State(state): State<AppState>,
     _: Admin,

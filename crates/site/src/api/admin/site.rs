@@ -7,7 +7,20 @@ use invsync_proto::wire::SiteInfo;
 use crate::api::auth::Admin;
 use crate::api::error::ApiError;
 use crate::server::AppState;
+use invsync_proto::wire::ErrorBody;
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/site",
+    tag = "site",
+    summary = "This site's code and name",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "This site", body = SiteInfo),
+        (status = 401, description = "No admin token, or a wrong one", body = ErrorBody),
+        (status = 500, description = "Internal error (detail in the site's log)", body = ErrorBody)
+    )
+)]
 pub async fn apply(State(state): State<AppState>, _: Admin) -> Result<Json<SiteInfo>, ApiError> {
     let meta = state.store.site().await?;
     Ok(Json(SiteInfo { code: meta.code, name: meta.name, parent: None }))

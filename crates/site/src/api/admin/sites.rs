@@ -8,7 +8,20 @@ use invsync_proto::wire::SitesView;
 use crate::api::auth::Admin;
 use crate::api::error::ApiError;
 use crate::server::AppState;
+use invsync_proto::wire::ErrorBody;
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/sites",
+    tag = "site",
+    summary = "This site and every site below it",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "The tree of sites", body = SitesView),
+        (status = 401, description = "No admin token, or a wrong one", body = ErrorBody),
+        (status = 500, description = "Internal error (detail in the site's log)", body = ErrorBody)
+    )
+)]
 pub async fn apply(State(state): State<AppState>, _: Admin) -> Result<Json<SitesView>, ApiError> {
     let site = crate::parent::own_status(&state).await?;
     let below = state.store.sites().await?;

@@ -1,0 +1,183 @@
+//! The admin API's routes in one list, and its OpenAPI 3.1 document derived from the code
+//! (utoipa): `GET /api/v1/openapi.json`. The router registers exactly [`routes`], and a test
+//! checks that each of them is in the document with its method, so the two cannot drift apart.
+//!
+//! The document needs no token: it describes the API and holds no data (SECURITY.md).
+
+use std::sync::OnceLock;
+
+use axum::handler::Handler;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::Method;
+use axum::response::IntoResponse;
+use axum::routing::{on, MethodFilter, MethodRouter};
+use axum::Router;
+use invsync_proto::wire;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::OpenApi;
+
+use super::admin;
+use crate::server::AppState;
+
+/// Where the document is served.
+pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
+
+/// One route of the admin API.
+pub struct ApiRoute {
+    pub path: &'static str,
+    pub method: Method,
+    pub handler: MethodRouter<AppState>,
+}
+
+fn route<H, T>(path: &'static str, method: Method, handler: H) -> ApiRoute
+where
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    let filter = MethodFilter::try_from(method.clone()).expect("a method axum routes");
+    ApiRoute { path, method, handler: on(filter, handler) }
+}
+
+/// Every `/api/v1` route, with its method and handler; each handler carries its
+/// `#[utoipa::path]`, listed in [`ApiDoc`].
+pub fn routes() -> Vec<ApiRoute> {
+    vec![
+        route(wire::API_SITE, Method::GET, admin::site::apply),
+        route(wire::API_SITES, Method::GET, admin::sites::apply),
+        route(wire::API_CLIENTS, Method::GET, admin::clients::apply),
+        route("/api/v1/clients/{name}", Method::GET, admin::client::apply),
+        route("/api/v1/clients/{name}/requests", Method::POST, admin::requests::apply),
+        route("/api/v1/clients/{name}/events", Method::POST, admin::events::apply),
+        route("/api/v1/clients/{name}/history", Method::GET, admin::history::apply),
+        route("/api/v1/requests", Method::GET, admin::request_list::apply),
+        route("/api/v1/requests/{id}", Method::GET, admin::request_state::apply),
+        route(OPENAPI_PATH, Method::GET, apply),
+    ]
+}
+
+/// The router of [`routes`].
+pub fn router() -> Router<AppState> {
+    routes().into_iter().fold(Router::new(), |r, route| r.route(route.path, route.handler))
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "invsync site admin API",
+        description = "What `invsync`, `setevnt`, `invsite` and the web console do, with the admin token as `Authorization: Bearer <token>` (`invsite admin-token`). Every error is an `ErrorBody` with one sentence.",
+    ),
+    paths(
+        admin::site::apply,
+        admin::sites::apply,
+        admin::clients::apply,
+        admin::client::apply,
+        admin::requests::apply,
+        admin::events::apply,
+        admin::history::apply,
+        admin::request_list::apply,
+        admin::request_state::apply,
+        apply,
+    ),
+    components(schemas(
+        invsync_proto::ClientName,
+        invsync_proto::SiteCode,
+        invsync_proto::Timestamp,
+        invsync_proto::Digest,
+        invsync_proto::Class,
+        wire::ErrorBody,
+        wire::SiteInfo,
+        wire::SitesView,
+        wire::SiteStatus,
+        wire::ClientPage,
+        wire::ClientSummary,
+        wire::ClientSort,
+        wire::ClientView,
+        wire::SnapshotView,
+        wire::RequestView,
+        wire::RequestState,
+        wire::EventView,
+        wire::Event,
+        wire::HistoryEntry,
+        wire::ResyncRequestBody,
+        wire::EventRequestBody,
+        wire::Queued,
+        wire::RequestPage,
+        wire::ClientRequest,
+    )),
+    modifiers(&BearerToken),
+)]
+pub struct ApiDoc;
+
+/// The `admin_token` security scheme every operation but the document's own names.
+struct BearerToken;
+
+impl utoipa::Modify for BearerToken {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("admin_token", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+    }
+}
+
+/// The document as JSON, built once: it depends on the code only.
+pub fn document() -> &'static str {
+    static DOC: OnceLock<String> = OnceLock::new();
+    DOC.get_or_init(|| {
+        let mut doc = ApiDoc::openapi();
+        doc.info.version = env!("CARGO_PKG_VERSION").to_string();
+        doc.to_json().expect("the OpenAPI document serialises")
+    })
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/openapi.json",
+    tag = "site",
+    summary = "This document (no token needed: it describes the API and holds no data)",
+    responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json"))
+)]
+pub async fn apply() -> impl IntoResponse {
+    ([(CONTENT_TYPE, "application/json")], document())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_api_route_is_in_the_document_with_its_method_and_nothing_else_is() {
+        let doc: serde_json::Value = serde_json::from_str(document()).unwrap();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{}", doc["openapi"]);
+        assert!(doc["info"]["title"].is_string() && doc["info"]["version"].is_string());
+        assert_eq!(doc["components"]["securitySchemes"]["admin_token"]["scheme"], "bearer");
+        let paths = doc["paths"].as_object().unwrap();
+        let mut documented = 0;
+        for (path, item) in paths {
+            documented += item.as_object().unwrap().len();
+            assert!(path.starts_with("/api/v1/"), "{path}");
+        }
+        let routes = routes();
+        assert_eq!(documented, routes.len(), "operations documented vs routed");
+        for r in &routes {
+            let op = &paths.get(r.path).unwrap_or_else(|| panic!("{} is not documented", r.path))[r.method.as_str().to_lowercase()];
+            assert!(op.is_object(), "{} {} is not documented", r.method, r.path);
+            let security = &op["security"];
+            if r.path == OPENAPI_PATH {
+                assert!(security.is_null(), "the document needs no token");
+            } else {
+                assert_eq!(security[0]["admin_token"], serde_json::json!([]), "{} {}", r.method, r.path);
+                let responses = op["responses"].as_object().unwrap();
+                for status in ["401", "500"] {
+                    let body = &responses[status]["content"]["application/json"]["schema"]["$ref"];
+                    assert_eq!(body, "#/components/schemas/ErrorBody", "{} {} {status}", r.method, r.path);
+                }
+            }
+        }
+        // Every schema a document refers to is in it.
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        let text = document();
+        for part in text.split("\"#/components/schemas/").skip(1) {
+            let name = &part[..part.find('"').unwrap()];
+            assert!(schemas.contains_key(name), "{name} is referred to but not defined");
+        }
+    }
+}
