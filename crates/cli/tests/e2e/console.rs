@@ -168,6 +168,9 @@ fn console_needs_a_session_a_csrf_token_and_queues_like_invsync() {
     assert_eq!((stored[0]["class"].as_str(), stored[0]["state"].as_str()), (Some("sw"), Some("pending")));
     let page = c.get("/console/clients/WEB01");
     assert!(page.body.contains("Queued software resync request"), "{}", page.body);
+    let overview = c.get("/console/");
+    assert!(overview.body.contains("Resync requests pending</th><td>1</td>"), "{}", overview.body);
+    assert!(overview.body.contains(r#"<a href="/console/clients/WEB01">WEB01</a>"#), "listed as pending");
     // htmx sends the token in a header instead of the form.
     let a = c.post("/console/clients/WEB01/cycle", &[], &[("X-CSRF-Token", &csrf)]);
     assert_eq!(a.status, 303, "{}", a.body);
