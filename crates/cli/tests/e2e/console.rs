@@ -6,7 +6,7 @@
 
 use serde_json::Value;
 
-use crate::common::{try_show, wait_until, Agent, Site};
+use crate::common::{http, try_show, wait_until, Agent, Site};
 
 /// A browser's view of one site's console: its cookies and the HTTP client.
 pub struct Console {
@@ -111,6 +111,10 @@ fn console_needs_a_session_a_csrf_token_and_queues_like_invsync() {
     }
     let a = c.post("/console/clients/WEB01/resync-sw", &[("csrf", "x")], &[]);
     assert_eq!((a.status, a.location.as_str()), (303, "/console/login"));
+    // htmx (search while typing) is told to go to the login page instead of swapping it in.
+    let resp = http().get(format!("{}/console/clients?q=w", site.url)).header("HX-Request", "true").call().unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers().get("hx-redirect").unwrap(), "/console/login");
     assert!(requests(&site, "WEB01").is_empty());
 
     // A wrong token is refused and starts no session.

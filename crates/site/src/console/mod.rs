@@ -47,8 +47,18 @@ pub fn router() -> Router<AppState> {
 
 /// Pages are never cached (they hold inventories and the CSRF token), never framed
 /// (clickjacking), and load scripts and styles from the site only.
+///
+/// An htmx request (search while typing) whose session ended gets `HX-Redirect` instead of the
+/// 303: the browser would follow a 303 inside the request and htmx would swap the login page
+/// into the table.
 async fn headers(req: Request, next: Next) -> Response {
+    let htmx = req.headers().contains_key("hx-request");
     let mut resp = next.run(req).await;
+    if htmx && resp.status() == StatusCode::SEE_OTHER && resp.headers().get(LOCATION).is_some_and(|l| l == LOGIN_PATH) {
+        *resp.status_mut() = StatusCode::OK;
+        resp.headers_mut().remove(LOCATION);
+        resp.headers_mut().insert("hx-redirect", HeaderValue::from_static(LOGIN_PATH));
+    }
     let h = resp.headers_mut();
     if !h.contains_key(CACHE_CONTROL) {
         h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
