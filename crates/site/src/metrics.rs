@@ -46,9 +46,8 @@ use std::fmt::Write as _;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use invsync_proto::wire::ReportAck;
 use invsync_proto::{Class, Timestamp};
@@ -338,8 +337,10 @@ impl Metrics {
 /// `ApiError::into_response`, because that conversion has no state to count in: the error
 /// response carries its [`Refusal`] as a response extension, and this layer, which has the
 /// metrics, reads it. Error responses without one (axum's own, such as 405) count as `other`.
-pub async fn count_refusals(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
-    let response = next.run(request).await;
+/// It only maps responses (`map_response_with_state`): a `from_fn` middleware boxes every
+/// request's future with the request, which cost each parked push-channel long-poll about
+/// 2.4 KB (BENCHMARKS.md, "Idle connection memory").
+pub async fn count_refusals(State(metrics): State<Arc<Metrics>>, response: Response) -> Response {
     let status = response.status();
     if status.is_client_error() || status.is_server_error() {
         metrics.refused(response.extensions().get::<Refusal>().copied().unwrap_or(Refusal::Other));

@@ -1,11 +1,9 @@
 //! `invsite`: see the library it calls for what it does.
-
-/// mimalloc instead of glibc's malloc for the site server only: parsing and preparing a full
-/// report makes and frees some 20,000 small allocations, and under a load of full reports
-/// glibc's malloc and free were a third of the site's CPU time. The agent keeps the system
-/// allocator, where peak RSS matters more than allocation speed.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+//!
+//! It keeps the system allocator. mimalloc made full reports about 17 % faster (glibc's
+//! malloc and free are a third of the site's CPU time under full reports), but each idle
+//! push-channel connection then cost the site about 7 KB more, over the SPEC's 20 KB budget
+//! (BENCHMARKS.md, "What profiling found").
 
 fn main() -> std::process::ExitCode {
     invsync_cli::init_logging();
