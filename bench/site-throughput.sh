@@ -37,7 +37,7 @@ while [ $# -gt 0 ]; do
     --skip-enroll) SKIP_ENROLL=1; shift ;;
     --skip-full) SKIP_FULL=1; shift ;;
     --no-resync-full) RESYNC_FULL=0; shift ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "site-throughput.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
