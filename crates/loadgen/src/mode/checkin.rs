@@ -101,21 +101,7 @@ pub async fn apply(args: Args) -> Result<()> {
     measured.prepare.seconds += hashing;
     // Check-ins change nothing, but a mismatch leaves the agent's state unknown.
     drive::save(a, &mut file, &cells)?;
-    Results {
-        mode: "checkin",
-        site: site.url(),
-        site_code: code,
-        agents_file: a.agents_file.display().to_string(),
-        agents: n,
-        packages: file.header.spec.packages,
-        concurrency: a.concurrency,
-        rounds,
-        duration_limit_seconds: l.duration.map(|d| d.as_secs_f64()),
-        seed: file.header.spec.seed,
-        measured,
-        setup: None,
-    }
-    .finish(a.json)
+    Results::of_run("checkin", a, l, &site, code, &file, n, measured, None).finish(a.json)
 }
 
 /// Per agent, the (hw, sw) versions and hashes the site should hold, on `threads` threads.

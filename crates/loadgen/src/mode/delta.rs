@@ -106,19 +106,5 @@ pub async fn apply(args: Args) -> Result<()> {
     )
     .await?;
     drive::save(a, &mut file, &cells)?;
-    Results {
-        mode: "delta",
-        site: site.url(),
-        site_code: code,
-        agents_file: a.agents_file.display().to_string(),
-        agents: n,
-        packages: file.header.spec.packages,
-        concurrency: a.concurrency,
-        rounds,
-        duration_limit_seconds: l.duration.map(|d| d.as_secs_f64()),
-        seed: file.header.spec.seed,
-        measured,
-        setup: None,
-    }
-    .finish(a.json)
+    Results::of_run("delta", a, l, &site, code, &file, n, measured, None).finish(a.json)
 }

@@ -742,6 +742,36 @@ pub struct Results {
 }
 
 impl Results {
+    /// The results of a `full`, `delta` or `checkin` run over the first `agents` agents of
+    /// `file`: all but the figures come from the arguments and the agents file's header.
+    #[allow(clippy::too_many_arguments)]
+    pub fn of_run(
+        mode: &'static str,
+        a: &SiteArgs,
+        l: &LoadArgs,
+        site: &Site,
+        site_code: String,
+        file: &AgentsFile,
+        agents: usize,
+        measured: Measured,
+        setup: Option<Measured>,
+    ) -> Results {
+        Results {
+            mode,
+            site: site.url(),
+            site_code,
+            agents_file: a.agents_file.display().to_string(),
+            agents,
+            packages: file.header.spec.packages,
+            concurrency: a.concurrency,
+            rounds: l.rounds(),
+            duration_limit_seconds: l.duration.map(|d| d.as_secs_f64()),
+            seed: file.header.spec.seed,
+            measured,
+            setup,
+        }
+    }
+
     /// Prints the results, then fails (exit 1) when a request failed.
     pub fn finish(&self, json: bool) -> Result<()> {
         if json {
