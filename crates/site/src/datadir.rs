@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use invsync_proto::exit::{Code, Exit};
 use invsync_proto::SiteCode;
+use invsync_store::redact_url;
 use serde::{Deserialize, Serialize};
 
 pub const DEFAULT_DIR: &str = "/var/lib/invsite";
@@ -137,22 +138,6 @@ impl Database {
             Database::Sqlite => format!("SQLite database {}", dir.sqlite_path().display()),
             Database::Postgres(url) => format!("PostgreSQL database {}", redact_url(url)),
         }
-    }
-}
-
-/// A URL with its password (if any) replaced by `***`, for messages and logs.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    // The userinfo ends at the last '@' before the path starts.
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
-        return url.to_string();
-    };
-    match rest[..at].split_once(':') {
-        Some((user, _password)) => format!("{scheme}://{user}:***@{}", &rest[at + 1..]),
-        None => url.to_string(),
     }
 }
 

@@ -41,6 +41,8 @@ use invsync_proto::{Class, ClientName, Digest, SiteCode, Timestamp};
 use uuid::Uuid;
 
 pub use error::StoreError;
+/// A database URL with its password (in the authority or a `password=` parameter) hidden.
+pub use postgres::redact_url;
 
 /// The site's own identity, fixed at `invsite init`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -58,7 +58,7 @@ use crate::{
 };
 use hierarchy::ForwardMeta;
 
-pub(crate) use schema::redact_url;
+pub use schema::redact_url;
 
 /// An open PostgreSQL store.
 pub(crate) struct PgStore {

@@ -179,7 +179,7 @@ CREATE INDEX sites_via ON sites (via);
 "#;
 
 /// The URL with its password (if any) replaced by `***`, for messages and logs.
-pub(crate) fn redact_url(url: &str) -> String {
+pub fn redact_url(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
         // Not a URL form that can hold a password in its authority; a `password=` parameter
         // is still hidden below.
