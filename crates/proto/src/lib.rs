@@ -9,6 +9,7 @@ pub mod name;
 #[cfg(feature = "openapi")]
 mod openapi;
 pub mod time;
+pub mod version;
 pub mod wire;
 
 pub use inventory::{Attrs, Class, Delta, Digest, Items, Snapshot};

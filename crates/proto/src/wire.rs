@@ -451,6 +451,123 @@ pub struct ClientPage {
     pub clients: Vec<ClientSummary>,
 }
 
+/// `GET /api/v1/software`: which clients have a package, optionally only in a version range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SoftwareQuery {
+    /// The package name as its package manager spells it (the `name` attribute), exactly.
+    pub name: String,
+    /// Only versions in this range (dpkg's order, `crate::version`).
+    pub version: Option<crate::version::VersionRange>,
+    /// Only clients owned by this site.
+    pub site: Option<SiteCode>,
+    /// At most this many rows, 1 to [`MAX_PAGE_LIMIT`].
+    pub limit: u32,
+    /// Skip this many rows (sorted by client name, then version) first.
+    pub offset: u64,
+}
+
+impl SoftwareQuery {
+    /// Why the query cannot be answered, in one sentence; `None` when it can.
+    pub fn problem(&self) -> Option<String> {
+        if self.name.trim().is_empty() {
+            return Some("name must name a package (e.g. name=openssl)".to_string());
+        }
+        if self.name.len() > 256 || self.name.chars().any(char::is_control) {
+            return Some("name must be at most 256 bytes without control characters".to_string());
+        }
+        page_problem(self.limit, self.offset)
+    }
+}
+
+/// Why a page's limit or offset cannot be used, if it cannot.
+fn page_problem(limit: u32, offset: u64) -> Option<String> {
+    if limit == 0 || limit > MAX_PAGE_LIMIT {
+        return Some(format!("limit must be 1 to {MAX_PAGE_LIMIT}, not {limit}"));
+    }
+    // Databases count offsets in signed 64 bits.
+    if offset > i64::MAX as u64 {
+        return Some(format!("offset must be at most {}", i64::MAX));
+    }
+    None
+}
+
+/// One client having one installed package.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SoftwareHolder {
+    pub client: ClientName,
+    pub client_id: Uuid,
+    /// The site that owns the client.
+    pub site: SiteCode,
+    pub name: String,
+    pub version: String,
+    /// Empty when the item has no `arch` attribute.
+    pub arch: String,
+    /// The package manager (`dpkg`, `rpm`, `apk`).
+    pub source: String,
+}
+
+/// `GET /api/v1/software`: one page of the clients having a package, and how many rows match
+/// in all.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SoftwarePage {
+    pub total: u64,
+    pub offset: u64,
+    pub holders: Vec<SoftwareHolder>,
+}
+
+/// `GET /api/v1/software/packages`: which packages to list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackageQuery {
+    /// Only packages whose name contains this, ignoring case; all when `None`.
+    pub search: Option<String>,
+    /// Only clients owned by this site count.
+    pub site: Option<SiteCode>,
+    /// At most this many packages, 1 to [`MAX_PAGE_LIMIT`].
+    pub limit: u32,
+    /// Skip this many packages (sorted by name) first.
+    pub offset: u64,
+}
+
+impl PackageQuery {
+    /// Why the query cannot be answered, in one sentence; `None` when it can.
+    pub fn problem(&self) -> Option<String> {
+        if self.search.as_ref().is_some_and(|s| s.len() > 256 || s.chars().any(char::is_control)) {
+            return Some("search must be at most 256 bytes without control characters".to_string());
+        }
+        page_problem(self.limit, self.offset)
+    }
+}
+
+/// How many clients have one version of a package.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionCount {
+    pub version: String,
+    pub clients: u64,
+}
+
+/// A package across the clients of this site and the sites below it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackageSummary {
+    pub name: String,
+    /// Clients having any version of it (for any architecture or source).
+    pub clients: u64,
+    /// Its versions, oldest first (dpkg's order).
+    pub versions: Vec<VersionCount>,
+}
+
+/// `GET /api/v1/software/packages`: one page of packages, and how many match in all.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackagePage {
+    pub total: u64,
+    pub offset: u64,
+    pub packages: Vec<PackageSummary>,
+}
+
 /// `GET /api/v1/requests`: which resync requests to list, across clients, newest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequestQuery {

@@ -234,15 +234,18 @@ impl Server {
             shutdown.await;
             hub.close();
         };
-        // `into_make_service` builds the routes once; serving the `Router` itself rebuilds
-        // them for every connection (about 10 KB each), which the loadgen measured as a third
-        // of what an idle push-channel connection cost.
-        let result = match self.tls {
+        let result: Result<()> = match self.tls {
             Some(config) => match crate::tls::TlsListener::new(self.listener, config) {
-                Ok(listener) => axum::serve(listener, app.into_make_service()).with_graceful_shutdown(shutdown).await,
-                Err(e) => Err(e),
+                Ok(listener) => {
+                    crate::http::serve(listener, app, shutdown).await;
+                    Ok(())
+                }
+                Err(e) => Err(e.into()),
             },
-            None => axum::serve(self.listener, app.into_make_service()).with_graceful_shutdown(shutdown).await,
+            None => {
+                crate::http::serve(self.listener, app, shutdown).await;
+                Ok(())
+            }
         };
         if let Some(task) = forwarder {
             // notify_one stores a permit, so the forwarder stops even if it is mid-batch now.

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use common::*;
 use invsync_proto::wire::{Event, InstructionKind, ReportAck, ReportBody, RequestState};
 use invsync_proto::{Class, Items, Snapshot, Timestamp};
-use invsync_store::{Enrollment, StoreError};
+use invsync_store::{Authenticated, Enrollment, StoreError};
 
 #[tokio::test]
 async fn enrollment_issues_ids_keeps_them_for_the_same_machine_and_refuses_another() {
@@ -1187,5 +1187,131 @@ async fn request_pages_list_resync_requests_of_every_client_newest_first() {
         assert_eq!((sw.total, sw.offset, list(&sw)), (2, 1, vec![("BETA".to_string(), Class::Sw, RequestState::Pending)]), "{b}");
         let err = s.requests_page(&RequestQuery { limit: 0, ..RequestQuery::default() }).await.unwrap_err();
         assert!(matches!(err, StoreError::Refused(_)), "{b}");
+    }
+}
+
+#[tokio::test]
+async fn checkin_with_key_checks_the_key_in_the_same_read_and_does_nothing_for_a_refused_one() {
+    for f in stores().await {
+        let s = &f.store;
+        let id = enroll(s, "cli1").await;
+        let r = s.request_resync(&name("cli1"), Class::Hw, Timestamp(2_100)).await.unwrap();
+
+        // A wrong key and an unknown id are the same refusal, and pick nothing up.
+        let wrong = s.checkin_with_key(id, &key_hash(9), Timestamp(2_200)).await.unwrap();
+        assert_eq!(wrong, Authenticated::Unknown, "{}", f.backend);
+        let unknown = s.checkin_with_key(uuid::Uuid::new_v4(), &key_hash(1), Timestamp(2_200)).await.unwrap();
+        assert_eq!(unknown, Authenticated::Unknown);
+        assert_eq!(s.request_state(r.id).await.unwrap().unwrap().state, RequestState::Pending, "{}", f.backend);
+
+        // The right key: the same answer as a check-in, and the request is picked up.
+        match s.checkin_with_key(id, &key_hash(1), Timestamp(2_300)).await.unwrap() {
+            Authenticated::Client(auth, resp) => {
+                assert_eq!((auth.client_id, auth.name.as_str()), (id, "CLI1"));
+                assert_eq!(resp.instructions.len(), 1, "{}", f.backend);
+                assert_eq!(resp.instructions[0].id, r.id);
+            }
+            other => panic!("{}: expected the client, got {other:?}", f.backend),
+        }
+        let state = s.request_state(r.id).await.unwrap().unwrap();
+        assert_eq!((state.state, state.picked_up_at), (RequestState::PickedUp, Some(Timestamp(2_300))));
+
+        // A revoked key is told apart (the site says so), whatever key is presented.
+        s.revoke(&name("cli1")).await.unwrap();
+        for key in [key_hash(1), key_hash(0)] {
+            match s.checkin_with_key(id, &key, Timestamp(2_400)).await.unwrap() {
+                Authenticated::Revoked(auth) => assert_eq!(auth.client_id, id),
+                other => panic!("{}: expected a revoked key, got {other:?}", f.backend),
+            }
+        }
+    }
+}
+
+/// Installed packages as a sw inventory: (name, version, arch) each.
+fn packages(list: &[(&str, &str, &str)]) -> Items {
+    list.iter()
+        .map(|(n, v, a)| {
+            let attrs = attrs(&[("name", n), ("version", v), ("arch", a), ("source", "dpkg"), ("size_bytes", "1")]);
+            (format!("dpkg/{n}/{a}"), attrs)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn software_queries_find_the_clients_having_a_package_in_a_version_range() {
+    use invsync_proto::version::VersionRange;
+    use invsync_proto::wire::{PackageQuery, SoftwareQuery};
+    for f in stores().await {
+        let s = &f.store;
+        let be = f.backend;
+        let one = packages(&[("openssl", "3.0.2-1", "amd64"), ("openssl", "3.0.2-1", "i386"), ("bash", "5.2-1", "amd64")]);
+        let two = packages(&[("openssl", "3.0.11-1", "amd64"), ("bash", "5.2-1", "amd64")]);
+        let three = packages(&[("libssl3", "3.0.2-1", "amd64")]);
+        let mut ids = Vec::new();
+        for (n, items) in [("cli1", &one), ("cli2", &two), ("cli3", &three)] {
+            let id = enroll(s, n).await;
+            s.store_report(id, &full(Class::Sw, items), Timestamp(2_100)).await.unwrap();
+            ids.push(id);
+        }
+        // A hardware item with a name and a version is not a package.
+        let mut hw = hw_items("S3");
+        hw.insert("os".into(), attrs(&[("name", "openssl"), ("version", "1"), ("arch", "x86_64")]));
+        s.store_report(ids[2], &full(Class::Hw, &hw), Timestamp(2_100)).await.unwrap();
+
+        let query = |name: &str, version: Option<&str>| SoftwareQuery {
+            name: name.into(),
+            version: version.map(|v| VersionRange::parse(v).unwrap()),
+            site: None,
+            limit: 100,
+            offset: 0,
+        };
+        let rows = |p: &invsync_proto::wire::SoftwarePage| -> Vec<String> {
+            p.holders.iter().map(|h| format!("{} {} {} {}", h.client, h.version, h.arch, h.source)).collect()
+        };
+        let all = s.software(&query("openssl", None)).await.unwrap();
+        assert_eq!(all.total, 3, "{be}");
+        assert_eq!(rows(&all), ["CLI1 3.0.2-1 amd64 dpkg", "CLI1 3.0.2-1 i386 dpkg", "CLI2 3.0.11-1 amd64 dpkg"], "{be}");
+        assert_eq!(all.holders[2].client_id, ids[1]);
+        assert_eq!(all.holders[2].site, site().code);
+        // Versions compare as dpkg compares them: 3.0.11 is newer than 3.0.2.
+        let new = s.software(&query("openssl", Some(">=3.0.5"))).await.unwrap();
+        assert_eq!(rows(&new), ["CLI2 3.0.11-1 amd64 dpkg"], "{be}");
+        let old = s.software(&query("openssl", Some("<3.0.5"))).await.unwrap();
+        assert_eq!(old.total, 2, "{be}");
+        let page = s.software(&SoftwareQuery { limit: 1, offset: 1, ..query("openssl", None) }).await.unwrap();
+        assert_eq!((page.total, page.offset, rows(&page)), (3, 1, vec!["CLI1 3.0.2-1 i386 dpkg".to_string()]), "{be}");
+        assert_eq!(s.software(&query("nosuch", None)).await.unwrap().total, 0);
+        assert_eq!(s.software(&query("ssl", None)).await.unwrap().total, 0, "names match exactly");
+        let other_site = SoftwareQuery { site: Some(invsync_proto::SiteCode::parse("ZZZ").unwrap()), ..query("openssl", None) };
+        assert_eq!(s.software(&other_site).await.unwrap().total, 0, "{be}");
+
+        let pq = |search: Option<&str>| PackageQuery { search: search.map(str::to_string), site: None, limit: 100, offset: 0 };
+        let summary = |p: &invsync_proto::wire::PackagePage| -> Vec<String> {
+            p.packages
+                .iter()
+                .map(|p| {
+                    let v: Vec<String> = p.versions.iter().map(|v| format!("{}:{}", v.version, v.clients)).collect();
+                    format!("{} {} [{}]", p.name, p.clients, v.join(" "))
+                })
+                .collect()
+        };
+        let every = s.packages(&pq(None)).await.unwrap();
+        assert_eq!(
+            summary(&every),
+            ["bash 2 [5.2-1:2]", "libssl3 1 [3.0.2-1:1]", "openssl 2 [3.0.2-1:1 3.0.11-1:1]"],
+            "{be}: a client with two architectures of a version counts once"
+        );
+        assert_eq!(every.total, 3);
+        let ssl = s.packages(&pq(Some("SSL"))).await.unwrap();
+        assert_eq!(summary(&ssl), ["libssl3 1 [3.0.2-1:1]", "openssl 2 [3.0.2-1:1 3.0.11-1:1]"], "{be}");
+        let paged = s.packages(&PackageQuery { limit: 1, offset: 2, ..pq(None) }).await.unwrap();
+        assert_eq!((paged.total, summary(&paged)), (3, vec!["openssl 2 [3.0.2-1:1 3.0.11-1:1]".to_string()]));
+
+        // The scans read the current snapshots: an upgrade moves cli1 to the new version.
+        let upgraded = packages(&[("openssl", "3.0.11-1", "amd64"), ("bash", "5.2-1", "amd64")]);
+        let ack = s.store_report(ids[0], &delta(Class::Sw, 1, &one, &upgraded), Timestamp(2_200)).await.unwrap();
+        assert!(matches!(ack, ReportAck::Accepted { .. }), "{ack:?}");
+        assert_eq!(s.software(&query("openssl", Some("=3.0.11-1"))).await.unwrap().total, 2, "{be}");
+        assert_eq!(summary(&s.packages(&pq(Some("openssl"))).await.unwrap()), ["openssl 2 [3.0.11-1:2]"], "{be}");
     }
 }

@@ -1,9 +1,13 @@
 //! `invsite`: see the library it calls for what it does.
-//!
-//! It keeps the system allocator. mimalloc made full reports about 17 % faster (glibc's
-//! malloc and free are a third of the site's CPU time under full reports), but each idle
-//! push-channel connection then cost the site about 7 KB more, over the SPEC's 20 KB budget
-//! (BENCHMARKS.md, "What profiling found").
+
+/// mimalloc instead of glibc's malloc for the site server only: parsing and preparing a full
+/// report makes and frees some 20,000 small allocations, and under a load of full reports
+/// glibc's malloc and free were a third of the site's CPU time. (It cost about 7 KB more per
+/// idle connection while the site served through `axum::serve`; with the site's own HTTP/1.1
+/// loop, `site::http`, an idle connection stays within budget with it: BENCHMARKS.md.) The
+/// agent keeps the system allocator, where peak RSS matters more than allocation speed.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
     invsync_cli::init_logging();

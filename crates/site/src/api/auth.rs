@@ -7,7 +7,8 @@ use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use invsync_proto::wire::{ChildToken, ClientToken};
-use invsync_proto::{ClientName, SiteCode};
+use invsync_proto::{ClientName, Digest, SiteCode};
+use invsync_store::{Authenticated, authenticate};
 use uuid::Uuid;
 
 use super::error::ApiError;
@@ -42,23 +43,54 @@ pub struct Client {
     pub name: ClientName,
 }
 
+/// The refusal of a client token that names no client of this site, or the wrong key.
+fn unknown_client() -> ApiError {
+    ApiError::Unauthorized("unknown or wrong client token; re-enroll the agent".to_string())
+}
+
+/// The refusal of a revoked key.
+fn revoked_client(name: &ClientName) -> ApiError {
+    ApiError::Unauthorized(format!("the key of {name} was revoked at this site; enroll again"))
+}
+
+impl Client {
+    /// What a request with this client's presented credentials gets, as the store found them.
+    pub fn from_store<T>(found: Authenticated<T>) -> Result<(Client, T), ApiError> {
+        match found {
+            Authenticated::Client(auth, value) => {
+                Ok((Client { id: auth.client_id, name: auth.name }, value))
+            }
+            Authenticated::Unknown => Err(unknown_client()),
+            Authenticated::Revoked(auth) => Err(revoked_client(&auth.name)),
+        }
+    }
+}
+
 impl FromRequestParts<AppState> for Client {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Client, ApiError> {
-        let refused = || ApiError::Unauthorized("unknown or wrong client token; re-enroll the agent".to_string());
-        let token = bearer(parts).and_then(ClientToken::parse).ok_or_else(refused)?;
-        let auth = state.store.client_auth(token.client_id).await?.ok_or_else(refused)?;
-        if auth.key_hash.0 == [0u8; 32] {
-            return Err(ApiError::Unauthorized(format!(
-                "the key of {} was revoked at this site; enroll again",
-                auth.name
-            )));
-        }
-        if !ct_eq(&token.key_hash().0, &auth.key_hash.0) {
-            return Err(refused());
-        }
-        Ok(Client { id: auth.client_id, name: auth.name })
+        let token = ClientCredentials::from_request_parts(parts, state).await?;
+        let auth = state.store.client_auth(token.client_id).await?;
+        let (client, ()) = Client::from_store(authenticate(auth, &token.key_hash))?;
+        Ok(client)
+    }
+}
+
+/// A client token, parsed but not yet checked: for a handler that asks the store to check it
+/// in the same read as its own work ([`Client::from_store`] turns the store's answer into a
+/// [`Client`] or the same refusals as the [`Client`] extractor).
+pub struct ClientCredentials {
+    pub client_id: Uuid,
+    pub key_hash: Digest,
+}
+
+impl FromRequestParts<AppState> for ClientCredentials {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<ClientCredentials, ApiError> {
+        let token = bearer(parts).and_then(ClientToken::parse).ok_or_else(unknown_client)?;
+        Ok(ClientCredentials { client_id: token.client_id, key_hash: token.key_hash() })
     }
 }
 

@@ -37,7 +37,7 @@ mod queries;
 mod schema;
 
 use invsync_proto::wire::{
-    CheckinResponse, ClientPage, ClientQuery, RequestPage, RequestQuery, ClientSummary, ClientView, DownRequest, Event, ForwardOutcome, Forwarded,
+    CheckinResponse, ClientPage, ClientQuery, PackagePage, PackageQuery, SoftwarePage, SoftwareQuery, RequestPage, RequestQuery, ClientSummary, ClientView, DownRequest, Event, ForwardOutcome, Forwarded,
     Owner, Queued, Report, ReportAck, RequestView, SiteStatus,
 };
 use invsync_proto::{Class, ClientName, Digest, SiteCode, Timestamp};
@@ -326,6 +326,39 @@ impl PgStore {
         let page = queries::requests_page(&mut tx, q).await?;
         tx.commit().await?;
         Ok(page)
+    }
+
+    pub async fn software(&self, q: &SoftwareQuery) -> Result<SoftwarePage, StoreError> {
+        let mut tx = self.read_only_snapshot().await?;
+        let mut scan = crate::software::HolderScan::new(q);
+        let needle = scan.key_needle();
+        queries::items_with_key(&mut tx, Some(&needle), false, |id, attrs| scan.candidate(id, attrs)).await?;
+        if scan.has_candidates() {
+            queries::software_lists(&mut tx, q.site.as_ref(), |owner, items| scan.list(owner, items)).await?;
+        }
+        tx.commit().await?;
+        Ok(scan.page())
+    }
+
+    pub async fn packages(&self, q: &PackageQuery) -> Result<PackagePage, StoreError> {
+        let mut tx = self.read_only_snapshot().await?;
+        let mut scan = crate::software::PackageScan::new(q);
+        let needle = scan.key_needle().map(str::to_string);
+        queries::items_with_key(&mut tx, needle.as_deref(), true, |id, attrs| scan.candidate(id, attrs)).await?;
+        if scan.has_candidates() {
+            queries::software_lists(&mut tx, q.site.as_ref(), |_, items| scan.list(items)).await?;
+        }
+        tx.commit().await?;
+        Ok(scan.page())
+    }
+
+    /// A read-only transaction whose statements all see one snapshot (REPEATABLE READ).
+    async fn read_only_snapshot(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
     }
 
     pub async fn clients_page(&self, q: &ClientQuery) -> Result<ClientPage, StoreError> {

@@ -1351,3 +1351,53 @@ async fn history_of(
         })
         .collect()
 }
+
+// ---------------------------------------------------------------------------------------------
+// Software across clients (the scans themselves are in `crate::software`)
+
+/// Offers every item whose key contains `needle` (every item for `None`; `lower` compares the
+/// lower-cased key) to `f`, streaming the rows.
+pub(super) async fn items_with_key(
+    conn: &mut PgConnection,
+    needle: Option<&str>,
+    lower: bool,
+    mut f: impl FnMut(i64, &[u8]) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    use futures_util::TryStreamExt;
+    let sql = match (needle.is_some(), lower) {
+        (false, _) => "SELECT id, attrs FROM items WHERE $1::text IS NULL",
+        (true, false) => "SELECT id, attrs FROM items WHERE strpos(key, $1) > 0",
+        (true, true) => "SELECT id, attrs FROM items WHERE strpos(lower(key), $1) > 0",
+    };
+    let mut rows = sqlx::query(sql).bind(needle).fetch(&mut *conn);
+    while let Some(r) = rows.try_next().await? {
+        f(r.try_get(0)?, r.try_get::<&[u8], _>(1)?)?;
+    }
+    Ok(())
+}
+
+/// Offers every client's software item list (of one site's clients, with `site`) to `f`,
+/// streaming the rows.
+pub(super) async fn software_lists(
+    conn: &mut PgConnection,
+    site: Option<&SiteCode>,
+    mut f: impl FnMut(&crate::software::ListOwner, &[u8]) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    use futures_util::TryStreamExt;
+    let mut rows = sqlx::query(
+        "SELECT c.name, c.uuid, c.site_code, s.items FROM snapshots s
+         JOIN clients c ON c.id = s.client_id
+         WHERE s.class = 1 AND ($1::text IS NULL OR c.site_code = $1)",
+    )
+    .bind(site.map(SiteCode::as_str))
+    .fetch(&mut *conn);
+    while let Some(r) = rows.try_next().await? {
+        let owner = crate::software::ListOwner {
+            name: name_col(&r, 0)?,
+            id: uuid_col(&r, 1)?,
+            site: site_col(&r, 2)?,
+        };
+        f(&owner, r.try_get::<&[u8], _>(3)?)?;
+    }
+    Ok(())
+}

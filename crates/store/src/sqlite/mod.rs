@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use invsync_proto::wire::{
-    CheckinResponse, ClientPage, ClientQuery, RequestPage, RequestQuery, ClientSummary, ClientView, DownRequest, Event, ForwardOutcome, Forwarded,
+    CheckinResponse, ClientPage, ClientQuery, PackagePage, PackageQuery, RequestPage, RequestQuery, ClientSummary, ClientView, DownRequest, Event, ForwardOutcome, Forwarded, SoftwarePage, SoftwareQuery,
     Owner, Queued, Report, ReportAck, RequestView, SiteStatus,
 };
 use invsync_proto::{Class, ClientName, Digest, SiteCode, Timestamp};
@@ -27,7 +27,7 @@ use crate::error::StoreError;
 use crate::last_seen::LastSeen;
 use crate::plan::{Outcome, Plan, ReportInput, Resolver};
 use crate::{
-    ClientAuth, DownAccepted, Enrolled, Enrollment, HistoryEntry, HistoryQuery, OutboxStats,
+    Authenticated, ClientAuth, DownAccepted, Enrolled, Enrollment, HistoryEntry, HistoryQuery, OutboxStats,
     REDELIVER_AFTER_MS, SiteMeta,
 };
 use hierarchy::{ForwardMeta, Verdict};
@@ -314,26 +314,56 @@ impl SqliteStore {
         let (client, response, to_pick) = self.read_inline(|conn, shared| {
             let client = queries::own_client_row(conn, &shared.site.code, client_id)?
                 .ok_or_else(|| unknown_id(client_id))?;
-            let open = queries::open_requests(conn, client)?;
-            let to_pick: Vec<i64> = open
-                .iter()
-                .filter(|r| !r.picked_up)
-                .map(|r| r.instruction.id)
-                .collect();
-            let response = CheckinResponse {
-                instructions: open.into_iter().map(|r| r.instruction).collect(),
-                classes: queries::class_states(conn, client)?,
-            };
+            let (response, to_pick) = checkin_read(conn, client)?;
             Ok((client, response, to_pick))
         })?;
-        // Only a check-in that picks something up writes (and waits for) a row: the common
-        // no-change check-in costs one read.
+        self.checkin_write(client, to_pick, now).await?;
+        Ok(response)
+    }
+
+    pub async fn checkin_with_key(
+        &self,
+        client_id: Uuid,
+        key_hash: &Digest,
+        now: Timestamp,
+    ) -> Result<Authenticated<CheckinResponse>, StoreError> {
+        let read = self.read_inline(|conn, shared| {
+            let Some((row, auth)) = queries::client_credentials(conn, &shared.site.code, client_id)?
+            else {
+                return Ok(Authenticated::Unknown);
+            };
+            Ok(match crate::authenticate(Some(auth), key_hash) {
+                Authenticated::Client(auth, ()) => {
+                    Authenticated::Client(auth, (row, checkin_read(conn, row)?))
+                }
+                Authenticated::Unknown => Authenticated::Unknown,
+                Authenticated::Revoked(a) => Authenticated::Revoked(a),
+            })
+        })?;
+        Ok(match read {
+            Authenticated::Client(auth, (row, (response, to_pick))) => {
+                self.checkin_write(row, to_pick, now).await?;
+                Authenticated::Client(auth, response)
+            }
+            Authenticated::Unknown => Authenticated::Unknown,
+            Authenticated::Revoked(a) => Authenticated::Revoked(a),
+        })
+    }
+
+    /// What a check-in writes: only a check-in that picks something up writes (and waits for)
+    /// a row; the common no-change check-in only records its last-seen time in memory.
+    async fn checkin_write(
+        &self,
+        client: i64,
+        to_pick: Vec<i64>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
         if !to_pick.is_empty() {
             self.write(move |conn, _| queries::mark_picked_up(conn, client, &to_pick, now))
                 .await?;
         }
         self.shared.last_seen.record(client, now);
-        Ok(response)
+        Ok(())
     }
 
     pub async fn store_report(
@@ -499,6 +529,16 @@ impl SqliteStore {
     pub async fn requests_page(&self, q: &RequestQuery) -> Result<RequestPage, StoreError> {
         let q = q.clone();
         self.read(move |conn, _| queries::requests_page(conn, &q)).await
+    }
+
+    pub async fn software(&self, q: &SoftwareQuery) -> Result<SoftwarePage, StoreError> {
+        let q = q.clone();
+        self.read(move |conn, _| queries::software(conn, &q)).await
+    }
+
+    pub async fn packages(&self, q: &PackageQuery) -> Result<PackagePage, StoreError> {
+        let q = q.clone();
+        self.read(move |conn, _| queries::packages(conn, &q)).await
     }
 
     pub async fn clients_page(&self, q: &ClientQuery) -> Result<ClientPage, StoreError> {
@@ -941,4 +981,23 @@ mod tests {
             "the failed job's insert was undone"
         );
     }
+}
+
+/// What a check-in reads once the client is known: its open requests (and which of them it
+/// picks up now) and the site's version and hash per class.
+fn checkin_read(
+    conn: &Connection,
+    client: i64,
+) -> Result<(CheckinResponse, Vec<i64>), StoreError> {
+    let open = queries::open_requests(conn, client)?;
+    let to_pick: Vec<i64> = open
+        .iter()
+        .filter(|r| !r.picked_up)
+        .map(|r| r.instruction.id)
+        .collect();
+    let response = CheckinResponse {
+        instructions: open.into_iter().map(|r| r.instruction).collect(),
+        classes: queries::class_states(conn, client)?,
+    };
+    Ok((response, to_pick))
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use invsync_proto::wire::Event;
 use invsync_proto::wire::{
-    ClassState, ClientQuery, ClientRequest, RequestPage, RequestQuery, ClientSummary, ClientView, EventView, Instruction, InstructionKind, Queued,
+    ClassState, ClientQuery, ClientRequest, PackagePage, PackageQuery, RequestPage, RequestQuery, ClientSummary, ClientView, EventView, Instruction, InstructionKind, Queued, SoftwarePage, SoftwareQuery,
     ReportAck, RequestState, RequestView, SnapshotView,
 };
 use invsync_proto::{Class, ClientName, Digest, Items, SiteCode, Timestamp};
@@ -227,6 +227,30 @@ pub(super) fn client_auth(
         name: name_col(row, 0)?,
         key_hash: digest_col(row, 1)?,
     }))
+}
+
+/// The internal row and the credentials of a client of this site, in one lookup.
+pub(super) fn client_credentials(
+    conn: &Connection,
+    site: &SiteCode,
+    client_id: Uuid,
+) -> Result<Option<(i64, ClientAuth)>, StoreError> {
+    // The site is compared here, not in SQL, for the reason given at `own_client_row`.
+    let mut st = conn
+        .prepare_cached("SELECT id, name, key_hash, site_code FROM clients WHERE uuid = ?1")?;
+    let mut rows = st.query(params![client_id.as_bytes().as_slice()])?;
+    let Some(row) = rows.next()? else {
+        return Ok(None);
+    };
+    if row.get_ref(3)?.as_str()? != site.as_str() {
+        return Ok(None);
+    }
+    let auth = ClientAuth {
+        client_id,
+        name: name_col(row, 1)?,
+        key_hash: digest_col(row, 2)?,
+    };
+    Ok(Some((row.get(0)?, auth)))
 }
 
 /// Replaces an own client's key hash with 32 zero bytes, which no key hashes to, so its key
@@ -1109,4 +1133,70 @@ fn history_of(
         });
     }
     Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Software across clients (the scans themselves are in `crate::software`)
+
+/// Offers every item whose key contains `needle` (every item for `None`; `lower` compares the
+/// lower-cased key) to `f`.
+fn items_with_key(
+    conn: &Connection,
+    needle: Option<&str>,
+    lower: bool,
+    mut f: impl FnMut(i64, &[u8]) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let sql = match (needle.is_some(), lower) {
+        (false, _) => "SELECT id, attrs FROM items WHERE ?1 IS NULL",
+        (true, false) => "SELECT id, attrs FROM items WHERE instr(key, ?1) > 0",
+        (true, true) => "SELECT id, attrs FROM items WHERE instr(lower(key), ?1) > 0",
+    };
+    let mut st = conn.prepare_cached(sql)?;
+    let mut rows = st.query([needle])?;
+    while let Some(r) = rows.next()? {
+        f(r.get(0)?, r.get_ref(1)?.as_blob()?)?;
+    }
+    Ok(())
+}
+
+/// Offers every client's software item list (of one site's clients, with `site`) to `f`.
+fn software_lists(
+    conn: &Connection,
+    site: Option<&SiteCode>,
+    mut f: impl FnMut(&crate::software::ListOwner, &[u8]) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let mut st = conn.prepare_cached(
+        "SELECT c.name, c.uuid, c.site_code, s.items FROM snapshots s
+         JOIN clients c ON c.id = s.client_id
+         WHERE s.class = 1 AND (?1 IS NULL OR c.site_code = ?1)",
+    )?;
+    let mut rows = st.query([site.map(SiteCode::as_str)])?;
+    while let Some(r) = rows.next()? {
+        let owner = crate::software::ListOwner { name: name_col(r, 0)?, id: uuid_col(r, 1)?, site: site_col(r, 2)? };
+        f(&owner, r.get_ref(3)?.as_blob()?)?;
+    }
+    Ok(())
+}
+
+pub(super) fn software(conn: &Connection, q: &SoftwareQuery) -> Result<SoftwarePage, StoreError> {
+    // One read transaction: the candidate items and the item lists belong together.
+    let tx = conn.unchecked_transaction()?;
+    let mut scan = crate::software::HolderScan::new(q);
+    let needle = scan.key_needle();
+    items_with_key(&tx, Some(&needle), false, |id, attrs| scan.candidate(id, attrs))?;
+    if scan.has_candidates() {
+        software_lists(&tx, q.site.as_ref(), |owner, items| scan.list(owner, items))?;
+    }
+    Ok(scan.page())
+}
+
+pub(super) fn packages(conn: &Connection, q: &PackageQuery) -> Result<PackagePage, StoreError> {
+    let tx = conn.unchecked_transaction()?;
+    let mut scan = crate::software::PackageScan::new(q);
+    let needle = scan.key_needle().map(str::to_string);
+    items_with_key(&tx, needle.as_deref(), true, |id, attrs| scan.candidate(id, attrs))?;
+    if scan.has_candidates() {
+        software_lists(&tx, q.site.as_ref(), |_, items| scan.list(items))?;
+    }
+    Ok(scan.page())
 }

@@ -6,18 +6,30 @@ use axum::extract::State;
 use axum::Json;
 use invsync_proto::wire::{CheckinRequest, CheckinResponse};
 use invsync_proto::Timestamp;
+use invsync_store::authenticate;
 
-use crate::api::auth::Client;
+use crate::api::auth::{Client, ClientCredentials};
 use crate::api::error::ApiError;
 use crate::server::AppState;
 
 pub async fn apply(
     State(state): State<AppState>,
-    client: Client,
+    token: ClientCredentials,
     body: Result<Json<CheckinRequest>, JsonRejection>,
 ) -> Result<Json<CheckinResponse>, ApiError> {
-    let Json(_req) = body?;
-    let resp = state.store.checkin(client.id, Timestamp::now()).await?;
+    let Json(_req) = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            // A refused body stores nothing, but a caller without a valid token is told that
+            // first, as the `Client` extractor does on every other CAP route.
+            let auth = state.store.client_auth(token.client_id).await?;
+            Client::from_store(authenticate(auth, &token.key_hash))?;
+            return Err(rejection.into());
+        }
+    };
+    // The credentials are checked in the same read as the check-in itself.
+    let found = state.store.checkin_with_key(token.client_id, &token.key_hash, Timestamp::now()).await?;
+    let (client, resp) = Client::from_store(found)?;
     state.metrics.checkin();
     if !resp.instructions.is_empty() {
         tracing::info!(client = %client.name, count = resp.instructions.len(), "Delivered instructions.");
