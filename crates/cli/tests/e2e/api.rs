@@ -114,3 +114,95 @@ fn the_openapi_document_is_served_without_a_token() {
     let resp = http().get(&format!("{}/api/v1/clients", site.url)).call().unwrap();
     assert_eq!(resp.status(), 401);
 }
+
+/// `GET <path>` with the admin token: the status, the content type and the body as text.
+fn get_text(site: &Site, path: &str) -> (u16, String, String) {
+    let mut resp = http()
+        .get(&format!("{}{path}", site.url))
+        .header("Authorization", &format!("Bearer {}", site.admin_token()))
+        .call()
+        .unwrap();
+    let status = resp.status().as_u16();
+    let ctype = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    (status, ctype, resp.body_mut().read_to_string().unwrap_or_default())
+}
+
+#[test]
+fn software_lists_the_clients_having_a_package_in_a_version_range_as_json_and_csv() {
+    for db in Db::all() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut site = Site::init_on(tmp.path(), "S01", db, &[]);
+        site.start();
+        // Three agents from one fixture root; two of them upgrade or add a package.
+        let web1 = Agent::enroll(tmp.path(), &site, "debian", "web1");
+        let web2 = Agent::enroll(tmp.path(), &site, "debian", "web2");
+        let db1 = Agent::enroll(tmp.path(), &site, "debian", "db1");
+        web1.add_package("invsync-probe", "1.9-1");
+        web2.add_package("invsync-probe", "1.10-1");
+        db1.add_package("invsync-other", "1.0");
+        for a in [&web1, &web2, &db1] {
+            a.cycle();
+        }
+
+        let (status, all) = get(&site, "/api/v1/software?name=invsync-probe");
+        assert_eq!(status, 200, "{all}");
+        assert_eq!(all["total"], 2, "{all}");
+        let rows: Vec<(&str, &str)> = all["holders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| (h["client"].as_str().unwrap(), h["version"].as_str().unwrap()))
+            .collect();
+        assert_eq!(rows, [("WEB1", "1.9-1"), ("WEB2", "1.10-1")]);
+        assert_eq!(all["holders"][0]["source"], "dpkg");
+        assert_eq!(all["holders"][0]["site"], "S01");
+
+        // dpkg's order: 1.10 is newer than 1.9.
+        let (_, new) = get(&site, "/api/v1/software?name=invsync-probe&version=%3E%3D1.10");
+        assert_eq!((new["total"].as_u64(), new["holders"][0]["client"].as_str()), (Some(1), Some("WEB2")), "{new}");
+        let (_, range) = get(&site, "/api/v1/software?name=invsync-probe&version=%3E1.0,%3C1.10");
+        assert_eq!((range["total"].as_u64(), range["holders"][0]["client"].as_str()), (Some(1), Some("WEB1")), "{range}");
+
+        // A package every agent of the fixture has.
+        let (_, pkgs) = get(&site, "/api/v1/software/packages?search=INVSYNC");
+        let summary: Vec<(&str, u64)> = pkgs["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p["name"].as_str().unwrap(), p["clients"].as_u64().unwrap()))
+            .collect();
+        assert_eq!(summary, [("invsync-other", 1), ("invsync-probe", 2)], "{pkgs}");
+        let (_, every) = get(&site, "/api/v1/software/packages?limit=1000");
+        let first = &every["packages"][0];
+        assert!(every["total"].as_u64().unwrap() > 2, "{every}");
+        assert!(first["versions"][0]["clients"].as_u64().unwrap() >= 1, "{first}");
+
+        // CSV exports: every row, a header, quoted where needed.
+        let (status, ctype, csv) = get_text(&site, "/api/v1/software?name=invsync-probe&format=csv");
+        assert_eq!((status, ctype.as_str()), (200, "text/csv; charset=utf-8"), "{csv}");
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines[0], "client,client_id,site,name,version,arch,source");
+        assert_eq!(lines.len(), 3, "{csv}");
+        assert!(lines[1].starts_with("WEB1,") && lines[1].ends_with(",S01,invsync-probe,1.9-1,amd64,dpkg"), "{csv}");
+        let (_, _, pcsv) = get_text(&site, "/api/v1/software/packages?search=probe&format=csv");
+        assert_eq!(pcsv, "name,clients,version,version_clients\r\ninvsync-probe,2,1.9-1,1\r\ninvsync-probe,2,1.10-1,1\r\n");
+
+        for (query, says) in [
+            ("/api/v1/software", "name must name a package"),
+            ("/api/v1/software?name=bash&version=%3E%3D", "names no version"),
+            ("/api/v1/software?name=bash&version=1%202", "is not a version"),
+            ("/api/v1/software?name=bash&limit=0", "limit must be 1 to 1000"),
+            ("/api/v1/software?name=bash&format=xml", "unknown variant `xml`"),
+            ("/api/v1/software/packages?limit=5000", "limit must be 1 to 1000"),
+            ("/api/v1/software/packages?site=TOOLONG", "site code"),
+        ] {
+            let (status, body) = get(&site, query);
+            assert_eq!(status, 400, "{query}: {body}");
+            let error = body["error"].as_str().unwrap_or_default();
+            assert!(error.contains(says), "{query}: {error}");
+        }
+        // Without the admin token: refused, nothing listed.
+        let status = http().get(&format!("{}/api/v1/software?name=bash", site.url)).call().unwrap().status().as_u16();
+        assert_eq!(status, 401);
+    }
+}

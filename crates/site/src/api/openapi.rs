@@ -51,6 +51,8 @@ pub fn routes() -> Vec<ApiRoute> {
         route("/api/v1/clients/{name}/history", Method::GET, admin::history::apply),
         route("/api/v1/requests", Method::GET, admin::request_list::apply),
         route("/api/v1/requests/{id}", Method::GET, admin::request_state::apply),
+        route("/api/v1/software", Method::GET, admin::software::holders),
+        route("/api/v1/software/packages", Method::GET, admin::software::packages),
         route(OPENAPI_PATH, Method::GET, apply),
     ]
 }
@@ -76,6 +78,8 @@ pub fn router() -> Router<AppState> {
         admin::history::apply,
         admin::request_list::apply,
         admin::request_state::apply,
+        admin::software::holders,
+        admin::software::packages,
         apply,
     ),
     components(schemas(
@@ -103,6 +107,12 @@ pub fn router() -> Router<AppState> {
         wire::Queued,
         wire::RequestPage,
         wire::ClientRequest,
+        wire::SoftwarePage,
+        wire::SoftwareHolder,
+        wire::PackagePage,
+        wire::PackageSummary,
+        wire::VersionCount,
+        admin::software::Format,
     )),
     modifiers(&BearerToken),
 )]

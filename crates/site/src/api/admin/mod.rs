@@ -10,6 +10,7 @@ pub mod request_state;
 pub mod requests;
 pub mod site;
 pub mod sites;
+pub mod software;
 
 use invsync_proto::ClientName;
 

@@ -1,0 +1,265 @@
+//! `GET /api/v1/software?name=&version=&site=&limit=&offset=&format=`: the clients (of this
+//! site and the sites below it) having a package, optionally only in a version range such as
+//! `>=3.0,<3.1` (dpkg's version order); and `GET /api/v1/software/packages?search=&site=…`:
+//! every package some client has, with how many clients have each version. Both answer JSON,
+//! or CSV with `format=csv`, the export of the console's software page. A CSV export without
+//! a `limit` holds every matching row; JSON pages hold 1 to 1000 (100 when absent).
+//!
+//! Both scan every client's compact software item list (`Store::software`, `Store::packages`):
+//! there is no per-package index, for the storage budget (see the store's `software` module).
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use invsync_proto::version::VersionRange;
+use invsync_proto::wire::{
+    ErrorBody, PackagePage, PackageQuery, SoftwarePage, SoftwareQuery, DEFAULT_PAGE_LIMIT,
+};
+use invsync_proto::SiteCode;
+
+use crate::api::auth::Admin;
+use crate::api::error::ApiError;
+use crate::server::AppState;
+
+/// How a list is answered.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    #[default]
+    Json,
+    Csv,
+}
+
+/// The query string of `GET /api/v1/software`.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HolderParams {
+    /// The package name, exactly as its package manager spells it (e.g. `openssl`).
+    pub name: Option<String>,
+    /// A version range: comparisons (`=`, `<`, `<=`, `>`, `>=`) separated by commas, all of
+    /// which must hold, e.g. `>=3.0,<3.1`; a bare version means `=`. Versions compare as dpkg
+    /// compares them.
+    pub version: Option<String>,
+    /// Only clients owned by this site (a three-character site code).
+    pub site: Option<SiteCode>,
+    /// Rows per page, 1 to 1000 (default 100; a CSV export without it holds every row).
+    pub limit: Option<u32>,
+    /// Rows of the sorted list to skip first.
+    pub offset: Option<u64>,
+    /// `json` (default) or `csv`.
+    pub format: Option<Format>,
+}
+
+impl HolderParams {
+    /// The store's query, or the sentence saying what is wrong with the parameters.
+    pub fn into_query(self) -> Result<(SoftwareQuery, Format), ApiError> {
+        let format = self.format.unwrap_or_default();
+        let version = match self.version.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(v) => Some(VersionRange::parse(v).map_err(ApiError::BadInput)?),
+        };
+        let q = SoftwareQuery {
+            name: self.name.unwrap_or_default().trim().to_string(),
+            version,
+            site: self.site,
+            limit: self.limit.unwrap_or(DEFAULT_PAGE_LIMIT),
+            offset: self.offset.unwrap_or(0),
+        };
+        if let Some(problem) = q.problem() {
+            return Err(ApiError::BadInput(problem));
+        }
+        // An export without a limit is every row.
+        let q = match (format, self.limit) {
+            (Format::Csv, None) => SoftwareQuery { limit: u32::MAX, ..q },
+            _ => q,
+        };
+        Ok((q, format))
+    }
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/software",
+    tag = "software",
+    summary = "The clients having a package, optionally in a version range",
+    params(HolderParams),
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "A page of clients having the package (or CSV: client,client_id,site,name,version,arch,source)", body = SoftwarePage),
+        (status = 400, description = "No name, a malformed version range or another invalid parameter; the message names it", body = ErrorBody),
+        (status = 401, description = "No admin token, or a wrong one", body = ErrorBody),
+        (status = 500, description = "Internal error (detail in the site's log)", body = ErrorBody)
+    )
+)]
+pub async fn holders(
+    State(state): State<AppState>,
+    _: Admin,
+    query: Result<Query<HolderParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(p) = query.map_err(|r| ApiError::BadInput(r.body_text()))?;
+    let (q, format) = p.into_query()?;
+    let page = state.store.software(&q).await?;
+    Ok(match format {
+        Format::Json => Json(page).into_response(),
+        Format::Csv => csv_response(&format!("{}.csv", q.name), holders_csv(&page)),
+    })
+}
+
+/// The query string of `GET /api/v1/software/packages`.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PackageParams {
+    /// Only packages whose name contains this, ignoring case.
+    pub search: Option<String>,
+    /// Only clients owned by this site count (a three-character site code).
+    pub site: Option<SiteCode>,
+    /// Packages per page, 1 to 1000 (default 100; a CSV export without it holds every package).
+    pub limit: Option<u32>,
+    /// Packages of the sorted list to skip first.
+    pub offset: Option<u64>,
+    /// `json` (default) or `csv`.
+    pub format: Option<Format>,
+}
+
+impl PackageParams {
+    /// The store's query, or the sentence saying what is wrong with the parameters.
+    pub fn into_query(self) -> Result<(PackageQuery, Format), ApiError> {
+        let format = self.format.unwrap_or_default();
+        let q = PackageQuery {
+            search: self.search.map(|s| s.trim().to_string()).filter(|s| !s.is_empty()),
+            site: self.site,
+            limit: self.limit.unwrap_or(DEFAULT_PAGE_LIMIT),
+            offset: self.offset.unwrap_or(0),
+        };
+        if let Some(problem) = q.problem() {
+            return Err(ApiError::BadInput(problem));
+        }
+        let q = match (format, self.limit) {
+            (Format::Csv, None) => PackageQuery { limit: u32::MAX, ..q },
+            _ => q,
+        };
+        Ok((q, format))
+    }
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/software/packages",
+    tag = "software",
+    summary = "Every package some client has, with client counts per version",
+    params(PackageParams),
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "A page of packages (or CSV: name,clients,version,version_clients, one row per version)", body = PackagePage),
+        (status = 400, description = "A malformed or invalid parameter; the message names it", body = ErrorBody),
+        (status = 401, description = "No admin token, or a wrong one", body = ErrorBody),
+        (status = 500, description = "Internal error (detail in the site's log)", body = ErrorBody)
+    )
+)]
+pub async fn packages(
+    State(state): State<AppState>,
+    _: Admin,
+    query: Result<Query<PackageParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(p) = query.map_err(|r| ApiError::BadInput(r.body_text()))?;
+    let (q, format) = p.into_query()?;
+    let page = state.store.packages(&q).await?;
+    Ok(match format {
+        Format::Json => Json(page).into_response(),
+        Format::Csv => csv_response("packages.csv", packages_csv(&page)),
+    })
+}
+
+/// A CSV download named `file`.
+pub fn csv_response(file: &str, body: String) -> Response {
+    // Package names hold no quotes or line breaks, but the name is the caller's; keep only
+    // characters that are safe inside the quoted file name.
+    let file: String =
+        file.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '+')).collect();
+    (
+        [
+            (CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (CONTENT_DISPOSITION, format!("attachment; filename=\"{file}\"")),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// One CSV field (RFC 4180): quoted when it holds a comma, a quote or a line break, and also
+/// when it starts with a character a spreadsheet would read as a formula.
+fn field(out: &mut String, value: &str) {
+    let needs_quotes = value.contains([',', '"', '\n', '\r'])
+        || value.starts_with(['=', '+', '-', '@', '\t']);
+    if needs_quotes {
+        out.push('"');
+        out.push_str(&value.replace('"', "\"\""));
+        out.push('"');
+    } else {
+        out.push_str(value);
+    }
+}
+
+fn row(out: &mut String, fields: &[&str]) {
+    for (i, f) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        field(out, f);
+    }
+    out.push_str("\r\n");
+}
+
+/// The CSV of a page of holders: a header, then one row per client and installed package.
+pub fn holders_csv(page: &SoftwarePage) -> String {
+    let mut out = String::with_capacity(64 * (page.holders.len() + 1));
+    row(&mut out, &["client", "client_id", "site", "name", "version", "arch", "source"]);
+    for h in &page.holders {
+        let id = h.client_id.to_string();
+        row(&mut out, &[h.client.as_str(), &id, h.site.as_str(), &h.name, &h.version, &h.arch, &h.source]);
+    }
+    out
+}
+
+/// The CSV of a page of packages: a header, then one row per package and version.
+pub fn packages_csv(page: &PackagePage) -> String {
+    let mut out = String::new();
+    row(&mut out, &["name", "clients", "version", "version_clients"]);
+    for p in &page.packages {
+        let clients = p.clients.to_string();
+        for v in &p.versions {
+            row(&mut out, &[&p.name, &clients, &v.version, &v.clients.to_string()]);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_fields_are_quoted_when_they_must_be() {
+        let mut out = String::new();
+        row(&mut out, &["plain", "a,b", "say \"hi\"", "=cmd()", "-1", "1:2.0-1"]);
+        assert_eq!(out, "plain,\"a,b\",\"say \"\"hi\"\"\",\"=cmd()\",\"-1\",1:2.0-1\r\n");
+    }
+
+    #[test]
+    fn parameters_are_checked_before_the_store_is_asked() {
+        let bad = |p: HolderParams| p.into_query().unwrap_err().to_string();
+        assert!(bad(HolderParams::default()).contains("name"), "a name is required");
+        let e = bad(HolderParams { name: Some("bash".into()), version: Some(">=".into()), ..Default::default() });
+        assert!(e.contains("names no version"), "{e}");
+        let e = bad(HolderParams { name: Some("bash".into()), limit: Some(0), ..Default::default() });
+        assert!(e.contains("limit"), "{e}");
+        let (q, f) = HolderParams { name: Some(" bash ".into()), format: Some(Format::Csv), ..Default::default() }
+            .into_query()
+            .unwrap();
+        assert_eq!((q.name.as_str(), q.limit, f), ("bash", u32::MAX, Format::Csv), "an export is every row");
+        let (q, _) = PackageParams { search: Some("  ".into()), ..Default::default() }.into_query().unwrap();
+        assert_eq!((q.search, q.limit), (None, DEFAULT_PAGE_LIMIT));
+    }
+}
