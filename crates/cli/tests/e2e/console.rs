@@ -1,9 +1,11 @@
 //! The web console over plain HTTP (no redirects followed): pages need a session, the login
 //! refuses a wrong token and a form from elsewhere, the session cookie is HttpOnly and
 //! SameSite=Strict, every POST needs the session's CSRF token, the buttons queue exactly what
-//! `invsync`/`setevnt` queue, and a client of a child site is refused with the ownership
-//! module's explanation and nothing stored.
+//! `invsync`/`setevnt` queue, a client of a child site is refused with the ownership
+//! module's explanation and nothing stored, and the software pages list packages across
+//! clients, narrow them by version range and export every row under the console's session.
 
+use invsync_proto::wire::{PackagePage, SoftwarePage};
 use serde_json::Value;
 
 use crate::common::{http, try_show, wait_until, Agent, Site};
@@ -20,6 +22,7 @@ pub struct Console {
 pub struct Answer {
     pub status: u16,
     pub location: String,
+    pub content_type: String,
     pub set_cookies: Vec<String>,
     pub body: String,
 }
@@ -51,8 +54,10 @@ impl Console {
                 self.cookies.push((k.to_string(), v.to_string()));
             }
         }
-        let location = resp.headers().get("location").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
-        Answer { status: resp.status().as_u16(), location, set_cookies, body: resp.body_mut().read_to_string().unwrap() }
+        let header = |name: &str| resp.headers().get(name).map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+        let (location, content_type) = (header("location"), header("content-type"));
+        let status = resp.status().as_u16();
+        Answer { status, location, content_type, set_cookies, body: resp.body_mut().read_to_string().unwrap() }
     }
 
     pub fn get(&mut self, path: &str) -> Answer {
@@ -234,4 +239,120 @@ fn console_refuses_a_child_sites_client_with_the_owner_and_stores_nothing() {
     assert!(child.show("DB01")["requests"].as_array().unwrap().is_empty());
     child.stop();
     parent.stop();
+}
+
+#[test]
+fn console_software_lists_packages_across_clients_filters_versions_and_exports() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut site = Site::init(tmp.path(), "S01");
+    site.start();
+    // Three clients of the same fixture whose software differs: libssl3 in two versions on
+    // two of them and not on the third, and sixty extra packages on one, so the package list
+    // has a second page the exports must still hold.
+    let web01 = Agent::enroll(tmp.path(), &site, "debian", "web01");
+    let web02 = Agent::enroll(tmp.path(), &site, "debian", "web02");
+    let db01 = Agent::enroll(tmp.path(), &site, "debian", "db01");
+    web02.set_version("libssl3", "3.1.4-1");
+    db01.remove_package("libssl3");
+    for i in 0..60 {
+        db01.add_package(&format!("zz-extra{i:02}"), "1.0-1");
+    }
+    for a in [&web01, &web02, &db01] {
+        a.cycle();
+    }
+    let web01_id = site.show("WEB01")["id"].as_str().unwrap().to_string();
+
+    // Without a session no page or export answers anything but the way to the login page.
+    let mut anon = Console::new(&site);
+    for path in [
+        "/console/software",
+        "/console/software?q=libssl",
+        "/console/software.csv",
+        "/console/software.json?q=libssl",
+        "/console/software/libssl3",
+        "/console/software/libssl3?version=%3E%3D3.0",
+        "/console/software/libssl3?version=%3E%3D",
+        "/console/software/libssl3/export.csv",
+        "/console/software/libssl3/export.json",
+    ] {
+        let a = anon.get(path);
+        assert_eq!((a.status, a.location.as_str()), (303, "/console/login"), "{path}");
+        assert!(!a.body.contains("libssl3") && !a.body.contains("WEB01"), "{path} leaks: {}", a.body);
+    }
+
+    let mut c = Console::new(&site);
+    assert_eq!(c.login(&site.admin_token()).status, 303);
+    assert!(c.get("/console/").body.contains(r#"<a href="/console/software">Software</a>"#), "in the navigation");
+
+    // The package list: client counts, and each version with its own.
+    let list = c.get("/console/software?q=LIBSSL");
+    assert_eq!(list.status, 200, "{}", list.body);
+    assert!(list.body.contains("1 packages"), "{}", list.body);
+    assert!(
+        list.body.contains(r#"<a href="/console/software/libssl3" class="package">libssl3</a></td><td class="count">2</td>"#),
+        "{}",
+        list.body
+    );
+    for version in ["3.0.19-1~deb12u2</a> (1)", "3.1.4-1</a> (1)"] {
+        assert!(list.body.contains(version), "{version}: {}", list.body);
+    }
+    let bash = c.get("/console/software?q=bash").body;
+    assert!(bash.contains(r#"class="package">bash</a></td><td class="count">3</td>"#), "{bash}");
+    // 50 packages a page; the next page holds the rest.
+    let first = c.get("/console/software?q=zz-extra").body;
+    assert!(first.contains("60 packages; 1–50 shown"), "{first}");
+    assert!(first.contains("zz-extra49<") && !first.contains("zz-extra50<"), "{first}");
+    assert!(first.contains(r#"href="/console/software?q=zz-extra&#38;offset=50" rel="next""#), "{first}");
+    let second = c.get("/console/software?q=zz-extra&offset=50").body;
+    assert!(second.contains("51–60 shown") && second.contains("zz-extra59<"), "{second}");
+
+    // One package: the clients having it, each linking to its page.
+    let page = c.get("/console/software/libssl3");
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("2 clients have it"), "{}", page.body);
+    assert!(page.body.contains(r#"<a href="/console/clients/WEB01" class="client">WEB01</a>"#), "{}", page.body);
+    assert!(page.body.contains(r#"<a href="/console/clients/WEB02" class="client">WEB02</a>"#), "{}", page.body);
+    assert!(!page.body.contains("DB01"), "DB01 has no libssl3: {}", page.body);
+    // A version range narrows them, in dpkg's order.
+    let narrow = c.get("/console/software/libssl3?version=%3E%3D3.0%2C%3C3.1");
+    assert_eq!(narrow.status, 200, "{}", narrow.body);
+    assert!(narrow.body.contains("1 client has it in this range"), "{}", narrow.body);
+    assert!(narrow.body.contains(">WEB01</a>") && !narrow.body.contains(">WEB02</a>"), "{}", narrow.body);
+    assert!(narrow.body.contains(r#"<td class="version">3.0.19-1~deb12u2</td>"#), "{}", narrow.body);
+    let newer = c.get("/console/software/libssl3?version=%3E3.0.19-1~deb12u2").body;
+    assert!(newer.contains(">WEB02</a>") && !newer.contains(">WEB01</a>"), "{newer}");
+    // A malformed range: 400, the parser's sentence, the form still holding what was typed.
+    let bad = c.get("/console/software/libssl3?version=%3E%3D");
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert!(bad.body.contains("names no version"), "{}", bad.body);
+    assert!(bad.body.contains(r#"name="version" id="version" value="&#62;=""#), "{}", bad.body);
+    assert!(!bad.body.contains(">WEB01</a>"), "no list beside the error");
+    let bad = c.get("/console/software/libssl3/export.csv?version=1%202");
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert!(bad.body.contains("is not a version"), "{}", bad.body);
+
+    // Exports: the same CSV as the admin API, every row, with the page's filter.
+    let csv = c.get("/console/software/libssl3/export.csv?version=%3E%3D3.0%2C%3C3.1");
+    assert_eq!((csv.status, csv.content_type.as_str()), (200, "text/csv; charset=utf-8"), "{}", csv.body);
+    assert_eq!(
+        csv.body,
+        format!("client,client_id,site,name,version,arch,source\r\nWEB01,{web01_id},S01,libssl3,3.0.19-1~deb12u2,amd64,dpkg\r\n")
+    );
+    let json = c.get("/console/software/libssl3/export.json");
+    assert_eq!((json.status, json.content_type.as_str()), (200, "application/json"), "{}", json.body);
+    let holders: SoftwarePage = serde_json::from_str(&json.body).unwrap_or_else(|e| panic!("{e}: {}", json.body));
+    let rows: Vec<(&str, &str)> = holders.holders.iter().map(|h| (h.client.as_str(), h.version.as_str())).collect();
+    assert_eq!((holders.total, rows), (2, vec![("WEB01", "3.0.19-1~deb12u2"), ("WEB02", "3.1.4-1")]));
+    let csv = c.get("/console/software.csv?q=libssl");
+    assert_eq!(csv.body, "name,clients,version,version_clients\r\nlibssl3,2,3.0.19-1~deb12u2,1\r\nlibssl3,2,3.1.4-1,1\r\n");
+    let all = c.get("/console/software.csv?q=zz-extra");
+    assert_eq!(all.body.lines().count(), 61, "a header and every package, not one page: {}", all.body);
+    let json = c.get("/console/software.json?q=zz-extra");
+    let packages: PackagePage = serde_json::from_str(&json.body).unwrap_or_else(|e| panic!("{e}: {}", json.body));
+    assert_eq!((packages.total, packages.packages.len()), (60, 60));
+    assert_eq!(packages.packages[0].clients, 1);
+    // The page's export links carry its filter.
+    assert!(narrow.body.contains(r#"href="/console/software/libssl3/export.csv?version=%3E%3D3.0%2C%3C3.1""#), "{}", narrow.body);
+    assert!(list.body.contains(r#"href="/console/software.json?q=LIBSSL""#), "{}", list.body);
+    site.stop();
 }

@@ -12,6 +12,7 @@ pub mod login;
 pub mod overview;
 pub mod queue;
 pub mod session;
+pub mod software;
 
 use askama::Template;
 use axum::body::Body;
@@ -40,6 +41,12 @@ pub fn router() -> Router<AppState> {
         .route("/console/clients", get(clients::apply))
         .route("/console/clients/{name}", get(client::apply))
         .route("/console/clients/{name}/{action}", post(queue::apply))
+        .route("/console/software", get(software::list))
+        .route("/console/software.csv", get(software::list_csv))
+        .route("/console/software.json", get(software::list_json))
+        .route("/console/software/{name}", get(software::package))
+        .route("/console/software/{name}/export.csv", get(software::package_csv))
+        .route("/console/software/{name}/export.json", get(software::package_json))
         .route("/console/assets/htmx.min.js", get(assets::htmx))
         .route("/console/assets/console.css", get(assets::css))
         .layer(axum::middleware::from_fn(headers))
