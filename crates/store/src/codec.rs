@@ -155,6 +155,26 @@ pub(crate) fn encode_attrs(attrs: &Attrs) -> Vec<u8> {
     out
 }
 
+/// Calls `f` with each (name, value) pair of what [`encode_attrs`] wrote, borrowing them: a
+/// scan over every stored item reads a few attributes of each and keeps none of the rest.
+pub(crate) fn for_each_attr<'a>(
+    bytes: &'a [u8],
+    mut f: impl FnMut(&'a str, &'a str),
+) -> Result<(), StoreError> {
+    let corrupt = || StoreError::Database("stored item attributes are corrupt".to_string());
+    let mut pos = 0;
+    while pos < bytes.len() {
+        let code = bytes[pos];
+        pos += 1;
+        let name = match code {
+            0 => get_str(bytes, &mut pos).ok_or_else(corrupt)?,
+            c => ATTR_NAMES.get(usize::from(c) - 1).copied().ok_or_else(corrupt)?,
+        };
+        f(name, get_str(bytes, &mut pos).ok_or_else(corrupt)?);
+    }
+    Ok(())
+}
+
 /// Reads what [`encode_attrs`] wrote.
 pub(crate) fn decode_attrs(bytes: &[u8]) -> Result<Attrs, StoreError> {
     let corrupt = || StoreError::Database("stored item attributes are corrupt".to_string());

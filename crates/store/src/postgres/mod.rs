@@ -333,11 +333,13 @@ impl PgStore {
         let mut scan = crate::software::HolderScan::new(q);
         let needle = scan.key_needle();
         queries::items_with_key(&mut tx, Some(&needle), false, |id, attrs| scan.candidate(id, attrs)).await?;
+        let mut owners = crate::cache::FastMap::default();
         if scan.has_candidates() {
-            queries::software_lists(&mut tx, q.site.as_ref(), |owner, items| scan.list(owner, items)).await?;
+            queries::software_lists(&mut tx, q.site.as_ref(), |client, items| scan.list(client, items)).await?;
+            owners = queries::list_owners(&mut tx, &scan.hit_clients()).await?;
         }
         tx.commit().await?;
-        Ok(scan.page())
+        Ok(scan.page(&owners))
     }
 
     pub async fn packages(&self, q: &PackageQuery) -> Result<PackagePage, StoreError> {

@@ -1376,28 +1376,41 @@ pub(super) async fn items_with_key(
     Ok(())
 }
 
-/// Offers every client's software item list (of one site's clients, with `site`) to `f`,
-/// streaming the rows.
+/// Offers every client's software item list (of one site's clients, with `site`) to `f`, with
+/// the client's internal row, streaming the rows; client names are looked up only for hits.
 pub(super) async fn software_lists(
     conn: &mut PgConnection,
     site: Option<&SiteCode>,
-    mut f: impl FnMut(&crate::software::ListOwner, &[u8]) -> Result<(), StoreError>,
+    mut f: impl FnMut(i64, &[u8]) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
     use futures_util::TryStreamExt;
     let mut rows = sqlx::query(
-        "SELECT c.name, c.uuid, c.site_code, s.items FROM snapshots s
-         JOIN clients c ON c.id = s.client_id
-         WHERE s.class = 1 AND ($1::text IS NULL OR c.site_code = $1)",
+        "SELECT s.client_id, s.items FROM snapshots s
+         WHERE s.class = 1 AND ($1::text IS NULL OR s.client_id IN (SELECT id FROM clients WHERE site_code = $1))",
     )
     .bind(site.map(SiteCode::as_str))
     .fetch(&mut *conn);
     while let Some(r) = rows.try_next().await? {
-        let owner = crate::software::ListOwner {
-            name: name_col(&r, 0)?,
-            id: uuid_col(&r, 1)?,
-            site: site_col(&r, 2)?,
-        };
-        f(&owner, r.try_get::<&[u8], _>(3)?)?;
+        f(r.try_get(0)?, r.try_get::<&[u8], _>(1)?)?;
     }
     Ok(())
+}
+
+/// The clients with these internal rows.
+pub(super) async fn list_owners(
+    conn: &mut PgConnection,
+    rows: &[i64],
+) -> Result<FastMap<i64, crate::software::ListOwner>, StoreError> {
+    let found = sqlx::query("SELECT id, name, uuid, site_code FROM clients WHERE id = ANY($1)")
+        .bind(rows)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut out = FastMap::default();
+    for r in &found {
+        out.insert(
+            r.try_get::<i64, _>(0)?,
+            crate::software::ListOwner { name: name_col(r, 1)?, id: uuid_col(r, 2)?, site: site_col(r, 3)? },
+        );
+    }
+    Ok(out)
 }

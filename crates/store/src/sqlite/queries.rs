@@ -1159,35 +1159,44 @@ fn items_with_key(
     Ok(())
 }
 
-/// Offers every client's software item list (of one site's clients, with `site`) to `f`.
+/// Offers every client's software item list (of one site's clients, with `site`) to `f`, with
+/// the client's internal row; client names are looked up only for the hits.
 fn software_lists(
     conn: &Connection,
     site: Option<&SiteCode>,
-    mut f: impl FnMut(&crate::software::ListOwner, &[u8]) -> Result<(), StoreError>,
+    mut f: impl FnMut(i64, &[u8]) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
     let mut st = conn.prepare_cached(
-        "SELECT c.name, c.uuid, c.site_code, s.items FROM snapshots s
-         JOIN clients c ON c.id = s.client_id
-         WHERE s.class = 1 AND (?1 IS NULL OR c.site_code = ?1)",
+        "SELECT s.client_id, s.items FROM snapshots s
+         WHERE s.class = 1 AND (?1 IS NULL OR s.client_id IN (SELECT id FROM clients WHERE site_code = ?1))",
     )?;
     let mut rows = st.query([site.map(SiteCode::as_str)])?;
     while let Some(r) = rows.next()? {
-        let owner = crate::software::ListOwner { name: name_col(r, 0)?, id: uuid_col(r, 1)?, site: site_col(r, 2)? };
-        f(&owner, r.get_ref(3)?.as_blob()?)?;
+        f(r.get(0)?, r.get_ref(1)?.as_blob()?)?;
     }
     Ok(())
 }
 
 pub(super) fn software(conn: &Connection, q: &SoftwareQuery) -> Result<SoftwarePage, StoreError> {
-    // One read transaction: the candidate items and the item lists belong together.
+    // One read transaction: the candidate items, the item lists and the clients belong together.
     let tx = conn.unchecked_transaction()?;
     let mut scan = crate::software::HolderScan::new(q);
     let needle = scan.key_needle();
     items_with_key(&tx, Some(&needle), false, |id, attrs| scan.candidate(id, attrs))?;
+    let mut owners = crate::cache::FastMap::default();
     if scan.has_candidates() {
-        software_lists(&tx, q.site.as_ref(), |owner, items| scan.list(owner, items))?;
+        software_lists(&tx, q.site.as_ref(), |client, items| scan.list(client, items))?;
+        let mut st = tx.prepare_cached("SELECT name, uuid, site_code FROM clients WHERE id = ?1")?;
+        for row in scan.hit_clients() {
+            let owner = st.query_row([row], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, String>(2)?)))?;
+            owners.insert(row, crate::software::ListOwner {
+                name: ClientName::parse(&owner.0).map_err(|_| corrupt("client name"))?,
+                id: Uuid::from_slice(&owner.1).map_err(|_| corrupt("client id"))?,
+                site: SiteCode::parse(&owner.2).map_err(|_| corrupt("site code"))?,
+            });
+        }
     }
-    Ok(scan.page())
+    Ok(scan.page(&owners))
 }
 
 pub(super) fn packages(conn: &Connection, q: &PackageQuery) -> Result<PackagePage, StoreError> {
