@@ -662,8 +662,8 @@ mod tests {
             proptest::prop_assert_eq!(resolved(&t, &change), want);
             let changed: Vec<String> = before
                 .keys()
-                .chain((&after.items).keys())
-                .filter(|k| before.get(*k) != (&after.items).get(*k))
+                .chain(after.items.keys())
+                .filter(|k| before.get(*k) != after.items.get(*k))
                 .cloned()
                 .collect::<std::collections::BTreeSet<_>>()
                 .into_iter()

@@ -931,6 +931,25 @@ where
         .map_err(|e| StoreError::Database(format!("a database task failed: {e}")))?
 }
 
+/// What a check-in reads once the client is known: its open requests (and which of them it
+/// picks up now) and the site's version and hash per class.
+fn checkin_read(
+    conn: &Connection,
+    client: i64,
+) -> Result<(CheckinResponse, Vec<i64>), StoreError> {
+    let open = queries::open_requests(conn, client)?;
+    let to_pick: Vec<i64> = open
+        .iter()
+        .filter(|r| !r.picked_up)
+        .map(|r| r.instruction.id)
+        .collect();
+    let response = CheckinResponse {
+        instructions: open.into_iter().map(|r| r.instruction).collect(),
+        classes: queries::class_states(conn, client)?,
+    };
+    Ok((response, to_pick))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -983,21 +1002,3 @@ mod tests {
     }
 }
 
-/// What a check-in reads once the client is known: its open requests (and which of them it
-/// picks up now) and the site's version and hash per class.
-fn checkin_read(
-    conn: &Connection,
-    client: i64,
-) -> Result<(CheckinResponse, Vec<i64>), StoreError> {
-    let open = queries::open_requests(conn, client)?;
-    let to_pick: Vec<i64> = open
-        .iter()
-        .filter(|r| !r.picked_up)
-        .map(|r| r.instruction.id)
-        .collect();
-    let response = CheckinResponse {
-        instructions: open.into_iter().map(|r| r.instruction).collect(),
-        classes: queries::class_states(conn, client)?,
-    };
-    Ok((response, to_pick))
-}
