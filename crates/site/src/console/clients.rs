@@ -136,11 +136,7 @@ pub async fn apply(
         .clients
         .into_iter()
         .map(|c| Row {
-            href: if c.site == state.site_code {
-                format!("/console/clients/{}", c.name)
-            } else {
-                format!("/console/clients/{}?site={}", c.name, c.site)
-            },
+            href: super::client_href(&c.name, &c.site, &state.site_code),
             name: c.name.to_string(),
             site: c.site.to_string(),
             last_seen: ago(c.last_seen),

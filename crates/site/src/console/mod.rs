@@ -31,6 +31,16 @@ use session::{Flash, Session};
 
 pub const LOGIN_PATH: &str = "/console/login";
 
+/// The console page of a client: `/console/clients/{name}`, with `?site=` for a client of a
+/// site below this one (a name may be held by several sites below; the site tells them apart).
+pub fn client_href(name: &invsync_proto::ClientName, site: &SiteCode, own: &SiteCode) -> String {
+    if site == own {
+        format!("/console/clients/{name}")
+    } else {
+        format!("/console/clients/{name}?site={site}")
+    }
+}
+
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(|| async { Redirect::to("/console/") }))

@@ -89,11 +89,7 @@ pub async fn apply(State(state): State<AppState>, session: Session) -> Result<Ht
             .requests
             .into_iter()
             .map(|r| Waiting {
-                href: if r.site == state.site_code {
-                    format!("/console/clients/{}", r.client)
-                } else {
-                    format!("/console/clients/{}?site={}", r.client, r.site)
-                },
+                href: super::client_href(&r.client, &r.site, &state.site_code),
                 client: r.client.to_string(),
                 site: r.site.to_string(),
                 what: format!("resync {}", r.request.class),

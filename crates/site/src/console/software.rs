@@ -263,13 +263,7 @@ pub async fn package(
         .holders
         .into_iter()
         .map(|h| HolderRow {
-            // A client of a site below this one is shown as `GET /console/clients/…?site=`
-            // resolves it (`clients.rs` links the same way).
-            href: if h.site == state.site_code {
-                format!("/console/clients/{}", h.client)
-            } else {
-                format!("/console/clients/{}?site={}", h.client, h.site)
-            },
+            href: super::client_href(&h.client, &h.site, &state.site_code),
             client: h.client.to_string(),
             site: h.site.to_string(),
             version: h.version,
