@@ -7,7 +7,8 @@
 #   delta    R rounds of deltas (a few packages changed per cycle)
 #   checkin  no-change check-ins for a fixed time
 # and prints one line per phase (requests, errors, per second, latency p50/p90/p99) as a
-# Markdown table, then the database's size per client. Both processes share the machine's
+# Markdown table with the site's CPU time per request (from /proc), then the database's size
+# per client. Both processes share the machine's
 # cores, as they would on a 2-core site server with a local load; the load generator builds its
 # request bodies before each timed phase.
 #
@@ -84,12 +85,21 @@ LG=("$BIN/invsync-loadgen")
 COMMON=(--site "$URL" --site-dir "$SITE" --agents-file "$AGENTS_FILE" --concurrency "$CONCURRENCY" --json)
 RESULTS="$WORK/results.jsonl"
 : > "$RESULTS"
+# The site's CPU time (user + system, in clock ticks) from /proc: with the load generator on the
+# same cores, CPU per request says what the site would do on cores of its own.
+site_ticks() { awk '{print $14 + $15}' "/proc/$SERVER_PID/stat"; }
+TICKS_PER_SECOND="$(getconf CLK_TCK)"
 phase() { # phase LABEL MODE ARGS...
   local label="$1"; shift
   echo "== $label" >&2
-  local out
+  local out before after
+  before="$(site_ticks)"
   out="$("${LG[@]}" "$@" "${COMMON[@]}")" || { echo "$out"; echo "phase $label failed" >&2; exit 1; }
-  printf '%s\t%s\n' "$label" "$(printf '%s' "$out" | python3 -c 'import json, sys; print(json.dumps(json.load(sys.stdin)))')" >> "$RESULTS"
+  after="$(site_ticks)"
+  printf '%s\t%s\n' "$label" "$(printf '%s' "$out" | python3 -c 'import json, sys
+r = json.load(sys.stdin)
+r["site_cpu_seconds"] = (int(sys.argv[2]) - int(sys.argv[1])) / int(sys.argv[3])
+print(json.dumps(r))' "$before" "$after" "$TICKS_PER_SECOND")" >> "$RESULTS"
 }
 
 if [ "$SKIP_ENROLL" = 0 ]; then
@@ -115,8 +125,8 @@ fi
 python3 - "$RESULTS" "$DB" "$SIZE_BYTES" <<'PY'
 import json, sys
 path, db, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
-print(f"| phase ({db}) | agents | requests | errors | per second | p50 ms | p90 ms | p99 ms |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|")
+print(f"| phase ({db}) | agents | requests | errors | per second | p50 ms | p90 ms | p99 ms | site CPU µs per request |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 agents = 0
 for line in open(path):
     label, raw = line.rstrip("\n").split("\t", 1)
@@ -124,8 +134,10 @@ for line in open(path):
     agents = max(agents, r.get("agents") or 0)
     lat = r.get("latency") or {}
     f = lambda k: f"{lat[k]:.1f}" if k in lat and lat[k] is not None else "–"
+    cpu = r.get("site_cpu_seconds")
+    per = f"{cpu * 1e6 / r['requests']:,.0f}" if cpu is not None and r["requests"] else "–"
     print(f"| {label} | {r.get('agents')} | {r['requests']:,} | {r['errors']['total']} | "
-          f"{r['per_second']:,.0f} | {f('p50_ms')} | {f('p90_ms')} | {f('p99_ms')} |")
+          f"{r['per_second']:,.0f} | {f('p50_ms')} | {f('p90_ms')} | {f('p99_ms')} | {per} |")
 if agents:
     print(f"\ndatabase: {size:,} bytes for {agents:,} clients = {size / agents / 1024:.1f} KB per client")
 PY
