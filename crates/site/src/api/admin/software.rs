@@ -32,6 +32,17 @@ pub enum Format {
     Csv,
 }
 
+impl Format {
+    /// The page size of a list once its parameters were checked with `checked`: a CSV export
+    /// that asked for no limit is every row.
+    fn limit(self, asked: Option<u32>, checked: u32) -> u32 {
+        match (self, asked) {
+            (Format::Csv, None) => u32::MAX,
+            _ => checked,
+        }
+    }
+}
+
 /// The query string of `GET /api/v1/software`.
 #[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -70,12 +81,8 @@ impl HolderParams {
         if let Some(problem) = q.problem() {
             return Err(ApiError::BadInput(problem));
         }
-        // An export without a limit is every row.
-        let q = match (format, self.limit) {
-            (Format::Csv, None) => SoftwareQuery { limit: u32::MAX, ..q },
-            _ => q,
-        };
-        Ok((q, format))
+        let limit = format.limit(self.limit, q.limit);
+        Ok((SoftwareQuery { limit, ..q }, format))
     }
 }
 
@@ -136,11 +143,8 @@ impl PackageParams {
         if let Some(problem) = q.problem() {
             return Err(ApiError::BadInput(problem));
         }
-        let q = match (format, self.limit) {
-            (Format::Csv, None) => PackageQuery { limit: u32::MAX, ..q },
-            _ => q,
-        };
-        Ok((q, format))
+        let limit = format.limit(self.limit, q.limit);
+        Ok((PackageQuery { limit, ..q }, format))
     }
 }
 
