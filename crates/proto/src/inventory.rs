@@ -64,9 +64,7 @@ impl Digest {
     /// Compares in time independent of where the digests differ, for digests of secrets (a
     /// client key's hash) that an attacker could otherwise guess byte by byte.
     pub fn ct_eq(&self, other: &Digest) -> bool {
-        let diff = self.0.iter().zip(&other.0).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-        // black_box keeps the optimiser from turning the fold into an early exit.
-        std::hint::black_box(diff) == 0
+        ct_eq(&self.0, &other.0)
     }
 
     pub fn to_hex(&self) -> String {
@@ -108,6 +106,17 @@ impl<'de> Deserialize<'de> for Digest {
         Digest::from_hex(&raw)
             .ok_or_else(|| serde::de::Error::custom("expected 64 lower-case hex digits"))
     }
+}
+
+/// Compares two byte strings in time that depends only on their lengths, so that a wrong
+/// secret or key reveals nothing about how much of it was right.
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    // black_box keeps the optimiser from turning the fold into an early exit.
+    std::hint::black_box(diff) == 0
 }
 
 /// The canonical JSON of one item: `["<key>",{"<attr>":"<value>",…}]`.

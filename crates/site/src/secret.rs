@@ -13,16 +13,8 @@ pub fn random_hex() -> String {
     hex::encode(random_bytes())
 }
 
-/// Compares two byte strings in time that depends only on their lengths, so that a wrong
-/// token reveals nothing about how much of it was right.
-pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    // black_box keeps the optimiser from turning the fold into an early exit.
-    std::hint::black_box(diff) == 0
-}
+/// Constant-time comparison of tokens and secrets: the one the store uses for key hashes too.
+pub use invsync_proto::inventory::ct_eq;
 
 #[cfg(test)]
 mod tests {

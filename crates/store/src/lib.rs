@@ -99,6 +99,18 @@ pub enum Authenticated<T> {
     Revoked(ClientAuth),
 }
 
+impl<T> Authenticated<T> {
+    /// The client and the answer when the key matched; otherwise the refusal, to pass on as
+    /// the answer to a caller expecting another kind of value.
+    pub(crate) fn accepted<U>(self) -> Result<(ClientAuth, T), Authenticated<U>> {
+        match self {
+            Authenticated::Client(auth, value) => Ok((auth, value)),
+            Authenticated::Unknown => Err(Authenticated::Unknown),
+            Authenticated::Revoked(auth) => Err(Authenticated::Revoked(auth)),
+        }
+    }
+}
+
 /// Checks a presented key's hash against a client's stored credentials.
 pub fn authenticate(auth: Option<ClientAuth>, key_hash: &Digest) -> Authenticated<()> {
     match auth {
@@ -271,14 +283,13 @@ impl Store {
     ) -> Result<Authenticated<CheckinResponse>, StoreError> {
         match &*self.backend {
             Backend::Sqlite(b) => b.checkin_with_key(client_id, key_hash, now).await,
-            Backend::Postgres(b) => match authenticate(b.client_auth(client_id).await?, key_hash) {
-                Authenticated::Client(auth, ()) => {
-                    let response = b.checkin(client_id, now).await?;
-                    Ok(Authenticated::Client(auth, response))
-                }
-                Authenticated::Unknown => Ok(Authenticated::Unknown),
-                Authenticated::Revoked(a) => Ok(Authenticated::Revoked(a)),
-            },
+            Backend::Postgres(b) => {
+                let (auth, ()) = match authenticate(b.client_auth(client_id).await?, key_hash).accepted() {
+                    Ok(client) => client,
+                    Err(refused) => return Ok(refused),
+                };
+                Ok(Authenticated::Client(auth, b.checkin(client_id, now).await?))
+            }
         }
     }
 

@@ -110,7 +110,7 @@ impl FromRequestParts<AppState> for Child {
         };
         let token = bearer(parts).and_then(ChildToken::parse).ok_or_else(refused)?;
         let stored = state.store.child_key_hash(&token.code).await?.ok_or_else(refused)?;
-        if !ct_eq(&token.key_hash().0, &stored.0) {
+        if !token.key_hash().ct_eq(&stored) {
             return Err(refused());
         }
         Ok(Child { code: token.code })

@@ -330,24 +330,19 @@ impl SqliteStore {
         let read = self.read_inline(|conn, shared| {
             let Some((row, auth)) = queries::client_credentials(conn, &shared.site.code, client_id)?
             else {
-                return Ok(Authenticated::Unknown);
+                return Ok(Err(Authenticated::Unknown));
             };
-            Ok(match crate::authenticate(Some(auth), key_hash) {
-                Authenticated::Client(auth, ()) => {
-                    Authenticated::Client(auth, (row, checkin_read(conn, row)?))
-                }
-                Authenticated::Unknown => Authenticated::Unknown,
-                Authenticated::Revoked(a) => Authenticated::Revoked(a),
+            Ok(match crate::authenticate(Some(auth), key_hash).accepted() {
+                Ok((auth, ())) => Ok((auth, row, checkin_read(conn, row)?)),
+                Err(refused) => Err(refused),
             })
         })?;
-        Ok(match read {
-            Authenticated::Client(auth, (row, (response, to_pick))) => {
-                self.checkin_write(row, to_pick, now).await?;
-                Authenticated::Client(auth, response)
-            }
-            Authenticated::Unknown => Authenticated::Unknown,
-            Authenticated::Revoked(a) => Authenticated::Revoked(a),
-        })
+        let (auth, row, (response, to_pick)) = match read {
+            Ok(found) => found,
+            Err(refused) => return Ok(refused),
+        };
+        self.checkin_write(row, to_pick, now).await?;
+        Ok(Authenticated::Client(auth, response))
     }
 
     /// What a check-in writes: only a check-in that picks something up writes (and waits for)

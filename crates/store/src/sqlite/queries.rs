@@ -212,21 +212,7 @@ pub(super) fn client_auth(
     site: &SiteCode,
     client_id: Uuid,
 ) -> Result<Option<ClientAuth>, StoreError> {
-    // The site is compared here, not in SQL, for the reason given at `own_client_row`.
-    let mut st =
-        conn.prepare_cached("SELECT name, key_hash, site_code FROM clients WHERE uuid = ?1")?;
-    let mut rows = st.query(params![client_id.as_bytes().as_slice()])?;
-    let Some(row) = rows.next()? else {
-        return Ok(None);
-    };
-    if row.get_ref(2)?.as_str()? != site.as_str() {
-        return Ok(None);
-    }
-    Ok(Some(ClientAuth {
-        client_id,
-        name: name_col(row, 0)?,
-        key_hash: digest_col(row, 1)?,
-    }))
+    Ok(client_credentials(conn, site, client_id)?.map(|(_, auth)| auth))
 }
 
 /// The internal row and the credentials of a client of this site, in one lookup.
