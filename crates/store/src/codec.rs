@@ -98,7 +98,13 @@ pub(crate) fn snapshot_hash<'a>(digests: impl IntoIterator<Item = &'a Digest>) -
     for d in digests {
         buf.extend_from_slice(&d.0);
     }
-    Digest(*blake3::hash(&buf).as_bytes())
+    snapshot_hash_of_bytes(&buf)
+}
+
+/// [`snapshot_hash`] of digests already laid end to end in key order (a delta's merge writes
+/// them there as it goes).
+pub(crate) fn snapshot_hash_of_bytes(digests: &[u8]) -> Digest {
+    Digest(*blake3::hash(digests).as_bytes())
 }
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {

@@ -15,7 +15,7 @@ use invsync_proto::{Class, Digest};
 use uuid::Uuid;
 
 use crate::cache::{CachedItem, ItemCache};
-use crate::codec::{PreparedItem, prepare_items, snapshot_hash};
+use crate::codec::{PreparedItem, prepare_items, snapshot_hash, snapshot_hash_of_bytes};
 use crate::error::StoreError;
 
 /// The snapshot a client and class has in the database.
@@ -471,7 +471,7 @@ fn merge_delta<'c>(
         slots.push(Slot::Known(current.ids[q]));
         hashed.extend_from_slice(&item_at(q)?.digest.0);
     }
-    let actual = Digest(*blake3::hash(&hashed).as_bytes());
+    let actual = snapshot_hash_of_bytes(&hashed);
     if actual != input.hash {
         return Some(Outcome::Resync(format!(
             "applying the delta to version {} gives hash {actual}, not the reported {}",
