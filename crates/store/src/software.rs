@@ -31,19 +31,6 @@ pub(crate) struct Package {
     pub source: String,
 }
 
-impl Package {
-    /// The package an item's stored attributes describe, if they describe one. Hardware items
-    /// have no `source`, so the `os` item (which has a name and version) is not a package.
-    pub fn from_stored(attrs: &[u8]) -> Result<Option<Package>, StoreError> {
-        Ok(PackageRef::from_stored(attrs)?.map(|p| Package {
-            name: p.name.to_string(),
-            version: p.version.to_string(),
-            arch: p.arch.to_string(),
-            source: p.source.to_string(),
-        }))
-    }
-}
-
 /// [`Package`] borrowing the stored attributes.
 struct PackageRef<'a> {
     name: &'a str,
@@ -53,6 +40,17 @@ struct PackageRef<'a> {
 }
 
 impl<'a> PackageRef<'a> {
+    fn to_package(&self) -> Package {
+        Package {
+            name: self.name.to_string(),
+            version: self.version.to_string(),
+            arch: self.arch.to_string(),
+            source: self.source.to_string(),
+        }
+    }
+
+    /// The package an item's stored attributes describe, if they describe one. Hardware items
+    /// have no `source`, so the `os` item (which has a name and version) is not a package.
     fn from_stored(attrs: &'a [u8]) -> Result<Option<PackageRef<'a>>, StoreError> {
         let (mut name, mut version, mut arch, mut source) = (None, None, "", None);
         for_each_attr(attrs, |k, v| match k {
@@ -141,7 +139,7 @@ impl<'q> HolderScan<'q> {
         let in_range = self.query.version.as_ref().is_none_or(|r: &VersionRange| r.matches(p.version));
         if p.name == self.query.name && in_range {
             self.candidates.insert(id, self.packages.len());
-            self.packages.push(Package::from_stored(attrs)?.expect("checked above"));
+            self.packages.push(p.to_package());
         }
         Ok(())
     }
