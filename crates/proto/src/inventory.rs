@@ -121,12 +121,91 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// The canonical JSON of one item: `["<key>",{"<attr>":"<value>",…}]`.
 pub fn item_canonical_json(key: &str, attrs: &Attrs) -> String {
-    // Serialising a tuple of a str and a BTreeMap cannot fail.
-    serde_json::to_string(&(key, attrs)).expect("serialising strings cannot fail")
+    let mut out = Vec::new();
+    write_canonical_item(&mut out, key, attrs.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+    String::from_utf8(out).expect("the canonical form of strings is UTF-8")
+}
+
+/// Appends the canonical JSON of one item to `out`; `attrs` must come in ascending name order
+/// without repeats, as a map gives them. This is the one writer of the canonical form: the
+/// agent, the site and the load generator all hash what it writes.
+///
+/// It writes what `serde_json::to_writer(&(key, attrs))` writes, byte for byte (a property
+/// test holds it to that), without serde's machinery: a site writes 1,500 of these per full
+/// report, and most strings need no escaping at all, so they are copied in one piece.
+pub fn write_canonical_item<'a>(
+    out: &mut Vec<u8>,
+    key: &str,
+    attrs: impl IntoIterator<Item = (&'a str, &'a str)>,
+) {
+    out.extend_from_slice(b"[");
+    write_json_str(out, key);
+    out.extend_from_slice(b",{");
+    for (i, (name, value)) in attrs.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_json_str(out, name);
+        out.push(b':');
+        write_json_str(out, value);
+    }
+    out.extend_from_slice(b"}]");
+}
+
+/// A JSON string as serde_json writes it: `"` and `\` escaped, the control characters below
+/// 0x20 as `\b \t \n \f \r` or `\u00XX`, everything else (including `/` and non-ASCII)
+/// as it is.
+fn write_json_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    // Almost no inventory string needs escaping. This test of every byte has no early exit, so
+    // the compiler turns it into a few vector instructions; the loop below, one branch per
+    // byte, runs only for the rare string that needs it.
+    let plain = bytes
+        .iter()
+        .fold(true, |ok, &b| ok & (b >= 0x20) & (b != b'"') & (b != b'\\'));
+    if plain {
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0x00..=0x1f => {
+                out.extend_from_slice(&bytes[start..i]);
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(b >> 4)]);
+                out.push(HEX[usize::from(b & 0xf)]);
+                start = i + 1;
+                continue;
+            }
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        out.extend_from_slice(escape);
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
 }
 
 /// The digest of one item (step 1 of the snapshot hash).
 pub fn item_digest(key: &str, attrs: &Attrs) -> Digest {
+    item_digest_of(key, attrs.iter().map(|(n, v)| (n.as_str(), v.as_str())))
+}
+
+/// [`item_digest`] of attributes given as (name, value) pairs in ascending name order without
+/// repeats, for callers that do not hold them in a map.
+pub fn item_digest_of<'a>(key: &str, attrs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Digest {
     // The canonical form is written into a buffer kept per thread: a site checks 1,500 items
     // per full report, and a fresh string for each was one of its most frequent allocations.
     thread_local! {
@@ -135,8 +214,7 @@ pub fn item_digest(key: &str, attrs: &Attrs) -> Digest {
     CANONICAL.with(|buf| {
         let mut buf = buf.borrow_mut();
         buf.clear();
-        // Writing strings into a Vec cannot fail.
-        serde_json::to_writer(&mut *buf, &(key, attrs)).expect("serialising strings cannot fail");
+        write_canonical_item(&mut buf, key, attrs);
         Digest(*blake3::hash(&buf).as_bytes())
     })
 }
@@ -249,7 +327,7 @@ mod tests {
         let long = attrs(&[("name", "a \"quoted\" \u{1} value"), ("version", &"9".repeat(500))]);
         let short = attrs(&[("name", "x")]);
         for (key, a) in [("k/long", &long), ("k", &short), ("k/long", &long)] {
-            let want = blake3::hash(item_canonical_json(key, a).as_bytes());
+            let want = blake3::hash(serde_json::to_string(&(key, a)).unwrap().as_bytes());
             assert_eq!(item_digest(key, a).0, *want.as_bytes(), "{key}");
         }
     }
@@ -274,7 +352,39 @@ mod tests {
         )
     }
 
+    /// Any string, with the characters that need escaping (quotes, backslashes, every control
+    /// character, DEL) and multi-byte ones much more likely than at random.
+    fn arb_text() -> impl Strategy<Value = String> {
+        prop::collection::vec(
+            prop_oneof![
+                Just('"'),
+                Just('\\'),
+                Just('/'),
+                Just('\u{7f}'),
+                Just('é'),
+                Just('\u{2028}'),
+                (0u8..0x20).prop_map(char::from),
+                any::<char>(),
+                "[ -~]".prop_map(|s| s.chars().next().unwrap()),
+            ],
+            0..12,
+        )
+        .prop_map(|cs| cs.into_iter().collect())
+    }
+
     proptest! {
+        /// The hand-written canonical writer is serde_json's compact output, byte for byte:
+        /// the digests of every agent and site ever deployed depend on it.
+        #[test]
+        fn canonical_writer_is_serde_json(
+            key in arb_text(),
+            a in prop::collection::btree_map(arb_text(), arb_text(), 0..5),
+        ) {
+            let want = serde_json::to_string(&(&key, &a)).unwrap();
+            prop_assert_eq!(item_canonical_json(&key, &a), want.clone());
+            prop_assert_eq!(item_digest(&key, &a).0, *blake3::hash(want.as_bytes()).as_bytes());
+        }
+
         #[test]
         fn applying_diff_gives_target(a in arb_items(), b in arb_items()) {
             let (a, b) = (Snapshot::new(a), Snapshot::new(b));

@@ -208,6 +208,31 @@ impl ReportBody {
     }
 }
 
+/// A report as received, with its items in whatever form the receiver deserializes them into
+/// (`I`, for [`Report`] the maps of [`Items`]): the site reads items straight into the form it
+/// hashes and stores, without building maps of strings first. The fields are [`Report`]'s.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportOf<I> {
+    pub report_id: Uuid,
+    pub class: Class,
+    pub hash: Digest,
+    pub body: ReportBodyOf<I>,
+    pub answers: Vec<i64>,
+}
+
+/// The body of a [`ReportOf`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReportBodyOf<I> {
+    Full { items: I },
+    Delta { base_version: i64, upsert: I, remove: Vec<String> },
+}
+
+impl<I> ReportBodyOf<I> {
+    pub fn is_full(&self) -> bool {
+        matches!(self, ReportBodyOf::Full { .. })
+    }
+}
+
 mod report_de {
     //! A report's hand-written deserializer. The derived one (`#[serde(flatten)]` over an
     //! internally tagged enum) buffers the whole body into serde's generic `Content` tree and
@@ -221,7 +246,7 @@ mod report_de {
     use serde::Deserialize;
     use uuid::Uuid;
 
-    use super::{Report, ReportBody};
+    use super::{Report, ReportBody, ReportBodyOf, ReportOf};
     use crate::inventory::{Class, Delta, Digest, Items};
 
     #[derive(Deserialize)]
@@ -254,23 +279,23 @@ mod report_de {
         Ok(())
     }
 
-    struct ReportVisitor;
+    struct ReportVisitor<I>(std::marker::PhantomData<I>);
 
-    impl<'de> Visitor<'de> for ReportVisitor {
-        type Value = Report;
+    impl<'de, I: Deserialize<'de> + Default> Visitor<'de> for ReportVisitor<I> {
+        type Value = ReportOf<I>;
 
         fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
             f.write_str("a report object")
         }
 
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Report, A::Error> {
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ReportOf<I>, A::Error> {
             let mut report_id: Option<Uuid> = None;
             let mut class: Option<Class> = None;
             let mut hash: Option<Digest> = None;
             let mut kind: Option<Kind> = None;
-            let mut items: Option<Items> = None;
+            let mut items: Option<I> = None;
             let mut base_version: Option<i64> = None;
-            let mut delta: Option<Delta> = None;
+            let mut delta: Option<DeltaOf<I>> = None;
             let mut answers: Option<Vec<i64>> = None;
             while let Some(field) = map.next_key::<Field>()? {
                 match field {
@@ -288,16 +313,20 @@ mod report_de {
                 }
             }
             let body = match kind.ok_or_else(|| de::Error::missing_field("kind"))? {
-                Kind::Full => ReportBody::Full {
+                Kind::Full => ReportBodyOf::Full {
                     items: items.ok_or_else(|| de::Error::missing_field("items"))?,
                 },
-                Kind::Delta => ReportBody::Delta {
-                    base_version: base_version
-                        .ok_or_else(|| de::Error::missing_field("base_version"))?,
-                    delta: delta.ok_or_else(|| de::Error::missing_field("delta"))?,
-                },
+                Kind::Delta => {
+                    let delta = delta.ok_or_else(|| de::Error::missing_field("delta"))?;
+                    ReportBodyOf::Delta {
+                        base_version: base_version
+                            .ok_or_else(|| de::Error::missing_field("base_version"))?,
+                        upsert: delta.upsert,
+                        remove: delta.remove,
+                    }
+                }
             };
-            Ok(Report {
+            Ok(ReportOf {
                 report_id: report_id.ok_or_else(|| de::Error::missing_field("report_id"))?,
                 class: class.ok_or_else(|| de::Error::missing_field("class"))?,
                 hash: hash.ok_or_else(|| de::Error::missing_field("hash"))?,
@@ -307,9 +336,43 @@ mod report_de {
         }
     }
 
+    /// The `delta` field of a delta report, with its upserted items as the receiver wants them.
+    #[derive(Deserialize)]
+    #[serde(bound(deserialize = "I: Deserialize<'de> + Default"))]
+    struct DeltaOf<I> {
+        #[serde(default)]
+        upsert: I,
+        #[serde(default)]
+        remove: Vec<String>,
+    }
+
+    impl<'de, I: Deserialize<'de> + Default> Deserialize<'de> for ReportOf<I> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<ReportOf<I>, D::Error> {
+            d.deserialize_map(ReportVisitor(std::marker::PhantomData))
+        }
+    }
+
     impl<'de> Deserialize<'de> for Report {
         fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Report, D::Error> {
-            d.deserialize_map(ReportVisitor)
+            let r = ReportOf::<Items>::deserialize(d)?;
+            let body = match r.body {
+                ReportBodyOf::Full { items } => ReportBody::Full { items },
+                ReportBodyOf::Delta {
+                    base_version,
+                    upsert,
+                    remove,
+                } => ReportBody::Delta {
+                    base_version,
+                    delta: Delta { upsert, remove },
+                },
+            };
+            Ok(Report {
+                report_id: r.report_id,
+                class: r.class,
+                hash: r.hash,
+                body,
+                answers: r.answers,
+            })
         }
     }
 }

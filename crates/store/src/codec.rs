@@ -147,9 +147,18 @@ fn get_str<'a>(bytes: &'a [u8], pos: &mut usize) -> Option<&'a str> {
 
 /// The stored form of an item's attributes (see the module documentation).
 pub(crate) fn encode_attrs(attrs: &Attrs) -> Vec<u8> {
+    encode_attr_pairs(attrs.iter().map(|(n, v)| (n.as_str(), v.as_str())))
+}
+
+/// [`encode_attrs`] of (name, value) pairs in ascending name order without repeats.
+pub(crate) fn encode_attr_pairs<'a>(attrs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
     for (name, value) in attrs {
-        match ATTR_NAMES.iter().position(|n| n == name) {
+        // Comparing lengths first leaves one string comparison per attribute, not dozens.
+        match ATTR_NAMES
+            .iter()
+            .position(|n| n.len() == name.len() && *n == name)
+        {
             Some(i) => out.push(i as u8 + 1),
             None => {
                 out.push(0);

@@ -24,6 +24,7 @@
 mod cache;
 mod codec;
 mod error;
+mod ingest;
 mod last_seen;
 mod page;
 mod plan;
@@ -42,6 +43,7 @@ use invsync_proto::{Class, ClientName, Digest, SiteCode, Timestamp};
 use uuid::Uuid;
 
 pub use error::StoreError;
+pub use ingest::{IncomingReport, PreparedItems, Shape};
 /// A database URL with its password (in the authority or a `password=` parameter) hidden.
 pub use postgres::redact_url;
 
@@ -312,7 +314,20 @@ impl Store {
         report: &Report,
         now: Timestamp,
     ) -> Result<ReportAck, StoreError> {
-        dispatch!(self, b => b.store_report(client_id, report, now).await)
+        let input = plan::ReportInput::prepare(report)?;
+        dispatch!(self, b => b.store_input(client_id, input, now).await)
+    }
+
+    /// [`Store::store_report`] for a report whose items were prepared as they were read (the
+    /// site's path: see [`PreparedItems`]).
+    pub async fn store_incoming(
+        &self,
+        client_id: Uuid,
+        report: IncomingReport,
+        now: Timestamp,
+    ) -> Result<ReportAck, StoreError> {
+        let input = plan::ReportInput::from_incoming(report)?;
+        dispatch!(self, b => b.store_input(client_id, input, now).await)
     }
 
     /// Marks this client's event requests with these ids complete; other ids are ignored.

@@ -71,17 +71,7 @@ impl ReportInput {
         body: &ReportBody,
     ) -> Result<ReportInput, StoreError> {
         let body = match body {
-            ReportBody::Full { items } => {
-                let items = prepare_items(items);
-                let actual = snapshot_hash(items.iter().map(|i| &i.digest));
-                if actual != hash {
-                    return Err(StoreError::BadReport(format!(
-                        "the full {class} report says hash {hash} but its {} items hash to {actual}",
-                        items.len(),
-                    )));
-                }
-                InputBody::Full { items }
-            }
+            ReportBody::Full { items } => InputBody::full(class, hash, prepare_items(items))?,
             ReportBody::Delta {
                 base_version,
                 delta,
@@ -102,6 +92,20 @@ impl ReportInput {
 
     pub fn is_full(&self) -> bool {
         matches!(self.body, InputBody::Full { .. })
+    }
+}
+
+impl InputBody {
+    /// A full report's body, refused when its items do not hash to the hash it says.
+    pub fn full(class: Class, hash: Digest, items: Vec<PreparedItem>) -> Result<InputBody, StoreError> {
+        let actual = snapshot_hash(items.iter().map(|i| &i.digest));
+        if actual != hash {
+            return Err(StoreError::BadReport(format!(
+                "the full {class} report says hash {hash} but its {} items hash to {actual}",
+                items.len(),
+            )));
+        }
+        Ok(InputBody::Full { items })
     }
 }
 

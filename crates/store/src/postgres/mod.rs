@@ -38,7 +38,7 @@ mod schema;
 
 use invsync_proto::wire::{
     CheckinResponse, ClientPage, ClientQuery, PackagePage, PackageQuery, SoftwarePage, SoftwareQuery, RequestPage, RequestQuery, ClientSummary, ClientView, DownRequest, Event, ForwardOutcome, Forwarded,
-    Owner, Queued, Report, ReportAck, RequestView, SiteStatus,
+    Owner, Queued, ReportAck, RequestView, SiteStatus,
 };
 use invsync_proto::{Class, ClientName, Digest, SiteCode, Timestamp};
 use sqlx::pool::PoolConnection;
@@ -208,13 +208,12 @@ impl PgStore {
         })
     }
 
-    pub async fn store_report(
+    pub(crate) async fn store_input(
         &self,
         client_id: Uuid,
-        report: &Report,
+        input: ReportInput,
         now: Timestamp,
     ) -> Result<ReportAck, StoreError> {
-        let input = ReportInput::prepare(report)?;
         let mut inserted = Vec::new();
         let mut tx = self.pool.begin().await?;
         let (client, ack) = queries::apply_report(

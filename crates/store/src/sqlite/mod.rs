@@ -15,7 +15,7 @@ use std::thread::JoinHandle;
 
 use invsync_proto::wire::{
     CheckinResponse, ClientPage, ClientQuery, PackagePage, PackageQuery, RequestPage, RequestQuery, ClientSummary, ClientView, DownRequest, Event, ForwardOutcome, Forwarded, SoftwarePage, SoftwareQuery,
-    Owner, Queued, Report, ReportAck, RequestView, SiteStatus,
+    Owner, Queued, ReportAck, RequestView, SiteStatus,
 };
 use invsync_proto::{Class, ClientName, Digest, SiteCode, Timestamp};
 use rusqlite::Connection;
@@ -361,16 +361,12 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub async fn store_report(
+    pub(crate) async fn store_input(
         &self,
         client_id: Uuid,
-        report: &Report,
+        input: ReportInput,
         now: Timestamp,
     ) -> Result<ReportAck, StoreError> {
-        // Preparing (canonical form and digest of every item) costs about as much as the copy
-        // of the report that moving it to a blocking thread would need, so it is done here and
-        // the prepared form moves instead.
-        let input = ReportInput::prepare(report)?;
         let is_full = input.is_full();
         let plan_report = move |conn: &Connection, shared: &Shared| {
             // Item lookups and the merge happen here, on a reading thread, so that the writer

@@ -4,8 +4,9 @@
 
 use axum::extract::State;
 use axum::Json;
-use invsync_proto::wire::{Report, ReportAck, ReportBody};
-use invsync_proto::{Items, Timestamp};
+use invsync_proto::wire::{ReportAck, ReportBodyOf};
+use invsync_proto::Timestamp;
+use invsync_store::{IncomingReport, PreparedItems};
 
 use crate::api::auth::Client;
 use crate::api::body::Body;
@@ -13,7 +14,9 @@ use crate::api::error::ApiError;
 use crate::datadir::Limits;
 use crate::server::AppState;
 
-fn check_items(items: &Items, limits: &Limits) -> Result<(), ApiError> {
+/// Refuses items over the site's limits. The items were measured as they were read
+/// ([`invsync_store::Shape`]); each sentence names the limit and the item over it.
+fn check_items(items: &PreparedItems, limits: &Limits) -> Result<(), ApiError> {
     if items.len() > limits.max_items {
         return Err(ApiError::BadInput(format!(
             "report has {} items; the limit max_items is {}",
@@ -21,85 +24,100 @@ fn check_items(items: &Items, limits: &Limits) -> Result<(), ApiError> {
             limits.max_items
         )));
     }
-    for (key, attrs) in items {
+    let shape = items.shape();
+    if let Some(key) = &shape.bad_key {
         check_key(key, limits)?;
-        if attrs.len() > limits.max_attrs {
-            return Err(ApiError::BadInput(format!(
-                "item {key:?} has {} attributes; the limit max_attrs is {}",
-                attrs.len(),
-                limits.max_attrs
-            )));
-        }
-        for (name, value) in attrs {
-            if name.is_empty() || name.len() > limits.max_key_len {
-                return Err(ApiError::BadInput(format!(
-                    "item {key:?} has an attribute name of {} bytes; the limit max_key_len is {} (and names may not be empty)",
-                    name.len(),
-                    limits.max_key_len
-                )));
-            }
-            if value.len() > limits.max_value_len {
-                return Err(ApiError::BadInput(format!(
-                    "item {key:?} attribute {name:?} has a value of {} bytes; the limit max_value_len is {}",
-                    value.len(),
-                    limits.max_value_len
-                )));
-            }
-        }
+    }
+    if shape.longest_key > limits.max_key_len {
+        return Err(bad_key(shape.longest_key, limits));
+    }
+    if let Some((n, key)) = &shape.most_attrs
+        && *n > limits.max_attrs
+    {
+        return Err(ApiError::BadInput(format!(
+            "item {key:?} has {n} attributes; the limit max_attrs is {}",
+            limits.max_attrs
+        )));
+    }
+    let name_error = |len: usize, key: &str| {
+        ApiError::BadInput(format!(
+            "item {key:?} has an attribute name of {len} bytes; the limit max_key_len is {} (and names may not be empty)",
+            limits.max_key_len
+        ))
+    };
+    if let Some(key) = &shape.empty_name {
+        return Err(name_error(0, key));
+    }
+    if let Some((len, key)) = &shape.longest_name
+        && *len > limits.max_key_len
+    {
+        return Err(name_error(*len, key));
+    }
+    if let Some((len, key, name)) = &shape.longest_value
+        && *len > limits.max_value_len
+    {
+        return Err(ApiError::BadInput(format!(
+            "item {key:?} attribute {name:?} has a value of {len} bytes; the limit max_value_len is {}",
+            limits.max_value_len
+        )));
     }
     Ok(())
 }
 
 fn check_key(key: &str, limits: &Limits) -> Result<(), ApiError> {
     if key.is_empty() || key.len() > limits.max_key_len || key.chars().any(char::is_control) {
-        return Err(ApiError::BadInput(format!(
-            "an item key of {} bytes: the limit max_key_len is {}, and keys may not be empty or hold control characters",
-            key.len(),
-            limits.max_key_len
-        )));
+        return Err(bad_key(key.len(), limits));
     }
     Ok(())
+}
+
+fn bad_key(len: usize, limits: &Limits) -> ApiError {
+    ApiError::BadInput(format!(
+        "an item key of {len} bytes: the limit max_key_len is {}, and keys may not be empty or hold control characters",
+        limits.max_key_len
+    ))
 }
 
 pub async fn apply(
     State(state): State<AppState>,
     client: Client,
-    Body(report): Body<Report>,
+    Body(report): Body<IncomingReport>,
 ) -> Result<Json<ReportAck>, ApiError> {
     let limits = &state.limits;
     match &report.body {
-        ReportBody::Full { items } => check_items(items, limits)?,
-        ReportBody::Delta { delta, .. } => {
-            check_items(&delta.upsert, limits)?;
-            if delta.upsert.len() + delta.remove.len() > limits.max_items {
+        ReportBodyOf::Full { items } => check_items(items, limits)?,
+        ReportBodyOf::Delta { upsert, remove, .. } => {
+            check_items(upsert, limits)?;
+            if upsert.len() + remove.len() > limits.max_items {
                 return Err(ApiError::BadInput(format!(
                     "delta touches {} items; the limit max_items is {}",
-                    delta.upsert.len() + delta.remove.len(),
+                    upsert.len() + remove.len(),
                     limits.max_items
                 )));
             }
-            delta.remove.iter().try_for_each(|k| check_key(k, limits))?;
+            remove.iter().try_for_each(|k| check_key(k, limits))?;
         }
     }
     let now = Timestamp::now();
-    let ack = state.store.store_report(client.id, &report, now).await?;
+    let (class, full, report_id) = (report.class, report.body.is_full(), report.report_id);
+    let answers = if full { report.answers.clone() } else { Vec::new() };
+    let ack = state.store.store_incoming(client.id, report, now).await?;
     if matches!(ack, ReportAck::Accepted { .. }) {
         state.forward_wake.notify_one();
     }
-    state.metrics.report(report.class, report.body.is_full(), &ack);
-    if matches!(ack, ReportAck::Accepted { .. }) && report.body.is_full() && !report.answers.is_empty() {
-        crate::metrics::count_completed(&state, report.class, &report.answers, now).await;
+    state.metrics.report(class, full, &ack);
+    if matches!(ack, ReportAck::Accepted { .. }) && !answers.is_empty() {
+        crate::metrics::count_completed(&state, class, &answers, now).await;
     }
     match &ack {
         ReportAck::Accepted { version, .. } => tracing::info!(
-            client = %client.name, class = %report.class, version, full = report.body.is_full(),
-            "Stored a report."
+            client = %client.name, class = %class, version, full, "Stored a report."
         ),
         ReportAck::Duplicate { .. } => tracing::debug!(
-            client = %client.name, report = %report.report_id, "Received a report again; stored it once."
+            client = %client.name, report = %report_id, "Received a report again; stored it once."
         ),
         ReportAck::ResyncRequired { reason } => tracing::info!(
-            client = %client.name, class = %report.class, reason = %reason, "Asked for a full report."
+            client = %client.name, class = %class, reason = %reason, "Asked for a full report."
         ),
     }
     Ok(Json(ack))
@@ -109,23 +127,35 @@ pub async fn apply(
 mod tests {
     use super::*;
 
+    fn items(json: &str) -> PreparedItems {
+        serde_json::from_str(json).unwrap()
+    }
+
+    fn refusal(json: &str, limits: &Limits) -> String {
+        check_items(&items(json), limits).unwrap_err().to_string()
+    }
+
     #[test]
     fn limits() {
         let limits = Limits::default();
-        let mut items = Items::new();
-        items.insert("ok".into(), Default::default());
-        assert!(check_items(&items, &limits).is_ok());
-        items.insert("bad\u{0}".into(), Default::default());
-        assert!(check_items(&items, &limits).is_err());
-        let mut items = Items::new();
-        items.insert("k".into(), [("v".to_string(), "x".repeat(limits.max_value_len + 1))].into());
-        let e = check_items(&items, &limits).unwrap_err().to_string();
-        assert!(e.contains("max_value_len"), "{e}");
+        assert!(check_items(&items(r#"{"ok":{}}"#), &limits).is_ok());
+        let e = refusal(r#"{"ok":{},"bad\u0000":{}}"#, &limits);
+        assert!(e.contains("keys may not be empty or hold control characters"), "{e}");
+        assert!(refusal(r#"{"":{}}"#, &limits).contains("max_key_len"));
+        let long_value = format!(r#"{{"k":{{"v":"{}"}}}}"#, "x".repeat(limits.max_value_len + 1));
+        let e = refusal(&long_value, &limits);
+        assert!(e.contains(r#"item "k" attribute "v" has a value of"#) && e.contains("max_value_len"), "{e}");
         let small = Limits { max_items: 1, ..limits };
-        let mut items = Items::new();
-        items.insert("a".into(), Default::default());
-        items.insert("b".into(), Default::default());
-        let e = check_items(&items, &small).unwrap_err().to_string();
+        let e = refusal(r#"{"a":{},"b":{}}"#, &small);
         assert!(e.contains("max_items is 1"), "{e}");
+        let few = Limits { max_attrs: 1, max_key_len: 3, ..limits };
+        let e = refusal(r#"{"a":{"x":"1","y":"2"}}"#, &few);
+        assert!(e.contains(r#"item "a" has 2 attributes; the limit max_attrs is 1"#), "{e}");
+        let e = refusal(r#"{"a":{"long":"1"}}"#, &few);
+        assert!(e.contains("attribute name of 4 bytes; the limit max_key_len is 3"), "{e}");
+        let e = refusal(r#"{"a":{"":"1"}}"#, &few);
+        assert!(e.contains("attribute name of 0 bytes"), "{e}");
+        let e = refusal(r#"{"abcd":{}}"#, &few);
+        assert!(e.contains("an item key of 4 bytes: the limit max_key_len is 3"), "{e}");
     }
 }
