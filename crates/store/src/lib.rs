@@ -315,19 +315,48 @@ impl Store {
         now: Timestamp,
     ) -> Result<ReportAck, StoreError> {
         let input = plan::ReportInput::prepare(report)?;
-        dispatch!(self, b => b.store_input(client_id, input, now).await)
+        match &*self.backend {
+            Backend::Sqlite(b) => match b.store_input(client_id, None, input, now).await? {
+                Authenticated::Client(_, ack) => Ok(ack),
+                // Without a key to check, the backend refuses nothing but an unknown client.
+                Authenticated::Unknown | Authenticated::Revoked(_) => Err(StoreError::UnknownClient {
+                    name: client_id.to_string(),
+                }),
+            },
+            Backend::Postgres(b) => b.store_input(client_id, input, now).await,
+        }
     }
 
     /// [`Store::store_report`] for a report whose items were prepared as they were read (the
-    /// site's path: see [`PreparedItems`]).
-    pub async fn store_incoming(
+    /// site's path: see [`PreparedItems`]), stored only when `key_hash` is the client's key.
+    /// The key is checked first, so a caller without it learns nothing of what is wrong with
+    /// its report; on SQLite it is checked in the same read as the report's plan.
+    pub async fn store_incoming_with_key(
         &self,
         client_id: Uuid,
+        key_hash: &Digest,
         report: IncomingReport,
         now: Timestamp,
-    ) -> Result<ReportAck, StoreError> {
-        let input = plan::ReportInput::from_incoming(report)?;
-        dispatch!(self, b => b.store_input(client_id, input, now).await)
+    ) -> Result<Authenticated<ReportAck>, StoreError> {
+        let input = match plan::ReportInput::from_incoming(report) {
+            Ok(input) => input,
+            Err(e) => {
+                return match authenticate(self.client_auth(client_id).await?, key_hash).accepted() {
+                    Ok((_, ())) => Err(e),
+                    Err(refused) => Ok(refused),
+                };
+            }
+        };
+        match &*self.backend {
+            Backend::Sqlite(b) => b.store_input(client_id, Some(*key_hash), input, now).await,
+            Backend::Postgres(b) => {
+                let (auth, ()) = match authenticate(b.client_auth(client_id).await?, key_hash).accepted() {
+                    Ok(client) => client,
+                    Err(refused) => return Ok(refused),
+                };
+                Ok(Authenticated::Client(auth, b.store_input(client_id, input, now).await?))
+            }
+        }
     }
 
     /// Marks this client's event requests with these ids complete; other ids are ignored.

@@ -1227,6 +1227,60 @@ async fn checkin_with_key_checks_the_key_in_the_same_read_and_does_nothing_for_a
     }
 }
 
+/// A report as the site receives it: its JSON read into prepared items.
+fn incoming(report: &invsync_proto::wire::Report) -> invsync_store::IncomingReport {
+    serde_json::from_str(&serde_json::to_string(report).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn a_report_with_a_key_is_stored_only_for_the_right_key_and_a_bad_one_is_refused_after_it() {
+    for f in stores().await {
+        let s = &f.store;
+        let b = f.backend;
+        let id = enroll(s, "cli1").await;
+        let items: Items = [package("a", "1", 1), package("b", "2", 2)].into_iter().collect();
+        let report = full(Class::Sw, &items);
+
+        // A wrong key and an unknown id are refused alike, and store nothing.
+        let wrong = s.store_incoming_with_key(id, &key_hash(9), incoming(&report), Timestamp(3_000)).await.unwrap();
+        assert_eq!(wrong, Authenticated::Unknown, "{b}");
+        let unknown = s
+            .store_incoming_with_key(uuid::Uuid::new_v4(), &key_hash(1), incoming(&report), Timestamp(3_000))
+            .await
+            .unwrap();
+        assert_eq!(unknown, Authenticated::Unknown, "{b}");
+        let sw = async |s: &invsync_store::Store| s.client_view(&name("cli1")).await.unwrap().unwrap().sw;
+        assert!(sw(s).await.is_none(), "{b}: stored under a wrong key");
+
+        // A full report whose items do not hash to its hash: refused as bad, but only for the
+        // right key; a wrong key hears only that the key is wrong.
+        let mut bad = report.clone();
+        bad.hash = invsync_proto::Digest([7; 32]);
+        let e = s.store_incoming_with_key(id, &key_hash(1), incoming(&bad), Timestamp(3_000)).await.unwrap_err();
+        assert!(matches!(e, StoreError::BadReport(_)), "{b}: {e}");
+        let refused = s.store_incoming_with_key(id, &key_hash(9), incoming(&bad), Timestamp(3_000)).await.unwrap();
+        assert_eq!(refused, Authenticated::Unknown, "{b}");
+
+        // The right key: stored, as `store_report` would have.
+        match s.store_incoming_with_key(id, &key_hash(1), incoming(&report), Timestamp(3_100)).await.unwrap() {
+            Authenticated::Client(auth, ReportAck::Accepted { version, hash }) => {
+                assert_eq!((auth.client_id, version, hash), (id, 1, report.hash), "{b}");
+            }
+            other => panic!("{b}: expected an accepted report, got {other:?}"),
+        }
+        assert_eq!(sw(s).await.unwrap().items, items, "{b}");
+
+        // A revoked key is told apart, and stores nothing either.
+        s.revoke(&name("cli1")).await.unwrap();
+        let next = full(Class::Sw, &[package("a", "1", 1)].into_iter().collect());
+        match s.store_incoming_with_key(id, &key_hash(1), incoming(&next), Timestamp(3_200)).await.unwrap() {
+            Authenticated::Revoked(auth) => assert_eq!(auth.client_id, id, "{b}"),
+            other => panic!("{b}: expected a revoked key, got {other:?}"),
+        }
+        assert_eq!(sw(s).await.unwrap().items, items, "{b}");
+    }
+}
+
 /// Installed packages as a sw inventory: (name, version, arch) each.
 fn packages(list: &[(&str, &str, &str)]) -> Items {
     list.iter()

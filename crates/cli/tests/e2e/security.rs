@@ -80,6 +80,16 @@ fn a_client_key_reaches_only_its_own_client_and_a_revoked_key_nothing() {
             .unwrap();
         assert_eq!(resp.status(), 401, "{path} accepted A's key for B");
     }
+    // A well-formed report (the empty snapshot, hashed right) under A's key and B's id: the
+    // key is checked in the same read as the report's plan, and refused there.
+    let empty_report = serde_json::json!({ "report_id": "6f1e1a3c-0000-4000-8000-0000000000b1", "class": "sw",
+        "hash": "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262", "kind": "full", "items": {} });
+    let resp = http
+        .post(&format!("{}/cap/v1/report", site.url))
+        .header("Authorization", &format!("Bearer {forged}"))
+        .send_json(&empty_report)
+        .unwrap();
+    assert_eq!(resp.status(), 401, "a report under A's key for B was not refused");
     // A's own check-in sees only A's (no) instructions, never B's pending request.
     let mut resp = http
         .post(&format!("{}/cap/v1/checkin", site.url))
@@ -107,6 +117,14 @@ fn a_client_key_reaches_only_its_own_client_and_a_revoked_key_nothing() {
     let o = run("invagent", &["cycle", "--data-dir", s(&a.dir), "--root", s(&a.root)]);
     assert_eq!(code(&o), 1);
     assert!(stderr(&o).contains("revoked"), "{}", stderr(&o));
+    let mut resp = http
+        .post(&format!("{}/cap/v1/report", site.url))
+        .header("Authorization", &format!("Bearer {a_token}"))
+        .send_json(&empty_report)
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let text = resp.body_mut().read_to_string().unwrap();
+    assert!(text.contains("revoked"), "{text}");
     run_expect("invsite", &["revoke", "NOBODY", "--data-dir", site.data_dir()], 4);
     // B is unaffected.
     b.cycle();

@@ -88,12 +88,15 @@ pub(crate) struct SqliteStore {
     thread: Option<JoinHandle<()>>,
 }
 
-/// What the reading half of `store_report` decided.
+/// What the reading half of `store_input` decided.
 enum Prepared {
+    /// The credentials were refused.
+    Refused(Authenticated<ReportAck>),
     /// The answer is already known from committed data.
-    Answer(ReportAck),
+    Answer(ClientAuth, ReportAck),
     /// A plan for the writer.
     Write {
+        auth: ClientAuth,
         client: i64,
         input: Box<ReportInput>,
         plan: Box<Plan>,
@@ -361,23 +364,38 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// Stores a report; with `key_hash`, only when it is the client's key, checked in the same
+    /// read as the report's plan (without, an unknown client is an error).
     pub(crate) async fn store_input(
         &self,
         client_id: Uuid,
+        key_hash: Option<Digest>,
         input: ReportInput,
         now: Timestamp,
-    ) -> Result<ReportAck, StoreError> {
+    ) -> Result<Authenticated<ReportAck>, StoreError> {
         let is_full = input.is_full();
         let plan_report = move |conn: &Connection, shared: &Shared| {
             // Item lookups and the merge happen here, on a reading thread, so that the writer
             // only checks the plan still holds and writes it.
-            let client = queries::own_client_row(conn, &shared.site.code, client_id)?
-                .ok_or_else(|| unknown_id(client_id))?;
+            let Some((client, auth)) = queries::client_credentials(conn, &shared.site.code, client_id)?
+            else {
+                return match key_hash {
+                    Some(_) => Ok(Prepared::Refused(Authenticated::Unknown)),
+                    None => Err(unknown_id(client_id)),
+                };
+            };
+            let auth = match &key_hash {
+                None => auth,
+                Some(key_hash) => match crate::authenticate(Some(auth), key_hash).accepted() {
+                    Ok((auth, ())) => auth,
+                    Err(refused) => return Ok(Prepared::Refused(refused)),
+                },
+            };
             let row = queries::snapshot_row(conn, client, input.class)?;
             if let Some(row) = &row
                 && row.has_report(input.report_id)
             {
-                return Ok(Prepared::Answer(ReportAck::Duplicate {
+                return Ok(Prepared::Answer(auth, ReportAck::Duplicate {
                     version: row.version,
                     hash: row.hash,
                 }));
@@ -391,11 +409,12 @@ impl SqliteStore {
             let plan = crate::plan::plan(&input, current.as_ref(), &resolver)?;
             if let Outcome::Resync(reason) = &plan.outcome {
                 // Refusing stores nothing, so the committed state is as good a basis as any.
-                return Ok(Prepared::Answer(ReportAck::ResyncRequired {
+                return Ok(Prepared::Answer(auth, ReportAck::ResyncRequired {
                     reason: reason.clone(),
                 }));
             }
             Ok(Prepared::Write {
+                auth,
                 client,
                 input: Box::new(input),
                 plan: Box::new(plan),
@@ -409,9 +428,11 @@ impl SqliteStore {
         } else {
             self.read_inline(plan_report)?
         };
-        let ack = match prepared {
-            Prepared::Answer(ack) => ack,
+        let (auth, ack) = match prepared {
+            Prepared::Refused(refused) => return Ok(refused),
+            Prepared::Answer(auth, ack) => (auth, ack),
             Prepared::Write {
+                auth,
                 client,
                 input,
                 plan,
@@ -422,7 +443,7 @@ impl SqliteStore {
                     })
                     .await?;
                 self.shared.last_seen.record(client, now);
-                ack
+                (auth, ack)
             }
         };
         match &ack {
@@ -436,7 +457,7 @@ impl SqliteStore {
                 tracing::debug!(%client_id, version, "Stored a report.")
             }
         }
-        Ok(ack)
+        Ok(Authenticated::Client(auth, ack))
     }
 
     pub async fn complete_events(

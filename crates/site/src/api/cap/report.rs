@@ -6,9 +6,9 @@ use axum::extract::State;
 use axum::Json;
 use invsync_proto::wire::{ReportAck, ReportBodyOf};
 use invsync_proto::Timestamp;
-use invsync_store::{IncomingReport, PreparedItems};
+use invsync_store::{IncomingReport, PreparedItems, authenticate};
 
-use crate::api::auth::Client;
+use crate::api::auth::{Client, ClientCredentials};
 use crate::api::body::Body;
 use crate::api::error::ApiError;
 use crate::datadir::Limits;
@@ -78,14 +78,10 @@ fn bad_key(len: usize, limits: &Limits) -> ApiError {
     ))
 }
 
-pub async fn apply(
-    State(state): State<AppState>,
-    client: Client,
-    Body(report): Body<IncomingReport>,
-) -> Result<Json<ReportAck>, ApiError> {
-    let limits = &state.limits;
+/// Refuses a report over the site's limits.
+fn check_report(report: &IncomingReport, limits: &Limits) -> Result<(), ApiError> {
     match &report.body {
-        ReportBodyOf::Full { items } => check_items(items, limits)?,
+        ReportBodyOf::Full { items } => check_items(items, limits),
         ReportBodyOf::Delta { upsert, remove, .. } => {
             check_items(upsert, limits)?;
             if upsert.len() + remove.len() > limits.max_items {
@@ -95,13 +91,33 @@ pub async fn apply(
                     limits.max_items
                 )));
             }
-            remove.iter().try_for_each(|k| check_key(k, limits))?;
+            remove.iter().try_for_each(|k| check_key(k, limits))
         }
     }
+}
+
+pub async fn apply(
+    State(state): State<AppState>,
+    token: ClientCredentials,
+    body: Result<Body<IncomingReport>, ApiError>,
+) -> Result<Json<ReportAck>, ApiError> {
+    // The credentials are checked in the same read as the report's plan. A report refused
+    // before that (unreadable, or over the limits) stores nothing, but a caller without a valid
+    // token is told that first, as every other CAP route does.
+    let checked = body.and_then(|Body(report)| check_report(&report, &state.limits).map(|()| report));
+    let report = match checked {
+        Ok(report) => report,
+        Err(refusal) => {
+            let auth = state.store.client_auth(token.client_id).await?;
+            Client::from_store(authenticate(auth, &token.key_hash))?;
+            return Err(refusal);
+        }
+    };
     let now = Timestamp::now();
     let (class, full, report_id) = (report.class, report.body.is_full(), report.report_id);
     let answers = if full { report.answers.clone() } else { Vec::new() };
-    let ack = state.store.store_incoming(client.id, report, now).await?;
+    let found = state.store.store_incoming_with_key(token.client_id, &token.key_hash, report, now).await?;
+    let (client, ack) = Client::from_store(found)?;
     if matches!(ack, ReportAck::Accepted { .. }) {
         state.forward_wake.notify_one();
     }
