@@ -272,7 +272,10 @@ pub(super) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
-    map_file(&conn)?;
+    // No memory map (`mmap_size`): SQLite unmaps the whole file whenever a read transaction
+    // starts after a commit, and the page faults that follow cost more than the `pread`s they
+    // save. Measured at 10,000 agents, a delta took 135 µs of site CPU with a map and 123
+    // without, and check-ins were the same (BENCHMARKS.md, session 4).
     rusqlite::vtab::array::load_module(&conn)?;
     // Every read statement of the backend stays prepared (the default keeps only 16).
     conn.set_prepared_statement_cache_capacity(64);
@@ -287,18 +290,6 @@ pub(super) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
 /// `sqlite3Reprepare`. Our queries look rows up by keys; one plan per statement is what we want.
 fn stable_plans(conn: &Connection) -> Result<(), StoreError> {
     conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
-    Ok(())
-}
-
-/// Reads the database through a memory map instead of `pread`. Every commit (the last-seen
-/// flush included, about once a second) makes each connection drop its page cache, after which
-/// a check-in paid a `pread` system call for every page it touched again; mapped pages come
-/// straight from the kernel's page cache. The map is address space, not memory: what is
-/// resident is the file's pages, which the kernel shares between connections and can evict.
-fn map_file(conn: &Connection) -> Result<(), StoreError> {
-    // SQLite caps this at its compiled-in maximum (2 GB for the bundled build); a larger file
-    // is read through the map up to that size and with `pread` past it.
-    conn.pragma_update(None, "mmap_size", 2_i64 << 30)?;
     Ok(())
 }
 
@@ -320,7 +311,6 @@ fn configure_writer(conn: &Connection) -> Result<(), StoreError> {
     // A burst of writes while readers hold old snapshots can grow the WAL far beyond its usual
     // size; this truncates it back after the next checkpoint instead of keeping the space.
     conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
-    map_file(conn)?;
     rusqlite::vtab::array::load_module(conn)?;
     conn.set_prepared_statement_cache_capacity(64);
     stable_plans(conn)?;
