@@ -67,17 +67,6 @@ impl PreparedItems {
     pub fn shape(&self) -> &Shape {
         &self.shape
     }
-
-    /// The prepared items of a set of items held as maps.
-    pub fn from_items(items: &invsync_proto::Items) -> PreparedItems {
-        let mut out = PreparedItems::default();
-        for (key, attrs) in items {
-            let pairs: Vec<(&str, &str)> = attrs.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
-            out.shape.record(key, &pairs);
-            out.items.push(prepare(key, &pairs));
-        }
-        out
-    }
 }
 
 impl Shape {
@@ -259,6 +248,17 @@ mod tests {
     use super::*;
     use crate::codec::prepare_items;
 
+    /// What reading `items` as JSON must give: each item prepared from its map, in key order.
+    fn from_items(items: &Items) -> PreparedItems {
+        let mut out = PreparedItems::default();
+        for (key, attrs) in items {
+            let pairs: Vec<(&str, &str)> = attrs.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+            out.shape.record(key, &pairs);
+            out.items.push(prepare(key, &pairs));
+        }
+        out
+    }
+
     fn parse(json: &str) -> Result<PreparedItems, String> {
         serde_json::from_str(json).map_err(|e| e.to_string())
     }
@@ -271,7 +271,7 @@ mod tests {
         let want = prepare_items(&items);
         assert_eq!(parse(sorted).unwrap().items, want);
         assert_eq!(parse(shuffled).unwrap().items, want);
-        assert_eq!(PreparedItems::from_items(&items).items, want);
+        assert_eq!(from_items(&items).items, want);
     }
 
     #[test]
@@ -352,7 +352,7 @@ mod tests {
             prop_assert_eq!(&parsed.items, &prepare_items(&items));
             if !reverse {
                 // Which item a refusal names depends on the order items were read in.
-                prop_assert_eq!(parsed, PreparedItems::from_items(&items));
+                prop_assert_eq!(parsed, from_items(&items));
             }
         }
     }
