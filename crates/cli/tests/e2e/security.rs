@@ -165,6 +165,21 @@ fn a_report_over_the_limits_is_refused_with_the_limit_named_and_stores_nothing()
     let (status, text) = post(&long_key);
     assert_eq!(status, 400, "{text}");
     assert!(text.contains("key"), "{text}");
+    // An item key twice in one object: JSON allows it, a map would keep the last one, and the
+    // site refuses the report instead of choosing for the sender.
+    let raw = format!(
+        r#"{{"report_id":"6f1e1a3c-0000-4000-8000-0000000000a3","class":"sw","hash":{},"kind":"full","items":{{"k":{{}},"k":{{"v":"1"}}}}}}"#,
+        before["sw"]["hash"]
+    );
+    let mut resp = http
+        .post(&format!("{}/cap/v1/report", site.url))
+        .header("Authorization", &format!("Bearer {token}"))
+        .header("Content-Type", "application/json")
+        .send(raw.as_bytes())
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let text = resp.body_mut().read_to_string().unwrap();
+    assert!(text.contains(r#"item \"k\" appears twice"#), "{text}");
     // A body over the size limit is refused before it is read.
     let huge = vec![b' '; 17 << 20];
     let resp = http
