@@ -16,7 +16,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use invsync_proto::inventory::{Digest, write_canonical_item};
+use invsync_proto::inventory::item_digest_of;
 use invsync_proto::wire::{ReportBodyOf, ReportOf};
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
@@ -95,19 +95,11 @@ impl Shape {
 
 /// One item's stored form and digest from its attribute pairs in ascending name order.
 fn prepare<S: AsRef<str>>(key: &str, pairs: &[(S, S)]) -> PreparedItem {
-    thread_local! {
-        // The canonical form is only hashed, never kept: one buffer per thread serves them all.
-        static CANONICAL: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-    }
-    let digest = CANONICAL.with_borrow_mut(|buf| {
-        buf.clear();
-        write_canonical_item(buf, key, pairs.iter().map(|(n, v)| (n.as_ref(), v.as_ref())));
-        Digest(*blake3::hash(buf).as_bytes())
-    });
+    let pairs = || pairs.iter().map(|(n, v)| (n.as_ref(), v.as_ref()));
     PreparedItem {
         key: key.to_string(),
-        attrs: encode_attr_pairs(pairs.iter().map(|(n, v)| (n.as_ref(), v.as_ref()))),
-        digest,
+        attrs: encode_attr_pairs(pairs()),
+        digest: item_digest_of(key, pairs()),
     }
 }
 
