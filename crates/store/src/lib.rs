@@ -273,6 +273,12 @@ impl Store {
     }
 
     /// A check-in by whoever presents `key_hash` as the key of `client_id`: the same as
+    /// Whose key `key_hash` is, looked up on its own: for a request the store does no other
+    /// work for, or one refused before that work (the key is still checked first).
+    pub async fn authenticate_key(&self, client_id: Uuid, key_hash: &Digest) -> Result<Authenticated<()>, StoreError> {
+        Ok(authenticate(self.client_auth(client_id).await?, key_hash))
+    }
+
     /// [`Store::checkin`] once the key matches, with the credentials read in the same read
     /// transaction (a check-in is the site's most frequent request, and a separate read for the
     /// credentials cost a fifth of it). Nothing is done for an unknown id, a wrong key or a
@@ -285,13 +291,10 @@ impl Store {
     ) -> Result<Authenticated<CheckinResponse>, StoreError> {
         match &*self.backend {
             Backend::Sqlite(b) => b.checkin_with_key(client_id, key_hash, now).await,
-            Backend::Postgres(b) => {
-                let (auth, ()) = match authenticate(b.client_auth(client_id).await?, key_hash).accepted() {
-                    Ok(client) => client,
-                    Err(refused) => return Ok(refused),
-                };
-                Ok(Authenticated::Client(auth, b.checkin(client_id, now).await?))
-            }
+            Backend::Postgres(b) => match self.authenticate_key(client_id, key_hash).await?.accepted() {
+                Ok((auth, ())) => Ok(Authenticated::Client(auth, b.checkin(client_id, now).await?)),
+                Err(refused) => Ok(refused),
+            },
         }
     }
 
@@ -341,7 +344,7 @@ impl Store {
         let input = match plan::ReportInput::from_incoming(report) {
             Ok(input) => input,
             Err(e) => {
-                return match authenticate(self.client_auth(client_id).await?, key_hash).accepted() {
+                return match self.authenticate_key(client_id, key_hash).await?.accepted() {
                     Ok((_, ())) => Err(e),
                     Err(refused) => Ok(refused),
                 };
@@ -349,13 +352,10 @@ impl Store {
         };
         match &*self.backend {
             Backend::Sqlite(b) => b.store_input(client_id, Some(*key_hash), input, now).await,
-            Backend::Postgres(b) => {
-                let (auth, ()) = match authenticate(b.client_auth(client_id).await?, key_hash).accepted() {
-                    Ok(client) => client,
-                    Err(refused) => return Ok(refused),
-                };
-                Ok(Authenticated::Client(auth, b.store_input(client_id, input, now).await?))
-            }
+            Backend::Postgres(b) => match self.authenticate_key(client_id, key_hash).await?.accepted() {
+                Ok((auth, ())) => Ok(Authenticated::Client(auth, b.store_input(client_id, input, now).await?)),
+                Err(refused) => Ok(refused),
+            },
         }
     }
 

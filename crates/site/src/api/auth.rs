@@ -8,7 +8,7 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use invsync_proto::wire::{ChildToken, ClientToken};
 use invsync_proto::{ClientName, Digest, SiteCode};
-use invsync_store::{Authenticated, authenticate};
+use invsync_store::Authenticated;
 use uuid::Uuid;
 
 use super::error::ApiError;
@@ -70,10 +70,7 @@ impl FromRequestParts<AppState> for Client {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Client, ApiError> {
-        let token = ClientCredentials::from_request_parts(parts, state).await?;
-        let auth = state.store.client_auth(token.client_id).await?;
-        let (client, ()) = Client::from_store(authenticate(auth, &token.key_hash))?;
-        Ok(client)
+        ClientCredentials::from_request_parts(parts, state).await?.check(state).await
     }
 }
 
@@ -83,6 +80,16 @@ impl FromRequestParts<AppState> for Client {
 pub struct ClientCredentials {
     pub client_id: Uuid,
     pub key_hash: Digest,
+}
+
+impl ClientCredentials {
+    /// The client these credentials belong to, or the refusal, from a lookup of their own:
+    /// the [`Client`] extractor, and a handler that refuses a request before asking the store
+    /// for its work (a caller without a valid token is told that first).
+    pub async fn check(&self, state: &AppState) -> Result<Client, ApiError> {
+        let found = state.store.authenticate_key(self.client_id, &self.key_hash).await?;
+        Ok(Client::from_store(found)?.0)
+    }
 }
 
 impl FromRequestParts<AppState> for ClientCredentials {

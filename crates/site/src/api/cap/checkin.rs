@@ -6,7 +6,6 @@ use axum::extract::State;
 use axum::Json;
 use invsync_proto::wire::{CheckinRequest, CheckinResponse};
 use invsync_proto::Timestamp;
-use invsync_store::authenticate;
 
 use crate::api::auth::{Client, ClientCredentials};
 use crate::api::error::ApiError;
@@ -22,8 +21,7 @@ pub async fn apply(
         Err(rejection) => {
             // A refused body stores nothing, but a caller without a valid token is told that
             // first, as the `Client` extractor does on every other CAP route.
-            let auth = state.store.client_auth(token.client_id).await?;
-            Client::from_store(authenticate(auth, &token.key_hash))?;
+            token.check(&state).await?;
             return Err(rejection.into());
         }
     };

@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::Json;
 use invsync_proto::wire::{ReportAck, ReportBodyOf};
 use invsync_proto::Timestamp;
-use invsync_store::{IncomingReport, PreparedItems, authenticate};
+use invsync_store::{IncomingReport, PreparedItems};
 
 use crate::api::auth::{Client, ClientCredentials};
 use crate::api::body::Body;
@@ -108,8 +108,7 @@ pub async fn apply(
     let report = match checked {
         Ok(report) => report,
         Err(refusal) => {
-            let auth = state.store.client_auth(token.client_id).await?;
-            Client::from_store(authenticate(auth, &token.key_hash))?;
+            token.check(&state).await?;
             return Err(refusal);
         }
     };
