@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # How long the admin API's list queries take on an existing site (the console's pages make the
 # same store calls): the client list by name, by last seen and by software update time, the
-# request list, one package's clients (with and without a version range), every package, and
-# a package search. Starts `invsite serve` (release build) on the site's data directory,
+# request list, one package's clients (a common one with and without a version range, and a rare
+# one), every package, and a package search. The first software query waits for the site's
+# software index to be built, so none of the timed ones does. Starts `invsite serve` (release build) on the site's data directory,
 # times each query RUNS times with curl and prints the median and the slowest as a Markdown
 # table, then stops the server.
 #
@@ -42,9 +43,12 @@ if [ -z "$PACKAGE" ]; then
 fi
 VERSION="$(curl -sf -H "Authorization: Bearer $TOKEN" "$URL/api/v1/software?name=$PACKAGE&limit=1" |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["holders"][0]["version"])')"
+# A package few clients have (the last in name order), for the other way of finding holders.
+RARE="$(curl -sf -H "Authorization: Bearer $TOKEN" "$URL/api/v1/software/packages?limit=1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["total"])')"
+RARE="$(curl -sf -H "Authorization: Bearer $TOKEN" "$URL/api/v1/software/packages?limit=1&offset=$((RARE - 1))" | python3 -c 'import json,sys; p=json.load(sys.stdin)["packages"][0]; print(p["name"])')"
 RANGE="$(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(">=" + sys.argv[1]))' "$VERSION")"
 
-echo "site: $CLIENTS clients; package: $PACKAGE (range >=$VERSION)"
+echo "site: $CLIENTS clients; package: $PACKAGE (range >=$VERSION); rare package: $RARE"
 echo
 echo "| query | median s | slowest s |"
 echo "|---|---:|---:|"
@@ -58,6 +62,7 @@ for q in \
   "/api/v1/software?name=$PACKAGE&limit=100" \
   "/api/v1/software?name=$PACKAGE&version=$RANGE&limit=100" \
   "/api/v1/software?name=$PACKAGE&format=csv" \
+  "/api/v1/software?name=$RARE&limit=100" \
   "/api/v1/software/packages?limit=100" \
   "/api/v1/software/packages?search=lib&limit=100"; do
   times="$(for _ in $(seq 1 "$RUNS"); do get "$q"; done | sort -n)"

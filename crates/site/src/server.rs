@@ -66,6 +66,9 @@ impl AppState {
         dir.check_permissions()?;
         dir.enroll_secret()?;
         let store = open_store(dir, &config).await?;
+        // The software pages answer from an in-memory index; building it now, in the
+        // background, spares the first administrator to open them the wait.
+        store.warm_software_index();
         Ok(AppState {
             store,
             site_code: config.site_code,

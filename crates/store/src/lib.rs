@@ -405,8 +405,8 @@ impl Store {
 
     /// The clients (of this site and the sites below it) having the package `q.name`, in
     /// the version range if one is given: one page of rows, one per client and installed
-    /// version and architecture, sorted by client name then version. Reads every client's
-    /// software item list (no per-package index; see the `software` module).
+    /// version and architecture, sorted by client name then version. Answered from the
+    /// in-memory software index (see the `software` module), built first if it is not.
     pub async fn software(&self, q: &SoftwareQuery) -> Result<SoftwarePage, StoreError> {
         dispatch!(self, b => b.software(q).await)
     }
@@ -415,6 +415,13 @@ impl Store {
     /// how many clients have it and each of its versions.
     pub async fn packages(&self, q: &PackageQuery) -> Result<PackagePage, StoreError> {
         dispatch!(self, b => b.packages(q).await)
+    }
+
+    /// Starts building the in-memory software index in the background, unless it is built or
+    /// being built, so that the first software query need not wait for it. `invsite serve`
+    /// calls this when it starts; without it the first software query starts the build.
+    pub fn warm_software_index(&self) {
+        dispatch!(self, b => b.warm_software_index())
     }
 
     /// One page of the clients this site holds (its own and those of the sites below it),

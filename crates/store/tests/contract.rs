@@ -1369,3 +1369,174 @@ async fn software_queries_find_the_clients_having_a_package_in_a_version_range()
         assert_eq!(summary(&s.packages(&pq(Some("openssl"))).await.unwrap()), ["openssl 2 [3.0.11-1:2]"], "{be}");
     }
 }
+
+/// A small deterministic generator (xorshift), so a failure can be replayed.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+}
+
+/// A random software inventory over a small catalogue, so that clients share packages, hold
+/// several versions and architectures of one name, and now and then an item that is not a
+/// package.
+fn random_software(rng: &mut Rng) -> Items {
+    const NAMES: &[&str] = &["bash", "libssl3", "openssl", "LibXML2", "zlib1g", "nano"];
+    const VERSIONS: &[&str] = &["1.0-1", "1.2-1", "1.10-1", "2.0~rc1-1", "2.0-1"];
+    const ARCHES: &[&str] = &["amd64", "i386"];
+    let mut chosen = Vec::new();
+    for n in NAMES {
+        for a in ARCHES {
+            if rng.below(3) == 0 {
+                chosen.push((*n, VERSIONS[rng.below(VERSIONS.len())], *a));
+            }
+        }
+    }
+    let mut items = packages(&chosen);
+    if rng.below(4) == 0 {
+        items.insert("cfg/motd".into(), attrs(&[("name", "bash"), ("version", "1.0-1")]));
+    }
+    items
+}
+
+/// What the software queries must answer, computed from the inventories themselves.
+fn expected_holders(model: &BTreeMap<String, Items>, name: &str, range: Option<&str>) -> Vec<String> {
+    use invsync_proto::version::{VersionRange, compare};
+    let range = range.map(|r| VersionRange::parse(r).unwrap());
+    let mut rows: Vec<(String, String, String)> = Vec::new();
+    for (client, items) in model {
+        for a in items.values() {
+            let (Some(n), Some(v), Some(_)) = (a.get("name"), a.get("version"), a.get("source")) else { continue };
+            if n == name && range.as_ref().is_none_or(|r| r.matches(v)) {
+                rows.push((client.clone(), v.clone(), a["arch"].clone()));
+            }
+        }
+    }
+    rows.sort_by(|x, y| x.0.cmp(&y.0).then_with(|| compare(&x.1, &y.1)).then_with(|| x.2.cmp(&y.2)));
+    rows.into_iter().map(|(c, v, a)| format!("{c} {v} {a}")).collect()
+}
+
+fn expected_packages(model: &BTreeMap<String, Items>) -> Vec<String> {
+    use std::collections::BTreeSet;
+    /// Per package name: its clients, and the clients of each version.
+    type Holding<'a> = (BTreeSet<&'a str>, BTreeMap<&'a str, BTreeSet<&'a str>>);
+    let mut by_name: BTreeMap<String, Holding<'_>> = BTreeMap::new();
+    for (client, items) in model {
+        for a in items.values() {
+            let (Some(n), Some(v), Some(_)) = (a.get("name"), a.get("version"), a.get("source")) else { continue };
+            let e = by_name.entry(n.clone()).or_default();
+            e.0.insert(client);
+            e.1.entry(v).or_default().insert(client);
+        }
+    }
+    by_name
+        .into_iter()
+        .map(|(n, (clients, versions))| {
+            let mut v: Vec<(&str, usize)> = versions.into_iter().map(|(v, c)| (v, c.len())).collect();
+            v.sort_by(|a, b| invsync_proto::version::compare(a.0, b.0));
+            let v: Vec<String> = v.into_iter().map(|(v, c)| format!("{v}:{c}")).collect();
+            format!("{n} {} [{}]", clients.len(), v.join(" "))
+        })
+        .collect()
+}
+
+async fn check_software(s: &invsync_store::Store, model: &BTreeMap<String, Items>, be: impl std::fmt::Display, when: &str) {
+    use invsync_proto::wire::{PackageQuery, SoftwareQuery};
+    for name in ["bash", "libssl3", "openssl", "LibXML2", "zlib1g", "nano", "absent"] {
+        for range in [None, Some(">=1.2-1"), Some("<2.0-1")] {
+            let want = expected_holders(model, name, range);
+            let q = SoftwareQuery {
+                name: name.into(),
+                version: range.map(|r| invsync_proto::version::VersionRange::parse(r).unwrap()),
+                site: None,
+                limit: 1000,
+                offset: 0,
+            };
+            let got = s.software(&q).await.unwrap();
+            let rows: Vec<String> = got.holders.iter().map(|h| format!("{} {} {}", h.client, h.version, h.arch)).collect();
+            assert_eq!((got.total as usize, &rows), (want.len(), &want), "{be} {when}: {name} {range:?}");
+            // Every page of three rows is the matching slice.
+            for offset in (0..want.len()).step_by(3) {
+                let page = s.software(&SoftwareQuery { limit: 3, offset: offset as u64, ..q.clone() }).await.unwrap();
+                let rows: Vec<String> = page.holders.iter().map(|h| format!("{} {} {}", h.client, h.version, h.arch)).collect();
+                assert_eq!(rows, want[offset..(offset + 3).min(want.len())], "{be} {when}: {name} {range:?} at {offset}");
+            }
+        }
+    }
+    let summary = |p: &invsync_proto::wire::PackagePage| -> Vec<String> {
+        p.packages
+            .iter()
+            .map(|p| {
+                let v: Vec<String> = p.versions.iter().map(|v| format!("{}:{}", v.version, v.clients)).collect();
+                format!("{} {} [{}]", p.name, p.clients, v.join(" "))
+            })
+            .collect()
+    };
+    let all = s.packages(&PackageQuery { search: None, site: None, limit: 1000, offset: 0 }).await.unwrap();
+    assert_eq!(summary(&all), expected_packages(model), "{be} {when}");
+    let lib = s.packages(&PackageQuery { search: Some("lib".into()), site: None, limit: 1, offset: 1 }).await.unwrap();
+    let want: Vec<String> = expected_packages(model).into_iter().filter(|p| p.split(' ').next().unwrap().to_lowercase().contains("lib")).collect();
+    assert_eq!((lib.total as usize, summary(&lib)), (want.len(), want.into_iter().skip(1).take(1).collect()), "{be} {when}");
+}
+
+#[tokio::test]
+async fn software_queries_agree_with_the_inventories_through_random_changes() {
+    for mut f in stores().await {
+        let be = f.backend.clone();
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        let mut model: BTreeMap<String, Items> = BTreeMap::new();
+        let mut clients: Vec<(String, uuid::Uuid, i64)> = Vec::new();
+        for i in 0..8 {
+            let n = format!("C{i:02}");
+            let id = enroll(&f.store, &n).await;
+            let items = random_software(&mut rng);
+            f.store.store_report(id, &full(Class::Sw, &items), Timestamp(100)).await.unwrap();
+            model.insert(n.clone(), items);
+            clients.push((n, id, 1));
+        }
+        check_software(&f.store, &model, &be, "after the first reports").await;
+
+        // Round 0 changes a live index; round 1 runs while a freshly opened store builds its
+        // index (the changes committed after the build's snapshot must still count, and those
+        // before it only once); round 2 changes the index that build made.
+        for round in 0..3 {
+            if round == 1 {
+                f = f.reopen().await;
+            }
+            let s = &f.store;
+            let mut reports = Vec::new();
+            for (n, id, version) in clients.iter_mut() {
+                let old = model[n.as_str()].clone();
+                let new = random_software(&mut rng);
+                let report = if rng.below(3) == 0 { full(Class::Sw, &new) } else { delta(Class::Sw, *version, &old, &new) };
+                *version += 1;
+                model.insert(n.clone(), new);
+                reports.push((*id, report));
+            }
+            let n = format!("N{round}");
+            let id = enroll(s, &n).await;
+            let items = random_software(&mut rng);
+            reports.push((id, full(Class::Sw, &items)));
+            model.insert(n.clone(), items);
+            clients.push((n, id, 1));
+            if round == 1 {
+                s.warm_software_index();
+            }
+            let stored = futures_util::future::join_all(
+                reports.iter().map(|(id, r)| s.store_report(*id, r, Timestamp(200 + round))),
+            );
+            for ack in stored.await {
+                assert!(matches!(ack.unwrap(), ReportAck::Accepted { .. }), "{be}");
+            }
+            check_software(s, &model, &be, &format!("after round {round}")).await;
+        }
+        // A store opened afresh builds its index from the database alone.
+        let f = f.reopen().await;
+        check_software(&f.store, &model, &be, "after reopening").await;
+    }
+}

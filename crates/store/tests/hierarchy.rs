@@ -2199,3 +2199,46 @@ async fn a_routed_request_travels_down_two_levels_and_completes_at_every_site_on
         );
     }
 }
+
+#[tokio::test]
+async fn software_queries_follow_forwarded_clients_and_forget_replaced_ones() {
+    use invsync_proto::wire::{PackageQuery, SoftwareQuery};
+    let q = |site: Option<&str>| SoftwareQuery {
+        name: "nano".into(),
+        version: None,
+        site: site.map(|c| SiteCode::parse(c).unwrap()),
+        limit: 100,
+        offset: 0,
+    };
+    let rows = |p: &invsync_proto::wire::SoftwarePage| -> Vec<String> {
+        p.holders.iter().map(|h| format!("{} {} {}", h.client, h.site, h.version)).collect()
+    };
+    for f in parent().await {
+        let s = &f.store;
+        let be = f.backend.clone();
+        // The index is built first, so that what follows changes a live one.
+        assert_eq!(s.software(&q(None)).await.unwrap().total, 0);
+        let sw1: Items = [package("nano", "7.2-1", 1)].into_iter().collect();
+        let old = record(Uuid::new_v4(), "web01", "C01");
+        apply(s, "C01", &fwd_full(1, &old, Class::Sw, 1, &sw1, 4_000)).await;
+        let below = record(Uuid::new_v4(), "db01", "G01");
+        apply(s, "C01", &fwd_full(2, &below, Class::Sw, 3, &sw1, 4_000)).await;
+        assert_eq!(rows(&s.software(&q(None)).await.unwrap()), ["DB01 G01 7.2-1", "WEB01 C01 7.2-1"], "{be}");
+        assert_eq!(rows(&s.software(&q(Some("C01"))).await.unwrap()), ["WEB01 C01 7.2-1"], "{be}");
+        let pq = |site: &str| PackageQuery { search: None, site: Some(SiteCode::parse(site).unwrap()), limit: 10, offset: 0 };
+        let g01 = s.packages(&pq("G01")).await.unwrap();
+        assert_eq!((g01.total, g01.packages[0].clients), (1, 1), "{be}");
+        assert_eq!(s.packages(&pq("P01")).await.unwrap().total, 0, "{be}: no client of this site has it");
+
+        // The owner re-created web01 with another version: the old client's package goes.
+        let new = record(Uuid::new_v4(), "web01", "C01");
+        let sw2: Items = [package("nano", "7.2-2", 1)].into_iter().collect();
+        assert_eq!(apply(s, "C01", &fwd_full(3, &new, Class::Sw, 1, &sw2, 5_000)).await, ForwardOutcome::Applied { seq: 3 }, "{be}");
+        let page = s.software(&q(None)).await.unwrap();
+        assert_eq!(rows(&page), ["DB01 G01 7.2-1", "WEB01 C01 7.2-2"], "{be}");
+        assert_eq!(page.holders[1].client_id, new.id, "{be}");
+        // And a store opened afresh agrees.
+        let f = f.reopen().await;
+        assert_eq!(rows(&f.store.software(&q(None)).await.unwrap()), ["DB01 G01 7.2-1", "WEB01 C01 7.2-2"], "{be}");
+    }
+}

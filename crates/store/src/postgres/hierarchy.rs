@@ -641,7 +641,13 @@ async fn route_refusal(
     })
 }
 
-async fn delete_client(conn: &mut PgConnection, client: i64) -> Result<(), StoreError> {
+async fn delete_client(conn: &mut PgConnection, inserted: &mut Inserted, client: i64) -> Result<(), StoreError> {
+    if let Some(changes) = &mut inserted.software
+        && let Some(row) = queries::snapshot_row(&mut *conn, client, Class::Sw).await?
+    {
+        let removed = crate::codec::decode_ids(&row.items)?;
+        changes.push(crate::software::change(client, Some(row.version), None, removed, Vec::new())?);
+    }
     for sql in [
         "DELETE FROM outbox WHERE client_id = $1",
         "DELETE FROM history WHERE client_id = $1",
@@ -656,7 +662,7 @@ async fn delete_client(conn: &mut PgConnection, client: i64) -> Result<(), Store
 
 /// The row of a forwarded client, created or brought up to date (a stale client of another id
 /// with the same owner and name is removed first).
-async fn ensure_client(conn: &mut PgConnection, record: &ClientRecord) -> Result<i64, StoreError> {
+async fn ensure_client(conn: &mut PgConnection, inserted: &mut Inserted, record: &ClientRecord) -> Result<i64, StoreError> {
     let stale: Option<(i64, PgUuid)> = sqlx::query_as(
         "SELECT id, uuid FROM clients WHERE site_code = $1 AND name = $2 AND uuid <> $3",
     )
@@ -666,7 +672,7 @@ async fn ensure_client(conn: &mut PgConnection, record: &ClientRecord) -> Result
     .fetch_optional(&mut *conn)
     .await?;
     if let Some((row, PgUuid(old))) = stale {
-        delete_client(&mut *conn, row).await?;
+        delete_client(&mut *conn, inserted, row).await?;
         tracing::info!(
             site = %record.site,
             client = %record.name,
@@ -820,7 +826,7 @@ pub(super) async fn apply_forwarded(
         Outcome::Resync(reason) => return Ok(meta.resync(input.class, reason)),
         Outcome::Write(change) => change,
     };
-    let client = ensure_client(&mut *conn, &meta.client).await?;
+    let client = ensure_client(&mut *conn, inserted, &meta.client).await?;
     let stamp = Stamp {
         version: Some(meta.version),
         at: meta.updated_at,

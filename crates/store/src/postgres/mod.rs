@@ -52,6 +52,7 @@ use crate::cache::ItemCache;
 use crate::last_seen::LastSeen;
 use crate::error::StoreError;
 use crate::plan::ReportInput;
+use crate::software::{Build, SoftwareIndex, SwChange};
 use crate::{
     ClientAuth, DownAccepted, Enrolled, Enrollment, HistoryEntry, HistoryQuery, OutboxStats,
     REDELIVER_AFTER_MS, SiteMeta,
@@ -60,12 +61,44 @@ use hierarchy::ForwardMeta;
 
 pub use schema::redact_url;
 
+/// Builds the software index (see the `software` module for why this is exact while writes go
+/// on): the snapshot starts while no writer is between its transaction and handing over its
+/// changes, then the items and every software snapshot are read in it, and the changes
+/// committed since are applied after.
+async fn build_software_index(pool: &PgPool, index: &SoftwareIndex) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut *tx).await?;
+    {
+        let _gate = index.gate.write().await;
+        index.begin_build();
+        // A REPEATABLE READ transaction takes its snapshot at its first query.
+        sqlx::query("SELECT 1 FROM meta LIMIT 1").execute(&mut *tx).await?;
+    }
+    let mut build = Build::new();
+    queries::items_for_index(&mut tx, None, |id, attrs| build.item(id, attrs)).await?;
+    queries::software_lists(&mut tx, |client, version, items| build.list(client, version, items)).await?;
+    tx.commit().await?;
+    loop {
+        let unknown = index.queued_unknown(&mut build);
+        if !unknown.is_empty() {
+            let mut conn = pool.acquire().await?;
+            queries::items_for_index(&mut conn, Some(&unknown), |id, attrs| build.item(id, attrs)).await?;
+            continue;
+        }
+        match index.try_finish(build) {
+            Ok(()) => return Ok(()),
+            Err(again) => build = again,
+        }
+    }
+}
+
 /// An open PostgreSQL store.
 pub(crate) struct PgStore {
     pool: PgPool,
     site: SiteMeta,
     cache: ItemCache,
     last_seen: Arc<LastSeen>,
+    software: Arc<SoftwareIndex>,
 }
 
 impl Drop for PgStore {
@@ -156,6 +189,7 @@ impl PgStore {
             site,
             cache: ItemCache::default(),
             last_seen,
+            software: Arc::new(SoftwareIndex::default()),
         })
     }
 
@@ -214,7 +248,9 @@ impl PgStore {
         input: ReportInput,
         now: Timestamp,
     ) -> Result<ReportAck, StoreError> {
-        let mut inserted = Vec::new();
+        // Held until this report's software change is handed over (see the `software` module).
+        let _gate = self.software.gate.read().await;
+        let mut inserted = queries::Inserted::new(&self.software);
         let mut tx = self.pool.begin().await?;
         let (client, ack) = queries::apply_report(
             &mut tx,
@@ -228,7 +264,8 @@ impl PgStore {
         .await?;
         if matches!(ack, ReportAck::Accepted { .. }) {
             tx.commit().await?;
-            self.cache.insert(inserted);
+            self.cache.insert(inserted.items);
+            self.hand_over(inserted.software).await;
             // A report is also a sign of life, as with SQLite.
             self.last_seen.record(client, now);
         } else {
@@ -328,29 +365,78 @@ impl PgStore {
     }
 
     pub async fn software(&self, q: &SoftwareQuery) -> Result<SoftwarePage, StoreError> {
+        self.software_index_ready().await?;
         let mut tx = self.read_only_snapshot().await?;
-        let mut scan = crate::software::HolderScan::new(q);
-        let needle = scan.key_needle();
-        queries::items_with_key(&mut tx, Some(&needle), false, |id, attrs| scan.candidate(id, attrs)).await?;
-        let mut owners = crate::cache::FastMap::default();
-        if scan.has_candidates() {
-            queries::software_lists(&mut tx, q.site.as_ref(), |client, items| scan.list(client, items)).await?;
-            owners = queries::list_owners(&mut tx, &scan.hit_clients()).await?;
-        }
+        let site = match &q.site {
+            Some(code) => Some(queries::site_rows(&mut tx, code).await?),
+            None => None,
+        };
+        let holders = self.software.read(|ix| crate::software::Holders::find(ix, q, site.as_ref()))?;
+        let page = match holders.rows(crate::software::DIRECT_HOLDERS) {
+            Some(rows) => holders.page_from(&queries::list_owners(&mut tx, &rows).await?),
+            None => {
+                let mut collect = holders.collector();
+                queries::clients_by_name(&mut tx, |row, owner| collect.offer(row, owner)).await?;
+                collect.finish()
+            }
+        };
         tx.commit().await?;
-        Ok(scan.page(&owners))
+        Ok(page)
     }
 
     pub async fn packages(&self, q: &PackageQuery) -> Result<PackagePage, StoreError> {
-        let mut tx = self.read_only_snapshot().await?;
-        let mut scan = crate::software::PackageScan::new(q);
-        let needle = scan.key_needle().map(str::to_string);
-        queries::items_with_key(&mut tx, needle.as_deref(), true, |id, attrs| scan.candidate(id, attrs)).await?;
-        if scan.has_candidates() {
-            queries::software_lists(&mut tx, q.site.as_ref(), |_, items| scan.list(items)).await?;
+        self.software_index_ready().await?;
+        let site = match &q.site {
+            Some(code) => Some(queries::site_rows(&mut *self.conn().await?, code).await?),
+            None => None,
+        };
+        self.software.read(|ix| crate::software::packages_page(ix, q, site.as_ref()))
+    }
+
+    /// Starts building the software index unless it is built or being built.
+    pub fn warm_software_index(&self) {
+        if self.software.claim_build() {
+            self.spawn_software_build();
         }
-        tx.commit().await?;
-        Ok(scan.page())
+    }
+
+    async fn software_index_ready(&self) -> Result<(), StoreError> {
+        self.software.ready(|| self.spawn_software_build()).await
+    }
+
+    fn spawn_software_build(&self) {
+        let (pool, index) = (self.pool.clone(), self.software.clone());
+        tokio::spawn(async move {
+            if let Err(e) = build_software_index(&pool, &index).await {
+                index.fail_build(&e.to_string());
+            }
+        });
+    }
+
+    /// Hands a committed transaction's software changes to the index, first describing the
+    /// items it does not know (read now that they are committed). Should that read fail, the
+    /// index finds an item it cannot place and rebuilds itself, which is slow but not wrong.
+    async fn hand_over(&self, changes: Option<Vec<SwChange>>) {
+        let Some(mut changes) = changes.filter(|c| !c.is_empty()) else { return };
+        let mut unknown: Vec<i64> = changes.iter().flat_map(|c| self.software.to_describe(&c.added)).collect();
+        if !unknown.is_empty() {
+            unknown.sort_unstable();
+            unknown.dedup();
+            let mut described = Vec::new();
+            let read = async {
+                let mut conn = self.conn().await?;
+                queries::items_for_index(&mut conn, Some(&unknown), |id, attrs| {
+                    described.push((id, crate::software::Package::from_stored(attrs)?));
+                    Ok(())
+                })
+                .await
+            };
+            if let Err(e) = read.await {
+                tracing::warn!(error = %e, "Could not read the new items of a software change for the software index.");
+            }
+            changes[0].described = described;
+        }
+        self.software.apply(changes);
     }
 
     /// A read-only transaction whose statements all see one snapshot (REPEATABLE READ).
@@ -533,7 +619,8 @@ impl PgStore {
         now: Timestamp,
     ) -> Result<Vec<ForwardOutcome>, StoreError> {
         let mut outcomes = Vec::with_capacity(entries.len());
-        let mut inserted = Vec::new();
+        let _gate = self.software.gate.read().await;
+        let mut inserted = queries::Inserted::new(&self.software);
         let mut tx = self.pool.begin().await?;
         for entry in entries {
             let meta = ForwardMeta::of(entry);
@@ -566,7 +653,8 @@ impl PgStore {
             outcomes.push(log_forward(via, entry, outcome));
         }
         tx.commit().await?;
-        self.cache.insert(inserted);
+        self.cache.insert(inserted.items);
+        self.hand_over(inserted.software).await;
         Ok(outcomes)
     }
 

@@ -39,8 +39,19 @@ pub(super) const RECENT_FORWARDED: usize = 8;
 /// How many requests and events `client_view` lists.
 const VIEW_LIMIT: i64 = 50;
 
-/// Items this transaction interned, for the cache once it committed.
-pub(super) type Inserted = Vec<(i64, CachedItem)>;
+/// What a writing transaction hands on once it committed: the items it interned, for the cache,
+/// and the changes of software snapshots, for the software index (`None` while the index is
+/// neither built nor being built).
+pub(super) struct Inserted {
+    pub items: Vec<(i64, CachedItem)>,
+    pub software: Option<Vec<crate::software::SwChange>>,
+}
+
+impl Inserted {
+    pub fn new(index: &crate::software::SoftwareIndex) -> Inserted {
+        Inserted { items: Vec::new(), software: index.collecting().then(Vec::new) }
+    }
+}
 
 /// What `recent_reports` remembers of a forwarded change: its version and the first 8 bytes of
 /// its hash, 16 bytes like a report id (the SQLite backend's format).
@@ -807,7 +818,7 @@ pub(super) async fn intern_items(
             let id = *ids
                 .get(&item.digest)
                 .ok_or_else(|| corrupt("item table (an interned item is missing)"))?;
-            inserted.push((
+            inserted.items.push((
                 id,
                 CachedItem {
                     key: Arc::from(item.key.as_str()),
@@ -852,9 +863,8 @@ pub(super) async fn write_change(
         Slot::Known(id) => id,
         Slot::New(i) => new_ids[i],
     };
-    let blob = change
-        .items
-        .map(|slots| encode_ids(&slots.into_iter().map(id_of).collect::<Vec<_>>()));
+    let ids: Option<Vec<i64>> = change.items.map(|slots| slots.into_iter().map(id_of).collect());
+    let blob = ids.as_deref().map(encode_ids);
     let full = input.is_full();
     let body_ids = if full {
         match (&blob, row) {
@@ -929,6 +939,19 @@ pub(super) async fn write_change(
         .bind(&new)
         .execute(&mut *conn)
         .await?;
+    }
+    if input.class == Class::Sw
+        && let Some(changes) = &mut inserted.software
+    {
+        // A first snapshot has no history rows: everything in it is added.
+        let (removed, added) = match (row, ids) {
+            (None, ids) => (Vec::new(), ids.unwrap_or_default()),
+            (Some(_), _) => (
+                change.history.iter().filter_map(|h| h.old).collect(),
+                change.history.iter().filter_map(|h| h.new.map(id_of)).collect(),
+            ),
+        };
+        changes.push(crate::software::change(client, row.map(|r| r.version), Some(version), removed, added)?);
     }
     Ok(Written {
         version,
@@ -1353,45 +1376,64 @@ async fn history_of(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Software across clients (the scans themselves are in `crate::software`)
+// Software across clients (the index and the pages are in `crate::software`)
 
-/// Offers every item whose key contains `needle` (every item for `None`; `lower` compares the
-/// lower-cased key) to `f`, streaming the rows.
-pub(super) async fn items_with_key(
+/// Offers the stored items (those with these ids, or all for `None`) to `f`, streaming them.
+pub(super) async fn items_for_index(
     conn: &mut PgConnection,
-    needle: Option<&str>,
-    lower: bool,
+    ids: Option<&[i64]>,
     mut f: impl FnMut(i64, &[u8]) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
     use futures_util::TryStreamExt;
-    let sql = match (needle.is_some(), lower) {
-        (false, _) => "SELECT id, attrs FROM items WHERE $1::text IS NULL",
-        (true, false) => "SELECT id, attrs FROM items WHERE strpos(key, $1) > 0",
-        (true, true) => "SELECT id, attrs FROM items WHERE strpos(lower(key), $1) > 0",
-    };
-    let mut rows = sqlx::query(sql).bind(needle).fetch(&mut *conn);
+    let mut rows = sqlx::query("SELECT id, attrs FROM items WHERE $1::bigint[] IS NULL OR id = ANY($1)")
+        .bind(ids)
+        .fetch(&mut *conn);
     while let Some(r) = rows.try_next().await? {
         f(r.try_get(0)?, r.try_get::<&[u8], _>(1)?)?;
     }
     Ok(())
 }
 
-/// Offers every client's software item list (of one site's clients, with `site`) to `f`, with
-/// the client's internal row, streaming the rows; client names are looked up only for hits.
+/// Offers every client's software snapshot (row, version, item list) to `f`, streaming them by
+/// client row (the snapshots' primary key), so the index appends each package's holders.
 pub(super) async fn software_lists(
     conn: &mut PgConnection,
-    site: Option<&SiteCode>,
-    mut f: impl FnMut(i64, &[u8]) -> Result<(), StoreError>,
+    mut f: impl FnMut(i64, i64, &[u8]) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    use futures_util::TryStreamExt;
+    let mut rows = sqlx::query("SELECT client_id, version, items FROM snapshots WHERE class = $1 ORDER BY client_id")
+        .bind(cls(Class::Sw))
+        .fetch(&mut *conn);
+    while let Some(r) = rows.try_next().await? {
+        f(r.try_get(0)?, r.try_get(1)?, r.try_get::<&[u8], _>(2)?)?;
+    }
+    Ok(())
+}
+
+/// The rows of the clients owned by `site`.
+pub(super) async fn site_rows(conn: &mut PgConnection, site: &SiteCode) -> Result<roaring::RoaringBitmap, StoreError> {
+    let rows: Vec<i64> = sqlx::query_scalar("SELECT id FROM clients WHERE site_code = $1")
+        .bind(site.as_str())
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.into_iter().map(|r| u32::try_from(r).map_err(|_| corrupt("client row"))).collect()
+}
+
+/// Offers the clients in name order, then site, to `f` until it returns false.
+pub(super) async fn clients_by_name(
+    conn: &mut PgConnection,
+    mut f: impl FnMut(i64, &crate::software::ListOwner) -> bool,
 ) -> Result<(), StoreError> {
     use futures_util::TryStreamExt;
     let mut rows = sqlx::query(
-        "SELECT s.client_id, s.items FROM snapshots s
-         WHERE s.class = 1 AND ($1::text IS NULL OR s.client_id IN (SELECT id FROM clients WHERE site_code = $1))",
+        r#"SELECT id, name, uuid, site_code FROM clients ORDER BY name COLLATE "C", site_code COLLATE "C""#,
     )
-    .bind(site.map(SiteCode::as_str))
     .fetch(&mut *conn);
     while let Some(r) = rows.try_next().await? {
-        f(r.try_get(0)?, r.try_get::<&[u8], _>(1)?)?;
+        let owner = crate::software::ListOwner { name: name_col(&r, 1)?, id: uuid_col(&r, 2)?, site: site_col(&r, 3)? };
+        if !f(r.try_get(0)?, &owner) {
+            break;
+        }
     }
     Ok(())
 }

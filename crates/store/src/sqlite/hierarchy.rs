@@ -674,7 +674,14 @@ pub(super) fn check_forwarded(
 }
 
 /// Removes a client and everything stored of it.
-fn delete_client(conn: &Connection, client: i64) -> Result<(), StoreError> {
+fn delete_client(conn: &Connection, batch: &mut Batch<'_>, client: i64) -> Result<(), StoreError> {
+    if batch.software.is_some()
+        && let Some(row) = queries::snapshot_row(conn, client, Class::Sw)?
+    {
+        let removed = crate::codec::decode_ids(&row.items)?;
+        let change = crate::software::change(client, Some(row.version), None, removed, Vec::new())?;
+        queries::software_changed(conn, batch, change)?;
+    }
     for sql in [
         "DELETE FROM outbox WHERE client_id = ?1",
         "DELETE FROM history WHERE client_id = ?1",
@@ -690,7 +697,7 @@ fn delete_client(conn: &Connection, client: i64) -> Result<(), StoreError> {
 /// The row of a forwarded client, created or brought up to date from its record. A client of
 /// another id holding the same name at the same owner is a stale record (the owner re-created
 /// its client) and is removed first, since names are unique per owning site.
-fn ensure_client(conn: &Connection, record: &ClientRecord) -> Result<i64, StoreError> {
+fn ensure_client(conn: &Connection, batch: &mut Batch<'_>, record: &ClientRecord) -> Result<i64, StoreError> {
     let id_bytes = record.id.as_bytes().as_slice();
     let stale: Option<(i64, Vec<u8>)> = conn
         .prepare_cached(
@@ -702,7 +709,7 @@ fn ensure_client(conn: &Connection, record: &ClientRecord) -> Result<i64, StoreE
         )
         .optional()?;
     if let Some((row, uuid)) = stale {
-        delete_client(conn, row)?;
+        delete_client(conn, batch, row)?;
         let old = Uuid::from_slice(&uuid).map_err(|_| corrupt("client id"))?;
         tracing::info!(
             site = %record.site,
@@ -835,7 +842,7 @@ pub(super) fn apply_forwarded(
         Outcome::Resync(reason) => return Ok(meta.resync(input.class, reason)),
         Outcome::Write(change) => change,
     };
-    let client = ensure_client(conn, &meta.client)?;
+    let client = ensure_client(conn, batch, &meta.client)?;
     let stamp = Stamp {
         version: Some(meta.version),
         at: meta.updated_at,

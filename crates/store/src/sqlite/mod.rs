@@ -25,6 +25,7 @@ use uuid::Uuid;
 use crate::cache::ItemCache;
 use crate::error::StoreError;
 use crate::last_seen::LastSeen;
+use crate::software::{Build, SoftwareIndex};
 use crate::plan::{Outcome, Plan, ReportInput, Resolver};
 use crate::{
     Authenticated, ClientAuth, DownAccepted, Enrolled, Enrollment, HistoryEntry, HistoryQuery, OutboxStats,
@@ -50,6 +51,7 @@ pub(crate) struct Shared {
     idle_readers: Mutex<Vec<Connection>>,
     pub cache: ItemCache,
     pub last_seen: LastSeen,
+    pub software: SoftwareIndex,
 }
 
 impl Shared {
@@ -76,6 +78,35 @@ impl Shared {
                 .push(conn);
         }
         result
+    }
+}
+
+/// Builds the software index (see the `software` module for why this is exact while writes go
+/// on): the snapshot starts between two of the writer's groups, then the items and every
+/// software snapshot are read in it, and the changes committed since are applied after.
+fn build_software_index(shared: &Shared) -> Result<(), StoreError> {
+    let conn = schema::open_reader(&shared.path)?;
+    {
+        let _gate = shared.software.gate.blocking_write();
+        shared.software.begin_build();
+        conn.execute_batch("BEGIN")?;
+        // A read transaction takes its snapshot at its first read.
+        conn.query_row("SELECT count(*) FROM meta", [], |_| Ok(()))?;
+    }
+    let mut build = Build::new();
+    queries::all_items(&conn, |id, attrs| build.item(id, attrs))?;
+    queries::software_lists(&conn, |client, version, items| build.list(client, version, items))?;
+    conn.execute_batch("COMMIT")?;
+    loop {
+        let unknown = shared.software.queued_unknown(&mut build);
+        if !unknown.is_empty() {
+            queries::items_by_id(&conn, &unknown, |id, attrs| build.item(id, attrs))?;
+            continue;
+        }
+        match shared.software.try_finish(build) {
+            Ok(()) => return Ok(()),
+            Err(again) => build = again,
+        }
     }
 }
 
@@ -199,6 +230,7 @@ impl SqliteStore {
             idle_readers: Mutex::new(Vec::new()),
             cache: ItemCache::default(),
             last_seen: LastSeen::default(),
+            software: SoftwareIndex::default(),
         });
         let (sender, thread) = writer::spawn(conn, shared.clone())?;
         Ok(SqliteStore {
@@ -544,13 +576,35 @@ impl SqliteStore {
     }
 
     pub async fn software(&self, q: &SoftwareQuery) -> Result<SoftwarePage, StoreError> {
+        self.software_index_ready().await?;
         let q = q.clone();
-        self.read(move |conn, _| queries::software(conn, &q)).await
+        self.read(move |conn, shared| queries::software(conn, &shared.software, &q)).await
     }
 
     pub async fn packages(&self, q: &PackageQuery) -> Result<PackagePage, StoreError> {
+        self.software_index_ready().await?;
         let q = q.clone();
-        self.read(move |conn, _| queries::packages(conn, &q)).await
+        self.read(move |conn, shared| queries::packages(conn, &shared.software, &q)).await
+    }
+
+    /// Starts building the software index unless it is built or being built.
+    pub fn warm_software_index(&self) {
+        if self.shared.software.claim_build() {
+            self.spawn_software_build();
+        }
+    }
+
+    async fn software_index_ready(&self) -> Result<(), StoreError> {
+        self.shared.software.ready(|| self.spawn_software_build()).await
+    }
+
+    fn spawn_software_build(&self) {
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = build_software_index(&shared) {
+                shared.software.fail_build(&e.to_string());
+            }
+        });
     }
 
     pub async fn clients_page(&self, q: &ClientQuery) -> Result<ClientPage, StoreError> {

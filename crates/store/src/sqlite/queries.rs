@@ -633,9 +633,8 @@ pub(super) fn write_change(
         Slot::Known(id) => id,
         Slot::New(i) => new_ids[i],
     };
-    let blob = change
-        .items
-        .map(|slots| encode_ids(&slots.into_iter().map(id_of).collect::<Vec<_>>()));
+    let ids: Option<Vec<i64>> = change.items.map(|slots| slots.into_iter().map(id_of).collect());
+    let blob = ids.as_deref().map(encode_ids);
     let full = input.is_full();
     let body_ids = if full {
         // A full report that repeats the stored snapshot leaves `items` as it is.
@@ -714,11 +713,36 @@ pub(super) fn write_change(
             ])?;
         }
     }
+    if input.class == Class::Sw && batch.software.is_some() {
+        // A first snapshot has no history rows: everything in it is added.
+        let (removed, added) = match (row, ids) {
+            (None, ids) => (Vec::new(), ids.unwrap_or_default()),
+            (Some(_), _) => (
+                change.history.iter().filter_map(|h| h.old).collect(),
+                change.history.iter().filter_map(|h| h.new.map(id_of)).collect(),
+            ),
+        };
+        let sw = crate::software::change(client, row.map(|r| r.version), Some(version), removed, added)?;
+        software_changed(conn, batch, sw)?;
+    }
     Ok(Written {
         version,
         full_at: Timestamp(full_at),
         body_ids,
     })
+}
+
+/// Records a change of a client's software snapshot for the software index, describing the
+/// items it adds that the index does not know (read back in this transaction, which is where
+/// items interned just now are visible).
+pub(super) fn software_changed(conn: &Connection, batch: &mut Batch<'_>, mut change: crate::software::SwChange) -> Result<(), StoreError> {
+    let Some(changes) = &mut batch.software else { return Ok(()) };
+    for id in batch.shared.software.to_describe(&change.added) {
+        let attrs: Vec<u8> = conn.prepare_cached("SELECT attrs FROM items WHERE id = ?1")?.query_row([id], |r| r.get(0))?;
+        change.described.push((id, crate::software::Package::from_stored(&attrs)?));
+    }
+    changes.push(change);
+    Ok(())
 }
 
 /// Applies a planned report of this site's own client inside the writer's transaction: the
@@ -1122,76 +1146,98 @@ fn history_of(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Software across clients (the scans themselves are in `crate::software`)
+// Software across clients (the index and the pages are in `crate::software`)
 
-/// Offers every item whose key contains `needle` (every item for `None`; `lower` compares the
-/// lower-cased key) to `f`.
-fn items_with_key(
-    conn: &Connection,
-    needle: Option<&str>,
-    lower: bool,
-    mut f: impl FnMut(i64, &[u8]) -> Result<(), StoreError>,
-) -> Result<(), StoreError> {
-    let sql = match (needle.is_some(), lower) {
-        (false, _) => "SELECT id, attrs FROM items WHERE ?1 IS NULL",
-        (true, false) => "SELECT id, attrs FROM items WHERE instr(key, ?1) > 0",
-        (true, true) => "SELECT id, attrs FROM items WHERE instr(lower(key), ?1) > 0",
-    };
-    let mut st = conn.prepare_cached(sql)?;
-    let mut rows = st.query([needle])?;
+/// Offers every stored item to `f`, for a build of the software index.
+pub(super) fn all_items(conn: &Connection, mut f: impl FnMut(i64, &[u8]) -> Result<(), StoreError>) -> Result<(), StoreError> {
+    let mut st = conn.prepare_cached("SELECT id, attrs FROM items")?;
+    let mut rows = st.query([])?;
     while let Some(r) = rows.next()? {
         f(r.get(0)?, r.get_ref(1)?.as_blob()?)?;
     }
     Ok(())
 }
 
-/// Offers every client's software item list (of one site's clients, with `site`) to `f`, with
-/// the client's internal row; client names are looked up only for the hits.
-fn software_lists(
-    conn: &Connection,
-    site: Option<&SiteCode>,
-    mut f: impl FnMut(i64, &[u8]) -> Result<(), StoreError>,
-) -> Result<(), StoreError> {
-    let mut st = conn.prepare_cached(
-        "SELECT s.client_id, s.items FROM snapshots s
-         WHERE s.class = 1 AND (?1 IS NULL OR s.client_id IN (SELECT id FROM clients WHERE site_code = ?1))",
-    )?;
-    let mut rows = st.query([site.map(SiteCode::as_str)])?;
+/// Offers the items with these ids to `f`.
+pub(super) fn items_by_id(conn: &Connection, ids: &[i64], mut f: impl FnMut(i64, &[u8]) -> Result<(), StoreError>) -> Result<(), StoreError> {
+    let array = Rc::new(ids.iter().copied().map(Value::from).collect::<Vec<_>>());
+    let mut st = conn.prepare_cached("SELECT id, attrs FROM items WHERE id IN rarray(?1)")?;
+    let mut rows = st.query([array])?;
     while let Some(r) = rows.next()? {
         f(r.get(0)?, r.get_ref(1)?.as_blob()?)?;
     }
     Ok(())
 }
 
-pub(super) fn software(conn: &Connection, q: &SoftwareQuery) -> Result<SoftwarePage, StoreError> {
-    // One read transaction: the candidate items, the item lists and the clients belong together.
+/// Offers every client's software snapshot (row, version, item list) to `f`, by client row:
+/// the index then appends each package's holders in order, which is much cheaper than
+/// inserting them among others.
+pub(super) fn software_lists(conn: &Connection, mut f: impl FnMut(i64, i64, &[u8]) -> Result<(), StoreError>) -> Result<(), StoreError> {
+    let mut st = conn.prepare_cached("SELECT client_id, version, items FROM snapshots WHERE class = 1 ORDER BY client_id")?;
+    let mut rows = st.query([])?;
+    while let Some(r) = rows.next()? {
+        f(r.get(0)?, r.get(1)?, r.get_ref(2)?.as_blob()?)?;
+    }
+    Ok(())
+}
+
+/// The rows of the clients owned by `site`.
+fn site_rows(conn: &Connection, site: &SiteCode) -> Result<roaring::RoaringBitmap, StoreError> {
+    let mut st = conn.prepare_cached("SELECT id FROM clients WHERE site_code = ?1")?;
+    let mut rows = st.query([site.as_str()])?;
+    let mut out = roaring::RoaringBitmap::new();
+    while let Some(r) = rows.next()? {
+        let row: i64 = r.get(0)?;
+        out.insert(u32::try_from(row).map_err(|_| corrupt("client row"))?);
+    }
+    Ok(out)
+}
+
+fn list_owner(r: &Row<'_>, first: usize) -> Result<crate::software::ListOwner, StoreError> {
+    Ok(crate::software::ListOwner {
+        name: ClientName::parse(r.get_ref(first)?.as_str()?).map_err(|_| corrupt("client name"))?,
+        id: Uuid::from_slice(r.get_ref(first + 1)?.as_blob()?).map_err(|_| corrupt("client id"))?,
+        site: SiteCode::parse(r.get_ref(first + 2)?.as_str()?).map_err(|_| corrupt("site code"))?,
+    })
+}
+
+pub(super) fn software(
+    conn: &Connection,
+    index: &crate::software::SoftwareIndex,
+    q: &SoftwareQuery,
+) -> Result<SoftwarePage, StoreError> {
+    // One read transaction: the site's clients and the holders' names belong together.
     let tx = conn.unchecked_transaction()?;
-    let mut scan = crate::software::HolderScan::new(q);
-    let needle = scan.key_needle();
-    items_with_key(&tx, Some(&needle), false, |id, attrs| scan.candidate(id, attrs))?;
-    let mut owners = crate::cache::FastMap::default();
-    if scan.has_candidates() {
-        software_lists(&tx, q.site.as_ref(), |client, items| scan.list(client, items))?;
+    let site = q.site.as_ref().map(|s| site_rows(&tx, s)).transpose()?;
+    let holders = index.read(|ix| crate::software::Holders::find(ix, q, site.as_ref()))?;
+    if let Some(rows) = holders.rows(crate::software::DIRECT_HOLDERS) {
+        let mut owners = FastMap::default();
         let mut st = tx.prepare_cached("SELECT name, uuid, site_code FROM clients WHERE id = ?1")?;
-        for row in scan.hit_clients() {
-            let owner = st.query_row([row], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, String>(2)?)))?;
-            owners.insert(row, crate::software::ListOwner {
-                name: ClientName::parse(&owner.0).map_err(|_| corrupt("client name"))?,
-                id: Uuid::from_slice(&owner.1).map_err(|_| corrupt("client id"))?,
-                site: SiteCode::parse(&owner.2).map_err(|_| corrupt("site code"))?,
-            });
+        for row in rows {
+            let mut found = st.query([row])?;
+            // A client removed since the index saw it no longer holds anything.
+            if let Some(r) = found.next()? {
+                owners.insert(row, list_owner(r, 0)?);
+            }
+        }
+        return Ok(holders.page_from(&owners));
+    }
+    let mut collect = holders.collector();
+    let mut st = tx.prepare_cached("SELECT id, name, uuid, site_code FROM clients ORDER BY name, site_code")?;
+    let mut rows = st.query([])?;
+    while let Some(r) = rows.next()? {
+        if !collect.offer(r.get(0)?, &list_owner(r, 1)?) {
+            break;
         }
     }
-    Ok(scan.page(&owners))
+    Ok(collect.finish())
 }
 
-pub(super) fn packages(conn: &Connection, q: &PackageQuery) -> Result<PackagePage, StoreError> {
-    let tx = conn.unchecked_transaction()?;
-    let mut scan = crate::software::PackageScan::new(q);
-    let needle = scan.key_needle().map(str::to_string);
-    items_with_key(&tx, needle.as_deref(), true, |id, attrs| scan.candidate(id, attrs))?;
-    if scan.has_candidates() {
-        software_lists(&tx, q.site.as_ref(), |_, items| scan.list(items))?;
-    }
-    Ok(scan.page())
+pub(super) fn packages(
+    conn: &Connection,
+    index: &crate::software::SoftwareIndex,
+    q: &PackageQuery,
+) -> Result<PackagePage, StoreError> {
+    let site = q.site.as_ref().map(|s| site_rows(conn, s)).transpose()?;
+    index.read(|ix| crate::software::packages_page(ix, q, site.as_ref()))
 }

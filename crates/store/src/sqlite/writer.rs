@@ -20,6 +20,7 @@ use super::Shared;
 use super::queries;
 use crate::cache::CachedItem;
 use crate::error::StoreError;
+use crate::software::SwChange;
 
 /// The most jobs in one transaction. Large enough to amortise the fsync, small enough that a
 /// failed commit does not fail very many callers and that the first job waits little.
@@ -33,6 +34,9 @@ pub(super) struct Batch<'a> {
     pub shared: &'a Shared,
     /// Items this transaction interned, published to the cache only after COMMIT.
     pub inserted: Vec<(i64, CachedItem)>,
+    /// Changes of software snapshots, handed to the software index only after COMMIT; `None`
+    /// while the index is neither built nor being built.
+    pub software: Option<Vec<SwChange>>,
 }
 
 /// A unit of work for the writer.
@@ -156,6 +160,9 @@ fn commit_group(
 ) {
     let started = Instant::now();
     let n = jobs.len();
+    // Held until the group's software changes are handed over, so that a build of the index
+    // starts its snapshot between two groups (see the `software` module).
+    let _gate = shared.software.gate.blocking_read();
     // IMMEDIATE takes the write lock now: a deferred transaction that reads first could find
     // another process committed meanwhile and fail with SQLITE_BUSY, which no timeout cures.
     if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
@@ -169,10 +176,12 @@ fn commit_group(
     let mut batch = Batch {
         shared,
         inserted: Vec::new(),
+        software: shared.software.collecting().then(Vec::new),
     };
     let mut lost: Option<StoreError> = None;
     for job in &mut jobs {
         let mark = batch.inserted.len();
+        let sw_mark = batch.software.as_ref().map_or(0, Vec::len);
         let step = (|| {
             exec(conn, "SAVEPOINT job")?;
             let ok = job.run(conn, &mut batch);
@@ -186,6 +195,9 @@ fn commit_group(
             if !ok {
                 exec(conn, "ROLLBACK TO job")?;
                 batch.inserted.truncate(mark);
+                if let Some(sw) = &mut batch.software {
+                    sw.truncate(sw_mark);
+                }
             }
             exec(conn, "RELEASE job")
         })();
@@ -213,6 +225,9 @@ fn commit_group(
     match &committed {
         Ok(()) => {
             shared.cache.insert(batch.inserted);
+            if let Some(sw) = batch.software {
+                shared.software.apply(sw);
+            }
             if wrote_seen {
                 shared.last_seen.forget(seen);
             }

@@ -1,0 +1,672 @@
+//! The in-memory software index: for every package item the site has stored, which clients
+//! hold it now. It answers both software queries (one package's holders, every package with
+//! its counts) without reading any client's item list, and is kept up to date by the changes
+//! the backends hand it after each commit ([`SwChange`]).
+//!
+//! Size. A package item costs about 30 bytes plus its holders; holders are a single client
+//! inline while there is one (most of a fleet's own packages), and a compressed bitmap beyond
+//! that (about a bit per client for a package most clients have). Names, versions,
+//! architectures and sources are interned into one string arena. BENCHMARKS.md has the
+//! figures at 100,000 clients.
+
+use std::sync::Mutex;
+
+use hashbrown::HashTable;
+use invsync_proto::version::compare;
+use roaring::RoaringBitmap;
+
+use super::{Package, SwChange};
+use crate::cache::FastMap;
+
+/// `item_pkg` of an id the index has not seen.
+const UNKNOWN: u32 = u32::MAX;
+/// `item_pkg` of an item that is not a package (no name, version or source).
+const NOT_PACKAGE: u32 = u32::MAX - 1;
+/// End of a list of packages of one name.
+const NONE: u32 = u32::MAX;
+
+/// Strings stored once, by index: names, versions, architectures and sources.
+#[derive(Default)]
+struct Interner {
+    text: String,
+    spans: Vec<(u32, u32)>,
+    table: HashTable<u32>,
+    hasher: hashbrown::DefaultHashBuilder,
+}
+
+impl Interner {
+    fn get(&self, i: u32) -> &str {
+        let (start, len) = self.spans[i as usize];
+        &self.text[start as usize..(start + len) as usize]
+    }
+
+    fn hash(&self, s: &str) -> u64 {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one(s)
+    }
+
+    fn find(&self, s: &str) -> Option<u32> {
+        let h = self.hash(s);
+        self.table.find(h, |&i| self.get(i) == s).copied()
+    }
+
+    fn intern(&mut self, s: &str) -> u32 {
+        if let Some(i) = self.find(s) {
+            return i;
+        }
+        let i = u32::try_from(self.spans.len()).expect("fewer than 4 billion strings");
+        let start = u32::try_from(self.text.len()).expect("less than 4 GB of package strings");
+        self.text.push_str(s);
+        self.spans.push((start, s.len() as u32));
+        let h = self.hash(s);
+        let (text, spans, hasher) = (&self.text, &self.spans, &self.hasher);
+        self.table.insert_unique(h, i, |&j| {
+            use std::hash::BuildHasher;
+            let (start, len) = spans[j as usize];
+            hasher.hash_one(&text[start as usize..(start + len) as usize])
+        });
+        i
+    }
+}
+
+/// One package item: its interned attributes and its holders.
+#[derive(Clone, Copy)]
+struct Pkg {
+    name: u32,
+    version: u32,
+    arch: u32,
+    source: u32,
+    /// The next package of the same name, or [`NONE`].
+    next: u32,
+    /// How many clients hold it.
+    count: u32,
+    /// With `count` 1 the one client; with more, the index of its bitmap in `sets`.
+    holder: u32,
+}
+
+/// Which clients hold each package; see the module documentation.
+pub(crate) struct Index {
+    /// Item id → index in `pkgs`, [`NOT_PACKAGE`] or [`UNKNOWN`]. Item ids are row ids handed
+    /// out in sequence, so a table indexed by id is as long as the largest id and the cheapest
+    /// lookup there is.
+    item_pkg: Vec<u32>,
+    pkgs: Vec<Pkg>,
+    strings: Interner,
+    /// Name string → its first package ([`NONE`] for strings that are not names).
+    first_of_name: Vec<u32>,
+    /// Every name string, in the order they were first seen.
+    names: Vec<u32>,
+    /// Names in byte order, extended lazily by queries (see [`NameOrder`]).
+    order: Mutex<NameOrder>,
+    sets: Vec<RoaringBitmap>,
+    free_sets: Vec<u32>,
+    /// Client row → the version of its software snapshot that the index reflects.
+    versions: FastMap<u32, i64>,
+    /// Changes that arrived before the change they follow (see [`Index::apply`]).
+    parked: FastMap<u32, Vec<SwChange>>,
+}
+
+/// The names sorted by text: `sorted` holds the first `merged` of `Index::names`.
+#[derive(Default)]
+struct NameOrder {
+    sorted: Vec<u32>,
+    merged: usize,
+}
+
+/// Why the index no longer reflects the database; it is then dropped and rebuilt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Inconsistent {
+    /// A change named an item the index never saw, without describing it.
+    UnknownItem(i64),
+    /// Changes of one client wait for one that never came.
+    LostChange { client: u32 },
+    /// A row id too large for the index's 32-bit client numbers.
+    ClientRow(i64),
+}
+
+impl std::fmt::Display for Inconsistent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Inconsistent::UnknownItem(id) => write!(f, "a change named item {id}, which the index does not know"),
+            Inconsistent::LostChange { client } => {
+                write!(f, "changes of client row {client} wait for an earlier change that never came")
+            }
+            Inconsistent::ClientRow(row) => write!(f, "client row {row} does not fit in 32 bits"),
+        }
+    }
+}
+
+/// Parked changes of one client beyond which one is taken to be lost.
+const MAX_PARKED: usize = 64;
+
+/// One package's holders as a query needs them.
+pub(crate) struct PackageHolders {
+    pub package: Package,
+    pub clients: RoaringBitmap,
+}
+
+impl Default for Index {
+    fn default() -> Index {
+        Index {
+            item_pkg: Vec::new(),
+            pkgs: Vec::new(),
+            strings: Interner::default(),
+            first_of_name: Vec::new(),
+            names: Vec::new(),
+            order: Mutex::new(NameOrder::default()),
+            sets: Vec::new(),
+            free_sets: Vec::new(),
+            versions: FastMap::default(),
+            parked: FastMap::default(),
+        }
+    }
+}
+
+/// A client row as the index numbers clients.
+pub(crate) fn client_no(row: i64) -> Result<u32, Inconsistent> {
+    u32::try_from(row).map_err(|_| Inconsistent::ClientRow(row))
+}
+
+impl Index {
+    /// Whether the index knows what item `id` is (a package or not).
+    pub fn knows(&self, id: i64) -> bool {
+        usize::try_from(id).ok().and_then(|i| self.item_pkg.get(i)).is_some_and(|&p| p != UNKNOWN)
+    }
+
+    /// Records what item `id` is: `Some` package or `None` for an item that is not one. An id
+    /// already known keeps what it was (an item never changes).
+    pub fn describe(&mut self, id: i64, package: Option<&Package>) {
+        let Ok(i) = usize::try_from(id) else { return };
+        if self.item_pkg.len() <= i {
+            self.item_pkg.resize(i + 1, UNKNOWN);
+        }
+        if self.item_pkg[i] != UNKNOWN {
+            return;
+        }
+        self.item_pkg[i] = match package {
+            None => NOT_PACKAGE,
+            Some(p) => self.add_package(p),
+        };
+    }
+
+    fn add_package(&mut self, p: &Package) -> u32 {
+        let name = self.strings.intern(&p.name);
+        let (version, arch, source) =
+            (self.strings.intern(&p.version), self.strings.intern(&p.arch), self.strings.intern(&p.source));
+        if self.first_of_name.len() < self.strings.spans.len() {
+            self.first_of_name.resize(self.strings.spans.len(), NONE);
+        }
+        let first = self.first_of_name[name as usize];
+        if first == NONE {
+            self.names.push(name);
+        }
+        let index = u32::try_from(self.pkgs.len()).expect("fewer than 4 billion packages");
+        self.pkgs.push(Pkg { name, version, arch, source, next: first, count: 0, holder: 0 });
+        self.first_of_name[name as usize] = index;
+        index
+    }
+
+    /// Records that the index reflects version `version` of client `client`'s snapshot (a
+    /// build, after handing its holders to [`Index::add_holders`]).
+    pub fn set_version(&mut self, client: u32, version: i64) {
+        self.versions.insert(client, version);
+    }
+
+    /// The package index of item `id`, if it is a package.
+    pub fn package_of(&self, id: i64) -> Result<Option<u32>, Inconsistent> {
+        self.pkg_of(id).map(|p| p.map(|p| p as u32))
+    }
+
+    /// Adds `clients` (ascending, distinct, none a holder yet) as holders of package `p`: a
+    /// build's way, which touches each package's bitmap once per block of clients instead of
+    /// once per client (at 100,000 clients, inserting one holder at a time spent most of a
+    /// 14-second build waiting for memory).
+    pub fn add_holders(&mut self, p: u32, clients: &[u32]) {
+        let pkg = self.pkgs[p as usize];
+        if let (0, [one]) = (pkg.count, clients) {
+            let pkg = &mut self.pkgs[p as usize];
+            pkg.holder = *one;
+            pkg.count = 1;
+            return;
+        }
+        let (mut set, slot) = match pkg.count {
+            0 => (RoaringBitmap::new(), None),
+            1 => (std::iter::once(pkg.holder).collect(), None),
+            _ => (std::mem::take(&mut self.sets[pkg.holder as usize]), Some(pkg.holder)),
+        };
+        if set.append(clients.iter().copied()).is_err() {
+            // Not above every holder so far (the build read clients out of row order).
+            set.extend(clients.iter().copied());
+        }
+        let count = u32::try_from(set.len()).expect("fewer than 4 billion clients");
+        let slot = match slot {
+            Some(s) => s,
+            None => match self.free_sets.pop() {
+                Some(s) => s,
+                None => {
+                    self.sets.push(RoaringBitmap::new());
+                    (self.sets.len() - 1) as u32
+                }
+            },
+        };
+        self.sets[slot as usize] = set;
+        let pkg = &mut self.pkgs[p as usize];
+        pkg.holder = slot;
+        pkg.count = count;
+    }
+
+    fn pkg_of(&self, id: i64) -> Result<Option<usize>, Inconsistent> {
+        let p = usize::try_from(id).ok().and_then(|i| self.item_pkg.get(i).copied()).unwrap_or(UNKNOWN);
+        match p {
+            UNKNOWN => Err(Inconsistent::UnknownItem(id)),
+            NOT_PACKAGE => Ok(None),
+            p => Ok(Some(p as usize)),
+        }
+    }
+
+    fn add_holder(&mut self, id: i64, client: u32) -> Result<(), Inconsistent> {
+        let Some(p) = self.pkg_of(id)? else { return Ok(()) };
+        let pkg = &mut self.pkgs[p];
+        match pkg.count {
+            0 => {
+                pkg.holder = client;
+                pkg.count = 1;
+            }
+            1 if pkg.holder == client => {}
+            1 => {
+                let set: RoaringBitmap = [pkg.holder, client].into_iter().collect();
+                let slot = match self.free_sets.pop() {
+                    Some(s) => {
+                        self.sets[s as usize] = set;
+                        s
+                    }
+                    None => {
+                        self.sets.push(set);
+                        (self.sets.len() - 1) as u32
+                    }
+                };
+                let pkg = &mut self.pkgs[p];
+                pkg.holder = slot;
+                pkg.count = 2;
+            }
+            _ => {
+                if self.sets[pkg.holder as usize].insert(client) {
+                    pkg.count += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn remove_holder(&mut self, id: i64, client: u32) -> Result<(), Inconsistent> {
+        let Some(p) = self.pkg_of(id)? else { return Ok(()) };
+        let pkg = &mut self.pkgs[p];
+        match pkg.count {
+            0 => {}
+            1 => {
+                if pkg.holder == client {
+                    pkg.count = 0;
+                }
+            }
+            _ => {
+                let set = &mut self.sets[pkg.holder as usize];
+                if set.remove(client) {
+                    pkg.count -= 1;
+                    if pkg.count == 1 {
+                        let only = set.min().expect("one holder left");
+                        *set = RoaringBitmap::new();
+                        self.free_sets.push(pkg.holder);
+                        pkg.holder = only;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies a committed change. Changes of one client must be applied in the order they
+    /// were committed; a change that arrives before the one it follows (PostgreSQL commits
+    /// in parallel, so two changes of one client can reach the index in either order) waits
+    /// until its predecessor has been applied: a change says which version it replaces.
+    pub fn apply(&mut self, change: SwChange) -> Result<(), Inconsistent> {
+        for (id, package) in &change.described {
+            self.describe(*id, package.as_ref());
+        }
+        let client = change.client;
+        if self.versions.get(&client).copied() != change.from {
+            let parked = self.parked.entry(client).or_default();
+            parked.push(change);
+            if parked.len() > MAX_PARKED {
+                return Err(Inconsistent::LostChange { client });
+            }
+            return Ok(());
+        }
+        self.apply_in_order(change)?;
+        // The changes it unblocks, in turn.
+        while let Some(waiting) = self.parked.get_mut(&client) {
+            let current = self.versions.get(&client).copied();
+            let Some(i) = waiting.iter().position(|c| c.from == current) else { break };
+            let next = waiting.swap_remove(i);
+            if waiting.is_empty() {
+                self.parked.remove(&client);
+            }
+            self.apply_in_order(next)?;
+        }
+        Ok(())
+    }
+
+    fn apply_in_order(&mut self, change: SwChange) -> Result<(), Inconsistent> {
+        for &id in &change.removed {
+            self.remove_holder(id, change.client)?;
+        }
+        for &id in &change.added {
+            self.add_holder(id, change.client)?;
+        }
+        match change.to {
+            Some(v) => self.versions.insert(change.client, v),
+            None => self.versions.remove(&change.client),
+        };
+        Ok(())
+    }
+
+    /// The item ids `change` adds that the index does not know.
+    pub fn unknown_in<'c>(&'c self, change: &'c SwChange) -> impl Iterator<Item = i64> + 'c {
+        change.added.iter().copied().filter(|&id| !self.knows(id))
+    }
+
+    fn package(&self, p: &Pkg) -> Package {
+        Package {
+            name: self.strings.get(p.name).to_string(),
+            version: self.strings.get(p.version).to_string(),
+            arch: self.strings.get(p.arch).to_string(),
+            source: self.strings.get(p.source).to_string(),
+        }
+    }
+
+    fn holders_of(&self, p: &Pkg) -> RoaringBitmap {
+        match p.count {
+            0 => RoaringBitmap::new(),
+            1 => std::iter::once(p.holder).collect(),
+            _ => self.sets[p.holder as usize].clone(),
+        }
+    }
+
+    /// Whether a package has a holder among `site` (any holder for `None`).
+    fn held(&self, p: &Pkg, site: Option<&RoaringBitmap>) -> bool {
+        match (p.count, site) {
+            (0, _) => false,
+            (_, None) => true,
+            (1, Some(s)) => s.contains(p.holder),
+            (_, Some(s)) => !self.sets[p.holder as usize].is_disjoint(s),
+        }
+    }
+
+    fn packages_named(&self, name: u32) -> impl Iterator<Item = &Pkg> {
+        let mut next = self.first_of_name.get(name as usize).copied().unwrap_or(NONE);
+        std::iter::from_fn(move || {
+            (next != NONE).then(|| {
+                let p = &self.pkgs[next as usize];
+                next = p.next;
+                p
+            })
+        })
+    }
+
+    /// The packages named exactly `name` whose version `keep` accepts, each with its holders
+    /// (among `site` when given), sorted by version (dpkg's order), architecture and source.
+    /// Packages no client holds are left out.
+    pub fn holders(
+        &self,
+        name: &str,
+        keep: impl Fn(&str) -> bool,
+        site: Option<&RoaringBitmap>,
+    ) -> Vec<PackageHolders> {
+        let Some(n) = self.strings.find(name) else { return Vec::new() };
+        let mut out: Vec<PackageHolders> = self
+            .packages_named(n)
+            .filter(|p| p.count > 0 && keep(self.strings.get(p.version)))
+            .filter_map(|p| {
+                let mut clients = self.holders_of(p);
+                if let Some(s) = site {
+                    clients &= s;
+                }
+                (!clients.is_empty()).then(|| PackageHolders { package: self.package(p), clients })
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            compare(&a.package.version, &b.package.version)
+                .then_with(|| a.package.arch.cmp(&b.package.arch))
+                .then_with(|| a.package.source.cmp(&b.package.source))
+        });
+        out
+    }
+
+    /// Brings the name order up to date with the names seen since it was last sorted: those
+    /// are sorted alone and merged in, rather than sorting all again.
+    pub fn sort_names(&self) {
+        let mut order = self.order.lock().unwrap_or_else(|p| p.into_inner());
+        if order.merged == self.names.len() {
+            return;
+        }
+        let mut fresh = self.names[order.merged..].to_vec();
+        fresh.sort_unstable_by(|&a, &b| self.strings.get(a).cmp(self.strings.get(b)));
+        let old = std::mem::take(&mut order.sorted);
+        let mut merged = Vec::with_capacity(old.len() + fresh.len());
+        let (mut i, mut j) = (0, 0);
+        while i < old.len() && j < fresh.len() {
+            if self.strings.get(old[i]) <= self.strings.get(fresh[j]) {
+                merged.push(old[i]);
+                i += 1;
+            } else {
+                merged.push(fresh[j]);
+                j += 1;
+            }
+        }
+        merged.extend_from_slice(&old[i..]);
+        merged.extend_from_slice(&fresh[j..]);
+        order.sorted = merged;
+        order.merged = self.names.len();
+    }
+
+    /// The package names that some client (of `site`) holds and that `keep` accepts (all for
+    /// `None`): how many, and the texts of `limit` of them from `offset` on, in byte order.
+    ///
+    /// Walking the names in sorted order reads their texts in no order at all, a cache miss
+    /// each (a quarter of a second for a million names); so `keep` is first asked of every
+    /// name in the order the texts lie in memory, and only the page's texts are read in order.
+    pub fn names_held(
+        &self,
+        site: Option<&RoaringBitmap>,
+        keep: Option<&dyn Fn(&str) -> bool>,
+        offset: u64,
+        limit: u32,
+    ) -> (u64, Vec<String>) {
+        self.sort_names();
+        let kept: Option<Vec<bool>> = keep.map(|keep| {
+            let mut kept = vec![false; self.strings.spans.len()];
+            for &n in &self.names {
+                kept[n as usize] = keep(self.strings.get(n));
+            }
+            kept
+        });
+        let order = self.order.lock().unwrap_or_else(|p| p.into_inner());
+        let (mut total, mut page) = (0u64, Vec::new());
+        for &n in &order.sorted {
+            if kept.as_ref().is_none_or(|k| k[n as usize]) && self.packages_named(n).any(|p| self.held(p, site)) {
+                if total >= offset && page.len() < limit as usize {
+                    page.push(self.strings.get(n).to_string());
+                }
+                total += 1;
+            }
+        }
+        (total, page)
+    }
+
+    /// How many clients (of `site`) hold package `name`, in all and per version, versions in
+    /// dpkg's order. A client holding two architectures of a version counts once.
+    pub fn counts(&self, name: &str, site: Option<&RoaringBitmap>) -> (u64, Vec<(String, u64)>) {
+        let Some(n) = self.strings.find(name) else { return (0, Vec::new()) };
+        let held: Vec<&Pkg> = self.packages_named(n).filter(|p| self.held(p, site)).collect();
+        let count = |ps: &[&Pkg]| -> u64 {
+            if let [p] = ps
+                && site.is_none()
+            {
+                return u64::from(p.count);
+            }
+            let mut all = RoaringBitmap::new();
+            for p in ps {
+                all |= self.holders_of(p);
+            }
+            match site {
+                Some(s) => all.intersection_len(s),
+                None => all.len(),
+            }
+        };
+        let mut by_version: Vec<(u32, Vec<&Pkg>)> = Vec::new();
+        for &p in &held {
+            match by_version.iter_mut().find(|(v, _)| *v == p.version) {
+                Some((_, ps)) => ps.push(p),
+                None => by_version.push((p.version, vec![p])),
+            }
+        }
+        let mut versions: Vec<(String, u64)> =
+            by_version.iter().map(|(v, ps)| (self.strings.get(*v).to_string(), count(ps))).collect();
+        versions.sort_by(|a, b| compare(&a.0, &b.0));
+        (count(&held), versions)
+    }
+
+    /// Gives back the room a build's growing tables left over (up to half of each).
+    pub fn shrink(&mut self) {
+        self.item_pkg.shrink_to_fit();
+        self.pkgs.shrink_to_fit();
+        self.strings.text.shrink_to_fit();
+        self.strings.spans.shrink_to_fit();
+        self.first_of_name.shrink_to_fit();
+        self.names.shrink_to_fit();
+        self.sets.shrink_to_fit();
+    }
+
+    /// Rough heap bytes the index holds, for its log line and BENCHMARKS.md.
+    pub fn heap_bytes(&self) -> usize {
+        let sets: usize = self.sets.iter().map(|s| s.serialized_size() + 48).sum();
+        self.item_pkg.capacity() * 4
+            + self.pkgs.capacity() * std::mem::size_of::<Pkg>()
+            + self.strings.text.capacity()
+            + self.strings.spans.capacity() * 8
+            + self.strings.table.capacity() * 5
+            + self.first_of_name.capacity() * 4
+            + self.names.capacity() * 4
+            + self.order.lock().map_or(0, |o| o.sorted.capacity() * 4)
+            + sets
+            + self.versions.capacity() * 16
+    }
+
+    /// Counts for the log line: package items, names and clients.
+    pub fn sizes(&self) -> (usize, usize, usize) {
+        (self.pkgs.len(), self.names.len(), self.versions.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pkg(name: &str, version: &str, arch: &str) -> Package {
+        Package { name: name.into(), version: version.into(), arch: arch.into(), source: "dpkg".into() }
+    }
+
+    fn change(client: u32, from: Option<i64>, to: Option<i64>, removed: &[i64], added: &[i64]) -> SwChange {
+        SwChange { client, from, to, removed: removed.to_vec(), added: added.to_vec(), described: Vec::new() }
+    }
+
+    fn holders(ix: &Index, name: &str) -> Vec<(String, Vec<u32>)> {
+        ix.holders(name, |_| true, None)
+            .into_iter()
+            .map(|h| (format!("{} {}", h.package.version, h.package.arch), h.clients.iter().collect()))
+            .collect()
+    }
+
+    fn index() -> Index {
+        let mut ix = Index::default();
+        ix.describe(1, Some(&pkg("bash", "5.2-1", "amd64")));
+        ix.describe(2, Some(&pkg("bash", "5.1-1", "amd64")));
+        ix.describe(3, Some(&pkg("openssl", "3.0.11-1", "amd64")));
+        ix.describe(4, Some(&pkg("openssl", "3.0.11-1", "i386")));
+        ix.describe(5, None);
+        ix
+    }
+
+    #[test]
+    fn holders_move_from_inline_to_bitmap_and_back() {
+        let mut ix = index();
+        ix.apply(change(7, None, Some(1), &[], &[1, 5])).unwrap();
+        assert_eq!(holders(&ix, "bash"), [("5.2-1 amd64".to_string(), vec![7])]);
+        ix.apply(change(8, None, Some(1), &[], &[1])).unwrap();
+        ix.apply(change(9, None, Some(1), &[], &[1, 2])).unwrap();
+        assert_eq!(holders(&ix, "bash"), [("5.1-1 amd64".to_string(), vec![9]), ("5.2-1 amd64".to_string(), vec![7, 8, 9])]);
+        ix.apply(change(7, Some(1), Some(2), &[1], &[])).unwrap();
+        ix.apply(change(9, Some(1), Some(2), &[1], &[])).unwrap();
+        assert_eq!(holders(&ix, "bash")[1], ("5.2-1 amd64".to_string(), vec![8]));
+        assert_eq!(ix.free_sets.len(), 1, "a set down to one holder is given back");
+        // The freed set is reused.
+        ix.apply(change(7, Some(2), Some(3), &[], &[2])).unwrap();
+        assert_eq!(holders(&ix, "bash")[0], ("5.1-1 amd64".to_string(), vec![7, 9]));
+        assert!(ix.free_sets.is_empty());
+        // Removing a holder that is not there changes nothing.
+        ix.apply(change(8, Some(1), Some(2), &[3], &[])).unwrap();
+        assert_eq!(holders(&ix, "openssl"), Vec::<(String, Vec<u32>)>::new(), "nobody holds it");
+    }
+
+    #[test]
+    fn a_change_that_arrives_early_waits_for_the_one_it_follows() {
+        let mut ix = index();
+        ix.apply(change(7, None, Some(1), &[], &[1])).unwrap();
+        // Version 2 → 3 arrives before 1 → 2.
+        ix.apply(change(7, Some(2), Some(3), &[2], &[3])).unwrap();
+        assert_eq!(holders(&ix, "bash"), [("5.2-1 amd64".to_string(), vec![7])], "parked");
+        ix.apply(change(7, Some(1), Some(2), &[1], &[2])).unwrap();
+        assert_eq!(holders(&ix, "bash"), Vec::<(String, Vec<u32>)>::new());
+        assert_eq!(holders(&ix, "openssl"), [("3.0.11-1 amd64".to_string(), vec![7])]);
+        assert!(ix.parked.is_empty());
+        // A deletion, then the client created again under the same row.
+        ix.apply(change(7, None, Some(1), &[], &[4])).unwrap();
+        assert_eq!(ix.parked.len(), 1, "waits for the deletion");
+        ix.apply(change(7, Some(3), None, &[3], &[])).unwrap();
+        assert_eq!(holders(&ix, "openssl"), [("3.0.11-1 i386".to_string(), vec![7])]);
+    }
+
+    #[test]
+    fn inconsistencies_are_reported_not_guessed() {
+        let mut ix = index();
+        assert_eq!(ix.apply(change(7, None, Some(1), &[], &[99])), Err(Inconsistent::UnknownItem(99)));
+        let mut ix = index();
+        let mut last = Ok(());
+        for v in 0..=MAX_PARKED as i64 {
+            last = ix.apply(change(7, Some(100 + v), Some(101 + v), &[], &[]));
+        }
+        assert_eq!(last, Err(Inconsistent::LostChange { client: 7 }));
+        assert!(client_no(1 << 40).is_err());
+    }
+
+    #[test]
+    fn names_come_in_byte_order_and_counts_count_clients_once() {
+        let mut ix = index();
+        ix.apply(change(1, None, Some(1), &[], &[3, 4, 1])).unwrap();
+        ix.apply(change(2, None, Some(1), &[], &[3, 2])).unwrap();
+        // A name first seen after a query is merged into the order.
+        assert_eq!(ix.names_held(None, None, 0, 10), (2, vec!["bash".to_string(), "openssl".to_string()]));
+        ix.describe(6, Some(&pkg("aaa", "1", "all")));
+        ix.describe(7, Some(&pkg("zlib", "1", "amd64")));
+        ix.apply(change(2, Some(1), Some(2), &[], &[6, 7])).unwrap();
+        let not_zlib = |n: &str| n != "zlib";
+        let (total, seen) = ix.names_held(None, Some(&not_zlib), 0, 10);
+        assert_eq!((total, seen), (3, vec!["aaa".to_string(), "bash".into(), "openssl".into()]));
+        assert_eq!(ix.names_held(None, Some(&not_zlib), 1, 1), (3, vec!["bash".to_string()]));
+        assert_eq!(ix.counts("openssl", None), (2, vec![("3.0.11-1".to_string(), 2)]));
+        assert_eq!(ix.counts("bash", None), (2, vec![("5.1-1".to_string(), 1), ("5.2-1".to_string(), 1)]));
+        let site: RoaringBitmap = [2].into_iter().collect();
+        assert_eq!(ix.counts("bash", Some(&site)), (1, vec![("5.1-1".to_string(), 1)]));
+        let only_1: RoaringBitmap = [1].into_iter().collect();
+        assert_eq!(ix.names_held(Some(&only_1), None, 0, 10), (2, vec!["bash".to_string(), "openssl".to_string()]));
+    }
+}
