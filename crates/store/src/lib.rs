@@ -16,6 +16,9 @@
 //!   a client with 1,500 packages within the storage budget.
 //! * Report handling is planned on reading threads and only checked and written by the writer
 //!   (`plan`), with an in-memory item cache (`cache`) so deltas need no per-item queries.
+//! * Software across clients (which clients have a package, every package with its counts)
+//!   is answered from an in-memory index that every write keeps exact after its commit and
+//!   that is built once when the site starts (`software`).
 //! * The hierarchy of SPEC section 6: a child writes every change it accepts into a durable
 //!   outbox in the change's own transaction; a parent applies the changes its children forward
 //!   through the same planning and writing path as reports, keeping the owner's version

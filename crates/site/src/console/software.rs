@@ -15,8 +15,9 @@
 //! named `export.csv` is still its own page).
 //!
 //! Parameters are checked, and CSV written, by the admin API's functions (`api/admin/software`):
-//! the console accepts and exports exactly what `GET /api/v1/software…` does. Both lists scan
-//! every client's software in the store (no per-package index), so a page is one scan.
+//! the console accepts and exports exactly what `GET /api/v1/software…` does. Both lists are
+//! answered from the store's in-memory software index, so a page costs milliseconds however
+//! many clients the site holds.
 
 use askama::Template;
 use axum::extract::rejection::{PathRejection, QueryRejection};
