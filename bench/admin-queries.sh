@@ -43,9 +43,10 @@ if [ -z "$PACKAGE" ]; then
 fi
 VERSION="$(curl -sf -H "Authorization: Bearer $TOKEN" "$URL/api/v1/software?name=$PACKAGE&limit=1" |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["holders"][0]["version"])')"
-# A package few clients have (the last in name order), for the other way of finding holders.
-RARE="$(curl -sf -H "Authorization: Bearer $TOKEN" "$URL/api/v1/software/packages?limit=1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["total"])')"
-RARE="$(curl -sf -H "Authorization: Bearer $TOKEN" "$URL/api/v1/software/packages?limit=1&offset=$((RARE - 1))" | python3 -c 'import json,sys; p=json.load(sys.stdin)["packages"][0]; print(p["name"])')"
+# A package few clients have (the one with the fewest among the first thousand), for the
+# other way of finding holders (looked up one by one instead of walking the clients by name).
+RARE="$(curl -sf -H "Authorization: Bearer $TOKEN" "$URL/api/v1/software/packages?limit=1000" |
+  python3 -c 'import json,sys; p=json.load(sys.stdin)["packages"]; print(min(p, key=lambda x: x["clients"])["name"])')"
 RANGE="$(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(">=" + sys.argv[1]))' "$VERSION")"
 
 echo "site: $CLIENTS clients; package: $PACKAGE (range >=$VERSION); rare package: $RARE"
