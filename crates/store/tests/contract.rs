@@ -1281,6 +1281,17 @@ async fn a_report_with_a_key_is_stored_only_for_the_right_key_and_a_bad_one_is_r
     }
 }
 
+/// A package page as `name clients [version:clients …]` lines.
+fn summary(p: &invsync_proto::wire::PackagePage) -> Vec<String> {
+    p.packages
+        .iter()
+        .map(|p| {
+            let v: Vec<String> = p.versions.iter().map(|v| format!("{}:{}", v.version, v.clients)).collect();
+            format!("{} {} [{}]", p.name, p.clients, v.join(" "))
+        })
+        .collect()
+}
+
 /// Installed packages as a sw inventory: (name, version, arch) each.
 fn packages(list: &[(&str, &str, &str)]) -> Items {
     list.iter()
@@ -1340,15 +1351,6 @@ async fn software_queries_find_the_clients_having_a_package_in_a_version_range()
         assert_eq!(s.software(&other_site).await.unwrap().total, 0, "{be}");
 
         let pq = |search: Option<&str>| PackageQuery { search: search.map(str::to_string), site: None, limit: 100, offset: 0 };
-        let summary = |p: &invsync_proto::wire::PackagePage| -> Vec<String> {
-            p.packages
-                .iter()
-                .map(|p| {
-                    let v: Vec<String> = p.versions.iter().map(|v| format!("{}:{}", v.version, v.clients)).collect();
-                    format!("{} {} [{}]", p.name, p.clients, v.join(" "))
-                })
-                .collect()
-        };
         let every = s.packages(&pq(None)).await.unwrap();
         assert_eq!(
             summary(&every),
@@ -1468,15 +1470,6 @@ async fn check_software(s: &invsync_store::Store, model: &BTreeMap<String, Items
             }
         }
     }
-    let summary = |p: &invsync_proto::wire::PackagePage| -> Vec<String> {
-        p.packages
-            .iter()
-            .map(|p| {
-                let v: Vec<String> = p.versions.iter().map(|v| format!("{}:{}", v.version, v.clients)).collect();
-                format!("{} {} [{}]", p.name, p.clients, v.join(" "))
-            })
-            .collect()
-    };
     let all = s.packages(&PackageQuery { search: None, site: None, limit: 1000, offset: 0 }).await.unwrap();
     assert_eq!(summary(&all), expected_packages(model), "{be} {when}");
     let lib = s.packages(&PackageQuery { search: Some("lib".into()), site: None, limit: 1, offset: 1 }).await.unwrap();
