@@ -1533,3 +1533,50 @@ async fn software_queries_agree_with_the_inventories_through_random_changes() {
         check_software(&f.store, &model, &be, "after reopening").await;
     }
 }
+
+/// Above `software::DIRECT_HOLDERS` (2,000) holders, a page is found by walking the clients in
+/// name order (on PostgreSQL in chunks that start after the previous one) instead of looking
+/// every holder up: the pages must be the same slices of the same order.
+#[tokio::test]
+async fn pages_of_a_package_most_clients_hold_come_in_name_order() {
+    use invsync_proto::wire::SoftwareQuery;
+    const CLIENTS: usize = 2_100;
+    for f in stores().await {
+        let s = &f.store;
+        let be = &f.backend;
+        // Enrolled in another order than their names, so rows and names disagree.
+        let order: Vec<usize> = (0..CLIENTS).map(|i| (i * 7919) % CLIENTS).collect();
+        for chunk in order.chunks(64) {
+            let enrolled = futures_util::future::join_all(chunk.iter().map(|&i| async move {
+                let id = enroll(s, &format!("H{i:05}")).await;
+                let mut list = vec![("common", "1.0-1", "amd64")];
+                if i % 10 == 0 {
+                    list.push(("common", "1.0-1", "i386"));
+                }
+                s.store_report(id, &full(Class::Sw, &packages(&list)), Timestamp(100)).await
+            }))
+            .await;
+            for ack in enrolled {
+                assert!(matches!(ack.unwrap(), ReportAck::Accepted { .. }), "{be}");
+            }
+        }
+        let mut want = Vec::new();
+        for i in 0..CLIENTS {
+            want.push(format!("H{i:05} amd64"));
+            if i % 10 == 0 {
+                want.push(format!("H{i:05} i386"));
+            }
+        }
+        let q = |offset: u64, limit: u32| SoftwareQuery { name: "common".into(), version: None, site: None, limit, offset };
+        let rows = |p: &invsync_proto::wire::SoftwarePage| -> Vec<String> {
+            p.holders.iter().map(|h| format!("{} {}", h.client, h.arch)).collect()
+        };
+        for (offset, limit) in [(0usize, 5u32), (1, 3), (255, 4), (1_000, 7), (want.len() - 2, 10)] {
+            let page = s.software(&q(offset as u64, limit)).await.unwrap();
+            let end = (offset + limit as usize).min(want.len());
+            assert_eq!((page.total as usize, rows(&page)), (want.len(), want[offset..end].to_vec()), "{be}: offset {offset}");
+        }
+        let every = s.software(&q(0, u32::MAX)).await.unwrap();
+        assert_eq!(rows(&every), want, "{be}: every row, as an export asks");
+    }
+}

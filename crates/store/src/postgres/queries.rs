@@ -1419,23 +1419,43 @@ pub(super) async fn site_rows(conn: &mut PgConnection, site: &SiteCode) -> Resul
     rows.into_iter().map(|r| u32::try_from(r).map_err(|_| corrupt("client row"))).collect()
 }
 
-/// Offers the clients in name order, then site, to `f` until it returns false.
+/// Offers the clients in name order, then site, to `f` until it returns false. They are read
+/// in chunks, each starting after the last client of the one before (on the `clients_by_name`
+/// index), because a single query would send every client over the connection even when the
+/// first page is full after a hundred: the rest must be read off the socket before the next
+/// statement. Chunks double in size, so an export of every row costs a few queries.
 pub(super) async fn clients_by_name(
     conn: &mut PgConnection,
     mut f: impl FnMut(i64, &crate::software::ListOwner) -> bool,
 ) -> Result<(), StoreError> {
-    use futures_util::TryStreamExt;
-    let mut rows = sqlx::query(
-        r#"SELECT id, name, uuid, site_code FROM clients ORDER BY name COLLATE "C", site_code COLLATE "C""#,
-    )
-    .fetch(&mut *conn);
-    while let Some(r) = rows.try_next().await? {
-        let owner = crate::software::ListOwner { name: name_col(&r, 1)?, id: uuid_col(&r, 2)?, site: site_col(&r, 3)? };
-        if !f(r.try_get(0)?, &owner) {
-            break;
+    let mut after: Option<(String, String)> = None;
+    let mut chunk: i64 = 256;
+    loop {
+        let rows = sqlx::query(
+            r#"SELECT id, name, uuid, site_code FROM clients
+               WHERE $1::text IS NULL
+                  OR (name COLLATE "C", site_code COLLATE "C") > ($1::text COLLATE "C", $2::text COLLATE "C")
+               ORDER BY name COLLATE "C", site_code COLLATE "C" LIMIT $3"#,
+        )
+        .bind(after.as_ref().map(|a| a.0.as_str()))
+        .bind(after.as_ref().map(|a| a.1.as_str()))
+        .bind(chunk)
+        .fetch_all(&mut *conn)
+        .await?;
+        for r in &rows {
+            let owner = crate::software::ListOwner { name: name_col(r, 1)?, id: uuid_col(r, 2)?, site: site_col(r, 3)? };
+            if !f(r.try_get(0)?, &owner) {
+                return Ok(());
+            }
+        }
+        match rows.last() {
+            Some(last) if rows.len() as i64 == chunk => {
+                after = Some((last.try_get(1)?, last.try_get(3)?));
+                chunk = (chunk * 2).min(16_384);
+            }
+            _ => return Ok(()),
         }
     }
-    Ok(())
 }
 
 /// The clients with these internal rows.
