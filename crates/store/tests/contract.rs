@@ -1544,10 +1544,17 @@ async fn pages_of_a_package_most_clients_hold_come_in_name_order() {
     for f in stores().await {
         let s = &f.store;
         let be = &f.backend;
-        // Enrolled in another order than their names, so rows and names disagree.
+        // Enrolled in another order than their names, so rows and names disagree; every other
+        // holder is followed in name order by a client without the package, so a page needs
+        // more clients than rows (on PostgreSQL, more than the first chunk holds).
         let order: Vec<usize> = (0..CLIENTS).map(|i| (i * 7919) % CLIENTS).collect();
         for chunk in order.chunks(64) {
             let enrolled = futures_util::future::join_all(chunk.iter().map(|&i| async move {
+                if i % 2 == 0 {
+                    let other = enroll(s, &format!("H{i:05}A")).await;
+                    let list = [("unrelated", "1.0-1", "amd64")];
+                    s.store_report(other, &full(Class::Sw, &packages(&list)), Timestamp(100)).await?;
+                }
                 let id = enroll(s, &format!("H{i:05}")).await;
                 let mut list = vec![("common", "1.0-1", "amd64")];
                 if i % 10 == 0 {

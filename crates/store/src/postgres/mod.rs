@@ -376,7 +376,8 @@ impl PgStore {
             Some(rows) => holders.page_from(&queries::list_owners(&mut tx, &rows).await?),
             None => {
                 let mut collect = holders.collector();
-                queries::clients_by_name(&mut tx, |row, owner| collect.offer(row, owner)).await?;
+                let wanted = q.offset.saturating_add(u64::from(q.limit));
+                queries::clients_by_name(&mut tx, wanted, |row, owner| collect.offer(row, owner)).await?;
                 collect.finish()
             }
         };

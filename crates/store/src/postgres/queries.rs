@@ -1423,13 +1423,17 @@ pub(super) async fn site_rows(conn: &mut PgConnection, site: &SiteCode) -> Resul
 /// in chunks, each starting after the last client of the one before (on the `clients_by_name`
 /// index), because a single query would send every client over the connection even when the
 /// first page is full after a hundred: the rest must be read off the socket before the next
-/// statement. Chunks double in size, so an export of every row costs a few queries.
+/// statement. The first chunk is `wanted` clients (a page can need no more clients than its
+/// offset and limit add up to), and each next one twice the last, up to 16,384, so an export
+/// of every row costs a few queries.
 pub(super) async fn clients_by_name(
     conn: &mut PgConnection,
+    wanted: u64,
     mut f: impl FnMut(i64, &crate::software::ListOwner) -> bool,
 ) -> Result<(), StoreError> {
+    const MAX_CHUNK: i64 = 16_384;
     let mut after: Option<(String, String)> = None;
-    let mut chunk: i64 = 256;
+    let mut chunk = i64::try_from(wanted).unwrap_or(MAX_CHUNK).clamp(256, MAX_CHUNK);
     loop {
         let rows = sqlx::query(
             r#"SELECT id, name, uuid, site_code FROM clients
@@ -1451,7 +1455,7 @@ pub(super) async fn clients_by_name(
         match rows.last() {
             Some(last) if rows.len() as i64 == chunk => {
                 after = Some((last.try_get(1)?, last.try_get(3)?));
-                chunk = (chunk * 2).min(16_384);
+                chunk = (chunk * 2).min(MAX_CHUNK);
             }
             _ => return Ok(()),
         }
