@@ -128,6 +128,14 @@ pub(crate) struct SoftwareIndex {
     /// by a build while it starts its snapshot. See the module documentation.
     pub gate: tokio::sync::RwLock<()>,
     state: std::sync::RwLock<State>,
+    /// Committed changes not yet in `state`, in commit order. A query holds `state` shared for
+    /// as long as it computes (tens of milliseconds for the package list at 100,000 clients),
+    /// and the SQLite writer must not wait for it between two groups of writes; so changes
+    /// wait here and whoever next holds `state` exclusively applies them (see `drain`), a query
+    /// always before it reads.
+    pending: std::sync::Mutex<Vec<SwChange>>,
+    /// Whether `state` is not `Idle`, readable without its lock.
+    active: std::sync::atomic::AtomicBool,
     phase: tokio::sync::watch::Sender<Phase>,
 }
 
@@ -136,6 +144,8 @@ impl Default for SoftwareIndex {
         SoftwareIndex {
             gate: tokio::sync::RwLock::new(()),
             state: std::sync::RwLock::new(State::Idle),
+            pending: std::sync::Mutex::new(Vec::new()),
+            active: std::sync::atomic::AtomicBool::new(false),
             phase: tokio::sync::watch::Sender::new(Phase::Idle),
         }
     }
@@ -150,27 +160,55 @@ impl SoftwareIndex {
         self.state.write().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn pending(&self) -> std::sync::MutexGuard<'_, Vec<SwChange>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set_idle(&self, state: &mut State) {
+        *state = State::Idle;
+        self.active.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// Whether writers must describe their changes (a build runs or the index is ready). Asked
     /// with the gate held shared, so the answer holds until the changes are handed over.
     pub fn collecting(&self) -> bool {
-        !matches!(*self.state(), State::Idle)
+        self.active.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Of `ids` (item ids a change adds), those the ready index does not know, which the
-    /// writer must describe. While a build runs the build describes them instead.
+    /// writer must describe; while a build runs, none (the build describes them). Should a
+    /// query be using the index, all of them: describing a known item is harmless, and the
+    /// writer does not wait.
     pub fn to_describe(&self, ids: &[i64]) -> Vec<i64> {
-        match &*self.state() {
+        let state = match self.state.try_read() {
+            Ok(state) => state,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return ids.to_vec(),
+        };
+        match &*state {
             State::Ready(ix) => ids.iter().copied().filter(|&id| !ix.knows(id)).collect(),
             _ => Vec::new(),
         }
     }
 
-    /// Hands over committed changes, in commit order.
+    /// Hands over committed changes, in commit order. They are applied now if nothing is
+    /// using the index, and otherwise by the next one to hold it exclusively.
     pub fn apply(&self, changes: Vec<SwChange>) {
         if changes.is_empty() {
             return;
         }
-        let mut state = self.state_mut();
+        self.pending().extend(changes);
+        let state = match self.state.try_write() {
+            Ok(state) => state,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return,
+        };
+        drop(self.drain(state));
+    }
+
+    /// Applies the pending changes to `state`, which the caller holds exclusively.
+    fn drain<'a>(&'a self, mut state: std::sync::RwLockWriteGuard<'a, State>) -> std::sync::RwLockWriteGuard<'a, State> {
+        let changes = std::mem::take(&mut *self.pending());
         match &mut *state {
             State::Idle => {}
             State::Building { queue } => queue.extend(changes),
@@ -179,19 +217,25 @@ impl SoftwareIndex {
                     if let Err(e) = ix.apply(change) {
                         tracing::warn!(problem = %e, "The software index lost track of the database; it is dropped and will be rebuilt at the next software query. This is a bug.");
                         // The next query claims a build (`claim_build`).
-                        *state = State::Idle;
+                        self.set_idle(&mut state);
                         self.phase.send_replace(Phase::Idle);
-                        return;
+                        break;
                     }
                 }
             }
         }
+        state
     }
 
     /// Starts the claimed build: from now on changes are queued. The caller holds the gate
-    /// exclusively and starts its read snapshot before releasing it.
+    /// exclusively (so no write is between its commit and handing its changes over) and
+    /// starts its read snapshot before releasing it. What is still pending was committed
+    /// before that snapshot, which holds it already.
     pub fn begin_build(&self) {
-        *self.state_mut() = State::Building { queue: Vec::new() };
+        let mut state = self.state_mut();
+        self.pending().clear();
+        *state = State::Building { queue: Vec::new() };
+        self.active.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Claims the next build for the caller, which must then run one: true when the index is
@@ -229,7 +273,7 @@ impl SoftwareIndex {
         // Sorted now, outside the lock, so that neither writers nor the first query wait for
         // it; the few names the queued changes add are merged in by the first query.
         build.index.sort_names();
-        let mut state = self.state_mut();
+        let mut state = self.drain(self.state_mut());
         let State::Building { queue } = &mut *state else {
             // Nothing else ends a build; keep whatever is there.
             return Ok(());
@@ -262,7 +306,7 @@ impl SoftwareIndex {
     /// Ends a build that failed; the next query starts another.
     pub fn fail_build(&self, reason: &str) {
         tracing::warn!(reason, "Could not build the software index; software queries fail until a build succeeds.");
-        *self.state_mut() = State::Idle;
+        self.set_idle(&mut self.state_mut());
         self.phase.send_replace(Phase::Failed(reason.to_string()));
     }
 
@@ -292,6 +336,9 @@ impl SoftwareIndex {
 
     /// Runs `f` on the ready index (after [`SoftwareIndex::ready`]).
     pub fn read<T>(&self, f: impl FnOnce(&Index) -> T) -> Result<T, StoreError> {
+        if !self.pending().is_empty() {
+            drop(self.drain(self.state_mut()));
+        }
         match &*self.state() {
             State::Ready(ix) => Ok(f(ix)),
             _ => Err(StoreError::Database("the software index is being rebuilt; try again in a moment".to_string())),
@@ -563,6 +610,36 @@ mod tests {
         assert!(for_each_id(&[0x05, 0x80], |_| ()).is_err(), "truncated after a whole entry");
         assert!(for_each_id(&[0x80], |_| ()).is_err(), "truncated");
         assert!(for_each_id(&[0xff; 11], |_| ()).is_err(), "overlong");
+    }
+
+    #[test]
+    fn a_change_committed_while_a_query_reads_is_applied_before_the_next_query() {
+        let sw = SoftwareIndex::default();
+        assert!(!sw.collecting());
+        assert!(sw.claim_build());
+        sw.begin_build();
+        assert!(sw.collecting());
+        let mut build = Build::new();
+        let bash = Package { name: "bash".into(), version: "5.2-1".into(), arch: "amd64".into(), source: "dpkg".into() };
+        build.index.describe(1, Some(&bash));
+        sw.try_finish(build).map_err(|_| "more to describe").unwrap();
+        let holders = |ix: &Index| ix.holders("bash", |_| true, None).len();
+        let added = SwChange { client: 7, from: None, to: Some(1), removed: vec![], added: vec![1], described: vec![] };
+        let during = sw
+            .read(|ix| {
+                // The writer neither waits for the query nor changes what it reads, and asks
+                // to describe what it cannot look up.
+                sw.apply(vec![added.clone()]);
+                assert_eq!(sw.to_describe(&[1, 2]), vec![2]);
+                holders(ix)
+            })
+            .unwrap();
+        assert_eq!(during, 0);
+        assert_eq!(sw.read(holders).unwrap(), 1, "applied before the next query reads");
+        // While the index is held exclusively (another drain), a writer that cannot look
+        // describes everything.
+        let _held = sw.state.write().unwrap();
+        assert_eq!(sw.to_describe(&[1, 2]), vec![1, 2]);
     }
 
     #[test]
