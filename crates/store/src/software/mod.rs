@@ -21,7 +21,10 @@
 //!   writer holds it shared from before its transaction until its changes are handed over, and
 //!   the build takes it exclusively for the moment it starts its snapshot and begins queueing.
 //! * Items first stored after the build's snapshot are described to the index by the write
-//!   that names them (read back in its own transaction) or, for queued changes, by the build.
+//!   that names them (on SQLite read back in its own transaction, on PostgreSQL just after its
+//!   commit) or, for queued changes, by the build.
+//! * A writer never waits for a query reading the index: its changes wait in a queue that the
+//!   next writer or query applies first ([`SoftwareIndex::apply`]).
 //! * Should the index ever find a change it cannot place (a bug), it says so in the log, drops
 //!   itself and is rebuilt at the next query, rather than answer wrongly.
 //!
