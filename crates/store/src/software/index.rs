@@ -213,11 +213,6 @@ impl Index {
         self.versions.insert(client, version);
     }
 
-    /// The package index of item `id`, if it is a package.
-    pub fn package_of(&self, id: i64) -> Result<Option<u32>, Inconsistent> {
-        self.pkg_of(id).map(|p| p.map(|p| p as u32))
-    }
-
     /// Adds `clients` (ascending, distinct, none a holder yet) as holders of package `p`: a
     /// build's way, which touches each package's bitmap once per block of clients instead of
     /// once per client (at 100,000 clients, inserting one holder at a time spent most of a
@@ -241,32 +236,44 @@ impl Index {
         }
         let count = u32::try_from(set.len()).expect("fewer than 4 billion clients");
         let slot = match slot {
-            Some(s) => s,
-            None => match self.free_sets.pop() {
-                Some(s) => s,
-                None => {
-                    self.sets.push(RoaringBitmap::new());
-                    (self.sets.len() - 1) as u32
-                }
-            },
+            Some(s) => {
+                self.sets[s as usize] = set;
+                s
+            }
+            None => self.store_set(set),
         };
-        self.sets[slot as usize] = set;
         let pkg = &mut self.pkgs[p as usize];
         pkg.holder = slot;
         pkg.count = count;
     }
 
-    fn pkg_of(&self, id: i64) -> Result<Option<usize>, Inconsistent> {
+    /// Keeps a bitmap of holders in a free slot of `sets` (or a new one) and returns the slot.
+    fn store_set(&mut self, set: RoaringBitmap) -> u32 {
+        match self.free_sets.pop() {
+            Some(s) => {
+                self.sets[s as usize] = set;
+                s
+            }
+            None => {
+                self.sets.push(set);
+                (self.sets.len() - 1) as u32
+            }
+        }
+    }
+
+    /// The package index of item `id`, if it is a package.
+    pub fn package_of(&self, id: i64) -> Result<Option<u32>, Inconsistent> {
         let p = usize::try_from(id).ok().and_then(|i| self.item_pkg.get(i).copied()).unwrap_or(UNKNOWN);
         match p {
             UNKNOWN => Err(Inconsistent::UnknownItem(id)),
             NOT_PACKAGE => Ok(None),
-            p => Ok(Some(p as usize)),
+            p => Ok(Some(p)),
         }
     }
 
     fn add_holder(&mut self, id: i64, client: u32) -> Result<(), Inconsistent> {
-        let Some(p) = self.pkg_of(id)? else { return Ok(()) };
+        let Some(p) = self.package_of(id)? else { return Ok(()) };
+        let p = p as usize;
         let pkg = &mut self.pkgs[p];
         match pkg.count {
             0 => {
@@ -275,17 +282,8 @@ impl Index {
             }
             1 if pkg.holder == client => {}
             1 => {
-                let set: RoaringBitmap = [pkg.holder, client].into_iter().collect();
-                let slot = match self.free_sets.pop() {
-                    Some(s) => {
-                        self.sets[s as usize] = set;
-                        s
-                    }
-                    None => {
-                        self.sets.push(set);
-                        (self.sets.len() - 1) as u32
-                    }
-                };
+                let pair = [pkg.holder, client].into_iter().collect();
+                let slot = self.store_set(pair);
                 let pkg = &mut self.pkgs[p];
                 pkg.holder = slot;
                 pkg.count = 2;
@@ -300,8 +298,8 @@ impl Index {
     }
 
     fn remove_holder(&mut self, id: i64, client: u32) -> Result<(), Inconsistent> {
-        let Some(p) = self.pkg_of(id)? else { return Ok(()) };
-        let pkg = &mut self.pkgs[p];
+        let Some(p) = self.package_of(id)? else { return Ok(()) };
+        let pkg = &mut self.pkgs[p as usize];
         match pkg.count {
             0 => {}
             1 => {
