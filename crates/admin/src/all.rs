@@ -70,14 +70,14 @@ pub fn apply(site: &mut SiteAccess, class: Class, rate: Rate) -> Result<()> {
     let clients: Vec<_> = site.clients()?.into_iter().filter(|c| c.site == own).collect();
     let total = clients.len();
     if total == 0 {
-        println!("Site {own} owns no clients; nothing to do.");
+        invsync_proto::outln!("Site {own} owns no clients; nothing to do.")?;
         return Ok(());
     }
-    println!(
+    invsync_proto::outln!(
         "Queuing a {class} resync for {total} clients of site {own} at {:.0}/min (about {}).",
         rate.per_second * 60.0,
         humantime::format_duration(Duration::from_secs((total as f64 / rate.per_second) as u64))
-    );
+    )?;
     // A burst of ten lets a small site finish at once; a big one settles to the rate.
     let mut bucket = Bucket::new(rate, 10);
     let (mut created, mut merged) = (0usize, 0usize);
@@ -92,13 +92,13 @@ pub fn apply(site: &mut SiteAccess, class: Class, rate: Rate) -> Result<()> {
             merged += 1;
         }
         if (i + 1) % step == 0 || i + 1 == total {
-            println!("  {}/{total} queued", i + 1);
+            invsync_proto::outln!("  {}/{total} queued", i + 1)?;
         }
     }
-    println!(
+    invsync_proto::outln!(
         "Queued {created} {class} resync requests ({merged} were already pending) in {}.",
         humantime::format_duration(Duration::from_secs(started.elapsed().as_secs()))
-    );
+    )?;
     Ok(())
 }
 

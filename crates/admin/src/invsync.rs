@@ -81,7 +81,7 @@ pub fn parse<P: Parser>() -> Result<Option<P>> {
     match P::try_parse() {
         Ok(p) => Ok(Some(p)),
         Err(e) if !e.use_stderr() => {
-            print!("{e}");
+            invsync_proto::out!("{e}")?;
             Ok(None)
         }
         Err(e) => Err(Exit::usage(e.render().to_string().trim_end().to_string()).into()),
@@ -146,9 +146,9 @@ pub fn apply(args: &Args) -> Result<()> {
         site.request_resync(client, args.class)?
     };
     if args.json {
-        println!("{}", serde_json::to_string(&queued)?);
+        invsync_proto::outln!("{}", serde_json::to_string(&queued)?)?;
     } else {
-        println!("{}", describe(&queued, args.class));
+        invsync_proto::outln!("{}", describe(&queued, args.class))?;
     }
     if args.wait {
         wait(&mut site, client, queued.id, args.timeout)?;
@@ -180,7 +180,7 @@ fn wait(site: &mut SiteAccess, client: &ClientName, id: i64, timeout: Duration) 
             (_, RequestState::Complete) => &[RequestState::Complete],
         };
         for state in passed {
-            println!("{}", progress_line(*state, &view, client, site.code()));
+            invsync_proto::outln!("{}", progress_line(*state, &view, client, site.code()))?;
         }
         last = Some(view.state);
         let complete = view.state == RequestState::Complete;
@@ -188,7 +188,7 @@ fn wait(site: &mut SiteAccess, client: &ClientName, id: i64, timeout: Duration) 
             return Ok(());
         }
         if complete && view.forwarded_at.is_some() {
-            println!("{}", forwarded_line(&view));
+            invsync_proto::outln!("{}", forwarded_line(&view))?;
             return Ok(());
         }
         if start.elapsed() >= timeout {

@@ -44,23 +44,23 @@ pub fn apply(args: &Args) -> Result<()> {
     let mut site = SiteAccess::open(AccessOptions { tool: "setevnt", note_fallback: true }, args.data_dir.as_deref())?;
     let queued = site.request_event(&args.client, args.event)?;
     if args.json {
-        println!("{}", serde_json::to_string(&queued)?);
+        invsync_proto::outln!("{}", serde_json::to_string(&queued)?)?;
     } else if queued.created {
-        println!(
+        invsync_proto::outln!(
             "Queued event {} for {} (event {}); the agent acts on it at its next contact with site {}.",
             args.event.as_str(),
             queued.client,
             queued.id,
             site.code()
-        );
+        )?;
     } else {
-        println!(
+        invsync_proto::outln!(
             "Event {} for {} is already pending (event {}, queued {}); this is the same one.",
             args.event.as_str(),
             queued.client,
             queued.id,
             queued.requested_at
-        );
+        )?;
     }
     Ok(())
 }

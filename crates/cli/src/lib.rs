@@ -1,7 +1,7 @@
 //! What the four thin binaries share: logging to stderr and turning the result of a
 //! `try_main` into the exit codes of SPEC section 7.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use invsync_proto::exit::{Code, Exit};
@@ -18,9 +18,14 @@ pub fn init_logging() {
 }
 
 /// Prints an error as `<tool>: <message>` and returns its exit code: the code of an [`Exit`]
-/// anywhere in the chain, else 1.
+/// anywhere in the chain, else 1. A write to stdout whose reader went away
+/// (`invsite clients --json | head -c 10`) ends quietly with 0, as ripgrep does: the reader
+/// has what it wanted.
 pub fn finish(tool: &str, result: anyhow::Result<()>) -> ExitCode {
     let Err(err) = result else { return ExitCode::SUCCESS };
+    if err.chain().any(invsync_proto::exit::is_broken_pipe) {
+        return ExitCode::SUCCESS;
+    }
     let exit = err.chain().find_map(|e| e.downcast_ref::<Exit>());
     let code = exit.map(|e| e.code).unwrap_or(Code::Failure);
     let message = if code == Code::Usage && exit.is_some_and(|e| e.message.starts_with("error:")) {
@@ -29,7 +34,8 @@ pub fn finish(tool: &str, result: anyhow::Result<()>) -> ExitCode {
     } else {
         format!("{tool}: {err:#}")
     };
-    eprintln!("{}", without_control_chars(&message));
+    // Not `eprintln!`, which panics when stderr is closed too.
+    let _ = writeln!(std::io::stderr(), "{}", without_control_chars(&message));
     ExitCode::from(code as u8)
 }
 

@@ -43,3 +43,37 @@ impl fmt::Display for Exit {
 }
 
 impl std::error::Error for Exit {}
+
+/// Writes a line to stdout and returns the write's result, where `println!` would panic:
+/// `invsite clients --json | head -c 10` closes the pipe before the output ends, and the
+/// binaries' `finish` turns the [`std::io::ErrorKind::BrokenPipe`] that comes back into a quiet
+/// exit, as ripgrep does. Used with `?` in commands that return `anyhow::Result`.
+#[macro_export]
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use ::std::io::Write as _;
+        writeln!(::std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
+/// [`outln!`] without the line break.
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use ::std::io::Write as _;
+        write!(::std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
+/// Whether an error (or anything in its chain) is a write to a pipe whose reader has gone: the
+/// reader has what it wanted, so the command ends quietly and successfully.
+pub fn is_broken_pipe(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}

@@ -12,6 +12,7 @@ mod exit_codes;
 mod hierarchy;
 mod metrics;
 mod names;
+mod pipes;
 mod push;
 mod restart;
 mod security;

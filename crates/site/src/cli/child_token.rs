@@ -28,7 +28,7 @@ pub async fn apply(args: Args) -> Result<()> {
         invsync_store::StoreError::CodeInUse(m) => invsync_proto::exit::Exit::usage(m).into(),
         other => anyhow::Error::new(other),
     })?;
-    println!("{}", token.encode());
+    invsync_proto::outln!("{}", token.encode())?;
     eprintln!(
         "On the child: invsite init --site-code {} --parent <this site's URL> --parent-token <the line above> …",
         args.code

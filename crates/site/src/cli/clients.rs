@@ -45,11 +45,11 @@ pub fn apply(args: Args) -> Result<()> {
     let mut site = SiteAccess::open(options, args.data_dir.data_dir.as_deref())?;
     let clients = site.clients()?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&clients)?);
+        invsync_proto::outln!("{}", serde_json::to_string_pretty(&clients)?)?;
     } else if clients.is_empty() {
-        println!("No clients yet. Enroll one with: invagent enroll --site URL --secret $(invsite enroll-secret)");
+        invsync_proto::outln!("No clients yet. Enroll one with: invagent enroll --site URL --secret $(invsite enroll-secret)")?;
     } else {
-        print!("{}", render(&clients));
+        invsync_proto::out!("{}", render(&clients))?;
     }
     Ok(())
 }

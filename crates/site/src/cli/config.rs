@@ -43,16 +43,17 @@ fn positive(raw: &str) -> Result<usize, String> {
     }
 }
 
-fn show(config: &crate::datadir::Config) {
+fn show(config: &crate::datadir::Config) -> std::io::Result<()> {
     let l = &config.limits;
-    println!("site {}:", config.site_code);
-    println!("  accept-parent-requests {}", on_off(config.accept_parent_requests));
-    println!("  max-body-bytes {}", l.max_body_bytes);
-    println!("  max-decoded-bytes {}", l.max_decoded_bytes);
-    println!("  max-items {}", l.max_items);
-    println!("  max-attrs {}", l.max_attrs);
-    println!("  max-key-len {}", l.max_key_len);
-    println!("  max-value-len {}", l.max_value_len);
+    invsync_proto::outln!("site {}:", config.site_code)?;
+    invsync_proto::outln!("  accept-parent-requests {}", on_off(config.accept_parent_requests))?;
+    invsync_proto::outln!("  max-body-bytes {}", l.max_body_bytes)?;
+    invsync_proto::outln!("  max-decoded-bytes {}", l.max_decoded_bytes)?;
+    invsync_proto::outln!("  max-items {}", l.max_items)?;
+    invsync_proto::outln!("  max-attrs {}", l.max_attrs)?;
+    invsync_proto::outln!("  max-key-len {}", l.max_key_len)?;
+    invsync_proto::outln!("  max-value-len {}", l.max_value_len)?;
+    Ok(())
 }
 
 fn on_off(v: bool) -> &'static str {
@@ -80,14 +81,14 @@ pub fn apply(args: Args) -> Result<()> {
         config.accept_parent_requests = accept;
     }
     if config == before {
-        show(&config);
+        show(&config)?;
         return Ok(());
     }
     dir.write_config(&config)?;
     tracing::info!(site = %config.site_code, "Changed the site's configuration.");
-    show(&config);
+    show(&config)?;
     if dir.serve_addr_path().exists() {
-        println!("The running `invsite serve` uses it once restarted.");
+        invsync_proto::outln!("The running `invsite serve` uses it once restarted.")?;
     }
     Ok(())
 }

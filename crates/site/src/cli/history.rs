@@ -89,11 +89,11 @@ pub fn apply(args: Args) -> Result<()> {
     let query = HistoryQuery { class: args.class, since: args.since, limit: Some(args.limit) };
     let entries = site.history(&args.client, args.site.as_ref(), &query)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&entries)?);
+        invsync_proto::outln!("{}", serde_json::to_string_pretty(&entries)?)?;
     } else if entries.is_empty() {
-        println!("No changes recorded for {} (the first report of each class is not a change).", args.client);
+        invsync_proto::outln!("No changes recorded for {} (the first report of each class is not a change).", args.client)?;
     } else {
-        print!("{}", render(&entries));
+        invsync_proto::out!("{}", render(&entries))?;
     }
     Ok(())
 }

@@ -223,26 +223,26 @@ pub async fn apply(args: Args) -> Result<()> {
     }
     let config = create_site(&dir, &opts).await?;
     let d = dir.root.display();
-    println!("Created site {} ({}) in {d}.", config.site_code, config.name);
+    invsync_proto::outln!("Created site {} ({}) in {d}.", config.site_code, config.name)?;
     if let Some(parent) = &config.parent {
-        println!("Every change this site accepts is forwarded to its parent at {}.", parent.url);
+        invsync_proto::outln!("Every change this site accepts is forwarded to its parent at {}.", parent.url)?;
     }
     let scheme = if config.tls.is_some() { "https" } else { "http" };
     let ca_flag = match dir.tls_ca(&config) {
         Some(ca) => {
             if let Some(TlsInit::SelfSigned) = opts.tls {
                 let names = crate::tls::self_signed_names(&config.listen, config.url.as_deref());
-                println!("Made a CA and a TLS certificate for {} in {}.", names.join(", "), dir.tls_dir().display());
-                println!("Agents need the CA certificate {} (give it to `invagent enroll --ca-cert`).", ca.display());
+                invsync_proto::outln!("Made a CA and a TLS certificate for {} in {}.", names.join(", "), dir.tls_dir().display())?;
+                invsync_proto::outln!("Agents need the CA certificate {} (give it to `invagent enroll --ca-cert`).", ca.display())?;
             }
             format!(" --ca-cert {}", ca.display())
         }
         None => String::new(),
     };
-    println!("Next:");
-    println!("  invsite serve --data-dir {d}                 # listens on {scheme}://{}", config.listen);
-    println!("  invsite enroll-secret --data-dir {d}         # the secret agents enroll with");
-    println!("  invagent enroll --site {scheme}://{} --secret <secret>{ca_flag}", config.listen);
+    invsync_proto::outln!("Next:")?;
+    invsync_proto::outln!("  invsite serve --data-dir {d}                 # listens on {scheme}://{}", config.listen)?;
+    invsync_proto::outln!("  invsite enroll-secret --data-dir {d}         # the secret agents enroll with")?;
+    invsync_proto::outln!("  invagent enroll --site {scheme}://{} --secret <secret>{ca_flag}", config.listen)?;
     Ok(())
 }
 
@@ -274,7 +274,7 @@ async fn hello_parent(opts: &InitOptions, parent: &ParentConfig) -> Result<()> {
     let client = ParentClient::new(parent)?;
     match tokio::task::spawn_blocking(move || client.hello(&status)).await? {
         Ok(welcome) => {
-            println!("The parent site {} at {} accepted this site.", welcome.parent, parent.url);
+            invsync_proto::outln!("The parent site {} at {} accepted this site.", welcome.parent, parent.url)?;
             Ok(())
         }
         Err(ParentError::Refused(message)) => Err(Exit::usage(format!(

@@ -76,7 +76,7 @@ pub fn try_main() -> Result<()> {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => {
-            print!("{e}");
+            invsync_proto::out!("{e}")?;
             return Ok(());
         }
         Err(e) => return Err(Exit::usage(e.render().to_string().trim_end().to_string()).into()),

@@ -60,7 +60,7 @@ pub async fn apply(args: Args) -> Result<()> {
     let shown_site = args.dir.join("site");
 
     if site_dir.config_path().exists() {
-        println!("Using the site in {}.", shown_site.display());
+        invsync_proto::outln!("Using the site in {}.", shown_site.display())?;
     } else {
         let opts = InitOptions {
             site_code: SiteCode::parse("S01").expect("a valid literal"),
@@ -73,7 +73,7 @@ pub async fn apply(args: Args) -> Result<()> {
             tls: None,
         };
         create_site(&site_dir, &opts).await?;
-        println!("Created site S01 on SQLite in {}.", shown_site.display());
+        invsync_proto::outln!("Created site S01 on SQLite in {}.", shown_site.display())?;
     }
 
     let opts = BindOptions { listen: Some(args.listen.clone()), insecure_http: false, tls: None };
@@ -86,7 +86,7 @@ pub async fn apply(args: Args) -> Result<()> {
     let serving = tokio::spawn(server.serve(async {
         let _ = stopped.await;
     }));
-    println!("Serving on {url}.");
+    invsync_proto::outln!("Serving on {url}.")?;
 
     // Enrolling again on every start is harmless (the same machine keeps its client id) and
     // keeps the agent pointed at the address served now.
@@ -101,14 +101,14 @@ pub async fn apply(args: Args) -> Result<()> {
     let enrolled = tokio::task::spawn_blocking(move || invsync_agent::enroll_with_ca(&enroll, ca_cert.as_deref()))
         .await?
         .context("the local agent could not enroll")?;
-    println!("Enrolled this machine's agent as {} (client id {}).", enrolled.name, enrolled.client_id);
+    invsync_proto::outln!("Enrolled this machine's agent as {} (client id {}).", enrolled.name, enrolled.client_id)?;
 
     let cycle = CycleOptions { data_dir: agent_dir.clone(), root: args.root.clone() };
     let first = cycle.clone();
     let summary = tokio::task::spawn_blocking(move || invsync_agent::cycle(&first))
         .await?
         .context("the local agent's first cycle failed")?;
-    println!("First cycle done:\n{summary}");
+    invsync_proto::outln!("First cycle done:\n{summary}")?;
 
     let stop = Arc::new(AtomicBool::new(false));
     let run_opts = RunOptions { cycle, interval: args.interval };
@@ -117,17 +117,17 @@ pub async fn apply(args: Args) -> Result<()> {
 
     let name = enrolled.name;
     let d = shown_site.display();
-    println!();
-    println!(
+    invsync_proto::outln!()?;
+    invsync_proto::outln!(
         "The agent cycles every {} and, through its push channel, at once when something is queued for it.",
         humantime::format_duration(args.interval)
-    );
-    println!("Try, in another terminal:");
-    println!("  {} sw {name} --data-dir {d} --wait   # a software resync, followed to completion", sibling_command("invsync"));
-    println!("  {} {name} cycle --data-dir {d}       # make the agent cycle now", sibling_command("setevnt"));
-    println!("  {} show {name} --data-dir {d}        # see versions, items and requests", sibling_command("invsite"));
-    println!("  {} clients --data-dir {d}", sibling_command("invsite"));
-    println!("Press Ctrl-C to stop.");
+    )?;
+    invsync_proto::outln!("Try, in another terminal:")?;
+    invsync_proto::outln!("  {} sw {name} --data-dir {d} --wait   # a software resync, followed to completion", sibling_command("invsync"))?;
+    invsync_proto::outln!("  {} {name} cycle --data-dir {d}       # make the agent cycle now", sibling_command("setevnt"))?;
+    invsync_proto::outln!("  {} show {name} --data-dir {d}        # see versions, items and requests", sibling_command("invsite"))?;
+    invsync_proto::outln!("  {} clients --data-dir {d}", sibling_command("invsite"))?;
+    invsync_proto::outln!("Press Ctrl-C to stop.")?;
 
     shutdown_signal().await;
     stop.store(true, Ordering::SeqCst);

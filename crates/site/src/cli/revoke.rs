@@ -35,10 +35,10 @@ pub async fn apply(args: Args) -> Result<()> {
         .into(),
         other => anyhow::Error::new(other),
     })?;
-    println!(
+    invsync_proto::outln!(
         "Revoked the key of {}: its agent is refused from its next request on. To keep the machine \
          from enrolling again, rotate the secret: invsite enroll-secret --rotate",
         args.client
-    );
+    )?;
     Ok(())
 }

@@ -33,16 +33,16 @@ pub fn apply_enroll_secret(args: EnrollSecretArgs) -> Result<()> {
         let secret = random_hex();
         write_private(&dir.enroll_secret_path(), format!("{secret}\n").as_bytes())?;
         eprintln!("The enrollment secret was replaced; agents enrolling from now on need the new one.");
-        println!("{secret}");
+        invsync_proto::outln!("{secret}")?;
         return Ok(());
     }
-    println!("{}", dir.enroll_secret()?);
+    invsync_proto::outln!("{}", dir.enroll_secret()?)?;
     Ok(())
 }
 
 pub fn apply_admin_token(args: Args) -> Result<()> {
     let dir = args.data_dir.dir();
     dir.config()?;
-    println!("{}", dir.admin_token()?);
+    invsync_proto::outln!("{}", dir.admin_token()?)?;
     Ok(())
 }

@@ -31,6 +31,6 @@ pub async fn apply(args: Args) -> Result<()> {
     let opts = BindOptions { listen: args.listen, insecure_http: args.insecure_http, tls };
     let server = Server::bind(&dir, &opts).await?;
     // Printed on stdout so scripts (and tests) that start on port 0 learn the address.
-    println!("invsite {} serving on {}", server.state().site_code, server.url());
+    invsync_proto::outln!("invsite {} serving on {}", server.state().site_code, server.url())?;
     server.serve(shutdown_signal()).await
 }

@@ -104,9 +104,9 @@ pub fn apply(args: Args) -> Result<()> {
     let mut site = SiteAccess::open(options, args.data_dir.data_dir.as_deref())?;
     let view = site.client_view(&args.client, args.site.as_ref())?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&view)?);
+        invsync_proto::outln!("{}", serde_json::to_string_pretty(&view)?)?;
     } else {
-        print!("{}", render(&view));
+        invsync_proto::out!("{}", render(&view))?;
     }
     Ok(())
 }

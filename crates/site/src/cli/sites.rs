@@ -68,9 +68,9 @@ pub fn apply(args: Args) -> Result<()> {
     let mut site = SiteAccess::open(options, args.data_dir.data_dir.as_deref())?;
     let view = site.sites()?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&view)?);
+        invsync_proto::outln!("{}", serde_json::to_string_pretty(&view)?)?;
     } else {
-        print!("{}", render(&view, Timestamp::now()));
+        invsync_proto::out!("{}", render(&view, Timestamp::now()))?;
     }
     Ok(())
 }
