@@ -189,8 +189,13 @@ impl SiteDir {
         config.tls.as_ref().and_then(|t| t.ca.as_deref()).map(|p| self.path_of(p))
     }
 
-    /// Creates the directory (mode 0700) for `init`; refuses one that already holds a site.
-    pub fn create(&self) -> Result<()> {
+    /// Refuses, before `init` does anything (or asks a parent anything), a data directory that
+    /// already holds a site, or anything at all: `init` puts a whole site there in one rename
+    /// ([`SiteDir::stage`], [`SiteDir::commit`]), which the system allows only over nothing or
+    /// an empty directory. An earlier version's failed `init` could leave `site.db` alone
+    /// there; it is not removed here, since a site whose `config.json` was deleted by mistake
+    /// looks the same.
+    pub fn check_free(&self) -> Result<()> {
         if self.config_path().exists() {
             return Err(Exit::usage(format!(
                 "{} already holds a site; choose another --data-dir or remove it first",
@@ -198,13 +203,74 @@ impl SiteDir {
             ))
             .into());
         }
+        match fs::read_dir(&self.root) {
+            Ok(mut entries) => {
+                if let Some(entry) = entries.next() {
+                    let first = entry.map(|e| e.file_name().to_string_lossy().into_owned()).unwrap_or_default();
+                    return Err(Exit::usage(format!(
+                        "{} is not empty (it holds {first:?}) but holds no site configuration; \
+                         `invsite init` creates a site only in a new or empty directory: choose another \
+                         --data-dir, or remove what is there if it is not needed",
+                        self.root.display()
+                    ))
+                    .into());
+                }
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => Err(Exit::usage(format!(
+                "{} is a file, not a directory; choose another --data-dir",
+                self.root.display()
+            ))
+            .into()),
+            Err(e) => Err(anyhow::Error::new(e).context(format!("cannot read {}", self.root.display()))),
+        }
+    }
+
+    /// A new, empty directory (mode 0700) beside this one where `init` builds the site, so that
+    /// a crash or a failure half-way leaves no half-made site at the data directory: `serve`
+    /// would call it "not a site server" and a second `init` would refuse it. A staging
+    /// directory left by an earlier failed `init` is removed first (nothing refers to it).
+    pub fn stage(&self) -> Result<SiteDir> {
+        let name = self
+            .root
+            .file_name()
+            .ok_or_else(|| Exit::usage(format!("--data-dir {} names no directory", self.root.display())))?;
+        let staging = self.root.with_file_name(format!(".{}.init-partial", name.to_string_lossy()));
+        match fs::remove_dir_all(&staging) {
+            Ok(()) => tracing::info!(dir = %staging.display(), "Removed what an earlier failed init left."),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(anyhow::Error::new(e).context(format!("cannot remove {}", staging.display()))),
+        }
+        if let Some(parent) = staging.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+        }
         fs::DirBuilder::new()
-            .recursive(true)
             .mode(0o700)
-            .create(&self.root)
-            .with_context(|| format!("cannot create the data directory {}", self.root.display()))?;
-        fs::set_permissions(&self.root, fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("cannot set mode 0700 on {}", self.root.display()))?;
+            .create(&staging)
+            .with_context(|| format!("cannot create the data directory {}", staging.display()))?;
+        fs::set_permissions(&staging, fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot set mode 0700 on {}", staging.display()))?;
+        Ok(SiteDir { root: staging })
+    }
+
+    /// Moves a site built in `staging` ([`SiteDir::stage`]) to this directory in one rename:
+    /// before it there is no site here, after it a whole one. The rename replaces an empty
+    /// directory (one made for the site in advance) and fails over anything else.
+    pub fn commit(&self, staging: &SiteDir) -> Result<()> {
+        fs::rename(&staging.root, &self.root).map_err(|e| {
+            let _ = fs::remove_dir_all(&staging.root);
+            anyhow::Error::new(e).context(format!(
+                "cannot move the new site into {} (did something else create it meanwhile?)",
+                self.root.display()
+            ))
+        })?;
+        // The rename is durable once the directory that holds it is synced.
+        if let Some(parent) = self.root.parent().filter(|p| !p.as_os_str().is_empty())
+            && let Ok(d) = fs::File::open(parent)
+        {
+            let _ = d.sync_all();
+        }
         Ok(())
     }
 

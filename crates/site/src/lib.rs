@@ -8,6 +8,7 @@ pub mod api;
 pub mod cli;
 pub mod console;
 pub mod datadir;
+pub mod failpoint;
 pub mod http;
 pub mod hub;
 pub mod metrics;

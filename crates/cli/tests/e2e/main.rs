@@ -17,4 +17,5 @@ mod push;
 mod restart;
 mod security;
 mod seed_flow;
+mod site_init;
 mod tls;

@@ -147,7 +147,26 @@ pub async fn create_site(dir: &SiteDir, opts: &InitOptions) -> Result<Config> {
         }
     }
     let db = Database::parse(&opts.db).map_err(|e| Exit::usage(format!("--db {e}")))?;
-    dir.create()?;
+    dir.check_free()?;
+    // Everything is built in a staging directory and renamed into place at the end, so a
+    // failure or a crash half-way (after a parent accepted this site, say) leaves nothing a
+    // later `init` or `serve` would stumble on: running `init` again just works.
+    let staging = dir.stage()?;
+    let built = build_site(&staging, &db, opts).await;
+    let config = match built {
+        Ok(config) => config,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&staging.root);
+            return Err(e);
+        }
+    };
+    crate::failpoint::hit("init-before-commit");
+    dir.commit(&staging)?;
+    Ok(config)
+}
+
+/// Writes a whole site into `dir`, a fresh staging directory.
+async fn build_site(dir: &SiteDir, db: &Database, opts: &InitOptions) -> Result<Config> {
     let config = Config {
         site_code: opts.site_code.clone(),
         name: opts.name.clone(),
@@ -168,7 +187,7 @@ pub async fn create_site(dir: &SiteDir, opts: &InitOptions) -> Result<Config> {
         },
     };
     let meta = SiteMeta { code: opts.site_code.clone(), name: opts.name.clone(), created_at: Timestamp::now() };
-    let store = match &db {
+    let store = match db {
         Database::Sqlite => Store::create_sqlite(&dir.sqlite_path(), &meta).await,
         Database::Postgres(url) => Store::create_postgres(url, &meta).await,
     }
@@ -176,11 +195,12 @@ pub async fn create_site(dir: &SiteDir, opts: &InitOptions) -> Result<Config> {
     if opts.parent.is_some() {
         store.set_forwarding(true).await?;
     }
+    // Dropping the last handle closes SQLite (its writer thread is joined), so the database
+    // is whole on disk before the directory is renamed.
     drop(store);
+    crate::failpoint::hit("init-after-store");
     write_private(&dir.admin_token_path(), format!("{}\n", random_hex()).as_bytes())?;
     write_private(&dir.enroll_secret_path(), format!("{}\n", random_hex()).as_bytes())?;
-    // The configuration goes last: its presence is what makes the directory a site, so a
-    // failed init leaves no half-made site behind that later commands would trust.
     dir.write_config(&config)?;
     Ok(config)
 }
@@ -219,6 +239,8 @@ pub async fn apply(args: Args) -> Result<()> {
     };
     if let Some(parent) = &opts.parent {
         check_parent(&opts.site_code, parent)?;
+        // A directory `init` would refuse is refused before the parent hears of this site.
+        dir.check_free()?;
         hello_parent(&opts, parent).await?;
     }
     let config = create_site(&dir, &opts).await?;
