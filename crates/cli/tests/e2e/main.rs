@@ -9,6 +9,7 @@ mod console_browser;
 mod database;
 mod deltas;
 mod exit_codes;
+mod exports;
 mod hierarchy;
 mod metrics;
 mod names;

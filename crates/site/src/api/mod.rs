@@ -7,6 +7,7 @@ pub mod auth;
 pub mod body;
 pub mod cap;
 pub mod error;
+pub mod export;
 pub mod health;
 pub mod openapi;
 pub mod site;

@@ -22,8 +22,7 @@
 use askama::Template;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::header::CONTENT_TYPE;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::Extension;
 use invsync_proto::wire::{PackagePage, SoftwarePage};
@@ -31,7 +30,8 @@ use serde::Deserialize;
 
 use super::session::Session;
 use super::{render, Chrome, ConsoleError};
-use crate::api::admin::software::{csv_response, holders_csv, packages_csv, Format, HolderParams, PackageParams};
+use crate::api::admin::software::{Format, HolderParams, PackageParams};
+use crate::api::export::{download, holders_csv, packages_csv};
 use crate::api::error::ApiError;
 use crate::server::AppState;
 
@@ -283,7 +283,7 @@ pub async fn list_csv(
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Response, ConsoleError> {
     let page = all_packages(&state, query).await?;
-    Ok(csv_response("packages.csv", packages_csv(&page)))
+    Ok(packages_csv("packages.csv", page))
 }
 
 /// `GET /console/software.json`: the same as JSON, as `GET /api/v1/software/packages` answers.
@@ -304,7 +304,7 @@ pub async fn package_csv(
     query: Result<Query<PackageQuery>, QueryRejection>,
 ) -> Result<Response, ConsoleError> {
     let (name, page) = all_holders(&state, path, query).await?;
-    Ok(csv_response(&format!("{name}.csv"), holders_csv(&page)))
+    Ok(holders_csv(&format!("{name}.csv"), page))
 }
 
 /// `GET /console/software/{name}/export.json`: the same as JSON, as `GET /api/v1/software`
@@ -341,13 +341,10 @@ async fn all_holders(
     Ok((name, page))
 }
 
-/// A JSON download: `csv_response` already makes an attachment with a safe file name out of
-/// the caller's, so only the type differs.
+/// A JSON download, an attachment with a safe file name made from the caller's.
 fn json_download(file: &str, body: &impl serde::Serialize) -> Result<Response, ConsoleError> {
     let json = serde_json::to_string(body).map_err(|e| ApiError::Internal(format!("writing an export: {e}")))?;
-    let mut resp = csv_response(file, json);
-    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    Ok(resp)
+    Ok(download(file, "application/json", json.into()))
 }
 
 #[cfg(test)]

@@ -10,7 +10,6 @@
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use invsync_proto::version::VersionRange;
@@ -21,6 +20,7 @@ use invsync_proto::SiteCode;
 
 use crate::api::auth::Admin;
 use crate::api::error::ApiError;
+use crate::api::export::{holders_csv, packages_csv};
 use crate::server::AppState;
 
 /// How a list is answered.
@@ -110,7 +110,7 @@ pub async fn holders(
     let page = state.store.software(&q).await?;
     Ok(match format {
         Format::Json => Json(page).into_response(),
-        Format::Csv => csv_response(&format!("{}.csv", q.name), holders_csv(&page)),
+        Format::Csv => holders_csv(&format!("{}.csv", q.name), page),
     })
 }
 
@@ -172,84 +172,13 @@ pub async fn packages(
     let page = state.store.packages(&q).await?;
     Ok(match format {
         Format::Json => Json(page).into_response(),
-        Format::Csv => csv_response("packages.csv", packages_csv(&page)),
+        Format::Csv => packages_csv("packages.csv", page),
     })
-}
-
-/// A CSV download named `file`.
-pub fn csv_response(file: &str, body: String) -> Response {
-    // Package names hold no quotes or line breaks, but the name is the caller's; keep only
-    // characters that are safe inside the quoted file name.
-    let file: String =
-        file.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '+')).collect();
-    (
-        [
-            (CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
-            (CONTENT_DISPOSITION, format!("attachment; filename=\"{file}\"")),
-        ],
-        body,
-    )
-        .into_response()
-}
-
-/// One CSV field (RFC 4180): quoted when it holds a comma, a quote or a line break, and also
-/// when it starts with a character a spreadsheet would read as a formula.
-fn field(out: &mut String, value: &str) {
-    let needs_quotes = value.contains([',', '"', '\n', '\r'])
-        || value.starts_with(['=', '+', '-', '@', '\t']);
-    if needs_quotes {
-        out.push('"');
-        out.push_str(&value.replace('"', "\"\""));
-        out.push('"');
-    } else {
-        out.push_str(value);
-    }
-}
-
-fn row(out: &mut String, fields: &[&str]) {
-    for (i, f) in fields.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        field(out, f);
-    }
-    out.push_str("\r\n");
-}
-
-/// The CSV of a page of holders: a header, then one row per client and installed package.
-pub fn holders_csv(page: &SoftwarePage) -> String {
-    let mut out = String::with_capacity(64 * (page.holders.len() + 1));
-    row(&mut out, &["client", "client_id", "site", "name", "version", "arch", "source"]);
-    for h in &page.holders {
-        let id = h.client_id.to_string();
-        row(&mut out, &[h.client.as_str(), &id, h.site.as_str(), &h.name, &h.version, &h.arch, &h.source]);
-    }
-    out
-}
-
-/// The CSV of a page of packages: a header, then one row per package and version.
-pub fn packages_csv(page: &PackagePage) -> String {
-    let mut out = String::new();
-    row(&mut out, &["name", "clients", "version", "version_clients"]);
-    for p in &page.packages {
-        let clients = p.clients.to_string();
-        for v in &p.versions {
-            row(&mut out, &[&p.name, &clients, &v.version, &v.clients.to_string()]);
-        }
-    }
-    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn csv_fields_are_quoted_when_they_must_be() {
-        let mut out = String::new();
-        row(&mut out, &["plain", "a,b", "say \"hi\"", "=cmd()", "-1", "1:2.0-1"]);
-        assert_eq!(out, "plain,\"a,b\",\"say \"\"hi\"\"\",\"=cmd()\",\"-1\",1:2.0-1\r\n");
-    }
 
     #[test]
     fn parameters_are_checked_before_the_store_is_asked() {
