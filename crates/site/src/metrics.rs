@@ -32,6 +32,9 @@
 //!   acknowledged by the parent site, and how long the oldest has waited (0 when empty, and
 //!   always at a site without a parent). A growing age means the parent is unreachable or
 //!   refusing: nothing is lost, but nothing above this site is current.
+//! * `invsite_store_write_errors_total`: writes the database refused (disk full, a read-only
+//!   file, PostgreSQL down). Any increase needs an operator: `/healthz` answers 503 while the
+//!   last write failed, and the log says once what to do (see the store's `health` module).
 //! * `invsite_requests_refused_total{reason}`: requests answered with an error, by the reason
 //!   [`Refusal`] that `api/error.rs` gives each status (`unauthorized` counts wrong tokens, say).
 //!
@@ -84,11 +87,12 @@ pub enum Refusal {
     TooLarge,
     Unsupported,
     Internal,
+    Unavailable,
     Other,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 9] = [
+    pub const ALL: [Refusal; 10] = [
         Refusal::BadInput,
         Refusal::Unauthorized,
         Refusal::NotFound,
@@ -97,6 +101,7 @@ impl Refusal {
         Refusal::TooLarge,
         Refusal::Unsupported,
         Refusal::Internal,
+        Refusal::Unavailable,
         Refusal::Other,
     ];
 
@@ -110,6 +115,7 @@ impl Refusal {
             Refusal::TooLarge => "too_large",
             Refusal::Unsupported => "unsupported",
             Refusal::Internal => "internal",
+            Refusal::Unavailable => "unavailable",
             Refusal::Other => "other",
         }
     }
@@ -203,6 +209,7 @@ pub struct Metrics {
     outbox_depth: Gauge,
     outbox_oldest_age: Gauge<f64, AtomicU64>,
     refused: Family<RefusalLabels, Counter>,
+    store_write_errors: Counter,
 }
 
 impl Default for Metrics {
@@ -225,6 +232,7 @@ impl Metrics {
             outbox_depth: Gauge::default(),
             outbox_oldest_age: Gauge::default(),
             refused: Family::default(),
+            store_write_errors: Counter::default(),
         };
         m.register()
     }
@@ -260,6 +268,11 @@ impl Metrics {
             self.outbox_oldest_age.clone(),
         );
         r.register("requests_refused", "Requests answered with an error, by reason", self.refused.clone());
+        r.register(
+            "store_write_errors",
+            "Writes the site's database refused (disk full, read-only, database down)",
+            self.store_write_errors.clone(),
+        );
         // Every label value of the bounded sets shows from the start, at 0, so a rate() over
         // a series that has never moved is 0 rather than absent. (`get_or_create` creates the
         // series and returns a read guard on the family, dropped at once.)
@@ -321,6 +334,15 @@ impl Metrics {
         self.refused.get_or_create(&RefusalLabels { reason }).inc();
     }
 
+    /// Brings `invsite_store_write_errors_total` up to the store's own count (the store knows
+    /// nothing of metrics; its count only grows).
+    pub fn set_store_write_errors(&self, total: u64) {
+        let shown = self.store_write_errors.get();
+        if total > shown {
+            self.store_write_errors.inc_by(total - shown);
+        }
+    }
+
     /// The page, with the gauges set from the values read at scrape time.
     pub fn render(&self, connected: usize, outbox_depth: i64, outbox_oldest_age_seconds: f64) -> String {
         self.connected_agents.set(connected as i64);
@@ -353,6 +375,7 @@ pub async fn apply(State(state): State<AppState>) -> Result<Response, ApiError> 
     let now = Timestamp::now();
     let outbox = state.store.outbox_stats().await?;
     let age = outbox.oldest.map_or(0.0, |t| (now.millis() - t.millis()).max(0) as f64 / 1000.0);
+    state.metrics.set_store_write_errors(state.store.write_errors_total());
     let page = state.metrics.render(state.hub.connected(), outbox.depth, age);
     Ok(([(CONTENT_TYPE, prometheus_client::encoding::prometheus_text::CONTENT_TYPE)], page).into_response())
 }
@@ -390,6 +413,7 @@ mod tests {
             Refusal::TooLarge => ApiError::TooLarge(m),
             Refusal::Unsupported => ApiError::Unsupported(m),
             Refusal::Internal => ApiError::Internal(m),
+            Refusal::Unavailable => ApiError::Unavailable(m),
             Refusal::Other => unreachable!("no ApiError maps to other"),
         }
     }
@@ -405,6 +429,7 @@ mod tests {
             (Refusal::TooLarge, StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             (Refusal::Unsupported, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported"),
             (Refusal::Internal, StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            (Refusal::Unavailable, StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         ];
         for (reason, status, label) in expected {
             let e = error(reason);

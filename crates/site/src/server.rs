@@ -230,6 +230,7 @@ impl Server {
         });
         let hub = self.state.hub.clone();
         let store = self.state.store.clone();
+        let probe = tokio::spawn(crate::api::health::probe_loop(store.clone()));
         let app = crate::api::router(self.state);
         // Parked long-polls would hold a graceful shutdown for their whole hold time; the hub
         // answers them all as soon as shutdown begins.
@@ -250,6 +251,7 @@ impl Server {
                 Ok(())
             }
         };
+        probe.abort();
         if let Some(task) = forwarder {
             // notify_one stores a permit, so the forwarder stops even if it is mid-batch now.
             stop_forwarder.notify_one();

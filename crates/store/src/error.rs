@@ -62,6 +62,11 @@ pub enum StoreError {
     /// The writer thread has stopped, so no write can be made durable.
     #[error("the store is closed")]
     Closed,
+    /// A write the database refused (disk full, read-only file, PostgreSQL down): the store is
+    /// unwritable until a write succeeds again (`health`). Logged once by the store, so the
+    /// site answers it with 503 without logging it again.
+    #[error("the database refuses writes ({operation}): {error}")]
+    Unwritable { operation: &'static str, error: String },
     /// Anything the database itself reported. The site maps it to a 500 and logs it.
     #[error("database error: {0}")]
     Database(String),

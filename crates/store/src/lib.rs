@@ -27,6 +27,7 @@
 mod cache;
 mod codec;
 mod error;
+mod health;
 mod ingest;
 mod last_seen;
 mod page;
@@ -46,6 +47,7 @@ use invsync_proto::{Class, ClientName, Digest, SiteCode, Timestamp};
 use uuid::Uuid;
 
 pub use error::StoreError;
+pub use health::WriteFailure;
 pub use ingest::{IncomingReport, PreparedItems, Shape};
 /// A database URL with its password (in the authority or a `password=` parameter) hidden.
 pub use postgres::redact_url;
@@ -177,11 +179,27 @@ pub const DEFAULT_HISTORY_LIMIT: usize = 1_000;
 #[derive(Clone)]
 pub struct Store {
     backend: Arc<Backend>,
+    /// Whether the database takes writes, from the outcome of every write (`health`).
+    health: Arc<health::WriteHealth>,
 }
 
 enum Backend {
     Sqlite(sqlite::SqliteStore),
     Postgres(postgres::PgStore),
+}
+
+/// A write through [`dispatch!`] whose outcome the store's write health records:
+/// `write!(self, "operation", b => b.call().await)`.
+/// `write!(self, "operation", if |value| wrote, b => …)` when a success may have written
+/// nothing (see `WriteHealth::record`).
+macro_rules! write {
+    ($store:ident, $op:literal, $b:ident => $call:expr) => {
+        write!($store, $op, if |_| true, $b => $call)
+    };
+    ($store:ident, $op:literal, if $wrote:expr, $b:ident => $call:expr) => {{
+        let result = dispatch!($store, $b => $call);
+        $store.health.record($op, result, $wrote)
+    }};
 }
 
 /// Runs the same call on whichever backend the store has: `dispatch!(self, b => b.call().await)`.
@@ -195,21 +213,39 @@ macro_rules! dispatch {
 }
 
 impl Store {
+    fn new(backend: Backend) -> Store {
+        Store { backend: Arc::new(backend), health: Arc::default() }
+    }
+
+    /// Why the database refuses writes, when the last write it was given failed and none has
+    /// succeeded since; `None` while it takes them. `/healthz` answers 503 with it.
+    pub fn write_failure(&self) -> Option<WriteFailure> {
+        self.health.failure()
+    }
+
+    /// How many writes the database refused since the store was opened
+    /// (`invsite_store_write_errors_total`).
+    pub fn write_errors_total(&self) -> u64 {
+        self.health.errors_total()
+    }
+
+    /// A tiny write (the time, in the site's `meta` table), so that a site nobody writes to
+    /// still learns whether it could, and an unwritable one learns that it can again.
+    pub async fn probe_write(&self, now: Timestamp) -> Result<(), StoreError> {
+        write!(self, "probe", b => b.probe_write(now).await)
+    }
+
     /// Creates a new SQLite database at `path` for the site `meta`; refuses if the file exists.
     pub async fn create_sqlite(path: &Path, meta: &SiteMeta) -> Result<Store, StoreError> {
         let s = sqlite::SqliteStore::create(path, meta).await?;
-        Ok(Store {
-            backend: Arc::new(Backend::Sqlite(s)),
-        })
+        Ok(Store::new(Backend::Sqlite(s)))
     }
 
     /// Opens an existing SQLite database, migrating its schema if it is older; refuses if there
     /// is no file at `path`.
     pub async fn open_sqlite(path: &Path) -> Result<Store, StoreError> {
         let s = sqlite::SqliteStore::open(path).await?;
-        Ok(Store {
-            backend: Arc::new(Backend::Sqlite(s)),
-        })
+        Ok(Store::new(Backend::Sqlite(s)))
     }
 
     /// Creates the schema of a new site in an existing PostgreSQL database (or in the schema
@@ -218,18 +254,14 @@ impl Store {
     /// why a URL does not connect ([`StoreError::PgConnect`], without the password).
     pub async fn create_postgres(url: &str, meta: &SiteMeta) -> Result<Store, StoreError> {
         let s = postgres::PgStore::create(url, meta).await?;
-        Ok(Store {
-            backend: Arc::new(Backend::Postgres(s)),
-        })
+        Ok(Store::new(Backend::Postgres(s)))
     }
 
     /// Opens a site's PostgreSQL database, migrating its schema if it is older; refuses
     /// ([`StoreError::PgNotInvsync`]) a database without an invsync schema.
     pub async fn open_postgres(url: &str) -> Result<Store, StoreError> {
         let s = postgres::PgStore::open(url).await?;
-        Ok(Store {
-            backend: Arc::new(Backend::Postgres(s)),
-        })
+        Ok(Store::new(Backend::Postgres(s)))
     }
 
     /// Which database is behind this store: `"sqlite"` or `"postgresql"`.
@@ -243,7 +275,7 @@ impl Store {
     /// Writes what the store holds in memory (last-seen times, which it otherwise writes about
     /// once a second), so that other processes see it; a stopping site calls it last.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        dispatch!(self, b => b.flush().await)
+        write!(self, "flush", if |_| false, b => b.flush().await)
     }
 
     /// The site this database belongs to.
@@ -255,7 +287,7 @@ impl Store {
     /// enrolling again under its name keeps its id and gets the new key; another machine asking
     /// for a taken name is refused with [`StoreError::NameTaken`].
     pub async fn enroll(&self, e: &Enrollment) -> Result<Enrolled, StoreError> {
-        dispatch!(self, b => b.enroll(e).await)
+        write!(self, "enroll", b => b.enroll(e).await)
     }
 
     /// The name and key hash of a client of this site, if the id is known. A client forwarded by
@@ -272,7 +304,7 @@ impl Store {
         client_id: Uuid,
         now: Timestamp,
     ) -> Result<CheckinResponse, StoreError> {
-        dispatch!(self, b => b.checkin(client_id, now).await)
+        write!(self, "checkin", if |_| false, b => b.checkin(client_id, now).await)
     }
 
     /// A check-in by whoever presents `key_hash` as the key of `client_id`: the same as
@@ -292,13 +324,16 @@ impl Store {
         key_hash: &Digest,
         now: Timestamp,
     ) -> Result<Authenticated<CheckinResponse>, StoreError> {
-        match &*self.backend {
-            Backend::Sqlite(b) => b.checkin_with_key(client_id, key_hash, now).await,
-            Backend::Postgres(b) => match self.authenticate_key(client_id, key_hash).await?.accepted() {
-                Ok((auth, ())) => Ok(Authenticated::Client(auth, b.checkin(client_id, now).await?)),
-                Err(refused) => Ok(refused),
-            },
-        }
+        let result = async {
+            match &*self.backend {
+                Backend::Sqlite(b) => b.checkin_with_key(client_id, key_hash, now).await,
+                Backend::Postgres(b) => match self.authenticate_key(client_id, key_hash).await?.accepted() {
+                    Ok((auth, ())) => Ok(Authenticated::Client(auth, b.checkin(client_id, now).await?)),
+                    Err(refused) => Ok(refused),
+                },
+            }
+        };
+        self.health.record("checkin", result.await, |_| false)
     }
 
     /// Stores a report (SPEC section 5), all in one transaction:
@@ -321,16 +356,19 @@ impl Store {
         now: Timestamp,
     ) -> Result<ReportAck, StoreError> {
         let input = plan::ReportInput::prepare(report)?;
-        match &*self.backend {
-            Backend::Sqlite(b) => match b.store_input(client_id, None, input, now).await? {
-                Authenticated::Client(_, ack) => Ok(ack),
-                // Without a key to check, the backend refuses nothing but an unknown client.
-                Authenticated::Unknown | Authenticated::Revoked(_) => Err(StoreError::UnknownClient {
-                    name: client_id.to_string(),
-                }),
-            },
-            Backend::Postgres(b) => b.store_input(client_id, input, now).await,
-        }
+        let result = async {
+            match &*self.backend {
+                Backend::Sqlite(b) => match b.store_input(client_id, None, input, now).await? {
+                    Authenticated::Client(_, ack) => Ok(ack),
+                    // Without a key to check, the backend refuses nothing but an unknown client.
+                    Authenticated::Unknown | Authenticated::Revoked(_) => Err(StoreError::UnknownClient {
+                        name: client_id.to_string(),
+                    }),
+                },
+                Backend::Postgres(b) => b.store_input(client_id, input, now).await,
+            }
+        };
+        self.health.record("report", result.await, |ack| matches!(ack, ReportAck::Accepted { .. }))
     }
 
     /// [`Store::store_report`] for a report whose items were prepared as they were read (the
@@ -353,13 +391,18 @@ impl Store {
                 };
             }
         };
-        match &*self.backend {
-            Backend::Sqlite(b) => b.store_input(client_id, Some(*key_hash), input, now).await,
-            Backend::Postgres(b) => match self.authenticate_key(client_id, key_hash).await?.accepted() {
-                Ok((auth, ())) => Ok(Authenticated::Client(auth, b.store_input(client_id, input, now).await?)),
-                Err(refused) => Ok(refused),
-            },
-        }
+        let result = async {
+            match &*self.backend {
+                Backend::Sqlite(b) => b.store_input(client_id, Some(*key_hash), input, now).await,
+                Backend::Postgres(b) => match self.authenticate_key(client_id, key_hash).await?.accepted() {
+                    Ok((auth, ())) => Ok(Authenticated::Client(auth, b.store_input(client_id, input, now).await?)),
+                    Err(refused) => Ok(refused),
+                },
+            }
+        };
+        self.health.record("report", result.await, |found| {
+            matches!(found, Authenticated::Client(_, ReportAck::Accepted { .. }))
+        })
     }
 
     /// Marks this client's event requests with these ids complete; other ids are ignored.
@@ -369,13 +412,13 @@ impl Store {
         ids: &[i64],
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        dispatch!(self, b => b.complete_events(client_id, ids, now).await)
+        write!(self, "complete_events", if |_| !ids.is_empty(), b => b.complete_events(client_id, ids, now).await)
     }
 
     /// Makes an own client's key useless at once (its hash becomes one no key has). The
     /// client's inventory stays; enrolling again (with the enrollment secret) issues a new key.
     pub async fn revoke(&self, name: &ClientName) -> Result<(), StoreError> {
-        dispatch!(self, b => b.revoke(name).await)
+        write!(self, "revoke", b => b.revoke(name).await)
     }
 
     /// Queues a resync request for a client of this site, or returns the identical request
@@ -386,7 +429,7 @@ impl Store {
         class: Class,
         now: Timestamp,
     ) -> Result<Queued, StoreError> {
-        dispatch!(self, b => b.request_resync(name, class, now).await)
+        write!(self, "request_resync", if |q: &Queued| q.created, b => b.request_resync(name, class, now).await)
     }
 
     /// Queues a client event, or returns the identical event still pending (`created = false`).
@@ -396,7 +439,7 @@ impl Store {
         event: Event,
         now: Timestamp,
     ) -> Result<Queued, StoreError> {
-        dispatch!(self, b => b.request_event(name, event, now).await)
+        write!(self, "request_event", if |q: &Queued| q.created, b => b.request_event(name, event, now).await)
     }
 
     /// Every client this site holds, its own and those of the sites below it (`site` is the
@@ -513,7 +556,7 @@ impl Store {
     /// Turns forwarding to a parent on or off (persisted). While on, every change this site
     /// accepts is also appended to the outbox. Turning it off leaves the outbox as it is.
     pub async fn set_forwarding(&self, on: bool) -> Result<(), StoreError> {
-        dispatch!(self, b => b.set_forwarding(on).await)
+        write!(self, "set_forwarding", b => b.set_forwarding(on).await)
     }
 
     /// Whether accepted changes go into the outbox.
@@ -539,16 +582,14 @@ impl Store {
         parent: Option<&SiteCode>,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        dispatch!(self, b => b
-            .outbox_done(stored, refused, parent, now)
-            .await)
+        write!(self, "outbox_done", if |_| !stored.is_empty() || !refused.is_empty(), b => b.outbox_done(stored, refused, parent, now).await)
     }
 
     /// Atomically drops every outbox entry of this client and class and appends one full entry
     /// built from the current snapshot (carrying the completed requests of the dropped
     /// entries). Nothing happens when this site holds no such snapshot.
     pub async fn outbox_resync(&self, client: Uuid, class: Class) -> Result<(), StoreError> {
-        dispatch!(self, b => b.outbox_resync(client, class).await)
+        write!(self, "outbox_resync", if |_| false, b => b.outbox_resync(client, class).await)
     }
 
     /// The outbox's depth, its oldest entry's time and the last forwarding time.
@@ -568,7 +609,7 @@ impl Store {
         key_hash: Digest,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        dispatch!(self, b => b.set_child_token(code, key_hash, now).await)
+        write!(self, "set_child_token", b => b.set_child_token(code, key_hash, now).await)
     }
 
     /// The key hash of a child's token, if one was issued for that code.
@@ -586,7 +627,7 @@ impl Store {
         statuses: &[SiteStatus],
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        dispatch!(self, b => b.record_site_status(via, statuses, now).await)
+        write!(self, "record_site_status", b => b.record_site_status(via, statuses, now).await)
     }
 
     /// Every site known below this one, as it last reported itself, sorted by code.
@@ -623,7 +664,7 @@ impl Store {
         entry: &Forwarded,
         now: Timestamp,
     ) -> Result<ForwardOutcome, StoreError> {
-        dispatch!(self, b => b.apply_forwarded(via, entry, now).await)
+        write!(self, "apply_forwarded", if |o: &ForwardOutcome| matches!(o, ForwardOutcome::Applied { .. }), b => b.apply_forwarded(via, entry, now).await)
     }
 
     // -----------------------------------------------------------------------------------------
@@ -642,7 +683,7 @@ impl Store {
         class: Class,
         now: Timestamp,
     ) -> Result<Queued, StoreError> {
-        dispatch!(self, b => b.queue_routed_request(client_id, class, now).await)
+        write!(self, "queue_routed_request", if |q: &Queued| q.created, b => b.queue_routed_request(client_id, class, now).await)
     }
 
     /// The routed requests to hand to the direct child `via` in the answer to its forward
@@ -655,7 +696,7 @@ impl Store {
         via: &SiteCode,
         now: Timestamp,
     ) -> Result<Vec<DownRequest>, StoreError> {
-        dispatch!(self, b => b.deliver_routed_requests(via, now).await)
+        write!(self, "deliver_routed_requests", if |d: &Vec<DownRequest>| !d.is_empty(), b => b.deliver_routed_requests(via, now).await)
     }
 
     /// Takes in a request the parent routed down, once per origin (a re-delivery answers with
@@ -671,7 +712,7 @@ impl Store {
         accept_own: bool,
         now: Timestamp,
     ) -> Result<DownAccepted, StoreError> {
-        dispatch!(self, b => b.accept_down_request(req, accept_own, now).await)
+        write!(self, "accept_down_request", if |_| false, b => b.accept_down_request(req, accept_own, now).await)
     }
 
     /// Applies a batch of changes forwarded by `via`, in order, with the rules and outcomes of
@@ -686,6 +727,6 @@ impl Store {
         entries: &[Forwarded],
         now: Timestamp,
     ) -> Result<Vec<ForwardOutcome>, StoreError> {
-        dispatch!(self, b => b.apply_forwarded_batch(via, entries, now).await)
+        write!(self, "apply_forwarded_batch", if |o: &Vec<ForwardOutcome>| o.iter().any(|o| matches!(o, ForwardOutcome::Applied { .. })), b => b.apply_forwarded_batch(via, entries, now).await)
     }
 }

@@ -10,6 +10,7 @@ mod database;
 mod deltas;
 mod exit_codes;
 mod exports;
+mod health;
 mod hierarchy;
 mod metrics;
 mod names;

@@ -37,6 +37,11 @@ pub enum ApiError {
     /// 415: a body encoding the site does not read.
     #[error("{0}")]
     Unsupported(String),
+    /// 503: the site cannot do it now but will once an operator acts (its database refuses
+    /// writes); try again later. The store logged the cause once, at ERROR; the detail is not
+    /// shown to the caller.
+    #[error("the site cannot store anything now; try again later")]
+    Unavailable(String),
     /// 500: something the caller cannot fix; the detail goes to the log only.
     #[error("internal error")]
     Internal(String),
@@ -50,6 +55,7 @@ impl From<StoreError> for ApiError {
             StoreError::BadReport(_) => ApiError::BadInput(e.to_string()),
             StoreError::CodeInUse(_) => ApiError::Conflict(e.to_string()),
             StoreError::Refused(_) => ApiError::BadInput(e.to_string()),
+            StoreError::Unwritable { .. } => ApiError::Unavailable(e.to_string()),
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -104,6 +110,7 @@ impl ApiError {
             ApiError::TooLarge(_) => Refusal::TooLarge,
             ApiError::Unsupported(_) => Refusal::Unsupported,
             ApiError::Internal(_) => Refusal::Internal,
+            ApiError::Unavailable(_) => Refusal::Unavailable,
         }
     }
 }
@@ -119,6 +126,10 @@ impl IntoResponse for ApiError {
             ApiError::OtherSite(_) => StatusCode::MISDIRECTED_REQUEST,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Unavailable(detail) => {
+                tracing::debug!(error = %detail, "Refused a request while the database refuses writes.");
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(detail) => {
                 // An operator must act: the database or the machine is failing.
                 tracing::error!(error = %detail, "A request failed inside the site.");

@@ -49,6 +49,14 @@ async fn set_meta_value(conn: &mut PgConnection, key: &str, value: &str) -> Resu
     Ok(())
 }
 
+/// The `meta` key a write probe sets: its value is the time of the last probe.
+const PROBED_AT: &str = "write_probe_at";
+
+/// Records the time of a write probe: the smallest write that goes through a whole commit.
+pub(super) async fn set_probe_time(conn: &mut PgConnection, now: Timestamp) -> Result<(), StoreError> {
+    set_meta_value(conn, PROBED_AT, &now.rfc3339()).await
+}
+
 /// Takes the tree lock until the transaction ends: exclusive to change the tree, shared to
 /// rely on it.
 async fn lock_topology(conn: &mut PgConnection, exclusive: bool) -> Result<(), StoreError> {

@@ -508,6 +508,11 @@ impl PgStore {
     // -----------------------------------------------------------------------------------------
     // Hierarchy (SPEC section 6)
 
+    /// A tiny write (see `Store::probe_write`).
+    pub async fn probe_write(&self, now: Timestamp) -> Result<(), StoreError> {
+        hierarchy::set_probe_time(&mut *self.conn().await?, now).await
+    }
+
     pub async fn set_forwarding(&self, on: bool) -> Result<(), StoreError> {
         hierarchy::set_forwarding(&mut *self.conn().await?, on).await?;
         tracing::info!(

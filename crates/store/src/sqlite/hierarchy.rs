@@ -46,6 +46,14 @@ fn set_meta_value(conn: &Connection, key: &str, value: &str) -> Result<(), Store
     Ok(())
 }
 
+/// The `meta` key a write probe sets: its value is the time of the last probe.
+const PROBED_AT: &str = "write_probe_at";
+
+/// Records the time of a write probe: the smallest write that goes through a whole commit.
+pub(super) fn set_probe_time(conn: &Connection, now: Timestamp) -> Result<(), StoreError> {
+    set_meta_value(conn, PROBED_AT, &now.rfc3339())
+}
+
 // ---------------------------------------------------------------------------------------------
 // Forwarding switch and outbox
 

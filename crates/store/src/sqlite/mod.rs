@@ -681,6 +681,11 @@ impl SqliteStore {
     // -----------------------------------------------------------------------------------------
     // Hierarchy (SPEC section 6)
 
+    /// A tiny write through the writer (see `Store::probe_write`).
+    pub async fn probe_write(&self, now: Timestamp) -> Result<(), StoreError> {
+        self.write(move |conn, _| hierarchy::set_probe_time(conn, now)).await
+    }
+
     pub async fn set_forwarding(&self, on: bool) -> Result<(), StoreError> {
         self.write(move |conn, _| hierarchy::set_forwarding(conn, on))
             .await?;
