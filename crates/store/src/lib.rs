@@ -229,6 +229,19 @@ impl Store {
         self.health.errors_total()
     }
 
+    /// Writes a consistent copy of the whole database to `to`, a file that must not exist yet,
+    /// while the site goes on serving (SQLite's `VACUUM INTO`: one read transaction, so the
+    /// copy is the database as of one moment). A PostgreSQL site is backed up with
+    /// PostgreSQL's own tools (`pg_dump`): [`StoreError::Refused`] says so.
+    pub async fn backup_to(&self, to: &Path) -> Result<(), StoreError> {
+        match &*self.backend {
+            Backend::Sqlite(b) => b.backup_to(to).await,
+            Backend::Postgres(_) => Err(StoreError::Refused(
+                "this site's database is PostgreSQL: back it up with pg_dump (see the README)".to_string(),
+            )),
+        }
+    }
+
     /// A tiny write (the time, in the site's `meta` table), so that a site nobody writes to
     /// still learns whether it could, and an unwritable one learns that it can again.
     pub async fn probe_write(&self, now: Timestamp) -> Result<(), StoreError> {

@@ -3,6 +3,7 @@
 //! a module per area keeps link time down.
 
 mod api;
+mod backup;
 mod common;
 mod console;
 mod console_browser;

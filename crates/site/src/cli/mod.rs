@@ -1,6 +1,7 @@
 //! The `invsite` command line: one file per subcommand, each with its clap arguments and an
 //! `apply` that does the work. `try_main` is what the thin `invsite` binary calls.
 
+mod backup;
 mod child_token;
 mod clients;
 mod config;
@@ -66,6 +67,10 @@ enum Command {
     Show(show::Args),
     /// List the accepted changes of a client's inventory, newest first.
     History(history::Args),
+    /// Write a consistent copy of the site's database to a file, while the site serves.
+    Backup(backup::BackupArgs),
+    /// Put a copy `invsite backup` wrote back in place (with the site stopped).
+    Restore(backup::RestoreArgs),
     /// Create a site in ./invsync-quickstart, enroll this machine's agent, and serve.
     Quickstart(quickstart::Args),
 }
@@ -93,6 +98,8 @@ pub fn try_main() -> Result<()> {
         Command::Clients(a) => clients::apply(a),
         Command::Show(a) => show::apply(a),
         Command::History(a) => history::apply(a),
+        Command::Backup(a) => runtime()?.block_on(backup::apply_backup(a)),
+        Command::Restore(a) => runtime()?.block_on(backup::apply_restore(a)),
         Command::Quickstart(a) => runtime()?.block_on(quickstart::apply(a)),
     }
 }

@@ -681,6 +681,18 @@ impl SqliteStore {
     // -----------------------------------------------------------------------------------------
     // Hierarchy (SPEC section 6)
 
+    /// A consistent copy of the database in a new file (see `Store::backup_to`): `VACUUM INTO`
+    /// runs in one read transaction on a reading connection, so writers go on meanwhile and
+    /// the copy is the database as of that transaction's start, compacted.
+    pub async fn backup_to(&self, to: &Path) -> Result<(), StoreError> {
+        let to = to.to_str().ok_or_else(|| StoreError::Refused(format!("{} is not a UTF-8 path", to.display())))?.to_string();
+        self.read(move |conn, _| {
+            conn.execute("VACUUM INTO ?1", [to])?;
+            Ok(())
+        })
+        .await
+    }
+
     /// A tiny write through the writer (see `Store::probe_write`).
     pub async fn probe_write(&self, now: Timestamp) -> Result<(), StoreError> {
         self.write(move |conn, _| hierarchy::set_probe_time(conn, now)).await
