@@ -22,3 +22,4 @@ mod security;
 mod seed_flow;
 mod site_init;
 mod tls;
+mod upgrade;
