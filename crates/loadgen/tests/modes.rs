@@ -53,17 +53,90 @@ fn run(bin: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// The database of a test site.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Db {
+    Sqlite,
+    /// A fresh database next to the one `INVSYNC_TEST_POSTGRES` names.
+    Postgres,
+}
+
+/// SQLite always; PostgreSQL too when `INVSYNC_TEST_POSTGRES` names a database (`.ci/run`
+/// sets it). Without it, says so on stderr.
+fn backends() -> Vec<Db> {
+    if std::env::var_os("INVSYNC_TEST_POSTGRES").is_some() {
+        vec![Db::Sqlite, Db::Postgres]
+    } else {
+        eprintln!("INVSYNC_TEST_POSTGRES is not set: this test ran on SQLite only");
+        vec![Db::Sqlite]
+    }
+}
+
+/// A PostgreSQL database made for one test site and dropped with it. Its name starts with
+/// the run's database name, so `.ci/run` drops it too if this process is killed first.
+struct PgDb {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl PgDb {
+    fn create() -> PgDb {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let admin_url = std::env::var("INVSYNC_TEST_POSTGRES").unwrap();
+        let admin_url = admin_url.split('?').next().unwrap().to_string();
+        let (server, base) = admin_url.rsplit_once('/').expect("a URL ending in /DBNAME");
+        let name = format!(
+            "{base}_lg_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let o = Command::new("psql")
+            .args([&admin_url, "-Atqc", &format!("CREATE DATABASE {name}")])
+            .output()
+            .expect("psql is installed");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let url = format!("{server}/{name}");
+        PgDb {
+            admin_url,
+            name,
+            url,
+        }
+    }
+}
+
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .args([
+                self.admin_url.as_str(),
+                "-Atqc",
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+            ])
+            .output();
+    }
+}
+
 /// A fresh site with a running server.
 struct Site {
     dir: PathBuf,
     url: String,
     child: Child,
+    /// Dropped after the server is killed (`Drop for Site` runs before the fields' drops).
+    _pg: Option<PgDb>,
 }
 
 impl Site {
-    /// `invsite init` in `tmp/site`, then [`Site::serve`].
+    /// `invsite init` in `tmp/site` on SQLite, then `invsite serve`.
     fn start(tmp: &Path) -> Site {
+        Site::start_on(tmp, Db::Sqlite)
+    }
+
+    /// `invsite init` in `tmp/site` on `db`, then `invsite serve`.
+    fn start_on(tmp: &Path, db: Db) -> Site {
         let dir = tmp.join("site");
+        let pg = (db == Db::Postgres).then(PgDb::create);
         let o = run(
             invsite(),
             &[
@@ -74,6 +147,8 @@ impl Site {
                 "LGT",
                 "--listen",
                 "127.0.0.1:0",
+                "--db",
+                pg.as_ref().map_or("sqlite", |p| p.url.as_str()),
             ],
         );
         assert!(
@@ -81,13 +156,20 @@ impl Site {
             "invsite init: {}",
             String::from_utf8_lossy(&o.stderr)
         );
-        Site::serve(dir)
+        let (child, url) = Site::serve(&dir);
+        Site {
+            dir,
+            url,
+            child,
+            _pg: pg,
+        }
     }
 
-    /// `invsite serve` on an initialised data directory (a new port each time).
-    fn serve(dir: PathBuf) -> Site {
+    /// `invsite serve` on an initialised data directory (a new port each time): the server
+    /// and its URL.
+    fn serve(dir: &Path) -> (Child, String) {
         let mut child = Command::new(invsite())
-            .args(["serve", "--data-dir", s(&dir)])
+            .args(["serve", "--data-dir", s(dir)])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -107,7 +189,12 @@ impl Site {
             url.starts_with("http://127.0.0.1:"),
             "first line of invsite serve: {line:?}"
         );
-        Site { dir, url, child }
+        (child, url)
+    }
+
+    /// Starts the server again after [`Site::kill9`], on another port.
+    fn serve_again(&mut self) {
+        (self.child, self.url) = Site::serve(&self.dir);
     }
 
     /// Kills the server with SIGKILL (`Child::kill` on Unix): no shutdown code runs, as in a
@@ -410,11 +497,17 @@ fn acknowledged_so_far(line: &str) -> Option<u64> {
 
 #[test]
 fn a_site_killed_in_the_middle_of_a_delta_run_loses_no_acknowledged_report() {
+    for db in backends() {
+        killed_in_the_middle_of_a_delta_run(db);
+    }
+}
+
+fn killed_in_the_middle_of_a_delta_run(db: Db) {
     const AGENTS: u64 = 100;
     /// Acknowledged deltas awaited before the kill: the site is then busy storing more.
     const BEFORE_KILL: u64 = 300;
     let tmp = tempfile::tempdir().unwrap();
-    let mut site = Site::start(tmp.path());
+    let mut site = Site::start_on(tmp.path(), db);
     json_ok(
         &site,
         tmp.path(),
@@ -512,7 +605,7 @@ fn a_site_killed_in_the_middle_of_a_delta_run_loses_no_acknowledged_report() {
             .all(|a| a.hw_ack.map(|h| h.version) == Some(1))
     );
 
-    site = Site::serve(site.dir.clone());
+    site.serve_again();
     let (code, v, err) = verify(&site, tmp.path());
     assert_eq!(code, 0, "{v:#}\n{err}");
     assert_eq!(v["mode"], "verify");
@@ -579,7 +672,7 @@ fn verify_lists_what_a_site_lost() {
     for f in db_files(&site.dir) {
         std::fs::copy(&f, backup.join(f.file_name().unwrap())).unwrap();
     }
-    site = Site::serve(site.dir.clone());
+    site.serve_again();
     json_ok(&site, tmp.path(), "delta", &["--rounds", "2"]);
     let (code, v, err) = verify(&site, tmp.path());
     assert_eq!(code, 0, "{v:#}\n{err}");
@@ -620,7 +713,7 @@ fn verify_lists_what_a_site_lost() {
     for f in db_files(&backup) {
         std::fs::copy(&f, site.dir.join(f.file_name().unwrap())).unwrap();
     }
-    site = Site::serve(site.dir.clone());
+    site.serve_again();
     let (code, v, err) = verify(&site, tmp.path());
     assert_eq!(code, 1, "{v:#}\n{err}");
     assert!(
