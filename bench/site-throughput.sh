@@ -14,16 +14,18 @@
 #
 # Usage: bench/site-throughput.sh [--db sqlite|postgres] [--agents N] [--packages P]
 #          [--delta-rounds R] [--checkin-seconds S] [--concurrency C] [--work DIR] [--keep]
-#          [--skip-enroll] [--skip-full] [--no-resync-full]
+#          [--skip-enroll] [--skip-full] [--no-resync-full] [--verify]
 # --work DIR keeps the site and agents file there (default: a fresh directory, removed at the
 # end unless --keep); with --skip-enroll and --skip-full an existing DIR is measured again (the
 # 250,000-client run enrolls once, then measures deltas and check-ins at that size);
-# --no-resync-full leaves out the second round of full reports.
+# --no-resync-full leaves out the second round of full reports; --verify ends with
+# `invsync-loadgen verify` (every acknowledged report still held; about 200 KB of JSON per
+# agent from the admin API) and fails if any is lost.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DB=sqlite AGENTS=10000 PACKAGES=1500 DELTA_ROUNDS=3 CHECKIN_SECONDS=20 CONCURRENCY=64
-WORK="" KEEP=0 SKIP_ENROLL=0 SKIP_FULL=0 RESYNC_FULL=1
+WORK="" KEEP=0 SKIP_ENROLL=0 SKIP_FULL=0 RESYNC_FULL=1 VERIFY=0
 PG_ADMIN_URL="${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -38,7 +40,8 @@ while [ $# -gt 0 ]; do
     --skip-enroll) SKIP_ENROLL=1; shift ;;
     --skip-full) SKIP_FULL=1; shift ;;
     --no-resync-full) RESYNC_FULL=0; shift ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    --verify) VERIFY=1; shift ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "site-throughput.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -113,6 +116,10 @@ if [ "$SKIP_FULL" = 0 ]; then
 fi
 phase delta delta --rounds "$DELTA_ROUNDS"
 phase checkin checkin --duration "${CHECKIN_SECONDS}s"
+if [ "$VERIFY" = 1 ]; then
+  echo "== verify" >&2
+  "${LG[@]}" verify --site "$URL" --site-dir "$SITE" --agents-file "$AGENTS_FILE" --concurrency "$CONCURRENCY" >&2
+fi
 
 SIZE_BYTES=0
 if [ -f "$WORK/pg.db" ]; then

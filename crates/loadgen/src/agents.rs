@@ -1,20 +1,30 @@
 //! The agents file: who `enroll` enrolled and what the site acknowledged since, so that a run
-//! of 250,000 agents enrolls once and `full`, `delta` and `checkin` build on each other.
+//! of 250,000 agents enrolls once, `full`, `delta` and `checkin` build on each other, and
+//! `verify` can check afterwards that the site still holds every report it acknowledged.
 //!
-//! Text, one line per agent after a header line, about 120 bytes an agent:
+//! Text, one line per agent after a header line, about 260 bytes an agent:
 //!
 //! ```text
-//! invsync-loadgen-agents 1 site=S1 prefix=LG seed=42 packages=1500 changes=3
-//! 1 <client token> <hw version> <sw version> <sw round>
+//! invsync-loadgen-agents 2 site=S1 prefix=LG seed=42 packages=1500 changes=3
+//! 1 <client token> <hw version> <sw version> <sw round> <hw ack> <sw ack>
 //! ```
 //!
 //! * The header fixes the fleet ([`FleetSpec`]): every agent's inventory follows from it, the
 //!   agent's index and its round, so nothing else of the inventory is kept.
-//! * A version is what the site acknowledged for that class; 0 means none is known (not sent
-//!   yet, or the last report's outcome is unknown): `full` sends one, `delta` and `checkin`
-//!   refuse to start until it has.
+//! * A version is what the agent builds on: the version the site acknowledged last for that
+//!   class, or 0 when none is known (not sent yet, or the last report got no answer, so the
+//!   site may hold it or not): `full` sends one, `delta` and `checkin` refuse to start until
+//!   it has.
 //! * The round is which of the agent's software snapshots the site holds (0 after `full`'s
 //!   first report; each accepted delta adds one).
+//! * An ack ([`Ack`], `<version>:<hash hex>`, or `-` for none) is the highest version the site
+//!   answered `accepted` for that class, with the hash it acknowledged. Unlike the version
+//!   above it is never forgotten: a report that got no answer leaves it as it was, because
+//!   the acknowledgement before it still holds. It is what `verify` checks, so it must never
+//!   claim more than the site acknowledged.
+//!
+//! Format 1 files (written before acks were kept: five fields a line) are read with no acks,
+//! and written back as format 2.
 //!
 //! `enroll` appends lines as agents enroll, so an interrupted enrollment resumes; readers keep
 //! the last line of an index. Every mode rewrites the whole file (sorted) through a temporary
@@ -26,13 +36,16 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use invsync_proto::Class;
 use invsync_proto::exit::Exit;
+use invsync_proto::inventory::Digest;
 use invsync_proto::wire::ClientToken;
 
 use crate::inventory::FleetSpec;
 
 const MAGIC: &str = "invsync-loadgen-agents";
-const FORMAT: u32 = 1;
+/// The format written; 1 (no acks) is still read.
+const FORMAT: u32 = 2;
 
 /// The header: the site the agents belong to and the fleet they form.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +65,45 @@ pub struct Record {
     pub hw_version: i64,
     pub sw_version: i64,
     pub sw_round: u64,
+    /// The highest hw version the site acknowledged, kept across failed requests.
+    pub hw_ack: Option<Ack>,
+    /// The highest sw version the site acknowledged, kept across failed requests.
+    pub sw_ack: Option<Ack>,
+}
+
+/// The site answered `accepted` with this version and hash for one class of an agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ack {
+    pub version: i64,
+    pub hash: Digest,
+}
+
+impl Ack {
+    /// The file's form: `<version>:<hash hex>`, or `-` for none.
+    fn field(ack: Option<Ack>) -> String {
+        ack.map_or("-".to_string(), |a| format!("{}:{}", a.version, a.hash))
+    }
+
+    fn parse_field(raw: &str) -> Option<Option<Ack>> {
+        if raw == "-" {
+            return Some(None);
+        }
+        let (version, hash) = raw.split_once(':')?;
+        Some(Some(Ack {
+            version: version.parse().ok().filter(|&v| v >= 1)?,
+            hash: Digest::from_hex(hash)?,
+        }))
+    }
+
+    /// Of two acknowledgements of a class, the one to keep: the higher version. At an equal
+    /// version the first one stays: a site that acknowledges a version twice with other
+    /// hashes lost the first, and `verify` must still see the one it acknowledged first.
+    pub fn keep(old: Option<Ack>, new: Ack) -> Ack {
+        match old {
+            Some(o) if o.version >= new.version => o,
+            _ => new,
+        }
+    }
 }
 
 /// The whole file, records sorted by index.
@@ -71,7 +123,7 @@ impl Header {
 
     fn parse(line: &str) -> Option<Header> {
         let mut words = line.split_whitespace();
-        if words.next()? != MAGIC || words.next()?.parse::<u32>().ok()? != FORMAT {
+        if words.next()? != MAGIC || !(1..=FORMAT).contains(&words.next()?.parse::<u32>().ok()?) {
             return None;
         }
         let mut fields = BTreeMap::new();
@@ -92,17 +144,55 @@ impl Header {
 }
 
 impl Record {
+    /// A newly enrolled agent: nothing sent, nothing acknowledged.
+    pub fn enrolled(index: usize, token: String) -> Record {
+        Record {
+            index,
+            token,
+            hw_version: 0,
+            sw_version: 0,
+            sw_round: 0,
+            hw_ack: None,
+            sw_ack: None,
+        }
+    }
+
+    /// What the site acknowledged of `class`.
+    pub fn ack(&self, class: Class) -> Option<Ack> {
+        match class {
+            Class::Hw => self.hw_ack,
+            Class::Sw => self.sw_ack,
+        }
+    }
+
     fn line(&self) -> String {
         format!(
-            "{} {} {} {} {}\n",
-            self.index, self.token, self.hw_version, self.sw_version, self.sw_round
+            "{} {} {} {} {} {} {}\n",
+            self.index,
+            self.token,
+            self.hw_version,
+            self.sw_version,
+            self.sw_round,
+            Ack::field(self.hw_ack),
+            Ack::field(self.sw_ack)
         )
     }
 
     fn parse(line: &str) -> Option<Record> {
         let w: Vec<&str> = line.split_whitespace().collect();
-        let [index, token, hw, sw, round] = w.as_slice() else {
-            return None;
+        // Format 1 had no acks: what it acknowledged is unknown, so nothing is claimed.
+        let (index, token, hw, sw, round, hw_ack, sw_ack) = match w.as_slice() {
+            [index, token, hw, sw, round] => (index, token, hw, sw, round, None, None),
+            [index, token, hw, sw, round, hw_ack, sw_ack] => (
+                index,
+                token,
+                hw,
+                sw,
+                round,
+                Ack::parse_field(hw_ack)?,
+                Ack::parse_field(sw_ack)?,
+            ),
+            _ => return None,
         };
         ClientToken::parse(token)?;
         let r = Record {
@@ -111,6 +201,8 @@ impl Record {
             hw_version: hw.parse().ok().filter(|&v| v >= 0)?,
             sw_version: sw.parse().ok().filter(|&v| v >= 0)?,
             sw_round: round.parse().ok()?,
+            hw_ack,
+            sw_ack,
         };
         Some(r)
     }
@@ -136,7 +228,7 @@ impl AgentsFile {
             .ok_or_else(|| {
                 bad(
                     path,
-                    format!("not an agents file (its first line should start with `{MAGIC} {FORMAT}`); `invsync-loadgen enroll` writes one"),
+                    format!("not an agents file (its first line should start with `{MAGIC} {FORMAT}` or `{MAGIC} 1`); `invsync-loadgen enroll` writes one"),
                 )
             })?;
         let mut by_index = BTreeMap::new();
@@ -148,7 +240,7 @@ impl AgentsFile {
                 bad(
                     path,
                     format!(
-                        "line {} is not `<index> <client token> <hw version> <sw version> <sw round>`",
+                        "line {} is not `<index> <client token> <hw version> <sw version> <sw round> <hw ack> <sw ack>`",
                         n + 2
                     ),
                 )
@@ -252,6 +344,14 @@ mod tests {
             hw_version: 1,
             sw_version,
             sw_round: 2,
+            hw_ack: Some(Ack {
+                version: 1,
+                hash: Digest([7; 32]),
+            }),
+            sw_ack: (sw_version > 0).then_some(Ack {
+                version: sw_version,
+                hash: Digest([9; 32]),
+            }),
         };
         let mut a = Appender::open(&path, &header, false).unwrap();
         a.push(&rec(2, 0)).unwrap();
@@ -272,6 +372,42 @@ mod tests {
         let e = AgentsFile::read(&path).unwrap_err();
         assert!(format!("{e:#}").contains("line 2"), "{e:#}");
         assert!(AgentsFile::read(&dir.join("missing")).unwrap().is_none());
+
+        // A format-1 file (no acks) still reads, claiming nothing acknowledged.
+        fs::write(
+            &path,
+            format!(
+                "{MAGIC} 1 site=S1 prefix=LG seed=7 packages=1500 changes=3\n3 {TOKEN} 1 4 2\n"
+            ),
+        )
+        .unwrap();
+        let f = AgentsFile::read(&path).unwrap().unwrap();
+        assert_eq!(f.header, header);
+        assert_eq!(
+            (
+                f.agents[0].sw_version,
+                f.agents[0].hw_ack,
+                f.agents[0].sw_ack
+            ),
+            (4, None, None)
+        );
+        fs::write(&path, format!("{}1 {TOKEN} 1 1 0 1:zz -\n", header.line())).unwrap();
+        let e = AgentsFile::read(&path).unwrap_err();
+        assert!(format!("{e:#}").contains("line 2"), "{e:#}");
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_highest_acknowledgement_is_kept() {
+        let ack = |version, h| Ack {
+            version,
+            hash: Digest([h; 32]),
+        };
+        assert_eq!(Ack::keep(None, ack(3, 1)), ack(3, 1));
+        assert_eq!(Ack::keep(Some(ack(3, 1)), ack(4, 2)), ack(4, 2));
+        // A lower version (a site that lost data and took a full report again) does not
+        // erase what was acknowledged, nor does an equal version with another hash.
+        assert_eq!(Ack::keep(Some(ack(4, 2)), ack(2, 3)), ack(4, 2));
+        assert_eq!(Ack::keep(Some(ack(4, 2)), ack(4, 5)), ack(4, 2));
     }
 }

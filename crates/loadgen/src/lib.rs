@@ -24,6 +24,7 @@
 //! invsync-loadgen full    $S [--agents N] [--rounds R | --duration D] [--concurrency C]
 //! invsync-loadgen delta   $S [--agents N] [--rounds R | --duration D] [--concurrency C]
 //! invsync-loadgen checkin $S [--agents N] [--rounds R | --duration D] [--concurrency C]
+//! invsync-loadgen verify  $S [--concurrency C]
 //! ```
 //!
 //! Also: `--timeout` (per request, 30 s), `--time-limit` (whole run, 2 h), `--prebuild N`
@@ -42,6 +43,20 @@
 //! {`seconds`, `bodies` (built before timing), `built_during_run`}, `reenrolled` (`enroll`),
 //! `error_messages` (up to 5), `setup` (`full`'s hw reports, the same fields, or `null`).
 //! Any failed request makes the exit code 1 after the results are printed.
+//!
+//! # Durability: `verify`
+//!
+//! The agents file also keeps, per agent and class, the highest version the site acknowledged
+//! and its hash; a request that got no answer (the site killed) does not touch it. `verify`
+//! asks the site's admin API what it holds of each agent and lists every acknowledged report
+//! it no longer holds (a lower version, or the same version with another hash); exit 1 when
+//! there is any. Its results have their own fields (`mode/verify.rs`). So a site can be
+//! killed in the middle of a `delta` run, restarted, and checked:
+//!
+//! ```text
+//! invsync-loadgen delta $S --duration 60s &   # kill -9 the site meanwhile, restart it
+//! invsync-loadgen verify --site http://NEW-ADDRESS --site-dir DIR --agents-file agents.txt
+//! ```
 
 pub mod agents;
 pub mod http;
@@ -84,6 +99,9 @@ enum Command {
     Delta(mode::delta::Args),
     /// No-change check-ins: the site holds exactly what each agent has.
     Checkin(mode::checkin::Args),
+    /// Check that the site still holds every report it acknowledged to the agents of the
+    /// agents file (after a crash or restart); exit 1 and list them when any is lost.
+    Verify(mode::verify::Args),
 }
 
 /// Parses the command line and runs the mode. Usage errors come back as an [`Exit`] with
@@ -121,6 +139,10 @@ pub fn try_main() -> Result<()> {
         Command::Checkin(a) => {
             let limit = a.site.time_limit;
             runtime.block_on(bounded(limit, mode::checkin::apply(a)))
+        }
+        Command::Verify(a) => {
+            let limit = a.site.time_limit;
+            runtime.block_on(bounded(limit, mode::verify::apply(a)))
         }
     };
     // Parked long-poll tasks may still be open; do not wait for them.

@@ -37,7 +37,7 @@ pub struct Args {
 
 pub async fn apply(args: Args) -> Result<()> {
     let (a, l) = (&args.site, &args.load);
-    let (site, code, mut file) = drive::load(a, l).await?;
+    let (site, code, mut file) = drive::load(a, l.agents).await?;
     let n = l.agents.map_or(file.agents.len(), |n| n as usize);
     let unknown = file.agents[..n]
         .iter()

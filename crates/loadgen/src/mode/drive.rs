@@ -14,7 +14,13 @@
 //!    requests in order (round by round), and a task waits for an agent's previous request to
 //!    finish before it sends the next, so a delta is never sent before the report it builds on
 //!    is acknowledged. After a failed request an agent's later requests are skipped (a delta on
-//!    an unknown base could only be refused).
+//!    an unknown base could only be refused); once every agent of the phase has failed (the
+//!    site is gone), the phase stops.
+//!
+//! Each agent keeps two records per class (`agents.rs`): the version it builds on, forgotten
+//! (0) when a report gets no answer, since the site may have stored it or not; and the
+//! highest version the site acknowledged, with its hash, which nothing but a higher
+//! acknowledgement changes. `verify` checks the second against the site.
 //!
 //! Latency is measured per successful request, from writing the request to reading the whole
 //! answer; throughput is successful requests per second of the timed phase.
@@ -32,7 +38,7 @@ use invsync_proto::wire::{self, CheckinResponse, ClassState, EnrollResponse, Rep
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::agents::{AgentsFile, Appender, Record};
+use crate::agents::{Ack, AgentsFile, Appender, Record};
 use crate::http::{Conn, Request};
 use crate::site::Site;
 use crate::stats::{self, Summary};
@@ -108,6 +114,8 @@ pub struct Cell {
     pub hw_version: AtomicI64,
     pub sw_version: AtomicI64,
     pub sw_round: AtomicU64,
+    /// The highest acknowledgement of each class (hw, sw); never reset by a failure.
+    acks: Mutex<[Option<Ack>; 2]>,
     /// This agent's requests finished in this phase (the next one waits for this).
     done: AtomicU64,
     /// A request of this agent failed; its later ones are skipped.
@@ -122,19 +130,30 @@ impl Cell {
             hw_version: AtomicI64::new(r.hw_version),
             sw_version: AtomicI64::new(r.sw_version),
             sw_round: AtomicU64::new(r.sw_round),
+            acks: Mutex::new([r.hw_ack, r.sw_ack]),
             done: AtomicU64::new(0),
             broken: AtomicBool::new(false),
         }
     }
 
     pub fn record(&self) -> Record {
+        let [hw_ack, sw_ack] = *lock(&self.acks);
         Record {
             index: self.index,
             token: lock(&self.token).clone(),
             hw_version: self.hw_version.load(Ordering::SeqCst),
             sw_version: self.sw_version.load(Ordering::SeqCst),
             sw_round: self.sw_round.load(Ordering::SeqCst),
+            hw_ack,
+            sw_ack,
         }
+    }
+
+    /// The site answered `accepted` with `ack` for a report of `class`.
+    fn acknowledged(&self, class: Class, ack: Ack) {
+        let mut acks = lock(&self.acks);
+        let slot = &mut acks[class_slot(class)];
+        *slot = Some(Ack::keep(*slot, ack));
     }
 
     fn version(&self, class: Class) -> &AtomicI64 {
@@ -148,6 +167,13 @@ impl Cell {
     fn reset(&self) {
         self.done.store(0, Ordering::SeqCst);
         self.broken.store(false, Ordering::SeqCst);
+    }
+}
+
+fn class_slot(class: Class) -> usize {
+    match class {
+        Class::Hw => 0,
+        Class::Sw => 1,
     }
 }
 
@@ -279,6 +305,10 @@ struct Shared {
     cells: Arc<Vec<Cell>>,
     timeout: Duration,
     stop: AtomicBool,
+    /// Agents taking part, and how many of them have failed: when all have, nothing more can
+    /// be sent, and the phase stops instead of skipping the rest of its requests.
+    agents: usize,
+    broken: AtomicUsize,
     finished: AtomicU64,
     skipped: AtomicU64,
     failed: AtomicU64,
@@ -396,6 +426,8 @@ pub async fn run(
         cells: cells.clone(),
         timeout: phase.timeout,
         stop: AtomicBool::new(false),
+        agents: agents.len(),
+        broken: AtomicUsize::new(0),
         finished: AtomicU64::new(0),
         skipped: AtomicU64::new(0),
         failed: AtomicU64::new(0),
@@ -536,11 +568,17 @@ async fn sender(
         match verdict {
             Ok(()) => samples.push(elapsed),
             Err((kind, message)) => {
-                cell.broken.store(true, Ordering::SeqCst);
+                if !cell.broken.swap(true, Ordering::SeqCst)
+                    && shared.broken.fetch_add(1, Ordering::SeqCst) + 1 == shared.agents
+                {
+                    shared.stop.store(true, Ordering::SeqCst);
+                }
                 if let Expect::Report { class, .. } = job.expect
                     && kind != Kind::Refused
                 {
-                    // The site may or may not have stored it: nothing is known any more.
+                    // The site may or may not have stored it, so the agent no longer knows
+                    // what to build on. What the site acknowledged before still holds: the
+                    // acknowledgement record is left as it is.
                     cell.version(class).store(0, Ordering::SeqCst);
                 }
                 shared.error(kind, format!("agent {}: {message}", cell.index));
@@ -603,6 +641,14 @@ fn judge(
                     version: v,
                     hash: h,
                 } => {
+                    // Whatever the agent expected, the site has now promised to hold this.
+                    cell.acknowledged(
+                        *class,
+                        Ack {
+                            version: v,
+                            hash: h,
+                        },
+                    );
                     if h != *hash || version.is_some_and(|e| e != v) {
                         return Err((
                             Kind::Mismatch,
@@ -667,9 +713,9 @@ pub async fn site_code(site: &Site, timeout: Duration) -> Result<String> {
     Ok(info.code.to_string())
 }
 
-/// Reads the agents file for `full`, `delta` and `checkin`: checks it belongs to this site and
-/// keeps the first `--agents` agents.
-pub async fn load(args: &SiteArgs, load: &LoadArgs) -> Result<(Site, String, AgentsFile)> {
+/// Reads the agents file for `full`, `delta`, `checkin` and `verify`: checks it belongs to
+/// this site and holds at least `agents` (`--agents`) agents.
+pub async fn load(args: &SiteArgs, agents: Option<u64>) -> Result<(Site, String, AgentsFile)> {
     let site = Site::load(&args.site, &args.site_dir)?;
     let file = AgentsFile::read_existing(&args.agents_file)?;
     let code = site_code(&site, args.timeout).await?;
@@ -689,7 +735,7 @@ pub async fn load(args: &SiteArgs, load: &LoadArgs) -> Result<(Site, String, Age
         ))
         .into());
     }
-    if let Some(n) = load.agents {
+    if let Some(n) = agents {
         let n = n as usize;
         if n > file.agents.len() {
             return Err(Exit::usage(format!(

@@ -95,15 +95,7 @@ pub async fn apply(args: Args) -> Result<()> {
     let cells: Arc<Vec<Cell>> = Arc::new(
         missing
             .iter()
-            .map(|&index| {
-                Cell::new(&Record {
-                    index,
-                    token: String::new(),
-                    hw_version: 0,
-                    sw_version: 0,
-                    sw_round: 0,
-                })
-            })
+            .map(|&index| Cell::new(&Record::enrolled(index, String::new())))
             .collect(),
     );
     let build = {

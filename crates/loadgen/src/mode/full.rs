@@ -39,7 +39,7 @@ pub struct Args {
 
 pub async fn apply(args: Args) -> Result<()> {
     let (a, l) = (&args.site, &args.load);
-    let (site, code, mut file) = drive::load(a, l).await?;
+    let (site, code, mut file) = drive::load(a, l.agents).await?;
     let n = l.agents.map_or(file.agents.len(), |n| n as usize);
     let fleet = Arc::new(Fleet::new(file.header.spec));
     let cells: Arc<Vec<Cell>> = Arc::new(file.agents.iter().map(Cell::new).collect());

@@ -1,6 +1,6 @@
 //! The modes, one file each, and the arguments they share. `connect` has its own arguments
 //! ([`CommonArgs`]); `enroll`, `full`, `delta` and `checkin` share an agents file and the
-//! driver in `drive.rs`.
+//! driver in `drive.rs`; `verify` reads the agents file and checks the site against it.
 
 pub mod checkin;
 pub mod connect;
@@ -8,6 +8,7 @@ pub mod delta;
 pub mod drive;
 pub mod enroll;
 pub mod full;
+pub mod verify;
 
 use std::path::PathBuf;
 use std::time::Duration;
