@@ -110,7 +110,7 @@ pub fn try_main() -> Result<()> {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => {
-            print!("{e}");
+            invsync_proto::out!("{e}")?;
             return Ok(());
         }
         Err(e) => return Err(Exit::usage(e.render().to_string().trim_end().to_string()).into()),
@@ -176,6 +176,10 @@ pub fn finish(result: Result<()>) -> ExitCode {
     let Err(err) = result else {
         return ExitCode::SUCCESS;
     };
+    // The reader of the output went away (`invsync-loadgen … | head`): it has what it wanted.
+    if err.chain().any(invsync_proto::exit::is_broken_pipe) {
+        return ExitCode::SUCCESS;
+    }
     let exit = err.chain().find_map(|e| e.downcast_ref::<Exit>());
     let code = exit.map(|e| e.code).unwrap_or(Code::Failure);
     if code == Code::Usage && exit.is_some_and(|e| e.message.starts_with("error:")) {

@@ -742,3 +742,22 @@ fn verify_lists_what_a_site_lost() {
     assert_eq!(v["lost"].as_u64(), Some(12), "{v:#}");
     assert!(v["losses"][0]["site"].is_null(), "{v:#}");
 }
+
+/// The load generator ends quietly when the reader of its output goes away, as the four
+/// binaries do (issue 15, item 5).
+#[test]
+fn a_closed_output_pipe_ends_the_load_generator_quietly() {
+    for args in [&["--help"][..], &["--version"], &["full", "--help"]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = std::process::Command::new(LOADGEN)
+            .args(args)
+            .stdout(std::process::Stdio::from(writer))
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(err.is_empty(), "{args:?}: {err}");
+    }
+}

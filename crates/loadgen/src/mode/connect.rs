@@ -339,9 +339,9 @@ pub async fn apply(args: Args) -> Result<()> {
         loadgen_rss_bytes: loadgen_rss,
     };
     if common.json {
-        println!("{}", serde_json::to_string_pretty(&results)?);
+        invsync_proto::outln!("{}", serde_json::to_string_pretty(&results)?)?;
     } else {
-        print_human(&results, &args);
+        print_human(&results, &args)?;
     }
     let failed = results.push_channel.failed + results.resync.errors;
     if failed > 0 {
@@ -587,28 +587,28 @@ fn progress(message: String) {
     eprintln!("invsync-loadgen: {message}");
 }
 
-fn print_human(r: &Results, args: &Args) {
-    println!(
+fn print_human(r: &Results, args: &Args) -> std::io::Result<()> {
+    invsync_proto::outln!(
         "site {} at {}, {} simulated agents, {} sw items each",
         r.site_code, r.site, r.agents, r.sw_items_per_agent
-    );
-    println!(
+    )?;
+    invsync_proto::outln!(
         "enrollment + first full report: {} agents in {:.1} s ({:.0}/s, {} at a time)",
         r.enrollment.agents,
         r.enrollment.seconds,
         r.enrollment.agents as f64 / r.enrollment.seconds.max(1e-9),
         r.concurrency
-    );
+    )?;
     let p = &r.push_channel;
-    println!(
+    invsync_proto::outln!(
         "push channel: {} long-polls parked in {:.1} s; {} failed, {} lost, {} re-polls, {} wake-ups",
         p.parked, p.open_seconds, p.failed, p.lost, p.repolls, p.wakes
-    );
+    )?;
     for e in &p.errors {
-        println!("  error: {e}");
+        invsync_proto::outln!("  error: {e}")?;
     }
     match &r.memory {
-        Some(m) => println!(
+        Some(m) => invsync_proto::outln!(
             "site memory (pid {}, VmRSS, after {:.0} s settling): {} before, {} with {} parked: {} B per idle connection",
             m.site_pid,
             m.settle_seconds,
@@ -616,12 +616,12 @@ fn print_human(r: &Results, args: &Args) {
             mib(m.rss_after_bytes),
             p.parked,
             m.per_connection_bytes
-        ),
-        None => println!("site memory: not measured (give --site-pid)"),
+        )?,
+        None => invsync_proto::outln!("site memory: not measured (give --site-pid)")?,
     }
     let s = &r.resync;
     match &s.latency {
-        Some(l) => println!(
+        Some(l) => invsync_proto::outln!(
             "resync round trip ({} of {} requests, sequential{}): p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms (min {:.1}, mean {:.1}); {} errors",
             s.completed,
             s.requests,
@@ -637,18 +637,19 @@ fn print_human(r: &Results, args: &Args) {
             l.min_ms,
             l.mean_ms,
             s.errors
-        ),
-        None => println!(
+        )?,
+        None => invsync_proto::outln!(
             "resync round trip: no samples ({} requests, {} errors)",
             s.requests, s.errors
-        ),
+        )?,
     }
     for e in &s.error_messages {
-        println!("  error: {e}");
+        invsync_proto::outln!("  error: {e}")?;
     }
     if let Some(b) = r.loadgen_rss_bytes {
-        println!("load generator: {} resident; seed {}", mib(b), r.seed);
+        invsync_proto::outln!("load generator: {} resident; seed {}", mib(b), r.seed)?;
     }
+    Ok(())
 }
 
 fn mib(bytes: u64) -> String {

@@ -821,9 +821,9 @@ impl Results {
     /// Prints the results, then fails (exit 1) when a request failed.
     pub fn finish(&self, json: bool) -> Result<()> {
         if json {
-            println!("{}", serde_json::to_string_pretty(self)?);
+            invsync_proto::outln!("{}", serde_json::to_string_pretty(self)?)?;
         } else {
-            self.print_human();
+            self.print_human()?;
         }
         let failed = self.measured.errors.total + self.setup.as_ref().map_or(0, |s| s.errors.total);
         if failed > 0 {
@@ -835,8 +835,8 @@ impl Results {
         Ok(())
     }
 
-    fn print_human(&self) {
-        println!(
+    fn print_human(&self) -> std::io::Result<()> {
+        invsync_proto::outln!(
             "{}: {} agents ({} sw packages each, seed {}) at site {} ({}), {} in flight",
             self.mode,
             self.agents,
@@ -845,21 +845,22 @@ impl Results {
             self.site_code,
             self.site,
             self.concurrency
-        );
+        )?;
         if let Some(s) = &self.setup {
-            print_measured("setup (hw full reports)", s);
+            print_measured("setup (hw full reports)", s)?;
         }
-        print_measured(self.mode, &self.measured);
+        print_measured(self.mode, &self.measured)?;
+        Ok(())
     }
 }
 
-fn print_measured(what: &str, m: &Measured) {
+fn print_measured(what: &str, m: &Measured) -> std::io::Result<()> {
     let p = &m.prepare;
-    println!(
+    invsync_proto::outln!(
         "{what}: {} bodies ({:.0} B mean) built in {:.1} s before timing, {} more during the run",
         p.bodies, m.body_bytes_mean, p.seconds, p.built_during_run
-    );
-    println!(
+    )?;
+    invsync_proto::outln!(
         "{what}: {} requests in {:.2} s: {} ok, {:.0}/s; {} errors, {} skipped{}",
         m.requests,
         m.seconds,
@@ -872,21 +873,22 @@ fn print_measured(what: &str, m: &Measured) {
         } else {
             String::new()
         }
-    );
+    )?;
     if let Some(l) = &m.latency {
-        println!(
+        invsync_proto::outln!(
             "{what}: latency p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms (min {:.2}, mean {:.2})",
             l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms, l.min_ms, l.mean_ms
-        );
+        )?;
     }
     let e = &m.errors;
     if e.total > 0 {
-        println!(
+        invsync_proto::outln!(
             "{what}: errors: {} refused, {} duplicate, {} http, {} transport, {} mismatch",
             e.refused, e.duplicate, e.http, e.transport, e.mismatch
-        );
+        )?;
         for msg in &m.error_messages {
-            println!("  error: {msg}");
+            invsync_proto::outln!("  error: {msg}")?;
         }
     }
+    Ok(())
 }

@@ -284,9 +284,9 @@ impl Results {
     /// be checked.
     pub fn finish(&self, json: bool) -> Result<()> {
         if json {
-            println!("{}", serde_json::to_string_pretty(self)?);
+            invsync_proto::outln!("{}", serde_json::to_string_pretty(self)?)?;
         } else {
-            self.print_human();
+            self.print_human()?;
         }
         if self.lost > 0 {
             return Err(anyhow!(
@@ -305,8 +305,8 @@ impl Results {
         Ok(())
     }
 
-    fn print_human(&self) {
-        println!(
+    fn print_human(&self) -> std::io::Result<()> {
+        invsync_proto::outln!(
             "verify: {} of {} agents checked at site {} ({}) in {:.1} s: {} acknowledged snapshots, {} held as acknowledged, {} later at the site, {} lost{}",
             self.checked,
             self.agents,
@@ -322,7 +322,7 @@ impl Results {
             } else {
                 String::new()
             }
-        );
+        )?;
         for l in &self.losses {
             let a = &l.acknowledged;
             let site = l
@@ -334,17 +334,18 @@ impl Results {
                         short(&s.hash)
                     )
                 });
-            println!(
+            invsync_proto::outln!(
                 "lost: {} {}: acknowledged version {} hash {}, {site}",
                 l.agent,
                 l.class,
                 a.version,
                 short(&a.hash)
-            );
+            )?;
         }
         for msg in &self.error_messages {
-            println!("  error: {msg}");
+            invsync_proto::outln!("  error: {msg}")?;
         }
+        Ok(())
     }
 }
 
