@@ -90,6 +90,8 @@ pub struct CycleSummary {
     pub classes: Vec<ClassOutcome>,
     /// Event instruction ids acknowledged to the site.
     pub acked_events: Vec<i64>,
+    /// The interval between cycles the site asks its agents for, when it sets one.
+    pub site_interval: Option<std::time::Duration>,
 }
 
 impl CycleSummary {
@@ -201,6 +203,7 @@ pub fn cycle(opts: &CycleOptions) -> Result<CycleSummary, AgentError> {
     // and a no-change cycle has a budget of 300 bytes (SPEC section 10).
     let checkin = cap.checkin(&CheckinRequest::default())?;
     summary.instructions = record_instructions(&mut state, &checkin.instructions, Timestamp::now());
+    summary.site_interval = checkin.agent_interval_secs.filter(|s| *s > 0).map(std::time::Duration::from_secs);
     if !summary.instructions.is_empty() {
         state.save(dir)?;
     }
@@ -430,6 +433,7 @@ mod tests {
                 kind: InstructionKind::Resync { class: Class::Sw },
             }],
             resent: vec![],
+            site_interval: None,
             classes: vec![
                 ClassOutcome::Unchanged {
                     class: Class::Hw,

@@ -28,6 +28,12 @@ pub struct RunOptions {
     pub cycle: CycleOptions,
     /// Time between the starts of two cycles, before jitter. Must not be zero.
     pub interval: Duration,
+    /// Whether the interval the site sends in its check-in answers replaces `interval`: yes
+    /// when `interval` is the default, no when it was set on this machine.
+    pub site_interval_applies: bool,
+    /// The first cycle waits a random time up to this (a push or a local trigger comes first),
+    /// so that a fleet that boots at once does not reach its site at once.
+    pub splay: Duration,
 }
 
 /// After a trigger, how long the loop gathers further triggers before it cycles: two wake-ups
@@ -67,7 +73,12 @@ pub fn run(opts: &RunOptions, stop: &AtomicBool) -> Result<(), AgentError> {
         })
     };
 
-    let mut next = Instant::now();
+    let first_wait = opts.splay.mul_f64(random_unit());
+    if !first_wait.is_zero() {
+        tracing::info!(seconds = first_wait.as_secs(), "Waiting a random time (the splay) before the first cycle.");
+    }
+    let mut next = Instant::now() + first_wait;
+    let mut interval = opts.interval;
     let mut reason = "start";
     while !stop.load(Ordering::SeqCst) {
         let mut locals = Vec::new();
@@ -100,11 +111,19 @@ pub fn run(opts: &RunOptions, stop: &AtomicBool) -> Result<(), AgentError> {
                 tracing::warn!(error = %e, "The cycle failed; the next one retries.");
             }
         }
+        if opts.site_interval_applies
+            && let Ok(summary) = &result
+            && let Some(site) = summary.site_interval
+            && site != interval
+        {
+            tracing::info!(interval = %humantime::format_duration(site), "The site sets the interval between cycles.");
+            interval = site;
+        }
         let answer = result.map(|s| s.lines()).map_err(|e| e.to_string());
         for stream in locals {
             trigger::reply(stream, &answer);
         }
-        let wait = jittered(opts.interval, random_unit());
+        let wait = jittered(interval, random_unit());
         tracing::debug!(seconds = wait.as_secs_f64(), "Waiting for the next cycle.");
         next = started + wait;
         reason = "interval";
@@ -204,6 +223,8 @@ mod tests {
                 root: "/".into(),
             },
             interval: Duration::from_secs(1),
+            site_interval_applies: true,
+            splay: Duration::ZERO,
         };
         let err = run(&opts, &AtomicBool::new(false)).unwrap_err();
         assert!(matches!(err, AgentError::NotEnrolled { .. }), "{err:?}");

@@ -49,6 +49,8 @@ struct FakeSite {
     refuse_enroll: Option<(u16, String)>,
     /// Answer check-ins with 401.
     unknown_token: bool,
+    /// The interval the site asks its agents for, in its check-in answers.
+    agent_interval_secs: Option<u64>,
 }
 
 impl FakeSite {
@@ -95,6 +97,7 @@ impl FakeSite {
                 json(&CheckinResponse {
                     instructions: self.instructions.clone(),
                     classes: self.classes.clone(),
+                    agent_interval_secs: self.agent_interval_secs,
                 }),
             )),
             "/cap/v1/report" => {
@@ -652,6 +655,8 @@ fn run_cycles_until_stopped_and_survives_failed_cycles() {
     let opts = RunOptions {
         cycle: agent.cycle_opts(),
         interval: Duration::from_millis(50),
+        site_interval_applies: false,
+        splay: Duration::ZERO,
     };
     let flag = stop.clone();
     let handle = std::thread::spawn(move || run(&opts, &flag));
@@ -671,4 +676,60 @@ fn run_cycles_until_stopped_and_survives_failed_cycles() {
     // Every attempt re-sent the same queued report.
     let reports = site.lock().unwrap().reports();
     assert!(reports.iter().all(|r| r.report_id == reports[0].report_id));
+}
+
+fn checkins(site: &Arc<Mutex<FakeSite>>) -> usize {
+    site.lock().unwrap().seen.iter().filter(|s| s.path == "/cap/v1/checkin").count()
+}
+
+/// Runs the daemon loop until `until` holds (or 20 s pass), then stops it.
+fn run_until(opts: RunOptions, site: &Arc<Mutex<FakeSite>>, until: impl Fn(usize) -> bool) -> usize {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let handle = std::thread::spawn(move || run(&opts, &flag));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !until(checkins(site)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    handle.join().unwrap().unwrap();
+    checkins(site)
+}
+
+#[test]
+fn the_site_sets_the_interval_unless_this_machine_set_one() {
+    let (url, site) = start();
+    let agent = Agent::enrolled(&url);
+    site.lock().unwrap().agent_interval_secs = Some(1);
+    // The default interval (an hour) gives way to the site's second.
+    let opts = RunOptions {
+        cycle: agent.cycle_opts(),
+        interval: Duration::from_secs(3600),
+        site_interval_applies: true,
+        splay: Duration::ZERO,
+    };
+    assert!(run_until(opts.clone(), &site, |n| n >= 3) >= 3, "cycles every second, as the site asks");
+
+    // An interval set on this machine stays: after the first cycle, four seconds hold none
+    // (the site's interval would have made three or more).
+    let before = checkins(&site);
+    let opts = RunOptions { site_interval_applies: false, ..opts };
+    let started = Instant::now();
+    let seen = run_until(opts, &site, |n| n > before && started.elapsed() > Duration::from_secs(4));
+    assert_eq!(seen, before + 1, "only the cycle at start");
+}
+
+#[test]
+fn the_first_cycle_waits_for_the_splay() {
+    let (url, site) = start();
+    let agent = Agent::enrolled(&url);
+    let opts = RunOptions {
+        cycle: agent.cycle_opts(),
+        interval: Duration::from_secs(3600),
+        site_interval_applies: false,
+        // Up to a day: the chance that the random wait is under three seconds is 1 in 28,800.
+        splay: Duration::from_secs(86_400),
+    };
+    let started = Instant::now();
+    assert_eq!(run_until(opts, &site, |_| started.elapsed() > Duration::from_secs(3)), 0);
 }

@@ -122,6 +122,11 @@ pub struct CheckinResponse {
     /// own record differs (restored database, wiped agent) sends a full report.
     #[serde(default)]
     pub classes: BTreeMap<Class, ClassState>,
+    /// The time between cycles the site asks its agents for (`invsite config
+    /// --agent-interval`), in seconds; absent when the site leaves it to them. An agent whose
+    /// interval was set on its machine keeps its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_interval_secs: Option<u64>,
 }
 
 /// Something the site asks a client to do.

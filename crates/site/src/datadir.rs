@@ -44,6 +44,11 @@ pub struct Config {
     /// Bounds on what one request may make the site read and store.
     #[serde(default)]
     pub limits: Limits,
+    /// The time between cycles this site asks its agents for, in seconds (`invsite config
+    /// --agent-interval`); absent: each agent's own. An agent whose interval was set on its
+    /// machine keeps that one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_interval_secs: Option<u64>,
 }
 
 /// Bounds on requests, each refused with a 4xx naming the limit, before anything is stored.

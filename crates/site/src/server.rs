@@ -29,6 +29,8 @@ pub struct AppState {
     pub dir: SiteDir,
     pub accept_parent_requests: bool,
     pub limits: crate::datadir::Limits,
+    /// The interval between cycles sent to agents in check-in answers, if the site sets one.
+    pub agent_interval_secs: Option<u64>,
     /// Notified whenever the site accepts a change, so the forwarder sends it at once.
     pub forward_wake: Arc<Notify>,
     /// The push channel: wakes connected agents when an instruction is queued for them.
@@ -76,6 +78,7 @@ impl AppState {
             dir: dir.clone(),
             accept_parent_requests: config.accept_parent_requests,
             limits: config.limits,
+            agent_interval_secs: config.agent_interval_secs,
             forward_wake: Arc::new(Notify::new()),
             hub: Arc::new(crate::hub::Hub::default()),
             metrics: Arc::new(crate::metrics::Metrics::new()),

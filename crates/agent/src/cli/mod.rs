@@ -28,8 +28,10 @@ pub struct Cli {
 pub enum Command {
     /// Enroll this machine at a site and keep its credential in the data directory.
     Enroll(enroll::EnrollArgs),
-    /// Run as a daemon: a cycle now, then one every interval, until SIGTERM or SIGINT.
+    /// Run as a daemon: a cycle soon, then one every interval, until SIGTERM or SIGINT.
     Run(run::RunArgs),
+    /// Print the settings `invagent run` would use, and where each came from.
+    Config(run::ConfigArgs),
     /// Run one cycle now (check in, send what changed or was asked for), then exit.
     Cycle(cycle::CycleArgs),
     /// Collect one class of inventory and print it; talks to no site.
@@ -59,13 +61,19 @@ pub struct RootArg {
 
 /// Parses `std::env::args_os()` and runs the command.
 pub fn try_main() -> anyhow::Result<()> {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    use clap::{CommandFactory, FromArgMatches};
+    // Parsed through the matches, which also tell a value from the command line from one from
+    // the environment (`invagent config` says which).
+    let parsed = Cli::command().try_get_matches().and_then(|m| Cli::from_arg_matches(&m).map(|cli| (m, cli)));
+    let (matches, cli) = match parsed {
+        Ok(parsed) => parsed,
         Err(e) => return usage_or_help(e),
     };
+    let sub = matches.subcommand().map(|(_, m)| m);
     match cli.command {
         Command::Enroll(args) => enroll::apply(&args),
-        Command::Run(args) => run::apply(&args),
+        Command::Run(args) => run::apply(&args, sub),
+        Command::Config(args) => run::apply_config(&args, sub),
         Command::Cycle(args) => cycle::apply(&args),
         Command::Inventory(args) => inventory::apply(&args),
     }
@@ -215,7 +223,7 @@ mod tests {
         }
         let cli = parse(&["run", "--data-dir", "/tmp/a", "--interval", "90m"]).unwrap();
         match cli.command {
-            Command::Run(a) => assert_eq!(a.interval, std::time::Duration::from_secs(5400)),
+            Command::Run(a) => assert_eq!(a.interval, Some(std::time::Duration::from_secs(5400))),
             other => panic!("{other:?}"),
         }
         let cli = parse(&["inventory", "sw", "--json", "--root", "/r"]).unwrap();

@@ -403,9 +403,15 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(agent: &Agent) -> Daemon {
+        Daemon::start_with(agent, &["--interval", "1h", "--splay", "0s"])
+    }
+
+    /// `invagent run` with these flags besides `--data-dir` and `--root`.
+    pub fn start_with(agent: &Agent, flags: &[&str]) -> Daemon {
         let log = agent.dir.with_extension("log");
         let child = bin("invagent")
-            .args(["run", "--interval", "1h", "--data-dir", s(&agent.dir), "--root", s(&agent.root)])
+            .args(["run", "--data-dir", s(&agent.dir), "--root", s(&agent.root)])
+            .args(flags)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())

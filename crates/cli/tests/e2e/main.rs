@@ -20,6 +20,7 @@ mod push;
 mod restart;
 mod security;
 mod seed_flow;
+mod settings;
 mod site_init;
 mod tls;
 mod upgrade;

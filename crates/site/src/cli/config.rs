@@ -34,6 +34,32 @@ pub struct Args {
     /// Longest attribute value, in bytes
     #[arg(long, value_name = "BYTES", value_parser = positive)]
     pub max_value_len: Option<usize>,
+    /// The time between cycles this site asks its agents for (4h, 30m, …), sent in check-in
+    /// answers; an agent whose interval was set on its machine keeps its own; `none` leaves it
+    /// to each agent again
+    #[arg(long, value_name = "DURATION|none", value_parser = agent_interval)]
+    pub agent_interval: Option<AgentInterval>,
+    /// Print the settings `invsite serve` would use, each with where it came from (command
+    /// line, environment, configuration file or default), then this site's settings
+    #[arg(long)]
+    pub show: bool,
+    #[command(flatten)]
+    pub serve: super::serve::ServeFlags,
+}
+
+/// `--agent-interval`: a duration, or `none`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AgentInterval(pub Option<u64>);
+
+fn agent_interval(raw: &str) -> Result<AgentInterval, String> {
+    if raw == "none" {
+        return Ok(AgentInterval(None));
+    }
+    let d = humantime::parse_duration(raw).map_err(|e| format!("{e} (try 4h, 30m or none)"))?;
+    if d.as_secs() < 1 {
+        return Err("the interval must be at least 1s (or none)".to_string());
+    }
+    Ok(AgentInterval(Some(d.as_secs())))
 }
 
 fn positive(raw: &str) -> Result<usize, String> {
@@ -53,6 +79,13 @@ fn show(config: &crate::datadir::Config) -> std::io::Result<()> {
     invsync_proto::outln!("  max-attrs {}", l.max_attrs)?;
     invsync_proto::outln!("  max-key-len {}", l.max_key_len)?;
     invsync_proto::outln!("  max-value-len {}", l.max_value_len)?;
+    match config.agent_interval_secs {
+        Some(secs) => invsync_proto::outln!(
+            "  agent-interval {}",
+            humantime::format_duration(std::time::Duration::from_secs(secs))
+        )?,
+        None => invsync_proto::outln!("  agent-interval none (each agent's own)")?,
+    }
     Ok(())
 }
 
@@ -60,7 +93,18 @@ fn on_off(v: bool) -> &'static str {
     if v { "on" } else { "off" }
 }
 
-pub fn apply(args: Args) -> Result<()> {
+pub fn apply(args: Args, matches: Option<&clap::ArgMatches>) -> Result<()> {
+    if args.show {
+        let serve = super::serve::ServeConfig::resolve(&args.data_dir, &args.serve, matches)?;
+        for line in serve.lines() {
+            invsync_proto::outln!("{line}")?;
+        }
+        let dir = crate::datadir::SiteDir { root: serve.data_dir.value.clone() };
+        return match dir.config() {
+            Ok(config) => Ok(show(&config)?),
+            Err(_) => Ok(invsync_proto::outln!("# no site in {} yet (invsite init)", dir.root.display())?),
+        };
+    }
     let dir = args.data_dir.dir();
     let mut config = dir.config()?;
     let before = config.clone();
@@ -76,6 +120,9 @@ pub fn apply(args: Args) -> Result<()> {
         if let Some(v) = value {
             *slot = v;
         }
+    }
+    if let Some(AgentInterval(secs)) = args.agent_interval {
+        config.agent_interval_secs = secs;
     }
     if let Some(accept) = args.accept_parent_requests {
         config.accept_parent_requests = accept;

@@ -57,7 +57,8 @@ enum Command {
     Revoke(revoke::Args),
     /// Print the token a child site presents to this site.
     ChildToken(child_token::Args),
-    /// Show or change settings of this site (whether it accepts requests from its parent).
+    /// Show or change settings of this site (limits, the agents' interval, whether it accepts
+    /// requests from its parent); --show prints what `invsite serve` would use.
     Config(config::Args),
     /// Show this site and the tree of sites below it.
     Sites(sites::Args),
@@ -78,22 +79,27 @@ enum Command {
 /// Parses the command line and runs the subcommand. Usage errors come back as an [`Exit`]
 /// with code 2; `--help` and `--version` print and succeed.
 pub fn try_main() -> Result<()> {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    use clap::{CommandFactory, FromArgMatches};
+    // Parsed through the matches, which also tell a value from the command line from one from
+    // the environment (`invsite config --show` says which).
+    let parsed = Cli::command().try_get_matches().and_then(|m| Cli::from_arg_matches(&m).map(|cli| (m, cli)));
+    let (matches, cli) = match parsed {
+        Ok(parsed) => parsed,
         Err(e) if !e.use_stderr() => {
             invsync_proto::out!("{e}")?;
             return Ok(());
         }
         Err(e) => return Err(Exit::usage(e.render().to_string().trim_end().to_string()).into()),
     };
+    let sub = matches.subcommand().map(|(_, m)| m);
     match cli.command {
         Command::Init(a) => runtime()?.block_on(init::apply(a)),
-        Command::Serve(a) => runtime()?.block_on(serve::apply(a)),
+        Command::Serve(a) => runtime()?.block_on(serve::apply(a, sub)),
         Command::EnrollSecret(a) => secrets::apply_enroll_secret(a),
         Command::AdminToken(a) => secrets::apply_admin_token(a),
         Command::Revoke(a) => runtime()?.block_on(revoke::apply(a)),
         Command::ChildToken(a) => runtime()?.block_on(child_token::apply(a)),
-        Command::Config(a) => config::apply(a),
+        Command::Config(a) => config::apply(a, sub),
         Command::Sites(a) => sites::apply(a),
         Command::Clients(a) => clients::apply(a),
         Command::Show(a) => show::apply(a),

@@ -111,7 +111,8 @@ pub async fn apply(args: Args) -> Result<()> {
     invsync_proto::outln!("First cycle done:\n{summary}")?;
 
     let stop = Arc::new(AtomicBool::new(false));
-    let run_opts = RunOptions { cycle, interval: args.interval };
+    // No splay: this one agent is the whole fleet, and the person trying it waits for it.
+    let run_opts = RunOptions { cycle, interval: args.interval, site_interval_applies: false, splay: Duration::ZERO };
     let agent_stop = stop.clone();
     let agent = std::thread::spawn(move || invsync_agent::run(&run_opts, &agent_stop));
 

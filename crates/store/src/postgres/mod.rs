@@ -239,6 +239,8 @@ impl PgStore {
         Ok(CheckinResponse {
             instructions: open.into_iter().map(|r| r.instruction).collect(),
             classes,
+            // The site adds its setting; the database does not hold it.
+            agent_interval_secs: None,
         })
     }
 

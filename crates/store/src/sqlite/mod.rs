@@ -1029,6 +1029,8 @@ fn checkin_read(
     let response = CheckinResponse {
         instructions: open.into_iter().map(|r| r.instruction).collect(),
         classes: queries::class_states(conn, client)?,
+        // The site adds its setting; the database does not hold it.
+        agent_interval_secs: None,
     };
     Ok((response, to_pick))
 }

@@ -27,7 +27,8 @@ pub async fn apply(
     };
     // The credentials are checked in the same read as the check-in itself.
     let found = state.store.checkin_with_key(token.client_id, &token.key_hash, Timestamp::now()).await?;
-    let (client, resp) = Client::from_store(found)?;
+    let (client, mut resp) = Client::from_store(found)?;
+    resp.agent_interval_secs = state.agent_interval_secs;
     state.metrics.checkin();
     if !resp.instructions.is_empty() {
         tracing::info!(client = %client.name, count = resp.instructions.len(), "Delivered instructions.");
