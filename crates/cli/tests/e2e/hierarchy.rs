@@ -428,3 +428,35 @@ fn invsync_wait_at_a_child_site_follows_the_request_until_its_parent_holds_it() 
     child.stop();
     parent.stop();
 }
+
+/// `GET /api/v1/site` with the site's admin token.
+fn site_info(site: &Site) -> Value {
+    let mut resp = http()
+        .get(&format!("{}/api/v1/site", site.url))
+        .header("Authorization", &format!("Bearer {}", site.admin_token()))
+        .call()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.body_mut().read_json().unwrap()
+}
+
+#[test]
+fn the_site_api_names_a_child_sites_parent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut parent = Site::init(tmp.path(), "P01");
+    parent.start();
+    let mut child = Site::init_child(tmp.path(), "C01", &parent);
+    child.start();
+
+    // The child learns its parent's code on first contact, which its forwarder makes at start.
+    wait_until(30, "the child's site API names its parent", || site_info(&child)["parent"] == "P01");
+    let info = site_info(&child);
+    assert_eq!(info["code"], "C01", "{info}");
+    assert_eq!(info["parent_url"], parent.url.as_str(), "{info}");
+    // A top-level site has neither.
+    let top = site_info(&parent);
+    assert_eq!(top["code"], "P01", "{top}");
+    assert!(top.get("parent").is_none() && top.get("parent_url").is_none(), "{top}");
+    child.stop();
+    parent.stop();
+}
