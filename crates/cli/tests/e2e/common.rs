@@ -165,6 +165,11 @@ impl Site {
         Site::init_on(tmp, code, Db::Sqlite, &[])
     }
 
+    /// A site another command made (the quickstart), for the helpers that read it.
+    pub fn existing(dir: PathBuf) -> Site {
+        Site { dir, child: None, url: String::new(), pg: None }
+    }
+
     /// `invsite init` on the given database, with extra arguments.
     pub fn init_on(tmp: &Path, code: &str, db: Db, extra: &[&str]) -> Site {
         let dir = tmp.join(format!("site-{code}"));

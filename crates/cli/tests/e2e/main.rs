@@ -3,6 +3,7 @@
 //! a module per area keeps link time down.
 
 mod api;
+mod cli_contract;
 mod common;
 mod console;
 mod console_browser;
@@ -13,6 +14,7 @@ mod hierarchy;
 mod metrics;
 mod names;
 mod push;
+mod quickstart;
 mod restart;
 mod security;
 mod seed_flow;
