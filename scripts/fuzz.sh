@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs the cargo-fuzz targets in fuzz/ for a bounded time each. Not part of CI.
+# Runs the cargo-fuzz targets in fuzz/ for a bounded time each. Not part of CI (which only
+# builds the targets, without a sanitizer; see .ci/run).
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET]      (default 600)
 #

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs schemathesis against a temporary site's admin API, driven by the API's own OpenAPI
-# document (GET /api/v1/openapi.json), and fails on any server error (5xx). Not part of CI.
+# document (GET /api/v1/openapi.json), and fails on any server error (5xx). `.ci/run` runs it
+# with `PROFILE=dev` and 5 cases per operation; run it by hand with more.
 #
 #   scripts/schemathesis.sh [MAX_EXAMPLES]        (default 50 test cases per operation)
 #

@@ -220,10 +220,15 @@ mod tests {
         (s, site)
     }
 
+    /// The agent's hash is the contract's snapshot hash (SPEC 4), pinned to a value computed
+    /// outside this code base (Python's compact `json.dumps` and the `blake3` package): a site
+    /// would refuse every report if the two ever differed.
     #[test]
-    fn hash_matches_the_proto_snapshot_hash() {
+    fn hash_is_the_contracts_snapshot_hash() {
         let i = items(&[("dpkg/bash/amd64", "5.2"), ("dpkg/zsh/amd64", "5.9")]);
-        assert_eq!(snapshot_hash(&i), Snapshot::new(i.clone()).hash());
+        assert_eq!(snapshot_hash(&i).to_hex(), "244f18aa9dd9229edc3101346282e650c573253d5c138a3c108fdf429e6f46d4");
+        // The empty snapshot is BLAKE3 of nothing.
+        assert_eq!(snapshot_hash(&Items::new()).to_hex(), "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262");
     }
 
     #[test]

@@ -396,12 +396,32 @@ mod tests {
             prop_assert_eq!(a.diff(&a).is_empty(), true);
         }
 
+        /// The snapshot hash is BLAKE3 of the item digests in ascending key order, each the
+        /// BLAKE3 of serde_json's form of the item: computed here from those definitions alone.
         #[test]
-        fn hash_is_independent_of_insertion_order(a in arb_items()) {
-            let mut pairs: Vec<(String, Attrs)> = a.clone().into_iter().collect();
-            pairs.reverse();
-            let rebuilt: Items = pairs.into_iter().collect();
-            prop_assert_eq!(Snapshot::new(rebuilt).hash(), Snapshot::new(a).hash());
+        fn hash_is_blake3_of_the_item_digests_in_key_order(a in arb_items()) {
+            let mut keys: Vec<&String> = a.keys().collect();
+            keys.sort();
+            let mut h = blake3::Hasher::new();
+            for k in keys {
+                h.update(blake3::hash(serde_json::to_string(&(k, &a[k])).unwrap().as_bytes()).as_bytes());
+            }
+            prop_assert_eq!(Snapshot::new(a).hash().0, *h.finalize().as_bytes());
         }
+    }
+
+    /// A non-empty snapshot's hash, pinned: every agent and site ever deployed agrees on it, so
+    /// a change to the canonical form or the hash must fail here. The value was computed outside
+    /// this code base (Python's `json.dumps` with compact separators and the `blake3` package).
+    #[test]
+    fn a_known_snapshot_has_a_known_hash() {
+        let mut items = Items::new();
+        items.insert("os".into(), Attrs::new());
+        items.insert("dpkg/bash/amd64".into(), attrs(&[("version", "5.2.15-2+b8"), ("name", "bash"), ("arch", "amd64")]));
+        items.insert("cpu".into(), attrs(&[("model", "Xeon \"Gold\""), ("cores", "8")]));
+        assert_eq!(
+            Snapshot::new(items).hash().to_hex(),
+            "944ede6794714451a68c261c63d34f3cab2c26506bfeb87d53321d721bd4f312"
+        );
     }
 }

@@ -417,8 +417,14 @@ pub struct AckRequest {
 pub struct SiteInfo {
     pub code: SiteCode,
     pub name: String,
+    /// The parent site's code, once this site has reached its parent since it started (the
+    /// parent tells its code on first contact); absent at a top-level site and until then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<String>,
+    /// The parent's URL from this site's configuration (`invsite init --parent`): a child site
+    /// says it is one even before it has reached its parent. Absent at a top-level site.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_url: Option<String>,
 }
 
 /// One line of `invsite clients` / `GET /api/v1/clients`.

@@ -40,6 +40,9 @@ pub struct AppState {
     /// The web console's login sessions, in memory: a restart logs everybody out.
     pub console: Arc<crate::console::session::Sessions>,
 
+    /// The parent site's URL from the configuration, for a child site (`GET /api/v1/site`).
+    pub parent_url: Option<String>,
+
     /// Learned at runtime: the parent's code (after the first contact) and this site's URL
     /// (configured, or the address it serves on).
     runtime: Arc<Mutex<Runtime>>,
@@ -77,6 +80,7 @@ impl AppState {
             admin_token: dir.admin_token()?.into(),
             dir: dir.clone(),
             accept_parent_requests: config.accept_parent_requests,
+            parent_url: config.parent.as_ref().map(|p| p.url.clone()),
             limits: config.limits,
             agent_interval_secs: config.agent_interval_secs,
             forward_wake: Arc::new(Notify::new()),

@@ -10,7 +10,7 @@ use invsync_proto::wire::{Event, InstructionKind, ReportAck, ReportBody, Request
 use invsync_proto::{Class, Items, Snapshot, Timestamp};
 use invsync_store::{Authenticated, Enrollment, StoreError};
 
-#[tokio::test]
+on_each_backend!(#[tokio::test] enrollment_issues_ids_keeps_them_for_the_same_machine_and_refuses_another);
 async fn enrollment_issues_ids_keeps_them_for_the_same_machine_and_refuses_another() {
     for f in stores().await {
         let s = &f.store;
@@ -84,7 +84,7 @@ async fn enrollment_issues_ids_keeps_them_for_the_same_machine_and_refuses_anoth
     }
 }
 
-#[tokio::test]
+on_each_backend!(#[tokio::test] checkin_delivers_requests_until_complete_and_marks_them_picked_up);
 async fn checkin_delivers_requests_until_complete_and_marks_them_picked_up() {
     for f in stores().await {
         let s = &f.store;
@@ -163,7 +163,7 @@ async fn checkin_delivers_requests_until_complete_and_marks_them_picked_up() {
     }
 }
 
-#[tokio::test]
+on_each_backend!(#[tokio::test] last_seen_times_reach_other_handles_after_a_flush_and_survive_a_reopen);
 async fn last_seen_times_reach_other_handles_after_a_flush_and_survive_a_reopen() {
     for f in stores().await {
         let id = enroll(&f.store, "cli1").await;
@@ -190,7 +190,7 @@ async fn last_seen_times_reach_other_handles_after_a_flush_and_survive_a_reopen(
     }
 }
 
-#[tokio::test]
+on_each_backend!(#[tokio::test] identical_pending_requests_are_one_request_until_picked_up);
 async fn identical_pending_requests_are_one_request_until_picked_up() {
     for f in stores().await {
         let s = &f.store;
@@ -265,8 +265,8 @@ async fn identical_pending_requests_are_one_request_until_picked_up() {
     }
 }
 
+on_each_backend!(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] concurrent_identical_requests_are_one_request);
 /// Many concurrent callers queueing the same request still get one request.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_identical_requests_are_one_request() {
     for f in stores().await {
         enroll(&f.store, "cli1").await;
@@ -290,7 +290,7 @@ async fn concurrent_identical_requests_are_one_request() {
     }
 }
 
-#[tokio::test]
+on_each_backend!(#[tokio::test] full_reports_version_the_snapshot_and_record_only_differences);
 async fn full_reports_version_the_snapshot_and_record_only_differences() {
     for f in stores().await {
         let s = &f.store;
@@ -403,7 +403,7 @@ async fn full_reports_version_the_snapshot_and_record_only_differences() {
     }
 }
 
-#[tokio::test]
+on_each_backend!(#[tokio::test] a_full_report_with_a_wrong_hash_stores_nothing);
 async fn a_full_report_with_a_wrong_hash_stores_nothing() {
     for f in stores().await {
         let s = &f.store;
@@ -446,7 +446,7 @@ async fn a_full_report_with_a_wrong_hash_stores_nothing() {
     }
 }
 
-#[tokio::test]
+on_each_backend!(#[tokio::test] deltas_apply_only_to_the_right_base_and_hash);
 async fn deltas_apply_only_to_the_right_base_and_hash() {
     for f in stores().await {
         let s = &f.store;
@@ -562,7 +562,7 @@ async fn deltas_apply_only_to_the_right_base_and_hash() {
     }
 }
 
-#[tokio::test]
+on_each_backend!(#[tokio::test] the_same_report_twice_is_stored_once);
 async fn the_same_report_twice_is_stored_once() {
     for f in stores().await {
         let s = &f.store;
@@ -622,8 +622,8 @@ async fn the_same_report_twice_is_stored_once() {
     }
 }
 
+on_each_backend!(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] concurrent_copies_of_one_report_are_accepted_once);
 /// Concurrent duplicates of one report: exactly one is accepted.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_copies_of_one_report_are_accepted_once() {
     for f in stores().await {
         let id = enroll(&f.store, "cli1").await;
@@ -650,7 +650,7 @@ async fn concurrent_copies_of_one_report_are_accepted_once() {
     }
 }
 
-#[tokio::test]
+on_each_backend!(#[tokio::test] a_full_report_completes_only_its_own_clients_requests_for_its_class);
 async fn a_full_report_completes_only_its_own_clients_requests_for_its_class() {
     for f in stores().await {
         let s = &f.store;
@@ -736,7 +736,7 @@ async fn a_full_report_completes_only_its_own_clients_requests_for_its_class() {
     }
 }
 
-#[tokio::test]
+on_each_backend!(#[tokio::test] events_complete_only_for_their_own_client);
 async fn events_complete_only_for_their_own_client() {
     for f in stores().await {
         let s = &f.store;
@@ -796,7 +796,7 @@ async fn events_complete_only_for_their_own_client() {
     }
 }
 
-#[tokio::test]
+on_each_backend!(#[tokio::test] data_survives_closing_and_reopening);
 async fn data_survives_closing_and_reopening() {
     for f in stores().await {
         let id = enroll(&f.store, "cli1").await;
@@ -844,8 +844,8 @@ async fn data_survives_closing_and_reopening() {
     }
 }
 
+on_each_backend!(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] many_concurrent_reports_all_succeed);
 /// Group commit: many reports in flight at once all succeed and all are durable.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_concurrent_reports_all_succeed() {
     for f in stores().await {
         let mut ids = Vec::new();
@@ -891,7 +891,7 @@ async fn many_concurrent_reports_all_succeed() {
     }
 }
 
-#[tokio::test]
+on_each_backend!(#[tokio::test] clients_and_client_view_show_what_is_stored);
 async fn clients_and_client_view_show_what_is_stored() {
     for f in stores().await {
         let s = &f.store;
@@ -986,7 +986,7 @@ async fn clients_and_client_view_show_what_is_stored() {
     }
 }
 
-#[tokio::test]
+on_each_backend!(#[tokio::test] reports_from_unknown_clients_are_refused);
 async fn reports_from_unknown_clients_are_refused() {
     for f in stores().await {
         let err = f
@@ -1006,9 +1006,9 @@ async fn reports_from_unknown_clients_are_refused() {
     }
 }
 
+on_each_backend!(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] two_handles_on_one_database_cooperate);
 /// Two handles on one database (as the server and `invsync` in another process have) see each
 /// other's writes, and the partial unique index keeps pending requests single across them.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_handles_on_one_database_cooperate() {
     for f in stores().await {
         let id = enroll(&f.store, "cli1").await;
@@ -1059,7 +1059,7 @@ async fn two_handles_on_one_database_cooperate() {
     }
 }
 
-#[tokio::test]
+on_each_backend!(#[tokio::test] revoking_replaces_the_key_hash_with_one_no_key_has_and_keeps_the_inventory);
 async fn revoking_replaces_the_key_hash_with_one_no_key_has_and_keeps_the_inventory() {
     for f in stores().await {
         let s = &f.store;
@@ -1077,7 +1077,7 @@ async fn revoking_replaces_the_key_hash_with_one_no_key_has_and_keeps_the_invent
     }
 }
 
-#[tokio::test]
+on_each_backend!(#[tokio::test] client_pages_filter_sort_count_and_refuse_bad_limits);
 async fn client_pages_filter_sort_count_and_refuse_bad_limits() {
     use invsync_proto::wire::{ClientPage, ClientQuery, ClientSort};
     fn names(p: &ClientPage) -> Vec<&str> {
@@ -1142,7 +1142,7 @@ async fn client_pages_filter_sort_count_and_refuse_bad_limits() {
     }
 }
 
-#[tokio::test]
+on_each_backend!(#[tokio::test] request_pages_list_resync_requests_of_every_client_newest_first);
 async fn request_pages_list_resync_requests_of_every_client_newest_first() {
     use invsync_proto::wire::RequestQuery;
     for f in stores().await {
@@ -1190,7 +1190,7 @@ async fn request_pages_list_resync_requests_of_every_client_newest_first() {
     }
 }
 
-#[tokio::test]
+on_each_backend!(#[tokio::test] checkin_with_key_checks_the_key_in_the_same_read_and_does_nothing_for_a_refused_one);
 async fn checkin_with_key_checks_the_key_in_the_same_read_and_does_nothing_for_a_refused_one() {
     for f in stores().await {
         let s = &f.store;
@@ -1232,7 +1232,7 @@ fn incoming(report: &invsync_proto::wire::Report) -> invsync_store::IncomingRepo
     serde_json::from_str(&serde_json::to_string(report).unwrap()).unwrap()
 }
 
-#[tokio::test]
+on_each_backend!(#[tokio::test] a_report_with_a_key_is_stored_only_for_the_right_key_and_a_bad_one_is_refused_after_it);
 async fn a_report_with_a_key_is_stored_only_for_the_right_key_and_a_bad_one_is_refused_after_it() {
     for f in stores().await {
         let s = &f.store;
@@ -1302,7 +1302,7 @@ fn packages(list: &[(&str, &str, &str)]) -> Items {
         .collect()
 }
 
-#[tokio::test]
+on_each_backend!(#[tokio::test] software_queries_find_the_clients_having_a_package_in_a_version_range);
 async fn software_queries_find_the_clients_having_a_package_in_a_version_range() {
     use invsync_proto::version::VersionRange;
     use invsync_proto::wire::{PackageQuery, SoftwareQuery};
@@ -1477,7 +1477,7 @@ async fn check_software(s: &invsync_store::Store, model: &BTreeMap<String, Items
     assert_eq!((lib.total as usize, summary(&lib)), (want.len(), want.into_iter().skip(1).take(1).collect()), "{be} {when}");
 }
 
-#[tokio::test]
+on_each_backend!(#[tokio::test] software_queries_agree_with_the_inventories_through_random_changes);
 async fn software_queries_agree_with_the_inventories_through_random_changes() {
     for mut f in stores().await {
         let be = f.backend.clone();
@@ -1534,10 +1534,10 @@ async fn software_queries_agree_with_the_inventories_through_random_changes() {
     }
 }
 
+on_each_backend!(#[tokio::test] pages_of_a_package_most_clients_hold_come_in_name_order);
 /// Above `software::DIRECT_HOLDERS` (2,000) holders, a page is found by walking the clients in
 /// name order (on PostgreSQL in chunks that start after the previous one) instead of looking
 /// every holder up: the pages must be the same slices of the same order.
-#[tokio::test]
 async fn pages_of_a_package_most_clients_hold_come_in_name_order() {
     use invsync_proto::wire::SoftwareQuery;
     const CLIENTS: usize = 2_100;

@@ -169,7 +169,7 @@ fn seqs(batch: &[Forwarded]) -> Vec<i64> {
 // ---------------------------------------------------------------------------------------------
 // The outbox
 
-#[tokio::test]
+on_each_backend!(#[tokio::test] without_forwarding_reports_queue_nothing);
 async fn without_forwarding_reports_queue_nothing() {
     for f in stores().await {
         let s = &f.store;
@@ -189,7 +189,7 @@ async fn without_forwarding_reports_queue_nothing() {
     }
 }
 
-#[tokio::test]
+on_each_backend!(#[tokio::test] with_forwarding_each_accepted_report_is_queued_in_order_as_accepted);
 async fn with_forwarding_each_accepted_report_is_queued_in_order_as_accepted() {
     for f in stores().await {
         let s = &f.store;
@@ -283,7 +283,7 @@ async fn with_forwarding_each_accepted_report_is_queued_in_order_as_accepted() {
     }
 }
 
-#[tokio::test]
+on_each_backend!(#[tokio::test] acknowledged_entries_leave_the_outbox_and_set_the_forwarding_time);
 async fn acknowledged_entries_leave_the_outbox_and_set_the_forwarding_time() {
     for f in stores().await {
         let s = &f.store;
@@ -333,7 +333,7 @@ async fn acknowledged_entries_leave_the_outbox_and_set_the_forwarding_time() {
     }
 }
 
-#[tokio::test]
+on_each_backend!(#[tokio::test] a_resync_replaces_a_client_and_class_with_one_full_entry_at_the_end);
 async fn a_resync_replaces_a_client_and_class_with_one_full_entry_at_the_end() {
     for f in stores().await {
         let s = &f.store;
@@ -425,7 +425,7 @@ async fn forwarded_state(
     (r.state, r.forwarded_at, r.forwarded_to)
 }
 
-#[tokio::test]
+on_each_backend!(#[tokio::test] an_acknowledged_change_marks_the_requests_it_completed_as_forwarded_once);
 async fn an_acknowledged_change_marks_the_requests_it_completed_as_forwarded_once() {
     for f in stores().await {
         let s = &f.store;
@@ -517,7 +517,7 @@ async fn an_acknowledged_change_marks_the_requests_it_completed_as_forwarded_onc
     }
 }
 
-#[tokio::test]
+on_each_backend!(#[tokio::test] a_parent_marks_the_requests_of_clients_below_by_origin_not_by_id);
 async fn a_parent_marks_the_requests_of_clients_below_by_origin_not_by_id() {
     for f in parent().await {
         let s = &f.store;
@@ -605,7 +605,7 @@ async fn a_parent_marks_the_requests_of_clients_below_by_origin_not_by_id() {
     }
 }
 
-#[tokio::test]
+on_each_backend!(#[tokio::test] the_outbox_and_the_switch_survive_reopening);
 async fn the_outbox_and_the_switch_survive_reopening() {
     for f in stores().await {
         let s = &f.store;
@@ -644,7 +644,7 @@ async fn the_outbox_and_the_switch_survive_reopening() {
 // ---------------------------------------------------------------------------------------------
 // Children and the sites below
 
-#[tokio::test]
+on_each_backend!(#[tokio::test] child_tokens_refuse_codes_in_use);
 async fn child_tokens_refuse_codes_in_use() {
     for f in stores_at("P01").await {
         let s = &f.store;
@@ -699,7 +699,7 @@ async fn child_tokens_refuse_codes_in_use() {
     }
 }
 
-#[tokio::test]
+on_each_backend!(#[tokio::test] site_statuses_are_recorded_per_branch_and_refused_all_or_nothing);
 async fn site_statuses_are_recorded_per_branch_and_refused_all_or_nothing() {
     for f in parent().await {
         let s = &f.store;
@@ -777,7 +777,7 @@ async fn site_statuses_are_recorded_per_branch_and_refused_all_or_nothing() {
 // ---------------------------------------------------------------------------------------------
 // Applying forwarded changes
 
-#[tokio::test]
+on_each_backend!(#[tokio::test] forwarded_changes_apply_in_order_with_the_owners_versions);
 async fn forwarded_changes_apply_in_order_with_the_owners_versions() {
     for f in parent().await {
         let s = &f.store;
@@ -859,7 +859,7 @@ async fn forwarded_changes_apply_in_order_with_the_owners_versions() {
     }
 }
 
-#[tokio::test]
+on_each_backend!(#[tokio::test] a_gap_asks_for_a_full_snapshot_and_stores_nothing);
 async fn a_gap_asks_for_a_full_snapshot_and_stores_nothing() {
     for f in parent().await {
         let s = &f.store;
@@ -913,7 +913,7 @@ async fn a_gap_asks_for_a_full_snapshot_and_stores_nothing() {
     }
 }
 
-#[tokio::test]
+on_each_backend!(#[tokio::test] the_same_change_forwarded_twice_is_a_duplicate);
 async fn the_same_change_forwarded_twice_is_a_duplicate() {
     for f in parent().await {
         let s = &f.store;
@@ -1005,7 +1005,7 @@ async fn the_same_change_forwarded_twice_is_a_duplicate() {
     }
 }
 
-#[tokio::test]
+on_each_backend!(#[tokio::test] changes_of_clients_outside_the_childs_branch_are_refused);
 async fn changes_of_clients_outside_the_childs_branch_are_refused() {
     for f in parent().await {
         let s = &f.store;
@@ -1115,7 +1115,7 @@ async fn changes_of_clients_outside_the_childs_branch_are_refused() {
     }
 }
 
-#[tokio::test]
+on_each_backend!(#[tokio::test] one_name_at_two_sites_is_two_clients);
 async fn one_name_at_two_sites_is_two_clients() {
     for f in parent().await {
         let s = &f.store;
@@ -1185,7 +1185,7 @@ async fn one_name_at_two_sites_is_two_clients() {
     }
 }
 
-#[tokio::test]
+on_each_backend!(#[tokio::test] a_stale_client_is_replaced_and_a_renamed_one_follows);
 async fn a_stale_client_is_replaced_and_a_renamed_one_follows() {
     for f in parent().await {
         let s = &f.store;
@@ -1250,7 +1250,7 @@ async fn a_stale_client_is_replaced_and_a_renamed_one_follows() {
     }
 }
 
-#[tokio::test]
+on_each_backend!(#[tokio::test] requests_completed_at_the_owner_are_listed_once);
 async fn requests_completed_at_the_owner_are_listed_once() {
     for f in parent().await {
         let s = &f.store;
@@ -1339,7 +1339,7 @@ async fn requests_completed_at_the_owner_are_listed_once() {
     }
 }
 
-#[tokio::test]
+on_each_backend!(#[tokio::test] a_forwarding_parent_queues_what_it_applies_and_nothing_else);
 async fn a_forwarding_parent_queues_what_it_applies_and_nothing_else() {
     for f in parent().await {
         let s = &f.store;
@@ -1397,7 +1397,7 @@ async fn a_forwarding_parent_queues_what_it_applies_and_nothing_else() {
     }
 }
 
-#[tokio::test]
+on_each_backend!(#[tokio::test] a_grandchilds_client_reaches_the_top_with_its_owner_version_and_hash);
 async fn a_grandchilds_client_reaches_the_top_with_its_owner_version_and_hash() {
     for ((g, c), p) in stores_at("G01")
         .await
@@ -1542,7 +1542,7 @@ async fn a_grandchilds_client_reaches_the_top_with_its_owner_version_and_hash() 
     }
 }
 
-#[tokio::test]
+on_each_backend!(#[tokio::test] a_batch_applies_exactly_as_one_entry_at_a_time);
 async fn a_batch_applies_exactly_as_one_entry_at_a_time() {
     let a = record(Uuid::new_v4(), "web01", "C01");
     let b = record(Uuid::new_v4(), "db01", "G01");
@@ -1684,7 +1684,7 @@ async fn parent_with_clients(s: &Store) -> (Uuid, Uuid, Uuid) {
     (web, db, app)
 }
 
-#[tokio::test]
+on_each_backend!(#[tokio::test] a_routed_request_is_one_while_pending_and_only_for_clients_below);
 async fn a_routed_request_is_one_while_pending_and_only_for_clients_below() {
     for f in parent().await {
         let s = &f.store;
@@ -1747,7 +1747,7 @@ async fn a_routed_request_is_one_while_pending_and_only_for_clients_below() {
     }
 }
 
-#[tokio::test]
+on_each_backend!(#[tokio::test] routed_requests_go_to_the_owners_branch_and_again_until_complete);
 async fn routed_requests_go_to_the_owners_branch_and_again_until_complete() {
     for f in parent().await {
         let s = &f.store;
@@ -1858,7 +1858,7 @@ async fn routed_requests_go_to_the_owners_branch_and_again_until_complete() {
     }
 }
 
-#[tokio::test]
+on_each_backend!(#[tokio::test] only_the_owners_branch_completes_a_routed_request_of_its_client);
 async fn only_the_owners_branch_completes_a_routed_request_of_its_client() {
     for f in parent().await {
         let s = &f.store;
@@ -1930,7 +1930,7 @@ async fn only_the_owners_branch_completes_a_routed_request_of_its_client() {
     }
 }
 
-#[tokio::test]
+on_each_backend!(#[tokio::test] an_owner_queues_a_down_request_once_and_only_when_it_accepts_them);
 async fn an_owner_queues_a_down_request_once_and_only_when_it_accepts_them() {
     for f in stores_at("G01").await {
         let s = &f.store;
@@ -2055,7 +2055,7 @@ async fn an_owner_queues_a_down_request_once_and_only_when_it_accepts_them() {
     }
 }
 
-#[tokio::test]
+on_each_backend!(#[tokio::test] a_routed_request_travels_down_two_levels_and_completes_at_every_site_on_the_way_up);
 async fn a_routed_request_travels_down_two_levels_and_completes_at_every_site_on_the_way_up() {
     for ((g, c), p) in stores_at("G01")
         .await
@@ -2200,7 +2200,7 @@ async fn a_routed_request_travels_down_two_levels_and_completes_at_every_site_on
     }
 }
 
-#[tokio::test]
+on_each_backend!(#[tokio::test] software_queries_follow_forwarded_clients_and_forget_replaced_ones);
 async fn software_queries_follow_forwarded_clients_and_forget_replaced_ones() {
     use invsync_proto::wire::{PackageQuery, SoftwareQuery};
     let q = |site: Option<&str>| SoftwareQuery {

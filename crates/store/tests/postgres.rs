@@ -3,8 +3,8 @@
 //! PostgreSQL, and the storage a client costs.
 //!
 //! The tests that need a server use the database `INVSYNC_TEST_POSTGRES` names; without it
-//! they print `skipped: INVSYNC_TEST_POSTGRES is not set` and return (a test that cannot run
-//! says so rather than pass silently). The URL tests need no server and always run.
+//! they are ignored with that reason (see `build.rs`), so the run lists them as not run, and
+//! under CI (`CI=true`) `ci_tests_postgresql` fails. The URL tests need no server and always run.
 
 mod common;
 
@@ -12,13 +12,20 @@ use common::*;
 use invsync_store::{Store, StoreError};
 use sqlx::Connection;
 
-/// The test database's URL, or `None` after saying the test is skipped.
-fn pg_or_skip() -> Option<String> {
-    let url = postgres_url();
-    if url.is_none() {
-        eprintln!("skipped: {POSTGRES_ENV} is not set");
-    }
-    url
+/// The test database's URL; the tests that call this are ignored when the build had none.
+fn pg() -> String {
+    postgres_url().unwrap_or_else(|| panic!("{POSTGRES_ENV} is not set: this test needs a PostgreSQL database"))
+}
+
+/// A green CI run must mean PostgreSQL was tested: without the variable every test above it is
+/// ignored, which a summary line shows but a CI status does not.
+#[test]
+fn ci_tests_postgresql() {
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    assert!(
+        !ci || cfg!(invsync_postgres),
+        "CI=true but {POSTGRES_ENV} was not set when the tests were built: the PostgreSQL tests did not run"
+    );
 }
 
 /// Runs SQL in the schema `url` selects.
@@ -29,8 +36,9 @@ async fn exec(url: &str, sql: &str) {
 }
 
 #[tokio::test]
+#[cfg_attr(not(invsync_postgres), ignore = "INVSYNC_TEST_POSTGRES is not set: PostgreSQL not tested")]
 async fn the_contract_suite_runs_on_both_backends_when_postgres_is_given() {
-    let Some(_) = pg_or_skip() else { return };
+    pg();
     let fixtures = stores().await;
     let names: Vec<&str> = fixtures.iter().map(|f| f.store.backend_name()).collect();
     assert_eq!(names, ["sqlite", "postgresql"]);
@@ -39,8 +47,9 @@ async fn the_contract_suite_runs_on_both_backends_when_postgres_is_given() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(invsync_postgres), ignore = "INVSYNC_TEST_POSTGRES is not set: PostgreSQL not tested")]
 async fn create_refuses_a_database_that_holds_a_site_or_invsync_tables() {
-    let Some(base) = pg_or_skip() else { return };
+    let base = pg();
     let url = fresh_pg_schema(&base).await;
     let store = Store::create_postgres(&url, &site()).await.unwrap();
     enroll(&store, "cli1").await;
@@ -78,8 +87,9 @@ async fn create_refuses_a_database_that_holds_a_site_or_invsync_tables() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(invsync_postgres), ignore = "INVSYNC_TEST_POSTGRES is not set: PostgreSQL not tested")]
 async fn open_refuses_a_database_that_is_not_an_invsync_database() {
-    let Some(base) = pg_or_skip() else { return };
+    let base = pg();
     let empty = fresh_pg_schema(&base).await;
     let err = Store::open_postgres(&empty)
         .await
@@ -139,8 +149,9 @@ async fn a_bad_url_is_a_clear_error_that_never_shows_the_password() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(invsync_postgres), ignore = "INVSYNC_TEST_POSTGRES is not set: PostgreSQL not tested")]
 async fn a_wrong_password_is_refused_with_the_servers_reason() {
-    let Some(base) = pg_or_skip() else { return };
+    let base = pg();
     // A role that does not exist: refused at login whatever the server's authentication.
     let rest = &base[base.find("://").expect("a URL") + 3..];
     let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
@@ -158,9 +169,10 @@ async fn a_wrong_password_is_refused_with_the_servers_reason() {
 /// SPEC's 32 KB budget is SQLite's; PostgreSQL stores more per row (24-byte tuple headers,
 /// the full item digests in a unique index, page fill), so the bound here is looser.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(invsync_postgres), ignore = "INVSYNC_TEST_POSTGRES is not set: PostgreSQL not tested")]
 async fn a_client_with_1500_packages_hardware_and_history_costs_at_most_96_kb() {
     const CLIENTS: usize = 100;
-    let Some(base) = pg_or_skip() else { return };
+    let base = pg();
     let url = fresh_pg_schema(&base).await;
     let store = Store::create_postgres(&url, &site()).await.unwrap();
     budget_workload(&store, CLIENTS).await;

@@ -4,10 +4,11 @@
 
 
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command as StdCommand, Output, Stdio};
-use std::time::Duration;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::CommandCargoExt;
 use serde_json::Value;
@@ -82,18 +83,31 @@ pub enum Db {
     Postgres,
 }
 
-impl Db {
-    /// The backends the key end-to-end tests run on: SQLite always, PostgreSQL when
-    /// `INVSYNC_TEST_POSTGRES` names a database (`.ci/run` sets it). Without it, says so on
-    /// stderr, so a local run shows what it did not cover.
-    pub fn all() -> Vec<Db> {
-        if std::env::var_os("INVSYNC_TEST_POSTGRES").is_some() {
-            vec![Db::Sqlite, Db::Postgres]
-        } else {
-            eprintln!("INVSYNC_TEST_POSTGRES is not set: this test ran on SQLite only");
-            vec![Db::Sqlite]
+/// Declares `$test` as two tests, `$test::sqlite` and `$test::postgresql`, that run
+/// `$body(Db::Sqlite)` and `$body(Db::Postgres)` (`$body` is `$test` when not given). The PostgreSQL one needs `INVSYNC_TEST_POSTGRES`
+/// (`.ci/run` sets it); a build without it marks that test ignored with the reason (the
+/// `invsync_postgres` cfg of `build.rs`), so a local run shows what it did not cover.
+#[macro_export]
+macro_rules! on_each_db {
+    ($test:ident) => {
+        $crate::on_each_db!($test => $test);
+    };
+    ($test:ident => $body:ident) => {
+        mod $test {
+            use $crate::common::Db;
+
+            #[test]
+            fn sqlite() {
+                super::$body(Db::Sqlite)
+            }
+
+            #[test]
+            #[cfg_attr(not(invsync_postgres), ignore = "INVSYNC_TEST_POSTGRES is not set: PostgreSQL not tested")]
+            fn postgresql() {
+                super::$body(Db::Postgres)
+            }
         }
-    }
+    };
 }
 
 /// A PostgreSQL database made for one test site and dropped with it.
@@ -110,7 +124,8 @@ impl PgDb {
     pub fn create() -> PgDb {
         use std::sync::atomic::{AtomicUsize, Ordering};
         static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let admin_url = std::env::var("INVSYNC_TEST_POSTGRES").expect("INVSYNC_TEST_POSTGRES");
+        let admin_url = std::env::var("INVSYNC_TEST_POSTGRES")
+            .unwrap_or_else(|_| panic!("INVSYNC_TEST_POSTGRES is not set: this test needs a PostgreSQL database"));
         let admin_url = admin_url.split('?').next().unwrap().to_string();
         let (server, base) = admin_url.rsplit_once('/').expect("a URL ending in /DBNAME");
         let name = format!("{base}_e2e_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
@@ -148,6 +163,11 @@ impl Site {
     /// `invsite init` in `<tmp>/site-<code>` listening on any free loopback port.
     pub fn init(tmp: &Path, code: &str) -> Site {
         Site::init_on(tmp, code, Db::Sqlite, &[])
+    }
+
+    /// A site another command made (the quickstart), for the helpers that read it.
+    pub fn existing(dir: PathBuf) -> Site {
+        Site { dir, child: None, url: String::new(), pg: None }
     }
 
     /// `invsite init` on the given database, with extra arguments.
@@ -204,8 +224,9 @@ impl Site {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let mut lines = Lines::of(child.stdout.take().unwrap());
+        // Bounded: a server that never says where it listens fails the test instead of hanging it.
+        let line = lines.next_within(60).unwrap_or_else(|| panic!("invsite serve printed no address within 60 s"));
         let url = line.trim().rsplit(' ').next().unwrap_or_default().to_string();
         assert!(
             url.starts_with("http://127.0.0.1:") || url.starts_with("https://127.0.0.1:"),
@@ -219,7 +240,7 @@ impl Site {
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-            let status = child.wait().unwrap();
+            let status = exit_within(&mut child, 60, "invsite serve after SIGTERM");
             assert!(status.success(), "invsite serve exited {status} after SIGTERM");
         }
     }
@@ -357,6 +378,14 @@ impl Agent {
     pub fn cycle(&self) -> String {
         run_ok("invagent", &["cycle", "--data-dir", s(&self.dir), "--root", s(&self.root)])
     }
+
+    /// `invagent cycle`, asserted to succeed: the summary lines it printed on stdout (its log
+    /// goes to stderr).
+    pub fn cycle_summary(&self) -> Vec<String> {
+        let o = run("invagent", &["cycle", "--data-dir", s(&self.dir), "--root", s(&self.root)]);
+        assert_eq!(code(&o), 0, "invagent cycle:\n{}{}", stdout(&o), stderr(&o));
+        stdout(&o).lines().map(str::to_string).collect()
+    }
 }
 
 pub fn s(p: &Path) -> &str {
@@ -372,10 +401,70 @@ pub fn http() -> ureq::Agent {
         .into()
 }
 
+/// The lines a child process writes to a pipe, read by a thread of their own so that a test
+/// can wait for the next one with a bound. The thread reads to the end, so the child never
+/// blocks on (or is killed by) a pipe nobody reads.
+pub struct Lines {
+    rx: mpsc::Receiver<String>,
+}
+
+impl Lines {
+    pub fn of(pipe: impl Read + Send + 'static) -> Lines {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                // The test may have stopped listening; the rest is drained all the same.
+                let _ = tx.send(line);
+            }
+        });
+        Lines { rx }
+    }
+
+    /// The next line, or None when the pipe closed or `secs` seconds passed first.
+    pub fn next_within(&mut self, secs: u64) -> Option<String> {
+        self.rx.recv_timeout(Duration::from_secs(secs)).ok()
+    }
+}
+
+/// Waits at most `secs` seconds for a child to exit and returns its output; kills it and
+/// panics with `what` when it does not.
+pub fn finish_within(mut child: Child, secs: u64, what: &str) -> Output {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("{what} did not exit within {secs} s\nstdout:\n{}\nstderr:\n{}", stdout(&out), stderr(&out));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits at most `secs` seconds for a child to exit; kills it and panics with `what` when it
+/// does not.
+pub fn exit_within(child: &mut Child, secs: u64, what: &str) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not exit within {secs} s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Polls `f` every 50 ms until it returns true or `secs` seconds pass; panics with `what`.
 pub fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
-    while std::time::Instant::now() < deadline {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
         if f() {
             return;
         }
@@ -432,7 +521,7 @@ impl Daemon {
 
     pub fn stop(mut self) {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let status = self.child.wait().unwrap();
+        let status = exit_within(&mut self.child, 60, "invagent run after SIGTERM");
         assert!(status.success(), "invagent run exited {status} after SIGTERM:\n{}", self.log_text());
     }
 }

@@ -23,12 +23,7 @@ fn history_keys(site: &Site, name: &str, extra: &[&str]) -> Vec<(String, Value, 
         .collect()
 }
 
-#[test]
-fn three_levels_forward_in_order_and_refuse_requests_for_other_sites_clients() {
-    for db in Db::all() {
-        three_levels(db);
-    }
-}
+crate::on_each_db!(three_levels_forward_in_order_and_refuse_requests_for_other_sites_clients => three_levels);
 
 fn three_levels(db: Db) {
     let tmp = tempfile::tempdir().unwrap();
@@ -206,9 +201,15 @@ fn names_are_unique_per_site_only_and_codes_per_tree() {
     dup_site.start();
     Agent::enroll(&tmp.path().join("dupagent"), &dup_site, "minimal", "x1").cycle();
     // C02 accepts its child, but the parent refuses a second C01 in its tree: nothing of it
-    // appears there.
-    std::thread::sleep(std::time::Duration::from_secs(2));
+    // appears there. The absence means something only once C02 has forwarded X1's reports and
+    // had the parent's answer, which empties C02's outbox (a refused change is dropped).
+    wait_until(30, "C02 holds X1's reports", || version_at(&c2, "X1", "hw", &[]) == Some(1) && version_at(&c2, "X1", "sw", &[]) == Some(1));
+    wait_until(30, "C02 has forwarded everything it holds", || {
+        let v: Value = serde_json::from_str(&run_ok("invsite", &["sites", "--data-dir", c2.data_dir(), "--json"])).unwrap();
+        v["site"]["outbox_depth"] == 0
+    });
     assert!(try_show(&parent, "X1", &[]).is_none());
+    assert_eq!(try_show(&parent, "WEB01", &["--site", "C02"]).unwrap()["site"], "C02", "C02's own client still arrived");
     dup_site.stop();
     c1.stop();
     c2.stop();
@@ -314,7 +315,7 @@ fn invsync_via_child_routes_a_request_down_to_the_owner_and_both_sites_see_it_co
         .is_some()
     });
     web.cycle();
-    let out = waiting.wait_with_output().unwrap();
+    let out = finish_within(waiting, 120, "invsync --wait --timeout 30s");
     let (o, e) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.status.code(), Some(0), "stdout:\n{o}\nstderr:\n{e}");
     assert!(o.contains("Routed") && o.contains("complete at") && o.contains("stored at site P01"), "{o}");
@@ -370,7 +371,7 @@ fn spawn_invsync(args: &[&str]) -> std::process::Child {
 
 /// Waits for a background `invsync` and returns its exit code, stdout and stderr.
 fn finish(child: std::process::Child) -> (Option<i32>, String, String) {
-    let out = child.wait_with_output().unwrap();
+    let out = finish_within(child, 120, "invsync in the background");
     (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
@@ -425,6 +426,38 @@ fn invsync_wait_at_a_child_site_follows_the_request_until_its_parent_holds_it() 
     wait_until(45, "the hw request is forwarded once P01 is back", || {
         find_request(&requests_at(&child, "WEB01"), |r| r["class"] == "hw").is_some_and(|r| r["forwarded_to"] == "P01")
     });
+    child.stop();
+    parent.stop();
+}
+
+/// `GET /api/v1/site` with the site's admin token.
+fn site_info(site: &Site) -> Value {
+    let mut resp = http()
+        .get(&format!("{}/api/v1/site", site.url))
+        .header("Authorization", &format!("Bearer {}", site.admin_token()))
+        .call()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.body_mut().read_json().unwrap()
+}
+
+#[test]
+fn the_site_api_names_a_child_sites_parent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut parent = Site::init(tmp.path(), "P01");
+    parent.start();
+    let mut child = Site::init_child(tmp.path(), "C01", &parent);
+    child.start();
+
+    // The child learns its parent's code on first contact, which its forwarder makes at start.
+    wait_until(30, "the child's site API names its parent", || site_info(&child)["parent"] == "P01");
+    let info = site_info(&child);
+    assert_eq!(info["code"], "C01", "{info}");
+    assert_eq!(info["parent_url"], parent.url.as_str(), "{info}");
+    // A top-level site has neither.
+    let top = site_info(&parent);
+    assert_eq!(top["code"], "P01", "{top}");
+    assert!(top.get("parent").is_none() && top.get("parent_url").is_none(), "{top}");
     child.stop();
     parent.stop();
 }

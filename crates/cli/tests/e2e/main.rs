@@ -4,6 +4,7 @@
 
 mod api;
 mod backup;
+mod cli_contract;
 mod common;
 mod console;
 mod console_browser;
@@ -17,6 +18,7 @@ mod metrics;
 mod names;
 mod pipes;
 mod push;
+mod quickstart;
 mod restart;
 mod security;
 mod seed_flow;

@@ -3,12 +3,7 @@
 
 use crate::common::*;
 
-#[test]
-fn invsync_hw_and_sw_complete_after_the_next_cycle() {
-    for db in Db::all() {
-        hw_and_sw_resyncs_complete(db);
-    }
-}
+crate::on_each_db!(invsync_hw_and_sw_complete_after_the_next_cycle => hw_and_sw_resyncs_complete);
 
 fn hw_and_sw_resyncs_complete(db: Db) {
     let tmp = tempfile::tempdir().unwrap();
@@ -110,21 +105,28 @@ fn invsync_wait_follows_the_request_to_completion() {
     agent.cycle();
     let waiting = bin("invsync")
         .args(["hw", "WAITER", "--data-dir", site.data_dir(), "--wait", "--timeout", "30s"])
+        .env_remove("INVSITE_DIR")
         .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Let the request be queued before the agent cycles.
-    for _ in 0..100 {
-        if site.show("WAITER")["requests"].as_array().is_some_and(|r| !r.is_empty()) {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    // The request is queued before the agent cycles, so --wait sees it pending first.
+    wait_until(30, "the request is queued", || site.show("WAITER")["requests"].as_array().is_some_and(|r| !r.is_empty()));
     agent.cycle();
-    let out = waiting.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{text}");
-    assert!(text.contains("complete"), "{text}");
+    let out = finish_within(waiting, 120, "invsync --wait --timeout 30s");
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    // Every line, in order, with the times the site recorded: queued, picked up, complete.
+    let r = &site.show("WAITER")["requests"][0];
+    let (id, at) = (&r["id"], |t: &str| r[t].as_str().unwrap_or_else(|| panic!("no {t} in {r}")).to_string());
+    let want = [
+        format!("Queued a hardware inventory resynchronization request for WAITER (request {id})."),
+        "The client applies it at its next cycle; to make that happen now: setevnt WAITER cycle".to_string(),
+        format!("request {id}: queued at {}, waiting for WAITER to pick it up", at("requested_at")),
+        format!("request {id}: picked up by WAITER at {}", at("picked_up_at")),
+        format!("request {id}: complete at {}: the full report is stored at site S03", at("completed_at")),
+    ];
+    assert_eq!(text.lines().collect::<Vec<_>>(), want, "{text}");
     site.stop();
 }
 

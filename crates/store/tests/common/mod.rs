@@ -5,6 +5,11 @@
 //! URL of a database the tests may use: each fixture gets a schema of its own in it (the URL's
 //! `options=-c search_path=…` selects it), so tests running in parallel never see each other's
 //! data. The schemas are left behind; the CI script drops the whole database after the run.
+//!
+//! A contract test is written once and declared with [`on_each_backend!`], which makes it two
+//! tests, `NAME::sqlite` and `NAME::postgresql`; without `INVSYNC_TEST_POSTGRES` the second is
+//! ignored with the reason (the `invsync_postgres` cfg of `build.rs`), so a run says what it
+//! did not test.
 
 #![allow(dead_code)] // Each test file uses a different part of this module.
 
@@ -113,25 +118,71 @@ pub fn site_at(code: &str) -> SiteMeta {
     }
 }
 
-/// One fresh store per backend.
+/// The backend a test made by [`on_each_backend!`] runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+tokio::task_local! {
+    /// Set by the tests [`on_each_backend!`] makes: [`stores`] then returns that backend only.
+    pub static BACKEND: Backend;
+}
+
+/// Declares the test `async fn $name()` (written with `for f in stores().await`) as two tests,
+/// `$name::sqlite` and `$name::postgresql`, each with the given test attribute (the runtime
+/// flavour the test needs). The PostgreSQL one is ignored, with the reason, when the build had
+/// no `INVSYNC_TEST_POSTGRES`.
+#[macro_export]
+macro_rules! on_each_backend {
+    (#[$test:meta] $name:ident) => {
+        mod $name {
+            use $crate::common::{Backend, BACKEND};
+
+            #[$test]
+            async fn sqlite() {
+                BACKEND.scope(Backend::Sqlite, super::$name()).await
+            }
+
+            #[$test]
+            #[cfg_attr(not(invsync_postgres), ignore = "INVSYNC_TEST_POSTGRES is not set: PostgreSQL not tested")]
+            async fn postgresql() {
+                BACKEND.scope(Backend::Postgres, super::$name()).await
+            }
+        }
+    };
+}
+
+/// One fresh store: of the backend the test runs on (see [`on_each_backend!`]), or outside such
+/// a test of every backend available.
 pub async fn stores() -> Vec<Fixture> {
     stores_at("S01").await
 }
 
-/// One fresh store per backend for the site with this code (hierarchy tests need several sites).
+/// [`stores`] for the site with this code (hierarchy tests need several sites).
 pub async fn stores_at(code: &str) -> Vec<Fixture> {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let path = dir.path().join("site.db");
-    let store = Store::create_sqlite(&path, &site_at(code))
-        .await
-        .expect("create the SQLite store");
-    let mut out = vec![Fixture {
-        backend: "sqlite".to_string(),
-        store,
-        location: Location::Sqlite(path),
-        _dir: dir,
-    }];
-    if let Some(base) = postgres_url() {
+    let only = BACKEND.try_with(|b| *b).ok();
+    let mut out = Vec::new();
+    if only != Some(Backend::Postgres) {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("site.db");
+        let store = Store::create_sqlite(&path, &site_at(code))
+            .await
+            .expect("create the SQLite store");
+        out.push(Fixture {
+            backend: "sqlite".to_string(),
+            store,
+            location: Location::Sqlite(path),
+            _dir: dir,
+        });
+    }
+    if only == Some(Backend::Postgres) && postgres_url().is_none() {
+        // Only when an ignored test is run by hand (`--ignored`) or the build and the run saw
+        // different environments.
+        panic!("{POSTGRES_ENV} is not set: this test needs a PostgreSQL database");
+    }
+    if let (None | Some(Backend::Postgres), Some(base)) = (only, postgres_url()) {
         let url = fresh_pg_schema(&base).await;
         let store = Store::create_postgres(&url, &site_at(code))
             .await

@@ -1,4 +1,4 @@
-//! `GET /api/v1/site`: this site's code and name.
+//! `GET /api/v1/site`: this site's code and name, and its parent's code and URL at a child site.
 
 use axum::extract::State;
 use axum::Json;
@@ -13,7 +13,7 @@ use invsync_proto::wire::ErrorBody;
     get,
     path = "/api/v1/site",
     tag = "site",
-    summary = "This site's code and name",
+    summary = "This site's code and name, and its parent's",
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "This site", body = SiteInfo),
@@ -23,5 +23,10 @@ use invsync_proto::wire::ErrorBody;
 )]
 pub async fn apply(State(state): State<AppState>, _: Admin) -> Result<Json<SiteInfo>, ApiError> {
     let meta = state.store.site().await?;
-    Ok(Json(SiteInfo { code: meta.code, name: meta.name, parent: None }))
+    Ok(Json(SiteInfo {
+        code: meta.code,
+        name: meta.name,
+        parent: state.parent_code().map(|c| c.to_string()),
+        parent_url: state.parent_url.clone(),
+    }))
 }
