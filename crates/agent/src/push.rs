@@ -54,6 +54,11 @@ pub fn push_loop(data_dir: std::path::PathBuf, triggers: Sender<Trigger>, stop: 
                 }
             }
             Err(e) => {
+                // The daemon is stopping (and its site may be stopping with it, as in the
+                // quickstart): a channel that ends now is no news.
+                if stop.load(Ordering::SeqCst) {
+                    return;
+                }
                 if !disconnected {
                     // WARN: the agent still cycles on its interval; the channel only makes
                     // requests faster.

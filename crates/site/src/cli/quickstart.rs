@@ -110,6 +110,8 @@ pub async fn apply(args: Args) -> Result<()> {
         .context("the local agent's first cycle failed")?;
     invsync_proto::outln!("First cycle done:\n{summary}")?;
 
+    // Ctrl-C is caught from here on, before "Press Ctrl-C" is printed.
+    let shutdown = shutdown_signal();
     let stop = Arc::new(AtomicBool::new(false));
     // No splay: this one agent is the whole fleet, and the person trying it waits for it.
     let run_opts = RunOptions { cycle, interval: args.interval, site_interval_applies: false, splay: Duration::ZERO };
@@ -130,13 +132,15 @@ pub async fn apply(args: Args) -> Result<()> {
     invsync_proto::outln!("  {} clients --data-dir {d}", sibling_command("invsite"))?;
     invsync_proto::outln!("Press Ctrl-C to stop.")?;
 
-    shutdown_signal().await;
+    shutdown.await;
+    // The agent stops first, its cycle in progress finished, while its site still answers;
+    // then the server.
     stop.store(true, Ordering::SeqCst);
-    let _ = stop_server.send(());
-    serving.await??;
     tokio::task::spawn_blocking(move || agent.join())
         .await?
         .map_err(|_| anyhow::anyhow!("the local agent's thread panicked"))?
         .context("the local agent stopped with an error")?;
+    let _ = stop_server.send(());
+    serving.await??;
     Ok(())
 }

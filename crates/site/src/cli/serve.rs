@@ -154,7 +154,8 @@ pub async fn apply(args: Args, matches: Option<&ArgMatches>) -> Result<()> {
     let tls = config.tls_cert.value.zip(config.tls_key.value);
     let opts = BindOptions { listen: config.listen.value, insecure_http: config.insecure_http.value, tls };
     let server = Server::bind(&dir, &opts).await?;
+    let shutdown = shutdown_signal();
     // Printed on stdout so scripts (and tests) that start on port 0 learn the address.
     invsync_proto::outln!("invsite {} serving on {}", server.state().site_code, server.url())?;
-    server.serve(shutdown_signal()).await
+    server.serve(shutdown).await
 }
