@@ -33,7 +33,13 @@
 //!   always at a site without a parent). A growing age means the parent is unreachable or
 //!   refusing: nothing is lost, but nothing above this site is current.
 //! * `invsite_requests_refused_total{reason}`: requests answered with an error, by the reason
-//!   [`Refusal`] that `api/error.rs` gives each status (`unauthorized` counts wrong tokens, say).
+//!   [`Refusal`] that `api/error.rs` gives each status (`unauthorized` counts wrong tokens, say;
+//!   `rate_limited` counts the 429s of an address over its budget of failed credential checks,
+//!   `crate::api::throttle`, a sign that something keeps trying wrong tokens).
+//! * `invsite_zstd_bodies_decoded_total`: compressed request bodies the site decompressed. A
+//!   body is decompressed only after its sender's credentials were checked, so this counts
+//!   reports and forwarded batches from callers the site accepted, and never moves for a
+//!   wrong key (`crate::api::body`).
 //!
 //! Labels are small fixed sets (class, kind, reason); never a client name or id, so the page
 //! tells nothing about which machines a site holds and its size does not grow with them.
@@ -83,12 +89,13 @@ pub enum Refusal {
     OtherSite,
     TooLarge,
     Unsupported,
+    RateLimited,
     Internal,
     Other,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 9] = [
+    pub const ALL: [Refusal; 10] = [
         Refusal::BadInput,
         Refusal::Unauthorized,
         Refusal::NotFound,
@@ -96,6 +103,7 @@ impl Refusal {
         Refusal::OtherSite,
         Refusal::TooLarge,
         Refusal::Unsupported,
+        Refusal::RateLimited,
         Refusal::Internal,
         Refusal::Other,
     ];
@@ -109,6 +117,7 @@ impl Refusal {
             Refusal::OtherSite => "other_site",
             Refusal::TooLarge => "too_large",
             Refusal::Unsupported => "unsupported",
+            Refusal::RateLimited => "rate_limited",
             Refusal::Internal => "internal",
             Refusal::Other => "other",
         }
@@ -203,6 +212,7 @@ pub struct Metrics {
     outbox_depth: Gauge,
     outbox_oldest_age: Gauge<f64, AtomicU64>,
     refused: Family<RefusalLabels, Counter>,
+    bodies_decoded: Counter,
 }
 
 impl Default for Metrics {
@@ -225,6 +235,7 @@ impl Metrics {
             outbox_depth: Gauge::default(),
             outbox_oldest_age: Gauge::default(),
             refused: Family::default(),
+            bodies_decoded: Counter::default(),
         };
         m.register()
     }
@@ -260,6 +271,11 @@ impl Metrics {
             self.outbox_oldest_age.clone(),
         );
         r.register("requests_refused", "Requests answered with an error, by reason", self.refused.clone());
+        r.register(
+            "zstd_bodies_decoded",
+            "Compressed request bodies decompressed, each after its sender's credentials were checked",
+            self.bodies_decoded.clone(),
+        );
         // Every label value of the bounded sets shows from the start, at 0, so a rate() over
         // a series that has never moved is 0 rather than absent. (`get_or_create` creates the
         // series and returns a read guard on the family, dropped at once.)
@@ -319,6 +335,11 @@ impl Metrics {
 
     pub fn refused(&self, reason: Refusal) {
         self.refused.get_or_create(&RefusalLabels { reason }).inc();
+    }
+
+    /// A compressed request body is about to be decompressed.
+    pub fn body_decoded(&self) {
+        self.bodies_decoded.inc();
     }
 
     /// The page, with the gauges set from the values read at scrape time.
@@ -389,6 +410,7 @@ mod tests {
             Refusal::OtherSite => ApiError::OtherSite(m),
             Refusal::TooLarge => ApiError::TooLarge(m),
             Refusal::Unsupported => ApiError::Unsupported(m),
+            Refusal::RateLimited => ApiError::TooManyRequests { message: m, retry_after_secs: 7 },
             Refusal::Internal => ApiError::Internal(m),
             Refusal::Other => unreachable!("no ApiError maps to other"),
         }
@@ -404,6 +426,7 @@ mod tests {
             (Refusal::OtherSite, StatusCode::MISDIRECTED_REQUEST, "other_site"),
             (Refusal::TooLarge, StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             (Refusal::Unsupported, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported"),
+            (Refusal::RateLimited, StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             (Refusal::Internal, StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         ];
         for (reason, status, label) in expected {
@@ -433,6 +456,7 @@ mod tests {
             ("invsite_outbox_depth", "gauge"),
             ("invsite_outbox_oldest_age_seconds", "gauge"),
             ("invsite_requests_refused_total", "counter"),
+            ("invsite_zstd_bodies_decoded_total", "counter"),
         ] {
             assert!(page.contains(&format!("# TYPE {name} {kind}\n")), "no {name} {kind} in:\n{page}");
         }

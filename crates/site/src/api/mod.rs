@@ -10,6 +10,7 @@ pub mod error;
 pub mod health;
 pub mod openapi;
 pub mod site;
+pub mod throttle;
 
 use axum::routing::{get, post};
 use axum::Router;

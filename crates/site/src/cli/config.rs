@@ -34,6 +34,12 @@ pub struct Args {
     /// Longest attribute value, in bytes
     #[arg(long, value_name = "BYTES", value_parser = positive)]
     pub max_value_len: Option<usize>,
+    /// Most large compressed bodies decoded at once (each may hold max-decoded-bytes)
+    #[arg(long, value_name = "N", value_parser = positive)]
+    pub max_parallel_decodes: Option<usize>,
+    /// Failed credential checks one remote address may make per minute before it is answered 429
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub auth_failures_per_minute: Option<u32>,
 }
 
 fn positive(raw: &str) -> Result<usize, String> {
@@ -53,6 +59,8 @@ fn show(config: &crate::datadir::Config) {
     println!("  max-attrs {}", l.max_attrs);
     println!("  max-key-len {}", l.max_key_len);
     println!("  max-value-len {}", l.max_value_len);
+    println!("  max-parallel-decodes {}", l.max_parallel_decodes);
+    println!("  auth-failures-per-minute {}", l.auth_failures_per_minute);
 }
 
 fn on_off(v: bool) -> &'static str {
@@ -71,10 +79,14 @@ pub fn apply(args: Args) -> Result<()> {
         (args.max_attrs, &mut l.max_attrs),
         (args.max_key_len, &mut l.max_key_len),
         (args.max_value_len, &mut l.max_value_len),
+        (args.max_parallel_decodes, &mut l.max_parallel_decodes),
     ] {
         if let Some(v) = value {
             *slot = v;
         }
+    }
+    if let Some(n) = args.auth_failures_per_minute {
+        l.auth_failures_per_minute = n;
     }
     if let Some(accept) = args.accept_parent_requests {
         config.accept_parent_requests = accept;
