@@ -10,6 +10,7 @@ mod database;
 mod deltas;
 mod exit_codes;
 mod hierarchy;
+mod hostile;
 mod metrics;
 mod names;
 mod push;
