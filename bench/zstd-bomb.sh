@@ -3,7 +3,8 @@
 # about 134 KB, sent with a made-up client key and with a good one (an enrolled client's), once
 # and N times at once. Each case starts a fresh `invsite serve` with the default limits
 # (max_decoded_bytes 64 MiB), enrolls one client with curl, and prints the answers and the
-# server's resident memory: VmRSS before the bombs, the peak (VmHWM) and VmRSS after, in MiB.
+# server's resident memory: VmRSS before the bombs, the peak (VmHWM), and VmRSS a second after
+# the last answer (what the allocator kept), in MiB.
 #
 # Two bombs: `stream` has no content size in its frame header (`head -c 4G /dev/zero | zstd`),
 # so the site learns its size only by decoding; `sized` declares its 4 GiB (`zstd FILE`).
@@ -20,7 +21,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --invsite) INVSITE="$2"; shift 2 ;;
     --concurrent) N="$2"; shift 2 ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "zstd-bomb.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -76,6 +77,7 @@ run_case() {
     pids+=($!)
   done
   wait "${pids[@]}"
+  sleep 1
   local statuses
   statuses="$(cat "$dir".status.* | sort | uniq -c | awk '{ printf "%s x%s ", $2, $1 }')"
   printf '| %s | %s | %s | %s| %s | %s | %s |\n' "$bomb" "$key" "$count" "$statuses" \
@@ -87,7 +89,7 @@ run_case() {
 
 echo "bombs: stream $(stat -c %s "$WORK/stream.zst") B, sized $(stat -c %s "$WORK/sized.zst") B; invsite: $INVSITE"
 echo
-echo "| bomb | key | at once | answers | VmRSS before (MiB) | peak VmHWM (MiB) | VmRSS after (MiB) |"
+echo "| bomb | key | at once | answers | VmRSS before (MiB) | peak VmHWM (MiB) | VmRSS 1 s after (MiB) |"
 echo "| --- | --- | ---: | --- | ---: | ---: | ---: |"
 for bomb in stream sized; do
   for key in bad good; do

@@ -64,9 +64,10 @@ pub struct Limits {
     pub max_key_len: usize,
     /// Length of an attribute value, in bytes.
     pub max_value_len: usize,
-    /// Compressed bodies of more than `api::body::INLINE_MAX` decoded bytes decoded at once;
-    /// each holds up to `max_decoded_bytes` while it is decoded and parsed, so this bounds
-    /// their memory (decoding is CPU work: more at once than cores gains nothing).
+    /// Compressed bodies of more than `api::body::INLINE_MAX` decoded bytes decoded at once,
+    /// each on a thread of its own; each holds up to `max_decoded_bytes` while it is decoded
+    /// and parsed, so this bounds their memory (decoding is CPU work: more threads than cores
+    /// gain nothing).
     pub max_parallel_decodes: usize,
     /// Failed credential checks (wrong tokens, keys, secrets, console logins) one remote
     /// address may make per minute before its refusals become 429 (`api::throttle`).

@@ -37,7 +37,7 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The web console's login sessions, in memory: a restart logs everybody out.
     pub console: Arc<crate::console::session::Sessions>,
-    /// The slots (and decoder contexts) large compressed bodies are decoded under.
+    /// The threads large compressed bodies are decoded on, `max_parallel_decodes` of them.
     pub decoders: Arc<crate::api::body::Decoders>,
     /// Client keys accepted lately: a report's body is read only once its key is vouched for.
     pub known_keys: Arc<crate::api::auth::KnownKeys>,

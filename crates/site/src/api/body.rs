@@ -19,21 +19,23 @@
 //! * The output buffer never grows past the limit: a body without declared sizes is decoded
 //!   into a buffer of `max_decoded_bytes + 1` whose pages are touched only as bytes arrive,
 //!   never by doubling a `Vec` (what `read_to_end` did, which is how one bomb cost three times
-//!   the limit).
-//! * Bodies larger than [`INLINE_MAX`] are decoded on the blocking thread pool (decoding 64 MiB
-//!   takes tens of milliseconds of CPU, which would stall every connection an async worker
-//!   serves), and at most `max_parallel_decodes` at once ([`Decoders`]): the decoded buffer is
-//!   parsed and freed while the slot is held, so N requests in flight cost at most
-//!   `max_parallel_decodes × max_decoded_bytes` however many there are.
+//!   the limit). Large bodies are decoded into an anonymous memory mapping, returned to the
+//!   system as soon as the body is parsed.
+//! * Bodies larger than [`INLINE_MAX`] are decoded on `max_parallel_decodes` threads of their
+//!   own ([`Decoders`]; decoding 64 MiB takes tens of milliseconds of CPU, which would stall
+//!   every connection an async worker serves). A decoded buffer is parsed and freed on its
+//!   thread, so however many requests are in flight, decoded bodies hold at most
+//!   `max_parallel_decodes × (max_decoded_bytes + window)`. Threads of their own rather than
+//!   tokio's blocking pool: each keeps a decoder context (and its window) between bodies, and
+//!   the pool may run hundreds of threads.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::header::CONTENT_ENCODING;
 use serde::de::DeserializeOwned;
-use tokio::sync::Semaphore;
-use zstd::zstd_safe::{self, DCtx, DParameter, InBuffer, OutBuffer, ResetDirective};
+use zstd::zstd_safe::{self, DCtx, DParameter, InBuffer, OutBuffer, ResetDirective, WriteBuf};
 
 use super::error::ApiError;
 use crate::server::AppState;
@@ -45,11 +47,11 @@ use crate::server::AppState;
 pub const WINDOW_LOG_MAX: u32 = 23;
 
 /// Bodies that declare at most this many decoded bytes are decoded on the async worker: a
-/// delta or a check-in decodes in microseconds, less than a hand-off to the blocking pool costs.
+/// delta decodes in microseconds, less than a hand-off to a decoder thread costs.
 pub const INLINE_MAX: usize = 64 * 1024;
 
-/// A decoder context that grew past this (its window and buffers, for a large body) is freed
-/// after its body rather than kept for the next, so idle contexts hold little memory.
+/// A thread's decoder context that grew past this (its window and buffers, for a large body)
+/// is freed after its body rather than kept for the next, so idle contexts hold little memory.
 const KEEP_CONTEXT_BYTES: usize = 2 * 1024 * 1024;
 
 /// The zstd magic numbers: a frame (RFC 8878 section 3.1.1) and the skippable frames (3.1.2),
@@ -192,36 +194,55 @@ pub fn decode_zstd(raw: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
     decode_inline(raw, limit, declared)
 }
 
-/// [`decode_zstd`] once the frames were walked.
-fn decode_inline(raw: &[u8], limit: usize, declared: Option<usize>) -> Result<Vec<u8>, ApiError> {
+/// Runs `f` with this thread's decoder context, which is freed afterwards when a large body
+/// made it grow.
+fn with_context<R>(f: impl FnOnce(&mut DCtx<'static>) -> Result<R, ApiError>) -> Result<R, ApiError> {
     CONTEXT.with_borrow_mut(|slot| {
         let context = match slot {
             Some(c) => c,
             None => slot.insert(new_context()?),
         };
-        decode_with(context, raw, limit, declared)
+        let result = f(context);
+        if context.sizeof() > KEEP_CONTEXT_BYTES {
+            *slot = None;
+        }
+        result
     })
 }
 
-/// Decodes `raw` (whose frames declare `declared` bytes in all, if they all declare a size)
-/// into a buffer that never grows: of the declared size, else of `limit` + 1.
-fn decode_with(context: &mut DCtx<'_>, raw: &[u8], limit: usize, declared: Option<usize>) -> Result<Vec<u8>, ApiError> {
+/// [`decode_zstd`] once the frames were walked: into a `Vec` of the declared size, else of
+/// `limit` + 1 (reserved, not touched).
+fn decode_inline(raw: &[u8], limit: usize, declared: Option<usize>) -> Result<Vec<u8>, ApiError> {
+    let bound = declared.unwrap_or(limit);
+    let mut out: Vec<u8> = Vec::with_capacity(bound + 1);
+    with_context(|context| decode_into(context, raw, limit, bound, &mut out))?;
+    Ok(out)
+}
+
+/// Decodes `raw` into `out`, whose capacity is `bound` + 1 and which never grows: `bound` is
+/// the size the frames declare in all, else `limit`. The one byte of room past the bound tells
+/// "exactly at it" from "over it". Returns how many bytes were decoded.
+fn decode_into<C: WriteBuf + ?Sized>(
+    context: &mut DCtx<'_>,
+    raw: &[u8],
+    limit: usize,
+    bound: usize,
+    out: &mut C,
+) -> Result<usize, ApiError> {
     // A body refused half-way left the context inside its frame; the window bound stays.
     context
         .reset(ResetDirective::SessionOnly)
         .map_err(|code| ApiError::Internal(format!("zstd reset failed: {}", zstd_safe::get_error_name(code))))?;
-    let bound = declared.unwrap_or(limit);
-    // One byte of room past the bound tells "exactly at it" from "over it". The pages of a
-    // large buffer are only touched as decoded bytes land in them.
-    let mut out: Vec<u8> = Vec::with_capacity(bound + 1);
     let mut input = InBuffer::around(raw);
+    let mut written = 0;
     loop {
-        let (before_in, before_out) = (input.pos(), out.len());
-        let mut output = OutBuffer::around_pos(&mut out, before_out);
-        let hint = context.decompress_stream(&mut output, &mut input).map_err(|code| invalid(zstd_safe::get_error_name(code)))?;
-        drop(output);
-        if out.len() > bound {
-            return Err(if out.len() > limit {
+        let (before_in, before_out) = (input.pos(), written);
+        let mut output = OutBuffer::around_pos(out, written);
+        let hint = context.decompress_stream(&mut output, &mut input);
+        written = output.pos();
+        let hint = hint.map_err(|code| invalid(zstd_safe::get_error_name(code)))?;
+        if written > bound {
+            return Err(if written > limit {
                 over_limit(limit)
             } else {
                 invalid("a frame decodes to more than its header declares")
@@ -229,61 +250,90 @@ fn decode_with(context: &mut DCtx<'_>, raw: &[u8], limit: usize, declared: Optio
         }
         let consumed = input.pos() == raw.len();
         if consumed && hint == 0 {
-            return Ok(out);
+            return Ok(written);
         }
         // zstd makes progress whenever it can; with the input used up, or no progress, and a
         // frame still open, the body ended inside a frame.
-        if consumed || (input.pos() == before_in && out.len() == before_out) {
+        if consumed || (input.pos() == before_in && written == before_out) {
             return Err(invalid("the body ends inside a frame"));
         }
     }
 }
 
-/// Decoding of large bodies: at most `max_parallel_decodes` at once, each on the blocking
-/// pool with a context of its own. Holding a slot is what allows a decoded buffer to exist, so
-/// the memory of decoded bodies is bounded by the slots, whatever the number of requests.
+/// Decodes a large body into an anonymous memory mapping of `bound` + 1 bytes: its pages are
+/// made resident only as decoded bytes land in them, and all of them go back to the system
+/// when it is dropped, rather than staying with the allocator (which kept a freed 64 MiB
+/// buffer resident per thread).
+fn decode_mapped<T: DeserializeOwned>(raw: &[u8], limit: usize, declared: Option<usize>) -> Result<T, ApiError> {
+    let bound = declared.unwrap_or(limit);
+    let mut out = memmap2::MmapMut::map_anon(bound + 1)
+        .map_err(|e| ApiError::Internal(format!("cannot map {} bytes to decode a request body into: {e}", bound + 1)))?;
+    let written = with_context(|context| decode_into(context, raw, limit, bound, &mut out[..]))?;
+    parse(&out[..written])
+}
+
+/// Work for a decoder thread.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Decoding of large bodies on `max_parallel_decodes` threads of its own, each with its own
+/// decoder context; bodies wait in line for one. The threads end when this is dropped.
 pub struct Decoders {
-    slots: Arc<Semaphore>,
-    /// Contexts not in use; never more than the slots, since each is taken under one.
-    idle: Mutex<Vec<DCtx<'static>>>,
+    jobs: Mutex<mpsc::Sender<Job>>,
 }
 
 impl Decoders {
-    pub fn new(slots: usize) -> Decoders {
-        Decoders { slots: Arc::new(Semaphore::new(slots.max(1))), idle: Mutex::new(Vec::new()) }
+    pub fn new(threads: usize) -> Decoders {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        for n in 0..threads.max(1) {
+            let queue = queue.clone();
+            let spawned = std::thread::Builder::new().name(format!("invsite-decode-{n}")).spawn(move || {
+                loop {
+                    // Holding the lock while waiting is how the threads take turns at the line.
+                    let job = queue.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                    let Ok(job) = job else { return };
+                    // A panic in one body's decoding must not cost the site a decoder thread;
+                    // its request sees its answer channel closed.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                }
+            });
+            if let Err(e) = spawned {
+                // The others (or, with none, every large body's 500) still tell.
+                tracing::warn!(error = %e, "Could not start a decoder thread.");
+            }
+        }
+        Decoders { jobs: Mutex::new(jobs) }
     }
 
-    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<DCtx<'static>>> {
-        // A context is either in the list or not; a panic elsewhere cannot leave it half-made.
-        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    /// Puts `work` in line for a decoder thread; its result arrives on the receiver.
+    fn submit<R: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> R + Send + 'static,
+    ) -> Result<tokio::sync::oneshot::Receiver<R>, ApiError> {
+        let (answer, result) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = answer.send(work());
+        });
+        let sent = self.jobs.lock().unwrap_or_else(|p| p.into_inner()).send(job);
+        sent.map_err(|_| ApiError::Internal("no decoder thread is running".to_string()))?;
+        Ok(result)
     }
 
-    /// Decodes `raw` and parses it as a `T` under a slot, on the blocking pool.
+    /// Runs `work` on a decoder thread and hands back its result.
+    async fn run<R: Send + 'static>(&self, work: impl FnOnce() -> R + Send + 'static) -> Result<R, ApiError> {
+        let result = self.submit(work)?;
+        result.await.map_err(|_| ApiError::Internal("a decoder thread failed on a request body".to_string()))
+    }
+
+    /// Decodes `raw` and parses it as a `T` on a decoder thread; the decoded bytes are freed
+    /// there, before the thread takes the next body.
     async fn parse<T: DeserializeOwned + Send + 'static>(
-        self: &Arc<Self>,
+        &self,
         raw: Bytes,
         limit: usize,
         declared: Option<usize>,
     ) -> Result<T, ApiError> {
-        // The semaphore is never closed.
-        let slot = self.slots.clone().acquire_owned().await.expect("the decode slots stay open");
-        let decoders = self.clone();
-        tokio::task::spawn_blocking(move || {
-            // Dropped last: the decoded buffer below is gone before the slot is free.
-            let _slot = slot;
-            let taken = decoders.idle().pop();
-            let mut context = match taken {
-                Some(c) => c,
-                None => new_context()?,
-            };
-            let decoded = decode_with(&mut context, &raw, limit, declared);
-            if context.sizeof() <= KEEP_CONTEXT_BYTES {
-                decoders.idle().push(context);
-            }
-            parse(&decoded?)
-        })
-        .await
-        .map_err(|e| ApiError::Internal(format!("decoding a request body failed: {e}")))?
+        self.run(move || decode_mapped(&raw, limit, declared)).await?
     }
 }
 
@@ -379,29 +429,36 @@ mod tests {
     }
 
     #[test]
-    fn large_bodies_decode_under_a_slot_on_the_blocking_pool() {
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).build().unwrap();
+    fn large_bodies_decode_on_the_decoder_threads_in_line() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
         runtime.block_on(async {
-            let decoders = Arc::new(Decoders::new(1));
+            let decoders = Decoders::new(1);
             let json = serde_json::to_vec(&vec!["x".repeat(100); 2000]).unwrap();
             assert!(json.len() > INLINE_MAX);
             let packed = Bytes::from(zstd::bulk::compress(&json, 3).unwrap());
             let declared = frames(&packed, 1 << 20).unwrap();
             let parsed: Vec<String> = decoders.parse(packed.clone(), 1 << 20, declared).await.unwrap();
             assert_eq!(parsed.len(), 2000);
-            // The slot is free again, and its context kept for the next body.
-            assert_eq!(decoders.slots.available_permits(), 1);
-            assert_eq!(decoders.idle().len(), 1);
-            // While the only slot is held, a decode waits for it.
-            let held = decoders.slots.clone().acquire_owned().await.unwrap();
-            let waiting = tokio::spawn({
-                let decoders = decoders.clone();
-                async move { decoders.parse::<Vec<String>>(packed, 1 << 20, declared).await.map(|v| v.len()) }
-            });
-            tokio::task::yield_now().await;
-            assert!(!waiting.is_finished());
-            drop(held);
-            assert_eq!(waiting.await.unwrap().unwrap(), 2000);
+            let thread = decoders.run(|| std::thread::current().name().map(str::to_string)).await.unwrap();
+            assert_eq!(thread.as_deref(), Some("invsite-decode-0"));
+            // While the only thread is busy, a body waits for it: it cannot be decoded before
+            // the thread is let go, however long the wait.
+            let (release, busy) = mpsc::channel::<()>();
+            let holding = decoders.submit(move || busy.recv()).unwrap();
+            let mut waiting = std::pin::pin!(decoders.parse::<Vec<String>>(packed, 1 << 20, declared));
+            let early = tokio::time::timeout(std::time::Duration::from_millis(100), &mut waiting).await;
+            assert!(early.is_err(), "a body was decoded while the only decoder thread was busy");
+            release.send(()).unwrap();
+            holding.await.unwrap().unwrap();
+            assert_eq!(waiting.await.unwrap().len(), 2000);
+            // A bomb without a declared size stops at the limit there too.
+            let bomb = Bytes::from(stream_of_zeros(4 << 20, 3, None));
+            let e = decoders.parse::<Vec<String>>(bomb, 1 << 20, None).await.unwrap_err();
+            assert!(matches!(e, ApiError::TooLarge(_)), "{e}");
+            // A panic costs its request an error, not the thread.
+            let e = decoders.run(|| panic!("a decoder bug")).await.unwrap_err();
+            assert!(matches!(e, ApiError::Internal(_)));
+            assert_eq!(decoders.run(|| 7).await.unwrap(), 7);
         });
     }
 }
