@@ -1,5 +1,6 @@
 //! What a hostile caller costs the site: a zstd bomb is never decoded for a wrong key and is
-//! refused at `max_decoded_bytes` for a right one; wrong credentials from one address are
+//! refused at `max_decoded_bytes` for a right one; a report refused for its key before its
+//! body was read still reaches its sender as a 401; wrong credentials from one address are
 //! answered 429 with `Retry-After` once its budget is spent (admin token, client key,
 //! enrollment secret, console login), while right credentials from that same address pass.
 
@@ -73,6 +74,29 @@ fn a_zstd_bomb_is_decoded_only_after_the_key_is_checked_and_only_up_to_the_limit
     assert_eq!(sample(&scrape(&site), DECODED), decoded + 2.0);
     // The client still reports normally.
     agent.cycle();
+    site.stop();
+}
+
+#[test]
+fn a_large_report_with_a_wrong_key_is_refused_unread_and_its_sender_still_reads_the_401() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut site = Site::init(tmp.path(), "S01");
+    site.start();
+    // Just under max_body_bytes: the site refuses it before reading it, then reads and drops
+    // the rest, so the sender still writing it reads the refusal rather than a reset
+    // connection (a broken pipe, before the site discarded refused bodies).
+    let body = vec![b' '; 15 << 20];
+    for _ in 0..3 {
+        let resp = http()
+            .post(&format!("{}/cap/v1/report", site.url))
+            .header("Authorization", &format!("Bearer {MADE_UP}"))
+            .header("Content-Type", "application/json")
+            .send(&body[..]);
+        let mut resp = resp.unwrap_or_else(|e| panic!("the refusal of a large report was lost: {e}"));
+        assert_eq!(resp.status(), 401);
+        let text = resp.body_mut().read_to_string().unwrap();
+        assert!(text.contains("re-enroll"), "{text}");
+    }
     site.stop();
 }
 

@@ -113,6 +113,29 @@ impl RawBody {
     }
 }
 
+/// How long a refused request's unread body is read and thrown away at most.
+const DISCARD_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Reads and throws away the body of a request refused before its body was read (up to
+/// `max_body_bytes`, for at most [`DISCARD_TIME`]), holding one read buffer at a time: the
+/// connection would otherwise close with the body still arriving, and a sender still writing
+/// a large body sees its connection reset instead of the refusal.
+pub async fn discard(request: Request, state: &AppState) {
+    use axum::body::HttpBody;
+    let limit = state.limits.max_body_bytes;
+    let mut body = std::pin::pin!(request.into_body());
+    let read = async {
+        let mut seen = 0usize;
+        while seen <= limit {
+            match std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
+                Some(Ok(frame)) => seen += frame.data_ref().map_or(0, |d| d.len()),
+                _ => return,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DISCARD_TIME, read).await;
+}
+
 /// A JSON body of type `T`, decompressed when the sender compressed it. Put it after the
 /// route's authenticating extractor: nothing is read before that one accepted the caller.
 pub struct Body<T>(pub T);

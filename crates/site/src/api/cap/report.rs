@@ -106,8 +106,11 @@ pub async fn apply(
     // lately is, and any other is checked on its own first, so a wrong key costs one read and
     // never a body read, decompressed or parsed (a zstd bomb sent with a made-up key is
     // refused before its first byte is decoded).
-    if !state.known_keys.vouch(&token) {
-        token.check(&state).await?;
+    if !state.known_keys.vouch(&token)
+        && let Err(refusal) = token.check(&state).await
+    {
+        crate::api::body::discard(request, &state).await;
+        return Err(refusal);
     }
     let body = match RawBody::from_request(request, &state).await {
         Ok(raw) => raw.parse::<IncomingReport>(&state).await,
