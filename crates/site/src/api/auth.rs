@@ -123,8 +123,8 @@ impl KnownKeys {
 }
 
 /// A client token, parsed but not yet checked: for a handler that asks the store to check it
-/// in the same read as its own work ([`Client::from_store`] turns the store's answer into a
-/// [`Client`] or the same refusals as the [`Client`] extractor).
+/// in the same read as its own work ([`ClientCredentials::accept`] turns the store's answer
+/// into a [`Client`] or the same refusals as the [`Client`] extractor).
 pub struct ClientCredentials {
     pub client_id: Uuid,
     pub key_hash: Digest,

@@ -104,8 +104,9 @@ pub async fn apply(
 ) -> Result<Json<ReportAck>, ApiError> {
     // Nothing of the body is read before the key is vouched for: a key this site accepted
     // lately is, and any other is checked on its own first, so a wrong key costs one read and
-    // never a body read, decompressed or parsed (a zstd bomb sent with a made-up key is
-    // refused before its first byte is decoded).
+    // its body is never held, decompressed or parsed (a zstd bomb sent with a made-up key is
+    // refused before its first byte is decoded); it is only read and dropped after the refusal,
+    // so that its sender reads the answer.
     if !state.known_keys.vouch(&token)
         && let Err(refusal) = token.check(&state).await
     {
