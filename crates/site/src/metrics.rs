@@ -36,10 +36,11 @@
 //!   [`Refusal`] that `api/error.rs` gives each status (`unauthorized` counts wrong tokens, say;
 //!   `rate_limited` counts the 429s of an address over its budget of failed credential checks,
 //!   `crate::api::throttle`, a sign that something keeps trying wrong tokens).
-//! * `invsite_zstd_bodies_decoded_total`: compressed request bodies the site decompressed. A
-//!   body is decompressed only after its sender's credentials were checked, so this counts
-//!   reports and forwarded batches from callers the site accepted, and never moves for a
-//!   wrong key (`crate::api::body`).
+//! * `invsite_zstd_bodies_decoded_total`: compressed request bodies the site set out to
+//!   decompress (one whose frame headers declare more than the limit stops there). A body is
+//!   decompressed only after its sender's credentials were checked, so this counts reports and
+//!   forwarded batches from callers the site accepted, and never moves for a wrong key
+//!   (`crate::api::body`).
 //!
 //! Labels are small fixed sets (class, kind, reason); never a client name or id, so the page
 //! tells nothing about which machines a site holds and its size does not grow with them.
@@ -337,7 +338,7 @@ impl Metrics {
         self.refused.get_or_create(&RefusalLabels { reason }).inc();
     }
 
-    /// A compressed request body is about to be decompressed.
+    /// A compressed request body is handed to the decoder.
     pub fn body_decoded(&self) {
         self.bodies_decoded.inc();
     }

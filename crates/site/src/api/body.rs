@@ -104,12 +104,16 @@ impl RawBody {
             return parse(&self.bytes);
         }
         let limit = state.limits.max_decoded_bytes;
-        let declared = frames(&self.bytes, limit)?;
         state.metrics.body_decoded();
-        match declared {
-            Some(size) if size <= INLINE_MAX => parse(&decode_inline(&self.bytes, limit, declared)?),
-            _ => state.decoders.parse(self.bytes, limit, declared).await,
+        // The frame headers of a body small as sent are walked here; those of a larger one on
+        // its decoder thread, since walking them takes time in proportion to the body.
+        if self.bytes.len() <= INLINE_MAX {
+            let declared = frames(&self.bytes, limit)?;
+            if declared.is_some_and(|size| size <= INLINE_MAX) {
+                return parse(&decode_inline(&self.bytes, limit, declared)?);
+            }
         }
+        state.decoders.parse(self.bytes, limit).await
     }
 }
 
@@ -348,15 +352,10 @@ impl Decoders {
         result.await.map_err(|_| ApiError::Internal("a decoder thread failed on a request body".to_string()))
     }
 
-    /// Decodes `raw` and parses it as a `T` on a decoder thread; the decoded bytes are freed
-    /// there, before the thread takes the next body.
-    async fn parse<T: DeserializeOwned + Send + 'static>(
-        &self,
-        raw: Bytes,
-        limit: usize,
-        declared: Option<usize>,
-    ) -> Result<T, ApiError> {
-        self.run(move || decode_mapped(&raw, limit, declared)).await?
+    /// Walks `raw`'s frames, decodes it and parses it as a `T` on a decoder thread; the
+    /// decoded bytes are freed there, before the thread takes the next body.
+    async fn parse<T: DeserializeOwned + Send + 'static>(&self, raw: Bytes, limit: usize) -> Result<T, ApiError> {
+        self.run(move || decode_mapped(&raw, limit, frames(&raw, limit)?)).await?
     }
 }
 
@@ -459,8 +458,7 @@ mod tests {
             let json = serde_json::to_vec(&vec!["x".repeat(100); 2000]).unwrap();
             assert!(json.len() > INLINE_MAX);
             let packed = Bytes::from(zstd::bulk::compress(&json, 3).unwrap());
-            let declared = frames(&packed, 1 << 20).unwrap();
-            let parsed: Vec<String> = decoders.parse(packed.clone(), 1 << 20, declared).await.unwrap();
+            let parsed: Vec<String> = decoders.parse(packed.clone(), 1 << 20).await.unwrap();
             assert_eq!(parsed.len(), 2000);
             let thread = decoders.run(|| std::thread::current().name().map(str::to_string)).await.unwrap();
             assert_eq!(thread.as_deref(), Some("invsite-decode-0"));
@@ -468,7 +466,7 @@ mod tests {
             // the thread is let go, however long the wait.
             let (release, busy) = mpsc::channel::<()>();
             let holding = decoders.submit(move || busy.recv()).unwrap();
-            let mut waiting = std::pin::pin!(decoders.parse::<Vec<String>>(packed, 1 << 20, declared));
+            let mut waiting = std::pin::pin!(decoders.parse::<Vec<String>>(packed, 1 << 20));
             let early = tokio::time::timeout(std::time::Duration::from_millis(100), &mut waiting).await;
             assert!(early.is_err(), "a body was decoded while the only decoder thread was busy");
             release.send(()).unwrap();
@@ -476,7 +474,7 @@ mod tests {
             assert_eq!(waiting.await.unwrap().len(), 2000);
             // A bomb without a declared size stops at the limit there too.
             let bomb = Bytes::from(stream_of_zeros(4 << 20, 3, None));
-            let e = decoders.parse::<Vec<String>>(bomb, 1 << 20, None).await.unwrap_err();
+            let e = decoders.parse::<Vec<String>>(bomb, 1 << 20).await.unwrap_err();
             assert!(matches!(e, ApiError::TooLarge(_)), "{e}");
             // A panic costs its request an error, not the thread.
             let e = decoders.run(|| panic!("a decoder bug")).await.unwrap_err();
