@@ -50,6 +50,9 @@ pub const WINDOW_LOG_MAX: u32 = 23;
 /// delta decodes in microseconds, less than a hand-off to a decoder thread costs.
 pub const INLINE_MAX: usize = 64 * 1024;
 
+/// Bodies that may decode to this many bytes or more are decoded into a memory mapping.
+const MAP_MIN: usize = 1024 * 1024;
+
 /// A thread's decoder context that grew past this (its window and buffers, for a large body)
 /// is freed after its body rather than kept for the next, so idle contexts hold little memory.
 const KEEP_CONTEXT_BYTES: usize = 2 * 1024 * 1024;
@@ -290,9 +293,13 @@ fn decode_into<C: WriteBuf + ?Sized>(
 /// Decodes a large body into an anonymous memory mapping of `bound` + 1 bytes: its pages are
 /// made resident only as decoded bytes land in them, and all of them go back to the system
 /// when it is dropped, rather than staying with the allocator (which kept a freed 64 MiB
-/// buffer resident per thread).
+/// buffer resident per thread). A body that declares less than [`MAP_MIN`] (a full report is
+/// a few hundred kilobytes) goes into a `Vec`, sparing it the mapping's system calls.
 fn decode_mapped<T: DeserializeOwned>(raw: &[u8], limit: usize, declared: Option<usize>) -> Result<T, ApiError> {
     let bound = declared.unwrap_or(limit);
+    if bound < MAP_MIN {
+        return parse(&decode_inline(raw, limit, declared)?);
+    }
     let mut out = memmap2::MmapMut::map_anon(bound + 1)
         .map_err(|e| ApiError::Internal(format!("cannot map {} bytes to decode a request body into: {e}", bound + 1)))?;
     let written = with_context(|context| decode_into(context, raw, limit, bound, &mut out[..]))?;
