@@ -19,9 +19,9 @@
 //! * The output buffer never grows past the limit: a body without declared sizes is decoded
 //!   into a buffer of `max_decoded_bytes + 1` whose pages are touched only as bytes arrive,
 //!   never by doubling a `Vec` (what `read_to_end` did, which is how one bomb cost three times
-//!   the limit). Large bodies are decoded into an anonymous memory mapping, returned to the
-//!   system as soon as the body is parsed.
-//! * Bodies larger than [`INLINE_MAX`] are decoded on `max_parallel_decodes` threads of their
+//!   the limit). Bodies that may decode to a mebibyte or more are decoded into an anonymous
+//!   memory mapping, returned to the system as soon as the body is parsed.
+//! * Bodies that do not declare at most [`INLINE_MAX`] bytes are decoded on `max_parallel_decodes` threads of their
 //!   own ([`Decoders`]; decoding 64 MiB takes tens of milliseconds of CPU, which would stall
 //!   every connection an async worker serves). A decoded buffer is parsed and freed on its
 //!   thread, so however many requests are in flight, decoded bodies hold at most
@@ -42,8 +42,7 @@ use crate::server::AppState;
 
 /// The largest decoder window accepted, as a power of two: 8 MiB, the most RFC 8878 (section
 /// 3.1.1.1.2) recommends decoders support. zstd's compressor stays within it at every level up
-/// to 19 (the agent and the forwarder use 3); only the "ultra" levels 20 to 22 and `--long`
-/// ask for more.
+/// to 19 (the agent uses 3); only the "ultra" levels 20 to 22 and `--long` ask for more.
 pub const WINDOW_LOG_MAX: u32 = 23;
 
 /// Bodies that declare at most this many decoded bytes are decoded on the async worker: a
