@@ -21,9 +21,9 @@
 //!   never by doubling a `Vec` (what `read_to_end` did, which is how one bomb cost three times
 //!   the limit). Bodies that may decode to a mebibyte or more are decoded into an anonymous
 //!   memory mapping, returned to the system as soon as the body is parsed.
-//! * Bodies that do not declare at most [`INLINE_MAX`] bytes are decoded on `max_parallel_decodes` threads of their
-//!   own ([`Decoders`]; decoding 64 MiB takes tens of milliseconds of CPU, which would stall
-//!   every connection an async worker serves). A decoded buffer is parsed and freed on its
+//! * Bodies that do not declare at most [`INLINE_MAX`] bytes are decoded on
+//!   `max_parallel_decodes` threads of their own ([`Decoders`]; decoding 64 MiB takes tens of
+//!   milliseconds of CPU, which would stall every connection an async worker serves). A decoded buffer is parsed and freed on its
 //!   thread, so however many requests are in flight, decoded bodies hold at most
 //!   `max_parallel_decodes × (max_decoded_bytes + window)`. Threads of their own rather than
 //!   tokio's blocking pool: each keeps a decoder context (and its window) between bodies, and
