@@ -23,11 +23,11 @@
 //!   memory mapping, returned to the system as soon as the body is parsed.
 //! * Bodies that do not declare at most [`INLINE_MAX`] bytes are decoded on
 //!   `max_parallel_decodes` threads of their own ([`Decoders`]; decoding 64 MiB takes tens of
-//!   milliseconds of CPU, which would stall every connection an async worker serves). A decoded buffer is parsed and freed on its
-//!   thread, so however many requests are in flight, decoded bodies hold at most
-//!   `max_parallel_decodes × (max_decoded_bytes + window)`. Threads of their own rather than
-//!   tokio's blocking pool: each keeps a decoder context (and its window) between bodies, and
-//!   the pool may run hundreds of threads.
+//!   milliseconds of CPU, which would stall every connection an async worker serves). A
+//!   decoded buffer is parsed and freed on its thread, so however many requests are in flight,
+//!   decoded bodies hold at most `max_parallel_decodes × (max_decoded_bytes + window)`.
+//!   Threads of their own rather than tokio's blocking pool: each keeps a decoder context (and
+//!   its window) between bodies, and the pool may run hundreds of threads.
 
 use std::sync::{mpsc, Arc, Mutex};
 
