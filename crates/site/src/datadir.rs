@@ -69,6 +69,14 @@ pub struct Limits {
     pub max_key_len: usize,
     /// Length of an attribute value, in bytes.
     pub max_value_len: usize,
+    /// Compressed bodies of more than `api::body::INLINE_MAX` decoded bytes decoded at once,
+    /// each on a thread of its own; each holds up to `max_decoded_bytes` while it is decoded
+    /// and parsed, so this bounds their memory (decoding is CPU work: more threads than cores
+    /// gain nothing).
+    pub max_parallel_decodes: usize,
+    /// Failed credential checks (wrong tokens, keys, secrets, console logins) one remote
+    /// address may make per minute before its refusals become 429 (`api::throttle`).
+    pub auth_failures_per_minute: u32,
 }
 
 impl Default for Limits {
@@ -80,6 +88,8 @@ impl Default for Limits {
             max_attrs: 64,
             max_key_len: 512,
             max_value_len: 4096,
+            max_parallel_decodes: 2,
+            auth_failures_per_minute: 60,
         }
     }
 }

@@ -11,8 +11,10 @@
 //! socket directly, and its read buffer is bounded.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::time::Duration;
 
+use axum::extract::ConnectInfo;
 use axum::Router;
 use axum::serve::Listener;
 use hyper::server::conn::http1;
@@ -34,7 +36,7 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// once they all did.
 pub async fn serve<L>(mut listener: L, app: Router, shutdown: impl Future<Output = ()>)
 where
-    L: Listener,
+    L: Listener<Addr = SocketAddr>,
 {
     let mut builder = http1::Builder::new();
     builder
@@ -45,11 +47,18 @@ where
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let (io, _peer) = tokio::select! {
+        let (io, peer) = tokio::select! {
             conn = listener.accept() => conn,
             () = &mut shutdown => break,
         };
-        let conn = builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(app.clone()));
+        // Every request carries the peer's address (axum's `ConnectInfo`), which the budget of
+        // failed credential checks is kept per (`api::throttle`).
+        let service = TowerToHyperService::new(app.clone());
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            hyper::service::Service::call(&service, request)
+        });
+        let conn = builder.serve_connection(TokioIo::new(io), service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {

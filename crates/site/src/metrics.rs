@@ -36,7 +36,14 @@
 //!   file, PostgreSQL down). Any increase needs an operator: `/healthz` answers 503 while the
 //!   last write failed, and the log says once what to do (see the store's `health` module).
 //! * `invsite_requests_refused_total{reason}`: requests answered with an error, by the reason
-//!   [`Refusal`] that `api/error.rs` gives each status (`unauthorized` counts wrong tokens, say).
+//!   [`Refusal`] that `api/error.rs` gives each status (`unauthorized` counts wrong tokens, say;
+//!   `rate_limited` counts the 429s of an address over its budget of failed credential checks,
+//!   `crate::api::throttle`, a sign that something keeps trying wrong tokens).
+//! * `invsite_zstd_bodies_decoded_total`: compressed request bodies the site set out to
+//!   decompress (one whose frame headers declare more than the limit stops there). A body is
+//!   decompressed only after its sender's credentials were checked, so this counts reports and
+//!   forwarded batches from callers the site accepted, and never moves for a wrong key
+//!   (`crate::api::body`).
 //!
 //! Labels are small fixed sets (class, kind, reason); never a client name or id, so the page
 //! tells nothing about which machines a site holds and its size does not grow with them.
@@ -86,6 +93,7 @@ pub enum Refusal {
     OtherSite,
     TooLarge,
     Unsupported,
+    RateLimited,
     Internal,
     Unavailable,
     Other,
@@ -100,6 +108,7 @@ impl Refusal {
         Refusal::OtherSite,
         Refusal::TooLarge,
         Refusal::Unsupported,
+        Refusal::RateLimited,
         Refusal::Internal,
         Refusal::Unavailable,
         Refusal::Other,
@@ -114,6 +123,7 @@ impl Refusal {
             Refusal::OtherSite => "other_site",
             Refusal::TooLarge => "too_large",
             Refusal::Unsupported => "unsupported",
+            Refusal::RateLimited => "rate_limited",
             Refusal::Internal => "internal",
             Refusal::Unavailable => "unavailable",
             Refusal::Other => "other",
@@ -210,6 +220,7 @@ pub struct Metrics {
     outbox_oldest_age: Gauge<f64, AtomicU64>,
     refused: Family<RefusalLabels, Counter>,
     store_write_errors: Counter,
+    bodies_decoded: Counter,
 }
 
 impl Default for Metrics {
@@ -233,6 +244,7 @@ impl Metrics {
             outbox_oldest_age: Gauge::default(),
             refused: Family::default(),
             store_write_errors: Counter::default(),
+            bodies_decoded: Counter::default(),
         };
         m.register()
     }
@@ -272,6 +284,11 @@ impl Metrics {
             "store_write_errors",
             "Writes the site's database refused (disk full, read-only, database down)",
             self.store_write_errors.clone(),
+        );
+        r.register(
+            "zstd_bodies_decoded",
+            "Compressed request bodies decompressed, each after its sender's credentials were checked",
+            self.bodies_decoded.clone(),
         );
         // Every label value of the bounded sets shows from the start, at 0, so a rate() over
         // a series that has never moved is 0 rather than absent. (`get_or_create` creates the
@@ -343,6 +360,11 @@ impl Metrics {
         }
     }
 
+    /// A compressed request body is handed to the decoder.
+    pub fn body_decoded(&self) {
+        self.bodies_decoded.inc();
+    }
+
     /// The page, with the gauges set from the values read at scrape time.
     pub fn render(&self, connected: usize, outbox_depth: i64, outbox_oldest_age_seconds: f64) -> String {
         self.connected_agents.set(connected as i64);
@@ -412,6 +434,7 @@ mod tests {
             Refusal::OtherSite => ApiError::OtherSite(m),
             Refusal::TooLarge => ApiError::TooLarge(m),
             Refusal::Unsupported => ApiError::Unsupported(m),
+            Refusal::RateLimited => ApiError::TooManyRequests { message: m, retry_after_secs: 7 },
             Refusal::Internal => ApiError::Internal(m),
             Refusal::Unavailable => ApiError::Unavailable(m),
             Refusal::Other => unreachable!("no ApiError maps to other"),
@@ -428,6 +451,7 @@ mod tests {
             (Refusal::OtherSite, StatusCode::MISDIRECTED_REQUEST, "other_site"),
             (Refusal::TooLarge, StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             (Refusal::Unsupported, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported"),
+            (Refusal::RateLimited, StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             (Refusal::Internal, StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             (Refusal::Unavailable, StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         ];
@@ -458,6 +482,7 @@ mod tests {
             ("invsite_outbox_depth", "gauge"),
             ("invsite_outbox_oldest_age_seconds", "gauge"),
             ("invsite_requests_refused_total", "counter"),
+            ("invsite_zstd_bodies_decoded_total", "counter"),
         ] {
             assert!(page.contains(&format!("# TYPE {name} {kind}\n")), "no {name} {kind} in:\n{page}");
         }

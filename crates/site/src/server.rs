@@ -39,6 +39,12 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The web console's login sessions, in memory: a restart logs everybody out.
     pub console: Arc<crate::console::session::Sessions>,
+    /// The threads large compressed bodies are decoded on, `max_parallel_decodes` of them.
+    pub decoders: Arc<crate::api::body::Decoders>,
+    /// Client keys accepted lately: a report's body is read only once its key is vouched for.
+    pub known_keys: Arc<crate::api::auth::KnownKeys>,
+    /// The budget of failed credential checks per remote address.
+    pub auth_failures: Arc<crate::api::throttle::AuthFailures>,
 
     /// The parent site's URL from the configuration, for a child site (`GET /api/v1/site`).
     pub parent_url: Option<String>,
@@ -88,6 +94,9 @@ impl AppState {
             metrics: Arc::new(crate::metrics::Metrics::new()),
             // Cookies get `Secure` once `Server::bind` knows the site serves TLS.
             console: Arc::new(crate::console::session::Sessions::new(false)),
+            decoders: Arc::new(crate::api::body::Decoders::new(config.limits.max_parallel_decodes)),
+            known_keys: Arc::default(),
+            auth_failures: Arc::new(crate::api::throttle::AuthFailures::new(config.limits.auth_failures_per_minute)),
             runtime: Arc::new(Mutex::new(Runtime { parent_code: None, public_url: config.url.clone() })),
         })
     }

@@ -14,6 +14,7 @@ mod exit_codes;
 mod exports;
 mod health;
 mod hierarchy;
+mod hostile;
 mod metrics;
 mod names;
 mod pipes;

@@ -8,7 +8,7 @@ use crate::common::*;
 
 /// `GET /metrics` without a token (it needs none), checked for the content type Prometheus
 /// expects of the text format.
-fn scrape(site: &Site) -> String {
+pub fn scrape(site: &Site) -> String {
     let mut resp = http().get(&format!("{}/metrics", site.url)).call().unwrap();
     assert_eq!(resp.status(), 200);
     let content_type = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
@@ -17,7 +17,7 @@ fn scrape(site: &Site) -> String {
 }
 
 /// One sample's value, by its exact name and labels as they appear on the page.
-fn sample(page: &str, series: &str) -> f64 {
+pub fn sample(page: &str, series: &str) -> f64 {
     page.lines()
         .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
         .unwrap_or_else(|| panic!("no sample {series} on the page:\n{page}"))

@@ -1,7 +1,12 @@
 //! Who is calling: extractors that authenticate a request once per route group, so handlers
 //! never check credentials themselves. [`Admin`] needs the admin token; [`Client`] needs a
 //! client token and yields the client it belongs to; [`Child`] needs a child site's token and
-//! yields the child's code.
+//! yields the child's code. Every wrong credential counts against its address's budget
+//! ([`super::throttle`]), which turns the refusal into 429 once the budget is spent.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
 
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
@@ -12,6 +17,7 @@ use invsync_store::Authenticated;
 use uuid::Uuid;
 
 use super::error::ApiError;
+use super::throttle::Peer;
 use crate::secret::ct_eq;
 use crate::server::AppState;
 
@@ -29,7 +35,9 @@ impl FromRequestParts<AppState> for Admin {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Admin, ApiError> {
         match bearer(parts) {
             Some(t) if ct_eq(t.as_bytes(), state.admin_token.as_bytes()) => Ok(Admin),
-            Some(_) => Err(ApiError::Unauthorized("wrong admin token".to_string())),
+            Some(_) => Err(state
+                .auth_failures
+                .refuse(Peer::of(parts).0, ApiError::Unauthorized("wrong admin token".to_string()))),
             None => Err(ApiError::Unauthorized(
                 "this endpoint needs the admin token (Authorization: Bearer …)".to_string(),
             )),
@@ -74,12 +82,54 @@ impl FromRequestParts<AppState> for Client {
     }
 }
 
+/// Client keys this site accepted lately, by client id: whether a report's key can be vouched
+/// for without a read of its own before its body is read and decoded (`cap/report.rs`). Only a
+/// key the store accepted is ever put here, and the store checks every report's key again
+/// anyway, so an entry gone stale (the key revoked, or replaced by enrolling again) costs at
+/// most one body decoded within the limits before the store refuses it. Bounded: when full,
+/// it is emptied, and each client's next report costs one read more.
+pub struct KnownKeys {
+    map: Mutex<HashMap<Uuid, Digest>>,
+}
+
+/// The most keys remembered: about 64 bytes each, so at most ~13 MB, for a site of up to this
+/// many clients reporting; beyond that, keys are forgotten and read again.
+const KNOWN_KEYS_MAX: usize = 200_000;
+
+impl Default for KnownKeys {
+    fn default() -> KnownKeys {
+        KnownKeys { map: Mutex::new(HashMap::new()) }
+    }
+}
+
+impl KnownKeys {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Digest>> {
+        // Entries are plain values; a panic elsewhere cannot leave one half-written.
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether these credentials were accepted lately (compared in constant time).
+    pub fn vouch(&self, token: &ClientCredentials) -> bool {
+        self.map().get(&token.client_id).is_some_and(|known| known.ct_eq(&token.key_hash))
+    }
+
+    fn remember(&self, token: &ClientCredentials) {
+        let mut map = self.map();
+        if map.len() >= KNOWN_KEYS_MAX && !map.contains_key(&token.client_id) {
+            map.clear();
+        }
+        map.insert(token.client_id, token.key_hash);
+    }
+}
+
 /// A client token, parsed but not yet checked: for a handler that asks the store to check it
-/// in the same read as its own work ([`Client::from_store`] turns the store's answer into a
-/// [`Client`] or the same refusals as the [`Client`] extractor).
+/// in the same read as its own work ([`ClientCredentials::accept`] turns the store's answer
+/// into a [`Client`] or the same refusals as the [`Client`] extractor).
 pub struct ClientCredentials {
     pub client_id: Uuid,
     pub key_hash: Digest,
+    /// Where they came from: a wrong key counts against that address's budget.
+    pub peer: Option<IpAddr>,
 }
 
 impl ClientCredentials {
@@ -88,16 +138,32 @@ impl ClientCredentials {
     /// for its work (a caller without a valid token is told that first).
     pub async fn check(&self, state: &AppState) -> Result<Client, ApiError> {
         let found = state.store.authenticate_key(self.client_id, &self.key_hash).await?;
-        Ok(Client::from_store(found)?.0)
+        Ok(self.accept(state, found)?.0)
+    }
+
+    /// [`Client::from_store`] for these credentials: a refusal counts against the caller's
+    /// address, and an accepted key is remembered in [`KnownKeys`].
+    pub fn accept<T>(&self, state: &AppState, found: Authenticated<T>) -> Result<(Client, T), ApiError> {
+        match Client::from_store(found) {
+            Ok(accepted) => {
+                state.known_keys.remember(self);
+                Ok(accepted)
+            }
+            Err(refusal) => Err(state.auth_failures.refuse(self.peer, refusal)),
+        }
     }
 }
 
 impl FromRequestParts<AppState> for ClientCredentials {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<ClientCredentials, ApiError> {
-        let token = bearer(parts).and_then(ClientToken::parse).ok_or_else(unknown_client)?;
-        Ok(ClientCredentials { client_id: token.client_id, key_hash: token.key_hash() })
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<ClientCredentials, ApiError> {
+        let peer = Peer::of(parts).0;
+        let token = match bearer(parts) {
+            Some(raw) => ClientToken::parse(raw).ok_or_else(|| state.auth_failures.refuse(peer, unknown_client()))?,
+            None => return Err(unknown_client()),
+        };
+        Ok(ClientCredentials { client_id: token.client_id, key_hash: token.key_hash(), peer })
     }
 }
 
@@ -115,10 +181,15 @@ impl FromRequestParts<AppState> for Child {
                 "unknown or wrong child-site token; issue one with `invsite child-token CODE` at this site".to_string(),
             )
         };
-        let token = bearer(parts).and_then(ChildToken::parse).ok_or_else(refused)?;
-        let stored = state.store.child_key_hash(&token.code).await?.ok_or_else(refused)?;
-        if !token.key_hash().ct_eq(&stored) {
+        let peer = Peer::of(parts).0;
+        let Some(raw) = bearer(parts) else {
             return Err(refused());
+        };
+        let failed = || state.auth_failures.refuse(peer, refused());
+        let token = ChildToken::parse(raw).ok_or_else(failed)?;
+        let stored = state.store.child_key_hash(&token.code).await?.ok_or_else(failed)?;
+        if !token.key_hash().ct_eq(&stored) {
+            return Err(failed());
         }
         Ok(Child { code: token.code })
     }

@@ -4,7 +4,8 @@
 //! reason `/metrics` counts it under.
 
 use axum::extract::rejection::{JsonRejection, PathRejection};
-use axum::http::StatusCode;
+use axum::http::header::RETRY_AFTER;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use invsync_proto::wire::ErrorBody;
@@ -42,6 +43,10 @@ pub enum ApiError {
     /// shown to the caller.
     #[error("the site cannot store anything now; try again later")]
     Unavailable(String),
+    /// 429: the caller's address failed too many credential checks lately
+    /// ([`super::throttle`]); `Retry-After` says in how many seconds it may fail again.
+    #[error("{message}")]
+    TooManyRequests { message: String, retry_after_secs: u64 },
     /// 500: something the caller cannot fix; the detail goes to the log only.
     #[error("internal error")]
     Internal(String),
@@ -109,6 +114,7 @@ impl ApiError {
             ApiError::OtherSite(_) => Refusal::OtherSite,
             ApiError::TooLarge(_) => Refusal::TooLarge,
             ApiError::Unsupported(_) => Refusal::Unsupported,
+            ApiError::TooManyRequests { .. } => Refusal::RateLimited,
             ApiError::Internal(_) => Refusal::Internal,
             ApiError::Unavailable(_) => Refusal::Unavailable,
         }
@@ -130,6 +136,7 @@ impl IntoResponse for ApiError {
                 tracing::debug!(error = %detail, "Refused a request while the database refuses writes.");
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(detail) => {
                 // An operator must act: the database or the machine is failing.
                 tracing::error!(error = %detail, "A request failed inside the site.");
@@ -139,9 +146,17 @@ impl IntoResponse for ApiError {
         if status.is_client_error() {
             tracing::debug!(status = status.as_u16(), error = %self, "Refused a request.");
         }
+        let retry_after = match &self {
+            ApiError::TooManyRequests { retry_after_secs, .. } => Some(*retry_after_secs),
+            _ => None,
+        };
         // The reason travels with the response to the layer that counts it
         // (`metrics::count_refusals`); this conversion has no state to count in.
-        (status, axum::Extension(refusal), Json(ErrorBody { error: self.to_string() })).into_response()
+        let mut response = (status, axum::Extension(refusal), Json(ErrorBody { error: self.to_string() })).into_response();
+        if let Some(secs) = retry_after {
+            response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
     }
 }
 

@@ -11,6 +11,7 @@ pub mod export;
 pub mod health;
 pub mod openapi;
 pub mod site;
+pub mod throttle;
 
 use axum::routing::{get, post};
 use axum::Router;

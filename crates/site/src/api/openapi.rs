@@ -114,7 +114,7 @@ pub fn router() -> Router<AppState> {
         wire::VersionCount,
         admin::software::Format,
     )),
-    modifiers(&BearerToken),
+    modifiers(&BearerToken, &RateLimited),
 )]
 pub struct ApiDoc;
 
@@ -125,6 +125,34 @@ impl utoipa::Modify for BearerToken {
     fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
         let components = doc.components.get_or_insert_with(Default::default);
         components.add_security_scheme("admin_token", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+    }
+}
+
+/// The 429 of every operation that needs the admin token: answered instead of 401 to an address
+/// over its budget of failed credential checks (`api::throttle`), so one place documents it
+/// for all of them.
+struct RateLimited;
+
+impl utoipa::Modify for RateLimited {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+        use utoipa::openapi::{Content, Header, Ref, RefOr, ResponseBuilder};
+        let seconds = Schema::Object(ObjectBuilder::new().schema_type(Type::Integer).build());
+        let response = ResponseBuilder::new()
+            .description(
+                "A wrong admin token from an address that presented too many lately (the site's \
+                 `auth_failures_per_minute`); a right token is always served",
+            )
+            .content("application/json", Content::new(Some(Ref::from_schema_name("ErrorBody"))))
+            .header("Retry-After", Header::new(RefOr::T(seconds)))
+            .build();
+        for item in doc.paths.paths.values_mut() {
+            for op in [&mut item.get, &mut item.post].into_iter().flatten() {
+                if op.security.is_some() {
+                    op.responses.responses.insert("429".to_string(), RefOr::T(response.clone()));
+                }
+            }
+        }
     }
 }
 
@@ -176,7 +204,7 @@ mod tests {
             } else {
                 assert_eq!(security[0]["admin_token"], serde_json::json!([]), "{} {}", r.method, r.path);
                 let responses = op["responses"].as_object().unwrap();
-                for status in ["401", "500"] {
+                for status in ["401", "429", "500"] {
                     let body = &responses[status]["content"]["application/json"]["schema"]["$ref"];
                     assert_eq!(body, "#/components/schemas/ErrorBody", "{} {} {status}", r.method, r.path);
                 }

@@ -34,6 +34,12 @@ pub struct Args {
     /// Longest attribute value, in bytes
     #[arg(long, value_name = "BYTES", value_parser = positive)]
     pub max_value_len: Option<usize>,
+    /// Most large compressed bodies decoded at once (each may hold max-decoded-bytes)
+    #[arg(long, value_name = "N", value_parser = positive)]
+    pub max_parallel_decodes: Option<usize>,
+    /// Failed credential checks one remote address may make per minute before it is answered 429
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub auth_failures_per_minute: Option<u32>,
     /// The time between cycles this site asks its agents for (4h, 30m, …), sent in check-in
     /// answers; an agent whose interval was set on its machine keeps its own; `none` leaves it
     /// to each agent again
@@ -79,6 +85,8 @@ fn show(config: &crate::datadir::Config) -> std::io::Result<()> {
     invsync_proto::outln!("  max-attrs {}", l.max_attrs)?;
     invsync_proto::outln!("  max-key-len {}", l.max_key_len)?;
     invsync_proto::outln!("  max-value-len {}", l.max_value_len)?;
+    invsync_proto::outln!("  max-parallel-decodes {}", l.max_parallel_decodes)?;
+    invsync_proto::outln!("  auth-failures-per-minute {}", l.auth_failures_per_minute)?;
     match config.agent_interval_secs {
         Some(secs) => invsync_proto::outln!(
             "  agent-interval {}",
@@ -116,10 +124,14 @@ pub fn apply(args: Args, matches: Option<&clap::ArgMatches>) -> Result<()> {
         (args.max_attrs, &mut l.max_attrs),
         (args.max_key_len, &mut l.max_key_len),
         (args.max_value_len, &mut l.max_value_len),
+        (args.max_parallel_decodes, &mut l.max_parallel_decodes),
     ] {
         if let Some(v) = value {
             *slot = v;
         }
+    }
+    if let Some(n) = args.auth_failures_per_minute {
+        l.auth_failures_per_minute = n;
     }
     if let Some(AgentInterval(secs)) = args.agent_interval {
         config.agent_interval_secs = secs;

@@ -15,6 +15,8 @@ use serde::Deserialize;
 use super::csrf::{valid, Posted};
 use super::session::{cookie_value, LOGIN_COOKIE, SESSION_COOKIE};
 use super::ConsoleError;
+use crate::api::error::ApiError;
+use crate::api::throttle::Peer;
 use crate::secret::ct_eq;
 use crate::server::AppState;
 
@@ -52,7 +54,12 @@ pub async fn form(State(state): State<AppState>, headers: HeaderMap) -> Result<R
     login_page(&state, StatusCode::OK, None)
 }
 
-pub async fn apply(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ConsoleError> {
+pub async fn apply(
+    State(state): State<AppState>,
+    Peer(peer): Peer,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ConsoleError> {
     let form: LoginForm = serde_urlencoded::from_bytes(&body)
         .map_err(|e| ConsoleError::BadInput(format!("invalid login form: {e}")))?;
     let expected = cookie_value(&headers, LOGIN_COOKIE).unwrap_or_default();
@@ -64,8 +71,15 @@ pub async fn apply(State(state): State<AppState>, headers: HeaderMap, body: Byte
         ));
     }
     if !ct_eq(form.token.trim().as_bytes(), state.admin_token.as_bytes()) {
+        const WRONG: &str = "wrong admin token; `invsite admin-token` prints it";
+        // Counted like the API's wrong tokens; past the address's budget the answer is the
+        // API's 429 (with `Retry-After`) as a page, not the form again.
+        let refusal = state.auth_failures.refuse(peer, ApiError::Unauthorized(WRONG.to_string()));
+        if let ApiError::TooManyRequests { .. } = refusal {
+            return Err(refusal.into());
+        }
         tracing::info!("Refused a console login with a wrong admin token.");
-        return login_page(&state, StatusCode::FORBIDDEN, Some("wrong admin token; `invsite admin-token` prints it"));
+        return login_page(&state, StatusCode::FORBIDDEN, Some(WRONG));
     }
     let id = state.console.create();
     tracing::info!("Console login.");

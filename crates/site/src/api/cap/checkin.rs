@@ -7,7 +7,7 @@ use axum::Json;
 use invsync_proto::wire::{CheckinRequest, CheckinResponse};
 use invsync_proto::Timestamp;
 
-use crate::api::auth::{Client, ClientCredentials};
+use crate::api::auth::ClientCredentials;
 use crate::api::error::ApiError;
 use crate::server::AppState;
 
@@ -27,7 +27,7 @@ pub async fn apply(
     };
     // The credentials are checked in the same read as the check-in itself.
     let found = state.store.checkin_with_key(token.client_id, &token.key_hash, Timestamp::now()).await?;
-    let (client, mut resp) = Client::from_store(found)?;
+    let (client, mut resp) = token.accept(&state, found)?;
     resp.agent_interval_secs = state.agent_interval_secs;
     state.metrics.checkin();
     if !resp.instructions.is_empty() {

@@ -9,6 +9,7 @@ use invsync_proto::Timestamp;
 use invsync_store::Enrollment;
 
 use crate::api::error::ApiError;
+use crate::api::throttle::Peer;
 use crate::secret::{ct_eq, random_bytes};
 use crate::server::AppState;
 
@@ -29,6 +30,7 @@ fn check_machine_id(raw: &str) -> Result<(), ApiError> {
 
 pub async fn apply(
     State(state): State<AppState>,
+    Peer(peer): Peer,
     body: Result<Json<EnrollRequest>, JsonRejection>,
 ) -> Result<Json<EnrollResponse>, ApiError> {
     let Json(req) = body?;
@@ -37,8 +39,11 @@ pub async fn apply(
         .enroll_secret()
         .map_err(|e| ApiError::Internal(format!("cannot read the enrollment secret: {e:#}")))?;
     if !ct_eq(req.secret.as_bytes(), secret.as_bytes()) {
-        return Err(ApiError::Unauthorized(
-            "wrong enrollment secret; ask the site administrator for `invsite enroll-secret`".to_string(),
+        return Err(state.auth_failures.refuse(
+            peer,
+            ApiError::Unauthorized(
+                "wrong enrollment secret; ask the site administrator for `invsite enroll-secret`".to_string(),
+            ),
         ));
     }
     check_machine_id(&req.machine_id)?;

@@ -1,15 +1,16 @@
 //! `POST /cap/v1/report`: one class's inventory, full or delta, from the client that owns it.
 //! Bounds on the report's shape (the site's configured [`Limits`]) are checked before the
-//! store sees it, so a refused report stores nothing.
+//! store sees it, so a refused report stores nothing. The body is read, decompressed and
+//! parsed only once the client's key is vouched for (`crate::api::body`).
 
-use axum::extract::State;
+use axum::extract::{FromRequest, Request, State};
 use axum::Json;
 use invsync_proto::wire::{ReportAck, ReportBodyOf};
 use invsync_proto::Timestamp;
 use invsync_store::{IncomingReport, PreparedItems};
 
-use crate::api::auth::{Client, ClientCredentials};
-use crate::api::body::Body;
+use crate::api::auth::ClientCredentials;
+use crate::api::body::RawBody;
 use crate::api::error::ApiError;
 use crate::datadir::Limits;
 use crate::server::AppState;
@@ -99,12 +100,28 @@ fn check_report(report: &IncomingReport, limits: &Limits) -> Result<(), ApiError
 pub async fn apply(
     State(state): State<AppState>,
     token: ClientCredentials,
-    body: Result<Body<IncomingReport>, ApiError>,
+    request: Request,
 ) -> Result<Json<ReportAck>, ApiError> {
-    // The credentials are checked in the same read as the report's plan. A report refused
-    // before that (unreadable, or over the limits) stores nothing, but a caller without a valid
-    // token is told that first, as every other CAP route does.
-    let checked = body.and_then(|Body(report)| check_report(&report, &state.limits).map(|()| report));
+    // Nothing of the body is read before the key is vouched for: a key this site accepted
+    // lately is, and any other is checked on its own first, so a wrong key costs one read and
+    // its body is never held, decompressed or parsed (a zstd bomb sent with a made-up key is
+    // refused before its first byte is decoded); it is only read and dropped after the refusal,
+    // so that its sender reads the answer.
+    if !state.known_keys.vouch(&token)
+        && let Err(refusal) = token.check(&state).await
+    {
+        crate::api::body::discard(request, &state).await;
+        return Err(refusal);
+    }
+    let body = match RawBody::from_request(request, &state).await {
+        Ok(raw) => raw.parse::<IncomingReport>(&state).await,
+        Err(refusal) => Err(refusal),
+    };
+    // The credentials are checked again in the same read as the report's plan. A report
+    // refused before that (unreadable, or over the limits) stores nothing, but a caller without
+    // a valid token (a vouched-for key revoked since) is told that first, as every other CAP
+    // route does.
+    let checked = body.and_then(|report| check_report(&report, &state.limits).map(|()| report));
     let report = match checked {
         Ok(report) => report,
         Err(refusal) => {
@@ -116,7 +133,7 @@ pub async fn apply(
     let (class, full, report_id) = (report.class, report.body.is_full(), report.report_id);
     let answers = if full { report.answers.clone() } else { Vec::new() };
     let found = state.store.store_incoming_with_key(token.client_id, &token.key_hash, report, now).await?;
-    let (client, ack) = Client::from_store(found)?;
+    let (client, ack) = token.accept(&state, found)?;
     if matches!(ack, ReportAck::Accepted { .. }) {
         state.forward_wake.notify_one();
     }
