@@ -100,7 +100,7 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 10] = [
+    pub const ALL: [Refusal; 11] = [
         Refusal::BadInput,
         Refusal::Unauthorized,
         Refusal::NotFound,
