@@ -46,6 +46,12 @@ fn sibling_command(name: &str) -> String {
     let Ok(exe) = std::env::current_exe() else { return name.to_string() };
     let Some(bin_dir) = exe.parent() else { return name.to_string() };
     let path = bin_dir.join(name);
+    if !path.exists() {
+        // Started with `cargo run --bin invsite`, which builds only invsite: a printed path
+        // would not exist, so the command is printed as cargo would run it.
+        let release = if bin_dir.ends_with("release") { " --release" } else { "" };
+        return format!("cargo run -q{release} --bin {name} --");
+    }
     let shown = std::env::current_dir()
         .ok()
         .and_then(|cwd| path.strip_prefix(&cwd).ok().map(|p| Path::new(".").join(p)))
