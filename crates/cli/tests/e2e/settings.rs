@@ -115,26 +115,14 @@ fn invsite_serve_takes_its_settings_from_a_file_and_config_show_says_so() {
     let mut serve = bin("invsite")
         .args(["serve", "--config", &file])
         .env_remove("INVSITE_DIR")
+        .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let line = read_first_line(&mut serve);
+    let line = Lines::of(serve.stdout.take().unwrap()).next_within(30).expect("the server printed its address within 30 s");
     assert!(line.starts_with("invsite S01 serving on http://127.0.0.1:"), "{line:?}");
     unsafe { libc::kill(serve.id() as i32, libc::SIGTERM) };
-    assert!(serve.wait().unwrap().success());
-}
-
-/// The first line a child prints, within 30 s.
-fn read_first_line(child: &mut std::process::Child) -> String {
-    use std::io::BufRead;
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = std::io::BufReader::new(out).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    rx.recv_timeout(std::time::Duration::from_secs(30)).expect("the server printed its address within 30 s")
+    assert!(exit_within(&mut serve, 30, "invsite serve after SIGTERM").success());
 }
 
 #[test]
@@ -189,5 +177,5 @@ fn the_daemon_waits_for_its_splay_unless_asked_to_cycle() {
     agent.cycle();
     assert!(site.show("WEB1")["sw"]["version"].as_i64().is_some());
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    assert!(child.wait().unwrap().success());
+    assert!(exit_within(&mut child, 30, "invagent run after SIGTERM").success());
 }
