@@ -46,7 +46,8 @@ pub struct Config {
     pub limits: Limits,
 }
 
-/// Bounds on requests, each refused with a 4xx naming the limit, before anything is stored.
+/// Bounds on requests, each refused with a 4xx naming the limit, before anything is stored,
+/// and on the connections requests arrive on (SECURITY.md, "Connection limits").
 /// The defaults are far above any real host (a Debian host with everything installed has about
 /// 6,000 packages, ~1.2 MB of report JSON) and far below what would hurt the site.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,6 +65,23 @@ pub struct Limits {
     pub max_key_len: usize,
     /// Length of an attribute value, in bytes.
     pub max_value_len: usize,
+    /// Seconds a client has to send a request's head, and again to send its body once the
+    /// head arrived (plus a second for every `min_body_rate` bytes of body it sent); a
+    /// connection over it is closed. A parked long-poll is not cut: its request arrived.
+    pub request_timeout_secs: u64,
+    /// Bytes per second that a body too long to arrive within `request_timeout_secs` must keep
+    /// up on average.
+    pub min_body_rate: u64,
+    /// Open connections at most; further ones are closed as soon as they are accepted. Never
+    /// more than the descriptor limit leaves after a reserve for the database and log files.
+    pub max_connections: usize,
+    /// Connections one remote address may hold open while none of their requests has
+    /// authenticated yet (an agent's, child site's or administrator's token, a console
+    /// session); 0: no bound.
+    pub max_unauthenticated_per_address: usize,
+    /// Seconds a stopping server waits for in-flight requests before it drops their
+    /// connections.
+    pub shutdown_grace_secs: u64,
 }
 
 impl Default for Limits {
@@ -75,6 +93,18 @@ impl Default for Limits {
             max_attrs: 64,
             max_key_len: 512,
             max_value_len: 4096,
+            request_timeout_secs: 30,
+            // An agent's full report, ~1.2 MB of JSON uncompressed, arrives within the timeout
+            // plus 75 s at this rate: a slow link is served, a trickle is not.
+            min_body_rate: 16 * 1024,
+            // SPEC section 10: 10,000 connected agents, with room for their reconnections, the
+            // administrators and the monitoring.
+            max_connections: 20_000,
+            // A browser opens about six; an office or a NAT of agents rarely has more than a
+            // few dozen connecting at the same instant (each authenticates with its first
+            // request), and one address cannot hold more of the site than this.
+            max_unauthenticated_per_address: 64,
+            shutdown_grace_secs: 10,
         }
     }
 }

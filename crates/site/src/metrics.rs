@@ -34,6 +34,17 @@
 //!   refusing: nothing is lost, but nothing above this site is current.
 //! * `invsite_requests_refused_total{reason}`: requests answered with an error, by the reason
 //!   [`Refusal`] that `api/error.rs` gives each status (`unauthorized` counts wrong tokens, say).
+//! * `invsite_connections_open`: connections open now (agents' long-polls included), against
+//!   the bound `max_connections` (`connections.rs`).
+//! * `invsite_connections_refused_total{reason="limit|address"}`: connections closed as soon as
+//!   they were accepted, because the site held `max_connections` (`limit`) or their address held
+//!   `max_unauthenticated_per_address` connections that had not authenticated (`address`). A
+//!   steady rate of `address` is one address flooding the site, or many clients behind one
+//!   proxy or NAT (raise the bound then); `limit` means the site is full.
+//! * `invsite_accept_errors_total`: `accept` failures other than a connection that died
+//!   first, typically the process out of descriptors: an operator must look.
+//! * `invsite_request_timeouts_total`: requests whose body did not arrive within the request
+//!   deadline (`request_timeout_secs`, `min_body_rate`); their connections were closed.
 //!
 //! Labels are small fixed sets (class, kind, reason); never a client name or id, so the page
 //! tells nothing about which machines a site holds and its size does not grow with them.
@@ -83,12 +94,14 @@ pub enum Refusal {
     OtherSite,
     TooLarge,
     Unsupported,
+    TimedOut,
+    NotImplemented,
     Internal,
     Other,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 9] = [
+    pub const ALL: [Refusal; 11] = [
         Refusal::BadInput,
         Refusal::Unauthorized,
         Refusal::NotFound,
@@ -96,6 +109,8 @@ impl Refusal {
         Refusal::OtherSite,
         Refusal::TooLarge,
         Refusal::Unsupported,
+        Refusal::TimedOut,
+        Refusal::NotImplemented,
         Refusal::Internal,
         Refusal::Other,
     ];
@@ -109,6 +124,8 @@ impl Refusal {
             Refusal::OtherSite => "other_site",
             Refusal::TooLarge => "too_large",
             Refusal::Unsupported => "unsupported",
+            Refusal::TimedOut => "timed_out",
+            Refusal::NotImplemented => "not_implemented",
             Refusal::Internal => "internal",
             Refusal::Other => "other",
         }
@@ -118,6 +135,25 @@ impl Refusal {
 impl EncodeLabelValue for Refusal {
     fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
         encoder.write_str(self.as_str())
+    }
+}
+
+/// Why a connection was closed as soon as it was accepted: the `reason` label of
+/// `invsite_connections_refused_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConnectionRefusal {
+    /// The site held `max_connections`.
+    Limit = 0,
+    /// The address held `max_unauthenticated_per_address` unauthenticated connections.
+    Address = 1,
+}
+
+impl EncodeLabelValue for ConnectionRefusal {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        encoder.write_str(match self {
+            ConnectionRefusal::Limit => "limit",
+            ConnectionRefusal::Address => "address",
+        })
     }
 }
 
@@ -185,6 +221,11 @@ struct RefusalLabels {
     reason: Refusal,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ConnectionRefusalLabels {
+    reason: ConnectionRefusal,
+}
+
 fn latency_histogram() -> Histogram {
     Histogram::new(LATENCY_BUCKETS)
 }
@@ -203,6 +244,10 @@ pub struct Metrics {
     outbox_depth: Gauge,
     outbox_oldest_age: Gauge<f64, AtomicU64>,
     refused: Family<RefusalLabels, Counter>,
+    connections_open: Gauge,
+    connections_refused: Family<ConnectionRefusalLabels, Counter>,
+    accept_errors: Counter,
+    request_timeouts: Counter,
 }
 
 impl Default for Metrics {
@@ -225,6 +270,10 @@ impl Metrics {
             outbox_depth: Gauge::default(),
             outbox_oldest_age: Gauge::default(),
             refused: Family::default(),
+            connections_open: Gauge::default(),
+            connections_refused: Family::default(),
+            accept_errors: Counter::default(),
+            request_timeouts: Counter::default(),
         };
         m.register()
     }
@@ -260,6 +309,18 @@ impl Metrics {
             self.outbox_oldest_age.clone(),
         );
         r.register("requests_refused", "Requests answered with an error, by reason", self.refused.clone());
+        r.register("connections_open", "Connections open now", self.connections_open.clone());
+        r.register(
+            "connections_refused",
+            "Connections closed as soon as accepted: the site was full (limit) or their address held its share of unauthenticated connections (address)",
+            self.connections_refused.clone(),
+        );
+        r.register("accept_errors", "Failed accepts, such as the process out of descriptors", self.accept_errors.clone());
+        r.register(
+            "request_timeouts",
+            "Requests whose body did not arrive within the request deadline; their connections were closed",
+            self.request_timeouts.clone(),
+        );
         // Every label value of the bounded sets shows from the start, at 0, so a rate() over
         // a series that has never moved is 0 rather than absent. (`get_or_create` creates the
         // series and returns a read guard on the family, dropped at once.)
@@ -277,6 +338,9 @@ impl Metrics {
         }
         for reason in Refusal::ALL {
             drop(self.refused.get_or_create(&RefusalLabels { reason }));
+        }
+        for reason in [ConnectionRefusal::Limit, ConnectionRefusal::Address] {
+            drop(self.connections_refused.get_or_create(&ConnectionRefusalLabels { reason }));
         }
         self
     }
@@ -319,6 +383,26 @@ impl Metrics {
 
     pub fn refused(&self, reason: Refusal) {
         self.refused.get_or_create(&RefusalLabels { reason }).inc();
+    }
+
+    pub fn connection_opened(&self) {
+        self.connections_open.inc();
+    }
+
+    pub fn connection_closed(&self) {
+        self.connections_open.dec();
+    }
+
+    pub fn connection_refused(&self, reason: ConnectionRefusal) {
+        self.connections_refused.get_or_create(&ConnectionRefusalLabels { reason }).inc();
+    }
+
+    pub fn accept_failed(&self) {
+        self.accept_errors.inc();
+    }
+
+    pub fn request_timed_out(&self) {
+        self.request_timeouts.inc();
     }
 
     /// The page, with the gauges set from the values read at scrape time.
@@ -389,6 +473,8 @@ mod tests {
             Refusal::OtherSite => ApiError::OtherSite(m),
             Refusal::TooLarge => ApiError::TooLarge(m),
             Refusal::Unsupported => ApiError::Unsupported(m),
+            Refusal::TimedOut => ApiError::TimedOut(m),
+            Refusal::NotImplemented => ApiError::NotImplemented(m),
             Refusal::Internal => ApiError::Internal(m),
             Refusal::Other => unreachable!("no ApiError maps to other"),
         }
@@ -404,6 +490,8 @@ mod tests {
             (Refusal::OtherSite, StatusCode::MISDIRECTED_REQUEST, "other_site"),
             (Refusal::TooLarge, StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             (Refusal::Unsupported, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported"),
+            (Refusal::TimedOut, StatusCode::REQUEST_TIMEOUT, "timed_out"),
+            (Refusal::NotImplemented, StatusCode::NOT_IMPLEMENTED, "not_implemented"),
             (Refusal::Internal, StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         ];
         for (reason, status, label) in expected {
@@ -433,11 +521,16 @@ mod tests {
             ("invsite_outbox_depth", "gauge"),
             ("invsite_outbox_oldest_age_seconds", "gauge"),
             ("invsite_requests_refused_total", "counter"),
+            ("invsite_connections_open", "gauge"),
+            ("invsite_connections_refused_total", "counter"),
+            ("invsite_accept_errors_total", "counter"),
+            ("invsite_request_timeouts_total", "counter"),
         ] {
             assert!(page.contains(&format!("# TYPE {name} {kind}\n")), "no {name} {kind} in:\n{page}");
         }
         assert!(page.contains("invsite_reports_accepted_total{class=\"sw\",kind=\"delta\"} 0\n"), "{page}");
         assert!(page.contains("invsite_requests_refused_total{reason=\"other\"} 0\n"), "{page}");
+        assert!(page.contains("invsite_connections_refused_total{reason=\"address\"} 0\n"), "{page}");
         assert!(page.contains("invsite_resync_latency_seconds_count{class=\"hw\"} 0\n"), "{page}");
     }
 

@@ -9,6 +9,7 @@ mod console_browser;
 mod database;
 mod deltas;
 mod exit_codes;
+mod hardening;
 mod hierarchy;
 mod metrics;
 mod names;

@@ -1,7 +1,9 @@
 //! Who is calling: extractors that authenticate a request once per route group, so handlers
 //! never check credentials themselves. [`Admin`] needs the admin token; [`Client`] needs a
 //! client token and yields the client it belongs to; [`Child`] needs a child site's token and
-//! yields the child's code.
+//! yields the child's code. Each marks the connection the request came on authenticated when
+//! the credentials are valid, so it no longer counts against its address's bound on
+//! unauthenticated connections (`connections.rs`).
 
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
@@ -12,6 +14,7 @@ use invsync_store::Authenticated;
 use uuid::Uuid;
 
 use super::error::ApiError;
+use crate::connections::{mark_authenticated, ConnectionHandle};
 use crate::secret::ct_eq;
 use crate::server::AppState;
 
@@ -28,7 +31,10 @@ impl FromRequestParts<AppState> for Admin {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Admin, ApiError> {
         match bearer(parts) {
-            Some(t) if ct_eq(t.as_bytes(), state.admin_token.as_bytes()) => Ok(Admin),
+            Some(t) if ct_eq(t.as_bytes(), state.admin_token.as_bytes()) => {
+                mark_authenticated(&parts.extensions);
+                Ok(Admin)
+            }
             Some(_) => Err(ApiError::Unauthorized("wrong admin token".to_string())),
             None => Err(ApiError::Unauthorized(
                 "this endpoint needs the admin token (Authorization: Bearer …)".to_string(),
@@ -80,6 +86,9 @@ impl FromRequestParts<AppState> for Client {
 pub struct ClientCredentials {
     pub client_id: Uuid,
     pub key_hash: Digest,
+    /// The connection the request came on, marked authenticated once the credentials are
+    /// found valid.
+    connection: Option<ConnectionHandle>,
 }
 
 impl ClientCredentials {
@@ -88,7 +97,16 @@ impl ClientCredentials {
     /// for its work (a caller without a valid token is told that first).
     pub async fn check(&self, state: &AppState) -> Result<Client, ApiError> {
         let found = state.store.authenticate_key(self.client_id, &self.key_hash).await?;
-        Ok(Client::from_store(found)?.0)
+        let client = Client::from_store(found)?.0;
+        self.authenticated();
+        Ok(client)
+    }
+
+    /// The store found these credentials valid: their connection is an authenticated one.
+    pub fn authenticated(&self) {
+        if let Some(c) = &self.connection {
+            c.authenticated();
+        }
     }
 }
 
@@ -97,7 +115,8 @@ impl FromRequestParts<AppState> for ClientCredentials {
 
     async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<ClientCredentials, ApiError> {
         let token = bearer(parts).and_then(ClientToken::parse).ok_or_else(unknown_client)?;
-        Ok(ClientCredentials { client_id: token.client_id, key_hash: token.key_hash() })
+        let connection = parts.extensions.get::<ConnectionHandle>().cloned();
+        Ok(ClientCredentials { client_id: token.client_id, key_hash: token.key_hash(), connection })
     }
 }
 
@@ -120,6 +139,7 @@ impl FromRequestParts<AppState> for Child {
         if !token.key_hash().ct_eq(&stored) {
             return Err(refused());
         }
+        mark_authenticated(&parts.extensions);
         Ok(Child { code: token.code })
     }
 }

@@ -9,6 +9,7 @@ pub mod cap;
 pub mod error;
 pub mod health;
 pub mod openapi;
+pub mod plain;
 pub mod site;
 
 use axum::routing::{get, post};

@@ -1,7 +1,8 @@
 //! `invsite config`: show or change the settings of an existing site that may change after
 //! `invsite init`: whether the site queues resync requests its parent routes down (`invsync
 //! --via-child` at a site above), off unless the administrator of this site turns it on, since
-//! it lets administrators of sites above act on this site's clients; and the request limits. A running
+//! it lets administrators of sites above act on this site's clients; and the request and
+//! connection limits. A running
 //! server reads its configuration when it starts, so a change takes effect at its next start;
 //! the parent learns of it from the status the site reports then.
 
@@ -34,6 +35,21 @@ pub struct Args {
     /// Longest attribute value, in bytes
     #[arg(long, value_name = "BYTES", value_parser = positive)]
     pub max_value_len: Option<usize>,
+    /// Seconds a client has to send a request's head, and again its body
+    #[arg(long, value_name = "SECONDS", value_parser = positive)]
+    pub request_timeout: Option<usize>,
+    /// Bytes per second a long request body must keep up on average
+    #[arg(long, value_name = "BYTES", value_parser = positive)]
+    pub min_body_rate: Option<usize>,
+    /// Open connections at most
+    #[arg(long, value_name = "N", value_parser = positive)]
+    pub max_connections: Option<usize>,
+    /// Connections one address may hold before any of its requests authenticated (0: no bound)
+    #[arg(long, value_name = "N")]
+    pub max_unauthenticated_per_address: Option<usize>,
+    /// Seconds a stopping server waits for in-flight requests
+    #[arg(long, value_name = "SECONDS", value_parser = positive)]
+    pub shutdown_grace: Option<usize>,
 }
 
 fn positive(raw: &str) -> Result<usize, String> {
@@ -53,6 +69,11 @@ fn show(config: &crate::datadir::Config) {
     println!("  max-attrs {}", l.max_attrs);
     println!("  max-key-len {}", l.max_key_len);
     println!("  max-value-len {}", l.max_value_len);
+    println!("  request-timeout {}", l.request_timeout_secs);
+    println!("  min-body-rate {}", l.min_body_rate);
+    println!("  max-connections {}", l.max_connections);
+    println!("  max-unauthenticated-per-address {}", l.max_unauthenticated_per_address);
+    println!("  shutdown-grace {}", l.shutdown_grace_secs);
 }
 
 fn on_off(v: bool) -> &'static str {
@@ -71,9 +92,20 @@ pub fn apply(args: Args) -> Result<()> {
         (args.max_attrs, &mut l.max_attrs),
         (args.max_key_len, &mut l.max_key_len),
         (args.max_value_len, &mut l.max_value_len),
+        (args.max_connections, &mut l.max_connections),
+        (args.max_unauthenticated_per_address, &mut l.max_unauthenticated_per_address),
     ] {
         if let Some(v) = value {
             *slot = v;
+        }
+    }
+    for (value, slot) in [
+        (args.request_timeout, &mut l.request_timeout_secs),
+        (args.min_body_rate, &mut l.min_body_rate),
+        (args.shutdown_grace, &mut l.shutdown_grace_secs),
+    ] {
+        if let Some(v) = value {
+            *slot = v as u64;
         }
     }
     if let Some(accept) = args.accept_parent_requests {

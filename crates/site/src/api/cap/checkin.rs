@@ -9,25 +9,33 @@ use invsync_proto::Timestamp;
 
 use crate::api::auth::{Client, ClientCredentials};
 use crate::api::error::ApiError;
+use crate::api::plain::Plain;
 use crate::server::AppState;
 
 pub async fn apply(
     State(state): State<AppState>,
     token: ClientCredentials,
+    plain: Result<Plain, ApiError>,
     body: Result<Json<CheckinRequest>, JsonRejection>,
 ) -> Result<Json<CheckinResponse>, ApiError> {
-    let Json(_req) = match body {
-        Ok(body) => body,
-        Err(rejection) => {
+    let read = match (plain, body) {
+        (Ok(Plain), Ok(Json(req))) => Ok(req),
+        (Err(encoded), _) => Err(encoded),
+        (Ok(Plain), Err(rejection)) => Err(rejection.into()),
+    };
+    let _req = match read {
+        Ok(req) => req,
+        Err(refused) => {
             // A refused body stores nothing, but a caller without a valid token is told that
             // first, as the `Client` extractor does on every other CAP route.
             token.check(&state).await?;
-            return Err(rejection.into());
+            return Err(refused);
         }
     };
     // The credentials are checked in the same read as the check-in itself.
     let found = state.store.checkin_with_key(token.client_id, &token.key_hash, Timestamp::now()).await?;
     let (client, resp) = Client::from_store(found)?;
+    token.authenticated();
     state.metrics.checkin();
     if !resp.instructions.is_empty() {
         tracing::info!(client = %client.name, count = resp.instructions.len(), "Delivered instructions.");

@@ -9,6 +9,7 @@ use invsync_proto::Timestamp;
 use invsync_store::Enrollment;
 
 use crate::api::error::ApiError;
+use crate::api::plain::Plain;
 use crate::secret::{ct_eq, random_bytes};
 use crate::server::AppState;
 
@@ -29,6 +30,7 @@ fn check_machine_id(raw: &str) -> Result<(), ApiError> {
 
 pub async fn apply(
     State(state): State<AppState>,
+    _plain: Plain,
     body: Result<Json<EnrollRequest>, JsonRejection>,
 ) -> Result<Json<EnrollResponse>, ApiError> {
     let Json(req) = body?;

@@ -117,6 +117,7 @@ pub async fn apply(
     let answers = if full { report.answers.clone() } else { Vec::new() };
     let found = state.store.store_incoming_with_key(token.client_id, &token.key_hash, report, now).await?;
     let (client, ack) = Client::from_store(found)?;
+    token.authenticated();
     if matches!(ack, ReportAck::Accepted { .. }) {
         state.forward_wake.notify_one();
     }
