@@ -11,7 +11,8 @@
 //! one of its requests presented a valid token or console session, so 10,000 agents behind a
 //! NAT each hold their long-poll, while one address that never authenticates (a slow-body
 //! flood, say) holds at most `max_unauthenticated_per_address` connections and cannot take the
-//! ones `/healthz`, agents and administrators elsewhere need.
+//! ones `/healthz`, agents and administrators elsewhere need. Whatever the configuration, one
+//! address never holds more than half the connection bound.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -81,10 +82,16 @@ pub struct Connections {
 impl Connections {
     /// Bounds from the configuration, the global one capped by `descriptors`.
     pub fn new(limits: &Limits, descriptors: u64, metrics: Arc<Metrics>) -> Connections {
-        let allowed = connections_allowed_by(descriptors);
+        let max_open = limits.max_connections.min(connections_allowed_by(descriptors));
+        // One address never holds more than half the site, whatever the configuration says,
+        // so a small descriptor limit still leaves room for everybody else.
+        let per_address = match limits.max_unauthenticated_per_address {
+            0 => 0,
+            n => n.min((max_open / 2).max(1)),
+        };
         Connections {
-            max_open: limits.max_connections.min(allowed),
-            max_unauthenticated_per_address: limits.max_unauthenticated_per_address,
+            max_open,
+            max_unauthenticated_per_address: per_address,
             open: AtomicUsize::new(0),
             unauthenticated: Mutex::new(HashMap::new()),
             metrics,
@@ -95,6 +102,11 @@ impl Connections {
     /// The bound in force on open connections.
     pub fn max_open(&self) -> usize {
         self.max_open
+    }
+
+    /// The bound in force on one address's unauthenticated connections (0: none).
+    pub fn max_unauthenticated_per_address(&self) -> usize {
+        self.max_unauthenticated_per_address
     }
 
     /// Connections open now.
@@ -350,7 +362,12 @@ mod tests {
         assert_eq!(connections_allowed_by(256), 128);
         assert_eq!(connections_allowed_by(100), 50);
         let limits = Limits { max_connections: 20_000, ..Limits::default() };
-        assert_eq!(Connections::new(&limits, 1024, Arc::new(Metrics::new())).max_open(), 896);
+        let c = Connections::new(&limits, 1024, Arc::new(Metrics::new()));
+        assert_eq!(c.max_open(), 896);
+        assert_eq!(c.max_unauthenticated_per_address(), 256);
+        // One address never gets more than half of what the descriptors allow.
+        let c = Connections::new(&limits, 256, Arc::new(Metrics::new()));
+        assert_eq!((c.max_open(), c.max_unauthenticated_per_address()), (128, 64));
     }
 
     #[test]

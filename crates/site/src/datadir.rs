@@ -76,8 +76,9 @@ pub struct Limits {
     /// more than the descriptor limit leaves after a reserve for the database and log files.
     pub max_connections: usize,
     /// Connections one remote address may hold open while none of their requests has
-    /// authenticated yet (an agent's, child site's or administrator's token, a console
-    /// session); 0: no bound.
+    /// authenticated yet (an agent's, child site's or administrator's token, the enrollment
+    /// secret, a console session), and never more than half of the connection bound; 0: no
+    /// bound.
     pub max_unauthenticated_per_address: usize,
     /// Seconds a stopping server waits for in-flight requests before it drops their
     /// connections.
@@ -100,10 +101,11 @@ impl Default for Limits {
             // SPEC section 10: 10,000 connected agents, with room for their reconnections, the
             // administrators and the monitoring.
             max_connections: 20_000,
-            // A browser opens about six; an office or a NAT of agents rarely has more than a
-            // few dozen connecting at the same instant (each authenticates with its first
-            // request), and one address cannot hold more of the site than this.
-            max_unauthenticated_per_address: 64,
+            // A browser opens about six; a NAT of agents, or the load generator, rarely has more
+            // than a few dozen connecting at the same instant (each authenticates with its
+            // first request); a flood from one address holds no more than this, for no longer
+            // than the request deadline.
+            max_unauthenticated_per_address: 256,
             shutdown_grace_secs: 10,
         }
     }

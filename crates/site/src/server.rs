@@ -192,7 +192,7 @@ impl Server {
         tracing::info!(
             descriptors,
             max_connections = max_open,
-            max_unauthenticated_per_address = config.limits.max_unauthenticated_per_address,
+            max_unauthenticated_per_address = state.connections.max_unauthenticated_per_address(),
             "Connection bounds."
         );
         let listener = TcpListener::bind(addr).await.map_err(|e| {
