@@ -6,16 +6,19 @@
 # VmRSS and how long `/healthz` takes on a fresh connection (from the flooding address itself);
 # then it sends SIGTERM while the flood is still held and says how long the site took to exit.
 #
-# Usage: bench/slow-body-flood.sh INVSITE [--samples 5,25,45,90] [--connections N] [-- CONFIG-ARGS...]
+# Usage: bench/slow-body-flood.sh INVSITE [--samples 5,25,45,90] [--connections N] [--from ADDR] [-- CONFIG-ARGS...]
 # INVSITE is the `invsite` binary to measure; CONFIG-ARGS go to `invsite config` before the
-# start (e.g. `--max-unauthenticated-per-address 0`). Needs python3, ss, and `ulimit -n` above N.
+# start (e.g. `--max-unauthenticated-per-address 0`). --from makes the flood come from another
+# loopback address (127.0.0.2), so `/healthz` is asked from a different address than the
+# flood's. Needs python3, ss, and `ulimit -n` above N.
 set -euo pipefail
 BIN="$1"; shift
-SAMPLES=5,25,45,90 N=2000
+SAMPLES=5,25,45,90 N=2000 FROM=127.0.0.1
 while [ $# -gt 0 ]; do
   case "$1" in
     --samples) SAMPLES="$2"; shift 2 ;;
     --connections) N="$2"; shift 2 ;;
+    --from) FROM="$2"; shift 2 ;;
     --) shift; break ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
@@ -29,10 +32,11 @@ PID=$!
 for _ in $(seq 100); do [ -s "$D/s/serve.addr" ] && break; sleep 0.1; done
 PORT=$(sed 's/.*://' "$D/s/serve.addr")
 echo "site pid $PID, port $PORT, config: ${*:-defaults}"
-python3 - "$PORT" "$N" "$PID" "$SAMPLES" <<'PY'
+python3 - "$PORT" "$N" "$PID" "$SAMPLES" "$FROM" <<'PY'
 import os, signal, socket, subprocess, sys, time, urllib.request
 port, n, pid = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 samples = [float(x) for x in sys.argv[4].split(",")]
+source = (sys.argv[5], 0)
 def rss_mib():
     for line in open(f"/proc/{pid}/status"):
         if line.startswith("VmRSS:"):
@@ -53,13 +57,13 @@ head = b"POST /cap/v1/enroll HTTP/1.1\r\nHost: x\r\nContent-Type: application/js
 socks, failed = [], 0
 for _ in range(n):
     try:
-        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        s = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=source)
         s.sendall(head)
         socks.append(s)
     except OSError:
         failed += 1
 start = time.monotonic()
-print(f"opened {len(socks)} of {n} ({failed} failed to connect or send)")
+print(f"opened {len(socks)} of {n} from {source[0]} ({failed} failed to connect or send)")
 for at in samples:
     time.sleep(max(0, start + at - time.monotonic()))
     print(f"t={at:>4.0f} s: the site holds {held():>5}, site RSS {rss_mib():.1f} MiB, /healthz {healthz()}")
