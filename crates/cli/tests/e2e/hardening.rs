@@ -409,3 +409,72 @@ fn invsite_config_shows_and_sets_the_connection_limits() {
     assert_eq!(config["limits"]["request_timeout_secs"], 5);
     assert_eq!(config["limits"]["max_unauthenticated_per_address"], 0);
 }
+
+/// Sends one request on a keep-alive connection and reads its whole response (by its
+/// `content-length`), leaving the connection open.
+fn exchange(s: &mut TcpStream, request: &str) -> String {
+    s.write_all(request.as_bytes()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = s.read(&mut buf).expect("the site answers within 60 s");
+        assert!(n > 0, "the site closed the connection; so far: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap()))
+                .unwrap_or(0);
+            if body.len() >= length {
+                return text;
+            }
+        }
+    }
+}
+
+#[test]
+fn a_connection_that_authenticated_no_longer_counts_against_its_address() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut site = Site::init(tmp.path(), "S01");
+    set_limits(&site, json!({ "max_unauthenticated_per_address": 2 }));
+    site.start();
+    let agent = Agent::enroll(tmp.path(), &site, "minimal", "pc1");
+    let to = addr(&site);
+    let post = |path: &str, auth: &str, body: &str| {
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    // Three kept-alive connections, each authenticated by its first request: the admin token,
+    // a client token, the enrollment secret.
+    let mut admin = TcpStream::connect(to).unwrap();
+    let response = exchange(
+        &mut admin,
+        &format!("GET /api/v1/clients HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\r\n", site.admin_token()),
+    );
+    assert_eq!(status(&response), 200, "{response}");
+    let mut checkin = TcpStream::connect(to).unwrap();
+    let response = exchange(&mut checkin, &post("/cap/v1/checkin", &format!("Authorization: Bearer {}\r\n", agent.token()), "{}"));
+    assert_eq!(status(&response), 200, "{response}");
+    let mut enroll = TcpStream::connect(to).unwrap();
+    let body = json!({ "secret": site.secret(), "name": "pc2", "machine_id": "m2" }).to_string();
+    let response = exchange(&mut enroll, &post("/cap/v1/enroll", "", &body));
+    assert_eq!(status(&response), 200, "{response}");
+    // Two unauthenticated connections still fit beside them, a third does not.
+    let mut idle: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(to).unwrap()).collect();
+    let healthz = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    for s in &mut idle {
+        assert_eq!(status(&exchange(s, healthz)), 200);
+    }
+    let mut third = TcpStream::connect(to).unwrap();
+    third.write_all(healthz.as_bytes()).ok();
+    let answer = read_until_closed(&mut third, 60).expect("the site closed the connection over the address's bound");
+    assert_eq!(answer, "", "a refused connection gets no answer");
+    // The authenticated connections still serve.
+    assert_eq!(status(&exchange(&mut admin, healthz)), 200);
+    drop((admin, checkin, enroll, idle));
+    site.stop();
+}
