@@ -1,9 +1,9 @@
 //! Who is calling: extractors that authenticate a request once per route group, so handlers
 //! never check credentials themselves. [`Admin`] needs the admin token; [`Client`] needs a
 //! client token and yields the client it belongs to; [`Child`] needs a child site's token and
-//! yields the child's code. Each (and enrollment, for a valid secret) marks the connection the request came on authenticated when
-//! the credentials are valid, so it no longer counts against its address's bound on
-//! unauthenticated connections (`connections.rs`).
+//! yields the child's code. Each (and enrollment, for a valid secret) marks the connection
+//! the request came on authenticated when the credentials are valid, so it no longer counts
+//! against its address's bound on unauthenticated connections (`connections.rs`).
 
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
