@@ -51,7 +51,8 @@ pub struct Config {
     pub agent_interval_secs: Option<u64>,
 }
 
-/// Bounds on requests, each refused with a 4xx naming the limit, before anything is stored.
+/// Bounds on requests, each refused with a 4xx naming the limit, before anything is stored,
+/// and on the connections requests arrive on (SECURITY.md, "Connection limits").
 /// The defaults are far above any real host (a Debian host with everything installed has about
 /// 6,000 packages, ~1.2 MB of report JSON) and far below what would hurt the site.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,6 +78,24 @@ pub struct Limits {
     /// Failed credential checks (wrong tokens, keys, secrets, console logins) one remote
     /// address may make per minute before its refusals become 429 (`api::throttle`).
     pub auth_failures_per_minute: u32,
+    /// Seconds a client has to send a request's head, and again to send its body once the
+    /// head arrived (plus a second for every `min_body_rate` bytes of body it sent); a
+    /// connection over it is closed. A parked long-poll is not cut: its request arrived.
+    pub request_timeout_secs: u64,
+    /// Bytes per second that a body too long to arrive within `request_timeout_secs` must keep
+    /// up on average.
+    pub min_body_rate: u64,
+    /// Open connections at most; further ones are closed as soon as they are accepted. Never
+    /// more than the descriptor limit leaves after a reserve for the database and log files.
+    pub max_connections: usize,
+    /// Connections one remote address may hold open while none of their requests has
+    /// authenticated yet (an agent's, child site's or administrator's token, the enrollment
+    /// secret, a console session), and never more than half of the connection bound; 0: no
+    /// bound.
+    pub max_unauthenticated_per_address: usize,
+    /// Seconds a stopping server waits for in-flight requests before it drops their
+    /// connections.
+    pub shutdown_grace_secs: u64,
 }
 
 impl Default for Limits {
@@ -90,6 +109,19 @@ impl Default for Limits {
             max_value_len: 4096,
             max_parallel_decodes: 2,
             auth_failures_per_minute: 60,
+            request_timeout_secs: 30,
+            // An agent's full report, ~1.2 MB of JSON uncompressed, arrives within the timeout
+            // plus 75 s at this rate: a slow link is served, a trickle is not.
+            min_body_rate: 16 * 1024,
+            // SPEC section 10: 10,000 connected agents, with room for their reconnections, the
+            // administrators and the monitoring.
+            max_connections: 20_000,
+            // A browser opens about six; a NAT of agents, or the load generator, rarely has more
+            // than a few dozen connecting at the same instant (each authenticates with its
+            // first request); a flood from one address holds no more than this, for no longer
+            // than the request deadline.
+            max_unauthenticated_per_address: 256,
+            shutdown_grace_secs: 10,
         }
     }
 }

@@ -6,6 +6,7 @@
 pub mod access;
 pub mod api;
 pub mod cli;
+pub mod connections;
 pub mod console;
 pub mod datadir;
 pub mod failpoint;

@@ -44,6 +44,17 @@
 //!   decompressed only after its sender's credentials were checked, so this counts reports and
 //!   forwarded batches from callers the site accepted, and never moves for a wrong key
 //!   (`crate::api::body`).
+//! * `invsite_connections_open`: connections open now (agents' long-polls included), against
+//!   the bound `max_connections` (`connections.rs`).
+//! * `invsite_connections_refused_total{reason="limit|address"}`: connections closed as soon as
+//!   they were accepted, because the site held `max_connections` (`limit`) or their address held
+//!   `max_unauthenticated_per_address` connections that had not authenticated (`address`). A
+//!   steady rate of `address` is one address flooding the site, or many clients behind one
+//!   proxy or NAT (raise the bound then); `limit` means the site is full.
+//! * `invsite_accept_errors_total`: `accept` failures other than a connection that died
+//!   first, typically the process out of descriptors: an operator must look.
+//! * `invsite_request_timeouts_total`: requests whose body did not arrive within the request
+//!   deadline (`request_timeout_secs`, `min_body_rate`); their connections were closed.
 //!
 //! Labels are small fixed sets (class, kind, reason); never a client name or id, so the page
 //! tells nothing about which machines a site holds and its size does not grow with them.
@@ -94,13 +105,15 @@ pub enum Refusal {
     TooLarge,
     Unsupported,
     RateLimited,
+    TimedOut,
+    NotImplemented,
     Internal,
     Unavailable,
     Other,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 11] = [
+    pub const ALL: [Refusal; 13] = [
         Refusal::BadInput,
         Refusal::Unauthorized,
         Refusal::NotFound,
@@ -109,6 +122,8 @@ impl Refusal {
         Refusal::TooLarge,
         Refusal::Unsupported,
         Refusal::RateLimited,
+        Refusal::TimedOut,
+        Refusal::NotImplemented,
         Refusal::Internal,
         Refusal::Unavailable,
         Refusal::Other,
@@ -124,6 +139,8 @@ impl Refusal {
             Refusal::TooLarge => "too_large",
             Refusal::Unsupported => "unsupported",
             Refusal::RateLimited => "rate_limited",
+            Refusal::TimedOut => "timed_out",
+            Refusal::NotImplemented => "not_implemented",
             Refusal::Internal => "internal",
             Refusal::Unavailable => "unavailable",
             Refusal::Other => "other",
@@ -134,6 +151,25 @@ impl Refusal {
 impl EncodeLabelValue for Refusal {
     fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
         encoder.write_str(self.as_str())
+    }
+}
+
+/// Why a connection was closed as soon as it was accepted: the `reason` label of
+/// `invsite_connections_refused_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConnectionRefusal {
+    /// The site held `max_connections`.
+    Limit = 0,
+    /// The address held `max_unauthenticated_per_address` unauthenticated connections.
+    Address = 1,
+}
+
+impl EncodeLabelValue for ConnectionRefusal {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        encoder.write_str(match self {
+            ConnectionRefusal::Limit => "limit",
+            ConnectionRefusal::Address => "address",
+        })
     }
 }
 
@@ -201,6 +237,11 @@ struct RefusalLabels {
     reason: Refusal,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ConnectionRefusalLabels {
+    reason: ConnectionRefusal,
+}
+
 fn latency_histogram() -> Histogram {
     Histogram::new(LATENCY_BUCKETS)
 }
@@ -221,6 +262,10 @@ pub struct Metrics {
     refused: Family<RefusalLabels, Counter>,
     store_write_errors: Counter,
     bodies_decoded: Counter,
+    connections_open: Gauge,
+    connections_refused: Family<ConnectionRefusalLabels, Counter>,
+    accept_errors: Counter,
+    request_timeouts: Counter,
 }
 
 impl Default for Metrics {
@@ -245,6 +290,10 @@ impl Metrics {
             refused: Family::default(),
             store_write_errors: Counter::default(),
             bodies_decoded: Counter::default(),
+            connections_open: Gauge::default(),
+            connections_refused: Family::default(),
+            accept_errors: Counter::default(),
+            request_timeouts: Counter::default(),
         };
         m.register()
     }
@@ -290,6 +339,18 @@ impl Metrics {
             "Compressed request bodies decompressed, each after its sender's credentials were checked",
             self.bodies_decoded.clone(),
         );
+        r.register("connections_open", "Connections open now", self.connections_open.clone());
+        r.register(
+            "connections_refused",
+            "Connections closed as soon as accepted: the site was full (limit) or their address held its share of unauthenticated connections (address)",
+            self.connections_refused.clone(),
+        );
+        r.register("accept_errors", "Failed accepts, such as the process out of descriptors", self.accept_errors.clone());
+        r.register(
+            "request_timeouts",
+            "Requests whose body did not arrive within the request deadline; their connections were closed",
+            self.request_timeouts.clone(),
+        );
         // Every label value of the bounded sets shows from the start, at 0, so a rate() over
         // a series that has never moved is 0 rather than absent. (`get_or_create` creates the
         // series and returns a read guard on the family, dropped at once.)
@@ -307,6 +368,9 @@ impl Metrics {
         }
         for reason in Refusal::ALL {
             drop(self.refused.get_or_create(&RefusalLabels { reason }));
+        }
+        for reason in [ConnectionRefusal::Limit, ConnectionRefusal::Address] {
+            drop(self.connections_refused.get_or_create(&ConnectionRefusalLabels { reason }));
         }
         self
     }
@@ -363,6 +427,26 @@ impl Metrics {
     /// A compressed request body is handed to the decoder.
     pub fn body_decoded(&self) {
         self.bodies_decoded.inc();
+    }
+
+    pub fn connection_opened(&self) {
+        self.connections_open.inc();
+    }
+
+    pub fn connection_closed(&self) {
+        self.connections_open.dec();
+    }
+
+    pub fn connection_refused(&self, reason: ConnectionRefusal) {
+        self.connections_refused.get_or_create(&ConnectionRefusalLabels { reason }).inc();
+    }
+
+    pub fn accept_failed(&self) {
+        self.accept_errors.inc();
+    }
+
+    pub fn request_timed_out(&self) {
+        self.request_timeouts.inc();
     }
 
     /// The page, with the gauges set from the values read at scrape time.
@@ -435,6 +519,8 @@ mod tests {
             Refusal::TooLarge => ApiError::TooLarge(m),
             Refusal::Unsupported => ApiError::Unsupported(m),
             Refusal::RateLimited => ApiError::TooManyRequests { message: m, retry_after_secs: 7 },
+            Refusal::TimedOut => ApiError::TimedOut(m),
+            Refusal::NotImplemented => ApiError::NotImplemented(m),
             Refusal::Internal => ApiError::Internal(m),
             Refusal::Unavailable => ApiError::Unavailable(m),
             Refusal::Other => unreachable!("no ApiError maps to other"),
@@ -452,6 +538,8 @@ mod tests {
             (Refusal::TooLarge, StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             (Refusal::Unsupported, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported"),
             (Refusal::RateLimited, StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            (Refusal::TimedOut, StatusCode::REQUEST_TIMEOUT, "timed_out"),
+            (Refusal::NotImplemented, StatusCode::NOT_IMPLEMENTED, "not_implemented"),
             (Refusal::Internal, StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             (Refusal::Unavailable, StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         ];
@@ -483,11 +571,17 @@ mod tests {
             ("invsite_outbox_oldest_age_seconds", "gauge"),
             ("invsite_requests_refused_total", "counter"),
             ("invsite_zstd_bodies_decoded_total", "counter"),
+            ("invsite_store_write_errors_total", "counter"),
+            ("invsite_connections_open", "gauge"),
+            ("invsite_connections_refused_total", "counter"),
+            ("invsite_accept_errors_total", "counter"),
+            ("invsite_request_timeouts_total", "counter"),
         ] {
             assert!(page.contains(&format!("# TYPE {name} {kind}\n")), "no {name} {kind} in:\n{page}");
         }
         assert!(page.contains("invsite_reports_accepted_total{class=\"sw\",kind=\"delta\"} 0\n"), "{page}");
         assert!(page.contains("invsite_requests_refused_total{reason=\"other\"} 0\n"), "{page}");
+        assert!(page.contains("invsite_connections_refused_total{reason=\"address\"} 0\n"), "{page}");
         assert!(page.contains("invsite_resync_latency_seconds_count{class=\"hw\"} 0\n"), "{page}");
     }
 

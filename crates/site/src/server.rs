@@ -16,7 +16,7 @@ use invsync_store::Store;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
-use crate::datadir::{Config, Database, SiteDir};
+use crate::datadir::{Config, Database, Limits, SiteDir};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -48,6 +48,9 @@ pub struct AppState {
 
     /// The parent site's URL from the configuration, for a child site (`GET /api/v1/site`).
     pub parent_url: Option<String>,
+    /// The open connections and their bounds; `Server::bind` sets them from the descriptor
+    /// limit it raised.
+    pub connections: Arc<crate::connections::Connections>,
 
     /// Learned at runtime: the parent's code (after the first contact) and this site's URL
     /// (configured, or the address it serves on).
@@ -80,6 +83,7 @@ impl AppState {
         // The software pages answer from an in-memory index; building it now, in the
         // background, spares the first administrator to open them the wait.
         store.warm_software_index();
+        let metrics = Arc::new(crate::metrics::Metrics::new());
         Ok(AppState {
             store,
             site_code: config.site_code,
@@ -91,12 +95,17 @@ impl AppState {
             agent_interval_secs: config.agent_interval_secs,
             forward_wake: Arc::new(Notify::new()),
             hub: Arc::new(crate::hub::Hub::default()),
-            metrics: Arc::new(crate::metrics::Metrics::new()),
             // Cookies get `Secure` once `Server::bind` knows the site serves TLS.
             console: Arc::new(crate::console::session::Sessions::new(false)),
             decoders: Arc::new(crate::api::body::Decoders::new(config.limits.max_parallel_decodes)),
             known_keys: Arc::default(),
             auth_failures: Arc::new(crate::api::throttle::AuthFailures::new(config.limits.auth_failures_per_minute)),
+            connections: Arc::new(crate::connections::Connections::new(
+                &config.limits,
+                crate::connections::DEFAULT_DESCRIPTORS,
+                metrics.clone(),
+            )),
+            metrics,
             runtime: Arc::new(Mutex::new(Runtime { parent_code: None, public_url: config.url.clone() })),
         })
     }
@@ -181,6 +190,27 @@ impl Server {
         };
         // The console's cookies are `Secure` exactly when browsers reach the site over TLS.
         state.console = Arc::new(crate::console::session::Sessions::new(tls.is_some()));
+        // 10,000 connected agents need more descriptors than the usual soft limit of 1,024.
+        let descriptors = crate::connections::raise_descriptor_limit();
+        state.connections =
+            Arc::new(crate::connections::Connections::new(&config.limits, descriptors, state.metrics.clone()));
+        let max_open = state.connections.max_open();
+        if max_open < config.limits.max_connections && config.limits.max_connections != Limits::default().max_connections {
+            // Said only when the administrator chose the bound; the default one is capped by
+            // whatever the machine allows, as intended.
+            tracing::warn!(
+                max_connections = config.limits.max_connections,
+                descriptors,
+                max_open,
+                "The descriptor limit allows fewer connections than max_connections; raise LimitNOFILE to serve that many."
+            );
+        }
+        tracing::info!(
+            descriptors,
+            max_connections = max_open,
+            max_unauthenticated_per_address = state.connections.max_unauthenticated_per_address(),
+            "Connection bounds."
+        );
         let listener = TcpListener::bind(addr).await.map_err(|e| {
             let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
                 "; another process listens there: stop it or give --listen 127.0.0.1:0 for any free port"
@@ -247,6 +277,9 @@ impl Server {
         let hub = self.state.hub.clone();
         let store = self.state.store.clone();
         let probe = tokio::spawn(crate::api::health::probe_loop(store.clone()));
+        let metrics = self.state.metrics.clone();
+        let connections = self.state.connections.clone();
+        let deadlines = crate::http::Deadlines::from_limits(&self.state.limits);
         let app = crate::api::router(self.state);
         // Parked long-polls would hold a graceful shutdown for their whole hold time; the hub
         // answers them all as soon as shutdown begins.
@@ -254,19 +287,16 @@ impl Server {
             shutdown.await;
             hub.close();
         };
-        let result: Result<()> = match self.tls {
-            Some(config) => match crate::tls::TlsListener::new(self.listener, config) {
-                Ok(listener) => {
-                    crate::http::serve(listener, app, shutdown).await;
-                    Ok(())
-                }
-                Err(e) => Err(e.into()),
-            },
-            None => {
-                crate::http::serve(self.listener, app, shutdown).await;
-                Ok(())
+        match self.tls {
+            Some(config) => {
+                let listener = crate::tls::TlsListener::new(self.listener, config, connections.clone());
+                crate::http::serve(listener, app, metrics, connections, deadlines, shutdown).await;
             }
-        };
+            None => {
+                let listener = crate::http::PlainListener { listener: self.listener, connections: connections.clone() };
+                crate::http::serve(listener, app, metrics, connections, deadlines, shutdown).await;
+            }
+        }
         probe.abort();
         if let Some(task) = forwarder {
             // notify_one stores a permit, so the forwarder stops even if it is mid-batch now.
@@ -280,7 +310,7 @@ impl Server {
         // costs them a refused connection, after which they fall back to the database.
         let _ = std::fs::remove_file(&addr_file);
         tracing::info!(%addr, "Stopped serving.");
-        result.context("the HTTP server failed")
+        Ok(())
     }
 }
 

@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
+use crate::connections::{Admitted, Connections};
 use crate::datadir::{write_private, SiteDir, TlsFiles};
 
 /// How long a client may take to complete its TLS handshake; a slower one is dropped.
@@ -58,22 +59,21 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig
     Ok(Arc::new(config))
 }
 
-/// A listener for axum that accepts TCP connections and completes their TLS handshakes in
-/// tasks of their own, so a slow or silent client cannot hold up the others; axum receives
-/// only connections whose handshake succeeded. Dropping it (axum does when a graceful
-/// shutdown begins) stops accepting.
+/// A listener for the connection loop that accepts TCP connections within the connection
+/// bounds (before the handshake, which holds a descriptor too) and completes their TLS
+/// handshakes in tasks of their own, so a slow or silent client cannot hold up the others; the
+/// loop receives only connections whose handshake succeeded. Dropping it (the loop does when a
+/// graceful shutdown begins) stops accepting.
 pub struct TlsListener {
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    local_addr: SocketAddr,
+    ready: mpsc::Receiver<(TlsStream<TcpStream>, Admitted)>,
     accepting: JoinHandle<()>,
 }
 
 impl TlsListener {
-    pub fn new(listener: TcpListener, config: Arc<rustls::ServerConfig>) -> std::io::Result<TlsListener> {
-        let local_addr = listener.local_addr()?;
+    pub fn new(listener: TcpListener, config: Arc<rustls::ServerConfig>, connections: Arc<Connections>) -> TlsListener {
         let (tx, ready) = mpsc::channel(QUEUE);
-        let accepting = tokio::spawn(accept_loop(listener, TlsAcceptor::from(config), tx));
-        Ok(TlsListener { ready, local_addr, accepting })
+        let accepting = tokio::spawn(accept_loop(listener, connections, TlsAcceptor::from(config), tx));
+        TlsListener { ready, accepting }
     }
 }
 
@@ -83,42 +83,28 @@ impl Drop for TlsListener {
     }
 }
 
-impl axum::serve::Listener for TlsListener {
+impl crate::http::Accept for TlsListener {
     type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
 
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+    async fn accept(&mut self) -> (Self::Io, Admitted) {
         match self.ready.recv().await {
             Some(conn) => conn,
             // The accept loop ended (it does not, short of a panic): accept nothing more.
             None => std::future::pending().await,
         }
     }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local_addr)
-    }
 }
 
-async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, ready: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>) {
+async fn accept_loop(
+    listener: TcpListener,
+    connections: Arc<Connections>,
+    acceptor: TlsAcceptor,
+    ready: mpsc::Sender<(TlsStream<TcpStream>, Admitted)>,
+) {
     loop {
-        let (tcp, peer) = match listener.accept().await {
-            Ok(conn) => conn,
-            Err(e) => {
-                // As axum does for plain TCP: a connection that died before it was accepted is
-                // nothing; anything else (out of file descriptors) is logged and retried later.
-                if !matches!(
-                    e.kind(),
-                    std::io::ErrorKind::ConnectionRefused
-                        | std::io::ErrorKind::ConnectionAborted
-                        | std::io::ErrorKind::ConnectionReset
-                ) {
-                    tracing::error!(error = %e, "Accepting a connection failed.");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-                continue;
-            }
-        };
+        // Failed accepts are logged, counted and retried after a pause there.
+        let (tcp, admitted) = connections.accept(&listener).await;
+        let peer = admitted.peer;
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let ready = ready.clone();
@@ -126,7 +112,7 @@ async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, ready: mpsc::
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => {
                     // Fails only when the server is shutting down; the connection is dropped.
-                    let _ = ready.send((tls, peer)).await;
+                    let _ = ready.send((tls, admitted)).await;
                 }
                 // A client that does not trust the certificate, speaks plain HTTP to this port,
                 // or is a port scanner: its own side reports it.

@@ -13,6 +13,7 @@ mod deltas;
 mod exit_codes;
 mod exports;
 mod health;
+mod hardening;
 mod hierarchy;
 mod hostile;
 mod metrics;

@@ -2,7 +2,10 @@
 //! never check credentials themselves. [`Admin`] needs the admin token; [`Client`] needs a
 //! client token and yields the client it belongs to; [`Child`] needs a child site's token and
 //! yields the child's code. Every wrong credential counts against its address's budget
-//! ([`super::throttle`]), which turns the refusal into 429 once the budget is spent.
+//! ([`super::throttle`]), which turns the refusal into 429 once the budget is spent; valid ones
+//! (and enrollment, for a valid secret) mark the connection the request came on authenticated,
+//! so it no longer counts against its address's bound on unauthenticated connections
+//! (`connections.rs`).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -18,6 +21,7 @@ use uuid::Uuid;
 
 use super::error::ApiError;
 use super::throttle::Peer;
+use crate::connections::{mark_authenticated, ConnectionHandle};
 use crate::secret::ct_eq;
 use crate::server::AppState;
 
@@ -34,7 +38,10 @@ impl FromRequestParts<AppState> for Admin {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Admin, ApiError> {
         match bearer(parts) {
-            Some(t) if ct_eq(t.as_bytes(), state.admin_token.as_bytes()) => Ok(Admin),
+            Some(t) if ct_eq(t.as_bytes(), state.admin_token.as_bytes()) => {
+                mark_authenticated(&parts.extensions);
+                Ok(Admin)
+            }
             Some(_) => Err(state
                 .auth_failures
                 .refuse(Peer::of(parts).0, ApiError::Unauthorized("wrong admin token".to_string()))),
@@ -130,6 +137,9 @@ pub struct ClientCredentials {
     pub key_hash: Digest,
     /// Where they came from: a wrong key counts against that address's budget.
     pub peer: Option<IpAddr>,
+    /// The connection the request came on, marked authenticated once the credentials are
+    /// found valid.
+    connection: Option<ConnectionHandle>,
 }
 
 impl ClientCredentials {
@@ -142,14 +152,23 @@ impl ClientCredentials {
     }
 
     /// [`Client::from_store`] for these credentials: a refusal counts against the caller's
-    /// address, and an accepted key is remembered in [`KnownKeys`].
+    /// address; an accepted key is remembered in [`KnownKeys`] and makes the connection an
+    /// authenticated one.
     pub fn accept<T>(&self, state: &AppState, found: Authenticated<T>) -> Result<(Client, T), ApiError> {
         match Client::from_store(found) {
             Ok(accepted) => {
                 state.known_keys.remember(self);
+                self.authenticated();
                 Ok(accepted)
             }
             Err(refusal) => Err(state.auth_failures.refuse(self.peer, refusal)),
+        }
+    }
+
+    /// The store found these credentials valid: their connection is an authenticated one.
+    pub fn authenticated(&self) {
+        if let Some(c) = &self.connection {
+            c.authenticated();
         }
     }
 }
@@ -163,7 +182,8 @@ impl FromRequestParts<AppState> for ClientCredentials {
             Some(raw) => ClientToken::parse(raw).ok_or_else(|| state.auth_failures.refuse(peer, unknown_client()))?,
             None => return Err(unknown_client()),
         };
-        Ok(ClientCredentials { client_id: token.client_id, key_hash: token.key_hash(), peer })
+        let connection = parts.extensions.get::<ConnectionHandle>().cloned();
+        Ok(ClientCredentials { client_id: token.client_id, key_hash: token.key_hash(), peer, connection })
     }
 }
 
@@ -191,6 +211,7 @@ impl FromRequestParts<AppState> for Child {
         if !token.key_hash().ct_eq(&stored) {
             return Err(failed());
         }
+        mark_authenticated(&parts.extensions);
         Ok(Child { code: token.code })
     }
 }

@@ -47,6 +47,12 @@ pub enum ApiError {
     /// ([`super::throttle`]); `Retry-After` says in how many seconds it may fail again.
     #[error("{message}")]
     TooManyRequests { message: String, retry_after_secs: u64 },
+    /// 408: the request did not arrive within the request deadline; its connection is closed.
+    #[error("{0}")]
+    TimedOut(String),
+    /// 501: a request framing the site refuses (a transfer coding other than `chunked`).
+    #[error("{0}")]
+    NotImplemented(String),
     /// 500: something the caller cannot fix; the detail goes to the log only.
     #[error("internal error")]
     Internal(String),
@@ -87,6 +93,9 @@ impl From<NameError> for ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> ApiError {
+        if let Some(timeout) = body_timeout(&r) {
+            return ApiError::TimedOut(timeout.to_string());
+        }
         match r {
             JsonRejection::BytesRejection(b) if b.status() == StatusCode::PAYLOAD_TOO_LARGE => {
                 ApiError::TooLarge("request body is over the limit max_body_bytes".to_string())
@@ -94,6 +103,19 @@ impl From<JsonRejection> for ApiError {
             other => ApiError::BadInput(format!("invalid request body: {}", other.body_text())),
         }
     }
+}
+
+/// The request deadline's error, when a body read failed because of it (it travels inside
+/// axum's rejection, as the body's error).
+pub fn body_timeout<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a crate::http::BodyTimeout> {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        if let Some(t) = e.downcast_ref::<crate::http::BodyTimeout>() {
+            return Some(t);
+        }
+        next = e.source();
+    }
+    None
 }
 
 impl From<PathRejection> for ApiError {
@@ -115,6 +137,8 @@ impl ApiError {
             ApiError::TooLarge(_) => Refusal::TooLarge,
             ApiError::Unsupported(_) => Refusal::Unsupported,
             ApiError::TooManyRequests { .. } => Refusal::RateLimited,
+            ApiError::TimedOut(_) => Refusal::TimedOut,
+            ApiError::NotImplemented(_) => Refusal::NotImplemented,
             ApiError::Internal(_) => Refusal::Internal,
             ApiError::Unavailable(_) => Refusal::Unavailable,
         }
@@ -137,6 +161,8 @@ impl IntoResponse for ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TimedOut(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::Internal(detail) => {
                 // An operator must act: the database or the machine is failing.
                 tracing::error!(error = %detail, "A request failed inside the site.");

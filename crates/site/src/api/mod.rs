@@ -10,6 +10,7 @@ pub mod error;
 pub mod export;
 pub mod health;
 pub mod openapi;
+pub mod plain;
 pub mod site;
 pub mod throttle;
 

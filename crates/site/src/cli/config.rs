@@ -1,7 +1,8 @@
 //! `invsite config`: show or change the settings of an existing site that may change after
 //! `invsite init`: whether the site queues resync requests its parent routes down (`invsync
 //! --via-child` at a site above), off unless the administrator of this site turns it on, since
-//! it lets administrators of sites above act on this site's clients; and the request limits. A running
+//! it lets administrators of sites above act on this site's clients; and the request and
+//! connection limits. A running
 //! server reads its configuration when it starts, so a change takes effect at its next start;
 //! the parent learns of it from the status the site reports then.
 
@@ -40,6 +41,21 @@ pub struct Args {
     /// Failed credential checks one remote address may make per minute before it is answered 429
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub auth_failures_per_minute: Option<u32>,
+    /// Seconds a client has to send a request's head, and again its body
+    #[arg(long, value_name = "SECONDS", value_parser = positive)]
+    pub request_timeout: Option<usize>,
+    /// Bytes per second a long request body must keep up on average
+    #[arg(long, value_name = "BYTES", value_parser = positive)]
+    pub min_body_rate: Option<usize>,
+    /// Open connections at most
+    #[arg(long, value_name = "N", value_parser = positive)]
+    pub max_connections: Option<usize>,
+    /// Connections one address may hold before any of its requests authenticated (0: no bound)
+    #[arg(long, value_name = "N")]
+    pub max_unauthenticated_per_address: Option<usize>,
+    /// Seconds a stopping server waits for in-flight requests
+    #[arg(long, value_name = "SECONDS", value_parser = positive)]
+    pub shutdown_grace: Option<usize>,
     /// The time between cycles this site asks its agents for (4h, 30m, …), sent in check-in
     /// answers; an agent whose interval was set on its machine keeps its own; `none` leaves it
     /// to each agent again
@@ -87,6 +103,11 @@ fn show(config: &crate::datadir::Config) -> std::io::Result<()> {
     invsync_proto::outln!("  max-value-len {}", l.max_value_len)?;
     invsync_proto::outln!("  max-parallel-decodes {}", l.max_parallel_decodes)?;
     invsync_proto::outln!("  auth-failures-per-minute {}", l.auth_failures_per_minute)?;
+    invsync_proto::outln!("  request-timeout {}", l.request_timeout_secs)?;
+    invsync_proto::outln!("  min-body-rate {}", l.min_body_rate)?;
+    invsync_proto::outln!("  max-connections {}", l.max_connections)?;
+    invsync_proto::outln!("  max-unauthenticated-per-address {}", l.max_unauthenticated_per_address)?;
+    invsync_proto::outln!("  shutdown-grace {}", l.shutdown_grace_secs)?;
     match config.agent_interval_secs {
         Some(secs) => invsync_proto::outln!(
             "  agent-interval {}",
@@ -125,9 +146,20 @@ pub fn apply(args: Args, matches: Option<&clap::ArgMatches>) -> Result<()> {
         (args.max_key_len, &mut l.max_key_len),
         (args.max_value_len, &mut l.max_value_len),
         (args.max_parallel_decodes, &mut l.max_parallel_decodes),
+        (args.max_connections, &mut l.max_connections),
+        (args.max_unauthenticated_per_address, &mut l.max_unauthenticated_per_address),
     ] {
         if let Some(v) = value {
             *slot = v;
+        }
+    }
+    for (value, slot) in [
+        (args.request_timeout, &mut l.request_timeout_secs),
+        (args.min_body_rate, &mut l.min_body_rate),
+        (args.shutdown_grace, &mut l.shutdown_grace_secs),
+    ] {
+        if let Some(v) = value {
+            *slot = v as u64;
         }
     }
     if let Some(n) = args.auth_failures_per_minute {

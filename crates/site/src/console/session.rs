@@ -136,9 +136,13 @@ impl FromRequestParts<AppState> for Session {
     type Rejection = ConsoleError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Session, ConsoleError> {
-        cookie_value(&parts.headers, SESSION_COOKIE)
+        let session = cookie_value(&parts.headers, SESSION_COOKIE)
             .and_then(|id| state.console.touch(id))
-            .ok_or(ConsoleError::LoginNeeded)
+            .ok_or(ConsoleError::LoginNeeded)?;
+        // A browser with a valid session no longer counts against its address's bound on
+        // unauthenticated connections.
+        crate::connections::mark_authenticated(&parts.extensions);
+        Ok(session)
     }
 }
 

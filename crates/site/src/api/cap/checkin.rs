@@ -9,20 +9,27 @@ use invsync_proto::Timestamp;
 
 use crate::api::auth::ClientCredentials;
 use crate::api::error::ApiError;
+use crate::api::plain::Plain;
 use crate::server::AppState;
 
 pub async fn apply(
     State(state): State<AppState>,
     token: ClientCredentials,
+    plain: Result<Plain, ApiError>,
     body: Result<Json<CheckinRequest>, JsonRejection>,
 ) -> Result<Json<CheckinResponse>, ApiError> {
-    let Json(_req) = match body {
-        Ok(body) => body,
-        Err(rejection) => {
+    let read = match (plain, body) {
+        (Ok(Plain), Ok(Json(req))) => Ok(req),
+        (Err(encoded), _) => Err(encoded),
+        (Ok(Plain), Err(rejection)) => Err(rejection.into()),
+    };
+    let _req = match read {
+        Ok(req) => req,
+        Err(refused) => {
             // A refused body stores nothing, but a caller without a valid token is told that
             // first, as the `Client` extractor does on every other CAP route.
             token.check(&state).await?;
-            return Err(rejection.into());
+            return Err(refused);
         }
     };
     // The credentials are checked in the same read as the check-in itself.

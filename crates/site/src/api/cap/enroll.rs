@@ -3,6 +3,7 @@
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
+use axum::Extension;
 use axum::Json;
 use invsync_proto::wire::{ClientToken, EnrollRequest, EnrollResponse};
 use invsync_proto::Timestamp;
@@ -10,6 +11,8 @@ use invsync_store::Enrollment;
 
 use crate::api::error::ApiError;
 use crate::api::throttle::Peer;
+use crate::api::plain::Plain;
+use crate::connections::ConnectionHandle;
 use crate::secret::{ct_eq, random_bytes};
 use crate::server::AppState;
 
@@ -31,6 +34,8 @@ fn check_machine_id(raw: &str) -> Result<(), ApiError> {
 pub async fn apply(
     State(state): State<AppState>,
     Peer(peer): Peer,
+    connection: Option<Extension<ConnectionHandle>>,
+    _plain: Plain,
     body: Result<Json<EnrollRequest>, JsonRejection>,
 ) -> Result<Json<EnrollResponse>, ApiError> {
     let Json(req) = body?;
@@ -45,6 +50,10 @@ pub async fn apply(
                 "wrong enrollment secret; ask the site administrator for `invsite enroll-secret`".to_string(),
             ),
         ));
+    }
+    // The secret is a credential: the connection no longer counts against its address.
+    if let Some(Extension(c)) = connection {
+        c.authenticated();
     }
     check_machine_id(&req.machine_id)?;
     let key = random_bytes();
