@@ -167,6 +167,14 @@ fn a_body_that_stops_arriving_is_cut_at_the_request_deadline() {
     }
     assert_eq!(metric(&site, "invsite_request_timeouts_total"), 30.0);
     assert_eq!(metric(&site, "invsite_requests_refused_total{reason=\"timed_out\"}"), 10.0);
+    // A report with a right key whose body stops arriving: 408 too.
+    let agent = Agent::enroll(tmp.path(), &site, "minimal", "SLOW1");
+    let key = agent.token();
+    let mut s = TcpStream::connect(to).unwrap();
+    slow_body(&mut s, "/cap/v1/report", Some(&key));
+    let response = read_until_closed(&mut s, 60).expect("the site cut the slow report within 60 s");
+    assert_eq!(status(&response), 408, "{response}");
+    assert_eq!(metric(&site, "invsite_requests_refused_total{reason=\"timed_out\"}"), 11.0);
     assert_eq!(http().get(&format!("{}/healthz", site.url)).call().unwrap().status(), 200);
     site.stop();
 }

@@ -86,6 +86,10 @@ impl FromRequest<AppState> for RawBody {
             }
         };
         let bytes = Bytes::from_request(req, state).await.map_err(|r| {
+            // A body that missed the request deadline (the connection is closed after it).
+            if let Some(timeout) = super::error::body_timeout(&r) {
+                return ApiError::TimedOut(timeout.to_string());
+            }
             if r.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::TooLarge(format!(
                     "request body is over the limit max_body_bytes ({} bytes)",
