@@ -76,3 +76,39 @@ fn backup_and_restore_need_a_site() {
     run_expect("invsite", &["backup", "--data-dir", s(&nowhere), "--to", s(&file)], 3);
     run_expect("invsite", &["restore", "--data-dir", s(&nowhere), "--from", s(&file)], 3);
 }
+
+/// What the README says for a PostgreSQL site: `pg_dump` while it serves, `pg_restore` while
+/// it is stopped, and the agents heal it in one cycle; `invsite backup` points there.
+#[test]
+#[cfg_attr(not(invsync_postgres), ignore = "INVSYNC_TEST_POSTGRES is not set: PostgreSQL not tested")]
+fn a_postgresql_site_is_backed_up_with_pg_dump_and_its_agents_heal_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut site = Site::init_on(tmp.path(), "S01", Db::Postgres, &[]);
+    site.start();
+    let agent = Agent::enroll(tmp.path(), &site, "debian", "WEB1");
+    agent.cycle();
+    let url = site.pg.as_ref().unwrap().url.clone();
+
+    let out = run_expect("invsite", &["backup", "--data-dir", site.data_dir(), "--to", s(&tmp.path().join("x"))], 2);
+    assert!(out.contains("pg_dump --format=custom --file FILE URL"), "{out}");
+
+    let dump = tmp.path().join("s01.dump");
+    let o = std::process::Command::new("pg_dump").args(["--format=custom", "--file", s(&dump), &url]).output().unwrap();
+    assert!(o.status.success(), "pg_dump: {}", stderr(&o));
+
+    agent.add_package("after-backup", "1.0-1");
+    agent.cycle();
+    assert_eq!(sw_version(&site, "WEB1"), 2);
+    site.stop();
+    let o = std::process::Command::new("pg_restore")
+        .args(["--clean", "--if-exists", "--no-owner", "--dbname", &url, s(&dump)])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "pg_restore: {}", stderr(&o));
+    site.restart();
+    assert_eq!(sw_version(&site, "WEB1"), 1, "the restored database");
+    agent.cycle();
+    let healed = site.show("WEB1");
+    assert_eq!(healed["sw"]["items"]["dpkg/after-backup/amd64"]["version"], "1.0-1");
+    assert_eq!(healed["sw"]["hash"], agent.inventory("sw")["hash"]);
+}
