@@ -21,5 +21,6 @@ mod restart;
 mod security;
 mod seed_flow;
 mod site_init;
+mod systemd;
 mod tls;
 mod upgrade;
