@@ -194,6 +194,10 @@ grep -q "kept across the upgrade" /etc/invsite/site.toml || fail "the upgrade re
 /usr/bin/invsite clients --data-dir /var/lib/invsite | grep -q PKGTEST || fail "the upgraded site lost its client"
 
 step "Purging both"
+# Enabled as an administrator would (systemctl works on the unit files without a running
+# systemd), so that purging has enablement links to remove.
+systemctl enable invagent.service invsite.service
+[ -L /etc/systemd/system/multi-user.target.wants/invsite.service ] || fail "systemctl enable made no link"
 dpkg --purge invsync-agent invsync-site
 left=""
 for path in /usr/bin/invagent /usr/bin/invsite /usr/bin/invsync /usr/bin/setevnt \
