@@ -88,6 +88,11 @@ pub fn parse<P: Parser>() -> Result<Option<P>> {
     }
 }
 
+/// The clap definition of `invsync`, for the man page and shell completions the packages ship.
+pub fn command() -> clap::Command {
+    <Args as clap::CommandFactory>::command()
+}
+
 pub fn try_main() -> Result<()> {
     match parse::<Args>()? {
         Some(args) => apply(&args),

@@ -33,6 +33,11 @@ fn parse_event(raw: &str) -> Result<Event, String> {
     Event::parse(raw).ok_or_else(|| format!("{raw:?} is not an event; use cycle, hinv or sinv"))
 }
 
+/// The clap definition of `setevnt`, for the man page and shell completions the packages ship.
+pub fn command() -> clap::Command {
+    <Args as clap::CommandFactory>::command()
+}
+
 pub fn try_main() -> Result<()> {
     match parse::<Args>()? {
         Some(args) => apply(&args),

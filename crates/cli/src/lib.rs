@@ -6,15 +6,36 @@ use std::process::ExitCode;
 
 use invsync_proto::exit::{Code, Exit};
 
-/// Sends tracing events to stderr; `RUST_LOG` overrides the level (`info` by default).
+/// Sends tracing events to stderr; `RUST_LOG` overrides the level (`info` by default). When
+/// stderr is the journal (a systemd unit), events carry no timestamp of their own: journald
+/// stamps every line already, and `journalctl` would show two times on each.
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    if stderr_is_journal() {
+        builder.without_time().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Whether stderr is the journal's stream. systemd sets `JOURNAL_STREAM=DEVICE:INODE` for a
+/// unit whose output goes to journald; the variable is inherited by children whose stderr
+/// may be redirected elsewhere (a file, a pipe), so it counts only when it names the file
+/// stderr is now, as sd_journal_stream_fd(3) advises.
+fn stderr_is_journal() -> bool {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    let Some(value) = std::env::var_os("JOURNAL_STREAM") else { return false };
+    let Some((dev, ino)) = value.to_str().and_then(|v| v.split_once(':')) else { return false };
+    let (Ok(dev), Ok(ino)) = (dev.parse::<u64>(), ino.parse::<u64>()) else { return false };
+    // fstat(2) on stderr through a duplicate of the descriptor (std has no fstat on a borrowed fd).
+    let Ok(fd) = std::io::stderr().as_fd().try_clone_to_owned() else { return false };
+    std::fs::File::from(fd).metadata().is_ok_and(|m| m.dev() == dev && m.ino() == ino)
 }
 
 /// Prints an error as `<tool>: <message>` and returns its exit code: the code of an [`Exit`]

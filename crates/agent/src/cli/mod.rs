@@ -59,6 +59,11 @@ pub struct RootArg {
     pub root: PathBuf,
 }
 
+/// The clap definition of `invagent`, for the man page and shell completions the packages ship.
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}
+
 /// Parses `std::env::args_os()` and runs the command.
 pub fn try_main() -> anyhow::Result<()> {
     use clap::{CommandFactory, FromArgMatches};

@@ -26,5 +26,6 @@ mod security;
 mod seed_flow;
 mod settings;
 mod site_init;
+mod systemd;
 mod tls;
 mod upgrade;

@@ -179,3 +179,36 @@ fn the_daemon_waits_for_its_splay_unless_asked_to_cycle() {
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     assert!(exit_within(&mut child, 30, "invagent run after SIGTERM").success());
 }
+
+/// The configuration files the packages install parse, as shipped and with every key that is
+/// commented out turned on: a key renamed in the code cannot leave a conffile that stops the
+/// daemon at start.
+#[test]
+fn the_packaged_configuration_files_are_valid_with_every_key_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let packaging = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../packaging");
+    for (file, tool, args) in [
+        ("agent/agent.toml", "invagent", &["config", "--config"][..]),
+        ("site/site.toml", "invsite", &["config", "--show", "--config"][..]),
+    ] {
+        let shipped = packaging.join(file);
+        let text = std::fs::read_to_string(&shipped).unwrap();
+        let all_on: String = text
+            .lines()
+            .map(|l| match l.strip_prefix('#') {
+                Some(rest) if rest.contains(" = ") && !rest.starts_with(' ') => rest,
+                _ => l,
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_ne!(all_on, text, "{file} has keys commented out to turn on");
+        let on = tmp.path().join(file.replace('/', "-"));
+        std::fs::write(&on, &all_on).unwrap();
+        for path in [s(&shipped), s(&on)] {
+            let mut a = args.to_vec();
+            a.push(path);
+            let out = run_ok(tool, &a);
+            assert!(out.contains(&format!("# {path}:")), "{tool} read {path}:\n{out}");
+        }
+    }
+}

@@ -76,6 +76,11 @@ enum Command {
     Quickstart(quickstart::Args),
 }
 
+/// The clap definition of `invsite`, for the man page and shell completions the packages ship.
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}
+
 /// Parses the command line and runs the subcommand. Usage errors come back as an [`Exit`]
 /// with code 2; `--help` and `--version` print and succeed.
 pub fn try_main() -> Result<()> {

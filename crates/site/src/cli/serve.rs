@@ -157,5 +157,20 @@ pub async fn apply(args: Args, matches: Option<&ArgMatches>) -> Result<()> {
     let shutdown = shutdown_signal();
     // Printed on stdout so scripts (and tests) that start on port 0 learn the address.
     invsync_proto::outln!("invsite {} serving on {}", server.state().site_code, server.url())?;
-    server.serve(shutdown).await
+    // Under systemd (`Type=notify`, the packaged invsite.service) the unit counts as started
+    // only now, with the database open and the listener bound, so units ordered after it and
+    // `systemctl start` itself wait for a site that answers. Without $NOTIFY_SOCKET this does
+    // nothing; a failure to tell systemd is not a reason to stop serving (systemd would time
+    // the start out and say so).
+    if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+        tracing::warn!(error = %e, "Could not tell systemd that the site is ready.");
+    }
+    server
+        .serve(async move {
+            shutdown.await;
+            // The graceful shutdown that follows can take a while (connections finish);
+            // systemd shows the unit as deactivating meanwhile instead of active.
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+        })
+        .await
 }
