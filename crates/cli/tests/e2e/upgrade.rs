@@ -38,20 +38,43 @@ fn copy_site(fixture: &Path, into: &Path) {
     }
 }
 
-#[test]
-fn every_earlier_release_s_site_opens_migrates_and_keeps_its_data() {
+crate::on_each_db!(every_earlier_release_s_site_opens_migrates_and_keeps_its_data);
+
+fn every_earlier_release_s_site_opens_migrates_and_keeps_its_data(db: Db) {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/upgrade");
     let mut seen = 0;
     for release in std::fs::read_dir(&fixtures).unwrap() {
         let release = release.unwrap().path();
+        // The SQLite site is the release's folder itself; the PostgreSQL one its `postgres/`,
+        // with the database as a plain SQL dump.
+        let fixture = match db {
+            Db::Sqlite => release.clone(),
+            Db::Postgres => release.join("postgres"),
+        };
+        if !fixture.is_dir() {
+            continue;
+        }
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("site-S01");
-        copy_site(&release, &dir);
-        let mut site = Site { dir, child: None, url: String::new(), pg: None };
+        copy_site(&fixture, &dir);
+        let pg = (db == Db::Postgres).then(|| {
+            let pg = PgDb::create();
+            let o = std::process::Command::new("psql")
+                .args([pg.url.as_str(), "-q", "-v", "ON_ERROR_STOP=1", "-f", s(&fixture.join("dump.sql"))])
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "loading {}: {}", fixture.display(), stderr(&o));
+            let config_path = dir.join("config.json");
+            let mut config: Value = serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
+            config["db"] = Value::String(pg.url.clone());
+            std::fs::write(&config_path, config.to_string()).unwrap();
+            pg
+        });
+        let mut site = Site { dir, child: None, url: String::new(), pg };
         let expected = |name: &str| -> Value {
-            serde_json::from_str(&std::fs::read_to_string(release.join("expected").join(name)).unwrap()).unwrap()
+            serde_json::from_str(&std::fs::read_to_string(fixture.join("expected").join(name)).unwrap()).unwrap()
         };
-        let at = release.display().to_string();
+        let at = fixture.display().to_string();
         assert_within(&expected("clients.json"), &site.clients(), &format!("{at}: clients"));
         for name in ["WEB1", "APK1"] {
             assert_within(&expected(&format!("{name}.json")), &site.show(name), &format!("{at}: {name}"));
@@ -65,5 +88,5 @@ fn every_earlier_release_s_site_opens_migrates_and_keeps_its_data() {
         site.stop();
         seen += 1;
     }
-    assert!(seen >= 1, "no fixture under {}", fixtures.display());
+    assert!(seen >= 1, "no {db:?} fixture under {}", fixtures.display());
 }
