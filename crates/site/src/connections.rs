@@ -262,6 +262,11 @@ impl Drop for Admitted {
 pub struct ConnectionHandle(Arc<Entry>);
 
 impl ConnectionHandle {
+    /// The remote address of the connection (an IPv4 client of a dual-stack listener as IPv4).
+    pub fn ip(&self) -> IpAddr {
+        self.0.ip
+    }
+
     /// A request on this connection presented valid credentials: the connection no longer
     /// counts against its address.
     pub fn authenticated(&self) {

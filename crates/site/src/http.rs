@@ -24,10 +24,7 @@ use std::future::{ready, Future, Ready};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::net::SocketAddr;
 use std::time::Duration;
-
-use axum::extract::ConnectInfo;
 
 use axum::body::Bytes;
 use axum::http::header::{CONNECTION, TRANSFER_ENCODING};
@@ -128,7 +125,6 @@ pub async fn serve<L: Accept>(
         let service = SiteService {
             app: TowerToHyperService::new(app.clone()),
             connection: admitted.handle(),
-            peer: admitted.peer,
             metrics: metrics.clone(),
             deadlines,
         };
@@ -173,9 +169,6 @@ pub struct BodyTimeout {
 struct SiteService {
     app: TowerToHyperService<Router>,
     connection: ConnectionHandle,
-    /// The peer's address, which every request carries (axum's `ConnectInfo`): the budget of
-    /// failed credential checks is kept per address (`api::throttle`).
-    peer: SocketAddr,
     metrics: Arc<Metrics>,
     deadlines: Deadlines,
 }
@@ -198,7 +191,6 @@ impl hyper::service::Service<Request<Incoming>> for SiteService {
             return Either::Left(ready(Ok(response)));
         }
         req.extensions_mut().insert(self.connection.clone());
-        req.extensions_mut().insert(ConnectInfo(self.peer));
         let deadlines = self.deadlines;
         let metrics = self.metrics.clone();
         let req = req.map(|body| DeadlineBody::new(body, deadlines, metrics));

@@ -18,28 +18,29 @@
 //! addresses are dropped every [`SWEEP_EVERY`] failures, so the table holds only the addresses
 //! that failed in the last minute.
 
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use super::error::ApiError;
+use crate::connections::ConnectionHandle;
 
 /// How many failures pass between two sweeps of idle addresses out of the table.
 const SWEEP_EVERY: u64 = 4096;
 
-/// The remote address of a request, as the connection loop (`crate::http`) recorded it;
-/// `None` only for a request that did not come through it.
+/// The remote address of a request, from the connection handle the connection loop
+/// (`crate::http`) gives every request; `None` only for a request that did not come through it.
 #[derive(Debug, Clone, Copy)]
 pub struct Peer(pub Option<IpAddr>);
 
 impl Peer {
     pub fn of(parts: &Parts) -> Peer {
-        Peer(parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()))
+        Peer(parts.extensions.get::<ConnectionHandle>().map(ConnectionHandle::ip))
     }
 }
 
