@@ -116,6 +116,27 @@ impl FileValues {
     }
 }
 
+/// A path setting's value: any text but the empty one.
+pub fn path(raw: &str) -> Result<PathBuf, String> {
+    if raw.is_empty() {
+        return Err("a path may not be empty".to_string());
+    }
+    Ok(PathBuf::from(raw))
+}
+
+/// A value clap parsed for the argument `id`, with where it came from: its environment
+/// variable `var`, or the command line. `matches` are the subcommand's (absent in tests that
+/// build the arguments by hand: the command line).
+#[cfg(feature = "cli")]
+pub fn given<T: Clone>(value: &Option<T>, matches: Option<&clap::ArgMatches>, id: &str, var: &'static str) -> Option<(T, Source)> {
+    let value = value.clone()?;
+    let source = match matches.and_then(|m| m.value_source(id)) {
+        Some(clap::parser::ValueSource::EnvVariable) => Source::Environment(var),
+        _ => Source::CommandLine,
+    };
+    Some((value, source))
+}
+
 /// The setting of one key: `given` (with the source clap says, command line or environment),
 /// else the file's, else `default`.
 pub fn layer<T>(

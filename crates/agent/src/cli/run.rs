@@ -13,10 +13,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use clap::parser::ValueSource;
 use clap::{ArgMatches, Args};
 use invsync_proto::exit::Exit;
-use invsync_proto::settings::{layer, FileValues, Setting, Source};
+use invsync_proto::settings::{given, layer, path, FileValues, Setting, Source};
 
 use super::exit_for;
 use crate::run::{RunOptions, run};
@@ -81,23 +80,6 @@ pub struct RunConfig {
     pub interval: Setting<Duration>,
     pub root: Setting<PathBuf>,
     pub splay: Setting<Duration>,
-}
-
-/// Where clap found an argument's value: the command line or its environment variable.
-fn given<T: Clone>(value: &Option<T>, matches: Option<&ArgMatches>, id: &str, var: &'static str) -> Option<(T, Source)> {
-    let value = value.clone()?;
-    let source = match matches.and_then(|m| m.value_source(id)) {
-        Some(ValueSource::EnvVariable) => Source::Environment(var),
-        _ => Source::CommandLine,
-    };
-    Some((value, source))
-}
-
-fn path(raw: &str) -> Result<PathBuf, String> {
-    if raw.is_empty() {
-        return Err("a path may not be empty".to_string());
-    }
-    Ok(PathBuf::from(raw))
 }
 
 impl RunConfig {

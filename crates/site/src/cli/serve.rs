@@ -14,7 +14,7 @@ use anyhow::Result;
 use clap::parser::ValueSource;
 use clap::ArgMatches;
 use invsync_proto::exit::Exit;
-use invsync_proto::settings::{layer, FileValues, Setting, Source};
+use invsync_proto::settings::{given, layer, path, FileValues, Setting, Source};
 
 use super::DataDirArg;
 use crate::datadir::SiteDir;
@@ -67,20 +67,6 @@ pub struct ServeConfig {
     pub tls_key: Setting<Option<PathBuf>>,
 }
 
-fn source_of(matches: Option<&ArgMatches>, id: &str, var: &'static str) -> Source {
-    match matches.and_then(|m| m.value_source(id)) {
-        Some(ValueSource::EnvVariable) => Source::Environment(var),
-        _ => Source::CommandLine,
-    }
-}
-
-fn path(raw: &str) -> Result<PathBuf, String> {
-    if raw.is_empty() {
-        return Err("a path may not be empty".to_string());
-    }
-    Ok(PathBuf::from(raw))
-}
-
 fn boolean(raw: &str) -> Result<bool, String> {
     raw.parse::<bool>().map_err(|_| format!("{raw:?} is not true or false"))
 }
@@ -98,15 +84,15 @@ impl ServeConfig {
         let insecure_given = matches
             .and_then(|m| m.value_source("insecure_http"))
             .filter(|s| *s != ValueSource::DefaultValue)
-            .map(|_| (flags.insecure_http, source_of(matches, "insecure_http", "INVSITE_INSECURE_HTTP")));
+            .and_then(|_| given(&Some(flags.insecure_http), matches, "insecure_http", "INVSITE_INSECURE_HTTP"));
         let optional = |value: &Option<PathBuf>, id: &str, var: &'static str| {
-            value.clone().map(|v| (Some(v), source_of(matches, id, var)))
+            given(value, matches, id, var).map(|(v, source)| (Some(v), source))
         };
         let config = ServeConfig {
             config_file: file.path.clone(),
             data_dir: layer(dir_given, &file, "data_dir", path, || PathBuf::from(crate::datadir::DEFAULT_DIR))?,
             listen: layer(
-                flags.listen.clone().map(|l| (Some(l), source_of(matches, "listen", "INVSITE_LISTEN"))),
+                given(&flags.listen, matches, "listen", "INVSITE_LISTEN").map(|(l, source)| (Some(l), source)),
                 &file,
                 "listen",
                 |raw| Ok(Some(raw.to_string())),
