@@ -9,8 +9,6 @@
 //! are backed up with the directory. A PostgreSQL site is backed up with `pg_dump` (README).
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -169,9 +167,7 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 /// durable, and visible under its name.
 fn finish_file(partial: &Path, to: &Path) -> Result<()> {
     fs::set_permissions(partial, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-    let mut f = fs::OpenOptions::new().append(true).mode(0o600).open(partial)?;
-    f.flush()?;
-    f.sync_all()?;
+    fs::File::open(partial)?.sync_all()?;
     fs::rename(partial, to).with_context(|| format!("cannot rename {} to {}", partial.display(), to.display()))?;
     if let Some(parent) = to.parent().filter(|p| !p.as_os_str().is_empty())
         && let Ok(d) = fs::File::open(parent)
