@@ -189,12 +189,12 @@ enum Backend {
 }
 
 /// A write through [`dispatch!`] whose outcome the store's write health records:
-/// `write!(self, "operation", b => b.call().await)`.
-/// `write!(self, "operation", if |value| wrote, b => …)` when a success may have written
+/// `write_op!(self, "operation", b => b.call().await)`.
+/// `write_op!(self, "operation", if |value| wrote, b => …)` when a success may have written
 /// nothing (see `WriteHealth::record`).
-macro_rules! write {
+macro_rules! write_op {
     ($store:ident, $op:literal, $b:ident => $call:expr) => {
-        write!($store, $op, if |_| true, $b => $call)
+        write_op!($store, $op, if |_| true, $b => $call)
     };
     ($store:ident, $op:literal, if $wrote:expr, $b:ident => $call:expr) => {{
         let result = dispatch!($store, $b => $call);
@@ -245,7 +245,7 @@ impl Store {
     /// A tiny write (the time, in the site's `meta` table), so that a site nobody writes to
     /// still learns whether it could, and an unwritable one learns that it can again.
     pub async fn probe_write(&self, now: Timestamp) -> Result<(), StoreError> {
-        write!(self, "probe", b => b.probe_write(now).await)
+        write_op!(self, "probe", b => b.probe_write(now).await)
     }
 
     /// Creates a new SQLite database at `path` for the site `meta`; refuses if the file exists.
@@ -288,7 +288,7 @@ impl Store {
     /// Writes what the store holds in memory (last-seen times, which it otherwise writes about
     /// once a second), so that other processes see it; a stopping site calls it last.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        write!(self, "flush", if |_| false, b => b.flush().await)
+        write_op!(self, "flush", if |_| false, b => b.flush().await)
     }
 
     /// The site this database belongs to.
@@ -300,7 +300,7 @@ impl Store {
     /// enrolling again under its name keeps its id and gets the new key; another machine asking
     /// for a taken name is refused with [`StoreError::NameTaken`].
     pub async fn enroll(&self, e: &Enrollment) -> Result<Enrolled, StoreError> {
-        write!(self, "enroll", b => b.enroll(e).await)
+        write_op!(self, "enroll", b => b.enroll(e).await)
     }
 
     /// The name and key hash of a client of this site, if the id is known. A client forwarded by
@@ -317,7 +317,7 @@ impl Store {
         client_id: Uuid,
         now: Timestamp,
     ) -> Result<CheckinResponse, StoreError> {
-        write!(self, "checkin", if |_| false, b => b.checkin(client_id, now).await)
+        write_op!(self, "checkin", if |_| false, b => b.checkin(client_id, now).await)
     }
 
     /// A check-in by whoever presents `key_hash` as the key of `client_id`: the same as
@@ -425,13 +425,13 @@ impl Store {
         ids: &[i64],
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        write!(self, "complete_events", if |_| !ids.is_empty(), b => b.complete_events(client_id, ids, now).await)
+        write_op!(self, "complete_events", if |_| !ids.is_empty(), b => b.complete_events(client_id, ids, now).await)
     }
 
     /// Makes an own client's key useless at once (its hash becomes one no key has). The
     /// client's inventory stays; enrolling again (with the enrollment secret) issues a new key.
     pub async fn revoke(&self, name: &ClientName) -> Result<(), StoreError> {
-        write!(self, "revoke", b => b.revoke(name).await)
+        write_op!(self, "revoke", b => b.revoke(name).await)
     }
 
     /// Queues a resync request for a client of this site, or returns the identical request
@@ -442,7 +442,7 @@ impl Store {
         class: Class,
         now: Timestamp,
     ) -> Result<Queued, StoreError> {
-        write!(self, "request_resync", if |q: &Queued| q.created, b => b.request_resync(name, class, now).await)
+        write_op!(self, "request_resync", if |q: &Queued| q.created, b => b.request_resync(name, class, now).await)
     }
 
     /// Queues a client event, or returns the identical event still pending (`created = false`).
@@ -452,7 +452,7 @@ impl Store {
         event: Event,
         now: Timestamp,
     ) -> Result<Queued, StoreError> {
-        write!(self, "request_event", if |q: &Queued| q.created, b => b.request_event(name, event, now).await)
+        write_op!(self, "request_event", if |q: &Queued| q.created, b => b.request_event(name, event, now).await)
     }
 
     /// Every client this site holds, its own and those of the sites below it (`site` is the
@@ -569,7 +569,7 @@ impl Store {
     /// Turns forwarding to a parent on or off (persisted). While on, every change this site
     /// accepts is also appended to the outbox. Turning it off leaves the outbox as it is.
     pub async fn set_forwarding(&self, on: bool) -> Result<(), StoreError> {
-        write!(self, "set_forwarding", b => b.set_forwarding(on).await)
+        write_op!(self, "set_forwarding", b => b.set_forwarding(on).await)
     }
 
     /// Whether accepted changes go into the outbox.
@@ -595,14 +595,14 @@ impl Store {
         parent: Option<&SiteCode>,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        write!(self, "outbox_done", if |_| !stored.is_empty() || !refused.is_empty(), b => b.outbox_done(stored, refused, parent, now).await)
+        write_op!(self, "outbox_done", if |_| !stored.is_empty() || !refused.is_empty(), b => b.outbox_done(stored, refused, parent, now).await)
     }
 
     /// Atomically drops every outbox entry of this client and class and appends one full entry
     /// built from the current snapshot (carrying the completed requests of the dropped
     /// entries). Nothing happens when this site holds no such snapshot.
     pub async fn outbox_resync(&self, client: Uuid, class: Class) -> Result<(), StoreError> {
-        write!(self, "outbox_resync", if |_| false, b => b.outbox_resync(client, class).await)
+        write_op!(self, "outbox_resync", if |_| false, b => b.outbox_resync(client, class).await)
     }
 
     /// The outbox's depth, its oldest entry's time and the last forwarding time.
@@ -622,7 +622,7 @@ impl Store {
         key_hash: Digest,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        write!(self, "set_child_token", b => b.set_child_token(code, key_hash, now).await)
+        write_op!(self, "set_child_token", b => b.set_child_token(code, key_hash, now).await)
     }
 
     /// The key hash of a child's token, if one was issued for that code.
@@ -640,7 +640,7 @@ impl Store {
         statuses: &[SiteStatus],
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        write!(self, "record_site_status", b => b.record_site_status(via, statuses, now).await)
+        write_op!(self, "record_site_status", b => b.record_site_status(via, statuses, now).await)
     }
 
     /// Every site known below this one, as it last reported itself, sorted by code.
@@ -677,7 +677,7 @@ impl Store {
         entry: &Forwarded,
         now: Timestamp,
     ) -> Result<ForwardOutcome, StoreError> {
-        write!(self, "apply_forwarded", if |o: &ForwardOutcome| matches!(o, ForwardOutcome::Applied { .. }), b => b.apply_forwarded(via, entry, now).await)
+        write_op!(self, "apply_forwarded", if |o: &ForwardOutcome| matches!(o, ForwardOutcome::Applied { .. }), b => b.apply_forwarded(via, entry, now).await)
     }
 
     // -----------------------------------------------------------------------------------------
@@ -696,7 +696,7 @@ impl Store {
         class: Class,
         now: Timestamp,
     ) -> Result<Queued, StoreError> {
-        write!(self, "queue_routed_request", if |q: &Queued| q.created, b => b.queue_routed_request(client_id, class, now).await)
+        write_op!(self, "queue_routed_request", if |q: &Queued| q.created, b => b.queue_routed_request(client_id, class, now).await)
     }
 
     /// The routed requests to hand to the direct child `via` in the answer to its forward
@@ -709,7 +709,7 @@ impl Store {
         via: &SiteCode,
         now: Timestamp,
     ) -> Result<Vec<DownRequest>, StoreError> {
-        write!(self, "deliver_routed_requests", if |d: &Vec<DownRequest>| !d.is_empty(), b => b.deliver_routed_requests(via, now).await)
+        write_op!(self, "deliver_routed_requests", if |d: &Vec<DownRequest>| !d.is_empty(), b => b.deliver_routed_requests(via, now).await)
     }
 
     /// Takes in a request the parent routed down, once per origin (a re-delivery answers with
@@ -725,7 +725,7 @@ impl Store {
         accept_own: bool,
         now: Timestamp,
     ) -> Result<DownAccepted, StoreError> {
-        write!(self, "accept_down_request", if |_| false, b => b.accept_down_request(req, accept_own, now).await)
+        write_op!(self, "accept_down_request", if |_| false, b => b.accept_down_request(req, accept_own, now).await)
     }
 
     /// Applies a batch of changes forwarded by `via`, in order, with the rules and outcomes of
@@ -740,6 +740,6 @@ impl Store {
         entries: &[Forwarded],
         now: Timestamp,
     ) -> Result<Vec<ForwardOutcome>, StoreError> {
-        write!(self, "apply_forwarded_batch", if |o: &Vec<ForwardOutcome>| o.iter().any(|o| matches!(o, ForwardOutcome::Applied { .. })), b => b.apply_forwarded_batch(via, entries, now).await)
+        write_op!(self, "apply_forwarded_batch", if |o: &Vec<ForwardOutcome>| o.iter().any(|o| matches!(o, ForwardOutcome::Applied { .. })), b => b.apply_forwarded_batch(via, entries, now).await)
     }
 }
