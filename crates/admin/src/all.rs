@@ -33,7 +33,9 @@ impl Rate {
         if !(n.is_finite() && n > 0.0) {
             return Err(format!("{raw:?}: the rate must be above zero"));
         }
-        Ok(Rate { per_second: n / per })
+        Ok(Rate {
+            per_second: n / per,
+        })
     }
 }
 
@@ -48,12 +50,18 @@ pub struct Bucket {
 impl Bucket {
     pub fn new(rate: Rate, burst: u32) -> Bucket {
         let burst = f64::from(burst.max(1));
-        Bucket { tokens: burst, burst, rate: rate.per_second, last: Instant::now() }
+        Bucket {
+            tokens: burst,
+            burst,
+            rate: rate.per_second,
+            last: Instant::now(),
+        }
     }
 
     /// How long to wait before the next request may go; takes its token.
     pub fn take(&mut self, now: Instant) -> Duration {
-        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
+        self.tokens =
+            (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
         self.last = now;
         self.tokens -= 1.0;
         if self.tokens >= 0.0 {
@@ -67,7 +75,11 @@ impl Bucket {
 /// Queues a resync of `class` for every client this site owns, printing progress.
 pub fn apply(site: &mut SiteAccess, class: Class, rate: Rate) -> Result<()> {
     let own = site.code().clone();
-    let clients: Vec<_> = site.clients()?.into_iter().filter(|c| c.site == own).collect();
+    let clients: Vec<_> = site
+        .clients()?
+        .into_iter()
+        .filter(|c| c.site == own)
+        .collect();
     let total = clients.len();
     if total == 0 {
         invsync_proto::outln!("Site {own} owns no clients; nothing to do.")?;

@@ -101,7 +101,11 @@ pub fn try_main() -> Result<()> {
 }
 
 pub fn describe(queued: &Queued, class: Class) -> String {
-    let what = format!("{} inventory resynchronization request for {}", class_words(class), queued.client);
+    let what = format!(
+        "{} inventory resynchronization request for {}",
+        class_words(class),
+        queued.client
+    );
     if let Some(owner) = &queued.routed_to {
         return if queued.created {
             format!(
@@ -139,10 +143,18 @@ pub fn apply(args: &Args) -> Result<()> {
     if args.site.is_some() && !args.via_child {
         return Err(Exit::usage("--site goes with --via-child").into());
     }
-    let mut site = SiteAccess::open(AccessOptions { tool: "invsync", note_fallback: true }, args.data_dir.as_deref())?;
+    let mut site = SiteAccess::open(
+        AccessOptions {
+            tool: "invsync",
+            note_fallback: true,
+        },
+        args.data_dir.as_deref(),
+    )?;
     let Some(client) = &args.client else {
         // clap requires CLIENT unless --all is given.
-        let rate = args.rate.unwrap_or_else(|| crate::all::Rate::parse(crate::all::Rate::DEFAULT).expect("a valid default"));
+        let rate = args.rate.unwrap_or_else(|| {
+            crate::all::Rate::parse(crate::all::Rate::DEFAULT).expect("a valid default")
+        });
         return crate::all::apply(&mut site, args.class, rate);
     };
     let queued = if args.via_child {
@@ -176,9 +188,15 @@ fn wait(site: &mut SiteAccess, client: &ClientName, id: i64, timeout: Duration) 
         // Print every state the request passed through since the last look, so a request that
         // went from queued to complete between two polls still shows its pick-up.
         let passed: &[RequestState] = match (last, view.state) {
-            (None, RequestState::Complete) => &[RequestState::Pending, RequestState::PickedUp, RequestState::Complete],
+            (None, RequestState::Complete) => &[
+                RequestState::Pending,
+                RequestState::PickedUp,
+                RequestState::Complete,
+            ],
             (None, RequestState::PickedUp) => &[RequestState::Pending, RequestState::PickedUp],
-            (Some(RequestState::Pending), RequestState::Complete) => &[RequestState::PickedUp, RequestState::Complete],
+            (Some(RequestState::Pending), RequestState::Complete) => {
+                &[RequestState::PickedUp, RequestState::Complete]
+            }
             (Some(a), b) if a == b => &[],
             (_, RequestState::Pending) => &[RequestState::Pending],
             (_, RequestState::PickedUp) => &[RequestState::PickedUp],
@@ -219,7 +237,10 @@ fn wait(site: &mut SiteAccess, client: &ClientName, id: i64, timeout: Duration) 
 
 /// The last line of `--wait` at a site with a parent.
 fn forwarded_line(view: &RequestView) -> String {
-    let at = view.forwarded_at.map(|t| t.rfc3339()).unwrap_or_else(|| "-".to_string());
+    let at = view
+        .forwarded_at
+        .map(|t| t.rfc3339())
+        .unwrap_or_else(|| "-".to_string());
     match &view.forwarded_to {
         Some(parent) => format!("request {}: forwarded to site {parent} at {at}", view.id),
         // The store keeps the parent's code when the forwarder knew it (from its first contact
@@ -228,12 +249,23 @@ fn forwarded_line(view: &RequestView) -> String {
     }
 }
 
-fn progress_line(state: RequestState, view: &RequestView, client: &ClientName, site: &SiteCode) -> String {
+fn progress_line(
+    state: RequestState,
+    view: &RequestView,
+    client: &ClientName,
+    site: &SiteCode,
+) -> String {
     let id = view.id;
     let at = |t: Option<Timestamp>| t.map(|t| t.rfc3339()).unwrap_or_else(|| "-".to_string());
     match state {
-        RequestState::Pending => format!("request {id}: queued at {}, waiting for {client} to pick it up", view.requested_at),
-        RequestState::PickedUp => format!("request {id}: picked up by {client} at {}", at(view.picked_up_at)),
+        RequestState::Pending => format!(
+            "request {id}: queued at {}, waiting for {client} to pick it up",
+            view.requested_at
+        ),
+        RequestState::PickedUp => format!(
+            "request {id}: picked up by {client} at {}",
+            at(view.picked_up_at)
+        ),
         RequestState::Complete => format!(
             "request {id}: complete at {}: the full report is stored at site {site}",
             at(view.completed_at)

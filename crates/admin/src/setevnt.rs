@@ -6,14 +6,18 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Parser;
-use invsync_proto::wire::Event;
 use invsync_proto::ClientName;
+use invsync_proto::wire::Event;
 
 use crate::invsync::parse;
 use invsync_site::access::{AccessOptions, SiteAccess};
 
 #[derive(Debug, Parser)]
-#[command(name = "setevnt", version, about = "Set Client Event: wake a client of this site now")]
+#[command(
+    name = "setevnt",
+    version,
+    about = "Set Client Event: wake a client of this site now"
+)]
 pub struct Args {
     /// The client's NetBIOS-style name
     #[arg(value_name = "CLIENT")]
@@ -46,7 +50,13 @@ pub fn try_main() -> Result<()> {
 }
 
 pub fn apply(args: &Args) -> Result<()> {
-    let mut site = SiteAccess::open(AccessOptions { tool: "setevnt", note_fallback: true }, args.data_dir.as_deref())?;
+    let mut site = SiteAccess::open(
+        AccessOptions {
+            tool: "setevnt",
+            note_fallback: true,
+        },
+        args.data_dir.as_deref(),
+    )?;
     let queued = site.request_event(&args.client, args.event)?;
     if args.json {
         invsync_proto::outln!("{}", serde_json::to_string(&queued)?)?;

@@ -11,8 +11,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use invsync_proto::wire::{
-    self, AckRequest, WaitResponse, CheckinRequest, CheckinResponse, EnrollRequest, EnrollResponse, ErrorBody,
-    Report, ReportAck,
+    self, AckRequest, CheckinRequest, CheckinResponse, EnrollRequest, EnrollResponse, ErrorBody,
+    Report, ReportAck, WaitResponse,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -39,12 +39,20 @@ impl CapClient {
     /// A client for the site at `site_url` (a trailing `/` is ignored). `token` is the client
     /// token; it is `None` only for enrolling. `ca` is the PEM file of the CA certificates an
     /// `https://` site's certificate must chain to; without it, the built-in Mozilla roots.
-    pub fn new(site_url: &str, token: Option<&str>, ca: Option<&Path>) -> Result<CapClient, AgentError> {
+    pub fn new(
+        site_url: &str,
+        token: Option<&str>,
+        ca: Option<&Path>,
+    ) -> Result<CapClient, AgentError> {
         CapClient::with_timeout(site_url, token, ca, REQUEST_TIMEOUT)
     }
 
     /// A client for the push channel, whose long-polls the site holds for up to 50 s.
-    pub fn for_push(site_url: &str, token: &str, ca: Option<&Path>) -> Result<CapClient, AgentError> {
+    pub fn for_push(
+        site_url: &str,
+        token: &str,
+        ca: Option<&Path>,
+    ) -> Result<CapClient, AgentError> {
         CapClient::with_timeout(site_url, Some(token), ca, PUSH_TIMEOUT)
     }
 
@@ -95,7 +103,11 @@ impl CapClient {
     /// connection, since a long-poll would only tell after its hold time).
     pub fn healthy(&self) -> Result<(), AgentError> {
         let url = format!("{}/healthz", self.base);
-        let resp = self.agent.get(&url).call().map_err(|e| self.transport_error(e))?;
+        let resp = self
+            .agent
+            .get(&url)
+            .call()
+            .map_err(|e| self.transport_error(e))?;
         if resp.status().is_success() {
             Ok(())
         } else {
@@ -110,7 +122,8 @@ impl CapClient {
     /// `POST /cap/v1/wait`: blocks until the site wakes this client (true), or the hold time
     /// passes or the site shuts down (false).
     pub fn wait(&self) -> Result<bool, AgentError> {
-        let answer: WaitResponse = self.post(wire::CAP_WAIT, &serde_json::json!({}), Body::Json, true)?;
+        let answer: WaitResponse =
+            self.post(wire::CAP_WAIT, &serde_json::json!({}), Body::Json, true)?;
         Ok(answer.wake)
     }
 
@@ -203,7 +216,10 @@ impl CapClient {
             } else {
                 ""
             };
-            return AgentError::Tls { url, reason: format!("{reason}{hint}") };
+            return AgentError::Tls {
+                url,
+                reason: format!("{reason}{hint}"),
+            };
         }
         if crate::tls::looks_like_tls_port(&self.base, &e) {
             return AgentError::Unreachable {
@@ -211,7 +227,10 @@ impl CapClient {
                 reason: format!("{e} (if the site serves TLS, its URL starts with https://)"),
             };
         }
-        AgentError::Unreachable { url, reason: e.to_string() }
+        AgentError::Unreachable {
+            url,
+            reason: e.to_string(),
+        }
     }
 }
 

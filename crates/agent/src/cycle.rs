@@ -185,7 +185,11 @@ pub fn cycle(opts: &CycleOptions) -> Result<CycleSummary, AgentError> {
     }
     let _lock = StateLock::acquire(dir)?;
     let mut state = State::load(dir)?;
-    let cap = CapClient::new(&state.site_url, Some(&state.token), state.ca_cert.as_deref())?;
+    let cap = CapClient::new(
+        &state.site_url,
+        Some(&state.token),
+        state.ca_cert.as_deref(),
+    )?;
     let mut summary = CycleSummary::default();
 
     // 1. Reports an earlier cycle could not deliver go first, so the site's view is current
@@ -203,7 +207,10 @@ pub fn cycle(opts: &CycleOptions) -> Result<CycleSummary, AgentError> {
     // and a no-change cycle has a budget of 300 bytes (SPEC section 10).
     let checkin = cap.checkin(&CheckinRequest::default())?;
     summary.instructions = record_instructions(&mut state, &checkin.instructions, Timestamp::now());
-    summary.site_interval = checkin.agent_interval_secs.filter(|s| *s > 0).map(std::time::Duration::from_secs);
+    summary.site_interval = checkin
+        .agent_interval_secs
+        .filter(|s| *s > 0)
+        .map(std::time::Duration::from_secs);
     if !summary.instructions.is_empty() {
         state.save(dir)?;
     }

@@ -39,7 +39,10 @@ pub fn enroll(opts: &EnrollOptions) -> Result<EnrollResponse, AgentError> {
 /// [`enroll`] at an `https://` site whose certificate chains to the CA certificates in the
 /// PEM file `ca_cert` (`None`: the built-in Mozilla roots). The state remembers the file for
 /// later cycles and the push channel.
-pub fn enroll_with_ca(opts: &EnrollOptions, ca_cert: Option<&Path>) -> Result<EnrollResponse, AgentError> {
+pub fn enroll_with_ca(
+    opts: &EnrollOptions,
+    ca_cert: Option<&Path>,
+) -> Result<EnrollResponse, AgentError> {
     let ca_cert = match ca_cert {
         Some(path) => Some(ca_cert_path(path, &opts.site_url)?),
         None => None,

@@ -42,7 +42,9 @@ pub enum AgentError {
     Tls { url: String, reason: String },
 
     /// The CA certificate file (`--ca-cert`) cannot be read or holds no certificate.
-    #[error("{reason}; give the site's CA certificate as a PEM file with `invagent enroll --ca-cert FILE`")]
+    #[error(
+        "{reason}; give the site's CA certificate as a PEM file with `invagent enroll --ca-cert FILE`"
+    )]
     BadCaCert { reason: String },
 
     /// The site answered 5xx.

@@ -145,9 +145,14 @@ pub fn full_report(
 pub fn changed_body(acked: &AckedSnapshot, items: &Items) -> ReportBody {
     let delta = invsync_proto::inventory::diff(&acked.items, items);
     if (delta.upsert.len() + delta.remove.len()) * 2 > items.len().max(1) {
-        return ReportBody::Full { items: items.clone() };
+        return ReportBody::Full {
+            items: items.clone(),
+        };
     }
-    ReportBody::Delta { base_version: acked.version, delta }
+    ReportBody::Delta {
+        base_version: acked.version,
+        delta,
+    }
 }
 
 /// The items the site holds once it has accepted `report`: the report's own items for a full
@@ -226,9 +231,15 @@ mod tests {
     #[test]
     fn hash_is_the_contracts_snapshot_hash() {
         let i = items(&[("dpkg/bash/amd64", "5.2"), ("dpkg/zsh/amd64", "5.9")]);
-        assert_eq!(snapshot_hash(&i).to_hex(), "244f18aa9dd9229edc3101346282e650c573253d5c138a3c108fdf429e6f46d4");
+        assert_eq!(
+            snapshot_hash(&i).to_hex(),
+            "244f18aa9dd9229edc3101346282e650c573253d5c138a3c108fdf429e6f46d4"
+        );
         // The empty snapshot is BLAKE3 of nothing.
-        assert_eq!(snapshot_hash(&Items::new()).to_hex(), "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262");
+        assert_eq!(
+            snapshot_hash(&Items::new()).to_hex(),
+            "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
+        );
     }
 
     #[test]
@@ -311,13 +322,33 @@ mod tests {
 
     #[test]
     fn a_small_change_is_sent_as_a_delta_against_the_acknowledged_version() {
-        let old = items(&[("a", "1"), ("b", "1"), ("c", "1"), ("d", "1"), ("e", "1"), ("g", "1"), ("h", "1")]);
-        let new = items(&[("a", "1"), ("b", "2"), ("d", "1"), ("e", "1"), ("f", "1"), ("g", "1"), ("h", "1")]);
+        let old = items(&[
+            ("a", "1"),
+            ("b", "1"),
+            ("c", "1"),
+            ("d", "1"),
+            ("e", "1"),
+            ("g", "1"),
+            ("h", "1"),
+        ]);
+        let new = items(&[
+            ("a", "1"),
+            ("b", "2"),
+            ("d", "1"),
+            ("e", "1"),
+            ("f", "1"),
+            ("g", "1"),
+            ("h", "1"),
+        ]);
         let (s, site) = agreed(&old);
         let p = plan(&s, &site, Class::Sw, &new).expect("a report");
         assert_eq!(p.reason, PlanReason::Changed);
         assert_eq!(p.hash, snapshot_hash(&new));
-        let ReportBody::Delta { base_version, delta } = &p.body else {
+        let ReportBody::Delta {
+            base_version,
+            delta,
+        } = &p.body
+        else {
             panic!("expected a delta, got {:?}", p.body)
         };
         assert_eq!(*base_version, 4);

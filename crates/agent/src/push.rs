@@ -4,9 +4,9 @@
 //! not reconnect to a restarted site in the same second), and after reconnecting it asks for
 //! a cycle, because anything queued while it was away woke nobody.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cap::CapClient;
@@ -28,9 +28,12 @@ pub fn push_loop(data_dir: std::path::PathBuf, triggers: Sender<Trigger>, stop: 
     let mut client: Option<(String, String, CapClient)> = None;
     while !stop.load(Ordering::SeqCst) {
         let result = State::load(&data_dir).and_then(|state| {
-            let fresh = client.as_ref().is_none_or(|(url, token, _)| url != &state.site_url || token != &state.token);
+            let fresh = client
+                .as_ref()
+                .is_none_or(|(url, token, _)| url != &state.site_url || token != &state.token);
             if fresh {
-                let c = CapClient::for_push(&state.site_url, &state.token, state.ca_cert.as_deref())?;
+                let c =
+                    CapClient::for_push(&state.site_url, &state.token, state.ca_cert.as_deref())?;
                 client = Some((state.site_url.clone(), state.token.clone(), c));
             }
             let c = &client.as_ref().expect("set above").2;
@@ -38,10 +41,15 @@ pub fn push_loop(data_dir: std::path::PathBuf, triggers: Sender<Trigger>, stop: 
                 // A long-poll tells that the site is back only when it ends (up to 50 s);
                 // a quick probe tells now, so the catch-up cycle is not delayed.
                 c.healthy()?;
-                tracing::info!("Push channel connected again; cycling for anything queued meanwhile.");
+                tracing::info!(
+                    "Push channel connected again; cycling for anything queued meanwhile."
+                );
                 disconnected = false;
                 if triggers.send(Trigger::Reconnected).is_err() {
-                    return Err(crate::error::AgentError::Io { context: "the daemon loop is gone".into(), reason: String::new() });
+                    return Err(crate::error::AgentError::Io {
+                        context: "the daemon loop is gone".into(),
+                        reason: String::new(),
+                    });
                 }
             }
             c.wait()

@@ -8,14 +8,14 @@
 //! site's quickstart from its own thread.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use crate::cycle::{CycleOptions, cycle};
 use crate::error::AgentError;
+use crate::push;
 use crate::state::State;
 use crate::trigger::{self, Trigger};
-use crate::push;
 
 /// The longest the loop sleeps before looking at the stop flag again.
 pub const STOP_POLL: Duration = Duration::from_millis(250);
@@ -58,11 +58,18 @@ pub fn run(opts: &RunOptions, stop: &AtomicBool) -> Result<(), AgentError> {
     // sit in a long-poll for a while after the loop has returned.
     let threads_stop = Arc::new(AtomicBool::new(false));
     {
-        let (dir, tx, flag) = (opts.cycle.data_dir.clone(), tx.clone(), threads_stop.clone());
+        let (dir, tx, flag) = (
+            opts.cycle.data_dir.clone(),
+            tx.clone(),
+            threads_stop.clone(),
+        );
         std::thread::Builder::new()
             .name("push".into())
             .spawn(move || push::push_loop(dir, tx, flag))
-            .map_err(|e| AgentError::Io { context: "could not start the push-channel thread".into(), reason: e.to_string() })?;
+            .map_err(|e| AgentError::Io {
+                context: "could not start the push-channel thread".into(),
+                reason: e.to_string(),
+            })?;
     }
     let local = {
         let (dir, tx, flag) = (opts.cycle.data_dir.clone(), tx, threads_stop.clone());
@@ -75,15 +82,24 @@ pub fn run(opts: &RunOptions, stop: &AtomicBool) -> Result<(), AgentError> {
 
     let first_wait = opts.splay.mul_f64(random_unit());
     if !first_wait.is_zero() {
-        tracing::info!(seconds = first_wait.as_secs(), "Waiting a random time (the splay) before the first cycle.");
+        tracing::info!(
+            seconds = first_wait.as_secs(),
+            "Waiting a random time (the splay) before the first cycle."
+        );
     }
     let mut next = Instant::now() + first_wait;
     let mut interval = opts.interval;
     let mut reason = "start";
     while !stop.load(Ordering::SeqCst) {
         let mut locals = Vec::new();
-        let Some(why) = wait_for_turn(&rx, next, stop, &mut locals) else { break };
-        reason = if why == "interval" && reason == "start" { "start" } else { why };
+        let Some(why) = wait_for_turn(&rx, next, stop, &mut locals) else {
+            break;
+        };
+        reason = if why == "interval" && reason == "start" {
+            "start"
+        } else {
+            why
+        };
         if why != "interval" {
             // Gather the rest of a burst of triggers into this one cycle.
             std::thread::sleep(COALESCE);
@@ -161,7 +177,9 @@ fn wait_for_turn(
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             // Both helper threads are gone: only the interval is left.
-            Err(mpsc::RecvTimeoutError::Disconnected) => std::thread::sleep((next - now).min(STOP_POLL)),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                std::thread::sleep((next - now).min(STOP_POLL))
+            }
         }
     }
 }
@@ -206,12 +224,21 @@ mod tests {
         let mut locals = Vec::new();
         let stop = AtomicBool::new(true);
         let t = Instant::now();
-        assert_eq!(wait_for_turn(&rx, t + Duration::from_secs(60), &stop, &mut locals), None);
+        assert_eq!(
+            wait_for_turn(&rx, t + Duration::from_secs(60), &stop, &mut locals),
+            None
+        );
         assert!(t.elapsed() < Duration::from_secs(1));
         let stop = AtomicBool::new(false);
         tx.send(Trigger::Push).unwrap();
-        assert_eq!(wait_for_turn(&rx, t + Duration::from_secs(60), &stop, &mut locals), Some("push"));
-        assert_eq!(wait_for_turn(&rx, Instant::now(), &stop, &mut locals), Some("interval"));
+        assert_eq!(
+            wait_for_turn(&rx, t + Duration::from_secs(60), &stop, &mut locals),
+            Some("push")
+        );
+        assert_eq!(
+            wait_for_turn(&rx, Instant::now(), &stop, &mut locals),
+            Some("interval")
+        );
     }
 
     #[test]

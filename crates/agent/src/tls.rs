@@ -21,7 +21,10 @@ pub fn client_config(ca: Option<&Path>) -> Result<TlsConfig, String> {
         Some(path) => RootCerts::Specific(Arc::new(read_ca(path)?)),
         None => RootCerts::WebPki,
     };
-    Ok(TlsConfig::builder().provider(TlsProvider::Rustls).root_certs(roots).build())
+    Ok(TlsConfig::builder()
+        .provider(TlsProvider::Rustls)
+        .root_certs(roots)
+        .build())
 }
 
 /// How one of the project's HTTP clients is set up.
@@ -40,7 +43,11 @@ pub struct ClientOptions<'a> {
 /// An HTTP client for `opts.url`: TLS trusting `opts.ca` for an `https://` URL (the CA file is
 /// never read for a plain one), error statuses returned as answers so their bodies can be read.
 pub fn http_agent(opts: &ClientOptions<'_>) -> Result<ureq::Agent, String> {
-    let tls = if opts.url.starts_with("https://") { client_config(opts.ca)? } else { TlsConfig::default() };
+    let tls = if opts.url.starts_with("https://") {
+        client_config(opts.ca)?
+    } else {
+        TlsConfig::default()
+    };
     let mut builder = ureq::Agent::config_builder()
         .tls_config(tls)
         .http_status_as_error(false)
@@ -54,17 +61,26 @@ pub fn http_agent(opts: &ClientOptions<'_>) -> Result<ureq::Agent, String> {
 
 /// The certificates of a PEM file (other PEM sections, such as a key, are skipped).
 pub fn read_ca(path: &Path) -> Result<Vec<Certificate<'static>>, String> {
-    let pem = std::fs::read(path).map_err(|e| format!("cannot read the CA certificate {}: {e}", path.display()))?;
+    let pem = std::fs::read(path)
+        .map_err(|e| format!("cannot read the CA certificate {}: {e}", path.display()))?;
     let mut certs = Vec::new();
     for item in ureq::tls::parse_pem(&pem) {
         match item {
             Ok(PemItem::Certificate(c)) => certs.push(c),
             Ok(_) => {}
-            Err(e) => return Err(format!("{} is not a PEM certificate file: {e}", path.display())),
+            Err(e) => {
+                return Err(format!(
+                    "{} is not a PEM certificate file: {e}",
+                    path.display()
+                ));
+            }
         }
     }
     if certs.is_empty() {
-        return Err(format!("{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)", path.display()));
+        return Err(format!(
+            "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+            path.display()
+        ));
     }
     Ok(certs)
 }
@@ -80,21 +96,23 @@ pub fn failure(e: &ureq::Error) -> Option<String> {
     };
     use rustls::CertificateError as C;
     Some(match tls {
-        rustls::Error::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. }) => {
-            "TLS: the site's certificate does not name the host in the URL".to_string()
-        }
+        rustls::Error::InvalidCertificate(
+            C::NotValidForName | C::NotValidForNameContext { .. },
+        ) => "TLS: the site's certificate does not name the host in the URL".to_string(),
         rustls::Error::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => {
             "TLS: the site's certificate has expired".to_string()
         }
         rustls::Error::InvalidCertificate(C::NotValidYet | C::NotValidYetContext { .. }) => {
-            "TLS: the site's certificate is not valid yet (is this machine's clock right?)".to_string()
+            "TLS: the site's certificate is not valid yet (is this machine's clock right?)"
+                .to_string()
         }
         rustls::Error::InvalidCertificate(other) => {
             format!("TLS: certificate not trusted ({other:?})")
         }
         // What a client reads when it speaks TLS to a plain HTTP port.
         rustls::Error::InvalidMessage(_) => {
-            "TLS: the server did not answer in TLS; does it serve plain http:// instead?".to_string()
+            "TLS: the server did not answer in TLS; does it serve plain http:// instead?"
+                .to_string()
         }
         other => format!("TLS: {other}"),
     })
@@ -108,7 +126,9 @@ pub fn looks_like_tls_port(url: &str, e: &ureq::Error) -> bool {
             ureq::Error::Protocol(_) => true,
             ureq::Error::Io(io) => matches!(
                 io.kind(),
-                std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::InvalidData
+                std::io::ErrorKind::UnexpectedEof
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::InvalidData
             ),
             _ => false,
         }
@@ -122,10 +142,18 @@ mod tests {
     fn a_ca_file_must_hold_a_certificate() {
         let tmp = tempfile::tempdir().unwrap();
         let missing = tmp.path().join("missing.pem");
-        assert!(read_ca(&missing).unwrap_err().contains("cannot read the CA certificate"));
+        assert!(
+            read_ca(&missing)
+                .unwrap_err()
+                .contains("cannot read the CA certificate")
+        );
         let empty = tmp.path().join("empty.pem");
         std::fs::write(&empty, "not a certificate\n").unwrap();
-        assert!(read_ca(&empty).unwrap_err().contains("holds no PEM certificate"));
+        assert!(
+            read_ca(&empty)
+                .unwrap_err()
+                .contains("holds no PEM certificate")
+        );
         assert!(client_config(Some(&empty)).is_err());
         assert!(client_config(None).is_ok());
     }

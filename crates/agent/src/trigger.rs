@@ -7,9 +7,9 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Why the daemon should cycle now.
@@ -30,7 +30,11 @@ pub fn socket_path(data_dir: &Path) -> PathBuf {
 }
 
 /// Accepts local trigger connections until `stop` is set, then removes the socket.
-pub fn serve(data_dir: &Path, triggers: Sender<Trigger>, stop: Arc<AtomicBool>) -> std::io::Result<()> {
+pub fn serve(
+    data_dir: &Path,
+    triggers: Sender<Trigger>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<()> {
     let path = socket_path(data_dir);
     // A socket file left by a daemon that was killed would make bind fail.
     let _ = std::fs::remove_file(&path);
@@ -51,7 +55,9 @@ pub fn serve(data_dir: &Path, triggers: Sender<Trigger>, stop: Arc<AtomicBool>) 
                     break;
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "The local trigger socket failed; `invagent cycle` will run its own cycle.");
                 break;
@@ -81,5 +87,9 @@ pub fn ask_daemon(data_dir: &Path) -> Option<Result<Vec<String>, String>> {
     let mut lines = BufReader::new(stream).lines().map_while(Result::ok);
     let status = lines.next()?;
     let rest: Vec<String> = lines.filter(|l| !l.is_empty()).collect();
-    Some(if status == "ok" { Ok(rest) } else { Err(rest.join("\n")) })
+    Some(if status == "ok" {
+        Ok(rest)
+    } else {
+        Err(rest.join("\n"))
+    })
 }

@@ -227,7 +227,11 @@ fn serve_one(stream: TcpStream, site: &Mutex<FakeSite>) {
     let mut body = vec![0u8; length];
     reader.read_exact(&mut body).unwrap();
     // Reports arrive zstd-compressed, as the real site reads them.
-    let body = if zstd { zstd::decode_all(&body[..]).unwrap() } else { body };
+    let body = if zstd {
+        zstd::decode_all(&body[..]).unwrap()
+    } else {
+        body
+    };
     let body = String::from_utf8(body).unwrap();
     let answer = {
         let mut site = site.lock().unwrap();
@@ -679,11 +683,20 @@ fn run_cycles_until_stopped_and_survives_failed_cycles() {
 }
 
 fn checkins(site: &Arc<Mutex<FakeSite>>) -> usize {
-    site.lock().unwrap().seen.iter().filter(|s| s.path == "/cap/v1/checkin").count()
+    site.lock()
+        .unwrap()
+        .seen
+        .iter()
+        .filter(|s| s.path == "/cap/v1/checkin")
+        .count()
 }
 
 /// Runs the daemon loop until `until` holds (or 20 s pass), then stops it.
-fn run_until(opts: RunOptions, site: &Arc<Mutex<FakeSite>>, until: impl Fn(usize) -> bool) -> usize {
+fn run_until(
+    opts: RunOptions,
+    site: &Arc<Mutex<FakeSite>>,
+    until: impl Fn(usize) -> bool,
+) -> usize {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     let handle = std::thread::spawn(move || run(&opts, &flag));
@@ -708,14 +721,22 @@ fn the_site_sets_the_interval_unless_this_machine_set_one() {
         site_interval_applies: true,
         splay: Duration::ZERO,
     };
-    assert!(run_until(opts.clone(), &site, |n| n >= 3) >= 3, "cycles every second, as the site asks");
+    assert!(
+        run_until(opts.clone(), &site, |n| n >= 3) >= 3,
+        "cycles every second, as the site asks"
+    );
 
     // An interval set on this machine stays: after the first cycle, four seconds hold none
     // (the site's interval would have made three or more).
     let before = checkins(&site);
-    let opts = RunOptions { site_interval_applies: false, ..opts };
+    let opts = RunOptions {
+        site_interval_applies: false,
+        ..opts
+    };
     let started = Instant::now();
-    let seen = run_until(opts, &site, |n| n > before && started.elapsed() > Duration::from_secs(4));
+    let seen = run_until(opts, &site, |n| {
+        n > before && started.elapsed() > Duration::from_secs(4)
+    });
     assert_eq!(seen, before + 1, "only the cycle at start");
 }
 
@@ -731,5 +752,8 @@ fn the_first_cycle_waits_for_the_splay() {
         splay: Duration::from_secs(86_400),
     };
     let started = Instant::now();
-    assert_eq!(run_until(opts, &site, |_| started.elapsed() > Duration::from_secs(3)), 0);
+    assert_eq!(
+        run_until(opts, &site, |_| started.elapsed() > Duration::from_secs(3)),
+        0
+    );
 }

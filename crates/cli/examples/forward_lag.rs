@@ -124,7 +124,9 @@ fn parse_args() -> Result<Args, String> {
                     .parse()
                     .ok()
                     .filter(|n| (1..=100_000).contains(n))
-                    .ok_or_else(|| format!("--runs must be a number from 1 to 100000, not {v:?}"))?;
+                    .ok_or_else(|| {
+                        format!("--runs must be a number from 1 to 100000, not {v:?}")
+                    })?;
             }
             "--timeout" => {
                 let v = value("--timeout")?;
@@ -244,7 +246,12 @@ fn measure(args: &Args) -> Result<Measurement> {
                     .unwrap_or_default()
                     .trim()
                     .to_string();
-                init.extend(["--parent".into(), url.clone(), "--parent-token".into(), token]);
+                init.extend([
+                    "--parent".into(),
+                    url.clone(),
+                    "--parent-token".into(),
+                    token,
+                ]);
             }
             let init: Vec<&str> = init.iter().map(String::as_str).collect();
             run_tool(&invsite, &init)?;
@@ -387,7 +394,8 @@ fn measure_with(
 /// Runs one cycle and returns the sw version the lowest site acknowledged, failing unless the
 /// sw class was sent as `kind` (so a run never silently measures something else).
 fn cycle_sw(opts: &CycleOptions, kind: ReportKind, what: &str) -> Result<(i64, String)> {
-    let summary = invsync_agent::cycle(opts).with_context(|| format!("{what}: the cycle failed"))?;
+    let summary =
+        invsync_agent::cycle(opts).with_context(|| format!("{what}: the cycle failed"))?;
     let sent = summary.classes.iter().find_map(|c| match c {
         ClassOutcome::Sent(r) if r.class == Class::Sw && r.kind == kind && !r.duplicate => {
             Some(r.version)
@@ -507,7 +515,9 @@ impl TopSite {
                         .ok_or_else(|| anyhow!("the top site shows no sw hash for {name}"))?,
                 };
                 if *v != version || h != hash {
-                    bail!("the top site shows sw version {v} hash {h}, expected version {version} hash {hash}");
+                    bail!(
+                        "the top site shows sw version {v} hash {h}, expected version {version} hash {hash}"
+                    );
                 }
                 return Ok((arrived, polls, arrived - start));
             }
@@ -528,7 +538,6 @@ impl TopSite {
 
 // ---------------------------------------------------------------------------------------------
 // The sites and the agent's root
-
 
 /// The agent root's dpkg status file, with the `Version:` of its first installed package
 /// rewritten for each run.
@@ -665,7 +674,11 @@ impl Measurement {
         let col = |f: fn(&Run) -> Duration| Stats::of(self.runs.iter().map(f).collect());
         vec![
             (
-                format!("stored at {} -> visible at {} (t2-t1)", self.low(), self.top()),
+                format!(
+                    "stored at {} -> visible at {} (t2-t1)",
+                    self.low(),
+                    self.top()
+                ),
                 "lag",
                 col(|r| r.lag),
             ),
@@ -693,7 +706,12 @@ impl Measurement {
             self.levels,
             self.low(),
             self.top(),
-            self.chain.iter().rev().copied().collect::<Vec<_>>().join(" -> "),
+            self.chain
+                .iter()
+                .rev()
+                .copied()
+                .collect::<Vec<_>>()
+                .join(" -> "),
             self.measured_at
         );
         println!(

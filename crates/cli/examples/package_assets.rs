@@ -10,7 +10,10 @@ use std::path::{Path, PathBuf};
 use clap_complete::Shell;
 
 fn main() -> anyhow::Result<()> {
-    let out = std::env::args_os().nth(1).map(PathBuf::from).unwrap_or_else(|| "target/assets".into());
+    let out = std::env::args_os()
+        .nth(1)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "target/assets".into());
     let commands = [
         invsync_site::cli::command(),
         invsync_agent::cli::command(),

@@ -295,7 +295,6 @@ fn check_cycle(
 // ---------------------------------------------------------------------------------------------
 // The site and the agent's root
 
-
 /// Builds the agent's root: this machine's dpkg database, our own identity files. Returns the
 /// number of package stanzas in the copied status file.
 fn make_root(root: &Path) -> Result<usize> {

@@ -30,12 +30,22 @@ pub fn init_logging() {
 fn stderr_is_journal() -> bool {
     use std::os::fd::AsFd;
     use std::os::unix::fs::MetadataExt;
-    let Some(value) = std::env::var_os("JOURNAL_STREAM") else { return false };
-    let Some((dev, ino)) = value.to_str().and_then(|v| v.split_once(':')) else { return false };
-    let (Ok(dev), Ok(ino)) = (dev.parse::<u64>(), ino.parse::<u64>()) else { return false };
+    let Some(value) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = value.to_str().and_then(|v| v.split_once(':')) else {
+        return false;
+    };
+    let (Ok(dev), Ok(ino)) = (dev.parse::<u64>(), ino.parse::<u64>()) else {
+        return false;
+    };
     // fstat(2) on stderr through a duplicate of the descriptor (std has no fstat on a borrowed fd).
-    let Ok(fd) = std::io::stderr().as_fd().try_clone_to_owned() else { return false };
-    std::fs::File::from(fd).metadata().is_ok_and(|m| m.dev() == dev && m.ino() == ino)
+    let Ok(fd) = std::io::stderr().as_fd().try_clone_to_owned() else {
+        return false;
+    };
+    std::fs::File::from(fd)
+        .metadata()
+        .is_ok_and(|m| m.dev() == dev && m.ino() == ino)
 }
 
 /// Prints an error as `<tool>: <message>` and returns its exit code: the code of an [`Exit`]
@@ -43,7 +53,9 @@ fn stderr_is_journal() -> bool {
 /// (`invsite clients --json | head -c 10`) ends quietly with 0, as ripgrep does: the reader
 /// has what it wanted.
 pub fn finish(tool: &str, result: anyhow::Result<()>) -> ExitCode {
-    let Err(err) = result else { return ExitCode::SUCCESS };
+    let Err(err) = result else {
+        return ExitCode::SUCCESS;
+    };
     if err.chain().any(invsync_proto::exit::is_broken_pipe) {
         return ExitCode::SUCCESS;
     }
@@ -81,6 +93,9 @@ mod tests {
 
     #[test]
     fn control_characters_are_escaped() {
-        assert_eq!(without_control_chars("a\u{1b}[2J\nb\tc"), "a\\u{1b}[2J\nb\tc");
+        assert_eq!(
+            without_control_chars("a\u{1b}[2J\nb\tc"),
+            "a\\u{1b}[2J\nb\tc"
+        );
     }
 }

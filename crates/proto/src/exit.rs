@@ -29,7 +29,10 @@ pub struct Exit {
 
 impl Exit {
     pub fn new(code: Code, message: impl Into<String>) -> Exit {
-        Exit { code, message: message.into() }
+        Exit {
+            code,
+            message: message.into(),
+        }
     }
     pub fn usage(message: impl Into<String>) -> Exit {
         Exit::new(Code::Usage, message)
@@ -70,7 +73,9 @@ macro_rules! out {
 pub fn is_broken_pipe(err: &(dyn std::error::Error + 'static)) -> bool {
     let mut next = Some(err);
     while let Some(e) = next {
-        if e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) {
+        if e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        {
             return true;
         }
         next = e.source();

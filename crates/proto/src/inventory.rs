@@ -122,7 +122,11 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 /// The canonical JSON of one item: `["<key>",{"<attr>":"<value>",…}]`.
 pub fn item_canonical_json(key: &str, attrs: &Attrs) -> String {
     let mut out = Vec::new();
-    write_canonical_item(&mut out, key, attrs.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+    write_canonical_item(
+        &mut out,
+        key,
+        attrs.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+    );
     String::from_utf8(out).expect("the canonical form of strings is UTF-8")
 }
 
@@ -205,7 +209,10 @@ pub fn item_digest(key: &str, attrs: &Attrs) -> Digest {
 
 /// [`item_digest`] of attributes given as (name, value) pairs in ascending name order without
 /// repeats, for callers that do not hold them in a map.
-pub fn item_digest_of<'a>(key: &str, attrs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Digest {
+pub fn item_digest_of<'a>(
+    key: &str,
+    attrs: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Digest {
     // The canonical form is written into a buffer kept per thread: a site checks 1,500 items
     // per full report, and a fresh string for each was one of its most frequent allocations.
     thread_local! {
@@ -309,7 +316,10 @@ mod tests {
     use proptest::prelude::*;
 
     fn attrs(pairs: &[(&str, &str)]) -> Attrs {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -324,7 +334,10 @@ mod tests {
     #[test]
     fn item_digest_is_blake3_of_the_canonical_json_with_the_buffer_reused() {
         // A long item then a short one: the per-thread buffer must not keep the first's tail.
-        let long = attrs(&[("name", "a \"quoted\" \u{1} value"), ("version", &"9".repeat(500))]);
+        let long = attrs(&[
+            ("name", "a \"quoted\" \u{1} value"),
+            ("version", &"9".repeat(500)),
+        ]);
         let short = attrs(&[("name", "x")]);
         for (key, a) in [("k/long", &long), ("k", &short), ("k/long", &long)] {
             let want = blake3::hash(serde_json::to_string(&(key, a)).unwrap().as_bytes());
@@ -417,8 +430,18 @@ mod tests {
     fn a_known_snapshot_has_a_known_hash() {
         let mut items = Items::new();
         items.insert("os".into(), Attrs::new());
-        items.insert("dpkg/bash/amd64".into(), attrs(&[("version", "5.2.15-2+b8"), ("name", "bash"), ("arch", "amd64")]));
-        items.insert("cpu".into(), attrs(&[("model", "Xeon \"Gold\""), ("cores", "8")]));
+        items.insert(
+            "dpkg/bash/amd64".into(),
+            attrs(&[
+                ("version", "5.2.15-2+b8"),
+                ("name", "bash"),
+                ("arch", "amd64"),
+            ]),
+        );
+        items.insert(
+            "cpu".into(),
+            attrs(&[("model", "Xeon \"Gold\""), ("cores", "8")]),
+        );
         assert_eq!(
             Snapshot::new(items).hash().to_hex(),
             "944ede6794714451a68c261c63d34f3cab2c26506bfeb87d53321d721bd4f312"

@@ -6,9 +6,9 @@
 pub mod exit;
 pub mod inventory;
 pub mod name;
-pub mod settings;
 #[cfg(feature = "openapi")]
 mod openapi;
+pub mod settings;
 pub mod time;
 pub mod version;
 pub mod wire;

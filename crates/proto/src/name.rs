@@ -16,9 +16,7 @@ pub enum NameError {
     Empty,
     #[error("client name {shown} is {len} characters long; at most 15 are allowed")]
     TooLong { shown: String, len: usize },
-    #[error(
-        "client name {shown} contains {what}; only A-Z, 0-9, '-' and '_' are allowed"
-    )]
+    #[error("client name {shown} contains {what}; only A-Z, 0-9, '-' and '_' are allowed")]
     BadChar { shown: String, what: String },
     #[error("client name {shown} must start with a letter or a digit")]
     BadFirst { shown: String },
@@ -65,11 +63,17 @@ impl ClientName {
             .chars()
             .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
         {
-            return Err(NameError::BadChar { shown: shown(raw), what: describe(c) });
+            return Err(NameError::BadChar {
+                shown: shown(raw),
+                what: describe(c),
+            });
         }
         // Only ASCII remains, so the byte length is the character count.
         if raw.len() > Self::MAX_LEN {
-            return Err(NameError::TooLong { shown: shown(raw), len: raw.len() });
+            return Err(NameError::TooLong {
+                shown: shown(raw),
+                len: raw.len(),
+            });
         }
         if !raw.as_bytes()[0].is_ascii_alphanumeric() {
             return Err(NameError::BadFirst { shown: shown(raw) });
@@ -83,7 +87,13 @@ impl ClientName {
         let label = host.trim().split('.').next().unwrap_or("");
         let cleaned: String = label
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '-'
+                }
+            })
             .take(Self::MAX_LEN)
             .collect();
         ClientName::parse(&cleaned)
@@ -170,17 +180,36 @@ mod tests {
 
     #[test]
     fn accepts_and_uppercases() {
-        assert_eq!(ClientName::parse("smsntcli8").unwrap().as_str(), "SMSNTCLI8");
+        assert_eq!(
+            ClientName::parse("smsntcli8").unwrap().as_str(),
+            "SMSNTCLI8"
+        );
         assert_eq!(ClientName::parse("a").unwrap().as_str(), "A");
         assert_eq!(ClientName::parse("web-01_x").unwrap().as_str(), "WEB-01_X");
-        assert_eq!(ClientName::parse("ABCDEFGHIJKLMNO").unwrap().as_str(), "ABCDEFGHIJKLMNO");
+        assert_eq!(
+            ClientName::parse("ABCDEFGHIJKLMNO").unwrap().as_str(),
+            "ABCDEFGHIJKLMNO"
+        );
     }
 
     #[test]
     fn refuses_what_spec_section_3_refuses() {
         for bad in [
-            "", "ABCDEFGHIJKLMNOP", "../x", "..", "a/b", "a\\b", "a b", "a\u{7}b", "a\nb", "é",
-            "WEB01é", "-lead", "_lead", "a.b", "\u{0}",
+            "",
+            "ABCDEFGHIJKLMNOP",
+            "../x",
+            "..",
+            "a/b",
+            "a\\b",
+            "a b",
+            "a\u{7}b",
+            "a\nb",
+            "é",
+            "WEB01é",
+            "-lead",
+            "_lead",
+            "a.b",
+            "\u{0}",
         ] {
             assert!(ClientName::parse(bad).is_err(), "{bad:?} was accepted");
         }
@@ -188,8 +217,13 @@ mod tests {
 
     #[test]
     fn messages_say_why() {
-        let e = ClientName::parse("ABCDEFGHIJKLMNOP").unwrap_err().to_string();
-        assert!(e.contains("16 characters") && e.contains("at most 15"), "{e}");
+        let e = ClientName::parse("ABCDEFGHIJKLMNOP")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("16 characters") && e.contains("at most 15"),
+            "{e}"
+        );
         let e = ClientName::parse("../x").unwrap_err().to_string();
         assert!(e.contains("'.'"), "{e}");
         let e = ClientName::parse("a\u{1b}[31m").unwrap_err().to_string();
@@ -198,12 +232,22 @@ mod tests {
 
     #[test]
     fn derives_from_hostnames() {
-        assert_eq!(ClientName::from_hostname("web01.example.com").unwrap().as_str(), "WEB01");
         assert_eq!(
-            ClientName::from_hostname("a-very-long-hostname-indeed").unwrap().as_str(),
+            ClientName::from_hostname("web01.example.com")
+                .unwrap()
+                .as_str(),
+            "WEB01"
+        );
+        assert_eq!(
+            ClientName::from_hostname("a-very-long-hostname-indeed")
+                .unwrap()
+                .as_str(),
             "A-VERY-LONG-HOS"
         );
-        assert_eq!(ClientName::from_hostname("my host").unwrap().as_str(), "MY-HOST");
+        assert_eq!(
+            ClientName::from_hostname("my host").unwrap().as_str(),
+            "MY-HOST"
+        );
         assert!(ClientName::from_hostname("").is_err());
     }
 
@@ -218,6 +262,11 @@ mod tests {
     #[test]
     fn deserialising_validates() {
         assert!(serde_json::from_str::<ClientName>("\"../x\"").is_err());
-        assert_eq!(serde_json::from_str::<ClientName>("\"web\"").unwrap().as_str(), "WEB");
+        assert_eq!(
+            serde_json::from_str::<ClientName>("\"web\"")
+                .unwrap()
+                .as_str(),
+            "WEB"
+        );
     }
 }

@@ -3,8 +3,8 @@
 //! state it. The derived schemas of the wire types refer to these by name; the site's document
 //! registers them (`invsite`'s `api::openapi`).
 
-use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::{PartialSchema, ToSchema};
 
 use crate::inventory::Digest;
@@ -12,7 +12,9 @@ use crate::name::{ClientName, SiteCode};
 use crate::time::Timestamp;
 
 fn string(description: &str, pattern: Option<&str>, format: Option<&str>) -> RefOr<Schema> {
-    let mut b = ObjectBuilder::new().schema_type(Type::String).description(Some(description));
+    let mut b = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some(description));
     if let Some(p) = pattern {
         b = b.pattern(Some(p));
     }
@@ -35,21 +37,33 @@ impl ToSchema for ClientName {}
 
 impl PartialSchema for SiteCode {
     fn schema() -> RefOr<Schema> {
-        string("A site code: three letters or digits; upper-cased by the site.", Some("^[A-Za-z0-9]{3}$"), None)
+        string(
+            "A site code: three letters or digits; upper-cased by the site.",
+            Some("^[A-Za-z0-9]{3}$"),
+            None,
+        )
     }
 }
 impl ToSchema for SiteCode {}
 
 impl PartialSchema for Timestamp {
     fn schema() -> RefOr<Schema> {
-        string("A time in RFC 3339, UTC, with milliseconds.", None, Some("date-time"))
+        string(
+            "A time in RFC 3339, UTC, with milliseconds.",
+            None,
+            Some("date-time"),
+        )
     }
 }
 impl ToSchema for Timestamp {}
 
 impl PartialSchema for Digest {
     fn schema() -> RefOr<Schema> {
-        string("A BLAKE3 digest in 64 lower-case hex digits.", Some("^[0-9a-f]{64}$"), None)
+        string(
+            "A BLAKE3 digest in 64 lower-case hex digits.",
+            Some("^[0-9a-f]{64}$"),
+            None,
+        )
     }
 }
 impl ToSchema for Digest {}

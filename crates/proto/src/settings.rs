@@ -20,7 +20,10 @@ pub enum Source {
     /// The environment variable of that name.
     Environment(&'static str),
     /// A line of the configuration file.
-    File { path: PathBuf, line: usize },
+    File {
+        path: PathBuf,
+        line: usize,
+    },
     /// Sent by the site in its check-in answers (the agent's interval only).
     Site,
     Default,
@@ -54,18 +57,27 @@ pub struct FileValues {
 
 /// The line (from 1) of byte `offset` of `text`.
 fn line_of(text: &str, offset: usize) -> usize {
-    text.get(..offset.min(text.len())).map_or(1, |t| t.matches('\n').count() + 1)
+    text.get(..offset.min(text.len()))
+        .map_or(1, |t| t.matches('\n').count() + 1)
 }
 
 impl FileValues {
     /// Reads `path`, a TOML table of plain keys, refusing any key not in `known` (exit 2 with the
     /// file, line and key). `None` and a missing default file give no values.
     pub fn read(path: &Path, known: &[&str]) -> Result<FileValues, Exit> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Exit::usage(format!("cannot read the configuration file {}: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Exit::usage(format!(
+                "cannot read the configuration file {}: {e}",
+                path.display()
+            ))
+        })?;
         let table: toml::Spanned<toml::Table> = toml::from_str(&text).map_err(|e| {
             let line = e.span().map_or(1, |s| line_of(&text, s.start));
-            Exit::usage(format!("{}:{line}: {}", path.display(), e.message().trim_end()))
+            Exit::usage(format!(
+                "{}:{line}: {}",
+                path.display(),
+                e.message().trim_end()
+            ))
         })?;
         // The spans of the keys, found again in the text: `toml::Table` keeps values, not spans.
         let document: toml::de::DeTable = toml::de::DeTable::parse(&text)
@@ -73,17 +85,26 @@ impl FileValues {
             .into_inner();
         let mut values = BTreeMap::new();
         for (key, value) in table.into_inner() {
-            let line = document.get_key_value(key.as_str()).map_or(1, |(k, _)| line_of(&text, k.span().start));
+            let line = document
+                .get_key_value(key.as_str())
+                .map_or(1, |(k, _)| line_of(&text, k.span().start));
             if !known.contains(&key.as_str()) {
                 return Err(Exit::usage(format!(
                     "{}:{line}: unknown key `{key}`; the keys are {}",
                     path.display(),
-                    known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+                    known
+                        .iter()
+                        .map(|k| format!("`{k}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )));
             }
             values.insert(key, (value, line));
         }
-        Ok(FileValues { path: Some(path.to_path_buf()), values })
+        Ok(FileValues {
+            path: Some(path.to_path_buf()),
+            values,
+        })
     }
 
     /// The file given (`--config` or its environment variable), else `default` when it exists.
@@ -97,12 +118,20 @@ impl FileValues {
 
     /// The setting `key` from the file, parsed by `parse` from its text (a string, or the
     /// TOML form of a number or boolean), or the refusal naming the file, line and key.
-    pub fn get<T>(&self, key: &str, parse: impl Fn(&str) -> Result<T, String>) -> Result<Option<Setting<T>>, Exit> {
-        let Some((value, line)) = self.values.get(key) else { return Ok(None) };
+    pub fn get<T>(
+        &self,
+        key: &str,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<Option<Setting<T>>, Exit> {
+        let Some((value, line)) = self.values.get(key) else {
+            return Ok(None);
+        };
         let path = self.path.clone().unwrap_or_default();
         let text = match value {
             toml::Value::String(s) => s.clone(),
-            toml::Value::Integer(_) | toml::Value::Boolean(_) | toml::Value::Float(_) => value.to_string(),
+            toml::Value::Integer(_) | toml::Value::Boolean(_) | toml::Value::Float(_) => {
+                value.to_string()
+            }
             other => {
                 return Err(Exit::usage(format!(
                     "{}:{line}: key `{key}`: expected a string, a number or true/false, not {}",
@@ -111,8 +140,12 @@ impl FileValues {
                 )));
             }
         };
-        let parsed = parse(&text).map_err(|e| Exit::usage(format!("{}:{line}: key `{key}`: {e}", path.display())))?;
-        Ok(Some(Setting { value: parsed, source: Source::File { path, line: *line } }))
+        let parsed = parse(&text)
+            .map_err(|e| Exit::usage(format!("{}:{line}: key `{key}`: {e}", path.display())))?;
+        Ok(Some(Setting {
+            value: parsed,
+            source: Source::File { path, line: *line },
+        }))
     }
 }
 
@@ -128,7 +161,12 @@ pub fn path(raw: &str) -> Result<PathBuf, String> {
 /// variable `var`, or the command line. `matches` are the subcommand's (absent in tests that
 /// build the arguments by hand: the command line).
 #[cfg(feature = "cli")]
-pub fn given<T: Clone>(value: &Option<T>, matches: Option<&clap::ArgMatches>, id: &str, var: &'static str) -> Option<(T, Source)> {
+pub fn given<T: Clone>(
+    value: &Option<T>,
+    matches: Option<&clap::ArgMatches>,
+    id: &str,
+    var: &'static str,
+) -> Option<(T, Source)> {
     let value = value.clone()?;
     let source = match matches.and_then(|m| m.value_source(id)) {
         Some(clap::parser::ValueSource::EnvVariable) => Source::Environment(var),
@@ -149,7 +187,10 @@ pub fn layer<T>(
     if let Some((value, source)) = given {
         return Ok(Setting { value, source });
     }
-    Ok(file.get(key, parse)?.unwrap_or_else(|| Setting { value: default(), source: Source::Default }))
+    Ok(file.get(key, parse)?.unwrap_or_else(|| Setting {
+        value: default(),
+        source: Source::Default,
+    }))
 }
 
 #[cfg(test)]
@@ -165,16 +206,54 @@ mod tests {
 
     #[test]
     fn a_file_value_knows_its_line_and_loses_to_the_command_line() {
-        let (_d, path) = file("# comment\ndata_dir = \"/srv/a\"\n\ninterval = \"2h\"\nflag = true\n");
+        let (_d, path) =
+            file("# comment\ndata_dir = \"/srv/a\"\n\ninterval = \"2h\"\nflag = true\n");
         let f = FileValues::read(&path, &["data_dir", "interval", "flag"]).unwrap();
-        let s = layer(None, &f, "interval", |t| Ok(t.to_string()), || "1h".to_string()).unwrap();
-        assert_eq!(s, Setting { value: "2h".to_string(), source: Source::File { path: path.clone(), line: 4 } });
+        let s = layer(
+            None,
+            &f,
+            "interval",
+            |t| Ok(t.to_string()),
+            || "1h".to_string(),
+        )
+        .unwrap();
+        assert_eq!(
+            s,
+            Setting {
+                value: "2h".to_string(),
+                source: Source::File {
+                    path: path.clone(),
+                    line: 4
+                }
+            }
+        );
         assert_eq!(s.source.to_string(), format!("{}:4", path.display()));
-        let s = layer(Some(("3h".to_string(), Source::CommandLine)), &f, "interval", |t| Ok(t.to_string()), || "1h".into()).unwrap();
+        let s = layer(
+            Some(("3h".to_string(), Source::CommandLine)),
+            &f,
+            "interval",
+            |t| Ok(t.to_string()),
+            || "1h".into(),
+        )
+        .unwrap();
         assert_eq!(s.source, Source::CommandLine);
-        let s = layer(None, &f, "flag", |t| t.parse::<bool>().map_err(|e| e.to_string()), || false).unwrap();
+        let s = layer(
+            None,
+            &f,
+            "flag",
+            |t| t.parse::<bool>().map_err(|e| e.to_string()),
+            || false,
+        )
+        .unwrap();
         assert!(s.value);
-        let s = layer(None, &FileValues::default(), "interval", |t| Ok(t.to_string()), || "1h".into()).unwrap();
+        let s = layer(
+            None,
+            &FileValues::default(),
+            "interval",
+            |t| Ok(t.to_string()),
+            || "1h".into(),
+        )
+        .unwrap();
         assert_eq!((s.value.as_str(), s.source), ("1h", Source::Default));
     }
 
@@ -182,23 +261,63 @@ mod tests {
     fn unknown_keys_and_bad_values_name_the_file_line_and_key() {
         let (_d, path) = file("data_dir = \"/srv/a\"\n\nintervall = \"2h\"\n");
         let e = FileValues::read(&path, &["data_dir", "interval"]).unwrap_err();
-        assert_eq!(e.message, format!("{}:3: unknown key `intervall`; the keys are `data_dir`, `interval`", path.display()));
+        assert_eq!(
+            e.message,
+            format!(
+                "{}:3: unknown key `intervall`; the keys are `data_dir`, `interval`",
+                path.display()
+            )
+        );
 
         let (_d, path) = file("interval = \"soon\"\n");
         let f = FileValues::read(&path, &["interval"]).unwrap();
-        let e = f.get("interval", |t| Err::<(), _>(format!("{t:?} is not a duration"))).unwrap_err();
-        assert_eq!(e.message, format!("{}:1: key `interval`: \"soon\" is not a duration", path.display()));
+        let e = f
+            .get("interval", |t| {
+                Err::<(), _>(format!("{t:?} is not a duration"))
+            })
+            .unwrap_err();
+        assert_eq!(
+            e.message,
+            format!(
+                "{}:1: key `interval`: \"soon\" is not a duration",
+                path.display()
+            )
+        );
 
         let (_d, path) = file("interval = [1, 2]\n");
         let f = FileValues::read(&path, &["interval"]).unwrap();
-        assert!(f.get("interval", |t| Ok(t.to_string())).unwrap_err().message.contains(":1: key `interval`: expected a string"));
+        assert!(
+            f.get("interval", |t| Ok(t.to_string()))
+                .unwrap_err()
+                .message
+                .contains(":1: key `interval`: expected a string")
+        );
 
         let (_d, path) = file("a = \n");
         let e = FileValues::read(&path, &["a"]).unwrap_err();
-        assert!(e.message.starts_with(&format!("{}:1: ", path.display())), "{}", e.message);
+        assert!(
+            e.message.starts_with(&format!("{}:1: ", path.display())),
+            "{}",
+            e.message
+        );
 
-        let e = FileValues::load(Some(Path::new("/nonexistent/agent.toml")), Path::new("/x"), &[]).unwrap_err();
-        assert!(e.message.contains("cannot read the configuration file /nonexistent/agent.toml"), "{}", e.message);
-        assert!(FileValues::load(None, Path::new("/nonexistent/agent.toml"), &[]).unwrap().path.is_none());
+        let e = FileValues::load(
+            Some(Path::new("/nonexistent/agent.toml")),
+            Path::new("/x"),
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            e.message
+                .contains("cannot read the configuration file /nonexistent/agent.toml"),
+            "{}",
+            e.message
+        );
+        assert!(
+            FileValues::load(None, Path::new("/nonexistent/agent.toml"), &[])
+                .unwrap()
+                .path
+                .is_none()
+        );
     }
 }

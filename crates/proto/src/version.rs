@@ -203,11 +203,19 @@ mod tests {
             assert_eq!(compare(a, b), Ordering::Less, "{a} < {b}");
             assert_eq!(compare(b, a), Ordering::Greater, "{b} > {a}");
         }
-        for (a, b) in [("1.0", "1.0"), ("0:1.0", "1.0"), ("1.01", "1.1"), ("1.0-0", "1.0-0")] {
+        for (a, b) in [
+            ("1.0", "1.0"),
+            ("0:1.0", "1.0"),
+            ("1.01", "1.1"),
+            ("1.0-0", "1.0-0"),
+        ] {
             assert_eq!(compare(a, b), Ordering::Equal, "{a} = {b}");
         }
         // Digit runs longer than any integer type still compare numerically.
-        assert_eq!(compare("1.99999999999999999999999", "1.100000000000000000000000"), Ordering::Less);
+        assert_eq!(
+            compare("1.99999999999999999999999", "1.100000000000000000000000"),
+            Ordering::Less
+        );
     }
 
     #[test]
@@ -217,8 +225,13 @@ mod tests {
         assert!(r.matches("1.2") && r.matches("1.10") && r.matches("2~rc1"));
         assert!(!r.matches("1.1.9") && !r.matches("2") && !r.matches("1:1.5"));
         let exact = VersionRange::parse("3.0.2-1").unwrap();
-        assert!(exact.matches("3.0.2-1") && exact.matches("0:3.0.2-1") && !exact.matches("3.0.2-2"));
-        assert_eq!(VersionRange::parse("==1").unwrap(), VersionRange::parse("=1").unwrap());
+        assert!(
+            exact.matches("3.0.2-1") && exact.matches("0:3.0.2-1") && !exact.matches("3.0.2-2")
+        );
+        assert_eq!(
+            VersionRange::parse("==1").unwrap(),
+            VersionRange::parse("=1").unwrap()
+        );
         let r = VersionRange::parse(">1,<=2").unwrap();
         assert!(!r.matches("1") && r.matches("1.0.1") && r.matches("2") && !r.matches("2.0.1"));
     }

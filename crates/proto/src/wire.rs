@@ -228,8 +228,14 @@ pub struct ReportOf<I> {
 /// The body of a [`ReportOf`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReportBodyOf<I> {
-    Full { items: I },
-    Delta { base_version: i64, upsert: I, remove: Vec<String> },
+    Full {
+        items: I,
+    },
+    Delta {
+        base_version: i64,
+        upsert: I,
+        remove: Vec<String>,
+    },
 }
 
 impl<I> ReportBodyOf<I> {
@@ -247,8 +253,8 @@ mod report_de {
 
     use std::fmt;
 
-    use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
     use serde::Deserialize;
+    use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
     use uuid::Uuid;
 
     use super::{Report, ReportBody, ReportBodyOf, ReportOf};
@@ -309,7 +315,9 @@ mod report_de {
                     Field::Hash => set(&mut hash, map.next_value()?, "hash")?,
                     Field::Kind => set(&mut kind, map.next_value()?, "kind")?,
                     Field::Items => set(&mut items, map.next_value()?, "items")?,
-                    Field::BaseVersion => set(&mut base_version, map.next_value()?, "base_version")?,
+                    Field::BaseVersion => {
+                        set(&mut base_version, map.next_value()?, "base_version")?
+                    }
                     Field::Delta => set(&mut delta, map.next_value()?, "delta")?,
                     Field::Answers => set(&mut answers, map.next_value()?, "answers")?,
                     Field::Other => {
@@ -498,7 +506,10 @@ impl ClientQuery {
     /// Why the query cannot be answered, in one sentence; `None` when it can.
     pub fn problem(&self) -> Option<String> {
         if self.limit == 0 || self.limit > MAX_PAGE_LIMIT {
-            return Some(format!("limit must be 1 to {MAX_PAGE_LIMIT}, not {}", self.limit));
+            return Some(format!(
+                "limit must be 1 to {MAX_PAGE_LIMIT}, not {}",
+                self.limit
+            ));
         }
         // Databases count offsets in signed 64 bits.
         if self.offset > i64::MAX as u64 {
@@ -511,7 +522,10 @@ impl ClientQuery {
     /// Names are ASCII and stored upper-cased, so an upper-cased substring search is the
     /// case-insensitive one, on every database.
     pub fn search_upper(&self) -> Option<String> {
-        self.search.as_deref().filter(|s| !s.is_empty()).map(str::to_uppercase)
+        self.search
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .map(str::to_uppercase)
     }
 }
 
@@ -607,7 +621,11 @@ pub struct PackageQuery {
 impl PackageQuery {
     /// Why the query cannot be answered, in one sentence; `None` when it can.
     pub fn problem(&self) -> Option<String> {
-        if self.search.as_ref().is_some_and(|s| s.len() > 256 || s.chars().any(char::is_control)) {
+        if self
+            .search
+            .as_ref()
+            .is_some_and(|s| s.len() > 256 || s.chars().any(char::is_control))
+        {
             return Some("search must be at most 256 bytes without control characters".to_string());
         }
         page_problem(self.limit, self.offset)
@@ -657,14 +675,24 @@ pub struct RequestQuery {
 
 impl Default for RequestQuery {
     fn default() -> RequestQuery {
-        RequestQuery { state: None, class: None, limit: DEFAULT_PAGE_LIMIT, offset: 0 }
+        RequestQuery {
+            state: None,
+            class: None,
+            limit: DEFAULT_PAGE_LIMIT,
+            offset: 0,
+        }
     }
 }
 
 impl RequestQuery {
     /// Why the query cannot be answered, in one sentence; `None` when it can.
     pub fn problem(&self) -> Option<String> {
-        ClientQuery { limit: self.limit, offset: self.offset, ..ClientQuery::default() }.problem()
+        ClientQuery {
+            limit: self.limit,
+            offset: self.offset,
+            ..ClientQuery::default()
+        }
+        .problem()
     }
 }
 
@@ -863,15 +891,30 @@ mod tests {
 
     #[test]
     fn instruction_json_shape() {
-        let i = Instruction { id: 7, kind: InstructionKind::Resync { class: Class::Sw } };
-        assert_eq!(serde_json::to_string(&i).unwrap(), r#"{"id":7,"type":"resync","class":"sw"}"#);
-        let e = Instruction { id: 8, kind: InstructionKind::Event { event: Event::Hinv } };
-        assert_eq!(serde_json::to_string(&e).unwrap(), r#"{"id":8,"type":"event","event":"hinv"}"#);
+        let i = Instruction {
+            id: 7,
+            kind: InstructionKind::Resync { class: Class::Sw },
+        };
+        assert_eq!(
+            serde_json::to_string(&i).unwrap(),
+            r#"{"id":7,"type":"resync","class":"sw"}"#
+        );
+        let e = Instruction {
+            id: 8,
+            kind: InstructionKind::Event { event: Event::Hinv },
+        };
+        assert_eq!(
+            serde_json::to_string(&e).unwrap(),
+            r#"{"id":8,"type":"event","event":"hinv"}"#
+        );
     }
 
     #[test]
     fn token_round_trip() {
-        let t = ClientToken { client_id: Uuid::new_v4(), key: [7u8; 32] };
+        let t = ClientToken {
+            client_id: Uuid::new_v4(),
+            key: [7u8; 32],
+        };
         assert_eq!(ClientToken::parse(&t.encode()), Some(t));
         assert_eq!(ClientToken::parse("nope"), None);
         assert_eq!(ClientToken::parse("x.y"), None);
@@ -880,7 +923,14 @@ mod tests {
     #[test]
     fn resync_request_body_defaults_to_a_plain_request() {
         let b: ResyncRequestBody = serde_json::from_str(r#"{"class":"hw"}"#).unwrap();
-        assert_eq!(b, ResyncRequestBody { class: Class::Hw, via_child: false, site: None });
+        assert_eq!(
+            b,
+            ResyncRequestBody {
+                class: Class::Hw,
+                via_child: false,
+                site: None
+            }
+        );
     }
 
     #[test]
@@ -910,7 +960,10 @@ mod tests {
         v.forwarded_at = Some(Timestamp(1_735_689_602_000));
         v.forwarded_to = Some(SiteCode::parse("P01").unwrap());
         let j = serde_json::to_value(&v).unwrap();
-        assert_eq!((&j["forwarded_at"], &j["forwarded_to"]), (&"2025-01-01T00:00:02.000Z".into(), &"P01".into()));
+        assert_eq!(
+            (&j["forwarded_at"], &j["forwarded_to"]),
+            (&"2025-01-01T00:00:02.000Z".into(), &"P01".into())
+        );
         assert_eq!(serde_json::from_value::<RequestView>(j).unwrap(), v);
     }
 
@@ -920,7 +973,9 @@ mod tests {
             report_id: Uuid::nil(),
             class: Class::Hw,
             hash: crate::Snapshot::default().hash(),
-            body: ReportBody::Full { items: Items::new() },
+            body: ReportBody::Full {
+                items: Items::new(),
+            },
             answers: vec![3],
         };
         let j = serde_json::to_value(&r).unwrap();
@@ -941,7 +996,9 @@ mod tests {
         let r: Report = serde_json::from_str(&raw).unwrap();
         assert_eq!(r.class, Class::Sw);
         assert!(r.answers.is_empty());
-        let ReportBody::Full { items } = &r.body else { panic!("{r:?}") };
+        let ReportBody::Full { items } = &r.body else {
+            panic!("{r:?}")
+        };
         assert_eq!(items["dpkg/a"]["version"], "1");
         // A delta round-trips.
         let d = Report {
@@ -950,7 +1007,10 @@ mod tests {
             hash: crate::Snapshot::default().hash(),
             body: ReportBody::Delta {
                 base_version: 7,
-                delta: Delta { upsert: Items::new(), remove: vec!["dpkg/b".to_string()] },
+                delta: Delta {
+                    upsert: Items::new(),
+                    remove: vec!["dpkg/b".to_string()],
+                },
             },
             answers: vec![],
         };
@@ -958,17 +1018,40 @@ mod tests {
         assert_eq!(back, d);
         // What is refused, and the message says why.
         let refused = |raw: String, says: &str| {
-            let err = serde_json::from_str::<Report>(&raw).unwrap_err().to_string();
+            let err = serde_json::from_str::<Report>(&raw)
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(says), "{raw}: {err}");
         };
         let head = format!(r#""report_id":"{id}","class":"sw","hash":"{hash}""#);
-        refused(format!(r#"{{{head},"items":{{}}}}"#), "missing field `kind`");
-        refused(format!(r#"{{{head},"kind":"full"}}"#), "missing field `items`");
-        refused(format!(r#"{{{head},"kind":"delta","delta":{{}}}}"#), "missing field `base_version`");
-        refused(format!(r#"{{{head},"kind":"partial","items":{{}}}}"#), "unknown variant `partial`");
-        refused(format!(r#"{{{head},"kind":"full","kind":"full","items":{{}}}}"#), "duplicate field `kind`");
-        refused(format!(r#"{{"class":"sw","hash":"{hash}","kind":"full","items":{{}}}}"#), "missing field `report_id`");
-        refused(format!(r#"{{{head},"kind":"full","items":[]}}"#), "invalid type");
+        refused(
+            format!(r#"{{{head},"items":{{}}}}"#),
+            "missing field `kind`",
+        );
+        refused(
+            format!(r#"{{{head},"kind":"full"}}"#),
+            "missing field `items`",
+        );
+        refused(
+            format!(r#"{{{head},"kind":"delta","delta":{{}}}}"#),
+            "missing field `base_version`",
+        );
+        refused(
+            format!(r#"{{{head},"kind":"partial","items":{{}}}}"#),
+            "unknown variant `partial`",
+        );
+        refused(
+            format!(r#"{{{head},"kind":"full","kind":"full","items":{{}}}}"#),
+            "duplicate field `kind`",
+        );
+        refused(
+            format!(r#"{{"class":"sw","hash":"{hash}","kind":"full","items":{{}}}}"#),
+            "missing field `report_id`",
+        );
+        refused(
+            format!(r#"{{{head},"kind":"full","items":[]}}"#),
+            "invalid type",
+        );
         refused("[]".to_string(), "invalid type");
     }
 }
@@ -1103,7 +1186,12 @@ pub enum ForwardOutcome {
     Duplicate { seq: i64 },
     /// The parent's version is not the delta's base (a gap): send the full snapshot of this
     /// client and class.
-    ResyncRequired { seq: i64, client: Uuid, class: Class, reason: String },
+    ResyncRequired {
+        seq: i64,
+        client: Uuid,
+        class: Class,
+        reason: String,
+    },
     /// Refused (e.g. an owner code used elsewhere in the tree); stored nothing, and resending
     /// will not help.
     Refused { seq: i64, reason: String },

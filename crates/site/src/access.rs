@@ -8,19 +8,19 @@
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
-use invsync_proto::exit::{Code, Exit};
-use invsync_proto::wire::{
-    self, ClientSummary, ClientView, ErrorBody, EventRequestBody, HistoryEntry, HistoryQuery, Queued,
-    RequestView, ResyncRequestBody, SitesView,
-};
-use invsync_proto::{Class, ClientName, SiteCode, Timestamp};
 use crate::datadir::{Config, SiteDir};
 use crate::ownership::{self, OwnershipError};
 use crate::server::open_store;
+use anyhow::{Context, Result};
+use invsync_proto::exit::{Code, Exit};
+use invsync_proto::wire::{
+    self, ClientSummary, ClientView, ErrorBody, EventRequestBody, HistoryEntry, HistoryQuery,
+    Queued, RequestView, ResyncRequestBody, SitesView,
+};
+use invsync_proto::{Class, ClientName, SiteCode, Timestamp};
 use invsync_store::{Store, StoreError};
-use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 /// A site the tool talks to.
 pub struct SiteAccess {
@@ -74,7 +74,15 @@ impl SiteAccess {
             user_agent: None,
         })
         .map_err(|e| anyhow::anyhow!("cannot reach the site server over TLS: {e}"))?;
-        Ok(SiteAccess { dir, config, base_url, token, http, options, direct: None })
+        Ok(SiteAccess {
+            dir,
+            config,
+            base_url,
+            token,
+            http,
+            options,
+            direct: None,
+        })
     }
 
     pub fn code(&self) -> &SiteCode {
@@ -88,13 +96,22 @@ impl SiteAccess {
 
     pub fn request_resync(&mut self, name: &ClientName, class: Class) -> Result<Queued> {
         let path = wire::api_client_requests(name);
-        if let Some(q) = self.post(&path, &ResyncRequestBody { class, via_child: false, site: None })? {
+        if let Some(q) = self.post(
+            &path,
+            &ResyncRequestBody {
+                class,
+                via_child: false,
+                site: None,
+            },
+        )? {
             return Ok(q);
         }
         let command = format!("invsync {class} {name}");
         self.run_direct(|store, own| async move {
             match store.request_resync(name, class, Timestamp::now()).await {
-                Err(StoreError::UnknownClient { .. }) => Err(ownership::not_own(&store, &own, name, &command).await),
+                Err(StoreError::UnknownClient { .. }) => {
+                    Err(ownership::not_own(&store, &own, name, &command).await)
+                }
                 other => Ok(other?),
             }
         })
@@ -102,9 +119,18 @@ impl SiteAccess {
 
     /// `invsync --via-child`: a resync request queued for this site's own client, or routed
     /// down to the owning site below (`site` picks it among several).
-    pub fn request_resync_via_child(&mut self, name: &ClientName, class: Class, site: Option<&SiteCode>) -> Result<Queued> {
+    pub fn request_resync_via_child(
+        &mut self,
+        name: &ClientName,
+        class: Class,
+        site: Option<&SiteCode>,
+    ) -> Result<Queued> {
         let path = wire::api_client_requests(name);
-        let body = ResyncRequestBody { class, via_child: true, site: site.cloned() };
+        let body = ResyncRequestBody {
+            class,
+            via_child: true,
+            site: site.cloned(),
+        };
         if let Some(q) = self.post(&path, &body)? {
             return Ok(q);
         }
@@ -121,7 +147,9 @@ impl SiteAccess {
         let command = format!("setevnt {name} {}", event.as_str());
         self.run_direct(|store, own| async move {
             match store.request_event(name, event, Timestamp::now()).await {
-                Err(StoreError::UnknownClient { .. }) => Err(ownership::not_own(&store, &own, name, &command).await),
+                Err(StoreError::UnknownClient { .. }) => {
+                    Err(ownership::not_own(&store, &own, name, &command).await)
+                }
                 other => Ok(other?),
             }
         })
@@ -139,18 +167,30 @@ impl SiteAccess {
     pub fn clients(&mut self) -> Result<Vec<ClientSummary>> {
         let mut all = Vec::new();
         loop {
-            let path = format!("{}?limit={}&offset={}", wire::API_CLIENTS, wire::MAX_PAGE_LIMIT, all.len());
+            let path = format!(
+                "{}?limit={}&offset={}",
+                wire::API_CLIENTS,
+                wire::MAX_PAGE_LIMIT,
+                all.len()
+            );
             match self.get::<wire::ClientPage>(&path)? {
                 Some(Some(page)) => {
-                    let done = page.clients.is_empty() || (all.len() + page.clients.len()) as u64 >= page.total;
+                    let done = page.clients.is_empty()
+                        || (all.len() + page.clients.len()) as u64 >= page.total;
                     all.extend(page.clients);
                     if done {
                         return Ok(all);
                     }
                 }
-                Some(None) => return Err(anyhow::anyhow!("the site has no client list endpoint; is it an invsync site?")),
+                Some(None) => {
+                    return Err(anyhow::anyhow!(
+                        "the site has no client list endpoint; is it an invsync site?"
+                    ));
+                }
                 // Not running (from the first page on): the database holds them all.
-                None => return self.run_direct(|store, _| async move { Ok(store.clients().await?) }),
+                None => {
+                    return self.run_direct(|store, _| async move { Ok(store.clients().await?) });
+                }
             }
         }
     }
@@ -159,7 +199,9 @@ impl SiteAccess {
     pub fn sites(&mut self) -> Result<SitesView> {
         match self.get(wire::API_SITES)? {
             Some(Some(view)) => Ok(view),
-            Some(None) => Err(anyhow::anyhow!("the site has no sites endpoint; is it an invsync site?")),
+            Some(None) => Err(anyhow::anyhow!(
+                "the site has no sites endpoint; is it an invsync site?"
+            )),
             None => {
                 let url = self.config.url.clone();
                 let accepts = self.config.accept_parent_requests;
@@ -174,7 +216,11 @@ impl SiteAccess {
 
     /// One client this site holds (own, or of a site below; `site` narrows it), or exit 4
     /// when there is none and 2 when the name is ambiguous.
-    pub fn client_view(&mut self, name: &ClientName, site: Option<&SiteCode>) -> Result<ClientView> {
+    pub fn client_view(
+        &mut self,
+        name: &ClientName,
+        site: Option<&SiteCode>,
+    ) -> Result<ClientView> {
         let mut path = wire::api_client(name);
         if let Some(code) = site {
             path = format!("{path}?site={code}");
@@ -185,12 +231,19 @@ impl SiteAccess {
                 name: name.clone(),
                 site: site.unwrap_or(&self.config.site_code).clone(),
             })),
-            None => self.run_direct(|store, own| async move { ownership::view(&store, &own, name, site).await }),
+            None => self.run_direct(|store, own| async move {
+                ownership::view(&store, &own, name, site).await
+            }),
         }
     }
 
     /// A client's history, or exit 4 when the site has no such client.
-    pub fn history(&mut self, name: &ClientName, site: Option<&SiteCode>, query: &HistoryQuery) -> Result<Vec<HistoryEntry>> {
+    pub fn history(
+        &mut self,
+        name: &ClientName,
+        site: Option<&SiteCode>,
+        query: &HistoryQuery,
+    ) -> Result<Vec<HistoryEntry>> {
         let mut path = wire::api_client_history(name);
         let mut params = Vec::new();
         if let Some(c) = query.class {
@@ -210,8 +263,13 @@ impl SiteAccess {
         }
         match self.get(&path)? {
             Some(Some(entries)) => Ok(entries),
-            Some(None) => Err(ownership_exit(OwnershipError::Unknown { name: name.clone(), site: self.config.site_code.clone() })),
-            None => self.run_direct(|store, own| async move { ownership::history(&store, &own, name, site, query).await }),
+            Some(None) => Err(ownership_exit(OwnershipError::Unknown {
+                name: name.clone(),
+                site: self.config.site_code.clone(),
+            })),
+            None => self.run_direct(|store, own| async move {
+                ownership::history(&store, &own, name, site, query).await
+            }),
         }
     }
 
@@ -222,7 +280,12 @@ impl SiteAccess {
             return Ok(None);
         }
         let url = format!("{}{path}", self.base_url);
-        match self.http.get(&url).header("Authorization", &format!("Bearer {}", self.token)).call() {
+        match self
+            .http
+            .get(&url)
+            .header("Authorization", &format!("Bearer {}", self.token))
+            .call()
+        {
             Ok(resp) if resp.status() == 404 => Ok(Some(None)),
             Ok(resp) => decode(resp).map(|v| Some(Some(v))),
             Err(e) if invsync_agent::tls::failure(&e).is_some() => Err(self.tls_error(&e)),
@@ -236,12 +299,21 @@ impl SiteAccess {
 
     /// POSTs to the admin API. `Ok(None)` means the server is not running and the caller
     /// should use the database.
-    fn post<B: Serialize, T: DeserializeOwned>(&mut self, path: &str, body: &B) -> Result<Option<T>> {
+    fn post<B: Serialize, T: DeserializeOwned>(
+        &mut self,
+        path: &str,
+        body: &B,
+    ) -> Result<Option<T>> {
         if self.direct.is_some() {
             return Ok(None);
         }
         let url = format!("{}{path}", self.base_url);
-        match self.http.post(&url).header("Authorization", &format!("Bearer {}", self.token)).send_json(body) {
+        match self
+            .http
+            .post(&url)
+            .header("Authorization", &format!("Bearer {}", self.token))
+            .send_json(body)
+        {
             Ok(resp) => decode(resp).map(Some),
             Err(e) if invsync_agent::tls::failure(&e).is_some() => Err(self.tls_error(&e)),
             Err(e) if is_unreachable(&e) => {
@@ -275,7 +347,9 @@ impl SiteAccess {
                 self.base_url
             );
         }
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         let store = rt.block_on(open_store(&self.dir, &self.config))?;
         self.direct = Some((rt, store));
         Ok(())
@@ -316,14 +390,20 @@ fn ownership_exit(e: OwnershipError) -> anyhow::Error {
 }
 
 fn is_unreachable(e: &ureq::Error) -> bool {
-    matches!(e, ureq::Error::ConnectionFailed | ureq::Error::Io(_) | ureq::Error::HostNotFound)
+    matches!(
+        e,
+        ureq::Error::ConnectionFailed | ureq::Error::Io(_) | ureq::Error::HostNotFound
+    )
 }
 
 /// Turns an admin API response into a value or the exit code SPEC section 7 gives its error.
 fn decode<T: DeserializeOwned>(mut resp: ureq::http::Response<ureq::Body>) -> Result<T> {
     let status = resp.status().as_u16();
     if (200..300).contains(&status) {
-        return resp.body_mut().read_json::<T>().context("the site sent an answer this tool cannot read");
+        return resp
+            .body_mut()
+            .read_json::<T>()
+            .context("the site sent an answer this tool cannot read");
     }
     let message = resp
         .body_mut()

@@ -45,14 +45,20 @@ const LOG_EVERY: Duration = Duration::from_secs(10);
 /// Raises the soft limit on open descriptors to the hard limit (the soft one is often 1,024,
 /// far below 10,000 connected agents) and returns the limit in force.
 pub fn raise_descriptor_limit() -> u64 {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit and setrlimit only read and write the struct passed.
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
             return 1024;
         }
         if lim.rlim_cur < lim.rlim_max {
-            let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
             if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
                 lim.rlim_cur = lim.rlim_max;
             }
@@ -82,7 +88,9 @@ pub struct Connections {
 impl Connections {
     /// Bounds from the configuration, the global one capped by `descriptors`.
     pub fn new(limits: &Limits, descriptors: u64, metrics: Arc<Metrics>) -> Connections {
-        let max_open = limits.max_connections.min(connections_allowed_by(descriptors));
+        let max_open = limits
+            .max_connections
+            .min(connections_allowed_by(descriptors));
         // One address never holds more than half the site, whatever the configuration says,
         // so a small descriptor limit still leaves room for everybody else.
         let per_address = match limits.max_unauthenticated_per_address {
@@ -116,7 +124,9 @@ impl Connections {
 
     fn unauthenticated(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
         // Plain counts: a panic elsewhere cannot leave them half-written.
-        self.unauthenticated.lock().unwrap_or_else(|p| p.into_inner())
+        self.unauthenticated
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// Admits a connection from `peer`, or says which bound refuses it (counted and logged).
@@ -137,7 +147,11 @@ impl Connections {
             *count += 1;
         }
         self.metrics.connection_opened();
-        let entry = Arc::new(Entry { ip, authenticated: AtomicBool::new(false), connections: self.clone() });
+        let entry = Arc::new(Entry {
+            ip,
+            authenticated: AtomicBool::new(false),
+            connections: self.clone(),
+        });
         Ok(Admitted { peer, entry })
     }
 
@@ -294,7 +308,11 @@ struct RateLimitedLog {
 
 impl Default for RateLimitedLog {
     fn default() -> RateLimitedLog {
-        RateLimitedLog { last: AtomicU64::new(0), since: AtomicU64::new(0), epoch: Instant::now() }
+        RateLimitedLog {
+            last: AtomicU64::new(0),
+            since: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
     }
 }
 
@@ -308,7 +326,9 @@ impl RateLimitedLog {
             return None;
         }
         // One caller wins the line; the others keep counting for the next one.
-        self.last.compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire).ok()?;
+        self.last
+            .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
+            .ok()?;
         Some(self.since.swap(0, Ordering::AcqRel))
     }
 }
@@ -318,7 +338,11 @@ mod tests {
     use super::*;
 
     fn connections(max_connections: usize, per_address: usize) -> Arc<Connections> {
-        let limits = Limits { max_connections, max_unauthenticated_per_address: per_address, ..Limits::default() };
+        let limits = Limits {
+            max_connections,
+            max_unauthenticated_per_address: per_address,
+            ..Limits::default()
+        };
         Arc::new(Connections::new(&limits, 1 << 20, Arc::new(Metrics::new())))
     }
 
@@ -331,9 +355,15 @@ mod tests {
         let c = connections(100, 2);
         let a1 = c.admit(peer("10.0.0.1", 1)).unwrap();
         let a2 = c.admit(peer("10.0.0.1", 2)).unwrap();
-        assert_eq!(c.admit(peer("10.0.0.1", 3)).err(), Some(ConnectionRefusal::Address));
+        assert_eq!(
+            c.admit(peer("10.0.0.1", 3)).err(),
+            Some(ConnectionRefusal::Address)
+        );
         // The same address over IPv6-mapped IPv4 is the same address.
-        assert_eq!(c.admit(peer("::ffff:10.0.0.1", 4)).err(), Some(ConnectionRefusal::Address));
+        assert_eq!(
+            c.admit(peer("::ffff:10.0.0.1", 4)).err(),
+            Some(ConnectionRefusal::Address)
+        );
         // Another address is not affected.
         let _b = c.admit(peer("10.0.0.2", 1)).unwrap();
         // An authenticated connection stops counting; a closed one too.
@@ -341,10 +371,16 @@ mod tests {
         let a3 = c.admit(peer("10.0.0.1", 5)).unwrap();
         drop(a2);
         let _a4 = c.admit(peer("10.0.0.1", 6)).unwrap();
-        assert_eq!(c.admit(peer("10.0.0.1", 7)).err(), Some(ConnectionRefusal::Address));
+        assert_eq!(
+            c.admit(peer("10.0.0.1", 7)).err(),
+            Some(ConnectionRefusal::Address)
+        );
         // Closing the authenticated connection does not release the address a second time.
         drop(a1);
-        assert_eq!(c.admit(peer("10.0.0.1", 8)).err(), Some(ConnectionRefusal::Address));
+        assert_eq!(
+            c.admit(peer("10.0.0.1", 8)).err(),
+            Some(ConnectionRefusal::Address)
+        );
         drop(a3);
         assert_eq!(c.open(), 2);
         assert_eq!(c.unauthenticated().len(), 2);
@@ -353,9 +389,14 @@ mod tests {
     #[test]
     fn the_global_bound_counts_every_connection() {
         let c = connections(3, 0);
-        let held: Vec<_> = (0..3).map(|i| c.admit(peer("10.0.0.1", i)).unwrap()).collect();
+        let held: Vec<_> = (0..3)
+            .map(|i| c.admit(peer("10.0.0.1", i)).unwrap())
+            .collect();
         held[0].handle().authenticated();
-        assert_eq!(c.admit(peer("10.9.9.9", 1)).err(), Some(ConnectionRefusal::Limit));
+        assert_eq!(
+            c.admit(peer("10.9.9.9", 1)).err(),
+            Some(ConnectionRefusal::Limit)
+        );
         drop(held);
         assert_eq!(c.open(), 0);
         assert!(c.admit(peer("10.9.9.9", 1)).is_ok());
@@ -366,13 +407,19 @@ mod tests {
         assert_eq!(connections_allowed_by(1024), 896);
         assert_eq!(connections_allowed_by(256), 128);
         assert_eq!(connections_allowed_by(100), 50);
-        let limits = Limits { max_connections: 20_000, ..Limits::default() };
+        let limits = Limits {
+            max_connections: 20_000,
+            ..Limits::default()
+        };
         let c = Connections::new(&limits, 1024, Arc::new(Metrics::new()));
         assert_eq!(c.max_open(), 896);
         assert_eq!(c.max_unauthenticated_per_address(), 256);
         // One address never gets more than half of what the descriptors allow.
         let c = Connections::new(&limits, 256, Arc::new(Metrics::new()));
-        assert_eq!((c.max_open(), c.max_unauthenticated_per_address()), (128, 64));
+        assert_eq!(
+            (c.max_open(), c.max_unauthenticated_per_address()),
+            (128, 64)
+        );
     }
 
     #[test]
@@ -382,7 +429,10 @@ mod tests {
         assert_eq!(log.due(), None);
         // A line as old as twice LOG_EVERY: the next event gets a line counting the five
         // skipped since.
-        let later = RateLimitedLog { epoch: Instant::now() - LOG_EVERY * 2, ..RateLimitedLog::default() };
+        let later = RateLimitedLog {
+            epoch: Instant::now() - LOG_EVERY * 2,
+            ..RateLimitedLog::default()
+        };
         later.last.store(1, Ordering::Release);
         later.since.store(5, Ordering::Release);
         assert_eq!(later.due(), Some(6));

@@ -10,8 +10,8 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use invsync_proto::exit::{Code, Exit};
 use invsync_proto::SiteCode;
+use invsync_proto::exit::{Code, Exit};
 use invsync_store::redact_url;
 use serde::{Deserialize, Serialize};
 
@@ -233,7 +233,11 @@ impl SiteDir {
     /// The CA certificate the tools trust when the site serves TLS, if the configuration names
     /// one.
     pub fn tls_ca(&self, config: &Config) -> Option<PathBuf> {
-        config.tls.as_ref().and_then(|t| t.ca.as_deref()).map(|p| self.path_of(p))
+        config
+            .tls
+            .as_ref()
+            .and_then(|t| t.ca.as_deref())
+            .map(|p| self.path_of(p))
     }
 
     /// Refuses, before `init` does anything (or asks a parent anything), a data directory that
@@ -253,7 +257,9 @@ impl SiteDir {
         match fs::read_dir(&self.root) {
             Ok(mut entries) => {
                 if let Some(entry) = entries.next() {
-                    let first = entry.map(|e| e.file_name().to_string_lossy().into_owned()).unwrap_or_default();
+                    let first = entry
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .unwrap_or_default();
                     return Err(Exit::usage(format!(
                         "{} is not empty (it holds {first:?}) but holds no site configuration; \
                          `invsite init` creates a site only in a new or empty directory: choose another \
@@ -270,7 +276,9 @@ impl SiteDir {
                 self.root.display()
             ))
             .into()),
-            Err(e) => Err(anyhow::Error::new(e).context(format!("cannot read {}", self.root.display()))),
+            Err(e) => {
+                Err(anyhow::Error::new(e).context(format!("cannot read {}", self.root.display())))
+            }
         }
     }
 
@@ -279,18 +287,29 @@ impl SiteDir {
     /// would call it "not a site server" and a second `init` would refuse it. A staging
     /// directory left by an earlier failed `init` is removed first (nothing refers to it).
     pub fn stage(&self) -> Result<SiteDir> {
-        let name = self
+        let name = self.root.file_name().ok_or_else(|| {
+            Exit::usage(format!(
+                "--data-dir {} names no directory",
+                self.root.display()
+            ))
+        })?;
+        let staging = self
             .root
-            .file_name()
-            .ok_or_else(|| Exit::usage(format!("--data-dir {} names no directory", self.root.display())))?;
-        let staging = self.root.with_file_name(format!(".{}.init-partial", name.to_string_lossy()));
+            .with_file_name(format!(".{}.init-partial", name.to_string_lossy()));
         match fs::remove_dir_all(&staging) {
-            Ok(()) => tracing::info!(dir = %staging.display(), "Removed what an earlier failed init left."),
+            Ok(()) => {
+                tracing::info!(dir = %staging.display(), "Removed what an earlier failed init left.")
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(anyhow::Error::new(e).context(format!("cannot remove {}", staging.display()))),
+            Err(e) => {
+                return Err(
+                    anyhow::Error::new(e).context(format!("cannot remove {}", staging.display()))
+                );
+            }
         }
         if let Some(parent) = staging.parent().filter(|p| !p.as_os_str().is_empty()) {
-            fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+            fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
         }
         fs::DirBuilder::new()
             .mode(0o700)
@@ -373,10 +392,15 @@ impl SiteDir {
             (self.tls_dir(), 0o700),
             (self.tls_dir().join("key.pem"), 0o600),
         ] {
-            let Ok(meta) = fs::metadata(&path) else { continue };
+            let Ok(meta) = fs::metadata(&path) else {
+                continue;
+            };
             let mode = meta.permissions().mode() & 0o777;
             if mode & 0o077 != 0 {
-                loose.push(format!("chmod {wanted:o} {}   # is {mode:o}", path.display()));
+                loose.push(format!(
+                    "chmod {wanted:o} {}   # is {mode:o}",
+                    path.display()
+                ));
             }
         }
         if loose.is_empty() {
@@ -394,7 +418,10 @@ impl SiteDir {
 
     pub fn enroll_secret(&self) -> Result<String> {
         read_secret(&self.enroll_secret_path()).with_context(|| {
-            format!("cannot read the enrollment secret {}", self.enroll_secret_path().display())
+            format!(
+                "cannot read the enrollment secret {}",
+                self.enroll_secret_path().display()
+            )
         })
     }
 
@@ -410,7 +437,11 @@ impl SiteDir {
             Some(url) if url.contains("://") => url,
             Some(addr) => format!("http://{addr}"),
             None => {
-                let scheme = if config.tls.is_some() { "https" } else { "http" };
+                let scheme = if config.tls.is_some() {
+                    "https"
+                } else {
+                    "http"
+                };
                 format!("{scheme}://{}", local_address(&config.listen))
             }
         }
@@ -445,7 +476,10 @@ fn read_secret(path: &Path) -> std::io::Result<String> {
     let s = fs::read_to_string(path)?;
     let s = s.trim().to_string();
     if s.is_empty() {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "file is empty"));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "file is empty",
+        ));
     }
     Ok(s)
 }
@@ -475,11 +509,23 @@ mod tests {
     fn database_is_sqlite_or_a_postgres_url() {
         assert_eq!(Database::parse("sqlite"), Ok(Database::Sqlite));
         let url = "postgres://inv@db.example:5432/inventory";
-        assert_eq!(Database::parse(url), Ok(Database::Postgres(url.to_string())));
+        assert_eq!(
+            Database::parse(url),
+            Ok(Database::Postgres(url.to_string()))
+        );
         assert!(Database::parse("postgresql://localhost/inv").is_ok());
-        for bad in ["", "SQLite", "mysql://root@localhost/x", "postgres://a\nb", "/var/lib/site.db"] {
+        for bad in [
+            "",
+            "SQLite",
+            "mysql://root@localhost/x",
+            "postgres://a\nb",
+            "/var/lib/site.db",
+        ] {
             let err = Database::parse(bad).unwrap_err();
-            assert!(err.contains("neither `sqlite` nor a PostgreSQL URL"), "{bad}: {err}");
+            assert!(
+                err.contains("neither `sqlite` nor a PostgreSQL URL"),
+                "{bad}: {err}"
+            );
         }
         // A refused URL is echoed without its password.
         let err = Database::parse("postgres://inv:hunter2@db/x\n").unwrap_err();
@@ -488,21 +534,36 @@ mod tests {
 
     #[test]
     fn redact_url_hides_only_the_password() {
-        assert_eq!(redact_url("postgres://inv:s3cr3t@db:5432/x"), "postgres://inv:***@db:5432/x");
+        assert_eq!(
+            redact_url("postgres://inv:s3cr3t@db:5432/x"),
+            "postgres://inv:***@db:5432/x"
+        );
         assert_eq!(redact_url("postgres://inv@db/x"), "postgres://inv@db/x");
-        assert_eq!(redact_url("postgres://db/x?user=a"), "postgres://db/x?user=a");
+        assert_eq!(
+            redact_url("postgres://db/x?user=a"),
+            "postgres://db/x?user=a"
+        );
         // An '@' in the password: the userinfo ends at the last '@' of the authority.
-        assert_eq!(redact_url("postgres://u:p@ss@db/x"), "postgres://u:***@db/x");
+        assert_eq!(
+            redact_url("postgres://u:p@ss@db/x"),
+            "postgres://u:***@db/x"
+        );
         assert_eq!(redact_url("sqlite"), "sqlite");
     }
 
     #[test]
     fn missing_directory_is_not_a_site_server() {
-        let dir = SiteDir { root: PathBuf::from("/nonexistent-invsite-dir") };
+        let dir = SiteDir {
+            root: PathBuf::from("/nonexistent-invsite-dir"),
+        };
         let err = dir.config().unwrap_err();
         let exit = err.downcast_ref::<Exit>().unwrap();
         assert_eq!(exit.code, Code::NotSiteServer);
-        assert!(exit.message.contains("/nonexistent-invsite-dir"), "{}", exit.message);
+        assert!(
+            exit.message.contains("/nonexistent-invsite-dir"),
+            "{}",
+            exit.message
+        );
     }
 
     #[test]
@@ -510,7 +571,10 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let p = t.path().join("x.token");
         write_private(&p, b"secret\n").unwrap();
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         assert_eq!(read_secret(&p).unwrap(), "secret");
     }
 }

@@ -20,17 +20,17 @@
 //! rate is not; and a parked long-poll is not, since its body arrived long before.
 
 use std::convert::Infallible;
-use std::future::{ready, Future, Ready};
+use std::future::{Future, Ready, ready};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use axum::Router;
 use axum::body::Bytes;
 use axum::http::header::{CONNECTION, TRANSFER_ENCODING};
 use axum::http::{HeaderMap, HeaderValue, Request};
 use axum::response::{IntoResponse, Response};
-use axum::Router;
 use futures_util::future::Either;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::server::conn::http1;
@@ -142,7 +142,10 @@ pub async fn serve<L: Accept>(
     // Accept nothing more (the TLS listener stops its handshakes when dropped).
     drop(listener);
     let grace = deadlines.shutdown_grace;
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!(
             open = connections.open(),
             grace_secs = grace.as_secs(),
@@ -173,7 +176,8 @@ struct SiteService {
     deadlines: Deadlines,
 }
 
-type RouterFuture = <TowerToHyperService<Router> as hyper::service::Service<Request<DeadlineBody>>>::Future;
+type RouterFuture =
+    <TowerToHyperService<Router> as hyper::service::Service<Request<DeadlineBody>>>::Future;
 
 impl hyper::service::Service<Request<Incoming>> for SiteService {
     type Response = Response;
@@ -187,7 +191,9 @@ impl hyper::service::Service<Request<Incoming>> for SiteService {
             let mut response = refused.into_response();
             // The body was not read, and where it ends is the question: never read another
             // request from this connection.
-            response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+            response
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
             return Either::Left(ready(Ok(response)));
         }
         req.extensions_mut().insert(self.connection.clone());
@@ -207,8 +213,14 @@ fn check_framing(headers: &HeaderMap) -> Result<(), ApiError> {
     if values.iter().next().is_none() {
         return Ok(());
     }
-    let mut codings = values.iter().flat_map(|v| v.to_str().unwrap_or("?").split(',')).map(str::trim);
-    let only_chunked = codings.next().is_some_and(|c| c.eq_ignore_ascii_case("chunked")) && codings.next().is_none();
+    let mut codings = values
+        .iter()
+        .flat_map(|v| v.to_str().unwrap_or("?").split(','))
+        .map(str::trim);
+    let only_chunked = codings
+        .next()
+        .is_some_and(|c| c.eq_ignore_ascii_case("chunked"))
+        && codings.next().is_none();
     if only_chunked {
         return Ok(());
     }
@@ -237,11 +249,21 @@ pub struct DeadlineBody {
 
 impl DeadlineBody {
     fn new(inner: Incoming, deadlines: Deadlines, metrics: Arc<Metrics>) -> DeadlineBody {
-        DeadlineBody { inner, start: Instant::now(), received: 0, deadlines, sleep: None, metrics, expired: false }
+        DeadlineBody {
+            inner,
+            start: Instant::now(),
+            received: 0,
+            deadlines,
+            sleep: None,
+            metrics,
+            expired: false,
+        }
     }
 
     fn deadline(&self) -> Instant {
-        let earned = Duration::from_millis(self.received.saturating_mul(1000) / self.deadlines.min_body_rate);
+        let earned = Duration::from_millis(
+            self.received.saturating_mul(1000) / self.deadlines.min_body_rate,
+        );
         self.start + self.deadlines.request + earned
     }
 
@@ -257,7 +279,10 @@ impl Body for DeadlineBody {
     type Data = Bytes;
     type Error = axum::BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = self.get_mut();
         if this.expired {
             return Poll::Ready(Some(Err(this.timeout())));
@@ -277,7 +302,9 @@ impl Body for DeadlineBody {
             Poll::Pending => {}
         }
         let deadline = this.deadline();
-        let sleep = this.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        let sleep = this
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
         if sleep.deadline() != deadline {
             sleep.as_mut().reset(deadline);
         }
@@ -287,7 +314,10 @@ impl Body for DeadlineBody {
         this.expired = true;
         this.sleep = None;
         this.metrics.request_timed_out();
-        tracing::debug!(received = this.received, "Cut a request whose body did not arrive in time.");
+        tracing::debug!(
+            received = this.received,
+            "Cut a request whose body did not arrive in time."
+        );
         Poll::Ready(Some(Err(this.timeout())))
     }
 
@@ -317,7 +347,13 @@ mod tests {
         assert!(check_framing(&headers(&[])).is_ok());
         assert!(check_framing(&headers(&["chunked"])).is_ok());
         assert!(check_framing(&headers(&[" Chunked "])).is_ok());
-        for bad in [&["gzip, chunked"][..], &["gzip", "chunked"], &["chunked, chunked"], &["identity"], &["chunked", "chunked"]] {
+        for bad in [
+            &["gzip, chunked"][..],
+            &["gzip", "chunked"],
+            &["chunked, chunked"],
+            &["identity"],
+            &["chunked", "chunked"],
+        ] {
             let e = check_framing(&headers(bad)).unwrap_err();
             assert!(matches!(e, ApiError::NotImplemented(_)), "{bad:?}");
             assert!(e.to_string().contains("chunked alone"), "{e}");

@@ -88,9 +88,15 @@ mod tests {
         let hub = Hub::default();
         hub.wake(&name("a"));
         hub.wake(&name("a"));
-        assert_eq!(hub.wait(&name("a"), Duration::from_secs(5)).await, Woken::Instruction);
+        assert_eq!(
+            hub.wait(&name("a"), Duration::from_secs(5)).await,
+            Woken::Instruction
+        );
         // The burst left one permit, not two.
-        assert_eq!(hub.wait(&name("a"), Duration::from_millis(50)).await, Woken::Timeout);
+        assert_eq!(
+            hub.wait(&name("a"), Duration::from_millis(50)).await,
+            Woken::Timeout
+        );
     }
 
     #[tokio::test]
@@ -105,17 +111,24 @@ mod tests {
         assert_eq!(waiting.await.unwrap(), Woken::Instruction);
         assert_eq!(hub.connected(), 0);
         // b was not waiting: its permit waits for its next long-poll.
-        assert_eq!(hub.wait(&name("b"), Duration::from_secs(5)).await, Woken::Instruction);
+        assert_eq!(
+            hub.wait(&name("b"), Duration::from_secs(5)).await,
+            Woken::Instruction
+        );
     }
 
     #[tokio::test]
     async fn closing_ends_every_wait() {
         let hub = Arc::new(Hub::default());
         let h = hub.clone();
-        let waiting = tokio::spawn(async move { h.wait(&name("a"), Duration::from_secs(30)).await });
+        let waiting =
+            tokio::spawn(async move { h.wait(&name("a"), Duration::from_secs(30)).await });
         tokio::time::sleep(Duration::from_millis(20)).await;
         hub.close();
         assert_eq!(waiting.await.unwrap(), Woken::Closing);
-        assert_eq!(hub.wait(&name("a"), Duration::from_secs(30)).await, Woken::Closing);
+        assert_eq!(
+            hub.wait(&name("a"), Duration::from_secs(30)).await,
+            Woken::Closing
+        );
     }
 }

@@ -64,8 +64,8 @@
 //! (see SECURITY.md).
 
 use std::fmt::Write as _;
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
@@ -84,8 +84,9 @@ use crate::server::AppState;
 
 /// Upper bounds (seconds) of the resync latency buckets: a connected agent answers within a
 /// second (the first five), one without the push channel at its next cycle (up to a day).
-const LATENCY_BUCKETS: [f64; 15] =
-    [0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0];
+const LATENCY_BUCKETS: [f64; 15] = [
+    0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0,
+];
 
 /// How many of a report's `answers` are looked up for the latency: an agent answers the one or
 /// two requests pending for a class, and a client naming thousands of ids must not turn one
@@ -301,34 +302,58 @@ impl Metrics {
     fn register(mut self) -> Metrics {
         let r = &mut self.registry;
         // Counters get their `_total` suffix and units their `_seconds` from the encoder.
-        r.register("reports_accepted", "Reports stored, by class and kind", self.reports_accepted.clone());
+        r.register(
+            "reports_accepted",
+            "Reports stored, by class and kind",
+            self.reports_accepted.clone(),
+        );
         r.register(
             "reports_not_applied",
             "Reports that stored nothing: sent again (duplicate) or a delta the site could not apply (resync_required)",
             self.reports_not_applied.clone(),
         );
-        r.register("checkins", "Agent check-ins, one per cycle", self.checkins.clone());
+        r.register(
+            "checkins",
+            "Agent check-ins, one per cycle",
+            self.checkins.clone(),
+        );
         r.register(
             "resyncs_requested",
             "Resync requests queued through the admin API for own clients",
             self.resyncs_requested.clone(),
         );
-        r.register("resyncs_completed", "Resync requests completed by a full report", self.resyncs_completed.clone());
+        r.register(
+            "resyncs_completed",
+            "Resync requests completed by a full report",
+            self.resyncs_completed.clone(),
+        );
         r.register_with_unit(
             "resync_latency",
             "Time from a resync request to the full report that completed it",
             Unit::Seconds,
             self.resync_latency.clone(),
         );
-        r.register("connected_agents", "Agents holding the push channel open", self.connected_agents.clone());
-        r.register("outbox_depth", "Accepted changes not yet acknowledged by the parent site", self.outbox_depth.clone());
+        r.register(
+            "connected_agents",
+            "Agents holding the push channel open",
+            self.connected_agents.clone(),
+        );
+        r.register(
+            "outbox_depth",
+            "Accepted changes not yet acknowledged by the parent site",
+            self.outbox_depth.clone(),
+        );
         r.register_with_unit(
             "outbox_oldest_age",
             "Age of the oldest change waiting for the parent site (0 when none waits)",
             Unit::Seconds,
             self.outbox_oldest_age.clone(),
         );
-        r.register("requests_refused", "Requests answered with an error, by reason", self.refused.clone());
+        r.register(
+            "requests_refused",
+            "Requests answered with an error, by reason",
+            self.refused.clone(),
+        );
         r.register(
             "store_write_errors",
             "Writes the site's database refused (disk full, read-only, database down)",
@@ -339,13 +364,21 @@ impl Metrics {
             "Compressed request bodies decompressed, each after its sender's credentials were checked",
             self.bodies_decoded.clone(),
         );
-        r.register("connections_open", "Connections open now", self.connections_open.clone());
+        r.register(
+            "connections_open",
+            "Connections open now",
+            self.connections_open.clone(),
+        );
         r.register(
             "connections_refused",
             "Connections closed as soon as accepted: the site was full (limit) or their address held its share of unauthenticated connections (address)",
             self.connections_refused.clone(),
         );
-        r.register("accept_errors", "Failed accepts, such as the process out of descriptors", self.accept_errors.clone());
+        r.register(
+            "accept_errors",
+            "Failed accepts, such as the process out of descriptors",
+            self.accept_errors.clone(),
+        );
         r.register(
             "request_timeouts",
             "Requests whose body did not arrive within the request deadline; their connections were closed",
@@ -357,10 +390,16 @@ impl Metrics {
         for class in [Class::Hw, Class::Sw] {
             let class = ClassLabel(class);
             for kind in [ReportKind::Full, ReportKind::Delta] {
-                drop(self.reports_accepted.get_or_create(&ReportLabels { class, kind }));
+                drop(
+                    self.reports_accepted
+                        .get_or_create(&ReportLabels { class, kind }),
+                );
             }
             for reason in [NotApplied::Duplicate, NotApplied::ResyncRequired] {
-                drop(self.reports_not_applied.get_or_create(&NotAppliedLabels { class, reason }));
+                drop(
+                    self.reports_not_applied
+                        .get_or_create(&NotAppliedLabels { class, reason }),
+                );
             }
             drop(self.resyncs_requested.get_or_create(&ClassLabels { class }));
             drop(self.resyncs_completed.get_or_create(&ClassLabels { class }));
@@ -370,7 +409,10 @@ impl Metrics {
             drop(self.refused.get_or_create(&RefusalLabels { reason }));
         }
         for reason in [ConnectionRefusal::Limit, ConnectionRefusal::Address] {
-            drop(self.connections_refused.get_or_create(&ConnectionRefusalLabels { reason }));
+            drop(
+                self.connections_refused
+                    .get_or_create(&ConnectionRefusalLabels { reason }),
+            );
         }
         self
     }
@@ -380,15 +422,29 @@ impl Metrics {
         let class = ClassLabel(class);
         match ack {
             ReportAck::Accepted { .. } => {
-                let kind = if full { ReportKind::Full } else { ReportKind::Delta };
-                self.reports_accepted.get_or_create(&ReportLabels { class, kind }).inc();
+                let kind = if full {
+                    ReportKind::Full
+                } else {
+                    ReportKind::Delta
+                };
+                self.reports_accepted
+                    .get_or_create(&ReportLabels { class, kind })
+                    .inc();
             }
             ReportAck::Duplicate { .. } => {
-                self.reports_not_applied.get_or_create(&NotAppliedLabels { class, reason: NotApplied::Duplicate }).inc();
+                self.reports_not_applied
+                    .get_or_create(&NotAppliedLabels {
+                        class,
+                        reason: NotApplied::Duplicate,
+                    })
+                    .inc();
             }
             ReportAck::ResyncRequired { .. } => {
                 self.reports_not_applied
-                    .get_or_create(&NotAppliedLabels { class, reason: NotApplied::ResyncRequired })
+                    .get_or_create(&NotAppliedLabels {
+                        class,
+                        reason: NotApplied::ResyncRequired,
+                    })
                     .inc();
             }
         }
@@ -399,12 +455,18 @@ impl Metrics {
     }
 
     pub fn resync_requested(&self, class: Class) {
-        self.resyncs_requested.get_or_create(&ClassLabels { class: ClassLabel(class) }).inc();
+        self.resyncs_requested
+            .get_or_create(&ClassLabels {
+                class: ClassLabel(class),
+            })
+            .inc();
     }
 
     /// A request made at `requested_at` was completed at `completed_at`.
     pub fn resync_completed(&self, class: Class, requested_at: Timestamp, completed_at: Timestamp) {
-        let labels = ClassLabels { class: ClassLabel(class) };
+        let labels = ClassLabels {
+            class: ClassLabel(class),
+        };
         self.resyncs_completed.get_or_create(&labels).inc();
         // Clocks are the site's own for both times; max(0) only guards a clock stepped back.
         let seconds = (completed_at.millis() - requested_at.millis()).max(0) as f64 / 1000.0;
@@ -438,7 +500,9 @@ impl Metrics {
     }
 
     pub fn connection_refused(&self, reason: ConnectionRefusal) {
-        self.connections_refused.get_or_create(&ConnectionRefusalLabels { reason }).inc();
+        self.connections_refused
+            .get_or_create(&ConnectionRefusalLabels { reason })
+            .inc();
     }
 
     pub fn accept_failed(&self) {
@@ -450,7 +514,12 @@ impl Metrics {
     }
 
     /// The page, with the gauges set from the values read at scrape time.
-    pub fn render(&self, connected: usize, outbox_depth: i64, outbox_oldest_age_seconds: f64) -> String {
+    pub fn render(
+        &self,
+        connected: usize,
+        outbox_depth: i64,
+        outbox_oldest_age_seconds: f64,
+    ) -> String {
         self.connected_agents.set(connected as i64);
         self.outbox_depth.set(outbox_depth);
         self.outbox_oldest_age.set(outbox_oldest_age_seconds);
@@ -471,7 +540,13 @@ impl Metrics {
 pub async fn count_refusals(State(metrics): State<Arc<Metrics>>, response: Response) -> Response {
     let status = response.status();
     if status.is_client_error() || status.is_server_error() {
-        metrics.refused(response.extensions().get::<Refusal>().copied().unwrap_or(Refusal::Other));
+        metrics.refused(
+            response
+                .extensions()
+                .get::<Refusal>()
+                .copied()
+                .unwrap_or(Refusal::Other),
+        );
     }
     response
 }
@@ -480,10 +555,23 @@ pub async fn count_refusals(State(metrics): State<Arc<Metrics>>, response: Respo
 pub async fn apply(State(state): State<AppState>) -> Result<Response, ApiError> {
     let now = Timestamp::now();
     let outbox = state.store.outbox_stats().await?;
-    let age = outbox.oldest.map_or(0.0, |t| (now.millis() - t.millis()).max(0) as f64 / 1000.0);
-    state.metrics.set_store_write_errors(state.store.write_errors_total());
-    let page = state.metrics.render(state.hub.connected(), outbox.depth, age);
-    Ok(([(CONTENT_TYPE, prometheus_client::encoding::prometheus_text::CONTENT_TYPE)], page).into_response())
+    let age = outbox
+        .oldest
+        .map_or(0.0, |t| (now.millis() - t.millis()).max(0) as f64 / 1000.0);
+    state
+        .metrics
+        .set_store_write_errors(state.store.write_errors_total());
+    let page = state
+        .metrics
+        .render(state.hub.connected(), outbox.depth, age);
+    Ok((
+        [(
+            CONTENT_TYPE,
+            prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+        )],
+        page,
+    )
+        .into_response())
 }
 
 /// Counts the resync requests a just-accepted full report completed, with their latency. The
@@ -497,7 +585,9 @@ pub async fn count_completed(state: &AppState, class: Class, answers: &[i64], no
                 state.metrics.resync_completed(class, r.requested_at, now);
             }
             Ok(_) => {}
-            Err(e) => tracing::warn!(request = id, error = %e, "Could not read a completed request back; the resync metrics miss it."),
+            Err(e) => {
+                tracing::warn!(request = id, error = %e, "Could not read a completed request back; the resync metrics miss it.")
+            }
         }
     }
 }
@@ -518,7 +608,10 @@ mod tests {
             Refusal::OtherSite => ApiError::OtherSite(m),
             Refusal::TooLarge => ApiError::TooLarge(m),
             Refusal::Unsupported => ApiError::Unsupported(m),
-            Refusal::RateLimited => ApiError::TooManyRequests { message: m, retry_after_secs: 7 },
+            Refusal::RateLimited => ApiError::TooManyRequests {
+                message: m,
+                retry_after_secs: 7,
+            },
             Refusal::TimedOut => ApiError::TimedOut(m),
             Refusal::NotImplemented => ApiError::NotImplemented(m),
             Refusal::Internal => ApiError::Internal(m),
@@ -531,17 +624,49 @@ mod tests {
     fn every_error_response_carries_its_reason() {
         let expected = [
             (Refusal::BadInput, StatusCode::BAD_REQUEST, "bad_input"),
-            (Refusal::Unauthorized, StatusCode::UNAUTHORIZED, "unauthorized"),
+            (
+                Refusal::Unauthorized,
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+            ),
             (Refusal::NotFound, StatusCode::NOT_FOUND, "not_found"),
             (Refusal::Conflict, StatusCode::CONFLICT, "conflict"),
-            (Refusal::OtherSite, StatusCode::MISDIRECTED_REQUEST, "other_site"),
-            (Refusal::TooLarge, StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
-            (Refusal::Unsupported, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported"),
-            (Refusal::RateLimited, StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            (
+                Refusal::OtherSite,
+                StatusCode::MISDIRECTED_REQUEST,
+                "other_site",
+            ),
+            (
+                Refusal::TooLarge,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+            ),
+            (
+                Refusal::Unsupported,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported",
+            ),
+            (
+                Refusal::RateLimited,
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+            ),
             (Refusal::TimedOut, StatusCode::REQUEST_TIMEOUT, "timed_out"),
-            (Refusal::NotImplemented, StatusCode::NOT_IMPLEMENTED, "not_implemented"),
-            (Refusal::Internal, StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-            (Refusal::Unavailable, StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            (
+                Refusal::NotImplemented,
+                StatusCode::NOT_IMPLEMENTED,
+                "not_implemented",
+            ),
+            (
+                Refusal::Internal,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+            ),
+            (
+                Refusal::Unavailable,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+            ),
         ];
         for (reason, status, label) in expected {
             let e = error(reason);
@@ -577,12 +702,27 @@ mod tests {
             ("invsite_accept_errors_total", "counter"),
             ("invsite_request_timeouts_total", "counter"),
         ] {
-            assert!(page.contains(&format!("# TYPE {name} {kind}\n")), "no {name} {kind} in:\n{page}");
+            assert!(
+                page.contains(&format!("# TYPE {name} {kind}\n")),
+                "no {name} {kind} in:\n{page}"
+            );
         }
-        assert!(page.contains("invsite_reports_accepted_total{class=\"sw\",kind=\"delta\"} 0\n"), "{page}");
-        assert!(page.contains("invsite_requests_refused_total{reason=\"other\"} 0\n"), "{page}");
-        assert!(page.contains("invsite_connections_refused_total{reason=\"address\"} 0\n"), "{page}");
-        assert!(page.contains("invsite_resync_latency_seconds_count{class=\"hw\"} 0\n"), "{page}");
+        assert!(
+            page.contains("invsite_reports_accepted_total{class=\"sw\",kind=\"delta\"} 0\n"),
+            "{page}"
+        );
+        assert!(
+            page.contains("invsite_requests_refused_total{reason=\"other\"} 0\n"),
+            "{page}"
+        );
+        assert!(
+            page.contains("invsite_connections_refused_total{reason=\"address\"} 0\n"),
+            "{page}"
+        );
+        assert!(
+            page.contains("invsite_resync_latency_seconds_count{class=\"hw\"} 0\n"),
+            "{page}"
+        );
     }
 
     #[test]
@@ -592,7 +732,11 @@ mod tests {
         m.report(Class::Sw, true, &ReportAck::Accepted { version: 1, hash });
         m.report(Class::Sw, false, &ReportAck::Accepted { version: 2, hash });
         m.report(Class::Sw, false, &ReportAck::Accepted { version: 3, hash });
-        m.report(Class::Hw, false, &ReportAck::ResyncRequired { reason: "x".into() });
+        m.report(
+            Class::Hw,
+            false,
+            &ReportAck::ResyncRequired { reason: "x".into() },
+        );
         m.report(Class::Hw, true, &ReportAck::Duplicate { version: 1, hash });
         m.checkin();
         m.resync_requested(Class::Sw);
@@ -616,7 +760,10 @@ mod tests {
             "invsite_outbox_oldest_age_seconds 1.5",
             "invsite_requests_refused_total{reason=\"unauthorized\"} 1",
         ] {
-            assert!(page.lines().any(|l| l == line), "no line {line:?} in:\n{page}");
+            assert!(
+                page.lines().any(|l| l == line),
+                "no line {line:?} in:\n{page}"
+            );
         }
     }
 }

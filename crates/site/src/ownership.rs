@@ -13,7 +13,9 @@ use uuid::Uuid;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OwnershipError {
-    #[error("unknown client {name} at site {site}; `invsite clients` lists the clients this site holds")]
+    #[error(
+        "unknown client {name} at site {site}; `invsite clients` lists the clients this site holds"
+    )]
     Unknown { name: ClientName, site: SiteCode },
     #[error("{message}")]
     Elsewhere { owners: Vec<Owner>, message: String },
@@ -37,13 +39,24 @@ fn place(o: &Owner) -> String {
 /// site(s) and the command to run there, or exit 4 when no site below holds it either.
 /// `command` is the tool's command line as it should be run at the owner, e.g.
 /// `invsync hw SMSNTCLI8`.
-pub async fn not_own(store: &Store, own: &SiteCode, name: &ClientName, command: &str) -> OwnershipError {
+pub async fn not_own(
+    store: &Store,
+    own: &SiteCode,
+    name: &ClientName,
+    command: &str,
+) -> OwnershipError {
     let owners = match store.find_clients(name).await {
-        Ok(list) => list.into_iter().filter(|o| &o.site != own).collect::<Vec<_>>(),
+        Ok(list) => list
+            .into_iter()
+            .filter(|o| &o.site != own)
+            .collect::<Vec<_>>(),
         Err(e) => return e.into(),
     };
     if owners.is_empty() {
-        return OwnershipError::Unknown { name: name.clone(), site: own.clone() };
+        return OwnershipError::Unknown {
+            name: name.clone(),
+            site: own.clone(),
+        };
     }
     let places: Vec<String> = owners.iter().map(place).collect();
     let message = format!(
@@ -72,13 +85,22 @@ pub async fn resolve(
         return Ok(mine.id);
     }
     match matches.as_slice() {
-        [] => Err(OwnershipError::Unknown { name: name.clone(), site: site.unwrap_or(own).clone() }),
+        [] => Err(OwnershipError::Unknown {
+            name: name.clone(),
+            site: site.unwrap_or(own).clone(),
+        }),
         [one] => Ok(one.id),
         many => {
-            let list: Vec<String> = many.iter().map(|o| format!("{} (id {})", place(o), o.id)).collect();
+            let list: Vec<String> = many
+                .iter()
+                .map(|o| format!("{} (id {})", place(o), o.id))
+                .collect();
             Err(OwnershipError::Ambiguous {
                 owners: many.to_vec(),
-                message: format!("{name} is held by {}; choose one with --site CODE", list.join(", ")),
+                message: format!(
+                    "{name} is held by {}; choose one with --site CODE",
+                    list.join(", ")
+                ),
             })
         }
     }
@@ -95,7 +117,10 @@ pub async fn view(
     store
         .client_view_by_id(id)
         .await?
-        .ok_or_else(|| OwnershipError::Unknown { name: name.clone(), site: site.unwrap_or(own).clone() })
+        .ok_or_else(|| OwnershipError::Unknown {
+            name: name.clone(),
+            site: site.unwrap_or(own).clone(),
+        })
 }
 
 /// One client's history, resolved as [`resolve`] does.
@@ -110,7 +135,10 @@ pub async fn history(
     store
         .history_by_id(id, query)
         .await?
-        .ok_or_else(|| OwnershipError::Unknown { name: name.clone(), site: site.unwrap_or(own).clone() })
+        .ok_or_else(|| OwnershipError::Unknown {
+            name: name.clone(),
+            site: site.unwrap_or(own).clone(),
+        })
 }
 
 /// `invsync --via-child`: a resync request for `name`, queued here for this site's own client
@@ -131,7 +159,10 @@ pub async fn route_resync(
             Ok(queued) => return Ok(queued),
             Err(StoreError::UnknownClient { .. }) if site.is_none() => {}
             Err(StoreError::UnknownClient { .. }) => {
-                return Err(OwnershipError::Unknown { name: name.clone(), site: own.clone() });
+                return Err(OwnershipError::Unknown {
+                    name: name.clone(),
+                    site: own.clone(),
+                });
             }
             Err(e) => return Err(e.into()),
         }
@@ -143,7 +174,12 @@ pub async fn route_resync(
         .filter(|o| &o.site != own && site.is_none_or(|s| &o.site == s))
         .collect();
     let owner = match owners.as_slice() {
-        [] => return Err(OwnershipError::Unknown { name: name.clone(), site: site.unwrap_or(own).clone() }),
+        [] => {
+            return Err(OwnershipError::Unknown {
+                name: name.clone(),
+                site: site.unwrap_or(own).clone(),
+            });
+        }
         [one] => one.clone(),
         many => {
             let list: Vec<String> = many.iter().map(place).collect();
@@ -158,7 +194,11 @@ pub async fn route_resync(
     };
     // What the owner last reported of itself through the tree; a site that never reported
     // cannot have said it accepts.
-    let accepts = store.sites().await?.into_iter().any(|s| s.code == owner.site && s.accepts_parent_requests);
+    let accepts = store
+        .sites()
+        .await?
+        .into_iter()
+        .any(|s| s.code == owner.site && s.accepts_parent_requests);
     if !accepts {
         let message = format!(
             "{name} belongs to {}, which does not accept requests from its parent sites; \

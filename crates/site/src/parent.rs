@@ -8,11 +8,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use invsync_proto::wire::{self, ChildHello, ChildWelcome, DownRequest, ErrorBody, ForwardBatch, ForwardOutcome, ForwardResult, SiteStatus};
 use invsync_proto::Timestamp;
+use invsync_proto::wire::{
+    self, ChildHello, ChildWelcome, DownRequest, ErrorBody, ForwardBatch, ForwardOutcome,
+    ForwardResult, SiteStatus,
+};
 use invsync_store::{DownAccepted, Store};
-use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 
 use crate::datadir::ParentConfig;
@@ -48,7 +51,11 @@ impl ParentClient {
             user_agent: None,
         })
         .map_err(|e| anyhow::anyhow!("--parent-ca-cert: {e}"))?;
-        Ok(ParentClient { url: config.url.trim_end_matches('/').to_string(), token: config.token.clone(), http })
+        Ok(ParentClient {
+            url: config.url.trim_end_matches('/').to_string(),
+            token: config.token.clone(),
+            http,
+        })
     }
 
     pub fn url(&self) -> &str {
@@ -56,15 +63,27 @@ impl ParentClient {
     }
 
     pub fn hello(&self, status: &SiteStatus) -> Result<ChildWelcome, ParentError> {
-        self.post(wire::SITE_HELLO, &ChildHello { status: status.clone() })
+        self.post(
+            wire::SITE_HELLO,
+            &ChildHello {
+                status: status.clone(),
+            },
+        )
     }
 
     pub fn forward(&self, batch: &ForwardBatch) -> Result<ForwardResult, ParentError> {
         self.post(wire::SITE_FORWARD, batch)
     }
 
-    fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ParentError> {
-        let unreachable = |reason: String| ParentError::Unreachable { url: self.url.clone(), reason };
+    fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ParentError> {
+        let unreachable = |reason: String| ParentError::Unreachable {
+            url: self.url.clone(),
+            reason,
+        };
         let json = serde_json::to_vec(body).map_err(|e| unreachable(e.to_string()))?;
         // Forward batches carry full snapshots after a gap; they compress about tenfold.
         let packed = zstd::bulk::compress(&json, 3).map_err(|e| unreachable(e.to_string()))?;
@@ -79,9 +98,14 @@ impl ParentClient {
         let status = resp.status().as_u16();
         let mut body = resp.into_body();
         if (200..300).contains(&status) {
-            return body.read_json::<T>().map_err(|e| unreachable(format!("unreadable answer: {e}")));
+            return body
+                .read_json::<T>()
+                .map_err(|e| unreachable(format!("unreadable answer: {e}")));
         }
-        let message = body.read_json::<ErrorBody>().map(|b| b.error).unwrap_or_else(|_| format!("HTTP {status}"));
+        let message = body
+            .read_json::<ErrorBody>()
+            .map(|b| b.error)
+            .unwrap_or_else(|_| format!("HTTP {status}"));
         if (400..500).contains(&status) {
             Err(ParentError::Refused(message))
         } else {
@@ -91,8 +115,16 @@ impl ParentClient {
 }
 
 /// This site's status as it reports it upward and shows it in `invsite sites`.
-pub async fn own_status(state: &crate::server::AppState) -> Result<SiteStatus, invsync_store::StoreError> {
-    status_of(&state.store, state.parent_code(), state.public_url(), state.accept_parent_requests).await
+pub async fn own_status(
+    state: &crate::server::AppState,
+) -> Result<SiteStatus, invsync_store::StoreError> {
+    status_of(
+        &state.store,
+        state.parent_code(),
+        state.public_url(),
+        state.accept_parent_requests,
+    )
+    .await
 }
 
 /// A site's status from its store and what the caller knows of its parent and URL.
@@ -131,7 +163,12 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Drains the outbox to the parent until `stop` is notified. Woken by `wake` whenever a change
 /// is accepted, so forwarding lag is one round trip when the parent is up.
-pub async fn forwarder(state: crate::server::AppState, client: ParentClient, wake: Arc<Notify>, stop: Arc<Notify>) {
+pub async fn forwarder(
+    state: crate::server::AppState,
+    client: ParentClient,
+    wake: Arc<Notify>,
+    stop: Arc<Notify>,
+) {
     let mut backoff = Duration::from_millis(250);
     let mut said_unreachable = false;
     let mut ignored = Ignored::default();
@@ -139,7 +176,10 @@ pub async fn forwarder(state: crate::server::AppState, client: ParentClient, wak
         match forward_once(&state, &client, &mut ignored).await {
             Ok(more) => {
                 if said_unreachable {
-                    tracing::info!(parent = client.url(), "The parent site is reachable again; forwarding.");
+                    tracing::info!(
+                        parent = client.url(),
+                        "The parent site is reachable again; forwarding."
+                    );
                     said_unreachable = false;
                 }
                 backoff = Duration::from_millis(250);
@@ -172,15 +212,25 @@ pub async fn forwarder(state: crate::server::AppState, client: ParentClient, wak
 
 /// Sends one batch (possibly empty: a heartbeat) and applies the outcomes. Returns whether
 /// more entries are waiting.
-async fn forward_once(state: &crate::server::AppState, client: &ParentClient, ignored: &mut Ignored) -> Result<bool, ParentError> {
-    let store_err = |e: invsync_store::StoreError| ParentError::Unreachable { url: "the local store".into(), reason: e.to_string() };
+async fn forward_once(
+    state: &crate::server::AppState,
+    client: &ParentClient,
+    ignored: &mut Ignored,
+) -> Result<bool, ParentError> {
+    let store_err = |e: invsync_store::StoreError| ParentError::Unreachable {
+        url: "the local store".into(),
+        reason: e.to_string(),
+    };
     if state.parent_code().is_none() {
         // The first contact checks the credential and tells this site its parent's code.
         let status = own_status(state).await.map_err(store_err)?;
         let parent = client.clone();
         let welcome = tokio::task::spawn_blocking(move || parent.hello(&status))
             .await
-            .map_err(|e| ParentError::Unreachable { url: client.url().to_string(), reason: e.to_string() })??;
+            .map_err(|e| ParentError::Unreachable {
+                url: client.url().to_string(),
+                reason: e.to_string(),
+            })??;
         tracing::info!(parent = %welcome.parent, url = client.url(), "Connected to the parent site.");
         state.set_parent_code(welcome.parent);
     }
@@ -194,19 +244,31 @@ async fn forward_once(state: &crate::server::AppState, client: &ParentClient, ig
     let parent = client.clone();
     let result = tokio::task::spawn_blocking(move || parent.forward(&batch))
         .await
-        .map_err(|e| ParentError::Unreachable { url: client.url().to_string(), reason: e.to_string() })??;
+        .map_err(|e| ParentError::Unreachable {
+            url: client.url().to_string(),
+            reason: e.to_string(),
+        })??;
     let mut done = Vec::new();
     let mut refused = Vec::new();
     let mut resynced = std::collections::HashSet::new();
     for outcome in &result.outcomes {
         match outcome {
             ForwardOutcome::Applied { seq } | ForwardOutcome::Duplicate { seq } => done.push(*seq),
-            ForwardOutcome::ResyncRequired { seq, client, class, reason } => {
+            ForwardOutcome::ResyncRequired {
+                seq,
+                client,
+                class,
+                reason,
+            } => {
                 // Later deltas of the same client and class in this batch fail the same way;
                 // one full snapshot replaces them all.
                 if resynced.insert((*client, *class)) {
                     tracing::info!(seq, client = %client, class = %class, reason = %reason, "The parent found a gap; sending the full snapshot.");
-                    state.store.outbox_resync(*client, *class).await.map_err(store_err)?;
+                    state
+                        .store
+                        .outbox_resync(*client, *class)
+                        .await
+                        .map_err(store_err)?;
                 }
             }
             ForwardOutcome::Refused { seq, reason } => {
@@ -220,9 +282,15 @@ async fn forward_once(state: &crate::server::AppState, client: &ParentClient, ig
     // The parent now holds the stored changes, so the requests they completed are marked
     // forwarded to it (`invsync --wait` waits for that); a refused change was not stored there.
     let parent_code = state.parent_code();
-    state.store.outbox_done(&done, &refused, parent_code.as_ref(), Timestamp::now()).await.map_err(store_err)?;
+    state
+        .store
+        .outbox_done(&done, &refused, parent_code.as_ref(), Timestamp::now())
+        .await
+        .map_err(store_err)?;
     for request in &result.requests {
-        take_down_request(state, request, ignored).await.map_err(store_err)?;
+        take_down_request(state, request, ignored)
+            .await
+            .map_err(store_err)?;
     }
     Ok(full)
 }
@@ -257,14 +325,26 @@ async fn take_down_request(
 ) -> Result<(), invsync_store::StoreError> {
     let origin = req.origin();
     let (client, class) = (req.client, req.class);
-    let why = match state.store.accept_down_request(req, state.accept_parent_requests, Timestamp::now()).await? {
-        DownAccepted::Queued { id, client: name, created: true } => {
+    let why = match state
+        .store
+        .accept_down_request(req, state.accept_parent_requests, Timestamp::now())
+        .await?
+    {
+        DownAccepted::Queued {
+            id,
+            client: name,
+            created: true,
+        } => {
             tracing::info!(%origin, %client, %class, id, "Queued a resync request routed down from a parent site.");
             // An agent on the push channel picks it up at once, as it would a local request.
             state.hub.wake(&name);
             return Ok(());
         }
-        DownAccepted::Relayed { id, route, created: true } => {
+        DownAccepted::Relayed {
+            id,
+            route,
+            created: true,
+        } => {
             tracing::info!(%origin, %client, %class, id, owner = %route, "Routing a resync request from a parent site on to the owning site below.");
             return Ok(());
         }

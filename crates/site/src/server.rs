@@ -9,9 +9,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use anyhow::{anyhow, Context, Result};
-use invsync_proto::exit::Exit;
+use anyhow::{Context, Result, anyhow};
 use invsync_proto::SiteCode;
+use invsync_proto::exit::Exit;
 use invsync_store::Store;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -97,16 +97,23 @@ impl AppState {
             hub: Arc::new(crate::hub::Hub::default()),
             // Cookies get `Secure` once `Server::bind` knows the site serves TLS.
             console: Arc::new(crate::console::session::Sessions::new(false)),
-            decoders: Arc::new(crate::api::body::Decoders::new(config.limits.max_parallel_decodes)),
+            decoders: Arc::new(crate::api::body::Decoders::new(
+                config.limits.max_parallel_decodes,
+            )),
             known_keys: Arc::default(),
-            auth_failures: Arc::new(crate::api::throttle::AuthFailures::new(config.limits.auth_failures_per_minute)),
+            auth_failures: Arc::new(crate::api::throttle::AuthFailures::new(
+                config.limits.auth_failures_per_minute,
+            )),
             connections: Arc::new(crate::connections::Connections::new(
                 &config.limits,
                 crate::connections::DEFAULT_DESCRIPTORS,
                 metrics.clone(),
             )),
             metrics,
-            runtime: Arc::new(Mutex::new(Runtime { parent_code: None, public_url: config.url.clone() })),
+            runtime: Arc::new(Mutex::new(Runtime {
+                parent_code: None,
+                public_url: config.url.clone(),
+            })),
         })
     }
 
@@ -192,10 +199,15 @@ impl Server {
         state.console = Arc::new(crate::console::session::Sessions::new(tls.is_some()));
         // 10,000 connected agents need more descriptors than the usual soft limit of 1,024.
         let descriptors = crate::connections::raise_descriptor_limit();
-        state.connections =
-            Arc::new(crate::connections::Connections::new(&config.limits, descriptors, state.metrics.clone()));
+        state.connections = Arc::new(crate::connections::Connections::new(
+            &config.limits,
+            descriptors,
+            state.metrics.clone(),
+        ));
         let max_open = state.connections.max_open();
-        if max_open < config.limits.max_connections && config.limits.max_connections != Limits::default().max_connections {
+        if max_open < config.limits.max_connections
+            && config.limits.max_connections != Limits::default().max_connections
+        {
             // Said only when the administrator chose the bound; the default one is capped by
             // whatever the machine allows, as intended.
             tracing::warn!(
@@ -220,12 +232,24 @@ impl Server {
             Exit::usage(format!("cannot listen on {addr}: {e}{hint}"))
         })?;
         // Made now, so a parent CA file that cannot be read stops the start, not the forwarder.
-        let parent = config.parent.as_ref().map(crate::parent::ParentClient::new).transpose()?;
-        Ok(Server { listener, tls, parent, state, dir: dir.clone() })
+        let parent = config
+            .parent
+            .as_ref()
+            .map(crate::parent::ParentClient::new)
+            .transpose()?;
+        Ok(Server {
+            listener,
+            tls,
+            parent,
+            state,
+            dir: dir.clone(),
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     /// `https` when it serves TLS, else `http`.
@@ -251,7 +275,10 @@ impl Server {
         let scheme = self.scheme();
         let addr_file = self.dir.serve_addr_path();
         let written = if self.tls.is_some() {
-            format!("https://{}", crate::datadir::local_address(&addr.to_string()))
+            format!(
+                "https://{}",
+                crate::datadir::local_address(&addr.to_string())
+            )
         } else {
             addr.to_string()
         };
@@ -266,7 +293,10 @@ impl Server {
         }
         let stop_forwarder = Arc::new(Notify::new());
         let forwarder = self.parent.map(|client| {
-            tracing::info!(parent = client.url(), "Forwarding accepted changes to the parent site.");
+            tracing::info!(
+                parent = client.url(),
+                "Forwarding accepted changes to the parent site."
+            );
             tokio::spawn(crate::parent::forwarder(
                 self.state.clone(),
                 client,
@@ -289,11 +319,15 @@ impl Server {
         };
         match self.tls {
             Some(config) => {
-                let listener = crate::tls::TlsListener::new(self.listener, config, connections.clone());
+                let listener =
+                    crate::tls::TlsListener::new(self.listener, config, connections.clone());
                 crate::http::serve(listener, app, metrics, connections, deadlines, shutdown).await;
             }
             None => {
-                let listener = crate::http::PlainListener { listener: self.listener, connections: connections.clone() };
+                let listener = crate::http::PlainListener {
+                    listener: self.listener,
+                    connections: connections.clone(),
+                };
                 crate::http::serve(listener, app, metrics, connections, deadlines, shutdown).await;
             }
         }
@@ -318,7 +352,7 @@ impl Server {
 /// the future is first polled: `invsite serve` prints its address before it serves, and a
 /// SIGTERM sent as soon as that line is read must stop it gracefully, not kill it.
 pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
-    use tokio::signal::unix::{signal, SignalKind};
+    use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("installing a SIGINT handler");
     async move {

@@ -8,18 +8,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use invsync_proto::exit::Exit;
 use invsync_proto::SiteCode;
+use invsync_proto::exit::Exit;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
 
 use crate::connections::{Admitted, Connections};
-use crate::datadir::{write_private, SiteDir, TlsFiles};
+use crate::datadir::{SiteDir, TlsFiles, write_private};
 
 /// How long a client may take to complete its TLS handshake; a slower one is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -70,9 +70,18 @@ pub struct TlsListener {
 }
 
 impl TlsListener {
-    pub fn new(listener: TcpListener, config: Arc<rustls::ServerConfig>, connections: Arc<Connections>) -> TlsListener {
+    pub fn new(
+        listener: TcpListener,
+        config: Arc<rustls::ServerConfig>,
+        connections: Arc<Connections>,
+    ) -> TlsListener {
         let (tx, ready) = mpsc::channel(QUEUE);
-        let accepting = tokio::spawn(accept_loop(listener, connections, TlsAcceptor::from(config), tx));
+        let accepting = tokio::spawn(accept_loop(
+            listener,
+            connections,
+            TlsAcceptor::from(config),
+            tx,
+        ));
         TlsListener { ready, accepting }
     }
 }
@@ -130,7 +139,8 @@ async fn accept_loop(
 /// Both are valid for ten years from the start of this year.
 pub fn create_self_signed(dir: &SiteDir, code: &SiteCode, names: &[String]) -> Result<TlsFiles> {
     use rcgen::{
-        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+        KeyPair, KeyUsagePurpose,
     };
     let year = this_year();
     let not_before = rcgen::date_time_ymd(year, 1, 1);
@@ -138,25 +148,31 @@ pub fn create_self_signed(dir: &SiteDir, code: &SiteCode, names: &[String]) -> R
 
     let ca_key = KeyPair::generate().context("generating the CA key")?;
     let mut ca = CertificateParams::default();
-    ca.distinguished_name.push(DnType::CommonName, format!("invsync site {code} CA"));
+    ca.distinguished_name
+        .push(DnType::CommonName, format!("invsync site {code} CA"));
     ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     ca.not_before = not_before;
     ca.not_after = not_after;
-    let ca_cert = ca.self_signed(&ca_key).context("signing the CA certificate")?;
+    let ca_cert = ca
+        .self_signed(&ca_key)
+        .context("signing the CA certificate")?;
     let issuer = Issuer::new(ca, ca_key);
 
     let key = KeyPair::generate().context("generating the site's key")?;
     let mut site = CertificateParams::new(names.to_vec())
         .map_err(|e| Exit::usage(format!("cannot put {names:?} in a certificate: {e}")))?;
-    site.distinguished_name.push(DnType::CommonName, format!("invsync site {code}"));
+    site.distinguished_name
+        .push(DnType::CommonName, format!("invsync site {code}"));
     site.is_ca = IsCa::ExplicitNoCa;
     site.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     site.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     site.use_authority_key_identifier_extension = true;
     site.not_before = not_before;
     site.not_after = not_after;
-    let cert = site.signed_by(&key, &issuer).context("signing the site's certificate")?;
+    let cert = site
+        .signed_by(&key, &issuer)
+        .context("signing the site's certificate")?;
 
     let tls = dir.tls_dir();
     {
@@ -164,12 +180,25 @@ pub fn create_self_signed(dir: &SiteDir, code: &SiteCode, names: &[String]) -> R
         std::fs::DirBuilder::new()
             .mode(0o700)
             .create(&tls)
-            .or_else(|e| if e.kind() == std::io::ErrorKind::AlreadyExists { Ok(()) } else { Err(e) })
+            .or_else(|e| {
+                if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })
             .with_context(|| format!("cannot create {}", tls.display()))?;
     }
-    let files = TlsFiles { cert: "tls/cert.pem".into(), key: "tls/key.pem".into(), ca: Some("tls/ca.pem".into()) };
+    let files = TlsFiles {
+        cert: "tls/cert.pem".into(),
+        key: "tls/key.pem".into(),
+        ca: Some("tls/ca.pem".into()),
+    };
     write_private(&dir.path_of(&files.key), key.serialize_pem().as_bytes())?;
-    for (path, pem) in [(&files.cert, cert.pem()), (files.ca.as_ref().expect("set above"), ca_cert.pem())] {
+    for (path, pem) in [
+        (&files.cert, cert.pem()),
+        (files.ca.as_ref().expect("set above"), ca_cert.pem()),
+    ] {
         let path = dir.path_of(path);
         std::fs::write(&path, pem).with_context(|| format!("cannot write {}", path.display()))?;
     }
@@ -185,7 +214,11 @@ fn this_year() -> i32 {
 /// The names a self-signed certificate holds: `localhost`, the loopback addresses, the listen
 /// address unless it is "any" (then this machine's host name), and the host of `--url`.
 pub fn self_signed_names(listen: &str, url: Option<&str>) -> Vec<String> {
-    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+    let mut names = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ];
     let mut add = |n: String| {
         if !n.is_empty() && !names.contains(&n) {
             names.push(n);
@@ -225,7 +258,10 @@ mod tests {
 
     #[test]
     fn hosts_of_urls() {
-        assert_eq!(url_host("https://site.example:8350/x").as_deref(), Some("site.example"));
+        assert_eq!(
+            url_host("https://site.example:8350/x").as_deref(),
+            Some("site.example")
+        );
         assert_eq!(url_host("https://[::1]:8350").as_deref(), Some("::1"));
         assert_eq!(url_host("http://10.0.0.5").as_deref(), Some("10.0.0.5"));
         assert_eq!(url_host("nope"), None);
@@ -244,18 +280,24 @@ mod tests {
     fn a_self_signed_certificate_serves_and_its_key_is_private() {
         use std::os::unix::fs::PermissionsExt;
         let tmp = tempfile::tempdir().unwrap();
-        let dir = SiteDir { root: tmp.path().to_path_buf() };
+        let dir = SiteDir {
+            root: tmp.path().to_path_buf(),
+        };
         let code = SiteCode::parse("S01").unwrap();
-        let files = create_self_signed(&dir, &code, &self_signed_names("127.0.0.1:0", None)).unwrap();
+        let files =
+            create_self_signed(&dir, &code, &self_signed_names("127.0.0.1:0", None)).unwrap();
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&dir.path_of(&files.key)), 0o600);
         assert_eq!(mode(&dir.tls_dir()), 0o700);
         server_config(&dir.path_of(&files.cert), &dir.path_of(&files.key)).unwrap();
         // The certificate with another key is refused.
         let other = tempfile::tempdir().unwrap();
-        let other = SiteDir { root: other.path().to_path_buf() };
+        let other = SiteDir {
+            root: other.path().to_path_buf(),
+        };
         let files2 = create_self_signed(&other, &code, &["localhost".to_string()]).unwrap();
-        let err = server_config(&dir.path_of(&files.cert), &other.path_of(&files2.key)).unwrap_err();
+        let err =
+            server_config(&dir.path_of(&files.cert), &other.path_of(&files2.key)).unwrap_err();
         assert!(err.to_string().contains("cannot serve TLS"), "{err}");
     }
 }

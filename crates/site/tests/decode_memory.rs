@@ -8,7 +8,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use invsync_site::api::body::{decode_zstd, WINDOW_LOG_MAX};
+use invsync_site::api::body::{WINDOW_LOG_MAX, decode_zstd};
 use invsync_site::api::error::ApiError;
 
 /// The system allocator, counting the bytes allocated now and the most at any time.
@@ -77,14 +77,22 @@ fn a_bomb_costs_at_most_the_limit_plus_the_window() {
     let accepted_window = bomb(64 * MIB, WINDOW_LOG_MAX);
     let (result, peak) = peak_during(|| decode_zstd(&accepted_window, limit));
     assert!(matches!(result, Err(ApiError::TooLarge(_))), "{result:?}");
-    assert!(peak <= limit + window + MIB, "decoding a bomb allocated {peak} bytes at once; the bound is {} + {} + 1 MiB", limit, window);
+    assert!(
+        peak <= limit + window + MIB,
+        "decoding a bomb allocated {peak} bytes at once; the bound is {} + {} + 1 MiB",
+        limit,
+        window
+    );
 
     // A frame that asks for a 128 MiB window: refused from its header, with next to nothing
     // allocated.
     let wide_window = bomb(4 * MIB, 27);
     let (result, peak) = peak_during(|| decode_zstd(&wide_window, limit));
     assert!(matches!(result, Err(ApiError::BadInput(_))), "{result:?}");
-    assert!(peak <= limit + MIB, "a frame asking for a 128 MiB window allocated {peak} bytes");
+    assert!(
+        peak <= limit + MIB,
+        "a frame asking for a 128 MiB window allocated {peak} bytes"
+    );
 
     // A body within the limit is decoded whole.
     let fits = bomb(8 * MIB, WINDOW_LOG_MAX);

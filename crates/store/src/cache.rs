@@ -112,7 +112,6 @@ impl Maps {
         self.by_digest.insert(item.digest, id);
         *slot = Some(item);
     }
-
 }
 
 /// The cache's two generations: items are added to `current`; when it is full it becomes
@@ -129,7 +128,9 @@ impl Generations {
     }
 
     fn id(&self, digest: &Digest) -> Option<i64> {
-        (self.current.by_digest.get(digest)).or_else(|| self.previous.by_digest.get(digest)).copied()
+        (self.current.by_digest.get(digest))
+            .or_else(|| self.previous.by_digest.get(digest))
+            .copied()
     }
 }
 
@@ -156,10 +157,7 @@ impl ItemCache {
     /// The ids of items by digest, `None` where the cache does not know one.
     pub fn ids<'a>(&self, digests: impl IntoIterator<Item = &'a Digest>) -> Vec<Option<i64>> {
         let maps = self.maps.read().unwrap_or_else(|p| p.into_inner());
-        digests
-            .into_iter()
-            .map(|d| maps.id(d))
-            .collect()
+        digests.into_iter().map(|d| maps.id(d)).collect()
     }
 
     /// Items by id, `None` where the cache does not know one.
@@ -171,7 +169,10 @@ impl ItemCache {
     /// Runs `f` with a lookup of cached items by id, under the read lock and without copying
     /// them: a delta looks at the digest of every item of a snapshot, and copying 1,500 keys
     /// per delta would cost more than the rest of the check.
-    pub fn with_lookup<R>(&self, f: impl for<'m> FnOnce(&'m dyn Fn(i64) -> Option<&'m CachedItem>) -> R) -> R {
+    pub fn with_lookup<R>(
+        &self,
+        f: impl for<'m> FnOnce(&'m dyn Fn(i64) -> Option<&'m CachedItem>) -> R,
+    ) -> R {
         let maps = self.maps.read().unwrap_or_else(|p| p.into_inner());
         f(&|id| maps.get(id))
     }
@@ -249,6 +250,11 @@ mod tests {
         c.with_lookup(|get| {
             assert!(get(1).is_none() && get(3).is_some() && get(5).is_some());
         });
-        assert!(c.items(&[2, 4]).iter().map(Option::is_some).eq([false, true]));
+        assert!(
+            c.items(&[2, 4])
+                .iter()
+                .map(Option::is_some)
+                .eq([false, true])
+        );
     }
 }

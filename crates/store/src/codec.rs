@@ -151,7 +151,9 @@ pub(crate) fn encode_attrs(attrs: &Attrs) -> Vec<u8> {
 }
 
 /// [`encode_attrs`] of (name, value) pairs in ascending name order without repeats.
-pub(crate) fn encode_attr_pairs<'a>(attrs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Vec<u8> {
+pub(crate) fn encode_attr_pairs<'a>(
+    attrs: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
     for (name, value) in attrs {
         // Comparing lengths first leaves one string comparison per attribute, not dozens.
@@ -183,7 +185,10 @@ pub(crate) fn for_each_attr<'a>(
         pos += 1;
         let name = match code {
             0 => get_str(bytes, &mut pos).ok_or_else(corrupt)?,
-            c => ATTR_NAMES.get(usize::from(c) - 1).copied().ok_or_else(corrupt)?,
+            c => ATTR_NAMES
+                .get(usize::from(c) - 1)
+                .copied()
+                .ok_or_else(corrupt)?,
         };
         f(name, get_str(bytes, &mut pos).ok_or_else(corrupt)?);
     }

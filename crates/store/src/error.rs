@@ -66,7 +66,10 @@ pub enum StoreError {
     /// unwritable until a write succeeds again (`health`). Logged once by the store, so the
     /// site answers it with 503 without logging it again.
     #[error("the database refuses writes ({operation}): {error}")]
-    Unwritable { operation: &'static str, error: String },
+    Unwritable {
+        operation: &'static str,
+        error: String,
+    },
     /// Anything the database itself reported. The site maps it to a 500 and logs it.
     #[error("database error: {0}")]
     Database(String),

@@ -10,8 +10,8 @@
 //! report) say nothing about the disk and change nothing. The error a caller receives becomes
 //! [`StoreError::Unwritable`], which the site answers with 503 and does not log again.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use invsync_proto::Timestamp;
 
@@ -90,14 +90,21 @@ impl WriteHealth {
                  takes them again. Check free space on its disk (df), that the database file and its \
                  directory are writable, or PostgreSQL's own log; no restart is needed once it is fixed."
             );
-            *failing = Some(WriteFailure { operation, error: error.to_string(), since: Timestamp::now() });
+            *failing = Some(WriteFailure {
+                operation,
+                error: error.to_string(),
+                since: Timestamp::now(),
+            });
             self.unwritable.store(true, Ordering::Relaxed);
         }
     }
 
     /// The failure that made the store unwritable, if it is.
     pub fn failure(&self) -> Option<WriteFailure> {
-        self.failing.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.failing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Writes refused by the database since the store was opened.
@@ -114,18 +121,38 @@ mod tests {
     fn a_failed_write_makes_the_store_unwritable_until_one_succeeds() {
         let h = WriteHealth::default();
         let always = |_: &()| true;
-        assert_eq!(h.record("report", Ok::<_, StoreError>(1), |_| true).unwrap(), 1);
+        assert_eq!(
+            h.record("report", Ok::<_, StoreError>(1), |_| true)
+                .unwrap(),
+            1
+        );
         assert_eq!(h.failure(), None);
         // An answer is not a failure of the disk.
-        let e = h.record("enroll", Err(StoreError::Refused("no".into())), always).unwrap_err();
+        let e = h
+            .record("enroll", Err(StoreError::Refused("no".into())), always)
+            .unwrap_err();
         assert!(matches!(e, StoreError::Refused(_)));
         assert_eq!((h.failure(), h.errors_total()), (None, 0));
 
-        let e = h.record("report", Err(StoreError::Database("database or disk is full".into())), always).unwrap_err();
-        assert!(matches!(&e, StoreError::Unwritable { operation: "report", error } if error.contains("disk is full")), "{e}");
-        h.record("enroll", Err(StoreError::Closed), always).unwrap_err();
+        let e = h
+            .record(
+                "report",
+                Err(StoreError::Database("database or disk is full".into())),
+                always,
+            )
+            .unwrap_err();
+        assert!(
+            matches!(&e, StoreError::Unwritable { operation: "report", error } if error.contains("disk is full")),
+            "{e}"
+        );
+        h.record("enroll", Err(StoreError::Closed), always)
+            .unwrap_err();
         let failure = h.failure().unwrap();
-        assert_eq!((failure.operation, h.errors_total()), ("report", 2), "the first failure is kept, both counted");
+        assert_eq!(
+            (failure.operation, h.errors_total()),
+            ("report", 2),
+            "the first failure is kept, both counted"
+        );
         assert!(failure.error.contains("disk is full"));
 
         // A success that wrote nothing (a check-in) proves nothing.

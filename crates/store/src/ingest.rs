@@ -18,8 +18,8 @@ use std::fmt;
 
 use invsync_proto::inventory::item_digest_of;
 use invsync_proto::wire::{ReportBodyOf, ReportOf};
-use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 
 use crate::codec::{PreparedItem, encode_attr_pairs};
 use crate::error::StoreError;
@@ -75,7 +75,11 @@ impl Shape {
         if self.bad_key.is_none() && (key.is_empty() || key.chars().any(char::is_control)) {
             self.bad_key = Some(key.to_string());
         }
-        if self.most_attrs.as_ref().is_none_or(|(n, _)| pairs.len() > *n) {
+        if self
+            .most_attrs
+            .as_ref()
+            .is_none_or(|(n, _)| pairs.len() > *n)
+        {
             self.most_attrs = Some((pairs.len(), key.to_string()));
         }
         for (name, value) in pairs {
@@ -83,10 +87,18 @@ impl Shape {
             if name.is_empty() && self.empty_name.is_none() {
                 self.empty_name = Some(key.to_string());
             }
-            if self.longest_name.as_ref().is_none_or(|(n, _)| name.len() > *n) {
+            if self
+                .longest_name
+                .as_ref()
+                .is_none_or(|(n, _)| name.len() > *n)
+            {
                 self.longest_name = Some((name.len(), key.to_string()));
             }
-            if self.longest_value.as_ref().is_none_or(|(n, _, _)| value.len() > *n) {
+            if self
+                .longest_value
+                .as_ref()
+                .is_none_or(|(n, _, _)| value.len() > *n)
+            {
                 self.longest_value = Some((value.len(), key.to_string(), name.to_string()));
             }
         }
@@ -188,7 +200,12 @@ impl<'de> Visitor<'de> for ItemsVisitor {
                 }
             }
             out.shape.record(&key, &pairs);
-            if sorted && out.items.last().is_some_and(|last| last.key.as_str() >= &*key) {
+            if sorted
+                && out
+                    .items
+                    .last()
+                    .is_some_and(|last| last.key.as_str() >= &*key)
+            {
                 sorted = false;
             }
             out.items.push(prepare(&key, &pairs));
@@ -196,7 +213,10 @@ impl<'de> Visitor<'de> for ItemsVisitor {
         if !sorted {
             out.items.sort_unstable_by(|a, b| a.key.cmp(&b.key));
             if let Some(w) = out.items.windows(2).find(|w| w[0].key == w[1].key) {
-                return Err(de::Error::custom(format!("item {:?} appears twice", w[0].key)));
+                return Err(de::Error::custom(format!(
+                    "item {:?} appears twice",
+                    w[0].key
+                )));
             }
         }
         Ok(out)
@@ -208,7 +228,9 @@ impl ReportInput {
     /// items do not hash to its hash.
     pub(crate) fn from_incoming(report: IncomingReport) -> Result<ReportInput, StoreError> {
         let body = match report.body {
-            ReportBodyOf::Full { items } => InputBody::full(report.class, report.hash, items.items)?,
+            ReportBodyOf::Full { items } => {
+                InputBody::full(report.class, report.hash, items.items)?
+            }
             ReportBodyOf::Delta {
                 base_version,
                 upsert,
@@ -244,7 +266,10 @@ mod tests {
     fn from_items(items: &Items) -> PreparedItems {
         let mut out = PreparedItems::default();
         for (key, attrs) in items {
-            let pairs: Vec<(&str, &str)> = attrs.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+            let pairs: Vec<(&str, &str)> = attrs
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str()))
+                .collect();
             out.shape.record(key, &pairs);
             out.items.push(prepare(key, &pairs));
         }
@@ -272,20 +297,27 @@ mod tests {
         assert!(e.contains(r#"item "a" appears twice"#), "{e}");
         let e = parse(r#"{"a":{"v":"1","n":"2","v":"3"}}"#).unwrap_err();
         assert!(e.contains(r#"item "a" has the attribute "v" twice"#), "{e}");
-        assert!(parse(r#"{"a":{"v":1}}"#).is_err(), "a number is not an attribute value");
+        assert!(
+            parse(r#"{"a":{"v":1}}"#).is_err(),
+            "a number is not an attribute value"
+        );
         assert!(parse(r#"["a"]"#).is_err());
     }
 
     #[test]
     fn shape_names_the_extremes() {
-        let items = parse(r#"{"k1":{"a":"12345","bb":"1"},"\u0001":{"ccc":"","":"x","d":"1"}}"#).unwrap();
+        let items =
+            parse(r#"{"k1":{"a":"12345","bb":"1"},"\u0001":{"ccc":"","":"x","d":"1"}}"#).unwrap();
         let s = items.shape();
         assert_eq!(s.longest_key, 2);
         assert_eq!(s.bad_key.as_deref(), Some("\u{1}"));
         assert_eq!(s.most_attrs, Some((3, "\u{1}".to_string())));
         assert_eq!(s.longest_name, Some((3, "\u{1}".to_string())));
         assert_eq!(s.empty_name.as_deref(), Some("\u{1}"));
-        assert_eq!(s.longest_value, Some((5, "k1".to_string(), "a".to_string())));
+        assert_eq!(
+            s.longest_value,
+            Some((5, "k1".to_string(), "a".to_string()))
+        );
         assert_eq!(PreparedItems::default().shape(), &Shape::default());
     }
 
@@ -309,7 +341,11 @@ mod tests {
     }
 
     fn arb_text() -> impl Strategy<Value = String> {
-        prop_oneof!["[a-z/._-]{0,6}", any::<String>(), "[\"\\\\\u{0}-\u{1f}é]{0,4}"]
+        prop_oneof![
+            "[a-z/._-]{0,6}",
+            any::<String>(),
+            "[\"\\\\\u{0}-\u{1f}é]{0,4}"
+        ]
     }
 
     proptest! {

@@ -40,8 +40,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use invsync_proto::wire::{
-    CheckinResponse, ClientPage, ClientQuery, PackagePage, PackageQuery, SoftwarePage, SoftwareQuery, RequestPage, RequestQuery, ClientSummary, ClientView, DownRequest, Event, ForwardOutcome, Forwarded,
-    Owner, Queued, Report, ReportAck, RequestView, SiteStatus,
+    CheckinResponse, ClientPage, ClientQuery, ClientSummary, ClientView, DownRequest, Event,
+    ForwardOutcome, Forwarded, Owner, PackagePage, PackageQuery, Queued, Report, ReportAck,
+    RequestPage, RequestQuery, RequestView, SiteStatus, SoftwarePage, SoftwareQuery,
 };
 use invsync_proto::{Class, ClientName, Digest, SiteCode, Timestamp};
 use uuid::Uuid;
@@ -214,7 +215,10 @@ macro_rules! dispatch {
 
 impl Store {
     fn new(backend: Backend) -> Store {
-        Store { backend: Arc::new(backend), health: Arc::default() }
+        Store {
+            backend: Arc::new(backend),
+            health: Arc::default(),
+        }
     }
 
     /// Why the database refuses writes, when the last write it was given failed and none has
@@ -237,7 +241,8 @@ impl Store {
         match &*self.backend {
             Backend::Sqlite(b) => b.backup_to(to).await,
             Backend::Postgres(_) => Err(StoreError::Refused(
-                "this site's database is PostgreSQL: back it up with pg_dump (see the README)".to_string(),
+                "this site's database is PostgreSQL: back it up with pg_dump (see the README)"
+                    .to_string(),
             )),
         }
     }
@@ -323,7 +328,11 @@ impl Store {
     /// A check-in by whoever presents `key_hash` as the key of `client_id`: the same as
     /// Whose key `key_hash` is, looked up on its own: for a request the store does no other
     /// work for, or one refused before that work (the key is still checked first).
-    pub async fn authenticate_key(&self, client_id: Uuid, key_hash: &Digest) -> Result<Authenticated<()>, StoreError> {
+    pub async fn authenticate_key(
+        &self,
+        client_id: Uuid,
+        key_hash: &Digest,
+    ) -> Result<Authenticated<()>, StoreError> {
         Ok(authenticate(self.client_auth(client_id).await?, key_hash))
     }
 
@@ -340,10 +349,15 @@ impl Store {
         let result = async {
             match &*self.backend {
                 Backend::Sqlite(b) => b.checkin_with_key(client_id, key_hash, now).await,
-                Backend::Postgres(b) => match self.authenticate_key(client_id, key_hash).await?.accepted() {
-                    Ok((auth, ())) => Ok(Authenticated::Client(auth, b.checkin(client_id, now).await?)),
-                    Err(refused) => Ok(refused),
-                },
+                Backend::Postgres(b) => {
+                    match self.authenticate_key(client_id, key_hash).await?.accepted() {
+                        Ok((auth, ())) => Ok(Authenticated::Client(
+                            auth,
+                            b.checkin(client_id, now).await?,
+                        )),
+                        Err(refused) => Ok(refused),
+                    }
+                }
             }
         };
         self.health.record("checkin", result.await, |_| false)
@@ -374,14 +388,18 @@ impl Store {
                 Backend::Sqlite(b) => match b.store_input(client_id, None, input, now).await? {
                     Authenticated::Client(_, ack) => Ok(ack),
                     // Without a key to check, the backend refuses nothing but an unknown client.
-                    Authenticated::Unknown | Authenticated::Revoked(_) => Err(StoreError::UnknownClient {
-                        name: client_id.to_string(),
-                    }),
+                    Authenticated::Unknown | Authenticated::Revoked(_) => {
+                        Err(StoreError::UnknownClient {
+                            name: client_id.to_string(),
+                        })
+                    }
                 },
                 Backend::Postgres(b) => b.store_input(client_id, input, now).await,
             }
         };
-        self.health.record("report", result.await, |ack| matches!(ack, ReportAck::Accepted { .. }))
+        self.health.record("report", result.await, |ack| {
+            matches!(ack, ReportAck::Accepted { .. })
+        })
     }
 
     /// [`Store::store_report`] for a report whose items were prepared as they were read (the
@@ -407,10 +425,15 @@ impl Store {
         let result = async {
             match &*self.backend {
                 Backend::Sqlite(b) => b.store_input(client_id, Some(*key_hash), input, now).await,
-                Backend::Postgres(b) => match self.authenticate_key(client_id, key_hash).await?.accepted() {
-                    Ok((auth, ())) => Ok(Authenticated::Client(auth, b.store_input(client_id, input, now).await?)),
-                    Err(refused) => Ok(refused),
-                },
+                Backend::Postgres(b) => {
+                    match self.authenticate_key(client_id, key_hash).await?.accepted() {
+                        Ok((auth, ())) => Ok(Authenticated::Client(
+                            auth,
+                            b.store_input(client_id, input, now).await?,
+                        )),
+                        Err(refused) => Ok(refused),
+                    }
+                }
             }
         };
         self.health.record("report", result.await, |found| {

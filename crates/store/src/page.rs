@@ -30,11 +30,17 @@ pub(crate) const REQUEST_STATE_SQL: &str = "CASE WHEN r.completed_at IS NOT NULL
 /// Missing times sort first ascending and last descending (oldest): SQLite's order for NULL,
 /// spelled out for PostgreSQL, whose default is the opposite.
 pub(crate) fn order_by(sort: ClientSort, descending: bool, collate: &str) -> String {
-    let (dir, nulls) = if descending { ("DESC", "NULLS LAST") } else { ("ASC", "NULLS FIRST") };
+    let (dir, nulls) = if descending {
+        ("DESC", "NULLS LAST")
+    } else {
+        ("ASC", "NULLS FIRST")
+    };
     let ties = format!("c.name{collate} {dir}, c.site_code{collate} {dir}");
     match sort {
         ClientSort::Name => ties,
         ClientSort::LastSeen => format!("c.last_seen {dir} {nulls}, {ties}"),
-        ClientSort::HwUpdated | ClientSort::SwUpdated => format!("s.updated_at {dir} {nulls}, {ties}"),
+        ClientSort::HwUpdated | ClientSort::SwUpdated => {
+            format!("s.updated_at {dir} {nulls}, {ties}")
+        }
     }
 }

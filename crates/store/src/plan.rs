@@ -97,7 +97,11 @@ impl ReportInput {
 
 impl InputBody {
     /// A full report's body, refused when its items do not hash to the hash it says.
-    pub fn full(class: Class, hash: Digest, items: Vec<PreparedItem>) -> Result<InputBody, StoreError> {
+    pub fn full(
+        class: Class,
+        hash: Digest,
+        items: Vec<PreparedItem>,
+    ) -> Result<InputBody, StoreError> {
         let actual = snapshot_hash(items.iter().map(|i| &i.digest));
         if actual != hash {
             return Err(StoreError::BadReport(format!(
@@ -353,7 +357,14 @@ fn plan_delta(
             // Some item of the snapshot is not cached: load them all (which fills the cache
             // when the connection may) and merge over what was loaded.
             let loaded = r.load(ids)?;
-            let merged = merge_delta(input, current, &|pos| loaded.get(pos), upsert, &found, remove);
+            let merged = merge_delta(
+                input,
+                current,
+                &|pos| loaded.get(pos),
+                upsert,
+                &found,
+                remove,
+            );
             Ok(merged.expect("every item of the snapshot was loaded"))
         }
     }
@@ -413,7 +424,9 @@ fn merge_delta<'c>(
     // upserted is kept with the upserted item; removing a key the snapshot lacks does nothing.
     for key in remove {
         if let Ok(p) = locate(key)?
-            && upsert.binary_search_by(|u| u.key.as_str().cmp(key)).is_err()
+            && upsert
+                .binary_search_by(|u| u.key.as_str().cmp(key))
+                .is_err()
         {
             edits.push((p, Edit::Remove));
         }
@@ -446,7 +459,11 @@ fn merge_delta<'c>(
         match edit {
             Edit::Insert(j) => {
                 let slot = slot_of(j);
-                history.push(HistoryRow { key: upsert[j].key.clone(), old: None, new: Some(slot) });
+                history.push(HistoryRow {
+                    key: upsert[j].key.clone(),
+                    old: None,
+                    new: Some(slot),
+                });
                 slots.push(slot);
                 upserts.push(slot);
                 hashed.extend_from_slice(&upsert[j].digest.0);
@@ -454,7 +471,11 @@ fn merge_delta<'c>(
             Edit::Replace(j) => {
                 let (old, slot) = (current.ids[p], slot_of(j));
                 if slot != Slot::Known(old) {
-                    history.push(HistoryRow { key: upsert[j].key.clone(), old: Some(old), new: Some(slot) });
+                    history.push(HistoryRow {
+                        key: upsert[j].key.clone(),
+                        old: Some(old),
+                        new: Some(slot),
+                    });
                 }
                 slots.push(slot);
                 upserts.push(slot);

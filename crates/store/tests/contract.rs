@@ -10,7 +10,10 @@ use invsync_proto::wire::{Event, InstructionKind, ReportAck, ReportBody, Request
 use invsync_proto::{Class, Items, Snapshot, Timestamp};
 use invsync_store::{Authenticated, Enrollment, StoreError};
 
-on_each_backend!(#[tokio::test] enrollment_issues_ids_keeps_them_for_the_same_machine_and_refuses_another);
+on_each_backend!(
+    #[tokio::test]
+    enrollment_issues_ids_keeps_them_for_the_same_machine_and_refuses_another
+);
 async fn enrollment_issues_ids_keeps_them_for_the_same_machine_and_refuses_another() {
     for f in stores().await {
         let s = &f.store;
@@ -84,7 +87,10 @@ async fn enrollment_issues_ids_keeps_them_for_the_same_machine_and_refuses_anoth
     }
 }
 
-on_each_backend!(#[tokio::test] checkin_delivers_requests_until_complete_and_marks_them_picked_up);
+on_each_backend!(
+    #[tokio::test]
+    checkin_delivers_requests_until_complete_and_marks_them_picked_up
+);
 async fn checkin_delivers_requests_until_complete_and_marks_them_picked_up() {
     for f in stores().await {
         let s = &f.store;
@@ -163,7 +169,10 @@ async fn checkin_delivers_requests_until_complete_and_marks_them_picked_up() {
     }
 }
 
-on_each_backend!(#[tokio::test] last_seen_times_reach_other_handles_after_a_flush_and_survive_a_reopen);
+on_each_backend!(
+    #[tokio::test]
+    last_seen_times_reach_other_handles_after_a_flush_and_survive_a_reopen
+);
 async fn last_seen_times_reach_other_handles_after_a_flush_and_survive_a_reopen() {
     for f in stores().await {
         let id = enroll(&f.store, "cli1").await;
@@ -190,7 +199,10 @@ async fn last_seen_times_reach_other_handles_after_a_flush_and_survive_a_reopen(
     }
 }
 
-on_each_backend!(#[tokio::test] identical_pending_requests_are_one_request_until_picked_up);
+on_each_backend!(
+    #[tokio::test]
+    identical_pending_requests_are_one_request_until_picked_up
+);
 async fn identical_pending_requests_are_one_request_until_picked_up() {
     for f in stores().await {
         let s = &f.store;
@@ -265,7 +277,10 @@ async fn identical_pending_requests_are_one_request_until_picked_up() {
     }
 }
 
-on_each_backend!(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] concurrent_identical_requests_are_one_request);
+on_each_backend!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    concurrent_identical_requests_are_one_request
+);
 /// Many concurrent callers queueing the same request still get one request.
 async fn concurrent_identical_requests_are_one_request() {
     for f in stores().await {
@@ -290,7 +305,10 @@ async fn concurrent_identical_requests_are_one_request() {
     }
 }
 
-on_each_backend!(#[tokio::test] full_reports_version_the_snapshot_and_record_only_differences);
+on_each_backend!(
+    #[tokio::test]
+    full_reports_version_the_snapshot_and_record_only_differences
+);
 async fn full_reports_version_the_snapshot_and_record_only_differences() {
     for f in stores().await {
         let s = &f.store;
@@ -403,7 +421,10 @@ async fn full_reports_version_the_snapshot_and_record_only_differences() {
     }
 }
 
-on_each_backend!(#[tokio::test] a_full_report_with_a_wrong_hash_stores_nothing);
+on_each_backend!(
+    #[tokio::test]
+    a_full_report_with_a_wrong_hash_stores_nothing
+);
 async fn a_full_report_with_a_wrong_hash_stores_nothing() {
     for f in stores().await {
         let s = &f.store;
@@ -446,7 +467,10 @@ async fn a_full_report_with_a_wrong_hash_stores_nothing() {
     }
 }
 
-on_each_backend!(#[tokio::test] deltas_apply_only_to_the_right_base_and_hash);
+on_each_backend!(
+    #[tokio::test]
+    deltas_apply_only_to_the_right_base_and_hash
+);
 async fn deltas_apply_only_to_the_right_base_and_hash() {
     for f in stores().await {
         let s = &f.store;
@@ -562,7 +586,10 @@ async fn deltas_apply_only_to_the_right_base_and_hash() {
     }
 }
 
-on_each_backend!(#[tokio::test] the_same_report_twice_is_stored_once);
+on_each_backend!(
+    #[tokio::test]
+    the_same_report_twice_is_stored_once
+);
 async fn the_same_report_twice_is_stored_once() {
     for f in stores().await {
         let s = &f.store;
@@ -622,7 +649,10 @@ async fn the_same_report_twice_is_stored_once() {
     }
 }
 
-on_each_backend!(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] concurrent_copies_of_one_report_are_accepted_once);
+on_each_backend!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    concurrent_copies_of_one_report_are_accepted_once
+);
 /// Concurrent duplicates of one report: exactly one is accepted.
 async fn concurrent_copies_of_one_report_are_accepted_once() {
     for f in stores().await {
@@ -650,7 +680,10 @@ async fn concurrent_copies_of_one_report_are_accepted_once() {
     }
 }
 
-on_each_backend!(#[tokio::test] a_full_report_completes_only_its_own_clients_requests_for_its_class);
+on_each_backend!(
+    #[tokio::test]
+    a_full_report_completes_only_its_own_clients_requests_for_its_class
+);
 async fn a_full_report_completes_only_its_own_clients_requests_for_its_class() {
     for f in stores().await {
         let s = &f.store;
@@ -736,7 +769,10 @@ async fn a_full_report_completes_only_its_own_clients_requests_for_its_class() {
     }
 }
 
-on_each_backend!(#[tokio::test] events_complete_only_for_their_own_client);
+on_each_backend!(
+    #[tokio::test]
+    events_complete_only_for_their_own_client
+);
 async fn events_complete_only_for_their_own_client() {
     for f in stores().await {
         let s = &f.store;
@@ -796,7 +832,10 @@ async fn events_complete_only_for_their_own_client() {
     }
 }
 
-on_each_backend!(#[tokio::test] data_survives_closing_and_reopening);
+on_each_backend!(
+    #[tokio::test]
+    data_survives_closing_and_reopening
+);
 async fn data_survives_closing_and_reopening() {
     for f in stores().await {
         let id = enroll(&f.store, "cli1").await;
@@ -844,7 +883,10 @@ async fn data_survives_closing_and_reopening() {
     }
 }
 
-on_each_backend!(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] many_concurrent_reports_all_succeed);
+on_each_backend!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    many_concurrent_reports_all_succeed
+);
 /// Group commit: many reports in flight at once all succeed and all are durable.
 async fn many_concurrent_reports_all_succeed() {
     for f in stores().await {
@@ -891,7 +933,10 @@ async fn many_concurrent_reports_all_succeed() {
     }
 }
 
-on_each_backend!(#[tokio::test] clients_and_client_view_show_what_is_stored);
+on_each_backend!(
+    #[tokio::test]
+    clients_and_client_view_show_what_is_stored
+);
 async fn clients_and_client_view_show_what_is_stored() {
     for f in stores().await {
         let s = &f.store;
@@ -986,7 +1031,10 @@ async fn clients_and_client_view_show_what_is_stored() {
     }
 }
 
-on_each_backend!(#[tokio::test] reports_from_unknown_clients_are_refused);
+on_each_backend!(
+    #[tokio::test]
+    reports_from_unknown_clients_are_refused
+);
 async fn reports_from_unknown_clients_are_refused() {
     for f in stores().await {
         let err = f
@@ -1006,7 +1054,10 @@ async fn reports_from_unknown_clients_are_refused() {
     }
 }
 
-on_each_backend!(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] two_handles_on_one_database_cooperate);
+on_each_backend!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    two_handles_on_one_database_cooperate
+);
 /// Two handles on one database (as the server and `invsync` in another process have) see each
 /// other's writes, and the partial unique index keeps pending requests single across them.
 async fn two_handles_on_one_database_cooperate() {
@@ -1059,25 +1110,46 @@ async fn two_handles_on_one_database_cooperate() {
     }
 }
 
-on_each_backend!(#[tokio::test] revoking_replaces_the_key_hash_with_one_no_key_has_and_keeps_the_inventory);
+on_each_backend!(
+    #[tokio::test]
+    revoking_replaces_the_key_hash_with_one_no_key_has_and_keeps_the_inventory
+);
 async fn revoking_replaces_the_key_hash_with_one_no_key_has_and_keeps_the_inventory() {
     for f in stores().await {
         let s = &f.store;
-        let e = Enrollment { name: name("web01"), machine_id: "m-1".into(), key_hash: key_hash(1), now: Timestamp(10) };
+        let e = Enrollment {
+            name: name("web01"),
+            machine_id: "m-1".into(),
+            key_hash: key_hash(1),
+            now: Timestamp(10),
+        };
         let id = s.enroll(&e).await.unwrap().client_id;
         s.revoke(&name("web01")).await.unwrap();
         let auth = s.client_auth(id).await.unwrap().expect("the client stays");
         assert_eq!(auth.key_hash.0, [0u8; 32], "{}", f.backend);
         assert!(s.client_view(&name("web01")).await.unwrap().is_some());
-        assert!(matches!(s.revoke(&name("nobody")).await, Err(StoreError::UnknownClient { .. })));
+        assert!(matches!(
+            s.revoke(&name("nobody")).await,
+            Err(StoreError::UnknownClient { .. })
+        ));
         // Enrolling again (with the secret, checked by the site) issues a working key.
-        let again = Enrollment { key_hash: key_hash(3), now: Timestamp(20), ..e };
+        let again = Enrollment {
+            key_hash: key_hash(3),
+            now: Timestamp(20),
+            ..e
+        };
         assert_eq!(s.enroll(&again).await.unwrap().client_id, id);
-        assert_eq!(s.client_auth(id).await.unwrap().unwrap().key_hash, key_hash(3));
+        assert_eq!(
+            s.client_auth(id).await.unwrap().unwrap().key_hash,
+            key_hash(3)
+        );
     }
 }
 
-on_each_backend!(#[tokio::test] client_pages_filter_sort_count_and_refuse_bad_limits);
+on_each_backend!(
+    #[tokio::test]
+    client_pages_filter_sort_count_and_refuse_bad_limits
+);
 async fn client_pages_filter_sort_count_and_refuse_bad_limits() {
     use invsync_proto::wire::{ClientPage, ClientQuery, ClientSort};
     fn names(p: &ClientPage) -> Vec<&str> {
@@ -1096,9 +1168,15 @@ async fn client_pages_filter_sort_count_and_refuse_bad_limits() {
         s.checkin(db, Timestamp(4_000)).await.unwrap();
         // Sorting by last seen reads the stored times: written within a second, or now.
         s.flush().await.unwrap();
-        s.store_report(db, &full(Class::Hw, &hw_items("D")), Timestamp(6_000)).await.unwrap();
-        s.store_report(web01, &full(Class::Hw, &hw_items("W")), Timestamp(7_000)).await.unwrap();
-        s.request_resync(&name("mail"), Class::Sw, Timestamp(8_000)).await.unwrap();
+        s.store_report(db, &full(Class::Hw, &hw_items("D")), Timestamp(6_000))
+            .await
+            .unwrap();
+        s.store_report(web01, &full(Class::Hw, &hw_items("W")), Timestamp(7_000))
+            .await
+            .unwrap();
+        s.request_resync(&name("mail"), Class::Sw, Timestamp(8_000))
+            .await
+            .unwrap();
 
         let page = |q: ClientQuery| async move { s.clients_page(&q).await.unwrap() };
         let all = page(ClientQuery::default()).await;
@@ -1108,41 +1186,126 @@ async fn client_pages_filter_sort_count_and_refuse_bad_limits() {
         assert_eq!(all.clients, s.clients().await.unwrap(), "{b}");
         assert_eq!(all.clients[1].pending_requests, 1, "{b}");
 
-        let q = |sort, descending| ClientQuery { sort, descending, ..ClientQuery::default() };
-        assert_eq!(names(&page(q(ClientSort::Name, true)).await), ["WEB01", "WEB-1", "MAIL", "DB1"], "{b}");
+        let q = |sort, descending| ClientQuery {
+            sort,
+            descending,
+            ..ClientQuery::default()
+        };
+        assert_eq!(
+            names(&page(q(ClientSort::Name, true)).await),
+            ["WEB01", "WEB-1", "MAIL", "DB1"],
+            "{b}"
+        );
         // Never seen / never reported counts as oldest: first ascending, last descending.
-        assert_eq!(names(&page(q(ClientSort::LastSeen, false)).await), ["MAIL", "WEB01", "DB1", "WEB-1"], "{b}");
-        assert_eq!(names(&page(q(ClientSort::LastSeen, true)).await), ["WEB-1", "DB1", "WEB01", "MAIL"], "{b}");
-        assert_eq!(names(&page(q(ClientSort::HwUpdated, false)).await), ["MAIL", "WEB-1", "DB1", "WEB01"], "{b}");
-        assert_eq!(names(&page(q(ClientSort::HwUpdated, true)).await), ["WEB01", "DB1", "WEB-1", "MAIL"], "{b}");
-        assert_eq!(names(&page(q(ClientSort::SwUpdated, false)).await), ["DB1", "MAIL", "WEB-1", "WEB01"], "{b}");
+        assert_eq!(
+            names(&page(q(ClientSort::LastSeen, false)).await),
+            ["MAIL", "WEB01", "DB1", "WEB-1"],
+            "{b}"
+        );
+        assert_eq!(
+            names(&page(q(ClientSort::LastSeen, true)).await),
+            ["WEB-1", "DB1", "WEB01", "MAIL"],
+            "{b}"
+        );
+        assert_eq!(
+            names(&page(q(ClientSort::HwUpdated, false)).await),
+            ["MAIL", "WEB-1", "DB1", "WEB01"],
+            "{b}"
+        );
+        assert_eq!(
+            names(&page(q(ClientSort::HwUpdated, true)).await),
+            ["WEB01", "DB1", "WEB-1", "MAIL"],
+            "{b}"
+        );
+        assert_eq!(
+            names(&page(q(ClientSort::SwUpdated, false)).await),
+            ["DB1", "MAIL", "WEB-1", "WEB01"],
+            "{b}"
+        );
 
         // A case-insensitive substring, with the total of all matches and a window of them.
-        let web = page(ClientQuery { search: Some("eB".into()), limit: 1, offset: 1, ..ClientQuery::default() }).await;
-        assert_eq!((web.total, web.offset, names(&web)), (2, 1, vec!["WEB01"]), "{b}");
-        let past = page(ClientQuery { search: Some("web".into()), offset: 9, ..ClientQuery::default() }).await;
+        let web = page(ClientQuery {
+            search: Some("eB".into()),
+            limit: 1,
+            offset: 1,
+            ..ClientQuery::default()
+        })
+        .await;
+        assert_eq!(
+            (web.total, web.offset, names(&web)),
+            (2, 1, vec!["WEB01"]),
+            "{b}"
+        );
+        let past = page(ClientQuery {
+            search: Some("web".into()),
+            offset: 9,
+            ..ClientQuery::default()
+        })
+        .await;
         assert_eq!((past.total, past.clients.len()), (2, 0), "{b}");
-        let none = page(ClientQuery { search: Some("%".into()), ..ClientQuery::default() }).await;
+        let none = page(ClientQuery {
+            search: Some("%".into()),
+            ..ClientQuery::default()
+        })
+        .await;
         assert_eq!(none.total, 0, "no wildcard: {b}");
-        let empty = page(ClientQuery { search: Some(String::new()), ..ClientQuery::default() }).await;
+        let empty = page(ClientQuery {
+            search: Some(String::new()),
+            ..ClientQuery::default()
+        })
+        .await;
         assert_eq!(empty.total, 4, "an empty search is none: {b}");
         // The site filter.
-        let own = page(ClientQuery { site: Some("s01".parse().unwrap()), ..ClientQuery::default() }).await;
+        let own = page(ClientQuery {
+            site: Some("s01".parse().unwrap()),
+            ..ClientQuery::default()
+        })
+        .await;
         assert_eq!(own.total, 4, "{b}");
-        let other = page(ClientQuery { site: Some("X99".parse().unwrap()), ..ClientQuery::default() }).await;
+        let other = page(ClientQuery {
+            site: Some("X99".parse().unwrap()),
+            ..ClientQuery::default()
+        })
+        .await;
         assert_eq!((other.total, other.clients.len()), (0, 0), "{b}");
 
         for limit in [0, 1_001] {
-            let err = s.clients_page(&ClientQuery { limit, ..ClientQuery::default() }).await.unwrap_err();
-            assert!(matches!(&err, StoreError::Refused(m) if m.contains("limit must be 1 to 1000")), "{b}: {err:?}");
+            let err = s
+                .clients_page(&ClientQuery {
+                    limit,
+                    ..ClientQuery::default()
+                })
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&err, StoreError::Refused(m) if m.contains("limit must be 1 to 1000")),
+                "{b}: {err:?}"
+            );
         }
-        assert_eq!(page(ClientQuery { limit: 1_000, ..ClientQuery::default() }).await.total, 4);
-        let err = s.clients_page(&ClientQuery { offset: u64::MAX, ..ClientQuery::default() }).await.unwrap_err();
+        assert_eq!(
+            page(ClientQuery {
+                limit: 1_000,
+                ..ClientQuery::default()
+            })
+            .await
+            .total,
+            4
+        );
+        let err = s
+            .clients_page(&ClientQuery {
+                offset: u64::MAX,
+                ..ClientQuery::default()
+            })
+            .await
+            .unwrap_err();
         assert!(matches!(err, StoreError::Refused(_)), "{b}");
     }
 }
 
-on_each_backend!(#[tokio::test] request_pages_list_resync_requests_of_every_client_newest_first);
+on_each_backend!(
+    #[tokio::test]
+    request_pages_list_resync_requests_of_every_client_newest_first
+);
 async fn request_pages_list_resync_requests_of_every_client_newest_first() {
     use invsync_proto::wire::RequestQuery;
     for f in stores().await {
@@ -1150,21 +1313,39 @@ async fn request_pages_list_resync_requests_of_every_client_newest_first() {
         let b = f.backend.as_str();
         let a = enroll(s, "alpha").await;
         enroll(s, "beta").await;
-        let first = s.request_resync(&name("alpha"), Class::Hw, Timestamp(1_000)).await.unwrap();
-        s.request_resync(&name("beta"), Class::Sw, Timestamp(1_100)).await.unwrap();
+        let first = s
+            .request_resync(&name("alpha"), Class::Hw, Timestamp(1_000))
+            .await
+            .unwrap();
+        s.request_resync(&name("beta"), Class::Sw, Timestamp(1_100))
+            .await
+            .unwrap();
         // An event is not a resync request and is never listed.
-        s.request_event(&name("beta"), Event::Cycle, Timestamp(1_150)).await.unwrap();
+        s.request_event(&name("beta"), Event::Cycle, Timestamp(1_150))
+            .await
+            .unwrap();
         // alpha picks its request up, then answers it; then a new one is pending.
         s.checkin(a, Timestamp(1_200)).await.unwrap();
         let mut report = full(Class::Hw, &hw_items("A"));
         report.answers = vec![first.id];
         s.store_report(a, &report, Timestamp(1_300)).await.unwrap();
-        s.request_resync(&name("alpha"), Class::Sw, Timestamp(1_400)).await.unwrap();
+        s.request_resync(&name("alpha"), Class::Sw, Timestamp(1_400))
+            .await
+            .unwrap();
         s.checkin(a, Timestamp(1_500)).await.unwrap();
 
         let page = |q: RequestQuery| async move { s.requests_page(&q).await.unwrap() };
         let list = |p: &invsync_proto::wire::RequestPage| {
-            p.requests.iter().map(|r| (r.client.as_str().to_string(), r.request.class, r.request.state)).collect::<Vec<_>>()
+            p.requests
+                .iter()
+                .map(|r| {
+                    (
+                        r.client.as_str().to_string(),
+                        r.request.class,
+                        r.request.state,
+                    )
+                })
+                .collect::<Vec<_>>()
         };
         let all = page(RequestQuery::default()).await;
         assert_eq!(all.total, 3, "{b}");
@@ -1178,34 +1359,91 @@ async fn request_pages_list_resync_requests_of_every_client_newest_first() {
             "{b}"
         );
         assert_eq!(all.requests[2].site.as_str(), "S01");
-        assert_eq!(all.requests[2].request.completed_at, Some(Timestamp(1_300)), "{b}");
-        for (state, expected) in [(RequestState::Pending, "BETA"), (RequestState::PickedUp, "ALPHA"), (RequestState::Complete, "ALPHA")] {
-            let p = page(RequestQuery { state: Some(state), ..RequestQuery::default() }).await;
-            assert_eq!((p.total, p.requests[0].client.as_str()), (1, expected), "{b} {state:?}");
+        assert_eq!(
+            all.requests[2].request.completed_at,
+            Some(Timestamp(1_300)),
+            "{b}"
+        );
+        for (state, expected) in [
+            (RequestState::Pending, "BETA"),
+            (RequestState::PickedUp, "ALPHA"),
+            (RequestState::Complete, "ALPHA"),
+        ] {
+            let p = page(RequestQuery {
+                state: Some(state),
+                ..RequestQuery::default()
+            })
+            .await;
+            assert_eq!(
+                (p.total, p.requests[0].client.as_str()),
+                (1, expected),
+                "{b} {state:?}"
+            );
         }
-        let sw = page(RequestQuery { class: Some(Class::Sw), limit: 1, offset: 1, ..RequestQuery::default() }).await;
-        assert_eq!((sw.total, sw.offset, list(&sw)), (2, 1, vec![("BETA".to_string(), Class::Sw, RequestState::Pending)]), "{b}");
-        let err = s.requests_page(&RequestQuery { limit: 0, ..RequestQuery::default() }).await.unwrap_err();
+        let sw = page(RequestQuery {
+            class: Some(Class::Sw),
+            limit: 1,
+            offset: 1,
+            ..RequestQuery::default()
+        })
+        .await;
+        assert_eq!(
+            (sw.total, sw.offset, list(&sw)),
+            (
+                2,
+                1,
+                vec![("BETA".to_string(), Class::Sw, RequestState::Pending)]
+            ),
+            "{b}"
+        );
+        let err = s
+            .requests_page(&RequestQuery {
+                limit: 0,
+                ..RequestQuery::default()
+            })
+            .await
+            .unwrap_err();
         assert!(matches!(err, StoreError::Refused(_)), "{b}");
     }
 }
 
-on_each_backend!(#[tokio::test] checkin_with_key_checks_the_key_in_the_same_read_and_does_nothing_for_a_refused_one);
+on_each_backend!(
+    #[tokio::test]
+    checkin_with_key_checks_the_key_in_the_same_read_and_does_nothing_for_a_refused_one
+);
 async fn checkin_with_key_checks_the_key_in_the_same_read_and_does_nothing_for_a_refused_one() {
     for f in stores().await {
         let s = &f.store;
         let id = enroll(s, "cli1").await;
-        let r = s.request_resync(&name("cli1"), Class::Hw, Timestamp(2_100)).await.unwrap();
+        let r = s
+            .request_resync(&name("cli1"), Class::Hw, Timestamp(2_100))
+            .await
+            .unwrap();
 
         // A wrong key and an unknown id are the same refusal, and pick nothing up.
-        let wrong = s.checkin_with_key(id, &key_hash(9), Timestamp(2_200)).await.unwrap();
+        let wrong = s
+            .checkin_with_key(id, &key_hash(9), Timestamp(2_200))
+            .await
+            .unwrap();
         assert_eq!(wrong, Authenticated::Unknown, "{}", f.backend);
-        let unknown = s.checkin_with_key(uuid::Uuid::new_v4(), &key_hash(1), Timestamp(2_200)).await.unwrap();
+        let unknown = s
+            .checkin_with_key(uuid::Uuid::new_v4(), &key_hash(1), Timestamp(2_200))
+            .await
+            .unwrap();
         assert_eq!(unknown, Authenticated::Unknown);
-        assert_eq!(s.request_state(r.id).await.unwrap().unwrap().state, RequestState::Pending, "{}", f.backend);
+        assert_eq!(
+            s.request_state(r.id).await.unwrap().unwrap().state,
+            RequestState::Pending,
+            "{}",
+            f.backend
+        );
 
         // The right key: the same answer as a check-in, and the request is picked up.
-        match s.checkin_with_key(id, &key_hash(1), Timestamp(2_300)).await.unwrap() {
+        match s
+            .checkin_with_key(id, &key_hash(1), Timestamp(2_300))
+            .await
+            .unwrap()
+        {
             Authenticated::Client(auth, resp) => {
                 assert_eq!((auth.client_id, auth.name.as_str()), (id, "CLI1"));
                 assert_eq!(resp.instructions.len(), 1, "{}", f.backend);
@@ -1214,12 +1452,19 @@ async fn checkin_with_key_checks_the_key_in_the_same_read_and_does_nothing_for_a
             other => panic!("{}: expected the client, got {other:?}", f.backend),
         }
         let state = s.request_state(r.id).await.unwrap().unwrap();
-        assert_eq!((state.state, state.picked_up_at), (RequestState::PickedUp, Some(Timestamp(2_300))));
+        assert_eq!(
+            (state.state, state.picked_up_at),
+            (RequestState::PickedUp, Some(Timestamp(2_300)))
+        );
 
         // A revoked key is told apart (the site says so), whatever key is presented.
         s.revoke(&name("cli1")).await.unwrap();
         for key in [key_hash(1), key_hash(0)] {
-            match s.checkin_with_key(id, &key, Timestamp(2_400)).await.unwrap() {
+            match s
+                .checkin_with_key(id, &key, Timestamp(2_400))
+                .await
+                .unwrap()
+            {
                 Authenticated::Revoked(auth) => assert_eq!(auth.client_id, id),
                 other => panic!("{}: expected a revoked key, got {other:?}", f.backend),
             }
@@ -1232,37 +1477,62 @@ fn incoming(report: &invsync_proto::wire::Report) -> invsync_store::IncomingRepo
     serde_json::from_str(&serde_json::to_string(report).unwrap()).unwrap()
 }
 
-on_each_backend!(#[tokio::test] a_report_with_a_key_is_stored_only_for_the_right_key_and_a_bad_one_is_refused_after_it);
+on_each_backend!(
+    #[tokio::test]
+    a_report_with_a_key_is_stored_only_for_the_right_key_and_a_bad_one_is_refused_after_it
+);
 async fn a_report_with_a_key_is_stored_only_for_the_right_key_and_a_bad_one_is_refused_after_it() {
     for f in stores().await {
         let s = &f.store;
         let b = f.backend;
         let id = enroll(s, "cli1").await;
-        let items: Items = [package("a", "1", 1), package("b", "2", 2)].into_iter().collect();
+        let items: Items = [package("a", "1", 1), package("b", "2", 2)]
+            .into_iter()
+            .collect();
         let report = full(Class::Sw, &items);
 
         // A wrong key and an unknown id are refused alike, and store nothing.
-        let wrong = s.store_incoming_with_key(id, &key_hash(9), incoming(&report), Timestamp(3_000)).await.unwrap();
+        let wrong = s
+            .store_incoming_with_key(id, &key_hash(9), incoming(&report), Timestamp(3_000))
+            .await
+            .unwrap();
         assert_eq!(wrong, Authenticated::Unknown, "{b}");
         let unknown = s
-            .store_incoming_with_key(uuid::Uuid::new_v4(), &key_hash(1), incoming(&report), Timestamp(3_000))
+            .store_incoming_with_key(
+                uuid::Uuid::new_v4(),
+                &key_hash(1),
+                incoming(&report),
+                Timestamp(3_000),
+            )
             .await
             .unwrap();
         assert_eq!(unknown, Authenticated::Unknown, "{b}");
-        let sw = async |s: &invsync_store::Store| s.client_view(&name("cli1")).await.unwrap().unwrap().sw;
+        let sw = async |s: &invsync_store::Store| {
+            s.client_view(&name("cli1")).await.unwrap().unwrap().sw
+        };
         assert!(sw(s).await.is_none(), "{b}: stored under a wrong key");
 
         // A full report whose items do not hash to its hash: refused as bad, but only for the
         // right key; a wrong key hears only that the key is wrong.
         let mut bad = report.clone();
         bad.hash = invsync_proto::Digest([7; 32]);
-        let e = s.store_incoming_with_key(id, &key_hash(1), incoming(&bad), Timestamp(3_000)).await.unwrap_err();
+        let e = s
+            .store_incoming_with_key(id, &key_hash(1), incoming(&bad), Timestamp(3_000))
+            .await
+            .unwrap_err();
         assert!(matches!(e, StoreError::BadReport(_)), "{b}: {e}");
-        let refused = s.store_incoming_with_key(id, &key_hash(9), incoming(&bad), Timestamp(3_000)).await.unwrap();
+        let refused = s
+            .store_incoming_with_key(id, &key_hash(9), incoming(&bad), Timestamp(3_000))
+            .await
+            .unwrap();
         assert_eq!(refused, Authenticated::Unknown, "{b}");
 
         // The right key: stored, as `store_report` would have.
-        match s.store_incoming_with_key(id, &key_hash(1), incoming(&report), Timestamp(3_100)).await.unwrap() {
+        match s
+            .store_incoming_with_key(id, &key_hash(1), incoming(&report), Timestamp(3_100))
+            .await
+            .unwrap()
+        {
             Authenticated::Client(auth, ReportAck::Accepted { version, hash }) => {
                 assert_eq!((auth.client_id, version, hash), (id, 1, report.hash), "{b}");
             }
@@ -1273,7 +1543,11 @@ async fn a_report_with_a_key_is_stored_only_for_the_right_key_and_a_bad_one_is_r
         // A revoked key is told apart, and stores nothing either.
         s.revoke(&name("cli1")).await.unwrap();
         let next = full(Class::Sw, &[package("a", "1", 1)].into_iter().collect());
-        match s.store_incoming_with_key(id, &key_hash(1), incoming(&next), Timestamp(3_200)).await.unwrap() {
+        match s
+            .store_incoming_with_key(id, &key_hash(1), incoming(&next), Timestamp(3_200))
+            .await
+            .unwrap()
+        {
             Authenticated::Revoked(auth) => assert_eq!(auth.client_id, id, "{b}"),
             other => panic!("{b}: expected a revoked key, got {other:?}"),
         }
@@ -1286,7 +1560,11 @@ fn summary(p: &invsync_proto::wire::PackagePage) -> Vec<String> {
     p.packages
         .iter()
         .map(|p| {
-            let v: Vec<String> = p.versions.iter().map(|v| format!("{}:{}", v.version, v.clients)).collect();
+            let v: Vec<String> = p
+                .versions
+                .iter()
+                .map(|v| format!("{}:{}", v.version, v.clients))
+                .collect();
             format!("{} {} [{}]", p.name, p.clients, v.join(" "))
         })
         .collect()
@@ -1296,32 +1574,52 @@ fn summary(p: &invsync_proto::wire::PackagePage) -> Vec<String> {
 fn packages(list: &[(&str, &str, &str)]) -> Items {
     list.iter()
         .map(|(n, v, a)| {
-            let attrs = attrs(&[("name", n), ("version", v), ("arch", a), ("source", "dpkg"), ("size_bytes", "1")]);
+            let attrs = attrs(&[
+                ("name", n),
+                ("version", v),
+                ("arch", a),
+                ("source", "dpkg"),
+                ("size_bytes", "1"),
+            ]);
             (format!("dpkg/{n}/{a}"), attrs)
         })
         .collect()
 }
 
-on_each_backend!(#[tokio::test] software_queries_find_the_clients_having_a_package_in_a_version_range);
+on_each_backend!(
+    #[tokio::test]
+    software_queries_find_the_clients_having_a_package_in_a_version_range
+);
 async fn software_queries_find_the_clients_having_a_package_in_a_version_range() {
     use invsync_proto::version::VersionRange;
     use invsync_proto::wire::{PackageQuery, SoftwareQuery};
     for f in stores().await {
         let s = &f.store;
         let be = f.backend;
-        let one = packages(&[("openssl", "3.0.2-1", "amd64"), ("openssl", "3.0.2-1", "i386"), ("bash", "5.2-1", "amd64")]);
+        let one = packages(&[
+            ("openssl", "3.0.2-1", "amd64"),
+            ("openssl", "3.0.2-1", "i386"),
+            ("bash", "5.2-1", "amd64"),
+        ]);
         let two = packages(&[("openssl", "3.0.11-1", "amd64"), ("bash", "5.2-1", "amd64")]);
         let three = packages(&[("libssl3", "3.0.2-1", "amd64")]);
         let mut ids = Vec::new();
         for (n, items) in [("cli1", &one), ("cli2", &two), ("cli3", &three)] {
             let id = enroll(s, n).await;
-            s.store_report(id, &full(Class::Sw, items), Timestamp(2_100)).await.unwrap();
+            s.store_report(id, &full(Class::Sw, items), Timestamp(2_100))
+                .await
+                .unwrap();
             ids.push(id);
         }
         // A hardware item with a name and a version is not a package.
         let mut hw = hw_items("S3");
-        hw.insert("os".into(), attrs(&[("name", "openssl"), ("version", "1"), ("arch", "x86_64")]));
-        s.store_report(ids[2], &full(Class::Hw, &hw), Timestamp(2_100)).await.unwrap();
+        hw.insert(
+            "os".into(),
+            attrs(&[("name", "openssl"), ("version", "1"), ("arch", "x86_64")]),
+        );
+        s.store_report(ids[2], &full(Class::Hw, &hw), Timestamp(2_100))
+            .await
+            .unwrap();
 
         let query = |name: &str, version: Option<&str>| SoftwareQuery {
             name: name.into(),
@@ -1331,44 +1629,117 @@ async fn software_queries_find_the_clients_having_a_package_in_a_version_range()
             offset: 0,
         };
         let rows = |p: &invsync_proto::wire::SoftwarePage| -> Vec<String> {
-            p.holders.iter().map(|h| format!("{} {} {} {}", h.client, h.version, h.arch, h.source)).collect()
+            p.holders
+                .iter()
+                .map(|h| format!("{} {} {} {}", h.client, h.version, h.arch, h.source))
+                .collect()
         };
         let all = s.software(&query("openssl", None)).await.unwrap();
         assert_eq!(all.total, 3, "{be}");
-        assert_eq!(rows(&all), ["CLI1 3.0.2-1 amd64 dpkg", "CLI1 3.0.2-1 i386 dpkg", "CLI2 3.0.11-1 amd64 dpkg"], "{be}");
+        assert_eq!(
+            rows(&all),
+            [
+                "CLI1 3.0.2-1 amd64 dpkg",
+                "CLI1 3.0.2-1 i386 dpkg",
+                "CLI2 3.0.11-1 amd64 dpkg"
+            ],
+            "{be}"
+        );
         assert_eq!(all.holders[2].client_id, ids[1]);
         assert_eq!(all.holders[2].site, site().code);
         // Versions compare as dpkg compares them: 3.0.11 is newer than 3.0.2.
-        let new = s.software(&query("openssl", Some(">=3.0.5"))).await.unwrap();
+        let new = s
+            .software(&query("openssl", Some(">=3.0.5")))
+            .await
+            .unwrap();
         assert_eq!(rows(&new), ["CLI2 3.0.11-1 amd64 dpkg"], "{be}");
         let old = s.software(&query("openssl", Some("<3.0.5"))).await.unwrap();
         assert_eq!(old.total, 2, "{be}");
-        let page = s.software(&SoftwareQuery { limit: 1, offset: 1, ..query("openssl", None) }).await.unwrap();
-        assert_eq!((page.total, page.offset, rows(&page)), (3, 1, vec!["CLI1 3.0.2-1 i386 dpkg".to_string()]), "{be}");
+        let page = s
+            .software(&SoftwareQuery {
+                limit: 1,
+                offset: 1,
+                ..query("openssl", None)
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            (page.total, page.offset, rows(&page)),
+            (3, 1, vec!["CLI1 3.0.2-1 i386 dpkg".to_string()]),
+            "{be}"
+        );
         assert_eq!(s.software(&query("nosuch", None)).await.unwrap().total, 0);
-        assert_eq!(s.software(&query("ssl", None)).await.unwrap().total, 0, "names match exactly");
-        let other_site = SoftwareQuery { site: Some(invsync_proto::SiteCode::parse("ZZZ").unwrap()), ..query("openssl", None) };
+        assert_eq!(
+            s.software(&query("ssl", None)).await.unwrap().total,
+            0,
+            "names match exactly"
+        );
+        let other_site = SoftwareQuery {
+            site: Some(invsync_proto::SiteCode::parse("ZZZ").unwrap()),
+            ..query("openssl", None)
+        };
         assert_eq!(s.software(&other_site).await.unwrap().total, 0, "{be}");
 
-        let pq = |search: Option<&str>| PackageQuery { search: search.map(str::to_string), site: None, limit: 100, offset: 0 };
+        let pq = |search: Option<&str>| PackageQuery {
+            search: search.map(str::to_string),
+            site: None,
+            limit: 100,
+            offset: 0,
+        };
         let every = s.packages(&pq(None)).await.unwrap();
         assert_eq!(
             summary(&every),
-            ["bash 2 [5.2-1:2]", "libssl3 1 [3.0.2-1:1]", "openssl 2 [3.0.2-1:1 3.0.11-1:1]"],
+            [
+                "bash 2 [5.2-1:2]",
+                "libssl3 1 [3.0.2-1:1]",
+                "openssl 2 [3.0.2-1:1 3.0.11-1:1]"
+            ],
             "{be}: a client with two architectures of a version counts once"
         );
         assert_eq!(every.total, 3);
         let ssl = s.packages(&pq(Some("SSL"))).await.unwrap();
-        assert_eq!(summary(&ssl), ["libssl3 1 [3.0.2-1:1]", "openssl 2 [3.0.2-1:1 3.0.11-1:1]"], "{be}");
-        let paged = s.packages(&PackageQuery { limit: 1, offset: 2, ..pq(None) }).await.unwrap();
-        assert_eq!((paged.total, summary(&paged)), (3, vec!["openssl 2 [3.0.2-1:1 3.0.11-1:1]".to_string()]));
+        assert_eq!(
+            summary(&ssl),
+            ["libssl3 1 [3.0.2-1:1]", "openssl 2 [3.0.2-1:1 3.0.11-1:1]"],
+            "{be}"
+        );
+        let paged = s
+            .packages(&PackageQuery {
+                limit: 1,
+                offset: 2,
+                ..pq(None)
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            (paged.total, summary(&paged)),
+            (3, vec!["openssl 2 [3.0.2-1:1 3.0.11-1:1]".to_string()])
+        );
 
         // The scans read the current snapshots: an upgrade moves cli1 to the new version.
         let upgraded = packages(&[("openssl", "3.0.11-1", "amd64"), ("bash", "5.2-1", "amd64")]);
-        let ack = s.store_report(ids[0], &delta(Class::Sw, 1, &one, &upgraded), Timestamp(2_200)).await.unwrap();
+        let ack = s
+            .store_report(
+                ids[0],
+                &delta(Class::Sw, 1, &one, &upgraded),
+                Timestamp(2_200),
+            )
+            .await
+            .unwrap();
         assert!(matches!(ack, ReportAck::Accepted { .. }), "{ack:?}");
-        assert_eq!(s.software(&query("openssl", Some("=3.0.11-1"))).await.unwrap().total, 2, "{be}");
-        assert_eq!(summary(&s.packages(&pq(Some("openssl"))).await.unwrap()), ["openssl 2 [3.0.11-1:2]"], "{be}");
+        assert_eq!(
+            s.software(&query("openssl", Some("=3.0.11-1")))
+                .await
+                .unwrap()
+                .total,
+            2,
+            "{be}"
+        );
+        assert_eq!(
+            summary(&s.packages(&pq(Some("openssl"))).await.unwrap()),
+            ["openssl 2 [3.0.11-1:2]"],
+            "{be}"
+        );
     }
 }
 
@@ -1401,26 +1772,42 @@ fn random_software(rng: &mut Rng) -> Items {
     }
     let mut items = packages(&chosen);
     if rng.below(4) == 0 {
-        items.insert("cfg/motd".into(), attrs(&[("name", "bash"), ("version", "1.0-1")]));
+        items.insert(
+            "cfg/motd".into(),
+            attrs(&[("name", "bash"), ("version", "1.0-1")]),
+        );
     }
     items
 }
 
 /// What the software queries must answer, computed from the inventories themselves.
-fn expected_holders(model: &BTreeMap<String, Items>, name: &str, range: Option<&str>) -> Vec<String> {
+fn expected_holders(
+    model: &BTreeMap<String, Items>,
+    name: &str,
+    range: Option<&str>,
+) -> Vec<String> {
     use invsync_proto::version::{VersionRange, compare};
     let range = range.map(|r| VersionRange::parse(r).unwrap());
     let mut rows: Vec<(String, String, String)> = Vec::new();
     for (client, items) in model {
         for a in items.values() {
-            let (Some(n), Some(v), Some(_)) = (a.get("name"), a.get("version"), a.get("source")) else { continue };
+            let (Some(n), Some(v), Some(_)) = (a.get("name"), a.get("version"), a.get("source"))
+            else {
+                continue;
+            };
             if n == name && range.as_ref().is_none_or(|r| r.matches(v)) {
                 rows.push((client.clone(), v.clone(), a["arch"].clone()));
             }
         }
     }
-    rows.sort_by(|x, y| x.0.cmp(&y.0).then_with(|| compare(&x.1, &y.1)).then_with(|| x.2.cmp(&y.2)));
-    rows.into_iter().map(|(c, v, a)| format!("{c} {v} {a}")).collect()
+    rows.sort_by(|x, y| {
+        x.0.cmp(&y.0)
+            .then_with(|| compare(&x.1, &y.1))
+            .then_with(|| x.2.cmp(&y.2))
+    });
+    rows.into_iter()
+        .map(|(c, v, a)| format!("{c} {v} {a}"))
+        .collect()
 }
 
 fn expected_packages(model: &BTreeMap<String, Items>) -> Vec<String> {
@@ -1430,7 +1817,10 @@ fn expected_packages(model: &BTreeMap<String, Items>) -> Vec<String> {
     let mut by_name: BTreeMap<String, Holding<'_>> = BTreeMap::new();
     for (client, items) in model {
         for a in items.values() {
-            let (Some(n), Some(v), Some(_)) = (a.get("name"), a.get("version"), a.get("source")) else { continue };
+            let (Some(n), Some(v), Some(_)) = (a.get("name"), a.get("version"), a.get("source"))
+            else {
+                continue;
+            };
             let e = by_name.entry(n.clone()).or_default();
             e.0.insert(client);
             e.1.entry(v).or_default().insert(client);
@@ -1439,7 +1829,8 @@ fn expected_packages(model: &BTreeMap<String, Items>) -> Vec<String> {
     by_name
         .into_iter()
         .map(|(n, (clients, versions))| {
-            let mut v: Vec<(&str, usize)> = versions.into_iter().map(|(v, c)| (v, c.len())).collect();
+            let mut v: Vec<(&str, usize)> =
+                versions.into_iter().map(|(v, c)| (v, c.len())).collect();
             v.sort_by(|a, b| invsync_proto::version::compare(a.0, b.0));
             let v: Vec<String> = v.into_iter().map(|(v, c)| format!("{v}:{c}")).collect();
             format!("{n} {} [{}]", clients.len(), v.join(" "))
@@ -1447,9 +1838,16 @@ fn expected_packages(model: &BTreeMap<String, Items>) -> Vec<String> {
         .collect()
 }
 
-async fn check_software(s: &invsync_store::Store, model: &BTreeMap<String, Items>, be: impl std::fmt::Display, when: &str) {
+async fn check_software(
+    s: &invsync_store::Store,
+    model: &BTreeMap<String, Items>,
+    be: impl std::fmt::Display,
+    when: &str,
+) {
     use invsync_proto::wire::{PackageQuery, SoftwareQuery};
-    for name in ["bash", "libssl3", "openssl", "LibXML2", "zlib1g", "nano", "absent"] {
+    for name in [
+        "bash", "libssl3", "openssl", "LibXML2", "zlib1g", "nano", "absent",
+    ] {
         for range in [None, Some(">=1.2-1"), Some("<2.0-1")] {
             let want = expected_holders(model, name, range);
             let q = SoftwareQuery {
@@ -1460,24 +1858,73 @@ async fn check_software(s: &invsync_store::Store, model: &BTreeMap<String, Items
                 offset: 0,
             };
             let got = s.software(&q).await.unwrap();
-            let rows: Vec<String> = got.holders.iter().map(|h| format!("{} {} {}", h.client, h.version, h.arch)).collect();
-            assert_eq!((got.total as usize, &rows), (want.len(), &want), "{be} {when}: {name} {range:?}");
+            let rows: Vec<String> = got
+                .holders
+                .iter()
+                .map(|h| format!("{} {} {}", h.client, h.version, h.arch))
+                .collect();
+            assert_eq!(
+                (got.total as usize, &rows),
+                (want.len(), &want),
+                "{be} {when}: {name} {range:?}"
+            );
             // Every page of three rows is the matching slice.
             for offset in (0..want.len()).step_by(3) {
-                let page = s.software(&SoftwareQuery { limit: 3, offset: offset as u64, ..q.clone() }).await.unwrap();
-                let rows: Vec<String> = page.holders.iter().map(|h| format!("{} {} {}", h.client, h.version, h.arch)).collect();
-                assert_eq!(rows, want[offset..(offset + 3).min(want.len())], "{be} {when}: {name} {range:?} at {offset}");
+                let page = s
+                    .software(&SoftwareQuery {
+                        limit: 3,
+                        offset: offset as u64,
+                        ..q.clone()
+                    })
+                    .await
+                    .unwrap();
+                let rows: Vec<String> = page
+                    .holders
+                    .iter()
+                    .map(|h| format!("{} {} {}", h.client, h.version, h.arch))
+                    .collect();
+                assert_eq!(
+                    rows,
+                    want[offset..(offset + 3).min(want.len())],
+                    "{be} {when}: {name} {range:?} at {offset}"
+                );
             }
         }
     }
-    let all = s.packages(&PackageQuery { search: None, site: None, limit: 1000, offset: 0 }).await.unwrap();
+    let all = s
+        .packages(&PackageQuery {
+            search: None,
+            site: None,
+            limit: 1000,
+            offset: 0,
+        })
+        .await
+        .unwrap();
     assert_eq!(summary(&all), expected_packages(model), "{be} {when}");
-    let lib = s.packages(&PackageQuery { search: Some("lib".into()), site: None, limit: 1, offset: 1 }).await.unwrap();
-    let want: Vec<String> = expected_packages(model).into_iter().filter(|p| p.split(' ').next().unwrap().to_lowercase().contains("lib")).collect();
-    assert_eq!((lib.total as usize, summary(&lib)), (want.len(), want.into_iter().skip(1).take(1).collect()), "{be} {when}");
+    let lib = s
+        .packages(&PackageQuery {
+            search: Some("lib".into()),
+            site: None,
+            limit: 1,
+            offset: 1,
+        })
+        .await
+        .unwrap();
+    let want: Vec<String> = expected_packages(model)
+        .into_iter()
+        .filter(|p| p.split(' ').next().unwrap().to_lowercase().contains("lib"))
+        .collect();
+    assert_eq!(
+        (lib.total as usize, summary(&lib)),
+        (want.len(), want.into_iter().skip(1).take(1).collect()),
+        "{be} {when}"
+    );
 }
 
-on_each_backend!(#[tokio::test] software_queries_agree_with_the_inventories_through_random_changes);
+on_each_backend!(
+    #[tokio::test]
+    software_queries_agree_with_the_inventories_through_random_changes
+);
 async fn software_queries_agree_with_the_inventories_through_random_changes() {
     for mut f in stores().await {
         let be = f.backend.clone();
@@ -1488,7 +1935,10 @@ async fn software_queries_agree_with_the_inventories_through_random_changes() {
             let n = format!("C{i:02}");
             let id = enroll(&f.store, &n).await;
             let items = random_software(&mut rng);
-            f.store.store_report(id, &full(Class::Sw, &items), Timestamp(100)).await.unwrap();
+            f.store
+                .store_report(id, &full(Class::Sw, &items), Timestamp(100))
+                .await
+                .unwrap();
             model.insert(n.clone(), items);
             clients.push((n, id, 1));
         }
@@ -1506,7 +1956,11 @@ async fn software_queries_agree_with_the_inventories_through_random_changes() {
             for (n, id, version) in clients.iter_mut() {
                 let old = model[n.as_str()].clone();
                 let new = random_software(&mut rng);
-                let report = if rng.below(3) == 0 { full(Class::Sw, &new) } else { delta(Class::Sw, *version, &old, &new) };
+                let report = if rng.below(3) == 0 {
+                    full(Class::Sw, &new)
+                } else {
+                    delta(Class::Sw, *version, &old, &new)
+                };
                 *version += 1;
                 model.insert(n.clone(), new);
                 reports.push((*id, report));
@@ -1521,7 +1975,9 @@ async fn software_queries_agree_with_the_inventories_through_random_changes() {
                 s.warm_software_index();
             }
             let stored = futures_util::future::join_all(
-                reports.iter().map(|(id, r)| s.store_report(*id, r, Timestamp(200 + round))),
+                reports
+                    .iter()
+                    .map(|(id, r)| s.store_report(*id, r, Timestamp(200 + round))),
             );
             for ack in stored.await {
                 assert!(matches!(ack.unwrap(), ReportAck::Accepted { .. }), "{be}");
@@ -1534,7 +1990,10 @@ async fn software_queries_agree_with_the_inventories_through_random_changes() {
     }
 }
 
-on_each_backend!(#[tokio::test] pages_of_a_package_most_clients_hold_come_in_name_order);
+on_each_backend!(
+    #[tokio::test]
+    pages_of_a_package_most_clients_hold_come_in_name_order
+);
 /// Above `software::DIRECT_HOLDERS` (2,000) holders, a page is found by walking the clients in
 /// name order (on PostgreSQL in chunks that start after the previous one) instead of looking
 /// every holder up: the pages must be the same slices of the same order.
@@ -1553,14 +2012,16 @@ async fn pages_of_a_package_most_clients_hold_come_in_name_order() {
                 if i % 2 == 0 {
                     let other = enroll(s, &format!("H{i:05}A")).await;
                     let list = [("unrelated", "1.0-1", "amd64")];
-                    s.store_report(other, &full(Class::Sw, &packages(&list)), Timestamp(100)).await?;
+                    s.store_report(other, &full(Class::Sw, &packages(&list)), Timestamp(100))
+                        .await?;
                 }
                 let id = enroll(s, &format!("H{i:05}")).await;
                 let mut list = vec![("common", "1.0-1", "amd64")];
                 if i % 10 == 0 {
                     list.push(("common", "1.0-1", "i386"));
                 }
-                s.store_report(id, &full(Class::Sw, &packages(&list)), Timestamp(100)).await
+                s.store_report(id, &full(Class::Sw, &packages(&list)), Timestamp(100))
+                    .await
             }))
             .await;
             for ack in enrolled {
@@ -1574,14 +2035,33 @@ async fn pages_of_a_package_most_clients_hold_come_in_name_order() {
                 want.push(format!("H{i:05} i386"));
             }
         }
-        let q = |offset: u64, limit: u32| SoftwareQuery { name: "common".into(), version: None, site: None, limit, offset };
-        let rows = |p: &invsync_proto::wire::SoftwarePage| -> Vec<String> {
-            p.holders.iter().map(|h| format!("{} {}", h.client, h.arch)).collect()
+        let q = |offset: u64, limit: u32| SoftwareQuery {
+            name: "common".into(),
+            version: None,
+            site: None,
+            limit,
+            offset,
         };
-        for (offset, limit) in [(0usize, 5u32), (1, 3), (255, 4), (1_000, 7), (want.len() - 2, 10)] {
+        let rows = |p: &invsync_proto::wire::SoftwarePage| -> Vec<String> {
+            p.holders
+                .iter()
+                .map(|h| format!("{} {}", h.client, h.arch))
+                .collect()
+        };
+        for (offset, limit) in [
+            (0usize, 5u32),
+            (1, 3),
+            (255, 4),
+            (1_000, 7),
+            (want.len() - 2, 10),
+        ] {
             let page = s.software(&q(offset as u64, limit)).await.unwrap();
             let end = (offset + limit as usize).min(want.len());
-            assert_eq!((page.total as usize, rows(&page)), (want.len(), want[offset..end].to_vec()), "{be}: offset {offset}");
+            assert_eq!(
+                (page.total as usize, rows(&page)),
+                (want.len(), want[offset..end].to_vec()),
+                "{be}: offset {offset}"
+            );
         }
         let every = s.software(&q(0, u32::MAX)).await.unwrap();
         assert_eq!(rows(&every), want, "{be}: every row, as an export asks");

@@ -169,7 +169,10 @@ fn seqs(batch: &[Forwarded]) -> Vec<i64> {
 // ---------------------------------------------------------------------------------------------
 // The outbox
 
-on_each_backend!(#[tokio::test] without_forwarding_reports_queue_nothing);
+on_each_backend!(
+    #[tokio::test]
+    without_forwarding_reports_queue_nothing
+);
 async fn without_forwarding_reports_queue_nothing() {
     for f in stores().await {
         let s = &f.store;
@@ -189,7 +192,10 @@ async fn without_forwarding_reports_queue_nothing() {
     }
 }
 
-on_each_backend!(#[tokio::test] with_forwarding_each_accepted_report_is_queued_in_order_as_accepted);
+on_each_backend!(
+    #[tokio::test]
+    with_forwarding_each_accepted_report_is_queued_in_order_as_accepted
+);
 async fn with_forwarding_each_accepted_report_is_queued_in_order_as_accepted() {
     for f in stores().await {
         let s = &f.store;
@@ -283,7 +289,10 @@ async fn with_forwarding_each_accepted_report_is_queued_in_order_as_accepted() {
     }
 }
 
-on_each_backend!(#[tokio::test] acknowledged_entries_leave_the_outbox_and_set_the_forwarding_time);
+on_each_backend!(
+    #[tokio::test]
+    acknowledged_entries_leave_the_outbox_and_set_the_forwarding_time
+);
 async fn acknowledged_entries_leave_the_outbox_and_set_the_forwarding_time() {
     for f in stores().await {
         let s = &f.store;
@@ -333,7 +342,10 @@ async fn acknowledged_entries_leave_the_outbox_and_set_the_forwarding_time() {
     }
 }
 
-on_each_backend!(#[tokio::test] a_resync_replaces_a_client_and_class_with_one_full_entry_at_the_end);
+on_each_backend!(
+    #[tokio::test]
+    a_resync_replaces_a_client_and_class_with_one_full_entry_at_the_end
+);
 async fn a_resync_replaces_a_client_and_class_with_one_full_entry_at_the_end() {
     for f in stores().await {
         let s = &f.store;
@@ -425,7 +437,10 @@ async fn forwarded_state(
     (r.state, r.forwarded_at, r.forwarded_to)
 }
 
-on_each_backend!(#[tokio::test] an_acknowledged_change_marks_the_requests_it_completed_as_forwarded_once);
+on_each_backend!(
+    #[tokio::test]
+    an_acknowledged_change_marks_the_requests_it_completed_as_forwarded_once
+);
 async fn an_acknowledged_change_marks_the_requests_it_completed_as_forwarded_once() {
     for f in stores().await {
         let s = &f.store;
@@ -517,7 +532,10 @@ async fn an_acknowledged_change_marks_the_requests_it_completed_as_forwarded_onc
     }
 }
 
-on_each_backend!(#[tokio::test] a_parent_marks_the_requests_of_clients_below_by_origin_not_by_id);
+on_each_backend!(
+    #[tokio::test]
+    a_parent_marks_the_requests_of_clients_below_by_origin_not_by_id
+);
 async fn a_parent_marks_the_requests_of_clients_below_by_origin_not_by_id() {
     for f in parent().await {
         let s = &f.store;
@@ -605,7 +623,10 @@ async fn a_parent_marks_the_requests_of_clients_below_by_origin_not_by_id() {
     }
 }
 
-on_each_backend!(#[tokio::test] the_outbox_and_the_switch_survive_reopening);
+on_each_backend!(
+    #[tokio::test]
+    the_outbox_and_the_switch_survive_reopening
+);
 async fn the_outbox_and_the_switch_survive_reopening() {
     for f in stores().await {
         let s = &f.store;
@@ -644,7 +665,10 @@ async fn the_outbox_and_the_switch_survive_reopening() {
 // ---------------------------------------------------------------------------------------------
 // Children and the sites below
 
-on_each_backend!(#[tokio::test] child_tokens_refuse_codes_in_use);
+on_each_backend!(
+    #[tokio::test]
+    child_tokens_refuse_codes_in_use
+);
 async fn child_tokens_refuse_codes_in_use() {
     for f in stores_at("P01").await {
         let s = &f.store;
@@ -699,7 +723,10 @@ async fn child_tokens_refuse_codes_in_use() {
     }
 }
 
-on_each_backend!(#[tokio::test] site_statuses_are_recorded_per_branch_and_refused_all_or_nothing);
+on_each_backend!(
+    #[tokio::test]
+    site_statuses_are_recorded_per_branch_and_refused_all_or_nothing
+);
 async fn site_statuses_are_recorded_per_branch_and_refused_all_or_nothing() {
     for f in parent().await {
         let s = &f.store;
@@ -777,7 +804,10 @@ async fn site_statuses_are_recorded_per_branch_and_refused_all_or_nothing() {
 // ---------------------------------------------------------------------------------------------
 // Applying forwarded changes
 
-on_each_backend!(#[tokio::test] forwarded_changes_apply_in_order_with_the_owners_versions);
+on_each_backend!(
+    #[tokio::test]
+    forwarded_changes_apply_in_order_with_the_owners_versions
+);
 async fn forwarded_changes_apply_in_order_with_the_owners_versions() {
     for f in parent().await {
         let s = &f.store;
@@ -859,7 +889,10 @@ async fn forwarded_changes_apply_in_order_with_the_owners_versions() {
     }
 }
 
-on_each_backend!(#[tokio::test] a_gap_asks_for_a_full_snapshot_and_stores_nothing);
+on_each_backend!(
+    #[tokio::test]
+    a_gap_asks_for_a_full_snapshot_and_stores_nothing
+);
 async fn a_gap_asks_for_a_full_snapshot_and_stores_nothing() {
     for f in parent().await {
         let s = &f.store;
@@ -913,7 +946,10 @@ async fn a_gap_asks_for_a_full_snapshot_and_stores_nothing() {
     }
 }
 
-on_each_backend!(#[tokio::test] the_same_change_forwarded_twice_is_a_duplicate);
+on_each_backend!(
+    #[tokio::test]
+    the_same_change_forwarded_twice_is_a_duplicate
+);
 async fn the_same_change_forwarded_twice_is_a_duplicate() {
     for f in parent().await {
         let s = &f.store;
@@ -1005,7 +1041,10 @@ async fn the_same_change_forwarded_twice_is_a_duplicate() {
     }
 }
 
-on_each_backend!(#[tokio::test] changes_of_clients_outside_the_childs_branch_are_refused);
+on_each_backend!(
+    #[tokio::test]
+    changes_of_clients_outside_the_childs_branch_are_refused
+);
 async fn changes_of_clients_outside_the_childs_branch_are_refused() {
     for f in parent().await {
         let s = &f.store;
@@ -1115,7 +1154,10 @@ async fn changes_of_clients_outside_the_childs_branch_are_refused() {
     }
 }
 
-on_each_backend!(#[tokio::test] one_name_at_two_sites_is_two_clients);
+on_each_backend!(
+    #[tokio::test]
+    one_name_at_two_sites_is_two_clients
+);
 async fn one_name_at_two_sites_is_two_clients() {
     for f in parent().await {
         let s = &f.store;
@@ -1185,7 +1227,10 @@ async fn one_name_at_two_sites_is_two_clients() {
     }
 }
 
-on_each_backend!(#[tokio::test] a_stale_client_is_replaced_and_a_renamed_one_follows);
+on_each_backend!(
+    #[tokio::test]
+    a_stale_client_is_replaced_and_a_renamed_one_follows
+);
 async fn a_stale_client_is_replaced_and_a_renamed_one_follows() {
     for f in parent().await {
         let s = &f.store;
@@ -1250,7 +1295,10 @@ async fn a_stale_client_is_replaced_and_a_renamed_one_follows() {
     }
 }
 
-on_each_backend!(#[tokio::test] requests_completed_at_the_owner_are_listed_once);
+on_each_backend!(
+    #[tokio::test]
+    requests_completed_at_the_owner_are_listed_once
+);
 async fn requests_completed_at_the_owner_are_listed_once() {
     for f in parent().await {
         let s = &f.store;
@@ -1339,7 +1387,10 @@ async fn requests_completed_at_the_owner_are_listed_once() {
     }
 }
 
-on_each_backend!(#[tokio::test] a_forwarding_parent_queues_what_it_applies_and_nothing_else);
+on_each_backend!(
+    #[tokio::test]
+    a_forwarding_parent_queues_what_it_applies_and_nothing_else
+);
 async fn a_forwarding_parent_queues_what_it_applies_and_nothing_else() {
     for f in parent().await {
         let s = &f.store;
@@ -1397,7 +1448,10 @@ async fn a_forwarding_parent_queues_what_it_applies_and_nothing_else() {
     }
 }
 
-on_each_backend!(#[tokio::test] a_grandchilds_client_reaches_the_top_with_its_owner_version_and_hash);
+on_each_backend!(
+    #[tokio::test]
+    a_grandchilds_client_reaches_the_top_with_its_owner_version_and_hash
+);
 async fn a_grandchilds_client_reaches_the_top_with_its_owner_version_and_hash() {
     for ((g, c), p) in stores_at("G01")
         .await
@@ -1542,7 +1596,10 @@ async fn a_grandchilds_client_reaches_the_top_with_its_owner_version_and_hash() 
     }
 }
 
-on_each_backend!(#[tokio::test] a_batch_applies_exactly_as_one_entry_at_a_time);
+on_each_backend!(
+    #[tokio::test]
+    a_batch_applies_exactly_as_one_entry_at_a_time
+);
 async fn a_batch_applies_exactly_as_one_entry_at_a_time() {
     let a = record(Uuid::new_v4(), "web01", "C01");
     let b = record(Uuid::new_v4(), "db01", "G01");
@@ -1684,7 +1741,10 @@ async fn parent_with_clients(s: &Store) -> (Uuid, Uuid, Uuid) {
     (web, db, app)
 }
 
-on_each_backend!(#[tokio::test] a_routed_request_is_one_while_pending_and_only_for_clients_below);
+on_each_backend!(
+    #[tokio::test]
+    a_routed_request_is_one_while_pending_and_only_for_clients_below
+);
 async fn a_routed_request_is_one_while_pending_and_only_for_clients_below() {
     for f in parent().await {
         let s = &f.store;
@@ -1747,7 +1807,10 @@ async fn a_routed_request_is_one_while_pending_and_only_for_clients_below() {
     }
 }
 
-on_each_backend!(#[tokio::test] routed_requests_go_to_the_owners_branch_and_again_until_complete);
+on_each_backend!(
+    #[tokio::test]
+    routed_requests_go_to_the_owners_branch_and_again_until_complete
+);
 async fn routed_requests_go_to_the_owners_branch_and_again_until_complete() {
     for f in parent().await {
         let s = &f.store;
@@ -1833,7 +1896,10 @@ async fn routed_requests_go_to_the_owners_branch_and_again_until_complete() {
                 t + 400,
             )
         };
-        assert_eq!(apply(s, "C01", &e).await, ForwardOutcome::Applied { seq: 2 });
+        assert_eq!(
+            apply(s, "C01", &e).await,
+            ForwardOutcome::Applied { seq: 2 }
+        );
         let state = s.request_state(q_web.id).await.unwrap().unwrap();
         assert_eq!(
             (state.state, state.picked_up_at, state.completed_at),
@@ -1844,7 +1910,12 @@ async fn routed_requests_go_to_the_owners_branch_and_again_until_complete() {
             )
         );
         assert_eq!(
-            s.client_view_by_id(web).await.unwrap().unwrap().requests.len(),
+            s.client_view_by_id(web)
+                .await
+                .unwrap()
+                .unwrap()
+                .requests
+                .len(),
             1,
             "completed in place, not recorded a second time"
         );
@@ -1858,7 +1929,10 @@ async fn routed_requests_go_to_the_owners_branch_and_again_until_complete() {
     }
 }
 
-on_each_backend!(#[tokio::test] only_the_owners_branch_completes_a_routed_request_of_its_client);
+on_each_backend!(
+    #[tokio::test]
+    only_the_owners_branch_completes_a_routed_request_of_its_client
+);
 async fn only_the_owners_branch_completes_a_routed_request_of_its_client() {
     for f in parent().await {
         let s = &f.store;
@@ -1892,7 +1966,10 @@ async fn only_the_owners_branch_completes_a_routed_request_of_its_client() {
                 5_200,
             )
         };
-        assert_eq!(apply(s, "C01", &e).await, ForwardOutcome::Applied { seq: 2 });
+        assert_eq!(
+            apply(s, "C01", &e).await,
+            ForwardOutcome::Applied { seq: 2 }
+        );
         assert_eq!(
             s.request_state(q.id).await.unwrap().unwrap().state,
             RequestState::Pending,
@@ -1922,7 +1999,10 @@ async fn only_the_owners_branch_completes_a_routed_request_of_its_client() {
                 5_300,
             )
         };
-        assert_eq!(apply(s, "C01", &e).await, ForwardOutcome::Applied { seq: 3 });
+        assert_eq!(
+            apply(s, "C01", &e).await,
+            ForwardOutcome::Applied { seq: 3 }
+        );
         assert_eq!(
             s.request_state(q.id).await.unwrap().unwrap().state,
             RequestState::Pending
@@ -1930,7 +2010,10 @@ async fn only_the_owners_branch_completes_a_routed_request_of_its_client() {
     }
 }
 
-on_each_backend!(#[tokio::test] an_owner_queues_a_down_request_once_and_only_when_it_accepts_them);
+on_each_backend!(
+    #[tokio::test]
+    an_owner_queues_a_down_request_once_and_only_when_it_accepts_them
+);
 async fn an_owner_queues_a_down_request_once_and_only_when_it_accepts_them() {
     for f in stores_at("G01").await {
         let s = &f.store;
@@ -2055,7 +2138,10 @@ async fn an_owner_queues_a_down_request_once_and_only_when_it_accepts_them() {
     }
 }
 
-on_each_backend!(#[tokio::test] a_routed_request_travels_down_two_levels_and_completes_at_every_site_on_the_way_up);
+on_each_backend!(
+    #[tokio::test]
+    a_routed_request_travels_down_two_levels_and_completes_at_every_site_on_the_way_up
+);
 async fn a_routed_request_travels_down_two_levels_and_completes_at_every_site_on_the_way_up() {
     for ((g, c), p) in stores_at("G01")
         .await
@@ -2147,13 +2233,26 @@ async fn a_routed_request_travels_down_two_levels_and_completes_at_every_site_on
         let owner_req = &owner_view.requests[0];
         assert_eq!(
             (owner_req.state, owner_req.origin.as_deref()),
-            (RequestState::Complete, Some(format!("P01:{}", q.id).as_str()))
+            (
+                RequestState::Complete,
+                Some(format!("P01:{}", q.id).as_str())
+            )
         );
         for (site, list) in [
-            ("C01", c.client_view_by_id(id).await.unwrap().unwrap().requests),
-            ("P01", p.client_view_by_id(id).await.unwrap().unwrap().requests),
+            (
+                "C01",
+                c.client_view_by_id(id).await.unwrap().unwrap().requests,
+            ),
+            (
+                "P01",
+                p.client_view_by_id(id).await.unwrap().unwrap().requests,
+            ),
         ] {
-            assert_eq!(list.len(), 1, "{site}: one request, completed in place: {list:?}");
+            assert_eq!(
+                list.len(),
+                1,
+                "{site}: one request, completed in place: {list:?}"
+            );
             assert_eq!(
                 (list[0].state, list[0].picked_up_at, list[0].completed_at),
                 (
@@ -2200,7 +2299,10 @@ async fn a_routed_request_travels_down_two_levels_and_completes_at_every_site_on
     }
 }
 
-on_each_backend!(#[tokio::test] software_queries_follow_forwarded_clients_and_forget_replaced_ones);
+on_each_backend!(
+    #[tokio::test]
+    software_queries_follow_forwarded_clients_and_forget_replaced_ones
+);
 async fn software_queries_follow_forwarded_clients_and_forget_replaced_ones() {
     use invsync_proto::wire::{PackageQuery, SoftwareQuery};
     let q = |site: Option<&str>| SoftwareQuery {
@@ -2211,7 +2313,10 @@ async fn software_queries_follow_forwarded_clients_and_forget_replaced_ones() {
         offset: 0,
     };
     let rows = |p: &invsync_proto::wire::SoftwarePage| -> Vec<String> {
-        p.holders.iter().map(|h| format!("{} {} {}", h.client, h.site, h.version)).collect()
+        p.holders
+            .iter()
+            .map(|h| format!("{} {} {}", h.client, h.site, h.version))
+            .collect()
     };
     for f in parent().await {
         let s = &f.store;
@@ -2223,22 +2328,47 @@ async fn software_queries_follow_forwarded_clients_and_forget_replaced_ones() {
         apply(s, "C01", &fwd_full(1, &old, Class::Sw, 1, &sw1, 4_000)).await;
         let below = record(Uuid::new_v4(), "db01", "G01");
         apply(s, "C01", &fwd_full(2, &below, Class::Sw, 3, &sw1, 4_000)).await;
-        assert_eq!(rows(&s.software(&q(None)).await.unwrap()), ["DB01 G01 7.2-1", "WEB01 C01 7.2-1"], "{be}");
-        assert_eq!(rows(&s.software(&q(Some("C01"))).await.unwrap()), ["WEB01 C01 7.2-1"], "{be}");
-        let pq = |site: &str| PackageQuery { search: None, site: Some(SiteCode::parse(site).unwrap()), limit: 10, offset: 0 };
+        assert_eq!(
+            rows(&s.software(&q(None)).await.unwrap()),
+            ["DB01 G01 7.2-1", "WEB01 C01 7.2-1"],
+            "{be}"
+        );
+        assert_eq!(
+            rows(&s.software(&q(Some("C01"))).await.unwrap()),
+            ["WEB01 C01 7.2-1"],
+            "{be}"
+        );
+        let pq = |site: &str| PackageQuery {
+            search: None,
+            site: Some(SiteCode::parse(site).unwrap()),
+            limit: 10,
+            offset: 0,
+        };
         let g01 = s.packages(&pq("G01")).await.unwrap();
         assert_eq!((g01.total, g01.packages[0].clients), (1, 1), "{be}");
-        assert_eq!(s.packages(&pq("P01")).await.unwrap().total, 0, "{be}: no client of this site has it");
+        assert_eq!(
+            s.packages(&pq("P01")).await.unwrap().total,
+            0,
+            "{be}: no client of this site has it"
+        );
 
         // The owner re-created web01 with another version: the old client's package goes.
         let new = record(Uuid::new_v4(), "web01", "C01");
         let sw2: Items = [package("nano", "7.2-2", 1)].into_iter().collect();
-        assert_eq!(apply(s, "C01", &fwd_full(3, &new, Class::Sw, 1, &sw2, 5_000)).await, ForwardOutcome::Applied { seq: 3 }, "{be}");
+        assert_eq!(
+            apply(s, "C01", &fwd_full(3, &new, Class::Sw, 1, &sw2, 5_000)).await,
+            ForwardOutcome::Applied { seq: 3 },
+            "{be}"
+        );
         let page = s.software(&q(None)).await.unwrap();
         assert_eq!(rows(&page), ["DB01 G01 7.2-1", "WEB01 C01 7.2-2"], "{be}");
         assert_eq!(page.holders[1].client_id, new.id, "{be}");
         // And a store opened afresh agrees.
         let f = f.reopen().await;
-        assert_eq!(rows(&f.store.software(&q(None)).await.unwrap()), ["DB01 G01 7.2-1", "WEB01 C01 7.2-2"], "{be}");
+        assert_eq!(
+            rows(&f.store.software(&q(None)).await.unwrap()),
+            ["DB01 G01 7.2-1", "WEB01 C01 7.2-2"],
+            "{be}"
+        );
     }
 }

@@ -14,7 +14,9 @@ use sqlx::Connection;
 
 /// The test database's URL; the tests that call this are ignored when the build had none.
 fn pg() -> String {
-    postgres_url().unwrap_or_else(|| panic!("{POSTGRES_ENV} is not set: this test needs a PostgreSQL database"))
+    postgres_url().unwrap_or_else(|| {
+        panic!("{POSTGRES_ENV} is not set: this test needs a PostgreSQL database")
+    })
 }
 
 /// A green CI run must mean PostgreSQL was tested: without the variable every test above it is
@@ -36,7 +38,10 @@ async fn exec(url: &str, sql: &str) {
 }
 
 #[tokio::test]
-#[cfg_attr(not(invsync_postgres), ignore = "INVSYNC_TEST_POSTGRES is not set: PostgreSQL not tested")]
+#[cfg_attr(
+    not(invsync_postgres),
+    ignore = "INVSYNC_TEST_POSTGRES is not set: PostgreSQL not tested"
+)]
 async fn the_contract_suite_runs_on_both_backends_when_postgres_is_given() {
     pg();
     let fixtures = stores().await;
@@ -47,7 +52,10 @@ async fn the_contract_suite_runs_on_both_backends_when_postgres_is_given() {
 }
 
 #[tokio::test]
-#[cfg_attr(not(invsync_postgres), ignore = "INVSYNC_TEST_POSTGRES is not set: PostgreSQL not tested")]
+#[cfg_attr(
+    not(invsync_postgres),
+    ignore = "INVSYNC_TEST_POSTGRES is not set: PostgreSQL not tested"
+)]
 async fn create_refuses_a_database_that_holds_a_site_or_invsync_tables() {
     let base = pg();
     let url = fresh_pg_schema(&base).await;
@@ -87,7 +95,10 @@ async fn create_refuses_a_database_that_holds_a_site_or_invsync_tables() {
 }
 
 #[tokio::test]
-#[cfg_attr(not(invsync_postgres), ignore = "INVSYNC_TEST_POSTGRES is not set: PostgreSQL not tested")]
+#[cfg_attr(
+    not(invsync_postgres),
+    ignore = "INVSYNC_TEST_POSTGRES is not set: PostgreSQL not tested"
+)]
 async fn open_refuses_a_database_that_is_not_an_invsync_database() {
     let base = pg();
     let empty = fresh_pg_schema(&base).await;
@@ -149,7 +160,10 @@ async fn a_bad_url_is_a_clear_error_that_never_shows_the_password() {
 }
 
 #[tokio::test]
-#[cfg_attr(not(invsync_postgres), ignore = "INVSYNC_TEST_POSTGRES is not set: PostgreSQL not tested")]
+#[cfg_attr(
+    not(invsync_postgres),
+    ignore = "INVSYNC_TEST_POSTGRES is not set: PostgreSQL not tested"
+)]
 async fn a_wrong_password_is_refused_with_the_servers_reason() {
     let base = pg();
     // A role that does not exist: refused at login whatever the server's authentication.
@@ -169,7 +183,10 @@ async fn a_wrong_password_is_refused_with_the_servers_reason() {
 /// SPEC's 32 KB budget is SQLite's; PostgreSQL stores more per row (24-byte tuple headers,
 /// the full item digests in a unique index, page fill), so the bound here is looser.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(not(invsync_postgres), ignore = "INVSYNC_TEST_POSTGRES is not set: PostgreSQL not tested")]
+#[cfg_attr(
+    not(invsync_postgres),
+    ignore = "INVSYNC_TEST_POSTGRES is not set: PostgreSQL not tested"
+)]
 async fn a_client_with_1500_packages_hardware_and_history_costs_at_most_96_kb() {
     const CLIENTS: usize = 100;
     let base = pg();

@@ -235,7 +235,15 @@ async fn a_version_1_database_is_migrated_to_the_current_version_and_keeps_its_d
     // the parent acknowledges it.
     let queued = store.outbox_batch(10).await.unwrap();
     let done = queued[0].completed[0].id;
-    assert_eq!(store.request_state(done).await.unwrap().unwrap().forwarded_at, None);
+    assert_eq!(
+        store
+            .request_state(done)
+            .await
+            .unwrap()
+            .unwrap()
+            .forwarded_at,
+        None
+    );
     let parent = invsync_proto::SiteCode::parse("P01").unwrap();
     store
         .outbox_done(&[queued[0].seq], &[], Some(&parent), Timestamp(5_000))
@@ -281,10 +289,22 @@ async fn a_client_page_of_a_hundred_thousand_clients_is_the_right_page_in_every_
                 let seen = (i % 10 != 0).then_some((i * 7_919) % CLIENTS);
                 let id = uuid::Uuid::from_u128(i as u128);
                 client
-                    .execute(rusqlite::params![i, id.as_bytes().as_slice(), format!("HOST-{i:06}"), [0u8; 32].as_slice(), seen])
+                    .execute(rusqlite::params![
+                        i,
+                        id.as_bytes().as_slice(),
+                        format!("HOST-{i:06}"),
+                        [0u8; 32].as_slice(),
+                        seen
+                    ])
                     .unwrap();
                 if i % 2 == 0 {
-                    snapshot.execute(rusqlite::params![i, [0u8; 32].as_slice(), (i * 31) % CLIENTS]).unwrap();
+                    snapshot
+                        .execute(rusqlite::params![
+                            i,
+                            [0u8; 32].as_slice(),
+                            (i * 31) % CLIENTS
+                        ])
+                        .unwrap();
                 }
             }
         }
@@ -311,24 +331,42 @@ async fn a_client_page_of_a_hundred_thousand_clients_is_the_right_page_in_every_
     assert!(seen.windows(2).all(|w| w[0] >= w[1]), "{seen:?}");
     // Every client was seen at a distinct time except the never-seen tenth: newest first, the
     // page at offset 50,000 starts at the 50,001st newest time among the searched clients.
-    let mut times: Vec<i64> = (1..=CLIENTS).filter(|i| i % 10 != 0 && *i != CLIENTS).map(|i| (i * 7_919) % CLIENTS).collect();
+    let mut times: Vec<i64> = (1..=CLIENTS)
+        .filter(|i| i % 10 != 0 && *i != CLIENTS)
+        .map(|i| (i * 7_919) % CLIENTS)
+        .collect();
     times.sort_unstable_by(|a, b| b.cmp(a));
     let want: Vec<Option<i64>> = times[50_000..50_100].iter().map(|t| Some(*t)).collect();
     let got: Vec<Option<i64>> = seen.iter().map(|t| t.map(|t| t.0)).collect();
     assert_eq!(got, want);
     // The other sorts, without a search.
-    for sort in [ClientSort::Name, ClientSort::HwUpdated, ClientSort::SwUpdated] {
-        let q = ClientQuery { sort, search: None, ..query.clone() };
+    for sort in [
+        ClientSort::Name,
+        ClientSort::HwUpdated,
+        ClientSort::SwUpdated,
+    ] {
+        let q = ClientQuery {
+            sort,
+            search: None,
+            ..query.clone()
+        };
         store.clients_page(&q).await.unwrap();
         let started = std::time::Instant::now();
         let page = store.clients_page(&q).await.unwrap();
         let took = started.elapsed();
         println!("page at offset 50,000 by {sort:?}: {took:?}");
-        assert_eq!((page.total, page.clients.len()), (CLIENTS as u64, 100), "{sort:?}");
+        assert_eq!(
+            (page.total, page.clients.len()),
+            (CLIENTS as u64, 100),
+            "{sort:?}"
+        );
         if sort == ClientSort::Name {
             // Descending: HOST-100000 first, so offset 50,000 starts at HOST-050000.
             let names: Vec<String> = page.clients.iter().map(|c| c.name.to_string()).collect();
-            let want: Vec<String> = (49_901..=50_000).rev().map(|i| format!("HOST-{i:06}")).collect();
+            let want: Vec<String> = (49_901..=50_000)
+                .rev()
+                .map(|i| format!("HOST-{i:06}"))
+                .collect();
             assert_eq!(names, want);
         }
     }

@@ -29,7 +29,9 @@ pub fn apply(args: &CycleArgs) -> anyhow::Result<()> {
     if let Some(answer) = crate::trigger::ask_daemon(&args.data_dir.data_dir) {
         return match answer {
             Ok(lines) => print_lines(lines),
-            Err(message) => Err(anyhow::anyhow!("the running agent's cycle failed: {message}")),
+            Err(message) => Err(anyhow::anyhow!(
+                "the running agent's cycle failed: {message}"
+            )),
         };
     }
     let summary = cycle(&args.options()).map_err(exit_for)?;

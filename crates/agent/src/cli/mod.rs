@@ -69,7 +69,9 @@ pub fn try_main() -> anyhow::Result<()> {
     use clap::{CommandFactory, FromArgMatches};
     // Parsed through the matches, which also tell a value from the command line from one from
     // the environment (`invagent config` says which).
-    let parsed = Cli::command().try_get_matches().and_then(|m| Cli::from_arg_matches(&m).map(|cli| (m, cli)));
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m).map(|cli| (m, cli)));
     let (matches, cli) = match parsed {
         Ok(parsed) => parsed,
         Err(e) => return usage_or_help(e),

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use clap::{ArgMatches, Args};
 use invsync_proto::exit::Exit;
-use invsync_proto::settings::{given, layer, path, FileValues, Setting, Source};
+use invsync_proto::settings::{FileValues, Setting, Source, given, layer, path};
 
 use super::exit_for;
 use crate::run::{RunOptions, run};
@@ -89,16 +89,34 @@ impl RunConfig {
         let file = FileValues::load(args.config.as_deref(), Path::new(DEFAULT_CONFIG), &KEYS)?;
         Ok(RunConfig {
             config_file: file.path.clone(),
-            data_dir: layer(given(&args.data_dir, matches, "data_dir", "INVAGENT_DIR"), &file, "data_dir", path, || {
-                PathBuf::from("/var/lib/invagent")
-            })?,
-            interval: layer(given(&args.interval, matches, "interval", "INVAGENT_INTERVAL"), &file, "interval", parse_interval, || {
-                Duration::from_secs(3600)
-            })?,
-            root: layer(given(&args.root, matches, "root", "INVAGENT_ROOT"), &file, "root", path, || PathBuf::from("/"))?,
-            splay: layer(given(&args.splay, matches, "splay", "INVAGENT_SPLAY"), &file, "splay", parse_splay, || {
-                Duration::from_secs(300)
-            })?,
+            data_dir: layer(
+                given(&args.data_dir, matches, "data_dir", "INVAGENT_DIR"),
+                &file,
+                "data_dir",
+                path,
+                || PathBuf::from("/var/lib/invagent"),
+            )?,
+            interval: layer(
+                given(&args.interval, matches, "interval", "INVAGENT_INTERVAL"),
+                &file,
+                "interval",
+                parse_interval,
+                || Duration::from_secs(3600),
+            )?,
+            root: layer(
+                given(&args.root, matches, "root", "INVAGENT_ROOT"),
+                &file,
+                "root",
+                path,
+                || PathBuf::from("/"),
+            )?,
+            splay: layer(
+                given(&args.splay, matches, "splay", "INVAGENT_SPLAY"),
+                &file,
+                "splay",
+                parse_splay,
+                || Duration::from_secs(300),
+            )?,
         })
     }
 
@@ -110,12 +128,31 @@ impl RunConfig {
             interval_source.push_str(" (the site's setting replaces it, when it sends one)");
         }
         let rows = [
-            ("data_dir", format!("{:?}", self.data_dir.value.display().to_string()), self.data_dir.source.to_string()),
-            ("interval", format!("{:?}", dur(&self.interval.value)), interval_source),
-            ("root", format!("{:?}", self.root.value.display().to_string()), self.root.source.to_string()),
-            ("splay", format!("{:?}", dur(&self.splay.value)), self.splay.source.to_string()),
+            (
+                "data_dir",
+                format!("{:?}", self.data_dir.value.display().to_string()),
+                self.data_dir.source.to_string(),
+            ),
+            (
+                "interval",
+                format!("{:?}", dur(&self.interval.value)),
+                interval_source,
+            ),
+            (
+                "root",
+                format!("{:?}", self.root.value.display().to_string()),
+                self.root.source.to_string(),
+            ),
+            (
+                "splay",
+                format!("{:?}", dur(&self.splay.value)),
+                self.splay.source.to_string(),
+            ),
         ];
-        let mut out: Vec<String> = rows.iter().map(|(k, v, s)| format!("{k} = {v:<24} # {s}")).collect();
+        let mut out: Vec<String> = rows
+            .iter()
+            .map(|(k, v, s)| format!("{k} = {v:<24} # {s}"))
+            .collect();
         out.push(match &self.config_file {
             Some(p) => format!("# configuration file: {}", p.display()),
             None => format!("# configuration file: none ({DEFAULT_CONFIG} does not exist)"),
@@ -162,7 +199,10 @@ pub fn apply(args: &RunArgs, matches: Option<&ArgMatches>) -> anyhow::Result<()>
     let config = RunConfig::resolve(args, matches)?;
     install_signal_handlers();
     let opts = RunOptions {
-        cycle: crate::cycle::CycleOptions { data_dir: config.data_dir.value, root: config.root.value },
+        cycle: crate::cycle::CycleOptions {
+            data_dir: config.data_dir.value,
+            root: config.root.value,
+        },
         interval: config.interval.value,
         site_interval_applies: config.interval.source == Source::Default,
         splay: config.splay.value,
@@ -190,7 +230,11 @@ mod tests {
     fn intervals_are_humantime_and_not_zero() {
         assert_eq!(parse_interval("1h").unwrap(), Duration::from_secs(3600));
         assert_eq!(parse_interval("30s").unwrap(), Duration::from_secs(30));
-        assert!(parse_interval("0s").unwrap_err().contains("longer than zero"));
+        assert!(
+            parse_interval("0s")
+                .unwrap_err()
+                .contains("longer than zero")
+        );
         assert!(parse_interval("often").is_err());
         assert_eq!(parse_splay("0s").unwrap(), Duration::ZERO);
     }

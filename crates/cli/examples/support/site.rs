@@ -63,7 +63,12 @@ pub struct Server {
 }
 
 impl Server {
-    pub fn start(invsite: &Path, code: &'static str, data_dir: &Path, log: &Path) -> Result<Server> {
+    pub fn start(
+        invsite: &Path,
+        code: &'static str,
+        data_dir: &Path,
+        log: &Path,
+    ) -> Result<Server> {
         let log_file = fs::File::create(log).context("could not create the server's log file")?;
         let mut child = Command::new(invsite)
             .args(["serve", "--data-dir", s(data_dir)])

@@ -34,12 +34,19 @@ fn every_command_that_needs_a_site_exits_3_without_one() {
             let mut args = command[1..].to_vec();
             args.extend_from_slice(&["--data-dir", dir]);
             let out = run_expect(command[0], &args, 3);
-            assert!(out.contains("site server") && out.contains(dir), "{command:?} at {dir}: {out}");
+            assert!(
+                out.contains("site server") && out.contains(dir),
+                "{command:?} at {dir}: {out}"
+            );
         }
     }
     // The same from $INVSITE_DIR.
     for command in SITE_COMMANDS {
-        let o = bin(command[0]).args(&command[1..]).env("INVSITE_DIR", "/nonexistent-site").output().unwrap();
+        let o = bin(command[0])
+            .args(&command[1..])
+            .env("INVSITE_DIR", "/nonexistent-site")
+            .output()
+            .unwrap();
         assert_eq!(code(&o), 3, "{command:?}: {}", stderr(&o));
     }
 
@@ -47,7 +54,10 @@ fn every_command_that_needs_a_site_exits_3_without_one() {
     // refuses with 3. (`enroll-secret` and `config` read only their own files.)
     let site = Site::init(tmp.path(), "S01");
     std::fs::remove_file(site.dir.join("admin.token")).unwrap();
-    for command in SITE_COMMANDS.iter().filter(|c| !matches!(c[1], "enroll-secret" | "config")) {
+    for command in SITE_COMMANDS
+        .iter()
+        .filter(|c| !matches!(c[1], "enroll-secret" | "config"))
+    {
         let mut args = command[1..].to_vec();
         args.extend_from_slice(&["--data-dir", site.data_dir()]);
         let out = run_expect(command[0], &args, 3);
@@ -75,19 +85,41 @@ fn invsite_clients_json_has_every_field() {
     keys.sort_unstable();
     assert_eq!(
         keys,
-        ["hw_updated_at", "hw_version", "id", "last_seen", "name", "pending_requests", "site", "sw_updated_at", "sw_version"]
+        [
+            "hw_updated_at",
+            "hw_version",
+            "id",
+            "last_seen",
+            "name",
+            "pending_requests",
+            "site",
+            "sw_updated_at",
+            "sw_version"
+        ]
     );
     assert_eq!(web["id"], show["id"]);
     assert_eq!(web["site"], "S01");
     assert_eq!(web["last_seen"], show["last_seen"]);
-    assert_eq!((web["hw_version"].as_i64(), web["sw_version"].as_i64()), (Some(1), Some(1)));
+    assert_eq!(
+        (web["hw_version"].as_i64(), web["sw_version"].as_i64()),
+        (Some(1), Some(1))
+    );
     assert_eq!(web["hw_updated_at"], show["hw"]["updated_at"]);
     assert_eq!(web["sw_updated_at"], show["sw"]["updated_at"]);
     assert_eq!(web["pending_requests"], 1);
     // A client that never reported has no versions or times yet, and says so with nulls.
     let db = &list[0];
-    for field in ["last_seen", "hw_version", "hw_updated_at", "sw_version", "sw_updated_at"] {
-        assert!(db[field].is_null(), "{field} of a client that never reported: {db}");
+    for field in [
+        "last_seen",
+        "hw_version",
+        "hw_updated_at",
+        "sw_version",
+        "sw_updated_at",
+    ] {
+        assert!(
+            db[field].is_null(),
+            "{field} of a client that never reported: {db}"
+        );
     }
     assert_eq!(db["pending_requests"], 0);
 
@@ -99,8 +131,12 @@ fn invsite_clients_json_has_every_field() {
 
 /// `setevnt NAME EVENT --json` at a site: the queued event.
 fn setevnt_json(site: &Site, name: &str, event: &str) -> Value {
-    let out = run_ok("setevnt", &[name, event, "--data-dir", site.data_dir(), "--json"]);
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("setevnt --json printed no JSON ({e}): {out}"))
+    let out = run_ok(
+        "setevnt",
+        &[name, event, "--data-dir", site.data_dir(), "--json"],
+    );
+    serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("setevnt --json printed no JSON ({e}): {out}"))
 }
 
 #[test]
@@ -112,12 +148,32 @@ fn setevnt_json_and_the_hinv_and_sinv_events_are_delivered_and_acknowledged() {
     agent.cycle();
 
     let hinv = setevnt_json(&site, "web01", "hinv");
-    let mut keys: Vec<&str> = hinv.as_object().unwrap().keys().map(String::as_str).collect();
+    let mut keys: Vec<&str> = hinv
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     keys.sort_unstable();
-    assert_eq!(keys, ["client", "created", "id", "requested_at", "state"], "{hinv}");
-    assert_eq!((hinv["client"].as_str(), hinv["created"].as_bool(), hinv["state"].as_str()), (Some("WEB01"), Some(true), Some("pending")));
+    assert_eq!(
+        keys,
+        ["client", "created", "id", "requested_at", "state"],
+        "{hinv}"
+    );
+    assert_eq!(
+        (
+            hinv["client"].as_str(),
+            hinv["created"].as_bool(),
+            hinv["state"].as_str()
+        ),
+        (Some("WEB01"), Some(true), Some("pending"))
+    );
     let again = setevnt_json(&site, "WEB01", "hinv");
-    assert_eq!((&again["id"], again["created"].as_bool()), (&hinv["id"], Some(false)), "one pending hinv stands for both");
+    assert_eq!(
+        (&again["id"], again["created"].as_bool()),
+        (&hinv["id"], Some(false)),
+        "one pending hinv stands for both"
+    );
     let sinv = setevnt_json(&site, "WEB01", "sinv");
     assert_ne!(sinv["id"], hinv["id"]);
     assert_eq!(sinv["created"], true);
@@ -134,9 +190,21 @@ fn setevnt_json_and_the_hinv_and_sinv_events_are_delivered_and_acknowledged() {
         ]
     );
     let events = site.show("WEB01")["events"].as_array().unwrap().clone();
-    let mut seen: Vec<(i64, &str, &str)> =
-        events.iter().map(|e| (e["id"].as_i64().unwrap(), e["event"].as_str().unwrap(), e["state"].as_str().unwrap())).collect();
+    let mut seen: Vec<(i64, &str, &str)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["id"].as_i64().unwrap(),
+                e["event"].as_str().unwrap(),
+                e["state"].as_str().unwrap(),
+            )
+        })
+        .collect();
     seen.sort_unstable();
-    assert_eq!(seen, [(h, "hinv", "complete"), (s, "sinv", "complete")], "{events:?}");
+    assert_eq!(
+        seen,
+        [(h, "hinv", "complete"), (s, "sinv", "complete")],
+        "{events:?}"
+    );
     site.stop();
 }

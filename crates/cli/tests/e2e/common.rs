@@ -2,8 +2,6 @@
 //! processes, real `invagent` cycles against fixture roots, and the admin tools, all run as
 //! the built binaries a user would run.
 
-
-
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command as StdCommand, Output, Stdio};
@@ -20,7 +18,12 @@ pub fn bin(name: &str) -> StdCommand {
 
 /// Runs a binary to completion and returns its output.
 pub fn run(name: &str, args: &[&str]) -> Output {
-    bin(name).args(args).env_remove("INVSITE_DIR").env_remove("INVAGENT_DIR").output().unwrap()
+    bin(name)
+        .args(args)
+        .env_remove("INVSITE_DIR")
+        .env_remove("INVAGENT_DIR")
+        .output()
+        .unwrap()
 }
 
 pub fn code(o: &Output) -> i32 {
@@ -55,7 +58,9 @@ pub fn run_expect(name: &str, args: &[&str], expected: i32) -> String {
 
 /// A copy of a fixture root under `tests/fixtures`, so a test may change it.
 pub fn fixture_copy(name: &str, into: &Path) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(name);
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(name);
     let dst = into.join(format!("root-{name}"));
     copy_dir(&src, &dst);
     dst
@@ -124,28 +129,44 @@ impl PgDb {
     pub fn create() -> PgDb {
         use std::sync::atomic::{AtomicUsize, Ordering};
         static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let admin_url = std::env::var("INVSYNC_TEST_POSTGRES")
-            .unwrap_or_else(|_| panic!("INVSYNC_TEST_POSTGRES is not set: this test needs a PostgreSQL database"));
+        let admin_url = std::env::var("INVSYNC_TEST_POSTGRES").unwrap_or_else(|_| {
+            panic!("INVSYNC_TEST_POSTGRES is not set: this test needs a PostgreSQL database")
+        });
         let admin_url = admin_url.split('?').next().unwrap().to_string();
         let (server, base) = admin_url.rsplit_once('/').expect("a URL ending in /DBNAME");
-        let name = format!("{base}_e2e_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+        let name = format!(
+            "{base}_e2e_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
         psql(&admin_url, &format!("CREATE DATABASE {name}"));
         let url = format!("{server}/{name}");
-        PgDb { admin_url, name, url }
+        PgDb {
+            admin_url,
+            name,
+            url,
+        }
     }
 }
 
 impl Drop for PgDb {
     fn drop(&mut self) {
         let _ = StdCommand::new("psql")
-            .args([self.admin_url.as_str(), "-Atqc", &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)])
+            .args([
+                self.admin_url.as_str(),
+                "-Atqc",
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+            ])
             .output();
     }
 }
 
 /// Runs one SQL statement with `psql` and asserts it worked.
 pub fn psql(url: &str, sql: &str) -> String {
-    let o = StdCommand::new("psql").args([url, "-Atqc", sql]).output().expect("psql is installed");
+    let o = StdCommand::new("psql")
+        .args([url, "-Atqc", sql])
+        .output()
+        .expect("psql is installed");
     assert!(o.status.success(), "psql {sql:?}: {}", stderr(&o));
     stdout(&o)
 }
@@ -167,7 +188,12 @@ impl Site {
 
     /// A site another command made (the quickstart), for the helpers that read it.
     pub fn existing(dir: PathBuf) -> Site {
-        Site { dir, child: None, url: String::new(), pg: None }
+        Site {
+            dir,
+            child: None,
+            url: String::new(),
+            pg: None,
+        }
     }
 
     /// `invsite init` on the given database, with extra arguments.
@@ -175,10 +201,25 @@ impl Site {
         let dir = tmp.join(format!("site-{code}"));
         let pg = (db == Db::Postgres).then(PgDb::create);
         let db_arg = pg.as_ref().map_or("sqlite", |p| p.url.as_str());
-        let mut args = vec!["init", "--data-dir", s(&dir), "--site-code", code, "--listen", "127.0.0.1:0", "--db", db_arg];
+        let mut args = vec![
+            "init",
+            "--data-dir",
+            s(&dir),
+            "--site-code",
+            code,
+            "--listen",
+            "127.0.0.1:0",
+            "--db",
+            db_arg,
+        ];
         args.extend_from_slice(extra);
         run_ok("invsite", &args);
-        Site { dir, child: None, url: String::new(), pg }
+        Site {
+            dir,
+            child: None,
+            url: String::new(),
+            pg,
+        }
     }
 
     /// `invsite init` of a child site of `parent` (which must be running), with a token the
@@ -190,12 +231,25 @@ impl Site {
     /// `invsite init` of a child site of `parent` on the given database.
     pub fn init_child_on(tmp: &Path, code: &str, parent: &Site, db: Db) -> Site {
         let token = parent.child_token(code);
-        Site::init_on(tmp, code, db, &["--parent", &parent.url, "--parent-token", &token])
+        Site::init_on(
+            tmp,
+            code,
+            db,
+            &["--parent", &parent.url, "--parent-token", &token],
+        )
     }
 
     /// `invsite child-token CODE` at this site.
     pub fn child_token(&self, code: &str) -> String {
-        run_ok("invsite", &["child-token", code, "--data-dir", self.data_dir()]).lines().next().unwrap_or_default().trim().to_string()
+        run_ok(
+            "invsite",
+            &["child-token", code, "--data-dir", self.data_dir()],
+        )
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string()
     }
 
     pub fn data_dir(&self) -> &str {
@@ -209,7 +263,11 @@ impl Site {
 
     /// Starts the server again on the address it had, so enrolled agents find it.
     pub fn restart(&mut self) {
-        let addr = self.url.split_once("://").map_or(self.url.as_str(), |(_, a)| a).to_string();
+        let addr = self
+            .url
+            .split_once("://")
+            .map_or(self.url.as_str(), |(_, a)| a)
+            .to_string();
         self.start_with(&["--listen", &addr]);
     }
 
@@ -226,8 +284,15 @@ impl Site {
             .unwrap();
         let mut lines = Lines::of(child.stdout.take().unwrap());
         // Bounded: a server that never says where it listens fails the test instead of hanging it.
-        let line = lines.next_within(60).unwrap_or_else(|| panic!("invsite serve printed no address within 60 s"));
-        let url = line.trim().rsplit(' ').next().unwrap_or_default().to_string();
+        let line = lines
+            .next_within(60)
+            .unwrap_or_else(|| panic!("invsite serve printed no address within 60 s"));
+        let url = line
+            .trim()
+            .rsplit(' ')
+            .next()
+            .unwrap_or_default()
+            .to_string();
         assert!(
             url.starts_with("http://127.0.0.1:") || url.starts_with("https://127.0.0.1:"),
             "unexpected first line from invsite serve: {line:?}"
@@ -241,7 +306,10 @@ impl Site {
         if let Some(mut child) = self.child.take() {
             unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
             let status = exit_within(&mut child, 60, "invsite serve after SIGTERM");
-            assert!(status.success(), "invsite serve exited {status} after SIGTERM");
+            assert!(
+                status.success(),
+                "invsite serve exited {status} after SIGTERM"
+            );
         }
     }
 
@@ -254,16 +322,23 @@ impl Site {
     }
 
     pub fn secret(&self) -> String {
-        run_ok("invsite", &["enroll-secret", "--data-dir", self.data_dir()]).trim().to_string()
+        run_ok("invsite", &["enroll-secret", "--data-dir", self.data_dir()])
+            .trim()
+            .to_string()
     }
 
     pub fn admin_token(&self) -> String {
-        run_ok("invsite", &["admin-token", "--data-dir", self.data_dir()]).trim().to_string()
+        run_ok("invsite", &["admin-token", "--data-dir", self.data_dir()])
+            .trim()
+            .to_string()
     }
 
     /// `invsite show NAME --json`.
     pub fn show(&self, name: &str) -> Value {
-        let out = run_ok("invsite", &["show", name, "--data-dir", self.data_dir(), "--json"]);
+        let out = run_ok(
+            "invsite",
+            &["show", name, "--data-dir", self.data_dir(), "--json"],
+        );
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("show printed no JSON ({e}): {out}"))
     }
 
@@ -272,12 +347,19 @@ impl Site {
         let mut args = vec!["history", name, "--data-dir", self.data_dir(), "--json"];
         args.extend_from_slice(extra);
         let out = run_ok("invsite", &args);
-        serde_json::from_str::<Value>(&out).unwrap().as_array().unwrap().clone()
+        serde_json::from_str::<Value>(&out)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone()
     }
 
     /// `invsite clients --json`.
     pub fn clients(&self) -> Value {
-        let out = run_ok("invsite", &["clients", "--data-dir", self.data_dir(), "--json"]);
+        let out = run_ok(
+            "invsite",
+            &["clients", "--data-dir", self.data_dir(), "--json"],
+        );
         serde_json::from_str(&out).unwrap()
     }
 }
@@ -304,7 +386,19 @@ impl Agent {
         let secret = site.secret();
         run_ok(
             "invagent",
-            &["enroll", "--data-dir", s(&dir), "--site", &site.url, "--secret", &secret, "--name", name, "--root", s(&root)],
+            &[
+                "enroll",
+                "--data-dir",
+                s(&dir),
+                "--site",
+                &site.url,
+                "--secret",
+                &secret,
+                "--name",
+                name,
+                "--root",
+                s(&root),
+            ],
         );
         Agent { dir, root }
     }
@@ -332,7 +426,13 @@ impl Agent {
         self.edit_paragraph(name, |p| {
             let lines: Vec<String> = p
                 .lines()
-                .map(|l| if l.starts_with("Version: ") { format!("Version: {version}") } else { l.to_string() })
+                .map(|l| {
+                    if l.starts_with("Version: ") {
+                        format!("Version: {version}")
+                    } else {
+                        l.to_string()
+                    }
+                })
                 .collect();
             Some(lines.join("\n"))
         });
@@ -365,24 +465,35 @@ impl Agent {
 
     /// The client token the agent authenticates with, from its state file.
     pub fn token(&self) -> String {
-        let state: Value = serde_json::from_str(&std::fs::read_to_string(self.dir.join("state.json")).unwrap()).unwrap();
+        let state: Value =
+            serde_json::from_str(&std::fs::read_to_string(self.dir.join("state.json")).unwrap())
+                .unwrap();
         state["token"].as_str().unwrap().to_string()
     }
 
     /// `invagent inventory CLASS --json` of this agent's root.
     pub fn inventory(&self, class: &str) -> Value {
-        let out = run_ok("invagent", &["inventory", class, "--root", s(&self.root), "--json"]);
+        let out = run_ok(
+            "invagent",
+            &["inventory", class, "--root", s(&self.root), "--json"],
+        );
         serde_json::from_str(&out).unwrap()
     }
 
     pub fn cycle(&self) -> String {
-        run_ok("invagent", &["cycle", "--data-dir", s(&self.dir), "--root", s(&self.root)])
+        run_ok(
+            "invagent",
+            &["cycle", "--data-dir", s(&self.dir), "--root", s(&self.root)],
+        )
     }
 
     /// `invagent cycle`, asserted to succeed: the summary lines it printed on stdout (its log
     /// goes to stderr).
     pub fn cycle_summary(&self) -> Vec<String> {
-        let o = run("invagent", &["cycle", "--data-dir", s(&self.dir), "--root", s(&self.root)]);
+        let o = run(
+            "invagent",
+            &["cycle", "--data-dir", s(&self.dir), "--root", s(&self.root)],
+        );
         assert_eq!(code(&o), 0, "invagent cycle:\n{}{}", stdout(&o), stderr(&o));
         stdout(&o).lines().map(str::to_string).collect()
     }
@@ -438,7 +549,11 @@ pub fn finish_within(mut child: Child, secs: u64, what: &str) -> Output {
         if Instant::now() >= deadline {
             let _ = child.kill();
             let out = child.wait_with_output().unwrap();
-            panic!("{what} did not exit within {secs} s\nstdout:\n{}\nstderr:\n{}", stdout(&out), stderr(&out));
+            panic!(
+                "{what} did not exit within {secs} s\nstdout:\n{}\nstderr:\n{}",
+                stdout(&out),
+                stderr(&out)
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -507,7 +622,9 @@ impl Daemon {
             .spawn()
             .unwrap();
         let d = Daemon { child, log };
-        wait_until(10, "the daemon's first cycle", || d.log_text().contains("Cycle result."));
+        wait_until(10, "the daemon's first cycle", || {
+            d.log_text().contains("Cycle result.")
+        });
         d
     }
 
@@ -522,7 +639,11 @@ impl Daemon {
     pub fn stop(mut self) {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let status = exit_within(&mut self.child, 60, "invagent run after SIGTERM");
-        assert!(status.success(), "invagent run exited {status} after SIGTERM:\n{}", self.log_text());
+        assert!(
+            status.success(),
+            "invagent run exited {status} after SIGTERM:\n{}",
+            self.log_text()
+        );
     }
 }
 

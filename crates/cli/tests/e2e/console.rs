@@ -8,7 +8,7 @@
 use invsync_proto::wire::{PackagePage, SoftwarePage};
 use serde_json::Value;
 
-use crate::common::{http, try_show, wait_until, Agent, Site};
+use crate::common::{Agent, Site, http, try_show, wait_until};
 
 /// A browser's view of one site's console: its cookies and the HTTP client.
 pub struct Console {
@@ -35,17 +35,29 @@ impl Console {
             .timeout_global(Some(std::time::Duration::from_secs(10)))
             .build()
             .into();
-        Console { base: site.url.clone(), agent, cookies: Vec::new() }
+        Console {
+            base: site.url.clone(),
+            agent,
+            cookies: Vec::new(),
+        }
     }
 
     fn cookie_header(&self) -> String {
-        self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 
     /// Keeps cookies as a browser would: a new value replaces the old, Max-Age=0 deletes.
     fn answer(&mut self, mut resp: ureq::http::Response<ureq::Body>) -> Answer {
-        let set_cookies: Vec<String> =
-            resp.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_string()).collect();
+        let set_cookies: Vec<String> = resp
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect();
         for c in &set_cookies {
             let (pair, attrs) = c.split_once(';').unwrap_or((c, ""));
             let (k, v) = pair.split_once('=').unwrap();
@@ -54,19 +66,38 @@ impl Console {
                 self.cookies.push((k.to_string(), v.to_string()));
             }
         }
-        let header = |name: &str| resp.headers().get(name).map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_string())
+                .unwrap_or_default()
+        };
         let (location, content_type) = (header("location"), header("content-type"));
         let status = resp.status().as_u16();
-        Answer { status, location, content_type, set_cookies, body: resp.body_mut().read_to_string().unwrap() }
+        Answer {
+            status,
+            location,
+            content_type,
+            set_cookies,
+            body: resp.body_mut().read_to_string().unwrap(),
+        }
     }
 
     pub fn get(&mut self, path: &str) -> Answer {
-        let resp = self.agent.get(format!("{}{path}", self.base)).header("Cookie", self.cookie_header()).call().unwrap();
+        let resp = self
+            .agent
+            .get(format!("{}{path}", self.base))
+            .header("Cookie", self.cookie_header())
+            .call()
+            .unwrap();
         self.answer(resp)
     }
 
     pub fn post(&mut self, path: &str, form: &[(&str, &str)], headers: &[(&str, &str)]) -> Answer {
-        let mut req = self.agent.post(format!("{}{path}", self.base)).header("Cookie", self.cookie_header());
+        let mut req = self
+            .agent
+            .post(format!("{}{path}", self.base))
+            .header("Cookie", self.cookie_header());
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
@@ -90,7 +121,10 @@ impl Console {
 /// The CSRF token in a page's first hidden `csrf` field.
 pub fn csrf_of(html: &str) -> String {
     let marker = r#"name="csrf" value=""#;
-    let at = html.find(marker).unwrap_or_else(|| panic!("no csrf field in {html}")) + marker.len();
+    let at = html
+        .find(marker)
+        .unwrap_or_else(|| panic!("no csrf field in {html}"))
+        + marker.len();
     html[at..].split('"').next().unwrap().to_string()
 }
 
@@ -112,12 +146,20 @@ fn console_needs_a_session_a_csrf_token_and_queues_like_invsync() {
     assert_eq!(c.get("/").location, "/console/");
     for path in ["/console/", "/console/clients", "/console/clients/WEB01"] {
         let a = c.get(path);
-        assert_eq!((a.status, a.location.as_str()), (303, "/console/login"), "{path}");
+        assert_eq!(
+            (a.status, a.location.as_str()),
+            (303, "/console/login"),
+            "{path}"
+        );
     }
     let a = c.post("/console/clients/WEB01/resync-sw", &[("csrf", "x")], &[]);
     assert_eq!((a.status, a.location.as_str()), (303, "/console/login"));
     // htmx (search while typing) is told to go to the login page instead of swapping it in.
-    let resp = http().get(format!("{}/console/clients?q=w", site.url)).header("HX-Request", "true").call().unwrap();
+    let resp = http()
+        .get(format!("{}/console/clients?q=w", site.url))
+        .header("HX-Request", "true")
+        .call()
+        .unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers().get("hx-redirect").unwrap(), "/console/login");
     assert!(requests(&site, "WEB01").is_empty());
@@ -126,68 +168,144 @@ fn console_needs_a_session_a_csrf_token_and_queues_like_invsync() {
     let a = c.login("not-the-token");
     assert_eq!(a.status, 403);
     assert!(a.body.contains("wrong admin token"), "{}", a.body);
-    assert!(!a.set_cookies.iter().any(|s| s.starts_with("invsite_session=")), "{:?}", a.set_cookies);
+    assert!(
+        !a.set_cookies
+            .iter()
+            .any(|s| s.starts_with("invsite_session=")),
+        "{:?}",
+        a.set_cookies
+    );
     assert!(!c.has_session());
 
     // A login form posted from elsewhere (no login cookie, so no matching CSRF value) is
     // refused even with the right token.
     let mut other = Console::new(&site);
-    let a = other.post("/console/login", &[("csrf", "0123"), ("token", &token)], &[]);
+    let a = other.post(
+        "/console/login",
+        &[("csrf", "0123"), ("token", &token)],
+        &[],
+    );
     assert_eq!(a.status, 403);
     assert!(a.body.contains("CSRF"), "{}", a.body);
     assert!(!other.has_session());
 
     // The right token: a session cookie a script cannot read and no other site's form sends.
     let a = c.login(&token);
-    assert_eq!((a.status, a.location.as_str()), (303, "/console/"), "{}", a.body);
-    let cookie = a.set_cookies.iter().find(|s| s.starts_with("invsite_session=")).expect("a session cookie");
-    let value = cookie.split(';').next().unwrap().trim_start_matches("invsite_session=");
+    assert_eq!(
+        (a.status, a.location.as_str()),
+        (303, "/console/"),
+        "{}",
+        a.body
+    );
+    let cookie = a
+        .set_cookies
+        .iter()
+        .find(|s| s.starts_with("invsite_session="))
+        .expect("a session cookie");
+    let value = cookie
+        .split(';')
+        .next()
+        .unwrap()
+        .trim_start_matches("invsite_session=");
     assert_eq!(value.len(), 64, "256 random bits in hex: {cookie}");
     for attr in ["HttpOnly", "SameSite=Strict", "Path=/console"] {
         assert!(cookie.contains(attr), "{attr} missing: {cookie}");
     }
-    assert!(!cookie.contains("Secure"), "plain HTTP on loopback: a Secure cookie would never come back");
+    assert!(
+        !cookie.contains("Secure"),
+        "plain HTTP on loopback: a Secure cookie would never come back"
+    );
 
     let overview = c.get("/console/");
     assert_eq!(overview.status, 200);
     assert!(overview.body.contains("Site S01"), "{}", overview.body);
     let list = c.get("/console/clients?q=web&sort=last_seen&desc=1");
     assert_eq!(list.status, 200);
-    assert!(list.body.contains("WEB01") && list.body.contains("1 clients"), "{}", list.body);
-    assert!(c.get("/console/clients?q=nomatch").body.contains("0 clients"));
+    assert!(
+        list.body.contains("WEB01") && list.body.contains("1 clients"),
+        "{}",
+        list.body
+    );
+    assert!(
+        c.get("/console/clients?q=nomatch")
+            .body
+            .contains("0 clients")
+    );
     let page = c.get("/console/clients/WEB01?filter=bash");
     assert_eq!(page.status, 200);
-    assert!(page.body.contains("dpkg/bash/"), "the filtered package list shows bash");
-    assert!(!page.body.contains("dpkg/gzip/"), "and not what the filter leaves out");
+    assert!(
+        page.body.contains("dpkg/bash/"),
+        "the filtered package list shows bash"
+    );
+    assert!(
+        !page.body.contains("dpkg/gzip/"),
+        "and not what the filter leaves out"
+    );
     let csrf = csrf_of(&page.body);
 
     // A button without the session's CSRF token, or with another, is refused; nothing is stored.
     let a = c.post("/console/clients/WEB01/resync-sw", &[], &[]);
     assert_eq!(a.status, 403);
     assert!(a.body.contains("CSRF token"), "{}", a.body);
-    let a = c.post("/console/clients/WEB01/resync-sw", &[("csrf", &"0".repeat(64))], &[]);
+    let a = c.post(
+        "/console/clients/WEB01/resync-sw",
+        &[("csrf", &"0".repeat(64))],
+        &[],
+    );
     assert_eq!(a.status, 403);
-    assert!(requests(&site, "WEB01").is_empty(), "a refused form stores nothing");
+    assert!(
+        requests(&site, "WEB01").is_empty(),
+        "a refused form stores nothing"
+    );
 
     // With it: the same request `invsync sw WEB01` makes, then back to the page with a message.
     let a = c.post("/console/clients/WEB01/resync-sw", &[("csrf", &csrf)], &[]);
-    assert_eq!((a.status, a.location.as_str()), (303, "/console/clients/WEB01"), "{}", a.body);
+    assert_eq!(
+        (a.status, a.location.as_str()),
+        (303, "/console/clients/WEB01"),
+        "{}",
+        a.body
+    );
     let stored = requests(&site, "WEB01");
     assert_eq!(stored.len(), 1);
-    assert_eq!((stored[0]["class"].as_str(), stored[0]["state"].as_str()), (Some("sw"), Some("pending")));
+    assert_eq!(
+        (stored[0]["class"].as_str(), stored[0]["state"].as_str()),
+        (Some("sw"), Some("pending"))
+    );
     let page = c.get("/console/clients/WEB01");
-    assert!(page.body.contains("Queued software resync request"), "{}", page.body);
+    assert!(
+        page.body.contains("Queued software resync request"),
+        "{}",
+        page.body
+    );
     let overview = c.get("/console/");
-    assert!(overview.body.contains("Resync requests pending</th><td>1</td>"), "{}", overview.body);
-    assert!(overview.body.contains(r#"<a href="/console/clients/WEB01">WEB01</a>"#), "listed as pending");
+    assert!(
+        overview
+            .body
+            .contains("Resync requests pending</th><td>1</td>"),
+        "{}",
+        overview.body
+    );
+    assert!(
+        overview
+            .body
+            .contains(r#"<a href="/console/clients/WEB01">WEB01</a>"#),
+        "listed as pending"
+    );
     // htmx sends the token in a header instead of the form.
-    let a = c.post("/console/clients/WEB01/cycle", &[], &[("X-CSRF-Token", &csrf)]);
+    let a = c.post(
+        "/console/clients/WEB01/cycle",
+        &[],
+        &[("X-CSRF-Token", &csrf)],
+    );
     assert_eq!(a.status, 303, "{}", a.body);
     assert_eq!(site.show("WEB01")["events"][0]["event"], "cycle");
 
     agent.cycle();
     wait_until(10, "the console shows the request complete", || {
-        c.get("/console/clients/WEB01").body.contains(r#"<td class="state">complete</td>"#)
+        c.get("/console/clients/WEB01")
+            .body
+            .contains(r#"<td class="state">complete</td>"#)
     });
 
     // The static files come from the binary, cached for long.
@@ -213,30 +331,54 @@ fn console_refuses_a_child_sites_client_with_the_owner_and_stores_nothing() {
     child.start();
     let agent = Agent::enroll(tmp.path(), &child, "debian", "db01");
     agent.cycle();
-    wait_until(15, "the parent holds DB01", || try_show(&parent, "DB01", &[]).is_some());
+    wait_until(15, "the parent holds DB01", || {
+        try_show(&parent, "DB01", &[]).is_some()
+    });
 
     let mut c = Console::new(&parent);
     assert_eq!(c.login(&parent.admin_token()).status, 303);
     let list = c.get("/console/clients?q=db01");
-    assert!(list.body.contains("/console/clients/DB01?site=C01"), "{}", list.body);
+    assert!(
+        list.body.contains("/console/clients/DB01?site=C01"),
+        "{}",
+        list.body
+    );
     let page = c.get("/console/clients/DB01?site=C01");
     assert_eq!(page.status, 200, "{}", page.body);
     assert!(page.body.contains("a site below this one"));
     let csrf = csrf_of(&page.body);
 
     for action in ["resync-sw", "resync-hw", "cycle"] {
-        let a = c.post(&format!("/console/clients/DB01/{action}"), &[("csrf", &csrf), ("site", "C01")], &[]);
-        assert_eq!((a.status, a.location.as_str()), (303, "/console/clients/DB01?site=C01"), "{}", a.body);
+        let a = c.post(
+            &format!("/console/clients/DB01/{action}"),
+            &[("csrf", &csrf), ("site", "C01")],
+            &[],
+        );
+        assert_eq!(
+            (a.status, a.location.as_str()),
+            (303, "/console/clients/DB01?site=C01"),
+            "{}",
+            a.body
+        );
         let page = c.get("/console/clients/DB01?site=C01");
         // The ownership module's sentence, as `invsync`/`setevnt` print it.
-        assert!(page.body.contains("belongs to site C01"), "{action}: {}", page.body);
+        assert!(
+            page.body.contains("belongs to site C01"),
+            "{action}: {}",
+            page.body
+        );
         assert!(page.body.contains("not to this site P01"), "{action}");
         assert!(page.body.contains("run it on the owning site"), "{action}");
     }
     let held = try_show(&parent, "DB01", &[]).unwrap();
     assert!(held["requests"].as_array().unwrap().is_empty(), "{held}");
     assert!(held["events"].as_array().unwrap().is_empty(), "{held}");
-    assert!(child.show("DB01")["requests"].as_array().unwrap().is_empty());
+    assert!(
+        child.show("DB01")["requests"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
     child.stop();
     parent.stop();
 }
@@ -276,13 +418,26 @@ fn console_software_lists_packages_across_clients_filters_versions_and_exports()
         "/console/software/libssl3/export.json",
     ] {
         let a = anon.get(path);
-        assert_eq!((a.status, a.location.as_str()), (303, "/console/login"), "{path}");
-        assert!(!a.body.contains("libssl3") && !a.body.contains("WEB01"), "{path} leaks: {}", a.body);
+        assert_eq!(
+            (a.status, a.location.as_str()),
+            (303, "/console/login"),
+            "{path}"
+        );
+        assert!(
+            !a.body.contains("libssl3") && !a.body.contains("WEB01"),
+            "{path} leaks: {}",
+            a.body
+        );
     }
 
     let mut c = Console::new(&site);
     assert_eq!(c.login(&site.admin_token()).status, 303);
-    assert!(c.get("/console/").body.contains(r#"<a href="/console/software">Software</a>"#), "in the navigation");
+    assert!(
+        c.get("/console/")
+            .body
+            .contains(r#"<a href="/console/software">Software</a>"#),
+        "in the navigation"
+    );
 
     // The package list: client counts, and each version with its own.
     let list = c.get("/console/software?q=LIBSSL");
@@ -297,35 +452,85 @@ fn console_software_lists_packages_across_clients_filters_versions_and_exports()
         assert!(list.body.contains(version), "{version}: {}", list.body);
     }
     let bash = c.get("/console/software?q=bash").body;
-    assert!(bash.contains(r#"class="package">bash</a></td><td class="count">3</td>"#), "{bash}");
+    assert!(
+        bash.contains(r#"class="package">bash</a></td><td class="count">3</td>"#),
+        "{bash}"
+    );
     // 50 packages a page; the next page holds the rest.
     let first = c.get("/console/software?q=zz-extra").body;
     assert!(first.contains("60 packages; 1–50 shown"), "{first}");
-    assert!(first.contains("zz-extra49<") && !first.contains("zz-extra50<"), "{first}");
-    assert!(first.contains(r#"href="/console/software?q=zz-extra&#38;offset=50" rel="next""#), "{first}");
+    assert!(
+        first.contains("zz-extra49<") && !first.contains("zz-extra50<"),
+        "{first}"
+    );
+    assert!(
+        first.contains(r#"href="/console/software?q=zz-extra&#38;offset=50" rel="next""#),
+        "{first}"
+    );
     let second = c.get("/console/software?q=zz-extra&offset=50").body;
-    assert!(second.contains("51–60 shown") && second.contains("zz-extra59<"), "{second}");
+    assert!(
+        second.contains("51–60 shown") && second.contains("zz-extra59<"),
+        "{second}"
+    );
 
     // One package: the clients having it, each linking to its page.
     let page = c.get("/console/software/libssl3");
     assert_eq!(page.status, 200, "{}", page.body);
     assert!(page.body.contains("2 clients have it"), "{}", page.body);
-    assert!(page.body.contains(r#"<a href="/console/clients/WEB01" class="client">WEB01</a>"#), "{}", page.body);
-    assert!(page.body.contains(r#"<a href="/console/clients/WEB02" class="client">WEB02</a>"#), "{}", page.body);
-    assert!(!page.body.contains("DB01"), "DB01 has no libssl3: {}", page.body);
+    assert!(
+        page.body
+            .contains(r#"<a href="/console/clients/WEB01" class="client">WEB01</a>"#),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body
+            .contains(r#"<a href="/console/clients/WEB02" class="client">WEB02</a>"#),
+        "{}",
+        page.body
+    );
+    assert!(
+        !page.body.contains("DB01"),
+        "DB01 has no libssl3: {}",
+        page.body
+    );
     // A version range narrows them, in dpkg's order.
     let narrow = c.get("/console/software/libssl3?version=%3E%3D3.0%2C%3C3.1");
     assert_eq!(narrow.status, 200, "{}", narrow.body);
-    assert!(narrow.body.contains("1 client has it in this range"), "{}", narrow.body);
-    assert!(narrow.body.contains(">WEB01</a>") && !narrow.body.contains(">WEB02</a>"), "{}", narrow.body);
-    assert!(narrow.body.contains(r#"<td class="version">3.0.19-1~deb12u2</td>"#), "{}", narrow.body);
-    let newer = c.get("/console/software/libssl3?version=%3E3.0.19-1~deb12u2").body;
-    assert!(newer.contains(">WEB02</a>") && !newer.contains(">WEB01</a>"), "{newer}");
+    assert!(
+        narrow.body.contains("1 client has it in this range"),
+        "{}",
+        narrow.body
+    );
+    assert!(
+        narrow.body.contains(">WEB01</a>") && !narrow.body.contains(">WEB02</a>"),
+        "{}",
+        narrow.body
+    );
+    assert!(
+        narrow
+            .body
+            .contains(r#"<td class="version">3.0.19-1~deb12u2</td>"#),
+        "{}",
+        narrow.body
+    );
+    let newer = c
+        .get("/console/software/libssl3?version=%3E3.0.19-1~deb12u2")
+        .body;
+    assert!(
+        newer.contains(">WEB02</a>") && !newer.contains(">WEB01</a>"),
+        "{newer}"
+    );
     // A malformed range: 400, the parser's sentence, the form still holding what was typed.
     let bad = c.get("/console/software/libssl3?version=%3E%3D");
     assert_eq!(bad.status, 400, "{}", bad.body);
     assert!(bad.body.contains("names no version"), "{}", bad.body);
-    assert!(bad.body.contains(r#"name="version" id="version" value="&#62;=""#), "{}", bad.body);
+    assert!(
+        bad.body
+            .contains(r#"name="version" id="version" value="&#62;=""#),
+        "{}",
+        bad.body
+    );
     assert!(!bad.body.contains(">WEB01</a>"), "no list beside the error");
     let bad = c.get("/console/software/libssl3/export.csv?version=1%202");
     assert_eq!(bad.status, 400, "{}", bad.body);
@@ -333,26 +538,66 @@ fn console_software_lists_packages_across_clients_filters_versions_and_exports()
 
     // Exports: the same CSV as the admin API, every row, with the page's filter.
     let csv = c.get("/console/software/libssl3/export.csv?version=%3E%3D3.0%2C%3C3.1");
-    assert_eq!((csv.status, csv.content_type.as_str()), (200, "text/csv; charset=utf-8"), "{}", csv.body);
+    assert_eq!(
+        (csv.status, csv.content_type.as_str()),
+        (200, "text/csv; charset=utf-8"),
+        "{}",
+        csv.body
+    );
     assert_eq!(
         csv.body,
-        format!("client,client_id,site,name,version,arch,source\r\nWEB01,{web01_id},S01,libssl3,3.0.19-1~deb12u2,amd64,dpkg\r\n")
+        format!(
+            "client,client_id,site,name,version,arch,source\r\nWEB01,{web01_id},S01,libssl3,3.0.19-1~deb12u2,amd64,dpkg\r\n"
+        )
     );
     let json = c.get("/console/software/libssl3/export.json");
-    assert_eq!((json.status, json.content_type.as_str()), (200, "application/json"), "{}", json.body);
-    let holders: SoftwarePage = serde_json::from_str(&json.body).unwrap_or_else(|e| panic!("{e}: {}", json.body));
-    let rows: Vec<(&str, &str)> = holders.holders.iter().map(|h| (h.client.as_str(), h.version.as_str())).collect();
-    assert_eq!((holders.total, rows), (2, vec![("WEB01", "3.0.19-1~deb12u2"), ("WEB02", "3.1.4-1")]));
+    assert_eq!(
+        (json.status, json.content_type.as_str()),
+        (200, "application/json"),
+        "{}",
+        json.body
+    );
+    let holders: SoftwarePage =
+        serde_json::from_str(&json.body).unwrap_or_else(|e| panic!("{e}: {}", json.body));
+    let rows: Vec<(&str, &str)> = holders
+        .holders
+        .iter()
+        .map(|h| (h.client.as_str(), h.version.as_str()))
+        .collect();
+    assert_eq!(
+        (holders.total, rows),
+        (2, vec![("WEB01", "3.0.19-1~deb12u2"), ("WEB02", "3.1.4-1")])
+    );
     let csv = c.get("/console/software.csv?q=libssl");
-    assert_eq!(csv.body, "name,clients,version,version_clients\r\nlibssl3,2,3.0.19-1~deb12u2,1\r\nlibssl3,2,3.1.4-1,1\r\n");
+    assert_eq!(
+        csv.body,
+        "name,clients,version,version_clients\r\nlibssl3,2,3.0.19-1~deb12u2,1\r\nlibssl3,2,3.1.4-1,1\r\n"
+    );
     let all = c.get("/console/software.csv?q=zz-extra");
-    assert_eq!(all.body.lines().count(), 61, "a header and every package, not one page: {}", all.body);
+    assert_eq!(
+        all.body.lines().count(),
+        61,
+        "a header and every package, not one page: {}",
+        all.body
+    );
     let json = c.get("/console/software.json?q=zz-extra");
-    let packages: PackagePage = serde_json::from_str(&json.body).unwrap_or_else(|e| panic!("{e}: {}", json.body));
+    let packages: PackagePage =
+        serde_json::from_str(&json.body).unwrap_or_else(|e| panic!("{e}: {}", json.body));
     assert_eq!((packages.total, packages.packages.len()), (60, 60));
     assert_eq!(packages.packages[0].clients, 1);
     // The page's export links carry its filter.
-    assert!(narrow.body.contains(r#"href="/console/software/libssl3/export.csv?version=%3E%3D3.0%2C%3C3.1""#), "{}", narrow.body);
-    assert!(list.body.contains(r#"href="/console/software.json?q=LIBSSL""#), "{}", list.body);
+    assert!(
+        narrow
+            .body
+            .contains(r#"href="/console/software/libssl3/export.csv?version=%3E%3D3.0%2C%3C3.1""#),
+        "{}",
+        narrow.body
+    );
+    assert!(
+        list.body
+            .contains(r#"href="/console/software.json?q=LIBSSL""#),
+        "{}",
+        list.body
+    );
     site.stop();
 }

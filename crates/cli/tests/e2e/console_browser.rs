@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use crate::common::{Agent, Site};
 
@@ -38,7 +38,11 @@ impl Browser {
                 "{what} is not installed at {path}: run scripts/install-browser.sh (apt-get install chromium chromium-driver) before this test"
             );
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let driver = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
@@ -53,11 +57,18 @@ impl Browser {
         let base = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let ready = http.get(format!("{base}/status")).call().ok().and_then(|mut r| r.body_mut().read_json::<Value>().ok());
+            let ready = http
+                .get(format!("{base}/status"))
+                .call()
+                .ok()
+                .and_then(|mut r| r.body_mut().read_json::<Value>().ok());
             if ready.is_some_and(|v| v["value"]["ready"] == true) {
                 break;
             }
-            assert!(Instant::now() < deadline, "chromedriver did not become ready on port {port}");
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver did not become ready on port {port}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         let profile = tempfile::tempdir().unwrap();
@@ -78,9 +89,18 @@ impl Browser {
             "browserName": "chrome",
             "goog:chromeOptions": {"binary": CHROMIUM, "args": args},
         }}});
-        let mut b = Browser { driver, base, session: String::new(), http, _profile: profile };
+        let mut b = Browser {
+            driver,
+            base,
+            session: String::new(),
+            http,
+            _profile: profile,
+        };
         let v = b.call("POST", "/session", Some(caps));
-        b.session = v["sessionId"].as_str().unwrap_or_else(|| panic!("no WebDriver session: {v}")).to_string();
+        b.session = v["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no WebDriver session: {v}"))
+            .to_string();
         b
     }
 
@@ -90,12 +110,18 @@ impl Browser {
         let resp = match (method, body) {
             ("GET", _) => self.http.get(&url).call(),
             ("DELETE", _) => self.http.delete(&url).call(),
-            (_, body) => self.http.post(&url).send_json(body.unwrap_or_else(|| json!({}))),
+            (_, body) => self
+                .http
+                .post(&url)
+                .send_json(body.unwrap_or_else(|| json!({}))),
         };
         let mut resp = resp.unwrap_or_else(|e| panic!("WebDriver {method} {path}: {e}"));
         let status = resp.status().as_u16();
         let v: Value = resp.body_mut().read_json().unwrap();
-        assert!(status < 400, "WebDriver {method} {path} answered {status}: {v}");
+        assert!(
+            status < 400,
+            "WebDriver {method} {path} answered {status}: {v}"
+        );
         v["value"].clone()
     }
 
@@ -108,7 +134,10 @@ impl Browser {
     }
 
     fn source(&self) -> String {
-        self.call("GET", &self.s("/source"), None).as_str().unwrap_or_default().to_string()
+        self.call("GET", &self.s("/source"), None)
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 
     /// The element a CSS selector finds, waiting for it (pages load and htmx swaps).
@@ -120,23 +149,44 @@ impl Browser {
                 .post(format!("{}{}", self.base, self.s("/element")))
                 .send_json(json!({"using": "css selector", "value": css}));
             // 404 "no such element" while the page is still loading: try again.
-            if let Ok(mut r) = resp.map_err(drop).and_then(|r| if r.status().as_u16() == 200 { Ok(r) } else { Err(()) }) {
+            if let Ok(mut r) = resp.map_err(drop).and_then(|r| {
+                if r.status().as_u16() == 200 {
+                    Ok(r)
+                } else {
+                    Err(())
+                }
+            }) {
                 let v: Value = r.body_mut().read_json().unwrap();
-                return v["value"][ELEMENT].as_str().unwrap_or_else(|| panic!("no element reference in {v}")).to_string();
+                return v["value"][ELEMENT]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("no element reference in {v}"))
+                    .to_string();
             }
-            assert!(Instant::now() < deadline, "no element {css} on the page: {}", self.source());
+            assert!(
+                Instant::now() < deadline,
+                "no element {css} on the page: {}",
+                self.source()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
 
     fn click(&self, css: &str) {
         let id = self.find(css);
-        self.call("POST", &self.s(&format!("/element/{id}/click")), Some(json!({})));
+        self.call(
+            "POST",
+            &self.s(&format!("/element/{id}/click")),
+            Some(json!({})),
+        );
     }
 
     fn type_into(&self, css: &str, text: &str) {
         let id = self.find(css);
-        self.call("POST", &self.s(&format!("/element/{id}/value")), Some(json!({ "text": text })));
+        self.call(
+            "POST",
+            &self.s(&format!("/element/{id}/value")),
+            Some(json!({ "text": text })),
+        );
     }
 
     /// Waits until the page's source contains `text`, reloading it first when `reload`.
@@ -149,7 +199,11 @@ impl Browser {
             if self.source().contains(text) {
                 return;
             }
-            assert!(Instant::now() < deadline, "the page never showed {text:?}: {}", self.source());
+            assert!(
+                Instant::now() < deadline,
+                "the page never showed {text:?}: {}",
+                self.source()
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -163,7 +217,10 @@ impl Browser {
 impl Drop for Browser {
     fn drop(&mut self) {
         if !self.session.is_empty() {
-            let _ = self.http.delete(format!("{}/session/{}", self.base, self.session)).call();
+            let _ = self
+                .http
+                .delete(format!("{}/session/{}", self.base, self.session))
+                .call();
         }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
@@ -187,7 +244,10 @@ fn base64_decode(s: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
     for chunk in bytes.chunks(4) {
         let data: Vec<u8> = chunk.iter().copied().filter(|&c| c != b'=').collect();
-        let n = data.iter().enumerate().fold(0u32, |acc, (i, &c)| acc | (value(c) << (18 - 6 * i)));
+        let n = data
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, &c)| acc | (value(c) << (18 - 6 * i)));
         out.extend_from_slice(&n.to_be_bytes()[1..data.len()]);
     }
     out
@@ -236,7 +296,11 @@ fn browser_logs_in_resyncs_software_and_sees_it_complete() {
     assert_eq!(site.show("WEB01")["requests"][0]["state"], "complete");
 
     let png = b.screenshot();
-    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 1000, "not a PNG screenshot ({} bytes)", png.len());
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 1000,
+        "not a PNG screenshot ({} bytes)",
+        png.len()
+    );
     let path = artifacts_dir().join("console-client.png");
     std::fs::write(&path, &png).unwrap();
     eprintln!("screenshot of the client page: {}", path.display());

@@ -3,14 +3,20 @@
 //! stored once, a delta against the wrong base stores nothing, and a restored site database or
 //! a wiped agent heal themselves in one cycle.
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use crate::common::*;
 
 fn keys(history: &[Value]) -> Vec<(String, bool, bool)> {
     history
         .iter()
-        .map(|h| (h["key"].as_str().unwrap().to_string(), h["old"].is_null(), h["new"].is_null()))
+        .map(|h| {
+            (
+                h["key"].as_str().unwrap().to_string(),
+                h["old"].is_null(),
+                h["new"].is_null(),
+            )
+        })
         .collect()
 }
 
@@ -25,7 +31,10 @@ fn deltas_with_history(db: Db) {
     let v1 = site.show("DELTAS");
     let full_at = v1["sw"]["full_at"].clone();
     assert_eq!(v1["sw"]["version"], 1);
-    assert!(site.history("DELTAS", &[]).is_empty(), "the first snapshot is not a change");
+    assert!(
+        site.history("DELTAS", &[]).is_empty(),
+        "the first snapshot is not a change"
+    );
 
     agent.add_package("newpkg", "1.0-1");
     let out = agent.cycle();
@@ -62,17 +71,48 @@ fn deltas_with_history(db: Db) {
         ],
         "newest first: removed, changed, added"
     );
-    assert!(history.iter().all(|h| h["full"] == false && h["class"] == "sw"));
+    assert!(
+        history
+            .iter()
+            .all(|h| h["full"] == false && h["class"] == "sw")
+    );
     assert_eq!(history[1]["old"]["version"], "5.2.15-2+b8");
     assert_eq!(history[1]["new"]["version"], "5.2.15-3");
     assert!(site.history("DELTAS", &["--class", "hw"]).is_empty());
-    assert!(site.history("DELTAS", &["--since", "2099-01-01T00:00:00Z"]).is_empty());
+    assert!(
+        site.history("DELTAS", &["--since", "2099-01-01T00:00:00Z"])
+            .is_empty()
+    );
     assert_eq!(site.history("DELTAS", &["--since", "1h"]).len(), 3);
-    let text = run_ok("invsite", &["history", "DELTAS", "--data-dir", site.data_dir()]);
-    assert!(text.contains("~ dpkg/bash/amd64  version: 5.2.15-2+b8 -> 5.2.15-3"), "{text}");
-    assert!(text.contains("- dpkg/gzip/amd64") && text.contains("+ dpkg/newpkg/amd64"), "{text}");
-    run_expect("invsite", &["history", "NOBODY", "--data-dir", site.data_dir()], 4);
-    run_expect("invsite", &["history", "DELTAS", "--data-dir", site.data_dir(), "--since", "whenever"], 2);
+    let text = run_ok(
+        "invsite",
+        &["history", "DELTAS", "--data-dir", site.data_dir()],
+    );
+    assert!(
+        text.contains("~ dpkg/bash/amd64  version: 5.2.15-2+b8 -> 5.2.15-3"),
+        "{text}"
+    );
+    assert!(
+        text.contains("- dpkg/gzip/amd64") && text.contains("+ dpkg/newpkg/amd64"),
+        "{text}"
+    );
+    run_expect(
+        "invsite",
+        &["history", "NOBODY", "--data-dir", site.data_dir()],
+        4,
+    );
+    run_expect(
+        "invsite",
+        &[
+            "history",
+            "DELTAS",
+            "--data-dir",
+            site.data_dir(),
+            "--since",
+            "whenever",
+        ],
+        2,
+    );
     site.stop();
 }
 
@@ -104,10 +144,18 @@ fn duplicates_and_wrong_bases(db: Db) {
     let report = json!({ "report_id": "6f1e1a3c-0000-4000-8000-000000000001", "class": "sw",
                          "hash": hash, "kind": "full", "items": items });
     let (status, ack) = post_report(&site, &token, &report);
-    assert_eq!((status, ack["status"].as_str()), (200, Some("accepted")), "{ack}");
+    assert_eq!(
+        (status, ack["status"].as_str()),
+        (200, Some("accepted")),
+        "{ack}"
+    );
     assert_eq!(ack["version"], 2);
     let (status, ack) = post_report(&site, &token, &report);
-    assert_eq!((status, ack["status"].as_str()), (200, Some("duplicate")), "{ack}");
+    assert_eq!(
+        (status, ack["status"].as_str()),
+        (200, Some("duplicate")),
+        "{ack}"
+    );
     assert_eq!(ack["version"], 2);
     assert_eq!(site.show("DUPES")["sw"]["version"], 2);
 
@@ -133,7 +181,10 @@ fn duplicates_and_wrong_bases(db: Db) {
     let after = site.show("DUPES");
     assert_eq!(after["sw"]["version"], 2);
     assert_eq!(after["sw"]["items"], items);
-    assert!(site.history("DUPES", &[]).is_empty(), "no refused report left history");
+    assert!(
+        site.history("DUPES", &[]).is_empty(),
+        "no refused report left history"
+    );
 
     // A zstd bomb is refused as too large and stores nothing.
     let bomb = zstd_bomb();
@@ -151,12 +202,24 @@ fn duplicates_and_wrong_bases(db: Db) {
     // its next cycle sends the same items in full, and the site agrees with it from then on.
     assert_eq!(
         agent.cycle_summary(),
-        ["hw: unchanged (version 1)", "sw: sent full report (the site holds version 2 with another hash), site now at version 3"]
+        [
+            "hw: unchanged (version 1)",
+            "sw: sent full report (the site holds version 2 with another hash), site now at version 3"
+        ]
     );
     let v = site.show("DUPES");
-    assert_eq!((v["sw"]["version"].as_i64(), &v["sw"]["items"]), (Some(3), &items));
-    assert!(site.history("DUPES", &[]).is_empty(), "the same items again are no change");
-    assert_eq!(agent.cycle_summary(), ["hw: unchanged (version 1)", "sw: unchanged (version 3)"]);
+    assert_eq!(
+        (v["sw"]["version"].as_i64(), &v["sw"]["items"]),
+        (Some(3), &items)
+    );
+    assert!(
+        site.history("DUPES", &[]).is_empty(),
+        "the same items again are no change"
+    );
+    assert_eq!(
+        agent.cycle_summary(),
+        ["hw: unchanged (version 1)", "sw: unchanged (version 3)"]
+    );
     site.stop();
 }
 
@@ -190,7 +253,11 @@ fn a_restored_site_database_heals_in_one_cycle() {
     std::fs::remove_dir_all(&site.dir).unwrap();
     copy_dir(&backup, &site.dir);
     // A plain copy leaves the directory open to others; the site refuses to start like that.
-    std::fs::set_permissions(&site.dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    std::fs::set_permissions(
+        &site.dir,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
     site.restart();
     assert_eq!(site.show("RESTORED")["sw"]["version"], 1);
 
@@ -198,12 +265,18 @@ fn a_restored_site_database_heals_in_one_cycle() {
     assert!(out.contains("sw: sent full report"), "{out}");
     let v = site.show("RESTORED");
     let local = agent.inventory("sw");
-    assert_eq!(v["sw"]["items"], local["items"], "the site's snapshot equals the agent's exactly");
+    assert_eq!(
+        v["sw"]["items"], local["items"],
+        "the site's snapshot equals the agent's exactly"
+    );
     assert_eq!(v["sw"]["hash"], local["hash"]);
     assert_eq!(v["hw"]["hash"], agent.inventory("hw")["hash"]);
     // The next cycle has nothing to send.
     let out = agent.cycle();
-    assert!(out.contains("sw: unchanged") && out.contains("hw: unchanged"), "{out}");
+    assert!(
+        out.contains("sw: unchanged") && out.contains("hw: unchanged"),
+        "{out}"
+    );
     site.stop();
 }
 
@@ -224,7 +297,19 @@ fn a_wiped_agent_reenrolls_as_the_same_client_and_history_continues() {
     let secret = site.secret();
     let out = run_ok(
         "invagent",
-        &["enroll", "--data-dir", s(&agent.dir), "--site", &site.url, "--secret", &secret, "--name", "wiped", "--root", s(&agent.root)],
+        &[
+            "enroll",
+            "--data-dir",
+            s(&agent.dir),
+            "--site",
+            &site.url,
+            "--secret",
+            &secret,
+            "--name",
+            "wiped",
+            "--root",
+            s(&agent.root),
+        ],
     );
     assert!(out.contains("re-enrolled"), "the same machine: {out}");
     let out = agent.cycle();
@@ -234,8 +319,14 @@ fn a_wiped_agent_reenrolls_as_the_same_client_and_history_continues() {
     assert_eq!(v["sw"]["version"], 3);
     assert_eq!(v["sw"]["items"], agent.inventory("sw")["items"]);
     let history = site.history("WIPED", &["--class", "sw"]);
-    assert_eq!(keys(&history)[0], ("dpkg/grep/amd64".to_string(), false, false));
-    assert_eq!(history[0]["full"], true, "the full report recorded its difference");
+    assert_eq!(
+        keys(&history)[0],
+        ("dpkg/grep/amd64".to_string(), false, false)
+    );
+    assert_eq!(
+        history[0]["full"], true,
+        "the full report recorded its difference"
+    );
     assert_eq!(history.len(), 2, "history continues");
     site.stop();
 }

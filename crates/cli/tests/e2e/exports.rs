@@ -21,7 +21,8 @@ fn get_csv(site: &Site, path: &str) -> String {
 /// Every cell of every row, parsed as a spreadsheet would split them (RFC 4180).
 fn cells(csv: &str) -> Vec<Vec<String>> {
     let mut rows = Vec::new();
-    let (mut row, mut cell, mut quoted, mut chars) = (Vec::new(), String::new(), false, csv.chars().peekable());
+    let (mut row, mut cell, mut quoted, mut chars) =
+        (Vec::new(), String::new(), false, csv.chars().peekable());
     while let Some(c) = chars.next() {
         match (quoted, c) {
             (true, '"') if chars.peek() == Some(&'"') => {
@@ -47,7 +48,10 @@ fn cells(csv: &str) -> Vec<Vec<String>> {
 fn assert_inert(csv: &str) {
     for row in cells(csv) {
         for cell in row {
-            assert!(!cell.starts_with(['=', '+', '-', '@', '\t', '\r']), "a live formula {cell:?} in:\n{csv}");
+            assert!(
+                !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+                "a live formula {cell:?} in:\n{csv}"
+            );
         }
     }
 }
@@ -61,17 +65,36 @@ fn exports_neutralise_cells_a_spreadsheet_would_evaluate() {
     agent.add_package(EVIL, "=1+2");
     agent.cycle();
 
-    let api = get_csv(&site, "/api/v1/software/packages?search=hyperlink&format=csv");
+    let api = get_csv(
+        &site,
+        "/api/v1/software/packages?search=hyperlink&format=csv",
+    );
     assert_inert(&api);
     let rows = cells(&api);
-    assert_eq!(rows[1], [format!("'{EVIL}"), "1".to_string(), "'=1+2".to_string(), "1".to_string()], "{api}");
+    assert_eq!(
+        rows[1],
+        [
+            format!("'{EVIL}"),
+            "1".to_string(),
+            "'=1+2".to_string(),
+            "1".to_string()
+        ],
+        "{api}"
+    );
 
     let name = "%3DHYPERLINK(%22http:%2F%2Fevil.example%22,%22x%22)";
     let holders = get_csv(&site, &format!("/api/v1/software?name={name}&format=csv"));
     assert_inert(&holders);
     let rows = cells(&holders);
     assert_eq!(rows.len(), 2, "{holders}");
-    assert_eq!((rows[1][0].as_str(), rows[1][3].as_str(), rows[1][4].as_str()), ("WEB1", &*format!("'{EVIL}"), "'=1+2"));
+    assert_eq!(
+        (
+            rows[1][0].as_str(),
+            rows[1][3].as_str(),
+            rows[1][4].as_str()
+        ),
+        ("WEB1", &*format!("'{EVIL}"), "'=1+2")
+    );
 
     let mut console = Console::new(&site);
     console.login(&site.admin_token());

@@ -19,7 +19,14 @@ impl SmallDisk {
     fn mount(at: &Path, mib: u32) -> SmallDisk {
         std::fs::create_dir_all(at).unwrap();
         let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={mib}m,mode=0700"), "tmpfs", s(at)])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={mib}m,mode=0700"),
+                "tmpfs",
+                s(at),
+            ])
             .output()
             .expect("running mount");
         assert!(
@@ -55,12 +62,18 @@ impl Drop for SmallDisk {
 
 fn get(site: &Site, path: &str) -> (u16, String) {
     let mut resp = http().get(&format!("{}{path}", site.url)).call().unwrap();
-    (resp.status().as_u16(), resp.body_mut().read_to_string().unwrap())
+    (
+        resp.status().as_u16(),
+        resp.body_mut().read_to_string().unwrap(),
+    )
 }
 
 fn write_errors(site: &Site) -> u64 {
     let (_, page) = get(site, "/metrics");
-    let line = page.lines().find(|l| l.starts_with("invsite_store_write_errors_total ")).unwrap_or_else(|| panic!("{page}"));
+    let line = page
+        .lines()
+        .find(|l| l.starts_with("invsite_store_write_errors_total "))
+        .unwrap_or_else(|| panic!("{page}"));
     line.rsplit(' ').next().unwrap().parse().unwrap()
 }
 
@@ -88,11 +101,29 @@ fn a_full_disk_makes_healthz_say_503_until_space_returns() {
     let version_before = site.show("FULL1")["sw"]["version"].as_i64().unwrap();
 
     let filler = disk.fill();
-    let cycle = run("invagent", &["cycle", "--data-dir", s(&agent.dir), "--root", s(&agent.root)]);
-    assert_ne!(code(&cycle), 0, "the report cannot be stored on a full disk: {}", stdout(&cycle));
+    let cycle = run(
+        "invagent",
+        &[
+            "cycle",
+            "--data-dir",
+            s(&agent.dir),
+            "--root",
+            s(&agent.root),
+        ],
+    );
+    assert_ne!(
+        code(&cycle),
+        0,
+        "the report cannot be stored on a full disk: {}",
+        stdout(&cycle)
+    );
     let (status, body) = get(&site, "/healthz");
     assert_eq!(status, 503, "{body}");
-    assert!(body.starts_with("unavailable: the database refuses writes since ") && body.contains("full"), "{body}");
+    assert!(
+        body.starts_with("unavailable: the database refuses writes since ")
+            && body.contains("full"),
+        "{body}"
+    );
     let errors = write_errors(&site);
     assert!(errors >= 1, "{errors}");
 
@@ -101,9 +132,20 @@ fn a_full_disk_makes_healthz_say_503_until_space_returns() {
     assert_eq!(get(&site, "/healthz"), (200, "ok\n".to_string()));
     agent.cycle();
     let shown = site.show("FULL1");
-    assert!(shown["sw"]["version"].as_i64().unwrap() > version_before, "{}", shown["sw"]["version"]);
-    assert_eq!(shown["sw"]["items"]["dpkg/filler-package-with-a-long-name-19999/amd64"]["version"], "1.19999-1+some.longer.version.string");
+    assert!(
+        shown["sw"]["version"].as_i64().unwrap() > version_before,
+        "{}",
+        shown["sw"]["version"]
+    );
+    assert_eq!(
+        shown["sw"]["items"]["dpkg/filler-package-with-a-long-name-19999/amd64"]["version"],
+        "1.19999-1+some.longer.version.string"
+    );
     assert_eq!(get(&site, "/healthz"), (200, "ok\n".to_string()));
-    assert_eq!(write_errors(&site), errors, "no write failed after space returned");
+    assert_eq!(
+        write_errors(&site),
+        errors,
+        "no write failed after space returned"
+    );
     site.stop();
 }

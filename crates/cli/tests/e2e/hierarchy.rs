@@ -19,7 +19,13 @@ fn history_keys(site: &Site, name: &str, extra: &[&str]) -> Vec<(String, Value, 
     v.as_array()
         .unwrap()
         .iter()
-        .map(|h| (h["key"].as_str().unwrap().to_string(), h["old"].clone(), h["new"].clone()))
+        .map(|h| {
+            (
+                h["key"].as_str().unwrap().to_string(),
+                h["old"].clone(),
+                h["new"].clone(),
+            )
+        })
         .collect()
 }
 
@@ -36,7 +42,9 @@ fn three_levels(db: Db) {
 
     let agent = Agent::enroll(tmp.path(), &grand, "debian", "web01");
     agent.cycle();
-    wait_until(15, "the parent holds WEB01's full reports", || version_at(&parent, "WEB01", "sw", &[]) == Some(1));
+    wait_until(15, "the parent holds WEB01's full reports", || {
+        version_at(&parent, "WEB01", "sw", &[]) == Some(1)
+    });
     let at_parent = try_show(&parent, "WEB01", &[]).unwrap();
     let at_grand = grand.show("WEB01");
     assert_eq!(at_parent["site"], "G01", "the owner is the grandchild");
@@ -48,16 +56,32 @@ fn three_levels(db: Db) {
     // A delta travels up with the owner's version numbers.
     agent.set_version("bash", "5.2.15-9");
     agent.cycle();
-    wait_until(15, "the delta reaches the parent", || version_at(&parent, "WEB01", "sw", &[]) == Some(2));
-    assert_eq!(try_show(&parent, "WEB01", &[]).unwrap()["sw"]["items"]["dpkg/bash/amd64"]["version"], "5.2.15-9");
-    assert_eq!(history_keys(&parent, "WEB01", &[]), history_keys(&grand, "WEB01", &[]));
+    wait_until(15, "the delta reaches the parent", || {
+        version_at(&parent, "WEB01", "sw", &[]) == Some(2)
+    });
+    assert_eq!(
+        try_show(&parent, "WEB01", &[]).unwrap()["sw"]["items"]["dpkg/bash/amd64"]["version"],
+        "5.2.15-9"
+    );
+    assert_eq!(
+        history_keys(&parent, "WEB01", &[]),
+        history_keys(&grand, "WEB01", &[])
+    );
 
     // invsync at the parent and at the child refuses, naming the owner, its URL and the command.
     for site in [&parent, &child] {
-        let out = run_expect("invsync", &["hw", "WEB01", "--data-dir", site.data_dir()], 5);
+        let out = run_expect(
+            "invsync",
+            &["hw", "WEB01", "--data-dir", site.data_dir()],
+            5,
+        );
         assert!(out.contains("G01") && out.contains(&grand.url), "{out}");
         assert!(out.contains("invsync hw WEB01"), "{out}");
-        let out = run_expect("setevnt", &["WEB01", "cycle", "--data-dir", site.data_dir()], 5);
+        let out = run_expect(
+            "setevnt",
+            &["WEB01", "cycle", "--data-dir", site.data_dir()],
+            5,
+        );
         assert!(out.contains("G01"), "{out}");
     }
 
@@ -72,12 +96,18 @@ fn three_levels(db: Db) {
     assert_eq!(top["hw"]["version"], 2);
     let requests = top["requests"].as_array().unwrap();
     assert!(
-        requests.iter().any(|r| r["class"] == "hw" && r["state"] == "complete"),
+        requests
+            .iter()
+            .any(|r| r["class"] == "hw" && r["state"] == "complete"),
         "the completed request is visible at the parent: {top}"
     );
 
     // The tree of sites as the parent sees it.
-    let sites: Value = serde_json::from_str(&run_ok("invsite", &["sites", "--data-dir", parent.data_dir(), "--json"])).unwrap();
+    let sites: Value = serde_json::from_str(&run_ok(
+        "invsite",
+        &["sites", "--data-dir", parent.data_dir(), "--json"],
+    ))
+    .unwrap();
     assert_eq!(sites["site"]["code"], "P01");
     let below = sites["below"].as_array().unwrap();
     let codes: Vec<&str> = below.iter().map(|s| s["code"].as_str().unwrap()).collect();
@@ -85,7 +115,10 @@ fn three_levels(db: Db) {
     assert_eq!(below[1]["parent"], "C01");
     assert_eq!(below[1]["clients"], 1);
     let text = run_ok("invsite", &["sites", "--data-dir", parent.data_dir()]);
-    assert!(text.contains("P01") && text.contains("  C01") && text.contains("    G01"), "{text}");
+    assert!(
+        text.contains("P01") && text.contains("  C01") && text.contains("    G01"),
+        "{text}"
+    );
 
     grand.stop();
     child.stop();
@@ -101,7 +134,9 @@ fn a_parent_that_was_down_receives_every_change_in_order_once() {
     child.start();
     let agent = Agent::enroll(tmp.path(), &child, "debian", "db01");
     agent.cycle();
-    wait_until(15, "the first reports reach the parent", || version_at(&parent, "DB01", "sw", &[]) == Some(1));
+    wait_until(15, "the first reports reach the parent", || {
+        version_at(&parent, "DB01", "sw", &[]) == Some(1)
+    });
 
     parent.stop();
     agent.add_package("one", "1");
@@ -111,14 +146,30 @@ fn a_parent_that_was_down_receives_every_change_in_order_once() {
     agent.remove_package("gzip");
     agent.cycle();
     assert_eq!(child.show("DB01")["sw"]["version"], 4);
-    let sites: Value = serde_json::from_str(&run_ok("invsite", &["sites", "--data-dir", child.data_dir(), "--json"])).unwrap();
-    assert_eq!(sites["site"]["outbox_depth"], 3, "three changes wait for the parent");
+    let sites: Value = serde_json::from_str(&run_ok(
+        "invsite",
+        &["sites", "--data-dir", child.data_dir(), "--json"],
+    ))
+    .unwrap();
+    assert_eq!(
+        sites["site"]["outbox_depth"], 3,
+        "three changes wait for the parent"
+    );
 
     parent.restart();
-    wait_until(40, "the parent catches up", || version_at(&parent, "DB01", "sw", &[]) == Some(4));
-    assert_eq!(try_show(&parent, "DB01", &[]).unwrap()["sw"]["hash"], child.show("DB01")["sw"]["hash"]);
+    wait_until(40, "the parent catches up", || {
+        version_at(&parent, "DB01", "sw", &[]) == Some(4)
+    });
+    assert_eq!(
+        try_show(&parent, "DB01", &[]).unwrap()["sw"]["hash"],
+        child.show("DB01")["sw"]["hash"]
+    );
     let up = history_keys(&parent, "DB01", &[]);
-    assert_eq!(up, history_keys(&child, "DB01", &[]), "every change arrived, in order, none twice");
+    assert_eq!(
+        up,
+        history_keys(&child, "DB01", &[]),
+        "every change arrived, in order, none twice"
+    );
     assert_eq!(up.len(), 3);
     child.stop();
     parent.stop();
@@ -131,7 +182,9 @@ fn a_child_killed_while_forwarding_loses_nothing() {
     parent.start();
     let mut child = Site::init_child(tmp.path(), "C01", &parent);
     child.start();
-    let agents: Vec<Agent> = (0..4).map(|i| Agent::enroll(tmp.path(), &child, "debian", &format!("app{i}"))).collect();
+    let agents: Vec<Agent> = (0..4)
+        .map(|i| Agent::enroll(tmp.path(), &child, "debian", &format!("app{i}")))
+        .collect();
     for (i, a) in agents.iter().enumerate() {
         a.cycle();
         a.set_version("sed", &format!("4.9-{}", i + 10));
@@ -142,9 +195,17 @@ fn a_child_killed_while_forwarding_loses_nothing() {
     child.restart();
     for (i, _) in agents.iter().enumerate() {
         let name = format!("APP{i}");
-        wait_until(30, "the parent holds every client's latest version", || version_at(&parent, &name, "sw", &[]) == Some(2));
-        assert_eq!(try_show(&parent, &name, &[]).unwrap()["sw"]["hash"], child.show(&name)["sw"]["hash"]);
-        assert_eq!(history_keys(&parent, &name, &[]), history_keys(&child, &name, &[]));
+        wait_until(30, "the parent holds every client's latest version", || {
+            version_at(&parent, &name, "sw", &[]) == Some(2)
+        });
+        assert_eq!(
+            try_show(&parent, &name, &[]).unwrap()["sw"]["hash"],
+            child.show(&name)["sw"]["hash"]
+        );
+        assert_eq!(
+            history_keys(&parent, &name, &[]),
+            history_keys(&child, &name, &[])
+        );
     }
     child.stop();
     parent.stop();
@@ -164,38 +225,97 @@ fn names_are_unique_per_site_only_and_codes_per_tree() {
     std::fs::create_dir_all(&other).unwrap();
     Agent::enroll(&other, &c2, "alpine", "web01").cycle();
     wait_until(15, "both WEB01s reach the parent", || {
-        run("invsite", &["clients", "--data-dir", parent.data_dir(), "--json"]).stdout.len() > 10
+        run(
+            "invsite",
+            &["clients", "--data-dir", parent.data_dir(), "--json"],
+        )
+        .stdout
+        .len()
+            > 10
             && parent.clients().as_array().unwrap().len() == 2
     });
     let clients = parent.clients();
-    let sites: Vec<&str> = clients.as_array().unwrap().iter().map(|c| c["site"].as_str().unwrap()).collect();
+    let sites: Vec<&str> = clients
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["site"].as_str().unwrap())
+        .collect();
     assert_eq!(sites, vec!["C01", "C02"]);
-    let out = run_expect("invsite", &["show", "WEB01", "--data-dir", parent.data_dir()], 2);
-    assert!(out.contains("C01") && out.contains("C02") && out.contains("--site"), "{out}");
+    let out = run_expect(
+        "invsite",
+        &["show", "WEB01", "--data-dir", parent.data_dir()],
+        2,
+    );
+    assert!(
+        out.contains("C01") && out.contains("C02") && out.contains("--site"),
+        "{out}"
+    );
     let one = try_show(&parent, "WEB01", &["--site", "C02"]).unwrap();
     assert_eq!(one["site"], "C02");
-    assert_eq!(one["sw"]["items"].as_object().unwrap().keys().next().unwrap().split('/').next(), Some("apk"));
-    let out = run_expect("invsync", &["sw", "WEB01", "--data-dir", parent.data_dir()], 5);
+    assert_eq!(
+        one["sw"]["items"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .next()
+            .unwrap()
+            .split('/')
+            .next(),
+        Some("apk")
+    );
+    let out = run_expect(
+        "invsync",
+        &["sw", "WEB01", "--data-dir", parent.data_dir()],
+        5,
+    );
     assert!(out.contains("C01") && out.contains("C02"), "{out}");
 
     // Codes: the parent's own code, a wrong token and a token for another code are refused.
-    run_expect("invsite", &["child-token", "P01", "--data-dir", parent.data_dir()], 2);
+    run_expect(
+        "invsite",
+        &["child-token", "P01", "--data-dir", parent.data_dir()],
+        2,
+    );
     let token = parent.child_token("C03");
     let wrong_code = tmp.path().join("wrong-code");
     let out = run_expect(
         "invsite",
-        &["init", "--data-dir", s(&wrong_code), "--site-code", "C04", "--parent", &parent.url, "--parent-token", &token],
+        &[
+            "init",
+            "--data-dir",
+            s(&wrong_code),
+            "--site-code",
+            "C04",
+            "--parent",
+            &parent.url,
+            "--parent-token",
+            &token,
+        ],
         2,
     );
     assert!(out.contains("issued for site C03"), "{out}");
     let forged = format!("C03.{}", "0".repeat(64));
     let out = run_expect(
         "invsite",
-        &["init", "--data-dir", s(&wrong_code), "--site-code", "C03", "--parent", &parent.url, "--parent-token", &forged],
+        &[
+            "init",
+            "--data-dir",
+            s(&wrong_code),
+            "--site-code",
+            "C03",
+            "--parent",
+            &parent.url,
+            "--parent-token",
+            &forged,
+        ],
         2,
     );
     assert!(out.contains("refused"), "{out}");
-    assert!(!wrong_code.join("config.json").exists(), "a refused init creates nothing");
+    assert!(
+        !wrong_code.join("config.json").exists(),
+        "a refused init creates nothing"
+    );
     // A site below C02 may not take a code already used through C01.
     let mut dup_site = Site::init_child(&tmp.path().join("dup"), "C01", &c2);
     dup_site.start();
@@ -203,13 +323,23 @@ fn names_are_unique_per_site_only_and_codes_per_tree() {
     // C02 accepts its child, but the parent refuses a second C01 in its tree: nothing of it
     // appears there. The absence means something only once C02 has forwarded X1's reports and
     // had the parent's answer, which empties C02's outbox (a refused change is dropped).
-    wait_until(30, "C02 holds X1's reports", || version_at(&c2, "X1", "hw", &[]) == Some(1) && version_at(&c2, "X1", "sw", &[]) == Some(1));
+    wait_until(30, "C02 holds X1's reports", || {
+        version_at(&c2, "X1", "hw", &[]) == Some(1) && version_at(&c2, "X1", "sw", &[]) == Some(1)
+    });
     wait_until(30, "C02 has forwarded everything it holds", || {
-        let v: Value = serde_json::from_str(&run_ok("invsite", &["sites", "--data-dir", c2.data_dir(), "--json"])).unwrap();
+        let v: Value = serde_json::from_str(&run_ok(
+            "invsite",
+            &["sites", "--data-dir", c2.data_dir(), "--json"],
+        ))
+        .unwrap();
         v["site"]["outbox_depth"] == 0
     });
     assert!(try_show(&parent, "X1", &[]).is_none());
-    assert_eq!(try_show(&parent, "WEB01", &["--site", "C02"]).unwrap()["site"], "C02", "C02's own client still arrived");
+    assert_eq!(
+        try_show(&parent, "WEB01", &["--site", "C02"]).unwrap()["site"],
+        "C02",
+        "C02's own client still arrived"
+    );
     dup_site.stop();
     c1.stop();
     c2.stop();
@@ -220,12 +350,25 @@ fn names_are_unique_per_site_only_and_codes_per_tree() {
 /// down (`--accept-parent-requests`).
 fn init_accepting_child(tmp: &std::path::Path, code: &str, parent: &Site) -> Site {
     let token = parent.child_token(code);
-    Site::init_on(tmp, code, Db::Sqlite, &["--parent", &parent.url, "--parent-token", &token, "--accept-parent-requests"])
+    Site::init_on(
+        tmp,
+        code,
+        Db::Sqlite,
+        &[
+            "--parent",
+            &parent.url,
+            "--parent-token",
+            &token,
+            "--accept-parent-requests",
+        ],
+    )
 }
 
 /// The resync requests `invsite show` lists for a client at a site (empty while it holds none).
 fn requests_at(site: &Site, name: &str) -> Vec<Value> {
-    try_show(site, name, &[]).and_then(|v| v["requests"].as_array().cloned()).unwrap_or_default()
+    try_show(site, name, &[])
+        .and_then(|v| v["requests"].as_array().cloned())
+        .unwrap_or_default()
 }
 
 fn find_request(list: &[Value], f: impl Fn(&Value) -> bool) -> Option<Value> {
@@ -247,62 +390,150 @@ fn invsync_via_child_routes_a_request_down_to_the_owner_and_both_sites_see_it_co
     let db = Agent::enroll(tmp.path(), &child, "minimal", "db01");
     db.cycle();
     wait_until(15, "the parent holds both clients", || {
-        version_at(&parent, "WEB01", "hw", &[]) == Some(1) && version_at(&parent, "DB01", "hw", &[]) == Some(1)
+        version_at(&parent, "WEB01", "hw", &[]) == Some(1)
+            && version_at(&parent, "DB01", "hw", &[]) == Some(1)
     });
-    let sites: Value = serde_json::from_str(&run_ok("invsite", &["sites", "--data-dir", parent.data_dir(), "--json"])).unwrap();
+    let sites: Value = serde_json::from_str(&run_ok(
+        "invsite",
+        &["sites", "--data-dir", parent.data_dir(), "--json"],
+    ))
+    .unwrap();
     let accepts: Vec<(&str, bool)> = sites["below"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| (s["code"].as_str().unwrap(), s["accepts_parent_requests"].as_bool().unwrap()))
+        .map(|s| {
+            (
+                s["code"].as_str().unwrap(),
+                s["accepts_parent_requests"].as_bool().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(accepts, vec![("C01", false), ("G01", true)]);
 
     // Without --via-child nothing changes: exit 5. With it, the request is routed to G01.
-    run_expect("invsync", &["hw", "WEB01", "--data-dir", parent.data_dir()], 5);
-    let out = run_ok("invsync", &["hw", "WEB01", "--via-child", "--data-dir", parent.data_dir()]);
-    assert!(out.contains("Routed") && out.contains("owning site G01"), "{out}");
-    let at_top = find_request(&requests_at(&parent, "WEB01"), |r| r["route"] == "G01").expect("the routed request at the parent");
+    run_expect(
+        "invsync",
+        &["hw", "WEB01", "--data-dir", parent.data_dir()],
+        5,
+    );
+    let out = run_ok(
+        "invsync",
+        &[
+            "hw",
+            "WEB01",
+            "--via-child",
+            "--data-dir",
+            parent.data_dir(),
+        ],
+    );
+    assert!(
+        out.contains("Routed") && out.contains("owning site G01"),
+        "{out}"
+    );
+    let at_top = find_request(&requests_at(&parent, "WEB01"), |r| r["route"] == "G01")
+        .expect("the routed request at the parent");
     assert_eq!(at_top["state"], "pending");
     let id = at_top["id"].as_i64().unwrap();
     let origin = format!("P01:{id}");
-    let again: Value = serde_json::from_str(&run_ok("invsync", &["hw", "WEB01", "--via-child", "--json", "--data-dir", parent.data_dir()])).unwrap();
-    assert_eq!((again["id"].as_i64(), &again["created"], &again["routed_to"]), (Some(id), &Value::from(false), &Value::from("G01")));
+    let again: Value = serde_json::from_str(&run_ok(
+        "invsync",
+        &[
+            "hw",
+            "WEB01",
+            "--via-child",
+            "--json",
+            "--data-dir",
+            parent.data_dir(),
+        ],
+    ))
+    .unwrap();
+    assert_eq!(
+        (again["id"].as_i64(), &again["created"], &again["routed_to"]),
+        (Some(id), &Value::from(false), &Value::from("G01"))
+    );
 
     // The forwarders carry it down two levels (heartbeats every 2 s): the owner queues it.
     wait_until(15, "the request reaches the owning site G01", || {
-        find_request(&requests_at(&grand, "WEB01"), |r| r["origin"] == origin.as_str()).is_some()
+        find_request(&requests_at(&grand, "WEB01"), |r| {
+            r["origin"] == origin.as_str()
+        })
+        .is_some()
     });
-    let at_owner = find_request(&requests_at(&grand, "WEB01"), |r| r["origin"] == origin.as_str()).unwrap();
-    assert_eq!((&at_owner["class"], &at_owner["state"]), (&Value::from("hw"), &Value::from("pending")));
-    let on_the_way = find_request(&requests_at(&child, "WEB01"), |r| r["origin"] == origin.as_str()).expect("routed on at C01");
+    let at_owner = find_request(&requests_at(&grand, "WEB01"), |r| {
+        r["origin"] == origin.as_str()
+    })
+    .unwrap();
+    assert_eq!(
+        (&at_owner["class"], &at_owner["state"]),
+        (&Value::from("hw"), &Value::from("pending"))
+    );
+    let on_the_way = find_request(&requests_at(&child, "WEB01"), |r| {
+        r["origin"] == origin.as_str()
+    })
+    .expect("routed on at C01");
     assert_eq!(on_the_way["route"], "G01");
 
     // The agent answers it; the full report completes it at G01, then at C01 and P01.
     let cycle = web.cycle();
-    assert!(cycle.contains(&format!("answers request {}", at_owner["id"])), "{cycle}");
-    let done_at_owner = find_request(&requests_at(&grand, "WEB01"), |r| r["origin"] == origin.as_str()).unwrap();
+    assert!(
+        cycle.contains(&format!("answers request {}", at_owner["id"])),
+        "{cycle}"
+    );
+    let done_at_owner = find_request(&requests_at(&grand, "WEB01"), |r| {
+        r["origin"] == origin.as_str()
+    })
+    .unwrap();
     assert_eq!(done_at_owner["state"], "complete");
     wait_until(15, "the request completes at the parent", || {
-        find_request(&requests_at(&parent, "WEB01"), |r| r["id"] == id).is_some_and(|r| r["state"] == "complete")
+        find_request(&requests_at(&parent, "WEB01"), |r| r["id"] == id)
+            .is_some_and(|r| r["state"] == "complete")
     });
     let done_at_top = find_request(&requests_at(&parent, "WEB01"), |r| r["id"] == id).unwrap();
-    assert_eq!(done_at_top["completed_at"], done_at_owner["completed_at"], "the owner's times");
+    assert_eq!(
+        done_at_top["completed_at"], done_at_owner["completed_at"],
+        "the owner's times"
+    );
     assert_eq!(done_at_top["picked_up_at"], done_at_owner["picked_up_at"]);
     assert_eq!(
-        requests_at(&parent, "WEB01").iter().filter(|r| r["class"] == "hw").count(),
+        requests_at(&parent, "WEB01")
+            .iter()
+            .filter(|r| r["class"] == "hw")
+            .count(),
         1,
         "completed in place at the parent, not recorded twice"
     );
     wait_until(15, "the request completes at the middle site", || {
-        find_request(&requests_at(&child, "WEB01"), |r| r["origin"] == origin.as_str()).is_some_and(|r| r["state"] == "complete")
+        find_request(&requests_at(&child, "WEB01"), |r| {
+            r["origin"] == origin.as_str()
+        })
+        .is_some_and(|r| r["state"] == "complete")
     });
-    let text = run_ok("invsite", &["show", "WEB01", "--data-dir", parent.data_dir()]);
-    assert!(text.contains(&format!("request {id}: hw resync complete (routed to site G01)")), "{text}");
+    let text = run_ok(
+        "invsite",
+        &["show", "WEB01", "--data-dir", parent.data_dir()],
+    );
+    assert!(
+        text.contains(&format!(
+            "request {id}: hw resync complete (routed to site G01)"
+        )),
+        "{text}"
+    );
 
     // --wait follows a routed request at the site where invsync ran until it completes there.
     let waiting = bin("invsync")
-        .args(["sw", "WEB01", "--via-child", "--site", "G01", "--wait", "--timeout", "30s", "--data-dir", parent.data_dir()])
+        .args([
+            "sw",
+            "WEB01",
+            "--via-child",
+            "--site",
+            "G01",
+            "--wait",
+            "--timeout",
+            "30s",
+            "--data-dir",
+            parent.data_dir(),
+        ])
         .env_remove("INVSITE_DIR")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -310,47 +541,124 @@ fn invsync_via_child_routes_a_request_down_to_the_owner_and_both_sites_see_it_co
         .unwrap();
     wait_until(15, "the sw request reaches G01", || {
         find_request(&requests_at(&grand, "WEB01"), |r| {
-            r["class"] == "sw" && r["state"] == "pending" && r["origin"].as_str().is_some_and(|o| o.starts_with("P01:"))
+            r["class"] == "sw"
+                && r["state"] == "pending"
+                && r["origin"].as_str().is_some_and(|o| o.starts_with("P01:"))
         })
         .is_some()
     });
     web.cycle();
     let out = finish_within(waiting, 120, "invsync --wait --timeout 30s");
-    let (o, e) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let (o, e) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
     assert_eq!(out.status.code(), Some(0), "stdout:\n{o}\nstderr:\n{e}");
-    assert!(o.contains("Routed") && o.contains("complete at") && o.contains("stored at site P01"), "{o}");
+    assert!(
+        o.contains("Routed") && o.contains("complete at") && o.contains("stored at site P01"),
+        "{o}"
+    );
 
     // An owner that did not accept requests from its parent: exit 5 and how to enable it.
-    let out = run_expect("invsync", &["hw", "DB01", "--via-child", "--data-dir", parent.data_dir()], 5);
-    assert!(out.contains("C01") && out.contains("--accept-parent-requests") && out.contains("invsync hw DB01"), "{out}");
-    assert!(requests_at(&parent, "DB01").is_empty(), "nothing was queued");
+    let out = run_expect(
+        "invsync",
+        &["hw", "DB01", "--via-child", "--data-dir", parent.data_dir()],
+        5,
+    );
+    assert!(
+        out.contains("C01")
+            && out.contains("--accept-parent-requests")
+            && out.contains("invsync hw DB01"),
+        "{out}"
+    );
+    assert!(
+        requests_at(&parent, "DB01").is_empty(),
+        "nothing was queued"
+    );
     // --site needs --via-child; a site that holds no such client is an unknown client.
-    run_expect("invsync", &["hw", "WEB01", "--site", "G01", "--data-dir", parent.data_dir()], 2);
-    run_expect("invsync", &["hw", "WEB01", "--via-child", "--site", "C01", "--data-dir", parent.data_dir()], 4);
+    run_expect(
+        "invsync",
+        &[
+            "hw",
+            "WEB01",
+            "--site",
+            "G01",
+            "--data-dir",
+            parent.data_dir(),
+        ],
+        2,
+    );
+    run_expect(
+        "invsync",
+        &[
+            "hw",
+            "WEB01",
+            "--via-child",
+            "--site",
+            "C01",
+            "--data-dir",
+            parent.data_dir(),
+        ],
+        4,
+    );
 
     // At the owning site --via-child is a plain request.
-    let out = run_ok("invsync", &["hw", "WEB01", "--via-child", "--data-dir", grand.data_dir()]);
-    assert!(out.contains("Queued a hardware") && !out.contains("Routed"), "{out}");
-    let own = find_request(&requests_at(&grand, "WEB01"), |r| r["state"] == "pending").expect("queued at G01");
-    assert!(own.get("origin").is_none() && own.get("route").is_none(), "{own}");
+    let out = run_ok(
+        "invsync",
+        &["hw", "WEB01", "--via-child", "--data-dir", grand.data_dir()],
+    );
+    assert!(
+        out.contains("Queued a hardware") && !out.contains("Routed"),
+        "{out}"
+    );
+    let own = find_request(&requests_at(&grand, "WEB01"), |r| r["state"] == "pending")
+        .expect("queued at G01");
+    assert!(
+        own.get("origin").is_none() && own.get("route").is_none(),
+        "{own}"
+    );
 
     // Turned on for an existing site, C01 takes requests for its own clients once restarted.
     child.stop();
-    let out = run_ok("invsite", &["config", "--accept-parent-requests", "true", "--data-dir", child.data_dir()]);
+    let out = run_ok(
+        "invsite",
+        &[
+            "config",
+            "--accept-parent-requests",
+            "true",
+            "--data-dir",
+            child.data_dir(),
+        ],
+    );
     assert!(out.contains("accept-parent-requests on"), "{out}");
     child.restart();
     wait_until(15, "the parent learns that C01 accepts requests", || {
-        let v: Value = serde_json::from_str(&run_ok("invsite", &["sites", "--data-dir", parent.data_dir(), "--json"])).unwrap();
-        v["below"].as_array().unwrap().iter().any(|s| s["code"] == "C01" && s["accepts_parent_requests"] == true)
+        let v: Value = serde_json::from_str(&run_ok(
+            "invsite",
+            &["sites", "--data-dir", parent.data_dir(), "--json"],
+        ))
+        .unwrap();
+        v["below"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["code"] == "C01" && s["accepts_parent_requests"] == true)
     });
-    let out = run_ok("invsync", &["hw", "DB01", "--via-child", "--data-dir", parent.data_dir()]);
+    let out = run_ok(
+        "invsync",
+        &["hw", "DB01", "--via-child", "--data-dir", parent.data_dir()],
+    );
     assert!(out.contains("owning site C01"), "{out}");
     wait_until(15, "the request reaches C01", || {
-        find_request(&requests_at(&child, "DB01"), |r| r["state"] == "pending" && r["origin"].is_string()).is_some()
+        find_request(&requests_at(&child, "DB01"), |r| {
+            r["state"] == "pending" && r["origin"].is_string()
+        })
+        .is_some()
     });
     db.cycle();
     wait_until(15, "the request completes at the parent", || {
-        find_request(&requests_at(&parent, "DB01"), |r| r["route"] == "C01").is_some_and(|r| r["state"] == "complete")
+        find_request(&requests_at(&parent, "DB01"), |r| r["route"] == "C01")
+            .is_some_and(|r| r["state"] == "complete")
     });
 
     grand.stop();
@@ -372,7 +680,11 @@ fn spawn_invsync(args: &[&str]) -> std::process::Child {
 /// Waits for a background `invsync` and returns its exit code, stdout and stderr.
 fn finish(child: std::process::Child) -> (Option<i32>, String, String) {
     let out = finish_within(child, 120, "invsync in the background");
-    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -384,47 +696,99 @@ fn invsync_wait_at_a_child_site_follows_the_request_until_its_parent_holds_it() 
     child.start();
     let agent = Agent::enroll(tmp.path(), &child, "debian", "web01");
     agent.cycle();
-    wait_until(15, "the parent holds WEB01", || version_at(&parent, "WEB01", "sw", &[]) == Some(1));
+    wait_until(15, "the parent holds WEB01", || {
+        version_at(&parent, "WEB01", "sw", &[]) == Some(1)
+    });
 
     // Queued, picked up and complete at C01, then acknowledged by P01: exit 0.
-    let waiting = spawn_invsync(&["sw", "WEB01", "--wait", "--timeout", "30s", "--data-dir", child.data_dir()]);
+    let waiting = spawn_invsync(&[
+        "sw",
+        "WEB01",
+        "--wait",
+        "--timeout",
+        "30s",
+        "--data-dir",
+        child.data_dir(),
+    ]);
     wait_until(15, "the sw request is queued at C01", || {
-        find_request(&requests_at(&child, "WEB01"), |r| r["class"] == "sw" && r["state"] == "pending").is_some()
+        find_request(&requests_at(&child, "WEB01"), |r| {
+            r["class"] == "sw" && r["state"] == "pending"
+        })
+        .is_some()
     });
     agent.cycle();
     let (code, o, e) = finish(waiting);
     assert_eq!(code, Some(0), "stdout:\n{o}\nstderr:\n{e}");
-    assert!(o.contains("picked up by WEB01") && o.contains("complete at") && o.contains("stored at site C01"), "{o}");
+    assert!(
+        o.contains("picked up by WEB01")
+            && o.contains("complete at")
+            && o.contains("stored at site C01"),
+        "{o}"
+    );
     let last = o.lines().last().unwrap_or_default();
-    assert!(last.contains("forwarded to site P01 at "), "forwarding is the last step: {o}");
+    assert!(
+        last.contains("forwarded to site P01 at "),
+        "forwarding is the last step: {o}"
+    );
 
     // The request records it; `invsite show` says it; the parent holds the completed request.
     let req = find_request(&requests_at(&child, "WEB01"), |r| r["class"] == "sw").unwrap();
     assert_eq!(req["forwarded_to"], "P01", "{req}");
-    let at = req["forwarded_at"].as_str().expect("a forwarding time").to_string();
+    let at = req["forwarded_at"]
+        .as_str()
+        .expect("a forwarding time")
+        .to_string();
     assert!(last.ends_with(&at), "{last} / {at}");
-    let text = run_ok("invsite", &["show", "WEB01", "--data-dir", child.data_dir()]);
-    assert!(text.contains("complete, requested") && text.contains(&format!(", forwarded to P01 {at}")), "{text}");
-    let above = find_request(&requests_at(&parent, "WEB01"), |r| r["class"] == "sw").expect("the request at P01");
+    let text = run_ok(
+        "invsite",
+        &["show", "WEB01", "--data-dir", child.data_dir()],
+    );
+    assert!(
+        text.contains("complete, requested") && text.contains(&format!(", forwarded to P01 {at}")),
+        "{text}"
+    );
+    let above = find_request(&requests_at(&parent, "WEB01"), |r| r["class"] == "sw")
+        .expect("the request at P01");
     assert_eq!(above["state"], "complete");
-    assert!(above.get("forwarded_at").is_none(), "P01 has no parent: {above}");
+    assert!(
+        above.get("forwarded_at").is_none(),
+        "P01 has no parent: {above}"
+    );
 
     // With the parent down the report is stored at C01 but not acknowledged: exit 6, saying so.
     parent.stop();
-    let waiting = spawn_invsync(&["hw", "WEB01", "--wait", "--timeout", "8s", "--data-dir", child.data_dir()]);
+    let waiting = spawn_invsync(&[
+        "hw",
+        "WEB01",
+        "--wait",
+        "--timeout",
+        "8s",
+        "--data-dir",
+        child.data_dir(),
+    ]);
     wait_until(15, "the hw request is queued at C01", || {
-        find_request(&requests_at(&child, "WEB01"), |r| r["class"] == "hw" && r["state"] == "pending").is_some()
+        find_request(&requests_at(&child, "WEB01"), |r| {
+            r["class"] == "hw" && r["state"] == "pending"
+        })
+        .is_some()
     });
     agent.cycle();
     let (code, o, e) = finish(waiting);
     assert_eq!(code, Some(6), "stdout:\n{o}\nstderr:\n{e}");
-    assert!(o.contains("complete at") && !o.contains("forwarded to"), "{o}");
-    assert!(e.contains("stored here at site C01") && e.contains("not yet acknowledged by the parent"), "{e}");
+    assert!(
+        o.contains("complete at") && !o.contains("forwarded to"),
+        "{o}"
+    );
+    assert!(
+        e.contains("stored here at site C01") && e.contains("not yet acknowledged by the parent"),
+        "{e}"
+    );
 
     // The outbox kept it: once the parent is back, the request is marked forwarded.
     parent.restart();
     wait_until(45, "the hw request is forwarded once P01 is back", || {
-        find_request(&requests_at(&child, "WEB01"), |r| r["class"] == "hw").is_some_and(|r| r["forwarded_to"] == "P01")
+        find_request(&requests_at(&child, "WEB01"), |r| r["class"] == "hw")
+            .is_some_and(|r| r["forwarded_to"] == "P01")
     });
     child.stop();
     parent.stop();
@@ -450,14 +814,19 @@ fn the_site_api_names_a_child_sites_parent() {
     child.start();
 
     // The child learns its parent's code on first contact, which its forwarder makes at start.
-    wait_until(30, "the child's site API names its parent", || site_info(&child)["parent"] == "P01");
+    wait_until(30, "the child's site API names its parent", || {
+        site_info(&child)["parent"] == "P01"
+    });
     let info = site_info(&child);
     assert_eq!(info["code"], "C01", "{info}");
     assert_eq!(info["parent_url"], parent.url.as_str(), "{info}");
     // A top-level site has neither.
     let top = site_info(&parent);
     assert_eq!(top["code"], "P01", "{top}");
-    assert!(top.get("parent").is_none() && top.get("parent_url").is_none(), "{top}");
+    assert!(
+        top.get("parent").is_none() && top.get("parent_url").is_none(),
+        "{top}"
+    );
     child.stop();
     parent.stop();
 }

@@ -37,20 +37,35 @@ fn post_report(site: &Site, token: &str, body: &[u8]) -> (u16, String) {
         .header("Content-Encoding", "zstd")
         .send(body)
         .unwrap();
-    (resp.status().as_u16(), resp.body_mut().read_to_string().unwrap_or_default())
+    (
+        resp.status().as_u16(),
+        resp.body_mut().read_to_string().unwrap_or_default(),
+    )
 }
 
 #[test]
 fn a_zstd_bomb_is_decoded_only_after_the_key_is_checked_and_only_up_to_the_limit() {
     let tmp = tempfile::tempdir().unwrap();
     let mut site = Site::init(tmp.path(), "S01");
-    run_ok("invsite", &["config", "--max-decoded-bytes", "1048576", "--data-dir", site.data_dir()]);
+    run_ok(
+        "invsite",
+        &[
+            "config",
+            "--max-decoded-bytes",
+            "1048576",
+            "--data-dir",
+            site.data_dir(),
+        ],
+    );
     site.start();
     let agent = Agent::enroll(tmp.path(), &site, "minimal", "bomber");
     agent.cycle();
     let token = agent.token();
     let decoded = sample(&scrape(&site), DECODED);
-    assert!(decoded >= 1.0, "the agent's compressed reports were decoded");
+    assert!(
+        decoded >= 1.0,
+        "the agent's compressed reports were decoded"
+    );
 
     // 64 MiB of zeros in a few kilobytes.
     let bomb = bomb(64 << 20, 20);
@@ -61,7 +76,11 @@ fn a_zstd_bomb_is_decoded_only_after_the_key_is_checked_and_only_up_to_the_limit
         let (status, text) = post_report(&site, bad, &bomb);
         assert_eq!(status, 401, "{bad}: {text}");
     }
-    assert_eq!(sample(&scrape(&site), DECODED), decoded, "a body was decoded for a wrong key");
+    assert_eq!(
+        sample(&scrape(&site), DECODED),
+        decoded,
+        "a body was decoded for a wrong key"
+    );
 
     // The right key: decoded, and refused at the limit, naming it.
     let (status, text) = post_report(&site, &token, &bomb);
@@ -92,7 +111,8 @@ fn a_large_report_with_a_wrong_key_is_refused_unread_and_its_sender_still_reads_
             .header("Authorization", &format!("Bearer {MADE_UP}"))
             .header("Content-Type", "application/json")
             .send(&body[..]);
-        let mut resp = resp.unwrap_or_else(|e| panic!("the refusal of a large report was lost: {e}"));
+        let mut resp =
+            resp.unwrap_or_else(|e| panic!("the refusal of a large report was lost: {e}"));
         assert_eq!(resp.status(), 401);
         let text = resp.body_mut().read_to_string().unwrap();
         assert!(text.contains("re-enroll"), "{text}");
@@ -102,12 +122,21 @@ fn a_large_report_with_a_wrong_key_is_refused_unread_and_its_sender_still_reads_
 
 /// `GET /api/v1/clients` with this admin token: the status and `Retry-After`.
 fn admin_get(site: &Site, token: &str) -> (u16, Option<u64>) {
-    let resp = http().get(&format!("{}/api/v1/clients", site.url)).header("Authorization", &format!("Bearer {token}")).call().unwrap();
+    let resp = http()
+        .get(&format!("{}/api/v1/clients", site.url))
+        .header("Authorization", &format!("Bearer {token}"))
+        .call()
+        .unwrap();
     (resp.status().as_u16(), retry_after(&resp))
 }
 
 fn retry_after(resp: &ureq::http::Response<ureq::Body>) -> Option<u64> {
-    resp.headers().get("retry-after").map(|v| v.to_str().unwrap().parse().expect("Retry-After in whole seconds"))
+    resp.headers().get("retry-after").map(|v| {
+        v.to_str()
+            .unwrap()
+            .parse()
+            .expect("Retry-After in whole seconds")
+    })
 }
 
 /// Calls `attempt` until it answers 429, at most 10 times (one unit of the budget comes back
@@ -116,7 +145,10 @@ fn until_limited(what: &str, mut attempt: impl FnMut() -> (u16, Option<u64>), re
     for _ in 0..10 {
         match attempt() {
             (429, Some(secs)) => {
-                assert!((1..=20).contains(&secs), "{what}: Retry-After {secs} with a budget of 3 a minute");
+                assert!(
+                    (1..=20).contains(&secs),
+                    "{what}: Retry-After {secs} with a budget of 3 a minute"
+                );
                 return secs;
             }
             (429, None) => panic!("{what}: 429 without Retry-After"),
@@ -135,8 +167,20 @@ fn console_login(site: &Site, token: &str) -> (u16, Option<u64>) {
         .timeout_global(Some(std::time::Duration::from_secs(10)))
         .build()
         .into();
-    let mut page = agent.get(format!("{}/console/login", site.url)).call().unwrap();
-    let cookie = page.headers().get("set-cookie").unwrap().to_str().unwrap().split(';').next().unwrap().to_string();
+    let mut page = agent
+        .get(format!("{}/console/login", site.url))
+        .call()
+        .unwrap();
+    let cookie = page
+        .headers()
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
     let csrf = csrf_of(&page.body_mut().read_to_string().unwrap());
     let resp = agent
         .post(format!("{}/console/login", site.url))
@@ -149,7 +193,10 @@ fn console_login(site: &Site, token: &str) -> (u16, Option<u64>) {
 /// `POST /cap/v1/enroll` with this secret: the status and `Retry-After`.
 fn enroll(site: &Site, secret: &str) -> (u16, Option<u64>) {
     let body = serde_json::json!({ "secret": secret, "name": "late", "machine_id": "0123456789abcdef0123456789abcdef" });
-    let resp = http().post(&format!("{}/cap/v1/enroll", site.url)).send_json(&body).unwrap();
+    let resp = http()
+        .post(&format!("{}/cap/v1/enroll", site.url))
+        .send_json(&body)
+        .unwrap();
     (resp.status().as_u16(), retry_after(&resp))
 }
 
@@ -157,9 +204,28 @@ fn enroll(site: &Site, secret: &str) -> (u16, Option<u64>) {
 fn wrong_credentials_from_one_address_get_429_while_right_ones_pass() {
     let tmp = tempfile::tempdir().unwrap();
     let mut site = Site::init(tmp.path(), "S01");
-    let out = run_ok("invsite", &["config", "--auth-failures-per-minute", "3", "--data-dir", site.data_dir()]);
+    let out = run_ok(
+        "invsite",
+        &[
+            "config",
+            "--auth-failures-per-minute",
+            "3",
+            "--data-dir",
+            site.data_dir(),
+        ],
+    );
     assert!(out.contains("auth-failures-per-minute 3"), "{out}");
-    run_expect("invsite", &["config", "--auth-failures-per-minute", "0", "--data-dir", site.data_dir()], 2);
+    run_expect(
+        "invsite",
+        &[
+            "config",
+            "--auth-failures-per-minute",
+            "0",
+            "--data-dir",
+            site.data_dir(),
+        ],
+        2,
+    );
     site.start();
     let admin = site.admin_token();
     let agent = Agent::enroll(tmp.path(), &site, "minimal", "steady");
@@ -187,7 +253,11 @@ fn wrong_credentials_from_one_address_get_429_while_right_ones_pass() {
     until_limited("enrollment secret", || enroll(&site, "wrong"), 401);
     assert_eq!(enroll(&site, &site.secret()).0, 200);
     until_limited("console login", || console_login(&site, "wrong"), 403);
-    assert_eq!(console_login(&site, &admin).0, 303, "the right token logs in");
+    assert_eq!(
+        console_login(&site, &admin).0,
+        303,
+        "the right token logs in"
+    );
 
     let limited = sample(&scrape(&site), RATE_LIMITED);
     assert!(limited >= 4.0, "{RATE_LIMITED} is {limited}");

@@ -3,7 +3,18 @@
 
 use crate::common::*;
 
-const BAD_NAMES: &[&str] = &["../x", "ABCDEFGHIJKLMNOP", "", "a b", "a\u{7}b", "a\u{1b}[2J", "WEBé01", "-x", "a/b", "a\\b"];
+const BAD_NAMES: &[&str] = &[
+    "../x",
+    "ABCDEFGHIJKLMNOP",
+    "",
+    "a b",
+    "a\u{7}b",
+    "a\u{1b}[2J",
+    "WEBé01",
+    "-x",
+    "a/b",
+    "a\\b",
+];
 
 #[test]
 fn the_cli_tools_refuse_bad_names_with_exit_2_and_store_nothing() {
@@ -17,27 +28,59 @@ fn the_cli_tools_refuse_bad_names_with_exit_2_and_store_nothing() {
         // same name reaches the name rule.
         let hyphen = bad.starts_with('-');
         let dd = site.data_dir();
-        let args: Vec<&str> = if hyphen { vec!["hw", "--data-dir", dd, "--", bad] } else { vec!["hw", bad, "--data-dir", dd] };
+        let args: Vec<&str> = if hyphen {
+            vec!["hw", "--data-dir", dd, "--", bad]
+        } else {
+            vec!["hw", bad, "--data-dir", dd]
+        };
         let out = run_expect("invsync", &args, 2);
         assert!(out.contains("client name"), "invsync {bad:?}: {out}");
-        let args: Vec<&str> = if hyphen { vec!["--data-dir", dd, "--", bad, "cycle"] } else { vec![bad, "cycle", "--data-dir", dd] };
+        let args: Vec<&str> = if hyphen {
+            vec!["--data-dir", dd, "--", bad, "cycle"]
+        } else {
+            vec![bad, "cycle", "--data-dir", dd]
+        };
         let out = run_expect("setevnt", &args, 2);
         assert!(out.contains("client name"), "setevnt {bad:?}: {out}");
-        let args: Vec<&str> = if hyphen { vec!["show", "--data-dir", dd, "--", bad] } else { vec!["show", bad, "--data-dir", dd] };
+        let args: Vec<&str> = if hyphen {
+            vec!["show", "--data-dir", dd, "--", bad]
+        } else {
+            vec!["show", bad, "--data-dir", dd]
+        };
         let out = run_expect("invsite", &args, 2);
         assert!(out.contains("client name"), "invsite show {bad:?}: {out}");
         let agent_dir = tmp.path().join("agent");
         let name_arg = format!("--name={bad}");
         let out = run_expect(
             "invagent",
-            &["enroll", "--data-dir", s(&agent_dir), "--site", &site.url, "--secret", &secret, &name_arg, "--root", s(&root)],
+            &[
+                "enroll",
+                "--data-dir",
+                s(&agent_dir),
+                "--site",
+                &site.url,
+                "--secret",
+                &secret,
+                &name_arg,
+                "--root",
+                s(&root),
+            ],
             2,
         );
-        assert!(out.contains("client name"), "invagent enroll --name {bad:?}: {out}");
-        assert!(!agent_dir.join("state.json").exists(), "a refused enrollment wrote agent state");
+        assert!(
+            out.contains("client name"),
+            "invagent enroll --name {bad:?}: {out}"
+        );
+        assert!(
+            !agent_dir.join("state.json").exists(),
+            "a refused enrollment wrote agent state"
+        );
     }
     // A message never echoes control bytes back to the terminal.
-    let o = run("invsync", &["hw", "a\u{1b}[2J", "--data-dir", site.data_dir()]);
+    let o = run(
+        "invsync",
+        &["hw", "a\u{1b}[2J", "--data-dir", site.data_dir()],
+    );
     assert!(!stderr(&o).contains('\u{1b}'), "{:?}", stderr(&o));
     assert!(site.clients().as_array().unwrap().is_empty());
     site.stop();
@@ -53,14 +96,30 @@ fn the_cap_and_admin_apis_refuse_bad_names_and_store_nothing() {
     let http = http();
     for bad in BAD_NAMES {
         let body = serde_json::json!({ "secret": secret, "name": bad, "machine_id": "0123456789abcdef0123456789abcdef" });
-        let mut resp = http.post(&format!("{}/cap/v1/enroll", site.url)).send_json(&body).unwrap();
+        let mut resp = http
+            .post(&format!("{}/cap/v1/enroll", site.url))
+            .send_json(&body)
+            .unwrap();
         assert_eq!(resp.status(), 400, "CAP enroll accepted {bad:?}");
         let err: serde_json::Value = resp.body_mut().read_json().unwrap();
-        assert!(err["error"].as_str().unwrap().contains("client name"), "{err}");
+        assert!(
+            err["error"].as_str().unwrap().contains("client name"),
+            "{err}"
+        );
     }
-    for bad in ["..%2Fx", "ABCDEFGHIJKLMNOP", "a%20b", "a%07b", "WEB%C3%A901"] {
+    for bad in [
+        "..%2Fx",
+        "ABCDEFGHIJKLMNOP",
+        "a%20b",
+        "a%07b",
+        "WEB%C3%A901",
+    ] {
         let url = format!("{}/api/v1/clients/{bad}", site.url);
-        let resp = http.get(&url).header("Authorization", &format!("Bearer {token}")).call().unwrap();
+        let resp = http
+            .get(&url)
+            .header("Authorization", &format!("Bearer {token}"))
+            .call()
+            .unwrap();
         assert_eq!(resp.status(), 400, "admin API accepted {bad:?}");
         let url = format!("{}/api/v1/clients/{bad}/requests", site.url);
         let resp = http
@@ -71,12 +130,21 @@ fn the_cap_and_admin_apis_refuse_bad_names_and_store_nothing() {
         assert_eq!(resp.status(), 400, "admin API queued a request for {bad:?}");
     }
     // Wrong credentials are refused before names are even looked at.
-    let resp = http.get(&format!("{}/api/v1/clients", site.url)).call().unwrap();
+    let resp = http
+        .get(&format!("{}/api/v1/clients", site.url))
+        .call()
+        .unwrap();
     assert_eq!(resp.status(), 401);
     let body = serde_json::json!({ "secret": "wrong", "name": "GOOD", "machine_id": "0123456789abcdef0123456789abcdef" });
-    let resp = http.post(&format!("{}/cap/v1/enroll", site.url)).send_json(&body).unwrap();
+    let resp = http
+        .post(&format!("{}/cap/v1/enroll", site.url))
+        .send_json(&body)
+        .unwrap();
     assert_eq!(resp.status(), 401);
-    assert!(site.clients().as_array().unwrap().is_empty(), "nothing was stored");
+    assert!(
+        site.clients().as_array().unwrap().is_empty(),
+        "nothing was stored"
+    );
     site.stop();
 }
 
@@ -92,7 +160,19 @@ fn a_second_machine_cannot_take_a_name_and_the_same_machine_keeps_its_id() {
     let secret = site.secret();
     let out = run_ok(
         "invagent",
-        &["enroll", "--data-dir", s(&first.dir), "--site", &site.url, "--secret", &secret, "--name", "WEB01", "--root", s(&first.root)],
+        &[
+            "enroll",
+            "--data-dir",
+            s(&first.dir),
+            "--site",
+            &site.url,
+            "--secret",
+            &secret,
+            "--name",
+            "WEB01",
+            "--root",
+            s(&first.root),
+        ],
     );
     assert!(out.contains("re-enrolled"), "{out}");
     assert_eq!(site.show("WEB01")["id"], id);
@@ -101,11 +181,26 @@ fn a_second_machine_cannot_take_a_name_and_the_same_machine_keeps_its_id() {
     let other_root = fixture_copy("alpine", tmp.path());
     let out = run_expect(
         "invagent",
-        &["enroll", "--data-dir", s(&tmp.path().join("other")), "--site", &site.url, "--secret", &secret, "--name", "web01", "--root", s(&other_root)],
+        &[
+            "enroll",
+            "--data-dir",
+            s(&tmp.path().join("other")),
+            "--site",
+            &site.url,
+            "--secret",
+            &secret,
+            "--name",
+            "web01",
+            "--root",
+            s(&other_root),
+        ],
         2,
     );
     assert!(out.contains("WEB01") && out.contains("taken"), "{out}");
-    assert!(out.contains(id.as_str().unwrap()), "the message names the holder: {out}");
+    assert!(
+        out.contains(id.as_str().unwrap()),
+        "the message names the holder: {out}"
+    );
     assert_eq!(site.clients().as_array().unwrap().len(), 1);
     site.stop();
 }
@@ -142,6 +237,9 @@ fn the_site_to_site_api_refuses_bad_names_and_codes_and_stores_nothing() {
             .unwrap();
         assert_eq!(resp.status(), 400, "forward accepted client name {bad:?}");
     }
-    assert!(parent.clients().as_array().unwrap().is_empty(), "nothing was stored");
+    assert!(
+        parent.clients().as_array().unwrap().is_empty(),
+        "nothing was stored"
+    );
     parent.stop();
 }

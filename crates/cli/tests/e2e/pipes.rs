@@ -21,8 +21,16 @@ fn closed_stdout(name: &str, args: &[&str]) {
         .output()
         .unwrap();
     let err = stderr(&out);
-    assert_eq!(code(&out), 0, "{name} {args:?} into a closed pipe exited {:?}: {err}", out.status);
-    assert!(err.is_empty(), "{name} {args:?} into a closed pipe wrote to stderr: {err}");
+    assert_eq!(
+        code(&out),
+        0,
+        "{name} {args:?} into a closed pipe exited {:?}: {err}",
+        out.status
+    );
+    assert!(
+        err.is_empty(),
+        "{name} {args:?} into a closed pipe wrote to stderr: {err}"
+    );
 }
 
 #[test]
@@ -56,6 +64,20 @@ fn a_closed_output_pipe_ends_every_binary_quietly() {
     closed_stdout("invagent", &["inventory", "hw", "--root", root]);
     // `invsite init` prints its next steps; dying there once left a half-made site (item 4).
     let fresh = tmp.path().join("fresh");
-    closed_stdout("invsite", &["init", "--data-dir", fresh.to_str().unwrap(), "--site-code", "S02", "--listen", "127.0.0.1:0"]);
-    run_ok("invsite", &["clients", "--data-dir", fresh.to_str().unwrap()]);
+    closed_stdout(
+        "invsite",
+        &[
+            "init",
+            "--data-dir",
+            fresh.to_str().unwrap(),
+            "--site-code",
+            "S02",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+    );
+    run_ok(
+        "invsite",
+        &["clients", "--data-dir", fresh.to_str().unwrap()],
+    );
 }

@@ -9,12 +9,28 @@ use crate::common::*;
 /// Starts `invsite quickstart` in `cwd` with the local agent on the `debian` fixture root.
 fn start(cwd: &std::path::Path, root: &std::path::Path) -> (Child, Lines) {
     let mut child = bin("invsite")
-        .args(["quickstart", "--dir", "qs", "--listen", "127.0.0.1:0", "--interval", "1h", "--root", s(root)])
+        .args([
+            "quickstart",
+            "--dir",
+            "qs",
+            "--listen",
+            "127.0.0.1:0",
+            "--interval",
+            "1h",
+            "--root",
+            s(root),
+        ])
         .current_dir(cwd)
         .env_remove("INVSITE_DIR")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
-        .stderr(std::fs::OpenOptions::new().create(true).append(true).open(cwd.join("quickstart.log")).unwrap())
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(cwd.join("quickstart.log"))
+                .unwrap(),
+        )
         .spawn()
         .unwrap();
     let lines = Lines::of(child.stdout.take().unwrap());
@@ -25,7 +41,12 @@ fn start(cwd: &std::path::Path, root: &std::path::Path) -> (Child, Lines) {
 fn until_ready(lines: &mut Lines) -> Vec<String> {
     let mut seen = Vec::new();
     loop {
-        let line = lines.next_within(60).unwrap_or_else(|| panic!("quickstart stopped printing before it was ready:\n{}", seen.join("\n")));
+        let line = lines.next_within(60).unwrap_or_else(|| {
+            panic!(
+                "quickstart stopped printing before it was ready:\n{}",
+                seen.join("\n")
+            )
+        });
         let done = line == "Press Ctrl-C to stop.";
         seen.push(line);
         if done {
@@ -54,20 +75,40 @@ fn quickstart_serves_a_site_whose_printed_commands_work_and_stops_on_ctrl_c() {
         .and_then(|rest| rest.split(' ').next())
         .unwrap_or_else(|| panic!("no enrollment line: {text}"))
         .to_string();
-    assert!(text.contains("First cycle done:\nhw: sent full report"), "{text}");
+    assert!(
+        text.contains("First cycle done:\nhw: sent full report"),
+        "{text}"
+    );
 
     // The commands, as printed (two spaces in, a comment after `#`), run from the same folder.
     let commands: Vec<Vec<String>> = out
         .iter()
         .filter_map(|l| l.strip_prefix("  "))
-        .map(|l| l.split(" #").next().unwrap().split_whitespace().map(str::to_string).collect())
+        .map(|l| {
+            l.split(" #")
+                .next()
+                .unwrap()
+                .split_whitespace()
+                .map(str::to_string)
+                .collect()
+        })
         .collect();
     assert_eq!(commands.len(), 4, "{text}");
     let tools: Vec<String> = commands
         .iter()
-        .map(|c| std::path::Path::new(&c[0]).file_name().unwrap().to_string_lossy().into_owned())
+        .map(|c| {
+            std::path::Path::new(&c[0])
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
         .collect();
-    assert_eq!(tools, ["invsync", "setevnt", "invsite", "invsite"], "{text}");
+    assert_eq!(
+        tools,
+        ["invsync", "setevnt", "invsite", "invsite"],
+        "{text}"
+    );
     for command in &commands {
         let started = std::process::Command::new(&command[0])
             .args(&command[1..])
@@ -82,7 +123,11 @@ fn quickstart_serves_a_site_whose_printed_commands_work_and_stops_on_ctrl_c() {
         if command[1] == "sw" {
             // `invsync sw NAME --wait`: the agent (on its push channel) completes it.
             let last = stdout(&o).lines().last().unwrap_or_default().to_string();
-            assert!(last.contains("complete at") && last.contains("stored at site S01"), "{}", stdout(&o));
+            assert!(
+                last.contains("complete at") && last.contains("stored at site S01"),
+                "{}",
+                stdout(&o)
+            );
         }
         if command[1] == "show" {
             assert!(stdout(&o).contains(&name), "{}", stdout(&o));
@@ -95,7 +140,10 @@ fn quickstart_serves_a_site_whose_printed_commands_work_and_stops_on_ctrl_c() {
     });
     let status = interrupt(child);
     let log = std::fs::read_to_string(tmp.path().join("quickstart.log")).unwrap();
-    assert!(status.success(), "invsite quickstart exited {status} after SIGINT:\n{log}");
+    assert!(
+        status.success(),
+        "invsite quickstart exited {status} after SIGINT:\n{log}"
+    );
     // The agent stops before its site, so nothing on the way out is a warning (it used to log
     // "Push channel lost" as the server went first).
     assert!(!log.contains("WARN") && !log.contains("ERROR"), "{log}");
@@ -103,7 +151,16 @@ fn quickstart_serves_a_site_whose_printed_commands_work_and_stops_on_ctrl_c() {
     // Run again, it reuses the site and the client.
     let (child, mut lines) = start(tmp.path(), &root);
     let again = until_ready(&mut lines);
-    assert_eq!(again[0], "Using the site in qs/site.", "{}", again.join("\n"));
-    assert!(again[2].starts_with(&format!("Enrolled this machine's agent as {name} ")), "{}", again.join("\n"));
+    assert_eq!(
+        again[0],
+        "Using the site in qs/site.",
+        "{}",
+        again.join("\n")
+    );
+    assert!(
+        again[2].starts_with(&format!("Enrolled this machine's agent as {name} ")),
+        "{}",
+        again.join("\n")
+    );
     assert!(interrupt(child).success());
 }

@@ -32,7 +32,10 @@ fn a_request_queued_while_the_site_is_down_is_delivered_when_it_runs() {
     site.stop();
 
     let out = run_ok("invsync", &["hw", "OFFLINE", "--data-dir", site.data_dir()]);
-    assert!(out.contains("not running") && out.contains("Queued"), "{out}");
+    assert!(
+        out.contains("not running") && out.contains("Queued"),
+        "{out}"
+    );
 
     site.restart();
     agent.cycle();

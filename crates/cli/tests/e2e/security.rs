@@ -12,7 +12,10 @@ fn rotating_the_enrollment_secret_locks_out_the_old_one_but_not_enrolled_clients
     site.start();
     let old = site.secret();
     let agent = Agent::enroll(tmp.path(), &site, "minimal", "early");
-    let new = run_ok("invsite", &["enroll-secret", "--rotate", "--data-dir", site.data_dir()]);
+    let new = run_ok(
+        "invsite",
+        &["enroll-secret", "--rotate", "--data-dir", site.data_dir()],
+    );
     let new = new.lines().find(|l| l.len() == 64).unwrap().to_string();
     assert_ne!(new, old);
     assert_eq!(site.secret(), new);
@@ -21,13 +24,37 @@ fn rotating_the_enrollment_secret_locks_out_the_old_one_but_not_enrolled_clients
     let late = tmp.path().join("agent-late");
     let out = run_expect(
         "invagent",
-        &["enroll", "--data-dir", s(&late), "--site", &site.url, "--secret", &old, "--name", "late", "--root", s(&root)],
+        &[
+            "enroll",
+            "--data-dir",
+            s(&late),
+            "--site",
+            &site.url,
+            "--secret",
+            &old,
+            "--name",
+            "late",
+            "--root",
+            s(&root),
+        ],
         2,
     );
     assert!(out.contains("wrong enrollment secret"), "{out}");
     run_ok(
         "invagent",
-        &["enroll", "--data-dir", s(&late), "--site", &site.url, "--secret", &new, "--name", "late", "--root", s(&root)],
+        &[
+            "enroll",
+            "--data-dir",
+            s(&late),
+            "--site",
+            &site.url,
+            "--secret",
+            &new,
+            "--name",
+            "late",
+            "--root",
+            s(&root),
+        ],
     );
     // The client enrolled before the rotation keeps working with its own key.
     agent.cycle();
@@ -39,19 +66,41 @@ fn the_site_refuses_to_start_when_others_can_read_its_secrets() {
     let tmp = tempfile::tempdir().unwrap();
     let site = Site::init(tmp.path(), "S01");
     let token = site.dir.join("admin.token");
-    assert_eq!(std::fs::metadata(&token).unwrap().permissions().mode() & 0o777, 0o600);
-    assert_eq!(std::fs::metadata(&site.dir).unwrap().permissions().mode() & 0o777, 0o700);
+    assert_eq!(
+        std::fs::metadata(&token).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        std::fs::metadata(&site.dir).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
     std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
     let out = run_expect("invsite", &["serve", "--data-dir", site.data_dir()], 1);
-    assert!(out.contains("other users can read") && out.contains("chmod 600"), "{out}");
+    assert!(
+        out.contains("other users can read") && out.contains("chmod 600"),
+        "{out}"
+    );
 }
 
 #[test]
 fn plain_http_beyond_loopback_needs_insecure_http() {
     let tmp = tempfile::tempdir().unwrap();
     let site = Site::init(tmp.path(), "S01");
-    let out = run_expect("invsite", &["serve", "--data-dir", site.data_dir(), "--listen", "0.0.0.0:0"], 2);
-    assert!(out.contains("refusing to serve plain HTTP") && out.contains("--insecure-http"), "{out}");
+    let out = run_expect(
+        "invsite",
+        &[
+            "serve",
+            "--data-dir",
+            site.data_dir(),
+            "--listen",
+            "0.0.0.0:0",
+        ],
+        2,
+    );
+    assert!(
+        out.contains("refusing to serve plain HTTP") && out.contains("--insecure-http"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -72,7 +121,12 @@ fn a_client_key_reaches_only_its_own_client_and_a_revoked_key_nothing() {
 
     // A's key under B's id: refused, so A can neither read B's instructions nor write B's inventory.
     let forged = format!("{b_id}.{a_key}");
-    for path in ["/cap/v1/checkin", "/cap/v1/report", "/cap/v1/ack", "/cap/v1/wait"] {
+    for path in [
+        "/cap/v1/checkin",
+        "/cap/v1/report",
+        "/cap/v1/ack",
+        "/cap/v1/wait",
+    ] {
         let resp = http
             .post(&format!("{}{path}", site.url))
             .header("Authorization", &format!("Bearer {forged}"))
@@ -89,7 +143,11 @@ fn a_client_key_reaches_only_its_own_client_and_a_revoked_key_nothing() {
         .header("Authorization", &format!("Bearer {forged}"))
         .send_json(&empty_report)
         .unwrap();
-    assert_eq!(resp.status(), 401, "a report under A's key for B was not refused");
+    assert_eq!(
+        resp.status(),
+        401,
+        "a report under A's key for B was not refused"
+    );
     // A's own check-in sees only A's (no) instructions, never B's pending request.
     let mut resp = http
         .post(&format!("{}/cap/v1/checkin", site.url))
@@ -99,7 +157,11 @@ fn a_client_key_reaches_only_its_own_client_and_a_revoked_key_nothing() {
     let checkin: serde_json::Value = resp.body_mut().read_json().unwrap();
     assert_eq!(checkin["instructions"], serde_json::json!([]), "{checkin}");
     // A client token opens neither the admin nor the site-to-site API.
-    let resp = http.get(&format!("{}/api/v1/clients", site.url)).header("Authorization", &format!("Bearer {a_token}")).call().unwrap();
+    let resp = http
+        .get(&format!("{}/api/v1/clients", site.url))
+        .header("Authorization", &format!("Bearer {a_token}"))
+        .call()
+        .unwrap();
     assert_eq!(resp.status(), 401);
     let resp = http
         .post(&format!("{}/site/v1/hello", site.url))
@@ -108,13 +170,25 @@ fn a_client_key_reaches_only_its_own_client_and_a_revoked_key_nothing() {
         .unwrap();
     assert_eq!(resp.status(), 401);
     let bravo_after = site.show("BRAVO");
-    assert_eq!(bravo_after["sw"], bravo_before["sw"], "B's inventory is untouched");
-    assert_eq!(bravo_after["requests"][0]["state"], "pending", "B's instruction was not picked up by A");
+    assert_eq!(
+        bravo_after["sw"], bravo_before["sw"],
+        "B's inventory is untouched"
+    );
+    assert_eq!(
+        bravo_after["requests"][0]["state"], "pending",
+        "B's instruction was not picked up by A"
+    );
 
     // Revoked: A's own key stops working at once, with a message that says so.
-    let out = run_ok("invsite", &["revoke", "ALPHA", "--data-dir", site.data_dir()]);
+    let out = run_ok(
+        "invsite",
+        &["revoke", "ALPHA", "--data-dir", site.data_dir()],
+    );
     assert!(out.contains("Revoked"), "{out}");
-    let o = run("invagent", &["cycle", "--data-dir", s(&a.dir), "--root", s(&a.root)]);
+    let o = run(
+        "invagent",
+        &["cycle", "--data-dir", s(&a.dir), "--root", s(&a.root)],
+    );
     assert_eq!(code(&o), 1);
     assert!(stderr(&o).contains("revoked"), "{}", stderr(&o));
     let mut resp = http
@@ -125,7 +199,11 @@ fn a_client_key_reaches_only_its_own_client_and_a_revoked_key_nothing() {
     assert_eq!(resp.status(), 401);
     let text = resp.body_mut().read_to_string().unwrap();
     assert!(text.contains("revoked"), "{text}");
-    run_expect("invsite", &["revoke", "NOBODY", "--data-dir", site.data_dir()], 4);
+    run_expect(
+        "invsite",
+        &["revoke", "NOBODY", "--data-dir", site.data_dir()],
+        4,
+    );
     // B is unaffected.
     b.cycle();
     site.stop();
@@ -187,8 +265,15 @@ fn a_report_over_the_limits_is_refused_with_the_limit_named_and_stores_nothing()
         .header("Authorization", &format!("Bearer {token}"))
         .header("Content-Type", "application/json")
         .send(&huge[..]);
-    assert!(resp.map(|r| r.status().as_u16() == 413).unwrap_or(true), "an oversized body was not refused");
-    assert_eq!(site.show("LIMITS")["sw"], before["sw"], "nothing was stored");
+    assert!(
+        resp.map(|r| r.status().as_u16() == 413).unwrap_or(true),
+        "an oversized body was not refused"
+    );
+    assert_eq!(
+        site.show("LIMITS")["sw"],
+        before["sw"],
+        "nothing was stored"
+    );
     site.stop();
 }
 
@@ -196,13 +281,29 @@ fn a_report_over_the_limits_is_refused_with_the_limit_named_and_stores_nothing()
 fn limits_are_configurable_and_name_themselves_when_they_refuse() {
     let tmp = tempfile::tempdir().unwrap();
     let mut site = Site::init(tmp.path(), "S01");
-    let out = run_ok("invsite", &["config", "--max-items", "20", "--data-dir", site.data_dir()]);
+    let out = run_ok(
+        "invsite",
+        &["config", "--max-items", "20", "--data-dir", site.data_dir()],
+    );
     assert!(out.contains("max-items 20"), "{out}");
-    run_expect("invsite", &["config", "--max-items", "0", "--data-dir", site.data_dir()], 2);
+    run_expect(
+        "invsite",
+        &["config", "--max-items", "0", "--data-dir", site.data_dir()],
+        2,
+    );
     site.start();
     // The Debian fixture has 17 hardware items and 23 packages: hw passes, sw is refused.
     let agent = Agent::enroll(tmp.path(), &site, "debian", "bounded");
-    let o = run("invagent", &["cycle", "--data-dir", s(&agent.dir), "--root", s(&agent.root)]);
+    let o = run(
+        "invagent",
+        &[
+            "cycle",
+            "--data-dir",
+            s(&agent.dir),
+            "--root",
+            s(&agent.root),
+        ],
+    );
     let text = stdout(&o) + &stderr(&o);
     assert!(text.contains("max_items is 20"), "{text}");
     let v = site.show("BOUNDED");

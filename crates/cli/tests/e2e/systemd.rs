@@ -38,7 +38,9 @@ fn serve_notifies_systemd_when_ready_and_when_stopping() {
     let socket_path = tmp.path().join("notify.sock");
     let socket = UnixDatagram::bind(&socket_path).unwrap();
     // Generous: a loaded 2-core machine may take a while to start the site.
-    socket.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
 
     let mut child = Server(
         bin("invsite")
@@ -51,20 +53,34 @@ fn serve_notifies_systemd_when_ready_and_when_stopping() {
             .unwrap(),
     );
     let mut line = String::new();
-    BufReader::new(child.0.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let url = line.trim().rsplit(' ').next().unwrap_or_default().to_string();
+    BufReader::new(child.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .rsplit(' ')
+        .next()
+        .unwrap_or_default()
+        .to_string();
 
     let mut buf = [0u8; 256];
-    let n = socket.recv(&mut buf).expect("invsite serve sent nothing to $NOTIFY_SOCKET");
+    let n = socket
+        .recv(&mut buf)
+        .expect("invsite serve sent nothing to $NOTIFY_SOCKET");
     assert_eq!(std::str::from_utf8(&buf[..n]).unwrap().trim(), "READY=1");
     // Ready means answering: the database is open and the listener bound.
     let health = http().get(&format!("{url}/healthz")).call().unwrap();
     assert_eq!(health.status(), 200);
 
     unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
-    let n = socket.recv(&mut buf).expect("invsite serve did not say it was stopping");
+    let n = socket
+        .recv(&mut buf)
+        .expect("invsite serve did not say it was stopping");
     assert_eq!(std::str::from_utf8(&buf[..n]).unwrap().trim(), "STOPPING=1");
-    assert!(child.terminate(), "invsite serve did not exit 0 after SIGTERM");
+    assert!(
+        child.terminate(),
+        "invsite serve did not exit 0 after SIGTERM"
+    );
 }
 
 /// Runs `invsite serve` with stderr to a file until it has said it is serving, stops it, and
@@ -84,11 +100,18 @@ fn serve_log(site: &Site, log: &std::path::Path, journal: Option<&std::path::Pat
     }
     let mut child = Server(cmd.spawn().unwrap());
     let mut line = String::new();
-    BufReader::new(child.0.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(child.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     wait_until(60, "the site logs that it serves", || {
-        std::fs::read_to_string(log).unwrap_or_default().contains("Serving.")
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .contains("Serving.")
     });
-    assert!(child.terminate(), "invsite serve did not exit 0 after SIGTERM");
+    assert!(
+        child.terminate(),
+        "invsite serve did not exit 0 after SIGTERM"
+    );
     std::fs::read_to_string(log).unwrap()
 }
 
@@ -107,12 +130,23 @@ fn logs_to_the_journal_carry_no_timestamp_of_their_own() {
     let text = serve_log(&site, &log, Some(&log));
     let lines: Vec<&str> = text.lines().filter(|l| l.contains("Serving.")).collect();
     assert_eq!(lines.len(), 1, "{text}");
-    assert!(!text.lines().any(stamped), "a line to the journal has its own timestamp:\n{text}");
+    assert!(
+        !text.lines().any(stamped),
+        "a line to the journal has its own timestamp:\n{text}"
+    );
 
     // Not the journal: a terminal, a file, or the journal's variable inherited by a process
     // whose stderr went elsewhere. Timestamps stay.
     let plain = serve_log(&site, &tmp.path().join("plain.log"), None);
-    assert!(plain.lines().any(|l| l.contains("Serving.") && stamped(l)), "{plain}");
+    assert!(
+        plain.lines().any(|l| l.contains("Serving.") && stamped(l)),
+        "{plain}"
+    );
     let elsewhere = serve_log(&site, &tmp.path().join("elsewhere.log"), Some(&log));
-    assert!(elsewhere.lines().any(|l| l.contains("Serving.") && stamped(l)), "{elsewhere}");
+    assert!(
+        elsewhere
+            .lines()
+            .any(|l| l.contains("Serving.") && stamped(l)),
+        "{elsewhere}"
+    );
 }

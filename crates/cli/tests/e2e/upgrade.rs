@@ -15,12 +15,20 @@ fn assert_within(expected: &Value, actual: &Value, at: &str) {
     match (expected, actual) {
         (Value::Object(e), Value::Object(a)) => {
             for (k, v) in e {
-                let Some(av) = a.get(k) else { panic!("{at}.{k} is gone (was {v})") };
+                let Some(av) = a.get(k) else {
+                    panic!("{at}.{k} is gone (was {v})")
+                };
                 assert_within(v, av, &format!("{at}.{k}"));
             }
         }
         (Value::Array(e), Value::Array(a)) => {
-            assert_eq!(e.len(), a.len(), "{at} has {} entries, had {}", a.len(), e.len());
+            assert_eq!(
+                e.len(),
+                a.len(),
+                "{at} has {} entries, had {}",
+                a.len(),
+                e.len()
+            );
             for (i, (ev, av)) in e.iter().zip(a).enumerate() {
                 assert_within(ev, av, &format!("{at}[{i}]"));
             }
@@ -34,7 +42,11 @@ fn copy_site(fixture: &Path, into: &Path) {
     copy_dir(&fixture.join("site"), into);
     std::fs::set_permissions(into, std::fs::Permissions::from_mode(0o700)).unwrap();
     for entry in std::fs::read_dir(into).unwrap() {
-        std::fs::set_permissions(entry.unwrap().path(), std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::set_permissions(
+            entry.unwrap().path(),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
     }
 }
 
@@ -60,30 +72,62 @@ fn every_earlier_release_s_site_opens_migrates_and_keeps_its_data(db: Db) {
         let pg = (db == Db::Postgres).then(|| {
             let pg = PgDb::create();
             let o = std::process::Command::new("psql")
-                .args([pg.url.as_str(), "-q", "-v", "ON_ERROR_STOP=1", "-f", s(&fixture.join("dump.sql"))])
+                .args([
+                    pg.url.as_str(),
+                    "-q",
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "-f",
+                    s(&fixture.join("dump.sql")),
+                ])
                 .output()
                 .unwrap();
-            assert!(o.status.success(), "loading {}: {}", fixture.display(), stderr(&o));
+            assert!(
+                o.status.success(),
+                "loading {}: {}",
+                fixture.display(),
+                stderr(&o)
+            );
             let config_path = dir.join("config.json");
-            let mut config: Value = serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
+            let mut config: Value =
+                serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
             config["db"] = Value::String(pg.url.clone());
             std::fs::write(&config_path, config.to_string()).unwrap();
             pg
         });
-        let mut site = Site { dir, child: None, url: String::new(), pg };
+        let mut site = Site {
+            dir,
+            child: None,
+            url: String::new(),
+            pg,
+        };
         let expected = |name: &str| -> Value {
-            serde_json::from_str(&std::fs::read_to_string(fixture.join("expected").join(name)).unwrap()).unwrap()
+            serde_json::from_str(
+                &std::fs::read_to_string(fixture.join("expected").join(name)).unwrap(),
+            )
+            .unwrap()
         };
         let at = fixture.display().to_string();
-        assert_within(&expected("clients.json"), &site.clients(), &format!("{at}: clients"));
+        assert_within(
+            &expected("clients.json"),
+            &site.clients(),
+            &format!("{at}: clients"),
+        );
         for name in ["WEB1", "APK1"] {
-            assert_within(&expected(&format!("{name}.json")), &site.show(name), &format!("{at}: {name}"));
+            assert_within(
+                &expected(&format!("{name}.json")),
+                &site.show(name),
+                &format!("{at}: {name}"),
+            );
         }
         // It takes new writes: an enrollment and reports, and a request for an old client.
         site.start();
         let agent = Agent::enroll(tmp.path(), &site, "debian", "NEW1");
         agent.cycle();
-        assert_eq!(site.show("NEW1")["sw"]["hash"], agent.inventory("sw")["hash"]);
+        assert_eq!(
+            site.show("NEW1")["sw"]["hash"],
+            agent.inventory("sw")["hash"]
+        );
         run_ok("invsync", &["sw", "APK1", "--data-dir", site.data_dir()]);
         site.stop();
         seen += 1;

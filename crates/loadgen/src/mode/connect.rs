@@ -590,7 +590,10 @@ fn progress(message: String) {
 fn print_human(r: &Results, args: &Args) -> std::io::Result<()> {
     invsync_proto::outln!(
         "site {} at {}, {} simulated agents, {} sw items each",
-        r.site_code, r.site, r.agents, r.sw_items_per_agent
+        r.site_code,
+        r.site,
+        r.agents,
+        r.sw_items_per_agent
     )?;
     invsync_proto::outln!(
         "enrollment + first full report: {} agents in {:.1} s ({:.0}/s, {} at a time)",
@@ -602,7 +605,12 @@ fn print_human(r: &Results, args: &Args) -> std::io::Result<()> {
     let p = &r.push_channel;
     invsync_proto::outln!(
         "push channel: {} long-polls parked in {:.1} s; {} failed, {} lost, {} re-polls, {} wake-ups",
-        p.parked, p.open_seconds, p.failed, p.lost, p.repolls, p.wakes
+        p.parked,
+        p.open_seconds,
+        p.failed,
+        p.lost,
+        p.repolls,
+        p.wakes
     )?;
     for e in &p.errors {
         invsync_proto::outln!("  error: {e}")?;
@@ -640,7 +648,8 @@ fn print_human(r: &Results, args: &Args) -> std::io::Result<()> {
         )?,
         None => invsync_proto::outln!(
             "resync round trip: no samples ({} requests, {} errors)",
-            s.requests, s.errors
+            s.requests,
+            s.errors
         )?,
     }
     for e in &s.error_messages {

@@ -858,7 +858,10 @@ fn print_measured(what: &str, m: &Measured) -> std::io::Result<()> {
     let p = &m.prepare;
     invsync_proto::outln!(
         "{what}: {} bodies ({:.0} B mean) built in {:.1} s before timing, {} more during the run",
-        p.bodies, m.body_bytes_mean, p.seconds, p.built_during_run
+        p.bodies,
+        m.body_bytes_mean,
+        p.seconds,
+        p.built_during_run
     )?;
     invsync_proto::outln!(
         "{what}: {} requests in {:.2} s: {} ok, {:.0}/s; {} errors, {} skipped{}",
@@ -877,14 +880,23 @@ fn print_measured(what: &str, m: &Measured) -> std::io::Result<()> {
     if let Some(l) = &m.latency {
         invsync_proto::outln!(
             "{what}: latency p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms (min {:.2}, mean {:.2})",
-            l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms, l.min_ms, l.mean_ms
+            l.p50_ms,
+            l.p90_ms,
+            l.p99_ms,
+            l.max_ms,
+            l.min_ms,
+            l.mean_ms
         )?;
     }
     let e = &m.errors;
     if e.total > 0 {
         invsync_proto::outln!(
             "{what}: errors: {} refused, {} duplicate, {} http, {} transport, {} mismatch",
-            e.refused, e.duplicate, e.http, e.transport, e.mismatch
+            e.refused,
+            e.duplicate,
+            e.http,
+            e.transport,
+            e.mismatch
         )?;
         for msg in &m.error_messages {
             invsync_proto::outln!("  error: {msg}")?;

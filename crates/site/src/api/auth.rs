@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use super::error::ApiError;
 use super::throttle::Peer;
-use crate::connections::{mark_authenticated, ConnectionHandle};
+use crate::connections::{ConnectionHandle, mark_authenticated};
 use crate::secret::ct_eq;
 use crate::server::AppState;
 
@@ -42,9 +42,10 @@ impl FromRequestParts<AppState> for Admin {
                 mark_authenticated(&parts.extensions);
                 Ok(Admin)
             }
-            Some(_) => Err(state
-                .auth_failures
-                .refuse(Peer::of(parts).0, ApiError::Unauthorized("wrong admin token".to_string()))),
+            Some(_) => Err(state.auth_failures.refuse(
+                Peer::of(parts).0,
+                ApiError::Unauthorized("wrong admin token".to_string()),
+            )),
             None => Err(ApiError::Unauthorized(
                 "this endpoint needs the admin token (Authorization: Bearer …)".to_string(),
             )),
@@ -65,16 +66,22 @@ fn unknown_client() -> ApiError {
 
 /// The refusal of a revoked key.
 fn revoked_client(name: &ClientName) -> ApiError {
-    ApiError::Unauthorized(format!("the key of {name} was revoked at this site; enroll again"))
+    ApiError::Unauthorized(format!(
+        "the key of {name} was revoked at this site; enroll again"
+    ))
 }
 
 impl Client {
     /// What a request with this client's presented credentials gets, as the store found them.
     pub fn from_store<T>(found: Authenticated<T>) -> Result<(Client, T), ApiError> {
         match found {
-            Authenticated::Client(auth, value) => {
-                Ok((Client { id: auth.client_id, name: auth.name }, value))
-            }
+            Authenticated::Client(auth, value) => Ok((
+                Client {
+                    id: auth.client_id,
+                    name: auth.name,
+                },
+                value,
+            )),
             Authenticated::Unknown => Err(unknown_client()),
             Authenticated::Revoked(auth) => Err(revoked_client(&auth.name)),
         }
@@ -85,7 +92,10 @@ impl FromRequestParts<AppState> for Client {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Client, ApiError> {
-        ClientCredentials::from_request_parts(parts, state).await?.check(state).await
+        ClientCredentials::from_request_parts(parts, state)
+            .await?
+            .check(state)
+            .await
     }
 }
 
@@ -105,7 +115,9 @@ const KNOWN_KEYS_MAX: usize = 200_000;
 
 impl Default for KnownKeys {
     fn default() -> KnownKeys {
-        KnownKeys { map: Mutex::new(HashMap::new()) }
+        KnownKeys {
+            map: Mutex::new(HashMap::new()),
+        }
     }
 }
 
@@ -117,7 +129,9 @@ impl KnownKeys {
 
     /// Whether these credentials were accepted lately (compared in constant time).
     pub fn vouch(&self, token: &ClientCredentials) -> bool {
-        self.map().get(&token.client_id).is_some_and(|known| known.ct_eq(&token.key_hash))
+        self.map()
+            .get(&token.client_id)
+            .is_some_and(|known| known.ct_eq(&token.key_hash))
     }
 
     fn remember(&self, token: &ClientCredentials) {
@@ -147,14 +161,21 @@ impl ClientCredentials {
     /// the [`Client`] extractor, and a handler that refuses a request before asking the store
     /// for its work (a caller without a valid token is told that first).
     pub async fn check(&self, state: &AppState) -> Result<Client, ApiError> {
-        let found = state.store.authenticate_key(self.client_id, &self.key_hash).await?;
+        let found = state
+            .store
+            .authenticate_key(self.client_id, &self.key_hash)
+            .await?;
         Ok(self.accept(state, found)?.0)
     }
 
     /// [`Client::from_store`] for these credentials: a refusal counts against the caller's
     /// address; an accepted key is remembered in [`KnownKeys`] and makes the connection an
     /// authenticated one.
-    pub fn accept<T>(&self, state: &AppState, found: Authenticated<T>) -> Result<(Client, T), ApiError> {
+    pub fn accept<T>(
+        &self,
+        state: &AppState,
+        found: Authenticated<T>,
+    ) -> Result<(Client, T), ApiError> {
         match Client::from_store(found) {
             Ok(accepted) => {
                 state.known_keys.remember(self);
@@ -176,14 +197,23 @@ impl ClientCredentials {
 impl FromRequestParts<AppState> for ClientCredentials {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<ClientCredentials, ApiError> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<ClientCredentials, ApiError> {
         let peer = Peer::of(parts).0;
         let token = match bearer(parts) {
-            Some(raw) => ClientToken::parse(raw).ok_or_else(|| state.auth_failures.refuse(peer, unknown_client()))?,
+            Some(raw) => ClientToken::parse(raw)
+                .ok_or_else(|| state.auth_failures.refuse(peer, unknown_client()))?,
             None => return Err(unknown_client()),
         };
         let connection = parts.extensions.get::<ConnectionHandle>().cloned();
-        Ok(ClientCredentials { client_id: token.client_id, key_hash: token.key_hash(), peer, connection })
+        Ok(ClientCredentials {
+            client_id: token.client_id,
+            key_hash: token.key_hash(),
+            peer,
+            connection,
+        })
     }
 }
 
@@ -207,7 +237,11 @@ impl FromRequestParts<AppState> for Child {
         };
         let failed = || state.auth_failures.refuse(peer, refused());
         let token = ChildToken::parse(raw).ok_or_else(failed)?;
-        let stored = state.store.child_key_hash(&token.code).await?.ok_or_else(failed)?;
+        let stored = state
+            .store
+            .child_key_hash(&token.code)
+            .await?
+            .ok_or_else(failed)?;
         if !token.key_hash().ct_eq(&stored) {
             return Err(failed());
         }

@@ -29,7 +29,7 @@
 //!   Threads of their own rather than tokio's blocking pool: each keeps a decoder context (and
 //!   its window) between bodies, and the pool may run hundreds of threads.
 
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
@@ -105,7 +105,10 @@ impl FromRequest<AppState> for RawBody {
 
 impl RawBody {
     /// The body as a `T`, decompressed first when it was sent compressed.
-    pub async fn parse<T: DeserializeOwned + Send + 'static>(self, state: &AppState) -> Result<T, ApiError> {
+    pub async fn parse<T: DeserializeOwned + Send + 'static>(
+        self,
+        state: &AppState,
+    ) -> Result<T, ApiError> {
         if !self.zstd {
             return parse(&self.bytes);
         }
@@ -154,12 +157,18 @@ impl<T: DeserializeOwned + Send + 'static> FromRequest<AppState> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Body<T>, ApiError> {
-        Ok(Body(RawBody::from_request(req, state).await?.parse(state).await?))
+        Ok(Body(
+            RawBody::from_request(req, state)
+                .await?
+                .parse(state)
+                .await?,
+        ))
     }
 }
 
 fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| ApiError::BadInput(format!("invalid request body: {e}")))
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::BadInput(format!("invalid request body: {e}")))
 }
 
 fn invalid(reason: impl std::fmt::Display) -> ApiError {
@@ -182,10 +191,13 @@ fn frames(raw: &[u8], limit: usize) -> Result<Option<usize>, ApiError> {
         return Err(invalid("the body is empty"));
     }
     while !rest.is_empty() {
-        let magic = rest.get(..4).map(|m| u32::from_le_bytes([m[0], m[1], m[2], m[3]]));
+        let magic = rest
+            .get(..4)
+            .map(|m| u32::from_le_bytes([m[0], m[1], m[2], m[3]]));
         match magic {
             Some(ZSTD_MAGIC) => {
-                let declared = zstd_safe::get_frame_content_size(rest).map_err(|_| invalid("a frame header is corrupt"))?;
+                let declared = zstd_safe::get_frame_content_size(rest)
+                    .map_err(|_| invalid("a frame header is corrupt"))?;
                 total = total.zip(declared).map(|(a, b)| a.saturating_add(b));
                 // Refused from the header alone, before the frame is even walked.
                 if total.is_some_and(|n| n > limit as u64) {
@@ -193,10 +205,17 @@ fn frames(raw: &[u8], limit: usize) -> Result<Option<usize>, ApiError> {
                 }
             }
             Some(m) if m & 0xFFFF_FFF0 == SKIPPABLE_MAGIC => {}
-            _ => return Err(invalid("not a zstd frame (the legacy formats before zstd 1.0 are not accepted)")),
+            _ => {
+                return Err(invalid(
+                    "not a zstd frame (the legacy formats before zstd 1.0 are not accepted)",
+                ));
+            }
         }
-        let size = zstd_safe::find_frame_compressed_size(rest).map_err(|code| invalid(zstd_safe::get_error_name(code)))?;
-        rest = rest.get(size..).ok_or_else(|| invalid("a frame is truncated"))?;
+        let size = zstd_safe::find_frame_compressed_size(rest)
+            .map_err(|code| invalid(zstd_safe::get_error_name(code)))?;
+        rest = rest
+            .get(size..)
+            .ok_or_else(|| invalid("a frame is truncated"))?;
     }
     // Within `limit` (checked above), so it fits a usize.
     Ok(total.map(|n| n as usize))
@@ -211,11 +230,16 @@ thread_local! {
 
 /// A decoder context with the window bound set.
 fn new_context() -> Result<DCtx<'static>, ApiError> {
-    let mut context =
-        DCtx::try_create().ok_or_else(|| ApiError::Internal("zstd could not allocate a context".to_string()))?;
+    let mut context = DCtx::try_create()
+        .ok_or_else(|| ApiError::Internal("zstd could not allocate a context".to_string()))?;
     context
         .set_parameter(DParameter::WindowLogMax(WINDOW_LOG_MAX))
-        .map_err(|code| ApiError::Internal(format!("zstd refused the window bound: {}", zstd_safe::get_error_name(code))))?;
+        .map_err(|code| {
+            ApiError::Internal(format!(
+                "zstd refused the window bound: {}",
+                zstd_safe::get_error_name(code)
+            ))
+        })?;
     Ok(context)
 }
 
@@ -229,7 +253,9 @@ pub fn decode_zstd(raw: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
 
 /// Runs `f` with this thread's decoder context, which is freed afterwards when a large body
 /// made it grow.
-fn with_context<R>(f: impl FnOnce(&mut DCtx<'static>) -> Result<R, ApiError>) -> Result<R, ApiError> {
+fn with_context<R>(
+    f: impl FnOnce(&mut DCtx<'static>) -> Result<R, ApiError>,
+) -> Result<R, ApiError> {
     CONTEXT.with_borrow_mut(|slot| {
         let context = match slot {
             Some(c) => c,
@@ -263,9 +289,12 @@ fn decode_into<C: WriteBuf + ?Sized>(
     out: &mut C,
 ) -> Result<usize, ApiError> {
     // A body refused half-way left the context inside its frame; the window bound stays.
-    context
-        .reset(ResetDirective::SessionOnly)
-        .map_err(|code| ApiError::Internal(format!("zstd reset failed: {}", zstd_safe::get_error_name(code))))?;
+    context.reset(ResetDirective::SessionOnly).map_err(|code| {
+        ApiError::Internal(format!(
+            "zstd reset failed: {}",
+            zstd_safe::get_error_name(code)
+        ))
+    })?;
     let mut input = InBuffer::around(raw);
     let mut written = 0;
     loop {
@@ -298,13 +327,21 @@ fn decode_into<C: WriteBuf + ?Sized>(
 /// when it is dropped, rather than staying with the allocator (which kept a freed 64 MiB
 /// buffer resident per thread). A body that declares less than [`MAP_MIN`] (a full report is
 /// a few hundred kilobytes) goes into a `Vec`, sparing it the mapping's system calls.
-fn decode_mapped<T: DeserializeOwned>(raw: &[u8], limit: usize, declared: Option<usize>) -> Result<T, ApiError> {
+fn decode_mapped<T: DeserializeOwned>(
+    raw: &[u8],
+    limit: usize,
+    declared: Option<usize>,
+) -> Result<T, ApiError> {
     let bound = declared.unwrap_or(limit);
     if bound < MAP_MIN {
         return parse(&decode_inline(raw, limit, declared)?);
     }
-    let mut out = memmap2::MmapMut::map_anon(bound + 1)
-        .map_err(|e| ApiError::Internal(format!("cannot map {} bytes to decode a request body into: {e}", bound + 1)))?;
+    let mut out = memmap2::MmapMut::map_anon(bound + 1).map_err(|e| {
+        ApiError::Internal(format!(
+            "cannot map {} bytes to decode a request body into: {e}",
+            bound + 1
+        ))
+    })?;
     let written = with_context(|context| decode_into(context, raw, limit, bound, &mut out[..]))?;
     parse(&out[..written])
 }
@@ -324,22 +361,26 @@ impl Decoders {
         let queue = Arc::new(Mutex::new(queue));
         for n in 0..threads.max(1) {
             let queue = queue.clone();
-            let spawned = std::thread::Builder::new().name(format!("invsite-decode-{n}")).spawn(move || {
-                loop {
-                    // Holding the lock while waiting is how the threads take turns at the line.
-                    let job = queue.lock().unwrap_or_else(|p| p.into_inner()).recv();
-                    let Ok(job) = job else { return };
-                    // A panic in one body's decoding must not cost the site a decoder thread;
-                    // its request sees its answer channel closed.
-                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
-                }
-            });
+            let spawned = std::thread::Builder::new()
+                .name(format!("invsite-decode-{n}"))
+                .spawn(move || {
+                    loop {
+                        // Holding the lock while waiting is how the threads take turns at the line.
+                        let job = queue.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        let Ok(job) = job else { return };
+                        // A panic in one body's decoding must not cost the site a decoder thread;
+                        // its request sees its answer channel closed.
+                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                    }
+                });
             if let Err(e) = spawned {
                 // The others (or, with none, every large body's 500) still tell.
                 tracing::warn!(error = %e, "Could not start a decoder thread.");
             }
         }
-        Decoders { jobs: Mutex::new(jobs) }
+        Decoders {
+            jobs: Mutex::new(jobs),
+        }
     }
 
     /// Puts `work` in line for a decoder thread; its result arrives on the receiver.
@@ -351,21 +392,35 @@ impl Decoders {
         let job: Job = Box::new(move || {
             let _ = answer.send(work());
         });
-        let sent = self.jobs.lock().unwrap_or_else(|p| p.into_inner()).send(job);
+        let sent = self
+            .jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(job);
         sent.map_err(|_| ApiError::Internal("no decoder thread is running".to_string()))?;
         Ok(result)
     }
 
     /// Runs `work` on a decoder thread and hands back its result.
-    async fn run<R: Send + 'static>(&self, work: impl FnOnce() -> R + Send + 'static) -> Result<R, ApiError> {
+    async fn run<R: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> R + Send + 'static,
+    ) -> Result<R, ApiError> {
         let result = self.submit(work)?;
-        result.await.map_err(|_| ApiError::Internal("a decoder thread failed on a request body".to_string()))
+        result.await.map_err(|_| {
+            ApiError::Internal("a decoder thread failed on a request body".to_string())
+        })
     }
 
     /// Walks `raw`'s frames, decodes it and parses it as a `T` on a decoder thread; the
     /// decoded bytes are freed there, before the thread takes the next body.
-    async fn parse<T: DeserializeOwned + Send + 'static>(&self, raw: Bytes, limit: usize) -> Result<T, ApiError> {
-        self.run(move || decode_mapped(&raw, limit, frames(&raw, limit)?)).await?
+    async fn parse<T: DeserializeOwned + Send + 'static>(
+        &self,
+        raw: Bytes,
+        limit: usize,
+    ) -> Result<T, ApiError> {
+        self.run(move || decode_mapped(&raw, limit, frames(&raw, limit)?))
+            .await?
     }
 }
 
@@ -396,8 +451,14 @@ mod tests {
         // 10 MB of zeros compresses to a few hundred bytes; a 1 MB limit refuses it.
         let bomb = zstd::bulk::compress(&vec![0u8; 10 << 20], 19).unwrap();
         assert!(bomb.len() < 4096, "{}", bomb.len());
-        assert!(matches!(decode_zstd(&bomb, 1 << 20), Err(ApiError::TooLarge(_))));
-        assert!(matches!(decode_zstd(b"not zstd", 100), Err(ApiError::BadInput(_))));
+        assert!(matches!(
+            decode_zstd(&bomb, 1 << 20),
+            Err(ApiError::TooLarge(_))
+        ));
+        assert!(matches!(
+            decode_zstd(b"not zstd", 100),
+            Err(ApiError::BadInput(_))
+        ));
         // The thread's context is reused: after a refused bomb and garbage, a good body (and a
         // truncated one, which must not decode as a shorter good one) still decode correctly.
         assert_eq!(decode_zstd(&packed, 100).unwrap(), json);
@@ -406,13 +467,22 @@ mod tests {
         // A bomb that does not declare its size is refused at the limit too, and at the limit
         // exactly a body is accepted.
         let stream = stream_of_zeros(4 << 20, 3, None);
-        assert!(matches!(decode_zstd(&stream, 1 << 20), Err(ApiError::TooLarge(_))));
+        assert!(matches!(
+            decode_zstd(&stream, 1 << 20),
+            Err(ApiError::TooLarge(_))
+        ));
         assert_eq!(decode_zstd(&stream, 4 << 20).unwrap().len(), 4 << 20);
         // Frames one after the other decode as one body, and their declared sizes add up.
         let two = [packed.clone(), packed.clone()].concat();
         assert_eq!(frames(&two, 100).unwrap(), Some(2 * json.len()));
-        assert_eq!(decode_zstd(&two, 100).unwrap(), [&json[..], &json[..]].concat());
-        assert!(matches!(decode_zstd(&two, 2 * json.len() - 1), Err(ApiError::TooLarge(_))));
+        assert_eq!(
+            decode_zstd(&two, 100).unwrap(),
+            [&json[..], &json[..]].concat()
+        );
+        assert!(matches!(
+            decode_zstd(&two, 2 * json.len() - 1),
+            Err(ApiError::TooLarge(_))
+        ));
         assert!(matches!(decode_zstd(b"", 100), Err(ApiError::BadInput(_))));
     }
 
@@ -424,12 +494,24 @@ mod tests {
         let mut header = ZSTD_MAGIC.to_le_bytes().to_vec();
         header.push(0b1010_0000);
         header.extend_from_slice(&u32::MAX.to_le_bytes());
-        assert_eq!(zstd_safe::get_frame_content_size(&header).unwrap(), Some(u32::MAX as u64));
-        assert!(matches!(frames(&header, 64 << 20), Err(ApiError::TooLarge(_))));
-        assert!(matches!(decode_zstd(&header, 64 << 20), Err(ApiError::TooLarge(_))));
+        assert_eq!(
+            zstd_safe::get_frame_content_size(&header).unwrap(),
+            Some(u32::MAX as u64)
+        );
+        assert!(matches!(
+            frames(&header, 64 << 20),
+            Err(ApiError::TooLarge(_))
+        ));
+        assert!(matches!(
+            decode_zstd(&header, 64 << 20),
+            Err(ApiError::TooLarge(_))
+        ));
         let bomb = zstd::bulk::compress(&vec![0u8; 1 << 20], 3).unwrap();
         assert!(matches!(frames(&bomb, 1000), Err(ApiError::TooLarge(_))));
-        assert!(matches!(decode_zstd(&bomb, 1000), Err(ApiError::TooLarge(_))));
+        assert!(matches!(
+            decode_zstd(&bomb, 1000),
+            Err(ApiError::TooLarge(_))
+        ));
         assert_eq!(frames(&bomb, 1 << 20).unwrap(), Some(1 << 20));
     }
 
@@ -439,7 +521,10 @@ mod tests {
         // site accepts 2^23 (8 MiB), the most that level 19 uses.
         let wide = stream_of_zeros(1 << 20, 3, Some(WINDOW_LOG_MAX + 1));
         let e = decode_zstd(&wide, 64 << 20).unwrap_err();
-        assert!(matches!(&e, ApiError::BadInput(m) if m.contains("too much memory")), "{e}");
+        assert!(
+            matches!(&e, ApiError::BadInput(m) if m.contains("too much memory")),
+            "{e}"
+        );
         let fits = stream_of_zeros(1 << 20, 19, Some(WINDOW_LOG_MAX));
         assert_eq!(decode_zstd(&fits, 64 << 20).unwrap().len(), 1 << 20);
     }
@@ -462,7 +547,10 @@ mod tests {
 
     #[test]
     fn large_bodies_decode_on_the_decoder_threads_in_line() {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
         runtime.block_on(async {
             let decoders = Decoders::new(1);
             let json = serde_json::to_vec(&vec!["x".repeat(100); 2000]).unwrap();
@@ -470,21 +558,31 @@ mod tests {
             let packed = Bytes::from(zstd::bulk::compress(&json, 3).unwrap());
             let parsed: Vec<String> = decoders.parse(packed.clone(), 1 << 20).await.unwrap();
             assert_eq!(parsed.len(), 2000);
-            let thread = decoders.run(|| std::thread::current().name().map(str::to_string)).await.unwrap();
+            let thread = decoders
+                .run(|| std::thread::current().name().map(str::to_string))
+                .await
+                .unwrap();
             assert_eq!(thread.as_deref(), Some("invsite-decode-0"));
             // While the only thread is busy, a body waits for it: it cannot be decoded before
             // the thread is let go, however long the wait.
             let (release, busy) = mpsc::channel::<()>();
             let holding = decoders.submit(move || busy.recv()).unwrap();
             let mut waiting = std::pin::pin!(decoders.parse::<Vec<String>>(packed, 1 << 20));
-            let early = tokio::time::timeout(std::time::Duration::from_millis(100), &mut waiting).await;
-            assert!(early.is_err(), "a body was decoded while the only decoder thread was busy");
+            let early =
+                tokio::time::timeout(std::time::Duration::from_millis(100), &mut waiting).await;
+            assert!(
+                early.is_err(),
+                "a body was decoded while the only decoder thread was busy"
+            );
             release.send(()).unwrap();
             holding.await.unwrap().unwrap();
             assert_eq!(waiting.await.unwrap().len(), 2000);
             // A bomb without a declared size stops at the limit there too.
             let bomb = Bytes::from(stream_of_zeros(4 << 20, 3, None));
-            let e = decoders.parse::<Vec<String>>(bomb, 1 << 20).await.unwrap_err();
+            let e = decoders
+                .parse::<Vec<String>>(bomb, 1 << 20)
+                .await
+                .unwrap_err();
             assert!(matches!(e, ApiError::TooLarge(_)), "{e}");
             // A panic costs its request an error, not the thread.
             let e = decoders.run(|| panic!("a decoder bug")).await.unwrap_err();

@@ -3,13 +3,13 @@
 //! logged here and never shown to the caller. Each error also names its [`Refusal`], the
 //! reason `/metrics` counts it under.
 
+use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::http::header::RETRY_AFTER;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
-use invsync_proto::wire::ErrorBody;
 use invsync_proto::NameError;
+use invsync_proto::wire::ErrorBody;
 use invsync_store::StoreError;
 
 use crate::metrics::Refusal;
@@ -46,7 +46,10 @@ pub enum ApiError {
     /// 429: the caller's address failed too many credential checks lately
     /// ([`super::throttle`]); `Retry-After` says in how many seconds it may fail again.
     #[error("{message}")]
-    TooManyRequests { message: String, retry_after_secs: u64 },
+    TooManyRequests {
+        message: String,
+        retry_after_secs: u64,
+    },
     /// 408: the request did not arrive within the request deadline; its connection is closed.
     #[error("{0}")]
     TimedOut(String),
@@ -107,7 +110,9 @@ impl From<JsonRejection> for ApiError {
 
 /// The request deadline's error, when a body read failed because of it (it travels inside
 /// axum's rejection, as the body's error).
-pub fn body_timeout<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a crate::http::BodyTimeout> {
+pub fn body_timeout<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a crate::http::BodyTimeout> {
     let mut next = Some(e);
     while let Some(e) = next {
         if let Some(t) = e.downcast_ref::<crate::http::BodyTimeout>() {
@@ -173,14 +178,25 @@ impl IntoResponse for ApiError {
             tracing::debug!(status = status.as_u16(), error = %self, "Refused a request.");
         }
         let retry_after = match &self {
-            ApiError::TooManyRequests { retry_after_secs, .. } => Some(*retry_after_secs),
+            ApiError::TooManyRequests {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
             _ => None,
         };
         // The reason travels with the response to the layer that counts it
         // (`metrics::count_refusals`); this conversion has no state to count in.
-        let mut response = (status, axum::Extension(refusal), Json(ErrorBody { error: self.to_string() })).into_response();
+        let mut response = (
+            status,
+            axum::Extension(refusal),
+            Json(ErrorBody {
+                error: self.to_string(),
+            }),
+        )
+            .into_response();
         if let Some(secs) = retry_after {
-            response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }

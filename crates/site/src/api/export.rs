@@ -7,8 +7,8 @@
 use std::borrow::Cow;
 
 use axum::body::{Body, Bytes};
-use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::http::HeaderValue;
+use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
 use invsync_proto::wire::{PackagePage, SoftwarePage};
 
@@ -19,12 +19,15 @@ const CHUNK: usize = 32 * 1024;
 pub fn download(file: &str, content_type: &'static str, body: Body) -> Response {
     // The name is the caller's (a package name from the path); keep only characters that are
     // safe inside the quoted file name.
-    let file: String =
-        file.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '+')).collect();
+    let file: String = file
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '+'))
+        .collect();
     let disposition = HeaderValue::from_str(&format!("attachment; filename=\"{file}\""))
         .unwrap_or_else(|_| HeaderValue::from_static("attachment"));
     let mut resp = body.into_response();
-    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     resp.headers_mut().insert(CONTENT_DISPOSITION, disposition);
     resp
 }
@@ -43,7 +46,9 @@ pub fn cell(value: &str) -> Cow<'_, str> {
 /// A CSV writer into a buffer; its records end with CRLF (RFC 4180), and fields are quoted
 /// when they hold a comma, a quote or a line break.
 fn writer() -> csv::Writer<Vec<u8>> {
-    csv::WriterBuilder::new().terminator(csv::Terminator::CRLF).from_writer(Vec::with_capacity(CHUNK + 1024))
+    csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .from_writer(Vec::with_capacity(CHUNK + 1024))
 }
 
 /// Writes one record, each cell through [`cell`].
@@ -77,7 +82,10 @@ fn csv_body<T: Send + 'static>(
         };
         // Writing into memory fails only on a bug (records of different lengths are allowed
         // by nothing here); the connection then ends early instead of the site panicking.
-        let chunk = match fill().map_err(std::io::Error::other).and_then(|()| out.into_inner().map_err(|e| e.into_error())) {
+        let chunk = match fill()
+            .map_err(std::io::Error::other)
+            .and_then(|()| out.into_inner().map_err(|e| e.into_error()))
+        {
             Ok(chunk) => chunk,
             Err(e) => return Some(Err(e)),
         };
@@ -88,10 +96,29 @@ fn csv_body<T: Send + 'static>(
 
 /// The CSV of a page of holders: a header, then one row per client and installed package.
 pub fn holders_csv(file: &str, page: SoftwarePage) -> Response {
-    const HEADER: &[&str] = &["client", "client_id", "site", "name", "version", "arch", "source"];
+    const HEADER: &[&str] = &[
+        "client",
+        "client_id",
+        "site",
+        "name",
+        "version",
+        "arch",
+        "source",
+    ];
     let body = csv_body(HEADER, page.holders, |out, h| {
         let id = h.client_id.to_string();
-        record(out, &[h.client.as_str(), &id, h.site.as_str(), &h.name, &h.version, &h.arch, &h.source])
+        record(
+            out,
+            &[
+                h.client.as_str(),
+                &id,
+                h.site.as_str(),
+                &h.name,
+                &h.version,
+                &h.arch,
+                &h.source,
+            ],
+        )
     });
     download(file, "text/csv; charset=utf-8", body)
 }
@@ -116,13 +143,23 @@ mod tests {
     use invsync_proto::wire::{PackageSummary, VersionCount};
 
     async fn text(resp: Response) -> String {
-        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
         String::from_utf8(bytes.to_vec()).unwrap()
     }
 
     #[test]
     fn formulas_are_neutralised_and_the_rest_left_alone() {
-        for bad in ["=1+2", "+1", "-1", "@SUM(A1)", "\tx", "\rx", r#"=HYPERLINK("http://evil.example","x")"#] {
+        for bad in [
+            "=1+2",
+            "+1",
+            "-1",
+            "@SUM(A1)",
+            "\tx",
+            "\rx",
+            r#"=HYPERLINK("http://evil.example","x")"#,
+        ] {
             assert_eq!(cell(bad), format!("'{bad}"), "{bad:?}");
         }
         for good in ["bash", "1:2.0-1", "5.2.15-3", "", "a=b", "x-y"] {
@@ -139,20 +176,32 @@ mod tests {
                 PackageSummary {
                     name: r#"=HYPERLINK("http://evil.example","x")"#.to_string(),
                     clients: 1,
-                    versions: vec![VersionCount { version: "=1+2".to_string(), clients: 1 }],
+                    versions: vec![VersionCount {
+                        version: "=1+2".to_string(),
+                        clients: 1,
+                    }],
                 },
                 PackageSummary {
                     name: "a,b".to_string(),
                     clients: 2,
                     versions: vec![
-                        VersionCount { version: "1:2.0-1".to_string(), clients: 1 },
-                        VersionCount { version: "say \"hi\"".to_string(), clients: 1 },
+                        VersionCount {
+                            version: "1:2.0-1".to_string(),
+                            clients: 1,
+                        },
+                        VersionCount {
+                            version: "say \"hi\"".to_string(),
+                            clients: 1,
+                        },
                     ],
                 },
             ],
         };
         let resp = packages_csv("packages.csv", page);
-        assert_eq!(resp.headers()[CONTENT_DISPOSITION], "attachment; filename=\"packages.csv\"");
+        assert_eq!(
+            resp.headers()[CONTENT_DISPOSITION],
+            "attachment; filename=\"packages.csv\""
+        );
         assert_eq!(
             text(resp).await,
             "name,clients,version,version_clients\r\n\
@@ -168,7 +217,10 @@ mod tests {
             .map(|i| PackageSummary {
                 name: format!("package-{i:05}"),
                 clients: 1,
-                versions: vec![VersionCount { version: format!("{i}.0-1"), clients: 1 }],
+                versions: vec![VersionCount {
+                    version: format!("{i}.0-1"),
+                    clients: 1,
+                }],
             })
             .collect();
         let body = csv_body(&["name"], packages, |out, p| record(out, &[&p.name]));
@@ -185,6 +237,9 @@ mod tests {
         let text = String::from_utf8(all).unwrap();
         let lines: Vec<&str> = text.split("\r\n").collect();
         assert_eq!(lines.len(), 5002, "header, 5000 rows and the empty tail");
-        assert_eq!((lines[0], lines[1], lines[5000]), ("name", "package-00000", "package-04999"));
+        assert_eq!(
+            (lines[0], lines[1], lines[5000]),
+            ("name", "package-00000", "package-04999")
+        );
     }
 }

@@ -49,7 +49,11 @@ pub async fn apply(State(state): State<AppState>) -> Result<Response, ApiError> 
 /// the task is dropped.
 pub async fn probe_loop(store: Store) {
     loop {
-        let wait = if store.write_failure().is_some() { PROBE_FAILING } else { PROBE_HEALTHY };
+        let wait = if store.write_failure().is_some() {
+            PROBE_FAILING
+        } else {
+            PROBE_HEALTHY
+        };
         tokio::time::sleep(wait).await;
         // A failure is logged and counted by the store itself.
         let _ = store.probe_write(Timestamp::now()).await;

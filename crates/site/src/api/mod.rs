@@ -14,12 +14,11 @@ pub mod plain;
 pub mod site;
 pub mod throttle;
 
-use axum::routing::{get, post};
 use axum::Router;
+use axum::routing::{get, post};
 use invsync_proto::wire;
 
 use crate::server::AppState;
-
 
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -37,13 +36,18 @@ pub fn router(state: AppState) -> Router {
         .fallback(error::not_found)
         // Outside the routes and the fallback, so every error response passes it, whatever
         // made it.
-        .layer(axum::middleware::map_response_with_state(state.metrics.clone(), crate::metrics::count_refusals))
+        .layer(axum::middleware::map_response_with_state(
+            state.metrics.clone(),
+            crate::metrics::count_refusals,
+        ))
         // The push channel's long-poll is added after the counting layer, so it is not wrapped
         // by it: every connected agent keeps one parked for up to a minute, and the layer's
         // per-request state would be paid once per connected agent (measured ~2 KB, against a
         // budget of 20 KB per idle connection). Its refusals are therefore not in
         // `invsite_requests_refused_total`; an agent refused here is refused at its check-in too.
         .route(wire::CAP_WAIT, post(cap::wait::apply))
-        .layer(axum::extract::DefaultBodyLimit::max(state.limits.max_body_bytes))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            state.limits.max_body_bytes,
+        ))
         .with_state(state)
 }

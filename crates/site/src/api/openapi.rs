@@ -6,15 +6,15 @@
 
 use std::sync::OnceLock;
 
-use axum::handler::Handler;
-use axum::http::header::CONTENT_TYPE;
-use axum::http::Method;
-use axum::response::IntoResponse;
-use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::Router;
+use axum::handler::Handler;
+use axum::http::Method;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use axum::routing::{MethodFilter, MethodRouter, on};
 use invsync_proto::wire;
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::OpenApi;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 
 use super::admin;
 use crate::server::AppState;
@@ -35,7 +35,11 @@ where
     T: 'static,
 {
     let filter = MethodFilter::try_from(method.clone()).expect("a method axum routes");
-    ApiRoute { path, method, handler: on(filter, handler) }
+    ApiRoute {
+        path,
+        method,
+        handler: on(filter, handler),
+    }
 }
 
 /// Every `/api/v1` route, with its method and handler; each handler carries its
@@ -46,20 +50,42 @@ pub fn routes() -> Vec<ApiRoute> {
         route(wire::API_SITES, Method::GET, admin::sites::apply),
         route(wire::API_CLIENTS, Method::GET, admin::clients::apply),
         route("/api/v1/clients/{name}", Method::GET, admin::client::apply),
-        route("/api/v1/clients/{name}/requests", Method::POST, admin::requests::apply),
-        route("/api/v1/clients/{name}/events", Method::POST, admin::events::apply),
-        route("/api/v1/clients/{name}/history", Method::GET, admin::history::apply),
+        route(
+            "/api/v1/clients/{name}/requests",
+            Method::POST,
+            admin::requests::apply,
+        ),
+        route(
+            "/api/v1/clients/{name}/events",
+            Method::POST,
+            admin::events::apply,
+        ),
+        route(
+            "/api/v1/clients/{name}/history",
+            Method::GET,
+            admin::history::apply,
+        ),
         route("/api/v1/requests", Method::GET, admin::request_list::apply),
-        route("/api/v1/requests/{id}", Method::GET, admin::request_state::apply),
+        route(
+            "/api/v1/requests/{id}",
+            Method::GET,
+            admin::request_state::apply,
+        ),
         route("/api/v1/software", Method::GET, admin::software::holders),
-        route("/api/v1/software/packages", Method::GET, admin::software::packages),
+        route(
+            "/api/v1/software/packages",
+            Method::GET,
+            admin::software::packages,
+        ),
         route(OPENAPI_PATH, Method::GET, apply),
     ]
 }
 
 /// The router of [`routes`].
 pub fn router() -> Router<AppState> {
-    routes().into_iter().fold(Router::new(), |r, route| r.route(route.path, route.handler))
+    routes()
+        .into_iter()
+        .fold(Router::new(), |r, route| r.route(route.path, route.handler))
 }
 
 #[derive(OpenApi)]
@@ -124,7 +150,10 @@ struct BearerToken;
 impl utoipa::Modify for BearerToken {
     fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
         let components = doc.components.get_or_insert_with(Default::default);
-        components.add_security_scheme("admin_token", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+        components.add_security_scheme(
+            "admin_token",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
     }
 }
 
@@ -143,13 +172,18 @@ impl utoipa::Modify for RateLimited {
                 "A wrong admin token from an address that presented too many lately (the site's \
                  `auth_failures_per_minute`); a right token is always served",
             )
-            .content("application/json", Content::new(Some(Ref::from_schema_name("ErrorBody"))))
+            .content(
+                "application/json",
+                Content::new(Some(Ref::from_schema_name("ErrorBody"))),
+            )
             .header("Retry-After", Header::new(RefOr::T(seconds)))
             .build();
         for item in doc.paths.paths.values_mut() {
             for op in [&mut item.get, &mut item.post].into_iter().flatten() {
                 if op.security.is_some() {
-                    op.responses.responses.insert("429".to_string(), RefOr::T(response.clone()));
+                    op.responses
+                        .responses
+                        .insert("429".to_string(), RefOr::T(response.clone()));
                 }
             }
         }
@@ -184,9 +218,16 @@ mod tests {
     #[test]
     fn every_api_route_is_in_the_document_with_its_method_and_nothing_else_is() {
         let doc: serde_json::Value = serde_json::from_str(document()).unwrap();
-        assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{}", doc["openapi"]);
+        assert!(
+            doc["openapi"].as_str().unwrap().starts_with("3.1"),
+            "{}",
+            doc["openapi"]
+        );
         assert!(doc["info"]["title"].is_string() && doc["info"]["version"].is_string());
-        assert_eq!(doc["components"]["securitySchemes"]["admin_token"]["scheme"], "bearer");
+        assert_eq!(
+            doc["components"]["securitySchemes"]["admin_token"]["scheme"],
+            "bearer"
+        );
         let paths = doc["paths"].as_object().unwrap();
         let mut documented = 0;
         for (path, item) in paths {
@@ -196,17 +237,30 @@ mod tests {
         let routes = routes();
         assert_eq!(documented, routes.len(), "operations documented vs routed");
         for r in &routes {
-            let op = &paths.get(r.path).unwrap_or_else(|| panic!("{} is not documented", r.path))[r.method.as_str().to_lowercase()];
+            let op = &paths
+                .get(r.path)
+                .unwrap_or_else(|| panic!("{} is not documented", r.path))
+                [r.method.as_str().to_lowercase()];
             assert!(op.is_object(), "{} {} is not documented", r.method, r.path);
             let security = &op["security"];
             if r.path == OPENAPI_PATH {
                 assert!(security.is_null(), "the document needs no token");
             } else {
-                assert_eq!(security[0]["admin_token"], serde_json::json!([]), "{} {}", r.method, r.path);
+                assert_eq!(
+                    security[0]["admin_token"],
+                    serde_json::json!([]),
+                    "{} {}",
+                    r.method,
+                    r.path
+                );
                 let responses = op["responses"].as_object().unwrap();
                 for status in ["401", "429", "500"] {
                     let body = &responses[status]["content"]["application/json"]["schema"]["$ref"];
-                    assert_eq!(body, "#/components/schemas/ErrorBody", "{} {} {status}", r.method, r.path);
+                    assert_eq!(
+                        body, "#/components/schemas/ErrorBody",
+                        "{} {} {status}",
+                        r.method, r.path
+                    );
                 }
             }
         }
@@ -215,7 +269,10 @@ mod tests {
         let text = document();
         for part in text.split("\"#/components/schemas/").skip(1) {
             let name = &part[..part.find('"').unwrap()];
-            assert!(schemas.contains_key(name), "{name} is referred to but not defined");
+            assert!(
+                schemas.contains_key(name),
+                "{name} is referred to but not defined"
+            );
         }
     }
 }

@@ -40,7 +40,12 @@ pub struct Peer(pub Option<IpAddr>);
 
 impl Peer {
     pub fn of(parts: &Parts) -> Peer {
-        Peer(parts.extensions.get::<ConnectionHandle>().map(ConnectionHandle::ip))
+        Peer(
+            parts
+                .extensions
+                .get::<ConnectionHandle>()
+                .map(ConnectionHandle::ip),
+        )
     }
 }
 
@@ -122,7 +127,12 @@ impl AuthFailures {
         let now = self.started.elapsed().as_secs();
         let last = self.last_logged.load(Ordering::Relaxed);
         let due = last == u64::MAX || now >= last + 60;
-        if due && self.last_logged.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+        if due
+            && self
+                .last_logged
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
             tracing::warn!(
                 address = %key,
                 "An address is over its budget of failed credential checks; its wrong tokens are answered 429 (logged once a minute)."
@@ -145,17 +155,26 @@ mod tests {
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let b: IpAddr = "192.0.2.2".parse().unwrap();
         for _ in 0..3 {
-            assert!(matches!(failures.refuse(Some(a), unauthorized()), ApiError::Unauthorized(_)));
+            assert!(matches!(
+                failures.refuse(Some(a), unauthorized()),
+                ApiError::Unauthorized(_)
+            ));
         }
         match failures.refuse(Some(a), unauthorized()) {
-            ApiError::TooManyRequests { message, retry_after_secs } => {
+            ApiError::TooManyRequests {
+                message,
+                retry_after_secs,
+            } => {
                 // One unit comes back every 20 s.
                 assert!((1..=20).contains(&retry_after_secs), "{retry_after_secs}");
                 assert!(message.contains("wrong admin token"), "{message}");
             }
             other => panic!("expected 429, got {other:?}"),
         }
-        assert!(matches!(failures.refuse(Some(b), unauthorized()), ApiError::Unauthorized(_)));
+        assert!(matches!(
+            failures.refuse(Some(b), unauthorized()),
+            ApiError::Unauthorized(_)
+        ));
     }
 
     #[test]
@@ -168,8 +187,17 @@ mod tests {
         let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
         assert_eq!(key(Some(mapped)), "192.0.2.7".parse::<IpAddr>().unwrap());
         let failures = AuthFailures::new(1);
-        assert!(matches!(failures.refuse(Some(one), unauthorized()), ApiError::Unauthorized(_)));
-        assert!(matches!(failures.refuse(Some(two), unauthorized()), ApiError::TooManyRequests { .. }));
-        assert!(matches!(failures.refuse(Some(other), unauthorized()), ApiError::Unauthorized(_)));
+        assert!(matches!(
+            failures.refuse(Some(one), unauthorized()),
+            ApiError::Unauthorized(_)
+        ));
+        assert!(matches!(
+            failures.refuse(Some(two), unauthorized()),
+            ApiError::TooManyRequests { .. }
+        ));
+        assert!(matches!(
+            failures.refuse(Some(other), unauthorized()),
+            ApiError::Unauthorized(_)
+        ));
     }
 }

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use invsync_proto::exit::{Code, Exit};
-use invsync_store::{redact_url, Store, StoreError};
+use invsync_store::{Store, StoreError, redact_url};
 
 use super::DataDirArg;
 use crate::datadir::{Database, SiteDir};
@@ -42,7 +42,9 @@ fn sqlite_only(dir: &SiteDir, what: &str) -> Result<()> {
     let config = dir.config()?;
     // Only the site's administrator (who can read the admin token) may copy its database.
     dir.admin_token()?;
-    match Database::parse(&config.db).map_err(|e| anyhow::anyhow!("{}: db {e}", dir.config_path().display()))? {
+    match Database::parse(&config.db)
+        .map_err(|e| anyhow::anyhow!("{}: db {e}", dir.config_path().display()))?
+    {
         Database::Sqlite => Ok(()),
         Database::Postgres(url) => Err(Exit::usage(format!(
             "site {} keeps its inventory in PostgreSQL ({}); {what} it with PostgreSQL's tools: \
@@ -60,7 +62,11 @@ pub async fn apply_backup(args: BackupArgs) -> Result<()> {
     sqlite_only(&dir, "back up")?;
     let to = &args.to;
     if to.exists() {
-        return Err(Exit::usage(format!("--to {}: the file exists; give a new file name", to.display())).into());
+        return Err(Exit::usage(format!(
+            "--to {}: the file exists; give a new file name",
+            to.display()
+        ))
+        .into());
     }
     // Written under a temporary name beside the target and renamed: a backup cut short is
     // never taken for a whole one.
@@ -72,11 +78,17 @@ pub async fn apply_backup(args: BackupArgs) -> Result<()> {
     drop(store);
     if let Err(e) = copied {
         let _ = fs::remove_file(&partial);
-        return Err(anyhow::Error::new(e).context(format!("cannot write the backup {}", partial.display())));
+        return Err(
+            anyhow::Error::new(e).context(format!("cannot write the backup {}", partial.display()))
+        );
     }
     finish_file(&partial, to)?;
     let size = fs::metadata(to).map(|m| m.len()).unwrap_or(0);
-    invsync_proto::outln!("Backed up site {} to {} ({size} bytes).", site.code, to.display())?;
+    invsync_proto::outln!(
+        "Backed up site {} to {} ({size} bytes).",
+        site.code,
+        to.display()
+    )?;
     Ok(())
 }
 
@@ -102,16 +114,23 @@ pub async fn apply_restore(args: RestoreArgs) -> Result<()> {
     // wrote it) under a temporary name in the data directory, then renamed over site.db.
     let restoring = dir.root.join(".site.db.restoring");
     let _ = fs::remove_file(&restoring);
-    fs::copy(from, &restoring).with_context(|| format!("cannot copy {} into {}", from.display(), dir.root.display()))?;
+    fs::copy(from, &restoring)
+        .with_context(|| format!("cannot copy {} into {}", from.display(), dir.root.display()))?;
     let checked = check_backup(&restoring, &config.site_code).await;
     for suffix in ["-wal", "-shm"] {
         let _ = fs::remove_file(with_suffix(&restoring, suffix));
     }
     if let Err(e) = checked {
         let _ = fs::remove_file(&restoring);
-        return Err(e.context(format!("--from {} is not a backup of this site", from.display())));
+        return Err(e.context(format!(
+            "--from {} is not a backup of this site",
+            from.display()
+        )));
     }
-    fs::set_permissions(&restoring, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    fs::set_permissions(
+        &restoring,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )?;
     fs::File::open(&restoring)?.sync_all()?;
     // The old database's write-ahead log belongs to it: replayed onto the restored file it
     // would corrupt it. A stopped site has none; a crashed one's goes with its database.
@@ -141,7 +160,11 @@ async fn check_backup(path: &Path, code: &invsync_proto::SiteCode) -> Result<()>
     let site = store.site().await?;
     drop(store);
     if &site.code != code {
-        return Err(Exit::usage(format!("it is a backup of site {}, and this is site {code}", site.code)).into());
+        return Err(Exit::usage(format!(
+            "it is a backup of site {}, and this is site {code}",
+            site.code
+        ))
+        .into());
     }
     Ok(())
 }
@@ -149,11 +172,14 @@ async fn check_backup(path: &Path, code: &invsync_proto::SiteCode) -> Result<()>
 /// Whether an `invsite serve` of this directory answers: `serve.addr` names its address while
 /// it serves (a stale file after a crash names an address nobody answers on).
 fn server_answers(dir: &SiteDir) -> bool {
-    let Ok(text) = fs::read_to_string(dir.serve_addr_path()) else { return false };
+    let Ok(text) = fs::read_to_string(dir.serve_addr_path()) else {
+        return false;
+    };
     let addr = text.trim();
     let addr = addr.split_once("://").map_or(addr, |(_, a)| a);
-    addr.parse::<std::net::SocketAddr>()
-        .is_ok_and(|a| std::net::TcpStream::connect_timeout(&a, std::time::Duration::from_secs(2)).is_ok())
+    addr.parse::<std::net::SocketAddr>().is_ok_and(|a| {
+        std::net::TcpStream::connect_timeout(&a, std::time::Duration::from_secs(2)).is_ok()
+    })
 }
 
 /// `path` with `suffix` appended to its file name.
@@ -168,7 +194,8 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 fn finish_file(partial: &Path, to: &Path) -> Result<()> {
     fs::set_permissions(partial, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
     fs::File::open(partial)?.sync_all()?;
-    fs::rename(partial, to).with_context(|| format!("cannot rename {} to {}", partial.display(), to.display()))?;
+    fs::rename(partial, to)
+        .with_context(|| format!("cannot rename {} to {}", partial.display(), to.display()))?;
     if let Some(parent) = to.parent().filter(|p| !p.as_os_str().is_empty())
         && let Ok(d) = fs::File::open(parent)
     {

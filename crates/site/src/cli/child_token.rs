@@ -23,11 +23,17 @@ pub async fn apply(args: Args) -> Result<()> {
     let config = dir.config()?;
     dir.admin_token()?;
     let store = open_store(&dir, &config).await?;
-    let token = ChildToken { code: args.code.clone(), key: random_bytes() };
-    store.set_child_token(&args.code, token.key_hash(), Timestamp::now()).await.map_err(|e| match e {
-        invsync_store::StoreError::CodeInUse(m) => invsync_proto::exit::Exit::usage(m).into(),
-        other => anyhow::Error::new(other),
-    })?;
+    let token = ChildToken {
+        code: args.code.clone(),
+        key: random_bytes(),
+    };
+    store
+        .set_child_token(&args.code, token.key_hash(), Timestamp::now())
+        .await
+        .map_err(|e| match e {
+            invsync_store::StoreError::CodeInUse(m) => invsync_proto::exit::Exit::usage(m).into(),
+            other => anyhow::Error::new(other),
+        })?;
     invsync_proto::outln!("{}", token.encode())?;
     eprintln!(
         "On the child: invsite init --site-code {} --parent <this site's URL> --parent-token <the line above> …",

@@ -1,8 +1,8 @@
 //! `invsite clients`: this site's clients, one per line, or as JSON.
 
 use anyhow::Result;
-use invsync_proto::wire::ClientSummary;
 use invsync_proto::Timestamp;
+use invsync_proto::wire::ClientSummary;
 
 use super::DataDirArg;
 use crate::access::{AccessOptions, SiteAccess};
@@ -21,11 +21,15 @@ fn or_dash(t: Option<Timestamp>) -> String {
 }
 
 fn version(v: Option<i64>) -> String {
-    v.map(|v| format!("v{v}")).unwrap_or_else(|| "-".to_string())
+    v.map(|v| format!("v{v}"))
+        .unwrap_or_else(|| "-".to_string())
 }
 
 pub fn render(clients: &[ClientSummary]) -> String {
-    let mut out = format!("{:<15}  {:<4}  {:<24}  {:>6}  {:>6}  {}\n", "NAME", "SITE", "LAST SEEN", "HW", "SW", "PENDING");
+    let mut out = format!(
+        "{:<15}  {:<4}  {:<24}  {:>6}  {:>6}  {}\n",
+        "NAME", "SITE", "LAST SEEN", "HW", "SW", "PENDING"
+    );
     for c in clients {
         out.push_str(&format!(
             "{:<15}  {:<4}  {:<24}  {:>6}  {:>6}  {}\n",
@@ -41,13 +45,18 @@ pub fn render(clients: &[ClientSummary]) -> String {
 }
 
 pub fn apply(args: Args) -> Result<()> {
-    let options = AccessOptions { tool: "invsite clients", note_fallback: false };
+    let options = AccessOptions {
+        tool: "invsite clients",
+        note_fallback: false,
+    };
     let mut site = SiteAccess::open(options, args.data_dir.data_dir.as_deref())?;
     let clients = site.clients()?;
     if args.json {
         invsync_proto::outln!("{}", serde_json::to_string_pretty(&clients)?)?;
     } else if clients.is_empty() {
-        invsync_proto::outln!("No clients yet. Enroll one with: invagent enroll --site URL --secret $(invsite enroll-secret)")?;
+        invsync_proto::outln!(
+            "No clients yet. Enroll one with: invagent enroll --site URL --secret $(invsite enroll-secret)"
+        )?;
     } else {
         invsync_proto::out!("{}", render(&clients))?;
     }

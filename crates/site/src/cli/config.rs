@@ -94,7 +94,10 @@ fn positive(raw: &str) -> Result<usize, String> {
 fn show(config: &crate::datadir::Config) -> std::io::Result<()> {
     let l = &config.limits;
     invsync_proto::outln!("site {}:", config.site_code)?;
-    invsync_proto::outln!("  accept-parent-requests {}", on_off(config.accept_parent_requests))?;
+    invsync_proto::outln!(
+        "  accept-parent-requests {}",
+        on_off(config.accept_parent_requests)
+    )?;
     invsync_proto::outln!("  max-body-bytes {}", l.max_body_bytes)?;
     invsync_proto::outln!("  max-decoded-bytes {}", l.max_decoded_bytes)?;
     invsync_proto::outln!("  max-items {}", l.max_items)?;
@@ -106,7 +109,10 @@ fn show(config: &crate::datadir::Config) -> std::io::Result<()> {
     invsync_proto::outln!("  request-timeout {}", l.request_timeout_secs)?;
     invsync_proto::outln!("  min-body-rate {}", l.min_body_rate)?;
     invsync_proto::outln!("  max-connections {}", l.max_connections)?;
-    invsync_proto::outln!("  max-unauthenticated-per-address {}", l.max_unauthenticated_per_address)?;
+    invsync_proto::outln!(
+        "  max-unauthenticated-per-address {}",
+        l.max_unauthenticated_per_address
+    )?;
     invsync_proto::outln!("  shutdown-grace {}", l.shutdown_grace_secs)?;
     match config.agent_interval_secs {
         Some(secs) => invsync_proto::outln!(
@@ -128,10 +134,15 @@ pub fn apply(args: Args, matches: Option<&clap::ArgMatches>) -> Result<()> {
         for line in serve.lines() {
             invsync_proto::outln!("{line}")?;
         }
-        let dir = crate::datadir::SiteDir { root: serve.data_dir.value.clone() };
+        let dir = crate::datadir::SiteDir {
+            root: serve.data_dir.value.clone(),
+        };
         return match dir.config() {
             Ok(config) => Ok(show(&config)?),
-            Err(_) => Ok(invsync_proto::outln!("# no site in {} yet (invsite init)", dir.root.display())?),
+            Err(_) => Ok(invsync_proto::outln!(
+                "# no site in {} yet (invsite init)",
+                dir.root.display()
+            )?),
         };
     }
     let dir = args.data_dir.dir();
@@ -147,7 +158,10 @@ pub fn apply(args: Args, matches: Option<&clap::ArgMatches>) -> Result<()> {
         (args.max_value_len, &mut l.max_value_len),
         (args.max_parallel_decodes, &mut l.max_parallel_decodes),
         (args.max_connections, &mut l.max_connections),
-        (args.max_unauthenticated_per_address, &mut l.max_unauthenticated_per_address),
+        (
+            args.max_unauthenticated_per_address,
+            &mut l.max_unauthenticated_per_address,
+        ),
     ] {
         if let Some(v) = value {
             *slot = v;

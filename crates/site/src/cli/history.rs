@@ -43,7 +43,9 @@ pub fn parse_since(raw: &str) -> Result<Timestamp, String> {
         return Ok(t);
     }
     match humantime::parse_duration(raw) {
-        Ok(age) => Ok(Timestamp(Timestamp::now().0 - i64::try_from(age.as_millis()).unwrap_or(i64::MAX))),
+        Ok(age) => Ok(Timestamp(
+            Timestamp::now().0 - i64::try_from(age.as_millis()).unwrap_or(i64::MAX),
+        )),
         Err(_) => Err(format!(
             "{raw:?} is neither an RFC 3339 time (2026-11-25T13:00:00Z) nor an age (90m, 2d)"
         )),
@@ -51,7 +53,10 @@ pub fn parse_since(raw: &str) -> Result<Timestamp, String> {
 }
 
 fn attrs_text(a: &Attrs) -> String {
-    a.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+    a.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// One line per change: `+` added, `-` removed, `~` changed (only the attributes that differ).
@@ -84,14 +89,24 @@ pub fn render(entries: &[HistoryEntry]) -> String {
 }
 
 pub fn apply(args: Args) -> Result<()> {
-    let options = AccessOptions { tool: "invsite history", note_fallback: false };
+    let options = AccessOptions {
+        tool: "invsite history",
+        note_fallback: false,
+    };
     let mut site = SiteAccess::open(options, args.data_dir.data_dir.as_deref())?;
-    let query = HistoryQuery { class: args.class, since: args.since, limit: Some(args.limit) };
+    let query = HistoryQuery {
+        class: args.class,
+        since: args.since,
+        limit: Some(args.limit),
+    };
     let entries = site.history(&args.client, args.site.as_ref(), &query)?;
     if args.json {
         invsync_proto::outln!("{}", serde_json::to_string_pretty(&entries)?)?;
     } else if entries.is_empty() {
-        invsync_proto::outln!("No changes recorded for {} (the first report of each class is not a change).", args.client)?;
+        invsync_proto::outln!(
+            "No changes recorded for {} (the first report of each class is not a change).",
+            args.client
+        )?;
     } else {
         invsync_proto::out!("{}", render(&entries))?;
     }

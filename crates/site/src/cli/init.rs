@@ -12,7 +12,9 @@ use invsync_store::{SiteMeta, Store};
 use invsync_proto::wire::{ChildToken, SiteStatus};
 
 use super::DataDirArg;
-use crate::datadir::{write_private, Config, Database, ParentConfig, SiteDir, TlsFiles, DEFAULT_LISTEN};
+use crate::datadir::{
+    Config, DEFAULT_LISTEN, Database, ParentConfig, SiteDir, TlsFiles, write_private,
+};
 use crate::parent::{ParentClient, ParentError};
 use crate::secret::random_hex;
 
@@ -95,8 +97,13 @@ pub struct InitOptions {
 }
 
 fn check_url(flag: &str, url: &str) -> Result<()> {
-    if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() > 2048 || url.chars().any(char::is_control) {
-        return Err(Exit::usage(format!("{flag} {url:?} is not an http:// or https:// URL")).into());
+    if !(url.starts_with("http://") || url.starts_with("https://"))
+        || url.len() > 2048
+        || url.chars().any(char::is_control)
+    {
+        return Err(
+            Exit::usage(format!("{flag} {url:?} is not an http:// or https:// URL")).into(),
+        );
     }
     Ok(())
 }
@@ -120,7 +127,9 @@ fn check_parent(code: &SiteCode, parent: &ParentConfig) -> Result<()> {
 
 pub fn check_name(name: &str) -> Result<()> {
     if name.is_empty() || name.chars().count() > 80 || name.chars().any(char::is_control) {
-        return Err(Exit::usage("--name must be 1 to 80 characters without control characters").into());
+        return Err(
+            Exit::usage("--name must be 1 to 80 characters without control characters").into(),
+        );
     }
     Ok(())
 }
@@ -187,7 +196,11 @@ async fn build_site(dir: &SiteDir, db: &Database, opts: &InitOptions) -> Result<
             )?),
         },
     };
-    let meta = SiteMeta { code: opts.site_code.clone(), name: opts.name.clone(), created_at: Timestamp::now() };
+    let meta = SiteMeta {
+        code: opts.site_code.clone(),
+        name: opts.name.clone(),
+        created_at: Timestamp::now(),
+    };
     let store = match db {
         Database::Sqlite => Store::create_sqlite(&dir.sqlite_path(), &meta).await,
         Database::Postgres(url) => Store::create_postgres(url, &meta).await,
@@ -200,22 +213,39 @@ async fn build_site(dir: &SiteDir, db: &Database, opts: &InitOptions) -> Result<
     // is whole on disk before the directory is renamed.
     drop(store);
     crate::failpoint::hit("init-after-store");
-    write_private(&dir.admin_token_path(), format!("{}\n", random_hex()).as_bytes())?;
-    write_private(&dir.enroll_secret_path(), format!("{}\n", random_hex()).as_bytes())?;
+    write_private(
+        &dir.admin_token_path(),
+        format!("{}\n", random_hex()).as_bytes(),
+    )?;
+    write_private(
+        &dir.enroll_secret_path(),
+        format!("{}\n", random_hex()).as_bytes(),
+    )?;
     dir.write_config(&config)?;
     Ok(config)
 }
 
 pub async fn apply(args: Args) -> Result<()> {
     let dir = args.data_dir.dir();
-    let name = args.name.unwrap_or_else(|| format!("Site {}", args.site_code));
+    let name = args
+        .name
+        .unwrap_or_else(|| format!("Site {}", args.site_code));
     let parent = match (args.parent, args.parent_token) {
         (Some(url), Some(token)) => {
-            let ca_cert = args.parent_ca_cert.as_deref().map(|p| absolute("--parent-ca-cert", p)).transpose()?;
+            let ca_cert = args
+                .parent_ca_cert
+                .as_deref()
+                .map(|p| absolute("--parent-ca-cert", p))
+                .transpose()?;
             if let Some(ca) = &ca_cert {
-                invsync_agent::tls::read_ca(ca).map_err(|e| Exit::usage(format!("--parent-ca-cert: {e}")))?;
+                invsync_agent::tls::read_ca(ca)
+                    .map_err(|e| Exit::usage(format!("--parent-ca-cert: {e}")))?;
             }
-            Some(ParentConfig { url: url.trim_end_matches('/').to_string(), token, ca_cert })
+            Some(ParentConfig {
+                url: url.trim_end_matches('/').to_string(),
+                token,
+                ca_cert,
+            })
         }
         _ => None,
     };
@@ -224,7 +254,11 @@ pub async fn apply(args: Args) -> Result<()> {
         (None, Some(cert), Some(key)) => Some(TlsInit::Files(TlsFiles {
             cert: absolute("--tls-cert", &cert)?,
             key: absolute("--tls-key", &key)?,
-            ca: args.tls_ca.as_deref().map(|p| absolute("--tls-ca", p)).transpose()?,
+            ca: args
+                .tls_ca
+                .as_deref()
+                .map(|p| absolute("--tls-ca", p))
+                .transpose()?,
         })),
         _ => None,
     };
@@ -246,33 +280,60 @@ pub async fn apply(args: Args) -> Result<()> {
     }
     let config = create_site(&dir, &opts).await?;
     let d = dir.root.display();
-    invsync_proto::outln!("Created site {} ({}) in {d}.", config.site_code, config.name)?;
+    invsync_proto::outln!(
+        "Created site {} ({}) in {d}.",
+        config.site_code,
+        config.name
+    )?;
     if let Some(parent) = &config.parent {
-        invsync_proto::outln!("Every change this site accepts is forwarded to its parent at {}.", parent.url)?;
+        invsync_proto::outln!(
+            "Every change this site accepts is forwarded to its parent at {}.",
+            parent.url
+        )?;
     }
-    let scheme = if config.tls.is_some() { "https" } else { "http" };
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let ca_flag = match dir.tls_ca(&config) {
         Some(ca) => {
             if let Some(TlsInit::SelfSigned) = opts.tls {
                 let names = crate::tls::self_signed_names(&config.listen, config.url.as_deref());
-                invsync_proto::outln!("Made a CA and a TLS certificate for {} in {}.", names.join(", "), dir.tls_dir().display())?;
-                invsync_proto::outln!("Agents need the CA certificate {} (give it to `invagent enroll --ca-cert`).", ca.display())?;
+                invsync_proto::outln!(
+                    "Made a CA and a TLS certificate for {} in {}.",
+                    names.join(", "),
+                    dir.tls_dir().display()
+                )?;
+                invsync_proto::outln!(
+                    "Agents need the CA certificate {} (give it to `invagent enroll --ca-cert`).",
+                    ca.display()
+                )?;
             }
             format!(" --ca-cert {}", ca.display())
         }
         None => String::new(),
     };
     invsync_proto::outln!("Next:")?;
-    invsync_proto::outln!("  invsite serve --data-dir {d}                 # listens on {scheme}://{}", config.listen)?;
-    invsync_proto::outln!("  invsite enroll-secret --data-dir {d}         # the secret agents enroll with")?;
-    invsync_proto::outln!("  invagent enroll --site {scheme}://{} --secret <secret>{ca_flag}", config.listen)?;
+    invsync_proto::outln!(
+        "  invsite serve --data-dir {d}                 # listens on {scheme}://{}",
+        config.listen
+    )?;
+    invsync_proto::outln!(
+        "  invsite enroll-secret --data-dir {d}         # the secret agents enroll with"
+    )?;
+    invsync_proto::outln!(
+        "  invagent enroll --site {scheme}://{} --secret <secret>{ca_flag}",
+        config.listen
+    )?;
     Ok(())
 }
 
 /// A path given at `init` as the absolute one the configuration keeps (`serve` may run from
 /// another directory); it must exist.
 fn absolute(flag: &str, path: &Path) -> Result<PathBuf> {
-    std::fs::canonicalize(path).map_err(|e| Exit::usage(format!("{flag} {}: {e}", path.display())).into())
+    std::fs::canonicalize(path)
+        .map_err(|e| Exit::usage(format!("{flag} {}: {e}", path.display())).into())
 }
 
 /// Asks the parent whether it accepts this site before creating anything: a wrong token, a

@@ -23,7 +23,11 @@ use invsync_proto::exit::Exit;
 use crate::datadir::SiteDir;
 
 #[derive(Debug, Parser)]
-#[command(name = "invsite", version, about = "invsync site server: CAP for agents, inventory database, admin API")]
+#[command(
+    name = "invsite",
+    version,
+    about = "invsync site server: CAP for agents, inventory database, admin API"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -87,7 +91,9 @@ pub fn try_main() -> Result<()> {
     use clap::{CommandFactory, FromArgMatches};
     // Parsed through the matches, which also tell a value from the command line from one from
     // the environment (`invsite config --show` says which).
-    let parsed = Cli::command().try_get_matches().and_then(|m| Cli::from_arg_matches(&m).map(|cli| (m, cli)));
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m).map(|cli| (m, cli)));
     let (matches, cli) = match parsed {
         Ok(parsed) => parsed,
         Err(e) if !e.use_stderr() => {
@@ -116,5 +122,7 @@ pub fn try_main() -> Result<()> {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }

@@ -4,17 +4,17 @@
 //! commands to try next, and keeps serving with the agent cycling until Ctrl-C.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use invsync_agent::{CycleOptions, EnrollOptions, RunOptions};
 use invsync_proto::SiteCode;
 
-use super::init::{create_site, InitOptions};
-use crate::datadir::{SiteDir, DEFAULT_LISTEN};
-use crate::server::{shutdown_signal, BindOptions, Server};
+use super::init::{InitOptions, create_site};
+use crate::datadir::{DEFAULT_LISTEN, SiteDir};
+use crate::server::{BindOptions, Server, shutdown_signal};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -43,13 +43,21 @@ fn humantime_duration(raw: &str) -> Result<Duration, String> {
 /// How to show a sibling binary: relative to the current directory when it is below it,
 /// so the printed commands can be pasted as they are.
 fn sibling_command(name: &str) -> String {
-    let Ok(exe) = std::env::current_exe() else { return name.to_string() };
-    let Some(bin_dir) = exe.parent() else { return name.to_string() };
+    let Ok(exe) = std::env::current_exe() else {
+        return name.to_string();
+    };
+    let Some(bin_dir) = exe.parent() else {
+        return name.to_string();
+    };
     let path = bin_dir.join(name);
     if !path.exists() {
         // Started with `cargo run --bin invsite`, which builds only invsite: a printed path
         // would not exist, so the command is printed as cargo would run it.
-        let release = if bin_dir.ends_with("release") { " --release" } else { "" };
+        let release = if bin_dir.ends_with("release") {
+            " --release"
+        } else {
+            ""
+        };
         return format!("cargo run -q{release} --bin {name} --");
     }
     let shown = std::env::current_dir()
@@ -61,7 +69,9 @@ fn sibling_command(name: &str) -> String {
 
 pub async fn apply(args: Args) -> Result<()> {
     let base = std::env::current_dir()?.join(&args.dir);
-    let site_dir = SiteDir { root: base.join("site") };
+    let site_dir = SiteDir {
+        root: base.join("site"),
+    };
     let agent_dir = base.join("agent");
     let shown_site = args.dir.join("site");
 
@@ -82,7 +92,11 @@ pub async fn apply(args: Args) -> Result<()> {
         invsync_proto::outln!("Created site S01 on SQLite in {}.", shown_site.display())?;
     }
 
-    let opts = BindOptions { listen: Some(args.listen.clone()), insecure_http: false, tls: None };
+    let opts = BindOptions {
+        listen: Some(args.listen.clone()),
+        insecure_http: false,
+        tls: None,
+    };
     let server = Server::bind(&site_dir, &opts).await?;
     let url = server.url();
     // A reused site may serve TLS (made with `invsite init --tls self-signed`): the agent
@@ -104,12 +118,21 @@ pub async fn apply(args: Args) -> Result<()> {
         name: None,
         root: args.root.clone(),
     };
-    let enrolled = tokio::task::spawn_blocking(move || invsync_agent::enroll_with_ca(&enroll, ca_cert.as_deref()))
-        .await?
-        .context("the local agent could not enroll")?;
-    invsync_proto::outln!("Enrolled this machine's agent as {} (client id {}).", enrolled.name, enrolled.client_id)?;
+    let enrolled = tokio::task::spawn_blocking(move || {
+        invsync_agent::enroll_with_ca(&enroll, ca_cert.as_deref())
+    })
+    .await?
+    .context("the local agent could not enroll")?;
+    invsync_proto::outln!(
+        "Enrolled this machine's agent as {} (client id {}).",
+        enrolled.name,
+        enrolled.client_id
+    )?;
 
-    let cycle = CycleOptions { data_dir: agent_dir.clone(), root: args.root.clone() };
+    let cycle = CycleOptions {
+        data_dir: agent_dir.clone(),
+        root: args.root.clone(),
+    };
     let first = cycle.clone();
     let summary = tokio::task::spawn_blocking(move || invsync_agent::cycle(&first))
         .await?
@@ -120,7 +143,12 @@ pub async fn apply(args: Args) -> Result<()> {
     let shutdown = shutdown_signal();
     let stop = Arc::new(AtomicBool::new(false));
     // No splay: this one agent is the whole fleet, and the person trying it waits for it.
-    let run_opts = RunOptions { cycle, interval: args.interval, site_interval_applies: false, splay: Duration::ZERO };
+    let run_opts = RunOptions {
+        cycle,
+        interval: args.interval,
+        site_interval_applies: false,
+        splay: Duration::ZERO,
+    };
     let agent_stop = stop.clone();
     let agent = std::thread::spawn(move || invsync_agent::run(&run_opts, &agent_stop));
 
@@ -132,9 +160,18 @@ pub async fn apply(args: Args) -> Result<()> {
         humantime::format_duration(args.interval)
     )?;
     invsync_proto::outln!("Try, in another terminal:")?;
-    invsync_proto::outln!("  {} sw {name} --data-dir {d} --wait   # a software resync, followed to completion", sibling_command("invsync"))?;
-    invsync_proto::outln!("  {} {name} cycle --data-dir {d}       # make the agent cycle now", sibling_command("setevnt"))?;
-    invsync_proto::outln!("  {} show {name} --data-dir {d}        # see versions, items and requests", sibling_command("invsite"))?;
+    invsync_proto::outln!(
+        "  {} sw {name} --data-dir {d} --wait   # a software resync, followed to completion",
+        sibling_command("invsync")
+    )?;
+    invsync_proto::outln!(
+        "  {} {name} cycle --data-dir {d}       # make the agent cycle now",
+        sibling_command("setevnt")
+    )?;
+    invsync_proto::outln!(
+        "  {} show {name} --data-dir {d}        # see versions, items and requests",
+        sibling_command("invsite")
+    )?;
     invsync_proto::outln!("  {} clients --data-dir {d}", sibling_command("invsite"))?;
     invsync_proto::outln!("Press Ctrl-C to stop.")?;
 

@@ -3,8 +3,8 @@
 //! enroll-secret --rotate` to keep it out).
 
 use anyhow::Result;
-use invsync_proto::exit::{Code, Exit};
 use invsync_proto::ClientName;
+use invsync_proto::exit::{Code, Exit};
 use invsync_store::StoreError;
 
 use super::DataDirArg;
@@ -30,7 +30,10 @@ pub async fn apply(args: Args) -> Result<()> {
     store.revoke(&args.client).await.map_err(|e| match e {
         StoreError::UnknownClient { .. } => Exit::new(
             Code::UnknownClient,
-            format!("unknown client {} at site {}; `invsite clients` lists them", args.client, config.site_code),
+            format!(
+                "unknown client {} at site {}; `invsite clients` lists them",
+                args.client, config.site_code
+            ),
         )
         .into(),
         other => anyhow::Error::new(other),

@@ -32,7 +32,9 @@ pub fn apply_enroll_secret(args: EnrollSecretArgs) -> Result<()> {
         dir.admin_token()?;
         let secret = random_hex();
         write_private(&dir.enroll_secret_path(), format!("{secret}\n").as_bytes())?;
-        eprintln!("The enrollment secret was replaced; agents enrolling from now on need the new one.");
+        eprintln!(
+            "The enrollment secret was replaced; agents enrolling from now on need the new one."
+        );
         invsync_proto::outln!("{secret}")?;
         return Ok(());
     }

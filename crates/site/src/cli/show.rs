@@ -2,8 +2,8 @@
 //! count and requests; `--json` prints the full record of SPEC section 7.
 
 use anyhow::Result;
-use invsync_proto::wire::{ClientView, RequestView, SnapshotView};
 use invsync_proto::ClientName;
+use invsync_proto::wire::{ClientView, RequestView, SnapshotView};
 
 use super::DataDirArg;
 use crate::access::{AccessOptions, SiteAccess};
@@ -37,7 +37,8 @@ fn class_lines(out: &mut String, label: &str, snap: Option<&SnapshotView>, list_
             ));
             if list_items {
                 for (key, attrs) in &s.items {
-                    let attrs: Vec<String> = attrs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    let attrs: Vec<String> =
+                        attrs.iter().map(|(k, v)| format!("{k}={v}")).collect();
                     out.push_str(&format!("    {key}: {}\n", attrs.join(" ")));
                 }
             }
@@ -57,7 +58,10 @@ fn forwarded(r: &RequestView) -> String {
 
 pub fn render(v: &ClientView) -> String {
     let mut out = format!("{} (id {}, site {})\n", v.name, v.id, v.site);
-    out.push_str(&format!("machine id {}, enrolled {}\n", v.machine_id, v.enrolled_at));
+    out.push_str(&format!(
+        "machine id {}, enrolled {}\n",
+        v.machine_id, v.enrolled_at
+    ));
     match v.last_seen {
         Some(t) => out.push_str(&format!("last seen {t}\n")),
         None => out.push_str("never checked in\n"),
@@ -82,8 +86,12 @@ pub fn render(v: &ClientView) -> String {
             r.class,
             r.state.as_str(),
             r.requested_at,
-            r.picked_up_at.map(|t| format!(", picked up {t}")).unwrap_or_default(),
-            r.completed_at.map(|t| format!(", completed {t}")).unwrap_or_default(),
+            r.picked_up_at
+                .map(|t| format!(", picked up {t}"))
+                .unwrap_or_default(),
+            r.completed_at
+                .map(|t| format!(", completed {t}"))
+                .unwrap_or_default(),
             forwarded(r),
         ));
     }
@@ -100,7 +108,10 @@ pub fn render(v: &ClientView) -> String {
 }
 
 pub fn apply(args: Args) -> Result<()> {
-    let options = AccessOptions { tool: "invsite show", note_fallback: false };
+    let options = AccessOptions {
+        tool: "invsite show",
+        note_fallback: false,
+    };
     let mut site = SiteAccess::open(options, args.data_dir.data_dir.as_deref())?;
     let view = site.client_view(&args.client, args.site.as_ref())?;
     if args.json {

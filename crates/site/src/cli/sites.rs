@@ -22,7 +22,10 @@ fn age(t: Option<Timestamp>, now: Timestamp) -> String {
         None => "never".to_string(),
         Some(t) => {
             let secs = ((now.0 - t.0).max(0) / 1000) as u64;
-            format!("{} ago", humantime::format_duration(std::time::Duration::from_secs(secs)))
+            format!(
+                "{} ago",
+                humantime::format_duration(std::time::Duration::from_secs(secs))
+            )
         }
     }
 }
@@ -36,14 +39,25 @@ fn line(out: &mut String, s: &SiteStatus, depth: usize, now: Timestamp) {
         s.clients,
         s.outbox_depth,
         age(s.last_forwarded, now),
-        s.url.as_deref().map(|u| format!("  {u}")).unwrap_or_default(),
-        if s.accepts_parent_requests { "  accepts parent requests" } else { "" },
+        s.url
+            .as_deref()
+            .map(|u| format!("  {u}"))
+            .unwrap_or_default(),
+        if s.accepts_parent_requests {
+            "  accepts parent requests"
+        } else {
+            ""
+        },
         indent = depth * 2
     ));
 }
 
 fn children(out: &mut String, view: &SitesView, parent: &SiteCode, depth: usize, now: Timestamp) {
-    for s in view.below.iter().filter(|s| s.parent.as_ref() == Some(parent)) {
+    for s in view
+        .below
+        .iter()
+        .filter(|s| s.parent.as_ref() == Some(parent))
+    {
         line(out, s, depth, now);
         children(out, view, &s.code, depth + 1, now);
     }
@@ -57,14 +71,21 @@ pub fn render(view: &SitesView, now: Timestamp) -> String {
     let placed: std::collections::HashSet<&SiteCode> = std::iter::once(&view.site.code)
         .chain(view.below.iter().map(|s| &s.code))
         .collect();
-    for s in view.below.iter().filter(|s| s.parent.as_ref().is_none_or(|p| !placed.contains(p))) {
+    for s in view
+        .below
+        .iter()
+        .filter(|s| s.parent.as_ref().is_none_or(|p| !placed.contains(p)))
+    {
         line(&mut out, s, 1, now);
     }
     out
 }
 
 pub fn apply(args: Args) -> Result<()> {
-    let options = AccessOptions { tool: "invsite sites", note_fallback: false };
+    let options = AccessOptions {
+        tool: "invsite sites",
+        note_fallback: false,
+    };
     let mut site = SiteAccess::open(options, args.data_dir.data_dir.as_deref())?;
     let view = site.sites()?;
     if args.json {

@@ -12,9 +12,21 @@ const CSS: &[u8] = include_bytes!("../../assets/console.css");
 const CACHE: &str = "public, max-age=604800";
 
 pub async fn htmx() -> impl IntoResponse {
-    ([(CONTENT_TYPE, "text/javascript; charset=utf-8"), (CACHE_CONTROL, CACHE)], HTMX)
+    (
+        [
+            (CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (CACHE_CONTROL, CACHE),
+        ],
+        HTMX,
+    )
 }
 
 pub async fn css() -> impl IntoResponse {
-    ([(CONTENT_TYPE, "text/css; charset=utf-8"), (CACHE_CONTROL, CACHE)], CSS)
+    (
+        [
+            (CONTENT_TYPE, "text/css; charset=utf-8"),
+            (CACHE_CONTROL, CACHE),
+        ],
+        CSS,
+    )
 }

@@ -12,7 +12,7 @@ use invsync_proto::{Attrs, SiteCode};
 use serde::Deserialize;
 
 use super::session::Session;
-use super::{ago, render, when, Chrome, ConsoleError};
+use super::{Chrome, ConsoleError, ago, render, when};
 use crate::api::admin::client_name;
 use crate::server::AppState;
 
@@ -73,7 +73,10 @@ struct Change {
 }
 
 fn attrs(a: &Attrs) -> String {
-    a.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+    a.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn class(s: &SnapshotView, filter: &str) -> Class {
@@ -86,7 +89,11 @@ fn class(s: &SnapshotView, filter: &str) -> Class {
             .items
             .iter()
             .map(|(k, a)| (k.clone(), attrs(a)))
-            .filter(|(k, a)| filter.is_empty() || k.to_lowercase().contains(&filter) || a.to_lowercase().contains(&filter))
+            .filter(|(k, a)| {
+                filter.is_empty()
+                    || k.to_lowercase().contains(&filter)
+                    || a.to_lowercase().contains(&filter)
+            })
             .collect(),
     }
 }
@@ -134,9 +141,15 @@ pub async fn apply(
     let Path(raw) = path.map_err(|r| ConsoleError::BadInput(r.body_text()))?;
     let Query(q) = query.map_err(|r| ConsoleError::BadInput(r.body_text()))?;
     let name = client_name(&raw)?;
-    let view = crate::ownership::view(&state.store, &state.site_code, &name, q.site.as_ref()).await?;
-    let hq = HistoryQuery { limit: Some(HISTORY), ..HistoryQuery::default() };
-    let history = crate::ownership::history(&state.store, &state.site_code, &name, Some(&view.site), &hq).await?;
+    let view =
+        crate::ownership::view(&state.store, &state.site_code, &name, q.site.as_ref()).await?;
+    let hq = HistoryQuery {
+        limit: Some(HISTORY),
+        ..HistoryQuery::default()
+    };
+    let history =
+        crate::ownership::history(&state.store, &state.site_code, &name, Some(&view.site), &hq)
+            .await?;
     let (requests, events) = lines(&view);
     let own = view.site == state.site_code;
     let page = ClientPage {

@@ -7,12 +7,12 @@ use askama::Template;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::response::Html;
-use invsync_proto::wire::{ClientQuery, ClientSort};
 use invsync_proto::SiteCode;
+use invsync_proto::wire::{ClientQuery, ClientSort};
 use serde::Deserialize;
 
 use super::session::Session;
-use super::{ago, render, Chrome, ConsoleError};
+use super::{Chrome, ConsoleError, ago, render};
 use crate::server::AppState;
 
 /// Clients per page.
@@ -84,8 +84,14 @@ fn link(q: &str, site: &str, sort: ClientSort, desc: bool, offset: u64) -> Strin
         ("desc", if desc { "1" } else { "" }.to_string()),
         ("offset", offset.to_string()),
     ];
-    let kept: Vec<(&str, String)> = params.into_iter().filter(|(_, v)| !v.is_empty() && v != "0").collect();
-    format!("/console/clients?{}", serde_urlencoded::to_string(kept).unwrap_or_default())
+    let kept: Vec<(&str, String)> = params
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty() && v != "0")
+        .collect();
+    format!(
+        "/console/clients?{}",
+        serde_urlencoded::to_string(kept).unwrap_or_default()
+    )
 }
 
 pub async fn apply(
@@ -95,7 +101,10 @@ pub async fn apply(
 ) -> Result<Html<String>, ConsoleError> {
     let Query(lq) = query.map_err(|r| ConsoleError::BadInput(r.body_text()))?;
     let sort = lq.sort.unwrap_or_default();
-    let desc = lq.desc.as_deref().is_some_and(|d| !d.is_empty() && d != "0");
+    let desc = lq
+        .desc
+        .as_deref()
+        .is_some_and(|d| !d.is_empty() && d != "0");
     let site = match lq.site.trim() {
         "" => None,
         s => Some(SiteCode::parse(s).map_err(|e| ConsoleError::BadInput(e.to_string()))?),
@@ -140,13 +149,28 @@ pub async fn apply(
             name: c.name.to_string(),
             site: c.site.to_string(),
             last_seen: ago(c.last_seen),
-            hw: c.hw_version.map_or_else(|| "none".to_string(), |v| format!("v{v}, {}", ago(c.hw_updated_at))),
-            sw: c.sw_version.map_or_else(|| "none".to_string(), |v| format!("v{v}, {}", ago(c.sw_updated_at))),
+            hw: c.hw_version.map_or_else(
+                || "none".to_string(),
+                |v| format!("v{v}, {}", ago(c.hw_updated_at)),
+            ),
+            sw: c.sw_version.map_or_else(
+                || "none".to_string(),
+                |v| format!("v{v}, {}", ago(c.sw_updated_at)),
+            ),
             pending: c.pending_requests,
         })
         .collect();
-    let prev = (lq.offset > 0).then(|| link(&search, &lq.site, sort, desc, lq.offset.saturating_sub(PAGE as u64)));
-    let next = (lq.offset + shown < page.total).then(|| link(&search, &lq.site, sort, desc, lq.offset + shown));
+    let prev = (lq.offset > 0).then(|| {
+        link(
+            &search,
+            &lq.site,
+            sort,
+            desc,
+            lq.offset.saturating_sub(PAGE as u64),
+        )
+    });
+    let next = (lq.offset + shown < page.total)
+        .then(|| link(&search, &lq.site, sort, desc, lq.offset + shown));
     let view = ClientsPage {
         chrome: Chrome::new(&state, &session),
         q: search,

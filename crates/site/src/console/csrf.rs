@@ -7,11 +7,11 @@
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::HeaderMap;
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
-use super::session::Session;
 use super::ConsoleError;
+use super::session::Session;
 use crate::secret::ct_eq;
 use crate::server::AppState;
 
@@ -25,7 +25,9 @@ struct Field {
 
 /// The token a request presents: a header first (htmx), else the form field.
 fn presented(headers: &HeaderMap, body: &[u8]) -> Option<String> {
-    let header = HEADERS.iter().find_map(|h| headers.get(*h)?.to_str().ok().map(str::to_string));
+    let header = HEADERS
+        .iter()
+        .find_map(|h| headers.get(*h)?.to_str().ok().map(str::to_string));
     header.or_else(|| serde_urlencoded::from_bytes::<Field>(body).ok()?.csrf)
 }
 

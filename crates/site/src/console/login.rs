@@ -12,9 +12,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 
-use super::csrf::{valid, Posted};
-use super::session::{cookie_value, LOGIN_COOKIE, SESSION_COOKIE};
 use super::ConsoleError;
+use super::csrf::{Posted, valid};
+use super::session::{LOGIN_COOKIE, SESSION_COOKIE, cookie_value};
 use crate::api::error::ApiError;
 use crate::api::throttle::Peer;
 use crate::secret::ct_eq;
@@ -39,16 +39,33 @@ pub struct LoginForm {
 /// How long the login form stays usable, in seconds.
 const LOGIN_FORM_SECS: u64 = 3600;
 
-fn login_page(state: &AppState, status: StatusCode, error: Option<&str>) -> Result<Response, ConsoleError> {
+fn login_page(
+    state: &AppState,
+    status: StatusCode,
+    error: Option<&str>,
+) -> Result<Response, ConsoleError> {
     let csrf = crate::secret::random_hex();
-    let page = LoginPage { site: state.site_code.as_str(), csrf: &csrf, error }.render()?;
-    let cookie = state.console.cookie(LOGIN_COOKIE, &csrf, Some(LOGIN_FORM_SECS));
+    let page = LoginPage {
+        site: state.site_code.as_str(),
+        csrf: &csrf,
+        error,
+    }
+    .render()?;
+    let cookie = state
+        .console
+        .cookie(LOGIN_COOKIE, &csrf, Some(LOGIN_FORM_SECS));
     Ok((status, [(SET_COOKIE, cookie)], Html(page)).into_response())
 }
 
-pub async fn form(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ConsoleError> {
+pub async fn form(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ConsoleError> {
     // Already logged in: nothing to do here.
-    if cookie_value(&headers, SESSION_COOKIE).and_then(|id| state.console.touch(id)).is_some() {
+    if cookie_value(&headers, SESSION_COOKIE)
+        .and_then(|id| state.console.touch(id))
+        .is_some()
+    {
         return Ok((StatusCode::SEE_OTHER, [(LOCATION, "/console/")]).into_response());
     }
     login_page(&state, StatusCode::OK, None)
@@ -74,7 +91,9 @@ pub async fn apply(
         const WRONG: &str = "wrong admin token; `invsite admin-token` prints it";
         // Counted like the API's wrong tokens; past the address's budget the answer is the
         // API's 429 (with `Retry-After`) as a page, not the form again.
-        let refusal = state.auth_failures.refuse(peer, ApiError::Unauthorized(WRONG.to_string()));
+        let refusal = state
+            .auth_failures
+            .refuse(peer, ApiError::Unauthorized(WRONG.to_string()));
         if let ApiError::TooManyRequests { .. } = refusal {
             return Err(refusal.into());
         }
@@ -85,8 +104,22 @@ pub async fn apply(
     tracing::info!("Console login.");
     let mut resp = (StatusCode::SEE_OTHER, [(LOCATION, "/console/")]).into_response();
     let h = resp.headers_mut();
-    h.append(SET_COOKIE, state.console.cookie(SESSION_COOKIE, &id, None).parse().expect("a cookie is a header value"));
-    h.append(SET_COOKIE, state.console.cookie(LOGIN_COOKIE, "", Some(0)).parse().expect("a cookie is a header value"));
+    h.append(
+        SET_COOKIE,
+        state
+            .console
+            .cookie(SESSION_COOKIE, &id, None)
+            .parse()
+            .expect("a cookie is a header value"),
+    );
+    h.append(
+        SET_COOKIE,
+        state
+            .console
+            .cookie(LOGIN_COOKIE, "", Some(0))
+            .parse()
+            .expect("a cookie is a header value"),
+    );
     Ok(resp)
 }
 
@@ -96,5 +129,12 @@ pub struct Empty {}
 pub async fn logout(State(state): State<AppState>, posted: Posted<Empty>) -> Response {
     state.console.remove(&posted.session.id);
     let cookie = state.console.cookie(SESSION_COOKIE, "", Some(0));
-    (StatusCode::SEE_OTHER, [(LOCATION, super::LOGIN_PATH.to_string()), (SET_COOKIE, cookie)]).into_response()
+    (
+        StatusCode::SEE_OTHER,
+        [
+            (LOCATION, super::LOGIN_PATH.to_string()),
+            (SET_COOKIE, cookie),
+        ],
+    )
+        .into_response()
 }

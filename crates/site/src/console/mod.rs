@@ -15,6 +15,7 @@ pub mod session;
 pub mod software;
 
 use askama::Template;
+use axum::Router;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION};
@@ -22,7 +23,6 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::Router;
 use invsync_proto::{SiteCode, Timestamp};
 
 use crate::api::error::ApiError;
@@ -55,8 +55,14 @@ pub fn router() -> Router<AppState> {
         .route("/console/software.csv", get(software::list_csv))
         .route("/console/software.json", get(software::list_json))
         .route("/console/software/{name}", get(software::package))
-        .route("/console/software/{name}/export.csv", get(software::package_csv))
-        .route("/console/software/{name}/export.json", get(software::package_json))
+        .route(
+            "/console/software/{name}/export.csv",
+            get(software::package_csv),
+        )
+        .route(
+            "/console/software/{name}/export.json",
+            get(software::package_json),
+        )
         .route("/console/assets/htmx.min.js", get(assets::htmx))
         .route("/console/assets/console.css", get(assets::css))
         .layer(axum::middleware::from_fn(headers))
@@ -71,10 +77,17 @@ pub fn router() -> Router<AppState> {
 async fn headers(req: Request, next: Next) -> Response {
     let htmx = req.headers().contains_key("hx-request");
     let mut resp = next.run(req).await;
-    if htmx && resp.status() == StatusCode::SEE_OTHER && resp.headers().get(LOCATION).is_some_and(|l| l == LOGIN_PATH) {
+    if htmx
+        && resp.status() == StatusCode::SEE_OTHER
+        && resp
+            .headers()
+            .get(LOCATION)
+            .is_some_and(|l| l == LOGIN_PATH)
+    {
         *resp.status_mut() = StatusCode::OK;
         resp.headers_mut().remove(LOCATION);
-        resp.headers_mut().insert("hx-redirect", HeaderValue::from_static(LOGIN_PATH));
+        resp.headers_mut()
+            .insert("hx-redirect", HeaderValue::from_static(LOGIN_PATH));
     }
     let h = resp.headers_mut();
     if !h.contains_key(CACHE_CONTROL) {
@@ -82,7 +95,9 @@ async fn headers(req: Request, next: Next) -> Response {
     }
     h.insert(
         "content-security-policy",
-        HeaderValue::from_static("default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"),
+        HeaderValue::from_static(
+            "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+        ),
     );
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
     h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
@@ -134,17 +149,30 @@ struct ErrorPage<'a> {
 }
 
 fn error_page(status: StatusCode, message: &str) -> String {
-    ErrorPage { status: status.as_u16(), message }
-        .render()
-        .unwrap_or_else(|_| "error".to_string())
+    ErrorPage {
+        status: status.as_u16(),
+        message,
+    }
+    .render()
+    .unwrap_or_else(|_| "error".to_string())
 }
 
 impl IntoResponse for ConsoleError {
     fn into_response(self) -> Response {
         match self {
-            ConsoleError::LoginNeeded => (StatusCode::SEE_OTHER, [(LOCATION, LOGIN_PATH)]).into_response(),
-            ConsoleError::Forbidden(m) => (StatusCode::FORBIDDEN, Html(error_page(StatusCode::FORBIDDEN, &m))).into_response(),
-            ConsoleError::BadInput(m) => (StatusCode::BAD_REQUEST, Html(error_page(StatusCode::BAD_REQUEST, &m))).into_response(),
+            ConsoleError::LoginNeeded => {
+                (StatusCode::SEE_OTHER, [(LOCATION, LOGIN_PATH)]).into_response()
+            }
+            ConsoleError::Forbidden(m) => (
+                StatusCode::FORBIDDEN,
+                Html(error_page(StatusCode::FORBIDDEN, &m)),
+            )
+                .into_response(),
+            ConsoleError::BadInput(m) => (
+                StatusCode::BAD_REQUEST,
+                Html(error_page(StatusCode::BAD_REQUEST, &m)),
+            )
+                .into_response(),
             ConsoleError::Api(e) => {
                 // The status (and the refusal `/metrics` counts) come from `api/error.rs`, the one
                 // mapping; only the body becomes a page.
@@ -152,8 +180,12 @@ impl IntoResponse for ConsoleError {
                 let mut resp = e.into_response();
                 let page = error_page(resp.status(), &message);
                 *resp.body_mut() = Body::from(page);
-                resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-                resp.headers_mut().remove(axum::http::header::CONTENT_LENGTH);
+                resp.headers_mut().insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("text/html; charset=utf-8"),
+                );
+                resp.headers_mut()
+                    .remove(axum::http::header::CONTENT_LENGTH);
                 resp
             }
         }
@@ -189,7 +221,9 @@ pub fn when(t: Option<Timestamp>) -> String {
 
 /// How long ago a time was, roughly ("4 min ago"), for freshness columns.
 pub fn ago(t: Option<Timestamp>) -> String {
-    let Some(t) = t else { return "never".to_string() };
+    let Some(t) = t else {
+        return "never".to_string();
+    };
     let secs = (Timestamp::now().millis() - t.millis()).max(0) / 1000;
     match secs {
         0..60 => format!("{secs} s ago"),

@@ -4,11 +4,11 @@
 use askama::Template;
 use axum::extract::State;
 use axum::response::Html;
-use invsync_proto::wire::{ClientQuery, RequestQuery, RequestState};
 use invsync_proto::SiteCode;
+use invsync_proto::wire::{ClientQuery, RequestQuery, RequestState};
 
 use super::session::Session;
-use super::{ago, render, when, Chrome, ConsoleError};
+use super::{Chrome, ConsoleError, ago, render, when};
 use crate::server::AppState;
 
 #[derive(Template)]
@@ -55,21 +55,47 @@ struct Below {
     reported: String,
 }
 
-pub async fn apply(State(state): State<AppState>, session: Session) -> Result<Html<String>, ConsoleError> {
+pub async fn apply(
+    State(state): State<AppState>,
+    session: Session,
+) -> Result<Html<String>, ConsoleError> {
     // What `GET /api/v1/sites` shows, except that the client counts are counted pages of the
     // client list (indexed) rather than the whole list, which costs too much at 100,000.
     let meta = state.store.site().await?;
     let stats = state.store.outbox_stats().await?;
-    let counted = |site: Option<SiteCode>| ClientQuery { site, limit: 1, ..ClientQuery::default() };
-    let own = state.store.clients_page(&counted(Some(state.site_code.clone()))).await?.total;
+    let counted = |site: Option<SiteCode>| ClientQuery {
+        site,
+        limit: 1,
+        ..ClientQuery::default()
+    };
+    let own = state
+        .store
+        .clients_page(&counted(Some(state.site_code.clone())))
+        .await?
+        .total;
     let all = state.store.clients_page(&counted(None)).await?.total;
     let below = state.store.sites().await?;
     // Resync requests not yet complete, as `GET /api/v1/requests?state=…` counts them; the
     // newest pending ones are listed.
-    let requests = |state, limit| RequestQuery { state: Some(state), limit, ..RequestQuery::default() };
-    let pending = state.store.requests_page(&requests(RequestState::Pending, WAITING)).await?;
-    let picked_up = state.store.requests_page(&requests(RequestState::PickedUp, 1)).await?.total;
-    let parent_url = state.dir.config().ok().and_then(|c| c.parent.map(|p| p.url));
+    let requests = |state, limit| RequestQuery {
+        state: Some(state),
+        limit,
+        ..RequestQuery::default()
+    };
+    let pending = state
+        .store
+        .requests_page(&requests(RequestState::Pending, WAITING))
+        .await?;
+    let picked_up = state
+        .store
+        .requests_page(&requests(RequestState::PickedUp, 1))
+        .await?
+        .total;
+    let parent_url = state
+        .dir
+        .config()
+        .ok()
+        .and_then(|c| c.parent.map(|p| p.url));
     let page = Overview {
         chrome: Chrome::new(&state, &session),
         code: meta.code.to_string(),

@@ -6,16 +6,16 @@
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::http::header::LOCATION;
 use axum::http::StatusCode;
+use axum::http::header::LOCATION;
 use axum::response::{IntoResponse, Response};
 use invsync_proto::wire::Event;
 use invsync_proto::{Class, SiteCode};
 use serde::Deserialize;
 
+use super::ConsoleError;
 use super::csrf::Posted;
 use super::session::Flash;
-use super::ConsoleError;
 use crate::api::admin::{client_name, events, requests};
 use crate::api::error::ApiError;
 use crate::server::AppState;
@@ -35,17 +35,37 @@ pub async fn apply(
     let Path((raw, action)) = path.map_err(|r| ConsoleError::BadInput(r.body_text()))?;
     let name = client_name(&raw)?;
     let result = match action.as_str() {
-        "resync-hw" => requests::queue(&state, &name, Class::Hw, false, None).await.map(|q| (q, "hardware resync")),
-        "resync-sw" => requests::queue(&state, &name, Class::Sw, false, None).await.map(|q| (q, "software resync")),
-        "cycle" => events::queue(&state, &name, Event::Cycle).await.map(|q| (q, "cycle event")),
+        "resync-hw" => requests::queue(&state, &name, Class::Hw, false, None)
+            .await
+            .map(|q| (q, "hardware resync")),
+        "resync-sw" => requests::queue(&state, &name, Class::Sw, false, None)
+            .await
+            .map(|q| (q, "software resync")),
+        "cycle" => events::queue(&state, &name, Event::Cycle)
+            .await
+            .map(|q| (q, "cycle event")),
         other => return Err(ConsoleError::BadInput(format!("unknown action {other:?}"))),
     };
     let flash = match result {
-        Ok((q, what)) if q.created => Flash { ok: true, text: format!("Queued {what} request {} for {name}.", q.id) },
-        Ok((q, what)) => Flash { ok: true, text: format!("A {what} request for {name} was already pending: request {}.", q.id) },
+        Ok((q, what)) if q.created => Flash {
+            ok: true,
+            text: format!("Queued {what} request {} for {name}.", q.id),
+        },
+        Ok((q, what)) => Flash {
+            ok: true,
+            text: format!(
+                "A {what} request for {name} was already pending: request {}.",
+                q.id
+            ),
+        },
         // Refusals the page explains (another site's client, an unknown one); anything else is
         // an error page with the API's status.
-        Err(e @ (ApiError::OtherSite(_) | ApiError::NotFound(_) | ApiError::Conflict(_))) => Flash { ok: false, text: e.to_string() },
+        Err(e @ (ApiError::OtherSite(_) | ApiError::NotFound(_) | ApiError::Conflict(_))) => {
+            Flash {
+                ok: false,
+                text: e.to_string(),
+            }
+        }
         Err(e) => return Err(e.into()),
     };
     state.console.set_flash(&posted.session.id, flash);

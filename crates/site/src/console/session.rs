@@ -9,9 +9,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::extract::FromRequestParts;
+use axum::http::HeaderMap;
 use axum::http::header::COOKIE;
 use axum::http::request::Parts;
-use axum::http::HeaderMap;
 
 use super::ConsoleError;
 use crate::server::AppState;
@@ -56,7 +56,10 @@ pub struct Session {
 
 impl Sessions {
     pub fn new(secure: bool) -> Sessions {
-        Sessions { secure, map: Mutex::new(HashMap::new()) }
+        Sessions {
+            secure,
+            map: Mutex::new(HashMap::new()),
+        }
     }
 
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
@@ -71,11 +74,24 @@ impl Sessions {
         let mut map = self.map();
         map.retain(|_, e| now.duration_since(e.last_used) < IDLE);
         let full = map.len() >= MAX_SESSIONS;
-        let oldest = full.then(|| map.iter().min_by_key(|(_, e)| e.last_used).map(|(k, _)| k.clone())).flatten();
+        let oldest = full
+            .then(|| {
+                map.iter()
+                    .min_by_key(|(_, e)| e.last_used)
+                    .map(|(k, _)| k.clone())
+            })
+            .flatten();
         if let Some(k) = oldest {
             map.remove(&k);
         }
-        map.insert(id.clone(), Entry { csrf: crate::secret::random_hex(), last_used: now, flash: None });
+        map.insert(
+            id.clone(),
+            Entry {
+                csrf: crate::secret::random_hex(),
+                last_used: now,
+                flash: None,
+            },
+        );
         id
     }
 
@@ -89,7 +105,10 @@ impl Sessions {
             return None;
         }
         entry.last_used = now;
-        Some(Session { id: id.to_string(), csrf: entry.csrf.clone() })
+        Some(Session {
+            id: id.to_string(),
+            csrf: entry.csrf.clone(),
+        })
     }
 
     pub fn remove(&self, id: &str) {
@@ -135,7 +154,10 @@ pub fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 impl FromRequestParts<AppState> for Session {
     type Rejection = ConsoleError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Session, ConsoleError> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Session, ConsoleError> {
         let session = cookie_value(&parts.headers, SESSION_COOKIE)
             .and_then(|id| state.console.touch(id))
             .ok_or(ConsoleError::LoginNeeded)?;
@@ -158,7 +180,10 @@ mod tests {
         for _ in 0..MAX_SESSIONS {
             s.create();
         }
-        assert!(s.touch(&first).is_none(), "the least recently used session went");
+        assert!(
+            s.touch(&first).is_none(),
+            "the least recently used session went"
+        );
         let id = s.create();
         s.remove(&id);
         assert!(s.touch(&id).is_none());
@@ -170,7 +195,11 @@ mod tests {
             Sessions::new(true).cookie("a", "b", None),
             "a=b; HttpOnly; SameSite=Strict; Path=/console; Secure"
         );
-        assert!(!Sessions::new(false).cookie("a", "b", Some(0)).contains("Secure"));
+        assert!(
+            !Sessions::new(false)
+                .cookie("a", "b", Some(0))
+                .contains("Secure")
+        );
         let mut h = HeaderMap::new();
         h.insert(COOKIE, "x=1; invsite_session=abc".parse().unwrap());
         assert_eq!(cookie_value(&h, SESSION_COOKIE), Some("abc"));

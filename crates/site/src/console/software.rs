@@ -20,19 +20,19 @@
 //! many clients the site holds.
 
 use askama::Template;
+use axum::Extension;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
-use axum::Extension;
 use invsync_proto::wire::{PackagePage, SoftwarePage};
 use serde::Deserialize;
 
 use super::session::Session;
-use super::{render, Chrome, ConsoleError};
+use super::{Chrome, ConsoleError, render};
 use crate::api::admin::software::{Format, HolderParams, PackageParams};
-use crate::api::export::{download, holders_csv, packages_csv};
 use crate::api::error::ApiError;
+use crate::api::export::{download, holders_csv, packages_csv};
 use crate::server::AppState;
 
 /// Packages, or clients, per page.
@@ -132,15 +132,26 @@ fn segment(s: &str) -> String {
 
 /// `path` with the non-empty, non-zero parameters as a query string.
 fn link(path: &str, params: &[(&str, String)]) -> String {
-    let kept: Vec<&(&str, String)> = params.iter().filter(|(_, v)| !v.is_empty() && v != "0").collect();
+    let kept: Vec<&(&str, String)> = params
+        .iter()
+        .filter(|(_, v)| !v.is_empty() && v != "0")
+        .collect();
     if kept.is_empty() {
         return path.to_string();
     }
-    format!("{path}?{}", serde_urlencoded::to_string(kept).unwrap_or_default())
+    format!(
+        "{path}?{}",
+        serde_urlencoded::to_string(kept).unwrap_or_default()
+    )
 }
 
 /// The "1–50 shown" numbers and the previous and next page links of a page of `shown` rows.
-fn paging(offset: u64, shown: u64, total: u64, at: impl Fn(u64) -> String) -> (u64, u64, Option<String>, Option<String>) {
+fn paging(
+    offset: u64,
+    shown: u64,
+    total: u64,
+    at: impl Fn(u64) -> String,
+) -> (u64, u64, Option<String>, Option<String>) {
     let first = if shown == 0 { 0 } else { offset + 1 };
     let prev = (offset > 0).then(|| at(offset.saturating_sub(PAGE as u64)));
     let next = (offset + shown < total).then(|| at(offset + shown));
@@ -179,8 +190,12 @@ pub async fn list(
     let (pq, _) = package_params(&q, lq.offset, Format::Json).into_query()?;
     let page = state.store.packages(&pq).await?;
     let shown = page.packages.len() as u64;
-    let (first, last, prev, next) =
-        paging(lq.offset, shown, page.total, |o| link("/console/software", &[("q", q.clone()), ("offset", o.to_string())]));
+    let (first, last, prev, next) = paging(lq.offset, shown, page.total, |o| {
+        link(
+            "/console/software",
+            &[("q", q.clone()), ("offset", o.to_string())],
+        )
+    });
     let rows = page
         .packages
         .into_iter()
@@ -229,7 +244,12 @@ pub async fn package(
     let Query(pq) = query.map_err(|r| ConsoleError::BadInput(r.body_text()))?;
     let version = pq.version.trim().to_string();
     let base = format!("/console/software/{}", segment(&name));
-    let export = |ext: &str| link(&format!("{base}/export.{ext}"), &[("version", version.clone())]);
+    let export = |ext: &str| {
+        link(
+            &format!("{base}/export.{ext}"),
+            &[("version", version.clone())],
+        )
+    };
     let mut view = PackageView {
         chrome: Chrome::new(&state, &session),
         name: name.clone(),
@@ -252,14 +272,20 @@ pub async fn package(
             // what is wrong with it; the refusal is counted as the API's would be.
             let refusal = e.refusal();
             view.error = Some(e.to_string());
-            return Ok((StatusCode::BAD_REQUEST, Extension(refusal), render(&view)?).into_response());
+            return Ok(
+                (StatusCode::BAD_REQUEST, Extension(refusal), render(&view)?).into_response(),
+            );
         }
         Err(e) => return Err(e.into()),
     };
     let page = state.store.software(&sq).await?;
     let shown = page.holders.len() as u64;
-    let (first, last, prev, next) =
-        paging(pq.offset, shown, page.total, |o| link(&base, &[("version", version.clone()), ("offset", o.to_string())]));
+    let (first, last, prev, next) = paging(pq.offset, shown, page.total, |o| {
+        link(
+            &base,
+            &[("version", version.clone()), ("offset", o.to_string())],
+        )
+    });
     view.rows = page
         .holders
         .into_iter()
@@ -272,7 +298,8 @@ pub async fn package(
             source: h.source,
         })
         .collect();
-    (view.total, view.first, view.last, view.prev, view.next) = (page.total, first, last, prev, next);
+    (view.total, view.first, view.last, view.prev, view.next) =
+        (page.total, first, last, prev, next);
     Ok(render(&view)?.into_response())
 }
 
@@ -343,7 +370,8 @@ async fn all_holders(
 
 /// A JSON download, an attachment with a safe file name made from the caller's.
 fn json_download(file: &str, body: &impl serde::Serialize) -> Result<Response, ConsoleError> {
-    let json = serde_json::to_string(body).map_err(|e| ApiError::Internal(format!("writing an export: {e}")))?;
+    let json = serde_json::to_string(body)
+        .map_err(|e| ApiError::Internal(format!("writing an export: {e}")))?;
     Ok(download(file, "application/json", json.into()))
 }
 
@@ -359,7 +387,16 @@ mod tests {
 
     #[test]
     fn links_keep_only_what_is_set() {
-        assert_eq!(link("/console/software", &[("q", String::new()), ("offset", "0".into())]), "/console/software");
-        assert_eq!(link("/x", &[("version", ">=3.0,<3.1".into())]), "/x?version=%3E%3D3.0%2C%3C3.1");
+        assert_eq!(
+            link(
+                "/console/software",
+                &[("q", String::new()), ("offset", "0".into())]
+            ),
+            "/console/software"
+        );
+        assert_eq!(
+            link("/x", &[("version", ">=3.0,<3.1".into())]),
+            "/x?version=%3E%3D3.0%2C%3C3.1"
+        );
     }
 }

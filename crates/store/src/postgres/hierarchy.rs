@@ -53,7 +53,10 @@ async fn set_meta_value(conn: &mut PgConnection, key: &str, value: &str) -> Resu
 const PROBED_AT: &str = "write_probe_at";
 
 /// Records the time of a write probe: the smallest write that goes through a whole commit.
-pub(super) async fn set_probe_time(conn: &mut PgConnection, now: Timestamp) -> Result<(), StoreError> {
+pub(super) async fn set_probe_time(
+    conn: &mut PgConnection,
+    now: Timestamp,
+) -> Result<(), StoreError> {
     set_meta_value(conn, PROBED_AT, &now.rfc3339()).await
 }
 
@@ -649,12 +652,22 @@ async fn route_refusal(
     })
 }
 
-async fn delete_client(conn: &mut PgConnection, inserted: &mut Inserted, client: i64) -> Result<(), StoreError> {
+async fn delete_client(
+    conn: &mut PgConnection,
+    inserted: &mut Inserted,
+    client: i64,
+) -> Result<(), StoreError> {
     if let Some(changes) = &mut inserted.software
         && let Some(row) = queries::snapshot_row(&mut *conn, client, Class::Sw).await?
     {
         let removed = crate::codec::decode_ids(&row.items)?;
-        changes.push(crate::software::change(client, Some(row.version), None, removed, Vec::new())?);
+        changes.push(crate::software::change(
+            client,
+            Some(row.version),
+            None,
+            removed,
+            Vec::new(),
+        )?);
     }
     for sql in [
         "DELETE FROM outbox WHERE client_id = $1",
@@ -670,7 +683,11 @@ async fn delete_client(conn: &mut PgConnection, inserted: &mut Inserted, client:
 
 /// The row of a forwarded client, created or brought up to date (a stale client of another id
 /// with the same owner and name is removed first).
-async fn ensure_client(conn: &mut PgConnection, inserted: &mut Inserted, record: &ClientRecord) -> Result<i64, StoreError> {
+async fn ensure_client(
+    conn: &mut PgConnection,
+    inserted: &mut Inserted,
+    record: &ClientRecord,
+) -> Result<i64, StoreError> {
     let stale: Option<(i64, PgUuid)> = sqlx::query_as(
         "SELECT id, uuid FROM clients WHERE site_code = $1 AND name = $2 AND uuid <> $3",
     )

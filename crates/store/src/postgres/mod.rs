@@ -37,8 +37,9 @@ mod queries;
 mod schema;
 
 use invsync_proto::wire::{
-    CheckinResponse, ClientPage, ClientQuery, PackagePage, PackageQuery, SoftwarePage, SoftwareQuery, RequestPage, RequestQuery, ClientSummary, ClientView, DownRequest, Event, ForwardOutcome, Forwarded,
-    Owner, Queued, ReportAck, RequestView, SiteStatus,
+    CheckinResponse, ClientPage, ClientQuery, ClientSummary, ClientView, DownRequest, Event,
+    ForwardOutcome, Forwarded, Owner, PackagePage, PackageQuery, Queued, ReportAck, RequestPage,
+    RequestQuery, RequestView, SiteStatus, SoftwarePage, SoftwareQuery,
 };
 use invsync_proto::{Class, ClientName, Digest, SiteCode, Timestamp};
 use sqlx::pool::PoolConnection;
@@ -49,8 +50,8 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use crate::cache::ItemCache;
-use crate::last_seen::LastSeen;
 use crate::error::StoreError;
+use crate::last_seen::LastSeen;
 use crate::plan::ReportInput;
 use crate::software::{Build, SoftwareIndex, SwChange};
 use crate::{
@@ -67,22 +68,30 @@ pub use schema::redact_url;
 /// committed since are applied after.
 async fn build_software_index(pool: &PgPool, index: &SoftwareIndex) -> Result<(), StoreError> {
     let mut tx = pool.begin().await?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut *tx).await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .execute(&mut *tx)
+        .await?;
     {
         let _gate = index.gate.write().await;
         index.begin_build();
         // A REPEATABLE READ transaction takes its snapshot at its first query.
-        sqlx::query("SELECT 1 FROM meta LIMIT 1").execute(&mut *tx).await?;
+        sqlx::query("SELECT 1 FROM meta LIMIT 1")
+            .execute(&mut *tx)
+            .await?;
     }
     let mut build = Build::new();
     queries::items_for_index(&mut tx, None, |id, attrs| build.item(id, attrs)).await?;
-    queries::software_lists(&mut tx, |client, version, items| build.list(client, version, items)).await?;
+    queries::software_lists(&mut tx, |client, version, items| {
+        build.list(client, version, items)
+    })
+    .await?;
     tx.commit().await?;
     loop {
         let unknown = index.queued_unknown(&mut build);
         if !unknown.is_empty() {
             let mut conn = pool.acquire().await?;
-            queries::items_for_index(&mut conn, Some(&unknown), |id, attrs| build.item(id, attrs)).await?;
+            queries::items_for_index(&mut conn, Some(&unknown), |id, attrs| build.item(id, attrs))
+                .await?;
             continue;
         }
         match index.try_finish(build) {
@@ -142,7 +151,9 @@ async fn write_last_seen_loop(pool: PgPool, last_seen: Weak<LastSeen>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let Some(last_seen) = last_seen.upgrade() else { return };
+        let Some(last_seen) = last_seen.upgrade() else {
+            return;
+        };
         if let Err(e) = flush_last_seen(&pool, &last_seen).await {
             tracing::warn!(error = %e, "Could not write last-seen times; will try again.");
         }
@@ -183,7 +194,10 @@ impl PgStore {
             queries::site_meta(&mut conn).await?
         };
         let last_seen = Arc::new(LastSeen::default());
-        tokio::spawn(write_last_seen_loop(pool.clone(), Arc::downgrade(&last_seen)));
+        tokio::spawn(write_last_seen_loop(
+            pool.clone(),
+            Arc::downgrade(&last_seen),
+        ));
         Ok(PgStore {
             pool,
             site,
@@ -373,13 +387,16 @@ impl PgStore {
             Some(code) => Some(queries::site_rows(&mut tx, code).await?),
             None => None,
         };
-        let holders = self.software.read(|ix| crate::software::Holders::find(ix, q, site.as_ref()))?;
+        let holders = self
+            .software
+            .read(|ix| crate::software::Holders::find(ix, q, site.as_ref()))?;
         let page = match holders.rows(crate::software::DIRECT_HOLDERS) {
             Some(rows) => holders.page_from(&queries::list_owners(&mut tx, &rows).await?),
             None => {
                 let mut collect = holders.collector();
                 let wanted = q.offset.saturating_add(u64::from(q.limit));
-                queries::clients_by_name(&mut tx, wanted, |row, owner| collect.offer(row, owner)).await?;
+                queries::clients_by_name(&mut tx, wanted, |row, owner| collect.offer(row, owner))
+                    .await?;
                 collect.finish()
             }
         };
@@ -393,7 +410,8 @@ impl PgStore {
             Some(code) => Some(queries::site_rows(&mut *self.conn().await?, code).await?),
             None => None,
         };
-        self.software.read(|ix| crate::software::packages_page(ix, q, site.as_ref()))
+        self.software
+            .read(|ix| crate::software::packages_page(ix, q, site.as_ref()))
     }
 
     /// Starts building the software index unless it is built or being built.
@@ -420,8 +438,13 @@ impl PgStore {
     /// items it does not know (read now that they are committed). Should that read fail, the
     /// index finds an item it cannot place and rebuilds itself, which is slow but not wrong.
     async fn hand_over(&self, changes: Option<Vec<SwChange>>) {
-        let Some(mut changes) = changes.filter(|c| !c.is_empty()) else { return };
-        let mut unknown: Vec<i64> = changes.iter().flat_map(|c| self.software.to_describe(&c.added)).collect();
+        let Some(mut changes) = changes.filter(|c| !c.is_empty()) else {
+            return;
+        };
+        let mut unknown: Vec<i64> = changes
+            .iter()
+            .flat_map(|c| self.software.to_describe(&c.added))
+            .collect();
         if !unknown.is_empty() {
             unknown.sort_unstable();
             unknown.dedup();
@@ -443,7 +466,9 @@ impl PgStore {
     }
 
     /// A read-only transaction whose statements all see one snapshot (REPEATABLE READ).
-    async fn read_only_snapshot(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
+    async fn read_only_snapshot(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             .execute(&mut *tx)

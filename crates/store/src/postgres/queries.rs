@@ -11,20 +11,21 @@ use std::sync::Arc;
 
 use invsync_proto::inventory::item_digest;
 use invsync_proto::wire::{
-    ClassState, ClientPage, ClientQuery, ClientRequest, RequestPage, RequestQuery, ClientSummary, ClientView, Event, EventView, Instruction, InstructionKind, Queued,
-    ReportAck, RequestState, RequestView, SnapshotView,
+    ClassState, ClientPage, ClientQuery, ClientRequest, ClientSummary, ClientView, Event,
+    EventView, Instruction, InstructionKind, Queued, ReportAck, RequestPage, RequestQuery,
+    RequestState, RequestView, SnapshotView,
 };
 use invsync_proto::{Class, ClientName, Digest, Items, SiteCode, Timestamp};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
-use crate::last_seen::LastSeen;
 use crate::cache::{CachedItem, FastMap, ItemCache};
 use crate::codec::{
     PreparedItem, class_code, class_from_code, decode_attrs, decode_ids, encode_ids,
 };
 use crate::error::StoreError;
+use crate::last_seen::LastSeen;
 use crate::plan::{
     self, Change, Current, InputBody, ItemSource, Outcome, ReportInput, Resolver, Slot,
 };
@@ -49,7 +50,10 @@ pub(super) struct Inserted {
 
 impl Inserted {
     pub fn new(index: &crate::software::SoftwareIndex) -> Inserted {
-        Inserted { items: Vec::new(), software: index.collecting().then(Vec::new) }
+        Inserted {
+            items: Vec::new(),
+            software: index.collecting().then(Vec::new),
+        }
     }
 }
 
@@ -863,7 +867,9 @@ pub(super) async fn write_change(
         Slot::Known(id) => id,
         Slot::New(i) => new_ids[i],
     };
-    let ids: Option<Vec<i64>> = change.items.map(|slots| slots.into_iter().map(id_of).collect());
+    let ids: Option<Vec<i64>> = change
+        .items
+        .map(|slots| slots.into_iter().map(id_of).collect());
     let blob = ids.as_deref().map(encode_ids);
     let full = input.is_full();
     let body_ids = if full {
@@ -948,10 +954,20 @@ pub(super) async fn write_change(
             (None, ids) => (Vec::new(), ids.unwrap_or_default()),
             (Some(_), _) => (
                 change.history.iter().filter_map(|h| h.old).collect(),
-                change.history.iter().filter_map(|h| h.new.map(id_of)).collect(),
+                change
+                    .history
+                    .iter()
+                    .filter_map(|h| h.new.map(id_of))
+                    .collect(),
             ),
         };
-        changes.push(crate::software::change(client, row.map(|r| r.version), Some(version), removed, added)?);
+        changes.push(crate::software::change(
+            client,
+            row.map(|r| r.version),
+            Some(version),
+            removed,
+            added,
+        )?);
     }
     Ok(Written {
         version,
@@ -1093,7 +1109,10 @@ pub(super) async fn clients(
 
 /// One page of resync requests ([`crate::Store::requests_page`]), newest first, and how many
 /// match.
-pub(super) async fn requests_page(conn: &mut PgConnection, q: &RequestQuery) -> Result<RequestPage, StoreError> {
+pub(super) async fn requests_page(
+    conn: &mut PgConnection,
+    q: &RequestQuery,
+) -> Result<RequestPage, StoreError> {
     let state = q.state.map(|s| s.as_str().to_string());
     let class = q.class.map(|c| c.to_string());
     let filter = format!(
@@ -1120,10 +1139,18 @@ pub(super) async fn requests_page(conn: &mut PgConnection, q: &RequestQuery) -> 
     let requests = rows
         .iter()
         .map(|row| {
-            Ok(ClientRequest { client: name_col(row, 9)?, site: site_col(row, 10)?, request: request_view(row)? })
+            Ok(ClientRequest {
+                client: name_col(row, 9)?,
+                site: site_col(row, 10)?,
+                request: request_view(row)?,
+            })
         })
         .collect::<Result<_, StoreError>>()?;
-    Ok(RequestPage { total: total as u64, offset: q.offset, requests })
+    Ok(RequestPage {
+        total: total as u64,
+        offset: q.offset,
+        requests,
+    })
 }
 
 /// One page of clients ([`crate::Store::clients_page`]): the page's ids from one
@@ -1136,7 +1163,8 @@ pub(super) async fn clients_page(
 ) -> Result<ClientPage, StoreError> {
     let search = q.search_upper();
     let site = q.site.as_ref().map(|s| s.as_str().to_string());
-    let filter = "($1::text IS NULL OR strpos(c.name, $1) > 0) AND ($2::text IS NULL OR c.site_code = $2)";
+    let filter =
+        "($1::text IS NULL OR strpos(c.name, $1) > 0) AND ($2::text IS NULL OR c.site_code = $2)";
     let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM clients c WHERE {filter}"))
         .bind(&search)
         .bind(&site)
@@ -1188,7 +1216,11 @@ pub(super) async fn clients_page(
     }
     // In the page's order; a row is never deleted inside the caller's transaction.
     let clients = ids.iter().filter_map(|id| by_id.remove(id)).collect();
-    Ok(ClientPage { total: total as u64, offset: q.offset, clients })
+    Ok(ClientPage {
+        total: total as u64,
+        offset: q.offset,
+        clients,
+    })
 }
 
 pub(super) async fn client_view(
@@ -1385,9 +1417,10 @@ pub(super) async fn items_for_index(
     mut f: impl FnMut(i64, &[u8]) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
     use futures_util::TryStreamExt;
-    let mut rows = sqlx::query("SELECT id, attrs FROM items WHERE $1::bigint[] IS NULL OR id = ANY($1)")
-        .bind(ids)
-        .fetch(&mut *conn);
+    let mut rows =
+        sqlx::query("SELECT id, attrs FROM items WHERE $1::bigint[] IS NULL OR id = ANY($1)")
+            .bind(ids)
+            .fetch(&mut *conn);
     while let Some(r) = rows.try_next().await? {
         f(r.try_get(0)?, r.try_get::<&[u8], _>(1)?)?;
     }
@@ -1401,9 +1434,11 @@ pub(super) async fn software_lists(
     mut f: impl FnMut(i64, i64, &[u8]) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
     use futures_util::TryStreamExt;
-    let mut rows = sqlx::query("SELECT client_id, version, items FROM snapshots WHERE class = $1 ORDER BY client_id")
-        .bind(cls(Class::Sw))
-        .fetch(&mut *conn);
+    let mut rows = sqlx::query(
+        "SELECT client_id, version, items FROM snapshots WHERE class = $1 ORDER BY client_id",
+    )
+    .bind(cls(Class::Sw))
+    .fetch(&mut *conn);
     while let Some(r) = rows.try_next().await? {
         f(r.try_get(0)?, r.try_get(1)?, r.try_get::<&[u8], _>(2)?)?;
     }
@@ -1411,12 +1446,17 @@ pub(super) async fn software_lists(
 }
 
 /// The rows of the clients owned by `site`.
-pub(super) async fn site_rows(conn: &mut PgConnection, site: &SiteCode) -> Result<roaring::RoaringBitmap, StoreError> {
+pub(super) async fn site_rows(
+    conn: &mut PgConnection,
+    site: &SiteCode,
+) -> Result<roaring::RoaringBitmap, StoreError> {
     let rows: Vec<i64> = sqlx::query_scalar("SELECT id FROM clients WHERE site_code = $1")
         .bind(site.as_str())
         .fetch_all(&mut *conn)
         .await?;
-    rows.into_iter().map(|r| u32::try_from(r).map_err(|_| corrupt("client row"))).collect()
+    rows.into_iter()
+        .map(|r| u32::try_from(r).map_err(|_| corrupt("client row")))
+        .collect()
 }
 
 /// Offers the clients in name order, then site, to `f` until it returns false. They are read
@@ -1433,7 +1473,9 @@ pub(super) async fn clients_by_name(
 ) -> Result<(), StoreError> {
     const MAX_CHUNK: i64 = 16_384;
     let mut after: Option<(String, String)> = None;
-    let mut chunk = i64::try_from(wanted).unwrap_or(MAX_CHUNK).clamp(256, MAX_CHUNK);
+    let mut chunk = i64::try_from(wanted)
+        .unwrap_or(MAX_CHUNK)
+        .clamp(256, MAX_CHUNK);
     loop {
         let rows = sqlx::query(
             r#"SELECT id, name, uuid, site_code FROM clients
@@ -1447,7 +1489,11 @@ pub(super) async fn clients_by_name(
         .fetch_all(&mut *conn)
         .await?;
         for r in &rows {
-            let owner = crate::software::ListOwner { name: name_col(r, 1)?, id: uuid_col(r, 2)?, site: site_col(r, 3)? };
+            let owner = crate::software::ListOwner {
+                name: name_col(r, 1)?,
+                id: uuid_col(r, 2)?,
+                site: site_col(r, 3)?,
+            };
             if !f(r.try_get(0)?, &owner) {
                 return Ok(());
             }
@@ -1475,7 +1521,11 @@ pub(super) async fn list_owners(
     for r in &found {
         out.insert(
             r.try_get::<i64, _>(0)?,
-            crate::software::ListOwner { name: name_col(r, 1)?, id: uuid_col(r, 2)?, site: site_col(r, 3)? },
+            crate::software::ListOwner {
+                name: name_col(r, 1)?,
+                id: uuid_col(r, 2)?,
+                site: site_col(r, 3)?,
+            },
         );
     }
     Ok(out)

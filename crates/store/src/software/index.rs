@@ -128,9 +128,14 @@ pub(crate) enum Inconsistent {
 impl std::fmt::Display for Inconsistent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Inconsistent::UnknownItem(id) => write!(f, "a change named item {id}, which the index does not know"),
+            Inconsistent::UnknownItem(id) => {
+                write!(f, "a change named item {id}, which the index does not know")
+            }
             Inconsistent::LostChange { client } => {
-                write!(f, "changes of client row {client} wait for an earlier change that never came")
+                write!(
+                    f,
+                    "changes of client row {client} wait for an earlier change that never came"
+                )
             }
             Inconsistent::ClientRow(row) => write!(f, "client row {row} does not fit in 32 bits"),
         }
@@ -171,7 +176,10 @@ pub(crate) fn client_no(row: i64) -> Result<u32, Inconsistent> {
 impl Index {
     /// Whether the index knows what item `id` is (a package or not).
     pub fn knows(&self, id: i64) -> bool {
-        usize::try_from(id).ok().and_then(|i| self.item_pkg.get(i)).is_some_and(|&p| p != UNKNOWN)
+        usize::try_from(id)
+            .ok()
+            .and_then(|i| self.item_pkg.get(i))
+            .is_some_and(|&p| p != UNKNOWN)
     }
 
     /// Records what item `id` is: `Some` package or `None` for an item that is not one. An id
@@ -192,8 +200,11 @@ impl Index {
 
     fn add_package(&mut self, p: &Package) -> u32 {
         let name = self.strings.intern(&p.name);
-        let (version, arch, source) =
-            (self.strings.intern(&p.version), self.strings.intern(&p.arch), self.strings.intern(&p.source));
+        let (version, arch, source) = (
+            self.strings.intern(&p.version),
+            self.strings.intern(&p.arch),
+            self.strings.intern(&p.source),
+        );
         if self.first_of_name.len() < self.strings.spans.len() {
             self.first_of_name.resize(self.strings.spans.len(), NONE);
         }
@@ -202,7 +213,15 @@ impl Index {
             self.names.push(name);
         }
         let index = u32::try_from(self.pkgs.len()).expect("fewer than 4 billion packages");
-        self.pkgs.push(Pkg { name, version, arch, source, next: first, count: 0, holder: 0 });
+        self.pkgs.push(Pkg {
+            name,
+            version,
+            arch,
+            source,
+            next: first,
+            count: 0,
+            holder: 0,
+        });
         self.first_of_name[name as usize] = index;
         index
     }
@@ -228,7 +247,10 @@ impl Index {
         let (mut set, slot) = match pkg.count {
             0 => (RoaringBitmap::new(), None),
             1 => (std::iter::once(pkg.holder).collect(), None),
-            _ => (std::mem::take(&mut self.sets[pkg.holder as usize]), Some(pkg.holder)),
+            _ => (
+                std::mem::take(&mut self.sets[pkg.holder as usize]),
+                Some(pkg.holder),
+            ),
         };
         if set.append(clients.iter().copied()).is_err() {
             // Not above every holder so far (the build read clients out of row order).
@@ -263,7 +285,10 @@ impl Index {
 
     /// The package index of item `id`, if it is a package.
     pub fn package_of(&self, id: i64) -> Result<Option<u32>, Inconsistent> {
-        let p = usize::try_from(id).ok().and_then(|i| self.item_pkg.get(i).copied()).unwrap_or(UNKNOWN);
+        let p = usize::try_from(id)
+            .ok()
+            .and_then(|i| self.item_pkg.get(i).copied())
+            .unwrap_or(UNKNOWN);
         match p {
             UNKNOWN => Err(Inconsistent::UnknownItem(id)),
             NOT_PACKAGE => Ok(None),
@@ -272,7 +297,9 @@ impl Index {
     }
 
     fn add_holder(&mut self, id: i64, client: u32) -> Result<(), Inconsistent> {
-        let Some(p) = self.package_of(id)? else { return Ok(()) };
+        let Some(p) = self.package_of(id)? else {
+            return Ok(());
+        };
         let p = p as usize;
         let pkg = &mut self.pkgs[p];
         match pkg.count {
@@ -298,7 +325,9 @@ impl Index {
     }
 
     fn remove_holder(&mut self, id: i64, client: u32) -> Result<(), Inconsistent> {
-        let Some(p) = self.package_of(id)? else { return Ok(()) };
+        let Some(p) = self.package_of(id)? else {
+            return Ok(());
+        };
         let pkg = &mut self.pkgs[p as usize];
         match pkg.count {
             0 => {}
@@ -344,7 +373,9 @@ impl Index {
         // The changes it unblocks, in turn.
         while let Some(waiting) = self.parked.get_mut(&client) {
             let current = self.versions.get(&client).copied();
-            let Some(i) = waiting.iter().position(|c| c.from == current) else { break };
+            let Some(i) = waiting.iter().position(|c| c.from == current) else {
+                break;
+            };
             let next = waiting.swap_remove(i);
             if waiting.is_empty() {
                 self.parked.remove(&client);
@@ -401,7 +432,11 @@ impl Index {
     }
 
     fn packages_named(&self, name: u32) -> impl Iterator<Item = &Pkg> {
-        let mut next = self.first_of_name.get(name as usize).copied().unwrap_or(NONE);
+        let mut next = self
+            .first_of_name
+            .get(name as usize)
+            .copied()
+            .unwrap_or(NONE);
         std::iter::from_fn(move || {
             (next != NONE).then(|| {
                 let p = &self.pkgs[next as usize];
@@ -420,7 +455,9 @@ impl Index {
         keep: impl Fn(&str) -> bool,
         site: Option<&RoaringBitmap>,
     ) -> Vec<PackageHolders> {
-        let Some(n) = self.strings.find(name) else { return Vec::new() };
+        let Some(n) = self.strings.find(name) else {
+            return Vec::new();
+        };
         let mut out: Vec<PackageHolders> = self
             .packages_named(n)
             .filter(|p| p.count > 0 && keep(self.strings.get(p.version)))
@@ -429,7 +466,10 @@ impl Index {
                 if let Some(s) = site {
                     clients &= s;
                 }
-                (!clients.is_empty()).then(|| PackageHolders { package: self.package(p), clients })
+                (!clients.is_empty()).then(|| PackageHolders {
+                    package: self.package(p),
+                    clients,
+                })
             })
             .collect();
         out.sort_by(|a, b| {
@@ -491,7 +531,9 @@ impl Index {
         let order = self.order.lock().unwrap_or_else(|p| p.into_inner());
         let (mut total, mut page) = (0u64, Vec::new());
         for &n in &order.sorted {
-            if kept.as_ref().is_none_or(|k| k[n as usize]) && self.packages_named(n).any(|p| self.held(p, site)) {
+            if kept.as_ref().is_none_or(|k| k[n as usize])
+                && self.packages_named(n).any(|p| self.held(p, site))
+            {
                 if total >= offset && page.len() < limit as usize {
                     page.push(self.strings.get(n).to_string());
                 }
@@ -504,8 +546,13 @@ impl Index {
     /// How many clients (of `site`) hold package `name`, in all and per version, versions in
     /// dpkg's order. A client holding two architectures of a version counts once.
     pub fn counts(&self, name: &str, site: Option<&RoaringBitmap>) -> (u64, Vec<(String, u64)>) {
-        let Some(n) = self.strings.find(name) else { return (0, Vec::new()) };
-        let held: Vec<&Pkg> = self.packages_named(n).filter(|p| self.held(p, site)).collect();
+        let Some(n) = self.strings.find(name) else {
+            return (0, Vec::new());
+        };
+        let held: Vec<&Pkg> = self
+            .packages_named(n)
+            .filter(|p| self.held(p, site))
+            .collect();
         let count = |ps: &[&Pkg]| -> u64 {
             if let [p] = ps
                 && site.is_none()
@@ -528,8 +575,10 @@ impl Index {
                 None => by_version.push((p.version, vec![p])),
             }
         }
-        let mut versions: Vec<(String, u64)> =
-            by_version.iter().map(|(v, ps)| (self.strings.get(*v).to_string(), count(ps))).collect();
+        let mut versions: Vec<(String, u64)> = by_version
+            .iter()
+            .map(|(v, ps)| (self.strings.get(*v).to_string(), count(ps)))
+            .collect();
         versions.sort_by(|a, b| compare(&a.0, &b.0));
         (count(&held), versions)
     }
@@ -571,17 +620,40 @@ mod tests {
     use super::*;
 
     fn pkg(name: &str, version: &str, arch: &str) -> Package {
-        Package { name: name.into(), version: version.into(), arch: arch.into(), source: "dpkg".into() }
+        Package {
+            name: name.into(),
+            version: version.into(),
+            arch: arch.into(),
+            source: "dpkg".into(),
+        }
     }
 
-    fn change(client: u32, from: Option<i64>, to: Option<i64>, removed: &[i64], added: &[i64]) -> SwChange {
-        SwChange { client, from, to, removed: removed.to_vec(), added: added.to_vec(), described: Vec::new() }
+    fn change(
+        client: u32,
+        from: Option<i64>,
+        to: Option<i64>,
+        removed: &[i64],
+        added: &[i64],
+    ) -> SwChange {
+        SwChange {
+            client,
+            from,
+            to,
+            removed: removed.to_vec(),
+            added: added.to_vec(),
+            described: Vec::new(),
+        }
     }
 
     fn holders(ix: &Index, name: &str) -> Vec<(String, Vec<u32>)> {
         ix.holders(name, |_| true, None)
             .into_iter()
-            .map(|h| (format!("{} {}", h.package.version, h.package.arch), h.clients.iter().collect()))
+            .map(|h| {
+                (
+                    format!("{} {}", h.package.version, h.package.arch),
+                    h.clients.iter().collect(),
+                )
+            })
             .collect()
     }
 
@@ -602,18 +674,38 @@ mod tests {
         assert_eq!(holders(&ix, "bash"), [("5.2-1 amd64".to_string(), vec![7])]);
         ix.apply(change(8, None, Some(1), &[], &[1])).unwrap();
         ix.apply(change(9, None, Some(1), &[], &[1, 2])).unwrap();
-        assert_eq!(holders(&ix, "bash"), [("5.1-1 amd64".to_string(), vec![9]), ("5.2-1 amd64".to_string(), vec![7, 8, 9])]);
+        assert_eq!(
+            holders(&ix, "bash"),
+            [
+                ("5.1-1 amd64".to_string(), vec![9]),
+                ("5.2-1 amd64".to_string(), vec![7, 8, 9])
+            ]
+        );
         ix.apply(change(7, Some(1), Some(2), &[1], &[])).unwrap();
         ix.apply(change(9, Some(1), Some(2), &[1], &[])).unwrap();
-        assert_eq!(holders(&ix, "bash")[1], ("5.2-1 amd64".to_string(), vec![8]));
-        assert_eq!(ix.free_sets.len(), 1, "a set down to one holder is given back");
+        assert_eq!(
+            holders(&ix, "bash")[1],
+            ("5.2-1 amd64".to_string(), vec![8])
+        );
+        assert_eq!(
+            ix.free_sets.len(),
+            1,
+            "a set down to one holder is given back"
+        );
         // The freed set is reused.
         ix.apply(change(7, Some(2), Some(3), &[], &[2])).unwrap();
-        assert_eq!(holders(&ix, "bash")[0], ("5.1-1 amd64".to_string(), vec![7, 9]));
+        assert_eq!(
+            holders(&ix, "bash")[0],
+            ("5.1-1 amd64".to_string(), vec![7, 9])
+        );
         assert!(ix.free_sets.is_empty());
         // Removing a holder that is not there changes nothing.
         ix.apply(change(8, Some(1), Some(2), &[3], &[])).unwrap();
-        assert_eq!(holders(&ix, "openssl"), Vec::<(String, Vec<u32>)>::new(), "nobody holds it");
+        assert_eq!(
+            holders(&ix, "openssl"),
+            Vec::<(String, Vec<u32>)>::new(),
+            "nobody holds it"
+        );
     }
 
     #[test]
@@ -622,22 +714,35 @@ mod tests {
         ix.apply(change(7, None, Some(1), &[], &[1])).unwrap();
         // Version 2 → 3 arrives before 1 → 2.
         ix.apply(change(7, Some(2), Some(3), &[2], &[3])).unwrap();
-        assert_eq!(holders(&ix, "bash"), [("5.2-1 amd64".to_string(), vec![7])], "parked");
+        assert_eq!(
+            holders(&ix, "bash"),
+            [("5.2-1 amd64".to_string(), vec![7])],
+            "parked"
+        );
         ix.apply(change(7, Some(1), Some(2), &[1], &[2])).unwrap();
         assert_eq!(holders(&ix, "bash"), Vec::<(String, Vec<u32>)>::new());
-        assert_eq!(holders(&ix, "openssl"), [("3.0.11-1 amd64".to_string(), vec![7])]);
+        assert_eq!(
+            holders(&ix, "openssl"),
+            [("3.0.11-1 amd64".to_string(), vec![7])]
+        );
         assert!(ix.parked.is_empty());
         // A deletion, then the client created again under the same row.
         ix.apply(change(7, None, Some(1), &[], &[4])).unwrap();
         assert_eq!(ix.parked.len(), 1, "waits for the deletion");
         ix.apply(change(7, Some(3), None, &[3], &[])).unwrap();
-        assert_eq!(holders(&ix, "openssl"), [("3.0.11-1 i386".to_string(), vec![7])]);
+        assert_eq!(
+            holders(&ix, "openssl"),
+            [("3.0.11-1 i386".to_string(), vec![7])]
+        );
     }
 
     #[test]
     fn inconsistencies_are_reported_not_guessed() {
         let mut ix = index();
-        assert_eq!(ix.apply(change(7, None, Some(1), &[], &[99])), Err(Inconsistent::UnknownItem(99)));
+        assert_eq!(
+            ix.apply(change(7, None, Some(1), &[], &[99])),
+            Err(Inconsistent::UnknownItem(99))
+        );
         let mut ix = index();
         let mut last = Ok(());
         for v in 0..=MAX_PARKED as i64 {
@@ -653,19 +758,40 @@ mod tests {
         ix.apply(change(1, None, Some(1), &[], &[3, 4, 1])).unwrap();
         ix.apply(change(2, None, Some(1), &[], &[3, 2])).unwrap();
         // A name first seen after a query is merged into the order.
-        assert_eq!(ix.names_held(None, None, 0, 10), (2, vec!["bash".to_string(), "openssl".to_string()]));
+        assert_eq!(
+            ix.names_held(None, None, 0, 10),
+            (2, vec!["bash".to_string(), "openssl".to_string()])
+        );
         ix.describe(6, Some(&pkg("aaa", "1", "all")));
         ix.describe(7, Some(&pkg("zlib", "1", "amd64")));
         ix.apply(change(2, Some(1), Some(2), &[], &[6, 7])).unwrap();
         let not_zlib = |n: &str| n != "zlib";
         let (total, seen) = ix.names_held(None, Some(&not_zlib), 0, 10);
-        assert_eq!((total, seen), (3, vec!["aaa".to_string(), "bash".into(), "openssl".into()]));
-        assert_eq!(ix.names_held(None, Some(&not_zlib), 1, 1), (3, vec!["bash".to_string()]));
-        assert_eq!(ix.counts("openssl", None), (2, vec![("3.0.11-1".to_string(), 2)]));
-        assert_eq!(ix.counts("bash", None), (2, vec![("5.1-1".to_string(), 1), ("5.2-1".to_string(), 1)]));
+        assert_eq!(
+            (total, seen),
+            (3, vec!["aaa".to_string(), "bash".into(), "openssl".into()])
+        );
+        assert_eq!(
+            ix.names_held(None, Some(&not_zlib), 1, 1),
+            (3, vec!["bash".to_string()])
+        );
+        assert_eq!(
+            ix.counts("openssl", None),
+            (2, vec![("3.0.11-1".to_string(), 2)])
+        );
+        assert_eq!(
+            ix.counts("bash", None),
+            (2, vec![("5.1-1".to_string(), 1), ("5.2-1".to_string(), 1)])
+        );
         let site: RoaringBitmap = [2].into_iter().collect();
-        assert_eq!(ix.counts("bash", Some(&site)), (1, vec![("5.1-1".to_string(), 1)]));
+        assert_eq!(
+            ix.counts("bash", Some(&site)),
+            (1, vec![("5.1-1".to_string(), 1)])
+        );
         let only_1: RoaringBitmap = [1].into_iter().collect();
-        assert_eq!(ix.names_held(Some(&only_1), None, 0, 10), (2, vec!["bash".to_string(), "openssl".to_string()]));
+        assert_eq!(
+            ix.names_held(Some(&only_1), None, 0, 10),
+            (2, vec!["bash".to_string(), "openssl".to_string()])
+        );
     }
 }

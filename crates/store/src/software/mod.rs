@@ -120,7 +120,9 @@ enum State {
     /// No index: writers hand over nothing.
     Idle,
     /// A build runs; committed changes wait here in commit order.
-    Building { queue: Vec<SwChange> },
+    Building {
+        queue: Vec<SwChange>,
+    },
     Ready(Box<Index>),
 }
 
@@ -169,7 +171,8 @@ impl SoftwareIndex {
 
     fn set_idle(&self, state: &mut State) {
         *state = State::Idle;
-        self.active.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.active
+            .store(false, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Whether writers must describe their changes (a build runs or the index is ready). Asked
@@ -210,7 +213,10 @@ impl SoftwareIndex {
     }
 
     /// Applies the pending changes to `state`, which the caller holds exclusively.
-    fn drain<'a>(&'a self, mut state: std::sync::RwLockWriteGuard<'a, State>) -> std::sync::RwLockWriteGuard<'a, State> {
+    fn drain<'a>(
+        &'a self,
+        mut state: std::sync::RwLockWriteGuard<'a, State>,
+    ) -> std::sync::RwLockWriteGuard<'a, State> {
         let changes = std::mem::take(&mut *self.pending());
         match &mut *state {
             State::Idle => {}
@@ -257,7 +263,9 @@ impl SoftwareIndex {
     /// the build describes them from the database before [`SoftwareIndex::try_finish`].
     pub fn queued_unknown(&self, build: &mut Build) -> Vec<i64> {
         let state = self.state();
-        let State::Building { queue } = &*state else { return Vec::new() };
+        let State::Building { queue } = &*state else {
+            return Vec::new();
+        };
         let mut ids: Vec<i64> = queue[build.checked.min(queue.len())..]
             .iter()
             .flat_map(|c| build.index.unknown_in(c))
@@ -287,7 +295,9 @@ impl SoftwareIndex {
         for change in std::mem::take(queue) {
             if let Err(e) = build.index.apply(change) {
                 drop(state);
-                self.fail_build(&format!("a change committed during the build could not be applied: {e}"));
+                self.fail_build(&format!(
+                    "a change committed during the build could not be applied: {e}"
+                ));
                 return Ok(());
             }
         }
@@ -308,7 +318,10 @@ impl SoftwareIndex {
 
     /// Ends a build that failed; the next query starts another.
     pub fn fail_build(&self, reason: &str) {
-        tracing::warn!(reason, "Could not build the software index; software queries fail until a build succeeds.");
+        tracing::warn!(
+            reason,
+            "Could not build the software index; software queries fail until a build succeeds."
+        );
         self.set_idle(&mut self.state_mut());
         self.phase.send_replace(Phase::Failed(reason.to_string()));
     }
@@ -328,7 +341,9 @@ impl SoftwareIndex {
                 .clone();
             match phase {
                 Phase::Failed(reason) => {
-                    return Err(StoreError::Database(format!("the software index could not be built: {reason}")));
+                    return Err(StoreError::Database(format!(
+                        "the software index could not be built: {reason}"
+                    )));
                 }
                 // Dropped (see `apply`) before this query got to it: build again.
                 Phase::Idle => continue,
@@ -344,7 +359,9 @@ impl SoftwareIndex {
         }
         match &*self.state() {
             State::Ready(ix) => Ok(f(ix)),
-            _ => Err(StoreError::Database("the software index is being rebuilt; try again in a moment".to_string())),
+            _ => Err(StoreError::Database(
+                "the software index is being rebuilt; try again in a moment".to_string(),
+            )),
         }
     }
 }
@@ -381,7 +398,8 @@ impl Build {
     /// A stored item (every item, or any that a change names).
     pub fn item(&mut self, id: i64, attrs: &[u8]) -> Result<(), StoreError> {
         if !self.index.knows(id) {
-            self.index.describe(id, Package::from_stored(attrs)?.as_ref());
+            self.index
+                .describe(id, Package::from_stored(attrs)?.as_ref());
         }
         Ok(())
     }
@@ -393,10 +411,9 @@ impl Build {
         for_each_id(items, |id| ids.push(id))?;
         let row = client_no(client).map_err(|e| StoreError::Database(e.to_string()))?;
         for &id in &self.ids {
-            let p = self
-                .index
-                .package_of(id)
-                .map_err(|e| StoreError::Database(format!("software snapshot of client row {client}: {e}")))?;
+            let p = self.index.package_of(id).map_err(|e| {
+                StoreError::Database(format!("software snapshot of client row {client}: {e}"))
+            })?;
             if let Some(p) = p {
                 self.pairs.push((p, row));
             }
@@ -450,7 +467,13 @@ impl Build {
 
 /// A change of client `client`'s software snapshot from `from` to `to`: what a write hands to
 /// the index. `removed` and `added` are the item ids that left and entered the snapshot.
-pub(crate) fn change(client: i64, from: Option<i64>, to: Option<i64>, removed: Vec<i64>, added: Vec<i64>) -> Result<SwChange, StoreError> {
+pub(crate) fn change(
+    client: i64,
+    from: Option<i64>,
+    to: Option<i64>,
+    removed: Vec<i64>,
+    added: Vec<i64>,
+) -> Result<SwChange, StoreError> {
     Ok(SwChange {
         client: client_no(client).map_err(|e| StoreError::Database(e.to_string()))?,
         from,
@@ -478,13 +501,27 @@ pub(crate) struct Holders {
 impl Holders {
     /// Looks `q` up; `site` is the set of the rows of `q.site`'s clients when it names one.
     pub fn find(ix: &Index, q: &SoftwareQuery, site: Option<&RoaringBitmap>) -> Holders {
-        let packages = ix.holders(&q.name, |v| q.version.as_ref().is_none_or(|r: &VersionRange| r.matches(v)), site);
+        let packages = ix.holders(
+            &q.name,
+            |v| {
+                q.version
+                    .as_ref()
+                    .is_none_or(|r: &VersionRange| r.matches(v))
+            },
+            site,
+        );
         let mut union = RoaringBitmap::new();
         for p in &packages {
             union |= &p.clients;
         }
         let total = packages.iter().map(|p| p.clients.len()).sum();
-        Holders { packages, union, total, offset: q.offset, limit: q.limit }
+        Holders {
+            packages,
+            union,
+            total,
+            offset: q.offset,
+            limit: q.limit,
+        }
     }
 
     /// The rows of every holder, when they are few enough to look up one by one
@@ -495,8 +532,17 @@ impl Holders {
 
     /// The page, from the holders' owners by row (after [`Holders::rows`]).
     pub fn page_from(self, owners: &FastMap<i64, ListOwner>) -> SoftwarePage {
-        let mut found: Vec<(&ListOwner, u32)> = self.union.iter().filter_map(|r| owners.get(&i64::from(r)).map(|o| (o, r))).collect();
-        found.sort_by(|a, b| a.0.name.as_str().cmp(b.0.name.as_str()).then_with(|| a.0.site.as_str().cmp(b.0.site.as_str())));
+        let mut found: Vec<(&ListOwner, u32)> = self
+            .union
+            .iter()
+            .filter_map(|r| owners.get(&i64::from(r)).map(|o| (o, r)))
+            .collect();
+        found.sort_by(|a, b| {
+            a.0.name
+                .as_str()
+                .cmp(b.0.name.as_str())
+                .then_with(|| a.0.site.as_str().cmp(b.0.site.as_str()))
+        });
         let mut c = self.collector();
         for (owner, row) in found {
             if !c.offer(i64::from(row), owner) {
@@ -508,7 +554,11 @@ impl Holders {
 
     /// Takes clients in name order (then site) and keeps the requested page of rows.
     pub fn collector(self) -> Collector {
-        Collector { skip: self.offset, rows: Vec::new(), holders: self }
+        Collector {
+            skip: self.offset,
+            rows: Vec::new(),
+            holders: self,
+        }
     }
 }
 
@@ -522,7 +572,9 @@ pub(crate) struct Collector {
 impl Collector {
     /// Offers the next client in name order; false once the page is full.
     pub fn offer(&mut self, row: i64, owner: &ListOwner) -> bool {
-        let Ok(r) = u32::try_from(row) else { return true };
+        let Ok(r) = u32::try_from(row) else {
+            return true;
+        };
         if !self.holders.union.contains(r) {
             return true;
         }
@@ -551,7 +603,11 @@ impl Collector {
     }
 
     pub fn finish(self) -> SoftwarePage {
-        SoftwarePage { total: self.holders.total, offset: self.holders.offset, holders: self.rows }
+        SoftwarePage {
+            total: self.holders.total,
+            offset: self.holders.offset,
+            holders: self.rows,
+        }
     }
 }
 
@@ -567,14 +623,19 @@ struct Search {
 impl Search {
     fn new(text: &str) -> Search {
         let needle = text.to_lowercase();
-        Search { finder: memchr::memmem::Finder::new(needle.as_bytes()).into_owned(), needle }
+        Search {
+            finder: memchr::memmem::Finder::new(needle.as_bytes()).into_owned(),
+            needle,
+        }
     }
 
     fn matches(&self, name: &str) -> bool {
         if !name.is_ascii() {
             name.to_lowercase().contains(&self.needle)
         } else if name.bytes().any(|b| b.is_ascii_uppercase()) {
-            self.finder.find(name.to_ascii_lowercase().as_bytes()).is_some()
+            self.finder
+                .find(name.to_ascii_lowercase().as_bytes())
+                .is_some()
         } else {
             self.finder.find(name.as_bytes()).is_some()
         }
@@ -582,19 +643,43 @@ impl Search {
 }
 
 /// Every package (whose name contains the search) with its client counts, one page of them.
-pub(crate) fn packages_page(ix: &Index, q: &PackageQuery, site: Option<&RoaringBitmap>) -> PackagePage {
-    let search = q.search.as_deref().filter(|s| !s.is_empty()).map(Search::new);
+pub(crate) fn packages_page(
+    ix: &Index,
+    q: &PackageQuery,
+    site: Option<&RoaringBitmap>,
+) -> PackagePage {
+    let search = q
+        .search
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .map(Search::new);
     let keep = search.as_ref().map(|s| move |name: &str| s.matches(name));
-    let (total, names) = ix.names_held(site, keep.as_ref().map(|k| k as &dyn Fn(&str) -> bool), q.offset, q.limit);
+    let (total, names) = ix.names_held(
+        site,
+        keep.as_ref().map(|k| k as &dyn Fn(&str) -> bool),
+        q.offset,
+        q.limit,
+    );
     let packages = names
         .into_iter()
         .map(|name| {
             let (clients, versions) = ix.counts(&name, site);
-            let versions = versions.into_iter().map(|(version, clients)| VersionCount { version, clients }).collect();
-            PackageSummary { name, clients, versions }
+            let versions = versions
+                .into_iter()
+                .map(|(version, clients)| VersionCount { version, clients })
+                .collect();
+            PackageSummary {
+                name,
+                clients,
+                versions,
+            }
         })
         .collect();
-    PackagePage { total, offset: q.offset, packages }
+    PackagePage {
+        total,
+        offset: q.offset,
+        packages,
+    }
 }
 
 #[cfg(test)]
@@ -606,11 +691,16 @@ mod tests {
     #[test]
     fn for_each_id_reads_what_encode_ids_wrote_and_refuses_garbage() {
         // Entries of one, two and three bytes, in every order.
-        let ids = [5, 3, 1_000_000, 1_000_001, 7, 70, 8_000, 8_001, 200_000, 1, 2];
+        let ids = [
+            5, 3, 1_000_000, 1_000_001, 7, 70, 8_000, 8_001, 200_000, 1, 2,
+        ];
         let mut got = Vec::new();
         for_each_id(&encode_ids(&ids), |id| got.push(id)).unwrap();
         assert_eq!(got, ids);
-        assert!(for_each_id(&[0x05, 0x80], |_| ()).is_err(), "truncated after a whole entry");
+        assert!(
+            for_each_id(&[0x05, 0x80], |_| ()).is_err(),
+            "truncated after a whole entry"
+        );
         assert!(for_each_id(&[0x80], |_| ()).is_err(), "truncated");
         assert!(for_each_id(&[0xff; 11], |_| ()).is_err(), "overlong");
     }
@@ -623,11 +713,25 @@ mod tests {
         sw.begin_build();
         assert!(sw.collecting());
         let mut build = Build::new();
-        let bash = Package { name: "bash".into(), version: "5.2-1".into(), arch: "amd64".into(), source: "dpkg".into() };
+        let bash = Package {
+            name: "bash".into(),
+            version: "5.2-1".into(),
+            arch: "amd64".into(),
+            source: "dpkg".into(),
+        };
         build.index.describe(1, Some(&bash));
-        sw.try_finish(build).map_err(|_| "more to describe").unwrap();
+        sw.try_finish(build)
+            .map_err(|_| "more to describe")
+            .unwrap();
         let holders = |ix: &Index| ix.holders("bash", |_| true, None).len();
-        let added = SwChange { client: 7, from: None, to: Some(1), removed: vec![], added: vec![1], described: vec![] };
+        let added = SwChange {
+            client: 7,
+            from: None,
+            to: Some(1),
+            removed: vec![],
+            added: vec![1],
+            described: vec![],
+        };
         let during = sw
             .read(|ix| {
                 // The writer neither waits for the query nor changes what it reads, and asks
@@ -638,7 +742,11 @@ mod tests {
             })
             .unwrap();
         assert_eq!(during, 0);
-        assert_eq!(sw.read(holders).unwrap(), 1, "applied before the next query reads");
+        assert_eq!(
+            sw.read(holders).unwrap(),
+            1,
+            "applied before the next query reads"
+        );
         // While the index is held exclusively (another drain), a writer that cannot look
         // describes everything.
         let _held = sw.state.write().unwrap();
@@ -664,7 +772,15 @@ mod tests {
         for v in versions {
             for arch in ["amd64", "i386"] {
                 id += 1;
-                ix.describe(id, Some(&Package { name: "p".into(), version: v.into(), arch: arch.into(), source: "dpkg".into() }));
+                ix.describe(
+                    id,
+                    Some(&Package {
+                        name: "p".into(),
+                        version: v.into(),
+                        arch: arch.into(),
+                        source: "dpkg".into(),
+                    }),
+                );
             }
         }
         let mut owners = FastMap::default();
@@ -677,16 +793,31 @@ mod tests {
         };
         for row in 1..=clients {
             let held: Vec<i64> = (1..=id).filter(|_| next() % 3 == 0).collect();
-            ix.apply(SwChange { client: row, from: None, to: Some(1), removed: vec![], added: held, described: vec![] }).unwrap();
+            ix.apply(SwChange {
+                client: row,
+                from: None,
+                to: Some(1),
+                removed: vec![],
+                added: held,
+                described: vec![],
+            })
+            .unwrap();
             // Names are unique per site, in another order than the rows (7919 and 307 are
             // prime, so this numbering is a permutation); each client of site S02 has the name
             // of the S01 client before it, so the site breaks ties.
-            let (site, named_as) = if row % 5 == 0 { ("S02", row - 1) } else { ("S01", row) };
-            owners.insert(i64::from(row), ListOwner {
-                name: ClientName::parse(&format!("C{:05}", (named_as * 7919) % 307)).unwrap(),
-                id: Uuid::from_u128(u128::from(row)),
-                site: SiteCode::parse(site).unwrap(),
-            });
+            let (site, named_as) = if row % 5 == 0 {
+                ("S02", row - 1)
+            } else {
+                ("S01", row)
+            };
+            owners.insert(
+                i64::from(row),
+                ListOwner {
+                    name: ClientName::parse(&format!("C{:05}", (named_as * 7919) % 307)).unwrap(),
+                    id: Uuid::from_u128(u128::from(row)),
+                    site: SiteCode::parse(site).unwrap(),
+                },
+            );
         }
         (ix, owners)
     }
@@ -695,9 +826,17 @@ mod tests {
     fn pages_by_looking_holders_up_and_by_walking_clients_in_name_order_agree() {
         let (ix, owners) = holders_fixture(300, 42);
         let mut by_name: Vec<(&i64, &ListOwner)> = owners.iter().collect();
-        by_name.sort_by(|a, b| a.1.name.as_str().cmp(b.1.name.as_str()).then_with(|| a.1.site.as_str().cmp(b.1.site.as_str())));
+        by_name.sort_by(|a, b| {
+            a.1.name
+                .as_str()
+                .cmp(b.1.name.as_str())
+                .then_with(|| a.1.site.as_str().cmp(b.1.site.as_str()))
+        });
         let show = |p: &SoftwarePage| -> Vec<String> {
-            p.holders.iter().map(|h| format!("{} {} {} {}", h.client, h.site, h.version, h.arch)).collect()
+            p.holders
+                .iter()
+                .map(|h| format!("{} {} {} {}", h.client, h.site, h.version, h.arch))
+                .collect()
         };
         for version in [None, Some(">=1.2-1")] {
             let q = SoftwareQuery {
@@ -708,18 +847,42 @@ mod tests {
                 offset: 0,
             };
             let all = Holders::find(&ix, &q, None).page_from(&owners);
-            assert!(all.total > 300, "the fixture holds many rows: {}", all.total);
+            assert!(
+                all.total > 300,
+                "the fixture holds many rows: {}",
+                all.total
+            );
             assert_eq!(all.holders.len() as u64, all.total);
             let mut sorted = all.holders.clone();
             sorted.sort_by(|a, b| {
-                a.client.as_str().cmp(b.client.as_str())
+                a.client
+                    .as_str()
+                    .cmp(b.client.as_str())
                     .then_with(|| a.site.as_str().cmp(b.site.as_str()))
                     .then_with(|| compare(&a.version, &b.version))
                     .then_with(|| a.arch.cmp(&b.arch))
             });
-            assert_eq!(show(&all), show(&SoftwarePage { holders: sorted, ..all.clone() }), "sorted by client, site, version, arch");
-            for (offset, limit) in [(0, 1), (0, 50), (17, 50), (all.total - 3, 50), (all.total, 10), (all.total + 5, 10)] {
-                let q = SoftwareQuery { offset, limit, ..q.clone() };
+            assert_eq!(
+                show(&all),
+                show(&SoftwarePage {
+                    holders: sorted,
+                    ..all.clone()
+                }),
+                "sorted by client, site, version, arch"
+            );
+            for (offset, limit) in [
+                (0, 1),
+                (0, 50),
+                (17, 50),
+                (all.total - 3, 50),
+                (all.total, 10),
+                (all.total + 5, 10),
+            ] {
+                let q = SoftwareQuery {
+                    offset,
+                    limit,
+                    ..q.clone()
+                };
                 let direct = Holders::find(&ix, &q, None);
                 assert!(direct.rows(u64::MAX).is_some());
                 let direct = direct.page_from(&owners);
@@ -731,18 +894,40 @@ mod tests {
                 }
                 let walked = walk.finish();
                 assert_eq!((walked.total, walked.offset), (direct.total, direct.offset));
-                assert_eq!(show(&walked), show(&direct), "offset {offset} limit {limit}");
+                assert_eq!(
+                    show(&walked),
+                    show(&direct),
+                    "offset {offset} limit {limit}"
+                );
                 let start = usize::try_from(offset).unwrap().min(all.holders.len());
                 let end = (start + limit as usize).min(all.holders.len());
-                assert_eq!(show(&direct), show(&all)[start..end], "offset {offset} limit {limit}");
+                assert_eq!(
+                    show(&direct),
+                    show(&all)[start..end],
+                    "offset {offset} limit {limit}"
+                );
             }
         }
         // Above the direct limit the backend walks instead.
-        let q = SoftwareQuery { name: "p".into(), version: None, site: None, limit: 10, offset: 0 };
+        let q = SoftwareQuery {
+            name: "p".into(),
+            version: None,
+            site: None,
+            limit: 10,
+            offset: 0,
+        };
         assert!(Holders::find(&ix, &q, None).rows(10).is_none());
         // A site filter keeps that site's clients only, in the total too.
         let s02: RoaringBitmap = (1..=300).filter(|r| r % 5 == 0).collect();
-        let page = Holders::find(&ix, &SoftwareQuery { limit: u32::MAX, ..q }, Some(&s02)).page_from(&owners);
+        let page = Holders::find(
+            &ix,
+            &SoftwareQuery {
+                limit: u32::MAX,
+                ..q
+            },
+            Some(&s02),
+        )
+        .page_from(&owners);
         assert!(page.total > 0 && page.holders.iter().all(|h| h.site.as_str() == "S02"));
         assert_eq!(page.holders.len() as u64, page.total);
     }

@@ -21,10 +21,10 @@ use super::queries::{
     snapshot_row, ts, uuid_col,
 };
 use super::writer::Batch;
-use crate::{DownAccepted, OutboxStats};
 use crate::codec::{class_code, class_from_code, decode_ids};
 use crate::error::StoreError;
 use crate::plan::{InputBody, Outcome, Plan, ReportInput};
+use crate::{DownAccepted, OutboxStats};
 
 /// `meta` keys of this module.
 const FORWARDING: &str = "forwarding";
@@ -705,7 +705,11 @@ fn delete_client(conn: &Connection, batch: &mut Batch<'_>, client: i64) -> Resul
 /// The row of a forwarded client, created or brought up to date from its record. A client of
 /// another id holding the same name at the same owner is a stale record (the owner re-created
 /// its client) and is removed first, since names are unique per owning site.
-fn ensure_client(conn: &Connection, batch: &mut Batch<'_>, record: &ClientRecord) -> Result<i64, StoreError> {
+fn ensure_client(
+    conn: &Connection,
+    batch: &mut Batch<'_>,
+    record: &ClientRecord,
+) -> Result<i64, StoreError> {
     let id_bytes = record.id.as_bytes().as_slice();
     let stale: Option<(i64, Vec<u8>)> = conn
         .prepare_cached(

@@ -14,8 +14,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use invsync_proto::wire::{
-    CheckinResponse, ClientPage, ClientQuery, PackagePage, PackageQuery, RequestPage, RequestQuery, ClientSummary, ClientView, DownRequest, Event, ForwardOutcome, Forwarded, SoftwarePage, SoftwareQuery,
-    Owner, Queued, ReportAck, RequestView, SiteStatus,
+    CheckinResponse, ClientPage, ClientQuery, ClientSummary, ClientView, DownRequest, Event,
+    ForwardOutcome, Forwarded, Owner, PackagePage, PackageQuery, Queued, ReportAck, RequestPage,
+    RequestQuery, RequestView, SiteStatus, SoftwarePage, SoftwareQuery,
 };
 use invsync_proto::{Class, ClientName, Digest, SiteCode, Timestamp};
 use rusqlite::Connection;
@@ -25,11 +26,11 @@ use uuid::Uuid;
 use crate::cache::ItemCache;
 use crate::error::StoreError;
 use crate::last_seen::LastSeen;
-use crate::software::{Build, SoftwareIndex};
 use crate::plan::{Outcome, Plan, ReportInput, Resolver};
+use crate::software::{Build, SoftwareIndex};
 use crate::{
-    Authenticated, ClientAuth, DownAccepted, Enrolled, Enrollment, HistoryEntry, HistoryQuery, OutboxStats,
-    REDELIVER_AFTER_MS, SiteMeta,
+    Authenticated, ClientAuth, DownAccepted, Enrolled, Enrollment, HistoryEntry, HistoryQuery,
+    OutboxStats, REDELIVER_AFTER_MS, SiteMeta,
 };
 use hierarchy::{ForwardMeta, Verdict};
 use queries::SqlItems;
@@ -95,7 +96,9 @@ fn build_software_index(shared: &Shared) -> Result<(), StoreError> {
     }
     let mut build = Build::new();
     queries::all_items(&conn, |id, attrs| build.item(id, attrs))?;
-    queries::software_lists(&conn, |client, version, items| build.list(client, version, items))?;
+    queries::software_lists(&conn, |client, version, items| {
+        build.list(client, version, items)
+    })?;
     conn.execute_batch("COMMIT")?;
     loop {
         let unknown = shared.software.queued_unknown(&mut build);
@@ -281,7 +284,9 @@ impl SqliteStore {
             let result = f(conn, shared);
             // Ending a read transaction cannot lose anything; should it fail, `with_reader`
             // drops the connection instead of pooling it (it is not in autocommit mode).
-            let _ = conn.prepare_cached("COMMIT").and_then(|mut st| st.execute([]));
+            let _ = conn
+                .prepare_cached("COMMIT")
+                .and_then(|mut st| st.execute([]));
             result
         })
     }
@@ -363,7 +368,8 @@ impl SqliteStore {
         now: Timestamp,
     ) -> Result<Authenticated<CheckinResponse>, StoreError> {
         let read = self.read_inline(|conn, shared| {
-            let Some((row, auth)) = queries::client_credentials(conn, &shared.site.code, client_id)?
+            let Some((row, auth)) =
+                queries::client_credentials(conn, &shared.site.code, client_id)?
             else {
                 return Ok(Err(Authenticated::Unknown));
             };
@@ -409,7 +415,8 @@ impl SqliteStore {
         let plan_report = move |conn: &Connection, shared: &Shared| {
             // Item lookups and the merge happen here, on a reading thread, so that the writer
             // only checks the plan still holds and writes it.
-            let Some((client, auth)) = queries::client_credentials(conn, &shared.site.code, client_id)?
+            let Some((client, auth)) =
+                queries::client_credentials(conn, &shared.site.code, client_id)?
             else {
                 return match key_hash {
                     Some(_) => Ok(Prepared::Refused(Authenticated::Unknown)),
@@ -427,10 +434,13 @@ impl SqliteStore {
             if let Some(row) = &row
                 && row.has_report(input.report_id)
             {
-                return Ok(Prepared::Answer(auth, ReportAck::Duplicate {
-                    version: row.version,
-                    hash: row.hash,
-                }));
+                return Ok(Prepared::Answer(
+                    auth,
+                    ReportAck::Duplicate {
+                        version: row.version,
+                        hash: row.hash,
+                    },
+                ));
             }
             let current = row.as_ref().map(|r| r.current()).transpose()?;
             let resolver = Resolver {
@@ -441,9 +451,12 @@ impl SqliteStore {
             let plan = crate::plan::plan(&input, current.as_ref(), &resolver)?;
             if let Outcome::Resync(reason) = &plan.outcome {
                 // Refusing stores nothing, so the committed state is as good a basis as any.
-                return Ok(Prepared::Answer(auth, ReportAck::ResyncRequired {
-                    reason: reason.clone(),
-                }));
+                return Ok(Prepared::Answer(
+                    auth,
+                    ReportAck::ResyncRequired {
+                        reason: reason.clone(),
+                    },
+                ));
             }
             Ok(Prepared::Write {
                 auth,
@@ -516,7 +529,9 @@ impl SqliteStore {
             if queries::revoke(conn, &batch.shared.site.code, &name)? {
                 Ok(())
             } else {
-                Err(StoreError::UnknownClient { name: name.to_string() })
+                Err(StoreError::UnknownClient {
+                    name: name.to_string(),
+                })
             }
         })
         .await
@@ -572,19 +587,22 @@ impl SqliteStore {
 
     pub async fn requests_page(&self, q: &RequestQuery) -> Result<RequestPage, StoreError> {
         let q = q.clone();
-        self.read(move |conn, _| queries::requests_page(conn, &q)).await
+        self.read(move |conn, _| queries::requests_page(conn, &q))
+            .await
     }
 
     pub async fn software(&self, q: &SoftwareQuery) -> Result<SoftwarePage, StoreError> {
         self.software_index_ready().await?;
         let q = q.clone();
-        self.read(move |conn, shared| queries::software(conn, &shared.software, &q)).await
+        self.read(move |conn, shared| queries::software(conn, &shared.software, &q))
+            .await
     }
 
     pub async fn packages(&self, q: &PackageQuery) -> Result<PackagePage, StoreError> {
         self.software_index_ready().await?;
         let q = q.clone();
-        self.read(move |conn, shared| queries::packages(conn, &shared.software, &q)).await
+        self.read(move |conn, shared| queries::packages(conn, &shared.software, &q))
+            .await
     }
 
     /// Starts building the software index unless it is built or being built.
@@ -595,7 +613,10 @@ impl SqliteStore {
     }
 
     async fn software_index_ready(&self) -> Result<(), StoreError> {
-        self.shared.software.ready(|| self.spawn_software_build()).await
+        self.shared
+            .software
+            .ready(|| self.spawn_software_build())
+            .await
     }
 
     fn spawn_software_build(&self) {
@@ -618,7 +639,11 @@ impl SqliteStore {
                     c
                 })
                 .collect();
-            Ok(ClientPage { total, offset: q.offset, clients })
+            Ok(ClientPage {
+                total,
+                offset: q.offset,
+                clients,
+            })
         })
         .await
     }
@@ -685,7 +710,10 @@ impl SqliteStore {
     /// runs in one read transaction on a reading connection, so writers go on meanwhile and
     /// the copy is the database as of that transaction's start, compacted.
     pub async fn backup_to(&self, to: &Path) -> Result<(), StoreError> {
-        let to = to.to_str().ok_or_else(|| StoreError::Refused(format!("{} is not a UTF-8 path", to.display())))?.to_string();
+        let to = to
+            .to_str()
+            .ok_or_else(|| StoreError::Refused(format!("{} is not a UTF-8 path", to.display())))?
+            .to_string();
         self.read(move |conn, _| {
             conn.execute("VACUUM INTO ?1", [to])?;
             Ok(())
@@ -695,7 +723,8 @@ impl SqliteStore {
 
     /// A tiny write through the writer (see `Store::probe_write`).
     pub async fn probe_write(&self, now: Timestamp) -> Result<(), StoreError> {
-        self.write(move |conn, _| hierarchy::set_probe_time(conn, now)).await
+        self.write(move |conn, _| hierarchy::set_probe_time(conn, now))
+            .await
     }
 
     pub async fn set_forwarding(&self, on: bool) -> Result<(), StoreError> {
@@ -1016,10 +1045,7 @@ where
 
 /// What a check-in reads once the client is known: its open requests (and which of them it
 /// picks up now) and the site's version and hash per class.
-fn checkin_read(
-    conn: &Connection,
-    client: i64,
-) -> Result<(CheckinResponse, Vec<i64>), StoreError> {
+fn checkin_read(conn: &Connection, client: i64) -> Result<(CheckinResponse, Vec<i64>), StoreError> {
     let open = queries::open_requests(conn, client)?;
     let to_pick: Vec<i64> = open
         .iter()
@@ -1086,4 +1112,3 @@ mod tests {
         );
     }
 }
-

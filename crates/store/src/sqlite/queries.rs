@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use invsync_proto::wire::Event;
 use invsync_proto::wire::{
-    ClassState, ClientQuery, ClientRequest, PackagePage, PackageQuery, RequestPage, RequestQuery, ClientSummary, ClientView, EventView, Instruction, InstructionKind, Queued, SoftwarePage, SoftwareQuery,
-    ReportAck, RequestState, RequestView, SnapshotView,
+    ClassState, ClientQuery, ClientRequest, ClientSummary, ClientView, EventView, Instruction,
+    InstructionKind, PackagePage, PackageQuery, Queued, ReportAck, RequestPage, RequestQuery,
+    RequestState, RequestView, SnapshotView, SoftwarePage, SoftwareQuery,
 };
 use invsync_proto::{Class, ClientName, Digest, Items, SiteCode, Timestamp};
 use rusqlite::types::Value;
@@ -132,7 +133,9 @@ pub(super) fn own_client_row(
             Ok((r.get(0)?, r.get(1)?))
         })
         .optional()?;
-    Ok(row.filter(|(_, code)| code == site.as_str()).map(|(id, _)| id))
+    Ok(row
+        .filter(|(_, code)| code == site.as_str())
+        .map(|(id, _)| id))
 }
 
 /// The internal row id of a client of this site by name.
@@ -222,8 +225,8 @@ pub(super) fn client_credentials(
     client_id: Uuid,
 ) -> Result<Option<(i64, ClientAuth)>, StoreError> {
     // The site is compared here, not in SQL, for the reason given at `own_client_row`.
-    let mut st = conn
-        .prepare_cached("SELECT id, name, key_hash, site_code FROM clients WHERE uuid = ?1")?;
+    let mut st =
+        conn.prepare_cached("SELECT id, name, key_hash, site_code FROM clients WHERE uuid = ?1")?;
     let mut rows = st.query(params![client_id.as_bytes().as_slice()])?;
     let Some(row) = rows.next()? else {
         return Ok(None);
@@ -241,9 +244,15 @@ pub(super) fn client_credentials(
 
 /// Replaces an own client's key hash with 32 zero bytes, which no key hashes to, so its key
 /// is refused from the next request on. Returns whether the client exists.
-pub(super) fn revoke(conn: &Connection, site: &SiteCode, name: &ClientName) -> Result<bool, StoreError> {
+pub(super) fn revoke(
+    conn: &Connection,
+    site: &SiteCode,
+    name: &ClientName,
+) -> Result<bool, StoreError> {
     let n = conn
-        .prepare_cached("UPDATE clients SET key_hash = zeroblob(32) WHERE site_code = ?1 AND name = ?2")?
+        .prepare_cached(
+            "UPDATE clients SET key_hash = zeroblob(32) WHERE site_code = ?1 AND name = ?2",
+        )?
         .execute(params![site.as_str(), name.as_str()])?;
     Ok(n > 0)
 }
@@ -633,7 +642,9 @@ pub(super) fn write_change(
         Slot::Known(id) => id,
         Slot::New(i) => new_ids[i],
     };
-    let ids: Option<Vec<i64>> = change.items.map(|slots| slots.into_iter().map(id_of).collect());
+    let ids: Option<Vec<i64>> = change
+        .items
+        .map(|slots| slots.into_iter().map(id_of).collect());
     let blob = ids.as_deref().map(encode_ids);
     let full = input.is_full();
     let body_ids = if full {
@@ -719,10 +730,20 @@ pub(super) fn write_change(
             (None, ids) => (Vec::new(), ids.unwrap_or_default()),
             (Some(_), _) => (
                 change.history.iter().filter_map(|h| h.old).collect(),
-                change.history.iter().filter_map(|h| h.new.map(id_of)).collect(),
+                change
+                    .history
+                    .iter()
+                    .filter_map(|h| h.new.map(id_of))
+                    .collect(),
             ),
         };
-        let sw = crate::software::change(client, row.map(|r| r.version), Some(version), removed, added)?;
+        let sw = crate::software::change(
+            client,
+            row.map(|r| r.version),
+            Some(version),
+            removed,
+            added,
+        )?;
         software_changed(conn, batch, sw)?;
     }
     Ok(Written {
@@ -735,11 +756,21 @@ pub(super) fn write_change(
 /// Records a change of a client's software snapshot for the software index, describing the
 /// items it adds that the index does not know (read back in this transaction, which is where
 /// items interned just now are visible).
-pub(super) fn software_changed(conn: &Connection, batch: &mut Batch<'_>, mut change: crate::software::SwChange) -> Result<(), StoreError> {
-    let Some(changes) = &mut batch.software else { return Ok(()) };
+pub(super) fn software_changed(
+    conn: &Connection,
+    batch: &mut Batch<'_>,
+    mut change: crate::software::SwChange,
+) -> Result<(), StoreError> {
+    let Some(changes) = &mut batch.software else {
+        return Ok(());
+    };
     for id in batch.shared.software.to_describe(&change.added) {
-        let attrs: Vec<u8> = conn.prepare_cached("SELECT attrs FROM items WHERE id = ?1")?.query_row([id], |r| r.get(0))?;
-        change.described.push((id, crate::software::Package::from_stored(&attrs)?));
+        let attrs: Vec<u8> = conn
+            .prepare_cached("SELECT attrs FROM items WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))?;
+        change
+            .described
+            .push((id, crate::software::Package::from_stored(&attrs)?));
     }
     changes.push(change);
     Ok(())
@@ -903,7 +934,9 @@ pub(super) fn clients_page(
         .prepare_cached(&format!(
             "SELECT c.id FROM clients c {join} WHERE {filter} ORDER BY {order} LIMIT ?3 OFFSET ?4"
         ))?
-        .query_map(params![search, site, q.limit, q.offset as i64], |r| r.get(0))?
+        .query_map(params![search, site, q.limit, q.offset as i64], |r| {
+            r.get(0)
+        })?
         .collect::<Result<_, _>>()?;
     let mut st = tx.prepare_cached(
         "SELECT c.id, c.name, c.uuid, c.site_code, c.last_seen,
@@ -941,7 +974,10 @@ pub(super) fn clients_page(
 
 /// One page of resync requests ([`crate::Store::requests_page`]), newest first (by id, the
 /// primary key, read backwards), and how many match.
-pub(super) fn requests_page(conn: &Connection, q: &RequestQuery) -> Result<RequestPage, StoreError> {
+pub(super) fn requests_page(
+    conn: &Connection,
+    q: &RequestQuery,
+) -> Result<RequestPage, StoreError> {
     let tx = conn.unchecked_transaction()?;
     let state = q.state.map(RequestState::as_str);
     let class = q.class.map(|c| c.to_string());
@@ -970,7 +1006,11 @@ pub(super) fn requests_page(conn: &Connection, q: &RequestQuery) -> Result<Reque
         }
     }
     tx.commit()?;
-    Ok(RequestPage { total: total as u64, offset: q.offset, requests })
+    Ok(RequestPage {
+        total: total as u64,
+        offset: q.offset,
+        requests,
+    })
 }
 
 /// One client of this site by name with its snapshots decoded, plus its internal row id.
@@ -1149,7 +1189,10 @@ fn history_of(
 // Software across clients (the index and the pages are in `crate::software`)
 
 /// Offers every stored item to `f`, for a build of the software index.
-pub(super) fn all_items(conn: &Connection, mut f: impl FnMut(i64, &[u8]) -> Result<(), StoreError>) -> Result<(), StoreError> {
+pub(super) fn all_items(
+    conn: &Connection,
+    mut f: impl FnMut(i64, &[u8]) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
     let mut st = conn.prepare_cached("SELECT id, attrs FROM items")?;
     let mut rows = st.query([])?;
     while let Some(r) = rows.next()? {
@@ -1159,7 +1202,11 @@ pub(super) fn all_items(conn: &Connection, mut f: impl FnMut(i64, &[u8]) -> Resu
 }
 
 /// Offers the items with these ids to `f`.
-pub(super) fn items_by_id(conn: &Connection, ids: &[i64], mut f: impl FnMut(i64, &[u8]) -> Result<(), StoreError>) -> Result<(), StoreError> {
+pub(super) fn items_by_id(
+    conn: &Connection,
+    ids: &[i64],
+    mut f: impl FnMut(i64, &[u8]) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
     let array = Rc::new(ids.iter().copied().map(Value::from).collect::<Vec<_>>());
     let mut st = conn.prepare_cached("SELECT id, attrs FROM items WHERE id IN rarray(?1)")?;
     let mut rows = st.query([array])?;
@@ -1172,8 +1219,13 @@ pub(super) fn items_by_id(conn: &Connection, ids: &[i64], mut f: impl FnMut(i64,
 /// Offers every client's software snapshot (row, version, item list) to `f`, by client row:
 /// the index then appends each package's holders in order, which is much cheaper than
 /// inserting them among others.
-pub(super) fn software_lists(conn: &Connection, mut f: impl FnMut(i64, i64, &[u8]) -> Result<(), StoreError>) -> Result<(), StoreError> {
-    let mut st = conn.prepare_cached("SELECT client_id, version, items FROM snapshots WHERE class = 1 ORDER BY client_id")?;
+pub(super) fn software_lists(
+    conn: &Connection,
+    mut f: impl FnMut(i64, i64, &[u8]) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let mut st = conn.prepare_cached(
+        "SELECT client_id, version, items FROM snapshots WHERE class = 1 ORDER BY client_id",
+    )?;
     let mut rows = st.query([])?;
     while let Some(r) = rows.next()? {
         f(r.get(0)?, r.get(1)?, r.get_ref(2)?.as_blob()?)?;
@@ -1212,7 +1264,8 @@ pub(super) fn software(
     let holders = index.read(|ix| crate::software::Holders::find(ix, q, site.as_ref()))?;
     if let Some(rows) = holders.rows(crate::software::DIRECT_HOLDERS) {
         let mut owners = FastMap::default();
-        let mut st = tx.prepare_cached("SELECT name, uuid, site_code FROM clients WHERE id = ?1")?;
+        let mut st =
+            tx.prepare_cached("SELECT name, uuid, site_code FROM clients WHERE id = ?1")?;
         for row in rows {
             let mut found = st.query([row])?;
             // A client removed since the index saw it no longer holds anything.
@@ -1223,7 +1276,8 @@ pub(super) fn software(
         return Ok(holders.page_from(&owners));
     }
     let mut collect = holders.collector();
-    let mut st = tx.prepare_cached("SELECT id, name, uuid, site_code FROM clients ORDER BY name, site_code")?;
+    let mut st = tx
+        .prepare_cached("SELECT id, name, uuid, site_code FROM clients ORDER BY name, site_code")?;
     let mut rows = st.query([])?;
     while let Some(r) = rows.next()? {
         if !collect.offer(r.get(0)?, &list_owner(r, 1)?) {

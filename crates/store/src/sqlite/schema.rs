@@ -289,7 +289,10 @@ pub(super) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
 /// at every execution: a profile of the site under check-ins showed a fifth of its CPU time in
 /// `sqlite3Reprepare`. Our queries look rows up by keys; one plan per statement is what we want.
 fn stable_plans(conn: &Connection) -> Result<(), StoreError> {
-    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
     Ok(())
 }
 

@@ -138,7 +138,7 @@ tokio::task_local! {
 macro_rules! on_each_backend {
     (#[$test:meta] $name:ident) => {
         mod $name {
-            use $crate::common::{Backend, BACKEND};
+            use $crate::common::{BACKEND, Backend};
 
             #[$test]
             async fn sqlite() {
@@ -146,7 +146,10 @@ macro_rules! on_each_backend {
             }
 
             #[$test]
-            #[cfg_attr(not(invsync_postgres), ignore = "INVSYNC_TEST_POSTGRES is not set: PostgreSQL not tested")]
+            #[cfg_attr(
+                not(invsync_postgres),
+                ignore = "INVSYNC_TEST_POSTGRES is not set: PostgreSQL not tested"
+            )]
             async fn postgresql() {
                 BACKEND.scope(Backend::Postgres, super::$name()).await
             }

@@ -1,9 +1,9 @@
 //! `GET /api/v1/clients/{name}[?site=CODE]`: one client this site holds (its own, or one of a
 //! site below) with its snapshots and requests (the JSON of `invsite show`).
 
+use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::Json;
 use invsync_proto::wire::ClientView;
 
 use super::client_name;
@@ -37,7 +37,8 @@ pub async fn apply(
     let Path(raw) = path?;
     let name = client_name(&raw)?;
     let Query(q) = query.map_err(|r| ApiError::BadInput(r.body_text()))?;
-    let view = crate::ownership::view(&state.store, &state.site_code, &name, q.site.as_ref()).await?;
+    let view =
+        crate::ownership::view(&state.store, &state.site_code, &name, q.site.as_ref()).await?;
     Ok(Json(view))
 }
 

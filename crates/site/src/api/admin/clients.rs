@@ -3,9 +3,9 @@
 //! name unless `sort` says `last_seen`, `hw_updated` or `sw_updated`; `limit` is 1 to 1000
 //! (100 when absent). The command-line tools page through it.
 
+use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::Json;
 use invsync_proto::wire::{ClientPage, ClientQuery, ClientSort, DEFAULT_PAGE_LIMIT};
 
 use crate::api::auth::Admin;

@@ -1,9 +1,9 @@
 //! `POST /api/v1/clients/{name}/events`: queue a Set Client Event wake-up (what `setevnt` does).
 
+use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Json;
 use invsync_proto::wire::{Event, EventRequestBody, Queued};
 use invsync_proto::{ClientName, Timestamp};
 use invsync_store::StoreError;
@@ -44,17 +44,29 @@ pub async fn apply(
     let name = client_name(&raw)?;
     let Json(req) = body?;
     let queued = queue(&state, &name, req.event).await?;
-    let status = if queued.created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if queued.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(queued)))
 }
 
 /// Queues a client event as this endpoint does (the ownership module's explanation for another
 /// site's client; wakes the agent). The console's "Cycle now" button calls this too.
 pub async fn queue(state: &AppState, name: &ClientName, event: Event) -> Result<Queued, ApiError> {
-    let queued = match state.store.request_event(name, event, Timestamp::now()).await {
+    let queued = match state
+        .store
+        .request_event(name, event, Timestamp::now())
+        .await
+    {
         Err(StoreError::UnknownClient { .. }) => {
             let command = format!("setevnt {name} {}", event.as_str());
-            return Err(crate::ownership::not_own(&state.store, &state.site_code, name, &command).await.into());
+            return Err(
+                crate::ownership::not_own(&state.store, &state.site_code, name, &command)
+                    .await
+                    .into(),
+            );
         }
         other => other?,
     };

@@ -1,9 +1,9 @@
 //! `GET /api/v1/clients/{name}/history?class=hw|sw&since=<RFC 3339>&limit=N&site=CODE`: a client's
 //! accepted changes, newest first (what `invsite history` prints).
 
+use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::Json;
 use invsync_proto::wire::{HistoryEntry, HistoryQuery};
 
 use super::client_name;
@@ -44,9 +44,20 @@ pub async fn apply(
     let query = HistoryQuery {
         class: q.class,
         since: q.since,
-        limit: Some(q.limit.unwrap_or(invsync_store::DEFAULT_HISTORY_LIMIT).min(MAX_LIMIT)),
+        limit: Some(
+            q.limit
+                .unwrap_or(invsync_store::DEFAULT_HISTORY_LIMIT)
+                .min(MAX_LIMIT),
+        ),
     };
-    let entries = crate::ownership::history(&state.store, &state.site_code, &name, q.site.as_ref(), &query).await?;
+    let entries = crate::ownership::history(
+        &state.store,
+        &state.site_code,
+        &name,
+        q.site.as_ref(),
+        &query,
+    )
+    .await?;
     Ok(Json(entries))
 }
 

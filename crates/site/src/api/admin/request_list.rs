@@ -2,11 +2,11 @@
 //! requests of every client this site holds, newest first, each with its client, and how many
 //! match in all; `limit` is 1 to 1000 (100 when absent).
 
+use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::Json;
-use invsync_proto::wire::{RequestPage, RequestQuery, RequestState, DEFAULT_PAGE_LIMIT};
 use invsync_proto::Class;
+use invsync_proto::wire::{DEFAULT_PAGE_LIMIT, RequestPage, RequestQuery, RequestState};
 
 use crate::api::auth::Admin;
 use crate::api::error::ApiError;

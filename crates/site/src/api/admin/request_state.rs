@@ -1,8 +1,8 @@
 //! `GET /api/v1/requests/{id}`: where one resync request stands (for `invsync --wait`).
 
+use axum::Json;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::Json;
 use invsync_proto::wire::RequestView;
 
 use crate::api::auth::Admin;

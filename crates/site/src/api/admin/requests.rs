@@ -3,10 +3,10 @@
 //! the answer says so with `created: false`. With `via_child` (`invsync --via-child`), a
 //! request for a client of a site below is routed down to its owner instead of refused.
 
+use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Json;
 use invsync_proto::wire::{Queued, ResyncRequestBody};
 use invsync_proto::{Class, ClientName, SiteCode, Timestamp};
 use invsync_store::StoreError;
@@ -47,10 +47,16 @@ pub async fn apply(
     let name = client_name(&raw)?;
     let Json(req) = body?;
     if req.site.is_some() && !req.via_child {
-        return Err(ApiError::BadInput("`site` names the owning site a request is routed to; it needs `via_child`".to_string()));
+        return Err(ApiError::BadInput(
+            "`site` names the owning site a request is routed to; it needs `via_child`".to_string(),
+        ));
     }
     let queued = queue(&state, &name, req.class, req.via_child, req.site.as_ref()).await?;
-    let status = if queued.created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if queued.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(queued)))
 }
 
@@ -66,19 +72,31 @@ pub async fn queue(
 ) -> Result<Queued, ApiError> {
     let now = Timestamp::now();
     let queued = if via_child {
-        crate::ownership::route_resync(&state.store, &state.site_code, name, class, site, now).await?
+        crate::ownership::route_resync(&state.store, &state.site_code, name, class, site, now)
+            .await?
     } else {
         match state.store.request_resync(name, class, now).await {
             Err(StoreError::UnknownClient { .. }) => {
                 let command = format!("invsync {} {name}", class);
-                return Err(crate::ownership::not_own(&state.store, &state.site_code, name, &command).await.into());
+                return Err(crate::ownership::not_own(
+                    &state.store,
+                    &state.site_code,
+                    name,
+                    &command,
+                )
+                .await
+                .into());
             }
             other => other?,
         }
     };
     match &queued.routed_to {
-        Some(owner) => tracing::info!(client = %name, class = %class, id = queued.id, created = queued.created, %owner, "Queued a resync request to route down to the owning site."),
-        None => tracing::info!(client = %name, class = %class, id = queued.id, created = queued.created, "Queued a resync request."),
+        Some(owner) => {
+            tracing::info!(client = %name, class = %class, id = queued.id, created = queued.created, %owner, "Queued a resync request to route down to the owning site.")
+        }
+        None => {
+            tracing::info!(client = %name, class = %class, id = queued.id, created = queued.created, "Queued a resync request.")
+        }
     }
     // Wake the agent if it is connected; a request merged into a pending one wakes it too,
     // which costs nothing and helps after a lost wake-up. A routed request's agent is at the

@@ -1,7 +1,7 @@
 //! `GET /api/v1/site`: this site's code and name, and its parent's code and URL at a child site.
 
-use axum::extract::State;
 use axum::Json;
+use axum::extract::State;
 use invsync_proto::wire::SiteInfo;
 
 use crate::api::auth::Admin;

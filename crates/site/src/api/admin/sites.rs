@@ -1,8 +1,8 @@
 //! `GET /api/v1/sites`: this site and the tree of sites below it, with each one's clients,
 //! outbox depth and the age of its last forwarded change (as each last reported it).
 
-use axum::extract::State;
 use axum::Json;
+use axum::extract::State;
 use invsync_proto::wire::SitesView;
 
 use crate::api::auth::Admin;

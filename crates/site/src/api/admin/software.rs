@@ -8,15 +8,15 @@
 //! Both scan every client's compact software item list (`Store::software`, `Store::packages`):
 //! there is no per-package index, for the storage budget (see the store's `software` module).
 
+use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use invsync_proto::SiteCode;
 use invsync_proto::version::VersionRange;
 use invsync_proto::wire::{
-    ErrorBody, PackagePage, PackageQuery, SoftwarePage, SoftwareQuery, DEFAULT_PAGE_LIMIT,
+    DEFAULT_PAGE_LIMIT, ErrorBody, PackagePage, PackageQuery, SoftwarePage, SoftwareQuery,
 };
-use invsync_proto::SiteCode;
 
 use crate::api::auth::Admin;
 use crate::api::error::ApiError;
@@ -135,7 +135,10 @@ impl PackageParams {
     pub fn into_query(self) -> Result<(PackageQuery, Format), ApiError> {
         let format = self.format.unwrap_or_default();
         let q = PackageQuery {
-            search: self.search.map(|s| s.trim().to_string()).filter(|s| !s.is_empty()),
+            search: self
+                .search
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty()),
             site: self.site,
             limit: self.limit.unwrap_or(DEFAULT_PAGE_LIMIT),
             offset: self.offset.unwrap_or(0),
@@ -183,16 +186,40 @@ mod tests {
     #[test]
     fn parameters_are_checked_before_the_store_is_asked() {
         let bad = |p: HolderParams| p.into_query().unwrap_err().to_string();
-        assert!(bad(HolderParams::default()).contains("name"), "a name is required");
-        let e = bad(HolderParams { name: Some("bash".into()), version: Some(">=".into()), ..Default::default() });
+        assert!(
+            bad(HolderParams::default()).contains("name"),
+            "a name is required"
+        );
+        let e = bad(HolderParams {
+            name: Some("bash".into()),
+            version: Some(">=".into()),
+            ..Default::default()
+        });
         assert!(e.contains("names no version"), "{e}");
-        let e = bad(HolderParams { name: Some("bash".into()), limit: Some(0), ..Default::default() });
+        let e = bad(HolderParams {
+            name: Some("bash".into()),
+            limit: Some(0),
+            ..Default::default()
+        });
         assert!(e.contains("limit"), "{e}");
-        let (q, f) = HolderParams { name: Some(" bash ".into()), format: Some(Format::Csv), ..Default::default() }
-            .into_query()
-            .unwrap();
-        assert_eq!((q.name.as_str(), q.limit, f), ("bash", u32::MAX, Format::Csv), "an export is every row");
-        let (q, _) = PackageParams { search: Some("  ".into()), ..Default::default() }.into_query().unwrap();
+        let (q, f) = HolderParams {
+            name: Some(" bash ".into()),
+            format: Some(Format::Csv),
+            ..Default::default()
+        }
+        .into_query()
+        .unwrap();
+        assert_eq!(
+            (q.name.as_str(), q.limit, f),
+            ("bash", u32::MAX, Format::Csv),
+            "an export is every row"
+        );
+        let (q, _) = PackageParams {
+            search: Some("  ".into()),
+            ..Default::default()
+        }
+        .into_query()
+        .unwrap();
         assert_eq!((q.search, q.limit), (None, DEFAULT_PAGE_LIMIT));
     }
 }

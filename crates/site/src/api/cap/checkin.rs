@@ -1,11 +1,11 @@
 //! `POST /cap/v1/checkin`: the agent says it is alive and receives its pending instructions
 //! and what the site holds of each class.
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::State;
 use axum::Json;
-use invsync_proto::wire::{CheckinRequest, CheckinResponse};
+use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
 use invsync_proto::Timestamp;
+use invsync_proto::wire::{CheckinRequest, CheckinResponse};
 
 use crate::api::auth::ClientCredentials;
 use crate::api::error::ApiError;
@@ -33,7 +33,10 @@ pub async fn apply(
         }
     };
     // The credentials are checked in the same read as the check-in itself.
-    let found = state.store.checkin_with_key(token.client_id, &token.key_hash, Timestamp::now()).await?;
+    let found = state
+        .store
+        .checkin_with_key(token.client_id, &token.key_hash, Timestamp::now())
+        .await?;
     let (client, mut resp) = token.accept(&state, found)?;
     resp.agent_interval_secs = state.agent_interval_secs;
     state.metrics.checkin();

@@ -1,17 +1,17 @@
 //! `POST /cap/v1/enroll`: an agent presents the enrollment secret, its name and machine id,
 //! and receives a client id and a fresh 256-bit key. The site keeps only the key's hash.
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::State;
 use axum::Extension;
 use axum::Json;
-use invsync_proto::wire::{ClientToken, EnrollRequest, EnrollResponse};
+use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
 use invsync_proto::Timestamp;
+use invsync_proto::wire::{ClientToken, EnrollRequest, EnrollResponse};
 use invsync_store::Enrollment;
 
 use crate::api::error::ApiError;
-use crate::api::throttle::Peer;
 use crate::api::plain::Plain;
+use crate::api::throttle::Peer;
 use crate::connections::ConnectionHandle;
 use crate::secret::{ct_eq, random_bytes};
 use crate::server::AppState;
@@ -47,7 +47,8 @@ pub async fn apply(
         return Err(state.auth_failures.refuse(
             peer,
             ApiError::Unauthorized(
-                "wrong enrollment secret; ask the site administrator for `invsite enroll-secret`".to_string(),
+                "wrong enrollment secret; ask the site administrator for `invsite enroll-secret`"
+                    .to_string(),
             ),
         ));
     }
@@ -60,14 +61,22 @@ pub async fn apply(
     let enrollment = Enrollment {
         name: req.name.clone(),
         machine_id: req.machine_id.clone(),
-        key_hash: ClientToken { client_id: uuid::Uuid::nil(), key }.key_hash(),
+        key_hash: ClientToken {
+            client_id: uuid::Uuid::nil(),
+            key,
+        }
+        .key_hash(),
         now: Timestamp::now(),
     };
     let enrolled = state.store.enroll(&enrollment).await?;
     tracing::info!(client = %req.name, id = %enrolled.client_id, reenrolled = enrolled.reenrolled, "Enrolled a client.");
     Ok(Json(EnrollResponse {
         client_id: enrolled.client_id,
-        token: ClientToken { client_id: enrolled.client_id, key }.encode(),
+        token: ClientToken {
+            client_id: enrolled.client_id,
+            key,
+        }
+        .encode(),
         name: req.name,
         site: state.site_code.clone(),
         reenrolled: enrolled.reenrolled,

@@ -3,10 +3,10 @@
 //! store sees it, so a refused report stores nothing. The body is read, decompressed and
 //! parsed only once the client's key is vouched for (`crate::api::body`).
 
-use axum::extract::{FromRequest, Request, State};
 use axum::Json;
-use invsync_proto::wire::{ReportAck, ReportBodyOf};
+use axum::extract::{FromRequest, Request, State};
 use invsync_proto::Timestamp;
+use invsync_proto::wire::{ReportAck, ReportBodyOf};
 use invsync_store::{IncomingReport, PreparedItems};
 
 use crate::api::auth::ClientCredentials;
@@ -131,8 +131,15 @@ pub async fn apply(
     };
     let now = Timestamp::now();
     let (class, full, report_id) = (report.class, report.body.is_full(), report.report_id);
-    let answers = if full { report.answers.clone() } else { Vec::new() };
-    let found = state.store.store_incoming_with_key(token.client_id, &token.key_hash, report, now).await?;
+    let answers = if full {
+        report.answers.clone()
+    } else {
+        Vec::new()
+    };
+    let found = state
+        .store
+        .store_incoming_with_key(token.client_id, &token.key_hash, report, now)
+        .await?;
     let (client, ack) = token.accept(&state, found)?;
     if matches!(ack, ReportAck::Accepted { .. }) {
         state.forward_wake.notify_one();
@@ -172,22 +179,47 @@ mod tests {
         let limits = Limits::default();
         assert!(check_items(&items(r#"{"ok":{}}"#), &limits).is_ok());
         let e = refusal(r#"{"ok":{},"bad\u0000":{}}"#, &limits);
-        assert!(e.contains("keys may not be empty or hold control characters"), "{e}");
+        assert!(
+            e.contains("keys may not be empty or hold control characters"),
+            "{e}"
+        );
         assert!(refusal(r#"{"":{}}"#, &limits).contains("max_key_len"));
-        let long_value = format!(r#"{{"k":{{"v":"{}"}}}}"#, "x".repeat(limits.max_value_len + 1));
+        let long_value = format!(
+            r#"{{"k":{{"v":"{}"}}}}"#,
+            "x".repeat(limits.max_value_len + 1)
+        );
         let e = refusal(&long_value, &limits);
-        assert!(e.contains(r#"item "k" attribute "v" has a value of"#) && e.contains("max_value_len"), "{e}");
-        let small = Limits { max_items: 1, ..limits };
+        assert!(
+            e.contains(r#"item "k" attribute "v" has a value of"#) && e.contains("max_value_len"),
+            "{e}"
+        );
+        let small = Limits {
+            max_items: 1,
+            ..limits
+        };
         let e = refusal(r#"{"a":{},"b":{}}"#, &small);
         assert!(e.contains("max_items is 1"), "{e}");
-        let few = Limits { max_attrs: 1, max_key_len: 3, ..limits };
+        let few = Limits {
+            max_attrs: 1,
+            max_key_len: 3,
+            ..limits
+        };
         let e = refusal(r#"{"a":{"x":"1","y":"2"}}"#, &few);
-        assert!(e.contains(r#"item "a" has 2 attributes; the limit max_attrs is 1"#), "{e}");
+        assert!(
+            e.contains(r#"item "a" has 2 attributes; the limit max_attrs is 1"#),
+            "{e}"
+        );
         let e = refusal(r#"{"a":{"long":"1"}}"#, &few);
-        assert!(e.contains("attribute name of 4 bytes; the limit max_key_len is 3"), "{e}");
+        assert!(
+            e.contains("attribute name of 4 bytes; the limit max_key_len is 3"),
+            "{e}"
+        );
         let e = refusal(r#"{"a":{"":"1"}}"#, &few);
         assert!(e.contains("attribute name of 0 bytes"), "{e}");
         let e = refusal(r#"{"abcd":{}}"#, &few);
-        assert!(e.contains("an item key of 4 bytes: the limit max_key_len is 3"), "{e}");
+        assert!(
+            e.contains("an item key of 4 bytes: the limit max_key_len is 3"),
+            "{e}"
+        );
     }
 }

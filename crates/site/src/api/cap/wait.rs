@@ -2,8 +2,8 @@
 //! answers `{"wake": true}` as soon as an instruction is queued for the client, `{"wake":
 //! false}` after the hold time (the agent asks again at once) or when the site shuts down.
 
-use axum::extract::State;
 use axum::Json;
+use axum::extract::State;
 use invsync_proto::wire::WaitResponse;
 
 use crate::api::auth::Client;
@@ -19,5 +19,7 @@ pub async fn apply(State(state): State<AppState>, client: Client) -> Json<WaitRe
     if woken == Woken::Instruction {
         tracing::debug!(client = %client.name, "Woke a connected agent.");
     }
-    Json(WaitResponse { wake: woken == Woken::Instruction })
+    Json(WaitResponse {
+        wake: woken == Woken::Instruction,
+    })
 }

@@ -4,10 +4,10 @@
 //! The answer also carries the resync requests routed down to sites in that child's branch
 //! (`invsync --via-child`), again every 30 s until the report that completes one comes up.
 
-use axum::extract::State;
 use axum::Json;
-use invsync_proto::wire::{ForwardBatch, ForwardOutcome, ForwardResult};
+use axum::extract::State;
 use invsync_proto::Timestamp;
+use invsync_proto::wire::{ForwardBatch, ForwardOutcome, ForwardResult};
 
 use super::check_sender;
 use crate::api::auth::Child;
@@ -25,15 +25,24 @@ pub async fn apply(
 ) -> Result<Json<ForwardResult>, ApiError> {
     check_sender(&child, &batch.from)?;
     if batch.entries.len() > MAX_ENTRIES {
-        return Err(ApiError::BadInput(format!("a batch holds at most {MAX_ENTRIES} entries")));
+        return Err(ApiError::BadInput(format!(
+            "a batch holds at most {MAX_ENTRIES} entries"
+        )));
     }
     let now = Timestamp::now();
-    state.store.record_site_status(&child.code, std::slice::from_ref(&batch.from), now).await?;
+    state
+        .store
+        .record_site_status(&child.code, std::slice::from_ref(&batch.from), now)
+        .await?;
     // One site below that claims a code already used elsewhere in the tree must not stop its
     // whole branch from forwarding: its status is skipped here, and its clients' changes are
     // refused one by one by the store (their owner is not reached through this child).
     for status in &batch.below {
-        match state.store.record_site_status(&child.code, std::slice::from_ref(status), now).await {
+        match state
+            .store
+            .record_site_status(&child.code, std::slice::from_ref(status), now)
+            .await
+        {
             Err(invsync_store::StoreError::CodeInUse(reason)) => {
                 tracing::warn!(child = %child.code, code = %status.code, reason = %reason, "Ignored a site below a child: its code is in use elsewhere.");
             }
@@ -42,15 +51,24 @@ pub async fn apply(
     }
     // One call for the whole batch shares group commits; a failure part-way is safe because
     // the child resends and applied entries then count as duplicates.
-    let outcomes = state.store.apply_forwarded_batch(&child.code, &batch.entries, now).await?;
-    let applied = outcomes.iter().filter(|o| matches!(o, ForwardOutcome::Applied { .. })).count();
+    let outcomes = state
+        .store
+        .apply_forwarded_batch(&child.code, &batch.entries, now)
+        .await?;
+    let applied = outcomes
+        .iter()
+        .filter(|o| matches!(o, ForwardOutcome::Applied { .. }))
+        .count();
     if applied > 0 {
         tracing::debug!(child = %child.code, applied, "Applied forwarded changes.");
         state.forward_wake.notify_one();
     }
     // Requests routed down (`invsync --via-child`) ride on the answer, so they reach a child
     // behind NAT or a firewall as readily as its changes reach this site.
-    let requests = state.store.deliver_routed_requests(&child.code, now).await?;
+    let requests = state
+        .store
+        .deliver_routed_requests(&child.code, now)
+        .await?;
     if !requests.is_empty() {
         tracing::info!(child = %child.code, count = requests.len(), "Handed routed resync requests to a child on their way to the owning sites.");
     }

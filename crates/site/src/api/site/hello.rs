@@ -1,10 +1,10 @@
 //! `POST /site/v1/hello`: a child site checks its credential and announces itself. Refused: a
 //! wrong token, a token issued for another code, a code already in use in this site's tree.
 
-use axum::extract::State;
 use axum::Json;
-use invsync_proto::wire::{ChildHello, ChildWelcome};
+use axum::extract::State;
 use invsync_proto::Timestamp;
+use invsync_proto::wire::{ChildHello, ChildWelcome};
 
 use super::check_sender;
 use crate::api::auth::Child;
@@ -18,7 +18,12 @@ pub async fn apply(
     Body(hello): Body<ChildHello>,
 ) -> Result<Json<ChildWelcome>, ApiError> {
     check_sender(&child, &hello.status)?;
-    state.store.record_site_status(&child.code, &[hello.status], Timestamp::now()).await?;
+    state
+        .store
+        .record_site_status(&child.code, &[hello.status], Timestamp::now())
+        .await?;
     tracing::info!(child = %child.code, "A child site connected.");
-    Ok(Json(ChildWelcome { parent: state.site_code.clone() }))
+    Ok(Json(ChildWelcome {
+        parent: state.site_code.clone(),
+    }))
 }
