@@ -53,7 +53,8 @@ fn strip(src: &str) -> String {
                 }
             }
             out.push(' ');
-        } else if c == b'r' && (b.get(i + 1) == Some(&b'"') || b.get(i + 1) == Some(&b'#'))
+        } else if c == b'r'
+            && (b.get(i + 1) == Some(&b'"') || b.get(i + 1) == Some(&b'#'))
             && (i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_'))
         {
             // A raw string: r"…", r#"…"#.
@@ -73,7 +74,14 @@ fn strip(src: &str) -> String {
                 if j >= b.len() {
                     break;
                 }
-                if b[j] == b'"' && b[j + 1..].iter().take(hashes).filter(|&&h| h == b'#').count() == hashes {
+                if b[j] == b'"'
+                    && b[j + 1..]
+                        .iter()
+                        .take(hashes)
+                        .filter(|&&h| h == b'#')
+                        .count()
+                        == hashes
+                {
                     j += 1 + hashes;
                     break;
                 }
@@ -150,7 +158,13 @@ fn modules(src: &Path) -> BTreeMap<ModPath, Module> {
                 parts.pop();
             }
             let code = strip(&std::fs::read_to_string(&path).unwrap());
-            found.insert(parts, Module { file: rel.to_path_buf(), code });
+            found.insert(
+                parts,
+                Module {
+                    file: rel.to_path_buf(),
+                    code,
+                },
+            );
         }
     }
     found
@@ -215,10 +229,11 @@ fn named_paths(code: &str, children: &[&str]) -> Vec<(String, bool)> {
         if at_word && code[i..].starts_with("use ") {
             let end = code[i..].find(';').map(|e| i + e).unwrap_or(code.len());
             let before = code[..i].trim_end();
-            let public = before.ends_with("pub") || before.ends_with(')') && {
-                let open = before.rfind("pub(").unwrap_or(0);
-                before[open..].starts_with("pub(")
-            };
+            let public = before.ends_with("pub")
+                || before.ends_with(')') && {
+                    let open = before.rfind("pub(").unwrap_or(0);
+                    before[open..].starts_with("pub(")
+                };
             for path in expand(&code[i + 4..end]) {
                 out.push((path, public));
             }
@@ -247,7 +262,10 @@ fn named_paths(code: &str, children: &[&str]) -> Vec<(String, bool)> {
                 .find(|c: char| !(is_ident(c) || c == ':'))
                 .map(|e| at + e)
                 .unwrap_or(rest_of_code.len());
-            out.push((rest_of_code[at..end].trim_end_matches(':').to_string(), false));
+            out.push((
+                rest_of_code[at..end].trim_end_matches(':').to_string(),
+                false,
+            ));
         }
     }
     out
@@ -311,7 +329,10 @@ impl Crate {
                     && let Some(last) = abs.last()
                     && last != "*"
                 {
-                    reexports.entry(mp.clone()).or_default().insert(last.clone(), abs);
+                    reexports
+                        .entry(mp.clone())
+                        .or_default()
+                        .insert(last.clone(), abs);
                 }
             }
         }
@@ -353,8 +374,12 @@ impl Crate {
         for (mp, m) in &self.modules {
             let out = edges.entry(mp.clone()).or_default();
             for (path, public) in named_paths(&m.code, &children(&self.modules, mp)) {
-                let Some(abs) = absolute(mp, &path) else { continue };
-                let Some(target) = self.resolve(&abs, 0) else { continue };
+                let Some(abs) = absolute(mp, &path) else {
+                    continue;
+                };
+                let Some(target) = self.resolve(&abs, 0) else {
+                    continue;
+                };
                 // A module's own re-export of its child is its public face, not a use of it.
                 if public && target.starts_with(mp) {
                     continue;
@@ -444,7 +469,11 @@ fn crate_circles(name: &str) -> Vec<String> {
         .iter()
         .map(|group| {
             let files: Vec<String> = group.iter().map(|m| krate.file(m)).collect();
-            format!("crates/{name}/src: {} files: {}", files.len(), files.join(", "))
+            format!(
+                "crates/{name}/src: {} files: {}",
+                files.len(),
+                files.join(", ")
+            )
         })
         .collect()
 }
@@ -454,16 +483,27 @@ fn the_checker_finds_a_circle_and_follows_reexports() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path();
     std::fs::create_dir(src.join("api")).unwrap();
-    std::fs::write(src.join("lib.rs"), "mod api; mod server; pub use server::State;\n").unwrap();
+    std::fs::write(
+        src.join("lib.rs"),
+        "mod api; mod server; pub use server::State;\n",
+    )
+    .unwrap();
     std::fs::write(
         src.join("server.rs"),
         "use crate::api::router;\npub struct State; // crate::api::x\nfn s() { let _ = \"crate::api\"; }\n",
     )
     .unwrap();
-    std::fs::write(src.join("api/mod.rs"), "mod x;\npub fn router() { x::handler(); }\n").unwrap();
+    std::fs::write(
+        src.join("api/mod.rs"),
+        "mod x;\npub fn router() { x::handler(); }\n",
+    )
+    .unwrap();
     // Through the crate root's re-export: x.rs needs server.rs, which needs api/mod.rs.
-    std::fs::write(src.join("api/x.rs"), "use crate::{State, api::router as _};\npub fn handler() {}\n")
-        .unwrap();
+    std::fs::write(
+        src.join("api/x.rs"),
+        "use crate::{State, api::router as _};\npub fn handler() {}\n",
+    )
+    .unwrap();
     let krate = Crate::read(src);
     let found = circles(&krate.edges());
     assert_eq!(found.len(), 1, "{:?}", found);
@@ -472,7 +512,11 @@ fn the_checker_finds_a_circle_and_follows_reexports() {
 
     // Without the handler's use of the state there is no circle: a child naming its parent's
     // items (api/x.rs -> api/mod.rs) is not an edge.
-    std::fs::write(src.join("api/x.rs"), "use super::router;\npub fn handler() {}\n").unwrap();
+    std::fs::write(
+        src.join("api/x.rs"),
+        "use super::router;\npub fn handler() {}\n",
+    )
+    .unwrap();
     assert!(circles(&Crate::read(src).edges()).is_empty());
 }
 
