@@ -528,3 +528,61 @@ fn no_import_circles_in_the_store_the_site_or_the_agent() {
     }
     assert!(found.is_empty(), "import circles:\n{}", found.join("\n"));
 }
+
+/// The paths a Markdown text names in backticks: tokens with a `/` inside (not a URL path, which
+/// starts with one), or a file name with a source or document ending.
+fn named_files(text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for (i, token) in text.split('`').enumerate() {
+        // Odd pieces are inside backticks.
+        if i % 2 == 0 || token.is_empty() || token.contains(char::is_whitespace) {
+            continue;
+        }
+        let plain = token
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-./".contains(c));
+        let file_like = [".rs", ".md", ".toml", ".sh", ".sql", ".service", ".lock"]
+            .iter()
+            .any(|ext| token.ends_with(ext));
+        if plain
+            && !token.starts_with('/')
+            && !token.starts_with('.')
+            && (token.contains('/') || file_like)
+        {
+            found.push(token.trim_end_matches('/').to_string());
+        }
+    }
+    found
+}
+
+#[test]
+fn the_map_names_only_paths_that_exist() {
+    let root = workspace();
+    let text = std::fs::read_to_string(root.join("ARCHITECTURE.md")).unwrap();
+    let lines = text.lines().count();
+    assert!(
+        lines <= 200,
+        "ARCHITECTURE.md is a map: at most 200 lines, not {lines}"
+    );
+    let named = named_files(&text);
+    assert!(
+        named.len() > 20,
+        "ARCHITECTURE.md names only {} paths",
+        named.len()
+    );
+    let missing: Vec<&String> = named.iter().filter(|p| !root.join(p).exists()).collect();
+    assert!(
+        missing.is_empty(),
+        "ARCHITECTURE.md names paths that do not exist: {missing:?}"
+    );
+}
+
+#[test]
+fn the_path_finder_reads_backticked_paths_only() {
+    let text = "`crates/site/src/http.rs` and `/healthz`, `Cargo.toml`, `a b/c`, plain/path, \
+                `crates/store/src/`, `invsite serve`";
+    assert_eq!(
+        named_files(text),
+        ["crates/site/src/http.rs", "Cargo.toml", "crates/store/src"]
+    );
+}
