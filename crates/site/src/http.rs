@@ -41,7 +41,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::time::{Instant, Sleep};
 
-use crate::api::error::ApiError;
+use crate::api::error::{ApiError, BodyTimeout};
 use crate::connections::{Admitted, ConnectionHandle, Connections};
 use crate::datadir::Limits;
 use crate::metrics::Metrics;
@@ -152,18 +152,6 @@ pub async fn serve<L: Accept>(
             "Dropping the connections still open at the end of the shutdown grace."
         );
     }
-}
-
-/// What the request deadline answers: the body did not arrive in time. The connection is
-/// closed after the response, since the rest of the body may still come.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "the request body did not arrive in time (request_timeout_secs {timeout_secs} s after the head, \
-     plus one second per min_body_rate {min_body_rate} bytes received)"
-)]
-pub struct BodyTimeout {
-    timeout_secs: u64,
-    min_body_rate: u64,
 }
 
 /// The router's service for one connection: refuses ambiguous framing, and hands the router

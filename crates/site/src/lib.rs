@@ -17,7 +17,9 @@ pub mod ownership;
 pub mod parent;
 pub mod secret;
 pub mod server;
+pub mod state;
 pub mod tls;
 
 pub use datadir::{Config, SiteDir};
-pub use server::{AppState, Server};
+pub use server::Server;
+pub use state::AppState;

@@ -6,9 +6,12 @@ pub mod admin;
 pub mod auth;
 pub mod body;
 pub mod cap;
+pub mod decode;
 pub mod error;
 pub mod export;
 pub mod health;
+pub mod known_keys;
+pub mod metrics;
 pub mod openapi;
 pub mod plain;
 pub mod site;
@@ -18,12 +21,12 @@ use axum::Router;
 use axum::routing::{get, post};
 use invsync_proto::wire;
 
-use crate::server::AppState;
+use crate::state::AppState;
 
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(health::apply))
-        .route("/metrics", get(crate::metrics::apply))
+        .route("/metrics", get(metrics::apply))
         .route(wire::CAP_ENROLL, post(cap::enroll::apply))
         .route(wire::CAP_CHECKIN, post(cap::checkin::apply))
         .route(wire::CAP_REPORT, post(cap::report::apply))
