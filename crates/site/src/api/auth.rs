@@ -135,6 +135,10 @@ impl ClientCredentials {
             Ok(accepted) => {
                 state.known_keys.remember(self.client_id, self.key_hash);
                 self.authenticated();
+                // The request's span (`crate::http`) names the client from here on; a no-op
+                // when the span is disabled, as it is under the default filter.
+                tracing::Span::current()
+                    .record("client_id", tracing::field::display(&self.client_id));
                 Ok(accepted)
             }
             Err(refusal) => Err(state.auth_failures.refuse(self.peer, refusal)),
