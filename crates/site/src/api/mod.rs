@@ -1,6 +1,9 @@
-//! The HTTP API of a site: routes, the one place errors become status codes, and the
-//! extractors that authenticate callers. One file per handler under `cap/` (agents) and
-//! `admin/` (administrators).
+//! The HTTP API of a site: routes, the one place errors become status codes (`error.rs`), and
+//! the extractors that authenticate callers (`auth.rs`) and read bodies (`body.rs`). One file
+//! per handler under `cap/` (agents), `admin/` (administrators) and `site/` (child sites), with
+//! `health.rs` and `metrics.rs` for `/healthz` and `/metrics`. `decode.rs`, `known_keys.rs` and
+//! `throttle.rs` are parts the site's state (`crate::state`) holds: they name neither the state
+//! nor a handler, so the state can name them.
 
 pub mod admin;
 pub mod auth;
