@@ -26,7 +26,7 @@
 use invsync_proto::inventory::{hash_of_digests, item_digest};
 use invsync_proto::wire::{Report, ReportBody};
 use invsync_proto::{Attrs, Delta, Items, Snapshot};
-use invsync_site::api::body::decode_zstd;
+use invsync_site::api::decode::decode_zstd;
 use invsync_site::api::error::ApiError;
 use invsync_site::datadir::Limits;
 use libfuzzer_sys::fuzz_target;

@@ -8,9 +8,9 @@
 use std::path::Path;
 use std::time::Duration;
 
+use crate::datadir::open_store;
 use crate::datadir::{Config, SiteDir};
 use crate::ownership::{self, OwnershipError};
-use crate::server::open_store;
 use anyhow::{Context, Result};
 use invsync_proto::exit::{Code, Exit};
 use invsync_proto::wire::{

@@ -2,17 +2,17 @@
 //! enrollment secret (mode 0600), the SQLite database, and `serve.addr`, the address a running
 //! `invsite serve` actually bound (so `--listen 127.0.0.1:0` works for tools and tests), and
 //! `tls/` with the certificate `invsite init --tls self-signed` made (`ca.pem`, `cert.pem`,
-//! `key.pem` mode 0600).
+//! `key.pem` mode 0600). [`open_store`] opens the database the configuration names.
 
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, anyhow};
 use invsync_proto::SiteCode;
 use invsync_proto::exit::{Code, Exit};
-use invsync_store::redact_url;
+use invsync_store::{Store, redact_url};
 use serde::{Deserialize, Serialize};
 
 pub const DEFAULT_DIR: &str = "/var/lib/invsite";
@@ -70,7 +70,7 @@ pub struct Limits {
     pub max_key_len: usize,
     /// Length of an attribute value, in bytes.
     pub max_value_len: usize,
-    /// Compressed bodies of more than `api::body::INLINE_MAX` decoded bytes decoded at once,
+    /// Compressed bodies of more than `api::decode::INLINE_MAX` decoded bytes decoded at once,
     /// each on a thread of its own; each holds up to `max_decoded_bytes` while it is decoded
     /// and parsed, so this bounds their memory (decoding is CPU work: more threads than cores
     /// gain nothing).
@@ -186,6 +186,18 @@ impl Database {
             Database::Postgres(url) => format!("PostgreSQL database {}", redact_url(url)),
         }
     }
+}
+
+/// Opens the store a site's configuration names: `invsite serve`, and the tools that reach the
+/// database directly while the server is down.
+pub async fn open_store(dir: &SiteDir, config: &Config) -> Result<Store> {
+    let db = Database::parse(&config.db)
+        .map_err(|e| anyhow!("{}: db {e}", dir.config_path().display()))?;
+    let opened = match &db {
+        Database::Sqlite => Store::open_sqlite(&dir.sqlite_path()).await,
+        Database::Postgres(url) => Store::open_postgres(url).await,
+    };
+    opened.with_context(|| format!("cannot open the site's {}", db.describe(dir)))
 }
 
 /// Paths inside one site data directory.

@@ -17,12 +17,15 @@
 //! on its body: the head must arrive within the request timeout (hyper's header timeout), and
 //! the body within the request timeout after the head plus a second per `min_body_rate` bytes
 //! received. A client that stops sending is cut; one that sends a large body at a reasonable
-//! rate is not; and a parked long-poll is not, since its body arrived long before.
+//! rate is not; and a parked long-poll is not, since its body arrived long before. Each request
+//! runs inside a span of its own (`request`, at DEBUG: method, path, peer, a request id, and the
+//! client's id once its credentials are checked).
 
 use std::convert::Infallible;
 use std::future::{Future, Ready, ready};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -40,8 +43,10 @@ use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::time::{Instant, Sleep};
+use tracing::Instrument;
+use tracing::instrument::Instrumented;
 
-use crate::api::error::ApiError;
+use crate::api::error::{ApiError, BodyTimeout};
 use crate::connections::{Admitted, ConnectionHandle, Connections};
 use crate::datadir::Limits;
 use crate::metrics::Metrics;
@@ -154,18 +159,6 @@ pub async fn serve<L: Accept>(
     }
 }
 
-/// What the request deadline answers: the body did not arrive in time. The connection is
-/// closed after the response, since the rest of the body may still come.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "the request body did not arrive in time (request_timeout_secs {timeout_secs} s after the head, \
-     plus one second per min_body_rate {min_body_rate} bytes received)"
-)]
-pub struct BodyTimeout {
-    timeout_secs: u64,
-    min_body_rate: u64,
-}
-
 /// The router's service for one connection: refuses ambiguous framing, and hands the router
 /// each request with the connection's handle and its body under the request deadline.
 #[derive(Clone)]
@@ -176,8 +169,13 @@ struct SiteService {
     deadlines: Deadlines,
 }
 
-type RouterFuture =
-    <TowerToHyperService<Router> as hyper::service::Service<Request<DeadlineBody>>>::Future;
+type RouterFuture = Instrumented<
+    <TowerToHyperService<Router> as hyper::service::Service<Request<DeadlineBody>>>::Future,
+>;
+
+/// Numbers the requests of this process for their spans' `id`: short, and unique until the
+/// site restarts, which is all a reader of the log needs to tell two requests apart.
+static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
 
 impl hyper::service::Service<Request<Incoming>> for SiteService {
     type Response = Response;
@@ -185,10 +183,24 @@ impl hyper::service::Service<Request<Incoming>> for SiteService {
     type Future = Either<Ready<Result<Response, Infallible>>, RouterFuture>;
 
     fn call(&self, mut req: Request<Incoming>) -> Self::Future {
+        // One span per request, around everything the router does for it, so the events of a
+        // request (a report's outcome, a refusal) carry who asked for what; the credential
+        // extractors add the client's id once it is checked (`api::auth`). At DEBUG: under
+        // the default filter (`info`) it is disabled, which costs a check of the callsite's
+        // interest and evaluates none of the fields, so a site's request rate does not pay for
+        // it; `RUST_LOG=invsync_site=debug` turns it on with the events it wraps.
+        let span = tracing::debug_span!(
+            "request",
+            method = %req.method(),
+            path = %req.uri().path(),
+            peer = %self.connection.ip(),
+            id = REQUEST_IDS.fetch_add(1, Ordering::Relaxed),
+            client_id = tracing::field::Empty,
+        );
         if let Err(refused) = check_framing(req.headers()) {
             // Outside the router, so counted here rather than by its refusal layer.
             self.metrics.refused(refused.refusal());
-            let mut response = refused.into_response();
+            let mut response = span.in_scope(|| refused.into_response());
             // The body was not read, and where it ends is the question: never read another
             // request from this connection.
             response
@@ -200,7 +212,8 @@ impl hyper::service::Service<Request<Incoming>> for SiteService {
         let deadlines = self.deadlines;
         let metrics = self.metrics.clone();
         let req = req.map(|body| DeadlineBody::new(body, deadlines, metrics));
-        Either::Right(hyper::service::Service::call(&self.app, req))
+        let routed = span.in_scope(|| hyper::service::Service::call(&self.app, req));
+        Either::Right(routed.instrument(span))
     }
 }
 

@@ -2,6 +2,14 @@
 //! talk to, the admin API that `invsync`, `setevnt` and the console use, `/healthz`,
 //! `/metrics`, the web console under `/console/`), and the `invsite` subcommands. Storage lives in `invsync-store`; this crate is
 //! the only one that knows about HTTP on the server side.
+//!
+//! How the modules lean on each other (no file imports one that imports it back; the layout
+//! test in `crates/cli/tests/layout.rs` checks): `server` composes the state (`state`), the
+//! router (`api::router`, which mounts `console`) and the connection loop (`http`, `tls`,
+//! `connections`). The handlers in `api` and `console` and the forwarder (`parent`) name
+//! `state`; `state` names only `datadir` and the parts it holds (`hub`, `metrics`,
+//! `connections`, `api::{decode, known_keys, throttle}`, `console::session`), none of which
+//! names the state or a handler. `cli` holds the `invsite` commands; `access` reaches a site from a tool.
 
 pub mod access;
 pub mod api;
@@ -17,7 +25,9 @@ pub mod ownership;
 pub mod parent;
 pub mod secret;
 pub mod server;
+pub mod state;
 pub mod tls;
 
 pub use datadir::{Config, SiteDir};
-pub use server::{AppState, Server};
+pub use server::Server;
+pub use state::AppState;

@@ -1,6 +1,8 @@
-//! `GET /metrics`: the site's counters and gauges in the Prometheus text format (version
-//! 0.0.4), for an operator's Prometheus to scrape. One [`Metrics`] per running site, held in
-//! `AppState`; handlers count what they do, and the gauges are read at scrape time.
+//! The site's counters and gauges, which `GET /metrics` (`api/metrics.rs`) shows in the
+//! Prometheus text format (version 0.0.4) for an operator's Prometheus to scrape. One
+//! [`Metrics`] per running site, held in the site's state; handlers count what they do, and the
+//! gauges are read at scrape time. This module names no other of the site's: the connection
+//! bounds, the error responses and the handlers all count here.
 //!
 //! What each metric means and why it exists:
 //!
@@ -43,7 +45,7 @@
 //!   decompress (one whose frame headers declare more than the limit stops there). A body is
 //!   decompressed only after its sender's credentials were checked, so this counts reports and
 //!   forwarded batches from callers the site accepted, and never moves for a wrong key
-//!   (`crate::api::body`).
+//!   (`crate::api::decode`).
 //! * `invsite_connections_open`: connections open now (agents' long-polls included), against
 //!   the bound `max_connections` (`connections.rs`).
 //! * `invsite_connections_refused_total{reason="limit|address"}`: connections closed as soon as
@@ -68,8 +70,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use axum::extract::State;
-use axum::http::header::CONTENT_TYPE;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use invsync_proto::wire::ReportAck;
 use invsync_proto::{Class, Timestamp};
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
@@ -79,19 +80,11 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::api::error::ApiError;
-use crate::server::AppState;
-
 /// Upper bounds (seconds) of the resync latency buckets: a connected agent answers within a
 /// second (the first five), one without the push channel at its next cycle (up to a day).
 const LATENCY_BUCKETS: [f64; 15] = [
     0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0,
 ];
-
-/// How many of a report's `answers` are looked up for the latency: an agent answers the one or
-/// two requests pending for a class, and a client naming thousands of ids must not turn one
-/// report into thousands of reads.
-const MAX_ANSWERS_TIMED: usize = 16;
 
 /// Why a request was refused: the `reason` label of `invsite_requests_refused_total`. Each
 /// [`ApiError`] maps to one (`ApiError::refusal`); `Other` is an error response that did not
@@ -551,134 +544,10 @@ pub async fn count_refusals(State(metrics): State<Arc<Metrics>>, response: Respo
     response
 }
 
-/// `GET /metrics`. Public, like `/healthz` (see the module documentation).
-pub async fn apply(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let now = Timestamp::now();
-    let outbox = state.store.outbox_stats().await?;
-    let age = outbox
-        .oldest
-        .map_or(0.0, |t| (now.millis() - t.millis()).max(0) as f64 / 1000.0);
-    state
-        .metrics
-        .set_store_write_errors(state.store.write_errors_total());
-    let page = state
-        .metrics
-        .render(state.hub.connected(), outbox.depth, age);
-    Ok((
-        [(
-            CONTENT_TYPE,
-            prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
-        )],
-        page,
-    )
-        .into_response())
-}
-
-/// Counts the resync requests a just-accepted full report completed, with their latency. The
-/// store completes only this client's requests of the report's class that are still open, at
-/// `now`, and does not say which; each answered id is read back and counted when it is of that
-/// class and completed at exactly `now`. A failed read costs the metric, never the report.
-pub async fn count_completed(state: &AppState, class: Class, answers: &[i64], now: Timestamp) {
-    for &id in answers.iter().take(MAX_ANSWERS_TIMED) {
-        match state.store.request_state(id).await {
-            Ok(Some(r)) if r.class == class && r.completed_at == Some(now) => {
-                state.metrics.resync_completed(class, r.requested_at, now);
-            }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(request = id, error = %e, "Could not read a completed request back; the resync metrics miss it.")
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::StatusCode;
     use invsync_proto::Digest;
-
-    fn error(reason: Refusal) -> ApiError {
-        let m = "m".to_string();
-        match reason {
-            Refusal::BadInput => ApiError::BadInput(m),
-            Refusal::Unauthorized => ApiError::Unauthorized(m),
-            Refusal::NotFound => ApiError::NotFound(m),
-            Refusal::Conflict => ApiError::Conflict(m),
-            Refusal::OtherSite => ApiError::OtherSite(m),
-            Refusal::TooLarge => ApiError::TooLarge(m),
-            Refusal::Unsupported => ApiError::Unsupported(m),
-            Refusal::RateLimited => ApiError::TooManyRequests {
-                message: m,
-                retry_after_secs: 7,
-            },
-            Refusal::TimedOut => ApiError::TimedOut(m),
-            Refusal::NotImplemented => ApiError::NotImplemented(m),
-            Refusal::Internal => ApiError::Internal(m),
-            Refusal::Unavailable => ApiError::Unavailable(m),
-            Refusal::Other => unreachable!("no ApiError maps to other"),
-        }
-    }
-
-    #[test]
-    fn every_error_response_carries_its_reason() {
-        let expected = [
-            (Refusal::BadInput, StatusCode::BAD_REQUEST, "bad_input"),
-            (
-                Refusal::Unauthorized,
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-            ),
-            (Refusal::NotFound, StatusCode::NOT_FOUND, "not_found"),
-            (Refusal::Conflict, StatusCode::CONFLICT, "conflict"),
-            (
-                Refusal::OtherSite,
-                StatusCode::MISDIRECTED_REQUEST,
-                "other_site",
-            ),
-            (
-                Refusal::TooLarge,
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-            ),
-            (
-                Refusal::Unsupported,
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported",
-            ),
-            (
-                Refusal::RateLimited,
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-            ),
-            (Refusal::TimedOut, StatusCode::REQUEST_TIMEOUT, "timed_out"),
-            (
-                Refusal::NotImplemented,
-                StatusCode::NOT_IMPLEMENTED,
-                "not_implemented",
-            ),
-            (
-                Refusal::Internal,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-            ),
-            (
-                Refusal::Unavailable,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-            ),
-        ];
-        for (reason, status, label) in expected {
-            let e = error(reason);
-            assert_eq!(e.refusal(), reason);
-            let response = e.into_response();
-            assert_eq!(response.status(), status);
-            assert_eq!(response.extensions().get::<Refusal>(), Some(&reason));
-            assert_eq!(reason.as_str(), label);
-        }
-        // Every reason but `other` came from an ApiError above; `ALL` lists each once.
-        assert_eq!(Refusal::ALL.len(), expected.len() + 1);
-    }
 
     #[test]
     fn the_page_names_every_metric_with_its_type_and_starts_at_zero() {

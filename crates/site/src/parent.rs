@@ -116,7 +116,7 @@ impl ParentClient {
 
 /// This site's status as it reports it upward and shows it in `invsite sites`.
 pub async fn own_status(
-    state: &crate::server::AppState,
+    state: &crate::state::AppState,
 ) -> Result<SiteStatus, invsync_store::StoreError> {
     status_of(
         &state.store,
@@ -164,7 +164,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Drains the outbox to the parent until `stop` is notified. Woken by `wake` whenever a change
 /// is accepted, so forwarding lag is one round trip when the parent is up.
 pub async fn forwarder(
-    state: crate::server::AppState,
+    state: crate::state::AppState,
     client: ParentClient,
     wake: Arc<Notify>,
     stop: Arc<Notify>,
@@ -213,7 +213,7 @@ pub async fn forwarder(
 /// Sends one batch (possibly empty: a heartbeat) and applies the outcomes. Returns whether
 /// more entries are waiting.
 async fn forward_once(
-    state: &crate::server::AppState,
+    state: &crate::state::AppState,
     client: &ParentClient,
     ignored: &mut Ignored,
 ) -> Result<bool, ParentError> {
@@ -319,7 +319,7 @@ impl Ignored {
 /// from its parent, routed on when the client belongs to a site below. The parent delivers a
 /// request again until it completes, so a repeat is a no-op, logged at DEBUG only.
 async fn take_down_request(
-    state: &crate::server::AppState,
+    state: &crate::state::AppState,
     req: &DownRequest,
     ignored: &mut Ignored,
 ) -> Result<(), invsync_store::StoreError> {

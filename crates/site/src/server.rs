@@ -1,5 +1,7 @@
-//! Running the HTTP service: open the site's store, bind the listener, serve until a shutdown
-//! signal, then finish in-flight requests. Used by `invsite serve`, the quickstart and tests.
+//! Running the HTTP service: load the site's state (`state.rs`), bind the listener, serve the
+//! router (`api::router`) through the connection loop (`http.rs`) until a shutdown signal, then
+//! finish in-flight requests. Used by `invsite serve`, the quickstart and tests. This module
+//! only composes: the handlers never name it, so nothing they use may live here.
 //! With a certificate and key (`--tls-cert/--tls-key`, or the configuration's) it serves
 //! HTTPS (rustls, see `tls.rs`) on any address; without, plain HTTP on loopback only unless
 //! `--insecure-http`.
@@ -7,133 +9,15 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use anyhow::{Context, Result, anyhow};
-use invsync_proto::SiteCode;
+use anyhow::{Context, Result};
 use invsync_proto::exit::Exit;
-use invsync_store::Store;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
-use crate::datadir::{Config, Database, Limits, SiteDir};
-
-/// What every handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    pub store: Store,
-    pub site_code: SiteCode,
-    pub admin_token: Arc<str>,
-    /// The data directory; the enrollment secret is read from it at each enrollment, so
-    /// `invsite enroll-secret --rotate` takes effect without a restart.
-    pub dir: SiteDir,
-    pub accept_parent_requests: bool,
-    pub limits: crate::datadir::Limits,
-    /// The interval between cycles sent to agents in check-in answers, if the site sets one.
-    pub agent_interval_secs: Option<u64>,
-    /// Notified whenever the site accepts a change, so the forwarder sends it at once.
-    pub forward_wake: Arc<Notify>,
-    /// The push channel: wakes connected agents when an instruction is queued for them.
-    pub hub: Arc<crate::hub::Hub>,
-    /// What `/metrics` shows: counted by handlers, one set per running site.
-    pub metrics: Arc<crate::metrics::Metrics>,
-    /// The web console's login sessions, in memory: a restart logs everybody out.
-    pub console: Arc<crate::console::session::Sessions>,
-    /// The threads large compressed bodies are decoded on, `max_parallel_decodes` of them.
-    pub decoders: Arc<crate::api::body::Decoders>,
-    /// Client keys accepted lately: a report's body is read only once its key is vouched for.
-    pub known_keys: Arc<crate::api::auth::KnownKeys>,
-    /// The budget of failed credential checks per remote address.
-    pub auth_failures: Arc<crate::api::throttle::AuthFailures>,
-
-    /// The parent site's URL from the configuration, for a child site (`GET /api/v1/site`).
-    pub parent_url: Option<String>,
-    /// The open connections and their bounds; `Server::bind` sets them from the descriptor
-    /// limit it raised.
-    pub connections: Arc<crate::connections::Connections>,
-
-    /// Learned at runtime: the parent's code (after the first contact) and this site's URL
-    /// (configured, or the address it serves on).
-    runtime: Arc<Mutex<Runtime>>,
-}
-
-#[derive(Default)]
-struct Runtime {
-    parent_code: Option<SiteCode>,
-    public_url: Option<String>,
-}
-
-/// Opens the store a site's configuration names.
-pub async fn open_store(dir: &SiteDir, config: &Config) -> Result<Store> {
-    let db = Database::parse(&config.db)
-        .map_err(|e| anyhow!("{}: db {e}", dir.config_path().display()))?;
-    let opened = match &db {
-        Database::Sqlite => Store::open_sqlite(&dir.sqlite_path()).await,
-        Database::Postgres(url) => Store::open_postgres(url).await,
-    };
-    opened.with_context(|| format!("cannot open the site's {}", db.describe(dir)))
-}
-
-impl AppState {
-    pub async fn load(dir: &SiteDir) -> Result<AppState> {
-        let config = dir.config()?;
-        dir.check_permissions()?;
-        dir.enroll_secret()?;
-        let store = open_store(dir, &config).await?;
-        // The software pages answer from an in-memory index; building it now, in the
-        // background, spares the first administrator to open them the wait.
-        store.warm_software_index();
-        let metrics = Arc::new(crate::metrics::Metrics::new());
-        Ok(AppState {
-            store,
-            site_code: config.site_code,
-            admin_token: dir.admin_token()?.into(),
-            dir: dir.clone(),
-            accept_parent_requests: config.accept_parent_requests,
-            parent_url: config.parent.as_ref().map(|p| p.url.clone()),
-            limits: config.limits,
-            agent_interval_secs: config.agent_interval_secs,
-            forward_wake: Arc::new(Notify::new()),
-            hub: Arc::new(crate::hub::Hub::default()),
-            // Cookies get `Secure` once `Server::bind` knows the site serves TLS.
-            console: Arc::new(crate::console::session::Sessions::new(false)),
-            decoders: Arc::new(crate::api::body::Decoders::new(
-                config.limits.max_parallel_decodes,
-            )),
-            known_keys: Arc::default(),
-            auth_failures: Arc::new(crate::api::throttle::AuthFailures::new(
-                config.limits.auth_failures_per_minute,
-            )),
-            connections: Arc::new(crate::connections::Connections::new(
-                &config.limits,
-                crate::connections::DEFAULT_DESCRIPTORS,
-                metrics.clone(),
-            )),
-            metrics,
-            runtime: Arc::new(Mutex::new(Runtime {
-                parent_code: None,
-                public_url: config.url.clone(),
-            })),
-        })
-    }
-
-    fn runtime(&self) -> std::sync::MutexGuard<'_, Runtime> {
-        // The fields are plain values; a panic elsewhere cannot leave them half-written.
-        self.runtime.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub fn parent_code(&self) -> Option<SiteCode> {
-        self.runtime().parent_code.clone()
-    }
-
-    pub fn set_parent_code(&self, code: SiteCode) {
-        self.runtime().parent_code = Some(code);
-    }
-
-    pub fn public_url(&self) -> Option<String> {
-        self.runtime().public_url.clone()
-    }
-}
+use crate::datadir::{Limits, SiteDir};
+use crate::state::AppState;
 
 /// How `invsite serve` (or the quickstart) binds.
 #[derive(Debug, Clone, Default)]
@@ -285,12 +169,7 @@ impl Server {
         std::fs::write(&addr_file, format!("{written}\n"))
             .with_context(|| format!("cannot write {}", addr_file.display()))?;
         tracing::info!(%addr, scheme, site = %self.state.site_code, "Serving.");
-        {
-            let mut rt = self.state.runtime();
-            if rt.public_url.is_none() {
-                rt.public_url = Some(format!("{scheme}://{addr}"));
-            }
-        }
+        self.state.default_public_url(format!("{scheme}://{addr}"));
         let stop_forwarder = Arc::new(Notify::new());
         let forwarder = self.parent.map(|client| {
             tracing::info!(

@@ -8,7 +8,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use invsync_site::api::body::{WINDOW_LOG_MAX, decode_zstd};
+use invsync_site::api::decode::{WINDOW_LOG_MAX, decode_zstd};
 use invsync_site::api::error::ApiError;
 
 /// The system allocator, counting the bytes allocated now and the most at any time.

@@ -16,6 +16,7 @@ mod hardening;
 mod health;
 mod hierarchy;
 mod hostile;
+mod logging;
 mod metrics;
 mod names;
 mod pipes;

@@ -7,9 +7,7 @@
 //! so it no longer counts against its address's bound on unauthenticated connections
 //! (`connections.rs`).
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
 
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
@@ -23,7 +21,7 @@ use super::error::ApiError;
 use super::throttle::Peer;
 use crate::connections::{ConnectionHandle, mark_authenticated};
 use crate::secret::ct_eq;
-use crate::server::AppState;
+use crate::state::AppState;
 
 fn bearer(parts: &Parts) -> Option<&str> {
     let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
@@ -99,50 +97,6 @@ impl FromRequestParts<AppState> for Client {
     }
 }
 
-/// Client keys this site accepted lately, by client id: whether a report's key can be vouched
-/// for without a read of its own before its body is read and decoded (`cap/report.rs`). Only a
-/// key the store accepted is ever put here, and the store checks every report's key again
-/// anyway, so an entry gone stale (the key revoked, or replaced by enrolling again) costs at
-/// most one body decoded within the limits before the store refuses it. Bounded: when full,
-/// it is emptied, and each client's next report costs one read more.
-pub struct KnownKeys {
-    map: Mutex<HashMap<Uuid, Digest>>,
-}
-
-/// The most keys remembered: about 64 bytes each, so at most ~13 MB, for a site of up to this
-/// many clients reporting; beyond that, keys are forgotten and read again.
-const KNOWN_KEYS_MAX: usize = 200_000;
-
-impl Default for KnownKeys {
-    fn default() -> KnownKeys {
-        KnownKeys {
-            map: Mutex::new(HashMap::new()),
-        }
-    }
-}
-
-impl KnownKeys {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Digest>> {
-        // Entries are plain values; a panic elsewhere cannot leave one half-written.
-        self.map.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Whether these credentials were accepted lately (compared in constant time).
-    pub fn vouch(&self, token: &ClientCredentials) -> bool {
-        self.map()
-            .get(&token.client_id)
-            .is_some_and(|known| known.ct_eq(&token.key_hash))
-    }
-
-    fn remember(&self, token: &ClientCredentials) {
-        let mut map = self.map();
-        if map.len() >= KNOWN_KEYS_MAX && !map.contains_key(&token.client_id) {
-            map.clear();
-        }
-        map.insert(token.client_id, token.key_hash);
-    }
-}
-
 /// A client token, parsed but not yet checked: for a handler that asks the store to check it
 /// in the same read as its own work ([`ClientCredentials::accept`] turns the store's answer
 /// into a [`Client`] or the same refusals as the [`Client`] extractor).
@@ -169,7 +123,8 @@ impl ClientCredentials {
     }
 
     /// [`Client::from_store`] for these credentials: a refusal counts against the caller's
-    /// address; an accepted key is remembered in [`KnownKeys`] and makes the connection an
+    /// address; an accepted key is remembered in the site's
+    /// [`KnownKeys`](super::known_keys::KnownKeys) and makes the connection an
     /// authenticated one.
     pub fn accept<T>(
         &self,
@@ -178,8 +133,12 @@ impl ClientCredentials {
     ) -> Result<(Client, T), ApiError> {
         match Client::from_store(found) {
             Ok(accepted) => {
-                state.known_keys.remember(self);
+                state.known_keys.remember(self.client_id, self.key_hash);
                 self.authenticated();
+                // The request's span (`crate::http`) names the client from here on; a no-op
+                // when the span is disabled, as it is under the default filter.
+                tracing::Span::current()
+                    .record("client_id", tracing::field::display(&self.client_id));
                 Ok(accepted)
             }
             Err(refusal) => Err(state.auth_failures.refuse(self.peer, refusal)),

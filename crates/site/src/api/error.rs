@@ -108,14 +108,26 @@ impl From<JsonRejection> for ApiError {
     }
 }
 
+/// What the request deadline answers: the body did not arrive in time. The connection loop
+/// (`crate::http`) makes it when a body misses its deadline; it travels inside axum's rejection
+/// as the body's error, and [`body_timeout`] finds it there. The connection is closed after the
+/// response, since the rest of the body may still come.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the request body did not arrive in time (request_timeout_secs {timeout_secs} s after the head, \
+     plus one second per min_body_rate {min_body_rate} bytes received)"
+)]
+pub struct BodyTimeout {
+    pub timeout_secs: u64,
+    pub min_body_rate: u64,
+}
+
 /// The request deadline's error, when a body read failed because of it (it travels inside
 /// axum's rejection, as the body's error).
-pub fn body_timeout<'a>(
-    e: &'a (dyn std::error::Error + 'static),
-) -> Option<&'a crate::http::BodyTimeout> {
+pub fn body_timeout<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a BodyTimeout> {
     let mut next = Some(e);
     while let Some(e) = next {
-        if let Some(t) = e.downcast_ref::<crate::http::BodyTimeout>() {
+        if let Some(t) = e.downcast_ref::<BodyTimeout>() {
             return Some(t);
         }
         next = e.source();
@@ -205,4 +217,91 @@ impl IntoResponse for ApiError {
 /// Unknown routes answer with the same error body as everything else.
 pub async fn not_found() -> ApiError {
     ApiError::NotFound("no such endpoint".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(reason: Refusal) -> ApiError {
+        let m = "m".to_string();
+        match reason {
+            Refusal::BadInput => ApiError::BadInput(m),
+            Refusal::Unauthorized => ApiError::Unauthorized(m),
+            Refusal::NotFound => ApiError::NotFound(m),
+            Refusal::Conflict => ApiError::Conflict(m),
+            Refusal::OtherSite => ApiError::OtherSite(m),
+            Refusal::TooLarge => ApiError::TooLarge(m),
+            Refusal::Unsupported => ApiError::Unsupported(m),
+            Refusal::RateLimited => ApiError::TooManyRequests {
+                message: m,
+                retry_after_secs: 7,
+            },
+            Refusal::TimedOut => ApiError::TimedOut(m),
+            Refusal::NotImplemented => ApiError::NotImplemented(m),
+            Refusal::Internal => ApiError::Internal(m),
+            Refusal::Unavailable => ApiError::Unavailable(m),
+            Refusal::Other => unreachable!("no ApiError maps to other"),
+        }
+    }
+
+    #[test]
+    fn every_error_response_carries_its_reason() {
+        let expected = [
+            (Refusal::BadInput, StatusCode::BAD_REQUEST, "bad_input"),
+            (
+                Refusal::Unauthorized,
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+            ),
+            (Refusal::NotFound, StatusCode::NOT_FOUND, "not_found"),
+            (Refusal::Conflict, StatusCode::CONFLICT, "conflict"),
+            (
+                Refusal::OtherSite,
+                StatusCode::MISDIRECTED_REQUEST,
+                "other_site",
+            ),
+            (
+                Refusal::TooLarge,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+            ),
+            (
+                Refusal::Unsupported,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported",
+            ),
+            (
+                Refusal::RateLimited,
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+            ),
+            (Refusal::TimedOut, StatusCode::REQUEST_TIMEOUT, "timed_out"),
+            (
+                Refusal::NotImplemented,
+                StatusCode::NOT_IMPLEMENTED,
+                "not_implemented",
+            ),
+            (
+                Refusal::Internal,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+            ),
+            (
+                Refusal::Unavailable,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+            ),
+        ];
+        for (reason, status, label) in expected {
+            let e = error(reason);
+            assert_eq!(e.refusal(), reason);
+            let response = e.into_response();
+            assert_eq!(response.status(), status);
+            assert_eq!(response.extensions().get::<Refusal>(), Some(&reason));
+            assert_eq!(reason.as_str(), label);
+        }
+        // Every reason but `other` came from an ApiError above; `ALL` lists each once.
+        assert_eq!(Refusal::ALL.len(), expected.len() + 1);
+    }
 }

@@ -15,7 +15,7 @@ use invsync_proto::Timestamp;
 use invsync_store::Store;
 
 use super::error::ApiError;
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// How often the background probe writes while the database takes writes: a site with no
 /// traffic learns of a full disk within this time.

@@ -1,14 +1,20 @@
-//! The HTTP API of a site: routes, the one place errors become status codes, and the
-//! extractors that authenticate callers. One file per handler under `cap/` (agents) and
-//! `admin/` (administrators).
+//! The HTTP API of a site: routes, the one place errors become status codes (`error.rs`), and
+//! the extractors that authenticate callers (`auth.rs`) and read bodies (`body.rs`). One file
+//! per handler under `cap/` (agents), `admin/` (administrators) and `site/` (child sites), with
+//! `health.rs` and `metrics.rs` for `/healthz` and `/metrics`. `decode.rs`, `known_keys.rs` and
+//! `throttle.rs` are parts the site's state (`crate::state`) holds: they name neither the state
+//! nor a handler, so the state can name them.
 
 pub mod admin;
 pub mod auth;
 pub mod body;
 pub mod cap;
+pub mod decode;
 pub mod error;
 pub mod export;
 pub mod health;
+pub mod known_keys;
+pub mod metrics;
 pub mod openapi;
 pub mod plain;
 pub mod site;
@@ -18,12 +24,12 @@ use axum::Router;
 use axum::routing::{get, post};
 use invsync_proto::wire;
 
-use crate::server::AppState;
+use crate::state::AppState;
 
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(health::apply))
-        .route("/metrics", get(crate::metrics::apply))
+        .route("/metrics", get(metrics::apply))
         .route(wire::CAP_ENROLL, post(cap::enroll::apply))
         .route(wire::CAP_CHECKIN, post(cap::checkin::apply))
         .route(wire::CAP_REPORT, post(cap::report::apply))

@@ -16,8 +16,8 @@ use invsync_proto::exit::{Code, Exit};
 use invsync_store::{Store, StoreError, redact_url};
 
 use super::DataDirArg;
+use crate::datadir::open_store;
 use crate::datadir::{Database, SiteDir};
-use crate::server::open_store;
 
 #[derive(Debug, clap::Args)]
 pub struct BackupArgs {

@@ -6,8 +6,8 @@ use invsync_proto::wire::ChildToken;
 use invsync_proto::{SiteCode, Timestamp};
 
 use super::DataDirArg;
+use crate::datadir::open_store;
 use crate::secret::random_bytes;
-use crate::server::open_store;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -8,7 +8,7 @@ use invsync_proto::exit::{Code, Exit};
 use invsync_store::StoreError;
 
 use super::DataDirArg;
-use crate::server::open_store;
+use crate::datadir::open_store;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

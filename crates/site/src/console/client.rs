@@ -14,7 +14,7 @@ use serde::Deserialize;
 use super::session::Session;
 use super::{Chrome, ConsoleError, ago, render, when};
 use crate::api::admin::client_name;
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// History entries shown; `invsite history` lists more.
 const HISTORY: usize = 100;

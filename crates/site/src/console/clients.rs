@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::session::Session;
 use super::{Chrome, ConsoleError, ago, render};
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// Clients per page.
 const PAGE: u32 = 50;

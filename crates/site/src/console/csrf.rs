@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use super::ConsoleError;
 use super::session::Session;
 use crate::secret::ct_eq;
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// The headers an htmx request may carry the token in.
 const HEADERS: [&str; 2] = ["x-csrf-token", "hx-csrf-token"];

@@ -18,7 +18,7 @@ use super::session::{LOGIN_COOKIE, SESSION_COOKIE, cookie_value};
 use crate::api::error::ApiError;
 use crate::api::throttle::Peer;
 use crate::secret::ct_eq;
-use crate::server::AppState;
+use crate::state::AppState;
 
 #[derive(Template)]
 #[template(path = "console/login.html")]

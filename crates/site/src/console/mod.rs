@@ -17,8 +17,9 @@ pub mod software;
 use askama::Template;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::Request;
+use axum::extract::{FromRequestParts, Request};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -26,7 +27,7 @@ use axum::routing::{get, post};
 use invsync_proto::{SiteCode, Timestamp};
 
 use crate::api::error::ApiError;
-use crate::server::AppState;
+use crate::state::AppState;
 use session::{Flash, Session};
 
 pub const LOGIN_PATH: &str = "/console/login";
@@ -189,6 +190,24 @@ impl IntoResponse for ConsoleError {
                 resp
             }
         }
+    }
+}
+
+/// The console's pages need a live session: a request without one is sent to the login form.
+impl FromRequestParts<AppState> for Session {
+    type Rejection = ConsoleError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Session, ConsoleError> {
+        let session = session::cookie_value(&parts.headers, session::SESSION_COOKIE)
+            .and_then(|id| state.console.touch(id))
+            .ok_or(ConsoleError::LoginNeeded)?;
+        // A browser with a valid session no longer counts against its address's bound on
+        // unauthenticated connections.
+        crate::connections::mark_authenticated(&parts.extensions);
+        Ok(session)
     }
 }
 

@@ -9,7 +9,7 @@ use invsync_proto::wire::{ClientQuery, RequestQuery, RequestState};
 
 use super::session::Session;
 use super::{Chrome, ConsoleError, ago, render, when};
-use crate::server::AppState;
+use crate::state::AppState;
 
 #[derive(Template)]
 #[template(path = "console/overview.html")]

@@ -18,7 +18,7 @@ use super::csrf::Posted;
 use super::session::Flash;
 use crate::api::admin::{client_name, events, requests};
 use crate::api::error::ApiError;
-use crate::server::AppState;
+use crate::state::AppState;
 
 #[derive(Deserialize)]
 pub struct ActionForm {

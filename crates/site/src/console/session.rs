@@ -8,13 +8,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use axum::extract::FromRequestParts;
 use axum::http::HeaderMap;
 use axum::http::header::COOKIE;
-use axum::http::request::Parts;
-
-use super::ConsoleError;
-use crate::server::AppState;
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "invsite_session";
@@ -47,7 +42,8 @@ pub struct Sessions {
     map: Mutex<HashMap<String, Entry>>,
 }
 
-/// A request that came with a live session's cookie.
+/// A request that came with a live session's cookie (the extractor is in `console/mod.rs`,
+/// which can name the site's state).
 pub struct Session {
     pub id: String,
     /// The per-session CSRF token every form carries.
@@ -149,23 +145,6 @@ pub fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(k, _)| *k == name)
         .map(|(_, v)| v)
-}
-
-impl FromRequestParts<AppState> for Session {
-    type Rejection = ConsoleError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Session, ConsoleError> {
-        let session = cookie_value(&parts.headers, SESSION_COOKIE)
-            .and_then(|id| state.console.touch(id))
-            .ok_or(ConsoleError::LoginNeeded)?;
-        // A browser with a valid session no longer counts against its address's bound on
-        // unauthenticated connections.
-        crate::connections::mark_authenticated(&parts.extensions);
-        Ok(session)
-    }
 }
 
 #[cfg(test)]

@@ -33,7 +33,7 @@ use super::{Chrome, ConsoleError, render};
 use crate::api::admin::software::{Format, HolderParams, PackageParams};
 use crate::api::error::ApiError;
 use crate::api::export::{download, holders_csv, packages_csv};
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// Packages, or clients, per page.
 const PAGE: u32 = 50;

@@ -9,7 +9,7 @@ use invsync_proto::wire::ClientView;
 use super::client_name;
 use crate::api::auth::Admin;
 use crate::api::error::ApiError;
-use crate::server::AppState;
+use crate::state::AppState;
 use invsync_proto::wire::ErrorBody;
 
 #[utoipa::path(

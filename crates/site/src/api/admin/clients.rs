@@ -10,7 +10,7 @@ use invsync_proto::wire::{ClientPage, ClientQuery, ClientSort, DEFAULT_PAGE_LIMI
 
 use crate::api::auth::Admin;
 use crate::api::error::ApiError;
-use crate::server::AppState;
+use crate::state::AppState;
 use invsync_proto::wire::ErrorBody;
 
 #[utoipa::path(

@@ -11,7 +11,7 @@ use invsync_store::StoreError;
 use super::client_name;
 use crate::api::auth::Admin;
 use crate::api::error::ApiError;
-use crate::server::AppState;
+use crate::state::AppState;
 use invsync_proto::wire::ErrorBody;
 
 #[utoipa::path(

@@ -9,7 +9,7 @@ use invsync_proto::wire::{HistoryEntry, HistoryQuery};
 use super::client_name;
 use crate::api::auth::Admin;
 use crate::api::error::ApiError;
-use crate::server::AppState;
+use crate::state::AppState;
 use invsync_proto::wire::ErrorBody;
 
 /// The most entries one request returns, so one call cannot make the site build an unbounded

@@ -6,7 +6,7 @@ use invsync_proto::wire::SiteInfo;
 
 use crate::api::auth::Admin;
 use crate::api::error::ApiError;
-use crate::server::AppState;
+use crate::state::AppState;
 use invsync_proto::wire::ErrorBody;
 
 #[utoipa::path(

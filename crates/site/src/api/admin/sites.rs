@@ -7,7 +7,7 @@ use invsync_proto::wire::SitesView;
 
 use crate::api::auth::Admin;
 use crate::api::error::ApiError;
-use crate::server::AppState;
+use crate::state::AppState;
 use invsync_proto::wire::ErrorBody;
 
 #[utoipa::path(

@@ -21,7 +21,7 @@ use invsync_proto::wire::{
 use crate::api::auth::Admin;
 use crate::api::error::ApiError;
 use crate::api::export::{holders_csv, packages_csv};
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// How a list is answered.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]

@@ -9,7 +9,7 @@ use invsync_proto::wire::AckRequest;
 
 use crate::api::auth::Client;
 use crate::api::error::ApiError;
-use crate::server::AppState;
+use crate::state::AppState;
 
 pub async fn apply(
     State(state): State<AppState>,

@@ -10,7 +10,7 @@ use invsync_proto::wire::{CheckinRequest, CheckinResponse};
 use crate::api::auth::ClientCredentials;
 use crate::api::error::ApiError;
 use crate::api::plain::Plain;
-use crate::server::AppState;
+use crate::state::AppState;
 
 pub async fn apply(
     State(state): State<AppState>,

@@ -14,7 +14,7 @@ use crate::api::plain::Plain;
 use crate::api::throttle::Peer;
 use crate::connections::ConnectionHandle;
 use crate::secret::{ct_eq, random_bytes};
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// Machine ids are 32 hex digits on systemd hosts; allow a little more for other systems but
 /// nothing that could smuggle odd bytes into logs or the database.

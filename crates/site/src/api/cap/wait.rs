@@ -8,7 +8,7 @@ use invsync_proto::wire::WaitResponse;
 
 use crate::api::auth::Client;
 use crate::hub::Woken;
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// How long one long-poll is held. Below common proxy and NAT idle timeouts (60 s and more),
 /// so a quiet connection is renewed before something in between cuts it.

@@ -13,7 +13,7 @@ use super::check_sender;
 use crate::api::auth::Child;
 use crate::api::body::Body;
 use crate::api::error::ApiError;
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// More than a forwarder ever sends at once; bounds the work one request can ask for.
 pub const MAX_ENTRIES: usize = 10_000;

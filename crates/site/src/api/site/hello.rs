@@ -10,7 +10,7 @@ use super::check_sender;
 use crate::api::auth::Child;
 use crate::api::body::Body;
 use crate::api::error::ApiError;
-use crate::server::AppState;
+use crate::state::AppState;
 
 pub async fn apply(
     State(state): State<AppState>,
