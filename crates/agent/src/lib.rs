@@ -10,6 +10,7 @@ pub mod cli;
 pub mod cycle;
 pub mod enroll;
 pub mod error;
+pub mod jitter;
 pub mod plan;
 pub mod push;
 pub mod run;
