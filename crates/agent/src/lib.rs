@@ -15,7 +15,6 @@ pub mod plan;
 pub mod push;
 pub mod run;
 pub mod state;
-pub mod tls;
 pub mod trigger;
 
 pub use cycle::{ClassOutcome, CycleOptions, CycleSummary, ReportKind, SentReport, cycle};
