@@ -5,7 +5,7 @@
 //! A failed cycle is logged and retried at the next tick: a site that is down for an hour must
 //! not kill its agents. The loop sleeps in short steps and checks a stop flag owned by the
 //! caller, so it holds no global state; the CLI sets the flag from its signal handler, and the
-//! site's quickstart from its own thread.
+//! quickstart (`invsite quickstart`, in the cli crate) from its own thread.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
