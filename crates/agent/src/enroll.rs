@@ -118,7 +118,7 @@ fn ca_cert_path(path: &Path, site_url: &str) -> Result<PathBuf, AgentError> {
     let absolute = std::fs::canonicalize(path).map_err(|e| AgentError::BadCaCert {
         reason: format!("cannot read the CA certificate {}: {e}", path.display()),
     })?;
-    crate::tls::read_ca(&absolute).map_err(|reason| AgentError::BadCaCert { reason })?;
+    invsync_client::tls::read_ca(&absolute).map_err(|reason| AgentError::BadCaCert { reason })?;
     Ok(absolute)
 }
 

@@ -2,19 +2,20 @@
 //! client's "inventory keys", the one HTTP client that talks to the site's CAP, the pure
 //! planning of what to report, and the cycle and daemon loop built from them (SPEC sections 2,
 //! 5 and 7). The binary is a thin `main` in another crate that calls [`cli::try_main`]; the
-//! library functions [`enroll()`], [`cycle()`] and [`run()`] are public so the site's
-//! quickstart can drive an agent in a thread without a second process.
+//! library functions [`enroll()`], [`cycle()`] and [`run()`] are public so `invsite
+//! quickstart` (in the cli crate) can drive an agent in a thread without a second process.
+//! HTTP and TLS come from `invsync-client`, which the site uses too.
 
 pub mod cap;
 pub mod cli;
 pub mod cycle;
 pub mod enroll;
 pub mod error;
+pub mod jitter;
 pub mod plan;
 pub mod push;
 pub mod run;
 pub mod state;
-pub mod tls;
 pub mod trigger;
 
 pub use cycle::{ClassOutcome, CycleOptions, CycleSummary, ReportKind, SentReport, cycle};

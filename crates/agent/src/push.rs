@@ -10,7 +10,7 @@ use std::sync::mpsc::Sender;
 use std::time::Duration;
 
 use crate::cap::CapClient;
-use crate::run::random_unit;
+use crate::jitter::random_unit;
 use crate::state::State;
 use crate::trigger::Trigger;
 

@@ -5,7 +5,7 @@
 //! A failed cycle is logged and retried at the next tick: a site that is down for an hour must
 //! not kill its agents. The loop sleeps in short steps and checks a stop flag owned by the
 //! caller, so it holds no global state; the CLI sets the flag from its signal handler, and the
-//! site's quickstart from its own thread.
+//! quickstart (`invsite quickstart`, in the cli crate) from its own thread.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::cycle::{CycleOptions, cycle};
 use crate::error::AgentError;
+use crate::jitter::{jittered, random_unit};
 use crate::push;
 use crate::state::State;
 use crate::trigger::{self, Trigger};
@@ -184,39 +185,9 @@ fn wait_for_turn(
     }
 }
 
-/// `interval` scaled by a factor between 0.9 and 1.1, from `unit` in `[0, 1]`.
-pub fn jittered(interval: Duration, unit: f64) -> Duration {
-    interval.mul_f64(0.9 + 0.2 * unit.clamp(0.0, 1.0))
-}
-
-/// A random number in `[0, 1]`. The jitter does not need to be unpredictable, only different
-/// per agent, so if the system's random source fails the loop runs without jitter.
-pub(crate) fn random_unit() -> f64 {
-    let mut buf = [0u8; 8];
-    match getrandom::fill(&mut buf) {
-        Ok(()) => u64::from_le_bytes(buf) as f64 / u64::MAX as f64,
-        Err(_) => 0.5,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn jitter_stays_within_ten_percent() {
-        let hour = Duration::from_secs(3600);
-        assert_eq!(jittered(hour, 0.0), Duration::from_secs(3240));
-        assert_eq!(jittered(hour, 1.0), Duration::from_secs(3960));
-        assert_eq!(jittered(hour, 0.5), hour);
-        for _ in 0..100 {
-            let d = jittered(hour, random_unit());
-            assert!(
-                d >= Duration::from_secs(3240) && d <= Duration::from_secs(3960),
-                "{d:?}"
-            );
-        }
-    }
 
     #[test]
     fn waiting_stops_promptly_and_reports_triggers() {

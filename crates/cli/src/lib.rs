@@ -1,5 +1,8 @@
 //! What the four thin binaries share: logging to stderr and turning the result of a
-//! `try_main` into the exit codes of SPEC section 7.
+//! `try_main` into the exit codes of SPEC section 7. Also `invsite quickstart` (`quickstart`),
+//! the one command that runs both a site and an agent, which is why it lives in this crate.
+
+pub mod quickstart;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;

@@ -6,16 +6,16 @@
 //! `https://` trusting the site's own CA certificate (`tls.ca` in its configuration).
 
 use std::path::Path;
-use std::time::Duration;
 
 use crate::datadir::open_store;
 use crate::datadir::{Config, SiteDir};
 use crate::ownership::{self, OwnershipError};
 use anyhow::{Context, Result};
+use invsync_client::{Answer, Client, ClientOptions, Encoding, Failure, Timeouts};
 use invsync_proto::exit::{Code, Exit};
 use invsync_proto::wire::{
-    self, ClientSummary, ClientView, ErrorBody, EventRequestBody, HistoryEntry, HistoryQuery,
-    Queued, RequestView, ResyncRequestBody, SitesView,
+    self, ClientSummary, ClientView, EventRequestBody, HistoryEntry, HistoryQuery, Queued,
+    RequestView, ResyncRequestBody, SitesView,
 };
 use invsync_proto::{Class, ClientName, SiteCode, Timestamp};
 use invsync_store::{Store, StoreError};
@@ -27,8 +27,7 @@ pub struct SiteAccess {
     pub dir: SiteDir,
     pub config: Config,
     base_url: String,
-    token: String,
-    http: ureq::Agent,
+    http: Client,
     options: AccessOptions,
     /// Set once the server turned out not to be running.
     direct: Option<(tokio::runtime::Runtime, Store)>,
@@ -66,19 +65,18 @@ impl SiteAccess {
         let token = dir.admin_token()?;
         let base_url = dir.base_url(&config);
         let ca = dir.tls_ca(&config);
-        let http = invsync_agent::tls::http_agent(&invsync_agent::tls::ClientOptions {
+        let http = Client::new(&ClientOptions {
             url: &base_url,
             ca: ca.as_deref(),
-            connect_timeout: Duration::from_secs(5),
-            timeout: Duration::from_secs(30),
+            timeouts: Timeouts::TOOLS,
             user_agent: None,
+            token: Some(&token),
         })
         .map_err(|e| anyhow::anyhow!("cannot reach the site server over TLS: {e}"))?;
         Ok(SiteAccess {
             dir,
             config,
             base_url,
-            token,
             http,
             options,
             direct: None,
@@ -279,21 +277,10 @@ impl SiteAccess {
         if self.direct.is_some() {
             return Ok(None);
         }
-        let url = format!("{}{path}", self.base_url);
-        match self
-            .http
-            .get(&url)
-            .header("Authorization", &format!("Bearer {}", self.token))
-            .call()
-        {
-            Ok(resp) if resp.status() == 404 => Ok(Some(None)),
-            Ok(resp) => decode(resp).map(|v| Some(Some(v))),
-            Err(e) if invsync_agent::tls::failure(&e).is_some() => Err(self.tls_error(&e)),
-            Err(e) if is_unreachable(&e) => {
-                self.go_direct()?;
-                Ok(None)
-            }
-            Err(e) => Err(e).with_context(|| format!("talking to the site at {}", self.base_url)),
+        match self.http.get(path, true) {
+            Ok(answer) if answer.status() == 404 => Ok(Some(None)),
+            Ok(answer) => decode(&answer).map(|v| Some(Some(v))),
+            Err(e) => self.failed(e).map(|()| None),
         }
     }
 
@@ -307,27 +294,28 @@ impl SiteAccess {
         if self.direct.is_some() {
             return Ok(None);
         }
-        let url = format!("{}{path}", self.base_url);
-        match self
-            .http
-            .post(&url)
-            .header("Authorization", &format!("Bearer {}", self.token))
-            .send_json(body)
-        {
-            Ok(resp) => decode(resp).map(Some),
-            Err(e) if invsync_agent::tls::failure(&e).is_some() => Err(self.tls_error(&e)),
-            Err(e) if is_unreachable(&e) => {
-                self.go_direct()?;
-                Ok(None)
-            }
-            Err(e) => Err(e).with_context(|| format!("talking to the site at {}", self.base_url)),
+        match self.http.post(path, body, Encoding::Json, true) {
+            Ok(answer) => decode(&answer).map(Some),
+            Err(e) => self.failed(e).map(|()| None),
         }
+    }
+
+    /// A request that got no answer: an error, or `Ok` once the tool has fallen back to the
+    /// database because no server is running.
+    fn failed(&mut self, e: Failure) -> Result<()> {
+        if e.tls().is_some() {
+            return Err(self.tls_error(&e));
+        }
+        if e.no_server() {
+            return self.go_direct();
+        }
+        Err(e).with_context(|| format!("talking to the site at {}", self.base_url))
     }
 
     /// A running server whose certificate the tool does not trust: an error, not a reason to
     /// use the database behind its back.
-    fn tls_error(&self, e: &ureq::Error) -> anyhow::Error {
-        let reason = invsync_agent::tls::failure(e).unwrap_or_else(|| e.to_string());
+    fn tls_error(&self, e: &Failure) -> anyhow::Error {
+        let reason = e.tls().unwrap_or_else(|| e.to_string());
         let trusted = match self.dir.tls_ca(&self.config) {
             Some(ca) => format!("the CA certificate {}", ca.display()),
             None => "the built-in Mozilla roots (the configuration names no tls.ca)".to_string(),
@@ -389,27 +377,15 @@ fn ownership_exit(e: OwnershipError) -> anyhow::Error {
     Exit::new(code, e.to_string()).into()
 }
 
-fn is_unreachable(e: &ureq::Error) -> bool {
-    matches!(
-        e,
-        ureq::Error::ConnectionFailed | ureq::Error::Io(_) | ureq::Error::HostNotFound
-    )
-}
-
 /// Turns an admin API response into a value or the exit code SPEC section 7 gives its error.
-fn decode<T: DeserializeOwned>(mut resp: ureq::http::Response<ureq::Body>) -> Result<T> {
-    let status = resp.status().as_u16();
-    if (200..300).contains(&status) {
-        return resp
-            .body_mut()
-            .read_json::<T>()
+fn decode<T: DeserializeOwned>(answer: &Answer) -> Result<T> {
+    let status = answer.status();
+    if answer.is_success() {
+        return answer
+            .json::<T>()
             .context("the site sent an answer this tool cannot read");
     }
-    let message = resp
-        .body_mut()
-        .read_json::<ErrorBody>()
-        .map(|b| b.error)
-        .unwrap_or_else(|_| format!("HTTP {status}"));
+    let message = answer.refusal().unwrap_or_else(|| format!("HTTP {status}"));
     let code = match status {
         404 => Code::UnknownClient,
         421 => Code::OtherSite,

@@ -8,10 +8,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use invsync_client::{Client, ClientOptions, Encoding, Timeouts};
 use invsync_proto::Timestamp;
 use invsync_proto::wire::{
-    self, ChildHello, ChildWelcome, DownRequest, ErrorBody, ForwardBatch, ForwardOutcome,
-    ForwardResult, SiteStatus,
+    self, ChildHello, ChildWelcome, DownRequest, ForwardBatch, ForwardOutcome, ForwardResult,
+    SiteStatus,
 };
 use invsync_store::{DownAccepted, Store};
 use serde::Serialize;
@@ -34,32 +35,26 @@ pub enum ParentError {
 /// The HTTP client for the parent's site-to-site API.
 #[derive(Clone)]
 pub struct ParentClient {
-    url: String,
-    token: String,
-    http: ureq::Agent,
+    http: Client,
 }
 
 impl ParentClient {
     /// A client for the parent `config` names; an `https://` parent's certificate must chain
     /// to `config.ca_cert` (`init --parent-ca-cert`), else to the built-in Mozilla roots.
     pub fn new(config: &ParentConfig) -> anyhow::Result<ParentClient> {
-        let http = invsync_agent::tls::http_agent(&invsync_agent::tls::ClientOptions {
+        let http = Client::new(&ClientOptions {
             url: &config.url,
             ca: config.ca_cert.as_deref(),
-            connect_timeout: Duration::from_secs(5),
-            timeout: Duration::from_secs(60),
+            timeouts: Timeouts::PARENT,
             user_agent: None,
+            token: Some(&config.token),
         })
         .map_err(|e| anyhow::anyhow!("--parent-ca-cert: {e}"))?;
-        Ok(ParentClient {
-            url: config.url.trim_end_matches('/').to_string(),
-            token: config.token.clone(),
-            http,
-        })
+        Ok(ParentClient { http })
     }
 
     pub fn url(&self) -> &str {
-        &self.url
+        self.http.base_url()
     }
 
     pub fn hello(&self, status: &SiteStatus) -> Result<ChildWelcome, ParentError> {
@@ -81,31 +76,21 @@ impl ParentClient {
         body: &B,
     ) -> Result<T, ParentError> {
         let unreachable = |reason: String| ParentError::Unreachable {
-            url: self.url.clone(),
+            url: self.url().to_string(),
             reason,
         };
-        let json = serde_json::to_vec(body).map_err(|e| unreachable(e.to_string()))?;
         // Forward batches carry full snapshots after a gap; they compress about tenfold.
-        let packed = zstd::bulk::compress(&json, 3).map_err(|e| unreachable(e.to_string()))?;
-        let resp = self
+        let answer = self
             .http
-            .post(&format!("{}{path}", self.url))
-            .header("Authorization", &format!("Bearer {}", self.token))
-            .header("Content-Type", "application/json")
-            .header("Content-Encoding", "zstd")
-            .send(&packed[..])
-            .map_err(|e| unreachable(e.to_string()))?;
-        let status = resp.status().as_u16();
-        let mut body = resp.into_body();
-        if (200..300).contains(&status) {
-            return body
-                .read_json::<T>()
+            .post(path, body, Encoding::Zstd, true)
+            .map_err(|e| unreachable(e.sentence(self.url())))?;
+        let status = answer.status();
+        if answer.is_success() {
+            return answer
+                .json::<T>()
                 .map_err(|e| unreachable(format!("unreadable answer: {e}")));
         }
-        let message = body
-            .read_json::<ErrorBody>()
-            .map(|b| b.error)
-            .unwrap_or_else(|_| format!("HTTP {status}"));
+        let message = answer.refusal().unwrap_or_else(|| format!("HTTP {status}"));
         if (400..500).contains(&status) {
             Err(ParentError::Refused(message))
         } else {

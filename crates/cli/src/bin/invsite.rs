@@ -11,5 +11,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
     invsync_cli::init_logging();
-    invsync_cli::finish("invsite", invsync_site::cli::try_main())
+    invsync_cli::finish(
+        "invsite",
+        invsync_site::cli::try_main(invsync_cli::quickstart::run),
+    )
 }

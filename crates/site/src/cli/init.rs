@@ -152,7 +152,7 @@ pub async fn create_site(dir: &SiteDir, opts: &InitOptions) -> Result<Config> {
     if let Some(TlsInit::Files(files)) = &opts.tls {
         crate::tls::server_config(&files.cert, &files.key)?;
         if let Some(ca) = &files.ca {
-            invsync_agent::tls::read_ca(ca).map_err(|e| Exit::usage(format!("--tls-ca: {e}")))?;
+            invsync_client::tls::read_ca(ca).map_err(|e| Exit::usage(format!("--tls-ca: {e}")))?;
         }
     }
     let db = Database::parse(&opts.db).map_err(|e| Exit::usage(format!("--db {e}")))?;
@@ -238,7 +238,7 @@ pub async fn apply(args: Args) -> Result<()> {
                 .map(|p| absolute("--parent-ca-cert", p))
                 .transpose()?;
             if let Some(ca) = &ca_cert {
-                invsync_agent::tls::read_ca(ca)
+                invsync_client::tls::read_ca(ca)
                     .map_err(|e| Exit::usage(format!("--parent-ca-cert: {e}")))?;
             }
             Some(ParentConfig {

@@ -1,5 +1,8 @@
 //! The `invsite` command line: one file per subcommand, each with its clap arguments and an
-//! `apply` that does the work. `try_main` is what the thin `invsite` binary calls.
+//! `apply` that does the work. `try_main` is what the thin `invsite` binary calls. The one
+//! exception is `quickstart`, which runs an agent too: its arguments are here, and `try_main`
+//! hands them to the function the binary gives it (`crates/cli/src/quickstart.rs`), so the
+//! site does not depend on the agent.
 
 mod backup;
 mod child_token;
@@ -21,6 +24,9 @@ use clap::{Parser, Subcommand};
 use invsync_proto::exit::Exit;
 
 use crate::datadir::SiteDir;
+
+pub use init::{InitOptions, create_site};
+pub use quickstart::Args as QuickstartArgs;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -85,9 +91,10 @@ pub fn command() -> clap::Command {
     <Cli as clap::CommandFactory>::command()
 }
 
-/// Parses the command line and runs the subcommand. Usage errors come back as an [`Exit`]
-/// with code 2; `--help` and `--version` print and succeed.
-pub fn try_main() -> Result<()> {
+/// Parses the command line and runs the subcommand, `quickstart` through `quickstart` (which
+/// runs a site and an agent, and so lives in a crate that depends on both). Usage errors come
+/// back as an [`Exit`] with code 2; `--help` and `--version` print and succeed.
+pub fn try_main(quickstart: impl FnOnce(QuickstartArgs) -> Result<()>) -> Result<()> {
     use clap::{CommandFactory, FromArgMatches};
     // Parsed through the matches, which also tell a value from the command line from one from
     // the environment (`invsite config --show` says which).
@@ -117,7 +124,7 @@ pub fn try_main() -> Result<()> {
         Command::History(a) => history::apply(a),
         Command::Backup(a) => runtime()?.block_on(backup::apply_backup(a)),
         Command::Restore(a) => runtime()?.block_on(backup::apply_restore(a)),
-        Command::Quickstart(a) => runtime()?.block_on(quickstart::apply(a)),
+        Command::Quickstart(a) => quickstart(a),
     }
 }
 

@@ -1,8 +1,10 @@
 //! TLS for every HTTP client of the project (the agent's, the site tools', a child site's
 //! connection to its parent): which certificates an `https://` connection trusts, and a
-//! sentence for a failed handshake.
+//! sentence for a failed handshake. `invsite init` also reads its `--tls-ca` and
+//! `--parent-ca-cert` files with [`read_ca`], so a file the clients would refuse is refused
+//! when the site is made.
 //!
-//! rustls with the ring provider, through ureq. A client trusts exactly the CA certificates
+//! rustls with the ring provider (no aws-lc-rs), through ureq. A client trusts exactly the CA certificates
 //! of the PEM file it is given (`--ca-cert`; the site's own `tls/ca.pem` for the tools), or,
 //! without one, the Mozilla roots built into the binary (webpki-roots), so a site whose
 //! certificate comes from a public CA needs no `--ca-cert`. The operating system's store is
@@ -25,38 +27,6 @@ pub fn client_config(ca: Option<&Path>) -> Result<TlsConfig, String> {
         .provider(TlsProvider::Rustls)
         .root_certs(roots)
         .build())
-}
-
-/// How one of the project's HTTP clients is set up.
-#[derive(Debug, Clone, Copy)]
-pub struct ClientOptions<'a> {
-    /// The server's base URL; TLS is configured only for `https://`.
-    pub url: &'a str,
-    /// The CA certificates to trust (see [`client_config`]).
-    pub ca: Option<&'a Path>,
-    pub connect_timeout: std::time::Duration,
-    /// From the start of a request to the end of its answer.
-    pub timeout: std::time::Duration,
-    pub user_agent: Option<&'a str>,
-}
-
-/// An HTTP client for `opts.url`: TLS trusting `opts.ca` for an `https://` URL (the CA file is
-/// never read for a plain one), error statuses returned as answers so their bodies can be read.
-pub fn http_agent(opts: &ClientOptions<'_>) -> Result<ureq::Agent, String> {
-    let tls = if opts.url.starts_with("https://") {
-        client_config(opts.ca)?
-    } else {
-        TlsConfig::default()
-    };
-    let mut builder = ureq::Agent::config_builder()
-        .tls_config(tls)
-        .http_status_as_error(false)
-        .timeout_connect(Some(opts.connect_timeout))
-        .timeout_global(Some(opts.timeout));
-    if let Some(ua) = opts.user_agent {
-        builder = builder.user_agent(ua);
-    }
-    Ok(builder.build().into())
 }
 
 /// The certificates of a PEM file (other PEM sections, such as a key, are skipped).
