@@ -521,9 +521,15 @@ fn the_checker_finds_a_circle_and_follows_reexports() {
 }
 
 #[test]
-fn no_import_circles_in_the_store_the_site_or_the_agent() {
+fn no_import_circles_in_any_crate() {
     let mut found = Vec::new();
-    for name in ["store", "site", "agent"] {
+    let mut crates: Vec<String> = std::fs::read_dir(workspace().join("crates"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    crates.sort();
+    assert!(crates.len() >= 9, "crates found: {crates:?}");
+    for name in &crates {
         found.extend(crate_circles(name));
     }
     assert!(found.is_empty(), "import circles:\n{}", found.join("\n"));
@@ -585,4 +591,70 @@ fn the_path_finder_reads_backticked_paths_only() {
         named_files(text),
         ["crates/site/src/http.rs", "Cargo.toml", "crates/store/src"]
     );
+}
+
+/// The workspace crates a crate's `[dependencies]` name (not its dev- or build-dependencies).
+fn workspace_deps(manifest: &str) -> Vec<String> {
+    let mut in_deps = false;
+    let mut deps = Vec::new();
+    for line in manifest.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            in_deps = line == "[dependencies]";
+        } else if in_deps && line.starts_with("invsync-") {
+            let name = line.split(['.', ' ', '=']).next().unwrap();
+            deps.push(name.trim_start_matches("invsync-").to_string());
+        }
+    }
+    deps.sort();
+    deps
+}
+
+/// The crate graph ARCHITECTURE.md draws: which workspace crates each crate may use. The site
+/// and the agent are peers (neither uses the other; what both need is `client`), the store and
+/// the HTTP client stand on `proto` alone, and only `cli` (the binaries) sees everything.
+#[test]
+fn each_crate_uses_only_the_crates_the_map_allows() {
+    let allowed: &[(&str, &[&str])] = &[
+        ("proto", &[]),
+        ("collect", &["proto"]),
+        ("client", &["proto"]),
+        ("store", &["proto"]),
+        ("agent", &["client", "collect", "proto"]),
+        ("site", &["client", "proto", "store"]),
+        ("admin", &["client", "proto", "site"]),
+        ("loadgen", &["proto"]),
+        (
+            "cli",
+            &[
+                "admin", "agent", "client", "collect", "proto", "site", "store",
+            ],
+        ),
+    ];
+    let crates = workspace().join("crates");
+    let mut wrong = Vec::new();
+    for entry in std::fs::read_dir(&crates).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        let manifest = std::fs::read_to_string(crates.join(&name).join("Cargo.toml")).unwrap();
+        let Some((_, may)) = allowed.iter().find(|(n, _)| *n == name) else {
+            wrong.push(format!(
+                "crates/{name} is not in the map: add it to ARCHITECTURE.md and here"
+            ));
+            continue;
+        };
+        for dep in workspace_deps(&manifest) {
+            if !may.contains(&dep.as_str()) {
+                wrong.push(format!("crates/{name} depends on invsync-{dep}"));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn the_dependency_reader_takes_only_normal_dependencies() {
+    let manifest = "[package]\nname = \"x\"\n[dependencies]\ninvsync-proto.workspace = true\n\
+                    invsync-store = { workspace = true }\nserde = \"1\"\n\
+                    [dev-dependencies]\ninvsync-agent.workspace = true\n";
+    assert_eq!(workspace_deps(manifest), ["proto", "store"]);
 }
