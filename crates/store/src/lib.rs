@@ -33,7 +33,9 @@ mod last_seen;
 mod page;
 mod plan;
 mod postgres;
+mod rows;
 mod software;
+mod sql;
 mod sqlite;
 
 use std::path::Path;

@@ -27,6 +27,7 @@ use crate::cache::ItemCache;
 use crate::error::StoreError;
 use crate::last_seen::LastSeen;
 use crate::plan::{Outcome, Plan, ReportInput, Resolver};
+use crate::rows::unknown_id;
 use crate::software::{Build, SoftwareIndex};
 use crate::{
     Authenticated, ClientAuth, DownAccepted, Enrolled, Enrollment, HistoryEntry, HistoryQuery,
@@ -95,7 +96,7 @@ fn build_software_index(shared: &Shared) -> Result<(), StoreError> {
         conn.query_row("SELECT count(*) FROM meta", [], |_| Ok(()))?;
     }
     let mut build = Build::new();
-    queries::all_items(&conn, |id, attrs| build.item(id, attrs))?;
+    queries::items_for_index(&conn, None, |id, attrs| build.item(id, attrs))?;
     queries::software_lists(&conn, |client, version, items| {
         build.list(client, version, items)
     })?;
@@ -103,7 +104,7 @@ fn build_software_index(shared: &Shared) -> Result<(), StoreError> {
     loop {
         let unknown = shared.software.queued_unknown(&mut build);
         if !unknown.is_empty() {
-            queries::items_by_id(&conn, &unknown, |id, attrs| build.item(id, attrs))?;
+            queries::items_for_index(&conn, Some(&unknown), |id, attrs| build.item(id, attrs))?;
             continue;
         }
         match shared.software.try_finish(build) {
@@ -197,12 +198,6 @@ impl ForwardJob {
 enum PreparedForward {
     Answer(ForwardOutcome, Box<ForwardJob>),
     Write(Box<ForwardJob>),
-}
-
-fn unknown_id(client_id: Uuid) -> StoreError {
-    StoreError::UnknownClient {
-        name: client_id.to_string(),
-    }
 }
 
 impl SqliteStore {
@@ -434,13 +429,7 @@ impl SqliteStore {
             if let Some(row) = &row
                 && row.has_report(input.report_id)
             {
-                return Ok(Prepared::Answer(
-                    auth,
-                    ReportAck::Duplicate {
-                        version: row.version,
-                        hash: row.hash,
-                    },
-                ));
+                return Ok(Prepared::Answer(auth, row.duplicate()));
             }
             let current = row.as_ref().map(|r| r.current()).transpose()?;
             let resolver = Resolver {
@@ -491,17 +480,7 @@ impl SqliteStore {
                 (auth, ack)
             }
         };
-        match &ack {
-            ReportAck::ResyncRequired { reason } => {
-                tracing::debug!(%client_id, reason = %reason, "Refused a report; the client must send a full one.")
-            }
-            ReportAck::Duplicate { version, .. } => {
-                tracing::debug!(%client_id, version, "Ignored a report that was stored before.")
-            }
-            ReportAck::Accepted { version, .. } => {
-                tracing::debug!(%client_id, version, "Stored a report.")
-            }
-        }
+        crate::rows::log_ack(client_id, &ack);
         Ok(Authenticated::Client(auth, ack))
     }
 
@@ -1047,18 +1026,8 @@ where
 /// picks up now) and the site's version and hash per class.
 fn checkin_read(conn: &Connection, client: i64) -> Result<(CheckinResponse, Vec<i64>), StoreError> {
     let open = queries::open_requests(conn, client)?;
-    let to_pick: Vec<i64> = open
-        .iter()
-        .filter(|r| !r.picked_up)
-        .map(|r| r.instruction.id)
-        .collect();
-    let response = CheckinResponse {
-        instructions: open.into_iter().map(|r| r.instruction).collect(),
-        classes: queries::class_states(conn, client)?,
-        // The site adds its setting; the database does not hold it.
-        agent_interval_secs: None,
-    };
-    Ok((response, to_pick))
+    let classes = queries::class_states(conn, client)?;
+    Ok(crate::rows::checkin_response(open, classes))
 }
 
 #[cfg(test)]
