@@ -274,6 +274,20 @@ pub(crate) fn client_summary(row: &impl Cols) -> Result<(i64, ClientSummary), St
     Ok((row.int(0)?, summary))
 }
 
+/// The clients of a list, with the last-seen times not yet written laid over the stored ones.
+pub(crate) fn with_last_seen(
+    last_seen: &crate::last_seen::LastSeen,
+    clients: impl IntoIterator<Item = (i64, ClientSummary)>,
+) -> Vec<ClientSummary> {
+    clients
+        .into_iter()
+        .map(|(row, mut c)| {
+            c.last_seen = last_seen.overlay(row, c.last_seen);
+            c
+        })
+        .collect()
+}
+
 /// A client view without snapshots, requests and events, from a row of
 /// [`crate::sql::CLIENT_HEAD`].
 pub(crate) fn client_head(row: &impl Cols) -> Result<ClientView, StoreError> {

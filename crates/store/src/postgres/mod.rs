@@ -53,6 +53,7 @@ use crate::cache::ItemCache;
 use crate::error::StoreError;
 use crate::last_seen::LastSeen;
 use crate::plan::ReportInput;
+use crate::rows::unknown_id;
 use crate::software::{Build, SoftwareIndex, SwChange};
 use crate::{
     ClientAuth, DownAccepted, Enrolled, Enrollment, HistoryEntry, HistoryQuery, OutboxStats,
@@ -170,12 +171,6 @@ async fn flush_last_seen(pool: &PgPool, last_seen: &LastSeen) -> Result<(), Stor
     Ok(())
 }
 
-fn unknown_id(client_id: Uuid) -> StoreError {
-    StoreError::UnknownClient {
-        name: client_id.to_string(),
-    }
-}
-
 impl PgStore {
     pub async fn create(url: &str, meta: &SiteMeta) -> Result<PgStore, StoreError> {
         let pool = schema::create(url, meta).await?;
@@ -240,22 +235,13 @@ impl PgStore {
             .await?
             .ok_or_else(|| unknown_id(client_id))?;
         let open = queries::open_requests(&mut conn, client).await?;
-        let to_pick: Vec<i64> = open
-            .iter()
-            .filter(|r| !r.picked_up)
-            .map(|r| r.instruction.id)
-            .collect();
         let classes = queries::class_states(&mut conn, client).await?;
+        let (response, to_pick) = crate::rows::checkin_response(open, classes);
         if !to_pick.is_empty() {
             queries::mark_picked_up(&mut conn, client, &to_pick, now).await?;
         }
         self.last_seen.record(client, now);
-        Ok(CheckinResponse {
-            instructions: open.into_iter().map(|r| r.instruction).collect(),
-            classes,
-            // The site adds its setting; the database does not hold it.
-            agent_interval_secs: None,
-        })
+        Ok(response)
     }
 
     pub(crate) async fn store_input(
@@ -288,17 +274,7 @@ impl PgStore {
             // Nothing is stored unless the answer is `Accepted`.
             tx.rollback().await?;
         }
-        match &ack {
-            ReportAck::ResyncRequired { reason } => {
-                tracing::debug!(%client_id, reason = %reason, "Refused a report; the client must send a full one.")
-            }
-            ReportAck::Duplicate { version, .. } => {
-                tracing::debug!(%client_id, version, "Ignored a report that was stored before.")
-            }
-            ReportAck::Accepted { version, .. } => {
-                tracing::debug!(%client_id, version, "Stored a report.")
-            }
-        }
+        crate::rows::log_ack(client_id, &ack);
         Ok(ack)
     }
 

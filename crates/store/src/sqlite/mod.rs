@@ -553,13 +553,8 @@ impl SqliteStore {
 
     pub async fn clients(&self) -> Result<Vec<ClientSummary>, StoreError> {
         self.read(|conn, shared| {
-            Ok(queries::clients(conn)?
-                .into_iter()
-                .map(|(row, mut c)| {
-                    c.last_seen = shared.last_seen.overlay(row, c.last_seen);
-                    c
-                })
-                .collect())
+            let clients = queries::clients(conn)?;
+            Ok(crate::rows::with_last_seen(&shared.last_seen, clients))
         })
         .await
     }
@@ -611,17 +606,10 @@ impl SqliteStore {
         let q = q.clone();
         self.read(move |conn, shared| {
             let (total, rows) = queries::clients_page(conn, &q)?;
-            let clients = rows
-                .into_iter()
-                .map(|(row, mut c)| {
-                    c.last_seen = shared.last_seen.overlay(row, c.last_seen);
-                    c
-                })
-                .collect();
             Ok(ClientPage {
                 total,
                 offset: q.offset,
-                clients,
+                clients: crate::rows::with_last_seen(&shared.last_seen, rows),
             })
         })
         .await
