@@ -307,7 +307,9 @@ impl Store {
     /// enrolling again under its name keeps its id and gets the new key; another machine asking
     /// for a taken name is refused with [`StoreError::NameTaken`].
     pub async fn enroll(&self, e: &Enrollment) -> Result<Enrolled, StoreError> {
-        write_op!(self, "enroll", b => b.enroll(e).await)
+        let enrolled = write_op!(self, "enroll", b => b.enroll(e).await)?;
+        tracing::debug!(client_id = %enrolled.client_id, reenrolled = enrolled.reenrolled, "Enrolled a client.");
+        Ok(enrolled)
     }
 
     /// The name and key hash of a client of this site, if the id is known. A client forwarded by
@@ -450,13 +452,26 @@ impl Store {
         ids: &[i64],
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        write_op!(self, "complete_events", if |_| !ids.is_empty(), b => b.complete_events(client_id, ids, now).await)
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let result = match &*self.backend {
+            Backend::Sqlite(b) => b.complete_events(client_id, ids.to_vec(), now).await,
+            Backend::Postgres(b) => b.complete_events(client_id, ids, now).await,
+        };
+        self.health.record("complete_events", result, |_| true)
     }
 
     /// Makes an own client's key useless at once (its hash becomes one no key has). The
     /// client's inventory stays; enrolling again (with the enrollment secret) issues a new key.
     pub async fn revoke(&self, name: &ClientName) -> Result<(), StoreError> {
-        write_op!(self, "revoke", b => b.revoke(name).await)
+        let found = write_op!(self, "revoke", b => b.revoke(name).await)?;
+        match found {
+            true => Ok(()),
+            false => Err(StoreError::UnknownClient {
+                name: name.to_string(),
+            }),
+        }
     }
 
     /// Queues a resync request for a client of this site, or returns the identical request
@@ -467,7 +482,8 @@ impl Store {
         class: Class,
         now: Timestamp,
     ) -> Result<Queued, StoreError> {
-        write_op!(self, "request_resync", if |q: &Queued| q.created, b => b.request_resync(name, class, now).await)
+        let kind = invsync_proto::wire::InstructionKind::Resync { class };
+        self.queue("request_resync", name, kind, now).await
     }
 
     /// Queues a client event, or returns the identical event still pending (`created = false`).
@@ -477,7 +493,28 @@ impl Store {
         event: Event,
         now: Timestamp,
     ) -> Result<Queued, StoreError> {
-        write_op!(self, "request_event", if |q: &Queued| q.created, b => b.request_event(name, event, now).await)
+        let kind = invsync_proto::wire::InstructionKind::Event { event };
+        self.queue("request_event", name, kind, now).await
+    }
+
+    /// Queues a request of `kind` unless an identical one is pending.
+    async fn queue(
+        &self,
+        operation: &'static str,
+        name: &ClientName,
+        kind: invsync_proto::wire::InstructionKind,
+        now: Timestamp,
+    ) -> Result<Queued, StoreError> {
+        let result = match &*self.backend {
+            Backend::Sqlite(b) => b.queue(name.clone(), kind, now).await,
+            Backend::Postgres(b) => b.queue(name, &kind, now).await,
+        };
+        let queued = self
+            .health
+            .record(operation, result, |q: &Queued| q.created)?;
+        let (kind, arg) = rows::kind_and_arg(&kind);
+        tracing::debug!(client = %queued.client, kind, arg, id = queued.id, created = queued.created, "Queued a request.");
+        Ok(queued)
     }
 
     /// Every client this site holds, its own and those of the sites below it (`site` is the

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use invsync_proto::wire::{
     CheckinResponse, ClassState, ClientSummary, ClientView, Event, EventView, Instruction,
-    InstructionKind, ReportAck, RequestState, RequestView, SnapshotView,
+    InstructionKind, Queued, ReportAck, RequestState, RequestView, SnapshotView,
 };
 use invsync_proto::{Class, ClientName, Digest, SiteCode, Timestamp};
 use uuid::Uuid;
@@ -137,6 +137,32 @@ pub(crate) fn reenrollment(
         client_id: holder_id,
         reenrolled: true,
     })
+}
+
+/// What a queued request of a client by name is, as the one who queued it sees it.
+pub(crate) fn queued(name: &ClientName, id: i64, requested_at: Timestamp, created: bool) -> Queued {
+    Queued {
+        id,
+        client: name.clone(),
+        created,
+        state: RequestState::Pending,
+        requested_at,
+        routed_to: None,
+    }
+}
+
+/// The `kind` and `arg` columns of a request for `kind`.
+pub(crate) fn kind_and_arg(kind: &InstructionKind) -> (&'static str, &'static str) {
+    match kind {
+        InstructionKind::Resync { class } => ("resync", class.as_str()),
+        InstructionKind::Event { event } => ("event", event.as_str()),
+    }
+}
+
+pub(crate) fn unknown_client(name: &ClientName) -> StoreError {
+    StoreError::UnknownClient {
+        name: name.to_string(),
+    }
 }
 
 pub(crate) fn unknown_id(client_id: Uuid) -> StoreError {

@@ -37,9 +37,9 @@ mod queries;
 mod schema;
 
 use invsync_proto::wire::{
-    CheckinResponse, ClientPage, ClientQuery, ClientSummary, ClientView, DownRequest, Event,
-    ForwardOutcome, Forwarded, Owner, PackagePage, PackageQuery, Queued, ReportAck, RequestPage,
-    RequestQuery, RequestView, SiteStatus, SoftwarePage, SoftwareQuery,
+    CheckinResponse, ClientPage, ClientQuery, ClientSummary, ClientView, DownRequest,
+    ForwardOutcome, Forwarded, InstructionKind, Owner, PackagePage, PackageQuery, Queued,
+    ReportAck, RequestPage, RequestQuery, RequestView, SiteStatus, SoftwarePage, SoftwareQuery,
 };
 use invsync_proto::{Class, ClientName, Digest, SiteCode, Timestamp};
 use sqlx::pool::PoolConnection;
@@ -216,9 +216,7 @@ impl PgStore {
     }
 
     pub async fn enroll(&self, e: &Enrollment) -> Result<Enrolled, StoreError> {
-        let enrolled = queries::enroll(&mut *self.conn().await?, &self.site.code, e).await?;
-        tracing::debug!(client_id = %enrolled.client_id, reenrolled = enrolled.reenrolled, "Enrolled a client.");
-        Ok(enrolled)
+        queries::enroll(&mut *self.conn().await?, &self.site.code, e).await
     }
 
     pub async fn client_auth(&self, client_id: Uuid) -> Result<Option<ClientAuth>, StoreError> {
@@ -284,9 +282,6 @@ impl PgStore {
         ids: &[i64],
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        if ids.is_empty() {
-            return Ok(());
-        }
         let mut conn = self.conn().await?;
         let client = queries::own_client_row(&mut conn, &self.site.code, client_id)
             .await?
@@ -294,52 +289,18 @@ impl PgStore {
         queries::complete_events(&mut conn, client, ids, now).await
     }
 
-    pub async fn revoke(&self, name: &ClientName) -> Result<(), StoreError> {
-        if queries::revoke(&mut *self.conn().await?, &self.site.code, name).await? {
-            Ok(())
-        } else {
-            Err(StoreError::UnknownClient {
-                name: name.to_string(),
-            })
-        }
+    pub async fn revoke(&self, name: &ClientName) -> Result<bool, StoreError> {
+        queries::revoke(&mut *self.conn().await?, &self.site.code, name).await
     }
 
-    pub async fn request_resync(
+    pub async fn queue(
         &self,
         name: &ClientName,
-        class: Class,
+        kind: &InstructionKind,
         now: Timestamp,
     ) -> Result<Queued, StoreError> {
-        self.queue(name, "resync", class.as_str(), now).await
-    }
-
-    pub async fn request_event(
-        &self,
-        name: &ClientName,
-        event: Event,
-        now: Timestamp,
-    ) -> Result<Queued, StoreError> {
-        self.queue(name, "event", event.as_str(), now).await
-    }
-
-    async fn queue(
-        &self,
-        name: &ClientName,
-        kind: &'static str,
-        arg: &'static str,
-        now: Timestamp,
-    ) -> Result<Queued, StoreError> {
-        let queued = queries::queue_request(
-            &mut *self.conn().await?,
-            &self.site.code,
-            name,
-            kind,
-            arg,
-            now,
-        )
-        .await?;
-        tracing::debug!(client = %queued.client, kind, arg, id = queued.id, created = queued.created, "Queued a request.");
-        Ok(queued)
+        let mut conn = self.conn().await?;
+        queries::queue_request(&mut conn, &self.site.code, name, kind, now).await
     }
 
     pub async fn clients(&self) -> Result<Vec<ClientSummary>, StoreError> {

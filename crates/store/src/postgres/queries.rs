@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use invsync_proto::inventory::item_digest;
 use invsync_proto::wire::{
-    ClassState, ClientPage, ClientQuery, ClientSummary, ClientView, Queued, ReportAck, RequestPage,
-    RequestQuery, RequestState, RequestView,
+    ClassState, ClientPage, ClientQuery, ClientSummary, ClientView, InstructionKind, Queued,
+    ReportAck, RequestPage, RequestQuery, RequestView,
 };
 use invsync_proto::{Class, ClientName, Digest, Items, SiteCode, Timestamp};
 use sqlx::postgres::PgRow;
@@ -361,24 +361,14 @@ pub(super) async fn queue_request(
     conn: &mut PgConnection,
     site: &SiteCode,
     name: &ClientName,
-    kind: &str,
-    arg: &str,
+    kind: &InstructionKind,
     now: Timestamp,
 ) -> Result<Queued, StoreError> {
-    let client = client_row_by_name(&mut *conn, site, name)
-        .await?
-        .ok_or_else(|| StoreError::UnknownClient {
-            name: name.to_string(),
-        })?;
+    let client = client_row_by_name(&mut *conn, site, name).await?;
+    let client = client.ok_or_else(|| rows::unknown_client(name))?;
+    let (kind, arg) = rows::kind_and_arg(kind);
     let (id, requested_at, created) = queue_pending(conn, client, kind, arg, None, now).await?;
-    Ok(Queued {
-        id,
-        client: name.clone(),
-        created,
-        state: RequestState::Pending,
-        requested_at,
-        routed_to: None,
-    })
+    Ok(rows::queued(name, id, requested_at, created))
 }
 
 /// Creates a request unless an identical one is pending ([`sql::QUEUE_REQUEST`]); the id,

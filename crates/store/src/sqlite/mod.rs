@@ -14,9 +14,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use invsync_proto::wire::{
-    CheckinResponse, ClientPage, ClientQuery, ClientSummary, ClientView, DownRequest, Event,
-    ForwardOutcome, Forwarded, Owner, PackagePage, PackageQuery, Queued, ReportAck, RequestPage,
-    RequestQuery, RequestView, SiteStatus, SoftwarePage, SoftwareQuery,
+    CheckinResponse, ClientPage, ClientQuery, ClientSummary, ClientView, DownRequest,
+    ForwardOutcome, Forwarded, InstructionKind, Owner, PackagePage, PackageQuery, Queued,
+    ReportAck, RequestPage, RequestQuery, RequestView, SiteStatus, SoftwarePage, SoftwareQuery,
 };
 use invsync_proto::{Class, ClientName, Digest, SiteCode, Timestamp};
 use rusqlite::Connection;
@@ -317,11 +317,8 @@ impl SqliteStore {
 
     pub async fn enroll(&self, e: &Enrollment) -> Result<Enrolled, StoreError> {
         let e = e.clone();
-        let enrolled = self
-            .write(move |conn, batch| queries::enroll(conn, &batch.shared.site.code, &e))
-            .await?;
-        tracing::debug!(client_id = %enrolled.client_id, reenrolled = enrolled.reenrolled, "Enrolled a client.");
-        Ok(enrolled)
+        self.write(move |conn, batch| queries::enroll(conn, &batch.shared.site.code, &e))
+            .await
     }
 
     /// Writes the pending last-seen times now instead of at the writer's next second.
@@ -484,16 +481,14 @@ impl SqliteStore {
         Ok(Authenticated::Client(auth, ack))
     }
 
+    /// Completes events (`ids` is not empty: the caller skips an empty list).
     pub async fn complete_events(
         &self,
-        client_id: Uuid,
-        ids: &[i64],
+        id: Uuid,
+        ids: Vec<i64>,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let ids = ids.to_vec();
+        let client_id = id;
         self.write(move |conn, batch| {
             let client = queries::own_client_row(conn, &batch.shared.site.code, client_id)?
                 .ok_or_else(|| unknown_id(client_id))?;
@@ -502,53 +497,22 @@ impl SqliteStore {
         .await
     }
 
-    pub async fn revoke(&self, name: &ClientName) -> Result<(), StoreError> {
+    pub async fn revoke(&self, name: &ClientName) -> Result<bool, StoreError> {
         let name = name.clone();
+        self.write(move |conn, batch| queries::revoke(conn, &batch.shared.site.code, &name))
+            .await
+    }
+
+    pub async fn queue(
+        &self,
+        name: ClientName,
+        kind: InstructionKind,
+        at: Timestamp,
+    ) -> Result<Queued, StoreError> {
         self.write(move |conn, batch| {
-            if queries::revoke(conn, &batch.shared.site.code, &name)? {
-                Ok(())
-            } else {
-                Err(StoreError::UnknownClient {
-                    name: name.to_string(),
-                })
-            }
+            queries::queue_request(conn, &batch.shared.site.code, &name, &kind, at)
         })
         .await
-    }
-
-    pub async fn request_resync(
-        &self,
-        name: &ClientName,
-        class: Class,
-        now: Timestamp,
-    ) -> Result<Queued, StoreError> {
-        self.queue(name, "resync", class.as_str(), now).await
-    }
-
-    pub async fn request_event(
-        &self,
-        name: &ClientName,
-        event: Event,
-        now: Timestamp,
-    ) -> Result<Queued, StoreError> {
-        self.queue(name, "event", event.as_str(), now).await
-    }
-
-    async fn queue(
-        &self,
-        name: &ClientName,
-        kind: &'static str,
-        arg: &'static str,
-        now: Timestamp,
-    ) -> Result<Queued, StoreError> {
-        let name = name.clone();
-        let queued = self
-            .write(move |conn, batch| {
-                queries::queue_request(conn, &batch.shared.site.code, &name, kind, arg, now)
-            })
-            .await?;
-        tracing::debug!(client = %queued.client, kind, arg, id = queued.id, created = queued.created, "Queued a request.");
-        Ok(queued)
     }
 
     pub async fn clients(&self) -> Result<Vec<ClientSummary>, StoreError> {

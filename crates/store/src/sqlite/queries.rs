@@ -9,8 +9,9 @@ use std::sync::Arc;
 
 use invsync_proto::inventory::item_digest;
 use invsync_proto::wire::{
-    ClassState, ClientQuery, ClientSummary, ClientView, PackagePage, PackageQuery, Queued,
-    ReportAck, RequestPage, RequestQuery, RequestState, RequestView, SoftwarePage, SoftwareQuery,
+    ClassState, ClientQuery, ClientSummary, ClientView, InstructionKind, PackagePage, PackageQuery,
+    Queued, ReportAck, RequestPage, RequestQuery, RequestState, RequestView, SoftwarePage,
+    SoftwareQuery,
 };
 use invsync_proto::{Class, ClientName, Digest, Items, SiteCode, Timestamp};
 use rusqlite::types::Value;
@@ -287,14 +288,11 @@ pub(super) fn queue_request(
     conn: &Connection,
     site: &SiteCode,
     name: &ClientName,
-    kind: &str,
-    arg: &str,
+    kind: &InstructionKind,
     now: Timestamp,
 ) -> Result<Queued, StoreError> {
-    let client =
-        client_row_by_name(conn, site, name)?.ok_or_else(|| StoreError::UnknownClient {
-            name: name.to_string(),
-        })?;
+    let client = client_row_by_name(conn, site, name)?.ok_or_else(|| rows::unknown_client(name))?;
+    let (kind, arg) = rows::kind_and_arg(kind);
     let created: Option<i64> = conn
         .prepare_cached(sql::QUEUE_REQUEST)?
         .query_row(params![client, kind, arg, now.0, None::<&str>], |r| {
@@ -312,14 +310,7 @@ pub(super) fn queue_request(
             (id, Timestamp(at), false)
         }
     };
-    Ok(Queued {
-        id,
-        client: name.clone(),
-        created,
-        state: RequestState::Pending,
-        requested_at,
-        routed_to: None,
-    })
+    Ok(rows::queued(name, id, requested_at, created))
 }
 
 pub(super) fn complete_events(
