@@ -33,6 +33,8 @@ mod last_seen;
 mod page;
 mod plan;
 mod postgres;
+mod prefetch;
+mod redact;
 mod rows;
 mod software;
 mod sql;
@@ -53,7 +55,7 @@ pub use error::StoreError;
 pub use health::WriteFailure;
 pub use ingest::{IncomingReport, PreparedItems, Shape};
 /// A database URL with its password (in the authority or a `password=` parameter) hidden.
-pub use postgres::redact_url;
+pub use redact::redact_url;
 
 /// The site's own identity, fixed at `invsite init`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -61,7 +61,7 @@ use crate::{
 };
 use hierarchy::ForwardMeta;
 
-pub use schema::redact_url;
+use crate::redact::redact_url;
 
 /// Builds the software index (see the `software` module for why this is exact while writes go
 /// on): the snapshot starts while no writer is between its transaction and handing over its
@@ -308,10 +308,7 @@ impl PgStore {
     }
 
     pub async fn requests_page(&self, q: &RequestQuery) -> Result<RequestPage, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .execute(&mut *tx)
-            .await?;
+        let mut tx = self.read_only_snapshot().await?;
         let page = queries::requests_page(&mut tx, q).await?;
         tx.commit().await?;
         Ok(page)
@@ -415,10 +412,7 @@ impl PgStore {
 
     pub async fn clients_page(&self, q: &ClientQuery) -> Result<ClientPage, StoreError> {
         // One transaction (REPEATABLE READ) so the count and the page belong together.
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .execute(&mut *tx)
-            .await?;
+        let mut tx = self.read_only_snapshot().await?;
         let page = queries::clients_page(&mut tx, q, &self.last_seen).await?;
         tx.commit().await?;
         Ok(page)
@@ -426,10 +420,7 @@ impl PgStore {
 
     pub async fn client_view(&self, name: &ClientName) -> Result<Option<ClientView>, StoreError> {
         // One transaction (REPEATABLE READ) so the snapshots and requests shown belong together.
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .execute(&mut *tx)
-            .await?;
+        let mut tx = self.read_only_snapshot().await?;
         let view = queries::client_view(&mut tx, &self.site.code, name, &self.last_seen).await?;
         tx.commit().await?;
         Ok(view)
@@ -448,10 +439,7 @@ impl PgStore {
     }
 
     pub async fn client_view_by_id(&self, id: Uuid) -> Result<Option<ClientView>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .execute(&mut *tx)
-            .await?;
+        let mut tx = self.read_only_snapshot().await?;
         let view = queries::client_view_by_id(&mut tx, id, &self.last_seen).await?;
         tx.commit().await?;
         Ok(view)

@@ -7,10 +7,9 @@
 //! Statements are runtime queries with binds: sqlx prepares each on first use per connection
 //! and keeps it prepared, so the hot paths (check-in, report) pay no parsing.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use invsync_proto::inventory::item_digest;
 use invsync_proto::wire::{
     ClassState, ClientPage, ClientQuery, ClientSummary, ClientView, InstructionKind, Queued,
     ReportAck, RequestPage, RequestQuery, RequestView,
@@ -24,7 +23,8 @@ use crate::cache::{CachedItem, FastMap, ItemCache};
 use crate::codec::{PreparedItem, class_code, class_from_code, decode_attrs};
 use crate::error::StoreError;
 use crate::last_seen::LastSeen;
-use crate::plan::{self, Change, Current, InputBody, ItemSource, Outcome, ReportInput, Resolver};
+use crate::plan::{self, Change, Current, Outcome, ReportInput, Resolver};
+use crate::prefetch::{self, Lookups, Prefetched};
 use crate::rows::{self, Cols, OpenRequest, WriteSet};
 pub(super) use crate::rows::{
     RECENT_FORWARDED, SnapshotRow, Stamp, Written, corrupt, forwarded_mark,
@@ -455,126 +455,8 @@ pub(super) async fn snapshot_row(
     row.as_ref().map(SnapshotRow::of).transpose()
 }
 
-/// The item lookups one plan needs, made beforehand in at most two statements.
-///
-/// `plan::plan` asks its `ItemSource` synchronously; here every lookup it can ask is answered
-/// in advance (see the module documentation of `postgres`), from the shared cache where it
-/// knows the item and from the database in one batched statement for the rest. Planning then
-/// runs against this alone, with no database access.
-#[derive(Default)]
-pub(super) struct Prefetched {
-    by_digest: FastMap<Digest, i64>,
-    by_id: FastMap<i64, CachedItem>,
-}
-
-impl ItemSource for Prefetched {
-    fn find(&self, items: &[&PreparedItem]) -> Result<Vec<Option<i64>>, StoreError> {
-        Ok(items
-            .iter()
-            .map(|i| self.by_digest.get(&i.digest).copied())
-            .collect())
-    }
-
-    fn load(&self, ids: &[i64]) -> Result<Vec<CachedItem>, StoreError> {
-        ids.iter()
-            .map(|id| {
-                self.by_id
-                    .get(id)
-                    .cloned()
-                    .ok_or_else(|| corrupt("item reference"))
-            })
-            .collect()
-    }
-}
-
-impl Prefetched {
-    /// Finds the ids of these items: the cache's, then one statement for the others. What the
-    /// database answers enters the cache: items are committed before anyone can read them.
-    async fn fetch_ids(
-        &mut self,
-        conn: &mut PgConnection,
-        cache: &ItemCache,
-        items: &[PreparedItem],
-    ) -> Result<(), StoreError> {
-        let known = cache.ids(items.iter().map(|i| &i.digest));
-        let mut missing: Vec<&[u8]> = Vec::new();
-        for (item, id) in items.iter().zip(known) {
-            match id {
-                Some(id) => {
-                    self.by_digest.insert(item.digest, id);
-                }
-                None => missing.push(item.digest.0.as_slice()),
-            }
-        }
-        if missing.is_empty() {
-            return Ok(());
-        }
-        let rows: Vec<(i64, Vec<u8>)> =
-            sqlx::query_as("SELECT id, digest FROM items WHERE digest = ANY($1)")
-                .bind(&missing)
-                .fetch_all(conn)
-                .await?;
-        let mut learned = Vec::with_capacity(rows.len());
-        let by_digest: FastMap<Digest, &PreparedItem> =
-            items.iter().map(|i| (i.digest, i)).collect();
-        for (id, raw) in rows {
-            let digest = Digest::from_slice(&raw).ok_or_else(|| corrupt("item digest"))?;
-            self.by_digest.insert(digest, id);
-            if let Some(item) = by_digest.get(&digest) {
-                learned.push((
-                    id,
-                    CachedItem {
-                        key: Arc::from(item.key.as_str()),
-                        digest,
-                    },
-                ));
-            }
-        }
-        cache.insert(learned);
-        Ok(())
-    }
-
-    /// Loads the keys and digests of these item ids: the cache's, then one statement.
-    async fn fetch_items(
-        &mut self,
-        conn: &mut PgConnection,
-        cache: &ItemCache,
-        ids: &[i64],
-    ) -> Result<(), StoreError> {
-        let mut missing = Vec::new();
-        for (id, item) in ids.iter().zip(cache.items(ids)) {
-            match item {
-                Some(item) => {
-                    self.by_id.insert(*id, item);
-                }
-                None => missing.push(*id),
-            }
-        }
-        if missing.is_empty() {
-            return Ok(());
-        }
-        let rows: Vec<(i64, String, Vec<u8>)> =
-            sqlx::query_as("SELECT id, key, attrs FROM items WHERE id = ANY($1)")
-                .bind(&missing)
-                .fetch_all(conn)
-                .await?;
-        let mut learned = Vec::with_capacity(rows.len());
-        for (id, key, attrs) in rows {
-            let attrs = decode_attrs(&attrs)?;
-            let item = CachedItem {
-                digest: item_digest(&key, &attrs),
-                key: Arc::from(key),
-            };
-            self.by_id.insert(id, item.clone());
-            learned.push((id, item));
-        }
-        cache.insert(learned);
-        Ok(())
-    }
-}
-
-/// Plans a report against `current`: the lookups first (async, batched), then `plan::plan`
-/// with no database access.
+/// Plans a report against `current`: the lookups first (async, batched; see
+/// `crate::prefetch`), then `plan::plan` with no database access.
 pub(super) async fn plan_report(
     conn: &mut PgConnection,
     cache: &ItemCache,
@@ -582,30 +464,31 @@ pub(super) async fn plan_report(
     current: Option<&Current>,
 ) -> Result<Outcome, StoreError> {
     let mut pre = Prefetched::default();
-    match (&input.body, current) {
-        // A re-sent unchanged snapshot needs no lookups (plan_full's shortcut).
-        (InputBody::Full { .. }, Some(c)) if c.hash == input.hash => {}
-        (InputBody::Full { items }, _) => {
-            pre.fetch_ids(&mut *conn, cache, items).await?;
-            if let Some(c) = current {
-                // plan_full loads the stored items the report no longer has.
-                let kept: HashSet<i64> = pre.by_digest.values().copied().collect();
-                let gone: Vec<i64> = c
-                    .ids
-                    .iter()
-                    .copied()
-                    .filter(|id| !kept.contains(id))
-                    .collect();
-                pre.fetch_items(&mut *conn, cache, &gone).await?;
-            }
-        }
-        // plan_delta refuses these before any lookup.
-        (InputBody::Delta { .. }, None) => {}
-        (InputBody::Delta { base_version, .. }, Some(c)) if c.version != *base_version => {}
-        (InputBody::Delta { upsert, .. }, Some(c)) => {
-            pre.fetch_ids(&mut *conn, cache, upsert).await?;
-            pre.fetch_items(&mut *conn, cache, &c.ids).await?;
-        }
+    let lookups = prefetch::lookups(input, current);
+    let items = match &lookups {
+        Lookups::None => &[][..],
+        Lookups::Full(items) | Lookups::Delta(items, _) => items,
+    };
+    let missing = pre.ids_from_cache(cache, items);
+    if !missing.is_empty() {
+        let rows = sqlx::query_as("SELECT id, digest FROM items WHERE digest = ANY($1)")
+            .bind(&missing)
+            .fetch_all(&mut *conn)
+            .await?;
+        pre.learn_ids(cache, items, rows)?;
+    }
+    let ids = match lookups {
+        Lookups::None => Vec::new(),
+        Lookups::Full(_) => pre.gone(current),
+        Lookups::Delta(_, ids) => ids.to_vec(),
+    };
+    let missing = pre.items_from_cache(cache, &ids);
+    if !missing.is_empty() {
+        let rows = sqlx::query_as("SELECT id, key, attrs FROM items WHERE id = ANY($1)")
+            .bind(&missing)
+            .fetch_all(&mut *conn)
+            .await?;
+        pre.learn_items(cache, rows)?;
     }
     // An empty cache in front of the prefetched answers: every lookup the plan makes goes to
     // them, so it sees exactly what was fetched even if the shared cache starts afresh meanwhile.
