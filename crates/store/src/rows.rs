@@ -284,7 +284,7 @@ pub(crate) fn event_view(row: &impl Cols) -> Result<EventView, StoreError> {
 }
 
 /// A client of the list, with its internal row id (for the last-seen overlay), from a row of
-/// [`crate::sql::client_summary!`].
+/// `crate::sql::client_summary!`.
 pub(crate) fn client_summary(row: &impl Cols) -> Result<(i64, ClientSummary), StoreError> {
     let summary = ClientSummary {
         name: row.name(1)?,

@@ -5,8 +5,12 @@
 //! (id lists: `rarray` against `ANY`, casts, collations) stay in their backend's `queries`.
 
 /// The columns [`crate::rows::request_view`] and [`crate::rows::event_view`] read, in order.
-pub(crate) const REQUEST_COLS: &str =
-    "id, arg, requested_at, picked_up_at, completed_at, origin, route, forwarded_at, forwarded_to";
+macro_rules! request_cols {
+    () => {
+        "id, arg, requested_at, picked_up_at, completed_at, origin, route, forwarded_at, forwarded_to"
+    };
+}
+pub(crate) const REQUEST_COLS: &str = request_cols!();
 
 /// The columns [`crate::rows::client_summary`] reads, from `clients c` and its snapshots, ending
 /// before the `WHERE`/`ORDER BY` that each use adds.
@@ -21,13 +25,6 @@ macro_rules! client_summary {
     };
 }
 pub(crate) use client_summary;
-
-/// The `SELECT` of a resync request or event by its columns ([`REQUEST_COLS`]).
-macro_rules! request_cols {
-    () => {
-        "SELECT id, arg, requested_at, picked_up_at, completed_at, origin, route, forwarded_at, forwarded_to FROM requests "
-    };
-}
 
 pub(crate) const SITE_META: &str = "SELECT key, value FROM meta";
 pub(crate) const CLIENT_ROW: &str = "SELECT id FROM clients WHERE uuid = $1";
@@ -59,8 +56,11 @@ pub(crate) const QUEUE_REQUEST: &str =
 pub(crate) const PENDING_REQUEST: &str = "SELECT id, requested_at FROM requests
      WHERE client_id = $1 AND kind = $2 AND arg = $3
        AND picked_up_at IS NULL AND completed_at IS NULL AND origin IS NULL";
-pub(crate) const REQUEST_STATE: &str =
-    concat!(request_cols!(), "WHERE id = $1 AND kind = 'resync'");
+pub(crate) const REQUEST_STATE: &str = concat!(
+    "SELECT ",
+    request_cols!(),
+    " FROM requests WHERE id = $1 AND kind = 'resync'"
+);
 pub(crate) const SNAPSHOT_ROW: &str = "SELECT version, hash, recent_reports, items FROM snapshots
      WHERE client_id = $1 AND class = $2";
 pub(crate) const INSERT_SNAPSHOT: &str = "INSERT INTO snapshots
@@ -76,8 +76,9 @@ pub(crate) const CLIENT_SNAPSHOTS: &str =
     "SELECT class, version, hash, full_at, updated_at, items FROM snapshots WHERE client_id = $1";
 /// The newest requests of one kind of a client.
 pub(crate) const CLIENT_REQUESTS: &str = concat!(
+    "SELECT ",
     request_cols!(),
-    "WHERE client_id = $1 AND kind = $2 ORDER BY id DESC LIMIT $3"
+    " FROM requests WHERE client_id = $1 AND kind = $2 ORDER BY id DESC LIMIT $3"
 );
 pub(crate) const SOFTWARE_LISTS: &str =
     "SELECT client_id, version, items FROM snapshots WHERE class = 1 ORDER BY client_id";
