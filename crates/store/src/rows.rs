@@ -118,6 +118,23 @@ pub(crate) fn site_meta<'a>(
     })
 }
 
+/// The `meta` rows of a new site's database, whose schema is `version`.
+pub(crate) fn new_site_meta(meta: &SiteMeta, version: i64) -> [(&'static str, String); 4] {
+    [
+        ("site_code", meta.code.as_str().to_string()),
+        ("site_name", meta.name.clone()),
+        ("created_at", meta.created_at.0.to_string()),
+        ("schema_version", version.to_string()),
+    ]
+}
+
+/// Refuses a database whose schema version `found` is newer than the `known` one.
+pub(crate) fn newer_schema(found: i64, known: i64) -> StoreError {
+    StoreError::Database(format!(
+        "the database has schema version {found}, newer than the {known} this program knows; run a newer invsync"
+    ))
+}
+
 /// An enrollment whose name a client already holds (its id and machine id): the same machine
 /// enrolling again (a reinstalled agent) keeps its id and history, and only its key changes,
 /// which also revokes the old key; another machine is refused.

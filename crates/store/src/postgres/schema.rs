@@ -290,12 +290,7 @@ pub(super) async fn create(url: &str, meta: &SiteMeta) -> Result<PgPool, StoreEr
     for step in MIGRATIONS {
         sqlx::raw_sql(step).execute(&mut *tx).await?;
     }
-    for (key, value) in [
-        ("site_code", meta.code.as_str().to_string()),
-        ("site_name", meta.name.clone()),
-        ("created_at", meta.created_at.0.to_string()),
-        ("schema_version", SCHEMA_VERSION.to_string()),
-    ] {
+    for (key, value) in crate::rows::new_site_meta(meta, SCHEMA_VERSION) {
         sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2)")
             .bind(key)
             .bind(value)
@@ -330,9 +325,7 @@ pub(super) async fn open(url: &str) -> Result<PgPool, StoreError> {
         }
         Some(Err(reason)) => return Err(not_ours(reason)),
         Some(Ok(v)) if v > SCHEMA_VERSION => {
-            return Err(StoreError::Database(format!(
-                "the database has schema version {v}, newer than the {SCHEMA_VERSION} this program knows; run a newer invsync"
-            )));
+            return Err(crate::rows::newer_schema(v, SCHEMA_VERSION));
         }
         Some(Ok(v)) if v < 1 => return Err(not_ours(format!("invalid schema version {v}"))),
         Some(Ok(v)) => v,
