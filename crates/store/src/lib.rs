@@ -575,7 +575,8 @@ impl Store {
     /// One client of this site with its snapshots and its latest 50 requests and 50 events,
     /// newest first.
     pub async fn client_view(&self, name: &ClientName) -> Result<Option<ClientView>, StoreError> {
-        dispatch!(self, b => b.client_view(name).await)
+        let key = rows::ClientKey::Name(name.clone());
+        dispatch!(self, b => b.client_view(key).await)
     }
 
     /// A client's item changes, newest first, at most `limit`; `None` for an unknown client.
@@ -588,7 +589,7 @@ impl Store {
             limit: Some(limit),
             ..HistoryQuery::default()
         };
-        dispatch!(self, b => b.history(name, &query).await)
+        self.history_query(name, &query).await
     }
 
     /// A client's history filtered by class and time, newest first; `None` for an unknown
@@ -598,7 +599,8 @@ impl Store {
         name: &ClientName,
         query: &HistoryQuery,
     ) -> Result<Option<Vec<HistoryEntry>>, StoreError> {
-        dispatch!(self, b => b.history(name, query).await)
+        let key = rows::ClientKey::Name(name.clone());
+        dispatch!(self, b => b.history(key, query).await)
     }
 
     /// A resync request by id; `None` for an unknown id or an event's id.
@@ -615,7 +617,7 @@ impl Store {
     /// Any client this site holds (its own or one of a site below it) by client id, as
     /// [`Store::client_view`] shows it.
     pub async fn client_view_by_id(&self, id: Uuid) -> Result<Option<ClientView>, StoreError> {
-        dispatch!(self, b => b.client_view_by_id(id).await)
+        dispatch!(self, b => b.client_view(rows::ClientKey::Id(id)).await)
     }
 
     /// The history of any client this site holds by client id, as [`Store::history_query`].
@@ -624,7 +626,7 @@ impl Store {
         id: Uuid,
         query: &HistoryQuery,
     ) -> Result<Option<Vec<HistoryEntry>>, StoreError> {
-        dispatch!(self, b => b.history_by_id(id, query).await)
+        dispatch!(self, b => b.history(rows::ClientKey::Id(id), query).await)
     }
 
     // -----------------------------------------------------------------------------------------

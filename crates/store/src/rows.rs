@@ -176,6 +176,14 @@ pub(crate) fn kind_and_arg(kind: &InstructionKind) -> (&'static str, &'static st
     }
 }
 
+/// How a view names a client: this site's own client by name, or any client this site holds
+/// (its own or one of a site below) by client id.
+#[derive(Debug, Clone)]
+pub(crate) enum ClientKey {
+    Name(ClientName),
+    Id(Uuid),
+}
+
 pub(crate) fn unknown_client(name: &ClientName) -> StoreError {
     StoreError::UnknownClient {
         name: name.to_string(),

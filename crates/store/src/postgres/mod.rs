@@ -53,7 +53,7 @@ use crate::cache::ItemCache;
 use crate::error::StoreError;
 use crate::last_seen::LastSeen;
 use crate::plan::ReportInput;
-use crate::rows::unknown_id;
+use crate::rows::{ClientKey, unknown_id};
 use crate::software::{Build, SoftwareIndex, SwChange};
 use crate::{
     ClientAuth, DownAccepted, Enrolled, Enrollment, HistoryEntry, HistoryQuery, OutboxStats,
@@ -418,39 +418,24 @@ impl PgStore {
         Ok(page)
     }
 
-    pub async fn client_view(&self, name: &ClientName) -> Result<Option<ClientView>, StoreError> {
+    pub async fn client_view(&self, key: ClientKey) -> Result<Option<ClientView>, StoreError> {
         // One transaction (REPEATABLE READ) so the snapshots and requests shown belong together.
         let mut tx = self.read_only_snapshot().await?;
-        let view = queries::client_view(&mut tx, &self.site.code, name, &self.last_seen).await?;
+        let view = queries::client_view(&mut tx, &self.site.code, &key, &self.last_seen).await?;
         tx.commit().await?;
         Ok(view)
     }
 
     pub async fn history(
         &self,
-        name: &ClientName,
+        key: ClientKey,
         query: &HistoryQuery,
     ) -> Result<Option<Vec<HistoryEntry>>, StoreError> {
-        queries::history(&mut *self.conn().await?, &self.site.code, name, query).await
+        queries::history(&mut *self.conn().await?, &self.site.code, &key, query).await
     }
 
     pub async fn request_state(&self, id: i64) -> Result<Option<RequestView>, StoreError> {
         queries::request_state(&mut *self.conn().await?, id).await
-    }
-
-    pub async fn client_view_by_id(&self, id: Uuid) -> Result<Option<ClientView>, StoreError> {
-        let mut tx = self.read_only_snapshot().await?;
-        let view = queries::client_view_by_id(&mut tx, id, &self.last_seen).await?;
-        tx.commit().await?;
-        Ok(view)
-    }
-
-    pub async fn history_by_id(
-        &self,
-        id: Uuid,
-        query: &HistoryQuery,
-    ) -> Result<Option<Vec<HistoryEntry>>, StoreError> {
-        queries::history_by_id(&mut *self.conn().await?, id, query).await
     }
 
     pub async fn find_clients(&self, name: &ClientName) -> Result<Vec<Owner>, StoreError> {

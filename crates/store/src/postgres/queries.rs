@@ -25,7 +25,7 @@ use crate::error::StoreError;
 use crate::last_seen::LastSeen;
 use crate::plan::{self, Change, Current, Outcome, ReportInput, Resolver};
 use crate::prefetch::{self, Lookups, Prefetched};
-use crate::rows::{self, Cols, OpenRequest, WriteSet};
+use crate::rows::{self, ClientKey, Cols, OpenRequest, WriteSet};
 pub(super) use crate::rows::{
     RECENT_FORWARDED, SnapshotRow, Stamp, Written, corrupt, forwarded_mark,
 };
@@ -794,24 +794,25 @@ pub(super) async fn clients_page(
     })
 }
 
-pub(super) async fn client_view(
+/// The internal row id of the client `key` names.
+async fn row_of(
     conn: &mut PgConnection,
     site: &SiteCode,
-    name: &ClientName,
-    last_seen: &LastSeen,
-) -> Result<Option<ClientView>, StoreError> {
-    match client_row_by_name(&mut *conn, site, name).await? {
-        Some(client) => client_view_of(conn, client, last_seen).await,
-        None => Ok(None),
+    key: &ClientKey,
+) -> Result<Option<i64>, StoreError> {
+    match key {
+        ClientKey::Name(name) => client_row_by_name(conn, site, name).await,
+        ClientKey::Id(id) => client_row(conn, *id).await,
     }
 }
 
-pub(super) async fn client_view_by_id(
+pub(super) async fn client_view(
     conn: &mut PgConnection,
-    client_id: Uuid,
+    site: &SiteCode,
+    key: &ClientKey,
     last_seen: &LastSeen,
 ) -> Result<Option<ClientView>, StoreError> {
-    match client_row(&mut *conn, client_id).await? {
+    match row_of(&mut *conn, site, key).await? {
         Some(client) => client_view_of(conn, client, last_seen).await,
         None => Ok(None),
     }
@@ -874,21 +875,10 @@ pub(super) async fn load_items(conn: &mut PgConnection, ids: &[i64]) -> Result<I
 pub(super) async fn history(
     conn: &mut PgConnection,
     site: &SiteCode,
-    name: &ClientName,
+    key: &ClientKey,
     query: &HistoryQuery,
 ) -> Result<Option<Vec<HistoryEntry>>, StoreError> {
-    match client_row_by_name(&mut *conn, site, name).await? {
-        Some(client) => history_of(conn, client, query).await.map(Some),
-        None => Ok(None),
-    }
-}
-
-pub(super) async fn history_by_id(
-    conn: &mut PgConnection,
-    client_id: Uuid,
-    query: &HistoryQuery,
-) -> Result<Option<Vec<HistoryEntry>>, StoreError> {
-    match client_row(&mut *conn, client_id).await? {
+    match row_of(&mut *conn, site, key).await? {
         Some(client) => history_of(conn, client, query).await.map(Some),
         None => Ok(None),
     }

@@ -27,7 +27,7 @@ use crate::cache::ItemCache;
 use crate::error::StoreError;
 use crate::last_seen::LastSeen;
 use crate::plan::{Outcome, Plan, ReportInput, Resolver};
-use crate::rows::unknown_id;
+use crate::rows::{ClientKey, unknown_id};
 use crate::software::{Build, SoftwareIndex};
 use crate::{
     Authenticated, ClientAuth, DownAccepted, Enrolled, Enrollment, HistoryEntry, HistoryQuery,
@@ -579,38 +579,10 @@ impl SqliteStore {
         .await
     }
 
-    pub async fn client_view(&self, name: &ClientName) -> Result<Option<ClientView>, StoreError> {
-        let name = name.clone();
+    pub async fn client_view(&self, key: ClientKey) -> Result<Option<ClientView>, StoreError> {
         self.read(move |conn, shared| {
-            Ok(
-                queries::client_view(conn, &shared.site.code, &name)?.map(|(row, mut v)| {
-                    v.last_seen = shared.last_seen.overlay(row, v.last_seen);
-                    v
-                }),
-            )
-        })
-        .await
-    }
-
-    pub async fn history(
-        &self,
-        name: &ClientName,
-        query: &HistoryQuery,
-    ) -> Result<Option<Vec<HistoryEntry>>, StoreError> {
-        let name = name.clone();
-        let query = query.clone();
-        self.read(move |conn, shared| queries::history(conn, &shared.site.code, &name, &query))
-            .await
-    }
-
-    pub async fn request_state(&self, id: i64) -> Result<Option<RequestView>, StoreError> {
-        self.read(move |conn, _| queries::request_state(conn, id))
-            .await
-    }
-
-    pub async fn client_view_by_id(&self, id: Uuid) -> Result<Option<ClientView>, StoreError> {
-        self.read(move |conn, shared| {
-            Ok(queries::client_view_by_id(conn, id)?.map(|(row, mut v)| {
+            let found = queries::client_view(conn, &shared.site.code, &key)?;
+            Ok(found.map(|(row, mut v)| {
                 v.last_seen = shared.last_seen.overlay(row, v.last_seen);
                 v
             }))
@@ -618,13 +590,18 @@ impl SqliteStore {
         .await
     }
 
-    pub async fn history_by_id(
+    pub async fn history(
         &self,
-        id: Uuid,
+        key: ClientKey,
         query: &HistoryQuery,
     ) -> Result<Option<Vec<HistoryEntry>>, StoreError> {
         let query = query.clone();
-        self.read(move |conn, _| queries::history_by_id(conn, id, &query))
+        self.read(move |conn, shared| queries::history(conn, &shared.site.code, &key, &query))
+            .await
+    }
+
+    pub async fn request_state(&self, id: i64) -> Result<Option<RequestView>, StoreError> {
+        self.read(move |conn, _| queries::request_state(conn, id))
             .await
     }
 

@@ -23,7 +23,7 @@ use crate::cache::{CachedItem, FastMap};
 use crate::codec::{PreparedItem, class_code, class_from_code, decode_attrs, digest_prefix};
 use crate::error::StoreError;
 use crate::plan::{self, Change, ItemSource, Outcome, Plan, ReportInput, Resolver};
-use crate::rows::{self, Cols, OpenRequest, WriteSet};
+use crate::rows::{self, ClientKey, Cols, OpenRequest, WriteSet};
 pub(super) use crate::rows::{
     RECENT_FORWARDED, SnapshotRow, Stamp, Written, corrupt, forwarded_mark,
 };
@@ -684,24 +684,21 @@ pub(super) fn requests_page(
     })
 }
 
-/// One client of this site by name with its snapshots decoded, plus its internal row id.
-pub(super) fn client_view(
-    conn: &Connection,
-    site: &SiteCode,
-    name: &ClientName,
-) -> Result<Option<(i64, ClientView)>, StoreError> {
-    match client_row_by_name(conn, site, name)? {
-        Some(client) => client_view_of(conn, client),
-        None => Ok(None),
+/// The internal row id of the client `key` names.
+fn row_of(conn: &Connection, site: &SiteCode, key: &ClientKey) -> Result<Option<i64>, StoreError> {
+    match key {
+        ClientKey::Name(name) => client_row_by_name(conn, site, name),
+        ClientKey::Id(id) => client_row(conn, *id),
     }
 }
 
-/// Any client this site holds (its own or one of a site below) by client id.
-pub(super) fn client_view_by_id(
+/// A client with its snapshots decoded, plus its internal row id.
+pub(super) fn client_view(
     conn: &Connection,
-    client_id: Uuid,
+    site: &SiteCode,
+    key: &ClientKey,
 ) -> Result<Option<(i64, ClientView)>, StoreError> {
-    match client_row(conn, client_id)? {
+    match row_of(conn, site, key)? {
         Some(client) => client_view_of(conn, client),
         None => Ok(None),
     }
@@ -742,26 +739,14 @@ pub(super) fn load_items(conn: &Connection, ids: &[i64]) -> Result<Items, StoreE
     Ok(items)
 }
 
-/// The history of a client of this site by name, newest first.
+/// The history of a client, newest first.
 pub(super) fn history(
     conn: &Connection,
     site: &SiteCode,
-    name: &ClientName,
+    key: &ClientKey,
     query: &HistoryQuery,
 ) -> Result<Option<Vec<HistoryEntry>>, StoreError> {
-    match client_row_by_name(conn, site, name)? {
-        Some(client) => history_of(conn, client, query).map(Some),
-        None => Ok(None),
-    }
-}
-
-/// The history of any client this site holds by client id, newest first.
-pub(super) fn history_by_id(
-    conn: &Connection,
-    client_id: Uuid,
-    query: &HistoryQuery,
-) -> Result<Option<Vec<HistoryEntry>>, StoreError> {
-    match client_row(conn, client_id)? {
+    match row_of(conn, site, key)? {
         Some(client) => history_of(conn, client, query).map(Some),
         None => Ok(None),
     }
