@@ -1,7 +1,8 @@
 //! The PostgreSQL backend: a site's database on a PostgreSQL server (`invsite init --db
 //! postgres://…`), with the same semantics as the SQLite backend: the same versions, hashes,
-//! history, de-duplication and errors. All SQL of this backend lives in `schema`, `queries`
-//! and `hierarchy`.
+//! history, de-duplication and errors, decided once for both in `crate::rows`. The SQL of this
+//! backend lives in `schema`, `queries` and `hierarchy`, beside the statements both dialects
+//! share (`crate::sql`).
 //!
 //! Concurrency. The SQLite backend funnels writes through one writer thread; here each write
 //! is its own transaction on a pooled connection, and transactions run in parallel. What must
@@ -15,9 +16,9 @@
 //!
 //! Planning. `plan::plan` asks an `ItemSource` synchronously. Rather than block a thread on
 //! async queries from inside it, planning is split: `queries::plan_report` first makes every
-//! lookup the plan can ask, batched (one statement for the report's items not in the shared
-//! item cache, one for the stored items it needs by id), then runs `plan::plan` against those
-//! answers alone, as pure computation. Its CPU cost (a merge of sorted lists and one hash of
+//! lookup the plan can ask (`crate::prefetch` decides which), batched (one statement for the
+//! report's items not in the shared item cache, one for the stored items it needs by id), then
+//! runs `plan::plan` against those answers alone, as pure computation. Its CPU cost (a merge of sorted lists and one hash of
 //! the digests) is well under a millisecond for 1,500 items, so it runs inline on the async
 //! task. Items are interned in two statements per report whatever their number, and a report
 //! is one transaction.
