@@ -33,7 +33,11 @@ mod last_seen;
 mod page;
 mod plan;
 mod postgres;
+mod prefetch;
+mod redact;
+mod rows;
 mod software;
+mod sql;
 mod sqlite;
 
 use std::path::Path;
@@ -51,7 +55,7 @@ pub use error::StoreError;
 pub use health::WriteFailure;
 pub use ingest::{IncomingReport, PreparedItems, Shape};
 /// A database URL with its password (in the authority or a `password=` parameter) hidden.
-pub use postgres::redact_url;
+pub use redact::redact_url;
 
 /// The site's own identity, fixed at `invsite init`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -305,7 +309,9 @@ impl Store {
     /// enrolling again under its name keeps its id and gets the new key; another machine asking
     /// for a taken name is refused with [`StoreError::NameTaken`].
     pub async fn enroll(&self, e: &Enrollment) -> Result<Enrolled, StoreError> {
-        write_op!(self, "enroll", b => b.enroll(e).await)
+        let enrolled = write_op!(self, "enroll", b => b.enroll(e).await)?;
+        tracing::debug!(client_id = %enrolled.client_id, reenrolled = enrolled.reenrolled, "Enrolled a client.");
+        Ok(enrolled)
     }
 
     /// The name and key hash of a client of this site, if the id is known. A client forwarded by
@@ -448,13 +454,26 @@ impl Store {
         ids: &[i64],
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        write_op!(self, "complete_events", if |_| !ids.is_empty(), b => b.complete_events(client_id, ids, now).await)
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let result = match &*self.backend {
+            Backend::Sqlite(b) => b.complete_events(client_id, ids.to_vec(), now).await,
+            Backend::Postgres(b) => b.complete_events(client_id, ids, now).await,
+        };
+        self.health.record("complete_events", result, |_| true)
     }
 
     /// Makes an own client's key useless at once (its hash becomes one no key has). The
     /// client's inventory stays; enrolling again (with the enrollment secret) issues a new key.
     pub async fn revoke(&self, name: &ClientName) -> Result<(), StoreError> {
-        write_op!(self, "revoke", b => b.revoke(name).await)
+        let found = write_op!(self, "revoke", b => b.revoke(name).await)?;
+        match found {
+            true => Ok(()),
+            false => Err(StoreError::UnknownClient {
+                name: name.to_string(),
+            }),
+        }
     }
 
     /// Queues a resync request for a client of this site, or returns the identical request
@@ -465,7 +484,8 @@ impl Store {
         class: Class,
         now: Timestamp,
     ) -> Result<Queued, StoreError> {
-        write_op!(self, "request_resync", if |q: &Queued| q.created, b => b.request_resync(name, class, now).await)
+        let kind = invsync_proto::wire::InstructionKind::Resync { class };
+        self.queue("request_resync", name, kind, now).await
     }
 
     /// Queues a client event, or returns the identical event still pending (`created = false`).
@@ -475,7 +495,28 @@ impl Store {
         event: Event,
         now: Timestamp,
     ) -> Result<Queued, StoreError> {
-        write_op!(self, "request_event", if |q: &Queued| q.created, b => b.request_event(name, event, now).await)
+        let kind = invsync_proto::wire::InstructionKind::Event { event };
+        self.queue("request_event", name, kind, now).await
+    }
+
+    /// Queues a request of `kind` unless an identical one is pending.
+    async fn queue(
+        &self,
+        operation: &'static str,
+        name: &ClientName,
+        kind: invsync_proto::wire::InstructionKind,
+        now: Timestamp,
+    ) -> Result<Queued, StoreError> {
+        let result = match &*self.backend {
+            Backend::Sqlite(b) => b.queue(name.clone(), kind, now).await,
+            Backend::Postgres(b) => b.queue(name, &kind, now).await,
+        };
+        let queued = self
+            .health
+            .record(operation, result, |q: &Queued| q.created)?;
+        let (kind, arg) = rows::kind_and_arg(&kind);
+        tracing::debug!(client = %queued.client, kind, arg, id = queued.id, created = queued.created, "Queued a request.");
+        Ok(queued)
     }
 
     /// Every client this site holds, its own and those of the sites below it (`site` is the
@@ -534,7 +575,8 @@ impl Store {
     /// One client of this site with its snapshots and its latest 50 requests and 50 events,
     /// newest first.
     pub async fn client_view(&self, name: &ClientName) -> Result<Option<ClientView>, StoreError> {
-        dispatch!(self, b => b.client_view(name).await)
+        let key = rows::ClientKey::Name(name.clone());
+        dispatch!(self, b => b.client_view(key).await)
     }
 
     /// A client's item changes, newest first, at most `limit`; `None` for an unknown client.
@@ -547,7 +589,7 @@ impl Store {
             limit: Some(limit),
             ..HistoryQuery::default()
         };
-        dispatch!(self, b => b.history(name, &query).await)
+        self.history_query(name, &query).await
     }
 
     /// A client's history filtered by class and time, newest first; `None` for an unknown
@@ -557,7 +599,8 @@ impl Store {
         name: &ClientName,
         query: &HistoryQuery,
     ) -> Result<Option<Vec<HistoryEntry>>, StoreError> {
-        dispatch!(self, b => b.history(name, query).await)
+        let key = rows::ClientKey::Name(name.clone());
+        dispatch!(self, b => b.history(key, query).await)
     }
 
     /// A resync request by id; `None` for an unknown id or an event's id.
@@ -574,7 +617,7 @@ impl Store {
     /// Any client this site holds (its own or one of a site below it) by client id, as
     /// [`Store::client_view`] shows it.
     pub async fn client_view_by_id(&self, id: Uuid) -> Result<Option<ClientView>, StoreError> {
-        dispatch!(self, b => b.client_view_by_id(id).await)
+        dispatch!(self, b => b.client_view(rows::ClientKey::Id(id)).await)
     }
 
     /// The history of any client this site holds by client id, as [`Store::history_query`].
@@ -583,7 +626,7 @@ impl Store {
         id: Uuid,
         query: &HistoryQuery,
     ) -> Result<Option<Vec<HistoryEntry>>, StoreError> {
-        dispatch!(self, b => b.history_by_id(id, query).await)
+        dispatch!(self, b => b.history(rows::ClientKey::Id(id), query).await)
     }
 
     // -----------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 //! The PostgreSQL backend: a site's database on a PostgreSQL server (`invsite init --db
 //! postgres://…`), with the same semantics as the SQLite backend: the same versions, hashes,
-//! history, de-duplication and errors. All SQL of this backend lives in `schema`, `queries`
-//! and `hierarchy`.
+//! history, de-duplication and errors, decided once for both in `crate::rows`. The SQL of this
+//! backend lives in `schema`, `queries` and `hierarchy`, beside the statements both dialects
+//! share (`crate::sql`).
 //!
 //! Concurrency. The SQLite backend funnels writes through one writer thread; here each write
 //! is its own transaction on a pooled connection, and transactions run in parallel. What must
@@ -15,9 +16,9 @@
 //!
 //! Planning. `plan::plan` asks an `ItemSource` synchronously. Rather than block a thread on
 //! async queries from inside it, planning is split: `queries::plan_report` first makes every
-//! lookup the plan can ask, batched (one statement for the report's items not in the shared
-//! item cache, one for the stored items it needs by id), then runs `plan::plan` against those
-//! answers alone, as pure computation. Its CPU cost (a merge of sorted lists and one hash of
+//! lookup the plan can ask (`crate::prefetch` decides which), batched (one statement for the
+//! report's items not in the shared item cache, one for the stored items it needs by id), then
+//! runs `plan::plan` against those answers alone, as pure computation. Its CPU cost (a merge of sorted lists and one hash of
 //! the digests) is well under a millisecond for 1,500 items, so it runs inline on the async
 //! task. Items are interned in two statements per report whatever their number, and a report
 //! is one transaction.
@@ -37,9 +38,9 @@ mod queries;
 mod schema;
 
 use invsync_proto::wire::{
-    CheckinResponse, ClientPage, ClientQuery, ClientSummary, ClientView, DownRequest, Event,
-    ForwardOutcome, Forwarded, Owner, PackagePage, PackageQuery, Queued, ReportAck, RequestPage,
-    RequestQuery, RequestView, SiteStatus, SoftwarePage, SoftwareQuery,
+    CheckinResponse, ClientPage, ClientQuery, ClientSummary, ClientView, DownRequest,
+    ForwardOutcome, Forwarded, InstructionKind, Owner, PackagePage, PackageQuery, Queued,
+    ReportAck, RequestPage, RequestQuery, RequestView, SiteStatus, SoftwarePage, SoftwareQuery,
 };
 use invsync_proto::{Class, ClientName, Digest, SiteCode, Timestamp};
 use sqlx::pool::PoolConnection;
@@ -53,6 +54,7 @@ use crate::cache::ItemCache;
 use crate::error::StoreError;
 use crate::last_seen::LastSeen;
 use crate::plan::ReportInput;
+use crate::rows::{ClientKey, unknown_id};
 use crate::software::{Build, SoftwareIndex, SwChange};
 use crate::{
     ClientAuth, DownAccepted, Enrolled, Enrollment, HistoryEntry, HistoryQuery, OutboxStats,
@@ -60,7 +62,7 @@ use crate::{
 };
 use hierarchy::ForwardMeta;
 
-pub use schema::redact_url;
+use crate::redact::redact_url;
 
 /// Builds the software index (see the `software` module for why this is exact while writes go
 /// on): the snapshot starts while no writer is between its transaction and handing over its
@@ -170,12 +172,6 @@ async fn flush_last_seen(pool: &PgPool, last_seen: &LastSeen) -> Result<(), Stor
     Ok(())
 }
 
-fn unknown_id(client_id: Uuid) -> StoreError {
-    StoreError::UnknownClient {
-        name: client_id.to_string(),
-    }
-}
-
 impl PgStore {
     pub async fn create(url: &str, meta: &SiteMeta) -> Result<PgStore, StoreError> {
         let pool = schema::create(url, meta).await?;
@@ -221,9 +217,7 @@ impl PgStore {
     }
 
     pub async fn enroll(&self, e: &Enrollment) -> Result<Enrolled, StoreError> {
-        let enrolled = queries::enroll(&mut *self.conn().await?, &self.site.code, e).await?;
-        tracing::debug!(client_id = %enrolled.client_id, reenrolled = enrolled.reenrolled, "Enrolled a client.");
-        Ok(enrolled)
+        queries::enroll(&mut *self.conn().await?, &self.site.code, e).await
     }
 
     pub async fn client_auth(&self, client_id: Uuid) -> Result<Option<ClientAuth>, StoreError> {
@@ -240,22 +234,13 @@ impl PgStore {
             .await?
             .ok_or_else(|| unknown_id(client_id))?;
         let open = queries::open_requests(&mut conn, client).await?;
-        let to_pick: Vec<i64> = open
-            .iter()
-            .filter(|r| !r.picked_up)
-            .map(|r| r.instruction.id)
-            .collect();
         let classes = queries::class_states(&mut conn, client).await?;
+        let (response, to_pick) = crate::rows::checkin_response(open, classes);
         if !to_pick.is_empty() {
             queries::mark_picked_up(&mut conn, client, &to_pick, now).await?;
         }
         self.last_seen.record(client, now);
-        Ok(CheckinResponse {
-            instructions: open.into_iter().map(|r| r.instruction).collect(),
-            classes,
-            // The site adds its setting; the database does not hold it.
-            agent_interval_secs: None,
-        })
+        Ok(response)
     }
 
     pub(crate) async fn store_input(
@@ -288,17 +273,7 @@ impl PgStore {
             // Nothing is stored unless the answer is `Accepted`.
             tx.rollback().await?;
         }
-        match &ack {
-            ReportAck::ResyncRequired { reason } => {
-                tracing::debug!(%client_id, reason = %reason, "Refused a report; the client must send a full one.")
-            }
-            ReportAck::Duplicate { version, .. } => {
-                tracing::debug!(%client_id, version, "Ignored a report that was stored before.")
-            }
-            ReportAck::Accepted { version, .. } => {
-                tracing::debug!(%client_id, version, "Stored a report.")
-            }
-        }
+        crate::rows::log_ack(client_id, &ack);
         Ok(ack)
     }
 
@@ -308,9 +283,6 @@ impl PgStore {
         ids: &[i64],
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        if ids.is_empty() {
-            return Ok(());
-        }
         let mut conn = self.conn().await?;
         let client = queries::own_client_row(&mut conn, &self.site.code, client_id)
             .await?
@@ -318,52 +290,18 @@ impl PgStore {
         queries::complete_events(&mut conn, client, ids, now).await
     }
 
-    pub async fn revoke(&self, name: &ClientName) -> Result<(), StoreError> {
-        if queries::revoke(&mut *self.conn().await?, &self.site.code, name).await? {
-            Ok(())
-        } else {
-            Err(StoreError::UnknownClient {
-                name: name.to_string(),
-            })
-        }
+    pub async fn revoke(&self, name: &ClientName) -> Result<bool, StoreError> {
+        queries::revoke(&mut *self.conn().await?, &self.site.code, name).await
     }
 
-    pub async fn request_resync(
+    pub async fn queue(
         &self,
         name: &ClientName,
-        class: Class,
+        kind: &InstructionKind,
         now: Timestamp,
     ) -> Result<Queued, StoreError> {
-        self.queue(name, "resync", class.as_str(), now).await
-    }
-
-    pub async fn request_event(
-        &self,
-        name: &ClientName,
-        event: Event,
-        now: Timestamp,
-    ) -> Result<Queued, StoreError> {
-        self.queue(name, "event", event.as_str(), now).await
-    }
-
-    async fn queue(
-        &self,
-        name: &ClientName,
-        kind: &'static str,
-        arg: &'static str,
-        now: Timestamp,
-    ) -> Result<Queued, StoreError> {
-        let queued = queries::queue_request(
-            &mut *self.conn().await?,
-            &self.site.code,
-            name,
-            kind,
-            arg,
-            now,
-        )
-        .await?;
-        tracing::debug!(client = %queued.client, kind, arg, id = queued.id, created = queued.created, "Queued a request.");
-        Ok(queued)
+        let mut conn = self.conn().await?;
+        queries::queue_request(&mut conn, &self.site.code, name, kind, now).await
     }
 
     pub async fn clients(&self) -> Result<Vec<ClientSummary>, StoreError> {
@@ -371,10 +309,7 @@ impl PgStore {
     }
 
     pub async fn requests_page(&self, q: &RequestQuery) -> Result<RequestPage, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .execute(&mut *tx)
-            .await?;
+        let mut tx = self.read_only_snapshot().await?;
         let page = queries::requests_page(&mut tx, q).await?;
         tx.commit().await?;
         Ok(page)
@@ -478,54 +413,30 @@ impl PgStore {
 
     pub async fn clients_page(&self, q: &ClientQuery) -> Result<ClientPage, StoreError> {
         // One transaction (REPEATABLE READ) so the count and the page belong together.
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .execute(&mut *tx)
-            .await?;
+        let mut tx = self.read_only_snapshot().await?;
         let page = queries::clients_page(&mut tx, q, &self.last_seen).await?;
         tx.commit().await?;
         Ok(page)
     }
 
-    pub async fn client_view(&self, name: &ClientName) -> Result<Option<ClientView>, StoreError> {
+    pub async fn client_view(&self, key: ClientKey) -> Result<Option<ClientView>, StoreError> {
         // One transaction (REPEATABLE READ) so the snapshots and requests shown belong together.
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .execute(&mut *tx)
-            .await?;
-        let view = queries::client_view(&mut tx, &self.site.code, name, &self.last_seen).await?;
+        let mut tx = self.read_only_snapshot().await?;
+        let view = queries::client_view(&mut tx, &self.site.code, &key, &self.last_seen).await?;
         tx.commit().await?;
         Ok(view)
     }
 
     pub async fn history(
         &self,
-        name: &ClientName,
+        key: ClientKey,
         query: &HistoryQuery,
     ) -> Result<Option<Vec<HistoryEntry>>, StoreError> {
-        queries::history(&mut *self.conn().await?, &self.site.code, name, query).await
+        queries::history(&mut *self.conn().await?, &self.site.code, &key, query).await
     }
 
     pub async fn request_state(&self, id: i64) -> Result<Option<RequestView>, StoreError> {
         queries::request_state(&mut *self.conn().await?, id).await
-    }
-
-    pub async fn client_view_by_id(&self, id: Uuid) -> Result<Option<ClientView>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .execute(&mut *tx)
-            .await?;
-        let view = queries::client_view_by_id(&mut tx, id, &self.last_seen).await?;
-        tx.commit().await?;
-        Ok(view)
-    }
-
-    pub async fn history_by_id(
-        &self,
-        id: Uuid,
-        query: &HistoryQuery,
-    ) -> Result<Option<Vec<HistoryEntry>>, StoreError> {
-        queries::history_by_id(&mut *self.conn().await?, id, query).await
     }
 
     pub async fn find_clients(&self, name: &ClientName) -> Result<Vec<Owner>, StoreError> {

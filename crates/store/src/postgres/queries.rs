@@ -1,19 +1,18 @@
-//! Every data statement of the PostgreSQL backend apart from the hierarchy's (`hierarchy`):
-//! clients, requests, snapshots, items, reports and the views. Each function takes the
-//! connection (or transaction) it runs on; those that write a report run inside the report's
-//! transaction, after the client's lock (`lock_client`) was taken.
+//! The PostgreSQL executor of the store's statements apart from the hierarchy's
+//! (`hierarchy`): it fetches rows and executes writes, while what the rows mean is decided in
+//! `crate::rows` and the statements both dialects share are in `crate::sql`. Each function
+//! takes the connection (or transaction) it runs on; those that write a report run inside the
+//! report's transaction, after the client's lock (`lock_client`) was taken.
 //!
 //! Statements are runtime queries with binds: sqlx prepares each on first use per connection
 //! and keeps it prepared, so the hot paths (check-in, report) pay no parsing.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use invsync_proto::inventory::item_digest;
 use invsync_proto::wire::{
-    ClassState, ClientPage, ClientQuery, ClientRequest, ClientSummary, ClientView, Event,
-    EventView, Instruction, InstructionKind, Queued, ReportAck, RequestPage, RequestQuery,
-    RequestState, RequestView, SnapshotView,
+    ClassState, ClientPage, ClientQuery, ClientSummary, ClientView, InstructionKind, Queued,
+    ReportAck, RequestPage, RequestQuery, RequestView,
 };
 use invsync_proto::{Class, ClientName, Digest, Items, SiteCode, Timestamp};
 use sqlx::postgres::PgRow;
@@ -21,24 +20,17 @@ use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 use crate::cache::{CachedItem, FastMap, ItemCache};
-use crate::codec::{
-    PreparedItem, class_code, class_from_code, decode_attrs, decode_ids, encode_ids,
-};
+use crate::codec::{PreparedItem, class_code, class_from_code, decode_attrs};
 use crate::error::StoreError;
 use crate::last_seen::LastSeen;
-use crate::plan::{
-    self, Change, Current, InputBody, ItemSource, Outcome, ReportInput, Resolver, Slot,
+use crate::plan::{self, Change, Current, Outcome, ReportInput, Resolver};
+use crate::prefetch::{self, Lookups, Prefetched};
+use crate::rows::{self, ClientKey, Cols, OpenRequest, WriteSet};
+pub(super) use crate::rows::{
+    RECENT_FORWARDED, SnapshotRow, Stamp, Written, corrupt, forwarded_mark,
 };
+use crate::sql;
 use crate::{ClientAuth, Enrolled, Enrollment, HistoryEntry, HistoryQuery, SiteMeta};
-
-/// How many report ids per client and class are remembered for de-duplication (as SQLite).
-const RECENT_REPORTS: usize = 4;
-
-/// How many forwarded changes per client and class are remembered for de-duplication.
-pub(super) const RECENT_FORWARDED: usize = 8;
-
-/// How many requests and events `client_view` lists.
-const VIEW_LIMIT: i64 = 50;
 
 /// What a writing transaction hands on once it committed: the items it interned, for the cache,
 /// and the changes of software snapshots, for the software index (`None` while the index is
@@ -55,15 +47,6 @@ impl Inserted {
             software: index.collecting().then(Vec::new),
         }
     }
-}
-
-/// What `recent_reports` remembers of a forwarded change: its version and the first 8 bytes of
-/// its hash, 16 bytes like a report id (the SQLite backend's format).
-pub(super) fn forwarded_mark(version: i64, hash: &Digest) -> [u8; 16] {
-    let mut mark = [0u8; 16];
-    mark[..8].copy_from_slice(&version.to_le_bytes());
-    mark[8..].copy_from_slice(&hash.0[..8]);
-    mark
 }
 
 /// A client id as PostgreSQL's `uuid` type (16 bytes in the binary protocol). sqlx's own
@@ -95,12 +78,46 @@ impl sqlx::Decode<'_, sqlx::Postgres> for PgUuid {
     }
 }
 
-pub(super) fn uuid_col(row: &PgRow, i: usize) -> Result<Uuid, StoreError> {
-    Ok(row.try_get::<PgUuid, _>(i)?.0)
+impl Cols for PgRow {
+    fn int(&self, i: usize) -> Result<i64, StoreError> {
+        Ok(self.try_get(i)?)
+    }
+    fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError> {
+        Ok(self.try_get(i)?)
+    }
+    fn text(&self, i: usize) -> Result<&str, StoreError> {
+        Ok(self.try_get(i)?)
+    }
+    fn opt_text(&self, i: usize) -> Result<Option<&str>, StoreError> {
+        Ok(self.try_get(i)?)
+    }
+    fn blob(&self, i: usize) -> Result<&[u8], StoreError> {
+        Ok(self.try_get(i)?)
+    }
+    fn opt_blob(&self, i: usize) -> Result<Option<&[u8]>, StoreError> {
+        Ok(self.try_get(i)?)
+    }
+    fn flag(&self, i: usize) -> Result<bool, StoreError> {
+        Ok(self.try_get(i)?)
+    }
+    fn class(&self, i: usize) -> Result<Class, StoreError> {
+        class_from_code(i64::from(self.try_get::<i16, _>(i)?))
+    }
+    fn uuid(&self, i: usize) -> Result<Uuid, StoreError> {
+        Ok(self.try_get::<PgUuid, _>(i)?.0)
+    }
 }
 
-pub(super) fn corrupt(what: &str) -> StoreError {
-    StoreError::Database(format!("the database holds an invalid {what}"))
+/// Decodes every row with `f`.
+fn each<T>(
+    rows: &[PgRow],
+    f: impl FnMut(&PgRow) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    rows.iter().map(f).collect()
+}
+
+pub(super) fn uuid_col(row: &PgRow, i: usize) -> Result<Uuid, StoreError> {
+    row.uuid(i)
 }
 
 /// The stored code of a class (`smallint`).
@@ -109,38 +126,27 @@ pub(super) fn cls(c: Class) -> i16 {
 }
 
 pub(super) fn class_col(row: &PgRow, i: usize) -> Result<Class, StoreError> {
-    class_from_code(i64::from(row.try_get::<i16, _>(i)?))
+    row.class(i)
 }
 
 pub(super) fn digest_col(row: &PgRow, i: usize) -> Result<Digest, StoreError> {
-    Digest::from_slice(row.try_get::<&[u8], _>(i)?).ok_or_else(|| corrupt("hash"))
+    row.digest(i)
 }
 
 pub(super) fn name_col(row: &PgRow, i: usize) -> Result<ClientName, StoreError> {
-    ClientName::parse(row.try_get::<&str, _>(i)?).map_err(|_| corrupt("client name"))
+    row.name(i)
 }
 
 pub(super) fn site_col(row: &PgRow, i: usize) -> Result<SiteCode, StoreError> {
-    SiteCode::parse(row.try_get::<&str, _>(i)?).map_err(|_| corrupt("site code"))
+    row.site(i)
 }
 
 pub(super) fn site_opt_col(row: &PgRow, i: usize) -> Result<Option<SiteCode>, StoreError> {
-    match row.try_get::<Option<&str>, _>(i)? {
-        None => Ok(None),
-        Some(c) => Ok(Some(SiteCode::parse(c).map_err(|_| corrupt("site code"))?)),
-    }
+    row.opt_site(i)
 }
 
 pub(super) fn ts_col(row: &PgRow, i: usize) -> Result<Option<Timestamp>, StoreError> {
-    Ok(row.try_get::<Option<i64>, _>(i)?.map(Timestamp))
-}
-
-pub(super) fn state_of(picked_up_at: Option<i64>, completed_at: Option<i64>) -> RequestState {
-    match (picked_up_at, completed_at) {
-        (_, Some(_)) => RequestState::Complete,
-        (Some(_), None) => RequestState::PickedUp,
-        (None, None) => RequestState::Pending,
-    }
+    row.ts(i)
 }
 
 /// Serialises the writes of one client (reports, forwarded changes, outbox rebuilds) until the
@@ -160,25 +166,8 @@ pub(super) async fn lock_client(conn: &mut PgConnection, client: Uuid) -> Result
 // Site and clients
 
 pub(super) async fn site_meta(conn: &mut PgConnection) -> Result<SiteMeta, StoreError> {
-    let rows: Vec<(String, String)> = sqlx::query_as("SELECT key, value FROM meta")
-        .fetch_all(conn)
-        .await?;
-    let get = |k: &str| {
-        rows.iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.as_str())
-    };
-    let code = get("site_code")
-        .and_then(|c| SiteCode::parse(c).ok())
-        .ok_or_else(|| corrupt("site code"))?;
-    let created_at = get("created_at")
-        .and_then(|c| c.parse::<i64>().ok())
-        .ok_or_else(|| corrupt("creation time"))?;
-    Ok(SiteMeta {
-        code,
-        name: get("site_name").unwrap_or_default().to_string(),
-        created_at: Timestamp(created_at),
-    })
+    let pairs: Vec<(String, String)> = sqlx::query_as(sql::SITE_META).fetch_all(conn).await?;
+    rows::site_meta(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
 }
 
 /// The internal row id of a client by its client id, whichever site owns it.
@@ -186,7 +175,7 @@ pub(super) async fn client_row(
     conn: &mut PgConnection,
     client_id: Uuid,
 ) -> Result<Option<i64>, StoreError> {
-    Ok(sqlx::query_scalar("SELECT id FROM clients WHERE uuid = $1")
+    Ok(sqlx::query_scalar(sql::CLIENT_ROW)
         .bind(PgUuid(client_id))
         .fetch_optional(conn)
         .await?)
@@ -213,13 +202,11 @@ async fn client_row_by_name(
     site: &SiteCode,
     name: &ClientName,
 ) -> Result<Option<i64>, StoreError> {
-    Ok(
-        sqlx::query_scalar("SELECT id FROM clients WHERE site_code = $1 AND name = $2")
-            .bind(site.as_str())
-            .bind(name.as_str())
-            .fetch_optional(conn)
-            .await?,
-    )
+    Ok(sqlx::query_scalar(sql::CLIENT_ROW_BY_NAME)
+        .bind(site.as_str())
+        .bind(name.as_str())
+        .fetch_optional(conn)
+        .await?)
 }
 
 pub(super) async fn enroll(
@@ -230,29 +217,23 @@ pub(super) async fn enroll(
     // Two enrollments of one free name at once: the insert of the second finds the first's row
     // (ON CONFLICT waits for it to commit) and the loop then treats it as the holder.
     for _ in 0..3 {
-        let holder: Option<(i64, PgUuid, String)> = sqlx::query_as(
-            "SELECT id, uuid, machine_id FROM clients WHERE site_code = $1 AND name = $2",
-        )
-        .bind(site.as_str())
-        .bind(e.name.as_str())
-        .fetch_optional(&mut *conn)
-        .await?;
+        let holder: Option<(i64, PgUuid, String)> = sqlx::query_as(sql::NAME_HOLDER)
+            .bind(site.as_str())
+            .bind(e.name.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
         match holder {
             None => {
                 let client_id = Uuid::new_v4();
-                let inserted: Option<i64> = sqlx::query_scalar(
-                    "INSERT INTO clients (uuid, name, site_code, machine_id, key_hash, enrolled_at)
-                     VALUES ($1, $2, $3, $4, $5, $6)
-                     ON CONFLICT (site_code, name) DO NOTHING RETURNING id",
-                )
-                .bind(PgUuid(client_id))
-                .bind(e.name.as_str())
-                .bind(site.as_str())
-                .bind(&e.machine_id)
-                .bind(e.key_hash.0.as_slice())
-                .bind(e.now.0)
-                .fetch_optional(&mut *conn)
-                .await?;
+                let inserted: Option<i64> = sqlx::query_scalar(sql::ENROLL)
+                    .bind(PgUuid(client_id))
+                    .bind(e.name.as_str())
+                    .bind(site.as_str())
+                    .bind(&e.machine_id)
+                    .bind(e.key_hash.0.as_slice())
+                    .bind(e.now.0)
+                    .fetch_optional(&mut *conn)
+                    .await?;
                 if inserted.is_some() {
                     return Ok(Enrolled {
                         client_id,
@@ -261,24 +242,13 @@ pub(super) async fn enroll(
                 }
             }
             Some((row, PgUuid(holder_id), machine_id)) => {
-                if machine_id != e.machine_id {
-                    return Err(StoreError::NameTaken {
-                        name: e.name.clone(),
-                        holder_id,
-                        holder_machine_id: machine_id,
-                    });
-                }
-                // The same machine enrolling again keeps its id and history; only its key
-                // changes, which also revokes the old key.
-                sqlx::query("UPDATE clients SET key_hash = $1 WHERE id = $2")
+                let enrolled = rows::reenrollment(e, holder_id, machine_id)?;
+                sqlx::query(sql::SET_KEY)
                     .bind(e.key_hash.0.as_slice())
                     .bind(row)
                     .execute(&mut *conn)
                     .await?;
-                return Ok(Enrolled {
-                    client_id: holder_id,
-                    reenrolled: true,
-                });
+                return Ok(enrolled);
             }
         }
     }
@@ -303,8 +273,8 @@ pub(super) async fn client_auth(
     let Some(row) = row else { return Ok(None) };
     Ok(Some(ClientAuth {
         client_id,
-        name: name_col(&row, 0)?,
-        key_hash: digest_col(&row, 1)?,
+        name: row.name(0)?,
+        key_hash: row.digest(1)?,
     }))
 }
 
@@ -314,7 +284,7 @@ pub(super) async fn revoke(
     site: &SiteCode,
     name: &ClientName,
 ) -> Result<bool, StoreError> {
-    let n = sqlx::query("UPDATE clients SET key_hash = $1 WHERE site_code = $2 AND name = $3")
+    let n = sqlx::query(sql::REVOKE)
         .bind(vec![0u8; 32])
         .bind(site.as_str())
         .bind(name.as_str())
@@ -346,65 +316,26 @@ pub(super) async fn write_last_seen(
 // ---------------------------------------------------------------------------------------------
 // Check-in and requests
 
-/// A request not yet complete, as a check-in delivers it.
-pub(super) struct OpenRequest {
-    pub instruction: Instruction,
-    pub picked_up: bool,
-}
-
-fn instruction_kind(kind: &str, arg: &str) -> Option<InstructionKind> {
-    match kind {
-        "resync" => Class::parse(arg).map(|class| InstructionKind::Resync { class }),
-        "event" => Event::parse(arg).map(|event| InstructionKind::Event { event }),
-        _ => None,
-    }
-}
-
 pub(super) async fn open_requests(
     conn: &mut PgConnection,
     client: i64,
 ) -> Result<Vec<OpenRequest>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT id, kind, arg, picked_up_at FROM requests
-         WHERE client_id = $1 AND completed_at IS NULL ORDER BY id",
-    )
-    .bind(client)
-    .fetch_all(conn)
-    .await?;
-    rows.iter()
-        .map(|row| {
-            let kind = instruction_kind(row.try_get(1)?, row.try_get(2)?)
-                .ok_or_else(|| corrupt("request kind"))?;
-            Ok(OpenRequest {
-                instruction: Instruction {
-                    id: row.try_get(0)?,
-                    kind,
-                },
-                picked_up: row.try_get::<Option<i64>, _>(3)?.is_some(),
-            })
-        })
-        .collect()
+    let found = sqlx::query(sql::OPEN_REQUESTS)
+        .bind(client)
+        .fetch_all(conn)
+        .await?;
+    each(&found, rows::open_request)
 }
 
 pub(super) async fn class_states(
     conn: &mut PgConnection,
     client: i64,
 ) -> Result<BTreeMap<Class, ClassState>, StoreError> {
-    let rows = sqlx::query("SELECT class, version, hash FROM snapshots WHERE client_id = $1")
+    let found = sqlx::query(sql::CLASS_STATES)
         .bind(client)
         .fetch_all(conn)
         .await?;
-    let mut out = BTreeMap::new();
-    for row in &rows {
-        out.insert(
-            class_col(row, 0)?,
-            ClassState {
-                version: row.try_get(1)?,
-                hash: digest_col(row, 2)?,
-            },
-        );
-    }
-    Ok(out)
+    Ok(each(&found, rows::class_state)?.into_iter().collect())
 }
 
 pub(super) async fn mark_picked_up(
@@ -430,29 +361,18 @@ pub(super) async fn queue_request(
     conn: &mut PgConnection,
     site: &SiteCode,
     name: &ClientName,
-    kind: &str,
-    arg: &str,
+    kind: &InstructionKind,
     now: Timestamp,
 ) -> Result<Queued, StoreError> {
-    let client = client_row_by_name(&mut *conn, site, name)
-        .await?
-        .ok_or_else(|| StoreError::UnknownClient {
-            name: name.to_string(),
-        })?;
+    let client = client_row_by_name(&mut *conn, site, name).await?;
+    let client = client.ok_or_else(|| rows::unknown_client(name))?;
+    let (kind, arg) = rows::kind_and_arg(kind);
     let (id, requested_at, created) = queue_pending(conn, client, kind, arg, None, now).await?;
-    Ok(Queued {
-        id,
-        client: name.clone(),
-        created,
-        state: RequestState::Pending,
-        requested_at,
-        routed_to: None,
-    })
+    Ok(rows::queued(name, id, requested_at, created))
 }
 
-/// Creates a request unless an identical one is pending (the partial unique index makes that
-/// one atomic statement, even against another site process); the id, request time and whether
-/// it was created.
+/// Creates a request unless an identical one is pending ([`sql::QUEUE_REQUEST`]); the id,
+/// request time and whether it was created.
 pub(super) async fn queue_pending(
     conn: &mut PgConnection,
     client: i64,
@@ -464,33 +384,23 @@ pub(super) async fn queue_pending(
     // The pending request found by the insert may be picked up before the select sees it; then
     // a new one can be created, hence the second round.
     for _ in 0..3 {
-        let created: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO requests (client_id, kind, arg, requested_at, route)
-             VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (client_id, kind, arg)
-                 WHERE picked_up_at IS NULL AND completed_at IS NULL AND origin IS NULL
-             DO NOTHING RETURNING id",
-        )
-        .bind(client)
-        .bind(kind)
-        .bind(arg)
-        .bind(now.0)
-        .bind(route)
-        .fetch_optional(&mut *conn)
-        .await?;
+        let created: Option<i64> = sqlx::query_scalar(sql::QUEUE_REQUEST)
+            .bind(client)
+            .bind(kind)
+            .bind(arg)
+            .bind(now.0)
+            .bind(route)
+            .fetch_optional(&mut *conn)
+            .await?;
         if let Some(id) = created {
             return Ok((id, now, true));
         }
-        let pending: Option<(i64, i64)> = sqlx::query_as(
-            "SELECT id, requested_at FROM requests
-             WHERE client_id = $1 AND kind = $2 AND arg = $3
-               AND picked_up_at IS NULL AND completed_at IS NULL AND origin IS NULL",
-        )
-        .bind(client)
-        .bind(kind)
-        .bind(arg)
-        .fetch_optional(&mut *conn)
-        .await?;
+        let pending: Option<(i64, i64)> = sqlx::query_as(sql::PENDING_REQUEST)
+            .bind(client)
+            .bind(kind)
+            .bind(arg)
+            .fetch_optional(&mut *conn)
+            .await?;
         if let Some((id, at)) = pending {
             return Ok((id, Timestamp(at), false));
         }
@@ -518,227 +428,35 @@ pub(super) async fn complete_events(
     Ok(())
 }
 
-/// The columns `request_view` reads, in its order.
-pub(super) const REQUEST_COLS: &str =
-    "id, arg, requested_at, picked_up_at, completed_at, origin, route, forwarded_at, forwarded_to";
-
 pub(super) async fn request_state(
     conn: &mut PgConnection,
     id: i64,
 ) -> Result<Option<RequestView>, StoreError> {
-    let row = sqlx::query(&format!(
-        "SELECT {REQUEST_COLS} FROM requests WHERE id = $1 AND kind = 'resync'"
-    ))
-    .bind(id)
-    .fetch_optional(conn)
-    .await?;
-    row.as_ref().map(request_view).transpose()
-}
-
-/// A resync request from the columns of [`REQUEST_COLS`].
-pub(super) fn request_view(row: &PgRow) -> Result<RequestView, StoreError> {
-    let class = Class::parse(row.try_get(1)?).ok_or_else(|| corrupt("request class"))?;
-    let (picked, done): (Option<i64>, Option<i64>) = (row.try_get(3)?, row.try_get(4)?);
-    Ok(RequestView {
-        id: row.try_get(0)?,
-        class,
-        state: state_of(picked, done),
-        requested_at: Timestamp(row.try_get(2)?),
-        picked_up_at: picked.map(Timestamp),
-        completed_at: done.map(Timestamp),
-        origin: row.try_get(5)?,
-        route: site_opt_col(row, 6)?,
-        forwarded_at: ts_col(row, 7)?,
-        forwarded_to: site_opt_col(row, 8)?,
-    })
+    let row = sqlx::query(sql::REQUEST_STATE)
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(rows::request_view).transpose()
 }
 
 // ---------------------------------------------------------------------------------------------
 // Snapshots and items
-
-/// A `snapshots` row as reports need it.
-pub(super) struct SnapshotRow {
-    pub version: i64,
-    pub hash: Digest,
-    recent: Vec<u8>,
-    /// The item id list (`codec::encode_ids`).
-    pub items: Vec<u8>,
-}
-
-impl SnapshotRow {
-    pub fn has_report(&self, report_id: Uuid) -> bool {
-        self.recent
-            .chunks_exact(16)
-            .any(|c| c == report_id.as_bytes())
-    }
-
-    pub fn current(&self) -> Result<Current, StoreError> {
-        Ok(Current {
-            version: self.version,
-            hash: self.hash,
-            ids: decode_ids(&self.items)?,
-        })
-    }
-
-    /// Whether a forwarded change with this version and hash was applied recently (see the
-    /// SQLite backend's `SnapshotRow::has_forwarded`).
-    pub fn has_forwarded(&self, version: i64, hash: &Digest) -> bool {
-        let mark = forwarded_mark(version, hash);
-        self.recent.chunks_exact(16).any(|c| c == mark)
-    }
-
-    /// The recent marks with `mark` first, at most `keep`.
-    fn recent_with(&self, mark: &[u8; 16], keep: usize) -> Vec<u8> {
-        let mut out = mark.to_vec();
-        for c in self.recent.chunks_exact(16).take(keep - 1) {
-            out.extend_from_slice(c);
-        }
-        out
-    }
-}
 
 pub(super) async fn snapshot_row(
     conn: &mut PgConnection,
     client: i64,
     class: Class,
 ) -> Result<Option<SnapshotRow>, StoreError> {
-    let row = sqlx::query(
-        "SELECT version, hash, recent_reports, items FROM snapshots
-         WHERE client_id = $1 AND class = $2",
-    )
-    .bind(client)
-    .bind(cls(class))
-    .fetch_optional(conn)
-    .await?;
-    let Some(row) = row else { return Ok(None) };
-    Ok(Some(SnapshotRow {
-        version: row.try_get(0)?,
-        hash: digest_col(&row, 1)?,
-        recent: row.try_get(2)?,
-        items: row.try_get(3)?,
-    }))
+    let row = sqlx::query(sql::SNAPSHOT_ROW)
+        .bind(client)
+        .bind(cls(class))
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(SnapshotRow::of).transpose()
 }
 
-/// The item lookups one plan needs, made beforehand in at most two statements.
-///
-/// `plan::plan` asks its `ItemSource` synchronously; here every lookup it can ask is answered
-/// in advance (see the module documentation of `postgres`), from the shared cache where it
-/// knows the item and from the database in one batched statement for the rest. Planning then
-/// runs against this alone, with no database access.
-#[derive(Default)]
-pub(super) struct Prefetched {
-    by_digest: FastMap<Digest, i64>,
-    by_id: FastMap<i64, CachedItem>,
-}
-
-impl ItemSource for Prefetched {
-    fn find(&self, items: &[&PreparedItem]) -> Result<Vec<Option<i64>>, StoreError> {
-        Ok(items
-            .iter()
-            .map(|i| self.by_digest.get(&i.digest).copied())
-            .collect())
-    }
-
-    fn load(&self, ids: &[i64]) -> Result<Vec<CachedItem>, StoreError> {
-        ids.iter()
-            .map(|id| {
-                self.by_id
-                    .get(id)
-                    .cloned()
-                    .ok_or_else(|| corrupt("item reference"))
-            })
-            .collect()
-    }
-}
-
-impl Prefetched {
-    /// Finds the ids of these items: the cache's, then one statement for the others. What the
-    /// database answers enters the cache: items are committed before anyone can read them.
-    async fn fetch_ids(
-        &mut self,
-        conn: &mut PgConnection,
-        cache: &ItemCache,
-        items: &[PreparedItem],
-    ) -> Result<(), StoreError> {
-        let known = cache.ids(items.iter().map(|i| &i.digest));
-        let mut missing: Vec<&[u8]> = Vec::new();
-        for (item, id) in items.iter().zip(known) {
-            match id {
-                Some(id) => {
-                    self.by_digest.insert(item.digest, id);
-                }
-                None => missing.push(item.digest.0.as_slice()),
-            }
-        }
-        if missing.is_empty() {
-            return Ok(());
-        }
-        let rows: Vec<(i64, Vec<u8>)> =
-            sqlx::query_as("SELECT id, digest FROM items WHERE digest = ANY($1)")
-                .bind(&missing)
-                .fetch_all(conn)
-                .await?;
-        let mut learned = Vec::with_capacity(rows.len());
-        let by_digest: FastMap<Digest, &PreparedItem> =
-            items.iter().map(|i| (i.digest, i)).collect();
-        for (id, raw) in rows {
-            let digest = Digest::from_slice(&raw).ok_or_else(|| corrupt("item digest"))?;
-            self.by_digest.insert(digest, id);
-            if let Some(item) = by_digest.get(&digest) {
-                learned.push((
-                    id,
-                    CachedItem {
-                        key: Arc::from(item.key.as_str()),
-                        digest,
-                    },
-                ));
-            }
-        }
-        cache.insert(learned);
-        Ok(())
-    }
-
-    /// Loads the keys and digests of these item ids: the cache's, then one statement.
-    async fn fetch_items(
-        &mut self,
-        conn: &mut PgConnection,
-        cache: &ItemCache,
-        ids: &[i64],
-    ) -> Result<(), StoreError> {
-        let mut missing = Vec::new();
-        for (id, item) in ids.iter().zip(cache.items(ids)) {
-            match item {
-                Some(item) => {
-                    self.by_id.insert(*id, item);
-                }
-                None => missing.push(*id),
-            }
-        }
-        if missing.is_empty() {
-            return Ok(());
-        }
-        let rows: Vec<(i64, String, Vec<u8>)> =
-            sqlx::query_as("SELECT id, key, attrs FROM items WHERE id = ANY($1)")
-                .bind(&missing)
-                .fetch_all(conn)
-                .await?;
-        let mut learned = Vec::with_capacity(rows.len());
-        for (id, key, attrs) in rows {
-            let attrs = decode_attrs(&attrs)?;
-            let item = CachedItem {
-                digest: item_digest(&key, &attrs),
-                key: Arc::from(key),
-            };
-            self.by_id.insert(id, item.clone());
-            learned.push((id, item));
-        }
-        cache.insert(learned);
-        Ok(())
-    }
-}
-
-/// Plans a report against `current`: the lookups first (async, batched), then `plan::plan`
-/// with no database access.
+/// Plans a report against `current`: the lookups first (async, batched; see
+/// `crate::prefetch`), then `plan::plan` with no database access.
 pub(super) async fn plan_report(
     conn: &mut PgConnection,
     cache: &ItemCache,
@@ -746,30 +464,31 @@ pub(super) async fn plan_report(
     current: Option<&Current>,
 ) -> Result<Outcome, StoreError> {
     let mut pre = Prefetched::default();
-    match (&input.body, current) {
-        // A re-sent unchanged snapshot needs no lookups (plan_full's shortcut).
-        (InputBody::Full { .. }, Some(c)) if c.hash == input.hash => {}
-        (InputBody::Full { items }, _) => {
-            pre.fetch_ids(&mut *conn, cache, items).await?;
-            if let Some(c) = current {
-                // plan_full loads the stored items the report no longer has.
-                let kept: HashSet<i64> = pre.by_digest.values().copied().collect();
-                let gone: Vec<i64> = c
-                    .ids
-                    .iter()
-                    .copied()
-                    .filter(|id| !kept.contains(id))
-                    .collect();
-                pre.fetch_items(&mut *conn, cache, &gone).await?;
-            }
-        }
-        // plan_delta refuses these before any lookup.
-        (InputBody::Delta { .. }, None) => {}
-        (InputBody::Delta { base_version, .. }, Some(c)) if c.version != *base_version => {}
-        (InputBody::Delta { upsert, .. }, Some(c)) => {
-            pre.fetch_ids(&mut *conn, cache, upsert).await?;
-            pre.fetch_items(&mut *conn, cache, &c.ids).await?;
-        }
+    let lookups = prefetch::lookups(input, current);
+    let items = match &lookups {
+        Lookups::None => &[][..],
+        Lookups::Full(items) | Lookups::Delta(items, _) => items,
+    };
+    let missing = pre.ids_from_cache(cache, items);
+    if !missing.is_empty() {
+        let rows = sqlx::query_as("SELECT id, digest FROM items WHERE digest = ANY($1)")
+            .bind(&missing)
+            .fetch_all(&mut *conn)
+            .await?;
+        pre.learn_ids(cache, items, rows)?;
+    }
+    let ids = match lookups {
+        Lookups::None => Vec::new(),
+        Lookups::Full(_) => pre.gone(current),
+        Lookups::Delta(_, ids) => ids.to_vec(),
+    };
+    let missing = pre.items_from_cache(cache, &ids);
+    if !missing.is_empty() {
+        let rows = sqlx::query_as("SELECT id, key, attrs FROM items WHERE id = ANY($1)")
+            .bind(&missing)
+            .fetch_all(&mut *conn)
+            .await?;
+        pre.learn_items(cache, rows)?;
     }
     // An empty cache in front of the prefetched answers: every lookup the plan makes goes to
     // them, so it sees exactly what was fetched even if the shared cache starts afresh meanwhile.
@@ -834,25 +553,8 @@ pub(super) async fn intern_items(
         .collect()
 }
 
-/// When and as which version a change is stored (as the SQLite backend's `Stamp`).
-pub(super) struct Stamp {
-    pub version: Option<i64>,
-    pub at: Timestamp,
-    pub full_at: Timestamp,
-    pub remember: ([u8; 16], usize),
-}
-
-/// What a stored change became.
-pub(super) struct Written {
-    pub version: i64,
-    pub full_at: Timestamp,
-    /// The item ids an outbox entry of this change records.
-    pub body_ids: Vec<u8>,
-}
-
 /// Writes an accepted change: interns its new items, writes the snapshot and the history rows,
 /// each in one statement. The one path of both own reports and forwarded changes.
-#[allow(clippy::too_many_arguments)]
 pub(super) async fn write_change(
     conn: &mut PgConnection,
     inserted: &mut Inserted,
@@ -863,73 +565,40 @@ pub(super) async fn write_change(
     stamp: &Stamp,
 ) -> Result<Written, StoreError> {
     let new_ids = intern_items(&mut *conn, &change.new_items, inserted).await?;
-    let id_of = |s: Slot| match s {
-        Slot::Known(id) => id,
-        Slot::New(i) => new_ids[i],
-    };
-    let ids: Option<Vec<i64>> = change
-        .items
-        .map(|slots| slots.into_iter().map(id_of).collect());
-    let blob = ids.as_deref().map(encode_ids);
-    let full = input.is_full();
-    let body_ids = if full {
-        match (&blob, row) {
-            (Some(b), _) => b.clone(),
-            (None, Some(r)) => r.items.clone(),
-            (None, None) => Vec::new(),
-        }
-    } else {
-        encode_ids(&change.upserts.iter().map(|s| id_of(*s)).collect::<Vec<_>>())
-    };
+    let set = WriteSet::new(input, row, &change, &new_ids, stamp)?;
     let class = cls(input.class);
-    let (mark, keep) = &stamp.remember;
-    let recent = match row {
-        Some(r) => r.recent_with(mark, *keep),
-        None => mark.to_vec(),
-    };
+    let hash = input.hash.0.as_slice();
     let (version, full_at): (i64, i64) = match row {
         None => {
-            let blob = blob.ok_or_else(|| {
-                StoreError::Database("a first snapshot without items".to_string())
-            })?;
-            sqlx::query_as(
-                "INSERT INTO snapshots (client_id, class, version, hash, full_at, updated_at, recent_reports, items)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING version, full_at",
-            )
-            .bind(client)
-            .bind(class)
-            .bind(stamp.version.unwrap_or(1))
-            .bind(input.hash.0.as_slice())
-            .bind(stamp.full_at.0)
-            .bind(stamp.at.0)
-            .bind(&recent)
-            .bind(&blob)
-            .fetch_one(&mut *conn)
-            .await?
+            sqlx::query_as(sql::INSERT_SNAPSHOT)
+                .bind(client)
+                .bind(class)
+                .bind(set.version)
+                .bind(hash)
+                .bind(stamp.full_at.0)
+                .bind(stamp.at.0)
+                .bind(&set.recent)
+                .bind(&set.blob)
+                .fetch_one(&mut *conn)
+                .await?
         }
-        Some(row) => {
-            sqlx::query_as(
-                "UPDATE snapshots SET version = $1, hash = $2,
-                        full_at = CASE WHEN $3 THEN $4 ELSE full_at END, updated_at = $5,
-                        recent_reports = $6, items = coalesce($7, items)
-                 WHERE client_id = $8 AND class = $9 RETURNING version, full_at",
-            )
-            .bind(stamp.version.unwrap_or(row.version + 1))
-            .bind(input.hash.0.as_slice())
-            .bind(full)
-            .bind(stamp.full_at.0)
-            .bind(stamp.at.0)
-            .bind(&recent)
-            .bind(&blob)
-            .bind(client)
-            .bind(class)
-            .fetch_one(&mut *conn)
-            .await?
+        Some(_) => {
+            sqlx::query_as(sql::UPDATE_SNAPSHOT)
+                .bind(set.version)
+                .bind(hash)
+                .bind(set.full)
+                .bind(stamp.full_at.0)
+                .bind(stamp.at.0)
+                .bind(&set.recent)
+                .bind(&set.blob)
+                .bind(client)
+                .bind(class)
+                .fetch_one(&mut *conn)
+                .await?
         }
     };
-    if !change.history.is_empty() {
-        let old: Vec<Option<i64>> = change.history.iter().map(|h| h.old).collect();
-        let new: Vec<Option<i64>> = change.history.iter().map(|h| h.new.map(id_of)).collect();
+    if !set.history.is_empty() {
+        let (old, new): (Vec<Option<i64>>, Vec<Option<i64>>) = set.history.iter().copied().unzip();
         // WITH ORDINALITY keeps the rows' order, so their ids follow it as SQLite's do.
         sqlx::query(
             "INSERT INTO history (client_id, class, at, old_item, new_item, full_report)
@@ -940,39 +609,21 @@ pub(super) async fn write_change(
         .bind(client)
         .bind(class)
         .bind(stamp.at.0)
-        .bind(full)
+        .bind(set.full)
         .bind(&old)
         .bind(&new)
         .execute(&mut *conn)
         .await?;
     }
-    if input.class == Class::Sw
-        && let Some(changes) = &mut inserted.software
+    if let Some(changes) = &mut inserted.software
+        && let Some(sw) = set.software(input, client, row, version)?
     {
-        // A first snapshot has no history rows: everything in it is added.
-        let (removed, added) = match (row, ids) {
-            (None, ids) => (Vec::new(), ids.unwrap_or_default()),
-            (Some(_), _) => (
-                change.history.iter().filter_map(|h| h.old).collect(),
-                change
-                    .history
-                    .iter()
-                    .filter_map(|h| h.new.map(id_of))
-                    .collect(),
-            ),
-        };
-        changes.push(crate::software::change(
-            client,
-            row.map(|r| r.version),
-            Some(version),
-            removed,
-            added,
-        )?);
+        changes.push(sw);
     }
     Ok(Written {
         version,
         full_at: Timestamp(full_at),
-        body_ids,
+        body_ids: set.body_ids,
     })
 }
 
@@ -991,32 +642,19 @@ pub(super) async fn apply_report(
     lock_client(&mut *conn, client_id).await?;
     let client = own_client_row(&mut *conn, site, client_id)
         .await?
-        .ok_or_else(|| StoreError::UnknownClient {
-            name: client_id.to_string(),
-        })?;
+        .ok_or_else(|| rows::unknown_id(client_id))?;
     let row = snapshot_row(&mut *conn, client, input.class).await?;
     if let Some(row) = &row
         && row.has_report(input.report_id)
     {
-        return Ok((
-            client,
-            ReportAck::Duplicate {
-                version: row.version,
-                hash: row.hash,
-            },
-        ));
+        return Ok((client, row.duplicate()));
     }
     let current = row.as_ref().map(SnapshotRow::current).transpose()?;
     let change = match plan_report(&mut *conn, cache, input, current.as_ref()).await? {
         Outcome::Resync(reason) => return Ok((client, ReportAck::ResyncRequired { reason })),
         Outcome::Write(change) => change,
     };
-    let stamp = Stamp {
-        version: None,
-        at: now,
-        full_at: now,
-        remember: (*input.report_id.as_bytes(), RECENT_REPORTS),
-    };
+    let stamp = Stamp::report(input, now);
     let written = write_change(
         &mut *conn,
         inserted,
@@ -1030,11 +668,12 @@ pub(super) async fn apply_report(
     let mut completed = Vec::new();
     if input.is_full() && !input.answers.is_empty() {
         // Only this client's resync requests for this class.
-        let rows = sqlx::query(&format!(
+        let found = sqlx::query(&format!(
             "UPDATE requests SET completed_at = $1, picked_up_at = coalesce(picked_up_at, $1)
              WHERE id = ANY($2) AND client_id = $3 AND kind = 'resync' AND arg = $4
                AND completed_at IS NULL
-             RETURNING {REQUEST_COLS}"
+             RETURNING {}",
+            sql::REQUEST_COLS
         ))
         .bind(now.0)
         .bind(&input.answers)
@@ -1042,9 +681,7 @@ pub(super) async fn apply_report(
         .bind(input.class.as_str())
         .fetch_all(&mut *conn)
         .await?;
-        for r in &rows {
-            completed.push(request_view(r)?);
-        }
+        completed = each(&found, rows::request_view)?;
         completed.sort_by_key(|r| r.id);
     }
     if super::hierarchy::forwarding(&mut *conn).await? {
@@ -1079,32 +716,9 @@ pub(super) async fn clients(
     conn: &mut PgConnection,
     last_seen: &LastSeen,
 ) -> Result<Vec<ClientSummary>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT c.id, c.name, c.uuid, c.site_code, c.last_seen,
-                hw.version, hw.updated_at, sw.version, sw.updated_at,
-                (SELECT count(*) FROM requests r WHERE r.client_id = c.id AND r.completed_at IS NULL)
-         FROM clients c
-         LEFT JOIN snapshots hw ON hw.client_id = c.id AND hw.class = 0
-         LEFT JOIN snapshots sw ON sw.client_id = c.id AND sw.class = 1
-         ORDER BY c.name, c.site_code",
-    )
-    .fetch_all(conn)
-    .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(ClientSummary {
-                name: name_col(row, 1)?,
-                id: uuid_col(row, 2)?,
-                site: site_col(row, 3)?,
-                last_seen: last_seen.overlay(row.try_get(0)?, ts_col(row, 4)?),
-                hw_version: row.try_get(5)?,
-                hw_updated_at: ts_col(row, 6)?,
-                sw_version: row.try_get(7)?,
-                sw_updated_at: ts_col(row, 8)?,
-                pending_requests: row.try_get(9)?,
-            })
-        })
-        .collect()
+    let found = sqlx::query(sql::CLIENTS).fetch_all(conn).await?;
+    let clients = each(&found, rows::client_summary)?;
+    Ok(rows::with_last_seen(last_seen, clients))
 }
 
 /// One page of resync requests ([`crate::Store::requests_page`]), newest first, and how many
@@ -1124,32 +738,17 @@ pub(super) async fn requests_page(
         .bind(&class)
         .fetch_one(&mut *conn)
         .await?;
-    let rows = sqlx::query(&format!(
-        "SELECT r.id, r.arg, r.requested_at, r.picked_up_at, r.completed_at, r.origin, r.route,
-                r.forwarded_at, r.forwarded_to, c.name, c.site_code
-         FROM requests r JOIN clients c ON c.id = r.client_id
-         WHERE {filter} ORDER BY r.id DESC LIMIT $3 OFFSET $4"
-    ))
-    .bind(&state)
-    .bind(&class)
-    .bind(i64::from(q.limit))
-    .bind(q.offset as i64)
-    .fetch_all(&mut *conn)
-    .await?;
-    let requests = rows
-        .iter()
-        .map(|row| {
-            Ok(ClientRequest {
-                client: name_col(row, 9)?,
-                site: site_col(row, 10)?,
-                request: request_view(row)?,
-            })
-        })
-        .collect::<Result<_, StoreError>>()?;
+    let found = sqlx::query(&sql::requests_select(&filter, "$3", "$4"))
+        .bind(&state)
+        .bind(&class)
+        .bind(i64::from(q.limit))
+        .bind(q.offset as i64)
+        .fetch_all(&mut *conn)
+        .await?;
     Ok(RequestPage {
         total: total as u64,
         offset: q.offset,
-        requests,
+        requests: each(&found, rows::client_request)?,
     })
 }
 
@@ -1170,11 +769,7 @@ pub(super) async fn clients_page(
         .bind(&site)
         .fetch_one(&mut *conn)
         .await?;
-    let join = match crate::page::sort_class(q.sort) {
-        Some(class) => format!("LEFT JOIN snapshots s ON s.client_id = c.id AND s.class = {class}"),
-        None => String::new(),
-    };
-    let order = crate::page::order_by(q.sort, q.descending, r#" COLLATE "C""#);
+    let (join, order) = sql::page_join_and_order(q, r#" COLLATE "C""#);
     let ids: Vec<i64> = sqlx::query_scalar(&format!(
         "SELECT c.id FROM clients c {join} WHERE {filter} ORDER BY {order} LIMIT $3 OFFSET $4"
     ))
@@ -1184,63 +779,40 @@ pub(super) async fn clients_page(
     .bind(q.offset as i64)
     .fetch_all(&mut *conn)
     .await?;
-    let rows = sqlx::query(
-        "SELECT c.id, c.name, c.uuid, c.site_code, c.last_seen,
-                hw.version, hw.updated_at, sw.version, sw.updated_at,
-                (SELECT count(*) FROM requests r WHERE r.client_id = c.id AND r.completed_at IS NULL)
-         FROM clients c
-         LEFT JOIN snapshots hw ON hw.client_id = c.id AND hw.class = 0
-         LEFT JOIN snapshots sw ON sw.client_id = c.id AND sw.class = 1
-         WHERE c.id = ANY($1)",
-    )
-    .bind(&ids)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut by_id = std::collections::HashMap::with_capacity(rows.len());
-    for row in &rows {
-        let id: i64 = row.try_get(0)?;
-        by_id.insert(
-            id,
-            ClientSummary {
-                name: name_col(row, 1)?,
-                id: uuid_col(row, 2)?,
-                site: site_col(row, 3)?,
-                last_seen: last_seen.overlay(id, ts_col(row, 4)?),
-                hw_version: row.try_get(5)?,
-                hw_updated_at: ts_col(row, 6)?,
-                sw_version: row.try_get(7)?,
-                sw_updated_at: ts_col(row, 8)?,
-                pending_requests: row.try_get(9)?,
-            },
-        );
-    }
+    let found = sqlx::query(concat!(sql::client_summary!(), "WHERE c.id = ANY($1)"))
+        .bind(&ids)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut by_id: FastMap<i64, ClientSummary> =
+        each(&found, rows::client_summary)?.into_iter().collect();
     // In the page's order; a row is never deleted inside the caller's transaction.
-    let clients = ids.iter().filter_map(|id| by_id.remove(id)).collect();
+    let page = ids.iter().filter_map(|id| Some((*id, by_id.remove(id)?)));
     Ok(ClientPage {
         total: total as u64,
         offset: q.offset,
-        clients,
+        clients: rows::with_last_seen(last_seen, page),
     })
+}
+
+/// The internal row id of the client `key` names.
+async fn row_of(
+    conn: &mut PgConnection,
+    site: &SiteCode,
+    key: &ClientKey,
+) -> Result<Option<i64>, StoreError> {
+    match key {
+        ClientKey::Name(name) => client_row_by_name(conn, site, name).await,
+        ClientKey::Id(id) => client_row(conn, *id).await,
+    }
 }
 
 pub(super) async fn client_view(
     conn: &mut PgConnection,
     site: &SiteCode,
-    name: &ClientName,
+    key: &ClientKey,
     last_seen: &LastSeen,
 ) -> Result<Option<ClientView>, StoreError> {
-    match client_row_by_name(&mut *conn, site, name).await? {
-        Some(client) => client_view_of(conn, client, last_seen).await,
-        None => Ok(None),
-    }
-}
-
-pub(super) async fn client_view_by_id(
-    conn: &mut PgConnection,
-    client_id: Uuid,
-    last_seen: &LastSeen,
-) -> Result<Option<ClientView>, StoreError> {
-    match client_row(&mut *conn, client_id).await? {
+    match row_of(&mut *conn, site, key).await? {
         Some(client) => client_view_of(conn, client, last_seen).await,
         None => Ok(None),
     }
@@ -1251,77 +823,35 @@ async fn client_view_of(
     client: i64,
     last_seen: &LastSeen,
 ) -> Result<Option<ClientView>, StoreError> {
-    let row = sqlx::query(
-        "SELECT id, uuid, name, site_code, machine_id, enrolled_at, last_seen
-         FROM clients WHERE id = $1",
-    )
-    .bind(client)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some(row) = row else { return Ok(None) };
-    let mut view = ClientView {
-        name: name_col(&row, 2)?,
-        id: uuid_col(&row, 1)?,
-        site: site_col(&row, 3)?,
-        machine_id: row.try_get(4)?,
-        enrolled_at: Timestamp(row.try_get(5)?),
-        last_seen: last_seen.overlay(client, ts_col(&row, 6)?),
-        hw: None,
-        sw: None,
-        requests: Vec::new(),
-        events: Vec::new(),
+    let head = sqlx::query(sql::CLIENT_HEAD)
+        .bind(client)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(mut view) = head.as_ref().map(rows::client_head).transpose()? else {
+        return Ok(None);
     };
-    let snaps = sqlx::query(
-        "SELECT class, version, hash, full_at, updated_at, items FROM snapshots WHERE client_id = $1",
-    )
-    .bind(client)
-    .fetch_all(&mut *conn)
-    .await?;
-    for row in &snaps {
-        let ids = decode_ids(row.try_get(5)?)?;
-        let snapshot = SnapshotView {
-            version: row.try_get(1)?,
-            hash: digest_col(row, 2)?,
-            full_at: Timestamp(row.try_get(3)?),
-            updated_at: Timestamp(row.try_get(4)?),
-            items: load_items(&mut *conn, &ids).await?,
-        };
-        match class_col(row, 0)? {
-            Class::Hw => view.hw = Some(snapshot),
-            Class::Sw => view.sw = Some(snapshot),
-        }
-    }
-    let listed = format!(
-        "SELECT {REQUEST_COLS} FROM requests
-         WHERE client_id = $1 AND kind = $2 ORDER BY id DESC LIMIT $3"
-    );
-    let rows = sqlx::query(&listed)
+    view.last_seen = last_seen.overlay(client, view.last_seen);
+    let snaps = sqlx::query(sql::CLIENT_SNAPSHOTS)
         .bind(client)
-        .bind("resync")
-        .bind(VIEW_LIMIT)
         .fetch_all(&mut *conn)
         .await?;
-    for row in &rows {
-        view.requests.push(request_view(row)?);
+    for (class, ids, mut snapshot) in each(&snaps, rows::snapshot_view)? {
+        snapshot.items = load_items(&mut *conn, &ids).await?;
+        rows::place_snapshot(&mut view, class, snapshot);
     }
-    let rows = sqlx::query(&listed)
-        .bind(client)
-        .bind("event")
-        .bind(VIEW_LIMIT)
-        .fetch_all(&mut *conn)
-        .await?;
-    for row in &rows {
-        let event = Event::parse(row.try_get(1)?).ok_or_else(|| corrupt("event"))?;
-        let (picked, done): (Option<i64>, Option<i64>) = (row.try_get(3)?, row.try_get(4)?);
-        view.events.push(EventView {
-            id: row.try_get(0)?,
-            event,
-            state: state_of(picked, done),
-            requested_at: Timestamp(row.try_get(2)?),
-            picked_up_at: picked.map(Timestamp),
-            completed_at: done.map(Timestamp),
-        });
+    let mut listed = Vec::new();
+    for kind in ["resync", "event"] {
+        listed.push(
+            sqlx::query(sql::CLIENT_REQUESTS)
+                .bind(client)
+                .bind(kind)
+                .bind(rows::VIEW_LIMIT)
+                .fetch_all(&mut *conn)
+                .await?,
+        );
     }
+    view.requests = each(&listed[0], rows::request_view)?;
+    view.events = each(&listed[1], rows::event_view)?;
     Ok(Some(view))
 }
 
@@ -1345,21 +875,10 @@ pub(super) async fn load_items(conn: &mut PgConnection, ids: &[i64]) -> Result<I
 pub(super) async fn history(
     conn: &mut PgConnection,
     site: &SiteCode,
-    name: &ClientName,
+    key: &ClientKey,
     query: &HistoryQuery,
 ) -> Result<Option<Vec<HistoryEntry>>, StoreError> {
-    match client_row_by_name(&mut *conn, site, name).await? {
-        Some(client) => history_of(conn, client, query).await.map(Some),
-        None => Ok(None),
-    }
-}
-
-pub(super) async fn history_by_id(
-    conn: &mut PgConnection,
-    client_id: Uuid,
-    query: &HistoryQuery,
-) -> Result<Option<Vec<HistoryEntry>>, StoreError> {
-    match client_row(&mut *conn, client_id).await? {
+    match row_of(&mut *conn, site, key).await? {
         Some(client) => history_of(conn, client, query).await.map(Some),
         None => Ok(None),
     }
@@ -1370,9 +889,7 @@ async fn history_of(
     client: i64,
     query: &HistoryQuery,
 ) -> Result<Vec<HistoryEntry>, StoreError> {
-    let limit =
-        i64::try_from(query.limit.unwrap_or(crate::DEFAULT_HISTORY_LIMIT)).unwrap_or(i64::MAX);
-    let rows = sqlx::query(
+    let found = sqlx::query(
         "SELECT h.at, h.class, coalesce(n.key, o.key), o.attrs, n.attrs, h.full_report
          FROM history h
          LEFT JOIN items o ON o.id = h.old_item
@@ -1383,28 +900,12 @@ async fn history_of(
          ORDER BY h.id DESC LIMIT $2",
     )
     .bind(client)
-    .bind(limit)
+    .bind(rows::history_limit(query))
     .bind(query.class.map(cls))
     .bind(query.since.map(|t| t.0))
     .fetch_all(conn)
     .await?;
-    rows.iter()
-        .map(|row| {
-            let attrs = |i: usize| -> Result<_, StoreError> {
-                row.try_get::<Option<&[u8]>, _>(i)?
-                    .map(decode_attrs)
-                    .transpose()
-            };
-            Ok(HistoryEntry {
-                at: Timestamp(row.try_get(0)?),
-                class: class_col(row, 1)?,
-                key: row.try_get(2)?,
-                old: attrs(3)?,
-                new: attrs(4)?,
-                full: row.try_get(5)?,
-            })
-        })
-        .collect()
+    each(&found, rows::history_entry)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1417,12 +918,12 @@ pub(super) async fn items_for_index(
     mut f: impl FnMut(i64, &[u8]) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
     use futures_util::TryStreamExt;
-    let mut rows =
+    let mut found =
         sqlx::query("SELECT id, attrs FROM items WHERE $1::bigint[] IS NULL OR id = ANY($1)")
             .bind(ids)
             .fetch(&mut *conn);
-    while let Some(r) = rows.try_next().await? {
-        f(r.try_get(0)?, r.try_get::<&[u8], _>(1)?)?;
+    while let Some(r) = found.try_next().await? {
+        f(r.int(0)?, r.blob(1)?)?;
     }
     Ok(())
 }
@@ -1434,13 +935,9 @@ pub(super) async fn software_lists(
     mut f: impl FnMut(i64, i64, &[u8]) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
     use futures_util::TryStreamExt;
-    let mut rows = sqlx::query(
-        "SELECT client_id, version, items FROM snapshots WHERE class = $1 ORDER BY client_id",
-    )
-    .bind(cls(Class::Sw))
-    .fetch(&mut *conn);
-    while let Some(r) = rows.try_next().await? {
-        f(r.try_get(0)?, r.try_get(1)?, r.try_get::<&[u8], _>(2)?)?;
+    let mut found = sqlx::query(sql::SOFTWARE_LISTS).fetch(&mut *conn);
+    while let Some(r) = found.try_next().await? {
+        f(r.int(0)?, r.int(1)?, r.blob(2)?)?;
     }
     Ok(())
 }
@@ -1450,13 +947,11 @@ pub(super) async fn site_rows(
     conn: &mut PgConnection,
     site: &SiteCode,
 ) -> Result<roaring::RoaringBitmap, StoreError> {
-    let rows: Vec<i64> = sqlx::query_scalar("SELECT id FROM clients WHERE site_code = $1")
+    let found: Vec<i64> = sqlx::query_scalar(sql::SITE_ROWS)
         .bind(site.as_str())
         .fetch_all(&mut *conn)
         .await?;
-    rows.into_iter()
-        .map(|r| u32::try_from(r).map_err(|_| corrupt("client row")))
-        .collect()
+    found.into_iter().map(rows::index_row).collect()
 }
 
 /// Offers the clients in name order, then site, to `f` until it returns false. They are read
@@ -1511,22 +1006,11 @@ pub(super) async fn clients_by_name(
 /// The clients with these internal rows.
 pub(super) async fn list_owners(
     conn: &mut PgConnection,
-    rows: &[i64],
+    ids: &[i64],
 ) -> Result<FastMap<i64, crate::software::ListOwner>, StoreError> {
     let found = sqlx::query("SELECT id, name, uuid, site_code FROM clients WHERE id = ANY($1)")
-        .bind(rows)
+        .bind(ids)
         .fetch_all(&mut *conn)
         .await?;
-    let mut out = FastMap::default();
-    for r in &found {
-        out.insert(
-            r.try_get::<i64, _>(0)?,
-            crate::software::ListOwner {
-                name: name_col(r, 1)?,
-                id: uuid_col(r, 2)?,
-                site: site_col(r, 3)?,
-            },
-        );
-    }
-    Ok(out)
+    each(&found, |r| Ok((r.int(0)?, rows::list_owner(r, 1)?))).map(|o| o.into_iter().collect())
 }

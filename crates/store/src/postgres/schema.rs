@@ -24,6 +24,7 @@ use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::SiteMeta;
 use crate::error::StoreError;
+use crate::redact::redact_url;
 
 /// The schema version this program writes.
 pub(super) const SCHEMA_VERSION: i64 = 2;
@@ -178,51 +179,6 @@ CREATE TABLE sites (
 CREATE INDEX sites_via ON sites (via);
 "#;
 
-/// The URL with its password (if any) replaced by `***`, for messages and logs.
-pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        // Not a URL form that can hold a password in its authority; a `password=` parameter
-        // is still hidden below.
-        return redact_param(url);
-    };
-    let rest_start = scheme_end + 3;
-    let authority_end = url[rest_start..]
-        .find(['/', '?'])
-        .map_or(url.len(), |i| rest_start + i);
-    let authority = &url[rest_start..authority_end];
-    let redacted = match authority.rfind('@') {
-        Some(at) => {
-            let userinfo = &authority[..at];
-            match userinfo.find(':') {
-                Some(colon) => format!("{}:***{}", &userinfo[..colon], &authority[at..]),
-                None => authority.to_string(),
-            }
-        }
-        None => authority.to_string(),
-    };
-    redact_param(&format!(
-        "{}{}{}",
-        &url[..rest_start],
-        redacted,
-        &url[authority_end..]
-    ))
-}
-
-/// Hides the value of a `password=` query parameter.
-fn redact_param(url: &str) -> String {
-    let Some(q) = url.find('?') else {
-        return url.to_string();
-    };
-    let params: Vec<String> = url[q + 1..]
-        .split('&')
-        .map(|p| match p.split_once('=') {
-            Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
-            _ => p.to_string(),
-        })
-        .collect();
-    format!("{}?{}", &url[..q], params.join("&"))
-}
-
 /// How many connections the pool keeps at most. A transaction spends most of its time waiting
 /// for round trips and for its commit to reach the disk, so far more connections than cores are
 /// busy at once, and PostgreSQL flushes the commits of all of them together: with 4 connections
@@ -334,12 +290,7 @@ pub(super) async fn create(url: &str, meta: &SiteMeta) -> Result<PgPool, StoreEr
     for step in MIGRATIONS {
         sqlx::raw_sql(step).execute(&mut *tx).await?;
     }
-    for (key, value) in [
-        ("site_code", meta.code.as_str().to_string()),
-        ("site_name", meta.name.clone()),
-        ("created_at", meta.created_at.0.to_string()),
-        ("schema_version", SCHEMA_VERSION.to_string()),
-    ] {
+    for (key, value) in crate::rows::new_site_meta(meta, SCHEMA_VERSION) {
         sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2)")
             .bind(key)
             .bind(value)
@@ -374,9 +325,7 @@ pub(super) async fn open(url: &str) -> Result<PgPool, StoreError> {
         }
         Some(Err(reason)) => return Err(not_ours(reason)),
         Some(Ok(v)) if v > SCHEMA_VERSION => {
-            return Err(StoreError::Database(format!(
-                "the database has schema version {v}, newer than the {SCHEMA_VERSION} this program knows; run a newer invsync"
-            )));
+            return Err(crate::rows::newer_schema(v, SCHEMA_VERSION));
         }
         Some(Ok(v)) if v < 1 => return Err(not_ours(format!("invalid schema version {v}"))),
         Some(Ok(v)) => v,
@@ -394,26 +343,4 @@ pub(super) async fn open(url: &str) -> Result<PgPool, StoreError> {
     tx.commit().await?;
     let _ = conn.close().await;
     Ok(pool(opts))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact_url;
-
-    #[test]
-    fn passwords_never_show() {
-        assert_eq!(
-            redact_url("postgres://inv:s3cret@db:5432/inv"),
-            "postgres://inv:***@db:5432/inv"
-        );
-        assert_eq!(
-            redact_url("postgres://inv@db/inv?password=s3cret&sslmode=require"),
-            "postgres://inv@db/inv?password=***&sslmode=require"
-        );
-        assert_eq!(redact_url("postgres://db/inv"), "postgres://db/inv");
-        assert_eq!(
-            redact_url("postgresql://u:p@ss@h/d"),
-            "postgresql://u:***@h/d"
-        );
-    }
 }

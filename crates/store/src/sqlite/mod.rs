@@ -1,8 +1,9 @@
 //! The SQLite backend: one writer thread with group commit (see `writer`), a small pool of
 //! read-only connections used from `spawn_blocking`, and the schema in WAL mode so that other
 //! processes (`invsite show`, `invsync` queueing directly) can use the same file at the same
-//! time. All SQL of this backend lives in `schema`, `queries` and (for the hierarchy of sites)
-//! `hierarchy`.
+//! time. The SQL of this backend lives in `schema`, `queries` and (for the hierarchy of sites)
+//! `hierarchy`, beside the statements both dialects share (`crate::sql`); what rows mean is
+//! decided once for both backends in `crate::rows`.
 
 mod hierarchy;
 mod queries;
@@ -14,9 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use invsync_proto::wire::{
-    CheckinResponse, ClientPage, ClientQuery, ClientSummary, ClientView, DownRequest, Event,
-    ForwardOutcome, Forwarded, Owner, PackagePage, PackageQuery, Queued, ReportAck, RequestPage,
-    RequestQuery, RequestView, SiteStatus, SoftwarePage, SoftwareQuery,
+    CheckinResponse, ClientPage, ClientQuery, ClientSummary, ClientView, DownRequest,
+    ForwardOutcome, Forwarded, InstructionKind, Owner, PackagePage, PackageQuery, Queued,
+    ReportAck, RequestPage, RequestQuery, RequestView, SiteStatus, SoftwarePage, SoftwareQuery,
 };
 use invsync_proto::{Class, ClientName, Digest, SiteCode, Timestamp};
 use rusqlite::Connection;
@@ -27,6 +28,7 @@ use crate::cache::ItemCache;
 use crate::error::StoreError;
 use crate::last_seen::LastSeen;
 use crate::plan::{Outcome, Plan, ReportInput, Resolver};
+use crate::rows::{ClientKey, unknown_id};
 use crate::software::{Build, SoftwareIndex};
 use crate::{
     Authenticated, ClientAuth, DownAccepted, Enrolled, Enrollment, HistoryEntry, HistoryQuery,
@@ -95,7 +97,7 @@ fn build_software_index(shared: &Shared) -> Result<(), StoreError> {
         conn.query_row("SELECT count(*) FROM meta", [], |_| Ok(()))?;
     }
     let mut build = Build::new();
-    queries::all_items(&conn, |id, attrs| build.item(id, attrs))?;
+    queries::items_for_index(&conn, None, |id, attrs| build.item(id, attrs))?;
     queries::software_lists(&conn, |client, version, items| {
         build.list(client, version, items)
     })?;
@@ -103,7 +105,7 @@ fn build_software_index(shared: &Shared) -> Result<(), StoreError> {
     loop {
         let unknown = shared.software.queued_unknown(&mut build);
         if !unknown.is_empty() {
-            queries::items_by_id(&conn, &unknown, |id, attrs| build.item(id, attrs))?;
+            queries::items_for_index(&conn, Some(&unknown), |id, attrs| build.item(id, attrs))?;
             continue;
         }
         match shared.software.try_finish(build) {
@@ -197,12 +199,6 @@ impl ForwardJob {
 enum PreparedForward {
     Answer(ForwardOutcome, Box<ForwardJob>),
     Write(Box<ForwardJob>),
-}
-
-fn unknown_id(client_id: Uuid) -> StoreError {
-    StoreError::UnknownClient {
-        name: client_id.to_string(),
-    }
 }
 
 impl SqliteStore {
@@ -322,11 +318,8 @@ impl SqliteStore {
 
     pub async fn enroll(&self, e: &Enrollment) -> Result<Enrolled, StoreError> {
         let e = e.clone();
-        let enrolled = self
-            .write(move |conn, batch| queries::enroll(conn, &batch.shared.site.code, &e))
-            .await?;
-        tracing::debug!(client_id = %enrolled.client_id, reenrolled = enrolled.reenrolled, "Enrolled a client.");
-        Ok(enrolled)
+        self.write(move |conn, batch| queries::enroll(conn, &batch.shared.site.code, &e))
+            .await
     }
 
     /// Writes the pending last-seen times now instead of at the writer's next second.
@@ -434,13 +427,7 @@ impl SqliteStore {
             if let Some(row) = &row
                 && row.has_report(input.report_id)
             {
-                return Ok(Prepared::Answer(
-                    auth,
-                    ReportAck::Duplicate {
-                        version: row.version,
-                        hash: row.hash,
-                    },
-                ));
+                return Ok(Prepared::Answer(auth, row.duplicate()));
             }
             let current = row.as_ref().map(|r| r.current()).transpose()?;
             let resolver = Resolver {
@@ -491,30 +478,18 @@ impl SqliteStore {
                 (auth, ack)
             }
         };
-        match &ack {
-            ReportAck::ResyncRequired { reason } => {
-                tracing::debug!(%client_id, reason = %reason, "Refused a report; the client must send a full one.")
-            }
-            ReportAck::Duplicate { version, .. } => {
-                tracing::debug!(%client_id, version, "Ignored a report that was stored before.")
-            }
-            ReportAck::Accepted { version, .. } => {
-                tracing::debug!(%client_id, version, "Stored a report.")
-            }
-        }
+        crate::rows::log_ack(client_id, &ack);
         Ok(Authenticated::Client(auth, ack))
     }
 
+    /// Completes events (`ids` is not empty: the caller skips an empty list).
     pub async fn complete_events(
         &self,
-        client_id: Uuid,
-        ids: &[i64],
+        id: Uuid,
+        ids: Vec<i64>,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let ids = ids.to_vec();
+        let client_id = id;
         self.write(move |conn, batch| {
             let client = queries::own_client_row(conn, &batch.shared.site.code, client_id)?
                 .ok_or_else(|| unknown_id(client_id))?;
@@ -523,64 +498,28 @@ impl SqliteStore {
         .await
     }
 
-    pub async fn revoke(&self, name: &ClientName) -> Result<(), StoreError> {
+    pub async fn revoke(&self, name: &ClientName) -> Result<bool, StoreError> {
         let name = name.clone();
+        self.write(move |conn, batch| queries::revoke(conn, &batch.shared.site.code, &name))
+            .await
+    }
+
+    pub async fn queue(
+        &self,
+        name: ClientName,
+        kind: InstructionKind,
+        at: Timestamp,
+    ) -> Result<Queued, StoreError> {
         self.write(move |conn, batch| {
-            if queries::revoke(conn, &batch.shared.site.code, &name)? {
-                Ok(())
-            } else {
-                Err(StoreError::UnknownClient {
-                    name: name.to_string(),
-                })
-            }
+            queries::queue_request(conn, &batch.shared.site.code, &name, &kind, at)
         })
         .await
     }
 
-    pub async fn request_resync(
-        &self,
-        name: &ClientName,
-        class: Class,
-        now: Timestamp,
-    ) -> Result<Queued, StoreError> {
-        self.queue(name, "resync", class.as_str(), now).await
-    }
-
-    pub async fn request_event(
-        &self,
-        name: &ClientName,
-        event: Event,
-        now: Timestamp,
-    ) -> Result<Queued, StoreError> {
-        self.queue(name, "event", event.as_str(), now).await
-    }
-
-    async fn queue(
-        &self,
-        name: &ClientName,
-        kind: &'static str,
-        arg: &'static str,
-        now: Timestamp,
-    ) -> Result<Queued, StoreError> {
-        let name = name.clone();
-        let queued = self
-            .write(move |conn, batch| {
-                queries::queue_request(conn, &batch.shared.site.code, &name, kind, arg, now)
-            })
-            .await?;
-        tracing::debug!(client = %queued.client, kind, arg, id = queued.id, created = queued.created, "Queued a request.");
-        Ok(queued)
-    }
-
     pub async fn clients(&self) -> Result<Vec<ClientSummary>, StoreError> {
         self.read(|conn, shared| {
-            Ok(queries::clients(conn)?
-                .into_iter()
-                .map(|(row, mut c)| {
-                    c.last_seen = shared.last_seen.overlay(row, c.last_seen);
-                    c
-                })
-                .collect())
+            let clients = queries::clients(conn)?;
+            Ok(crate::rows::with_last_seen(&shared.last_seen, clients))
         })
         .await
     }
@@ -632,54 +571,19 @@ impl SqliteStore {
         let q = q.clone();
         self.read(move |conn, shared| {
             let (total, rows) = queries::clients_page(conn, &q)?;
-            let clients = rows
-                .into_iter()
-                .map(|(row, mut c)| {
-                    c.last_seen = shared.last_seen.overlay(row, c.last_seen);
-                    c
-                })
-                .collect();
             Ok(ClientPage {
                 total,
                 offset: q.offset,
-                clients,
+                clients: crate::rows::with_last_seen(&shared.last_seen, rows),
             })
         })
         .await
     }
 
-    pub async fn client_view(&self, name: &ClientName) -> Result<Option<ClientView>, StoreError> {
-        let name = name.clone();
+    pub async fn client_view(&self, key: ClientKey) -> Result<Option<ClientView>, StoreError> {
         self.read(move |conn, shared| {
-            Ok(
-                queries::client_view(conn, &shared.site.code, &name)?.map(|(row, mut v)| {
-                    v.last_seen = shared.last_seen.overlay(row, v.last_seen);
-                    v
-                }),
-            )
-        })
-        .await
-    }
-
-    pub async fn history(
-        &self,
-        name: &ClientName,
-        query: &HistoryQuery,
-    ) -> Result<Option<Vec<HistoryEntry>>, StoreError> {
-        let name = name.clone();
-        let query = query.clone();
-        self.read(move |conn, shared| queries::history(conn, &shared.site.code, &name, &query))
-            .await
-    }
-
-    pub async fn request_state(&self, id: i64) -> Result<Option<RequestView>, StoreError> {
-        self.read(move |conn, _| queries::request_state(conn, id))
-            .await
-    }
-
-    pub async fn client_view_by_id(&self, id: Uuid) -> Result<Option<ClientView>, StoreError> {
-        self.read(move |conn, shared| {
-            Ok(queries::client_view_by_id(conn, id)?.map(|(row, mut v)| {
+            let found = queries::client_view(conn, &shared.site.code, &key)?;
+            Ok(found.map(|(row, mut v)| {
                 v.last_seen = shared.last_seen.overlay(row, v.last_seen);
                 v
             }))
@@ -687,13 +591,18 @@ impl SqliteStore {
         .await
     }
 
-    pub async fn history_by_id(
+    pub async fn history(
         &self,
-        id: Uuid,
+        key: ClientKey,
         query: &HistoryQuery,
     ) -> Result<Option<Vec<HistoryEntry>>, StoreError> {
         let query = query.clone();
-        self.read(move |conn, _| queries::history_by_id(conn, id, &query))
+        self.read(move |conn, shared| queries::history(conn, &shared.site.code, &key, &query))
+            .await
+    }
+
+    pub async fn request_state(&self, id: i64) -> Result<Option<RequestView>, StoreError> {
+        self.read(move |conn, _| queries::request_state(conn, id))
             .await
     }
 
@@ -1047,18 +956,8 @@ where
 /// picks up now) and the site's version and hash per class.
 fn checkin_read(conn: &Connection, client: i64) -> Result<(CheckinResponse, Vec<i64>), StoreError> {
     let open = queries::open_requests(conn, client)?;
-    let to_pick: Vec<i64> = open
-        .iter()
-        .filter(|r| !r.picked_up)
-        .map(|r| r.instruction.id)
-        .collect();
-    let response = CheckinResponse {
-        instructions: open.into_iter().map(|r| r.instruction).collect(),
-        classes: queries::class_states(conn, client)?,
-        // The site adds its setting; the database does not hold it.
-        agent_interval_secs: None,
-    };
-    Ok((response, to_pick))
+    let classes = queries::class_states(conn, client)?;
+    Ok(crate::rows::checkin_response(open, classes))
 }
 
 #[cfg(test)]

@@ -1,55 +1,91 @@
-//! Every data statement of the SQLite backend. Functions taking a plain `&Connection` run on
-//! a read connection or inside the writer's transaction; those that write are only ever called
-//! by writer jobs.
+//! The SQLite executor of the store's statements: it fetches rows and executes writes, while
+//! what the rows mean is decided in `crate::rows` and the statements both dialects share are
+//! in `crate::sql`. Functions taking a plain `&Connection` run on a read connection or inside
+//! the writer's transaction; those that write are only ever called by writer jobs.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use invsync_proto::wire::Event;
+use invsync_proto::inventory::item_digest;
 use invsync_proto::wire::{
-    ClassState, ClientQuery, ClientRequest, ClientSummary, ClientView, EventView, Instruction,
-    InstructionKind, PackagePage, PackageQuery, Queued, ReportAck, RequestPage, RequestQuery,
-    RequestState, RequestView, SnapshotView, SoftwarePage, SoftwareQuery,
+    ClassState, ClientQuery, ClientSummary, ClientView, InstructionKind, PackagePage, PackageQuery,
+    Queued, ReportAck, RequestPage, RequestQuery, RequestState, RequestView, SoftwarePage,
+    SoftwareQuery,
 };
 use invsync_proto::{Class, ClientName, Digest, Items, SiteCode, Timestamp};
 use rusqlite::types::Value;
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, Params, Row, params};
 use uuid::Uuid;
 
 use super::writer::Batch;
 use crate::cache::{CachedItem, FastMap};
-use crate::codec::{
-    PreparedItem, class_code, class_from_code, decode_attrs, decode_ids, digest_prefix, encode_ids,
-};
+use crate::codec::{PreparedItem, class_code, class_from_code, decode_attrs, digest_prefix};
 use crate::error::StoreError;
-use crate::plan::{self, Change, Current, ItemSource, Outcome, Plan, ReportInput, Resolver, Slot};
+use crate::plan::{self, Change, ItemSource, Outcome, Plan, ReportInput, Resolver};
+use crate::rows::{self, ClientKey, Cols, OpenRequest, WriteSet};
+pub(super) use crate::rows::{
+    RECENT_FORWARDED, SnapshotRow, Stamp, Written, corrupt, forwarded_mark,
+};
+use crate::sql;
 use crate::{ClientAuth, Enrolled, Enrollment, HistoryEntry, HistoryQuery, SiteMeta};
-use invsync_proto::inventory::item_digest;
 
-/// How many report ids per client and class are remembered for de-duplication. An agent
-/// resends only its latest unacknowledged report, so a handful is plenty; 16 bytes each.
-const RECENT_REPORTS: usize = 4;
-
-/// How many forwarded changes per client and class are remembered for de-duplication (see
-/// [`SnapshotRow::has_forwarded`]): a child re-sends a whole batch when the answer to it was
-/// lost, which may hold several changes of one client and class.
-pub(super) const RECENT_FORWARDED: usize = 8;
-
-/// What `recent_reports` remembers of a forwarded change: its version and the first 8 bytes of
-/// its hash, 16 bytes like a report id.
-pub(super) fn forwarded_mark(version: i64, hash: &Digest) -> [u8; 16] {
-    let mut mark = [0u8; 16];
-    mark[..8].copy_from_slice(&version.to_le_bytes());
-    mark[8..].copy_from_slice(&hash.0[..8]);
-    mark
+impl Cols for Row<'_> {
+    fn int(&self, i: usize) -> Result<i64, StoreError> {
+        Ok(self.get(i)?)
+    }
+    fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError> {
+        Ok(self.get(i)?)
+    }
+    fn text(&self, i: usize) -> Result<&str, StoreError> {
+        Ok(self.get_ref(i)?.as_str()?)
+    }
+    fn opt_text(&self, i: usize) -> Result<Option<&str>, StoreError> {
+        Ok(self.get_ref(i)?.as_str_or_null()?)
+    }
+    fn blob(&self, i: usize) -> Result<&[u8], StoreError> {
+        Ok(self.get_ref(i)?.as_blob()?)
+    }
+    fn opt_blob(&self, i: usize) -> Result<Option<&[u8]>, StoreError> {
+        Ok(self.get_ref(i)?.as_blob_or_null()?)
+    }
+    fn flag(&self, i: usize) -> Result<bool, StoreError> {
+        Ok(self.get(i)?)
+    }
+    fn class(&self, i: usize) -> Result<Class, StoreError> {
+        class_from_code(self.get(i)?)
+    }
+    fn uuid(&self, i: usize) -> Result<Uuid, StoreError> {
+        Uuid::from_slice(self.blob(i)?).map_err(|_| corrupt("client id"))
+    }
 }
 
-/// How many requests and events `client_view` lists.
-const VIEW_LIMIT: i64 = 50;
+/// Runs a cached statement and decodes every row with `f`.
+fn all<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl Params,
+    mut f: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let mut st = conn.prepare_cached(sql)?;
+    let mut rows = st.query(params)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(f(row)?);
+    }
+    Ok(out)
+}
 
-pub(super) fn corrupt(what: &str) -> StoreError {
-    StoreError::Database(format!("the database holds an invalid {what}"))
+/// Runs a cached statement and decodes its first row with `f`, if there is one.
+fn first<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl Params,
+    f: impl FnOnce(&Row<'_>) -> Result<T, StoreError>,
+) -> Result<Option<T>, StoreError> {
+    let mut st = conn.prepare_cached(sql)?;
+    let mut rows = st.query(params)?;
+    rows.next()?.map(f).transpose()
 }
 
 pub(super) fn id_array(ids: impl IntoIterator<Item = i64>) -> Rc<Vec<Value>> {
@@ -57,62 +93,43 @@ pub(super) fn id_array(ids: impl IntoIterator<Item = i64>) -> Rc<Vec<Value>> {
 }
 
 pub(super) fn digest_col(row: &Row<'_>, i: usize) -> Result<Digest, StoreError> {
-    Digest::from_slice(row.get_ref(i)?.as_blob()?).ok_or_else(|| corrupt("hash"))
+    row.digest(i)
 }
 
 pub(super) fn uuid_col(row: &Row<'_>, i: usize) -> Result<Uuid, StoreError> {
-    Uuid::from_slice(row.get_ref(i)?.as_blob()?).map_err(|_| corrupt("client id"))
+    row.uuid(i)
 }
 
 pub(super) fn name_col(row: &Row<'_>, i: usize) -> Result<ClientName, StoreError> {
-    ClientName::parse(row.get_ref(i)?.as_str()?).map_err(|_| corrupt("client name"))
+    row.name(i)
 }
 
 pub(super) fn site_col(row: &Row<'_>, i: usize) -> Result<SiteCode, StoreError> {
-    SiteCode::parse(row.get_ref(i)?.as_str()?).map_err(|_| corrupt("site code"))
+    row.site(i)
 }
 
 pub(super) fn ts(v: Option<i64>) -> Option<Timestamp> {
     v.map(Timestamp)
 }
 
-pub(super) fn state_of(picked_up_at: Option<i64>, completed_at: Option<i64>) -> RequestState {
-    match (picked_up_at, completed_at) {
-        (_, Some(_)) => RequestState::Complete,
-        (Some(_), None) => RequestState::PickedUp,
-        (None, None) => RequestState::Pending,
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Site and clients
 
 pub(super) fn site_meta(conn: &Connection) -> Result<SiteMeta, StoreError> {
-    let mut st = conn.prepare("SELECT key, value FROM meta")?;
-    let rows: HashMap<String, String> = st
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<Result<_, _>>()?;
-    let code = rows
-        .get("site_code")
-        .and_then(|c| SiteCode::parse(c).ok())
-        .ok_or_else(|| corrupt("site code"))?;
-    let created_at = rows
-        .get("created_at")
-        .and_then(|c| c.parse::<i64>().ok())
-        .ok_or_else(|| corrupt("creation time"))?;
-    Ok(SiteMeta {
-        code,
-        name: rows.get("site_name").cloned().unwrap_or_default(),
-        created_at: Timestamp(created_at),
-    })
+    let pairs = all(conn, sql::SITE_META, [], |r| {
+        Ok((r.text(0)?.to_string(), r.text(1)?.to_string()))
+    })?;
+    rows::site_meta(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
 }
 
 /// The internal row id of a client by its client id, whichever site owns it.
 pub(super) fn client_row(conn: &Connection, client_id: Uuid) -> Result<Option<i64>, StoreError> {
-    Ok(conn
-        .prepare_cached("SELECT id FROM clients WHERE uuid = ?1")?
-        .query_row([client_id.as_bytes().as_slice()], |r| r.get(0))
-        .optional()?)
+    first(
+        conn,
+        sql::CLIENT_ROW,
+        [client_id.as_bytes().as_slice()],
+        |r| r.int(0),
+    )
 }
 
 /// The internal row id of a client of this site by its client id. What agents do (check in,
@@ -127,15 +144,11 @@ pub(super) fn own_client_row(
     // index answers makes SQLite (built with STAT4) look at its value while planning, and then
     // re-plan the cached statement at every execution. That was a fifth of the site's CPU time
     // under a check-in load; `uuid` is unique, so the filter reads no extra row.
-    let row: Option<(i64, String)> = conn
-        .prepare_cached("SELECT id, site_code FROM clients WHERE uuid = ?1")?
-        .query_row(params![client_id.as_bytes().as_slice()], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .optional()?;
-    Ok(row
-        .filter(|(_, code)| code == site.as_str())
-        .map(|(id, _)| id))
+    let sql = "SELECT id, site_code FROM clients WHERE uuid = ?1";
+    let row = first(conn, sql, [client_id.as_bytes().as_slice()], |r| {
+        Ok((r.int(0)?, r.text(1)? == site.as_str()))
+    })?;
+    Ok(row.filter(|(_, own)| *own).map(|(id, _)| id))
 }
 
 /// The internal row id of a client of this site by name.
@@ -144,10 +157,12 @@ fn client_row_by_name(
     site: &SiteCode,
     name: &ClientName,
 ) -> Result<Option<i64>, StoreError> {
-    Ok(conn
-        .prepare_cached("SELECT id FROM clients WHERE site_code = ?1 AND name = ?2")?
-        .query_row([site.as_str(), name.as_str()], |r| r.get(0))
-        .optional()?)
+    first(
+        conn,
+        sql::CLIENT_ROW_BY_NAME,
+        [site.as_str(), name.as_str()],
+        |r| r.int(0),
+    )
 }
 
 pub(super) fn enroll(
@@ -155,57 +170,33 @@ pub(super) fn enroll(
     site: &SiteCode,
     e: &Enrollment,
 ) -> Result<Enrolled, StoreError> {
-    let holder = conn
-        .prepare_cached(
-            "SELECT id, uuid, machine_id FROM clients WHERE site_code = ?1 AND name = ?2",
-        )?
-        .query_row([site.as_str(), e.name.as_str()], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, Vec<u8>>(1)?,
-                r.get::<_, String>(2)?,
-            ))
-        })
-        .optional()?;
-    match holder {
-        None => {
-            let client_id = Uuid::new_v4();
-            conn.prepare_cached(
-                "INSERT INTO clients (uuid, name, site_code, machine_id, key_hash, enrolled_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?
-            .execute(params![
-                client_id.as_bytes().as_slice(),
-                e.name.as_str(),
-                site.as_str(),
-                e.machine_id,
-                e.key_hash.0.as_slice(),
-                e.now.0
-            ])?;
-            Ok(Enrolled {
-                client_id,
-                reenrolled: false,
-            })
-        }
-        Some((row, uuid, machine_id)) => {
-            let holder_id = Uuid::from_slice(&uuid).map_err(|_| corrupt("client id"))?;
-            if machine_id != e.machine_id {
-                return Err(StoreError::NameTaken {
-                    name: e.name.clone(),
-                    holder_id,
-                    holder_machine_id: machine_id,
-                });
-            }
-            // The same machine enrolling again (a reinstalled agent) keeps its id and history;
-            // only its key changes, which also revokes the old key.
-            conn.prepare_cached("UPDATE clients SET key_hash = ?1 WHERE id = ?2")?
-                .execute(params![e.key_hash.0.as_slice(), row])?;
-            Ok(Enrolled {
-                client_id: holder_id,
-                reenrolled: true,
-            })
-        }
-    }
+    let holder = first(
+        conn,
+        sql::NAME_HOLDER,
+        [site.as_str(), e.name.as_str()],
+        |r| Ok((r.int(0)?, r.uuid(1)?, r.text(2)?.to_string())),
+    )?;
+    let Some((row, holder_id, machine_id)) = holder else {
+        // The single writer runs enrollments one at a time: the name is still free.
+        let client_id = Uuid::new_v4();
+        let values = params![
+            client_id.as_bytes().as_slice(),
+            e.name.as_str(),
+            site.as_str(),
+            e.machine_id,
+            e.key_hash.0.as_slice(),
+            e.now.0
+        ];
+        first(conn, sql::ENROLL, values, |r| r.int(0))?;
+        return Ok(Enrolled {
+            client_id,
+            reenrolled: false,
+        });
+    };
+    let enrolled = rows::reenrollment(e, holder_id, machine_id)?;
+    conn.prepare_cached(sql::SET_KEY)?
+        .execute(params![e.key_hash.0.as_slice(), row])?;
+    Ok(enrolled)
 }
 
 /// Only this site's own clients can authenticate: a client forwarded by a child is stored with a
@@ -225,21 +216,19 @@ pub(super) fn client_credentials(
     client_id: Uuid,
 ) -> Result<Option<(i64, ClientAuth)>, StoreError> {
     // The site is compared here, not in SQL, for the reason given at `own_client_row`.
-    let mut st =
-        conn.prepare_cached("SELECT id, name, key_hash, site_code FROM clients WHERE uuid = ?1")?;
-    let mut rows = st.query(params![client_id.as_bytes().as_slice()])?;
-    let Some(row) = rows.next()? else {
-        return Ok(None);
-    };
-    if row.get_ref(3)?.as_str()? != site.as_str() {
-        return Ok(None);
-    }
-    let auth = ClientAuth {
-        client_id,
-        name: name_col(row, 1)?,
-        key_hash: digest_col(row, 2)?,
-    };
-    Ok(Some((row.get(0)?, auth)))
+    let sql = "SELECT id, name, key_hash, site_code FROM clients WHERE uuid = ?1";
+    let found = first(conn, sql, [client_id.as_bytes().as_slice()], |r| {
+        if r.text(3)? != site.as_str() {
+            return Ok(None);
+        }
+        let auth = ClientAuth {
+            client_id,
+            name: r.name(1)?,
+            key_hash: r.digest(2)?,
+        };
+        Ok(Some((r.int(0)?, auth)))
+    })?;
+    Ok(found.flatten())
 }
 
 /// Replaces an own client's key hash with 32 zero bytes, which no key hashes to, so its key
@@ -249,82 +238,35 @@ pub(super) fn revoke(
     site: &SiteCode,
     name: &ClientName,
 ) -> Result<bool, StoreError> {
-    let n = conn
-        .prepare_cached(
-            "UPDATE clients SET key_hash = zeroblob(32) WHERE site_code = ?1 AND name = ?2",
-        )?
-        .execute(params![site.as_str(), name.as_str()])?;
+    let n = conn.prepare_cached(sql::REVOKE)?.execute(params![
+        [0u8; 32].as_slice(),
+        site.as_str(),
+        name.as_str()
+    ])?;
     Ok(n > 0)
-}
-
-pub(super) fn write_last_seen(conn: &Connection, seen: &[(i64, i64)]) -> Result<(), StoreError> {
-    let mut st = conn.prepare_cached(
-        "UPDATE clients SET last_seen = max(coalesce(last_seen, ?2), ?2) WHERE id = ?1",
-    )?;
-    for (client, at) in seen {
-        st.execute([client, at])?;
-    }
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
 // Check-in and requests
 
-/// A request not yet complete, as a check-in delivers it.
-pub(super) struct OpenRequest {
-    pub instruction: Instruction,
-    pub picked_up: bool,
-}
-
-fn instruction_kind(kind: &str, arg: &str) -> Option<InstructionKind> {
-    match kind {
-        "resync" => Class::parse(arg).map(|class| InstructionKind::Resync { class }),
-        "event" => Event::parse(arg).map(|event| InstructionKind::Event { event }),
-        _ => None,
-    }
-}
-
 pub(super) fn open_requests(
     conn: &Connection,
     client: i64,
 ) -> Result<Vec<OpenRequest>, StoreError> {
-    let mut st = conn.prepare_cached(
-        "SELECT id, kind, arg, picked_up_at FROM requests
-         WHERE client_id = ?1 AND completed_at IS NULL ORDER BY id",
-    )?;
-    let mut rows = st.query([client])?;
-    let mut out = Vec::new();
-    while let Some(row) = rows.next()? {
-        let id: i64 = row.get(0)?;
-        let kind = instruction_kind(row.get_ref(1)?.as_str()?, row.get_ref(2)?.as_str()?)
-            .ok_or_else(|| corrupt("request kind"))?;
-        let picked_up = row.get::<_, Option<i64>>(3)?.is_some();
-        out.push(OpenRequest {
-            instruction: Instruction { id, kind },
-            picked_up,
-        });
-    }
-    Ok(out)
+    all(conn, sql::OPEN_REQUESTS, [client], |r| {
+        rows::open_request(r)
+    })
 }
 
 pub(super) fn class_states(
     conn: &Connection,
     client: i64,
 ) -> Result<BTreeMap<Class, ClassState>, StoreError> {
-    let mut st =
-        conn.prepare_cached("SELECT class, version, hash FROM snapshots WHERE client_id = ?1")?;
-    let mut rows = st.query([client])?;
-    let mut out = BTreeMap::new();
-    while let Some(row) = rows.next()? {
-        out.insert(
-            class_from_code(row.get(0)?)?,
-            ClassState {
-                version: row.get(1)?,
-                hash: digest_col(row, 2)?,
-            },
-        );
-    }
-    Ok(out)
+    Ok(
+        all(conn, sql::CLASS_STATES, [client], |r| rows::class_state(r))?
+            .into_iter()
+            .collect(),
+    )
 }
 
 pub(super) fn mark_picked_up(
@@ -346,48 +288,29 @@ pub(super) fn queue_request(
     conn: &Connection,
     site: &SiteCode,
     name: &ClientName,
-    kind: &str,
-    arg: &str,
+    kind: &InstructionKind,
     now: Timestamp,
 ) -> Result<Queued, StoreError> {
-    let client =
-        client_row_by_name(conn, site, name)?.ok_or_else(|| StoreError::UnknownClient {
-            name: name.to_string(),
-        })?;
-    // The partial unique index makes "create unless pending" one atomic statement, even
-    // against another process queueing the same request at the same moment.
+    let client = client_row_by_name(conn, site, name)?.ok_or_else(|| rows::unknown_client(name))?;
+    let (kind, arg) = rows::kind_and_arg(kind);
     let created: Option<i64> = conn
-        .prepare_cached(
-            "INSERT INTO requests (client_id, kind, arg, requested_at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (client_id, kind, arg)
-                 WHERE picked_up_at IS NULL AND completed_at IS NULL AND origin IS NULL
-             DO NOTHING RETURNING id",
-        )?
-        .query_row(params![client, kind, arg, now.0], |r| r.get(0))
+        .prepare_cached(sql::QUEUE_REQUEST)?
+        .query_row(params![client, kind, arg, now.0, None::<&str>], |r| {
+            r.get(0)
+        })
         .optional()?;
     let (id, requested_at, created) = match created {
         Some(id) => (id, now, true),
         None => {
             let (id, at) = conn
-                .prepare_cached(
-                    "SELECT id, requested_at FROM requests
-                     WHERE client_id = ?1 AND kind = ?2 AND arg = ?3
-                       AND picked_up_at IS NULL AND completed_at IS NULL AND origin IS NULL",
-                )?
+                .prepare_cached(sql::PENDING_REQUEST)?
                 .query_row(params![client, kind, arg], |r| {
                     Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
                 })?;
             (id, Timestamp(at), false)
         }
     };
-    Ok(Queued {
-        id,
-        client: name.clone(),
-        created,
-        state: RequestState::Pending,
-        requested_at,
-        routed_to: None,
-    })
+    Ok(rows::queued(name, id, requested_at, created))
 }
 
 pub(super) fn complete_events(
@@ -405,110 +328,20 @@ pub(super) fn complete_events(
 }
 
 pub(super) fn request_state(conn: &Connection, id: i64) -> Result<Option<RequestView>, StoreError> {
-    let mut st = conn.prepare_cached(
-        "SELECT id, arg, requested_at, picked_up_at, completed_at, origin, route,
-                forwarded_at, forwarded_to FROM requests
-         WHERE id = ?1 AND kind = 'resync'",
-    )?;
-    let mut rows = st.query([id])?;
-    let Some(row) = rows.next()? else {
-        return Ok(None);
-    };
-    Ok(Some(request_view(row)?))
-}
-
-/// A resync request from (id, arg, requested_at, picked_up_at, completed_at, origin, route,
-/// forwarded_at, forwarded_to).
-pub(super) fn request_view(row: &Row<'_>) -> Result<RequestView, StoreError> {
-    let class = Class::parse(row.get_ref(1)?.as_str()?).ok_or_else(|| corrupt("request class"))?;
-    let (picked, done): (Option<i64>, Option<i64>) = (row.get(3)?, row.get(4)?);
-    let site_or_null = |i: usize| -> Result<Option<SiteCode>, StoreError> {
-        match row.get_ref(i)?.as_str_or_null()? {
-            None => Ok(None),
-            Some(code) => Ok(Some(
-                SiteCode::parse(code).map_err(|_| corrupt("site code"))?,
-            )),
-        }
-    };
-    let (route, forwarded_to) = (site_or_null(6)?, site_or_null(8)?);
-    Ok(RequestView {
-        id: row.get(0)?,
-        class,
-        state: state_of(picked, done),
-        requested_at: Timestamp(row.get(2)?),
-        picked_up_at: ts(picked),
-        completed_at: ts(done),
-        origin: row.get(5)?,
-        route,
-        forwarded_at: ts(row.get(7)?),
-        forwarded_to,
-    })
+    first(conn, sql::REQUEST_STATE, [id], |r| rows::request_view(r))
 }
 
 // ---------------------------------------------------------------------------------------------
 // Snapshots and items
-
-/// A `snapshots` row as reports need it.
-pub(super) struct SnapshotRow {
-    pub version: i64,
-    pub hash: Digest,
-    recent: Vec<u8>,
-    /// The item id list (`codec::encode_ids`).
-    pub items: Vec<u8>,
-}
-
-impl SnapshotRow {
-    pub fn has_report(&self, report_id: Uuid) -> bool {
-        self.recent
-            .chunks_exact(16)
-            .any(|c| c == report_id.as_bytes())
-    }
-
-    pub fn current(&self) -> Result<Current, StoreError> {
-        Ok(Current {
-            version: self.version,
-            hash: self.hash,
-            ids: decode_ids(&self.items)?,
-        })
-    }
-
-    /// Whether a forwarded change with this version and hash was applied recently. Only the
-    /// current version and hash are an exact duplicate, but a child re-sending a batch whose
-    /// answer it lost would otherwise set the snapshot back to an older full entry and replay
-    /// every change after it, recording their history twice.
-    pub fn has_forwarded(&self, version: i64, hash: &Digest) -> bool {
-        let mark = forwarded_mark(version, hash);
-        self.recent.chunks_exact(16).any(|c| c == mark)
-    }
-
-    /// The recent marks with `mark` first, at most `keep`.
-    fn recent_with(&self, mark: &[u8; 16], keep: usize) -> Vec<u8> {
-        let mut out = mark.to_vec();
-        for c in self.recent.chunks_exact(16).take(keep - 1) {
-            out.extend_from_slice(c);
-        }
-        out
-    }
-}
 
 pub(super) fn snapshot_row(
     conn: &Connection,
     client: i64,
     class: Class,
 ) -> Result<Option<SnapshotRow>, StoreError> {
-    let mut st = conn.prepare_cached(
-        "SELECT version, hash, recent_reports, items FROM snapshots WHERE client_id = ?1 AND class = ?2",
-    )?;
-    let mut rows = st.query([client, class_code(class)])?;
-    let Some(row) = rows.next()? else {
-        return Ok(None);
-    };
-    Ok(Some(SnapshotRow {
-        version: row.get(0)?,
-        hash: digest_col(row, 1)?,
-        recent: row.get(2)?,
-        items: row.get(3)?,
-    }))
+    first(conn, sql::SNAPSHOT_ROW, [client, class_code(class)], |r| {
+        SnapshotRow::of(r)
+    })
 }
 
 /// Item lookups on one connection, in one statement per batch of items.
@@ -524,39 +357,35 @@ impl ItemSource for SqlItems<'_> {
                 .push(i);
         }
         let mut out = vec![None; items.len()];
-        let mut st = self
-            .0
-            .prepare_cached("SELECT id, h, key, attrs FROM items WHERE h IN rarray(?1)")?;
-        let mut rows = st.query([id_array(wanted.keys().copied())])?;
-        while let Some(row) = rows.next()? {
-            let h: i64 = row.get(1)?;
-            let (key, attrs) = (row.get_ref(2)?.as_str()?, row.get_ref(3)?.as_blob()?);
+        let sql = "SELECT id, h, key, attrs FROM items WHERE h IN rarray(?1)";
+        all(self.0, sql, [id_array(wanted.keys().copied())], |row| {
+            let (h, key, attrs) = (row.int(1)?, row.text(2)?, row.blob(3)?);
             // Comparing the content, not just the 64-bit prefix, means a prefix collision can
             // never make two different items one.
             for &i in wanted.get(&h).into_iter().flatten() {
                 if items[i].key == key && items[i].attrs == attrs {
-                    out[i] = Some(row.get(0)?);
+                    out[i] = Some(row.int(0)?);
                 }
             }
-        }
+            Ok(())
+        })?;
         Ok(out)
     }
 
     fn load(&self, ids: &[i64]) -> Result<Vec<CachedItem>, StoreError> {
-        let mut found: FastMap<i64, CachedItem> = FastMap::default();
-        let mut st = self
-            .0
-            .prepare_cached("SELECT id, key, attrs FROM items WHERE id IN rarray(?1)")?;
-        let mut rows = st.query([id_array(ids.iter().copied())])?;
-        while let Some(row) = rows.next()? {
-            let key = row.get_ref(1)?.as_str()?;
-            let attrs = decode_attrs(row.get_ref(2)?.as_blob()?)?;
-            let item = CachedItem {
-                key: Arc::from(key),
-                digest: item_digest(key, &attrs),
-            };
-            found.insert(row.get(0)?, item);
-        }
+        let sql = "SELECT id, key, attrs FROM items WHERE id IN rarray(?1)";
+        let found: FastMap<i64, CachedItem> =
+            all(self.0, sql, [id_array(ids.iter().copied())], |row| {
+                let key = row.text(1)?;
+                let attrs = decode_attrs(row.blob(2)?)?;
+                let item = CachedItem {
+                    key: Arc::from(key),
+                    digest: item_digest(key, &attrs),
+                };
+                Ok((row.int(0)?, item))
+            })?
+            .into_iter()
+            .collect();
         ids.iter()
             .map(|id| {
                 found
@@ -575,16 +404,19 @@ pub(super) fn intern_item(
     item: &PreparedItem,
 ) -> Result<i64, StoreError> {
     let h = digest_prefix(&item.digest);
-    {
-        let mut st = conn.prepare_cached("SELECT id, key, attrs FROM items WHERE h = ?1")?;
-        let mut rows = st.query([h])?;
-        while let Some(row) = rows.next()? {
-            if row.get_ref(1)?.as_str()? == item.key
-                && row.get_ref(2)?.as_blob()? == item.attrs.as_slice()
-            {
-                return Ok(row.get(0)?);
-            }
-        }
+    let same = all(
+        conn,
+        "SELECT id, key, attrs FROM items WHERE h = ?1",
+        [h],
+        |r| {
+            Ok(
+                (r.text(1)? == item.key && r.blob(2)? == item.attrs.as_slice())
+                    .then_some(r.int(0)?),
+            )
+        },
+    )?;
+    if let Some(id) = same.into_iter().flatten().next() {
+        return Ok(id);
     }
     conn.prepare_cached("INSERT INTO items (h, key, attrs) VALUES (?1, ?2, ?3)")?
         .execute(params![h, item.key, item.attrs])?;
@@ -597,29 +429,6 @@ pub(super) fn intern_item(
         },
     ));
     Ok(id)
-}
-
-/// When and as which version a change is stored.
-pub(super) struct Stamp {
-    /// The version the snapshot gets; `None` for one more than the stored one (1 for the first),
-    /// as for a report of this site's own client. A forwarded change keeps its owner's number.
-    pub version: Option<i64>,
-    /// When the change was accepted: the snapshot's `updated_at` and the history rows' time.
-    pub at: Timestamp,
-    /// The snapshot's `full_at` when the change is a full snapshot.
-    pub full_at: Timestamp,
-    /// What `recent_reports` remembers of the change for de-duplication, and how many marks it
-    /// keeps: report ids for this site's own clients, [`forwarded_mark`]s for forwarded ones (a
-    /// client only ever gets one kind, as only own clients report here).
-    pub remember: ([u8; 16], usize),
-}
-
-/// What a stored change became.
-pub(super) struct Written {
-    pub version: i64,
-    pub full_at: Timestamp,
-    /// The item ids an outbox entry of this change records (see the `outbox` table).
-    pub body_ids: Vec<u8>,
 }
 
 /// Writes an accepted change: interns its new items, writes the snapshot and the history rows.
@@ -638,118 +447,56 @@ pub(super) fn write_change(
     for item in &change.new_items {
         new_ids.push(intern_item(conn, batch, item)?);
     }
-    let id_of = |s: Slot| match s {
-        Slot::Known(id) => id,
-        Slot::New(i) => new_ids[i],
-    };
-    let ids: Option<Vec<i64>> = change
-        .items
-        .map(|slots| slots.into_iter().map(id_of).collect());
-    let blob = ids.as_deref().map(encode_ids);
-    let full = input.is_full();
-    let body_ids = if full {
-        // A full report that repeats the stored snapshot leaves `items` as it is.
-        match (&blob, row) {
-            (Some(b), _) => b.clone(),
-            (None, Some(r)) => r.items.clone(),
-            (None, None) => Vec::new(),
-        }
-    } else {
-        encode_ids(&change.upserts.iter().map(|s| id_of(*s)).collect::<Vec<_>>())
-    };
+    let set = WriteSet::new(input, row, &change, &new_ids, stamp)?;
     let class = class_code(input.class);
-    let (mark, keep) = &stamp.remember;
-    let recent = match row {
-        Some(r) => r.recent_with(mark, *keep),
-        None => mark.to_vec(),
+    let hash = input.hash.0.as_slice();
+    let (version, full_at): (i64, i64) = match (row, &set.blob) {
+        (None, blob) => conn.prepare_cached(sql::INSERT_SNAPSHOT)?.query_row(
+            params![
+                client,
+                class,
+                set.version,
+                hash,
+                stamp.full_at.0,
+                stamp.at.0,
+                set.recent,
+                blob
+            ],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?,
+        (Some(_), blob) => conn.prepare_cached(sql::UPDATE_SNAPSHOT)?.query_row(
+            params![
+                set.version,
+                hash,
+                set.full,
+                stamp.full_at.0,
+                stamp.at.0,
+                set.recent,
+                blob,
+                client,
+                class
+            ],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?,
     };
-    let (version, full_at): (i64, i64) = match row {
-        None => {
-            let blob = blob.ok_or_else(|| {
-                StoreError::Database("a first snapshot without items".to_string())
-            })?;
-            conn.prepare_cached(
-                "INSERT INTO snapshots (client_id, class, version, hash, full_at, updated_at, recent_reports, items)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING version, full_at",
-            )?
-            .query_row(
-                params![
-                    client,
-                    class,
-                    stamp.version.unwrap_or(1),
-                    input.hash.0.as_slice(),
-                    stamp.full_at.0,
-                    stamp.at.0,
-                    recent,
-                    blob
-                ],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )?
-        }
-        Some(row) => conn
-            .prepare_cached(
-                "UPDATE snapshots SET version = ?1, hash = ?2,
-                        full_at = CASE WHEN ?3 THEN ?4 ELSE full_at END, updated_at = ?5,
-                        recent_reports = ?6, items = coalesce(?7, items)
-                 WHERE client_id = ?8 AND class = ?9 RETURNING version, full_at",
-            )?
-            .query_row(
-                params![
-                    stamp.version.unwrap_or(row.version + 1),
-                    input.hash.0.as_slice(),
-                    full,
-                    stamp.full_at.0,
-                    stamp.at.0,
-                    recent,
-                    blob,
-                    client,
-                    class
-                ],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )?,
-    };
-    if !change.history.is_empty() {
+    if !set.history.is_empty() {
         let mut st = conn.prepare_cached(
             "INSERT INTO history (client_id, class, at, old_item, new_item, full)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
-        for h in &change.history {
-            st.execute(params![
-                client,
-                class,
-                stamp.at.0,
-                h.old,
-                h.new.map(id_of),
-                full
-            ])?;
+        for (old, new) in &set.history {
+            st.execute(params![client, class, stamp.at.0, old, new, set.full])?;
         }
     }
-    if input.class == Class::Sw && batch.software.is_some() {
-        // A first snapshot has no history rows: everything in it is added.
-        let (removed, added) = match (row, ids) {
-            (None, ids) => (Vec::new(), ids.unwrap_or_default()),
-            (Some(_), _) => (
-                change.history.iter().filter_map(|h| h.old).collect(),
-                change
-                    .history
-                    .iter()
-                    .filter_map(|h| h.new.map(id_of))
-                    .collect(),
-            ),
-        };
-        let sw = crate::software::change(
-            client,
-            row.map(|r| r.version),
-            Some(version),
-            removed,
-            added,
-        )?;
+    if batch.software.is_some()
+        && let Some(sw) = set.software(input, client, row, version)?
+    {
         software_changed(conn, batch, sw)?;
     }
     Ok(Written {
         version,
         full_at: Timestamp(full_at),
-        body_ids,
+        body_ids: set.body_ids,
     })
 }
 
@@ -791,42 +538,32 @@ pub(super) fn apply_report(
     if let Some(row) = &row
         && row.has_report(input.report_id)
     {
-        return Ok(ReportAck::Duplicate {
-            version: row.version,
-            hash: row.hash,
-        });
+        return Ok(row.duplicate());
     }
     let change = match replan_if_moved(conn, batch, input, row.as_ref(), Some(planned))? {
         Outcome::Resync(reason) => return Ok(ReportAck::ResyncRequired { reason }),
         Outcome::Write(change) => change,
     };
-    let stamp = Stamp {
-        version: None,
-        at: now,
-        full_at: now,
-        remember: (*input.report_id.as_bytes(), RECENT_REPORTS),
-    };
+    let stamp = Stamp::report(input, now);
     let written = write_change(conn, batch, client, input, row.as_ref(), change, &stamp)?;
     let mut completed = Vec::new();
     if input.is_full() && !input.answers.is_empty() {
         // Only this client's resync requests for this class: a report cannot complete another
         // client's request by naming its id.
-        let mut st = conn.prepare_cached(
+        let sql = format!(
             "UPDATE requests SET completed_at = ?1, picked_up_at = coalesce(picked_up_at, ?1)
              WHERE id IN rarray(?2) AND client_id = ?3 AND kind = 'resync' AND arg = ?4
                AND completed_at IS NULL
-             RETURNING id, arg, requested_at, picked_up_at, completed_at, origin, route,
-                       forwarded_at, forwarded_to",
+             RETURNING {}",
+            sql::REQUEST_COLS
+        );
+        let answers = id_array(input.answers.iter().copied());
+        completed = all(
+            conn,
+            &sql,
+            params![now.0, answers, client, input.class.as_str()],
+            |r| rows::request_view(r),
         )?;
-        let mut rows = st.query(params![
-            now.0,
-            id_array(input.answers.iter().copied()),
-            client,
-            input.class.as_str()
-        ])?;
-        while let Some(r) = rows.next()? {
-            completed.push(request_view(r)?);
-        }
     }
     if super::hierarchy::forwarding(conn)? {
         super::hierarchy::enqueue(
@@ -879,34 +616,7 @@ pub(super) fn replan_if_moved(
 /// The client list, sorted by name, with each client's internal row id (for the last-seen
 /// overlay).
 pub(super) fn clients(conn: &Connection) -> Result<Vec<(i64, ClientSummary)>, StoreError> {
-    let mut st = conn.prepare_cached(
-        "SELECT c.id, c.name, c.uuid, c.site_code, c.last_seen,
-                hw.version, hw.updated_at, sw.version, sw.updated_at,
-                (SELECT count(*) FROM requests r WHERE r.client_id = c.id AND r.completed_at IS NULL)
-         FROM clients c
-         LEFT JOIN snapshots hw ON hw.client_id = c.id AND hw.class = 0
-         LEFT JOIN snapshots sw ON sw.client_id = c.id AND sw.class = 1
-         ORDER BY c.name, c.site_code",
-    )?;
-    let mut rows = st.query([])?;
-    let mut out = Vec::new();
-    while let Some(row) = rows.next()? {
-        out.push((
-            row.get(0)?,
-            ClientSummary {
-                name: name_col(row, 1)?,
-                id: uuid_col(row, 2)?,
-                site: site_col(row, 3)?,
-                last_seen: ts(row.get(4)?),
-                hw_version: row.get(5)?,
-                hw_updated_at: ts(row.get(6)?),
-                sw_version: row.get(7)?,
-                sw_updated_at: ts(row.get(8)?),
-                pending_requests: row.get(9)?,
-            },
-        ));
-    }
-    Ok(out)
+    all(conn, sql::CLIENTS, [], |r| rows::client_summary(r))
 }
 
 /// One page of clients ([`crate::Store::clients_page`]), each with its internal row id (for
@@ -925,49 +635,21 @@ pub(super) fn clients_page(
     let total: i64 = tx
         .prepare_cached(&format!("SELECT count(*) FROM clients c WHERE {filter}"))?
         .query_row(params![search, site], |r| r.get(0))?;
-    let join = match crate::page::sort_class(q.sort) {
-        Some(class) => format!("LEFT JOIN snapshots s ON s.client_id = c.id AND s.class = {class}"),
-        None => String::new(),
-    };
-    let order = crate::page::order_by(q.sort, q.descending, "");
-    let ids: Vec<i64> = tx
-        .prepare_cached(&format!(
+    let (join, order) = sql::page_join_and_order(q, "");
+    let ids = all(
+        &tx,
+        &format!(
             "SELECT c.id FROM clients c {join} WHERE {filter} ORDER BY {order} LIMIT ?3 OFFSET ?4"
-        ))?
-        .query_map(params![search, site, q.limit, q.offset as i64], |r| {
-            r.get(0)
-        })?
-        .collect::<Result<_, _>>()?;
-    let mut st = tx.prepare_cached(
-        "SELECT c.id, c.name, c.uuid, c.site_code, c.last_seen,
-                hw.version, hw.updated_at, sw.version, sw.updated_at,
-                (SELECT count(*) FROM requests r WHERE r.client_id = c.id AND r.completed_at IS NULL)
-         FROM clients c
-         LEFT JOIN snapshots hw ON hw.client_id = c.id AND hw.class = 0
-         LEFT JOIN snapshots sw ON sw.client_id = c.id AND sw.class = 1
-         WHERE c.id = ?1",
+        ),
+        params![search, site, q.limit, q.offset as i64],
+        |r| r.int(0),
     )?;
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
-        let mut rows = st.query([id])?;
+        let by_id = concat!(sql::client_summary!(), "WHERE c.id = $1");
         // A client row is never deleted inside this read transaction, so every id is found.
-        let Some(row) = rows.next()? else { continue };
-        out.push((
-            row.get(0)?,
-            ClientSummary {
-                name: name_col(row, 1)?,
-                id: uuid_col(row, 2)?,
-                site: site_col(row, 3)?,
-                last_seen: ts(row.get(4)?),
-                hw_version: row.get(5)?,
-                hw_updated_at: ts(row.get(6)?),
-                sw_version: row.get(7)?,
-                sw_updated_at: ts(row.get(8)?),
-                pending_requests: row.get(9)?,
-            },
-        ));
+        out.extend(first(&tx, by_id, [id], |r| rows::client_summary(r))?);
     }
-    drop(st);
     tx.commit()?;
     Ok((total as u64, out))
 }
@@ -988,23 +670,12 @@ pub(super) fn requests_page(
     let total: i64 = tx
         .prepare_cached(&format!("SELECT count(*) FROM requests r WHERE {filter}"))?
         .query_row(params![state, class], |r| r.get(0))?;
-    let mut requests = Vec::new();
-    {
-        let mut st = tx.prepare_cached(&format!(
-            "SELECT r.id, r.arg, r.requested_at, r.picked_up_at, r.completed_at, r.origin, r.route,
-                    r.forwarded_at, r.forwarded_to, c.name, c.site_code
-             FROM requests r JOIN clients c ON c.id = r.client_id
-             WHERE {filter} ORDER BY r.id DESC LIMIT ?3 OFFSET ?4"
-        ))?;
-        let mut rows = st.query(params![state, class, q.limit, q.offset as i64])?;
-        while let Some(row) = rows.next()? {
-            requests.push(ClientRequest {
-                client: name_col(row, 9)?,
-                site: site_col(row, 10)?,
-                request: request_view(row)?,
-            });
-        }
-    }
+    let requests = all(
+        &tx,
+        &sql::requests_select(&filter, "?3", "?4"),
+        params![state, class, q.limit, q.offset as i64],
+        |r| rows::client_request(r),
+    )?;
     tx.commit()?;
     Ok(RequestPage {
         total: total as u64,
@@ -1013,24 +684,21 @@ pub(super) fn requests_page(
     })
 }
 
-/// One client of this site by name with its snapshots decoded, plus its internal row id.
-pub(super) fn client_view(
-    conn: &Connection,
-    site: &SiteCode,
-    name: &ClientName,
-) -> Result<Option<(i64, ClientView)>, StoreError> {
-    match client_row_by_name(conn, site, name)? {
-        Some(client) => client_view_of(conn, client),
-        None => Ok(None),
+/// The internal row id of the client `key` names.
+fn row_of(conn: &Connection, site: &SiteCode, key: &ClientKey) -> Result<Option<i64>, StoreError> {
+    match key {
+        ClientKey::Name(name) => client_row_by_name(conn, site, name),
+        ClientKey::Id(id) => client_row(conn, *id),
     }
 }
 
-/// Any client this site holds (its own or one of a site below) by client id.
-pub(super) fn client_view_by_id(
+/// A client with its snapshots decoded, plus its internal row id.
+pub(super) fn client_view(
     conn: &Connection,
-    client_id: Uuid,
+    site: &SiteCode,
+    key: &ClientKey,
 ) -> Result<Option<(i64, ClientView)>, StoreError> {
-    match client_row(conn, client_id)? {
+    match row_of(conn, site, key)? {
         Some(client) => client_view_of(conn, client),
         None => Ok(None),
     }
@@ -1038,108 +706,47 @@ pub(super) fn client_view_by_id(
 
 /// The view of the client with internal row id `client`.
 fn client_view_of(conn: &Connection, client: i64) -> Result<Option<(i64, ClientView)>, StoreError> {
-    let mut st = conn.prepare_cached(
-        "SELECT id, uuid, name, site_code, machine_id, enrolled_at, last_seen
-         FROM clients WHERE id = ?1",
-    )?;
-    let mut rows = st.query([client])?;
-    let Some(row) = rows.next()? else {
+    let Some(mut view) = first(conn, sql::CLIENT_HEAD, [client], |r| rows::client_head(r))? else {
         return Ok(None);
     };
-    let mut view = ClientView {
-        name: name_col(row, 2)?,
-        id: uuid_col(row, 1)?,
-        site: site_col(row, 3)?,
-        machine_id: row.get(4)?,
-        enrolled_at: Timestamp(row.get(5)?),
-        last_seen: ts(row.get(6)?),
-        hw: None,
-        sw: None,
-        requests: Vec::new(),
-        events: Vec::new(),
-    };
-    drop(rows);
-
-    let mut st = conn.prepare_cached(
-        "SELECT class, version, hash, full_at, updated_at, items FROM snapshots WHERE client_id = ?1",
-    )?;
-    let mut rows = st.query([client])?;
-    while let Some(row) = rows.next()? {
-        let ids = decode_ids(row.get_ref(5)?.as_blob()?)?;
-        let snapshot = SnapshotView {
-            version: row.get(1)?,
-            hash: digest_col(row, 2)?,
-            full_at: Timestamp(row.get(3)?),
-            updated_at: Timestamp(row.get(4)?),
-            items: load_items(conn, &ids)?,
-        };
-        match class_from_code(row.get(0)?)? {
-            Class::Hw => view.hw = Some(snapshot),
-            Class::Sw => view.sw = Some(snapshot),
-        }
+    for (class, ids, mut snapshot) in all(conn, sql::CLIENT_SNAPSHOTS, [client], |r| {
+        rows::snapshot_view(r)
+    })? {
+        snapshot.items = load_items(conn, &ids)?;
+        rows::place_snapshot(&mut view, class, snapshot);
     }
-    drop(rows);
-
-    let mut st = conn.prepare_cached(
-        "SELECT id, arg, requested_at, picked_up_at, completed_at, origin, route,
-                forwarded_at, forwarded_to FROM requests
-         WHERE client_id = ?1 AND kind = ?2 ORDER BY id DESC LIMIT ?3",
-    )?;
-    let mut rows = st.query(params![client, "resync", VIEW_LIMIT])?;
-    while let Some(row) = rows.next()? {
-        view.requests.push(request_view(row)?);
-    }
-    drop(rows);
-    let mut rows = st.query(params![client, "event", VIEW_LIMIT])?;
-    while let Some(row) = rows.next()? {
-        let event = Event::parse(row.get_ref(1)?.as_str()?).ok_or_else(|| corrupt("event"))?;
-        let (picked, done): (Option<i64>, Option<i64>) = (row.get(3)?, row.get(4)?);
-        view.events.push(EventView {
-            id: row.get(0)?,
-            event,
-            state: state_of(picked, done),
-            requested_at: Timestamp(row.get(2)?),
-            picked_up_at: ts(picked),
-            completed_at: ts(done),
-        });
-    }
+    let listed = |kind: &'static str| (client, kind, rows::VIEW_LIMIT);
+    view.requests = all(conn, sql::CLIENT_REQUESTS, listed("resync"), |r| {
+        rows::request_view(r)
+    })?;
+    view.events = all(conn, sql::CLIENT_REQUESTS, listed("event"), |r| {
+        rows::event_view(r)
+    })?;
     Ok(Some((client, view)))
 }
 
 /// The items with these ids, keyed by item key.
 pub(super) fn load_items(conn: &Connection, ids: &[i64]) -> Result<Items, StoreError> {
-    let mut st = conn.prepare_cached("SELECT key, attrs FROM items WHERE id IN rarray(?1)")?;
-    let mut rows = st.query([id_array(ids.iter().copied())])?;
-    let mut items = Items::new();
-    while let Some(row) = rows.next()? {
-        items.insert(row.get(0)?, decode_attrs(row.get_ref(1)?.as_blob()?)?);
-    }
+    let sql = "SELECT key, attrs FROM items WHERE id IN rarray(?1)";
+    let items: Items = all(conn, sql, [id_array(ids.iter().copied())], |r| {
+        Ok((r.text(0)?.to_string(), decode_attrs(r.blob(1)?)?))
+    })?
+    .into_iter()
+    .collect();
     if items.len() != ids.len() {
         return Err(corrupt("snapshot item list"));
     }
     Ok(items)
 }
 
-/// The history of a client of this site by name, newest first.
+/// The history of a client, newest first.
 pub(super) fn history(
     conn: &Connection,
     site: &SiteCode,
-    name: &ClientName,
+    key: &ClientKey,
     query: &HistoryQuery,
 ) -> Result<Option<Vec<HistoryEntry>>, StoreError> {
-    match client_row_by_name(conn, site, name)? {
-        Some(client) => history_of(conn, client, query).map(Some),
-        None => Ok(None),
-    }
-}
-
-/// The history of any client this site holds by client id, newest first.
-pub(super) fn history_by_id(
-    conn: &Connection,
-    client_id: Uuid,
-    query: &HistoryQuery,
-) -> Result<Option<Vec<HistoryEntry>>, StoreError> {
-    match client_row(conn, client_id)? {
+    match row_of(conn, site, key)? {
         Some(client) => history_of(conn, client, query).map(Some),
         None => Ok(None),
     }
@@ -1150,69 +757,40 @@ fn history_of(
     client: i64,
     query: &HistoryQuery,
 ) -> Result<Vec<HistoryEntry>, StoreError> {
-    let limit =
-        i64::try_from(query.limit.unwrap_or(crate::DEFAULT_HISTORY_LIMIT)).unwrap_or(i64::MAX);
     let class = query.class.map(class_code);
     let since = query.since.map(|t| t.0);
-    let mut st = conn.prepare_cached(
-        "SELECT h.at, h.class, coalesce(n.key, o.key), o.attrs, n.attrs, h.full
+    let sql = "SELECT h.at, h.class, coalesce(n.key, o.key), o.attrs, n.attrs, h.full
          FROM history h
          LEFT JOIN items o ON o.id = h.old_item
          LEFT JOIN items n ON n.id = h.new_item
          WHERE h.client_id = ?1
            AND (?3 IS NULL OR h.class = ?3)
            AND (?4 IS NULL OR h.at >= ?4)
-         ORDER BY h.id DESC LIMIT ?2",
-    )?;
-    let mut rows = st.query(params![client, limit, class, since])?;
-    let mut out = Vec::new();
-    while let Some(row) = rows.next()? {
-        let attrs = |i: usize| -> Result<_, StoreError> {
-            row.get_ref(i)?
-                .as_blob_or_null()?
-                .map(decode_attrs)
-                .transpose()
-        };
-        out.push(HistoryEntry {
-            at: Timestamp(row.get(0)?),
-            class: class_from_code(row.get(1)?)?,
-            key: row.get(2)?,
-            old: attrs(3)?,
-            new: attrs(4)?,
-            full: row.get(5)?,
-        });
-    }
-    Ok(out)
+         ORDER BY h.id DESC LIMIT ?2";
+    let limit = rows::history_limit(query);
+    all(conn, sql, params![client, limit, class, since], |r| {
+        rows::history_entry(r)
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
 // Software across clients (the index and the pages are in `crate::software`)
 
-/// Offers every stored item to `f`, for a build of the software index.
-pub(super) fn all_items(
+/// Offers the stored items (those with these ids, or all for `None`) to `f`, for the software
+/// index.
+pub(super) fn items_for_index(
     conn: &Connection,
+    ids: Option<&[i64]>,
     mut f: impl FnMut(i64, &[u8]) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
-    let mut st = conn.prepare_cached("SELECT id, attrs FROM items")?;
-    let mut rows = st.query([])?;
-    while let Some(r) = rows.next()? {
-        f(r.get(0)?, r.get_ref(1)?.as_blob()?)?;
-    }
-    Ok(())
-}
-
-/// Offers the items with these ids to `f`.
-pub(super) fn items_by_id(
-    conn: &Connection,
-    ids: &[i64],
-    mut f: impl FnMut(i64, &[u8]) -> Result<(), StoreError>,
-) -> Result<(), StoreError> {
-    let array = Rc::new(ids.iter().copied().map(Value::from).collect::<Vec<_>>());
-    let mut st = conn.prepare_cached("SELECT id, attrs FROM items WHERE id IN rarray(?1)")?;
-    let mut rows = st.query([array])?;
-    while let Some(r) = rows.next()? {
-        f(r.get(0)?, r.get_ref(1)?.as_blob()?)?;
-    }
+    let mut offer = |r: &Row<'_>| f(r.int(0)?, r.blob(1)?);
+    match ids {
+        None => all(conn, "SELECT id, attrs FROM items", [], offer)?,
+        Some(ids) => {
+            let sql = "SELECT id, attrs FROM items WHERE id IN rarray(?1)";
+            all(conn, sql, [id_array(ids.iter().copied())], &mut offer)?
+        }
+    };
     Ok(())
 }
 
@@ -1223,34 +801,18 @@ pub(super) fn software_lists(
     conn: &Connection,
     mut f: impl FnMut(i64, i64, &[u8]) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
-    let mut st = conn.prepare_cached(
-        "SELECT client_id, version, items FROM snapshots WHERE class = 1 ORDER BY client_id",
-    )?;
-    let mut rows = st.query([])?;
-    while let Some(r) = rows.next()? {
-        f(r.get(0)?, r.get(1)?, r.get_ref(2)?.as_blob()?)?;
-    }
+    all(conn, sql::SOFTWARE_LISTS, [], |r| {
+        f(r.int(0)?, r.int(1)?, r.blob(2)?)
+    })?;
     Ok(())
 }
 
 /// The rows of the clients owned by `site`.
 fn site_rows(conn: &Connection, site: &SiteCode) -> Result<roaring::RoaringBitmap, StoreError> {
-    let mut st = conn.prepare_cached("SELECT id FROM clients WHERE site_code = ?1")?;
-    let mut rows = st.query([site.as_str()])?;
-    let mut out = roaring::RoaringBitmap::new();
-    while let Some(r) = rows.next()? {
-        let row: i64 = r.get(0)?;
-        out.insert(u32::try_from(row).map_err(|_| corrupt("client row"))?);
-    }
-    Ok(out)
-}
-
-fn list_owner(r: &Row<'_>, first: usize) -> Result<crate::software::ListOwner, StoreError> {
-    Ok(crate::software::ListOwner {
-        name: ClientName::parse(r.get_ref(first)?.as_str()?).map_err(|_| corrupt("client name"))?,
-        id: Uuid::from_slice(r.get_ref(first + 1)?.as_blob()?).map_err(|_| corrupt("client id"))?,
-        site: SiteCode::parse(r.get_ref(first + 2)?.as_str()?).map_err(|_| corrupt("site code"))?,
+    all(conn, sql::SITE_ROWS, [site.as_str()], |r| {
+        rows::index_row(r.int(0)?)
     })
+    .map(|found| found.into_iter().collect())
 }
 
 pub(super) fn software(
@@ -1262,15 +824,13 @@ pub(super) fn software(
     let tx = conn.unchecked_transaction()?;
     let site = q.site.as_ref().map(|s| site_rows(&tx, s)).transpose()?;
     let holders = index.read(|ix| crate::software::Holders::find(ix, q, site.as_ref()))?;
-    if let Some(rows) = holders.rows(crate::software::DIRECT_HOLDERS) {
+    if let Some(direct) = holders.rows(crate::software::DIRECT_HOLDERS) {
         let mut owners = FastMap::default();
-        let mut st =
-            tx.prepare_cached("SELECT name, uuid, site_code FROM clients WHERE id = ?1")?;
-        for row in rows {
-            let mut found = st.query([row])?;
+        let sql = "SELECT name, uuid, site_code FROM clients WHERE id = ?1";
+        for row in direct {
             // A client removed since the index saw it no longer holds anything.
-            if let Some(r) = found.next()? {
-                owners.insert(row, list_owner(r, 0)?);
+            if let Some(owner) = first(&tx, sql, [row], |r| rows::list_owner(r, 0))? {
+                owners.insert(row, owner);
             }
         }
         return Ok(holders.page_from(&owners));
@@ -1278,9 +838,9 @@ pub(super) fn software(
     let mut collect = holders.collector();
     let mut st = tx
         .prepare_cached("SELECT id, name, uuid, site_code FROM clients ORDER BY name, site_code")?;
-    let mut rows = st.query([])?;
-    while let Some(r) = rows.next()? {
-        if !collect.offer(r.get(0)?, &list_owner(r, 1)?) {
+    let mut found = st.query([])?;
+    while let Some(r) = found.next()? {
+        if !collect.offer(r.int(0)?, &rows::list_owner(r, 1)?) {
             break;
         }
     }

@@ -363,9 +363,7 @@ fn migrate(conn: &Connection, new_site: Option<&SiteMeta>) -> Result<(), StoreEr
                 ));
             }
             (Some(v), None) if v > SCHEMA_VERSION => {
-                return Err(StoreError::Database(format!(
-                    "the database has schema version {v}, newer than the {SCHEMA_VERSION} this program knows; run a newer invsync"
-                )));
+                return Err(crate::rows::newer_schema(v, SCHEMA_VERSION));
             }
             (Some(v), None) => v,
         };
@@ -377,10 +375,9 @@ fn migrate(conn: &Connection, new_site: Option<&SiteMeta>) -> Result<(), StoreEr
         }
         if let Some(meta) = new_site {
             let mut st = conn.prepare("INSERT INTO meta (key, value) VALUES (?1, ?2)")?;
-            st.execute(params!["site_code", meta.code.as_str()])?;
-            st.execute(params!["site_name", meta.name])?;
-            st.execute(params!["created_at", meta.created_at.0.to_string()])?;
-            st.execute(params!["schema_version", SCHEMA_VERSION.to_string()])?;
+            for (key, value) in crate::rows::new_site_meta(meta, SCHEMA_VERSION) {
+                st.execute(params![key, value])?;
+            }
         } else if from < SCHEMA_VERSION {
             conn.execute(
                 "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",

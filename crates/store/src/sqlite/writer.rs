@@ -17,7 +17,6 @@ use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use super::Shared;
-use super::queries;
 use crate::cache::CachedItem;
 use crate::error::StoreError;
 use crate::software::SwChange;
@@ -249,7 +248,7 @@ fn commit_group(
 
 pub(super) fn write_seen(conn: &Connection, seen: &[(i64, i64)]) -> Result<(), StoreError> {
     exec(conn, "SAVEPOINT seen")?;
-    match queries::write_last_seen(conn, seen) {
+    match write_last_seen(conn, seen) {
         Ok(()) => exec(conn, "RELEASE seen"),
         Err(e) => {
             exec(conn, "ROLLBACK TO seen")?;
@@ -257,4 +256,16 @@ pub(super) fn write_seen(conn: &Connection, seen: &[(i64, i64)]) -> Result<(), S
             Err(e)
         }
     }
+}
+
+/// Writes last-seen times (client row id, milliseconds), later times winning. The writer owns
+/// this statement: it runs it between groups of jobs, with no job of its own.
+fn write_last_seen(conn: &Connection, seen: &[(i64, i64)]) -> Result<(), StoreError> {
+    let mut st = conn.prepare_cached(
+        "UPDATE clients SET last_seen = max(coalesce(last_seen, ?2), ?2) WHERE id = ?1",
+    )?;
+    for (client, at) in seen {
+        st.execute([client, at])?;
+    }
+    Ok(())
 }

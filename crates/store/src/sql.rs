@@ -1,0 +1,154 @@
+//! Statements whose text is the same in both dialects, written once. They use PostgreSQL's
+//! `$1` placeholders, which SQLite reads as named parameters numbered in the order they first
+//! appear; every statement here therefore names `$1`, `$2`, … in that order, so that binding
+//! by position means the same in both (the test below checks it). Statements that differ
+//! (id lists: `rarray` against `ANY`, casts, collations) stay in their backend's `queries`.
+
+/// The columns [`crate::rows::request_view`] and [`crate::rows::event_view`] read, in order.
+macro_rules! request_cols {
+    () => {
+        "id, arg, requested_at, picked_up_at, completed_at, origin, route, forwarded_at, forwarded_to"
+    };
+}
+pub(crate) const REQUEST_COLS: &str = request_cols!();
+
+/// The columns [`crate::rows::client_summary`] reads, from `clients c` and its snapshots, ending
+/// before the `WHERE`/`ORDER BY` that each use adds.
+macro_rules! client_summary {
+    () => {
+        "SELECT c.id, c.name, c.uuid, c.site_code, c.last_seen,
+                hw.version, hw.updated_at, sw.version, sw.updated_at,
+                (SELECT count(*) FROM requests r WHERE r.client_id = c.id AND r.completed_at IS NULL)
+         FROM clients c
+         LEFT JOIN snapshots hw ON hw.client_id = c.id AND hw.class = 0
+         LEFT JOIN snapshots sw ON sw.client_id = c.id AND sw.class = 1 "
+    };
+}
+pub(crate) use client_summary;
+
+pub(crate) const SITE_META: &str = "SELECT key, value FROM meta";
+pub(crate) const CLIENT_ROW: &str = "SELECT id FROM clients WHERE uuid = $1";
+pub(crate) const CLIENT_ROW_BY_NAME: &str =
+    "SELECT id FROM clients WHERE site_code = $1 AND name = $2";
+pub(crate) const NAME_HOLDER: &str =
+    "SELECT id, uuid, machine_id FROM clients WHERE site_code = $1 AND name = $2";
+/// Inserts a client unless its name was taken meanwhile (then nothing is returned).
+pub(crate) const ENROLL: &str =
+    "INSERT INTO clients (uuid, name, site_code, machine_id, key_hash, enrolled_at)
+     VALUES ($1, $2, $3, $4, $5, $6)
+     ON CONFLICT (site_code, name) DO NOTHING RETURNING id";
+pub(crate) const SET_KEY: &str = "UPDATE clients SET key_hash = $1 WHERE id = $2";
+/// Replaces an own client's key hash (with 32 zero bytes, which no key hashes to).
+pub(crate) const REVOKE: &str =
+    "UPDATE clients SET key_hash = $1 WHERE site_code = $2 AND name = $3";
+pub(crate) const OPEN_REQUESTS: &str = "SELECT id, kind, arg, picked_up_at FROM requests
+     WHERE client_id = $1 AND completed_at IS NULL ORDER BY id";
+pub(crate) const CLASS_STATES: &str =
+    "SELECT class, version, hash FROM snapshots WHERE client_id = $1";
+/// Creates a request unless an identical one is pending: the partial unique index makes
+/// "create unless pending" one atomic statement, even against another process queueing the
+/// same request at the same moment.
+pub(crate) const QUEUE_REQUEST: &str =
+    "INSERT INTO requests (client_id, kind, arg, requested_at, route) VALUES ($1, $2, $3, $4, $5)
+     ON CONFLICT (client_id, kind, arg)
+         WHERE picked_up_at IS NULL AND completed_at IS NULL AND origin IS NULL
+     DO NOTHING RETURNING id";
+pub(crate) const PENDING_REQUEST: &str = "SELECT id, requested_at FROM requests
+     WHERE client_id = $1 AND kind = $2 AND arg = $3
+       AND picked_up_at IS NULL AND completed_at IS NULL AND origin IS NULL";
+pub(crate) const REQUEST_STATE: &str = concat!(
+    "SELECT ",
+    request_cols!(),
+    " FROM requests WHERE id = $1 AND kind = 'resync'"
+);
+pub(crate) const SNAPSHOT_ROW: &str = "SELECT version, hash, recent_reports, items FROM snapshots
+     WHERE client_id = $1 AND class = $2";
+pub(crate) const INSERT_SNAPSHOT: &str = "INSERT INTO snapshots
+     (client_id, class, version, hash, full_at, updated_at, recent_reports, items)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING version, full_at";
+pub(crate) const UPDATE_SNAPSHOT: &str = "UPDATE snapshots SET version = $1, hash = $2,
+            full_at = CASE WHEN $3 THEN $4 ELSE full_at END, updated_at = $5,
+            recent_reports = $6, items = coalesce($7, items)
+     WHERE client_id = $8 AND class = $9 RETURNING version, full_at";
+pub(crate) const CLIENTS: &str = concat!(client_summary!(), "ORDER BY c.name, c.site_code");
+pub(crate) const CLIENT_HEAD: &str = "SELECT id, uuid, name, site_code, machine_id, enrolled_at, last_seen FROM clients WHERE id = $1";
+pub(crate) const CLIENT_SNAPSHOTS: &str =
+    "SELECT class, version, hash, full_at, updated_at, items FROM snapshots WHERE client_id = $1";
+/// The newest requests of one kind of a client.
+pub(crate) const CLIENT_REQUESTS: &str = concat!(
+    "SELECT ",
+    request_cols!(),
+    " FROM requests WHERE client_id = $1 AND kind = $2 ORDER BY id DESC LIMIT $3"
+);
+pub(crate) const SOFTWARE_LISTS: &str =
+    "SELECT client_id, version, items FROM snapshots WHERE class = 1 ORDER BY client_id";
+pub(crate) const SITE_ROWS: &str = "SELECT id FROM clients WHERE site_code = $1";
+
+/// The join and the `ORDER BY` of a page of clients (see `crate::page`; `collate` as there).
+pub(crate) fn page_join_and_order(
+    q: &invsync_proto::wire::ClientQuery,
+    collate: &str,
+) -> (String, String) {
+    let join = match crate::page::sort_class(q.sort) {
+        Some(class) => format!("LEFT JOIN snapshots s ON s.client_id = c.id AND s.class = {class}"),
+        None => String::new(),
+    };
+    (join, crate::page::order_by(q.sort, q.descending, collate))
+}
+
+/// A page of resync requests with their clients ([`crate::rows::client_request`]), newest
+/// first, under `filter`, with the placeholders of its limit and offset.
+pub(crate) fn requests_select(filter: &str, limit: &str, offset: &str) -> String {
+    format!(
+        "SELECT r.id, r.arg, r.requested_at, r.picked_up_at, r.completed_at, r.origin, r.route,
+                r.forwarded_at, r.forwarded_to, c.name, c.site_code
+         FROM requests r JOIN clients c ON c.id = r.client_id
+         WHERE {filter} ORDER BY r.id DESC LIMIT {limit} OFFSET {offset}"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `$n` first appears after `$1` … `$n-1`, so that SQLite numbers them as PostgreSQL
+    /// does.
+    #[test]
+    fn placeholders_appear_in_order() {
+        for sql in [
+            SITE_META,
+            CLIENT_ROW,
+            CLIENT_ROW_BY_NAME,
+            NAME_HOLDER,
+            ENROLL,
+            SET_KEY,
+            REVOKE,
+            OPEN_REQUESTS,
+            CLASS_STATES,
+            QUEUE_REQUEST,
+            PENDING_REQUEST,
+            REQUEST_STATE,
+            SNAPSHOT_ROW,
+            INSERT_SNAPSHOT,
+            UPDATE_SNAPSHOT,
+            CLIENTS,
+            CLIENT_HEAD,
+            CLIENT_SNAPSHOTS,
+            CLIENT_REQUESTS,
+            SOFTWARE_LISTS,
+            SITE_ROWS,
+        ] {
+            let mut seen = 0;
+            for (i, _) in sql.match_indices('$') {
+                let n: usize = sql[i + 1..]
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect::<String>()
+                    .parse()
+                    .unwrap();
+                assert!(n <= seen + 1, "${n} before ${} in {sql}", seen + 1);
+                seen = seen.max(n);
+            }
+        }
+    }
+}
