@@ -28,6 +28,7 @@ mod cache;
 mod codec;
 mod error;
 mod health;
+mod hierarchy;
 mod ingest;
 mod last_seen;
 mod page;
@@ -49,6 +50,7 @@ use uuid::Uuid;
 
 pub use error::StoreError;
 pub use health::WriteFailure;
+pub use hierarchy::{IncomingForwarded, PreparedBody, PreparedDelta};
 pub use ingest::{IncomingReport, PreparedItems, Shape};
 /// A database URL with its password (in the authority or a `password=` parameter) hidden.
 pub use postgres::redact_url;
@@ -618,7 +620,13 @@ impl Store {
         parent: Option<&SiteCode>,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        write_op!(self, "outbox_done", if |_| !stored.is_empty() || !refused.is_empty(), b => b.outbox_done(stored, refused, parent, now).await)
+        let acked = hierarchy::Acked {
+            stored: stored.to_vec(),
+            refused: refused.to_vec(),
+            parent: parent.cloned(),
+            now,
+        };
+        write_op!(self, "outbox_done", if |_| !stored.is_empty() || !refused.is_empty(), b => b.outbox_done(acked).await)
     }
 
     /// Atomically drops every outbox entry of this client and class and appends one full entry
@@ -700,7 +708,15 @@ impl Store {
         entry: &Forwarded,
         now: Timestamp,
     ) -> Result<ForwardOutcome, StoreError> {
-        write_op!(self, "apply_forwarded", if |o: &ForwardOutcome| matches!(o, ForwardOutcome::Applied { .. }), b => b.apply_forwarded(via, entry, now).await)
+        let jobs = vec![hierarchy::job_of(entry)?];
+        let outcome = write_op!(self, "apply_forwarded", if |o: &Vec<ForwardOutcome>| o.iter().any(|o| matches!(o, ForwardOutcome::Applied { .. })), b => b.apply_forwarded_jobs(via, jobs, now).await)?;
+        Ok(outcome
+            .into_iter()
+            .next()
+            .unwrap_or(ForwardOutcome::Refused {
+                seq: entry.seq,
+                reason: "internal error: no outcome".to_string(),
+            }))
     }
 
     // -----------------------------------------------------------------------------------------
@@ -763,6 +779,40 @@ impl Store {
         entries: &[Forwarded],
         now: Timestamp,
     ) -> Result<Vec<ForwardOutcome>, StoreError> {
-        write_op!(self, "apply_forwarded_batch", if |o: &Vec<ForwardOutcome>| o.iter().any(|o| matches!(o, ForwardOutcome::Applied { .. })), b => b.apply_forwarded_batch(via, entries, now).await)
+        let jobs = entries
+            .iter()
+            .map(hierarchy::job_of)
+            .collect::<Result<Vec<_>, _>>()?;
+        self.apply_forwarded_jobs(via, jobs, now).await
+    }
+
+    /// [`Store::apply_forwarded_batch`] for changes whose items were prepared as they were read
+    /// (the site's path, as [`Store::store_incoming_with_key`] is for reports): each body is
+    /// prepared once, straight from the request.
+    pub async fn apply_incoming_forwarded_batch(
+        &self,
+        via: &SiteCode,
+        entries: Vec<IncomingForwarded>,
+        now: Timestamp,
+    ) -> Result<Vec<ForwardOutcome>, StoreError> {
+        let jobs = entries
+            .into_iter()
+            .map(hierarchy::incoming_job)
+            .collect::<Result<Vec<_>, _>>()?;
+        self.apply_forwarded_jobs(via, jobs, now).await
+    }
+
+    async fn apply_forwarded_jobs(
+        &self,
+        via: &SiteCode,
+        jobs: Vec<hierarchy::ForwardJob>,
+        now: Timestamp,
+    ) -> Result<Vec<ForwardOutcome>, StoreError> {
+        write_op!(self, "apply_forwarded_batch", if |o: &Vec<ForwardOutcome>| o.iter().any(|o| matches!(o, ForwardOutcome::Applied { .. })), b => b.apply_forwarded_jobs(via, jobs, now).await)
+    }
+
+    /// How many clients this site owns itself (not those of the sites below it).
+    pub async fn own_clients(&self) -> Result<i64, StoreError> {
+        dispatch!(self, b => b.own_clients().await)
     }
 }

@@ -1047,10 +1047,10 @@ pub(super) async fn apply_report(
         }
         completed.sort_by_key(|r| r.id);
     }
-    if super::hierarchy::forwarding(&mut *conn).await? {
-        super::hierarchy::enqueue(
+    if super::outbox::forwarding(&mut *conn).await? {
+        super::outbox::enqueue(
             &mut *conn,
-            &super::hierarchy::Entry {
+            &crate::hierarchy::Entry {
                 client,
                 input,
                 version: written.version,

@@ -828,10 +828,10 @@ pub(super) fn apply_report(
             completed.push(request_view(r)?);
         }
     }
-    if super::hierarchy::forwarding(conn)? {
-        super::hierarchy::enqueue(
+    if super::outbox::forwarding(conn)? {
+        super::outbox::enqueue(
             conn,
-            &super::hierarchy::Entry {
+            &crate::hierarchy::Entry {
                 client,
                 input,
                 version: written.version,
