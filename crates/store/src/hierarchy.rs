@@ -446,6 +446,65 @@ pub(crate) fn log_stale(record: &ClientRecord, old: Uuid) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// What the store's callers ask of the hierarchy, handed to a backend whole
+
+/// A child's token to record (`Store::set_child_token`).
+pub(crate) struct ChildToken {
+    pub code: SiteCode,
+    pub key_hash: Digest,
+    pub now: Timestamp,
+}
+
+/// What the direct child `via` reported of itself and the sites below it
+/// (`Store::record_site_status`).
+pub(crate) struct SiteReport {
+    pub via: SiteCode,
+    pub statuses: Vec<SiteStatus>,
+    pub now: Timestamp,
+}
+
+/// A resync request to route down to the site owning `client` (`Store::queue_routed_request`).
+pub(crate) struct RouteDown {
+    pub client: Uuid,
+    pub class: Class,
+    pub now: Timestamp,
+}
+
+impl RouteDown {
+    pub fn log(&self, queued: &Queued) {
+        tracing::debug!(client = %queued.client, class = %self.class, id = queued.id, created = queued.created, route = ?queued.routed_to, "Queued a request to route down to the owning site.");
+    }
+}
+
+/// The routed requests to hand to the direct child `via` at `now`
+/// (`Store::deliver_routed_requests`): those not delivered since `due`.
+#[derive(Clone)]
+pub(crate) struct Delivery {
+    pub via: SiteCode,
+    pub due: Timestamp,
+    pub now: Timestamp,
+}
+
+impl Delivery {
+    /// A request is delivered again when its last delivery is [`crate::REDELIVER_AFTER_MS`]
+    /// old: the answer carrying it may have been lost.
+    pub fn new(via: &SiteCode, now: Timestamp) -> Delivery {
+        Delivery {
+            via: via.clone(),
+            due: Timestamp(now.0 - crate::REDELIVER_AFTER_MS),
+            now,
+        }
+    }
+}
+
+/// A request the parent routed down, to take in (`Store::accept_down_request`).
+pub(crate) struct TakeDown {
+    pub req: DownRequest,
+    pub accept_own: bool,
+    pub now: Timestamp,
+}
+
+// ---------------------------------------------------------------------------------------------
 // Site codes, child tokens and the sites below
 
 fn own_code_in_use(code: &SiteCode) -> StoreError {

@@ -653,7 +653,13 @@ impl Store {
         key_hash: Digest,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        write_op!(self, "set_child_token", b => b.set_child_token(code, key_hash, now).await)
+        let code = code.clone();
+        let token = hierarchy::ChildToken {
+            code,
+            key_hash,
+            now,
+        };
+        write_op!(self, "set_child_token", b => b.set_child_token(token).await)
     }
 
     /// The key hash of a child's token, if one was issued for that code.
@@ -671,7 +677,12 @@ impl Store {
         statuses: &[SiteStatus],
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        write_op!(self, "record_site_status", b => b.record_site_status(via, statuses, now).await)
+        let report = hierarchy::SiteReport {
+            via: via.clone(),
+            statuses: statuses.to_vec(),
+            now,
+        };
+        write_op!(self, "record_site_status", b => b.record_site_status(report).await)
     }
 
     /// Every site known below this one, as it last reported itself, sorted by code.
@@ -735,7 +746,12 @@ impl Store {
         class: Class,
         now: Timestamp,
     ) -> Result<Queued, StoreError> {
-        write_op!(self, "queue_routed_request", if |q: &Queued| q.created, b => b.queue_routed_request(client_id, class, now).await)
+        let route = hierarchy::RouteDown {
+            client: client_id,
+            class,
+            now,
+        };
+        write_op!(self, "queue_routed_request", if |q: &Queued| q.created, b => b.queue_routed_request(route).await)
     }
 
     /// The routed requests to hand to the direct child `via` in the answer to its forward
@@ -748,7 +764,7 @@ impl Store {
         via: &SiteCode,
         now: Timestamp,
     ) -> Result<Vec<DownRequest>, StoreError> {
-        write_op!(self, "deliver_routed_requests", if |d: &Vec<DownRequest>| !d.is_empty(), b => b.deliver_routed_requests(via, now).await)
+        write_op!(self, "deliver_routed_requests", if |d: &Vec<DownRequest>| !d.is_empty(), b => b.deliver_routed_requests(hierarchy::Delivery::new(via, now)).await)
     }
 
     /// Takes in a request the parent routed down, once per origin (a re-delivery answers with
@@ -764,7 +780,12 @@ impl Store {
         accept_own: bool,
         now: Timestamp,
     ) -> Result<DownAccepted, StoreError> {
-        write_op!(self, "accept_down_request", if |_| false, b => b.accept_down_request(req, accept_own, now).await)
+        let take = hierarchy::TakeDown {
+            req: req.clone(),
+            accept_own,
+            now,
+        };
+        write_op!(self, "accept_down_request", if |_| false, b => b.accept_down_request(take).await)
     }
 
     /// Applies a batch of changes forwarded by `via`, in order, with the rules and outcomes of

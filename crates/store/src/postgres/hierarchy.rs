@@ -22,7 +22,8 @@ use crate::cache::ItemCache;
 use crate::codec::decode_ids;
 use crate::error::StoreError;
 use crate::hierarchy::{
-    self as core, Acked, Cols, Completion, ForwardMeta, LAST_FORWARDED, Target, sql,
+    self as core, Acked, ChildToken, Cols, Completion, Delivery, ForwardMeta, LAST_FORWARDED,
+    RouteDown, SiteReport, TakeDown, Target, sql,
 };
 use crate::plan::{Outcome, ReportInput};
 use crate::{DownAccepted, OutboxStats};
@@ -132,8 +133,8 @@ pub(super) async fn outbox_resync(
     let dropped: Vec<(i64, Option<String>)> = sqlx::query_as(
         "SELECT accepted_at, completed FROM outbox WHERE client_id = $1 AND class = $2 ORDER BY seq",
     )
-    .bind(client)
-    .bind(code)
+.bind(client)
+.bind(code)
     .fetch_all(&mut *conn)
     .await?;
     sqlx::query("DELETE FROM outbox WHERE client_id = $1 AND class = $2")
@@ -193,10 +194,9 @@ async fn has_child_token(conn: &mut PgConnection, code: &str) -> Result<bool, St
 pub(super) async fn set_child_token(
     conn: &mut PgConnection,
     own: &SiteCode,
-    code: &SiteCode,
-    key_hash: Digest,
-    now: Timestamp,
+    token: &ChildToken,
 ) -> Result<(), StoreError> {
+    let (code, key_hash, now) = (&token.code, token.key_hash, token.now);
     if let Some(e) = core::child_token_conflict(own, code, None) {
         return Err(e);
     }
@@ -241,15 +241,14 @@ async fn code_conflict(
 pub(super) async fn record_site_status(
     conn: &mut PgConnection,
     own: &SiteCode,
-    via: &SiteCode,
-    statuses: &[SiteStatus],
-    now: Timestamp,
+    report: &SiteReport,
 ) -> Result<(), StoreError> {
+    let (via, now) = (&report.via, report.now);
     lock_topology(&mut *conn, true).await?;
     if let Some(e) = code_conflict(&mut *conn, own, via, via).await? {
         return Err(e);
     }
-    for s in statuses {
+    for s in &report.statuses {
         if let Some(e) = code_conflict(&mut *conn, own, via, &s.code).await? {
             return Err(e);
         }
@@ -525,10 +524,9 @@ async fn client_owner(
 pub(super) async fn queue_routed(
     conn: &mut PgConnection,
     own: &SiteCode,
-    client_id: Uuid,
-    class: Class,
-    now: Timestamp,
+    route: &RouteDown,
 ) -> Result<Queued, StoreError> {
+    let (client_id, class, now) = (route.client, route.class, route.now);
     let Some((client, name, owner)) = client_owner(&mut *conn, client_id).await? else {
         return Err(StoreError::UnknownClient {
             name: client_id.to_string(),
@@ -537,20 +535,20 @@ pub(super) async fn queue_routed(
     if let Some(e) = core::own_client_refusal(own, &owner, &name) {
         return Err(e);
     }
-    let route = Some(owner.as_str());
+    let to = Some(owner.as_str());
     let (id, requested_at, created) =
-        queries::queue_pending(conn, client, "resync", class.as_str(), route, now).await?;
-    Ok(core::routed_queued(id, name, owner, requested_at, created))
+        queries::queue_pending(conn, client, "resync", class.as_str(), to, now).await?;
+    let queued = core::routed_queued(id, name, owner, requested_at, created);
+    route.log(&queued);
+    Ok(queued)
 }
 
-/// The routed requests due for the child `via`, marked delivered at `now`, in one
+/// The routed requests due for the child `delivery.via`, marked delivered, in one
 /// transaction under the delivery lock (two batches of one child at once deliver each once).
 pub(super) async fn deliver_routed(
     conn: &mut PgConnection,
     own: &SiteCode,
-    via: &SiteCode,
-    due: Timestamp,
-    now: Timestamp,
+    delivery: &Delivery,
 ) -> Result<Vec<DownRequest>, StoreError> {
     sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
         .bind(LOCK_CLASS)
@@ -558,8 +556,8 @@ pub(super) async fn deliver_routed(
         .execute(&mut *conn)
         .await?;
     let rows = sqlx::query(sql::ROUTED_DUE)
-        .bind(via.as_str())
-        .bind(due.0)
+        .bind(delivery.via.as_str())
+        .bind(delivery.due.0)
         .fetch_all(&mut *conn)
         .await?;
     let (ids, out): (Vec<i64>, Vec<DownRequest>) = rows
@@ -570,7 +568,7 @@ pub(super) async fn deliver_routed(
         .unzip();
     if !ids.is_empty() {
         sqlx::query("UPDATE requests SET delivered_at = $1 WHERE id = ANY($2)")
-            .bind(now.0)
+            .bind(delivery.now.0)
             .bind(&ids)
             .execute(&mut *conn)
             .await?;
@@ -582,12 +580,11 @@ pub(super) async fn deliver_routed(
 pub(super) async fn accept_down(
     conn: &mut PgConnection,
     own: &SiteCode,
-    req: &DownRequest,
-    accept_own: bool,
-    now: Timestamp,
+    take: &TakeDown,
 ) -> Result<DownAccepted, StoreError> {
+    let (req, now) = (&take.req, take.now);
     let found = client_owner(&mut *conn, req.client).await?;
-    let (client, name, route) = match core::down_route(own, req, found, accept_own) {
+    let (client, name, route) = match core::down_route(own, req, found, take.accept_own) {
         Ok(taken) => taken,
         Err(answer) => return Ok(answer),
     };

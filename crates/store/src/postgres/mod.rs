@@ -58,7 +58,7 @@ use crate::plan::ReportInput;
 use crate::software::{Build, SoftwareIndex, SwChange};
 use crate::{
     ClientAuth, DownAccepted, Enrolled, Enrollment, HistoryEntry, HistoryQuery, OutboxStats,
-    REDELIVER_AFTER_MS, SiteMeta,
+    SiteMeta,
 };
 
 pub use schema::redact_url;
@@ -586,14 +586,9 @@ impl PgStore {
         hierarchy::outbox_stats(&mut *self.conn().await?).await
     }
 
-    pub async fn set_child_token(
-        &self,
-        code: &SiteCode,
-        key_hash: Digest,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
+    pub async fn set_child_token(&self, token: core::ChildToken) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        hierarchy::set_child_token(&mut tx, &self.site.code, code, key_hash, now).await?;
+        hierarchy::set_child_token(&mut tx, &self.site.code, &token).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -602,14 +597,9 @@ impl PgStore {
         hierarchy::child_key_hash(&mut *self.conn().await?, code).await
     }
 
-    pub async fn record_site_status(
-        &self,
-        via: &SiteCode,
-        statuses: &[SiteStatus],
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
+    pub async fn record_site_status(&self, report: core::SiteReport) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        hierarchy::record_site_status(&mut tx, &self.site.code, via, statuses, now).await?;
+        hierarchy::record_site_status(&mut tx, &self.site.code, &report).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -664,49 +654,26 @@ impl PgStore {
         hierarchy::own_clients(&mut *self.conn().await?, &self.site.code).await
     }
 
-    pub async fn queue_routed_request(
-        &self,
-        client_id: Uuid,
-        class: Class,
-        now: Timestamp,
-    ) -> Result<Queued, StoreError> {
-        let queued = hierarchy::queue_routed(
-            &mut *self.conn().await?,
-            &self.site.code,
-            client_id,
-            class,
-            now,
-        )
-        .await?;
-        tracing::debug!(client = %queued.client, %class, id = queued.id, created = queued.created, route = ?queued.routed_to, "Queued a request to route down to the owning site.");
-        Ok(queued)
+    pub async fn queue_routed_request(&self, route: core::RouteDown) -> Result<Queued, StoreError> {
+        hierarchy::queue_routed(&mut *self.conn().await?, &self.site.code, &route).await
     }
 
+    /// Under the delivery lock, in one transaction: two batches of one child at once deliver
+    /// each request once.
     pub async fn deliver_routed_requests(
         &self,
-        via: &SiteCode,
-        now: Timestamp,
+        delivery: core::Delivery,
     ) -> Result<Vec<DownRequest>, StoreError> {
-        let due = Timestamp(now.0 - REDELIVER_AFTER_MS);
         let mut tx = self.pool.begin().await?;
-        let out = hierarchy::deliver_routed(&mut tx, &self.site.code, via, due, now).await?;
+        let out = hierarchy::deliver_routed(&mut tx, &self.site.code, &delivery).await?;
         tx.commit().await?;
         Ok(out)
     }
 
     pub async fn accept_down_request(
         &self,
-        req: &DownRequest,
-        accept_own: bool,
-        now: Timestamp,
+        take: core::TakeDown,
     ) -> Result<DownAccepted, StoreError> {
-        hierarchy::accept_down(
-            &mut *self.conn().await?,
-            &self.site.code,
-            req,
-            accept_own,
-            now,
-        )
-        .await
+        hierarchy::accept_down(&mut *self.conn().await?, &self.site.code, &take).await
     }
 }

@@ -18,7 +18,8 @@ use super::writer::Batch;
 use crate::codec::{class_code, decode_ids};
 use crate::error::StoreError;
 use crate::hierarchy::{
-    self as core, Acked, Cols, Completion, ForwardMeta, LAST_FORWARDED, Target, sql,
+    self as core, Acked, ChildToken, Cols, Completion, Delivery, ForwardMeta, LAST_FORWARDED,
+    RouteDown, SiteReport, TakeDown, Target, sql,
 };
 use crate::plan::{Outcome, Plan, ReportInput};
 use crate::{DownAccepted, OutboxStats};
@@ -187,10 +188,9 @@ fn has_child_token(conn: &Connection, code: &str) -> Result<bool, StoreError> {
 pub(super) fn set_child_token(
     conn: &Connection,
     own: &SiteCode,
-    code: &SiteCode,
-    key_hash: Digest,
-    now: Timestamp,
+    token: &ChildToken,
 ) -> Result<(), StoreError> {
+    let (code, key_hash, now) = (&token.code, token.key_hash, token.now);
     let recorded = recorded_via(conn, code.as_str())?;
     if let Some(e) = core::child_token_conflict(own, code, recorded.as_deref()) {
         return Err(e);
@@ -226,15 +226,14 @@ fn code_conflict(
 pub(super) fn record_site_status(
     conn: &Connection,
     own: &SiteCode,
-    via: &SiteCode,
-    statuses: &[SiteStatus],
-    now: Timestamp,
+    report: &SiteReport,
 ) -> Result<(), StoreError> {
+    let (via, now) = (&report.via, report.now);
     if let Some(e) = code_conflict(conn, own, via, via)? {
         return Err(e);
     }
     let mut st = conn.prepare_cached(sql::SITE_UPSERT)?;
-    for s in statuses {
+    for s in &report.statuses {
         if let Some(e) = code_conflict(conn, own, via, &s.code)? {
             return Err(e);
         }
@@ -512,10 +511,9 @@ fn client_owner(
 pub(super) fn queue_routed(
     conn: &Connection,
     own: &SiteCode,
-    client_id: Uuid,
-    class: Class,
-    now: Timestamp,
+    route: &RouteDown,
 ) -> Result<Queued, StoreError> {
+    let (client_id, class, now) = (route.client, route.class, route.now);
     let Some((client, name, owner)) = client_owner(conn, client_id)? else {
         return Err(StoreError::UnknownClient {
             name: client_id.to_string(),
@@ -552,7 +550,9 @@ pub(super) fn queue_routed(
             (id, Timestamp(at), false)
         }
     };
-    Ok(core::routed_queued(id, name, owner, requested_at, created))
+    let queued = core::routed_queued(id, name, owner, requested_at, created);
+    route.log(&queued);
+    Ok(queued)
 }
 
 /// The routed requests not yet complete whose owner is reached through the child `via` and that
@@ -560,11 +560,10 @@ pub(super) fn queue_routed(
 pub(super) fn routed_due(
     conn: &Connection,
     own: &SiteCode,
-    via: &SiteCode,
-    due: Timestamp,
+    delivery: &Delivery,
 ) -> Result<Vec<(i64, DownRequest)>, StoreError> {
     let mut st = conn.prepare_cached(sql::ROUTED_DUE)?;
-    let mut rows = st.query(params![via.as_str(), due.0])?;
+    let mut rows = st.query(params![delivery.via.as_str(), delivery.due.0])?;
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {
         out.push(core::routed(row, own)?);
@@ -587,12 +586,11 @@ pub(super) fn mark_delivered(
 pub(super) fn accept_down(
     conn: &Connection,
     own: &SiteCode,
-    req: &DownRequest,
-    accept_own: bool,
-    now: Timestamp,
+    take: &TakeDown,
 ) -> Result<DownAccepted, StoreError> {
+    let (req, now) = (&take.req, take.now);
     let found = client_owner(conn, req.client)?;
-    let (client, name, route) = match core::down_route(own, req, found, accept_own) {
+    let (client, name, route) = match core::down_route(own, req, found, take.accept_own) {
         Ok(taken) => taken,
         Err(answer) => return Ok(answer),
     };

@@ -32,7 +32,7 @@ use crate::plan::{Outcome, Plan, ReportInput, Resolver};
 use crate::software::{Build, SoftwareIndex};
 use crate::{
     Authenticated, ClientAuth, DownAccepted, Enrolled, Enrollment, HistoryEntry, HistoryQuery,
-    OutboxStats, REDELIVER_AFTER_MS, SiteMeta,
+    OutboxStats, SiteMeta,
 };
 use hierarchy::Verdict;
 use queries::SqlItems;
@@ -745,15 +745,9 @@ impl SqliteStore {
         self.read(|conn, _| hierarchy::outbox_stats(conn)).await
     }
 
-    pub async fn set_child_token(
-        &self,
-        code: &SiteCode,
-        key_hash: Digest,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        let code = code.clone();
+    pub async fn set_child_token(&self, token: core::ChildToken) -> Result<(), StoreError> {
         self.write(move |conn, batch| {
-            hierarchy::set_child_token(conn, &batch.shared.site.code, &code, key_hash, now)
+            hierarchy::set_child_token(conn, &batch.shared.site.code, &token)
         })
         .await
     }
@@ -764,15 +758,9 @@ impl SqliteStore {
             .await
     }
 
-    pub async fn record_site_status(
-        &self,
-        via: &SiteCode,
-        statuses: &[SiteStatus],
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        let (via, statuses) = (via.clone(), statuses.to_vec());
+    pub async fn record_site_status(&self, report: core::SiteReport) -> Result<(), StoreError> {
         self.write(move |conn, batch| {
-            hierarchy::record_site_status(conn, &batch.shared.site.code, &via, &statuses, now)
+            hierarchy::record_site_status(conn, &batch.shared.site.code, &report)
         })
         .await
     }
@@ -847,47 +835,36 @@ impl SqliteStore {
         Ok(outcomes)
     }
 
-    pub async fn queue_routed_request(
-        &self,
-        client_id: Uuid,
-        class: Class,
-        now: Timestamp,
-    ) -> Result<Queued, StoreError> {
-        let queued = self
-            .write(move |conn, batch| {
-                hierarchy::queue_routed(conn, &batch.shared.site.code, client_id, class, now)
-            })
-            .await?;
-        tracing::debug!(client = %queued.client, %class, id = queued.id, created = queued.created, route = ?queued.routed_to, "Queued a request to route down to the owning site.");
-        Ok(queued)
+    pub async fn queue_routed_request(&self, route: core::RouteDown) -> Result<Queued, StoreError> {
+        self.write(move |conn, batch| {
+            hierarchy::queue_routed(conn, &batch.shared.site.code, &route)
+        })
+        .await
     }
 
     pub async fn deliver_routed_requests(
         &self,
-        via: &SiteCode,
-        now: Timestamp,
+        delivery: core::Delivery,
     ) -> Result<Vec<DownRequest>, StoreError> {
-        let due = Timestamp(now.0 - REDELIVER_AFTER_MS);
         // Every forward batch of every child asks, heartbeats included; a read on the pool
         // answers the usual "nothing to deliver" without a trip through the writer.
-        let via_r = via.clone();
+        let look = delivery.clone();
         let any = self
             .read(move |conn, shared| {
-                Ok(!hierarchy::routed_due(conn, &shared.site.code, &via_r, due)?.is_empty())
+                Ok(!hierarchy::routed_due(conn, &shared.site.code, &look)?.is_empty())
             })
             .await?;
         if !any {
             return Ok(Vec::new());
         }
-        let via = via.clone();
         self.write(move |conn, batch| {
             // Selected again by the writer: another batch of the same child may have taken
             // them meanwhile, and a request is delivered once per period.
             let (ids, down): (Vec<i64>, Vec<DownRequest>) =
-                hierarchy::routed_due(conn, &batch.shared.site.code, &via, due)?
+                hierarchy::routed_due(conn, &batch.shared.site.code, &delivery)?
                     .into_iter()
                     .unzip();
-            hierarchy::mark_delivered(conn, &ids, now)?;
+            hierarchy::mark_delivered(conn, &ids, delivery.now)?;
             Ok(down)
         })
         .await
@@ -895,15 +872,10 @@ impl SqliteStore {
 
     pub async fn accept_down_request(
         &self,
-        req: &DownRequest,
-        accept_own: bool,
-        now: Timestamp,
+        take: core::TakeDown,
     ) -> Result<DownAccepted, StoreError> {
-        let r = req.clone();
-        self.write(move |conn, batch| {
-            hierarchy::accept_down(conn, &batch.shared.site.code, &r, accept_own, now)
-        })
-        .await
+        self.write(move |conn, batch| hierarchy::accept_down(conn, &batch.shared.site.code, &take))
+            .await
     }
 
     /// The reading half of applying a forwarded change: the checks and, with `plan`, the plan
