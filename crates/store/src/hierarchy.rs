@@ -40,6 +40,14 @@ pub(crate) mod sql {
         "INSERT INTO outbox (client_id, class, version, hash, full_at, updated_at, accepted_at,
                              base_version, items, removed, completed)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+    /// Appends one full entry of the snapshot of client `$3` and class `$4`, accepted at `$1`
+    /// (or when the snapshot last changed) and carrying the completed requests `$2`.
+    pub const OUTBOX_RESYNC: &str =
+        "INSERT INTO outbox (client_id, class, version, hash, full_at, updated_at, accepted_at,
+                             base_version, items, removed, completed)
+         SELECT client_id, class, version, hash, full_at, updated_at, coalesce($1, updated_at),
+                NULL, items, NULL, $2
+         FROM snapshots WHERE client_id = $3 AND class = $4";
     /// The columns [`super::site_status`] reads.
     pub const SITES: &str =
         "SELECT code, name, parent, url, clients, outbox_depth, outbox_oldest, last_forwarded,
@@ -727,15 +735,14 @@ pub(crate) fn forwarded(row: &impl Cols, items: Items) -> Result<Forwarded, Stor
 }
 
 /// What replaces every outbox entry of a client and class (`dropped`: their `accepted_at` and
-/// `completed` columns, oldest first) when they give way to one full entry of the snapshot
-/// last changed at `updated_at`: when it counts as accepted, and the requests it carries on.
-/// It has waited as long as the oldest change it replaces; with none, it stands for the
-/// snapshot's last change. The requests the dropped entries completed move to it, once each,
-/// so the parent still learns of them.
+/// `completed` columns, oldest first) when they give way to one full entry of its snapshot:
+/// when it counts as accepted, and the requests it carries on. It has waited as long as the
+/// oldest change it replaces (with none, it stands for the snapshot's last change: `None`).
+/// The requests the dropped entries completed move to it, once each, so the parent still
+/// learns of them, and they are marked forwarded when that entry is acknowledged.
 pub(crate) fn resync_entry(
     dropped: &[(i64, Option<String>)],
-    updated_at: i64,
-) -> Result<(i64, Option<String>), StoreError> {
+) -> Result<(Option<i64>, Option<String>), StoreError> {
     let mut completed: Vec<RequestView> = Vec::new();
     for (_, raw) in dropped {
         for r in decode_completed(raw.as_deref())? {
@@ -744,11 +751,7 @@ pub(crate) fn resync_entry(
             }
         }
     }
-    let accepted_at = dropped
-        .iter()
-        .map(|(at, _)| *at)
-        .min()
-        .unwrap_or(updated_at);
+    let accepted_at = dropped.iter().map(|(at, _)| *at).min();
     Ok((accepted_at, encode_completed(&completed)?))
 }
 

@@ -117,47 +117,31 @@ pub(super) async fn outbox_resync(
         return Ok(false);
     };
     let code = class_col(class);
-    /// version, hash, full_at, updated_at, items
-    type SnapshotCols = (i64, Vec<u8>, i64, i64, Vec<u8>);
-    let snapshot: Option<SnapshotCols> = sqlx::query_as(
-        "SELECT version, hash, full_at, updated_at, items FROM snapshots
-         WHERE client_id = $1 AND class = $2",
-    )
-    .bind(client)
-    .bind(code)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some((version, hash, full_at, updated_at, items)) = snapshot else {
-        return Ok(false);
-    };
     let dropped: Vec<(i64, Option<String>)> = sqlx::query_as(
         "SELECT accepted_at, completed FROM outbox WHERE client_id = $1 AND class = $2 ORDER BY seq",
     )
-.bind(client)
-.bind(code)
+    .bind(client)
+    .bind(code)
     .fetch_all(&mut *conn)
     .await?;
-    sqlx::query("DELETE FROM outbox WHERE client_id = $1 AND class = $2")
-        .bind(client)
-        .bind(code)
-        .execute(&mut *conn)
-        .await?;
-    let (accepted_at, completed) = core::resync_entry(&dropped, updated_at)?;
-    sqlx::query(sql::OUTBOX_INSERT)
-        .bind(client)
-        .bind(code)
-        .bind(version)
-        .bind(hash)
-        .bind(full_at)
-        .bind(updated_at)
+    let (accepted_at, completed) = core::resync_entry(&dropped)?;
+    // Only when there is a snapshot to replace them with.
+    sqlx::query(
+        "DELETE FROM outbox WHERE client_id = $1 AND class = $2
+           AND EXISTS (SELECT 1 FROM snapshots WHERE client_id = $1 AND class = $2)",
+    )
+    .bind(client)
+    .bind(code)
+    .execute(&mut *conn)
+    .await?;
+    let appended = sqlx::query(sql::OUTBOX_RESYNC)
         .bind(accepted_at)
-        .bind(None::<i64>)
-        .bind(items)
-        .bind(None::<String>)
         .bind(completed)
+        .bind(client)
+        .bind(code)
         .execute(&mut *conn)
         .await?;
-    Ok(true)
+    Ok(appended.rows_affected() == 1)
 }
 
 pub(super) async fn outbox_stats(conn: &mut PgConnection) -> Result<OutboxStats, StoreError> {

@@ -116,43 +116,26 @@ pub(super) fn outbox_resync(
         return Ok(false);
     };
     let code = class_code(class);
-    /// version, hash, full_at, updated_at, items
-    type SnapshotCols = (i64, Vec<u8>, i64, i64, Vec<u8>);
-    let snapshot: Option<SnapshotCols> = conn
-        .prepare_cached(
-            "SELECT version, hash, full_at, updated_at, items FROM snapshots
-             WHERE client_id = ?1 AND class = ?2",
-        )?
-        .query_row(params![client, code], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-        })
-        .optional()?;
-    let Some((version, hash, full_at, updated_at, items)) = snapshot else {
-        return Ok(false);
-    };
     let dropped = conn
         .prepare_cached(
             "SELECT accepted_at, completed FROM outbox WHERE client_id = ?1 AND class = ?2 ORDER BY seq",
         )?
         .query_map(params![client, code], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<Vec<_>, _>>()?;
-    conn.prepare_cached("DELETE FROM outbox WHERE client_id = ?1 AND class = ?2")?
-        .execute(params![client, code])?;
-    let (accepted_at, completed) = core::resync_entry(&dropped, updated_at)?;
-    conn.prepare_cached(sql::OUTBOX_INSERT)?.execute(params![
-        client,
-        code,
-        version,
-        hash,
-        full_at,
-        updated_at,
+    let (accepted_at, completed) = core::resync_entry(&dropped)?;
+    // Only when there is a snapshot to replace them with.
+    conn.prepare_cached(
+        "DELETE FROM outbox WHERE client_id = ?1 AND class = ?2
+           AND EXISTS (SELECT 1 FROM snapshots WHERE client_id = ?1 AND class = ?2)",
+    )?
+    .execute(params![client, code])?;
+    let appended = conn.prepare_cached(sql::OUTBOX_RESYNC)?.execute(params![
         accepted_at,
-        None::<i64>,
-        items,
-        None::<String>,
         completed,
+        client,
+        code
     ])?;
-    Ok(true)
+    Ok(appended == 1)
 }
 
 pub(super) fn outbox_stats(conn: &Connection) -> Result<OutboxStats, StoreError> {
@@ -304,6 +287,14 @@ pub(super) fn find_clients(conn: &Connection, name: &ClientName) -> Result<Vec<O
 // ---------------------------------------------------------------------------------------------
 // Applying forwarded changes
 
+/// A forwarded change on its way to the writer, planned by the reading half or not.
+pub(super) struct ForwardJob {
+    pub via: SiteCode,
+    pub meta: ForwardMeta,
+    pub input: ReportInput,
+    pub planned: Option<Plan>,
+}
+
 /// The checks of a forwarded change that need no plan, shared by the reading and the writing
 /// half of `apply_forwarded`.
 pub(super) enum Verdict {
@@ -315,10 +306,9 @@ pub(super) enum Verdict {
 pub(super) fn check_forwarded(
     conn: &Connection,
     own: &SiteCode,
-    via: &SiteCode,
-    meta: &ForwardMeta,
-    input: &ReportInput,
+    job: &ForwardJob,
 ) -> Result<Verdict, StoreError> {
+    let (via, meta, input) = (&job.via, &job.meta, &job.input);
     let reached = recorded_via(conn, meta.client.site.as_str())?;
     let known: Option<(i64, String)> = conn
         .prepare_cached("SELECT id, site_code FROM clients WHERE uuid = ?1")?
@@ -453,18 +443,16 @@ fn record_completed(conn: &Connection, client: i64, done: &[Completion]) -> Resu
 pub(super) fn apply_forwarded(
     conn: &Connection,
     batch: &mut Batch<'_>,
-    via: &SiteCode,
-    meta: &ForwardMeta,
-    input: &ReportInput,
-    planned: Option<Plan>,
+    job: ForwardJob,
     now: Timestamp,
 ) -> Result<ForwardOutcome, StoreError> {
     let own = batch.shared.site.code.clone();
-    let row = match check_forwarded(conn, &own, via, meta, input)? {
+    let row = match check_forwarded(conn, &own, &job)? {
         Verdict::Answer(outcome) => return Ok(outcome),
         Verdict::Proceed(row) => row,
     };
-    let change = match queries::replan_if_moved(conn, batch, input, row.as_ref(), planned)? {
+    let (meta, input) = (&job.meta, &job.input);
+    let change = match queries::replan_if_moved(conn, batch, input, row.as_ref(), job.planned)? {
         Outcome::Resync(reason) => return Ok(meta.resync(reason)),
         Outcome::Write(change) => change,
     };

@@ -26,7 +26,7 @@ use uuid::Uuid;
 
 use crate::cache::ItemCache;
 use crate::error::StoreError;
-use crate::hierarchy::{self as core, ForwardMeta};
+use crate::hierarchy as core;
 use crate::last_seen::LastSeen;
 use crate::plan::{Outcome, Plan, ReportInput, Resolver};
 use crate::software::{Build, SoftwareIndex};
@@ -34,7 +34,7 @@ use crate::{
     Authenticated, ClientAuth, DownAccepted, Enrolled, Enrollment, HistoryEntry, HistoryQuery,
     OutboxStats, SiteMeta,
 };
-use hierarchy::Verdict;
+use hierarchy::{ForwardJob, Verdict};
 use queries::SqlItems;
 use writer::{Batch, FnJob, JobSender};
 
@@ -137,34 +137,6 @@ enum Prepared {
         input: Box<ReportInput>,
         plan: Box<Plan>,
     },
-}
-
-/// A forwarded change on its way to the writer.
-struct ForwardJob {
-    via: SiteCode,
-    meta: ForwardMeta,
-    input: ReportInput,
-    planned: Option<Plan>,
-}
-
-impl ForwardJob {
-    fn run(
-        self: Box<Self>,
-        conn: &Connection,
-        batch: &mut Batch<'_>,
-        now: Timestamp,
-    ) -> Result<ForwardOutcome, StoreError> {
-        let job = *self;
-        hierarchy::apply_forwarded(
-            conn,
-            batch,
-            &job.via,
-            &job.meta,
-            &job.input,
-            job.planned,
-            now,
-        )
-    }
 }
 
 /// What the reading half of `apply_forwarded` decided: an answer from committed data (with the
@@ -820,9 +792,9 @@ impl SqliteStore {
                 }
                 PreparedForward::Answer(_, job) | PreparedForward::Write(job) => job,
             };
-            pending.push(Pending::Waiting(
-                self.submit(move |conn, batch| job.run(conn, batch, now))?,
-            ));
+            pending.push(Pending::Waiting(self.submit(move |conn, batch| {
+                hierarchy::apply_forwarded(conn, batch, *job, now)
+            })?));
         }
         let mut outcomes = Vec::with_capacity(metas.len());
         for (meta, p) in metas.iter().zip(pending) {
@@ -886,13 +858,7 @@ impl SqliteStore {
         plan: bool,
     ) -> Result<PreparedForward, StoreError> {
         self.read(move |conn, shared| {
-            let row = match hierarchy::check_forwarded(
-                conn,
-                &shared.site.code,
-                &job.via,
-                &job.meta,
-                &job.input,
-            )? {
+            let row = match hierarchy::check_forwarded(conn, &shared.site.code, &job)? {
                 Verdict::Answer(outcome) => return Ok(PreparedForward::Answer(outcome, job)),
                 Verdict::Proceed(row) => row,
             };
