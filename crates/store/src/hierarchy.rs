@@ -250,7 +250,7 @@ impl ForwardMeta {
 /// A forwarded change ready for a backend: its meta and its body prepared once, the way a
 /// report is, or the refusal of a body that cannot be (a full body whose items do not hash to
 /// its hash).
-pub(crate) type ForwardJob = (ForwardMeta, Result<ReportInput, ForwardOutcome>);
+pub(crate) type ForwardInput = (ForwardMeta, Result<ReportInput, ForwardOutcome>);
 
 /// The identity of a forwarded change, standing where a report has its report id. A change is
 /// the state its owner reached: this client's snapshot of this class at this version with this
@@ -272,7 +272,7 @@ pub(crate) fn change_id(client: Uuid, class: Class, version: i64, hash: &Digest)
 }
 
 /// Prepares a forwarded change given with its items as maps.
-pub(crate) fn job_of(entry: &Forwarded) -> Result<ForwardJob, StoreError> {
+pub(crate) fn job_of(entry: &Forwarded) -> Result<ForwardInput, StoreError> {
     let body = match &entry.body {
         ReportBody::Full { items } => ReportBodyOf::Full {
             items: crate::codec::prepare_items(items),
@@ -290,7 +290,7 @@ pub(crate) fn job_of(entry: &Forwarded) -> Result<ForwardJob, StoreError> {
 }
 
 /// Prepares a forwarded change read straight into prepared items.
-pub(crate) fn incoming_job(entry: IncomingForwarded) -> Result<ForwardJob, StoreError> {
+pub(crate) fn incoming_job(entry: IncomingForwarded) -> Result<ForwardInput, StoreError> {
     let meta = meta_of(&entry);
     let body = match entry.body {
         PreparedBody::Full { items } => ReportBodyOf::Full { items: items.items },
@@ -322,7 +322,7 @@ fn job(
     meta: ForwardMeta,
     hash: Digest,
     body: ReportBodyOf<Vec<crate::codec::PreparedItem>>,
-) -> Result<ForwardJob, StoreError> {
+) -> Result<ForwardInput, StoreError> {
     let body = match body {
         ReportBodyOf::Full { items } => match InputBody::full(meta.class, hash, items) {
             Ok(body) => body,

@@ -826,7 +826,7 @@ impl Store {
     async fn apply_forwarded_jobs(
         &self,
         via: &SiteCode,
-        jobs: Vec<hierarchy::ForwardJob>,
+        jobs: Vec<hierarchy::ForwardInput>,
         now: Timestamp,
     ) -> Result<Vec<ForwardOutcome>, StoreError> {
         write_op!(self, "apply_forwarded_batch", if |o: &Vec<ForwardOutcome>| o.iter().any(|o| matches!(o, ForwardOutcome::Applied { .. })), b => b.apply_forwarded_jobs(via, jobs, now).await)

@@ -52,7 +52,7 @@ use std::time::Duration;
 
 use crate::cache::ItemCache;
 use crate::error::StoreError;
-use crate::hierarchy::{self as core, ForwardJob};
+use crate::hierarchy::{self as core, ForwardInput};
 use crate::last_seen::LastSeen;
 use crate::plan::ReportInput;
 use crate::software::{Build, SoftwareIndex, SwChange};
@@ -617,7 +617,7 @@ impl PgStore {
     pub async fn apply_forwarded_jobs(
         &self,
         via: &SiteCode,
-        jobs: Vec<ForwardJob>,
+        jobs: Vec<ForwardInput>,
         now: Timestamp,
     ) -> Result<Vec<ForwardOutcome>, StoreError> {
         let mut outcomes = Vec::with_capacity(jobs.len());

@@ -747,7 +747,7 @@ impl SqliteStore {
             .await
     }
 
-    /// Applies forwarded changes in order (`core::ForwardJob`s, see `Store::apply_forwarded`).
+    /// Applies forwarded changes in order (`core::ForwardInput`s, see `Store::apply_forwarded`).
     /// A lone change answered from committed data never reaches the writer; in a batch every
     /// change does, in order, even when the reading half already has an answer: an earlier
     /// change of the batch may change it (a stale client removed, a snapshot moved), and the
@@ -755,7 +755,7 @@ impl SqliteStore {
     pub async fn apply_forwarded_jobs(
         &self,
         via: &SiteCode,
-        jobs: Vec<core::ForwardJob>,
+        jobs: Vec<core::ForwardInput>,
         now: Timestamp,
     ) -> Result<Vec<ForwardOutcome>, StoreError> {
         enum Pending {
