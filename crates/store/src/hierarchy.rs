@@ -14,7 +14,7 @@
 //! `$N`, which SQLite also takes as positional parameters when each first appears in order.
 
 use invsync_proto::wire::{
-    ClientRecord, DownRequest, ForwardOutcome, Forwarded, Queued, ReportBody, ReportBodyOf,
+    ClientRecord, DownRequest, ForwardOutcome, Forwarded, Owner, Queued, ReportBody, ReportBodyOf,
     RequestState, RequestView, SiteStatus, split_origin,
 };
 use invsync_proto::{Class, ClientName, Delta, Digest, Items, SiteCode, Timestamp};
@@ -48,6 +48,10 @@ pub(crate) mod sql {
          SELECT client_id, class, version, hash, full_at, updated_at, coalesce($1, updated_at),
                 NULL, items, NULL, $2
          FROM snapshots WHERE client_id = $3 AND class = $4";
+    /// The columns [`super::owner`] reads: every client named `$1`, at any site.
+    pub const FIND_CLIENTS: &str = "SELECT c.uuid, c.name, c.site_code, s.url FROM clients c
+         LEFT JOIN sites s ON s.code = c.site_code
+         WHERE c.name = $1 ORDER BY c.site_code";
     /// The columns [`super::site_status`] reads.
     pub const SITES: &str =
         "SELECT code, name, parent, url, clients, outbox_depth, outbox_oldest, last_forwarded,
@@ -590,6 +594,16 @@ pub(crate) fn site_status(row: &impl Cols) -> Result<SiteStatus, StoreError> {
         last_forwarded: row.opt_time(7)?,
         accepts_parent_requests: row.flag(8)?,
         reported_at: row.time(9)?,
+    })
+}
+
+/// A row of [`sql::FIND_CLIENTS`]: a client, its owner and the owner's URL where known.
+pub(crate) fn owner(row: &impl Cols) -> Result<Owner, StoreError> {
+    Ok(Owner {
+        id: row.uuid(0)?,
+        client: row.name(1)?,
+        site: row.site(2)?,
+        url: row.opt_text(3)?.map(str::to_string),
     })
 }
 

@@ -286,24 +286,11 @@ pub(super) async fn find_clients(
     conn: &mut PgConnection,
     name: &ClientName,
 ) -> Result<Vec<Owner>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT c.uuid, c.name, c.site_code, s.url FROM clients c
-         LEFT JOIN sites s ON s.code = c.site_code
-         WHERE c.name = $1 ORDER BY c.site_code",
-    )
-    .bind(name.as_str())
-    .fetch_all(conn)
-    .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(Owner {
-                id: row.uuid(0)?,
-                client: row.name(1)?,
-                site: row.site(2)?,
-                url: row.opt_text(3)?.map(str::to_string),
-            })
-        })
-        .collect()
+    let rows = sqlx::query(sql::FIND_CLIENTS)
+        .bind(name.as_str())
+        .fetch_all(conn)
+        .await?;
+    rows.iter().map(core::owner).collect()
 }
 
 // ---------------------------------------------------------------------------------------------

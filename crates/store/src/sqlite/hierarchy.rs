@@ -266,20 +266,11 @@ pub(super) fn own_clients(conn: &Connection, own: &SiteCode) -> Result<i64, Stor
 
 /// Every client of that name this site holds, with its owner and the owner's URL where known.
 pub(super) fn find_clients(conn: &Connection, name: &ClientName) -> Result<Vec<Owner>, StoreError> {
-    let mut st = conn.prepare_cached(
-        "SELECT c.uuid, c.name, c.site_code, s.url FROM clients c
-         LEFT JOIN sites s ON s.code = c.site_code
-         WHERE c.name = ?1 ORDER BY c.site_code",
-    )?;
+    let mut st = conn.prepare_cached(sql::FIND_CLIENTS)?;
     let mut rows = st.query([name.as_str()])?;
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {
-        out.push(Owner {
-            id: row.uuid(0)?,
-            client: row.name(1)?,
-            site: row.site(2)?,
-            url: row.opt_text(3)?.map(str::to_string),
-        });
+        out.push(core::owner(row)?);
     }
     Ok(out)
 }
