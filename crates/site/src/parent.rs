@@ -121,8 +121,9 @@ pub async fn status_of(
 ) -> Result<SiteStatus, invsync_store::StoreError> {
     let meta = store.site().await?;
     let stats = store.outbox_stats().await?;
-    let clients = store.clients().await?;
-    let own = clients.iter().filter(|c| c.site == meta.code).count() as i64;
+    // Counted by the database: a parent holds the clients of every site below it too, and
+    // this runs on every forward batch and heartbeat.
+    let own = store.own_clients().await?;
     Ok(SiteStatus {
         code: meta.code,
         name: meta.name,

@@ -28,6 +28,7 @@ mod cache;
 mod codec;
 mod error;
 mod health;
+mod hierarchy;
 mod ingest;
 mod last_seen;
 mod page;
@@ -53,6 +54,7 @@ use uuid::Uuid;
 
 pub use error::StoreError;
 pub use health::WriteFailure;
+pub use hierarchy::{IncomingForwarded, PreparedBody, PreparedDelta};
 pub use ingest::{IncomingReport, PreparedItems, Shape};
 /// A database URL with its password (in the authority or a `password=` parameter) hidden.
 pub use redact::redact_url;
@@ -661,7 +663,13 @@ impl Store {
         parent: Option<&SiteCode>,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        write_op!(self, "outbox_done", if |_| !stored.is_empty() || !refused.is_empty(), b => b.outbox_done(stored, refused, parent, now).await)
+        let acked = hierarchy::Acked {
+            stored: stored.to_vec(),
+            refused: refused.to_vec(),
+            parent: parent.cloned(),
+            now,
+        };
+        write_op!(self, "outbox_done", if |_| !stored.is_empty() || !refused.is_empty(), b => b.outbox_done(acked).await)
     }
 
     /// Atomically drops every outbox entry of this client and class and appends one full entry
@@ -688,7 +696,13 @@ impl Store {
         key_hash: Digest,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        write_op!(self, "set_child_token", b => b.set_child_token(code, key_hash, now).await)
+        let code = code.clone();
+        let token = hierarchy::ChildToken {
+            code,
+            key_hash,
+            now,
+        };
+        write_op!(self, "set_child_token", b => b.set_child_token(token).await)
     }
 
     /// The key hash of a child's token, if one was issued for that code.
@@ -706,7 +720,12 @@ impl Store {
         statuses: &[SiteStatus],
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        write_op!(self, "record_site_status", b => b.record_site_status(via, statuses, now).await)
+        let report = hierarchy::SiteReport {
+            via: via.clone(),
+            statuses: statuses.to_vec(),
+            now,
+        };
+        write_op!(self, "record_site_status", b => b.record_site_status(report).await)
     }
 
     /// Every site known below this one, as it last reported itself, sorted by code.
@@ -743,7 +762,15 @@ impl Store {
         entry: &Forwarded,
         now: Timestamp,
     ) -> Result<ForwardOutcome, StoreError> {
-        write_op!(self, "apply_forwarded", if |o: &ForwardOutcome| matches!(o, ForwardOutcome::Applied { .. }), b => b.apply_forwarded(via, entry, now).await)
+        let jobs = vec![hierarchy::job_of(entry)?];
+        let outcome = write_op!(self, "apply_forwarded", if |o: &Vec<ForwardOutcome>| o.iter().any(|o| matches!(o, ForwardOutcome::Applied { .. })), b => b.apply_forwarded_jobs(via, jobs, now).await)?;
+        Ok(outcome
+            .into_iter()
+            .next()
+            .unwrap_or(ForwardOutcome::Refused {
+                seq: entry.seq,
+                reason: "internal error: no outcome".to_string(),
+            }))
     }
 
     // -----------------------------------------------------------------------------------------
@@ -762,7 +789,12 @@ impl Store {
         class: Class,
         now: Timestamp,
     ) -> Result<Queued, StoreError> {
-        write_op!(self, "queue_routed_request", if |q: &Queued| q.created, b => b.queue_routed_request(client_id, class, now).await)
+        let route = hierarchy::RouteDown {
+            client: client_id,
+            class,
+            now,
+        };
+        write_op!(self, "queue_routed_request", if |q: &Queued| q.created, b => b.queue_routed_request(route).await)
     }
 
     /// The routed requests to hand to the direct child `via` in the answer to its forward
@@ -775,7 +807,7 @@ impl Store {
         via: &SiteCode,
         now: Timestamp,
     ) -> Result<Vec<DownRequest>, StoreError> {
-        write_op!(self, "deliver_routed_requests", if |d: &Vec<DownRequest>| !d.is_empty(), b => b.deliver_routed_requests(via, now).await)
+        write_op!(self, "deliver_routed_requests", if |d: &Vec<DownRequest>| !d.is_empty(), b => b.deliver_routed_requests(hierarchy::Delivery::new(via, now)).await)
     }
 
     /// Takes in a request the parent routed down, once per origin (a re-delivery answers with
@@ -791,7 +823,12 @@ impl Store {
         accept_own: bool,
         now: Timestamp,
     ) -> Result<DownAccepted, StoreError> {
-        write_op!(self, "accept_down_request", if |_| false, b => b.accept_down_request(req, accept_own, now).await)
+        let take = hierarchy::TakeDown {
+            req: req.clone(),
+            accept_own,
+            now,
+        };
+        write_op!(self, "accept_down_request", if |_| false, b => b.accept_down_request(take).await)
     }
 
     /// Applies a batch of changes forwarded by `via`, in order, with the rules and outcomes of
@@ -806,6 +843,40 @@ impl Store {
         entries: &[Forwarded],
         now: Timestamp,
     ) -> Result<Vec<ForwardOutcome>, StoreError> {
-        write_op!(self, "apply_forwarded_batch", if |o: &Vec<ForwardOutcome>| o.iter().any(|o| matches!(o, ForwardOutcome::Applied { .. })), b => b.apply_forwarded_batch(via, entries, now).await)
+        let jobs = entries
+            .iter()
+            .map(hierarchy::job_of)
+            .collect::<Result<Vec<_>, _>>()?;
+        self.apply_forwarded_jobs(via, jobs, now).await
+    }
+
+    /// [`Store::apply_forwarded_batch`] for changes whose items were prepared as they were read
+    /// (the site's path, as [`Store::store_incoming_with_key`] is for reports): each body is
+    /// prepared once, straight from the request.
+    pub async fn apply_incoming_forwarded_batch(
+        &self,
+        via: &SiteCode,
+        entries: Vec<IncomingForwarded>,
+        now: Timestamp,
+    ) -> Result<Vec<ForwardOutcome>, StoreError> {
+        let jobs = entries
+            .into_iter()
+            .map(hierarchy::incoming_job)
+            .collect::<Result<Vec<_>, _>>()?;
+        self.apply_forwarded_jobs(via, jobs, now).await
+    }
+
+    async fn apply_forwarded_jobs(
+        &self,
+        via: &SiteCode,
+        jobs: Vec<hierarchy::ForwardInput>,
+        now: Timestamp,
+    ) -> Result<Vec<ForwardOutcome>, StoreError> {
+        write_op!(self, "apply_forwarded_batch", if |o: &Vec<ForwardOutcome>| o.iter().any(|o| matches!(o, ForwardOutcome::Applied { .. })), b => b.apply_forwarded_jobs(via, jobs, now).await)
+    }
+
+    /// How many clients this site owns itself (not those of the sites below it).
+    pub async fn own_clients(&self) -> Result<i64, StoreError> {
+        dispatch!(self, b => b.own_clients().await)
     }
 }

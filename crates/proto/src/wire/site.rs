@@ -98,8 +98,13 @@ pub struct ClientRecord {
 
 /// One accepted change, forwarded up: the snapshot of `class` of `client` reached `version`
 /// with `hash` through `body` (a delta against `version - 1`'s base, or the full snapshot).
+pub type Forwarded = ForwardedOf<ReportBody>;
+
+/// A [`Forwarded`] change with its body in whatever form the receiver reads it into (`B`, for
+/// [`Forwarded`] a [`ReportBody`] of maps): a parent site reads the items straight into the
+/// form it hashes and stores, as it reads reports. The fields are [`Forwarded`]'s.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Forwarded {
+pub struct ForwardedOf<B> {
     /// The sender's outbox sequence number; outcomes refer to it.
     pub seq: i64,
     pub client: ClientRecord,
@@ -109,7 +114,7 @@ pub struct Forwarded {
     pub full_at: Timestamp,
     pub updated_at: Timestamp,
     #[serde(flatten)]
-    pub body: ReportBody,
+    pub body: B,
     /// Resync requests (ids at the owning site) this change completed, with their times, so
     /// a resync requested at the owning site is visible above it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -118,13 +123,16 @@ pub struct Forwarded {
 
 /// `POST /site/v1/forward`: changes in outbox order, plus the sender's status and what it knows
 /// of the sites below it. An empty batch is a heartbeat.
+pub type ForwardBatch = ForwardBatchOf<ReportBody>;
+
+/// A [`ForwardBatch`] whose entries' bodies are read into `B` (see [`ForwardedOf`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ForwardBatch {
+pub struct ForwardBatchOf<B> {
     pub from: SiteStatus,
     #[serde(default)]
     pub below: Vec<SiteStatus>,
-    #[serde(default)]
-    pub entries: Vec<Forwarded>,
+    #[serde(default = "Vec::new")]
+    pub entries: Vec<ForwardedOf<B>>,
 }
 
 /// What the parent did with one forwarded change.

@@ -34,6 +34,7 @@
 //! and a crash loses at most the last second of them, which are not inventory.
 
 mod hierarchy;
+mod outbox;
 mod queries;
 mod schema;
 
@@ -52,15 +53,15 @@ use std::time::Duration;
 
 use crate::cache::ItemCache;
 use crate::error::StoreError;
+use crate::hierarchy::{self as core, ForwardInput};
 use crate::last_seen::LastSeen;
 use crate::plan::ReportInput;
 use crate::rows::{ClientKey, unknown_id};
 use crate::software::{Build, SoftwareIndex, SwChange};
 use crate::{
     ClientAuth, DownAccepted, Enrolled, Enrollment, HistoryEntry, HistoryQuery, OutboxStats,
-    REDELIVER_AFTER_MS, SiteMeta,
+    SiteMeta,
 };
-use hierarchy::ForwardMeta;
 
 use crate::redact::redact_url;
 
@@ -448,11 +449,11 @@ impl PgStore {
 
     /// A tiny write (see `Store::probe_write`).
     pub async fn probe_write(&self, now: Timestamp) -> Result<(), StoreError> {
-        hierarchy::set_probe_time(&mut *self.conn().await?, now).await
+        outbox::set_probe_time(&mut *self.conn().await?, now).await
     }
 
     pub async fn set_forwarding(&self, on: bool) -> Result<(), StoreError> {
-        hierarchy::set_forwarding(&mut *self.conn().await?, on).await?;
+        outbox::set_forwarding(&mut *self.conn().await?, on).await?;
         tracing::info!(
             on,
             "Set whether accepted changes are forwarded to a parent site."
@@ -461,7 +462,7 @@ impl PgStore {
     }
 
     pub async fn forwarding(&self) -> Result<bool, StoreError> {
-        hierarchy::forwarding(&mut *self.conn().await?).await
+        outbox::forwarding(&mut *self.conn().await?).await
     }
 
     pub async fn outbox_batch(&self, limit: usize) -> Result<Vec<Forwarded>, StoreError> {
@@ -474,18 +475,12 @@ impl PgStore {
         Ok(batch)
     }
 
-    pub async fn outbox_done(
-        &self,
-        stored: &[i64],
-        refused: &[i64],
-        parent: Option<&SiteCode>,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        if stored.is_empty() && refused.is_empty() {
+    pub async fn outbox_done(&self, acked: core::Acked) -> Result<(), StoreError> {
+        if acked.is_empty() {
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;
-        hierarchy::outbox_done(&mut tx, &self.site.code, stored, refused, parent, now).await?;
+        hierarchy::outbox_done(&mut tx, &self.site.code, &acked).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -502,14 +497,9 @@ impl PgStore {
         hierarchy::outbox_stats(&mut *self.conn().await?).await
     }
 
-    pub async fn set_child_token(
-        &self,
-        code: &SiteCode,
-        key_hash: Digest,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
+    pub async fn set_child_token(&self, token: core::ChildToken) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        hierarchy::set_child_token(&mut tx, &self.site.code, code, key_hash, now).await?;
+        hierarchy::set_child_token(&mut tx, &self.site.code, &token).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -518,14 +508,9 @@ impl PgStore {
         hierarchy::child_key_hash(&mut *self.conn().await?, code).await
     }
 
-    pub async fn record_site_status(
-        &self,
-        via: &SiteCode,
-        statuses: &[SiteStatus],
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
+    pub async fn record_site_status(&self, report: core::SiteReport) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        hierarchy::record_site_status(&mut tx, &self.site.code, via, statuses, now).await?;
+        hierarchy::record_site_status(&mut tx, &self.site.code, &report).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -538,63 +523,37 @@ impl PgStore {
         hierarchy::site_via(&mut *self.conn().await?, code).await
     }
 
-    pub async fn apply_forwarded(
-        &self,
-        via: &SiteCode,
-        entry: &Forwarded,
-        now: Timestamp,
-    ) -> Result<ForwardOutcome, StoreError> {
-        Ok(self
-            .apply_forwarded_batch(via, std::slice::from_ref(entry), now)
-            .await?
-            .pop()
-            .unwrap_or(ForwardOutcome::Refused {
-                seq: entry.seq,
-                reason: "internal error: no outcome".to_string(),
-            }))
-    }
-
     /// One transaction for the whole batch, so that it costs one commit; an entry that is not
     /// applied writes nothing, and an `Err` rolls back the batch (sending it again is safe).
-    pub async fn apply_forwarded_batch(
+    pub async fn apply_forwarded_jobs(
         &self,
         via: &SiteCode,
-        entries: &[Forwarded],
+        jobs: Vec<ForwardInput>,
         now: Timestamp,
     ) -> Result<Vec<ForwardOutcome>, StoreError> {
-        let mut outcomes = Vec::with_capacity(entries.len());
+        let mut outcomes = Vec::with_capacity(jobs.len());
         let _gate = self.software.gate.read().await;
         let mut inserted = queries::Inserted::new(&self.software);
         let mut tx = self.pool.begin().await?;
-        for entry in entries {
-            let meta = ForwardMeta::of(entry);
-            let input = match ReportInput::from_body(
-                Uuid::nil(),
-                entry.class,
-                entry.hash,
-                Vec::new(),
-                &entry.body,
-            ) {
-                Ok(input) => input,
+        for (meta, input) in jobs {
+            let outcome = match input {
                 // A malformed body is refused whatever comes before it.
-                Err(StoreError::BadReport(reason)) => {
-                    outcomes.push(log_forward(via, entry, meta.refused(reason)));
-                    continue;
+                Err(refused) => refused,
+                Ok(input) => {
+                    hierarchy::apply_forwarded(
+                        &mut tx,
+                        &self.cache,
+                        &self.site.code,
+                        via,
+                        &meta,
+                        &input,
+                        now,
+                        &mut inserted,
+                    )
+                    .await?
                 }
-                Err(e) => return Err(e),
             };
-            let outcome = hierarchy::apply_forwarded(
-                &mut tx,
-                &self.cache,
-                &self.site.code,
-                via,
-                &meta,
-                &input,
-                now,
-                &mut inserted,
-            )
-            .await?;
-            outcomes.push(log_forward(via, entry, outcome));
+            outcomes.push(core::log_forward(via, &meta, outcome));
         }
         tx.commit().await?;
         self.cache.insert(inserted.items);
@@ -602,71 +561,30 @@ impl PgStore {
         Ok(outcomes)
     }
 
-    pub async fn queue_routed_request(
-        &self,
-        client_id: Uuid,
-        class: Class,
-        now: Timestamp,
-    ) -> Result<Queued, StoreError> {
-        let queued = hierarchy::queue_routed(
-            &mut *self.conn().await?,
-            &self.site.code,
-            client_id,
-            class,
-            now,
-        )
-        .await?;
-        tracing::debug!(client = %queued.client, %class, id = queued.id, created = queued.created, route = ?queued.routed_to, "Queued a request to route down to the owning site.");
-        Ok(queued)
+    pub async fn own_clients(&self) -> Result<i64, StoreError> {
+        hierarchy::own_clients(&mut *self.conn().await?, &self.site.code).await
     }
 
+    pub async fn queue_routed_request(&self, route: core::RouteDown) -> Result<Queued, StoreError> {
+        hierarchy::queue_routed(&mut *self.conn().await?, &self.site.code, &route).await
+    }
+
+    /// Under the delivery lock, in one transaction: two batches of one child at once deliver
+    /// each request once.
     pub async fn deliver_routed_requests(
         &self,
-        via: &SiteCode,
-        now: Timestamp,
+        delivery: core::Delivery,
     ) -> Result<Vec<DownRequest>, StoreError> {
-        let due = Timestamp(now.0 - REDELIVER_AFTER_MS);
         let mut tx = self.pool.begin().await?;
-        let out = hierarchy::deliver_routed(&mut tx, &self.site.code, via, due, now).await?;
+        let out = hierarchy::deliver_routed(&mut tx, &self.site.code, &delivery).await?;
         tx.commit().await?;
         Ok(out)
     }
 
     pub async fn accept_down_request(
         &self,
-        req: &DownRequest,
-        accept_own: bool,
-        now: Timestamp,
+        take: core::TakeDown,
     ) -> Result<DownAccepted, StoreError> {
-        hierarchy::accept_down(
-            &mut *self.conn().await?,
-            &self.site.code,
-            req,
-            accept_own,
-            now,
-        )
-        .await
+        hierarchy::accept_down(&mut *self.conn().await?, &self.site.code, &take).await
     }
-}
-
-/// Logs what became of a forwarded change and returns the outcome.
-fn log_forward(via: &SiteCode, entry: &Forwarded, outcome: ForwardOutcome) -> ForwardOutcome {
-    let (client, owner, version) = (entry.client.id, &entry.client.site, entry.version);
-    match &outcome {
-        ForwardOutcome::Applied { seq } => {
-            tracing::debug!(%via, %owner, %client, seq, version, "Applied a forwarded change.")
-        }
-        ForwardOutcome::Duplicate { seq } => {
-            tracing::debug!(%via, %owner, %client, seq, version, "Ignored a forwarded change that was applied before.")
-        }
-        ForwardOutcome::ResyncRequired {
-            seq, class, reason, ..
-        } => {
-            tracing::info!(%via, %owner, %client, seq, %class, reason = %reason, "Asked a child for a full snapshot: a forwarded change does not follow what this site holds.")
-        }
-        ForwardOutcome::Refused { seq, reason } => {
-            tracing::warn!(%via, %owner, %client, seq, reason = %reason, "Refused a change forwarded by a child; it is not stored.")
-        }
-    }
-    outcome
 }

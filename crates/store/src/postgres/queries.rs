@@ -125,28 +125,12 @@ pub(super) fn cls(c: Class) -> i16 {
     class_code(c) as i16
 }
 
-pub(super) fn class_col(row: &PgRow, i: usize) -> Result<Class, StoreError> {
-    row.class(i)
-}
-
-pub(super) fn digest_col(row: &PgRow, i: usize) -> Result<Digest, StoreError> {
-    row.digest(i)
-}
-
 pub(super) fn name_col(row: &PgRow, i: usize) -> Result<ClientName, StoreError> {
     row.name(i)
 }
 
 pub(super) fn site_col(row: &PgRow, i: usize) -> Result<SiteCode, StoreError> {
     row.site(i)
-}
-
-pub(super) fn site_opt_col(row: &PgRow, i: usize) -> Result<Option<SiteCode>, StoreError> {
-    row.opt_site(i)
-}
-
-pub(super) fn ts_col(row: &PgRow, i: usize) -> Result<Option<Timestamp>, StoreError> {
-    row.ts(i)
 }
 
 /// Serialises the writes of one client (reports, forwarded changes, outbox rebuilds) until the
@@ -684,10 +668,10 @@ pub(super) async fn apply_report(
         completed = each(&found, rows::request_view)?;
         completed.sort_by_key(|r| r.id);
     }
-    if super::hierarchy::forwarding(&mut *conn).await? {
-        super::hierarchy::enqueue(
+    if super::outbox::forwarding(&mut *conn).await? {
+        super::outbox::enqueue(
             &mut *conn,
-            &super::hierarchy::Entry {
+            &crate::hierarchy::Entry {
                 client,
                 input,
                 version: written.version,

@@ -1,197 +1,40 @@
-//! The SQL of the hierarchy (SPEC section 6): the forwarding switch, the outbox a child drains
-//! to its parent, the children's tokens, the sites known below this one, and applying the
-//! changes a child forwards. Like `queries`, functions that write are only called by writer
-//! jobs, so an accepted change and its outbox entry always share one transaction.
-//!
-//! A parent keeps the clients of every site below it in the same `clients` table as its own,
-//! keyed by client id, with `site_code` naming the owner. A site code belongs to one branch of
-//! the tree: `sites.via` records the direct child through which each code is reached, and a
-//! child may only forward changes of clients owned by itself or by a site below it.
+//! The SQL of the hierarchy (SPEC section 6) on SQLite: the outbox a child drains to its
+//! parent, the children's tokens, the sites known below this one, applying the changes a child
+//! forwards and the resync requests routed down the tree. The rules are the store's
+//! `hierarchy` module's; this one fetches the rows they need and writes what they decide. Like
+//! `queries`, functions that write are only called by writer jobs, so an accepted change and
+//! its outbox entry always share one transaction.
 
 use invsync_proto::wire::{
-    ClientRecord, DownRequest, ForwardOutcome, Forwarded, Queued, ReportBody, RequestState,
-    RequestView, SiteStatus, split_origin,
+    ClientRecord, DownRequest, ForwardOutcome, Forwarded, Owner, Queued, RequestView, SiteStatus,
 };
-use invsync_proto::{Class, ClientName, Delta, Digest, SiteCode, Timestamp};
+use invsync_proto::{Class, ClientName, Digest, SiteCode, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
-use super::queries::{
-    self, SnapshotRow, Stamp, corrupt, digest_col, id_array, load_items, name_col, site_col,
-    snapshot_row, ts, uuid_col,
-};
+use super::outbox::{enqueue, forwarding, meta_value, set_meta_value};
+use super::queries::{self, SnapshotRow, Stamp, id_array, load_items, snapshot_row};
 use super::writer::Batch;
-use crate::codec::{class_code, class_from_code, decode_ids};
+use crate::codec::{class_code, decode_ids};
 use crate::error::StoreError;
-use crate::plan::{InputBody, Outcome, Plan, ReportInput};
+use crate::hierarchy::{
+    self as core, Acked, ChildToken, Cols, Completion, Delivery, ForwardMeta, LAST_FORWARDED,
+    RouteDown, SiteReport, TakeDown, Target, sql,
+};
+use crate::plan::{Outcome, Plan, ReportInput};
 use crate::{DownAccepted, OutboxStats};
 
-/// `meta` keys of this module.
-const FORWARDING: &str = "forwarding";
-const LAST_FORWARDED: &str = "last_forwarded";
-
-fn meta_value(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> {
-    Ok(conn
-        .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
-        .query_row([key], |r| r.get(0))
-        .optional()?)
-}
-
-fn set_meta_value(conn: &Connection, key: &str, value: &str) -> Result<(), StoreError> {
-    conn.prepare_cached(
-        "INSERT INTO meta (key, value) VALUES (?1, ?2)
-         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-    )?
-    .execute([key, value])?;
-    Ok(())
-}
-
-/// The `meta` key a write probe sets: its value is the time of the last probe.
-const PROBED_AT: &str = "write_probe_at";
-
-/// Records the time of a write probe: the smallest write that goes through a whole commit.
-pub(super) fn set_probe_time(conn: &Connection, now: Timestamp) -> Result<(), StoreError> {
-    set_meta_value(conn, PROBED_AT, &now.rfc3339())
-}
-
 // ---------------------------------------------------------------------------------------------
-// Forwarding switch and outbox
-
-/// Whether accepted changes go into the outbox. Read inside each writing transaction rather
-/// than cached, so a switch made by another process holding the same file counts at once.
-pub(super) fn forwarding(conn: &Connection) -> Result<bool, StoreError> {
-    Ok(meta_value(conn, FORWARDING)?.as_deref() == Some("1"))
-}
-
-pub(super) fn set_forwarding(conn: &Connection, on: bool) -> Result<(), StoreError> {
-    set_meta_value(conn, FORWARDING, if on { "1" } else { "0" })
-}
-
-/// One accepted change as the outbox records it.
-pub(super) struct Entry<'a> {
-    pub client: i64,
-    /// The change as accepted: its class, hash and body (base version, removed keys).
-    pub input: &'a ReportInput,
-    pub version: i64,
-    pub full_at: Timestamp,
-    pub updated_at: Timestamp,
-    /// The item ids of the body (`queries::Written::body_ids`).
-    pub body_ids: &'a [u8],
-    pub completed: &'a [RequestView],
-}
-
-// The JSON columns of the outbox. Written out per type because the store does not depend on
-// serde itself, only on serde_json.
-
-fn encode_error(e: serde_json::Error) -> StoreError {
-    StoreError::Database(format!("cannot encode an outbox entry: {e}"))
-}
-
-/// A delta's removed keys, `NULL` when there are none (most deltas remove nothing).
-fn encode_removed(keys: &[String]) -> Result<Option<String>, StoreError> {
-    if keys.is_empty() {
-        return Ok(None);
-    }
-    serde_json::to_string(keys).map(Some).map_err(encode_error)
-}
-
-/// The requests a change completed, `NULL` when there are none (most changes complete none).
-fn encode_completed(requests: &[RequestView]) -> Result<Option<String>, StoreError> {
-    if requests.is_empty() {
-        return Ok(None);
-    }
-    serde_json::to_string(requests)
-        .map(Some)
-        .map_err(encode_error)
-}
-
-fn decode_removed(raw: Option<&str>) -> Result<Vec<String>, StoreError> {
-    raw.map_or(Ok(Vec::new()), |r| {
-        serde_json::from_str(r).map_err(|_| corrupt("outbox entry"))
-    })
-}
-
-fn decode_completed(raw: Option<&str>) -> Result<Vec<RequestView>, StoreError> {
-    raw.map_or(Ok(Vec::new()), |r| {
-        serde_json::from_str(r).map_err(|_| corrupt("outbox entry"))
-    })
-}
-
-/// Appends a change to the outbox.
-pub(super) fn enqueue(
-    conn: &Connection,
-    e: &Entry<'_>,
-    accepted_at: Timestamp,
-) -> Result<(), StoreError> {
-    let (base_version, removed) = match &e.input.body {
-        InputBody::Full { .. } => (None, None),
-        InputBody::Delta {
-            base_version,
-            remove,
-            ..
-        } => (Some(*base_version), encode_removed(remove)?),
-    };
-    conn.prepare_cached(
-        "INSERT INTO outbox (client_id, class, version, hash, full_at, updated_at, accepted_at,
-                             base_version, items, removed, completed)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-    )?
-    .execute(params![
-        e.client,
-        class_code(e.input.class),
-        e.version,
-        e.input.hash.0.as_slice(),
-        e.full_at.0,
-        e.updated_at.0,
-        accepted_at.0,
-        base_version,
-        e.body_ids,
-        removed,
-        encode_completed(e.completed)?,
-    ])?;
-    Ok(())
-}
+// The outbox
 
 /// The oldest `limit` outbox entries, oldest first, with their bodies rebuilt from the items.
 pub(super) fn outbox_batch(conn: &Connection, limit: usize) -> Result<Vec<Forwarded>, StoreError> {
-    let mut st = conn.prepare_cached(
-        "SELECT o.seq, c.uuid, c.name, c.site_code, c.machine_id, c.enrolled_at,
-                o.class, o.version, o.hash, o.full_at, o.updated_at,
-                o.base_version, o.items, o.removed, o.completed
-         FROM outbox o JOIN clients c ON c.id = o.client_id
-         ORDER BY o.seq LIMIT ?1",
-    )?;
+    let mut st = conn.prepare_cached(sql::OUTBOX_BATCH)?;
     let mut rows = st.query([i64::try_from(limit).unwrap_or(i64::MAX)])?;
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {
-        let items = load_items(conn, &decode_ids(row.get_ref(12)?.as_blob()?)?)?;
-        let body = match row.get::<_, Option<i64>>(11)? {
-            None => ReportBody::Full { items },
-            Some(base_version) => ReportBody::Delta {
-                base_version,
-                delta: Delta {
-                    upsert: items,
-                    remove: decode_removed(row.get_ref(13)?.as_str_or_null()?)?,
-                },
-            },
-        };
-        out.push(Forwarded {
-            seq: row.get(0)?,
-            client: ClientRecord {
-                id: uuid_col(row, 1)?,
-                name: name_col(row, 2)?,
-                site: site_col(row, 3)?,
-                machine_id: row.get(4)?,
-                enrolled_at: Timestamp(row.get(5)?),
-            },
-            class: class_from_code(row.get(6)?)?,
-            version: row.get(7)?,
-            hash: digest_col(row, 8)?,
-            full_at: Timestamp(row.get(9)?),
-            updated_at: Timestamp(row.get(10)?),
-            body,
-            completed: decode_completed(row.get_ref(14)?.as_str_or_null()?)?,
-        });
+        let items = load_items(conn, &decode_ids(row.blob(12)?)?)?;
+        out.push(core::forwarded(row, items)?);
     }
     Ok(out)
 }
@@ -204,14 +47,8 @@ pub(super) fn outbox_batch(conn: &Connection, limit: usize) -> Result<Vec<Forwar
 pub(super) fn outbox_done(
     conn: &Connection,
     own: &SiteCode,
-    stored: &[i64],
-    refused: &[i64],
-    parent: Option<&SiteCode>,
-    now: Timestamp,
+    acked: &Acked,
 ) -> Result<(), StoreError> {
-    if stored.is_empty() && refused.is_empty() {
-        return Ok(());
-    }
     // Read while deleting: an entry's completed requests exist nowhere else once it is gone.
     // Most entries complete none (NULL), so this decodes next to nothing.
     let mut carried: Vec<(i64, Vec<RequestView>)> = Vec::new();
@@ -219,36 +56,33 @@ pub(super) fn outbox_done(
         let mut st = conn.prepare_cached(
             "DELETE FROM outbox WHERE seq IN rarray(?1) RETURNING client_id, completed",
         )?;
-        let mut rows = st.query([id_array(stored.iter().copied())])?;
+        let mut rows = st.query([id_array(acked.stored.iter().copied())])?;
         while let Some(row) = rows.next()? {
-            if let Some(raw) = row.get_ref(1)?.as_str_or_null()? {
-                carried.push((row.get(0)?, decode_completed(Some(raw))?));
+            if let Some(raw) = row.opt_text(1)? {
+                carried.push((row.int(0)?, core::decode_completed(Some(raw))?));
             }
         }
     }
-    if !refused.is_empty() {
+    if !acked.refused.is_empty() {
         conn.prepare_cached("DELETE FROM outbox WHERE seq IN rarray(?1)")?
-            .execute([id_array(refused.iter().copied())])?;
+            .execute([id_array(acked.refused.iter().copied())])?;
     }
     for (client, completed) in &carried {
-        mark_forwarded(conn, own, *client, completed, parent, now)?;
+        mark_forwarded(conn, own, *client, completed, acked)?;
     }
-    set_meta_value(conn, LAST_FORWARDED, &now.0.to_string())
+    set_meta_value(conn, LAST_FORWARDED, &acked.now.0.to_string())
 }
 
-/// Marks the resync requests one acknowledged change completed as forwarded. The views name the
-/// requests as the owning site knows them, so they are found here as `record_completed` found
-/// them when it recorded them: by row id only for a request made here (no origin at the owner,
-/// or an origin naming this site), otherwise by origin. Never by the bare id of another site,
-/// which may well be the id of an unrelated request here. The first acknowledgement counts: an
-/// entry acknowledged again (a batch resent after a lost answer) moves nothing.
+/// Marks the resync requests one acknowledged change completed as forwarded, found as
+/// `record_completed` found them (`core::target`). The first acknowledgement counts: an entry
+/// acknowledged again (a batch resent after a lost answer) moves nothing, and a view naming
+/// another request (forged or stale) marks nothing.
 fn mark_forwarded(
     conn: &Connection,
     own: &SiteCode,
     client: i64,
     completed: &[RequestView],
-    parent: Option<&SiteCode>,
-    now: Timestamp,
+    acked: &Acked,
 ) -> Result<(), StoreError> {
     let Some(owner) = conn
         .prepare_cached("SELECT site_code FROM clients WHERE id = ?1")?
@@ -257,38 +91,22 @@ fn mark_forwarded(
     else {
         return Ok(());
     };
-    let parent = parent.map(SiteCode::as_str);
-    for r in completed {
-        let origin = r
-            .origin
-            .clone()
-            .unwrap_or_else(|| format!("{owner}:{}", r.id));
-        // Only complete resync requests of this client and class: a view naming another request
-        // (forged or stale) marks nothing.
-        match split_origin(&origin) {
-            Some((site, id)) if &site == own => conn
-                .prepare_cached(
-                    "UPDATE requests SET forwarded_at = ?1, forwarded_to = ?2
-                     WHERE id = ?3 AND client_id = ?4 AND kind = 'resync' AND arg = ?5
-                       AND completed_at IS NOT NULL AND forwarded_at IS NULL",
-                )?
-                .execute(params![now.0, parent, id, client, r.class.as_str()])?,
-            _ => conn
-                .prepare_cached(
-                    "UPDATE requests SET forwarded_at = ?1, forwarded_to = ?2
-                     WHERE origin = ?3 AND client_id = ?4 AND kind = 'resync' AND arg = ?5
-                       AND completed_at IS NOT NULL AND forwarded_at IS NULL",
-                )?
-                .execute(params![now.0, parent, origin, client, r.class.as_str()])?,
+    let (now, parent) = (acked.now.0, acked.parent());
+    for (target, class) in core::forwarded_targets(own, &owner, completed) {
+        match target {
+            Target::Here(id) => conn
+                .prepare_cached(sql::FORWARDED_HERE)?
+                .execute(params![now, parent, id, client, class])?,
+            Target::Origin(origin) => conn
+                .prepare_cached(sql::FORWARDED_ORIGIN)?
+                .execute(params![now, parent, origin, client, class])?,
         };
     }
     Ok(())
 }
 
 /// Replaces every outbox entry of a client and class with one full entry of its current
-/// snapshot, at the end of the outbox. The resync requests the dropped entries completed move
-/// to the new entry, so the parent still learns of them, and they are marked forwarded when
-/// that entry is acknowledged.
+/// snapshot, at the end of the outbox (`core::resync_entry`).
 pub(super) fn outbox_resync(
     conn: &Connection,
     client_id: Uuid,
@@ -298,79 +116,36 @@ pub(super) fn outbox_resync(
         return Ok(false);
     };
     let code = class_code(class);
-    let snapshot = conn
+    let dropped = conn
         .prepare_cached(
-            "SELECT version, hash, full_at, updated_at, items FROM snapshots
-             WHERE client_id = ?1 AND class = ?2",
-        )?
-        .query_row(params![client, code], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, Vec<u8>>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, i64>(3)?,
-                r.get::<_, Vec<u8>>(4)?,
-            ))
-        })
-        .optional()?;
-    let Some((version, hash, full_at, updated_at, items)) = snapshot else {
-        return Ok(false);
-    };
-    let mut oldest: Option<i64> = None;
-    let mut completed: Vec<RequestView> = Vec::new();
-    {
-        let mut st = conn.prepare_cached(
             "SELECT accepted_at, completed FROM outbox WHERE client_id = ?1 AND class = ?2 ORDER BY seq",
-        )?;
-        let mut rows = st.query(params![client, code])?;
-        while let Some(row) = rows.next()? {
-            let at: i64 = row.get(0)?;
-            oldest = Some(oldest.map_or(at, |o| o.min(at)));
-            for r in decode_completed(row.get_ref(1)?.as_str_or_null()?)? {
-                if !completed.iter().any(|c| c.id == r.id) {
-                    completed.push(r);
-                }
-            }
-        }
-    }
-    conn.prepare_cached("DELETE FROM outbox WHERE client_id = ?1 AND class = ?2")?
-        .execute(params![client, code])?;
-    // The replacement has waited as long as the oldest change it replaces; with none, it stands
-    // for the snapshot's last change.
-    let accepted_at = oldest.unwrap_or(updated_at);
+        )?
+        .query_map(params![client, code], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<Vec<_>, _>>()?;
+    let (accepted_at, completed) = core::resync_entry(&dropped)?;
+    // Only when there is a snapshot to replace them with.
     conn.prepare_cached(
-        "INSERT INTO outbox (client_id, class, version, hash, full_at, updated_at, accepted_at,
-                             base_version, items, removed, completed)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, ?8, NULL, ?9)",
+        "DELETE FROM outbox WHERE client_id = ?1 AND class = ?2
+           AND EXISTS (SELECT 1 FROM snapshots WHERE client_id = ?1 AND class = ?2)",
     )?
-    .execute(params![
-        client,
-        code,
-        version,
-        hash,
-        full_at,
-        updated_at,
+    .execute(params![client, code])?;
+    let appended = conn.prepare_cached(sql::OUTBOX_RESYNC)?.execute(params![
         accepted_at,
-        items,
-        encode_completed(&completed)?,
+        completed,
+        client,
+        code
     ])?;
-    Ok(true)
+    Ok(appended == 1)
 }
 
 pub(super) fn outbox_stats(conn: &Connection) -> Result<OutboxStats, StoreError> {
     let (depth, oldest): (i64, Option<i64>) = conn
         .prepare_cached("SELECT count(*), min(accepted_at) FROM outbox")?
         .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    let last_forwarded = match meta_value(conn, LAST_FORWARDED)? {
-        None => None,
-        Some(v) => Some(Timestamp(
-            v.parse().map_err(|_| corrupt("last forwarding time"))?,
-        )),
-    };
     Ok(OutboxStats {
         depth,
-        oldest: ts(oldest),
-        last_forwarded,
+        oldest: oldest.map(Timestamp),
+        last_forwarded: core::last_forwarded(meta_value(conn, LAST_FORWARDED)?.as_deref())?,
     })
 }
 
@@ -393,32 +168,18 @@ fn has_child_token(conn: &Connection, code: &str) -> Result<bool, StoreError> {
         .is_some())
 }
 
-fn own_code_in_use(code: &SiteCode) -> StoreError {
-    StoreError::CodeInUse(format!("{code} is this site's own code"))
-}
-
 pub(super) fn set_child_token(
     conn: &Connection,
     own: &SiteCode,
-    code: &SiteCode,
-    key_hash: Digest,
-    now: Timestamp,
+    token: &ChildToken,
 ) -> Result<(), StoreError> {
-    if code == own {
-        return Err(own_code_in_use(code));
+    let (code, key_hash, now) = (&token.code, token.key_hash, token.now);
+    let recorded = recorded_via(conn, code.as_str())?;
+    if let Some(e) = core::child_token_conflict(own, code, recorded.as_deref()) {
+        return Err(e);
     }
-    if let Some(via) = recorded_via(conn, code.as_str())?
-        && via != code.as_str()
-    {
-        return Err(StoreError::CodeInUse(format!(
-            "{code} is already the code of a site reached through child {via}"
-        )));
-    }
-    conn.prepare_cached(
-        "INSERT INTO child_tokens (code, key_hash, created_at) VALUES (?1, ?2, ?3)
-         ON CONFLICT (code) DO UPDATE SET key_hash = excluded.key_hash, created_at = excluded.created_at",
-    )?
-    .execute(params![code.as_str(), key_hash.0.as_slice(), now.0])?;
+    conn.prepare_cached(sql::CHILD_TOKEN_UPSERT)?
+        .execute(params![code.as_str(), key_hash.0.as_slice(), now.0])?;
     Ok(())
 }
 
@@ -428,35 +189,19 @@ pub(super) fn child_key_hash(
 ) -> Result<Option<Digest>, StoreError> {
     let mut st = conn.prepare_cached("SELECT key_hash FROM child_tokens WHERE code = ?1")?;
     let mut rows = st.query([code.as_str()])?;
-    match rows.next()? {
-        Some(row) => Ok(Some(digest_col(row, 0)?)),
-        None => Ok(None),
-    }
+    rows.next()?.map(|row| row.digest(0)).transpose()
 }
 
-/// Why `code` cannot be recorded as reached through `via`, if it cannot.
 fn code_conflict(
     conn: &Connection,
     own: &SiteCode,
     via: &SiteCode,
     code: &SiteCode,
 ) -> Result<Option<StoreError>, StoreError> {
-    if code == own {
-        return Ok(Some(own_code_in_use(code)));
-    }
-    if let Some(other) = recorded_via(conn, code.as_str())?
-        && other != via.as_str()
-    {
-        return Ok(Some(StoreError::CodeInUse(format!(
-            "{code} is already the code of a site reached through child {other}, not {via}"
-        ))));
-    }
-    if code != via && has_child_token(conn, code.as_str())? {
-        return Ok(Some(StoreError::CodeInUse(format!(
-            "{code} is a direct child of this site, not a site below {via}"
-        ))));
-    }
-    Ok(None)
+    let recorded = recorded_via(conn, code.as_str())?;
+    let token = has_child_token(conn, code.as_str())?;
+    let conflict = core::code_conflict(own, via, code, recorded.as_deref(), token);
+    Ok(conflict)
 }
 
 /// Records what `via` reported of itself and of the sites below it; all or nothing (the writer
@@ -464,24 +209,14 @@ fn code_conflict(
 pub(super) fn record_site_status(
     conn: &Connection,
     own: &SiteCode,
-    via: &SiteCode,
-    statuses: &[SiteStatus],
-    now: Timestamp,
+    report: &SiteReport,
 ) -> Result<(), StoreError> {
+    let (via, now) = (&report.via, report.now);
     if let Some(e) = code_conflict(conn, own, via, via)? {
         return Err(e);
     }
-    let mut st = conn.prepare_cached(
-        "INSERT INTO sites (code, name, parent, url, clients, outbox_depth, outbox_oldest,
-                           last_forwarded, accepts_parent_requests, reported_at, via, recorded_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
-         ON CONFLICT (code) DO UPDATE SET name = excluded.name, parent = excluded.parent,
-             url = excluded.url, clients = excluded.clients, outbox_depth = excluded.outbox_depth,
-             outbox_oldest = excluded.outbox_oldest, last_forwarded = excluded.last_forwarded,
-             accepts_parent_requests = excluded.accepts_parent_requests,
-             reported_at = excluded.reported_at, via = excluded.via, recorded_at = excluded.recorded_at",
-    )?;
-    for s in statuses {
+    let mut st = conn.prepare_cached(sql::SITE_UPSERT)?;
+    for s in &report.statuses {
         if let Some(e) = code_conflict(conn, own, via, &s.code)? {
             return Err(e);
         }
@@ -504,64 +239,38 @@ pub(super) fn record_site_status(
 }
 
 pub(super) fn sites(conn: &Connection) -> Result<Vec<SiteStatus>, StoreError> {
-    let mut st = conn.prepare_cached(
-        "SELECT code, name, parent, url, clients, outbox_depth, outbox_oldest, last_forwarded,
-                accepts_parent_requests, reported_at
-         FROM sites ORDER BY code",
-    )?;
+    let mut st = conn.prepare_cached(sql::SITES)?;
     let mut rows = st.query([])?;
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {
-        let parent = match row.get_ref(2)?.as_str_or_null()? {
-            None => None,
-            Some(p) => Some(SiteCode::parse(p).map_err(|_| corrupt("site code"))?),
-        };
-        out.push(SiteStatus {
-            code: site_col(row, 0)?,
-            name: row.get(1)?,
-            parent,
-            url: row.get(3)?,
-            clients: row.get(4)?,
-            outbox_depth: row.get(5)?,
-            outbox_oldest: ts(row.get(6)?),
-            last_forwarded: ts(row.get(7)?),
-            accepts_parent_requests: row.get(8)?,
-            reported_at: Timestamp(row.get(9)?),
-        });
+        out.push(core::site_status(row)?);
     }
     Ok(out)
 }
 
-/// The direct child through which `code` is reached: as recorded, or the code itself for a
-/// child that holds a token but has not reported yet.
 pub(super) fn site_via(conn: &Connection, code: &SiteCode) -> Result<Option<SiteCode>, StoreError> {
-    if let Some(via) = recorded_via(conn, code.as_str())? {
-        return Ok(Some(
-            SiteCode::parse(&via).map_err(|_| corrupt("site code"))?,
-        ));
-    }
-    Ok(has_child_token(conn, code.as_str())?.then(|| code.clone()))
+    let recorded = recorded_via(conn, code.as_str())?;
+    core::site_via(
+        code,
+        recorded.as_deref(),
+        has_child_token(conn, code.as_str())?,
+    )
+}
+
+/// How many clients this site owns itself (a child's status counts them).
+pub(super) fn own_clients(conn: &Connection, own: &SiteCode) -> Result<i64, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT count(*) FROM clients WHERE site_code = ?1")?
+        .query_row([own.as_str()], |r| r.get(0))?)
 }
 
 /// Every client of that name this site holds, with its owner and the owner's URL where known.
-pub(super) fn find_clients(
-    conn: &Connection,
-    name: &ClientName,
-) -> Result<Vec<invsync_proto::wire::Owner>, StoreError> {
-    let mut st = conn.prepare_cached(
-        "SELECT c.uuid, c.name, c.site_code, s.url FROM clients c
-         LEFT JOIN sites s ON s.code = c.site_code
-         WHERE c.name = ?1 ORDER BY c.site_code",
-    )?;
+pub(super) fn find_clients(conn: &Connection, name: &ClientName) -> Result<Vec<Owner>, StoreError> {
+    let mut st = conn.prepare_cached(sql::FIND_CLIENTS)?;
     let mut rows = st.query([name.as_str()])?;
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {
-        out.push(invsync_proto::wire::Owner {
-            id: uuid_col(row, 0)?,
-            client: name_col(row, 1)?,
-            site: site_col(row, 2)?,
-            url: row.get(3)?,
-        });
+        out.push(core::owner(row)?);
     }
     Ok(out)
 }
@@ -569,70 +278,12 @@ pub(super) fn find_clients(
 // ---------------------------------------------------------------------------------------------
 // Applying forwarded changes
 
-/// A forwarded change apart from its body (which travels as a prepared `ReportInput`).
-#[derive(Debug, Clone)]
-pub(crate) struct ForwardMeta {
-    pub seq: i64,
-    pub client: ClientRecord,
-    pub version: i64,
-    pub full_at: Timestamp,
-    pub updated_at: Timestamp,
-    pub completed: Vec<RequestView>,
-}
-
-impl ForwardMeta {
-    pub fn of(entry: &Forwarded) -> ForwardMeta {
-        ForwardMeta {
-            seq: entry.seq,
-            client: entry.client.clone(),
-            version: entry.version,
-            full_at: entry.full_at,
-            updated_at: entry.updated_at,
-            completed: entry.completed.clone(),
-        }
-    }
-
-    pub fn refused(&self, reason: String) -> ForwardOutcome {
-        ForwardOutcome::Refused {
-            seq: self.seq,
-            reason,
-        }
-    }
-
-    pub fn resync(&self, class: Class, reason: String) -> ForwardOutcome {
-        ForwardOutcome::ResyncRequired {
-            seq: self.seq,
-            client: self.client.id,
-            class,
-            reason,
-        }
-    }
-}
-
-/// Whether a change of a client owned by `owner` may come through the child `via`: the owner
-/// must be that child or a site it reported below it, never this site.
-fn route_refusal(
-    conn: &Connection,
-    own: &SiteCode,
-    via: &SiteCode,
-    owner: &SiteCode,
-) -> Result<Option<String>, StoreError> {
-    if owner == own || via == own {
-        return Ok(Some(format!(
-            "{owner} is this site's own code; a child cannot forward changes of this site's clients"
-        )));
-    }
-    let reached = recorded_via(conn, owner.as_str())?;
-    Ok(match reached {
-        Some(v) if v == via.as_str() => None,
-        Some(v) => Some(format!(
-            "site {owner} is reached through child {v}, not {via}; {via} cannot forward its clients"
-        )),
-        None if owner == via => None,
-        None => Some(format!(
-            "site {owner} is not known below child {via} (it has not reported itself through {via})"
-        )),
-    })
+/// A forwarded change on its way to the writer, planned by the reading half or not.
+pub(super) struct ForwardJob {
+    pub via: SiteCode,
+    pub meta: ForwardMeta,
+    pub input: ReportInput,
+    pub planned: Option<Plan>,
 }
 
 /// The checks of a forwarded change that need no plan, shared by the reading and the writing
@@ -646,37 +297,29 @@ pub(super) enum Verdict {
 pub(super) fn check_forwarded(
     conn: &Connection,
     own: &SiteCode,
-    via: &SiteCode,
-    meta: &ForwardMeta,
-    input: &ReportInput,
+    job: &ForwardJob,
 ) -> Result<Verdict, StoreError> {
-    let owner = &meta.client.site;
-    if let Some(reason) = route_refusal(conn, own, via, owner)? {
-        return Ok(Verdict::Answer(meta.refused(reason)));
-    }
-    let known = conn
+    let (via, meta, input) = (&job.via, &job.meta, &job.input);
+    let reached = recorded_via(conn, meta.client.site.as_str())?;
+    let known: Option<(i64, String)> = conn
         .prepare_cached("SELECT id, site_code FROM clients WHERE uuid = ?1")?
         .query_row([meta.client.id.as_bytes().as_slice()], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+            Ok((r.get(0)?, r.get(1)?))
         })
         .optional()?;
+    let held_by = known.as_ref().map(|(_, site)| site.as_str());
+    if let Some(refused) = core::refusal(own, via, meta, reached.as_deref(), held_by) {
+        return Ok(Verdict::Answer(refused));
+    }
     let row = match known {
-        // Client ids are issued by the owner at enrollment; one id under two owners is a forged
-        // or corrupt record, and taking it would move a client between branches of the tree.
-        Some((_, site)) if site != owner.as_str() => {
-            return Ok(Verdict::Answer(meta.refused(format!(
-                "client {} belongs to site {site}, not {owner}",
-                meta.client.id
-            ))));
-        }
         Some((client, _)) => snapshot_row(conn, client, input.class)?,
         None => None,
     };
-    if let Some(r) = &row
-        && ((r.version == meta.version && r.hash == input.hash)
-            || r.has_forwarded(meta.version, &input.hash))
-    {
-        return Ok(Verdict::Answer(ForwardOutcome::Duplicate { seq: meta.seq }));
+    if let Some(r) = &row {
+        let recent = r.has_forwarded(meta.version, &input.hash);
+        if let Some(dup) = core::duplicate(meta, input, r.version, &r.hash, recent) {
+            return Ok(Verdict::Answer(dup));
+        }
     }
     Ok(Verdict::Proceed(row))
 }
@@ -684,19 +327,13 @@ pub(super) fn check_forwarded(
 /// Removes a client and everything stored of it.
 fn delete_client(conn: &Connection, batch: &mut Batch<'_>, client: i64) -> Result<(), StoreError> {
     if batch.software.is_some()
-        && let Some(row) = queries::snapshot_row(conn, client, Class::Sw)?
+        && let Some(row) = snapshot_row(conn, client, Class::Sw)?
     {
-        let removed = crate::codec::decode_ids(&row.items)?;
+        let removed = decode_ids(&row.items)?;
         let change = crate::software::change(client, Some(row.version), None, removed, Vec::new())?;
         queries::software_changed(conn, batch, change)?;
     }
-    for sql in [
-        "DELETE FROM outbox WHERE client_id = ?1",
-        "DELETE FROM history WHERE client_id = ?1",
-        "DELETE FROM requests WHERE client_id = ?1",
-        "DELETE FROM snapshots WHERE client_id = ?1",
-        "DELETE FROM clients WHERE id = ?1",
-    ] {
+    for sql in sql::DELETE_CLIENT {
         conn.prepare_cached(sql)?.execute([client])?;
     }
     Ok(())
@@ -722,112 +359,70 @@ fn ensure_client(
         .optional()?;
     if let Some((row, uuid)) = stale {
         delete_client(conn, batch, row)?;
-        let old = Uuid::from_slice(&uuid).map_err(|_| corrupt("client id"))?;
-        tracing::info!(
-            site = %record.site,
-            client = %record.name,
-            old_id = %old,
-            new_id = %record.id,
-            "Replaced a stale client record: its owning site now has another client of that name."
+        core::log_stale(
+            record,
+            Uuid::from_slice(&uuid).map_err(|_| core::corrupt("client id"))?,
         );
     }
-    let existing = queries::client_row(conn, record.id)?;
-    match existing {
-        Some(row) => {
-            conn.prepare_cached(
-                "UPDATE clients SET name = ?1, machine_id = ?2, enrolled_at = ?3 WHERE id = ?4",
-            )?
-            .execute(params![
-                record.name.as_str(),
-                record.machine_id,
-                record.enrolled_at.0,
-                row
-            ])?;
-            Ok(row)
-        }
-        None => {
-            // A key hash of zeros: such a client never authenticates here (`client_auth` only
-            // looks at this site's own clients, and no key hashes to zeros).
-            conn.prepare_cached(
-                "INSERT INTO clients (uuid, name, site_code, machine_id, key_hash, enrolled_at)
-                 VALUES (?1, ?2, ?3, ?4, zeroblob(32), ?5)",
-            )?
-            .execute(params![
-                id_bytes,
-                record.name.as_str(),
-                record.site.as_str(),
-                record.machine_id,
-                record.enrolled_at.0
-            ])?;
-            Ok(conn.last_insert_rowid())
-        }
-    }
-}
-
-/// Records the resync requests a forwarded change completed at the owner. A request is known
-/// across the tree by its origin (`RequestView::origin`; `<owner>:<id at the owner>` for one made
-/// at the owner itself):
-/// * a request made here and routed down (origin `<this site>:<id>`) completes in place, with
-///   the owner's times;
-/// * a request routed on through here (a row holding that origin) completes likewise;
-/// * any other is recorded as a complete request of the client, once per origin, so a change
-///   forwarded twice records it once.
-fn record_completed(
-    conn: &Connection,
-    own: &SiteCode,
-    client: i64,
-    owner: &SiteCode,
-    completed: &[RequestView],
-    at: Timestamp,
-) -> Result<(), StoreError> {
-    for r in completed {
-        let origin = r
-            .origin
-            .clone()
-            .unwrap_or_else(|| format!("{owner}:{}", r.id));
-        // A request is forwarded because it completed; without a time it completed with the
-        // change that carries it.
-        let done = r.completed_at.unwrap_or(at).0;
-        let picked = r.picked_up_at.map(|t| t.0);
-        if let Some((site, id)) = split_origin(&origin)
-            && &site == own
-        {
-            // Only a routed request of this client and class: a child cannot complete another
-            // request of this site by naming its id.
-            let n = conn
-                .prepare_cached(
-                    "UPDATE requests SET picked_up_at = coalesce(?1, ?2), completed_at = ?2
-                     WHERE id = ?3 AND client_id = ?4 AND kind = 'resync' AND arg = ?5
-                       AND route IS NOT NULL AND completed_at IS NULL",
-                )?
-                .execute(params![picked, done, id, client, r.class.as_str()])?;
-            if n == 1 {
-                tracing::debug!(id, %owner, "A request routed down from this site completed at its owner.");
-            }
-            continue;
-        }
-        let relayed = conn
-            .prepare_cached(
-                "UPDATE requests SET picked_up_at = coalesce(?1, ?2), completed_at = ?2
-                 WHERE origin = ?3 AND client_id = ?4 AND kind = 'resync' AND completed_at IS NULL",
-            )?
-            .execute(params![picked, done, origin, client])?;
-        if relayed > 0 {
-            continue;
-        }
+    if let Some(row) = queries::client_row(conn, record.id)? {
         conn.prepare_cached(
-            "INSERT INTO requests (client_id, kind, arg, requested_at, picked_up_at, completed_at, origin)
-             VALUES (?1, 'resync', ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT (origin) WHERE origin IS NOT NULL DO NOTHING",
+            "UPDATE clients SET name = ?1, machine_id = ?2, enrolled_at = ?3 WHERE id = ?4",
         )?
         .execute(params![
-            client,
-            r.class.as_str(),
-            r.requested_at.0,
-            picked,
-            done,
-            origin,
+            record.name.as_str(),
+            record.machine_id,
+            record.enrolled_at.0,
+            row
         ])?;
+        return Ok(row);
+    }
+    // A key hash of zeros: such a client never authenticates here (`client_auth` only looks
+    // at this site's own clients, and no key hashes to zeros).
+    conn.prepare_cached(
+        "INSERT INTO clients (uuid, name, site_code, machine_id, key_hash, enrolled_at)
+         VALUES (?1, ?2, ?3, ?4, zeroblob(32), ?5)",
+    )?
+    .execute(params![
+        id_bytes,
+        record.name.as_str(),
+        record.site.as_str(),
+        record.machine_id,
+        record.enrolled_at.0
+    ])?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Records the resync requests a forwarded change completed at the owner (`core::target`):
+/// a request made here and routed down completes in place, with the owner's times; one routed
+/// on through here (a row holding that origin) completes likewise; any other is recorded as a
+/// complete request of the client, once per origin, so a change forwarded twice records it
+/// once.
+fn record_completed(conn: &Connection, client: i64, done: &[Completion]) -> Result<(), StoreError> {
+    for c in done {
+        let (picked, at) = (c.picked_up_at, c.completed_at);
+        let origin = match &c.target {
+            Target::Here(id) => {
+                let n = conn
+                    .prepare_cached(sql::COMPLETE_HERE)?
+                    .execute(params![picked, at, id, client, c.class])?;
+                core::log_completed_here(*id, n as u64);
+                continue;
+            }
+            Target::Origin(origin) => origin,
+        };
+        let relayed = conn
+            .prepare_cached(sql::COMPLETE_RELAYED)?
+            .execute(params![picked, at, origin, client])?;
+        if relayed == 0 {
+            conn.prepare_cached(sql::COMPLETE_NEW)?.execute(params![
+                client,
+                c.class,
+                c.requested_at,
+                picked,
+                at,
+                origin
+            ])?;
+        }
     }
     Ok(())
 }
@@ -839,54 +434,36 @@ fn record_completed(
 pub(super) fn apply_forwarded(
     conn: &Connection,
     batch: &mut Batch<'_>,
-    via: &SiteCode,
-    meta: &ForwardMeta,
-    input: &ReportInput,
-    planned: Option<Plan>,
+    job: ForwardJob,
     now: Timestamp,
 ) -> Result<ForwardOutcome, StoreError> {
     let own = batch.shared.site.code.clone();
-    let row = match check_forwarded(conn, &own, via, meta, input)? {
+    let row = match check_forwarded(conn, &own, &job)? {
         Verdict::Answer(outcome) => return Ok(outcome),
         Verdict::Proceed(row) => row,
     };
-    let change = match queries::replan_if_moved(conn, batch, input, row.as_ref(), planned)? {
-        Outcome::Resync(reason) => return Ok(meta.resync(input.class, reason)),
+    let (meta, input) = (&job.meta, &job.input);
+    let change = match queries::replan_if_moved(conn, batch, input, row.as_ref(), job.planned)? {
+        Outcome::Resync(reason) => return Ok(meta.resync(reason)),
         Outcome::Write(change) => change,
     };
     let client = ensure_client(conn, batch, &meta.client)?;
+    // Remembered as the owner's version and hash: how a resent change is recognised.
+    let mark = queries::forwarded_mark(meta.version, &input.hash);
+    let remember = (mark, queries::RECENT_FORWARDED);
+    let (version, at, full_at) = (Some(meta.version), meta.updated_at, meta.full_at);
     let stamp = Stamp {
-        version: Some(meta.version),
-        at: meta.updated_at,
-        full_at: meta.full_at,
-        remember: (
-            queries::forwarded_mark(meta.version, &input.hash),
-            queries::RECENT_FORWARDED,
-        ),
+        version,
+        at,
+        full_at,
+        remember,
     };
     let written = queries::write_change(conn, batch, client, input, row.as_ref(), change, &stamp)?;
-    record_completed(
-        conn,
-        &own,
-        client,
-        &meta.client.site,
-        &meta.completed,
-        meta.updated_at,
-    )?;
+    record_completed(conn, client, &core::completions(&own, meta))?;
     if forwarding(conn)? {
-        enqueue(
-            conn,
-            &Entry {
-                client,
-                input,
-                version: written.version,
-                full_at: written.full_at,
-                updated_at: meta.updated_at,
-                body_ids: &written.body_ids,
-                completed: &meta.completed,
-            },
-            now,
-        )?;
+        let applied = (written.version, written.full_at);
+        let entry = meta.entry(client, input, applied, &written.body_ids);
+        enqueue(conn, &entry, now)?;
     }
     Ok(ForwardOutcome::Applied { seq: meta.seq })
 }
@@ -901,10 +478,9 @@ fn client_owner(
 ) -> Result<Option<(i64, ClientName, SiteCode)>, StoreError> {
     let mut st = conn.prepare_cached("SELECT id, name, site_code FROM clients WHERE uuid = ?1")?;
     let mut rows = st.query([client_id.as_bytes().as_slice()])?;
-    match rows.next()? {
-        Some(row) => Ok(Some((row.get(0)?, name_col(row, 1)?, site_col(row, 2)?))),
-        None => Ok(None),
-    }
+    rows.next()?
+        .map(|row| Ok((row.int(0)?, row.name(1)?, row.site(2)?)))
+        .transpose()
 }
 
 /// Queues a resync request for a client of a site below, to be routed down to its owner, unless
@@ -914,19 +490,16 @@ fn client_owner(
 pub(super) fn queue_routed(
     conn: &Connection,
     own: &SiteCode,
-    client_id: Uuid,
-    class: Class,
-    now: Timestamp,
+    route: &RouteDown,
 ) -> Result<Queued, StoreError> {
+    let (client_id, class, now) = (route.client, route.class, route.now);
     let Some((client, name, owner)) = client_owner(conn, client_id)? else {
         return Err(StoreError::UnknownClient {
             name: client_id.to_string(),
         });
     };
-    if &owner == own {
-        return Err(StoreError::Refused(format!(
-            "{name} is this site's own client; its requests are queued here, not routed"
-        )));
+    if let Some(e) = core::own_client_refusal(own, &owner, &name) {
+        return Err(e);
     }
     let created: Option<i64> = conn
         .prepare_cached(
@@ -956,58 +529,23 @@ pub(super) fn queue_routed(
             (id, Timestamp(at), false)
         }
     };
-    Ok(Queued {
-        id,
-        client: name,
-        created,
-        state: RequestState::Pending,
-        requested_at,
-        routed_to: Some(owner),
-    })
-}
-
-/// A routed request as it travels down, with its row id here.
-pub(super) struct Routed {
-    pub id: i64,
-    pub down: DownRequest,
+    let queued = core::routed_queued(id, name, owner, requested_at, created);
+    route.log(&queued);
+    Ok(queued)
 }
 
 /// The routed requests not yet complete whose owner is reached through the child `via` and that
-/// were not delivered since `due` (never, or at or before that time).
+/// were not delivered since `due` (never, or at or before that time), with their row ids here.
 pub(super) fn routed_due(
     conn: &Connection,
     own: &SiteCode,
-    via: &SiteCode,
-    due: Timestamp,
-) -> Result<Vec<Routed>, StoreError> {
-    let mut st = conn.prepare_cached(
-        "SELECT r.id, r.origin, c.uuid, r.arg FROM requests r JOIN clients c ON c.id = r.client_id
-         WHERE r.route IS NOT NULL AND r.completed_at IS NULL
-           AND r.route IN (SELECT code FROM sites WHERE via = ?1)
-           AND (r.delivered_at IS NULL OR r.delivered_at <= ?2)
-         ORDER BY r.id",
-    )?;
-    let mut rows = st.query(params![via.as_str(), due.0])?;
+    delivery: &Delivery,
+) -> Result<Vec<(i64, DownRequest)>, StoreError> {
+    let mut st = conn.prepare_cached(sql::ROUTED_DUE)?;
+    let mut rows = st.query(params![delivery.via.as_str(), delivery.due.0])?;
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {
-        let id: i64 = row.get(0)?;
-        // A request made here goes down under this site's id; one routed on through here keeps
-        // the origin it came with, so the owner's answer finds the site that asked.
-        let (origin_site, origin_id) = match row.get_ref(1)?.as_str_or_null()? {
-            None => (own.clone(), id),
-            Some(raw) => split_origin(raw).ok_or_else(|| corrupt("request origin"))?,
-        };
-        let class =
-            Class::parse(row.get_ref(3)?.as_str()?).ok_or_else(|| corrupt("request class"))?;
-        out.push(Routed {
-            id,
-            down: DownRequest {
-                origin_id,
-                origin_site,
-                client: uuid_col(row, 2)?,
-                class,
-            },
-        });
+        out.push(core::routed(row, own)?);
     }
     Ok(out)
 }
@@ -1023,39 +561,21 @@ pub(super) fn mark_delivered(
     Ok(())
 }
 
-/// Takes in a request the parent routed down: queued for this site's own client when
-/// `accept_own`, routed on towards the owner for a client of a site below, once per origin.
+/// Takes in a request the parent routed down (`core::down_route`), once per origin.
 pub(super) fn accept_down(
     conn: &Connection,
     own: &SiteCode,
-    req: &DownRequest,
-    accept_own: bool,
-    now: Timestamp,
+    take: &TakeDown,
 ) -> Result<DownAccepted, StoreError> {
-    if &req.origin_site == own {
-        // Requests only travel down; one claiming to come from here went round in a circle.
-        return Ok(DownAccepted::Refused(format!(
-            "the request claims to come from this site {own}"
-        )));
-    }
-    let Some((client, name, owner)) = client_owner(conn, req.client)? else {
-        return Ok(DownAccepted::UnknownClient);
-    };
-    let route = if &owner == own {
-        if !accept_own {
-            return Ok(DownAccepted::NotAccepted);
-        }
-        None
-    } else {
-        Some(owner)
+    let (req, now) = (&take.req, take.now);
+    let found = client_owner(conn, req.client)?;
+    let (client, name, route) = match core::down_route(own, req, found, take.accept_own) {
+        Ok(taken) => taken,
+        Err(answer) => return Ok(answer),
     };
     let origin = req.origin();
     let created: Option<i64> = conn
-        .prepare_cached(
-            "INSERT INTO requests (client_id, kind, arg, requested_at, origin, route)
-             VALUES (?1, 'resync', ?2, ?3, ?4, ?5)
-             ON CONFLICT (origin) WHERE origin IS NOT NULL DO NOTHING RETURNING id",
-        )?
+        .prepare_cached(sql::ACCEPT_DOWN)?
         .query_row(
             params![
                 client,
@@ -1069,19 +589,11 @@ pub(super) fn accept_down(
         .optional()?;
     let (id, created) = match created {
         Some(id) => (id, true),
-        None => {
-            let id = conn
-                .prepare_cached("SELECT id FROM requests WHERE origin = ?1")?
-                .query_row([&origin], |r| r.get(0))?;
-            (id, false)
-        }
+        None => (
+            conn.prepare_cached("SELECT id FROM requests WHERE origin = ?1")?
+                .query_row([&origin], |r| r.get(0))?,
+            false,
+        ),
     };
-    Ok(match route {
-        None => DownAccepted::Queued {
-            id,
-            client: name,
-            created,
-        },
-        Some(route) => DownAccepted::Relayed { id, route, created },
-    })
+    Ok(core::down_accepted(id, name, route, created))
 }

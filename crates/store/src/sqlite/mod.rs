@@ -6,6 +6,7 @@
 //! decided once for both backends in `crate::rows`.
 
 mod hierarchy;
+mod outbox;
 mod queries;
 mod schema;
 mod writer;
@@ -26,15 +27,16 @@ use uuid::Uuid;
 
 use crate::cache::ItemCache;
 use crate::error::StoreError;
+use crate::hierarchy as core;
 use crate::last_seen::LastSeen;
 use crate::plan::{Outcome, Plan, ReportInput, Resolver};
 use crate::rows::{ClientKey, unknown_id};
 use crate::software::{Build, SoftwareIndex};
 use crate::{
     Authenticated, ClientAuth, DownAccepted, Enrolled, Enrollment, HistoryEntry, HistoryQuery,
-    OutboxStats, REDELIVER_AFTER_MS, SiteMeta,
+    OutboxStats, SiteMeta,
 };
-use hierarchy::{ForwardMeta, Verdict};
+use hierarchy::{ForwardJob, Verdict};
 use queries::SqlItems;
 use writer::{Batch, FnJob, JobSender};
 
@@ -137,61 +139,6 @@ enum Prepared {
         input: Box<ReportInput>,
         plan: Box<Plan>,
     },
-}
-
-/// A forwarded change on its way to the writer.
-struct ForwardJob {
-    via: SiteCode,
-    meta: ForwardMeta,
-    input: ReportInput,
-    planned: Option<Plan>,
-}
-
-impl ForwardJob {
-    /// Prepares the body, or answers `Refused` for a full body whose items do not hash to its
-    /// hash. A forwarded change has no report id: it is identified by its owner's version and
-    /// hash, which is also how a repeated one is recognised.
-    fn unplanned(
-        via: &SiteCode,
-        entry: &Forwarded,
-    ) -> Result<Result<Box<ForwardJob>, ForwardOutcome>, StoreError> {
-        let meta = ForwardMeta::of(entry);
-        let input = match ReportInput::from_body(
-            Uuid::nil(),
-            entry.class,
-            entry.hash,
-            Vec::new(),
-            &entry.body,
-        ) {
-            Ok(input) => input,
-            Err(StoreError::BadReport(reason)) => return Ok(Err(meta.refused(reason))),
-            Err(e) => return Err(e),
-        };
-        Ok(Ok(Box::new(ForwardJob {
-            via: via.clone(),
-            meta,
-            input,
-            planned: None,
-        })))
-    }
-
-    fn run(
-        self: Box<Self>,
-        conn: &Connection,
-        batch: &mut Batch<'_>,
-        now: Timestamp,
-    ) -> Result<ForwardOutcome, StoreError> {
-        let job = *self;
-        hierarchy::apply_forwarded(
-            conn,
-            batch,
-            &job.via,
-            &job.meta,
-            &job.input,
-            job.planned,
-            now,
-        )
-    }
 }
 
 /// What the reading half of `apply_forwarded` decided: an answer from committed data (with the
@@ -632,12 +579,12 @@ impl SqliteStore {
 
     /// A tiny write through the writer (see `Store::probe_write`).
     pub async fn probe_write(&self, now: Timestamp) -> Result<(), StoreError> {
-        self.write(move |conn, _| hierarchy::set_probe_time(conn, now))
+        self.write(move |conn, _| outbox::set_probe_time(conn, now))
             .await
     }
 
     pub async fn set_forwarding(&self, on: bool) -> Result<(), StoreError> {
-        self.write(move |conn, _| hierarchy::set_forwarding(conn, on))
+        self.write(move |conn, _| outbox::set_forwarding(conn, on))
             .await?;
         tracing::info!(
             on,
@@ -647,7 +594,11 @@ impl SqliteStore {
     }
 
     pub async fn forwarding(&self) -> Result<bool, StoreError> {
-        self.read(|conn, _| hierarchy::forwarding(conn)).await
+        self.read(|conn, _| outbox::forwarding(conn)).await
+    }
+
+    pub async fn own_clients(&self) -> Result<i64, StoreError> {
+        self.read_inline(|conn, shared| hierarchy::own_clients(conn, &shared.site.code))
     }
 
     pub async fn outbox_batch(&self, limit: usize) -> Result<Vec<Forwarded>, StoreError> {
@@ -655,28 +606,12 @@ impl SqliteStore {
             .await
     }
 
-    pub async fn outbox_done(
-        &self,
-        stored: &[i64],
-        refused: &[i64],
-        parent: Option<&SiteCode>,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        if stored.is_empty() && refused.is_empty() {
+    pub async fn outbox_done(&self, acked: core::Acked) -> Result<(), StoreError> {
+        if acked.is_empty() {
             return Ok(());
         }
-        let (stored, refused, parent) = (stored.to_vec(), refused.to_vec(), parent.cloned());
-        self.write(move |conn, batch| {
-            hierarchy::outbox_done(
-                conn,
-                &batch.shared.site.code,
-                &stored,
-                &refused,
-                parent.as_ref(),
-                now,
-            )
-        })
-        .await
+        self.write(move |conn, batch| hierarchy::outbox_done(conn, &batch.shared.site.code, &acked))
+            .await
     }
 
     pub async fn outbox_resync(&self, client: Uuid, class: Class) -> Result<(), StoreError> {
@@ -691,15 +626,9 @@ impl SqliteStore {
         self.read(|conn, _| hierarchy::outbox_stats(conn)).await
     }
 
-    pub async fn set_child_token(
-        &self,
-        code: &SiteCode,
-        key_hash: Digest,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        let code = code.clone();
+    pub async fn set_child_token(&self, token: core::ChildToken) -> Result<(), StoreError> {
         self.write(move |conn, batch| {
-            hierarchy::set_child_token(conn, &batch.shared.site.code, &code, key_hash, now)
+            hierarchy::set_child_token(conn, &batch.shared.site.code, &token)
         })
         .await
     }
@@ -710,15 +639,9 @@ impl SqliteStore {
             .await
     }
 
-    pub async fn record_site_status(
-        &self,
-        via: &SiteCode,
-        statuses: &[SiteStatus],
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        let (via, statuses) = (via.clone(), statuses.to_vec());
+    pub async fn record_site_status(&self, report: core::SiteReport) -> Result<(), StoreError> {
         self.write(move |conn, batch| {
-            hierarchy::record_site_status(conn, &batch.shared.site.code, &via, &statuses, now)
+            hierarchy::record_site_status(conn, &batch.shared.site.code, &report)
         })
         .await
     }
@@ -733,126 +656,107 @@ impl SqliteStore {
             .await
     }
 
-    pub async fn apply_forwarded(
+    /// Applies forwarded changes in order (`core::ForwardInput`s, see `Store::apply_forwarded`).
+    /// A lone change answered from committed data never reaches the writer; in a batch every
+    /// change does, in order, even when the reading half already has an answer: an earlier
+    /// change of the batch may change it (a stale client removed, a snapshot moved), and the
+    /// writer checks everything again anyway.
+    pub async fn apply_forwarded_jobs(
         &self,
         via: &SiteCode,
-        entry: &Forwarded,
-        now: Timestamp,
-    ) -> Result<ForwardOutcome, StoreError> {
-        let outcome = match ForwardJob::unplanned(via, entry)? {
-            Err(refused) => refused,
-            Ok(job) => match self.prepare_forwarded(job, true).await? {
-                PreparedForward::Answer(outcome, _) => outcome,
-                PreparedForward::Write(job) => {
-                    self.write(move |conn, batch| job.run(conn, batch, now))
-                        .await?
-                }
-            },
-        };
-        Ok(log_forward(via, entry, outcome))
-    }
-
-    pub async fn apply_forwarded_batch(
-        &self,
-        via: &SiteCode,
-        entries: &[Forwarded],
+        jobs: Vec<core::ForwardInput>,
         now: Timestamp,
     ) -> Result<Vec<ForwardOutcome>, StoreError> {
         enum Pending {
             Ready(ForwardOutcome),
             Waiting(oneshot::Receiver<Result<ForwardOutcome, StoreError>>),
         }
+        let alone = jobs.len() == 1;
         let mut seen = std::collections::HashSet::new();
-        let mut pending = Vec::with_capacity(entries.len());
-        for entry in entries {
-            let job = match ForwardJob::unplanned(via, entry)? {
+        let mut pending = Vec::with_capacity(jobs.len());
+        let mut metas = Vec::with_capacity(jobs.len());
+        for (meta, input) in jobs {
+            metas.push(meta.clone());
+            let input = match input {
                 // A malformed body is refused whatever comes before it.
                 Err(refused) => {
                     pending.push(Pending::Ready(refused));
                     continue;
                 }
-                Ok(job) => job,
+                Ok(input) => input,
             };
             // A plan made before an earlier entry of the same client and class is written
             // would be made against the wrong snapshot; the writer plans those itself.
-            let first = seen.insert((entry.client.id, entry.class));
-            // Every entry goes to the writer, in order, even when the reading half already has
-            // an answer: an earlier entry of the batch may change it (a stale client removed,
-            // a snapshot moved), and the writer checks everything again anyway.
+            let first = seen.insert((meta.client.id, meta.class));
+            let job = Box::new(ForwardJob {
+                via: via.clone(),
+                meta,
+                input,
+                planned: None,
+            });
             let job = match self.prepare_forwarded(job, first).await? {
-                PreparedForward::Answer(_, job) => job,
-                PreparedForward::Write(job) => job,
+                PreparedForward::Answer(outcome, _) if alone => {
+                    pending.push(Pending::Ready(outcome));
+                    continue;
+                }
+                PreparedForward::Answer(_, job) | PreparedForward::Write(job) => job,
             };
-            pending.push(Pending::Waiting(
-                self.submit(move |conn, batch| job.run(conn, batch, now))?,
-            ));
+            pending.push(Pending::Waiting(self.submit(move |conn, batch| {
+                hierarchy::apply_forwarded(conn, batch, *job, now)
+            })?));
         }
-        let mut outcomes = Vec::with_capacity(entries.len());
-        for (entry, p) in entries.iter().zip(pending) {
+        let mut outcomes = Vec::with_capacity(metas.len());
+        for (meta, p) in metas.iter().zip(pending) {
             let outcome = match p {
                 Pending::Ready(outcome) => outcome,
                 Pending::Waiting(rx) => rx.await.map_err(|_| StoreError::Closed)??,
             };
-            outcomes.push(log_forward(via, entry, outcome));
+            outcomes.push(core::log_forward(via, meta, outcome));
         }
         Ok(outcomes)
     }
 
-    pub async fn queue_routed_request(
-        &self,
-        client_id: Uuid,
-        class: Class,
-        now: Timestamp,
-    ) -> Result<Queued, StoreError> {
-        let queued = self
-            .write(move |conn, batch| {
-                hierarchy::queue_routed(conn, &batch.shared.site.code, client_id, class, now)
-            })
-            .await?;
-        tracing::debug!(client = %queued.client, %class, id = queued.id, created = queued.created, route = ?queued.routed_to, "Queued a request to route down to the owning site.");
-        Ok(queued)
+    pub async fn queue_routed_request(&self, route: core::RouteDown) -> Result<Queued, StoreError> {
+        self.write(move |conn, batch| {
+            hierarchy::queue_routed(conn, &batch.shared.site.code, &route)
+        })
+        .await
     }
 
     pub async fn deliver_routed_requests(
         &self,
-        via: &SiteCode,
-        now: Timestamp,
+        delivery: core::Delivery,
     ) -> Result<Vec<DownRequest>, StoreError> {
-        let due = Timestamp(now.0 - REDELIVER_AFTER_MS);
         // Every forward batch of every child asks, heartbeats included; a read on the pool
         // answers the usual "nothing to deliver" without a trip through the writer.
-        let via_r = via.clone();
+        let look = delivery.clone();
         let any = self
             .read(move |conn, shared| {
-                Ok(!hierarchy::routed_due(conn, &shared.site.code, &via_r, due)?.is_empty())
+                Ok(!hierarchy::routed_due(conn, &shared.site.code, &look)?.is_empty())
             })
             .await?;
         if !any {
             return Ok(Vec::new());
         }
-        let via = via.clone();
         self.write(move |conn, batch| {
             // Selected again by the writer: another batch of the same child may have taken
             // them meanwhile, and a request is delivered once per period.
-            let due_now = hierarchy::routed_due(conn, &batch.shared.site.code, &via, due)?;
-            let ids: Vec<i64> = due_now.iter().map(|r| r.id).collect();
-            hierarchy::mark_delivered(conn, &ids, now)?;
-            Ok(due_now.into_iter().map(|r| r.down).collect())
+            let (ids, down): (Vec<i64>, Vec<DownRequest>) =
+                hierarchy::routed_due(conn, &batch.shared.site.code, &delivery)?
+                    .into_iter()
+                    .unzip();
+            hierarchy::mark_delivered(conn, &ids, delivery.now)?;
+            Ok(down)
         })
         .await
     }
 
     pub async fn accept_down_request(
         &self,
-        req: &DownRequest,
-        accept_own: bool,
-        now: Timestamp,
+        take: core::TakeDown,
     ) -> Result<DownAccepted, StoreError> {
-        let r = req.clone();
-        self.write(move |conn, batch| {
-            hierarchy::accept_down(conn, &batch.shared.site.code, &r, accept_own, now)
-        })
-        .await
+        self.write(move |conn, batch| hierarchy::accept_down(conn, &batch.shared.site.code, &take))
+            .await
     }
 
     /// The reading half of applying a forwarded change: the checks and, with `plan`, the plan
@@ -863,13 +767,7 @@ impl SqliteStore {
         plan: bool,
     ) -> Result<PreparedForward, StoreError> {
         self.read(move |conn, shared| {
-            let row = match hierarchy::check_forwarded(
-                conn,
-                &shared.site.code,
-                &job.via,
-                &job.meta,
-                &job.input,
-            )? {
+            let row = match hierarchy::check_forwarded(conn, &shared.site.code, &job)? {
                 Verdict::Answer(outcome) => return Ok(PreparedForward::Answer(outcome, job)),
                 Verdict::Proceed(row) => row,
             };
@@ -884,7 +782,7 @@ impl SqliteStore {
             };
             let planned = crate::plan::plan(&job.input, current.as_ref(), &resolver)?;
             if let Outcome::Resync(reason) = &planned.outcome {
-                let outcome = job.meta.resync(job.input.class, reason.clone());
+                let outcome = job.meta.resync(reason.clone());
                 return Ok(PreparedForward::Answer(outcome, job));
             }
             Ok(PreparedForward::Write(Box::new(ForwardJob {
@@ -894,28 +792,6 @@ impl SqliteStore {
         })
         .await
     }
-}
-
-/// Logs what became of a forwarded change and returns the outcome.
-fn log_forward(via: &SiteCode, entry: &Forwarded, outcome: ForwardOutcome) -> ForwardOutcome {
-    let (client, owner, version) = (entry.client.id, &entry.client.site, entry.version);
-    match &outcome {
-        ForwardOutcome::Applied { seq } => {
-            tracing::debug!(%via, %owner, %client, seq, version, "Applied a forwarded change.")
-        }
-        ForwardOutcome::Duplicate { seq } => {
-            tracing::debug!(%via, %owner, %client, seq, version, "Ignored a forwarded change that was applied before.")
-        }
-        ForwardOutcome::ResyncRequired {
-            seq, class, reason, ..
-        } => {
-            tracing::info!(%via, %owner, %client, seq, %class, reason = %reason, "Asked a child for a full snapshot: a forwarded change does not follow what this site holds.")
-        }
-        ForwardOutcome::Refused { seq, reason } => {
-            tracing::warn!(%via, %owner, %client, seq, reason = %reason, "Refused a change forwarded by a child; it is not stored.")
-        }
-    }
-    outcome
 }
 
 impl Drop for SqliteStore {

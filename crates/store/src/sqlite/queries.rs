@@ -13,7 +13,7 @@ use invsync_proto::wire::{
     Queued, ReportAck, RequestPage, RequestQuery, RequestState, RequestView, SoftwarePage,
     SoftwareQuery,
 };
-use invsync_proto::{Class, ClientName, Digest, Items, SiteCode, Timestamp};
+use invsync_proto::{Class, ClientName, Items, SiteCode, Timestamp};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Params, Row, params};
 use uuid::Uuid;
@@ -90,26 +90,6 @@ fn first<T>(
 
 pub(super) fn id_array(ids: impl IntoIterator<Item = i64>) -> Rc<Vec<Value>> {
     Rc::new(ids.into_iter().map(Value::Integer).collect())
-}
-
-pub(super) fn digest_col(row: &Row<'_>, i: usize) -> Result<Digest, StoreError> {
-    row.digest(i)
-}
-
-pub(super) fn uuid_col(row: &Row<'_>, i: usize) -> Result<Uuid, StoreError> {
-    row.uuid(i)
-}
-
-pub(super) fn name_col(row: &Row<'_>, i: usize) -> Result<ClientName, StoreError> {
-    row.name(i)
-}
-
-pub(super) fn site_col(row: &Row<'_>, i: usize) -> Result<SiteCode, StoreError> {
-    row.site(i)
-}
-
-pub(super) fn ts(v: Option<i64>) -> Option<Timestamp> {
-    v.map(Timestamp)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -565,10 +545,10 @@ pub(super) fn apply_report(
             |r| rows::request_view(r),
         )?;
     }
-    if super::hierarchy::forwarding(conn)? {
-        super::hierarchy::enqueue(
+    if super::outbox::forwarding(conn)? {
+        super::outbox::enqueue(
             conn,
-            &super::hierarchy::Entry {
+            &crate::hierarchy::Entry {
                 client,
                 input,
                 version: written.version,

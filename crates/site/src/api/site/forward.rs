@@ -3,11 +3,16 @@
 //! hash checks of SPEC section 5; a gap answers *resync required* for that client and class.
 //! The answer also carries the resync requests routed down to sites in that child's branch
 //! (`invsync --via-child`), again every 30 s until the report that completes one comes up.
+//!
+//! The entries' items are read straight into the form the store hashes and stores
+//! ([`invsync_store::PreparedBody`]), as a report's are: each forwarded body is prepared once,
+//! without building maps of strings first.
 
 use axum::Json;
 use axum::extract::State;
 use invsync_proto::Timestamp;
-use invsync_proto::wire::{ForwardBatch, ForwardOutcome, ForwardResult};
+use invsync_proto::wire::{ForwardBatchOf, ForwardOutcome, ForwardResult};
+use invsync_store::PreparedBody;
 
 use super::check_sender;
 use crate::api::auth::Child;
@@ -21,7 +26,7 @@ pub const MAX_ENTRIES: usize = 10_000;
 pub async fn apply(
     State(state): State<AppState>,
     child: Child,
-    Body(batch): Body<ForwardBatch>,
+    Body(batch): Body<ForwardBatchOf<PreparedBody>>,
 ) -> Result<Json<ForwardResult>, ApiError> {
     check_sender(&child, &batch.from)?;
     if batch.entries.len() > MAX_ENTRIES {
@@ -53,7 +58,7 @@ pub async fn apply(
     // the child resends and applied entries then count as duplicates.
     let outcomes = state
         .store
-        .apply_forwarded_batch(&child.code, &batch.entries, now)
+        .apply_incoming_forwarded_batch(&child.code, batch.entries, now)
         .await?;
     let applied = outcomes
         .iter()
