@@ -10,7 +10,7 @@ macro_rules! request_cols {
         "id, arg, requested_at, picked_up_at, completed_at, origin, route, forwarded_at, forwarded_to"
     };
 }
-pub(crate) const REQUEST_COLS: &str = request_cols!();
+pub(crate) use request_cols;
 
 /// The columns [`crate::rows::client_summary`] reads, from `clients c` and its snapshots, ending
 /// before the `WHERE`/`ORDER BY` that each use adds.
