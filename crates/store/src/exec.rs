@@ -48,21 +48,15 @@ pub(crate) enum Arg<'a> {
 pub(crate) trait Exec {
     type Row<'r>: Cols;
 
-    /// The items with the ids of `$1`.
+    // The statements written once in `sql::dialect_statements!`: the items with the ids of
+    // `$1`, and the client rows of those ids; marking picked up, completing events and
+    // completing the resync requests a report answers (ids in `$2`); a client's history.
     const LOAD_ITEMS: &'static str;
-    /// Marks the requests of `$2` of client `$3` picked up at `$1`.
-    const MARK_PICKED_UP: &'static str;
-    /// Completes the events of `$2` of client `$3` at `$1`.
-    const COMPLETE_EVENTS: &'static str;
-    /// Completes the resync requests of `$2` of client `$3` for class `$4` at `$1`, returning
-    /// `sql::request_cols!`.
-    const COMPLETE_ANSWERS: &'static str;
-    /// A client's history (see [`history`] for the parameters).
-    const HISTORY: &'static str;
-    /// The rows of `sql::client_summary!` for the ids of `$1`.
     const CLIENTS_BY_IDS: &'static str;
-    /// The cast that types a text parameter compared with NULL.
-    const TEXT_CAST: &'static str;
+    const MARK_PICKED_UP: &'static str;
+    const COMPLETE_EVENTS: &'static str;
+    const COMPLETE_ANSWERS: &'static str;
+    const HISTORY: &'static str;
     /// The function that finds a string in another (`instr`, `strpos`).
     const STRPOS: &'static str;
     /// What names are sorted with (see `crate::page::order_by`).
@@ -448,8 +442,8 @@ pub(crate) async fn clients_page<E: Exec>(
 ) -> Result<ClientPage, StoreError> {
     let search = q.search_upper();
     let filter = format!(
-        "($1{t} IS NULL OR {f}(c.name, $1) > 0) AND ($2{t} IS NULL OR c.site_code = $2)",
-        t = E::TEXT_CAST,
+        "(CAST($1 AS text) IS NULL OR {f}(c.name, $1) > 0)
+         AND (CAST($2 AS text) IS NULL OR c.site_code = $2)",
         f = E::STRPOS
     );
     let by = [
@@ -491,8 +485,8 @@ pub(crate) async fn requests_page<E: Exec>(
     q: &RequestQuery,
 ) -> Result<RequestPage, StoreError> {
     let filter = format!(
-        "r.kind = 'resync' AND ($1{t} IS NULL OR ({s}) = $1) AND ($2{t} IS NULL OR r.arg = $2)",
-        t = E::TEXT_CAST,
+        "r.kind = 'resync' AND (CAST($1 AS text) IS NULL OR ({s}) = $1)
+         AND (CAST($2 AS text) IS NULL OR r.arg = $2)",
         s = crate::page::REQUEST_STATE_SQL
     );
     let by = [
@@ -586,9 +580,9 @@ pub(crate) async fn history<E: Exec>(
     };
     let args = [
         Arg::Int(client),
-        Arg::Int(rows::history_limit(query)),
         Arg::OptClass(query.class),
         Arg::OptInt(query.since.map(|t| t.0)),
+        Arg::Int(rows::history_limit(query)),
     ];
     let found = e.all(E::HISTORY, &args, |r| rows::history_entry(r)).await?;
     Ok(Some(found))

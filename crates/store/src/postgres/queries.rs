@@ -129,30 +129,7 @@ type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArgu
 impl Exec for PgConnection {
     type Row<'r> = PgRow;
 
-    const LOAD_ITEMS: &'static str = "SELECT key, attrs FROM items WHERE id = ANY($1)";
-    const MARK_PICKED_UP: &'static str = "UPDATE requests SET picked_up_at = $1
-         WHERE id = ANY($2) AND client_id = $3 AND picked_up_at IS NULL AND completed_at IS NULL";
-    const COMPLETE_EVENTS: &'static str =
-        "UPDATE requests SET completed_at = $1, picked_up_at = coalesce(picked_up_at, $1)
-         WHERE id = ANY($2) AND client_id = $3 AND kind = 'event' AND completed_at IS NULL";
-    const COMPLETE_ANSWERS: &'static str = concat!(
-        "UPDATE requests SET completed_at = $1, picked_up_at = coalesce(picked_up_at, $1)
-         WHERE id = ANY($2) AND client_id = $3 AND kind = 'resync' AND arg = $4
-           AND completed_at IS NULL
-         RETURNING ",
-        sql::request_cols!()
-    );
-    const HISTORY: &'static str =
-        "SELECT h.at, h.class, coalesce(n.key, o.key), o.attrs, n.attrs, h.full_report
-         FROM history h
-         LEFT JOIN items o ON o.id = h.old_item
-         LEFT JOIN items n ON n.id = h.new_item
-         WHERE h.client_id = $1
-           AND ($3::smallint IS NULL OR h.class = $3)
-           AND ($4::bigint IS NULL OR h.at >= $4)
-         ORDER BY h.id DESC LIMIT $2";
-    const CLIENTS_BY_IDS: &'static str = concat!(sql::client_summary!(), "WHERE c.id = ANY($1)");
-    const TEXT_CAST: &'static str = "::text";
+    sql::dialect_statements!(in1: "= ANY($1)", in2: "= ANY($2)", full: "full_report");
     const STRPOS: &'static str = "strpos";
     const COLLATE: &'static str = r#" COLLATE "C""#;
 

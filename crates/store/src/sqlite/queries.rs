@@ -87,31 +87,7 @@ impl ToSql for Arg<'_> {
 impl Exec for Lite<'_> {
     type Row<'r> = Row<'r>;
 
-    const LOAD_ITEMS: &'static str = "SELECT key, attrs FROM items WHERE id IN rarray($1)";
-    const MARK_PICKED_UP: &'static str = "UPDATE requests SET picked_up_at = ?1
-         WHERE id IN rarray(?2) AND client_id = ?3 AND picked_up_at IS NULL AND completed_at IS NULL";
-    const COMPLETE_EVENTS: &'static str =
-        "UPDATE requests SET completed_at = ?1, picked_up_at = coalesce(picked_up_at, ?1)
-         WHERE id IN rarray(?2) AND client_id = ?3 AND kind = 'event' AND completed_at IS NULL";
-    const COMPLETE_ANSWERS: &'static str = concat!(
-        "UPDATE requests SET completed_at = ?1, picked_up_at = coalesce(picked_up_at, ?1)
-         WHERE id IN rarray(?2) AND client_id = ?3 AND kind = 'resync' AND arg = ?4
-           AND completed_at IS NULL
-         RETURNING ",
-        sql::request_cols!()
-    );
-    const HISTORY: &'static str =
-        "SELECT h.at, h.class, coalesce(n.key, o.key), o.attrs, n.attrs, h.full
-         FROM history h
-         LEFT JOIN items o ON o.id = h.old_item
-         LEFT JOIN items n ON n.id = h.new_item
-         WHERE h.client_id = ?1
-           AND (?3 IS NULL OR h.class = ?3)
-           AND (?4 IS NULL OR h.at >= ?4)
-         ORDER BY h.id DESC LIMIT ?2";
-    const CLIENTS_BY_IDS: &'static str =
-        concat!(sql::client_summary!(), "WHERE c.id IN rarray($1)");
-    const TEXT_CAST: &'static str = "";
+    sql::dialect_statements!(in1: "IN rarray($1)", in2: "IN rarray($2)", full: "full");
     const STRPOS: &'static str = "instr";
     const COLLATE: &'static str = "";
 
