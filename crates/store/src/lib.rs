@@ -354,12 +354,7 @@ impl Store {
     /// The name and key hash of a client of this site, if the id is known. A client forwarded by
     /// a child belongs to another site and never authenticates here: `None`.
     pub async fn client_auth(&self, client_id: Uuid) -> Result<Option<ClientAuth>, StoreError> {
-        let found = view!(self, |e, b| exec::client_credentials(
-            e,
-            &b.site.code,
-            client_id
-        ));
-        Ok(found?.map(|(_, auth)| auth))
+        dispatch!(self, b => b.client_auth(client_id).await)
     }
 
     /// A client's check-in: every request of the client not yet complete, oldest first (marked

@@ -56,7 +56,7 @@ use crate::last_seen::LastSeen;
 use crate::plan::ReportInput;
 use crate::rows::unknown_id;
 use crate::software::{Build, SoftwareIndex, SwChange};
-use crate::{DownAccepted, OutboxStats, REDELIVER_AFTER_MS, SiteMeta};
+use crate::{ClientAuth, DownAccepted, OutboxStats, REDELIVER_AFTER_MS, SiteMeta};
 use hierarchy::ForwardMeta;
 
 use crate::redact::redact_url;
@@ -211,6 +211,13 @@ impl PgStore {
 
     pub fn site(&self) -> SiteMeta {
         self.site.clone()
+    }
+
+    /// On a pooled connection, outside a transaction: every report asks it first.
+    pub async fn client_auth(&self, client_id: Uuid) -> Result<Option<ClientAuth>, StoreError> {
+        let mut conn = self.conn().await?;
+        let found = exec::client_credentials(&mut *conn, &self.site.code, client_id).await?;
+        Ok(found.map(|(_, auth)| auth))
     }
 
     pub async fn checkin(

@@ -353,6 +353,19 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// A point read on the calling thread ([`Self::read_inline`]): reports and check-ins
+    /// by key ask it first.
+    pub async fn client_auth(&self, client_id: Uuid) -> Result<Option<ClientAuth>, StoreError> {
+        let found = self.read_inline(|conn, shared| {
+            ready(exec::client_credentials(
+                &mut Lite(conn),
+                &shared.site.code,
+                client_id,
+            ))
+        })?;
+        Ok(found.map(|(_, auth)| auth))
+    }
+
     pub async fn checkin(
         &self,
         client_id: Uuid,
