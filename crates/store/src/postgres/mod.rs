@@ -2,7 +2,7 @@
 //! postgres://…`), with the same semantics as the SQLite backend: the same versions, hashes,
 //! history, de-duplication and errors, decided once for both in `crate::rows`. The SQL of this
 //! backend lives in `schema`, `queries` and `hierarchy`, beside the statements both dialects
-//! share (`crate::sql`).
+//! share (`crate::sql`, run once for both by `crate::exec`).
 //!
 //! Concurrency. The SQLite backend funnels writes through one writer thread; here each write
 //! is its own transaction on a pooled connection, and transactions run in parallel. What must

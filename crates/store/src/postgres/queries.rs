@@ -1,6 +1,8 @@
 //! The PostgreSQL executor of the store's statements apart from the hierarchy's
-//! (`hierarchy`): it fetches rows and executes writes, while what the rows mean is decided in
-//! `crate::rows` and the statements both dialects share are in `crate::sql`. Each function
+//! (`hierarchy`): a connection runs the reads and small writes written once for both backends
+//! in `crate::exec` (its `Exec` implementation binds their parameters), and the functions here
+//! the statements only this backend has (batched item interning, the report's transaction),
+//! while what the rows mean is decided in `crate::rows`. Each function
 //! takes the connection (or transaction) it runs on; those that write a report run inside the
 //! report's transaction, after the client's lock (`lock_client`) was taken.
 //!

@@ -2,8 +2,8 @@
 //! read-only connections used from `spawn_blocking`, and the schema in WAL mode so that other
 //! processes (`invsite show`, `invsync` queueing directly) can use the same file at the same
 //! time. The SQL of this backend lives in `schema`, `queries` and (for the hierarchy of sites)
-//! `hierarchy`, beside the statements both dialects share (`crate::sql`); what rows mean is
-//! decided once for both backends in `crate::rows`.
+//! `hierarchy`, beside the statements both dialects share (`crate::sql`, run once for both by
+//! `crate::exec`); what rows mean is decided once for both backends in `crate::rows`.
 
 mod hierarchy;
 mod queries;

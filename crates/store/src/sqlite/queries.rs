@@ -1,7 +1,9 @@
-//! The SQLite executor of the store's statements: it fetches rows and executes writes, while
-//! what the rows mean is decided in `crate::rows` and the statements both dialects share are
-//! in `crate::sql`. Functions taking a plain `&Connection` run on a read connection or inside
-//! the writer's transaction; those that write are only ever called by writer jobs.
+//! The SQLite executor of the store's statements: [`Lite`] runs the reads and small writes
+//! written once for both backends in `crate::exec`, and the functions here the statements
+//! only this backend has (item interning by digest prefix, the history rows, the software
+//! pages), while what the rows mean is decided in `crate::rows`. Functions taking a plain
+//! `&Connection` run on a read connection or inside the writer's transaction; those that write
+//! are only ever called by writer jobs.
 
 use std::rc::Rc;
 use std::sync::Arc;
