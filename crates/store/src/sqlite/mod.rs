@@ -353,19 +353,6 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// A point read on the calling thread ([`Self::read_inline`]): reports and check-ins
-    /// by key ask it first.
-    pub async fn client_auth(&self, client_id: Uuid) -> Result<Option<ClientAuth>, StoreError> {
-        let found = self.read_inline(|conn, shared| {
-            ready(exec::client_credentials(
-                &mut Lite(conn),
-                &shared.site.code,
-                client_id,
-            ))
-        })?;
-        Ok(found.map(|(_, auth)| auth))
-    }
-
     pub async fn checkin(
         &self,
         client_id: Uuid,
@@ -411,6 +398,19 @@ impl SqliteStore {
         };
         self.checkin_write(row, to_pick, now).await?;
         Ok(Authenticated::Client(auth, response))
+    }
+
+    /// A point read on the calling thread ([`Self::read_inline`]): reports and check-ins
+    /// by key ask it first.
+    pub async fn client_auth(&self, client_id: Uuid) -> Result<Option<ClientAuth>, StoreError> {
+        let found = self.read_inline(|conn, shared| {
+            ready(exec::client_credentials(
+                &mut Lite(conn),
+                &shared.site.code,
+                client_id,
+            ))
+        })?;
+        Ok(found.map(|(_, auth)| auth))
     }
 
     /// What a check-in writes: only a check-in that picks something up writes (and waits for)
