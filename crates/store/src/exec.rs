@@ -87,7 +87,33 @@ pub(crate) trait Exec {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Site and clients
+// Site, schema and clients
+
+/// The schema version the `meta` table records; `None` when it records no valid one.
+pub(crate) async fn recorded_schema_version(e: &mut impl Exec) -> Result<Option<i64>, StoreError> {
+    let sql = "SELECT value FROM meta WHERE key = 'schema_version'";
+    let raw = e.first(sql, &[], |r| Ok(r.text(0)?.parse().ok())).await?;
+    Ok(raw.flatten())
+}
+
+/// Writes the `meta` rows of a new site (`new_site`) whose schema is `version`, or, without,
+/// records that an existing database's schema was migrated to `version`.
+pub(crate) async fn write_meta(
+    e: &mut impl Exec,
+    new_site: Option<&SiteMeta>,
+    version: i64,
+) -> Result<(), StoreError> {
+    let Some(meta) = new_site else {
+        let sql = "UPDATE meta SET value = $1 WHERE key = 'schema_version'";
+        e.execute(sql, &[Arg::Text(&version.to_string())]).await?;
+        return Ok(());
+    };
+    for (key, value) in rows::new_site_meta(meta, version) {
+        let sql = "INSERT INTO meta (key, value) VALUES ($1, $2)";
+        e.execute(sql, &[Arg::Text(key), Arg::Text(&value)]).await?;
+    }
+    Ok(())
+}
 
 pub(crate) async fn site_meta(e: &mut impl Exec) -> Result<SiteMeta, StoreError> {
     let pairs = e
