@@ -27,6 +27,7 @@
 mod cache;
 mod codec;
 mod error;
+mod exec;
 mod health;
 mod hierarchy;
 mod ingest;
@@ -219,6 +220,40 @@ macro_rules! dispatch {
     };
 }
 
+/// A read written once in `exec` for both backends, run in one read transaction (a
+/// REPEATABLE READ one in PostgreSQL) so that what it reads belongs together:
+/// `view!(self, |e, b| exec::read(e, &b.site.code, &b.last_seen))`, where `e` is the executor
+/// and `b` the backend's state. What the call names is moved to SQLite's reading thread, so it
+/// must be owned.
+macro_rules! view {
+    ($store:ident, |$e:ident, $b:ident| $call:expr) => {
+        match &*$store.backend {
+            Backend::Sqlite(s) => s.view(move |$e, $b| sqlite::ready($call)).await,
+            Backend::Postgres($b) => {
+                let mut tx = $b.read_only_snapshot().await?;
+                let $e = &mut *tx;
+                let out = $call.await?;
+                tx.commit().await?;
+                Ok(out)
+            }
+        }
+    };
+}
+
+/// A write written once in `exec` for both backends, as [`view!`] names it: through SQLite's
+/// writer, or on a pooled PostgreSQL connection (each statement its own transaction).
+macro_rules! change {
+    ($store:ident, |$e:ident, $b:ident| $call:expr) => {
+        match &*$store.backend {
+            Backend::Sqlite(s) => s.change(move |$e, $b| sqlite::ready($call)).await,
+            Backend::Postgres($b) => {
+                let $e = &mut *$b.conn().await?;
+                $call.await
+            }
+        }
+    };
+}
+
 impl Store {
     fn new(backend: Backend) -> Store {
         Store {
@@ -311,7 +346,9 @@ impl Store {
     /// enrolling again under its name keeps its id and gets the new key; another machine asking
     /// for a taken name is refused with [`StoreError::NameTaken`].
     pub async fn enroll(&self, e: &Enrollment) -> Result<Enrolled, StoreError> {
-        let enrolled = write_op!(self, "enroll", b => b.enroll(e).await)?;
+        let en = e.clone();
+        let enrolled = change!(self, |e, b| exec::enroll(e, &b.site.code, &en));
+        let enrolled = self.health.record("enroll", enrolled, |_| true)?;
         tracing::debug!(client_id = %enrolled.client_id, reenrolled = enrolled.reenrolled, "Enrolled a client.");
         Ok(enrolled)
     }
@@ -459,17 +496,21 @@ impl Store {
         if ids.is_empty() {
             return Ok(());
         }
-        let result = match &*self.backend {
-            Backend::Sqlite(b) => b.complete_events(client_id, ids.to_vec(), now).await,
-            Backend::Postgres(b) => b.complete_events(client_id, ids, now).await,
-        };
+        let ids = ids.to_vec();
+        let result = change!(self, |e, b| async {
+            let client = exec::own_client_row(&mut *e, &b.site.code, client_id).await?;
+            let client = client.ok_or_else(|| rows::unknown_id(client_id))?;
+            exec::complete_events(e, client, &ids, now).await
+        });
         self.health.record("complete_events", result, |_| true)
     }
 
     /// Makes an own client's key useless at once (its hash becomes one no key has). The
     /// client's inventory stays; enrolling again (with the enrollment secret) issues a new key.
     pub async fn revoke(&self, name: &ClientName) -> Result<(), StoreError> {
-        let found = write_op!(self, "revoke", b => b.revoke(name).await)?;
+        let n = name.clone();
+        let found = change!(self, |e, b| exec::revoke(e, &b.site.code, &n));
+        let found = self.health.record("revoke", found, |_| true)?;
         match found {
             true => Ok(()),
             false => Err(StoreError::UnknownClient {
@@ -509,10 +550,14 @@ impl Store {
         kind: invsync_proto::wire::InstructionKind,
         now: Timestamp,
     ) -> Result<Queued, StoreError> {
-        let result = match &*self.backend {
-            Backend::Sqlite(b) => b.queue(name.clone(), kind, now).await,
-            Backend::Postgres(b) => b.queue(name, &kind, now).await,
-        };
+        let n = name.clone();
+        let result = change!(self, |e, b| exec::queue_request(
+            e,
+            &b.site.code,
+            &n,
+            &kind,
+            now
+        ));
         let queued = self
             .health
             .record(operation, result, |q: &Queued| q.created)?;
@@ -525,7 +570,7 @@ impl Store {
     /// owner), sorted by name and then site. `pending_requests` counts requests and events not
     /// yet complete.
     pub async fn clients(&self) -> Result<Vec<ClientSummary>, StoreError> {
-        dispatch!(self, b => b.clients().await)
+        view!(self, |e, b| exec::clients(e, &b.last_seen))
     }
 
     /// The clients (of this site and the sites below it) having the package `q.name`, in
@@ -561,7 +606,8 @@ impl Store {
         if let Some(problem) = q.problem() {
             return Err(StoreError::Refused(problem));
         }
-        dispatch!(self, b => b.clients_page(q).await)
+        let q = q.clone();
+        view!(self, |e, b| exec::clients_page(e, &q, &b.last_seen))
     }
 
     /// One page of the resync requests of every client this site holds, newest first, with
@@ -571,14 +617,15 @@ impl Store {
         if let Some(problem) = q.problem() {
             return Err(StoreError::Refused(problem));
         }
-        dispatch!(self, b => b.requests_page(q).await)
+        let q = q.clone();
+        view!(self, |e, _b| exec::requests_page(e, &q))
     }
 
     /// One client of this site with its snapshots and its latest 50 requests and 50 events,
     /// newest first.
     pub async fn client_view(&self, name: &ClientName) -> Result<Option<ClientView>, StoreError> {
-        let key = rows::ClientKey::Name(name.clone());
-        dispatch!(self, b => b.client_view(key).await)
+        self.client_view_of(rows::ClientKey::Name(name.clone()))
+            .await
     }
 
     /// A client's item changes, newest first, at most `limit`; `None` for an unknown client.
@@ -601,13 +648,13 @@ impl Store {
         name: &ClientName,
         query: &HistoryQuery,
     ) -> Result<Option<Vec<HistoryEntry>>, StoreError> {
-        let key = rows::ClientKey::Name(name.clone());
-        dispatch!(self, b => b.history(key, query).await)
+        self.history_of(rows::ClientKey::Name(name.clone()), query)
+            .await
     }
 
     /// A resync request by id; `None` for an unknown id or an event's id.
     pub async fn request_state(&self, id: i64) -> Result<Option<RequestView>, StoreError> {
-        dispatch!(self, b => b.request_state(id).await)
+        view!(self, |e, _b| exec::request_state(e, id))
     }
 
     /// Every client of that name at this site and below it, sorted by owner code, with the
@@ -619,7 +666,7 @@ impl Store {
     /// Any client this site holds (its own or one of a site below it) by client id, as
     /// [`Store::client_view`] shows it.
     pub async fn client_view_by_id(&self, id: Uuid) -> Result<Option<ClientView>, StoreError> {
-        dispatch!(self, b => b.client_view(rows::ClientKey::Id(id)).await)
+        self.client_view_of(rows::ClientKey::Id(id)).await
     }
 
     /// The history of any client this site holds by client id, as [`Store::history_query`].
@@ -628,7 +675,25 @@ impl Store {
         id: Uuid,
         query: &HistoryQuery,
     ) -> Result<Option<Vec<HistoryEntry>>, StoreError> {
-        dispatch!(self, b => b.history(rows::ClientKey::Id(id), query).await)
+        self.history_of(rows::ClientKey::Id(id), query).await
+    }
+
+    async fn client_view_of(&self, key: rows::ClientKey) -> Result<Option<ClientView>, StoreError> {
+        view!(self, |e, b| exec::client_view(
+            e,
+            &b.site.code,
+            &key,
+            &b.last_seen
+        ))
+    }
+
+    async fn history_of(
+        &self,
+        key: rows::ClientKey,
+        query: &HistoryQuery,
+    ) -> Result<Option<Vec<HistoryEntry>>, StoreError> {
+        let query = query.clone();
+        view!(self, |e, b| exec::history(e, &b.site.code, &key, &query))
     }
 
     // -----------------------------------------------------------------------------------------

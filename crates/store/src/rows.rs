@@ -265,7 +265,7 @@ pub(crate) fn log_ack(client_id: Uuid, ack: &ReportAck) {
 // ---------------------------------------------------------------------------------------------
 // Views
 
-/// A resync request from a row of [`crate::sql::REQUEST_COLS`].
+/// A resync request from a row of `crate::sql::request_cols!`.
 pub(crate) fn request_view(row: &impl Cols) -> Result<RequestView, StoreError> {
     let class = Class::parse(row.text(1)?).ok_or_else(|| corrupt("request class"))?;
     let (picked, done) = (row.opt_int(3)?, row.opt_int(4)?);
@@ -294,7 +294,7 @@ pub(crate) fn client_request(
     })
 }
 
-/// An event from a row of [`crate::sql::REQUEST_COLS`].
+/// An event from a row of `crate::sql::request_cols!`.
 pub(crate) fn event_view(row: &impl Cols) -> Result<EventView, StoreError> {
     let event = Event::parse(row.text(1)?).ok_or_else(|| corrupt("event"))?;
     let (picked, done) = (row.opt_int(3)?, row.opt_int(4)?);

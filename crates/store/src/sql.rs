@@ -10,7 +10,7 @@ macro_rules! request_cols {
         "id, arg, requested_at, picked_up_at, completed_at, origin, route, forwarded_at, forwarded_to"
     };
 }
-pub(crate) const REQUEST_COLS: &str = request_cols!();
+pub(crate) use request_cols;
 
 /// The columns [`crate::rows::client_summary`] reads, from `clients c` and its snapshots, ending
 /// before the `WHERE`/`ORDER BY` that each use adds.
@@ -25,6 +25,49 @@ macro_rules! client_summary {
     };
 }
 pub(crate) use client_summary;
+
+/// The statements of `crate::exec::Exec` whose text differs between the dialects only in a few
+/// words, written once and given those words: `in1` and `in2` match `id` against the list of
+/// ids bound as `$1` and `$2` (SQLite's `IN rarray($1)`, PostgreSQL's `= ANY($1)`), and
+/// `full` names the history's full-report column.
+macro_rules! dialect_statements {
+    (in1: $in1:literal, in2: $in2:literal, full: $full:literal) => {
+        const LOAD_ITEMS: &'static str = concat!("SELECT key, attrs FROM items WHERE id ", $in1);
+        const MARK_PICKED_UP: &'static str = concat!(
+            "UPDATE requests SET picked_up_at = $1 WHERE id ",
+            $in2,
+            " AND client_id = $3 AND picked_up_at IS NULL AND completed_at IS NULL"
+        );
+        const COMPLETE_EVENTS: &'static str = concat!(
+            "UPDATE requests SET completed_at = $1, picked_up_at = coalesce(picked_up_at, $1)
+             WHERE id ",
+            $in2,
+            " AND client_id = $3 AND kind = 'event' AND completed_at IS NULL"
+        );
+        const COMPLETE_ANSWERS: &'static str = concat!(
+            "UPDATE requests SET completed_at = $1, picked_up_at = coalesce(picked_up_at, $1)
+             WHERE id ",
+            $in2,
+            " AND client_id = $3 AND kind = 'resync' AND arg = $4 AND completed_at IS NULL
+             RETURNING ",
+            $crate::sql::request_cols!()
+        );
+        const HISTORY: &'static str = concat!(
+            "SELECT h.at, h.class, coalesce(n.key, o.key), o.attrs, n.attrs, h.",
+            $full,
+            " FROM history h
+             LEFT JOIN items o ON o.id = h.old_item
+             LEFT JOIN items n ON n.id = h.new_item
+             WHERE h.client_id = $1
+               AND (CAST($2 AS smallint) IS NULL OR h.class = $2)
+               AND (CAST($3 AS bigint) IS NULL OR h.at >= $3)
+             ORDER BY h.id DESC LIMIT $4"
+        );
+        const CLIENTS_BY_IDS: &'static str =
+            concat!($crate::sql::client_summary!(), "WHERE c.id ", $in1);
+    };
+}
+pub(crate) use dialect_statements;
 
 pub(crate) const SITE_META: &str = "SELECT key, value FROM meta";
 pub(crate) const CLIENT_ROW: &str = "SELECT id FROM clients WHERE uuid = $1";

@@ -2,7 +2,7 @@
 //! postgres://…`), with the same semantics as the SQLite backend: the same versions, hashes,
 //! history, de-duplication and errors, decided once for both in `crate::rows`. The SQL of this
 //! backend lives in `schema`, `queries` and `hierarchy`, beside the statements both dialects
-//! share (`crate::sql`).
+//! share (`crate::sql`, run once for both by `crate::exec`).
 //!
 //! Concurrency. The SQLite backend funnels writes through one writer thread; here each write
 //! is its own transaction on a pooled connection, and transactions run in parallel. What must
@@ -39,9 +39,8 @@ mod queries;
 mod schema;
 
 use invsync_proto::wire::{
-    CheckinResponse, ClientPage, ClientQuery, ClientSummary, ClientView, DownRequest,
-    ForwardOutcome, Forwarded, InstructionKind, Owner, PackagePage, PackageQuery, Queued,
-    ReportAck, RequestPage, RequestQuery, RequestView, SiteStatus, SoftwarePage, SoftwareQuery,
+    CheckinResponse, DownRequest, ForwardOutcome, Forwarded, Owner, PackagePage, PackageQuery,
+    Queued, ReportAck, SiteStatus, SoftwarePage, SoftwareQuery,
 };
 use invsync_proto::{Class, ClientName, Digest, SiteCode, Timestamp};
 use sqlx::pool::PoolConnection;
@@ -53,15 +52,13 @@ use std::time::Duration;
 
 use crate::cache::ItemCache;
 use crate::error::StoreError;
+use crate::exec;
 use crate::hierarchy::{self as core, ForwardInput};
 use crate::last_seen::LastSeen;
 use crate::plan::ReportInput;
-use crate::rows::{ClientKey, unknown_id};
+use crate::rows::unknown_id;
 use crate::software::{Build, SoftwareIndex, SwChange};
-use crate::{
-    ClientAuth, DownAccepted, Enrolled, Enrollment, HistoryEntry, HistoryQuery, OutboxStats,
-    SiteMeta,
-};
+use crate::{ClientAuth, DownAccepted, OutboxStats, SiteMeta};
 
 use crate::redact::redact_url;
 
@@ -107,9 +104,9 @@ async fn build_software_index(pool: &PgPool, index: &SoftwareIndex) -> Result<()
 /// An open PostgreSQL store.
 pub(crate) struct PgStore {
     pool: PgPool,
-    site: SiteMeta,
+    pub site: SiteMeta,
     cache: ItemCache,
-    last_seen: Arc<LastSeen>,
+    pub last_seen: Arc<LastSeen>,
     software: Arc<SoftwareIndex>,
 }
 
@@ -188,7 +185,7 @@ impl PgStore {
     async fn start(pool: PgPool) -> Result<PgStore, StoreError> {
         let site = {
             let mut conn = pool.acquire().await?;
-            queries::site_meta(&mut conn).await?
+            exec::site_meta(&mut *conn).await?
         };
         let last_seen = Arc::new(LastSeen::default());
         tokio::spawn(write_last_seen_loop(
@@ -209,7 +206,7 @@ impl PgStore {
         flush_last_seen(&self.pool, &self.last_seen).await
     }
 
-    async fn conn(&self) -> Result<PoolConnection<Postgres>, StoreError> {
+    pub(crate) async fn conn(&self) -> Result<PoolConnection<Postgres>, StoreError> {
         Ok(self.pool.acquire().await?)
     }
 
@@ -217,12 +214,11 @@ impl PgStore {
         self.site.clone()
     }
 
-    pub async fn enroll(&self, e: &Enrollment) -> Result<Enrolled, StoreError> {
-        queries::enroll(&mut *self.conn().await?, &self.site.code, e).await
-    }
-
+    /// On a pooled connection, outside a transaction: every report asks it first.
     pub async fn client_auth(&self, client_id: Uuid) -> Result<Option<ClientAuth>, StoreError> {
-        queries::client_auth(&mut *self.conn().await?, &self.site.code, client_id).await
+        let mut conn = self.conn().await?;
+        let found = exec::client_credentials(&mut *conn, &self.site.code, client_id).await?;
+        Ok(found.map(|(_, auth)| auth))
     }
 
     pub async fn checkin(
@@ -231,14 +227,12 @@ impl PgStore {
         now: Timestamp,
     ) -> Result<CheckinResponse, StoreError> {
         let mut conn = self.conn().await?;
-        let client = queries::own_client_row(&mut conn, &self.site.code, client_id)
+        let client = exec::own_client_row(&mut *conn, &self.site.code, client_id)
             .await?
             .ok_or_else(|| unknown_id(client_id))?;
-        let open = queries::open_requests(&mut conn, client).await?;
-        let classes = queries::class_states(&mut conn, client).await?;
-        let (response, to_pick) = crate::rows::checkin_response(open, classes);
+        let (response, to_pick) = exec::checkin_read(&mut *conn, client).await?;
         if !to_pick.is_empty() {
-            queries::mark_picked_up(&mut conn, client, &to_pick, now).await?;
+            exec::mark_picked_up(&mut *conn, client, &to_pick, now).await?;
         }
         self.last_seen.record(client, now);
         Ok(response)
@@ -278,49 +272,11 @@ impl PgStore {
         Ok(ack)
     }
 
-    pub async fn complete_events(
-        &self,
-        client_id: Uuid,
-        ids: &[i64],
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        let mut conn = self.conn().await?;
-        let client = queries::own_client_row(&mut conn, &self.site.code, client_id)
-            .await?
-            .ok_or_else(|| unknown_id(client_id))?;
-        queries::complete_events(&mut conn, client, ids, now).await
-    }
-
-    pub async fn revoke(&self, name: &ClientName) -> Result<bool, StoreError> {
-        queries::revoke(&mut *self.conn().await?, &self.site.code, name).await
-    }
-
-    pub async fn queue(
-        &self,
-        name: &ClientName,
-        kind: &InstructionKind,
-        now: Timestamp,
-    ) -> Result<Queued, StoreError> {
-        let mut conn = self.conn().await?;
-        queries::queue_request(&mut conn, &self.site.code, name, kind, now).await
-    }
-
-    pub async fn clients(&self) -> Result<Vec<ClientSummary>, StoreError> {
-        queries::clients(&mut *self.conn().await?, &self.last_seen).await
-    }
-
-    pub async fn requests_page(&self, q: &RequestQuery) -> Result<RequestPage, StoreError> {
-        let mut tx = self.read_only_snapshot().await?;
-        let page = queries::requests_page(&mut tx, q).await?;
-        tx.commit().await?;
-        Ok(page)
-    }
-
     pub async fn software(&self, q: &SoftwareQuery) -> Result<SoftwarePage, StoreError> {
         self.software_index_ready().await?;
         let mut tx = self.read_only_snapshot().await?;
         let site = match &q.site {
-            Some(code) => Some(queries::site_rows(&mut tx, code).await?),
+            Some(code) => Some(exec::site_rows(&mut *tx, code).await?),
             None => None,
         };
         let holders = self
@@ -343,7 +299,7 @@ impl PgStore {
     pub async fn packages(&self, q: &PackageQuery) -> Result<PackagePage, StoreError> {
         self.software_index_ready().await?;
         let site = match &q.site {
-            Some(code) => Some(queries::site_rows(&mut *self.conn().await?, code).await?),
+            Some(code) => Some(exec::site_rows(&mut *self.conn().await?, code).await?),
             None => None,
         };
         self.software
@@ -402,7 +358,7 @@ impl PgStore {
     }
 
     /// A read-only transaction whose statements all see one snapshot (REPEATABLE READ).
-    async fn read_only_snapshot(
+    pub(crate) async fn read_only_snapshot(
         &self,
     ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
         let mut tx = self.pool.begin().await?;
@@ -410,34 +366,6 @@ impl PgStore {
             .execute(&mut *tx)
             .await?;
         Ok(tx)
-    }
-
-    pub async fn clients_page(&self, q: &ClientQuery) -> Result<ClientPage, StoreError> {
-        // One transaction (REPEATABLE READ) so the count and the page belong together.
-        let mut tx = self.read_only_snapshot().await?;
-        let page = queries::clients_page(&mut tx, q, &self.last_seen).await?;
-        tx.commit().await?;
-        Ok(page)
-    }
-
-    pub async fn client_view(&self, key: ClientKey) -> Result<Option<ClientView>, StoreError> {
-        // One transaction (REPEATABLE READ) so the snapshots and requests shown belong together.
-        let mut tx = self.read_only_snapshot().await?;
-        let view = queries::client_view(&mut tx, &self.site.code, &key, &self.last_seen).await?;
-        tx.commit().await?;
-        Ok(view)
-    }
-
-    pub async fn history(
-        &self,
-        key: ClientKey,
-        query: &HistoryQuery,
-    ) -> Result<Option<Vec<HistoryEntry>>, StoreError> {
-        queries::history(&mut *self.conn().await?, &self.site.code, &key, query).await
-    }
-
-    pub async fn request_state(&self, id: i64) -> Result<Option<RequestView>, StoreError> {
-        queries::request_state(&mut *self.conn().await?, id).await
     }
 
     pub async fn find_clients(&self, name: &ClientName) -> Result<Vec<Owner>, StoreError> {

@@ -1,36 +1,34 @@
 //! The PostgreSQL executor of the store's statements apart from the hierarchy's
-//! (`hierarchy`): it fetches rows and executes writes, while what the rows mean is decided in
-//! `crate::rows` and the statements both dialects share are in `crate::sql`. Each function
+//! (`hierarchy`): a connection runs the reads and small writes written once for both backends
+//! in `crate::exec` (its `Exec` implementation binds their parameters), and the functions here
+//! the statements only this backend has (batched item interning, the report's transaction),
+//! while what the rows mean is decided in `crate::rows`. Each function
 //! takes the connection (or transaction) it runs on; those that write a report run inside the
 //! report's transaction, after the client's lock (`lock_client`) was taken.
 //!
 //! Statements are runtime queries with binds: sqlx prepares each on first use per connection
 //! and keeps it prepared, so the hot paths (check-in, report) pay no parsing.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use invsync_proto::wire::{
-    ClassState, ClientPage, ClientQuery, ClientSummary, ClientView, InstructionKind, Queued,
-    ReportAck, RequestPage, RequestQuery, RequestView,
-};
-use invsync_proto::{Class, ClientName, Digest, Items, SiteCode, Timestamp};
+use invsync_proto::wire::ReportAck;
+use invsync_proto::{Class, ClientName, Digest, SiteCode, Timestamp};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 use crate::cache::{CachedItem, FastMap, ItemCache};
-use crate::codec::{PreparedItem, class_code, class_from_code, decode_attrs};
+use crate::codec::{PreparedItem, class_code, class_from_code};
 use crate::error::StoreError;
-use crate::last_seen::LastSeen;
+use crate::exec::{self, Arg, Exec};
+pub(super) use crate::exec::{client_row, load_items, queue_pending, snapshot_row};
 use crate::plan::{self, Change, Current, Outcome, ReportInput, Resolver};
 use crate::prefetch::{self, Lookups, Prefetched};
-use crate::rows::{self, ClientKey, Cols, OpenRequest, WriteSet};
+use crate::rows::{self, Cols, WriteSet};
 pub(super) use crate::rows::{
     RECENT_FORWARDED, SnapshotRow, Stamp, Written, corrupt, forwarded_mark,
 };
 use crate::sql;
-use crate::{ClientAuth, Enrolled, Enrollment, HistoryEntry, HistoryQuery, SiteMeta};
 
 /// What a writing transaction hands on once it committed: the items it interned, for the cache,
 /// and the changes of software snapshots, for the software index (`None` while the index is
@@ -108,12 +106,59 @@ impl Cols for PgRow {
     }
 }
 
-/// Decodes every row with `f`.
-fn each<T>(
-    rows: &[PgRow],
-    f: impl FnMut(&PgRow) -> Result<T, StoreError>,
-) -> Result<Vec<T>, StoreError> {
-    rows.iter().map(f).collect()
+/// Binds `args` to a statement in order, each as PostgreSQL stores it.
+fn bind<'q>(mut q: PgQuery<'q>, args: &[Arg<'q>]) -> PgQuery<'q> {
+    for a in args {
+        q = match *a {
+            Arg::Int(v) => q.bind(v),
+            Arg::OptInt(v) => q.bind(v),
+            Arg::Flag(v) => q.bind(v),
+            Arg::Text(v) => q.bind(v),
+            Arg::OptText(v) => q.bind(v),
+            Arg::Blob(v) => q.bind(v),
+            Arg::OptBlob(v) => q.bind(v),
+            Arg::Uuid(v) => q.bind(PgUuid(v)),
+            Arg::Class(v) => q.bind(cls(v)),
+            Arg::OptClass(v) => q.bind(v.map(cls)),
+            Arg::Ids(v) => q.bind(v),
+        };
+    }
+    q
+}
+
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+impl Exec for PgConnection {
+    type Row<'r> = PgRow;
+
+    sql::dialect_statements!(in1: "= ANY($1)", in2: "= ANY($2)", full: "full_report");
+    const STRPOS: &'static str = "strpos";
+    const COLLATE: &'static str = r#" COLLATE "C""#;
+
+    async fn all<T>(
+        &mut self,
+        sql: &str,
+        args: &[Arg<'_>],
+        f: impl FnMut(&PgRow) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        let found = bind(sqlx::query(sql), args).fetch_all(self).await?;
+        found.iter().map(f).collect()
+    }
+
+    async fn first<T>(
+        &mut self,
+        sql: &str,
+        args: &[Arg<'_>],
+        f: impl FnOnce(&PgRow) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        let found = bind(sqlx::query(sql), args).fetch_optional(self).await?;
+        found.as_ref().map(f).transpose()
+    }
+
+    async fn execute(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<u64, StoreError> {
+        let done = bind(sqlx::query(sql), args).execute(self).await?;
+        Ok(done.rows_affected())
+    }
 }
 
 pub(super) fn uuid_col(row: &PgRow, i: usize) -> Result<Uuid, StoreError> {
@@ -149,135 +194,6 @@ pub(super) async fn lock_client(conn: &mut PgConnection, client: Uuid) -> Result
 // ---------------------------------------------------------------------------------------------
 // Site and clients
 
-pub(super) async fn site_meta(conn: &mut PgConnection) -> Result<SiteMeta, StoreError> {
-    let pairs: Vec<(String, String)> = sqlx::query_as(sql::SITE_META).fetch_all(conn).await?;
-    rows::site_meta(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-}
-
-/// The internal row id of a client by its client id, whichever site owns it.
-pub(super) async fn client_row(
-    conn: &mut PgConnection,
-    client_id: Uuid,
-) -> Result<Option<i64>, StoreError> {
-    Ok(sqlx::query_scalar(sql::CLIENT_ROW)
-        .bind(PgUuid(client_id))
-        .fetch_optional(conn)
-        .await?)
-}
-
-/// The internal row id of a client of this site by its client id (see the SQLite backend's
-/// `own_client_row` for why agents' operations only find own clients).
-pub(super) async fn own_client_row(
-    conn: &mut PgConnection,
-    site: &SiteCode,
-    client_id: Uuid,
-) -> Result<Option<i64>, StoreError> {
-    Ok(
-        sqlx::query_scalar("SELECT id FROM clients WHERE uuid = $1 AND site_code = $2")
-            .bind(PgUuid(client_id))
-            .bind(site.as_str())
-            .fetch_optional(conn)
-            .await?,
-    )
-}
-
-async fn client_row_by_name(
-    conn: &mut PgConnection,
-    site: &SiteCode,
-    name: &ClientName,
-) -> Result<Option<i64>, StoreError> {
-    Ok(sqlx::query_scalar(sql::CLIENT_ROW_BY_NAME)
-        .bind(site.as_str())
-        .bind(name.as_str())
-        .fetch_optional(conn)
-        .await?)
-}
-
-pub(super) async fn enroll(
-    conn: &mut PgConnection,
-    site: &SiteCode,
-    e: &Enrollment,
-) -> Result<Enrolled, StoreError> {
-    // Two enrollments of one free name at once: the insert of the second finds the first's row
-    // (ON CONFLICT waits for it to commit) and the loop then treats it as the holder.
-    for _ in 0..3 {
-        let holder: Option<(i64, PgUuid, String)> = sqlx::query_as(sql::NAME_HOLDER)
-            .bind(site.as_str())
-            .bind(e.name.as_str())
-            .fetch_optional(&mut *conn)
-            .await?;
-        match holder {
-            None => {
-                let client_id = Uuid::new_v4();
-                let inserted: Option<i64> = sqlx::query_scalar(sql::ENROLL)
-                    .bind(PgUuid(client_id))
-                    .bind(e.name.as_str())
-                    .bind(site.as_str())
-                    .bind(&e.machine_id)
-                    .bind(e.key_hash.0.as_slice())
-                    .bind(e.now.0)
-                    .fetch_optional(&mut *conn)
-                    .await?;
-                if inserted.is_some() {
-                    return Ok(Enrolled {
-                        client_id,
-                        reenrolled: false,
-                    });
-                }
-            }
-            Some((row, PgUuid(holder_id), machine_id)) => {
-                let enrolled = rows::reenrollment(e, holder_id, machine_id)?;
-                sqlx::query(sql::SET_KEY)
-                    .bind(e.key_hash.0.as_slice())
-                    .bind(row)
-                    .execute(&mut *conn)
-                    .await?;
-                return Ok(enrolled);
-            }
-        }
-    }
-    Err(StoreError::Database(format!(
-        "could not enroll {}: the name kept changing hands",
-        e.name
-    )))
-}
-
-/// Only this site's own clients can authenticate (forwarded clients have a zero key hash and
-/// are not looked up here at all).
-pub(super) async fn client_auth(
-    conn: &mut PgConnection,
-    site: &SiteCode,
-    client_id: Uuid,
-) -> Result<Option<ClientAuth>, StoreError> {
-    let row = sqlx::query("SELECT name, key_hash FROM clients WHERE uuid = $1 AND site_code = $2")
-        .bind(PgUuid(client_id))
-        .bind(site.as_str())
-        .fetch_optional(conn)
-        .await?;
-    let Some(row) = row else { return Ok(None) };
-    Ok(Some(ClientAuth {
-        client_id,
-        name: row.name(0)?,
-        key_hash: row.digest(1)?,
-    }))
-}
-
-/// Replaces an own client's key hash with 32 zero bytes, which no key hashes to.
-pub(super) async fn revoke(
-    conn: &mut PgConnection,
-    site: &SiteCode,
-    name: &ClientName,
-) -> Result<bool, StoreError> {
-    let n = sqlx::query(sql::REVOKE)
-        .bind(vec![0u8; 32])
-        .bind(site.as_str())
-        .bind(name.as_str())
-        .execute(conn)
-        .await?
-        .rows_affected();
-    Ok(n > 0)
-}
-
 /// Writes last-seen times (client row id, milliseconds) in one statement, later times winning.
 pub(super) async fn write_last_seen(
     conn: &mut PgConnection,
@@ -300,144 +216,8 @@ pub(super) async fn write_last_seen(
 // ---------------------------------------------------------------------------------------------
 // Check-in and requests
 
-pub(super) async fn open_requests(
-    conn: &mut PgConnection,
-    client: i64,
-) -> Result<Vec<OpenRequest>, StoreError> {
-    let found = sqlx::query(sql::OPEN_REQUESTS)
-        .bind(client)
-        .fetch_all(conn)
-        .await?;
-    each(&found, rows::open_request)
-}
-
-pub(super) async fn class_states(
-    conn: &mut PgConnection,
-    client: i64,
-) -> Result<BTreeMap<Class, ClassState>, StoreError> {
-    let found = sqlx::query(sql::CLASS_STATES)
-        .bind(client)
-        .fetch_all(conn)
-        .await?;
-    Ok(each(&found, rows::class_state)?.into_iter().collect())
-}
-
-pub(super) async fn mark_picked_up(
-    conn: &mut PgConnection,
-    client: i64,
-    ids: &[i64],
-    now: Timestamp,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE requests SET picked_up_at = $1
-         WHERE id = ANY($2) AND client_id = $3 AND picked_up_at IS NULL AND completed_at IS NULL",
-    )
-    .bind(now.0)
-    .bind(ids)
-    .bind(client)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// Queues a resync request or an event unless an identical one is still pending.
-pub(super) async fn queue_request(
-    conn: &mut PgConnection,
-    site: &SiteCode,
-    name: &ClientName,
-    kind: &InstructionKind,
-    now: Timestamp,
-) -> Result<Queued, StoreError> {
-    let client = client_row_by_name(&mut *conn, site, name).await?;
-    let client = client.ok_or_else(|| rows::unknown_client(name))?;
-    let (kind, arg) = rows::kind_and_arg(kind);
-    let (id, requested_at, created) = queue_pending(conn, client, kind, arg, None, now).await?;
-    Ok(rows::queued(name, id, requested_at, created))
-}
-
-/// Creates a request unless an identical one is pending ([`sql::QUEUE_REQUEST`]); the id,
-/// request time and whether it was created.
-pub(super) async fn queue_pending(
-    conn: &mut PgConnection,
-    client: i64,
-    kind: &str,
-    arg: &str,
-    route: Option<&str>,
-    now: Timestamp,
-) -> Result<(i64, Timestamp, bool), StoreError> {
-    // The pending request found by the insert may be picked up before the select sees it; then
-    // a new one can be created, hence the second round.
-    for _ in 0..3 {
-        let created: Option<i64> = sqlx::query_scalar(sql::QUEUE_REQUEST)
-            .bind(client)
-            .bind(kind)
-            .bind(arg)
-            .bind(now.0)
-            .bind(route)
-            .fetch_optional(&mut *conn)
-            .await?;
-        if let Some(id) = created {
-            return Ok((id, now, true));
-        }
-        let pending: Option<(i64, i64)> = sqlx::query_as(sql::PENDING_REQUEST)
-            .bind(client)
-            .bind(kind)
-            .bind(arg)
-            .fetch_optional(&mut *conn)
-            .await?;
-        if let Some((id, at)) = pending {
-            return Ok((id, Timestamp(at), false));
-        }
-    }
-    Err(StoreError::Database(
-        "could not queue the request: the pending one kept changing".to_string(),
-    ))
-}
-
-pub(super) async fn complete_events(
-    conn: &mut PgConnection,
-    client: i64,
-    ids: &[i64],
-    now: Timestamp,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE requests SET completed_at = $1, picked_up_at = coalesce(picked_up_at, $1)
-         WHERE id = ANY($2) AND client_id = $3 AND kind = 'event' AND completed_at IS NULL",
-    )
-    .bind(now.0)
-    .bind(ids)
-    .bind(client)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-pub(super) async fn request_state(
-    conn: &mut PgConnection,
-    id: i64,
-) -> Result<Option<RequestView>, StoreError> {
-    let row = sqlx::query(sql::REQUEST_STATE)
-        .bind(id)
-        .fetch_optional(conn)
-        .await?;
-    row.as_ref().map(rows::request_view).transpose()
-}
-
 // ---------------------------------------------------------------------------------------------
 // Snapshots and items
-
-pub(super) async fn snapshot_row(
-    conn: &mut PgConnection,
-    client: i64,
-    class: Class,
-) -> Result<Option<SnapshotRow>, StoreError> {
-    let row = sqlx::query(sql::SNAPSHOT_ROW)
-        .bind(client)
-        .bind(cls(class))
-        .fetch_optional(conn)
-        .await?;
-    row.as_ref().map(SnapshotRow::of).transpose()
-}
 
 /// Plans a report against `current`: the lookups first (async, batched; see
 /// `crate::prefetch`), then `plan::plan` with no database access.
@@ -550,37 +330,10 @@ pub(super) async fn write_change(
 ) -> Result<Written, StoreError> {
     let new_ids = intern_items(&mut *conn, &change.new_items, inserted).await?;
     let set = WriteSet::new(input, row, &change, &new_ids, stamp)?;
+    let first = row.is_none();
+    let (version, full_at) =
+        exec::write_snapshot(&mut *conn, client, input, first, &set, stamp).await?;
     let class = cls(input.class);
-    let hash = input.hash.0.as_slice();
-    let (version, full_at): (i64, i64) = match row {
-        None => {
-            sqlx::query_as(sql::INSERT_SNAPSHOT)
-                .bind(client)
-                .bind(class)
-                .bind(set.version)
-                .bind(hash)
-                .bind(stamp.full_at.0)
-                .bind(stamp.at.0)
-                .bind(&set.recent)
-                .bind(&set.blob)
-                .fetch_one(&mut *conn)
-                .await?
-        }
-        Some(_) => {
-            sqlx::query_as(sql::UPDATE_SNAPSHOT)
-                .bind(set.version)
-                .bind(hash)
-                .bind(set.full)
-                .bind(stamp.full_at.0)
-                .bind(stamp.at.0)
-                .bind(&set.recent)
-                .bind(&set.blob)
-                .bind(client)
-                .bind(class)
-                .fetch_one(&mut *conn)
-                .await?
-        }
-    };
     if !set.history.is_empty() {
         let (old, new): (Vec<Option<i64>>, Vec<Option<i64>>) = set.history.iter().copied().unzip();
         // WITH ORDINALITY keeps the rows' order, so their ids follow it as SQLite's do.
@@ -606,7 +359,7 @@ pub(super) async fn write_change(
     }
     Ok(Written {
         version,
-        full_at: Timestamp(full_at),
+        full_at,
         body_ids: set.body_ids,
     })
 }
@@ -624,7 +377,7 @@ pub(super) async fn apply_report(
     inserted: &mut Inserted,
 ) -> Result<(i64, ReportAck), StoreError> {
     lock_client(&mut *conn, client_id).await?;
-    let client = own_client_row(&mut *conn, site, client_id)
+    let client = exec::own_client_row(&mut *conn, site, client_id)
         .await?
         .ok_or_else(|| rows::unknown_id(client_id))?;
     let row = snapshot_row(&mut *conn, client, input.class).await?;
@@ -649,25 +402,7 @@ pub(super) async fn apply_report(
         &stamp,
     )
     .await?;
-    let mut completed = Vec::new();
-    if input.is_full() && !input.answers.is_empty() {
-        // Only this client's resync requests for this class.
-        let found = sqlx::query(&format!(
-            "UPDATE requests SET completed_at = $1, picked_up_at = coalesce(picked_up_at, $1)
-             WHERE id = ANY($2) AND client_id = $3 AND kind = 'resync' AND arg = $4
-               AND completed_at IS NULL
-             RETURNING {}",
-            sql::REQUEST_COLS
-        ))
-        .bind(now.0)
-        .bind(&input.answers)
-        .bind(client)
-        .bind(input.class.as_str())
-        .fetch_all(&mut *conn)
-        .await?;
-        completed = each(&found, rows::request_view)?;
-        completed.sort_by_key(|r| r.id);
-    }
+    let completed = exec::complete_answers(&mut *conn, client, input, now).await?;
     if super::outbox::forwarding(&mut *conn).await? {
         super::outbox::enqueue(
             &mut *conn,
@@ -695,202 +430,6 @@ pub(super) async fn apply_report(
 
 // ---------------------------------------------------------------------------------------------
 // Views
-
-pub(super) async fn clients(
-    conn: &mut PgConnection,
-    last_seen: &LastSeen,
-) -> Result<Vec<ClientSummary>, StoreError> {
-    let found = sqlx::query(sql::CLIENTS).fetch_all(conn).await?;
-    let clients = each(&found, rows::client_summary)?;
-    Ok(rows::with_last_seen(last_seen, clients))
-}
-
-/// One page of resync requests ([`crate::Store::requests_page`]), newest first, and how many
-/// match.
-pub(super) async fn requests_page(
-    conn: &mut PgConnection,
-    q: &RequestQuery,
-) -> Result<RequestPage, StoreError> {
-    let state = q.state.map(|s| s.as_str().to_string());
-    let class = q.class.map(|c| c.to_string());
-    let filter = format!(
-        "r.kind = 'resync' AND ($1::text IS NULL OR ({}) = $1) AND ($2::text IS NULL OR r.arg = $2)",
-        crate::page::REQUEST_STATE_SQL
-    );
-    let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM requests r WHERE {filter}"))
-        .bind(&state)
-        .bind(&class)
-        .fetch_one(&mut *conn)
-        .await?;
-    let found = sqlx::query(&sql::requests_select(&filter, "$3", "$4"))
-        .bind(&state)
-        .bind(&class)
-        .bind(i64::from(q.limit))
-        .bind(q.offset as i64)
-        .fetch_all(&mut *conn)
-        .await?;
-    Ok(RequestPage {
-        total: total as u64,
-        offset: q.offset,
-        requests: each(&found, rows::client_request)?,
-    })
-}
-
-/// One page of clients ([`crate::Store::clients_page`]): the page's ids from one
-/// index-ordered statement, then the rows of those ids (at most a thousand) in one statement, so
-/// the per-client subqueries run for the page only, never for the skipped offset.
-pub(super) async fn clients_page(
-    conn: &mut PgConnection,
-    q: &ClientQuery,
-    last_seen: &LastSeen,
-) -> Result<ClientPage, StoreError> {
-    let search = q.search_upper();
-    let site = q.site.as_ref().map(|s| s.as_str().to_string());
-    let filter =
-        "($1::text IS NULL OR strpos(c.name, $1) > 0) AND ($2::text IS NULL OR c.site_code = $2)";
-    let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM clients c WHERE {filter}"))
-        .bind(&search)
-        .bind(&site)
-        .fetch_one(&mut *conn)
-        .await?;
-    let (join, order) = sql::page_join_and_order(q, r#" COLLATE "C""#);
-    let ids: Vec<i64> = sqlx::query_scalar(&format!(
-        "SELECT c.id FROM clients c {join} WHERE {filter} ORDER BY {order} LIMIT $3 OFFSET $4"
-    ))
-    .bind(&search)
-    .bind(&site)
-    .bind(i64::from(q.limit))
-    .bind(q.offset as i64)
-    .fetch_all(&mut *conn)
-    .await?;
-    let found = sqlx::query(concat!(sql::client_summary!(), "WHERE c.id = ANY($1)"))
-        .bind(&ids)
-        .fetch_all(&mut *conn)
-        .await?;
-    let mut by_id: FastMap<i64, ClientSummary> =
-        each(&found, rows::client_summary)?.into_iter().collect();
-    // In the page's order; a row is never deleted inside the caller's transaction.
-    let page = ids.iter().filter_map(|id| Some((*id, by_id.remove(id)?)));
-    Ok(ClientPage {
-        total: total as u64,
-        offset: q.offset,
-        clients: rows::with_last_seen(last_seen, page),
-    })
-}
-
-/// The internal row id of the client `key` names.
-async fn row_of(
-    conn: &mut PgConnection,
-    site: &SiteCode,
-    key: &ClientKey,
-) -> Result<Option<i64>, StoreError> {
-    match key {
-        ClientKey::Name(name) => client_row_by_name(conn, site, name).await,
-        ClientKey::Id(id) => client_row(conn, *id).await,
-    }
-}
-
-pub(super) async fn client_view(
-    conn: &mut PgConnection,
-    site: &SiteCode,
-    key: &ClientKey,
-    last_seen: &LastSeen,
-) -> Result<Option<ClientView>, StoreError> {
-    match row_of(&mut *conn, site, key).await? {
-        Some(client) => client_view_of(conn, client, last_seen).await,
-        None => Ok(None),
-    }
-}
-
-async fn client_view_of(
-    conn: &mut PgConnection,
-    client: i64,
-    last_seen: &LastSeen,
-) -> Result<Option<ClientView>, StoreError> {
-    let head = sqlx::query(sql::CLIENT_HEAD)
-        .bind(client)
-        .fetch_optional(&mut *conn)
-        .await?;
-    let Some(mut view) = head.as_ref().map(rows::client_head).transpose()? else {
-        return Ok(None);
-    };
-    view.last_seen = last_seen.overlay(client, view.last_seen);
-    let snaps = sqlx::query(sql::CLIENT_SNAPSHOTS)
-        .bind(client)
-        .fetch_all(&mut *conn)
-        .await?;
-    for (class, ids, mut snapshot) in each(&snaps, rows::snapshot_view)? {
-        snapshot.items = load_items(&mut *conn, &ids).await?;
-        rows::place_snapshot(&mut view, class, snapshot);
-    }
-    let mut listed = Vec::new();
-    for kind in ["resync", "event"] {
-        listed.push(
-            sqlx::query(sql::CLIENT_REQUESTS)
-                .bind(client)
-                .bind(kind)
-                .bind(rows::VIEW_LIMIT)
-                .fetch_all(&mut *conn)
-                .await?,
-        );
-    }
-    view.requests = each(&listed[0], rows::request_view)?;
-    view.events = each(&listed[1], rows::event_view)?;
-    Ok(Some(view))
-}
-
-/// The items with these ids, keyed by item key.
-pub(super) async fn load_items(conn: &mut PgConnection, ids: &[i64]) -> Result<Items, StoreError> {
-    let rows: Vec<(String, Vec<u8>)> =
-        sqlx::query_as("SELECT key, attrs FROM items WHERE id = ANY($1)")
-            .bind(ids)
-            .fetch_all(conn)
-            .await?;
-    let mut items = Items::new();
-    for (key, attrs) in rows {
-        items.insert(key, decode_attrs(&attrs)?);
-    }
-    if items.len() != ids.len() {
-        return Err(corrupt("snapshot item list"));
-    }
-    Ok(items)
-}
-
-pub(super) async fn history(
-    conn: &mut PgConnection,
-    site: &SiteCode,
-    key: &ClientKey,
-    query: &HistoryQuery,
-) -> Result<Option<Vec<HistoryEntry>>, StoreError> {
-    match row_of(&mut *conn, site, key).await? {
-        Some(client) => history_of(conn, client, query).await.map(Some),
-        None => Ok(None),
-    }
-}
-
-async fn history_of(
-    conn: &mut PgConnection,
-    client: i64,
-    query: &HistoryQuery,
-) -> Result<Vec<HistoryEntry>, StoreError> {
-    let found = sqlx::query(
-        "SELECT h.at, h.class, coalesce(n.key, o.key), o.attrs, n.attrs, h.full_report
-         FROM history h
-         LEFT JOIN items o ON o.id = h.old_item
-         LEFT JOIN items n ON n.id = h.new_item
-         WHERE h.client_id = $1
-           AND ($3::smallint IS NULL OR h.class = $3)
-           AND ($4::bigint IS NULL OR h.at >= $4)
-         ORDER BY h.id DESC LIMIT $2",
-    )
-    .bind(client)
-    .bind(rows::history_limit(query))
-    .bind(query.class.map(cls))
-    .bind(query.since.map(|t| t.0))
-    .fetch_all(conn)
-    .await?;
-    each(&found, rows::history_entry)
-}
 
 // ---------------------------------------------------------------------------------------------
 // Software across clients (the index and the pages are in `crate::software`)
@@ -924,18 +463,6 @@ pub(super) async fn software_lists(
         f(r.int(0)?, r.int(1)?, r.blob(2)?)?;
     }
     Ok(())
-}
-
-/// The rows of the clients owned by `site`.
-pub(super) async fn site_rows(
-    conn: &mut PgConnection,
-    site: &SiteCode,
-) -> Result<roaring::RoaringBitmap, StoreError> {
-    let found: Vec<i64> = sqlx::query_scalar(sql::SITE_ROWS)
-        .bind(site.as_str())
-        .fetch_all(&mut *conn)
-        .await?;
-    found.into_iter().map(rows::index_row).collect()
 }
 
 /// Offers the clients in name order, then site, to `f` until it returns false. They are read
@@ -996,5 +523,8 @@ pub(super) async fn list_owners(
         .bind(ids)
         .fetch_all(&mut *conn)
         .await?;
-    each(&found, |r| Ok((r.int(0)?, rows::list_owner(r, 1)?))).map(|o| o.into_iter().collect())
+    let owners = found
+        .iter()
+        .map(|r| Ok((r.int(0)?, rows::list_owner(r, 1)?)));
+    owners.collect()
 }

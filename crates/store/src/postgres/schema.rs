@@ -24,6 +24,7 @@ use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::SiteMeta;
 use crate::error::StoreError;
+use crate::exec;
 use crate::redact::redact_url;
 
 /// The schema version this program writes.
@@ -260,14 +261,10 @@ async fn schema_version(
             "its meta table is not invsync's (it has no text columns key and value)".to_string(),
         )));
     }
-    let raw: Option<String> =
-        sqlx::query_scalar("SELECT value FROM meta WHERE key = 'schema_version'")
-            .fetch_optional(conn)
-            .await?;
-    Ok(Some(match raw.map(|v| v.parse::<i64>()) {
-        Some(Ok(v)) => Ok(v),
-        _ => Err("its meta table has no valid schema_version".to_string()),
-    }))
+    let recorded = exec::recorded_schema_version(conn).await?;
+    Ok(Some(recorded.ok_or_else(|| {
+        "its meta table has no valid schema_version".to_string()
+    })))
 }
 
 /// Creates the schema for `meta` in the (empty) database at `url`.
@@ -290,13 +287,7 @@ pub(super) async fn create(url: &str, meta: &SiteMeta) -> Result<PgPool, StoreEr
     for step in MIGRATIONS {
         sqlx::raw_sql(step).execute(&mut *tx).await?;
     }
-    for (key, value) in crate::rows::new_site_meta(meta, SCHEMA_VERSION) {
-        sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2)")
-            .bind(key)
-            .bind(value)
-            .execute(&mut *tx)
-            .await?;
-    }
+    exec::write_meta(&mut *tx, Some(meta), SCHEMA_VERSION).await?;
     tx.commit().await?;
     let _ = conn.close().await;
     Ok(pool(opts))
@@ -335,10 +326,7 @@ pub(super) async fn open(url: &str) -> Result<PgPool, StoreError> {
         tracing::info!(from = v, to = v + 1, "Migrated the PostgreSQL schema.");
     }
     if from < SCHEMA_VERSION {
-        sqlx::query("UPDATE meta SET value = $1 WHERE key = 'schema_version'")
-            .bind(SCHEMA_VERSION.to_string())
-            .execute(&mut *tx)
-            .await?;
+        exec::write_meta(&mut *tx, None, SCHEMA_VERSION).await?;
     }
     tx.commit().await?;
     let _ = conn.close().await;

@@ -2,8 +2,8 @@
 //! read-only connections used from `spawn_blocking`, and the schema in WAL mode so that other
 //! processes (`invsite show`, `invsync` queueing directly) can use the same file at the same
 //! time. The SQL of this backend lives in `schema`, `queries` and (for the hierarchy of sites)
-//! `hierarchy`, beside the statements both dialects share (`crate::sql`); what rows mean is
-//! decided once for both backends in `crate::rows`.
+//! `hierarchy`, beside the statements both dialects share (`crate::sql`, run once for both by
+//! `crate::exec`); what rows mean is decided once for both backends in `crate::rows`.
 
 mod hierarchy;
 mod outbox;
@@ -16,9 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use invsync_proto::wire::{
-    CheckinResponse, ClientPage, ClientQuery, ClientSummary, ClientView, DownRequest,
-    ForwardOutcome, Forwarded, InstructionKind, Owner, PackagePage, PackageQuery, Queued,
-    ReportAck, RequestPage, RequestQuery, RequestView, SiteStatus, SoftwarePage, SoftwareQuery,
+    CheckinResponse, DownRequest, ForwardOutcome, Forwarded, Owner, PackagePage, PackageQuery,
+    Queued, ReportAck, SiteStatus, SoftwarePage, SoftwareQuery,
 };
 use invsync_proto::{Class, ClientName, Digest, SiteCode, Timestamp};
 use rusqlite::Connection;
@@ -27,17 +26,16 @@ use uuid::Uuid;
 
 use crate::cache::ItemCache;
 use crate::error::StoreError;
+use crate::exec;
 use crate::hierarchy as core;
 use crate::last_seen::LastSeen;
 use crate::plan::{Outcome, Plan, ReportInput, Resolver};
-use crate::rows::{ClientKey, unknown_id};
+use crate::rows::unknown_id;
 use crate::software::{Build, SoftwareIndex};
-use crate::{
-    Authenticated, ClientAuth, DownAccepted, Enrolled, Enrollment, HistoryEntry, HistoryQuery,
-    OutboxStats, SiteMeta,
-};
+use crate::{Authenticated, ClientAuth, DownAccepted, OutboxStats, SiteMeta};
 use hierarchy::{ForwardJob, Verdict};
-use queries::SqlItems;
+pub(crate) use queries::ready;
+use queries::{Lite, SqlItems};
 use writer::{Batch, FnJob, JobSender};
 
 /// How many reads may run at once, each on its own connection: enough to keep both cores busy
@@ -52,7 +50,7 @@ fn max_readers() -> usize {
 /// What the writer thread and the reading threads share.
 pub(crate) struct Shared {
     path: PathBuf,
-    site: SiteMeta,
+    pub site: SiteMeta,
     idle_readers: Mutex<Vec<Connection>>,
     pub cache: ItemCache,
     pub last_seen: LastSeen,
@@ -169,7 +167,7 @@ impl SqliteStore {
     }
 
     fn start(path: PathBuf, conn: Connection) -> Result<SqliteStore, StoreError> {
-        let site = queries::site_meta(&conn)?;
+        let site = ready(exec::site_meta(&mut Lite(&conn)))?;
         let shared = Arc::new(Shared {
             path,
             site,
@@ -234,6 +232,32 @@ impl SqliteStore {
         })
     }
 
+    /// Runs `f`, a read of `crate::exec`, on a read connection in one read transaction, so
+    /// that everything it reads belongs together (`Store`'s `view!`).
+    pub(crate) async fn view<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Lite<'_>, &Shared) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.read(move |conn, shared| {
+            let tx = conn.unchecked_transaction()?;
+            let out = f(&mut Lite(&tx), shared)?;
+            tx.commit()?;
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Runs `f`, a write of `crate::exec`, in the writer's next group (`Store`'s `change!`).
+    pub(crate) async fn change<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Lite<'_>, &Shared) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.write(move |conn, batch| f(&mut Lite(conn), batch.shared))
+            .await
+    }
+
     /// Runs `f` in the writer's next group and returns once that group is committed.
     async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
@@ -263,12 +287,6 @@ impl SqliteStore {
         self.shared.site.clone()
     }
 
-    pub async fn enroll(&self, e: &Enrollment) -> Result<Enrolled, StoreError> {
-        let e = e.clone();
-        self.write(move |conn, batch| queries::enroll(conn, &batch.shared.site.code, &e))
-            .await
-    }
-
     /// Writes the pending last-seen times now instead of at the writer's next second.
     pub async fn flush(&self) -> Result<(), StoreError> {
         let written = self
@@ -282,19 +300,19 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub async fn client_auth(&self, client_id: Uuid) -> Result<Option<ClientAuth>, StoreError> {
-        self.read_inline(|conn, shared| queries::client_auth(conn, &shared.site.code, client_id))
-    }
-
     pub async fn checkin(
         &self,
         client_id: Uuid,
         now: Timestamp,
     ) -> Result<CheckinResponse, StoreError> {
         let (client, response, to_pick) = self.read_inline(|conn, shared| {
-            let client = queries::own_client_row(conn, &shared.site.code, client_id)?
-                .ok_or_else(|| unknown_id(client_id))?;
-            let (response, to_pick) = checkin_read(conn, client)?;
+            let client = ready(exec::own_client_row(
+                &mut Lite(conn),
+                &shared.site.code,
+                client_id,
+            ))?
+            .ok_or_else(|| unknown_id(client_id))?;
+            let (response, to_pick) = ready(exec::checkin_read(&mut Lite(conn), client))?;
             Ok((client, response, to_pick))
         })?;
         self.checkin_write(client, to_pick, now).await?;
@@ -308,13 +326,16 @@ impl SqliteStore {
         now: Timestamp,
     ) -> Result<Authenticated<CheckinResponse>, StoreError> {
         let read = self.read_inline(|conn, shared| {
-            let Some((row, auth)) =
-                queries::client_credentials(conn, &shared.site.code, client_id)?
+            let Some((row, auth)) = ready(exec::client_credentials(
+                &mut Lite(conn),
+                &shared.site.code,
+                client_id,
+            ))?
             else {
                 return Ok(Err(Authenticated::Unknown));
             };
             Ok(match crate::authenticate(Some(auth), key_hash).accepted() {
-                Ok((auth, ())) => Ok((auth, row, checkin_read(conn, row)?)),
+                Ok((auth, ())) => Ok((auth, row, ready(exec::checkin_read(&mut Lite(conn), row))?)),
                 Err(refused) => Err(refused),
             })
         })?;
@@ -326,6 +347,19 @@ impl SqliteStore {
         Ok(Authenticated::Client(auth, response))
     }
 
+    /// A point read on the calling thread ([`Self::read_inline`]): reports and check-ins
+    /// by key ask it first.
+    pub async fn client_auth(&self, client_id: Uuid) -> Result<Option<ClientAuth>, StoreError> {
+        let found = self.read_inline(|conn, shared| {
+            ready(exec::client_credentials(
+                &mut Lite(conn),
+                &shared.site.code,
+                client_id,
+            ))
+        })?;
+        Ok(found.map(|(_, auth)| auth))
+    }
+
     /// What a check-in writes: only a check-in that picks something up writes (and waits for)
     /// a row; the common no-change check-in only records its last-seen time in memory.
     async fn checkin_write(
@@ -335,8 +369,10 @@ impl SqliteStore {
         now: Timestamp,
     ) -> Result<(), StoreError> {
         if !to_pick.is_empty() {
-            self.write(move |conn, _| queries::mark_picked_up(conn, client, &to_pick, now))
-                .await?;
+            self.write(move |conn, _| {
+                ready(exec::mark_picked_up(&mut Lite(conn), client, &to_pick, now))
+            })
+            .await?;
         }
         self.shared.last_seen.record(client, now);
         Ok(())
@@ -355,8 +391,11 @@ impl SqliteStore {
         let plan_report = move |conn: &Connection, shared: &Shared| {
             // Item lookups and the merge happen here, on a reading thread, so that the writer
             // only checks the plan still holds and writes it.
-            let Some((client, auth)) =
-                queries::client_credentials(conn, &shared.site.code, client_id)?
+            let Some((client, auth)) = ready(exec::client_credentials(
+                &mut Lite(conn),
+                &shared.site.code,
+                client_id,
+            ))?
             else {
                 return match key_hash {
                     Some(_) => Ok(Prepared::Refused(Authenticated::Unknown)),
@@ -429,54 +468,6 @@ impl SqliteStore {
         Ok(Authenticated::Client(auth, ack))
     }
 
-    /// Completes events (`ids` is not empty: the caller skips an empty list).
-    pub async fn complete_events(
-        &self,
-        id: Uuid,
-        ids: Vec<i64>,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        let client_id = id;
-        self.write(move |conn, batch| {
-            let client = queries::own_client_row(conn, &batch.shared.site.code, client_id)?
-                .ok_or_else(|| unknown_id(client_id))?;
-            queries::complete_events(conn, client, &ids, now)
-        })
-        .await
-    }
-
-    pub async fn revoke(&self, name: &ClientName) -> Result<bool, StoreError> {
-        let name = name.clone();
-        self.write(move |conn, batch| queries::revoke(conn, &batch.shared.site.code, &name))
-            .await
-    }
-
-    pub async fn queue(
-        &self,
-        name: ClientName,
-        kind: InstructionKind,
-        at: Timestamp,
-    ) -> Result<Queued, StoreError> {
-        self.write(move |conn, batch| {
-            queries::queue_request(conn, &batch.shared.site.code, &name, &kind, at)
-        })
-        .await
-    }
-
-    pub async fn clients(&self) -> Result<Vec<ClientSummary>, StoreError> {
-        self.read(|conn, shared| {
-            let clients = queries::clients(conn)?;
-            Ok(crate::rows::with_last_seen(&shared.last_seen, clients))
-        })
-        .await
-    }
-
-    pub async fn requests_page(&self, q: &RequestQuery) -> Result<RequestPage, StoreError> {
-        let q = q.clone();
-        self.read(move |conn, _| queries::requests_page(conn, &q))
-            .await
-    }
-
     pub async fn software(&self, q: &SoftwareQuery) -> Result<SoftwarePage, StoreError> {
         self.software_index_ready().await?;
         let q = q.clone();
@@ -512,45 +503,6 @@ impl SqliteStore {
                 shared.software.fail_build(&e.to_string());
             }
         });
-    }
-
-    pub async fn clients_page(&self, q: &ClientQuery) -> Result<ClientPage, StoreError> {
-        let q = q.clone();
-        self.read(move |conn, shared| {
-            let (total, rows) = queries::clients_page(conn, &q)?;
-            Ok(ClientPage {
-                total,
-                offset: q.offset,
-                clients: crate::rows::with_last_seen(&shared.last_seen, rows),
-            })
-        })
-        .await
-    }
-
-    pub async fn client_view(&self, key: ClientKey) -> Result<Option<ClientView>, StoreError> {
-        self.read(move |conn, shared| {
-            let found = queries::client_view(conn, &shared.site.code, &key)?;
-            Ok(found.map(|(row, mut v)| {
-                v.last_seen = shared.last_seen.overlay(row, v.last_seen);
-                v
-            }))
-        })
-        .await
-    }
-
-    pub async fn history(
-        &self,
-        key: ClientKey,
-        query: &HistoryQuery,
-    ) -> Result<Option<Vec<HistoryEntry>>, StoreError> {
-        let query = query.clone();
-        self.read(move |conn, shared| queries::history(conn, &shared.site.code, &key, &query))
-            .await
-    }
-
-    pub async fn request_state(&self, id: i64) -> Result<Option<RequestView>, StoreError> {
-        self.read(move |conn, _| queries::request_state(conn, id))
-            .await
     }
 
     pub async fn find_clients(&self, name: &ClientName) -> Result<Vec<Owner>, StoreError> {
@@ -826,14 +778,6 @@ where
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| StoreError::Database(format!("a database task failed: {e}")))?
-}
-
-/// What a check-in reads once the client is known: its open requests (and which of them it
-/// picks up now) and the site's version and hash per class.
-fn checkin_read(conn: &Connection, client: i64) -> Result<(CheckinResponse, Vec<i64>), StoreError> {
-    let open = queries::open_requests(conn, client)?;
-    let classes = queries::class_states(conn, client)?;
-    Ok(crate::rows::checkin_response(open, classes))
 }
 
 #[cfg(test)]

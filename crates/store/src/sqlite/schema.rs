@@ -9,10 +9,12 @@ use std::fs::OpenOptions;
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags};
 
+use super::queries::{Lite, ready};
 use crate::SiteMeta;
 use crate::error::StoreError;
+use crate::exec;
 
 /// The schema version this program writes; `migrate` brings older files up to it.
 pub(super) const SCHEMA_VERSION: i64 = 5;
@@ -330,16 +332,9 @@ fn schema_version(conn: &Connection) -> Result<Option<i64>, StoreError> {
     if has_meta == 0 {
         return Ok(None);
     }
-    let raw: Option<String> = conn
-        .query_row(
-            "SELECT value FROM meta WHERE key = 'schema_version'",
-            [],
-            |r| r.get(0),
-        )
-        .optional()?;
-    match raw.map(|v| v.parse::<i64>()) {
-        Some(Ok(v)) => Ok(Some(v)),
-        _ => Err(StoreError::Database(
+    match ready(exec::recorded_schema_version(&mut Lite(conn)))? {
+        Some(v) => Ok(Some(v)),
+        None => Err(StoreError::Database(
             "the meta table has no valid schema_version".to_string(),
         )),
     }
@@ -373,16 +368,8 @@ fn migrate(conn: &Connection, new_site: Option<&SiteMeta>) -> Result<(), StoreEr
                 tracing::info!(from = v, to = v + 1, "Migrated the database schema.");
             }
         }
-        if let Some(meta) = new_site {
-            let mut st = conn.prepare("INSERT INTO meta (key, value) VALUES (?1, ?2)")?;
-            for (key, value) in crate::rows::new_site_meta(meta, SCHEMA_VERSION) {
-                st.execute(params![key, value])?;
-            }
-        } else if from < SCHEMA_VERSION {
-            conn.execute(
-                "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
-                [SCHEMA_VERSION.to_string()],
-            )?;
+        if new_site.is_some() || from < SCHEMA_VERSION {
+            ready(exec::write_meta(&mut Lite(conn), new_site, SCHEMA_VERSION))?;
         }
         Ok(())
     })();
