@@ -24,6 +24,7 @@ use crate::DownAccepted;
 use crate::error::StoreError;
 use crate::ingest::PreparedItems;
 use crate::plan::{InputBody, ReportInput};
+use crate::rows::Stamp;
 pub(crate) use crate::rows::{Cols, corrupt};
 
 /// The statements of the hierarchy that read the same in SQLite and PostgreSQL.
@@ -102,6 +103,20 @@ pub(crate) mod sql {
         "INSERT INTO requests (client_id, kind, arg, requested_at, origin, route)
          VALUES ($1, 'resync', $2, $3, $4, $5)
          ON CONFLICT (origin) WHERE origin IS NOT NULL DO NOTHING RETURNING id";
+    /// A client of another id than `$3` holding the name `$2` at the owner `$1`: a stale record.
+    pub const STALE_CLIENT: &str =
+        "SELECT id, uuid FROM clients WHERE site_code = $1 AND name = $2 AND uuid <> $3";
+    /// The row of a forwarded client, created or brought up to date from its record. The key
+    /// hash `$5` is zeros: such a client never authenticates here (`client_auth` only looks at
+    /// this site's own clients, and no key hashes to zeros).
+    pub const ENSURE_CLIENT: &str =
+        "INSERT INTO clients (uuid, name, site_code, machine_id, key_hash, enrolled_at)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (uuid) DO UPDATE SET name = excluded.name, machine_id = excluded.machine_id,
+             enrolled_at = excluded.enrolled_at
+         RETURNING id";
+    /// The row id, name and owner of any client this site holds, by client id.
+    pub const CLIENT_OWNER: &str = "SELECT id, name, site_code FROM clients WHERE uuid = $1";
     /// Everything stored of a client, in an order the foreign keys allow.
     pub const DELETE_CLIENT: [&str; 5] = [
         "DELETE FROM outbox WHERE client_id = $1",
@@ -167,6 +182,18 @@ pub(crate) struct ForwardMeta {
 }
 
 impl ForwardMeta {
+    /// How an applied change is stamped: with the owner's version and times, and remembered as
+    /// the owner's version and hash, which is how a resent change is recognised.
+    pub fn stamp(&self, input: &ReportInput) -> Stamp {
+        let mark = crate::rows::forwarded_mark(self.version, &input.hash);
+        Stamp {
+            version: Some(self.version),
+            at: self.updated_at,
+            full_at: self.full_at,
+            remember: (mark, crate::rows::RECENT_FORWARDED),
+        }
+    }
+
     pub fn refused(&self, reason: String) -> ForwardOutcome {
         ForwardOutcome::Refused {
             seq: self.seq,

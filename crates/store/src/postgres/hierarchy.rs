@@ -16,7 +16,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::outbox::{class_col, enqueue, forwarding, lock_topology, meta_value, set_meta_value};
-use super::queries::{self, Inserted, PgUuid, Stamp, load_items, snapshot_row};
+use super::queries::{self, Inserted, PgUuid, load_items, snapshot_row};
 use super::schema::{LOCK_CLASS, LOCK_DELIVERY};
 use crate::cache::ItemCache;
 use crate::codec::decode_ids;
@@ -314,50 +314,31 @@ async fn delete_client(
     Ok(())
 }
 
-/// The row of a forwarded client, created or brought up to date (a stale client of another id
-/// with the same owner and name is removed first).
+/// The row of a forwarded client (see the SQLite backend's `ensure_client`).
 async fn ensure_client(
     conn: &mut PgConnection,
     inserted: &mut Inserted,
     record: &ClientRecord,
 ) -> Result<i64, StoreError> {
-    let stale: Option<(i64, PgUuid)> = sqlx::query_as(
-        "SELECT id, uuid FROM clients WHERE site_code = $1 AND name = $2 AND uuid <> $3",
-    )
-    .bind(record.site.as_str())
-    .bind(record.name.as_str())
-    .bind(PgUuid(record.id))
-    .fetch_optional(&mut *conn)
-    .await?;
+    let stale: Option<(i64, PgUuid)> = sqlx::query_as(sql::STALE_CLIENT)
+        .bind(record.site.as_str())
+        .bind(record.name.as_str())
+        .bind(PgUuid(record.id))
+        .fetch_optional(&mut *conn)
+        .await?;
     if let Some((row, PgUuid(old))) = stale {
         delete_client(&mut *conn, inserted, row).await?;
         core::log_stale(record, old);
     }
-    if let Some(row) = queries::client_row(&mut *conn, record.id).await? {
-        sqlx::query(
-            "UPDATE clients SET name = $1, machine_id = $2, enrolled_at = $3 WHERE id = $4",
-        )
+    Ok(sqlx::query_scalar(sql::ENSURE_CLIENT)
+        .bind(PgUuid(record.id))
         .bind(record.name.as_str())
+        .bind(record.site.as_str())
         .bind(&record.machine_id)
+        .bind([0u8; 32].as_slice())
         .bind(record.enrolled_at.0)
-        .bind(row)
-        .execute(conn)
-        .await?;
-        return Ok(row);
-    }
-    // A key hash of zeros: such a client never authenticates here.
-    Ok(sqlx::query_scalar(
-        "INSERT INTO clients (uuid, name, site_code, machine_id, key_hash, enrolled_at)
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-    )
-    .bind(PgUuid(record.id))
-    .bind(record.name.as_str())
-    .bind(record.site.as_str())
-    .bind(&record.machine_id)
-    .bind(vec![0u8; 32])
-    .bind(record.enrolled_at.0)
-    .fetch_one(conn)
-    .await?)
+        .fetch_one(conn)
+        .await?)
 }
 
 /// Records the resync requests a forwarded change completed at the owner (see the SQLite
@@ -448,26 +429,9 @@ pub(super) async fn apply_forwarded(
         Outcome::Write(change) => change,
     };
     let client = ensure_client(&mut *conn, inserted, &meta.client).await?;
-    // Remembered as the owner's version and hash: how a resent change is recognised.
-    let mark = queries::forwarded_mark(meta.version, &input.hash);
-    let remember = (mark, queries::RECENT_FORWARDED);
-    let (version, at, full_at) = (Some(meta.version), meta.updated_at, meta.full_at);
-    let stamp = Stamp {
-        version,
-        at,
-        full_at,
-        remember,
-    };
-    let written = queries::write_change(
-        &mut *conn,
-        inserted,
-        client,
-        input,
-        row.as_ref(),
-        change,
-        &stamp,
-    )
-    .await?;
+    let (stamp, row) = (meta.stamp(input), row.as_ref());
+    let written =
+        queries::write_change(&mut *conn, inserted, client, input, row, change, &stamp).await?;
     record_completed(&mut *conn, client, &core::completions(own, meta)).await?;
     if forwarding(&mut *conn).await? {
         let applied = (written.version, written.full_at);
@@ -484,7 +448,7 @@ async fn client_owner(
     conn: &mut PgConnection,
     client_id: Uuid,
 ) -> Result<Option<(i64, ClientName, SiteCode)>, StoreError> {
-    let row = sqlx::query("SELECT id, name, site_code FROM clients WHERE uuid = $1")
+    let row = sqlx::query(sql::CLIENT_OWNER)
         .bind(PgUuid(client_id))
         .fetch_optional(conn)
         .await?;

@@ -26,9 +26,7 @@ use crate::last_seen::LastSeen;
 use crate::plan::{self, Change, Current, Outcome, ReportInput, Resolver};
 use crate::prefetch::{self, Lookups, Prefetched};
 use crate::rows::{self, ClientKey, Cols, OpenRequest, WriteSet};
-pub(super) use crate::rows::{
-    RECENT_FORWARDED, SnapshotRow, Stamp, Written, corrupt, forwarded_mark,
-};
+pub(super) use crate::rows::{SnapshotRow, Stamp, Written, corrupt};
 use crate::sql;
 use crate::{ClientAuth, Enrolled, Enrollment, HistoryEntry, HistoryQuery, SiteMeta};
 

@@ -13,7 +13,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
 use super::outbox::{enqueue, forwarding, meta_value, set_meta_value};
-use super::queries::{self, SnapshotRow, Stamp, id_array, load_items, snapshot_row};
+use super::queries::{self, SnapshotRow, id_array, load_items, snapshot_row};
 use super::writer::Batch;
 use crate::codec::{class_code, decode_ids};
 use crate::error::StoreError;
@@ -339,57 +339,35 @@ fn delete_client(conn: &Connection, batch: &mut Batch<'_>, client: i64) -> Resul
     Ok(())
 }
 
-/// The row of a forwarded client, created or brought up to date from its record. A client of
-/// another id holding the same name at the same owner is a stale record (the owner re-created
-/// its client) and is removed first, since names are unique per owning site.
+/// The row of a forwarded client, created or brought up to date from its record
+/// (`sql::ENSURE_CLIENT`). A client of another id holding the same name at the same owner is a
+/// stale record (the owner re-created its client) and is removed first, since names are unique
+/// per owning site.
 fn ensure_client(
     conn: &Connection,
     batch: &mut Batch<'_>,
     record: &ClientRecord,
 ) -> Result<i64, StoreError> {
-    let id_bytes = record.id.as_bytes().as_slice();
+    let (id, site, name) = (
+        record.id.as_bytes().as_slice(),
+        record.site.as_str(),
+        record.name.as_str(),
+    );
     let stale: Option<(i64, Vec<u8>)> = conn
-        .prepare_cached(
-            "SELECT id, uuid FROM clients WHERE site_code = ?1 AND name = ?2 AND uuid != ?3",
-        )?
-        .query_row(
-            params![record.site.as_str(), record.name.as_str(), id_bytes],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        .prepare_cached(sql::STALE_CLIENT)?
+        .query_row(params![site, name, id], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     if let Some((row, uuid)) = stale {
         delete_client(conn, batch, row)?;
-        core::log_stale(
-            record,
-            Uuid::from_slice(&uuid).map_err(|_| core::corrupt("client id"))?,
-        );
+        let old = Uuid::from_slice(&uuid).map_err(|_| core::corrupt("client id"))?;
+        core::log_stale(record, old);
     }
-    if let Some(row) = queries::client_row(conn, record.id)? {
-        conn.prepare_cached(
-            "UPDATE clients SET name = ?1, machine_id = ?2, enrolled_at = ?3 WHERE id = ?4",
-        )?
-        .execute(params![
-            record.name.as_str(),
-            record.machine_id,
-            record.enrolled_at.0,
-            row
-        ])?;
-        return Ok(row);
-    }
-    // A key hash of zeros: such a client never authenticates here (`client_auth` only looks
-    // at this site's own clients, and no key hashes to zeros).
-    conn.prepare_cached(
-        "INSERT INTO clients (uuid, name, site_code, machine_id, key_hash, enrolled_at)
-         VALUES (?1, ?2, ?3, ?4, zeroblob(32), ?5)",
-    )?
-    .execute(params![
-        id_bytes,
-        record.name.as_str(),
-        record.site.as_str(),
-        record.machine_id,
-        record.enrolled_at.0
-    ])?;
-    Ok(conn.last_insert_rowid())
+    let (machine, at) = (&record.machine_id, record.enrolled_at.0);
+    Ok(conn
+        .prepare_cached(sql::ENSURE_CLIENT)?
+        .query_row(params![id, name, site, machine, [0u8; 32], at], |r| {
+            r.get(0)
+        })?)
 }
 
 /// Records the resync requests a forwarded change completed at the owner (`core::target`):
@@ -448,16 +426,7 @@ pub(super) fn apply_forwarded(
         Outcome::Write(change) => change,
     };
     let client = ensure_client(conn, batch, &meta.client)?;
-    // Remembered as the owner's version and hash: how a resent change is recognised.
-    let mark = queries::forwarded_mark(meta.version, &input.hash);
-    let remember = (mark, queries::RECENT_FORWARDED);
-    let (version, at, full_at) = (Some(meta.version), meta.updated_at, meta.full_at);
-    let stamp = Stamp {
-        version,
-        at,
-        full_at,
-        remember,
-    };
+    let stamp = meta.stamp(input);
     let written = queries::write_change(conn, batch, client, input, row.as_ref(), change, &stamp)?;
     record_completed(conn, client, &core::completions(&own, meta))?;
     if forwarding(conn)? {
@@ -476,7 +445,7 @@ fn client_owner(
     conn: &Connection,
     client_id: Uuid,
 ) -> Result<Option<(i64, ClientName, SiteCode)>, StoreError> {
-    let mut st = conn.prepare_cached("SELECT id, name, site_code FROM clients WHERE uuid = ?1")?;
+    let mut st = conn.prepare_cached(sql::CLIENT_OWNER)?;
     let mut rows = st.query([client_id.as_bytes().as_slice()])?;
     rows.next()?
         .map(|row| Ok((row.int(0)?, row.name(1)?, row.site(2)?)))
@@ -501,31 +470,19 @@ pub(super) fn queue_routed(
     if let Some(e) = core::own_client_refusal(own, &owner, &name) {
         return Err(e);
     }
+    let (kind, arg) = ("resync", class.as_str());
     let created: Option<i64> = conn
-        .prepare_cached(
-            "INSERT INTO requests (client_id, kind, arg, requested_at, route)
-             VALUES (?1, 'resync', ?2, ?3, ?4)
-             ON CONFLICT (client_id, kind, arg)
-                 WHERE picked_up_at IS NULL AND completed_at IS NULL AND origin IS NULL
-             DO NOTHING RETURNING id",
-        )?
-        .query_row(
-            params![client, class.as_str(), now.0, owner.as_str()],
-            |r| r.get(0),
-        )
+        .prepare_cached(crate::sql::QUEUE_REQUEST)?
+        .query_row(params![client, kind, arg, now.0, owner.as_str()], |r| {
+            r.get(0)
+        })
         .optional()?;
     let (id, requested_at, created) = match created {
         Some(id) => (id, now, true),
         None => {
-            let (id, at) = conn
-                .prepare_cached(
-                    "SELECT id, requested_at FROM requests
-                     WHERE client_id = ?1 AND kind = 'resync' AND arg = ?2
-                       AND picked_up_at IS NULL AND completed_at IS NULL AND origin IS NULL",
-                )?
-                .query_row(params![client, class.as_str()], |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
-                })?;
+            let (id, at): (i64, i64) = conn
+                .prepare_cached(crate::sql::PENDING_REQUEST)?
+                .query_row(params![client, kind, arg], |r| Ok((r.get(0)?, r.get(1)?)))?;
             (id, Timestamp(at), false)
         }
     };

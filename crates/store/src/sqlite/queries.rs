@@ -24,9 +24,7 @@ use crate::codec::{PreparedItem, class_code, class_from_code, decode_attrs, dige
 use crate::error::StoreError;
 use crate::plan::{self, Change, ItemSource, Outcome, Plan, ReportInput, Resolver};
 use crate::rows::{self, ClientKey, Cols, OpenRequest, WriteSet};
-pub(super) use crate::rows::{
-    RECENT_FORWARDED, SnapshotRow, Stamp, Written, corrupt, forwarded_mark,
-};
+pub(super) use crate::rows::{SnapshotRow, Stamp, Written, corrupt};
 use crate::sql;
 use crate::{ClientAuth, Enrolled, Enrollment, HistoryEntry, HistoryQuery, SiteMeta};
 
