@@ -29,6 +29,9 @@ pub(crate) use crate::rows::{Cols, corrupt};
 
 /// The statements of the hierarchy that read the same in SQLite and PostgreSQL.
 pub(crate) mod sql {
+    pub const META: &str = "SELECT value FROM meta WHERE key = $1";
+    pub const SET_META: &str = "INSERT INTO meta (key, value) VALUES ($1, $2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value";
     /// The columns [`super::forwarded`] reads, in its order, the oldest entries first.
     pub const OUTBOX_BATCH: &str =
         "SELECT o.seq, c.uuid, c.name, c.site_code, c.machine_id, c.enrolled_at,
@@ -49,6 +52,10 @@ pub(crate) mod sql {
          SELECT client_id, class, version, hash, full_at, updated_at, coalesce($1, updated_at),
                 NULL, items, NULL, $2
          FROM snapshots WHERE client_id = $3 AND class = $4";
+    /// A client's outbox entries of class `$2`, dropped for a full entry when a snapshot exists
+    /// to replace them with ([`OUTBOX_RESYNC`]).
+    pub const OUTBOX_DROP: &str = "DELETE FROM outbox WHERE client_id = $1 AND class = $2
+           AND EXISTS (SELECT 1 FROM snapshots WHERE client_id = $1 AND class = $2)";
     /// The columns [`super::owner`] reads: every client named `$1`, at any site.
     pub const FIND_CLIENTS: &str = "SELECT c.uuid, c.name, c.site_code, s.url FROM clients c
          LEFT JOIN sites s ON s.code = c.site_code
@@ -117,6 +124,7 @@ pub(crate) mod sql {
          RETURNING id";
     /// The row id, name and owner of any client this site holds, by client id.
     pub const CLIENT_OWNER: &str = "SELECT id, name, site_code FROM clients WHERE uuid = $1";
+    pub const BY_ORIGIN: &str = "SELECT id FROM requests WHERE origin = $1";
     /// Everything stored of a client, in an order the foreign keys allow.
     pub const DELETE_CLIENT: [&str; 5] = [
         "DELETE FROM outbox WHERE client_id = $1",
@@ -125,6 +133,78 @@ pub(crate) mod sql {
         "DELETE FROM snapshots WHERE client_id = $1",
         "DELETE FROM clients WHERE id = $1",
     ];
+}
+
+/// A parameter of a hierarchy statement, bound by each backend as its dialect stores the type
+/// (`sqlite::outbox` and `postgres::outbox` hold the two binders). The arguments of a
+/// statement are built here once, in [`sql`]'s order, so the backends hold no bind lists.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Arg<'a> {
+    Int(i64),
+    OptInt(Option<i64>),
+    Flag(bool),
+    Text(&'a str),
+    OptText(Option<&'a str>),
+    Blob(&'a [u8]),
+    /// A client id (16 bytes in SQLite, a `uuid` in PostgreSQL).
+    Uuid(Uuid),
+    /// A class's stored code (an integer in SQLite, a `smallint` in PostgreSQL).
+    Class(Class),
+}
+
+/// The arguments of [`sql::SITE_UPSERT`]: the status `s` as `via` reported it at `now`.
+pub(crate) fn site_args<'a>(s: &'a SiteStatus, via: &'a SiteCode, now: Timestamp) -> [Arg<'a>; 12] {
+    [
+        Arg::Text(s.code.as_str()),
+        Arg::Text(&s.name),
+        Arg::OptText(s.parent.as_ref().map(SiteCode::as_str)),
+        Arg::OptText(s.url.as_deref()),
+        Arg::Int(s.clients),
+        Arg::Int(s.outbox_depth),
+        Arg::OptInt(s.outbox_oldest.map(|t| t.0)),
+        Arg::OptInt(s.last_forwarded.map(|t| t.0)),
+        Arg::Flag(s.accepts_parent_requests),
+        Arg::Int(s.reported_at.0),
+        Arg::Text(via.as_str()),
+        Arg::Int(now.0),
+    ]
+}
+
+/// The arguments of [`sql::STALE_CLIENT`] and [`sql::ENSURE_CLIENT`] for a forwarded client.
+pub(crate) fn client_args(record: &ClientRecord) -> ([Arg<'_>; 3], [Arg<'_>; 6]) {
+    const NO_KEY: [u8; 32] = [0; 32];
+    let (id, name, site) = (
+        Arg::Uuid(record.id),
+        record.name.as_str(),
+        record.site.as_str(),
+    );
+    let stale = [Arg::Text(site), Arg::Text(name), id];
+    let machine = Arg::Text(&record.machine_id);
+    let at = Arg::Int(record.enrolled_at.0);
+    let upsert = [
+        id,
+        Arg::Text(name),
+        Arg::Text(site),
+        machine,
+        Arg::Blob(&NO_KEY),
+        at,
+    ];
+    (stale, upsert)
+}
+
+impl Target {
+    /// The request's id or origin, `$3` of the statements that find it (`sql::FORWARDED_*`,
+    /// `sql::COMPLETE_HERE` / `sql::COMPLETE_RELAYED`), and the first of `(here, origin)`
+    /// that matches.
+    pub fn arg<'a>(
+        &'a self,
+        (here, origin): (&'static str, &'static str),
+    ) -> (&'static str, Arg<'a>) {
+        match self {
+            Target::Here(id) => (here, Arg::Int(*id)),
+            Target::Origin(o) => (origin, Arg::Text(o)),
+        }
+    }
 }
 
 /// The `meta` key of the forwarding switch: "1" when accepted changes go into the outbox.
@@ -637,6 +717,23 @@ pub(crate) struct OutboxRow {
 }
 
 impl OutboxRow {
+    /// The arguments of [`sql::OUTBOX_INSERT`] for the entry `e`.
+    pub fn args<'a>(&'a self, e: &'a Entry<'_>) -> [Arg<'a>; 11] {
+        [
+            Arg::Int(e.client),
+            Arg::Class(e.input.class),
+            Arg::Int(self.version),
+            Arg::Blob(self.hash.0.as_slice()),
+            Arg::Int(self.full_at),
+            Arg::Int(self.updated_at),
+            Arg::Int(self.accepted_at),
+            Arg::OptInt(self.base_version),
+            Arg::Blob(e.body_ids),
+            Arg::OptText(self.removed.as_deref()),
+            Arg::OptText(self.completed.as_deref()),
+        ]
+    }
+
     /// What the outbox records of an accepted change, accepted at `accepted_at`.
     pub fn of(e: &Entry<'_>, accepted_at: Timestamp) -> Result<OutboxRow, StoreError> {
         let (base_version, removed) = match &e.input.body {
@@ -792,6 +889,48 @@ pub(crate) struct Completion<'a> {
     pub requested_at: i64,
     pub picked_up_at: Option<i64>,
     pub completed_at: i64,
+}
+
+impl Completion<'_> {
+    /// The statement that completes this request where its [`Target`] finds it, with its
+    /// arguments.
+    pub fn args(&self, client: i64) -> (&'static str, Vec<Arg<'_>>) {
+        let (picked, at) = (Arg::OptInt(self.picked_up_at), Arg::Int(self.completed_at));
+        let (sql, found) = self.target.arg((sql::COMPLETE_HERE, sql::COMPLETE_RELAYED));
+        let mut args = vec![picked, at, found, Arg::Int(client)];
+        if let Target::Here(_) = self.target {
+            args.push(Arg::Text(self.class));
+        }
+        (sql, args)
+    }
+
+    /// The arguments of [`sql::COMPLETE_NEW`]: a request found by origin that no row holds.
+    pub fn new_args(&self, client: i64) -> [Arg<'_>; 6] {
+        let (_, origin) = self.target.arg(("", ""));
+        [
+            Arg::Int(client),
+            Arg::Text(self.class),
+            Arg::Int(self.requested_at),
+            Arg::OptInt(self.picked_up_at),
+            Arg::Int(self.completed_at),
+            origin,
+        ]
+    }
+}
+
+/// The statement that marks one completed request of `client` forwarded to the parent, with its
+/// arguments (`target` and `class` from [`forwarded_targets`]).
+pub(crate) fn forwarded_args<'a>(
+    acked: &'a Acked,
+    client: i64,
+    (target, class): &'a (Target, &'a str),
+) -> (&'static str, [Arg<'a>; 5]) {
+    let (sql, found) = target.arg((sql::FORWARDED_HERE, sql::FORWARDED_ORIGIN));
+    let (now, parent) = (Arg::Int(acked.now.0), Arg::OptText(acked.parent()));
+    (
+        sql,
+        [now, parent, found, Arg::Int(client), Arg::Text(class)],
+    )
 }
 
 /// The requests the change `meta` completed at its owner, as the site `own` records them. A

@@ -15,14 +15,16 @@ use invsync_proto::{Class, ClientName, Digest, SiteCode, Timestamp};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::outbox::{class_col, enqueue, forwarding, lock_topology, meta_value, set_meta_value};
+use super::outbox::{
+    args, class_col, enqueue, first_int, forwarding, lock_topology, meta_value, run, set_meta_value,
+};
 use super::queries::{self, Inserted, PgUuid, load_items, snapshot_row};
 use super::schema::{LOCK_CLASS, LOCK_DELIVERY};
 use crate::cache::ItemCache;
 use crate::codec::decode_ids;
 use crate::error::StoreError;
 use crate::hierarchy::{
-    self as core, Acked, ChildToken, Cols, Completion, Delivery, ForwardMeta, LAST_FORWARDED,
+    self as core, Acked, Arg, ChildToken, Cols, Completion, Delivery, ForwardMeta, LAST_FORWARDED,
     RouteDown, SiteReport, TakeDown, Target, sql,
 };
 use crate::plan::{Outcome, ReportInput};
@@ -89,18 +91,9 @@ async fn mark_forwarded(
         .fetch_optional(&mut *conn)
         .await?;
     let Some(owner) = owner else { return Ok(()) };
-    for (target, class) in core::forwarded_targets(own, &owner, completed) {
-        let query = match target {
-            Target::Here(id) => sqlx::query(sql::FORWARDED_HERE)
-                .bind(acked.now.0)
-                .bind(acked.parent())
-                .bind(id),
-            Target::Origin(origin) => sqlx::query(sql::FORWARDED_ORIGIN)
-                .bind(acked.now.0)
-                .bind(acked.parent())
-                .bind(origin),
-        };
-        query.bind(client).bind(class).execute(&mut *conn).await?;
+    for found in core::forwarded_targets(own, &owner, completed) {
+        let (sql, args) = core::forwarded_args(acked, client, &found);
+        run(&mut *conn, sql, &args).await?;
     }
     Ok(())
 }
@@ -125,23 +118,11 @@ pub(super) async fn outbox_resync(
     .fetch_all(&mut *conn)
     .await?;
     let (accepted_at, completed) = core::resync_entry(&dropped)?;
-    // Only when there is a snapshot to replace them with.
-    sqlx::query(
-        "DELETE FROM outbox WHERE client_id = $1 AND class = $2
-           AND EXISTS (SELECT 1 FROM snapshots WHERE client_id = $1 AND class = $2)",
-    )
-    .bind(client)
-    .bind(code)
-    .execute(&mut *conn)
-    .await?;
-    let appended = sqlx::query(sql::OUTBOX_RESYNC)
-        .bind(accepted_at)
-        .bind(completed)
-        .bind(client)
-        .bind(code)
-        .execute(&mut *conn)
-        .await?;
-    Ok(appended.rows_affected() == 1)
+    let (client, class) = (Arg::Int(client), Arg::Class(class));
+    run(&mut *conn, sql::OUTBOX_DROP, &[client, class]).await?;
+    let (at, done) = (Arg::OptInt(accepted_at), Arg::OptText(completed.as_deref()));
+    let appended = run(conn, sql::OUTBOX_RESYNC, &[at, done, client, class]).await?;
+    Ok(appended == 1)
 }
 
 pub(super) async fn outbox_stats(conn: &mut PgConnection) -> Result<OutboxStats, StoreError> {
@@ -189,12 +170,12 @@ pub(super) async fn set_child_token(
     if let Some(e) = core::child_token_conflict(own, code, recorded.as_deref()) {
         return Err(e);
     }
-    sqlx::query(sql::CHILD_TOKEN_UPSERT)
-        .bind(code.as_str())
-        .bind(key_hash.0.as_slice())
-        .bind(now.0)
-        .execute(conn)
-        .await?;
+    let args = [
+        Arg::Text(code.as_str()),
+        Arg::Blob(&key_hash.0),
+        Arg::Int(now.0),
+    ];
+    run(conn, sql::CHILD_TOKEN_UPSERT, &args).await?;
     Ok(())
 }
 
@@ -236,21 +217,7 @@ pub(super) async fn record_site_status(
         if let Some(e) = code_conflict(&mut *conn, own, via, &s.code).await? {
             return Err(e);
         }
-        sqlx::query(sql::SITE_UPSERT)
-            .bind(s.code.as_str())
-            .bind(&s.name)
-            .bind(s.parent.as_ref().map(SiteCode::as_str))
-            .bind(&s.url)
-            .bind(s.clients)
-            .bind(s.outbox_depth)
-            .bind(s.outbox_oldest.map(|t| t.0))
-            .bind(s.last_forwarded.map(|t| t.0))
-            .bind(s.accepts_parent_requests)
-            .bind(s.reported_at.0)
-            .bind(via.as_str())
-            .bind(now.0)
-            .execute(&mut *conn)
-            .await?;
+        run(&mut *conn, sql::SITE_UPSERT, &core::site_args(s, via, now)).await?;
     }
     Ok(())
 }
@@ -320,25 +287,16 @@ async fn ensure_client(
     inserted: &mut Inserted,
     record: &ClientRecord,
 ) -> Result<i64, StoreError> {
-    let stale: Option<(i64, PgUuid)> = sqlx::query_as(sql::STALE_CLIENT)
-        .bind(record.site.as_str())
-        .bind(record.name.as_str())
-        .bind(PgUuid(record.id))
+    let (stale_args, upsert) = core::client_args(record);
+    let stale: Option<(i64, PgUuid)> = sqlx::query_as_with(sql::STALE_CLIENT, args(&stale_args)?)
         .fetch_optional(&mut *conn)
         .await?;
     if let Some((row, PgUuid(old))) = stale {
         delete_client(&mut *conn, inserted, row).await?;
         core::log_stale(record, old);
     }
-    Ok(sqlx::query_scalar(sql::ENSURE_CLIENT)
-        .bind(PgUuid(record.id))
-        .bind(record.name.as_str())
-        .bind(record.site.as_str())
-        .bind(&record.machine_id)
-        .bind([0u8; 32].as_slice())
-        .bind(record.enrolled_at.0)
-        .fetch_one(conn)
-        .await?)
+    let row = first_int(conn, sql::ENSURE_CLIENT, &upsert).await?;
+    row.ok_or_else(|| core::corrupt("client row"))
 }
 
 /// Records the resync requests a forwarded change completed at the owner (see the SQLite
@@ -349,40 +307,12 @@ async fn record_completed(
     done: &[Completion<'_>],
 ) -> Result<(), StoreError> {
     for c in done {
-        let origin = match &c.target {
-            Target::Here(id) => {
-                let n = sqlx::query(sql::COMPLETE_HERE)
-                    .bind(c.picked_up_at)
-                    .bind(c.completed_at)
-                    .bind(id)
-                    .bind(client)
-                    .bind(c.class)
-                    .execute(&mut *conn)
-                    .await?
-                    .rows_affected();
-                core::log_completed_here(*id, n as u64);
-                continue;
-            }
-            Target::Origin(origin) => origin,
-        };
-        let relayed = sqlx::query(sql::COMPLETE_RELAYED)
-            .bind(c.picked_up_at)
-            .bind(c.completed_at)
-            .bind(origin)
-            .bind(client)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected();
-        if relayed == 0 {
-            sqlx::query(sql::COMPLETE_NEW)
-                .bind(client)
-                .bind(c.class)
-                .bind(c.requested_at)
-                .bind(c.picked_up_at)
-                .bind(c.completed_at)
-                .bind(origin)
-                .execute(&mut *conn)
-                .await?;
+        let (sql, args) = c.args(client);
+        let n = run(&mut *conn, sql, &args).await?;
+        if let Target::Here(id) = c.target {
+            core::log_completed_here(id, n);
+        } else if n == 0 {
+            run(&mut *conn, sql::COMPLETE_NEW, &c.new_args(client)).await?;
         }
     }
     Ok(())
@@ -524,23 +454,21 @@ pub(super) async fn accept_down(
         Err(answer) => return Ok(answer),
     };
     let origin = req.origin();
-    let created: Option<i64> = sqlx::query_scalar(sql::ACCEPT_DOWN)
-        .bind(client)
-        .bind(req.class.as_str())
-        .bind(now.0)
-        .bind(&origin)
-        .bind(route.as_ref().map(SiteCode::as_str))
-        .fetch_optional(&mut *conn)
-        .await?;
-    let (id, created) = match created {
+    let route_code = route.as_ref().map(SiteCode::as_str);
+    let (class, at) = (Arg::Text(req.class.as_str()), Arg::Int(now.0));
+    let args = [
+        Arg::Int(client),
+        class,
+        at,
+        Arg::Text(&origin),
+        Arg::OptText(route_code),
+    ];
+    let (id, created) = match first_int(&mut *conn, sql::ACCEPT_DOWN, &args).await? {
         Some(id) => (id, true),
-        None => (
-            sqlx::query_scalar("SELECT id FROM requests WHERE origin = $1")
-                .bind(&origin)
-                .fetch_one(&mut *conn)
-                .await?,
-            false,
-        ),
+        None => {
+            let found = first_int(conn, sql::BY_ORIGIN, &args[3..4]).await?;
+            (found.ok_or_else(|| core::corrupt("request origin"))?, false)
+        }
     };
     Ok(core::down_accepted(id, name, route, created))
 }

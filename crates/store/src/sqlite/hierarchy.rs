@@ -9,16 +9,16 @@ use invsync_proto::wire::{
     ClientRecord, DownRequest, ForwardOutcome, Forwarded, Owner, Queued, RequestView, SiteStatus,
 };
 use invsync_proto::{Class, ClientName, Digest, SiteCode, Timestamp};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use uuid::Uuid;
 
-use super::outbox::{enqueue, forwarding, meta_value, set_meta_value};
+use super::outbox::{enqueue, first_int, forwarding, meta_value, run, set_meta_value};
 use super::queries::{self, SnapshotRow, id_array, load_items, snapshot_row};
 use super::writer::Batch;
 use crate::codec::{class_code, decode_ids};
 use crate::error::StoreError;
 use crate::hierarchy::{
-    self as core, Acked, ChildToken, Cols, Completion, Delivery, ForwardMeta, LAST_FORWARDED,
+    self as core, Acked, Arg, ChildToken, Cols, Completion, Delivery, ForwardMeta, LAST_FORWARDED,
     RouteDown, SiteReport, TakeDown, Target, sql,
 };
 use crate::plan::{Outcome, Plan, ReportInput};
@@ -91,16 +91,9 @@ fn mark_forwarded(
     else {
         return Ok(());
     };
-    let (now, parent) = (acked.now.0, acked.parent());
-    for (target, class) in core::forwarded_targets(own, &owner, completed) {
-        match target {
-            Target::Here(id) => conn
-                .prepare_cached(sql::FORWARDED_HERE)?
-                .execute(params![now, parent, id, client, class])?,
-            Target::Origin(origin) => conn
-                .prepare_cached(sql::FORWARDED_ORIGIN)?
-                .execute(params![now, parent, origin, client, class])?,
-        };
+    for found in core::forwarded_targets(own, &owner, completed) {
+        let (sql, args) = core::forwarded_args(acked, client, &found);
+        run(conn, sql, &args)?;
     }
     Ok(())
 }
@@ -123,18 +116,10 @@ pub(super) fn outbox_resync(
         .query_map(params![client, code], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<Vec<_>, _>>()?;
     let (accepted_at, completed) = core::resync_entry(&dropped)?;
-    // Only when there is a snapshot to replace them with.
-    conn.prepare_cached(
-        "DELETE FROM outbox WHERE client_id = ?1 AND class = ?2
-           AND EXISTS (SELECT 1 FROM snapshots WHERE client_id = ?1 AND class = ?2)",
-    )?
-    .execute(params![client, code])?;
-    let appended = conn.prepare_cached(sql::OUTBOX_RESYNC)?.execute(params![
-        accepted_at,
-        completed,
-        client,
-        code
-    ])?;
+    let (client, class) = (Arg::Int(client), Arg::Class(class));
+    run(conn, sql::OUTBOX_DROP, &[client, class])?;
+    let (at, done) = (Arg::OptInt(accepted_at), Arg::OptText(completed.as_deref()));
+    let appended = run(conn, sql::OUTBOX_RESYNC, &[at, done, client, class])?;
     Ok(appended == 1)
 }
 
@@ -178,8 +163,12 @@ pub(super) fn set_child_token(
     if let Some(e) = core::child_token_conflict(own, code, recorded.as_deref()) {
         return Err(e);
     }
-    conn.prepare_cached(sql::CHILD_TOKEN_UPSERT)?
-        .execute(params![code.as_str(), key_hash.0.as_slice(), now.0])?;
+    let args = [
+        Arg::Text(code.as_str()),
+        Arg::Blob(&key_hash.0),
+        Arg::Int(now.0),
+    ];
+    run(conn, sql::CHILD_TOKEN_UPSERT, &args)?;
     Ok(())
 }
 
@@ -215,25 +204,11 @@ pub(super) fn record_site_status(
     if let Some(e) = code_conflict(conn, own, via, via)? {
         return Err(e);
     }
-    let mut st = conn.prepare_cached(sql::SITE_UPSERT)?;
     for s in &report.statuses {
         if let Some(e) = code_conflict(conn, own, via, &s.code)? {
             return Err(e);
         }
-        st.execute(params![
-            s.code.as_str(),
-            s.name,
-            s.parent.as_ref().map(SiteCode::as_str),
-            s.url,
-            s.clients,
-            s.outbox_depth,
-            s.outbox_oldest.map(|t| t.0),
-            s.last_forwarded.map(|t| t.0),
-            s.accepts_parent_requests,
-            s.reported_at.0,
-            via.as_str(),
-            now.0,
-        ])?;
+        run(conn, sql::SITE_UPSERT, &core::site_args(s, via, now))?;
     }
     Ok(())
 }
@@ -348,26 +323,18 @@ fn ensure_client(
     batch: &mut Batch<'_>,
     record: &ClientRecord,
 ) -> Result<i64, StoreError> {
-    let (id, site, name) = (
-        record.id.as_bytes().as_slice(),
-        record.site.as_str(),
-        record.name.as_str(),
-    );
+    let (stale_args, upsert) = core::client_args(record);
     let stale: Option<(i64, Vec<u8>)> = conn
         .prepare_cached(sql::STALE_CLIENT)?
-        .query_row(params![site, name, id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row(params_from_iter(stale_args), |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     if let Some((row, uuid)) = stale {
         delete_client(conn, batch, row)?;
         let old = Uuid::from_slice(&uuid).map_err(|_| core::corrupt("client id"))?;
         core::log_stale(record, old);
     }
-    let (machine, at) = (&record.machine_id, record.enrolled_at.0);
-    Ok(conn
-        .prepare_cached(sql::ENSURE_CLIENT)?
-        .query_row(params![id, name, site, machine, [0u8; 32], at], |r| {
-            r.get(0)
-        })?)
+    let row = first_int(conn, sql::ENSURE_CLIENT, &upsert)?;
+    row.ok_or_else(|| core::corrupt("client row"))
 }
 
 /// Records the resync requests a forwarded change completed at the owner (`core::target`):
@@ -377,29 +344,12 @@ fn ensure_client(
 /// once.
 fn record_completed(conn: &Connection, client: i64, done: &[Completion]) -> Result<(), StoreError> {
     for c in done {
-        let (picked, at) = (c.picked_up_at, c.completed_at);
-        let origin = match &c.target {
-            Target::Here(id) => {
-                let n = conn
-                    .prepare_cached(sql::COMPLETE_HERE)?
-                    .execute(params![picked, at, id, client, c.class])?;
-                core::log_completed_here(*id, n as u64);
-                continue;
-            }
-            Target::Origin(origin) => origin,
-        };
-        let relayed = conn
-            .prepare_cached(sql::COMPLETE_RELAYED)?
-            .execute(params![picked, at, origin, client])?;
-        if relayed == 0 {
-            conn.prepare_cached(sql::COMPLETE_NEW)?.execute(params![
-                client,
-                c.class,
-                c.requested_at,
-                picked,
-                at,
-                origin
-            ])?;
+        let (sql, args) = c.args(client);
+        let n = run(conn, sql, &args)?;
+        if let Target::Here(id) = c.target {
+            core::log_completed_here(id, n as u64);
+        } else if n == 0 {
+            run(conn, sql::COMPLETE_NEW, &c.new_args(client))?;
         }
     }
     Ok(())
@@ -470,19 +420,20 @@ pub(super) fn queue_routed(
     if let Some(e) = core::own_client_refusal(own, &owner, &name) {
         return Err(e);
     }
-    let (kind, arg) = ("resync", class.as_str());
-    let created: Option<i64> = conn
-        .prepare_cached(crate::sql::QUEUE_REQUEST)?
-        .query_row(params![client, kind, arg, now.0, owner.as_str()], |r| {
-            r.get(0)
-        })
-        .optional()?;
-    let (id, requested_at, created) = match created {
+    let (kind, arg) = (Arg::Text("resync"), Arg::Text(class.as_str()));
+    let args = [
+        Arg::Int(client),
+        kind,
+        arg,
+        Arg::Int(now.0),
+        Arg::Text(owner.as_str()),
+    ];
+    let (id, requested_at, created) = match first_int(conn, crate::sql::QUEUE_REQUEST, &args)? {
         Some(id) => (id, now, true),
         None => {
-            let (id, at): (i64, i64) = conn
-                .prepare_cached(crate::sql::PENDING_REQUEST)?
-                .query_row(params![client, kind, arg], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let mut st = conn.prepare_cached(crate::sql::PENDING_REQUEST)?;
+            let row = st.query_row(params_from_iter(&args[..3]), |r| Ok((r.get(0)?, r.get(1)?)));
+            let (id, at) = row?;
             (id, Timestamp(at), false)
         }
     };
@@ -531,26 +482,22 @@ pub(super) fn accept_down(
         Err(answer) => return Ok(answer),
     };
     let origin = req.origin();
-    let created: Option<i64> = conn
-        .prepare_cached(sql::ACCEPT_DOWN)?
-        .query_row(
-            params![
-                client,
-                req.class.as_str(),
-                now.0,
-                origin,
-                route.as_ref().map(SiteCode::as_str)
-            ],
-            |r| r.get(0),
-        )
-        .optional()?;
+    let route_code = route.as_ref().map(SiteCode::as_str);
+    let (class, at) = (Arg::Text(req.class.as_str()), Arg::Int(now.0));
+    let args = [
+        Arg::Int(client),
+        class,
+        at,
+        Arg::Text(&origin),
+        Arg::OptText(route_code),
+    ];
+    let created = first_int(conn, sql::ACCEPT_DOWN, &args)?;
     let (id, created) = match created {
         Some(id) => (id, true),
-        None => (
-            conn.prepare_cached("SELECT id FROM requests WHERE origin = ?1")?
-                .query_row([&origin], |r| r.get(0))?,
-            false,
-        ),
+        None => {
+            let found = first_int(conn, sql::BY_ORIGIN, &args[3..4])?;
+            (found.ok_or_else(|| core::corrupt("request origin"))?, false)
+        }
     };
     Ok(core::down_accepted(id, name, route, created))
 }
