@@ -576,6 +576,39 @@ pub(crate) struct TakeDown {
     pub now: Timestamp,
 }
 
+impl TakeDown {
+    /// The arguments of [`sql::ACCEPT_DOWN`] for the client row `client`, routed on to `route`.
+    pub fn args<'a>(
+        &'a self,
+        client: i64,
+        origin: &'a str,
+        route: Option<&'a SiteCode>,
+    ) -> [Arg<'a>; 5] {
+        let (class, at) = (Arg::Text(self.req.class.as_str()), Arg::Int(self.now.0));
+        let route = Arg::OptText(route.map(SiteCode::as_str));
+        [Arg::Int(client), class, at, Arg::Text(origin), route]
+    }
+}
+
+impl RouteDown {
+    /// The client to route the request to, from its row here (`found`: row id, name, owner):
+    /// one this site holds and does not own itself.
+    pub fn client(
+        &self,
+        own: &SiteCode,
+        found: Option<(i64, ClientName, SiteCode)>,
+    ) -> Result<(i64, ClientName, SiteCode), StoreError> {
+        let Some((client, name, owner)) = found else {
+            let name = self.client.to_string();
+            return Err(StoreError::UnknownClient { name });
+        };
+        match own_client_refusal(own, &owner, &name) {
+            Some(e) => Err(e),
+            None => Ok((client, name, owner)),
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Site codes, child tokens and the sites below
 

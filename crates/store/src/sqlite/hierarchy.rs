@@ -412,14 +412,8 @@ pub(super) fn queue_routed(
     route: &RouteDown,
 ) -> Result<Queued, StoreError> {
     let (client_id, class, now) = (route.client, route.class, route.now);
-    let Some((client, name, owner)) = client_owner(conn, client_id)? else {
-        return Err(StoreError::UnknownClient {
-            name: client_id.to_string(),
-        });
-    };
-    if let Some(e) = core::own_client_refusal(own, &owner, &name) {
-        return Err(e);
-    }
+    let found = client_owner(conn, client_id)?;
+    let (client, name, owner) = route.client(own, found)?;
     let (kind, arg) = (Arg::Text("resync"), Arg::Text(class.as_str()));
     let args = [
         Arg::Int(client),
@@ -475,29 +469,22 @@ pub(super) fn accept_down(
     own: &SiteCode,
     take: &TakeDown,
 ) -> Result<DownAccepted, StoreError> {
-    let (req, now) = (&take.req, take.now);
+    let req = &take.req;
     let found = client_owner(conn, req.client)?;
     let (client, name, route) = match core::down_route(own, req, found, take.accept_own) {
         Ok(taken) => taken,
         Err(answer) => return Ok(answer),
     };
     let origin = req.origin();
-    let route_code = route.as_ref().map(SiteCode::as_str);
-    let (class, at) = (Arg::Text(req.class.as_str()), Arg::Int(now.0));
-    let args = [
-        Arg::Int(client),
-        class,
-        at,
-        Arg::Text(&origin),
-        Arg::OptText(route_code),
-    ];
-    let created = first_int(conn, sql::ACCEPT_DOWN, &args)?;
-    let (id, created) = match created {
-        Some(id) => (id, true),
-        None => {
-            let found = first_int(conn, sql::BY_ORIGIN, &args[3..4])?;
-            (found.ok_or_else(|| core::corrupt("request origin"))?, false)
-        }
+    let created = first_int(
+        conn,
+        sql::ACCEPT_DOWN,
+        &take.args(client, &origin, route.as_ref()),
+    )?;
+    let id = match created {
+        Some(id) => id,
+        None => first_int(conn, sql::BY_ORIGIN, &[Arg::Text(&origin)])?
+            .ok_or_else(|| core::corrupt("request origin"))?,
     };
-    Ok(core::down_accepted(id, name, route, created))
+    Ok(core::down_accepted(id, name, route, created.is_some()))
 }
