@@ -123,6 +123,8 @@ pub(crate) mod sql {
              enrolled_at = excluded.enrolled_at
          RETURNING id";
     /// The row id, name and owner of any client this site holds, by client id.
+    /// A client's row id and owner, by client id.
+    pub const CLIENT_SITE: &str = "SELECT id, site_code FROM clients WHERE uuid = $1";
     pub const CLIENT_OWNER: &str = "SELECT id, name, site_code FROM clients WHERE uuid = $1";
     pub const BY_ORIGIN: &str = "SELECT id FROM requests WHERE origin = $1";
     /// Everything stored of a client, in an order the foreign keys allow.
@@ -464,6 +466,18 @@ pub(crate) fn refusal(
         ))),
         _ => None,
     }
+}
+
+/// A resent change already stored ([`duplicate`]), judged against the client's stored
+/// snapshot of the class, if there is one.
+pub(crate) fn resent(
+    meta: &ForwardMeta,
+    input: &ReportInput,
+    row: Option<&crate::rows::SnapshotRow>,
+) -> Option<ForwardOutcome> {
+    let r = row?;
+    let recent = r.has_forwarded(meta.version, &input.hash);
+    duplicate(meta, input, r.version, &r.hash, recent)
 }
 
 /// Whether the stored snapshot (`version`, `hash`, and whether it recently took a forwarded

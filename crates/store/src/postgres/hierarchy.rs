@@ -335,8 +335,7 @@ pub(super) async fn apply_forwarded(
     queries::lock_client(&mut *conn, meta.client.id).await?;
     let reached = recorded_via(&mut *conn, meta.client.site.as_str()).await?;
     let known: Option<(i64, String)> =
-        sqlx::query_as("SELECT id, site_code FROM clients WHERE uuid = $1")
-            .bind(PgUuid(meta.client.id))
+        sqlx::query_as_with(sql::CLIENT_SITE, args(&[Arg::Uuid(meta.client.id)])?)
             .fetch_optional(&mut *conn)
             .await?;
     let held_by = known.as_ref().map(|(_, site)| site.as_str());
@@ -347,11 +346,8 @@ pub(super) async fn apply_forwarded(
         Some((client, _)) => snapshot_row(&mut *conn, client, input.class).await?,
         None => None,
     };
-    if let Some(r) = &row {
-        let recent = r.has_forwarded(meta.version, &input.hash);
-        if let Some(dup) = core::duplicate(meta, input, r.version, &r.hash, recent) {
-            return Ok(dup);
-        }
+    if let Some(dup) = core::resent(meta, input, row.as_ref()) {
+        return Ok(dup);
     }
     let current = row.as_ref().map(|r| r.current()).transpose()?;
     let change = match queries::plan_report(&mut *conn, cache, input, current.as_ref()).await? {

@@ -277,10 +277,8 @@ pub(super) fn check_forwarded(
     let (via, meta, input) = (&job.via, &job.meta, &job.input);
     let reached = recorded_via(conn, meta.client.site.as_str())?;
     let known: Option<(i64, String)> = conn
-        .prepare_cached("SELECT id, site_code FROM clients WHERE uuid = ?1")?
-        .query_row([meta.client.id.as_bytes().as_slice()], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+        .prepare_cached(sql::CLIENT_SITE)?
+        .query_row([Arg::Uuid(meta.client.id)], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     let held_by = known.as_ref().map(|(_, site)| site.as_str());
     if let Some(refused) = core::refusal(own, via, meta, reached.as_deref(), held_by) {
@@ -290,11 +288,8 @@ pub(super) fn check_forwarded(
         Some((client, _)) => snapshot_row(conn, client, input.class)?,
         None => None,
     };
-    if let Some(r) = &row {
-        let recent = r.has_forwarded(meta.version, &input.hash);
-        if let Some(dup) = core::duplicate(meta, input, r.version, &r.hash, recent) {
-            return Ok(Verdict::Answer(dup));
-        }
+    if let Some(dup) = core::resent(meta, input, row.as_ref()) {
+        return Ok(Verdict::Answer(dup));
     }
     Ok(Verdict::Proceed(row))
 }
