@@ -123,6 +123,10 @@ pub(crate) mod sql {
              enrolled_at = excluded.enrolled_at
          RETURNING id";
     /// The row id, name and owner of any client this site holds, by client id.
+    /// Where the site `$1` stands in the tree: the direct child through which it is reached
+    /// according to `sites` (if it reported), and whether it is a direct child with a token.
+    pub const TREE_OF: &str = "SELECT (SELECT via FROM sites WHERE code = $1),
+         EXISTS (SELECT 1 FROM child_tokens WHERE code = $1)";
     /// A client's row id and owner, by client id.
     pub const CLIENT_SITE: &str = "SELECT id, site_code FROM clients WHERE uuid = $1";
     pub const CLIENT_OWNER: &str = "SELECT id, name, site_code FROM clients WHERE uuid = $1";

@@ -141,19 +141,13 @@ pub(super) async fn outbox_stats(conn: &mut PgConnection) -> Result<OutboxStats,
 // ---------------------------------------------------------------------------------------------
 // Children and the sites below
 
-async fn recorded_via(conn: &mut PgConnection, code: &str) -> Result<Option<String>, StoreError> {
-    Ok(sqlx::query_scalar("SELECT via FROM sites WHERE code = $1")
-        .bind(code)
-        .fetch_optional(conn)
-        .await?)
-}
-
-async fn has_child_token(conn: &mut PgConnection, code: &str) -> Result<bool, StoreError> {
-    let found: Option<i32> = sqlx::query_scalar("SELECT 1 FROM child_tokens WHERE code = $1")
-        .bind(code)
-        .fetch_optional(conn)
-        .await?;
-    Ok(found.is_some())
+/// Where `code` stands in the tree (see the SQLite backend's `tree_of`).
+async fn tree_of(
+    conn: &mut PgConnection,
+    code: &str,
+) -> Result<(Option<String>, bool), StoreError> {
+    let found = sqlx::query_as_with(sql::TREE_OF, args(&[Arg::Text(code)])?);
+    Ok(found.fetch_one(conn).await?)
 }
 
 pub(super) async fn set_child_token(
@@ -166,7 +160,7 @@ pub(super) async fn set_child_token(
         return Err(e);
     }
     lock_topology(&mut *conn, true).await?;
-    let recorded = recorded_via(&mut *conn, code.as_str()).await?;
+    let (recorded, _) = tree_of(&mut *conn, code.as_str()).await?;
     if let Some(e) = core::child_token_conflict(own, code, recorded.as_deref()) {
         return Err(e);
     }
@@ -196,10 +190,14 @@ async fn code_conflict(
     via: &SiteCode,
     code: &SiteCode,
 ) -> Result<Option<StoreError>, StoreError> {
-    let recorded = recorded_via(&mut *conn, code.as_str()).await?;
-    let token = has_child_token(conn, code.as_str()).await?;
-    let conflict = core::code_conflict(own, via, code, recorded.as_deref(), token);
-    Ok(conflict)
+    let (recorded, token) = tree_of(conn, code.as_str()).await?;
+    Ok(core::code_conflict(
+        own,
+        via,
+        code,
+        recorded.as_deref(),
+        token,
+    ))
 }
 
 /// Records what `via` reported; all or nothing (an error rolls the transaction back).
@@ -231,8 +229,7 @@ pub(super) async fn site_via(
     conn: &mut PgConnection,
     code: &SiteCode,
 ) -> Result<Option<SiteCode>, StoreError> {
-    let recorded = recorded_via(&mut *conn, code.as_str()).await?;
-    let token = has_child_token(conn, code.as_str()).await?;
+    let (recorded, token) = tree_of(conn, code.as_str()).await?;
     core::site_via(code, recorded.as_deref(), token)
 }
 
@@ -333,7 +330,7 @@ pub(super) async fn apply_forwarded(
 ) -> Result<ForwardOutcome, StoreError> {
     lock_topology(&mut *conn, false).await?;
     queries::lock_client(&mut *conn, meta.client.id).await?;
-    let reached = recorded_via(&mut *conn, meta.client.site.as_str()).await?;
+    let (reached, _) = tree_of(&mut *conn, meta.client.site.as_str()).await?;
     let known: Option<(i64, String)> =
         sqlx::query_as_with(sql::CLIENT_SITE, args(&[Arg::Uuid(meta.client.id)])?)
             .fetch_optional(&mut *conn)

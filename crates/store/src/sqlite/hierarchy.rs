@@ -137,20 +137,11 @@ pub(super) fn outbox_stats(conn: &Connection) -> Result<OutboxStats, StoreError>
 // ---------------------------------------------------------------------------------------------
 // Children and the sites below
 
-/// The direct child through which `code` is reached according to `sites`, if it reported.
-fn recorded_via(conn: &Connection, code: &str) -> Result<Option<String>, StoreError> {
-    Ok(conn
-        .prepare_cached("SELECT via FROM sites WHERE code = ?1")?
-        .query_row([code], |r| r.get(0))
-        .optional()?)
-}
-
-fn has_child_token(conn: &Connection, code: &str) -> Result<bool, StoreError> {
-    Ok(conn
-        .prepare_cached("SELECT 1 FROM child_tokens WHERE code = ?1")?
-        .query_row([code], |_| Ok(()))
-        .optional()?
-        .is_some())
+/// Where `code` stands in the tree (`sql::TREE_OF`): the child it is reached through, and
+/// whether it is a child with a token.
+fn tree_of(conn: &Connection, code: &str) -> Result<(Option<String>, bool), StoreError> {
+    let mut st = conn.prepare_cached(sql::TREE_OF)?;
+    Ok(st.query_row([code], |r| Ok((r.get(0)?, r.get(1)?)))?)
 }
 
 pub(super) fn set_child_token(
@@ -159,7 +150,7 @@ pub(super) fn set_child_token(
     token: &ChildToken,
 ) -> Result<(), StoreError> {
     let (code, key_hash, now) = (&token.code, token.key_hash, token.now);
-    let recorded = recorded_via(conn, code.as_str())?;
+    let (recorded, _) = tree_of(conn, code.as_str())?;
     if let Some(e) = core::child_token_conflict(own, code, recorded.as_deref()) {
         return Err(e);
     }
@@ -187,10 +178,14 @@ fn code_conflict(
     via: &SiteCode,
     code: &SiteCode,
 ) -> Result<Option<StoreError>, StoreError> {
-    let recorded = recorded_via(conn, code.as_str())?;
-    let token = has_child_token(conn, code.as_str())?;
-    let conflict = core::code_conflict(own, via, code, recorded.as_deref(), token);
-    Ok(conflict)
+    let (recorded, token) = tree_of(conn, code.as_str())?;
+    Ok(core::code_conflict(
+        own,
+        via,
+        code,
+        recorded.as_deref(),
+        token,
+    ))
 }
 
 /// Records what `via` reported of itself and of the sites below it; all or nothing (the writer
@@ -224,12 +219,8 @@ pub(super) fn sites(conn: &Connection) -> Result<Vec<SiteStatus>, StoreError> {
 }
 
 pub(super) fn site_via(conn: &Connection, code: &SiteCode) -> Result<Option<SiteCode>, StoreError> {
-    let recorded = recorded_via(conn, code.as_str())?;
-    core::site_via(
-        code,
-        recorded.as_deref(),
-        has_child_token(conn, code.as_str())?,
-    )
+    let (recorded, token) = tree_of(conn, code.as_str())?;
+    core::site_via(code, recorded.as_deref(), token)
 }
 
 /// How many clients this site owns itself (a child's status counts them).
@@ -275,7 +266,7 @@ pub(super) fn check_forwarded(
     job: &ForwardJob,
 ) -> Result<Verdict, StoreError> {
     let (via, meta, input) = (&job.via, &job.meta, &job.input);
-    let reached = recorded_via(conn, meta.client.site.as_str())?;
+    let (reached, _) = tree_of(conn, meta.client.site.as_str())?;
     let known: Option<(i64, String)> = conn
         .prepare_cached(sql::CLIENT_SITE)?
         .query_row([Arg::Uuid(meta.client.id)], |r| Ok((r.get(0)?, r.get(1)?)))
