@@ -594,6 +594,14 @@ pub(crate) struct TakeDown {
     pub now: Timestamp,
 }
 
+impl ChildToken {
+    /// The arguments of [`sql::CHILD_TOKEN_UPSERT`].
+    pub fn args(&self) -> [Arg<'_>; 3] {
+        let hash = Arg::Blob(&self.key_hash.0);
+        [Arg::Text(self.code.as_str()), hash, Arg::Int(self.now.0)]
+    }
+}
+
 impl TakeDown {
     /// The arguments of [`sql::ACCEPT_DOWN`] for the client row `client`, routed on to `route`.
     pub fn args<'a>(
@@ -652,14 +660,16 @@ pub(crate) fn child_token_conflict(
     }
 }
 
-/// Why `code` cannot be recorded as reached through `via`, if it cannot (`recorded`: the child
-/// `sites.via` records for it; `has_token`: whether it is a direct child's code).
+/// Where a site code stands in the tree ([`sql::TREE_OF`]): the child `sites.via` records for
+/// it, and whether it is a direct child's code (holds a token).
+pub(crate) type Tree = (Option<String>, bool);
+
+/// Why `code` cannot be recorded as reached through `via`, if it cannot.
 pub(crate) fn code_conflict(
     own: &SiteCode,
     via: &SiteCode,
     code: &SiteCode,
-    recorded: Option<&str>,
-    has_token: bool,
+    (recorded, has_token): Tree,
 ) -> Option<StoreError> {
     if code == own {
         return Some(own_code_in_use(code));
@@ -683,11 +693,10 @@ pub(crate) fn code_conflict(
 /// child that holds a token but has not reported yet.
 pub(crate) fn site_via(
     code: &SiteCode,
-    recorded: Option<&str>,
-    has_token: bool,
+    (recorded, has_token): Tree,
 ) -> Result<Option<SiteCode>, StoreError> {
     match recorded {
-        Some(via) => site_code(via).map(Some),
+        Some(via) => site_code(&via).map(Some),
         None => Ok(has_token.then(|| code.clone())),
     }
 }

@@ -25,7 +25,7 @@ use crate::codec::decode_ids;
 use crate::error::StoreError;
 use crate::hierarchy::{
     self as core, Acked, Arg, ChildToken, Cols, Completion, Delivery, ForwardMeta, LAST_FORWARDED,
-    RouteDown, SiteReport, TakeDown, Target, sql,
+    RouteDown, SiteReport, TakeDown, Target, Tree, sql,
 };
 use crate::plan::{Outcome, ReportInput};
 use crate::{DownAccepted, OutboxStats};
@@ -142,10 +142,7 @@ pub(super) async fn outbox_stats(conn: &mut PgConnection) -> Result<OutboxStats,
 // Children and the sites below
 
 /// Where `code` stands in the tree (see the SQLite backend's `tree_of`).
-async fn tree_of(
-    conn: &mut PgConnection,
-    code: &str,
-) -> Result<(Option<String>, bool), StoreError> {
+async fn tree_of(conn: &mut PgConnection, code: &str) -> Result<Tree, StoreError> {
     let found = sqlx::query_as_with(sql::TREE_OF, args(&[Arg::Text(code)])?);
     Ok(found.fetch_one(conn).await?)
 }
@@ -155,7 +152,7 @@ pub(super) async fn set_child_token(
     own: &SiteCode,
     token: &ChildToken,
 ) -> Result<(), StoreError> {
-    let (code, key_hash, now) = (&token.code, token.key_hash, token.now);
+    let code = &token.code;
     if let Some(e) = core::child_token_conflict(own, code, None) {
         return Err(e);
     }
@@ -164,12 +161,7 @@ pub(super) async fn set_child_token(
     if let Some(e) = core::child_token_conflict(own, code, recorded.as_deref()) {
         return Err(e);
     }
-    let args = [
-        Arg::Text(code.as_str()),
-        Arg::Blob(&key_hash.0),
-        Arg::Int(now.0),
-    ];
-    run(conn, sql::CHILD_TOKEN_UPSERT, &args).await?;
+    run(conn, sql::CHILD_TOKEN_UPSERT, &token.args()).await?;
     Ok(())
 }
 
@@ -190,14 +182,8 @@ async fn code_conflict(
     via: &SiteCode,
     code: &SiteCode,
 ) -> Result<Option<StoreError>, StoreError> {
-    let (recorded, token) = tree_of(conn, code.as_str()).await?;
-    Ok(core::code_conflict(
-        own,
-        via,
-        code,
-        recorded.as_deref(),
-        token,
-    ))
+    let tree = tree_of(conn, code.as_str()).await?;
+    Ok(core::code_conflict(own, via, code, tree))
 }
 
 /// Records what `via` reported; all or nothing (an error rolls the transaction back).
@@ -229,8 +215,7 @@ pub(super) async fn site_via(
     conn: &mut PgConnection,
     code: &SiteCode,
 ) -> Result<Option<SiteCode>, StoreError> {
-    let (recorded, token) = tree_of(conn, code.as_str()).await?;
-    core::site_via(code, recorded.as_deref(), token)
+    core::site_via(code, tree_of(conn, code.as_str()).await?)
 }
 
 /// How many clients this site owns itself (a child's status counts them).

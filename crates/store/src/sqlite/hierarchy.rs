@@ -19,7 +19,7 @@ use crate::codec::{class_code, decode_ids};
 use crate::error::StoreError;
 use crate::hierarchy::{
     self as core, Acked, Arg, ChildToken, Cols, Completion, Delivery, ForwardMeta, LAST_FORWARDED,
-    RouteDown, SiteReport, TakeDown, Target, sql,
+    RouteDown, SiteReport, TakeDown, Target, Tree, sql,
 };
 use crate::plan::{Outcome, Plan, ReportInput};
 use crate::{DownAccepted, OutboxStats};
@@ -139,7 +139,7 @@ pub(super) fn outbox_stats(conn: &Connection) -> Result<OutboxStats, StoreError>
 
 /// Where `code` stands in the tree (`sql::TREE_OF`): the child it is reached through, and
 /// whether it is a child with a token.
-fn tree_of(conn: &Connection, code: &str) -> Result<(Option<String>, bool), StoreError> {
+fn tree_of(conn: &Connection, code: &str) -> Result<Tree, StoreError> {
     let mut st = conn.prepare_cached(sql::TREE_OF)?;
     Ok(st.query_row([code], |r| Ok((r.get(0)?, r.get(1)?)))?)
 }
@@ -149,17 +149,12 @@ pub(super) fn set_child_token(
     own: &SiteCode,
     token: &ChildToken,
 ) -> Result<(), StoreError> {
-    let (code, key_hash, now) = (&token.code, token.key_hash, token.now);
+    let code = &token.code;
     let (recorded, _) = tree_of(conn, code.as_str())?;
     if let Some(e) = core::child_token_conflict(own, code, recorded.as_deref()) {
         return Err(e);
     }
-    let args = [
-        Arg::Text(code.as_str()),
-        Arg::Blob(&key_hash.0),
-        Arg::Int(now.0),
-    ];
-    run(conn, sql::CHILD_TOKEN_UPSERT, &args)?;
+    run(conn, sql::CHILD_TOKEN_UPSERT, &token.args())?;
     Ok(())
 }
 
@@ -178,14 +173,8 @@ fn code_conflict(
     via: &SiteCode,
     code: &SiteCode,
 ) -> Result<Option<StoreError>, StoreError> {
-    let (recorded, token) = tree_of(conn, code.as_str())?;
-    Ok(core::code_conflict(
-        own,
-        via,
-        code,
-        recorded.as_deref(),
-        token,
-    ))
+    let tree = tree_of(conn, code.as_str())?;
+    Ok(core::code_conflict(own, via, code, tree))
 }
 
 /// Records what `via` reported of itself and of the sites below it; all or nothing (the writer
@@ -219,8 +208,7 @@ pub(super) fn sites(conn: &Connection) -> Result<Vec<SiteStatus>, StoreError> {
 }
 
 pub(super) fn site_via(conn: &Connection, code: &SiteCode) -> Result<Option<SiteCode>, StoreError> {
-    let (recorded, token) = tree_of(conn, code.as_str())?;
-    core::site_via(code, recorded.as_deref(), token)
+    core::site_via(code, tree_of(conn, code.as_str())?)
 }
 
 /// How many clients this site owns itself (a child's status counts them).
