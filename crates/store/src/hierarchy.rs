@@ -498,6 +498,22 @@ pub(crate) fn duplicate(
         .then_some(ForwardOutcome::Duplicate { seq: meta.seq })
 }
 
+/// Logs a switch of forwarding, with the outcome of the write that made it.
+pub(crate) fn log_forwarding(on: bool, set: Result<(), StoreError>) -> Result<(), StoreError> {
+    set?;
+    tracing::info!(
+        on,
+        "Set whether accepted changes are forwarded to a parent site."
+    );
+    Ok(())
+}
+
+/// Logs an outbox resync (`Store::outbox_resync`), with whether a full entry was queued.
+pub(crate) fn log_resync(client: Uuid, class: Class, queued: bool) -> Result<(), StoreError> {
+    tracing::debug!(%client, %class, queued, "Replaced a client's outbox entries of one class with its full snapshot.");
+    Ok(())
+}
+
 /// Logs what became of a forwarded change and returns the outcome.
 pub(crate) fn log_forward(
     via: &SiteCode,
