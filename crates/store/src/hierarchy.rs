@@ -22,12 +22,17 @@ use uuid::Uuid;
 
 use crate::DownAccepted;
 use crate::error::StoreError;
+pub(crate) use crate::exec::Arg;
 use crate::ingest::PreparedItems;
 use crate::plan::{InputBody, ReportInput};
+use crate::rows::Stamp;
 pub(crate) use crate::rows::{Cols, corrupt};
 
 /// The statements of the hierarchy that read the same in SQLite and PostgreSQL.
 pub(crate) mod sql {
+    pub const META: &str = "SELECT value FROM meta WHERE key = $1";
+    pub const SET_META: &str = "INSERT INTO meta (key, value) VALUES ($1, $2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value";
     /// The columns [`super::forwarded`] reads, in its order, the oldest entries first.
     pub const OUTBOX_BATCH: &str =
         "SELECT o.seq, c.uuid, c.name, c.site_code, c.machine_id, c.enrolled_at,
@@ -48,6 +53,10 @@ pub(crate) mod sql {
          SELECT client_id, class, version, hash, full_at, updated_at, coalesce($1, updated_at),
                 NULL, items, NULL, $2
          FROM snapshots WHERE client_id = $3 AND class = $4";
+    /// A client's outbox entries of class `$2`, dropped for a full entry when a snapshot exists
+    /// to replace them with ([`OUTBOX_RESYNC`]).
+    pub const OUTBOX_DROP: &str = "DELETE FROM outbox WHERE client_id = $1 AND class = $2
+           AND EXISTS (SELECT 1 FROM snapshots WHERE client_id = $1 AND class = $2)";
     /// The columns [`super::owner`] reads: every client named `$1`, at any site.
     pub const FIND_CLIENTS: &str = "SELECT c.uuid, c.name, c.site_code, s.url FROM clients c
          LEFT JOIN sites s ON s.code = c.site_code
@@ -102,6 +111,27 @@ pub(crate) mod sql {
         "INSERT INTO requests (client_id, kind, arg, requested_at, origin, route)
          VALUES ($1, 'resync', $2, $3, $4, $5)
          ON CONFLICT (origin) WHERE origin IS NOT NULL DO NOTHING RETURNING id";
+    /// A client of another id than `$3` holding the name `$2` at the owner `$1`: a stale record.
+    pub const STALE_CLIENT: &str =
+        "SELECT id, uuid FROM clients WHERE site_code = $1 AND name = $2 AND uuid <> $3";
+    /// The row of a forwarded client, created or brought up to date from its record. The key
+    /// hash `$5` is zeros: such a client never authenticates here (`client_auth` only looks at
+    /// this site's own clients, and no key hashes to zeros).
+    pub const ENSURE_CLIENT: &str =
+        "INSERT INTO clients (uuid, name, site_code, machine_id, key_hash, enrolled_at)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (uuid) DO UPDATE SET name = excluded.name, machine_id = excluded.machine_id,
+             enrolled_at = excluded.enrolled_at
+         RETURNING id";
+    /// The row id, name and owner of any client this site holds, by client id.
+    /// Where the site `$1` stands in the tree: the direct child through which it is reached
+    /// according to `sites` (if it reported), and whether it is a direct child with a token.
+    pub const TREE_OF: &str = "SELECT (SELECT via FROM sites WHERE code = $1),
+         EXISTS (SELECT 1 FROM child_tokens WHERE code = $1)";
+    /// A client's row id and owner, by client id.
+    pub const CLIENT_SITE: &str = "SELECT id, site_code FROM clients WHERE uuid = $1";
+    pub const CLIENT_OWNER: &str = "SELECT id, name, site_code FROM clients WHERE uuid = $1";
+    pub const BY_ORIGIN: &str = "SELECT id FROM requests WHERE origin = $1";
     /// Everything stored of a client, in an order the foreign keys allow.
     pub const DELETE_CLIENT: [&str; 5] = [
         "DELETE FROM outbox WHERE client_id = $1",
@@ -110,6 +140,61 @@ pub(crate) mod sql {
         "DELETE FROM snapshots WHERE client_id = $1",
         "DELETE FROM clients WHERE id = $1",
     ];
+}
+
+/// The arguments of [`sql::SITE_UPSERT`]: the status `s` as `via` reported it at `now`.
+pub(crate) fn site_args<'a>(s: &'a SiteStatus, via: &'a SiteCode, now: Timestamp) -> [Arg<'a>; 12] {
+    [
+        Arg::Text(s.code.as_str()),
+        Arg::Text(&s.name),
+        Arg::OptText(s.parent.as_ref().map(SiteCode::as_str)),
+        Arg::OptText(s.url.as_deref()),
+        Arg::Int(s.clients),
+        Arg::Int(s.outbox_depth),
+        Arg::OptInt(s.outbox_oldest.map(|t| t.0)),
+        Arg::OptInt(s.last_forwarded.map(|t| t.0)),
+        Arg::Flag(s.accepts_parent_requests),
+        Arg::Int(s.reported_at.0),
+        Arg::Text(via.as_str()),
+        Arg::Int(now.0),
+    ]
+}
+
+/// The arguments of [`sql::STALE_CLIENT`] and [`sql::ENSURE_CLIENT`] for a forwarded client.
+pub(crate) fn client_args(record: &ClientRecord) -> ([Arg<'_>; 3], [Arg<'_>; 6]) {
+    const NO_KEY: [u8; 32] = [0; 32];
+    let (id, name, site) = (
+        Arg::Uuid(record.id),
+        record.name.as_str(),
+        record.site.as_str(),
+    );
+    let stale = [Arg::Text(site), Arg::Text(name), id];
+    let machine = Arg::Text(&record.machine_id);
+    let at = Arg::Int(record.enrolled_at.0);
+    let upsert = [
+        id,
+        Arg::Text(name),
+        Arg::Text(site),
+        machine,
+        Arg::Blob(&NO_KEY),
+        at,
+    ];
+    (stale, upsert)
+}
+
+impl Target {
+    /// The request's id or origin, `$3` of the statements that find it (`sql::FORWARDED_*`,
+    /// `sql::COMPLETE_HERE` / `sql::COMPLETE_RELAYED`), and the first of `(here, origin)`
+    /// that matches.
+    pub fn arg<'a>(
+        &'a self,
+        (here, origin): (&'static str, &'static str),
+    ) -> (&'static str, Arg<'a>) {
+        match self {
+            Target::Here(id) => (here, Arg::Int(*id)),
+            Target::Origin(o) => (origin, Arg::Text(o)),
+        }
+    }
 }
 
 /// The `meta` key of the forwarding switch: "1" when accepted changes go into the outbox.
@@ -167,6 +252,18 @@ pub(crate) struct ForwardMeta {
 }
 
 impl ForwardMeta {
+    /// How an applied change is stamped: with the owner's version and times, and remembered as
+    /// the owner's version and hash, which is how a resent change is recognised.
+    pub fn stamp(&self, input: &ReportInput) -> Stamp {
+        let mark = crate::rows::forwarded_mark(self.version, &input.hash);
+        Stamp {
+            version: Some(self.version),
+            at: self.updated_at,
+            full_at: self.full_at,
+            remember: (mark, crate::rows::RECENT_FORWARDED),
+        }
+    }
+
     pub fn refused(&self, reason: String) -> ForwardOutcome {
         ForwardOutcome::Refused {
             seq: self.seq,
@@ -359,6 +456,18 @@ pub(crate) fn refusal(
     }
 }
 
+/// A resent change already stored ([`duplicate`]), judged against the client's stored
+/// snapshot of the class, if there is one.
+pub(crate) fn resent(
+    meta: &ForwardMeta,
+    input: &ReportInput,
+    row: Option<&crate::rows::SnapshotRow>,
+) -> Option<ForwardOutcome> {
+    let r = row?;
+    let recent = r.has_forwarded(meta.version, &input.hash);
+    duplicate(meta, input, r.version, &r.hash, recent)
+}
+
 /// Whether the stored snapshot (`version`, `hash`, and whether it recently took a forwarded
 /// change of this version and hash) already holds the change: a change resent after a lost
 /// answer is a duplicate, not a gap.
@@ -371,6 +480,22 @@ pub(crate) fn duplicate(
 ) -> Option<ForwardOutcome> {
     ((version == meta.version && *hash == input.hash) || forwarded_recently)
         .then_some(ForwardOutcome::Duplicate { seq: meta.seq })
+}
+
+/// Logs a switch of forwarding, with the outcome of the write that made it.
+pub(crate) fn log_forwarding(on: bool, set: Result<(), StoreError>) -> Result<(), StoreError> {
+    set?;
+    tracing::info!(
+        on,
+        "Set whether accepted changes are forwarded to a parent site."
+    );
+    Ok(())
+}
+
+/// Logs an outbox resync (`Store::outbox_resync`), with whether a full entry was queued.
+pub(crate) fn log_resync(client: Uuid, class: Class, queued: bool) -> Result<(), StoreError> {
+    tracing::debug!(%client, %class, queued, "Replaced a client's outbox entries of one class with its full snapshot.");
+    Ok(())
 }
 
 /// Logs what became of a forwarded change and returns the outcome.
@@ -469,6 +594,47 @@ pub(crate) struct TakeDown {
     pub now: Timestamp,
 }
 
+impl ChildToken {
+    /// The arguments of [`sql::CHILD_TOKEN_UPSERT`].
+    pub fn args(&self) -> [Arg<'_>; 3] {
+        let hash = Arg::Blob(&self.key_hash.0);
+        [Arg::Text(self.code.as_str()), hash, Arg::Int(self.now.0)]
+    }
+}
+
+impl TakeDown {
+    /// The arguments of [`sql::ACCEPT_DOWN`] for the client row `client`, routed on to `route`.
+    pub fn args<'a>(
+        &'a self,
+        client: i64,
+        origin: &'a str,
+        route: Option<&'a SiteCode>,
+    ) -> [Arg<'a>; 5] {
+        let (class, at) = (Arg::Text(self.req.class.as_str()), Arg::Int(self.now.0));
+        let route = Arg::OptText(route.map(SiteCode::as_str));
+        [Arg::Int(client), class, at, Arg::Text(origin), route]
+    }
+}
+
+impl RouteDown {
+    /// The client to route the request to, from its row here (`found`: row id, name, owner):
+    /// one this site holds and does not own itself.
+    pub fn client(
+        &self,
+        own: &SiteCode,
+        found: Option<(i64, ClientName, SiteCode)>,
+    ) -> Result<(i64, ClientName, SiteCode), StoreError> {
+        let Some((client, name, owner)) = found else {
+            let name = self.client.to_string();
+            return Err(StoreError::UnknownClient { name });
+        };
+        match own_client_refusal(own, &owner, &name) {
+            Some(e) => Err(e),
+            None => Ok((client, name, owner)),
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Site codes, child tokens and the sites below
 
@@ -494,14 +660,16 @@ pub(crate) fn child_token_conflict(
     }
 }
 
-/// Why `code` cannot be recorded as reached through `via`, if it cannot (`recorded`: the child
-/// `sites.via` records for it; `has_token`: whether it is a direct child's code).
+/// Where a site code stands in the tree ([`sql::TREE_OF`]): the child `sites.via` records for
+/// it, and whether it is a direct child's code (holds a token).
+pub(crate) type Tree = (Option<String>, bool);
+
+/// Why `code` cannot be recorded as reached through `via`, if it cannot.
 pub(crate) fn code_conflict(
     own: &SiteCode,
     via: &SiteCode,
     code: &SiteCode,
-    recorded: Option<&str>,
-    has_token: bool,
+    (recorded, has_token): Tree,
 ) -> Option<StoreError> {
     if code == own {
         return Some(own_code_in_use(code));
@@ -525,11 +693,10 @@ pub(crate) fn code_conflict(
 /// child that holds a token but has not reported yet.
 pub(crate) fn site_via(
     code: &SiteCode,
-    recorded: Option<&str>,
-    has_token: bool,
+    (recorded, has_token): Tree,
 ) -> Result<Option<SiteCode>, StoreError> {
     match recorded {
-        Some(via) => site_code(via).map(Some),
+        Some(via) => site_code(&via).map(Some),
         None => Ok(has_token.then(|| code.clone())),
     }
 }
@@ -610,6 +777,23 @@ pub(crate) struct OutboxRow {
 }
 
 impl OutboxRow {
+    /// The arguments of [`sql::OUTBOX_INSERT`] for the entry `e`.
+    pub fn args<'a>(&'a self, e: &'a Entry<'_>) -> [Arg<'a>; 11] {
+        [
+            Arg::Int(e.client),
+            Arg::Class(e.input.class),
+            Arg::Int(self.version),
+            Arg::Blob(self.hash.0.as_slice()),
+            Arg::Int(self.full_at),
+            Arg::Int(self.updated_at),
+            Arg::Int(self.accepted_at),
+            Arg::OptInt(self.base_version),
+            Arg::Blob(e.body_ids),
+            Arg::OptText(self.removed.as_deref()),
+            Arg::OptText(self.completed.as_deref()),
+        ]
+    }
+
     /// What the outbox records of an accepted change, accepted at `accepted_at`.
     pub fn of(e: &Entry<'_>, accepted_at: Timestamp) -> Result<OutboxRow, StoreError> {
         let (base_version, removed) = match &e.input.body {
@@ -765,6 +949,48 @@ pub(crate) struct Completion<'a> {
     pub requested_at: i64,
     pub picked_up_at: Option<i64>,
     pub completed_at: i64,
+}
+
+impl Completion<'_> {
+    /// The statement that completes this request where its [`Target`] finds it, with its
+    /// arguments.
+    pub fn args(&self, client: i64) -> (&'static str, Vec<Arg<'_>>) {
+        let (picked, at) = (Arg::OptInt(self.picked_up_at), Arg::Int(self.completed_at));
+        let (sql, found) = self.target.arg((sql::COMPLETE_HERE, sql::COMPLETE_RELAYED));
+        let mut args = vec![picked, at, found, Arg::Int(client)];
+        if let Target::Here(_) = self.target {
+            args.push(Arg::Text(self.class));
+        }
+        (sql, args)
+    }
+
+    /// The arguments of [`sql::COMPLETE_NEW`]: a request found by origin that no row holds.
+    pub fn new_args(&self, client: i64) -> [Arg<'_>; 6] {
+        let (_, origin) = self.target.arg(("", ""));
+        [
+            Arg::Int(client),
+            Arg::Text(self.class),
+            Arg::Int(self.requested_at),
+            Arg::OptInt(self.picked_up_at),
+            Arg::Int(self.completed_at),
+            origin,
+        ]
+    }
+}
+
+/// The statement that marks one completed request of `client` forwarded to the parent, with its
+/// arguments (`target` and `class` from [`forwarded_targets`]).
+pub(crate) fn forwarded_args<'a>(
+    acked: &'a Acked,
+    client: i64,
+    (target, class): &'a (Target, &'a str),
+) -> (&'static str, [Arg<'a>; 5]) {
+    let (sql, found) = target.arg((sql::FORWARDED_HERE, sql::FORWARDED_ORIGIN));
+    let (now, parent) = (Arg::Int(acked.now.0), Arg::OptText(acked.parent()));
+    (
+        sql,
+        [now, parent, found, Arg::Int(client), Arg::Text(class)],
+    )
 }
 
 /// The requests the change `meta` completed at its owner, as the site `own` records them. A

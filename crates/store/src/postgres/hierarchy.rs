@@ -15,15 +15,17 @@ use invsync_proto::{Class, ClientName, Digest, SiteCode, Timestamp};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::outbox::{class_col, enqueue, forwarding, lock_topology, meta_value, set_meta_value};
-use super::queries::{self, Inserted, PgUuid, Stamp, load_items, snapshot_row};
+use super::outbox::{
+    args, class_col, enqueue, first_int, forwarding, lock_topology, meta_value, run, set_meta_value,
+};
+use super::queries::{self, Inserted, PgUuid, load_items, snapshot_row};
 use super::schema::{LOCK_CLASS, LOCK_DELIVERY};
 use crate::cache::ItemCache;
 use crate::codec::decode_ids;
 use crate::error::StoreError;
 use crate::hierarchy::{
-    self as core, Acked, ChildToken, Cols, Completion, Delivery, ForwardMeta, LAST_FORWARDED,
-    RouteDown, SiteReport, TakeDown, Target, sql,
+    self as core, Acked, Arg, ChildToken, Cols, Completion, Delivery, ForwardMeta, LAST_FORWARDED,
+    RouteDown, SiteReport, TakeDown, Target, Tree, sql,
 };
 use crate::plan::{Outcome, ReportInput};
 use crate::{DownAccepted, OutboxStats};
@@ -89,18 +91,9 @@ async fn mark_forwarded(
         .fetch_optional(&mut *conn)
         .await?;
     let Some(owner) = owner else { return Ok(()) };
-    for (target, class) in core::forwarded_targets(own, &owner, completed) {
-        let query = match target {
-            Target::Here(id) => sqlx::query(sql::FORWARDED_HERE)
-                .bind(acked.now.0)
-                .bind(acked.parent())
-                .bind(id),
-            Target::Origin(origin) => sqlx::query(sql::FORWARDED_ORIGIN)
-                .bind(acked.now.0)
-                .bind(acked.parent())
-                .bind(origin),
-        };
-        query.bind(client).bind(class).execute(&mut *conn).await?;
+    for found in core::forwarded_targets(own, &owner, completed) {
+        let (sql, args) = core::forwarded_args(acked, client, &found);
+        run(&mut *conn, sql, &args).await?;
     }
     Ok(())
 }
@@ -125,23 +118,11 @@ pub(super) async fn outbox_resync(
     .fetch_all(&mut *conn)
     .await?;
     let (accepted_at, completed) = core::resync_entry(&dropped)?;
-    // Only when there is a snapshot to replace them with.
-    sqlx::query(
-        "DELETE FROM outbox WHERE client_id = $1 AND class = $2
-           AND EXISTS (SELECT 1 FROM snapshots WHERE client_id = $1 AND class = $2)",
-    )
-    .bind(client)
-    .bind(code)
-    .execute(&mut *conn)
-    .await?;
-    let appended = sqlx::query(sql::OUTBOX_RESYNC)
-        .bind(accepted_at)
-        .bind(completed)
-        .bind(client)
-        .bind(code)
-        .execute(&mut *conn)
-        .await?;
-    Ok(appended.rows_affected() == 1)
+    let (client, class) = (Arg::Int(client), Arg::Class(class));
+    run(&mut *conn, sql::OUTBOX_DROP, &[client, class]).await?;
+    let (at, done) = (Arg::OptInt(accepted_at), Arg::OptText(completed.as_deref()));
+    let appended = run(conn, sql::OUTBOX_RESYNC, &[at, done, client, class]).await?;
+    Ok(appended == 1)
 }
 
 pub(super) async fn outbox_stats(conn: &mut PgConnection) -> Result<OutboxStats, StoreError> {
@@ -160,19 +141,10 @@ pub(super) async fn outbox_stats(conn: &mut PgConnection) -> Result<OutboxStats,
 // ---------------------------------------------------------------------------------------------
 // Children and the sites below
 
-async fn recorded_via(conn: &mut PgConnection, code: &str) -> Result<Option<String>, StoreError> {
-    Ok(sqlx::query_scalar("SELECT via FROM sites WHERE code = $1")
-        .bind(code)
-        .fetch_optional(conn)
-        .await?)
-}
-
-async fn has_child_token(conn: &mut PgConnection, code: &str) -> Result<bool, StoreError> {
-    let found: Option<i32> = sqlx::query_scalar("SELECT 1 FROM child_tokens WHERE code = $1")
-        .bind(code)
-        .fetch_optional(conn)
-        .await?;
-    Ok(found.is_some())
+/// Where `code` stands in the tree (see the SQLite backend's `tree_of`).
+async fn tree_of(conn: &mut PgConnection, code: &str) -> Result<Tree, StoreError> {
+    let found = sqlx::query_as_with(sql::TREE_OF, args(&[Arg::Text(code)])?);
+    Ok(found.fetch_one(conn).await?)
 }
 
 pub(super) async fn set_child_token(
@@ -180,21 +152,16 @@ pub(super) async fn set_child_token(
     own: &SiteCode,
     token: &ChildToken,
 ) -> Result<(), StoreError> {
-    let (code, key_hash, now) = (&token.code, token.key_hash, token.now);
+    let code = &token.code;
     if let Some(e) = core::child_token_conflict(own, code, None) {
         return Err(e);
     }
     lock_topology(&mut *conn, true).await?;
-    let recorded = recorded_via(&mut *conn, code.as_str()).await?;
+    let (recorded, _) = tree_of(&mut *conn, code.as_str()).await?;
     if let Some(e) = core::child_token_conflict(own, code, recorded.as_deref()) {
         return Err(e);
     }
-    sqlx::query(sql::CHILD_TOKEN_UPSERT)
-        .bind(code.as_str())
-        .bind(key_hash.0.as_slice())
-        .bind(now.0)
-        .execute(conn)
-        .await?;
+    run(conn, sql::CHILD_TOKEN_UPSERT, &token.args()).await?;
     Ok(())
 }
 
@@ -215,10 +182,8 @@ async fn code_conflict(
     via: &SiteCode,
     code: &SiteCode,
 ) -> Result<Option<StoreError>, StoreError> {
-    let recorded = recorded_via(&mut *conn, code.as_str()).await?;
-    let token = has_child_token(conn, code.as_str()).await?;
-    let conflict = core::code_conflict(own, via, code, recorded.as_deref(), token);
-    Ok(conflict)
+    let tree = tree_of(conn, code.as_str()).await?;
+    Ok(core::code_conflict(own, via, code, tree))
 }
 
 /// Records what `via` reported; all or nothing (an error rolls the transaction back).
@@ -236,21 +201,7 @@ pub(super) async fn record_site_status(
         if let Some(e) = code_conflict(&mut *conn, own, via, &s.code).await? {
             return Err(e);
         }
-        sqlx::query(sql::SITE_UPSERT)
-            .bind(s.code.as_str())
-            .bind(&s.name)
-            .bind(s.parent.as_ref().map(SiteCode::as_str))
-            .bind(&s.url)
-            .bind(s.clients)
-            .bind(s.outbox_depth)
-            .bind(s.outbox_oldest.map(|t| t.0))
-            .bind(s.last_forwarded.map(|t| t.0))
-            .bind(s.accepts_parent_requests)
-            .bind(s.reported_at.0)
-            .bind(via.as_str())
-            .bind(now.0)
-            .execute(&mut *conn)
-            .await?;
+        run(&mut *conn, sql::SITE_UPSERT, &core::site_args(s, via, now)).await?;
     }
     Ok(())
 }
@@ -264,9 +215,7 @@ pub(super) async fn site_via(
     conn: &mut PgConnection,
     code: &SiteCode,
 ) -> Result<Option<SiteCode>, StoreError> {
-    let recorded = recorded_via(&mut *conn, code.as_str()).await?;
-    let token = has_child_token(conn, code.as_str()).await?;
-    core::site_via(code, recorded.as_deref(), token)
+    core::site_via(code, tree_of(conn, code.as_str()).await?)
 }
 
 /// How many clients this site owns itself (a child's status counts them).
@@ -314,50 +263,22 @@ async fn delete_client(
     Ok(())
 }
 
-/// The row of a forwarded client, created or brought up to date (a stale client of another id
-/// with the same owner and name is removed first).
+/// The row of a forwarded client (see the SQLite backend's `ensure_client`).
 async fn ensure_client(
     conn: &mut PgConnection,
     inserted: &mut Inserted,
     record: &ClientRecord,
 ) -> Result<i64, StoreError> {
-    let stale: Option<(i64, PgUuid)> = sqlx::query_as(
-        "SELECT id, uuid FROM clients WHERE site_code = $1 AND name = $2 AND uuid <> $3",
-    )
-    .bind(record.site.as_str())
-    .bind(record.name.as_str())
-    .bind(PgUuid(record.id))
-    .fetch_optional(&mut *conn)
-    .await?;
+    let (stale_args, upsert) = core::client_args(record);
+    let stale: Option<(i64, PgUuid)> = sqlx::query_as_with(sql::STALE_CLIENT, args(&stale_args)?)
+        .fetch_optional(&mut *conn)
+        .await?;
     if let Some((row, PgUuid(old))) = stale {
         delete_client(&mut *conn, inserted, row).await?;
         core::log_stale(record, old);
     }
-    if let Some(row) = queries::client_row(&mut *conn, record.id).await? {
-        sqlx::query(
-            "UPDATE clients SET name = $1, machine_id = $2, enrolled_at = $3 WHERE id = $4",
-        )
-        .bind(record.name.as_str())
-        .bind(&record.machine_id)
-        .bind(record.enrolled_at.0)
-        .bind(row)
-        .execute(conn)
-        .await?;
-        return Ok(row);
-    }
-    // A key hash of zeros: such a client never authenticates here.
-    Ok(sqlx::query_scalar(
-        "INSERT INTO clients (uuid, name, site_code, machine_id, key_hash, enrolled_at)
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-    )
-    .bind(PgUuid(record.id))
-    .bind(record.name.as_str())
-    .bind(record.site.as_str())
-    .bind(&record.machine_id)
-    .bind(vec![0u8; 32])
-    .bind(record.enrolled_at.0)
-    .fetch_one(conn)
-    .await?)
+    let row = first_int(conn, sql::ENSURE_CLIENT, &upsert).await?;
+    row.ok_or_else(|| core::corrupt("client row"))
 }
 
 /// Records the resync requests a forwarded change completed at the owner (see the SQLite
@@ -368,40 +289,12 @@ async fn record_completed(
     done: &[Completion<'_>],
 ) -> Result<(), StoreError> {
     for c in done {
-        let origin = match &c.target {
-            Target::Here(id) => {
-                let n = sqlx::query(sql::COMPLETE_HERE)
-                    .bind(c.picked_up_at)
-                    .bind(c.completed_at)
-                    .bind(id)
-                    .bind(client)
-                    .bind(c.class)
-                    .execute(&mut *conn)
-                    .await?
-                    .rows_affected();
-                core::log_completed_here(*id, n as u64);
-                continue;
-            }
-            Target::Origin(origin) => origin,
-        };
-        let relayed = sqlx::query(sql::COMPLETE_RELAYED)
-            .bind(c.picked_up_at)
-            .bind(c.completed_at)
-            .bind(origin)
-            .bind(client)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected();
-        if relayed == 0 {
-            sqlx::query(sql::COMPLETE_NEW)
-                .bind(client)
-                .bind(c.class)
-                .bind(c.requested_at)
-                .bind(c.picked_up_at)
-                .bind(c.completed_at)
-                .bind(origin)
-                .execute(&mut *conn)
-                .await?;
+        let (sql, args) = c.args(client);
+        let n = run(&mut *conn, sql, &args).await?;
+        if let Target::Here(id) = c.target {
+            core::log_completed_here(id, n);
+        } else if n == 0 {
+            run(&mut *conn, sql::COMPLETE_NEW, &c.new_args(client)).await?;
         }
     }
     Ok(())
@@ -422,10 +315,9 @@ pub(super) async fn apply_forwarded(
 ) -> Result<ForwardOutcome, StoreError> {
     lock_topology(&mut *conn, false).await?;
     queries::lock_client(&mut *conn, meta.client.id).await?;
-    let reached = recorded_via(&mut *conn, meta.client.site.as_str()).await?;
+    let (reached, _) = tree_of(&mut *conn, meta.client.site.as_str()).await?;
     let known: Option<(i64, String)> =
-        sqlx::query_as("SELECT id, site_code FROM clients WHERE uuid = $1")
-            .bind(PgUuid(meta.client.id))
+        sqlx::query_as_with(sql::CLIENT_SITE, args(&[Arg::Uuid(meta.client.id)])?)
             .fetch_optional(&mut *conn)
             .await?;
     let held_by = known.as_ref().map(|(_, site)| site.as_str());
@@ -436,11 +328,8 @@ pub(super) async fn apply_forwarded(
         Some((client, _)) => snapshot_row(&mut *conn, client, input.class).await?,
         None => None,
     };
-    if let Some(r) = &row {
-        let recent = r.has_forwarded(meta.version, &input.hash);
-        if let Some(dup) = core::duplicate(meta, input, r.version, &r.hash, recent) {
-            return Ok(dup);
-        }
+    if let Some(dup) = core::resent(meta, input, row.as_ref()) {
+        return Ok(dup);
     }
     let current = row.as_ref().map(|r| r.current()).transpose()?;
     let change = match queries::plan_report(&mut *conn, cache, input, current.as_ref()).await? {
@@ -448,26 +337,9 @@ pub(super) async fn apply_forwarded(
         Outcome::Write(change) => change,
     };
     let client = ensure_client(&mut *conn, inserted, &meta.client).await?;
-    // Remembered as the owner's version and hash: how a resent change is recognised.
-    let mark = queries::forwarded_mark(meta.version, &input.hash);
-    let remember = (mark, queries::RECENT_FORWARDED);
-    let (version, at, full_at) = (Some(meta.version), meta.updated_at, meta.full_at);
-    let stamp = Stamp {
-        version,
-        at,
-        full_at,
-        remember,
-    };
-    let written = queries::write_change(
-        &mut *conn,
-        inserted,
-        client,
-        input,
-        row.as_ref(),
-        change,
-        &stamp,
-    )
-    .await?;
+    let (stamp, row) = (meta.stamp(input), row.as_ref());
+    let written =
+        queries::write_change(&mut *conn, inserted, client, input, row, change, &stamp).await?;
     record_completed(&mut *conn, client, &core::completions(own, meta)).await?;
     if forwarding(&mut *conn).await? {
         let applied = (written.version, written.full_at);
@@ -484,7 +356,7 @@ async fn client_owner(
     conn: &mut PgConnection,
     client_id: Uuid,
 ) -> Result<Option<(i64, ClientName, SiteCode)>, StoreError> {
-    let row = sqlx::query("SELECT id, name, site_code FROM clients WHERE uuid = $1")
+    let row = sqlx::query(sql::CLIENT_OWNER)
         .bind(PgUuid(client_id))
         .fetch_optional(conn)
         .await?;
@@ -498,14 +370,8 @@ pub(super) async fn queue_routed(
     route: &RouteDown,
 ) -> Result<Queued, StoreError> {
     let (client_id, class, now) = (route.client, route.class, route.now);
-    let Some((client, name, owner)) = client_owner(&mut *conn, client_id).await? else {
-        return Err(StoreError::UnknownClient {
-            name: client_id.to_string(),
-        });
-    };
-    if let Some(e) = core::own_client_refusal(own, &owner, &name) {
-        return Err(e);
-    }
+    let found = client_owner(&mut *conn, client_id).await?;
+    let (client, name, owner) = route.client(own, found)?;
     let to = Some(owner.as_str());
     let (id, requested_at, created) =
         queries::queue_pending(conn, client, "resync", class.as_str(), to, now).await?;
@@ -553,30 +419,24 @@ pub(super) async fn accept_down(
     own: &SiteCode,
     take: &TakeDown,
 ) -> Result<DownAccepted, StoreError> {
-    let (req, now) = (&take.req, take.now);
+    let req = &take.req;
     let found = client_owner(&mut *conn, req.client).await?;
     let (client, name, route) = match core::down_route(own, req, found, take.accept_own) {
         Ok(taken) => taken,
         Err(answer) => return Ok(answer),
     };
     let origin = req.origin();
-    let created: Option<i64> = sqlx::query_scalar(sql::ACCEPT_DOWN)
-        .bind(client)
-        .bind(req.class.as_str())
-        .bind(now.0)
-        .bind(&origin)
-        .bind(route.as_ref().map(SiteCode::as_str))
-        .fetch_optional(&mut *conn)
-        .await?;
-    let (id, created) = match created {
-        Some(id) => (id, true),
-        None => (
-            sqlx::query_scalar("SELECT id FROM requests WHERE origin = $1")
-                .bind(&origin)
-                .fetch_one(&mut *conn)
-                .await?,
-            false,
-        ),
+    let created = first_int(
+        &mut *conn,
+        sql::ACCEPT_DOWN,
+        &take.args(client, &origin, route.as_ref()),
+    )
+    .await?;
+    let id = match created {
+        Some(id) => id,
+        None => first_int(conn, sql::BY_ORIGIN, &[Arg::Text(&origin)])
+            .await?
+            .ok_or_else(|| core::corrupt("request origin"))?,
     };
-    Ok(core::down_accepted(id, name, route, created))
+    Ok(core::down_accepted(id, name, route, created.is_some()))
 }

@@ -381,12 +381,8 @@ impl PgStore {
     }
 
     pub async fn set_forwarding(&self, on: bool) -> Result<(), StoreError> {
-        outbox::set_forwarding(&mut *self.conn().await?, on).await?;
-        tracing::info!(
-            on,
-            "Set whether accepted changes are forwarded to a parent site."
-        );
-        Ok(())
+        let set = outbox::set_forwarding(&mut *self.conn().await?, on).await;
+        core::log_forwarding(on, set)
     }
 
     pub async fn forwarding(&self) -> Result<bool, StoreError> {
@@ -417,8 +413,7 @@ impl PgStore {
         let mut tx = self.pool.begin().await?;
         let queued = hierarchy::outbox_resync(&mut tx, client, class).await?;
         tx.commit().await?;
-        tracing::debug!(%client, %class, queued, "Replaced a client's outbox entries of one class with its full snapshot.");
-        Ok(())
+        core::log_resync(client, class, queued)
     }
 
     pub async fn outbox_stats(&self) -> Result<OutboxStats, StoreError> {

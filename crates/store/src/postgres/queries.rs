@@ -25,9 +25,7 @@ pub(super) use crate::exec::{client_row, load_items, queue_pending, snapshot_row
 use crate::plan::{self, Change, Current, Outcome, ReportInput, Resolver};
 use crate::prefetch::{self, Lookups, Prefetched};
 use crate::rows::{self, Cols, WriteSet};
-pub(super) use crate::rows::{
-    RECENT_FORWARDED, SnapshotRow, Stamp, Written, corrupt, forwarded_mark,
-};
+pub(super) use crate::rows::{SnapshotRow, Stamp, Written, corrupt};
 use crate::sql;
 
 /// What a writing transaction hands on once it committed: the items it interned, for the cache,
@@ -106,22 +104,11 @@ impl Cols for PgRow {
     }
 }
 
-/// Binds `args` to a statement in order, each as PostgreSQL stores it.
+/// Binds `args` to a statement in order, each as PostgreSQL stores it (`Arg`'s `Encode`, in
+/// `outbox.rs`).
 fn bind<'q>(mut q: PgQuery<'q>, args: &[Arg<'q>]) -> PgQuery<'q> {
     for a in args {
-        q = match *a {
-            Arg::Int(v) => q.bind(v),
-            Arg::OptInt(v) => q.bind(v),
-            Arg::Flag(v) => q.bind(v),
-            Arg::Text(v) => q.bind(v),
-            Arg::OptText(v) => q.bind(v),
-            Arg::Blob(v) => q.bind(v),
-            Arg::OptBlob(v) => q.bind(v),
-            Arg::Uuid(v) => q.bind(PgUuid(v)),
-            Arg::Class(v) => q.bind(cls(v)),
-            Arg::OptClass(v) => q.bind(v.map(cls)),
-            Arg::Ids(v) => q.bind(v),
-        };
+        q = q.bind(*a);
     }
     q
 }

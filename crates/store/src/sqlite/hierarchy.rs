@@ -9,17 +9,17 @@ use invsync_proto::wire::{
     ClientRecord, DownRequest, ForwardOutcome, Forwarded, Owner, Queued, RequestView, SiteStatus,
 };
 use invsync_proto::{Class, ClientName, Digest, SiteCode, Timestamp};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use uuid::Uuid;
 
-use super::outbox::{enqueue, forwarding, meta_value, set_meta_value};
-use super::queries::{self, SnapshotRow, Stamp, id_array, load_items, snapshot_row};
+use super::outbox::{enqueue, first_int, forwarding, meta_value, run, set_meta_value};
+use super::queries::{self, SnapshotRow, id_array, load_items, snapshot_row};
 use super::writer::Batch;
 use crate::codec::{class_code, decode_ids};
 use crate::error::StoreError;
 use crate::hierarchy::{
-    self as core, Acked, ChildToken, Cols, Completion, Delivery, ForwardMeta, LAST_FORWARDED,
-    RouteDown, SiteReport, TakeDown, Target, sql,
+    self as core, Acked, Arg, ChildToken, Cols, Completion, Delivery, ForwardMeta, LAST_FORWARDED,
+    RouteDown, SiteReport, TakeDown, Target, Tree, sql,
 };
 use crate::plan::{Outcome, Plan, ReportInput};
 use crate::{DownAccepted, OutboxStats};
@@ -91,16 +91,9 @@ fn mark_forwarded(
     else {
         return Ok(());
     };
-    let (now, parent) = (acked.now.0, acked.parent());
-    for (target, class) in core::forwarded_targets(own, &owner, completed) {
-        match target {
-            Target::Here(id) => conn
-                .prepare_cached(sql::FORWARDED_HERE)?
-                .execute(params![now, parent, id, client, class])?,
-            Target::Origin(origin) => conn
-                .prepare_cached(sql::FORWARDED_ORIGIN)?
-                .execute(params![now, parent, origin, client, class])?,
-        };
+    for found in core::forwarded_targets(own, &owner, completed) {
+        let (sql, args) = core::forwarded_args(acked, client, &found);
+        run(conn, sql, &args)?;
     }
     Ok(())
 }
@@ -123,18 +116,10 @@ pub(super) fn outbox_resync(
         .query_map(params![client, code], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<Vec<_>, _>>()?;
     let (accepted_at, completed) = core::resync_entry(&dropped)?;
-    // Only when there is a snapshot to replace them with.
-    conn.prepare_cached(
-        "DELETE FROM outbox WHERE client_id = ?1 AND class = ?2
-           AND EXISTS (SELECT 1 FROM snapshots WHERE client_id = ?1 AND class = ?2)",
-    )?
-    .execute(params![client, code])?;
-    let appended = conn.prepare_cached(sql::OUTBOX_RESYNC)?.execute(params![
-        accepted_at,
-        completed,
-        client,
-        code
-    ])?;
+    let (client, class) = (Arg::Int(client), Arg::Class(class));
+    run(conn, sql::OUTBOX_DROP, &[client, class])?;
+    let (at, done) = (Arg::OptInt(accepted_at), Arg::OptText(completed.as_deref()));
+    let appended = run(conn, sql::OUTBOX_RESYNC, &[at, done, client, class])?;
     Ok(appended == 1)
 }
 
@@ -152,20 +137,11 @@ pub(super) fn outbox_stats(conn: &Connection) -> Result<OutboxStats, StoreError>
 // ---------------------------------------------------------------------------------------------
 // Children and the sites below
 
-/// The direct child through which `code` is reached according to `sites`, if it reported.
-fn recorded_via(conn: &Connection, code: &str) -> Result<Option<String>, StoreError> {
-    Ok(conn
-        .prepare_cached("SELECT via FROM sites WHERE code = ?1")?
-        .query_row([code], |r| r.get(0))
-        .optional()?)
-}
-
-fn has_child_token(conn: &Connection, code: &str) -> Result<bool, StoreError> {
-    Ok(conn
-        .prepare_cached("SELECT 1 FROM child_tokens WHERE code = ?1")?
-        .query_row([code], |_| Ok(()))
-        .optional()?
-        .is_some())
+/// Where `code` stands in the tree (`sql::TREE_OF`): the child it is reached through, and
+/// whether it is a child with a token.
+fn tree_of(conn: &Connection, code: &str) -> Result<Tree, StoreError> {
+    let mut st = conn.prepare_cached(sql::TREE_OF)?;
+    Ok(st.query_row([code], |r| Ok((r.get(0)?, r.get(1)?)))?)
 }
 
 pub(super) fn set_child_token(
@@ -173,13 +149,12 @@ pub(super) fn set_child_token(
     own: &SiteCode,
     token: &ChildToken,
 ) -> Result<(), StoreError> {
-    let (code, key_hash, now) = (&token.code, token.key_hash, token.now);
-    let recorded = recorded_via(conn, code.as_str())?;
+    let code = &token.code;
+    let (recorded, _) = tree_of(conn, code.as_str())?;
     if let Some(e) = core::child_token_conflict(own, code, recorded.as_deref()) {
         return Err(e);
     }
-    conn.prepare_cached(sql::CHILD_TOKEN_UPSERT)?
-        .execute(params![code.as_str(), key_hash.0.as_slice(), now.0])?;
+    run(conn, sql::CHILD_TOKEN_UPSERT, &token.args())?;
     Ok(())
 }
 
@@ -198,10 +173,8 @@ fn code_conflict(
     via: &SiteCode,
     code: &SiteCode,
 ) -> Result<Option<StoreError>, StoreError> {
-    let recorded = recorded_via(conn, code.as_str())?;
-    let token = has_child_token(conn, code.as_str())?;
-    let conflict = core::code_conflict(own, via, code, recorded.as_deref(), token);
-    Ok(conflict)
+    let tree = tree_of(conn, code.as_str())?;
+    Ok(core::code_conflict(own, via, code, tree))
 }
 
 /// Records what `via` reported of itself and of the sites below it; all or nothing (the writer
@@ -215,25 +188,11 @@ pub(super) fn record_site_status(
     if let Some(e) = code_conflict(conn, own, via, via)? {
         return Err(e);
     }
-    let mut st = conn.prepare_cached(sql::SITE_UPSERT)?;
     for s in &report.statuses {
         if let Some(e) = code_conflict(conn, own, via, &s.code)? {
             return Err(e);
         }
-        st.execute(params![
-            s.code.as_str(),
-            s.name,
-            s.parent.as_ref().map(SiteCode::as_str),
-            s.url,
-            s.clients,
-            s.outbox_depth,
-            s.outbox_oldest.map(|t| t.0),
-            s.last_forwarded.map(|t| t.0),
-            s.accepts_parent_requests,
-            s.reported_at.0,
-            via.as_str(),
-            now.0,
-        ])?;
+        run(conn, sql::SITE_UPSERT, &core::site_args(s, via, now))?;
     }
     Ok(())
 }
@@ -249,12 +208,7 @@ pub(super) fn sites(conn: &Connection) -> Result<Vec<SiteStatus>, StoreError> {
 }
 
 pub(super) fn site_via(conn: &Connection, code: &SiteCode) -> Result<Option<SiteCode>, StoreError> {
-    let recorded = recorded_via(conn, code.as_str())?;
-    core::site_via(
-        code,
-        recorded.as_deref(),
-        has_child_token(conn, code.as_str())?,
-    )
+    core::site_via(code, tree_of(conn, code.as_str())?)
 }
 
 /// How many clients this site owns itself (a child's status counts them).
@@ -300,12 +254,10 @@ pub(super) fn check_forwarded(
     job: &ForwardJob,
 ) -> Result<Verdict, StoreError> {
     let (via, meta, input) = (&job.via, &job.meta, &job.input);
-    let reached = recorded_via(conn, meta.client.site.as_str())?;
+    let (reached, _) = tree_of(conn, meta.client.site.as_str())?;
     let known: Option<(i64, String)> = conn
-        .prepare_cached("SELECT id, site_code FROM clients WHERE uuid = ?1")?
-        .query_row([meta.client.id.as_bytes().as_slice()], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+        .prepare_cached(sql::CLIENT_SITE)?
+        .query_row([Arg::Uuid(meta.client.id)], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     let held_by = known.as_ref().map(|(_, site)| site.as_str());
     if let Some(refused) = core::refusal(own, via, meta, reached.as_deref(), held_by) {
@@ -315,11 +267,8 @@ pub(super) fn check_forwarded(
         Some((client, _)) => snapshot_row(conn, client, input.class)?,
         None => None,
     };
-    if let Some(r) = &row {
-        let recent = r.has_forwarded(meta.version, &input.hash);
-        if let Some(dup) = core::duplicate(meta, input, r.version, &r.hash, recent) {
-            return Ok(Verdict::Answer(dup));
-        }
+    if let Some(dup) = core::resent(meta, input, row.as_ref()) {
+        return Ok(Verdict::Answer(dup));
     }
     Ok(Verdict::Proceed(row))
 }
@@ -339,57 +288,27 @@ fn delete_client(conn: &Connection, batch: &mut Batch<'_>, client: i64) -> Resul
     Ok(())
 }
 
-/// The row of a forwarded client, created or brought up to date from its record. A client of
-/// another id holding the same name at the same owner is a stale record (the owner re-created
-/// its client) and is removed first, since names are unique per owning site.
+/// The row of a forwarded client, created or brought up to date from its record
+/// (`sql::ENSURE_CLIENT`). A client of another id holding the same name at the same owner is a
+/// stale record (the owner re-created its client) and is removed first, since names are unique
+/// per owning site.
 fn ensure_client(
     conn: &Connection,
     batch: &mut Batch<'_>,
     record: &ClientRecord,
 ) -> Result<i64, StoreError> {
-    let id_bytes = record.id.as_bytes().as_slice();
+    let (stale_args, upsert) = core::client_args(record);
     let stale: Option<(i64, Vec<u8>)> = conn
-        .prepare_cached(
-            "SELECT id, uuid FROM clients WHERE site_code = ?1 AND name = ?2 AND uuid != ?3",
-        )?
-        .query_row(
-            params![record.site.as_str(), record.name.as_str(), id_bytes],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        .prepare_cached(sql::STALE_CLIENT)?
+        .query_row(params_from_iter(stale_args), |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     if let Some((row, uuid)) = stale {
         delete_client(conn, batch, row)?;
-        core::log_stale(
-            record,
-            Uuid::from_slice(&uuid).map_err(|_| core::corrupt("client id"))?,
-        );
+        let old = Uuid::from_slice(&uuid).map_err(|_| core::corrupt("client id"))?;
+        core::log_stale(record, old);
     }
-    if let Some(row) = queries::client_row(conn, record.id)? {
-        conn.prepare_cached(
-            "UPDATE clients SET name = ?1, machine_id = ?2, enrolled_at = ?3 WHERE id = ?4",
-        )?
-        .execute(params![
-            record.name.as_str(),
-            record.machine_id,
-            record.enrolled_at.0,
-            row
-        ])?;
-        return Ok(row);
-    }
-    // A key hash of zeros: such a client never authenticates here (`client_auth` only looks
-    // at this site's own clients, and no key hashes to zeros).
-    conn.prepare_cached(
-        "INSERT INTO clients (uuid, name, site_code, machine_id, key_hash, enrolled_at)
-         VALUES (?1, ?2, ?3, ?4, zeroblob(32), ?5)",
-    )?
-    .execute(params![
-        id_bytes,
-        record.name.as_str(),
-        record.site.as_str(),
-        record.machine_id,
-        record.enrolled_at.0
-    ])?;
-    Ok(conn.last_insert_rowid())
+    let row = first_int(conn, sql::ENSURE_CLIENT, &upsert)?;
+    row.ok_or_else(|| core::corrupt("client row"))
 }
 
 /// Records the resync requests a forwarded change completed at the owner (`core::target`):
@@ -399,29 +318,12 @@ fn ensure_client(
 /// once.
 fn record_completed(conn: &Connection, client: i64, done: &[Completion]) -> Result<(), StoreError> {
     for c in done {
-        let (picked, at) = (c.picked_up_at, c.completed_at);
-        let origin = match &c.target {
-            Target::Here(id) => {
-                let n = conn
-                    .prepare_cached(sql::COMPLETE_HERE)?
-                    .execute(params![picked, at, id, client, c.class])?;
-                core::log_completed_here(*id, n as u64);
-                continue;
-            }
-            Target::Origin(origin) => origin,
-        };
-        let relayed = conn
-            .prepare_cached(sql::COMPLETE_RELAYED)?
-            .execute(params![picked, at, origin, client])?;
-        if relayed == 0 {
-            conn.prepare_cached(sql::COMPLETE_NEW)?.execute(params![
-                client,
-                c.class,
-                c.requested_at,
-                picked,
-                at,
-                origin
-            ])?;
+        let (sql, args) = c.args(client);
+        let n = run(conn, sql, &args)?;
+        if let Target::Here(id) = c.target {
+            core::log_completed_here(id, n as u64);
+        } else if n == 0 {
+            run(conn, sql::COMPLETE_NEW, &c.new_args(client))?;
         }
     }
     Ok(())
@@ -448,16 +350,7 @@ pub(super) fn apply_forwarded(
         Outcome::Write(change) => change,
     };
     let client = ensure_client(conn, batch, &meta.client)?;
-    // Remembered as the owner's version and hash: how a resent change is recognised.
-    let mark = queries::forwarded_mark(meta.version, &input.hash);
-    let remember = (mark, queries::RECENT_FORWARDED);
-    let (version, at, full_at) = (Some(meta.version), meta.updated_at, meta.full_at);
-    let stamp = Stamp {
-        version,
-        at,
-        full_at,
-        remember,
-    };
+    let stamp = meta.stamp(input);
     let written = queries::write_change(conn, batch, client, input, row.as_ref(), change, &stamp)?;
     record_completed(conn, client, &core::completions(&own, meta))?;
     if forwarding(conn)? {
@@ -476,7 +369,7 @@ fn client_owner(
     conn: &Connection,
     client_id: Uuid,
 ) -> Result<Option<(i64, ClientName, SiteCode)>, StoreError> {
-    let mut st = conn.prepare_cached("SELECT id, name, site_code FROM clients WHERE uuid = ?1")?;
+    let mut st = conn.prepare_cached(sql::CLIENT_OWNER)?;
     let mut rows = st.query([client_id.as_bytes().as_slice()])?;
     rows.next()?
         .map(|row| Ok((row.int(0)?, row.name(1)?, row.site(2)?)))
@@ -493,39 +386,22 @@ pub(super) fn queue_routed(
     route: &RouteDown,
 ) -> Result<Queued, StoreError> {
     let (client_id, class, now) = (route.client, route.class, route.now);
-    let Some((client, name, owner)) = client_owner(conn, client_id)? else {
-        return Err(StoreError::UnknownClient {
-            name: client_id.to_string(),
-        });
-    };
-    if let Some(e) = core::own_client_refusal(own, &owner, &name) {
-        return Err(e);
-    }
-    let created: Option<i64> = conn
-        .prepare_cached(
-            "INSERT INTO requests (client_id, kind, arg, requested_at, route)
-             VALUES (?1, 'resync', ?2, ?3, ?4)
-             ON CONFLICT (client_id, kind, arg)
-                 WHERE picked_up_at IS NULL AND completed_at IS NULL AND origin IS NULL
-             DO NOTHING RETURNING id",
-        )?
-        .query_row(
-            params![client, class.as_str(), now.0, owner.as_str()],
-            |r| r.get(0),
-        )
-        .optional()?;
-    let (id, requested_at, created) = match created {
+    let found = client_owner(conn, client_id)?;
+    let (client, name, owner) = route.client(own, found)?;
+    let (kind, arg) = (Arg::Text("resync"), Arg::Text(class.as_str()));
+    let args = [
+        Arg::Int(client),
+        kind,
+        arg,
+        Arg::Int(now.0),
+        Arg::Text(owner.as_str()),
+    ];
+    let (id, requested_at, created) = match first_int(conn, crate::sql::QUEUE_REQUEST, &args)? {
         Some(id) => (id, now, true),
         None => {
-            let (id, at) = conn
-                .prepare_cached(
-                    "SELECT id, requested_at FROM requests
-                     WHERE client_id = ?1 AND kind = 'resync' AND arg = ?2
-                       AND picked_up_at IS NULL AND completed_at IS NULL AND origin IS NULL",
-                )?
-                .query_row(params![client, class.as_str()], |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
-                })?;
+            let mut st = conn.prepare_cached(crate::sql::PENDING_REQUEST)?;
+            let row = st.query_row(params_from_iter(&args[..3]), |r| Ok((r.get(0)?, r.get(1)?)));
+            let (id, at) = row?;
             (id, Timestamp(at), false)
         }
     };
@@ -567,33 +443,22 @@ pub(super) fn accept_down(
     own: &SiteCode,
     take: &TakeDown,
 ) -> Result<DownAccepted, StoreError> {
-    let (req, now) = (&take.req, take.now);
+    let req = &take.req;
     let found = client_owner(conn, req.client)?;
     let (client, name, route) = match core::down_route(own, req, found, take.accept_own) {
         Ok(taken) => taken,
         Err(answer) => return Ok(answer),
     };
     let origin = req.origin();
-    let created: Option<i64> = conn
-        .prepare_cached(sql::ACCEPT_DOWN)?
-        .query_row(
-            params![
-                client,
-                req.class.as_str(),
-                now.0,
-                origin,
-                route.as_ref().map(SiteCode::as_str)
-            ],
-            |r| r.get(0),
-        )
-        .optional()?;
-    let (id, created) = match created {
-        Some(id) => (id, true),
-        None => (
-            conn.prepare_cached("SELECT id FROM requests WHERE origin = ?1")?
-                .query_row([&origin], |r| r.get(0))?,
-            false,
-        ),
+    let created = first_int(
+        conn,
+        sql::ACCEPT_DOWN,
+        &take.args(client, &origin, route.as_ref()),
+    )?;
+    let id = match created {
+        Some(id) => id,
+        None => first_int(conn, sql::BY_ORIGIN, &[Arg::Text(&origin)])?
+            .ok_or_else(|| core::corrupt("request origin"))?,
     };
-    Ok(core::down_accepted(id, name, route, created))
+    Ok(core::down_accepted(id, name, route, created.is_some()))
 }

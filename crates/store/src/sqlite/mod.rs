@@ -536,13 +536,8 @@ impl SqliteStore {
     }
 
     pub async fn set_forwarding(&self, on: bool) -> Result<(), StoreError> {
-        self.write(move |conn, _| outbox::set_forwarding(conn, on))
-            .await?;
-        tracing::info!(
-            on,
-            "Set whether accepted changes are forwarded to a parent site."
-        );
-        Ok(())
+        let set = self.write(move |conn, _| outbox::set_forwarding(conn, on));
+        core::log_forwarding(on, set.await)
     }
 
     pub async fn forwarding(&self) -> Result<bool, StoreError> {
@@ -567,11 +562,8 @@ impl SqliteStore {
     }
 
     pub async fn outbox_resync(&self, client: Uuid, class: Class) -> Result<(), StoreError> {
-        let queued = self
-            .write(move |conn, _| hierarchy::outbox_resync(conn, client, class))
-            .await?;
-        tracing::debug!(%client, %class, queued, "Replaced a client's outbox entries of one class with its full snapshot.");
-        Ok(())
+        let queued = self.write(move |conn, _| hierarchy::outbox_resync(conn, client, class));
+        core::log_resync(client, class, queued.await?)
     }
 
     pub async fn outbox_stats(&self) -> Result<OutboxStats, StoreError> {

@@ -4,25 +4,37 @@
 //! commit together. Also the `meta` values of the hierarchy. It leans on neither `queries` nor `hierarchy`.
 
 use invsync_proto::Timestamp;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params_from_iter};
 
-use crate::codec::class_code;
 use crate::error::StoreError;
-use crate::hierarchy::{Entry, FORWARDING, OutboxRow, PROBED_AT, sql};
+use crate::hierarchy::{Arg, Entry, FORWARDING, OutboxRow, PROBED_AT, sql};
+
+/// The first column of the first row of one of the core's statements, if it returns a row.
+pub(super) fn first_int(
+    conn: &Connection,
+    sql: &str,
+    args: &[Arg<'_>],
+) -> Result<Option<i64>, StoreError> {
+    let mut st = conn.prepare_cached(sql)?;
+    Ok(st
+        .query_row(params_from_iter(args), |r| r.get(0))
+        .optional()?)
+}
+
+/// Runs one of the core's statements with its arguments; how many rows it changed.
+pub(super) fn run(conn: &Connection, sql: &str, args: &[Arg<'_>]) -> Result<usize, StoreError> {
+    Ok(conn.prepare_cached(sql)?.execute(params_from_iter(args))?)
+}
 
 pub(super) fn meta_value(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> {
     Ok(conn
-        .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+        .prepare_cached(sql::META)?
         .query_row([key], |r| r.get(0))
         .optional()?)
 }
 
 pub(super) fn set_meta_value(conn: &Connection, key: &str, value: &str) -> Result<(), StoreError> {
-    conn.prepare_cached(
-        "INSERT INTO meta (key, value) VALUES (?1, ?2)
-         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-    )?
-    .execute([key, value])?;
+    run(conn, sql::SET_META, &[Arg::Text(key), Arg::Text(value)])?;
     Ok(())
 }
 
@@ -48,18 +60,6 @@ pub(super) fn enqueue(
     accepted_at: Timestamp,
 ) -> Result<(), StoreError> {
     let r = OutboxRow::of(e, accepted_at)?;
-    conn.prepare_cached(sql::OUTBOX_INSERT)?.execute(params![
-        e.client,
-        class_code(e.input.class),
-        r.version,
-        r.hash.0.as_slice(),
-        r.full_at,
-        r.updated_at,
-        r.accepted_at,
-        r.base_version,
-        e.body_ids,
-        r.removed,
-        r.completed,
-    ])?;
+    run(conn, sql::OUTBOX_INSERT, &r.args(e))?;
     Ok(())
 }

@@ -23,9 +23,7 @@ use crate::error::StoreError;
 use crate::exec::{self, Arg, Exec};
 use crate::plan::{self, Change, ItemSource, Outcome, Plan, ReportInput, Resolver};
 use crate::rows::{self, Cols, WriteSet};
-pub(super) use crate::rows::{
-    RECENT_FORWARDED, SnapshotRow, Stamp, Written, corrupt, forwarded_mark,
-};
+pub(super) use crate::rows::{SnapshotRow, Stamp, Written, corrupt};
 use crate::sql;
 
 impl Cols for Row<'_> {
