@@ -22,11 +22,11 @@ use uuid::Uuid;
 
 use crate::DownAccepted;
 use crate::error::StoreError;
-pub(crate) use crate::exec::Arg;
+use crate::exec::Arg;
 use crate::ingest::PreparedItems;
 use crate::plan::{InputBody, ReportInput};
 use crate::rows::Stamp;
-pub(crate) use crate::rows::{Cols, corrupt};
+use crate::rows::{Cols, corrupt};
 
 /// The statements of the hierarchy that read the same in SQLite and PostgreSQL.
 pub(crate) mod sql {

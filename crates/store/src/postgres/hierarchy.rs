@@ -23,11 +23,13 @@ use super::schema::{LOCK_CLASS, LOCK_DELIVERY};
 use crate::cache::ItemCache;
 use crate::codec::decode_ids;
 use crate::error::StoreError;
+use crate::exec::Arg;
 use crate::hierarchy::{
-    self as core, Acked, Arg, ChildToken, Cols, Completion, Delivery, ForwardMeta, LAST_FORWARDED,
-    RouteDown, SiteReport, TakeDown, Target, Tree, sql,
+    self as core, Acked, ChildToken, Completion, Delivery, ForwardMeta, LAST_FORWARDED, RouteDown,
+    SiteReport, TakeDown, Target, Tree, sql,
 };
 use crate::plan::{Outcome, ReportInput};
+use crate::rows::{self, Cols};
 use crate::{DownAccepted, OutboxStats};
 
 // ---------------------------------------------------------------------------------------------
@@ -278,7 +280,7 @@ async fn ensure_client(
         core::log_stale(record, old);
     }
     let row = first_int(conn, sql::ENSURE_CLIENT, &upsert).await?;
-    row.ok_or_else(|| core::corrupt("client row"))
+    row.ok_or_else(|| rows::corrupt("client row"))
 }
 
 /// Records the resync requests a forwarded change completed at the owner (see the SQLite
@@ -436,7 +438,7 @@ pub(super) async fn accept_down(
         Some(id) => id,
         None => first_int(conn, sql::BY_ORIGIN, &[Arg::Text(&origin)])
             .await?
-            .ok_or_else(|| core::corrupt("request origin"))?,
+            .ok_or_else(|| rows::corrupt("request origin"))?,
     };
     Ok(core::down_accepted(id, name, route, created.is_some()))
 }

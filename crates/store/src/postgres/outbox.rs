@@ -14,7 +14,8 @@ use sqlx::{Arguments, Encode, PgConnection, Postgres, Type};
 use super::schema::{LOCK_CLASS, LOCK_TOPOLOGY};
 use crate::codec::class_code;
 use crate::error::StoreError;
-use crate::hierarchy::{Arg, Entry, FORWARDING, OutboxRow, PROBED_AT, sql};
+use crate::exec::Arg;
+use crate::hierarchy::{Entry, FORWARDING, OutboxRow, PROBED_AT, sql};
 
 impl Type<Postgres> for Arg<'_> {
     fn type_info() -> PgTypeInfo {

@@ -17,11 +17,13 @@ use super::queries::{self, SnapshotRow, id_array, load_items, snapshot_row};
 use super::writer::Batch;
 use crate::codec::{class_code, decode_ids};
 use crate::error::StoreError;
+use crate::exec::Arg;
 use crate::hierarchy::{
-    self as core, Acked, Arg, ChildToken, Cols, Completion, Delivery, ForwardMeta, LAST_FORWARDED,
-    RouteDown, SiteReport, TakeDown, Target, Tree, sql,
+    self as core, Acked, ChildToken, Completion, Delivery, ForwardMeta, LAST_FORWARDED, RouteDown,
+    SiteReport, TakeDown, Target, Tree, sql,
 };
 use crate::plan::{Outcome, Plan, ReportInput};
+use crate::rows::{self, Cols};
 use crate::{DownAccepted, OutboxStats};
 
 // ---------------------------------------------------------------------------------------------
@@ -304,11 +306,11 @@ fn ensure_client(
         .optional()?;
     if let Some((row, uuid)) = stale {
         delete_client(conn, batch, row)?;
-        let old = Uuid::from_slice(&uuid).map_err(|_| core::corrupt("client id"))?;
+        let old = Uuid::from_slice(&uuid).map_err(|_| rows::corrupt("client id"))?;
         core::log_stale(record, old);
     }
     let row = first_int(conn, sql::ENSURE_CLIENT, &upsert)?;
-    row.ok_or_else(|| core::corrupt("client row"))
+    row.ok_or_else(|| rows::corrupt("client row"))
 }
 
 /// Records the resync requests a forwarded change completed at the owner (`core::target`):
@@ -458,7 +460,7 @@ pub(super) fn accept_down(
     let id = match created {
         Some(id) => id,
         None => first_int(conn, sql::BY_ORIGIN, &[Arg::Text(&origin)])?
-            .ok_or_else(|| core::corrupt("request origin"))?,
+            .ok_or_else(|| rows::corrupt("request origin"))?,
     };
     Ok(core::down_accepted(id, name, route, created.is_some()))
 }

@@ -7,7 +7,8 @@ use invsync_proto::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params_from_iter};
 
 use crate::error::StoreError;
-use crate::hierarchy::{Arg, Entry, FORWARDING, OutboxRow, PROBED_AT, sql};
+use crate::exec::Arg;
+use crate::hierarchy::{Entry, FORWARDING, OutboxRow, PROBED_AT, sql};
 
 /// The first column of the first row of one of the core's statements, if it returns a row.
 pub(super) fn first_int(
