@@ -83,6 +83,7 @@ impl FakeSite {
                         name: req.name,
                         site: SiteCode::parse("S01").unwrap(),
                         reenrolled,
+                        site_public_key: None,
                     }),
                 ))
             }

@@ -6,6 +6,7 @@
 pub mod exit;
 pub mod inventory;
 pub mod name;
+pub mod offline;
 #[cfg(feature = "openapi")]
 mod openapi;
 pub mod settings;

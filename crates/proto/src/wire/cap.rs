@@ -60,6 +60,11 @@ pub struct EnrollResponse {
     pub site: SiteCode,
     /// True when this machine was already enrolled under this name and keeps its id.
     pub reenrolled: bool,
+    /// The public half of the site's signing key, which the `.cfg` files of a file-share CAP
+    /// are signed with (`invagent cycle --cap-dir`); absent from sites older than the
+    /// file-share CAP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site_public_key: Option<crate::offline::sign::PublicKey>,
 }
 
 /// The site's view of one class of a client: the version and hash it holds.
