@@ -19,6 +19,8 @@ use invsync_proto::{Class, Items, Timestamp};
 
 use crate::cap::CapClient;
 use crate::error::AgentError;
+use crate::offline::files::forget_cap_copy;
+use crate::offline::summary::CapSummary;
 use crate::plan::{self, PlanReason};
 use crate::state::{AckedSnapshot, PendingEvent, PendingResync, State, StateLock};
 
@@ -92,6 +94,8 @@ pub struct CycleSummary {
     pub acked_events: Vec<i64>,
     /// The interval between cycles the site asks its agents for, when it sets one.
     pub site_interval: Option<std::time::Duration>,
+    /// What the cycle did through a file-share CAP directory, when it went through one.
+    pub cap: Option<CapSummary>,
 }
 
 impl CycleSummary {
@@ -99,6 +103,7 @@ impl CycleSummary {
     /// 5)` or `hw: unchanged (version 1)`.
     pub fn lines(&self) -> Vec<String> {
         let mut out = Vec::new();
+        out.extend(self.cap.as_ref().and_then(CapSummary::fallback_line));
         for i in &self.instructions {
             out.push(match i.kind {
                 InstructionKind::Resync { class } => {
@@ -126,6 +131,9 @@ impl CycleSummary {
                     version: None,
                 } => format!("{class}: unchanged"),
             });
+        }
+        if let Some(cap) = &self.cap {
+            out.extend(cap.lines());
         }
         if !self.acked_events.is_empty() {
             let s = if self.acked_events.len() == 1 {
@@ -185,6 +193,19 @@ pub fn cycle(opts: &CycleOptions) -> Result<CycleSummary, AgentError> {
     }
     let _lock = StateLock::acquire(dir)?;
     let mut state = State::load(dir)?;
+    if !state.has_network() {
+        // Enrolled from a file: only a CAP directory reaches the site (`fallback::cycle_via`).
+        return Err(AgentError::NeedsCapDir);
+    }
+    network_cycle(opts, &mut state)
+}
+
+/// [`cycle`] with the data directory locked and the state loaded: the cycle over HTTP.
+pub(crate) fn network_cycle(
+    opts: &CycleOptions,
+    state: &mut State,
+) -> Result<CycleSummary, AgentError> {
+    let dir = opts.data_dir.as_path();
     let cap = CapClient::new(
         &state.site_url,
         Some(&state.token),
@@ -195,7 +216,7 @@ pub fn cycle(opts: &CycleOptions) -> Result<CycleSummary, AgentError> {
     // 1. Reports an earlier cycle could not deliver go first, so the site's view is current
     //    before it is compared with ours.
     for report in state.outbox.clone() {
-        match deliver(&cap, &mut state, dir, &report, None)? {
+        match deliver(&cap, state, dir, &report, None)? {
             Delivery::Stored(sent) => summary.resent.push(sent),
             // The class was forgotten; step 3 sends it in full.
             Delivery::ResyncRequired(_) => {}
@@ -206,7 +227,7 @@ pub fn cycle(opts: &CycleOptions) -> Result<CycleSummary, AgentError> {
     // The body stays empty: the agent's version already travels in its User-Agent header,
     // and a no-change cycle has a budget of 300 bytes (SPEC section 10).
     let checkin = cap.checkin(&CheckinRequest::default())?;
-    summary.instructions = record_instructions(&mut state, &checkin.instructions, Timestamp::now());
+    summary.instructions = record_instructions(state, &checkin.instructions, Timestamp::now());
     summary.site_interval = checkin
         .agent_interval_secs
         .filter(|s| *s > 0)
@@ -224,7 +245,7 @@ pub fn cycle(opts: &CycleOptions) -> Result<CycleSummary, AgentError> {
         }
         let outcome = report_class(
             &cap,
-            &mut state,
+            state,
             dir,
             &checkin.classes,
             class,
@@ -247,7 +268,7 @@ pub fn cycle(opts: &CycleOptions) -> Result<CycleSummary, AgentError> {
 
 /// Adds instructions not seen before to the state (the site repeats an instruction until it
 /// completes) and returns them.
-fn record_instructions(
+pub(crate) fn record_instructions(
     state: &mut State,
     received: &[Instruction],
     now: Timestamp,
@@ -348,6 +369,7 @@ fn deliver(
             // cycle; forgetting the class makes the next cycle send a fresh full report.
             tracing::warn!(class = %class, report_id = %report.report_id, error = %e, "The site refused a report; dropping it.");
             state.outbox.retain(|r| r.report_id != report.report_id);
+            forget_cap_copy(state, report.report_id);
             state.acked.remove(&class);
             state.save(dir)?;
             return Err(e);
@@ -355,6 +377,8 @@ fn deliver(
         Err(e) => return Err(e),
     };
     state.outbox.retain(|r| r.report_id != report.report_id);
+    // Settled over HTTP: a copy written to a CAP directory earlier is not needed any more.
+    forget_cap_copy(state, report.report_id);
     let (version, hash, duplicate) = match ack {
         ReportAck::Accepted { version, hash } => (version, hash, false),
         ReportAck::Duplicate { version, hash } => (version, hash, true),
@@ -456,6 +480,7 @@ mod tests {
                 }),
             ],
             acked_events: vec![7],
+            cap: None,
         };
         assert_eq!(
             summary.lines(),

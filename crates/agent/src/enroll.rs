@@ -96,6 +96,8 @@ pub fn enroll_with_ca(
         response.site.clone(),
     );
     state.ca_cert = ca_cert;
+    // Kept for a file-share CAP the agent may fall back to (`invagent cycle --cap-dir`).
+    state.site_public_key = response.site_public_key;
     state.save(&opts.data_dir)?;
     tracing::info!(
         name = %response.name,

@@ -82,6 +82,41 @@ pub enum AgentError {
     )]
     ResyncLoop { class: Class, reason: String },
 
+    /// An agent enrolled from an enrollment file has no network site, so a cycle needs the
+    /// file-share CAP directory.
+    #[error(
+        "this agent was enrolled from an enrollment file and reports only through a CAP \
+         directory; give it with --cap-dir DIR (or INVAGENT_CAP_DIR, or `cap_dir` in \
+         /etc/invagent/agent.toml for `invagent run`)"
+    )]
+    NeedsCapDir,
+
+    /// The CAP directory cannot take the agent's files: its `Inventry.box` is missing, not a
+    /// directory, or not writable.
+    #[error("cannot use the CAP directory: {reason}")]
+    CapDir { reason: String },
+
+    /// The state holds no public key of the site, so no `.cfg` can be checked.
+    #[error(
+        "this agent has no public key of its site to check the CAP directory's .cfg files with \
+         (it enrolled at a site older than the file-share CAP); enroll again (`invagent enroll \
+         --site URL --secret S`, or `--from-file FILE` from `invsite offline-enroll`) to get it"
+    )]
+    NoSiteKey,
+
+    /// `invagent enroll --from-file` was given a file it cannot use.
+    #[error("cannot enroll from {}: {reason}", path.display())]
+    EnrollmentFile { path: PathBuf, reason: String },
+
+    /// `invagent inventory --out` needs the machine id the site will know the machine by.
+    #[error(
+        "no machine id in {}: an import file needs the id an agent enrolling later on this \
+         machine will present; create it (`systemd-machine-id-setup`) or run this on the machine \
+         itself",
+        path.display()
+    )]
+    NoMachineId { path: PathBuf },
+
     /// The local state file is missing pieces, corrupt, or cannot be written.
     #[error(transparent)]
     State(#[from] StateError),
@@ -103,6 +138,9 @@ impl AgentError {
                 | AgentError::BadCaCert { .. }
                 | AgentError::State(_)
                 | AgentError::Refused { .. }
+                | AgentError::NeedsCapDir
+                | AgentError::NoSiteKey
+                | AgentError::EnrollmentFile { .. }
         )
     }
 

@@ -11,7 +11,9 @@ pub mod cli;
 pub mod cycle;
 pub mod enroll;
 pub mod error;
+pub mod fallback;
 pub mod jitter;
+pub mod offline;
 pub mod plan;
 pub mod push;
 pub mod run;
@@ -21,8 +23,10 @@ pub mod trigger;
 pub use cycle::{ClassOutcome, CycleOptions, CycleSummary, ReportKind, SentReport, cycle};
 pub use enroll::{EnrollOptions, enroll, enroll_with_ca};
 pub use error::{AgentError, StateError};
+pub use fallback::cycle_via;
+pub use offline::enroll::{FileEnrollOptions, enroll_from_file};
 pub use plan::{PlanReason, PlannedReport, plan};
-pub use run::{RunOptions, run};
+pub use run::{RunOptions, run, run_via};
 pub use state::State;
 
 /// The agent's version, sent in the User-Agent header of every request so a site can tell old

@@ -7,11 +7,13 @@
 //! caller, so it holds no global state; the CLI sets the flag from its signal handler, and the
 //! quickstart (`invsite quickstart`, in the cli crate) from its own thread.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
-use crate::cycle::{CycleOptions, cycle};
+use crate::cycle::CycleOptions;
+use crate::fallback::cycle_via;
 use crate::error::AgentError;
 use crate::jitter::{jittered, random_unit};
 use crate::push;
@@ -48,17 +50,32 @@ pub const COALESCE: Duration = Duration::from_millis(100);
 /// Fails at once only when the agent cannot work at all: it is not enrolled or its state is
 /// unreadable, which no amount of retrying fixes.
 pub fn run(opts: &RunOptions, stop: &AtomicBool) -> Result<(), AgentError> {
-    State::load(&opts.cycle.data_dir)?;
+    run_via(opts, None, stop)
+}
+
+/// [`run`] with a file-share CAP directory: each cycle goes through it when the agent has no
+/// network site (enrolled from an enrollment file) or its site is unreachable. The push
+/// channel is only for a network site.
+pub fn run_via(
+    opts: &RunOptions,
+    cap_dir: Option<&Path>,
+    stop: &AtomicBool,
+) -> Result<(), AgentError> {
+    let state = State::load(&opts.cycle.data_dir)?;
+    if !state.has_network() && cap_dir.is_none() {
+        return Err(AgentError::NeedsCapDir);
+    }
     tracing::info!(
         data_dir = %opts.cycle.data_dir.display(),
         interval = %humantime::format_duration(opts.interval),
+        cap_dir = ?cap_dir,
         "Agent started."
     );
     let (tx, rx) = mpsc::channel::<Trigger>();
     // The helper threads get a flag of their own: `stop` is borrowed, and the push thread may
     // sit in a long-poll for a while after the loop has returned.
     let threads_stop = Arc::new(AtomicBool::new(false));
-    {
+    if state.has_network() {
         let (dir, tx, flag) = (
             opts.cycle.data_dir.clone(),
             tx.clone(),
@@ -112,7 +129,7 @@ pub fn run(opts: &RunOptions, stop: &AtomicBool) -> Result<(), AgentError> {
         }
         let started = Instant::now();
         tracing::info!(reason, "Cycling.");
-        let result = cycle(&opts.cycle);
+        let result = cycle_via(&opts.cycle, cap_dir);
         match &result {
             Ok(summary) => {
                 for line in summary.lines() {

@@ -15,6 +15,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use invsync_proto::offline::sign::PublicKey;
 use invsync_proto::wire::{Event, Report};
 use invsync_proto::{Class, ClientName, Digest, Items, SiteCode, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -36,7 +37,10 @@ pub const STATE_FORMAT: u32 = 1;
 pub struct State {
     /// Always [`STATE_FORMAT`]; checked before the rest is parsed.
     pub format: u32,
-    /// The site URL without a trailing `/`.
+    /// The site URL without a trailing `/`; empty for an agent enrolled from an enrollment file
+    /// (`invagent enroll --from-file`), which has no network site and reports only through a
+    /// file-share CAP directory (see [`State::has_network`]).
+    #[serde(default)]
     pub site_url: String,
     /// The CA certificate file (PEM, an absolute path) an `https://` site's certificate must
     /// chain to, from `invagent enroll --ca-cert`; absent: the built-in Mozilla roots. Kept as
@@ -61,6 +65,50 @@ pub struct State {
     /// Reports built but not yet acknowledged, in the order they were built.
     #[serde(default)]
     pub outbox: Vec<Report>,
+    /// The public half of the site's signing key, which every `.cfg` of a file-share CAP must
+    /// be signed with: from the enrollment answer or the enrollment file; absent for an agent
+    /// that enrolled at a site older than the file-share CAP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site_public_key: Option<PublicKey>,
+    /// What the agent did through a file-share CAP directory; empty for an agent that never
+    /// used one.
+    #[serde(default, skip_serializing_if = "CapState::is_empty")]
+    pub cap: CapState,
+}
+
+/// The agent's record of the file-share CAP (issue 18): which `.cfg` it last acted on and
+/// which of its outbox reports travel as `.inv` files, so that each report is settled exactly
+/// once, by whichever way the site's answer comes back.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapState {
+    /// The `issued_at` of the last `.cfg` acted on: an older one is a replay and does nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cfg_issued_at: Option<Timestamp>,
+    /// Outbox reports written to the CAP directory and not yet settled, in the order written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub written: Vec<Uuid>,
+    /// Event ids listed as done in a file written to the CAP directory: such an event is done
+    /// once the site's `.cfg` no longer lists it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events_written: Vec<i64>,
+    /// The file name of the last check-in written, replaced by the next one so unimported
+    /// check-ins do not pile up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_checkin: Option<String>,
+    /// The `written_at` of the last file written: the site imports a client's files in that
+    /// order, so each file gets a later time than the one before, even within a millisecond.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_written_at: Option<Timestamp>,
+    /// The CAP directory the files were written to, so that a report the site later
+    /// acknowledges over HTTP can have its `.inv` copy removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<PathBuf>,
+}
+
+impl CapState {
+    pub fn is_empty(&self) -> bool {
+        self == &CapState::default()
+    }
 }
 
 /// A snapshot the site has stored, as the agent recorded it from the site's acknowledgement.
@@ -116,7 +164,15 @@ impl State {
             resyncs: Vec::new(),
             events: Vec::new(),
             outbox: Vec::new(),
+            site_public_key: None,
+            cap: CapState::default(),
         }
+    }
+
+    /// Whether the agent has a network site to talk to; an agent enrolled from an enrollment
+    /// file has none and reports only through a CAP directory.
+    pub fn has_network(&self) -> bool {
+        !self.site_url.is_empty()
     }
 
     /// The path of the state file in `data_dir`.

@@ -193,9 +193,51 @@ pub fn layer<T>(
     }))
 }
 
+/// The setting of one key that has no default: `given`, else the file's, else `None`.
+pub fn layer_optional<T>(
+    given: Option<(T, Source)>,
+    file: &FileValues,
+    key: &str,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<Option<Setting<T>>, Exit> {
+    if let Some((value, source)) = given {
+        return Ok(Some(Setting { value, source }));
+    }
+    file.get(key, parse)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_setting_without_default_is_none_unless_given_or_in_the_file() {
+        let (_d, path) = file("cap_dir = \"/mnt/cap\"\n");
+        let f = FileValues::read(&path, &["cap_dir"]).unwrap();
+        let parse = |t: &str| Ok::<_, String>(t.to_string());
+        assert_eq!(
+            layer_optional(None, &f, "cap_dir", parse).unwrap(),
+            Some(Setting {
+                value: "/mnt/cap".to_string(),
+                source: Source::File { path, line: 1 }
+            })
+        );
+        assert_eq!(
+            layer_optional(
+                Some(("/x".to_string(), Source::CommandLine)),
+                &f,
+                "cap_dir",
+                parse
+            )
+            .unwrap()
+            .map(|s| (s.value, s.source)),
+            Some(("/x".to_string(), Source::CommandLine))
+        );
+        assert_eq!(
+            layer_optional(None, &FileValues::default(), "cap_dir", parse).unwrap(),
+            None
+        );
+    }
 
     fn file(text: &str) -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();

@@ -1,11 +1,15 @@
 //! `invagent inventory hw|sw`: collect one class and print it, without any network, so an
-//! administrator can see exactly what the agent would report.
+//! administrator can see exactly what the agent would report; with `--out FILE`, write it as
+//! the import file `invsite import` reads, for a machine that was never enrolled.
 
 use clap::Args;
 use invsync_proto::inventory::Inventory;
-use invsync_proto::{Class, Items};
+use std::path::PathBuf;
 
-use super::{RootArg, print_lines};
+use invsync_proto::{Class, ClientName, Items};
+
+use super::{RootArg, exit_for, print_lines};
+use crate::offline::import::{ImportOptions, import_file, write_import_file};
 use crate::plan::snapshot_hash;
 
 #[derive(Debug, Clone, Args)]
@@ -14,8 +18,16 @@ pub struct InventoryArgs {
     #[arg(value_name = "CLASS", value_parser = parse_class)]
     pub class: Class,
     /// Print `{ "class", "hash", "items", "warnings" }` as JSON instead of a listing.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "out")]
     pub json: bool,
+    /// Write the inventory to FILE (mode 0600) as an import file for `invsite import FILE`,
+    /// instead of printing it.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// With --out: the client name the site records (1-15 of A-Z 0-9 - _); by default the
+    /// host name's first label.
+    #[arg(long, value_name = "NAME", requires = "out")]
+    pub name: Option<ClientName>,
     #[command(flatten)]
     pub root: RootArg,
 }
@@ -25,6 +37,28 @@ fn parse_class(raw: &str) -> Result<Class, String> {
 }
 
 pub fn apply(args: &InventoryArgs) -> anyhow::Result<()> {
+    if let Some(out) = &args.out {
+        let opts = ImportOptions {
+            class: args.class,
+            root: args.root.root.clone(),
+            name: args.name.clone(),
+        };
+        let file = import_file(&opts).map_err(exit_for)?;
+        for w in &file.warnings {
+            eprintln!("warning: {w}");
+        }
+        write_import_file(out, &file).map_err(exit_for)?;
+        return print_lines([format!(
+            "wrote the {} inventory of {} ({} items, hash {}) to {}; import it with `invsite \
+             import {} --data-dir D`",
+            file.class,
+            file.name,
+            file.items.len(),
+            file.hash.to_hex(),
+            out.display(),
+            out.display()
+        )]);
+    }
     let collected = invsync_collect::collect(args.class, &args.root.root);
     if args.json {
         let inventory = Inventory {

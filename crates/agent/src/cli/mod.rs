@@ -121,7 +121,9 @@ pub fn exit_for(err: AgentError) -> anyhow::Error {
         AgentError::Refused { .. }
         | AgentError::BadSiteUrl { .. }
         | AgentError::NoName { .. }
-        | AgentError::BadCaCert { .. } => Code::Usage,
+        | AgentError::BadCaCert { .. }
+        | AgentError::NeedsCapDir
+        | AgentError::EnrollmentFile { .. } => Code::Usage,
         AgentError::NotEnrolled { .. }
         | AgentError::Unauthorized { .. }
         | AgentError::Unreachable { .. }
@@ -130,6 +132,9 @@ pub fn exit_for(err: AgentError) -> anyhow::Error {
         | AgentError::BadResponse { .. }
         | AgentError::ResyncLoop { .. }
         | AgentError::State(_)
+        | AgentError::CapDir { .. }
+        | AgentError::NoSiteKey
+        | AgentError::NoMachineId { .. }
         | AgentError::Io { .. } => Code::Failure,
     };
     Exit::new(code, err.to_string()).into()

@@ -1,6 +1,7 @@
 //! `invagent run`: the daemon, and `invagent config`, which prints the settings `run` would use
 //! and where each came from. Each setting comes from the command line, else the environment
-//! (`INVAGENT_DIR`, `INVAGENT_INTERVAL`, `INVAGENT_ROOT`, `INVAGENT_SPLAY`), else the
+//! (`INVAGENT_DIR`, `INVAGENT_INTERVAL`, `INVAGENT_ROOT`, `INVAGENT_SPLAY`,
+//! `INVAGENT_CAP_DIR`), else the
 //! configuration file (`--config`, `INVAGENT_CONFIG`, else `/etc/invagent/agent.toml` when it
 //! exists), else its default; the site's interval (`invsite config --agent-interval`) replaces
 //! the default interval, never one set here.
@@ -15,20 +16,22 @@ use std::time::Duration;
 
 use clap::{ArgMatches, Args};
 use invsync_proto::exit::Exit;
-use invsync_proto::settings::{FileValues, Setting, Source, given, layer, path};
+use invsync_proto::settings::{
+    FileValues, Setting, Source, given, layer, layer_optional, path,
+};
 
 use super::exit_for;
-use crate::run::{RunOptions, run};
+use crate::run::{RunOptions, run_via};
 
 /// Where `invagent run` looks for its configuration file when none is given.
 pub const DEFAULT_CONFIG: &str = "/etc/invagent/agent.toml";
 
 /// The keys of the configuration file: the long flags of `invagent run`.
-const KEYS: [&str; 4] = ["data_dir", "interval", "root", "splay"];
+const KEYS: [&str; 5] = ["data_dir", "interval", "root", "splay", "cap_dir"];
 
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
-    /// Configuration file (TOML; keys data_dir, interval, root, splay) [default:
+    /// Configuration file (TOML; keys data_dir, interval, root, splay, cap_dir) [default:
     /// /etc/invagent/agent.toml when it exists]
     #[arg(long, value_name = "FILE", env = "INVAGENT_CONFIG")]
     pub config: Option<PathBuf>,
@@ -46,6 +49,11 @@ pub struct RunArgs {
     /// once does not reach its site at once (0s: no wait) [default: 5m]
     #[arg(long, value_name = "DURATION", env = "INVAGENT_SPLAY", value_parser = parse_splay)]
     pub splay: Option<Duration>,
+    /// A file-share CAP directory (holding Clidata.box and Inventry.box): the only way to the
+    /// site for an agent enrolled from an enrollment file, the fallback when the site is
+    /// unreachable for one enrolled over the network [default: none]
+    #[arg(long, value_name = "DIR", env = "INVAGENT_CAP_DIR")]
+    pub cap_dir: Option<PathBuf>,
 }
 
 /// `invagent config`: the settings `invagent run` would use with the same arguments.
@@ -80,6 +88,8 @@ pub struct RunConfig {
     pub interval: Setting<Duration>,
     pub root: Setting<PathBuf>,
     pub splay: Setting<Duration>,
+    /// No default: without one, only the network site.
+    pub cap_dir: Option<Setting<PathBuf>>,
 }
 
 impl RunConfig {
@@ -117,6 +127,12 @@ impl RunConfig {
                 parse_splay,
                 || Duration::from_secs(300),
             )?,
+            cap_dir: layer_optional(
+                given(&args.cap_dir, matches, "cap_dir", "INVAGENT_CAP_DIR"),
+                &file,
+                "cap_dir",
+                path,
+            )?,
         })
     }
 
@@ -153,6 +169,14 @@ impl RunConfig {
             .iter()
             .map(|(k, v, s)| format!("{k} = {v:<24} # {s}"))
             .collect();
+        out.push(match &self.cap_dir {
+            Some(c) => format!(
+                "cap_dir = {:<24} # {}",
+                format!("{:?}", c.value.display().to_string()),
+                c.source
+            ),
+            None => "# cap_dir: none (default): the network site only".to_string(),
+        });
         out.push(match &self.config_file {
             Some(p) => format!("# configuration file: {}", p.display()),
             None => format!("# configuration file: none ({DEFAULT_CONFIG} does not exist)"),
@@ -169,6 +193,10 @@ impl RunConfig {
             "interval": entry(dur(&self.interval.value), &self.interval.source),
             "root": entry(self.root.value.display().to_string(), &self.root.source),
             "splay": entry(dur(&self.splay.value), &self.splay.source),
+            "cap_dir": match &self.cap_dir {
+                Some(c) => entry(c.value.display().to_string(), &c.source),
+                None => serde_json::json!({ "value": null, "source": Source::Default.to_string() }),
+            },
             "config_file": self.config_file.as_ref().map(|p| p.display().to_string()),
         })
     }
@@ -207,7 +235,8 @@ pub fn apply(args: &RunArgs, matches: Option<&ArgMatches>) -> anyhow::Result<()>
         site_interval_applies: config.interval.source == Source::Default,
         splay: config.splay.value,
     };
-    run(&opts, &STOP).map_err(exit_for)
+    let cap_dir = config.cap_dir.map(|c| c.value);
+    run_via(&opts, cap_dir.as_deref(), &STOP).map_err(exit_for)
 }
 
 pub fn apply_config(args: &ConfigArgs, matches: Option<&ArgMatches>) -> anyhow::Result<()> {
