@@ -403,6 +403,33 @@ mod tests {
     }
 
     #[test]
+    fn old_states_read_unchanged_and_a_file_enrolled_one_has_no_network() {
+        // A state that never used the file-share CAP is written as before: old agents and
+        // old files read the same.
+        let s = sample();
+        let json: serde_json::Value = serde_json::to_value(&s).unwrap();
+        assert!(json.get("cap").is_none() && json.get("site_public_key").is_none());
+        assert!(s.has_network());
+
+        let tmp = tempfile::tempdir().unwrap();
+        let mut offline = sample();
+        offline.site_url = String::new();
+        offline.site_public_key = Some(PublicKey([4; 32]));
+        offline.cap = CapState {
+            cfg_issued_at: Some(Timestamp(5)),
+            written: vec![offline.outbox[0].report_id],
+            events_written: vec![6],
+            last_checkin: Some("WEB01-x.inv".into()),
+            last_written_at: Some(Timestamp(6)),
+            dir: Some("/mnt/cap".into()),
+        };
+        offline.save(tmp.path()).unwrap();
+        let loaded = State::load(tmp.path()).unwrap();
+        assert_eq!(loaded, offline);
+        assert!(!loaded.has_network());
+    }
+
+    #[test]
     fn missing_state_means_not_enrolled() {
         let tmp = tempfile::tempdir().unwrap();
         let err = State::load(tmp.path()).unwrap_err();

@@ -14,12 +14,15 @@ use std::time::{Duration, Instant};
 use invsync_agent::cycle::ReportKind;
 use invsync_agent::plan::PlanReason;
 use invsync_agent::{
-    AgentError, ClassOutcome, CycleOptions, EnrollOptions, RunOptions, State, cycle, enroll, run,
+    AgentError, ClassOutcome, CycleOptions, EnrollOptions, RunOptions, State, cycle, cycle_via,
+    enroll, run,
 };
 use invsync_proto::wire::{
     AckRequest, CheckinResponse, ClassState, ClientToken, EnrollRequest, EnrollResponse, ErrorBody,
     Event, Instruction, InstructionKind, Report, ReportAck,
 };
+use invsync_proto::offline::sign::{PublicKey, SiteKey};
+use invsync_proto::offline::{CLIDATA_BOX, INVENTRY_BOX, inv_file_name};
 use invsync_proto::{Class, ClientName, SiteCode};
 use uuid::Uuid;
 
@@ -51,6 +54,8 @@ struct FakeSite {
     unknown_token: bool,
     /// The interval the site asks its agents for, in its check-in answers.
     agent_interval_secs: Option<u64>,
+    /// The public half of the site's key, sent in enrollment answers.
+    site_public_key: Option<PublicKey>,
 }
 
 impl FakeSite {
@@ -83,7 +88,7 @@ impl FakeSite {
                         name: req.name,
                         site: SiteCode::parse("S01").unwrap(),
                         reenrolled,
-                        site_public_key: None,
+                        site_public_key: self.site_public_key,
                     }),
                 ))
             }
@@ -757,4 +762,138 @@ fn the_first_cycle_waits_for_the_splay() {
         run_until(opts, &site, |_| started.elapsed() > Duration::from_secs(3)),
         0
     );
+}
+
+/// A CAP directory with its two boxes, inside the agent's temporary directory.
+fn cap_dir(agent: &Agent) -> PathBuf {
+    let dir = agent.data_dir.parent().unwrap().join("cap");
+    std::fs::create_dir_all(dir.join(CLIDATA_BOX)).unwrap();
+    std::fs::create_dir_all(dir.join(INVENTRY_BOX)).unwrap();
+    dir
+}
+
+/// The names of the files in the CAP directory's `Inventry.box`, sorted.
+fn inventry_box(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir.join(INVENTRY_BOX))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+/// A URL where nothing listens.
+fn closed_port_url() -> String {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("http://127.0.0.1:{port}")
+}
+
+fn set_site_url(agent: &Agent, url: &str) {
+    let mut state = agent.state();
+    state.site_url = url.trim_end_matches('/').to_string();
+    state.save(&agent.data_dir).unwrap();
+}
+
+#[test]
+fn an_unreachable_site_falls_back_to_the_cap_and_http_later_settles_and_removes_the_files() {
+    let (url, site) = start();
+    let (key, _) = SiteKey::generate().unwrap();
+    site.lock().unwrap().site_public_key = Some(key.public());
+    let agent = Agent::enrolled(&url);
+    assert_eq!(
+        agent.state().site_public_key,
+        Some(key.public()),
+        "HTTP enrollment keeps the site's key"
+    );
+    let cap = cap_dir(&agent);
+
+    set_site_url(&agent, &closed_port_url());
+    let summary = cycle_via(&agent.cycle_opts(), Some(&cap)).unwrap();
+    assert_eq!(
+        summary.lines(),
+        vec![
+            format!("site unreachable; used the CAP directory {}", cap.display()),
+            "no .cfg for this client in the CAP directory yet".to_string(),
+            "hw: wrote full report to the CAP directory".to_string(),
+            "sw: wrote full report to the CAP directory".to_string(),
+        ]
+    );
+    let state = agent.state();
+    assert_eq!(state.outbox.len(), 2, "kept until settled");
+    let mut expected: Vec<String> = state
+        .outbox
+        .iter()
+        .map(|r| inv_file_name(&state.name, r.report_id))
+        .collect();
+    expected.sort();
+    assert_eq!(inventry_box(&cap), expected);
+
+    // The site is back: the outbox goes over HTTP with the same ids, and the files the site
+    // has not imported are removed.
+    set_site_url(&agent, &url);
+    let summary = cycle_via(&agent.cycle_opts(), Some(&cap)).unwrap();
+    assert_eq!(summary.resent.len(), 2);
+    assert!(summary.cap.is_none(), "the network cycle did it all");
+    assert_eq!(inventry_box(&cap), Vec::<String>::new());
+    let state = agent.state();
+    assert!(state.outbox.is_empty() && state.cap.written.is_empty());
+    assert_eq!(state.acked.len(), 2);
+    let sent: Vec<Uuid> = site.lock().unwrap().reports().iter().map(|r| r.report_id).collect();
+    let written: Vec<Uuid> = expected
+        .iter()
+        .map(|f| invsync_proto::offline::parse_inv_file_name(f).unwrap().1)
+        .collect();
+    let mut sent_sorted = sent.clone();
+    sent_sorted.sort();
+    let mut written_sorted = written.clone();
+    written_sorted.sort();
+    assert_eq!(sent_sorted, written_sorted, "the same reports, once each");
+}
+
+#[test]
+fn a_report_a_failed_network_cycle_queued_is_written_to_the_cap_with_its_id() {
+    let (url, site) = start();
+    let (key, _) = SiteKey::generate().unwrap();
+    site.lock().unwrap().site_public_key = Some(key.public());
+    let agent = Agent::enrolled(&url);
+    let cap = cap_dir(&agent);
+    site.lock().unwrap().drop_reports = true;
+
+    let summary = cycle_via(&agent.cycle_opts(), Some(&cap)).unwrap();
+    assert_eq!(
+        summary.lines(),
+        vec![
+            format!("site unreachable; used the CAP directory {}", cap.display()),
+            "no .cfg for this client in the CAP directory yet".to_string(),
+            "hw: wrote queued full report to the CAP directory".to_string(),
+            "sw: wrote full report to the CAP directory".to_string(),
+        ]
+    );
+    let dropped = site.lock().unwrap().reports()[0].report_id;
+    let state = agent.state();
+    assert_eq!(state.outbox[0].report_id, dropped, "the queued report keeps its id");
+    assert!(inventry_box(&cap).contains(&inv_file_name(&state.name, dropped)));
+}
+
+#[test]
+fn without_the_sites_key_the_cap_cannot_be_used_and_the_error_says_both() {
+    let (url, _site) = start();
+    let agent = Agent::enrolled(&url);
+    let cap = cap_dir(&agent);
+    set_site_url(&agent, &closed_port_url());
+    let err = cycle_via(&agent.cycle_opts(), Some(&cap)).unwrap_err();
+    assert!(matches!(err, AgentError::Unreachable { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("; and the CAP directory could not be used either (this agent has no public key of its site"),
+        "{msg}"
+    );
+    assert_eq!(inventry_box(&cap), Vec::<String>::new());
+    // A site that answers is never bypassed: without --cap-dir the cycle is the network's.
+    set_site_url(&agent, &url);
+    assert!(cycle_via(&agent.cycle_opts(), Some(&cap)).unwrap().cap.is_none());
 }

@@ -249,6 +249,77 @@ mod tests {
     }
 
     #[test]
+    fn enrolling_from_a_file_conflicts_with_the_network_flags() {
+        for (flag, value) in [
+            ("--site", "http://s"),
+            ("--secret", "x"),
+            ("--ca-cert", "/ca.pem"),
+            ("--name", "web01"),
+        ] {
+            let m = usage_message(&["enroll", "--from-file", "/f", flag, value]);
+            assert!(
+                m.contains("cannot be used with") && m.contains("--from-file"),
+                "{flag}: {m}"
+            );
+        }
+        match parse(&["enroll", "--from-file", "/f", "--root", "/r"])
+            .unwrap()
+            .command
+        {
+            Command::Enroll(a) => {
+                assert_eq!(a.from_file, Some(PathBuf::from("/f")));
+                assert_eq!((a.site, a.secret), (None, None));
+            }
+            other => panic!("{other:?}"),
+        }
+        // Without --from-file, --site and --secret are both required.
+        let m = usage_message(&["enroll", "--secret", "x"]);
+        assert!(m.contains("--site <URL>"), "{m}");
+    }
+
+    #[test]
+    fn inventory_out_and_cycle_cap_dir_parse() {
+        let m = usage_message(&["inventory", "hw", "--name", "KIOSK1"]);
+        assert!(m.contains("--out <FILE>"), "{m}");
+        let m = usage_message(&["inventory", "hw", "--json", "--out", "/f"]);
+        assert!(m.contains("cannot be used with"), "{m}");
+        match parse(&["inventory", "sw", "--out", "/f", "--name", "kiosk1"])
+            .unwrap()
+            .command
+        {
+            Command::Inventory(a) => {
+                assert_eq!(a.out, Some(PathBuf::from("/f")));
+                assert_eq!(a.name.unwrap().as_str(), "KIOSK1");
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&["cycle", "--cap-dir", "/mnt/cap"]).unwrap().command {
+            Command::Cycle(a) => assert_eq!(a.cap_dir, Some(PathBuf::from("/mnt/cap"))),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_file_share_caps_refusals_exit_2_when_an_argument_fixes_them() {
+        let code = |e: AgentError| exit_for(e).downcast::<Exit>().unwrap().code;
+        assert_eq!(code(AgentError::NeedsCapDir), Code::Usage);
+        assert_eq!(
+            code(AgentError::EnrollmentFile {
+                path: "/f".into(),
+                reason: "bad".into()
+            }),
+            Code::Usage
+        );
+        assert_eq!(
+            code(AgentError::CapDir {
+                reason: "missing".into()
+            }),
+            Code::Failure
+        );
+        assert_eq!(code(AgentError::NoSiteKey), Code::Failure);
+    }
+
+    #[test]
     fn refusals_exit_2_and_the_rest_exit_1() {
         let code = |e: AgentError| exit_for(e).downcast::<Exit>().unwrap().code;
         assert_eq!(

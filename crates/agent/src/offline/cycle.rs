@@ -111,6 +111,7 @@ pub fn cap_cycle(
             .filter(|r| r.class == class && !state.cap.written.contains(&r.report_id))
             .cloned()
             .collect();
+        let wrote_queued = !queued.is_empty();
         for report in queued {
             writer.write_report(state, &report, site)?;
             cap.classes.push(wrote_outcome(&report, None));
@@ -129,7 +130,11 @@ pub fn cap_cycle(
             {
                 let report_id = last.report_id;
                 tracing::info!(class = %class, report_id = %report_id, "Waiting for the site to import the report before writing another.");
-                cap.classes.push(CapClassOutcome::Waiting { class, report_id });
+                // Just written, it needs no second line saying it waits.
+                if !wrote_queued {
+                    cap.classes
+                        .push(CapClassOutcome::Waiting { class, report_id });
+                }
                 continue;
             }
             plan::full_report(state, class, &collected.items, PlanReason::Requested)
