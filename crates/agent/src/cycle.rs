@@ -243,14 +243,7 @@ pub(crate) fn network_cycle(
         for warning in &collected.warnings {
             tracing::debug!(class = %class, warning = %warning, "Collector could not read something.");
         }
-        let outcome = report_class(
-            &cap,
-            state,
-            dir,
-            &checkin.classes,
-            class,
-            &collected.items,
-        )?;
+        let outcome = report_class(&cap, state, dir, &checkin.classes, class, &collected.items)?;
         summary.classes.push(outcome);
     }
 

@@ -46,7 +46,9 @@ pub fn cycle_via(opts: &CycleOptions, cap_dir: Option<&Path>) -> Result<CycleSum
                 }
                 Err(e) => Err(AgentError::Unreachable {
                     url,
-                    reason: format!("{reason}; and the CAP directory could not be used either ({e})"),
+                    reason: format!(
+                        "{reason}; and the CAP directory could not be used either ({e})"
+                    ),
                 }),
             }
         }

@@ -13,8 +13,8 @@ use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use crate::cycle::CycleOptions;
-use crate::fallback::cycle_via;
 use crate::error::AgentError;
+use crate::fallback::cycle_via;
 use crate::jitter::{jittered, random_unit};
 use crate::push;
 use crate::state::State;

@@ -17,12 +17,12 @@ use invsync_agent::{
     AgentError, ClassOutcome, CycleOptions, EnrollOptions, RunOptions, State, cycle, cycle_via,
     enroll, run,
 };
+use invsync_proto::offline::sign::{PublicKey, SiteKey};
+use invsync_proto::offline::{CLIDATA_BOX, INVENTRY_BOX, inv_file_name};
 use invsync_proto::wire::{
     AckRequest, CheckinResponse, ClassState, ClientToken, EnrollRequest, EnrollResponse, ErrorBody,
     Event, Instruction, InstructionKind, Report, ReportAck,
 };
-use invsync_proto::offline::sign::{PublicKey, SiteKey};
-use invsync_proto::offline::{CLIDATA_BOX, INVENTRY_BOX, inv_file_name};
 use invsync_proto::{Class, ClientName, SiteCode};
 use uuid::Uuid;
 
@@ -842,7 +842,13 @@ fn an_unreachable_site_falls_back_to_the_cap_and_http_later_settles_and_removes_
     let state = agent.state();
     assert!(state.outbox.is_empty() && state.cap.written.is_empty());
     assert_eq!(state.acked.len(), 2);
-    let sent: Vec<Uuid> = site.lock().unwrap().reports().iter().map(|r| r.report_id).collect();
+    let sent: Vec<Uuid> = site
+        .lock()
+        .unwrap()
+        .reports()
+        .iter()
+        .map(|r| r.report_id)
+        .collect();
     let written: Vec<Uuid> = expected
         .iter()
         .map(|f| invsync_proto::offline::parse_inv_file_name(f).unwrap().1)
@@ -875,7 +881,10 @@ fn a_report_a_failed_network_cycle_queued_is_written_to_the_cap_with_its_id() {
     );
     let dropped = site.lock().unwrap().reports()[0].report_id;
     let state = agent.state();
-    assert_eq!(state.outbox[0].report_id, dropped, "the queued report keeps its id");
+    assert_eq!(
+        state.outbox[0].report_id, dropped,
+        "the queued report keeps its id"
+    );
     assert!(inventry_box(&cap).contains(&inv_file_name(&state.name, dropped)));
 }
 
@@ -895,5 +904,10 @@ fn without_the_sites_key_the_cap_cannot_be_used_and_the_error_says_both() {
     assert_eq!(inventry_box(&cap), Vec::<String>::new());
     // A site that answers is never bypassed: without --cap-dir the cycle is the network's.
     set_site_url(&agent, &url);
-    assert!(cycle_via(&agent.cycle_opts(), Some(&cap)).unwrap().cap.is_none());
+    assert!(
+        cycle_via(&agent.cycle_opts(), Some(&cap))
+            .unwrap()
+            .cap
+            .is_none()
+    );
 }

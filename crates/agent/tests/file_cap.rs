@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 
 use invsync_agent::offline::enroll::FileEnrollOptions;
 use invsync_agent::offline::import::{ImportOptions, import_file, write_import_file};
-use invsync_agent::{AgentError, CycleOptions, CycleSummary, State, cycle, cycle_via, enroll_from_file};
+use invsync_agent::{
+    AgentError, CycleOptions, CycleSummary, State, cycle, cycle_via, enroll_from_file,
+};
 use invsync_proto::offline::cfg::{CFG_FORMAT, Cfg, Refused};
 use invsync_proto::offline::enrollment::{ENROLLMENT_FORMAT, EnrollmentFile};
 use invsync_proto::offline::import::ImportFile;
@@ -128,11 +130,7 @@ impl Fixture {
     }
 
     fn set_packages(&self, packages: &[(&str, &str)]) {
-        std::fs::write(
-            self.root.join("var/lib/dpkg/status"),
-            dpkg_status(packages),
-        )
-        .unwrap();
+        std::fs::write(self.root.join("var/lib/dpkg/status"), dpkg_status(packages)).unwrap();
     }
 
     fn cfg(&self, issued_at: i64, checkin: CheckinResponse, refused: Vec<Refused>) -> Cfg {
@@ -263,7 +261,10 @@ fn enrolling_from_a_file_keeps_the_credential_and_the_site_key_and_no_site_url()
         cycle_via(&f.opts(), None).unwrap_err(),
     ] {
         assert!(matches!(err, AgentError::NeedsCapDir), "{err:?}");
-        assert!(err.to_string().contains("give it with --cap-dir DIR"), "{err}");
+        assert!(
+            err.to_string().contains("give it with --cap-dir DIR"),
+            "{err}"
+        );
     }
 
     // Enrolling again replaces the state entirely.
@@ -382,8 +383,14 @@ fn the_cap_cycle_reports_settles_and_sends_deltas_on_the_right_base() {
     assert_eq!(
         summary.lines(),
         vec![
-            format!("hw: the site stored report {}, now at version 1", hw.report_id),
-            format!("sw: the site stored report {}, now at version 1", sw.report_id),
+            format!(
+                "hw: the site stored report {}, now at version 1",
+                hw.report_id
+            ),
+            format!(
+                "sw: the site stored report {}, now at version 1",
+                sw.report_id
+            ),
             "hw: unchanged (version 1)".to_string(),
             "sw: unchanged (version 1)".to_string(),
             "wrote a check-in to the CAP directory".to_string(),
@@ -436,20 +443,27 @@ fn the_cap_cycle_reports_settles_and_sends_deltas_on_the_right_base() {
     assert_eq!(*base_version, 1);
     assert_eq!(d.upsert.len(), 1);
     assert!(d.remove.is_empty());
-    assert_eq!(header.report.unwrap().not_past, None, "a delta carries its base");
-    assert_eq!(f.checkins().len(), 1, "the last check-in stays when a report is written");
+    assert_eq!(
+        header.report.unwrap().not_past,
+        None,
+        "a delta carries its base"
+    );
+    assert_eq!(
+        f.checkins().len(),
+        1,
+        "the last check-in stays when a report is written"
+    );
 
     // 6. The site stored the delta: the acknowledged snapshot is the new inventory at 2.
     f.import_all();
-    f.put_cfg(&f.cfg(
-        2_000,
-        holding(&[(hw, 1), (delta, 2)], vec![]),
-        vec![],
-    ));
+    f.put_cfg(&f.cfg(2_000, holding(&[(hw, 1), (delta, 2)], vec![]), vec![]));
     let summary = f.cycle();
     assert_eq!(
         summary.lines()[0],
-        format!("sw: the site stored report {}, now at version 2", delta.report_id)
+        format!(
+            "sw: the site stored report {}, now at version 2",
+            delta.report_id
+        )
     );
     let state = f.state();
     assert_eq!(state.acked[&Class::Sw].version, 2);
@@ -519,7 +533,10 @@ fn a_resync_gets_a_full_report_answering_it_even_while_another_waits() {
     let summary = f.cycle();
     assert_eq!(
         summary.lines()[1],
-        format!("sw: waiting for the site to import report {}", full.report_id)
+        format!(
+            "sw: waiting for the site to import report {}",
+            full.report_id
+        )
     );
 
     // The site imported both (the delta to 2, the full report to 3), completing 5 and 6.
@@ -529,8 +546,14 @@ fn a_resync_gets_a_full_report_answering_it_even_while_another_waits() {
     assert_eq!(
         summary.lines(),
         vec![
-            format!("sw: the site stored report {}, now at version 3", delta.report_id),
-            format!("sw: the site stored report {}, now at version 3", full.report_id),
+            format!(
+                "sw: the site stored report {}, now at version 3",
+                delta.report_id
+            ),
+            format!(
+                "sw: the site stored report {}, now at version 3",
+                full.report_id
+            ),
             "hw: unchanged (version 1)".to_string(),
             "sw: unchanged (version 3)".to_string(),
             "wrote a check-in to the CAP directory".to_string(),
@@ -715,4 +738,50 @@ fn inventory_out_writes_a_private_import_file() {
         )),
         "{err}"
     );
+}
+
+#[test]
+fn the_daemon_cycles_through_the_cap_directory_and_needs_one() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+
+    use invsync_agent::{RunOptions, run, run_via};
+
+    let f = Fixture::enrolled();
+    let opts = RunOptions {
+        cycle: f.opts(),
+        interval: Duration::from_millis(50),
+        site_interval_applies: false,
+        splay: Duration::ZERO,
+    };
+    let err = run(&opts, &AtomicBool::new(false)).unwrap_err();
+    assert!(matches!(err, AgentError::NeedsCapDir), "{err:?}");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (flag, cap_dir, daemon_opts) = (stop.clone(), f.cap_dir.clone(), opts.clone());
+    let handle = std::thread::spawn(move || run_via(&daemon_opts, Some(&cap_dir), &flag));
+    // The first cycle writes both reports, the next ones a check-in each (replacing the last).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let written = || {
+        std::fs::read_dir(f.cap_dir.join(INVENTRY_BOX))
+            .unwrap()
+            .filter(|e| {
+                let name = e.as_ref().unwrap().file_name().into_string().unwrap();
+                name.ends_with(".inv") && !name.starts_with('.')
+            })
+            .count()
+    };
+    // Two reports and at least one check-in; a check-in replaced meanwhile counts once.
+    while written() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "the daemon did not cycle through the CAP"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, Ordering::SeqCst);
+    handle.join().unwrap().unwrap();
+    assert_eq!(f.reports().len(), 2);
+    assert_eq!(f.checkins().len(), 1);
 }

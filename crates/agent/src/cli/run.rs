@@ -16,9 +16,7 @@ use std::time::Duration;
 
 use clap::{ArgMatches, Args};
 use invsync_proto::exit::Exit;
-use invsync_proto::settings::{
-    FileValues, Setting, Source, given, layer, layer_optional, path,
-};
+use invsync_proto::settings::{FileValues, Setting, Source, given, layer, layer_optional, path};
 
 use super::exit_for;
 use crate::run::{RunOptions, run_via};

@@ -241,7 +241,10 @@ mod tests {
         fs::create_dir(&elsewhere).unwrap();
         std::os::unix::fs::symlink(&elsewhere, tmp.path().join(INVENTRY_BOX)).unwrap();
         let err = inbox(tmp.path()).unwrap_err().to_string();
-        assert!(err.ends_with("Inventry.box is a symbolic link; it must be the directory itself"), "{err}");
+        assert!(
+            err.ends_with("Inventry.box is a symbolic link; it must be the directory itself"),
+            "{err}"
+        );
 
         fs::remove_file(tmp.path().join(INVENTRY_BOX)).unwrap();
         fs::create_dir(tmp.path().join(INVENTRY_BOX)).unwrap();

@@ -85,9 +85,12 @@ impl CapSummary {
     /// The sentence that goes before everything else, when the cycle fell back to the CAP
     /// directory.
     pub fn fallback_line(&self) -> Option<String> {
-        self.fell_back
-            .as_ref()
-            .map(|_| format!("site unreachable; used the CAP directory {}", self.dir.display()))
+        self.fell_back.as_ref().map(|_| {
+            format!(
+                "site unreachable; used the CAP directory {}",
+                self.dir.display()
+            )
+        })
     }
 
     /// One line per fact, in the order they happened.
