@@ -271,7 +271,7 @@ fn act_on(state: &mut State, cfg: &Cfg, summary: &mut CycleSummary, cap: &mut Ca
             state.cap.written.retain(|w| *w != r.report_id);
             state
                 .resyncs
-                .retain(|p| !(r.answers.contains(&p.id) && !open.contains(&p.id)));
+                .retain(|p| !r.answers.contains(&p.id) || open.contains(&p.id));
             tracing::info!(class = %class, report_id = %r.report_id, version = site.version, "The site stored a report from the CAP directory.");
             cap.settled.push(Settled::Stored {
                 class,
