@@ -785,3 +785,36 @@ fn the_daemon_cycles_through_the_cap_directory_and_needs_one() {
     assert_eq!(f.reports().len(), 2);
     assert_eq!(f.checkins().len(), 1);
 }
+
+#[test]
+fn a_cfg_at_or_below_the_acknowledged_version_settles_nothing() {
+    let f = Fixture::enrolled();
+    f.cycle();
+    let reports = f.reports();
+    let (hw, sw) = (&reports[0].1, &reports[1].1);
+    f.import_all();
+    f.put_cfg(&f.cfg(1_000, holding(&[(hw, 1), (sw, 1)], vec![]), vec![]));
+    f.cycle();
+
+    let mut packages = PACKAGES.to_vec();
+    packages[2] = ("libc6", "2.37");
+    f.set_packages(&packages);
+    f.cycle();
+    let delta = f.reports().pop().unwrap().1;
+    // A newer file whose sw state has the delta's hash but the acknowledged version: not a
+    // sign that the delta was stored (a stored delta leaves the site at version 2).
+    f.put_cfg(&f.cfg(2_000, holding(&[(hw, 1), (&delta, 1)], vec![]), vec![]));
+    let summary = f.cycle();
+    assert_eq!(
+        summary.lines(),
+        vec![
+            "hw: unchanged (version 1)".to_string(),
+            format!(
+                "sw: waiting for the site to import report {}",
+                delta.report_id
+            ),
+            "wrote a check-in to the CAP directory".to_string(),
+        ]
+    );
+    assert_eq!(f.state().outbox, vec![delta]);
+}

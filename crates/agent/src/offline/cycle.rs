@@ -233,6 +233,16 @@ fn act_on(state: &mut State, cfg: &Cfg, summary: &mut CycleSummary, cap: &mut Ca
         let Some(site) = cfg.checkin.classes.get(&class) else {
             continue;
         };
+        // A report stored after the acknowledged snapshot left the site at a later version;
+        // a `.cfg` at or below it was written before (the inventory may have come back to an
+        // older hash), and shows nothing stored.
+        if state
+            .acked
+            .get(&class)
+            .is_some_and(|a| site.version <= a.version)
+        {
+            continue;
+        }
         let written: Vec<Report> = state
             .outbox
             .iter()
