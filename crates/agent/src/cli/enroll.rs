@@ -1,7 +1,8 @@
 //! `invagent enroll`: enroll this machine at a site, over the network with the site's URL and
 //! enrollment secret, or from an enrollment file (`--from-file`) with no network.
 
-use clap::Args;
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args};
 use invsync_proto::ClientName;
 
 use super::{DataDirArg, RootArg, exit_for, print_lines};
@@ -40,7 +41,7 @@ pub struct EnrollArgs {
     #[arg(
         long,
         value_name = "FILE",
-        conflicts_with_all = ["site", "secret", "ca_cert", "name"]
+        conflicts_with_all = ["site", "ca_cert", "name"]
     )]
     pub from_file: Option<std::path::PathBuf>,
     #[command(flatten)]
@@ -48,8 +49,20 @@ pub struct EnrollArgs {
 }
 
 /// Enrolls and prints who the agent now is.
-pub fn apply(args: &EnrollArgs) -> anyhow::Result<()> {
+pub fn apply(args: &EnrollArgs, matches: Option<&ArgMatches>) -> anyhow::Result<()> {
     if let Some(file) = &args.from_file {
+        // `--secret` conflicts only when typed: an INVAGENT_SECRET left in the environment of
+        // a provisioning script must not stop an enrollment that does not use it.
+        let typed = matches
+            .and_then(|m| m.value_source("secret"))
+            .is_some_and(|s| s == ValueSource::CommandLine);
+        if typed || (matches.is_none() && args.secret.is_some()) {
+            return Err(Exit::usage(
+                "the argument '--from-file <FILE>' cannot be used with '--secret <S>': the \
+                 enrollment file holds the credential",
+            )
+            .into());
+        }
         let opts = FileEnrollOptions {
             data_dir: args.data_dir.data_dir.clone(),
             file: file.clone(),

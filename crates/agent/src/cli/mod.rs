@@ -78,7 +78,7 @@ pub fn try_main() -> anyhow::Result<()> {
     };
     let sub = matches.subcommand().map(|(_, m)| m);
     match cli.command {
-        Command::Enroll(args) => enroll::apply(&args),
+        Command::Enroll(args) => enroll::apply(&args, sub),
         Command::Run(args) => run::apply(&args, sub),
         Command::Config(args) => run::apply_config(&args, sub),
         Command::Cycle(args) => cycle::apply(&args),
@@ -252,7 +252,6 @@ mod tests {
     fn enrolling_from_a_file_conflicts_with_the_network_flags() {
         for (flag, value) in [
             ("--site", "http://s"),
-            ("--secret", "x"),
             ("--ca-cert", "/ca.pem"),
             ("--name", "web01"),
         ] {
@@ -272,6 +271,22 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        // --secret typed on the command line is refused too (exit 2); from the environment it
+        // is ignored.
+        let cli = parse(&["enroll", "--from-file", "/f", "--secret", "x"]).unwrap();
+        let Command::Enroll(args) = cli.command else {
+            panic!("enroll")
+        };
+        let err = enroll::apply(&args, None).unwrap_err();
+        let exit = err.downcast_ref::<Exit>().expect("an Exit");
+        assert_eq!(exit.code, Code::Usage);
+        assert!(
+            exit.message.starts_with(
+                "the argument '--from-file <FILE>' cannot be used with '--secret <S>'"
+            ),
+            "{}",
+            exit.message
+        );
         // Without --from-file, --site and --secret are both required.
         let m = usage_message(&["enroll", "--secret", "x"]);
         assert!(m.contains("--site <URL>"), "{m}");
