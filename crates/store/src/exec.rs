@@ -421,11 +421,7 @@ pub(crate) async fn cap_checkin<E: Exec>(
     // A clock ahead of the site's cannot put the time in the future, and an old file put back
     // cannot move it backwards.
     let seen = Timestamp(c.seen_at.0.min(now.0));
-    let args = [
-        Arg::Text(&c.machine_id),
-        Arg::Int(seen.0),
-        Arg::Int(client),
-    ];
+    let args = [Arg::Text(&c.machine_id), Arg::Int(seen.0), Arg::Int(client)];
     e.execute(sql::CAP_CHECKIN, &args).await?;
     if !c.seen.is_empty() {
         mark_picked_up(e, client, &c.seen, now).await?;

@@ -141,7 +141,8 @@ pub(crate) const UPDATE_SNAPSHOT: &str = "UPDATE snapshots SET version = $1, has
             recent_reports = $6, items = coalesce($7, items)
      WHERE client_id = $8 AND class = $9 RETURNING version, full_at";
 pub(crate) const CLIENTS: &str = concat!(client_summary!(), "ORDER BY c.name, c.site_code");
-pub(crate) const CLIENT_HEAD: &str = "SELECT id, uuid, name, site_code, machine_id, enrolled_at, last_seen,
+pub(crate) const CLIENT_HEAD: &str =
+    "SELECT id, uuid, name, site_code, machine_id, enrolled_at, last_seen,
             CAST(transport AS bigint)
      FROM clients WHERE id = $1";
 pub(crate) const CLIENT_SNAPSHOTS: &str =

@@ -26,7 +26,11 @@ fn packages(names: &[&str]) -> Items {
 
 /// The transport of a client by name, as the client view and the client list show it.
 async fn transport_of(s: &Store, raw: &str) -> (Transport, Transport) {
-    let view = s.client_view(&name(raw)).await.unwrap().expect("known client");
+    let view = s
+        .client_view(&name(raw))
+        .await
+        .unwrap()
+        .expect("known client");
     let listed: Vec<ClientSummary> = s.clients().await.unwrap();
     let summary = listed
         .iter()
@@ -86,7 +90,12 @@ async fn cfg_view_answers_as_a_checkin_would_and_marks_nothing() {
             kinds,
             vec![
                 (r.id, InstructionKind::Resync { class: Class::Sw }),
-                (e.id, InstructionKind::Event { event: Event::Cycle }),
+                (
+                    e.id,
+                    InstructionKind::Event {
+                        event: Event::Cycle
+                    }
+                ),
             ],
             "{b}"
         );
@@ -174,7 +183,11 @@ async fn a_cap_checkin_marks_this_clients_seen_requests_completes_its_events_and
         let view = s.client_view(&name("off1")).await.unwrap().unwrap();
         assert_eq!(view.events.len(), 1, "{b}");
         assert_eq!(
-            (view.events[0].id, view.events[0].state, view.events[0].completed_at),
+            (
+                view.events[0].id,
+                view.events[0].state,
+                view.events[0].completed_at
+            ),
             (e1, RequestState::Complete, Some(Timestamp(5_000))),
             "{b}"
         );
@@ -514,7 +527,11 @@ async fn an_import_creates_or_updates_an_unmanaged_record_and_never_takes_anothe
         );
         assert_eq!(view.hw.map(|h| h.hash), Some(first.hash), "{b}");
         let auth = s.client_auth(id).await.unwrap().unwrap();
-        assert_eq!(auth.key_hash, Digest([0; 32]), "{b}: no key authenticates it");
+        assert_eq!(
+            auth.key_hash,
+            Digest([0; 32]),
+            "{b}: no key authenticates it"
+        );
         assert_eq!(
             s.outbox_batch(10).await.unwrap().len(),
             1,
@@ -714,7 +731,10 @@ async fn an_enrolling_machine_takes_over_its_imported_record_by_name_or_by_machi
             .enroll_offline(&name("pc2"), &key_hash(6), Timestamp(3_000))
             .await
             .unwrap_err();
-        assert!(matches!(err, StoreError::NameTaken { holder_id, .. } if holder_id == pc2), "{b}");
+        assert!(
+            matches!(err, StoreError::NameTaken { holder_id, .. } if holder_id == pc2),
+            "{b}"
+        );
         assert_eq!(s.clients().await.unwrap().len(), 4, "{b}");
     }
 }
@@ -755,6 +775,10 @@ async fn a_database_of_the_previous_schema_version_opens_and_its_clients_read_as
             "{b}"
         );
         let f = f.reopen().await;
-        assert_eq!(transport_of(&f.store, "off1").await.0, Transport::Cap, "{b}");
+        assert_eq!(
+            transport_of(&f.store, "off1").await.0,
+            Transport::Cap,
+            "{b}"
+        );
     }
 }
