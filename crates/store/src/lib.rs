@@ -648,6 +648,14 @@ impl Store {
         report: &Report,
         now: Timestamp,
     ) -> Result<Imported, StoreError> {
+        if machine_id.trim().is_empty() {
+            // An empty machine id would match every client enrolled offline that has not
+            // delivered a file yet, and no enrolling agent could ever take the record over.
+            return Err(StoreError::Refused(format!(
+                "the inventory for {name} names no machine id; take it again with \
+                 `invagent inventory` on the machine itself"
+            )));
+        }
         let input = plan::ReportInput::prepare(report)?;
         if !input.is_full() {
             return Err(StoreError::BadReport(

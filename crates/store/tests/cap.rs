@@ -623,6 +623,32 @@ async fn an_import_creates_or_updates_an_unmanaged_record_and_never_takes_anothe
             .unwrap_err();
         assert!(matches!(err, StoreError::BadReport(_)), "{b}: {err:?}");
         assert_eq!(s.client_view(&name("bad1")).await.unwrap(), None, "{b}");
+        let d = delta(Class::Hw, 2, &hw_items("SN2"), &hw_items("SN5"));
+        let err = s
+            .import_unmanaged(&name("imp1"), "m-j", &d, Timestamp(1_450))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            StoreError::BadReport(
+                "an imported inventory must be a full report, not a delta".to_string()
+            ),
+            "{b}"
+        );
+        // Without a machine id no enrolling agent could ever take the record over.
+        let err = s
+            .import_unmanaged(&name("anon1"), " ", &first, Timestamp(1_500))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            StoreError::Refused(
+                "the inventory for ANON1 names no machine id; take it again with \
+                 `invagent inventory` on the machine itself"
+                    .to_string()
+            ),
+            "{b}"
+        );
         assert_eq!(s.clients().await.unwrap().len(), 2, "{b}");
         assert_eq!(s.outbox_batch(10).await.unwrap().len(), 3, "{b}");
     }
