@@ -13,7 +13,7 @@ use invsync_proto::wire::{
     ClassState, ClientPage, ClientQuery, ClientSummary, ClientView, InstructionKind, Queued,
     RequestPage, RequestQuery, RequestState, RequestView,
 };
-use invsync_proto::{Class, ClientName, Items, SiteCode, Timestamp};
+use invsync_proto::{Class, ClientName, Digest, Items, SiteCode, Timestamp};
 use uuid::Uuid;
 
 use crate::cache::FastMap;
@@ -186,12 +186,12 @@ pub(crate) async fn enroll(
     // waits for it to commit) and the loop then treats it as the holder.
     let by_name = [Arg::Text(site.as_str()), Arg::Text(en.name.as_str())];
     for _ in 0..3 {
-        let holder = e
-            .first(sql::NAME_HOLDER, &by_name, |r| {
-                Ok((r.int(0)?, r.uuid(1)?, r.text(2)?.to_string()))
-            })
-            .await?;
-        let Some((row, holder_id, machine_id)) = holder else {
+        let Some(holder) = name_holder(e, &by_name).await? else {
+            // A machine that was imported (`invsite import`) and now enrolls under a name of
+            // its own takes its record over, so its inventory and history stay one client.
+            if let Some(taken) = take_over_imported(e, site, en).await? {
+                return Ok(taken);
+            }
             let client_id = Uuid::new_v4();
             let values = [
                 Arg::Uuid(client_id),
@@ -200,6 +200,7 @@ pub(crate) async fn enroll(
                 Arg::Text(&en.machine_id),
                 Arg::Blob(en.key_hash.0.as_slice()),
                 Arg::Int(en.now.0),
+                Arg::Int(rows::TRANSPORT_HTTP),
             ];
             if e.first(sql::ENROLL, &values, |r| r.int(0)).await?.is_some() {
                 return Ok(Enrolled {
@@ -209,8 +210,10 @@ pub(crate) async fn enroll(
             }
             continue;
         };
-        let enrolled = rows::reenrollment(en, holder_id, machine_id)?;
-        let args = [Arg::Blob(en.key_hash.0.as_slice()), Arg::Int(row)];
+        // The same machine enrolling again, or taking over its imported record of the same
+        // name (`SET_KEY` makes that one a client over HTTP).
+        let enrolled = rows::reenrollment(en, holder.client_id, holder.machine_id)?;
+        let args = [Arg::Blob(en.key_hash.0.as_slice()), Arg::Int(holder.row)];
         e.execute(sql::SET_KEY, &args).await?;
         return Ok(enrolled);
     }
@@ -218,6 +221,215 @@ pub(crate) async fn enroll(
         "could not enroll {}: the name kept changing hands",
         en.name
     )))
+}
+
+/// The client holding a name of this site.
+pub(crate) struct Holder {
+    pub row: i64,
+    pub client_id: Uuid,
+    pub machine_id: String,
+    /// `crate::rows::TRANSPORT_*`.
+    pub transport: i64,
+}
+
+/// Who holds the name in `by_name` (site code, name).
+async fn name_holder(
+    e: &mut impl Exec,
+    by_name: &[Arg<'_>; 2],
+) -> Result<Option<Holder>, StoreError> {
+    e.first(sql::NAME_HOLDER, by_name, |r| {
+        Ok(Holder {
+            row: r.int(0)?,
+            client_id: r.uuid(1)?,
+            machine_id: r.text(2)?.to_string(),
+            transport: r.int(3)?,
+        })
+    })
+    .await
+}
+
+/// Renames the imported record of this machine (if there is one) to the enrolling name and
+/// gives it the new key: an agent enrolling with a free name takes over what `invsite import`
+/// recorded for its machine.
+async fn take_over_imported(
+    e: &mut impl Exec,
+    site: &SiteCode,
+    en: &Enrollment,
+) -> Result<Option<Enrolled>, StoreError> {
+    // An empty machine id identifies no machine.
+    if en.machine_id.is_empty() {
+        return Ok(None);
+    }
+    let args = [Arg::Text(site.as_str()), Arg::Text(&en.machine_id)];
+    let found = e
+        .first(sql::IMPORTED_BY_MACHINE, &args, |r| {
+            Ok((r.int(0)?, r.uuid(1)?))
+        })
+        .await?;
+    let Some((row, client_id)) = found else {
+        return Ok(None);
+    };
+    let args = [
+        Arg::Text(en.name.as_str()),
+        Arg::Blob(en.key_hash.0.as_slice()),
+        Arg::Int(row),
+    ];
+    e.execute(sql::TAKE_OVER, &args).await?;
+    tracing::info!(%client_id, name = %en.name, "An enrolling agent took over the record imported for its machine.");
+    Ok(Some(Enrolled {
+        client_id,
+        reenrolled: true,
+    }))
+}
+
+/// Creates a client enrolled offline (`invsite offline-enroll`): transport cap, no machine id
+/// until its first file-share check-in. A taken name is refused as enrollment refuses it.
+pub(crate) async fn enroll_offline(
+    e: &mut impl Exec,
+    site: &SiteCode,
+    name: &ClientName,
+    key_hash: &Digest,
+    now: Timestamp,
+) -> Result<Enrolled, StoreError> {
+    let by_name = [Arg::Text(site.as_str()), Arg::Text(name.as_str())];
+    if let Some(holder) = name_holder(e, &by_name).await? {
+        return Err(rows::name_taken(name, holder.client_id, holder.machine_id));
+    }
+    let client_id = Uuid::new_v4();
+    let values = [
+        Arg::Uuid(client_id),
+        Arg::Text(name.as_str()),
+        Arg::Text(site.as_str()),
+        Arg::Text(""),
+        Arg::Blob(key_hash.0.as_slice()),
+        Arg::Int(now.0),
+        Arg::Int(rows::TRANSPORT_CAP),
+    ];
+    if e.first(sql::ENROLL, &values, |r| r.int(0)).await?.is_some() {
+        return Ok(Enrolled {
+            client_id,
+            reenrolled: false,
+        });
+    }
+    // Taken between the look and the insert (PostgreSQL only): refused all the same.
+    match name_holder(e, &by_name).await? {
+        Some(holder) => Err(rows::name_taken(name, holder.client_id, holder.machine_id)),
+        None => Err(StoreError::Database(format!(
+            "could not enroll {name}: the name kept changing hands"
+        ))),
+    }
+}
+
+/// The record `invsite import` stores an inventory for ([`crate::Store::import_unmanaged`]):
+/// its row, its client id and whether it was created now.
+pub(crate) struct ImportTarget {
+    pub row: i64,
+    pub client_id: Uuid,
+    pub created: bool,
+}
+
+/// Finds or creates the record an imported inventory of `machine_id` named `name` goes to: a
+/// new imported record, the imported record of that name (now of this machine), or the
+/// enrolled client of that name when it is the same machine; another machine's name is
+/// refused with `NameTaken`.
+pub(crate) async fn import_target(
+    e: &mut impl Exec,
+    site: &SiteCode,
+    name: &ClientName,
+    machine_id: &str,
+    now: Timestamp,
+) -> Result<ImportTarget, StoreError> {
+    let by_name = [Arg::Text(site.as_str()), Arg::Text(name.as_str())];
+    for _ in 0..3 {
+        let Some(holder) = name_holder(e, &by_name).await? else {
+            let client_id = Uuid::new_v4();
+            let values = [
+                Arg::Uuid(client_id),
+                Arg::Text(name.as_str()),
+                Arg::Text(site.as_str()),
+                Arg::Text(machine_id),
+                Arg::Blob(&[0u8; 32]),
+                Arg::Int(now.0),
+                Arg::Int(rows::TRANSPORT_IMPORTED),
+            ];
+            if let Some(row) = e.first(sql::ENROLL, &values, |r| r.int(0)).await? {
+                return Ok(ImportTarget {
+                    row,
+                    client_id,
+                    created: true,
+                });
+            }
+            continue;
+        };
+        if holder.transport == rows::TRANSPORT_IMPORTED {
+            if holder.machine_id != machine_id {
+                let args = [Arg::Text(machine_id), Arg::Int(holder.row)];
+                e.execute(sql::SET_MACHINE_ID, &args).await?;
+            }
+        } else if holder.machine_id != machine_id {
+            return Err(rows::name_taken(name, holder.client_id, holder.machine_id));
+        }
+        return Ok(ImportTarget {
+            row: holder.row,
+            client_id: holder.client_id,
+            created: false,
+        });
+    }
+    Err(StoreError::Database(format!(
+        "could not import {name}: the name kept changing hands"
+    )))
+}
+
+/// The clients of this site that use a file-share CAP directory, sorted by name.
+pub(crate) async fn cap_clients(
+    e: &mut impl Exec,
+    site: &SiteCode,
+) -> Result<Vec<(Uuid, ClientName)>, StoreError> {
+    let args = [Arg::Text(site.as_str())];
+    let mut found = e
+        .all(sql::CAP_CLIENTS, &args, |r| Ok((r.uuid(0)?, r.name(1)?)))
+        .await?;
+    // Sorted here: the two databases need not collate names alike.
+    found.sort_by(|a, b| a.1.as_str().cmp(b.1.as_str()));
+    Ok(found)
+}
+
+/// What a check-in of this own client would answer, with nothing marked and no time recorded;
+/// `None` for an id that is not a client of this site.
+pub(crate) async fn cfg_view(
+    e: &mut impl Exec,
+    site: &SiteCode,
+    client_id: Uuid,
+) -> Result<Option<invsync_proto::wire::CheckinResponse>, StoreError> {
+    let Some(client) = own_client_row(e, site, client_id).await? else {
+        return Ok(None);
+    };
+    Ok(Some(checkin_read(e, client).await?.0))
+}
+
+/// Records a file-share check-in ([`crate::Store::cap_checkin`]); the caller runs it in one
+/// transaction.
+pub(crate) async fn cap_checkin<E: Exec>(
+    e: &mut E,
+    site: &SiteCode,
+    client_id: Uuid,
+    c: &crate::CapCheckin,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let client = own_client_row(e, site, client_id).await?;
+    let client = client.ok_or_else(|| rows::unknown_id(client_id))?;
+    // A clock ahead of the site's cannot put the time in the future, and an old file put back
+    // cannot move it backwards.
+    let seen = Timestamp(c.seen_at.0.min(now.0));
+    let args = [Arg::Text(&c.machine_id), Arg::Int(seen.0), Arg::Int(client)];
+    e.execute(sql::CAP_CHECKIN, &args).await?;
+    if !c.seen.is_empty() {
+        mark_picked_up(e, client, &c.seen, now).await?;
+    }
+    if !c.done_events.is_empty() {
+        complete_events(e, client, &c.done_events, now).await?;
+    }
+    Ok(())
 }
 
 /// The internal row and the credentials of a client of this site, in one lookup. Only this

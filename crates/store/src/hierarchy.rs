@@ -402,6 +402,7 @@ fn job(
         hash,
         answers: Vec::new(),
         body,
+        not_past: None,
     };
     Ok((meta, Ok(input)))
 }

@@ -247,6 +247,7 @@ impl ReportInput {
             hash: report.hash,
             answers: report.answers,
             body,
+            not_past: None,
         })
     }
 }

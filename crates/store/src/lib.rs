@@ -179,6 +179,34 @@ pub enum DownAccepted {
     Refused(String),
 }
 
+/// What a file-share check-in (an `.inv` file, with or without a report) tells the site.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CapCheckin {
+    pub machine_id: String,
+    /// When the agent wrote the file, by its clock.
+    pub seen_at: Timestamp,
+    /// Instruction (request) ids the agent has received from its `.cfg`.
+    pub seen: Vec<i64>,
+    /// Event request ids the agent has acted on.
+    pub done_events: Vec<i64>,
+}
+
+/// What [`Store::import_unmanaged`] did: the client the inventory went to, whether that record
+/// was created by this import, and what became of the report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Imported {
+    pub client_id: Uuid,
+    pub created: bool,
+    pub ack: ReportAck,
+}
+
+/// Where [`Store::import_unmanaged`] stores an inventory: the record's name and machine id.
+#[derive(Debug, Clone)]
+pub(crate) struct ImportTo {
+    pub name: ClientName,
+    pub machine_id: String,
+}
+
 /// How many history entries a query without a limit returns.
 pub const DEFAULT_HISTORY_LIMIT: usize = 1_000;
 
@@ -231,6 +259,24 @@ macro_rules! view {
             Backend::Sqlite(s) => s.view(move |$e, $b| sqlite::ready($call)).await,
             Backend::Postgres($b) => {
                 let mut tx = $b.read_only_snapshot().await?;
+                let $e = &mut *tx;
+                let out = $call.await?;
+                tx.commit().await?;
+                Ok(out)
+            }
+        }
+    };
+}
+
+/// A write written once in `exec` for both backends that must be all or nothing: through
+/// SQLite's writer (each job is its own savepoint, undone when it fails), or as one PostgreSQL
+/// transaction, committed only when the call succeeds.
+macro_rules! change_all {
+    ($store:ident, |$e:ident, $b:ident| $call:expr) => {
+        match &*$store.backend {
+            Backend::Sqlite(s) => s.change(move |$e, $b| sqlite::ready($call)).await,
+            Backend::Postgres($b) => {
+                let mut tx = $b.begin().await?;
                 let $e = &mut *tx;
                 let out = $call.await?;
                 tx.commit().await?;
@@ -458,8 +504,41 @@ impl Store {
         report: IncomingReport,
         now: Timestamp,
     ) -> Result<Authenticated<ReportAck>, StoreError> {
+        self.store_incoming(client_id, key_hash, report, None, now)
+            .await
+    }
+
+    /// [`Store::store_incoming_with_key`], with the guard a file-share report needs: for a full
+    /// report with `not_past: Some(v)`, when the class's stored version is already greater than
+    /// `v` the report is stale (an old file put back in the directory, or one the agent also
+    /// sent over HTTP), nothing is stored, and the answer is `ReportAck::ResyncRequired` saying
+    /// so. The report-id de-duplication comes first (an exact re-import of an accepted report is
+    /// `Duplicate`, not stale). Deltas ignore `not_past` (their base version guards them). The
+    /// check is made where the report is planned against the snapshot it is written over, in the
+    /// same transaction (PostgreSQL) or writer step (SQLite) as the write, so two `cap-sync`
+    /// processes importing at once cannot both pass it.
+    pub async fn store_incoming_guarded(
+        &self,
+        client_id: Uuid,
+        key_hash: &Digest,
+        report: IncomingReport,
+        not_past: Option<i64>,
+        now: Timestamp,
+    ) -> Result<Authenticated<ReportAck>, StoreError> {
+        self.store_incoming(client_id, key_hash, report, not_past, now)
+            .await
+    }
+
+    async fn store_incoming(
+        &self,
+        client_id: Uuid,
+        key_hash: &Digest,
+        report: IncomingReport,
+        not_past: Option<i64>,
+        now: Timestamp,
+    ) -> Result<Authenticated<ReportAck>, StoreError> {
         let input = match plan::ReportInput::from_incoming(report) {
-            Ok(input) => input,
+            Ok(input) => plan::ReportInput { not_past, ..input },
             Err(e) => {
                 return match self.authenticate_key(client_id, key_hash).await?.accepted() {
                     Ok((_, ())) => Err(e),
@@ -484,6 +563,115 @@ impl Store {
         self.health.record("report", result.await, |found| {
             matches!(found, Authenticated::Client(_, ReportAck::Accepted { .. }))
         })
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // The file-share CAP (issue 18): clients that reach the site through a directory
+
+    /// This site's clients whose transport is `cap`, by name: (client id, name).
+    pub async fn cap_clients(&self) -> Result<Vec<(Uuid, ClientName)>, StoreError> {
+        view!(self, |e, b| exec::cap_clients(e, &b.site.code))
+    }
+
+    /// What a check-in of this own client would answer (open instructions oldest first, the
+    /// version and hash per class; the agent interval is the site's to add, as for
+    /// [`Store::checkin`], which leaves it `None`), WITHOUT marking anything picked up and
+    /// without touching last_seen: `invsite cap-sync` writes it into the client's `.cfg`, which
+    /// the agent may never read. `None` when the id is not a client of this site.
+    pub async fn cfg_view(&self, client_id: Uuid) -> Result<Option<CheckinResponse>, StoreError> {
+        view!(self, |e, b| exec::cfg_view(e, &b.site.code, client_id))
+    }
+
+    /// Records a file-share check-in of an own client, in one transaction: transport becomes
+    /// cap, machine_id is set when the stored one is empty (a client enrolled offline),
+    /// last_seen = max(stored last_seen, min(seen_at, now)) (so an old file put back changes
+    /// nothing and a clock ahead cannot put last_seen in the future), the requests in `seen`
+    /// that belong to this client and are not yet picked up are marked picked up at `now` (ids
+    /// of other clients are ignored), and the event requests in `done_events` of this client
+    /// are completed (as [`Store::complete_events`]). Unknown client:
+    /// [`StoreError::UnknownClient`].
+    pub async fn cap_checkin(
+        &self,
+        client_id: Uuid,
+        c: &CapCheckin,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let c = c.clone();
+        let result = change_all!(self, |e, b| exec::cap_checkin(
+            e,
+            &b.site.code,
+            client_id,
+            &c,
+            now
+        ));
+        self.health.record("cap_checkin", result, |_| true)
+    }
+
+    /// `invsite offline-enroll`: creates a client of this site named `name` with transport
+    /// cap, an empty machine id (filled in by its first [`Store::cap_checkin`]) and this key
+    /// hash. A name already held (by any client of this site) is refused with
+    /// [`StoreError::NameTaken`] (the same error enroll gives), and nothing changes.
+    pub async fn enroll_offline(
+        &self,
+        name: &ClientName,
+        key_hash: &Digest,
+        now: Timestamp,
+    ) -> Result<Enrolled, StoreError> {
+        let (n, key) = (name.clone(), *key_hash);
+        let result = change!(self, |e, b| exec::enroll_offline(
+            e,
+            &b.site.code,
+            &n,
+            &key,
+            now
+        ));
+        let enrolled = self.health.record("enroll_offline", result, |_| true)?;
+        tracing::info!(client_id = %enrolled.client_id, name = %name, "Enrolled a client offline.");
+        Ok(enrolled)
+    }
+
+    /// `invsite import`: one class of inventory from a machine that was never enrolled. The
+    /// record for `name` on this site is created with transport imported, the machine id and a
+    /// key hash of 32 zero bytes (no key authenticates it), or, when `name` is already an
+    /// imported record, updated (its machine id becomes this one); when `name` is held by an
+    /// enrolled client with the SAME machine id, the report is stored for that client (its
+    /// transport unchanged); when held by a client with another machine id:
+    /// [`StoreError::NameTaken`], nothing stored. The report (a full report built by the
+    /// caller, with a fresh report id and the file's hash) is stored like any full report
+    /// (hash checked first: `BadReport` on mismatch, nothing created; history; forwarding to
+    /// the parent when on), in the same transaction as the record. The client's last-seen
+    /// time is left as it is: the site did not see the machine.
+    pub async fn import_unmanaged(
+        &self,
+        name: &ClientName,
+        machine_id: &str,
+        report: &Report,
+        now: Timestamp,
+    ) -> Result<Imported, StoreError> {
+        if machine_id.trim().is_empty() {
+            // An empty machine id would match every client enrolled offline that has not
+            // delivered a file yet, and no enrolling agent could ever take the record over.
+            return Err(StoreError::Refused(format!(
+                "the inventory for {name} names no machine id; take it again with \
+                 `invagent inventory` on the machine itself"
+            )));
+        }
+        let input = plan::ReportInput::prepare(report)?;
+        if !input.is_full() {
+            return Err(StoreError::BadReport(
+                "an imported inventory must be a full report, not a delta".to_string(),
+            ));
+        }
+        let target = ImportTo {
+            name: name.clone(),
+            machine_id: machine_id.to_string(),
+        };
+        let result = dispatch!(self, b => b.import_unmanaged(target, input, now).await);
+        let imported = self.health.record("import", result, |i: &Imported| {
+            i.created || matches!(i.ack, ReportAck::Accepted { .. })
+        })?;
+        tracing::info!(client_id = %imported.client_id, name = %name, created = imported.created, "Imported an inventory of an unmanaged machine.");
+        Ok(imported)
     }
 
     /// Marks this client's event requests with these ids complete; other ids are ignored.

@@ -35,6 +35,10 @@ pub(crate) struct ReportInput {
     pub hash: Digest,
     pub answers: Vec<i64>,
     pub body: InputBody,
+    /// For a full report that came through a file-share CAP directory: the highest version the
+    /// site held when the agent wrote it. A full report is stale when the site holds a greater
+    /// one (see [`stale`]); `None` everywhere else.
+    pub not_past: Option<i64>,
 }
 
 #[derive(Debug)]
@@ -87,6 +91,7 @@ impl ReportInput {
             hash,
             answers,
             body,
+            not_past: None,
         })
     }
 
@@ -227,6 +232,23 @@ impl Resolver<'_> {
     }
 }
 
+/// Why a full report is stale, if it is: it came with `not_past` = `v` (the agent wrote it
+/// when the site held at most version `v`) and the site now holds a greater version. Such a file
+/// is an old one put back in the CAP directory, or one whose report the agent also sent over
+/// HTTP: storing it would rewind the snapshot. A delta is guarded by its base version instead.
+pub(crate) fn stale(input: &ReportInput, current: Option<&Current>) -> Option<String> {
+    let (Some(v), Some(current)) = (input.not_past, current) else {
+        return None;
+    };
+    (input.is_full() && current.version > v).then(|| {
+        format!(
+            "the full report is stale: it was written when the site held at most version {v}, \
+             and the site holds version {}",
+            current.version
+        )
+    })
+}
+
 /// Plans a report against the snapshot `current`.
 pub(crate) fn plan(
     input: &ReportInput,
@@ -234,6 +256,14 @@ pub(crate) fn plan(
     r: &Resolver<'_>,
 ) -> Result<Plan, StoreError> {
     let base = current.map(|c| (c.version, c.hash));
+    // Checked here, where every path plans (the reading half, the writer's re-plan, PostgreSQL's
+    // transaction), so the check always sees the snapshot the write is made against.
+    if let Some(reason) = stale(input, current) {
+        return Ok(Plan {
+            base,
+            outcome: Outcome::Resync(reason),
+        });
+    }
     let outcome = match &input.body {
         InputBody::Full { items } => Outcome::Write(plan_full(input.hash, items, current, r)?),
         InputBody::Delta {

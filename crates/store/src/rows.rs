@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use invsync_proto::wire::{
     CheckinResponse, ClassState, ClientSummary, ClientView, Event, EventView, Instruction,
-    InstructionKind, Queued, ReportAck, RequestState, RequestView, SnapshotView,
+    InstructionKind, Queued, ReportAck, RequestState, RequestView, SnapshotView, Transport,
 };
 use invsync_proto::{Class, ClientName, Digest, SiteCode, Timestamp};
 use uuid::Uuid;
@@ -144,16 +144,21 @@ pub(crate) fn reenrollment(
     machine_id: String,
 ) -> Result<Enrolled, StoreError> {
     if machine_id != e.machine_id {
-        return Err(StoreError::NameTaken {
-            name: e.name.clone(),
-            holder_id,
-            holder_machine_id: machine_id,
-        });
+        return Err(name_taken(&e.name, holder_id, machine_id));
     }
     Ok(Enrolled {
         client_id: holder_id,
         reenrolled: true,
     })
+}
+
+/// The refusal of a name another machine holds (enrollment, offline enrollment, import).
+pub(crate) fn name_taken(name: &ClientName, holder_id: Uuid, machine_id: String) -> StoreError {
+    StoreError::NameTaken {
+        name: name.clone(),
+        holder_id,
+        holder_machine_id: machine_id,
+    }
 }
 
 /// What a queued request of a client by name is, as the one who queued it sees it.
@@ -321,6 +326,7 @@ pub(crate) fn client_summary(row: &impl Cols) -> Result<(i64, ClientSummary), St
         sw_version: row.opt_int(7)?,
         sw_updated_at: row.ts(8)?,
         pending_requests: row.int(9)?,
+        transport: transport(row.int(10)?)?,
     };
     Ok((row.int(0)?, summary))
 }
@@ -353,7 +359,25 @@ pub(crate) fn client_head(row: &impl Cols) -> Result<ClientView, StoreError> {
         sw: None,
         requests: Vec::new(),
         events: Vec::new(),
+        transport: transport(row.int(7)?)?,
     })
+}
+
+/// `clients.transport` of a client enrolled over HTTP (and of a client of a site below).
+pub(crate) const TRANSPORT_HTTP: i64 = 0;
+/// `clients.transport` of a client that uses a file-share CAP directory.
+pub(crate) const TRANSPORT_CAP: i64 = 1;
+/// `clients.transport` of an unmanaged record made by `invsite import`.
+pub(crate) const TRANSPORT_IMPORTED: i64 = 2;
+
+/// A client's transport from its `clients.transport` code.
+pub(crate) fn transport(code: i64) -> Result<Transport, StoreError> {
+    match code {
+        TRANSPORT_HTTP => Ok(Transport::Http),
+        TRANSPORT_CAP => Ok(Transport::Cap),
+        TRANSPORT_IMPORTED => Ok(Transport::Imported),
+        _ => Err(corrupt("client transport")),
+    }
 }
 
 /// A snapshot of a client view from a row of [`crate::sql::CLIENT_SNAPSHOTS`]: its class, its

@@ -18,7 +18,8 @@ macro_rules! client_summary {
     () => {
         "SELECT c.id, c.name, c.uuid, c.site_code, c.last_seen,
                 hw.version, hw.updated_at, sw.version, sw.updated_at,
-                (SELECT count(*) FROM requests r WHERE r.client_id = c.id AND r.completed_at IS NULL)
+                (SELECT count(*) FROM requests r WHERE r.client_id = c.id AND r.completed_at IS NULL),
+                CAST(c.transport AS bigint)
          FROM clients c
          LEFT JOIN snapshots hw ON hw.client_id = c.id AND hw.class = 0
          LEFT JOIN snapshots sw ON sw.client_id = c.id AND sw.class = 1 "
@@ -73,14 +74,40 @@ pub(crate) const SITE_META: &str = "SELECT key, value FROM meta";
 pub(crate) const CLIENT_ROW: &str = "SELECT id FROM clients WHERE uuid = $1";
 pub(crate) const CLIENT_ROW_BY_NAME: &str =
     "SELECT id FROM clients WHERE site_code = $1 AND name = $2";
-pub(crate) const NAME_HOLDER: &str =
-    "SELECT id, uuid, machine_id FROM clients WHERE site_code = $1 AND name = $2";
-/// Inserts a client unless its name was taken meanwhile (then nothing is returned).
+/// Who holds a name: row, client id, machine id and transport (`crate::rows::TRANSPORT_*`).
+pub(crate) const NAME_HOLDER: &str = "SELECT id, uuid, machine_id, CAST(transport AS bigint)
+     FROM clients WHERE site_code = $1 AND name = $2";
+/// Inserts a client with its transport unless its name was taken meanwhile (then nothing is
+/// returned).
 pub(crate) const ENROLL: &str =
-    "INSERT INTO clients (uuid, name, site_code, machine_id, key_hash, enrolled_at)
-     VALUES ($1, $2, $3, $4, $5, $6)
+    "INSERT INTO clients (uuid, name, site_code, machine_id, key_hash, enrolled_at, transport)
+     VALUES ($1, $2, $3, $4, $5, $6, $7)
      ON CONFLICT (site_code, name) DO NOTHING RETURNING id";
-pub(crate) const SET_KEY: &str = "UPDATE clients SET key_hash = $1 WHERE id = $2";
+/// Gives a client its new key at enrollment; an imported record taken over becomes a client
+/// enrolled over HTTP, any other keeps its transport.
+pub(crate) const SET_KEY: &str = "UPDATE clients SET key_hash = $1,
+            transport = CASE WHEN transport = 2 THEN 0 ELSE transport END
+     WHERE id = $2";
+/// The oldest imported record of a site with this machine id (the partial index
+/// `clients_offline` answers it: `transport <> 0` is written out so SQLite uses it).
+pub(crate) const IMPORTED_BY_MACHINE: &str = "SELECT id, uuid FROM clients
+     WHERE site_code = $1 AND transport <> 0 AND transport = 2 AND machine_id = $2
+     ORDER BY id LIMIT 1";
+/// An imported record taken over by an enrollment under another name: the record takes the
+/// name and the key and becomes a client enrolled over HTTP, keeping its id and history.
+pub(crate) const TAKE_OVER: &str =
+    "UPDATE clients SET name = $1, key_hash = $2, transport = 0 WHERE id = $3";
+/// The CAP clients of a site (by `clients_offline`, as [`IMPORTED_BY_MACHINE`]).
+pub(crate) const CAP_CLIENTS: &str = "SELECT uuid, name FROM clients
+     WHERE site_code = $1 AND transport <> 0 AND transport = 1";
+/// What a file-share check-in records: the client uses the CAP, its machine id when it had none
+/// (enrolled offline), and the later of its stored last-seen time and `$2`.
+pub(crate) const CAP_CHECKIN: &str = "UPDATE clients SET transport = 1,
+            machine_id = CASE WHEN machine_id = '' THEN $1 ELSE machine_id END,
+            last_seen = CASE WHEN last_seen IS NULL OR last_seen < $2 THEN $2 ELSE last_seen END
+     WHERE id = $3";
+/// An imported record imported again: it now describes this machine.
+pub(crate) const SET_MACHINE_ID: &str = "UPDATE clients SET machine_id = $1 WHERE id = $2";
 /// Replaces an own client's key hash (with 32 zero bytes, which no key hashes to).
 pub(crate) const REVOKE: &str =
     "UPDATE clients SET key_hash = $1 WHERE site_code = $2 AND name = $3";
@@ -114,7 +141,10 @@ pub(crate) const UPDATE_SNAPSHOT: &str = "UPDATE snapshots SET version = $1, has
             recent_reports = $6, items = coalesce($7, items)
      WHERE client_id = $8 AND class = $9 RETURNING version, full_at";
 pub(crate) const CLIENTS: &str = concat!(client_summary!(), "ORDER BY c.name, c.site_code");
-pub(crate) const CLIENT_HEAD: &str = "SELECT id, uuid, name, site_code, machine_id, enrolled_at, last_seen FROM clients WHERE id = $1";
+pub(crate) const CLIENT_HEAD: &str =
+    "SELECT id, uuid, name, site_code, machine_id, enrolled_at, last_seen,
+            CAST(transport AS bigint)
+     FROM clients WHERE id = $1";
 pub(crate) const CLIENT_SNAPSHOTS: &str =
     "SELECT class, version, hash, full_at, updated_at, items FROM snapshots WHERE client_id = $1";
 /// The newest requests of one kind of a client.
@@ -165,6 +195,11 @@ mod tests {
             NAME_HOLDER,
             ENROLL,
             SET_KEY,
+            IMPORTED_BY_MACHINE,
+            TAKE_OVER,
+            CAP_CLIENTS,
+            CAP_CHECKIN,
+            SET_MACHINE_ID,
             REVOKE,
             OPEN_REQUESTS,
             CLASS_STATES,

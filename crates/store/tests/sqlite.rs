@@ -155,6 +155,11 @@ async fn a_version_1_database_is_migrated_to_the_current_version_and_keeps_its_d
     assert_eq!(auth.key_hash, key_hash(1));
     let view = store.client_view(&name("web01")).await.unwrap().unwrap();
     assert_eq!(view.requests.len(), 1);
+    assert_eq!(
+        view.transport,
+        invsync_proto::wire::Transport::Http,
+        "a client of an older file was enrolled over HTTP"
+    );
 
     // What version 2 adds works on the migrated file.
     assert!(!store.forwarding().await.unwrap());
@@ -187,7 +192,7 @@ async fn a_version_1_database_is_migrated_to_the_current_version_and_keeps_its_d
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(version, "5");
+    assert_eq!(version, "6");
     for (kind, name) in [
         ("table", "outbox"),
         ("table", "sites"),
@@ -195,6 +200,7 @@ async fn a_version_1_database_is_migrated_to_the_current_version_and_keeps_its_d
         ("index", "requests_origin"),
         ("index", "requests_routed"),
         ("index", "requests_pending"),
+        ("index", "clients_offline"),
     ] {
         let n: i64 = conn
             .query_row(

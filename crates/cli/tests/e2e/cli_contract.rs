@@ -94,7 +94,8 @@ fn invsite_clients_json_has_every_field() {
             "pending_requests",
             "site",
             "sw_updated_at",
-            "sw_version"
+            "sw_version",
+            "transport"
         ]
     );
     assert_eq!(web["id"], show["id"]);
@@ -107,6 +108,7 @@ fn invsite_clients_json_has_every_field() {
     assert_eq!(web["hw_updated_at"], show["hw"]["updated_at"]);
     assert_eq!(web["sw_updated_at"], show["sw"]["updated_at"]);
     assert_eq!(web["pending_requests"], 1);
+    assert_eq!(web["transport"], "http", "enrolled over HTTP");
     // A client that never reported has no versions or times yet, and says so with nulls.
     let db = &list[0];
     for field in [

@@ -43,6 +43,21 @@ pub fn run_ok(name: &str, args: &[&str]) -> String {
     run_expect(name, args, 0)
 }
 
+/// What a successful run printed on stdout alone, for a command whose stdout is JSON: stderr
+/// may hold log lines (the first run after an upgrade says it migrated the database).
+pub fn run_ok_stdout(name: &str, args: &[&str]) -> String {
+    let o = run(name, args);
+    assert_eq!(
+        code(&o),
+        0,
+        "{name} {args:?} exited {}\nstdout:\n{}\nstderr:\n{}",
+        code(&o),
+        stdout(&o),
+        stderr(&o)
+    );
+    stdout(&o)
+}
+
 pub fn run_expect(name: &str, args: &[&str], expected: i32) -> String {
     let o = run(name, args);
     assert_eq!(
@@ -335,7 +350,7 @@ impl Site {
 
     /// `invsite show NAME --json`.
     pub fn show(&self, name: &str) -> Value {
-        let out = run_ok(
+        let out = run_ok_stdout(
             "invsite",
             &["show", name, "--data-dir", self.data_dir(), "--json"],
         );
@@ -356,7 +371,7 @@ impl Site {
 
     /// `invsite clients --json`.
     pub fn clients(&self) -> Value {
-        let out = run_ok(
+        let out = run_ok_stdout(
             "invsite",
             &["clients", "--data-dir", self.data_dir(), "--json"],
         );

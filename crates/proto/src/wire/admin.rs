@@ -55,6 +55,37 @@ pub struct ClientSummary {
     pub sw_version: Option<i64>,
     pub sw_updated_at: Option<Timestamp>,
     pub pending_requests: i64,
+    /// How the client reaches its site; `http` when an older site does not say.
+    #[serde(default)]
+    pub transport: Transport,
+}
+
+/// How a client reaches its site. A client of a site below is shown as `http`: the hierarchy's
+/// protocol does not carry the transport, and its own site knows better.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// Enrolled over HTTP, and checks in over HTTP.
+    #[default]
+    Http,
+    /// Enrolled offline (`invsite offline-enroll`), or has delivered at least one file through a
+    /// file-share CAP directory: its instructions are written to its `.cfg` file.
+    Cap,
+    /// An unmanaged record made by `invsite import` from an inventory file: it has no key, and
+    /// an agent enrolling later with the same machine id takes it over.
+    Imported,
+}
+
+impl Transport {
+    /// The lowercase word the JSON and the tools use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Http => "http",
+            Transport::Cap => "cap",
+            Transport::Imported => "imported",
+        }
+    }
 }
 
 /// The most clients one page holds ([`ClientQuery::limit`]).
@@ -416,6 +447,9 @@ pub struct ClientView {
     pub sw: Option<SnapshotView>,
     pub requests: Vec<RequestView>,
     pub events: Vec<EventView>,
+    /// How the client reaches its site; `http` when an older site does not say.
+    #[serde(default)]
+    pub transport: Transport,
 }
 
 /// One accepted change of one item of a client (SPEC section 5: time, client, class, item,

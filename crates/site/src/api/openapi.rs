@@ -121,6 +121,7 @@ pub fn router() -> Router<AppState> {
         wire::ClientPage,
         wire::ClientSummary,
         wire::ClientSort,
+        wire::Transport,
         wire::ClientView,
         wire::SnapshotView,
         wire::RequestView,

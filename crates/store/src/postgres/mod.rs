@@ -210,6 +210,52 @@ impl PgStore {
         Ok(self.pool.acquire().await?)
     }
 
+    /// A read-write transaction on a pooled connection (`Store`'s `change_all!`).
+    pub(crate) async fn begin(&self) -> Result<sqlx::Transaction<'static, Postgres>, StoreError> {
+        Ok(self.pool.begin().await?)
+    }
+
+    /// Stores an imported inventory (`Store::import_unmanaged`) in one transaction: the record
+    /// found or created, then the report as `store_input` stores it; nothing is kept unless the
+    /// report is accepted.
+    pub(crate) async fn import_unmanaged(
+        &self,
+        to: crate::ImportTo,
+        input: ReportInput,
+        now: Timestamp,
+    ) -> Result<crate::Imported, StoreError> {
+        // Held until this report's software change is handed over (see the `software` module).
+        let _gate = self.software.gate.read().await;
+        let mut inserted = queries::Inserted::new(&self.software);
+        let mut tx = self.pool.begin().await?;
+        let target =
+            exec::import_target(&mut *tx, &self.site.code, &to.name, &to.machine_id, now).await?;
+        let (_, ack) = queries::apply_report(
+            &mut tx,
+            &self.cache,
+            &self.site.code,
+            target.client_id,
+            &input,
+            now,
+            &mut inserted,
+        )
+        .await?;
+        let accepted = matches!(ack, ReportAck::Accepted { .. });
+        if accepted {
+            tx.commit().await?;
+            self.cache.insert(inserted.items);
+            self.hand_over(inserted.software).await;
+        } else {
+            tx.rollback().await?;
+        }
+        crate::rows::log_ack(target.client_id, &ack);
+        Ok(crate::Imported {
+            client_id: target.client_id,
+            created: target.created && accepted,
+            ack,
+        })
+    }
+
     pub fn site(&self) -> SiteMeta {
         self.site.clone()
     }

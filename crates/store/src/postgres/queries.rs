@@ -214,6 +214,10 @@ pub(super) async fn plan_report(
     input: &ReportInput,
     current: Option<&Current>,
 ) -> Result<Outcome, StoreError> {
+    // A stale report needs no item lookups (`plan::plan` checks it again, for nothing).
+    if let Some(reason) = plan::stale(input, current) {
+        return Ok(Outcome::Resync(reason));
+    }
     let mut pre = Prefetched::default();
     let lookups = prefetch::lookups(input, current);
     let items = match &lookups {

@@ -15,7 +15,8 @@
 //!
 //! Migrations: `MIGRATIONS[v]` turns PostgreSQL schema version `v` into `v + 1`; a new version
 //! appends a step. The version is the `schema_version` row of `meta`. PostgreSQL numbers its
-//! versions on its own: version 1 here is SQLite's version 4, version 2 SQLite's version 5.
+//! versions on its own: version 1 here is SQLite's version 4, version 2 SQLite's version 5,
+//! version 3 SQLite's version 6.
 
 use std::str::FromStr;
 
@@ -28,7 +29,7 @@ use crate::exec;
 use crate::redact::redact_url;
 
 /// The schema version this program writes.
-pub(super) const SCHEMA_VERSION: i64 = 2;
+pub(super) const SCHEMA_VERSION: i64 = 3;
 
 /// The tables of the schema: finding any of them means the database holds (part of) a site.
 pub(super) const TABLES: &[&str] = &[
@@ -43,7 +44,14 @@ pub(super) const TABLES: &[&str] = &[
     "sites",
 ];
 
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3];
+
+/// Version 3: how a client reaches the site, as SQLite's version 6 (see there). `integer`, read
+/// through a cast to `bigint` in the statements both dialects share.
+const SCHEMA_V3: &str = r#"
+ALTER TABLE clients ADD COLUMN transport integer NOT NULL DEFAULT 0;
+CREATE INDEX clients_offline ON clients (site_code, transport, machine_id) WHERE transport <> 0;
+"#;
 
 /// Version 2: indexes for the paged client list (`Store::clients_page`), as SQLite's version 5:
 /// each sort reads its page in index order, forwards or backwards. Names are ordered with

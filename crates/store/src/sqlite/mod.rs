@@ -457,7 +457,7 @@ impl SqliteStore {
             } => {
                 let ack = self
                     .write(move |conn, batch| {
-                        queries::apply_report(conn, batch, client, &input, *plan, now)
+                        queries::apply_report(conn, batch, client, &input, Some(*plan), now)
                     })
                     .await?;
                 self.shared.last_seen.record(client, now);
@@ -466,6 +466,34 @@ impl SqliteStore {
         };
         crate::rows::log_ack(client_id, &ack);
         Ok(Authenticated::Client(auth, ack))
+    }
+
+    /// Stores an imported inventory (`Store::import_unmanaged`) in one writer job: the record
+    /// found or created and the report planned and written over it, so that a failure undoes
+    /// both. The writer plans the report itself: an import is rare, and a plan made on a reading
+    /// thread could not see a record the same job creates.
+    pub(crate) async fn import_unmanaged(
+        &self,
+        to: crate::ImportTo,
+        input: ReportInput,
+        now: Timestamp,
+    ) -> Result<crate::Imported, StoreError> {
+        self.write(move |conn, batch| {
+            let target = ready(exec::import_target(
+                &mut Lite(conn),
+                &batch.shared.site.code,
+                &to.name,
+                &to.machine_id,
+                now,
+            ))?;
+            let ack = queries::apply_report(conn, batch, target.row, &input, None, now)?;
+            Ok(crate::Imported {
+                client_id: target.client_id,
+                created: target.created,
+                ack,
+            })
+        })
+        .await
     }
 
     pub async fn software(&self, q: &SoftwareQuery) -> Result<SoftwarePage, StoreError> {

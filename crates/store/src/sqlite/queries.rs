@@ -342,7 +342,7 @@ pub(super) fn apply_report(
     batch: &mut Batch<'_>,
     client: i64,
     input: &ReportInput,
-    planned: Plan,
+    planned: Option<Plan>,
     now: Timestamp,
 ) -> Result<ReportAck, StoreError> {
     let row = snapshot_row(conn, client, input.class)?;
@@ -351,7 +351,7 @@ pub(super) fn apply_report(
     {
         return Ok(row.duplicate());
     }
-    let change = match replan_if_moved(conn, batch, input, row.as_ref(), Some(planned))? {
+    let change = match replan_if_moved(conn, batch, input, row.as_ref(), planned)? {
         Outcome::Resync(reason) => return Ok(ReportAck::ResyncRequired { reason }),
         Outcome::Write(change) => change,
     };

@@ -17,14 +17,16 @@ use crate::error::StoreError;
 use crate::exec;
 
 /// The schema version this program writes; `migrate` brings older files up to it.
-pub(super) const SCHEMA_VERSION: i64 = 5;
+pub(super) const SCHEMA_VERSION: i64 = 6;
 
 /// How long a connection waits for another connection's lock (another process's writer, or a
 /// checkpoint) before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
 
 /// `MIGRATIONS[v]` turns schema version `v` into `v + 1`. Version 0 is an empty file.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5];
+const MIGRATIONS: &[&str] = &[
+    SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6,
+];
 
 const SCHEMA_V1: &str = r#"
 CREATE TABLE meta (
@@ -214,6 +216,19 @@ CREATE INDEX clients_by_name ON clients (name, site_code);
 CREATE INDEX clients_by_last_seen ON clients (last_seen, name, site_code);
 -- Sorting by when a class was last updated walks the snapshots of that class in time order.
 CREATE INDEX snapshots_by_updated ON snapshots (class, updated_at);
+"#;
+
+/// Version 6: the file-share CAP (issue 18). A client says how it reaches the site, so that
+/// `invsite cap-sync` knows whose `.cfg` to write and an enrollment knows which record it may
+/// take over. Existing clients enrolled over HTTP: they become `0`.
+const SCHEMA_V6: &str = r#"
+-- `transport`: 0 = http (enrolled over HTTP), 1 = cap (enrolled offline, or has delivered a file
+-- through a CAP directory), 2 = imported (an unmanaged record of `invsite import`, with a key
+-- hash of zeros, which no key has). A column with a constant default rewrites no row.
+ALTER TABLE clients ADD COLUMN transport INTEGER NOT NULL DEFAULT 0;
+-- The CAP clients `cap-sync` writes a `.cfg` for, and the imported record an enrollment takes
+-- over by machine id. Partial: clients over HTTP, nearly all of them, cost it nothing.
+CREATE INDEX clients_offline ON clients (site_code, transport, machine_id) WHERE transport <> 0;
 "#;
 
 /// Creates a new database file at `path` with the current schema and the site's metadata,

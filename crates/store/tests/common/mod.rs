@@ -88,6 +88,27 @@ impl Fixture {
         }
     }
 
+    /// Runs `sqlite` or `postgres` (whichever database this fixture has) on the database as
+    /// another program would, then closes the store and opens it again: how a test makes a
+    /// database of an older schema version for the store to migrate.
+    pub async fn reopen_after(self, sqlite: &str, postgres: &str) -> Fixture {
+        match &self.location {
+            Location::Sqlite(path) => rusqlite::Connection::open(path)
+                .and_then(|c| c.execute_batch(sqlite))
+                .expect("run SQL on the SQLite database"),
+            Location::Postgres(url) => {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
+                sqlx::raw_sql(postgres)
+                    .execute(&mut conn)
+                    .await
+                    .expect("run SQL on the PostgreSQL database");
+                let _ = conn.close().await;
+            }
+        }
+        self.reopen().await
+    }
+
     /// A second, independent store on the same database, as another process would have.
     pub async fn second_handle(&self) -> Store {
         match &self.location {
