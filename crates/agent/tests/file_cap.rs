@@ -679,20 +679,25 @@ fn forged_altered_foreign_and_older_cfgs_are_ignored() {
 }
 
 #[test]
-fn a_missing_inventry_box_is_an_error_naming_it_and_is_not_created() {
+fn a_missing_cap_dir_is_an_error_naming_it_and_a_missing_inventry_box_is_made() {
     let f = Fixture::enrolled();
     std::fs::remove_dir(f.cap_dir.join(INVENTRY_BOX)).unwrap();
-    let err = cycle_via(&f.opts(), Some(&f.cap_dir)).unwrap_err();
+    cycle_via(&f.opts(), Some(&f.cap_dir)).unwrap();
+    assert!(f.cap_dir.join(INVENTRY_BOX).is_dir());
+
+    let unmounted = f.cap_dir.join("not-mounted");
+    let queued = f.state().outbox.len();
+    let err = cycle_via(&f.opts(), Some(&unmounted)).unwrap_err();
     assert!(matches!(err, AgentError::CapDir { .. }), "{err:?}");
     assert_eq!(
         err.to_string(),
         format!(
-            "cannot use the CAP directory: {}/Inventry.box does not exist; mount the share, or create the directory (the CAP directory holds Clidata.box and Inventry.box)",
-            f.cap_dir.display()
+            "cannot use the CAP directory: {} does not exist or is not a directory; mount the share (or insert the media), or create the directory",
+            unmounted.display()
         )
     );
-    assert!(!f.cap_dir.join(INVENTRY_BOX).exists());
-    assert!(f.state().outbox.is_empty(), "nothing was queued");
+    assert!(!unmounted.exists());
+    assert_eq!(f.state().outbox.len(), queued, "nothing more was queued");
 }
 
 #[test]

@@ -83,6 +83,7 @@ async fn apply(args: Args) -> Result<()> {
         listen: Some(args.listen.clone()),
         insecure_http: false,
         tls: None,
+        cap_dir: None,
     };
     let server = Server::bind(&site_dir, &opts).await?;
     let url = server.url();

@@ -25,7 +25,11 @@
 //! invsync-loadgen delta   $S [--agents N] [--rounds R | --duration D] [--concurrency C]
 //! invsync-loadgen checkin $S [--agents N] [--rounds R | --duration D] [--concurrency C]
 //! invsync-loadgen verify  $S [--concurrency C]
+//! invsync-loadgen cap-files --agents-file agents.txt --cap-dir CAP --kind full|delta [--agents N]
 //! ```
+//!
+//! `cap-files` writes the agents' reports as the `.inv` files of a file-share CAP directory
+//! instead of sending them (`mode/cap_files.rs`), for `invsite cap-sync` to import.
 //!
 //! Also: `--timeout` (per request, 30 s), `--time-limit` (whole run, 2 h), `--prebuild N`
 //! (bodies built ahead), `--builders N` (body-building threads), `--json`. `full` first sends
@@ -102,6 +106,9 @@ enum Command {
     /// Check that the site still holds every report it acknowledged to the agents of the
     /// agents file (after a crash or restart); exit 1 and list them when any is lost.
     Verify(mode::verify::Args),
+    /// Write the agents' sw reports as `.inv` files into a file-share CAP directory (for
+    /// timing `invsite cap-sync`); no site is contacted.
+    CapFiles(mode::cap_files::Args),
 }
 
 /// Parses the command line and runs the mode. Usage errors come back as an [`Exit`] with
@@ -144,6 +151,7 @@ pub fn try_main() -> Result<()> {
             let limit = a.site.time_limit;
             runtime.block_on(bounded(limit, mode::verify::apply(a)))
         }
+        Command::CapFiles(a) => mode::cap_files::apply(a),
     };
     // Parked long-poll tasks may still be open; do not wait for them.
     runtime.shutdown_timeout(Duration::from_secs(1));

@@ -403,6 +403,7 @@ impl SiteDir {
             (self.config_path(), 0o600),
             (self.tls_dir(), 0o700),
             (self.tls_dir().join("key.pem"), 0o600),
+            (self.root.join(crate::signing::KEY_FILE), 0o600),
         ] {
             let Ok(meta) = fs::metadata(&path) else {
                 continue;

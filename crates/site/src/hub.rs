@@ -23,6 +23,9 @@ pub struct Hub {
     waiters: Mutex<HashMap<ClientName, Arc<Notify>>>,
     closing: Notify,
     closed: std::sync::atomic::AtomicBool,
+    /// Notified at every wake-up, whoever it is for: the file-share CAP's loop writes the
+    /// `.cfg` files then, since its clients hold no long-poll to wake.
+    queued: Arc<Notify>,
 }
 
 /// Why a wait ended.
@@ -45,6 +48,12 @@ impl Hub {
     /// Wakes the client's long-poll, now or when it next asks.
     pub fn wake(&self, name: &ClientName) {
         self.entry(name).notify_one();
+        self.queued.notify_one();
+    }
+
+    /// What [`Hub::wake`] notifies for every client.
+    pub fn queued(&self) -> Arc<Notify> {
+        self.queued.clone()
     }
 
     /// How many clients are waiting right now (for metrics and tests).

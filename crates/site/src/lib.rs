@@ -21,10 +21,12 @@ pub mod failpoint;
 pub mod http;
 pub mod hub;
 pub mod metrics;
+pub mod offline;
 pub mod ownership;
 pub mod parent;
 pub mod secret;
 pub mod server;
+pub mod signing;
 pub mod state;
 pub mod tls;
 

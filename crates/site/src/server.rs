@@ -29,6 +29,8 @@ pub struct BindOptions {
     /// Serve TLS with this certificate chain and key (PEM files) instead of the configured
     /// ones.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// A file-share CAP directory to keep synchronized (`--cap-dir`).
+    pub cap_dir: Option<PathBuf>,
 }
 
 /// Tokens and inventories travel in clear over plain HTTP, which is acceptable only on the
@@ -58,6 +60,8 @@ pub struct Server {
     parent: Option<crate::parent::ParentClient>,
     state: AppState,
     dir: SiteDir,
+    /// The file-share CAP directory, checked at bind.
+    cap: Option<crate::offline::CapDir>,
 }
 
 impl Server {
@@ -121,12 +125,26 @@ impl Server {
             .as_ref()
             .map(crate::parent::ParentClient::new)
             .transpose()?;
+        // Checked now, so a CAP directory that is not there (a share not mounted) stops the
+        // start with the reason instead of a warning a minute later.
+        let cap = opts
+            .cap_dir
+            .as_deref()
+            .map(crate::offline::CapDir::open)
+            .transpose()
+            .map_err(|e| {
+                Exit::new(
+                    invsync_proto::exit::Code::Failure,
+                    format!("--cap-dir: {e}"),
+                )
+            })?;
         Ok(Server {
             listener,
             tls,
             parent,
             state,
             dir: dir.clone(),
+            cap,
         })
     }
 
@@ -183,6 +201,25 @@ impl Server {
                 stop_forwarder.clone(),
             ))
         });
+        let (stop_cap, cap_stopped) = tokio::sync::watch::channel(false);
+        let cap_task = self.cap.map(|dir| {
+            tracing::info!(dir = %dir.root.display(), "Synchronizing the CAP directory.");
+            let ctx = crate::offline::SyncContext {
+                store: self.state.store.clone(),
+                key: self.state.site_key.clone(),
+                site: self.state.site_code.clone(),
+                limits: self.state.limits,
+                agent_interval_secs: self.state.agent_interval_secs,
+                concurrency: crate::offline::sync::DEFAULT_CONCURRENCY,
+                forward_wake: Some(self.state.forward_wake.clone()),
+            };
+            tokio::spawn(crate::offline::watch::serve(
+                ctx,
+                dir,
+                self.state.hub.queued(),
+                cap_stopped,
+            ))
+        });
         let hub = self.state.hub.clone();
         let store = self.state.store.clone();
         let probe = tokio::spawn(crate::api::health::probe_loop(store.clone()));
@@ -211,6 +248,10 @@ impl Server {
             }
         }
         probe.abort();
+        let _ = stop_cap.send(true);
+        if let Some(task) = cap_task {
+            let _ = task.await;
+        }
         if let Some(task) = forwarder {
             // notify_one stores a permit, so the forwarder stops even if it is mid-batch now.
             stop_forwarder.notify_one();

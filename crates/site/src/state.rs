@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
 use invsync_proto::SiteCode;
+use invsync_proto::offline::sign::SiteKey;
 use invsync_store::Store;
 use tokio::sync::Notify;
 
@@ -50,6 +51,9 @@ pub struct AppState {
     pub known_keys: Arc<KnownKeys>,
     /// The budget of failed credential checks per remote address.
     pub auth_failures: Arc<AuthFailures>,
+    /// The key the file-share CAP's `.cfg` files are signed with; agents get its public half
+    /// at enrollment.
+    pub site_key: Arc<SiteKey>,
 
     /// The parent site's URL from the configuration, for a child site (`GET /api/v1/site`).
     pub parent_url: Option<String>,
@@ -73,6 +77,7 @@ impl AppState {
         let config = dir.config()?;
         dir.check_permissions()?;
         dir.enroll_secret()?;
+        let site_key = Arc::new(crate::signing::load_or_create(dir)?);
         let store = open_store(dir, &config).await?;
         // The software pages answer from an in-memory index; building it now, in the
         // background, spares the first administrator to open them the wait.
@@ -94,6 +99,7 @@ impl AppState {
             decoders: Arc::new(Decoders::new(config.limits.max_parallel_decodes)),
             known_keys: Arc::default(),
             auth_failures: Arc::new(AuthFailures::new(config.limits.auth_failures_per_minute)),
+            site_key,
             connections: Arc::new(Connections::new(
                 &config.limits,
                 crate::connections::DEFAULT_DESCRIPTORS,

@@ -42,21 +42,30 @@ pub fn cfg_relative(name: &ClientName) -> String {
 }
 
 /// `DIR/Inventry.box`, once checked to be a directory (not a symbolic link) this agent can
-/// write into. The agent never creates it: a missing one usually means the share is not
-/// mounted, and files written to the empty mount point would never reach the site.
+/// write into. `DIR` itself must exist: a missing one usually means the share is not mounted
+/// (or the media not inserted), and files written to the empty mount point would never reach
+/// the site. `Inventry.box` inside an existing `DIR` is created when missing, as the site does,
+/// so a fresh directory (new media) needs no preparation on either side.
 pub fn inbox(cap_dir: &Path) -> Result<PathBuf, AgentError> {
+    if !cap_dir.is_dir() {
+        return Err(AgentError::CapDir {
+            reason: format!(
+                "{} does not exist or is not a directory; mount the share (or insert the media), \
+                 or create the directory",
+                cap_dir.display()
+            ),
+        });
+    }
     let inbox = cap_dir.join(INVENTRY_BOX);
+    if let Err(e) = fs::create_dir(&inbox)
+        && e.kind() != ErrorKind::AlreadyExists
+    {
+        return Err(AgentError::CapDir {
+            reason: format!("cannot create {}: {e}", inbox.display()),
+        });
+    }
     let meta = match fs::symlink_metadata(&inbox) {
         Ok(meta) => meta,
-        Err(e) if e.kind() == ErrorKind::NotFound => {
-            return Err(AgentError::CapDir {
-                reason: format!(
-                    "{} does not exist; mount the share, or create the directory (the CAP \
-                     directory holds {CLIDATA_BOX} and {INVENTRY_BOX})",
-                    inbox.display()
-                ),
-            });
-        }
         Err(e) => {
             return Err(AgentError::CapDir {
                 reason: format!("cannot read {}: {e}", inbox.display()),
@@ -224,18 +233,22 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     #[test]
-    fn the_inbox_must_be_a_writable_directory_and_is_never_created() {
+    fn the_inbox_must_be_a_writable_directory_in_an_existing_cap_dir() {
         let tmp = tempfile::tempdir().unwrap();
-        let err = inbox(tmp.path()).unwrap_err().to_string();
+        let missing = tmp.path().join("not-mounted");
+        let err = inbox(&missing).unwrap_err().to_string();
         assert_eq!(
             err,
             format!(
-                "cannot use the CAP directory: {}/Inventry.box does not exist; mount the share, \
-                 or create the directory (the CAP directory holds Clidata.box and Inventry.box)",
-                tmp.path().display()
+                "cannot use the CAP directory: {} does not exist or is not a directory; mount \
+                 the share (or insert the media), or create the directory",
+                missing.display()
             )
         );
-        assert!(!tmp.path().join(INVENTRY_BOX).exists());
+        assert!(!missing.exists());
+        // In an existing directory, Inventry.box is made.
+        assert_eq!(inbox(tmp.path()).unwrap(), tmp.path().join(INVENTRY_BOX));
+        fs::remove_dir(tmp.path().join(INVENTRY_BOX)).unwrap();
 
         let elsewhere = tmp.path().join("elsewhere");
         fs::create_dir(&elsewhere).unwrap();

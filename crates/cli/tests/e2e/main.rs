@@ -19,6 +19,7 @@ mod hostile;
 mod logging;
 mod metrics;
 mod names;
+mod offline;
 mod pipes;
 mod push;
 mod quickstart;

@@ -2,6 +2,7 @@
 //! ([`CommonArgs`]); `enroll`, `full`, `delta` and `checkin` share an agents file and the
 //! driver in `drive.rs`; `verify` reads the agents file and checks the site against it.
 
+pub mod cap_files;
 pub mod checkin;
 pub mod connect;
 pub mod delta;

@@ -221,6 +221,7 @@ async fn build_site(dir: &SiteDir, db: &Database, opts: &InitOptions) -> Result<
         &dir.enroll_secret_path(),
         format!("{}\n", random_hex()).as_bytes(),
     )?;
+    crate::signing::create(dir)?;
     dir.write_config(&config)?;
     Ok(config)
 }

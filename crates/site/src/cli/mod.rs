@@ -5,11 +5,14 @@
 //! site does not depend on the agent.
 
 mod backup;
+mod cap_sync;
 mod child_token;
 mod clients;
 mod config;
 mod history;
+mod import;
 mod init;
+mod offline_enroll;
 mod quickstart;
 mod revoke;
 mod secrets;
@@ -84,6 +87,14 @@ enum Command {
     Restore(backup::RestoreArgs),
     /// Create a site in ./invsync-quickstart, enroll this machine's agent, and serve.
     Quickstart(quickstart::Args),
+    /// Import the agents' files from a file-share CAP directory and write their .cfg files.
+    CapSync(cap_sync::Args),
+    /// Enroll a client the site cannot reach: write its enrollment file for `invagent enroll
+    /// --from-file`.
+    OfflineEnroll(offline_enroll::Args),
+    /// Import an inventory file from `invagent inventory hw|sw --out FILE` (a machine never
+    /// enrolled).
+    Import(import::Args),
 }
 
 /// The clap definition of `invsite`, for the man page and shell completions the packages ship.
@@ -125,6 +136,9 @@ pub fn try_main(quickstart: impl FnOnce(QuickstartArgs) -> Result<()>) -> Result
         Command::Backup(a) => runtime()?.block_on(backup::apply_backup(a)),
         Command::Restore(a) => runtime()?.block_on(backup::apply_restore(a)),
         Command::Quickstart(a) => quickstart(a),
+        Command::CapSync(a) => runtime()?.block_on(cap_sync::apply(a)),
+        Command::OfflineEnroll(a) => runtime()?.block_on(offline_enroll::apply(a)),
+        Command::Import(a) => runtime()?.block_on(import::apply(a)),
     }
 }
 

@@ -1,9 +1,10 @@
 //! `invsite serve`: run the site until SIGTERM or SIGINT, then shut down gracefully.
 //!
 //! Each setting comes from the command line, else the environment (`INVSITE_DIR`,
-//! `INVSITE_LISTEN`, `INVSITE_INSECURE_HTTP`, `INVSITE_TLS_CERT`, `INVSITE_TLS_KEY`), else the
+//! `INVSITE_LISTEN`, `INVSITE_INSECURE_HTTP`, `INVSITE_TLS_CERT`, `INVSITE_TLS_KEY`,
+//! `INVSITE_CAP_DIR`), else the
 //! configuration file (`--config`, `INVSITE_CONFIG`, else `/etc/invsite/site.toml` when it
-//! exists; keys `data_dir`, `listen`, `insecure_http`, `tls_cert`, `tls_key`), else its
+//! exists; keys `data_dir`, `listen`, `insecure_http`, `tls_cert`, `tls_key`, `cap_dir`), else its
 //! default; `invsite config --show` prints them with where each came from. What the site is
 //! (its code, database, parent, limits) lives in its data directory's `config.json`, made by
 //! `invsite init` and changed by `invsite config`.
@@ -24,7 +25,14 @@ use crate::server::{BindOptions, Server, shutdown_signal};
 pub const DEFAULT_CONFIG: &str = "/etc/invsite/site.toml";
 
 /// The keys of the configuration file: the long flags of `invsite serve`.
-const KEYS: [&str; 5] = ["data_dir", "listen", "insecure_http", "tls_cert", "tls_key"];
+const KEYS: [&str; 6] = [
+    "data_dir",
+    "listen",
+    "insecure_http",
+    "tls_cert",
+    "tls_key",
+    "cap_dir",
+];
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -37,7 +45,7 @@ pub struct Args {
 /// The flags of `invsite serve` besides `--data-dir` (`invsite config --show` takes them too).
 #[derive(Debug, clap::Args)]
 pub struct ServeFlags {
-    /// Configuration file (TOML; keys data_dir, listen, insecure_http, tls_cert, tls_key)
+    /// Configuration file (TOML; keys data_dir, listen, insecure_http, tls_cert, tls_key, cap_dir)
     /// [default: /etc/invsite/site.toml when it exists]
     #[arg(long, value_name = "FILE", env = "INVSITE_CONFIG")]
     pub config: Option<PathBuf>,
@@ -63,6 +71,10 @@ pub struct ServeFlags {
         requires = "tls_cert"
     )]
     pub tls_key: Option<PathBuf>,
+    /// Keep this file-share CAP directory synchronized, as `invsite cap-sync DIR` does: when
+    /// files arrive, when requests are queued, and at least every 60 s
+    #[arg(long, value_name = "DIR", env = "INVSITE_CAP_DIR")]
+    pub cap_dir: Option<PathBuf>,
 }
 
 /// The settings of `invsite serve`, each with its source.
@@ -75,6 +87,7 @@ pub struct ServeConfig {
     pub insecure_http: Setting<bool>,
     pub tls_cert: Setting<Option<PathBuf>>,
     pub tls_key: Setting<Option<PathBuf>>,
+    pub cap_dir: Setting<Option<PathBuf>>,
 }
 
 fn boolean(raw: &str) -> Result<bool, String> {
@@ -141,6 +154,13 @@ impl ServeConfig {
                 |r| path(r).map(Some),
                 || None,
             )?,
+            cap_dir: layer(
+                optional(&flags.cap_dir, "cap_dir", "INVSITE_CAP_DIR"),
+                &file,
+                "cap_dir",
+                |r| path(r).map(Some),
+                || None,
+            )?,
         };
         if config.tls_cert.value.is_some() != config.tls_key.value.is_some() {
             return Err(Exit::usage(format!(
@@ -189,6 +209,11 @@ impl ServeConfig {
                 quoted(&self.tls_key.value),
                 self.tls_key.source.to_string(),
             ),
+            (
+                "cap_dir",
+                quoted(&self.cap_dir.value),
+                self.cap_dir.source.to_string(),
+            ),
         ];
         let mut out: Vec<String> = rows
             .iter()
@@ -212,6 +237,7 @@ pub async fn apply(args: Args, matches: Option<&ArgMatches>) -> Result<()> {
         listen: config.listen.value,
         insecure_http: config.insecure_http.value,
         tls,
+        cap_dir: config.cap_dir.value,
     };
     let server = Server::bind(&dir, &opts).await?;
     let shutdown = shutdown_signal();

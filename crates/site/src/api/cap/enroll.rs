@@ -80,7 +80,7 @@ pub async fn apply(
         name: req.name,
         site: state.site_code.clone(),
         reenrolled: enrolled.reenrolled,
-        site_public_key: None,
+        site_public_key: Some(state.site_key.public()),
     }))
 }
 

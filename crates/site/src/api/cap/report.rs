@@ -80,7 +80,7 @@ fn bad_key(len: usize, limits: &Limits) -> ApiError {
 }
 
 /// Refuses a report over the site's limits.
-fn check_report(report: &IncomingReport, limits: &Limits) -> Result<(), ApiError> {
+pub(crate) fn check_report(report: &IncomingReport, limits: &Limits) -> Result<(), ApiError> {
     match &report.body {
         ReportBodyOf::Full { items } => check_items(items, limits),
         ReportBodyOf::Delta { upsert, remove, .. } => {
