@@ -20,6 +20,7 @@ mod logging;
 mod metrics;
 mod names;
 mod offline;
+mod offline_agent;
 mod pipes;
 mod push;
 mod quickstart;
