@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
 
 use invsync_proto::offline::cfg::Cfg;
 use invsync_proto::offline::enrollment::EnrollmentFile;
@@ -674,4 +675,194 @@ fn serve_with_a_cap_dir_imports_as_files_arrive_and_writes_cfgs_when_requests_ar
         cap.join("Clidata.box/PLC01.cfg").is_file() && c.cfg(&cap).checkin.instructions.len() == 1
     });
     site.stop();
+}
+
+#[test]
+fn files_over_the_sites_limits_are_refused_before_they_are_decoded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let site = Site::init(tmp.path(), "S01");
+    run_ok(
+        "invsite",
+        &[
+            "config",
+            "--data-dir",
+            site.data_dir(),
+            "--max-body-bytes",
+            "4000",
+            "--max-decoded-bytes",
+            "6000",
+        ],
+    );
+    let cap = cap_dir(tmp.path());
+    let c = OfflineClient::enroll(&site, tmp.path(), "PLC01");
+    let many = |n: usize, cpu: &str| {
+        let mut items = hw_items(cpu);
+        for i in 0..n {
+            items.insert(
+                format!("disk/{i}"),
+                [("serial".to_string(), Uuid::new_v4().simple().to_string())].into(),
+            );
+        }
+        full(Class::Hw, items, vec![])
+    };
+    // Over max-body-bytes as written (random-looking serials do not compress).
+    let (big, bytes) = c.inv(Some(&many(400, "big")), Some(0), &[]);
+    assert!(bytes.len() > 4000);
+    std::fs::write(cap.join("Inventry.box").join(&big), bytes).unwrap();
+    // Under it as written, over max-decoded-bytes once decoded (it says so in its header).
+    let (wide, bytes) = c.inv(
+        Some(&full(
+            Class::Hw,
+            {
+                let mut items = hw_items("wide");
+                items.insert("os".into(), [("name".to_string(), "x".repeat(7000))].into());
+                items
+            },
+            vec![],
+        )),
+        Some(0),
+        &[],
+    );
+    assert!(bytes.len() < 4000);
+    std::fs::write(cap.join("Inventry.box").join(&wide), bytes).unwrap();
+
+    let out = cap_sync(&site, &cap);
+    assert_eq!(out["imported"], serde_json::json!([]), "{out}");
+    assert!(
+        reason(&cap, &big).contains("the limit max_body_bytes is 4000"),
+        "{}",
+        reason(&cap, &big)
+    );
+    assert!(
+        reason(&cap, &wide).contains("the limit max_decoded_bytes is 6000"),
+        "{}",
+        reason(&cap, &wide)
+    );
+    assert!(site.show("PLC01")["hw"].is_null());
+}
+
+#[test]
+fn two_agents_and_two_cap_syncs_working_the_directory_at_once_lose_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let site = Site::init(tmp.path(), "S01");
+    let cap = cap_dir(tmp.path());
+    let agents: Vec<(PathBuf, PathBuf)> = ["PLC01", "PLC02"]
+        .iter()
+        .map(|name| {
+            let file = tmp.path().join(format!("{name}.enroll"));
+            run_ok(
+                "invsite",
+                &[
+                    "offline-enroll",
+                    name,
+                    "--data-dir",
+                    site.data_dir(),
+                    "--out",
+                    s(&file),
+                ],
+            );
+            let data = tmp.path().join(format!("agent-{name}"));
+            let root = fixture_copy("debian", &tmp.path().join(format!("roots-{name}")));
+            run_ok(
+                "invagent",
+                &[
+                    "enroll",
+                    "--data-dir",
+                    s(&data),
+                    "--from-file",
+                    s(&file),
+                    "--root",
+                    s(&root),
+                ],
+            );
+            (data, root)
+        })
+        .collect();
+    // Each round: both agents cycle and both cap-syncs run, all four at once; between rounds
+    // each agent's software changes.
+    for round in 0..4 {
+        let mut children = Vec::new();
+        for (data, root) in &agents {
+            children.push(
+                bin("invagent")
+                    .args([
+                        "cycle",
+                        "--data-dir",
+                        s(data),
+                        "--root",
+                        s(root),
+                        "--cap-dir",
+                        s(&cap),
+                    ])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap(),
+            );
+        }
+        for _ in 0..2 {
+            children.push(
+                bin("invsite")
+                    .args(["cap-sync", s(&cap), "--data-dir", site.data_dir()])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap(),
+            );
+        }
+        for child in children {
+            let o = finish_within(child, 120, "a concurrent cycle or cap-sync");
+            assert!(o.status.success(), "round {round}: {}", stderr(&o));
+        }
+        for (_, root) in &agents {
+            let status = root.join("var/lib/dpkg/status");
+            let mut text = std::fs::read_to_string(&status).unwrap();
+            text.push_str(&format!(
+                "\nPackage: tool{round}\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1.{round}\nDescription: t\n"
+            ));
+            std::fs::write(&status, text).unwrap();
+        }
+    }
+    // Then quietly: sync, cycle (settles, writes the last change), sync, cycle, sync.
+    for _ in 0..3 {
+        cap_sync(&site, &cap);
+        for (data, root) in &agents {
+            run_ok(
+                "invagent",
+                &[
+                    "cycle",
+                    "--data-dir",
+                    s(data),
+                    "--root",
+                    s(root),
+                    "--cap-dir",
+                    s(&cap),
+                ],
+            );
+        }
+    }
+    cap_sync(&site, &cap);
+    assert!(
+        files_in(&cap.join("Inventry.box/bad")).is_empty(),
+        "{:?}",
+        files_in(&cap.join("Inventry.box/bad"))
+    );
+    for ((data, root), name) in agents.iter().zip(["PLC01", "PLC02"]) {
+        // What the site holds is exactly what the machine has now.
+        let collected = run_ok_stdout(
+            "invagent",
+            &["inventory", "sw", "--root", s(root), "--json"],
+        );
+        let collected: Value = serde_json::from_str(&collected).unwrap();
+        let shown = site.show(name);
+        assert_eq!(shown["sw"]["hash"], collected["hash"], "{name}");
+        let state: Value =
+            serde_json::from_str(&std::fs::read_to_string(data.join("state.json")).unwrap())
+                .unwrap();
+        assert_eq!(
+            state["outbox"],
+            serde_json::json!([]),
+            "{name}: every report settled"
+        );
+    }
 }
