@@ -272,6 +272,12 @@ fn cap_sync_imports_reports_moves_files_and_writes_signed_cfgs() {
     assert_eq!(version(&site, "PLC01", "hw"), Some(1));
     let shown = site.show("PLC01");
     assert_eq!(shown["machine_id"], "0123456789abcdef0123456789abcdef");
+    let text = run_ok_stdout("invsite", &["show", "PLC01", "--data-dir", site.data_dir()]);
+    assert!(
+        text.lines()
+            .any(|l| l == "reports through a file-share CAP directory (invsite cap-sync)"),
+        "{text}"
+    );
     assert!(shown["last_seen"].is_string(), "{shown}");
 
     let cfg = c.cfg(&cap);

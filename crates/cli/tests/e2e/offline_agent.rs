@@ -224,6 +224,14 @@ fn an_inventory_taken_offline_is_imported_and_taken_over_by_the_agent_enrolling_
     assert_eq!(imported["version"], 1);
     let shown = site.show("KIOSK1");
     assert_eq!(shown["transport"], "imported");
+    let text = run_ok_stdout(
+        "invsite",
+        &["show", "KIOSK1", "--data-dir", site.data_dir()],
+    );
+    assert!(
+        text.contains("imported with invsite import: no agent"),
+        "{text}"
+    );
     assert_eq!(shown["id"], imported["client_id"]);
 
     // A tampered file: refused, nothing imported.

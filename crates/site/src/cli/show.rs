@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use invsync_proto::ClientName;
-use invsync_proto::wire::{ClientView, RequestView, SnapshotView};
+use invsync_proto::wire::{ClientView, RequestView, SnapshotView, Transport};
 
 use super::DataDirArg;
 use crate::access::{AccessOptions, SiteAccess};
@@ -65,6 +65,13 @@ pub fn render(v: &ClientView) -> String {
     match v.last_seen {
         Some(t) => out.push_str(&format!("last seen {t}\n")),
         None => out.push_str("never checked in\n"),
+    }
+    match v.transport {
+        Transport::Http => {}
+        Transport::Cap => out.push_str("reports through a file-share CAP directory (invsite cap-sync)\n"),
+        Transport::Imported => out.push_str(
+            "imported with invsite import: no agent; an agent enrolling from this machine takes it over\n",
+        ),
     }
     class_lines(&mut out, "hardware", v.hw.as_ref(), true);
     class_lines(&mut out, "software", v.sw.as_ref(), false);
