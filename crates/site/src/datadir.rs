@@ -231,6 +231,10 @@ impl SiteDir {
     pub fn sqlite_path(&self) -> PathBuf {
         self.root.join("site.db")
     }
+    /// `cap-signing.key`: the site's Ed25519 key for the file-share CAP (`crate::signing`).
+    pub fn signing_key_path(&self) -> PathBuf {
+        self.root.join("cap-signing.key")
+    }
     pub fn serve_addr_path(&self) -> PathBuf {
         self.root.join("serve.addr")
     }
@@ -403,7 +407,7 @@ impl SiteDir {
             (self.config_path(), 0o600),
             (self.tls_dir(), 0o700),
             (self.tls_dir().join("key.pem"), 0o600),
-            (self.root.join(crate::signing::KEY_FILE), 0o600),
+            (self.signing_key_path(), 0o600),
         ] {
             let Ok(meta) = fs::metadata(&path) else {
                 continue;

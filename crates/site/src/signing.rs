@@ -12,14 +12,11 @@ use invsync_proto::offline::sign::SiteKey;
 
 use crate::datadir::SiteDir;
 
-/// The key's file name inside the data directory.
-pub const KEY_FILE: &str = "cap-signing.key";
-
 /// Creates the key in a data directory that has none (`invsite init`'s staging directory).
 pub fn create(dir: &SiteDir) -> Result<SiteKey> {
     let (key, doc) =
         SiteKey::generate().map_err(|e| anyhow!("cannot create the site's signing key: {e}"))?;
-    crate::datadir::write_private(&dir.root.join(KEY_FILE), &doc)?;
+    crate::datadir::write_private(&dir.signing_key_path(), &doc)?;
     Ok(key)
 }
 
@@ -28,7 +25,7 @@ pub fn create(dir: &SiteDir) -> Result<SiteKey> {
 /// own to a temporary file and links it into place only if no key is there yet, and whoever
 /// loses the race reads the winner's.
 pub fn load_or_create(dir: &SiteDir) -> Result<SiteKey> {
-    let path = dir.root.join(KEY_FILE);
+    let path = dir.signing_key_path();
     match fs::read(&path) {
         Ok(doc) => {
             return SiteKey::from_pkcs8(&doc)
@@ -41,7 +38,9 @@ pub fn load_or_create(dir: &SiteDir) -> Result<SiteKey> {
     }
     let (key, doc) =
         SiteKey::generate().map_err(|e| anyhow!("cannot create the site's signing key: {e}"))?;
-    let tmp = dir.root.join(format!(".{KEY_FILE}.{}", std::process::id()));
+    let tmp = dir
+        .root
+        .join(format!(".cap-signing.key.{}", std::process::id()));
     {
         let mut f = fs::OpenOptions::new()
             .write(true)
@@ -78,14 +77,14 @@ mod tests {
         let again = load_or_create(&dir).unwrap();
         assert_eq!(first.public(), again.public());
         use std::os::unix::fs::PermissionsExt;
-        let mode = fs::metadata(tmp.path().join(KEY_FILE))
+        let mode = fs::metadata(dir.signing_key_path())
             .unwrap()
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
         // No temporary file is left behind.
         assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 1);
-        fs::write(tmp.path().join(KEY_FILE), b"junk").unwrap();
+        fs::write(dir.signing_key_path(), b"junk").unwrap();
         let err = load_or_create(&dir).unwrap_err().to_string();
         assert!(err.contains("is not usable"), "{err}");
     }
