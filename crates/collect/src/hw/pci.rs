@@ -4,8 +4,8 @@
 //! `0300`), its subsystem ids, the driver bound to it and, when `pci.ids` is installed under
 //! the root, the names of its vendor, device and class.
 //!
-//! Subsystem ids of `0000` or `ffff` mean "none" (host bridges have none) and are left out,
-//! as `lspci -mm` prints them empty. A device whose vendor, device or class cannot be read is
+//! A subsystem vendor id of `0000` or `ffff` means "no subsystem" (host bridges have none):
+//! both subsystem ids are then left out, as `lspci -mm` prints them empty. A device whose vendor, device or class cannot be read is
 //! a warning and no item: an item without its ids would say nothing. `pci.ids` is read only
 //! when there are devices, and only the names of the ids present are looked up (see
 //! [`super::ids`]); a machine without it reports ids without names and no warning.
@@ -130,12 +130,14 @@ fn read_device(r: &mut Reader<'_>, slot: &str) -> Option<PciDevice> {
     let vendor_id = id(r, "vendor", id16)? as u16;
     let device_id = id(r, "device", id16)? as u16;
     let class = id(r, "class", parse_class)?;
+    // As lspci: the subsystem device id counts only with a subsystem vendor.
     let subsystem_vendor_id = r
         .read_optional(&format!("{dir}/subsystem_vendor"))
         .and_then(|t| parse_subsystem_id(&t));
-    let subsystem_device_id = r
-        .read_optional(&format!("{dir}/subsystem_device"))
-        .and_then(|t| parse_subsystem_id(&t));
+    let subsystem_device_id = subsystem_vendor_id.and_then(|_| {
+        r.read_optional(&format!("{dir}/subsystem_device"))
+            .and_then(|t| parse_id16(&t))
+    });
     // `driver` is a link to `bus/pci/drivers/<name>`; a device without a driver has none.
     let driver = std::fs::read_link(r.path(&format!("{dir}/driver")))
         .ok()
