@@ -102,7 +102,15 @@ fn laptop_rules() {
             &*gpu["driver"],
             &*gpu["class"],
         ),
-        ("1002", "6900", "0380", "1028", "0767", "amdgpu", "Display controller")
+        (
+            "1002",
+            "6900",
+            "0380",
+            "1028",
+            "0767",
+            "amdgpu",
+            "Display controller"
+        )
     );
     assert_eq!(item("gpu/0000:01:00.0")["memory_bytes"], "2147483648");
     assert!(!item("gpu/0000:00:02.0").contains_key("memory_bytes"));
@@ -113,8 +121,16 @@ fn laptop_rules() {
     assert!(!item("pci/0000:00:1f.4").contains_key("driver"));
     assert_eq!(item("pci/0000:00:14.0")["class_id"], "0c03");
 
-    assert_eq!(item("usb/1-1")["vendor"], "Genesys Logic, Inc.", "from usb.ids");
-    assert_eq!(item("usb/1-1")["product"], "USB2.0 Hub", "the device's own string");
+    assert_eq!(
+        item("usb/1-1")["vendor"],
+        "Genesys Logic, Inc.",
+        "from usb.ids"
+    );
+    assert_eq!(
+        item("usb/1-1")["product"],
+        "USB2.0 Hub",
+        "the device's own string"
+    );
     assert_eq!(item("usb/1-1")["class"], "Hub");
     assert_eq!(item("usb/1-7")["product"], "Bluetooth wireless interface");
     assert_eq!(item("usb/1-5")["serial"], "200901010001");
@@ -130,7 +146,15 @@ fn laptop_rules() {
             &*hdmi["width_mm"],
             &*hdmi["height_mm"],
         ),
-        ("DEL", "D1918H", "2C8FJ8255K5E", "2005", "2018", "410", "230")
+        (
+            "DEL",
+            "D1918H",
+            "2C8FJ8255K5E",
+            "2005",
+            "2018",
+            "410",
+            "230"
+        )
     );
     let panel = item("monitor/card0-eDP-1");
     assert!(!panel.contains_key("model") && !panel.contains_key("serial"));
@@ -147,7 +171,13 @@ fn laptop_rules() {
         ),
         ("68000000", "55240000", "µWh", "81", "DELL WJ5R29C")
     );
-    for volatile in ["energy_now", "capacity", "status", "voltage_now", "cycle_count"] {
+    for volatile in [
+        "energy_now",
+        "capacity",
+        "status",
+        "voltage_now",
+        "cycle_count",
+    ] {
         assert!(!bat.contains_key(volatile), "{volatile}");
     }
 

@@ -51,7 +51,14 @@ fn parse_lspci(text: &str) -> BTreeSet<PciLine> {
             let slot = l.split_whitespace().next().unwrap().to_string();
             let q = quoted(l);
             assert_eq!(q.len(), 5, "unexpected lspci -mm line: {l}");
-            (slot, q[0].clone(), q[1].clone(), q[2].clone(), q[3].clone(), q[4].clone())
+            (
+                slot,
+                q[0].clone(),
+                q[1].clone(),
+                q[2].clone(),
+                q[3].clone(),
+                q[4].clone(),
+            )
         })
         .collect()
 }
@@ -118,9 +125,15 @@ fn pci_equals_lspci() {
         .warnings
         .iter()
         .filter(|w| {
-            ["sys/bus/pci", "sys/bus/usb", "power_supply", "pci.ids", "usb.ids"]
-                .iter()
-                .any(|s| w.contains(s))
+            [
+                "sys/bus/pci",
+                "sys/bus/usb",
+                "power_supply",
+                "pci.ids",
+                "usb.ids",
+            ]
+            .iter()
+            .any(|s| w.contains(s))
         })
         .collect();
     assert!(device_warnings.is_empty(), "{device_warnings:?}");
@@ -165,7 +178,12 @@ fn usb_monitors_and_batteries_match_sysfs() {
     let usb: BTreeSet<String> = names("/sys/bus/usb/devices")
         .into_iter()
         .filter(|n| !n.starts_with("usb") && !n.contains(':'))
-        .filter(|n| Path::new("/sys/bus/usb/devices").join(n).join("idVendor").exists())
+        .filter(|n| {
+            Path::new("/sys/bus/usb/devices")
+                .join(n)
+                .join("idVendor")
+                .exists()
+        })
         .collect();
     assert_eq!(keys(&hw.items, "usb/"), usb);
 

@@ -112,8 +112,16 @@ mod tests {
             unit: "µWh",
         };
         assert_eq!(c(68_000_000, Some(55_240_000)).health_percent(), Some(81));
-        assert_eq!(c(200, Some(101)).health_percent(), Some(51), "50.5 rounds up");
-        assert_eq!(c(200, Some(99)).health_percent(), Some(50), "49.5 rounds up");
+        assert_eq!(
+            c(200, Some(101)).health_percent(),
+            Some(51),
+            "50.5 rounds up"
+        );
+        assert_eq!(
+            c(200, Some(99)).health_percent(),
+            Some(50),
+            "49.5 rounds up"
+        );
         assert_eq!(c(3, Some(1)).health_percent(), Some(33));
         assert_eq!(c(100, Some(105)).health_percent(), Some(105));
         assert_eq!(c(100, None).health_percent(), None);
@@ -155,7 +163,11 @@ mod tests {
         );
         mk(
             "hidpp_battery_0",
-            &[("type", "Battery\n"), ("scope", "Device\n"), ("model_name", "MX Master\n")],
+            &[
+                ("type", "Battery\n"),
+                ("scope", "Device\n"),
+                ("model_name", "MX Master\n"),
+            ],
         );
         let mut r = Reader::new(dir.path(), "hw");
         let mut items = Items::new();

@@ -241,9 +241,18 @@ mod tests {
 
     #[test]
     fn descriptor_texts() {
-        assert_eq!(descriptor_text(b"D1918H\n      ").as_deref(), Some("D1918H"));
-        assert_eq!(descriptor_text(b"ABCDEFGHIJKLM").as_deref(), Some("ABCDEFGHIJKLM"));
+        assert_eq!(
+            descriptor_text(b"D1918H\n      ").as_deref(),
+            Some("D1918H")
+        );
+        assert_eq!(
+            descriptor_text(b"ABCDEFGHIJKLM").as_deref(),
+            Some("ABCDEFGHIJKLM")
+        );
         assert_eq!(descriptor_text(b"\n            "), None);
-        assert_eq!(descriptor_text(b"FCTG8\x80B133HAB").as_deref(), Some("FCTG8B133HAB"));
+        assert_eq!(
+            descriptor_text(b"FCTG8\x80B133HAB").as_deref(),
+            Some("FCTG8B133HAB")
+        );
     }
 }

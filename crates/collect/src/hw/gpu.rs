@@ -34,7 +34,10 @@ pub(crate) fn collect(r: &mut Reader<'_>, items: &mut Items, devices: &[PciDevic
         }
         // Absent for every driver but amdgpu, so its absence is no warning.
         if let Some(bytes) = r
-            .read_quiet(&format!("sys/bus/pci/devices/{}/mem_info_vram_total", d.slot))
+            .read_quiet(&format!(
+                "sys/bus/pci/devices/{}/mem_info_vram_total",
+                d.slot
+            ))
             .and_then(|t| parse_vram_total(&t))
         {
             a.insert("memory_bytes".into(), bytes.to_string());

@@ -34,7 +34,10 @@ impl IdQuery {
     }
 
     fn wants_class(&self, c: u8) -> bool {
-        self.classes.range((c, None)..=(c, Some(u8::MAX))).next().is_some()
+        self.classes
+            .range((c, None)..=(c, Some(u8::MAX)))
+            .next()
+            .is_some()
     }
 
     /// The highest vendor id asked for, vendors or devices.
@@ -269,11 +272,19 @@ C ff  Unassigned class
         let q = query(
             &[0x8086, 0x1002, 0x1234],
             &[(0x8086, 0x5917), (0x1002, 0x6900), (0x8086, 0x0d57)],
-            &[(0x03, Some(0x00)), (0x03, Some(0x80)), (0xff, Some(0xff)), (0x0c, Some(0x03))],
+            &[
+                (0x03, Some(0x00)),
+                (0x03, Some(0x80)),
+                (0xff, Some(0xff)),
+                (0x0c, Some(0x03)),
+            ],
         );
         let n = parse_ids(PCI, &q);
         assert_eq!(n.vendor(0x8086), Some("Intel Corporation"));
-        assert_eq!(n.vendor(0x1002), Some("Advanced Micro Devices, Inc. [AMD/ATI]"));
+        assert_eq!(
+            n.vendor(0x1002),
+            Some("Advanced Micro Devices, Inc. [AMD/ATI]")
+        );
         assert_eq!(n.vendor(0x1234), None);
         assert_eq!(n.vendor(0x0010), None);
         assert_eq!(n.device(0x8086, 0x5917), Some("UHD Graphics 620"));
@@ -281,7 +292,9 @@ C ff  Unassigned class
         assert_eq!(n.device(0x8086, 0x0d57), None, "unknown");
         assert_eq!(
             n.device(0x1002, 0x6900),
-            Some("Topaz XT [Radeon R7 M260/M265 / M340/M360 / M440/M445 / 530/535 / 620/625 Mobile]")
+            Some(
+                "Topaz XT [Radeon R7 M260/M265 / M340/M360 / M440/M445 / 530/535 / 620/625 Mobile]"
+            )
         );
         assert_eq!(n.class(0x03, Some(0x00)), Some("VGA compatible controller"));
         assert_eq!(n.class(0x03, Some(0x80)), Some("Display controller"));
@@ -332,7 +345,10 @@ C ff  Unassigned class
             ),
         );
         assert_eq!(n.vendor(0x046d), Some("Logitech, Inc."));
-        assert_eq!(n.device(0x8087, 0x0a2b), Some("Bluetooth wireless interface"));
+        assert_eq!(
+            n.device(0x8087, 0x0a2b),
+            Some("Bluetooth wireless interface")
+        );
         assert_eq!(n.class(0x09, None), Some("Hub"));
         assert_eq!(n.class(0xe0, None), Some("Wireless"));
     }
@@ -340,7 +356,10 @@ C ff  Unassigned class
     #[test]
     fn damaged_lines_are_ignored() {
         let text = "80  short\n8086\n808g  bad digit\n8086  \n\tzz  bad\nC zz  bad\r\n8086  Intel\r\n\t5917  UHD\r\n";
-        let n = parse_ids(text, &query(&[0x8086], &[(0x8086, 0x5917)], &[(0x03, None)]));
+        let n = parse_ids(
+            text,
+            &query(&[0x8086], &[(0x8086, 0x5917)], &[(0x03, None)]),
+        );
         assert_eq!(n.vendor(0x8086), Some("Intel"));
         assert_eq!(n.device(0x8086, 0x5917), Some("UHD"));
         assert!(n.classes.is_empty());

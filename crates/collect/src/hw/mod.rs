@@ -25,8 +25,8 @@ pub use fs::{FsTypes, Mount, is_real, parse_filesystems, parse_mounts, quantise_
 pub use gpu::parse_vram_total;
 pub use ids::{IdNames, IdQuery, parse_hex_id, parse_ids};
 pub use memory::{Dimm, parse_mem_total, parse_type17};
-pub use nic::{group_addresses, parse_speed, parse_temporary_ipv6, prefix_len};
 pub use monitor::monitor_attrs;
+pub use nic::{group_addresses, parse_speed, parse_temporary_ipv6, prefix_len};
 pub use os::{kernel_from_version, parse_os_release, uname_arch};
 pub use pci::{PciDevice, parse_class, parse_id16, parse_subsystem_id};
 pub use usb::is_device_name as is_usb_device_name;

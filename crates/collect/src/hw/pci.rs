@@ -192,7 +192,10 @@ mod tests {
             class: 0x0c0330,
             ..PciDevice::default()
         };
-        assert_eq!((d.class_id().as_str(), d.base_class(), d.subclass()), ("0c03", 0x0c, 0x03));
+        assert_eq!(
+            (d.class_id().as_str(), d.base_class(), d.subclass()),
+            ("0c03", 0x0c, 0x03)
+        );
     }
 
     #[test]

@@ -77,7 +77,11 @@ pub(crate) fn collect(r: &mut Reader<'_>, items: &mut Items) {
         let product = d
             .product
             .or_else(|| names.device(d.vendor_id, d.product_id).map(str::to_string));
-        for (key, v) in [("vendor", vendor), ("product", product), ("serial", d.serial)] {
+        for (key, v) in [
+            ("vendor", vendor),
+            ("product", product),
+            ("serial", d.serial),
+        ] {
             if let Some(v) = v {
                 a.insert(key.into(), v);
             }
@@ -156,7 +160,9 @@ mod tests {
         for n in ["1-1", "1-1.2", "3-10.4.2", "12-3"] {
             assert!(is_device_name(n), "{n}");
         }
-        for n in ["usb1", "1-1:1.0", "1-0:1.0", "1-", "-1", "1-1.", "1-1..2", "a-1", "1-x", ""] {
+        for n in [
+            "usb1", "1-1:1.0", "1-0:1.0", "1-", "-1", "1-1.", "1-1..2", "a-1", "1-x", "",
+        ] {
             assert!(!is_device_name(n), "{n}");
         }
     }
@@ -182,7 +188,14 @@ mod tests {
                 ("product", "USB Receiver\n"),
             ],
         );
-        mk("1-3", &[("idVendor", "8087\n"), ("idProduct", "0a2b\n"), ("bDeviceClass", "e0\n")]);
+        mk(
+            "1-3",
+            &[
+                ("idVendor", "8087\n"),
+                ("idProduct", "0a2b\n"),
+                ("bDeviceClass", "e0\n"),
+            ],
+        );
         mk("1-4", &[("idVendor", "zzzz\n"), ("idProduct", "0001\n")]);
         mk("1-2:1.0", &[("idVendor", "046d\n")]);
         mk("usb1", &[("idVendor", "1d6b\n"), ("idProduct", "0002\n")]);
@@ -206,7 +219,10 @@ mod tests {
         let bt = &items["usb/1-3"];
         assert_eq!(bt["vendor"], "Intel Corp.");
         assert_eq!(bt["product"], "Bluetooth wireless interface");
-        assert_eq!((bt["class_id"].as_str(), bt["class"].as_str()), ("e0", "Wireless"));
+        assert_eq!(
+            (bt["class_id"].as_str(), bt["class"].as_str()),
+            ("e0", "Wireless")
+        );
         assert!(!bt.contains_key("serial"));
         assert_eq!(
             r.into_warnings(),
