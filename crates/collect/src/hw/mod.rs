@@ -2,20 +2,34 @@
 //! its own files under the root. The order here is only the order of the warnings; the items
 //! are sorted by key whatever the order.
 
+mod battery;
 mod cpu;
 mod disk;
 mod dmi;
+mod edid;
 mod fs;
+mod gpu;
+mod ids;
 mod memory;
+mod monitor;
 mod nic;
 mod os;
+mod pci;
+mod usb;
 
+pub use battery::{Capacity, parse_capacity};
 pub use cpu::{CpuInfo, khz_to_mhz, mhz_from_model, parse_cpuinfo, parse_mhz};
 pub use disk::{is_virtual_name, parse_rotational, parse_size};
+pub use edid::{EDID_BLOCK, EDID_HEADER, Edid, EdidError, parse_edid};
 pub use fs::{FsTypes, Mount, is_real, parse_filesystems, parse_mounts, quantise_free, unescape};
+pub use gpu::parse_vram_total;
+pub use ids::{IdNames, IdQuery, parse_hex_id, parse_ids};
 pub use memory::{Dimm, parse_mem_total, parse_type17};
+pub use monitor::monitor_attrs;
 pub use nic::{group_addresses, parse_speed, parse_temporary_ipv6, prefix_len};
 pub use os::{kernel_from_version, parse_os_release, uname_arch};
+pub use pci::{PciDevice, parse_class, parse_id16, parse_subsystem_id};
+pub use usb::is_device_name as is_usb_device_name;
 
 use invsync_proto::Items;
 
@@ -29,4 +43,11 @@ pub(crate) fn collect(r: &mut Reader<'_>, items: &mut Items) {
     fs::collect(r, items);
     nic::collect(r, items);
     os::collect(r, items);
+    // Devices: the PCI functions, then the graphics cards among them, USB devices, monitors
+    // and batteries.
+    let pci = pci::collect(r, items);
+    gpu::collect(r, items, &pci);
+    usb::collect(r, items);
+    monitor::collect(r, items);
+    battery::collect(r, items);
 }
