@@ -83,7 +83,8 @@ import json, sys
 r = json.load(sys.stdin)
 label, files, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[4]) - float(sys.argv[3])
 imported = sum(1 for f in r["imported"] if not f["duplicate"])
-print(f"{label}\t{files}\t{imported}\t{len(r[\"refused\"])}\t{seconds:.2f}\t{imported / seconds:.0f}")
+refused = len(r["refused"])
+print(f"{label}\t{files}\t{imported}\t{refused}\t{seconds:.2f}\t{imported / seconds:.0f}")
 ' "$label" "$files" "$start" "$end" >> "$RESULTS"
 }
 echo "== $FULL_AGENTS full sw reports as files" >&2

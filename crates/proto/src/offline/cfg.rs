@@ -116,6 +116,19 @@ impl Cfg {
     }
 }
 
+impl Cfg {
+    /// The payload of a `.cfg` WITHOUT checking its signature: only for the site to compare
+    /// what a file says with what it would write (it then re-signs and compares bytes, since
+    /// Ed25519 signatures are deterministic), never for acting on anything.
+    pub fn peek_unverified(bytes: &[u8]) -> Option<Cfg> {
+        if bytes.len() as u64 > MAX_CFG_BYTES {
+            return None;
+        }
+        let end = bytes.iter().position(|b| *b == b'\n')?;
+        serde_json::from_slice(&bytes[..end]).ok()
+    }
+}
+
 #[derive(Deserialize)]
 struct FormatProbe {
     format: Option<u64>,
@@ -202,6 +215,17 @@ mod tests {
             Cfg::decode(&huge, &key.public(), cfg.client_id),
             Err(FileError::TooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn a_peek_reads_the_payload_and_re_signing_it_gives_the_same_bytes() {
+        let (key, _) = SiteKey::generate().unwrap();
+        let bytes = sample().encode(&key);
+        let peeked = Cfg::peek_unverified(&bytes).unwrap();
+        assert_eq!(peeked, sample());
+        // Deterministic signatures: what the site uses to tell its own unchanged file.
+        assert_eq!(peeked.encode(&key), bytes);
+        assert_eq!(Cfg::peek_unverified(b"not json\n"), None);
     }
 
     #[test]

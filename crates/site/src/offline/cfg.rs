@@ -1,18 +1,26 @@
-//! Writing `Clidata.box/<CLIENT>.cfg` for a client that uses the CAP: what a network check-in
+//! Writing `Clidata.box/<CLIENT>.cfg` for a client of a CAP directory: what a network check-in
 //! would answer (read without marking anything picked up: the agent has not seen it yet), the
 //! reports of the client refused into `bad/`, signed with the site's key.
 //!
 //! A file is rewritten only when what it says changed, so a run over thousands of quiet
 //! clients writes nothing, and an agent sees a new `issued_at` only when there is something
-//! new. `issued_at` always grows per client, even if the site's clock steps back, because
-//! agents ignore a `.cfg` that is not newer than the last one they acted on.
+//! new. Ed25519 signatures are deterministic, so "unchanged" is decided by re-signing the
+//! file's own payload and comparing bytes: equal bytes are this site's file, unaltered. When a
+//! file must be written, `issued_at` still grows past a valid previous one even if the site's
+//! clock stepped back, because agents ignore a `.cfg` not newer than the last they acted on.
+//! The file work runs on a blocking thread: the writes of a run then overlap instead of
+//! queueing behind one another on the async workers.
 
-use std::fs;
-use std::io::ErrorKind;
+use std::fs::OpenOptions;
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::Arc;
 
 use invsync_proto::offline::cfg::{CFG_FORMAT, Cfg, MAX_CFG_BYTES, Refused};
 use invsync_proto::offline::cfg_file_name;
 use invsync_proto::offline::sign::SiteKey;
+use invsync_proto::wire::CheckinResponse;
 use invsync_proto::{ClientName, SiteCode, Timestamp};
 use invsync_store::Store;
 use uuid::Uuid;
@@ -30,19 +38,19 @@ pub enum Written {
 }
 
 /// What a `.cfg` needs besides the store.
-pub struct CfgContext<'a> {
-    pub key: &'a SiteKey,
-    pub site: &'a SiteCode,
+pub struct CfgContext {
+    pub key: Arc<SiteKey>,
+    pub site: SiteCode,
     pub agent_interval_secs: Option<u64>,
 }
 
 /// Writes the client's `.cfg` if what it says changed.
 pub async fn write(
-    ctx: &CfgContext<'_>,
+    ctx: &Arc<CfgContext>,
     store: &Store,
     dir: &CapDir,
     client_id: Uuid,
-    client: &ClientName,
+    client: ClientName,
     refused: Vec<Refused>,
     now: Timestamp,
 ) -> Result<Written, SyncError> {
@@ -50,45 +58,142 @@ pub async fn write(
         return Ok(Written::Gone);
     };
     checkin.agent_interval_secs = ctx.agent_interval_secs;
-    let path = dir.clidata.join(cfg_file_name(client));
-    let previous = read_ours(ctx, &path, client_id);
-    if let Some(p) = &previous
-        && p.checkin == checkin
-        && p.refused == refused
-        && p.site == *ctx.site
-        && p.client == *client
-    {
-        return Ok(Written::Unchanged);
-    }
-    let issued_at = match &previous {
-        Some(p) if p.issued_at >= now => Timestamp(p.issued_at.0 + 1),
-        _ => now,
-    };
+    let path = dir.clidata.join(cfg_file_name(&client));
     let cfg = Cfg {
         format: CFG_FORMAT,
         site: ctx.site.clone(),
-        client: client.clone(),
+        client,
         client_id,
-        issued_at,
+        issued_at: now,
         checkin,
         refused,
     };
-    write_atomic(&path, &cfg.encode(ctx.key))
+    let ctx = ctx.clone();
+    tokio::task::spawn_blocking(move || write_file(&ctx.key, &path, cfg))
+        .await
+        .map_err(|e| SyncError::Dir(format!("a .cfg writing thread failed: {e}")))?
+}
+
+/// The file part of [`write`]: `cfg` is what the file should say, issued now.
+fn write_file(key: &SiteKey, path: &Path, mut cfg: Cfg) -> Result<Written, SyncError> {
+    if let Some(bytes) = read_bounded(path) {
+        if let Some(previous) = Cfg::peek_unverified(&bytes)
+            && same_content(&previous, &cfg)
+        {
+            let mut again = cfg.clone();
+            again.issued_at = previous.issued_at;
+            if again.encode(key) == bytes {
+                return Ok(Written::Unchanged);
+            }
+        }
+        // Only a valid previous file may hold the time back: an altered one could otherwise
+        // push every later `.cfg` into the future.
+        if let Ok(previous) = Cfg::decode(&bytes, &key.public(), cfg.client_id)
+            && previous.issued_at >= cfg.issued_at
+        {
+            cfg.issued_at = Timestamp(previous.issued_at.0 + 1);
+        }
+    }
+    write_atomic(path, &cfg.encode(key))
         .map_err(|e| SyncError::Dir(format!("cannot write {}: {e}", path.display())))?;
     Ok(Written::Written)
 }
 
-/// The `.cfg` this site wrote for the client, if the file there is one (anything else is
-/// replaced).
-fn read_ours(ctx: &CfgContext<'_>, path: &std::path::Path, client_id: Uuid) -> Option<Cfg> {
-    let meta = fs::symlink_metadata(path).ok()?;
+/// Whether two `.cfg` payloads say the same thing (their issue time aside).
+fn same_content(a: &Cfg, b: &Cfg) -> bool {
+    let say = |c: &Cfg| -> (
+        u32,
+        SiteCode,
+        ClientName,
+        Uuid,
+        CheckinResponse,
+        Vec<Refused>,
+    ) {
+        (
+            c.format,
+            c.site.clone(),
+            c.client.clone(),
+            c.client_id,
+            c.checkin.clone(),
+            c.refused.clone(),
+        )
+    };
+    say(a) == say(b)
+}
+
+/// A regular file's bytes (not through a symlink), when it is small enough to be a `.cfg`.
+fn read_bounded(path: &Path) -> Option<Vec<u8>> {
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    let meta = f.metadata().ok()?;
     if !meta.is_file() || meta.len() > MAX_CFG_BYTES {
         return None;
     }
-    let bytes = match fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == ErrorKind::NotFound => return None,
-        Err(_) => return None,
-    };
-    Cfg::decode(&bytes, &ctx.key.public(), client_id).ok()
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    f.take(MAX_CFG_BYTES).read_to_end(&mut bytes).ok()?;
+    Some(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn cfg(now: i64) -> Cfg {
+        Cfg {
+            format: CFG_FORMAT,
+            site: SiteCode::parse("S01").unwrap(),
+            client: ClientName::parse("PLC01").unwrap(),
+            client_id: Uuid::from_u128(1),
+            issued_at: Timestamp(now),
+            checkin: CheckinResponse::default(),
+            refused: vec![],
+        }
+    }
+
+    #[test]
+    fn an_unchanged_file_is_left_and_issue_times_only_grow() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (key, _) = SiteKey::generate().unwrap();
+        let path = tmp.path().join("PLC01.cfg");
+        assert_eq!(
+            write_file(&key, &path, cfg(1_000)).unwrap(),
+            Written::Written
+        );
+        let first = fs::read(&path).unwrap();
+        assert_eq!(
+            write_file(&key, &path, cfg(2_000)).unwrap(),
+            Written::Unchanged
+        );
+        assert_eq!(fs::read(&path).unwrap(), first);
+
+        // A change written with a clock that stepped back still issues later than the last.
+        let mut changed = cfg(500);
+        changed.refused.push(Refused {
+            report_id: Uuid::from_u128(9),
+            reason: "stale".into(),
+        });
+        assert_eq!(write_file(&key, &path, changed).unwrap(), Written::Written);
+        let now =
+            Cfg::decode(&fs::read(&path).unwrap(), &key.public(), Uuid::from_u128(1)).unwrap();
+        assert_eq!(now.issued_at, Timestamp(1_001));
+
+        // Same content with a forged signature is rewritten, and its time is not trusted.
+        let mut forged = fs::read(&path).unwrap();
+        let at = forged.len() - 10;
+        forged[at] = if forged[at] == b'0' { b'1' } else { b'0' };
+        let mut future = Cfg::peek_unverified(&forged).unwrap();
+        future.issued_at = Timestamp(9_999_999);
+        let (other, _) = SiteKey::generate().unwrap();
+        fs::write(&path, future.encode(&other)).unwrap();
+        let mut same = cfg(3_000);
+        same.refused = now.refused.clone();
+        assert_eq!(write_file(&key, &path, same).unwrap(), Written::Written);
+        let after =
+            Cfg::decode(&fs::read(&path).unwrap(), &key.public(), Uuid::from_u128(1)).unwrap();
+        assert_eq!(after.issued_at, Timestamp(3_000));
+    }
 }

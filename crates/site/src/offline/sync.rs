@@ -260,25 +260,38 @@ fn refuse(dir: &CapDir, w: &Waiting, reason: String) -> Result<Done, SyncError> 
     }))
 }
 
-/// Writes the `.cfg` of every client that uses the CAP.
+/// Writes the `.cfg` of every client of this directory: those with a `.cfg` here already and
+/// those whose files this run imported or refused. A site may have several CAP directories
+/// (the original had several CAPs: one per ship, say); each gets the `.cfg` files of its own
+/// clients only, not every CAP client's.
 async fn write_cfgs(
     ctx: &SyncContext,
     dir: &CapDir,
     summary: &mut SyncSummary,
 ) -> Result<(), SyncError> {
-    let clients = ctx.store.cap_clients().await?;
+    let mut here = dir.cfg_clients();
+    here.extend(summary.imported.iter().map(|f| f.client.clone()));
+    here.extend(summary.refused.iter().map(|f| f.client.clone()));
+    let clients: Vec<(Uuid, ClientName)> = ctx
+        .store
+        .cap_clients()
+        .await?
+        .into_iter()
+        .filter(|(_, name)| here.contains(name))
+        .collect();
     let mut refused = dir.refused();
-    let cfg_ctx = CfgContext {
-        key: &ctx.key,
-        site: &ctx.site,
+    let cfg_ctx = Arc::new(CfgContext {
+        key: ctx.key.clone(),
+        site: ctx.site.clone(),
         agent_interval_secs: ctx.agent_interval_secs,
-    };
+    });
     let now = Timestamp::now();
     let cfg_ctx = &cfg_ctx;
     let mut results = futures_util::stream::iter(clients.into_iter().map(|(id, name)| {
         let refused = refused.remove(&name).unwrap_or_default();
         async move {
-            let written = cfg::write(cfg_ctx, &ctx.store, dir, id, &name, refused, now).await;
+            let written =
+                cfg::write(cfg_ctx, &ctx.store, dir, id, name.clone(), refused, now).await;
             written.map(|w| (name, w))
         }
     }))
