@@ -20,7 +20,7 @@
 
 use invsync_proto::{Attrs, Items};
 
-use crate::read::{Reader, value};
+use crate::read::Reader;
 
 /// DMI files in systemd's order: `product_name` first so that KVM is found before QEMU.
 const DMI_FILES: [&str; 5] = [
