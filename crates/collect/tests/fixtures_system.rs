@@ -68,7 +68,10 @@ fn kvm_guest_rules() {
     assert_eq!(hw["user/sshd"]["groups"], "nogroup");
     assert_eq!(keys_with(&hw, "user/").len(), 15);
     assert_eq!(hw["kmod/kvm"]["used_by"], "kvm_intel");
-    assert_eq!(hw["kmod/cryptd"]["used_by"], "crypto_simd,ghash_clmulni_intel");
+    assert_eq!(
+        hw["kmod/cryptd"]["used_by"],
+        "crypto_simd,ghash_clmulni_intel"
+    );
     assert_eq!(hw["kmod/kvm"]["size"], "1032192");
     assert_eq!(keys_with(&hw, "kmod/").len(), 31);
     assert_eq!(

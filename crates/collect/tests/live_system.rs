@@ -18,7 +18,10 @@ fn hw() -> Items {
 /// `systemd-detect-virt <flag>`'s answer, or `None` when the tool is not installed. It
 /// exits 1 when it prints `none`, which is an answer, not a failure.
 fn detect_virt(flag: &str) -> Option<String> {
-    let out = Command::new("systemd-detect-virt").arg(flag).output().ok()?;
+    let out = Command::new("systemd-detect-virt")
+        .arg(flag)
+        .output()
+        .ok()?;
     let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
     assert!(
         out.status.success() || text == "none",
@@ -102,7 +105,11 @@ fn users_equal_etc_passwd() {
             }
         }
         let expected: Vec<&str> = expected.into_iter().collect();
-        assert_eq!(items[&format!("user/{name}")]["groups"], expected.join(","), "{name}");
+        assert_eq!(
+            items[&format!("user/{name}")]["groups"],
+            expected.join(","),
+            "{name}"
+        );
     }
     if theirs.contains_key("root") {
         assert_eq!(items["user/root"]["system"], "true");
@@ -146,9 +153,11 @@ fn system_facts_are_stable() {
         items
             .into_iter()
             .filter(|(k, _)| {
-                ["virt", "net", "user/", "service/", "kmod/", "raid/", "lvm/", "dm/", "printer/"]
-                    .iter()
-                    .any(|p| k.starts_with(p))
+                [
+                    "virt", "net", "user/", "service/", "kmod/", "raid/", "lvm/", "dm/", "printer/",
+                ]
+                .iter()
+                .any(|p| k.starts_with(p))
             })
             .collect()
     };

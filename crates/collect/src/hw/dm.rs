@@ -144,9 +144,21 @@ mod tests {
             }
         };
         let lvm = format!("LVM-{}", "x".repeat(64));
-        dev("dm-0", "cryptroot", "CRYPT-LUKS2-abc-cryptroot", "2000", &["sda3"]);
+        dev(
+            "dm-0",
+            "cryptroot",
+            "CRYPT-LUKS2-abc-cryptroot",
+            "2000",
+            &["sda3"],
+        );
         dev("dm-1", "vg0-root", &lvm, "1000", &["dm-0"]);
-        dev("dm-2", "vg0-snap-cow", &format!("{lvm}-cow"), "10", &["dm-0"]);
+        dev(
+            "dm-2",
+            "vg0-snap-cow",
+            &format!("{lvm}-cow"),
+            "10",
+            &["dm-0"],
+        );
         std::fs::create_dir_all(b.join("sda")).unwrap();
         let mut r = Reader::new(dir.path(), "hw");
         let mut items = Items::new();

@@ -32,7 +32,12 @@ pub(crate) fn collect(r: &mut Reader<'_>, items: &mut Items) {
     let mut attrs = Attrs::new();
     let hostname = ["proc/sys/kernel/hostname", "etc/hostname"]
         .iter()
-        .find_map(|p| r.read_quiet(p).as_deref().and_then(value).map(str::to_string));
+        .find_map(|p| {
+            r.read_quiet(p)
+                .as_deref()
+                .and_then(value)
+                .map(str::to_string)
+        });
     let conf = r.resolve_in_root("etc/resolv.conf");
     let mut resolver = r
         .read_optional(&conf)
@@ -131,9 +136,13 @@ pub fn default_gateways_v4(text: &str) -> Vec<Ipv4Addr> {
             return None;
         }
         let hex = |s: &str| u32::from_str_radix(s, 16).ok();
-        let (dest, gw, flags, metric, mask) = (hex(f[1])?, hex(f[2])?, hex(f[3])?, f[6], hex(f[7])?);
+        let (dest, gw, flags, metric, mask) =
+            (hex(f[1])?, hex(f[2])?, hex(f[3])?, f[6], hex(f[7])?);
         let metric: u32 = metric.parse().ok()?;
-        (dest == 0 && mask == 0 && gw != 0 && flags & (RTF_UP | RTF_GATEWAY) == RTF_UP | RTF_GATEWAY)
+        (dest == 0
+            && mask == 0
+            && gw != 0
+            && flags & (RTF_UP | RTF_GATEWAY) == RTF_UP | RTF_GATEWAY)
             .then(|| (metric, Ipv4Addr::from(gw.to_ne_bytes())))
     });
     lowest_metric(routes)

@@ -73,7 +73,9 @@ pub fn parse_printers_conf(text: &str) -> Vec<Printer<'_>> {
             let name = name.trim();
             current = (matches!(kind, "Printer" | "DefaultPrinter")
                 && !name.is_empty()
-                && !name.contains(['/', '\\', ' ', '#']))
+                && !name.contains(|c: char| {
+                    c.is_whitespace() || c.is_control() || matches!(c, '/' | '\\' | '#')
+                }))
             .then(|| Printer {
                 name,
                 default: kind == "DefaultPrinter",
@@ -92,7 +94,10 @@ pub fn parse_printers_conf(text: &str) -> Vec<Printer<'_>> {
             "DeviceURI" => p.uri = v,
             "Info" => p.info = v,
             "Location" => p.location = v,
-            "Shared" => p.shared = v.map(|v| matches!(v.to_ascii_lowercase().as_str(), "yes" | "on" | "true")),
+            "Shared" => {
+                p.shared =
+                    v.map(|v| matches!(v.to_ascii_lowercase().as_str(), "yes" | "on" | "true"))
+            }
             _ => {}
         }
     }
@@ -161,7 +166,10 @@ mod tests {
             strip_credentials("ipp://host/printers/a@b"),
             "ipp://host/printers/a@b"
         );
-        assert_eq!(strip_credentials("hp:/usb/LaserJet?serial=1"), "hp:/usb/LaserJet?serial=1");
+        assert_eq!(
+            strip_credentials("hp:/usb/LaserJet?serial=1"),
+            "hp:/usb/LaserJet?serial=1"
+        );
         assert_eq!(strip_credentials("lpd://u@h"), "lpd://h");
     }
 }

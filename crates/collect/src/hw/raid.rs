@@ -125,8 +125,9 @@ pub fn parse_mdstat(text: &str) -> Vec<MdArray<'_>> {
             let words: Vec<&str> = line.split_ascii_whitespace().collect();
             if let [n, "blocks", ..] = words[..]
                 && array.blocks.is_none()
+                && let Ok(blocks) = n.parse()
             {
-                array.blocks = n.parse().ok();
+                array.blocks = Some(blocks);
                 array.raid_disks = words.iter().find_map(|w| parse_disks(w));
             }
         }

@@ -20,8 +20,17 @@ const DIR: &str = "etc/systemd/system";
 
 /// The suffixes of unit names (`systemd.unit(5)`).
 const UNIT_SUFFIXES: [&str; 11] = [
-    ".service", ".socket", ".target", ".timer", ".path", ".mount", ".automount", ".swap",
-    ".device", ".slice", ".scope",
+    ".service",
+    ".socket",
+    ".target",
+    ".timer",
+    ".path",
+    ".mount",
+    ".automount",
+    ".swap",
+    ".device",
+    ".slice",
+    ".scope",
 ];
 
 pub(crate) fn collect(r: &mut Reader<'_>, items: &mut Items) {
@@ -40,10 +49,7 @@ pub(crate) fn collect(r: &mut Reader<'_>, items: &mut Items) {
         }
         for unit in r.list_dir(&dir).unwrap_or_default() {
             if is_unit_name(&unit) {
-                wanted
-                    .entry(unit)
-                    .or_default()
-                    .push(owner.to_string());
+                wanted.entry(unit).or_default().push(owner.to_string());
             }
         }
     }
@@ -101,7 +107,11 @@ mod tests {
     fn links_give_units_and_masks_are_seen() {
         let dir = tempfile::tempdir().unwrap();
         let sys = dir.path().join(DIR);
-        for d in ["multi-user.target.wants", "sockets.target.wants", "x.service.d"] {
+        for d in [
+            "multi-user.target.wants",
+            "sockets.target.wants",
+            "x.service.d",
+        ] {
             std::fs::create_dir_all(sys.join(d)).unwrap();
         }
         symlink(

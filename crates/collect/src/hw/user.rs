@@ -76,7 +76,8 @@ pub fn parse_passwd(text: &str) -> Vec<PasswdEntry<'_>> {
     let mut seen = BTreeSet::new();
     text.lines()
         .filter_map(|line| {
-            let f: Vec<&str> = line.split(':').collect();
+            // A file edited on Windows ends its lines in CR LF; the CR is not the shell's.
+            let f: Vec<&str> = line.trim_end_matches('\r').split(':').collect();
             let [name, _, uid, gid, _, home, shell] = f[..] else {
                 return None;
             };
@@ -99,7 +100,7 @@ pub fn parse_passwd(text: &str) -> Vec<PasswdEntry<'_>> {
 pub fn parse_group(text: &str) -> Vec<GroupEntry<'_>> {
     text.lines()
         .filter_map(|line| {
-            let f: Vec<&str> = line.split(':').collect();
+            let f: Vec<&str> = line.trim_end_matches('\r').split(':').collect();
             let [name, _, gid, members] = f[..] else {
                 return None;
             };
@@ -237,8 +238,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("etc")).unwrap();
         std::fs::write(dir.path().join("etc/passwd"), PASSWD).unwrap();
-        std::fs::write(dir.path().join("etc/group"), "alice:x:1000:\nsudo:x:27:alice\n")
-            .unwrap();
+        std::fs::write(
+            dir.path().join("etc/group"),
+            "alice:x:1000:\nsudo:x:27:alice\n",
+        )
+        .unwrap();
         let mut r = Reader::new(dir.path(), "hw");
         let mut items = Items::new();
         collect(&mut r, &mut items);

@@ -208,10 +208,9 @@ pub fn smbios_vm_bit(raw: &[u8]) -> Option<bool> {
 }
 
 fn dmi_check(r: &Reader<'_>) -> &'static str {
-    let found = DMI_FILES.iter().find_map(|f| {
-        r.read_quiet(f)
-            .and_then(|t| dmi_vendor(first_line(&t)))
-    });
+    let found = DMI_FILES
+        .iter()
+        .find_map(|f| r.read_quiet(f).and_then(|t| dmi_vendor(first_line(&t))));
     let smbios = || {
         std::fs::read(r.path("sys/firmware/dmi/entries/0-0/raw"))
             .ok()
@@ -383,7 +382,11 @@ pub fn zvm_from_sysinfo(text: &str) -> &'static str {
 /// image carries, anything else `container-other`.
 pub fn container_from_name(name: &str, files: &'static str) -> &'static str {
     if name == "oci" {
-        return if files == NONE { CONTAINER_OTHER } else { files };
+        return if files == NONE {
+            CONTAINER_OTHER
+        } else {
+            files
+        };
     }
     CONTAINERS
         .iter()
@@ -415,8 +418,7 @@ fn detect_container(r: &mut Reader<'_>) -> &'static str {
     if r.exists("proc/vz") && !r.exists("proc/bc") {
         return "openvz";
     }
-    if r
-        .read_quiet("proc/sys/kernel/osrelease")
+    if r.read_quiet("proc/sys/kernel/osrelease")
         .is_some_and(|o| o.contains("Microsoft") || o.contains("WSL"))
     {
         return "wsl";
@@ -624,17 +626,17 @@ mod tests {
             zvm_from_sysinfo("VM00 Name:            LINUX1\nVM00 Control Program: z/VM    7.2.0\n"),
             "zvm"
         );
-        assert_eq!(
-            zvm_from_sysinfo("VM00 Control Program: KVM/Linux\n"),
-            "kvm"
-        );
+        assert_eq!(zvm_from_sysinfo("VM00 Control Program: KVM/Linux\n"), "kvm");
         assert_eq!(zvm_from_sysinfo("Manufacturer: IBM\n"), "none");
     }
 
     #[test]
     fn container_names() {
         assert_eq!(container_from_name("docker", NONE), "docker");
-        assert_eq!(container_from_name("systemd-nspawn", NONE), "systemd-nspawn");
+        assert_eq!(
+            container_from_name("systemd-nspawn", NONE),
+            "systemd-nspawn"
+        );
         assert_eq!(container_from_name("oci", "podman"), "podman");
         assert_eq!(container_from_name("oci", NONE), "container-other");
         assert_eq!(container_from_name("kubernetes", NONE), "container-other");
