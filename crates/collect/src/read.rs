@@ -112,9 +112,54 @@ impl<'a> Reader<'a> {
         Some(names)
     }
 
+    /// The target of the symbolic link `rel`, without following it (a link to `/dev/null` is
+    /// read as that text, never as the host's `/dev/null`). `None` when `rel` is missing or
+    /// not a link.
+    pub(crate) fn link_target(&self, rel: &str) -> Option<PathBuf> {
+        std::fs::read_link(self.path(rel)).ok()
+    }
+
+    /// `rel` with symbolic links of its last component followed inside the root, as a chroot
+    /// would: an absolute target names a path under the root, not on the host running the
+    /// collector. (`etc/resolv.conf` is usually a link to `/run/...`; followed by the kernel on
+    /// a fake root, it would read the host's file.) Gives up after eight links, as a loop
+    /// would otherwise never end, and returns the last path reached.
+    pub(crate) fn resolve_in_root(&self, rel: &str) -> String {
+        let mut current = rel.trim_start_matches('/').to_string();
+        for _ in 0..8 {
+            let Some(target) = self.link_target(&current) else {
+                break;
+            };
+            let target = target.to_string_lossy();
+            current = if let Some(absolute) = target.strip_prefix('/') {
+                absolute.to_string()
+            } else {
+                let parent = Path::new(&current).parent().unwrap_or(Path::new(""));
+                normalise(&parent.join(&*target).to_string_lossy())
+            };
+        }
+        current
+    }
+
     fn warn_io(&mut self, rel: &str, e: &io::Error) {
         self.warn(&format!("cannot read {rel}: {}", io_message(e)));
     }
+}
+
+/// A relative path with `.` and `..` resolved lexically and never above the root, so that
+/// `etc/../../../run/x` stays `run/x`.
+fn normalise(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    parts.join("/")
 }
 
 /// Decodes file contents, replacing invalid UTF-8 instead of failing. Valid input (the usual
@@ -193,6 +238,35 @@ mod tests {
         assert_eq!(w.len(), 2, "{w:?}");
         assert_eq!(w[0], "hw: cannot read missing: No such file or directory");
         assert!(w[1].starts_with("hw: cannot read adir: "), "{w:?}");
+    }
+
+    #[test]
+    fn links_are_followed_inside_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::create_dir_all(root.join("run/systemd/resolve")).unwrap();
+        std::os::unix::fs::symlink(
+            "/run/systemd/resolve/stub-resolv.conf",
+            root.join("etc/resolv.conf"),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("../../../../etc/loop", root.join("etc/loop")).unwrap();
+        std::os::unix::fs::symlink("../run/a", root.join("etc/rel")).unwrap();
+        let r = Reader::new(root, "hw");
+        assert_eq!(
+            r.resolve_in_root("etc/resolv.conf"),
+            "run/systemd/resolve/stub-resolv.conf"
+        );
+        assert_eq!(r.resolve_in_root("etc/rel"), "run/a");
+        assert_eq!(r.resolve_in_root("etc/loop"), "etc/loop");
+        assert_eq!(r.resolve_in_root("etc/plain"), "etc/plain");
+        assert_eq!(
+            r.link_target("etc/resolv.conf"),
+            Some(PathBuf::from("/run/systemd/resolve/stub-resolv.conf"))
+        );
+        assert_eq!(r.link_target("etc"), None);
+        assert_eq!(normalise("a/./b/../../../c"), "c");
     }
 
     #[test]

@@ -164,7 +164,7 @@ fn alpine_rules() {
 #[test]
 fn minimal_root_gives_warnings_not_failure() {
     let hw = collect(Class::Hw, &fixture("minimal"));
-    assert_eq!(hw.items.keys().collect::<Vec<_>>(), ["os"]);
+    assert_eq!(hw.items.keys().collect::<Vec<_>>(), ["net", "os"]);
     assert!(hw.warnings.len() >= 5, "{:?}", hw.warnings);
     let sw = collect(Class::Sw, &fixture("minimal"));
     assert!(sw.items.is_empty());
