@@ -20,8 +20,9 @@ pub mod apk;
 pub mod pep440;
 pub mod rpm;
 
-/// Which rules order a source's versions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which rules order a source's versions. The declaration order is the order of
+/// [`compare_across`] between versions of different rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Scheme {
     Dpkg,
     Rpm,
@@ -56,6 +57,16 @@ impl Scheme {
 /// source's rules (see [`Scheme::of`]).
 pub fn compare_in(source: &str, a: &str, b: &str) -> Ordering {
     Scheme::of(source).compare(a, b)
+}
+
+/// A total order over versions of packages of any sources, for lists that mix them (one
+/// package name from dpkg and from pip): versions under the same rules compare by those rules
+/// (dpkg, snap and flatpak versions interleave), and otherwise the rules decide in
+/// [`Scheme`]'s order, because versions of different rules have no order between them that
+/// would stay transitive.
+pub fn compare_across(a_source: &str, a: &str, b_source: &str, b: &str) -> Ordering {
+    let (sa, sb) = (Scheme::of(a_source), Scheme::of(b_source));
+    sa.cmp(&sb).then_with(|| sa.compare(a, b))
 }
 
 /// Compares two runs of ASCII digits numerically, whatever their length: leading zeros
