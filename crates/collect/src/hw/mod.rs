@@ -3,6 +3,7 @@
 //! are sorted by key whatever the order.
 
 mod cpu;
+pub mod custom;
 mod disk;
 mod dmi;
 mod fs;
@@ -29,4 +30,5 @@ pub(crate) fn collect(r: &mut Reader<'_>, items: &mut Items) {
     fs::collect(r, items);
     nic::collect(r, items);
     os::collect(r, items);
+    custom::collect(r, items);
 }
