@@ -351,6 +351,36 @@ mod tests {
     }
 
     #[test]
+    fn owners_count_on_the_live_system_only_and_modes_always() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("facts.json");
+        std::fs::write(&path, "{}").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        // Owned by whoever runs the tests; chown to uid 4242 where the tests run as root.
+        let uid = unsafe { libc::geteuid() };
+        let owner = if uid == 0 {
+            std::os::unix::fs::chown(&path, Some(4242), None).unwrap();
+            4242
+        } else {
+            uid
+        };
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(unsafe_because(&meta, false), None);
+        assert_eq!(
+            unsafe_because(&meta, true),
+            Some(format!(
+                "it is owned by uid {owner}, not root; run chown root on it"
+            ))
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o620)).unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(
+            unsafe_because(&meta, false),
+            Some("it is writable by group or others (mode 0620); run chmod go-w on it".into())
+        );
+    }
+
+    #[test]
     fn names_are_item_key_parts() {
         for ok in ["asset", "warranty-2", "a.b_c", "X"] {
             assert!(valid_name(ok), "{ok}");
