@@ -22,7 +22,11 @@ fn custom_items_come_from_the_files_of_the_directory() {
         Err(_) => {
             assert_eq!(custom, Vec::<&str>::new());
             assert_eq!(got.keep_previous, Vec::<String>::new());
-            assert!(!got.warnings.iter().any(|w| w.contains(DIR)), "{:?}", got.warnings);
+            assert!(
+                !got.warnings.iter().any(|w| w.contains(DIR)),
+                "{:?}",
+                got.warnings
+            );
         }
         Ok(entries) => {
             let stems: Vec<String> = entries
@@ -34,11 +38,11 @@ fn custom_items_come_from_the_files_of_the_directory() {
                     [data.unwrap_or(script).to_string(), script.to_string()]
                 })
                 .collect();
-            for name in custom.iter().chain(
-                got.keep_previous
-                    .iter()
-                    .filter_map(|k| k.strip_prefix("custom/")),
-            ) {
+            let kept = got
+                .keep_previous
+                .iter()
+                .filter_map(|k| k.strip_prefix("custom/"));
+            for name in custom.iter().copied().chain(kept) {
                 assert!(stems.iter().any(|s| s == name), "{name} not in {stems:?}");
             }
         }

@@ -110,12 +110,8 @@ fn version() -> impl Strategy<Value = String> {
 
 /// Versions made of dotted numbers, valid in every scheme.
 fn dotted() -> impl Strategy<Value = String> {
-    proptest::collection::vec(0u32..30, 1..5).prop_map(|v| {
-        v.iter()
-            .map(u32::to_string)
-            .collect::<Vec<_>>()
-            .join(".")
-    })
+    proptest::collection::vec(0u32..30, 1..5)
+        .prop_map(|v| v.iter().map(u32::to_string).collect::<Vec<_>>().join("."))
 }
 
 /// Versions apk calls valid, with the zeros, letters, suffixes and revisions its order treats
@@ -125,7 +121,10 @@ fn apk_valid() -> impl Strategy<Value = String> {
         proptest::collection::vec(prop_oneof!["0", "00", "05", "1", "10", "2"], 1..4),
         proptest::option::of("[a-c]"),
         proptest::collection::vec(
-            (prop_oneof!["alpha", "rc", "p", "git"], proptest::option::of(0u8..3)),
+            (
+                prop_oneof!["alpha", "rc", "p", "git"],
+                proptest::option::of(0u8..3),
+            ),
             0..3,
         ),
         proptest::option::of(0u8..3),

@@ -1613,9 +1613,13 @@ async fn versions_compare_by_the_rules_of_their_package_source() {
             ("deb1", "dpkg", "1.0^git1"),
         ] {
             let id = enroll(s, client).await;
-            s.store_report(id, &full(Class::Sw, &sourced(source, version)), Timestamp(2_100))
-                .await
-                .unwrap();
+            s.store_report(
+                id,
+                &full(Class::Sw, &sourced(source, version)),
+                Timestamp(2_100),
+            )
+            .await
+            .unwrap();
         }
         let query = |range: &str| SoftwareQuery {
             name: "tool".into(),

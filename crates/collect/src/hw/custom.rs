@@ -237,7 +237,10 @@ type Finished = (Result<Vec<u8>, String>, std::io::Result<ExitStatus>);
 fn run_script(path: &Path, timeout: Duration) -> Result<String, String> {
     let mut child = Command::new(path)
         .env_clear()
-        .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
         .env("LC_ALL", "C")
         .current_dir("/")
         .stdin(Stdio::null())
@@ -347,7 +350,11 @@ mod tests {
             parse_toml("[section]\na = \"b\"\n").unwrap_err(),
             "the value of \"section\" is not a string (quote it: every value must be a string)"
         );
-        assert!(parse_toml("a = ").unwrap_err().starts_with("it is not TOML ("));
+        assert!(
+            parse_toml("a = ")
+                .unwrap_err()
+                .starts_with("it is not TOML (")
+        );
     }
 
     #[test]

@@ -173,9 +173,8 @@ fn compare_valid(a: &str, b: &str) -> Ordering {
     let (mut ta, mut tb) = (Tokens::new(a), Tokens::new(b));
     let (mut va, mut vb) = (0, 0);
     // The number expected after a run of zeros, when no digit follows.
-    let empty_number = |t: &Tokens<'_>| {
-        t.kind == Kind::Digit && !t.rest.first().is_some_and(u8::is_ascii_digit)
-    };
+    let empty_number =
+        |t: &Tokens<'_>| t.kind == Kind::Digit && !t.rest.first().is_some_and(u8::is_ascii_digit);
     loop {
         while ta.kind == tb.kind && !matches!(ta.kind, Kind::End | Kind::Invalid) && va == vb {
             va = ta.next_value();

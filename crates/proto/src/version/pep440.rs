@@ -134,15 +134,14 @@ fn parse(s: &str) -> Option<Key<'_>> {
         ("rc", 2),
         ("c", 2),
     ]);
-    let post = if c.rest().starts_with('-')
-        && c.rest()[1..].starts_with(|ch: char| ch.is_ascii_digit())
-    {
-        c.at += 1;
-        c.digits()
-    } else {
-        c.labelled(&[("post", 0), ("rev", 0), ("r", 0)])
-            .map(|(_, n)| n)
-    };
+    let post =
+        if c.rest().starts_with('-') && c.rest()[1..].starts_with(|ch: char| ch.is_ascii_digit()) {
+            c.at += 1;
+            c.digits()
+        } else {
+            c.labelled(&[("post", 0), ("rev", 0), ("r", 0)])
+                .map(|(_, n)| n)
+        };
     let dev = c.labelled(&[("dev", 0)]).map(|(_, n)| n);
     let local = if c.eat("+") {
         let segs: Vec<String> = c

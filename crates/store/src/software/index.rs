@@ -722,7 +722,10 @@ mod tests {
             .map(|h| format!("{} {}", h.package.source, h.package.version))
             .collect();
         // dpkg's `1.0^git1` is above `1.0.1` (`^` weighs more than `.`), rpm's is below.
-        assert_eq!(kept, ["dpkg 1.0~rc1", "rpm 1.0^git1", "apk 1.0_rc1", "apk 1.0"]);
+        assert_eq!(
+            kept,
+            ["dpkg 1.0~rc1", "rpm 1.0^git1", "apk 1.0_rc1", "apk 1.0"]
+        );
         let (clients, versions) = ix.counts("tool", None);
         assert_eq!(clients, 2);
         // `1.0^git1` is held from dpkg and rpm: one entry, placed by dpkg's rules.
