@@ -239,11 +239,8 @@ pub(crate) fn network_cycle(
     // 3 and 4. Collect and report each class. `hinv`/`sinv`/`cycle` events need nothing
     //    more: a cycle runs both inventories anyway.
     for class in Class::ALL {
-        let collected = invsync_collect::collect(class, &opts.root);
-        for warning in &collected.warnings {
-            tracing::debug!(class = %class, warning = %warning, "Collector could not read something.");
-        }
-        let outcome = report_class(&cap, state, dir, &checkin.classes, class, &collected.items)?;
+        let items = crate::collect::collect_class(&opts.root, state, class);
+        let outcome = report_class(&cap, state, dir, &checkin.classes, class, &items)?;
         summary.classes.push(outcome);
     }
 

@@ -8,6 +8,7 @@
 
 pub mod cap;
 pub mod cli;
+mod collect;
 pub mod cycle;
 pub mod enroll;
 pub mod error;

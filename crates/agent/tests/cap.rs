@@ -911,3 +911,36 @@ fn without_the_sites_key_the_cap_cannot_be_used_and_the_error_says_both() {
             .is_none()
     );
 }
+
+#[test]
+fn a_failing_custom_script_keeps_its_acknowledged_item_across_a_cycle() {
+    let (url, site) = start();
+    let agent = Agent::enrolled(&url);
+    let dir = agent.root.join("etc/invagent/inventory.d");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let script = dir.join("rack");
+    std::fs::write(&script, "#!/bin/sh\nprintf '{\"rack\": \"B12\"}'\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    cycle(&agent.cycle_opts()).unwrap();
+    let first = agent.state().acked[&Class::Hw].clone();
+    assert_eq!(
+        first.items["custom/rack"].get("rack").map(String::as_str),
+        Some("B12")
+    );
+
+    // The script now fails: the item it gave last time is still the inventory, so nothing
+    // changed and nothing is sent.
+    std::fs::write(&script, "#!/bin/sh\necho 'CMDB unreachable' >&2\nexit 1\n").unwrap();
+    let before = site.lock().unwrap().reports().len();
+    let summary = cycle(&agent.cycle_opts()).unwrap();
+    assert_eq!(
+        summary.classes[0],
+        ClassOutcome::Unchanged {
+            class: Class::Hw,
+            version: Some(1)
+        }
+    );
+    assert_eq!(site.lock().unwrap().reports().len(), before);
+    assert_eq!(agent.state().acked[&Class::Hw], first);
+}

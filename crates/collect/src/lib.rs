@@ -6,13 +6,15 @@
 //! public, pure functions over `&str` (or bytes) so that they can be tested and fuzzed without
 //! a file system; the [`hw`] and [`sw`] modules hold one module per source. Only rpm's
 //! database is read by running a program (`rpm`), because it is a binary database with three
-//! formats; every other source is a file.
+//! formats, and the administrator's custom inventory scripts are run ([`hw::custom`]); every
+//! other source is a file.
 
 pub mod hw;
 mod read;
 pub mod sw;
 
 use std::path::Path;
+use std::time::Duration;
 
 use invsync_proto::{Class, Items};
 
@@ -23,19 +25,53 @@ use crate::read::{Reader, value};
 pub struct Collected {
     pub items: Items,
     pub warnings: Vec<String>,
+    /// Keys of items that could not be refreshed this time and must not be reported as
+    /// removed: the caller keeps its previous item under each key (the agent copies them from
+    /// its acknowledged snapshot). Today these are `custom/<name>` items whose script failed,
+    /// timed out or printed something unreadable ([`hw::custom`]). Sorted.
+    pub keep_previous: Vec<String>,
+}
+
+/// How long a custom inventory script may run by default before it is killed.
+pub const DEFAULT_SCRIPT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How a collection runs, beyond its class and root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CollectOptions {
+    /// How long each custom inventory script ([`hw::custom`]) may run before it is killed and
+    /// its previous item kept. Scripts are outside the inventory's time budget of 20 ms: the
+    /// files are read in milliseconds, a script takes what it takes up to this bound.
+    pub script_timeout: Duration,
+}
+
+impl Default for CollectOptions {
+    fn default() -> CollectOptions {
+        CollectOptions {
+            script_timeout: DEFAULT_SCRIPT_TIMEOUT,
+        }
+    }
+}
+
+/// Collects one class under `root` with the default options.
+pub fn collect(class: Class, root: &Path) -> Collected {
+    collect_with(class, root, &CollectOptions::default())
 }
 
 /// Collects one class under `root`.
-pub fn collect(class: Class, root: &Path) -> Collected {
-    let mut reader = Reader::new(root, class.as_str());
+pub fn collect_with(class: Class, root: &Path, options: &CollectOptions) -> Collected {
+    let mut reader = Reader::with_options(root, class.as_str(), *options);
     let mut items = Items::new();
     match class {
         Class::Hw => hw::collect(&mut reader, &mut items),
         Class::Sw => sw::collect(&mut reader, &mut items),
     }
+    let mut keep_previous = reader.take_keep();
+    keep_previous.sort_unstable();
+    keep_previous.dedup();
     Collected {
         items,
         warnings: reader.into_warnings(),
+        keep_previous,
     }
 }
 

@@ -10,6 +10,8 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::CollectOptions;
+
 /// Reads files under one root and collects the warnings of one inventory class.
 pub(crate) struct Reader<'a> {
     root: &'a Path,
@@ -19,10 +21,21 @@ pub(crate) struct Reader<'a> {
     /// `getifaddrs`) describe the same machine as the files.
     live: bool,
     warnings: Vec<String>,
+    options: CollectOptions,
+    /// Item keys whose previous value the caller should keep (see `Collected::keep_previous`).
+    keep: Vec<String>,
 }
 
 impl<'a> Reader<'a> {
     pub(crate) fn new(root: &'a Path, class: &'static str) -> Reader<'a> {
+        Reader::with_options(root, class, CollectOptions::default())
+    }
+
+    pub(crate) fn with_options(
+        root: &'a Path,
+        class: &'static str,
+        options: CollectOptions,
+    ) -> Reader<'a> {
         // A root given as `/` or as any path that resolves to it is the live system. The
         // canonicalisation costs one system call and is done once per inventory.
         let live = root == Path::new("/") || root.canonicalize().is_ok_and(|p| p == Path::new("/"));
@@ -31,7 +44,23 @@ impl<'a> Reader<'a> {
             class,
             live,
             warnings: Vec::new(),
+            options,
+            keep: Vec::new(),
         }
+    }
+
+    pub(crate) fn options(&self) -> &CollectOptions {
+        &self.options
+    }
+
+    /// Asks the caller to keep the previous item `key`: its source failed this time in a way
+    /// that says nothing about the item (a custom script that timed out).
+    pub(crate) fn keep_previous(&mut self, key: String) {
+        self.keep.push(key);
+    }
+
+    pub(crate) fn take_keep(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.keep)
     }
 
     /// True when the root is the running system's `/`.

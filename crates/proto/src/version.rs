@@ -1,15 +1,80 @@
 //! Package versions: their order and the version ranges of software queries
 //! (`GET /api/v1/software?version=…`, the console's software page).
 //!
-//! Versions are ordered as dpkg orders them (Debian Policy 5.6.12): an optional numeric epoch
-//! before a colon, then the upstream version, then the Debian revision after the last hyphen;
-//! the last two compared alternately by non-digit runs (letters before other characters, `~`
-//! before everything, even the end) and digit runs (numerically). The same order is used for
-//! rpm and apk versions: for the usual `1.2.3-4` shapes it agrees with theirs, and one order for
-//! every source keeps a range's meaning the same on every client.
+//! Each source orders its versions by its own rules ([`compare_in`]): rpm's `rpmvercmp`
+//! ([`rpm`]), apk's ([`apk`]), PEP 440 for pip ([`pep440`]), and dpkg's for dpkg and for every
+//! other source ([`compare`]). Snap and flatpak have no order of their own (a snap's version is
+//! whatever its author wrote; snapd orders by revision, flatpak by commit), so they, and any
+//! source this code does not know, use dpkg's order, which sorts the usual `1.2.3`, `1.2.3-4`,
+//! `1.2~rc1` shapes the way their authors mean.
+//!
+//! dpkg's order (Debian Policy 5.6.12): an optional numeric epoch before a colon, then the
+//! upstream version, then the Debian revision after the last hyphen; the last two compared
+//! alternately by non-digit runs (letters before other characters, `~` before everything, even
+//! the end) and digit runs (numerically).
 
 use std::cmp::Ordering;
 use std::fmt;
+
+pub mod apk;
+pub mod pep440;
+pub mod rpm;
+
+/// Which rules order a source's versions. The declaration order is the order of
+/// [`compare_across`] between versions of different rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Scheme {
+    Dpkg,
+    Rpm,
+    Apk,
+    Pep440,
+}
+
+impl Scheme {
+    /// The rules of a package source (an item's `source` attribute): `rpm`, `apk`, `pip` have
+    /// their own; everything else (`dpkg`, `snap`, `flatpak`, unknown sources) uses dpkg's.
+    pub fn of(source: &str) -> Scheme {
+        match source {
+            "rpm" => Scheme::Rpm,
+            "apk" => Scheme::Apk,
+            "pip" => Scheme::Pep440,
+            _ => Scheme::Dpkg,
+        }
+    }
+
+    /// Compares two versions under these rules.
+    pub fn compare(self, a: &str, b: &str) -> Ordering {
+        match self {
+            Scheme::Dpkg => compare(a, b),
+            Scheme::Rpm => rpm::compare(a, b),
+            Scheme::Apk => apk::compare(a, b),
+            Scheme::Pep440 => pep440::compare(a, b),
+        }
+    }
+}
+
+/// Compares two versions of a package of `source` (an item's `source` attribute) by that
+/// source's rules (see [`Scheme::of`]).
+pub fn compare_in(source: &str, a: &str, b: &str) -> Ordering {
+    Scheme::of(source).compare(a, b)
+}
+
+/// A total order over versions of packages of any sources, for lists that mix them (one
+/// package name from dpkg and from pip): versions under the same rules compare by those rules
+/// (dpkg, snap and flatpak versions interleave), and otherwise the rules decide in
+/// [`Scheme`]'s order, because versions of different rules have no order between them that
+/// would stay transitive.
+pub fn compare_across(a_source: &str, a: &str, b_source: &str, b: &str) -> Ordering {
+    let (sa, sb) = (Scheme::of(a_source), Scheme::of(b_source));
+    sa.cmp(&sb).then_with(|| sa.compare(a, b))
+}
+
+/// Compares two runs of ASCII digits numerically, whatever their length: leading zeros
+/// ignored, then the longer is the greater, then the bytes decide.
+pub(crate) fn compare_digits(a: &str, b: &str) -> Ordering {
+    let (a, b) = (a.trim_start_matches('0'), b.trim_start_matches('0'));
+    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+}
 
 /// Compares two version strings in dpkg's order.
 pub fn compare(a: &str, b: &str) -> Ordering {
@@ -148,10 +213,17 @@ impl VersionRange {
         Ok(VersionRange { bounds })
     }
 
-    /// Whether `version` is in the range.
+    /// Whether `version` is in the range, in dpkg's order.
     pub fn matches(&self, version: &str) -> bool {
+        self.matches_in(Scheme::Dpkg, version)
+    }
+
+    /// Whether `version`, a version of a package of a source with these rules, is in the
+    /// range: the bounds are compared by the package's own rules, so `>=1.0` holds `1.0-r1`
+    /// of apk but not `1.0_rc1`.
+    pub fn matches_in(&self, scheme: Scheme, version: &str) -> bool {
         self.bounds.iter().all(|(op, bound)| {
-            let o = compare(version, bound);
+            let o = scheme.compare(version, bound);
             match op {
                 Op::Eq => o == Ordering::Equal,
                 Op::Lt => o == Ordering::Less,

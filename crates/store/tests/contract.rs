@@ -1588,6 +1588,93 @@ fn packages(list: &[(&str, &str, &str)]) -> Items {
 
 on_each_backend!(
     #[tokio::test]
+    versions_compare_by_the_rules_of_their_package_source
+);
+async fn versions_compare_by_the_rules_of_their_package_source() {
+    use invsync_proto::version::VersionRange;
+    use invsync_proto::wire::{PackageQuery, SoftwareQuery};
+    let sourced = |source: &str, version: &str| -> Items {
+        let a = attrs(&[
+            ("name", "tool"),
+            ("version", version),
+            ("arch", "x86_64"),
+            ("source", source),
+        ]);
+        [(format!("{source}/tool/x86_64"), a)].into_iter().collect()
+    };
+    for f in stores().await {
+        let s = &f.store;
+        let be = f.backend;
+        for (client, source, version) in [
+            ("rpm1", "rpm", "1.0^git1"),
+            ("rpm2", "rpm", "1.0.1"),
+            ("apk1", "apk", "1.0_rc1"),
+            ("apk2", "apk", "1.0"),
+            ("deb1", "dpkg", "1.0^git1"),
+        ] {
+            let id = enroll(s, client).await;
+            s.store_report(
+                id,
+                &full(Class::Sw, &sourced(source, version)),
+                Timestamp(2_100),
+            )
+            .await
+            .unwrap();
+        }
+        let query = |range: &str| SoftwareQuery {
+            name: "tool".into(),
+            version: Some(VersionRange::parse(range).unwrap()),
+            site: None,
+            limit: 100,
+            offset: 0,
+        };
+        let rows = |p: &invsync_proto::wire::SoftwarePage| -> Vec<String> {
+            p.holders
+                .iter()
+                .map(|h| format!("{} {} {}", h.client, h.source, h.version))
+                .collect()
+        };
+        // rpm's `1.0^git1` is a snapshot after 1.0, before 1.0.1; dpkg's `^` is just a
+        // character, above `.`; apk's `1.0_rc1` is before 1.0.
+        let below = s.software(&query("<1.0.1")).await.unwrap();
+        assert_eq!(
+            rows(&below),
+            ["APK1 apk 1.0_rc1", "APK2 apk 1.0", "RPM1 rpm 1.0^git1"],
+            "{be}"
+        );
+        let released = s.software(&query(">=1.0")).await.unwrap();
+        assert_eq!(
+            rows(&released),
+            [
+                "APK2 apk 1.0",
+                "DEB1 dpkg 1.0^git1",
+                "RPM1 rpm 1.0^git1",
+                "RPM2 rpm 1.0.1"
+            ],
+            "{be}"
+        );
+        let page = s
+            .packages(&PackageQuery {
+                search: Some("tool".into()),
+                site: None,
+                limit: 10,
+                offset: 0,
+            })
+            .await
+            .unwrap();
+        let versions: Vec<&str> = page.packages[0]
+            .versions
+            .iter()
+            .map(|v| v.version.as_str())
+            .collect();
+        // By rules (dpkg, rpm, apk), then each by its own order; `1.0^git1` is held from dpkg
+        // and rpm, one entry placed by dpkg's rules.
+        assert_eq!(versions, ["1.0^git1", "1.0.1", "1.0_rc1", "1.0"], "{be}");
+    }
+}
+
+on_each_backend!(
+    #[tokio::test]
     software_queries_find_the_clients_having_a_package_in_a_version_range
 );
 async fn software_queries_find_the_clients_having_a_package_in_a_version_range() {
@@ -1786,27 +1873,32 @@ fn expected_holders(
     name: &str,
     range: Option<&str>,
 ) -> Vec<String> {
-    use invsync_proto::version::{VersionRange, compare};
+    use invsync_proto::version::{Scheme, VersionRange, compare_across};
     let range = range.map(|r| VersionRange::parse(r).unwrap());
-    let mut rows: Vec<(String, String, String)> = Vec::new();
+    let mut rows: Vec<(String, String, String, String)> = Vec::new();
     for (client, items) in model {
         for a in items.values() {
-            let (Some(n), Some(v), Some(_)) = (a.get("name"), a.get("version"), a.get("source"))
+            let (Some(n), Some(v), Some(src)) = (a.get("name"), a.get("version"), a.get("source"))
             else {
                 continue;
             };
-            if n == name && range.as_ref().is_none_or(|r| r.matches(v)) {
-                rows.push((client.clone(), v.clone(), a["arch"].clone()));
+            if n == name
+                && range
+                    .as_ref()
+                    .is_none_or(|r| r.matches_in(Scheme::of(src), v))
+            {
+                rows.push((client.clone(), v.clone(), a["arch"].clone(), src.clone()));
             }
         }
     }
     rows.sort_by(|x, y| {
         x.0.cmp(&y.0)
-            .then_with(|| compare(&x.1, &y.1))
+            .then_with(|| compare_across(&x.3, &x.1, &y.3, &y.1))
             .then_with(|| x.2.cmp(&y.2))
+            .then_with(|| x.3.cmp(&y.3))
     });
     rows.into_iter()
-        .map(|(c, v, a)| format!("{c} {v} {a}"))
+        .map(|(c, v, a, _)| format!("{c} {v} {a}"))
         .collect()
 }
 

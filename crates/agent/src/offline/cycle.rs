@@ -98,10 +98,7 @@ pub fn cap_cycle(
     // c. Per class: what is queued goes out first, then what the network cycle would send.
     let mut wrote = false;
     for class in Class::ALL {
-        let collected = invsync_collect::collect(class, &opts.root);
-        for warning in &collected.warnings {
-            tracing::debug!(class = %class, warning = %warning, "Collector could not read something.");
-        }
+        let items = crate::collect::collect_class(&opts.root, state, class);
         let site = site_view(state, cfg.as_ref(), class);
         // Reports a network cycle queued and could not deliver travel this way instead, with
         // the same ids (if the network comes back first, the site recognises them).
@@ -137,10 +134,10 @@ pub fn cap_cycle(
                 }
                 continue;
             }
-            plan::full_report(state, class, &collected.items, PlanReason::Requested)
+            plan::full_report(state, class, &items, PlanReason::Requested)
         } else {
             let view: BTreeMap<Class, ClassState> = site.map(|s| (class, s)).into_iter().collect();
-            match plan::plan(state, &view, class, &collected.items) {
+            match plan::plan(state, &view, class, &items) {
                 Some(planned) => planned,
                 None => {
                     let version = site.map(|s| s.version);

@@ -32,3 +32,4 @@ mod site_init;
 mod systemd;
 mod tls;
 mod upgrade;
+mod versions;

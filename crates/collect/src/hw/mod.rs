@@ -4,6 +4,7 @@
 
 mod battery;
 mod cpu;
+pub mod custom;
 mod disk;
 mod dm;
 mod dmi;
@@ -80,4 +81,5 @@ pub(crate) fn collect(r: &mut Reader<'_>, items: &mut Items) {
     raid::collect(r, items);
     dm::collect(r, items);
     printer::collect(r, items);
+    custom::collect(r, items);
 }

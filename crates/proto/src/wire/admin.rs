@@ -182,7 +182,8 @@ pub struct ClientPage {
 pub struct SoftwareQuery {
     /// The package name as its package manager spells it (the `name` attribute), exactly.
     pub name: String,
-    /// Only versions in this range (dpkg's order, `crate::version`).
+    /// Only versions in this range, each compared by its package source's rules
+    /// (`crate::version::compare_in`).
     pub version: Option<crate::version::VersionRange>,
     /// Only clients owned by this site.
     pub site: Option<SiteCode>,
@@ -285,7 +286,7 @@ pub struct PackageSummary {
     pub name: String,
     /// Clients having any version of it (for any architecture or source).
     pub clients: u64,
-    /// Its versions, oldest first (dpkg's order).
+    /// Its versions, oldest first (each by its source's order, `crate::version::compare_across`).
     pub versions: Vec<VersionCount>,
 }
 

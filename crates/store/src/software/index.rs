@@ -13,7 +13,7 @@
 use std::sync::Mutex;
 
 use hashbrown::HashTable;
-use invsync_proto::version::compare;
+use invsync_proto::version::{Scheme, compare_across};
 use roaring::RoaringBitmap;
 
 use super::{Package, SwChange};
@@ -446,13 +446,14 @@ impl Index {
         })
     }
 
-    /// The packages named exactly `name` whose version `keep` accepts, each with its holders
-    /// (among `site` when given), sorted by version (dpkg's order), architecture and source.
-    /// Packages no client holds are left out.
+    /// The packages named exactly `name` whose version `keep` accepts (it is given the
+    /// version and the package's source, whose rules compare it), each with its holders
+    /// (among `site` when given), sorted by version (each source's own order, see
+    /// [`compare_across`]), architecture and source. Packages no client holds are left out.
     pub fn holders(
         &self,
         name: &str,
-        keep: impl Fn(&str) -> bool,
+        keep: impl Fn(&str, &str) -> bool,
         site: Option<&RoaringBitmap>,
     ) -> Vec<PackageHolders> {
         let Some(n) = self.strings.find(name) else {
@@ -460,7 +461,9 @@ impl Index {
         };
         let mut out: Vec<PackageHolders> = self
             .packages_named(n)
-            .filter(|p| p.count > 0 && keep(self.strings.get(p.version)))
+            .filter(|p| {
+                p.count > 0 && keep(self.strings.get(p.version), self.strings.get(p.source))
+            })
             .filter_map(|p| {
                 let mut clients = self.holders_of(p);
                 if let Some(s) = site {
@@ -473,7 +476,8 @@ impl Index {
             })
             .collect();
         out.sort_by(|a, b| {
-            compare(&a.package.version, &b.package.version)
+            let (pa, pb) = (&a.package, &b.package);
+            compare_across(&pa.source, &pa.version, &pb.source, &pb.version)
                 .then_with(|| a.package.arch.cmp(&b.package.arch))
                 .then_with(|| a.package.source.cmp(&b.package.source))
         });
@@ -544,7 +548,9 @@ impl Index {
     }
 
     /// How many clients (of `site`) hold package `name`, in all and per version, versions in
-    /// dpkg's order. A client holding two architectures of a version counts once.
+    /// their sources' order ([`compare_across`]; a version string held from packages of two
+    /// sources is one entry, placed by the first rules in [`Scheme`]'s order among them). A
+    /// client holding two architectures of a version counts once.
     pub fn counts(&self, name: &str, site: Option<&RoaringBitmap>) -> (u64, Vec<(String, u64)>) {
         let Some(n) = self.strings.find(name) else {
             return (0, Vec::new());
@@ -568,18 +574,25 @@ impl Index {
                 None => all.len(),
             }
         };
-        let mut by_version: Vec<(u32, Vec<&Pkg>)> = Vec::new();
+        let mut by_version: Vec<(u32, Scheme, Vec<&Pkg>)> = Vec::new();
         for &p in &held {
-            match by_version.iter_mut().find(|(v, _)| *v == p.version) {
-                Some((_, ps)) => ps.push(p),
-                None => by_version.push((p.version, vec![p])),
+            let scheme = Scheme::of(self.strings.get(p.source));
+            match by_version.iter_mut().find(|(v, _, _)| *v == p.version) {
+                Some((_, s, ps)) => {
+                    *s = (*s).min(scheme);
+                    ps.push(p);
+                }
+                None => by_version.push((p.version, scheme, vec![p])),
             }
         }
-        let mut versions: Vec<(String, u64)> = by_version
+        by_version.sort_by(|(va, sa, _), (vb, sb, _)| {
+            sa.cmp(sb)
+                .then_with(|| sa.compare(self.strings.get(*va), self.strings.get(*vb)))
+        });
+        let versions: Vec<(String, u64)> = by_version
             .iter()
-            .map(|(v, ps)| (self.strings.get(*v).to_string(), count(ps)))
+            .map(|(v, _, ps)| (self.strings.get(*v).to_string(), count(ps)))
             .collect();
-        versions.sort_by(|a, b| compare(&a.0, &b.0));
         (count(&held), versions)
     }
 
@@ -646,7 +659,7 @@ mod tests {
     }
 
     fn holders(ix: &Index, name: &str) -> Vec<(String, Vec<u32>)> {
-        ix.holders(name, |_| true, None)
+        ix.holders(name, |_, _| true, None)
             .into_iter()
             .map(|h| {
                 (
@@ -665,6 +678,67 @@ mod tests {
         ix.describe(4, Some(&pkg("openssl", "3.0.11-1", "i386")));
         ix.describe(5, None);
         ix
+    }
+
+    #[test]
+    fn versions_sort_and_count_by_their_sources_rules() {
+        let mut ix = Index::default();
+        let sourced = |version: &str, source: &str| Package {
+            name: "tool".into(),
+            version: version.into(),
+            arch: "x86_64".into(),
+            source: source.into(),
+        };
+        ix.describe(1, Some(&sourced("1.0.1", "rpm")));
+        ix.describe(2, Some(&sourced("1.0^git1", "rpm")));
+        ix.describe(3, Some(&sourced("1.0", "apk")));
+        ix.describe(4, Some(&sourced("1.0_rc1", "apk")));
+        ix.describe(5, Some(&sourced("1.0~rc1", "dpkg")));
+        ix.describe(6, Some(&sourced("1.0^git1", "dpkg")));
+        ix.apply(change(7, None, Some(1), &[], &[1, 2, 3, 4, 5, 6]))
+            .unwrap();
+        ix.apply(change(8, None, Some(1), &[], &[2, 4])).unwrap();
+        let listed: Vec<String> = ix
+            .holders("tool", |_, _| true, None)
+            .iter()
+            .map(|h| format!("{} {}", h.package.source, h.package.version))
+            .collect();
+        // dpkg's rules first (`^` above `~`, nothing special), then rpm's, then apk's.
+        assert_eq!(
+            listed,
+            [
+                "dpkg 1.0~rc1",
+                "dpkg 1.0^git1",
+                "rpm 1.0^git1",
+                "rpm 1.0.1",
+                "apk 1.0_rc1",
+                "apk 1.0"
+            ]
+        );
+        let below = invsync_proto::version::VersionRange::parse("<1.0.1").unwrap();
+        let kept: Vec<String> = ix
+            .holders("tool", |v, s| below.matches_in(Scheme::of(s), v), None)
+            .iter()
+            .map(|h| format!("{} {}", h.package.source, h.package.version))
+            .collect();
+        // dpkg's `1.0^git1` is above `1.0.1` (`^` weighs more than `.`), rpm's is below.
+        assert_eq!(
+            kept,
+            ["dpkg 1.0~rc1", "rpm 1.0^git1", "apk 1.0_rc1", "apk 1.0"]
+        );
+        let (clients, versions) = ix.counts("tool", None);
+        assert_eq!(clients, 2);
+        // `1.0^git1` is held from dpkg and rpm: one entry, placed by dpkg's rules.
+        assert_eq!(
+            versions,
+            [
+                ("1.0~rc1".to_string(), 1),
+                ("1.0^git1".to_string(), 2),
+                ("1.0.1".to_string(), 1),
+                ("1.0_rc1".to_string(), 2),
+                ("1.0".to_string(), 1)
+            ]
+        );
     }
 
     #[test]

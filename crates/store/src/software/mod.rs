@@ -33,7 +33,7 @@
 
 mod index;
 
-use invsync_proto::version::VersionRange;
+use invsync_proto::version::{Scheme, VersionRange};
 use invsync_proto::wire::{
     PackagePage, PackageQuery, PackageSummary, SoftwareHolder, SoftwarePage, SoftwareQuery,
     VersionCount,
@@ -503,10 +503,10 @@ impl Holders {
     pub fn find(ix: &Index, q: &SoftwareQuery, site: Option<&RoaringBitmap>) -> Holders {
         let packages = ix.holders(
             &q.name,
-            |v| {
+            |v, source| {
                 q.version
                     .as_ref()
-                    .is_none_or(|r: &VersionRange| r.matches(v))
+                    .is_none_or(|r: &VersionRange| r.matches_in(Scheme::of(source), v))
             },
             site,
         );
@@ -723,7 +723,7 @@ mod tests {
         sw.try_finish(build)
             .map_err(|_| "more to describe")
             .unwrap();
-        let holders = |ix: &Index| ix.holders("bash", |_| true, None).len();
+        let holders = |ix: &Index| ix.holders("bash", |_, _| true, None).len();
         let added = SwChange {
             client: 7,
             from: None,

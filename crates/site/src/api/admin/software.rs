@@ -1,6 +1,7 @@
 //! `GET /api/v1/software?name=&version=&site=&limit=&offset=&format=`: the clients (of this
 //! site and the sites below it) having a package, optionally only in a version range such as
-//! `>=3.0,<3.1` (dpkg's version order); and `GET /api/v1/software/packages?search=&site=…`:
+//! `>=3.0,<3.1` (each package's versions in its source's order: rpm's, apk's, PEP 440 for
+//! pip, dpkg's for the rest); and `GET /api/v1/software/packages?search=&site=…`:
 //! every package some client has, with how many clients have each version. Both answer JSON,
 //! or CSV with `format=csv`, the export of the console's software page. A CSV export without
 //! a `limit` holds every matching row; JSON pages hold 1 to 1000 (100 when absent).
@@ -50,8 +51,9 @@ pub struct HolderParams {
     /// The package name, exactly as its package manager spells it (e.g. `openssl`).
     pub name: Option<String>,
     /// A version range: comparisons (`=`, `<`, `<=`, `>`, `>=`) separated by commas, all of
-    /// which must hold, e.g. `>=3.0,<3.1`; a bare version means `=`. Versions compare as dpkg
-    /// compares them.
+    /// which must hold, e.g. `>=3.0,<3.1`; a bare version means `=`. Each package's version
+    /// compares by its source's rules: rpm's `rpmvercmp`, apk's, PEP 440 for pip, dpkg's for
+    /// dpkg, snap, flatpak and any other source.
     pub version: Option<String>,
     /// Only clients owned by this site (a three-character site code).
     pub site: Option<SiteCode>,
