@@ -91,7 +91,10 @@ fn read_bytes(r: &mut Reader<'_>, rel: &str) -> Option<Vec<u8>> {
         Ok(b) => Some(b),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => {
-            r.warn(&format!("cannot read {rel}: {}", crate::read::io_message(&e)));
+            r.warn(&format!(
+                "cannot read {rel}: {}",
+                crate::read::io_message(&e)
+            ));
             None
         }
     }
@@ -194,14 +197,25 @@ mod tests {
 </component>"#;
         assert_eq!(parse_metainfo_version(xml), Some("46.1"));
         assert_eq!(
-            parse_metainfo_version(r#"<releases><release date="2024-01-01" version = '1.2' /></releases>"#),
+            parse_metainfo_version(
+                r#"<releases><release date="2024-01-01" version = '1.2' /></releases>"#
+            ),
             Some("1.2")
         );
         assert_eq!(parse_metainfo_version("<releases></releases>"), None);
         assert_eq!(parse_metainfo_version(r#"<release date="x"/>"#), None);
-        assert_eq!(parse_metainfo_version(r#"<release version="1&amp;2"/>"#), None);
-        assert_eq!(parse_metainfo_version(r#"<release version="unterminated"#), None);
-        assert_eq!(parse_metainfo_version("<!-- never closed <release version=\"1\"/>"), None);
+        assert_eq!(
+            parse_metainfo_version(r#"<release version="1&amp;2"/>"#),
+            None
+        );
+        assert_eq!(
+            parse_metainfo_version(r#"<release version="unterminated"#),
+            None
+        );
+        assert_eq!(
+            parse_metainfo_version("<!-- never closed <release version=\"1\"/>"),
+            None
+        );
         assert_eq!(parse_metainfo_version(""), None);
     }
 

@@ -54,7 +54,9 @@ pub(crate) fn collect(r: &mut Reader<'_>, items: &mut Items) -> bool {
             for d in names.iter().filter(|n| n.ends_with(".dist-info")) {
                 let info = format!("{dir}/{d}");
                 if pip_only
-                    && r.read_quiet(&format!("{info}/INSTALLER")).as_deref().map(str::trim)
+                    && r.read_quiet(&format!("{info}/INSTALLER"))
+                        .as_deref()
+                        .map(str::trim)
                         != Some("pip")
                 {
                     continue;
@@ -68,10 +70,10 @@ pub(crate) fn collect(r: &mut Reader<'_>, items: &mut Items) -> bool {
                     continue;
                 };
                 let version = meta.version.unwrap_or("");
-                by_name
-                    .entry(name.to_string())
-                    .or_default()
-                    .push((version.to_string(), package_attrs("pip", name, version, "all")));
+                by_name.entry(name.to_string()).or_default().push((
+                    version.to_string(),
+                    package_attrs("pip", name, version, "all"),
+                ));
             }
         }
     }
@@ -99,7 +101,10 @@ fn read_headers(r: &mut Reader<'_>, rel: &str) -> Option<String> {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
         Err(e) => {
-            r.warn(&format!("cannot read {rel}: {}", crate::read::io_message(&e)));
+            r.warn(&format!(
+                "cannot read {rel}: {}",
+                crate::read::io_message(&e)
+            ));
             return None;
         }
     };
@@ -109,7 +114,10 @@ fn read_headers(r: &mut Reader<'_>, rel: &str) -> Option<String> {
         let n = match file.read(&mut chunk) {
             Ok(n) => n,
             Err(e) => {
-                r.warn(&format!("cannot read {rel}: {}", crate::read::io_message(&e)));
+                r.warn(&format!(
+                    "cannot read {rel}: {}",
+                    crate::read::io_message(&e)
+                ));
                 return None;
             }
         };
@@ -268,7 +276,9 @@ mod tests {
         assert_eq!(items["pip/httpie/all"]["version"], "3.2.2");
         assert_eq!(
             r.into_warnings(),
-            ["sw: usr/local/lib/python3.11/dist-packages/noname-1.dist-info/METADATA names no distribution; skipped"]
+            [
+                "sw: usr/local/lib/python3.11/dist-packages/noname-1.dist-info/METADATA names no distribution; skipped"
+            ]
         );
     }
 }

@@ -136,7 +136,9 @@ fn query_sqlite(path: &Path) -> rusqlite::Result<Vec<(i64, Vec<u8>)>> {
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(sqlite_uri(path), flags)?;
     let mut stmt = conn.prepare("SELECT hnum, blob FROM Packages ORDER BY hnum")?;
-    let rows = stmt.query_map([], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?)))?;
+    let rows = stmt.query_map([], |row| {
+        Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?))
+    })?;
     rows.collect()
 }
 
@@ -223,7 +225,9 @@ pub enum HeaderError {
     TooLarge { entries: u32, data: u32 },
     #[error("it declares {declared} bytes but is {actual} bytes long")]
     Length { declared: u64, actual: usize },
-    #[error("tag {tag} has type {kind}, offset {offset} and count {count}, which its data does not hold")]
+    #[error(
+        "tag {tag} has type {kind}, offset {offset} and count {count}, which its data does not hold"
+    )]
     BadEntry {
         tag: u32,
         kind: u32,
@@ -339,11 +343,7 @@ fn int(data: &[u8], kind: u32, offset: u32, count: u32) -> Option<u64> {
         return None;
     }
     let bytes = data.get(offset..offset.checked_add(width)?)?;
-    Some(
-        bytes
-            .iter()
-            .fold(0u64, |acc, &b| (acc << 8) | u64::from(b)),
-    )
+    Some(bytes.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b)))
 }
 
 /// Reads an old (Berkeley DB or NDB) database by running `rpm`.
@@ -644,10 +644,7 @@ mod tests {
             string(tag::RELEASE, "1"),
         ]);
         assert_eq!(parse_header(&empty_name), Err(HeaderError::Missing("NAME")));
-        assert_eq!(
-            HeaderError::Missing("NAME").to_string(),
-            "it has no NAME"
-        );
+        assert_eq!(HeaderError::Missing("NAME").to_string(), "it has no NAME");
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Snaps installed by snapd (Ubuntu and others), as items `snap/<name>/all` with `version`,
-//! `revision` and `channel`.
+//! Snaps installed by snapd (Ubuntu and others), as items `snap/<instance>/all` with `name`
+//! (the snap's name; the instance name differs for a second instance, `hello_dev`),
+//! `version`, `revision` and `channel`.
 //!
 //! snapd keeps what is installed in `var/lib/snapd/state.json`, under `data.snaps`: per snap
 //! (by instance name, `hello_foo` for a second instance) the `current` revision, the tracked
@@ -50,12 +51,21 @@ pub(crate) fn collect(r: &mut Reader<'_>, items: &mut Items) -> bool {
                 for rec in records {
                     let version = match rec.version {
                         Some(v) => Some(v.into_owned()),
-                        None => mounted_version(r, &rec.name, &rec.revision),
+                        None => mounted_version(r, &rec.instance, &rec.revision),
                     };
-                    add(items, &rec.name, version.as_deref(), &rec.revision, rec.channel.as_deref());
+                    add(
+                        items,
+                        &rec.instance,
+                        &rec.name,
+                        version.as_deref(),
+                        &rec.revision,
+                        rec.channel.as_deref(),
+                    );
                 }
             }
-            Err(e) => r.warn(&format!("snaps were not read: {STATE} is not snapd's state ({e})")),
+            Err(e) => r.warn(&format!(
+                "snaps were not read: {STATE} is not snapd's state ({e})"
+            )),
         }
         return true;
     }
@@ -75,13 +85,12 @@ pub(crate) fn collect(r: &mut Reader<'_>, items: &mut Items) -> bool {
             let Some(text) = r.read_optional(&format!("{current}/meta/snap.yaml")) else {
                 continue;
             };
-            let (yaml_name, version) = parse_snap_yaml(&text);
             // The directory is the instance name, which the key needs; snap.yaml names the snap.
-            if yaml_name.is_none() {
+            let (Some(snap_name), version) = parse_snap_yaml(&text) else {
                 continue;
-            }
+            };
             found = true;
-            add(items, &name, version, &revision, None);
+            add(items, &name, snap_name, version, &revision, None);
         }
         if found {
             break;
@@ -90,13 +99,21 @@ pub(crate) fn collect(r: &mut Reader<'_>, items: &mut Items) -> bool {
     found
 }
 
-fn add(items: &mut Items, name: &str, version: Option<&str>, revision: &str, channel: Option<&str>) {
+/// Adds one snap: keyed by its instance name, named by its snap name.
+fn add(
+    items: &mut Items,
+    instance: &str,
+    name: &str,
+    version: Option<&str>,
+    revision: &str,
+    channel: Option<&str>,
+) {
     let mut attrs = package_attrs("snap", name, version.unwrap_or(""), ARCH);
     attrs.insert("revision".into(), revision.to_string());
     if let Some(c) = channel.filter(|c| !c.is_empty()) {
         attrs.insert("channel".into(), c.to_string());
     }
-    items.insert(format!("snap/{name}/{ARCH}"), attrs);
+    items.insert(format!("snap/{instance}/{ARCH}"), attrs);
 }
 
 /// The version in the mounted snap's `meta/snap.yaml`, if it is mounted.
@@ -110,7 +127,11 @@ fn mounted_version(r: &Reader<'_>, name: &str, revision: &str) -> Option<String>
 /// One installed snap, as snapd's state holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnapRecord<'a> {
-    /// The instance name (the key of `data.snaps`).
+    /// The instance name (the key of `data.snaps`): the snap's name, `_` and the instance key
+    /// for a second instance (`hello_dev`).
+    pub instance: Cow<'a, str>,
+    /// The snap's name, from the current revision's sequence entry, else the instance name
+    /// without its key.
     pub name: Cow<'a, str>,
     /// The current revision: a number, negative for a locally installed snap (`x1` in `snap
     /// list`).
@@ -150,6 +171,8 @@ struct SnapState<'a> {
 
 #[derive(Deserialize)]
 struct SideInfo<'a> {
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
     #[serde(default)]
     revision: Option<Revision>,
     #[serde(borrow, default)]
@@ -184,26 +207,33 @@ pub fn parse_state(text: &str) -> Result<Vec<SnapRecord<'_>>, SnapStateError> {
     let state: State<'_> = serde_json::from_str(text)?;
     let snaps = state.data.and_then(|d| d.snaps).unwrap_or_default();
     let mut out = Vec::with_capacity(snaps.len());
-    for (name, snap) in snaps {
+    for (instance, snap) in snaps {
         let Some(revision) = snap.current.as_ref().and_then(Revision::text) else {
             continue;
         };
-        if name.is_empty() {
+        if instance.is_empty() {
             continue;
         }
         let entry = snap
             .sequence
             .into_iter()
             .find(|s| s.revision.as_ref().and_then(Revision::text).as_deref() == Some(&revision));
-        let (entry_channel, version) = match entry {
-            Some(e) => (e.channel, e.version),
-            None => (None, None),
+        let (entry_name, entry_channel, version) = match entry {
+            Some(e) => (e.name, e.channel, e.version),
+            None => (None, None, None),
         };
+        let name = entry_name.filter(|n| !n.is_empty()).unwrap_or_else(|| {
+            match instance.split_once('_') {
+                Some((n, _)) => Cow::Owned(n.to_string()),
+                None => instance.clone(),
+            }
+        });
         let channel = snap
             .channel
             .filter(|c| !c.is_empty())
             .or(entry_channel.filter(|c| !c.is_empty()));
         out.push(SnapRecord {
+            instance,
             name,
             revision,
             channel,
@@ -257,22 +287,38 @@ mod tests {
         "core22":{"type":"base","sequence":[{"name":"core22","snap-id":"amcUKQILKXHHTlmSa7NMdnXSx02dNeeT","revision":"1122","channel":"latest/stable"},{"name":"core22","snap-id":"amcUKQILKXHHTlmSa7NMdnXSx02dNeeT","revision":"1380","channel":"latest/stable"}],"active":true,"current":"1380","channel":"latest/stable"},
         "hello_dev":{"type":"app","sequence":[{"name":"hello","revision":"-1","version":"2.10-local"}],"active":true,"current":"-1"},
         "installing":{"type":"app","sequence":[],"current":"unset"},
+        "other_x":{"sequence":[{"revision":"6"}],"current":"7"},
         "firefox":{"type":"app","sequence":[{"name":"firefox","revision":4173,"channel":"latest/stable"}],"active":false,"current":4173,"channel":"latest/stable/fix-1"}
     }},"changes":{"1":{"id":"1","kind":"install-snap","summary":"Install \"core22\" snap","status":4}},"tasks":{}}"#;
 
     #[test]
     fn state() {
         let recs = parse_state(STATE_TEXT).unwrap();
-        let got: Vec<(&str, &str, Option<&str>, Option<&str>)> = recs
+        let got: Vec<(&str, &str, &str, Option<&str>, Option<&str>)> = recs
             .iter()
-            .map(|r| (&*r.name, &*r.revision, r.channel.as_deref(), r.version.as_deref()))
+            .map(|r| {
+                (
+                    &*r.instance,
+                    &*r.name,
+                    &*r.revision,
+                    r.channel.as_deref(),
+                    r.version.as_deref(),
+                )
+            })
             .collect();
         assert_eq!(
             got,
             [
-                ("core22", "1380", Some("latest/stable"), None),
-                ("firefox", "4173", Some("latest/stable/fix-1"), None),
-                ("hello_dev", "-1", None, Some("2.10-local")),
+                ("core22", "core22", "1380", Some("latest/stable"), None),
+                (
+                    "firefox",
+                    "firefox",
+                    "4173",
+                    Some("latest/stable/fix-1"),
+                    None
+                ),
+                ("hello_dev", "hello", "-1", None, Some("2.10-local")),
+                ("other_x", "other", "7", None, None),
             ]
         );
         assert!(parse_state("{}").unwrap().is_empty());
@@ -291,7 +337,10 @@ mod tests {
             (Some("a"), Some("1.2 # x"))
         );
         assert_eq!(parse_snap_yaml("name:\nversion: ''\n"), (None, None));
-        assert_eq!(parse_snap_yaml("version: 'unterminated\n"), (None, Some("unterminated")));
+        assert_eq!(
+            parse_snap_yaml("version: 'unterminated\n"),
+            (None, Some("unterminated"))
+        );
         assert_eq!(parse_snap_yaml(""), (None, None));
     }
 
@@ -330,7 +379,9 @@ mod tests {
         assert!(items.is_empty());
         assert_eq!(
             r.into_warnings(),
-            ["sw: snaps were not read: var/lib/snapd/state.json is not snapd's state (EOF while parsing a value at line 1 column 8)"]
+            [
+                "sw: snaps were not read: var/lib/snapd/state.json is not snapd's state (EOF while parsing a value at line 1 column 8)"
+            ]
         );
     }
 
