@@ -105,41 +105,89 @@ fn add_packages(items: &mut Items, packages: Vec<Package>) {
 /// with a warning naming its row; a database that cannot be opened or queried is one warning.
 fn read_sqlite(r: &mut Reader<'_>, rel: &str) -> Vec<Package> {
     let path = r.path(rel);
-    match query_sqlite(&path) {
-        Ok(rows) => {
-            let mut out = Vec::with_capacity(rows.len());
-            for (hnum, blob) in rows {
-                match parse_header(&blob) {
-                    Ok(h) => out.push(h.package()),
-                    Err(e) => r.warn(&format!(
-                        "rpm package {hnum} in {rel} was skipped: its header is malformed ({e})"
-                    )),
-                }
-            }
-            out
-        }
-        Err(e) => {
-            r.warn(&format!(
-                "rpm packages were not read: {rel} is not a readable rpm database ({e})"
-            ));
-            Vec::new()
-        }
+    let mut out = Vec::new();
+    let mut bad = Vec::new();
+    let result = query_sqlite(&path, |hnum, parsed| match parsed {
+        Ok(p) => out.push(p),
+        Err(e) => bad.push((hnum, e)),
+    });
+    for (hnum, e) in bad {
+        r.warn(&format!(
+            "rpm package {hnum} in {rel} was skipped: its header is malformed ({e})"
+        ));
     }
+    if let Err(e) = result {
+        r.warn(&format!(
+            "rpm packages were not read: {rel} is not a readable rpm database ({e})"
+        ));
+        return Vec::new();
+    }
+    out
 }
 
-/// The rows of `Packages`, in the order rpm added them. The blobs are copied out so that the
-/// connection is closed before any header is parsed.
-fn query_sqlite(path: &Path) -> rusqlite::Result<Vec<(i64, Vec<u8>)>> {
-    use rusqlite::{Connection, OpenFlags};
+/// Reads the headers of `Packages` in the order rpm added them and hands each to `each`.
+///
+/// A header holds the package's file list and digests and is often tens of kilobytes, while
+/// the tags read here sit in its first kilobyte or two; a Fedora workstation's database is
+/// over a hundred megabytes. So each header is read incrementally (SQLite's blob I/O), first
+/// its counts and index, then its data up to the last wanted offset plus a little: only those
+/// pages are read. A header whose wanted data lies further (never seen in rpm's own output) is
+/// read whole.
+fn query_sqlite(
+    path: &Path,
+    mut each: impl FnMut(i64, Result<Package, HeaderError>),
+) -> rusqlite::Result<()> {
+    use rusqlite::{Connection, MAIN_DB, OpenFlags};
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
         | OpenFlags::SQLITE_OPEN_URI
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(sqlite_uri(path), flags)?;
-    let mut stmt = conn.prepare("SELECT hnum, blob FROM Packages ORDER BY hnum")?;
-    let rows = stmt.query_map([], |row| {
-        Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?))
-    })?;
-    rows.collect()
+    let hnums: Vec<i64> = conn
+        .prepare("SELECT hnum FROM Packages ORDER BY hnum")?
+        .query_map([], |row| row.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut buf = Vec::new();
+    // One blob handle moved from row to row: opening one compiles a statement each time.
+    let mut handle = None;
+    for hnum in hnums {
+        let blob = match handle.as_mut() {
+            None => handle.insert(conn.blob_open(MAIN_DB, c"Packages", c"blob", hnum, true)?),
+            Some(b) => {
+                b.reopen(hnum)?;
+                b
+            }
+        };
+        let total = blob.len();
+        let read_to = |buf: &mut Vec<u8>, end: usize| -> rusqlite::Result<()> {
+            let end = end.min(total);
+            let start = buf.len();
+            if end > start {
+                buf.resize(end, 0);
+                blob.read_at_exact(&mut buf[start..], start)?;
+            }
+            Ok(())
+        };
+        buf.clear();
+        read_to(&mut buf, 8)?;
+        let parsed = match counts(&buf, total) {
+            Err(e) => Err(e),
+            Ok(index_end) => {
+                read_to(&mut buf, index_end)?;
+                let want = index_end.saturating_add(wanted_end(&buf, index_end));
+                read_to(&mut buf, want)?;
+                let first = parse_prefix(&buf, total).map(|h| h.package());
+                match first {
+                    Err(HeaderError::BadEntry { .. }) if buf.len() < total => {
+                        read_to(&mut buf, total)?;
+                        parse_header(&buf).map(|h| h.package())
+                    }
+                    other => other,
+                }
+            }
+        };
+        each(hnum, parsed);
+    }
+    Ok(())
 }
 
 /// The `file:` URI that opens `path` immutable. The characters a URI gives a meaning to are
@@ -245,15 +293,16 @@ pub enum HeaderError {
 /// strings terminated, integers aligned as rpm aligns them) and anything else is refused with
 /// an error, never a panic. NAME, VERSION and RELEASE must be there and not empty.
 pub fn parse_header(blob: &[u8]) -> Result<RpmHeader<'_>, HeaderError> {
-    let be32 = |at: usize| -> u32 {
-        let mut b = [0u8; 4];
-        b.copy_from_slice(&blob[at..at + 4]);
-        u32::from_be_bytes(b)
-    };
-    if blob.len() < 8 {
-        return Err(HeaderError::TooShort(blob.len()));
+    parse_prefix(blob, blob.len())
+}
+
+/// A header's two counts, checked against rpm's limits and against the blob's length; the
+/// end of the index.
+fn counts(head: &[u8], total_len: usize) -> Result<usize, HeaderError> {
+    if head.len() < 8 {
+        return Err(HeaderError::TooShort(head.len()));
     }
-    let (entries, data_len) = (be32(0), be32(4));
+    let (entries, data_len) = (be32(head, 0), be32(head, 4));
     if entries == 0 || entries > MAX_ENTRIES || data_len > MAX_DATA {
         return Err(HeaderError::TooLarge {
             entries,
@@ -261,14 +310,58 @@ pub fn parse_header(blob: &[u8]) -> Result<RpmHeader<'_>, HeaderError> {
         });
     }
     let declared = 8 + u64::from(entries) * 16 + u64::from(data_len);
-    if declared != blob.len() as u64 {
+    if declared != total_len as u64 {
         return Err(HeaderError::Length {
             declared,
-            actual: blob.len(),
+            actual: total_len,
         });
     }
-    let index_end = 8 + entries as usize * 16;
-    let data = &blob[index_end..];
+    Ok(8 + entries as usize * 16)
+}
+
+fn be32(b: &[u8], at: usize) -> u32 {
+    let mut w = [0u8; 4];
+    w.copy_from_slice(&b[at..at + 4]);
+    u32::from_be_bytes(w)
+}
+
+/// Where the data of the tags read here ends at most, judged from the index alone: the
+/// largest of their offsets plus room for a string. `head` holds at least the whole index.
+fn wanted_end(head: &[u8], index_end: usize) -> usize {
+    (8..index_end)
+        .step_by(16)
+        .filter(|&at| {
+            matches!(
+                be32(head, at),
+                tag::NAME
+                    | tag::VERSION
+                    | tag::RELEASE
+                    | tag::EPOCH
+                    | tag::SIZE
+                    | tag::ARCH
+                    | tag::LONGSIZE
+            )
+        })
+        .map(|at| be32(head, at + 8) as usize)
+        .max()
+        .map_or(0, |o| o.saturating_add(STRING_ROOM))
+}
+
+/// How many bytes past the last wanted offset are read at first: rpm's names, versions,
+/// releases and architectures are far shorter.
+const STRING_ROOM: usize = 512;
+
+/// Parses a header of `total_len` bytes from `head`, a prefix of it that holds at least the
+/// counts and the index. The data of a wanted tag beyond the prefix is a `BadEntry`, as data
+/// beyond the header is; the caller reads the whole header then, and only that answer is
+/// final.
+fn parse_prefix(head: &[u8], total_len: usize) -> Result<RpmHeader<'_>, HeaderError> {
+    let index_end = counts(head, total_len)?;
+    if head.len() < index_end {
+        return Err(HeaderError::TooShort(head.len()));
+    }
+    let data = &head[index_end..];
+    let be32 = |at: usize| be32(head, at);
 
     let mut name = None;
     let mut version = None;
@@ -693,10 +786,26 @@ mod tests {
             "CREATE TABLE Packages (hnum INTEGER PRIMARY KEY AUTOINCREMENT, blob BLOB NOT NULL);",
         )
         .unwrap();
+        // The last wanted string longer than what is read at first past its offset makes the
+        // reader read the whole header.
+        let long = "x".repeat(STRING_ROOM * 2);
+        let long_arch = header(&[
+            string(tag::NAME, "long"),
+            string(tag::VERSION, "1"),
+            string(tag::RELEASE, "1"),
+            string(tag::ARCH, &long),
+            Entry {
+                tag: 5000,
+                kind: 7,
+                count: 4096,
+                data: vec![0; 4096],
+            },
+        ]);
         for blob in [
             kernel("6.9.7", "200.fc40"),
             b"garbage".to_vec(),
             kernel("6.8.5", "301.fc40"),
+            long_arch,
         ] {
             conn.execute("INSERT INTO Packages (blob) VALUES (?1)", [blob])
                 .unwrap();
@@ -709,7 +818,8 @@ mod tests {
         let mut r = Reader::new(dir.path(), "sw");
         let mut items = Items::new();
         assert!(collect(&mut r, &mut items));
-        assert_eq!(items.len(), 2);
+        assert_eq!(items.len(), 3);
+        assert_eq!(items[&format!("rpm/long/{long}")]["arch"], long);
         assert_eq!(
             r.into_warnings(),
             [

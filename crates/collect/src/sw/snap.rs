@@ -147,13 +147,59 @@ pub struct SnapRecord<'a> {
 #[error("{0}")]
 pub struct SnapStateError(#[from] serde_json::Error);
 
-#[derive(Deserialize)]
-struct State<'a> {
-    #[serde(borrow, default)]
-    data: Option<Data<'a>>,
+/// The message of the error that stops the parser once `data` is read: snapd writes `data`
+/// first and its changes and tasks after it, often most of the file, so what follows is never
+/// looked at. serde has no other way for a visitor to stop early.
+const STOP: &str = "invsync: snapd data read";
+
+/// The top-level object's `data` member, parsed up to its end and no further.
+fn read_data(text: &str) -> Result<Option<Data<'_>>, serde_json::Error> {
+    use serde::de::DeserializeSeed;
+    let mut slot = None;
+    let mut de = serde_json::Deserializer::from_str(text);
+    match DataSeed(&mut slot).deserialize(&mut de) {
+        Ok(()) => {
+            de.end()?;
+            Ok(slot)
+        }
+        Err(e) if slot.is_some() && e.to_string().starts_with(STOP) => Ok(slot),
+        Err(e) => Err(e),
+    }
 }
 
-#[derive(Deserialize)]
+/// Fills its slot with the `data` member, then stops the parser with [`STOP`].
+struct DataSeed<'s, 'a>(&'s mut Option<Data<'a>>);
+
+impl<'de> serde::de::DeserializeSeed<'de> for DataSeed<'_, 'de> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for DataSeed<'_, 'de> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("snapd's state, a JSON object")
+    }
+
+    fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<(), M::Error> {
+        use serde::de::Error;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            if key == "data" {
+                let data: Option<Data<'de>> = map.next_value()?;
+                *self.0 = Some(data.unwrap_or_default());
+                return Err(M::Error::custom(STOP));
+            }
+            map.next_value::<serde::de::IgnoredAny>()?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Deserialize, Default)]
 struct Data<'a> {
     #[serde(borrow, default)]
     snaps: Option<BTreeMap<Cow<'a, str>, SnapState<'a>>>,
@@ -201,11 +247,12 @@ impl Revision {
 }
 
 /// Parses snapd's `state.json` into the installed snaps, sorted by name. A snap without a
-/// current revision (being installed for the first time) is left out. Invalid JSON, or a
-/// `data.snaps` that is not an object of snap states, is an error.
+/// current revision (being installed for the first time) is left out. Invalid JSON up to the
+/// end of `data`, or a `data.snaps` that is not an object of snap states, is an error; what
+/// follows `data` is not read (snapd writes the file atomically, and its changes and tasks
+/// are not inventoried).
 pub fn parse_state(text: &str) -> Result<Vec<SnapRecord<'_>>, SnapStateError> {
-    let state: State<'_> = serde_json::from_str(text)?;
-    let snaps = state.data.and_then(|d| d.snaps).unwrap_or_default();
+    let snaps = read_data(text)?.and_then(|d| d.snaps).unwrap_or_default();
     let mut out = Vec::with_capacity(snaps.len());
     for (instance, snap) in snaps {
         let Some(revision) = snap.current.as_ref().and_then(Revision::text) else {
@@ -326,6 +373,16 @@ mod tests {
         assert!(parse_state("").is_err());
         assert!(parse_state(r#"{"data":{"snaps":[]}}"#).is_err());
         assert!(parse_state(r#"{"data":{"snaps":{"x":{"current":[1]}}}}"#).is_err());
+        // What follows `data` is not read, so not judged either.
+        let early = parse_state(r#"{"data":{"snaps":{"a":{"current":"3"}}},"tasks":garbage"#);
+        assert_eq!(early.unwrap()[0].revision, "3");
+        assert!(
+            parse_state(r#"{"tasks":{"1":{}},"data":null}"#)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(parse_state(r#"{"tasks":1} trailing"#).is_err());
+        assert!(parse_state("[1]").is_err());
     }
 
     #[test]
