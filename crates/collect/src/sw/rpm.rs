@@ -432,7 +432,7 @@ fn int(data: &[u8], kind: u32, offset: u32, count: u32) -> Option<u64> {
         _ => return None,
     };
     let offset = offset as usize;
-    if count == 0 || offset % width != 0 {
+    if count == 0 || !offset.is_multiple_of(width) {
         return None;
     }
     let bytes = data.get(offset..offset.checked_add(width)?)?;
@@ -592,7 +592,7 @@ pub(crate) mod build {
                 super::kind::INT64 => 8,
                 _ => 1,
             };
-            while data.len() % align != 0 {
+            while !data.len().is_multiple_of(align) {
                 data.push(0);
             }
             index.extend_from_slice(&e.tag.to_be_bytes());

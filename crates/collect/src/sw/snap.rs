@@ -338,10 +338,13 @@ mod tests {
         "firefox":{"type":"app","sequence":[{"name":"firefox","revision":4173,"channel":"latest/stable"}],"active":false,"current":4173,"channel":"latest/stable/fix-1"}
     }},"changes":{"1":{"id":"1","kind":"install-snap","summary":"Install \"core22\" snap","status":4}},"tasks":{}}"#;
 
+    /// Instance, name, revision, channel, version.
+    type Row<'a> = (&'a str, &'a str, &'a str, Option<&'a str>, Option<&'a str>);
+
     #[test]
     fn state() {
         let recs = parse_state(STATE_TEXT).unwrap();
-        let got: Vec<(&str, &str, &str, Option<&str>, Option<&str>)> = recs
+        let got: Vec<Row<'_>> = recs
             .iter()
             .map(|r| {
                 (
