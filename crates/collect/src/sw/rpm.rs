@@ -107,10 +107,21 @@ fn read_sqlite(r: &mut Reader<'_>, rel: &str) -> Vec<Package> {
     let path = r.path(rel);
     let mut out = Vec::new();
     let mut bad = Vec::new();
-    let result = query_sqlite(&path, |hnum, parsed| match parsed {
-        Ok(p) => out.push(p),
-        Err(e) => bad.push((hnum, e)),
-    });
+    let mut result = Ok(());
+    // An rpm transaction checkpointing its log while the database is read (immutable: without
+    // locks) can make a read fail; a second try comes after it, so one cycle does not report
+    // every rpm package gone.
+    for _ in 0..2 {
+        out.clear();
+        bad.clear();
+        result = query_sqlite(&path, |hnum, parsed| match parsed {
+            Ok(p) => out.push(p),
+            Err(e) => bad.push((hnum, e)),
+        });
+        if result.is_ok() {
+            break;
+        }
+    }
     for (hnum, e) in bad {
         r.warn(&format!(
             "rpm package {hnum} in {rel} was skipped: its header is malformed ({e})"

@@ -42,33 +42,42 @@ const ARCH: &str = "all";
 
 /// Adds the installed snaps; returns whether snapd's state or a mounted snap is there.
 pub(crate) fn collect(r: &mut Reader<'_>, items: &mut Items) -> bool {
+    // The state is readable by root only; an agent running as another user, or a state that
+    // does not parse, still inventories the mounted snaps after its warning.
     if r.exists(STATE) {
-        let Some(text) = r.read(STATE) else {
-            return true;
-        };
-        match parse_state(&text) {
-            Ok(records) => {
-                for rec in records {
-                    let version = match rec.version {
-                        Some(v) => Some(v.into_owned()),
-                        None => mounted_version(r, &rec.instance, &rec.revision),
-                    };
-                    add(
-                        items,
-                        &rec.instance,
-                        &rec.name,
-                        version.as_deref(),
-                        &rec.revision,
-                        rec.channel.as_deref(),
-                    );
+        if let Some(text) = r.read(STATE) {
+            match parse_state(&text) {
+                Ok(records) => {
+                    for rec in records {
+                        let version = match rec.version {
+                            Some(v) => Some(v.into_owned()),
+                            None => mounted_version(r, &rec.instance, &rec.revision),
+                        };
+                        add(
+                            items,
+                            &rec.instance,
+                            &rec.name,
+                            version.as_deref(),
+                            &rec.revision,
+                            rec.channel.as_deref(),
+                        );
+                    }
+                    return true;
                 }
+                Err(e) => r.warn(&format!(
+                    "snapd's state was not read, only mounted snaps are listed: {STATE} is not snapd's state ({e})"
+                )),
             }
-            Err(e) => r.warn(&format!(
-                "snaps were not read: {STATE} is not snapd's state ({e})"
-            )),
         }
+        collect_mounted(r, items);
         return true;
     }
+    collect_mounted(r, items)
+}
+
+/// Adds the mounted snaps (`<mount dir>/<name>/current/meta/snap.yaml`); returns whether there
+/// was one.
+fn collect_mounted(r: &mut Reader<'_>, items: &mut Items) -> bool {
     let mut found = false;
     for dir in MOUNT_DIRS {
         let Some(names) = r.list_dir(dir) else {
@@ -429,7 +438,7 @@ mod tests {
     }
 
     #[test]
-    fn bad_state_is_one_warning() {
+    fn bad_state_is_one_warning_and_mounted_snaps_still_count() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("var/lib/snapd")).unwrap();
         std::fs::write(dir.path().join(STATE), "{\"data\":").unwrap();
@@ -440,9 +449,18 @@ mod tests {
         assert_eq!(
             r.into_warnings(),
             [
-                "sw: snaps were not read: var/lib/snapd/state.json is not snapd's state (EOF while parsing a value at line 1 column 8)"
+                "sw: snapd's state was not read, only mounted snaps are listed: var/lib/snapd/state.json is not snapd's state (EOF while parsing a value at line 1 column 8)"
             ]
         );
+        let meta = dir.path().join("var/lib/snapd/snap/jq/6/meta");
+        std::fs::create_dir_all(&meta).unwrap();
+        std::fs::write(meta.join("snap.yaml"), "name: jq\nversion: 1.5+dfsg-1\n").unwrap();
+        std::os::unix::fs::symlink("6", dir.path().join("var/lib/snapd/snap/jq/current")).unwrap();
+        let mut r = Reader::new(dir.path(), "sw");
+        assert!(collect(&mut r, &mut items));
+        assert_eq!(items["snap/jq/all"]["version"], "1.5+dfsg-1");
+        assert_eq!(items["snap/jq/all"]["revision"], "6");
+        assert_eq!(r.into_warnings().len(), 1);
     }
 
     #[test]
