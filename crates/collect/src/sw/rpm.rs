@@ -6,7 +6,9 @@
 //! opened read-only and `immutable` (SQLite then takes no lock and writes no journal or shared
 //! memory file under the root), and each header parsed by [`parse_header`] for the six tags
 //! the inventory needs. An rpm transaction that is running keeps its newest changes in the
-//! write-ahead log, which an immutable reader does not see; the next cycle does.
+//! write-ahead log, which an immutable reader does not see; rpm checkpoints the log into the
+//! database when it closes it (the fixture's log was empty after every `rpm` run), so the
+//! next cycle sees them.
 //!
 //! Older databases (Berkeley DB `Packages` on RHEL 8 and before, NDB `Packages.db` on SUSE)
 //! are still read by running `rpm --root <root> --dbpath <dir> -qa --qf …`, the one place where
@@ -109,8 +111,8 @@ fn read_sqlite(r: &mut Reader<'_>, rel: &str) -> Vec<Package> {
     let mut bad = Vec::new();
     let mut result = Ok(());
     // An rpm transaction checkpointing its log while the database is read (immutable: without
-    // locks) can make a read fail; a second try comes after it, so one cycle does not report
-    // every rpm package gone.
+    // locks) can make a read fail; a second try at once usually comes after it, and spares
+    // the site a cycle that reports every rpm package gone and the next that brings them back.
     for _ in 0..2 {
         out.clear();
         bad.clear();
