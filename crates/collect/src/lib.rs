@@ -5,9 +5,9 @@
 //! [`Collected::warnings`] and the rest of the inventory is still reported. The parsers are
 //! public, pure functions over `&str` (or bytes) so that they can be tested and fuzzed without
 //! a file system; the [`hw`] and [`sw`] modules hold one module per source. Only rpm's
-//! database is read by running a program (`rpm`), because it is a binary database with three
-//! formats, and the administrator's custom inventory scripts are run ([`hw::custom`]); every
-//! other source is a file.
+//! older databases (Berkeley DB, NDB) are read by running a program (`rpm`), and the
+//! administrator's custom inventory scripts are run ([`hw::custom`]); rpm's SQLite database
+//! (rpm >= 4.16) and every other source are read as files.
 
 pub mod hw;
 mod read;
