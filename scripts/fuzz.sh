@@ -4,9 +4,9 @@
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET]      (default 600)
 #
-# Targets (fuzz/fuzz_targets/): dpkg_status, apk_installed, cpuinfo, mdstat, passwd,
-# printers_conf (the collector's parsers)
-# and report_decode (the site's zstd + JSON decoding of a report, with the diff/apply/hash
+# Targets (fuzz/fuzz_targets/): the collectors' parsers (dpkg_status, apk_installed, cpuinfo,
+# edid, mdstat, passwd, printers_conf, rpm_header, snap_state, flatpak_metainfo, pip_metadata,
+# custom_facts), version_order (each package source's version order) and report_decode (the site's zstd + JSON decoding of a report, with the diff/apply/hash
 # invariants of invsync-proto). Prints per target the executions and whether it crashed, and
 # exits non-zero when any target crashed (or timed out on an input, or ran out of memory).
 #
@@ -42,7 +42,7 @@ if ! [[ $seconds =~ ^[0-9]+$ ]] || ((seconds == 0)); then
     exit 2
 fi
 jobs=${FUZZ_JOBS:-1}
-read -r -a targets <<<"${FUZZ_TARGETS:-dpkg_status apk_installed cpuinfo mdstat passwd printers_conf report_decode}"
+read -r -a targets <<<"${FUZZ_TARGETS:-dpkg_status apk_installed cpuinfo edid mdstat passwd printers_conf rpm_header snap_state flatpak_metainfo pip_metadata custom_facts version_order report_decode}"
 sanitizer=${FUZZ_SANITIZER:-address}
 
 root=$(cd "$(dirname "$0")/.." && pwd)

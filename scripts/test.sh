@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: `cargo test --workspace`, after setting up what the tests need on a
 # Debian machine with a Rust toolchain (rustup):
-#   - dpkg-query, for the collector test that compares with the real machine;
+#   - dpkg-query and lspci (pciutils, removed again if this run installed it), for the
+#     collector tests that compare with the real machine;
 #   - headless Chromium and chromedriver, for the web console's browser test
 #     (scripts/install-browser.sh; apt-get, with sudo when not root);
 #   - PostgreSQL when one is reachable (PG_ADMIN_URL, default the local server with trust auth;
@@ -21,6 +22,25 @@ SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 command -v dpkg-query >/dev/null 2>&1 || { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq dpkg; }
+
+# lspci (pciutils), the oracle the pci/ collector is compared with on this machine; removed
+# again at the end when this run installed it.
+PCI_NEW=""
+if ! command -v lspci >/dev/null 2>&1; then
+  # Exactly the packages this run adds, so that only those are purged at the end.
+  for p in pciutils libpci3 pci.ids; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || PCI_NEW="$PCI_NEW $p"
+  done
+  if ! { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends pciutils; } >/dev/null 2>&1; then
+    echo "could not install pciutils: the pci/ live test compares with /sys alone" >&2
+  fi
+fi
+remove_pciutils() {
+  if [ -n "$PCI_NEW" ]; then
+    # shellcheck disable=SC2086
+    $SUDO apt-get purge -y -qq $PCI_NEW >/dev/null 2>&1 || true
+  fi
+}
 
 PG_ADMIN_URL="${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 pg_up() { command -v psql >/dev/null 2>&1 && psql "$PG_ADMIN_URL" -Atqc 'SELECT 1' >/dev/null 2>&1; }
@@ -43,7 +63,7 @@ elif pg_up; then
       psql "$PG_ADMIN_URL" -Atqc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null || true
     done
   }
-  trap drop_test_databases EXIT
+  trap 'drop_test_databases; remove_pciutils' EXIT
   export INVSYNC_TEST_POSTGRES="${PG_ADMIN_URL%/*}/$PG_DB"
   echo "PostgreSQL tests use the fresh database $PG_DB"
 elif [ "${CI:-}" = "true" ]; then
@@ -52,6 +72,9 @@ elif [ "${CI:-}" = "true" ]; then
 else
   echo "PostgreSQL is not reachable at $PG_ADMIN_URL: its tests will be listed as ignored" >&2
 fi
+
+# Whichever way the run ends (the PostgreSQL branch above replaces this with both clean-ups).
+trap -p EXIT | grep -q drop_test_databases || trap remove_pciutils EXIT
 
 scripts/install-browser.sh
 
