@@ -69,25 +69,6 @@ pub fn enroll_with_ca(
         }
     }
 
-    state::ensure_data_dir(&opts.data_dir)?;
-    let _lock = StateLock::acquire(&opts.data_dir)?;
-    if machine.generated {
-        state::write_atomic(
-            &opts.data_dir,
-            MACHINE_ID_FILE,
-            format!("{}\n", machine.id).as_bytes(),
-        )
-        .map_err(|e| AgentError::io("could not save the generated machine id", &e))?;
-    }
-    match State::load(&opts.data_dir) {
-        Ok(old) => tracing::info!(
-            previous_site = %old.site_url,
-            previous_client_id = %old.client_id,
-            "Replacing the previous enrollment; its acknowledged snapshots and outbox are dropped."
-        ),
-        Err(AgentError::NotEnrolled { .. }) => {}
-        Err(e) => tracing::info!(error = %e, "Replacing an unreadable state file."),
-    }
     let mut state = State::new(
         cap.base_url(),
         response.client_id,
@@ -98,7 +79,7 @@ pub fn enroll_with_ca(
     state.ca_cert = ca_cert;
     // Kept for a file-share CAP the agent may fall back to (`invagent cycle --cap-dir`).
     state.site_public_key = response.site_public_key;
-    state.save(&opts.data_dir)?;
+    replace_state(&opts.data_dir, &machine, &state)?;
     tracing::info!(
         name = %response.name,
         client_id = %response.client_id,
@@ -107,6 +88,37 @@ pub fn enroll_with_ca(
         "Enrolled at the site."
     );
     Ok(response)
+}
+
+/// Writes a new enrollment's state in place of whatever the data directory held (and the
+/// machine id, when it was generated for it), under the data directory's lock. Shared by the
+/// enrollment at a site and the one from an enrollment file.
+pub(crate) fn replace_state(
+    data_dir: &Path,
+    machine: &MachineId,
+    state: &State,
+) -> Result<(), AgentError> {
+    state::ensure_data_dir(data_dir)?;
+    let _lock = StateLock::acquire(data_dir)?;
+    if machine.generated {
+        state::write_atomic(
+            data_dir,
+            MACHINE_ID_FILE,
+            format!("{}\n", machine.id).as_bytes(),
+        )
+        .map_err(|e| AgentError::io("could not save the generated machine id", &e))?;
+    }
+    match State::load(data_dir) {
+        Ok(old) => tracing::info!(
+            previous_site = %old.site_url,
+            previous_client_id = %old.client_id,
+            "Replacing the previous enrollment; its acknowledged snapshots and outbox are dropped."
+        ),
+        Err(AgentError::NotEnrolled { .. }) => {}
+        Err(e) => tracing::info!(error = %e, "Replacing an unreadable state file."),
+    }
+    state.save(data_dir)?;
+    Ok(())
 }
 
 /// `--ca-cert` as the absolute path the state keeps (later cycles may run from another

@@ -17,7 +17,7 @@ use invsync_proto::wire::EnrollResponse;
 
 use crate::enroll::machine_id;
 use crate::error::AgentError;
-use crate::state::{self, MACHINE_ID_FILE, State, StateLock};
+use crate::state::State;
 
 /// What `invagent enroll --from-file` needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,25 +35,6 @@ pub fn enroll_from_file(opts: &FileEnrollOptions) -> Result<EnrollResponse, Agen
     let file = read_enrollment_file(&opts.file)?;
     let machine = machine_id(&opts.root, &opts.data_dir);
 
-    state::ensure_data_dir(&opts.data_dir)?;
-    let _lock = StateLock::acquire(&opts.data_dir)?;
-    if machine.generated {
-        state::write_atomic(
-            &opts.data_dir,
-            MACHINE_ID_FILE,
-            format!("{}\n", machine.id).as_bytes(),
-        )
-        .map_err(|e| AgentError::io("could not save the generated machine id", &e))?;
-    }
-    match State::load(&opts.data_dir) {
-        Ok(old) => tracing::info!(
-            previous_site = %old.site_url,
-            previous_client_id = %old.client_id,
-            "Replacing the previous enrollment; its acknowledged snapshots and outbox are dropped."
-        ),
-        Err(AgentError::NotEnrolled { .. }) => {}
-        Err(e) => tracing::info!(error = %e, "Replacing an unreadable state file."),
-    }
     let mut state = State::new(
         "",
         file.client_id,
@@ -62,7 +43,7 @@ pub fn enroll_from_file(opts: &FileEnrollOptions) -> Result<EnrollResponse, Agen
         file.site.clone(),
     );
     state.site_public_key = Some(file.site_public_key);
-    state.save(&opts.data_dir)?;
+    crate::enroll::replace_state(&opts.data_dir, &machine, &state)?;
     tracing::info!(
         name = %file.name,
         client_id = %file.client_id,
