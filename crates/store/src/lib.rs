@@ -255,10 +255,19 @@ macro_rules! dispatch {
 /// must be owned.
 macro_rules! view {
     ($store:ident, |$e:ident, $b:ident| $call:expr) => {
+        in_transaction!($store, view, read_only_snapshot, |$e, $b| $call)
+    };
+}
+
+/// What [`view!`] and [`change_all!`] share: `$call` through SQLite's `$lite` job (its reading
+/// thread, or its writer, where each job is a savepoint), or in the PostgreSQL transaction
+/// `$pg` opens, committed only when the call succeeds.
+macro_rules! in_transaction {
+    ($store:ident, $lite:ident, $pg:ident, |$e:ident, $b:ident| $call:expr) => {
         match &*$store.backend {
-            Backend::Sqlite(s) => s.view(move |$e, $b| sqlite::ready($call)).await,
+            Backend::Sqlite(s) => s.$lite(move |$e, $b| sqlite::ready($call)).await,
             Backend::Postgres($b) => {
-                let mut tx = $b.read_only_snapshot().await?;
+                let mut tx = $b.$pg().await?;
                 let $e = &mut *tx;
                 let out = $call.await?;
                 tx.commit().await?;
@@ -273,16 +282,7 @@ macro_rules! view {
 /// transaction, committed only when the call succeeds.
 macro_rules! change_all {
     ($store:ident, |$e:ident, $b:ident| $call:expr) => {
-        match &*$store.backend {
-            Backend::Sqlite(s) => s.change(move |$e, $b| sqlite::ready($call)).await,
-            Backend::Postgres($b) => {
-                let mut tx = $b.begin().await?;
-                let $e = &mut *tx;
-                let out = $call.await?;
-                tx.commit().await?;
-                Ok(out)
-            }
-        }
+        in_transaction!($store, change, begin, |$e, $b| $call)
     };
 }
 
