@@ -162,11 +162,14 @@ async fn import_client(
         }
     }
     // Oldest first by the agent's clock, then by id; a file whose header cannot be read sorts
-    // first and is refused on its own.
-    read.sort_by_cached_key(|(w, bytes)| {
-        let written = InvFile::parse(bytes).map(|f| f.header.written_at.0).ok();
-        (written, w.id)
-    });
+    // first and is refused on its own. A client's only file (the usual case) needs no order,
+    // and its header is not parsed a further time for one.
+    if read.len() > 1 {
+        read.sort_by_cached_key(|(w, bytes)| {
+            let written = InvFile::parse(bytes).map(|f| f.header.written_at.0).ok();
+            (written, w.id)
+        });
+    }
     let mut auth_of: Option<(Uuid, Option<ClientAuth>)> = None;
     for (w, bytes) in read {
         let client_id = match import::header_of(&bytes, &w.client, w.id) {
