@@ -107,6 +107,38 @@ impl OfflineClient {
     }
 }
 
+/// An agent enrolled from `invsite offline-enroll`'s file: its data directory and root.
+pub fn offline_agent(site: &Site, tmp: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let file = tmp.join(format!("{name}.enroll"));
+    run_ok(
+        "invsite",
+        &[
+            "offline-enroll",
+            name,
+            "--data-dir",
+            site.data_dir(),
+            "--out",
+            s(&file),
+        ],
+    );
+    let data = tmp.join(format!("agent-{name}"));
+    let root = fixture_copy("debian", &tmp.join(format!("roots-{name}")));
+    let out = run_ok(
+        "invagent",
+        &[
+            "enroll",
+            "--data-dir",
+            s(&data),
+            "--from-file",
+            s(&file),
+            "--root",
+            s(&root),
+        ],
+    );
+    assert!(out.contains(&format!("enrolled as {name}")), "{out}");
+    (data, root)
+}
+
 pub fn hw_items(cpu: &str) -> Items {
     let mut items = Items::new();
     items.insert(
@@ -754,35 +786,7 @@ fn two_agents_and_two_cap_syncs_working_the_directory_at_once_lose_nothing() {
     let cap = cap_dir(tmp.path());
     let agents: Vec<(PathBuf, PathBuf)> = ["PLC01", "PLC02"]
         .iter()
-        .map(|name| {
-            let file = tmp.path().join(format!("{name}.enroll"));
-            run_ok(
-                "invsite",
-                &[
-                    "offline-enroll",
-                    name,
-                    "--data-dir",
-                    site.data_dir(),
-                    "--out",
-                    s(&file),
-                ],
-            );
-            let data = tmp.path().join(format!("agent-{name}"));
-            let root = fixture_copy("debian", &tmp.path().join(format!("roots-{name}")));
-            run_ok(
-                "invagent",
-                &[
-                    "enroll",
-                    "--data-dir",
-                    s(&data),
-                    "--from-file",
-                    s(&file),
-                    "--root",
-                    s(&root),
-                ],
-            );
-            (data, root)
-        })
+        .map(|name| offline_agent(&site, tmp.path(), name))
         .collect();
     // Each round: both agents cycle and both cap-syncs run, all four at once; between rounds
     // each agent's software changes.

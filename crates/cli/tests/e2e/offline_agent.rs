@@ -4,11 +4,11 @@
 //! gets no report stored twice when it is back; and a one-off inventory imported and then taken
 //! over by the agent that enrolls from the same machine.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 
 use crate::common::*;
-use crate::offline::{cap_dir, cap_sync};
+use crate::offline::{cap_dir, cap_sync, offline_agent};
 
 /// `invagent cycle --cap-dir`, asserted to succeed: its summary lines.
 fn cap_cycle(data: &Path, root: &Path, cap: &Path) -> Vec<String> {
@@ -26,38 +26,6 @@ fn cap_cycle(data: &Path, root: &Path, cap: &Path) -> Vec<String> {
     );
     assert_eq!(code(&o), 0, "invagent cycle:\n{}{}", stdout(&o), stderr(&o));
     stdout(&o).lines().map(str::to_string).collect()
-}
-
-/// An agent enrolled from `invsite offline-enroll`'s file: its data directory and root.
-fn offline_agent(site: &Site, tmp: &Path, name: &str) -> (PathBuf, PathBuf) {
-    let file = tmp.join(format!("{name}.enroll"));
-    run_ok(
-        "invsite",
-        &[
-            "offline-enroll",
-            name,
-            "--data-dir",
-            site.data_dir(),
-            "--out",
-            s(&file),
-        ],
-    );
-    let data = tmp.join(format!("agent-{name}"));
-    let root = fixture_copy("debian", &tmp.join(format!("roots-{name}")));
-    let out = run_ok(
-        "invagent",
-        &[
-            "enroll",
-            "--data-dir",
-            s(&data),
-            "--from-file",
-            s(&file),
-            "--root",
-            s(&root),
-        ],
-    );
-    assert!(out.contains(&format!("enrolled as {name}")), "{out}");
-    (data, root)
 }
 
 #[test]
