@@ -642,7 +642,7 @@ fn two_runs_at_once_import_every_file_exactly_once() {
     let spawn = || {
         bin("invsite")
             .args(["cap-sync", s(&cap), "--data-dir", site.data_dir(), "--json"])
-            .stdout(std::process::Stdio::piped())
+            .stdout(Stdio::piped())
             .spawn()
             .unwrap()
     };
@@ -668,6 +668,50 @@ fn two_runs_at_once_import_every_file_exactly_once() {
     }
     assert_eq!(files_in(&cap.join("Inventry.box/done")).len(), written);
     assert_eq!(files_in(&cap.join("Inventry.box")), vec!["bad", "done"]);
+}
+
+/// Regression: a run that stored a report and then found the file already moved by a second
+/// run (which saw it as a duplicate) reported it as neither imported nor refused, so the two
+/// runs' summaries counted one stored report less than there were (CI saw 28 of 30).
+#[test]
+fn a_report_stored_by_one_run_and_moved_by_another_is_told_by_the_run_that_stored_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let site = Site::init(tmp.path(), "S01");
+    let cap = cap_dir(tmp.path());
+    let c = OfflineClient::enroll(&site, tmp.path(), "PLC01");
+    let file = c.drop_inv(
+        &cap,
+        Some(&full(Class::Hw, hw_items("Xeon"), vec![])),
+        Some(0),
+        &[],
+    );
+    // The first run stores the report, then holds still before it moves the file.
+    let slow = bin("invsite")
+        .args(["cap-sync", s(&cap), "--data-dir", site.data_dir(), "--json"])
+        .env("INVSITE_FAILPOINT", "cap-sync-after-store:sleep:3000")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while version(&site, "PLC01", "hw") != Some(1) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first run stored nothing"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // The second run finds the report already stored and moves the file.
+    let out = cap_sync(&site, &cap);
+    assert_eq!(out["imported"][0]["duplicate"], true, "{out}");
+    assert!(cap.join("Inventry.box/done").join(&file).is_file());
+    let o = finish_within(slow, 60, "cap-sync");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let first: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(first["imported"][0]["file"], file.as_str(), "{first}");
+    assert_eq!(first["imported"][0]["duplicate"], false, "{first}");
+    assert_eq!(first["imported"][0]["version"], 1, "{first}");
+    assert_eq!(version(&site, "PLC01", "hw"), Some(1));
 }
 
 #[test]

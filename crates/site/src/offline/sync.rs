@@ -239,8 +239,13 @@ async fn import_client(
             Outcome::CheckedIn { .. } => imported("check-in".to_string(), None, false),
         };
         tracing::debug!(file = %file.file, client = %file.client, what = %file.what, version = file.version, duplicate = file.duplicate, "Imported a file from the CAP directory.");
+        // A report this run stored is this run's to tell even when another run, which found
+        // it a duplicate a moment later, moved the file first: otherwise neither run would
+        // count it as stored (a CI run of two concurrent cap-syncs saw 28 of 30).
+        let stored_here = !file.duplicate && file.version.is_some();
         out.push(match dir.to_done(&w.file).map_err(SyncError::Dir)? {
             Moved::Moved => Done::Imported(file),
+            Moved::Gone if stored_here => Done::Imported(file),
             Moved::Gone => Done::Taken,
         });
     }
