@@ -407,6 +407,32 @@ pub(crate) async fn cfg_view(
     Ok(Some(checkin_read(e, client).await?.0))
 }
 
+/// The row of an own client whose file-share check-in `c` would change nothing but its
+/// last-seen time: it picked nothing up, finished no event, and its record already says cap
+/// and has its machine id. Such a check-in (every delta's file carries one) then needs no
+/// write of its own: the time goes where HTTP check-ins put theirs ([`crate::last_seen`]).
+pub(crate) async fn cap_seen_only(
+    e: &mut impl Exec,
+    site: &SiteCode,
+    client_id: Uuid,
+    c: &crate::CapCheckin,
+) -> Result<Option<i64>, StoreError> {
+    if !c.seen.is_empty() || !c.done_events.is_empty() {
+        return Ok(None);
+    }
+    // The site compared here, not in SQL: see `own_client_row`.
+    let sql = "SELECT id, site_code, transport, machine_id FROM clients WHERE uuid = $1";
+    let row = e
+        .first(sql, &[Arg::Uuid(client_id)], |r| {
+            let quiet = r.text(1)? == site.as_str()
+                && r.int(2)? == rows::TRANSPORT_CAP
+                && !r.text(3)?.is_empty();
+            Ok((r.int(0)?, quiet))
+        })
+        .await?;
+    Ok(row.filter(|(_, quiet)| *quiet).map(|(id, _)| id))
+}
+
 /// Records a file-share check-in ([`crate::Store::cap_checkin`]); the caller runs it in one
 /// transaction.
 pub(crate) async fn cap_checkin<E: Exec>(

@@ -377,3 +377,34 @@ async fn a_client_page_of_a_hundred_thousand_clients_is_the_right_page_in_every_
         }
     }
 }
+
+/// A commit linger (what `invsite cap-sync` sets) groups writes that come a little apart into
+/// fewer commits, and every write is still acknowledged, committed and readable from another
+/// connection to the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_commit_linger_every_write_is_acknowledged_and_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("site.db");
+    let store = Store::create_sqlite(&path, &site()).await.unwrap();
+    store.set_commit_linger(std::time::Duration::from_millis(5));
+    let started = std::time::Instant::now();
+    let writes = (0..40).map(|i| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            // Spread out a little, as a bulk import's writes are.
+            tokio::time::sleep(std::time::Duration::from_millis(i % 8)).await;
+            enroll(&store, &format!("cli{i}")).await
+        })
+    });
+    for w in writes.collect::<Vec<_>>() {
+        w.await.unwrap();
+    }
+    // Each write waits at most the linger more than it would have.
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    let other = Store::open_sqlite(&path).await.unwrap();
+    assert_eq!(other.clients().await.unwrap().len(), 40);
+    // Back to zero: a write is committed at once again.
+    store.set_commit_linger(std::time::Duration::ZERO);
+    enroll(&store, "last").await;
+    assert_eq!(other.clients().await.unwrap().len(), 41);
+}

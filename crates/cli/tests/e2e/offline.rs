@@ -328,7 +328,11 @@ fn cap_sync_imports_reports_moves_files_and_writes_signed_cfgs() {
         before
     );
 
-    // The text output says the same in sentences.
+    // The text output says the same in sentences. The check-in changes nothing but the
+    // client's last-seen time, which the store keeps in memory until it flushes: the run
+    // flushes it before it ends, so another process sees it.
+    let seen_before = site.show("PLC01")["last_seen"].clone();
+    std::thread::sleep(std::time::Duration::from_millis(20));
     c.drop_inv(&cap, None, None, &[]);
     let text = run_ok_stdout(
         "invsite",
@@ -338,6 +342,11 @@ fn cap_sync_imports_reports_moves_files_and_writes_signed_cfgs() {
     assert_eq!(
         last,
         "cap-sync: imported 1 file, refused 0, wrote 0 .cfg files (1 unchanged)"
+    );
+    let seen_after = site.show("PLC01")["last_seen"].clone();
+    assert!(
+        seen_after.as_str() > seen_before.as_str(),
+        "{seen_before} then {seen_after}"
     );
 }
 

@@ -14,6 +14,10 @@ use crate::datadir::open_store;
 use crate::offline::sync::{DEFAULT_CONCURRENCY, SyncSummary, run};
 use crate::offline::{CapDir, SyncContext};
 
+/// How long the store's writer waits to fill a commit during `cap-sync` (see
+/// `Store::set_commit_linger`).
+const CAP_SYNC_LINGER: std::time::Duration = std::time::Duration::from_millis(3);
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The CAP directory (holds Clidata.box and Inventry.box; the boxes are created if missing)
@@ -34,6 +38,8 @@ pub async fn apply(args: Args) -> Result<()> {
     let cap = CapDir::open(&args.dir).map_err(|e| Exit::new(Code::Failure, e.0))?;
     let key = Arc::new(crate::signing::load_or_create(&dir)?);
     let store = open_store(&dir, &config).await?;
+    // A bulk import: a few milliseconds more per report buy commits of many reports each.
+    store.set_commit_linger(CAP_SYNC_LINGER);
     let ctx = SyncContext {
         store: store.clone(),
         key,

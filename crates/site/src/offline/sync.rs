@@ -11,11 +11,13 @@
 //! rename finds the file gone. A file is moved only after the store answered, so a run killed
 //! at any point leaves every file it had not finished where the next run finds it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use futures_util::StreamExt;
+use invsync_proto::offline::cfg::{MAX_REFUSED, Refused};
 use invsync_proto::offline::inv::InvFile;
+use invsync_proto::offline::parse_inv_file_name;
 use invsync_proto::offline::sign::SiteKey;
 use invsync_proto::{ClientName, SiteCode, Timestamp};
 use invsync_store::{ClientAuth, Store};
@@ -105,16 +107,50 @@ pub async fn run(ctx: &SyncContext, dir: &CapDir) -> Result<SyncSummary, SyncErr
     for w in listing.waiting {
         by_client.entry(w.client.clone()).or_default().push(w);
     }
-    let mut results = futures_util::stream::iter(by_client.into_values())
-        .map(|files| import_client(ctx, dir, files))
-        .buffer_unordered(ctx.concurrency.max(1));
-    while let Some(result) = results.next().await {
-        // A store failure ends the run: every file not finished stays for the next one.
-        for done in result? {
+    // What `bad/` held before this run: each client's `.cfg` lists its refused reports.
+    let refused = Arc::new(dir.refused());
+    let now = Timestamp::now();
+    let run = Arc::new(RunContext {
+        sync: ctx.clone(),
+        dir: dir.clone(),
+        cfg: Arc::new(CfgContext {
+            key: ctx.key.clone(),
+            site: ctx.site.clone(),
+            agent_interval_secs: ctx.agent_interval_secs,
+        }),
+        now,
+    });
+    // One task per client, so that the runtime's workers (one per core) read, authenticate,
+    // decode and move files in parallel while the store's writer commits what they hand it.
+    let mut clients = by_client.into_iter();
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut cfg_done = HashSet::new();
+    loop {
+        while tasks.len() < ctx.concurrency.max(1) {
+            let Some((client, files)) = clients.next() else {
+                break;
+            };
+            let (run, earlier) = (
+                run.clone(),
+                refused.get(&client).cloned().unwrap_or_default(),
+            );
+            tasks.spawn(async move { import_client(&run, client, files, earlier).await });
+        }
+        let Some(joined) = tasks.join_next().await else {
+            break;
+        };
+        // A store failure ends the run (dropping the set cancels the other clients' tasks):
+        // every file not finished stays for the next one.
+        let client =
+            joined.map_err(|e| SyncError::Dir(format!("an import task failed: {e}")))??;
+        for done in client.files {
             finish(&mut summary, done);
         }
+        if let Some((name, written)) = client.cfg {
+            count_cfg(&mut summary, &name, written);
+            cfg_done.insert(name);
+        }
     }
-    drop(results);
     if let Some(wake) = &ctx.forward_wake
         && summary
             .imported
@@ -123,7 +159,7 @@ pub async fn run(ctx: &SyncContext, dir: &CapDir) -> Result<SyncSummary, SyncErr
     {
         wake.notify_one();
     }
-    write_cfgs(ctx, dir, &mut summary).await?;
+    write_cfgs(&run, &mut summary, &refused, &cfg_done).await?;
     dir.sync_all();
     summary.imported.sort_by(|a, b| a.file.cmp(&b.file));
     summary.refused.sort_by(|a, b| a.file.cmp(&b.file));
@@ -138,6 +174,31 @@ pub async fn run(ctx: &SyncContext, dir: &CapDir) -> Result<SyncSummary, SyncErr
     Ok(summary)
 }
 
+/// What the tasks of one run share.
+struct RunContext {
+    sync: SyncContext,
+    dir: CapDir,
+    cfg: Arc<CfgContext>,
+    /// The run's time: every `.cfg` it writes is issued at it.
+    now: Timestamp,
+}
+
+/// What one client's task did: its files, and its `.cfg` when the task wrote it.
+struct ClientDone {
+    files: Vec<Done>,
+    cfg: Option<(ClientName, Written)>,
+}
+
+fn count_cfg(summary: &mut SyncSummary, name: &ClientName, written: Written) {
+    match written {
+        Written::Written => summary
+            .written
+            .push(invsync_proto::offline::cfg_file_name(name)),
+        Written::Unchanged => summary.unchanged += 1,
+        Written::Gone => {}
+    }
+}
+
 fn finish(summary: &mut SyncSummary, done: Done) {
     match done {
         Done::Imported(f) => summary.imported.push(f),
@@ -146,12 +207,17 @@ fn finish(summary: &mut SyncSummary, done: Done) {
     }
 }
 
-/// Imports one client's files, oldest first.
+/// Imports one client's files, oldest first, then writes its `.cfg` if a file was imported:
+/// the agent learns the new versions in the same run, and the `.cfg` files are written while
+/// other clients' imports wait for the store (rather than in a pass of their own at the end).
+/// `earlier`: the client's reports refused before this run, newest first.
 async fn import_client(
-    ctx: &SyncContext,
-    dir: &CapDir,
+    run: &RunContext,
+    client: ClientName,
     files: Vec<Waiting>,
-) -> Result<Vec<Done>, SyncError> {
+    earlier: Vec<Refused>,
+) -> Result<ClientDone, SyncError> {
+    let (ctx, dir) = (&run.sync, &run.dir);
     let mut read = Vec::with_capacity(files.len());
     let mut out = Vec::new();
     for w in files {
@@ -249,7 +315,40 @@ async fn import_client(
             Moved::Gone => Done::Taken,
         });
     }
-    Ok(out)
+    // A client with only refused or taken files is left to the pass over the directory's
+    // clients, which writes `.cfg` files for clients of the CAP transport only.
+    let imported = out.iter().any(|d| matches!(d, Done::Imported(_)));
+    let cfg = match (imported, &auth_of) {
+        (true, Some((client_id, Some(_)))) => {
+            // This run's refusals are the newest.
+            let mut refused: Vec<Refused> = out
+                .iter()
+                .rev()
+                .filter_map(|d| match d {
+                    Done::Refused(f) => Some(Refused {
+                        report_id: parse_inv_file_name(&f.file).map_or(Uuid::nil(), |(_, id)| id),
+                        reason: f.reason.clone(),
+                    }),
+                    _ => None,
+                })
+                .chain(earlier)
+                .collect();
+            refused.truncate(MAX_REFUSED);
+            let written = cfg::write(
+                &run.cfg,
+                &ctx.store,
+                dir,
+                *client_id,
+                client.clone(),
+                refused,
+                run.now,
+            )
+            .await?;
+            Some((client, written))
+        }
+        _ => None,
+    };
+    Ok(ClientDone { files: out, cfg })
 }
 
 /// Moves a file to `bad/` beside its reason.
@@ -268,51 +367,55 @@ fn refuse(dir: &CapDir, w: &Waiting, reason: String) -> Result<Done, SyncError> 
     }))
 }
 
-/// Writes the `.cfg` of every client of this directory: those with a `.cfg` here already and
-/// those whose files this run imported or refused. A site may have several CAP directories
-/// (the original had several CAPs: one per ship, say); each gets the `.cfg` files of its own
-/// clients only, not every CAP client's.
+/// Writes the `.cfg` of the directory's other clients: those with a `.cfg` here already and
+/// those whose files this run refused, when the import tasks did not write it. A site may have
+/// several CAP directories (the original had several CAPs: one per ship, say); each gets the
+/// `.cfg` files of its own clients only, not every CAP client's.
 async fn write_cfgs(
-    ctx: &SyncContext,
-    dir: &CapDir,
+    run: &Arc<RunContext>,
     summary: &mut SyncSummary,
+    refused: &HashMap<ClientName, Vec<Refused>>,
+    done: &HashSet<ClientName>,
 ) -> Result<(), SyncError> {
-    let mut here = dir.cfg_clients();
-    here.extend(summary.imported.iter().map(|f| f.client.clone()));
+    let ctx = &run.sync;
+    let mut here = run.dir.cfg_clients();
     here.extend(summary.refused.iter().map(|f| f.client.clone()));
     let clients: Vec<(Uuid, ClientName)> = ctx
         .store
         .cap_clients()
         .await?
         .into_iter()
-        .filter(|(_, name)| here.contains(name))
+        .filter(|(_, name)| here.contains(name) && !done.contains(name))
         .collect();
-    let mut refused = dir.refused();
-    let cfg_ctx = Arc::new(CfgContext {
-        key: ctx.key.clone(),
-        site: ctx.site.clone(),
-        agent_interval_secs: ctx.agent_interval_secs,
-    });
-    let now = Timestamp::now();
-    let cfg_ctx = &cfg_ctx;
+    if clients.is_empty() {
+        return Ok(());
+    }
+    // Read again: this run's refusals are in `bad/` now.
+    let mut refused = if summary.refused.is_empty() {
+        refused.clone()
+    } else {
+        run.dir.refused()
+    };
     let mut results = futures_util::stream::iter(clients.into_iter().map(|(id, name)| {
         let refused = refused.remove(&name).unwrap_or_default();
         async move {
-            let written =
-                cfg::write(cfg_ctx, &ctx.store, dir, id, name.clone(), refused, now).await;
+            let written = cfg::write(
+                &run.cfg,
+                &ctx.store,
+                &run.dir,
+                id,
+                name.clone(),
+                refused,
+                run.now,
+            )
+            .await;
             written.map(|w| (name, w))
         }
     }))
     .buffer_unordered(ctx.concurrency.max(1));
     while let Some(result) = results.next().await {
         let (name, written) = result?;
-        match written {
-            Written::Written => summary
-                .written
-                .push(invsync_proto::offline::cfg_file_name(&name)),
-            Written::Unchanged => summary.unchanged += 1,
-            Written::Gone => {}
-        }
+        count_cfg(summary, &name, written);
     }
     Ok(())
 }

@@ -55,6 +55,9 @@ pub(crate) struct Shared {
     pub cache: ItemCache,
     pub last_seen: LastSeen,
     pub software: SoftwareIndex,
+    /// How long the writer waits for more jobs before committing a small group, in
+    /// microseconds (0: it commits what is waiting at once). See [`crate::Store::set_commit_linger`].
+    pub linger_micros: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -175,6 +178,7 @@ impl SqliteStore {
             cache: ItemCache::default(),
             last_seen: LastSeen::default(),
             software: SoftwareIndex::default(),
+            linger_micros: Default::default(),
         });
         let (sender, thread) = writer::spawn(conn, shared.clone())?;
         Ok(SqliteStore {
@@ -345,6 +349,45 @@ impl SqliteStore {
         };
         self.checkin_write(row, to_pick, now).await?;
         Ok(Authenticated::Client(auth, response))
+    }
+
+    pub(crate) fn set_commit_linger(&self, linger: std::time::Duration) {
+        let micros = u64::try_from(linger.as_micros()).unwrap_or(u64::MAX);
+        self.shared
+            .linger_micros
+            .store(micros, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// A read of `crate::exec` made of a few point look-ups, on the calling thread
+    /// ([`Self::read_inline`]) rather than a reading thread.
+    pub(crate) fn view_inline<T>(
+        &self,
+        f: impl FnOnce(&mut Lite<'_>, &Shared) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.read_inline(|conn, shared| f(&mut Lite(conn), shared))
+    }
+
+    /// [`crate::Store::cap_checkin`]'s common case, where it changes nothing but the
+    /// last-seen time ([`exec::cap_seen_only`]): recorded in memory, as an HTTP check-in's.
+    /// `false`: the check-in needs its write.
+    pub(crate) fn cap_seen_only(
+        &self,
+        client_id: Uuid,
+        c: &crate::CapCheckin,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let row = self.view_inline(|e, shared| {
+            ready(exec::cap_seen_only(e, &shared.site.code, client_id, c))
+        })?;
+        let Some(row) = row else {
+            return Ok(false);
+        };
+        // As the write would: not past now, and never moving the time back (the later of the
+        // stored and the pending time is what is written).
+        self.shared
+            .last_seen
+            .record(row, Timestamp(c.seen_at.0.min(now.0)));
+        Ok(true)
     }
 
     /// A point read on the calling thread ([`Self::read_inline`]): reports and check-ins

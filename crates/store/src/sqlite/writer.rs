@@ -128,6 +128,7 @@ fn run(conn: Connection, rx: Receiver<Box<dyn Job>>, shared: Arc<Shared>) {
                 Err(_) => break,
             }
         }
+        linger(&rx, &shared, &mut jobs);
         let seen = if closed || last_flush.elapsed() >= LAST_SEEN_INTERVAL {
             last_flush = Instant::now();
             shared.last_seen.pending()
@@ -142,6 +143,31 @@ fn run(conn: Connection, rx: Receiver<Box<dyn Job>>, shared: Arc<Shared>) {
         }
     }
     tracing::debug!("The store's writer stopped: every handle to the store was dropped.");
+}
+
+/// With a linger set (a bulk import's), waits up to that long for more jobs before committing a
+/// group smaller than [`MAX_BATCH`]. A commit's fsync and WAL writes cost about as much CPU time
+/// as preparing a delta does, so when the jobs come from a few busy threads rather than many
+/// waiting clients, committing whatever is queued makes groups of two or three and spends the
+/// writer on fsyncs (`cap-sync`: 3,641 commits for 10,000 deltas).
+fn linger(rx: &Receiver<Box<dyn Job>>, shared: &Shared, jobs: &mut Vec<Box<dyn Job>>) {
+    let micros = shared
+        .linger_micros
+        .load(std::sync::atomic::Ordering::Relaxed);
+    if micros == 0 || jobs.is_empty() {
+        return;
+    }
+    let deadline = Instant::now() + Duration::from_micros(micros);
+    while jobs.len() < MAX_BATCH {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        match rx.recv_timeout(left) {
+            Ok(job) => jobs.push(job),
+            Err(_) => break,
+        }
+    }
 }
 
 /// Runs one statement that takes no parameters through the statement cache.
