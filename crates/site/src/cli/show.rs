@@ -1,5 +1,6 @@
-//! `invsite show CLIENT`: one client's identity, inventory versions, hardware items, software
-//! count and requests; `--json` prints the full record of SPEC section 7.
+//! `invsite show CLIENT`: one client's identity, inventory versions, hardware items under
+//! their kinds' headings (System, CPU, ..., Other: `kinds.rs`), software counts per source, and
+//! requests; `--json` prints the full record of SPEC section 7, the flat item maps unchanged.
 
 use anyhow::Result;
 use invsync_proto::ClientName;
@@ -7,6 +8,7 @@ use invsync_proto::wire::{ClientView, RequestView, SnapshotView, Transport};
 
 use super::DataDirArg;
 use crate::access::{AccessOptions, SiteAccess};
+use crate::kinds;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -23,6 +25,8 @@ pub struct Args {
     pub json: bool,
 }
 
+/// A class's version line; the hardware items under their kinds' headings (`kinds.rs`), the
+/// software as a count per source.
 fn class_lines(out: &mut String, label: &str, snap: Option<&SnapshotView>, list_items: bool) {
     match snap {
         None => out.push_str(&format!("{label}: no inventory yet\n")),
@@ -36,11 +40,20 @@ fn class_lines(out: &mut String, label: &str, snap: Option<&SnapshotView>, list_
                 s.updated_at
             ));
             if list_items {
-                for (key, attrs) in &s.items {
-                    let attrs: Vec<String> =
-                        attrs.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                    out.push_str(&format!("    {key}: {}\n", attrs.join(" ")));
+                for (kind, items) in kinds::by_kind(&s.items, |(k, _)| k.as_str()) {
+                    out.push_str(&format!("    {} ({})\n", kind.label(), items.len()));
+                    for (key, attrs) in items {
+                        let attrs: Vec<String> =
+                            attrs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                        out.push_str(&format!("      {key}: {}\n", attrs.join(" ")));
+                    }
                 }
+            } else if !s.items.is_empty() {
+                let counts: Vec<String> = kinds::by_source(s.items.keys(), |k| k.as_str())
+                    .iter()
+                    .map(|(source, items)| format!("{source} {}", items.len()))
+                    .collect();
+                out.push_str(&format!("    by source: {}\n", counts.join(", ")));
             }
         }
     }
