@@ -141,3 +141,89 @@ pub fn apply(args: Args) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view() -> ClientView {
+        let snap = |items: serde_json::Value| {
+            serde_json::json!({
+                "version": 2,
+                "hash": "ab".repeat(32),
+                "full_at": "2026-01-02T03:04:05.000Z",
+                "updated_at": "2026-01-02T03:04:05.000Z",
+                "items": items,
+            })
+        };
+        serde_json::from_value(serde_json::json!({
+            "name": "LAPTOP1",
+            "id": "6f1c7f0e-3f7b-4f7e-9d55-2d1a0a4b7c11",
+            "site": "S01",
+            "machine_id": "0123456789abcdef0123456789abcdef",
+            "enrolled_at": "2026-01-02T03:04:05.000Z",
+            "last_seen": null,
+            "hw": snap(serde_json::json!({
+                "battery/BAT0": { "model": "5B10W13930" },
+                "cpu": { "model": "Intel(R) Core(TM) i7" },
+                "os": { "name": "Debian GNU/Linux" },
+                "pci/0000:00:02.0": { "class_id": "0300" },
+                "system": { "vendor": "LENOVO" },
+                "tpm/0": { "version": "2.0" },
+                "usb/1-1.2": { "vendor_id": "046d" },
+            })),
+            "sw": snap(serde_json::json!({
+                "dpkg/bash/amd64": { "version": "5.2" },
+                "pip/requests/noarch": { "version": "2.31" },
+                "snap/core22/amd64": { "version": "20240111" },
+                "dpkg/gzip/amd64": { "version": "1.12" },
+            })),
+            "requests": [],
+            "events": [],
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn hardware_is_listed_under_kind_headings_in_order() {
+        let text = render(&view());
+        let hw: Vec<&str> = text
+            .lines()
+            .skip_while(|l| !l.starts_with("hardware:"))
+            .skip(2)
+            .take_while(|l| l.starts_with("    "))
+            .collect();
+        assert_eq!(
+            hw,
+            [
+                "    System (2)",
+                "      os: name=Debian GNU/Linux",
+                "      system: vendor=LENOVO",
+                "    CPU (1)",
+                "      cpu: model=Intel(R) Core(TM) i7",
+                "    PCI (1)",
+                "      pci/0000:00:02.0: class_id=0300",
+                "    USB (1)",
+                "      usb/1-1.2: vendor_id=046d",
+                "    Batteries (1)",
+                "      battery/BAT0: model=5B10W13930",
+                "    Other (1)",
+                "      tpm/0: version=2.0",
+            ],
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn software_is_counted_per_source() {
+        let text = render(&view());
+        assert!(
+            text.contains("software: version 2, 4 items, hash abababababababab\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\n    by source: dpkg 2, snap 1, pip 1\n"),
+            "{text}"
+        );
+    }
+}
