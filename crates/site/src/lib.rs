@@ -9,7 +9,8 @@
 //! `connections`). The handlers in `api` and `console` and the forwarder (`parent`) name
 //! `state`; `state` names only `datadir` and the parts it holds (`hub`, `metrics`,
 //! `connections`, `api::{decode, known_keys, throttle}`, `console::session`), none of which
-//! names the state or a handler. `cli` holds the `invsite` commands; `access` reaches a site from a tool.
+//! names the state or a handler. `cli` holds the `invsite` commands; `access` reaches a site from a tool;
+//! `kinds` (which kind an item is, for `cli::show` and the console) names nothing.
 
 pub mod access;
 pub mod api;
@@ -20,6 +21,7 @@ pub mod datadir;
 pub mod failpoint;
 pub mod http;
 pub mod hub;
+pub mod kinds;
 pub mod metrics;
 pub mod offline;
 pub mod ownership;

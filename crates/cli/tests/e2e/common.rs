@@ -81,13 +81,18 @@ pub fn fixture_copy(name: &str, into: &Path) -> PathBuf {
     dst
 }
 
-/// Copies a directory tree (files and directories only).
+/// Copies a directory tree into `dst` (which may exist: a second tree merges into it), with
+/// symbolic links copied as links (sysfs-like fixtures such as `laptop` are relative links).
 pub fn copy_dir(src: &Path, dst: &Path) {
     std::fs::create_dir_all(dst).unwrap();
     for entry in std::fs::read_dir(src).unwrap_or_else(|e| panic!("{}: {e}", src.display())) {
         let entry = entry.unwrap();
         let to = dst.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
+        let kind = entry.file_type().unwrap();
+        if kind.is_symlink() {
+            let _ = std::fs::remove_file(&to);
+            std::os::unix::fs::symlink(std::fs::read_link(entry.path()).unwrap(), &to).unwrap();
+        } else if kind.is_dir() {
             copy_dir(&entry.path(), &to);
         } else {
             std::fs::copy(entry.path(), &to).unwrap();

@@ -3,12 +3,13 @@
 //! SameSite=Strict, every POST needs the session's CSRF token, the buttons queue exactly what
 //! `invsync`/`setevnt` queue, a client of a child site is refused with the ownership
 //! module's explanation and nothing stored, and the software pages list packages across
-//! clients, narrow them by version range and export every row under the console's session.
+//! clients, narrow them by version range and export every row under the console's session; the
+//! client page, like `invsite show`, groups a client's items by kind.
 
 use invsync_proto::wire::{PackagePage, SoftwarePage};
 use serde_json::Value;
 
-use crate::common::{Agent, Site, http, try_show, wait_until};
+use crate::common::{Agent, Site, copy_dir, http, run_ok_stdout, try_show, wait_until};
 
 /// A browser's view of one site's console: its cookies and the HTTP client.
 pub struct Console {
@@ -599,5 +600,134 @@ fn console_software_lists_packages_across_clients_filters_versions_and_exports()
         "{}",
         list.body
     );
+    site.stop();
+}
+
+/// A laptop's items (the `debian` fixture with the `laptop` fixture's devices and the `desktop`
+/// fixture's snaps, flatpaks and pip installs): `invsite show` lists the hardware under kind
+/// headings in the fixed order and counts the software per source; the console's client page
+/// has a section per kind, in the same order, and one per source.
+#[test]
+fn show_and_the_client_page_group_items_by_kind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut site = Site::init(tmp.path(), "S01");
+    site.start();
+    let agent = Agent::enroll(tmp.path(), &site, "debian", "lap01");
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures");
+    copy_dir(&fixtures.join("laptop"), &agent.root);
+    for part in ["snap", "usr/local", "var/lib/flatpak"] {
+        copy_dir(&fixtures.join("desktop").join(part), &agent.root.join(part));
+    }
+    agent.cycle();
+    let hw_items = site.show("LAP01")["hw"]["items"].as_object().unwrap().len();
+    let kinds = [
+        "System",
+        "CPU",
+        "Memory",
+        "Disks",
+        "Filesystems",
+        "Network",
+        "PCI",
+        "Graphics",
+        "USB",
+        "Monitors",
+        "Batteries",
+    ];
+
+    // `invsite show`: each kind's heading with its count, then its items, one kind after another.
+    let text = run_ok_stdout("invsite", &["show", "LAP01", "--data-dir", site.data_dir()]);
+    let hw: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("hardware:"))
+        .skip(2)
+        .take_while(|l| l.starts_with("    "))
+        .collect();
+    let headings: Vec<&str> = hw
+        .iter()
+        .filter(|l| !l.starts_with("      "))
+        .map(|l| l.trim().split(" (").next().unwrap())
+        .collect();
+    assert_eq!(headings, kinds, "{text}");
+    assert_eq!(
+        hw.len() - headings.len(),
+        hw_items,
+        "every item listed once: {text}"
+    );
+    let under = |heading: &str| -> Vec<&str> {
+        hw.iter()
+            .skip_while(|l| l.trim().split(" (").next() != Some(heading))
+            .skip(1)
+            .take_while(|l| l.starts_with("      "))
+            .map(|l| l.trim().split(": ").next().unwrap())
+            .collect()
+    };
+    assert_eq!(under("System"), ["bios", "os", "system", "virt"], "{text}");
+    assert_eq!(under("Batteries"), ["battery/BAT0"], "{text}");
+    assert_eq!(
+        under("Monitors"),
+        ["monitor/card0-HDMI-A-1", "monitor/card0-eDP-1"],
+        "{text}"
+    );
+    assert!(under("PCI").iter().all(|k| k.starts_with("pci/")), "{text}");
+    assert!(
+        under("Graphics").iter().all(|k| k.starts_with("gpu/")),
+        "{text}"
+    );
+    let by_source = text
+        .lines()
+        .skip_while(|l| !l.starts_with("software:"))
+        .find_map(|l| l.strip_prefix("    by source: "))
+        .unwrap_or_else(|| panic!("no count per source: {text}"));
+    let sources: Vec<&str> = by_source
+        .split(", ")
+        .map(|s| s.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(sources, ["dpkg", "snap", "flatpak", "pip"], "{text}");
+    assert!(by_source.ends_with(", pip 2"), "{text}");
+
+    // The console: a section per kind, in the same order, with an index of the kinds and counts.
+    let mut c = Console::new(&site);
+    c.login(&site.admin_token());
+    let page = c.get("/console/clients/LAP01");
+    assert_eq!(page.status, 200);
+    let body = &page.body;
+    let mut at = 0;
+    for kind in kinds {
+        let slug = kind.to_lowercase();
+        let heading = format!(r#"<h3 id="hw-{slug}">{kind} "#);
+        let found = body[at..]
+            .find(&heading)
+            .unwrap_or_else(|| panic!("no {heading} after the previous kind in {body}"));
+        at += found + heading.len();
+        assert!(
+            body.contains(&format!(r##"<a href="#hw-{slug}">{kind} ("##)),
+            "{kind} is in the index: {body}"
+        );
+    }
+    assert!(!body.contains(r#"id="hw-other""#), "no empty kind: {body}");
+    let battery = body.find("<td>battery/BAT0</td>").unwrap();
+    assert!(
+        body[..battery]
+            .rfind("<h3 ")
+            .map(|h| &body[h..battery])
+            .unwrap()
+            .starts_with(r#"<h3 id="hw-batteries">"#)
+    );
+    let mut at = 0;
+    for source in ["dpkg", "snap", "flatpak", "pip"] {
+        let heading = format!(r#"<h3 id="sw-{source}">{source} "#);
+        at += body[at..]
+            .find(&heading)
+            .unwrap_or_else(|| panic!("no {heading} after the previous source in {body}"));
+    }
+    assert!(
+        body.contains(r##"<a href="#sw-pip">pip (2)</a>"##),
+        "{body}"
+    );
+    // Filtered, the sections hold only what matches, and sources with nothing are left out.
+    let page = c.get("/console/clients/LAP01?filter=requests");
+    assert!(page.body.contains(r#"<h3 id="sw-pip">"#), "{}", page.body);
+    assert!(!page.body.contains(r#"<h3 id="sw-dpkg">"#), "{}", page.body);
+    assert!(page.body.contains("1 of "), "{}", page.body);
     site.stop();
 }

@@ -1,5 +1,6 @@
-//! `invsite show CLIENT`: one client's identity, inventory versions, hardware items, software
-//! count and requests; `--json` prints the full record of SPEC section 7.
+//! `invsite show CLIENT`: one client's identity, inventory versions, hardware items under
+//! their kinds' headings (System, CPU, ..., Other: `kinds.rs`), software counts per source, and
+//! requests; `--json` prints the full record of SPEC section 7, the flat item maps unchanged.
 
 use anyhow::Result;
 use invsync_proto::ClientName;
@@ -7,6 +8,7 @@ use invsync_proto::wire::{ClientView, RequestView, SnapshotView, Transport};
 
 use super::DataDirArg;
 use crate::access::{AccessOptions, SiteAccess};
+use crate::kinds;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -23,6 +25,8 @@ pub struct Args {
     pub json: bool,
 }
 
+/// A class's version line; the hardware items under their kinds' headings (`kinds.rs`), the
+/// software as a count per source.
 fn class_lines(out: &mut String, label: &str, snap: Option<&SnapshotView>, list_items: bool) {
     match snap {
         None => out.push_str(&format!("{label}: no inventory yet\n")),
@@ -36,11 +40,20 @@ fn class_lines(out: &mut String, label: &str, snap: Option<&SnapshotView>, list_
                 s.updated_at
             ));
             if list_items {
-                for (key, attrs) in &s.items {
-                    let attrs: Vec<String> =
-                        attrs.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                    out.push_str(&format!("    {key}: {}\n", attrs.join(" ")));
+                for (kind, items) in kinds::by_kind(&s.items, |(k, _)| k.as_str()) {
+                    out.push_str(&format!("    {} ({})\n", kind.label(), items.len()));
+                    for (key, attrs) in items {
+                        let attrs: Vec<String> =
+                            attrs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                        out.push_str(&format!("      {key}: {}\n", attrs.join(" ")));
+                    }
                 }
+            } else if !s.items.is_empty() {
+                let counts: Vec<String> = kinds::by_source(s.items.keys(), |k| k.as_str())
+                    .iter()
+                    .map(|(source, items)| format!("{source} {}", items.len()))
+                    .collect();
+                out.push_str(&format!("    by source: {}\n", counts.join(", ")));
             }
         }
     }
@@ -127,4 +140,90 @@ pub fn apply(args: Args) -> Result<()> {
         invsync_proto::out!("{}", render(&view))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view() -> ClientView {
+        let snap = |items: serde_json::Value| {
+            serde_json::json!({
+                "version": 2,
+                "hash": "ab".repeat(32),
+                "full_at": "2026-01-02T03:04:05.000Z",
+                "updated_at": "2026-01-02T03:04:05.000Z",
+                "items": items,
+            })
+        };
+        serde_json::from_value(serde_json::json!({
+            "name": "LAPTOP1",
+            "id": "6f1c7f0e-3f7b-4f7e-9d55-2d1a0a4b7c11",
+            "site": "S01",
+            "machine_id": "0123456789abcdef0123456789abcdef",
+            "enrolled_at": "2026-01-02T03:04:05.000Z",
+            "last_seen": null,
+            "hw": snap(serde_json::json!({
+                "battery/BAT0": { "model": "5B10W13930" },
+                "cpu": { "model": "Intel(R) Core(TM) i7" },
+                "os": { "name": "Debian GNU/Linux" },
+                "pci/0000:00:02.0": { "class_id": "0300" },
+                "system": { "vendor": "LENOVO" },
+                "tpm/0": { "version": "2.0" },
+                "usb/1-1.2": { "vendor_id": "046d" },
+            })),
+            "sw": snap(serde_json::json!({
+                "dpkg/bash/amd64": { "version": "5.2" },
+                "pip/requests/noarch": { "version": "2.31" },
+                "snap/core22/amd64": { "version": "20240111" },
+                "dpkg/gzip/amd64": { "version": "1.12" },
+            })),
+            "requests": [],
+            "events": [],
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn hardware_is_listed_under_kind_headings_in_order() {
+        let text = render(&view());
+        let hw: Vec<&str> = text
+            .lines()
+            .skip_while(|l| !l.starts_with("hardware:"))
+            .skip(2)
+            .take_while(|l| l.starts_with("    "))
+            .collect();
+        assert_eq!(
+            hw,
+            [
+                "    System (2)",
+                "      os: name=Debian GNU/Linux",
+                "      system: vendor=LENOVO",
+                "    CPU (1)",
+                "      cpu: model=Intel(R) Core(TM) i7",
+                "    PCI (1)",
+                "      pci/0000:00:02.0: class_id=0300",
+                "    USB (1)",
+                "      usb/1-1.2: vendor_id=046d",
+                "    Batteries (1)",
+                "      battery/BAT0: model=5B10W13930",
+                "    Other (1)",
+                "      tpm/0: version=2.0",
+            ],
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn software_is_counted_per_source() {
+        let text = render(&view());
+        assert!(
+            text.contains("software: version 2, 4 items, hash abababababababab\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\n    by source: dpkg 2, snap 1, pip 1\n"),
+            "{text}"
+        );
+    }
 }

@@ -1,7 +1,9 @@
 //! `GET /console/clients/{name}[?site=CODE&filter=TEXT]`: one client (as `invsite show` and
-//! `GET /api/v1/clients/{name}` resolve it) with its hardware, its software (filtered on the
-//! server by `filter`, so it works without JavaScript), its latest history, its requests and
-//! events with their states, and the buttons that queue requests (`queue.rs`).
+//! `GET /api/v1/clients/{name}` resolve it) with its hardware (a section per kind: System,
+//! CPU, ..., Other, as `invsite show` groups it, `kinds.rs`), its software (a section per
+//! source, filtered on the server by `filter`, so it works without JavaScript), its latest
+//! history, its requests and events with their states, and the buttons that queue requests
+//! (`queue.rs`).
 
 use askama::Template;
 use axum::extract::rejection::{PathRejection, QueryRejection};
@@ -14,6 +16,7 @@ use serde::Deserialize;
 use super::session::Session;
 use super::{Chrome, ConsoleError, ago, render, when};
 use crate::api::admin::client_name;
+use crate::kinds;
 use crate::state::AppState;
 
 /// History entries shown; `invsite history` lists more.
@@ -50,6 +53,16 @@ struct Class {
     version: i64,
     updated: String,
     full: String,
+    /// Items shown (all of them, or those the filter matches).
+    shown: usize,
+    groups: Vec<Group>,
+}
+
+/// A kind of hardware item or a software source: its heading, its anchor and its items
+/// (key, attributes) in key order.
+struct Group {
+    id: String,
+    label: String,
     items: Vec<(String, String)>,
 }
 
@@ -79,23 +92,61 @@ fn attrs(a: &Attrs) -> String {
         .join(" ")
 }
 
-fn class(s: &SnapshotView, filter: &str) -> Class {
+/// The snapshot's items that `filter` matches (key or attributes, ignoring case).
+fn matching(s: &SnapshotView, filter: &str) -> Vec<(String, String)> {
     let filter = filter.to_lowercase();
+    s.items
+        .iter()
+        .map(|(k, a)| (k.clone(), attrs(a)))
+        .filter(|(k, a)| {
+            filter.is_empty()
+                || k.to_lowercase().contains(&filter)
+                || a.to_lowercase().contains(&filter)
+        })
+        .collect()
+}
+
+fn class(s: &SnapshotView, groups: Vec<Group>) -> Class {
     Class {
         version: s.version,
         updated: format!("{} ({})", when(Some(s.updated_at)), ago(Some(s.updated_at))),
         full: when(Some(s.full_at)),
-        items: s
-            .items
-            .iter()
-            .map(|(k, a)| (k.clone(), attrs(a)))
-            .filter(|(k, a)| {
-                filter.is_empty()
-                    || k.to_lowercase().contains(&filter)
-                    || a.to_lowercase().contains(&filter)
-            })
-            .collect(),
+        shown: groups.iter().map(|g| g.items.len()).sum(),
+        groups,
     }
+}
+
+/// Hardware: a group per kind, in the kinds' order.
+fn hw_class(s: &SnapshotView) -> Class {
+    let groups = kinds::by_kind(matching(s, ""), |(k, _)| k.as_str())
+        .into_iter()
+        .map(|(kind, items)| Group {
+            id: format!("hw-{}", kind.slug()),
+            label: kind.label().to_string(),
+            items,
+        })
+        .collect();
+    class(s, groups)
+}
+
+/// Software: a group per source (dpkg, rpm, ...), of the packages `filter` matches.
+fn sw_class(s: &SnapshotView, filter: &str) -> Class {
+    let groups = kinds::by_source(matching(s, filter), |(k, _)| k.as_str())
+        .into_iter()
+        .map(|(source, items)| Group {
+            // An anchor from the agent's source name: letters and digits kept, the rest `-`.
+            id: format!(
+                "sw-{}",
+                source
+                    .chars()
+                    .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+                    .collect::<String>()
+            ),
+            label: source,
+            items,
+        })
+        .collect();
+    class(s, groups)
 }
 
 fn lines(view: &ClientView) -> (Vec<Line>, Vec<Line>) {
@@ -161,9 +212,9 @@ pub async fn apply(
         machine_id: view.machine_id.clone(),
         enrolled: when(Some(view.enrolled_at)),
         last_seen: format!("{} ({})", when(view.last_seen), ago(view.last_seen)),
-        hw: view.hw.as_ref().map(|s| class(s, "")),
+        hw: view.hw.as_ref().map(hw_class),
         sw_total: view.sw.as_ref().map_or(0, |s| s.items.len()),
-        sw: view.sw.as_ref().map(|s| class(s, &q.filter)),
+        sw: view.sw.as_ref().map(|s| sw_class(s, &q.filter)),
         filter: q.filter,
         requests,
         events,
