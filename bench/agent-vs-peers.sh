@@ -282,6 +282,8 @@ finish_peer() {
         drop "$tool" "round $round: $WHY"
         return
     fi
+    # The warm-up's inventory is kept for the count of what each tool collects.
+    ((round == 0)) && cp "$dir"/* "$WORK/$tool.xml"
     rm -rf "$dir"
     record "$tool" "$round" "$wall" "$(awk -v u="$user" -v s="$sys" 'BEGIN {printf "%.6f", u + s}')" "$rss"
 }
@@ -640,8 +642,103 @@ print_json() {
     printf ']\n}\n'
 }
 
+# What each tool collects, from the warm-up's output: per kind of thing, how many entries the
+# peers' XML holds (the sections under <CONTENT>) and how many items invagent's JSON holds
+# (hw item keys by their kind, the part before the first '/'; sw items by source). Kinds one
+# tool has and the others do not are listed too, so the comparison hides nothing.
+collected_table() {
+    local fmt=$1
+    python3 - "$fmt" "$WORK" <<'PY'
+import json, os, sys, collections
+import xml.etree.ElementTree as ET
+fmt, work = sys.argv[1], sys.argv[2]
+def xml_counts(path):
+    if not os.path.exists(path):
+        return None
+    try:
+        root = ET.parse(path).getroot()
+    except ET.ParseError:
+        return None
+    content = root.find('CONTENT')
+    if content is None:
+        return None
+    return collections.Counter(child.tag for child in content)
+def inv_counts():
+    out = collections.Counter()
+    for cls in ('hw', 'sw'):
+        p = os.path.join(work, f'invagent.{cls}.json')
+        if not os.path.exists(p):
+            return None
+        items = json.load(open(p))['items']
+        for key in items:
+            out[(cls, key.split('/')[0])] += 1
+    return out
+fusion, ocs, inv = xml_counts(f'{work}/fusion.xml'), xml_counts(f'{work}/ocs.xml'), inv_counts()
+# kind: (XML sections of the peers, invagent hw kinds, sw)
+kinds = [
+    ('BIOS / system / OS', ['BIOS', 'HARDWARE', 'OPERATINGSYSTEM'], ['system', 'bios', 'os', 'board', 'chassis'], False),
+    ('CPUs', ['CPUS'], ['cpu'], False),
+    ('memory (total, modules)', ['MEMORIES'], ['memory', 'dimm'], False),
+    ('disks', ['STORAGES'], ['disk'], False),
+    ('filesystems', ['DRIVES'], ['fs'], False),
+    ('RAID and volumes', ['LOGICAL_VOLUMES', 'PHYSICAL_VOLUMES', 'VOLUME_GROUPS'], ['raid', 'lvm', 'dm'], False),
+    ('network interfaces', ['NETWORKS'], ['nic', 'net'], False),
+    ('PCI devices / controllers', ['CONTROLLERS'], ['pci'], False),
+    ('graphics', ['VIDEOS'], ['gpu'], False),
+    ('USB devices', ['USBDEVICES'], ['usb'], False),
+    ('monitors', ['MONITORS'], ['monitor'], False),
+    ('batteries', ['BATTERIES'], ['battery'], False),
+    ('printers', ['PRINTERS'], ['printer'], False),
+    ('virtualization', ['VIRTUALMACHINES'], ['virt'], False),
+    ('local users', ['LOCAL_USERS', 'USERS'], ['user'], False),
+    ('local groups', ['LOCAL_GROUPS'], [], False),
+    ('services', ['SERVICES'], ['service'], False),
+    ('kernel modules', ['MODULES'], ['kmod'], False),
+    ('custom facts', [], ['custom'], False),
+    ('software packages', ['SOFTWARES'], [], True),
+]
+def peer(c, tags):
+    if c is None:
+        return 'not measured'
+    return str(sum(c[t] for t in tags)) if tags else '—'
+def mine(kinds_, sw):
+    if inv is None:
+        return 'not measured'
+    if sw:
+        return str(sum(n for (cls, _), n in inv.items() if cls == 'sw'))
+    return str(sum(inv[('hw', k)] for k in kinds_)) if kinds_ else '—'
+rows = [(label, peer(fusion, tags), peer(ocs, tags), mine(ks, sw)) for label, tags, ks, sw in kinds]
+known_tags = {t for _, tags, _, _ in kinds for t in tags}
+known_kinds = {k for _, _, ks, _ in kinds for k in ks}
+def others(c):
+    if c is None:
+        return ''
+    return ', '.join(f'{t} {n}' for t, n in sorted(c.items()) if t not in known_tags)
+inv_other = '' if inv is None else ', '.join(f'{k} {n}' for (cls, k), n in sorted(inv.items()) if cls == 'hw' and k not in known_kinds)
+sw_sources = '' if inv is None else ', '.join(f'{k} {n}' for (cls, k), n in sorted(inv.items()) if cls == 'sw')
+rows.append(('other sections / kinds', others(fusion) or '—', others(ocs) or '—', inv_other or '—'))
+if fmt == 'markdown':
+    print('| what (warm-up run) | FusionInventory | OCS Inventory | invagent |')
+    print('| --- | ---: | ---: | ---: |')
+    for r in rows:
+        print('| ' + ' | '.join(r) + ' |')
+    if sw_sources:
+        print(f'\ninvagent software items by source: {sw_sources}')
+else:
+    w = max(len(r[0]) for r in rows)
+    print(f'{"what (warm-up run)":<{w}}  {"FusionInventory":>15}  {"OCS Inventory":>13}  {"invagent":>8}')
+    for r in rows[:-1]:
+        print(f'{r[0]:<{w}}  {r[1]:>15}  {r[2]:>13}  {r[3]:>8}')
+    print(f'other sections of FusionInventory: {rows[-1][1]}')
+    print(f'other sections of OCS Inventory: {rows[-1][2]}')
+    print(f'other kinds of invagent: {rows[-1][3]}')
+    if sw_sources:
+        print(f'invagent software items by source: {sw_sources}')
+PY
+}
+
 case $FORMAT in
-    text) print_text ;;
-    markdown) print_markdown ;;
+    text) print_text; echo; collected_table text ;;
+    markdown) print_markdown; echo; collected_table markdown ;;
     json) print_json ;;
 esac

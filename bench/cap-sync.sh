@@ -4,7 +4,8 @@
 #      server is stopped: cap-sync works on the database alone;
 #   2. every agent drops a full sw report (1,500 packages) in the CAP directory
 #      (`invsync-loadgen cap-files --kind full`), and `invsite cap-sync` imports them: timed;
-#   3. every agent drops a sw delta (`--kind delta`), and cap-sync imports them: timed;
+#   3. every agent drops a sw delta (`--kind delta`), and cap-sync imports them: timed; then a
+#      second round of deltas, timed (the steady state: every .cfg has its spare);
 #   4. the server is started again and `invsync-loadgen verify` checks that the site holds
 #      every report the files carried.
 # Also printed: the size of a no-change check-in `.inv` and of a no-change `.cfg`, as the
@@ -93,6 +94,11 @@ timed_sync "full sw reports (1,500 packages)" "$FULL_AGENTS"
 echo "== $FULL_AGENTS sw deltas as files" >&2
 "$BIN/invsync-loadgen" cap-files --agents-file "$AGENTS_FILE" --cap-dir "$CAP" --kind delta --agents "$FULL_AGENTS" >&2
 timed_sync "sw deltas" "$FULL_AGENTS"
+# A second round of deltas: the steady state of a CAP in use, where each client's .cfg has been
+# replaced before and its spare is there to swap with (the first replacement creates it).
+echo "== $FULL_AGENTS sw deltas as files, second round" >&2
+"$BIN/invsync-loadgen" cap-files --agents-file "$AGENTS_FILE" --cap-dir "$CAP" --kind delta --agents "$FULL_AGENTS" >&2
+timed_sync "sw deltas, second round" "$FULL_AGENTS"
 
 serve
 echo "== verify" >&2
