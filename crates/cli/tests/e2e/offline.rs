@@ -87,6 +87,16 @@ impl OfflineClient {
     }
 
     /// Writes an `.inv` into the CAP directory's `Inventry.box`; returns its file name.
+    /// The client's first report: a full hw report on version 0. Returns the file's name.
+    pub fn drop_first_full(&self, cap: &Path) -> String {
+        self.drop_inv(
+            cap,
+            Some(&full(Class::Hw, hw_items("Xeon"), vec![])),
+            Some(0),
+            &[],
+        )
+    }
+
     pub fn drop_inv(
         &self,
         cap: &Path,
@@ -356,12 +366,7 @@ fn a_request_reaches_the_cfg_and_completes_when_the_answer_is_imported() {
     let site = Site::init(tmp.path(), "S01");
     let cap = cap_dir(tmp.path());
     let c = OfflineClient::enroll(&site, tmp.path(), "PLC01");
-    c.drop_inv(
-        &cap,
-        Some(&full(Class::Hw, hw_items("Xeon"), vec![])),
-        Some(0),
-        &[],
-    );
+    c.drop_first_full(&cap);
     cap_sync(&site, &cap);
 
     run_ok("invsync", &["hw", "PLC01", "--data-dir", site.data_dir()]);
@@ -606,12 +611,7 @@ fn a_run_killed_after_storing_loses_nothing_and_applies_nothing_twice() {
     let site = Site::init(tmp.path(), "S01");
     let cap = cap_dir(tmp.path());
     let c = OfflineClient::enroll(&site, tmp.path(), "PLC01");
-    let file = c.drop_inv(
-        &cap,
-        Some(&full(Class::Hw, hw_items("Xeon"), vec![])),
-        Some(0),
-        &[],
-    );
+    let file = c.drop_first_full(&cap);
     let o = bin("invsite")
         .args(["cap-sync", s(&cap), "--data-dir", site.data_dir()])
         .env("INVSITE_FAILPOINT", "cap-sync-after-store")
@@ -688,12 +688,7 @@ fn a_report_stored_by_one_run_and_moved_by_another_is_told_by_the_run_that_store
     let site = Site::init(tmp.path(), "S01");
     let cap = cap_dir(tmp.path());
     let c = OfflineClient::enroll(&site, tmp.path(), "PLC01");
-    let file = c.drop_inv(
-        &cap,
-        Some(&full(Class::Hw, hw_items("Xeon"), vec![])),
-        Some(0),
-        &[],
-    );
+    let file = c.drop_first_full(&cap);
     // The first run stores the report, then holds still before it moves the file.
     let slow = bin("invsite")
         .args(["cap-sync", s(&cap), "--data-dir", site.data_dir(), "--json"])
@@ -752,12 +747,7 @@ fn serve_with_a_cap_dir_imports_as_files_arrive_and_writes_cfgs_when_requests_ar
     let cap = cap_dir(tmp.path());
     let c = OfflineClient::enroll(&site, tmp.path(), "PLC01");
     site.start_with(&["--cap-dir", s(&cap)]);
-    c.drop_inv(
-        &cap,
-        Some(&full(Class::Hw, hw_items("Xeon"), vec![])),
-        Some(0),
-        &[],
-    );
+    c.drop_first_full(&cap);
     wait_until(20, "serve imports the file", || {
         version(&site, "PLC01", "hw") == Some(1)
     });
