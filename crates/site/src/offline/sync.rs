@@ -2,10 +2,12 @@
 //! waiting in `Inventry.box`, move each to `done/` or `bad/`, then write the `.cfg` of every
 //! client that uses the CAP.
 //!
-//! Files of different clients are imported concurrently (the store groups concurrent writes
-//! into one commit, which is where the rate comes from); one client's files are imported one
-//! after another, oldest first by the agent's clock, because a delta applies only after the
-//! report it follows. Nothing needs a lock, so two runs (two sites' operators, a `cap-sync`
+//! Files of different clients are imported concurrently, a task per client on the runtime's
+//! workers (the store groups concurrent writes into one commit, which is where the rate comes
+//! from), and each task writes its client's `.cfg` as soon as the client's files are in; the
+//! directory's other clients get theirs in a pass at the end. One client's files are imported
+//! one after another, oldest first by the agent's clock, because a delta applies only after
+//! the report it follows. Nothing needs a lock, so two runs (two sites' operators, a `cap-sync`
 //! beside `serve --cap-dir`) may work on one directory at once: both may read a file, the store
 //! keeps the report once (report ids, base versions, the `not_past` guard), and the second
 //! rename finds the file gone. A file is moved only after the store answered, so a run killed
