@@ -160,6 +160,36 @@ impl SiteAccess {
         }
     }
 
+    /// `invsync cancel`: cancels a pending resync request through the running site's admin API,
+    /// else in its database. Exit 4 for an unknown id, 5 for a request routed down to a site
+    /// below (cancel it there), 1 for one already picked up or complete.
+    pub fn cancel_request(&mut self, id: i64) -> Result<wire::Cancelled> {
+        if self.direct.is_none() {
+            match self.http.delete(&format!("/api/v1/requests/{id}"), true) {
+                Ok(answer) if answer.status() == 409 => {
+                    let message = answer.refusal().unwrap_or_else(|| "HTTP 409".to_string());
+                    return Err(Exit::new(Code::Failure, message).into());
+                }
+                Ok(answer) => return decode(&answer),
+                Err(e) => self.failed(e)?,
+            }
+        }
+        let (rt, store) = self.direct()?;
+        match rt.block_on(store.cancel_request(id, Timestamp::now())) {
+            Ok(cancelled) => Ok(cancelled),
+            Err(e @ StoreError::UnknownRequest { .. }) => {
+                Err(Exit::new(Code::UnknownClient, e.to_string()).into())
+            }
+            Err(e @ StoreError::OtherSite(_)) => {
+                Err(Exit::new(Code::OtherSite, e.to_string()).into())
+            }
+            Err(e @ StoreError::NotCancellable(_)) => {
+                Err(Exit::new(Code::Failure, e.to_string()).into())
+            }
+            Err(e) => Err(anyhow::Error::new(e).context("the site database refused the cancel")),
+        }
+    }
+
     /// Every client, sorted by name: the API's pages of the largest size in turn (a client
     /// enrolled meanwhile may shift one page's window; the next call sees it).
     pub fn clients(&mut self) -> Result<Vec<ClientSummary>> {
