@@ -33,7 +33,7 @@ pub struct Args {
     #[arg(value_name = "CLIENT", required_unless_present = "all")]
     pub client: Option<ClientName>,
     /// Every client this site owns, paced by --rate, instead of one CLIENT
-    #[arg(long, conflicts_with_all = ["client", "wait", "via_child", "json"])]
+    #[arg(long, conflicts_with_all = ["client", "wait", "via_child"])]
     pub all: bool,
     /// With --all: how fast to queue (a token bucket), e.g. 300/min or 5/s [default: 300/min]
     #[arg(long, value_name = "RATE", requires = "all", value_parser = crate::all::Rate::parse)]
@@ -48,7 +48,7 @@ pub struct Args {
     /// How long --wait waits (e.g. 60s, 5m)
     #[arg(long, value_name = "DURATION", default_value = "60s", requires = "wait", value_parser = parse_timeout)]
     pub timeout: Duration,
-    /// Print the queued request as JSON
+    /// Print the queued request as JSON (with --all: the counts, `skipped` among them)
     #[arg(long)]
     pub json: bool,
     /// For a client of a site below this one: route the request down to the owning site, which
@@ -163,7 +163,7 @@ pub fn apply(args: &Args) -> Result<()> {
         let rate = args.rate.unwrap_or_else(|| {
             crate::all::Rate::parse(crate::all::Rate::DEFAULT).expect("a valid default")
         });
-        return crate::all::apply(&mut site, args.class, rate);
+        return crate::all::apply(&mut site, args.class, rate, args.json);
     };
     let queued = if args.via_child {
         site.request_resync_via_child(client, args.class, args.site.as_ref())?
