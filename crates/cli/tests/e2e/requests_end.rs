@@ -201,3 +201,41 @@ fn the_api_cancels_pending_requests_and_refuses_others(db: Db) {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 401);
 }
+
+#[test]
+fn a_request_not_picked_up_within_the_configured_expiry_expires() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut site = Site::init(tmp.path(), "S01");
+    let dir = site.data_dir().to_string();
+    let out = run_expect(
+        "invsite",
+        &["config", "--request-expiry", "soon", "--data-dir", &dir],
+        2,
+    );
+    assert!(out.contains("--request-expiry"), "{out}");
+    let out = run_ok_stdout(
+        "invsite",
+        &["config", "--request-expiry", "1s", "--data-dir", &dir],
+    );
+    assert!(out.contains("request-expiry 1s"), "{out}");
+    site.start();
+    let web = Agent::enroll(tmp.path(), &site, "debian", "web1");
+    let id = queue(&site, "hw", "web1");
+    wait_until(30, "the request to expire", || {
+        site.show("web1")["requests"][0]["state"] == "expired"
+    });
+    web.cycle();
+    let r = &site.show("web1")["requests"][0];
+    assert_eq!(
+        (r["id"].as_i64(), r["state"].as_str()),
+        (Some(id), Some("expired")),
+        "{r}"
+    );
+    assert!(
+        r["picked_up_at"].is_null(),
+        "the agent never received it: {r}"
+    );
+    // A new request is queued anew rather than merged into the expired one.
+    let again = queue(&site, "hw", "web1");
+    assert_ne!(again, id);
+}
