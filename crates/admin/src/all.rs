@@ -1,6 +1,8 @@
 //! `invsync hw|sw --all`: a resync of every client this site owns, paced by a token bucket so
 //! a site-wide resync cannot swamp the site (each request wakes an agent that then sends a full
-//! report) or its parent (each full report is forwarded up).
+//! report) or its parent (each full report is forwarded up). A client that already holds a
+//! pending request of the class is skipped (and counted), so running it twice queues nothing
+//! the second time.
 
 use std::time::{Duration, Instant};
 
@@ -72,24 +74,95 @@ impl Bucket {
     }
 }
 
-/// Queues a resync of `class` for every client this site owns, printing progress.
-pub fn apply(site: &mut SiteAccess, class: Class, rate: Rate) -> Result<()> {
+/// What `invsync hw|sw --all --json` prints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub class: Class,
+    pub site: invsync_proto::SiteCode,
+    /// Clients the site owns.
+    pub total: usize,
+    /// Requests queued now.
+    pub created: usize,
+    /// Requests that merged with one that became pending meanwhile.
+    pub merged: usize,
+    /// Clients skipped because they already held a pending request of the class.
+    pub skipped: usize,
+}
+
+impl Summary {
+    /// One line of JSON: `{"class", "site", "total", "created", "merged", "skipped"}`.
+    pub fn json(&self) -> String {
+        serde_json::json!({
+            "class": self.class,
+            "site": self.site,
+            "total": self.total,
+            "created": self.created,
+            "merged": self.merged,
+            "skipped": self.skipped,
+        })
+        .to_string()
+    }
+}
+
+/// Queues a resync of `class` for every client this site owns that holds no pending request
+/// of that class, printing progress (or, with `json`, only the summary).
+pub fn apply(site: &mut SiteAccess, class: Class, rate: Rate, json: bool) -> Result<()> {
     let own = site.code().clone();
-    let clients: Vec<_> = site
+    let pending: std::collections::HashSet<_> = site
+        .pending_requests(class)?
+        .into_iter()
+        .filter(|r| r.site == own)
+        .map(|r| r.client)
+        .collect();
+    let owned: Vec<_> = site
         .clients()?
         .into_iter()
         .filter(|c| c.site == own)
         .collect();
-    let total = clients.len();
+    let total = owned.len();
+    let clients: Vec<_> = owned
+        .into_iter()
+        .filter(|c| !pending.contains(&c.name))
+        .collect();
+    let skipped = total - clients.len();
+    let say = |line: String| -> Result<()> {
+        if !json {
+            invsync_proto::outln!("{line}")?;
+        }
+        Ok(())
+    };
+    let mut summary = Summary {
+        class,
+        site: own.clone(),
+        total,
+        created: 0,
+        merged: 0,
+        skipped,
+    };
     if total == 0 {
-        invsync_proto::outln!("Site {own} owns no clients; nothing to do.")?;
+        say(format!("Site {own} owns no clients; nothing to do."))?;
+    }
+    if skipped > 0 {
+        say(format!(
+            "Skipping {skipped} of {total} clients: they already hold a pending {class} resync request."
+        ))?;
+    }
+    if clients.is_empty() {
+        if json {
+            invsync_proto::outln!("{}", summary.json())?;
+        } else if total > 0 {
+            say(format!(
+                "Queued no {class} resync requests ({skipped} skipped)."
+            ))?;
+        }
         return Ok(());
     }
-    invsync_proto::outln!(
+    let total = clients.len();
+    say(format!(
         "Queuing a {class} resync for {total} clients of site {own} at {:.0}/min (about {}).",
         rate.per_second * 60.0,
         humantime::format_duration(Duration::from_secs((total as f64 / rate.per_second) as u64))
-    )?;
+    ))?;
     // A burst of ten lets a small site finish at once; a big one settles to the rate.
     let mut bucket = Bucket::new(rate, 10);
     let (mut created, mut merged) = (0usize, 0usize);
@@ -104,13 +177,19 @@ pub fn apply(site: &mut SiteAccess, class: Class, rate: Rate) -> Result<()> {
             merged += 1;
         }
         if (i + 1) % step == 0 || i + 1 == total {
-            invsync_proto::outln!("  {}/{total} queued", i + 1)?;
+            say(format!("  {}/{total} queued", i + 1))?;
         }
     }
-    invsync_proto::outln!(
-        "Queued {created} {class} resync requests ({merged} were already pending) in {}.",
+    summary.created = created;
+    summary.merged = merged;
+    if json {
+        invsync_proto::outln!("{}", summary.json())?;
+        return Ok(());
+    }
+    say(format!(
+        "Queued {created} {class} resync requests ({merged} were already pending, {skipped} skipped) in {}.",
         humantime::format_duration(Duration::from_secs(started.elapsed().as_secs()))
-    )?;
+    ))?;
     Ok(())
 }
 

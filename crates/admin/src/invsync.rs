@@ -22,6 +22,7 @@ use invsync_site::access::{AccessOptions, SiteAccess};
     version,
     about = "Inventory Synchronizer: ask a client to send a full hardware or software inventory",
     after_help = "The client applies the request at its next cycle; `setevnt CLIENT cycle` makes that happen now.\n\
+                  `invsync cancel REQUEST_ID` cancels a request that is still pending.\n\
                   Run it on the site server that owns the client."
 )]
 pub struct Args {
@@ -32,7 +33,7 @@ pub struct Args {
     #[arg(value_name = "CLIENT", required_unless_present = "all")]
     pub client: Option<ClientName>,
     /// Every client this site owns, paced by --rate, instead of one CLIENT
-    #[arg(long, conflicts_with_all = ["client", "wait", "via_child", "json"])]
+    #[arg(long, conflicts_with_all = ["client", "wait", "via_child"])]
     pub all: bool,
     /// With --all: how fast to queue (a token bucket), e.g. 300/min or 5/s [default: 300/min]
     #[arg(long, value_name = "RATE", requires = "all", value_parser = crate::all::Rate::parse)]
@@ -47,7 +48,7 @@ pub struct Args {
     /// How long --wait waits (e.g. 60s, 5m)
     #[arg(long, value_name = "DURATION", default_value = "60s", requires = "wait", value_parser = parse_timeout)]
     pub timeout: Duration,
-    /// Print the queued request as JSON
+    /// Print the queued request as JSON (with --all: the counts, `skipped` among them)
     #[arg(long)]
     pub json: bool,
     /// For a client of a site below this one: route the request down to the owning site, which
@@ -94,6 +95,13 @@ pub fn command() -> clap::Command {
 }
 
 pub fn try_main() -> Result<()> {
+    // `invsync cancel REQUEST_ID` beside the seed's `invsync hw|sw CLIENT`: its own arguments.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "cancel") {
+        return match parse::<crate::cancel::Args>()? {
+            Some(args) => crate::cancel::apply(&args),
+            None => Ok(()),
+        };
+    }
     match parse::<Args>()? {
         Some(args) => apply(&args),
         None => Ok(()),
@@ -155,7 +163,7 @@ pub fn apply(args: &Args) -> Result<()> {
         let rate = args.rate.unwrap_or_else(|| {
             crate::all::Rate::parse(crate::all::Rate::DEFAULT).expect("a valid default")
         });
-        return crate::all::apply(&mut site, args.class, rate);
+        return crate::all::apply(&mut site, args.class, rate, args.json);
     };
     let queued = if args.via_child {
         site.request_resync_via_child(client, args.class, args.site.as_ref())?
@@ -201,11 +209,24 @@ fn wait(site: &mut SiteAccess, client: &ClientName, id: i64, timeout: Duration) 
             (_, RequestState::Pending) => &[RequestState::Pending],
             (_, RequestState::PickedUp) => &[RequestState::PickedUp],
             (_, RequestState::Complete) => &[RequestState::Complete],
+            (_, RequestState::Cancelled) => &[RequestState::Cancelled],
+            (_, RequestState::Expired) => &[RequestState::Expired],
         };
         for state in passed {
             invsync_proto::outln!("{}", progress_line(*state, &view, client, site.code()))?;
         }
         last = Some(view.state);
+        if matches!(view.state, RequestState::Cancelled | RequestState::Expired) {
+            return Err(Exit::new(
+                Code::Failure,
+                format!(
+                    "request {id} ended {} without being picked up; queue a new one with `invsync {} {client}`",
+                    view.state.as_str(),
+                    view.class
+                ),
+            )
+            .into());
+        }
         let complete = view.state == RequestState::Complete;
         if complete && parent_url.is_none() {
             return Ok(());
@@ -269,6 +290,13 @@ fn progress_line(
         RequestState::Complete => format!(
             "request {id}: complete at {}: the full report is stored at site {site}",
             at(view.completed_at)
+        ),
+        RequestState::Cancelled => format!(
+            "request {id}: cancelled at {}; {client} will not receive it",
+            at(view.completed_at)
+        ),
+        RequestState::Expired => format!(
+            "request {id}: expired, not picked up by {client} within the site's request expiry"
         ),
     }
 }

@@ -5,5 +5,6 @@
 //! they queue the request in its database, where the site finds it when it starts.
 
 pub mod all;
+pub mod cancel;
 pub mod invsync;
 pub mod setevnt;

@@ -125,6 +125,15 @@ impl Client {
         Answer::read(request.call())
     }
 
+    /// `DELETE base + path`, with the token when `authenticated`.
+    pub fn delete(&self, path: &str, authenticated: bool) -> Result<Answer, Failure> {
+        let mut request = self.agent.delete(format!("{}{path}", self.base));
+        if let (true, Some(token)) = (authenticated, &self.token) {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        Answer::read(request.call())
+    }
+
     /// `POST base + path` with `body` as JSON in `encoding`, with the token when
     /// `authenticated`.
     pub fn post<B: Serialize + ?Sized>(

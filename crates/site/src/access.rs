@@ -15,7 +15,7 @@ use invsync_client::{Answer, Client, ClientOptions, Encoding, Failure, Timeouts}
 use invsync_proto::exit::{Code, Exit};
 use invsync_proto::wire::{
     self, ClientSummary, ClientView, EventRequestBody, HistoryEntry, HistoryQuery, Queued,
-    RequestView, ResyncRequestBody, SitesView,
+    RequestQuery, RequestState, RequestView, ResyncRequestBody, SitesView,
 };
 use invsync_proto::{Class, ClientName, SiteCode, Timestamp};
 use invsync_store::{Store, StoreError};
@@ -157,6 +157,71 @@ impl SiteAccess {
         match self.get(&format!("/api/v1/requests/{id}"))? {
             Some(found) => Ok(found),
             None => self.run_direct(|store, _| async move { Ok(store.request_state(id).await?) }),
+        }
+    }
+
+    /// `invsync cancel`: cancels a pending resync request through the running site's admin API,
+    /// else in its database. Exit 4 for an unknown id, 5 for a request routed down to a site
+    /// below (cancel it there), 1 for one already picked up or complete.
+    pub fn cancel_request(&mut self, id: i64) -> Result<wire::Cancelled> {
+        if self.direct.is_none() {
+            match self.http.delete(&format!("/api/v1/requests/{id}"), true) {
+                Ok(answer) if answer.status() == 409 => {
+                    let message = answer.refusal().unwrap_or_else(|| "HTTP 409".to_string());
+                    return Err(Exit::new(Code::Failure, message).into());
+                }
+                Ok(answer) => return decode(&answer),
+                Err(e) => self.failed(e)?,
+            }
+        }
+        let (rt, store) = self.direct()?;
+        match rt.block_on(store.cancel_request(id, Timestamp::now())) {
+            Ok(cancelled) => Ok(cancelled),
+            Err(e @ StoreError::UnknownRequest { .. }) => {
+                Err(Exit::new(Code::UnknownClient, e.to_string()).into())
+            }
+            Err(e @ StoreError::OtherSite(_)) => {
+                Err(Exit::new(Code::OtherSite, e.to_string()).into())
+            }
+            Err(e @ StoreError::NotCancellable(_)) => {
+                Err(Exit::new(Code::Failure, e.to_string()).into())
+            }
+            Err(e) => Err(anyhow::Error::new(e).context("the site database refused the cancel")),
+        }
+    }
+
+    /// The clients holding a pending resync request of `class` (not picked up, not expired),
+    /// each with its owning site: the API's request list in pages of the largest size, else
+    /// the database's.
+    pub fn pending_requests(&mut self, class: Class) -> Result<Vec<wire::ClientRequest>> {
+        let mut all: Vec<wire::ClientRequest> = Vec::new();
+        loop {
+            let query = RequestQuery {
+                state: Some(RequestState::Pending),
+                class: Some(class),
+                limit: wire::MAX_PAGE_LIMIT,
+                offset: all.len() as u64,
+            };
+            let path = format!(
+                "/api/v1/requests?state=pending&class={class}&limit={}&offset={}",
+                query.limit, query.offset
+            );
+            let page = match self.get::<wire::RequestPage>(&path)? {
+                Some(Some(page)) => page,
+                Some(None) => {
+                    return Err(anyhow::anyhow!(
+                        "the site has no request list endpoint; is it an invsync site?"
+                    ));
+                }
+                None => self
+                    .run_direct(|store, _| async move { Ok(store.requests_page(&query).await?) })?,
+            };
+            let done =
+                page.requests.is_empty() || (all.len() + page.requests.len()) as u64 >= page.total;
+            all.extend(page.requests);
+            if done {
+                return Ok(all);
+            }
         }
     }
 

@@ -49,6 +49,20 @@ pub struct Config {
     /// machine keeps that one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_interval_secs: Option<u64>,
+    /// How long a resync request may wait to be picked up before it expires, in seconds
+    /// (`invsite config --request-expiry`); absent: 30 days
+    /// ([`invsync_store::DEFAULT_REQUEST_EXPIRY`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_expiry_secs: Option<u64>,
+}
+
+impl Config {
+    /// How long a resync request may wait to be picked up before it expires.
+    pub fn request_expiry(&self) -> std::time::Duration {
+        self.request_expiry_secs
+            .map(std::time::Duration::from_secs)
+            .unwrap_or(invsync_store::DEFAULT_REQUEST_EXPIRY)
+    }
 }
 
 /// Bounds on requests, each refused with a 4xx naming the limit, before anything is stored,
@@ -197,7 +211,9 @@ pub async fn open_store(dir: &SiteDir, config: &Config) -> Result<Store> {
         Database::Sqlite => Store::open_sqlite(&dir.sqlite_path()).await,
         Database::Postgres(url) => Store::open_postgres(url).await,
     };
-    opened.with_context(|| format!("cannot open the site's {}", db.describe(dir)))
+    let store = opened.with_context(|| format!("cannot open the site's {}", db.describe(dir)))?;
+    store.set_request_expiry(config.request_expiry());
+    Ok(store)
 }
 
 /// Paths inside one site data directory.

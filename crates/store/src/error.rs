@@ -27,6 +27,17 @@ pub enum StoreError {
     /// No client of this site has this name (or this id).
     #[error("unknown client {name}")]
     UnknownClient { name: String },
+    /// No resync request of this id at this site.
+    #[error("no request {id} at this site")]
+    UnknownRequest { id: i64 },
+    /// A request that can no longer be cancelled (picked up, complete or expired); the text
+    /// says which and what becomes of it.
+    #[error("{0}")]
+    NotCancellable(String),
+    /// A request that only another site can act on (one routed down to the client's owning
+    /// site); the text names that site and what to run there.
+    #[error("{0}")]
+    OtherSite(String),
     /// The report contradicts itself (for example, a full report whose hash does not match its
     /// items); nothing was stored.
     #[error("bad report: {0}")]

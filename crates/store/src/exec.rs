@@ -400,11 +400,12 @@ pub(crate) async fn cfg_view(
     e: &mut impl Exec,
     site: &SiteCode,
     client_id: Uuid,
+    cutoff: i64,
 ) -> Result<Option<invsync_proto::wire::CheckinResponse>, StoreError> {
     let Some(client) = own_client_row(e, site, client_id).await? else {
         return Ok(None);
     };
-    Ok(Some(checkin_read(e, client).await?.0))
+    Ok(Some(checkin_read(e, client, cutoff).await?.0))
 }
 
 /// The row of an own client whose file-share check-in `c` would change nothing but its
@@ -503,14 +504,17 @@ pub(crate) async fn revoke(
 // Check-in and requests
 
 /// What a check-in reads once the client is known: its open requests (and which of them it
-/// picks up now) and the site's version and hash per class.
+/// picks up now) and the site's version and hash per class. Resync requests pending since
+/// before `cutoff` have expired and are left out.
 pub(crate) async fn checkin_read(
     e: &mut impl Exec,
     client: i64,
+    cutoff: i64,
 ) -> Result<(invsync_proto::wire::CheckinResponse, Vec<i64>), StoreError> {
     let args = [Arg::Int(client)];
+    let open_args = [Arg::Int(client), Arg::Int(cutoff)];
     let open: Vec<OpenRequest> = e
-        .all(sql::OPEN_REQUESTS, &args, |r| rows::open_request(r))
+        .all(sql::OPEN_REQUESTS, &open_args, |r| rows::open_request(r))
         .await?;
     let classes: BTreeMap<Class, ClassState> = e
         .all(sql::CLASS_STATES, &args, |r| rows::class_state(r))
@@ -573,10 +577,21 @@ pub(crate) async fn queue_request(
     name: &ClientName,
     kind: &InstructionKind,
     now: Timestamp,
+    cutoff: i64,
 ) -> Result<Queued, StoreError> {
     let client = client_row_by_name(e, site, name).await?;
     let client = client.ok_or_else(|| rows::unknown_client(name))?;
     let (kind, arg) = rows::kind_and_arg(kind);
+    if kind == "resync" {
+        // An identical request that expired no longer stands for this one.
+        let args = [
+            Arg::Int(client),
+            Arg::Text(kind),
+            Arg::Text(arg),
+            Arg::Int(cutoff),
+        ];
+        e.execute(sql::END_EXPIRED, &args).await?;
+    }
     let (id, requested_at, created) = queue_pending(e, client, kind, arg, None, now).await?;
     Ok(rows::queued(name, id, requested_at, created))
 }
@@ -622,6 +637,24 @@ pub(crate) async fn request_state(
         rows::request_view(r)
     })
     .await
+}
+
+/// Cancels a pending resync request of this site ([`crate::Store::cancel_request`]): requests
+/// made before `cutoff` have expired and stay so.
+pub(crate) async fn cancel_request(
+    e: &mut impl Exec,
+    id: i64,
+    now: Timestamp,
+    cutoff: i64,
+) -> Result<invsync_proto::wire::Cancelled, StoreError> {
+    let args = [Arg::Int(now.0), Arg::Int(id), Arg::Int(cutoff)];
+    let changed = e.execute(sql::CANCEL_REQUEST, &args).await? > 0;
+    let found = e
+        .first(sql::CLIENT_REQUEST, &[Arg::Int(id)], |r| {
+            rows::client_request(r)
+        })
+        .await?;
+    rows::cancel_answer(id, found, changed, cutoff)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -747,14 +780,16 @@ pub(crate) async fn clients_page<E: Exec>(
 pub(crate) async fn requests_page<E: Exec>(
     e: &mut E,
     q: &RequestQuery,
+    cutoff: i64,
 ) -> Result<RequestPage, StoreError> {
     let filter = format!(
-        "r.kind = 'resync' AND (CAST($1 AS text) IS NULL OR ({s}) = $1)
-         AND (CAST($2 AS text) IS NULL OR r.arg = $2)",
+        "r.kind = 'resync' AND (CAST($1 AS text) IS NULL OR $1 = ({s}))
+         AND (CAST($3 AS text) IS NULL OR r.arg = $3)",
         s = crate::page::REQUEST_STATE_SQL
     );
     let by = [
         Arg::OptText(q.state.map(RequestState::as_str)),
+        Arg::Int(cutoff),
         Arg::OptText(q.class.map(Class::as_str)),
     ];
     let count = format!("SELECT count(*) FROM requests r WHERE {filter}");
@@ -762,11 +797,15 @@ pub(crate) async fn requests_page<E: Exec>(
     let args = [
         by[0],
         by[1],
+        by[2],
         Arg::Int(q.limit.into()),
         Arg::Int(q.offset as i64),
     ];
-    let select = sql::requests_select(&filter, "$3", "$4");
-    let requests = e.all(&select, &args, |r| rows::client_request(r)).await?;
+    let select = sql::requests_select(&filter, "$4", "$5");
+    let mut requests = e.all(&select, &args, |r| rows::client_request(r)).await?;
+    for r in &mut requests {
+        rows::expire(&mut r.request, cutoff);
+    }
     Ok(RequestPage {
         total: total as u64,
         offset: q.offset,

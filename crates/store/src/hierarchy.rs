@@ -104,8 +104,10 @@ pub(crate) mod sql {
         "UPDATE requests SET picked_up_at = coalesce($1, $2), completed_at = $2
          WHERE origin = $3 AND client_id = $4 AND kind = 'resync' AND completed_at IS NULL";
     /// Records a request completed at the owner, once per origin.
+    /// A completed request always has a pick-up time (one without is a cancelled one,
+    /// `crate::rows::state_of`).
     pub const COMPLETE_NEW: &str = "INSERT INTO requests (client_id, kind, arg, requested_at, picked_up_at, completed_at, origin)
-         VALUES ($1, 'resync', $2, $3, $4, $5, $6)
+         VALUES ($1, 'resync', $2, $3, coalesce($4, $5), $5, $6)
          ON CONFLICT (origin) WHERE origin IS NOT NULL DO NOTHING";
     pub const ACCEPT_DOWN: &str =
         "INSERT INTO requests (client_id, kind, arg, requested_at, origin, route)

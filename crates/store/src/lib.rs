@@ -217,7 +217,16 @@ pub struct Store {
     backend: Arc<Backend>,
     /// Whether the database takes writes, from the outcome of every write (`health`).
     health: Arc<health::WriteHealth>,
+    /// How long a request waits to be picked up before it expires, in milliseconds
+    /// ([`Store::set_request_expiry`]); none (`i64::MAX`) until it is set.
+    request_expiry_ms: Arc<std::sync::atomic::AtomicI64>,
 }
+
+/// How long a request waits to be picked up before it expires, unless the site says otherwise
+/// (`invsite config --request-expiry`): 30 days. The site sets it on the store it opens; a
+/// store nobody set it on lets requests wait for ever.
+pub const DEFAULT_REQUEST_EXPIRY: std::time::Duration =
+    std::time::Duration::from_secs(30 * 24 * 3600);
 
 enum Backend {
     Sqlite(sqlite::SqliteStore),
@@ -305,6 +314,8 @@ impl Store {
         Store {
             backend: Arc::new(backend),
             health: Arc::default(),
+            // No expiry until the site sets its own (`set_request_expiry`).
+            request_expiry_ms: Arc::new(std::sync::atomic::AtomicI64::new(i64::MAX)),
         }
     }
 
@@ -423,7 +434,8 @@ impl Store {
         client_id: Uuid,
         now: Timestamp,
     ) -> Result<CheckinResponse, StoreError> {
-        write_op!(self, "checkin", if |_| false, b => b.checkin(client_id, now).await)
+        let cutoff = self.expiry_cutoff(now);
+        write_op!(self, "checkin", if |_| false, b => b.checkin(client_id, now, cutoff).await)
     }
 
     /// A check-in by whoever presents `key_hash` as the key of `client_id`: the same as
@@ -447,14 +459,15 @@ impl Store {
         key_hash: &Digest,
         now: Timestamp,
     ) -> Result<Authenticated<CheckinResponse>, StoreError> {
+        let cutoff = self.expiry_cutoff(now);
         let result = async {
             match &*self.backend {
-                Backend::Sqlite(b) => b.checkin_with_key(client_id, key_hash, now).await,
+                Backend::Sqlite(b) => b.checkin_with_key(client_id, key_hash, now, cutoff).await,
                 Backend::Postgres(b) => {
                     match self.authenticate_key(client_id, key_hash).await?.accepted() {
                         Ok((auth, ())) => Ok(Authenticated::Client(
                             auth,
-                            b.checkin(client_id, now).await?,
+                            b.checkin(client_id, now, cutoff).await?,
                         )),
                         Err(refused) => Ok(refused),
                     }
@@ -589,12 +602,18 @@ impl Store {
     /// without touching last_seen: `invsite cap-sync` writes it into the client's `.cfg`, which
     /// the agent may never read. `None` when the id is not a client of this site.
     pub async fn cfg_view(&self, client_id: Uuid) -> Result<Option<CheckinResponse>, StoreError> {
+        let cutoff = self.expiry_cutoff(Timestamp::now());
         match &*self.backend {
             // A few point reads: on the calling thread (`cap-sync` makes one per client).
-            Backend::Sqlite(s) => {
-                s.view_inline(|e, b| sqlite::ready(exec::cfg_view(e, &b.site.code, client_id)))
-            }
-            Backend::Postgres(_) => view!(self, |e, b| exec::cfg_view(e, &b.site.code, client_id)),
+            Backend::Sqlite(s) => s.view_inline(|e, b| {
+                sqlite::ready(exec::cfg_view(e, &b.site.code, client_id, cutoff))
+            }),
+            Backend::Postgres(_) => view!(self, |e, b| exec::cfg_view(
+                e,
+                &b.site.code,
+                client_id,
+                cutoff
+            )),
         }
     }
 
@@ -765,12 +784,14 @@ impl Store {
         now: Timestamp,
     ) -> Result<Queued, StoreError> {
         let n = name.clone();
+        let cutoff = self.expiry_cutoff(now);
         let result = change!(self, |e, b| exec::queue_request(
             e,
             &b.site.code,
             &n,
             &kind,
-            now
+            now,
+            cutoff
         ));
         let queued = self
             .health
@@ -832,7 +853,8 @@ impl Store {
             return Err(StoreError::Refused(problem));
         }
         let q = q.clone();
-        view!(self, |e, _b| exec::requests_page(e, &q))
+        let cutoff = self.expiry_cutoff(Timestamp::now());
+        view!(self, |e, _b| exec::requests_page(e, &q, cutoff))
     }
 
     /// One client of this site with its snapshots and its latest 50 requests and 50 events,
@@ -868,7 +890,48 @@ impl Store {
 
     /// A resync request by id; `None` for an unknown id or an event's id.
     pub async fn request_state(&self, id: i64) -> Result<Option<RequestView>, StoreError> {
-        view!(self, |e, _b| exec::request_state(e, id))
+        let mut view = view!(self, |e, _b| exec::request_state(e, id))?;
+        if let Some(v) = &mut view {
+            rows::expire(v, self.expiry_cutoff(Timestamp::now()));
+        }
+        Ok(view)
+    }
+
+    /// Sets how long a request may wait to be picked up (`invsite config --request-expiry`);
+    /// one not picked up in that time reads as `expired` and is no longer handed to its agent.
+    pub fn set_request_expiry(&self, expiry: std::time::Duration) {
+        let ms = i64::try_from(expiry.as_millis()).unwrap_or(i64::MAX);
+        self.request_expiry_ms
+            .store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Requests made before this time, and not picked up, have expired at `now`.
+    fn expiry_cutoff(&self, now: Timestamp) -> i64 {
+        let ms = self
+            .request_expiry_ms
+            .load(std::sync::atomic::Ordering::Relaxed);
+        now.0.saturating_sub(ms)
+    }
+
+    /// Cancels a resync request that is still pending, so its agent never receives it. Cancelling
+    /// a cancelled (or expired) request answers it again with `already_cancelled`. Refused: a
+    /// request already picked up or complete ([`StoreError::NotCancellable`]: it completes as
+    /// usual), one routed down to a site below ([`StoreError::OtherSite`]: the owning site holds
+    /// it), an unknown id ([`StoreError::UnknownRequest`]).
+    pub async fn cancel_request(
+        &self,
+        id: i64,
+        now: Timestamp,
+    ) -> Result<invsync_proto::wire::Cancelled, StoreError> {
+        let cutoff = self.expiry_cutoff(now);
+        let result = change!(self, |e, _b| exec::cancel_request(e, id, now, cutoff));
+        let answer = self.health.record(
+            "cancel_request",
+            result,
+            |c: &invsync_proto::wire::Cancelled| !c.already_cancelled,
+        )?;
+        tracing::debug!(id, client = %answer.client, already = answer.already_cancelled, "Cancelled a request.");
+        Ok(answer)
     }
 
     /// Every client of that name at this site and below it, sorted by owner code, with the
@@ -893,12 +956,17 @@ impl Store {
     }
 
     async fn client_view_of(&self, key: rows::ClientKey) -> Result<Option<ClientView>, StoreError> {
-        view!(self, |e, b| exec::client_view(
+        let mut view = view!(self, |e, b| exec::client_view(
             e,
             &b.site.code,
             &key,
             &b.last_seen
-        ))
+        ))?;
+        let cutoff = self.expiry_cutoff(Timestamp::now());
+        for r in view.iter_mut().flat_map(|v| v.requests.iter_mut()) {
+            rows::expire(r, cutoff);
+        }
+        Ok(view)
     }
 
     async fn history_of(

@@ -20,10 +20,17 @@ pub(crate) fn sort_class(sort: ClientSort) -> Option<i64> {
     }
 }
 
-/// A request's state as SQL computes it from its times, the way `state_of` does, so a list
-/// can filter on it: `'pending'`, `'picked_up'` or `'complete'` ([`RequestState::as_str`]).
-pub(crate) const REQUEST_STATE_SQL: &str = "CASE WHEN r.completed_at IS NOT NULL THEN 'complete' \
-     WHEN r.picked_up_at IS NOT NULL THEN 'picked_up' ELSE 'pending' END";
+/// A request's state as SQL computes it from its times, the way `state_of` and `expire` do in
+/// `crate::rows`, so a list can filter on it: `'pending'`, `'picked_up'`, `'complete'`,
+/// `'cancelled'` or `'expired'` ([`RequestState::as_str`]). `$2` is the expiry cutoff (requests
+/// made before it and not picked up have expired).
+pub(crate) const REQUEST_STATE_SQL: &str = "CASE \
+     WHEN r.completed_at IS NOT NULL AND r.picked_up_at IS NULL \
+          AND r.completed_at = r.requested_at THEN 'expired' \
+     WHEN r.completed_at IS NOT NULL AND r.picked_up_at IS NULL THEN 'cancelled' \
+     WHEN r.completed_at IS NOT NULL THEN 'complete' \
+     WHEN r.picked_up_at IS NOT NULL THEN 'picked_up' \
+     WHEN r.requested_at < $2 AND r.route IS NULL THEN 'expired' ELSE 'pending' END";
 
 /// The `ORDER BY` list over `c` (clients) and `s` (the joined snapshot). `collate` is appended
 /// to the text columns (PostgreSQL's `COLLATE "C"`, so names sort byte-wise as in SQLite).

@@ -82,11 +82,76 @@ pub(crate) fn forwarded_mark(version: i64, hash: &Digest) -> [u8; 16] {
     mark
 }
 
-pub(crate) fn state_of(picked_up_at: Option<i64>, completed_at: Option<i64>) -> RequestState {
+/// A request's state from its times. A request is completed only after it was picked up (a
+/// report answering it, or the owning site's completion forwarded up, sets both), so one
+/// ended without a pick-up time was cancelled (`CANCEL_REQUEST` in `crate::sql`, ended after
+/// it was made) or expired (`END_EXPIRED`, ended at the time it was made, when an identical
+/// request replaced it).
+pub(crate) fn state_of(
+    requested_at: i64,
+    picked_up_at: Option<i64>,
+    completed_at: Option<i64>,
+) -> RequestState {
     match (picked_up_at, completed_at) {
+        (None, Some(at)) if at == requested_at => RequestState::Expired,
+        (None, Some(_)) => RequestState::Cancelled,
         (_, Some(_)) => RequestState::Complete,
         (Some(_), None) => RequestState::PickedUp,
         (None, None) => RequestState::Pending,
+    }
+}
+
+/// The state of a request as read at a time whose expiry cutoff is `cutoff`: a pending
+/// request made before it has expired. A request routed down to a site below is left to the
+/// owning site, which holds it for the agent.
+pub(crate) fn expire(view: &mut RequestView, cutoff: i64) {
+    if view.state == RequestState::Pending && view.route.is_none() && view.requested_at.0 < cutoff {
+        view.state = RequestState::Expired;
+    }
+}
+
+/// The answer to a cancel of request `id` (`changed`: whether this call cancelled it), or
+/// why it was not cancelled, from the request as read after the attempt.
+pub(crate) fn cancel_answer(
+    id: i64,
+    found: Option<invsync_proto::wire::ClientRequest>,
+    changed: bool,
+    cutoff: i64,
+) -> Result<invsync_proto::wire::Cancelled, StoreError> {
+    let Some(mut found) = found else {
+        return Err(StoreError::UnknownRequest { id });
+    };
+    expire(&mut found.request, cutoff);
+    let r = &found.request;
+    let at = |t: Option<Timestamp>| t.map(|t| t.rfc3339()).unwrap_or_else(|| "-".to_string());
+    match r.state {
+        RequestState::Cancelled | RequestState::Expired => Ok(invsync_proto::wire::Cancelled {
+            client: found.client,
+            site: found.site,
+            request: found.request,
+            already_cancelled: !changed,
+        }),
+        RequestState::Pending => match &r.route {
+            Some(owner) => Err(StoreError::OtherSite(format!(
+                "request {id} was routed to {}'s owning site {owner}, which holds it for the agent; \
+                 cancel it there: `invsite show {}` at {owner} lists its id, then `invsync cancel ID`",
+                found.client, found.client
+            ))),
+            // Made pending again between the update and the read cannot happen: nothing
+            // clears a pick-up or completion time.
+            None => Err(StoreError::Database(format!(
+                "request {id} stayed pending after it was cancelled"
+            ))),
+        },
+        RequestState::PickedUp => Err(StoreError::NotCancellable(format!(
+            "request {id} cannot be cancelled: {} picked it up at {}; it completes as usual when the client's full report arrives",
+            found.client,
+            at(r.picked_up_at)
+        ))),
+        RequestState::Complete => Err(StoreError::NotCancellable(format!(
+            "request {id} cannot be cancelled: it is already complete (at {})",
+            at(r.completed_at)
+        ))),
     }
 }
 
@@ -274,11 +339,12 @@ pub(crate) fn log_ack(client_id: Uuid, ack: &ReportAck) {
 pub(crate) fn request_view(row: &impl Cols) -> Result<RequestView, StoreError> {
     let class = Class::parse(row.text(1)?).ok_or_else(|| corrupt("request class"))?;
     let (picked, done) = (row.opt_int(3)?, row.opt_int(4)?);
+    let requested_at = row.at(2)?;
     Ok(RequestView {
         id: row.int(0)?,
         class,
-        state: state_of(picked, done),
-        requested_at: row.at(2)?,
+        state: state_of(requested_at.0, picked, done),
+        requested_at,
         picked_up_at: picked.map(Timestamp),
         completed_at: done.map(Timestamp),
         origin: row.opt_text(5)?.map(str::to_string),
@@ -303,11 +369,12 @@ pub(crate) fn client_request(
 pub(crate) fn event_view(row: &impl Cols) -> Result<EventView, StoreError> {
     let event = Event::parse(row.text(1)?).ok_or_else(|| corrupt("event"))?;
     let (picked, done) = (row.opt_int(3)?, row.opt_int(4)?);
+    let requested_at = row.at(2)?;
     Ok(EventView {
         id: row.int(0)?,
         event,
-        state: state_of(picked, done),
-        requested_at: row.at(2)?,
+        state: state_of(requested_at.0, picked, done),
+        requested_at,
         picked_up_at: picked.map(Timestamp),
         completed_at: done.map(Timestamp),
     })

@@ -111,8 +111,12 @@ pub(crate) const SET_MACHINE_ID: &str = "UPDATE clients SET machine_id = $1 WHER
 /// Replaces an own client's key hash (with 32 zero bytes, which no key hashes to).
 pub(crate) const REVOKE: &str =
     "UPDATE clients SET key_hash = $1 WHERE site_code = $2 AND name = $3";
+/// The requests a check-in hands over: not complete (nor cancelled), and for a resync request
+/// not pending since before the expiry cutoff `$2` (`crate::rows::expire`).
 pub(crate) const OPEN_REQUESTS: &str = "SELECT id, kind, arg, picked_up_at FROM requests
-     WHERE client_id = $1 AND completed_at IS NULL ORDER BY id";
+     WHERE client_id = $1 AND completed_at IS NULL
+       AND (picked_up_at IS NOT NULL OR kind <> 'resync' OR requested_at >= $2)
+     ORDER BY id";
 pub(crate) const CLASS_STATES: &str =
     "SELECT class, version, hash FROM snapshots WHERE client_id = $1";
 /// Creates a request unless an identical one is pending: the partial unique index makes
@@ -123,6 +127,12 @@ pub(crate) const QUEUE_REQUEST: &str =
      ON CONFLICT (client_id, kind, arg)
          WHERE picked_up_at IS NULL AND completed_at IS NULL AND origin IS NULL
      DO NOTHING RETURNING id";
+/// Ends the pending request identical to one being queued when it has expired (made before
+/// `$4`), so the new one can be queued: an expired request is recorded as ended at the time it
+/// was made, without a pick-up (`crate::rows::state_of`).
+pub(crate) const END_EXPIRED: &str = "UPDATE requests SET completed_at = requested_at
+     WHERE client_id = $1 AND kind = $2 AND arg = $3
+       AND picked_up_at IS NULL AND completed_at IS NULL AND origin IS NULL AND requested_at < $4";
 pub(crate) const PENDING_REQUEST: &str = "SELECT id, requested_at FROM requests
      WHERE client_id = $1 AND kind = $2 AND arg = $3
        AND picked_up_at IS NULL AND completed_at IS NULL AND origin IS NULL";
@@ -131,6 +141,19 @@ pub(crate) const REQUEST_STATE: &str = concat!(
     request_cols!(),
     " FROM requests WHERE id = $1 AND kind = 'resync'"
 );
+/// Cancels a pending resync request made at this site (not one routed down to a site below):
+/// a cancelled request is one completed without being picked up ([`crate::rows::state_of`]),
+/// so every query of open requests (`completed_at IS NULL`) leaves it out.
+pub(crate) const CANCEL_REQUEST: &str = "UPDATE requests
+     SET completed_at = CASE WHEN $1 > requested_at THEN $1 ELSE requested_at + 1 END
+     WHERE id = $2 AND kind = 'resync' AND picked_up_at IS NULL AND completed_at IS NULL
+       AND route IS NULL AND requested_at >= $3";
+/// One resync request with its client, as [`crate::rows::client_request`] reads it.
+pub(crate) const CLIENT_REQUEST: &str =
+    "SELECT r.id, r.arg, r.requested_at, r.picked_up_at, r.completed_at, r.origin, r.route,
+            r.forwarded_at, r.forwarded_to, c.name, c.site_code
+     FROM requests r JOIN clients c ON c.id = r.client_id
+     WHERE r.id = $1 AND r.kind = 'resync'";
 pub(crate) const SNAPSHOT_ROW: &str = "SELECT version, hash, recent_reports, items FROM snapshots
      WHERE client_id = $1 AND class = $2";
 pub(crate) const INSERT_SNAPSHOT: &str = "INSERT INTO snapshots
@@ -205,7 +228,10 @@ mod tests {
             CLASS_STATES,
             QUEUE_REQUEST,
             PENDING_REQUEST,
+            END_EXPIRED,
             REQUEST_STATE,
+            CANCEL_REQUEST,
+            CLIENT_REQUEST,
             SNAPSHOT_ROW,
             INSERT_SNAPSHOT,
             UPDATE_SNAPSHOT,

@@ -2159,3 +2159,200 @@ async fn pages_of_a_package_most_clients_hold_come_in_name_order() {
         assert_eq!(rows(&every), want, "{be}: every row, as an export asks");
     }
 }
+
+on_each_backend!(
+    #[tokio::test]
+    a_cancelled_request_is_not_delivered_and_only_pending_ones_can_be_cancelled
+);
+async fn a_cancelled_request_is_not_delivered_and_only_pending_ones_can_be_cancelled() {
+    for f in stores().await {
+        let s = &f.store;
+        let id = enroll(s, "cli1").await;
+        let r = s
+            .request_resync(&name("cli1"), Class::Sw, Timestamp(100))
+            .await
+            .unwrap();
+
+        // Pending → cancelled: neither a check-in nor the file-share CAP's `.cfg` hands it over.
+        let c = s.cancel_request(r.id, Timestamp(150)).await.unwrap();
+        assert_eq!(c.client, name("cli1"), "{}", f.backend);
+        assert!(!c.already_cancelled);
+        assert_eq!(c.request.state, RequestState::Cancelled);
+        assert_eq!(
+            (c.request.picked_up_at, c.request.completed_at),
+            (None, Some(Timestamp(150)))
+        );
+        let cfg = s.cfg_view(id).await.unwrap().unwrap();
+        assert!(cfg.instructions.is_empty(), "{}: {cfg:?}", f.backend);
+        let got = s.checkin(id, Timestamp(200)).await.unwrap();
+        assert!(got.instructions.is_empty(), "{}: {got:?}", f.backend);
+        let state = s.request_state(r.id).await.unwrap().unwrap();
+        assert_eq!(
+            (state.state, state.picked_up_at),
+            (RequestState::Cancelled, None),
+            "the check-in did not pick it up"
+        );
+        let view = s.client_view(&name("cli1")).await.unwrap().unwrap();
+        assert_eq!(view.requests[0].state, RequestState::Cancelled);
+        let q = invsync_proto::wire::RequestQuery {
+            state: Some(RequestState::Cancelled),
+            ..Default::default()
+        };
+        let page = s.requests_page(&q).await.unwrap();
+        assert_eq!(
+            page.requests
+                .iter()
+                .map(|r| r.request.id)
+                .collect::<Vec<_>>(),
+            vec![r.id]
+        );
+
+        // Twice: answered again, unchanged.
+        let again = s.cancel_request(r.id, Timestamp(250)).await.unwrap();
+        assert!(again.already_cancelled);
+        assert_eq!(again.request.completed_at, Some(Timestamp(150)));
+
+        // A report answering it later does not complete it.
+        let mut report = full(Class::Sw, &hw_items("A"));
+        report.answers = vec![r.id];
+        s.store_report(id, &report, Timestamp(260)).await.unwrap();
+        assert_eq!(
+            s.request_state(r.id).await.unwrap().unwrap().state,
+            RequestState::Cancelled
+        );
+
+        // A new request of the class is a new one, not the cancelled one.
+        let next = s
+            .request_resync(&name("cli1"), Class::Sw, Timestamp(300))
+            .await
+            .unwrap();
+        assert!(next.created && next.id != r.id);
+
+        // Picked up: refused, and it completes as usual.
+        s.checkin(id, Timestamp(400)).await.unwrap();
+        let err = s.cancel_request(next.id, Timestamp(450)).await.unwrap_err();
+        assert!(
+            matches!(&err, StoreError::NotCancellable(m) if m.contains("picked it up") && m.contains("CLI1")),
+            "{}: {err:?}",
+            f.backend
+        );
+        assert_eq!(
+            s.request_state(next.id).await.unwrap().unwrap().state,
+            RequestState::PickedUp
+        );
+        let mut report = full(Class::Sw, &hw_items("B"));
+        report.answers = vec![next.id];
+        s.store_report(id, &report, Timestamp(500)).await.unwrap();
+        assert_eq!(
+            s.request_state(next.id).await.unwrap().unwrap().state,
+            RequestState::Complete
+        );
+        let err = s.cancel_request(next.id, Timestamp(550)).await.unwrap_err();
+        assert!(
+            matches!(&err, StoreError::NotCancellable(m) if m.contains("complete")),
+            "{err:?}"
+        );
+
+        // Unknown ids, and events, which are not resync requests.
+        let err = s.cancel_request(999_999, Timestamp(600)).await.unwrap_err();
+        assert_eq!(err, StoreError::UnknownRequest { id: 999_999 });
+        let e = s
+            .request_event(&name("cli1"), Event::Hinv, Timestamp(600))
+            .await
+            .unwrap();
+        let err = s.cancel_request(e.id, Timestamp(650)).await.unwrap_err();
+        assert_eq!(err, StoreError::UnknownRequest { id: e.id });
+    }
+}
+
+on_each_backend!(
+    #[tokio::test]
+    a_request_not_picked_up_within_the_expiry_expires
+);
+async fn a_request_not_picked_up_within_the_expiry_expires() {
+    for f in stores().await {
+        let s = &f.store;
+        s.set_request_expiry(std::time::Duration::from_secs(3600));
+        let id = enroll(s, "cli1").await;
+        let now = Timestamp::now();
+        let old = Timestamp(now.0 - 2 * 3600 * 1000);
+        let r = s
+            .request_resync(&name("cli1"), Class::Hw, old)
+            .await
+            .unwrap();
+        let fresh = s
+            .request_resync(&name("cli1"), Class::Sw, now)
+            .await
+            .unwrap();
+
+        // Read as expired, and handed to nobody.
+        let state = s.request_state(r.id).await.unwrap().unwrap();
+        assert_eq!(state.state, RequestState::Expired, "{}", f.backend);
+        let view = s.client_view(&name("cli1")).await.unwrap().unwrap();
+        let states: Vec<_> = view.requests.iter().map(|r| (r.id, r.state)).collect();
+        assert_eq!(
+            states,
+            vec![
+                (fresh.id, RequestState::Pending),
+                (r.id, RequestState::Expired)
+            ]
+        );
+        let q = |state| invsync_proto::wire::RequestQuery {
+            state: Some(state),
+            ..Default::default()
+        };
+        let ids = |page: invsync_proto::wire::RequestPage| {
+            page.requests
+                .iter()
+                .map(|r| r.request.id)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            ids(s.requests_page(&q(RequestState::Expired)).await.unwrap()),
+            vec![r.id]
+        );
+        assert_eq!(
+            ids(s.requests_page(&q(RequestState::Pending)).await.unwrap()),
+            vec![fresh.id]
+        );
+        let cfg = s.cfg_view(id).await.unwrap().unwrap();
+        assert_eq!(
+            cfg.instructions.iter().map(|i| i.id).collect::<Vec<_>>(),
+            vec![fresh.id],
+            "{}",
+            f.backend
+        );
+        let got = s.checkin(id, Timestamp::now()).await.unwrap();
+        assert_eq!(
+            got.instructions.iter().map(|i| i.id).collect::<Vec<_>>(),
+            vec![fresh.id]
+        );
+        assert_eq!(
+            s.request_state(r.id).await.unwrap().unwrap().state,
+            RequestState::Expired,
+            "the check-in did not pick it up"
+        );
+
+        // Cancelling an expired request changes nothing.
+        let c = s.cancel_request(r.id, Timestamp::now()).await.unwrap();
+        assert_eq!(
+            (c.request.state, c.already_cancelled),
+            (RequestState::Expired, true)
+        );
+
+        // A new request of the class is a new one; the expired one stays expired.
+        let next = s
+            .request_resync(&name("cli1"), Class::Hw, Timestamp::now())
+            .await
+            .unwrap();
+        assert!(next.created && next.id != r.id, "{}: {next:?}", f.backend);
+        assert_eq!(
+            s.request_state(r.id).await.unwrap().unwrap().state,
+            RequestState::Expired
+        );
+        assert_eq!(
+            s.request_state(next.id).await.unwrap().unwrap().state,
+            RequestState::Pending
+        );
+    }
+}

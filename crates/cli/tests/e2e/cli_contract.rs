@@ -21,6 +21,7 @@ const SITE_COMMANDS: &[&[&str]] = &[
     &["invsite", "history", "GOODNAME"],
     &["invsync", "hw", "GOODNAME"],
     &["invsync", "sw", "--all"],
+    &["invsync", "cancel", "7"],
     &["setevnt", "GOODNAME", "hinv"],
 ];
 

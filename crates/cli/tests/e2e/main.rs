@@ -24,6 +24,7 @@ mod offline_agent;
 mod pipes;
 mod push;
 mod quickstart;
+mod requests_end;
 mod restart;
 mod security;
 mod seed_flow;

@@ -234,16 +234,39 @@ fn invsync_all_queues_every_own_client_at_a_paced_rate() {
     assert!(out.contains("for 3 clients of site S04"), "{out}");
     assert!(
         out.contains("3/3 queued")
-            && out.contains("Queued 3 sw resync requests (0 were already pending)"),
+            && out.contains("Queued 3 sw resync requests (0 were already pending, 0 skipped)"),
         "{out}"
     );
     for name in ["ALL1", "ALL2", "ALL3"] {
         assert_eq!(site.show(name)["requests"][0]["state"], "pending");
     }
+    // Run twice: every client already holds a pending request of the class, so all are
+    // skipped and the run says so.
     let out = run_ok("invsync", &["sw", "--all", "--data-dir", site.data_dir()]);
     assert!(
-        out.contains("Queued 0 sw resync requests (3 were already pending)"),
+        out.contains("Skipping 3 of 3 clients: they already hold a pending sw resync request")
+            && out.contains("Queued no sw resync requests (3 skipped)"),
         "{out}"
+    );
+    let out = run_ok(
+        "invsync",
+        &["sw", "--all", "--json", "--data-dir", site.data_dir()],
+    );
+    let summary: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        summary,
+        serde_json::json!({"class": "sw", "site": "S04", "total": 3, "created": 0, "merged": 0, "skipped": 3})
+    );
+    // Only the class asked for counts: hw requests are queued for all three.
+    let out = run_ok(
+        "invsync",
+        &["hw", "--all", "--json", "--data-dir", site.data_dir()],
+    );
+    let summary: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        (&summary["created"], &summary["skipped"]),
+        (&3.into(), &0.into()),
+        "{summary}"
     );
     run_expect(
         "invsync",

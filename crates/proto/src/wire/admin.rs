@@ -375,6 +375,12 @@ pub enum RequestState {
     Pending,
     PickedUp,
     Complete,
+    /// Cancelled while pending (`invsync cancel`, `DELETE /api/v1/requests/{id}`): the agent
+    /// never receives it.
+    Cancelled,
+    /// Not picked up within the site's request expiry (`invsite config --request-expiry`):
+    /// the agent no longer receives it.
+    Expired,
 }
 
 impl RequestState {
@@ -383,6 +389,8 @@ impl RequestState {
             RequestState::Pending => "pending",
             RequestState::PickedUp => "picked_up",
             RequestState::Complete => "complete",
+            RequestState::Cancelled => "cancelled",
+            RequestState::Expired => "expired",
         }
     }
 }
@@ -486,6 +494,19 @@ pub struct HistoryQuery {
 /// `GET /api/v1/clients/{name}/history`.
 pub fn api_client_history(name: &ClientName) -> String {
     format!("{API_CLIENTS}/{name}/history")
+}
+
+/// `DELETE /api/v1/requests/{id}`: the request after it was cancelled.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cancelled {
+    pub client: ClientName,
+    /// The client's owning site (this site).
+    pub site: SiteCode,
+    /// The request, in state `cancelled`.
+    pub request: RequestView,
+    /// True when it was cancelled before this call (cancelling is idempotent).
+    pub already_cancelled: bool,
 }
 
 /// `POST /api/v1/clients/{name}/requests`.

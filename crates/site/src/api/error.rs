@@ -66,6 +66,9 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NameTaken { .. } => ApiError::Conflict(e.to_string()),
             StoreError::UnknownClient { .. } => ApiError::NotFound(e.to_string()),
+            StoreError::UnknownRequest { .. } => ApiError::NotFound(e.to_string()),
+            StoreError::NotCancellable(_) => ApiError::Conflict(e.to_string()),
+            StoreError::OtherSite(_) => ApiError::OtherSite(e.to_string()),
             StoreError::BadReport(_) => ApiError::BadInput(e.to_string()),
             StoreError::CodeInUse(_) => ApiError::Conflict(e.to_string()),
             StoreError::Refused(_) => ApiError::BadInput(e.to_string()),

@@ -71,6 +71,11 @@ pub fn routes() -> Vec<ApiRoute> {
             Method::GET,
             admin::request_state::apply,
         ),
+        route(
+            "/api/v1/requests/{id}",
+            Method::DELETE,
+            admin::request_cancel::apply,
+        ),
         route("/api/v1/software", Method::GET, admin::software::holders),
         route(
             "/api/v1/software/packages",
@@ -104,6 +109,7 @@ pub fn router() -> Router<AppState> {
         admin::history::apply,
         admin::request_list::apply,
         admin::request_state::apply,
+        admin::request_cancel::apply,
         admin::software::holders,
         admin::software::packages,
         apply,
@@ -132,6 +138,7 @@ pub fn router() -> Router<AppState> {
         wire::ResyncRequestBody,
         wire::EventRequestBody,
         wire::Queued,
+        wire::Cancelled,
         wire::RequestPage,
         wire::ClientRequest,
         wire::SoftwarePage,
@@ -180,7 +187,10 @@ impl utoipa::Modify for RateLimited {
             .header("Retry-After", Header::new(RefOr::T(seconds)))
             .build();
         for item in doc.paths.paths.values_mut() {
-            for op in [&mut item.get, &mut item.post].into_iter().flatten() {
+            for op in [&mut item.get, &mut item.post, &mut item.delete]
+                .into_iter()
+                .flatten()
+            {
                 if op.security.is_some() {
                     op.responses
                         .responses

@@ -61,6 +61,10 @@ pub struct Args {
     /// to each agent again
     #[arg(long, value_name = "DURATION|none", value_parser = agent_interval)]
     pub agent_interval: Option<AgentInterval>,
+    /// How long a resync request may wait to be picked up before it expires (30d, 12h, …;
+    /// default 30d): an expired request is no longer handed to its agent and shows as `expired`
+    #[arg(long, value_name = "DURATION", value_parser = request_expiry)]
+    pub request_expiry: Option<u64>,
     /// Print the settings `invsite serve` would use, each with where it came from (command
     /// line, environment, configuration file or default), then this site's settings
     #[arg(long)]
@@ -82,6 +86,15 @@ fn agent_interval(raw: &str) -> Result<AgentInterval, String> {
         return Err("the interval must be at least 1s (or none)".to_string());
     }
     Ok(AgentInterval(Some(d.as_secs())))
+}
+
+/// `--request-expiry`: a duration of at least a second, in seconds.
+fn request_expiry(raw: &str) -> Result<u64, String> {
+    let d = humantime::parse_duration(raw).map_err(|e| format!("{e} (try 30d, 12h)"))?;
+    if d.as_secs() < 1 {
+        return Err("the expiry must be at least 1s".to_string());
+    }
+    Ok(d.as_secs())
 }
 
 fn positive(raw: &str) -> Result<usize, String> {
@@ -121,6 +134,10 @@ fn show(config: &crate::datadir::Config) -> std::io::Result<()> {
         )?,
         None => invsync_proto::outln!("  agent-interval none (each agent's own)")?,
     }
+    invsync_proto::outln!(
+        "  request-expiry {}",
+        humantime::format_duration(config.request_expiry())
+    )?;
     Ok(())
 }
 
@@ -181,6 +198,9 @@ pub fn apply(args: Args, matches: Option<&clap::ArgMatches>) -> Result<()> {
     }
     if let Some(AgentInterval(secs)) = args.agent_interval {
         config.agent_interval_secs = secs;
+    }
+    if let Some(secs) = args.request_expiry {
+        config.request_expiry_secs = Some(secs);
     }
     if let Some(accept) = args.accept_parent_requests {
         config.accept_parent_requests = accept;

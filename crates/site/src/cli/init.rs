@@ -186,6 +186,7 @@ async fn build_site(dir: &SiteDir, db: &Database, opts: &InitOptions) -> Result<
         accept_parent_requests: opts.accept_parent_requests,
         limits: Default::default(),
         agent_interval_secs: None,
+        request_expiry_secs: None,
         tls: match &opts.tls {
             None => None,
             Some(TlsInit::Files(files)) => Some(files.clone()),

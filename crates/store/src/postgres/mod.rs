@@ -271,12 +271,13 @@ impl PgStore {
         &self,
         client_id: Uuid,
         now: Timestamp,
+        cutoff: i64,
     ) -> Result<CheckinResponse, StoreError> {
         let mut conn = self.conn().await?;
         let client = exec::own_client_row(&mut *conn, &self.site.code, client_id)
             .await?
             .ok_or_else(|| unknown_id(client_id))?;
-        let (response, to_pick) = exec::checkin_read(&mut *conn, client).await?;
+        let (response, to_pick) = exec::checkin_read(&mut *conn, client, cutoff).await?;
         if !to_pick.is_empty() {
             exec::mark_picked_up(&mut *conn, client, &to_pick, now).await?;
         }

@@ -308,6 +308,7 @@ impl SqliteStore {
         &self,
         client_id: Uuid,
         now: Timestamp,
+        cutoff: i64,
     ) -> Result<CheckinResponse, StoreError> {
         let (client, response, to_pick) = self.read_inline(|conn, shared| {
             let client = ready(exec::own_client_row(
@@ -316,7 +317,7 @@ impl SqliteStore {
                 client_id,
             ))?
             .ok_or_else(|| unknown_id(client_id))?;
-            let (response, to_pick) = ready(exec::checkin_read(&mut Lite(conn), client))?;
+            let (response, to_pick) = ready(exec::checkin_read(&mut Lite(conn), client, cutoff))?;
             Ok((client, response, to_pick))
         })?;
         self.checkin_write(client, to_pick, now).await?;
@@ -328,6 +329,7 @@ impl SqliteStore {
         client_id: Uuid,
         key_hash: &Digest,
         now: Timestamp,
+        cutoff: i64,
     ) -> Result<Authenticated<CheckinResponse>, StoreError> {
         let read = self.read_inline(|conn, shared| {
             let Some((row, auth)) = ready(exec::client_credentials(
@@ -339,7 +341,11 @@ impl SqliteStore {
                 return Ok(Err(Authenticated::Unknown));
             };
             Ok(match crate::authenticate(Some(auth), key_hash).accepted() {
-                Ok((auth, ())) => Ok((auth, row, ready(exec::checkin_read(&mut Lite(conn), row))?)),
+                Ok((auth, ())) => Ok((
+                    auth,
+                    row,
+                    ready(exec::checkin_read(&mut Lite(conn), row, cutoff))?,
+                )),
                 Err(refused) => Err(refused),
             })
         })?;

@@ -5,6 +5,7 @@ pub mod client;
 pub mod clients;
 pub mod events;
 pub mod history;
+pub mod request_cancel;
 pub mod request_list;
 pub mod request_state;
 pub mod requests;

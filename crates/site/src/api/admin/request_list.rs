@@ -1,4 +1,4 @@
-//! `GET /api/v1/requests?state=pending|picked_up|complete&class=hw|sw&limit=&offset=`: the resync
+//! `GET /api/v1/requests?state=pending|picked_up|complete|cancelled|expired&class=hw|sw&limit=&offset=`: the resync
 //! requests of every client this site holds, newest first, each with its client, and how many
 //! match in all; `limit` is 1 to 1000 (100 when absent).
 
