@@ -100,14 +100,7 @@ pub(crate) fn replace_state(
 ) -> Result<(), AgentError> {
     state::ensure_data_dir(data_dir)?;
     let _lock = StateLock::acquire(data_dir)?;
-    if machine.generated {
-        state::write_atomic(
-            data_dir,
-            MACHINE_ID_FILE,
-            format!("{}\n", machine.id).as_bytes(),
-        )
-        .map_err(|e| AgentError::io("could not save the generated machine id", &e))?;
-    }
+    machine.keep(data_dir)?;
     match State::load(data_dir) {
         Ok(old) => tracing::info!(
             previous_site = %old.site_url,
@@ -157,6 +150,22 @@ pub fn name_from_hostname(root: &Path) -> Result<ClientName, AgentError> {
 pub struct MachineId {
     pub id: String,
     pub generated: bool,
+}
+
+impl MachineId {
+    /// Saves a generated id in the data directory, so the machine keeps it from then on
+    /// ([`machine_id`] reads it back); an id read from the root needs nothing.
+    pub fn keep(&self, data_dir: &Path) -> Result<(), AgentError> {
+        if self.generated {
+            state::write_atomic(
+                data_dir,
+                MACHINE_ID_FILE,
+                format!("{}\n", self.id).as_bytes(),
+            )
+            .map_err(|e| AgentError::io("could not save the generated machine id", &e))?;
+        }
+        Ok(())
+    }
 }
 
 /// The machine id: `etc/machine-id` under the root, else the one generated earlier and kept in

@@ -86,7 +86,11 @@ pub fn machine_id(root: &Path) -> Option<String> {
 
 /// The host name (`proc/sys/kernel/hostname`, else `etc/hostname`, under `root`), if readable.
 pub fn hostname(root: &Path) -> Option<String> {
-    let r = Reader::new(root, "id");
+    read_hostname(&Reader::new(root, "id"))
+}
+
+/// [`hostname`] through a reader already open on the root (the `net` item reads it too).
+pub(crate) fn read_hostname(r: &Reader<'_>) -> Option<String> {
     ["proc/sys/kernel/hostname", "etc/hostname"]
         .iter()
         .find_map(|p| {

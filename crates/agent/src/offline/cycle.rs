@@ -28,7 +28,7 @@ use crate::error::{AgentError, StateError};
 use crate::offline::files::{self, CfgRead};
 use crate::offline::summary::{CapClassOutcome, CapSummary, CfgOutcome, Settled};
 use crate::plan::{self, PlanReason};
-use crate::state::{self, AckedSnapshot, MACHINE_ID_FILE, State};
+use crate::state::{AckedSnapshot, State};
 
 /// Runs one cycle through `cap_dir`, with the data directory locked and the state loaded.
 pub fn cap_cycle(
@@ -326,14 +326,7 @@ impl<'a> Writer<'a> {
             reason: "its client token is malformed".to_string(),
         })?;
         let machine = machine_id(&opts.root, data_dir);
-        if machine.generated {
-            state::write_atomic(
-                data_dir,
-                MACHINE_ID_FILE,
-                format!("{}\n", machine.id).as_bytes(),
-            )
-            .map_err(|e| AgentError::io("could not save the generated machine id", &e))?;
-        }
+        machine.keep(data_dir)?;
         Ok(Writer {
             data_dir,
             inbox,

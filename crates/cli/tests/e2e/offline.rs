@@ -697,14 +697,9 @@ fn a_report_stored_by_one_run_and_moved_by_another_is_told_by_the_run_that_store
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while version(&site, "PLC01", "hw") != Some(1) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the first run stored nothing"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_until(60, "the first run stores the report", || {
+        version(&site, "PLC01", "hw") == Some(1)
+    });
     // The second run finds the report already stored and moves the file.
     let out = cap_sync(&site, &cap);
     assert_eq!(out["imported"][0]["duplicate"], true, "{out}");

@@ -16,7 +16,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use invsync_proto::{Attrs, Items};
 
-use crate::read::{Reader, value};
+use crate::read::Reader;
 
 const STUB: &str = "127.0.0.53";
 
@@ -30,14 +30,7 @@ pub struct Resolver {
 
 pub(crate) fn collect(r: &mut Reader<'_>, items: &mut Items) {
     let mut attrs = Attrs::new();
-    let hostname = ["proc/sys/kernel/hostname", "etc/hostname"]
-        .iter()
-        .find_map(|p| {
-            r.read_quiet(p)
-                .as_deref()
-                .and_then(value)
-                .map(str::to_string)
-        });
+    let hostname = crate::read_hostname(r);
     let conf = r.resolve_in_root("etc/resolv.conf");
     let mut resolver = r
         .read_optional(&conf)
