@@ -160,6 +160,11 @@ impl ItemCache {
         digests.into_iter().map(|d| maps.id(d)).collect()
     }
 
+    /// How many items the cache holds at most.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     /// Items by id, `None` where the cache does not know one.
     pub fn items(&self, ids: &[i64]) -> Vec<Option<CachedItem>> {
         let maps = self.maps.read().unwrap_or_else(|p| p.into_inner());

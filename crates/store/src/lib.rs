@@ -404,6 +404,21 @@ impl Store {
         }
     }
 
+    /// Loads into the item cache the items of the current snapshots of these clients of the
+    /// site (by name, both classes), so that the reports a bulk import is about to plan find their
+    /// snapshots' items in memory: a one-shot `invsite cap-sync` starts with an empty cache, and
+    /// loading each report's missing items one report at a time (a lookup per item, each
+    /// decoded and hashed) was a fifth of its time. Here they are read once, in id order, with
+    /// the ids the cache already holds skipped. Only a cache is filled, so a client unknown
+    /// here or a snapshot changed meanwhile costs nothing but the read. PostgreSQL: no effect
+    /// (its plans prefetch each report's items in one batched read already).
+    pub async fn warm_item_cache(&self, clients: Vec<ClientName>) -> Result<(), StoreError> {
+        match &*self.backend {
+            Backend::Sqlite(s) => s.warm_item_cache(clients).await,
+            Backend::Postgres(_) => Ok(()),
+        }
+    }
+
     /// The site this database belongs to.
     pub async fn site(&self) -> Result<SiteMeta, StoreError> {
         Ok(dispatch!(self, b => b.site()))

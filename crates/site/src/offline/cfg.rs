@@ -45,36 +45,64 @@ pub struct CfgContext {
     pub agent_interval_secs: Option<u64>,
 }
 
+/// What the caller knows of a client's `.cfg` before it is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Known {
+    /// Nothing: the file is read, and rewritten only if what it says changed.
+    Nothing,
+    /// This run stored a report of the client, so the file's versions are behind and it is
+    /// rewritten without being compared. It is still read when it may hold a later issue time.
+    Stale,
+}
+
+/// One client's `.cfg` to write.
+pub struct CfgOf {
+    pub client_id: Uuid,
+    pub client: ClientName,
+    /// The client's refused reports, newest first.
+    pub refused: Vec<Refused>,
+    pub known: Known,
+}
+
 /// Writes the client's `.cfg` if what it says changed.
 pub async fn write(
     ctx: &Arc<CfgContext>,
     store: &Store,
     dir: &CapDir,
-    client_id: Uuid,
-    client: ClientName,
-    refused: Vec<Refused>,
+    of: CfgOf,
     now: Timestamp,
 ) -> Result<Written, SyncError> {
-    let Some(mut checkin) = store.cfg_view(client_id).await? else {
+    let Some(mut checkin) = store.cfg_view(of.client_id).await? else {
         return Ok(Written::Gone);
     };
     checkin.agent_interval_secs = ctx.agent_interval_secs;
-    let path = dir.clidata.join(cfg_file_name(&client));
+    let path = dir.clidata.join(cfg_file_name(&of.client));
     let cfg = Cfg {
         format: CFG_FORMAT,
         site: ctx.site.clone(),
-        client,
-        client_id,
+        client: of.client,
+        client_id: of.client_id,
         issued_at: now,
         checkin,
-        refused,
+        refused: of.refused,
     };
-    write_file(&ctx.key, &path, cfg)
+    write_file(&ctx.key, &path, cfg, of.known)
 }
 
 /// The file part of [`write`]: `cfg` is what the file should say, issued now.
-fn write_file(key: &SiteKey, path: &Path, mut cfg: Cfg) -> Result<Written, SyncError> {
-    if let Some(bytes) = read_bounded(path) {
+fn write_file(
+    key: &SiteKey,
+    path: &Path,
+    mut cfg: Cfg,
+    known: Known,
+) -> Result<Written, SyncError> {
+    // A file last modified before this run's time was issued before it (the site writes a
+    // `.cfg` after taking its issue time, on the same clock), so it can neither hold the time
+    // back nor, when it is stale, say what the new one says: one `lstat` instead of a read and
+    // a parse per client. A file whose time was set back by hand only makes the agent wait
+    // for its clock to pass the old issue time; its signature is what it cannot forge.
+    let skip_read = known == Known::Stale && modified_before(path, cfg.issued_at);
+    if let Some(bytes) = (!skip_read).then(|| read_bounded(path)).flatten() {
         let peeked = Cfg::peek_unverified(&bytes);
         if let Some(previous) = &peeked
             && same_content(previous, &cfg)
@@ -124,6 +152,17 @@ fn same_content(a: &Cfg, b: &Cfg) -> bool {
     say(a) == say(b)
 }
 
+/// Whether `path` is missing, or was last modified before `t` (milliseconds).
+fn modified_before(path: &Path, t: Timestamp) -> bool {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return true;
+    };
+    meta.modified()
+        .ok()
+        .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
+        .is_some_and(|d| (d.as_millis() as i64) < t.0)
+}
+
 /// A regular file's bytes (not through a symlink), when it is small enough to be a `.cfg`.
 fn read_bounded(path: &Path) -> Option<Vec<u8>> {
     let f = OpenOptions::new()
@@ -163,12 +202,12 @@ mod tests {
         let (key, _) = SiteKey::generate().unwrap();
         let path = tmp.path().join("PLC01.cfg");
         assert_eq!(
-            write_file(&key, &path, cfg(1_000)).unwrap(),
+            write_file(&key, &path, cfg(1_000), Known::Nothing).unwrap(),
             Written::Written
         );
         let first = fs::read(&path).unwrap();
         assert_eq!(
-            write_file(&key, &path, cfg(2_000)).unwrap(),
+            write_file(&key, &path, cfg(2_000), Known::Nothing).unwrap(),
             Written::Unchanged
         );
         assert_eq!(fs::read(&path).unwrap(), first);
@@ -179,7 +218,10 @@ mod tests {
             report_id: Uuid::from_u128(9),
             reason: "stale".into(),
         });
-        assert_eq!(write_file(&key, &path, changed).unwrap(), Written::Written);
+        assert_eq!(
+            write_file(&key, &path, changed, Known::Nothing).unwrap(),
+            Written::Written
+        );
         let now =
             Cfg::decode(&fs::read(&path).unwrap(), &key.public(), Uuid::from_u128(1)).unwrap();
         assert_eq!(now.issued_at, Timestamp(1_001));
@@ -194,9 +236,52 @@ mod tests {
         fs::write(&path, future.encode(&other)).unwrap();
         let mut same = cfg(3_000);
         same.refused = now.refused.clone();
-        assert_eq!(write_file(&key, &path, same).unwrap(), Written::Written);
+        assert_eq!(
+            write_file(&key, &path, same, Known::Nothing).unwrap(),
+            Written::Written
+        );
         let after =
             Cfg::decode(&fs::read(&path).unwrap(), &key.public(), Uuid::from_u128(1)).unwrap();
         assert_eq!(after.issued_at, Timestamp(3_000));
+    }
+
+    /// A stale `.cfg` last modified before the run's time is rewritten without being read; one
+    /// modified at or after it is read, and a valid later issue time still holds the new one
+    /// back.
+    #[test]
+    fn a_stale_file_is_read_only_when_it_may_hold_a_later_issue_time() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (key, _) = SiteKey::generate().unwrap();
+        let path = tmp.path().join("PLC01.cfg");
+        let issued = |p: &Path| {
+            Cfg::decode(&fs::read(p).unwrap(), &key.public(), Uuid::from_u128(1))
+                .unwrap()
+                .issued_at
+        };
+        // Written now, saying it was issued in an hour (a site clock that stepped back since).
+        let in_an_hour = Timestamp::now().0 + 3_600_000;
+        write_file(&key, &path, cfg(in_an_hour), Known::Nothing).unwrap();
+        // What the caller knows is stale says something new (here: a refused report).
+        let changed = |now: i64, n: u128| {
+            let mut c = cfg(now);
+            c.refused.push(Refused {
+                report_id: Uuid::from_u128(n),
+                reason: "stale".into(),
+            });
+            c
+        };
+        // Its modification time is after the run's time (earlier than now): read, and honoured.
+        assert_eq!(
+            write_file(&key, &path, changed(5_000, 1), Known::Stale).unwrap(),
+            Written::Written
+        );
+        assert_eq!(issued(&path), Timestamp(in_an_hour + 1));
+        // A run whose time is after the file's modification: not read, issued at its time.
+        let later = Timestamp::now().0 + 60_000;
+        assert!(modified_before(&path, Timestamp(later)));
+        write_file(&key, &path, changed(later, 2), Known::Stale).unwrap();
+        assert_eq!(issued(&path), Timestamp(later));
+        // Missing: nothing to read.
+        assert!(modified_before(&tmp.path().join("NONE.cfg"), Timestamp(0)));
     }
 }

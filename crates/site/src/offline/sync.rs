@@ -28,7 +28,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::SyncError;
-use super::cfg::{self, CfgContext, Written};
+use super::cfg::{self, CfgContext, CfgOf, Known, Written};
 use super::dir::{CapDir, Moved, Waiting};
 use super::import::{self, Outcome};
 use crate::datadir::Limits;
@@ -40,6 +40,10 @@ const INLINE_MAX: usize = 64 * 1024;
 /// Clients whose files are imported at once by default: enough for the store to group many
 /// writes per commit, few enough that their files' memory stays small.
 pub const DEFAULT_CONCURRENCY: usize = 64;
+
+/// From this many clients with files on, a run loads their snapshots' items into the item
+/// cache before it imports (`Store::warm_item_cache`); below it, each report loads its own.
+const WARM_FROM: usize = 256;
 
 /// What a run needs.
 #[derive(Clone)]
@@ -109,6 +113,13 @@ pub async fn run(ctx: &SyncContext, dir: &CapDir) -> Result<SyncSummary, SyncErr
     for w in listing.waiting {
         by_client.entry(w.client.clone()).or_default().push(w);
     }
+    // A run of many files plans many reports against snapshots the item cache has not seen
+    // (a one-shot `cap-sync` starts with it empty): their items are loaded in one pass, on a
+    // reading thread beside the imports and ahead of them (same client order).
+    let warm = (by_client.len() >= WARM_FROM).then(|| {
+        let (store, names) = (ctx.store.clone(), by_client.keys().cloned().collect());
+        tokio::spawn(async move { store.warm_item_cache(names).await })
+    });
     // What `bad/` held before this run: each client's `.cfg` lists its refused reports.
     let refused = Arc::new(dir.refused());
     let now = Timestamp::now();
@@ -151,6 +162,18 @@ pub async fn run(ctx: &SyncContext, dir: &CapDir) -> Result<SyncSummary, SyncErr
         if let Some((name, written)) = client.cfg {
             count_cfg(&mut summary, &name, written);
             cfg_done.insert(name);
+        }
+    }
+    if let Some(warm) = warm {
+        // Only a cache was filled: a failure of its read is told, and the run stands.
+        match warm.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "Could not load the item cache ahead of the imports.")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Could not load the item cache ahead of the imports.")
+            }
         }
     }
     if let Some(wake) = &ctx.forward_wake
@@ -336,16 +359,16 @@ async fn import_client(
                 .chain(earlier)
                 .collect();
             refused.truncate(MAX_REFUSED);
-            let written = cfg::write(
-                &run.cfg,
-                &ctx.store,
-                dir,
-                *client_id,
-                client.clone(),
+            let stored = out
+                .iter()
+                .any(|d| matches!(d, Done::Imported(f) if !f.duplicate && f.version.is_some()));
+            let of = CfgOf {
+                client_id: *client_id,
+                client: client.clone(),
                 refused,
-                run.now,
-            )
-            .await?;
+                known: if stored { Known::Stale } else { Known::Nothing },
+            };
+            let written = cfg::write(&run.cfg, &ctx.store, dir, of, run.now).await?;
             Some((client, written))
         }
         _ => None,
@@ -401,16 +424,13 @@ async fn write_cfgs(
     let mut results = futures_util::stream::iter(clients.into_iter().map(|(id, name)| {
         let refused = refused.remove(&name).unwrap_or_default();
         async move {
-            let written = cfg::write(
-                &run.cfg,
-                &ctx.store,
-                &run.dir,
-                id,
-                name.clone(),
+            let of = CfgOf {
+                client_id: id,
+                client: name.clone(),
                 refused,
-                run.now,
-            )
-            .await;
+                known: Known::Nothing,
+            };
+            let written = cfg::write(&run.cfg, &ctx.store, &run.dir, of, run.now).await;
             written.map(|w| (name, w))
         }
     }))

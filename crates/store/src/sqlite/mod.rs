@@ -29,7 +29,7 @@ use crate::error::StoreError;
 use crate::exec;
 use crate::hierarchy as core;
 use crate::last_seen::LastSeen;
-use crate::plan::{Outcome, Plan, ReportInput, Resolver};
+use crate::plan::{ItemSource, Outcome, Plan, ReportInput, Resolver};
 use crate::rows::unknown_id;
 use crate::software::{Build, SoftwareIndex};
 use crate::{Authenticated, ClientAuth, DownAccepted, OutboxStats, SiteMeta};
@@ -117,6 +117,11 @@ fn build_software_index(shared: &Shared) -> Result<(), StoreError> {
         }
     }
 }
+
+/// Clients whose snapshots [`SqliteStore::warm_item_cache`] reads at a time, and items it
+/// loads per statement: bounded so that its memory stays small whatever the run's size.
+const WARM_CLIENTS: usize = 512;
+const WARM_ITEMS: usize = 8192;
 
 /// An open SQLite store.
 pub(crate) struct SqliteStore {
@@ -355,6 +360,53 @@ impl SqliteStore {
         };
         self.checkin_write(row, to_pick, now).await?;
         Ok(Authenticated::Client(auth, response))
+    }
+
+    /// See [`crate::Store::warm_item_cache`].
+    pub(crate) async fn warm_item_cache(&self, clients: Vec<ClientName>) -> Result<(), StoreError> {
+        self.read(move |conn, shared| {
+            // Snapshots share most of their items: a bit per item id seen (ids are dense row
+            // ids) finds the distinct ones among millions of references in milliseconds.
+            let mut seen: Vec<u64> = Vec::new();
+            let mut room = shared.cache.capacity() / 2;
+            // Chunk by chunk, in the order the caller will import: a caller that starts its
+            // imports at once finds the items of the first clients loaded first.
+            for chunk in clients.chunks(WARM_CLIENTS) {
+                let mut ids = Vec::new();
+                queries::snapshot_item_ids(conn, &shared.site.code, chunk, |id| {
+                    let Ok(bit) = usize::try_from(id) else {
+                        return;
+                    };
+                    if seen.len() <= bit / 64 {
+                        seen.resize(bit / 64 + 1, 0);
+                    }
+                    if seen[bit / 64] & (1 << (bit % 64)) == 0 {
+                        seen[bit / 64] |= 1 << (bit % 64);
+                        ids.push(id);
+                    }
+                })?;
+                ids.sort_unstable();
+                let known = shared.cache.items(&ids);
+                let mut missing: Vec<i64> = ids
+                    .iter()
+                    .zip(known)
+                    .filter(|(_, c)| c.is_none())
+                    .map(|(id, _)| *id)
+                    .collect();
+                // More than a generation of the cache would push out what was loaded first.
+                missing.truncate(room);
+                room -= missing.len();
+                for part in missing.chunks(WARM_ITEMS) {
+                    let loaded = SqlItems(conn).load(part)?;
+                    shared.cache.insert(part.iter().copied().zip(loaded));
+                }
+                if room == 0 {
+                    break;
+                }
+            }
+            Ok(())
+        })
+        .await
     }
 
     pub(crate) fn set_commit_linger(&self, linger: std::time::Duration) {
@@ -898,5 +950,62 @@ mod tests {
             vec![None, Some(kept_id)],
             "the failed job's insert was undone"
         );
+    }
+
+    /// A one-shot bulk import starts with an empty cache: warming loads the items of the named
+    /// clients' snapshots (and only theirs) with their keys and digests.
+    #[tokio::test]
+    async fn warming_loads_the_items_of_the_named_clients_snapshots() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let meta = SiteMeta {
+            code: SiteCode::parse("S01").unwrap(),
+            name: String::new(),
+            created_at: Timestamp(0),
+        };
+        let items: Vec<PreparedItem> = ["a", "b", "c", "d"].into_iter().map(item).collect();
+        let ids = {
+            let store = SqliteStore::create(&path, &meta).await.unwrap();
+            let all = items.clone();
+            store
+                .write(move |conn, batch| {
+                    let ids = all
+                        .iter()
+                        .map(|i| queries::intern_item(conn, batch, i))
+                        .collect::<Result<Vec<i64>, _>>()?;
+                    // PC1 holds a, b and c; PC2 (another client) holds d.
+                    for (n, (name, held)) in [("PC1", &ids[..3]), ("PC2", &ids[3..])]
+                        .into_iter()
+                        .enumerate()
+                    {
+                        conn.execute(
+                            "INSERT INTO clients (uuid, name, site_code, machine_id, key_hash, enrolled_at)
+                             VALUES (?1, ?2, 'S01', '', x'00', 0)",
+                            rusqlite::params![Uuid::from_u128(n as u128 + 1).as_bytes().to_vec(), name],
+                        )?;
+                        conn.execute(
+                            "INSERT INTO snapshots (client_id, class, version, hash, full_at, updated_at, recent_reports, items)
+                             VALUES (last_insert_rowid(), 1, 1, x'', 0, 0, x'', ?1)",
+                            [crate::codec::encode_ids(held)],
+                        )?;
+                    }
+                    Ok(ids)
+                })
+                .await
+                .unwrap()
+        };
+        let store = SqliteStore::open(&path).await.unwrap();
+        assert!(
+            store.shared.cache.items(&ids).iter().all(Option::is_none),
+            "a new process starts cold"
+        );
+        let names = ["PC1", "NOSUCH"].map(|n| ClientName::parse(n).unwrap());
+        store.warm_item_cache(names.to_vec()).await.unwrap();
+        let cached = store.shared.cache.items(&ids);
+        for (i, item) in items.iter().take(3).enumerate() {
+            let c = cached[i].as_ref().expect("PC1's items are cached");
+            assert_eq!((&*c.key, c.digest), (item.key.as_str(), item.digest));
+        }
+        assert!(cached[3].is_none(), "PC2 was not named");
     }
 }

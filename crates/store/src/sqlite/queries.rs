@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use invsync_proto::inventory::item_digest;
 use invsync_proto::wire::{PackagePage, PackageQuery, ReportAck, SoftwarePage, SoftwareQuery};
-use invsync_proto::{Class, Items, Timestamp};
+use invsync_proto::{Class, ClientName, Items, SiteCode, Timestamp};
 use rusqlite::types::{Null, ToSqlOutput, Value};
 use rusqlite::{Connection, Params, Row, params};
 use rusqlite::{ToSql, params_from_iter};
@@ -228,6 +228,28 @@ impl ItemSource for SqlItems<'_> {
             })
             .collect()
     }
+}
+
+/// Offers `f` the item id of every item of every current snapshot of these clients of the
+/// site (by name), with repeats.
+pub(super) fn snapshot_item_ids(
+    conn: &Connection,
+    site: &SiteCode,
+    clients: &[ClientName],
+    mut f: impl FnMut(i64),
+) -> Result<(), StoreError> {
+    let sql = "SELECT s.items FROM clients c JOIN snapshots s ON s.client_id = c.id
+               WHERE c.site_code = ?1 AND c.name IN rarray(?2)";
+    let names = Rc::new(
+        clients
+            .iter()
+            .map(|n| Value::Text(n.as_str().to_string()))
+            .collect::<Vec<_>>(),
+    );
+    all(conn, sql, params![site.as_str(), names], |row| {
+        crate::codec::for_each_id(row.blob(0)?, &mut f)
+    })?;
+    Ok(())
 }
 
 /// The id of a stored item equal to `item`, inserting it if there is none.
