@@ -87,7 +87,7 @@ fn every_route_checks_the_role_it_needs(db: Db) {
         (vec!["add", "eve"], "--role"),
         (vec!["add", "eve", "--role", "admin", "--expires", "soon"], "--expires"),
         (vec!["add", "eve", "--role", "admin", "--expires", "0s"], "--expires"),
-        (vec!["rotate", "eve", "--expires", "-1d"], "--expires"),
+        (vec!["rotate", "eve", "--expires=-1d"], "--expires"),
         (vec!["remove", "Not/A/Name"], "user name"),
     ] {
         let mut full = vec!["user"];
