@@ -15,8 +15,8 @@ use anyhow::{Context, Result};
 use invsync_client::{Answer, Client, ClientOptions, Encoding, Failure, Timeouts};
 use invsync_proto::exit::{Code, Exit};
 use invsync_proto::wire::{
-    self, AuditAction, ClientSummary, ClientView, EventRequestBody, HistoryEntry, HistoryQuery, Queued,
-    RequestQuery, RequestState, RequestView, ResyncRequestBody, SitesView,
+    self, AuditAction, ClientSummary, ClientView, EventRequestBody, HistoryEntry, HistoryQuery,
+    Queued, RequestQuery, RequestState, RequestView, ResyncRequestBody, SitesView,
 };
 use invsync_proto::{Class, ClientName, SiteCode, Timestamp};
 use invsync_store::{Store, StoreError};

@@ -89,14 +89,16 @@ impl Actor {
 pub fn local_name() -> String {
     // SAFETY: getuid cannot fail and has no preconditions.
     let uid = unsafe { libc::getuid() };
-    let name = std::fs::read_to_string("/etc/passwd").ok().and_then(|text| {
-        text.lines().find_map(|line| {
-            let mut fields = line.split(':');
-            let name = fields.next()?;
-            let id = fields.nth(1)?;
-            (id.parse::<u32>().ok()? == uid).then(|| name.to_string())
-        })
-    });
+    let name = std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|text| {
+            text.lines().find_map(|line| {
+                let mut fields = line.split(':');
+                let name = fields.next()?;
+                let id = fields.nth(1)?;
+                (id.parse::<u32>().ok()? == uid).then(|| name.to_string())
+            })
+        });
     match name {
         Some(n) if is_local_user(&n) => format!("local:{n}"),
         _ => format!("local:uid{uid}"),
@@ -153,7 +155,10 @@ mod tests {
 
     #[test]
     fn local_names_are_checked() {
-        assert_eq!(local_actor_header("local:root").as_deref(), Some("local:root"));
+        assert_eq!(
+            local_actor_header("local:root").as_deref(),
+            Some("local:root")
+        );
         assert_eq!(local_actor_header("alice"), None);
         assert_eq!(local_actor_header("local:a b"), None);
         assert_eq!(local_actor_header("local:"), None);
@@ -162,7 +167,11 @@ mod tests {
 
     #[test]
     fn a_principal_says_which_role_it_lacks() {
-        let viewer = Principal::user(UserName::parse("vic").unwrap(), Role::Viewer, Digest([0; 32]));
+        let viewer = Principal::user(
+            UserName::parse("vic").unwrap(),
+            Role::Viewer,
+            Digest([0; 32]),
+        );
         let m = viewer.lacks(Role::Operator).unwrap();
         assert!(m.contains("operator role") && m.contains("vic"), "{m}");
         assert_eq!(viewer.lacks(Role::Viewer), None);

@@ -47,10 +47,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use invsync_proto::wire::{
-    AuditEntry, AuditQuery, UserName, UserView,
-    CheckinResponse, ClientPage, ClientQuery, ClientSummary, ClientView, DownRequest, Event,
-    ForwardOutcome, Forwarded, Owner, PackagePage, PackageQuery, Queued, Report, ReportAck,
-    RequestPage, RequestQuery, RequestView, SiteStatus, SoftwarePage, SoftwareQuery,
+    AuditEntry, AuditQuery, CheckinResponse, ClientPage, ClientQuery, ClientSummary, ClientView,
+    DownRequest, Event, ForwardOutcome, Forwarded, Owner, PackagePage, PackageQuery, Queued,
+    Report, ReportAck, RequestPage, RequestQuery, RequestView, SiteStatus, SoftwarePage,
+    SoftwareQuery, UserName, UserView,
 };
 use invsync_proto::{Class, ClientName, Digest, SiteCode, Timestamp};
 use uuid::Uuid;

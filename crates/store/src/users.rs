@@ -267,8 +267,10 @@ pub(crate) async fn audit_after(
 ) -> Result<Vec<AuditEntry>, StoreError> {
     let sql = format!("SELECT {AUDIT_COLS} FROM audit WHERE id > $1 ORDER BY id LIMIT $2");
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    e.all(&sql, &[Arg::Int(after), Arg::Int(limit)], |r| audit_entry(r))
-        .await
+    e.all(&sql, &[Arg::Int(after), Arg::Int(limit)], |r| {
+        audit_entry(r)
+    })
+    .await
 }
 
 /// The number of the last entry the parent acknowledged (0 before the first).

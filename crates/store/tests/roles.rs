@@ -76,7 +76,11 @@ async fn users_are_added_listed_rotated_and_removed() {
             .rotate_user(&new_user("alice", Role::Viewer, 3, 2_000, None), true)
             .await
             .unwrap();
-        assert_eq!(rotated.role, Role::Operator, "{be}: rotation keeps the role");
+        assert_eq!(
+            rotated.role,
+            Role::Operator,
+            "{be}: rotation keeps the role"
+        );
         assert_eq!(rotated.expires_at, Some(Timestamp(2_500)), "{be}");
         assert_eq!(rotated.token_issued_at, Timestamp(2_000), "{be}");
         let auth = s.user_auth(&user("alice")).await.unwrap().unwrap();
@@ -212,13 +216,34 @@ async fn audit_entries_go_up_once_with_their_site_and_actor() {
         let from = SiteCode::parse("C01").unwrap();
         let mut sent: Vec<AuditEntry> = batch.clone();
         sent.extend(rest.clone());
-        assert_eq!(parent.store.record_forwarded_audit(&from, &sent).await.unwrap(), 3);
-        assert_eq!(parent.store.record_forwarded_audit(&from, &sent).await.unwrap(), 0);
+        assert_eq!(
+            parent
+                .store
+                .record_forwarded_audit(&from, &sent)
+                .await
+                .unwrap(),
+            3
+        );
+        assert_eq!(
+            parent
+                .store
+                .record_forwarded_audit(&from, &sent)
+                .await
+                .unwrap(),
+            0
+        );
         let held = parent.store.audit(&AuditQuery::default()).await.unwrap();
         assert_eq!(held.len(), 3, "{be}");
-        assert!(held.iter().all(|e| e.site == from && e.actor == "alice"), "{be}");
+        assert!(
+            held.iter().all(|e| e.site == from && e.actor == "alice"),
+            "{be}"
+        );
         // Held entries go further up from the parent, as its own do.
-        assert_eq!(parent.store.audit_to_forward(10).await.unwrap().len(), 3, "{be}");
+        assert_eq!(
+            parent.store.audit_to_forward(10).await.unwrap().len(),
+            3,
+            "{be}"
+        );
     }
 }
 

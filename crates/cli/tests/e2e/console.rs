@@ -736,7 +736,15 @@ fn show_and_the_client_page_group_items_by_kind() {
 fn user_token(site: &Site, name: &str, role: &str) -> String {
     run_ok_stdout(
         "invsite",
-        &["user", "add", name, "--role", role, "--data-dir", site.data_dir()],
+        &[
+            "user",
+            "add",
+            name,
+            "--role",
+            role,
+            "--data-dir",
+            site.data_dir(),
+        ],
     )
     .trim()
     .to_string()
@@ -756,13 +764,24 @@ fn console_shows_each_role_what_it_may_do_and_refuses_the_rest() {
     // A viewer logs in with its own token, reads, sees no buttons, and is refused server-side.
     let mut v = Console::new(&site);
     let a = v.login(&viewer);
-    assert_eq!((a.status, a.location.as_str()), (303, "/console/"), "{}", a.body);
+    assert_eq!(
+        (a.status, a.location.as_str()),
+        (303, "/console/"),
+        "{}",
+        a.body
+    );
     let page = v.get("/console/clients/WEB01");
     assert_eq!(page.status, 200);
     assert!(page.body.contains("vic (viewer)"), "{}", page.body);
     assert!(page.body.contains(r#"id="no-actions""#), "{}", page.body);
-    assert!(!page.body.contains(r#"id="resync-hw""#), "no buttons for a viewer");
-    assert!(!page.body.contains(r#"id="nav-users""#), "no users page for a viewer");
+    assert!(
+        !page.body.contains(r#"id="resync-hw""#),
+        "no buttons for a viewer"
+    );
+    assert!(
+        !page.body.contains(r#"id="nav-users""#),
+        "no users page for a viewer"
+    );
     let csrf = csrf_of(&page.body);
     let a = v.post("/console/clients/WEB01/resync-hw", &[("csrf", &csrf)], &[]);
     assert_eq!(a.status, 403, "{}", a.body);
@@ -772,7 +791,11 @@ fn console_shows_each_role_what_it_may_do_and_refuses_the_rest() {
     // Every role reads the audit.
     let audit = v.get("/console/audit");
     assert_eq!(audit.status, 200);
-    assert!(audit.body.contains(r#"<td class="actor">vic</td>"#), "{}", audit.body);
+    assert!(
+        audit.body.contains(r#"<td class="actor">vic</td>"#),
+        "{}",
+        audit.body
+    );
 
     // An operator has the buttons, and they work, audited under its name; no users page.
     let mut o = Console::new(&site);
@@ -783,7 +806,11 @@ fn console_shows_each_role_what_it_may_do_and_refuses_the_rest() {
     let a = o.post("/console/clients/WEB01/resync-hw", &[("csrf", &csrf)], &[]);
     assert_eq!(a.status, 303, "{}", a.body);
     assert_eq!(requests(&site, "WEB01").len(), 1);
-    let a = o.post("/console/users", &[("csrf", &csrf), ("name", "eve"), ("role", "admin")], &[]);
+    let a = o.post(
+        "/console/users",
+        &[("csrf", &csrf), ("name", "eve"), ("role", "admin")],
+        &[],
+    );
     assert_eq!(a.status, 403, "{}", a.body);
     assert!(a.body.contains("the admin role"), "{}", a.body);
 
@@ -801,7 +828,12 @@ fn console_shows_each_role_what_it_may_do_and_refuses_the_rest() {
     ] {
         let a = ad.post(
             "/console/users",
-            &[("csrf", &csrf), ("name", name), ("role", role), ("expires", expires)],
+            &[
+                ("csrf", &csrf),
+                ("name", name),
+                ("role", role),
+                ("expires", expires),
+            ],
             &[],
         );
         assert_eq!(a.status, 400, "{name}: {}", a.body);
@@ -809,11 +841,20 @@ fn console_shows_each_role_what_it_may_do_and_refuses_the_rest() {
     }
     let a = ad.post(
         "/console/users",
-        &[("csrf", &csrf), ("name", "eve"), ("role", "viewer"), ("expires", "30d")],
+        &[
+            ("csrf", &csrf),
+            ("name", "eve"),
+            ("role", "viewer"),
+            ("expires", "30d"),
+        ],
         &[],
     );
     assert_eq!(a.status, 201, "{}", a.body);
-    assert!(a.body.contains(r#"<code id="issued-token">invu.eve."#), "{}", a.body);
+    assert!(
+        a.body.contains(r#"<code id="issued-token">invu.eve."#),
+        "{}",
+        a.body
+    );
     let eve = a.body.split(r#"<code id="issued-token">"#).nth(1).unwrap();
     let eve = eve.split('<').next().unwrap().to_string();
     let mut e = Console::new(&site);
@@ -841,7 +882,11 @@ fn console_shows_each_role_what_it_may_do_and_refuses_the_rest() {
     ] {
         let row = format!(r#"<td class="actor">{actor}</td>"#);
         assert!(
-            audit.body.split("<tr").any(|r| r.contains(&row) && r.contains(&format!(r#"<td class="action">{action}</td>"#))),
+            audit
+                .body
+                .split("<tr")
+                .any(|r| r.contains(&row)
+                    && r.contains(&format!(r#"<td class="action">{action}</td>"#))),
             "{actor} {action} missing: {}",
             audit.body
         );

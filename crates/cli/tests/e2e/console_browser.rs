@@ -336,7 +336,10 @@ fn browser_admin_adds_a_user_who_sees_its_role_and_the_audit() {
         .and_then(|s| s.split('<').next())
         .unwrap()
         .to_string();
-    assert!(source.contains(r#"<td class="role">operator</td>"#), "{source}");
+    assert!(
+        source.contains(r#"<td class="role">operator</td>"#),
+        "{source}"
+    );
 
     // The operator logs in with its token, sees the buttons but no users page, and queues.
     let op = Browser::start();
@@ -359,7 +362,10 @@ fn browser_admin_adds_a_user_who_sees_its_role_and_the_audit() {
             "{action}: {audit}"
         );
     }
-    assert!(audit.contains(r#"<td class="actor">site-token</td>"#), "{audit}");
+    assert!(
+        audit.contains(r#"<td class="actor">site-token</td>"#),
+        "{audit}"
+    );
     drop(op);
     drop(admin);
     site.stop();

@@ -27,7 +27,13 @@ fn add_user(site: &Site, name: &str, role: &str, extra: &[&str]) -> String {
 }
 
 /// Calls the admin API with `token`: status and JSON body (`Null` when none).
-fn call(site: &Site, method: &str, path: &str, token: Option<&str>, body: Option<&Value>) -> (u16, Value) {
+fn call(
+    site: &Site,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> (u16, Value) {
     let url = format!("{}{path}", site.url);
     let agent = http();
     let auth = token.map(|t| format!("Bearer {t}"));
@@ -83,10 +89,19 @@ fn every_route_checks_the_role_it_needs(db: Db) {
         (vec!["add", "2bad", "--role", "viewer"], "user name"),
         (vec!["add", "a b", "--role", "viewer"], "user name"),
         (vec!["add", "site-token", "--role", "viewer"], "reserved"),
-        (vec!["add", "eve", "--role", "root"], "viewer, operator, admin"),
+        (
+            vec!["add", "eve", "--role", "root"],
+            "viewer, operator, admin",
+        ),
         (vec!["add", "eve"], "--role"),
-        (vec!["add", "eve", "--role", "admin", "--expires", "soon"], "--expires"),
-        (vec!["add", "eve", "--role", "admin", "--expires", "0s"], "--expires"),
+        (
+            vec!["add", "eve", "--role", "admin", "--expires", "soon"],
+            "--expires",
+        ),
+        (
+            vec!["add", "eve", "--role", "admin", "--expires", "0s"],
+            "--expires",
+        ),
         (vec!["rotate", "eve", "--expires=-1d"], "--expires"),
         (vec!["remove", "Not/A/Name"], "user name"),
     ] {
@@ -112,7 +127,15 @@ fn every_route_checks_the_role_it_needs(db: Db) {
     // A name is taken once.
     let out = run_expect(
         "invsite",
-        &["user", "add", "u-admin", "--role", "viewer", "--data-dir", &dir],
+        &[
+            "user",
+            "add",
+            "u-admin",
+            "--role",
+            "viewer",
+            "--data-dir",
+            &dir,
+        ],
         1,
     );
     assert!(out.contains("exists already"), "{out}");
@@ -126,17 +149,21 @@ fn every_route_checks_the_role_it_needs(db: Db) {
         for (method, op) in item.as_object().unwrap() {
             let method = method.to_uppercase();
             let Some(needed) = op["x-invsync-role"].as_str() else {
-                assert_eq!(path, "/api/v1/openapi.json", "only the document needs no token");
+                assert_eq!(
+                    path, "/api/v1/openapi.json",
+                    "only the document needs no token"
+                );
                 continue;
             };
             if method != "GET" {
-                assert_ne!(needed, "viewer", "{method} {path} changes state: a viewer may not");
+                assert_ne!(
+                    needed, "viewer",
+                    "{method} {path} changes state: a viewer may not"
+                );
             }
             // Values that reach no real client, request or user, so an allowed call changes
             // nothing; a refusal comes before any of that is looked at.
-            let concrete = path
-                .replace("{name}", "nobody")
-                .replace("{id}", "999999");
+            let concrete = path.replace("{name}", "nobody").replace("{id}", "999999");
             let (status, body) = call(&site, &method, &concrete, None, None);
             assert_eq!(status, 401, "{method} {path} without a token: {body}");
             for (role, token) in &tokens {
@@ -184,16 +211,40 @@ fn every_route_checks_the_role_it_needs(db: Db) {
         "{body}"
     );
     let viewer = &tokens[0].1;
-    let rotated = run_ok_stdout("invsite", &["user", "rotate", "u-viewer", "--data-dir", &dir]);
+    let rotated = run_ok_stdout(
+        "invsite",
+        &["user", "rotate", "u-viewer", "--data-dir", &dir],
+    );
     let rotated = rotated.trim();
-    assert_eq!(call(&site, "GET", "/api/v1/site", Some(viewer), None).0, 401);
-    assert_eq!(call(&site, "GET", "/api/v1/site", Some(rotated), None).0, 200);
-    run_ok("invsite", &["user", "remove", "u-viewer", "--data-dir", &dir]);
-    assert_eq!(call(&site, "GET", "/api/v1/site", Some(rotated), None).0, 401);
+    assert_eq!(
+        call(&site, "GET", "/api/v1/site", Some(viewer), None).0,
+        401
+    );
+    assert_eq!(
+        call(&site, "GET", "/api/v1/site", Some(rotated), None).0,
+        200
+    );
+    run_ok(
+        "invsite",
+        &["user", "remove", "u-viewer", "--data-dir", &dir],
+    );
+    assert_eq!(
+        call(&site, "GET", "/api/v1/site", Some(rotated), None).0,
+        401
+    );
     let forged = format!("invu.u-admin.{}", "0".repeat(64));
-    assert_eq!(call(&site, "GET", "/api/v1/site", Some(&forged), None).0, 401);
+    assert_eq!(
+        call(&site, "GET", "/api/v1/site", Some(&forged), None).0,
+        401
+    );
     // The site's own token stays an admin.
-    let (status, users) = call(&site, "GET", "/api/v1/users", Some(&site.admin_token()), None);
+    let (status, users) = call(
+        &site,
+        "GET",
+        "/api/v1/users",
+        Some(&site.admin_token()),
+        None,
+    );
     assert_eq!(status, 200);
     let names: Vec<&str> = users
         .as_array()
@@ -233,17 +284,34 @@ fn the_audit_lists_each_action_with_its_actor(db: Db) {
         Some(&serde_json::json!({"event": "cycle"})),
     );
     assert_eq!(status, 201, "{e}");
-    let (status, _) = call(&site, "DELETE", &format!("/api/v1/requests/{id}"), Some(&oscar), None);
+    let (status, _) = call(
+        &site,
+        "DELETE",
+        &format!("/api/v1/requests/{id}"),
+        Some(&oscar),
+        None,
+    );
     assert_eq!(status, 200);
     let body = serde_json::json!({"name": "mallory", "role": "admin"});
     let (status, refused) = call(&site, "POST", "/api/v1/users", Some(&oscar), Some(&body));
     assert_eq!(status, 403, "{refused}");
-    assert!(refused["error"].as_str().unwrap().contains("the admin role"), "{refused}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("the admin role"),
+        "{refused}"
+    );
 
     // An admin manages users through the API; a bad one is refused with 400, nothing stored.
     let (status, added) = call(&site, "POST", "/api/v1/users", Some(&adele), Some(&body));
     assert_eq!(status, 201, "{added}");
-    assert!(added["token"].as_str().unwrap().starts_with("invu.mallory."));
+    assert!(
+        added["token"]
+            .as_str()
+            .unwrap()
+            .starts_with("invu.mallory.")
+    );
     for bad in [
         serde_json::json!({"name": "Bad Name", "role": "viewer"}),
         serde_json::json!({"name": "ok", "role": "root"}),
@@ -259,7 +327,10 @@ fn the_audit_lists_each_action_with_its_actor(db: Db) {
     // and without it.
     run_ok("invsync", &["hw", "web1", "--data-dir", &dir]);
     run_ok("setevnt", &["web1", "hinv", "--data-dir", &dir]);
-    run_ok("invsite", &["config", "--request-expiry", "7d", "--data-dir", &dir]);
+    run_ok(
+        "invsite",
+        &["config", "--request-expiry", "7d", "--data-dir", &dir],
+    );
     site.stop();
     run_ok("invsync", &["sw", "web1", "--data-dir", &dir]);
     run_ok("invsite", &["revoke", "web1", "--data-dir", &dir]);
@@ -306,20 +377,33 @@ fn the_audit_lists_each_action_with_its_actor(db: Db) {
     assert_eq!(by_oscar["actor"], "oscar");
     assert_eq!(by_oscar["address"], "127.0.0.1", "{by_oscar}");
     assert_eq!(by_oscar["site"], "S01");
-    assert!(by_oscar["details"].as_str().unwrap().contains("hw"), "{by_oscar}");
+    assert!(
+        by_oscar["details"].as_str().unwrap().contains("hw"),
+        "{by_oscar}"
+    );
 
     // Filters, on the command line and the API (which every role may read).
     let only = audit(&site, &["--user", "oscar"]);
     assert_eq!(only.len(), 3, "{only:?}");
     assert!(audit(&site, &["--since", "2999-01-01T00:00:00Z"]).is_empty());
     assert_eq!(audit(&site, &["--since", "1h"]).len(), entries.len());
-    let out = run_expect("invsite", &["audit", "--since", "yesterday", "--data-dir", &dir], 2);
+    let out = run_expect(
+        "invsite",
+        &["audit", "--since", "yesterday", "--data-dir", &dir],
+        2,
+    );
     assert!(out.contains("--since"), "{out}");
     let text = run_ok_stdout("invsite", &["audit", "--data-dir", &dir]);
     assert!(text.contains("ACTOR") && text.contains("oscar"), "{text}");
     site.start();
     let viewer = add_user(&site, "vera", "viewer", &[]);
-    let (status, page) = call(&site, "GET", "/api/v1/audit?user=oscar&limit=2", Some(&viewer), None);
+    let (status, page) = call(
+        &site,
+        "GET",
+        "/api/v1/audit?user=oscar&limit=2",
+        Some(&viewer),
+        None,
+    );
     assert_eq!(status, 200, "{page}");
     assert_eq!(page["entries"].as_array().unwrap().len(), 2);
     let (status, _) = call(&site, "GET", "/api/v1/audit?limit=0", Some(&viewer), None);

@@ -390,7 +390,11 @@ mod tests {
         assert!(!Role::Viewer.allows(Role::Operator));
         assert!(!Role::Operator.allows(Role::Admin));
         assert_eq!(Role::parse("operator"), Ok(Role::Operator));
-        assert!(Role::parse("root").unwrap_err().contains("viewer, operator, admin"));
+        assert!(
+            Role::parse("root")
+                .unwrap_err()
+                .contains("viewer, operator, admin")
+        );
     }
 
     #[test]

@@ -46,7 +46,11 @@ async fn authorize(parts: &Parts, state: &AppState, needed: Role) -> Result<Acto
     };
     let principal = principal(state, token, parts.headers.get(wire::ACTOR_HEADER))
         .await?
-        .map_err(|refusal| state.auth_failures.refuse(peer, ApiError::Unauthorized(refusal)))?;
+        .map_err(|refusal| {
+            state
+                .auth_failures
+                .refuse(peer, ApiError::Unauthorized(refusal))
+        })?;
     mark_authenticated(&parts.extensions);
     if let Some(refusal) = principal.lacks(needed) {
         return Err(ApiError::Forbidden(refusal));
@@ -91,8 +95,7 @@ pub async fn principal(
 }
 
 /// The refusal of a token that is neither the site's nor a user's current one.
-const WRONG_TOKEN: &str =
-    "wrong API token: give the site's admin token (`invsite admin-token`) or a user's token (`invsite user add`)";
+const WRONG_TOKEN: &str = "wrong API token: give the site's admin token (`invsite admin-token`) or a user's token (`invsite user add`)";
 
 /// A caller whose role may read: any valid token (the viewer role and above).
 pub struct Viewer(pub Actor);

@@ -65,7 +65,12 @@ pub fn routes() -> Vec<ApiRoute> {
     vec![
         route(wire::API_SITE, Method::GET, Viewer, admin::site::apply),
         route(wire::API_SITES, Method::GET, Viewer, admin::sites::apply),
-        route(wire::API_CLIENTS, Method::GET, Viewer, admin::clients::apply),
+        route(
+            wire::API_CLIENTS,
+            Method::GET,
+            Viewer,
+            admin::clients::apply,
+        ),
         route(
             "/api/v1/clients/{name}",
             Method::GET,

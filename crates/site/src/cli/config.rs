@@ -148,7 +148,10 @@ fn record_change(
     before: &crate::datadir::Config,
     after: &crate::datadir::Config,
 ) -> Result<()> {
-    let changed = changed_settings(&serde_json::to_value(before)?, &serde_json::to_value(after)?);
+    let changed = changed_settings(
+        &serde_json::to_value(before)?,
+        &serde_json::to_value(after)?,
+    );
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -158,8 +161,20 @@ fn record_change(
             &store,
             &crate::audit::Actor::local(),
             invsync_proto::wire::AuditAction::Config,
-            Some(changed.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(",")),
-            Some(changed.iter().map(|(_, v)| v.as_str()).collect::<Vec<_>>().join("; ")),
+            Some(
+                changed
+                    .iter()
+                    .map(|(k, _)| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+            Some(
+                changed
+                    .iter()
+                    .map(|(_, v)| v.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
         )
         .await;
         anyhow::Ok(())
@@ -170,14 +185,28 @@ fn record_change(
 /// URL and the parent's settings are named without their values: they may hold a password or
 /// a token, and the audit is readable by every role.
 fn changed_settings(a: &serde_json::Value, b: &serde_json::Value) -> Vec<(String, String)> {
-    fn walk(path: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<(String, String)>) {
+    fn walk(
+        path: &str,
+        a: &serde_json::Value,
+        b: &serde_json::Value,
+        out: &mut Vec<(String, String)>,
+    ) {
         match (a, b) {
             (serde_json::Value::Object(x), serde_json::Value::Object(y)) => {
                 let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
                 let null = serde_json::Value::Null;
                 for k in keys {
-                    let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
-                    walk(&p, x.get(k).unwrap_or(&null), y.get(k).unwrap_or(&null), out);
+                    let p = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
+                    walk(
+                        &p,
+                        x.get(k).unwrap_or(&null),
+                        y.get(k).unwrap_or(&null),
+                        out,
+                    );
                 }
             }
             (x, y) if x != y && (path == "db" || path.starts_with("parent")) => {

@@ -133,9 +133,10 @@ pub async fn apply(args: Args) -> Result<()> {
             print_issued(&issued, a.json, "Added")
         }
         UserCommand::Rotate(a) => {
-            let issued = crate::users::rotate(&store, &actor, a.name.as_str(), a.expires.as_deref())
-                .await
-                .map_err(refusal)?;
+            let issued =
+                crate::users::rotate(&store, &actor, a.name.as_str(), a.expires.as_deref())
+                    .await
+                    .map_err(refusal)?;
             print_issued(&issued, a.json, "Issued a new token to")
         }
         UserCommand::Remove(a) => {

@@ -112,7 +112,14 @@ pub async fn apply(
                 },
                 address: peer,
             };
-            audit::record(&state.store, &actor, AuditAction::LoginFailed, None, Some(wrong.clone())).await;
+            audit::record(
+                &state.store,
+                &actor,
+                AuditAction::LoginFailed,
+                None,
+                Some(wrong.clone()),
+            )
+            .await;
             if let ApiError::TooManyRequests { .. } = refusal {
                 return Err(refusal.into());
             }

@@ -216,7 +216,9 @@ impl FromRequestParts<AppState> for Session {
         if let Some((name, key_hash)) = &session.principal.user {
             let current = state.store.user_auth(name).await?;
             let valid = current.is_some_and(|u| {
-                u.key_hash.ct_eq(key_hash) && !u.expired(Timestamp::now()) && u.role == session.principal.role
+                u.key_hash.ct_eq(key_hash)
+                    && !u.expired(Timestamp::now())
+                    && u.role == session.principal.role
             });
             if !valid {
                 state.console.remove(&session.id);
@@ -263,7 +265,11 @@ impl Session {
     /// The session's principal at the request's address, for the audit; refused with the
     /// API's 403 (naming the role needed) when its role is below `needed`. Every console action
     /// checks it server-side, whether or not the page showed the button.
-    pub fn actor(&self, needed: Role, address: Option<std::net::IpAddr>) -> Result<Actor, ConsoleError> {
+    pub fn actor(
+        &self,
+        needed: Role,
+        address: Option<std::net::IpAddr>,
+    ) -> Result<Actor, ConsoleError> {
         if let Some(refusal) = self.principal.lacks(needed) {
             return Err(ConsoleError::Api(ApiError::Forbidden(refusal)));
         }

@@ -103,7 +103,11 @@ pub async fn add(
     let issued = crate::users::add(&state.store, &actor, f.name.trim(), role, expires)
         .await
         .map_err(ApiError::from)?;
-    Ok((StatusCode::CREATED, page(&state, &posted.session, Some(issued)).await?).into_response())
+    Ok((
+        StatusCode::CREATED,
+        page(&state, &posted.session, Some(issued)).await?,
+    )
+        .into_response())
 }
 
 #[derive(Deserialize)]
@@ -122,7 +126,9 @@ pub async fn act(
             let issued = crate::users::rotate(&state.store, &actor, &name, None)
                 .await
                 .map_err(ApiError::from)?;
-            Ok(page(&state, &posted.session, Some(issued)).await?.into_response())
+            Ok(page(&state, &posted.session, Some(issued))
+                .await?
+                .into_response())
         }
         "remove" => {
             let removed = crate::users::remove(&state.store, &actor, &name)

@@ -10,8 +10,8 @@ use invsync_store::StoreError;
 
 use super::client_name;
 use crate::api::auth::Operator;
-use crate::audit::{self, Actor};
 use crate::api::error::ApiError;
+use crate::audit::{self, Actor};
 use crate::state::AppState;
 use invsync_proto::wire::ErrorBody;
 
@@ -78,7 +78,11 @@ pub async fn queue(
         other => other?,
     };
     tracing::info!(client = %name, event = event.as_str(), id = queued.id, created = queued.created, "Queued a client event.");
-    let pending = if queued.created { "" } else { " (already pending)" };
+    let pending = if queued.created {
+        ""
+    } else {
+        " (already pending)"
+    };
     audit::record(
         &state.store,
         actor,

@@ -10,8 +10,8 @@ use invsync_proto::Timestamp;
 use invsync_proto::wire::{AuditAction, Cancelled, ErrorBody};
 
 use crate::api::auth::Operator;
-use crate::audit;
 use crate::api::error::ApiError;
+use crate::audit;
 use crate::state::AppState;
 
 #[utoipa::path(
@@ -45,8 +45,14 @@ pub async fn apply(
     }
     let cancelled = state.store.cancel_request(id, Timestamp::now()).await?;
     let details = match cancelled.already_cancelled {
-        true => format!("{} request of {} (already cancelled)", cancelled.request.class, cancelled.client),
-        false => format!("{} request of {}", cancelled.request.class, cancelled.client),
+        true => format!(
+            "{} request of {} (already cancelled)",
+            cancelled.request.class, cancelled.client
+        ),
+        false => format!(
+            "{} request of {}",
+            cancelled.request.class, cancelled.client
+        ),
     };
     audit::record(
         &state.store,

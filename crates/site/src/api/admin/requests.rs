@@ -13,8 +13,8 @@ use invsync_store::StoreError;
 
 use super::client_name;
 use crate::api::auth::Operator;
-use crate::audit::{self, Actor};
 use crate::api::error::ApiError;
+use crate::audit::{self, Actor};
 use crate::state::AppState;
 use invsync_proto::wire::ErrorBody;
 
