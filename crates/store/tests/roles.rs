@@ -255,3 +255,46 @@ async fn second_site(backend: &str) -> Fixture {
         .find(|f| f.backend == backend)
         .expect("a store of the same backend")
 }
+
+on_each_backend!(
+    #[tokio::test]
+    a_database_of_the_previous_schema_version_gains_users_and_the_audit
+);
+async fn a_database_of_the_previous_schema_version_gains_users_and_the_audit() {
+    for f in stores().await {
+        let be = f.backend.clone();
+        enroll(&f.store, "web1").await;
+        // What the previous version (SQLite 6, PostgreSQL 3) had: no users, no audit.
+        let f = f
+            .reopen_after(
+                "DROP TABLE audit; DROP TABLE users;
+                 UPDATE meta SET value = '6' WHERE key = 'schema_version';",
+                "DROP TABLE audit; DROP TABLE users; DROP FUNCTION audit_append_only();
+                 UPDATE meta SET value = '3' WHERE key = 'schema_version';",
+            )
+            .await;
+        let s = &f.store;
+        assert_eq!(s.clients().await.unwrap().len(), 1, "{be}");
+        s.add_user(&new_user("alice", Role::Admin, 1, 10, None))
+            .await
+            .unwrap();
+        s.record_audit(&record(20, "alice", AuditAction::Request, "WEB1"))
+            .await
+            .unwrap();
+        let refused = f
+            .try_sql(
+                "UPDATE audit SET actor = 'x'",
+                "UPDATE audit SET actor = 'x'",
+            )
+            .await
+            .unwrap_err();
+        assert!(refused.contains("append-only"), "{be}: {refused}");
+        let f = f.reopen().await;
+        assert_eq!(f.store.users(Timestamp(30)).await.unwrap().len(), 1, "{be}");
+        assert_eq!(
+            f.store.audit(&AuditQuery::default()).await.unwrap().len(),
+            1,
+            "{be}"
+        );
+    }
+}
