@@ -156,7 +156,15 @@ fn record_change(
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let store = crate::datadir::open_store(dir, after).await?;
+        // The change is saved already; a database that cannot be opened now is said, not fatal
+        // (`audit::record` treats a failed write the same way).
+        let store = match crate::datadir::open_store(dir, after).await {
+            Ok(store) => store,
+            Err(e) => {
+                tracing::error!(error = %e, "The configuration changed, but the change could not be recorded in the audit.");
+                return anyhow::Ok(());
+            }
+        };
         crate::audit::record(
             &store,
             &crate::audit::Actor::local(),
