@@ -284,6 +284,15 @@ fn the_audit_lists_each_action_with_its_actor(db: Db) {
         Some(&serde_json::json!({"event": "cycle"})),
     );
     assert_eq!(status, 201, "{e}");
+    // The local-user header is believed only with the site's own token: a user stays itself.
+    let resp = http()
+        .post(format!("{}/api/v1/clients/web1/events", site.url))
+        .header("Authorization", format!("Bearer {oscar}"))
+        .header("invsync-actor", "local:root")
+        .header("Content-Type", "application/json")
+        .send(r#"{"event":"cycle"}"#)
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200, "merged into the pending event");
     let (status, _) = call(
         &site,
         "DELETE",
@@ -358,6 +367,7 @@ fn the_audit_lists_each_action_with_its_actor(db: Db) {
         (local.as_str(), "user_add", "adele"),
         ("oscar", "request", "WEB1"),
         ("oscar", "event", "WEB1"),
+        ("oscar", "event", "WEB1"),
         ("oscar", "cancel", id.to_string().as_str()),
         ("adele", "user_add", "mallory"),
         ("adele", "user_remove", "mallory"),
@@ -374,6 +384,13 @@ fn the_audit_lists_each_action_with_its_actor(db: Db) {
     // From where: the API's caller's address; a local tool without a server has none.
     assert_eq!(entries.last().unwrap()["address"], Value::Null);
     let by_oscar = &entries[entries.len() - 3];
+    assert!(
+        entries[entries.len() - 5]["details"]
+            .as_str()
+            .unwrap()
+            .contains("already pending"),
+        "{entries:?}"
+    );
     assert_eq!(by_oscar["actor"], "oscar");
     assert_eq!(by_oscar["address"], "127.0.0.1", "{by_oscar}");
     assert_eq!(by_oscar["site"], "S01");
@@ -384,7 +401,7 @@ fn the_audit_lists_each_action_with_its_actor(db: Db) {
 
     // Filters, on the command line and the API (which every role may read).
     let only = audit(&site, &["--user", "oscar"]);
-    assert_eq!(only.len(), 3, "{only:?}");
+    assert_eq!(only.len(), 4, "{only:?}");
     assert!(audit(&site, &["--since", "2999-01-01T00:00:00Z"]).is_empty());
     assert_eq!(audit(&site, &["--since", "1h"]).len(), entries.len());
     let out = run_expect(
