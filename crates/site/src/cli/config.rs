@@ -306,3 +306,40 @@ pub fn apply(args: Args, matches: Option<&clap::ArgMatches>) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_change_names_each_setting_and_hides_secrets() {
+        let before = serde_json::json!({
+            "db": "postgres://u:secret@h/d",
+            "limits": {"max_items": 10, "max_attrs": 5},
+            "parent": {"url": "https://p", "token": "t1"},
+        });
+        let after = serde_json::json!({
+            "db": "postgres://u:other@h/d",
+            "limits": {"max_items": 20, "max_attrs": 5},
+            "parent": {"url": "https://p", "token": "t2"},
+            "request_expiry_secs": 604800,
+        });
+        let changed = changed_settings(&before, &after);
+        let paths: Vec<&str> = changed.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "db",
+                "limits.max_items",
+                "parent.token",
+                "request_expiry_secs"
+            ]
+        );
+        let words: Vec<&str> = changed.iter().map(|(_, w)| w.as_str()).collect();
+        assert_eq!(words[1], "limits.max_items 10 -> 20");
+        assert_eq!(words[3], "request_expiry_secs null -> 604800");
+        for w in &words {
+            assert!(!w.contains("secret") && !w.contains("t2"), "{w}");
+        }
+    }
+}
