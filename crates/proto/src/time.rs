@@ -32,6 +32,22 @@ impl Timestamp {
         let d = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
         Ok(Timestamp(d.as_millis() as i64))
     }
+
+    /// An RFC 3339 time, or an age counted back from now (`90m`, `2d`): what `--since` takes
+    /// (`invsite history`, `invsite audit`, the console's audit page).
+    pub fn parse_since(raw: &str) -> Result<Timestamp, String> {
+        if let Ok(t) = Timestamp::parse_rfc3339(raw) {
+            return Ok(t);
+        }
+        match humantime::parse_duration(raw) {
+            Ok(age) => Ok(Timestamp(
+                Timestamp::now().0 - i64::try_from(age.as_millis()).unwrap_or(i64::MAX),
+            )),
+            Err(_) => Err(format!(
+                "{raw:?} is neither an RFC 3339 time (2026-11-25T13:00:00Z) nor an age (90m, 2d)"
+            )),
+        }
+    }
 }
 
 impl fmt::Display for Timestamp {

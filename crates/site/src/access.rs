@@ -7,6 +7,7 @@
 
 use std::path::Path;
 
+use crate::audit::{self, Actor};
 use crate::datadir::open_store;
 use crate::datadir::{Config, SiteDir};
 use crate::ownership::{self, OwnershipError};
@@ -14,8 +15,8 @@ use anyhow::{Context, Result};
 use invsync_client::{Answer, Client, ClientOptions, Encoding, Failure, Timeouts};
 use invsync_proto::exit::{Code, Exit};
 use invsync_proto::wire::{
-    self, ClientSummary, ClientView, EventRequestBody, HistoryEntry, HistoryQuery, Queued,
-    RequestQuery, RequestState, RequestView, ResyncRequestBody, SitesView,
+    self, AuditAction, ClientSummary, ClientView, EventRequestBody, HistoryEntry, HistoryQuery,
+    Queued, RequestQuery, RequestState, RequestView, ResyncRequestBody, SitesView,
 };
 use invsync_proto::{Class, ClientName, SiteCode, Timestamp};
 use invsync_store::{Store, StoreError};
@@ -72,7 +73,9 @@ impl SiteAccess {
             user_agent: None,
             token: Some(&token),
         })
-        .map_err(|e| anyhow::anyhow!("cannot reach the site server over TLS: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("cannot reach the site server over TLS: {e}"))?
+        // The site records what this tool asks for as the local user's, not the token's.
+        .with_actor(wire::ACTOR_HEADER, audit::local_name());
         Ok(SiteAccess {
             dir,
             config,
@@ -105,14 +108,16 @@ impl SiteAccess {
             return Ok(q);
         }
         let command = format!("invsync {class} {name}");
-        self.run_direct(|store, own| async move {
+        let queued = self.run_direct(|store, own| async move {
             match store.request_resync(name, class, Timestamp::now()).await {
                 Err(StoreError::UnknownClient { .. }) => {
                     Err(ownership::not_own(&store, &own, name, &command).await)
                 }
                 other => Ok(other?),
             }
-        })
+        })?;
+        self.audit_direct(AuditAction::Request, &queued, class.to_string())?;
+        Ok(queued)
     }
 
     /// `invsync --via-child`: a resync request queued for this site's own client, or routed
@@ -132,9 +137,11 @@ impl SiteAccess {
         if let Some(q) = self.post(&path, &body)? {
             return Ok(q);
         }
-        self.run_direct(|store, own| async move {
+        let queued = self.run_direct(|store, own| async move {
             ownership::route_resync(&store, &own, name, class, site, Timestamp::now()).await
-        })
+        })?;
+        self.audit_direct(AuditAction::Request, &queued, class.to_string())?;
+        Ok(queued)
     }
 
     pub fn request_event(&mut self, name: &ClientName, event: wire::Event) -> Result<Queued> {
@@ -143,14 +150,16 @@ impl SiteAccess {
             return Ok(q);
         }
         let command = format!("setevnt {name} {}", event.as_str());
-        self.run_direct(|store, own| async move {
+        let queued = self.run_direct(|store, own| async move {
             match store.request_event(name, event, Timestamp::now()).await {
                 Err(StoreError::UnknownClient { .. }) => {
                     Err(ownership::not_own(&store, &own, name, &command).await)
                 }
                 other => Ok(other?),
             }
-        })
+        })?;
+        self.audit_direct(AuditAction::Event, &queued, event.as_str().to_string())?;
+        Ok(queued)
     }
 
     pub fn request_state(&mut self, id: i64) -> Result<Option<RequestView>> {
@@ -176,7 +185,25 @@ impl SiteAccess {
         }
         let (rt, store) = self.direct()?;
         match rt.block_on(store.cancel_request(id, Timestamp::now())) {
-            Ok(cancelled) => Ok(cancelled),
+            Ok(cancelled) => {
+                let already = if cancelled.already_cancelled {
+                    " (already cancelled)"
+                } else {
+                    ""
+                };
+                let details = format!(
+                    "{} request of {}{already}",
+                    cancelled.request.class, cancelled.client
+                );
+                rt.block_on(audit::record(
+                    store,
+                    &Actor::local(),
+                    AuditAction::Cancel,
+                    Some(id.to_string()),
+                    Some(details),
+                ));
+                Ok(cancelled)
+            }
             Err(e @ StoreError::UnknownRequest { .. }) => {
                 Err(Exit::new(Code::UnknownClient, e.to_string()).into())
             }
@@ -413,6 +440,25 @@ impl SiteAccess {
             self.go_direct()?;
         }
         Ok(self.direct.as_ref().expect("set by go_direct"))
+    }
+
+    /// Records in the audit, as `local:<unix user>`, a request or event this tool queued in the
+    /// database itself (through the API, the site records it).
+    fn audit_direct(&mut self, action: AuditAction, q: &Queued, what: String) -> Result<()> {
+        let details = match (&q.routed_to, q.created) {
+            (Some(owner), _) => format!("{what}, id {}, routed to {owner}", q.id),
+            (None, true) => format!("{what}, id {}", q.id),
+            (None, false) => format!("{what}, id {} (already pending)", q.id),
+        };
+        let (rt, store) = self.direct()?;
+        rt.block_on(audit::record(
+            store,
+            &Actor::local(),
+            action,
+            Some(q.client.to_string()),
+            Some(details),
+        ));
+        Ok(())
     }
 
     /// Runs a store operation when the server is not running. Ownership errors become the

@@ -10,10 +10,13 @@
 //! `state`; `state` names only `datadir` and the parts it holds (`hub`, `metrics`,
 //! `connections`, `api::{decode, known_keys, throttle}`, `console::session`), none of which
 //! names the state or a handler. `cli` holds the `invsite` commands; `access` reaches a site from a tool;
-//! `kinds` (which kind an item is, for `cli::show` and the console) names nothing.
+//! `kinds` (which kind an item is, for `cli::show` and the console) names nothing; `audit` (who
+//! acts, and the one function that records it) names nothing of the site, and `users` (adding,
+//! rotating, removing administrators) names only `audit` and `secret`.
 
 pub mod access;
 pub mod api;
+pub mod audit;
 pub mod cli;
 pub mod connections;
 pub mod console;
@@ -31,6 +34,7 @@ pub mod server;
 pub mod signing;
 pub mod state;
 pub mod tls;
+pub mod users;
 
 pub use datadir::{Config, SiteDir};
 pub use server::Server;

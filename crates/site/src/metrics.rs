@@ -93,6 +93,7 @@ const LATENCY_BUCKETS: [f64; 15] = [
 pub enum Refusal {
     BadInput,
     Unauthorized,
+    Forbidden,
     NotFound,
     Conflict,
     OtherSite,
@@ -107,9 +108,10 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 13] = [
+    pub const ALL: [Refusal; 14] = [
         Refusal::BadInput,
         Refusal::Unauthorized,
+        Refusal::Forbidden,
         Refusal::NotFound,
         Refusal::Conflict,
         Refusal::OtherSite,
@@ -127,6 +129,7 @@ impl Refusal {
         match self {
             Refusal::BadInput => "bad_input",
             Refusal::Unauthorized => "unauthorized",
+            Refusal::Forbidden => "forbidden",
             Refusal::NotFound => "not_found",
             Refusal::Conflict => "conflict",
             Refusal::OtherSite => "other_site",

@@ -141,6 +141,8 @@ pub async fn status_of(
 /// How many outbox entries go in one batch: large enough to amortise a round trip, small
 /// enough that one batch of full snapshots stays a few megabytes.
 const BATCH: usize = 200;
+/// Audit entries per forward batch: small rows; a backlog drains a thousand per round trip.
+pub const AUDIT_BATCH: usize = 1_000;
 /// How often an idle child reports its status (an empty batch) and collects requests routed
 /// down to it: short enough that `invsync --via-child` reaches a grandchild in seconds, long
 /// enough that a hundred idle children cost the parent fifty small requests a second.
@@ -221,11 +223,17 @@ async fn forward_once(
         state.set_parent_code(welcome.parent);
     }
     let entries = state.store.outbox_batch(BATCH).await.map_err(store_err)?;
-    let full = entries.len() == BATCH;
+    let audit = state
+        .store
+        .audit_to_forward(AUDIT_BATCH)
+        .await
+        .map_err(store_err)?;
+    let full = entries.len() == BATCH || audit.len() == AUDIT_BATCH;
     let batch = ForwardBatch {
         from: own_status(state).await.map_err(store_err)?,
         below: state.store.sites().await.map_err(store_err)?,
         entries,
+        audit,
     };
     let parent = client.clone();
     let result = tokio::task::spawn_blocking(move || parent.forward(&batch))
@@ -273,6 +281,13 @@ async fn forward_once(
         .outbox_done(&done, &refused, parent_code.as_ref(), Timestamp::now())
         .await
         .map_err(store_err)?;
+    if let Some(upto) = result.audit_upto {
+        state
+            .store
+            .audit_forwarded_upto(upto)
+            .await
+            .map_err(store_err)?;
+    }
     for request in &result.requests {
         take_down_request(state, request, ignored)
             .await
@@ -322,6 +337,23 @@ async fn take_down_request(
             created: true,
         } => {
             tracing::info!(%origin, %client, %class, id, "Queued a resync request routed down from a parent site.");
+            // Who asked is in the audit of the site it was asked at (and above); here the actor
+            // is that site.
+            let actor = crate::audit::Actor {
+                principal: crate::audit::Principal::site_token(Some(format!(
+                    "site:{}",
+                    req.origin_site
+                ))),
+                address: None,
+            };
+            crate::audit::record(
+                &state.store,
+                &actor,
+                invsync_proto::wire::AuditAction::Request,
+                Some(name.to_string()),
+                Some(format!("{class}, id {id}, routed down from {origin}")),
+            )
+            .await;
             // An agent on the push channel picks it up at once, as it would a local request.
             state.hub.wake(&name);
             return Ok(());

@@ -42,6 +42,12 @@ pub enum StoreError {
     /// items); nothing was stored.
     #[error("bad report: {0}")]
     BadReport(String),
+    /// A user of this name exists already (`invsite user add`).
+    #[error("user {0} exists already; `invsite user rotate {0}` issues a new token")]
+    UserExists(String),
+    /// No user of this name at this site.
+    #[error("unknown user {0}; `invsite user list` lists them")]
+    UnknownUser(String),
     /// A site code cannot be given to a child or recorded for a site below this one because the
     /// tree already uses it: it is this site's own code, or a site reached through another
     /// child. The text names the code and where it is in use.

@@ -41,14 +41,16 @@ mod rows;
 mod software;
 mod sql;
 mod sqlite;
+mod users;
 
 use std::path::Path;
 use std::sync::Arc;
 
 use invsync_proto::wire::{
-    CheckinResponse, ClientPage, ClientQuery, ClientSummary, ClientView, DownRequest, Event,
-    ForwardOutcome, Forwarded, Owner, PackagePage, PackageQuery, Queued, Report, ReportAck,
-    RequestPage, RequestQuery, RequestView, SiteStatus, SoftwarePage, SoftwareQuery,
+    AuditEntry, AuditQuery, CheckinResponse, ClientPage, ClientQuery, ClientSummary, ClientView,
+    DownRequest, Event, ForwardOutcome, Forwarded, Owner, PackagePage, PackageQuery, Queued,
+    Report, ReportAck, RequestPage, RequestQuery, RequestView, SiteStatus, SoftwarePage,
+    SoftwareQuery, UserName, UserView,
 };
 use invsync_proto::{Class, ClientName, Digest, SiteCode, Timestamp};
 use uuid::Uuid;
@@ -59,6 +61,7 @@ pub use hierarchy::{IncomingForwarded, PreparedBody, PreparedDelta};
 pub use ingest::{IncomingReport, PreparedItems, Shape};
 /// A database URL with its password (in the authority or a `password=` parameter) hidden.
 pub use redact::redact_url;
+pub use users::{AuditRecord, DEFAULT_AUDIT_LIMIT, NewUser, UserAuth};
 
 /// The site's own identity, fixed at `invsite init`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -991,6 +994,107 @@ impl Store {
     ) -> Result<Option<Vec<HistoryEntry>>, StoreError> {
         let query = query.clone();
         view!(self, |e, b| exec::history(e, &b.site.code, &key, &query))
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Administrators with roles and the audit trail (issue 20, items 6 and 7; `users`)
+
+    /// Adds a user with the hash of its token's key; [`StoreError::UserExists`] when the name
+    /// is taken.
+    pub async fn add_user(&self, user: &NewUser) -> Result<UserView, StoreError> {
+        let u = user.clone();
+        let result = change!(self, |e, _b| users::add_user(e, &u));
+        self.health.record("add_user", result, |_| true)
+    }
+
+    /// Gives a user a new token (the old one stops working at once). Without
+    /// `user.lifetime_ms` and with `keep_lifetime`, the new token works as long as the old one
+    /// did when it was issued. [`StoreError::UnknownUser`] for an unknown name.
+    pub async fn rotate_user(
+        &self,
+        user: &NewUser,
+        keep_lifetime: bool,
+    ) -> Result<UserView, StoreError> {
+        let u = user.clone();
+        let result = change!(self, |e, _b| users::rotate_user(e, &u, keep_lifetime));
+        self.health.record("rotate_user", result, |_| true)
+    }
+
+    /// Removes a user: its token stops working at once. Its audit entries stay.
+    pub async fn remove_user(&self, name: &UserName) -> Result<(), StoreError> {
+        let n = name.clone();
+        let result = change!(self, |e, _b| users::remove_user(e, &n));
+        self.health.record("remove_user", result, |_| true)
+    }
+
+    /// Every user, sorted by name (`expired` as of `now`).
+    pub async fn users(&self, now: Timestamp) -> Result<Vec<UserView>, StoreError> {
+        view!(self, |e, _b| users::users(e, now))
+    }
+
+    /// A user's role, key hash and expiry, to check a presented token against.
+    pub async fn user_auth(&self, name: &UserName) -> Result<Option<UserAuth>, StoreError> {
+        let n = name.clone();
+        view!(self, |e, _b| users::user_auth(e, &n))
+    }
+
+    /// Appends an audit entry for something done at this site; its number. Entries are never
+    /// changed; only [`Store::prune_audit`] removes them.
+    pub async fn record_audit(&self, record: &AuditRecord) -> Result<i64, StoreError> {
+        let r = record.clone();
+        let result = change!(self, |e, b| users::record_audit(e, &b.site.code, &r));
+        self.health.record("record_audit", result, |_| true)
+    }
+
+    /// Appends audit entries a child (`from`) forwarded up, each keeping the site it was done
+    /// at; an entry already held (same child, same number there) is skipped. How many were
+    /// new.
+    pub async fn record_forwarded_audit(
+        &self,
+        from: &SiteCode,
+        entries: &[AuditEntry],
+    ) -> Result<u64, StoreError> {
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        let (f, list) = (from.clone(), entries.to_vec());
+        let result = change_all!(self, |e, _b| users::record_forwarded_audit(e, &f, &list));
+        self.health
+            .record("record_forwarded_audit", result, |n: &u64| *n > 0)
+    }
+
+    /// The audit entries matching `q`, newest first (at most [`DEFAULT_AUDIT_LIMIT`] without
+    /// a limit). A limit outside 1..=1000 is refused ([`StoreError::Refused`]).
+    pub async fn audit(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        if let Some(problem) = q.problem() {
+            return Err(StoreError::Refused(problem));
+        }
+        let q = q.clone();
+        view!(self, |e, _b| users::audit(e, &q))
+    }
+
+    /// The audit entries the parent has not acknowledged yet, oldest first, at most `limit`: a
+    /// child sends them with each forward batch.
+    pub async fn audit_to_forward(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        view!(self, |e, _b| async move {
+            let after = users::audit_forwarded(&mut *e).await?;
+            users::audit_after(e, after, limit).await
+        })
+    }
+
+    /// Records that the parent holds every audit entry up to number `upto`.
+    pub async fn audit_forwarded_upto(&self, upto: i64) -> Result<(), StoreError> {
+        let result = change!(self, |e, _b| users::set_audit_forwarded(e, upto));
+        self.health.record("audit_forwarded", result, |_| true)
+    }
+
+    /// Removes at most `batch` audit entries older than `before`, oldest first, and says how
+    /// many: the retention period's pruning (issue 20, item 5) calls it until it answers 0,
+    /// in small batches so that no call holds the writer for long. Nothing else removes
+    /// audit entries.
+    pub async fn prune_audit(&self, before: Timestamp, batch: usize) -> Result<u64, StoreError> {
+        let result = change!(self, |e, _b| users::prune_audit(e, before, batch));
+        self.health.record("prune_audit", result, |n: &u64| *n > 0)
     }
 
     // -----------------------------------------------------------------------------------------

@@ -773,13 +773,16 @@ async fn a_database_of_the_previous_schema_version_opens_and_its_clients_read_as
     for f in stores().await {
         let b = f.backend.clone();
         enroll(&f.store, "web1").await;
-        // What the previous version (SQLite 5, PostgreSQL 2) had: no transport, no index.
+        // What the previous version (SQLite 5, PostgreSQL 2) had: no transport, no index (and
+        // none of the later versions' users and audit tables).
         let f = f
             .reopen_after(
-                "DROP INDEX clients_offline;
+                "DROP TABLE audit; DROP TABLE users;
+                 DROP INDEX clients_offline;
                  ALTER TABLE clients DROP COLUMN transport;
                  UPDATE meta SET value = '5' WHERE key = 'schema_version';",
-                "DROP INDEX clients_offline;
+                "DROP TABLE audit; DROP TABLE users; DROP FUNCTION audit_append_only();
+                 DROP INDEX clients_offline;
                  ALTER TABLE clients DROP COLUMN transport;
                  UPDATE meta SET value = '2' WHERE key = 'schema_version';",
             )

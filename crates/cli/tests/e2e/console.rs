@@ -168,7 +168,7 @@ fn console_needs_a_session_a_csrf_token_and_queues_like_invsync() {
     // A wrong token is refused and starts no session.
     let a = c.login("not-the-token");
     assert_eq!(a.status, 403);
-    assert!(a.body.contains("wrong admin token"), "{}", a.body);
+    assert!(a.body.contains("wrong API token"), "{}", a.body);
     assert!(
         !a.set_cookies
             .iter()
@@ -730,4 +730,169 @@ fn show_and_the_client_page_group_items_by_kind() {
     assert!(!page.body.contains(r#"<h3 id="sw-dpkg">"#), "{}", page.body);
     assert!(page.body.contains("1 of "), "{}", page.body);
     site.stop();
+}
+
+/// `invsite user add NAME --role ROLE`: the token it printed.
+fn user_token(site: &Site, name: &str, role: &str) -> String {
+    run_ok_stdout(
+        "invsite",
+        &[
+            "user",
+            "add",
+            name,
+            "--role",
+            role,
+            "--data-dir",
+            site.data_dir(),
+        ],
+    )
+    .trim()
+    .to_string()
+}
+
+#[test]
+fn console_shows_each_role_what_it_may_do_and_refuses_the_rest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut site = Site::init(tmp.path(), "S01");
+    site.start();
+    let agent = Agent::enroll(tmp.path(), &site, "debian", "web01");
+    agent.cycle();
+    let viewer = user_token(&site, "vic", "viewer");
+    let operator = user_token(&site, "otto", "operator");
+    let admin = user_token(&site, "ada", "admin");
+
+    // A viewer logs in with its own token, reads, sees no buttons, and is refused server-side.
+    let mut v = Console::new(&site);
+    let a = v.login(&viewer);
+    assert_eq!(
+        (a.status, a.location.as_str()),
+        (303, "/console/"),
+        "{}",
+        a.body
+    );
+    let page = v.get("/console/clients/WEB01");
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("vic (viewer)"), "{}", page.body);
+    assert!(page.body.contains(r#"id="no-actions""#), "{}", page.body);
+    assert!(
+        !page.body.contains(r#"id="resync-hw""#),
+        "no buttons for a viewer"
+    );
+    assert!(
+        !page.body.contains(r#"id="nav-users""#),
+        "no users page for a viewer"
+    );
+    let csrf = csrf_of(&page.body);
+    let a = v.post("/console/clients/WEB01/resync-hw", &[("csrf", &csrf)], &[]);
+    assert_eq!(a.status, 403, "{}", a.body);
+    assert!(a.body.contains("the operator role"), "{}", a.body);
+    assert!(requests(&site, "WEB01").is_empty(), "nothing queued");
+    assert_eq!(v.get("/console/users").status, 403);
+    // Every role reads the audit.
+    let audit = v.get("/console/audit");
+    assert_eq!(audit.status, 200);
+    assert!(
+        audit.body.contains(r#"<td class="actor">vic</td>"#),
+        "{}",
+        audit.body
+    );
+
+    // An operator has the buttons, and they work, audited under its name; no users page.
+    let mut o = Console::new(&site);
+    o.login(&operator);
+    let page = o.get("/console/clients/WEB01");
+    assert!(page.body.contains(r#"id="resync-hw""#), "{}", page.body);
+    let csrf = csrf_of(&page.body);
+    let a = o.post("/console/clients/WEB01/resync-hw", &[("csrf", &csrf)], &[]);
+    assert_eq!(a.status, 303, "{}", a.body);
+    assert_eq!(requests(&site, "WEB01").len(), 1);
+    let a = o.post(
+        "/console/users",
+        &[("csrf", &csrf), ("name", "eve"), ("role", "admin")],
+        &[],
+    );
+    assert_eq!(a.status, 403, "{}", a.body);
+    assert!(a.body.contains("the admin role"), "{}", a.body);
+
+    // An admin manages users: add shows the token once; rotate and remove.
+    let mut ad = Console::new(&site);
+    ad.login(&admin);
+    let users = ad.get("/console/users");
+    assert_eq!(users.status, 200, "{}", users.body);
+    assert!(users.body.contains(r#"id="user-otto""#), "{}", users.body);
+    let csrf = csrf_of(&users.body);
+    for (name, role, expires, why) in [
+        ("Bad Name", "viewer", "", "user name"),
+        ("eve", "root", "", "viewer, operator, admin"),
+        ("eve", "viewer", "whenever", "--expires"),
+    ] {
+        let a = ad.post(
+            "/console/users",
+            &[
+                ("csrf", &csrf),
+                ("name", name),
+                ("role", role),
+                ("expires", expires),
+            ],
+            &[],
+        );
+        assert_eq!(a.status, 400, "{name}: {}", a.body);
+        assert!(a.body.contains(why), "{}", a.body);
+    }
+    let a = ad.post(
+        "/console/users",
+        &[
+            ("csrf", &csrf),
+            ("name", "eve"),
+            ("role", "viewer"),
+            ("expires", "30d"),
+        ],
+        &[],
+    );
+    assert_eq!(a.status, 201, "{}", a.body);
+    assert!(
+        a.body.contains(r#"<code id="issued-token">invu.eve."#),
+        "{}",
+        a.body
+    );
+    let eve = a.body.split(r#"<code id="issued-token">"#).nth(1).unwrap();
+    let eve = eve.split('<').next().unwrap().to_string();
+    let mut e = Console::new(&site);
+    assert_eq!(e.login(&eve).status, 303);
+    let a = ad.post("/console/users/eve/rotate", &[("csrf", &csrf)], &[]);
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(a.body.contains("invu.eve."), "{}", a.body);
+    // A rotated user's session ends at its next page; the old token logs in no more.
+    assert_eq!(e.get("/console/").location, "/console/login");
+    assert_eq!(Console::new(&site).login(&eve).status, 403);
+    let a = ad.post("/console/users/eve/remove", &[("csrf", &csrf)], &[]);
+    assert_eq!((a.status, a.location.as_str()), (303, "/console/users"));
+    assert!(!ad.get("/console/users").body.contains(r#"id="user-eve""#));
+
+    // The audit page lists logins (and the refused one), the button and the user changes.
+    let audit = ad.get("/console/audit");
+    for (actor, action) in [
+        ("vic", "login"),
+        ("otto", "login"),
+        ("otto", "request"),
+        ("ada", "user_add"),
+        ("ada", "user_rotate"),
+        ("ada", "user_remove"),
+        ("eve", "login_failed"),
+    ] {
+        let row = format!(r#"<td class="actor">{actor}</td>"#);
+        assert!(
+            audit
+                .body
+                .split("<tr")
+                .any(|r| r.contains(&row)
+                    && r.contains(&format!(r#"<td class="action">{action}</td>"#))),
+            "{actor} {action} missing: {}",
+            audit.body
+        );
+    }
+    let filtered = ad.get("/console/audit?user=otto&since=1h");
+    assert_eq!(filtered.status, 200);
+    assert!(!filtered.body.contains(r#"<td class="actor">ada</td>"#));
+    assert_eq!(ad.get("/console/audit?since=yesterday").status, 400);
 }

@@ -6,7 +6,8 @@
 //!
 //! It logs in, finds a client, presses "Resync software", runs an agent cycle and waits for the
 //! request to show complete; the client page's screenshot is saved to
-//! `target/test-artifacts/console-client.png`.
+//! `target/test-artifacts/console-client.png`. A second test has an admin add a user on the
+//! users page, who logs in with its token, sees what its role allows and reads the audit page.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -305,5 +306,67 @@ fn browser_logs_in_resyncs_software_and_sees_it_complete() {
     std::fs::write(&path, &png).unwrap();
     eprintln!("screenshot of the client page: {}", path.display());
     drop(b);
+    site.stop();
+}
+
+#[test]
+fn browser_admin_adds_a_user_who_sees_its_role_and_the_audit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut site = Site::init(tmp.path(), "S01");
+    site.start();
+    let agent = Agent::enroll(tmp.path(), &site, "debian", "web01");
+    agent.cycle();
+
+    // The site's admin token is an admin: it has the users page and adds an operator.
+    let admin = Browser::start();
+    admin.go(&format!("{}/console/", site.url));
+    admin.type_into("#token", &site.admin_token());
+    admin.click("#login");
+    admin.wait_for("Clients held", false, 15);
+    admin.click("#nav-users");
+    admin.wait_for("Add a user", false, 15);
+    admin.type_into("#new-name", "otto");
+    admin.type_into("#new-expires", "30d");
+    admin.click("#add");
+    admin.wait_for(r#"<code id="issued-token">invu.otto."#, false, 15);
+    let source = admin.source();
+    let token = source
+        .split(r#"<code id="issued-token">"#)
+        .nth(1)
+        .and_then(|s| s.split('<').next())
+        .unwrap()
+        .to_string();
+    assert!(
+        source.contains(r#"<td class="role">operator</td>"#),
+        "{source}"
+    );
+
+    // The operator logs in with its token, sees the buttons but no users page, and queues.
+    let op = Browser::start();
+    op.go(&format!("{}/console/", site.url));
+    op.type_into("#token", &token);
+    op.click("#login");
+    op.wait_for("otto (operator)", false, 15);
+    assert!(!op.source().contains(r#"id="nav-users""#));
+    op.go(&format!("{}/console/clients/WEB01", site.url));
+    op.click("#resync-hw");
+    op.wait_for("Queued hardware resync request", false, 15);
+
+    // The audit page shows both, under their names.
+    op.go(&format!("{}/console/audit", site.url));
+    op.wait_for(r#"<td class="actor">otto</td>"#, false, 15);
+    let audit = op.source();
+    for action in ["login", "request", "user_add"] {
+        assert!(
+            audit.contains(&format!(r#"<td class="action">{action}</td>"#)),
+            "{action}: {audit}"
+        );
+    }
+    assert!(
+        audit.contains(r#"<td class="actor">site-token</td>"#),
+        "{audit}"
+    );
+    drop(op);
+    drop(admin);
     site.stop();
 }

@@ -26,6 +26,7 @@ mod push;
 mod quickstart;
 mod requests_end;
 mod restart;
+mod roles;
 mod security;
 mod seed_flow;
 mod settings;

@@ -133,6 +133,11 @@ pub struct ForwardBatchOf<B> {
     pub below: Vec<SiteStatus>,
     #[serde(default = "Vec::new")]
     pub entries: Vec<ForwardedOf<B>>,
+    /// Audit entries the parent has not acknowledged yet, oldest first (this site's own and
+    /// those its children forwarded), so that the audit of every site above shows who did what
+    /// at which site.
+    #[serde(default = "Vec::new", skip_serializing_if = "Vec::is_empty")]
+    pub audit: Vec<super::AuditEntry>,
 }
 
 /// What the parent did with one forwarded change.
@@ -163,6 +168,10 @@ pub struct ForwardResult {
     /// below the sender.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub requests: Vec<DownRequest>,
+    /// The number (at the sender) of the last audit entry of the batch the parent took in:
+    /// the sender sends only later ones from then on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_upto: Option<i64>,
 }
 
 /// A resync request routed down the tree to the owning site. A parent delivers it again (about

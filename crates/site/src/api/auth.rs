@@ -1,5 +1,7 @@
 //! Who is calling: extractors that authenticate a request once per route group, so handlers
-//! never check credentials themselves. [`Admin`] needs the admin token; [`Client`] needs a
+//! never check credentials themselves. [`Viewer`], [`Operator`] and [`Admin`] need an API token
+//! (the site's admin token, or a user's) whose role is at least theirs and yield the
+//! [`Actor`] the audit names; [`Client`] needs a
 //! client token and yields the client it belongs to; [`Child`] needs a child site's token and
 //! yields the child's code. Every wrong credential counts against its address's budget
 //! ([`super::throttle`]), which turns the refusal into 429 once the budget is spent; valid ones
@@ -12,13 +14,14 @@ use std::net::IpAddr;
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use invsync_proto::wire::{ChildToken, ClientToken};
-use invsync_proto::{ClientName, Digest, SiteCode};
+use invsync_proto::wire::{self, ChildToken, ClientToken, Role, UserToken};
+use invsync_proto::{ClientName, Digest, SiteCode, Timestamp};
 use invsync_store::Authenticated;
 use uuid::Uuid;
 
 use super::error::ApiError;
 use super::throttle::Peer;
+use crate::audit::{Actor, Principal, local_actor_header};
 use crate::connections::{ConnectionHandle, mark_authenticated};
 use crate::secret::ct_eq;
 use crate::state::AppState;
@@ -28,28 +31,97 @@ fn bearer(parts: &Parts) -> Option<&str> {
     value.strip_prefix("Bearer ").map(str::trim)
 }
 
-/// A caller that presented the admin token.
-pub struct Admin;
-
-impl FromRequestParts<AppState> for Admin {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Admin, ApiError> {
-        match bearer(parts) {
-            Some(t) if ct_eq(t.as_bytes(), state.admin_token.as_bytes()) => {
-                mark_authenticated(&parts.extensions);
-                Ok(Admin)
-            }
-            Some(_) => Err(state.auth_failures.refuse(
-                Peer::of(parts).0,
-                ApiError::Unauthorized("wrong admin token".to_string()),
-            )),
-            None => Err(ApiError::Unauthorized(
-                "this endpoint needs the admin token (Authorization: Bearer …)".to_string(),
-            )),
-        }
+/// Who presented an API token, checked against the role a route needs: the site's own admin
+/// token is an admin (named `site-token`, or the `local:<unix user>` a tool on the site server
+/// announces in [`wire::ACTOR_HEADER`]); a user's token (`invu.<name>.<key>`) has the user's
+/// role while it has not expired. A wrong or expired token is 401 and counts against the
+/// address's budget; a right one whose role is too low is 403, naming the role needed.
+async fn authorize(parts: &Parts, state: &AppState, needed: Role) -> Result<Actor, ApiError> {
+    let peer = Peer::of(parts).0;
+    let Some(token) = bearer(parts) else {
+        return Err(ApiError::Unauthorized(
+            "this endpoint needs an API token: the site's admin token or a user's (Authorization: Bearer …)"
+                .to_string(),
+        ));
+    };
+    let principal = principal(state, token, parts.headers.get(wire::ACTOR_HEADER))
+        .await?
+        .map_err(|refusal| {
+            state
+                .auth_failures
+                .refuse(peer, ApiError::Unauthorized(refusal))
+        })?;
+    mark_authenticated(&parts.extensions);
+    if let Some(refusal) = principal.lacks(needed) {
+        return Err(ApiError::Forbidden(refusal));
     }
+    Ok(Actor {
+        principal,
+        address: peer,
+    })
 }
+
+/// Who `token` stands for, or the sentence that refuses it: the API's check, and the console
+/// login's. `local` is the actor header a tool on the site server sent, believed only with the
+/// site's own token.
+pub async fn principal(
+    state: &AppState,
+    token: &str,
+    local: Option<&axum::http::HeaderValue>,
+) -> Result<Result<Principal, String>, ApiError> {
+    if let Some(t) = UserToken::parse(token) {
+        let Some(user) = state.store.user_auth(&t.name).await? else {
+            return Ok(Err(WRONG_TOKEN.to_string()));
+        };
+        if !user.key_hash.ct_eq(&t.key_hash()) {
+            return Ok(Err(WRONG_TOKEN.to_string()));
+        }
+        if user.expired(Timestamp::now()) {
+            let when = user.expires_at.map(|t| t.rfc3339()).unwrap_or_default();
+            return Ok(Err(format!(
+                "the token of user {} expired at {when}; an admin issues a new one with `invsite user rotate {}`",
+                user.name, user.name
+            )));
+        }
+        return Ok(Ok(Principal::user(user.name, user.role, user.key_hash)));
+    }
+    if ct_eq(token.as_bytes(), state.admin_token.as_bytes()) {
+        let local = local
+            .and_then(|v| v.to_str().ok())
+            .and_then(local_actor_header);
+        return Ok(Ok(Principal::site_token(local)));
+    }
+    Ok(Err(WRONG_TOKEN.to_string()))
+}
+
+/// The refusal of a token that is neither the site's nor a user's current one.
+const WRONG_TOKEN: &str = "wrong API token: give the site's admin token (`invsite admin-token`) or a user's token (`invsite user add`)";
+
+/// A caller whose role may read: any valid token (the viewer role and above).
+pub struct Viewer(pub Actor);
+/// A caller who may also queue requests and events and cancel requests (operator and above).
+pub struct Operator(pub Actor);
+/// A caller who may also delete clients, manage users and change configuration (admin).
+pub struct Admin(pub Actor);
+
+macro_rules! role_extractor {
+    ($ty:ident, $role:expr) => {
+        impl FromRequestParts<AppState> for $ty {
+            type Rejection = ApiError;
+
+            async fn from_request_parts(
+                parts: &mut Parts,
+                state: &AppState,
+            ) -> Result<$ty, ApiError> {
+                authorize(parts, state, $role).await.map($ty)
+            }
+        }
+    };
+}
+
+role_extractor!(Viewer, Role::Viewer);
+role_extractor!(Operator, Role::Operator);
+role_extractor!(Admin, Role::Admin);
 
 /// An enrolled client that presented its own token.
 pub struct Client {

@@ -22,6 +22,9 @@ pub enum ApiError {
     /// 401: no credential, or a wrong one.
     #[error("{0}")]
     Unauthorized(String),
+    /// 403: the caller's role does not allow this; the message names the role it needs.
+    #[error("{0}")]
+    Forbidden(String),
     /// 404: no such client, request or route.
     #[error("{0}")]
     NotFound(String),
@@ -67,6 +70,8 @@ impl From<StoreError> for ApiError {
             StoreError::NameTaken { .. } => ApiError::Conflict(e.to_string()),
             StoreError::UnknownClient { .. } => ApiError::NotFound(e.to_string()),
             StoreError::UnknownRequest { .. } => ApiError::NotFound(e.to_string()),
+            StoreError::UnknownUser(_) => ApiError::NotFound(e.to_string()),
+            StoreError::UserExists(_) => ApiError::Conflict(e.to_string()),
             StoreError::NotCancellable(_) => ApiError::Conflict(e.to_string()),
             StoreError::OtherSite(_) => ApiError::OtherSite(e.to_string()),
             StoreError::BadReport(_) => ApiError::BadInput(e.to_string()),
@@ -87,6 +92,15 @@ impl From<crate::ownership::OwnershipError> for ApiError {
             O::Ambiguous { .. } => ApiError::Conflict(e.to_string()),
             O::NotAccepting { .. } => ApiError::OtherSite(e.to_string()),
             O::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<crate::users::UserError> for ApiError {
+    fn from(e: crate::users::UserError) -> ApiError {
+        match e {
+            crate::users::UserError::BadInput(m) => ApiError::BadInput(m),
+            crate::users::UserError::Store(s) => s.into(),
         }
     }
 }
@@ -151,6 +165,7 @@ impl ApiError {
         match self {
             ApiError::BadInput(_) => Refusal::BadInput,
             ApiError::Unauthorized(_) => Refusal::Unauthorized,
+            ApiError::Forbidden(_) => Refusal::Forbidden,
             ApiError::NotFound(_) => Refusal::NotFound,
             ApiError::Conflict(_) => Refusal::Conflict,
             ApiError::OtherSite(_) => Refusal::OtherSite,
@@ -171,6 +186,7 @@ impl IntoResponse for ApiError {
         let status = match &self {
             ApiError::BadInput(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::OtherSite(_) => StatusCode::MISDIRECTED_REQUEST,
@@ -231,6 +247,7 @@ mod tests {
         match reason {
             Refusal::BadInput => ApiError::BadInput(m),
             Refusal::Unauthorized => ApiError::Unauthorized(m),
+            Refusal::Forbidden => ApiError::Forbidden(m),
             Refusal::NotFound => ApiError::NotFound(m),
             Refusal::Conflict => ApiError::Conflict(m),
             Refusal::OtherSite => ApiError::OtherSite(m),
@@ -257,6 +274,7 @@ mod tests {
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
             ),
+            (Refusal::Forbidden, StatusCode::FORBIDDEN, "forbidden"),
             (Refusal::NotFound, StatusCode::NOT_FOUND, "not_found"),
             (Refusal::Conflict, StatusCode::CONFLICT, "conflict"),
             (

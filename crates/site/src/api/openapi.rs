@@ -12,7 +12,7 @@ use axum::http::Method;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use axum::routing::{MethodFilter, MethodRouter, on};
-use invsync_proto::wire;
+use invsync_proto::wire::{self, Role};
 use utoipa::OpenApi;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 
@@ -26,10 +26,25 @@ pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
 pub struct ApiRoute {
     pub path: &'static str,
     pub method: Method,
+    /// The role it needs (`None`: no token, the document itself). The handler's extractor
+    /// enforces it; the document states it as `x-invsync-role` for the tests and clients.
+    pub role: Option<Role>,
     pub handler: MethodRouter<AppState>,
 }
 
-fn route<H, T>(path: &'static str, method: Method, handler: H) -> ApiRoute
+fn route<H, T>(path: &'static str, method: Method, role: Role, handler: H) -> ApiRoute
+where
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    ApiRoute {
+        role: Some(role),
+        ..open_route(path, method, handler)
+    }
+}
+
+/// A route that needs no token.
+fn open_route<H, T>(path: &'static str, method: Method, handler: H) -> ApiRoute
 where
     H: Handler<T, AppState>,
     T: 'static,
@@ -38,6 +53,7 @@ where
     ApiRoute {
         path,
         method,
+        role: None,
         handler: on(filter, handler),
     }
 }
@@ -45,44 +61,86 @@ where
 /// Every `/api/v1` route, with its method and handler; each handler carries its
 /// `#[utoipa::path]`, listed in [`ApiDoc`].
 pub fn routes() -> Vec<ApiRoute> {
+    use Role::{Admin, Operator, Viewer};
     vec![
-        route(wire::API_SITE, Method::GET, admin::site::apply),
-        route(wire::API_SITES, Method::GET, admin::sites::apply),
-        route(wire::API_CLIENTS, Method::GET, admin::clients::apply),
-        route("/api/v1/clients/{name}", Method::GET, admin::client::apply),
+        route(wire::API_SITE, Method::GET, Viewer, admin::site::apply),
+        route(wire::API_SITES, Method::GET, Viewer, admin::sites::apply),
+        route(
+            wire::API_CLIENTS,
+            Method::GET,
+            Viewer,
+            admin::clients::apply,
+        ),
+        route(
+            "/api/v1/clients/{name}",
+            Method::GET,
+            Viewer,
+            admin::client::apply,
+        ),
         route(
             "/api/v1/clients/{name}/requests",
             Method::POST,
+            Operator,
             admin::requests::apply,
         ),
         route(
             "/api/v1/clients/{name}/events",
             Method::POST,
+            Operator,
             admin::events::apply,
         ),
         route(
             "/api/v1/clients/{name}/history",
             Method::GET,
+            Viewer,
             admin::history::apply,
         ),
-        route("/api/v1/requests", Method::GET, admin::request_list::apply),
+        route(
+            "/api/v1/requests",
+            Method::GET,
+            Viewer,
+            admin::request_list::apply,
+        ),
         route(
             "/api/v1/requests/{id}",
             Method::GET,
+            Viewer,
             admin::request_state::apply,
         ),
         route(
             "/api/v1/requests/{id}",
             Method::DELETE,
+            Operator,
             admin::request_cancel::apply,
         ),
-        route("/api/v1/software", Method::GET, admin::software::holders),
+        route(
+            "/api/v1/software",
+            Method::GET,
+            Viewer,
+            admin::software::holders,
+        ),
         route(
             "/api/v1/software/packages",
             Method::GET,
+            Viewer,
             admin::software::packages,
         ),
-        route(OPENAPI_PATH, Method::GET, apply),
+        route(wire::API_AUDIT, Method::GET, Viewer, admin::audit::apply),
+        route(wire::API_USERS, Method::GET, Admin, admin::users::list),
+        route(wire::API_USERS, Method::POST, Admin, admin::users::add),
+        route(
+            "/api/v1/users/{name}",
+            Method::DELETE,
+            Admin,
+            admin::users::remove,
+        ),
+        route(
+            "/api/v1/users/{name}/rotate",
+            Method::POST,
+            Admin,
+            admin::users::rotate,
+        ),
+        open_route(OPENAPI_PATH, Method::GET, apply),
     ]
 }
 
@@ -97,7 +155,7 @@ pub fn router() -> Router<AppState> {
 #[openapi(
     info(
         title = "invsync site admin API",
-        description = "What `invsync`, `setevnt`, `invsite` and the web console do, with the admin token as `Authorization: Bearer <token>` (`invsite admin-token`). Every error is an `ErrorBody` with one sentence.",
+        description = "What `invsync`, `setevnt`, `invsite` and the web console do, with an API token as `Authorization: Bearer <token>`: the site's admin token (`invsite admin-token`, an admin) or a user's personal token (`invsite user add`). Each operation names the role it needs in `x-invsync-role` (viewer < operator < admin) and answers 403 to a lower one. Every error is an `ErrorBody` with one sentence.",
     ),
     paths(
         admin::site::apply,
@@ -112,6 +170,11 @@ pub fn router() -> Router<AppState> {
         admin::request_cancel::apply,
         admin::software::holders,
         admin::software::packages,
+        admin::audit::apply,
+        admin::users::list,
+        admin::users::add,
+        admin::users::remove,
+        admin::users::rotate,
         apply,
     ),
     components(schemas(
@@ -147,8 +210,16 @@ pub fn router() -> Router<AppState> {
         wire::PackageSummary,
         wire::VersionCount,
         admin::software::Format,
+        wire::Role,
+        wire::UserView,
+        wire::NewUserBody,
+        wire::RotateBody,
+        wire::UserIssued,
+        wire::AuditAction,
+        wire::AuditEntry,
+        wire::AuditPage,
     )),
-    modifiers(&BearerToken, &RateLimited),
+    modifiers(&BearerToken, &RateLimited, &Roles),
 )]
 pub struct ApiDoc;
 
@@ -196,6 +267,46 @@ impl utoipa::Modify for RateLimited {
                         .responses
                         .insert("429".to_string(), RefOr::T(response.clone()));
                 }
+            }
+        }
+    }
+}
+
+/// The role each operation needs, from [`routes`]: stated as `x-invsync-role`, in the summary,
+/// and with the 403 a token of a lower role gets.
+struct Roles;
+
+impl utoipa::Modify for Roles {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::extensions::Extensions;
+        use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
+        for r in routes() {
+            let Some(role) = r.role else { continue };
+            let Some(item) = doc.paths.paths.get_mut(r.path) else {
+                continue;
+            };
+            let op = match r.method {
+                Method::GET => item.get.as_mut(),
+                Method::POST => item.post.as_mut(),
+                Method::DELETE => item.delete.as_mut(),
+                _ => None,
+            };
+            let Some(op) = op else { continue };
+            let ext = op.extensions.get_or_insert_with(Extensions::default);
+            ext.insert("x-invsync-role".to_string(), role.as_str().into());
+            if role != Role::Viewer {
+                let response = ResponseBuilder::new()
+                    .description(format!(
+                        "The token's role is below {role}; the message names the role needed"
+                    ))
+                    .content(
+                        "application/json",
+                        Content::new(Some(Ref::from_schema_name("ErrorBody"))),
+                    )
+                    .build();
+                op.responses
+                    .responses
+                    .insert("403".to_string(), RefOr::T(response));
             }
         }
     }
@@ -254,6 +365,14 @@ mod tests {
                 [r.method.as_str().to_lowercase()];
             assert!(op.is_object(), "{} {} is not documented", r.method, r.path);
             let security = &op["security"];
+            let role = r.role.map(|role| serde_json::json!(role.as_str()));
+            assert_eq!(
+                op["x-invsync-role"],
+                role.unwrap_or(serde_json::Value::Null),
+                "{} {}",
+                r.method,
+                r.path
+            );
             if r.path == OPENAPI_PATH {
                 assert!(security.is_null(), "the document needs no token");
             } else {

@@ -141,6 +141,94 @@ fn show(config: &crate::datadir::Config) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Records the change in the audit, as `local:<unix user>`: each setting that changed, with
+/// its old and new value.
+fn record_change(
+    dir: &crate::datadir::SiteDir,
+    before: &crate::datadir::Config,
+    after: &crate::datadir::Config,
+) -> Result<()> {
+    let changed = changed_settings(
+        &serde_json::to_value(before)?,
+        &serde_json::to_value(after)?,
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        // The change is saved already; a database that cannot be opened now is said, not fatal
+        // (`audit::record` treats a failed write the same way).
+        let store = match crate::datadir::open_store(dir, after).await {
+            Ok(store) => store,
+            Err(e) => {
+                tracing::error!(error = %e, "The configuration changed, but the change could not be recorded in the audit.");
+                return anyhow::Ok(());
+            }
+        };
+        crate::audit::record(
+            &store,
+            &crate::audit::Actor::local(),
+            invsync_proto::wire::AuditAction::Config,
+            Some(
+                changed
+                    .iter()
+                    .map(|(k, _)| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+            Some(
+                changed
+                    .iter()
+                    .map(|(_, v)| v.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+        )
+        .await;
+        anyhow::Ok(())
+    })
+}
+
+/// The settings (dotted paths) whose values differ, each with `path old -> new`. The database
+/// URL and the parent's settings are named without their values: they may hold a password or
+/// a token, and the audit is readable by every role.
+fn changed_settings(a: &serde_json::Value, b: &serde_json::Value) -> Vec<(String, String)> {
+    fn walk(
+        path: &str,
+        a: &serde_json::Value,
+        b: &serde_json::Value,
+        out: &mut Vec<(String, String)>,
+    ) {
+        match (a, b) {
+            (serde_json::Value::Object(x), serde_json::Value::Object(y)) => {
+                let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+                let null = serde_json::Value::Null;
+                for k in keys {
+                    let p = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
+                    walk(
+                        &p,
+                        x.get(k).unwrap_or(&null),
+                        y.get(k).unwrap_or(&null),
+                        out,
+                    );
+                }
+            }
+            (x, y) if x != y && (path == "db" || path.starts_with("parent")) => {
+                out.push((path.to_string(), format!("{path} changed")))
+            }
+            (x, y) if x != y => out.push((path.to_string(), format!("{path} {x} -> {y}"))),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk("", a, b, &mut out);
+    out
+}
+
 fn on_off(v: bool) -> &'static str {
     if v { "on" } else { "off" }
 }
@@ -211,9 +299,47 @@ pub fn apply(args: Args, matches: Option<&clap::ArgMatches>) -> Result<()> {
     }
     dir.write_config(&config)?;
     tracing::info!(site = %config.site_code, "Changed the site's configuration.");
+    record_change(&dir, &before, &config)?;
     show(&config)?;
     if dir.serve_addr_path().exists() {
         invsync_proto::outln!("The running `invsite serve` uses it once restarted.")?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_change_names_each_setting_and_hides_secrets() {
+        let before = serde_json::json!({
+            "db": "postgres://u:secret@h/d",
+            "limits": {"max_items": 10, "max_attrs": 5},
+            "parent": {"url": "https://p", "token": "t1"},
+        });
+        let after = serde_json::json!({
+            "db": "postgres://u:other@h/d",
+            "limits": {"max_items": 20, "max_attrs": 5},
+            "parent": {"url": "https://p", "token": "t2"},
+            "request_expiry_secs": 604800,
+        });
+        let changed = changed_settings(&before, &after);
+        let paths: Vec<&str> = changed.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "db",
+                "limits.max_items",
+                "parent.token",
+                "request_expiry_secs"
+            ]
+        );
+        let words: Vec<&str> = changed.iter().map(|(_, w)| w.as_str()).collect();
+        assert_eq!(words[1], "limits.max_items 10 -> 20");
+        assert_eq!(words[3], "request_expiry_secs null -> 604800");
+        for w in &words {
+            assert!(!w.contains("secret") && !w.contains("t2"), "{w}");
+        }
+    }
 }

@@ -39,17 +39,7 @@ fn parse_class(raw: &str) -> Result<Class, String> {
 
 /// An RFC 3339 time, or an age counted back from now.
 pub fn parse_since(raw: &str) -> Result<Timestamp, String> {
-    if let Ok(t) = Timestamp::parse_rfc3339(raw) {
-        return Ok(t);
-    }
-    match humantime::parse_duration(raw) {
-        Ok(age) => Ok(Timestamp(
-            Timestamp::now().0 - i64::try_from(age.as_millis()).unwrap_or(i64::MAX),
-        )),
-        Err(_) => Err(format!(
-            "{raw:?} is neither an RFC 3339 time (2026-11-25T13:00:00Z) nor an age (90m, 2d)"
-        )),
-    }
+    Timestamp::parse_since(raw)
 }
 
 fn attrs_text(a: &Attrs) -> String {

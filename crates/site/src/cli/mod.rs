@@ -4,6 +4,7 @@
 //! hands them to the function the binary gives it (`crates/cli/src/quickstart.rs`), so the
 //! site does not depend on the agent.
 
+mod audit;
 mod backup;
 mod cap_sync;
 mod child_token;
@@ -19,6 +20,7 @@ mod secrets;
 mod serve;
 mod show;
 mod sites;
+mod user;
 
 use std::path::PathBuf;
 
@@ -95,6 +97,11 @@ enum Command {
     /// Import an inventory file from `invagent inventory hw|sw --out FILE` (a machine never
     /// enrolled).
     Import(import::Args),
+    /// Manage the site's administrators: add (with a role and a personal API token), list,
+    /// remove, rotate.
+    User(user::Args),
+    /// Show the audit trail: who did what, when, from where, at which site.
+    Audit(audit::Args),
 }
 
 /// The clap definition of `invsite`, for the man page and shell completions the packages ship.
@@ -139,6 +146,8 @@ pub fn try_main(quickstart: impl FnOnce(QuickstartArgs) -> Result<()>) -> Result
         Command::CapSync(a) => runtime()?.block_on(cap_sync::apply(a)),
         Command::OfflineEnroll(a) => runtime()?.block_on(offline_enroll::apply(a)),
         Command::Import(a) => runtime()?.block_on(import::apply(a)),
+        Command::User(a) => runtime()?.block_on(user::apply(a)),
+        Command::Audit(a) => runtime()?.block_on(audit::apply(a)),
     }
 }
 

@@ -38,6 +38,14 @@ pub async fn apply(args: Args) -> Result<()> {
         .into(),
         other => anyhow::Error::new(other),
     })?;
+    crate::audit::record(
+        &store,
+        &crate::audit::Actor::local(),
+        invsync_proto::wire::AuditAction::Revoke,
+        Some(args.client.to_string()),
+        None,
+    )
+    .await;
     invsync_proto::outln!(
         "Revoked the key of {}: its agent is refused from its next request on. To keep the machine \
          from enrolling again, rotate the secret: invsite enroll-secret --rotate",

@@ -1,5 +1,7 @@
-//! `GET|POST /console/login` and `POST /console/logout`. The login form takes the admin token
-//! (`invsite admin-token`), compared in constant time like the API's `Admin` extractor. Before a
+//! `GET|POST /console/login` and `POST /console/logout`. The login form takes the site's admin
+//! token (`invsite admin-token`) or a user's personal token (`invsite user add`), checked as the
+//! API checks them (`api::auth::principal`); the session then has that token's role. Each login,
+//! and each refused one, is recorded in the audit. Before a
 //! session exists, the form is protected against login CSRF by a double-submit cookie: a random
 //! value both in an `HttpOnly; SameSite=Strict` cookie and in the form, which another origin can
 //! neither read nor set.
@@ -17,8 +19,9 @@ use super::csrf::{Posted, valid};
 use super::session::{LOGIN_COOKIE, SESSION_COOKIE, cookie_value};
 use crate::api::error::ApiError;
 use crate::api::throttle::Peer;
-use crate::secret::ct_eq;
+use crate::audit::{self, Actor, Principal};
 use crate::state::AppState;
+use invsync_proto::wire::{AuditAction, Role, UserToken};
 
 #[derive(Template)]
 #[template(path = "console/login.html")]
@@ -87,20 +90,56 @@ pub async fn apply(
                 .to_string(),
         ));
     }
-    if !ct_eq(form.token.trim().as_bytes(), state.admin_token.as_bytes()) {
-        const WRONG: &str = "wrong admin token; `invsite admin-token` prints it";
-        // Counted like the API's wrong tokens; past the address's budget the answer is the
-        // API's 429 (with `Retry-After`) as a page, not the form again.
-        let refusal = state
-            .auth_failures
-            .refuse(peer, ApiError::Unauthorized(WRONG.to_string()));
-        if let ApiError::TooManyRequests { .. } = refusal {
-            return Err(refusal.into());
+    let token = form.token.trim();
+    let found = crate::api::auth::principal(&state, token, None).await?;
+    let principal = match found {
+        Ok(p) => p,
+        Err(wrong) => {
+            // Counted like the API's wrong tokens; past the address's budget the answer is the
+            // API's 429 (with `Retry-After`) as a page, not the form again.
+            let refusal = state
+                .auth_failures
+                .refuse(peer, ApiError::Unauthorized(wrong.clone()));
+            // The audit names whom the token claimed to be, never the token.
+            let claimed = UserToken::parse(token)
+                .map(|t| t.name.to_string())
+                .unwrap_or_else(|| "unknown".to_string());
+            let actor = Actor {
+                principal: Principal {
+                    name: claimed,
+                    role: Role::Viewer,
+                    user: None,
+                },
+                address: peer,
+            };
+            audit::record(
+                &state.store,
+                &actor,
+                AuditAction::LoginFailed,
+                None,
+                Some(wrong.clone()),
+            )
+            .await;
+            if let ApiError::TooManyRequests { .. } = refusal {
+                return Err(refusal.into());
+            }
+            tracing::info!("Refused a console login with a wrong token.");
+            return login_page(&state, StatusCode::FORBIDDEN, Some(&wrong));
         }
-        tracing::info!("Refused a console login with a wrong admin token.");
-        return login_page(&state, StatusCode::FORBIDDEN, Some(WRONG));
-    }
-    let id = state.console.create();
+    };
+    let actor = Actor {
+        principal: principal.clone(),
+        address: peer,
+    };
+    audit::record(
+        &state.store,
+        &actor,
+        AuditAction::Login,
+        None,
+        Some(format!("console, role {}", principal.role)),
+    )
+    .await;
+    let id = state.console.create(principal);
     tracing::info!("Console login.");
     let mut resp = (StatusCode::SEE_OTHER, [(LOCATION, "/console/")]).into_response();
     let h = resp.headers_mut();

@@ -5,6 +5,7 @@
 //! `ownership`), so the console can do nothing the API cannot, and refuses alike.
 
 pub mod assets;
+pub mod audit;
 pub mod client;
 pub mod clients;
 pub mod csrf;
@@ -13,6 +14,7 @@ pub mod overview;
 pub mod queue;
 pub mod session;
 pub mod software;
+pub mod users;
 
 use askama::Template;
 use axum::Router;
@@ -27,7 +29,9 @@ use axum::routing::{get, post};
 use invsync_proto::{SiteCode, Timestamp};
 
 use crate::api::error::ApiError;
+use crate::audit::Actor;
 use crate::state::AppState;
+use invsync_proto::wire::Role;
 use session::{Flash, Session};
 
 pub const LOGIN_PATH: &str = "/console/login";
@@ -52,6 +56,9 @@ pub fn router() -> Router<AppState> {
         .route("/console/clients", get(clients::apply))
         .route("/console/clients/{name}", get(client::apply))
         .route("/console/clients/{name}/{action}", post(queue::apply))
+        .route("/console/audit", get(audit::apply))
+        .route("/console/users", get(users::list).post(users::add))
+        .route("/console/users/{name}/{action}", post(users::act))
         .route("/console/software", get(software::list))
         .route("/console/software.csv", get(software::list_csv))
         .route("/console/software.json", get(software::list_json))
@@ -204,6 +211,20 @@ impl FromRequestParts<AppState> for Session {
         let session = session::cookie_value(&parts.headers, session::SESSION_COOKIE)
             .and_then(|id| state.console.touch(id))
             .ok_or(ConsoleError::LoginNeeded)?;
+        // A user's session lasts only while the user holds the token it logged in with: one
+        // removed, rotated or expired since is logged out at its next page.
+        if let Some((name, key_hash)) = &session.principal.user {
+            let current = state.store.user_auth(name).await?;
+            let valid = current.is_some_and(|u| {
+                u.key_hash.ct_eq(key_hash)
+                    && !u.expired(Timestamp::now())
+                    && u.role == session.principal.role
+            });
+            if !valid {
+                state.console.remove(&session.id);
+                return Err(ConsoleError::LoginNeeded);
+            }
+        }
         // A browser with a valid session no longer counts against its address's bound on
         // unauthenticated connections.
         crate::connections::mark_authenticated(&parts.extensions);
@@ -211,20 +232,51 @@ impl FromRequestParts<AppState> for Session {
     }
 }
 
-/// What every page's frame shows: the site, the logout form's token, a flash message.
+/// What every page's frame shows: the site, who is logged in with which role (which decides
+/// the buttons and links a page shows), the logout form's token, a flash message.
 pub struct Chrome {
     pub site: SiteCode,
     pub csrf: String,
     pub flash: Option<Flash>,
+    pub who: String,
+    pub role: Role,
+    /// The role may queue requests and events (operator and admin): the buttons are shown.
+    pub can_queue: bool,
+    /// The role may manage users (admin): the users page is linked.
+    pub is_admin: bool,
 }
 
 impl Chrome {
     pub fn new(state: &AppState, session: &Session) -> Chrome {
+        let role = session.principal.role;
         Chrome {
             site: state.site_code.clone(),
             csrf: session.csrf.clone(),
             flash: state.console.take_flash(&session.id),
+            who: session.principal.name.clone(),
+            role,
+            can_queue: role.allows(Role::Operator),
+            is_admin: role.allows(Role::Admin),
         }
+    }
+}
+
+impl Session {
+    /// The session's principal at the request's address, for the audit; refused with the
+    /// API's 403 (naming the role needed) when its role is below `needed`. Every console action
+    /// checks it server-side, whether or not the page showed the button.
+    pub fn actor(
+        &self,
+        needed: Role,
+        address: Option<std::net::IpAddr>,
+    ) -> Result<Actor, ConsoleError> {
+        if let Some(refusal) = self.principal.lacks(needed) {
+            return Err(ConsoleError::Api(ApiError::Forbidden(refusal)));
+        }
+        Ok(Actor {
+            principal: self.principal.clone(),
+            address,
+        })
     }
 }
 

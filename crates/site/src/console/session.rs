@@ -1,4 +1,5 @@
-//! Console sessions: after a login with the admin token, a random 256-bit session id in an
+//! Console sessions: after a login with the admin token or a user's token, a random 256-bit
+//! session id (holding who logged in: the [`Principal`], with its role) in an
 //! `HttpOnly; SameSite=Strict; Path=/console` cookie (`Secure` when the site serves TLS), held
 //! in memory only. A restart therefore logs everybody out, which costs a login and spares the
 //! database a table of bearer secrets. The table is bounded: beyond [`MAX_SESSIONS`] the least
@@ -10,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use axum::http::HeaderMap;
 use axum::http::header::COOKIE;
+
+use crate::audit::Principal;
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "invsite_session";
@@ -30,6 +33,7 @@ pub struct Flash {
 
 struct Entry {
     csrf: String,
+    principal: Principal,
     last_used: Instant,
     flash: Option<Flash>,
 }
@@ -48,6 +52,8 @@ pub struct Session {
     pub id: String,
     /// The per-session CSRF token every form carries.
     pub csrf: String,
+    /// Who logged in, with the role every page and action is checked against.
+    pub principal: Principal,
 }
 
 impl Sessions {
@@ -63,8 +69,8 @@ impl Sessions {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Starts a session; returns its id.
-    pub fn create(&self) -> String {
+    /// Starts a session for `principal`; returns its id.
+    pub fn create(&self, principal: Principal) -> String {
         let id = crate::secret::random_hex();
         let now = Instant::now();
         let mut map = self.map();
@@ -84,6 +90,7 @@ impl Sessions {
             id.clone(),
             Entry {
                 csrf: crate::secret::random_hex(),
+                principal,
                 last_used: now,
                 flash: None,
             },
@@ -104,6 +111,7 @@ impl Sessions {
         Some(Session {
             id: id.to_string(),
             csrf: entry.csrf.clone(),
+            principal: entry.principal.clone(),
         })
     }
 
@@ -154,16 +162,16 @@ mod tests {
     #[test]
     fn sessions_are_bounded_and_removable() {
         let s = Sessions::new(false);
-        let first = s.create();
+        let first = s.create(Principal::site_token(None));
         assert!(s.touch(&first).is_some());
         for _ in 0..MAX_SESSIONS {
-            s.create();
+            s.create(Principal::site_token(None));
         }
         assert!(
             s.touch(&first).is_none(),
             "the least recently used session went"
         );
-        let id = s.create();
+        let id = s.create(Principal::site_token(None));
         s.remove(&id);
         assert!(s.touch(&id).is_none());
     }

@@ -16,7 +16,7 @@
 //! Migrations: `MIGRATIONS[v]` turns PostgreSQL schema version `v` into `v + 1`; a new version
 //! appends a step. The version is the `schema_version` row of `meta`. PostgreSQL numbers its
 //! versions on its own: version 1 here is SQLite's version 4, version 2 SQLite's version 5,
-//! version 3 SQLite's version 6.
+//! version 3 SQLite's version 6, version 4 SQLite's version 7.
 
 use std::str::FromStr;
 
@@ -29,7 +29,7 @@ use crate::exec;
 use crate::redact::redact_url;
 
 /// The schema version this program writes.
-pub(super) const SCHEMA_VERSION: i64 = 3;
+pub(super) const SCHEMA_VERSION: i64 = 4;
 
 /// The tables of the schema: finding any of them means the database holds (part of) a site.
 pub(super) const TABLES: &[&str] = &[
@@ -42,9 +42,47 @@ pub(super) const TABLES: &[&str] = &[
     "outbox",
     "child_tokens",
     "sites",
+    "users",
+    "audit",
 ];
 
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4];
+
+/// Version 4: administrators with roles and the audit trail, as SQLite's version 7 (see there).
+/// The trigger function lives in the connection's current schema, beside the tables.
+const SCHEMA_V4: &str = r#"
+CREATE TABLE users (
+    name        text PRIMARY KEY,
+    role        text NOT NULL,
+    key_hash    bytea NOT NULL,
+    created_at  bigint NOT NULL,
+    issued_at   bigint NOT NULL,
+    expires_at  bigint,
+    lifetime_ms bigint
+);
+CREATE TABLE audit (
+    id        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at        bigint NOT NULL,
+    actor     text NOT NULL,
+    address   text,
+    action    text NOT NULL,
+    target    text,
+    details   text,
+    site      text NOT NULL,
+    origin_id bigint,
+    via       text
+);
+CREATE INDEX audit_at ON audit (at);
+CREATE INDEX audit_actor ON audit (actor, id);
+CREATE UNIQUE INDEX audit_origin ON audit (via, origin_id) WHERE origin_id IS NOT NULL;
+CREATE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+    RAISE EXCEPTION 'audit entries are append-only';
+END
+$fn$;
+CREATE TRIGGER audit_append_only BEFORE UPDATE ON audit
+    FOR EACH ROW EXECUTE FUNCTION audit_append_only();
+"#;
 
 /// Version 3: how a client reaches the site, as SQLite's version 6 (see there). `integer`, read
 /// through a cast to `bigint` in the statements both dialects share.

@@ -17,7 +17,7 @@ use crate::error::StoreError;
 use crate::exec;
 
 /// The schema version this program writes; `migrate` brings older files up to it.
-pub(super) const SCHEMA_VERSION: i64 = 6;
+pub(super) const SCHEMA_VERSION: i64 = 7;
 
 /// How long a connection waits for another connection's lock (another process's writer, or a
 /// checkpoint) before giving up.
@@ -25,7 +25,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
 
 /// `MIGRATIONS[v]` turns schema version `v` into `v + 1`. Version 0 is an empty file.
 const MIGRATIONS: &[&str] = &[
-    SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6,
+    SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7,
 ];
 
 const SCHEMA_V1: &str = r#"
@@ -229,6 +229,47 @@ ALTER TABLE clients ADD COLUMN transport INTEGER NOT NULL DEFAULT 0;
 -- The CAP clients `cap-sync` writes a `.cfg` for, and the imported record an enrollment takes
 -- over by machine id. Partial: clients over HTTP, nearly all of them, cost it nothing.
 CREATE INDEX clients_offline ON clients (site_code, transport, machine_id) WHERE transport <> 0;
+"#;
+
+/// Version 7: administrators with roles and the audit trail (issue 20, items 6 and 7).
+const SCHEMA_V7: &str = r#"
+-- One row per administrator: the role, the hash of its token's key (the key is never stored),
+-- when the token was issued and when it expires (NULL: never; `lifetime_ms` is how long a
+-- rotated token works unless the rotation says otherwise).
+CREATE TABLE users (
+    name        TEXT PRIMARY KEY,
+    role        TEXT NOT NULL,
+    key_hash    BLOB NOT NULL,
+    created_at  INTEGER NOT NULL,
+    issued_at   INTEGER NOT NULL,
+    expires_at  INTEGER,
+    lifetime_ms INTEGER
+) WITHOUT ROWID;
+
+-- Who did what, when, from where, at which site. Append-only: the trigger below refuses any
+-- UPDATE, and only retention pruning deletes (oldest first). `site` is where the action was
+-- done; an entry a child forwarded up keeps the child it came through in `via` and its number
+-- at that child in `origin_id` (both NULL for this site's own entries), so one forwarded twice
+-- is stored once.
+CREATE TABLE audit (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    at        INTEGER NOT NULL,
+    actor     TEXT NOT NULL,
+    address   TEXT,
+    action    TEXT NOT NULL,
+    target    TEXT,
+    details   TEXT,
+    site      TEXT NOT NULL,
+    origin_id INTEGER,
+    via       TEXT
+);
+CREATE INDEX audit_at ON audit (at);
+CREATE INDEX audit_actor ON audit (actor, id);
+CREATE UNIQUE INDEX audit_origin ON audit (via, origin_id) WHERE origin_id IS NOT NULL;
+CREATE TRIGGER audit_append_only BEFORE UPDATE ON audit
+BEGIN
+    SELECT RAISE(ABORT, 'audit entries are append-only');
+END;
 "#;
 
 /// Creates a new database file at `path` with the current schema and the site's metadata,

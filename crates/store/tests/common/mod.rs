@@ -109,6 +109,27 @@ impl Fixture {
         self.reopen().await
     }
 
+    /// Runs `sqlite` or `postgres` on the database as another program would, and says whether
+    /// the database refused it (with its message): for the rules the schema itself enforces.
+    pub async fn try_sql(&self, sqlite: &str, postgres: &str) -> Result<(), String> {
+        match &self.location {
+            Location::Sqlite(path) => rusqlite::Connection::open(path)
+                .and_then(|c| c.execute_batch(sqlite))
+                .map_err(|e| e.to_string()),
+            Location::Postgres(url) => {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
+                let result = sqlx::raw_sql(postgres)
+                    .execute(&mut conn)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string());
+                let _ = conn.close().await;
+                result
+            }
+        }
+    }
+
     /// A second, independent store on the same database, as another process would have.
     pub async fn second_handle(&self) -> Store {
         match &self.location {

@@ -8,7 +8,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use invsync_proto::wire::{ClientPage, ClientQuery, ClientSort, DEFAULT_PAGE_LIMIT};
 
-use crate::api::auth::Admin;
+use crate::api::auth::Viewer;
 use crate::api::error::ApiError;
 use crate::state::AppState;
 use invsync_proto::wire::ErrorBody;
@@ -23,13 +23,13 @@ use invsync_proto::wire::ErrorBody;
     responses(
         (status = 200, description = "A page of clients and how many match", body = ClientPage),
         (status = 400, description = "A malformed or invalid parameter; the message names it", body = ErrorBody),
-        (status = 401, description = "No admin token, or a wrong one", body = ErrorBody),
+        (status = 401, description = "No API token, a wrong one, or an expired one", body = ErrorBody),
         (status = 500, description = "Internal error (detail in the site's log)", body = ErrorBody)
     )
 )]
 pub async fn apply(
     State(state): State<AppState>,
-    _: Admin,
+    _: Viewer,
     query: Result<Query<Params>, QueryRejection>,
 ) -> Result<Json<ClientPage>, ApiError> {
     let Query(p) = query.map_err(|r| ApiError::BadInput(r.body_text()))?;

@@ -4,13 +4,14 @@ use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use invsync_proto::wire::{Event, EventRequestBody, Queued};
+use invsync_proto::wire::{AuditAction, Event, EventRequestBody, Queued};
 use invsync_proto::{ClientName, Timestamp};
 use invsync_store::StoreError;
 
 use super::client_name;
-use crate::api::auth::Admin;
+use crate::api::auth::Operator;
 use crate::api::error::ApiError;
+use crate::audit::{self, Actor};
 use crate::state::AppState;
 use invsync_proto::wire::ErrorBody;
 
@@ -26,7 +27,7 @@ use invsync_proto::wire::ErrorBody;
         (status = 201, description = "Queued", body = Queued),
         (status = 200, description = "An identical event was pending and stands for this one", body = Queued),
         (status = 400, description = "A malformed or invalid parameter; the message names it", body = ErrorBody),
-        (status = 401, description = "No admin token, or a wrong one", body = ErrorBody),
+        (status = 401, description = "No API token, a wrong one, or an expired one", body = ErrorBody),
         (status = 404, description = "No such client or request at this site", body = ErrorBody),
         (status = 409, description = "Several sites below hold a client of this name: give `site`", body = ErrorBody),
         (status = 421, description = "The client belongs to another site; the message names it and the command to run there", body = ErrorBody),
@@ -36,14 +37,14 @@ use invsync_proto::wire::ErrorBody;
 )]
 pub async fn apply(
     State(state): State<AppState>,
-    _: Admin,
+    Operator(actor): Operator,
     path: Result<Path<String>, PathRejection>,
     body: Result<Json<EventRequestBody>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Queued>), ApiError> {
     let Path(raw) = path?;
     let name = client_name(&raw)?;
     let Json(req) = body?;
-    let queued = queue(&state, &name, req.event).await?;
+    let queued = queue(&state, &actor, &name, req.event).await?;
     let status = if queued.created {
         StatusCode::CREATED
     } else {
@@ -53,8 +54,14 @@ pub async fn apply(
 }
 
 /// Queues a client event as this endpoint does (the ownership module's explanation for another
-/// site's client; wakes the agent). The console's "Cycle now" button calls this too.
-pub async fn queue(state: &AppState, name: &ClientName, event: Event) -> Result<Queued, ApiError> {
+/// site's client; wakes the agent; records it in the audit as `actor`'s). The console's "Cycle
+/// now" button calls this too.
+pub async fn queue(
+    state: &AppState,
+    actor: &Actor,
+    name: &ClientName,
+    event: Event,
+) -> Result<Queued, ApiError> {
     let queued = match state
         .store
         .request_event(name, event, Timestamp::now())
@@ -71,6 +78,19 @@ pub async fn queue(state: &AppState, name: &ClientName, event: Event) -> Result<
         other => other?,
     };
     tracing::info!(client = %name, event = event.as_str(), id = queued.id, created = queued.created, "Queued a client event.");
+    let pending = if queued.created {
+        ""
+    } else {
+        " (already pending)"
+    };
+    audit::record(
+        &state.store,
+        actor,
+        AuditAction::Event,
+        Some(queued.client.to_string()),
+        Some(format!("{}, id {}{pending}", event.as_str(), queued.id)),
+    )
+    .await;
     // Wake the agent if it is connected; a request merged into a pending one wakes it too,
     // which costs nothing and helps after a lost wake-up.
     state.hub.wake(&queued.client);

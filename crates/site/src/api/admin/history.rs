@@ -7,7 +7,7 @@ use axum::extract::{Path, Query, State};
 use invsync_proto::wire::{HistoryEntry, HistoryQuery};
 
 use super::client_name;
-use crate::api::auth::Admin;
+use crate::api::auth::Viewer;
 use crate::api::error::ApiError;
 use crate::state::AppState;
 use invsync_proto::wire::ErrorBody;
@@ -26,7 +26,7 @@ pub const MAX_LIMIT: usize = 100_000;
     responses(
         (status = 200, description = "The changes", body = Vec<HistoryEntry>),
         (status = 400, description = "A malformed or invalid parameter; the message names it", body = ErrorBody),
-        (status = 401, description = "No admin token, or a wrong one", body = ErrorBody),
+        (status = 401, description = "No API token, a wrong one, or an expired one", body = ErrorBody),
         (status = 404, description = "No such client or request at this site", body = ErrorBody),
         (status = 409, description = "Several sites below hold a client of this name: give `site`", body = ErrorBody),
         (status = 500, description = "Internal error (detail in the site's log)", body = ErrorBody)
@@ -34,7 +34,7 @@ pub const MAX_LIMIT: usize = 100_000;
 )]
 pub async fn apply(
     State(state): State<AppState>,
-    _: Admin,
+    _: Viewer,
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<Params>, QueryRejection>,
 ) -> Result<Json<Vec<HistoryEntry>>, ApiError> {

@@ -1,6 +1,10 @@
 //! The admin API (`/api/v1/…`): what `invsync`, `setevnt`, the console and other tools call with
-//! the admin token. Every handler takes the [`Admin`](super::auth::Admin) extractor.
+//! an API token. Every handler takes the extractor of the role it needs
+//! ([`Viewer`](super::auth::Viewer) to read, [`Operator`](super::auth::Operator) to queue or
+//! cancel, [`Admin`](super::auth::Admin) to manage users), and every state-changing one records
+//! what it did with `crate::audit::record`.
 
+pub mod audit;
 pub mod client;
 pub mod clients;
 pub mod events;
@@ -12,6 +16,7 @@ pub mod requests;
 pub mod site;
 pub mod sites;
 pub mod software;
+pub mod users;
 
 use invsync_proto::ClientName;
 

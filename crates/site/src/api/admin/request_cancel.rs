@@ -7,10 +7,11 @@ use axum::Json;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use invsync_proto::Timestamp;
-use invsync_proto::wire::{Cancelled, ErrorBody};
+use invsync_proto::wire::{AuditAction, Cancelled, ErrorBody};
 
-use crate::api::auth::Admin;
+use crate::api::auth::Operator;
 use crate::api::error::ApiError;
+use crate::audit;
 use crate::state::AppState;
 
 #[utoipa::path(
@@ -23,7 +24,7 @@ use crate::state::AppState;
     responses(
         (status = 200, description = "The request is cancelled (`already_cancelled`: it was before, or it expired)", body = Cancelled),
         (status = 400, description = "A malformed or invalid parameter; the message names it", body = ErrorBody),
-        (status = 401, description = "No admin token, or a wrong one", body = ErrorBody),
+        (status = 401, description = "No API token, a wrong one, or an expired one", body = ErrorBody),
         (status = 404, description = "No such request at this site", body = ErrorBody),
         (status = 409, description = "The request was already picked up or is complete; it completes as usual", body = ErrorBody),
         (status = 421, description = "The request was routed down to the client's owning site; cancel it there", body = ErrorBody),
@@ -33,7 +34,7 @@ use crate::state::AppState;
 )]
 pub async fn apply(
     State(state): State<AppState>,
-    _: Admin,
+    Operator(actor): Operator,
     path: Result<Path<i64>, PathRejection>,
 ) -> Result<Json<Cancelled>, ApiError> {
     let Path(id) = path?;
@@ -42,7 +43,24 @@ pub async fn apply(
             "{id} is not a request id (a whole number above zero)"
         )));
     }
-    Ok(Json(
-        state.store.cancel_request(id, Timestamp::now()).await?,
-    ))
+    let cancelled = state.store.cancel_request(id, Timestamp::now()).await?;
+    let details = match cancelled.already_cancelled {
+        true => format!(
+            "{} request of {} (already cancelled)",
+            cancelled.request.class, cancelled.client
+        ),
+        false => format!(
+            "{} request of {}",
+            cancelled.request.class, cancelled.client
+        ),
+    };
+    audit::record(
+        &state.store,
+        &actor,
+        AuditAction::Cancel,
+        Some(id.to_string()),
+        Some(details),
+    )
+    .await;
+    Ok(Json(cancelled))
 }

@@ -5,7 +5,7 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use invsync_proto::wire::RequestView;
 
-use crate::api::auth::Admin;
+use crate::api::auth::Viewer;
 use crate::api::error::ApiError;
 use crate::state::AppState;
 use invsync_proto::wire::ErrorBody;
@@ -20,14 +20,14 @@ use invsync_proto::wire::ErrorBody;
     responses(
         (status = 200, description = "The request", body = RequestView),
         (status = 400, description = "A malformed or invalid parameter; the message names it", body = ErrorBody),
-        (status = 401, description = "No admin token, or a wrong one", body = ErrorBody),
+        (status = 401, description = "No API token, a wrong one, or an expired one", body = ErrorBody),
         (status = 404, description = "No such client or request at this site", body = ErrorBody),
         (status = 500, description = "Internal error (detail in the site's log)", body = ErrorBody)
     )
 )]
 pub async fn apply(
     State(state): State<AppState>,
-    _: Admin,
+    _: Viewer,
     path: Result<Path<i64>, PathRejection>,
 ) -> Result<Json<RequestView>, ApiError> {
     let Path(id) = path?;

@@ -7,13 +7,14 @@ use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use invsync_proto::wire::{Queued, ResyncRequestBody};
+use invsync_proto::wire::{AuditAction, Queued, ResyncRequestBody};
 use invsync_proto::{Class, ClientName, SiteCode, Timestamp};
 use invsync_store::StoreError;
 
 use super::client_name;
-use crate::api::auth::Admin;
+use crate::api::auth::Operator;
 use crate::api::error::ApiError;
+use crate::audit::{self, Actor};
 use crate::state::AppState;
 use invsync_proto::wire::ErrorBody;
 
@@ -29,7 +30,7 @@ use invsync_proto::wire::ErrorBody;
         (status = 201, description = "Queued", body = Queued),
         (status = 200, description = "An identical request was pending and stands for this one", body = Queued),
         (status = 400, description = "A malformed or invalid parameter; the message names it", body = ErrorBody),
-        (status = 401, description = "No admin token, or a wrong one", body = ErrorBody),
+        (status = 401, description = "No API token, a wrong one, or an expired one", body = ErrorBody),
         (status = 404, description = "No such client or request at this site", body = ErrorBody),
         (status = 409, description = "Several sites below hold a client of this name: give `site`", body = ErrorBody),
         (status = 421, description = "The client belongs to another site; the message names it and the command to run there", body = ErrorBody),
@@ -39,7 +40,7 @@ use invsync_proto::wire::ErrorBody;
 )]
 pub async fn apply(
     State(state): State<AppState>,
-    _: Admin,
+    Operator(actor): Operator,
     path: Result<Path<String>, PathRejection>,
     body: Result<Json<ResyncRequestBody>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Queued>), ApiError> {
@@ -51,7 +52,15 @@ pub async fn apply(
             "`site` names the owning site a request is routed to; it needs `via_child`".to_string(),
         ));
     }
-    let queued = queue(&state, &name, req.class, req.via_child, req.site.as_ref()).await?;
+    let queued = queue(
+        &state,
+        &actor,
+        &name,
+        req.class,
+        req.via_child,
+        req.site.as_ref(),
+    )
+    .await?;
     let status = if queued.created {
         StatusCode::CREATED
     } else {
@@ -62,9 +71,11 @@ pub async fn apply(
 
 /// Queues a resync request as this endpoint does: routed down with `via_child`, else for an own
 /// client only, with the ownership module's explanation for another site's client; wakes the
-/// agent and counts it. The console's buttons call this too, so both refuse and log alike.
+/// agent, counts it and records it in the audit as `actor`'s. The console's buttons call this
+/// too, so both refuse, log and audit alike.
 pub async fn queue(
     state: &AppState,
+    actor: &Actor,
     name: &ClientName,
     class: Class,
     via_child: bool,
@@ -98,6 +109,19 @@ pub async fn queue(
             tracing::info!(client = %name, class = %class, id = queued.id, created = queued.created, "Queued a resync request.")
         }
     }
+    let details = match &queued.routed_to {
+        Some(owner) => format!("{class}, id {}, routed to {owner}", queued.id),
+        None if queued.created => format!("{class}, id {}", queued.id),
+        None => format!("{class}, id {} (already pending)", queued.id),
+    };
+    audit::record(
+        &state.store,
+        actor,
+        AuditAction::Request,
+        Some(queued.client.to_string()),
+        Some(details),
+    )
+    .await;
     // Wake the agent if it is connected; a request merged into a pending one wakes it too,
     // which costs nothing and helps after a lost wake-up. A routed request's agent is at the
     // owning site (woken there when the request arrives); here the name may even be another

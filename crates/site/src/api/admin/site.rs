@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use invsync_proto::wire::SiteInfo;
 
-use crate::api::auth::Admin;
+use crate::api::auth::Viewer;
 use crate::api::error::ApiError;
 use crate::state::AppState;
 use invsync_proto::wire::ErrorBody;
@@ -17,11 +17,11 @@ use invsync_proto::wire::ErrorBody;
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "This site", body = SiteInfo),
-        (status = 401, description = "No admin token, or a wrong one", body = ErrorBody),
+        (status = 401, description = "No API token, a wrong one, or an expired one", body = ErrorBody),
         (status = 500, description = "Internal error (detail in the site's log)", body = ErrorBody)
     )
 )]
-pub async fn apply(State(state): State<AppState>, _: Admin) -> Result<Json<SiteInfo>, ApiError> {
+pub async fn apply(State(state): State<AppState>, _: Viewer) -> Result<Json<SiteInfo>, ApiError> {
     let meta = state.store.site().await?;
     Ok(Json(SiteInfo {
         code: meta.code,

@@ -5,7 +5,7 @@ use axum::Json;
 use axum::extract::State;
 use invsync_proto::wire::SitesView;
 
-use crate::api::auth::Admin;
+use crate::api::auth::Viewer;
 use crate::api::error::ApiError;
 use crate::state::AppState;
 use invsync_proto::wire::ErrorBody;
@@ -18,11 +18,11 @@ use invsync_proto::wire::ErrorBody;
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "The tree of sites", body = SitesView),
-        (status = 401, description = "No admin token, or a wrong one", body = ErrorBody),
+        (status = 401, description = "No API token, a wrong one, or an expired one", body = ErrorBody),
         (status = 500, description = "Internal error (detail in the site's log)", body = ErrorBody)
     )
 )]
-pub async fn apply(State(state): State<AppState>, _: Admin) -> Result<Json<SitesView>, ApiError> {
+pub async fn apply(State(state): State<AppState>, _: Viewer) -> Result<Json<SitesView>, ApiError> {
     let site = crate::parent::own_status(&state).await?;
     let below = state.store.sites().await?;
     Ok(Json(SitesView { site, below }))

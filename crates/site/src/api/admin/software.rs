@@ -19,7 +19,7 @@ use invsync_proto::wire::{
     DEFAULT_PAGE_LIMIT, ErrorBody, PackagePage, PackageQuery, SoftwarePage, SoftwareQuery,
 };
 
-use crate::api::auth::Admin;
+use crate::api::auth::Viewer;
 use crate::api::error::ApiError;
 use crate::api::export::{holders_csv, packages_csv};
 use crate::state::AppState;
@@ -98,13 +98,13 @@ impl HolderParams {
     responses(
         (status = 200, description = "A page of clients having the package (or CSV: client,client_id,site,name,version,arch,source)", body = SoftwarePage),
         (status = 400, description = "No name, a malformed version range or another invalid parameter; the message names it", body = ErrorBody),
-        (status = 401, description = "No admin token, or a wrong one", body = ErrorBody),
+        (status = 401, description = "No API token, a wrong one, or an expired one", body = ErrorBody),
         (status = 500, description = "Internal error (detail in the site's log)", body = ErrorBody)
     )
 )]
 pub async fn holders(
     State(state): State<AppState>,
-    _: Admin,
+    _: Viewer,
     query: Result<Query<HolderParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(p) = query.map_err(|r| ApiError::BadInput(r.body_text()))?;
@@ -163,13 +163,13 @@ impl PackageParams {
     responses(
         (status = 200, description = "A page of packages (or CSV: name,clients,version,version_clients, one row per version)", body = PackagePage),
         (status = 400, description = "A malformed or invalid parameter; the message names it", body = ErrorBody),
-        (status = 401, description = "No admin token, or a wrong one", body = ErrorBody),
+        (status = 401, description = "No API token, a wrong one, or an expired one", body = ErrorBody),
         (status = 500, description = "Internal error (detail in the site's log)", body = ErrorBody)
     )
 )]
 pub async fn packages(
     State(state): State<AppState>,
-    _: Admin,
+    _: Viewer,
     query: Result<Query<PackageParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(p) = query.map_err(|r| ApiError::BadInput(r.body_text()))?;

@@ -3,6 +3,8 @@
 //! hash checks of SPEC section 5; a gap answers *resync required* for that client and class.
 //! The answer also carries the resync requests routed down to sites in that child's branch
 //! (`invsync --via-child`), again every 30 s until the report that completes one comes up.
+//! Audit entries of the child's branch ride on the batch too, so this site's audit shows who
+//! did what at each site below it.
 //!
 //! The entries' items are read straight into the form the store hashes and stores
 //! ([`invsync_store::PreparedBody`]), as a report's are: each forwarded body is prepared once,
@@ -11,7 +13,7 @@
 use axum::Json;
 use axum::extract::State;
 use invsync_proto::Timestamp;
-use invsync_proto::wire::{ForwardBatchOf, ForwardOutcome, ForwardResult};
+use invsync_proto::wire::{AuditEntry, ForwardBatchOf, ForwardOutcome, ForwardResult, SiteStatus};
 use invsync_store::PreparedBody;
 
 use super::check_sender;
@@ -22,6 +24,8 @@ use crate::state::AppState;
 
 /// More than a forwarder ever sends at once; bounds the work one request can ask for.
 pub const MAX_ENTRIES: usize = 10_000;
+/// The most audit entries one batch may carry (a forwarder sends at most `parent::AUDIT_BATCH`).
+pub const MAX_AUDIT: usize = 10_000;
 
 pub async fn apply(
     State(state): State<AppState>,
@@ -32,6 +36,11 @@ pub async fn apply(
     if batch.entries.len() > MAX_ENTRIES {
         return Err(ApiError::BadInput(format!(
             "a batch holds at most {MAX_ENTRIES} entries"
+        )));
+    }
+    if batch.audit.len() > MAX_AUDIT {
+        return Err(ApiError::BadInput(format!(
+            "a batch holds at most {MAX_AUDIT} audit entries"
         )));
     }
     let now = Timestamp::now();
@@ -77,5 +86,40 @@ pub async fn apply(
     if !requests.is_empty() {
         tracing::info!(child = %child.code, count = requests.len(), "Handed routed resync requests to a child on their way to the owning sites.");
     }
-    Ok(Json(ForwardResult { outcomes, requests }))
+    let audit_upto = take_audit(&state, &child, &batch.from, &batch.below, batch.audit).await?;
+    Ok(Json(ForwardResult {
+        outcomes,
+        requests,
+        audit_upto,
+    }))
+}
+
+/// Stores the audit entries a child forwarded, each as done at its own site: the child's, or a
+/// site of its branch (one it reports below it). An entry naming another site is not the
+/// child's to tell, and is dropped with a warning. The answer is the last entry's number,
+/// which the child no longer sends.
+async fn take_audit(
+    state: &AppState,
+    child: &Child,
+    from: &SiteStatus,
+    below: &[SiteStatus],
+    entries: Vec<AuditEntry>,
+) -> Result<Option<i64>, ApiError> {
+    let upto = entries.iter().map(|e| e.id).max();
+    let (branch, foreign): (Vec<AuditEntry>, Vec<AuditEntry>) = entries
+        .into_iter()
+        .partition(|e| e.site == from.code || below.iter().any(|s| s.code == e.site));
+    if !foreign.is_empty() {
+        tracing::warn!(child = %child.code, count = foreign.len(), "Dropped forwarded audit entries of sites outside the child's branch.");
+    }
+    let new = state
+        .store
+        .record_forwarded_audit(&child.code, &branch)
+        .await?;
+    if new > 0 {
+        tracing::debug!(child = %child.code, new, "Stored audit entries a child forwarded.");
+        // They go further up from here, as this site's own entries do.
+        state.forward_wake.notify_one();
+    }
+    Ok(upto)
 }
