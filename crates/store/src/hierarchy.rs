@@ -135,8 +135,9 @@ pub(crate) mod sql {
     pub const CLIENT_OWNER: &str = "SELECT id, name, site_code FROM clients WHERE uuid = $1";
     pub const BY_ORIGIN: &str = "SELECT id FROM requests WHERE origin = $1";
     /// Everything stored of a client, in an order the foreign keys allow.
-    pub const DELETE_CLIENT: [&str; 5] = [
+    pub const DELETE_CLIENT: [&str; 6] = [
         "DELETE FROM outbox WHERE client_id = $1",
+        "DELETE FROM client_merges WHERE client_id = $1",
         "DELETE FROM history WHERE client_id = $1",
         "DELETE FROM requests WHERE client_id = $1",
         "DELETE FROM snapshots WHERE client_id = $1",

@@ -22,6 +22,8 @@ async fn enrollment_issues_ids_keeps_them_for_the_same_machine_and_refuses_anoth
             machine_id: "m-1".into(),
             key_hash: key_hash(1),
             now: Timestamp(10),
+            hardware: None,
+            agent_version: None,
         };
         let a = s.enroll(&first).await.unwrap();
         assert!(!a.reenrolled, "{}", f.backend);
@@ -1122,6 +1124,8 @@ async fn revoking_replaces_the_key_hash_with_one_no_key_has_and_keeps_the_invent
             machine_id: "m-1".into(),
             key_hash: key_hash(1),
             now: Timestamp(10),
+            hardware: None,
+            agent_version: None,
         };
         let id = s.enroll(&e).await.unwrap().client_id;
         s.revoke(&name("web01")).await.unwrap();

@@ -58,6 +58,13 @@ pub struct ClientSummary {
     /// How the client reaches its site; `http` when an older site does not say.
     #[serde(default)]
     pub transport: Transport,
+    /// The version of the client's agent (from the `User-Agent` of its last enrollment or
+    /// check-in over HTTP); `null` until one was seen, and for a client of a site below.
+    #[serde(default)]
+    pub agent_version: Option<String>,
+    /// Whether that version is older than `invsite config --min-agent-version`.
+    #[serde(default)]
+    pub agent_outdated: bool,
 }
 
 /// How a client reaches its site. A client of a site below is shown as `http`: the hierarchy's
@@ -459,6 +466,61 @@ pub struct ClientView {
     /// How the client reaches its site; `http` when an older site does not say.
     #[serde(default)]
     pub transport: Transport,
+    /// The version of the client's agent, as in [`ClientSummary::agent_version`].
+    #[serde(default)]
+    pub agent_version: Option<String>,
+    /// Whether that version is older than `invsite config --min-agent-version`.
+    #[serde(default)]
+    pub agent_outdated: bool,
+    /// The names this client had before an enrollment took its record over (a renamed
+    /// machine), oldest first.
+    #[serde(default)]
+    pub former_names: Vec<ClientName>,
+    /// Every enrollment that took this client's record over, oldest first.
+    #[serde(default)]
+    pub merges: Vec<MergeView>,
+}
+
+/// An enrollment that took an existing client's record over instead of creating a second one
+/// (`invsite config --merge-duplicates`): the same client id, history and requests, a new key,
+/// and the name the enrolling machine asked for.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MergeView {
+    pub at: Timestamp,
+    pub old_name: ClientName,
+    pub new_name: ClientName,
+    pub matched_by: MatchedBy,
+}
+
+/// How an enrollment was recognised as an existing client's machine.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MatchedBy {
+    /// The same `/etc/machine-id` (a renamed machine, or a reinstalled agent).
+    MachineId,
+    /// A new machine id with the same DMI serial number and product UUID (a reimaged machine).
+    Hardware,
+}
+
+impl MatchedBy {
+    /// The word the JSON and the tools use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MatchedBy::MachineId => "machine_id",
+            MatchedBy::Hardware => "hardware",
+        }
+    }
+
+    /// The value stored in the database.
+    pub fn parse(raw: &str) -> Option<MatchedBy> {
+        match raw {
+            "machine_id" => Some(MatchedBy::MachineId),
+            "hardware" => Some(MatchedBy::Hardware),
+            _ => None,
+        }
+    }
 }
 
 /// One accepted change of one item of a client (SPEC section 5: time, client, class, item,

@@ -129,6 +129,8 @@ pub fn router() -> Router<AppState> {
         wire::ClientSort,
         wire::Transport,
         wire::ClientView,
+        wire::MergeView,
+        wire::MatchedBy,
         wire::SnapshotView,
         wire::RequestView,
         wire::RequestState,

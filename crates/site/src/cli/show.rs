@@ -79,6 +79,26 @@ pub fn render(v: &ClientView) -> String {
         Some(t) => out.push_str(&format!("last seen {t}\n")),
         None => out.push_str("never checked in\n"),
     }
+    match (&v.agent_version, v.agent_outdated) {
+        (Some(version), true) => out.push_str(&format!(
+            "agent {version} (outdated: older than the site's minimum agent version)\n"
+        )),
+        (Some(version), false) => out.push_str(&format!("agent {version}\n")),
+        (None, _) => {}
+    }
+    if !v.former_names.is_empty() {
+        let names: Vec<&str> = v.former_names.iter().map(|n| n.as_str()).collect();
+        out.push_str(&format!("formerly named {}\n", names.join(", ")));
+    }
+    for m in &v.merges {
+        out.push_str(&format!(
+            "taken over {} by an enrollment of the same machine (matched by {}): {} -> {}\n",
+            m.at,
+            m.matched_by.as_str().replace('_', " "),
+            m.old_name,
+            m.new_name
+        ));
+    }
     match v.transport {
         Transport::Http => {}
         Transport::Cap => out.push_str("reports through a file-share CAP directory (invsite cap-sync)\n"),
