@@ -10,6 +10,7 @@ mod console;
 mod console_browser;
 mod database;
 mod deltas;
+mod duplicates;
 mod exit_codes;
 mod exports;
 mod hardening;
