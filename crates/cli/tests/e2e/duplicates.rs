@@ -68,6 +68,14 @@ fn a_renamed_and_a_reimaged_machine_stay_one_client(db: Db) {
     run_expect("invsite", &["show", "web1", "--data-dir", site.data_dir()], 4);
     let text = run_ok_stdout("invsite", &["show", "web1-new", "--data-dir", site.data_dir()]);
     assert!(text.contains("formerly named WEB1"), "{text}");
+    let mut console = crate::console::Console::new(&site);
+    console.login(&site.admin_token());
+    let page = console.get("/console/clients/WEB1-NEW");
+    assert!(
+        page.body.contains(r#"<td id="former-names">WEB1</td>"#),
+        "{}",
+        page.body
+    );
     assert_eq!(site.clients().as_array().unwrap().len(), 1);
     // The parent sees the rename: the same client under its new name.
     wait_until(15, "the parent sees the new name", || {
@@ -180,6 +188,19 @@ fn merging_off_names_of_other_machines_and_agent_versions(db: Db) {
     assert_eq!(site.show("web1")["agent_outdated"], true);
     let text = run_ok_stdout("invsite", &["clients", "--data-dir", &dir]);
     assert!(text.contains("AGENT") && text.contains("(outdated)"), "{text}");
+    let mut console = crate::console::Console::new(&site);
+    console.login(&site.admin_token());
+    let list = console.get("/console/clients");
+    assert!(list.body.contains("(outdated)"), "{}", list.body);
+    let page = console.get("/console/clients/WEB1");
+    assert!(
+        page.body.contains(&format!(
+            r#"<td id="agent-version">{} <strong class="outdated">"#,
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{}",
+        page.body
+    );
     let mut resp = http()
         .get(&format!("{}/api/v1/clients/WEB1", site.url))
         .header("Authorization", &format!("Bearer {}", site.admin_token()))

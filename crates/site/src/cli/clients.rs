@@ -12,7 +12,10 @@ use crate::access::{AccessOptions, SiteAccess};
 pub struct Args {
     #[command(flatten)]
     pub data_dir: DataDirArg,
-    /// Print JSON
+    /// Print JSON: per client `name`, `id`, `site`, `last_seen`, `hw_version`,
+    /// `hw_updated_at`, `sw_version`, `sw_updated_at`, `pending_requests`, `transport`,
+    /// `agent_version` (or null) and `agent_outdated` (older than `invsite config
+    /// --min-agent-version`)
     #[arg(long)]
     pub json: bool,
 }

@@ -20,7 +20,10 @@ pub struct Args {
     /// The owning site's code, when sites below this one hold several clients of that name
     #[arg(long, value_name = "CODE")]
     pub site: Option<invsync_proto::SiteCode>,
-    /// Print JSON
+    /// Print JSON: SPEC section 7's record, plus `agent_version` (the agent's, or null),
+    /// `agent_outdated` (older than `invsite config --min-agent-version`), `former_names` and
+    /// `merges` (`at`, `old_name`, `new_name`, `matched_by`: `machine_id` or `hardware`) of
+    /// enrollments of the same machine that took the record over
     #[arg(long)]
     pub json: bool,
 }
