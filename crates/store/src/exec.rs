@@ -863,9 +863,12 @@ pub(crate) async fn write_snapshot(
 pub(crate) async fn clients(
     e: &mut impl Exec,
     last_seen: &LastSeen,
+    cutoff: i64,
 ) -> Result<Vec<ClientSummary>, StoreError> {
     let found = e
-        .all(sql::CLIENTS, &[], |r| rows::client_summary(r))
+        .all(sql::CLIENTS, &[Arg::Int(cutoff)], |r| {
+            rows::client_summary(r)
+        })
         .await?;
     Ok(rows::with_last_seen(last_seen, found))
 }
@@ -878,6 +881,7 @@ pub(crate) async fn clients_page<E: Exec>(
     e: &mut E,
     q: &ClientQuery,
     last_seen: &LastSeen,
+    cutoff: i64,
 ) -> Result<ClientPage, StoreError> {
     let search = q.search_upper();
     let filter = format!(
@@ -903,7 +907,7 @@ pub(crate) async fn clients_page<E: Exec>(
     ];
     let ids = e.all(&page, &args, |r| r.int(0)).await?;
     let found = e
-        .all(E::CLIENTS_BY_IDS, &[Arg::Ids(&ids)], |r| {
+        .all(E::CLIENTS_BY_IDS, &[Arg::Int(cutoff), Arg::Ids(&ids)], |r| {
             rows::client_summary(r)
         })
         .await?;

@@ -924,9 +924,10 @@ impl Store {
 
     /// Every client this site holds, its own and those of the sites below it (`site` is the
     /// owner), sorted by name and then site. `pending_requests` counts requests and events not
-    /// yet complete.
+    /// yet complete, leaving out cancelled and expired requests (which no agent receives).
     pub async fn clients(&self) -> Result<Vec<ClientSummary>, StoreError> {
-        let mut clients = view!(self, |e, b| exec::clients(e, &b.last_seen))?;
+        let cutoff = self.expiry_cutoff(Timestamp::now());
+        let mut clients = view!(self, |e, b| exec::clients(e, &b.last_seen, cutoff))?;
         self.flag_outdated(&mut clients);
         Ok(clients)
     }
@@ -965,7 +966,8 @@ impl Store {
             return Err(StoreError::Refused(problem));
         }
         let q = q.clone();
-        let mut page = view!(self, |e, b| exec::clients_page(e, &q, &b.last_seen))?;
+        let cutoff = self.expiry_cutoff(Timestamp::now());
+        let mut page = view!(self, |e, b| exec::clients_page(e, &q, &b.last_seen, cutoff))?;
         self.flag_outdated(&mut page.clients);
         Ok(page)
     }

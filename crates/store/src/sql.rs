@@ -13,12 +13,17 @@ macro_rules! request_cols {
 pub(crate) use request_cols;
 
 /// The columns [`crate::rows::client_summary`] reads, from `clients c` and its snapshots, ending
-/// before the `WHERE`/`ORDER BY` that each use adds.
+/// before the `WHERE`/`ORDER BY` that each use adds. `$1` is the expiry cutoff: the pending
+/// count leaves out what a check-in would no longer deliver (cancelled requests are complete;
+/// a resync request made before the cutoff and not picked up has expired; events and requests
+/// routed down to a site below do not expire), as `OPEN_REQUESTS` does.
 macro_rules! client_summary {
     () => {
         "SELECT c.id, c.name, c.uuid, c.site_code, c.last_seen,
                 hw.version, hw.updated_at, sw.version, sw.updated_at,
-                (SELECT count(*) FROM requests r WHERE r.client_id = c.id AND r.completed_at IS NULL),
+                (SELECT count(*) FROM requests r WHERE r.client_id = c.id AND r.completed_at IS NULL
+                   AND (r.picked_up_at IS NOT NULL OR r.kind <> 'resync' OR r.route IS NOT NULL
+                        OR r.requested_at >= $1)),
                 CAST(c.transport AS bigint), c.agent_version
          FROM clients c
          LEFT JOIN snapshots hw ON hw.client_id = c.id AND hw.class = 0
@@ -65,7 +70,7 @@ macro_rules! dialect_statements {
              ORDER BY h.id DESC LIMIT $4"
         );
         const CLIENTS_BY_IDS: &'static str =
-            concat!($crate::sql::client_summary!(), "WHERE c.id ", $in1);
+            concat!($crate::sql::client_summary!(), "WHERE c.id ", $in2);
     };
 }
 pub(crate) use dialect_statements;

@@ -2271,6 +2271,43 @@ async fn a_cancelled_request_is_not_delivered_and_only_pending_ones_can_be_cance
 
 on_each_backend!(
     #[tokio::test]
+    the_client_list_counts_no_expired_or_cancelled_request
+);
+async fn the_client_list_counts_no_expired_or_cancelled_request() {
+    for f in stores().await {
+        let (s, b) = (&f.store, &f.backend);
+        s.set_request_expiry(std::time::Duration::from_secs(3600));
+        enroll(s, "cli1").await;
+        let now = Timestamp::now();
+        let old = Timestamp(now.0 - 2 * 3600 * 1000);
+        // Expired (made before the expiry, never picked up), cancelled, and one still pending;
+        // an old event does not expire.
+        s.request_resync(&name("cli1"), Class::Hw, old)
+            .await
+            .unwrap();
+        let cancelled = s
+            .request_resync(&name("cli1"), Class::Sw, now)
+            .await
+            .unwrap();
+        s.cancel_request(cancelled.id, now).await.unwrap();
+        s.request_resync(&name("cli1"), Class::Sw, now)
+            .await
+            .unwrap();
+        s.request_event(&name("cli1"), Event::Cycle, old)
+            .await
+            .unwrap();
+        let listed = s.clients().await.unwrap();
+        assert_eq!(listed[0].pending_requests, 2, "{b}");
+        let page = s
+            .clients_page(&invsync_proto::wire::ClientQuery::default())
+            .await
+            .unwrap();
+        assert_eq!(page.clients[0].pending_requests, 2, "{b}");
+    }
+}
+
+on_each_backend!(
+    #[tokio::test]
     a_request_not_picked_up_within_the_expiry_expires
 );
 async fn a_request_not_picked_up_within_the_expiry_expires() {

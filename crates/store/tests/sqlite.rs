@@ -192,7 +192,7 @@ async fn a_version_1_database_is_migrated_to_the_current_version_and_keeps_its_d
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(version, "6");
+    assert_eq!(version, "7");
     for (kind, name) in [
         ("table", "outbox"),
         ("table", "sites"),
@@ -201,6 +201,9 @@ async fn a_version_1_database_is_migrated_to_the_current_version_and_keeps_its_d
         ("index", "requests_routed"),
         ("index", "requests_pending"),
         ("index", "clients_offline"),
+        ("table", "client_merges"),
+        ("index", "clients_machine"),
+        ("index", "clients_hardware"),
     ] {
         let n: i64 = conn
             .query_row(

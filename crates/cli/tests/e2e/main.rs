@@ -7,6 +7,7 @@ mod backup;
 mod cli_contract;
 mod common;
 mod console;
+mod console_cancel;
 mod console_browser;
 mod database;
 mod deltas;

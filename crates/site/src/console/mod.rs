@@ -5,6 +5,7 @@
 //! `ownership`), so the console can do nothing the API cannot, and refuses alike.
 
 pub mod assets;
+pub mod cancel;
 pub mod client;
 pub mod clients;
 pub mod csrf;
@@ -52,6 +53,10 @@ pub fn router() -> Router<AppState> {
         .route("/console/clients", get(clients::apply))
         .route("/console/clients/{name}", get(client::apply))
         .route("/console/clients/{name}/{action}", post(queue::apply))
+        .route(
+            "/console/clients/{name}/requests/{id}/cancel",
+            post(cancel::apply),
+        )
         .route("/console/software", get(software::list))
         .route("/console/software.csv", get(software::list_csv))
         .route("/console/software.json", get(software::list_json))
