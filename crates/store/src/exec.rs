@@ -775,10 +775,18 @@ pub(crate) async fn request_state(
     e: &mut impl Exec,
     id: i64,
 ) -> Result<Option<RequestView>, StoreError> {
-    e.first(sql::REQUEST_STATE, &[Arg::Int(id)], |r| {
-        rows::request_view(r)
-    })
-    .await
+    let found = e
+        .first(sql::REQUEST_STATE, &[Arg::Int(id)], |r| {
+            rows::request_view(r)
+        })
+        .await?;
+    let Some(view) = found else {
+        return Ok(None);
+    };
+    let mut views = [view];
+    fill_hops(e, &mut views).await?;
+    let [view] = views;
+    Ok(Some(view))
 }
 
 /// Cancels a pending resync request of this site ([`crate::Store::cancel_request`]): requests
@@ -1003,7 +1011,28 @@ pub(crate) async fn client_view(
             rows::event_view(r)
         })
         .await?;
+    fill_hops(e, &mut view.requests).await?;
     Ok(Some(view))
+}
+
+/// How far up the tree the changes completing these requests travelled beyond the parent
+/// (only a forwarded request has travelled).
+pub(crate) async fn fill_hops(
+    e: &mut impl Exec,
+    requests: &mut [RequestView],
+) -> Result<(), StoreError> {
+    for r in requests.iter_mut().filter(|r| r.forwarded_at.is_some()) {
+        let found = e
+            .first(sql::REQUEST_HOPS, &[Arg::Int(r.id)], |row| {
+                Ok((rows::decode_hops(row.opt_text(0)?)?, row.flag(1)?))
+            })
+            .await?;
+        if let Some((hops, top)) = found {
+            r.hops = hops;
+            r.reached_top = top;
+        }
+    }
+    Ok(())
 }
 
 /// The items with these ids, keyed by item key.

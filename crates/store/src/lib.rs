@@ -47,7 +47,7 @@ use std::sync::Arc;
 
 use invsync_proto::wire::{
     CheckinResponse, ClientPage, ClientQuery, ClientSummary, ClientView, DownRequest, Event,
-    ForwardOutcome, Forwarded, Owner, PackagePage, PackageQuery, Queued, Report, ReportAck,
+    ForwardOutcome, Forwarded, HopReport, Owner, PackagePage, PackageQuery, Queued, Report, ReportAck,
     RequestPage, RequestQuery, RequestView, SiteStatus, SoftwarePage, SoftwareQuery,
 };
 pub use invsync_proto::wire::{HardwareId, MatchedBy};
@@ -1285,6 +1285,37 @@ impl Store {
         now: Timestamp,
     ) -> Result<Vec<DownRequest>, StoreError> {
         write_op!(self, "deliver_routed_requests", if |d: &Vec<DownRequest>| !d.is_empty(), b => b.deliver_routed_requests(hierarchy::Delivery::new(via, now)).await)
+    }
+
+    /// What the answer to a forward batch of the child `via` tells it of the requests completed
+    /// below it: how far up the tree their changes travelled since it was last told (the
+    /// parent of this site that stored them and the sites above it; `top` once the top of the
+    /// tree did, which this site is when it has no parent). Each is told once. Read first
+    /// without writing, since most batches (heartbeats) have nothing to tell.
+    pub async fn deliver_hops(&self, via: &SiteCode) -> Result<Vec<HopReport>, StoreError> {
+        let v = via.clone();
+        let due = view!(self, |e, _b| hierarchy::hops_due(e, &v))?;
+        if due.is_empty() {
+            return Ok(Vec::new());
+        }
+        let v = via.clone();
+        let result = change_all!(self, |e, _b| hierarchy::deliver_hops(e, &v));
+        self.health
+            .record("deliver_hops", result, |d: &Vec<HopReport>| !d.is_empty())
+    }
+
+    /// Records what the parent's answer said of requests completed here or below: how far up
+    /// their changes travelled above the parent (see [`Store::deliver_hops`]), passed on in turn
+    /// to the child a request came through. Reports naming no request here change nothing.
+    pub async fn record_hops(&self, reports: &[HopReport]) -> Result<(), StoreError> {
+        if reports.is_empty() {
+            return Ok(());
+        }
+        let r = reports.to_vec();
+        let result = change_all!(self, |e, b| hierarchy::record_hops(e, &b.site.code, &r));
+        let found = self.health.record("record_hops", result, |_| true)?;
+        tracing::debug!(reports = reports.len(), found, "Recorded how far up requests travelled.");
+        Ok(())
     }
 
     /// Takes in a request the parent routed down, once per origin (a re-delivery answers with

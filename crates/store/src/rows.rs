@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use invsync_proto::wire::{
     CheckinResponse, ClassState, ClientSummary, ClientView, Event, EventView, Instruction,
-    HardwareId, InstructionKind, MatchedBy, MergeView, Queued, ReportAck, RequestState, RequestView,
+    HardwareId, Hop, InstructionKind, MatchedBy, MergeView, Queued, ReportAck, RequestState, RequestView,
     SnapshotView, Transport,
 };
 use invsync_proto::{Class, ClientName, Digest, SiteCode, Timestamp};
@@ -420,7 +420,22 @@ pub(crate) fn request_view(row: &impl Cols) -> Result<RequestView, StoreError> {
         route: row.opt_site(6)?,
         forwarded_at: row.ts(7)?,
         forwarded_to: row.opt_site(8)?,
+        // Read apart (`crate::sql::REQUEST_HOPS`) where a view shows them.
+        hops: Vec::new(),
+        reached_top: false,
     })
+}
+
+/// The sites above the parent that stored a request's change, from `requests.hops` (JSON).
+pub(crate) fn decode_hops(raw: Option<&str>) -> Result<Vec<Hop>, StoreError> {
+    match raw {
+        None => Ok(Vec::new()),
+        Some(raw) => serde_json::from_str(raw).map_err(|_| corrupt("request hops")),
+    }
+}
+
+pub(crate) fn encode_hops(hops: &[Hop]) -> Result<String, StoreError> {
+    serde_json::to_string(hops).map_err(|e| StoreError::Database(format!("request hops: {e}")))
 }
 
 /// A resync request with its client, from a row of [`crate::sql::requests_select`].

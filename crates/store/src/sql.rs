@@ -204,6 +204,9 @@ pub(crate) const CLIENT_HEAD: &str =
     "SELECT id, uuid, name, site_code, machine_id, enrolled_at, last_seen,
             CAST(transport AS bigint), agent_version
      FROM clients WHERE id = $1";
+/// How far up the tree a request's change travelled beyond the parent
+/// (`crate::rows::decode_hops`), and whether the top of the tree stored it.
+pub(crate) const REQUEST_HOPS: &str = "SELECT hops, hops_top FROM requests WHERE id = $1";
 /// The enrollments that took a client's record over, oldest first (`crate::rows::merge_view`).
 pub(crate) const CLIENT_MERGES: &str = "SELECT at, old_name, new_name, matched_by
      FROM client_merges WHERE client_id = $1 ORDER BY id";
@@ -263,6 +266,7 @@ mod tests {
             AGENT_VERSION,
             SET_AGENT_VERSION,
             CLIENT_MERGES,
+            REQUEST_HOPS,
             ENROLL,
             SET_KEY,
             IMPORTED_BY_MACHINE,

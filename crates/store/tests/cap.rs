@@ -779,6 +779,10 @@ async fn a_database_of_the_previous_schema_version_opens_and_its_clients_read_as
         let f = f
             .reopen_after(
                 "DROP TABLE client_merges;
+                 DROP INDEX requests_hops_pending;
+                 ALTER TABLE requests DROP COLUMN hops_pending;
+                 ALTER TABLE requests DROP COLUMN hops_top;
+                 ALTER TABLE requests DROP COLUMN hops;
                  DROP INDEX clients_hardware;
                  DROP INDEX clients_machine;
                  ALTER TABLE clients DROP COLUMN agent_version;
@@ -788,6 +792,10 @@ async fn a_database_of_the_previous_schema_version_opens_and_its_clients_read_as
                  ALTER TABLE clients DROP COLUMN transport;
                  UPDATE meta SET value = '5' WHERE key = 'schema_version';",
                 "DROP TABLE client_merges;
+                 DROP INDEX requests_hops_pending;
+                 ALTER TABLE requests DROP COLUMN hops_pending;
+                 ALTER TABLE requests DROP COLUMN hops_top;
+                 ALTER TABLE requests DROP COLUMN hops;
                  DROP INDEX clients_hardware;
                  DROP INDEX clients_machine;
                  ALTER TABLE clients DROP COLUMN agent_version;

@@ -272,6 +272,8 @@ async fn with_forwarding_each_accepted_report_is_queued_in_order_as_accepted() {
                 route: None,
                 forwarded_at: None,
                 forwarded_to: None,
+                hops: Vec::new(),
+                reached_top: false,
             }]
         );
         assert!(
@@ -556,6 +558,8 @@ async fn a_parent_marks_the_requests_of_clients_below_by_origin_not_by_id() {
             route: None,
             forwarded_at: None,
             forwarded_to: None,
+            hops: Vec::new(),
+            reached_top: false,
         };
         let e = Forwarded {
             completed: vec![at_owner],
@@ -1315,6 +1319,8 @@ async fn requests_completed_at_the_owner_are_listed_once() {
             route: None,
             forwarded_at: None,
             forwarded_to: None,
+            hops: Vec::new(),
+            reached_top: false,
         };
         let e1 = Forwarded {
             completed: vec![done.clone()],
@@ -1408,6 +1414,8 @@ async fn a_forwarding_parent_queues_what_it_applies_and_nothing_else() {
             route: None,
             forwarded_at: None,
             forwarded_to: None,
+            hops: Vec::new(),
+            reached_top: false,
         };
         let e1 = Forwarded {
             completed: vec![done],
@@ -1884,6 +1892,8 @@ async fn routed_requests_go_to_the_owners_branch_and_again_until_complete() {
             route: None,
             forwarded_at: None,
             forwarded_to: None,
+            hops: Vec::new(),
+            reached_top: false,
         };
         let e = Forwarded {
             completed: vec![done],
@@ -1954,6 +1964,8 @@ async fn only_the_owners_branch_completes_a_routed_request_of_its_client() {
             route: None,
             forwarded_at: None,
             forwarded_to: None,
+            hops: Vec::new(),
+            reached_top: false,
         };
         let e = Forwarded {
             completed: vec![forged.clone()],

@@ -248,6 +248,10 @@ async fn a_database_of_the_previous_schema_version_gains_merges_and_agent_versio
         // What the previous version (SQLite 6, PostgreSQL 3) had: none of version 7's columns,
         // indexes or table.
         let undo = "DROP TABLE client_merges;
+                 DROP INDEX requests_hops_pending;
+                 ALTER TABLE requests DROP COLUMN hops_pending;
+                 ALTER TABLE requests DROP COLUMN hops_top;
+                 ALTER TABLE requests DROP COLUMN hops;
                  DROP INDEX clients_hardware;
                  DROP INDEX clients_machine;
                  ALTER TABLE clients DROP COLUMN agent_version;

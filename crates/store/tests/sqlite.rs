@@ -204,6 +204,7 @@ async fn a_version_1_database_is_migrated_to_the_current_version_and_keeps_its_d
         ("table", "client_merges"),
         ("index", "clients_machine"),
         ("index", "clients_hardware"),
+        ("index", "requests_hops_pending"),
     ] {
         let n: i64 = conn
             .query_row(

@@ -27,6 +27,7 @@ mod pipes;
 mod push;
 mod quickstart;
 mod requests_end;
+mod requests_view;
 mod restart;
 mod security;
 mod seed_flow;

@@ -434,6 +434,25 @@ pub struct RequestView {
     /// The parent that acknowledged it, when this site knew its code (after its first contact).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forwarded_to: Option<SiteCode>,
+    /// The sites above the parent that stored the change, each with when it did, nearest
+    /// first, as the parent's forward answers reported them (`invsync --wait` follows them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hops: Vec<Hop>,
+    /// Whether the top of the tree (a site without a parent) has stored the change: the parent
+    /// or the last of `hops`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reached_top: bool,
+}
+
+/// A site above that stored the change completing a request, and when (its parent's
+/// acknowledgement of the change, or its own storing when it is the top).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hop {
+    /// The site's code; absent when the site below it did not know it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<SiteCode>,
+    pub at: Timestamp,
 }
 
 /// A Set Client Event wake-up as `invsite show` lists it.

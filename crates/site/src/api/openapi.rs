@@ -133,6 +133,7 @@ pub fn router() -> Router<AppState> {
         wire::MatchedBy,
         wire::SnapshotView,
         wire::RequestView,
+        wire::Hop,
         wire::RequestState,
         wire::EventView,
         wire::Event,

@@ -63,13 +63,25 @@ fn class_lines(out: &mut String, label: &str, snap: Option<&SnapshotView>, list_
 }
 
 /// `, forwarded to P01 <time>` once this site's parent acknowledged the change that completed
-/// the request: the hop up from here (the sites above show theirs with `invsite show` there).
+/// the request: the hop up from here.
+/// Then each site above that stored it (`, then P01 <time>`), as the parent's forward answers
+/// reported them, and `(the top)` once the top of the tree has it.
 fn forwarded(r: &RequestView) -> String {
-    match (r.forwarded_at, &r.forwarded_to) {
+    let mut out = match (r.forwarded_at, &r.forwarded_to) {
         (Some(at), Some(parent)) => format!(", forwarded to {parent} {at}"),
         (Some(at), None) => format!(", forwarded to the parent {at}"),
-        (None, _) => String::new(),
+        (None, _) => return String::new(),
+    };
+    for hop in &r.hops {
+        match &hop.site {
+            Some(site) => out.push_str(&format!(", then {site} {}", hop.at)),
+            None => out.push_str(&format!(", then one site further up {}", hop.at)),
+        }
     }
+    if r.reached_top {
+        out.push_str(" (the top)");
+    }
+    out
 }
 
 pub fn render(v: &ClientView) -> String {

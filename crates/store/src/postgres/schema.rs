@@ -64,6 +64,10 @@ CREATE TABLE client_merges (
     matched_by  text NOT NULL
 );
 CREATE INDEX client_merges_client ON client_merges (client_id, id);
+ALTER TABLE requests ADD COLUMN hops text;
+ALTER TABLE requests ADD COLUMN hops_top boolean NOT NULL DEFAULT false;
+ALTER TABLE requests ADD COLUMN hops_pending boolean NOT NULL DEFAULT false;
+CREATE INDEX requests_hops_pending ON requests (id) WHERE hops_pending;
 "#;
 
 /// Version 3: how a client reaches the site, as SQLite's version 6 (see there). `integer`, read

@@ -234,7 +234,8 @@ CREATE INDEX clients_offline ON clients (site_code, transport, machine_id) WHERE
 /// Version 7: duplicates and agent versions (issue 20, items 2 and 8). An enrollment that
 /// matches an existing client of the site by machine id, or by DMI serial and product UUID,
 /// takes that record over (`Store::set_merge_duplicates`); each such takeover is recorded. The
-/// agent's version is kept per client. New nullable columns rewrite no row.
+/// agent's version is kept per client, and how far up the tree a completed request travelled.
+/// New columns that are nullable or have a constant default rewrite no row.
 const SCHEMA_V7: &str = r#"
 -- The DMI serial number and product UUID the agent sent when it enrolled (NULL when it sent
 -- none, or an older agent enrolled): a reimaged machine has a new machine id but these.
@@ -257,6 +258,15 @@ CREATE TABLE client_merges (
     matched_by  TEXT NOT NULL
 );
 CREATE INDEX client_merges_client ON client_merges (client_id, id);
+-- How far up the tree the change completing a request travelled beyond the parent
+-- (`forwarded_to`): `hops`, a JSON array of {"site", "at"} nearest first, as the parent's
+-- forward answers reported them; `hops_top` true once the top of the tree stored it.
+-- `hops_pending` true while a request that came from below (`origin`) has news of its way up that
+-- the child it came through has not been told.
+ALTER TABLE requests ADD COLUMN hops TEXT;
+ALTER TABLE requests ADD COLUMN hops_top INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE requests ADD COLUMN hops_pending INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX requests_hops_pending ON requests (id) WHERE hops_pending;
 "#;
 
 /// Creates a new database file at `path` with the current schema and the site's metadata,

@@ -77,5 +77,12 @@ pub async fn apply(
     if !requests.is_empty() {
         tracing::info!(child = %child.code, count = requests.len(), "Handed routed resync requests to a child on their way to the owning sites.");
     }
-    Ok(Json(ForwardResult { outcomes, requests }))
+    // How far up the tree the changes completing requests below travelled since the child
+    // was last told, so `invsync --wait` at the owning site follows them to the top.
+    let hops = state.store.deliver_hops(&child.code).await?;
+    Ok(Json(ForwardResult {
+        outcomes,
+        requests,
+        hops,
+    }))
 }
