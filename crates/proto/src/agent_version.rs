@@ -54,14 +54,10 @@ impl FromStr for AgentVersion {
             None => (raw, None),
         };
         let mut parts = [0u64; 3];
-        let mut count = 0;
-        for piece in numbers.split('.') {
+        for (i, piece) in numbers.split('.').enumerate() {
             let ok = !piece.is_empty() && piece.bytes().all(|b| b.is_ascii_digit());
-            if !ok || count == 3 {
-                return Err(bad());
-            }
-            parts[count] = piece.parse().map_err(|_| bad())?;
-            count += 1;
+            let slot = parts.get_mut(i).filter(|_| ok).ok_or_else(bad)?;
+            *slot = piece.parse().map_err(|_| bad())?;
         }
         Ok(AgentVersion { parts, pre })
     }
@@ -117,14 +113,26 @@ mod tests {
 
     #[test]
     fn bad_versions_are_refused() {
-        for bad in ["", "notaversion", "1.2.3.4", "1..2", "v1.2", "1.2-", "1.2 3", "-1"] {
+        for bad in [
+            "",
+            "notaversion",
+            "1.2.3.4",
+            "1..2",
+            "v1.2",
+            "1.2-",
+            "1.2 3",
+            "-1",
+        ] {
             assert!(bad.parse::<AgentVersion>().is_err(), "{bad:?}");
         }
     }
 
     #[test]
     fn user_agents_name_the_agent() {
-        assert_eq!(AgentVersion::from_user_agent("invagent/0.1.0"), Some(v("0.1.0")));
+        assert_eq!(
+            AgentVersion::from_user_agent("invagent/0.1.0"),
+            Some(v("0.1.0"))
+        );
         assert_eq!(AgentVersion::from_user_agent("0.3.1"), Some(v("0.3.1")));
         assert_eq!(AgentVersion::from_user_agent("curl/8.0.1"), None);
         assert_eq!(AgentVersion::from_user_agent("invagent/x"), None);

@@ -11,8 +11,7 @@ use std::future::Future;
 
 use invsync_proto::wire::{
     ClassState, ClientPage, ClientQuery, ClientSummary, ClientView, HardwareId, InstructionKind,
-    Queued,
-    RequestPage, RequestQuery, RequestState, RequestView,
+    Queued, RequestPage, RequestQuery, RequestState, RequestView,
 };
 use invsync_proto::{Class, ClientName, Digest, Items, SiteCode, Timestamp};
 use uuid::Uuid;
@@ -915,9 +914,11 @@ pub(crate) async fn clients_page<E: Exec>(
     ];
     let ids = e.all(&page, &args, |r| r.int(0)).await?;
     let found = e
-        .all(E::CLIENTS_BY_IDS, &[Arg::Int(cutoff), Arg::Ids(&ids)], |r| {
-            rows::client_summary(r)
-        })
+        .all(
+            E::CLIENTS_BY_IDS,
+            &[Arg::Int(cutoff), Arg::Ids(&ids)],
+            |r| rows::client_summary(r),
+        )
         .await?;
     let mut by_id: FastMap<i64, ClientSummary> = found.into_iter().collect();
     // In the page's order; a row is never deleted inside the caller's transaction.

@@ -1166,7 +1166,10 @@ pub(crate) fn down_accepted(
 /// [`sql::HOPS_DUE`]: the parent that stored the change (when it did) and the sites above it
 /// that the parent reported, and whether the top has it (this site is the top when it has no
 /// parent: `has_parent` false).
-pub(crate) fn hop_report(row: &impl Cols, has_parent: bool) -> Result<(i64, HopReport), StoreError> {
+pub(crate) fn hop_report(
+    row: &impl Cols,
+    has_parent: bool,
+) -> Result<(i64, HopReport), StoreError> {
     let mut hops = Vec::new();
     if let Some(at) = row.ts(3)? {
         hops.push(Hop {
@@ -1189,7 +1192,9 @@ pub(crate) async fn hops_due(
     via: &SiteCode,
 ) -> Result<Vec<(i64, HopReport)>, StoreError> {
     let has_parent = e
-        .first(sql::META, &[Arg::Text(FORWARDING)], |r| Ok(r.text(0)? == "1"))
+        .first(sql::META, &[Arg::Text(FORWARDING)], |r| {
+            Ok(r.text(0)? == "1")
+        })
         .await?
         .unwrap_or(false);
     e.all(sql::HOPS_DUE, &[Arg::Text(via.as_str())], |r| {

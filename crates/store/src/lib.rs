@@ -47,8 +47,8 @@ use std::sync::Arc;
 
 use invsync_proto::wire::{
     CheckinResponse, ClientPage, ClientQuery, ClientSummary, ClientView, DownRequest, Event,
-    ForwardOutcome, Forwarded, HopReport, Owner, PackagePage, PackageQuery, Queued, Report, ReportAck,
-    RequestPage, RequestQuery, RequestView, SiteStatus, SoftwarePage, SoftwareQuery,
+    ForwardOutcome, Forwarded, HopReport, Owner, PackagePage, PackageQuery, Queued, Report,
+    ReportAck, RequestPage, RequestQuery, RequestView, SiteStatus, SoftwarePage, SoftwareQuery,
 };
 pub use invsync_proto::wire::{HardwareId, MatchedBy};
 use invsync_proto::{AgentVersion, Class, ClientName, Digest, SiteCode, Timestamp};
@@ -490,7 +490,10 @@ impl Store {
             .min_agent_version
             .read()
             .unwrap_or_else(|e| e.into_inner());
-        match (min.as_ref(), version.and_then(AgentVersion::from_user_agent)) {
+        match (
+            min.as_ref(),
+            version.and_then(AgentVersion::from_user_agent),
+        ) {
             (Some(min), Some(v)) => &v < min,
             _ => false,
         }
@@ -504,7 +507,10 @@ impl Store {
     }
 
     fn remember_agent_version(&self, client_id: Uuid, version: &str) {
-        let mut known = self.agent_versions.lock().unwrap_or_else(|e| e.into_inner());
+        let mut known = self
+            .agent_versions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         known.insert(client_id, version.to_string());
     }
 
@@ -1314,7 +1320,11 @@ impl Store {
         let r = reports.to_vec();
         let result = change_all!(self, |e, b| hierarchy::record_hops(e, &b.site.code, &r));
         let found = self.health.record("record_hops", result, |_| true)?;
-        tracing::debug!(reports = reports.len(), found, "Recorded how far up requests travelled.");
+        tracing::debug!(
+            reports = reports.len(),
+            found,
+            "Recorded how far up requests travelled."
+        );
         Ok(())
     }
 

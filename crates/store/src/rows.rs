@@ -9,9 +9,9 @@
 use std::collections::BTreeMap;
 
 use invsync_proto::wire::{
-    CheckinResponse, ClassState, ClientSummary, ClientView, Event, EventView, Instruction,
-    HardwareId, Hop, InstructionKind, MatchedBy, MergeView, Queued, ReportAck, RequestState, RequestView,
-    SnapshotView, Transport,
+    CheckinResponse, ClassState, ClientSummary, ClientView, Event, EventView, HardwareId, Hop,
+    Instruction, InstructionKind, MatchedBy, MergeView, Queued, ReportAck, RequestState,
+    RequestView, SnapshotView, Transport,
 };
 use invsync_proto::{Class, ClientName, Digest, SiteCode, Timestamp};
 use uuid::Uuid;
@@ -268,7 +268,10 @@ pub(crate) fn enroll_to(
     if let Some((h, hardware)) = holder {
         if h.machine_id == en.machine_id {
             let enrolled = reenrollment(en, h.client_id, h.machine_id)?;
-            return Ok(EnrollTo::Existing { row: h.row, enrolled });
+            return Ok(EnrollTo::Existing {
+                row: h.row,
+                enrolled,
+            });
         }
         let same_hardware = hardware.is_some() && hardware == en.hardware;
         if merge && by_machine.is_none() && same_hardware {

@@ -111,8 +111,7 @@ pub(crate) const ENROLLED_FACTS: &str = "UPDATE clients
      WHERE id = $4";
 /// A client's recorded agent version, by client id.
 pub(crate) const AGENT_VERSION: &str = "SELECT agent_version FROM clients WHERE uuid = $1";
-pub(crate) const SET_AGENT_VERSION: &str =
-    "UPDATE clients SET agent_version = $1 WHERE uuid = $2";
+pub(crate) const SET_AGENT_VERSION: &str = "UPDATE clients SET agent_version = $1 WHERE uuid = $2";
 /// Inserts a client with its transport unless its name was taken meanwhile (then nothing is
 /// returned).
 pub(crate) const ENROLL: &str =

@@ -68,7 +68,10 @@ async fn a_renamed_machine_keeps_its_client_history_and_old_name() {
         assert_eq!(view.merges[0].new_name, name("pc1-new"), "{b}");
         assert_eq!(view.hw.as_ref().unwrap().version, 2, "{b}");
         let history = s.history(&name("pc1-new"), 100).await.unwrap().unwrap();
-        assert!(!history.is_empty(), "the history stays with the client: {b}");
+        assert!(
+            !history.is_empty(),
+            "the history stays with the client: {b}"
+        );
         // The new key authenticates; the old one no longer does.
         let auth = s.client_auth(id).await.unwrap().unwrap();
         assert_eq!(auth.key_hash, key_hash(8), "{b}");
@@ -168,17 +171,11 @@ async fn merging_off_makes_a_second_record_and_other_machines_are_refused() {
         // The same hardware under a taken name whose machine id some other client holds: that
         // client is the machine, so the name is refused.
         s.enroll(&enrollment("pc2", "m-5", None)).await.unwrap();
-        let err = s
-            .enroll(&enrollment("pc1", "m-5", hw))
-            .await
-            .unwrap_err();
+        let err = s.enroll(&enrollment("pc1", "m-5", hw)).await.unwrap_err();
         assert!(matches!(err, StoreError::NameTaken { .. }), "{b}: {err}");
         assert_eq!(client_count(s).await, 2, "{b}");
         s.set_merge_duplicates(false);
-        let second = s
-            .enroll(&enrollment("pc1-new", "m-1", hw))
-            .await
-            .unwrap();
+        let second = s.enroll(&enrollment("pc1-new", "m-1", hw)).await.unwrap();
         assert_ne!(second.client_id, id, "{b}");
         assert!(second.merged.is_none(), "{b}");
         assert_eq!(client_count(s).await, 3, "{b}");
@@ -230,7 +227,11 @@ async fn agent_versions_are_recorded_and_older_ones_flagged() {
             .clients_page(&invsync_proto::wire::ClientQuery::default())
             .await
             .unwrap();
-        assert_eq!(page.clients[0].agent_version.as_deref(), Some("0.2.1"), "{b}");
+        assert_eq!(
+            page.clients[0].agent_version.as_deref(),
+            Some("0.2.1"),
+            "{b}"
+        );
         s.set_min_agent_version(None);
         s.note_agent_version(id, "0.1.5").await.unwrap();
         assert!(!s.clients().await.unwrap()[0].agent_outdated, "{b}");

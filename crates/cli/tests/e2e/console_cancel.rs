@@ -30,16 +30,24 @@ fn the_client_page_cancels_a_pending_request(db: Db) {
     let path = format!("/console/clients/WEB1/requests/{id}/cancel");
     // Without the CSRF token, or with a request id that is none: refused, nothing changes.
     assert_eq!(c.post(&path, &[], &[]).status, 403);
-    let bad = c.post("/console/clients/WEB1/requests/abc/cancel", &[("csrf", &csrf)], &[]);
+    let bad = c.post(
+        "/console/clients/WEB1/requests/abc/cancel",
+        &[("csrf", &csrf)],
+        &[],
+    );
     assert_eq!(bad.status, 400, "{}", bad.body);
     assert!(bad.body.contains("not a request id"), "{}", bad.body);
     assert_eq!(site.show("web1")["requests"][0]["state"], "pending");
 
     let a = c.post(&path, &[("csrf", &csrf)], &[]);
-    assert_eq!((a.status, a.location.as_str()), (303, "/console/clients/WEB1"));
+    assert_eq!(
+        (a.status, a.location.as_str()),
+        (303, "/console/clients/WEB1")
+    );
     let page = c.get("/console/clients/WEB1");
     assert!(
-        page.body.contains(&format!("Cancelled request {id} (hw for WEB1)")),
+        page.body
+            .contains(&format!("Cancelled request {id} (hw for WEB1)")),
         "{}",
         page.body
     );
@@ -50,7 +58,8 @@ fn the_client_page_cancels_a_pending_request(db: Db) {
     c.post(&path, &[("csrf", &csrf)], &[]);
     let page = c.get("/console/clients/WEB1");
     assert!(
-        page.body.contains(&format!("Request {id} was already cancelled")),
+        page.body
+            .contains(&format!("Request {id} was already cancelled")),
         "{}",
         page.body
     );

@@ -62,11 +62,21 @@ fn a_renamed_and_a_reimaged_machine_stay_one_client(db: Db) {
     let renamed = site.show("web1-new");
     assert_eq!(renamed["id"], id.as_str(), "{renamed}");
     assert_eq!(names(&renamed["former_names"]), ["WEB1"], "{renamed}");
-    assert_eq!(renamed["merges"][0]["matched_by"], "machine_id", "{renamed}");
+    assert_eq!(
+        renamed["merges"][0]["matched_by"], "machine_id",
+        "{renamed}"
+    );
     assert_eq!(renamed["merges"][0]["old_name"], "WEB1", "{renamed}");
     assert_eq!(renamed["hw"]["version"], 2, "history goes on: {renamed}");
-    run_expect("invsite", &["show", "web1", "--data-dir", site.data_dir()], 4);
-    let text = run_ok_stdout("invsite", &["show", "web1-new", "--data-dir", site.data_dir()]);
+    run_expect(
+        "invsite",
+        &["show", "web1", "--data-dir", site.data_dir()],
+        4,
+    );
+    let text = run_ok_stdout(
+        "invsite",
+        &["show", "web1-new", "--data-dir", site.data_dir()],
+    );
     assert!(text.contains("formerly named WEB1"), "{text}");
     let mut console = crate::console::Console::new(&site);
     console.login(&site.admin_token());
@@ -98,7 +108,10 @@ fn a_renamed_and_a_reimaged_machine_stay_one_client(db: Db) {
     assert_eq!(v["merges"][1]["matched_by"], "hardware", "{v}");
     assert_eq!(site.clients().as_array().unwrap().len(), 1);
     // The old agent directory's key no longer works.
-    let out = run("invagent", &["cycle", "--data-dir", s(&web.dir), "--root", s(&web.root)]);
+    let out = run(
+        "invagent",
+        &["cycle", "--data-dir", s(&web.dir), "--root", s(&web.root)],
+    );
     assert_ne!(code(&out), 0, "the replaced key still works");
 }
 
@@ -165,7 +178,7 @@ fn merging_off_names_of_other_machines_and_agent_versions(db: Db) {
     site.stop();
     site.restart();
     refused(&site);
-    assert_eq!(site.show("other1")["id"].is_string(), true);
+    assert!(site.show("other1")["id"].is_string());
     assert_eq!(site.clients().as_array().unwrap().len(), 3);
 
     // Agent versions: every client shows its agent's; an older one than the minimum is flagged.
@@ -187,7 +200,10 @@ fn merging_off_names_of_other_machines_and_agent_versions(db: Db) {
     assert_eq!(web1["agent_outdated"], true, "{web1}");
     assert_eq!(site.show("web1")["agent_outdated"], true);
     let text = run_ok_stdout("invsite", &["clients", "--data-dir", &dir]);
-    assert!(text.contains("AGENT") && text.contains("(outdated)"), "{text}");
+    assert!(
+        text.contains("AGENT") && text.contains("(outdated)"),
+        "{text}"
+    );
     let mut console = crate::console::Console::new(&site);
     console.login(&site.admin_token());
     let list = console.get("/console/clients");

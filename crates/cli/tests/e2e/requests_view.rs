@@ -74,6 +74,9 @@ fn invsync_wait_follows_a_request_to_the_top_of_the_tree(db: Db) {
     assert_eq!(req["forwarded_to"], "C01", "{req}");
     assert_eq!(req["hops"][0]["site"], "P01", "{req}");
     assert_eq!(req["reached_top"], true, "{req}");
-    let text = run_ok_stdout("invsite", &["show", "web01", "--data-dir", owner.data_dir()]);
+    let text = run_ok_stdout(
+        "invsite",
+        &["show", "web01", "--data-dir", owner.data_dir()],
+    );
     assert!(text.contains(", then P01 "), "{text}");
 }

@@ -451,7 +451,10 @@ mod tests {
     #[test]
     fn hardware_ids_refuse_placeholders() {
         let id = HardwareId::new(" ABC123 ", "4C4C4544-0042").unwrap();
-        assert_eq!((id.serial.as_str(), id.uuid.as_str()), ("ABC123", "4c4c4544-0042"));
+        assert_eq!(
+            (id.serial.as_str(), id.uuid.as_str()),
+            ("ABC123", "4c4c4544-0042")
+        );
         assert_eq!(HardwareId::new("", "4c4c4544"), None);
         assert_eq!(HardwareId::new("ABC123", ""), None);
         assert_eq!(HardwareId::new("To Be Filled By O.E.M.", "4c4c4544"), None);

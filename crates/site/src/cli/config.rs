@@ -160,10 +160,7 @@ fn show(config: &crate::datadir::Config) -> std::io::Result<()> {
         "  request-expiry {}",
         humantime::format_duration(config.request_expiry())
     )?;
-    invsync_proto::outln!(
-        "  merge-duplicates {}",
-        on_off(config.merge_duplicates())
-    )?;
+    invsync_proto::outln!("  merge-duplicates {}", on_off(config.merge_duplicates()))?;
     match &config.min_agent_version {
         Some(v) => invsync_proto::outln!("  min-agent-version {v}")?,
         None => invsync_proto::outln!("  min-agent-version none")?,

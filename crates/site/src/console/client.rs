@@ -217,7 +217,10 @@ pub async fn apply(
         machine_id: view.machine_id.clone(),
         enrolled: when(Some(view.enrolled_at)),
         last_seen: format!("{} ({})", when(view.last_seen), ago(view.last_seen)),
-        agent: view.agent_version.clone().unwrap_or_else(|| "-".to_string()),
+        agent: view
+            .agent_version
+            .clone()
+            .unwrap_or_else(|| "-".to_string()),
         outdated: view.agent_outdated,
         former_names: view
             .former_names
