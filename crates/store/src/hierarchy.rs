@@ -1197,10 +1197,17 @@ pub(crate) async fn hops_due(
         })
         .await?
         .unwrap_or(false);
-    e.all(sql::HOPS_DUE, &[Arg::Text(via.as_str())], |r| {
-        hop_report(r, has_parent)
-    })
-    .await
+    let due = e
+        .all(sql::HOPS_DUE, &[Arg::Text(via.as_str())], |r| {
+            hop_report(r, has_parent)
+        })
+        .await?;
+    // A request completed here that has not gone further up has nothing to tell yet; it stays
+    // due until its parent acknowledges the change (which marks it again).
+    Ok(due
+        .into_iter()
+        .filter(|(_, r)| r.top || !r.hops.is_empty())
+        .collect())
 }
 
 /// [`hops_due`], marked told: what the answer to the child's forward batch carries. A report
