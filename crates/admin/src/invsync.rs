@@ -1,8 +1,8 @@
 //! `invsync hw|sw CLIENT`: queue a hardware or software inventory resynchronization request
 //! for a client of this site (the original tool's `.cfg` at the CAP). With `--wait` it follows
-//! the request until the client's full report is stored and, at a site with a parent, until the
-//! parent has acknowledged it (the first hop up; the sites further up show the request with
-//! `invsite show` there). With `--via-child` a request for a client of a site below is routed
+//! the request until the client's full report is stored and, at a site with a parent, on up the
+//! tree: the parent's acknowledgement, then each site above as the forward answers report that
+//! it stored the change, until the top of the tree has it. With `--via-child` a request for a client of a site below is routed
 //! down to its owning site instead of refused (exit 5).
 
 use std::path::PathBuf;
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use clap::Parser;
 use invsync_proto::exit::{Code, Exit};
-use invsync_proto::wire::{Queued, RequestState, RequestView};
+use invsync_proto::wire::{Hop, Queued, RequestState, RequestView};
 use invsync_proto::{Class, ClientName, SiteCode, Timestamp};
 
 use invsync_site::access::{AccessOptions, SiteAccess};
@@ -42,7 +42,8 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// Wait until the client's full report is stored here and, at a site with a parent, until
-    /// the parent has acknowledged it; prints each step (queued, picked up, complete, forwarded)
+    /// the top of the tree has it; prints each step (queued, picked up, complete, forwarded to
+    /// the parent, stored at each site above, the top)
     #[arg(long)]
     pub wait: bool,
     /// How long --wait waits (e.g. 60s, 5m)
@@ -182,13 +183,16 @@ pub fn apply(args: &Args) -> Result<()> {
 }
 
 /// Follows a request, printing each change of state, until it completes or time runs out. At a
-/// site with a parent it goes on until the parent acknowledged the change that completed the
-/// request, because until then nobody above this site can see it; the first hop is all this
-/// site knows of (each site above records its own).
+/// site with a parent it goes on up the tree: the parent's acknowledgement of the change that
+/// completed the request, then each site above as the parent's forward answers report it, until
+/// the top of the tree (a site without a parent) has it.
 fn wait(site: &mut SiteAccess, client: &ClientName, id: i64, timeout: Duration) -> Result<()> {
     let start = Instant::now();
     let parent_url = site.config.parent.as_ref().map(|p| p.url.clone());
     let mut last: Option<RequestState> = None;
+    // How much of the way up was printed: the parent's hop, then `hops` above it.
+    let mut forwarded_shown = false;
+    let mut hops_shown = 0;
     loop {
         let Some(view) = site.request_state(id)? else {
             return Err(anyhow::anyhow!("request {id} disappeared from the site"));
@@ -232,12 +236,27 @@ fn wait(site: &mut SiteAccess, client: &ClientName, id: i64, timeout: Duration) 
             return Ok(());
         }
         if complete && view.forwarded_at.is_some() {
-            invsync_proto::outln!("{}", forwarded_line(&view))?;
-            return Ok(());
+            if !forwarded_shown {
+                invsync_proto::outln!("{}", forwarded_line(&view))?;
+                forwarded_shown = true;
+            }
+            for hop in view.hops.iter().skip(hops_shown) {
+                invsync_proto::outln!("{}", hop_line(view.id, hop))?;
+                hops_shown += 1;
+            }
+            if view.reached_top {
+                invsync_proto::outln!("{}", top_line(&view))?;
+                return Ok(());
+            }
         }
         if start.elapsed() >= timeout {
             let waited = humantime::format_duration(timeout);
             let message = match &parent_url {
+                Some(_) if forwarded_shown => format!(
+                    "timed out after {waited} waiting for request {id} to reach the top of the tree: it got as far \
+                     as {}; the sites above report as they store it (`invsite show {client}` there lists it)",
+                    furthest(&view)
+                ),
                 Some(url) if complete => format!(
                     "timed out after {waited} waiting for request {id} to reach the parent site: the full report \
                      is stored here at site {} but not yet acknowledged by the parent ({url}). The outbox keeps it \
@@ -256,7 +275,37 @@ fn wait(site: &mut SiteAccess, client: &ClientName, id: i64, timeout: Duration) 
     }
 }
 
-/// The last line of `--wait` at a site with a parent.
+/// A site above the parent that stored the change.
+fn hop_line(id: i64, hop: &Hop) -> String {
+    match &hop.site {
+        Some(site) => format!("request {id}: stored at site {site} at {}", hop.at),
+        None => format!("request {id}: stored one site further up at {}", hop.at),
+    }
+}
+
+/// The site furthest up known to hold the change, and since when.
+fn furthest(view: &RequestView) -> String {
+    let (site, at) = match view.hops.last() {
+        Some(hop) => (hop.site.as_ref(), Some(hop.at)),
+        None => (view.forwarded_to.as_ref(), view.forwarded_at),
+    };
+    let at = at.map(|t| t.rfc3339()).unwrap_or_else(|| "-".to_string());
+    match site {
+        Some(site) => format!("site {site} (at {at})"),
+        None => format!("the site above (at {at})"),
+    }
+}
+
+/// The last line of `--wait` at a site with a parent: the top of the tree has the change.
+fn top_line(view: &RequestView) -> String {
+    format!(
+        "request {}: the top of the tree has it: {}",
+        view.id,
+        furthest(view)
+    )
+}
+
+/// The line of `--wait` for the parent's acknowledgement (the first hop up).
 fn forwarded_line(view: &RequestView) -> String {
     let at = view
         .forwarded_at

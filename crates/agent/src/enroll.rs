@@ -1,4 +1,5 @@
-//! Enrollment: presenting the site's enrollment secret, the client name and the machine id at
+//! Enrollment: presenting the site's enrollment secret, the client name, the machine id (and
+//! the DMI serial and product UUID where readable) at
 //! the CAP, and keeping the credential it returns in the state file (SPEC sections 3 and 8).
 //!
 //! Nothing is written until the site has said yes, so a wrong secret or a taken name leaves
@@ -10,7 +11,7 @@
 use std::path::{Path, PathBuf};
 
 use invsync_proto::ClientName;
-use invsync_proto::wire::{ClientToken, EnrollRequest, EnrollResponse};
+use invsync_proto::wire::{ClientToken, EnrollRequest, EnrollResponse, HardwareId};
 
 use crate::cap::CapClient;
 use crate::error::AgentError;
@@ -57,6 +58,10 @@ pub fn enroll_with_ca(
         secret: opts.secret.clone(),
         name,
         machine_id: machine.id.clone(),
+        // The hardware's identity, which survives a reimage that gives the machine a new
+        // machine id; sent when readable (root only), judged by the site.
+        hardware: invsync_collect::dmi_identity(&opts.root)
+            .map(|(serial, uuid)| HardwareId { serial, uuid }),
     };
     let response = cap.enroll(&request)?;
     match ClientToken::parse(&response.token) {

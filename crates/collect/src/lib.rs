@@ -84,6 +84,21 @@ pub fn machine_id(root: &Path) -> Option<String> {
         .map(str::to_string)
 }
 
+/// The DMI serial number and product UUID (`sys/class/dmi/id/product_serial`, `product_uuid`
+/// under `root`, read as the `system` item reads them), when both are readable: what
+/// enrollment sends so the site can recognise a reimaged machine. Firmware placeholders are
+/// left for the site to judge (`invsync_proto::wire::HardwareId::checked`).
+pub fn dmi_identity(root: &Path) -> Option<(String, String)> {
+    let r = Reader::new(root, "id");
+    let read = |file: &str| {
+        r.read_quiet(&format!("{}/{file}", hw::dmi::DIR))
+            .as_deref()
+            .and_then(value)
+            .map(str::to_string)
+    };
+    Some((read("product_serial")?, read("product_uuid")?))
+}
+
 /// The host name (`proc/sys/kernel/hostname`, else `etc/hostname`, under `root`), if readable.
 pub fn hostname(root: &Path) -> Option<String> {
     read_hostname(&Reader::new(root, "id"))

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use invsync_collect::{Collected, collect, hostname, machine_id};
+use invsync_collect::{Collected, collect, dmi_identity, hostname, machine_id};
 use invsync_proto::{Class, ClientName, Snapshot};
 
 fn fixture(name: &str) -> PathBuf {
@@ -201,6 +201,22 @@ fn identities() {
     }
     assert_eq!(machine_id(&fixture("no-such-root")), None);
     assert_eq!(hostname(&fixture("no-such-root")), None);
+}
+
+/// What enrollment sends to recognise a reimaged machine: the DMI serial and product UUID, only
+/// when both are readable.
+#[test]
+fn the_dmi_identity_needs_both_serial_and_uuid() {
+    assert_eq!(
+        dmi_identity(&fixture("debian")),
+        Some((
+            "7XJ3K53".to_string(),
+            "4c4c4544-0058-4a10-8033-b7c04f4b3533".to_string()
+        ))
+    );
+    // A UUID without a serial, and no DMI at all.
+    assert_eq!(dmi_identity(&fixture("kvm-guest")), None);
+    assert_eq!(dmi_identity(&fixture("minimal")), None);
 }
 
 /// Collecting a fixture twice gives the same snapshot hash: nothing depends on time or order.

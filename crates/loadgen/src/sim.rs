@@ -50,6 +50,7 @@ pub async fn enroll(
         secret: secret.to_string(),
         name: name.clone(),
         machine_id: random_machine_id(),
+        hardware: None,
     };
     let body = serde_json::to_vec(&req)?;
     let resp = conn

@@ -3,6 +3,7 @@
 //! exit codes of SPEC section 7. Only types from this crate cross the wire, so a change here is
 //! a change of protocol.
 
+pub mod agent_version;
 pub mod exit;
 pub mod inventory;
 pub mod name;
@@ -14,6 +15,7 @@ pub mod time;
 pub mod version;
 pub mod wire;
 
+pub use agent_version::AgentVersion;
 pub use inventory::{Attrs, Class, Delta, Digest, Items, Snapshot};
 pub use name::{ClientName, NameError, SiteCode};
 pub use time::Timestamp;

@@ -54,6 +54,13 @@ pub struct Config {
     /// ([`invsync_store::DEFAULT_REQUEST_EXPIRY`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_expiry_secs: Option<u64>,
+    /// Whether an enrollment of a machine the site already holds a client of takes that
+    /// record over (`invsite config --merge-duplicates`); absent: on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merge_duplicates: Option<bool>,
+    /// Agents older than this are flagged (`invsite config --min-agent-version`); absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_agent_version: Option<String>,
 }
 
 impl Config {
@@ -62,6 +69,23 @@ impl Config {
         self.request_expiry_secs
             .map(std::time::Duration::from_secs)
             .unwrap_or(invsync_store::DEFAULT_REQUEST_EXPIRY)
+    }
+
+    /// Whether enrollments of known machines take their records over (on unless turned off).
+    pub fn merge_duplicates(&self) -> bool {
+        self.merge_duplicates.unwrap_or(true)
+    }
+
+    /// The oldest agent version not flagged, if one is set. A value that does not parse (the
+    /// file edited by hand) is refused with the file's name rather than ignored.
+    pub fn min_agent_version(&self) -> Result<Option<invsync_proto::AgentVersion>> {
+        self.min_agent_version
+            .as_deref()
+            .map(|raw| {
+                raw.parse()
+                    .map_err(|e: String| anyhow!("config.json: min_agent_version: {e}"))
+            })
+            .transpose()
     }
 }
 
@@ -213,6 +237,8 @@ pub async fn open_store(dir: &SiteDir, config: &Config) -> Result<Store> {
     };
     let store = opened.with_context(|| format!("cannot open the site's {}", db.describe(dir)))?;
     store.set_request_expiry(config.request_expiry());
+    store.set_merge_duplicates(config.merge_duplicates());
+    store.set_min_agent_version(config.min_agent_version()?);
     Ok(store)
 }
 

@@ -10,7 +10,8 @@
 //! `state`; `state` names only `datadir` and the parts it holds (`hub`, `metrics`,
 //! `connections`, `api::{decode, known_keys, throttle}`, `console::session`), none of which
 //! names the state or a handler. `cli` holds the `invsite` commands; `access` reaches a site from a tool;
-//! `kinds` (which kind an item is, for `cli::show` and the console) names nothing; `audit` (who
+//! `kinds` (which kind an item is, for `cli::show` and the console) and `merges` (what an
+//! enrollment that took a record over leaves behind) name nothing of the site; `audit` (who
 //! acts, and the one function that records it) names nothing of the site, and `users` (adding,
 //! rotating, removing administrators) names only `audit` and `secret`.
 
@@ -25,6 +26,7 @@ pub mod failpoint;
 pub mod http;
 pub mod hub;
 pub mod kinds;
+pub mod merges;
 pub mod metrics;
 pub mod offline;
 pub mod ownership;

@@ -288,6 +288,13 @@ async fn forward_once(
             .await
             .map_err(store_err)?;
     }
+    // After `outbox_done`, which marked the requests forwarded: what the parent says of the
+    // sites above it applies to them.
+    state
+        .store
+        .record_hops(&result.hops)
+        .await
+        .map_err(store_err)?;
     for request in &result.requests {
         take_down_request(state, request, ignored)
             .await

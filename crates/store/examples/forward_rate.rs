@@ -107,6 +107,8 @@ async fn main() {
                 machine_id: format!("machine-{c}"),
                 key_hash: Digest([1; 32]),
                 now: Timestamp(10),
+                hardware: None,
+                agent_version: None,
             })
             .await
             .unwrap();

@@ -105,6 +105,8 @@ async fn main() {
             machine_id: format!("m{c}"),
             key_hash: Digest([0; 32]),
             now: Timestamp(1),
+            hardware: None,
+            agent_version: None,
         };
         ids.push(store.enroll(&e).await.unwrap().client_id);
     }

@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use std::future::Future;
 
 use invsync_proto::wire::{
-    ClassState, ClientPage, ClientQuery, ClientSummary, ClientView, InstructionKind, Queued,
-    RequestPage, RequestQuery, RequestState, RequestView,
+    ClassState, ClientPage, ClientQuery, ClientSummary, ClientView, HardwareId, InstructionKind,
+    Queued, RequestPage, RequestQuery, RequestState, RequestView,
 };
 use invsync_proto::{Class, ClientName, Digest, Items, SiteCode, Timestamp};
 use uuid::Uuid;
@@ -180,47 +180,174 @@ pub(crate) async fn enroll(
     e: &mut impl Exec,
     site: &SiteCode,
     en: &Enrollment,
+    merge: bool,
 ) -> Result<Enrolled, StoreError> {
+    // Hardware that identifies no machine (a firmware placeholder) is not recorded or matched.
+    let en = &Enrollment {
+        hardware: en.hardware.as_ref().and_then(|h| h.checked()),
+        ..en.clone()
+    };
     // Two enrollments of one free name at once (PostgreSQL runs them in parallel; SQLite's
     // single writer never does): the insert of the second finds the first's row (ON CONFLICT
     // waits for it to commit) and the loop then treats it as the holder.
     let by_name = [Arg::Text(site.as_str()), Arg::Text(en.name.as_str())];
     for _ in 0..3 {
-        let Some(holder) = name_holder(e, &by_name).await? else {
+        let holder = name_holder(e, &by_name).await?;
+        if holder.is_none() {
             // A machine that was imported (`invsite import`) and now enrolls under a name of
             // its own takes its record over, so its inventory and history stay one client.
-            if let Some(taken) = take_over_imported(e, site, en).await? {
+            if let Some((row, taken)) = take_over_imported(e, site, en).await? {
+                enrolled_facts(e, row, en).await?;
                 return Ok(taken);
             }
-            let client_id = Uuid::new_v4();
-            let values = [
-                Arg::Uuid(client_id),
-                Arg::Text(en.name.as_str()),
-                Arg::Text(site.as_str()),
-                Arg::Text(&en.machine_id),
-                Arg::Blob(en.key_hash.0.as_slice()),
-                Arg::Int(en.now.0),
-                Arg::Int(rows::TRANSPORT_HTTP),
-            ];
-            if e.first(sql::ENROLL, &values, |r| r.int(0)).await?.is_some() {
+        }
+        let by_machine = match merge {
+            true => known_client(e, sql::CLIENT_BY_MACHINE, site, &[&en.machine_id]).await?,
+            false => None,
+        };
+        let by_hardware = match (&en.hardware, merge && by_machine.is_none()) {
+            (Some(h), true) => {
+                let hw = [h.serial.as_str(), h.uuid.as_str()];
+                known_client(e, sql::CLIENT_BY_HARDWARE, site, &hw).await?
+            }
+            _ => None,
+        };
+        let holder = holder.map(|h| {
+            let known = rows::Known {
+                row: h.row,
+                client_id: h.client_id,
+                name: en.name.clone(),
+                machine_id: h.machine_id,
+            };
+            (known, h.hardware)
+        });
+        match rows::enroll_to(en, holder, by_machine, by_hardware, merge)? {
+            rows::EnrollTo::New => {
+                let client_id = Uuid::new_v4();
+                let values = [
+                    Arg::Uuid(client_id),
+                    Arg::Text(en.name.as_str()),
+                    Arg::Text(site.as_str()),
+                    Arg::Text(&en.machine_id),
+                    Arg::Blob(en.key_hash.0.as_slice()),
+                    Arg::Int(en.now.0),
+                    Arg::Int(rows::TRANSPORT_HTTP),
+                ];
+                let Some(row) = e.first(sql::ENROLL, &values, |r| r.int(0)).await? else {
+                    continue;
+                };
+                enrolled_facts(e, row, en).await?;
                 return Ok(Enrolled {
                     client_id,
                     reenrolled: false,
+                    merged: None,
                 });
             }
-            continue;
-        };
-        // The same machine enrolling again, or taking over its imported record of the same
-        // name (`SET_KEY` makes that one a client over HTTP).
-        let enrolled = rows::reenrollment(en, holder.client_id, holder.machine_id)?;
-        let args = [Arg::Blob(en.key_hash.0.as_slice()), Arg::Int(holder.row)];
-        e.execute(sql::SET_KEY, &args).await?;
-        return Ok(enrolled);
+            rows::EnrollTo::Existing { row, enrolled } => {
+                match &enrolled.merged {
+                    // The same machine enrolling again, or taking over its imported record of
+                    // the same name (`SET_KEY` makes that one a client over HTTP).
+                    None => {
+                        let args = [Arg::Blob(en.key_hash.0.as_slice()), Arg::Int(row)];
+                        e.execute(sql::SET_KEY, &args).await?;
+                    }
+                    Some(m) => take_over(e, row, en, m).await?,
+                }
+                enrolled_facts(e, row, en).await?;
+                return Ok(enrolled);
+            }
+        }
     }
     Err(StoreError::Database(format!(
         "could not enroll {}: the name kept changing hands",
         en.name
     )))
+}
+
+/// Gives an existing client's record to the enrolling machine: its name, key and machine id,
+/// and a row of `client_merges` saying so. The record's id, snapshots, history and requests
+/// stay; the old key no longer authenticates. A parent learns the new name with the client's
+/// next forwarded change (each carries the client's record), which the enrolled agent's first
+/// full report makes.
+async fn take_over(
+    e: &mut impl Exec,
+    row: i64,
+    en: &Enrollment,
+    m: &crate::Merged,
+) -> Result<(), StoreError> {
+    let args = [
+        Arg::Text(en.name.as_str()),
+        Arg::Blob(en.key_hash.0.as_slice()),
+        Arg::Text(&en.machine_id),
+        Arg::Int(row),
+    ];
+    e.execute(sql::MERGE_INTO, &args).await?;
+    let args = [
+        Arg::Int(row),
+        Arg::Int(en.now.0),
+        Arg::Text(m.old_name.as_str()),
+        Arg::Text(en.name.as_str()),
+        Arg::Text(m.matched_by.as_str()),
+    ];
+    e.execute(sql::RECORD_MERGE, &args).await?;
+    tracing::debug!(old = %m.old_name, new = %en.name, matched_by = m.matched_by.as_str(), "An enrollment took over the record of the same machine.");
+    Ok(())
+}
+
+/// Records what an enrollment said of the machine and its agent (hardware, agent version).
+async fn enrolled_facts(e: &mut impl Exec, row: i64, en: &Enrollment) -> Result<(), StoreError> {
+    let hw = en.hardware.as_ref();
+    let args = [
+        Arg::OptText(hw.map(|h| h.serial.as_str())),
+        Arg::OptText(hw.map(|h| h.uuid.as_str())),
+        Arg::OptText(en.agent_version.as_deref()),
+        Arg::Int(row),
+    ];
+    e.execute(sql::ENROLLED_FACTS, &args).await?;
+    Ok(())
+}
+
+/// The client of this site a lookup by machine id or hardware finds (`sql::CLIENT_BY_*`).
+async fn known_client(
+    e: &mut impl Exec,
+    sql: &str,
+    site: &SiteCode,
+    values: &[&str],
+) -> Result<Option<rows::Known>, StoreError> {
+    let mut args = vec![Arg::Text(site.as_str())];
+    args.extend(values.iter().map(|v| Arg::Text(v)));
+    e.first(sql, &args, |r| {
+        Ok(rows::Known {
+            row: r.int(0)?,
+            client_id: r.uuid(1)?,
+            name: r.name(2)?,
+            machine_id: r.text(3)?.to_string(),
+        })
+    })
+    .await
+}
+
+/// A client's recorded agent version, by client id.
+pub(crate) async fn agent_version(
+    e: &mut impl Exec,
+    client_id: Uuid,
+) -> Result<Option<String>, StoreError> {
+    let found = e
+        .first(sql::AGENT_VERSION, &[Arg::Uuid(client_id)], |r| {
+            Ok(r.opt_text(0)?.map(str::to_string))
+        })
+        .await?;
+    Ok(found.flatten())
+}
+
+pub(crate) async fn set_agent_version(
+    e: &mut impl Exec,
+    client_id: Uuid,
+    version: &str,
+) -> Result<(), StoreError> {
+    let args = [Arg::Text(version), Arg::Uuid(client_id)];
+    e.execute(sql::SET_AGENT_VERSION, &args).await?;
+    Ok(())
 }
 
 /// The client holding a name of this site.
@@ -230,6 +357,8 @@ pub(crate) struct Holder {
     pub machine_id: String,
     /// `crate::rows::TRANSPORT_*`.
     pub transport: i64,
+    /// The DMI serial and product UUID it enrolled with, if any.
+    pub hardware: Option<HardwareId>,
 }
 
 /// Who holds the name in `by_name` (site code, name).
@@ -243,6 +372,13 @@ async fn name_holder(
             client_id: r.uuid(1)?,
             machine_id: r.text(2)?.to_string(),
             transport: r.int(3)?,
+            hardware: match (r.opt_text(4)?, r.opt_text(5)?) {
+                (Some(serial), Some(uuid)) => Some(HardwareId {
+                    serial: serial.to_string(),
+                    uuid: uuid.to_string(),
+                }),
+                _ => None,
+            },
         })
     })
     .await
@@ -255,7 +391,7 @@ async fn take_over_imported(
     e: &mut impl Exec,
     site: &SiteCode,
     en: &Enrollment,
-) -> Result<Option<Enrolled>, StoreError> {
+) -> Result<Option<(i64, Enrolled)>, StoreError> {
     // An empty machine id identifies no machine.
     if en.machine_id.is_empty() {
         return Ok(None);
@@ -276,10 +412,14 @@ async fn take_over_imported(
     ];
     e.execute(sql::TAKE_OVER, &args).await?;
     tracing::info!(%client_id, name = %en.name, "An enrolling agent took over the record imported for its machine.");
-    Ok(Some(Enrolled {
-        client_id,
-        reenrolled: true,
-    }))
+    Ok(Some((
+        row,
+        Enrolled {
+            client_id,
+            reenrolled: true,
+            merged: None,
+        },
+    )))
 }
 
 /// Creates a client enrolled offline (`invsite offline-enroll`): transport cap, no machine id
@@ -309,6 +449,7 @@ pub(crate) async fn enroll_offline(
         return Ok(Enrolled {
             client_id,
             reenrolled: false,
+            merged: None,
         });
     }
     // Taken between the look and the insert (PostgreSQL only): refused all the same.
@@ -633,10 +774,18 @@ pub(crate) async fn request_state(
     e: &mut impl Exec,
     id: i64,
 ) -> Result<Option<RequestView>, StoreError> {
-    e.first(sql::REQUEST_STATE, &[Arg::Int(id)], |r| {
-        rows::request_view(r)
-    })
-    .await
+    let found = e
+        .first(sql::REQUEST_STATE, &[Arg::Int(id)], |r| {
+            rows::request_view(r)
+        })
+        .await?;
+    let Some(view) = found else {
+        return Ok(None);
+    };
+    let mut views = [view];
+    fill_hops(e, &mut views).await?;
+    let [view] = views;
+    Ok(Some(view))
 }
 
 /// Cancels a pending resync request of this site ([`crate::Store::cancel_request`]): requests
@@ -721,9 +870,12 @@ pub(crate) async fn write_snapshot(
 pub(crate) async fn clients(
     e: &mut impl Exec,
     last_seen: &LastSeen,
+    cutoff: i64,
 ) -> Result<Vec<ClientSummary>, StoreError> {
     let found = e
-        .all(sql::CLIENTS, &[], |r| rows::client_summary(r))
+        .all(sql::CLIENTS, &[Arg::Int(cutoff)], |r| {
+            rows::client_summary(r)
+        })
         .await?;
     Ok(rows::with_last_seen(last_seen, found))
 }
@@ -736,6 +888,7 @@ pub(crate) async fn clients_page<E: Exec>(
     e: &mut E,
     q: &ClientQuery,
     last_seen: &LastSeen,
+    cutoff: i64,
 ) -> Result<ClientPage, StoreError> {
     let search = q.search_upper();
     let filter = format!(
@@ -761,9 +914,11 @@ pub(crate) async fn clients_page<E: Exec>(
     ];
     let ids = e.all(&page, &args, |r| r.int(0)).await?;
     let found = e
-        .all(E::CLIENTS_BY_IDS, &[Arg::Ids(&ids)], |r| {
-            rows::client_summary(r)
-        })
+        .all(
+            E::CLIENTS_BY_IDS,
+            &[Arg::Int(cutoff), Arg::Ids(&ids)],
+            |r| rows::client_summary(r),
+        )
         .await?;
     let mut by_id: FastMap<i64, ClientSummary> = found.into_iter().collect();
     // In the page's order; a row is never deleted inside the caller's transaction.
@@ -831,6 +986,10 @@ pub(crate) async fn client_view(
         return Ok(None);
     };
     view.last_seen = last_seen.overlay(client, view.last_seen);
+    view.merges = e
+        .all(sql::CLIENT_MERGES, &by_row, |r| rows::merge_view(r))
+        .await?;
+    view.former_names = rows::former_names(&view.name, &view.merges);
     let snapshots = e.all(sql::CLIENT_SNAPSHOTS, &by_row, |r| rows::snapshot_view(r));
     for (class, ids, mut snapshot) in snapshots.await? {
         snapshot.items = load_items(e, &ids).await?;
@@ -853,7 +1012,28 @@ pub(crate) async fn client_view(
             rows::event_view(r)
         })
         .await?;
+    fill_hops(e, &mut view.requests).await?;
     Ok(Some(view))
+}
+
+/// How far up the tree the changes completing these requests travelled beyond the parent
+/// (only a forwarded request has travelled).
+pub(crate) async fn fill_hops(
+    e: &mut impl Exec,
+    requests: &mut [RequestView],
+) -> Result<(), StoreError> {
+    for r in requests.iter_mut().filter(|r| r.forwarded_at.is_some()) {
+        let found = e
+            .first(sql::REQUEST_HOPS, &[Arg::Int(r.id)], |row| {
+                Ok((rows::decode_hops(row.opt_text(0)?)?, row.flag(1)?))
+            })
+            .await?;
+        if let Some((hops, top)) = found {
+            r.hops = hops;
+            r.reached_top = top;
+        }
+    }
+    Ok(())
 }
 
 /// The items with these ids, keyed by item key.

@@ -14,15 +14,15 @@
 //! `$N`, which SQLite also takes as positional parameters when each first appears in order.
 
 use invsync_proto::wire::{
-    ClientRecord, DownRequest, ForwardOutcome, Forwarded, Owner, Queued, ReportBody, ReportBodyOf,
-    RequestState, RequestView, SiteStatus, split_origin,
+    ClientRecord, DownRequest, ForwardOutcome, Forwarded, Hop, HopReport, Owner, Queued,
+    ReportBody, ReportBodyOf, RequestState, RequestView, SiteStatus, split_origin,
 };
 use invsync_proto::{Class, ClientName, Delta, Digest, Items, SiteCode, Timestamp};
 use uuid::Uuid;
 
 use crate::DownAccepted;
 use crate::error::StoreError;
-use crate::exec::Arg;
+use crate::exec::{Arg, Exec};
 use crate::ingest::PreparedItems;
 use crate::plan::{InputBody, ReportInput};
 use crate::rows::Stamp;
@@ -85,11 +85,13 @@ pub(crate) mod sql {
            AND (r.delivered_at IS NULL OR r.delivered_at <= $2)
          ORDER BY r.id";
     /// Marks one completed request forwarded by its id here ([`super::Target::Here`]).
-    pub const FORWARDED_HERE: &str = "UPDATE requests SET forwarded_at = $1, forwarded_to = $2
+    pub const FORWARDED_HERE: &str = "UPDATE requests SET forwarded_at = $1, forwarded_to = $2,
+             hops_pending = (origin IS NOT NULL)
          WHERE id = $3 AND client_id = $4 AND kind = 'resync' AND arg = $5
            AND completed_at IS NOT NULL AND forwarded_at IS NULL";
     /// Marks one completed request forwarded by its origin ([`super::Target::Origin`]).
-    pub const FORWARDED_ORIGIN: &str = "UPDATE requests SET forwarded_at = $1, forwarded_to = $2
+    pub const FORWARDED_ORIGIN: &str = "UPDATE requests SET forwarded_at = $1, forwarded_to = $2,
+             hops_pending = TRUE
          WHERE origin = $3 AND client_id = $4 AND kind = 'resync' AND arg = $5
            AND completed_at IS NOT NULL AND forwarded_at IS NULL";
     /// Completes a request routed down from this site ([`super::Target::Here`]): only a routed
@@ -101,14 +103,33 @@ pub(crate) mod sql {
            AND route IS NOT NULL AND completed_at IS NULL";
     /// Completes a request routed on through this site.
     pub const COMPLETE_RELAYED: &str =
-        "UPDATE requests SET picked_up_at = coalesce($1, $2), completed_at = $2
+        "UPDATE requests SET picked_up_at = coalesce($1, $2), completed_at = $2, hops_pending = TRUE
          WHERE origin = $3 AND client_id = $4 AND kind = 'resync' AND completed_at IS NULL";
     /// Records a request completed at the owner, once per origin.
     /// A completed request always has a pick-up time (one without is a cancelled one,
     /// `crate::rows::state_of`).
-    pub const COMPLETE_NEW: &str = "INSERT INTO requests (client_id, kind, arg, requested_at, picked_up_at, completed_at, origin)
-         VALUES ($1, 'resync', $2, $3, coalesce($4, $5), $5, $6)
+    pub const COMPLETE_NEW: &str = "INSERT INTO requests (client_id, kind, arg, requested_at, picked_up_at, completed_at, origin,
+                              hops_pending)
+         VALUES ($1, 'resync', $2, $3, coalesce($4, $5), $5, $6, TRUE)
          ON CONFLICT (origin) WHERE origin IS NOT NULL DO NOTHING";
+    /// The requests completed below this site whose way up has news the child they came
+    /// through (`$1`: the owner itself, or the child it is reached through) was not told
+    /// (`super::hop_report` reads them).
+    pub const HOPS_DUE: &str = "SELECT r.id, r.origin, r.forwarded_to, r.forwarded_at, r.hops,
+                r.hops_top
+         FROM requests r JOIN clients c ON c.id = r.client_id
+         LEFT JOIN sites s ON s.code = c.site_code
+         WHERE r.hops_pending AND r.origin IS NOT NULL AND (c.site_code = $1 OR s.via = $1)";
+    pub const HOPS_TOLD: &str = "UPDATE requests SET hops_pending = FALSE WHERE id = $1";
+    /// Records what the parent said of a request's way up above it ([`super::Target`]: by id
+    /// for a request made here, by origin otherwise); one that came from below has news for the
+    /// child it came through.
+    pub const HOPS_HERE: &str =
+        "UPDATE requests SET hops = $1, hops_top = $2, hops_pending = (origin IS NOT NULL)
+         WHERE id = $3 AND kind = 'resync' AND completed_at IS NOT NULL";
+    pub const HOPS_ORIGIN: &str =
+        "UPDATE requests SET hops = $1, hops_top = $2, hops_pending = TRUE
+         WHERE origin = $3 AND kind = 'resync' AND completed_at IS NOT NULL";
     pub const ACCEPT_DOWN: &str =
         "INSERT INTO requests (client_id, kind, arg, requested_at, origin, route)
          VALUES ($1, 'resync', $2, $3, $4, $5)
@@ -135,8 +156,9 @@ pub(crate) mod sql {
     pub const CLIENT_OWNER: &str = "SELECT id, name, site_code FROM clients WHERE uuid = $1";
     pub const BY_ORIGIN: &str = "SELECT id FROM requests WHERE origin = $1";
     /// Everything stored of a client, in an order the foreign keys allow.
-    pub const DELETE_CLIENT: [&str; 5] = [
+    pub const DELETE_CLIENT: [&str; 6] = [
         "DELETE FROM outbox WHERE client_id = $1",
+        "DELETE FROM client_merges WHERE client_id = $1",
         "DELETE FROM history WHERE client_id = $1",
         "DELETE FROM requests WHERE client_id = $1",
         "DELETE FROM snapshots WHERE client_id = $1",
@@ -1135,4 +1157,95 @@ pub(crate) fn down_accepted(
         },
         Some(route) => DownAccepted::Relayed { id, route, created },
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// How far up the tree a completed request travelled (`invsync --wait` past the first hop)
+
+/// What this site tells a child about a request completed below it, from a row of
+/// [`sql::HOPS_DUE`]: the parent that stored the change (when it did) and the sites above it
+/// that the parent reported, and whether the top has it (this site is the top when it has no
+/// parent: `has_parent` false).
+pub(crate) fn hop_report(
+    row: &impl Cols,
+    has_parent: bool,
+) -> Result<(i64, HopReport), StoreError> {
+    let mut hops = Vec::new();
+    if let Some(at) = row.ts(3)? {
+        hops.push(Hop {
+            site: row.opt_site(2)?,
+            at,
+        });
+    }
+    hops.extend(crate::rows::decode_hops(row.opt_text(4)?)?);
+    let report = HopReport {
+        request: row.text(1)?.to_string(),
+        hops,
+        top: !has_parent || row.flag(5)?,
+    };
+    Ok((row.int(0)?, report))
+}
+
+/// The requests completed below this site with news of their way up for the child `via`.
+pub(crate) async fn hops_due(
+    e: &mut impl Exec,
+    via: &SiteCode,
+) -> Result<Vec<(i64, HopReport)>, StoreError> {
+    let has_parent = e
+        .first(sql::META, &[Arg::Text(FORWARDING)], |r| {
+            Ok(r.text(0)? == "1")
+        })
+        .await?
+        .unwrap_or(false);
+    let due = e
+        .all(sql::HOPS_DUE, &[Arg::Text(via.as_str())], |r| {
+            hop_report(r, has_parent)
+        })
+        .await?;
+    // A request completed here that has not gone further up has nothing to tell yet; it stays
+    // due until its parent acknowledges the change (which marks it again).
+    Ok(due
+        .into_iter()
+        .filter(|(_, r)| r.top || !r.hops.is_empty())
+        .collect())
+}
+
+/// [`hops_due`], marked told: what the answer to the child's forward batch carries. A report
+/// lost with its answer is not sent again until the request's way up changes again; `invsync
+/// --wait` then times out at the owning site although the change went up (each site's `invsite
+/// show` still lists its own hop).
+pub(crate) async fn deliver_hops(
+    e: &mut impl Exec,
+    via: &SiteCode,
+) -> Result<Vec<HopReport>, StoreError> {
+    let due = hops_due(e, via).await?;
+    let mut out = Vec::with_capacity(due.len());
+    for (id, report) in due {
+        e.execute(sql::HOPS_TOLD, &[Arg::Int(id)]).await?;
+        out.push(report);
+    }
+    Ok(out)
+}
+
+/// Records what the parent reported of requests' ways up above it; how many requests it
+/// named here. A report naming no request here (one that ended otherwise) changes nothing.
+pub(crate) async fn record_hops(
+    e: &mut impl Exec,
+    own: &SiteCode,
+    reports: &[HopReport],
+) -> Result<u64, StoreError> {
+    let mut found = 0;
+    for r in reports {
+        let target = match split_origin(&r.request) {
+            Some((site, id)) if &site == own => Target::Here(id),
+            Some(_) => Target::Origin(r.request.clone()),
+            None => continue,
+        };
+        let hops = crate::rows::encode_hops(&r.hops)?;
+        let (sql, at) = target.arg((sql::HOPS_HERE, sql::HOPS_ORIGIN));
+        found += e
+            .execute(sql, &[Arg::Text(&hops), Arg::Flag(r.top), at])
+            .await?;
+    }
+    Ok(found)
 }

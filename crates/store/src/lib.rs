@@ -48,11 +48,12 @@ use std::sync::Arc;
 
 use invsync_proto::wire::{
     AuditEntry, AuditQuery, CheckinResponse, ClientPage, ClientQuery, ClientSummary, ClientView,
-    DownRequest, Event, ForwardOutcome, Forwarded, Owner, PackagePage, PackageQuery, Queued,
-    Report, ReportAck, RequestPage, RequestQuery, RequestView, SiteStatus, SoftwarePage,
+    DownRequest, Event, ForwardOutcome, Forwarded, HopReport, Owner, PackagePage, PackageQuery,
+    Queued, Report, ReportAck, RequestPage, RequestQuery, RequestView, SiteStatus, SoftwarePage,
     SoftwareQuery, UserName, UserView,
 };
-use invsync_proto::{Class, ClientName, Digest, SiteCode, Timestamp};
+pub use invsync_proto::wire::{HardwareId, MatchedBy};
+use invsync_proto::{AgentVersion, Class, ClientName, Digest, SiteCode, Timestamp};
 use uuid::Uuid;
 
 pub use error::StoreError;
@@ -79,14 +80,34 @@ pub struct Enrollment {
     /// The hash of the client key the site just issued; the key itself is never stored.
     pub key_hash: Digest,
     pub now: Timestamp,
+    /// The machine's DMI serial and product UUID, when the agent sent usable ones
+    /// ([`HardwareId::checked`]): what recognises a reimaged machine.
+    pub hardware: Option<HardwareId>,
+    /// The agent's version (from its `User-Agent`), when it said.
+    pub agent_version: Option<String>,
 }
 
 /// The result of an enrollment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Enrolled {
     pub client_id: Uuid,
     /// True when this machine already held the name and kept its client id.
     pub reenrolled: bool,
+    /// When the enrollment took over the record of an existing client of this machine (another
+    /// name, or another machine id on the same hardware): what it took over. The one place a
+    /// caller learns of a merge, so the one place to record it (the audit trail).
+    pub merged: Option<Merged>,
+}
+
+/// An enrollment that took an existing client's record over ([`Store::set_merge_duplicates`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Merged {
+    /// The client's name before (the same as the new one for a reimaged machine enrolling
+    /// under its old name).
+    pub old_name: ClientName,
+    /// Its machine id before (another one when matched by hardware).
+    pub old_machine_id: String,
+    pub matched_by: MatchedBy,
 }
 
 /// What the site needs to check a client token.
@@ -223,6 +244,14 @@ pub struct Store {
     /// How long a request waits to be picked up before it expires, in milliseconds
     /// ([`Store::set_request_expiry`]); none (`i64::MAX`) until it is set.
     request_expiry_ms: Arc<std::sync::atomic::AtomicI64>,
+    /// Whether an enrollment of a known machine takes its record over
+    /// ([`Store::set_merge_duplicates`]); on until the site says otherwise.
+    merge_duplicates: Arc<std::sync::atomic::AtomicBool>,
+    /// The oldest agent version that is not flagged ([`Store::set_min_agent_version`]).
+    min_agent_version: Arc<std::sync::RwLock<Option<AgentVersion>>>,
+    /// The agent version last recorded per client id, so that a check-in writes only when its
+    /// agent's version changed ([`Store::note_agent_version`]).
+    agent_versions: Arc<std::sync::Mutex<std::collections::HashMap<Uuid, String>>>,
 }
 
 /// How long a request waits to be picked up before it expires, unless the site says otherwise
@@ -319,6 +348,9 @@ impl Store {
             health: Arc::default(),
             // No expiry until the site sets its own (`set_request_expiry`).
             request_expiry_ms: Arc::new(std::sync::atomic::AtomicI64::new(i64::MAX)),
+            merge_duplicates: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+            min_agent_version: Arc::default(),
+            agent_versions: Arc::default(),
         }
     }
 
@@ -430,12 +462,107 @@ impl Store {
     /// Enrolls a client: a free name gets a new client id; the same machine (same machine id)
     /// enrolling again under its name keeps its id and gets the new key; another machine asking
     /// for a taken name is refused with [`StoreError::NameTaken`].
+    ///
+    /// With merging on ([`Store::set_merge_duplicates`], the default), an enrollment under a
+    /// free name whose machine id is a client's of this site, or, when no client has that
+    /// machine id, whose DMI serial and product UUID are one client's, takes that client's
+    /// record over: same client id, history and requests, the new name and key, the old name
+    /// recorded ([`Enrolled::merged`]); a name held by a client of the same hardware is taken
+    /// over likewise (a reimaged machine keeping its name). A name held by another machine is
+    /// still refused. In one transaction, so a failed enrollment changes nothing.
     pub async fn enroll(&self, e: &Enrollment) -> Result<Enrolled, StoreError> {
         let en = e.clone();
-        let enrolled = change!(self, |e, b| exec::enroll(e, &b.site.code, &en));
+        let merge = self
+            .merge_duplicates
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let enrolled = change_all!(self, |e, b| exec::enroll(e, &b.site.code, &en, merge));
         let enrolled = self.health.record("enroll", enrolled, |_| true)?;
+        if let Some(v) = &e.agent_version {
+            self.remember_agent_version(enrolled.client_id, v);
+        }
         tracing::debug!(client_id = %enrolled.client_id, reenrolled = enrolled.reenrolled, "Enrolled a client.");
         Ok(enrolled)
+    }
+
+    /// Whether an enrollment of a machine this site already holds a client of takes that
+    /// record over (`invsite config --merge-duplicates`, on by default) or, off, gets a record
+    /// of its own, as before: see [`Store::enroll`].
+    pub fn set_merge_duplicates(&self, on: bool) {
+        self.merge_duplicates
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Agents older than `min` are flagged (`agent_outdated`) in client lists and views
+    /// (`invsite config --min-agent-version`); `None` flags none.
+    pub fn set_min_agent_version(&self, min: Option<AgentVersion>) {
+        *self
+            .min_agent_version
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = min;
+    }
+
+    /// Whether a client's agent version is older than the minimum the site set. A version
+    /// that does not parse (an agent of another make) is not judged.
+    fn outdated(&self, version: Option<&str>) -> bool {
+        let min = self
+            .min_agent_version
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        match (
+            min.as_ref(),
+            version.and_then(AgentVersion::from_user_agent),
+        ) {
+            (Some(min), Some(v)) => &v < min,
+            _ => false,
+        }
+    }
+
+    /// Sets `agent_outdated` of a list's clients.
+    fn flag_outdated(&self, clients: &mut [ClientSummary]) {
+        for c in clients {
+            c.agent_outdated = self.outdated(c.agent_version.as_deref());
+        }
+    }
+
+    fn remember_agent_version(&self, client_id: Uuid, version: &str) {
+        let mut known = self
+            .agent_versions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        known.insert(client_id, version.to_string());
+    }
+
+    /// Records the agent version a client of this site presented (its `User-Agent`), writing
+    /// only when it differs from the one last recorded: check-ins are the site's most frequent
+    /// request and must not each write a row. The first check-in of each client after the site
+    /// starts reads the stored version once.
+    pub async fn note_agent_version(
+        &self,
+        client_id: Uuid,
+        version: &str,
+    ) -> Result<(), StoreError> {
+        let known = self
+            .agent_versions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&client_id)
+            .cloned();
+        if known.as_deref() == Some(version) {
+            return Ok(());
+        }
+        if known.is_none() {
+            let stored = view!(self, |e, _b| exec::agent_version(e, client_id))?;
+            if stored.as_deref() == Some(version) {
+                self.remember_agent_version(client_id, version);
+                return Ok(());
+            }
+        }
+        let v = version.to_string();
+        let result = change!(self, |e, _b| exec::set_agent_version(e, client_id, &v));
+        self.health.record("agent_version", result, |_| true)?;
+        self.remember_agent_version(client_id, version);
+        tracing::debug!(%client_id, version, "Recorded a client's agent version.");
+        Ok(())
     }
 
     /// The name and key hash of a client of this site, if the id is known. A client forwarded by
@@ -821,9 +948,12 @@ impl Store {
 
     /// Every client this site holds, its own and those of the sites below it (`site` is the
     /// owner), sorted by name and then site. `pending_requests` counts requests and events not
-    /// yet complete.
+    /// yet complete, leaving out cancelled and expired requests (which no agent receives).
     pub async fn clients(&self) -> Result<Vec<ClientSummary>, StoreError> {
-        view!(self, |e, b| exec::clients(e, &b.last_seen))
+        let cutoff = self.expiry_cutoff(Timestamp::now());
+        let mut clients = view!(self, |e, b| exec::clients(e, &b.last_seen, cutoff))?;
+        self.flag_outdated(&mut clients);
+        Ok(clients)
     }
 
     /// The clients (of this site and the sites below it) having the package `q.name`, in
@@ -860,7 +990,10 @@ impl Store {
             return Err(StoreError::Refused(problem));
         }
         let q = q.clone();
-        view!(self, |e, b| exec::clients_page(e, &q, &b.last_seen))
+        let cutoff = self.expiry_cutoff(Timestamp::now());
+        let mut page = view!(self, |e, b| exec::clients_page(e, &q, &b.last_seen, cutoff))?;
+        self.flag_outdated(&mut page.clients);
+        Ok(page)
     }
 
     /// One page of the resync requests of every client this site holds, newest first, with
@@ -983,6 +1116,9 @@ impl Store {
         let cutoff = self.expiry_cutoff(Timestamp::now());
         for r in view.iter_mut().flat_map(|v| v.requests.iter_mut()) {
             rows::expire(r, cutoff);
+        }
+        if let Some(v) = &mut view {
+            v.agent_outdated = self.outdated(v.agent_version.as_deref());
         }
         Ok(view)
     }
@@ -1274,6 +1410,41 @@ impl Store {
         now: Timestamp,
     ) -> Result<Vec<DownRequest>, StoreError> {
         write_op!(self, "deliver_routed_requests", if |d: &Vec<DownRequest>| !d.is_empty(), b => b.deliver_routed_requests(hierarchy::Delivery::new(via, now)).await)
+    }
+
+    /// What the answer to a forward batch of the child `via` tells it of the requests completed
+    /// below it: how far up the tree their changes travelled since it was last told (the
+    /// parent of this site that stored them and the sites above it; `top` once the top of the
+    /// tree did, which this site is when it has no parent). Each is told once. Read first
+    /// without writing, since most batches (heartbeats) have nothing to tell.
+    pub async fn deliver_hops(&self, via: &SiteCode) -> Result<Vec<HopReport>, StoreError> {
+        let v = via.clone();
+        let due = view!(self, |e, _b| hierarchy::hops_due(e, &v))?;
+        if due.is_empty() {
+            return Ok(Vec::new());
+        }
+        let v = via.clone();
+        let result = change_all!(self, |e, _b| hierarchy::deliver_hops(e, &v));
+        self.health
+            .record("deliver_hops", result, |d: &Vec<HopReport>| !d.is_empty())
+    }
+
+    /// Records what the parent's answer said of requests completed here or below: how far up
+    /// their changes travelled above the parent (see [`Store::deliver_hops`]), passed on in turn
+    /// to the child a request came through. Reports naming no request here change nothing.
+    pub async fn record_hops(&self, reports: &[HopReport]) -> Result<(), StoreError> {
+        if reports.is_empty() {
+            return Ok(());
+        }
+        let r = reports.to_vec();
+        let result = change_all!(self, |e, b| hierarchy::record_hops(e, &b.site.code, &r));
+        let found = self.health.record("record_hops", result, |_| true)?;
+        tracing::debug!(
+            reports = reports.len(),
+            found,
+            "Recorded how far up requests travelled."
+        );
+        Ok(())
     }
 
     /// Takes in a request the parent routed down, once per origin (a re-delivery answers with

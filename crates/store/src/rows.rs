@@ -9,8 +9,9 @@
 use std::collections::BTreeMap;
 
 use invsync_proto::wire::{
-    CheckinResponse, ClassState, ClientSummary, ClientView, Event, EventView, Instruction,
-    InstructionKind, Queued, ReportAck, RequestState, RequestView, SnapshotView, Transport,
+    CheckinResponse, ClassState, ClientSummary, ClientView, Event, EventView, HardwareId, Hop,
+    Instruction, InstructionKind, MatchedBy, MergeView, Queued, ReportAck, RequestState,
+    RequestView, SnapshotView, Transport,
 };
 use invsync_proto::{Class, ClientName, Digest, SiteCode, Timestamp};
 use uuid::Uuid;
@@ -18,7 +19,7 @@ use uuid::Uuid;
 use crate::codec::{decode_attrs, decode_ids, encode_ids};
 use crate::error::StoreError;
 use crate::plan::{Change, Current, ReportInput, Slot};
-use crate::{Enrolled, Enrollment, HistoryEntry, SiteMeta};
+use crate::{Enrolled, Enrollment, HistoryEntry, Merged, SiteMeta};
 
 /// How many report ids per client and class are remembered for de-duplication. An agent
 /// resends only its latest unacknowledged report, so a handful is plenty; 16 bytes each.
@@ -214,6 +215,77 @@ pub(crate) fn reenrollment(
     Ok(Enrolled {
         client_id: holder_id,
         reenrolled: true,
+        merged: None,
+    })
+}
+
+/// A client of this site an enrollment may concern, found by its name, its machine id or its
+/// hardware.
+pub(crate) struct Known {
+    pub row: i64,
+    pub client_id: Uuid,
+    pub name: ClientName,
+    pub machine_id: String,
+}
+
+/// Where an enrollment goes, decided by [`enroll_to`].
+pub(crate) enum EnrollTo {
+    /// A free name and no record of this machine to take over: a new client.
+    New,
+    /// An existing record: the same machine again under its name (`merged` is `None`), or a
+    /// record of this machine that the enrollment takes over.
+    Existing { row: i64, enrolled: Enrolled },
+}
+
+/// Where an enrollment goes (`crate::Store::enroll`), from the client holding the name (with
+/// the hardware it enrolled with), the newest client with the enrolling machine id and, when
+/// none has it, the newest with the enrolling hardware (both looked up only when `merge`):
+/// * the name's holder with the same machine id: the same machine again;
+/// * the name's holder with another machine id: refused, unless merging, no client has the new
+///   machine id, and the holder enrolled with the same DMI serial and product UUID (a reimaged
+///   machine under its old name), which takes it over;
+/// * a free name: the client with this machine id, else the one with this hardware, is taken
+///   over when merging (a renamed or reimaged machine); else a new client.
+pub(crate) fn enroll_to(
+    en: &Enrollment,
+    holder: Option<(Known, Option<HardwareId>)>,
+    by_machine: Option<Known>,
+    by_hardware: Option<Known>,
+    merge: bool,
+) -> Result<EnrollTo, StoreError> {
+    let take_over = |k: Known, matched_by| EnrollTo::Existing {
+        row: k.row,
+        enrolled: Enrolled {
+            client_id: k.client_id,
+            reenrolled: true,
+            merged: Some(Merged {
+                old_name: k.name,
+                old_machine_id: k.machine_id,
+                matched_by,
+            }),
+        },
+    };
+    if let Some((h, hardware)) = holder {
+        if h.machine_id == en.machine_id {
+            let enrolled = reenrollment(en, h.client_id, h.machine_id)?;
+            return Ok(EnrollTo::Existing {
+                row: h.row,
+                enrolled,
+            });
+        }
+        let same_hardware = hardware.is_some() && hardware == en.hardware;
+        if merge && by_machine.is_none() && same_hardware {
+            return Ok(take_over(h, MatchedBy::Hardware));
+        }
+        return Err(name_taken(&en.name, h.client_id, h.machine_id));
+    }
+    if !merge {
+        return Ok(EnrollTo::New);
+    }
+    Ok(match (by_machine, by_hardware) {
+        (Some(k), _) => take_over(k, MatchedBy::MachineId),
+        (None, Some(k)) => take_over(k, MatchedBy::Hardware),
+        (None, None) => EnrollTo::New,
     })
 }
 
@@ -351,7 +423,22 @@ pub(crate) fn request_view(row: &impl Cols) -> Result<RequestView, StoreError> {
         route: row.opt_site(6)?,
         forwarded_at: row.ts(7)?,
         forwarded_to: row.opt_site(8)?,
+        // Read apart (`crate::sql::REQUEST_HOPS`) where a view shows them.
+        hops: Vec::new(),
+        reached_top: false,
     })
+}
+
+/// The sites above the parent that stored a request's change, from `requests.hops` (JSON).
+pub(crate) fn decode_hops(raw: Option<&str>) -> Result<Vec<Hop>, StoreError> {
+    match raw {
+        None => Ok(Vec::new()),
+        Some(raw) => serde_json::from_str(raw).map_err(|_| corrupt("request hops")),
+    }
+}
+
+pub(crate) fn encode_hops(hops: &[Hop]) -> Result<String, StoreError> {
+    serde_json::to_string(hops).map_err(|e| StoreError::Database(format!("request hops: {e}")))
 }
 
 /// A resync request with its client, from a row of [`crate::sql::requests_select`].
@@ -394,6 +481,8 @@ pub(crate) fn client_summary(row: &impl Cols) -> Result<(i64, ClientSummary), St
         sw_updated_at: row.ts(8)?,
         pending_requests: row.int(9)?,
         transport: transport(row.int(10)?)?,
+        agent_version: row.opt_text(11)?.map(str::to_string),
+        agent_outdated: false,
     };
     Ok((row.int(0)?, summary))
 }
@@ -427,7 +516,34 @@ pub(crate) fn client_head(row: &impl Cols) -> Result<ClientView, StoreError> {
         requests: Vec::new(),
         events: Vec::new(),
         transport: transport(row.int(7)?)?,
+        agent_version: row.opt_text(8)?.map(str::to_string),
+        agent_outdated: false,
+        former_names: Vec::new(),
+        merges: Vec::new(),
     })
+}
+
+/// One enrollment that took a client's record over, from a row of [`crate::sql::CLIENT_MERGES`].
+pub(crate) fn merge_view(row: &impl Cols) -> Result<MergeView, StoreError> {
+    let matched_by = MatchedBy::parse(row.text(3)?).ok_or_else(|| corrupt("merge match"))?;
+    Ok(MergeView {
+        at: row.at(0)?,
+        old_name: row.name(1)?,
+        new_name: row.name(2)?,
+        matched_by,
+    })
+}
+
+/// The names a client had before, oldest first and each once, from its merges: a name it was
+/// given back later is not a former name.
+pub(crate) fn former_names(current: &ClientName, merges: &[MergeView]) -> Vec<ClientName> {
+    let mut names: Vec<ClientName> = Vec::new();
+    for m in merges {
+        if &m.old_name != current && !names.contains(&m.old_name) {
+            names.push(m.old_name.clone());
+        }
+    }
+    names
 }
 
 /// `clients.transport` of a client enrolled over HTTP (and of a client of a site below).

@@ -13,13 +13,18 @@ macro_rules! request_cols {
 pub(crate) use request_cols;
 
 /// The columns [`crate::rows::client_summary`] reads, from `clients c` and its snapshots, ending
-/// before the `WHERE`/`ORDER BY` that each use adds.
+/// before the `WHERE`/`ORDER BY` that each use adds. `$1` is the expiry cutoff: the pending
+/// count leaves out what a check-in would no longer deliver (cancelled requests are complete;
+/// a resync request made before the cutoff and not picked up has expired; events and requests
+/// routed down to a site below do not expire), as `OPEN_REQUESTS` does.
 macro_rules! client_summary {
     () => {
         "SELECT c.id, c.name, c.uuid, c.site_code, c.last_seen,
                 hw.version, hw.updated_at, sw.version, sw.updated_at,
-                (SELECT count(*) FROM requests r WHERE r.client_id = c.id AND r.completed_at IS NULL),
-                CAST(c.transport AS bigint)
+                (SELECT count(*) FROM requests r WHERE r.client_id = c.id AND r.completed_at IS NULL
+                   AND (r.picked_up_at IS NOT NULL OR r.kind <> 'resync' OR r.route IS NOT NULL
+                        OR r.requested_at >= $1)),
+                CAST(c.transport AS bigint), c.agent_version
          FROM clients c
          LEFT JOIN snapshots hw ON hw.client_id = c.id AND hw.class = 0
          LEFT JOIN snapshots sw ON sw.client_id = c.id AND sw.class = 1 "
@@ -65,7 +70,7 @@ macro_rules! dialect_statements {
              ORDER BY h.id DESC LIMIT $4"
         );
         const CLIENTS_BY_IDS: &'static str =
-            concat!($crate::sql::client_summary!(), "WHERE c.id ", $in1);
+            concat!($crate::sql::client_summary!(), "WHERE c.id ", $in2);
     };
 }
 pub(crate) use dialect_statements;
@@ -74,9 +79,39 @@ pub(crate) const SITE_META: &str = "SELECT key, value FROM meta";
 pub(crate) const CLIENT_ROW: &str = "SELECT id FROM clients WHERE uuid = $1";
 pub(crate) const CLIENT_ROW_BY_NAME: &str =
     "SELECT id FROM clients WHERE site_code = $1 AND name = $2";
-/// Who holds a name: row, client id, machine id and transport (`crate::rows::TRANSPORT_*`).
-pub(crate) const NAME_HOLDER: &str = "SELECT id, uuid, machine_id, CAST(transport AS bigint)
+/// Who holds a name: row, client id, machine id, transport (`crate::rows::TRANSPORT_*`) and
+/// the DMI serial and product UUID it enrolled with.
+pub(crate) const NAME_HOLDER: &str = "SELECT id, uuid, machine_id, CAST(transport AS bigint),
+            dmi_serial, dmi_uuid
      FROM clients WHERE site_code = $1 AND name = $2";
+/// The newest client of a site with this machine id, other than imported records (which
+/// [`IMPORTED_BY_MACHINE`] finds): row, client id, name, machine id.
+pub(crate) const CLIENT_BY_MACHINE: &str = "SELECT id, uuid, name, machine_id FROM clients
+     WHERE site_code = $1 AND machine_id = $2 AND transport <> 2 ORDER BY id DESC LIMIT 1";
+/// The newest client of a site that enrolled with this DMI serial and product UUID (the partial
+/// index `clients_hardware` answers it): row, client id, name, machine id.
+pub(crate) const CLIENT_BY_HARDWARE: &str = "SELECT id, uuid, name, machine_id FROM clients
+     WHERE site_code = $1 AND dmi_serial IS NOT NULL AND dmi_serial = $2 AND dmi_uuid = $3
+       AND transport <> 2
+     ORDER BY id DESC LIMIT 1";
+/// An existing client's record taken over by an enrollment: the new name, key and machine id;
+/// an imported record becomes a client enrolled over HTTP, any other keeps its transport.
+pub(crate) const MERGE_INTO: &str = "UPDATE clients SET name = $1, key_hash = $2, machine_id = $3,
+            transport = CASE WHEN transport = 2 THEN 0 ELSE transport END
+     WHERE id = $4";
+/// Records a takeover (`client_merges`).
+pub(crate) const RECORD_MERGE: &str =
+    "INSERT INTO client_merges (client_id, at, old_name, new_name, matched_by)
+     VALUES ($1, $2, $3, $4, $5)";
+/// What an enrollment records of the machine and its agent, when it says: the DMI serial and
+/// product UUID, and the agent's version.
+pub(crate) const ENROLLED_FACTS: &str = "UPDATE clients
+     SET dmi_serial = coalesce($1, dmi_serial), dmi_uuid = coalesce($2, dmi_uuid),
+         agent_version = coalesce($3, agent_version)
+     WHERE id = $4";
+/// A client's recorded agent version, by client id.
+pub(crate) const AGENT_VERSION: &str = "SELECT agent_version FROM clients WHERE uuid = $1";
+pub(crate) const SET_AGENT_VERSION: &str = "UPDATE clients SET agent_version = $1 WHERE uuid = $2";
 /// Inserts a client with its transport unless its name was taken meanwhile (then nothing is
 /// returned).
 pub(crate) const ENROLL: &str =
@@ -166,8 +201,14 @@ pub(crate) const UPDATE_SNAPSHOT: &str = "UPDATE snapshots SET version = $1, has
 pub(crate) const CLIENTS: &str = concat!(client_summary!(), "ORDER BY c.name, c.site_code");
 pub(crate) const CLIENT_HEAD: &str =
     "SELECT id, uuid, name, site_code, machine_id, enrolled_at, last_seen,
-            CAST(transport AS bigint)
+            CAST(transport AS bigint), agent_version
      FROM clients WHERE id = $1";
+/// How far up the tree a request's change travelled beyond the parent
+/// (`crate::rows::decode_hops`), and whether the top of the tree stored it.
+pub(crate) const REQUEST_HOPS: &str = "SELECT hops, hops_top FROM requests WHERE id = $1";
+/// The enrollments that took a client's record over, oldest first (`crate::rows::merge_view`).
+pub(crate) const CLIENT_MERGES: &str = "SELECT at, old_name, new_name, matched_by
+     FROM client_merges WHERE client_id = $1 ORDER BY id";
 pub(crate) const CLIENT_SNAPSHOTS: &str =
     "SELECT class, version, hash, full_at, updated_at, items FROM snapshots WHERE client_id = $1";
 /// The newest requests of one kind of a client.
@@ -216,6 +257,15 @@ mod tests {
             CLIENT_ROW,
             CLIENT_ROW_BY_NAME,
             NAME_HOLDER,
+            CLIENT_BY_MACHINE,
+            CLIENT_BY_HARDWARE,
+            MERGE_INTO,
+            RECORD_MERGE,
+            ENROLLED_FACTS,
+            AGENT_VERSION,
+            SET_AGENT_VERSION,
+            CLIENT_MERGES,
+            REQUEST_HOPS,
             ENROLL,
             SET_KEY,
             IMPORTED_BY_MACHINE,

@@ -679,6 +679,8 @@ async fn an_enrolling_machine_takes_over_its_imported_record_by_name_or_by_machi
             machine_id: machine.to_string(),
             key_hash: key_hash(5),
             now: Timestamp(2_000),
+            hardware: None,
+            agent_version: None,
         };
 
         // (a) The same name and the same machine: the record becomes the client.
@@ -774,14 +776,34 @@ async fn a_database_of_the_previous_schema_version_opens_and_its_clients_read_as
         let b = f.backend.clone();
         enroll(&f.store, "web1").await;
         // What the previous version (SQLite 5, PostgreSQL 2) had: no transport, no index (and
-        // none of the later versions' users and audit tables).
+        // none of the later versions' users, audit and client_merges tables, nor their columns).
         let f = f
             .reopen_after(
                 "DROP TABLE audit; DROP TABLE users;
+                 DROP TABLE client_merges;
+                 DROP INDEX requests_hops_pending;
+                 ALTER TABLE requests DROP COLUMN hops_pending;
+                 ALTER TABLE requests DROP COLUMN hops_top;
+                 ALTER TABLE requests DROP COLUMN hops;
+                 DROP INDEX clients_hardware;
+                 DROP INDEX clients_machine;
+                 ALTER TABLE clients DROP COLUMN agent_version;
+                 ALTER TABLE clients DROP COLUMN dmi_uuid;
+                 ALTER TABLE clients DROP COLUMN dmi_serial;
                  DROP INDEX clients_offline;
                  ALTER TABLE clients DROP COLUMN transport;
                  UPDATE meta SET value = '5' WHERE key = 'schema_version';",
                 "DROP TABLE audit; DROP TABLE users; DROP FUNCTION audit_append_only();
+                 DROP TABLE client_merges;
+                 DROP INDEX requests_hops_pending;
+                 ALTER TABLE requests DROP COLUMN hops_pending;
+                 ALTER TABLE requests DROP COLUMN hops_top;
+                 ALTER TABLE requests DROP COLUMN hops;
+                 DROP INDEX clients_hardware;
+                 DROP INDEX clients_machine;
+                 ALTER TABLE clients DROP COLUMN agent_version;
+                 ALTER TABLE clients DROP COLUMN dmi_uuid;
+                 ALTER TABLE clients DROP COLUMN dmi_serial;
                  DROP INDEX clients_offline;
                  ALTER TABLE clients DROP COLUMN transport;
                  UPDATE meta SET value = '2' WHERE key = 'schema_version';",

@@ -22,6 +22,8 @@ async fn enrollment_issues_ids_keeps_them_for_the_same_machine_and_refuses_anoth
             machine_id: "m-1".into(),
             key_hash: key_hash(1),
             now: Timestamp(10),
+            hardware: None,
+            agent_version: None,
         };
         let a = s.enroll(&first).await.unwrap();
         assert!(!a.reenrolled, "{}", f.backend);
@@ -1122,6 +1124,8 @@ async fn revoking_replaces_the_key_hash_with_one_no_key_has_and_keeps_the_invent
             machine_id: "m-1".into(),
             key_hash: key_hash(1),
             now: Timestamp(10),
+            hardware: None,
+            agent_version: None,
         };
         let id = s.enroll(&e).await.unwrap().client_id;
         s.revoke(&name("web01")).await.unwrap();
@@ -2262,6 +2266,43 @@ async fn a_cancelled_request_is_not_delivered_and_only_pending_ones_can_be_cance
             .unwrap();
         let err = s.cancel_request(e.id, Timestamp(650)).await.unwrap_err();
         assert_eq!(err, StoreError::UnknownRequest { id: e.id });
+    }
+}
+
+on_each_backend!(
+    #[tokio::test]
+    the_client_list_counts_no_expired_or_cancelled_request
+);
+async fn the_client_list_counts_no_expired_or_cancelled_request() {
+    for f in stores().await {
+        let (s, b) = (&f.store, &f.backend);
+        s.set_request_expiry(std::time::Duration::from_secs(3600));
+        enroll(s, "cli1").await;
+        let now = Timestamp::now();
+        let old = Timestamp(now.0 - 2 * 3600 * 1000);
+        // Expired (made before the expiry, never picked up), cancelled, and one still pending;
+        // an old event does not expire.
+        s.request_resync(&name("cli1"), Class::Hw, old)
+            .await
+            .unwrap();
+        let cancelled = s
+            .request_resync(&name("cli1"), Class::Sw, now)
+            .await
+            .unwrap();
+        s.cancel_request(cancelled.id, now).await.unwrap();
+        s.request_resync(&name("cli1"), Class::Sw, now)
+            .await
+            .unwrap();
+        s.request_event(&name("cli1"), Event::Cycle, old)
+            .await
+            .unwrap();
+        let listed = s.clients().await.unwrap();
+        assert_eq!(listed[0].pending_requests, 2, "{b}");
+        let page = s
+            .clients_page(&invsync_proto::wire::ClientQuery::default())
+            .await
+            .unwrap();
+        assert_eq!(page.clients[0].pending_requests, 2, "{b}");
     }
 }
 

@@ -272,6 +272,8 @@ async fn with_forwarding_each_accepted_report_is_queued_in_order_as_accepted() {
                 route: None,
                 forwarded_at: None,
                 forwarded_to: None,
+                hops: Vec::new(),
+                reached_top: false,
             }]
         );
         assert!(
@@ -556,6 +558,8 @@ async fn a_parent_marks_the_requests_of_clients_below_by_origin_not_by_id() {
             route: None,
             forwarded_at: None,
             forwarded_to: None,
+            hops: Vec::new(),
+            reached_top: false,
         };
         let e = Forwarded {
             completed: vec![at_owner],
@@ -1315,6 +1319,8 @@ async fn requests_completed_at_the_owner_are_listed_once() {
             route: None,
             forwarded_at: None,
             forwarded_to: None,
+            hops: Vec::new(),
+            reached_top: false,
         };
         let e1 = Forwarded {
             completed: vec![done.clone()],
@@ -1408,6 +1414,8 @@ async fn a_forwarding_parent_queues_what_it_applies_and_nothing_else() {
             route: None,
             forwarded_at: None,
             forwarded_to: None,
+            hops: Vec::new(),
+            reached_top: false,
         };
         let e1 = Forwarded {
             completed: vec![done],
@@ -1884,6 +1892,8 @@ async fn routed_requests_go_to_the_owners_branch_and_again_until_complete() {
             route: None,
             forwarded_at: None,
             forwarded_to: None,
+            hops: Vec::new(),
+            reached_top: false,
         };
         let e = Forwarded {
             completed: vec![done],
@@ -1954,6 +1964,8 @@ async fn only_the_owners_branch_completes_a_routed_request_of_its_client() {
             route: None,
             forwarded_at: None,
             forwarded_to: None,
+            hops: Vec::new(),
+            reached_top: false,
         };
         let e = Forwarded {
             completed: vec![forged.clone()],
@@ -2370,5 +2382,122 @@ async fn software_queries_follow_forwarded_clients_and_forget_replaced_ones() {
             ["DB01 G01 7.2-1", "WEB01 C01 7.2-2"],
             "{be}"
         );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// How far up a completed request travelled (`invsync --wait` past the first hop)
+
+on_each_backend!(
+    #[tokio::test]
+    the_way_up_of_a_completed_request_is_told_down_to_its_owner_once
+);
+async fn the_way_up_of_a_completed_request_is_told_down_to_its_owner_once() {
+    for ((g, c), p) in stores_at("G01")
+        .await
+        .into_iter()
+        .zip(stores_at("C01").await)
+        .zip(stores_at("P01").await)
+    {
+        let b = g.backend.clone();
+        let (g, c, p) = (&g.store, &c.store, &p.store);
+        g.set_forwarding(true).await.unwrap();
+        c.set_forwarding(true).await.unwrap();
+        c.set_child_token(&code("G01"), key_hash(7), Timestamp(100))
+            .await
+            .unwrap();
+        c.record_site_status(
+            &code("G01"),
+            &[status("G01", Some("C01"), None)],
+            Timestamp(100),
+        )
+        .await
+        .unwrap();
+        p.set_child_token(&code("C01"), key_hash(8), Timestamp(100))
+            .await
+            .unwrap();
+        p.record_site_status(
+            &code("C01"),
+            &[
+                status("C01", Some("P01"), None),
+                status("G01", Some("C01"), None),
+            ],
+            Timestamp(100),
+        )
+        .await
+        .unwrap();
+
+        // A resync requested and completed at the owner G01.
+        let id = enroll(g, "web01").await;
+        let req = g
+            .request_resync(&name("web01"), Class::Sw, Timestamp(3_000))
+            .await
+            .unwrap();
+        g.checkin(id, Timestamp(3_010)).await.unwrap();
+        let mut answer = full(Class::Sw, &sw(3, 0));
+        answer.answers = vec![req.id];
+        accepted(g, id, &answer, 3_020).await;
+        let state = |s: &Store, id| {
+            let s = s.clone();
+            async move { s.request_state(id).await.unwrap().unwrap() }
+        };
+
+        // G01 -> C01: C01 has a parent, so it has nothing to tell until P01 acknowledges.
+        forward_all(g, c, "G01", 4_000).await;
+        assert!(
+            c.deliver_hops(&code("G01")).await.unwrap().is_empty(),
+            "{b}"
+        );
+        let r = state(g, req.id).await;
+        assert_eq!(r.forwarded_to, Some(code("C01")), "{b}");
+        assert!(r.hops.is_empty() && !r.reached_top, "{b}: {r:?}");
+
+        // C01 -> P01, the top: P01 tells C01 (the top has it), C01 tells G01 (P01 stored it at
+        // the time of P01's acknowledgement, and that is the top).
+        forward_all(c, p, "C01", 5_000).await;
+        let from_p = p.deliver_hops(&code("C01")).await.unwrap();
+        let origin = format!("G01:{}", req.id);
+        assert_eq!(from_p.len(), 1, "{b}: {from_p:?}");
+        assert_eq!(
+            (
+                from_p[0].request.as_str(),
+                from_p[0].hops.len(),
+                from_p[0].top
+            ),
+            (origin.as_str(), 0, true),
+            "{b}"
+        );
+        assert!(
+            p.deliver_hops(&code("C01")).await.unwrap().is_empty(),
+            "told once: {b}"
+        );
+        // Another child is told nothing of requests outside its branch.
+        assert!(
+            p.deliver_hops(&code("C02")).await.unwrap().is_empty(),
+            "{b}"
+        );
+        c.record_hops(&from_p).await.unwrap();
+        let from_c = c.deliver_hops(&code("G01")).await.unwrap();
+        assert_eq!(from_c.len(), 1, "{b}: {from_c:?}");
+        assert_eq!(from_c[0].request, origin, "{b}");
+        assert_eq!(from_c[0].hops.len(), 1, "{b}");
+        assert_eq!(from_c[0].hops[0].site, Some(code("P01")), "{b}");
+        assert_eq!(from_c[0].hops[0].at, Timestamp(5_000), "{b}");
+        assert!(from_c[0].top, "{b}");
+        g.record_hops(&from_c).await.unwrap();
+        let r = state(g, req.id).await;
+        assert_eq!(r.hops, from_c[0].hops, "{b}");
+        assert!(r.reached_top, "{b}");
+        // The owner's own request has no child to tell; a report naming no request changes
+        // nothing.
+        assert!(
+            g.deliver_hops(&code("X01")).await.unwrap().is_empty(),
+            "{b}"
+        );
+        let mut stray = from_c.clone();
+        stray[0].request = "G01:999999".to_string();
+        g.record_hops(&stray).await.unwrap();
+        let view = g.client_view(&name("web01")).await.unwrap().unwrap();
+        assert!(view.requests[0].reached_top, "{b}");
     }
 }

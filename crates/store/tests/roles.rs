@@ -264,12 +264,32 @@ async fn a_database_of_the_previous_schema_version_gains_users_and_the_audit() {
     for f in stores().await {
         let be = f.backend.clone();
         enroll(&f.store, "web1").await;
-        // What the previous version (SQLite 6, PostgreSQL 3) had: no users, no audit.
+        // What version 6 (PostgreSQL 3) had: no users, no audit, and none of version 8's columns.
         let f = f
             .reopen_after(
                 "DROP TABLE audit; DROP TABLE users;
+                 DROP TABLE client_merges;
+                 DROP INDEX requests_hops_pending;
+                 ALTER TABLE requests DROP COLUMN hops_pending;
+                 ALTER TABLE requests DROP COLUMN hops_top;
+                 ALTER TABLE requests DROP COLUMN hops;
+                 DROP INDEX clients_hardware;
+                 DROP INDEX clients_machine;
+                 ALTER TABLE clients DROP COLUMN agent_version;
+                 ALTER TABLE clients DROP COLUMN dmi_uuid;
+                 ALTER TABLE clients DROP COLUMN dmi_serial;
                  UPDATE meta SET value = '6' WHERE key = 'schema_version';",
                 "DROP TABLE audit; DROP TABLE users; DROP FUNCTION audit_append_only();
+                 DROP TABLE client_merges;
+                 DROP INDEX requests_hops_pending;
+                 ALTER TABLE requests DROP COLUMN hops_pending;
+                 ALTER TABLE requests DROP COLUMN hops_top;
+                 ALTER TABLE requests DROP COLUMN hops;
+                 DROP INDEX clients_hardware;
+                 DROP INDEX clients_machine;
+                 ALTER TABLE clients DROP COLUMN agent_version;
+                 ALTER TABLE clients DROP COLUMN dmi_uuid;
+                 ALTER TABLE clients DROP COLUMN dmi_serial;
                  UPDATE meta SET value = '3' WHERE key = 'schema_version';",
             )
             .await;

@@ -192,7 +192,7 @@ async fn a_version_1_database_is_migrated_to_the_current_version_and_keeps_its_d
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(version, "7");
+    assert_eq!(version, "8");
     for (kind, name) in [
         ("table", "outbox"),
         ("table", "sites"),
@@ -204,6 +204,10 @@ async fn a_version_1_database_is_migrated_to_the_current_version_and_keeps_its_d
         ("table", "users"),
         ("table", "audit"),
         ("trigger", "audit_append_only"),
+        ("table", "client_merges"),
+        ("index", "clients_machine"),
+        ("index", "clients_hardware"),
+        ("index", "requests_hops_pending"),
     ] {
         let n: i64 = conn
             .query_row(

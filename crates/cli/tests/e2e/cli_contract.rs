@@ -92,6 +92,8 @@ fn invsite_clients_json_has_every_field() {
     assert_eq!(
         keys,
         [
+            "agent_outdated",
+            "agent_version",
             "hw_updated_at",
             "hw_version",
             "id",

@@ -78,7 +78,36 @@ pub fn fixture_copy(name: &str, into: &Path) -> PathBuf {
         .join(name);
     let dst = into.join(format!("root-{name}"));
     copy_dir(&src, &dst);
+    own_identity(&dst);
     dst
+}
+
+/// Gives a fixture copy an identity of its own: a machine id, and a DMI serial number where the
+/// fixture has one, derived from where the copy lives. Each copy is another machine, as two
+/// agents in a test are two machines; copies sharing the fixture's identity would be taken for
+/// one machine enrolling again (`invsite config --merge-duplicates`, on by default). A test of
+/// the same machine enrolling again reuses its root, or copies these files across.
+pub fn own_identity(root: &Path) {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    root.hash(&mut h);
+    let a = h.finish();
+    "machine".hash(&mut h);
+    let b = h.finish();
+    for (file, value) in [
+        ("etc/machine-id", format!("{a:016x}{b:016x}\n")),
+        (
+            "sys/class/dmi/id/product_serial",
+            format!("T{:08X}\n", a as u32),
+        ),
+    ] {
+        let path = root.join(file);
+        // A link (sysfs-like fixtures) is replaced, never written through into the fixture.
+        if std::fs::symlink_metadata(&path).is_ok() {
+            std::fs::remove_file(&path).unwrap();
+            std::fs::write(&path, value).unwrap();
+        }
+    }
 }
 
 /// Copies a directory tree into `dst` (which may exist: a second tree merges into it), with

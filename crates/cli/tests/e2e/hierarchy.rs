@@ -725,11 +725,16 @@ fn invsync_wait_at_a_child_site_follows_the_request_until_its_parent_holds_it() 
             && o.contains("stored at site C01"),
         "{o}"
     );
+    // Forwarded to P01, which has no parent: the top of the tree has it, the last step.
     let last = o.lines().last().unwrap_or_default();
     assert!(
-        last.contains("forwarded to site P01 at "),
-        "forwarding is the last step: {o}"
+        last.contains("the top of the tree has it: site P01"),
+        "reaching the top is the last step: {o}"
     );
+    let forwarded = o
+        .lines()
+        .find(|l| l.contains("forwarded to site P01 at "))
+        .unwrap_or_else(|| panic!("no forwarding line: {o}"));
 
     // The request records it; `invsite show` says it; the parent holds the completed request.
     let req = find_request(&requests_at(&child, "WEB01"), |r| r["class"] == "sw").unwrap();
@@ -738,7 +743,8 @@ fn invsync_wait_at_a_child_site_follows_the_request_until_its_parent_holds_it() 
         .as_str()
         .expect("a forwarding time")
         .to_string();
-    assert!(last.ends_with(&at), "{last} / {at}");
+    assert!(forwarded.ends_with(&at), "{forwarded} / {at}");
+    assert_eq!(req["reached_top"], true, "{req}");
     let text = run_ok(
         "invsite",
         &["show", "WEB01", "--data-dir", child.data_dir()],

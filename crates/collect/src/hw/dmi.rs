@@ -11,7 +11,7 @@ use invsync_proto::Items;
 
 use crate::read::{Reader, value};
 
-const DIR: &str = "sys/class/dmi/id";
+pub(crate) const DIR: &str = "sys/class/dmi/id";
 
 /// (item, attribute, file under [`DIR`]).
 const FIELDS: [(&str, &str, &str); 7] = [

@@ -7,7 +7,7 @@ mod cpu;
 pub mod custom;
 mod disk;
 mod dm;
-mod dmi;
+pub(crate) mod dmi;
 mod edid;
 mod fs;
 mod gpu;

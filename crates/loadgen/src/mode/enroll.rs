@@ -106,6 +106,7 @@ pub async fn apply(args: Args) -> Result<()> {
                 secret: secret.clone(),
                 name: sim::agent_name(&h.prefix, index)?,
                 machine_id: machine_id(h.spec.seed, &h.prefix, index),
+                hardware: None,
             };
             Ok(Job {
                 agent,

@@ -58,6 +58,13 @@ pub struct ClientSummary {
     /// How the client reaches its site; `http` when an older site does not say.
     #[serde(default)]
     pub transport: Transport,
+    /// The version of the client's agent (from the `User-Agent` of its last enrollment or
+    /// check-in over HTTP); `null` until one was seen, and for a client of a site below.
+    #[serde(default)]
+    pub agent_version: Option<String>,
+    /// Whether that version is older than `invsite config --min-agent-version`.
+    #[serde(default)]
+    pub agent_outdated: bool,
 }
 
 /// How a client reaches its site. A client of a site below is shown as `http`: the hierarchy's
@@ -427,6 +434,25 @@ pub struct RequestView {
     /// The parent that acknowledged it, when this site knew its code (after its first contact).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forwarded_to: Option<SiteCode>,
+    /// The sites above the parent that stored the change, each with when it did, nearest
+    /// first, as the parent's forward answers reported them (`invsync --wait` follows them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hops: Vec<Hop>,
+    /// Whether the top of the tree (a site without a parent) has stored the change: the parent
+    /// or the last of `hops`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reached_top: bool,
+}
+
+/// A site above that stored the change completing a request, and when (its parent's
+/// acknowledgement of the change, or its own storing when it is the top).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hop {
+    /// The site's code; absent when the site below it did not know it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<SiteCode>,
+    pub at: Timestamp,
 }
 
 /// A Set Client Event wake-up as `invsite show` lists it.
@@ -459,6 +485,61 @@ pub struct ClientView {
     /// How the client reaches its site; `http` when an older site does not say.
     #[serde(default)]
     pub transport: Transport,
+    /// The version of the client's agent, as in [`ClientSummary::agent_version`].
+    #[serde(default)]
+    pub agent_version: Option<String>,
+    /// Whether that version is older than `invsite config --min-agent-version`.
+    #[serde(default)]
+    pub agent_outdated: bool,
+    /// The names this client had before an enrollment took its record over (a renamed
+    /// machine), oldest first.
+    #[serde(default)]
+    pub former_names: Vec<ClientName>,
+    /// Every enrollment that took this client's record over, oldest first.
+    #[serde(default)]
+    pub merges: Vec<MergeView>,
+}
+
+/// An enrollment that took an existing client's record over instead of creating a second one
+/// (`invsite config --merge-duplicates`): the same client id, history and requests, a new key,
+/// and the name the enrolling machine asked for.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MergeView {
+    pub at: Timestamp,
+    pub old_name: ClientName,
+    pub new_name: ClientName,
+    pub matched_by: MatchedBy,
+}
+
+/// How an enrollment was recognised as an existing client's machine.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MatchedBy {
+    /// The same `/etc/machine-id` (a renamed machine, or a reinstalled agent).
+    MachineId,
+    /// A new machine id with the same DMI serial number and product UUID (a reimaged machine).
+    Hardware,
+}
+
+impl MatchedBy {
+    /// The word the JSON and the tools use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MatchedBy::MachineId => "machine_id",
+            MatchedBy::Hardware => "hardware",
+        }
+    }
+
+    /// The value stored in the database.
+    pub fn parse(raw: &str) -> Option<MatchedBy> {
+        match raw {
+            "machine_id" => Some(MatchedBy::MachineId),
+            "hardware" => Some(MatchedBy::Hardware),
+            _ => None,
+        }
+    }
 }
 
 /// One accepted change of one item of a client (SPEC section 5: time, client, class, item,

@@ -49,6 +49,65 @@ pub struct EnrollRequest {
     /// The content of `/etc/machine-id` under the agent's root; identifies the machine across
     /// re-installs of the agent.
     pub machine_id: String,
+    /// The machine's DMI serial number and product UUID, when the agent could read both: a
+    /// reimaged machine gets a new machine id but keeps these, so the site can recognise it
+    /// (`invsite config --merge-duplicates`). Absent from older agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hardware: Option<HardwareId>,
+}
+
+/// What identifies a machine's hardware across re-installs: its DMI serial number and product
+/// UUID (`/sys/class/dmi/id/product_serial`, `product_uuid`), both present and non-empty.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HardwareId {
+    pub serial: String,
+    pub uuid: String,
+}
+
+impl HardwareId {
+    /// The longest serial or UUID the site accepts.
+    pub const MAX_LEN: usize = 128;
+
+    /// Values that identify no particular machine: firmware placeholders that many boards ship
+    /// with, which would merge unrelated machines if taken for identities.
+    const PLACEHOLDERS: &'static [&'static str] = &[
+        "0",
+        "none",
+        "n/a",
+        "na",
+        "default string",
+        "to be filled by o.e.m.",
+        "system serial number",
+        "not specified",
+        "not applicable",
+        "0123456789",
+        "00000000-0000-0000-0000-000000000000",
+        "ffffffff-ffff-ffff-ffff-ffffffffffff",
+        "03000200-0400-0500-0006-000700080009",
+    ];
+
+    /// Both values, trimmed, when both identify a machine: non-empty, not a known placeholder,
+    /// at most [`HardwareId::MAX_LEN`] bytes, and printable ASCII. `None` otherwise.
+    pub fn new(serial: &str, uuid: &str) -> Option<HardwareId> {
+        let usable = |v: &str| {
+            !v.is_empty()
+                && v.len() <= Self::MAX_LEN
+                && v.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+                && !Self::PLACEHOLDERS.contains(&v.to_ascii_lowercase().as_str())
+        };
+        let (serial, uuid) = (serial.trim(), uuid.trim());
+        (usable(serial) && usable(uuid)).then(|| HardwareId {
+            serial: serial.to_string(),
+            // UUIDs are compared case-insensitively: firmware and kernels differ in case.
+            uuid: uuid.to_ascii_lowercase(),
+        })
+    }
+
+    /// This id as the site keeps it, or `None` when it identifies no machine (see
+    /// [`HardwareId::new`]): what a site does with an id an agent sent.
+    pub fn checked(&self) -> Option<HardwareId> {
+        HardwareId::new(&self.serial, &self.uuid)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -388,6 +447,24 @@ pub struct AckRequest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hardware_ids_refuse_placeholders() {
+        let id = HardwareId::new(" ABC123 ", "4C4C4544-0042").unwrap();
+        assert_eq!(
+            (id.serial.as_str(), id.uuid.as_str()),
+            ("ABC123", "4c4c4544-0042")
+        );
+        assert_eq!(HardwareId::new("", "4c4c4544"), None);
+        assert_eq!(HardwareId::new("ABC123", ""), None);
+        assert_eq!(HardwareId::new("To Be Filled By O.E.M.", "4c4c4544"), None);
+        assert_eq!(
+            HardwareId::new("ABC123", "00000000-0000-0000-0000-000000000000"),
+            None
+        );
+        assert_eq!(HardwareId::new("ABC\u{7}", "4c4c4544"), None);
+        assert_eq!(HardwareId::new(&"A".repeat(129), "4c4c4544"), None);
+    }
 
     #[test]
     fn instruction_json_shape() {

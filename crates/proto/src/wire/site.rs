@@ -172,6 +172,23 @@ pub struct ForwardResult {
     /// the sender sends only later ones from then on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit_upto: Option<i64>,
+    /// How far up the tree the changes that completed requests of the sites below have
+    /// travelled since last told: the sites above this one that stored them, so that `invsync
+    /// --wait` at the owning site sees the change reach the top.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hops: Vec<HopReport>,
+}
+
+/// What a site tells a child about one request completed below it: the request (its origin,
+/// `<owner code>:<id at the owner>`, as both sites know it), the sites above the answering site
+/// that stored the change, nearest first, and whether the top of the tree has.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HopReport {
+    pub request: String,
+    #[serde(default)]
+    pub hops: Vec<crate::wire::Hop>,
+    #[serde(default)]
+    pub top: bool,
 }
 
 /// A resync request routed down the tree to the owning site. A parent delivers it again (about

@@ -1,4 +1,5 @@
-//! `invsite clients`: this site's clients, one per line, or as JSON.
+//! `invsite clients`: this site's clients, one per line (with each one's agent version, marked
+//! when older than `invsite config --min-agent-version`), or as JSON.
 
 use anyhow::Result;
 use invsync_proto::Timestamp;
@@ -11,7 +12,10 @@ use crate::access::{AccessOptions, SiteAccess};
 pub struct Args {
     #[command(flatten)]
     pub data_dir: DataDirArg,
-    /// Print JSON
+    /// Print JSON: per client `name`, `id`, `site`, `last_seen`, `hw_version`,
+    /// `hw_updated_at`, `sw_version`, `sw_updated_at`, `pending_requests`, `transport`,
+    /// `agent_version` (or null) and `agent_outdated` (older than `invsite config
+    /// --min-agent-version`)
     #[arg(long)]
     pub json: bool,
 }
@@ -27,18 +31,25 @@ fn version(v: Option<i64>) -> String {
 
 pub fn render(clients: &[ClientSummary]) -> String {
     let mut out = format!(
-        "{:<15}  {:<4}  {:<24}  {:>6}  {:>6}  {}\n",
-        "NAME", "SITE", "LAST SEEN", "HW", "SW", "PENDING"
+        "{:<15}  {:<4}  {:<24}  {:>6}  {:>6}  {:>7}  {}\n",
+        "NAME", "SITE", "LAST SEEN", "HW", "SW", "PENDING", "AGENT"
     );
     for c in clients {
+        // An agent older than `invsite config --min-agent-version` is marked for the eye.
+        let agent = match (&c.agent_version, c.agent_outdated) {
+            (Some(v), true) => format!("{v} (outdated)"),
+            (Some(v), false) => v.clone(),
+            (None, _) => "-".to_string(),
+        };
         out.push_str(&format!(
-            "{:<15}  {:<4}  {:<24}  {:>6}  {:>6}  {}\n",
+            "{:<15}  {:<4}  {:<24}  {:>6}  {:>6}  {:>7}  {}\n",
             c.name.as_str(),
             c.site.as_str(),
             or_dash(c.last_seen),
             version(c.hw_version),
             version(c.sw_version),
-            c.pending_requests
+            c.pending_requests,
+            agent
         ));
     }
     out

@@ -1,8 +1,9 @@
 //! `invsite config`: show or change the settings of an existing site that may change after
 //! `invsite init`: whether the site queues resync requests its parent routes down (`invsync
 //! --via-child` at a site above), off unless the administrator of this site turns it on, since
-//! it lets administrators of sites above act on this site's clients; and the request and
-//! connection limits. A running
+//! it lets administrators of sites above act on this site's clients; the request and
+//! connection limits; whether enrollments of known machines take their records over
+//! (`--merge-duplicates`); and the oldest agent version not flagged (`--min-agent-version`). A running
 //! server reads its configuration when it starts, so a change takes effect at its next start;
 //! the parent learns of it from the status the site reports then.
 
@@ -65,6 +66,16 @@ pub struct Args {
     /// default 30d): an expired request is no longer handed to its agent and shows as `expired`
     #[arg(long, value_name = "DURATION", value_parser = request_expiry)]
     pub request_expiry: Option<u64>,
+    /// Whether an agent enrolling from a machine the site already holds a client of (same
+    /// machine id, or a new machine id with the same DMI serial and product UUID) takes that
+    /// client's record over, keeping its id and history under the new name: true or false
+    /// (default true)
+    #[arg(long, value_name = "true|false")]
+    pub merge_duplicates: Option<bool>,
+    /// Flag clients whose agent is older than this version (`agent_outdated: true` in
+    /// `invsite clients --json` and `show --json`); `none` flags none
+    #[arg(long, value_name = "VERSION|none", value_parser = min_agent_version)]
+    pub min_agent_version: Option<MinAgentVersion>,
     /// Print the settings `invsite serve` would use, each with where it came from (command
     /// line, environment, configuration file or default), then this site's settings
     #[arg(long)]
@@ -86,6 +97,17 @@ fn agent_interval(raw: &str) -> Result<AgentInterval, String> {
         return Err("the interval must be at least 1s (or none)".to_string());
     }
     Ok(AgentInterval(Some(d.as_secs())))
+}
+
+/// `--min-agent-version`: a version, or `none`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MinAgentVersion(pub Option<invsync_proto::AgentVersion>);
+
+fn min_agent_version(raw: &str) -> Result<MinAgentVersion, String> {
+    if raw == "none" {
+        return Ok(MinAgentVersion(None));
+    }
+    raw.parse().map(|v| MinAgentVersion(Some(v)))
 }
 
 /// `--request-expiry`: a duration of at least a second, in seconds.
@@ -138,6 +160,11 @@ fn show(config: &crate::datadir::Config) -> std::io::Result<()> {
         "  request-expiry {}",
         humantime::format_duration(config.request_expiry())
     )?;
+    invsync_proto::outln!("  merge-duplicates {}", on_off(config.merge_duplicates()))?;
+    match &config.min_agent_version {
+        Some(v) => invsync_proto::outln!("  min-agent-version {v}")?,
+        None => invsync_proto::outln!("  min-agent-version none")?,
+    }
     Ok(())
 }
 
@@ -289,6 +316,12 @@ pub fn apply(args: Args, matches: Option<&clap::ArgMatches>) -> Result<()> {
     }
     if let Some(secs) = args.request_expiry {
         config.request_expiry_secs = Some(secs);
+    }
+    if let Some(merge) = args.merge_duplicates {
+        config.merge_duplicates = Some(merge);
+    }
+    if let Some(MinAgentVersion(min)) = args.min_agent_version {
+        config.min_agent_version = min.map(|v| v.to_string());
     }
     if let Some(accept) = args.accept_parent_requests {
         config.accept_parent_requests = accept;

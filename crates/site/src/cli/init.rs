@@ -187,6 +187,8 @@ async fn build_site(dir: &SiteDir, db: &Database, opts: &InitOptions) -> Result<
         limits: Default::default(),
         agent_interval_secs: None,
         request_expiry_secs: None,
+        merge_duplicates: None,
+        min_agent_version: None,
         tls: match &opts.tls {
             None => None,
             Some(TlsInit::Files(files)) => Some(files.clone()),

@@ -20,7 +20,10 @@ pub struct Args {
     /// The owning site's code, when sites below this one hold several clients of that name
     #[arg(long, value_name = "CODE")]
     pub site: Option<invsync_proto::SiteCode>,
-    /// Print JSON
+    /// Print JSON: SPEC section 7's record, plus `agent_version` (the agent's, or null),
+    /// `agent_outdated` (older than `invsite config --min-agent-version`), `former_names` and
+    /// `merges` (`at`, `old_name`, `new_name`, `matched_by`: `machine_id` or `hardware`) of
+    /// enrollments of the same machine that took the record over
     #[arg(long)]
     pub json: bool,
 }
@@ -60,13 +63,25 @@ fn class_lines(out: &mut String, label: &str, snap: Option<&SnapshotView>, list_
 }
 
 /// `, forwarded to P01 <time>` once this site's parent acknowledged the change that completed
-/// the request: the hop up from here (the sites above show theirs with `invsite show` there).
+/// the request: the hop up from here.
+/// Then each site above that stored it (`, then P01 <time>`), as the parent's forward answers
+/// reported them, and `(the top)` once the top of the tree has it.
 fn forwarded(r: &RequestView) -> String {
-    match (r.forwarded_at, &r.forwarded_to) {
+    let mut out = match (r.forwarded_at, &r.forwarded_to) {
         (Some(at), Some(parent)) => format!(", forwarded to {parent} {at}"),
         (Some(at), None) => format!(", forwarded to the parent {at}"),
-        (None, _) => String::new(),
+        (None, _) => return String::new(),
+    };
+    for hop in &r.hops {
+        match &hop.site {
+            Some(site) => out.push_str(&format!(", then {site} {}", hop.at)),
+            None => out.push_str(&format!(", then one site further up {}", hop.at)),
+        }
     }
+    if r.reached_top {
+        out.push_str(" (the top)");
+    }
+    out
 }
 
 pub fn render(v: &ClientView) -> String {
@@ -78,6 +93,26 @@ pub fn render(v: &ClientView) -> String {
     match v.last_seen {
         Some(t) => out.push_str(&format!("last seen {t}\n")),
         None => out.push_str("never checked in\n"),
+    }
+    match (&v.agent_version, v.agent_outdated) {
+        (Some(version), true) => out.push_str(&format!(
+            "agent {version} (outdated: older than the site's minimum agent version)\n"
+        )),
+        (Some(version), false) => out.push_str(&format!("agent {version}\n")),
+        (None, _) => {}
+    }
+    if !v.former_names.is_empty() {
+        let names: Vec<&str> = v.former_names.iter().map(|n| n.as_str()).collect();
+        out.push_str(&format!("formerly named {}\n", names.join(", ")));
+    }
+    for m in &v.merges {
+        out.push_str(&format!(
+            "taken over {} by an enrollment of the same machine (matched by {}): {} -> {}\n",
+            m.at,
+            m.matched_by.as_str().replace('_', " "),
+            m.old_name,
+            m.new_name
+        ));
     }
     match v.transport {
         Transport::Http => {}

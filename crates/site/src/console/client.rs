@@ -40,6 +40,11 @@ struct ClientPage {
     machine_id: String,
     enrolled: String,
     last_seen: String,
+    /// The agent's version (`-` when unknown) and whether it is older than the site's minimum.
+    agent: String,
+    outdated: bool,
+    /// The names the client had before enrollments of the same machine took it over.
+    former_names: String,
     hw: Option<Class>,
     sw: Option<Class>,
     sw_total: usize,
@@ -212,6 +217,17 @@ pub async fn apply(
         machine_id: view.machine_id.clone(),
         enrolled: when(Some(view.enrolled_at)),
         last_seen: format!("{} ({})", when(view.last_seen), ago(view.last_seen)),
+        agent: view
+            .agent_version
+            .clone()
+            .unwrap_or_else(|| "-".to_string()),
+        outdated: view.agent_outdated,
+        former_names: view
+            .former_names
+            .iter()
+            .map(|n| n.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
         hw: view.hw.as_ref().map(hw_class),
         sw_total: view.sw.as_ref().map_or(0, |s| s.items.len()),
         sw: view.sw.as_ref().map(|s| sw_class(s, &q.filter)),

@@ -64,6 +64,9 @@ struct Row {
     hw: String,
     sw: String,
     pending: i64,
+    /// The agent's version, `-` when unknown, marked when older than the site's minimum.
+    agent: String,
+    outdated: bool,
 }
 
 fn sort_name(s: ClientSort) -> &'static str {
@@ -158,6 +161,8 @@ pub async fn apply(
                 |v| format!("v{v}, {}", ago(c.sw_updated_at)),
             ),
             pending: c.pending_requests,
+            agent: c.agent_version.clone().unwrap_or_else(|| "-".to_string()),
+            outdated: c.agent_outdated,
         })
         .collect();
     let prev = (lq.offset > 0).then(|| {

@@ -6,6 +6,7 @@
 
 pub mod assets;
 pub mod audit;
+pub mod cancel;
 pub mod client;
 pub mod clients;
 pub mod csrf;
@@ -59,6 +60,10 @@ pub fn router() -> Router<AppState> {
         .route("/console/audit", get(audit::apply))
         .route("/console/users", get(users::list).post(users::add))
         .route("/console/users/{name}/{action}", post(users::act))
+        .route(
+            "/console/clients/{name}/requests/{id}/cancel",
+            post(cancel::apply),
+        )
         .route("/console/software", get(software::list))
         .route("/console/software.csv", get(software::list_csv))
         .route("/console/software.json", get(software::list_json))

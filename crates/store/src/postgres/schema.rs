@@ -16,7 +16,7 @@
 //! Migrations: `MIGRATIONS[v]` turns PostgreSQL schema version `v` into `v + 1`; a new version
 //! appends a step. The version is the `schema_version` row of `meta`. PostgreSQL numbers its
 //! versions on its own: version 1 here is SQLite's version 4, version 2 SQLite's version 5,
-//! version 3 SQLite's version 6, version 4 SQLite's version 7.
+//! version 3 SQLite's version 6, version 4 SQLite's version 7, version 5 SQLite's version 8.
 
 use std::str::FromStr;
 
@@ -29,7 +29,7 @@ use crate::exec;
 use crate::redact::redact_url;
 
 /// The schema version this program writes.
-pub(super) const SCHEMA_VERSION: i64 = 4;
+pub(super) const SCHEMA_VERSION: i64 = 5;
 
 /// The tables of the schema: finding any of them means the database holds (part of) a site.
 pub(super) const TABLES: &[&str] = &[
@@ -44,9 +44,10 @@ pub(super) const TABLES: &[&str] = &[
     "sites",
     "users",
     "audit",
+    "client_merges",
 ];
 
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5];
 
 /// Version 4: administrators with roles and the audit trail, as SQLite's version 7 (see there).
 /// The trigger function lives in the connection's current schema, beside the tables.
@@ -82,6 +83,29 @@ END
 $fn$;
 CREATE TRIGGER audit_append_only BEFORE UPDATE ON audit
     FOR EACH ROW EXECUTE FUNCTION audit_append_only();
+"#;
+
+/// Version 5: duplicates and agent versions, as SQLite's version 8 (see there).
+const SCHEMA_V5: &str = r#"
+ALTER TABLE clients ADD COLUMN dmi_serial text;
+ALTER TABLE clients ADD COLUMN dmi_uuid text;
+ALTER TABLE clients ADD COLUMN agent_version text;
+CREATE INDEX clients_machine ON clients (site_code, machine_id);
+CREATE INDEX clients_hardware ON clients (site_code, dmi_serial, dmi_uuid)
+    WHERE dmi_serial IS NOT NULL;
+CREATE TABLE client_merges (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    client_id   bigint NOT NULL REFERENCES clients (id),
+    at          bigint NOT NULL,
+    old_name    text NOT NULL,
+    new_name    text NOT NULL,
+    matched_by  text NOT NULL
+);
+CREATE INDEX client_merges_client ON client_merges (client_id, id);
+ALTER TABLE requests ADD COLUMN hops text;
+ALTER TABLE requests ADD COLUMN hops_top boolean NOT NULL DEFAULT false;
+ALTER TABLE requests ADD COLUMN hops_pending boolean NOT NULL DEFAULT false;
+CREATE INDEX requests_hops_pending ON requests (id) WHERE hops_pending;
 "#;
 
 /// Version 3: how a client reaches the site, as SQLite's version 6 (see there). `integer`, read

@@ -17,7 +17,7 @@ use crate::error::StoreError;
 use crate::exec;
 
 /// The schema version this program writes; `migrate` brings older files up to it.
-pub(super) const SCHEMA_VERSION: i64 = 7;
+pub(super) const SCHEMA_VERSION: i64 = 8;
 
 /// How long a connection waits for another connection's lock (another process's writer, or a
 /// checkpoint) before giving up.
@@ -25,7 +25,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
 
 /// `MIGRATIONS[v]` turns schema version `v` into `v + 1`. Version 0 is an empty file.
 const MIGRATIONS: &[&str] = &[
-    SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7,
+    SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7, SCHEMA_V8,
 ];
 
 const SCHEMA_V1: &str = r#"
@@ -270,6 +270,44 @@ CREATE TRIGGER audit_append_only BEFORE UPDATE ON audit
 BEGIN
     SELECT RAISE(ABORT, 'audit entries are append-only');
 END;
+"#;
+
+/// Version 8: duplicates and agent versions (issue 20, items 2 and 8). An enrollment that
+/// matches an existing client of the site by machine id, or by DMI serial and product UUID,
+/// takes that record over (`Store::set_merge_duplicates`); each such takeover is recorded. The
+/// agent's version is kept per client, and how far up the tree a completed request travelled.
+/// New columns that are nullable or have a constant default rewrite no row.
+const SCHEMA_V8: &str = r#"
+-- The DMI serial number and product UUID the agent sent when it enrolled (NULL when it sent
+-- none, or an older agent enrolled): a reimaged machine has a new machine id but these.
+ALTER TABLE clients ADD COLUMN dmi_serial TEXT;
+ALTER TABLE clients ADD COLUMN dmi_uuid TEXT;
+-- The version of the client's agent, from the User-Agent of its enrollment and check-ins.
+ALTER TABLE clients ADD COLUMN agent_version TEXT;
+-- What an enrollment looks a machine up by among the site's clients.
+CREATE INDEX clients_machine ON clients (site_code, machine_id);
+CREATE INDEX clients_hardware ON clients (site_code, dmi_serial, dmi_uuid)
+    WHERE dmi_serial IS NOT NULL;
+-- Every enrollment that took an existing client's record over: when, the name before and
+-- after, and how the machine was recognised ('machine_id' or 'hardware').
+CREATE TABLE client_merges (
+    id          INTEGER PRIMARY KEY,
+    client_id   INTEGER NOT NULL REFERENCES clients (id),
+    at          INTEGER NOT NULL,
+    old_name    TEXT NOT NULL,
+    new_name    TEXT NOT NULL,
+    matched_by  TEXT NOT NULL
+);
+CREATE INDEX client_merges_client ON client_merges (client_id, id);
+-- How far up the tree the change completing a request travelled beyond the parent
+-- (`forwarded_to`): `hops`, a JSON array of {"site", "at"} nearest first, as the parent's
+-- forward answers reported them; `hops_top` true once the top of the tree stored it.
+-- `hops_pending` true while a request that came from below (`origin`) has news of its way up that
+-- the child it came through has not been told.
+ALTER TABLE requests ADD COLUMN hops TEXT;
+ALTER TABLE requests ADD COLUMN hops_top INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE requests ADD COLUMN hops_pending INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX requests_hops_pending ON requests (id) WHERE hops_pending;
 "#;
 
 /// Creates a new database file at `path` with the current schema and the site's metadata,

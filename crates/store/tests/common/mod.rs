@@ -257,6 +257,8 @@ pub async fn enroll(store: &Store, raw: &str) -> Uuid {
         machine_id: format!("{raw}-machine"),
         key_hash: key_hash(1),
         now: Timestamp(2_000),
+        hardware: None,
+        agent_version: None,
     };
     store.enroll(&e).await.expect("enroll").client_id
 }

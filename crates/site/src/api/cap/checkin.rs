@@ -16,6 +16,7 @@ pub async fn apply(
     State(state): State<AppState>,
     token: ClientCredentials,
     plain: Result<Plain, ApiError>,
+    headers: axum::http::HeaderMap,
     body: Result<Json<CheckinRequest>, JsonRejection>,
 ) -> Result<Json<CheckinResponse>, ApiError> {
     let read = match (plain, body) {
@@ -38,6 +39,13 @@ pub async fn apply(
         .checkin_with_key(token.client_id, &token.key_hash, Timestamp::now())
         .await?;
     let (client, mut resp) = token.accept(&state, found)?;
+    if let Some(version) = super::agent_version(&headers) {
+        // Written only when it changed; a failure to record it is no reason to refuse the
+        // check-in (the next one tries again).
+        if let Err(e) = state.store.note_agent_version(client.id, &version).await {
+            tracing::warn!(client = %client.name, error = %e, "Could not record the agent's version.");
+        }
+    }
     resp.agent_interval_secs = state.agent_interval_secs;
     state.metrics.checkin();
     if !resp.instructions.is_empty() {

@@ -36,6 +36,7 @@ pub async fn apply(
     Peer(peer): Peer,
     connection: Option<Extension<ConnectionHandle>>,
     _plain: Plain,
+    headers: axum::http::HeaderMap,
     body: Result<Json<EnrollRequest>, JsonRejection>,
 ) -> Result<Json<EnrollResponse>, ApiError> {
     let Json(req) = body?;
@@ -67,8 +68,13 @@ pub async fn apply(
         }
         .key_hash(),
         now: Timestamp::now(),
+        // Values that identify no machine (firmware placeholders) are dropped, not refused:
+        // the agent cannot do better, and the machine id still identifies it.
+        hardware: req.hardware.as_ref().and_then(|h| h.checked()),
+        agent_version: super::agent_version(&headers),
     };
     let enrolled = state.store.enroll(&enrollment).await?;
+    crate::merges::enrolled(&state.store, &req.name, &enrolled, "http", peer).await;
     tracing::info!(client = %req.name, id = %enrolled.client_id, reenrolled = enrolled.reenrolled, "Enrolled a client.");
     Ok(Json(EnrollResponse {
         client_id: enrolled.client_id,

@@ -7,3 +7,11 @@ pub mod checkin;
 pub mod enroll;
 pub mod report;
 pub mod wait;
+
+/// The agent's version from a request's `User-Agent` (`invagent/0.1.0`), normalised, when it
+/// names one: what the site records per client. Anything else (another program, a header that
+/// is not text, a version that does not parse) records nothing.
+pub fn agent_version(headers: &axum::http::HeaderMap) -> Option<String> {
+    let raw = headers.get(axum::http::header::USER_AGENT)?.to_str().ok()?;
+    invsync_proto::AgentVersion::from_user_agent(raw).map(|v| v.to_string())
+}

@@ -87,10 +87,14 @@ pub async fn apply(
         tracing::info!(child = %child.code, count = requests.len(), "Handed routed resync requests to a child on their way to the owning sites.");
     }
     let audit_upto = take_audit(&state, &child, &batch.from, &batch.below, batch.audit).await?;
+    // How far up the tree the changes completing requests below travelled since the child
+    // was last told, so `invsync --wait` at the owning site follows them to the top.
+    let hops = state.store.deliver_hops(&child.code).await?;
     Ok(Json(ForwardResult {
         outcomes,
         requests,
         audit_upto,
+        hops,
     }))
 }
 
