@@ -10,7 +10,8 @@
 //! `state`; `state` names only `datadir` and the parts it holds (`hub`, `metrics`,
 //! `connections`, `api::{decode, known_keys, throttle}`, `console::session`), none of which
 //! names the state or a handler. `cli` holds the `invsite` commands; `access` reaches a site from a tool;
-//! `kinds` (which kind an item is, for `cli::show` and the console) names nothing.
+//! `kinds` (which kind an item is, for `cli::show` and the console) names nothing; `lifecycle`
+//! (the one deletion of a client, and the maintenance task) names `ownership`.
 
 pub mod access;
 pub mod api;
@@ -22,6 +23,7 @@ pub mod failpoint;
 pub mod http;
 pub mod hub;
 pub mod kinds;
+pub mod lifecycle;
 pub mod metrics;
 pub mod offline;
 pub mod ownership;

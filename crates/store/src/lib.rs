@@ -32,6 +32,7 @@ mod health;
 mod hierarchy;
 mod ingest;
 mod last_seen;
+mod lifecycle;
 mod page;
 mod plan;
 mod postgres;
@@ -57,6 +58,7 @@ pub use error::StoreError;
 pub use health::WriteFailure;
 pub use hierarchy::{IncomingForwarded, PreparedBody, PreparedDelta};
 pub use ingest::{IncomingReport, PreparedItems, Shape};
+pub use lifecycle::{DeletedHistory, Retained};
 /// A database URL with its password (in the authority or a `password=` parameter) hidden.
 pub use redact::redact_url;
 
@@ -92,6 +94,8 @@ pub struct ClientAuth {
     pub client_id: Uuid,
     pub name: ClientName,
     pub key_hash: Digest,
+    /// When the client was deleted (`invsite delete`); its key is revoked then too.
+    pub deleted_at: Option<Timestamp>,
 }
 
 impl ClientAuth {
@@ -220,7 +224,14 @@ pub struct Store {
     /// How long a request waits to be picked up before it expires, in milliseconds
     /// ([`Store::set_request_expiry`]); none (`i64::MAX`) until it is set.
     request_expiry_ms: Arc<std::sync::atomic::AtomicI64>,
+    /// How long a client may go unseen before it is stale, in milliseconds
+    /// ([`Store::set_stale_after`]); [`DEFAULT_STALE_AFTER`] until it is set.
+    stale_after_ms: Arc<std::sync::atomic::AtomicI64>,
 }
+
+/// How long a client may go unseen before it counts as stale, unless the site says otherwise
+/// (`invsite config --stale-after`): 30 days.
+pub const DEFAULT_STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
 
 /// How long a request waits to be picked up before it expires, unless the site says otherwise
 /// (`invsite config --request-expiry`): 30 days. The site sets it on the store it opens; a
@@ -316,6 +327,9 @@ impl Store {
             health: Arc::default(),
             // No expiry until the site sets its own (`set_request_expiry`).
             request_expiry_ms: Arc::new(std::sync::atomic::AtomicI64::new(i64::MAX)),
+            stale_after_ms: Arc::new(std::sync::atomic::AtomicI64::new(
+                DEFAULT_STALE_AFTER.as_millis() as i64,
+            )),
         }
     }
 
@@ -805,7 +819,15 @@ impl Store {
     /// owner), sorted by name and then site. `pending_requests` counts requests and events not
     /// yet complete.
     pub async fn clients(&self) -> Result<Vec<ClientSummary>, StoreError> {
-        view!(self, |e, b| exec::clients(e, &b.last_seen))
+        let before = self.stale_cutoff(Timestamp::now());
+        view!(self, |e, b| exec::clients(
+            e,
+            &b.last_seen,
+            &rows::StaleRule {
+                own: b.site.code.clone(),
+                before
+            }
+        ))
     }
 
     /// The clients (of this site and the sites below it) having the package `q.name`, in
@@ -842,7 +864,16 @@ impl Store {
             return Err(StoreError::Refused(problem));
         }
         let q = q.clone();
-        view!(self, |e, b| exec::clients_page(e, &q, &b.last_seen))
+        let before = self.stale_cutoff(Timestamp::now());
+        view!(self, |e, b| exec::clients_page(
+            e,
+            &q,
+            &b.last_seen,
+            &rows::StaleRule {
+                own: b.site.code.clone(),
+                before
+            }
+        ))
     }
 
     /// One page of the resync requests of every client this site holds, newest first, with
@@ -966,7 +997,121 @@ impl Store {
         for r in view.iter_mut().flat_map(|v| v.requests.iter_mut()) {
             rows::expire(r, cutoff);
         }
+        if let Some(v) = &mut view {
+            let rule = rows::StaleRule {
+                own: self.site().await?.code,
+                before: self.stale_cutoff(Timestamp::now()),
+            };
+            v.stale = rule.is_stale(&v.site, v.last_seen.unwrap_or(v.enrolled_at).0);
+        }
         Ok(view)
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // The client lifecycle (issue 20): delete, stale, retention (see `lifecycle`)
+
+    /// Sets how long a client may go unseen before it is stale (`invsite config --stale-after`).
+    pub fn set_stale_after(&self, after: std::time::Duration) {
+        let ms = i64::try_from(after.as_millis()).unwrap_or(i64::MAX);
+        self.stale_after_ms
+            .store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Clients last seen (or, never seen, enrolled) before this time are stale at `now`.
+    fn stale_cutoff(&self, now: Timestamp) -> i64 {
+        let ms = self
+            .stale_after_ms
+            .load(std::sync::atomic::Ordering::Relaxed);
+        now.0.saturating_sub(ms)
+    }
+
+    /// Deletes this site's client `name` at `now`, in one transaction: its key is revoked, its
+    /// snapshots (and its packages in the software index), requests and outbox entries go, and,
+    /// when the site forwards, a tombstone entry tells the sites above to forget it. Its row
+    /// stays, with its history, until the retention pruner removes both; the name is free for a
+    /// new enrollment at once. No live client of that name at this site:
+    /// [`StoreError::UnknownClient`] (whether another site owns one is the caller's to say).
+    pub async fn delete_client(
+        &self,
+        name: &ClientName,
+        now: Timestamp,
+    ) -> Result<invsync_proto::wire::Deleted, StoreError> {
+        let n = name.clone();
+        let deleted = write_op!(self, "delete_client", b => b.delete_client(n, now).await)?;
+        tracing::info!(client = %deleted.client, client_id = %deleted.id, "Deleted a client.");
+        Ok(deleted)
+    }
+
+    /// Applies a tombstone (`entry.deleted`) forwarded by the direct child `via`: the client is
+    /// forgotten here as at its owner (its row kept with its history, as
+    /// [`Store::delete_client`] keeps it), and the tombstone goes on up when this site forwards.
+    /// The owner must be reached through `via`, as for any forwarded change (else `Refused`); a
+    /// client this site never held is `Applied` with nothing to do, one already forgotten is
+    /// `Duplicate`. An entry that is not a tombstone is refused.
+    pub async fn apply_tombstone<B>(
+        &self,
+        via: &SiteCode,
+        entry: &invsync_proto::wire::ForwardedOf<B>,
+        now: Timestamp,
+    ) -> Result<ForwardOutcome, StoreError> {
+        let meta = hierarchy::meta_of(entry);
+        let Some(deleted_at) = entry.deleted else {
+            return Ok(meta.refused("not a tombstone".to_string()));
+        };
+        let via = via.clone();
+        write_op!(self, "apply_tombstone", if |o: &ForwardOutcome| matches!(o, ForwardOutcome::Applied { .. }), b => b.apply_tombstone(via, meta, deleted_at, now).await)
+    }
+
+    /// The deleted clients once named `name` that this site still holds (until the retention
+    /// pruner removes them), the latest deletion first, each with its history as `query`
+    /// selects it; empty when there are none.
+    pub async fn deleted_history(
+        &self,
+        name: &ClientName,
+        query: &HistoryQuery,
+    ) -> Result<Vec<DeletedHistory>, StoreError> {
+        let (name, query) = (name.clone(), query.clone());
+        view!(self, |e, _b| lifecycle::deleted_history(e, &name, &query))
+    }
+
+    /// Up to `limit` names of this site's own clients stale at `now` (`--delete-after` deletes
+    /// them), oldest enrollment first.
+    pub async fn stale_clients(
+        &self,
+        older_than: std::time::Duration,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<ClientName>, StoreError> {
+        let before = now
+            .0
+            .saturating_sub(i64::try_from(older_than.as_millis()).unwrap_or(i64::MAX));
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        view!(self, |e, b| lifecycle::stale_names(
+            e,
+            &b.site.code,
+            before,
+            limit
+        ))
+    }
+
+    /// How many of this site's own clients are stale now (`invsite_clients_stale`).
+    pub async fn stale_count(&self) -> Result<i64, StoreError> {
+        let before = self.stale_cutoff(Timestamp::now());
+        view!(self, |e, b| lifecycle::stale_count(e, &b.site.code, before))
+    }
+
+    /// One batch of the retention pruner: deletes at most `limit` rows of `table` older than
+    /// `cutoff` (the oldest first) in one short write, and says how many went. The pruner calls
+    /// it until a batch deletes fewer than `limit`, so no write waits behind a long one.
+    pub async fn prune(
+        &self,
+        table: Retained,
+        cutoff: Timestamp,
+        limit: usize,
+    ) -> Result<u64, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let result = change!(self, |e, _b| lifecycle::prune(e, table, cutoff.0, limit));
+        self.health.record("prune", result, |n: &u64| *n > 0)
     }
 
     async fn history_of(

@@ -325,6 +325,7 @@ async fn a_client_page_of_a_hundred_thousand_clients_is_the_right_page_in_every_
         descending: true,
         limit: 100,
         offset: 50_000,
+        stale: None,
     };
     store.clients_page(&query).await.unwrap(); // warm the page cache, as a running site has
     let started = std::time::Instant::now();

@@ -51,6 +51,11 @@ pub fn routes() -> Vec<ApiRoute> {
         route(wire::API_CLIENTS, Method::GET, admin::clients::apply),
         route("/api/v1/clients/{name}", Method::GET, admin::client::apply),
         route(
+            "/api/v1/clients/{name}",
+            Method::DELETE,
+            admin::client_delete::apply,
+        ),
+        route(
             "/api/v1/clients/{name}/requests",
             Method::POST,
             admin::requests::apply,
@@ -110,6 +115,7 @@ pub fn router() -> Router<AppState> {
         admin::request_list::apply,
         admin::request_state::apply,
         admin::request_cancel::apply,
+        admin::client_delete::apply,
         admin::software::holders,
         admin::software::packages,
         apply,
@@ -139,6 +145,7 @@ pub fn router() -> Router<AppState> {
         wire::EventRequestBody,
         wire::Queued,
         wire::Cancelled,
+        wire::Deleted,
         wire::RequestPage,
         wire::ClientRequest,
         wire::SoftwarePage,

@@ -187,6 +187,9 @@ async fn build_site(dir: &SiteDir, db: &Database, opts: &InitOptions) -> Result<
         limits: Default::default(),
         agent_interval_secs: None,
         request_expiry_secs: None,
+        stale_after_secs: None,
+        delete_after_secs: None,
+        history_retention_secs: None,
         tls: match &opts.tls {
             None => None,
             Some(TlsInit::Files(files)) => Some(files.clone()),

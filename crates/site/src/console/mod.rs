@@ -8,6 +8,7 @@ pub mod assets;
 pub mod client;
 pub mod clients;
 pub mod csrf;
+pub mod delete;
 pub mod login;
 pub mod overview;
 pub mod queue;
@@ -51,6 +52,10 @@ pub fn router() -> Router<AppState> {
         .route("/console/logout", post(login::logout))
         .route("/console/clients", get(clients::apply))
         .route("/console/clients/{name}", get(client::apply))
+        .route(
+            "/console/clients/{name}/delete",
+            get(delete::confirm).post(delete::apply),
+        )
         .route("/console/clients/{name}/{action}", post(queue::apply))
         .route("/console/software", get(software::list))
         .route("/console/software.csv", get(software::list_csv))

@@ -16,7 +16,7 @@
 //! Migrations: `MIGRATIONS[v]` turns PostgreSQL schema version `v` into `v + 1`; a new version
 //! appends a step. The version is the `schema_version` row of `meta`. PostgreSQL numbers its
 //! versions on its own: version 1 here is SQLite's version 4, version 2 SQLite's version 5,
-//! version 3 SQLite's version 6.
+//! version 3 SQLite's version 6, version 4 SQLite's version 7.
 
 use std::str::FromStr;
 
@@ -29,7 +29,7 @@ use crate::exec;
 use crate::redact::redact_url;
 
 /// The schema version this program writes.
-pub(super) const SCHEMA_VERSION: i64 = 3;
+pub(super) const SCHEMA_VERSION: i64 = 4;
 
 /// The tables of the schema: finding any of them means the database holds (part of) a site.
 pub(super) const TABLES: &[&str] = &[
@@ -44,7 +44,17 @@ pub(super) const TABLES: &[&str] = &[
     "sites",
 ];
 
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4];
+
+/// Version 4: the client lifecycle, as SQLite's version 7 (see there): tombstones of deleted
+/// clients in `clients` and in the outbox, and history found by time for the retention pruner.
+const SCHEMA_V4: &str = r#"
+ALTER TABLE clients ADD COLUMN deleted_at bigint;
+CREATE INDEX clients_deleted ON clients (deleted_at) WHERE deleted_at IS NOT NULL;
+ALTER TABLE outbox ADD COLUMN deleted_at bigint;
+CREATE INDEX history_at ON history (at);
+CREATE INDEX requests_done ON requests (completed_at) WHERE completed_at IS NOT NULL;
+"#;
 
 /// Version 3: how a client reaches the site, as SQLite's version 6 (see there). `integer`, read
 /// through a cast to `bigint` in the statements both dialects share.

@@ -2,6 +2,7 @@
 //! the admin token. Every handler takes the [`Admin`](super::auth::Admin) extractor.
 
 pub mod client;
+pub mod client_delete;
 pub mod clients;
 pub mod events;
 pub mod history;
