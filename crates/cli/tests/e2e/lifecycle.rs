@@ -215,7 +215,7 @@ fn stale(db: Db) {
     for (flag, bad) in [
         ("--stale-after", "soon"),
         ("--stale-after", "0s"),
-        ("--delete-after", "-3d"),
+        ("--delete-after", "never"),
         ("--history-retention", "forever"),
         ("--history-retention", "500ms"),
     ] {
