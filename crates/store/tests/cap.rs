@@ -773,15 +773,25 @@ async fn a_database_of_the_previous_schema_version_opens_and_its_clients_read_as
     for f in stores().await {
         let b = f.backend.clone();
         enroll(&f.store, "web1").await;
-        // What the previous version (SQLite 5, PostgreSQL 2) had: no transport, no index.
+        // What the version before the file-share CAP (SQLite 5, PostgreSQL 2) had: no
+        // transport, no index, and nothing of the later versions (the lifecycle's, SQLite 7,
+        // PostgreSQL 4).
+        let later = "DROP INDEX clients_deleted; DROP INDEX history_at; DROP INDEX requests_done;
+             ALTER TABLE clients DROP COLUMN deleted_at; ALTER TABLE outbox DROP COLUMN deleted_at;";
         let f = f
             .reopen_after(
-                "DROP INDEX clients_offline;
-                 ALTER TABLE clients DROP COLUMN transport;
-                 UPDATE meta SET value = '5' WHERE key = 'schema_version';",
-                "DROP INDEX clients_offline;
-                 ALTER TABLE clients DROP COLUMN transport;
-                 UPDATE meta SET value = '2' WHERE key = 'schema_version';",
+                &format!(
+                    "{later}
+                     DROP INDEX clients_offline;
+                     ALTER TABLE clients DROP COLUMN transport;
+                     UPDATE meta SET value = '5' WHERE key = 'schema_version';"
+                ),
+                &format!(
+                    "{later}
+                     DROP INDEX clients_offline;
+                     ALTER TABLE clients DROP COLUMN transport;
+                     UPDATE meta SET value = '2' WHERE key = 'schema_version';"
+                ),
             )
             .await;
         let s = &f.store;

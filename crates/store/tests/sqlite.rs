@@ -192,7 +192,7 @@ async fn a_version_1_database_is_migrated_to_the_current_version_and_keeps_its_d
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(version, "6");
+    assert_eq!(version, "7");
     for (kind, name) in [
         ("table", "outbox"),
         ("table", "sites"),
@@ -201,6 +201,9 @@ async fn a_version_1_database_is_migrated_to_the_current_version_and_keeps_its_d
         ("index", "requests_routed"),
         ("index", "requests_pending"),
         ("index", "clients_offline"),
+        ("index", "clients_deleted"),
+        ("index", "history_at"),
+        ("index", "requests_done"),
     ] {
         let n: i64 = conn
             .query_row(
@@ -220,6 +223,16 @@ async fn a_version_1_database_is_migrated_to_the_current_version_and_keeps_its_d
             )
             .unwrap();
         assert_eq!(n, 1, "requests.{column}");
+    }
+    for table in ["clients", "outbox"] {
+        let n: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM pragma_table_info(?1) WHERE name = 'deleted_at'",
+                [table],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(n, 1, "{table}.deleted_at");
     }
     drop(conn);
 
