@@ -729,7 +729,7 @@ pub(crate) async fn clients(
     let found = e
         .all(sql::CLIENTS, &[], |r| rows::client_summary(r, stale))
         .await?;
-    Ok(rows::with_last_seen(last_seen, found))
+    Ok(rows::with_last_seen(last_seen, found, stale))
 }
 
 /// One page of clients ([`crate::Store::clients_page`]): the page's ids from one
@@ -790,7 +790,7 @@ pub(crate) async fn clients_page<E: Exec>(
     Ok(ClientPage {
         total: total as u64,
         offset: q.offset,
-        clients: rows::with_last_seen(last_seen, rows),
+        clients: rows::with_last_seen(last_seen, rows, stale),
     })
 }
 

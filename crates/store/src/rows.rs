@@ -429,13 +429,14 @@ impl StaleRule {
 pub(crate) fn with_last_seen(
     last_seen: &crate::last_seen::LastSeen,
     clients: impl IntoIterator<Item = (i64, ClientSummary)>,
+    stale: &StaleRule,
 ) -> Vec<ClientSummary> {
     clients
         .into_iter()
         .map(|(row, mut c)| {
             c.last_seen = last_seen.overlay(row, c.last_seen);
-            // A check-in held in memory, not yet written, makes the client fresh again.
-            if c.stale && last_seen.overlay(row, None).is_some() {
+            // A check-in held in memory, not yet written, may make the client fresh again.
+            if c.stale && c.last_seen.is_some_and(|t| t.0 >= stale.before) {
                 c.stale = false;
             }
             c

@@ -231,14 +231,15 @@ fn stale(db: Db) {
     site.start();
     let agent = Agent::enroll(tmp.path(), &site, "debian", "web1");
     agent.cycle();
+    // Stale once its check-in is more than a second old (the list's filter reads the stored
+    // time, the flag also the one held in memory, so wait for both).
     wait_until(20, "WEB1 is stale", || {
-        names(
-            &serde_json::from_str(&run_ok_stdout(
-                "invsite",
-                &["clients", "--stale", "--json", "--data-dir", &dir],
-            ))
-            .unwrap(),
-        ) == ["WEB1"]
+        let listed: Value = serde_json::from_str(&run_ok_stdout(
+            "invsite",
+            &["clients", "--stale", "--json", "--data-dir", &dir],
+        ))
+        .unwrap();
+        names(&listed) == ["WEB1"] && listed[0]["stale"] == true
     });
     assert_eq!(site.clients()[0]["stale"], true);
     assert_eq!(site.show("web1")["stale"], true);
