@@ -83,10 +83,10 @@ lg full del --rounds 1 > /dev/null
 lg full live --rounds 1 > /dev/null
 
 echo "== baseline: deltas alone for ${SECONDS_EACH}s" >&2
-lg delta live --duration "${SECONDS_EACH}s" > "$WORK/baseline.json"
+lg delta live --duration "${SECONDS_EACH}s" --prebuild $((LIVE * 20)) > "$WORK/baseline.json"
 
 echo "== deleting $DELETE_N clients while deltas go on" >&2
-lg delta live --duration "${SECONDS_EACH}s" > "$WORK/during.json" &
+lg delta live --duration "${SECONDS_EACH}s" --prebuild $((LIVE * 20)) > "$WORK/during.json" &
 DELTAS=$!
 python3 - "$URL" "$(cat "$SITE/admin.token")" "$DELETE_N" "$CONCURRENCY" > "$WORK/delete.json" <<'PY'
 import concurrent.futures, json, sys, time, urllib.request

@@ -95,7 +95,7 @@ lg enroll --agents "$AGENTS" --packages "$PACKAGES" > /dev/null
 lg full --rounds 1 > /dev/null
 lg delta --rounds "$ROUNDS" > /dev/null
 echo "== baseline: deltas for ${SECONDS_EACH}s, nothing to prune" >&2
-lg delta --duration "${SECONDS_EACH}s" > "$WORK/baseline.json"
+lg delta --duration "${SECONDS_EACH}s" --prebuild $((AGENTS * 2)) > "$WORK/baseline.json"
 stop_site
 
 echo "== age: history moved a year back" >&2
@@ -107,7 +107,7 @@ ROWS_BEFORE="$(sql "SELECT count(*) FROM history")"
 echo "== prune while deltas go on for ${SECONDS_EACH}s" >&2
 start_site "$WORK/prune.log"
 STARTED_MS="$(date +%s%3N)"
-lg delta --duration "${SECONDS_EACH}s" > "$WORK/during.json"
+lg delta --duration "${SECONDS_EACH}s" --prebuild $((AGENTS * 2)) > "$WORK/during.json"
 # The pruning may outlast the deltas at full size: wait for the task's last table.
 for _ in $(seq 1 3600); do
   grep -q 'table="deleted_clients"\|table=deleted_clients' "$WORK/prune.log" && break
