@@ -115,7 +115,7 @@ pub fn apply(site: &mut SiteAccess, class: Class, rate: Rate, json: bool) -> Res
         .map(|r| r.client)
         .collect();
     let owned: Vec<_> = site
-        .clients()?
+        .clients(false)?
         .into_iter()
         .filter(|c| c.site == own)
         .collect();

@@ -252,13 +252,50 @@ impl SiteAccess {
         }
     }
 
+    /// `invsite delete`: deletes a client of this site through the running site's admin API,
+    /// else in its database, both through [`crate::lifecycle::delete_client`]. Exit 4 for an
+    /// unknown client, 5 for another site's.
+    pub fn delete_client(
+        &mut self,
+        name: &ClientName,
+        site: Option<&SiteCode>,
+    ) -> Result<wire::Deleted> {
+        if self.direct.is_none() {
+            let mut path = wire::api_client(name);
+            if let Some(code) = site {
+                path = format!("{path}?site={code}");
+            }
+            match self.http.delete(&path, true) {
+                Ok(answer) => return decode(&answer),
+                Err(e) => self.failed(e)?,
+            }
+        }
+        self.run_direct(|store, own| async move {
+            let actor = crate::audit::Actor::local();
+            crate::lifecycle::delete_client(&store, &actor, &own, name, site).await
+        })
+    }
+
+    /// `invsite history CLIENT --deleted`: the deleted clients once named `name`, read from the
+    /// database (the admin API serves live clients only).
+    pub fn deleted_history(
+        &mut self,
+        name: &ClientName,
+        query: &HistoryQuery,
+    ) -> Result<Vec<invsync_store::DeletedHistory>> {
+        let (rt, store) = self.direct()?;
+        Ok(rt.block_on(store.deleted_history(name, query))?)
+    }
+
     /// Every client, sorted by name: the API's pages of the largest size in turn (a client
     /// enrolled meanwhile may shift one page's window; the next call sees it).
-    pub fn clients(&mut self) -> Result<Vec<ClientSummary>> {
+    /// `stale`: only the stale ones.
+    pub fn clients(&mut self, stale: bool) -> Result<Vec<ClientSummary>> {
         let mut all = Vec::new();
+        let filter = if stale { "&stale=true" } else { "" };
         loop {
             let path = format!(
-                "{}?limit={}&offset={}",
+                "{}?limit={}&offset={}{filter}",
                 wire::API_CLIENTS,
                 wire::MAX_PAGE_LIMIT,
                 all.len()
@@ -279,7 +316,11 @@ impl SiteAccess {
                 }
                 // Not running (from the first page on): the database holds them all.
                 None => {
-                    return self.run_direct(|store, _| async move { Ok(store.clients().await?) });
+                    return self.run_direct(|store, _| async move {
+                        let mut all = store.clients().await?;
+                        all.retain(|c| c.stale || !stale);
+                        Ok(all)
+                    });
                 }
             }
         }

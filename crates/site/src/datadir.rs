@@ -61,9 +61,39 @@ pub struct Config {
     /// Agents older than this are flagged (`invsite config --min-agent-version`); absent: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_agent_version: Option<String>,
+    /// How long a client may go unseen before it is stale, in seconds (`invsite config
+    /// --stale-after`); absent: 30 days ([`invsync_store::DEFAULT_STALE_AFTER`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stale_after_secs: Option<u64>,
+    /// Delete clients not seen for this many seconds (`--delete-after`); absent: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delete_after_secs: Option<u64>,
+    /// Prune history older than this many seconds (`--history-retention`); absent: 400 days
+    /// ([`crate::lifecycle::DEFAULT_RETENTION`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history_retention_secs: Option<u64>,
 }
 
 impl Config {
+    /// How long a client may go unseen before it is stale.
+    pub fn stale_after(&self) -> std::time::Duration {
+        self.stale_after_secs
+            .map(std::time::Duration::from_secs)
+            .unwrap_or(invsync_store::DEFAULT_STALE_AFTER)
+    }
+
+    /// After how long unseen a client is deleted, when the site deletes them at all.
+    pub fn delete_after(&self) -> Option<std::time::Duration> {
+        self.delete_after_secs.map(std::time::Duration::from_secs)
+    }
+
+    /// How long history (and ended requests, and deleted clients) is kept.
+    pub fn history_retention(&self) -> std::time::Duration {
+        self.history_retention_secs
+            .map(std::time::Duration::from_secs)
+            .unwrap_or(crate::lifecycle::DEFAULT_RETENTION)
+    }
+
     /// How long a resync request may wait to be picked up before it expires.
     pub fn request_expiry(&self) -> std::time::Duration {
         self.request_expiry_secs
@@ -239,6 +269,7 @@ pub async fn open_store(dir: &SiteDir, config: &Config) -> Result<Store> {
     store.set_request_expiry(config.request_expiry());
     store.set_merge_duplicates(config.merge_duplicates());
     store.set_min_agent_version(config.min_agent_version()?);
+    store.set_stale_after(config.stale_after());
     Ok(store)
 }
 

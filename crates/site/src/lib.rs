@@ -13,7 +13,8 @@
 //! `kinds` (which kind an item is, for `cli::show` and the console) and `merges` (what an
 //! enrollment that took a record over leaves behind) name nothing of the site; `audit` (who
 //! acts, and the one function that records it) names nothing of the site, and `users` (adding,
-//! rotating, removing administrators) names only `audit` and `secret`.
+//! rotating, removing administrators) names only `audit` and `secret`; `lifecycle` (the one
+//! deletion of a client, and the maintenance task) names `ownership` and `audit`.
 
 pub mod access;
 pub mod api;
@@ -26,6 +27,7 @@ pub mod failpoint;
 pub mod http;
 pub mod hub;
 pub mod kinds;
+pub mod lifecycle;
 pub mod merges;
 pub mod metrics;
 pub mod offline;

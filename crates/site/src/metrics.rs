@@ -34,6 +34,9 @@
 //!   acknowledged by the parent site, and how long the oldest has waited (0 when empty, and
 //!   always at a site without a parent). A growing age means the parent is unreachable or
 //!   refusing: nothing is lost, but nothing above this site is current.
+//! * `invsite_clients_stale`: this site's own clients not seen for longer than `invsite config
+//!   --stale-after` (default 30 days), read at scrape time: machines retired without `invsite
+//!   delete`, or agents that stopped; `--delete-after` deletes them.
 //! * `invsite_store_write_errors_total`: writes the database refused (disk full, a read-only
 //!   file, PostgreSQL down). Any increase needs an operator: `/healthz` answers 503 while the
 //!   last write failed, and the log says once what to do (see the store's `health` module).
@@ -256,6 +259,7 @@ pub struct Metrics {
     connected_agents: Gauge,
     outbox_depth: Gauge,
     outbox_oldest_age: Gauge<f64, AtomicU64>,
+    clients_stale: Gauge,
     refused: Family<RefusalLabels, Counter>,
     store_write_errors: Counter,
     bodies_decoded: Counter,
@@ -284,6 +288,7 @@ impl Metrics {
             connected_agents: Gauge::default(),
             outbox_depth: Gauge::default(),
             outbox_oldest_age: Gauge::default(),
+            clients_stale: Gauge::default(),
             refused: Family::default(),
             store_write_errors: Counter::default(),
             bodies_decoded: Counter::default(),
@@ -338,6 +343,11 @@ impl Metrics {
             "outbox_depth",
             "Accepted changes not yet acknowledged by the parent site",
             self.outbox_depth.clone(),
+        );
+        r.register(
+            "clients_stale",
+            "This site's clients not seen for longer than --stale-after",
+            self.clients_stale.clone(),
         );
         r.register_with_unit(
             "outbox_oldest_age",
@@ -475,6 +485,11 @@ impl Metrics {
 
     /// Brings `invsite_store_write_errors_total` up to the store's own count (the store knows
     /// nothing of metrics; its count only grows).
+    /// How many of this site's clients are stale now (read at scrape time).
+    pub fn set_clients_stale(&self, n: i64) {
+        self.clients_stale.set(n);
+    }
+
     pub fn set_store_write_errors(&self, total: u64) {
         let shown = self.store_write_errors.get();
         if total > shown {
@@ -565,6 +580,7 @@ mod tests {
             ("invsite_resync_latency_seconds", "histogram"),
             ("invsite_connected_agents", "gauge"),
             ("invsite_outbox_depth", "gauge"),
+            ("invsite_clients_stale", "gauge"),
             ("invsite_outbox_oldest_age_seconds", "gauge"),
             ("invsite_requests_refused_total", "counter"),
             ("invsite_zstd_bodies_decoded_total", "counter"),

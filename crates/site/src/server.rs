@@ -223,6 +223,14 @@ impl Server {
         let hub = self.state.hub.clone();
         let store = self.state.store.clone();
         let probe = tokio::spawn(crate::api::health::probe_loop(store.clone()));
+        let stop_lifecycle = Arc::new(Notify::new());
+        let lifecycle = tokio::spawn(crate::lifecycle::maintain(
+            store.clone(),
+            self.state.site_code.clone(),
+            self.state.lifecycle,
+            self.state.forward_wake.clone(),
+            stop_lifecycle.clone(),
+        ));
         let metrics = self.state.metrics.clone();
         let connections = self.state.connections.clone();
         let deadlines = crate::http::Deadlines::from_limits(&self.state.limits);
@@ -248,6 +256,9 @@ impl Server {
             }
         }
         probe.abort();
+        // notify_one stores a permit: the task stops at its next wait, after a pass it is in.
+        stop_lifecycle.notify_one();
+        let _ = lifecycle.await;
         let _ = stop_cap.send(true);
         if let Some(task) = cap_task {
             let _ = task.await;

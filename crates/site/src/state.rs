@@ -60,6 +60,9 @@ pub struct AppState {
     /// The open connections and their bounds; `Server::bind` sets them from the descriptor
     /// limit it raised.
     pub connections: Arc<Connections>,
+    /// When stale clients are deleted and how long history is kept (`invsite config
+    /// --delete-after`, `--history-retention`), for the maintenance task.
+    pub lifecycle: crate::lifecycle::Settings,
 
     /// Learned at runtime: the parent's code (after the first contact) and this site's URL
     /// (configured, or the address it serves on).
@@ -83,6 +86,10 @@ impl AppState {
         // background, spares the first administrator to open them the wait.
         store.warm_software_index();
         let metrics = Arc::new(Metrics::new());
+        let lifecycle = crate::lifecycle::Settings {
+            delete_after: config.delete_after(),
+            retention: config.history_retention(),
+        };
         Ok(AppState {
             store,
             site_code: config.site_code,
@@ -106,6 +113,7 @@ impl AppState {
                 metrics.clone(),
             )),
             metrics,
+            lifecycle,
             runtime: Arc::new(Mutex::new(Runtime {
                 parent_code: None,
                 public_url: config.url.clone(),

@@ -145,7 +145,9 @@ pub(crate) async fn own_client_row(
     // index answers makes SQLite (built with STAT4) look at its value while planning, and then
     // re-plan the cached statement at every execution. That was a fifth of the site's CPU time
     // under a check-in load; `uuid` is unique, so the filter reads no extra row.
-    let sql = "SELECT id, site_code FROM clients WHERE uuid = $1";
+    // A deleted client is no longer one (`crate::lifecycle`): a report or check-in racing its
+    // deletion finds nothing here, under the client's lock in PostgreSQL.
+    let sql = "SELECT id, site_code FROM clients WHERE uuid = $1 AND deleted_at IS NULL";
     let row = e
         .first(sql, &[Arg::Uuid(client_id)], |r| {
             Ok((r.int(0)?, r.text(1)? == site.as_str()))
@@ -609,7 +611,7 @@ pub(crate) async fn client_credentials(
     client_id: Uuid,
 ) -> Result<Option<(i64, ClientAuth)>, StoreError> {
     // The site is compared here, not in SQL, for the reason given at `own_client_row`.
-    let sql = "SELECT id, name, key_hash, site_code FROM clients WHERE uuid = $1";
+    let sql = "SELECT id, name, key_hash, site_code, deleted_at FROM clients WHERE uuid = $1";
     let found = e
         .first(sql, &[Arg::Uuid(client_id)], |r| {
             if r.text(3)? != site.as_str() {
@@ -619,6 +621,7 @@ pub(crate) async fn client_credentials(
                 client_id,
                 name: r.name(1)?,
                 key_hash: r.digest(2)?,
+                deleted_at: r.ts(4)?,
             };
             Ok(Some((r.int(0)?, auth)))
         })
@@ -871,13 +874,14 @@ pub(crate) async fn clients(
     e: &mut impl Exec,
     last_seen: &LastSeen,
     cutoff: i64,
+    stale: &rows::StaleRule,
 ) -> Result<Vec<ClientSummary>, StoreError> {
     let found = e
         .all(sql::CLIENTS, &[Arg::Int(cutoff)], |r| {
-            rows::client_summary(r)
+            rows::client_summary(r, stale)
         })
         .await?;
-    Ok(rows::with_last_seen(last_seen, found))
+    Ok(rows::with_last_seen(last_seen, found, stale))
 }
 
 /// One page of clients ([`crate::Store::clients_page`]): the page's ids from one
@@ -889,26 +893,41 @@ pub(crate) async fn clients_page<E: Exec>(
     q: &ClientQuery,
     last_seen: &LastSeen,
     cutoff: i64,
+    stale: &rows::StaleRule,
 ) -> Result<ClientPage, StoreError> {
     let search = q.search_upper();
+    // Stale (`$3`: only stale clients; `$5`: only the others) as `StaleRule` has it: a client
+    // of this site (`$4`) last seen, or never seen and enrolled, before the cutoff.
     let filter = format!(
-        "(CAST($1 AS text) IS NULL OR {f}(c.name, $1) > 0)
-         AND (CAST($2 AS text) IS NULL OR c.site_code = $2)",
+        "c.deleted_at IS NULL
+         AND (CAST($1 AS text) IS NULL OR {f}(c.name, $1) > 0)
+         AND (CAST($2 AS text) IS NULL OR c.site_code = $2)
+         AND (CAST($3 AS bigint) IS NULL
+              OR (coalesce(c.last_seen, c.enrolled_at) < $3 AND c.site_code = $4))
+         AND (CAST($5 AS bigint) IS NULL
+              OR c.site_code <> $4 OR coalesce(c.last_seen, c.enrolled_at) >= $5)",
         f = E::STRPOS
     );
+    let before = |wanted: bool| (q.stale == Some(wanted)).then_some(stale.before);
     let by = [
         Arg::OptText(search.as_deref()),
         Arg::OptText(q.site.as_ref().map(SiteCode::as_str)),
+        Arg::OptInt(before(true)),
+        Arg::Text(stale.own.as_str()),
+        Arg::OptInt(before(false)),
     ];
     let count = format!("SELECT count(*) FROM clients c WHERE {filter}");
     let total = e.first(&count, &by, |r| r.int(0)).await?.unwrap_or(0);
     let (join, order) = sql::page_join_and_order(q, E::COLLATE);
     let page = format!(
-        "SELECT c.id FROM clients c {join} WHERE {filter} ORDER BY {order} LIMIT $3 OFFSET $4"
+        "SELECT c.id FROM clients c {join} WHERE {filter} ORDER BY {order} LIMIT $6 OFFSET $7"
     );
     let args = [
         by[0],
         by[1],
+        by[2],
+        by[3],
+        by[4],
         Arg::Int(q.limit.into()),
         Arg::Int(q.offset as i64),
     ];
@@ -917,7 +936,7 @@ pub(crate) async fn clients_page<E: Exec>(
         .all(
             E::CLIENTS_BY_IDS,
             &[Arg::Int(cutoff), Arg::Ids(&ids)],
-            |r| rows::client_summary(r),
+            |r| rows::client_summary(r, stale),
         )
         .await?;
     let mut by_id: FastMap<i64, ClientSummary> = found.into_iter().collect();
@@ -926,7 +945,7 @@ pub(crate) async fn clients_page<E: Exec>(
     Ok(ClientPage {
         total: total as u64,
         offset: q.offset,
-        clients: rows::with_last_seen(last_seen, rows),
+        clients: rows::with_last_seen(last_seen, rows, stale),
     })
 }
 

@@ -37,7 +37,7 @@ pub(crate) mod sql {
     pub const OUTBOX_BATCH: &str =
         "SELECT o.seq, c.uuid, c.name, c.site_code, c.machine_id, c.enrolled_at,
                 o.class, o.version, o.hash, o.full_at, o.updated_at,
-                o.base_version, o.items, o.removed, o.completed
+                o.base_version, o.items, o.removed, o.completed, o.deleted_at
          FROM outbox o JOIN clients c ON c.id = o.client_id
          ORDER BY o.seq LIMIT $1";
     /// The values are those of [`super::OutboxRow`], in its order.
@@ -55,8 +55,9 @@ pub(crate) mod sql {
          FROM snapshots WHERE client_id = $3 AND class = $4";
     /// A client's outbox entries of class `$2`, dropped for a full entry when a snapshot exists
     /// to replace them with ([`OUTBOX_RESYNC`]).
+    /// A tombstone (`deleted_at`) is never dropped: it is the client's last entry.
     pub const OUTBOX_DROP: &str = "DELETE FROM outbox WHERE client_id = $1 AND class = $2
-           AND EXISTS (SELECT 1 FROM snapshots WHERE client_id = $1 AND class = $2)";
+           AND deleted_at IS NULL AND EXISTS (SELECT 1 FROM snapshots WHERE client_id = $1 AND class = $2)";
     /// The columns [`super::owner`] reads: every client named `$1`, at any site.
     pub const FIND_CLIENTS: &str = "SELECT c.uuid, c.name, c.site_code, s.url FROM clients c
          LEFT JOIN sites s ON s.code = c.site_code
@@ -384,7 +385,7 @@ pub(crate) fn incoming_job(entry: IncomingForwarded) -> Result<ForwardInput, Sto
     job(meta, entry.hash, body)
 }
 
-fn meta_of<B>(entry: &invsync_proto::wire::ForwardedOf<B>) -> ForwardMeta {
+pub(crate) fn meta_of<B>(entry: &invsync_proto::wire::ForwardedOf<B>) -> ForwardMeta {
     ForwardMeta {
         seq: entry.seq,
         client: entry.client.clone(),
@@ -547,6 +548,16 @@ pub(crate) fn log_forward(
         }
     }
     outcome
+}
+
+/// Logs that a client was forgotten: its owning site deleted it and forwarded the tombstone.
+pub(crate) fn log_forgotten(meta: &ForwardMeta) {
+    tracing::info!(
+        client_id = %meta.client.id,
+        name = %meta.client.name,
+        owner = %meta.client.site,
+        "Forgot a client deleted at its owning site."
+    );
 }
 
 /// Logs that a stale client record was replaced: its owner re-created a client of that name.
@@ -907,6 +918,7 @@ pub(crate) fn forwarded(row: &impl Cols, items: Items) -> Result<Forwarded, Stor
         updated_at: row.at(10)?,
         body,
         completed: decode_completed(row.opt_text(14)?)?,
+        deleted: row.ts(15)?,
     })
 }
 

@@ -32,6 +32,7 @@ mod health;
 mod hierarchy;
 mod ingest;
 mod last_seen;
+mod lifecycle;
 mod page;
 mod plan;
 mod postgres;
@@ -60,6 +61,7 @@ pub use error::StoreError;
 pub use health::WriteFailure;
 pub use hierarchy::{IncomingForwarded, PreparedBody, PreparedDelta};
 pub use ingest::{IncomingReport, PreparedItems, Shape};
+pub use lifecycle::{DeletedHistory, Retained};
 /// A database URL with its password (in the authority or a `password=` parameter) hidden.
 pub use redact::redact_url;
 pub use users::{AuditRecord, DEFAULT_AUDIT_LIMIT, NewUser, UserAuth};
@@ -116,6 +118,8 @@ pub struct ClientAuth {
     pub client_id: Uuid,
     pub name: ClientName,
     pub key_hash: Digest,
+    /// When the client was deleted (`invsite delete`); its key is revoked then too.
+    pub deleted_at: Option<Timestamp>,
 }
 
 impl ClientAuth {
@@ -252,7 +256,14 @@ pub struct Store {
     /// The agent version last recorded per client id, so that a check-in writes only when its
     /// agent's version changed ([`Store::note_agent_version`]).
     agent_versions: Arc<std::sync::Mutex<std::collections::HashMap<Uuid, String>>>,
+    /// How long a client may go unseen before it is stale, in milliseconds
+    /// ([`Store::set_stale_after`]); [`DEFAULT_STALE_AFTER`] until it is set.
+    stale_after_ms: Arc<std::sync::atomic::AtomicI64>,
 }
+
+/// How long a client may go unseen before it counts as stale, unless the site says otherwise
+/// (`invsite config --stale-after`): 30 days.
+pub const DEFAULT_STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
 
 /// How long a request waits to be picked up before it expires, unless the site says otherwise
 /// (`invsite config --request-expiry`): 30 days. The site sets it on the store it opens; a
@@ -351,6 +362,9 @@ impl Store {
             merge_duplicates: Arc::new(std::sync::atomic::AtomicBool::new(true)),
             min_agent_version: Arc::default(),
             agent_versions: Arc::default(),
+            stale_after_ms: Arc::new(std::sync::atomic::AtomicI64::new(
+                DEFAULT_STALE_AFTER.as_millis() as i64,
+            )),
         }
     }
 
@@ -951,7 +965,16 @@ impl Store {
     /// yet complete, leaving out cancelled and expired requests (which no agent receives).
     pub async fn clients(&self) -> Result<Vec<ClientSummary>, StoreError> {
         let cutoff = self.expiry_cutoff(Timestamp::now());
-        let mut clients = view!(self, |e, b| exec::clients(e, &b.last_seen, cutoff))?;
+        let before = self.stale_cutoff(Timestamp::now());
+        let mut clients = view!(self, |e, b| exec::clients(
+            e,
+            &b.last_seen,
+            cutoff,
+            &rows::StaleRule {
+                own: b.site.code.clone(),
+                before
+            }
+        ))?;
         self.flag_outdated(&mut clients);
         Ok(clients)
     }
@@ -991,7 +1014,17 @@ impl Store {
         }
         let q = q.clone();
         let cutoff = self.expiry_cutoff(Timestamp::now());
-        let mut page = view!(self, |e, b| exec::clients_page(e, &q, &b.last_seen, cutoff))?;
+        let before = self.stale_cutoff(Timestamp::now());
+        let mut page = view!(self, |e, b| exec::clients_page(
+            e,
+            &q,
+            &b.last_seen,
+            cutoff,
+            &rows::StaleRule {
+                own: b.site.code.clone(),
+                before
+            }
+        ))?;
         self.flag_outdated(&mut page.clients);
         Ok(page)
     }
@@ -1119,8 +1152,120 @@ impl Store {
         }
         if let Some(v) = &mut view {
             v.agent_outdated = self.outdated(v.agent_version.as_deref());
+            let rule = rows::StaleRule {
+                own: self.site().await?.code,
+                before: self.stale_cutoff(Timestamp::now()),
+            };
+            v.stale = rule.is_stale(&v.site, v.last_seen.unwrap_or(v.enrolled_at).0);
         }
         Ok(view)
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // The client lifecycle (issue 20): delete, stale, retention (see `lifecycle`)
+
+    /// Sets how long a client may go unseen before it is stale (`invsite config --stale-after`).
+    pub fn set_stale_after(&self, after: std::time::Duration) {
+        let ms = i64::try_from(after.as_millis()).unwrap_or(i64::MAX);
+        self.stale_after_ms
+            .store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Clients last seen (or, never seen, enrolled) before this time are stale at `now`.
+    fn stale_cutoff(&self, now: Timestamp) -> i64 {
+        let ms = self
+            .stale_after_ms
+            .load(std::sync::atomic::Ordering::Relaxed);
+        now.0.saturating_sub(ms)
+    }
+
+    /// Deletes this site's client `name` at `now`, in one transaction: its key is revoked, its
+    /// snapshots (and its packages in the software index), requests and outbox entries go, and,
+    /// when the site forwards, a tombstone entry tells the sites above to forget it. Its row
+    /// stays, with its history, until the retention pruner removes both; the name is free for a
+    /// new enrollment at once. No live client of that name at this site:
+    /// [`StoreError::UnknownClient`] (whether another site owns one is the caller's to say).
+    pub async fn delete_client(
+        &self,
+        name: &ClientName,
+        now: Timestamp,
+    ) -> Result<invsync_proto::wire::Deleted, StoreError> {
+        let n = name.clone();
+        let deleted = write_op!(self, "delete_client", b => b.delete_client(n, now).await)?;
+        tracing::info!(client = %deleted.client, client_id = %deleted.id, "Deleted a client.");
+        Ok(deleted)
+    }
+
+    /// Applies a tombstone (`entry.deleted`) forwarded by the direct child `via`: the client is
+    /// forgotten here as at its owner (its row kept with its history, as
+    /// [`Store::delete_client`] keeps it), and the tombstone goes on up when this site forwards.
+    /// The owner must be reached through `via`, as for any forwarded change (else `Refused`); a
+    /// client this site never held is `Applied` with nothing to do, one already forgotten is
+    /// `Duplicate`. An entry that is not a tombstone is refused.
+    pub async fn apply_tombstone<B>(
+        &self,
+        via: &SiteCode,
+        entry: &invsync_proto::wire::ForwardedOf<B>,
+        now: Timestamp,
+    ) -> Result<ForwardOutcome, StoreError> {
+        let meta = hierarchy::meta_of(entry);
+        let Some(deleted_at) = entry.deleted else {
+            return Ok(meta.refused("not a tombstone".to_string()));
+        };
+        let via = via.clone();
+        write_op!(self, "apply_tombstone", if |o: &ForwardOutcome| matches!(o, ForwardOutcome::Applied { .. }), b => b.apply_tombstone(via, meta, deleted_at, now).await)
+    }
+
+    /// The deleted clients once named `name` that this site still holds (until the retention
+    /// pruner removes them), the latest deletion first, each with its history as `query`
+    /// selects it; empty when there are none.
+    pub async fn deleted_history(
+        &self,
+        name: &ClientName,
+        query: &HistoryQuery,
+    ) -> Result<Vec<DeletedHistory>, StoreError> {
+        let (name, query) = (name.clone(), query.clone());
+        view!(self, |e, _b| lifecycle::deleted_history(e, &name, &query))
+    }
+
+    /// Up to `limit` names of this site's own clients stale at `now` (`--delete-after` deletes
+    /// them), oldest enrollment first.
+    pub async fn stale_clients(
+        &self,
+        older_than: std::time::Duration,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<ClientName>, StoreError> {
+        let before = now
+            .0
+            .saturating_sub(i64::try_from(older_than.as_millis()).unwrap_or(i64::MAX));
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        view!(self, |e, b| lifecycle::stale_names(
+            e,
+            &b.site.code,
+            before,
+            limit
+        ))
+    }
+
+    /// How many of this site's own clients are stale now (`invsite_clients_stale`).
+    pub async fn stale_count(&self) -> Result<i64, StoreError> {
+        let before = self.stale_cutoff(Timestamp::now());
+        view!(self, |e, b| lifecycle::stale_count(e, &b.site.code, before))
+    }
+
+    /// One batch of the retention pruner: deletes at most `limit` rows of `table` older than
+    /// `cutoff` (the oldest first) in one short write, and says how many went. The pruner calls
+    /// it until a batch deletes fewer than `limit`, so no write waits behind a long one.
+    pub async fn prune(
+        &self,
+        table: Retained,
+        cutoff: Timestamp,
+        limit: usize,
+    ) -> Result<u64, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let result = change!(self, |e, _b| lifecycle::prune(e, table, cutoff.0, limit));
+        self.health.record("prune", result, |n: &u64| *n > 0)
     }
 
     async fn history_of(
@@ -1175,7 +1320,8 @@ impl Store {
     }
 
     /// Appends an audit entry for something done at this site; its number. Entries are never
-    /// changed; only [`Store::prune_audit`] removes them.
+    /// changed; only the retention pruning removes them ([`Store::prune`] with
+    /// [`Retained::Audit`]).
     pub async fn record_audit(&self, record: &AuditRecord) -> Result<i64, StoreError> {
         let r = record.clone();
         let result = change!(self, |e, b| users::record_audit(e, &b.site.code, &r));
@@ -1222,15 +1368,6 @@ impl Store {
     pub async fn audit_forwarded_upto(&self, upto: i64) -> Result<(), StoreError> {
         let result = change!(self, |e, _b| users::set_audit_forwarded(e, upto));
         self.health.record("audit_forwarded", result, |_| true)
-    }
-
-    /// Removes at most `batch` audit entries older than `before`, oldest first, and says how
-    /// many: the retention period's pruning (issue 20, item 5) calls it until it answers 0,
-    /// in small batches so that no call holds the writer for long. Nothing else removes
-    /// audit entries.
-    pub async fn prune_audit(&self, before: Timestamp, batch: usize) -> Result<u64, StoreError> {
-        let result = change!(self, |e, _b| users::prune_audit(e, before, batch));
-        self.health.record("prune_audit", result, |n: &u64| *n > 0)
     }
 
     // -----------------------------------------------------------------------------------------

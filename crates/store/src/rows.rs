@@ -55,8 +55,12 @@ pub(crate) trait Cols {
     fn digest(&self, i: usize) -> Result<Digest, StoreError> {
         Digest::from_slice(self.blob(i)?).ok_or_else(|| corrupt("hash"))
     }
+    /// A client name. A deleted client's stored name is `<NAME>~<row id>` (the lifecycle module),
+    /// which frees the name for a new enrollment; it reads back as the name it had.
     fn name(&self, i: usize) -> Result<ClientName, StoreError> {
-        ClientName::parse(self.text(i)?).map_err(|_| corrupt("client name"))
+        let raw = self.text(i)?;
+        let name = raw.split_once('~').map_or(raw, |(name, _)| name);
+        ClientName::parse(name).map_err(|_| corrupt("client name"))
     }
     fn site(&self, i: usize) -> Result<SiteCode, StoreError> {
         SiteCode::parse(self.text(i)?).map_err(|_| corrupt("site code"))
@@ -469,11 +473,16 @@ pub(crate) fn event_view(row: &impl Cols) -> Result<EventView, StoreError> {
 
 /// A client of the list, with its internal row id (for the last-seen overlay), from a row of
 /// `crate::sql::client_summary!`.
-pub(crate) fn client_summary(row: &impl Cols) -> Result<(i64, ClientSummary), StoreError> {
+pub(crate) fn client_summary(
+    row: &impl Cols,
+    stale: &StaleRule,
+) -> Result<(i64, ClientSummary), StoreError> {
+    let site = row.site(3)?;
+    let stale = stale.is_stale(&site, row.int(12)?);
     let summary = ClientSummary {
         name: row.name(1)?,
         id: row.uuid(2)?,
-        site: row.site(3)?,
+        site,
         last_seen: row.ts(4)?,
         hw_version: row.opt_int(5)?,
         hw_updated_at: row.ts(6)?,
@@ -483,19 +492,42 @@ pub(crate) fn client_summary(row: &impl Cols) -> Result<(i64, ClientSummary), St
         transport: transport(row.int(10)?)?,
         agent_version: row.opt_text(11)?.map(str::to_string),
         agent_outdated: false,
+        stale,
     };
     Ok((row.int(0)?, summary))
+}
+
+/// How a list tells stale clients (`invsite config --stale-after`): a client of this site
+/// (`own`) last seen, or never seen and enrolled, before `before`. A client of a site below is
+/// never stale here: only its own site sees its check-ins.
+#[derive(Debug, Clone)]
+pub(crate) struct StaleRule {
+    pub own: SiteCode,
+    pub before: i64,
+}
+
+impl StaleRule {
+    /// Whether a client owned by `site` whose last contact (last seen, else enrolled) was at
+    /// `last_contact` is stale.
+    pub fn is_stale(&self, site: &SiteCode, last_contact: i64) -> bool {
+        site == &self.own && last_contact < self.before
+    }
 }
 
 /// The clients of a list, with the last-seen times not yet written laid over the stored ones.
 pub(crate) fn with_last_seen(
     last_seen: &crate::last_seen::LastSeen,
     clients: impl IntoIterator<Item = (i64, ClientSummary)>,
+    stale: &StaleRule,
 ) -> Vec<ClientSummary> {
     clients
         .into_iter()
         .map(|(row, mut c)| {
             c.last_seen = last_seen.overlay(row, c.last_seen);
+            // A check-in held in memory, not yet written, may make the client fresh again.
+            if c.stale && c.last_seen.is_some_and(|t| t.0 >= stale.before) {
+                c.stale = false;
+            }
             c
         })
         .collect()
@@ -520,6 +552,7 @@ pub(crate) fn client_head(row: &impl Cols) -> Result<ClientView, StoreError> {
         agent_outdated: false,
         former_names: Vec::new(),
         merges: Vec::new(),
+        stale: false,
     })
 }
 

@@ -24,7 +24,7 @@ macro_rules! client_summary {
                 (SELECT count(*) FROM requests r WHERE r.client_id = c.id AND r.completed_at IS NULL
                    AND (r.picked_up_at IS NOT NULL OR r.kind <> 'resync' OR r.route IS NOT NULL
                         OR r.requested_at >= $1)),
-                CAST(c.transport AS bigint), c.agent_version
+                CAST(c.transport AS bigint), c.agent_version, coalesce(c.last_seen, c.enrolled_at)
          FROM clients c
          LEFT JOIN snapshots hw ON hw.client_id = c.id AND hw.class = 0
          LEFT JOIN snapshots sw ON sw.client_id = c.id AND sw.class = 1 "
@@ -76,7 +76,8 @@ macro_rules! dialect_statements {
 pub(crate) use dialect_statements;
 
 pub(crate) const SITE_META: &str = "SELECT key, value FROM meta";
-pub(crate) const CLIENT_ROW: &str = "SELECT id FROM clients WHERE uuid = $1";
+/// A live client's row by client id (a deleted one is kept only for its history).
+pub(crate) const CLIENT_ROW: &str = "SELECT id FROM clients WHERE uuid = $1 AND deleted_at IS NULL";
 pub(crate) const CLIENT_ROW_BY_NAME: &str =
     "SELECT id FROM clients WHERE site_code = $1 AND name = $2";
 /// Who holds a name: row, client id, machine id, transport (`crate::rows::TRANSPORT_*`) and
@@ -127,6 +128,7 @@ pub(crate) const SET_KEY: &str = "UPDATE clients SET key_hash = $1,
 /// `clients_offline` answers it: `transport <> 0` is written out so SQLite uses it).
 pub(crate) const IMPORTED_BY_MACHINE: &str = "SELECT id, uuid FROM clients
      WHERE site_code = $1 AND transport <> 0 AND transport = 2 AND machine_id = $2
+       AND deleted_at IS NULL
      ORDER BY id LIMIT 1";
 /// An imported record taken over by an enrollment under another name: the record takes the
 /// name and the key and becomes a client enrolled over HTTP, keeping its id and history.
@@ -134,7 +136,7 @@ pub(crate) const TAKE_OVER: &str =
     "UPDATE clients SET name = $1, key_hash = $2, transport = 0 WHERE id = $3";
 /// The CAP clients of a site (by `clients_offline`, as [`IMPORTED_BY_MACHINE`]).
 pub(crate) const CAP_CLIENTS: &str = "SELECT uuid, name FROM clients
-     WHERE site_code = $1 AND transport <> 0 AND transport = 1";
+     WHERE site_code = $1 AND transport <> 0 AND transport = 1 AND deleted_at IS NULL";
 /// What a file-share check-in records: the client uses the CAP, its machine id when it had none
 /// (enrolled offline), and the later of its stored last-seen time and `$2`.
 pub(crate) const CAP_CHECKIN: &str = "UPDATE clients SET transport = 1,
@@ -198,7 +200,10 @@ pub(crate) const UPDATE_SNAPSHOT: &str = "UPDATE snapshots SET version = $1, has
             full_at = CASE WHEN $3 THEN $4 ELSE full_at END, updated_at = $5,
             recent_reports = $6, items = coalesce($7, items)
      WHERE client_id = $8 AND class = $9 RETURNING version, full_at";
-pub(crate) const CLIENTS: &str = concat!(client_summary!(), "ORDER BY c.name, c.site_code");
+pub(crate) const CLIENTS: &str = concat!(
+    client_summary!(),
+    "WHERE c.deleted_at IS NULL ORDER BY c.name, c.site_code"
+);
 pub(crate) const CLIENT_HEAD: &str =
     "SELECT id, uuid, name, site_code, machine_id, enrolled_at, last_seen,
             CAST(transport AS bigint), agent_version

@@ -5,7 +5,7 @@
 //! key itself is never stored, as for client keys), when the token was issued and when it
 //! expires. The audit is the table `audit`, append-only: rows are inserted by
 //! [`record_audit`] (and by [`record_forwarded_audit`] for entries a child forwarded up), read
-//! by [`audit`], and removed only by [`prune_audit`], the retention period's pruning; a
+//! by [`audit`], and removed only by the retention period's pruning (`Retained::Audit`); a
 //! trigger in each schema refuses any `UPDATE` of it, so no code path can rewrite history.
 
 use invsync_proto::wire::{AuditAction, AuditEntry, AuditQuery, Role, UserName, UserView};
@@ -289,17 +289,4 @@ pub(crate) async fn set_audit_forwarded(e: &mut impl Exec, upto: i64) -> Result<
                ON CONFLICT (key) DO UPDATE SET value = excluded.value";
     e.execute(sql, &[Arg::Text(&upto.to_string())]).await?;
     Ok(())
-}
-
-/// Removes at most `batch` entries older than `before`, oldest first; how many it removed.
-/// Retention pruning calls it until it removes none, so no call holds the writer for long.
-pub(crate) async fn prune_audit(
-    e: &mut impl Exec,
-    before: Timestamp,
-    batch: usize,
-) -> Result<u64, StoreError> {
-    let sql = "DELETE FROM audit WHERE id IN \
-               (SELECT id FROM audit WHERE at < $1 ORDER BY id LIMIT $2)";
-    let batch = i64::try_from(batch).unwrap_or(i64::MAX);
-    e.execute(sql, &[Arg::Int(before.0), Arg::Int(batch)]).await
 }

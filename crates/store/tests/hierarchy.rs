@@ -64,6 +64,7 @@ fn fwd_full(
             items: items.clone(),
         },
         completed: vec![],
+        deleted: None,
     }
 }
 
@@ -92,6 +93,7 @@ fn fwd_delta(
             delta: Snapshot::new(from.clone()).diff(&Snapshot::new(to.clone())),
         },
         completed: vec![],
+        deleted: None,
     }
 }
 

@@ -246,9 +246,11 @@ async fn a_database_of_the_previous_schema_version_gains_merges_and_agent_versio
     for f in stores().await {
         let b = f.backend.clone();
         enroll(&f.store, "web1").await;
-        // What the previous version (SQLite 7, PostgreSQL 4) had: none of version 8's columns,
+        // What the previous version (SQLite 7, PostgreSQL 4) had: none of versions 8's and 9's columns,
         // indexes or table.
-        let undo = "DROP TABLE client_merges;
+        let undo = "DROP INDEX clients_deleted; DROP INDEX history_at; DROP INDEX requests_done;
+                 ALTER TABLE clients DROP COLUMN deleted_at; ALTER TABLE outbox DROP COLUMN deleted_at;
+                 DROP TABLE client_merges;
                  DROP INDEX requests_hops_pending;
                  ALTER TABLE requests DROP COLUMN hops_pending;
                  ALTER TABLE requests DROP COLUMN hops_top;

@@ -8,7 +8,7 @@ mod common;
 use common::*;
 use invsync_proto::wire::{AuditAction, AuditEntry, AuditQuery, Role, UserName};
 use invsync_proto::{Digest, SiteCode, Timestamp};
-use invsync_store::{AuditRecord, NewUser, StoreError};
+use invsync_store::{AuditRecord, NewUser, Retained, StoreError};
 
 fn user(name: &str) -> UserName {
     UserName::parse(name).unwrap()
@@ -179,9 +179,21 @@ async fn the_audit_lists_filters_and_prunes_by_age_only() {
         assert_eq!(s.audit(&by_alice).await.unwrap().len(), 1, "{be}");
 
         // Pruning removes only entries older than the cutoff, oldest first, in batches.
-        assert_eq!(s.prune_audit(Timestamp(250), 1).await.unwrap(), 1, "{be}");
-        assert_eq!(s.prune_audit(Timestamp(250), 1).await.unwrap(), 1, "{be}");
-        assert_eq!(s.prune_audit(Timestamp(250), 1).await.unwrap(), 0, "{be}");
+        assert_eq!(
+            s.prune(Retained::Audit, Timestamp(250), 1).await.unwrap(),
+            1,
+            "{be}"
+        );
+        assert_eq!(
+            s.prune(Retained::Audit, Timestamp(250), 1).await.unwrap(),
+            1,
+            "{be}"
+        );
+        assert_eq!(
+            s.prune(Retained::Audit, Timestamp(250), 1).await.unwrap(),
+            0,
+            "{be}"
+        );
         let left = s.audit(&AuditQuery::default()).await.unwrap();
         assert_eq!(left.iter().map(|e| e.id).collect::<Vec<_>>(), [c], "{be}");
     }
@@ -264,10 +276,12 @@ async fn a_database_of_the_previous_schema_version_gains_users_and_the_audit() {
     for f in stores().await {
         let be = f.backend.clone();
         enroll(&f.store, "web1").await;
-        // What version 6 (PostgreSQL 3) had: no users, no audit, and none of version 8's columns.
+        // What version 6 (PostgreSQL 3) had: no users, no audit, and none of versions 8's and 9's columns.
         let f = f
             .reopen_after(
                 "DROP TABLE audit; DROP TABLE users;
+                 DROP INDEX clients_deleted; DROP INDEX history_at; DROP INDEX requests_done;
+                 ALTER TABLE clients DROP COLUMN deleted_at; ALTER TABLE outbox DROP COLUMN deleted_at;
                  DROP TABLE client_merges;
                  DROP INDEX requests_hops_pending;
                  ALTER TABLE requests DROP COLUMN hops_pending;
@@ -280,6 +294,8 @@ async fn a_database_of_the_previous_schema_version_gains_users_and_the_audit() {
                  ALTER TABLE clients DROP COLUMN dmi_serial;
                  UPDATE meta SET value = '6' WHERE key = 'schema_version';",
                 "DROP TABLE audit; DROP TABLE users; DROP FUNCTION audit_append_only();
+                 DROP INDEX clients_deleted; DROP INDEX history_at; DROP INDEX requests_done;
+                 ALTER TABLE clients DROP COLUMN deleted_at; ALTER TABLE outbox DROP COLUMN deleted_at;
                  DROP TABLE client_merges;
                  DROP INDEX requests_hops_pending;
                  ALTER TABLE requests DROP COLUMN hops_pending;

@@ -192,7 +192,7 @@ async fn a_version_1_database_is_migrated_to_the_current_version_and_keeps_its_d
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(version, "8");
+    assert_eq!(version, "9");
     for (kind, name) in [
         ("table", "outbox"),
         ("table", "sites"),
@@ -208,6 +208,9 @@ async fn a_version_1_database_is_migrated_to_the_current_version_and_keeps_its_d
         ("index", "clients_machine"),
         ("index", "clients_hardware"),
         ("index", "requests_hops_pending"),
+        ("index", "clients_deleted"),
+        ("index", "history_at"),
+        ("index", "requests_done"),
     ] {
         let n: i64 = conn
             .query_row(
@@ -227,6 +230,16 @@ async fn a_version_1_database_is_migrated_to_the_current_version_and_keeps_its_d
             )
             .unwrap();
         assert_eq!(n, 1, "requests.{column}");
+    }
+    for table in ["clients", "outbox"] {
+        let n: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM pragma_table_info(?1) WHERE name = 'deleted_at'",
+                [table],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(n, 1, "{table}.deleted_at");
     }
     drop(conn);
 
@@ -332,6 +345,7 @@ async fn a_client_page_of_a_hundred_thousand_clients_is_the_right_page_in_every_
         descending: true,
         limit: 100,
         offset: 50_000,
+        stale: None,
     };
     store.clients_page(&query).await.unwrap(); // warm the page cache, as a running site has
     let started = std::time::Instant::now();

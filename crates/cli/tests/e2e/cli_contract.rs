@@ -101,11 +101,13 @@ fn invsite_clients_json_has_every_field() {
             "name",
             "pending_requests",
             "site",
+            "stale",
             "sw_updated_at",
             "sw_version",
             "transport"
         ]
     );
+    assert_eq!(web["stale"], false, "seen just now");
     assert_eq!(web["id"], show["id"]);
     assert_eq!(web["site"], "S01");
     assert_eq!(web["last_seen"], show["last_seen"]);

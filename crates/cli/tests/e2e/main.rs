@@ -18,6 +18,7 @@ mod hardening;
 mod health;
 mod hierarchy;
 mod hostile;
+mod lifecycle;
 mod logging;
 mod metrics;
 mod names;

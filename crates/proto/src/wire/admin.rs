@@ -65,6 +65,11 @@ pub struct ClientSummary {
     /// Whether that version is older than `invsite config --min-agent-version`.
     #[serde(default)]
     pub agent_outdated: bool,
+    /// Not seen for longer than the site's `invsite config --stale-after` (default 30 days):
+    /// a client of this site whose last check-in (or, never seen, its enrollment) is older.
+    /// Always false for a client of a site below, whose check-ins only its own site sees.
+    #[serde(default)]
+    pub stale: bool,
 }
 
 /// How a client reaches its site. A client of a site below is shown as `http`: the hierarchy's
@@ -132,6 +137,9 @@ pub struct ClientQuery {
     /// Skip this many clients of the sorted list first.
     #[serde(default)]
     pub offset: u64,
+    /// `true`: only stale clients (see [`ClientSummary::stale`]); `false`: only the others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stale: Option<bool>,
 }
 
 impl Default for ClientQuery {
@@ -139,6 +147,7 @@ impl Default for ClientQuery {
         ClientQuery {
             search: None,
             site: None,
+            stale: None,
             sort: ClientSort::Name,
             descending: false,
             limit: DEFAULT_PAGE_LIMIT,
@@ -498,6 +507,9 @@ pub struct ClientView {
     /// Every enrollment that took this client's record over, oldest first.
     #[serde(default)]
     pub merges: Vec<MergeView>,
+    /// Not seen for longer than the site's `--stale-after` ([`ClientSummary::stale`]).
+    #[serde(default)]
+    pub stale: bool,
 }
 
 /// An enrollment that took an existing client's record over instead of creating a second one
@@ -588,6 +600,20 @@ pub struct Cancelled {
     pub request: RequestView,
     /// True when it was cancelled before this call (cancelling is idempotent).
     pub already_cancelled: bool,
+}
+
+/// `DELETE /api/v1/clients/{name}` (`invsite delete`): the client that was deleted. Its key is
+/// revoked, its snapshots and requests are gone, and the sites above forget it once the
+/// tombstone is forwarded; its history stays for the retention period (`invsite history NAME
+/// --deleted`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deleted {
+    pub client: ClientName,
+    pub id: Uuid,
+    /// The client's owning site (this site).
+    pub site: SiteCode,
+    pub deleted_at: Timestamp,
 }
 
 /// `POST /api/v1/clients/{name}/requests`.

@@ -119,6 +119,11 @@ pub struct ForwardedOf<B> {
     /// a resync requested at the owning site is visible above it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub completed: Vec<RequestView>,
+    /// A tombstone: the client was deleted at its owning site at this time (`invsite delete`),
+    /// and every site above forgets it. The snapshot fields are placeholders then (an empty
+    /// full `hw` snapshot of version 0); the owner sends nothing more of this client id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted: Option<Timestamp>,
 }
 
 /// `POST /site/v1/forward`: changes in outbox order, plus the sender's status and what it knows

@@ -16,7 +16,7 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use invsync_proto::wire::{self, ChildToken, ClientToken, Role, UserToken};
 use invsync_proto::{ClientName, Digest, SiteCode, Timestamp};
-use invsync_store::Authenticated;
+use invsync_store::{Authenticated, ClientAuth};
 use uuid::Uuid;
 
 use super::error::ApiError;
@@ -134,11 +134,18 @@ fn unknown_client() -> ApiError {
     ApiError::Unauthorized("unknown or wrong client token; re-enroll the agent".to_string())
 }
 
-/// The refusal of a revoked key.
-fn revoked_client(name: &ClientName) -> ApiError {
-    ApiError::Unauthorized(format!(
-        "the key of {name} was revoked at this site; enroll again"
-    ))
+/// The refusal of a revoked key, or of a deleted client's (`invsite delete`), which says so:
+/// the agent shows it and keeps trying at its interval until someone enrolls it again.
+fn revoked_client(auth: &ClientAuth) -> ApiError {
+    let name = &auth.name;
+    match auth.deleted_at {
+        Some(at) => ApiError::Unauthorized(format!(
+            "client {name} was deleted at this site at {at} (invsite delete): its inventory and              requests are gone; to inventory this machine again, enroll it again"
+        )),
+        None => ApiError::Unauthorized(format!(
+            "the key of {name} was revoked at this site; enroll again"
+        )),
+    }
 }
 
 impl Client {
@@ -153,7 +160,7 @@ impl Client {
                 value,
             )),
             Authenticated::Unknown => Err(unknown_client()),
-            Authenticated::Revoked(auth) => Err(revoked_client(&auth.name)),
+            Authenticated::Revoked(auth) => Err(revoked_client(&auth)),
         }
     }
 }

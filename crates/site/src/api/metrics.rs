@@ -20,6 +20,9 @@ pub async fn apply(State(state): State<AppState>) -> Result<Response, ApiError> 
     state
         .metrics
         .set_store_write_errors(state.store.write_errors_total());
+    state
+        .metrics
+        .set_clients_stale(state.store.stale_count().await?);
     let page = state
         .metrics
         .render(state.hub.connected(), outbox.depth, age);

@@ -78,6 +78,12 @@ pub fn routes() -> Vec<ApiRoute> {
             admin::client::apply,
         ),
         route(
+            "/api/v1/clients/{name}",
+            Method::DELETE,
+            Admin,
+            admin::client_delete::apply,
+        ),
+        route(
             "/api/v1/clients/{name}/requests",
             Method::POST,
             Operator,
@@ -168,6 +174,7 @@ pub fn router() -> Router<AppState> {
         admin::request_list::apply,
         admin::request_state::apply,
         admin::request_cancel::apply,
+        admin::client_delete::apply,
         admin::software::holders,
         admin::software::packages,
         admin::audit::apply,
@@ -205,6 +212,7 @@ pub fn router() -> Router<AppState> {
         wire::EventRequestBody,
         wire::Queued,
         wire::Cancelled,
+        wire::Deleted,
         wire::RequestPage,
         wire::ClientRequest,
         wire::SoftwarePage,

@@ -1,5 +1,6 @@
-//! `invsite clients`: this site's clients, one per line (with each one's agent version, marked
-//! when older than `invsite config --min-agent-version`), or as JSON.
+//! `invsite clients [--stale]`: this site's clients, one per line (with each one's agent
+//! version, marked when older than `invsite config --min-agent-version`), or as JSON; `--stale`
+//! lists only those not seen for longer than `invsite config --stale-after`.
 
 use anyhow::Result;
 use invsync_proto::Timestamp;
@@ -12,10 +13,14 @@ use crate::access::{AccessOptions, SiteAccess};
 pub struct Args {
     #[command(flatten)]
     pub data_dir: DataDirArg,
+    /// Only the stale clients: this site's clients not seen for longer than `invsite config
+    /// --stale-after` (default 30d); in JSON every client has `stale: true|false`
+    #[arg(long)]
+    pub stale: bool,
     /// Print JSON: per client `name`, `id`, `site`, `last_seen`, `hw_version`,
     /// `hw_updated_at`, `sw_version`, `sw_updated_at`, `pending_requests`, `transport`,
-    /// `agent_version` (or null) and `agent_outdated` (older than `invsite config
-    /// --min-agent-version`)
+    /// `agent_version` (or null), `agent_outdated` (older than `invsite config
+    /// --min-agent-version`) and `stale`
     #[arg(long)]
     pub json: bool,
 }
@@ -51,6 +56,11 @@ pub fn render(clients: &[ClientSummary]) -> String {
             c.pending_requests,
             agent
         ));
+        if c.stale {
+            // Marked after the columns, so scripts reading the columns read them as before.
+            out.truncate(out.len() - 1);
+            out.push_str("  stale\n");
+        }
     }
     out
 }
@@ -61,9 +71,11 @@ pub fn apply(args: Args) -> Result<()> {
         note_fallback: false,
     };
     let mut site = SiteAccess::open(options, args.data_dir.data_dir.as_deref())?;
-    let clients = site.clients()?;
+    let clients = site.clients(args.stale)?;
     if args.json {
         invsync_proto::outln!("{}", serde_json::to_string_pretty(&clients)?)?;
+    } else if clients.is_empty() && args.stale {
+        invsync_proto::outln!("No stale clients.")?;
     } else if clients.is_empty() {
         invsync_proto::outln!(
             "No clients yet. Enroll one with: invagent enroll --site URL --secret $(invsite enroll-secret)"

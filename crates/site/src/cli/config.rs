@@ -76,6 +76,18 @@ pub struct Args {
     /// `invsite clients --json` and `show --json`); `none` flags none
     #[arg(long, value_name = "VERSION|none", value_parser = min_agent_version)]
     pub min_agent_version: Option<MinAgentVersion>,
+    /// How long a client may go unseen before it is stale (30d, 12h, …; default 30d): listed
+    /// with `stale: true`, filtered by `invsite clients --stale`, counted in /metrics
+    #[arg(long, value_name = "DURATION", value_parser = lifecycle_duration)]
+    pub stale_after: Option<u64>,
+    /// Delete clients not seen for this long (180d, …), as `invsite delete` does, from a task of
+    /// `invsite serve`; `off` (the default) keeps them
+    #[arg(long, value_name = "DURATION|off", value_parser = delete_after)]
+    pub delete_after: Option<DeleteAfter>,
+    /// Prune history (and ended requests, and deleted clients) older than this (400d, …;
+    /// default 400d), in small batches, from a task of `invsite serve`
+    #[arg(long, value_name = "DURATION", value_parser = lifecycle_duration)]
+    pub history_retention: Option<u64>,
     /// Print the settings `invsite serve` would use, each with where it came from (command
     /// line, environment, configuration file or default), then this site's settings
     #[arg(long)]
@@ -117,6 +129,26 @@ fn request_expiry(raw: &str) -> Result<u64, String> {
         return Err("the expiry must be at least 1s".to_string());
     }
     Ok(d.as_secs())
+}
+
+/// `--stale-after`, `--history-retention`: a duration of at least a second, in seconds.
+fn lifecycle_duration(raw: &str) -> Result<u64, String> {
+    let d = humantime::parse_duration(raw).map_err(|e| format!("{e} (try 30d, 12h)"))?;
+    if d.as_secs() < 1 {
+        return Err("the duration must be at least 1s".to_string());
+    }
+    Ok(d.as_secs())
+}
+
+/// `--delete-after`: a duration, or `off`.
+#[derive(Debug, Clone, Copy)]
+pub struct DeleteAfter(Option<u64>);
+
+fn delete_after(raw: &str) -> Result<DeleteAfter, String> {
+    if raw.eq_ignore_ascii_case("off") {
+        return Ok(DeleteAfter(None));
+    }
+    lifecycle_duration(raw).map(|secs| DeleteAfter(Some(secs)))
 }
 
 fn positive(raw: &str) -> Result<usize, String> {
@@ -165,6 +197,18 @@ fn show(config: &crate::datadir::Config) -> std::io::Result<()> {
         Some(v) => invsync_proto::outln!("  min-agent-version {v}")?,
         None => invsync_proto::outln!("  min-agent-version none")?,
     }
+    invsync_proto::outln!(
+        "  stale-after {}",
+        humantime::format_duration(config.stale_after())
+    )?;
+    match config.delete_after() {
+        Some(d) => invsync_proto::outln!("  delete-after {}", humantime::format_duration(d))?,
+        None => invsync_proto::outln!("  delete-after off")?,
+    }
+    invsync_proto::outln!(
+        "  history-retention {}",
+        humantime::format_duration(config.history_retention())
+    )?;
     Ok(())
 }
 
@@ -322,6 +366,15 @@ pub fn apply(args: Args, matches: Option<&clap::ArgMatches>) -> Result<()> {
     }
     if let Some(MinAgentVersion(min)) = args.min_agent_version {
         config.min_agent_version = min.map(|v| v.to_string());
+    }
+    if let Some(secs) = args.stale_after {
+        config.stale_after_secs = Some(secs);
+    }
+    if let Some(DeleteAfter(secs)) = args.delete_after {
+        config.delete_after_secs = secs;
+    }
+    if let Some(secs) = args.history_retention {
+        config.history_retention_secs = Some(secs);
     }
     if let Some(accept) = args.accept_parent_requests {
         config.accept_parent_requests = accept;

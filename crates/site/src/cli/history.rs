@@ -28,6 +28,10 @@ pub struct Args {
     /// At most this many changes
     #[arg(long, value_name = "N", default_value_t = 1000)]
     pub limit: usize,
+    /// The history of the deleted clients once of this name (`invsite delete`), kept for the
+    /// retention period; JSON: [ { "name", "id", "site", "deleted_at", "history": [ … ] } ]
+    #[arg(long)]
+    pub deleted: bool,
     /// Print JSON
     #[arg(long)]
     pub json: bool,
@@ -89,6 +93,9 @@ pub fn apply(args: Args) -> Result<()> {
         since: args.since,
         limit: Some(args.limit),
     };
+    if args.deleted {
+        return deleted(&mut site, &args, &query);
+    }
     let entries = site.history(&args.client, args.site.as_ref(), &query)?;
     if args.json {
         invsync_proto::outln!("{}", serde_json::to_string_pretty(&entries)?)?;
@@ -99,6 +106,58 @@ pub fn apply(args: Args) -> Result<()> {
         )?;
     } else {
         invsync_proto::out!("{}", render(&entries))?;
+    }
+    Ok(())
+}
+
+/// `--deleted`: each deleted client of that name (narrowed by `--site`), the latest deletion
+/// first, or exit 4 when there is none.
+fn deleted(site: &mut SiteAccess, args: &Args, query: &HistoryQuery) -> Result<()> {
+    let found: Vec<_> = site
+        .deleted_history(&args.client, query)?
+        .into_iter()
+        .filter(|d| args.site.as_ref().is_none_or(|s| &d.site == s))
+        .collect();
+    if found.is_empty() {
+        return Err(invsync_proto::exit::Exit::new(
+            invsync_proto::exit::Code::UnknownClient,
+            format!(
+                "no deleted client {} at site {} (a deleted client's history is kept for the                  retention period, `invsite config --history-retention`)",
+                args.client,
+                site.code()
+            ),
+        )
+        .into());
+    }
+    if args.json {
+        let list: Vec<serde_json::Value> = found
+            .iter()
+            .map(|d| {
+                serde_json::json!({
+                    "name": d.name,
+                    "id": d.id,
+                    "site": d.site,
+                    "deleted_at": d.deleted_at,
+                    "history": d.history,
+                })
+            })
+            .collect();
+        invsync_proto::outln!("{}", serde_json::to_string_pretty(&list)?)?;
+        return Ok(());
+    }
+    for d in &found {
+        invsync_proto::outln!(
+            "{} (client id {}, site {}), deleted at {}:",
+            d.name,
+            d.id,
+            d.site,
+            d.deleted_at
+        )?;
+        if d.history.is_empty() {
+            invsync_proto::outln!("  no changes recorded")?;
+        } else {
+            invsync_proto::out!("{}", render(&d.history))?;
+        }
     }
     Ok(())
 }

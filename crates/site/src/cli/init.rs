@@ -189,6 +189,9 @@ async fn build_site(dir: &SiteDir, db: &Database, opts: &InitOptions) -> Result<
         request_expiry_secs: None,
         merge_duplicates: None,
         min_agent_version: None,
+        stale_after_secs: None,
+        delete_after_secs: None,
+        history_retention_secs: None,
         tls: match &opts.tls {
             None => None,
             Some(TlsInit::Files(files)) => Some(files.clone()),

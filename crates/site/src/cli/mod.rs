@@ -10,6 +10,7 @@ mod cap_sync;
 mod child_token;
 mod clients;
 mod config;
+mod delete;
 mod history;
 mod import;
 mod init;
@@ -70,6 +71,9 @@ enum Command {
     AdminToken(secrets::Args),
     /// Make a client's key useless at once.
     Revoke(revoke::Args),
+    /// Delete (retire) a client: revoke its key, drop its inventory and requests, and make the
+    /// sites above forget it; its history stays for the retention period.
+    Delete(delete::Args),
     /// Print the token a child site presents to this site.
     ChildToken(child_token::Args),
     /// Show or change settings of this site (limits, the agents' interval, whether it accepts
@@ -134,6 +138,7 @@ pub fn try_main(quickstart: impl FnOnce(QuickstartArgs) -> Result<()>) -> Result
         Command::EnrollSecret(a) => secrets::apply_enroll_secret(a),
         Command::AdminToken(a) => secrets::apply_admin_token(a),
         Command::Revoke(a) => runtime()?.block_on(revoke::apply(a)),
+        Command::Delete(a) => delete::apply(a),
         Command::ChildToken(a) => runtime()?.block_on(child_token::apply(a)),
         Command::Config(a) => config::apply(a, sub),
         Command::Sites(a) => sites::apply(a),

@@ -1,5 +1,6 @@
-//! `GET /console/clients?q=&site=&sort=&desc=&offset=`: one page of the clients this site holds,
-//! searched by name, sorted by a column, counted and paged in the store
+//! `GET /console/clients?q=&site=&stale=&sort=&desc=&offset=`: one page of the clients this site
+//! holds, searched by name, only the stale ones (`stale=1`: not seen for longer than `invsite
+//! config --stale-after`) when asked, sorted by a column, counted and paged in the store
 //! (`Store::clients_page`, indexed), so it stays fast with 100,000 clients. Plain links and a
 //! GET form; htmx only swaps the table in place while typing.
 
@@ -28,6 +29,9 @@ pub struct ListQuery {
     sort: Option<ClientSort>,
     #[serde(default)]
     desc: Option<String>,
+    /// `1`: only the stale clients.
+    #[serde(default)]
+    stale: Option<String>,
     #[serde(default)]
     offset: u64,
 }
@@ -40,6 +44,7 @@ struct ClientsPage {
     site: String,
     sort: &'static str,
     desc: bool,
+    stale: bool,
     total: u64,
     first: u64,
     last: u64,
@@ -67,6 +72,7 @@ struct Row {
     /// The agent's version, `-` when unknown, marked when older than the site's minimum.
     agent: String,
     outdated: bool,
+    stale: bool,
 }
 
 fn sort_name(s: ClientSort) -> &'static str {
@@ -78,11 +84,19 @@ fn sort_name(s: ClientSort) -> &'static str {
     }
 }
 
+/// What a link to this list keeps of the search: the name, the site, the stale filter.
+struct Search<'a> {
+    q: &'a str,
+    site: &'a str,
+    stale: bool,
+}
+
 /// A link to this list with the same search and another sort or offset.
-fn link(q: &str, site: &str, sort: ClientSort, desc: bool, offset: u64) -> String {
+fn link(search: &Search<'_>, sort: ClientSort, desc: bool, offset: u64) -> String {
     let params = [
-        ("q", q.to_string()),
-        ("site", site.to_string()),
+        ("q", search.q.to_string()),
+        ("site", search.site.to_string()),
+        ("stale", if search.stale { "1" } else { "" }.to_string()),
         ("sort", sort_name(sort).to_string()),
         ("desc", if desc { "1" } else { "" }.to_string()),
         ("offset", offset.to_string()),
@@ -108,6 +122,15 @@ pub async fn apply(
         .desc
         .as_deref()
         .is_some_and(|d| !d.is_empty() && d != "0");
+    let stale = match lq.stale.as_deref().unwrap_or("") {
+        "" | "0" => false,
+        "1" | "on" | "true" => true,
+        other => {
+            return Err(ConsoleError::BadInput(format!(
+                "stale={other:?}: use 1 for the stale clients only"
+            )));
+        }
+    };
     let site = match lq.site.trim() {
         "" => None,
         s => Some(SiteCode::parse(s).map_err(|e| ConsoleError::BadInput(e.to_string()))?),
@@ -116,12 +139,18 @@ pub async fn apply(
     let cq = ClientQuery {
         search: (!search.is_empty()).then(|| search.clone()),
         site,
+        stale: stale.then_some(true),
         sort,
         descending: desc,
         limit: PAGE,
         offset: lq.offset,
     };
     let page = state.store.clients_page(&cq).await?;
+    let kept = Search {
+        q: &search,
+        site: &lq.site,
+        stale,
+    };
     let shown = page.clients.len() as u64;
     let columns = [
         ("Name", ClientSort::Name),
@@ -135,7 +164,7 @@ pub async fn apply(
         Column {
             title,
             // The sorted column's header flips the direction; another column sorts ascending.
-            href: link(&search, &lq.site, s, active && !desc, 0),
+            href: link(&kept, s, active && !desc, 0),
             mark: match (active, desc) {
                 (false, _) => "",
                 (true, false) => "▲",
@@ -163,25 +192,19 @@ pub async fn apply(
             pending: c.pending_requests,
             agent: c.agent_version.clone().unwrap_or_else(|| "-".to_string()),
             outdated: c.agent_outdated,
+            stale: c.stale,
         })
         .collect();
-    let prev = (lq.offset > 0).then(|| {
-        link(
-            &search,
-            &lq.site,
-            sort,
-            desc,
-            lq.offset.saturating_sub(PAGE as u64),
-        )
-    });
-    let next = (lq.offset + shown < page.total)
-        .then(|| link(&search, &lq.site, sort, desc, lq.offset + shown));
+    let prev =
+        (lq.offset > 0).then(|| link(&kept, sort, desc, lq.offset.saturating_sub(PAGE as u64)));
+    let next = (lq.offset + shown < page.total).then(|| link(&kept, sort, desc, lq.offset + shown));
     let view = ClientsPage {
         chrome: Chrome::new(&state, &session),
         q: search,
         site: lq.site,
         sort: sort_name(sort),
         desc,
+        stale,
         total: page.total,
         first: if shown == 0 { 0 } else { lq.offset + 1 },
         last: lq.offset + shown,

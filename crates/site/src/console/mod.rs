@@ -10,6 +10,7 @@ pub mod cancel;
 pub mod client;
 pub mod clients;
 pub mod csrf;
+pub mod delete;
 pub mod login;
 pub mod overview;
 pub mod queue;
@@ -56,6 +57,10 @@ pub fn router() -> Router<AppState> {
         .route("/console/logout", post(login::logout))
         .route("/console/clients", get(clients::apply))
         .route("/console/clients/{name}", get(client::apply))
+        .route(
+            "/console/clients/{name}/delete",
+            get(delete::confirm).post(delete::apply),
+        )
         .route("/console/clients/{name}/{action}", post(queue::apply))
         .route("/console/audit", get(audit::apply))
         .route("/console/users", get(users::list).post(users::add))

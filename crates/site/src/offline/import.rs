@@ -79,6 +79,13 @@ pub fn prepare(bytes: &[u8], auth: ClientAuth, limits: &Limits) -> Result<Prepar
             auth.client_id, auth.name, file.header.client
         ));
     }
+    if let Some(at) = auth.deleted_at {
+        return Err(format!(
+            "{} was deleted at this site at {at} (invsite delete); enroll the machine again \
+             (invsite offline-enroll) to inventory it again",
+            auth.name
+        ));
+    }
     if auth.is_revoked() {
         return Err(format!(
             "{}'s key was revoked; enroll the machine again (invsite offline-enroll)",

@@ -9,7 +9,8 @@
 //! * a forwarded change takes its client's lock (`queries::lock_client`), like a report.
 
 use invsync_proto::wire::{
-    ClientRecord, DownRequest, ForwardOutcome, Forwarded, Owner, Queued, RequestView, SiteStatus,
+    ClientRecord, Deleted, DownRequest, ForwardOutcome, Forwarded, Owner, Queued, RequestView,
+    SiteStatus,
 };
 use invsync_proto::{Class, ClientName, Digest, SiteCode, Timestamp};
 use sqlx::PgConnection;
@@ -28,6 +29,7 @@ use crate::hierarchy::{
     self as core, Acked, ChildToken, Completion, Delivery, ForwardMeta, LAST_FORWARDED, RouteDown,
     SiteReport, TakeDown, Target, Tree, sql,
 };
+use crate::lifecycle;
 use crate::plan::{Outcome, ReportInput};
 use crate::rows::{self, Cols};
 use crate::{DownAccepted, OutboxStats};
@@ -225,12 +227,12 @@ pub(super) async fn own_clients(
     conn: &mut PgConnection,
     own: &SiteCode,
 ) -> Result<i64, StoreError> {
-    Ok(
-        sqlx::query_scalar("SELECT count(*) FROM clients WHERE site_code = $1")
-            .bind(own.as_str())
-            .fetch_one(conn)
-            .await?,
+    Ok(sqlx::query_scalar(
+        "SELECT count(*) FROM clients WHERE site_code = $1 AND deleted_at IS NULL",
     )
+    .bind(own.as_str())
+    .fetch_one(conn)
+    .await?)
 }
 
 pub(super) async fn find_clients(
@@ -441,4 +443,104 @@ pub(super) async fn accept_down(
             .ok_or_else(|| rows::corrupt("request origin"))?,
     };
     Ok(core::down_accepted(id, name, route, created.is_some()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Deleting clients (`crate::lifecycle`)
+
+/// Turns client row `client` into a tombstone (see the SQLite backend's `retire`), inside the
+/// transaction `conn`, which holds the client's lock.
+async fn retire(
+    conn: &mut PgConnection,
+    inserted: &mut Inserted,
+    client: i64,
+    deleted_at: Timestamp,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    if let Some(changes) = &mut inserted.software
+        && let Some(row) = snapshot_row(&mut *conn, client, Class::Sw).await?
+    {
+        let removed = decode_ids(&row.items)?;
+        let change = crate::software::change(client, Some(row.version), None, removed, Vec::new());
+        changes.push(change?);
+    }
+    for sql in lifecycle::sql::RETIRE {
+        sqlx::query(sql).bind(client).execute(&mut *conn).await?;
+    }
+    let mark = lifecycle::mark_args(client, deleted_at);
+    run(&mut *conn, lifecycle::sql::MARK_DELETED, &mark).await?;
+    if forwarding(&mut *conn).await? {
+        let empty = crate::codec::encode_ids(&[]);
+        let args = lifecycle::tombstone_args(client, deleted_at, now, &empty);
+        run(&mut *conn, lifecycle::sql::TOMBSTONE, &args).await?;
+    }
+    Ok(())
+}
+
+/// Deletes this site's live client `name` at `now` (see the SQLite backend's `delete_own`).
+pub(super) async fn delete_own(
+    conn: &mut PgConnection,
+    inserted: &mut Inserted,
+    own: &SiteCode,
+    name: &ClientName,
+    now: Timestamp,
+) -> Result<Deleted, StoreError> {
+    let by = [Arg::Text(own.as_str()), Arg::Text(name.as_str())];
+    let found: Option<(i64, PgUuid)> =
+        sqlx::query_as_with(lifecycle::sql::LIVE_BY_NAME, args(&by)?)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let Some((_, PgUuid(id))) = found else {
+        return Err(lifecycle::unknown(name));
+    };
+    // The client's lock, as a report takes it, then the row again under it: a report that
+    // committed meanwhile is deleted with the rest.
+    queries::lock_client(&mut *conn, id).await?;
+    let found: Option<(i64, PgUuid)> =
+        sqlx::query_as_with(lifecycle::sql::LIVE_BY_NAME, args(&by)?)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let Some((client, _)) = found else {
+        return Err(lifecycle::unknown(name));
+    };
+    retire(&mut *conn, inserted, client, now, now).await?;
+    Ok(Deleted {
+        client: name.clone(),
+        id,
+        site: own.clone(),
+        deleted_at: now,
+    })
+}
+
+/// Applies a tombstone forwarded by `via` (see the SQLite backend's `apply_tombstone`).
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn apply_tombstone(
+    conn: &mut PgConnection,
+    inserted: &mut Inserted,
+    own: &SiteCode,
+    via: &SiteCode,
+    meta: &ForwardMeta,
+    deleted_at: Timestamp,
+    now: Timestamp,
+) -> Result<ForwardOutcome, StoreError> {
+    lock_topology(&mut *conn, false).await?;
+    queries::lock_client(&mut *conn, meta.client.id).await?;
+    let (reached, _) = tree_of(&mut *conn, meta.client.site.as_str()).await?;
+    let known: Option<(i64, String, Option<i64>)> =
+        sqlx::query_as_with(lifecycle::sql::BY_ID, args(&[Arg::Uuid(meta.client.id)])?)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let held_by = known.as_ref().map(|(_, site, _)| site.as_str());
+    if let Some(refused) = core::refusal(own, via, meta, reached.as_deref(), held_by) {
+        return Ok(refused);
+    }
+    match known {
+        Some((client, _, None)) => {
+            retire(&mut *conn, inserted, client, deleted_at, now).await?;
+            core::log_forgotten(meta);
+            Ok(ForwardOutcome::Applied { seq: meta.seq })
+        }
+        Some((_, _, Some(_))) => Ok(ForwardOutcome::Duplicate { seq: meta.seq }),
+        None => Ok(ForwardOutcome::Applied { seq: meta.seq }),
+    }
 }

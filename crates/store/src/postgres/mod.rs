@@ -531,6 +531,48 @@ impl PgStore {
         Ok(outcomes)
     }
 
+    /// Deletes this site's live client `name` in one transaction (`crate::lifecycle`).
+    pub async fn delete_client(
+        &self,
+        name: ClientName,
+        now: Timestamp,
+    ) -> Result<invsync_proto::wire::Deleted, StoreError> {
+        let _gate = self.software.gate.read().await;
+        let mut inserted = queries::Inserted::new(&self.software);
+        let mut tx = self.pool.begin().await?;
+        let deleted =
+            hierarchy::delete_own(&mut tx, &mut inserted, &self.site.code, &name, now).await?;
+        tx.commit().await?;
+        self.hand_over(inserted.software).await;
+        Ok(deleted)
+    }
+
+    /// Applies a tombstone a child forwarded, in one transaction (`crate::lifecycle`).
+    pub async fn apply_tombstone(
+        &self,
+        via: SiteCode,
+        meta: core::ForwardMeta,
+        deleted_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<ForwardOutcome, StoreError> {
+        let _gate = self.software.gate.read().await;
+        let mut inserted = queries::Inserted::new(&self.software);
+        let mut tx = self.pool.begin().await?;
+        let outcome = hierarchy::apply_tombstone(
+            &mut tx,
+            &mut inserted,
+            &self.site.code,
+            &via,
+            &meta,
+            deleted_at,
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        self.hand_over(inserted.software).await;
+        Ok(outcome)
+    }
+
     pub async fn own_clients(&self) -> Result<i64, StoreError> {
         hierarchy::own_clients(&mut *self.conn().await?, &self.site.code).await
     }

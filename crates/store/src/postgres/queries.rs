@@ -476,8 +476,8 @@ pub(super) async fn clients_by_name(
     loop {
         let rows = sqlx::query(
             r#"SELECT id, name, uuid, site_code FROM clients
-               WHERE $1::text IS NULL
-                  OR (name COLLATE "C", site_code COLLATE "C") > ($1::text COLLATE "C", $2::text COLLATE "C")
+               WHERE deleted_at IS NULL AND ($1::text IS NULL
+                  OR (name COLLATE "C", site_code COLLATE "C") > ($1::text COLLATE "C", $2::text COLLATE "C"))
                ORDER BY name COLLATE "C", site_code COLLATE "C" LIMIT $3"#,
         )
         .bind(after.as_ref().map(|a| a.0.as_str()))

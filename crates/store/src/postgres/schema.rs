@@ -16,7 +16,8 @@
 //! Migrations: `MIGRATIONS[v]` turns PostgreSQL schema version `v` into `v + 1`; a new version
 //! appends a step. The version is the `schema_version` row of `meta`. PostgreSQL numbers its
 //! versions on its own: version 1 here is SQLite's version 4, version 2 SQLite's version 5,
-//! version 3 SQLite's version 6, version 4 SQLite's version 7, version 5 SQLite's version 8.
+//! version 3 SQLite's version 6, version 4 SQLite's version 7, version 5 SQLite's version 8,
+//! version 6 SQLite's version 9.
 
 use std::str::FromStr;
 
@@ -29,7 +30,7 @@ use crate::exec;
 use crate::redact::redact_url;
 
 /// The schema version this program writes.
-pub(super) const SCHEMA_VERSION: i64 = 5;
+pub(super) const SCHEMA_VERSION: i64 = 6;
 
 /// The tables of the schema: finding any of them means the database holds (part of) a site.
 pub(super) const TABLES: &[&str] = &[
@@ -47,7 +48,9 @@ pub(super) const TABLES: &[&str] = &[
     "client_merges",
 ];
 
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5];
+const MIGRATIONS: &[&str] = &[
+    SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6,
+];
 
 /// Version 4: administrators with roles and the audit trail, as SQLite's version 7 (see there).
 /// The trigger function lives in the connection's current schema, beside the tables.
@@ -106,6 +109,16 @@ ALTER TABLE requests ADD COLUMN hops text;
 ALTER TABLE requests ADD COLUMN hops_top boolean NOT NULL DEFAULT false;
 ALTER TABLE requests ADD COLUMN hops_pending boolean NOT NULL DEFAULT false;
 CREATE INDEX requests_hops_pending ON requests (id) WHERE hops_pending;
+"#;
+
+/// Version 6: the client lifecycle, as SQLite's version 9 (see there): tombstones of deleted
+/// clients in `clients` and in the outbox, and history found by time for the retention pruner.
+const SCHEMA_V6: &str = r#"
+ALTER TABLE clients ADD COLUMN deleted_at bigint;
+CREATE INDEX clients_deleted ON clients (deleted_at) WHERE deleted_at IS NOT NULL;
+ALTER TABLE outbox ADD COLUMN deleted_at bigint;
+CREATE INDEX history_at ON history (at);
+CREATE INDEX requests_done ON requests (completed_at) WHERE completed_at IS NOT NULL;
 "#;
 
 /// Version 3: how a client reaches the site, as SQLite's version 6 (see there). `integer`, read

@@ -6,7 +6,8 @@
 //! its outbox entry always share one transaction.
 
 use invsync_proto::wire::{
-    ClientRecord, DownRequest, ForwardOutcome, Forwarded, Owner, Queued, RequestView, SiteStatus,
+    ClientRecord, Deleted, DownRequest, ForwardOutcome, Forwarded, Owner, Queued, RequestView,
+    SiteStatus,
 };
 use invsync_proto::{Class, ClientName, Digest, SiteCode, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
@@ -22,6 +23,7 @@ use crate::hierarchy::{
     self as core, Acked, ChildToken, Completion, Delivery, ForwardMeta, LAST_FORWARDED, RouteDown,
     SiteReport, TakeDown, Target, Tree, sql,
 };
+use crate::lifecycle;
 use crate::plan::{Outcome, Plan, ReportInput};
 use crate::rows::{self, Cols};
 use crate::{DownAccepted, OutboxStats};
@@ -216,7 +218,7 @@ pub(super) fn site_via(conn: &Connection, code: &SiteCode) -> Result<Option<Site
 /// How many clients this site owns itself (a child's status counts them).
 pub(super) fn own_clients(conn: &Connection, own: &SiteCode) -> Result<i64, StoreError> {
     Ok(conn
-        .prepare_cached("SELECT count(*) FROM clients WHERE site_code = ?1")?
+        .prepare_cached("SELECT count(*) FROM clients WHERE site_code = ?1 AND deleted_at IS NULL")?
         .query_row([own.as_str()], |r| r.get(0))?)
 }
 
@@ -463,4 +465,101 @@ pub(super) fn accept_down(
             .ok_or_else(|| rows::corrupt("request origin"))?,
     };
     Ok(core::down_accepted(id, name, route, created.is_some()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Deleting clients (`crate::lifecycle`)
+
+/// Turns client row `client` into a tombstone deleted at `deleted_at`: its packages leave the
+/// software index, its snapshots, requests and outbox entries go, and, when this site forwards,
+/// a tombstone entry tells the parent to forget it.
+fn retire(
+    conn: &Connection,
+    batch: &mut Batch<'_>,
+    client: i64,
+    deleted_at: Timestamp,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    if batch.software.is_some()
+        && let Some(row) = snapshot_row(conn, client, Class::Sw)?
+    {
+        let removed = decode_ids(&row.items)?;
+        let change = crate::software::change(client, Some(row.version), None, removed, Vec::new())?;
+        queries::software_changed(conn, batch, change)?;
+    }
+    for sql in lifecycle::sql::RETIRE {
+        conn.prepare_cached(sql)?.execute([client])?;
+    }
+    run(
+        conn,
+        lifecycle::sql::MARK_DELETED,
+        &lifecycle::mark_args(client, deleted_at),
+    )?;
+    if forwarding(conn)? {
+        let empty = crate::codec::encode_ids(&[]);
+        let args = lifecycle::tombstone_args(client, deleted_at, now, &empty);
+        run(conn, lifecycle::sql::TOMBSTONE, &args)?;
+    }
+    Ok(())
+}
+
+/// Deletes this site's live client `name` at `now`.
+pub(super) fn delete_own(
+    conn: &Connection,
+    batch: &mut Batch<'_>,
+    name: &ClientName,
+    now: Timestamp,
+) -> Result<Deleted, StoreError> {
+    let site = batch.shared.site.code.clone();
+    let found: Option<(i64, Vec<u8>)> = conn
+        .prepare_cached(lifecycle::sql::LIVE_BY_NAME)?
+        .query_row(params![site.as_str(), name.as_str()], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    let Some((client, uuid)) = found else {
+        return Err(lifecycle::unknown(name));
+    };
+    retire(conn, batch, client, now, now)?;
+    Ok(Deleted {
+        client: name.clone(),
+        id: Uuid::from_slice(&uuid).map_err(|_| rows::corrupt("client id"))?,
+        site,
+        deleted_at: now,
+    })
+}
+
+/// Applies a tombstone forwarded by `via` (`meta` describes it): the client is forgotten here
+/// as at its owner, and the tombstone goes on up when this site forwards. The owner must be
+/// reached through `via` (as for any forwarded change); a client this site never held, or
+/// holds deleted already, changes nothing.
+pub(super) fn apply_tombstone(
+    conn: &Connection,
+    batch: &mut Batch<'_>,
+    via: &SiteCode,
+    meta: &ForwardMeta,
+    deleted_at: Timestamp,
+    now: Timestamp,
+) -> Result<ForwardOutcome, StoreError> {
+    let own = batch.shared.site.code.clone();
+    let (reached, _) = tree_of(conn, meta.client.site.as_str())?;
+    let known: Option<(i64, String, Option<i64>)> = conn
+        .prepare_cached(lifecycle::sql::BY_ID)?
+        .query_row([Arg::Uuid(meta.client.id)], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .optional()?;
+    let held_by = known.as_ref().map(|(_, site, _)| site.as_str());
+    if let Some(refused) = core::refusal(&own, via, meta, reached.as_deref(), held_by) {
+        return Ok(refused);
+    }
+    match known {
+        Some((client, _, None)) => {
+            retire(conn, batch, client, deleted_at, now)?;
+            core::log_forgotten(meta);
+            Ok(ForwardOutcome::Applied { seq: meta.seq })
+        }
+        Some((_, _, Some(_))) => Ok(ForwardOutcome::Duplicate { seq: meta.seq }),
+        None => Ok(ForwardOutcome::Applied { seq: meta.seq }),
+    }
 }

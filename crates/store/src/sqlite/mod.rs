@@ -690,6 +690,30 @@ impl SqliteStore {
             .await
     }
 
+    /// Deletes this site's live client `name` (`crate::lifecycle`), in one writer job.
+    pub async fn delete_client(
+        &self,
+        name: ClientName,
+        now: Timestamp,
+    ) -> Result<invsync_proto::wire::Deleted, StoreError> {
+        self.write(move |conn, batch| hierarchy::delete_own(conn, batch, &name, now))
+            .await
+    }
+
+    /// Applies a tombstone a child forwarded (`crate::lifecycle`).
+    pub async fn apply_tombstone(
+        &self,
+        via: SiteCode,
+        meta: core::ForwardMeta,
+        deleted_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<ForwardOutcome, StoreError> {
+        self.write(move |conn, batch| {
+            hierarchy::apply_tombstone(conn, batch, &via, &meta, deleted_at, now)
+        })
+        .await
+    }
+
     pub async fn outbox_resync(&self, client: Uuid, class: Class) -> Result<(), StoreError> {
         let queued = self.write(move |conn, _| hierarchy::outbox_resync(conn, client, class));
         core::log_resync(client, class, queued.await?)

@@ -12,7 +12,7 @@ use invsync_proto::inventory::item_digest;
 use invsync_proto::wire::{PackagePage, PackageQuery, ReportAck, SoftwarePage, SoftwareQuery};
 use invsync_proto::{Class, ClientName, Items, SiteCode, Timestamp};
 use rusqlite::types::{Null, ToSqlOutput, Value};
-use rusqlite::{Connection, Params, Row, params};
+use rusqlite::{Connection, OptionalExtension, Params, Row, params};
 use rusqlite::{ToSql, params_from_iter};
 use uuid::Uuid;
 
@@ -373,6 +373,19 @@ pub(super) fn apply_report(
     {
         return Ok(row.duplicate());
     }
+    // No snapshot: a first report, or a client deleted since the report was planned (its
+    // snapshots went with it), which must not get one back. Only this rare case pays the read.
+    if row.is_none() {
+        let deleted: Option<bool> = conn
+            .prepare_cached(crate::lifecycle::sql::IS_DELETED)?
+            .query_row([client], |r| r.get(0))
+            .optional()?;
+        if deleted != Some(false) {
+            return Err(StoreError::UnknownClient {
+                name: format!("client row {client}"),
+            });
+        }
+    }
     let change = match replan_if_moved(conn, batch, input, row.as_ref(), planned)? {
         Outcome::Resync(reason) => return Ok(ReportAck::ResyncRequired { reason }),
         Outcome::Write(change) => change,
@@ -488,7 +501,7 @@ pub(super) fn software(
     }
     let mut collect = holders.collector();
     let mut st = tx
-        .prepare_cached("SELECT id, name, uuid, site_code FROM clients ORDER BY name, site_code")?;
+        .prepare_cached("SELECT id, name, uuid, site_code FROM clients WHERE deleted_at IS NULL ORDER BY name, site_code")?;
     let mut found = st.query([])?;
     while let Some(r) = found.next()? {
         if !collect.offer(r.int(0)?, &rows::list_owner(r, 1)?) {

@@ -17,7 +17,7 @@ use crate::error::StoreError;
 use crate::exec;
 
 /// The schema version this program writes; `migrate` brings older files up to it.
-pub(super) const SCHEMA_VERSION: i64 = 8;
+pub(super) const SCHEMA_VERSION: i64 = 9;
 
 /// How long a connection waits for another connection's lock (another process's writer, or a
 /// checkpoint) before giving up.
@@ -26,6 +26,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
 /// `MIGRATIONS[v]` turns schema version `v` into `v + 1`. Version 0 is an empty file.
 const MIGRATIONS: &[&str] = &[
     SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7, SCHEMA_V8,
+    SCHEMA_V9,
 ];
 
 const SCHEMA_V1: &str = r#"
@@ -308,6 +309,26 @@ ALTER TABLE requests ADD COLUMN hops TEXT;
 ALTER TABLE requests ADD COLUMN hops_top INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE requests ADD COLUMN hops_pending INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX requests_hops_pending ON requests (id) WHERE hops_pending;
+"#;
+
+/// Version 9: the client lifecycle (issue 20: delete, stale, retention). A deleted client keeps
+/// its row (and its history, for the retention period) as a tombstone; its snapshots and
+/// requests go. The retention pruner finds old history by time.
+const SCHEMA_V9: &str = r#"
+-- `deleted_at`: when the client was deleted (`invsite delete`, or by a site below it); NULL while
+-- it lives. A deleted client's `name` becomes '<NAME>~<row id>' (no client name holds a '~'), so
+-- the name is free for a new enrollment while `invsite history NAME --deleted` still finds it,
+-- and its key hash becomes zeros. Adding a nullable column rewrites no row.
+ALTER TABLE clients ADD COLUMN deleted_at INTEGER;
+-- The deleted clients the pruner removes once their history is past the retention period.
+CREATE INDEX clients_deleted ON clients (deleted_at) WHERE deleted_at IS NOT NULL;
+-- `deleted_at` of an outbox entry: a tombstone (the client was deleted at that time), which tells
+-- the sites above to forget the client; its snapshot columns are placeholders.
+ALTER TABLE outbox ADD COLUMN deleted_at INTEGER;
+-- The retention pruner deletes the oldest history in small batches, found by time.
+CREATE INDEX history_at ON history (at);
+-- The retention pruner deletes requests completed (or cancelled, or expired) long ago.
+CREATE INDEX requests_done ON requests (completed_at) WHERE completed_at IS NOT NULL;
 "#;
 
 /// Creates a new database file at `path` with the current schema and the site's metadata,

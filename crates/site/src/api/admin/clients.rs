@@ -1,5 +1,6 @@
-//! `GET /api/v1/clients?search=&site=&sort=&desc=&limit=&offset=`: one page of the clients this
-//! site holds (its own and those of the sites below it) and how many match in all. Sorted by
+//! `GET /api/v1/clients?search=&site=&stale=&sort=&desc=&limit=&offset=`: one page of the clients
+//! this site holds (its own and those of the sites below it) and how many match in all;
+//! `stale=true` keeps only the clients not seen for longer than `--stale-after`, `false` the others. Sorted by
 //! name unless `sort` says `last_seen`, `hw_updated` or `sw_updated`; `limit` is 1 to 1000
 //! (100 when absent). The command-line tools page through it.
 
@@ -49,6 +50,9 @@ pub struct Params {
     pub search: Option<String>,
     /// Only clients owned by this site (a three-character site code).
     pub site: Option<invsync_proto::SiteCode>,
+    /// `true`: only stale clients (not seen for longer than `invsite config --stale-after`);
+    /// `false`: only the others.
+    pub stale: Option<bool>,
     /// `name` (default), `last_seen`, `hw_updated` or `sw_updated`.
     pub sort: Option<ClientSort>,
     /// Sort descending.
@@ -64,6 +68,7 @@ impl Params {
         ClientQuery {
             search: self.search,
             site: self.site,
+            stale: self.stale,
             sort: self.sort.unwrap_or_default(),
             descending: self.desc.unwrap_or(false),
             limit: self.limit.unwrap_or(DEFAULT_PAGE_LIMIT),

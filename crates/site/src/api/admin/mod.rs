@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod client;
+pub mod client_delete;
 pub mod clients;
 pub mod events;
 pub mod history;

@@ -63,12 +63,41 @@ pub async fn apply(
             other => other?,
         }
     }
-    // One call for the whole batch shares group commits; a failure part-way is safe because
-    // the child resends and applied entries then count as duplicates.
-    let outcomes = state
-        .store
-        .apply_incoming_forwarded_batch(&child.code, batch.entries, now)
-        .await?;
+    // One call for each run of changes shares group commits; a failure part-way is safe
+    // because the child resends and applied entries then count as duplicates. A tombstone (a
+    // client deleted at its owner) is applied on its own, in its place in the order, so the
+    // changes before it are stored before the client is forgotten.
+    let mut outcomes = Vec::with_capacity(batch.entries.len());
+    let mut changes = Vec::new();
+    for entry in batch.entries {
+        if entry.deleted.is_none() {
+            changes.push(entry);
+            continue;
+        }
+        if !changes.is_empty() {
+            let run = std::mem::take(&mut changes);
+            outcomes.extend(
+                state
+                    .store
+                    .apply_incoming_forwarded_batch(&child.code, run, now)
+                    .await?,
+            );
+        }
+        outcomes.push(
+            state
+                .store
+                .apply_tombstone(&child.code, &entry, now)
+                .await?,
+        );
+    }
+    if !changes.is_empty() {
+        outcomes.extend(
+            state
+                .store
+                .apply_incoming_forwarded_batch(&child.code, changes, now)
+                .await?,
+        );
+    }
     let applied = outcomes
         .iter()
         .filter(|o| matches!(o, ForwardOutcome::Applied { .. }))
