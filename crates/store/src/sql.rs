@@ -85,15 +85,17 @@ pub(crate) const CLIENT_ROW_BY_NAME: &str =
 pub(crate) const NAME_HOLDER: &str = "SELECT id, uuid, machine_id, CAST(transport AS bigint),
             dmi_serial, dmi_uuid
      FROM clients WHERE site_code = $1 AND name = $2";
-/// The newest client of a site with this machine id, other than imported records (which
-/// [`IMPORTED_BY_MACHINE`] finds): row, client id, name, machine id.
+/// The newest live client of a site with this machine id, other than imported records (which
+/// [`IMPORTED_BY_MACHINE`] finds): row, client id, name, machine id. A deleted client is never
+/// taken over: its machine enrolling again is a new client.
 pub(crate) const CLIENT_BY_MACHINE: &str = "SELECT id, uuid, name, machine_id FROM clients
-     WHERE site_code = $1 AND machine_id = $2 AND transport <> 2 ORDER BY id DESC LIMIT 1";
+     WHERE site_code = $1 AND machine_id = $2 AND transport <> 2 AND deleted_at IS NULL
+     ORDER BY id DESC LIMIT 1";
 /// The newest client of a site that enrolled with this DMI serial and product UUID (the partial
 /// index `clients_hardware` answers it): row, client id, name, machine id.
 pub(crate) const CLIENT_BY_HARDWARE: &str = "SELECT id, uuid, name, machine_id FROM clients
      WHERE site_code = $1 AND dmi_serial IS NOT NULL AND dmi_serial = $2 AND dmi_uuid = $3
-       AND transport <> 2
+       AND transport <> 2 AND deleted_at IS NULL
      ORDER BY id DESC LIMIT 1";
 /// An existing client's record taken over by an enrollment: the new name, key and machine id;
 /// an imported record becomes a client enrolled over HTTP, any other keeps its transport.

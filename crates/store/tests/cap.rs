@@ -776,36 +776,11 @@ async fn a_database_of_the_previous_schema_version_opens_and_its_clients_read_as
         let b = f.backend.clone();
         enroll(&f.store, "web1").await;
         // What the version before the file-share CAP (SQLite 5, PostgreSQL 2) had: no
-        // transport, no index, and nothing of the later versions (roles and audit, SQLite 7 and
-        // PostgreSQL 4; duplicates and agent versions, 8 and 5; the lifecycle, 9 and 6).
-        let later = "DROP INDEX clients_deleted; DROP INDEX history_at; DROP INDEX requests_done;
-             ALTER TABLE clients DROP COLUMN deleted_at; ALTER TABLE outbox DROP COLUMN deleted_at;
-             DROP TABLE client_merges;
-             DROP INDEX requests_hops_pending;
-             ALTER TABLE requests DROP COLUMN hops_pending;
-             ALTER TABLE requests DROP COLUMN hops_top;
-             ALTER TABLE requests DROP COLUMN hops;
-             DROP INDEX clients_hardware;
-             DROP INDEX clients_machine;
-             ALTER TABLE clients DROP COLUMN agent_version;
-             ALTER TABLE clients DROP COLUMN dmi_uuid;
-             ALTER TABLE clients DROP COLUMN dmi_serial;
-             DROP TABLE audit; DROP TABLE users;";
+        // transport, no index, and nothing of the later versions.
+        let (lite, pg) = back_to(5, 2);
+        let undo_cap = "DROP INDEX clients_offline; ALTER TABLE clients DROP COLUMN transport;";
         let f = f
-            .reopen_after(
-                &format!(
-                    "{later}
-                     DROP INDEX clients_offline;
-                     ALTER TABLE clients DROP COLUMN transport;
-                     UPDATE meta SET value = '5' WHERE key = 'schema_version';"
-                ),
-                &format!(
-                    "{later} DROP FUNCTION audit_append_only();
-                     DROP INDEX clients_offline;
-                     ALTER TABLE clients DROP COLUMN transport;
-                     UPDATE meta SET value = '2' WHERE key = 'schema_version';"
-                ),
-            )
+            .reopen_after(&format!("{undo_cap} {lite}"), &format!("{undo_cap} {pg}"))
             .await;
         let s = &f.store;
         assert_eq!(

@@ -246,26 +246,10 @@ async fn a_database_of_the_previous_schema_version_gains_merges_and_agent_versio
     for f in stores().await {
         let b = f.backend.clone();
         enroll(&f.store, "web1").await;
-        // What the previous version (SQLite 7, PostgreSQL 4) had: none of versions 8's and 9's columns,
-        // indexes or table.
-        let undo = "DROP INDEX clients_deleted; DROP INDEX history_at; DROP INDEX requests_done;
-                 ALTER TABLE clients DROP COLUMN deleted_at; ALTER TABLE outbox DROP COLUMN deleted_at;
-                 DROP TABLE client_merges;
-                 DROP INDEX requests_hops_pending;
-                 ALTER TABLE requests DROP COLUMN hops_pending;
-                 ALTER TABLE requests DROP COLUMN hops_top;
-                 ALTER TABLE requests DROP COLUMN hops;
-                 DROP INDEX clients_hardware;
-                 DROP INDEX clients_machine;
-                 ALTER TABLE clients DROP COLUMN agent_version;
-                 ALTER TABLE clients DROP COLUMN dmi_uuid;
-                 ALTER TABLE clients DROP COLUMN dmi_serial;";
-        let f = f
-            .reopen_after(
-                &format!("{undo} UPDATE meta SET value = '7' WHERE key = 'schema_version';"),
-                &format!("{undo} UPDATE meta SET value = '4' WHERE key = 'schema_version';"),
-            )
-            .await;
+        // What the previous version (SQLite 7, PostgreSQL 4) had: none of version 8's
+        // columns, indexes or table (nor version 9's).
+        let (lite, pg) = back_to(7, 4);
+        let f = f.reopen_after(&lite, &pg).await;
         let s = &f.store;
         let old = &s.clients().await.unwrap()[0];
         assert_eq!(old.agent_version, None, "{b}");
@@ -277,5 +261,30 @@ async fn a_database_of_the_previous_schema_version_gains_merges_and_agent_versio
         let view = s.client_view(&name("web1-new")).await.unwrap().unwrap();
         assert_eq!(view.former_names, vec![name("web1")], "{b}");
         assert_eq!(view.agent_version.as_deref(), Some("0.1.0"), "{b}");
+    }
+}
+
+// Regression: a deleted client's row stays (for its history) with its machine id and DMI
+// identity; the machine enrolling again took that deleted record over, and its next cycle was
+// refused as an unknown client.
+on_each_backend!(
+    #[tokio::test]
+    a_deleted_client_is_never_taken_over
+);
+async fn a_deleted_client_is_never_taken_over() {
+    for f in stores().await {
+        let (s, b) = (&f.store, &f.backend);
+        let hw = Some(("SER-1", "UUID-1"));
+        let old = s.enroll(&enrollment("pc1", "m-1", hw)).await.unwrap();
+        s.delete_client(&name("pc1"), Timestamp(6_000))
+            .await
+            .unwrap();
+        for (raw, machine) in [("pc1", "m-1"), ("pc2", "m-2")] {
+            let again = s.enroll(&enrollment(raw, machine, hw)).await.unwrap();
+            assert_ne!(again.client_id, old.client_id, "{b}: {raw}");
+            assert!(again.merged.is_none(), "{b}: {raw}");
+            s.delete_client(&name(raw), Timestamp(7_000)).await.unwrap();
+        }
+        assert_eq!(client_count(s).await, 0, "{b}");
     }
 }

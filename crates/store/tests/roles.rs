@@ -276,39 +276,9 @@ async fn a_database_of_the_previous_schema_version_gains_users_and_the_audit() {
     for f in stores().await {
         let be = f.backend.clone();
         enroll(&f.store, "web1").await;
-        // What version 6 (PostgreSQL 3) had: no users, no audit, and none of versions 8's and 9's columns.
-        let f = f
-            .reopen_after(
-                "DROP TABLE audit; DROP TABLE users;
-                 DROP INDEX clients_deleted; DROP INDEX history_at; DROP INDEX requests_done;
-                 ALTER TABLE clients DROP COLUMN deleted_at; ALTER TABLE outbox DROP COLUMN deleted_at;
-                 DROP TABLE client_merges;
-                 DROP INDEX requests_hops_pending;
-                 ALTER TABLE requests DROP COLUMN hops_pending;
-                 ALTER TABLE requests DROP COLUMN hops_top;
-                 ALTER TABLE requests DROP COLUMN hops;
-                 DROP INDEX clients_hardware;
-                 DROP INDEX clients_machine;
-                 ALTER TABLE clients DROP COLUMN agent_version;
-                 ALTER TABLE clients DROP COLUMN dmi_uuid;
-                 ALTER TABLE clients DROP COLUMN dmi_serial;
-                 UPDATE meta SET value = '6' WHERE key = 'schema_version';",
-                "DROP TABLE audit; DROP TABLE users; DROP FUNCTION audit_append_only();
-                 DROP INDEX clients_deleted; DROP INDEX history_at; DROP INDEX requests_done;
-                 ALTER TABLE clients DROP COLUMN deleted_at; ALTER TABLE outbox DROP COLUMN deleted_at;
-                 DROP TABLE client_merges;
-                 DROP INDEX requests_hops_pending;
-                 ALTER TABLE requests DROP COLUMN hops_pending;
-                 ALTER TABLE requests DROP COLUMN hops_top;
-                 ALTER TABLE requests DROP COLUMN hops;
-                 DROP INDEX clients_hardware;
-                 DROP INDEX clients_machine;
-                 ALTER TABLE clients DROP COLUMN agent_version;
-                 ALTER TABLE clients DROP COLUMN dmi_uuid;
-                 ALTER TABLE clients DROP COLUMN dmi_serial;
-                 UPDATE meta SET value = '3' WHERE key = 'schema_version';",
-            )
-            .await;
+        // What version 6 (PostgreSQL 3) had: no users, no audit, nothing of the later steps.
+        let (lite, pg) = back_to(6, 3);
+        let f = f.reopen_after(&lite, &pg).await;
         let s = &f.store;
         assert_eq!(s.clients().await.unwrap().len(), 1, "{be}");
         s.add_user(&new_user("alice", Role::Admin, 1, 10, None))

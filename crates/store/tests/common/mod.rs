@@ -35,6 +35,52 @@ enum Location {
     Postgres(String),
 }
 
+/// What the newer schema steps added, as statements that take it out again, so that a
+/// migration test rebuilds an older database from a current one (newest step first; both
+/// dialects read them): the lifecycle (SQLite 9, PostgreSQL 6), duplicates and agent versions
+/// (8, 5), then roles and the audit (7, 4; PostgreSQL also has the trigger's function).
+pub const UNDO_LIFECYCLE: &str = "DROP INDEX clients_deleted; DROP INDEX history_at;
+     DROP INDEX requests_done;
+     ALTER TABLE clients DROP COLUMN deleted_at; ALTER TABLE outbox DROP COLUMN deleted_at;";
+pub const UNDO_MERGES: &str = "DROP TABLE client_merges;
+     DROP INDEX requests_hops_pending;
+     ALTER TABLE requests DROP COLUMN hops_pending;
+     ALTER TABLE requests DROP COLUMN hops_top;
+     ALTER TABLE requests DROP COLUMN hops;
+     DROP INDEX clients_hardware;
+     DROP INDEX clients_machine;
+     ALTER TABLE clients DROP COLUMN agent_version;
+     ALTER TABLE clients DROP COLUMN dmi_uuid;
+     ALTER TABLE clients DROP COLUMN dmi_serial;";
+pub const UNDO_ROLES_SQLITE: &str = "DROP TABLE audit; DROP TABLE users;";
+pub const UNDO_ROLES_POSTGRES: &str =
+    "DROP TABLE audit; DROP TABLE users; DROP FUNCTION audit_append_only();";
+
+/// The statements that make a current database one of SQLite version `sqlite` and PostgreSQL
+/// version `postgres`, for [`Fixture::reopen_after`]: they take out the steps above 6 (and 3)
+/// listed here; a test going further back first takes out the older steps it knows of.
+pub fn back_to(sqlite: i64, postgres: i64) -> (String, String) {
+    let mut lite = String::new();
+    let mut pg = String::new();
+    for (step, undo_lite, undo_pg) in [
+        (9, UNDO_LIFECYCLE, UNDO_LIFECYCLE),
+        (8, UNDO_MERGES, UNDO_MERGES),
+        (7, UNDO_ROLES_SQLITE, UNDO_ROLES_POSTGRES),
+    ] {
+        if step > sqlite {
+            lite.push_str(undo_lite);
+            pg.push_str(undo_pg);
+        }
+    }
+    assert_eq!(
+        sqlite - postgres,
+        3,
+        "the two dialects' versions differ by 3"
+    );
+    let set = |v: i64| format!(" UPDATE meta SET value = '{v}' WHERE key = 'schema_version';");
+    (lite + &set(sqlite), pg + &set(postgres))
+}
+
 /// The environment variable naming the PostgreSQL database the tests may use.
 pub const POSTGRES_ENV: &str = "INVSYNC_TEST_POSTGRES";
 
