@@ -140,7 +140,7 @@ fn revoked_client(auth: &ClientAuth) -> ApiError {
     let name = &auth.name;
     match auth.deleted_at {
         Some(at) => ApiError::Unauthorized(format!(
-            "client {name} was deleted at this site at {at} (invsite delete): its inventory and              requests are gone; to inventory this machine again, enroll it again"
+            "client {name} was deleted at this site at {at} (invsite delete): its inventory and requests are gone; to inventory this machine again, enroll it again"
         )),
         None => ApiError::Unauthorized(format!(
             "the key of {name} was revoked at this site; enroll again"

@@ -122,7 +122,7 @@ fn deleted(site: &mut SiteAccess, args: &Args, query: &HistoryQuery) -> Result<(
         return Err(invsync_proto::exit::Exit::new(
             invsync_proto::exit::Code::UnknownClient,
             format!(
-                "no deleted client {} at site {} (a deleted client's history is kept for the                  retention period, `invsite config --history-retention`)",
+                "no deleted client {} at site {} (a deleted client's history is kept for the retention period, `invsite config --history-retention`)",
                 args.client,
                 site.code()
             ),
