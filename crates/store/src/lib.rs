@@ -1012,6 +1012,12 @@ impl Store {
         if let Some(problem) = q.problem() {
             return Err(StoreError::Refused(problem));
         }
+        if q.stale.is_some() {
+            // The filter runs in SQL, on the stored last-seen times: the check-ins of the last
+            // second are written first, or a client that just checked in would be listed as
+            // stale while its row (with the time laid over) says it is not.
+            self.flush().await?;
+        }
         let q = q.clone();
         let cutoff = self.expiry_cutoff(Timestamp::now());
         let before = self.stale_cutoff(Timestamp::now());
@@ -1236,6 +1242,9 @@ impl Store {
         now: Timestamp,
         limit: usize,
     ) -> Result<Vec<ClientName>, StoreError> {
+        // On the stored times: the last second's check-ins are written first, so a client
+        // that just checked in is never deleted as unseen.
+        self.flush().await?;
         let before = now
             .0
             .saturating_sub(i64::try_from(older_than.as_millis()).unwrap_or(i64::MAX));

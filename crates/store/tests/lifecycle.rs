@@ -430,3 +430,44 @@ async fn retention_prunes_old_history_in_batches_and_keeps_recent() {
         assert_eq!(s.clients().await.unwrap().len(), 1, "{be}");
     }
 }
+
+// Regression (found by the console's browser test): the stale filter ran in SQL on the stored
+// last-seen times, while a check-in of the last second was still only in memory, so a client
+// that had just checked in was listed as stale (and its row, with the time laid over, not).
+on_each_backend!(
+    #[tokio::test]
+    a_client_that_just_checked_in_is_not_filtered_as_stale
+);
+async fn a_client_that_just_checked_in_is_not_filtered_as_stale() {
+    for f in stores().await {
+        let (s, be) = (&f.store, &f.backend);
+        let now = Timestamp::now();
+        let old = enroll(s, "old1").await;
+        let new = enroll(s, "new1").await;
+        s.checkin(old, Timestamp(now.0 - 40 * 86_400_000))
+            .await
+            .unwrap();
+        s.checkin(new, Timestamp(now.0 - 40 * 86_400_000))
+            .await
+            .unwrap();
+        s.flush().await.unwrap();
+        s.set_stale_after(std::time::Duration::from_secs(30 * 86_400));
+        // NEW1 checks in now: no flush before the list.
+        s.checkin(new, now).await.unwrap();
+        let page = s
+            .clients_page(&ClientQuery {
+                stale: Some(true),
+                ..ClientQuery::default()
+            })
+            .await
+            .unwrap();
+        let names: Vec<String> = page.clients.iter().map(|c| c.name.to_string()).collect();
+        assert_eq!(names, ["OLD1"], "{be}");
+        assert_eq!(page.total, 1, "{be}");
+        let unseen = s
+            .stale_clients(std::time::Duration::from_secs(30 * 86_400), now, 10)
+            .await
+            .unwrap();
+        assert_eq!(unseen, [name("old1")], "{be}");
+    }
+}

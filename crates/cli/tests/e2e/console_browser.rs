@@ -370,3 +370,66 @@ fn browser_admin_adds_a_user_who_sees_its_role_and_the_audit() {
     drop(admin);
     site.stop();
 }
+
+#[test]
+fn browser_filters_stale_clients_and_deletes_one_after_confirming() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut site = Site::init(tmp.path(), "S01");
+    let dir = site.data_dir().to_string();
+    crate::common::run_ok(
+        "invsite",
+        &["config", "--stale-after", "10s", "--data-dir", &dir],
+    );
+    site.start();
+    let quiet = Agent::enroll(tmp.path(), &site, "debian", "web1");
+    quiet.cycle();
+    let busy = Agent::enroll(tmp.path(), &site, "debian", "web2");
+    busy.cycle();
+
+    let b = Browser::start();
+    b.go(&format!("{}/console/", site.url));
+    b.type_into("#token", &site.admin_token());
+    b.click("#login");
+    b.wait_for("Clients held", false, 15);
+    // WEB1 says nothing for longer than --stale-after; WEB2 checks in just before the list
+    // (the window is wide enough for a loaded machine to show the list within it).
+    std::thread::sleep(Duration::from_millis(10_500));
+    busy.cycle();
+
+    // The "Stale only" box lists WEB1 alone, marked stale.
+    b.go(&format!("{}/console/clients", site.url));
+    b.wait_for("2 clients", false, 15);
+    b.click("#stale");
+    b.click("#search-button");
+    b.wait_for("1 clients", false, 15);
+    let list = b.source();
+    assert!(list.contains("WEB1") && !list.contains("WEB2"), "{list}");
+    assert!(
+        list.contains(r#"<span class="stale">stale</span>"#),
+        "{list}"
+    );
+
+    // The client page's Delete… asks first; only the confirmation deletes.
+    b.go(&format!("{}/console/clients/WEB1", site.url));
+    b.click("#delete");
+    b.wait_for("Delete WEB1", false, 15);
+    assert_eq!(
+        site.show("WEB1")["name"],
+        "WEB1",
+        "not deleted before confirming"
+    );
+    b.click("#confirm-delete");
+    b.wait_for("Deleted WEB1", false, 15);
+    let clients =
+        crate::common::run_ok_stdout("invsite", &["clients", "--json", "--data-dir", &dir]);
+    let clients: Value = serde_json::from_str(&clients).unwrap();
+    let names: Vec<&str> = clients
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["WEB2"]);
+    drop(b);
+    site.stop();
+}
