@@ -61,8 +61,14 @@ cat <&3 >/dev/null &
 echo "site at $URL" >&2
 
 SECRET="$("$BIN/invsite" enroll-secret --data-dir "$SITE")"
+N=0
 for NAME in web1 web2 db1; do
     cp -r tests/fixtures/debian "$WORK/root-$NAME"
+    # Three machines, not one renamed twice: copies of one fixture share its machine id and
+    # DMI serial, and a site takes a known machine's record over (--merge-duplicates).
+    N=$((N + 1))
+    printf '%032x\n' "$N" > "$WORK/root-$NAME/etc/machine-id"
+    printf 'SCHEMA-%s\n' "$N" > "$WORK/root-$NAME/sys/class/dmi/id/product_serial"
     "$BIN/invagent" enroll --data-dir "$WORK/agent-$NAME" --site "$URL" --secret "$SECRET" \
         --name "$NAME" --root "$WORK/root-$NAME" >/dev/null
     "$BIN/invagent" cycle --data-dir "$WORK/agent-$NAME" --root "$WORK/root-$NAME" >/dev/null
