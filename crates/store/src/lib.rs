@@ -247,7 +247,7 @@ pub struct Store {
     health: Arc<health::WriteHealth>,
     /// How long a request waits to be picked up before it expires, in milliseconds
     /// ([`Store::set_request_expiry`]); none (`i64::MAX`) until it is set.
-    request_expiry_ms: Arc<std::sync::atomic::AtomicI64>,
+    request_expiry: Window,
     /// Whether an enrollment of a known machine takes its record over
     /// ([`Store::set_merge_duplicates`]); on until the site says otherwise.
     merge_duplicates: Arc<std::sync::atomic::AtomicBool>,
@@ -258,7 +258,28 @@ pub struct Store {
     agent_versions: Arc<std::sync::Mutex<std::collections::HashMap<Uuid, String>>>,
     /// How long a client may go unseen before it is stale, in milliseconds
     /// ([`Store::set_stale_after`]); [`DEFAULT_STALE_AFTER`] until it is set.
-    stale_after_ms: Arc<std::sync::atomic::AtomicI64>,
+    stale_after: Window,
+}
+
+/// A period the site sets while it runs (`invsite config`), in milliseconds, and the cutoff
+/// time it gives: what happened before `now` minus the period is older than it.
+#[derive(Clone)]
+struct Window(Arc<std::sync::atomic::AtomicI64>);
+
+impl Window {
+    fn new(ms: i64) -> Window {
+        Window(Arc::new(std::sync::atomic::AtomicI64::new(ms)))
+    }
+
+    fn set(&self, period: std::time::Duration) {
+        let ms = i64::try_from(period.as_millis()).unwrap_or(i64::MAX);
+        self.0.store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn cutoff(&self, now: Timestamp) -> i64 {
+        now.0
+            .saturating_sub(self.0.load(std::sync::atomic::Ordering::Relaxed))
+    }
 }
 
 /// How long a client may go unseen before it counts as stale, unless the site says otherwise
@@ -358,13 +379,11 @@ impl Store {
             backend: Arc::new(backend),
             health: Arc::default(),
             // No expiry until the site sets its own (`set_request_expiry`).
-            request_expiry_ms: Arc::new(std::sync::atomic::AtomicI64::new(i64::MAX)),
+            request_expiry: Window::new(i64::MAX),
             merge_duplicates: Arc::new(std::sync::atomic::AtomicBool::new(true)),
             min_agent_version: Arc::default(),
             agent_versions: Arc::default(),
-            stale_after_ms: Arc::new(std::sync::atomic::AtomicI64::new(
-                DEFAULT_STALE_AFTER.as_millis() as i64,
-            )),
+            stale_after: Window::new(DEFAULT_STALE_AFTER.as_millis() as i64),
         }
     }
 
@@ -1090,17 +1109,12 @@ impl Store {
     /// Sets how long a request may wait to be picked up (`invsite config --request-expiry`);
     /// one not picked up in that time reads as `expired` and is no longer handed to its agent.
     pub fn set_request_expiry(&self, expiry: std::time::Duration) {
-        let ms = i64::try_from(expiry.as_millis()).unwrap_or(i64::MAX);
-        self.request_expiry_ms
-            .store(ms, std::sync::atomic::Ordering::Relaxed);
+        self.request_expiry.set(expiry);
     }
 
     /// Requests made before this time, and not picked up, have expired at `now`.
     fn expiry_cutoff(&self, now: Timestamp) -> i64 {
-        let ms = self
-            .request_expiry_ms
-            .load(std::sync::atomic::Ordering::Relaxed);
-        now.0.saturating_sub(ms)
+        self.request_expiry.cutoff(now)
     }
 
     /// Cancels a resync request that is still pending, so its agent never receives it. Cancelling
@@ -1172,17 +1186,12 @@ impl Store {
 
     /// Sets how long a client may go unseen before it is stale (`invsite config --stale-after`).
     pub fn set_stale_after(&self, after: std::time::Duration) {
-        let ms = i64::try_from(after.as_millis()).unwrap_or(i64::MAX);
-        self.stale_after_ms
-            .store(ms, std::sync::atomic::Ordering::Relaxed);
+        self.stale_after.set(after);
     }
 
     /// Clients last seen (or, never seen, enrolled) before this time are stale at `now`.
     fn stale_cutoff(&self, now: Timestamp) -> i64 {
-        let ms = self
-            .stale_after_ms
-            .load(std::sync::atomic::Ordering::Relaxed);
-        now.0.saturating_sub(ms)
+        self.stale_after.cutoff(now)
     }
 
     /// Deletes this site's client `name` at `now`, in one transaction: its key is revoked, its
