@@ -9,7 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::http::header::LOCATION;
 use axum::response::{IntoResponse, Response};
-use invsync_proto::wire::{AuditAction, Role};
+use invsync_proto::wire::Role;
 use invsync_proto::{SiteCode, Timestamp};
 use serde::Deserialize;
 
@@ -19,7 +19,6 @@ use super::session::Flash;
 use crate::api::admin::client_name;
 use crate::api::error::ApiError;
 use crate::api::throttle::Peer;
-use crate::audit;
 use crate::state::AppState;
 
 #[derive(Deserialize)]
@@ -53,22 +52,7 @@ pub async fn apply(
         .await
         .map_err(ApiError::from);
     if let Ok(c) = &result {
-        let already = if c.already_cancelled {
-            " (already cancelled)"
-        } else {
-            ""
-        };
-        audit::record(
-            &state.store,
-            &actor,
-            AuditAction::Cancel,
-            Some(id.to_string()),
-            Some(format!(
-                "{} request of {}{already}",
-                c.request.class, c.client
-            )),
-        )
-        .await;
+        crate::api::admin::request_cancel::record(&state, &actor, id, c).await;
     }
     let flash = match result {
         Ok(c) if c.already_cancelled => Flash {

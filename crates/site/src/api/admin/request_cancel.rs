@@ -11,7 +11,7 @@ use invsync_proto::wire::{AuditAction, Cancelled, ErrorBody};
 
 use crate::api::auth::Operator;
 use crate::api::error::ApiError;
-use crate::audit;
+use crate::audit::{self, Actor};
 use crate::state::AppState;
 
 #[utoipa::path(
@@ -44,23 +44,26 @@ pub async fn apply(
         )));
     }
     let cancelled = state.store.cancel_request(id, Timestamp::now()).await?;
-    let details = match cancelled.already_cancelled {
-        true => format!(
-            "{} request of {} (already cancelled)",
-            cancelled.request.class, cancelled.client
-        ),
-        false => format!(
-            "{} request of {}",
-            cancelled.request.class, cancelled.client
-        ),
+    record(&state, &actor, id, &cancelled).await;
+    Ok(Json(cancelled))
+}
+
+/// Records a cancel in the audit: the API's and the console's, so both say the same.
+pub async fn record(state: &AppState, actor: &Actor, id: i64, cancelled: &Cancelled) {
+    let already = if cancelled.already_cancelled {
+        " (already cancelled)"
+    } else {
+        ""
     };
     audit::record(
         &state.store,
-        &actor,
+        actor,
         AuditAction::Cancel,
         Some(id.to_string()),
-        Some(details),
+        Some(format!(
+            "{} request of {}{already}",
+            cancelled.request.class, cancelled.client
+        )),
     )
     .await;
-    Ok(Json(cancelled))
 }
