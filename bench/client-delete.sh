@@ -7,7 +7,10 @@
 #   delete    the DL fleet deleted through the admin API (C requests in flight), while the LV
 #             fleet sends deltas for as long again
 # and prints a Markdown table: the deletions per second and their latency, and the delta
-# throughput and latency without and with the deletions.
+# throughput and latency without and with the deletions, each phase with the CPU seconds the
+# site, the load generator and the deleting client used (from /proc and /usr/bin/time), so that
+# a lower delta rate can be told apart: the site's cost of the deletions, or the deleting
+# client's and load generator's share of the same two cores.
 #
 # Usage: bench/client-delete.sh [--db sqlite|postgres] [--delete N] [--live M] [--packages P]
 #          [--seconds S] [--concurrency C] [--work DIR] [--keep] [--bin-dir DIR]
@@ -71,6 +74,9 @@ for _ in $(seq 1 100); do [ -s "$WORK/serve.out" ] && break; sleep 0.1; done
 URL="$(head -1 "$WORK/serve.out" | awk '{print $NF}')"
 case "$URL" in http://127.0.0.1:*) ;; *) echo "invsite serve did not start: $(cat "$WORK/serve.log")" >&2; exit 1 ;; esac
 
+site_cpu() { # the site's user + system CPU seconds so far
+  awk -v t="$(getconf CLK_TCK)" '{print ($14 + $15) / t}' "/proc/$SERVER_PID/stat"
+}
 lg() { # lg MODE FLEET ARGS...
   local mode="$1" fleet="$2"; shift 2
   "$BIN/invsync-loadgen" "$mode" --site "$URL" --site-dir "$SITE" \
@@ -83,12 +89,19 @@ lg full del --rounds 1 > /dev/null
 lg full live --rounds 1 > /dev/null
 
 echo "== baseline: deltas alone for ${SECONDS_EACH}s" >&2
-lg delta live --duration "${SECONDS_EACH}s" --prebuild $((LIVE * 20)) > "$WORK/baseline.json"
+CPU0="$(site_cpu)"
+/usr/bin/time -f "%U %S" -o "$WORK/baseline.lgcpu" \
+  "$BIN/invsync-loadgen" delta --site "$URL" --site-dir "$SITE" --agents-file "$WORK/live.txt" \
+  --concurrency 64 --json --duration "${SECONDS_EACH}s" --prebuild $((LIVE * 20)) > "$WORK/baseline.json"
+CPU1="$(site_cpu)"
 
 echo "== deleting $DELETE_N clients while deltas go on" >&2
-lg delta live --duration "${SECONDS_EACH}s" --prebuild $((LIVE * 20)) > "$WORK/during.json" &
+/usr/bin/time -f "%U %S" -o "$WORK/during.lgcpu" \
+  "$BIN/invsync-loadgen" delta --site "$URL" --site-dir "$SITE" --agents-file "$WORK/live.txt" \
+  --concurrency 64 --json --duration "${SECONDS_EACH}s" --prebuild $((LIVE * 20)) > "$WORK/during.json" &
 DELTAS=$!
-python3 - "$URL" "$(cat "$SITE/admin.token")" "$DELETE_N" "$CONCURRENCY" > "$WORK/delete.json" <<'PY'
+CPU2="$(site_cpu)"
+/usr/bin/time -f "%U %S" -o "$WORK/delete.cpu" python3 - "$URL" "$(cat "$SITE/admin.token")" "$DELETE_N" "$CONCURRENCY" > "$WORK/delete.json" <<'PY'
 import concurrent.futures, json, sys, time, urllib.request
 url, token, n, conc = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 def delete(i):
@@ -111,7 +124,10 @@ print(json.dumps({"deleted": sum(ok for ok, _ in results), "errors": sum(not ok 
                   "seconds": took, "per_second": n / took, "p50_ms": pick(50), "p99_ms": pick(99),
                   "max_ms": lat[-1] * 1000}))
 PY
+CPU3="$(site_cpu)"
 wait "$DELTAS"
+CPU4="$(site_cpu)"
+printf '%s %s %s %s %s\n' "$CPU0" "$CPU1" "$CPU2" "$CPU3" "$CPU4" > "$WORK/site.cpu"
 REMAINING="$("$BIN/invsite" clients --data-dir "$SITE" --json | python3 -c 'import json,sys; print(sum(c["name"].startswith("DL") for c in json.load(sys.stdin)))')"
 
 python3 - "$WORK" "$DB" "$REMAINING" <<'PY'
@@ -130,6 +146,19 @@ for label, name in [("alone", "baseline"), ("while deleting", "during")]:
     lat = r.get("latency") or {}
     print(f"| {label} | {r['requests']:,} | {r['errors']['total']} | {r['per_second']:,.0f} | "
           f"{lat.get('p50_ms', 0):.1f} | {lat.get('p99_ms', 0):.1f} | {lat.get('max_ms', 0):.1f} |")
+cpu = lambda name: sum(map(float, open(f"{work}/{name}").read().split()))
+c0, c1, c2, c3, c4 = map(float, open(f"{work}/site.cpu").read().split())
+base, during = json.load(open(f"{work}/baseline.json")), json.load(open(f"{work}/during.json"))
+print()
+print(f"| CPU seconds ({db}) | site | load generator | deleting client |")
+print("|---|---:|---:|---:|")
+print(f"| deltas alone ({base['requests']:,} deltas) | {c1 - c0:.1f} | {cpu('baseline.lgcpu'):.1f} | - |")
+print(f"| while deleting ({d['deleted']:,} deletions, {during['requests']:,} deltas) | "
+      f"{c4 - c2:.1f} (deleting: {c3 - c2:.1f}) | {cpu('during.lgcpu'):.1f} | {cpu('delete.cpu'):.1f} |")
+per_delta = (c1 - c0) / max(base["requests"], 1)
+extra = (c4 - c2) - per_delta * during["requests"]
+print(f"\nsite CPU per delta alone: {per_delta * 1e6:.0f} µs; site CPU beyond the deltas' own while "
+      f"deleting: {extra:.1f} s, i.e. {extra / max(d['deleted'], 1) * 1e6:.0f} µs per deletion")
 if remaining:
     print(f"\n{remaining} clients to delete are still listed: the run is not valid")
     sys.exit(1)

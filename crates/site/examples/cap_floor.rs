@@ -17,7 +17,9 @@ use invsync_site::offline::dir::replace_file;
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let n: usize = args.next().map_or(10_000, |a| a.parse().expect("N is a number"));
+    let n: usize = args
+        .next()
+        .map_or(10_000, |a| a.parse().expect("N is a number"));
     let base = args.next().map_or_else(
         || tempfile::tempdir_in("/var/tmp").expect("a directory under /var/tmp"),
         |d| tempfile::tempdir_in(d).expect("a directory in DIR"),

@@ -105,7 +105,17 @@ pub(crate) struct Index {
     versions: FastMap<u32, i64>,
     /// Changes that arrived before the change they follow (see [`Index::apply`]).
     parked: FastMap<u32, Vec<SwChange>>,
+    /// Clients whose whole software snapshot went (deleted clients) while their bits are
+    /// still in the bitmaps of the packages they held: counted out of [`Pkg::count`] at once,
+    /// left out of every answer, and removed from the bitmaps in one pass ([`Index::compact`])
+    /// when enough have gone. Removing a client from its 1,500 packages' bitmaps one by one
+    /// cost about a millisecond (an array container shifts its tail on every removal), on the
+    /// writer's thread: deleting clients held the other clients' reports back.
+    gone: RoaringBitmap,
 }
+
+/// Gone clients below which [`Index::compact`] waits for more (see [`Index::retire`]).
+const COMPACT_FROM: u64 = 1_024;
 
 /// The names sorted by text: `sorted` holds the first `merged` of `Index::names`.
 #[derive(Default)]
@@ -164,6 +174,7 @@ impl Default for Index {
             free_sets: Vec::new(),
             versions: FastMap::default(),
             parked: FastMap::default(),
+            gone: RoaringBitmap::new(),
         }
     }
 }
@@ -237,6 +248,7 @@ impl Index {
     /// once per client (at 100,000 clients, inserting one holder at a time spent most of a
     /// 14-second build waiting for memory).
     pub fn add_holders(&mut self, p: u32, clients: &[u32]) {
+        debug_assert!(self.gone.is_empty(), "a build starts from an empty index");
         let pkg = self.pkgs[p as usize];
         if let (0, [one]) = (pkg.count, clients) {
             let pkg = &mut self.pkgs[p as usize];
@@ -337,19 +349,77 @@ impl Index {
                 }
             }
             _ => {
-                let set = &mut self.sets[pkg.holder as usize];
-                if set.remove(client) {
+                if self.sets[pkg.holder as usize].remove(client) {
                     pkg.count -= 1;
                     if pkg.count == 1 {
-                        let only = set.min().expect("one holder left");
-                        *set = RoaringBitmap::new();
-                        self.free_sets.push(pkg.holder);
-                        pkg.holder = only;
+                        self.to_one_holder(p);
                     }
                 }
             }
         }
         Ok(())
+    }
+
+    /// Package `p`, down to one holder, keeps it inline and gives its bitmap's slot back. The
+    /// bitmap may still hold gone clients besides that one.
+    fn to_one_holder(&mut self, p: u32) {
+        let slot = self.pkgs[p as usize].holder;
+        let mut set = std::mem::take(&mut self.sets[slot as usize]);
+        // One pass over both bitmaps: a lookup in `gone` per bit was most of a deletion's CPU
+        // once the bitmaps held many gone clients.
+        set -= &self.gone;
+        let only = set.min().expect("one holder left");
+        self.free_sets.push(slot);
+        self.pkgs[p as usize].holder = only;
+    }
+
+    /// Client `client`'s whole snapshot went (`removed`: the package items of the snapshot
+    /// version the index reflects for it, each once): it is counted out
+    /// of each package at once and added to [`Index::gone`]; its bits leave the bitmaps at
+    /// the next [`Index::compact`], which runs once the gone clients are an eighth of the
+    /// clients (and at least [`COMPACT_FROM`]), so that its pass over every bitmap is paid
+    /// once per many deletions and the stale bits stay a small part of the index.
+    fn retire(&mut self, client: u32, removed: &[i64]) -> Result<(), Inconsistent> {
+        for &id in removed {
+            let Some(p) = self.package_of(id)? else {
+                continue;
+            };
+            let pkg = &mut self.pkgs[p as usize];
+            match pkg.count {
+                0 => {}
+                1 => {
+                    if pkg.holder == client {
+                        pkg.count = 0;
+                    }
+                }
+                _ => {
+                    // Not looked up in the bitmap: `removed` is the snapshot the index holds
+                    // for `client` (`apply` checked its version), each item once, so the bit
+                    // is set. The lookups (a binary search in a cold 8 KB container per
+                    // package) were 40 % of a deletion's CPU.
+                    pkg.count -= 1;
+                    if pkg.count == 1 {
+                        self.sets[pkg.holder as usize].remove(client);
+                        self.to_one_holder(p);
+                    }
+                }
+            }
+        }
+        self.gone.insert(client);
+        if self.gone.len() >= COMPACT_FROM.max(self.versions.len() as u64 / 8) {
+            self.compact();
+        }
+        Ok(())
+    }
+
+    /// Removes the gone clients' bits from every bitmap.
+    fn compact(&mut self) {
+        let gone = std::mem::take(&mut self.gone);
+        for set in &mut self.sets {
+            if !set.is_empty() {
+                *set -= &gone;
+            }
+        }
     }
 
     /// Applies a committed change. Changes of one client must be applied in the order they
@@ -386,6 +456,16 @@ impl Index {
     }
 
     fn apply_in_order(&mut self, change: SwChange) -> Result<(), Inconsistent> {
+        // A gone client's row holding packages again (a row id handed out anew): its old bits
+        // must not count for it.
+        if self.gone.contains(change.client) {
+            self.compact();
+        }
+        if change.to.is_none() && change.added.is_empty() {
+            self.retire(change.client, &change.removed)?;
+            self.versions.remove(&change.client);
+            return Ok(());
+        }
         for &id in &change.removed {
             self.remove_holder(id, change.client)?;
         }
@@ -417,7 +497,13 @@ impl Index {
         match p.count {
             0 => RoaringBitmap::new(),
             1 => std::iter::once(p.holder).collect(),
-            _ => self.sets[p.holder as usize].clone(),
+            _ => {
+                let mut set = self.sets[p.holder as usize].clone();
+                if !self.gone.is_empty() {
+                    set -= &self.gone;
+                }
+                set
+            }
         }
     }
 
@@ -427,7 +513,8 @@ impl Index {
             (0, _) => false,
             (_, None) => true,
             (1, Some(s)) => s.contains(p.holder),
-            (_, Some(s)) => !self.sets[p.holder as usize].is_disjoint(s),
+            (_, Some(s)) if self.gone.is_empty() => !self.sets[p.holder as usize].is_disjoint(s),
+            (_, Some(s)) => !(&self.sets[p.holder as usize] & s).is_subset(&self.gone),
         }
     }
 
@@ -620,6 +707,7 @@ impl Index {
             + self.order.lock().map_or(0, |o| o.sorted.capacity() * 4)
             + sets
             + self.versions.capacity() * 16
+            + self.gone.serialized_size()
     }
 
     /// Counts for the log line: package items, names and clients.
@@ -866,6 +954,105 @@ mod tests {
         assert_eq!(
             ix.names_held(Some(&only_1), None, 0, 10),
             (2, vec!["bash".to_string(), "openssl".to_string()])
+        );
+    }
+
+    /// A deleted client's holdings leave every answer at once (holders, counts, a site's
+    /// packages), though its bits stay in the bitmaps until enough clients have gone; a package
+    /// down to one holder keeps the live one, never a gone client still in its bitmap; and a
+    /// gone client's row holding packages again holds only its new ones.
+    #[test]
+    fn a_deleted_clients_holdings_leave_every_answer_before_the_bitmaps_are_compacted() {
+        let mut ix = index();
+        for client in [5, 10, 12] {
+            ix.apply(change(client, None, Some(1), &[], &[1, 3, 5]))
+                .unwrap();
+        }
+        ix.apply(change(11, None, Some(1), &[], &[1, 4])).unwrap();
+        // Client 5 deleted: its whole snapshot goes.
+        ix.apply(change(5, Some(1), None, &[1, 3, 5], &[])).unwrap();
+        assert!(ix.gone.contains(5), "not compacted after one deletion");
+        assert_eq!(
+            holders(&ix, "bash"),
+            [("5.2-1 amd64".to_string(), vec![10, 11, 12])]
+        );
+        assert_eq!(ix.counts("bash", None).0, 3);
+        assert_eq!(
+            ix.counts("openssl", None),
+            (3, vec![("3.0.11-1".to_string(), 3)])
+        );
+        let only_5: RoaringBitmap = [5].into_iter().collect();
+        assert_eq!(ix.counts("bash", Some(&only_5)).0, 0);
+        assert_eq!(ix.names_held(Some(&only_5), None, 0, 10), (0, vec![]));
+        // Client 12 changes openssl away, then 10: one holder left, and it is not gone 5.
+        ix.apply(change(12, Some(1), Some(2), &[3], &[])).unwrap();
+        assert_eq!(
+            holders(&ix, "openssl"),
+            [
+                ("3.0.11-1 amd64".to_string(), vec![10]),
+                ("3.0.11-1 i386".to_string(), vec![11])
+            ]
+        );
+        ix.apply(change(10, Some(1), Some(2), &[3], &[])).unwrap();
+        assert_eq!(ix.counts("openssl", None).0, 1);
+        assert_eq!(
+            holders(&ix, "openssl"),
+            [("3.0.11-1 i386".to_string(), vec![11])]
+        );
+        ix.apply(change(11, Some(1), Some(2), &[4], &[3])).unwrap();
+        assert_eq!(
+            holders(&ix, "openssl"),
+            [("3.0.11-1 amd64".to_string(), vec![11])]
+        );
+        // Row 5 handed out again, holding bash 5.1 only.
+        ix.apply(change(5, None, Some(1), &[], &[2])).unwrap();
+        assert!(
+            ix.gone.is_empty(),
+            "compacted before the row holds packages again"
+        );
+        assert_eq!(
+            holders(&ix, "bash"),
+            [
+                ("5.1-1 amd64".to_string(), vec![5]),
+                ("5.2-1 amd64".to_string(), vec![10, 11, 12])
+            ]
+        );
+        assert_eq!(ix.counts("bash", None).0, 4);
+    }
+
+    /// Deleting many clients compacts the bitmaps once enough have gone, and the answers are
+    /// the same before and after.
+    #[test]
+    fn deleting_many_clients_compacts_the_bitmaps_once_enough_have_gone() {
+        let mut ix = index();
+        let n = COMPACT_FROM as u32 + 10;
+        for client in 1..=n {
+            ix.apply(change(client, None, Some(1), &[], &[1, 3]))
+                .unwrap();
+        }
+        for client in 1..COMPACT_FROM as u32 {
+            ix.apply(change(client, Some(1), None, &[1, 3], &[]))
+                .unwrap();
+        }
+        assert_eq!(ix.gone.len(), COMPACT_FROM - 1);
+        let left: Vec<u32> = (COMPACT_FROM as u32..=n).collect();
+        assert_eq!(
+            holders(&ix, "bash"),
+            [("5.2-1 amd64".to_string(), left.clone())]
+        );
+        ix.apply(change(COMPACT_FROM as u32, Some(1), None, &[1, 3], &[]))
+            .unwrap();
+        assert!(
+            ix.gone.is_empty(),
+            "compacted at {COMPACT_FROM} gone clients"
+        );
+        assert_eq!(
+            holders(&ix, "bash"),
+            [("5.2-1 amd64".to_string(), left[1..].to_vec())]
+        );
+        assert_eq!(
+            ix.counts("openssl", None).0,
+            u64::from(n - COMPACT_FROM as u32)
         );
     }
 }
