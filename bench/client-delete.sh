@@ -96,11 +96,18 @@ CPU0="$(site_cpu)"
 CPU1="$(site_cpu)"
 
 echo "== deleting $DELETE_N clients while deltas go on" >&2
-/usr/bin/time -f "%U %S" -o "$WORK/during.lgcpu" \
-  "$BIN/invsync-loadgen" delta --site "$URL" --site-dir "$SITE" --agents-file "$WORK/live.txt" \
-  --concurrency 64 --json --duration "${SECONDS_EACH}s" --prebuild $((LIVE * 20)) > "$WORK/during.json" &
+# The load generator's progress lines (cumulative requests, about one a second), each with the
+# time it was read: the deltas sent while the deletions ran are counted from them.
+( /usr/bin/time -f "%U %S" -o "$WORK/during.lgcpu" \
+    "$BIN/invsync-loadgen" delta --site "$URL" --site-dir "$SITE" --agents-file "$WORK/live.txt" \
+    --concurrency 64 --json --duration "${SECONDS_EACH}s" --prebuild $((LIVE * 20)) \
+    2>&1 > "$WORK/during.json" \
+  | while IFS= read -r line; do printf '%s %s\n' "$(date +%s.%N)" "$line"; done > "$WORK/during.log" ) &
 DELTAS=$!
+# The deletions start once the deltas flow, not while the load generator builds its bodies.
+until grep -q " requests, " "$WORK/during.log" 2>/dev/null; do sleep 0.1; done
 CPU2="$(site_cpu)"
+date +%s.%N > "$WORK/delete.start"
 /usr/bin/time -f "%U %S" -o "$WORK/delete.cpu" python3 - "$URL" "$(cat "$SITE/admin.token")" "$DELETE_N" "$CONCURRENCY" > "$WORK/delete.json" <<'PY'
 import concurrent.futures, json, sys, time, urllib.request
 url, token, n, conc = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
@@ -125,6 +132,7 @@ print(json.dumps({"deleted": sum(ok for ok, _ in results), "errors": sum(not ok 
                   "max_ms": lat[-1] * 1000}))
 PY
 CPU3="$(site_cpu)"
+date +%s.%N > "$WORK/delete.end"
 wait "$DELTAS"
 CPU4="$(site_cpu)"
 printf '%s %s %s %s %s\n' "$CPU0" "$CPU1" "$CPU2" "$CPU3" "$CPU4" > "$WORK/site.cpu"
@@ -155,10 +163,28 @@ print("|---|---:|---:|---:|")
 print(f"| deltas alone ({base['requests']:,} deltas) | {c1 - c0:.1f} | {cpu('baseline.lgcpu'):.1f} | - |")
 print(f"| while deleting ({d['deleted']:,} deletions, {during['requests']:,} deltas) | "
       f"{c4 - c2:.1f} (deleting: {c3 - c2:.1f}) | {cpu('during.lgcpu'):.1f} | {cpu('delete.cpu'):.1f} |")
+# The deltas acknowledged while the deletions ran, from the progress lines around that window.
+t0, t1 = (float(open(f"{work}/delete.{e}").read()) for e in ("start", "end"))
+marks = []
+for line in open(f"{work}/during.log"):
+    parts = line.split()
+    if " requests, " in line and len(parts) > 3 and parts[3].isdigit():
+        marks.append((float(parts[0]), int(parts[3])))
+inside = [m for m in marks if t0 <= m[0] <= t1]
+before = [m for m in marks if m[0] < t0][-1:] or inside[:1]
+window = before + inside
+print()
+if len(window) >= 2 and window[-1][0] > window[0][0]:
+    rate = (window[-1][1] - window[0][1]) / (window[-1][0] - window[0][0])
+    sent = rate * (t1 - t0)
+    print(f"while the {t1 - t0:.1f} s of deletions ran: deltas at {rate:,.0f}/s "
+          f"({rate / base['per_second'] * 100:.0f} % of the rate alone)")
+else:
+    sent = during["requests"] * (t1 - t0) / max(during.get("seconds", t1 - t0), t1 - t0)
 per_delta = (c1 - c0) / max(base["requests"], 1)
-extra = (c4 - c2) - per_delta * during["requests"]
-print(f"\nsite CPU per delta alone: {per_delta * 1e6:.0f} µs; site CPU beyond the deltas' own while "
-      f"deleting: {extra:.1f} s, i.e. {extra / max(d['deleted'], 1) * 1e6:.0f} µs per deletion")
+extra = (c3 - c2) - per_delta * sent
+print(f"site CPU per delta alone: {per_delta * 1e6:.0f} µs; the site's CPU in the deletions' window "
+      f"beyond the deltas': {extra:.1f} s, i.e. {extra / max(d['deleted'], 1) * 1e6:.0f} µs per deletion")
 if remaining:
     print(f"\n{remaining} clients to delete are still listed: the run is not valid")
     sys.exit(1)

@@ -414,12 +414,19 @@ impl Index {
 
     /// Removes the gone clients' bits from every bitmap.
     fn compact(&mut self) {
+        let started = std::time::Instant::now();
         let gone = std::mem::take(&mut self.gone);
         for set in &mut self.sets {
             if !set.is_empty() {
                 *set -= &gone;
             }
         }
+        tracing::debug!(
+            gone = gone.len(),
+            bitmaps = self.sets.len(),
+            took_ms = started.elapsed().as_secs_f64() * 1e3,
+            "Removed deleted clients from the software index's bitmaps."
+        );
     }
 
     /// Applies a committed change. Changes of one client must be applied in the order they
