@@ -13,6 +13,7 @@
 //! The statements both dialects read alike live here too ([`sql`]): their placeholders are
 //! `$N`, which SQLite also takes as positional parameters when each first appears in order.
 
+use invsync_proto::agent_version::AgentVersion;
 use invsync_proto::wire::{
     ClientRecord, DownRequest, ForwardOutcome, Forwarded, Hop, HopReport, Owner, Queued,
     ReportBody, ReportBodyOf, RequestState, RequestView, SiteStatus, split_origin,
@@ -37,7 +38,7 @@ pub(crate) mod sql {
     pub const OUTBOX_BATCH: &str =
         "SELECT o.seq, c.uuid, c.name, c.site_code, c.machine_id, c.enrolled_at,
                 o.class, o.version, o.hash, o.full_at, o.updated_at,
-                o.base_version, o.items, o.removed, o.completed, o.deleted_at
+                o.base_version, o.items, o.removed, o.completed, o.deleted_at, c.agent_version
          FROM outbox o JOIN clients c ON c.id = o.client_id
          ORDER BY o.seq LIMIT $1";
     /// The values are those of [`super::OutboxRow`], in its order.
@@ -140,12 +141,15 @@ pub(crate) mod sql {
         "SELECT id, uuid FROM clients WHERE site_code = $1 AND name = $2 AND uuid <> $3";
     /// The row of a forwarded client, created or brought up to date from its record. The key
     /// hash `$5` is zeros: such a client never authenticates here (`client_auth` only looks at
-    /// this site's own clients, and no key hashes to zeros).
+    /// this site's own clients, and no key hashes to zeros). A record without an agent version
+    /// (from a site of an earlier release) keeps the one stored.
     pub const ENSURE_CLIENT: &str =
-        "INSERT INTO clients (uuid, name, site_code, machine_id, key_hash, enrolled_at)
-         VALUES ($1, $2, $3, $4, $5, $6)
+        "INSERT INTO clients (uuid, name, site_code, machine_id, key_hash, enrolled_at,
+                             agent_version)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
          ON CONFLICT (uuid) DO UPDATE SET name = excluded.name, machine_id = excluded.machine_id,
-             enrolled_at = excluded.enrolled_at
+             enrolled_at = excluded.enrolled_at,
+             agent_version = coalesce(excluded.agent_version, clients.agent_version)
          RETURNING id";
     /// The row id, name and owner of any client this site holds, by client id.
     /// Where the site `$1` stands in the tree: the direct child through which it is reached
@@ -186,7 +190,7 @@ pub(crate) fn site_args<'a>(s: &'a SiteStatus, via: &'a SiteCode, now: Timestamp
 }
 
 /// The arguments of [`sql::STALE_CLIENT`] and [`sql::ENSURE_CLIENT`] for a forwarded client.
-pub(crate) fn client_args(record: &ClientRecord) -> ([Arg<'_>; 3], [Arg<'_>; 6]) {
+pub(crate) fn client_args(record: &ClientRecord) -> ([Arg<'_>; 3], [Arg<'_>; 7]) {
     const NO_KEY: [u8; 32] = [0; 32];
     let (id, name, site) = (
         Arg::Uuid(record.id),
@@ -203,6 +207,13 @@ pub(crate) fn client_args(record: &ClientRecord) -> ([Arg<'_>; 3], [Arg<'_>; 6])
         machine,
         Arg::Blob(&NO_KEY),
         at,
+        // Stored only when it is a version: a child's word is not trusted to be one.
+        Arg::OptText(
+            record
+                .agent_version
+                .as_deref()
+                .filter(|v| AgentVersion::from_user_agent(v).is_some()),
+        ),
     ];
     (stale, upsert)
 }
@@ -910,6 +921,7 @@ pub(crate) fn forwarded(row: &impl Cols, items: Items) -> Result<Forwarded, Stor
             site: row.site(3)?,
             machine_id: row.text(4)?.to_string(),
             enrolled_at: row.at(5)?,
+            agent_version: row.opt_text(16)?.map(str::to_string),
         },
         class: row.class(6)?,
         version: row.int(7)?,

@@ -41,6 +41,7 @@ fn record(id: Uuid, raw_name: &str, owner: &str) -> ClientRecord {
         site: code(owner),
         machine_id: format!("{raw_name}-machine"),
         enrolled_at: Timestamp(500),
+        agent_version: None,
     }
 }
 
@@ -243,6 +244,7 @@ async fn with_forwarding_each_accepted_report_is_queued_in_order_as_accepted() {
             site: code("S01"),
             machine_id: "web01-machine".to_string(),
             enrolled_at: Timestamp(2_000),
+            agent_version: None,
         };
         let expected: Vec<(Class, i64, Digest, i64, i64, &ReportBody)> = vec![
             (Class::Hw, 1, r1.hash, 3_000, 3_000, &r1.body),
@@ -1281,9 +1283,10 @@ async fn a_stale_client_is_replaced_and_a_renamed_one_follows() {
         .await;
         assert_eq!(s.find_clients(&name("web01")).await.unwrap().len(), 2);
 
-        // A known id under a new name is renamed.
+        // A known id under a new name is renamed, and its agent version is stored.
         let renamed = ClientRecord {
             name: name("web02"),
+            agent_version: Some("0.3.1".to_string()),
             ..new.clone()
         };
         assert_eq!(
@@ -1297,7 +1300,46 @@ async fn a_stale_client_is_replaced_and_a_renamed_one_follows() {
         );
         let view = s.client_view_by_id(new.id).await.unwrap().unwrap();
         assert_eq!(view.name, name("web02"));
+        assert_eq!(
+            view.agent_version.as_deref(),
+            Some("0.3.1"),
+            "{}",
+            f.backend
+        );
         assert_eq!(s.find_clients(&name("web01")).await.unwrap().len(), 1);
+
+        // A record without one (a child of an earlier release) or with something that is not
+        // a version keeps the stored one.
+        for (seq, said) in [(6, None), (7, Some("0.4; DROP TABLE clients".to_string()))] {
+            let record = ClientRecord {
+                agent_version: said,
+                ..renamed.clone()
+            };
+            let (from, to) = if seq == 6 { (&hw1, &hw2) } else { (&hw2, &hw1) };
+            let e = fwd_delta(
+                seq,
+                &record,
+                Class::Hw,
+                seq - 3,
+                from,
+                to,
+                5_000,
+                5_000 + seq,
+            );
+            assert_eq!(
+                apply(s, "C01", &e).await,
+                ForwardOutcome::Applied { seq },
+                "{}",
+                f.backend
+            );
+        }
+        let view = s.client_view_by_id(new.id).await.unwrap().unwrap();
+        assert_eq!(
+            view.agent_version.as_deref(),
+            Some("0.3.1"),
+            "{}",
+            f.backend
+        );
     }
 }
 

@@ -52,6 +52,16 @@ fn three_levels(db: Db) {
     assert_eq!(at_parent["sw"]["hash"], at_grand["sw"]["hash"]);
     assert_eq!(at_parent["hw"]["hash"], at_grand["hw"]["hash"]);
     assert_eq!(try_show(&child, "WEB01", &[]).unwrap()["site"], "G01");
+    // The agent's version travels up with the client's record, through the middle site.
+    assert_eq!(
+        at_grand["agent_version"],
+        env!("CARGO_PKG_VERSION"),
+        "{at_grand}"
+    );
+    assert_eq!(
+        at_parent["agent_version"], at_grand["agent_version"],
+        "{at_parent}"
+    );
 
     // A delta travels up with the owner's version numbers.
     agent.set_version("bash", "5.2.15-9");

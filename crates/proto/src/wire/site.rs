@@ -94,6 +94,11 @@ pub struct ClientRecord {
     pub site: SiteCode,
     pub machine_id: String,
     pub enrolled_at: Timestamp,
+    /// The client's agent version as its owning site last stored it, so that the sites above
+    /// show and flag it too; absent when the agent never said (a CAP or imported client) and
+    /// from a site of an earlier release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_version: Option<String>,
 }
 
 /// One accepted change, forwarded up: the snapshot of `class` of `client` reached `version`

@@ -352,7 +352,7 @@ impl Index {
                 if self.sets[pkg.holder as usize].remove(client) {
                     pkg.count -= 1;
                     if pkg.count == 1 {
-                        self.to_one_holder(p);
+                        self.down_to_one_holder(p);
                     }
                 }
             }
@@ -362,7 +362,7 @@ impl Index {
 
     /// Package `p`, down to one holder, keeps it inline and gives its bitmap's slot back. The
     /// bitmap may still hold gone clients besides that one.
-    fn to_one_holder(&mut self, p: u32) {
+    fn down_to_one_holder(&mut self, p: u32) {
         let slot = self.pkgs[p as usize].holder;
         let mut set = std::mem::take(&mut self.sets[slot as usize]);
         // One pass over both bitmaps: a lookup in `gone` per bit was most of a deletion's CPU
@@ -400,7 +400,7 @@ impl Index {
                     pkg.count -= 1;
                     if pkg.count == 1 {
                         self.sets[pkg.holder as usize].remove(client);
-                        self.to_one_holder(p);
+                        self.down_to_one_holder(p);
                     }
                 }
             }
