@@ -117,6 +117,17 @@ pub(crate) struct Index {
 /// Gone clients below which [`Index::compact`] waits for more (see [`Index::retire`]).
 const COMPACT_FROM: u64 = 1_024;
 
+/// What [`Index::remove_holder`] does with the client's bit in a package's bitmap.
+#[derive(Clone, Copy)]
+enum Removal {
+    /// Removes it (and counts the client out only if it was there).
+    Now,
+    /// Leaves it for [`Index::compact`]: the change removes the client's whole snapshot, the
+    /// one the index holds for it (`Index::apply` checked the version), each item once, so
+    /// the bit is set.
+    Later,
+}
+
 /// The names sorted by text: `sorted` holds the first `merged` of `Index::names`.
 #[derive(Default)]
 struct NameOrder {
@@ -336,7 +347,7 @@ impl Index {
         Ok(())
     }
 
-    fn remove_holder(&mut self, id: i64, client: u32) -> Result<(), Inconsistent> {
+    fn remove_holder(&mut self, id: i64, client: u32, how: Removal) -> Result<(), Inconsistent> {
         let Some(p) = self.package_of(id)? else {
             return Ok(());
         };
@@ -349,10 +360,17 @@ impl Index {
                 }
             }
             _ => {
-                if self.sets[pkg.holder as usize].remove(client) {
+                let held = match how {
+                    Removal::Now => self.sets[pkg.holder as usize].remove(client),
+                    // Not looked up: the bit is set (see `Removal::Later`). The lookups (a
+                    // binary search in a cold 8 KB container per package) were 40 % of a
+                    // deletion's CPU.
+                    Removal::Later => true,
+                };
+                if held {
                     pkg.count -= 1;
                     if pkg.count == 1 {
-                        self.down_to_one_holder(p);
+                        self.down_to_one_holder(p, client);
                     }
                 }
             }
@@ -360,11 +378,12 @@ impl Index {
         Ok(())
     }
 
-    /// Package `p`, down to one holder, keeps it inline and gives its bitmap's slot back. The
-    /// bitmap may still hold gone clients besides that one.
-    fn down_to_one_holder(&mut self, p: u32) {
+    /// Package `p`, down to one holder now that `leaving` left it, keeps that holder inline
+    /// and gives its bitmap's slot back. The bitmap may still hold `leaving` and gone clients.
+    fn down_to_one_holder(&mut self, p: u32, leaving: u32) {
         let slot = self.pkgs[p as usize].holder;
         let mut set = std::mem::take(&mut self.sets[slot as usize]);
+        set.remove(leaving);
         // One pass over both bitmaps: a lookup in `gone` per bit was most of a deletion's CPU
         // once the bitmaps held many gone clients.
         set -= &self.gone;
@@ -374,36 +393,14 @@ impl Index {
     }
 
     /// Client `client`'s whole snapshot went (`removed`: the package items of the snapshot
-    /// version the index reflects for it, each once): it is counted out
-    /// of each package at once and added to [`Index::gone`]; its bits leave the bitmaps at
-    /// the next [`Index::compact`], which runs once the gone clients are an eighth of the
-    /// clients (and at least [`COMPACT_FROM`]), so that its pass over every bitmap is paid
-    /// once per many deletions and the stale bits stay a small part of the index.
+    /// version the index reflects for it, each once): it is counted out of each package at
+    /// once and added to [`Index::gone`]; its bits leave the bitmaps at the next
+    /// [`Index::compact`], which runs once the gone clients are an eighth of the clients (and
+    /// at least [`COMPACT_FROM`]), so that its pass over every bitmap is paid once per many
+    /// deletions and the stale bits stay a small part of the index.
     fn retire(&mut self, client: u32, removed: &[i64]) -> Result<(), Inconsistent> {
         for &id in removed {
-            let Some(p) = self.package_of(id)? else {
-                continue;
-            };
-            let pkg = &mut self.pkgs[p as usize];
-            match pkg.count {
-                0 => {}
-                1 => {
-                    if pkg.holder == client {
-                        pkg.count = 0;
-                    }
-                }
-                _ => {
-                    // Not looked up in the bitmap: `removed` is the snapshot the index holds
-                    // for `client` (`apply` checked its version), each item once, so the bit
-                    // is set. The lookups (a binary search in a cold 8 KB container per
-                    // package) were 40 % of a deletion's CPU.
-                    pkg.count -= 1;
-                    if pkg.count == 1 {
-                        self.sets[pkg.holder as usize].remove(client);
-                        self.down_to_one_holder(p);
-                    }
-                }
-            }
+            self.remove_holder(id, client, Removal::Later)?;
         }
         self.gone.insert(client);
         if self.gone.len() >= COMPACT_FROM.max(self.versions.len() as u64 / 8) {
@@ -474,7 +471,7 @@ impl Index {
             return Ok(());
         }
         for &id in &change.removed {
-            self.remove_holder(id, change.client)?;
+            self.remove_holder(id, change.client, Removal::Now)?;
         }
         for &id in &change.added {
             self.add_holder(id, change.client)?;
