@@ -10,6 +10,7 @@ pub mod name;
 pub mod offline;
 #[cfg(feature = "openapi")]
 mod openapi;
+pub mod query;
 pub mod settings;
 pub mod time;
 pub mod version;
