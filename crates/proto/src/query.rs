@@ -23,6 +23,9 @@
 
 use std::fmt;
 
+use crate::version::Scheme;
+use crate::{Items, Timestamp};
+
 /// The longest query accepted, in bytes: a saved group's condition, not a program.
 pub const MAX_QUERY_BYTES: usize = 4096;
 /// How deeply `not` and parentheses may nest (the parser recurses once per level).
@@ -547,6 +550,135 @@ pub fn compare_text(field: &str, query: &str, quoted: bool) -> std::cmp::Orderin
     field.cmp(query)
 }
 
+/// One client as a query sees it. `hw` holds its hardware items when the query names any
+/// (`Expr::needs_hw`); software conditions are answered by the caller, from its software
+/// index, through the `sw` argument of [`matches`].
+pub struct Facts<'a> {
+    pub name: &'a str,
+    pub site: &'a str,
+    pub last_seen: Option<Timestamp>,
+    pub stale: bool,
+    pub hw_updated: Option<Timestamp>,
+    pub sw_updated: Option<Timestamp>,
+    pub hw: &'a Items,
+}
+
+impl Expr {
+    /// Every condition, in order.
+    pub fn conditions(&self) -> Vec<&Condition> {
+        fn walk<'e>(e: &'e Expr, out: &mut Vec<&'e Condition>) {
+            match e {
+                Expr::Cond(c) => out.push(c),
+                Expr::Not(e) => walk(e, out),
+                Expr::And(all) | Expr::Or(all) => all.iter().for_each(|e| walk(e, out)),
+            }
+        }
+        let mut out = Vec::new();
+        walk(self, &mut out);
+        out
+    }
+
+    /// Whether a condition looks at hardware items.
+    pub fn needs_hw(&self) -> bool {
+        self.conditions()
+            .iter()
+            .any(|c| matches!(c.field, Field::Hw { .. }))
+    }
+}
+
+/// Whether the client `facts` describes matches `expr` at `now`. A condition on items holds
+/// when any item it names satisfies it (`hw.pci.vendor != Intel`: some device is not Intel;
+/// `not hw.pci.vendor = Intel`: none is). A time never recorded is older than any age.
+/// `sw(condition)` says whether the client holds a package the software condition names in a
+/// version it accepts ([`version_test`]).
+pub fn matches(
+    expr: &Expr,
+    facts: &Facts<'_>,
+    now: Timestamp,
+    sw: &mut dyn FnMut(&Condition) -> bool,
+) -> bool {
+    match expr {
+        Expr::Cond(c) => condition_holds(c, facts, now, sw),
+        Expr::Not(e) => !matches(e, facts, now, sw),
+        Expr::And(all) => all.iter().all(|e| matches(e, facts, now, sw)),
+        Expr::Or(all) => all.iter().any(|e| matches(e, facts, now, sw)),
+    }
+}
+
+fn condition_holds(
+    c: &Condition,
+    facts: &Facts<'_>,
+    now: Timestamp,
+    sw: &mut dyn FnMut(&Condition) -> bool,
+) -> bool {
+    let value = match &c.test {
+        Test::Exists => None,
+        Test::Compare(op, value) => Some((*op, value)),
+    };
+    match (&c.field, value) {
+        (Field::Sw { .. }, _) => sw(c),
+        (Field::Hw { key, attr }, None) => facts
+            .hw
+            .iter()
+            .any(|(k, attrs)| key_matches(key, k) && attrs.contains_key(attr)),
+        (Field::Hw { key, attr }, Some((op, value))) => facts.hw.iter().any(|(k, attrs)| {
+            key_matches(key, k) && attrs.get(attr).is_some_and(|v| text_holds(op, v, value))
+        }),
+        (Field::Client(_), None) => true,
+        (Field::Client(f), Some((op, value))) => match (f, value) {
+            (ClientField::Name, v) => name_holds(op, facts.name, v),
+            (ClientField::Site, v) => name_holds(op, facts.site, v),
+            (ClientField::Stale, Value::Bool(b)) => op.holds(facts.stale.cmp(b)),
+            (ClientField::LastSeen, Value::Age(age)) => age_holds(op, facts.last_seen, *age, now),
+            (ClientField::HwUpdated, Value::Age(age)) => age_holds(op, facts.hw_updated, *age, now),
+            (ClientField::SwUpdated, Value::Age(age)) => age_holds(op, facts.sw_updated, *age, now),
+            // `parse` types every client field's value; a hand-built query of another shape
+            // matches nothing.
+            _ => false,
+        },
+    }
+}
+
+fn text_holds(op: Op, field: &str, value: &Value) -> bool {
+    let Value::Text { text, quoted } = value else {
+        return false;
+    };
+    match op {
+        Op::Glob => glob(text, field),
+        op => op.holds(compare_text(field, text, *quoted)),
+    }
+}
+
+/// Client names and site codes are upper case; a query may write them in any case.
+fn name_holds(op: Op, field: &str, value: &Value) -> bool {
+    let Value::Text { text, .. } = value else {
+        return false;
+    };
+    match op {
+        Op::Glob => glob(text, field),
+        op => op.holds(field.to_ascii_uppercase().cmp(&text.to_ascii_uppercase())),
+    }
+}
+
+fn age_holds(op: Op, at: Option<Timestamp>, age_ms: i64, now: Timestamp) -> bool {
+    let age = at.map_or(i64::MAX, |t| now.0.saturating_sub(t.0));
+    op.holds(age.cmp(&age_ms))
+}
+
+/// For a software condition: which of a package's versions (from `source`) it accepts. The
+/// package's name, and its source when the condition names one, are the caller's to match.
+/// Versions compare in the order of the package's source (`Scheme::of`); `~` globs them.
+pub fn version_test(test: &Test) -> impl Fn(&str, &str) -> bool + '_ {
+    move |version: &str, source: &str| match test {
+        Test::Exists => true,
+        Test::Compare(Op::Glob, Value::Text { text, .. }) => glob(text, version),
+        Test::Compare(op, Value::Text { text, .. }) => {
+            op.holds(Scheme::of(source).compare(version, text))
+        }
+        Test::Compare(..) => false,
+    }
+}
+
 impl fmt::Display for Expr {
     /// The canonical text: `parse` reads it back as the same query.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -765,6 +897,112 @@ mod tests {
         assert_eq!(compare_text("kvm", "kvm", false), Equal);
         assert!(Op::Le.holds(Equal) && Op::Le.holds(Less) && !Op::Le.holds(Greater));
         assert!(Op::Ne.holds(Less) && !Op::Glob.holds(Equal));
+    }
+
+    /// A client as the evaluator sees it, with a few packages answered as a site would.
+    fn facts_matching(query: &str, now: Timestamp) -> bool {
+        let hw: Items = [
+            ("cpu", vec![("threads", "8")]),
+            ("memory", vec![("total_bytes", "8589934592")]),
+            ("virt", vec![("hypervisor", "kvm")]),
+            ("os", vec![("version", "12")]),
+            ("pci/0000:00:02.0", vec![("vendor", "Intel Corporation")]),
+            ("pci/0000:01:00.0", vec![("vendor", "NVIDIA Corporation")]),
+        ]
+        .into_iter()
+        .map(|(k, attrs)| {
+            let attrs = attrs
+                .into_iter()
+                .map(|(a, v)| (a.to_string(), v.to_string()))
+                .collect();
+            (k.to_string(), attrs)
+        })
+        .collect();
+        let facts = Facts {
+            name: "WEB01",
+            site: "S01",
+            last_seen: Some(Timestamp(now.0 - 3 * 86_400_000)),
+            stale: false,
+            hw_updated: Some(Timestamp(now.0 - 40 * 86_400_000)),
+            sw_updated: None,
+            hw: &hw,
+        };
+        let packages = [
+            ("openssl", "3.0.11-1~deb12u2", "dpkg"),
+            ("curl", "7.88.1-10+deb12u5", "dpkg"),
+            ("requests", "2.31.0", "pip"),
+        ];
+        let expr = parse(query).unwrap_or_else(|e| panic!("{query}: {e}"));
+        matches(&expr, &facts, now, &mut |c: &Condition| {
+            let Field::Sw { source, name } = &c.field else {
+                return false;
+            };
+            let accepts = version_test(&c.test);
+            packages.iter().any(|(n, v, s)| {
+                n == name && source.as_deref().is_none_or(|want| want == *s) && accepts(v, s)
+            })
+        })
+    }
+
+    #[test]
+    fn a_query_matches_a_client_by_its_hardware_software_and_record() {
+        let now = Timestamp(1_800_000_000_000);
+        let yes = [
+            "hw.cpu.threads >= 8",
+            "hw.cpu.threads > 10.5 or hw.cpu.threads = 8",
+            "hw.os.version = 12",
+            "hw.memory.total_bytes < 17179869184",
+            "hw.virt.hypervisor = kvm",
+            "hw.pci.vendor ~ \"nvidia*\"",
+            "hw.pci.*.vendor ~ *Intel*",
+            "hw.pci.0000:01:00.0.vendor = \"NVIDIA Corporation\"",
+            "hw.pci.vendor != \"Intel Corporation\"",
+            "hw.virt.hypervisor exists",
+            "sw.openssl < 3.0.13",
+            "sw.openssl < 3.0.11-1~deb12u3",
+            "sw.dpkg:openssl exists",
+            "sw.curl ~ 7.88.*",
+            "sw.pip:requests >= 2.31",
+            "not sw.nginx exists",
+            "client.name = web01",
+            "client.name ~ WEB*",
+            "client.site = s01",
+            "client.last_seen > 2d and client.last_seen < 4d",
+            "client.hw_updated > 30d",
+            "client.sw_updated > 3650d",
+            "client.stale = false",
+            "hw.memory.total_bytes < 17179869184 and sw.openssl < 3.0.13 and not client.stale = true",
+        ];
+        for q in yes {
+            assert!(facts_matching(q, now), "{q} should match");
+        }
+        let no = [
+            "hw.cpu.threads > 8",
+            "hw.cpu.threads = \"8.0\"",
+            "hw.os.version = 11",
+            "hw.virt.hypervisor = vmware",
+            "hw.pci.vendor ~ AMD*",
+            "hw.usb.vendor exists",
+            "hw.cpu.vendor exists",
+            "not hw.pci.vendor ~ nvidia*",
+            "sw.openssl >= 3.0.13",
+            "sw.openssl < 3.0.11-1~deb12u1",
+            "sw.rpm:openssl exists",
+            "sw.nginx exists",
+            "client.name = web02",
+            "client.last_seen > 7d",
+            "client.stale = true",
+            "sw.openssl < 3.0.13 and client.last_seen > 7d",
+        ];
+        for q in no {
+            assert!(!facts_matching(q, now), "{q} should not match");
+        }
+        assert!(parse("hw.cpu.threads > 1").unwrap().needs_hw());
+        assert!(
+            !parse("sw.a exists or client.stale = true")
+                .unwrap()
+                .needs_hw()
+        );
     }
 
     proptest::proptest! {
