@@ -103,6 +103,7 @@ enum Done {
 
 /// One run over the directory.
 pub async fn run(ctx: &SyncContext, dir: &CapDir) -> Result<SyncSummary, SyncError> {
+    let started = std::time::Instant::now();
     let listing = dir.list()?;
     let mut summary = SyncSummary::default();
     for w in listing.not_files {
@@ -193,6 +194,7 @@ pub async fn run(ctx: &SyncContext, dir: &CapDir) -> Result<SyncSummary, SyncErr
         imported = summary.imported.len(),
         refused = summary.refused.len(),
         written = summary.written.len(),
+        took_ms = started.elapsed().as_millis() as u64,
         dir = %dir.root.display(),
         "Synchronized the CAP directory."
     );
