@@ -6,8 +6,13 @@
 #      (`invsync-loadgen cap-files --kind full`), and `invsite cap-sync` imports them: timed;
 #   3. every agent drops a sw delta (`--kind delta`), and cap-sync imports them: timed; then a
 #      second round of deltas, timed (the steady state: every .cfg has its spare);
-#   4. the server is started again and `invsync-loadgen verify` checks that the site holds
-#      every report the files carried.
+#   4. the server is started again with `--cap-dir` (`invsite serve --cap-dir`) and two more
+#      rounds of deltas, each written to a staging directory on the same file system and then
+#      renamed into Inventry.box at once, are imported by the server's runs: timed by the runs'
+#      own time (`took_ms` of their log lines; the wall time from the renames also includes the
+#      wait for the server's next look at the directory, up to a second), the first round with
+#      the server's caches as it started them, the second warm; then `invsync-loadgen verify` checks that the site holds every report
+#      the files carried.
 # Also printed: the size of a no-change check-in `.inv` and of a no-change `.cfg`, as the
 # real agent and site write them (`invagent cycle --cap-dir` twice against a fixture root).
 #
@@ -49,8 +54,8 @@ cleanup() {
   fi
 }
 trap cleanup EXIT
-serve() {
-  RUST_LOG=warn "$BIN/invsite" serve --data-dir "$SITE" --listen 127.0.0.1:0 > "$WORK/serve.out" 2> "$WORK/serve.log" &
+serve() { # serve [ARGS...]: extra arguments for invsite serve
+  RUST_LOG="${SERVE_LOG:-warn}" "$BIN/invsite" serve --data-dir "$SITE" --listen 127.0.0.1:0 "$@" > "$WORK/serve.out" 2> "$WORK/serve.log" &
   SERVER_PID=$!
   for _ in $(seq 1 100); do [ -s "$WORK/serve.out" ] && break; sleep 0.1; done
   URL="$(head -1 "$WORK/serve.out" | awk '{print $NF}')"
@@ -100,7 +105,37 @@ echo "== $FULL_AGENTS sw deltas as files, second round" >&2
 "$BIN/invsync-loadgen" cap-files --agents-file "$AGENTS_FILE" --cap-dir "$CAP" --kind delta --agents "$FULL_AGENTS" >&2
 timed_sync "sw deltas, second round" "$FULL_AGENTS"
 
-serve
+# The same through a running server's runs (invsite serve --cap-dir): the files of a round are
+# renamed into Inventry.box at once, and the round lasts until the server's log lines count
+# them all imported.
+move_in() { # move_in FROM: every .inv of FROM renamed into the CAP's Inventry.box
+  python3 -c 'import os, sys
+src, dst = sys.argv[1], sys.argv[2]
+for f in os.listdir(src):
+    if f.endswith(".inv"):
+        os.rename(os.path.join(src, f), os.path.join(dst, f))' "$1" "$CAP/Inventry.box"
+}
+by_server() { # what the server's runs that found files did so far: "IMPORTED REFUSED MS"
+  grep -o 'Synchronized the CAP directory. imported=[0-9]* refused=[0-9]* written=[0-9]* took_ms=[0-9]*' "$WORK/serve.log" \
+    | sed 's/.*imported=\([0-9]*\) refused=\([0-9]*\) written=[0-9]* took_ms=\([0-9]*\)/\1 \2 \3/' \
+    | awk '$1 + $2 > 0 {i += $1; r += $2; t += $3} END {print i + 0, r + 0, t + 0}'
+}
+SERVE_LOG=warn,invsync_site::offline::sync=info serve --cap-dir "$CAP"
+for round in "first (server just started)" "second (warm)"; do
+  echo "== $FULL_AGENTS sw deltas through invsite serve --cap-dir, $round" >&2
+  rm -rf "$WORK/stage" && mkdir -p "$WORK/stage"
+  "$BIN/invsync-loadgen" cap-files --agents-file "$AGENTS_FILE" --cap-dir "$WORK/stage" --kind delta --agents "$FULL_AGENTS" >&2
+  read -r i0 r0 t0 <<< "$(by_server)"
+  start="$(date +%s.%N)"
+  move_in "$WORK/stage/Inventry.box"
+  while read -r i1 r1 t1 <<< "$(by_server)"; [ $((i1 + r1 - i0 - r0)) -lt "$FULL_AGENTS" ]; do sleep 0.05; done
+  end="$(date +%s.%N)"
+  python3 -c 'import sys
+label, n, i, r, ms, s, e = sys.argv[1], *map(int, sys.argv[2:6]), *map(float, sys.argv[6:8])
+print(f"serve --cap-dir, sw deltas, {label} (wall from the renames: {e - s:.2f} s)"
+      f"\t{n}\t{i}\t{r}\t{ms / 1000:.2f}\t{i / max(ms / 1000, 0.001):.0f}")' \
+    "$round" "$FULL_AGENTS" $((i1 - i0)) $((r1 - r0)) $((t1 - t0)) "$start" "$end" >> "$RESULTS"
+done
 echo "== verify" >&2
 "$BIN/invsync-loadgen" verify --site "$URL" --site-dir "$SITE" --agents-file "$AGENTS_FILE" --json > "$WORK/verify.json" \
   || { echo "verify found reports the site does not hold:" >&2; cat "$WORK/verify.json" >&2; exit 1; }
