@@ -207,12 +207,13 @@ pub(crate) fn client_args(record: &ClientRecord) -> ([Arg<'_>; 3], [Arg<'_>; 7])
         machine,
         Arg::Blob(&NO_KEY),
         at,
-        // Stored only when it is a version: a child's word is not trusted to be one.
+        // Stored only when it is a bare version, as the owning site stores it: a child's word
+        // is not trusted to be one (nor to be short).
         Arg::OptText(
             record
                 .agent_version
                 .as_deref()
-                .filter(|v| AgentVersion::from_user_agent(v).is_some()),
+                .filter(|v| v.parse::<AgentVersion>().is_ok()),
         ),
     ];
     (stale, upsert)

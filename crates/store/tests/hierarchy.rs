@@ -1310,7 +1310,8 @@ async fn a_stale_client_is_replaced_and_a_renamed_one_follows() {
 
         // A record without one (a child of an earlier release) or with something that is not
         // a version keeps the stored one.
-        for (seq, said) in [(6, None), (7, Some("0.4; DROP TABLE clients".to_string()))] {
+        let long = format!("invagent/0.4.0 {}", "x".repeat(10_000));
+        for (seq, said) in [(6, None), (7, Some(long))] {
             let record = ClientRecord {
                 agent_version: said,
                 ..renamed.clone()
