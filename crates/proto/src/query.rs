@@ -215,13 +215,18 @@ impl<'a> Parser<'a> {
         self.at += rest.len() - rest.trim_start().len();
     }
 
-    fn column(&self) -> usize {
-        self.text[..self.at].chars().count() + 1
+    /// The 1-based column, in characters, of byte offset `at`.
+    fn column_of(&self, at: usize) -> usize {
+        self.text[..at].chars().count() + 1
     }
 
     fn error(&self, message: String) -> QueryError {
+        self.error_at(self.at, message)
+    }
+
+    fn error_at(&self, at: usize, message: String) -> QueryError {
         QueryError {
-            column: self.column(),
+            column: self.column_of(at),
             message,
         }
     }
@@ -317,19 +322,16 @@ impl<'a> Parser<'a> {
                 self.found()
             )));
         }
-        let field = field_of(path).map_err(|message| QueryError {
-            column: self.text[..start].chars().count() + 1,
-            message,
-        })?;
+        let field = field_of(path).map_err(|message| self.error_at(start, message))?;
         if self.keyword("exists") {
             if let Field::Client(f) = field {
-                return Err(QueryError {
-                    column: self.text[..start].chars().count() + 1,
-                    message: format!(
+                return Err(self.error_at(
+                    start,
+                    format!(
                         "client.{} always exists; compare it instead (=, <, …)",
                         f.as_str()
                     ),
-                });
+                ));
             }
             return Ok(Condition {
                 field,
@@ -351,10 +353,8 @@ impl<'a> Parser<'a> {
         self.skip_space();
         let value_at = self.at;
         let (text, quoted) = self.value()?;
-        let value = typed(&field, op, text, quoted).map_err(|message| QueryError {
-            column: self.text[..value_at].chars().count() + 1,
-            message,
-        })?;
+        let value =
+            typed(&field, op, text, quoted).map_err(|message| self.error_at(value_at, message))?;
         Ok(Condition {
             field,
             test: Test::Compare(op, value),
